@@ -1,0 +1,2 @@
+//! Benchmark harness; workloads arrive with the benchmark issue.
+fn main() {}

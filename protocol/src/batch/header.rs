@@ -1,0 +1,267 @@
+//! The fixed 64-byte little-endian header that opens every record batch, on the wire and on disk.
+//!
+//! This file owns the byte layout and the CRC rule; it does not know what the payload holds (see
+//! `batch::records` for payload format 1) and it never allocates. The layout is written down in
+//! `broker/src/storage/FORMAT.md` too; the two must agree.
+//!
+//! Layout (all integers little-endian):
+//!
+//! | offset | size | field             | who writes it                    | in CRC |
+//! |-------:|-----:|-------------------|----------------------------------|--------|
+//! |      0 |    8 | `base_offset`     | broker, at append                | no     |
+//! |      8 |    4 | `leader_epoch`    | broker, at append (replication)  | no     |
+//! |     12 |    4 | `crc`             | producer, at seal                | no     |
+//! |     16 |    4 | `batch_length`    | producer                         | yes    |
+//! |     20 |    1 | `magic`           | producer                         | yes    |
+//! |     21 |    1 | `payload_format`  | producer                         | yes    |
+//! |     22 |    2 | `attributes`      | producer                         | yes    |
+//! |     24 |    4 | `offset_count`    | producer                         | yes    |
+//! |     28 |    4 | `record_count`    | producer                         | yes    |
+//! |     32 |    8 | `first_timestamp` | producer (or broker, later)      | yes    |
+//! |     40 |    8 | `max_timestamp`   | producer                         | yes    |
+//! |     48 |    8 | `producer_id`     | producer                         | yes    |
+//! |     56 |    2 | `producer_epoch`  | producer                         | yes    |
+//! |     58 |    2 | `reserved`        | zero                             | yes    |
+//! |     60 |    4 | `base_sequence`   | producer                         | yes    |
+//!
+//! The CRC-32C covers bytes `[16, batch_length)`: everything the producer wrote after the CRC
+//! itself. The broker stamps `base_offset` and `leader_epoch` without recomputing it, exactly as
+//! Kafka's RecordBatch v2 leaves base offset and leader epoch outside its CRC. `batch_length`
+//! sits inside the CRC so that a corrupted length is caught, not trusted.
+
+use crate::error::BatchError;
+
+/// Offsets of each field inside the header; each derived from the previous one.
+pub mod field {
+    pub const BASE_OFFSET: usize = 0;
+    pub const LEADER_EPOCH: usize = BASE_OFFSET + 8;
+    pub const CRC: usize = LEADER_EPOCH + 4;
+    pub const BATCH_LENGTH: usize = CRC + 4;
+    pub const MAGIC: usize = BATCH_LENGTH + 4;
+    pub const PAYLOAD_FORMAT: usize = MAGIC + 1;
+    pub const ATTRIBUTES: usize = PAYLOAD_FORMAT + 1;
+    pub const OFFSET_COUNT: usize = ATTRIBUTES + 2;
+    pub const RECORD_COUNT: usize = OFFSET_COUNT + 4;
+    pub const FIRST_TIMESTAMP: usize = RECORD_COUNT + 4;
+    pub const MAX_TIMESTAMP: usize = FIRST_TIMESTAMP + 8;
+    pub const PRODUCER_ID: usize = MAX_TIMESTAMP + 8;
+    pub const PRODUCER_EPOCH: usize = PRODUCER_ID + 8;
+    pub const RESERVED: usize = PRODUCER_EPOCH + 2;
+    pub const BASE_SEQUENCE: usize = RESERVED + 2;
+    pub const END: usize = BASE_SEQUENCE + 4;
+    /// First byte covered by the CRC.
+    pub const CRC_START: usize = BATCH_LENGTH;
+}
+
+/// Size of the batch header in bytes.
+pub const BATCH_HEADER_BYTES: usize = 64;
+
+/// The only header layout this build reads and writes.
+pub const BATCH_MAGIC: u8 = 1;
+
+const _: () = assert!(field::END == BATCH_HEADER_BYTES);
+const _: () = assert!(core::mem::size_of::<BatchHeader>() == BATCH_HEADER_BYTES);
+
+/// What the bytes after the header hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PayloadFormat {
+    /// An rkyv archive of the records (see `batch::records`).
+    Rkyv = 1,
+    /// Kafka RecordBatch v2 bytes kept exactly as a Kafka client sent them. Reserved: the Kafka
+    /// API stores these without conversion; a native reader converts on read.
+    KafkaV2 = 2,
+}
+
+impl PayloadFormat {
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(Self::Rkyv),
+            2 => Some(Self::KafkaV2),
+            _ => None,
+        }
+    }
+}
+
+/// Bit layout of `attributes`. Bits not named here must be zero.
+pub mod attributes {
+    /// Bits 0..=2: compression codec of the payload (0 = none; others reserved).
+    pub const COMPRESSION_MASK: u16 = 0b0000_0111;
+    /// Bit 3: timestamps are log-append time (set by the broker) rather than create time.
+    pub const TIMESTAMP_LOG_APPEND: u16 = 1 << 3;
+    /// Bit 4: the batch belongs to a transaction.
+    pub const TRANSACTIONAL: u16 = 1 << 4;
+    /// Bit 5: a control batch (transaction markers), not user records.
+    pub const CONTROL: u16 = 1 << 5;
+    /// Every bit this build understands.
+    pub const KNOWN: u16 = COMPRESSION_MASK | TIMESTAMP_LOG_APPEND | TRANSACTIONAL | CONTROL;
+}
+
+/// A decoded copy of the header fields. Wire bytes are the truth; this is a convenient view.
+///
+/// `#[repr(C)]` with fields in wire order so the struct's size pins the layout (the const
+/// assertion above); it is never transmuted from bytes, which keeps decoding endian-safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct BatchHeader {
+    pub base_offset: u64,
+    pub leader_epoch: u32,
+    pub crc: u32,
+    pub batch_length: u32,
+    pub magic: u8,
+    pub payload_format: u8,
+    pub attributes: u16,
+    pub offset_count: u32,
+    pub record_count: u32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub reserved: u16,
+    pub base_sequence: i32,
+}
+
+#[inline]
+fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+#[inline]
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+#[inline]
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+impl BatchHeader {
+    /// Decodes the header fields from the first 64 bytes. Checks nothing but the length: use
+    /// [`BatchHeader::check`] or `batch::BatchView::validate` before trusting any field.
+    pub fn decode(bytes: &[u8]) -> Result<Self, BatchError> {
+        if bytes.len() < BATCH_HEADER_BYTES {
+            return Err(BatchError::Truncated {
+                needed: BATCH_HEADER_BYTES,
+                available: bytes.len(),
+            });
+        }
+        Ok(Self {
+            base_offset: read_u64(bytes, field::BASE_OFFSET),
+            leader_epoch: read_u32(bytes, field::LEADER_EPOCH),
+            crc: read_u32(bytes, field::CRC),
+            batch_length: read_u32(bytes, field::BATCH_LENGTH),
+            magic: bytes[field::MAGIC],
+            payload_format: bytes[field::PAYLOAD_FORMAT],
+            attributes: read_u16(bytes, field::ATTRIBUTES),
+            offset_count: read_u32(bytes, field::OFFSET_COUNT),
+            record_count: read_u32(bytes, field::RECORD_COUNT),
+            first_timestamp: read_u64(bytes, field::FIRST_TIMESTAMP) as i64,
+            max_timestamp: read_u64(bytes, field::MAX_TIMESTAMP) as i64,
+            producer_id: read_u64(bytes, field::PRODUCER_ID) as i64,
+            producer_epoch: read_u16(bytes, field::PRODUCER_EPOCH) as i16,
+            reserved: read_u16(bytes, field::RESERVED),
+            base_sequence: read_u32(bytes, field::BASE_SEQUENCE) as i32,
+        })
+    }
+
+    /// Writes every field into the first 64 bytes of `target`.
+    pub fn encode(&self, target: &mut [u8]) {
+        assert!(target.len() >= BATCH_HEADER_BYTES, "header target too short");
+        target[field::BASE_OFFSET..][..8].copy_from_slice(&self.base_offset.to_le_bytes());
+        target[field::LEADER_EPOCH..][..4].copy_from_slice(&self.leader_epoch.to_le_bytes());
+        target[field::CRC..][..4].copy_from_slice(&self.crc.to_le_bytes());
+        target[field::BATCH_LENGTH..][..4].copy_from_slice(&self.batch_length.to_le_bytes());
+        target[field::MAGIC] = self.magic;
+        target[field::PAYLOAD_FORMAT] = self.payload_format;
+        target[field::ATTRIBUTES..][..2].copy_from_slice(&self.attributes.to_le_bytes());
+        target[field::OFFSET_COUNT..][..4].copy_from_slice(&self.offset_count.to_le_bytes());
+        target[field::RECORD_COUNT..][..4].copy_from_slice(&self.record_count.to_le_bytes());
+        target[field::FIRST_TIMESTAMP..][..8].copy_from_slice(&self.first_timestamp.to_le_bytes());
+        target[field::MAX_TIMESTAMP..][..8].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        target[field::PRODUCER_ID..][..8].copy_from_slice(&self.producer_id.to_le_bytes());
+        target[field::PRODUCER_EPOCH..][..2].copy_from_slice(&self.producer_epoch.to_le_bytes());
+        target[field::RESERVED..][..2].copy_from_slice(&self.reserved.to_le_bytes());
+        target[field::BASE_SEQUENCE..][..4].copy_from_slice(&self.base_sequence.to_le_bytes());
+    }
+
+    /// The last offset in the batch, given its stamped base offset.
+    pub fn last_offset(&self) -> u64 {
+        debug_assert!(self.offset_count > 0);
+        self.base_offset + u64::from(self.offset_count) - 1
+    }
+
+    /// The offset after the batch.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.offset_count)
+    }
+
+    /// Structural checks that need no payload bytes: magic, length bounds, known format and
+    /// attribute bits, non-empty offset range, timestamp order. Does not check the CRC.
+    pub fn check(&self, batch_bytes_max: usize) -> Result<(), BatchError> {
+        if self.magic != BATCH_MAGIC {
+            return Err(BatchError::UnknownMagic { magic: self.magic });
+        }
+        let length = self.batch_length as usize;
+        if length < BATCH_HEADER_BYTES {
+            return Err(BatchError::LengthTooSmall { batch_length: self.batch_length });
+        }
+        if length > batch_bytes_max {
+            return Err(BatchError::TooLarge {
+                batch_length: length,
+                limit: batch_bytes_max,
+            });
+        }
+        if PayloadFormat::from_byte(self.payload_format).is_none() {
+            return Err(BatchError::UnknownPayloadFormat {
+                payload_format: self.payload_format,
+            });
+        }
+        if self.attributes & !attributes::KNOWN != 0 {
+            return Err(BatchError::UnknownAttributes { attributes: self.attributes });
+        }
+        if self.offset_count == 0 || self.record_count > self.offset_count {
+            return Err(BatchError::BadCounts {
+                offset_count: self.offset_count,
+                record_count: self.record_count,
+            });
+        }
+        if self.max_timestamp < self.first_timestamp {
+            return Err(BatchError::BadTimestamps {
+                first_timestamp: self.first_timestamp,
+                max_timestamp: self.max_timestamp,
+            });
+        }
+        if self.reserved != 0 {
+            return Err(BatchError::ReservedNotZero);
+        }
+        Ok(())
+    }
+}
+
+/// CRC-32C of the bytes the producer owns: `[16, batch_length)`. `batch` must be exactly one
+/// batch (its length equal to `batch_length`).
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
+    crc32c::crc32c(&batch[field::CRC_START..])
+}
+
+/// Stamps the broker-owned fields in place. The CRC stays valid: these bytes are outside it.
+pub fn stamp(batch: &mut [u8], base_offset: u64, leader_epoch: u32) {
+    assert!(batch.len() >= BATCH_HEADER_BYTES, "stamp on a short batch");
+    batch[field::BASE_OFFSET..][..8].copy_from_slice(&base_offset.to_le_bytes());
+    batch[field::LEADER_EPOCH..][..4].copy_from_slice(&leader_epoch.to_le_bytes());
+}
+
+/// Reads `batch_length` from a buffer that holds at least the first 20 bytes of a batch, without
+/// any other check. Framing code uses it to know how many bytes to wait for.
+pub fn peek_batch_length(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() < field::BATCH_LENGTH + 4 {
+        return None;
+    }
+    Some(read_u32(bytes, field::BATCH_LENGTH))
+}
