@@ -1,4 +1,57 @@
 //! Every protocol-level limit in one place. Names carry their unit last.
+//!
+//! Decoders check each untrusted count or length against one of these before allocating, so a
+//! hostile peer can make a decoder fail but never make it reserve more than these bounds allow.
+//! Relations between limits are pinned by the `const` assertions at the end.
 
 /// The largest record batch a broker accepts or a client builds, header included.
 pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The highest offset a batch may reach (exclusive end of its range). Offsets are `u64` in this
+/// protocol but stay within `i64` so that a Kafka-compatible API can carry them unchanged.
+pub const OFFSET_MAX: u64 = i64::MAX as u64;
+
+/// The largest frame, counted from the first byte after the 4-byte length prefix.
+pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Bytes of the length prefix that opens every frame.
+pub const FRAME_LENGTH_BYTES: usize = 4;
+
+/// Longest client id a request header may carry.
+pub const CLIENT_ID_BYTES_MAX: usize = 256;
+
+/// Longest topic name. Kafka's limit, so that names map one to one.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// Longest free-text string in a message (error messages, config values).
+pub const STRING_BYTES_MAX: usize = 32 * 1024;
+
+/// Most topics named in one request or answered in one response.
+pub const TOPICS_PER_MESSAGE_MAX: usize = 10_000;
+
+/// Most partitions one topic may have, and so the most partition entries per topic in a message.
+pub const PARTITIONS_PER_TOPIC_MAX: usize = 10_000;
+
+/// Longest config entry name.
+pub const CONFIG_NAME_BYTES_MAX: usize = 255;
+
+/// Most config entries in one topic's config map.
+pub const CONFIG_ENTRIES_MAX: usize = 256;
+
+/// Most record batches one produce request may carry for one partition.
+pub const BATCHES_PER_PARTITION_MAX: usize = 4096;
+
+/// Most (api_key, min, max) entries in an ApiVersions exchange.
+pub const API_VERSION_ENTRIES_MAX: usize = 256;
+
+/// Byte strings shorter than this are copied into a chunked encoding rather than kept as their
+/// own chunk: below it, another iovec costs more than the copy.
+pub const SHARED_CHUNK_BYTES_MIN: usize = 512;
+
+const _: () = assert!(BATCH_BYTES_MAX < FRAME_BYTES_MAX);
+const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(CLIENT_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(TOPIC_NAME_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(STRING_BYTES_MAX <= u16::MAX as usize);
+// rkyv archives use 32-bit relative pointers; a batch must stay addressable by them.
+const _: () = assert!(BATCH_BYTES_MAX <= i32::MAX as usize);

@@ -1,7 +1,9 @@
 //! Typed errors of the protocol crate, and the stable numeric codes that go on the wire.
 //!
-//! `BatchError` says why a batch's bytes are not a valid batch. `ErrorCode` is the wire-level
-//! code space shared by every API; its numbers never change once released.
+//! `BatchError` says why a batch's bytes are not a valid batch; `BuildError` why a producer could
+//! not add a record or seal a batch. `ErrorCode` is the wire-level code space shared by every
+//! API; its numbers never change once released. `WireError` says why a frame or message could
+//! not be decoded. This file holds no decoding logic itself.
 
 /// Why a sequence of bytes is not a valid record batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,13 +21,227 @@ pub enum BatchError {
     #[error("unknown attribute bits {attributes:#06x}")]
     UnknownAttributes { attributes: u16 },
     #[error("bad counts: offset_count {offset_count}, record_count {record_count}")]
-    BadCounts { offset_count: u32, record_count: u32 },
+    BadCounts {
+        offset_count: u32,
+        record_count: u32,
+    },
     #[error("max timestamp {max_timestamp} is before first timestamp {first_timestamp}")]
-    BadTimestamps { first_timestamp: i64, max_timestamp: i64 },
+    BadTimestamps {
+        first_timestamp: i64,
+        max_timestamp: i64,
+    },
     #[error("reserved header bytes are not zero")]
     ReservedNotZero,
     #[error("CRC mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
     CrcMismatch { expected: u32, actual: u32 },
     #[error("record payload is invalid: {reason}")]
     InvalidPayload { reason: String },
+    #[error("base offset {base_offset} plus {offset_count} offsets overflows the offset space")]
+    OffsetOverflow { base_offset: u64, offset_count: u32 },
+    #[error("payload format {payload_format} cannot be read as records by this build")]
+    UnsupportedPayloadFormat { payload_format: u8 },
+    #[error("compression codec {codec} is not supported by this build")]
+    UnsupportedCompression { codec: u16 },
+    #[error("payload holds {actual} records, header says {expected}")]
+    RecordCountMismatch { expected: u32, actual: usize },
+    #[error("record {index} has offset delta {offset_delta}, not above the previous one and below {offset_count}")]
+    BadOffsetDelta {
+        index: usize,
+        offset_delta: u32,
+        offset_count: u32,
+    },
+}
+
+/// Why a producer could not add a record to a batch or seal it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("an empty batch cannot be sealed")]
+    Empty,
+    #[error("record of about {record_bytes} bytes would grow the batch from {batch_bytes} to over its limit of {limit} bytes")]
+    WouldExceedLimit {
+        record_bytes: usize,
+        batch_bytes: usize,
+        limit: usize,
+    },
+}
+
+/// Stable error codes carried in responses. Numbers are part of the protocol: never change or
+/// reuse one. A code this build does not know decodes as [`ErrorCode::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, thiserror::Error)]
+#[repr(u16)]
+pub enum ErrorCode {
+    #[default]
+    #[error("no error")]
+    None = 0,
+    #[error("unknown server error")]
+    Unknown = 1,
+    #[error("record batch failed validation (CRC, header or payload)")]
+    CorruptMessage = 2,
+    #[error("record batch or request is larger than the server accepts")]
+    MessageTooLarge = 3,
+    #[error("this server does not host this topic or partition")]
+    UnknownTopicOrPartition = 4,
+    #[error("requested offset is outside the partition's log range")]
+    OffsetOutOfRange = 5,
+    #[error("API version not supported")]
+    UnsupportedVersion = 6,
+    #[error("request is malformed or inconsistent")]
+    InvalidRequest = 7,
+    #[error("topic already exists")]
+    TopicAlreadyExists = 8,
+    #[error("topic configuration is invalid")]
+    InvalidConfig = 9,
+    #[error("partition count is invalid")]
+    InvalidPartitions = 10,
+    #[error("storage failed to read or write")]
+    StorageError = 11,
+    #[error("not enough disk space")]
+    NotEnoughDiskSpace = 12,
+    #[error("request timed out")]
+    RequestTimedOut = 13,
+    #[error("server is shutting down")]
+    ShuttingDown = 14,
+    #[error("topic name is invalid")]
+    InvalidTopicName = 15,
+    #[error("unknown API key")]
+    UnknownApi = 16,
+    #[error("server is busy; retry later")]
+    BrokerBusy = 17,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order.
+    pub const ALL: [ErrorCode; 18] = [
+        Self::None,
+        Self::Unknown,
+        Self::CorruptMessage,
+        Self::MessageTooLarge,
+        Self::UnknownTopicOrPartition,
+        Self::OffsetOutOfRange,
+        Self::UnsupportedVersion,
+        Self::InvalidRequest,
+        Self::TopicAlreadyExists,
+        Self::InvalidConfig,
+        Self::InvalidPartitions,
+        Self::StorageError,
+        Self::NotEnoughDiskSpace,
+        Self::RequestTimedOut,
+        Self::ShuttingDown,
+        Self::InvalidTopicName,
+        Self::UnknownApi,
+        Self::BrokerBusy,
+    ];
+
+    pub fn to_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The code for a wire number; `None` for numbers this build does not know.
+    pub fn from_u16(code: u16) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
+    /// Like [`ErrorCode::from_u16`], mapping numbers from newer peers to `Unknown`.
+    pub fn from_u16_lossy(code: u16) -> Self {
+        Self::from_u16(code).unwrap_or(Self::Unknown)
+    }
+
+    pub fn is_none(self) -> bool {
+        self == Self::None
+    }
+
+    /// Whether sending the same request again may succeed without the caller changing
+    /// anything. Follows Kafka: `CorruptMessage` is retriable because corruption in transit
+    /// does not repeat; `UnknownTopicOrPartition` because metadata may be stale.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            Self::CorruptMessage
+                | Self::UnknownTopicOrPartition
+                | Self::StorageError
+                | Self::NotEnoughDiskSpace
+                | Self::RequestTimedOut
+                | Self::ShuttingDown
+                | Self::BrokerBusy
+        )
+    }
+
+    /// The code a server answers with for a batch that failed validation.
+    pub fn for_batch_error(error: &BatchError) -> Self {
+        match error {
+            BatchError::TooLarge { .. } => Self::MessageTooLarge,
+            BatchError::UnsupportedPayloadFormat { .. }
+            | BatchError::UnsupportedCompression { .. } => Self::InvalidRequest,
+            _ => Self::CorruptMessage,
+        }
+    }
+
+    /// The code a server answers with for a request it could not decode.
+    pub fn for_wire_error(error: &WireError) -> Self {
+        match error {
+            WireError::FrameTooLarge { .. } => Self::MessageTooLarge,
+            WireError::UnsupportedVersion { .. } => Self::UnsupportedVersion,
+            WireError::UnknownApiKey { .. } => Self::UnknownApi,
+            _ => Self::InvalidRequest,
+        }
+    }
+}
+
+const _: () = {
+    let mut index = 0;
+    while index < ErrorCode::ALL.len() {
+        assert!(
+            ErrorCode::ALL[index] as usize == index,
+            "ALL must list codes in numeric order"
+        );
+        index += 1;
+    }
+};
+
+/// Why bytes could not be decoded as a frame or message (or a message could not be encoded
+/// within the limits its decoder enforces). `field` names what was being read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("{field}: needed {needed} bytes, {available} available")]
+    Truncated {
+        field: &'static str,
+        needed: usize,
+        available: usize,
+    },
+    #[error(
+        "frame of {frame_bytes} bytes exceeds the limit of {limit} bytes \
+         (api key {api_key:?}, correlation id {correlation_id:?})"
+    )]
+    FrameTooLarge {
+        frame_bytes: usize,
+        limit: usize,
+        /// Present when the frame's first bytes were already buffered (request frames).
+        api_key: Option<u16>,
+        /// Present when the frame's first bytes were already buffered.
+        correlation_id: Option<u32>,
+    },
+    #[error("frame of {frame_bytes} bytes is shorter than its fixed header of {needed} bytes")]
+    FrameTooSmall { frame_bytes: usize, needed: usize },
+    #[error("{field}: length {length} exceeds the limit of {limit}")]
+    TooLong {
+        field: &'static str,
+        length: usize,
+        limit: usize,
+    },
+    #[error("{field}: count {count} exceeds the limit of {limit}")]
+    TooMany {
+        field: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    #[error("{field}: not valid UTF-8")]
+    InvalidUtf8 { field: &'static str },
+    #[error("{field}: invalid value {value}")]
+    InvalidValue { field: &'static str, value: i64 },
+    #[error("unknown api key {api_key}")]
+    UnknownApiKey { api_key: u16 },
+    #[error("api key {api_key} version {api_version} is not supported")]
+    UnsupportedVersion { api_key: u16, api_version: u16 },
+    #[error("{message}: {count} bytes left over after decoding")]
+    TrailingBytes { message: &'static str, count: usize },
 }

@@ -29,6 +29,7 @@
 //! Kafka's RecordBatch v2 leaves base offset and leader epoch outside its CRC. `batch_length`
 //! sits inside the CRC so that a corrupted length is caught, not trusted.
 
+use crate::constants::OFFSET_MAX;
 use crate::error::BatchError;
 
 /// Offsets of each field inside the header; each derived from the previous one.
@@ -171,7 +172,10 @@ impl BatchHeader {
 
     /// Writes every field into the first 64 bytes of `target`.
     pub fn encode(&self, target: &mut [u8]) {
-        assert!(target.len() >= BATCH_HEADER_BYTES, "header target too short");
+        assert!(
+            target.len() >= BATCH_HEADER_BYTES,
+            "header target too short"
+        );
         target[field::BASE_OFFSET..][..8].copy_from_slice(&self.base_offset.to_le_bytes());
         target[field::LEADER_EPOCH..][..4].copy_from_slice(&self.leader_epoch.to_le_bytes());
         target[field::CRC..][..4].copy_from_slice(&self.crc.to_le_bytes());
@@ -189,26 +193,31 @@ impl BatchHeader {
         target[field::BASE_SEQUENCE..][..4].copy_from_slice(&self.base_sequence.to_le_bytes());
     }
 
-    /// The last offset in the batch, given its stamped base offset.
+    /// The last offset in the batch, given its stamped base offset. Meaningful once
+    /// [`BatchHeader::check`] passed (non-empty range, no overflow); saturates otherwise so that
+    /// a caller holding unchecked bytes cannot make it panic.
     pub fn last_offset(&self) -> u64 {
-        debug_assert!(self.offset_count > 0);
-        self.base_offset + u64::from(self.offset_count) - 1
+        self.next_offset().saturating_sub(1)
     }
 
-    /// The offset after the batch.
+    /// The offset after the batch. Saturates on headers that [`BatchHeader::check`] rejects.
     pub fn next_offset(&self) -> u64 {
-        self.base_offset + u64::from(self.offset_count)
+        self.base_offset
+            .saturating_add(u64::from(self.offset_count))
     }
 
     /// Structural checks that need no payload bytes: magic, length bounds, known format and
-    /// attribute bits, non-empty offset range, timestamp order. Does not check the CRC.
+    /// attribute bits, non-empty offset range that ends at or below [`OFFSET_MAX`], timestamp
+    /// order. Does not check the CRC.
     pub fn check(&self, batch_bytes_max: usize) -> Result<(), BatchError> {
         if self.magic != BATCH_MAGIC {
             return Err(BatchError::UnknownMagic { magic: self.magic });
         }
         let length = self.batch_length as usize;
         if length < BATCH_HEADER_BYTES {
-            return Err(BatchError::LengthTooSmall { batch_length: self.batch_length });
+            return Err(BatchError::LengthTooSmall {
+                batch_length: self.batch_length,
+            });
         }
         if length > batch_bytes_max {
             return Err(BatchError::TooLarge {
@@ -222,7 +231,9 @@ impl BatchHeader {
             });
         }
         if self.attributes & !attributes::KNOWN != 0 {
-            return Err(BatchError::UnknownAttributes { attributes: self.attributes });
+            return Err(BatchError::UnknownAttributes {
+                attributes: self.attributes,
+            });
         }
         if self.offset_count == 0 || self.record_count > self.offset_count {
             return Err(BatchError::BadCounts {
@@ -238,6 +249,14 @@ impl BatchHeader {
         }
         if self.reserved != 0 {
             return Err(BatchError::ReservedNotZero);
+        }
+        // The broker stamps base_offset outside the CRC, so a corrupt one is only caught here.
+        let next_offset = self.base_offset.checked_add(u64::from(self.offset_count));
+        if next_offset.is_none_or(|next_offset| next_offset > OFFSET_MAX) {
+            return Err(BatchError::OffsetOverflow {
+                base_offset: self.base_offset,
+                offset_count: self.offset_count,
+            });
         }
         Ok(())
     }

@@ -1,0 +1,233 @@
+//! Topic configuration: the string map on the wire and its typed form.
+//!
+//! On the wire a topic config is a list of (name, value) strings, as in Kafka, so that new keys
+//! do not need a new message version. [`TopicConfig`] parses the keys this build knows, with
+//! `None` meaning "use the broker default". Validating values against broker limits (a minimum
+//! segment size, say) is the broker's job; this file only checks syntax.
+
+use crate::api::Wire;
+use crate::codec::{put_string, Decoder, Sink};
+use crate::constants::{CONFIG_NAME_BYTES_MAX, STRING_BYTES_MAX};
+use crate::error::WireError;
+
+/// Config names, as they appear on the wire.
+pub mod name {
+    pub const RETENTION_BYTES: &str = "retention.bytes";
+    pub const RETENTION_MS: &str = "retention.ms";
+    pub const SEGMENT_BYTES: &str = "segment.bytes";
+    pub const SEGMENT_MS: &str = "segment.ms";
+    pub const DURABILITY: &str = "durability";
+    pub const GROUP_COMMIT_BYTES: &str = "group.commit.bytes";
+    pub const GROUP_COMMIT_US: &str = "group.commit.us";
+    /// Every name this build knows.
+    pub const ALL: [&str; 7] = [
+        RETENTION_BYTES,
+        RETENTION_MS,
+        SEGMENT_BYTES,
+        SEGMENT_MS,
+        DURABILITY,
+        GROUP_COMMIT_BYTES,
+        GROUP_COMMIT_US,
+    ];
+}
+
+/// Value of `retention.bytes` / `retention.ms` meaning "keep forever" (Kafka's convention).
+pub const UNLIMITED: &str = "-1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+}
+
+impl ConfigEntry {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl Wire for ConfigEntry {
+    const ENCODED_BYTES_MIN: usize = 2 + 2;
+
+    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
+        put_string(sink, "config_name", &self.name, CONFIG_NAME_BYTES_MAX)?;
+        put_string(sink, "config_value", &self.value, STRING_BYTES_MAX)
+    }
+
+    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
+        Ok(Self {
+            name: decoder.string("config_name", CONFIG_NAME_BYTES_MAX)?,
+            value: decoder.string("config_value", STRING_BYTES_MAX)?,
+        })
+    }
+}
+
+/// When the broker acknowledges a write relative to fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// Every append is fsynced before it is acknowledged.
+    FsyncEveryAppend,
+    /// Appends are fsynced in groups bounded by `group.commit.bytes` / `group.commit.us`;
+    /// acknowledgements wait for the group's fsync.
+    GroupCommit,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FsyncEveryAppend => "fsync-every-append",
+            Self::GroupCommit => "group-commit",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "fsync-every-append" => Some(Self::FsyncEveryAppend),
+            "group-commit" => Some(Self::GroupCommit),
+            _ => None,
+        }
+    }
+}
+
+/// Why a config map is not a valid topic config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config name {name:?}")]
+    UnknownName { name: String },
+    #[error("config {name:?} given more than once")]
+    DuplicateName { name: String },
+    #[error("config {name:?} has invalid value {value:?}: {expected}")]
+    InvalidValue {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Typed topic config; `None` means the broker default. Byte and time limits that may be
+/// unlimited use `u64::MAX` for "-1".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicConfig {
+    pub retention_bytes: Option<u64>,
+    pub retention_ms: Option<u64>,
+    pub segment_bytes: Option<u64>,
+    pub segment_ms: Option<u64>,
+    pub durability: Option<Durability>,
+    pub group_commit_bytes: Option<u64>,
+    pub group_commit_us: Option<u64>,
+}
+
+impl TopicConfig {
+    /// Parses a full config map: every name known, none repeated, values well-formed.
+    pub fn from_entries(entries: &[ConfigEntry]) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        for (index, entry) in entries.iter().enumerate() {
+            if entries[..index]
+                .iter()
+                .any(|earlier| earlier.name == entry.name)
+            {
+                return Err(ConfigError::DuplicateName {
+                    name: entry.name.clone(),
+                });
+            }
+            config.set(entry)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one entry, replacing any earlier value.
+    pub fn set(&mut self, entry: &ConfigEntry) -> Result<(), ConfigError> {
+        let value = entry.value.as_str();
+        match entry.name.as_str() {
+            name::RETENTION_BYTES => self.retention_bytes = Some(parse_limit(entry)?),
+            name::RETENTION_MS => self.retention_ms = Some(parse_limit(entry)?),
+            name::SEGMENT_BYTES => self.segment_bytes = Some(parse_positive(entry)?),
+            name::SEGMENT_MS => self.segment_ms = Some(parse_positive(entry)?),
+            name::GROUP_COMMIT_BYTES => self.group_commit_bytes = Some(parse_positive(entry)?),
+            name::GROUP_COMMIT_US => self.group_commit_us = Some(parse_positive(entry)?),
+            name::DURABILITY => {
+                let durability = Durability::parse(value)
+                    .ok_or_else(|| invalid(entry, "\"fsync-every-append\" or \"group-commit\""))?;
+                self.durability = Some(durability);
+            }
+            _ => {
+                return Err(ConfigError::UnknownName {
+                    name: entry.name.clone(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns `name` to the broker default.
+    pub fn reset(&mut self, config_name: &str) -> Result<(), ConfigError> {
+        match config_name {
+            name::RETENTION_BYTES => self.retention_bytes = None,
+            name::RETENTION_MS => self.retention_ms = None,
+            name::SEGMENT_BYTES => self.segment_bytes = None,
+            name::SEGMENT_MS => self.segment_ms = None,
+            name::DURABILITY => self.durability = None,
+            name::GROUP_COMMIT_BYTES => self.group_commit_bytes = None,
+            name::GROUP_COMMIT_US => self.group_commit_us = None,
+            _ => {
+                return Err(ConfigError::UnknownName {
+                    name: config_name.to_owned(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The set values as a config map, in `name::ALL` order.
+    pub fn to_entries(&self) -> Vec<ConfigEntry> {
+        let limit = |value: u64| {
+            if value == u64::MAX {
+                UNLIMITED.to_owned()
+            } else {
+                value.to_string()
+            }
+        };
+        let values = [
+            self.retention_bytes.map(limit),
+            self.retention_ms.map(limit),
+            self.segment_bytes.map(|value| value.to_string()),
+            self.segment_ms.map(|value| value.to_string()),
+            self.durability.map(|value| value.as_str().to_owned()),
+            self.group_commit_bytes.map(|value| value.to_string()),
+            self.group_commit_us.map(|value| value.to_string()),
+        ];
+        name::ALL
+            .iter()
+            .zip(values)
+            .filter_map(|(name, value)| Some(ConfigEntry::new(*name, value?)))
+            .collect()
+    }
+}
+
+fn invalid(entry: &ConfigEntry, expected: &'static str) -> ConfigError {
+    ConfigError::InvalidValue {
+        name: entry.name.clone(),
+        value: entry.value.clone(),
+        expected,
+    }
+}
+
+fn parse_positive(entry: &ConfigEntry) -> Result<u64, ConfigError> {
+    match entry.value.parse::<u64>() {
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(invalid(entry, "a positive integer")),
+    }
+}
+
+fn parse_limit(entry: &ConfigEntry) -> Result<u64, ConfigError> {
+    if entry.value == UNLIMITED {
+        return Ok(u64::MAX);
+    }
+    match entry.value.parse::<u64>() {
+        Ok(value) if value < u64::MAX => Ok(value),
+        _ => Err(invalid(entry, "a non-negative integer or -1 for unlimited")),
+    }
+}
