@@ -1,1 +1,8 @@
-//! Spate broker library.
+//! Spate broker library: the storage engine (`storage`) and the shard-per-core server built on
+//! it (`config`, `catalog`, `shard`, `server`); the `spate-broker` binary is `main.rs`.
+
+pub mod catalog;
+pub mod config;
+pub mod server;
+pub mod shard;
+pub mod storage;

@@ -1,0 +1,167 @@
+//! The one small interface between a workload and a system under test, so that the same
+//! produce, consume and e2e workloads run against Spate, Redis Streams, and later a
+//! Kafka-protocol broker.
+//!
+//! A driver connects to a running system (starting it is `target`'s job), prepares a topic,
+//! and hands out producers and consumers. A producer reports each acknowledgement through a
+//! callback that runs on the driver's own thread the moment the acknowledgement is seen, so
+//! the load-generator thread never has to stop sending to notice one. Workload logic (rates,
+//! stop conditions, measurement) lives in `runner`, never here.
+
+pub mod redis;
+pub mod resp;
+pub mod spate;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::workload::{AcksSetting, DurabilitySetting};
+
+/// Which system a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    Spate,
+    Redis,
+}
+
+impl DriverKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Spate => "spate",
+            DriverKind::Redis => "redis",
+        }
+    }
+}
+
+/// The topic a workload writes and reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    pub durability: DurabilitySetting,
+    pub group_commit_us: u64,
+    pub group_commit_bytes: u64,
+}
+
+/// How a producer batches and what it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSettings {
+    pub batch_bytes: usize,
+    pub linger_us: u64,
+    pub acks: AcksSetting,
+    /// Memory for records accepted but not acknowledged; `send` blocks when it is used up.
+    pub buffer_bytes: usize,
+}
+
+/// Where a consumer starts in each of its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    Earliest,
+}
+
+/// How a consumer fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerSettings {
+    pub fetch_bytes_max: usize,
+    pub message_bytes: usize,
+    pub start: StartPosition,
+}
+
+/// What happened to one record a producer handed over.
+#[derive(Debug)]
+pub struct Acknowledgement {
+    /// The instant the load generator passed to [`ProducerDriver::send`].
+    pub sent_at: Instant,
+    /// When the driver saw the acknowledgement.
+    pub acknowledged_at: Instant,
+    pub value_bytes: usize,
+    pub outcome: Result<(), DriverError>,
+}
+
+/// Receives every acknowledgement of one producer, in the order the driver sees them, on a
+/// thread of the driver's.
+pub type AcknowledgementCallback = Box<dyn FnMut(Acknowledgement) + Send>;
+
+/// Why a driver operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DriverError {
+    #[error("{driver}: cannot connect to {address}: {message}")]
+    Connect {
+        driver: &'static str,
+        address: String,
+        message: String,
+    },
+    #[error("{driver}: {operation} failed: {message}")]
+    Operation {
+        driver: &'static str,
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{driver}: the server answered {operation} with an error: {message}")]
+    Server {
+        driver: &'static str,
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{driver}: {what} is not supported by this driver")]
+    Unsupported {
+        driver: &'static str,
+        what: &'static str,
+    },
+}
+
+/// A connection to a system under test.
+pub trait Driver: Send + Sync {
+    fn kind(&self) -> DriverKind;
+
+    /// Creates the topic (it must not exist yet: runs use fresh names).
+    fn create_topic(&self, topic: &TopicSpec) -> Result<(), DriverError>;
+
+    /// Removes the topic and its data, best effort (an external system is left as found).
+    fn delete_topic(&self, topic: &TopicSpec) -> Result<(), DriverError>;
+
+    /// A producer for `topic`; `on_acknowledgement` sees every record it acknowledges or fails.
+    fn producer(
+        &self,
+        topic: &TopicSpec,
+        settings: &ProducerSettings,
+        on_acknowledgement: AcknowledgementCallback,
+    ) -> Result<Box<dyn ProducerDriver>, DriverError>;
+
+    /// A consumer reading `partitions` of `topic`.
+    fn consumer(
+        &self,
+        topic: &TopicSpec,
+        partitions: &[u32],
+        settings: &ConsumerSettings,
+    ) -> Result<Box<dyn ConsumerDriver>, DriverError>;
+}
+
+/// One producer, used by one load-generator thread.
+pub trait ProducerDriver: Send {
+    /// Hands one record to the system. Blocks while the producer's buffer is full; `sent_at`
+    /// comes back in the record's [`Acknowledgement`].
+    fn send(&mut self, partition: u32, value: &[u8], sent_at: Instant) -> Result<(), DriverError>;
+
+    /// The load generator is about to wait (open-loop pacing): push out anything buffered that
+    /// the driver would otherwise hold.
+    fn idle(&mut self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    /// Waits until every record handed over has been acknowledged or failed.
+    fn flush(&mut self) -> Result<(), DriverError>;
+}
+
+/// One consumer, used by one load-generator thread.
+pub trait ConsumerDriver: Send {
+    /// Waits at most `wait` for records and hands each to `on_record(partition, value)`.
+    /// Returns how many it handed over.
+    fn poll(
+        &mut self,
+        wait: Duration,
+        on_record: &mut dyn FnMut(u32, &[u8]),
+    ) -> Result<usize, DriverError>;
+}

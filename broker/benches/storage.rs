@@ -1,0 +1,2 @@
+//! Storage benches (placeholder while the engine is being written).
+fn main() {}

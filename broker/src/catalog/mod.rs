@@ -1,0 +1,687 @@
+//! Topic metadata: names, partition counts, per-topic configuration and the placement of every
+//! partition on a shard, kept durably in `<data_dir>/catalog.toml`.
+//!
+//! The catalog is the one piece of state shared by all shards. Readers take a cheap immutable
+//! [`CatalogSnapshot`] (an `Arc`); writers are serialized by a mutex, write the new file, fsync
+//! it, rename it over the old one and fsync the directory before publishing the new snapshot, so a
+//! crash leaves either the old or the new catalog, never a mix. Writes do blocking file I/O: call
+//! them from a blocking thread (glommio's `spawn_blocking`), never on an executor.
+//!
+//! The catalog knows nothing of logs or sockets: it neither opens nor deletes partition data
+//! (the shards do, see `shard`), it only names the directory each partition lives in.
+
+pub mod topic_config;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+pub use topic_config::{TopicConfig, TopicConfigError};
+
+/// File name of the catalog inside the data directory.
+pub const CATALOG_FILE_NAME: &str = "catalog.toml";
+/// Directory under the data directory that holds one directory per topic.
+pub const TOPICS_DIRECTORY_NAME: &str = "topics";
+/// Longest topic name, as in Kafka (it becomes part of a file name).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Version of the catalog file layout this build writes and reads.
+const CATALOG_FORMAT_VERSION: u32 = 1;
+
+/// Shard ids are indexes into the shard list, `0..shard_count`.
+pub type ShardId = usize;
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog I/O failed: {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("catalog file {path} is corrupt: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("topic name {name:?} is invalid: {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("topic {name} already exists")]
+    TopicAlreadyExists { name: String },
+    #[error("topic {name} does not exist")]
+    UnknownTopic { name: String },
+    #[error("invalid partition count {partitions}: must be 1..={limit}")]
+    InvalidPartitions { partitions: i64, limit: u32 },
+    #[error("the broker already holds {limit} topics")]
+    TooManyTopics { limit: usize },
+    #[error(transparent)]
+    InvalidConfig(#[from] TopicConfigError),
+}
+
+/// One topic as the shards see it. Immutable: a change publishes a new `TopicMetadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    pub name: String,
+    /// Unique for the life of the data directory: a topic deleted and created again gets a new id
+    /// and a new directory, so stale partition files of the old one can never be served.
+    pub id: u64,
+    /// `partition_shards[p]` is the shard that owns partition `p`.
+    pub partition_shards: Vec<ShardId>,
+    pub config: TopicConfig,
+    /// `<data_dir>/topics/<name>.<id>`; partition `p` lives in `<directory>/<p>`.
+    pub directory: PathBuf,
+}
+
+impl TopicMetadata {
+    pub fn partition_count(&self) -> u32 {
+        self.partition_shards.len() as u32
+    }
+
+    pub fn partition_directory(&self, partition: u32) -> PathBuf {
+        self.directory.join(partition.to_string())
+    }
+
+    pub fn owner_of(&self, partition: u32) -> Option<ShardId> {
+        self.partition_shards.get(partition as usize).copied()
+    }
+}
+
+/// An immutable view of the catalog at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSnapshot {
+    pub topics: BTreeMap<String, Arc<TopicMetadata>>,
+    pub shard_count: usize,
+}
+
+impl CatalogSnapshot {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicMetadata>> {
+        self.topics.get(name)
+    }
+
+    /// Every (topic, partition) that `shard` owns.
+    pub fn partitions_of(&self, shard: ShardId) -> Vec<(Arc<TopicMetadata>, u32)> {
+        let mut owned = Vec::new();
+        for topic in self.topics.values() {
+            for (partition, owner) in topic.partition_shards.iter().enumerate() {
+                if *owner == shard {
+                    owned.push((topic.clone(), partition as u32));
+                }
+            }
+        }
+        owned
+    }
+}
+
+/// What happened to placement when the catalog was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementChange {
+    pub previous_shard_count: usize,
+    pub shard_count: usize,
+    pub partitions_moved: usize,
+}
+
+/// The durable catalog, shared by every shard of one broker (`Arc`).
+#[derive(Debug)]
+pub struct Catalog {
+    data_dir: PathBuf,
+    topics_max: usize,
+    partitions_per_topic_max: u32,
+    /// Serializes writers; holds the id to give the next topic.
+    writer: Mutex<u64>,
+    current: RwLock<Arc<CatalogSnapshot>>,
+}
+
+/// The file layout (TOML). Only this struct is serialized; the snapshot is derived from it.
+#[derive(Debug, Serialize, Deserialize)]
+struct CatalogFile {
+    version: u32,
+    shard_count: usize,
+    next_topic_id: u64,
+    #[serde(default)]
+    topics: Vec<TopicRecord>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: u64,
+    partition_shards: Vec<ShardId>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// Opens (or creates) the catalog in `data_dir` for a broker running `shard_count` shards.
+    /// If the catalog was written by a broker with another shard count, every partition is placed
+    /// again (deterministically, round robin in name order) and the new placement is persisted.
+    /// Blocking: call before the executors start or from a blocking thread.
+    pub fn open(
+        data_dir: &Path,
+        shard_count: usize,
+        topics_max: usize,
+        partitions_per_topic_max: u32,
+    ) -> Result<(Catalog, Option<PlacementChange>), CatalogError> {
+        assert!(shard_count > 0, "a broker has at least one shard");
+        create_directory(data_dir)?;
+        create_directory(&data_dir.join(TOPICS_DIRECTORY_NAME))?;
+        let path = data_dir.join(CATALOG_FILE_NAME);
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_catalog(&path, &text)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => CatalogFile {
+                version: CATALOG_FORMAT_VERSION,
+                shard_count,
+                next_topic_id: 1,
+                topics: Vec::new(),
+            },
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    op: "read",
+                    path,
+                    source,
+                })
+            }
+        };
+        let mut snapshot = build_snapshot(data_dir, &file)?;
+        let mut change = None;
+        if file.shard_count != shard_count {
+            let partitions_moved = reassign(&mut snapshot, shard_count);
+            change = Some(PlacementChange {
+                previous_shard_count: file.shard_count,
+                shard_count,
+                partitions_moved,
+            });
+        }
+        snapshot.shard_count = shard_count;
+        let catalog = Catalog {
+            data_dir: data_dir.to_path_buf(),
+            topics_max,
+            partitions_per_topic_max,
+            writer: Mutex::new(file.next_topic_id),
+            current: RwLock::new(Arc::new(snapshot)),
+        };
+        if change.is_some() || !path.exists() {
+            let next_topic_id = file.next_topic_id;
+            catalog.persist(&catalog.snapshot(), next_topic_id)?;
+        }
+        catalog.remove_orphan_directories()?;
+        Ok((catalog, change))
+    }
+
+    /// The current catalog. Cheap: one `Arc` clone under a read lock.
+    pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Adds a topic, placing each partition on the shard that owns the fewest partitions (lowest
+    /// id on ties), and persists the catalog. Blocking.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i64,
+        config: TopicConfig,
+    ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        validate_topic_name(name)?;
+        if partitions < 1 || partitions > i64::from(self.partitions_per_topic_max) {
+            return Err(CatalogError::InvalidPartitions {
+                partitions,
+                limit: self.partitions_per_topic_max,
+            });
+        }
+        let mut next_topic_id = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.snapshot();
+        if current.topics.contains_key(name) {
+            return Err(CatalogError::TopicAlreadyExists {
+                name: name.to_string(),
+            });
+        }
+        if current.topics.len() >= self.topics_max {
+            return Err(CatalogError::TooManyTopics {
+                limit: self.topics_max,
+            });
+        }
+        let mut load = vec![0usize; current.shard_count];
+        for topic in current.topics.values() {
+            for shard in &topic.partition_shards {
+                load[*shard] += 1;
+            }
+        }
+        let partition_shards = (0..partitions)
+            .map(|_| {
+                let shard = least_loaded(&load);
+                load[shard] += 1;
+                shard
+            })
+            .collect();
+        let id = *next_topic_id;
+        let topic = Arc::new(TopicMetadata {
+            name: name.to_string(),
+            id,
+            partition_shards,
+            config,
+            directory: topic_directory(&self.data_dir, name, id),
+        });
+        let mut next = (*current).clone();
+        next.topics.insert(name.to_string(), topic.clone());
+        self.persist(&next, id + 1)?;
+        *next_topic_id = id + 1;
+        self.publish(next);
+        Ok(topic)
+    }
+
+    /// Removes a topic from the catalog and persists it. The caller then deletes its partition
+    /// data; if the broker dies first, the orphan directory is removed at the next open. Blocking.
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, CatalogError> {
+        let next_topic_id = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.snapshot();
+        let Some(topic) = current.topics.get(name).cloned() else {
+            return Err(CatalogError::UnknownTopic {
+                name: name.to_string(),
+            });
+        };
+        let mut next = (*current).clone();
+        next.topics.remove(name);
+        self.persist(&next, *next_topic_id)?;
+        self.publish(next);
+        Ok(topic)
+    }
+
+    /// Replaces a topic's configuration and persists it. Blocking.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        let next_topic_id = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.snapshot();
+        let Some(topic) = current.topics.get(name) else {
+            return Err(CatalogError::UnknownTopic {
+                name: name.to_string(),
+            });
+        };
+        let altered = Arc::new(TopicMetadata {
+            config,
+            ..(**topic).clone()
+        });
+        let mut next = (*current).clone();
+        next.topics.insert(name.to_string(), altered.clone());
+        self.persist(&next, *next_topic_id)?;
+        self.publish(next);
+        Ok(altered)
+    }
+
+    fn publish(&self, snapshot: CatalogSnapshot) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// New file, fsync, rename over the old one, fsync the directory: after a crash the catalog
+    /// is either wholly old or wholly new.
+    fn persist(&self, snapshot: &CatalogSnapshot, next_topic_id: u64) -> Result<(), CatalogError> {
+        let file = CatalogFile {
+            version: CATALOG_FORMAT_VERSION,
+            shard_count: snapshot.shard_count,
+            next_topic_id,
+            topics: snapshot
+                .topics
+                .values()
+                .map(|topic| TopicRecord {
+                    name: topic.name.clone(),
+                    id: topic.id,
+                    partition_shards: topic.partition_shards.clone(),
+                    config: topic.config.to_map(),
+                })
+                .collect(),
+        };
+        let text = toml::to_string(&file).map_err(|error| CatalogError::Corrupt {
+            path: self.data_dir.join(CATALOG_FILE_NAME),
+            message: format!("cannot serialize: {error}"),
+        })?;
+        let path = self.data_dir.join(CATALOG_FILE_NAME);
+        let temporary = self.data_dir.join(format!("{CATALOG_FILE_NAME}.new"));
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CatalogError::Io { op, path, source }
+        };
+        let mut handle = std::fs::File::create(&temporary).map_err(io("create", &temporary))?;
+        handle
+            .write_all(text.as_bytes())
+            .map_err(io("write", &temporary))?;
+        handle.sync_all().map_err(io("fsync", &temporary))?;
+        drop(handle);
+        std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
+        sync_directory(&self.data_dir)
+    }
+
+    /// Deletes topic directories that no catalog topic names: leftovers of a deletion that the
+    /// broker did not finish before it stopped.
+    fn remove_orphan_directories(&self) -> Result<(), CatalogError> {
+        let topics = self.data_dir.join(TOPICS_DIRECTORY_NAME);
+        let snapshot = self.snapshot();
+        let known: Vec<&Path> = snapshot
+            .topics
+            .values()
+            .map(|topic| topic.directory.as_path())
+            .collect();
+        let entries = std::fs::read_dir(&topics).map_err(|source| CatalogError::Io {
+            op: "list",
+            path: topics.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| CatalogError::Io {
+                op: "list",
+                path: topics.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if !known.contains(&path.as_path()) {
+                tracing::warn!(path = %path.display(), "removing topic directory the catalog does not name");
+                std::fs::remove_dir_all(&path).map_err(|source| CatalogError::Io {
+                    op: "remove orphan",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn least_loaded(load: &[usize]) -> ShardId {
+    let mut best = 0;
+    for (shard, count) in load.iter().enumerate() {
+        if *count < load[best] {
+            best = shard;
+        }
+    }
+    best
+}
+
+/// Places every partition again, round robin over shards in (topic name, partition) order.
+/// Returns how many partitions changed shard.
+fn reassign(snapshot: &mut CatalogSnapshot, shard_count: usize) -> usize {
+    let mut next_shard = 0;
+    let mut moved = 0;
+    for topic in snapshot.topics.values_mut() {
+        let mut placed = (**topic).clone();
+        for shard in placed.partition_shards.iter_mut() {
+            if *shard != next_shard {
+                moved += 1;
+            }
+            *shard = next_shard;
+            next_shard = (next_shard + 1) % shard_count;
+        }
+        *topic = Arc::new(placed);
+    }
+    moved
+}
+
+fn topic_directory(data_dir: &Path, name: &str, id: u64) -> PathBuf {
+    data_dir
+        .join(TOPICS_DIRECTORY_NAME)
+        .join(format!("{name}.{id}"))
+}
+
+fn parse_catalog(path: &Path, text: &str) -> Result<CatalogFile, CatalogError> {
+    let corrupt = |message: String| CatalogError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file: CatalogFile = toml::from_str(text).map_err(|error| corrupt(error.to_string()))?;
+    if file.version != CATALOG_FORMAT_VERSION {
+        return Err(corrupt(format!("unknown version {}", file.version)));
+    }
+    if file.shard_count == 0 {
+        return Err(corrupt("shard_count is zero".to_string()));
+    }
+    Ok(file)
+}
+
+fn build_snapshot(data_dir: &Path, file: &CatalogFile) -> Result<CatalogSnapshot, CatalogError> {
+    let path = data_dir.join(CATALOG_FILE_NAME);
+    let corrupt = |message: String| CatalogError::Corrupt {
+        path: path.clone(),
+        message,
+    };
+    let mut topics = BTreeMap::new();
+    for record in &file.topics {
+        validate_topic_name(&record.name).map_err(|error| corrupt(error.to_string()))?;
+        if record.partition_shards.is_empty() {
+            return Err(corrupt(format!("topic {} has no partitions", record.name)));
+        }
+        if record.id >= file.next_topic_id {
+            return Err(corrupt(format!(
+                "topic {} id is not below next_topic_id",
+                record.name
+            )));
+        }
+        // A shard id beyond the recorded count is corruption; beyond the *current* count is a
+        // shard-count change, handled by `reassign`.
+        if record
+            .partition_shards
+            .iter()
+            .any(|shard| *shard >= file.shard_count)
+        {
+            return Err(corrupt(format!(
+                "topic {} names a shard out of range",
+                record.name
+            )));
+        }
+        let config = TopicConfig::from_map(&record.config)
+            .map_err(|error| corrupt(format!("topic {}: {error}", record.name)))?;
+        let topic = TopicMetadata {
+            name: record.name.clone(),
+            id: record.id,
+            partition_shards: record.partition_shards.clone(),
+            config,
+            directory: topic_directory(data_dir, &record.name, record.id),
+        };
+        if topics
+            .insert(record.name.clone(), Arc::new(topic))
+            .is_some()
+        {
+            return Err(corrupt(format!("topic {} is listed twice", record.name)));
+        }
+    }
+    Ok(CatalogSnapshot {
+        topics,
+        shard_count: file.shard_count,
+    })
+}
+
+/// Kafka's rule: 1..=249 bytes of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
+    let invalid = |reason| {
+        Err(CatalogError::InvalidTopicName {
+            name: name.chars().take(TOPIC_NAME_BYTES_MAX + 1).collect(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return invalid("longer than 249 bytes");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are reserved");
+    }
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
+    if !name.bytes().all(allowed) {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+fn create_directory(path: &Path) -> Result<(), CatalogError> {
+    std::fs::create_dir_all(path).map_err(|source| CatalogError::Io {
+        op: "create directory",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn sync_directory(path: &Path) -> Result<(), CatalogError> {
+    let io = |op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| CatalogError::Io { op, path, source }
+    };
+    let directory = std::fs::File::open(path).map_err(io("open directory"))?;
+    directory.sync_all().map_err(io("fsync directory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(directory: &Path, shards: usize) -> (Catalog, Option<PlacementChange>) {
+        Catalog::open(directory, shards, 100, 64).unwrap()
+    }
+
+    #[test]
+    fn topics_survive_reopening_with_their_placement_and_config() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, change) = open(directory.path(), 2);
+        assert!(change.is_none());
+        let config = TopicConfig {
+            retention_bytes: Some(1 << 20),
+            ..TopicConfig::default()
+        };
+        let created = catalog.create_topic("orders", 3, config.clone()).unwrap();
+        assert_eq!(created.partition_shards, vec![0, 1, 0]);
+        drop(catalog);
+
+        let (reopened, change) = open(directory.path(), 2);
+        assert!(change.is_none());
+        let topic = reopened.snapshot().topic("orders").cloned().unwrap();
+        assert_eq!(*topic, *created);
+        assert_eq!(topic.config, config);
+    }
+
+    #[test]
+    fn new_partitions_go_to_the_least_loaded_shard() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 3);
+        catalog
+            .create_topic("a", 2, TopicConfig::default())
+            .unwrap();
+        let second = catalog
+            .create_topic("b", 2, TopicConfig::default())
+            .unwrap();
+        assert_eq!(second.partition_shards, vec![2, 0]);
+    }
+
+    #[test]
+    fn a_changed_shard_count_reassigns_every_partition_deterministically() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 4);
+        catalog
+            .create_topic("a", 4, TopicConfig::default())
+            .unwrap();
+        catalog
+            .create_topic("b", 2, TopicConfig::default())
+            .unwrap();
+        drop(catalog);
+
+        let (reopened, change) = open(directory.path(), 2);
+        let change = change.expect("placement changed");
+        assert_eq!(change.previous_shard_count, 4);
+        assert_eq!(change.shard_count, 2);
+        let snapshot = reopened.snapshot();
+        for topic in snapshot.topics.values() {
+            assert!(topic.partition_shards.iter().all(|shard| *shard < 2));
+        }
+        assert_eq!(
+            snapshot.topic("a").unwrap().partition_shards,
+            vec![0, 1, 0, 1]
+        );
+        drop(reopened);
+        // The new placement was persisted: opening again with 2 shards changes nothing.
+        let (_, change) = open(directory.path(), 2);
+        assert!(change.is_none());
+    }
+
+    #[test]
+    fn deleting_a_topic_frees_its_name_and_a_new_one_gets_a_new_directory() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        let first = catalog
+            .create_topic("t", 1, TopicConfig::default())
+            .unwrap();
+        assert!(matches!(
+            catalog.create_topic("t", 1, TopicConfig::default()),
+            Err(CatalogError::TopicAlreadyExists { .. })
+        ));
+        catalog.delete_topic("t").unwrap();
+        assert!(matches!(
+            catalog.delete_topic("t"),
+            Err(CatalogError::UnknownTopic { .. })
+        ));
+        let second = catalog
+            .create_topic("t", 1, TopicConfig::default())
+            .unwrap();
+        assert_ne!(first.directory, second.directory);
+    }
+
+    #[test]
+    fn orphan_topic_directories_are_removed_at_open() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        let kept = catalog
+            .create_topic("kept", 1, TopicConfig::default())
+            .unwrap();
+        std::fs::create_dir_all(kept.partition_directory(0)).unwrap();
+        let orphan = directory.path().join(TOPICS_DIRECTORY_NAME).join("gone.7");
+        std::fs::create_dir_all(orphan.join("0")).unwrap();
+        drop(catalog);
+        open(directory.path(), 1);
+        assert!(!orphan.exists());
+        assert!(kept.partition_directory(0).exists());
+    }
+
+    #[test]
+    fn topic_names_follow_the_kafka_rule() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+        for bad in ["", ".", "..", "a/b", "a b", "é", "a\0"] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn partition_counts_outside_the_limit_are_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        for partitions in [0, -1, 65] {
+            assert!(matches!(
+                catalog.create_topic("t", partitions, TopicConfig::default()),
+                Err(CatalogError::InvalidPartitions { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_corrupt_catalog_file_is_an_error_not_an_empty_catalog() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(directory.path().join(CATALOG_FILE_NAME), "version = [").unwrap();
+        assert!(matches!(
+            Catalog::open(directory.path(), 1, 10, 10),
+            Err(CatalogError::Corrupt { .. })
+        ));
+    }
+}

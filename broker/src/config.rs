@@ -1,0 +1,676 @@
+//! The broker's configuration: embedded defaults, a TOML file, command-line flags and `SPATE_*`
+//! environment variables, merged in that order (each later layer wins), then checked.
+//!
+//! Every server limit lives here, in [`Limits`], with its default in [`defaults`]; nothing else in
+//! the server invents a bound. Per-topic storage settings (segment size, retention, durability)
+//! are not here: they belong to each topic (see `catalog`), with defaults from the storage engine.
+//! This file parses and checks; it never opens a socket or a data file.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
+pub mod defaults {
+    pub const DATA_DIR: &str = "./data";
+    pub const LISTEN: &str = "127.0.0.1:9192";
+    pub const LOG_LEVEL: &str = "info";
+    /// Largest request frame accepted, length prefix excluded. Matches the protocol's limit.
+    pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Bytes of request frames one connection may hold before the broker stops reading from it.
+    pub const CONNECTION_INFLIGHT_BYTES_MAX: usize = 128 * 1024 * 1024;
+    /// Requests one connection may have in flight (pipelining depth).
+    pub const CONNECTION_INFLIGHT_REQUESTS_MAX: usize = 256;
+    /// Bytes of request frames all connections of one shard may hold together.
+    pub const SHARD_INFLIGHT_BYTES_MAX: usize = 1024 * 1024 * 1024;
+    /// Open connections one shard accepts; beyond it new connections are closed at once.
+    pub const CONNECTIONS_PER_SHARD_MAX: usize = 16 * 1024;
+    /// Size of each socket read; a frame larger than this is assembled from several reads.
+    pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+    /// SO_SNDBUF / SO_RCVBUF asked for on every connection (the kernel may double or cap it).
+    pub const SOCKET_SEND_BUFFER_BYTES: usize = 1024 * 1024;
+    pub const SOCKET_RECEIVE_BUFFER_BYTES: usize = 1024 * 1024;
+    /// Longest a fetch may wait for `min_bytes` (a client asking for more is capped).
+    pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+    /// Most record bytes one fetch response carries, whatever the client asks.
+    pub const FETCH_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Depth of each cross-shard channel (messages, not bytes; bytes are bounded by the
+    /// per-connection and per-shard budgets of the requests that caused them).
+    pub const CROSS_SHARD_QUEUE_DEPTH: usize = 1024;
+    /// How long shutdown waits for in-flight requests before closing connections anyway.
+    pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+    /// How often each shard applies retention to the partitions it owns.
+    pub const RETENTION_CHECK_INTERVAL_MS: u64 = 60_000;
+    /// Most partitions one topic may have, and most topics the broker holds.
+    pub const PARTITIONS_PER_TOPIC_MAX: u32 = 4096;
+    pub const TOPICS_MAX: usize = 10_000;
+    /// Memory glommio registers per shard for io_uring buffers.
+    pub const IO_MEMORY_BYTES: usize = 16 * 1024 * 1024;
+}
+
+/// Why the configuration could not be built. Each variant names the setting and the layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?} is not valid: {message}")]
+    ParseEnv {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("listen address {address:?} does not resolve: {message}")]
+    ListenAddress { address: String, message: String },
+    #[error("cores {text:?} is not a CPU list like \"0-3\" or \"0,2,4-7\": {message}")]
+    CoreList { text: String, message: String },
+    #[error("setting {setting} is invalid: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+/// A list of CPU ids written `0-3` or `0,2,4-7`: the cores the shards are pinned to, one shard
+/// per listed core, in the order listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreList(pub Vec<usize>);
+
+/// More CPUs than this in one list is a typo, not a machine.
+const CORE_LIST_LENGTH_MAX: usize = 4096;
+
+impl FromStr for CoreList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut cores = Vec::new();
+        for part in text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            let (first, last) = match part.split_once('-') {
+                Some((first, last)) => (parse_core(first)?, parse_core(last)?),
+                None => (parse_core(part)?, parse_core(part)?),
+            };
+            if last < first {
+                return Err(format!("range {part} runs backwards"));
+            }
+            if last - first >= CORE_LIST_LENGTH_MAX {
+                return Err(format!(
+                    "range {part} is longer than {CORE_LIST_LENGTH_MAX}"
+                ));
+            }
+            for core in first..=last {
+                if cores.contains(&core) {
+                    return Err(format!("core {core} is listed twice"));
+                }
+                cores.push(core);
+            }
+            if cores.len() > CORE_LIST_LENGTH_MAX {
+                return Err(format!("more than {CORE_LIST_LENGTH_MAX} cores"));
+            }
+        }
+        if cores.is_empty() {
+            return Err("no cores listed".to_string());
+        }
+        Ok(CoreList(cores))
+    }
+}
+
+fn parse_core(text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse::<usize>()
+        .map_err(|_| format!("{text:?} is not a CPU number"))
+}
+
+impl<'de> Deserialize<'de> for CoreList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Declares every setting once: its flag (`--name-with-dashes`), its TOML key (`name_with_underscores`),
+/// its environment variable and its help text. Generates [`Overrides`], one layer of optional values.
+macro_rules! settings {
+    ($( $field:ident : $type:ty, $env:literal, $help:literal; )*) => {
+        /// One layer of settings (file, flags or environment): `None` means "not set here".
+        #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Overrides {
+            $(
+                #[arg(long, help = concat!($help, " [env: ", $env, "]"))]
+                pub $field: Option<$type>,
+            )*
+        }
+
+        impl Overrides {
+            /// Reads the `SPATE_*` variables through `lookup` (the process environment in
+            /// production, a map in tests).
+            pub fn from_environment(
+                lookup: &dyn Fn(&str) -> Option<String>,
+            ) -> Result<Self, ConfigError> {
+                let mut layer = Self::default();
+                $(
+                    if let Some(value) = lookup($env) {
+                        layer.$field = Some(parse_environment::<$type>($env, value)?);
+                    }
+                )*
+                Ok(layer)
+            }
+
+            /// `self` over `lower`: every value set in `self` wins.
+            pub fn over(self, lower: Self) -> Self {
+                Self { $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+
+        /// Every environment variable the broker reads, for `--help`.
+        pub const ENVIRONMENT_VARIABLES: &[&str] = &[ "SPATE_CONFIG", $( $env, )* ];
+    };
+}
+
+settings! {
+    data_dir: PathBuf, "SPATE_DATA_DIR", "Directory holding topics, partitions and the catalog (default ./data)";
+    listen: String, "SPATE_LISTEN", "HOST:PORT of the native protocol listener (default 127.0.0.1:9192)";
+    cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
+    shards: usize, "SPATE_SHARDS", "Number of shards when --cores is not given; more shards than cores run unpinned";
+    log_level: String, "SPATE_LOG", "Log filter: error, warn, info, debug, trace, or tracing directives (default info)";
+    frame_bytes_max: usize, "SPATE_FRAME_BYTES_MAX", "Largest request frame in bytes";
+    connection_inflight_bytes_max: usize, "SPATE_CONNECTION_INFLIGHT_BYTES_MAX", "Request bytes one connection may hold before reading from it pauses";
+    connection_inflight_requests_max: usize, "SPATE_CONNECTION_INFLIGHT_REQUESTS_MAX", "Requests one connection may have in flight";
+    shard_inflight_bytes_max: usize, "SPATE_SHARD_INFLIGHT_BYTES_MAX", "Request bytes all connections of a shard may hold together";
+    connections_per_shard_max: usize, "SPATE_CONNECTIONS_PER_SHARD_MAX", "Open connections per shard; more are refused";
+    read_chunk_bytes: usize, "SPATE_READ_CHUNK_BYTES", "Bytes asked for in each socket read";
+    socket_send_buffer_bytes: usize, "SPATE_SOCKET_SEND_BUFFER_BYTES", "SO_SNDBUF of each connection";
+    socket_receive_buffer_bytes: usize, "SPATE_SOCKET_RECEIVE_BUFFER_BYTES", "SO_RCVBUF of each connection";
+    fetch_wait_ms_max: u64, "SPATE_FETCH_WAIT_MS_MAX", "Cap on a fetch's max wait in milliseconds";
+    fetch_response_bytes_max: usize, "SPATE_FETCH_RESPONSE_BYTES_MAX", "Cap on the record bytes of one fetch response";
+    cross_shard_queue_depth: usize, "SPATE_CROSS_SHARD_QUEUE_DEPTH", "Messages each cross-shard channel holds";
+    shutdown_grace_ms: u64, "SPATE_SHUTDOWN_GRACE_MS", "How long shutdown waits for in-flight requests";
+    retention_check_interval_ms: u64, "SPATE_RETENTION_CHECK_INTERVAL_MS", "How often retention runs on each shard";
+    partitions_per_topic_max: u32, "SPATE_PARTITIONS_PER_TOPIC_MAX", "Most partitions one topic may have";
+    topics_max: usize, "SPATE_TOPICS_MAX", "Most topics the broker holds";
+    io_memory_bytes: usize, "SPATE_IO_MEMORY_BYTES", "io_uring buffer memory registered per shard";
+}
+
+fn parse_environment<T: FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|error| ConfigError::ParseEnv {
+            name,
+            value: value.clone(),
+            message: error.to_string(),
+        })
+}
+
+const AFTER_HELP: &str = "\
+Settings are read from embedded defaults, then the TOML file given by --config (keys are the flag
+names with underscores, e.g. data_dir = \"/var/lib/spate\"), then command-line flags, then SPATE_*
+environment variables; a later source overrides an earlier one.";
+
+/// The command line: an optional config file plus one flag per setting.
+#[derive(Debug, clap::Parser)]
+#[command(name = "spate-broker", version, about = "The Spate broker", after_help = AFTER_HELP)]
+pub struct CommandLine {
+    /// TOML file with settings (keys as the flags, underscores for dashes) [env: SPATE_CONFIG]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+/// How shards map to CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardPlacement {
+    /// One shard per listed CPU, each pinned to it.
+    Pinned(Vec<usize>),
+    /// This many shards, not pinned (more shards than cores asked for, or no affinity possible).
+    Unpinned(usize),
+}
+
+impl ShardPlacement {
+    pub fn shard_count(&self) -> usize {
+        match self {
+            ShardPlacement::Pinned(cores) => cores.len(),
+            ShardPlacement::Unpinned(count) => *count,
+        }
+    }
+}
+
+/// Every server bound, in one place. Relations between them are checked in [`Config::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub frame_bytes_max: usize,
+    pub connection_inflight_bytes_max: usize,
+    pub connection_inflight_requests_max: usize,
+    pub shard_inflight_bytes_max: usize,
+    pub connections_per_shard_max: usize,
+    pub read_chunk_bytes: usize,
+    pub socket_send_buffer_bytes: usize,
+    pub socket_receive_buffer_bytes: usize,
+    pub fetch_wait_ms_max: u64,
+    pub fetch_response_bytes_max: usize,
+    pub cross_shard_queue_depth: usize,
+    pub shutdown_grace_ms: u64,
+    pub retention_check_interval_ms: u64,
+    pub partitions_per_topic_max: u32,
+    pub topics_max: usize,
+    pub io_memory_bytes: usize,
+}
+
+/// The broker's resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub placement: ShardPlacement,
+    pub log_level: String,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Builds the configuration from the process's command line and environment.
+    pub fn from_process() -> Result<Config, ConfigError> {
+        let command_line = <CommandLine as clap::Parser>::parse();
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_layers(command_line, &lookup, available_cores())
+    }
+
+    /// Merges defaults < file < flags < environment. `available` is the list of CPUs this process
+    /// may run on (the default placement).
+    pub fn from_layers(
+        command_line: CommandLine,
+        environment: &dyn Fn(&str) -> Option<String>,
+        available: Vec<usize>,
+    ) -> Result<Config, ConfigError> {
+        let file_path = environment("SPATE_CONFIG")
+            .map(PathBuf::from)
+            .or(command_line.config);
+        let file_layer = match file_path {
+            Some(path) => read_file(&path)?,
+            None => Overrides::default(),
+        };
+        let environment_layer = Overrides::from_environment(environment)?;
+        let merged = environment_layer
+            .over(command_line.overrides)
+            .over(file_layer);
+        Self::resolve(merged, available)
+    }
+
+    fn resolve(layer: Overrides, available: Vec<usize>) -> Result<Config, ConfigError> {
+        let listen_text = layer.listen.unwrap_or_else(|| defaults::LISTEN.to_string());
+        let listen = resolve_listen(&listen_text)?;
+        let placement = match (layer.cores, layer.shards) {
+            (Some(CoreList(cores)), _) => ShardPlacement::Pinned(cores),
+            (None, Some(count)) if count <= available.len() => {
+                ShardPlacement::Pinned(available.into_iter().take(count).collect())
+            }
+            (None, Some(count)) => ShardPlacement::Unpinned(count),
+            (None, None) if available.is_empty() => ShardPlacement::Unpinned(1),
+            (None, None) => ShardPlacement::Pinned(available),
+        };
+        let limits = Limits {
+            frame_bytes_max: layer.frame_bytes_max.unwrap_or(defaults::FRAME_BYTES_MAX),
+            connection_inflight_bytes_max: layer
+                .connection_inflight_bytes_max
+                .unwrap_or(defaults::CONNECTION_INFLIGHT_BYTES_MAX),
+            connection_inflight_requests_max: layer
+                .connection_inflight_requests_max
+                .unwrap_or(defaults::CONNECTION_INFLIGHT_REQUESTS_MAX),
+            shard_inflight_bytes_max: layer
+                .shard_inflight_bytes_max
+                .unwrap_or(defaults::SHARD_INFLIGHT_BYTES_MAX),
+            connections_per_shard_max: layer
+                .connections_per_shard_max
+                .unwrap_or(defaults::CONNECTIONS_PER_SHARD_MAX),
+            read_chunk_bytes: layer.read_chunk_bytes.unwrap_or(defaults::READ_CHUNK_BYTES),
+            socket_send_buffer_bytes: layer
+                .socket_send_buffer_bytes
+                .unwrap_or(defaults::SOCKET_SEND_BUFFER_BYTES),
+            socket_receive_buffer_bytes: layer
+                .socket_receive_buffer_bytes
+                .unwrap_or(defaults::SOCKET_RECEIVE_BUFFER_BYTES),
+            fetch_wait_ms_max: layer
+                .fetch_wait_ms_max
+                .unwrap_or(defaults::FETCH_WAIT_MS_MAX),
+            fetch_response_bytes_max: layer
+                .fetch_response_bytes_max
+                .unwrap_or(defaults::FETCH_RESPONSE_BYTES_MAX),
+            cross_shard_queue_depth: layer
+                .cross_shard_queue_depth
+                .unwrap_or(defaults::CROSS_SHARD_QUEUE_DEPTH),
+            shutdown_grace_ms: layer
+                .shutdown_grace_ms
+                .unwrap_or(defaults::SHUTDOWN_GRACE_MS),
+            retention_check_interval_ms: layer
+                .retention_check_interval_ms
+                .unwrap_or(defaults::RETENTION_CHECK_INTERVAL_MS),
+            partitions_per_topic_max: layer
+                .partitions_per_topic_max
+                .unwrap_or(defaults::PARTITIONS_PER_TOPIC_MAX),
+            topics_max: layer.topics_max.unwrap_or(defaults::TOPICS_MAX),
+            io_memory_bytes: layer.io_memory_bytes.unwrap_or(defaults::IO_MEMORY_BYTES),
+        };
+        let config = Config {
+            data_dir: layer
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
+            listen,
+            placement,
+            log_level: layer
+                .log_level
+                .unwrap_or_else(|| defaults::LOG_LEVEL.to_string()),
+            limits,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Relations between settings that would otherwise fail at run time, or deadlock: a
+    /// connection must be able to hold one largest frame, a shard one full connection.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        let invalid =
+            |setting: &'static str, message: String| Err(ConfigError::Invalid { setting, message });
+        if self.placement.shard_count() == 0 {
+            return invalid("shards", "at least one shard is needed".to_string());
+        }
+        if self.placement.shard_count() > CORE_LIST_LENGTH_MAX {
+            return invalid("shards", format!("at most {CORE_LIST_LENGTH_MAX} shards"));
+        }
+        if limits.frame_bytes_max < 1024 {
+            return invalid("frame_bytes_max", "must be at least 1024".to_string());
+        }
+        if limits.frame_bytes_max > spate_protocol::constants::FRAME_BYTES_MAX {
+            return invalid(
+                "frame_bytes_max",
+                format!(
+                    "{} is above the protocol's limit {}",
+                    limits.frame_bytes_max,
+                    spate_protocol::constants::FRAME_BYTES_MAX
+                ),
+            );
+        }
+        if limits.connection_inflight_bytes_max < limits.frame_bytes_max {
+            return invalid(
+                "connection_inflight_bytes_max",
+                format!(
+                    "{} is below frame_bytes_max {}: a largest frame could never be read",
+                    limits.connection_inflight_bytes_max, limits.frame_bytes_max
+                ),
+            );
+        }
+        if limits.shard_inflight_bytes_max < limits.connection_inflight_bytes_max {
+            return invalid(
+                "shard_inflight_bytes_max",
+                format!(
+                    "{} is below connection_inflight_bytes_max {}",
+                    limits.shard_inflight_bytes_max, limits.connection_inflight_bytes_max
+                ),
+            );
+        }
+        let positive = [
+            (
+                "connection_inflight_requests_max",
+                limits.connection_inflight_requests_max,
+            ),
+            (
+                "connections_per_shard_max",
+                limits.connections_per_shard_max,
+            ),
+            ("read_chunk_bytes", limits.read_chunk_bytes),
+            ("cross_shard_queue_depth", limits.cross_shard_queue_depth),
+            ("fetch_response_bytes_max", limits.fetch_response_bytes_max),
+            ("topics_max", limits.topics_max),
+            ("io_memory_bytes", limits.io_memory_bytes),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return invalid(setting, "must be greater than zero".to_string());
+            }
+        }
+        if limits.partitions_per_topic_max == 0 {
+            return invalid(
+                "partitions_per_topic_max",
+                "must be greater than zero".to_string(),
+            );
+        }
+        if limits.retention_check_interval_ms == 0 {
+            return invalid(
+                "retention_check_interval_ms",
+                "must be greater than zero".to_string(),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return invalid(
+                "log_level",
+                format!("{:?} is not a log filter", self.log_level),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })
+}
+
+fn resolve_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    let error = |message: String| ConfigError::ListenAddress {
+        address: text.to_string(),
+        message,
+    };
+    let mut addresses = text
+        .to_socket_addrs()
+        .map_err(|source| error(source.to_string()))?;
+    addresses
+        .next()
+        .ok_or_else(|| error("no address".to_string()))
+}
+
+/// The CPUs this process may run on (its affinity mask), in ascending order.
+pub fn available_cores() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let result =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if result != 0 {
+        let count = std::thread::available_parallelism().map_or(1, |count| count.get());
+        return (0..count).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `core` is below CPU_SETSIZE, the size of the set.
+        .filter(|&core| unsafe { libc::CPU_ISSET(core, &set) })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    fn build(
+        arguments: &[&str],
+        environment: &[(&str, &str)],
+        available: Vec<usize>,
+    ) -> Result<Config, ConfigError> {
+        let command_line = CommandLine::try_parse_from(
+            std::iter::once("spate-broker").chain(arguments.iter().copied()),
+        )
+        .expect("arguments parse");
+        let environment: HashMap<String, String> = environment
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let lookup = move |name: &str| environment.get(name).cloned();
+        Config::from_layers(command_line, &lookup, available)
+    }
+
+    #[test]
+    fn no_arguments_give_the_embedded_defaults() {
+        let config = build(&[], &[], vec![0, 1, 2]).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:9192".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(config.placement, ShardPlacement::Pinned(vec![0, 1, 2]));
+        assert_eq!(config.log_level, "info");
+        assert_eq!(config.limits.frame_bytes_max, defaults::FRAME_BYTES_MAX);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_environment_overrides_flags() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\nlisten = \"127.0.0.1:1000\"\nlog_level = \"warn\"\nshards = 3\n",
+        )
+        .unwrap();
+        let file_text = file.to_str().unwrap();
+
+        let from_file = build(&["--config", file_text], &[], vec![0, 1]).unwrap();
+        assert_eq!(from_file.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(from_file.listen.port(), 1000);
+        assert_eq!(from_file.log_level, "warn");
+        assert_eq!(from_file.placement, ShardPlacement::Unpinned(3));
+
+        let with_flags = build(
+            &[
+                "--config",
+                file_text,
+                "--data-dir",
+                "/from/flag",
+                "--listen",
+                "127.0.0.1:2000",
+            ],
+            &[],
+            vec![0, 1],
+        )
+        .unwrap();
+        assert_eq!(with_flags.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(with_flags.listen.port(), 2000);
+        assert_eq!(with_flags.log_level, "warn");
+
+        let with_environment = build(
+            &["--config", file_text, "--data-dir", "/from/flag"],
+            &[("SPATE_DATA_DIR", "/from/env"), ("SPATE_LOG", "debug")],
+            vec![0, 1],
+        )
+        .unwrap();
+        assert_eq!(with_environment.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(with_environment.log_level, "debug");
+        assert_eq!(with_environment.listen.port(), 1000);
+    }
+
+    #[test]
+    fn core_lists_accept_ranges_and_single_cores() {
+        assert_eq!("0-3".parse::<CoreList>().unwrap().0, vec![0, 1, 2, 3]);
+        assert_eq!("0,2,4-5".parse::<CoreList>().unwrap().0, vec![0, 2, 4, 5]);
+        assert!("3-1".parse::<CoreList>().is_err());
+        assert!("1,1".parse::<CoreList>().is_err());
+        assert!("a".parse::<CoreList>().is_err());
+        assert!("".parse::<CoreList>().is_err());
+        assert!("0-99999999".parse::<CoreList>().is_err());
+        let config = build(&["--cores", "1-2"], &[], vec![0, 1, 2, 3]).unwrap();
+        assert_eq!(config.placement, ShardPlacement::Pinned(vec![1, 2]));
+    }
+
+    #[test]
+    fn shards_within_the_available_cores_are_pinned_and_beyond_are_not() {
+        let pinned = build(&["--shards", "2"], &[], vec![4, 5, 6]).unwrap();
+        assert_eq!(pinned.placement, ShardPlacement::Pinned(vec![4, 5]));
+        let unpinned = build(&["--shards", "8"], &[], vec![0, 1]).unwrap();
+        assert_eq!(unpinned.placement, ShardPlacement::Unpinned(8));
+    }
+
+    #[test]
+    fn limits_that_cannot_hold_one_frame_are_rejected() {
+        let error = build(
+            &[
+                "--frame-bytes-max",
+                "1048576",
+                "--connection-inflight-bytes-max",
+                "1024",
+            ],
+            &[],
+            vec![0],
+        )
+        .unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                setting: "connection_inflight_bytes_max",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_frame_limit_above_the_protocol_limit_is_rejected() {
+        let too_large = (spate_protocol::constants::FRAME_BYTES_MAX + 1).to_string();
+        let error = build(&["--frame-bytes-max", &too_large], &[], vec![0]).unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                setting: "frame_bytes_max",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let error = build(&[], &[("SPATE_SHARDS", "many")], vec![0]).unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::ParseEnv {
+                name: "SPATE_SHARDS",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(&file, "data_dri = \"/typo\"\n").unwrap();
+        let error = build(&["--config", file.to_str().unwrap()], &[], vec![0]).unwrap_err();
+        assert!(matches!(error, ConfigError::ParseFile { .. }));
+    }
+
+    #[test]
+    fn help_names_every_environment_variable() {
+        let help = <CommandLine as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for variable in ENVIRONMENT_VARIABLES {
+            assert!(
+                help.contains(variable),
+                "--help does not mention {variable}"
+            );
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Control-plane handlers: version negotiation, metadata, and topic administration (create,
+//! delete, list, describe, alter configuration).
+//!
+//! Topic changes go to the catalog first (durably, on a blocking thread so the executor never
+//! waits on fsync), then to every shard so the owners open, delete or reconfigure their
+//! partitions; the answer is sent only after both, so a client that sees "created" can produce.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use spate_protocol::api::{
+    AlterTopicConfigRequest, AlterTopicConfigResponse, ApiVersionsRequest, ApiVersionsResponse,
+    ConfigEntry, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeTopicResponse, ListTopicsResponse, MetadataResponse,
+    PartitionMetadata, TopicListing, TopicMetadata as WireTopic, TopicResult,
+    SUPPORTED_API_VERSIONS,
+};
+use spate_protocol::error::ErrorCode;
+
+use super::{catalog_error_code, partition_error_code};
+use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
+use crate::shard::messages::{PartitionKey, PartitionState, ShardRequest, ShardResponse};
+use crate::shard::partition::log_config;
+use crate::shard::router::{broadcast, scatter};
+use crate::shard::Shard;
+
+pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
+    // The client picks the highest common version with `pick_version`; the broker only lists.
+    ApiVersionsResponse {
+        error_code: ErrorCode::None,
+        broker_versions: SUPPORTED_API_VERSIONS.to_vec(),
+    }
+}
+
+pub async fn metadata(shard: &Rc<Shard>, names: Option<&[String]>) -> MetadataResponse {
+    let snapshot = shard.snapshot();
+    let topics: Vec<Result<Arc<TopicMetadata>, String>> = match names {
+        None => snapshot.topics.values().cloned().map(Ok).collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| snapshot.topic(name).cloned().ok_or_else(|| name.clone()))
+            .collect(),
+    };
+    let mut response = MetadataResponse::default();
+    for topic in topics {
+        match topic {
+            Ok(topic) => response.topics.push(WireTopic {
+                error_code: ErrorCode::None,
+                name: topic.name.clone(),
+                partitions: partition_metadata(shard, &topic).await,
+            }),
+            Err(name) => response.topics.push(WireTopic {
+                error_code: ErrorCode::UnknownTopicOrPartition,
+                name,
+                partitions: Vec::new(),
+            }),
+        }
+    }
+    response
+}
+
+/// Every partition of `topic` with its owner and offsets, asked of the owners.
+async fn partition_metadata(shard: &Rc<Shard>, topic: &TopicMetadata) -> Vec<PartitionMetadata> {
+    let items: Vec<_> = topic
+        .partition_shards
+        .iter()
+        .enumerate()
+        .map(|(partition, owner)| {
+            let key = PartitionKey {
+                topic_id: topic.id,
+                partition: partition as u32,
+            };
+            (*owner, key)
+        })
+        .collect();
+    let states = scatter(
+        shard,
+        items,
+        |partitions| ShardRequest::States { partitions },
+        |response| match response {
+            ShardResponse::States(states) => Some(states),
+            _ => None,
+        },
+    )
+    .await;
+    states
+        .into_iter()
+        .enumerate()
+        .map(|(partition, state)| {
+            let (error_code, state) = match state {
+                Ok(state) => (ErrorCode::None, state),
+                Err(error) => (
+                    partition_error_code(&error),
+                    PartitionState {
+                        log_start_offset: 0,
+                        high_watermark: 0,
+                    },
+                ),
+            };
+            PartitionMetadata {
+                partition: partition as u32,
+                error_code,
+                shard_id: topic.partition_shards[partition] as u32,
+                log_start_offset: state.log_start_offset,
+                high_watermark: state.high_watermark,
+            }
+        })
+        .collect()
+}
+
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    request: &CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut response = CreateTopicsResponse::default();
+    for topic in &request.topics {
+        let outcome = create_topic(
+            shard,
+            &topic.name,
+            i64::from(topic.partition_count),
+            &topic.configs,
+        )
+        .await;
+        response.results.push(topic_result(&topic.name, outcome));
+    }
+    response
+}
+
+async fn create_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i64,
+    entries: &[ConfigEntry],
+) -> Result<(), (ErrorCode, String)> {
+    let config = TopicConfig::default()
+        .with_entries(
+            entries
+                .iter()
+                .map(|entry| (entry.name.as_str(), entry.value.as_str())),
+        )
+        .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
+    check_log_config(shard, &config)?;
+    let catalog = shard.catalog.clone();
+    let owned_name = name.to_string();
+    let topic = blocking(move || catalog.create_topic(&owned_name, partitions, config))
+        .await
+        .map_err(catalog_failure)?;
+    tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "topic created");
+    broadcast(shard, || ShardRequest::OpenTopic {
+        topic: topic.clone(),
+    })
+    .await
+    .map_err(|error| {
+        (
+            partition_error_code(&error),
+            format!("opening partitions: {error}"),
+        )
+    })
+}
+
+pub async fn delete_topics(
+    shard: &Rc<Shard>,
+    request: &DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let mut response = DeleteTopicsResponse::default();
+    for name in &request.names {
+        let catalog = shard.catalog.clone();
+        let owned_name = name.clone();
+        let outcome = match blocking(move || catalog.delete_topic(&owned_name)).await {
+            Err(error) => Err(catalog_failure(error)),
+            Ok(topic) => {
+                tracing::info!(topic = %topic.name, "topic deleted");
+                broadcast(shard, || ShardRequest::DeleteTopic {
+                    topic: topic.clone(),
+                })
+                .await
+                .map_err(|error| {
+                    (
+                        partition_error_code(&error),
+                        format!("deleting partitions: {error}"),
+                    )
+                })
+            }
+        };
+        response.results.push(topic_result(name, outcome));
+    }
+    response
+}
+
+pub fn list_topics(shard: &Rc<Shard>) -> ListTopicsResponse {
+    let snapshot = shard.snapshot();
+    ListTopicsResponse {
+        error_code: ErrorCode::None,
+        topics: snapshot
+            .topics
+            .values()
+            .map(|topic| TopicListing {
+                name: topic.name.clone(),
+                partition_count: topic.partition_count(),
+            })
+            .collect(),
+    }
+}
+
+pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> DescribeTopicResponse {
+    let Some(topic) = shard.snapshot().topic(name).cloned() else {
+        return DescribeTopicResponse {
+            error_code: ErrorCode::UnknownTopicOrPartition,
+            error_message: Some(format!("topic {name} does not exist")),
+            name: name.to_string(),
+            ..Default::default()
+        };
+    };
+    DescribeTopicResponse {
+        error_code: ErrorCode::None,
+        error_message: None,
+        name: topic.name.clone(),
+        configs: topic
+            .config
+            .to_map()
+            .into_iter()
+            .map(|(name, value)| ConfigEntry { name, value })
+            .collect(),
+        partitions: partition_metadata(shard, &topic).await,
+    }
+}
+
+pub async fn alter_topic_config(
+    shard: &Rc<Shard>,
+    request: &AlterTopicConfigRequest,
+) -> AlterTopicConfigResponse {
+    match alter(shard, request).await {
+        Ok(()) => AlterTopicConfigResponse {
+            error_code: ErrorCode::None,
+            error_message: None,
+        },
+        Err((error_code, message)) => AlterTopicConfigResponse {
+            error_code,
+            error_message: Some(message),
+        },
+    }
+}
+
+async fn alter(
+    shard: &Rc<Shard>,
+    request: &AlterTopicConfigRequest,
+) -> Result<(), (ErrorCode, String)> {
+    let Some(topic) = shard.snapshot().topic(&request.name).cloned() else {
+        return Err((
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic {} does not exist", request.name),
+        ));
+    };
+    // `reset` keys go back to the default: an empty value clears a key.
+    let entries = request
+        .set
+        .iter()
+        .map(|entry| (entry.name.as_str(), entry.value.as_str()))
+        .chain(request.reset.iter().map(|name| (name.as_str(), "")));
+    let config = topic
+        .config
+        .with_entries(entries)
+        .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
+    check_log_config(shard, &config)?;
+    let catalog = shard.catalog.clone();
+    let name = request.name.clone();
+    let altered = blocking(move || catalog.alter_topic_config(&name, config))
+        .await
+        .map_err(catalog_failure)?;
+    tracing::info!(topic = %altered.name, config = ?altered.config.to_map(), "topic config altered");
+    broadcast(shard, || ShardRequest::AlterTopic {
+        topic: altered.clone(),
+    })
+    .await
+    .map_err(|error| (partition_error_code(&error), error.to_string()))
+}
+
+/// Refuses a topic config the storage engine would refuse when opening a partition.
+fn check_log_config(shard: &Shard, config: &TopicConfig) -> Result<(), (ErrorCode, String)> {
+    log_config(config, shard.batch_bytes_max())
+        .check()
+        .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))
+}
+
+fn topic_result(name: &str, outcome: Result<(), (ErrorCode, String)>) -> TopicResult {
+    match outcome {
+        Ok(()) => TopicResult {
+            name: name.to_string(),
+            error_code: ErrorCode::None,
+            error_message: None,
+        },
+        Err((error_code, message)) => TopicResult {
+            name: name.to_string(),
+            error_code,
+            error_message: Some(message),
+        },
+    }
+}
+
+fn catalog_failure(error: CatalogError) -> (ErrorCode, String) {
+    if matches!(
+        error,
+        CatalogError::Io { .. } | CatalogError::Corrupt { .. }
+    ) {
+        tracing::error!(%error, "catalog update failed");
+    }
+    (catalog_error_code(&error), error.to_string())
+}
+
+/// Runs a catalog change (file writes and fsyncs) on glommio's blocking thread pool.
+async fn blocking<T: Send + 'static>(
+    change: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, CatalogError> {
+    glommio::executor().spawn_blocking(change).await
+}

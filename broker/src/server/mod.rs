@@ -1,0 +1,366 @@
+//! The running broker: starts one pinned glommio executor per shard, wires the cross-shard mesh,
+//! opens each shard's partitions, accepts connections on every shard, and shuts down cleanly on
+//! SIGTERM/SIGINT.
+//!
+//! Shutdown order, and why: (1) every shard stops accepting; (2) each connection stops reading new
+//! requests, finishes the ones in flight and writes their responses (up to the grace period);
+//! (3) shards wait for each other, because a shard's in-flight request may still need a partition
+//! owned by another; (4) every partition is fsynced and closed; (5) the process exits 0.
+//!
+//! Request handling lives in `connection` (framing, ordering, backpressure) and `handlers` (one
+//! function per API); this file only builds and tears down the runtime.
+
+pub mod connection;
+pub mod handlers;
+pub mod startup;
+pub mod write;
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::sync::Gate;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{Config, ShardPlacement};
+use crate::shard::mesh::{Envelope, Mesh, RequestExecutor};
+use crate::shard::signal::ShutdownFlag;
+use crate::shard::Shard;
+
+/// How often a shard checks whether its peers reached the same start-up or shutdown step.
+const BARRIER_POLL_INTERVAL_MS: u64 = 5;
+
+/// Why the broker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot start shard {shard}: {message}")]
+    ShardStart { shard: usize, message: String },
+    #[error("shard {shard} failed: {message}")]
+    Shard { shard: usize, message: String },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A step every shard must reach before any goes on: counted with an atomic, waited for by
+/// polling the shard's timer (shards are on different threads and cannot wake each other's
+/// tasks directly).
+#[derive(Debug, Clone, Default)]
+struct Barrier {
+    arrived: Arc<AtomicUsize>,
+}
+
+impl Barrier {
+    /// Also returns when shutdown is requested: a shard that failed to start requests it, and
+    /// its peers must not wait for it forever.
+    async fn arrive_and_wait(&self, shard_count: usize, shutdown: &ShutdownFlag) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        while self.arrived.load(Ordering::SeqCst) < shard_count && !shutdown.is_requested() {
+            glommio::timer::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS)).await;
+        }
+    }
+}
+
+/// Shared among the shard threads while they start and stop.
+#[derive(Clone)]
+struct Rendezvous {
+    partitions_opened: Barrier,
+    listening: Barrier,
+    drained: Barrier,
+    /// Shards that stopped before listening.
+    failed: Arc<AtomicUsize>,
+    /// The address the shards listen on; resolved once when the configured port is 0.
+    listen: SocketAddr,
+}
+
+/// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
+pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
+    let shard_count = config.placement.shard_count();
+    startup::log_memlock(shard_count, config.limits.io_memory_bytes);
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.as_atomic()).map_err(ServerError::Signals)?;
+    }
+
+    let (catalog, change) = Catalog::open(
+        &config.data_dir,
+        shard_count,
+        config.limits.topics_max,
+        config.limits.partitions_per_topic_max,
+    )?;
+    if let Some(change) = change {
+        tracing::warn!(
+            previous_shard_count = change.previous_shard_count,
+            shard_count = change.shard_count,
+            partitions_moved = change.partitions_moved,
+            "shard count changed since the last run: partitions placed again (round robin by topic name)"
+        );
+    }
+    let catalog = Arc::new(catalog);
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        topics = catalog.snapshot().topics.len(),
+        "catalog opened"
+    );
+
+    // Port 0 means "any free port": reserve one here so that every shard binds the same port.
+    let reservation =
+        startup::bind_listener(config.listen).map_err(|source| ServerError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let listen = reservation
+        .local_addr()
+        .ok()
+        .and_then(|address| address.as_socket())
+        .unwrap_or(config.listen);
+    let rendezvous = Rendezvous {
+        partitions_opened: Barrier::default(),
+        listening: Barrier::default(),
+        drained: Barrier::default(),
+        failed: Arc::new(AtomicUsize::new(0)),
+        listen,
+    };
+
+    let config = Arc::new(config);
+    let mesh_builder =
+        MeshBuilder::<Envelope, _>::full(shard_count, config.limits.cross_shard_queue_depth);
+    let mut handles = Vec::with_capacity(shard_count);
+    for index in 0..shard_count {
+        let (placement, core) = match &config.placement {
+            ShardPlacement::Pinned(cores) => (Placement::Fixed(cores[index]), Some(cores[index])),
+            ShardPlacement::Unpinned(_) => (Placement::Unbound, None),
+        };
+        let config = config.clone();
+        let catalog = catalog.clone();
+        let mesh_builder = mesh_builder.clone();
+        let shutdown = shutdown.clone();
+        let rendezvous = rendezvous.clone();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{index}"))
+            .io_memory(config.limits.io_memory_bytes)
+            .spawn(move || async move {
+                run_shard(config, catalog, mesh_builder, shutdown, rendezvous, core).await
+            })
+            .map_err(|error| ServerError::ShardStart {
+                shard: index,
+                message: error.to_string(),
+            })?;
+        handles.push(handle);
+    }
+
+    // Every shard has bound the port once this barrier is passed; the reservation can go.
+    let started = || {
+        rendezvous.listening.arrived.load(Ordering::SeqCst)
+            + rendezvous.failed.load(Ordering::SeqCst)
+    };
+    while started() < shard_count && !shutdown.is_requested() {
+        std::thread::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS));
+    }
+    drop(reservation);
+    if rendezvous.listening.arrived.load(Ordering::SeqCst) == shard_count {
+        tracing::info!(address = %listen, shards = shard_count, "broker ready");
+    }
+
+    let mut failure = None;
+    for (index, handle) in handles.into_iter().enumerate() {
+        let outcome = match handle.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(error)) => error,
+            Err(error) => ServerError::Shard {
+                shard: index,
+                message: error.to_string(),
+            },
+        };
+        tracing::error!(shard = index, error = %outcome, "shard stopped with an error");
+        // One failed shard stops the others: a partial broker would answer for partitions it
+        // cannot serve.
+        shutdown.request();
+        failure.get_or_insert(outcome);
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            tracing::info!("broker stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+async fn run_shard(
+    config: Arc<Config>,
+    catalog: Arc<Catalog>,
+    mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    shutdown: ShutdownFlag,
+    rendezvous: Rendezvous,
+    core: Option<usize>,
+) -> Result<(), ServerError> {
+    let failed = rendezvous.failed.clone();
+    let outcome = serve_shard(
+        config,
+        catalog,
+        mesh_builder,
+        shutdown.clone(),
+        rendezvous,
+        core,
+    )
+    .await;
+    if outcome.is_err() {
+        // Wake the main thread and the peers: this broker cannot run without this shard.
+        failed.fetch_add(1, Ordering::SeqCst);
+        shutdown.request();
+    }
+    outcome
+}
+
+async fn serve_shard(
+    config: Arc<Config>,
+    catalog: Arc<Catalog>,
+    mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    shutdown: ShutdownFlag,
+    rendezvous: Rendezvous,
+    core: Option<usize>,
+) -> Result<(), ServerError> {
+    let shard_count = config.placement.shard_count();
+    let (senders, receivers) =
+        mesh_builder
+            .join()
+            .await
+            .map_err(|error| ServerError::ShardStart {
+                shard: usize::MAX,
+                message: format!("cross-shard mesh: {error}"),
+            })?;
+    let mesh = Mesh::new(senders);
+    let id = mesh.shard_id();
+    let shard_error = |message: String| ServerError::Shard { shard: id, message };
+
+    let file_system = crate::storage::DmaFileSystem::for_data_dir(&config.data_dir)
+        .await
+        .map_err(|error| shard_error(format!("storage: {error}")))?;
+    let clock: Rc<dyn crate::storage::Clock> = Rc::new(crate::storage::SystemClock);
+    let shard = Shard::new(
+        config.clone(),
+        catalog,
+        mesh.clone(),
+        Rc::new(file_system),
+        clock,
+        shutdown.clone(),
+    );
+    let executor_shard = shard.clone();
+    let execute: RequestExecutor =
+        Rc::new(move |request| Box::pin(executor_shard.clone().execute(request)));
+    mesh.spawn_receivers(receivers, execute);
+
+    let opened = shard.open_owned_partitions().await;
+    // Arrive even on failure, so peers do not wait forever; then stop this shard.
+    rendezvous
+        .partitions_opened
+        .arrive_and_wait(shard_count, &shutdown)
+        .await;
+    let opened = opened.map_err(|error| shard_error(format!("opening partitions: {error}")))?;
+
+    let socket =
+        startup::bind_listener(rendezvous.listen).map_err(|source| ServerError::Listen {
+            address: rendezvous.listen,
+            source,
+        })?;
+    // SAFETY: the descriptor comes from a listening socket we own and hand over whole.
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    tracing::info!(
+        shard = id,
+        core = ?core,
+        partitions = opened,
+        address = %rendezvous.listen,
+        "shard listening"
+    );
+    rendezvous
+        .listening
+        .arrive_and_wait(shard_count, &shutdown)
+        .await;
+
+    let retention = glommio::spawn_local(shard.clone().run_retention());
+    let written_syncs = glommio::spawn_local(shard.clone().run_written_syncs());
+    let connections = Gate::new();
+    accept_until_shutdown(&shard, &listener, &connections).await;
+    drop(listener);
+    tracing::info!(
+        shard = id,
+        "stopped accepting; finishing in-flight requests"
+    );
+
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    if glommio::timer::timeout(grace, async {
+        let _ = connections.close().await;
+        Ok(())
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            shard = id,
+            "grace period over; closing remaining connections"
+        );
+    }
+    shard.budget.close();
+    rendezvous
+        .drained
+        .arrive_and_wait(shard_count, &shutdown)
+        .await;
+    retention.await;
+    written_syncs.await;
+    shard.close_partitions().await;
+    tracing::info!(shard = id, "partitions synced and closed");
+    Ok(())
+}
+
+async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &TcpListener, connections: &Gate) {
+    let live = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            shard.shutdown.requested().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                // EMFILE and friends: wait a little instead of spinning on a failing accept.
+                tracing::warn!(shard = shard.id, %error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if live.get() >= shard.config.limits.connections_per_shard_max {
+            tracing::warn!(
+                shard = shard.id,
+                limit = shard.config.limits.connections_per_shard_max,
+                "connection refused: shard at its connection limit"
+            );
+            drop(stream);
+            continue;
+        }
+        let shard = shard.clone();
+        let live = live.clone();
+        live.set(live.get() + 1);
+        let spawned = connections.spawn(async move {
+            connection::serve(shard, stream).await;
+            live.set(live.get() - 1);
+        });
+        if let Ok(task) = spawned {
+            task.detach();
+        }
+    }
+}

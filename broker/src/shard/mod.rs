@@ -1,0 +1,409 @@
+//! The shard: one glommio executor pinned to one core, owning a disjoint set of partitions.
+//!
+//! A `Shard` lives on its executor thread for the life of the broker (`Rc`, never `Send`). It
+//! holds the partitions the catalog places on it, the shard's memory budget, and its end of the
+//! cross-shard mesh. Any shard may receive any request; [`Shard::call`] runs a per-owner piece
+//! locally or forwards it to the owner and waits for the answer.
+//!
+//! What is not here: sockets and the wire format (see `server`), and topic metadata (see
+//! `catalog`; the shard only opens and deletes the partitions the catalog assigns to it).
+
+pub mod budget;
+pub mod mesh;
+pub mod messages;
+pub mod partition;
+pub mod router;
+pub mod signal;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future;
+
+use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicMetadata};
+use crate::config::Config;
+use crate::storage::Clock;
+
+use budget::ByteBudget;
+use mesh::Mesh;
+use messages::{PartitionError, PartitionKey, ProduceAcks, ShardRequest, ShardResponse};
+use partition::{log_config, partition_error, Partition, ShardFileSystem};
+use signal::{AnyAppend, ShutdownFlag};
+
+/// How long topic deletion waits for in-flight requests to let go of a partition, per try, and
+/// how many tries before it gives up and leaves the directory to the next start-up's cleanup.
+const DELETE_RETRY_INTERVAL_MS: u64 = 10;
+const DELETE_RETRIES_MAX: u32 = 500;
+
+/// How often a shard looks at partitions holding written-but-not-durable data (acks=leader or
+/// none) to run the sync their durability policy makes due. Below the default group-commit
+/// interval (2 ms), so such data becomes durable and readable within about one interval.
+const WRITTEN_SYNC_TICK_US: u64 = 1_000;
+
+/// One shard. Owned by its executor thread; shared by that thread's tasks through `Rc`.
+pub struct Shard {
+    pub id: ShardId,
+    pub shard_count: usize,
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub budget: ByteBudget,
+    pub shutdown: ShutdownFlag,
+    mesh: Rc<Mesh>,
+    file_system: Rc<ShardFileSystem>,
+    clock: Rc<dyn Clock>,
+    partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
+    /// Partitions with appends that were written but may not be durable yet.
+    unsynced: RefCell<HashSet<PartitionKey>>,
+    /// Wakes the sync task when `unsynced` stops being empty.
+    unsynced_added: Rc<signal::AppendSignal>,
+}
+
+impl Shard {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Arc<Catalog>,
+        mesh: Rc<Mesh>,
+        file_system: Rc<ShardFileSystem>,
+        clock: Rc<dyn Clock>,
+        shutdown: ShutdownFlag,
+    ) -> Rc<Shard> {
+        let shard_count = config.placement.shard_count();
+        Rc::new(Shard {
+            id: mesh.shard_id(),
+            shard_count,
+            budget: ByteBudget::new(config.limits.shard_inflight_bytes_max),
+            config,
+            catalog,
+            shutdown,
+            mesh,
+            file_system,
+            clock,
+            partitions: RefCell::new(HashMap::new()),
+            unsynced: RefCell::new(HashSet::new()),
+            unsynced_added: Rc::new(signal::AppendSignal::default()),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        self.catalog.snapshot()
+    }
+
+    /// Largest batch a producer may send: bounded by the frame limit and the protocol's limit.
+    pub fn batch_bytes_max(&self) -> usize {
+        self.config
+            .limits
+            .frame_bytes_max
+            .min(spate_protocol::constants::BATCH_BYTES_MAX)
+    }
+
+    /// Opens every partition the catalog places on this shard (start-up).
+    pub async fn open_owned_partitions(&self) -> Result<usize, PartitionError> {
+        let snapshot = self.snapshot();
+        let mut opened = 0;
+        for topic in snapshot.topics.values() {
+            opened += self.open_topic(topic).await?;
+        }
+        Ok(opened)
+    }
+
+    async fn open_topic(&self, topic: &Arc<TopicMetadata>) -> Result<usize, PartitionError> {
+        let mut opened = 0;
+        for (partition, owner) in topic.partition_shards.iter().enumerate() {
+            let key = PartitionKey {
+                topic_id: topic.id,
+                partition: partition as u32,
+            };
+            if *owner != self.id || self.partitions.borrow().contains_key(&key) {
+                continue;
+            }
+            let directory = topic.partition_directory(partition as u32);
+            let config = log_config(&topic.config, self.batch_bytes_max());
+            let opened_partition = Partition::open(
+                self.file_system.clone(),
+                directory,
+                config,
+                self.clock.clone(),
+            )
+            .await
+            .map_err(partition_error)?;
+            self.partitions
+                .borrow_mut()
+                .insert(key, Rc::new(opened_partition));
+            opened += 1;
+        }
+        Ok(opened)
+    }
+
+    async fn delete_topic(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
+        let keys: Vec<PartitionKey> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|key| key.topic_id == topic.id)
+            .copied()
+            .collect();
+        for key in keys {
+            let Some(mut partition) = self.partitions.borrow_mut().remove(&key) else {
+                continue;
+            };
+            // In-flight requests may still hold the partition; wait for them to finish.
+            let mut tries = 0;
+            let owned = loop {
+                match Rc::try_unwrap(partition) {
+                    Ok(owned) => break Some(owned),
+                    Err(shared) if tries < DELETE_RETRIES_MAX => {
+                        partition = shared;
+                        tries += 1;
+                        glommio::timer::sleep(Duration::from_millis(DELETE_RETRY_INTERVAL_MS))
+                            .await;
+                    }
+                    Err(_) => break None,
+                }
+            };
+            match owned {
+                Some(owned) => owned.log.delete().await.map_err(partition_error)?,
+                None => tracing::warn!(
+                    shard = self.id,
+                    topic = %topic.name,
+                    partition = key.partition,
+                    "partition still in use; its directory is removed at the next start"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn alter_topic(&self, topic: &TopicMetadata) {
+        let config = log_config(&topic.config, self.batch_bytes_max());
+        for (key, partition) in self.partitions.borrow().iter() {
+            if key.topic_id == topic.id {
+                partition.log.update_config(config.clone());
+            }
+        }
+    }
+
+    fn partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
+        self.partitions
+            .borrow()
+            .get(key)
+            .cloned()
+            .ok_or(PartitionError::UnknownTopicOrPartition)
+    }
+
+    /// Runs `request` on `target`: directly if it is this shard, else through the mesh.
+    pub async fn call(
+        self: &Rc<Self>,
+        target: ShardId,
+        request: ShardRequest,
+    ) -> Result<ShardResponse, PartitionError> {
+        if target == self.id {
+            Ok(self.clone().execute(request).await)
+        } else {
+            self.mesh.call(target, request).await
+        }
+    }
+
+    /// Runs a request whose partitions this shard owns.
+    pub async fn execute(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
+        match request {
+            ShardRequest::OpenTopic { topic } => {
+                ShardResponse::Done(self.open_topic(&topic).await.map(|_| ()))
+            }
+            ShardRequest::DeleteTopic { topic } => {
+                ShardResponse::Done(self.delete_topic(&topic).await)
+            }
+            ShardRequest::AlterTopic { topic } => {
+                self.alter_topic(&topic);
+                ShardResponse::Done(Ok(()))
+            }
+            ShardRequest::Produce { acks, partitions } => {
+                let batch_bytes_max = self.batch_bytes_max();
+                let appends = partitions.into_iter().map(|produce| {
+                    let shard = self.clone();
+                    async move {
+                        let partition = shard.partition(&produce.key)?;
+                        let outcome = partition
+                            .produce(produce.batches, acks, batch_bytes_max)
+                            .await;
+                        if acks != ProduceAcks::All {
+                            shard.mark_unsynced(produce.key);
+                        }
+                        outcome
+                    }
+                });
+                ShardResponse::Produced(join_all(appends).await)
+            }
+            ShardRequest::Fetch { partitions } => {
+                let reads = partitions.into_iter().map(|fetch| {
+                    let shard = self.clone();
+                    async move {
+                        let partition = shard.partition(&fetch.key)?;
+                        partition.fetch(fetch.offset, fetch.max_bytes).await
+                    }
+                });
+                ShardResponse::Fetched(join_all(reads).await)
+            }
+            ShardRequest::WaitForData {
+                partitions,
+                wait_ms,
+            } => {
+                self.wait_for_data(&partitions, wait_ms).await;
+                ShardResponse::Done(Ok(()))
+            }
+            ShardRequest::ListOffsets { partitions } => {
+                let answers = partitions.into_iter().map(|(key, target)| {
+                    let shard = self.clone();
+                    async move { shard.partition(&key)?.list_offset(target).await }
+                });
+                ShardResponse::Offsets(join_all(answers).await)
+            }
+            ShardRequest::DeleteRecords { partitions } => {
+                let answers = partitions.into_iter().map(|(key, before)| {
+                    let shard = self.clone();
+                    async move { shard.partition(&key)?.delete_records(before).await }
+                });
+                ShardResponse::RecordsDeleted(join_all(answers).await)
+            }
+            ShardRequest::States { partitions } => ShardResponse::States(
+                partitions
+                    .iter()
+                    .map(|key| self.partition(key).map(|partition| partition.state()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Waits until one of the partitions has data at or past its offset, or `wait_ms` passes,
+    /// or shutdown begins.
+    async fn wait_for_data(&self, partitions: &[(PartitionKey, i64)], wait_ms: u64) {
+        let mut signals = Vec::with_capacity(partitions.len());
+        for (key, offset) in partitions {
+            let Ok(partition) = self.partition(key) else {
+                return; // Gone: the caller's next read reports it.
+            };
+            if partition.log.high_watermark() as i64 > *offset {
+                return;
+            }
+            signals.push(partition.appended.clone());
+        }
+        let wait_ms = wait_ms.min(self.config.limits.fetch_wait_ms_max);
+        future::or(
+            future::or(
+                AnyAppend::new(signals),
+                glommio::timer::sleep(Duration::from_millis(wait_ms)),
+            ),
+            self.shutdown.requested(),
+        )
+        .await;
+    }
+
+    fn mark_unsynced(&self, key: PartitionKey) {
+        let was_empty = self.unsynced.borrow().is_empty();
+        self.unsynced.borrow_mut().insert(key);
+        if was_empty {
+            self.unsynced_added.notify();
+        }
+    }
+
+    /// Makes written data durable when its policy says so (acks=leader/none appends do not wait
+    /// for that themselves), and wakes long polls when data becomes readable. Until shutdown.
+    pub async fn run_written_syncs(self: Rc<Self>) {
+        let tick = Duration::from_micros(WRITTEN_SYNC_TICK_US);
+        while !self.shutdown.is_requested() {
+            if self.unsynced.borrow().is_empty() {
+                future::or(
+                    AnyAppend::new(vec![self.unsynced_added.clone()]),
+                    self.shutdown.requested(),
+                )
+                .await;
+                continue;
+            }
+            glommio::timer::sleep(tick).await;
+            let keys: Vec<PartitionKey> = self.unsynced.borrow().iter().copied().collect();
+            for key in keys {
+                let Ok(partition) = self.partition(&key) else {
+                    self.unsynced.borrow_mut().remove(&key);
+                    continue;
+                };
+                match partition.log.sync_if_due().await {
+                    Ok(true) => partition.appended.notify(),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "sync of written data failed")
+                    }
+                }
+                if partition.log.high_watermark() == partition.log.next_offset() {
+                    self.unsynced.borrow_mut().remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Applies retention to every owned partition, then sleeps; until shutdown.
+    pub async fn run_retention(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.config.limits.retention_check_interval_ms);
+        loop {
+            let stopped = future::or(
+                async {
+                    glommio::timer::sleep(interval).await;
+                    false
+                },
+                async {
+                    self.shutdown.requested().await;
+                    true
+                },
+            )
+            .await;
+            if stopped {
+                return;
+            }
+            let partitions: Vec<(PartitionKey, Rc<Partition>)> = self
+                .partitions
+                .borrow()
+                .iter()
+                .map(|(key, partition)| (*key, partition.clone()))
+                .collect();
+            for (key, partition) in partitions {
+                if let Err(error) = partition.log.enforce_retention().await {
+                    tracing::warn!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "retention failed");
+                }
+            }
+        }
+    }
+
+    /// Fsyncs and closes every partition (shutdown, after every connection has finished).
+    pub async fn close_partitions(&self) {
+        let partitions: Vec<(PartitionKey, Rc<Partition>)> =
+            self.partitions.borrow_mut().drain().collect();
+        for (key, partition) in partitions {
+            let result = match Rc::try_unwrap(partition) {
+                Ok(owned) => owned.log.close().await,
+                Err(shared) => shared.log.sync().await,
+            };
+            if let Err(error) = result {
+                tracing::error!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "closing partition failed");
+            }
+        }
+    }
+
+    pub fn owned_partition_count(&self) -> usize {
+        self.partitions.borrow().len()
+    }
+}
+
+/// Runs the futures concurrently on this shard and returns their outputs in order.
+pub async fn join_all<T, F>(futures: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + 'static,
+    T: 'static,
+{
+    let tasks: Vec<glommio::Task<T>> = futures.into_iter().map(glommio::spawn_local).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(task.await);
+    }
+    outputs
+}

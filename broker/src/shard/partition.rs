@@ -1,0 +1,280 @@
+//! One partition as its owning shard holds it: the storage log, the wake-up for long polls, and
+//! the operations requests perform on it (validate-then-append, read, offsets by time, delete
+//! records), with storage errors turned into [`PartitionError`].
+//!
+//! This is the only file of the server that calls the storage engine's partition API. It does not
+//! route: callers have already established that this shard owns the partition.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use spate_protocol::batch::BatchView;
+
+use super::messages::{
+    FetchOutcome, OffsetAnswer, PartitionError, PartitionState, ProduceAcks, ProduceOutcome,
+    LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
+};
+use super::signal::AppendSignal;
+use crate::catalog::topic_config::DurabilityPolicy;
+use crate::catalog::TopicConfig;
+use crate::storage::config::{
+    GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
+};
+use crate::storage::{
+    validate_batch, AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog,
+    StorageError,
+};
+
+/// The file system every shard uses for partition data.
+pub type ShardFileSystem = crate::storage::DmaFileSystem;
+
+/// A partition owned by this shard. Shard-local (`Rc`): created when the topic is opened on this
+/// shard, dropped when the topic is deleted or the shard stops.
+pub struct Partition<F: FileSystem = ShardFileSystem> {
+    pub log: PartitionLog<F>,
+    pub appended: Rc<AppendSignal>,
+    pub directory: PathBuf,
+}
+
+/// The storage settings of a topic: its own entries over the storage engine's defaults.
+pub fn log_config(config: &TopicConfig, batch_bytes_max: usize) -> LogConfig {
+    let mut log = LogConfig::default();
+    if let Some(bytes) = config.segment_bytes {
+        log.segment_bytes_max = bytes;
+    }
+    if let Some(milliseconds) = config.segment_ms {
+        log.segment_age_max_ms = milliseconds;
+    }
+    if let Some(bytes) = config.retention_bytes {
+        log.retention_bytes = u64::try_from(bytes).ok();
+    }
+    if let Some(milliseconds) = config.retention_ms {
+        log.retention_ms = u64::try_from(milliseconds).ok();
+    }
+    let (default_bytes, default_us) = match log.durability {
+        Durability::GroupCommit {
+            interval_bytes,
+            interval_us,
+        } => (interval_bytes, interval_us),
+        Durability::EveryAppend => (
+            GROUP_COMMIT_INTERVAL_BYTES_DEFAULT,
+            GROUP_COMMIT_INTERVAL_US_DEFAULT,
+        ),
+    };
+    let group_commit = Durability::GroupCommit {
+        interval_bytes: config.group_commit_bytes.unwrap_or(default_bytes),
+        interval_us: config.group_commit_us.unwrap_or(default_us),
+    };
+    log.durability = match config.durability {
+        Some(DurabilityPolicy::EveryAppend) => Durability::EveryAppend,
+        Some(DurabilityPolicy::GroupCommit) => group_commit,
+        None if config.group_commit_bytes.is_some() || config.group_commit_us.is_some() => {
+            group_commit
+        }
+        None => log.durability,
+    };
+    // A topic's largest batch is the broker's limit, or its segment size if that is smaller:
+    // a batch must fit in an empty segment.
+    let segment_bytes = usize::try_from(log.segment_bytes_max).unwrap_or(usize::MAX);
+    log.batch_bytes_max = log.batch_bytes_max.min(batch_bytes_max).min(segment_bytes);
+    log
+}
+
+impl<F: FileSystem + 'static> Partition<F> {
+    pub async fn open(
+        file_system: Rc<F>,
+        directory: PathBuf,
+        config: LogConfig,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
+        let log = PartitionLog::open(file_system, directory.clone(), config, clock).await?;
+        Ok(Partition {
+            log,
+            appended: Rc::new(AppendSignal::default()),
+            directory,
+        })
+    }
+
+    /// Offsets as clients see them: the high watermark is the end of the durable, readable log.
+    pub fn state(&self) -> PartitionState {
+        PartitionState {
+            log_start_offset: self.log.log_start_offset(),
+            high_watermark: self.log.high_watermark(),
+        }
+    }
+
+    /// Appends every batch or none: all batches are validated before the first is appended, so
+    /// a bad batch anywhere leaves the partition untouched. With one batch the storage engine's
+    /// own validation is the check (it also refuses before writing), which spares a second CRC.
+    pub async fn produce(
+        &self,
+        batches: Vec<BytesMut>,
+        acks: ProduceAcks,
+        batch_bytes_max: usize,
+    ) -> Result<ProduceOutcome, PartitionError> {
+        if batches.is_empty() {
+            return Err(PartitionError::InvalidRequest(
+                "no record batch for the partition".into(),
+            ));
+        }
+        if batches.len() > 1 {
+            for batch in &batches {
+                validate_batch(batch, batch_bytes_max).map_err(partition_error)?;
+            }
+        }
+        let last = batches.len() - 1;
+        let mut first_offset = None;
+        let mut log_start_offset = 0;
+        for (index, batch) in batches.into_iter().enumerate() {
+            // Only the last append of an acks=all request waits for durability: under either
+            // policy the fdatasync that covers it covers every earlier write to the same log.
+            let wait = if index == last && acks == ProduceAcks::All {
+                AppendWait::Durable
+            } else {
+                AppendWait::Written
+            };
+            let outcome = self.log.append(batch, wait).await;
+            self.appended.notify();
+            let outcome = outcome.map_err(partition_error)?;
+            first_offset.get_or_insert(outcome.base_offset);
+            log_start_offset = outcome.log_start_offset;
+        }
+        Ok(ProduceOutcome {
+            base_offset: first_offset.unwrap_or_default(),
+            log_start_offset,
+        })
+    }
+
+    /// Whole batches from `offset`, up to `max_bytes` (at least one batch if any exists). At or
+    /// past the high watermark (data appended but not yet durable) the answer is empty, as in
+    /// Kafka; before the log start or past the log end it is `OffsetOutOfRange`.
+    pub async fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchOutcome, PartitionError> {
+        let Ok(offset) = u64::try_from(offset) else {
+            let state = self.state();
+            return Err(PartitionError::OffsetOutOfRange {
+                offset,
+                log_start_offset: state.log_start_offset,
+                high_watermark: state.high_watermark,
+            });
+        };
+        let read = self
+            .log
+            .read(offset, max_bytes)
+            .await
+            .map_err(|error| match error {
+                StorageError::OffsetOutOfRange { .. } => {
+                    let state = self.state();
+                    PartitionError::OffsetOutOfRange {
+                        offset: offset as i64,
+                        log_start_offset: state.log_start_offset,
+                        high_watermark: state.high_watermark,
+                    }
+                }
+                error => partition_error(error),
+            })?;
+        Ok(FetchOutcome {
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+            batches: read.batches,
+        })
+    }
+
+    /// Earliest, latest, or the first record whose timestamp is at or after `target`. The storage
+    /// engine answers by batch; the batch is then read and its records scanned, so the answer is
+    /// exact to the record.
+    pub async fn list_offset(&self, target: i64) -> Result<OffsetAnswer, PartitionError> {
+        match target {
+            LIST_OFFSETS_EARLIEST => Ok(OffsetAnswer {
+                offset: self.log.log_start_offset() as i64,
+                timestamp: -1,
+            }),
+            LIST_OFFSETS_LATEST => Ok(OffsetAnswer {
+                offset: self.log.high_watermark() as i64,
+                timestamp: -1,
+            }),
+            timestamp if timestamp < 0 => Err(PartitionError::InvalidRequest(format!(
+                "list offsets target {timestamp} is neither a timestamp nor -1/-2"
+            ))),
+            timestamp => self.offset_for_timestamp(timestamp).await,
+        }
+    }
+
+    async fn offset_for_timestamp(&self, timestamp: i64) -> Result<OffsetAnswer, PartitionError> {
+        let none = OffsetAnswer {
+            offset: -1,
+            timestamp: -1,
+        };
+        let Some(mut offset) = self
+            .log
+            .offset_for_timestamp(timestamp)
+            .await
+            .map_err(partition_error)?
+        else {
+            return Ok(none);
+        };
+        // The batch found has max_timestamp >= target, so it holds the answer unless retention
+        // raced us; scan forward batch by batch to be exact even then.
+        while offset < self.log.high_watermark() {
+            let read = self.log.read(offset, 1).await.map_err(partition_error)?;
+            let Some(batch) = read.batches.first() else {
+                break;
+            };
+            let view = BatchView::validate(batch, usize::MAX).map_err(|error| {
+                PartitionError::Storage(format!("stored batch invalid: {error}"))
+            })?;
+            let records = view.records().map_err(|error| {
+                PartitionError::Storage(format!("stored batch unreadable: {error}"))
+            })?;
+            for record in records {
+                if record.timestamp() >= timestamp {
+                    return Ok(OffsetAnswer {
+                        offset: record.offset() as i64,
+                        timestamp: record.timestamp(),
+                    });
+                }
+            }
+            offset = view.header().next_offset();
+        }
+        Ok(none)
+    }
+
+    /// Moves the log start to `before` (`-1`: the high watermark, as in Kafka).
+    pub async fn delete_records(&self, before: i64) -> Result<u64, PartitionError> {
+        let state = self.state();
+        let before = match before {
+            -1 => state.high_watermark,
+            before if before < 0 || before as u64 > state.high_watermark => {
+                return Err(PartitionError::OffsetOutOfRange {
+                    offset: before,
+                    log_start_offset: state.log_start_offset,
+                    high_watermark: state.high_watermark,
+                })
+            }
+            before => before as u64,
+        };
+        self.log
+            .delete_records(before)
+            .await
+            .map_err(partition_error)
+    }
+}
+
+/// Storage errors as the wire sees them.
+pub fn partition_error(error: StorageError) -> PartitionError {
+    match error {
+        StorageError::InvalidBatch(spate_protocol::BatchError::TooLarge { .. }) => {
+            PartitionError::BatchTooLarge(error.to_string())
+        }
+        StorageError::InvalidBatch(_) | StorageError::BatchLengthMismatch { .. } => {
+            PartitionError::CorruptBatch(error.to_string())
+        }
+        StorageError::OffsetOutOfRange { .. } => PartitionError::Storage(error.to_string()),
+        StorageError::NoSpace { .. } => PartitionError::NoSpace(error.to_string()),
+        error => PartitionError::Storage(error.to_string()),
+    }
+}

@@ -1,0 +1,262 @@
+//! Every limit of the storage engine, in one struct per partition log, with defaults.
+//!
+//! The defaults are checked against each other by `const` assertions below; a configuration that
+//! comes from a user (topic settings) is checked at run time by [`LogConfig::check`], which
+//! returns a typed error instead of panicking. This file holds no behaviour beyond those checks.
+
+use spate_protocol::batch::BATCH_HEADER_BYTES;
+use spate_protocol::constants::BATCH_BYTES_MAX;
+
+use super::file::DIRECT_IO_ALIGNMENT_BYTES;
+
+/// When appended bytes are made durable with `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every append is followed by an `fdatasync` before it is acknowledged as durable. Appends
+    /// that arrive while a sync is in flight share the next one.
+    EveryAppend,
+    /// One `fdatasync` covers every append since the previous one. A sync is due once
+    /// `interval_bytes` have been written since the last sync, or `interval_us` have passed since
+    /// it; a durable append waits until then.
+    GroupCommit {
+        interval_bytes: u64,
+        interval_us: u64,
+    },
+}
+
+/// What an append waits for before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendWait {
+    /// The batch's bytes are written to the file (O_DIRECT write completed) but not yet synced:
+    /// Kafka's `acks=leader`. A crash may lose it.
+    Written,
+    /// The batch is covered by an `fdatasync` under the log's [`Durability`] policy.
+    Durable,
+}
+
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
+pub const SEGMENT_AGE_MAX_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+pub const GROUP_COMMIT_INTERVAL_BYTES_DEFAULT: u64 = 1024 * 1024;
+pub const GROUP_COMMIT_INTERVAL_US_DEFAULT: u64 = 2_000;
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+pub const INDEX_PERSIST_INTERVAL_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
+pub const TAIL_CACHE_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
+pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+pub const WRITE_QUEUE_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
+pub const READ_CHUNK_BYTES_DEFAULT: usize = 1024 * 1024;
+
+/// Index entries store positions as `u32`: a segment can never be larger.
+pub const SEGMENT_BYTES_LIMIT: u64 = u32::MAX as u64;
+
+const _: () = assert!(SEGMENT_BYTES_MAX_DEFAULT <= SEGMENT_BYTES_LIMIT);
+const _: () = assert!(BATCH_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX_DEFAULT);
+const _: () = assert!(WRITE_BUFFER_BYTES_DEFAULT % DIRECT_IO_ALIGNMENT_BYTES == 0);
+const _: () = assert!(WRITE_BUFFER_BYTES_DEFAULT >= 2 * DIRECT_IO_ALIGNMENT_BYTES);
+const _: () = assert!(WRITE_QUEUE_BYTES_MAX_DEFAULT >= BATCH_BYTES_MAX);
+const _: () = assert!(READ_CHUNK_BYTES_DEFAULT % DIRECT_IO_ALIGNMENT_BYTES == 0);
+const _: () = assert!(INDEX_INTERVAL_BYTES_DEFAULT > 0);
+
+/// The settings of one partition log. Every field is a bound; none is unlimited except the
+/// optional retention limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The active segment rolls before an append would make it larger than this.
+    pub segment_bytes_max: u64,
+    /// The active segment rolls once it has been open this long (measured from when this
+    /// process opened or created it) and holds at least one batch.
+    pub segment_age_max_ms: u64,
+    /// Retention deletes the oldest closed segments while the log stays at or above this size.
+    pub retention_bytes: Option<u64>,
+    /// Retention deletes closed segments whose newest batch timestamp is older than this.
+    pub retention_ms: Option<u64>,
+    pub durability: Durability,
+    /// One offset- and time-index entry per this many bytes of log.
+    pub index_interval_bytes: u32,
+    /// Index entries are written to disk once the log they cover since the last index write
+    /// reaches this many bytes (and at roll and close). Bounds the recovery scan after a crash.
+    pub index_persist_interval_bytes: u64,
+    /// Recently appended batches kept in memory to serve tail reads without disk I/O.
+    pub tail_cache_bytes_max: usize,
+    /// Largest batch accepted, header included.
+    pub batch_bytes_max: usize,
+    /// Largest single aligned write; larger backlogs are written in several writes.
+    pub write_buffer_bytes: usize,
+    /// Appended bytes not yet handed to the disk; appends wait while it is full.
+    pub write_queue_bytes_max: usize,
+    /// Size of each disk read when scanning a segment (recovery, reads, timestamp lookups).
+    pub read_chunk_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            segment_age_max_ms: SEGMENT_AGE_MAX_MS_DEFAULT,
+            retention_bytes: None,
+            retention_ms: Some(RETENTION_MS_DEFAULT),
+            durability: Durability::GroupCommit {
+                interval_bytes: GROUP_COMMIT_INTERVAL_BYTES_DEFAULT,
+                interval_us: GROUP_COMMIT_INTERVAL_US_DEFAULT,
+            },
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            index_persist_interval_bytes: INDEX_PERSIST_INTERVAL_BYTES_DEFAULT,
+            tail_cache_bytes_max: TAIL_CACHE_BYTES_MAX_DEFAULT,
+            batch_bytes_max: BATCH_BYTES_MAX,
+            write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            write_queue_bytes_max: WRITE_QUEUE_BYTES_MAX_DEFAULT,
+            read_chunk_bytes: READ_CHUNK_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Why a [`LogConfig`] cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log config field `{field}`: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn refuse(field: &'static str, reason: String) -> Result<(), ConfigError> {
+    Err(ConfigError { field, reason })
+}
+
+impl LogConfig {
+    /// Checks every relation between the limits. Run on any configuration built from user input;
+    /// [`super::PartitionLog::open`] refuses a configuration that fails it.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.batch_bytes_max < BATCH_HEADER_BYTES {
+            return refuse(
+                "batch_bytes_max",
+                format!(
+                    "{} is below the {BATCH_HEADER_BYTES}-byte header",
+                    self.batch_bytes_max
+                ),
+            );
+        }
+        if self.segment_bytes_max > SEGMENT_BYTES_LIMIT {
+            return refuse(
+                "segment_bytes_max",
+                format!(
+                    "{} exceeds the u32 position limit {SEGMENT_BYTES_LIMIT}",
+                    self.segment_bytes_max
+                ),
+            );
+        }
+        if self.segment_bytes_max < self.batch_bytes_max as u64 {
+            return refuse(
+                "segment_bytes_max",
+                format!(
+                    "{} is below batch_bytes_max {}: a largest batch must fit an empty segment",
+                    self.segment_bytes_max, self.batch_bytes_max
+                ),
+            );
+        }
+        if self.segment_age_max_ms == 0 {
+            return refuse("segment_age_max_ms", "must be positive".into());
+        }
+        if self.index_interval_bytes == 0 {
+            return refuse("index_interval_bytes", "must be positive".into());
+        }
+        if self.index_persist_interval_bytes == 0 {
+            return refuse("index_persist_interval_bytes", "must be positive".into());
+        }
+        if self.write_buffer_bytes < 2 * DIRECT_IO_ALIGNMENT_BYTES
+            || self.write_buffer_bytes % DIRECT_IO_ALIGNMENT_BYTES != 0
+        {
+            return refuse(
+                "write_buffer_bytes",
+                format!(
+                    "{} must be a multiple of {DIRECT_IO_ALIGNMENT_BYTES} and hold at least two blocks \
+                     (the rewritten tail block and one new block)",
+                    self.write_buffer_bytes
+                ),
+            );
+        }
+        if self.write_queue_bytes_max < self.batch_bytes_max {
+            return refuse(
+                "write_queue_bytes_max",
+                format!(
+                    "{} is below batch_bytes_max {}",
+                    self.write_queue_bytes_max, self.batch_bytes_max
+                ),
+            );
+        }
+        if self.read_chunk_bytes < DIRECT_IO_ALIGNMENT_BYTES
+            || self.read_chunk_bytes % DIRECT_IO_ALIGNMENT_BYTES != 0
+        {
+            return refuse(
+                "read_chunk_bytes",
+                format!(
+                    "{} must be a positive multiple of {DIRECT_IO_ALIGNMENT_BYTES}",
+                    self.read_chunk_bytes
+                ),
+            );
+        }
+        if let Durability::GroupCommit {
+            interval_bytes,
+            interval_us,
+        } = self.durability
+        {
+            if interval_bytes == 0 || interval_us == 0 {
+                return refuse(
+                    "durability",
+                    "group commit intervals must be positive".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_passes_its_own_check() {
+        assert_eq!(LogConfig::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn check_refuses_segment_smaller_than_largest_batch() {
+        let config = LogConfig {
+            segment_bytes_max: 1024,
+            batch_bytes_max: 4096,
+            write_queue_bytes_max: 4096,
+            ..LogConfig::default()
+        };
+        assert_eq!(
+            config.check().map_err(|error| error.field),
+            Err("segment_bytes_max")
+        );
+    }
+
+    #[test]
+    fn check_refuses_unaligned_write_buffer() {
+        let config = LogConfig {
+            write_buffer_bytes: 3 * DIRECT_IO_ALIGNMENT_BYTES + 1,
+            ..LogConfig::default()
+        };
+        assert_eq!(
+            config.check().map_err(|error| error.field),
+            Err("write_buffer_bytes")
+        );
+    }
+
+    #[test]
+    fn check_refuses_zero_group_commit_interval() {
+        let config = LogConfig {
+            durability: Durability::GroupCommit {
+                interval_bytes: 0,
+                interval_us: 10,
+            },
+            ..LogConfig::default()
+        };
+        assert_eq!(
+            config.check().map_err(|error| error.field),
+            Err("durability")
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The storage engine's operating errors: bad input, disk failures, corruption found on disk.
+//!
+//! Every I/O error carries what was being done, the path and the byte position within the file.
+//! Errors are `Clone` (the I/O source sits behind an `Arc`) because one failed write or sync is
+//! reported to every append that was waiting on it. Broken invariants are not errors: they panic.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use spate_protocol::BatchError;
+
+use super::config::ConfigError;
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// The batch handed to `append` is not a valid batch (header, length or CRC).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// The buffer handed to `append` is not exactly `batch_length` bytes long.
+    #[error("batch declares {declared} bytes but {received} bytes were given")]
+    BatchLengthMismatch { declared: u32, received: usize },
+    /// The offset lies before the log start or after the log end.
+    #[error("offset {offset} is outside the log [{log_start_offset}, {next_offset}]")]
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        next_offset: u64,
+    },
+    /// The device is full. Reads keep working; appends work again once space is freed.
+    #[error("no space left on device while {op} {} at {}: {source}", .path.display(), Position(*.position))]
+    NoSpace {
+        op: &'static str,
+        path: PathBuf,
+        position: Option<u64>,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Any other I/O failure.
+    #[error("I/O error while {op} {} at {}: {source}", .path.display(), Position(*.position))]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        position: Option<u64>,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Bytes on disk that should hold a valid batch, index or checkpoint do not.
+    #[error("corrupt data in {} at byte {position}: {reason}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("invalid log configuration: {0}")]
+    Config(#[from] ConfigError),
+}
+
+/// Formats an optional byte position for error messages.
+struct Position(Option<u64>);
+
+impl fmt::Display for Position {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(position) => write!(formatter, "byte {position}"),
+            None => formatter.write_str("-"),
+        }
+    }
+}
+
+impl StorageError {
+    /// Wraps an I/O error with its context; `ENOSPC` becomes [`StorageError::NoSpace`].
+    pub fn io(op: &'static str, path: &Path, position: Option<u64>, source: io::Error) -> Self {
+        let no_space = source.raw_os_error() == Some(libc::ENOSPC)
+            || source.kind() == io::ErrorKind::StorageFull;
+        let path = path.to_path_buf();
+        let source = Arc::new(source);
+        if no_space {
+            StorageError::NoSpace {
+                op,
+                path,
+                position,
+                source,
+            }
+        } else {
+            StorageError::Io {
+                op,
+                path,
+                position,
+                source,
+            }
+        }
+    }
+
+    pub fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            path: path.to_path_buf(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StorageError::NoSpace { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enospc_becomes_no_space_with_context() {
+        let error = StorageError::io(
+            "writing",
+            Path::new("/data/0.log"),
+            Some(4096),
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(error.is_no_space());
+        let text = error.to_string();
+        assert!(text.contains("/data/0.log"), "{text}");
+        assert!(text.contains("byte 4096"), "{text}");
+    }
+
+    #[test]
+    fn eio_stays_an_io_error() {
+        let error = StorageError::io(
+            "syncing",
+            Path::new("/data/0.log"),
+            None,
+            io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(matches!(error, StorageError::Io { op: "syncing", .. }));
+    }
+}

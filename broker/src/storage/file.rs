@@ -1,0 +1,107 @@
+//! The one narrow interface through which the storage engine touches a disk.
+//!
+//! [`FileSystem`] names, creates, lists, renames and removes files and syncs directories;
+//! [`StorageFile`] reads, writes (aligned, direct I/O), syncs and truncates one open file. There
+//! are two implementations: `dma` (glommio `DmaFile`, O_DIRECT over io_uring) and `memory` (a
+//! seeded in-memory disk that injects faults and crashes). Nothing else in `storage` reaches the
+//! OS, which is what lets the simulation test every crash and error path.
+//!
+//! The traits are `async` and deliberately `?Send`: a partition log lives on one shard's thread
+//! (thread-per-core), so its futures never move between threads.
+
+use std::io;
+use std::path::Path;
+
+use bytes::Bytes;
+
+/// Writes start and end on multiples of this many bytes. 4096 covers both 512-byte and 4 KiB
+/// logical blocks, and matches the ext4/xfs block size, which avoids the file system's
+/// sub-block direct-I/O path (zeroing and serialisation).
+pub const DIRECT_IO_ALIGNMENT_BYTES: usize = 4096;
+
+/// A buffer that can be handed to a direct write (suitably aligned in memory).
+pub trait IoBuffer {
+    fn as_bytes(&self) -> &[u8];
+    fn as_bytes_mut(&mut self) -> &mut [u8];
+}
+
+/// How [`FileSystem::open_file`] treats a missing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The file must exist.
+    Existing,
+    /// The file is created empty if missing; an existing file keeps its bytes.
+    CreateIfMissing,
+}
+
+/// One open file, read and written with direct I/O.
+#[allow(async_fn_in_trait)] // Thread-per-core: the futures are `!Send` on purpose.
+pub trait StorageFile {
+    type Buffer: IoBuffer;
+
+    /// A buffer of exactly `length` bytes (a multiple of [`DIRECT_IO_ALIGNMENT_BYTES`]) for
+    /// [`StorageFile::write_at`]. Its initial contents are unspecified.
+    fn allocate_buffer(&self, length: usize) -> Self::Buffer;
+
+    /// Up to `length` bytes from `position`; fewer only at the end of the file. Any alignment.
+    async fn read_at(&self, position: u64, length: usize) -> io::Result<Bytes>;
+
+    /// Writes the whole buffer at `position`. Position and buffer length are multiples of
+    /// [`DIRECT_IO_ALIGNMENT_BYTES`]. Returns the bytes written, which may be fewer (disk full).
+    async fn write_at(&self, position: u64, buffer: Self::Buffer) -> io::Result<usize>;
+
+    /// `fdatasync`: every completed write and truncation of this file survives a crash.
+    async fn sync_data(&self) -> io::Result<()>;
+
+    /// Sets the file length (any value, not only aligned ones).
+    async fn truncate(&self, length: u64) -> io::Result<()>;
+
+    /// The current file length in bytes.
+    async fn size(&self) -> io::Result<u64>;
+}
+
+/// Names and directories. Directory entries (create, remove, rename) survive a crash only after
+/// [`FileSystem::sync_directory`] on their parent.
+#[allow(async_fn_in_trait)] // Thread-per-core: the futures are `!Send` on purpose.
+pub trait FileSystem {
+    type File: StorageFile;
+
+    /// Opens `path` for reading and writing with direct I/O.
+    async fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File>;
+    /// Creates the directory and any missing parents.
+    async fn create_directory(&self, path: &Path) -> io::Result<()>;
+    /// The names (not paths) of the entries in a directory.
+    async fn list_directory(&self, path: &Path) -> io::Result<Vec<String>>;
+    async fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    async fn remove_directory(&self, path: &Path) -> io::Result<()>;
+    /// Atomically replaces `target` with `source`.
+    async fn rename(&self, source: &Path, target: &Path) -> io::Result<()>;
+    /// Makes the directory's entries durable (`fsync` on the directory).
+    async fn sync_directory(&self, path: &Path) -> io::Result<()>;
+}
+
+/// Rounds down to the direct-I/O alignment.
+pub fn align_down(position: u64) -> u64 {
+    position - position % DIRECT_IO_ALIGNMENT_BYTES as u64
+}
+
+/// Rounds up to the direct-I/O alignment.
+pub fn align_up(length: u64) -> u64 {
+    align_down(length + DIRECT_IO_ALIGNMENT_BYTES as u64 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_rounds_to_whole_blocks() {
+        assert_eq!(align_down(0), 0);
+        assert_eq!(align_down(4095), 0);
+        assert_eq!(align_down(4096), 4096);
+        assert_eq!(align_up(1), 4096);
+        assert_eq!(align_up(4096), 4096);
+        assert_eq!(align_up(4097), 8192);
+    }
+}

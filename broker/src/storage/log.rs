@@ -1,0 +1,1171 @@
+//! [`PartitionLog`]: one partition's log of segments, as the owning shard uses it — append,
+//! read by offset or timestamp, sync, retention, delete-records, open (with recovery), close.
+//!
+//! Concurrency: a log is owned by one shard and shared among that shard's tasks (`Rc`), so every
+//! method takes `&self` and the state sits in a `RefCell` that is never borrowed across an
+//! await. I/O is done by whichever waiting task finds the disk idle (the *leader*): it plans one
+//! step (write, sync, repair, roll) under a borrow, performs it, applies the result, and wakes
+//! everyone; each task then re-checks its own goal. So appends from many tasks share writes and
+//! fdatasyncs (group commit) without a background task, and any executor can drive the log.
+//!
+//! Not here: the byte-level write path state machine (`writer`), segment files and scanning
+//! (`segment`), crash recovery of one segment (`recovery`), the on-disk layout (`FORMAT.md`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use spate_protocol::batch::header::{compute_crc, stamp};
+use spate_protocol::batch::BatchHeader;
+use spate_protocol::BatchError;
+
+use super::checkpoint::{read_log_start, write_log_start, LOG_START_TEMPORARY_FILE_NAME};
+use super::clock::Clock;
+use super::config::{AppendWait, Durability, LogConfig};
+use super::error::StorageError;
+use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
+use super::index::SegmentIndex;
+use super::progress::Progress;
+use super::recovery::{recover_segment, SegmentRole};
+use super::segment::{
+    open_segment_files, parse_segment_file_name, sync_index_files, BatchAt, IndexWrite, Segment,
+    SegmentFileKind, SegmentPaths, SegmentReader, SegmentTail,
+};
+use super::tail_cache::TailCache;
+use super::writer::{
+    AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, Status, Step, WriteJob, Writer,
+};
+
+/// What an append reports once it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The offset assigned to the batch's first record.
+    pub base_offset: u64,
+    /// The offset after the batch.
+    pub next_offset: u64,
+    pub log_start_offset: u64,
+}
+
+/// Whole batches returned by a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Stamped batches exactly as stored, in offset order.
+    pub batches: Vec<Bytes>,
+    /// The offset after the last durable batch: reads never return anything at or past it.
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: u64,
+}
+
+/// The mutable state of a log; see `writer` for the write-path half.
+#[derive(Debug)]
+pub struct LogState<File> {
+    pub config: LogConfig,
+    /// Closed segments by base offset; never written again.
+    pub sealed: BTreeMap<u64, Segment<File>>,
+    /// The segment appends go to.
+    pub active: Segment<File>,
+    pub writer: Writer,
+    pub tail_cache: TailCache,
+    pub log_start_offset: u64,
+    /// A leader is performing an I/O step; others wait.
+    pub io_busy: bool,
+    /// Retention or delete-records is running; they run one at a time.
+    pub maintenance_busy: bool,
+    /// A roll was decided: nothing more is appended to the active segment until it happens.
+    pub roll_pending: bool,
+}
+
+/// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
+/// deleted there; share it among the shard's tasks with `Rc`.
+pub struct PartitionLog<F: FileSystem> {
+    file_system: Rc<F>,
+    directory: PathBuf,
+    clock: Rc<dyn Clock>,
+    state: RefCell<LogState<F::File>>,
+    progress: Progress,
+}
+
+enum Admission {
+    Roll(u64),
+    QueueFull,
+    Enqueued(Rc<AppendSlot>, AppendOutcome),
+}
+
+/// Clears the leader flag and wakes everyone when an I/O step ends, however it ends. If the
+/// leading task is dropped in the middle of a write, the write may still land later, so the
+/// unsynced state is abandoned and the file repaired before the next write.
+struct IoGuard<'a, F: FileSystem> {
+    log: &'a PartitionLog<F>,
+    write_in_flight: bool,
+}
+
+impl<F: FileSystem> Drop for IoGuard<'_, F> {
+    fn drop(&mut self) {
+        let mut state = self.log.state.borrow_mut();
+        state.io_busy = false;
+        if self.write_in_flight {
+            let error = std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the task leading a write was dropped before the write completed",
+            );
+            let path = state.active.paths.log.clone();
+            state.fail(StorageError::io("writing segment", &path, None, error));
+        }
+        drop(state);
+        self.log.progress.notify_all();
+    }
+}
+
+struct MaintenanceGuard<'a, F: FileSystem> {
+    log: &'a PartitionLog<F>,
+}
+
+impl<F: FileSystem> Drop for MaintenanceGuard<'_, F> {
+    fn drop(&mut self) {
+        self.log.state.borrow_mut().maintenance_busy = false;
+        self.log.progress.notify_all();
+    }
+}
+
+/// Header, length and CRC checks of a batch handed to `append`.
+pub fn validate_batch(batch: &[u8], batch_bytes_max: usize) -> Result<BatchHeader, StorageError> {
+    let header = BatchHeader::decode(batch)?;
+    header.check(batch_bytes_max)?;
+    if header.batch_length as usize != batch.len() {
+        return Err(StorageError::BatchLengthMismatch {
+            declared: header.batch_length,
+            received: batch.len(),
+        });
+    }
+    let crc = compute_crc(batch);
+    if crc != header.crc {
+        return Err(BatchError::CrcMismatch {
+            expected: header.crc,
+            actual: crc,
+        }
+        .into());
+    }
+    Ok(header)
+}
+
+impl<File: StorageFile> LogState<File> {
+    fn needs_roll(&self, header: &BatchHeader, now_ms: i64) -> bool {
+        let active = &self.active;
+        if active.is_empty() {
+            return false;
+        }
+        let too_large = active.tail.end_position + u64::from(header.batch_length)
+            > self.config.segment_bytes_max;
+        let age_max_ms = i64::try_from(self.config.segment_age_max_ms).unwrap_or(i64::MAX);
+        let too_old = now_ms.saturating_sub(active.opened_ms) >= age_max_ms;
+        let relative_next =
+            active.tail.next_offset + u64::from(header.offset_count) - active.base_offset;
+        too_large || too_old || relative_next > u64::from(u32::MAX)
+    }
+
+    /// Accepts a validated batch: assigns its offset, stamps it, queues it for writing.
+    fn enqueue(
+        &mut self,
+        mut batch: BytesMut,
+        header: &BatchHeader,
+        progress: &Progress,
+    ) -> (Rc<AppendSlot>, AppendOutcome) {
+        let base_offset = self.active.tail.next_offset;
+        stamp(&mut batch, base_offset, header.leader_epoch);
+        let bytes = batch.freeze();
+        let stamped = BatchHeader {
+            base_offset,
+            ..*header
+        };
+        let unsynced_before = self.writer.unsynced_bytes();
+        self.active
+            .record_batch(&stamped, self.config.index_interval_bytes);
+        let tail_after = self.active.tail;
+        self.writer.pending_bytes += bytes.len();
+        self.writer.pending.push_back(PendingBatch {
+            bytes: bytes.clone(),
+            tail_after,
+        });
+        self.tail_cache
+            .push(base_offset, tail_after.next_offset, bytes);
+        let slot = Rc::new(AppendSlot::new(tail_after.next_offset));
+        self.writer.queued_slots.push_back(slot.clone());
+        if let Durability::GroupCommit { interval_bytes, .. } = self.config.durability {
+            // A durable append sleeping until the group-commit deadline must learn that the byte
+            // interval has been reached.
+            if unsynced_before < interval_bytes && self.writer.unsynced_bytes() >= interval_bytes {
+                progress.notify_all();
+            }
+        }
+        let outcome = AppendOutcome {
+            base_offset,
+            next_offset: tail_after.next_offset,
+            log_start_offset: self.log_start_offset,
+        };
+        (slot, outcome)
+    }
+
+    fn high_watermark(&self) -> u64 {
+        self.writer.durable.tail.next_offset
+    }
+
+    /// Every segment in offset order with its readable end: closed segments whole, the active
+    /// one up to its durable point.
+    fn readable_segments(&self) -> impl Iterator<Item = (&Segment<File>, SegmentTail)> {
+        self.sealed
+            .values()
+            .map(|segment| (segment, segment.tail))
+            .chain(std::iter::once((&self.active, self.writer.durable.tail)))
+    }
+}
+
+/// Where and how far a disk read may go.
+struct ReadPlan<File> {
+    files: Rc<super::segment::SegmentFiles<File>>,
+    path: PathBuf,
+    start_position: u64,
+    start_offset: u64,
+    limit: u64,
+    base_offset: u64,
+    batch_bytes_max: usize,
+    read_chunk_bytes: usize,
+}
+
+fn expect_batch(
+    found: BatchAt,
+    path: &Path,
+    position: u64,
+) -> Result<(BatchHeader, Bytes), StorageError> {
+    match found {
+        BatchAt::Batch { header, bytes } => Ok((header, bytes)),
+        BatchAt::End => Err(StorageError::corrupt(
+            path,
+            position,
+            "log ends where a batch should be",
+        )),
+        BatchAt::Invalid { reason } => Err(StorageError::corrupt(path, position, reason)),
+    }
+}
+
+/// Whole batches from the one holding `offset`, at most `max_bytes` (but at least one).
+async fn read_batches<File: StorageFile>(
+    plan: &ReadPlan<File>,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<Vec<Bytes>, StorageError> {
+    let mut reader = SegmentReader::new(
+        &plan.files.log,
+        &plan.path,
+        plan.limit,
+        plan.read_chunk_bytes,
+    );
+    let mut position = plan.start_position;
+    let mut expected = plan.start_offset;
+    loop {
+        let found = reader
+            .batch_at(position, expected, plan.batch_bytes_max, false)
+            .await?;
+        let (header, _) = expect_batch(found, &plan.path, position)?;
+        if header.next_offset() > offset {
+            break;
+        }
+        position += u64::from(header.batch_length);
+        expected = header.next_offset();
+    }
+    reader.set_read_ahead_bytes(max_bytes.max(DIRECT_IO_ALIGNMENT_BYTES));
+    let mut batches = Vec::new();
+    let mut total = 0usize;
+    while position < plan.limit {
+        let found = reader
+            .batch_at(position, expected, plan.batch_bytes_max, false)
+            .await?;
+        let (header, _) = expect_batch(found, &plan.path, position)?;
+        let length = header.batch_length as usize;
+        if !batches.is_empty() && total + length > max_bytes {
+            break;
+        }
+        // Bytes served from disk are checked again: never serve a batch that fails its CRC.
+        let found = reader
+            .batch_at(position, expected, plan.batch_bytes_max, true)
+            .await?;
+        let (_, bytes) = expect_batch(found, &plan.path, position)?;
+        total += length;
+        batches.push(bytes);
+        position += length as u64;
+        expected = header.next_offset();
+        if total >= max_bytes {
+            break;
+        }
+    }
+    Ok(batches)
+}
+
+/// The base offset of the first batch at or after `log_start_offset` whose `max_timestamp` is at
+/// or after `timestamp_ms`, scanning headers only.
+async fn scan_for_timestamp<File: StorageFile>(
+    plan: &ReadPlan<File>,
+    timestamp_ms: i64,
+    log_start_offset: u64,
+) -> Result<Option<u64>, StorageError> {
+    let mut reader = SegmentReader::new(
+        &plan.files.log,
+        &plan.path,
+        plan.limit,
+        plan.read_chunk_bytes,
+    );
+    let mut position = plan.start_position;
+    let mut expected = plan.start_offset;
+    while position < plan.limit {
+        let found = reader
+            .batch_at(position, expected, plan.batch_bytes_max, false)
+            .await?;
+        let (header, _) = expect_batch(found, &plan.path, position)?;
+        if header.max_timestamp >= timestamp_ms && header.next_offset() > log_start_offset {
+            return Ok(Some(header.base_offset.max(log_start_offset)));
+        }
+        position += u64::from(header.batch_length);
+        expected = header.next_offset();
+    }
+    Ok(None)
+}
+
+impl<F: FileSystem> PartitionLog<F> {
+    /// Opens the partition in `directory` (creating it if needed) and recovers it: see
+    /// `FORMAT.md` for what is checked, truncated and rebuilt.
+    pub async fn open(
+        file_system: Rc<F>,
+        directory: PathBuf,
+        config: LogConfig,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
+        config.check()?;
+        let fs = &*file_system;
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |error| StorageError::io(op, &path, None, error)
+        };
+        fs.create_directory(&directory)
+            .await
+            .map_err(io("creating partition directory", &directory))?;
+        if let Some(parent) = directory.parent() {
+            fs.sync_directory(parent)
+                .await
+                .map_err(io("syncing parent directory", parent))?;
+        }
+        let names = fs
+            .list_directory(&directory)
+            .await
+            .map_err(io("listing partition directory", &directory))?;
+        if names
+            .iter()
+            .any(|name| name == LOG_START_TEMPORARY_FILE_NAME)
+        {
+            let temporary = directory.join(LOG_START_TEMPORARY_FILE_NAME);
+            fs.remove_file(&temporary)
+                .await
+                .map_err(io("removing leftover checkpoint", &temporary))?;
+        }
+        let checkpoint = read_log_start(fs, &directory).await?;
+        let checkpoint_start = checkpoint.unwrap_or(0);
+
+        let mut found: BTreeMap<u64, Vec<SegmentFileKind>> = BTreeMap::new();
+        for name in &names {
+            if let Some((base_offset, kind)) = parse_segment_file_name(name) {
+                found.entry(base_offset).or_default().push(kind);
+            }
+        }
+        let mut bases = Vec::new();
+        for (base_offset, kinds) in &found {
+            if kinds.contains(&SegmentFileKind::Log) {
+                bases.push(*base_offset);
+                if kinds.len() < 3 {
+                        }
+            } else {
+                // Index files without a log: a segment deleted log-first, interrupted.
+                let paths = SegmentPaths::new(&directory, *base_offset);
+                remove_if_present(fs, &paths.offset_index).await?;
+                remove_if_present(fs, &paths.time_index).await?;
+                }
+        }
+        // Segments wholly before the checkpointed log start are remnants of an interrupted
+        // deletion (the checkpoint is written first): finish it without reading them.
+        let mut kept = Vec::new();
+        for (index, base_offset) in bases.iter().enumerate() {
+            match bases.get(index + 1) {
+                Some(next_base) if *next_base <= checkpoint_start => {
+                    remove_segment_files(fs, &SegmentPaths::new(&directory, *base_offset)).await?;
+                        }
+                _ => kept.push(*base_offset),
+            }
+        }
+
+        let now_ms = clock.now_ms();
+        let mut segments = Vec::new();
+        let mut active_tail_block = Vec::new();
+        if kept.is_empty() {
+            let paths = SegmentPaths::new(&directory, checkpoint_start);
+            let files = open_segment_files(fs, &paths, OpenMode::CreateIfMissing).await?;
+            segments.push(Segment {
+                base_offset: checkpoint_start,
+                paths,
+                files: Rc::new(files),
+                index: SegmentIndex::new(),
+                persisted_entries: 0,
+                tail: SegmentTail::empty(checkpoint_start),
+                opened_ms: now_ms,
+            });
+        } else {
+            let last = kept.len() - 1;
+            for (index, base_offset) in kept.iter().enumerate() {
+                let paths = SegmentPaths::new(&directory, *base_offset);
+                let files = open_segment_files(fs, &paths, OpenMode::Existing).await?;
+                let role = if index == last {
+                    SegmentRole::Active
+                } else {
+                    SegmentRole::Closed
+                };
+                let recovered =
+                    recover_segment(*base_offset, paths, files, role, &config, now_ms).await?;
+                if index == last {
+                    active_tail_block = recovered.tail_block;
+                }
+                segments.push(recovered.segment);
+            }
+        }
+        // Always, not only when this open changed entries: an earlier open or roll may have
+        // created files and failed before its directory sync, and the names we just found may
+        // not be durable yet.
+        fs.sync_directory(&directory)
+            .await
+            .map_err(io("syncing partition directory", &directory))?;
+        for pair in segments.windows(2) {
+            if pair[0].tail.next_offset != pair[1].base_offset {
+                return Err(StorageError::corrupt(
+                    &pair[0].paths.log,
+                    pair[0].tail.end_position,
+                    format!(
+                        "segment ends at offset {} but the next segment starts at {}",
+                        pair[0].tail.next_offset, pair[1].base_offset
+                    ),
+                ));
+            }
+        }
+        let active = segments
+            .pop()
+            .expect("at least one segment exists or was created");
+        let mut log_start_offset =
+            checkpoint_start.max(segments.first().unwrap_or(&active).base_offset);
+        if log_start_offset > active.tail.next_offset {
+            tracing::warn!(
+                log_start_offset,
+                next_offset = active.tail.next_offset,
+                "checkpointed log start is past the log end; clamping"
+            );
+            log_start_offset = active.tail.next_offset;
+        }
+        let durable = DurablePoint {
+            tail: active.tail,
+            tail_block: active_tail_block,
+        };
+        let sealed = segments
+            .into_iter()
+            .map(|segment| (segment.base_offset, segment))
+            .collect();
+        let tail_cache = TailCache::new(config.tail_cache_bytes_max);
+        let state = LogState {
+            config,
+            sealed,
+            active,
+            writer: Writer::at(durable, clock.monotonic_us()),
+            tail_cache,
+            log_start_offset,
+            io_busy: false,
+            maintenance_busy: false,
+            roll_pending: false,
+        };
+        Ok(Self {
+            file_system,
+            directory,
+            clock,
+            state: RefCell::new(state),
+            progress: Progress::default(),
+        })
+    }
+
+    /// Appends one batch: checks header, length and CRC, assigns and stamps the base offset, and
+    /// returns once the batch is written or durable as `wait` asks. A returned error means the
+    /// batch is not acknowledged; after a crash it may still be found in the log (as in Kafka,
+    /// an error is not a promise that nothing was written).
+    pub async fn append(
+        &self,
+        batch: BytesMut,
+        wait: AppendWait,
+    ) -> Result<AppendOutcome, StorageError> {
+        let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
+        let header = validate_batch(&batch, batch_bytes_max)?;
+        let length = batch.len();
+        let mut batch = Some(batch);
+        let (slot, outcome) = loop {
+            let admission = {
+                let mut state = self.state.borrow_mut();
+                if state.roll_pending || state.needs_roll(&header, self.clock.now_ms()) {
+                    state.roll_pending = true;
+                    Admission::Roll(state.active.base_offset)
+                } else if !matches!(
+                    state.status(&Goal::QueueRoom { bytes: length }),
+                    Status::Done
+                ) {
+                    Admission::QueueFull
+                } else {
+                    let batch = batch.take().expect("a batch is enqueued once");
+                    let (slot, outcome) = state.enqueue(batch, &header, &self.progress);
+                    Admission::Enqueued(slot, outcome)
+                }
+            };
+            match admission {
+                Admission::Roll(base_offset) => self.drive(Goal::Roll { base_offset }).await?,
+                Admission::QueueFull => self.drive(Goal::QueueRoom { bytes: length }).await?,
+                Admission::Enqueued(slot, outcome) => break (slot, outcome),
+            }
+        };
+        self.drive(Goal::Append { slot: &slot, wait }).await?;
+        Ok(outcome)
+    }
+
+    /// Works toward `goal`, leading I/O steps when the disk is idle, until it is met or fails.
+    async fn drive(&self, goal: Goal<'_>) -> Result<(), StorageError> {
+        loop {
+            let seen = self.progress.generation();
+            let step = {
+                let mut state = self.state.borrow_mut();
+                match state.status(&goal) {
+                    Status::Done => return Ok(()),
+                    Status::Failed(error) => return Err(error),
+                    Status::Pending => {}
+                }
+                if state.io_busy {
+                    Step::Wait { deadline_us: None }
+                } else {
+                    let step = state.plan(&goal, self.clock.monotonic_us());
+                    if !matches!(step, Step::Wait { .. }) {
+                        state.io_busy = true;
+                    }
+                    step
+                }
+            };
+            match step {
+                Step::Wait { deadline_us } => self.wait(seen, deadline_us).await,
+                step => {
+                    let mut guard = IoGuard {
+                        log: self,
+                        write_in_flight: matches!(step, Step::Write(_)),
+                    };
+                    let result = self.perform(step, &mut guard).await;
+                    drop(guard);
+                    result?;
+                }
+            }
+        }
+    }
+
+    async fn wait(&self, seen: u64, deadline_us: Option<u64>) {
+        match deadline_us {
+            None => self.progress.changed(seen).await,
+            Some(deadline_us) => {
+                let now_us = self.clock.monotonic_us();
+                if deadline_us > now_us {
+                    let sleep = self
+                        .clock
+                        .sleep(Duration::from_micros(deadline_us - now_us));
+                    futures_lite::future::or(self.progress.changed(seen), sleep).await;
+                }
+            }
+        }
+    }
+
+    /// Performs one leader step and applies its result to the state.
+    async fn perform(
+        &self,
+        step: Step<F::File>,
+        guard: &mut IoGuard<'_, F>,
+    ) -> Result<(), StorageError> {
+        match step {
+            Step::Wait { .. } => unreachable!("waiting is not an I/O step"),
+            Step::Write(WriteJob {
+                files,
+                path,
+                position,
+                buffer,
+                payload_bytes,
+                consumed_bytes,
+                tail_block_after,
+            }) => {
+                let result = files.log.write_at(position, buffer).await;
+                guard.write_in_flight = false;
+                self.state.borrow_mut().finish_write(
+                    position,
+                    payload_bytes,
+                    consumed_bytes,
+                    tail_block_after,
+                    &path,
+                    result,
+                )
+            }
+            Step::Sync(job) => {
+                let result = job.files.log.sync_data().await;
+                let persist = self.state.borrow_mut().finish_sync(
+                    job.target,
+                    &job.path,
+                    result,
+                    self.clock.monotonic_us(),
+                )?;
+                // Durable appends may return now; the index write below is not theirs to wait for.
+                self.progress.notify_all();
+                if let Some(persist) = persist {
+                    self.persist_index(persist).await;
+                }
+                Ok(())
+            }
+            Step::Repair(job) => {
+                let result = match job.files.log.truncate(job.position).await {
+                    Ok(()) => job.files.log.sync_data().await,
+                    Err(error) => Err(error),
+                };
+                self.state.borrow_mut().finish_repair(&job.path, result)
+            }
+            Step::Roll => self.roll().await,
+        }
+    }
+
+    /// Writes index entries. A failure is not fatal: the index is a hint that recovery rebuilds
+    /// from the log, so it is logged and the entries are retried with the next persist.
+    async fn persist_index(&self, persist: IndexPersist<F::File>) {
+        let IndexPersist {
+            base_offset,
+            files,
+            paths,
+            write,
+        } = persist;
+        let entries_after = write.entries_after;
+        match write.execute(&files, &paths).await {
+            Ok(()) => self
+                .state
+                .borrow_mut()
+                .finish_index_persist(base_offset, entries_after),
+            Err(error) => tracing::warn!(%error, "index write failed; will retry"),
+        }
+    }
+
+    /// Closes the active segment and opens the next. Runs as leader with everything written and
+    /// synced. Order: index entries written and synced; log cut to its exact length and synced;
+    /// new files created; directory synced. Each step is idempotent, so a failed roll is retried
+    /// whole by the next append.
+    async fn roll(&self) -> Result<(), StorageError> {
+        let (files, paths, index_write, end_position, base_offset, new_base_offset) = {
+            let state = self.state.borrow();
+            assert!(
+                state.writer.pending.is_empty(),
+                "roll after everything is written"
+            );
+            assert_eq!(
+                state.writer.durable.tail, state.active.tail,
+                "roll after everything is synced"
+            );
+            let active = &state.active;
+            (
+                active.files.clone(),
+                active.paths.clone(),
+                IndexWrite::plan(&active.index, active.persisted_entries, active.index.len()),
+                active.tail.end_position,
+                active.base_offset,
+                active.tail.next_offset,
+            )
+        };
+        if let Some(write) = index_write {
+            let entries_after = write.entries_after;
+            write.execute(&files, &paths).await?;
+            self.state
+                .borrow_mut()
+                .finish_index_persist(base_offset, entries_after);
+        }
+        sync_index_files(&files, &paths).await?;
+        files.log.truncate(end_position).await.map_err(|error| {
+            StorageError::io(
+                "truncating closed segment",
+                &paths.log,
+                Some(end_position),
+                error,
+            )
+        })?;
+        files
+            .log
+            .sync_data()
+            .await
+            .map_err(|error| StorageError::io("syncing closed segment", &paths.log, None, error))?;
+
+        let new_paths = SegmentPaths::new(&self.directory, new_base_offset);
+        let new_files =
+            open_segment_files(&*self.file_system, &new_paths, OpenMode::CreateIfMissing).await?;
+        for (file, path) in [
+            (&new_files.log, &new_paths.log),
+            (&new_files.offset_index, &new_paths.offset_index),
+            (&new_files.time_index, &new_paths.time_index),
+        ] {
+            // Left over by a roll interrupted after creating files: they never held data, but
+            // make sure of it.
+            let size = file
+                .size()
+                .await
+                .map_err(|error| StorageError::io("sizing new segment file", path, None, error))?;
+            if size > 0 {
+                file.truncate(0).await.map_err(|error| {
+                    StorageError::io("emptying new segment file", path, Some(0), error)
+                })?;
+                file.sync_data().await.map_err(|error| {
+                    StorageError::io("syncing new segment file", path, None, error)
+                })?;
+            }
+        }
+        self.file_system
+            .sync_directory(&self.directory)
+            .await
+            .map_err(|error| {
+                StorageError::io("syncing partition directory", &self.directory, None, error)
+            })?;
+
+        let mut state = self.state.borrow_mut();
+        let new_segment = Segment {
+            base_offset: new_base_offset,
+            paths: new_paths,
+            files: Rc::new(new_files),
+            index: SegmentIndex::new(),
+            persisted_entries: 0,
+            tail: SegmentTail::empty(new_base_offset),
+            opened_ms: self.clock.now_ms(),
+        };
+        let old = std::mem::replace(&mut state.active, new_segment);
+        state.sealed.insert(old.base_offset, old);
+        state.writer.restart_at(DurablePoint {
+            tail: SegmentTail::empty(new_base_offset),
+            tail_block: Vec::new(),
+        });
+        state.roll_pending = false;
+        Ok(())
+    }
+
+    /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (always at
+    /// least one batch when `offset` is below the high watermark, as Kafka does, so consumers
+    /// make progress). Only durable batches are returned. `OffsetOutOfRange` if `offset` is
+    /// before the log start or after the log end; an empty result at or past the high watermark.
+    pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
+        let plan = {
+            let state = self.state.borrow();
+            let high_watermark = state.high_watermark();
+            let log_start_offset = state.log_start_offset;
+            if offset < log_start_offset || offset > state.active.tail.next_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset,
+                    next_offset: state.active.tail.next_offset,
+                });
+            }
+            let mut outcome = ReadOutcome {
+                batches: Vec::new(),
+                high_watermark,
+                log_start_offset,
+            };
+            if offset >= high_watermark {
+                return Ok(outcome);
+            }
+            if let Some(batches) = state.tail_cache.read(offset, high_watermark, max_bytes) {
+                outcome.batches = batches;
+                return Ok(outcome);
+            }
+            let (segment, readable) = state
+                .readable_segments()
+                .take_while(|(segment, _)| segment.base_offset <= offset)
+                .last()
+                .expect("every offset from the log start on lies in a segment");
+            let (start_position, start_offset) = segment.scan_start_for_offset(offset);
+            (
+                ReadPlan {
+                    files: segment.files.clone(),
+                    path: segment.paths.log.clone(),
+                    start_position,
+                    start_offset,
+                    limit: readable.end_position,
+                    base_offset: segment.base_offset,
+                    batch_bytes_max: state.config.batch_bytes_max,
+                    read_chunk_bytes: state.config.read_chunk_bytes,
+                },
+                outcome,
+            )
+        };
+        let (plan, mut outcome) = plan;
+        debug_assert!(plan.base_offset <= offset);
+        outcome.batches = read_batches(&plan, offset, max_bytes).await?;
+        Ok(outcome)
+    }
+
+    /// The base offset of the first durable batch (at or after the log start) whose
+    /// `max_timestamp` is at or after `timestamp_ms`, or `None`. Batch granularity: the batch
+    /// found may hold earlier records too; the caller scans its records for the exact one.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>, StorageError> {
+        let mut searched_through: Option<u64> = None;
+        loop {
+            let (plan, log_start_offset) = {
+                let state = self.state.borrow();
+                let log_start_offset = state.log_start_offset;
+                let candidate = state.readable_segments().find(|(segment, readable)| {
+                    searched_through.is_none_or(|base_offset| segment.base_offset > base_offset)
+                        && readable.next_offset > log_start_offset
+                        && readable.max_timestamp >= timestamp_ms
+                });
+                let Some((segment, readable)) = candidate else {
+                    return Ok(None);
+                };
+                let (start_position, start_offset) = segment.scan_start_for_timestamp(timestamp_ms);
+                (
+                    ReadPlan {
+                        files: segment.files.clone(),
+                        path: segment.paths.log.clone(),
+                        start_position,
+                        start_offset,
+                        limit: readable.end_position,
+                        base_offset: segment.base_offset,
+                        batch_bytes_max: state.config.batch_bytes_max,
+                        read_chunk_bytes: state.config.read_chunk_bytes,
+                    },
+                    log_start_offset,
+                )
+            };
+            if let Some(offset) = scan_for_timestamp(&plan, timestamp_ms, log_start_offset).await? {
+                return Ok(Some(offset));
+            }
+            searched_through = Some(plan.base_offset);
+        }
+    }
+
+    async fn maintenance(&self) -> MaintenanceGuard<'_, F> {
+        loop {
+            let seen = self.progress.generation();
+            {
+                let mut state = self.state.borrow_mut();
+                if !state.maintenance_busy {
+                    state.maintenance_busy = true;
+                    return MaintenanceGuard { log: self };
+                }
+            }
+            self.progress.changed(seen).await;
+        }
+    }
+
+    /// Moves the log start to `log_start_offset` durably (checkpoint first), then deletes the
+    /// closed segments wholly before it. Returns (segments deleted, bytes deleted).
+    async fn advance_log_start(&self, log_start_offset: u64) -> Result<(usize, u64), StorageError> {
+        if log_start_offset > self.state.borrow().log_start_offset {
+            write_log_start(&*self.file_system, &self.directory, log_start_offset).await?;
+            self.state.borrow_mut().log_start_offset = log_start_offset;
+        }
+        let victims: Vec<Segment<F::File>> = {
+            let mut state = self.state.borrow_mut();
+            let doomed: Vec<u64> = state
+                .sealed
+                .values()
+                .take_while(|segment| segment.tail.next_offset <= log_start_offset)
+                .map(|segment| segment.base_offset)
+                .collect();
+            doomed
+                .iter()
+                .filter_map(|base_offset| state.sealed.remove(base_offset))
+                .collect()
+        };
+        if victims.is_empty() {
+            return Ok((0, 0));
+        }
+        let bytes: u64 = victims.iter().map(Segment::size_bytes).sum();
+        let mut first_error = None;
+        for segment in &victims {
+            if let Err(error) = remove_segment_files(&*self.file_system, &segment.paths).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Err(error) = self.file_system.sync_directory(&self.directory).await {
+            first_error.get_or_insert(StorageError::io(
+                "syncing partition directory",
+                &self.directory,
+                None,
+                error,
+            ));
+        }
+        match first_error {
+            // The checkpoint is durable: files left behind are deleted at the next open.
+            Some(error) => Err(error),
+            None => Ok((victims.len(), bytes)),
+        }
+    }
+
+    /// Deletes whole closed segments (never the active one), oldest first, while the log is at
+    /// least `retention_bytes` without them, or while their newest batch timestamp is more than
+    /// `retention_ms` before the clock's now.
+    pub async fn enforce_retention(&self) -> Result<RetentionOutcome, StorageError> {
+        let _maintenance = self.maintenance().await;
+        let now_ms = self.clock.now_ms();
+        let new_start = {
+            let state = self.state.borrow();
+            let mut total_bytes: u64 = state.sealed.values().map(Segment::size_bytes).sum::<u64>()
+                + state.active.size_bytes();
+            let mut new_start = None;
+            for segment in state.sealed.values() {
+                let size = segment.size_bytes();
+                let by_bytes = state
+                    .config
+                    .retention_bytes
+                    .is_some_and(|limit| total_bytes - size >= limit);
+                let by_age = state.config.retention_ms.is_some_and(|retention_ms| {
+                    let retention_ms = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+                    segment.tail.max_timestamp < now_ms.saturating_sub(retention_ms)
+                });
+                if !(by_bytes || by_age) {
+                    break;
+                }
+                total_bytes -= size;
+                new_start = Some(segment.tail.next_offset);
+            }
+            new_start.map(|offset| offset.max(state.log_start_offset))
+        };
+        let (segments_deleted, bytes_deleted) = match new_start {
+            Some(offset) => self.advance_log_start(offset).await?,
+            None => (0, 0),
+        };
+        Ok(RetentionOutcome {
+            segments_deleted,
+            bytes_deleted,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// Makes `before_offset` the new log start (Kafka's DeleteRecords), durably, and deletes the
+    /// closed segments wholly before it. It may not pass the high watermark. Returns the log
+    /// start, which never moves backwards.
+    pub async fn delete_records(&self, before_offset: u64) -> Result<u64, StorageError> {
+        let _maintenance = self.maintenance().await;
+        {
+            let state = self.state.borrow();
+            if before_offset > state.high_watermark() {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: before_offset,
+                    log_start_offset: state.log_start_offset,
+                    next_offset: state.high_watermark(),
+                });
+            }
+            if before_offset <= state.log_start_offset {
+                return Ok(state.log_start_offset);
+            }
+        }
+        self.advance_log_start(before_offset).await?;
+        Ok(self.log_start_offset())
+    }
+
+    /// The offset the next append gets (the log end, written or not).
+    pub fn next_offset(&self) -> u64 {
+        self.state.borrow().active.tail.next_offset
+    }
+
+    /// The offset after the last durable batch: what reads may return.
+    pub fn high_watermark(&self) -> u64 {
+        self.state.borrow().high_watermark()
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.state.borrow().log_start_offset
+    }
+
+    /// Bytes of log on disk across all segments (including queued, unwritten appends).
+    pub fn size_bytes(&self) -> u64 {
+        let state = self.state.borrow();
+        state.sealed.values().map(Segment::size_bytes).sum::<u64>() + state.active.size_bytes()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().sealed.len() + 1
+    }
+
+    /// A one-line summary of the write path, for logs and test failure messages.
+    pub fn describe(&self) -> String {
+        let state = self.state.borrow();
+        let writer = &state.writer;
+        format!(
+            "active segment {} | appended {}@{} written {}@{} durable {}@{} | pending {} batches {} bytes \
+             (front written {}) | slots queued {} written {} | io busy {} roll pending {} needs repair {} \
+             failures {} | log start {}",
+            state.active.base_offset,
+            state.active.tail.next_offset,
+            state.active.tail.end_position,
+            writer.written_tail.next_offset,
+            writer.written_position,
+            writer.durable.tail.next_offset,
+            writer.durable.tail.end_position,
+            writer.pending.len(),
+            writer.pending_bytes,
+            writer.front_written_bytes,
+            writer.queued_slots.len(),
+            writer.written_slots.len(),
+            state.io_busy,
+            state.roll_pending,
+            writer.needs_repair,
+            writer.failure_epoch,
+            state.log_start_offset,
+        )
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Returns once every batch appended before the call is durable, whatever the policy.
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        let goal = {
+            let state = self.state.borrow();
+            Goal::Synced {
+                next_offset: state.active.tail.next_offset,
+                epoch: state.writer.failure_epoch,
+            }
+        };
+        self.drive(goal).await
+    }
+
+    /// Syncs if the durability policy says a sync is due for data already written. Appends that
+    /// wait for `Durable` drive syncs themselves; call this from a shard timer (about every
+    /// group-commit interval) so that data appended with `AppendWait::Written` becomes durable
+    /// and visible to readers within the policy's bound even if no durable append follows.
+    /// Returns whether it synced.
+    pub async fn sync_if_due(&self) -> Result<bool, StorageError> {
+        let goal = {
+            let state = self.state.borrow();
+            if !state.sync_due(self.clock.monotonic_us()) {
+                return Ok(false);
+            }
+            Goal::Synced {
+                next_offset: state.writer.written_tail.next_offset,
+                epoch: state.writer.failure_epoch,
+            }
+        };
+        self.drive(goal).await.map(|()| true)
+    }
+
+    /// Replaces the configuration at run time (topic config change). New limits apply from the
+    /// next append, roll or retention pass. A configuration failing [`LogConfig::check`] is
+    /// refused: the old one stays and the refusal is logged (callers check first).
+    pub fn update_config(&self, config: LogConfig) {
+        if let Err(error) = config.check() {
+            tracing::error!(%error, directory = %self.directory.display(), "refusing invalid log config");
+            return;
+        }
+        let mut state = self.state.borrow_mut();
+        state.tail_cache.set_bytes_max(config.tail_cache_bytes_max);
+        state.config = config;
+    }
+
+    /// Makes everything durable, writes the remaining index entries, and closes the files.
+    pub async fn close(self) -> Result<(), StorageError> {
+        self.sync().await?;
+        let repair = {
+            let state = self.state.borrow();
+            state.writer.needs_repair.then(|| {
+                (
+                    state.active.files.clone(),
+                    state.active.paths.log.clone(),
+                    state.writer.durable.tail.end_position,
+                )
+            })
+        };
+        if let Some((files, path, position)) = repair {
+            // Cut off bytes a failed write may have left, so they cannot resurface at the next open.
+            let result = match files.log.truncate(position).await {
+                Ok(()) => files.log.sync_data().await,
+                Err(error) => Err(error),
+            };
+            self.state.borrow_mut().finish_repair(&path, result)?;
+        }
+        let persist = self.state.borrow().plan_index_persist(true);
+        if let Some(IndexPersist {
+            files,
+            paths,
+            write,
+            ..
+        }) = persist
+        {
+            write.execute(&files, &paths).await?;
+            sync_index_files(&files, &paths).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the partition: every file, then the directory (topic deletion). Not atomic: a
+    /// crash part-way leaves a partial directory that the caller's deletion must finish.
+    pub async fn delete(self) -> Result<(), StorageError> {
+        let directory = self.directory.clone();
+        let file_system = self.file_system.clone();
+        drop(self);
+        let names = file_system
+            .list_directory(&directory)
+            .await
+            .map_err(|error| {
+                StorageError::io("listing partition directory", &directory, None, error)
+            })?;
+        for name in names {
+            let path = directory.join(name);
+            remove_if_present(&*file_system, &path).await?;
+        }
+        file_system
+            .remove_directory(&directory)
+            .await
+            .map_err(|error| {
+                StorageError::io("removing partition directory", &directory, None, error)
+            })?;
+        if let Some(parent) = directory.parent() {
+            file_system.sync_directory(parent).await.map_err(|error| {
+                StorageError::io("syncing parent directory", parent, None, error)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+async fn remove_if_present<F: FileSystem>(
+    file_system: &F,
+    path: &Path,
+) -> Result<(), StorageError> {
+    match file_system.remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(StorageError::io("removing file", path, None, error)),
+    }
+}
+
+/// Removes a segment log-first: without its log a segment no longer exists (orphan index files
+/// are cleaned up at open).
+async fn remove_segment_files<F: FileSystem>(
+    file_system: &F,
+    paths: &SegmentPaths,
+) -> Result<(), StorageError> {
+    remove_if_present(file_system, &paths.log).await?;
+    remove_if_present(file_system, &paths.offset_index).await?;
+    remove_if_present(file_system, &paths.time_index).await
+}

@@ -1,0 +1,35 @@
+//! The storage engine: each partition is a directory of segments written with direct I/O.
+//!
+//! Entry point: [`PartitionLog`] (open, append, read, offset by timestamp, sync, retention,
+//! delete-records, close, delete). All disk access goes through the [`FileSystem`] trait:
+//! [`DmaFileSystem`] (glommio `DmaFile`, O_DIRECT over io_uring; create one per shard with
+//! [`DmaFileSystem::for_data_dir`]) or [`MemoryFileSystem`] (seeded, fault-injecting, crashable,
+//! for tests and simulation). Every limit is in [`LogConfig`]. The byte layout, the write
+//! ordering and every crash case are in `FORMAT.md` next to this file.
+//!
+//! Architecture invariant: storage knows nothing of sockets, requests or the wire protocol
+//! beyond the batch header; it validates header and CRC and treats payloads as opaque bytes.
+//! Architecture invariant: no background task — the tasks that wait on the log drive its I/O.
+
+pub mod checkpoint;
+pub mod clock;
+pub mod config;
+pub mod dma;
+pub mod error;
+pub mod file;
+pub mod index;
+pub mod log;
+pub mod memory;
+pub mod progress;
+pub mod recovery;
+pub mod segment;
+pub mod tail_cache;
+pub mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{AppendWait, ConfigError, Durability, LogConfig};
+pub use dma::DmaFileSystem;
+pub use error::StorageError;
+pub use file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
+pub use log::{validate_batch, AppendOutcome, PartitionLog, ReadOutcome, RetentionOutcome};
+pub use memory::{FaultPlan, MemoryFileSystem, MemoryStats, SimulationRng};

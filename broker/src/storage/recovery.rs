@@ -1,0 +1,244 @@
+//! Rebuilding a segment's in-memory state from its files when a partition opens.
+//!
+//! For each segment: decode the index files' longest valid prefix, confirm the last entry points
+//! at a valid batch (dropping entries from the end until one does), then scan batch by batch from
+//! there to the end of the log file, checking header, CRC and offset continuity, and adding the
+//! index entries the scan passes. The active (last) segment is truncated at the first invalid
+//! byte — its torn tail — and synced, so everything it keeps is durable; a closed segment may end
+//! only in zero padding, anything else is corruption. Index files are then cut to their valid
+//! entries and the rebuilt entries written and synced. `FORMAT.md` lists the crash cases.
+//! Which segments to open, delete, or check for contiguity is `log`'s decision, not this file's.
+
+use std::rc::Rc;
+
+use super::config::LogConfig;
+use super::error::StorageError;
+use super::file::{align_down, StorageFile};
+use super::index::{SegmentIndex, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+use super::segment::{
+    index_batch, sync_index_files, BatchAt, IndexWrite, Segment, SegmentFiles, SegmentPaths,
+    SegmentReader, SegmentTail,
+};
+
+/// Whether a segment may end in a torn tail that recovery cuts off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentRole {
+    /// The newest segment: unsynced appends may have been torn by a crash.
+    Active,
+    /// An older segment: it was synced whole before the next one was created.
+    Closed,
+}
+
+/// What recovery learned about a segment besides its in-memory state.
+#[derive(Debug)]
+pub struct Recovered<File> {
+    pub segment: Segment<File>,
+    /// Bytes `[align_down(end), end)` of the log: the partial block the next write rewrites.
+    pub tail_block: Vec<u8>,
+}
+
+async fn file_bytes<File: StorageFile>(
+    file: &File,
+    path: &std::path::Path,
+) -> Result<bytes::Bytes, StorageError> {
+    let size = file
+        .size()
+        .await
+        .map_err(|error| StorageError::io("sizing index", path, None, error))?;
+    file.read_at(0, size as usize)
+        .await
+        .map_err(|error| StorageError::io("reading index", path, Some(0), error))
+}
+
+/// Recovers one segment. `opened_ms` is recorded as the segment's opening time.
+pub async fn recover_segment<File: StorageFile>(
+    base_offset: u64,
+    paths: SegmentPaths,
+    files: SegmentFiles<File>,
+    role: SegmentRole,
+    config: &LogConfig,
+    opened_ms: i64,
+) -> Result<Recovered<File>, StorageError> {
+    let log_size = files
+        .log
+        .size()
+        .await
+        .map_err(|error| StorageError::io("sizing segment", &paths.log, None, error))?;
+    let offset_bytes = file_bytes(&files.offset_index, &paths.offset_index).await?;
+    let time_bytes = file_bytes(&files.time_index, &paths.time_index).await?;
+    let mut index = SegmentIndex::decode_valid_prefix(&offset_bytes, &time_bytes, log_size);
+
+    let mut reader = SegmentReader::new(&files.log, &paths.log, log_size, config.read_chunk_bytes);
+    // Index entries are written only for synced batches, but a torn index write or a medium
+    // error can still leave a bad last entry: trust an entry only if its batch checks out.
+    let mut tail = loop {
+        let Some((offset_entry, time_entry)) = index.last() else {
+            break SegmentTail::empty(base_offset);
+        };
+        let position = u64::from(offset_entry.position);
+        let expected = base_offset + u64::from(offset_entry.relative_offset);
+        match reader
+            .batch_at(position, expected, config.batch_bytes_max, true)
+            .await?
+        {
+            BatchAt::Batch { .. } => {
+                break SegmentTail {
+                    end_position: position,
+                    next_offset: expected,
+                    max_timestamp: time_entry.timestamp_before,
+                    bytes_since_index_entry: 0,
+                }
+            }
+            BatchAt::End | BatchAt::Invalid { .. } => index.truncate(index.len() - 1),
+        }
+    };
+    let trusted_entries = index.len();
+
+    let stop_reason = loop {
+        let found = reader
+            .batch_at(
+                tail.end_position,
+                tail.next_offset,
+                config.batch_bytes_max,
+                true,
+            )
+            .await?;
+        match found {
+            BatchAt::Batch { header, .. } => {
+                if u64::from(header.batch_length) + tail.end_position > u64::from(u32::MAX)
+                    || header.next_offset() - base_offset > u64::from(u32::MAX)
+                {
+                    break Some(
+                        "batch beyond the u32 position or offset range of a segment".to_owned(),
+                    );
+                }
+                // Scanning from an entry's batch with `bytes_since_index_entry` zero never adds
+                // a second entry for that batch: the interval is at least one byte.
+                index_batch(
+                    &mut index,
+                    &mut tail,
+                    base_offset,
+                    &header,
+                    config.index_interval_bytes,
+                );
+            }
+            BatchAt::End => break None,
+            BatchAt::Invalid { reason } => break Some(reason),
+        }
+    };
+    drop(reader);
+
+    let end = tail.end_position;
+    match (role, stop_reason) {
+        (SegmentRole::Closed, Some(reason)) => {
+            return Err(StorageError::corrupt(
+                &paths.log,
+                end,
+                format!("closed segment has invalid bytes after its last batch: {reason}"),
+            ));
+        }
+        (SegmentRole::Active, Some(reason)) => {
+            tracing::warn!(path = %paths.log.display(), position = end, %reason, "truncating torn tail of the active segment");
+        }
+        (_, None) => {}
+    }
+    if log_size != end {
+        files.log.truncate(end).await.map_err(|error| {
+            StorageError::io("truncating segment", &paths.log, Some(end), error)
+        })?;
+    }
+    if role == SegmentRole::Active || log_size != end {
+        // The recovered bytes may sit in a volatile device cache (written, never synced): make
+        // them durable before anything is acknowledged on top of them.
+        files
+            .log
+            .sync_data()
+            .await
+            .map_err(|error| StorageError::io("syncing segment", &paths.log, None, error))?;
+    }
+
+    rewrite_index_files(
+        &files,
+        &paths,
+        &index,
+        trusted_entries,
+        offset_bytes.len(),
+        time_bytes.len(),
+    )
+    .await?;
+
+    let tail_block_start = align_down(end);
+    let tail_block = if tail_block_start == end {
+        Vec::new()
+    } else {
+        let bytes = files
+            .log
+            .read_at(tail_block_start, (end - tail_block_start) as usize)
+            .await
+            .map_err(|error| {
+                StorageError::io(
+                    "reading tail block",
+                    &paths.log,
+                    Some(tail_block_start),
+                    error,
+                )
+            })?;
+        assert_eq!(
+            bytes.len() as u64,
+            end - tail_block_start,
+            "the scan just read these bytes"
+        );
+        bytes.to_vec()
+    };
+
+    let persisted_entries = index.len();
+    Ok(Recovered {
+        segment: Segment {
+            base_offset,
+            paths,
+            files: Rc::new(files),
+            index,
+            persisted_entries,
+            tail,
+            opened_ms,
+        },
+        tail_block,
+    })
+}
+
+/// Cuts both index files to their trusted entries (dropping torn entries, stale entries and
+/// padding) and writes the entries the scan rebuilt, then syncs them. Skipped when the files
+/// already hold exactly the entries.
+async fn rewrite_index_files<File: StorageFile>(
+    files: &SegmentFiles<File>,
+    paths: &SegmentPaths,
+    index: &SegmentIndex,
+    trusted_entries: usize,
+    offset_file_bytes: usize,
+    time_file_bytes: usize,
+) -> Result<(), StorageError> {
+    let offset_trusted_bytes = trusted_entries * OFFSET_INDEX_ENTRY_BYTES;
+    let time_trusted_bytes = trusted_entries * TIME_INDEX_ENTRY_BYTES;
+    let exact = offset_file_bytes == offset_trusted_bytes
+        && time_file_bytes == time_trusted_bytes
+        && trusted_entries == index.len();
+    if exact {
+        return Ok(());
+    }
+    for (file, path, length) in [
+        (
+            &files.offset_index,
+            &paths.offset_index,
+            offset_trusted_bytes,
+        ),
+        (&files.time_index, &paths.time_index, time_trusted_bytes),
+    ] {
+        file.truncate(length as u64).await.map_err(|error| {
+            StorageError::io("truncating index", path, Some(length as u64), error)
+        })?;
+    }
+    if let Some(write) = IndexWrite::plan(index, trusted_entries, index.len()) {
+        write.execute(files, paths).await?;
+    }
+    sync_index_files(files, paths).await
+}

@@ -1,0 +1,256 @@
+//! The storage engine on real files: glommio `DmaFile` (O_DIRECT over io_uring) in a directory
+//! under Cargo's target dir (not tmpfs, where O_DIRECT is not direct). Each test runs on its
+//! own executor thread, so glommio's per-thread IOPOLL probe starts fresh every time.
+
+mod storage_support;
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use spate_broker::storage::segment::{segment_file_name, SegmentFileKind};
+use spate_broker::storage::{
+    AppendWait, Clock, DmaFileSystem, Durability, LogConfig, PartitionLog, StorageError, SystemClock,
+};
+use storage_support::{batch, header_of, id_of, read_all, same_batch, simple_batch};
+
+/// A fresh directory for one test, removed when dropped.
+struct TestDirectory(PathBuf);
+
+impl TestDirectory {
+    fn new(name: &str) -> Self {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("storage-glommio")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create test directory");
+        Self(path)
+    }
+}
+
+impl Drop for TestDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `test` on a new glommio executor thread and returns its result.
+fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    test: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(32 << 20)
+        .spawn(test)
+        .expect("start executor")
+        .join()
+        .expect("executor thread")
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 256 * 1024,
+        batch_bytes_max: 256 * 1024,
+        write_queue_bytes_max: 8 << 20,
+        write_buffer_bytes: 1 << 20,
+        durability: Durability::EveryAppend,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+fn clock() -> Rc<dyn Clock> {
+    Rc::new(SystemClock)
+}
+
+async fn open(data: &Path, config: LogConfig) -> Result<PartitionLog<DmaFileSystem>, StorageError> {
+    let file_system = Rc::new(DmaFileSystem::for_data_dir(data).await?);
+    PartitionLog::open(file_system, data.join("topic-0"), config, clock()).await
+}
+
+#[test]
+fn direct_io_appends_read_back_identical_across_segments_and_a_reopen() {
+    let directory = TestDirectory::new("round-trip");
+    let data = directory.0.clone();
+    on_executor(move || async move {
+        let log = open(&data, config()).await.expect("open");
+        let originals: Vec<_> = (0..150u64)
+            .map(|id| batch(id, 1 + id as u32 % 4, 64 + (id as usize * 997) % 9000, 1000 + id as i64, 1000 + id as i64))
+            .collect();
+        for original in &originals {
+            log.append(original.clone(), AppendWait::Durable).await.expect("append");
+        }
+        assert!(log.segment_count() > 1, "150 batches of up to 9 KB roll 256 KiB segments");
+        let stored = read_all(&log, 0, 64 * 1024).await.expect("read");
+        assert_eq!(stored.len(), originals.len());
+        for (stored, original) in stored.iter().zip(&originals) {
+            assert!(same_batch(stored, original));
+        }
+        let next_offset = log.next_offset();
+        log.close().await.expect("close");
+
+        let log = open(&data, config()).await.expect("reopen");
+        assert_eq!(log.next_offset(), next_offset);
+        let stored = read_all(&log, 0, 64 * 1024).await.expect("read after reopen");
+        assert_eq!(stored.iter().map(|bytes| id_of(bytes)).collect::<Vec<_>>(), (0..150).collect::<Vec<_>>());
+        for (stored, original) in stored.iter().zip(&originals) {
+            assert!(same_batch(stored, original));
+        }
+        log.append(simple_batch(1000, 500, 5000), AppendWait::Durable).await.expect("append after reopen");
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_fresh_executor_thread_reads_a_new_partition_after_the_iopoll_probe() {
+    // The first DmaFile this thread opens is the probe file, not the new (empty) segment: with
+    // the probe skipped, glommio would wrongly enable IOPOLL on devices without poll queues and
+    // the reads below would fail with EOPNOTSUPP.
+    let directory = TestDirectory::new("probe");
+    let data = directory.0.clone();
+    on_executor(move || async move {
+        let log = open(&data, config()).await.expect("open");
+        log.append(simple_batch(1, 3000, 10), AppendWait::Durable).await.expect("append");
+        log.close().await.expect("close");
+        let log = open(&data, LogConfig { tail_cache_bytes_max: 0, ..config() }).await.expect("reopen");
+        let read = log.read(0, 10_000).await.expect("direct read");
+        assert_eq!(read.batches.len(), 1);
+        assert_eq!(id_of(&read.batches[0]), 1);
+    });
+    assert!(spate_broker::storage::dma::iopoll_probe_path(&directory.0).exists());
+}
+
+#[test]
+fn recovery_truncates_torn_tail_batch_on_disk() {
+    let directory = TestDirectory::new("torn-tail");
+    let data = directory.0.clone();
+    let log_path = data.join("topic-0").join(segment_file_name(0, SegmentFileKind::Log));
+    let prepared = data.clone();
+    on_executor(move || async move {
+        let log = open(&prepared, config()).await.expect("open");
+        for id in 0..10 {
+            log.append(simple_batch(id, 1000, 10), AppendWait::Durable).await.expect("append");
+        }
+        log.close().await.expect("close");
+    });
+    // A crash mid-write: the last batch's second half is garbage.
+    let mut bytes = std::fs::read(&log_path).expect("read segment");
+    for byte in &mut bytes[9 * 1000 + 500..10 * 1000] {
+        *byte = 0x77;
+    }
+    std::fs::write(&log_path, &bytes).expect("write segment");
+    on_executor(move || async move {
+        let log = open(&data, config()).await.expect("reopen");
+        assert_eq!(log.next_offset(), 9);
+        let ids: Vec<_> = read_all(&log, 0, 100_000).await.expect("read").iter().map(|bytes| id_of(bytes)).collect();
+        assert_eq!(ids, (0..9).collect::<Vec<_>>());
+        let outcome = log.append(simple_batch(42, 1000, 10), AppendWait::Durable).await.expect("append");
+        assert_eq!(outcome.base_offset, 9);
+        log.close().await.expect("close");
+    });
+    assert_eq!(std::fs::metadata(&log_path).expect("segment").len() % 4096, 0, "padded to a block");
+}
+
+#[test]
+fn concurrent_tasks_appending_get_contiguous_unique_offsets() {
+    let directory = TestDirectory::new("concurrent");
+    let data = directory.0.clone();
+    on_executor(move || async move {
+        let log = Rc::new(open(&data, config()).await.expect("open"));
+        let mut tasks = Vec::new();
+        for task in 0..16u64 {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let mut offsets = Vec::new();
+                for round in 0..20u64 {
+                    let id = task * 1000 + round;
+                    let wait = if round % 3 == 0 { AppendWait::Written } else { AppendWait::Durable };
+                    let outcome = log.append(simple_batch(id, 200 + round as usize * 50, 10), wait).await.expect("append");
+                    offsets.push((outcome.base_offset, id));
+                }
+                offsets
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await);
+        }
+        log.sync().await.expect("sync");
+        all.sort();
+        assert_eq!(all.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(), (0..320).collect::<Vec<_>>());
+        let stored = read_all(&log, 0, 100_000).await.expect("read");
+        let stored_ids: Vec<_> = stored.iter().map(|bytes| id_of(bytes)).collect();
+        assert_eq!(stored_ids, all.iter().map(|(_, id)| *id).collect::<Vec<_>>());
+        Rc::try_unwrap(log).ok().expect("sole owner").close().await.expect("close");
+    });
+}
+
+#[test]
+fn group_commit_on_the_system_clock_acknowledges_every_durable_append() {
+    let directory = TestDirectory::new("group-commit");
+    let data = directory.0.clone();
+    on_executor(move || async move {
+        let group_commit = LogConfig {
+            durability: Durability::GroupCommit {
+                interval_bytes: 64 * 1024,
+                interval_us: 500,
+            },
+            ..config()
+        };
+        let log = Rc::new(open(&data, group_commit).await.expect("open"));
+        let mut tasks = Vec::new();
+        for task in 0..8u64 {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for round in 0..10u64 {
+                    log.append(simple_batch(task * 100 + round, 700, 10), AppendWait::Durable)
+                        .await
+                        .expect("append");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await;
+        }
+        assert_eq!(log.high_watermark(), 80);
+    });
+}
+
+#[test]
+fn a_batch_larger_than_the_write_buffer_is_written_in_pieces_and_reads_back_whole() {
+    let directory = TestDirectory::new("large");
+    let data = directory.0.clone();
+    on_executor(move || async move {
+        let small_buffer = LogConfig {
+            write_buffer_bytes: 64 * 1024,
+            segment_bytes_max: 8 << 20,
+            batch_bytes_max: 4 << 20,
+            ..config()
+        };
+        let log = open(&data, small_buffer.clone()).await.expect("open");
+        let large = batch(7, 3, 3 << 20, 1, 2);
+        log.append(simple_batch(6, 100, 1), AppendWait::Durable).await.expect("append");
+        log.append(large.clone(), AppendWait::Durable).await.expect("append large");
+        log.close().await.expect("close");
+        let log = open(&data, LogConfig { tail_cache_bytes_max: 0, ..small_buffer }).await.expect("reopen");
+        let read = log.read(2, 1).await.expect("read");
+        assert_eq!(read.batches.len(), 1);
+        assert!(same_batch(&read.batches[0], &large));
+        assert_eq!(header_of(&read.batches[0]).base_offset, 1);
+    });
+}
+
+#[test]
+fn delete_removes_the_partition_directory() {
+    let directory = TestDirectory::new("delete");
+    let data = directory.0.clone();
+    let partition = data.join("topic-0");
+    on_executor(move || async move {
+        let log = open(&data, config()).await.expect("open");
+        for id in 0..50 {
+            log.append(simple_batch(id, 9000, 10), AppendWait::Durable).await.expect("append");
+        }
+        log.delete_records(20).await.expect("delete records");
+        log.delete().await.expect("delete");
+    });
+    assert!(!partition.exists());
+}

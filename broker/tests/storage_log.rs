@@ -1,0 +1,550 @@
+//! Behaviour of `PartitionLog` on the in-memory disk, one property per test: append and read,
+//! rolls, recovery of torn tails and lost indexes, group commit, disk errors, retention,
+//! delete-records and timestamp lookup. The seeded randomized runs are in `storage_simulation`.
+
+mod storage_support;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use spate_broker::storage::segment::{segment_file_name, SegmentFileKind};
+use spate_broker::storage::{
+    AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock, MemoryFileSystem, PartitionLog, StorageError,
+};
+use spate_protocol::BatchError;
+use storage_support::{batch, header_of, id_of, read_all, run_to_end, same_batch, simple_batch, Simulator};
+
+const START_MS: i64 = 1_700_000_000_000;
+
+fn directory() -> PathBuf {
+    PathBuf::from("/data/topic-0")
+}
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 16 * 1024,
+        batch_bytes_max: 8 * 1024,
+        write_queue_bytes_max: 64 * 1024,
+        write_buffer_bytes: 16 * 1024,
+        index_interval_bytes: 512,
+        index_persist_interval_bytes: 1024,
+        tail_cache_bytes_max: 0,
+        read_chunk_bytes: 4096,
+        retention_ms: None,
+        durability: Durability::EveryAppend,
+        ..LogConfig::default()
+    }
+}
+
+struct Setup {
+    disk: Rc<MemoryFileSystem>,
+    clock: Rc<ManualClock>,
+}
+
+impl Setup {
+    fn new(seed: u64) -> Self {
+        Self {
+            disk: Rc::new(MemoryFileSystem::new(seed)),
+            clock: Rc::new(ManualClock::new(START_MS)),
+        }
+    }
+
+    fn open(&self, config: LogConfig) -> PartitionLog<MemoryFileSystem> {
+        let disk = self.disk.clone();
+        let clock: Rc<dyn Clock> = self.clock.clone();
+        run_to_end(1, async move { PartitionLog::open(disk, directory(), config, clock).await }).expect("open")
+    }
+}
+
+fn log_path(base_offset: u64) -> PathBuf {
+    directory().join(segment_file_name(base_offset, SegmentFileKind::Log))
+}
+
+fn block<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
+    run_to_end(7, future)
+}
+
+/// Appends `count` simple batches of `bytes` each; returns their ids in offset order.
+fn append_many(log: &Rc<PartitionLog<MemoryFileSystem>>, first_id: u64, count: u64, bytes: usize) -> Vec<u64> {
+    let log = log.clone();
+    block(async move {
+        let mut ids = Vec::new();
+        for id in first_id..first_id + count {
+            log.append(simple_batch(id, bytes, START_MS + id as i64), AppendWait::Durable)
+                .await
+                .expect("append");
+            ids.push(id);
+        }
+        ids
+    })
+}
+
+fn all_ids(log: &Rc<PartitionLog<MemoryFileSystem>>) -> Vec<u64> {
+    let log = log.clone();
+    block(async move {
+        let from = log.log_start_offset();
+        read_all(&log, from, 3000).await.expect("read").iter().map(|bytes| id_of(bytes)).collect()
+    })
+}
+
+#[test]
+fn appended_batches_read_back_byte_for_byte_with_stamped_offsets() {
+    let setup = Setup::new(1);
+    let log = Rc::new(setup.open(small_config()));
+    let originals: Vec<_> = (0..20).map(|id| batch(id, 3, 100 + id as usize * 37, START_MS, START_MS + 5)).collect();
+    let reader = log.clone();
+    let sent = originals.clone();
+    let outcomes = block(async move {
+        let mut outcomes = Vec::new();
+        for original in sent {
+            outcomes.push(reader.append(original, AppendWait::Durable).await.expect("append"));
+        }
+        outcomes
+    });
+    for (index, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(outcome.base_offset, index as u64 * 3);
+        assert_eq!(outcome.next_offset, index as u64 * 3 + 3);
+    }
+    let reader = log.clone();
+    let stored = block(async move { read_all(&reader, 0, 1000).await.expect("read") });
+    assert_eq!(stored.len(), originals.len());
+    for (index, (stored, original)) in stored.iter().zip(&originals).enumerate() {
+        assert!(same_batch(stored, original), "batch {index} differs");
+        assert_eq!(header_of(stored).base_offset, index as u64 * 3);
+    }
+}
+
+#[test]
+fn read_from_an_offset_inside_a_batch_starts_with_that_whole_batch() {
+    let setup = Setup::new(2);
+    let log = Rc::new(setup.open(small_config()));
+    let appender = log.clone();
+    block(async move {
+        for id in 0..5 {
+            appender.append(batch(id, 10, 200, START_MS, START_MS), AppendWait::Durable).await.expect("append");
+        }
+    });
+    let reader = log.clone();
+    let read = block(async move { reader.read(27, 1).await.expect("read") });
+    assert_eq!(read.batches.len(), 1, "at least one whole batch even with max_bytes 1");
+    assert_eq!(header_of(&read.batches[0]).base_offset, 20);
+    assert_eq!(read.high_watermark, 50);
+}
+
+#[test]
+fn read_outside_the_log_is_out_of_range_and_at_the_end_is_empty() {
+    let setup = Setup::new(3);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 3, 100);
+    let reader = log.clone();
+    let (past_end, at_end) = block(async move { (reader.read(4, 100).await, reader.read(3, 100).await) });
+    assert!(matches!(past_end, Err(StorageError::OffsetOutOfRange { offset: 4, .. })));
+    assert!(at_end.expect("read at the end").batches.is_empty());
+}
+
+#[test]
+fn append_refuses_a_batch_with_a_bad_crc_and_leaves_the_log_unchanged() {
+    let setup = Setup::new(4);
+    let log = Rc::new(setup.open(small_config()));
+    let mut bad = simple_batch(1, 300, START_MS);
+    bad[200] ^= 0xff;
+    let appender = log.clone();
+    let result = block(async move { appender.append(bad, AppendWait::Durable).await });
+    assert!(matches!(result, Err(StorageError::InvalidBatch(BatchError::CrcMismatch { .. }))));
+    assert_eq!(log.next_offset(), 0);
+}
+
+#[test]
+fn append_refuses_a_buffer_longer_than_its_declared_batch() {
+    let setup = Setup::new(5);
+    let log = Rc::new(setup.open(small_config()));
+    let mut long = simple_batch(1, 300, START_MS);
+    long.extend_from_slice(&[0; 10]);
+    let appender = log.clone();
+    let result = block(async move { appender.append(long, AppendWait::Durable).await });
+    assert!(matches!(result, Err(StorageError::BatchLengthMismatch { declared: 300, received: 310 })));
+}
+
+#[test]
+fn segments_roll_by_size_and_reads_cross_them() {
+    let setup = Setup::new(6);
+    let log = Rc::new(setup.open(small_config()));
+    let ids = append_many(&log, 0, 60, 1000);
+    assert!(log.segment_count() >= 3, "60 KB in 16 KiB segments: {}", log.segment_count());
+    assert_eq!(all_ids(&log), ids);
+}
+
+#[test]
+fn segments_roll_by_age_only_when_not_empty() {
+    let setup = Setup::new(7);
+    let config = LogConfig {
+        segment_age_max_ms: 1000,
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config));
+    setup.clock.advance(Duration::from_secs(5));
+    append_many(&log, 0, 1, 100);
+    assert_eq!(log.segment_count(), 1, "an empty segment does not roll");
+    setup.clock.advance(Duration::from_secs(2));
+    append_many(&log, 1, 1, 100);
+    assert_eq!(log.segment_count(), 2);
+}
+
+#[test]
+fn reopening_after_close_recovers_every_batch_and_continues_offsets() {
+    let setup = Setup::new(8);
+    let log = setup.open(small_config());
+    let log = Rc::new(log);
+    let ids = append_many(&log, 0, 40, 900);
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    let log = Rc::new(setup.open(small_config()));
+    assert_eq!(log.next_offset(), 40);
+    assert_eq!(all_ids(&log), ids);
+    let more = append_many(&log, 40, 2, 900);
+    assert_eq!(all_ids(&log)[40..], more[..]);
+}
+
+#[test]
+fn recovery_truncates_torn_tail_batch() {
+    let setup = Setup::new(9);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 5, 300);
+    drop(log);
+    // Tear the last batch: flip a payload byte of the batch at position 4 * 300.
+    setup.disk.overwrite_durably(&log_path(0), 4 * 300 + 150, &[0xee]);
+    let log = Rc::new(setup.open(small_config()));
+    assert_eq!(log.next_offset(), 4, "the torn batch is cut off");
+    assert_eq!(all_ids(&log), vec![0, 1, 2, 3]);
+    assert_eq!(setup.disk.file_bytes(&log_path(0)).map(|bytes| bytes.len()), Some(4 * 300));
+    // The next append lands right after the last good batch.
+    append_many(&log, 100, 1, 300);
+    assert_eq!(all_ids(&log), vec![0, 1, 2, 3, 100]);
+}
+
+#[test]
+fn recovery_refuses_a_batch_whose_stamped_offset_breaks_continuity() {
+    let setup = Setup::new(10);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 3, 300);
+    drop(log);
+    // Stamp the third batch with offset 7: its CRC still matches (base offset is outside it).
+    setup.disk.overwrite_durably(&log_path(0), 600, &7u64.to_le_bytes());
+    let log = Rc::new(setup.open(small_config()));
+    assert_eq!(log.next_offset(), 2);
+    assert_eq!(all_ids(&log), vec![0, 1]);
+}
+
+#[test]
+fn recovery_rebuilds_a_missing_index_and_lookups_still_work() {
+    let setup = Setup::new(11);
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config.clone()));
+    append_many(&log, 0, 100, 300);
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    let index_path = directory().join(segment_file_name(0, SegmentFileKind::OffsetIndex));
+    let index_bytes = setup.disk.file_bytes(&index_path).expect("index exists");
+    assert!(index_bytes.iter().any(|byte| *byte != 0), "close wrote index entries");
+    setup.disk.set_length_durably(&index_path, 0);
+    let log = Rc::new(setup.open(config));
+    let rebuilt = setup.disk.file_bytes(&index_path).expect("index exists");
+    assert_eq!(rebuilt[..index_bytes.len().min(rebuilt.len())], index_bytes[..index_bytes.len().min(rebuilt.len())]);
+    assert!(!rebuilt.is_empty(), "entries were rebuilt and written");
+    let reader = log.clone();
+    let read = block(async move { reader.read(77, 1).await.expect("read") });
+    assert_eq!(id_of(&read.batches[0]), 77);
+}
+
+#[test]
+fn concurrent_durable_appends_share_one_fdatasync() {
+    let setup = Setup::new(12);
+    setup.disk.set_faults(FaultPlan {
+        yield_ppm: 1_000_000,
+        ..FaultPlan::default()
+    });
+    let log = Rc::new(setup.open(small_config()));
+    let syncs_before = setup.disk.stats().data_syncs;
+    let mut simulator = Simulator::new(12);
+    let acknowledged = Rc::new(RefCell::new(Vec::new()));
+    for id in 0..8u64 {
+        let log = log.clone();
+        let acknowledged = acknowledged.clone();
+        simulator.spawn(async move {
+            let outcome = log.append(simple_batch(id, 200, START_MS), AppendWait::Durable).await.expect("append");
+            acknowledged.borrow_mut().push(outcome.base_offset);
+        });
+    }
+    assert_eq!(simulator.run(100_000), 0);
+    assert_eq!(acknowledged.borrow().len(), 8);
+    let syncs = setup.disk.stats().data_syncs - syncs_before;
+    assert!(syncs < 8, "8 concurrent appends needed {syncs} fdatasyncs");
+    assert_eq!(log.high_watermark(), 8);
+}
+
+#[test]
+fn group_commit_covers_appends_until_the_byte_interval() {
+    let setup = Setup::new(13);
+    let config = LogConfig {
+        durability: Durability::GroupCommit {
+            interval_bytes: 1000,
+            interval_us: 1_000_000_000,
+        },
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config));
+    // The time interval is long: only the byte interval (or, at the end, the deadline) syncs.
+    let syncs_before = setup.disk.stats().data_syncs;
+    let mut simulator = Simulator::new(13);
+    let done = Rc::new(RefCell::new(0));
+    for id in 0..10u64 {
+        let log = log.clone();
+        let done = done.clone();
+        simulator.spawn(async move {
+            log.append(simple_batch(id, 250, START_MS), AppendWait::Durable).await.expect("append");
+            *done.borrow_mut() += 1;
+        });
+    }
+    assert_eq!(simulator.run_with_clock(&setup.clock, 100_000), 0);
+    assert_eq!(*done.borrow(), 10);
+    let syncs = setup.disk.stats().data_syncs - syncs_before;
+    // 2500 bytes with a 1000-byte interval: two syncs by bytes, one at the time deadline for the
+    // rest. (Without group commit each append would sync: 10.)
+    assert!(syncs <= 3, "{syncs} syncs");
+    assert_eq!(log.high_watermark(), 10);
+}
+
+#[test]
+fn written_appends_become_durable_at_sync_if_due() {
+    let setup = Setup::new(14);
+    let config = LogConfig {
+        durability: Durability::GroupCommit {
+            interval_bytes: 1 << 20,
+            interval_us: 1000,
+        },
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config));
+    let appender = log.clone();
+    block(async move {
+        appender.append(simple_batch(1, 300, START_MS), AppendWait::Written).await.expect("append");
+    });
+    assert_eq!(log.next_offset(), 1);
+    assert_eq!(log.high_watermark(), 0, "written but not durable: not readable yet");
+    let syncer = log.clone();
+    assert!(!block(async move { syncer.sync_if_due().await.expect("sync") }), "not due yet");
+    setup.clock.advance(Duration::from_millis(2));
+    let syncer = log.clone();
+    assert!(block(async move { syncer.sync_if_due().await.expect("sync") }));
+    assert_eq!(log.high_watermark(), 1);
+}
+
+#[test]
+fn a_crash_keeps_durable_appends_and_may_drop_written_ones() {
+    for seed in 0..20 {
+        let setup = Setup::new(100 + seed);
+        let log = Rc::new(setup.open(small_config()));
+        let durable = append_many(&log, 0, 5, 300);
+        let appender = log.clone();
+        block(async move {
+            for id in 5..8 {
+                appender.append(simple_batch(id, 300, START_MS), AppendWait::Written).await.expect("append");
+            }
+        });
+        drop(log);
+        setup.disk.crash();
+        let log = Rc::new(setup.open(small_config()));
+        let ids = all_ids(&log);
+        assert!(ids.len() >= 5 && ids[..5] == durable[..], "seed {seed}: {ids:?}");
+        assert!(ids.iter().enumerate().all(|(index, id)| *id == index as u64), "seed {seed}: {ids:?}");
+    }
+}
+
+#[test]
+fn no_space_fails_appends_keeps_reads_and_recovers_when_space_returns() {
+    let setup = Setup::new(15);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 3, 300);
+    setup.disk.set_no_space(true);
+    let appender = log.clone();
+    let failed = block(async move { appender.append(simple_batch(3, 300, START_MS), AppendWait::Durable).await });
+    assert!(matches!(failed, Err(StorageError::NoSpace { .. })), "{failed:?}");
+    assert_eq!(all_ids(&log), vec![0, 1, 2], "reads work on a full disk");
+    setup.disk.set_no_space(false);
+    let appender = log.clone();
+    let outcome = block(async move { appender.append(simple_batch(4, 300, START_MS), AppendWait::Durable).await })
+        .expect("append after space returns");
+    assert_eq!(outcome.base_offset, 3, "the failed batch's offset is reused");
+    assert_eq!(all_ids(&log), vec![0, 1, 2, 4]);
+    drop(log);
+    setup.disk.crash();
+    let log = Rc::new(setup.open(small_config()));
+    assert_eq!(all_ids(&log), vec![0, 1, 2, 4]);
+}
+
+#[test]
+fn delete_records_moves_the_log_start_durably_and_drops_whole_segments() {
+    let setup = Setup::new(16);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 60, 1000);
+    let segments_before = log.segment_count();
+    let deleter = log.clone();
+    let start = block(async move { deleter.delete_records(35).await.expect("delete records") });
+    assert_eq!(start, 35);
+    assert!(log.segment_count() < segments_before);
+    let reader = log.clone();
+    let below = block(async move { reader.read(34, 100).await });
+    assert!(matches!(below, Err(StorageError::OffsetOutOfRange { .. })));
+    drop(log);
+    setup.disk.crash();
+    let log = Rc::new(setup.open(small_config()));
+    assert_eq!(log.log_start_offset(), 35);
+    assert_eq!(all_ids(&log).first(), Some(&35));
+}
+
+#[test]
+fn delete_records_past_the_high_watermark_is_refused() {
+    let setup = Setup::new(17);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 3, 100);
+    let deleter = log.clone();
+    let result = block(async move { deleter.delete_records(4).await });
+    assert!(matches!(result, Err(StorageError::OffsetOutOfRange { .. })));
+}
+
+#[test]
+fn retention_by_bytes_deletes_oldest_closed_segments_but_never_the_active_one() {
+    let setup = Setup::new(18);
+    let config = LogConfig {
+        retention_bytes: Some(20 * 1024),
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config));
+    append_many(&log, 0, 100, 1000);
+    let retainer = log.clone();
+    let outcome = block(async move { retainer.enforce_retention().await.expect("retention") });
+    assert!(outcome.segments_deleted > 0);
+    assert!(log.size_bytes() >= 20 * 1024, "stays at or above the limit: {}", log.size_bytes());
+    assert!(log.size_bytes() < 20 * 1024 + 16 * 1024, "within one segment of it");
+    let ids = all_ids(&log);
+    assert_eq!(ids.first().copied(), Some(outcome.log_start_offset));
+    assert_eq!(ids.last(), Some(&99));
+}
+
+#[test]
+fn retention_by_age_uses_the_newest_timestamp_of_each_segment() {
+    let setup = Setup::new(19);
+    let config = LogConfig {
+        retention_ms: Some(60_000),
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config));
+    // Old batches (an hour ago) fill two segments, then fresh ones.
+    let appender = log.clone();
+    block(async move {
+        for id in 0..40u64 {
+            let timestamp = if id < 30 { START_MS - 3_600_000 } else { START_MS };
+            appender.append(simple_batch(id, 1000, timestamp), AppendWait::Durable).await.expect("append");
+        }
+    });
+    let retainer = log.clone();
+    let outcome = block(async move { retainer.enforce_retention().await.expect("retention") });
+    assert!(outcome.segments_deleted >= 1);
+    assert!(outcome.log_start_offset <= 30, "no fresh batch deleted: {}", outcome.log_start_offset);
+    assert!(all_ids(&log).contains(&30));
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_batch_reaching_the_timestamp() {
+    let setup = Setup::new(20);
+    let log = Rc::new(setup.open(small_config()));
+    // Timestamps go up and down: max timestamps 10, 30, 20, 40, 50, ... (batch granularity).
+    let timestamps = [10i64, 30, 20, 40, 50, 45, 60, 70];
+    let appender = log.clone();
+    block(async move {
+        for _round in 0..20 {
+            for (index, timestamp) in timestamps.iter().enumerate() {
+                let _ = index;
+                let max = START_MS + timestamp;
+                let id = appender.next_offset();
+                appender.append(batch(id, 1, 600, max - 5, max), AppendWait::Durable).await.expect("append");
+            }
+        }
+    });
+    let lookup = log.clone();
+    let answers = block(async move {
+        let mut answers = Vec::new();
+        for target in [START_MS, START_MS + 11, START_MS + 25, START_MS + 41, START_MS + 70, START_MS + 71] {
+            answers.push(lookup.offset_for_timestamp(target).await.expect("lookup"));
+        }
+        answers
+    });
+    assert_eq!(answers, vec![Some(0), Some(1), Some(1), Some(4), Some(7), None]);
+}
+
+#[test]
+fn offset_for_timestamp_skips_batches_before_the_log_start() {
+    let setup = Setup::new(21);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 30, 1000);
+    let deleter = log.clone();
+    block(async move { deleter.delete_records(20).await.expect("delete") });
+    let lookup = log.clone();
+    let found = block(async move { lookup.offset_for_timestamp(START_MS).await.expect("lookup") });
+    assert_eq!(found, Some(20));
+}
+
+#[test]
+fn tail_cache_serves_recent_batches_identical_to_disk() {
+    let setup = Setup::new(22);
+    let cached = LogConfig {
+        tail_cache_bytes_max: 64 * 1024,
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(cached));
+    append_many(&log, 0, 10, 500);
+    let reads_before = setup.disk.stats();
+    let from_cache = all_ids(&log);
+    assert_eq!(from_cache, (0..10).collect::<Vec<_>>());
+    assert_eq!(setup.disk.stats(), reads_before);
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    let log = Rc::new(setup.open(small_config()));
+    assert_eq!(all_ids(&log), from_cache);
+}
+
+#[test]
+fn an_invalid_config_is_refused_at_open() {
+    let setup = Setup::new(23);
+    let disk = setup.disk.clone();
+    let clock: Rc<dyn Clock> = setup.clock.clone();
+    let config = LogConfig {
+        index_interval_bytes: 0,
+        ..small_config()
+    };
+    let result = run_to_end(1, async move { PartitionLog::open(disk, directory(), config, clock).await.map(|_| ()) });
+    assert!(matches!(result, Err(StorageError::Config(_))));
+}
+
+#[test]
+fn delete_removes_every_file_of_the_partition() {
+    let setup = Setup::new(24);
+    let log = Rc::new(setup.open(small_config()));
+    append_many(&log, 0, 40, 1000);
+    let deleter = log.clone();
+    block(async move { deleter.delete_records(10).await.expect("delete records") });
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.delete().await.expect("delete") });
+    let remaining: Vec<_> = setup
+        .disk
+        .file_paths()
+        .into_iter()
+        .filter(|path| path.starts_with(Path::new("/data/topic-0")))
+        .collect();
+    assert!(remaining.is_empty(), "{remaining:?}");
+}

@@ -1,0 +1,675 @@
+//! Seeded randomized runs of a partition log on the in-memory disk, checked against a model of
+//! what was acknowledged.
+//!
+//! Each case draws a configuration, a fault plan and a few dozen operations from its seed:
+//! rounds of concurrent appends (some crashed mid-flight), reads, timestamp lookups, syncs,
+//! delete-records, retention with clock jumps, disk-full periods, clean restarts and crashes.
+//! Invariants checked:
+//! - every batch acknowledged as durable is readable, byte for byte, at its offset, after any
+//!   crash (unless deleted by retention or delete-records);
+//! - nothing is served that is not exactly a batch some append handed in, stamped with the
+//!   offset it occupies; offsets are contiguous; no batch appears twice;
+//! - the log end never goes below the end of durably acknowledged data, the high watermark and
+//!   the log start never move backwards;
+//! - a corruption error never happens, and without injected faults no error happens at all;
+//! - no operation stalls.
+//!
+//! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>`. The number of cases
+//! is `SPATE_SIM_CASES` (default below, split over two test threads).
+
+mod storage_support;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use spate_broker::storage::{
+    AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock, MemoryFileSystem, PartitionLog,
+    StorageError,
+};
+use storage_support::{batch, header_of, id_of, read_all, run_to_end_timed, same_batch, Simulator};
+
+/// Cases per run by default (two test functions each run half). Raise with SPATE_SIM_CASES.
+const CASES_DEFAULT: u64 = 2000;
+const BASE_SEED: u64 = 0x5eed_0000;
+const START_MS: i64 = 1_700_000_000_000;
+
+type Log = PartitionLog<MemoryFileSystem>;
+
+#[derive(Debug, Clone, Copy)]
+struct Acknowledged {
+    id: u64,
+    next_offset: u64,
+    durable: bool,
+}
+
+#[derive(Debug)]
+struct AppendEvent {
+    id: u64,
+    wait: AppendWait,
+    result: Result<AppendOutcome, StorageError>,
+}
+
+struct Case {
+    rng: StdRng,
+    disk: Rc<MemoryFileSystem>,
+    clock: Rc<ManualClock>,
+    config: LogConfig,
+    faults: FaultPlan,
+    no_space: bool,
+    log: Option<Rc<Log>>,
+    /// Unstamped bytes of every batch ever handed to `append`, by id (`producer_id`).
+    originals: HashMap<u64, Bytes>,
+    /// What the log is known to hold: acknowledged batches by base offset. Entries that are not
+    /// durable are dropped when an error may have rolled them back.
+    acknowledged: BTreeMap<u64, Acknowledged>,
+    /// The end of durably acknowledged data: the log end must never fall below it.
+    durable_next_offset: u64,
+    log_start_floor: u64,
+    high_watermark_seen: u64,
+    id_next: u64,
+    trace: Vec<String>,
+}
+
+fn directory() -> PathBuf {
+    PathBuf::from("/data/sim-0")
+}
+
+fn random_config(rng: &mut StdRng) -> LogConfig {
+    let batch_bytes_max = 16 * 1024;
+    LogConfig {
+        segment_bytes_max: rng.gen_range(16 * 1024..=96 * 1024),
+        segment_age_max_ms: rng.gen_range(50..=5_000),
+        retention_bytes: rng.gen_bool(0.4).then(|| rng.gen_range(32 * 1024..=256 * 1024)),
+        retention_ms: rng.gen_bool(0.4).then(|| rng.gen_range(1_000..=60_000)),
+        durability: if rng.gen_bool(0.5) {
+            Durability::EveryAppend
+        } else {
+            Durability::GroupCommit {
+                interval_bytes: rng.gen_range(512..=32 * 1024),
+                interval_us: rng.gen_range(100..=5_000),
+            }
+        },
+        index_interval_bytes: rng.gen_range(64..=2048),
+        index_persist_interval_bytes: rng.gen_range(128..=16 * 1024),
+        tail_cache_bytes_max: if rng.gen_bool(0.5) { 0 } else { rng.gen_range(0..=32 * 1024) },
+        batch_bytes_max,
+        write_buffer_bytes: [8192, 16384, 65536][rng.gen_range(0..3)],
+        write_queue_bytes_max: rng.gen_range(batch_bytes_max..=128 * 1024),
+        read_chunk_bytes: [4096, 8192, 16384][rng.gen_range(0..3)],
+    }
+}
+
+fn random_faults(rng: &mut StdRng) -> FaultPlan {
+    let yield_ppm = rng.gen_range(0..=500_000);
+    if rng.gen_bool(0.4) {
+        FaultPlan {
+            yield_ppm,
+            ..FaultPlan::default()
+        }
+    } else {
+        FaultPlan {
+            error_ppm: rng.gen_range(1_000..=30_000),
+            short_write_ppm: rng.gen_range(0..=20_000),
+            yield_ppm,
+        }
+    }
+}
+
+impl Case {
+    fn new(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let config = random_config(&mut rng);
+        let faults = random_faults(&mut rng);
+        let disk = Rc::new(MemoryFileSystem::new(seed ^ 0x9e37_79b9));
+        disk.set_faults(faults);
+        Self {
+            rng,
+            disk,
+            clock: Rc::new(ManualClock::new(START_MS)),
+            config,
+            faults,
+            no_space: false,
+            log: None,
+            originals: HashMap::new(),
+            acknowledged: BTreeMap::new(),
+            durable_next_offset: 0,
+            log_start_floor: 0,
+            high_watermark_seen: 0,
+            id_next: 1,
+            trace: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, entry: String) {
+        if std::env::var_os("SPATE_SIM_TRACE").is_some() {
+            eprintln!("{entry}");
+        }
+        self.trace.push(entry);
+    }
+
+    fn errors_allowed(&self) -> bool {
+        self.faults.error_ppm > 0 || self.no_space
+    }
+
+    /// Checks an error against the fault plan; corruption is never acceptable.
+    fn allow_error(&self, error: &StorageError, during: &str) {
+        match error {
+            StorageError::Io { .. } | StorageError::NoSpace { .. } if self.errors_allowed() => {}
+            other => panic!("unexpected error during {during}: {other}"),
+        }
+    }
+
+    fn log(&self) -> Rc<Log> {
+        self.log.clone().expect("the log is open")
+    }
+
+    fn run<T: 'static>(&mut self, future: impl std::future::Future<Output = T> + 'static) -> T {
+        let seed = self.rng.gen();
+        run_to_end_timed(seed, &self.clock, future)
+    }
+
+    /// Runs with injected errors and disk-full switched off (verification must not flake).
+    fn run_without_faults<T: 'static>(&mut self, future: impl std::future::Future<Output = T> + 'static) -> T {
+        self.disk.set_faults(FaultPlan {
+            error_ppm: 0,
+            short_write_ppm: 0,
+            ..self.faults
+        });
+        self.disk.set_no_space(false);
+        let result = self.run(future);
+        self.disk.set_faults(self.faults);
+        self.disk.set_no_space(self.no_space);
+        result
+    }
+
+    fn open(&mut self) {
+        for attempt in 0..12 {
+            if attempt == 6 {
+                // A persistently failing disk would block the test, not the engine: stop faults.
+                self.disk.set_faults(FaultPlan {
+                    error_ppm: 0,
+                    short_write_ppm: 0,
+                    ..self.faults
+                });
+                self.disk.set_no_space(false);
+            }
+            let disk = self.disk.clone();
+            let clock: Rc<dyn Clock> = self.clock.clone();
+            let config = self.config.clone();
+            let opened = self.run(async move { PartitionLog::open(disk, directory(), config, clock).await });
+            match opened {
+                Ok(log) => {
+                    self.disk.set_faults(self.faults);
+                    self.disk.set_no_space(self.no_space);
+                    self.high_watermark_seen = log.high_watermark();
+                    self.log = Some(Rc::new(log));
+                    return;
+                }
+                Err(error) => {
+                    self.note(format!("open failed: {error}"));
+                    self.allow_error(&error, "open");
+                }
+            }
+        }
+        panic!("the log could not be opened even without faults");
+    }
+
+    fn new_batch(&mut self) -> BytesMut {
+        let id = self.id_next;
+        self.id_next += 1;
+        let size_class = self.rng.gen_range(0..100);
+        let total_bytes = match size_class {
+            0..=69 => self.rng.gen_range(64..=512),
+            70..=94 => self.rng.gen_range(513..=4096),
+            _ => self.rng.gen_range(4097..=12_000),
+        };
+        let offset_count = self.rng.gen_range(1..=5);
+        let max_timestamp = self.clock.now_ms() + self.rng.gen_range(-5_000..=5_000);
+        let first_timestamp = max_timestamp - self.rng.gen_range(0..=100);
+        let bytes = batch(id, offset_count, total_bytes, first_timestamp, max_timestamp);
+        self.originals.insert(id, bytes.clone().freeze());
+        bytes
+    }
+
+    fn append_round(&mut self, crash_midway: bool) {
+        let log = self.log();
+        let events = Rc::new(RefCell::new(Vec::new()));
+        let mut simulator = Simulator::new(self.rng.gen());
+        let tasks = self.rng.gen_range(1..=4);
+        for _ in 0..tasks {
+            let count = self.rng.gen_range(1..=3);
+            let mut work = Vec::new();
+            for _ in 0..count {
+                let wait = if self.rng.gen_bool(0.6) { AppendWait::Durable } else { AppendWait::Written };
+                work.push((self.new_batch(), wait));
+            }
+            let log = log.clone();
+            let events = events.clone();
+            simulator.spawn(async move {
+                for (bytes, wait) in work {
+                    let id = id_of(&bytes);
+                    let result = log.append(bytes, wait).await;
+                    events.borrow_mut().push(AppendEvent { id, wait, result });
+                }
+            });
+        }
+        drop(log);
+        if crash_midway {
+            let steps = self.rng.gen_range(1..=300);
+            simulator.run(steps);
+            simulator.abandon_all();
+            let events = std::mem::take(&mut *events.borrow_mut());
+            self.note(format!("append round of {tasks} tasks, crashed after {steps} polls"));
+            self.apply_append_events(events);
+            self.crash_and_reopen();
+        } else {
+            let unfinished = simulator.run_with_clock(&self.clock, 1_000_000);
+            assert_eq!(unfinished, 0, "appends stalled: {}", self.log().describe());
+            let events = std::mem::take(&mut *events.borrow_mut());
+            self.note(format!("append round of {tasks} tasks"));
+            self.apply_append_events(events);
+        }
+    }
+
+    fn apply_append_events(&mut self, events: Vec<AppendEvent>) {
+        let any_error = events.iter().any(|event| event.result.is_err());
+        for event in events {
+            let original = self.originals[&event.id].clone();
+            match event.result {
+                Ok(outcome) => {
+                    let header = header_of(&original);
+                    assert_eq!(outcome.next_offset - outcome.base_offset, u64::from(header.offset_count));
+                    if let Some(previous) = self.acknowledged.get(&outcome.base_offset) {
+                        assert!(
+                            !previous.durable,
+                            "offset {} reused after batch {} was durable",
+                            outcome.base_offset, previous.id
+                        );
+                        assert!(any_error, "offset {} reused without any error", outcome.base_offset);
+                    }
+                    let durable = event.wait == AppendWait::Durable;
+                    self.note(format!(
+                        "ack {} at {}..{} {:?}",
+                        event.id, outcome.base_offset, outcome.next_offset, event.wait
+                    ));
+                    self.acknowledged.insert(
+                        outcome.base_offset,
+                        Acknowledged {
+                            id: event.id,
+                            next_offset: outcome.next_offset,
+                            durable,
+                        },
+                    );
+                    if durable {
+                        self.durable_next_offset = self.durable_next_offset.max(outcome.next_offset);
+                        if !any_error {
+                            // One fdatasync covers the whole prefix.
+                            for (_, entry) in self.acknowledged.range_mut(..outcome.base_offset) {
+                                entry.durable = true;
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    self.note(format!("append {} failed: {error}", event.id));
+                    self.allow_error(&error, "append");
+                }
+            }
+        }
+        if any_error {
+            self.forget_unsynced();
+        }
+    }
+
+    /// After an error, acknowledged batches that were not durable may have been rolled back.
+    fn forget_unsynced(&mut self) {
+        self.acknowledged.retain(|_, entry| entry.durable);
+    }
+
+    fn crash_and_reopen(&mut self) {
+        self.note("crash".into());
+        self.log = None;
+        self.disk.crash();
+        self.forget_unsynced();
+        self.open();
+        self.verify_after_open();
+    }
+
+    fn close_and_reopen(&mut self) {
+        let log = Rc::try_unwrap(self.log.take().expect("open")).ok().expect("no task holds the log");
+        let closed = self.run(async move { log.close().await });
+        match closed {
+            Ok(()) => {
+                self.note("close".into());
+                for entry in self.acknowledged.values_mut() {
+                    entry.durable = true;
+                }
+                if let Some(last) = self.acknowledged.values().last() {
+                    self.durable_next_offset = self.durable_next_offset.max(last.next_offset);
+                }
+                if self.rng.gen_bool(0.5) {
+                    self.disk.crash();
+                }
+            }
+            Err(error) => {
+                self.note(format!("close failed: {error}"));
+                self.allow_error(&error, "close");
+                self.disk.crash();
+                self.forget_unsynced();
+            }
+        }
+        self.open();
+        self.verify_after_open();
+    }
+
+    /// Reads the whole log and checks it against the model; returns the batches by offset.
+    fn scan(&mut self) -> Vec<(u64, Bytes)> {
+        let log = self.log();
+        let from = log.log_start_offset();
+        let max_bytes = self.rng.gen_range(1..=40_000);
+        let batches = self
+            .run_without_faults(async move { read_all(&log, from, max_bytes).await })
+            .unwrap_or_else(|error| panic!("scan failed: {error}"));
+        let log = self.log();
+        let mut expected_offset = from;
+        let mut seen_ids = HashSet::new();
+        let mut found = Vec::new();
+        for (index, stored) in batches.iter().enumerate() {
+            let header = header_of(stored);
+            if index == 0 {
+                assert!(header.base_offset <= from && from < header.next_offset(), "first batch holds the start");
+            } else {
+                assert_eq!(header.base_offset, expected_offset, "offsets are contiguous");
+            }
+            let id = header.producer_id as u64;
+            let original = self
+                .originals
+                .get(&id)
+                .unwrap_or_else(|| panic!("served a batch no append handed in (id {id})"));
+            assert!(same_batch(stored, original), "batch {id} differs from what was appended");
+            assert!(seen_ids.insert(id), "batch {id} appears twice");
+            expected_offset = header.next_offset();
+            found.push((header.base_offset, stored.clone()));
+        }
+        assert_eq!(expected_offset.max(from), log.high_watermark(), "a scan ends at the high watermark");
+        found
+    }
+
+    /// Full check of the log against the model, then adopt what the log holds (all of it is
+    /// durable: it lies below the high watermark).
+    fn verify(&mut self) {
+        let log = self.log();
+        let log_start = log.log_start_offset();
+        let high_watermark = log.high_watermark();
+        assert!(log_start >= self.log_start_floor, "log start went back: {log_start} < {}", self.log_start_floor);
+        assert!(high_watermark >= self.high_watermark_seen, "high watermark went back");
+        assert!(log.next_offset() >= self.durable_next_offset, "log end below durable data");
+        self.high_watermark_seen = high_watermark;
+        let found = self.scan();
+        let by_offset: HashMap<u64, u64> = found.iter().map(|(offset, bytes)| (*offset, id_of(bytes))).collect();
+        for (offset, entry) in self.acknowledged.range(log_start..) {
+            if entry.durable || *offset < high_watermark {
+                if *offset >= high_watermark {
+                    panic!("durable batch {} at {offset} is past the high watermark {high_watermark}", entry.id);
+                }
+                match by_offset.get(offset) {
+                    Some(id) if *id == entry.id => {}
+                    other if entry.durable => {
+                        panic!("durable batch {} at {offset} lost; found {other:?}", entry.id)
+                    }
+                    other => panic!("acknowledged batch {} at {offset} replaced by {other:?} without an error", entry.id),
+                }
+            }
+        }
+        self.check_timestamp_lookups(&found, log_start);
+        self.acknowledged = found
+            .iter()
+            .map(|(offset, bytes)| {
+                let header = header_of(bytes);
+                (
+                    *offset,
+                    Acknowledged {
+                        id: header.producer_id as u64,
+                        next_offset: header.next_offset(),
+                        durable: true,
+                    },
+                )
+            })
+            .chain(
+                // Acknowledged but not yet durable batches past the high watermark stay known.
+                self.acknowledged
+                    .range(high_watermark..)
+                    .map(|(offset, entry)| (*offset, *entry)),
+            )
+            .collect();
+        self.durable_next_offset = self.durable_next_offset.max(high_watermark);
+    }
+
+    fn verify_after_open(&mut self) {
+        let log = self.log();
+        assert_eq!(log.high_watermark(), log.next_offset(), "everything recovered is durable");
+        // A crash may lose unsynced data, so the high watermark seen before it does not bind.
+        self.high_watermark_seen = 0;
+        self.verify();
+    }
+
+    fn check_timestamp_lookups(&mut self, found: &[(u64, Bytes)], log_start: u64) {
+        for _ in 0..3 {
+            let target = self.clock.now_ms() + self.rng.gen_range(-8_000..=8_000);
+            let expected = found.iter().find_map(|(_, bytes)| {
+                let header = header_of(bytes);
+                (header.max_timestamp >= target && header.next_offset() > log_start)
+                    .then(|| header.base_offset.max(log_start))
+            });
+            let log = self.log();
+            let answer = self
+                .run_without_faults(async move { log.offset_for_timestamp(target).await })
+                .unwrap_or_else(|error| panic!("timestamp lookup failed: {error}"));
+            assert_eq!(answer, expected, "offset for timestamp {target}");
+        }
+    }
+
+    fn random_read(&mut self) {
+        let log = self.log();
+        let log_start = log.log_start_offset();
+        let high_watermark = log.high_watermark();
+        if high_watermark > log_start {
+            let offset = self.rng.gen_range(log_start..high_watermark);
+            let max_bytes = self.rng.gen_range(1..=20_000);
+            let reader = log.clone();
+            match self.run(async move { reader.read(offset, max_bytes).await }) {
+                Ok(read) => {
+                    assert!(!read.batches.is_empty(), "a read below the high watermark returns a batch");
+                    let mut expected = None;
+                    for stored in &read.batches {
+                        let header = header_of(stored);
+                        match expected {
+                            None => assert!(header.base_offset <= offset && offset < header.next_offset()),
+                            Some(next) => assert_eq!(header.base_offset, next),
+                        }
+                        assert!(header.next_offset() <= read.high_watermark);
+                        let id = header.producer_id as u64;
+                        assert!(same_batch(stored, &self.originals[&id]), "read served altered bytes");
+                        if let Some(entry) = self.acknowledged.get(&header.base_offset) {
+                            assert_eq!(entry.id, id, "read disagrees with acknowledged batch at {}", header.base_offset);
+                        }
+                        expected = Some(header.next_offset());
+                    }
+                }
+                Err(error) => self.allow_error(&error, "read"),
+            }
+        }
+        let reader = log.clone();
+        let past_end = log.next_offset() + 1;
+        let below_start = log_start.checked_sub(1);
+        let (past, below) = self.run(async move {
+            let past = reader.read(past_end, 100).await;
+            let below = match below_start {
+                Some(offset) => Some(reader.read(offset, 100).await),
+                None => None,
+            };
+            (past, below)
+        });
+        assert!(matches!(past, Err(StorageError::OffsetOutOfRange { .. })), "read past the end: {past:?}");
+        if let Some(below) = below {
+            assert!(matches!(below, Err(StorageError::OffsetOutOfRange { .. })), "read below the start");
+        }
+    }
+
+    fn delete_records(&mut self) {
+        let log = self.log();
+        let log_start = log.log_start_offset();
+        let high_watermark = log.high_watermark();
+        let target = self.rng.gen_range(log_start..=high_watermark);
+        let deleter = log.clone();
+        match self.run(async move { deleter.delete_records(target).await }) {
+            Ok(new_start) => {
+                self.note(format!("delete records before {target}"));
+                assert_eq!(new_start, target.max(log_start));
+                self.log_start_floor = self.log_start_floor.max(new_start);
+            }
+            Err(error) => {
+                self.note(format!("delete records failed: {error}"));
+                self.allow_error(&error, "delete records");
+            }
+        }
+        assert!(log.log_start_offset() >= log_start);
+    }
+
+    fn retention(&mut self) {
+        let advance_ms = self.rng.gen_range(0..=20_000);
+        self.clock.advance(Duration::from_millis(advance_ms));
+        let log = self.log();
+        let log_start = log.log_start_offset();
+        let retainer = log.clone();
+        match self.run(async move { retainer.enforce_retention().await }) {
+            Ok(outcome) => {
+                self.note(format!("retention deleted {} segments", outcome.segments_deleted));
+                assert!(outcome.log_start_offset >= log_start);
+                assert!(log.segment_count() >= 1);
+                self.log_start_floor = self.log_start_floor.max(outcome.log_start_offset);
+            }
+            Err(error) => {
+                self.note(format!("retention failed: {error}"));
+                self.allow_error(&error, "retention");
+            }
+        }
+    }
+
+    fn sync(&mut self) {
+        let log = self.log();
+        let explicit = self.rng.gen_bool(0.5);
+        let syncer = log.clone();
+        let result = self.run(async move {
+            if explicit {
+                syncer.sync().await.map(|()| true)
+            } else {
+                syncer.sync_if_due().await
+            }
+        });
+        match result {
+            Ok(true) if explicit => {
+                self.note("sync".into());
+                for entry in self.acknowledged.values_mut() {
+                    entry.durable = true;
+                }
+                if let Some(last) = self.acknowledged.values().last() {
+                    self.durable_next_offset = self.durable_next_offset.max(last.next_offset);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                self.note(format!("sync failed: {error}"));
+                self.allow_error(&error, "sync");
+                self.forget_unsynced();
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        match self.rng.gen_range(0..100) {
+            0..=39 => self.append_round(false),
+            40..=44 => self.append_round(true),
+            45..=54 => self.random_read(),
+            55..=59 => self.delete_records(),
+            60..=66 => self.retention(),
+            67..=72 => self.sync(),
+            73..=76 => self.crash_and_reopen(),
+            77..=79 => self.close_and_reopen(),
+            80..=83 => {
+                self.no_space = !self.no_space;
+                self.note(format!("disk full: {}", self.no_space));
+                self.disk.set_no_space(self.no_space);
+            }
+            84..=89 => {
+                let advance_ms = self.rng.gen_range(0..=500);
+                self.clock.advance(Duration::from_millis(advance_ms));
+            }
+            _ => self.verify(),
+        }
+    }
+}
+
+fn run_case(seed: u64) {
+    let mut case = Case::new(seed);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        case.open();
+        let steps = case.rng.gen_range(20..=60);
+        for _ in 0..steps {
+            case.step();
+        }
+        // Finish on a healthy disk: everything acknowledged durable must be there.
+        case.no_space = false;
+        case.disk.set_no_space(false);
+        case.crash_and_reopen();
+    }));
+    if let Err(panic) = outcome {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+            .unwrap_or_default();
+        let trace: Vec<&String> = case.trace.iter().rev().take(25).collect();
+        panic!(
+            "simulation failed for seed {seed} (rerun: SPATE_SIM_SEED={seed}): {message}\nconfig: {:?}\nfaults: {:?}\nlast operations (newest first): {trace:#?}",
+            case.config, case.faults
+        );
+    }
+}
+
+fn cases_total() -> u64 {
+    std::env::var("SPATE_SIM_CASES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(CASES_DEFAULT)
+}
+
+/// Runs the cases of one half (`part` 0 or 1), or only `SPATE_SIM_SEED` if set (in part 0).
+fn run_part(part: u64) {
+    if let Some(seed) = std::env::var("SPATE_SIM_SEED").ok().and_then(|value| value.parse().ok()) {
+        if part == 0 {
+            run_case(seed);
+        }
+        return;
+    }
+    for case in (part..cases_total()).step_by(2) {
+        run_case(BASE_SEED + case);
+    }
+}
+
+#[test]
+fn seeded_runs_keep_every_durable_batch_first_half() {
+    run_part(0);
+}
+
+#[test]
+fn seeded_runs_keep_every_durable_batch_second_half() {
+    run_part(1);
+}

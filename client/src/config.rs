@@ -1,0 +1,372 @@
+//! Every setting and limit of the client in one place: the defaults ([`defaults`]) and the three
+//! configuration structs ([`ClientConfig`], [`ProducerConfig`], [`ConsumerConfig`]) with their
+//! checks. Nothing else in the crate invents a bound.
+//!
+//! This file only describes and checks settings; the components that use them live in
+//! `network`, `producer` and `consumer`.
+
+use std::time::Duration;
+
+use spate_protocol::api::Acks;
+use spate_protocol::batch::BATCH_HEADER_BYTES;
+use spate_protocol::constants::{BATCH_BYTES_MAX, FRAME_BYTES_MAX};
+
+use crate::error::Error;
+
+/// Default values, with units last. Relations between them are pinned by the `const`
+/// assertions at the end of this module.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Where the broker listens unless told otherwise (the broker's own default).
+    pub const BROKER_ADDRESS: &str = "127.0.0.1:9192";
+    /// Client id sent in every request header.
+    pub const CLIENT_ID: &str = "spate-client";
+    /// Longest wait for a TCP connection to open.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Longest wait for a response, on top of any wait the request itself asks the broker for
+    /// (a fetch's `max_wait`).
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// First and last pause between reconnection attempts (doubling in between).
+    pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+    pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+    /// How long idempotent requests (metadata, list, describe, list offsets) keep retrying
+    /// retriable failures, reconnecting as needed.
+    pub const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Cached topic metadata older than this is refreshed before use.
+    pub const METADATA_MAX_AGE: Duration = Duration::from_secs(60);
+    /// Requests one connection may have in flight (pipelining depth). The broker's own limit
+    /// is 256 by default.
+    pub const CONNECTION_INFLIGHT_REQUESTS_MAX: usize = 64;
+    /// Bytes asked for per socket read when no larger frame is pending.
+    pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+    /// A producer seals a partition's batch once it reaches this size.
+    pub const BATCH_BYTES: usize = 512 * 1024;
+    /// How long a producer lets a batch that is not full wait for more records.
+    pub const LINGER: Duration = Duration::from_millis(5);
+    /// Record bytes a producer holds (accepted, not yet acknowledged) before `send` waits.
+    pub const BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// How long `send` waits for buffer memory before failing with `BufferFull`.
+    pub const BUFFER_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// How long a record may take from `send` to acknowledgement, retries included.
+    pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+    /// First and last pause before retrying a failed batch (doubling in between).
+    pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
+    pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
+    /// Most bytes of batches one produce request carries.
+    pub const PRODUCE_REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+    /// Produce requests in flight per partition. One keeps records in order across retries.
+    pub const PARTITION_INFLIGHT_REQUESTS_MAX: usize = 1;
+    /// How long the broker may take to append and acknowledge, sent in each produce request.
+    pub const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Fetched bytes a consumer holds ahead of the application.
+    pub const PREFETCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Most record bytes asked for in one fetch request.
+    pub const FETCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+    /// Most record bytes asked for per partition in one fetch request.
+    pub const PARTITION_FETCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+    /// How long the broker holds a fetch that found no new records.
+    pub const FETCH_WAIT: Duration = Duration::from_millis(500);
+    /// Pause after a failed fetch before trying again.
+    pub const FETCH_BACKOFF: Duration = Duration::from_millis(100);
+}
+
+const _: () = assert!(defaults::BATCH_BYTES <= BATCH_BYTES_MAX);
+const _: () = assert!(defaults::BATCH_BYTES <= defaults::BUFFER_BYTES_MAX);
+const _: () = assert!(defaults::PRODUCE_REQUEST_BYTES_MAX >= BATCH_BYTES_MAX);
+const _: () = assert!(defaults::PRODUCE_REQUEST_BYTES_MAX < FRAME_BYTES_MAX);
+const _: () = assert!(defaults::PARTITION_FETCH_BYTES_MAX <= defaults::FETCH_BYTES_MAX);
+const _: () = assert!(defaults::FETCH_BYTES_MAX <= defaults::PREFETCH_BYTES_MAX);
+const _: () = assert!(defaults::FETCH_BYTES_MAX < FRAME_BYTES_MAX);
+
+/// How to reach the broker and how patient to be with it. Shared by every producer, consumer
+/// and admin handle made from one [`Client`](crate::Client).
+///
+/// ```
+/// use spate_client::ClientConfig;
+///
+/// let config = ClientConfig::new("127.0.0.1:9192").with_client_id("billing");
+/// assert_eq!(config.bootstrap, vec!["127.0.0.1:9192".to_string()]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` addresses tried in order until one answers.
+    pub bootstrap: Vec<String>,
+    pub client_id: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub reconnect_backoff_min: Duration,
+    pub reconnect_backoff_max: Duration,
+    /// How long idempotent requests keep retrying retriable failures.
+    pub retry_timeout: Duration,
+    pub metadata_max_age: Duration,
+    pub connection_inflight_requests_max: usize,
+    /// Pin the client's I/O thread to this core (thread-per-core programs keep it off their
+    /// own cores). `None` leaves placement to the OS.
+    pub io_thread_core: Option<usize>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: vec![defaults::BROKER_ADDRESS.to_string()],
+            client_id: defaults::CLIENT_ID.to_string(),
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            request_timeout: defaults::REQUEST_TIMEOUT,
+            reconnect_backoff_min: defaults::RECONNECT_BACKOFF_MIN,
+            reconnect_backoff_max: defaults::RECONNECT_BACKOFF_MAX,
+            retry_timeout: defaults::RETRY_TIMEOUT,
+            metadata_max_age: defaults::METADATA_MAX_AGE,
+            connection_inflight_requests_max: defaults::CONNECTION_INFLIGHT_REQUESTS_MAX,
+            io_thread_core: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Defaults with one bootstrap address (`host:port`).
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: vec![bootstrap.into()],
+            ..Self::default()
+        }
+    }
+
+    /// Sets the client id sent with every request.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if self.bootstrap.is_empty() {
+            return Err(Error::invalid("client config", "no bootstrap address"));
+        }
+        if self.client_id.len() > spate_protocol::constants::CLIENT_ID_BYTES_MAX {
+            return Err(Error::invalid("client config", "client_id is too long"));
+        }
+        if self.connection_inflight_requests_max == 0 {
+            return Err(Error::invalid(
+                "client config",
+                "connection_inflight_requests_max must be at least 1",
+            ));
+        }
+        if self.reconnect_backoff_min > self.reconnect_backoff_max {
+            return Err(Error::invalid(
+                "client config",
+                "reconnect_backoff_min is above reconnect_backoff_max",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `send` does when the producer's buffer memory is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferFullPolicy {
+    /// Wait (await, or block in `send_blocking`) up to `ProducerConfig::buffer_wait_timeout`.
+    Wait,
+    /// Fail at once with [`Error::BufferFull`].
+    Error,
+}
+
+/// How a producer picks a partition for a record that names none and has no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeylessPartitioning {
+    /// Stay on one partition until its batch is sealed, then move to the next (Kafka's sticky
+    /// partitioner): full batches, and still an even spread over time.
+    Sticky,
+    /// Each record to the next partition in turn.
+    RoundRobin,
+}
+
+/// Batching, acknowledgement, retry and memory settings of a [`Producer`](crate::Producer).
+///
+/// ```
+/// use std::time::Duration;
+/// use spate_client::{Acks, ProducerConfig};
+///
+/// let config = ProducerConfig {
+///     acks: Acks::Leader,
+///     linger: Duration::from_millis(20),
+///     ..ProducerConfig::default()
+/// };
+/// assert_eq!(config.batch_bytes, spate_client::config::defaults::BATCH_BYTES);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub acks: Acks,
+    /// A batch is sealed once it reaches this many bytes (a single larger record gets a batch
+    /// of its own, up to the protocol's `BATCH_BYTES_MAX`).
+    pub batch_bytes: usize,
+    /// How long a batch that is not full waits for more records before it is sent.
+    pub linger: Duration,
+    /// Record bytes accepted but not yet acknowledged, at most.
+    pub buffer_bytes_max: usize,
+    pub buffer_full: BufferFullPolicy,
+    pub buffer_wait_timeout: Duration,
+    /// How long a record may take to be acknowledged, retries included; then it fails.
+    pub delivery_timeout: Duration,
+    pub retry_backoff_min: Duration,
+    pub retry_backoff_max: Duration,
+    pub produce_request_bytes_max: usize,
+    /// More than one lets later batches of a partition overtake a batch being retried.
+    pub partition_inflight_requests_max: usize,
+    /// Sent to the broker: how long it may take to append and acknowledge.
+    pub produce_timeout: Duration,
+    pub keyless: KeylessPartitioning,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: Acks::All,
+            batch_bytes: defaults::BATCH_BYTES,
+            linger: defaults::LINGER,
+            buffer_bytes_max: defaults::BUFFER_BYTES_MAX,
+            buffer_full: BufferFullPolicy::Wait,
+            buffer_wait_timeout: defaults::BUFFER_WAIT_TIMEOUT,
+            delivery_timeout: defaults::DELIVERY_TIMEOUT,
+            retry_backoff_min: defaults::RETRY_BACKOFF_MIN,
+            retry_backoff_max: defaults::RETRY_BACKOFF_MAX,
+            produce_request_bytes_max: defaults::PRODUCE_REQUEST_BYTES_MAX,
+            partition_inflight_requests_max: defaults::PARTITION_INFLIGHT_REQUESTS_MAX,
+            produce_timeout: defaults::PRODUCE_TIMEOUT,
+            keyless: KeylessPartitioning::Sticky,
+        }
+    }
+}
+
+impl ProducerConfig {
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::invalid("producer config", reason));
+        // Smallest batch that can hold anything: header, archive root, one empty record.
+        let batch_bytes_min = BATCH_HEADER_BYTES + 64;
+        if !(batch_bytes_min..=BATCH_BYTES_MAX).contains(&self.batch_bytes) {
+            return invalid(format!(
+                "batch_bytes {} must lie in [{batch_bytes_min}, {BATCH_BYTES_MAX}]",
+                self.batch_bytes
+            ));
+        }
+        if self.buffer_bytes_max < self.batch_bytes {
+            return invalid(format!(
+                "buffer_bytes_max {} is below batch_bytes {}",
+                self.buffer_bytes_max, self.batch_bytes
+            ));
+        }
+        if self.produce_request_bytes_max < BATCH_BYTES_MAX
+            || self.produce_request_bytes_max >= FRAME_BYTES_MAX
+        {
+            return invalid(format!(
+                "produce_request_bytes_max {} must lie in [{BATCH_BYTES_MAX}, {FRAME_BYTES_MAX})",
+                self.produce_request_bytes_max
+            ));
+        }
+        if self.partition_inflight_requests_max == 0 {
+            return invalid("partition_inflight_requests_max must be at least 1".into());
+        }
+        if self.retry_backoff_min > self.retry_backoff_max {
+            return invalid("retry_backoff_min is above retry_backoff_max".into());
+        }
+        if u32::try_from(self.produce_timeout.as_millis()).is_err() {
+            return invalid("produce_timeout does not fit in u32 milliseconds".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a consumer does when its position falls outside a partition's log (records deleted by
+/// retention, or a seek past the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// Move to the log start.
+    Earliest,
+    /// Move to the high watermark.
+    Latest,
+    /// Report [`Error::OffsetOutOfRange`] from `poll` and stop fetching the partition until
+    /// the application seeks.
+    Error,
+}
+
+/// Prefetch and fetch settings of a [`Consumer`](crate::Consumer).
+///
+/// ```
+/// use spate_client::ConsumerConfig;
+///
+/// let config = ConsumerConfig {
+///     prefetch_bytes_max: 8 * 1024 * 1024,
+///     ..ConsumerConfig::default()
+/// };
+/// assert!(config.fetch_bytes_max <= config.prefetch_bytes_max);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Fetched bytes held ahead of the application, at most (plus one batch: the broker
+    /// always returns a whole first batch, even one larger than asked for).
+    pub prefetch_bytes_max: usize,
+    pub fetch_bytes_max: usize,
+    pub partition_fetch_bytes_max: usize,
+    /// How long the broker may hold a fetch that found nothing new.
+    pub fetch_wait: Duration,
+    pub fetch_backoff: Duration,
+    pub offset_reset: OffsetReset,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            prefetch_bytes_max: defaults::PREFETCH_BYTES_MAX,
+            fetch_bytes_max: defaults::FETCH_BYTES_MAX,
+            partition_fetch_bytes_max: defaults::PARTITION_FETCH_BYTES_MAX,
+            fetch_wait: defaults::FETCH_WAIT,
+            fetch_backoff: defaults::FETCH_BACKOFF,
+            offset_reset: OffsetReset::Error,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let invalid = |reason: &str| Err(Error::invalid("consumer config", reason));
+        if self.partition_fetch_bytes_max == 0 || self.fetch_bytes_max == 0 {
+            return invalid("fetch sizes must be positive");
+        }
+        if self.partition_fetch_bytes_max > self.fetch_bytes_max {
+            return invalid("partition_fetch_bytes_max is above fetch_bytes_max");
+        }
+        if self.fetch_bytes_max > self.prefetch_bytes_max {
+            return invalid("fetch_bytes_max is above prefetch_bytes_max");
+        }
+        if self.fetch_bytes_max >= FRAME_BYTES_MAX || self.fetch_bytes_max > u32::MAX as usize {
+            return invalid("fetch_bytes_max must stay below the frame limit");
+        }
+        if u32::try_from(self.fetch_wait.as_millis()).is_err() {
+            return invalid("fetch_wait does not fit in u32 milliseconds");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_their_own_checks() {
+        ClientConfig::default().check().unwrap();
+        ProducerConfig::default().check().unwrap();
+        ConsumerConfig::default().check().unwrap();
+    }
+
+    #[test]
+    fn a_buffer_smaller_than_a_batch_is_refused() {
+        let config = ProducerConfig {
+            buffer_bytes_max: 1024,
+            batch_bytes: 4096,
+            ..ProducerConfig::default()
+        };
+        assert!(matches!(config.check(), Err(Error::Invalid { .. })));
+    }
+}

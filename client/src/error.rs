@@ -1,0 +1,263 @@
+//! The client's one error type: what failed, against which topic or partition, and whether
+//! trying again can help ([`Error::is_retriable`]).
+//!
+//! Broker answers keep their wire [`ErrorCode`]; local conditions (buffer full, record too
+//! large, closed) have their own variants. Errors are `Clone` because one failed produce
+//! request fails every record of its batch with the same error. This file holds no retry
+//! policy; the producer, consumer and admin API decide what to retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spate_protocol::api::ApiKey;
+use spate_protocol::{BatchError, ErrorCode, WireError};
+
+/// Everything that can go wrong in the client.
+///
+/// ```
+/// use spate_client::Error;
+/// use spate_protocol::ErrorCode;
+///
+/// let error = Error::Broker {
+///     operation: "produce",
+///     topic: Some("orders".into()),
+///     partition: Some(3),
+///     code: ErrorCode::BrokerBusy,
+///     message: None,
+/// };
+/// assert!(error.is_retriable());
+/// assert_eq!(error.code(), Some(ErrorCode::BrokerBusy));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No connection could be opened to any bootstrap address. Retriable: the broker may be
+    /// starting.
+    #[error("cannot connect to broker {address}: {source}")]
+    Connect {
+        address: String,
+        source: Arc<std::io::Error>,
+    },
+    /// The connection broke while the request was in flight; the broker may or may not have
+    /// processed it. Retriable.
+    #[error("connection to broker {address} lost during {operation}: {reason}")]
+    ConnectionLost {
+        address: String,
+        operation: &'static str,
+        reason: String,
+    },
+    /// No answer in time. Retriable.
+    #[error("{operation} timed out after {elapsed:?}")]
+    Timeout {
+        operation: &'static str,
+        elapsed: Duration,
+    },
+    /// The broker answered with an error code. Retriable exactly when the code is
+    /// ([`ErrorCode::is_retriable`]).
+    #[error("broker refused {operation}{}: {code}{}", target(topic, partition), detail(message))]
+    Broker {
+        operation: &'static str,
+        topic: Option<String>,
+        partition: Option<u32>,
+        code: ErrorCode,
+        message: Option<String>,
+    },
+    /// The topic does not exist (after a metadata refresh).
+    #[error("unknown topic {topic:?}")]
+    UnknownTopic { topic: String },
+    /// The topic exists but has no such partition.
+    #[error("topic {topic:?} has {partition_count} partitions; partition {partition} does not exist")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        partition_count: u32,
+    },
+    /// A position lies outside a partition's log.
+    #[error(
+        "offset {offset} is outside the log of {topic}/{partition} \
+         (log start {log_start_offset}, high watermark {high_watermark})"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        log_start_offset: u64,
+        high_watermark: u64,
+    },
+    /// The broker sent bytes this client cannot decode. Not retriable: a version mismatch or a
+    /// bug, not a transient fault.
+    #[error("malformed {operation} response from the broker: {source}")]
+    Protocol {
+        operation: &'static str,
+        source: WireError,
+    },
+    /// The broker speaks no version of an API this client also speaks.
+    #[error("the broker supports no version of {api:?} that this client speaks")]
+    UnsupportedVersion { api: ApiKey },
+    /// A fetched batch failed its CRC or structure check. Retriable: corruption in transit
+    /// does not repeat (corruption on the broker's disk does, and then retries run out).
+    #[error("fetched batch at offset {offset} of {topic}/{partition} is corrupt: {source}")]
+    CorruptBatch {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        source: BatchError,
+    },
+    /// The producer's buffer memory stayed full (see `ProducerConfig::buffer_bytes_max`).
+    /// Retriable once deliveries free memory.
+    #[error(
+        "producer buffer full: {requested_bytes} bytes requested, {limit_bytes} bytes in use \
+         by records not yet delivered"
+    )]
+    BufferFull {
+        requested_bytes: usize,
+        limit_bytes: usize,
+    },
+    /// One record is larger than any batch or the whole buffer may be.
+    #[error("record of {record_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    RecordTooLarge {
+        record_bytes: usize,
+        limit_bytes: usize,
+    },
+    /// A producer gave up on a batch after retrying.
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted { attempts: u32, last: Box<Error> },
+    /// The configuration or an argument cannot work.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    /// The component was closed before the operation finished.
+    #[error("{what} is closed")]
+    Closed { what: &'static str },
+}
+
+fn target(topic: &Option<String>, partition: &Option<u32>) -> String {
+    match (topic, partition) {
+        (Some(topic), Some(partition)) => format!(" for {topic}/{partition}"),
+        (Some(topic), None) => format!(" for topic {topic:?}"),
+        _ => String::new(),
+    }
+}
+
+fn detail(message: &Option<String>) -> String {
+    message
+        .as_ref()
+        .map(|message| format!(" ({message})"))
+        .unwrap_or_default()
+}
+
+impl Error {
+    /// Whether doing the same thing again, unchanged, may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Connect { .. }
+            | Self::ConnectionLost { .. }
+            | Self::Timeout { .. }
+            | Self::CorruptBatch { .. }
+            | Self::BufferFull { .. } => true,
+            Self::Broker { code, .. } => code.is_retriable(),
+            Self::UnknownTopic { .. }
+            | Self::UnknownPartition { .. }
+            | Self::OffsetOutOfRange { .. }
+            | Self::Protocol { .. }
+            | Self::UnsupportedVersion { .. }
+            | Self::RecordTooLarge { .. }
+            | Self::RetriesExhausted { .. }
+            | Self::Invalid { .. }
+            | Self::Closed { .. } => false,
+        }
+    }
+
+    /// The broker's error code, when the broker refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Broker { code, .. } => Some(*code),
+            Self::RetriesExhausted { last, .. } => last.code(),
+            Self::UnknownTopic { .. } | Self::UnknownPartition { .. } => {
+                Some(ErrorCode::UnknownTopicOrPartition)
+            }
+            Self::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
+            _ => None,
+        }
+    }
+
+    /// Whether the broker could not be reached at all (as opposed to refusing a request).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::RetriesExhausted { last, .. } => last.is_unreachable(),
+            _ => false,
+        }
+    }
+
+    /// The error with retries stripped: the cause a user should see.
+    pub fn root(&self) -> &Error {
+        match self {
+            Self::RetriesExhausted { last, .. } => last.root(),
+            other => other,
+        }
+    }
+
+    pub(crate) fn broker(
+        operation: &'static str,
+        topic: Option<&str>,
+        partition: Option<u32>,
+        code: ErrorCode,
+        message: Option<String>,
+    ) -> Self {
+        Self::Broker {
+            operation,
+            topic: topic.map(str::to_owned),
+            partition,
+            code,
+            message,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The client's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_errors_name_the_partition_and_follow_the_code_on_retries() {
+        let error = Error::broker(
+            "produce",
+            Some("orders"),
+            Some(2),
+            ErrorCode::InvalidRequest,
+            Some("bad batch".into()),
+        );
+        assert_eq!(
+            error.to_string(),
+            "broker refused produce for orders/2: request is malformed or inconsistent (bad batch)"
+        );
+        assert!(!error.is_retriable());
+        let busy = Error::broker("fetch", None, None, ErrorCode::BrokerBusy, None);
+        assert!(busy.is_retriable());
+    }
+
+    #[test]
+    fn exhausted_retries_report_the_last_cause() {
+        let last = Error::Connect {
+            address: "127.0.0.1:1".into(),
+            source: Arc::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        };
+        let error = Error::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(last),
+        };
+        assert!(!error.is_retriable());
+        assert!(error.is_unreachable());
+        assert!(matches!(error.root(), Error::Connect { .. }));
+    }
+}

@@ -1,0 +1,507 @@
+//! One TCP connection to a broker, pipelined: many requests in flight, answered in order.
+//!
+//! A connection is two tasks on the I/O thread. The writer takes encoded requests from a
+//! bounded queue, notes each one that expects an answer in the pending list (in write order),
+//! and writes them with vectored writes, several requests per system call when they queue up.
+//! The reader splits response frames off its buffer and hands each to the oldest pending
+//! request, checking the correlation id. The broker answers in request order and sends nothing
+//! for an acks=none produce, so write order is answer order.
+//!
+//! When either side fails, the connection closes: every pending request fails with
+//! [`Error::ConnectionLost`] and later sends fail at once. Reconnecting is the caller's job
+//! (`network::Network`). This file knows frames, not messages, except for version negotiation.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use spate_protocol::api::{encode_request_chunks, pick_version, ApiKey, Message, Request};
+use spate_protocol::api::{ApiVersionsRequest, SUPPORTED_API_VERSIONS};
+use spate_protocol::constants::FRAME_LENGTH_BYTES;
+use spate_protocol::frame::split_response_frame;
+use spate_protocol::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{defaults, ClientConfig};
+use crate::error::Error;
+
+/// Most requests the writer gathers into one vectored write.
+const WRITE_GATHER_REQUESTS_MAX: usize = 64;
+/// Most iovecs passed to one `writev`. Linux accepts 1024; fewer keeps the array on the stack.
+const WRITE_SLICES_MAX: usize = 64;
+
+/// A request on its way to the writer.
+struct Outgoing {
+    correlation_id: u32,
+    chunks: Vec<Bytes>,
+    reply: Reply,
+}
+
+/// Where the answer goes. Holding the permit bounds the requests in flight.
+struct Reply {
+    sender: oneshot::Sender<Result<Option<Bytes>, Error>>,
+    expects_response: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Pending {
+    correlation_id: u32,
+    reply: Reply,
+}
+
+/// State both tasks and every caller share.
+struct Shared {
+    address: String,
+    pending: Mutex<VecDeque<Pending>>,
+    closed: watch::Sender<Option<String>>,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, VecDeque<Pending>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.borrow().is_some()
+    }
+
+    /// Closes the connection once: records why and fails every pending request.
+    fn close(&self, reason: String) {
+        let first = self.closed.send_if_modified(|state| {
+            if state.is_some() {
+                return false;
+            }
+            *state = Some(reason.clone());
+            true
+        });
+        if !first {
+            return;
+        }
+        let pending: Vec<Pending> = self.pending().drain(..).collect();
+        for entry in pending {
+            let _ = entry.reply.sender.send(Err(self.lost(&reason)));
+        }
+    }
+
+    fn lost(&self, reason: &str) -> Error {
+        Error::ConnectionLost {
+            address: self.address.clone(),
+            operation: "a request",
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// API versions both sides speak, found once per connection.
+#[derive(Debug, Clone, Copy)]
+struct Versions([Option<u16>; ApiKey::ALL.len()]);
+
+/// A live connection. Cheap to share behind an `Arc`; dropping the last handle closes it.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    outgoing: mpsc::Sender<Outgoing>,
+    inflight: Arc<Semaphore>,
+    next_correlation_id: AtomicU32,
+    client_id: String,
+    request_timeout: Duration,
+    versions: Versions,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.close("connection no longer used".into());
+    }
+}
+
+impl Connection {
+    /// Connects to `address`, starts the reader and writer tasks on the current (I/O) runtime,
+    /// and negotiates API versions.
+    pub(crate) async fn open(address: &str, config: &ClientConfig) -> Result<Self, Error> {
+        let connect_error = |source: std::io::Error| Error::Connect {
+            address: address.to_string(),
+            source: Arc::new(source),
+        };
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| connect_error(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(connect_error)?;
+        stream.set_nodelay(true).map_err(connect_error)?;
+        let (read_half, write_half) = stream.into_split();
+        let (closed, closed_watch) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            address: address.to_string(),
+            pending: Mutex::new(VecDeque::new()),
+            closed,
+        });
+        let inflight_max = config.connection_inflight_requests_max;
+        let (outgoing, queue) = mpsc::channel(inflight_max);
+        tokio::spawn(write_loop(
+            shared.clone(),
+            write_half,
+            queue,
+            closed_watch.clone(),
+        ));
+        tokio::spawn(read_loop(shared.clone(), read_half, closed_watch));
+        let mut connection = Self {
+            shared,
+            outgoing,
+            inflight: Arc::new(Semaphore::new(inflight_max)),
+            next_correlation_id: AtomicU32::new(1),
+            client_id: config.client_id.clone(),
+            request_timeout: config.request_timeout,
+            versions: Versions([Some(0); ApiKey::ALL.len()]),
+        };
+        connection.negotiate().await?;
+        Ok(connection)
+    }
+
+    async fn negotiate(&mut self) -> Result<(), Error> {
+        let request = ApiVersionsRequest {
+            client_versions: SUPPORTED_API_VERSIONS.to_vec(),
+        };
+        // ApiVersions version 0 never changes, so it is safe before negotiation.
+        let response = self.call_at(&request, 0, "api versions", None).await?;
+        if response.error_code != ErrorCode::None {
+            return Err(Error::broker(
+                "api versions",
+                None,
+                None,
+                response.error_code,
+                None,
+            ));
+        }
+        let mut versions = [None; ApiKey::ALL.len()];
+        for (slot, key) in versions.iter_mut().zip(ApiKey::ALL) {
+            *slot = pick_version(&SUPPORTED_API_VERSIONS, &response.broker_versions, key);
+        }
+        self.versions = Versions(versions);
+        Ok(())
+    }
+
+    pub(crate) fn address(&self) -> &str {
+        &self.shared.address
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Closes the connection (failing what is in flight); the next request reconnects.
+    pub(crate) fn close(&self, reason: &str) {
+        self.shared.close(reason.to_string());
+    }
+
+    fn version_of(&self, api: ApiKey) -> Result<u16, Error> {
+        self.versions.0[api as usize].ok_or(Error::UnsupportedVersion { api })
+    }
+
+    /// Sends `request` and decodes its response. `extra_wait` is time the broker may hold the
+    /// request on purpose (a fetch's max wait), added to the request timeout.
+    pub(crate) async fn call<R: Request>(
+        &self,
+        request: &R,
+        operation: &'static str,
+        extra_wait: Option<Duration>,
+    ) -> Result<R::Response, Error> {
+        let version = self.version_of(R::API_KEY)?;
+        self.call_at(request, version, operation, extra_wait).await
+    }
+
+    async fn call_at<R: Request>(
+        &self,
+        request: &R,
+        version: u16,
+        operation: &'static str,
+        extra_wait: Option<Duration>,
+    ) -> Result<R::Response, Error> {
+        let body = self
+            .exchange(request, version, operation, true, extra_wait)
+            .await?
+            .ok_or_else(|| self.shared.lost("no response body"))?;
+        R::Response::decode(version, body).map_err(|source| {
+            // The stream may be out of step now; start afresh.
+            self.close(&format!("malformed {operation} response"));
+            Error::Protocol { operation, source }
+        })
+    }
+
+    /// Sends a request that the broker does not answer (an acks=none produce). Returns once
+    /// the request has been written to the socket.
+    pub(crate) async fn send_only<R: Request>(
+        &self,
+        request: &R,
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let version = self.version_of(R::API_KEY)?;
+        self.exchange(request, version, operation, false, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn exchange<R: Request>(
+        &self,
+        request: &R,
+        version: u16,
+        operation: &'static str,
+        expects_response: bool,
+        extra_wait: Option<Duration>,
+    ) -> Result<Option<Bytes>, Error> {
+        let started = Instant::now();
+        let lost = |reason: &str| Error::ConnectionLost {
+            address: self.shared.address.clone(),
+            operation,
+            reason: reason.to_string(),
+        };
+        if let Some(reason) = self.shared.closed.borrow().as_ref() {
+            return Err(lost(reason));
+        }
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let chunks = encode_request_chunks(correlation_id, &self.client_id, version, request)
+            .map_err(|error| Error::invalid("request", format!("{operation}: {error}")))?;
+        let timeout = self.request_timeout + extra_wait.unwrap_or_default();
+        let exchange = async {
+            let permit = self
+                .inflight
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| lost("connection closed"))?;
+            let (sender, receiver) = oneshot::channel();
+            let outgoing = Outgoing {
+                correlation_id,
+                chunks,
+                reply: Reply {
+                    sender,
+                    expects_response,
+                    _permit: permit,
+                },
+            };
+            self.outgoing
+                .send(outgoing)
+                .await
+                .map_err(|_| lost("connection closed"))?;
+            match receiver.await {
+                Ok(Ok(body)) => Ok(body),
+                Ok(Err(Error::ConnectionLost { reason, .. })) => Err(lost(&reason)),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(lost("connection closed")),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Answers come in order: a late answer would block every later one. Start over.
+                self.close(&format!("{operation} timed out"));
+                Err(Error::Timeout {
+                    operation,
+                    elapsed: started.elapsed(),
+                })
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut stream: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Outgoing>,
+    mut closed: watch::Receiver<Option<String>>,
+) {
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(WRITE_GATHER_REQUESTS_MAX);
+    loop {
+        let first = tokio::select! {
+            item = queue.recv() => item,
+            _ = closed.wait_for(Option::is_some) => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        while batch.len() < WRITE_GATHER_REQUESTS_MAX {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        if shared.is_closed() {
+            break;
+        }
+        let mut chunks: VecDeque<Bytes> = VecDeque::new();
+        let mut written_without_answer = Vec::new();
+        {
+            let mut pending = shared.pending();
+            for item in batch.drain(..) {
+                chunks.extend(item.chunks);
+                if item.reply.expects_response {
+                    pending.push_back(Pending {
+                        correlation_id: item.correlation_id,
+                        reply: item.reply,
+                    });
+                } else {
+                    written_without_answer.push(item.reply);
+                }
+            }
+        }
+        if let Err(error) = write_chunks(&mut stream, &mut chunks).await {
+            shared.close(format!("write failed: {error}"));
+            for reply in written_without_answer {
+                let _ = reply.sender.send(Err(shared.lost("write failed")));
+            }
+            break;
+        }
+        for reply in written_without_answer {
+            let _ = reply.sender.send(Ok(None));
+        }
+    }
+    shared.close("connection closed".into());
+    queue.close();
+    while let Ok(item) = queue.try_recv() {
+        let _ = item
+            .reply
+            .sender
+            .send(Err(shared.lost("connection closed")));
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Writes every chunk, as few `writev` calls as the kernel allows.
+async fn write_chunks(
+    stream: &mut OwnedWriteHalf,
+    chunks: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !chunks.is_empty() {
+        let written = {
+            let slices: Vec<IoSlice<'_>> = chunks
+                .iter()
+                .take(WRITE_SLICES_MAX)
+                .map(|chunk| IoSlice::new(chunk))
+                .collect();
+            stream.write_vectored(&slices).await?
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        advance(chunks, written);
+    }
+    Ok(())
+}
+
+fn advance(chunks: &mut VecDeque<Bytes>, mut written: usize) {
+    while written > 0 {
+        let front = chunks.front_mut().expect("wrote no more than was queued");
+        if written >= front.len() {
+            written -= front.len();
+            chunks.pop_front();
+        } else {
+            front.advance(written);
+            written = 0;
+        }
+    }
+}
+
+async fn read_loop(
+    shared: Arc<Shared>,
+    mut stream: OwnedReadHalf,
+    mut closed: watch::Receiver<Option<String>>,
+) {
+    let mut buffer = BytesMut::with_capacity(defaults::READ_CHUNK_BYTES);
+    loop {
+        loop {
+            match split_response_frame(&mut buffer) {
+                Ok(Some(frame)) => {
+                    if let Err(reason) = deliver(&shared, frame.correlation_id, frame.body) {
+                        shared.close(reason);
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    shared.close(format!("malformed response frame: {error}"));
+                    return;
+                }
+            }
+        }
+        reserve_for_next_frame(&mut buffer);
+        let read = tokio::select! {
+            read = stream.read_buf(&mut buffer) => read,
+            _ = closed.wait_for(Option::is_some) => return,
+        };
+        match read {
+            Ok(0) => {
+                shared.close("the broker closed the connection".into());
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                shared.close(format!("read failed: {error}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Makes room for the rest of the frame being received (known from its length prefix), or
+/// for one read chunk when no frame has started.
+fn reserve_for_next_frame(buffer: &mut BytesMut) {
+    let wanted = match buffer.get(..FRAME_LENGTH_BYTES) {
+        Some(prefix) => {
+            let frame_bytes = u32::from_le_bytes(prefix.try_into().expect("4 bytes")) as usize;
+            (FRAME_LENGTH_BYTES + frame_bytes).saturating_sub(buffer.len())
+        }
+        None => 0,
+    };
+    buffer.reserve(wanted.max(defaults::READ_CHUNK_BYTES));
+}
+
+fn deliver(shared: &Shared, correlation_id: u32, body: Bytes) -> Result<(), String> {
+    let Some(pending) = shared.pending().pop_front() else {
+        return Err(format!(
+            "response with correlation id {correlation_id} answers no request"
+        ));
+    };
+    if pending.correlation_id != correlation_id {
+        let expected = pending.correlation_id;
+        let _ = pending.reply.sender.send(Err(shared.lost("responses out of order")));
+        return Err(format!(
+            "response with correlation id {correlation_id} arrived where {expected} was due"
+        ));
+    }
+    // The requester may have given up (timed out, dropped); the answer is then unwanted.
+    let _ = pending.reply.sender.send(Ok(Some(body)));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_drops_whole_chunks_and_trims_the_partial_one() {
+        let mut chunks: VecDeque<Bytes> = [
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"h"),
+        ]
+        .into_iter()
+        .collect();
+        advance(&mut chunks, 5);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(&chunks[0][..], b"fg");
+        advance(&mut chunks, 3);
+        assert!(chunks.is_empty());
+    }
+
+    #[test]
+    fn the_buffer_grows_to_hold_a_large_frame_at_once() {
+        let mut buffer = BytesMut::new();
+        buffer.extend_from_slice(&(1_000_000u32).to_le_bytes());
+        reserve_for_next_frame(&mut buffer);
+        assert!(buffer.capacity() >= 1_000_004);
+    }
+}

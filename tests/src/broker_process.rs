@@ -1,0 +1,293 @@
+//! Starts the real `spate-broker` binary for a test: builds it if needed, gives it a temporary
+//! data directory and a free 127.0.0.1 port, waits until it says it is ready, and kills it when the
+//! handle is dropped. Restart and crash (`kill -9`) keep the data directory.
+//!
+//! The port is chosen by the broker itself (`--listen 127.0.0.1:0`): it binds one port for all its
+//! shards and logs `broker ready address=...`, which this helper reads from the broker's stderr.
+//! That avoids the race of picking a port here and hoping it is still free when the broker binds.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a broker may take to report readiness (a debug build on a busy 2-core CI machine).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a graceful stop (SIGTERM) may take before the test fails.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options for one broker start.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    pub shards: usize,
+    /// Extra command-line arguments, appended last.
+    pub arguments: Vec<String>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        BrokerOptions {
+            shards: 2,
+            arguments: Vec::new(),
+        }
+    }
+}
+
+/// A running broker. Dropping it kills the process (SIGKILL) and removes the data directory.
+pub struct Broker {
+    child: Option<Child>,
+    address: SocketAddr,
+    data_dir: tempfile::TempDir,
+    options: BrokerOptions,
+    log: mpsc::Receiver<String>,
+    /// Lines read while waiting for readiness, not yet handed out.
+    early_log: Vec<String>,
+}
+
+impl Broker {
+    /// Starts a broker with a fresh data directory.
+    pub fn start(options: BrokerOptions) -> Broker {
+        let data_dir = tempfile::Builder::new()
+            .prefix("spate-test-")
+            .tempdir_in(test_data_root())
+            .expect("create a temporary data directory");
+        let (child, address, log, early_log) = spawn(data_dir.path(), &options);
+        Broker {
+            child: Some(child),
+            address,
+            data_dir,
+            options,
+            log,
+            early_log,
+        }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is running").id()
+    }
+
+    /// SIGKILL, as a crash: nothing is flushed, nothing is closed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the process to exit; returns its status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("broker is running");
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet waited for).
+        let result = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert_eq!(result, 0, "sending SIGTERM failed");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for broker") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same data directory with other options (a different shard
+    /// count, say).
+    pub fn restart_with(&mut self, options: BrokerOptions) {
+        self.options = options;
+        self.restart();
+    }
+
+    /// Starts the broker again on the same data directory (after `kill` or `terminate`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the broker before restarting it");
+        let (child, address, log, early_log) = spawn(self.data_dir.path(), &self.options);
+        self.child = Some(child);
+        self.address = address;
+        self.log = log;
+        self.early_log = early_log;
+    }
+
+    /// Log lines (stderr) the broker wrote since the last call. Once the broker has exited,
+    /// waits until its last line has been read.
+    pub fn drain_log(&mut self) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.early_log);
+        if self.child.is_some() {
+            lines.extend(self.log.try_iter());
+            return lines;
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Temporary data directories go under the target directory: /tmp may be tmpfs, which has no
+/// O_DIRECT.
+fn test_data_root() -> PathBuf {
+    let root = target_dir().join("spate-test-data");
+    std::fs::create_dir_all(&root).expect("create the test data root");
+    root
+}
+
+fn target_dir() -> PathBuf {
+    if let Some(directory) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(directory);
+    }
+    // tests/ -> workspace root -> target
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate sits in the workspace")
+        .join("target")
+}
+
+/// The broker binary, built once per test process with the same cargo and profile as the tests.
+pub fn broker_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    static BUILD: Mutex<()> = Mutex::new(());
+    BINARY
+        .get_or_init(|| {
+            let _serialized = BUILD
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root")
+                .to_path_buf();
+            let profile_is_release = !cfg!(debug_assertions);
+            let mut command = Command::new(cargo);
+            command.current_dir(&workspace).args([
+                "build",
+                "-p",
+                "spate-broker",
+                "--bin",
+                "spate-broker",
+            ]);
+            if profile_is_release {
+                command.arg("--release");
+            }
+            let status = command.status().expect("run cargo build for spate-broker");
+            assert!(status.success(), "building spate-broker failed");
+            let binary = target_dir()
+                .join(if profile_is_release {
+                    "release"
+                } else {
+                    "debug"
+                })
+                .join("spate-broker");
+            assert!(binary.exists(), "no broker binary at {}", binary.display());
+            binary
+        })
+        .clone()
+}
+
+type Spawned = (Child, SocketAddr, mpsc::Receiver<String>, Vec<String>);
+
+fn spawn(data_dir: &Path, options: &BrokerOptions) -> Spawned {
+    let mut child = Command::new(broker_binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--shards", &options.shards.to_string()])
+        .args(["--log-level", "info"])
+        .args(&options.arguments)
+        // The test's own SPATE_* variables must not leak into the broker and override flags.
+        .env_remove("SPATE_LOG")
+        .env_remove("SPATE_DATA_DIR")
+        .env_remove("SPATE_LISTEN")
+        .env_remove("SPATE_SHARDS")
+        .env_remove("SPATE_CORES")
+        .env_remove("SPATE_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spate-broker");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("SPATE_TEST_ECHO_LOG").is_some() {
+                eprintln!("[broker] {line}");
+            }
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(remaining) {
+            Ok(line) => {
+                let address = ready_address(&line);
+                seen.push(line);
+                if let Some(address) = address {
+                    return (child, address, receiver, seen);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "broker did not become ready within {READY_TIMEOUT:?}; its log:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+    }
+}
+
+/// Parses `... broker ready address=127.0.0.1:PORT ...` (tracing's default format, no ANSI).
+fn ready_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("broker ready") {
+        return None;
+    }
+    let start = line.find("address=")? + "address=".len();
+    let text = line[start..].split_whitespace().next()?;
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_yields_the_listen_address() {
+        let line = "2026-01-01T00:00:00Z  INFO spate_broker::server: broker ready address=127.0.0.1:4321 shards=2";
+        assert_eq!(ready_address(line), Some("127.0.0.1:4321".parse().unwrap()));
+        assert_eq!(
+            ready_address("INFO shard listening address=127.0.0.1:1"),
+            None
+        );
+    }
+}
