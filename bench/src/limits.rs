@@ -28,7 +28,10 @@ use crate::stats::{new_histogram, record_nanos, LatencySummary};
 #[serde(rename_all = "snake_case")]
 pub enum DiskSyncPolicy {
     /// After this many bytes or this many microseconds since the last sync, whichever first.
-    GroupCommit { interval_bytes: u64, interval_us: u64 },
+    GroupCommit {
+        interval_bytes: u64,
+        interval_us: u64,
+    },
     /// After every write.
     EveryWrite,
 }
@@ -94,9 +97,7 @@ pub enum LimitsError {
         offset: u64,
         source: std::io::Error,
     },
-    #[error(
-        "{path} does not support O_DIRECT (tmpfs?); give --data-dir on a real disk: {source}"
-    )]
+    #[error("{path} does not support O_DIRECT (tmpfs?); give --data-dir on a real disk: {source}")]
     NoDirectIo {
         path: PathBuf,
         source: std::io::Error,
@@ -379,6 +380,7 @@ fn measure_disk(settings: &LimitSettings) -> Result<DiskResult, LimitsError> {
     let path = settings
         .data_dir
         .join(format!(".spate-bench-disk-probe-{}", std::process::id()));
+    let data_dir = settings.data_dir.clone();
     let settings = settings.clone();
     let handle = thread::Builder::new()
         .name("limits-disk".into())
@@ -390,7 +392,7 @@ fn measure_disk(settings: &LimitSettings) -> Result<DiskResult, LimitsError> {
         })
         .map_err(|source| LimitsError::Disk {
             operation: "spawn disk thread",
-            path: settings.data_dir.clone(),
+            path: data_dir,
             offset: 0,
             source,
         })?;
@@ -435,7 +437,8 @@ fn write_stream(
         *last_sync = Instant::now();
         Ok(())
     };
-    while started.elapsed() < duration && offset + (settings.disk_write_bytes as u64) <= DISK_BYTES_MAX
+    while started.elapsed() < duration
+        && offset + (settings.disk_write_bytes as u64) <= DISK_BYTES_MAX
     {
         file.write_all_at(buffer.as_slice(), offset)
             .map_err(disk_error("write", offset))?;
@@ -522,9 +525,16 @@ mod tests {
         let result = measure_disk(&settings).expect("disk stream");
         assert!(result.bytes > 0 && result.bytes % (64 * 1024) == 0);
         // One sync per 256 KiB at most four writes apart, plus a final one; time may add more.
-        assert!(result.syncs >= result.bytes / (256 * 1024), "{} syncs", result.syncs);
+        assert!(
+            result.syncs >= result.bytes / (256 * 1024),
+            "{} syncs",
+            result.syncs
+        );
         let leftovers: Vec<_> = std::fs::read_dir(directory.path()).unwrap().collect();
-        assert!(leftovers.is_empty(), "probe file left behind: {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "probe file left behind: {leftovers:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,11 @@ impl FromStr for CoreList {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let mut cores = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        for part in text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
             let (first, last) = match part.split_once('-') {
                 Some((first, last)) => (parse_core(first)?, parse_core(last)?),
                 None => (parse_core(part)?, parse_core(part)?),
@@ -31,7 +35,9 @@ impl FromStr for CoreList {
                 return Err(format!("range {part} runs backwards"));
             }
             if last - first >= CORE_LIST_LENGTH_MAX {
-                return Err(format!("range {part} is longer than {CORE_LIST_LENGTH_MAX}"));
+                return Err(format!(
+                    "range {part} is longer than {CORE_LIST_LENGTH_MAX}"
+                ));
             }
             for core in first..=last {
                 if cores.contains(&core) {
@@ -117,7 +123,10 @@ impl Placement {
 
     /// The core the load-generator thread number `index` runs on.
     pub fn load_core(&self, index: usize) -> usize {
-        assert!(!self.load_cores.is_empty(), "a placement always has load cores");
+        assert!(
+            !self.load_cores.is_empty(),
+            "a placement always has load cores"
+        );
         self.load_cores[index % self.load_cores.len()]
     }
 
@@ -156,7 +165,8 @@ pub fn pin_current_thread(core: usize) -> bool {
 pub fn restrict_current_thread(cores: &[usize]) -> std::io::Result<()> {
     let set = cpu_set(cores);
     // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
-    let result = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    let result =
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if result == 0 {
         Ok(())
     } else {
@@ -168,7 +178,10 @@ pub fn restrict_current_thread(cores: &[usize]) -> std::io::Result<()> {
 pub fn cpu_set(cores: &[usize]) -> libc::cpu_set_t {
     // SAFETY: `cpu_set_t` is plain data; all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &core in cores.iter().filter(|&&core| core < libc::CPU_SETSIZE as usize) {
+    for &core in cores
+        .iter()
+        .filter(|&&core| core < libc::CPU_SETSIZE as usize)
+    {
         // SAFETY: `core` is below CPU_SETSIZE.
         unsafe { libc::CPU_SET(core, &mut set) };
     }

@@ -109,7 +109,8 @@ impl Meter {
     pub fn count(&self, records: u64, bytes: u64, now_nanos: u64, latency_nanos: Option<u64>) {
         self.records.fetch_add(records, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.last_event_nanos.fetch_max(now_nanos, Ordering::Relaxed);
+        self.last_event_nanos
+            .fetch_max(now_nanos, Ordering::Relaxed);
         if let Some(latency_nanos) = latency_nanos {
             let mut histogram = self.lock_histogram();
             let _ = histogram.record_n(latency_nanos.clamp(1, HISTOGRAM_NANOS_MAX), records);

@@ -44,6 +44,16 @@ pub enum AcksSetting {
     All,
 }
 
+impl AcksSetting {
+    pub fn name(self) -> &'static str {
+        match self {
+            AcksSetting::None => "none",
+            AcksSetting::Leader => "leader",
+            AcksSetting::All => "all",
+        }
+    }
+}
+
 /// How the topic's appends are made durable (the broker's `durability` topic setting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -52,6 +62,15 @@ pub enum DurabilitySetting {
     GroupCommit,
     /// An fdatasync after every append.
     FsyncEveryAppend,
+}
+
+impl DurabilitySetting {
+    pub fn name(self) -> &'static str {
+        match self {
+            DurabilitySetting::GroupCommit => "group-commit",
+            DurabilitySetting::FsyncEveryAppend => "fsync-every-append",
+        }
+    }
 }
 
 /// One layer of workload settings (file or flags): `None` means "not set here".
@@ -290,7 +309,9 @@ impl Workload {
             acks: layer.acks.unwrap_or(AcksSetting::Leader),
             durability: layer.durability.unwrap_or(DurabilitySetting::GroupCommit),
             group_commit_us: layer.group_commit_us.unwrap_or(GROUP_COMMIT_US_DEFAULT),
-            group_commit_bytes: layer.group_commit_bytes.unwrap_or(GROUP_COMMIT_BYTES_DEFAULT),
+            group_commit_bytes: layer
+                .group_commit_bytes
+                .unwrap_or(GROUP_COMMIT_BYTES_DEFAULT),
             stop,
             warmup_ms: layer.warmup_ms.unwrap_or(warmup_default),
             rate,
@@ -321,7 +342,10 @@ impl Workload {
             return invalid("consumers", "consume and e2e need at least one consumer");
         }
         if self.message_bytes == 0 || self.message_bytes > MESSAGE_BYTES_MAX {
-            return invalid("message_bytes", format!("must be in 1..={MESSAGE_BYTES_MAX}"));
+            return invalid(
+                "message_bytes",
+                format!("must be in 1..={MESSAGE_BYTES_MAX}"),
+            );
         }
         if self.kind == WorkloadKind::E2e && self.message_bytes < E2E_TIMESTAMP_BYTES {
             return invalid(
@@ -354,7 +378,10 @@ impl Workload {
             return invalid("warmup_ms", format!("at most {DURATION_MS_MAX}"));
         }
         if self.kind == WorkloadKind::E2e && !matches!(self.stop, Stop::DurationMs(_)) {
-            return invalid("duration_ms", "an e2e run at a fixed rate runs for a duration");
+            return invalid(
+                "duration_ms",
+                "an e2e run at a fixed rate runs for a duration",
+            );
         }
         match self.rate {
             Some(RateTarget::RecordsPerSec(rate)) if !(rate.is_finite() && rate > 0.0) => {
@@ -368,7 +395,10 @@ impl Workload {
             _ => {}
         }
         if self.calibration_ms == 0 || self.calibration_ms > DURATION_MS_MAX {
-            return invalid("calibration_ms", format!("must be in 1..={DURATION_MS_MAX}"));
+            return invalid(
+                "calibration_ms",
+                format!("must be in 1..={DURATION_MS_MAX}"),
+            );
         }
         Ok(())
     }

@@ -15,6 +15,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Resolve the data directory once, so every log line names the real place and no file
+    // operation depends on the working directory staying put.
+    let mut config = config;
+    match std::path::absolute(&config.data_dir) {
+        Ok(data_dir) => config.data_dir = data_dir,
+        Err(error) => {
+            eprintln!(
+                "spate-broker: cannot resolve data directory {}: {error}",
+                config.data_dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     // `check` validated the filter; a failure here would be a bug, and the default is safe.
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

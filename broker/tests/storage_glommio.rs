@@ -10,7 +10,8 @@ use std::rc::Rc;
 use glommio::{LocalExecutorBuilder, Placement};
 use spate_broker::storage::segment::{segment_file_name, SegmentFileKind};
 use spate_broker::storage::{
-    AppendWait, Clock, DmaFileSystem, Durability, LogConfig, PartitionLog, StorageError, SystemClock,
+    AppendWait, Clock, DmaFileSystem, Durability, LogConfig, PartitionLog, StorageError,
+    SystemClock,
 };
 use storage_support::{batch, header_of, id_of, read_all, same_batch, simple_batch};
 
@@ -74,12 +75,25 @@ fn direct_io_appends_read_back_identical_across_segments_and_a_reopen() {
     on_executor(move || async move {
         let log = open(&data, config()).await.expect("open");
         let originals: Vec<_> = (0..150u64)
-            .map(|id| batch(id, 1 + id as u32 % 4, 64 + (id as usize * 997) % 9000, 1000 + id as i64, 1000 + id as i64))
+            .map(|id| {
+                batch(
+                    id,
+                    1 + id as u32 % 4,
+                    64 + (id as usize * 997) % 9000,
+                    1000 + id as i64,
+                    1000 + id as i64,
+                )
+            })
             .collect();
         for original in &originals {
-            log.append(original.clone(), AppendWait::Durable).await.expect("append");
+            log.append(original.clone(), AppendWait::Durable)
+                .await
+                .expect("append");
         }
-        assert!(log.segment_count() > 1, "150 batches of up to 9 KB roll 256 KiB segments");
+        assert!(
+            log.segment_count() > 1,
+            "150 batches of up to 9 KB roll 256 KiB segments"
+        );
         let stored = read_all(&log, 0, 64 * 1024).await.expect("read");
         assert_eq!(stored.len(), originals.len());
         for (stored, original) in stored.iter().zip(&originals) {
@@ -90,12 +104,19 @@ fn direct_io_appends_read_back_identical_across_segments_and_a_reopen() {
 
         let log = open(&data, config()).await.expect("reopen");
         assert_eq!(log.next_offset(), next_offset);
-        let stored = read_all(&log, 0, 64 * 1024).await.expect("read after reopen");
-        assert_eq!(stored.iter().map(|bytes| id_of(bytes)).collect::<Vec<_>>(), (0..150).collect::<Vec<_>>());
+        let stored = read_all(&log, 0, 64 * 1024)
+            .await
+            .expect("read after reopen");
+        assert_eq!(
+            stored.iter().map(|bytes| id_of(bytes)).collect::<Vec<_>>(),
+            (0..150).collect::<Vec<_>>()
+        );
         for (stored, original) in stored.iter().zip(&originals) {
             assert!(same_batch(stored, original));
         }
-        log.append(simple_batch(1000, 500, 5000), AppendWait::Durable).await.expect("append after reopen");
+        log.append(simple_batch(1000, 500, 5000), AppendWait::Durable)
+            .await
+            .expect("append after reopen");
         log.close().await.expect("close");
     });
 }
@@ -109,9 +130,19 @@ fn a_fresh_executor_thread_reads_a_new_partition_after_the_iopoll_probe() {
     let data = directory.0.clone();
     on_executor(move || async move {
         let log = open(&data, config()).await.expect("open");
-        log.append(simple_batch(1, 3000, 10), AppendWait::Durable).await.expect("append");
+        log.append(simple_batch(1, 3000, 10), AppendWait::Durable)
+            .await
+            .expect("append");
         log.close().await.expect("close");
-        let log = open(&data, LogConfig { tail_cache_bytes_max: 0, ..config() }).await.expect("reopen");
+        let log = open(
+            &data,
+            LogConfig {
+                tail_cache_bytes_max: 0,
+                ..config()
+            },
+        )
+        .await
+        .expect("reopen");
         let read = log.read(0, 10_000).await.expect("direct read");
         assert_eq!(read.batches.len(), 1);
         assert_eq!(id_of(&read.batches[0]), 1);
@@ -123,12 +154,16 @@ fn a_fresh_executor_thread_reads_a_new_partition_after_the_iopoll_probe() {
 fn recovery_truncates_torn_tail_batch_on_disk() {
     let directory = TestDirectory::new("torn-tail");
     let data = directory.0.clone();
-    let log_path = data.join("topic-0").join(segment_file_name(0, SegmentFileKind::Log));
+    let log_path = data
+        .join("topic-0")
+        .join(segment_file_name(0, SegmentFileKind::Log));
     let prepared = data.clone();
     on_executor(move || async move {
         let log = open(&prepared, config()).await.expect("open");
         for id in 0..10 {
-            log.append(simple_batch(id, 1000, 10), AppendWait::Durable).await.expect("append");
+            log.append(simple_batch(id, 1000, 10), AppendWait::Durable)
+                .await
+                .expect("append");
         }
         log.close().await.expect("close");
     });
@@ -141,13 +176,25 @@ fn recovery_truncates_torn_tail_batch_on_disk() {
     on_executor(move || async move {
         let log = open(&data, config()).await.expect("reopen");
         assert_eq!(log.next_offset(), 9);
-        let ids: Vec<_> = read_all(&log, 0, 100_000).await.expect("read").iter().map(|bytes| id_of(bytes)).collect();
+        let ids: Vec<_> = read_all(&log, 0, 100_000)
+            .await
+            .expect("read")
+            .iter()
+            .map(|bytes| id_of(bytes))
+            .collect();
         assert_eq!(ids, (0..9).collect::<Vec<_>>());
-        let outcome = log.append(simple_batch(42, 1000, 10), AppendWait::Durable).await.expect("append");
+        let outcome = log
+            .append(simple_batch(42, 1000, 10), AppendWait::Durable)
+            .await
+            .expect("append");
         assert_eq!(outcome.base_offset, 9);
         log.close().await.expect("close");
     });
-    assert_eq!(std::fs::metadata(&log_path).expect("segment").len() % 4096, 0, "padded to a block");
+    assert_eq!(
+        std::fs::metadata(&log_path).expect("segment").len() % 4096,
+        0,
+        "padded to a block"
+    );
 }
 
 #[test]
@@ -163,8 +210,15 @@ fn concurrent_tasks_appending_get_contiguous_unique_offsets() {
                 let mut offsets = Vec::new();
                 for round in 0..20u64 {
                     let id = task * 1000 + round;
-                    let wait = if round % 3 == 0 { AppendWait::Written } else { AppendWait::Durable };
-                    let outcome = log.append(simple_batch(id, 200 + round as usize * 50, 10), wait).await.expect("append");
+                    let wait = if round % 3 == 0 {
+                        AppendWait::Written
+                    } else {
+                        AppendWait::Durable
+                    };
+                    let outcome = log
+                        .append(simple_batch(id, 200 + round as usize * 50, 10), wait)
+                        .await
+                        .expect("append");
                     offsets.push((outcome.base_offset, id));
                 }
                 offsets
@@ -176,11 +230,22 @@ fn concurrent_tasks_appending_get_contiguous_unique_offsets() {
         }
         log.sync().await.expect("sync");
         all.sort();
-        assert_eq!(all.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(), (0..320).collect::<Vec<_>>());
+        assert_eq!(
+            all.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
+            (0..320).collect::<Vec<_>>()
+        );
         let stored = read_all(&log, 0, 100_000).await.expect("read");
         let stored_ids: Vec<_> = stored.iter().map(|bytes| id_of(bytes)).collect();
-        assert_eq!(stored_ids, all.iter().map(|(_, id)| *id).collect::<Vec<_>>());
-        Rc::try_unwrap(log).ok().expect("sole owner").close().await.expect("close");
+        assert_eq!(
+            stored_ids,
+            all.iter().map(|(_, id)| *id).collect::<Vec<_>>()
+        );
+        Rc::try_unwrap(log)
+            .ok()
+            .expect("sole owner")
+            .close()
+            .await
+            .expect("close");
     });
 }
 
@@ -202,9 +267,12 @@ fn group_commit_on_the_system_clock_acknowledges_every_durable_append() {
             let log = log.clone();
             tasks.push(glommio::spawn_local(async move {
                 for round in 0..10u64 {
-                    log.append(simple_batch(task * 100 + round, 700, 10), AppendWait::Durable)
-                        .await
-                        .expect("append");
+                    log.append(
+                        simple_batch(task * 100 + round, 700, 10),
+                        AppendWait::Durable,
+                    )
+                    .await
+                    .expect("append");
                 }
             }));
         }
@@ -228,10 +296,22 @@ fn a_batch_larger_than_the_write_buffer_is_written_in_pieces_and_reads_back_whol
         };
         let log = open(&data, small_buffer.clone()).await.expect("open");
         let large = batch(7, 3, 3 << 20, 1, 2);
-        log.append(simple_batch(6, 100, 1), AppendWait::Durable).await.expect("append");
-        log.append(large.clone(), AppendWait::Durable).await.expect("append large");
+        log.append(simple_batch(6, 100, 1), AppendWait::Durable)
+            .await
+            .expect("append");
+        log.append(large.clone(), AppendWait::Durable)
+            .await
+            .expect("append large");
         log.close().await.expect("close");
-        let log = open(&data, LogConfig { tail_cache_bytes_max: 0, ..small_buffer }).await.expect("reopen");
+        let log = open(
+            &data,
+            LogConfig {
+                tail_cache_bytes_max: 0,
+                ..small_buffer
+            },
+        )
+        .await
+        .expect("reopen");
         let read = log.read(2, 1).await.expect("read");
         assert_eq!(read.batches.len(), 1);
         assert!(same_batch(&read.batches[0], &large));
@@ -247,7 +327,9 @@ fn delete_removes_the_partition_directory() {
     on_executor(move || async move {
         let log = open(&data, config()).await.expect("open");
         for id in 0..50 {
-            log.append(simple_batch(id, 9000, 10), AppendWait::Durable).await.expect("append");
+            log.append(simple_batch(id, 9000, 10), AppendWait::Durable)
+                .await
+                .expect("append");
         }
         log.delete_records(20).await.expect("delete records");
         log.delete().await.expect("delete");

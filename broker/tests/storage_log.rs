@@ -11,10 +11,13 @@ use std::time::Duration;
 
 use spate_broker::storage::segment::{segment_file_name, SegmentFileKind};
 use spate_broker::storage::{
-    AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock, MemoryFileSystem, PartitionLog, StorageError,
+    AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock, MemoryFileSystem,
+    PartitionLog, StorageError,
 };
 use spate_protocol::BatchError;
-use storage_support::{batch, header_of, id_of, read_all, run_to_end, same_batch, simple_batch, Simulator};
+use storage_support::{
+    batch, header_of, id_of, read_all, run_to_end, same_batch, simple_batch, Simulator,
+};
 
 const START_MS: i64 = 1_700_000_000_000;
 
@@ -54,7 +57,10 @@ impl Setup {
     fn open(&self, config: LogConfig) -> PartitionLog<MemoryFileSystem> {
         let disk = self.disk.clone();
         let clock: Rc<dyn Clock> = self.clock.clone();
-        run_to_end(1, async move { PartitionLog::open(disk, directory(), config, clock).await }).expect("open")
+        run_to_end(1, async move {
+            PartitionLog::open(disk, directory(), config, clock).await
+        })
+        .expect("open")
     }
 }
 
@@ -67,14 +73,22 @@ fn block<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> 
 }
 
 /// Appends `count` simple batches of `bytes` each; returns their ids in offset order.
-fn append_many(log: &Rc<PartitionLog<MemoryFileSystem>>, first_id: u64, count: u64, bytes: usize) -> Vec<u64> {
+fn append_many(
+    log: &Rc<PartitionLog<MemoryFileSystem>>,
+    first_id: u64,
+    count: u64,
+    bytes: usize,
+) -> Vec<u64> {
     let log = log.clone();
     block(async move {
         let mut ids = Vec::new();
         for id in first_id..first_id + count {
-            log.append(simple_batch(id, bytes, START_MS + id as i64), AppendWait::Durable)
-                .await
-                .expect("append");
+            log.append(
+                simple_batch(id, bytes, START_MS + id as i64),
+                AppendWait::Durable,
+            )
+            .await
+            .expect("append");
             ids.push(id);
         }
         ids
@@ -85,7 +99,12 @@ fn all_ids(log: &Rc<PartitionLog<MemoryFileSystem>>) -> Vec<u64> {
     let log = log.clone();
     block(async move {
         let from = log.log_start_offset();
-        read_all(&log, from, 3000).await.expect("read").iter().map(|bytes| id_of(bytes)).collect()
+        read_all(&log, from, 3000)
+            .await
+            .expect("read")
+            .iter()
+            .map(|bytes| id_of(bytes))
+            .collect()
     })
 }
 
@@ -93,13 +112,20 @@ fn all_ids(log: &Rc<PartitionLog<MemoryFileSystem>>) -> Vec<u64> {
 fn appended_batches_read_back_byte_for_byte_with_stamped_offsets() {
     let setup = Setup::new(1);
     let log = Rc::new(setup.open(small_config()));
-    let originals: Vec<_> = (0..20).map(|id| batch(id, 3, 100 + id as usize * 37, START_MS, START_MS + 5)).collect();
+    let originals: Vec<_> = (0..20)
+        .map(|id| batch(id, 3, 100 + id as usize * 37, START_MS, START_MS + 5))
+        .collect();
     let reader = log.clone();
     let sent = originals.clone();
     let outcomes = block(async move {
         let mut outcomes = Vec::new();
         for original in sent {
-            outcomes.push(reader.append(original, AppendWait::Durable).await.expect("append"));
+            outcomes.push(
+                reader
+                    .append(original, AppendWait::Durable)
+                    .await
+                    .expect("append"),
+            );
         }
         outcomes
     });
@@ -123,12 +149,19 @@ fn read_from_an_offset_inside_a_batch_starts_with_that_whole_batch() {
     let appender = log.clone();
     block(async move {
         for id in 0..5 {
-            appender.append(batch(id, 10, 200, START_MS, START_MS), AppendWait::Durable).await.expect("append");
+            appender
+                .append(batch(id, 10, 200, START_MS, START_MS), AppendWait::Durable)
+                .await
+                .expect("append");
         }
     });
     let reader = log.clone();
     let read = block(async move { reader.read(27, 1).await.expect("read") });
-    assert_eq!(read.batches.len(), 1, "at least one whole batch even with max_bytes 1");
+    assert_eq!(
+        read.batches.len(),
+        1,
+        "at least one whole batch even with max_bytes 1"
+    );
     assert_eq!(header_of(&read.batches[0]).base_offset, 20);
     assert_eq!(read.high_watermark, 50);
 }
@@ -139,8 +172,12 @@ fn read_outside_the_log_is_out_of_range_and_at_the_end_is_empty() {
     let log = Rc::new(setup.open(small_config()));
     append_many(&log, 0, 3, 100);
     let reader = log.clone();
-    let (past_end, at_end) = block(async move { (reader.read(4, 100).await, reader.read(3, 100).await) });
-    assert!(matches!(past_end, Err(StorageError::OffsetOutOfRange { offset: 4, .. })));
+    let (past_end, at_end) =
+        block(async move { (reader.read(4, 100).await, reader.read(3, 100).await) });
+    assert!(matches!(
+        past_end,
+        Err(StorageError::OffsetOutOfRange { offset: 4, .. })
+    ));
     assert!(at_end.expect("read at the end").batches.is_empty());
 }
 
@@ -152,7 +189,10 @@ fn append_refuses_a_batch_with_a_bad_crc_and_leaves_the_log_unchanged() {
     bad[200] ^= 0xff;
     let appender = log.clone();
     let result = block(async move { appender.append(bad, AppendWait::Durable).await });
-    assert!(matches!(result, Err(StorageError::InvalidBatch(BatchError::CrcMismatch { .. }))));
+    assert!(matches!(
+        result,
+        Err(StorageError::InvalidBatch(BatchError::CrcMismatch { .. }))
+    ));
     assert_eq!(log.next_offset(), 0);
 }
 
@@ -164,7 +204,13 @@ fn append_refuses_a_buffer_longer_than_its_declared_batch() {
     long.extend_from_slice(&[0; 10]);
     let appender = log.clone();
     let result = block(async move { appender.append(long, AppendWait::Durable).await });
-    assert!(matches!(result, Err(StorageError::BatchLengthMismatch { declared: 300, received: 310 })));
+    assert!(matches!(
+        result,
+        Err(StorageError::BatchLengthMismatch {
+            declared: 300,
+            received: 310
+        })
+    ));
 }
 
 #[test]
@@ -172,7 +218,11 @@ fn segments_roll_by_size_and_reads_cross_them() {
     let setup = Setup::new(6);
     let log = Rc::new(setup.open(small_config()));
     let ids = append_many(&log, 0, 60, 1000);
-    assert!(log.segment_count() >= 3, "60 KB in 16 KiB segments: {}", log.segment_count());
+    assert!(
+        log.segment_count() >= 3,
+        "60 KB in 16 KiB segments: {}",
+        log.segment_count()
+    );
     assert_eq!(all_ids(&log), ids);
 }
 
@@ -214,11 +264,16 @@ fn recovery_truncates_torn_tail_batch() {
     append_many(&log, 0, 5, 300);
     drop(log);
     // Tear the last batch: flip a payload byte of the batch at position 4 * 300.
-    setup.disk.overwrite_durably(&log_path(0), 4 * 300 + 150, &[0xee]);
+    setup
+        .disk
+        .overwrite_durably(&log_path(0), 4 * 300 + 150, &[0xee]);
     let log = Rc::new(setup.open(small_config()));
     assert_eq!(log.next_offset(), 4, "the torn batch is cut off");
     assert_eq!(all_ids(&log), vec![0, 1, 2, 3]);
-    assert_eq!(setup.disk.file_bytes(&log_path(0)).map(|bytes| bytes.len()), Some(4 * 300));
+    assert_eq!(
+        setup.disk.file_bytes(&log_path(0)).map(|bytes| bytes.len()),
+        Some(4 * 300)
+    );
     // The next append lands right after the last good batch.
     append_many(&log, 100, 1, 300);
     assert_eq!(all_ids(&log), vec![0, 1, 2, 3, 100]);
@@ -231,7 +286,9 @@ fn recovery_refuses_a_batch_whose_stamped_offset_breaks_continuity() {
     append_many(&log, 0, 3, 300);
     drop(log);
     // Stamp the third batch with offset 7: its CRC still matches (base offset is outside it).
-    setup.disk.overwrite_durably(&log_path(0), 600, &7u64.to_le_bytes());
+    setup
+        .disk
+        .overwrite_durably(&log_path(0), 600, &7u64.to_le_bytes());
     let log = Rc::new(setup.open(small_config()));
     assert_eq!(log.next_offset(), 2);
     assert_eq!(all_ids(&log), vec![0, 1]);
@@ -250,15 +307,48 @@ fn recovery_rebuilds_a_missing_index_and_lookups_still_work() {
     block(async move { log.close().await.expect("close") });
     let index_path = directory().join(segment_file_name(0, SegmentFileKind::OffsetIndex));
     let index_bytes = setup.disk.file_bytes(&index_path).expect("index exists");
-    assert!(index_bytes.iter().any(|byte| *byte != 0), "close wrote index entries");
+    assert!(
+        index_bytes.iter().any(|byte| *byte != 0),
+        "close wrote index entries"
+    );
     setup.disk.set_length_durably(&index_path, 0);
     let log = Rc::new(setup.open(config));
     let rebuilt = setup.disk.file_bytes(&index_path).expect("index exists");
-    assert_eq!(rebuilt[..index_bytes.len().min(rebuilt.len())], index_bytes[..index_bytes.len().min(rebuilt.len())]);
+    assert_eq!(
+        rebuilt[..index_bytes.len().min(rebuilt.len())],
+        index_bytes[..index_bytes.len().min(rebuilt.len())]
+    );
     assert!(!rebuilt.is_empty(), "entries were rebuilt and written");
     let reader = log.clone();
     let read = block(async move { reader.read(77, 1).await.expect("read") });
     assert_eq!(id_of(&read.batches[0]), 77);
+}
+
+#[test]
+fn a_damaged_middle_index_entry_costs_a_longer_scan_not_a_failed_read() {
+    let setup = Setup::new(25);
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config.clone()));
+    append_many(&log, 0, 40, 300);
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    // Flip the lowest bit of the first entry's position: still increasing, so it loads, but it
+    // no longer points at a batch. Only the last entry is verified at open.
+    let index_path = directory().join(segment_file_name(0, SegmentFileKind::OffsetIndex));
+    let index = setup.disk.file_bytes(&index_path).expect("index");
+    assert!(index.len() >= 16, "several entries were written");
+    setup
+        .disk
+        .overwrite_durably(&index_path, 4, &[index[4] ^ 1]);
+    let log = Rc::new(setup.open(config));
+    for offset in 0..40 {
+        let reader = log.clone();
+        let read = block(async move { reader.read(offset, 1).await.expect("read") });
+        assert_eq!(id_of(&read.batches[0]), offset);
+    }
 }
 
 #[test]
@@ -276,7 +366,10 @@ fn concurrent_durable_appends_share_one_fdatasync() {
         let log = log.clone();
         let acknowledged = acknowledged.clone();
         simulator.spawn(async move {
-            let outcome = log.append(simple_batch(id, 200, START_MS), AppendWait::Durable).await.expect("append");
+            let outcome = log
+                .append(simple_batch(id, 200, START_MS), AppendWait::Durable)
+                .await
+                .expect("append");
             acknowledged.borrow_mut().push(outcome.base_offset);
         });
     }
@@ -306,7 +399,9 @@ fn group_commit_covers_appends_until_the_byte_interval() {
         let log = log.clone();
         let done = done.clone();
         simulator.spawn(async move {
-            log.append(simple_batch(id, 250, START_MS), AppendWait::Durable).await.expect("append");
+            log.append(simple_batch(id, 250, START_MS), AppendWait::Durable)
+                .await
+                .expect("append");
             *done.borrow_mut() += 1;
         });
     }
@@ -332,15 +427,27 @@ fn written_appends_become_durable_at_sync_if_due() {
     let log = Rc::new(setup.open(config));
     let appender = log.clone();
     block(async move {
-        appender.append(simple_batch(1, 300, START_MS), AppendWait::Written).await.expect("append");
+        appender
+            .append(simple_batch(1, 300, START_MS), AppendWait::Written)
+            .await
+            .expect("append");
     });
     assert_eq!(log.next_offset(), 1);
-    assert_eq!(log.high_watermark(), 0, "written but not durable: not readable yet");
+    assert_eq!(
+        log.high_watermark(),
+        0,
+        "written but not durable: not readable yet"
+    );
     let syncer = log.clone();
-    assert!(!block(async move { syncer.sync_if_due().await.expect("sync") }), "not due yet");
+    assert!(
+        !block(async move { syncer.sync_if_due().await.expect("sync") }),
+        "not due yet"
+    );
     setup.clock.advance(Duration::from_millis(2));
     let syncer = log.clone();
-    assert!(block(async move { syncer.sync_if_due().await.expect("sync") }));
+    assert!(block(
+        async move { syncer.sync_if_due().await.expect("sync") }
+    ));
     assert_eq!(log.high_watermark(), 1);
 }
 
@@ -353,15 +460,26 @@ fn a_crash_keeps_durable_appends_and_may_drop_written_ones() {
         let appender = log.clone();
         block(async move {
             for id in 5..8 {
-                appender.append(simple_batch(id, 300, START_MS), AppendWait::Written).await.expect("append");
+                appender
+                    .append(simple_batch(id, 300, START_MS), AppendWait::Written)
+                    .await
+                    .expect("append");
             }
         });
         drop(log);
         setup.disk.crash();
         let log = Rc::new(setup.open(small_config()));
         let ids = all_ids(&log);
-        assert!(ids.len() >= 5 && ids[..5] == durable[..], "seed {seed}: {ids:?}");
-        assert!(ids.iter().enumerate().all(|(index, id)| *id == index as u64), "seed {seed}: {ids:?}");
+        assert!(
+            ids.len() >= 5 && ids[..5] == durable[..],
+            "seed {seed}: {ids:?}"
+        );
+        assert!(
+            ids.iter()
+                .enumerate()
+                .all(|(index, id)| *id == index as u64),
+            "seed {seed}: {ids:?}"
+        );
     }
 }
 
@@ -372,19 +490,61 @@ fn no_space_fails_appends_keeps_reads_and_recovers_when_space_returns() {
     append_many(&log, 0, 3, 300);
     setup.disk.set_no_space(true);
     let appender = log.clone();
-    let failed = block(async move { appender.append(simple_batch(3, 300, START_MS), AppendWait::Durable).await });
-    assert!(matches!(failed, Err(StorageError::NoSpace { .. })), "{failed:?}");
+    let failed = block(async move {
+        appender
+            .append(simple_batch(3, 300, START_MS), AppendWait::Durable)
+            .await
+    });
+    assert!(
+        matches!(failed, Err(StorageError::NoSpace { .. })),
+        "{failed:?}"
+    );
     assert_eq!(all_ids(&log), vec![0, 1, 2], "reads work on a full disk");
     setup.disk.set_no_space(false);
     let appender = log.clone();
-    let outcome = block(async move { appender.append(simple_batch(4, 300, START_MS), AppendWait::Durable).await })
-        .expect("append after space returns");
-    assert_eq!(outcome.base_offset, 3, "the failed batch's offset is reused");
+    let outcome = block(async move {
+        appender
+            .append(simple_batch(4, 300, START_MS), AppendWait::Durable)
+            .await
+    })
+    .expect("append after space returns");
+    assert_eq!(
+        outcome.base_offset, 3,
+        "the failed batch's offset is reused"
+    );
     assert_eq!(all_ids(&log), vec![0, 1, 2, 4]);
     drop(log);
     setup.disk.crash();
     let log = Rc::new(setup.open(small_config()));
     assert_eq!(all_ids(&log), vec![0, 1, 2, 4]);
+}
+
+#[test]
+fn bytes_a_failed_write_left_behind_are_cut_off_before_the_next_write() {
+    // A failing write may land a torn prefix past the durable end (the in-memory disk does so
+    // for some seeds). The repair must truncate it, or a later crash could expose stale bytes
+    // after new batches.
+    for seed in 0..32 {
+        let setup = Setup::new(200 + seed);
+        let log = Rc::new(setup.open(small_config()));
+        append_many(&log, 0, 1, 100);
+        setup.disk.set_no_space(true);
+        let appender = log.clone();
+        let failed = block(async move {
+            appender
+                .append(simple_batch(1, 8000, START_MS), AppendWait::Durable)
+                .await
+        });
+        assert!(failed.is_err());
+        setup.disk.set_no_space(false);
+        append_many(&log, 2, 1, 100);
+        let length = setup.disk.file_bytes(&log_path(0)).map(|bytes| bytes.len());
+        assert_eq!(
+            length,
+            Some(4096),
+            "seed {seed}: only the block holding both batches remains"
+        );
+    }
 }
 
 #[test]
@@ -429,8 +589,15 @@ fn retention_by_bytes_deletes_oldest_closed_segments_but_never_the_active_one() 
     let retainer = log.clone();
     let outcome = block(async move { retainer.enforce_retention().await.expect("retention") });
     assert!(outcome.segments_deleted > 0);
-    assert!(log.size_bytes() >= 20 * 1024, "stays at or above the limit: {}", log.size_bytes());
-    assert!(log.size_bytes() < 20 * 1024 + 16 * 1024, "within one segment of it");
+    assert!(
+        log.size_bytes() >= 20 * 1024,
+        "stays at or above the limit: {}",
+        log.size_bytes()
+    );
+    assert!(
+        log.size_bytes() < 20 * 1024 + 16 * 1024,
+        "within one segment of it"
+    );
     let ids = all_ids(&log);
     assert_eq!(ids.first().copied(), Some(outcome.log_start_offset));
     assert_eq!(ids.last(), Some(&99));
@@ -448,14 +615,25 @@ fn retention_by_age_uses_the_newest_timestamp_of_each_segment() {
     let appender = log.clone();
     block(async move {
         for id in 0..40u64 {
-            let timestamp = if id < 30 { START_MS - 3_600_000 } else { START_MS };
-            appender.append(simple_batch(id, 1000, timestamp), AppendWait::Durable).await.expect("append");
+            let timestamp = if id < 30 {
+                START_MS - 3_600_000
+            } else {
+                START_MS
+            };
+            appender
+                .append(simple_batch(id, 1000, timestamp), AppendWait::Durable)
+                .await
+                .expect("append");
         }
     });
     let retainer = log.clone();
     let outcome = block(async move { retainer.enforce_retention().await.expect("retention") });
     assert!(outcome.segments_deleted >= 1);
-    assert!(outcome.log_start_offset <= 30, "no fresh batch deleted: {}", outcome.log_start_offset);
+    assert!(
+        outcome.log_start_offset <= 30,
+        "no fresh batch deleted: {}",
+        outcome.log_start_offset
+    );
     assert!(all_ids(&log).contains(&30));
 }
 
@@ -472,19 +650,32 @@ fn offset_for_timestamp_finds_the_first_batch_reaching_the_timestamp() {
                 let _ = index;
                 let max = START_MS + timestamp;
                 let id = appender.next_offset();
-                appender.append(batch(id, 1, 600, max - 5, max), AppendWait::Durable).await.expect("append");
+                appender
+                    .append(batch(id, 1, 600, max - 5, max), AppendWait::Durable)
+                    .await
+                    .expect("append");
             }
         }
     });
     let lookup = log.clone();
     let answers = block(async move {
         let mut answers = Vec::new();
-        for target in [START_MS, START_MS + 11, START_MS + 25, START_MS + 41, START_MS + 70, START_MS + 71] {
+        for target in [
+            START_MS,
+            START_MS + 11,
+            START_MS + 25,
+            START_MS + 41,
+            START_MS + 70,
+            START_MS + 71,
+        ] {
             answers.push(lookup.offset_for_timestamp(target).await.expect("lookup"));
         }
         answers
     });
-    assert_eq!(answers, vec![Some(0), Some(1), Some(1), Some(4), Some(7), None]);
+    assert_eq!(
+        answers,
+        vec![Some(0), Some(1), Some(1), Some(4), Some(7), None]
+    );
 }
 
 #[test]
@@ -518,6 +709,64 @@ fn tail_cache_serves_recent_batches_identical_to_disk() {
     assert_eq!(all_ids(&log), from_cache);
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever bytes a crash or the medium leaves in the active segment and its offset index,
+    /// opening never panics, every batch wholly before the first damaged byte stays readable,
+    /// and a read returns either exactly the appended batch or an error — never altered bytes.
+    #[test]
+    fn damaged_segment_keeps_its_intact_prefix_and_never_serves_altered_bytes(
+        damage_at in 0usize..12_000,
+        damage in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300),
+        index_damage_at in 0usize..64,
+        index_damage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        seed in 0u64..1000,
+    ) {
+        let setup = Setup::new(seed);
+        let config = LogConfig { segment_bytes_max: 1 << 20, ..small_config() };
+        let log = Rc::new(setup.open(config.clone()));
+        let sizes: Vec<usize> = (0..30).map(|index| 64 + (index * 131 + seed as usize) % 700).collect();
+        let originals: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(id, size)| simple_batch(id as u64, *size, START_MS))
+            .collect();
+        let appender = log.clone();
+        let appended = originals.clone();
+        block(async move {
+            for original in appended {
+                appender.append(original, AppendWait::Durable).await.expect("append");
+            }
+        });
+        let log = Rc::try_unwrap(log).ok().expect("sole owner");
+        block(async move { log.close().await.expect("close") });
+        setup.disk.overwrite_durably(&log_path(0), damage_at as u64, &damage);
+        let index_path = directory().join(segment_file_name(0, SegmentFileKind::OffsetIndex));
+        setup.disk.overwrite_durably(&index_path, index_damage_at as u64, &index_damage);
+
+        let log = Rc::new(setup.open(config));
+        let mut end = 0;
+        let intact = sizes.iter().take_while(|size| { end += **size; end <= damage_at }).count() as u64;
+        for offset in 0..30u64 {
+            let reader = log.clone();
+            let read = block(async move { reader.read(offset, 1).await });
+            match read {
+                Ok(read) if offset < log.high_watermark() => {
+                    proptest::prop_assert_eq!(read.batches.len(), 1);
+                    proptest::prop_assert!(same_batch(&read.batches[0], &originals[offset as usize]));
+                }
+                Ok(read) => proptest::prop_assert!(read.batches.is_empty()),
+                Err(StorageError::Corrupt { .. } | StorageError::OffsetOutOfRange { .. }) => {
+                    proptest::prop_assert!(offset >= intact, "intact batch {offset} unreadable");
+                }
+                Err(other) => proptest::prop_assert!(false, "unexpected error {other}"),
+            }
+        }
+        proptest::prop_assert!(log.next_offset() >= intact);
+    }
+}
+
 #[test]
 fn an_invalid_config_is_refused_at_open() {
     let setup = Setup::new(23);
@@ -527,7 +776,11 @@ fn an_invalid_config_is_refused_at_open() {
         index_interval_bytes: 0,
         ..small_config()
     };
-    let result = run_to_end(1, async move { PartitionLog::open(disk, directory(), config, clock).await.map(|_| ()) });
+    let result = run_to_end(1, async move {
+        PartitionLog::open(disk, directory(), config, clock)
+            .await
+            .map(|_| ())
+    });
     assert!(matches!(result, Err(StorageError::Config(_))));
 }
 

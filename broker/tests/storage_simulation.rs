@@ -14,8 +14,9 @@
 //! - a corruption error never happens, and without injected faults no error happens at all;
 //! - no operation stalls.
 //!
-//! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>`. The number of cases
-//! is `SPATE_SIM_CASES` (default below, split over two test threads).
+//! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>` (`SPATE_SIM_TRACE=1`
+//! prints every operation). The number of cases is `SPATE_SIM_CASES` (default below, split over
+//! two test threads); `SPATE_SIM_BASE_SEED` starts them elsewhere to explore new seeds.
 
 mod storage_support;
 
@@ -30,13 +31,13 @@ use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use spate_broker::storage::{
-    AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock, MemoryFileSystem, PartitionLog,
-    StorageError,
+    AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock,
+    MemoryFileSystem, PartitionLog, StorageError,
 };
 use storage_support::{batch, header_of, id_of, read_all, run_to_end_timed, same_batch, Simulator};
 
 /// Cases per run by default (two test functions each run half). Raise with SPATE_SIM_CASES.
-const CASES_DEFAULT: u64 = 2000;
+const CASES_DEFAULT: u64 = 3000;
 const BASE_SEED: u64 = 0x5eed_0000;
 const START_MS: i64 = 1_700_000_000_000;
 
@@ -86,7 +87,9 @@ fn random_config(rng: &mut StdRng) -> LogConfig {
     LogConfig {
         segment_bytes_max: rng.gen_range(16 * 1024..=96 * 1024),
         segment_age_max_ms: rng.gen_range(50..=5_000),
-        retention_bytes: rng.gen_bool(0.4).then(|| rng.gen_range(32 * 1024..=256 * 1024)),
+        retention_bytes: rng
+            .gen_bool(0.4)
+            .then(|| rng.gen_range(32 * 1024..=256 * 1024)),
         retention_ms: rng.gen_bool(0.4).then(|| rng.gen_range(1_000..=60_000)),
         durability: if rng.gen_bool(0.5) {
             Durability::EveryAppend
@@ -98,7 +101,11 @@ fn random_config(rng: &mut StdRng) -> LogConfig {
         },
         index_interval_bytes: rng.gen_range(64..=2048),
         index_persist_interval_bytes: rng.gen_range(128..=16 * 1024),
-        tail_cache_bytes_max: if rng.gen_bool(0.5) { 0 } else { rng.gen_range(0..=32 * 1024) },
+        tail_cache_bytes_max: if rng.gen_bool(0.5) {
+            0
+        } else {
+            rng.gen_range(0..=32 * 1024)
+        },
         batch_bytes_max,
         write_buffer_bytes: [8192, 16384, 65536][rng.gen_range(0..3)],
         write_queue_bytes_max: rng.gen_range(batch_bytes_max..=128 * 1024),
@@ -176,7 +183,10 @@ impl Case {
     }
 
     /// Runs with injected errors and disk-full switched off (verification must not flake).
-    fn run_without_faults<T: 'static>(&mut self, future: impl std::future::Future<Output = T> + 'static) -> T {
+    fn run_without_faults<T: 'static>(
+        &mut self,
+        future: impl std::future::Future<Output = T> + 'static,
+    ) -> T {
         self.disk.set_faults(FaultPlan {
             error_ppm: 0,
             short_write_ppm: 0,
@@ -203,7 +213,8 @@ impl Case {
             let disk = self.disk.clone();
             let clock: Rc<dyn Clock> = self.clock.clone();
             let config = self.config.clone();
-            let opened = self.run(async move { PartitionLog::open(disk, directory(), config, clock).await });
+            let opened =
+                self.run(async move { PartitionLog::open(disk, directory(), config, clock).await });
             match opened {
                 Ok(log) => {
                     self.disk.set_faults(self.faults);
@@ -233,7 +244,13 @@ impl Case {
         let offset_count = self.rng.gen_range(1..=5);
         let max_timestamp = self.clock.now_ms() + self.rng.gen_range(-5_000..=5_000);
         let first_timestamp = max_timestamp - self.rng.gen_range(0..=100);
-        let bytes = batch(id, offset_count, total_bytes, first_timestamp, max_timestamp);
+        let bytes = batch(
+            id,
+            offset_count,
+            total_bytes,
+            first_timestamp,
+            max_timestamp,
+        );
         self.originals.insert(id, bytes.clone().freeze());
         bytes
     }
@@ -247,7 +264,11 @@ impl Case {
             let count = self.rng.gen_range(1..=3);
             let mut work = Vec::new();
             for _ in 0..count {
-                let wait = if self.rng.gen_bool(0.6) { AppendWait::Durable } else { AppendWait::Written };
+                let wait = if self.rng.gen_bool(0.6) {
+                    AppendWait::Durable
+                } else {
+                    AppendWait::Written
+                };
                 work.push((self.new_batch(), wait));
             }
             let log = log.clone();
@@ -266,7 +287,9 @@ impl Case {
             simulator.run(steps);
             simulator.abandon_all();
             let events = std::mem::take(&mut *events.borrow_mut());
-            self.note(format!("append round of {tasks} tasks, crashed after {steps} polls"));
+            self.note(format!(
+                "append round of {tasks} tasks, crashed after {steps} polls"
+            ));
             self.apply_append_events(events);
             self.crash_and_reopen();
         } else {
@@ -285,14 +308,21 @@ impl Case {
             match event.result {
                 Ok(outcome) => {
                     let header = header_of(&original);
-                    assert_eq!(outcome.next_offset - outcome.base_offset, u64::from(header.offset_count));
+                    assert_eq!(
+                        outcome.next_offset - outcome.base_offset,
+                        u64::from(header.offset_count)
+                    );
                     if let Some(previous) = self.acknowledged.get(&outcome.base_offset) {
                         assert!(
                             !previous.durable,
                             "offset {} reused after batch {} was durable",
                             outcome.base_offset, previous.id
                         );
-                        assert!(any_error, "offset {} reused without any error", outcome.base_offset);
+                        assert!(
+                            any_error,
+                            "offset {} reused without any error",
+                            outcome.base_offset
+                        );
                     }
                     let durable = event.wait == AppendWait::Durable;
                     self.note(format!(
@@ -308,7 +338,8 @@ impl Case {
                         },
                     );
                     if durable {
-                        self.durable_next_offset = self.durable_next_offset.max(outcome.next_offset);
+                        self.durable_next_offset =
+                            self.durable_next_offset.max(outcome.next_offset);
                         if !any_error {
                             // One fdatasync covers the whole prefix.
                             for (_, entry) in self.acknowledged.range_mut(..outcome.base_offset) {
@@ -334,16 +365,29 @@ impl Case {
     }
 
     fn crash_and_reopen(&mut self) {
-        self.note("crash".into());
+        let process_only = self.rng.gen_bool(0.3);
+        self.restart(process_only);
+    }
+
+    fn restart(&mut self, process_only: bool) {
         self.log = None;
-        self.disk.crash();
+        if process_only {
+            // The process dies but the machine stays up: unsynced writes remain readable.
+            self.note("process crash".into());
+            self.disk.restart_process();
+        } else {
+            self.note("power loss".into());
+            self.disk.crash();
+        }
         self.forget_unsynced();
         self.open();
         self.verify_after_open();
     }
 
     fn close_and_reopen(&mut self) {
-        let log = Rc::try_unwrap(self.log.take().expect("open")).ok().expect("no task holds the log");
+        let log = Rc::try_unwrap(self.log.take().expect("open"))
+            .ok()
+            .expect("no task holds the log");
         let closed = self.run(async move { log.close().await });
         match closed {
             Ok(()) => {
@@ -384,21 +428,34 @@ impl Case {
         for (index, stored) in batches.iter().enumerate() {
             let header = header_of(stored);
             if index == 0 {
-                assert!(header.base_offset <= from && from < header.next_offset(), "first batch holds the start");
+                assert!(
+                    header.base_offset <= from && from < header.next_offset(),
+                    "first batch holds the start"
+                );
             } else {
-                assert_eq!(header.base_offset, expected_offset, "offsets are contiguous");
+                assert_eq!(
+                    header.base_offset, expected_offset,
+                    "offsets are contiguous"
+                );
             }
             let id = header.producer_id as u64;
             let original = self
                 .originals
                 .get(&id)
                 .unwrap_or_else(|| panic!("served a batch no append handed in (id {id})"));
-            assert!(same_batch(stored, original), "batch {id} differs from what was appended");
+            assert!(
+                same_batch(stored, original),
+                "batch {id} differs from what was appended"
+            );
             assert!(seen_ids.insert(id), "batch {id} appears twice");
             expected_offset = header.next_offset();
             found.push((header.base_offset, stored.clone()));
         }
-        assert_eq!(expected_offset.max(from), log.high_watermark(), "a scan ends at the high watermark");
+        assert_eq!(
+            expected_offset.max(from),
+            log.high_watermark(),
+            "a scan ends at the high watermark"
+        );
         found
     }
 
@@ -408,23 +465,45 @@ impl Case {
         let log = self.log();
         let log_start = log.log_start_offset();
         let high_watermark = log.high_watermark();
-        assert!(log_start >= self.log_start_floor, "log start went back: {log_start} < {}", self.log_start_floor);
-        assert!(high_watermark >= self.high_watermark_seen, "high watermark went back");
-        assert!(log.next_offset() >= self.durable_next_offset, "log end below durable data");
+        assert!(
+            log_start >= self.log_start_floor,
+            "log start went back: {log_start} < {}",
+            self.log_start_floor
+        );
+        assert!(
+            high_watermark >= self.high_watermark_seen,
+            "high watermark went back"
+        );
+        assert!(
+            log.next_offset() >= self.durable_next_offset,
+            "log end below durable data"
+        );
         self.high_watermark_seen = high_watermark;
         let found = self.scan();
-        let by_offset: HashMap<u64, u64> = found.iter().map(|(offset, bytes)| (*offset, id_of(bytes))).collect();
+        let by_offset: HashMap<u64, u64> = found
+            .iter()
+            .map(|(offset, bytes)| (*offset, id_of(bytes)))
+            .collect();
         for (offset, entry) in self.acknowledged.range(log_start..) {
             if entry.durable || *offset < high_watermark {
                 if *offset >= high_watermark {
-                    panic!("durable batch {} at {offset} is past the high watermark {high_watermark}", entry.id);
+                    panic!(
+                        "durable batch {} at {offset} is past the high watermark {high_watermark}",
+                        entry.id
+                    );
                 }
                 match by_offset.get(offset) {
                     Some(id) if *id == entry.id => {}
                     other if entry.durable => {
-                        panic!("durable batch {} at {offset} lost; found {other:?}", entry.id)
+                        panic!(
+                            "durable batch {} at {offset} lost; found {other:?}",
+                            entry.id
+                        )
                     }
-                    other => panic!("acknowledged batch {} at {offset} replaced by {other:?} without an error", entry.id),
+                    other => panic!(
+                        "acknowledged batch {} at {offset} replaced by {other:?} without an error",
+                        entry.id
+                    ),
                 }
             }
         }
@@ -454,7 +533,11 @@ impl Case {
 
     fn verify_after_open(&mut self) {
         let log = self.log();
-        assert_eq!(log.high_watermark(), log.next_offset(), "everything recovered is durable");
+        assert_eq!(
+            log.high_watermark(),
+            log.next_offset(),
+            "everything recovered is durable"
+        );
         // A crash may lose unsynced data, so the high watermark seen before it does not bind.
         self.high_watermark_seen = 0;
         self.verify();
@@ -486,19 +569,31 @@ impl Case {
             let reader = log.clone();
             match self.run(async move { reader.read(offset, max_bytes).await }) {
                 Ok(read) => {
-                    assert!(!read.batches.is_empty(), "a read below the high watermark returns a batch");
+                    assert!(
+                        !read.batches.is_empty(),
+                        "a read below the high watermark returns a batch"
+                    );
                     let mut expected = None;
                     for stored in &read.batches {
                         let header = header_of(stored);
                         match expected {
-                            None => assert!(header.base_offset <= offset && offset < header.next_offset()),
+                            None => assert!(
+                                header.base_offset <= offset && offset < header.next_offset()
+                            ),
                             Some(next) => assert_eq!(header.base_offset, next),
                         }
                         assert!(header.next_offset() <= read.high_watermark);
                         let id = header.producer_id as u64;
-                        assert!(same_batch(stored, &self.originals[&id]), "read served altered bytes");
+                        assert!(
+                            same_batch(stored, &self.originals[&id]),
+                            "read served altered bytes"
+                        );
                         if let Some(entry) = self.acknowledged.get(&header.base_offset) {
-                            assert_eq!(entry.id, id, "read disagrees with acknowledged batch at {}", header.base_offset);
+                            assert_eq!(
+                                entry.id, id,
+                                "read disagrees with acknowledged batch at {}",
+                                header.base_offset
+                            );
                         }
                         expected = Some(header.next_offset());
                     }
@@ -517,9 +612,15 @@ impl Case {
             };
             (past, below)
         });
-        assert!(matches!(past, Err(StorageError::OffsetOutOfRange { .. })), "read past the end: {past:?}");
+        assert!(
+            matches!(past, Err(StorageError::OffsetOutOfRange { .. })),
+            "read past the end: {past:?}"
+        );
         if let Some(below) = below {
-            assert!(matches!(below, Err(StorageError::OffsetOutOfRange { .. })), "read below the start");
+            assert!(
+                matches!(below, Err(StorageError::OffsetOutOfRange { .. })),
+                "read below the start"
+            );
         }
     }
 
@@ -551,7 +652,10 @@ impl Case {
         let retainer = log.clone();
         match self.run(async move { retainer.enforce_retention().await }) {
             Ok(outcome) => {
-                self.note(format!("retention deleted {} segments", outcome.segments_deleted));
+                self.note(format!(
+                    "retention deleted {} segments",
+                    outcome.segments_deleted
+                ));
                 assert!(outcome.log_start_offset >= log_start);
                 assert!(log.segment_count() >= 1);
                 self.log_start_floor = self.log_start_floor.max(outcome.log_start_offset);
@@ -628,7 +732,7 @@ fn run_case(seed: u64) {
         // Finish on a healthy disk: everything acknowledged durable must be there.
         case.no_space = false;
         case.disk.set_no_space(false);
-        case.crash_and_reopen();
+        case.restart(false);
     }));
     if let Err(panic) = outcome {
         let message = panic
@@ -653,14 +757,21 @@ fn cases_total() -> u64 {
 
 /// Runs the cases of one half (`part` 0 or 1), or only `SPATE_SIM_SEED` if set (in part 0).
 fn run_part(part: u64) {
-    if let Some(seed) = std::env::var("SPATE_SIM_SEED").ok().and_then(|value| value.parse().ok()) {
+    if let Some(seed) = std::env::var("SPATE_SIM_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+    {
         if part == 0 {
             run_case(seed);
         }
         return;
     }
+    let base_seed = std::env::var("SPATE_SIM_BASE_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(BASE_SEED);
     for case in (part..cases_total()).step_by(2) {
-        run_case(BASE_SEED + case);
+        run_case(base_seed + case);
     }
 }
 

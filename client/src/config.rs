@@ -27,8 +27,9 @@ pub mod defaults {
     /// Longest wait for a response, on top of any wait the request itself asks the broker for
     /// (a fetch's `max_wait`).
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-    /// First and last pause between reconnection attempts (doubling in between).
+    /// First pause between reconnection attempts; it doubles up to the maximum.
     pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+    /// Longest pause between reconnection attempts.
     pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
     /// How long idempotent requests (metadata, list, describe, list offsets) keep retrying
     /// retriable failures, reconnecting as needed.
@@ -51,8 +52,9 @@ pub mod defaults {
     pub const BUFFER_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
     /// How long a record may take from `send` to acknowledgement, retries included.
     pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
-    /// First and last pause before retrying a failed batch (doubling in between).
+    /// First pause before retrying a failed batch; it doubles up to the maximum.
     pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
+    /// Longest pause before retrying a failed batch.
     pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
     /// Most bytes of batches one produce request carries.
     pub const PRODUCE_REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -94,14 +96,21 @@ const _: () = assert!(defaults::FETCH_BYTES_MAX < FRAME_BYTES_MAX);
 pub struct ClientConfig {
     /// `host:port` addresses tried in order until one answers.
     pub bootstrap: Vec<String>,
+    /// Sent in every request header; shows up in the broker's logs.
     pub client_id: String,
+    /// Longest wait for a TCP connection to open.
     pub connect_timeout: Duration,
+    /// Longest wait for a response (plus any wait the request asks the broker for).
     pub request_timeout: Duration,
+    /// First pause between reconnection attempts; doubles up to `reconnect_backoff_max`.
     pub reconnect_backoff_min: Duration,
+    /// Longest pause between reconnection attempts.
     pub reconnect_backoff_max: Duration,
     /// How long idempotent requests keep retrying retriable failures.
     pub retry_timeout: Duration,
+    /// Topic metadata older than this is asked for again.
     pub metadata_max_age: Duration,
+    /// Requests in flight on the connection, at most.
     pub connection_inflight_requests_max: usize,
     /// Pin the client's I/O thread to this core (thread-per-core programs keep it off their
     /// own cores). `None` leaves placement to the OS.
@@ -197,6 +206,8 @@ pub enum KeylessPartitioning {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
+    /// What the broker must have done before it answers: nothing (`None`, no answer at all),
+    /// appended (`Leader`), or made durable under the topic's policy (`All`, the default).
     pub acks: Acks,
     /// A batch is sealed once it reaches this many bytes (a single larger record gets a batch
     /// of its own, up to the protocol's `BATCH_BYTES_MAX`).
@@ -205,17 +216,23 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// Record bytes accepted but not yet acknowledged, at most.
     pub buffer_bytes_max: usize,
+    /// What `send` does when the buffer is full.
     pub buffer_full: BufferFullPolicy,
+    /// How long `send` waits for memory under [`BufferFullPolicy::Wait`].
     pub buffer_wait_timeout: Duration,
     /// How long a record may take to be acknowledged, retries included; then it fails.
     pub delivery_timeout: Duration,
+    /// First pause before a batch is retried; doubles up to `retry_backoff_max`.
     pub retry_backoff_min: Duration,
+    /// Longest pause before a batch is retried.
     pub retry_backoff_max: Duration,
+    /// Bytes of batches in one produce request, at most.
     pub produce_request_bytes_max: usize,
     /// More than one lets later batches of a partition overtake a batch being retried.
     pub partition_inflight_requests_max: usize,
     /// Sent to the broker: how long it may take to append and acknowledge.
     pub produce_timeout: Duration,
+    /// How records with neither key nor partition are spread.
     pub keyless: KeylessPartitioning,
 }
 
@@ -295,8 +312,11 @@ pub enum OffsetReset {
 /// ```
 /// use spate_client::ConsumerConfig;
 ///
+/// // A consumer that holds at most 8 MiB ahead of the application.
 /// let config = ConsumerConfig {
 ///     prefetch_bytes_max: 8 * 1024 * 1024,
+///     fetch_bytes_max: 4 * 1024 * 1024,
+///     partition_fetch_bytes_max: 1024 * 1024,
 ///     ..ConsumerConfig::default()
 /// };
 /// assert!(config.fetch_bytes_max <= config.prefetch_bytes_max);
@@ -306,11 +326,15 @@ pub struct ConsumerConfig {
     /// Fetched bytes held ahead of the application, at most (plus one batch: the broker
     /// always returns a whole first batch, even one larger than asked for).
     pub prefetch_bytes_max: usize,
+    /// Record bytes asked for in one fetch request, at most.
     pub fetch_bytes_max: usize,
+    /// Record bytes asked for per partition in one fetch request, at most.
     pub partition_fetch_bytes_max: usize,
     /// How long the broker may hold a fetch that found nothing new.
     pub fetch_wait: Duration,
+    /// Pause after a failed fetch (the broker unreachable, say) before the next.
     pub fetch_backoff: Duration,
+    /// What happens when a position falls outside the log.
     pub offset_reset: OffsetReset,
 }
 

@@ -35,41 +35,65 @@ pub enum Error {
     /// starting.
     #[error("cannot connect to broker {address}: {source}")]
     Connect {
+        /// The address last tried.
         address: String,
+        /// What the operating system said.
         source: Arc<std::io::Error>,
     },
     /// The connection broke while the request was in flight; the broker may or may not have
     /// processed it. Retriable.
     #[error("connection to broker {address} lost during {operation}: {reason}")]
     ConnectionLost {
+        /// The broker's address.
         address: String,
+        /// The request that was in flight.
         operation: &'static str,
+        /// Why the connection ended (closed by the broker, read failed, ...).
         reason: String,
     },
     /// No answer in time. Retriable.
     #[error("{operation} timed out after {elapsed:?}")]
     Timeout {
+        /// What was waited for.
         operation: &'static str,
+        /// How long it was waited for.
         elapsed: Duration,
     },
     /// The broker answered with an error code. Retriable exactly when the code is
     /// ([`ErrorCode::is_retriable`]).
-    #[error("broker refused {operation}{}: {code}{}", target(topic, partition), detail(message))]
+    #[error(
+        "broker refused {operation}{}: {code}{}",
+        target(topic, partition),
+        detail(message)
+    )]
     Broker {
+        /// The request the broker refused.
         operation: &'static str,
+        /// The topic it concerned, if one.
         topic: Option<String>,
+        /// The partition it concerned, if one.
         partition: Option<u32>,
+        /// The broker's code.
         code: ErrorCode,
+        /// The broker's explanation, when it sent one.
         message: Option<String>,
     },
     /// The topic does not exist (after a metadata refresh).
     #[error("unknown topic {topic:?}")]
-    UnknownTopic { topic: String },
-    /// The topic exists but has no such partition.
-    #[error("topic {topic:?} has {partition_count} partitions; partition {partition} does not exist")]
-    UnknownPartition {
+    UnknownTopic {
+        /// The topic asked for.
         topic: String,
+    },
+    /// The topic exists but has no such partition.
+    #[error(
+        "topic {topic:?} has {partition_count} partitions; partition {partition} does not exist"
+    )]
+    UnknownPartition {
+        /// The topic asked for.
+        topic: String,
+        /// The partition asked for.
         partition: u32,
+        /// How many partitions the topic has.
         partition_count: u32,
     },
     /// A position lies outside a partition's log.
@@ -78,29 +102,43 @@ pub enum Error {
          (log start {log_start_offset}, high watermark {high_watermark})"
     )]
     OffsetOutOfRange {
+        /// The topic read.
         topic: String,
+        /// The partition read.
         partition: u32,
+        /// The offset asked for.
         offset: u64,
+        /// The oldest offset the partition still has.
         log_start_offset: u64,
+        /// The offset the next record will get.
         high_watermark: u64,
     },
     /// The broker sent bytes this client cannot decode. Not retriable: a version mismatch or a
     /// bug, not a transient fault.
     #[error("malformed {operation} response from the broker: {source}")]
     Protocol {
+        /// The request whose response was malformed.
         operation: &'static str,
+        /// What the decoder found.
         source: WireError,
     },
     /// The broker speaks no version of an API this client also speaks.
     #[error("the broker supports no version of {api:?} that this client speaks")]
-    UnsupportedVersion { api: ApiKey },
+    UnsupportedVersion {
+        /// The API without a common version.
+        api: ApiKey,
+    },
     /// A fetched batch failed its CRC or structure check. Retriable: corruption in transit
     /// does not repeat (corruption on the broker's disk does, and then retries run out).
     #[error("fetched batch at offset {offset} of {topic}/{partition} is corrupt: {source}")]
     CorruptBatch {
+        /// The topic read.
         topic: String,
+        /// The partition read.
         partition: u32,
+        /// Where the bad batch starts (or the position, if its header was unreadable).
         offset: u64,
+        /// What the check found.
         source: BatchError,
     },
     /// The producer's buffer memory stayed full (see `ProducerConfig::buffer_bytes_max`).
@@ -110,24 +148,41 @@ pub enum Error {
          by records not yet delivered"
     )]
     BufferFull {
+        /// Bytes the refused record needed.
         requested_bytes: usize,
+        /// The buffer's size.
         limit_bytes: usize,
     },
     /// One record is larger than any batch or the whole buffer may be.
     #[error("record of {record_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
     RecordTooLarge {
+        /// Bytes the record takes in a batch.
         record_bytes: usize,
+        /// The most a record may take.
         limit_bytes: usize,
     },
     /// A producer gave up on a batch after retrying.
     #[error("gave up after {attempts} attempts: {last}")]
-    RetriesExhausted { attempts: u32, last: Box<Error> },
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        last: Box<Error>,
+    },
     /// The configuration or an argument cannot work.
     #[error("invalid {what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
+    Invalid {
+        /// What was invalid.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The component was closed before the operation finished.
     #[error("{what} is closed")]
-    Closed { what: &'static str },
+    Closed {
+        /// The component (producer, consumer, ...).
+        what: &'static str,
+    },
 }
 
 fn target(topic: &Option<String>, partition: &Option<u32>) -> String {

@@ -1,1 +1,65 @@
-//! Native Rust client for Spate; the producer, consumer and admin APIs arrive with the client issue.
+//! Native Rust client for Spate: a [`Producer`] that batches and delivers records, a
+//! [`Consumer`] that reads them zero-copy, and [`Admin`] for topics. The `spate` command-line
+//! tool (`src/bin/spate`) is built on it.
+//!
+//! # Runtime
+//!
+//! The client does its network I/O on a thread of its own (a private tokio current-thread
+//! runtime the caller never sees). Operations hand back a [`Completion`]: a `Future` that any
+//! executor can await (tokio, glommio, smol, ...), and that a plain thread can `wait()` on.
+//! So the same client serves async services, thread-per-core programs and blocking tools.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use spate_client::{Client, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, StartAt};
+//!
+//! let client = Client::connect_to("127.0.0.1:9192")?;
+//! client.admin().create_topic(NewTopic::new("greetings", 3)).wait()?;
+//!
+//! let producer = client.producer(ProducerConfig::default())?;
+//! let delivery = producer.send_blocking(ProducerRecord::new("greetings", "hello").with_key("me"))?;
+//! let written = delivery.wait()?;
+//! println!("written to partition {} at offset {:?}", written.partition, written.offset);
+//!
+//! let mut consumer = client.consumer(ConsumerConfig::default())?;
+//! consumer.assign("greetings", None, StartAt::Earliest).wait()?;
+//! for record in &consumer.poll(Duration::from_secs(1))? {
+//!     println!("{}", String::from_utf8_lossy(record.value().unwrap_or_default()));
+//! }
+//! # Ok::<(), spate_client::Error>(())
+//! ```
+//!
+//! # Layout
+//!
+//! `client` (the entry point), `network` (connection, pipelining, reconnects, metadata),
+//! `producer` (accumulator, sender, partitioner, memory), `consumer` (prefetcher, zero-copy
+//! records), `admin`, `config` (every setting and default), `error`, `completion` (the
+//! runtime-agnostic result type), `runtime` (the I/O thread). The wire format is
+//! `spate-protocol`'s; this crate never depends on the broker.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod client;
+pub mod completion;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub(crate) mod network;
+pub mod producer;
+pub(crate) mod runtime;
+
+pub use admin::{Admin, NewTopic, PartitionInfo, PartitionOffset, TopicDescription, TopicSummary};
+pub use client::Client;
+pub use completion::Completion;
+pub use config::{BufferFullPolicy, ClientConfig, ConsumerConfig, KeylessPartitioning};
+pub use config::{OffsetReset, ProducerConfig};
+pub use consumer::records::{ConsumerRecord, OwnedRecord, Polled, PolledRecords};
+pub use consumer::{Consumer, StartAt, TopicPartition};
+pub use error::{Error, Result};
+pub use producer::partitioner::{murmur2, partition_for_key};
+pub use producer::{Delivery, Header, Producer, ProducerRecord, RecordMetadata};
+pub use spate_protocol::api::{Acks, OffsetSpec};
+pub use spate_protocol::ErrorCode;

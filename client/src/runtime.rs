@@ -67,6 +67,23 @@ impl IoThread {
         completion
     }
 
+    /// Like [`IoThread::spawn`], and also returns a handle that cancels the task.
+    pub(crate) fn spawn_abortable<T, F>(
+        &self,
+        what: &'static str,
+        task: F,
+    ) -> (Completion<T>, tokio::task::AbortHandle)
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let (completer, completion) = completion(what);
+        let handle = self.handle.spawn(async move {
+            completer.complete(task.await);
+        });
+        (completion, handle.abort_handle())
+    }
+
     /// Runs `task` on the I/O thread; nobody waits for it.
     pub(crate) fn spawn_detached<F>(&self, task: F)
     where

@@ -44,6 +44,34 @@ pub const BATCHES_PER_PARTITION_MAX: usize = 4096;
 /// Most (api_key, min, max) entries in an ApiVersions exchange.
 pub const API_VERSION_ENTRIES_MAX: usize = 256;
 
+/// Longest consumer group id.
+pub const GROUP_ID_BYTES_MAX: usize = 255;
+
+/// Longest member id. The broker makes them from the client id (at most
+/// [`CLIENT_ID_BYTES_MAX`]) plus a separator and a random suffix.
+pub const MEMBER_ID_BYTES_MAX: usize = 512;
+
+/// Longest static member id (`group.instance.id`).
+pub const GROUP_INSTANCE_ID_BYTES_MAX: usize = 255;
+
+/// Longest group protocol type (`consumer`) or protocol (assignor) name.
+pub const GROUP_PROTOCOL_NAME_BYTES_MAX: usize = 255;
+
+/// Most protocols (assignors) one member may offer when it joins.
+pub const GROUP_PROTOCOLS_MAX: usize = 32;
+
+/// Most members one group message lists (join response, sync assignments, describe, leave).
+pub const GROUP_MEMBERS_PER_MESSAGE_MAX: usize = 10_000;
+
+/// Largest opaque member metadata (a subscription) or assignment, in bytes.
+pub const GROUP_MEMBER_METADATA_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most groups named in one request or answered in one response.
+pub const GROUPS_PER_MESSAGE_MAX: usize = 10_000;
+
+/// Longest client host string a group description carries.
+pub const CLIENT_HOST_BYTES_MAX: usize = 255;
+
 /// Byte strings shorter than this are copied into a chunked encoding rather than kept as their
 /// own chunk: below it, another iovec costs more than the copy.
 pub const SHARED_CHUNK_BYTES_MIN: usize = 512;
@@ -55,3 +83,7 @@ const _: () = assert!(TOPIC_NAME_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(STRING_BYTES_MAX <= u16::MAX as usize);
 // rkyv archives use 32-bit relative pointers; a batch must stay addressable by them.
 const _: () = assert!(BATCH_BYTES_MAX <= i32::MAX as usize);
+const _: () = assert!(MEMBER_ID_BYTES_MAX > CLIENT_ID_BYTES_MAX);
+const _: () = assert!(MEMBER_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(GROUP_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(GROUP_MEMBER_METADATA_BYTES_MAX < FRAME_BYTES_MAX);

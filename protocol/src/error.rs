@@ -107,11 +107,45 @@ pub enum ErrorCode {
     UnknownApi = 16,
     #[error("server is busy; retry later")]
     BrokerBusy = 17,
+    #[error("the group coordinator is not available yet")]
+    CoordinatorNotAvailable = 18,
+    #[error("this shard is not the group's coordinator")]
+    NotCoordinator = 19,
+    #[error("the group coordinator is still loading the group's state")]
+    CoordinatorLoadInProgress = 20,
+    #[error("group id is empty or too long")]
+    InvalidGroupId = 21,
+    #[error("the member id is not a member of the group; rejoin")]
+    UnknownMemberId = 22,
+    #[error("the generation id is not the group's current generation; rejoin")]
+    IllegalGeneration = 23,
+    #[error("the group is rebalancing; rejoin")]
+    RebalanceInProgress = 24,
+    #[error("the member's protocol type or protocols do not match the group's")]
+    InconsistentGroupProtocol = 25,
+    #[error("session timeout is outside the broker's allowed range")]
+    InvalidSessionTimeout = 26,
+    #[error("a member id was assigned; join again with it")]
+    MemberIdRequired = 27,
+    #[error("the group does not exist")]
+    GroupIdNotFound = 28,
+    #[error("the group still has members")]
+    NonEmptyGroup = 29,
+    #[error("another member with the same group instance id replaced this one")]
+    FencedInstanceId = 30,
+    #[error("the group has reached its maximum number of members")]
+    GroupMaxSizeReached = 31,
+    #[error("the group is subscribed to the topic; its offsets cannot be deleted")]
+    GroupSubscribedToTopic = 32,
+    #[error("the offset metadata string is too long")]
+    OffsetMetadataTooLarge = 33,
+    #[error("the broker holds its maximum number of groups")]
+    TooManyGroups = 34,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 35] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -130,6 +164,23 @@ impl ErrorCode {
         Self::InvalidTopicName,
         Self::UnknownApi,
         Self::BrokerBusy,
+        Self::CoordinatorNotAvailable,
+        Self::NotCoordinator,
+        Self::CoordinatorLoadInProgress,
+        Self::InvalidGroupId,
+        Self::UnknownMemberId,
+        Self::IllegalGeneration,
+        Self::RebalanceInProgress,
+        Self::InconsistentGroupProtocol,
+        Self::InvalidSessionTimeout,
+        Self::MemberIdRequired,
+        Self::GroupIdNotFound,
+        Self::NonEmptyGroup,
+        Self::FencedInstanceId,
+        Self::GroupMaxSizeReached,
+        Self::GroupSubscribedToTopic,
+        Self::OffsetMetadataTooLarge,
+        Self::TooManyGroups,
     ];
 
     pub fn to_u16(self) -> u16 {
@@ -152,7 +203,10 @@ impl ErrorCode {
 
     /// Whether sending the same request again may succeed without the caller changing
     /// anything. Follows Kafka: `CorruptMessage` is retriable because corruption in transit
-    /// does not repeat; `UnknownTopicOrPartition` because metadata may be stale.
+    /// does not repeat; `UnknownTopicOrPartition` because metadata may be stale. The group
+    /// codes that ask the member to act (rejoin: `UnknownMemberId`, `IllegalGeneration`,
+    /// `RebalanceInProgress`, `MemberIdRequired`) are not retriable: the same request would
+    /// fail the same way. Only the coordinator's own transient states are.
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
@@ -163,6 +217,9 @@ impl ErrorCode {
                 | Self::RequestTimedOut
                 | Self::ShuttingDown
                 | Self::BrokerBusy
+                | Self::CoordinatorNotAvailable
+                | Self::NotCoordinator
+                | Self::CoordinatorLoadInProgress
         )
     }
 

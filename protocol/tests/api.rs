@@ -647,6 +647,16 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::Fetch, 8),
             (ApiKey::ListOffsets, 9),
             (ApiKey::DeleteRecords, 10),
+            (ApiKey::JoinGroup, 11),
+            (ApiKey::SyncGroup, 12),
+            (ApiKey::Heartbeat, 13),
+            (ApiKey::LeaveGroup, 14),
+            (ApiKey::OffsetCommit, 15),
+            (ApiKey::OffsetFetch, 16),
+            (ApiKey::ListGroups, 17),
+            (ApiKey::DescribeGroups, 18),
+            (ApiKey::DeleteGroups, 19),
+            (ApiKey::OffsetDelete, 20),
         ]
     );
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);
@@ -657,7 +667,7 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
         assert_eq!(ErrorCode::from_u16(code.to_u16()), Some(code));
     }
     assert_eq!(ErrorCode::from_u16(ErrorCode::ALL.len() as u16), None);
-    assert_eq!(ApiKey::from_u16(11), None);
+    assert_eq!(ApiKey::from_u16(ApiKey::ALL.len() as u16), None);
 }
 
 #[test]

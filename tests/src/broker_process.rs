@@ -5,6 +5,7 @@
 //! The port is chosen by the broker itself (`--listen 127.0.0.1:0`): it binds one port for all its
 //! shards and logs `broker ready address=...`, which this helper reads from the broker's stderr.
 //! That avoids the race of picking a port here and hoping it is still free when the broker binds.
+//! A restart binds the same address again, as an operator's restart would.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -54,7 +55,8 @@ impl Broker {
             .prefix("spate-test-")
             .tempdir_in(test_data_root())
             .expect("create a temporary data directory");
-        let (child, address, log, early_log) = spawn(data_dir.path(), &options);
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (child, address, log, early_log) = spawn(data_dir.path(), any_port, &options);
         Broker {
             child: Some(child),
             address,
@@ -112,10 +114,13 @@ impl Broker {
         self.restart();
     }
 
-    /// Starts the broker again on the same data directory (after `kill` or `terminate`).
+    /// Starts the broker again on the same data directory and the same address (after `kill` or
+    /// `terminate`), so that clients configured with the old address reconnect to it. The broker
+    /// sets SO_REUSEADDR, so the port can be bound again at once.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the broker before restarting it");
-        let (child, address, log, early_log) = spawn(self.data_dir.path(), &self.options);
+        let (child, address, log, early_log) =
+            spawn(self.data_dir.path(), self.address, &self.options);
         self.child = Some(child);
         self.address = address;
         self.log = log;
@@ -209,11 +214,11 @@ pub fn broker_binary() -> PathBuf {
 
 type Spawned = (Child, SocketAddr, mpsc::Receiver<String>, Vec<String>);
 
-fn spawn(data_dir: &Path, options: &BrokerOptions) -> Spawned {
+fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawned {
     let mut child = Command::new(broker_binary())
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", &listen.to_string()])
         .args(["--shards", &options.shards.to_string()])
         .args(["--log-level", "info"])
         .args(&options.arguments)

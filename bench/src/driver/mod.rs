@@ -51,6 +51,8 @@ pub struct ProducerSettings {
     pub batch_bytes: usize,
     pub linger_us: u64,
     pub acks: AcksSetting,
+    /// Size of each record's value (the workload's; sizes pipelines counted in records).
+    pub message_bytes: usize,
     /// Memory for records accepted but not acknowledged; `send` blocks when it is used up.
     pub buffer_bytes: usize,
 }

@@ -224,16 +224,25 @@ mod tests {
     #[test]
     fn oversized_lengths_are_refused_before_allocating() {
         let huge = format!("${}\r\n", RESP_BULK_BYTES_MAX + 1);
-        assert!(matches!(read(huge.as_bytes()), Err(RespError::Malformed(_))));
+        assert!(matches!(
+            read(huge.as_bytes()),
+            Err(RespError::Malformed(_))
+        ));
         let many = format!("*{}\r\n", RESP_ARRAY_ELEMENTS_MAX + 1);
-        assert!(matches!(read(many.as_bytes()), Err(RespError::Malformed(_))));
+        assert!(matches!(
+            read(many.as_bytes()),
+            Err(RespError::Malformed(_))
+        ));
         assert!(matches!(read(b"$-5\r\n"), Err(RespError::Malformed(_))));
     }
 
     #[test]
     fn deep_nesting_is_refused() {
         let nested = "*1\r\n".repeat(RESP_DEPTH_MAX + 2) + ":1\r\n";
-        assert!(matches!(read(nested.as_bytes()), Err(RespError::Malformed(_))));
+        assert!(matches!(
+            read(nested.as_bytes()),
+            Err(RespError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -143,6 +143,8 @@ pub enum ShardRequest {
     States {
         partitions: Vec<PartitionKey>,
     },
+    /// A consumer group request for the shard that coordinates the group (`group`).
+    Group(Box<crate::group::GroupCall>),
 }
 
 /// The owner's answer, in the order of the request's partitions.
@@ -154,4 +156,5 @@ pub enum ShardResponse {
     Offsets(Vec<Result<OffsetAnswer, PartitionError>>),
     RecordsDeleted(Vec<Result<u64, PartitionError>>),
     States(Vec<Result<PartitionState, PartitionError>>),
+    Group(Box<crate::group::GroupAnswer>),
 }

@@ -25,6 +25,7 @@ use futures_lite::future;
 
 use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicMetadata};
 use crate::config::Config;
+use crate::group::{GroupCoordinator, GroupLimits};
 use crate::storage::Clock;
 
 use budget::ByteBudget;
@@ -59,6 +60,8 @@ pub struct Shard {
     unsynced: RefCell<HashSet<PartitionKey>>,
     /// Wakes the sync task when `unsynced` stops being empty.
     unsynced_added: Rc<signal::AppendSignal>,
+    /// The consumer groups this shard coordinates.
+    pub groups: GroupCoordinator,
 }
 
 impl Shard {
@@ -84,6 +87,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             unsynced: RefCell::new(HashSet::new()),
             unsynced_added: Rc::new(signal::AppendSignal::default()),
+            groups: GroupCoordinator::new(GroupLimits::default()),
         })
     }
 
@@ -273,6 +277,9 @@ impl Shard {
                     .map(|key| self.partition(key).map(|partition| partition.state()))
                     .collect(),
             ),
+            ShardRequest::Group(call) => ShardResponse::Group(Box::new(
+                crate::group::coordinator::execute(self, *call).await,
+            )),
         }
     }
 

@@ -136,6 +136,13 @@ mod tests {
         assert!(decode(&block).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode(&bytes);
+        }
+    }
+
     #[test]
     fn an_empty_file_is_not_a_checkpoint() {
         assert!(decode(&[]).is_err());

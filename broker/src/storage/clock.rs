@@ -86,14 +86,18 @@ impl ManualClock {
     /// Moves both clocks forward and wakes the sleeps that are due.
     pub fn advance(&self, duration: Duration) {
         let inner = &self.inner;
-        inner.now_ms.set(inner.now_ms.get() + duration.as_millis() as i64);
+        inner
+            .now_ms
+            .set(inner.now_ms.get() + duration.as_millis() as i64);
         inner
             .monotonic_us
             .set(inner.monotonic_us.get() + duration.as_micros() as u64);
         let now_us = inner.monotonic_us.get();
         let due: Vec<Waker> = {
             let mut sleepers = inner.sleepers.borrow_mut();
-            let (due, waiting): (Vec<_>, Vec<_>) = sleepers.drain(..).partition(|(_, deadline, _)| *deadline <= now_us);
+            let (due, waiting): (Vec<_>, Vec<_>) = sleepers
+                .drain(..)
+                .partition(|(_, deadline, _)| *deadline <= now_us);
             *sleepers = waiting;
             due.into_iter().map(|(_, _, waker)| waker).collect()
         };
@@ -104,7 +108,13 @@ impl ManualClock {
 
     /// Jumps to the earliest pending sleep deadline and wakes it. Returns false if nothing sleeps.
     pub fn advance_to_next_deadline(&self) -> bool {
-        let earliest = self.inner.sleepers.borrow().iter().map(|(_, deadline, _)| *deadline).min();
+        let earliest = self
+            .inner
+            .sleepers
+            .borrow()
+            .iter()
+            .map(|(_, deadline, _)| *deadline)
+            .min();
         match earliest {
             Some(deadline_us) => {
                 let now_us = self.inner.monotonic_us.get();
@@ -164,7 +174,10 @@ impl Future for ManualSleep {
 
 impl Drop for ManualSleep {
     fn drop(&mut self) {
-        self.clock.sleepers.borrow_mut().retain(|(id, _, _)| *id != self.id);
+        self.clock
+            .sleepers
+            .borrow_mut()
+            .retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -176,11 +189,17 @@ mod tests {
     fn manual_sleep_completes_only_when_the_clock_reaches_its_deadline() {
         let clock = ManualClock::new(1_000);
         let mut sleep = clock.sleep(Duration::from_millis(5));
-        assert!(futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_none());
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_none()
+        );
         clock.advance(Duration::from_millis(4));
-        assert!(futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_none());
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_none()
+        );
         assert!(clock.advance_to_next_deadline());
-        assert!(futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_some());
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_some()
+        );
         assert_eq!(clock.now_ms(), 1_005);
         assert_eq!(clock.monotonic_us(), 5_000);
     }

@@ -309,6 +309,24 @@ mod tests {
         assert_eq!(index.times().len(), 1);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics_and_keeps_only_valid_entries(
+            offset_bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            time_bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..900),
+            log_bytes in 0u64..(1 << 33),
+        ) {
+            let decoded = SegmentIndex::decode_valid_prefix(&offset_bytes, &time_bytes, log_bytes);
+            // Re-pushing every entry re-checks every invariant `push` asserts.
+            let mut rebuilt = SegmentIndex::new();
+            for (offset, time) in decoded.offsets().iter().zip(decoded.times()) {
+                proptest::prop_assert!(u64::from(offset.position) < log_bytes);
+                rebuilt.push(*offset, *time);
+            }
+            proptest::prop_assert_eq!(rebuilt, decoded);
+        }
+    }
+
     #[test]
     #[should_panic(expected = "offset index must grow")]
     fn pushing_a_smaller_offset_is_a_bug() {

@@ -36,7 +36,8 @@ use super::segment::{
 };
 use super::tail_cache::TailCache;
 use super::writer::{
-    AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, Status, Step, WriteJob, Writer,
+    AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, Status, Step, SyncJob, WriteJob,
+    Writer,
 };
 
 /// What an append reports once it returns.
@@ -258,6 +259,36 @@ fn expect_batch(
     }
 }
 
+/// Where a scan starts: the index entry's batch if its header checks out, else the segment's
+/// first batch. Recovery verifies only the last index entry; an entry in the middle damaged on
+/// the medium must not make intact batches unreadable, so it costs a longer scan instead.
+async fn checked_start<File: StorageFile>(
+    reader: &mut SegmentReader<'_, File>,
+    plan: &ReadPlan<File>,
+) -> Result<(u64, u64), StorageError> {
+    if plan.start_position == 0 {
+        return Ok((0, plan.base_offset));
+    }
+    let found = reader
+        .batch_at(
+            plan.start_position,
+            plan.start_offset,
+            plan.batch_bytes_max,
+            false,
+        )
+        .await?;
+    if matches!(found, BatchAt::Batch { .. }) {
+        return Ok((plan.start_position, plan.start_offset));
+    }
+    tracing::warn!(
+        path = %plan.path.display(),
+        position = plan.start_position,
+        offset = plan.start_offset,
+        "index entry does not point at its batch; scanning the segment from its start"
+    );
+    Ok((0, plan.base_offset))
+}
+
 /// Whole batches from the one holding `offset`, at most `max_bytes` (but at least one).
 async fn read_batches<File: StorageFile>(
     plan: &ReadPlan<File>,
@@ -270,8 +301,7 @@ async fn read_batches<File: StorageFile>(
         plan.limit,
         plan.read_chunk_bytes,
     );
-    let mut position = plan.start_position;
-    let mut expected = plan.start_offset;
+    let (mut position, mut expected) = checked_start(&mut reader, plan).await?;
     loop {
         let found = reader
             .batch_at(position, expected, plan.batch_bytes_max, false)
@@ -324,8 +354,7 @@ async fn scan_for_timestamp<File: StorageFile>(
         plan.limit,
         plan.read_chunk_bytes,
     );
-    let mut position = plan.start_position;
-    let mut expected = plan.start_offset;
+    let (mut position, mut expected) = checked_start(&mut reader, plan).await?;
     while position < plan.limit {
         let found = reader
             .batch_at(position, expected, plan.batch_bytes_max, false)
@@ -389,14 +418,13 @@ impl<F: FileSystem> PartitionLog<F> {
         for (base_offset, kinds) in &found {
             if kinds.contains(&SegmentFileKind::Log) {
                 bases.push(*base_offset);
-                if kinds.len() < 3 {
-                        }
+                if kinds.len() < 3 {}
             } else {
                 // Index files without a log: a segment deleted log-first, interrupted.
                 let paths = SegmentPaths::new(&directory, *base_offset);
                 remove_if_present(fs, &paths.offset_index).await?;
                 remove_if_present(fs, &paths.time_index).await?;
-                }
+            }
         }
         // Segments wholly before the checkpointed log start are remnants of an interrupted
         // deletion (the checkpoint is written first): finish it without reading them.
@@ -405,7 +433,7 @@ impl<F: FileSystem> PartitionLog<F> {
             match bases.get(index + 1) {
                 Some(next_base) if *next_base <= checkpoint_start => {
                     remove_segment_files(fs, &SegmentPaths::new(&directory, *base_offset)).await?;
-                        }
+                }
                 _ => kept.push(*base_offset),
             }
         }
@@ -623,19 +651,27 @@ impl<F: FileSystem> PartitionLog<F> {
                 )
             }
             Step::Sync(job) => {
-                let result = job.files.log.sync_data().await;
-                let persist = self.state.borrow_mut().finish_sync(
-                    job.target,
-                    &job.path,
+                let SyncJob {
+                    files,
+                    path,
+                    target,
+                    index,
+                } = job;
+                // The index entries written here cover batches an earlier sync made durable, so
+                // they may go to disk while this sync runs: the flush hides their latency.
+                let index_write = async {
+                    if let Some(persist) = index {
+                        self.persist_index(persist).await;
+                    }
+                };
+                let (result, _) =
+                    futures_lite::future::zip(files.log.sync_data(), index_write).await;
+                self.state.borrow_mut().finish_sync(
+                    target,
+                    &path,
                     result,
                     self.clock.monotonic_us(),
-                )?;
-                // Durable appends may return now; the index write below is not theirs to wait for.
-                self.progress.notify_all();
-                if let Some(persist) = persist {
-                    self.persist_index(persist).await;
-                }
-                Ok(())
+                )
             }
             Step::Repair(job) => {
                 let result = match job.files.log.truncate(job.position).await {

@@ -22,6 +22,8 @@
 //! - Writes must be aligned exactly as O_DIRECT requires; a misaligned write is a storage-engine
 //!   bug and panics.
 //! - Handles opened before a crash fail every operation afterwards (the process died).
+//! - A process crash without power loss ([`MemoryFileSystem::restart_process`]) keeps every
+//!   completed write readable but unsynced: recovery must sync what it keeps.
 //!
 //! What it does not model: metadata-only fsync semantics beyond the above, latent sector errors
 //! that appear later, bit rot, or reads that return stale data.
@@ -386,6 +388,12 @@ impl MemoryFileSystem {
         self.disk.borrow_mut().crash();
     }
 
+    /// Process crash without power loss: open handles die, but every completed write stays
+    /// readable — and stays unsynced, so a later [`MemoryFileSystem::crash`] may still lose it.
+    pub fn restart_process(&self) {
+        self.disk.borrow_mut().boot += 1;
+    }
+
     pub fn stats(&self) -> MemoryStats {
         self.disk.borrow().stats
     }
@@ -439,8 +447,7 @@ impl MemoryFile {
     fn live_disk(&self) -> io::Result<std::cell::RefMut<'_, Disk>> {
         let disk = self.disk.borrow_mut();
         if disk.boot != self.boot {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
+            return Err(io::Error::other(
                 "stale handle: the simulated machine crashed after this file was opened",
             ));
         }
@@ -585,7 +592,11 @@ impl FileSystem for MemoryFileSystem {
     async fn create_directory(&self, path: &Path) -> io::Result<()> {
         maybe_yield(&self.disk).await;
         let mut disk = self.disk.borrow_mut();
-        let operation = if disk.directories.contains(path) { Operation::Open } else { Operation::Create };
+        let operation = if disk.directories.contains(path) {
+            Operation::Open
+        } else {
+            Operation::Create
+        };
         if let Some(error) = disk.fault(operation) {
             return Err(error);
         }

@@ -11,6 +11,8 @@
 
 use std::rc::Rc;
 
+use spate_protocol::batch::BATCH_HEADER_BYTES;
+
 use super::config::LogConfig;
 use super::error::StorageError;
 use super::file::{align_down, StorageFile};
@@ -37,17 +39,22 @@ pub struct Recovered<File> {
     pub tail_block: Vec<u8>,
 }
 
-async fn file_bytes<File: StorageFile>(
+/// The bytes of an index file, but never more than `bytes_max`: entries point at distinct batch
+/// starts, so a valid index cannot be longer, and a corrupt size must not drive an allocation.
+async fn index_file_bytes<File: StorageFile>(
     file: &File,
     path: &std::path::Path,
-) -> Result<bytes::Bytes, StorageError> {
+    bytes_max: u64,
+) -> Result<(bytes::Bytes, u64), StorageError> {
     let size = file
         .size()
         .await
         .map_err(|error| StorageError::io("sizing index", path, None, error))?;
-    file.read_at(0, size as usize)
+    let bytes = file
+        .read_at(0, size.min(bytes_max) as usize)
         .await
-        .map_err(|error| StorageError::io("reading index", path, Some(0), error))
+        .map_err(|error| StorageError::io("reading index", path, Some(0), error))?;
+    Ok((bytes, size))
 }
 
 /// Recovers one segment. `opened_ms` is recorded as the segment's opening time.
@@ -64,8 +71,20 @@ pub async fn recover_segment<File: StorageFile>(
         .size()
         .await
         .map_err(|error| StorageError::io("sizing segment", &paths.log, None, error))?;
-    let offset_bytes = file_bytes(&files.offset_index, &paths.offset_index).await?;
-    let time_bytes = file_bytes(&files.time_index, &paths.time_index).await?;
+    // At most one entry per batch, and a batch is at least a header long.
+    let entries_max = log_size / BATCH_HEADER_BYTES as u64 + 1;
+    let (offset_bytes, offset_file_bytes) = index_file_bytes(
+        &files.offset_index,
+        &paths.offset_index,
+        entries_max * OFFSET_INDEX_ENTRY_BYTES as u64,
+    )
+    .await?;
+    let (time_bytes, time_file_bytes) = index_file_bytes(
+        &files.time_index,
+        &paths.time_index,
+        entries_max * TIME_INDEX_ENTRY_BYTES as u64,
+    )
+    .await?;
     let mut index = SegmentIndex::decode_valid_prefix(&offset_bytes, &time_bytes, log_size);
 
     let mut reader = SegmentReader::new(&files.log, &paths.log, log_size, config.read_chunk_bytes);
@@ -162,8 +181,8 @@ pub async fn recover_segment<File: StorageFile>(
         &paths,
         &index,
         trusted_entries,
-        offset_bytes.len(),
-        time_bytes.len(),
+        offset_file_bytes,
+        time_file_bytes,
     )
     .await?;
 
@@ -214,13 +233,13 @@ async fn rewrite_index_files<File: StorageFile>(
     paths: &SegmentPaths,
     index: &SegmentIndex,
     trusted_entries: usize,
-    offset_file_bytes: usize,
-    time_file_bytes: usize,
+    offset_file_bytes: u64,
+    time_file_bytes: u64,
 ) -> Result<(), StorageError> {
     let offset_trusted_bytes = trusted_entries * OFFSET_INDEX_ENTRY_BYTES;
     let time_trusted_bytes = trusted_entries * TIME_INDEX_ENTRY_BYTES;
-    let exact = offset_file_bytes == offset_trusted_bytes
-        && time_file_bytes == time_trusted_bytes
+    let exact = offset_file_bytes == offset_trusted_bytes as u64
+        && time_file_bytes == time_trusted_bytes as u64
         && trusted_entries == index.len();
     if exact {
         return Ok(());

@@ -190,6 +190,9 @@ pub struct SyncJob<File> {
     pub files: Rc<SegmentFiles<File>>,
     pub path: PathBuf,
     pub target: DurablePoint,
+    /// Index entries of batches made durable by an earlier sync, written while this sync runs
+    /// so that the index write adds no latency of its own.
+    pub index: Option<IndexPersist<File>>,
 }
 
 pub struct RepairJob<File> {
@@ -198,7 +201,7 @@ pub struct RepairJob<File> {
     pub position: u64,
 }
 
-/// The index write that follows a sync once enough log is covered.
+/// An index write due because enough synced log is not yet covered by index entries on disk.
 pub struct IndexPersist<File> {
     pub base_offset: u64,
     pub files: Rc<SegmentFiles<File>>,
@@ -353,6 +356,7 @@ impl<File: StorageFile> LogState<File> {
                 tail: writer.written_tail,
                 tail_block: writer.tail_block.clone(),
             },
+            index: self.plan_index_persist(false),
         })
     }
 
@@ -493,14 +497,14 @@ impl<File: StorageFile> LogState<File> {
         Ok(())
     }
 
-    /// Applies a completed sync; returns the index write now due, if any.
+    /// Applies a completed sync.
     pub fn finish_sync(
         &mut self,
         target: DurablePoint,
         path: &std::path::Path,
         result: std::io::Result<()>,
         now_us: u64,
-    ) -> Result<Option<IndexPersist<File>>, StorageError> {
+    ) -> Result<(), StorageError> {
         if let Err(error) = result {
             return Err(self.fail(StorageError::io("syncing segment", path, None, error)));
         }
@@ -518,7 +522,7 @@ impl<File: StorageFile> LogState<File> {
             slot.state.set(SlotState::Durable);
             writer.written_slots.pop_front();
         }
-        Ok(self.plan_index_persist(false))
+        Ok(())
     }
 
     /// Index entries whose batches are durable and not yet on disk: written once they cover

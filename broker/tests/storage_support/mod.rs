@@ -21,7 +21,13 @@ pub const STAMPED_BYTES: usize = 12;
 
 /// A valid batch of `total_bytes` (header included) whose `producer_id` is `id`, so the tests
 /// can recognise it wherever it ends up. Payload bytes follow from `id`.
-pub fn batch(id: u64, offset_count: u32, total_bytes: usize, first_timestamp: i64, max_timestamp: i64) -> BytesMut {
+pub fn batch(
+    id: u64,
+    offset_count: u32,
+    total_bytes: usize,
+    first_timestamp: i64,
+    max_timestamp: i64,
+) -> BytesMut {
     assert!(total_bytes >= BATCH_HEADER_BYTES);
     let mut bytes = BytesMut::zeroed(total_bytes);
     let mut rng = SimulationRng::new(id.wrapping_mul(0x2545_f491_4f6c_dd1d));
@@ -116,7 +122,11 @@ impl Simulator {
     pub fn spawn(&mut self, task: impl Future<Output = ()> + 'static) {
         self.tasks.push(Some(Box::pin(task)));
         let index = self.tasks.len() - 1;
-        self.queue.ready.lock().expect("single-threaded").push(index);
+        self.queue
+            .ready
+            .lock()
+            .expect("single-threaded")
+            .push(index);
     }
 
     /// Polls ready tasks until none is ready or `steps_max` polls were made. Returns the number
@@ -152,7 +162,10 @@ impl Simulator {
         for _ in 0..10_000 {
             let unfinished = self.run(steps_max);
             let still_ready = !self.queue.ready.lock().expect("single-threaded").is_empty();
-            assert!(!still_ready, "livelock: tasks still ready after {steps_max} polls");
+            assert!(
+                !still_ready,
+                "livelock: tasks still ready after {steps_max} polls"
+            );
             if unfinished == 0 || !clock.advance_to_next_deadline() {
                 return unfinished;
             }
@@ -178,7 +191,11 @@ pub fn run_to_end<T: 'static>(seed: u64, future: impl Future<Output = T> + 'stat
 
 /// Runs one future to completion, moving `clock` to each sleep deadline when nothing else can
 /// run; panics if it stalls.
-pub fn run_to_end_timed<T: 'static>(seed: u64, clock: &ManualClock, future: impl Future<Output = T> + 'static) -> T {
+pub fn run_to_end_timed<T: 'static>(
+    seed: u64,
+    clock: &ManualClock,
+    future: impl Future<Output = T> + 'static,
+) -> T {
     let result = Rc::new(RefCell::new(None));
     let slot = result.clone();
     let mut simulator = Simulator::new(seed);

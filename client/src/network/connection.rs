@@ -186,10 +186,6 @@ impl Connection {
         Ok(())
     }
 
-    pub(crate) fn address(&self) -> &str {
-        &self.shared.address
-    }
-
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
@@ -467,7 +463,10 @@ fn deliver(shared: &Shared, correlation_id: u32, body: Bytes) -> Result<(), Stri
     };
     if pending.correlation_id != correlation_id {
         let expected = pending.correlation_id;
-        let _ = pending.reply.sender.send(Err(shared.lost("responses out of order")));
+        let _ = pending
+            .reply
+            .sender
+            .send(Err(shared.lost("responses out of order")));
         return Err(format!(
             "response with correlation id {correlation_id} arrived where {expected} was due"
         ));
@@ -480,6 +479,89 @@ fn deliver(shared: &Shared, correlation_id: u32, body: Bytes) -> Result<(), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spate_protocol::api::{encode_response, ApiVersionsResponse, MetadataRequest};
+    use spate_protocol::api::{MetadataResponse, TopicMetadata};
+    use spate_protocol::frame::split_request_frame;
+    use std::io::{Read, Write};
+
+    /// A broker stand-in that answers ApiVersions at once but holds Metadata requests until
+    /// `hold` of them have arrived, then answers them in order (naming each answer's topic
+    /// after its correlation id). Only a client that pipelines gets any answer.
+    fn holding_broker(hold: usize) -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buffer = BytesMut::new();
+            let mut held = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                while let Some(frame) = split_request_frame(&mut buffer).unwrap() {
+                    let mut out = BytesMut::new();
+                    if frame.api_key == ApiKey::ApiVersions as u16 {
+                        let response = ApiVersionsResponse {
+                            error_code: ErrorCode::None,
+                            broker_versions: SUPPORTED_API_VERSIONS.to_vec(),
+                        };
+                        encode_response(&mut out, frame.correlation_id, 0, &response).unwrap();
+                    } else {
+                        held.push(frame.correlation_id);
+                        if held.len() == hold {
+                            for correlation_id in held.drain(..) {
+                                let response = MetadataResponse {
+                                    topics: vec![TopicMetadata {
+                                        name: format!("answer-{correlation_id}"),
+                                        ..TopicMetadata::default()
+                                    }],
+                                };
+                                encode_response(&mut out, correlation_id, 0, &response).unwrap();
+                            }
+                        }
+                    }
+                    stream.write_all(&out).unwrap();
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(count) => buffer.extend_from_slice(&chunk[..count]),
+                }
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn many_requests_are_in_flight_at_once_and_each_gets_its_own_answer() {
+        let in_flight = 8;
+        let address = holding_broker(in_flight).to_string();
+        let config = ClientConfig {
+            request_timeout: Duration::from_secs(10),
+            ..ClientConfig::new(address.clone())
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let connection = Arc::new(Connection::open(&address, &config).await.unwrap());
+            let calls: Vec<_> = (0..in_flight)
+                .map(|_| {
+                    let connection = connection.clone();
+                    tokio::spawn(async move {
+                        let request = MetadataRequest { topics: None };
+                        connection.call(&request, "metadata", None).await
+                    })
+                })
+                .collect();
+            let mut names = Vec::new();
+            for call in calls {
+                let response = call.await.unwrap().expect("answered, not timed out");
+                names.push(response.topics[0].name.clone());
+            }
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), in_flight, "every request got its own answer");
+        });
+    }
 
     #[test]
     fn advance_drops_whole_chunks_and_trims_the_partial_one() {

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod fetch;
+pub mod group;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -28,6 +29,16 @@ use crate::frame::{encode_response_frame, encode_response_frame_chunks};
 
 pub use config::{ConfigEntry, ConfigError, Durability, TopicConfig};
 pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, RecordSet};
+pub use group::{ConsumerAssignment, ConsumerSubscription, GroupState, TopicPartitionList};
+pub use group::{DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest};
+pub use group::{DescribeGroupsResponse, DescribedGroup, DescribedMember, DescribedOffset};
+pub use group::{GroupListing, GroupProtocol, GroupResult, HeartbeatRequest, HeartbeatResponse};
+pub use group::{JoinGroupMember, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest};
+pub use group::{LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, MemberIdentity};
+pub use group::{MemberResult, OffsetCommitPartition, OffsetCommitRequest, OffsetCommitResponse};
+pub use group::{OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchPartition};
+pub use group::{OffsetFetchRequest, OffsetFetchResponse, PartitionResult, SyncGroupAssignment};
+pub use group::{SyncGroupRequest, SyncGroupResponse, CONSUMER_PROTOCOL_TYPE, GENERATION_NONE};
 pub use metadata::{MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
 pub use offsets::{DeleteRecordsPartition, DeleteRecordsPartitionResponse, DeleteRecordsRequest};
 pub use offsets::{DeleteRecordsResponse, ListOffsetsPartition, ListOffsetsPartitionResponse};
@@ -56,11 +67,21 @@ pub enum ApiKey {
     Fetch = 8,
     ListOffsets = 9,
     DeleteRecords = 10,
+    JoinGroup = 11,
+    SyncGroup = 12,
+    Heartbeat = 13,
+    LeaveGroup = 14,
+    OffsetCommit = 15,
+    OffsetFetch = 16,
+    ListGroups = 17,
+    DescribeGroups = 18,
+    DeleteGroups = 19,
+    OffsetDelete = 20,
 }
 
 impl ApiKey {
     /// Every key, in numeric order.
-    pub const ALL: [ApiKey; 11] = [
+    pub const ALL: [ApiKey; 21] = [
         Self::ApiVersions,
         Self::Metadata,
         Self::CreateTopics,
@@ -72,6 +93,16 @@ impl ApiKey {
         Self::Fetch,
         Self::ListOffsets,
         Self::DeleteRecords,
+        Self::JoinGroup,
+        Self::SyncGroup,
+        Self::Heartbeat,
+        Self::LeaveGroup,
+        Self::OffsetCommit,
+        Self::OffsetFetch,
+        Self::ListGroups,
+        Self::DescribeGroups,
+        Self::DeleteGroups,
+        Self::OffsetDelete,
     ];
 
     pub fn to_u16(self) -> u16 {

@@ -40,12 +40,12 @@ impl Wire for ApiVersionRange {
 }
 
 /// Ranges this build speaks, one per API, in key order.
-pub const SUPPORTED_API_VERSIONS: [ApiVersionRange; 11] = {
+pub const SUPPORTED_API_VERSIONS: [ApiVersionRange; ApiKey::ALL.len()] = {
     let mut ranges = [ApiVersionRange {
         api_key: 0,
         min_version: 0,
         max_version: 0,
-    }; 11];
+    }; ApiKey::ALL.len()];
     let mut index = 0;
     while index < ranges.len() {
         ranges[index].api_key = ApiKey::ALL[index] as u16;

@@ -8,6 +8,7 @@
 
 mod admin;
 mod data;
+mod group;
 
 use std::rc::Rc;
 
@@ -51,6 +52,8 @@ pub enum Request {
     Fetch(Envelope<FetchRequest>),
     ListOffsets(Envelope<ListOffsetsRequest>),
     DeleteRecords(Envelope<DeleteRecordsRequest>),
+    /// Consumer group APIs (`group`).
+    Group(group::GroupRequest),
 }
 
 /// What the reader does with a frame it could not decode.
@@ -116,6 +119,22 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::Fetch => decoded!(Fetch, FetchRequest),
         ApiKey::ListOffsets => decoded!(ListOffsets, ListOffsetsRequest),
         ApiKey::DeleteRecords => decoded!(DeleteRecords, DeleteRecordsRequest),
+        group_api if group::is_group_api(group_api) => group::decode(
+            group_api,
+            correlation_id,
+            version,
+            frame.client_id,
+            frame.body,
+        )
+        .map(Request::Group)
+        .map_err(failed),
+        other => {
+            tracing::error!(api_key = ?other, "api key without a decoder");
+            Err(Rejection {
+                answer: None,
+                close: true,
+            })
+        }
     }
 }
 
@@ -168,6 +187,7 @@ pub async fn execute(shard: Rc<Shard>, request: Request) -> Option<Vec<Bytes>> {
         Request::DeleteRecords(request) => {
             answer(&request, data::delete_records(&shard, &request.body).await)
         }
+        Request::Group(request) => group::execute(&shard, request).await,
     }
 }
 
@@ -270,6 +290,7 @@ pub fn reject(api_key: ApiKey, correlation_id: u32, code: ErrorCode) -> Rejectio
             version,
             &DeleteRecordsResponse::default(),
         )),
+        group_api => with_code(group::error_response(group_api, correlation_id, code)),
     }
 }
 

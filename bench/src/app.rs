@@ -1,0 +1,421 @@
+//! What a command does, start to end: resolve the workload and placement, measure the limits
+//! if asked, start or reach each system under test, run the workload with each driver, print
+//! the table and write the JSON.
+//!
+//! Exit codes: 0 when every run finished without a failed record, 1 when a run failed or
+//! counted failed records (the results are still printed and written), 2 for a usage error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use crate::cli::{Command, LimitsArgs, LimitsTuning, OutputArgs, TargetArgs, WorkloadArgs};
+use crate::constants::DIRECT_IO_ALIGNMENT_BYTES;
+use crate::driver::redis::RedisDriver;
+use crate::driver::spate::SpateDriver;
+use crate::driver::{Driver, DriverError, DriverKind};
+use crate::limits::{DiskSyncPolicy, LimitSettings, LimitsError, MachineLimits};
+use crate::placement::{available_cores, restrict_current_thread, Placement};
+use crate::report;
+use crate::runner::{self, Progress, RunError, RunOutcome};
+use crate::target::{self, RedisFsync, SpawnedProcess, TargetError};
+use crate::workload::WorkloadLayer;
+use crate::workload::{AcksSetting, DurabilitySetting, Workload, WorkloadError, WorkloadKind};
+
+/// Default address of an external Spate broker (the broker's own default listener).
+const BROKER_ADDRESS_DEFAULT: &str = "127.0.0.1:9192";
+
+/// Everything that stops a command.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    #[error("measuring the limits: {0}")]
+    Limits(#[from] LimitsError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write {path}: {source}")]
+    WriteJson {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl BenchError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            BenchError::Workload(_) | BenchError::Usage(_) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+pub fn run(command: Command) -> Result<ExitCode, BenchError> {
+    match command {
+        Command::Produce(arguments) => run_workload(WorkloadKind::Produce, arguments),
+        Command::Consume(arguments) => run_workload(WorkloadKind::Consume, arguments),
+        Command::E2e(arguments) => run_workload(WorkloadKind::E2e, arguments),
+        Command::Limits(arguments) => run_limits(arguments),
+    }
+}
+
+fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode, BenchError> {
+    let file_layer = match &arguments.workload {
+        Some(path) => WorkloadLayer::from_file(path)?,
+        None => WorkloadLayer::default(),
+    };
+    let workload = Workload::resolve(kind, arguments.settings.clone().over(file_layer))?;
+    let target_arguments = &arguments.target;
+    check_drivers(target_arguments)?;
+    let placement = Placement::plan(
+        &available_cores(),
+        target_arguments.broker_cores.as_ref(),
+        target_arguments.load_cores.as_ref(),
+        target_arguments.spawn_broker,
+    );
+    let mut notes = Vec::new();
+    if placement.shared {
+        notes.push("the broker and the load generator share cores".to_string());
+    }
+    // Threads a client library starts inherit this thread's affinity: keep them on the load
+    // cores, off the broker's.
+    if let Err(error) = restrict_current_thread(&placement.load_cores) {
+        notes.push(format!(
+            "could not restrict the harness to the load cores: {error}"
+        ));
+    }
+    let data_root = target_arguments
+        .data_dir
+        .clone()
+        .unwrap_or_else(target::default_data_root);
+    let limits = if arguments.limits.with_limits {
+        eprintln!("measuring limits in {} ...", data_root.display());
+        Some(measure_limits(
+            &data_root,
+            &placement,
+            &arguments.limits.tuning,
+            disk_sync_of(&workload),
+            disk_write_bytes_of(&workload, &arguments.limits.tuning),
+        )?)
+    } else {
+        None
+    };
+    let mut outcomes: Vec<RunOutcome> = Vec::new();
+    let mut targets = Vec::new();
+    let mut progress = Progress::new(!arguments.output.no_progress);
+    for &driver_kind in &target_arguments.driver {
+        let (spawned, address) = start_target(
+            driver_kind,
+            target_arguments,
+            &placement,
+            &data_root,
+            &workload,
+        )?;
+        targets.push(json!({
+            "driver": driver_kind,
+            "address": address.to_string(),
+            "spawned": spawned.is_some(),
+            "data_dir": spawned.as_ref().and_then(|spawned| spawned.data_dir()).map(|path| path.display().to_string()),
+        }));
+        let driver = connect(driver_kind, address, &workload)?;
+        eprintln!(
+            "running {} with {} at {address} ...",
+            kind.name(),
+            driver_kind.name()
+        );
+        let result = match kind {
+            WorkloadKind::Produce => {
+                runner::produce::run(driver.as_ref(), &workload, &placement, &mut progress)
+            }
+            WorkloadKind::Consume => {
+                runner::consume::run(driver.as_ref(), &workload, &placement, &mut progress)
+            }
+            WorkloadKind::E2e => {
+                runner::e2e::run(driver.as_ref(), &workload, &placement, &mut progress)
+            }
+        };
+        drop(driver);
+        let outcome = result.map_err(|error| explain_with_log(error, spawned.as_ref()))?;
+        drop(spawned);
+        outcomes.push(outcome);
+    }
+    let setup = json!({
+        "drivers": target_arguments.driver,
+        "targets": targets,
+        "placement": placement,
+        "data_root": data_root.display().to_string(),
+        "with_limits": arguments.limits.with_limits,
+        "notes": notes,
+        "machine": machine_description(),
+        "harness_version": env!("CARGO_PKG_VERSION"),
+    });
+    let config = report::config_value(Some(&workload), setup);
+    let document = report::document(kind.name(), Some(kind), config, &outcomes, limits.as_ref());
+    let title = describe(&workload, &placement);
+    print!(
+        "{}",
+        report::table(&title, kind, &outcomes, limits.as_ref())
+    );
+    for note in &notes {
+        println!("note: {note}");
+    }
+    write_json(&arguments.output, &document)?;
+    let failed = outcomes.iter().any(|outcome| outcome.errors > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn check_drivers(arguments: &TargetArgs) -> Result<(), BenchError> {
+    if arguments.driver.is_empty() {
+        return Err(BenchError::Usage("--driver names no system".into()));
+    }
+    for (index, driver) in arguments.driver.iter().enumerate() {
+        if arguments.driver[..index].contains(driver) {
+            return Err(BenchError::Usage(format!(
+                "--driver names {} twice",
+                driver.name()
+            )));
+        }
+    }
+    if arguments.driver.contains(&DriverKind::Redis)
+        && !arguments.spawn_broker
+        && arguments.redis.is_none()
+    {
+        return Err(BenchError::Usage(
+            "the redis driver needs --spawn-broker or --redis ADDR".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the system for `driver` (with --spawn-broker) or resolves its external address.
+fn start_target(
+    driver: DriverKind,
+    arguments: &TargetArgs,
+    placement: &Placement,
+    data_root: &Path,
+    workload: &Workload,
+) -> Result<(Option<SpawnedProcess>, std::net::SocketAddr), BenchError> {
+    if !arguments.spawn_broker {
+        let address = match driver {
+            DriverKind::Spate => arguments
+                .broker
+                .as_deref()
+                .unwrap_or(BROKER_ADDRESS_DEFAULT),
+            DriverKind::Redis => arguments.redis.as_deref().unwrap_or_default(),
+        };
+        return Ok((None, target::resolve_address(address)?));
+    }
+    let spawned = match driver {
+        DriverKind::Spate => {
+            let binary = target::find_broker_binary(arguments.broker_binary.as_deref())?;
+            target::spawn_broker(&binary, &placement.broker_cores, data_root)?
+        }
+        DriverKind::Redis => {
+            let fsync = match workload.acks {
+                AcksSetting::All => RedisFsync::Always,
+                AcksSetting::Leader | AcksSetting::None => RedisFsync::EverySecond,
+            };
+            target::spawn_redis(
+                &arguments.redis_binary,
+                &placement.broker_cores,
+                data_root,
+                fsync,
+            )?
+        }
+    };
+    let address = spawned.address();
+    Ok((Some(spawned), address))
+}
+
+fn connect(
+    driver: DriverKind,
+    address: std::net::SocketAddr,
+    _workload: &Workload,
+) -> Result<Box<dyn Driver>, BenchError> {
+    Ok(match driver {
+        DriverKind::Spate => Box::new(SpateDriver::connect(address)?),
+        DriverKind::Redis => Box::new(RedisDriver::connect(address)?),
+    })
+}
+
+/// A run error, with the spawned process's last log lines when it may explain it.
+fn explain_with_log(error: RunError, spawned: Option<&SpawnedProcess>) -> BenchError {
+    if let Some(spawned) = spawned {
+        eprintln!(
+            "last log lines of the system under test:\n{}",
+            spawned.recent_log()
+        );
+    }
+    BenchError::Run(error)
+}
+
+/// The fdatasync interval the broker applies to the workload's topic.
+fn disk_sync_of(workload: &Workload) -> DiskSyncPolicy {
+    match workload.durability {
+        DurabilitySetting::GroupCommit => DiskSyncPolicy::GroupCommit {
+            interval_bytes: workload.group_commit_bytes,
+            interval_us: workload.group_commit_us,
+        },
+        DurabilitySetting::FsyncEveryAppend => DiskSyncPolicy::EveryWrite,
+    }
+}
+
+/// Under fsync-every-append the broker syncs after each batch, so each write is one batch
+/// (rounded up to the O_DIRECT alignment); under group commit, large writes.
+fn disk_write_bytes_of(workload: &Workload, tuning: &LimitsTuning) -> usize {
+    match workload.durability {
+        DurabilitySetting::GroupCommit => tuning.disk_write_bytes,
+        DurabilitySetting::FsyncEveryAppend => {
+            workload
+                .batch_bytes
+                .div_ceil(DIRECT_IO_ALIGNMENT_BYTES)
+                .max(1)
+                * DIRECT_IO_ALIGNMENT_BYTES
+        }
+    }
+}
+
+fn measure_limits(
+    data_root: &Path,
+    placement: &Placement,
+    tuning: &LimitsTuning,
+    disk_sync: DiskSyncPolicy,
+    disk_write_bytes: usize,
+) -> Result<MachineLimits, BenchError> {
+    let directory = target::fresh_data_dir(data_root, "spate-bench-limits-")?;
+    let settings = LimitSettings {
+        loopback_duration_ms: tuning.loopback_duration_ms,
+        rtt_round_trips: tuning.rtt_round_trips,
+        disk_duration_ms: tuning.disk_duration_ms,
+        disk_write_bytes,
+        disk_sync,
+        data_dir: directory.path().to_path_buf(),
+        client_core: placement.load_core(0),
+        broker_core: placement.broker_side_core(),
+    };
+    Ok(crate::limits::measure(&settings)?)
+}
+
+fn run_limits(arguments: LimitsArgs) -> Result<ExitCode, BenchError> {
+    let placement = Placement::plan(
+        &available_cores(),
+        arguments.broker_cores.as_ref(),
+        arguments.load_cores.as_ref(),
+        true,
+    );
+    let data_root = arguments
+        .data_dir
+        .clone()
+        .unwrap_or_else(target::default_data_root);
+    let disk_sync = match arguments.durability {
+        DurabilitySetting::GroupCommit => DiskSyncPolicy::GroupCommit {
+            interval_bytes: arguments.group_commit_bytes,
+            interval_us: arguments.group_commit_us,
+        },
+        DurabilitySetting::FsyncEveryAppend => DiskSyncPolicy::EveryWrite,
+    };
+    let disk_write_bytes = match arguments.durability {
+        DurabilitySetting::GroupCommit => arguments.tuning.disk_write_bytes,
+        DurabilitySetting::FsyncEveryAppend => {
+            arguments
+                .batch_bytes
+                .div_ceil(DIRECT_IO_ALIGNMENT_BYTES)
+                .max(1)
+                * DIRECT_IO_ALIGNMENT_BYTES
+        }
+    };
+    eprintln!("measuring limits in {} ...", data_root.display());
+    let limits = measure_limits(
+        &data_root,
+        &placement,
+        &arguments.tuning,
+        disk_sync,
+        disk_write_bytes,
+    )?;
+    let config = report::config_value(
+        None,
+        json!({
+            "placement": placement,
+            "data_root": data_root.display().to_string(),
+            "durability": arguments.durability,
+            "loopback_duration_ms": arguments.tuning.loopback_duration_ms,
+            "rtt_round_trips": arguments.tuning.rtt_round_trips,
+            "disk_duration_ms": arguments.tuning.disk_duration_ms,
+            "machine": machine_description(),
+            "harness_version": env!("CARGO_PKG_VERSION"),
+        }),
+    );
+    let document = report::document("limits", None, config, &[], Some(&limits));
+    print!("{}", report::limits_table(&limits));
+    write_json(&arguments.output, &document)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_json(output: &OutputArgs, document: &Value) -> Result<(), BenchError> {
+    let Some(path) = &output.json else {
+        return Ok(());
+    };
+    let text = serde_json::to_string_pretty(document).expect("JSON values serialize");
+    std::fs::write(path, text + "\n").map_err(|source| BenchError::WriteJson {
+        path: path.clone(),
+        source,
+    })
+}
+
+/// The table's title line.
+fn describe(workload: &Workload, placement: &Placement) -> String {
+    let durability = match workload.durability {
+        DurabilitySetting::GroupCommit => format!(
+            "group-commit ({} us / {} B)",
+            workload.group_commit_us, workload.group_commit_bytes
+        ),
+        DurabilitySetting::FsyncEveryAppend => "fsync-every-append".to_string(),
+    };
+    format!(
+        "{} \"{}\": {} producer(s), {} consumer(s), {} partition(s), {} B records, batch {} B, \
+         linger {} us, acks {}, durability {durability}; broker cores {:?}, load cores {:?}",
+        workload.kind.name(),
+        workload.name,
+        workload.producers,
+        workload.consumers,
+        workload.partitions,
+        workload.message_bytes,
+        workload.batch_bytes,
+        workload.linger_us,
+        workload.acks.name(),
+        placement.broker_cores,
+        placement.load_cores,
+    )
+}
+
+/// CPUs and kernel, so a result file says what it was measured on.
+fn machine_description() -> Value {
+    // SAFETY: `utsname` is plain data that uname(2) fills.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    let kernel = if unsafe { libc::uname(&mut name) } == 0 {
+        let release: Vec<u8> = name
+            .release
+            .iter()
+            .take_while(|&&byte| byte != 0)
+            .map(|&byte| byte as u8)
+            .collect();
+        String::from_utf8_lossy(&release).into_owned()
+    } else {
+        "unknown".to_string()
+    };
+    json!({
+        "available_cores": available_cores(),
+        "kernel": kernel,
+    })
+}

@@ -1,0 +1,238 @@
+//! The command line: one subcommand per workload (`produce`, `consume`, `e2e`, `limits`), each
+//! with the target, limits and output flags, plus the workload settings of `workload`.
+//!
+//! Parsing only; `app` decides what runs.
+
+use std::path::PathBuf;
+
+use crate::constants::*;
+use crate::driver::DriverKind;
+use crate::placement::CoreList;
+use crate::workload::{DurabilitySetting, WorkloadLayer};
+
+const AFTER_HELP: &str = "\
+Workload settings come from the defaults of the subcommand, then --workload FILE (TOML, keys as
+the flags with underscores, e.g. message_bytes = 1024), then flags; a later source wins.
+Examples:
+  spate-bench produce --spawn-broker --with-limits --json out.json
+  spate-bench produce --spawn-broker --driver spate,redis --acks all
+  spate-bench e2e --spawn-broker --workload bench/workloads/e2e-half-max.toml
+  spate-bench limits --data-dir /var/lib/spate";
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "spate-bench",
+    version,
+    about = "Spate benchmark harness: workloads measured against this machine's own limits",
+    after_help = AFTER_HELP
+)]
+pub struct CommandLine {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// N producers, P partitions, as fast as acknowledgements come back: throughput and
+    /// produce-to-ack latency.
+    Produce(WorkloadArgs),
+    /// Pre-fill a topic, then M consumers drain it: throughput.
+    Consume(WorkloadArgs),
+    /// Open-loop producers at a fixed rate, consumers tailing: end-to-end latency corrected
+    /// for coordinated omission, and whether the rate was held.
+    E2e(WorkloadArgs),
+    /// This machine's ceilings: loopback TCP throughput and round trip, O_DIRECT write
+    /// bandwidth with fdatasync at the broker's durability interval.
+    Limits(LimitsArgs),
+}
+
+/// Arguments of the workload subcommands.
+#[derive(Debug, clap::Args)]
+pub struct WorkloadArgs {
+    /// Workload file (TOML); flags override it.
+    #[arg(long)]
+    pub workload: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub limits: LimitsOptions,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub settings: WorkloadLayer,
+}
+
+/// What to run against, and where everything runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// Systems to drive, comma-separated (spate, redis): the first is the subject, the others
+    /// run the same workload after it and are compared with it.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "spate")]
+    pub driver: Vec<DriverKind>,
+    /// Start each system here, pinned to --broker-cores, with a fresh data directory under
+    /// --data-dir (spate-broker; redis-server for the redis driver).
+    #[arg(long, conflicts_with_all = ["broker", "redis"])]
+    pub spawn_broker: bool,
+    /// Address of a running Spate broker [default: 127.0.0.1:9192].
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// Address of a running redis-server (its appendfsync setting is its own).
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// The spate-broker binary to spawn [default: next to this executable].
+    #[arg(long)]
+    pub broker_binary: Option<PathBuf>,
+    /// The redis-server binary to spawn.
+    #[arg(long, default_value = "redis-server")]
+    pub redis_binary: PathBuf,
+    /// CPUs for the spawned system, like 0-3 or 0,2 [default: the first half of the available
+    /// CPUs, at least one].
+    #[arg(long)]
+    pub broker_cores: Option<CoreList>,
+    /// CPUs for the load generator [default: the available CPUs the broker does not get].
+    #[arg(long)]
+    pub load_cores: Option<CoreList>,
+    /// Where spawned systems keep data and the disk limit is measured (must support O_DIRECT)
+    /// [default: the temporary directory unless it is a tmpfs].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Whether and how to measure the machine's limits before a workload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsOptions {
+    /// Measure the limits first and print every figure also as a ratio of its limit.
+    #[arg(long)]
+    pub with_limits: bool,
+    #[command(flatten)]
+    pub tuning: LimitsTuning,
+}
+
+/// How long and how hard each limit is measured.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsTuning {
+    /// Length of the loopback throughput stream.
+    #[arg(long, default_value_t = LOOPBACK_DURATION_MS_DEFAULT)]
+    pub loopback_duration_ms: u64,
+    /// Round trips timed for the loopback RTT.
+    #[arg(long, default_value_t = RTT_ROUND_TRIPS_DEFAULT)]
+    pub rtt_round_trips: u64,
+    /// Length of the disk write stream.
+    #[arg(long, default_value_t = DISK_DURATION_MS_DEFAULT)]
+    pub disk_duration_ms: u64,
+    /// Size of each O_DIRECT write (a multiple of 4096) under group commit; under
+    /// fsync-every-append each write is one batch.
+    #[arg(long, default_value_t = DISK_WRITE_BYTES_DEFAULT)]
+    pub disk_write_bytes: usize,
+}
+
+/// Output options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Never show the progress line (it only shows on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Arguments of `limits`.
+#[derive(Debug, clap::Args)]
+pub struct LimitsArgs {
+    /// Directory to measure the disk in: the broker's data directory [default: the temporary
+    /// directory unless it is a tmpfs].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// CPU of the broker side (loopback receiver, disk writer) [default: as --spawn-broker].
+    #[arg(long)]
+    pub broker_cores: Option<CoreList>,
+    /// CPU of the client side (loopback sender).
+    #[arg(long)]
+    pub load_cores: Option<CoreList>,
+    /// The durability policy whose fdatasync interval the disk measurement follows.
+    #[arg(long, value_enum, default_value = "group-commit")]
+    pub durability: DurabilitySetting,
+    #[arg(long, default_value_t = GROUP_COMMIT_US_DEFAULT)]
+    pub group_commit_us: u64,
+    #[arg(long, default_value_t = GROUP_COMMIT_BYTES_DEFAULT)]
+    pub group_commit_bytes: u64,
+    /// Batch size (the write size under fsync-every-append).
+    #[arg(long, default_value_t = BATCH_BYTES_DEFAULT)]
+    pub batch_bytes: usize,
+    #[command(flatten)]
+    pub tuning: LimitsTuning,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn produce_flags_parse_into_the_workload_layer() {
+        let command_line = CommandLine::try_parse_from([
+            "spate-bench",
+            "produce",
+            "--spawn-broker",
+            "--with-limits",
+            "--json",
+            "out.json",
+            "--partitions",
+            "4",
+            "--acks",
+            "all",
+            "--driver",
+            "spate,redis",
+        ])
+        .unwrap();
+        let Command::Produce(arguments) = command_line.command else {
+            panic!("expected produce");
+        };
+        assert!(arguments.target.spawn_broker);
+        assert!(arguments.limits.with_limits);
+        assert_eq!(arguments.output.json, Some(PathBuf::from("out.json")));
+        assert_eq!(arguments.settings.partitions, Some(4));
+        assert_eq!(
+            arguments.target.driver,
+            vec![DriverKind::Spate, DriverKind::Redis]
+        );
+    }
+
+    #[test]
+    fn spawning_and_an_external_broker_exclude_each_other() {
+        let result = CommandLine::try_parse_from([
+            "spate-bench",
+            "produce",
+            "--spawn-broker",
+            "--broker",
+            "127.0.0.1:9192",
+        ]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn limits_take_the_durability_policy() {
+        let command_line = CommandLine::try_parse_from([
+            "spate-bench",
+            "limits",
+            "--durability",
+            "fsync-every-append",
+            "--disk-duration-ms",
+            "500",
+        ])
+        .unwrap();
+        let Command::Limits(arguments) = command_line.command else {
+            panic!("expected limits");
+        };
+        assert_eq!(arguments.durability, DurabilitySetting::FsyncEveryAppend);
+        assert_eq!(arguments.tuning.disk_duration_ms, 500);
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <CommandLine as clap::CommandFactory>::command().debug_assert();
+    }
+}

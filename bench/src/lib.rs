@@ -1,0 +1,21 @@
+//! `spate-bench`: the benchmark harness. Workloads (`produce`, `consume`, `e2e`) run against a
+//! system under test through a small driver interface (Spate, Redis Streams), and every result
+//! sits beside this machine's own ceilings (`limits`) measured in the same run.
+//!
+//! Map: `cli` (flags) and `workload` (settings, TOML files) decide what runs; `placement` pins
+//! threads; `target` starts or finds the system; `driver` talks to it; `runner` generates load
+//! and measures; `stats` holds the clock and histograms; `limits` measures the machine;
+//! `report` prints and writes JSON; `app` ties them together. Speed of individual functions
+//! is measured by the criterion benches beside each crate, not here.
+
+pub mod app;
+pub mod cli;
+pub mod constants;
+pub mod driver;
+pub mod limits;
+pub mod placement;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod target;
+pub mod workload;

@@ -1,0 +1,605 @@
+//! The results of a run as the JSON document (`--json FILE`) and as a table on the terminal.
+//!
+//! The JSON has exactly the shape the benchmark issue fixes (`workload`, `config`,
+//! `throughput_bytes_per_sec`, `records_per_sec`, `latency_us{p50,p90,p99,p999,p9999,max}`,
+//! `limits{loopback_bytes_per_sec,loopback_rtt_us,disk_direct_write_bytes_per_sec}`,
+//! `ratios{throughput_vs_limit}`), plus extra fields. A figure that was not measured (limits
+//! without `--with-limits`, latency of a run that recorded none) is `null`, never a made-up
+//! number. This file formats; it measures nothing.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::limits::MachineLimits;
+use crate::runner::{LatencyKind, RunOutcome};
+use crate::stats::LatencySummary;
+use crate::workload::{Workload, WorkloadKind};
+
+/// The `latency_us` object: every key present, `null` when nothing was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyFigures {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub p9999: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub count: u64,
+    pub kind: LatencyKind,
+}
+
+impl LatencyFigures {
+    pub fn of(summary: Option<&LatencySummary>, kind: LatencyKind) -> LatencyFigures {
+        LatencyFigures {
+            p50: summary.map(|summary| summary.p50),
+            p90: summary.map(|summary| summary.p90),
+            p99: summary.map(|summary| summary.p99),
+            p999: summary.map(|summary| summary.p999),
+            p9999: summary.map(|summary| summary.p9999),
+            max: summary.map(|summary| summary.max),
+            mean: summary.map(|summary| summary.mean),
+            count: summary.map_or(0, |summary| summary.count),
+            kind,
+        }
+    }
+}
+
+/// Which ceiling a workload's throughput is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitChoice {
+    /// Consumers read over the network; the disk write ceiling does not bound them.
+    Loopback,
+    /// Producers send over the network and the broker writes to disk: the lower bounds them.
+    LoopbackOrDisk,
+}
+
+impl LimitChoice {
+    pub fn for_workload(kind: WorkloadKind) -> LimitChoice {
+        match kind {
+            WorkloadKind::Consume => LimitChoice::Loopback,
+            WorkloadKind::Produce | WorkloadKind::E2e => LimitChoice::LoopbackOrDisk,
+        }
+    }
+
+    pub fn bytes_per_sec(self, limits: &MachineLimits) -> f64 {
+        match self {
+            LimitChoice::Loopback => limits.loopback_bytes_per_sec,
+            LimitChoice::LoopbackOrDisk => limits.loopback_or_disk_bytes_per_sec(),
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            LimitChoice::Loopback => "loopback",
+            LimitChoice::LoopbackOrDisk => "min(loopback, disk)",
+        }
+    }
+}
+
+/// The `ratios` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ratios {
+    pub throughput_vs_limit: Option<f64>,
+    pub limit: LimitChoice,
+    pub throughput_vs_loopback: Option<f64>,
+    pub throughput_vs_disk: Option<f64>,
+    pub latency_p50_vs_loopback_rtt: Option<f64>,
+    pub latency_p99_vs_loopback_rtt: Option<f64>,
+}
+
+impl Ratios {
+    pub fn of(kind: WorkloadKind, outcome: &RunOutcome, limits: Option<&MachineLimits>) -> Ratios {
+        let choice = LimitChoice::for_workload(kind);
+        let ratio = |value: f64, limit: f64| (limit > 0.0).then(|| value / limit);
+        let throughput = outcome.throughput_bytes_per_sec;
+        let latency = outcome.latency.as_ref();
+        Ratios {
+            throughput_vs_limit: limits
+                .and_then(|limits| ratio(throughput, choice.bytes_per_sec(limits))),
+            limit: choice,
+            throughput_vs_loopback: limits
+                .and_then(|limits| ratio(throughput, limits.loopback_bytes_per_sec)),
+            throughput_vs_disk: limits
+                .and_then(|limits| ratio(throughput, limits.disk_direct_write_bytes_per_sec)),
+            latency_p50_vs_loopback_rtt: limits
+                .zip(latency)
+                .and_then(|(limits, latency)| ratio(latency.p50, limits.loopback_rtt_us)),
+            latency_p99_vs_loopback_rtt: limits
+                .zip(latency)
+                .and_then(|(limits, latency)| ratio(latency.p99, limits.loopback_rtt_us)),
+        }
+    }
+}
+
+/// The figures of one driver's run.
+fn figures(kind: WorkloadKind, outcome: &RunOutcome, limits: Option<&MachineLimits>) -> Value {
+    json!({
+        "driver": outcome.driver,
+        "throughput_bytes_per_sec": outcome.throughput_bytes_per_sec,
+        "records_per_sec": outcome.records_per_sec,
+        "latency_us": LatencyFigures::of(outcome.latency.as_ref(), outcome.latency_kind),
+        "ratios": Ratios::of(kind, outcome, limits),
+        "measured_records": outcome.measured_records,
+        "measured_bytes": outcome.measured_bytes,
+        "measured_seconds": outcome.measured_seconds,
+        "errors": outcome.errors,
+        "first_error": outcome.first_error,
+        "end_to_end": outcome.end_to_end,
+        "notes": outcome.notes,
+    })
+}
+
+/// The `limits` object: the measured ceilings, or the three required keys as `null`.
+pub fn limits_value(limits: Option<&MachineLimits>) -> Value {
+    match limits {
+        Some(limits) => serde_json::to_value(limits).expect("limits serialize"),
+        None => json!({
+            "loopback_bytes_per_sec": null,
+            "loopback_rtt_us": null,
+            "disk_direct_write_bytes_per_sec": null,
+            "measured": false,
+        }),
+    }
+}
+
+/// The whole JSON document: the first outcome is the subject, the others its peers (compared
+/// in `ratios.throughput_vs_<driver>`).
+pub fn document(
+    workload_name: &str,
+    kind: Option<WorkloadKind>,
+    config: Value,
+    outcomes: &[RunOutcome],
+    limits: Option<&MachineLimits>,
+) -> Value {
+    let mut document = match (kind, outcomes.first()) {
+        (Some(kind), Some(subject)) => figures(kind, subject, limits),
+        // The `limits` workload: its figures are the loopback stream and round trips.
+        _ => json!({
+            "driver": null,
+            "throughput_bytes_per_sec": limits.map(|limits| limits.loopback_bytes_per_sec),
+            "records_per_sec": null,
+            "latency_us": LatencyFigures::of(
+                limits.map(|limits| &limits.loopback_rtt),
+                LatencyKind::LoopbackRoundTrip,
+            ),
+            "ratios": { "throughput_vs_limit": limits.map(|_| 1.0), "limit": "loopback" },
+        }),
+    };
+    let object = document.as_object_mut().expect("figures are an object");
+    object.insert("workload".into(), json!(workload_name));
+    object.insert("config".into(), config);
+    object.insert("limits".into(), limits_value(limits));
+    if let (Some(kind), Some(subject)) = (kind, outcomes.first()) {
+        let peers: Vec<Value> = outcomes[1..]
+            .iter()
+            .map(|peer| figures(kind, peer, limits))
+            .collect();
+        let ratios = object
+            .get_mut("ratios")
+            .and_then(Value::as_object_mut)
+            .expect("ratios are an object");
+        for peer in &outcomes[1..] {
+            let ratio = (peer.throughput_bytes_per_sec > 0.0)
+                .then(|| subject.throughput_bytes_per_sec / peer.throughput_bytes_per_sec);
+            ratios.insert(
+                format!("throughput_vs_{}", peer.driver.name()),
+                json!(ratio),
+            );
+        }
+        object.insert("peers".into(), json!(peers));
+    }
+    document
+}
+
+/// The `config` object: the workload and where it ran.
+pub fn config_value(workload: Option<&Workload>, setup: Value) -> Value {
+    let mut config = match workload {
+        Some(workload) => serde_json::to_value(workload).expect("workloads serialize"),
+        None => json!({}),
+    };
+    if let (Some(config), Some(setup)) = (config.as_object_mut(), setup.as_object()) {
+        for (key, value) in setup {
+            config.insert(key.clone(), value.clone());
+        }
+    }
+    config
+}
+
+fn megabytes(bytes_per_sec: f64) -> String {
+    format!("{:.1} MB/s", bytes_per_sec / 1e6)
+}
+
+fn optional(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    value.map_or_else(|| "-".to_string(), format)
+}
+
+fn micros(value: f64) -> String {
+    if value >= 10_000.0 {
+        format!("{:.1} ms", value / 1_000.0)
+    } else {
+        format!("{value:.0} us")
+    }
+}
+
+/// Reads one percentile out of a summary.
+type PickPercentile = fn(&LatencySummary) -> f64;
+
+/// The terminal table: one column per driver, then the limit and the first driver's ratio.
+pub fn table(
+    title: &str,
+    kind: WorkloadKind,
+    outcomes: &[RunOutcome],
+    limits: Option<&MachineLimits>,
+) -> String {
+    let choice = LimitChoice::for_workload(kind);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["".to_string()];
+    header.extend(
+        outcomes
+            .iter()
+            .map(|outcome| outcome.driver.name().to_string()),
+    );
+    header.push("limit".into());
+    header.push(format!(
+        "{}/limit",
+        outcomes.first().map_or("", |o| o.driver.name())
+    ));
+    rows.push(header);
+    let limit_throughput = limits.map(|limits| choice.bytes_per_sec(limits));
+    let ratio = |value: Option<f64>, limit: Option<f64>| match (value, limit) {
+        (Some(value), Some(limit)) if limit > 0.0 => format!("{:.2}", value / limit),
+        _ => "-".to_string(),
+    };
+    let mut row = vec!["throughput".to_string()];
+    row.extend(
+        outcomes
+            .iter()
+            .map(|outcome| megabytes(outcome.throughput_bytes_per_sec)),
+    );
+    row.push(optional(limit_throughput, |limit| {
+        format!("{} ({})", megabytes(limit), choice.describe())
+    }));
+    row.push(ratio(
+        outcomes
+            .first()
+            .map(|outcome| outcome.throughput_bytes_per_sec),
+        limit_throughput,
+    ));
+    rows.push(row);
+    let mut row = vec!["records/s".to_string()];
+    row.extend(
+        outcomes
+            .iter()
+            .map(|outcome| format!("{:.0}", outcome.records_per_sec)),
+    );
+    row.extend(["".to_string(), "".to_string()]);
+    rows.push(row);
+    let latency_name = match outcomes.first().map(|outcome| outcome.latency_kind) {
+        Some(LatencyKind::ProduceToAck) => "produce->ack",
+        Some(LatencyKind::EndToEndCorrected) => "end-to-end",
+        Some(LatencyKind::Poll) => "poll",
+        Some(LatencyKind::LoopbackRoundTrip) | None => "latency",
+    };
+    let rtt = limits.map(|limits| limits.loopback_rtt_us);
+    let percentiles: [(&str, PickPercentile); 6] = [
+        ("p50", |summary| summary.p50),
+        ("p90", |summary| summary.p90),
+        ("p99", |summary| summary.p99),
+        ("p99.9", |summary| summary.p999),
+        ("p99.99", |summary| summary.p9999),
+        ("max", |summary| summary.max),
+    ];
+    for (index, (name, pick)) in percentiles.iter().enumerate() {
+        let mut row = vec![format!("{latency_name} {name}")];
+        row.extend(
+            outcomes
+                .iter()
+                .map(|outcome| optional(outcome.latency.as_ref().map(pick), micros)),
+        );
+        if index == 0 {
+            row.push(optional(rtt, |rtt| {
+                format!("{} (loopback RTT)", micros(rtt))
+            }));
+            row.push(ratio(
+                outcomes
+                    .first()
+                    .and_then(|outcome| outcome.latency.as_ref().map(pick)),
+                rtt,
+            ));
+        } else {
+            row.extend(["".to_string(), "".to_string()]);
+        }
+        rows.push(row);
+    }
+    if outcomes.iter().any(|outcome| outcome.end_to_end.is_some()) {
+        let mut row = vec!["target rate held".to_string()];
+        row.extend(outcomes.iter().map(|outcome| {
+            outcome
+                .end_to_end
+                .as_ref()
+                .map_or("-".to_string(), |details| {
+                    format!(
+                        "{} ({:.0}/{:.0} records/s)",
+                        if details.rate_held { "yes" } else { "NO" },
+                        details.achieved_send_records_per_sec,
+                        details.target_records_per_sec
+                    )
+                })
+        }));
+        row.extend(["".to_string(), "".to_string()]);
+        rows.push(row);
+    }
+    let mut row = vec!["errors".to_string()];
+    row.extend(outcomes.iter().map(|outcome| outcome.errors.to_string()));
+    row.extend(["".to_string(), "".to_string()]);
+    rows.push(row);
+    let mut text = format!("{title}\n");
+    text.push_str(&render(&rows));
+    if let Some(limits) = limits {
+        text.push_str(&format!(
+            "limits: loopback {} (RTT p50 {}), disk O_DIRECT+fdatasync {} in {}\n",
+            megabytes(limits.loopback_bytes_per_sec),
+            micros(limits.loopback_rtt_us),
+            megabytes(limits.disk_direct_write_bytes_per_sec),
+            limits.data_dir
+        ));
+    }
+    if outcomes.len() > 1 {
+        let subject = &outcomes[0];
+        for peer in &outcomes[1..] {
+            if peer.throughput_bytes_per_sec > 0.0 {
+                text.push_str(&format!(
+                    "{} / {} throughput: {:.2}x\n",
+                    subject.driver.name(),
+                    peer.driver.name(),
+                    subject.throughput_bytes_per_sec / peer.throughput_bytes_per_sec
+                ));
+            }
+        }
+    }
+    for outcome in outcomes {
+        for note in &outcome.notes {
+            text.push_str(&format!("note ({}): {note}\n", outcome.driver.name()));
+        }
+        if let Some(error) = &outcome.first_error {
+            text.push_str(&format!(
+                "first error ({}): {error}\n",
+                outcome.driver.name()
+            ));
+        }
+    }
+    text
+}
+
+/// The table for the `limits` workload alone.
+pub fn limits_table(limits: &MachineLimits) -> String {
+    let rtt = &limits.loopback_rtt;
+    let rows = vec![
+        vec!["limit".to_string(), "value".to_string()],
+        vec![
+            "loopback throughput".into(),
+            megabytes(limits.loopback_bytes_per_sec),
+        ],
+        vec![
+            "loopback RTT p50 / p99 / max".into(),
+            format!(
+                "{} / {} / {}",
+                micros(rtt.p50),
+                micros(rtt.p99),
+                micros(rtt.max)
+            ),
+        ],
+        vec![
+            "disk O_DIRECT write + fdatasync".into(),
+            megabytes(limits.disk_direct_write_bytes_per_sec),
+        ],
+        vec![
+            "fdatasync count / p50 / p99".into(),
+            match &limits.disk_sync_latency {
+                Some(sync) => format!(
+                    "{} / {} / {}",
+                    limits.disk_syncs,
+                    micros(sync.p50),
+                    micros(sync.p99)
+                ),
+                None => "-".into(),
+            },
+        ],
+    ];
+    format!("{}data directory: {}\n", render(&rows), limits.data_dir)
+}
+
+/// Left-aligned first column, right-aligned others, two spaces apart.
+fn render(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(column, cell)| {
+                if column == 0 {
+                    format!("{cell:<width$}", width = widths[column])
+                } else {
+                    format!("{cell:>width$}", width = widths[column])
+                }
+            })
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::DriverKind;
+    use crate::limits::DiskSyncPolicy;
+
+    fn summary(p50: f64) -> LatencySummary {
+        LatencySummary {
+            p50,
+            p90: p50 * 2.0,
+            p99: p50 * 3.0,
+            p999: p50 * 4.0,
+            p9999: p50 * 5.0,
+            max: p50 * 6.0,
+            mean: p50,
+            count: 10,
+        }
+    }
+
+    fn outcome(driver: DriverKind, throughput: f64) -> RunOutcome {
+        RunOutcome {
+            driver,
+            throughput_bytes_per_sec: throughput,
+            records_per_sec: throughput / 1024.0,
+            latency: Some(summary(100.0)),
+            latency_kind: LatencyKind::ProduceToAck,
+            measured_records: 10,
+            measured_bytes: 10_240,
+            measured_seconds: 1.0,
+            errors: 0,
+            first_error: None,
+            end_to_end: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn limits() -> MachineLimits {
+        MachineLimits {
+            loopback_bytes_per_sec: 2e9,
+            loopback_rtt_us: 20.0,
+            disk_direct_write_bytes_per_sec: 1e9,
+            loopback_rtt: summary(20.0),
+            loopback_bytes: 1,
+            disk_bytes: 1,
+            disk_write_bytes: 4096,
+            disk_syncs: 1,
+            disk_sync_latency: None,
+            disk_sync_policy: DiskSyncPolicy::EveryWrite,
+            disk_method: "test",
+            data_dir: "/data".into(),
+            client_core: 1,
+            broker_core: 0,
+        }
+    }
+
+    fn number(document: &Value, path: &[&str]) -> Option<f64> {
+        let mut value = document;
+        for key in path {
+            value = value.get(key)?;
+        }
+        value.as_f64()
+    }
+
+    #[test]
+    fn the_document_has_every_required_key_as_a_number_when_measured() {
+        let document = document(
+            "produce",
+            Some(WorkloadKind::Produce),
+            json!({"partitions": 1}),
+            &[outcome(DriverKind::Spate, 5e8)],
+            Some(&limits()),
+        );
+        assert_eq!(document["workload"], "produce");
+        assert!(document["config"].is_object());
+        for path in [
+            &["throughput_bytes_per_sec"][..],
+            &["records_per_sec"],
+            &["latency_us", "p50"],
+            &["latency_us", "p90"],
+            &["latency_us", "p99"],
+            &["latency_us", "p999"],
+            &["latency_us", "p9999"],
+            &["latency_us", "max"],
+            &["limits", "loopback_bytes_per_sec"],
+            &["limits", "loopback_rtt_us"],
+            &["limits", "disk_direct_write_bytes_per_sec"],
+            &["ratios", "throughput_vs_limit"],
+        ] {
+            assert!(number(&document, path).is_some(), "{path:?} missing");
+        }
+        // 5e8 against min(2e9 loopback, 1e9 disk).
+        assert_eq!(
+            number(&document, &["ratios", "throughput_vs_limit"]),
+            Some(0.5)
+        );
+    }
+
+    #[test]
+    fn unmeasured_limits_are_null_not_zero() {
+        let document = document(
+            "produce",
+            Some(WorkloadKind::Produce),
+            json!({}),
+            &[outcome(DriverKind::Spate, 5e8)],
+            None,
+        );
+        assert!(document["limits"]["loopback_bytes_per_sec"].is_null());
+        assert!(document["limits"]["loopback_rtt_us"].is_null());
+        assert!(document["limits"]["disk_direct_write_bytes_per_sec"].is_null());
+        assert!(document["ratios"]["throughput_vs_limit"].is_null());
+    }
+
+    #[test]
+    fn consume_is_compared_with_the_loopback_alone() {
+        let ratios = Ratios::of(
+            WorkloadKind::Consume,
+            &outcome(DriverKind::Spate, 1e9),
+            Some(&limits()),
+        );
+        assert_eq!(ratios.throughput_vs_limit, Some(0.5));
+        assert_eq!(ratios.latency_p50_vs_loopback_rtt, Some(5.0));
+    }
+
+    #[test]
+    fn peers_are_listed_and_compared_with_the_subject() {
+        let document = document(
+            "produce",
+            Some(WorkloadKind::Produce),
+            json!({}),
+            &[
+                outcome(DriverKind::Spate, 6e8),
+                outcome(DriverKind::Redis, 2e8),
+            ],
+            None,
+        );
+        assert_eq!(document["driver"], "spate");
+        assert_eq!(document["peers"][0]["driver"], "redis");
+        assert_eq!(
+            number(&document, &["ratios", "throughput_vs_redis"]),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn the_table_shows_each_driver_the_limit_and_the_ratio() {
+        let text = table(
+            "produce",
+            WorkloadKind::Produce,
+            &[
+                outcome(DriverKind::Spate, 5e8),
+                outcome(DriverKind::Redis, 1e8),
+            ],
+            Some(&limits()),
+        );
+        assert!(text.contains("500.0 MB/s"), "{text}");
+        assert!(text.contains("100.0 MB/s"), "{text}");
+        assert!(text.contains("1000.0 MB/s (min(loopback, disk))"), "{text}");
+        assert!(text.contains("0.50"), "{text}");
+        assert!(text.contains("spate / redis throughput: 5.00x"), "{text}");
+    }
+}

@@ -1,0 +1,387 @@
+//! The `e2e` workload: open-loop producers send at a fixed target rate while consumers tail the
+//! topic; measures end-to-end latency from each record's intended send instant to its receipt
+//! by a consumer, which corrects for coordinated omission (a producer that falls behind its
+//! schedule does not hide the delay), and whether the target rate was held.
+//!
+//! Each record value starts with two timestamps from the harness's shared monotonic clock
+//! (`stats::now_nanos`): the intended send instant and the actual one. Producers and
+//! consumers live in this one process, so the clocks agree by construction. A target given as
+//! a percentage of the maximum is first turned into a rate by a calibration `produce` run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::consume::{consumer_settings, partitions_of};
+use super::produce::{counting_callback, producer_settings};
+use super::{join_all, new_meter, spawn_pinned, tighten_timer_slack, topic_of};
+use super::{EndToEndDetails, LatencyKind, Progress, RunError, RunOutcome, StickyPartitions};
+use crate::constants::{DRAIN_TIMEOUT_MS, E2E_TIMESTAMP_BYTES, POLL_WAIT_MS};
+use crate::driver::{ConsumerDriver, Driver, DriverError, ProducerDriver};
+use crate::placement::Placement;
+use crate::stats::{nanos_of, new_histogram, now_nanos, per_second, record_nanos};
+use crate::stats::{LatencySummary, Meter};
+use crate::workload::{RateTarget, Stop, Workload, WorkloadKind};
+
+/// Records whose achieved send rate is at least this share of the target count as "held".
+const RATE_HELD_SHARE: f64 = 0.99;
+/// Producers start this long after set-up, so every thread is running at the first instant.
+const SCHEDULE_START_DELAY_NANOS: u64 = 20_000_000;
+
+pub fn run(
+    driver: &dyn Driver,
+    workload: &Workload,
+    placement: &Placement,
+    progress: &mut Progress,
+) -> Result<RunOutcome, RunError> {
+    let (target_rate, calibration) = match workload.rate.expect("e2e workloads have a rate") {
+        RateTarget::RecordsPerSec(rate) => (rate, None),
+        RateTarget::PercentOfMax(percent) => {
+            let calibration = Workload {
+                kind: WorkloadKind::Produce,
+                topic: format!("{}-calibration", workload.topic),
+                stop: Stop::DurationMs(workload.calibration_ms),
+                rate: None,
+                consumers: 0,
+                ..workload.clone()
+            };
+            let outcome = super::produce::run(driver, &calibration, placement, progress)?;
+            (
+                outcome.records_per_sec * percent / 100.0,
+                Some((outcome.records_per_sec, percent)),
+            )
+        }
+    };
+    let topic = topic_of(workload);
+    driver.create_topic(&topic)?;
+    let result = run_at_rate(driver, workload, &topic, target_rate, placement, progress);
+    let _ = driver.delete_topic(&topic);
+    let mut outcome = result?;
+    if let (Some(details), Some((max_rate, percent))) = (outcome.end_to_end.as_mut(), calibration) {
+        details.calibration_max_records_per_sec = Some(max_rate);
+        details.calibration_percent_of_max = Some(percent);
+    }
+    Ok(outcome)
+}
+
+/// What consumers share: counts and when to stop.
+struct Tally {
+    received: AtomicU64,
+    /// Records sent in total, known once every producer finished; `u64::MAX` until then.
+    expected: AtomicU64,
+    /// Clock reading when the producers finished; 0 until then.
+    producers_done_nanos: AtomicU64,
+}
+
+/// The measured window of the schedule: records intended in [from, until) count.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from_nanos: u64,
+    until_nanos: u64,
+}
+
+fn run_at_rate(
+    driver: &dyn Driver,
+    workload: &Workload,
+    topic: &crate::driver::TopicSpec,
+    target_rate: f64,
+    placement: &Placement,
+    progress: &mut Progress,
+) -> Result<RunOutcome, RunError> {
+    let Stop::DurationMs(duration_ms) = workload.stop else {
+        unreachable!("Workload::check refuses e2e runs without a duration");
+    };
+    let consumer_count = workload.consumers.min(workload.partitions);
+    let settings = consumer_settings(workload);
+    let mut consumers = Vec::new();
+    for index in 0..consumer_count {
+        let partitions = partitions_of(index, consumer_count, workload.partitions);
+        consumers.push(driver.consumer(topic, &partitions, &settings)?);
+    }
+    let acknowledgements = new_meter();
+    let measure_from_nanos = Arc::new(AtomicU64::new(u64::MAX));
+    let mut producers = Vec::new();
+    for _ in 0..workload.producers {
+        producers.push(driver.producer(
+            topic,
+            &producer_settings(workload),
+            counting_callback(
+                Arc::clone(&acknowledgements),
+                Arc::clone(&measure_from_nanos),
+            ),
+        )?);
+    }
+    let start_nanos = now_nanos() + SCHEDULE_START_DELAY_NANOS;
+    let window = Window {
+        from_nanos: start_nanos + workload.warmup_ms * 1_000_000,
+        until_nanos: start_nanos + (workload.warmup_ms + duration_ms) * 1_000_000,
+    };
+    measure_from_nanos.store(window.from_nanos, Ordering::Relaxed);
+    let corrected = new_meter();
+    let uncorrected = new_meter();
+    let tally = Arc::new(Tally {
+        received: AtomicU64::new(0),
+        expected: AtomicU64::new(u64::MAX),
+        producers_done_nanos: AtomicU64::new(0),
+    });
+    let mut consumer_handles = Vec::new();
+    for (index, consumer) in consumers.into_iter().enumerate() {
+        let (corrected, uncorrected, tally) = (
+            Arc::clone(&corrected),
+            Arc::clone(&uncorrected),
+            Arc::clone(&tally),
+        );
+        let name = format!("e2e-consume-{index}");
+        // Consumers take the load cores after the producers', so that with few cores a
+        // producer and a consumer do not start on the same one.
+        let core_index = workload.producers as usize + index;
+        let handle = spawn_pinned(name.clone(), placement, core_index, move || {
+            tail(consumer, window, &corrected, &uncorrected, &tally)
+        })?;
+        consumer_handles.push((name, handle));
+    }
+    let producer_count = f64::from(workload.producers);
+    let interval_nanos = 1e9 * producer_count / target_rate;
+    let mut producer_handles = Vec::new();
+    for (index, producer) in producers.into_iter().enumerate() {
+        let schedule = Schedule {
+            // Producers are staggered so their sends interleave evenly.
+            first_nanos: start_nanos + (interval_nanos * index as f64 / producer_count) as u64,
+            interval_nanos,
+            until_nanos: window.until_nanos,
+        };
+        let partitions = StickyPartitions::new(
+            workload.partitions,
+            index as u32,
+            workload.batch_bytes,
+            workload.message_bytes,
+        );
+        let message_bytes = workload.message_bytes;
+        let name = format!("e2e-produce-{index}");
+        let handle = spawn_pinned(name.clone(), placement, index, move || {
+            paced_send(producer, schedule, partitions, message_bytes)
+        })?;
+        producer_handles.push((name, handle));
+    }
+    let driver_name = driver.kind().name();
+    progress.follow(&producer_handles, |_| {
+        format!(
+            "e2e {driver_name}  {:.0} s  target {target_rate:.0} records/s  received {}",
+            now_nanos().saturating_sub(start_nanos) as f64 / 1e9,
+            tally.received.load(Ordering::Relaxed),
+        )
+    });
+    let sent = join_all(producer_handles);
+    // Consumers must be told to stop even when a producer failed.
+    let sent_total: u64 = match &sent {
+        Ok(results) => results
+            .iter()
+            .map(|result| result.as_ref().map_or(0, |paced| paced.sent))
+            .sum(),
+        Err(_) => 0,
+    };
+    tally
+        .producers_done_nanos
+        .store(now_nanos(), Ordering::Relaxed);
+    tally.expected.store(sent_total, Ordering::Relaxed);
+    progress.follow(&consumer_handles, |_| {
+        format!(
+            "e2e {driver_name}  draining  {}/{sent_total}",
+            tally.received.load(Ordering::Relaxed)
+        )
+    });
+    progress.finish();
+    let consumed = join_all(consumer_handles);
+    let paced: Vec<Paced> = sent?.into_iter().collect::<Result<_, _>>()?;
+    for result in consumed? {
+        result?;
+    }
+    let received = tally.received.load(Ordering::Relaxed);
+    let mut outcome = RunOutcome::from_meter(
+        driver.kind(),
+        &corrected,
+        window.from_nanos,
+        LatencyKind::EndToEndCorrected,
+    );
+    outcome.errors += acknowledgements.errors();
+    outcome.first_error = outcome.first_error.or(acknowledgements.first_error());
+    let scheduled_first = paced.iter().map(|paced| paced.first_nanos).min();
+    let last_send = paced.iter().map(|paced| paced.last_send_nanos).max();
+    let achieved_send_rate = match (scheduled_first, last_send) {
+        (Some(first), Some(last)) => per_second(sent_total, last.saturating_sub(first)),
+        _ => 0.0,
+    };
+    let missing = sent_total.saturating_sub(received);
+    let send_lag_max_nanos = paced.iter().map(|paced| paced.lag_max_nanos).max();
+    if missing > 0 {
+        outcome.notes.push(format!(
+            "{missing} of {sent_total} records never arrived within {DRAIN_TIMEOUT_MS} ms"
+        ));
+    }
+    outcome.end_to_end = Some(EndToEndDetails {
+        target_records_per_sec: target_rate,
+        achieved_send_records_per_sec: achieved_send_rate,
+        received_records_per_sec: outcome.records_per_sec,
+        rate_held: achieved_send_rate >= RATE_HELD_SHARE * target_rate && missing == 0,
+        sent_records: sent_total,
+        received_records: received,
+        missing_records: missing,
+        send_lag_max_us: send_lag_max_nanos.unwrap_or(0) as f64 / 1e3,
+        latency_uncorrected_us: LatencySummary::of(&uncorrected.histogram()),
+        produce_to_ack_us: LatencySummary::of(&acknowledgements.histogram()),
+        calibration_max_records_per_sec: None,
+        calibration_percent_of_max: None,
+    });
+    Ok(outcome)
+}
+
+/// One producer's open-loop schedule: record k is due at `first + k * interval`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    first_nanos: u64,
+    interval_nanos: f64,
+    until_nanos: u64,
+}
+
+impl Schedule {
+    fn due_nanos(&self, index: u64) -> u64 {
+        self.first_nanos + (index as f64 * self.interval_nanos) as u64
+    }
+}
+
+/// What one paced producer did.
+struct Paced {
+    sent: u64,
+    first_nanos: u64,
+    last_send_nanos: u64,
+    lag_max_nanos: u64,
+}
+
+/// Sends each record at its scheduled instant, or at once when behind (never skipping one).
+fn paced_send(
+    mut producer: Box<dyn ProducerDriver>,
+    schedule: Schedule,
+    mut partitions: StickyPartitions,
+    message_bytes: usize,
+) -> Result<Paced, DriverError> {
+    tighten_timer_slack();
+    let mut value = vec![0x6bu8; message_bytes];
+    let mut sent = 0u64;
+    let mut lag_max_nanos = 0u64;
+    let mut last_send_nanos = schedule.first_nanos;
+    loop {
+        let due = schedule.due_nanos(sent);
+        if due >= schedule.until_nanos {
+            break;
+        }
+        let mut now = now_nanos();
+        if now < due {
+            producer.idle()?;
+            now = now_nanos();
+            if now < due {
+                std::thread::sleep(Duration::from_nanos(due - now));
+            }
+        }
+        let sent_at = Instant::now();
+        let sent_nanos = nanos_of(sent_at);
+        lag_max_nanos = lag_max_nanos.max(sent_nanos.saturating_sub(due));
+        value[..8].copy_from_slice(&due.to_le_bytes());
+        value[8..E2E_TIMESTAMP_BYTES].copy_from_slice(&sent_nanos.to_le_bytes());
+        producer.send(partitions.next_partition(), &value, sent_at)?;
+        last_send_nanos = sent_nanos;
+        sent += 1;
+    }
+    producer.flush()?;
+    Ok(Paced {
+        sent,
+        first_nanos: schedule.first_nanos,
+        last_send_nanos,
+        lag_max_nanos,
+    })
+}
+
+/// Reads until every sent record arrived, or the drain timeout passed after the producers
+/// finished. Latencies of records scheduled inside `window` are recorded.
+fn tail(
+    mut consumer: Box<dyn ConsumerDriver>,
+    window: Window,
+    corrected: &Meter,
+    uncorrected: &Meter,
+    tally: &Tally,
+) -> Result<(), DriverError> {
+    let mut corrected_histogram = new_histogram();
+    let mut uncorrected_histogram = new_histogram();
+    let mut malformed = 0u64;
+    let wait = Duration::from_millis(POLL_WAIT_MS);
+    loop {
+        if tally.received.load(Ordering::Relaxed) >= tally.expected.load(Ordering::Relaxed) {
+            break;
+        }
+        let done_nanos = tally.producers_done_nanos.load(Ordering::Relaxed);
+        if done_nanos != 0 && now_nanos() > done_nanos + DRAIN_TIMEOUT_MS * 1_000_000 {
+            break;
+        }
+        let mut measured = 0u64;
+        let mut measured_bytes = 0u64;
+        let mut last_receipt_nanos = 0u64;
+        let records = consumer.poll(wait, &mut |_partition, value| {
+            let received_nanos = now_nanos();
+            let (Some(due), Some(sent)) = (read_u64(value, 0), read_u64(value, 8)) else {
+                malformed += 1;
+                return;
+            };
+            if (window.from_nanos..window.until_nanos).contains(&due) {
+                record_nanos(&mut corrected_histogram, received_nanos.saturating_sub(due));
+                record_nanos(
+                    &mut uncorrected_histogram,
+                    received_nanos.saturating_sub(sent),
+                );
+                measured += 1;
+                measured_bytes += value.len() as u64;
+                last_receipt_nanos = received_nanos;
+            }
+        })?;
+        if measured > 0 {
+            corrected.count(measured, measured_bytes, last_receipt_nanos, None);
+        }
+        tally.received.fetch_add(records as u64, Ordering::Relaxed);
+    }
+    corrected.merge_histogram(&corrected_histogram);
+    uncorrected.merge_histogram(&uncorrected_histogram);
+    if malformed > 0 {
+        corrected.fail(&format!(
+            "{malformed} records too short to hold e2e timestamps"
+        ));
+    }
+    Ok(())
+}
+
+fn read_u64(value: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(value.get(at..at + 8)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_spaces_records_by_the_interval() {
+        let schedule = Schedule {
+            first_nanos: 1_000,
+            interval_nanos: 2.5,
+            until_nanos: 2_000,
+        };
+        assert_eq!(schedule.due_nanos(0), 1_000);
+        assert_eq!(schedule.due_nanos(4), 1_010);
+    }
+
+    #[test]
+    fn timestamps_are_read_little_endian_and_short_values_are_refused() {
+        let mut value = vec![0u8; 16];
+        value[..8].copy_from_slice(&7u64.to_le_bytes());
+        value[8..].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(read_u64(&value, 0), Some(7));
+        assert_eq!(read_u64(&value, 8), Some(9));
+        assert_eq!(read_u64(&value[..12], 8), None);
+    }
+}

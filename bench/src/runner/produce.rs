@@ -1,0 +1,203 @@
+//! The `produce` workload: N producers send fixed-size records as fast as the system accepts
+//! them (closed loop: each producer blocks only when its client buffer is full), for a
+//! duration or a record count. Measures acknowledged throughput and produce-to-ack latency.
+//!
+//! Also used to pre-fill topics (`consume`) and to calibrate the maximum rate (`e2e`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{join_all, megabytes_per_second, new_meter, spawn_pinned, topic_of};
+use super::{LatencyKind, Progress, RunError, RunOutcome, StickyPartitions};
+use crate::driver::TopicSpec;
+use crate::driver::{Acknowledgement, Driver, DriverError, ProducerDriver, ProducerSettings};
+use crate::placement::Placement;
+use crate::stats::{nanos_of, now_nanos, Meter};
+use crate::workload::{Stop, Workload};
+
+/// The producer settings a workload asks for.
+pub fn producer_settings(workload: &Workload) -> ProducerSettings {
+    ProducerSettings {
+        batch_bytes: workload.batch_bytes,
+        linger_us: workload.linger_us,
+        acks: workload.acks,
+        message_bytes: workload.message_bytes,
+        buffer_bytes: workload.producer_buffer_bytes,
+    }
+}
+
+/// Runs the workload on a fresh topic, which is deleted afterwards.
+pub fn run(
+    driver: &dyn Driver,
+    workload: &Workload,
+    placement: &Placement,
+    progress: &mut Progress,
+) -> Result<RunOutcome, RunError> {
+    let topic = topic_of(workload);
+    driver.create_topic(&topic)?;
+    let result = produce(driver, workload, &topic, placement, progress, "produce");
+    let _ = driver.delete_topic(&topic);
+    result.map(|produced| produced.outcome)
+}
+
+/// What a produce phase did, beyond its outcome: records sent per partition.
+pub struct Produced {
+    pub outcome: RunOutcome,
+    pub sent_per_partition: Vec<u64>,
+}
+
+/// An acknowledgement callback that counts into `meter` what was sent at or after the instant
+/// in `measure_from_nanos` (the end of the warm-up; `u64::MAX` counts nothing yet).
+pub fn counting_callback(
+    meter: Arc<Meter>,
+    measure_from_nanos: Arc<AtomicU64>,
+) -> crate::driver::AcknowledgementCallback {
+    Box::new(move |acknowledgement: Acknowledgement| {
+        let sent_nanos = nanos_of(acknowledgement.sent_at);
+        match acknowledgement.outcome {
+            Ok(()) if sent_nanos >= measure_from_nanos.load(Ordering::Relaxed) => {
+                let acknowledged_nanos = nanos_of(acknowledgement.acknowledged_at);
+                meter.count(
+                    1,
+                    acknowledgement.value_bytes as u64,
+                    acknowledged_nanos,
+                    Some(acknowledged_nanos.saturating_sub(sent_nanos)),
+                );
+            }
+            Ok(()) => {}
+            Err(error) => meter.fail(&error),
+        }
+    })
+}
+
+/// Sends records on `topic` (which exists) as the workload says. `label` names the phase on
+/// the progress line.
+pub fn produce(
+    driver: &dyn Driver,
+    workload: &Workload,
+    topic: &TopicSpec,
+    placement: &Placement,
+    progress: &mut Progress,
+    label: &str,
+) -> Result<Produced, RunError> {
+    let settings = producer_settings(workload);
+    let meter = new_meter();
+    let measure_from_nanos = Arc::new(AtomicU64::new(u64::MAX));
+    // Created here, on the main thread, whose affinity is the load cores: threads a client
+    // library starts inherit it.
+    let mut producers: Vec<Box<dyn ProducerDriver>> = Vec::new();
+    for _ in 0..workload.producers {
+        producers.push(driver.producer(
+            topic,
+            &settings,
+            counting_callback(Arc::clone(&meter), Arc::clone(&measure_from_nanos)),
+        )?);
+    }
+    let start_nanos = now_nanos();
+    let measure_from = start_nanos + workload.warmup_ms * 1_000_000;
+    measure_from_nanos.store(measure_from, Ordering::Relaxed);
+    let producer_count = u64::from(workload.producers);
+    let mut handles = Vec::new();
+    for (index, producer) in producers.into_iter().enumerate() {
+        let limit = match workload.stop {
+            Stop::DurationMs(duration_ms) => {
+                SendLimit::Until(measure_from + duration_ms * 1_000_000)
+            }
+            Stop::MessageCount(total) => SendLimit::Count(
+                total / producer_count + u64::from((index as u64) < total % producer_count),
+            ),
+        };
+        let job = ProducerJob {
+            partitions: StickyPartitions::new(
+                workload.partitions,
+                index as u32,
+                workload.batch_bytes,
+                workload.message_bytes,
+            ),
+            partition_count: workload.partitions,
+            message_bytes: workload.message_bytes,
+            limit,
+        };
+        let name = format!("{label}-{index}");
+        let handle = spawn_pinned(name.clone(), placement, index, move || job.run(producer))?;
+        handles.push((name, handle));
+    }
+    let mut last_bytes = 0u64;
+    let mut last_records = 0u64;
+    let driver_name = driver.kind().name();
+    progress.follow(&handles, |seconds| {
+        let (bytes, records) = (meter.bytes(), meter.records());
+        let line = format!(
+            "{label} {driver_name}  {:.0} s  {}  {:.0} records/s  errors {}",
+            (now_nanos() - start_nanos) as f64 / 1e9,
+            megabytes_per_second((bytes - last_bytes) as f64 / seconds),
+            (records - last_records) as f64 / seconds,
+            meter.errors()
+        );
+        (last_bytes, last_records) = (bytes, records);
+        line
+    });
+    progress.finish();
+    let mut sent_per_partition = vec![0u64; workload.partitions as usize];
+    for result in join_all(handles)? {
+        let sent = result?;
+        for (total, sent) in sent_per_partition.iter_mut().zip(sent) {
+            *total += sent;
+        }
+    }
+    let outcome = RunOutcome::from_meter(
+        driver.kind(),
+        &meter,
+        measure_from,
+        LatencyKind::ProduceToAck,
+    );
+    Ok(Produced {
+        outcome,
+        sent_per_partition,
+    })
+}
+
+/// When a producer stops.
+#[derive(Debug, Clone, Copy)]
+enum SendLimit {
+    /// At this clock reading (`now_nanos`).
+    Until(u64),
+    /// After this many records.
+    Count(u64),
+}
+
+/// One producer thread's work.
+struct ProducerJob {
+    partitions: StickyPartitions,
+    partition_count: u32,
+    message_bytes: usize,
+    limit: SendLimit,
+}
+
+impl ProducerJob {
+    /// Sends until the limit, then waits for every acknowledgement. Returns records sent per
+    /// partition.
+    fn run(mut self, mut producer: Box<dyn ProducerDriver>) -> Result<Vec<u64>, DriverError> {
+        // Not all one byte value: some storage layers compress or deduplicate.
+        let value: Vec<u8> = (0..self.message_bytes)
+            .map(|index| (index.wrapping_mul(31) ^ (index >> 8)) as u8)
+            .collect();
+        let mut sent = vec![0u64; self.partition_count as usize];
+        let mut sent_total = 0u64;
+        loop {
+            let now = Instant::now();
+            match self.limit {
+                SendLimit::Until(stop_nanos) if nanos_of(now) >= stop_nanos => break,
+                SendLimit::Count(count) if sent_total >= count => break,
+                _ => {}
+            }
+            let partition = self.partitions.next_partition();
+            producer.send(partition, &value, now)?;
+            sent[partition as usize] += 1;
+            sent_total += 1;
+        }
+        producer.flush()?;
+        Ok(sent)
+    }
+}

@@ -1,0 +1,297 @@
+//! Smoke runs of every workload of the real `spate-bench` binary, a few seconds each, against a
+//! spawned `spate-broker` (and `redis-server` for the comparison runs): checks that each run
+//! finishes, exits 0 and writes JSON of the shape the benchmark issue fixes. Timing is never
+//! checked here (speed is measured by running the harness, not by tests).
+//!
+//! Needs `redis-server` on PATH (Debian: `apt-get install -y redis-server`). Set
+//! `SPATE_BENCH_BROKER_BINARY` to use an already built broker instead of building one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest one smoke run may take (debug builds on a busy 2-core machine).
+const RUN_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// One run at a time: they would otherwise fight over the same two cores and the disk.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The broker binary: `SPATE_BENCH_BROKER_BINARY` when set, else built once with the same
+/// cargo, profile and target directory.
+fn broker_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("SPATE_BENCH_BROKER_BINARY") {
+                return PathBuf::from(path);
+            }
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let release = !cfg!(debug_assertions);
+            let mut command = Command::new(cargo);
+            command
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                .args(["build", "-p", "spate-broker", "--bin", "spate-broker"]);
+            if release {
+                command.arg("--release");
+            }
+            let status = command.status().expect("run cargo build for spate-broker");
+            assert!(status.success(), "building spate-broker failed");
+            target_dir()
+                .join(if release { "release" } else { "debug" })
+                .join("spate-broker")
+        })
+        .clone()
+}
+
+/// A data directory on a real disk (/tmp may be a tmpfs, which has no O_DIRECT).
+fn data_dir() -> tempfile::TempDir {
+    let root = target_dir().join("spate-bench-smoke");
+    std::fs::create_dir_all(&root).expect("create the smoke data root");
+    tempfile::tempdir_in(root).expect("create a smoke data directory")
+}
+
+/// Runs `spate-bench` with `arguments` plus `--json FILE`, and returns the parsed JSON.
+fn run_bench(arguments: &[&str]) -> Value {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let directory = data_dir();
+    let json_path = directory.path().join("out.json");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spate-bench"));
+    command
+        .args(arguments)
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--data-dir")
+        .arg(directory.path());
+    if arguments.contains(&"--spawn-broker") {
+        command.arg("--broker-binary").arg(broker_binary());
+    }
+    let output_path = directory.path().join("output.txt");
+    let output = std::fs::File::create(&output_path).expect("create the output file");
+    command
+        .stdout(output.try_clone().expect("clone the output file"))
+        .stderr(output);
+    let mut child = command.spawn().expect("start spate-bench");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for spate-bench") {
+            break status;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let printed = std::fs::read_to_string(&output_path).unwrap_or_default();
+            panic!(
+                "spate-bench {arguments:?} ran longer than {RUN_TIMEOUT:?}; it printed:\n{printed}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let printed = std::fs::read_to_string(&output_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "spate-bench {arguments:?} exited with {status}; it printed:\n{printed}"
+    );
+    let text = std::fs::read_to_string(&json_path).expect("the JSON file was written");
+    serde_json::from_str(&text).expect("the JSON file parses")
+}
+
+fn number_at(document: &Value, path: &[&str]) -> Option<f64> {
+    path.iter()
+        .try_fold(document, |value, key| value.get(key))
+        .and_then(Value::as_f64)
+}
+
+/// The shape the issue fixes; `with_limits` says whether the limits (and so the ratio) must be
+/// numbers rather than null.
+fn assert_shape(document: &Value, workload: &str, with_limits: bool) {
+    assert_eq!(document["workload"], workload, "{document:#}");
+    assert!(document["config"].is_object(), "config: {document:#}");
+    for path in [
+        &["throughput_bytes_per_sec"][..],
+        &["records_per_sec"],
+        &["latency_us", "p50"],
+        &["latency_us", "p90"],
+        &["latency_us", "p99"],
+        &["latency_us", "p999"],
+        &["latency_us", "p9999"],
+        &["latency_us", "max"],
+    ] {
+        assert!(
+            number_at(document, path).is_some(),
+            "{path:?} in {document:#}"
+        );
+    }
+    for key in [
+        "loopback_bytes_per_sec",
+        "loopback_rtt_us",
+        "disk_direct_write_bytes_per_sec",
+    ] {
+        let value = &document["limits"][key];
+        if with_limits {
+            assert!(
+                value.as_f64().is_some_and(|value| value > 0.0),
+                "limits.{key}: {document:#}"
+            );
+        } else {
+            assert!(value.is_null(), "limits.{key} should be null: {document:#}");
+        }
+    }
+    let ratio = &document["ratios"]["throughput_vs_limit"];
+    assert!(
+        ratio.is_f64() == with_limits && (with_limits || ratio.is_null()),
+        "ratios.throughput_vs_limit: {document:#}"
+    );
+    assert!(
+        number_at(document, &["throughput_bytes_per_sec"]).is_some_and(|value| value > 0.0),
+        "no throughput: {document:#}"
+    );
+}
+
+/// Flags that keep limit measurements short.
+const QUICK_LIMITS: [&str; 6] = [
+    "--loopback-duration-ms",
+    "300",
+    "--rtt-round-trips",
+    "500",
+    "--disk-duration-ms",
+    "300",
+];
+
+#[test]
+fn limits_alone_report_every_ceiling() {
+    let mut arguments = vec!["limits"];
+    arguments.extend(QUICK_LIMITS);
+    let document = run_bench(&arguments);
+    assert_eq!(document["workload"], "limits");
+    for key in [
+        "loopback_bytes_per_sec",
+        "loopback_rtt_us",
+        "disk_direct_write_bytes_per_sec",
+    ] {
+        assert!(
+            document["limits"][key]
+                .as_f64()
+                .is_some_and(|value| value > 0.0),
+            "limits.{key}: {document:#}"
+        );
+    }
+}
+
+#[test]
+fn produce_with_limits_writes_the_full_shape() {
+    let mut arguments = vec![
+        "produce",
+        "--spawn-broker",
+        "--with-limits",
+        "--duration-ms",
+        "1500",
+        "--warmup-ms",
+        "300",
+    ];
+    arguments.extend(QUICK_LIMITS);
+    let document = run_bench(&arguments);
+    assert_shape(&document, "produce", true);
+    assert_eq!(document["latency_us"]["kind"], "produce_to_ack");
+    assert_eq!(document["errors"], 0);
+}
+
+#[test]
+fn produce_against_redis_lists_redis_as_a_peer() {
+    let document = run_bench(&[
+        "produce",
+        "--spawn-broker",
+        "--driver",
+        "spate,redis",
+        "--acks",
+        "all",
+        "--duration-ms",
+        "1000",
+        "--warmup-ms",
+        "200",
+        "--batch-bytes",
+        "65536",
+    ]);
+    assert_shape(&document, "produce", false);
+    assert_eq!(document["driver"], "spate");
+    assert_eq!(document["peers"][0]["driver"], "redis");
+    assert!(
+        number_at(&document["peers"][0], &["throughput_bytes_per_sec"]).is_some_and(|v| v > 0.0),
+        "{document:#}"
+    );
+    assert!(number_at(&document, &["ratios", "throughput_vs_redis"]).is_some());
+}
+
+#[test]
+fn consume_drains_every_prefilled_record() {
+    let document = run_bench(&[
+        "consume",
+        "--spawn-broker",
+        "--message-count",
+        "20000",
+        "--partitions",
+        "2",
+        "--consumers",
+        "2",
+    ]);
+    assert_shape(&document, "consume", false);
+    assert_eq!(document["measured_records"], 20000, "{document:#}");
+    assert_eq!(document["errors"], 0);
+}
+
+#[test]
+fn e2e_at_a_fixed_rate_receives_every_record_from_both_drivers() {
+    let document = run_bench(&[
+        "e2e",
+        "--spawn-broker",
+        "--driver",
+        "spate,redis",
+        "--rate",
+        "2000",
+        "--duration-ms",
+        "1500",
+        "--warmup-ms",
+        "300",
+        "--linger-us",
+        "100",
+    ]);
+    assert_shape(&document, "e2e", false);
+    assert_eq!(document["latency_us"]["kind"], "end_to_end_corrected");
+    for figures in [&document, &document["peers"][0]] {
+        let details = &figures["end_to_end"];
+        assert_eq!(details["missing_records"], 0, "{document:#}");
+        assert!(details["sent_records"]
+            .as_u64()
+            .is_some_and(|sent| sent > 0));
+        assert_eq!(details["target_records_per_sec"], 2000.0);
+    }
+}
+
+#[test]
+fn a_workload_file_sets_the_run_and_flags_override_it() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/produce-leader-1kib.toml");
+    let document = run_bench(&[
+        "produce",
+        "--spawn-broker",
+        "--workload",
+        file.to_str().expect("UTF-8 path"),
+        "--duration-ms",
+        "800",
+        "--warmup-ms",
+        "200",
+    ]);
+    assert_shape(&document, "produce", false);
+    assert_eq!(document["config"]["message_bytes"], 1024);
+    assert_eq!(document["config"]["acks"], "leader");
+    assert_eq!(document["config"]["stop"]["duration_ms"], 800);
+}

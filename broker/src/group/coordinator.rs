@@ -1,0 +1,1465 @@
+//! The shard-local group coordinator: runs group requests against the membership state
+//! machines of the offsets partitions this shard coordinates, keeps their logs, and runs their
+//! timers.
+//!
+//! Owned by the [`Shard`] (one per executor, lives as long as the shard). An offsets partition
+//! is loaded on first use: its log is replayed from the log start into an [`OffsetStore`] and
+//! its membership records become [`Group`]s. Each loaded partition then has one writer task:
+//! writes queue in order, the writer takes what is queued (up to one batch), appends it with
+//! acks=all and applies it to the store only once it is durable, then answers the writers. A
+//! commit is acknowledged after that, and fetches read the store, so what a fetch returns
+//! survives `kill -9`. When the log holds more dead records than live ones the writer compacts
+//! it: it writes the store as a snapshot and deletes the records before it.
+//!
+//! Joins and syncs park until the group moves on: each gets a waiter id and a one-slot channel;
+//! the state machine names the waiters to answer in its [`Effects`]. Effects that change the
+//! group's stable state queue its membership record first and answer after it is written.
+//!
+//! This file does not parse frames or know connections (`server::handlers::group` does), and it
+//! reaches the offsets topic only through shard requests, never the storage engine.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::sync::Semaphore;
+use spate_protocol::api::{
+    DeleteGroupsResponse, DescribeGroupsResponse, DescribedGroup, DescribedOffset, GroupListing,
+    GroupResult, GroupState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse, MemberResult,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse, PartitionResult,
+    SyncGroupRequest, SyncGroupResponse, TopicPartitionList, TopicPartitions,
+};
+use spate_protocol::batch::{BatchBuilder, BatchOptions, BatchView, NO_HEADERS};
+use spate_protocol::constants::BATCH_BYTES_MAX;
+use spate_protocol::{ErrorCode, WireError};
+
+use super::limits::GroupLimits;
+use super::membership::{ClientInfo, Effects, Group, Reply, WaiterId};
+use super::records::{CommittedOffset, GroupRecord, LogRecord};
+use super::store::OffsetStore;
+use super::{coordinator_shard_of, GroupAnswer, GroupCall, OFFSETS_TOPIC_NAME};
+use crate::catalog::topic_config::{RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES};
+use crate::catalog::{CatalogError, ShardId, TopicConfig, TopicMetadata};
+use crate::shard::messages::{
+    FetchOutcome, FetchPartition, PartitionError, PartitionKey, PartitionState, ProduceAcks,
+    ProducePartition, ShardRequest, ShardResponse,
+};
+use crate::shard::router::broadcast;
+use crate::shard::Shard;
+
+/// Shard-local coordinator state. See the module documentation.
+pub struct GroupCoordinator {
+    limits: GroupLimits,
+    started: Instant,
+    partitions: RefCell<HashMap<u32, Rc<CoordinatedPartition>>>,
+    /// One partition load at a time on this shard: a second request for the same partition
+    /// waits and then finds it loaded.
+    loading: Semaphore,
+    /// Shard 0 only: one creation of the offsets topic at a time.
+    creating: Semaphore,
+    waiters: RefCell<HashMap<WaiterId, LocalSender<Reply>>>,
+    next_waiter: Cell<WaiterId>,
+    next_member: Cell<u64>,
+    /// Random per process, so member ids differ across broker restarts.
+    member_id_salt: u64,
+    /// No group deadline is earlier than this: the timer skips its scan until then.
+    next_wakeup_ms: Cell<u64>,
+    timers_started: Cell<bool>,
+}
+
+/// One offsets partition this shard coordinates: its groups, its store and its write queue.
+/// Shard-local; created when first used, replaced if the offsets topic is created again.
+struct CoordinatedPartition {
+    partition: u32,
+    topic: Arc<TopicMetadata>,
+    groups: RefCell<BTreeMap<String, Group>>,
+    store: RefCell<OffsetStore>,
+    queue: RefCell<VecDeque<WriteItem>>,
+    /// Bounds the commits waiting for the writer (membership records do not wait for a slot:
+    /// they must queue in the order their states were decided).
+    slots: Semaphore,
+    /// Wakes the writer; one slot, a second ring while one is pending is not needed.
+    doorbell: LocalSender<()>,
+}
+
+enum WriteOp {
+    Records(Vec<LogRecord>),
+    /// Tombstones for everything the group has when the writer reaches this item.
+    DeleteGroup(String),
+    /// Tombstones for those of the named offsets that exist when the writer reaches this item.
+    DeleteOffsets {
+        group: String,
+        topics: Vec<TopicPartitionList>,
+    },
+}
+
+struct WriteItem {
+    op: WriteOp,
+    done: LocalSender<Result<(), ErrorCode>>,
+}
+
+type WriteDone = LocalReceiver<Result<(), ErrorCode>>;
+
+impl CoordinatedPartition {
+    fn key(&self) -> PartitionKey {
+        PartitionKey {
+            topic_id: self.topic.id,
+            partition: self.partition,
+        }
+    }
+
+    fn owner(&self) -> Option<ShardId> {
+        self.topic.owner_of(self.partition)
+    }
+
+    /// Queues a write now (so its place in the log is decided now) and returns what will say
+    /// when it is durable.
+    fn enqueue(&self, op: WriteOp) -> WriteDone {
+        let (done, finished) = local_channel::new_bounded(1);
+        self.queue.borrow_mut().push_back(WriteItem { op, done });
+        // Full means the writer has a ring pending already.
+        let _ = self.doorbell.try_send(());
+        finished
+    }
+
+    /// Queues a write once a slot is free and waits until it is durable and applied.
+    async fn write(&self, op: WriteOp) -> Result<(), ErrorCode> {
+        let _slot = self
+            .slots
+            .acquire_permit(1)
+            .await
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+        let finished = self.enqueue(op);
+        finished
+            .recv()
+            .await
+            .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+    }
+
+    fn knows_group(&self, group_id: &str) -> bool {
+        self.groups.borrow().contains_key(group_id) || self.store.borrow().has_group(group_id)
+    }
+
+    fn group_count(&self) -> usize {
+        let groups = self.groups.borrow();
+        let store = self.store.borrow();
+        let mut ids = store.group_ids();
+        ids.extend(groups.keys().map(String::as_str));
+        ids.len()
+    }
+}
+
+/// Removes a parked request's channel when the request ends, answered or not.
+struct WaiterGuard<'a> {
+    coordinator: &'a GroupCoordinator,
+    id: WaiterId,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.coordinator.waiters.borrow_mut().remove(&self.id);
+    }
+}
+
+impl GroupCoordinator {
+    pub fn new(limits: GroupLimits) -> GroupCoordinator {
+        assert_eq!(limits.check(), Ok(()), "group limits are consistent");
+        GroupCoordinator {
+            limits,
+            started: Instant::now(),
+            partitions: RefCell::new(HashMap::new()),
+            loading: Semaphore::new(1),
+            creating: Semaphore::new(1),
+            waiters: RefCell::new(HashMap::new()),
+            next_waiter: Cell::new(0),
+            next_member: Cell::new(0),
+            member_id_salt: std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish(),
+            next_wakeup_ms: Cell::new(u64::MAX),
+            timers_started: Cell::new(false),
+        }
+    }
+
+    pub fn limits(&self) -> &GroupLimits {
+        &self.limits
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// `<client id>-<random>`: unique within the process by its counter, across restarts by
+    /// the per-process salt mixed with the time.
+    fn new_member_id(&self, client_id: &str) -> String {
+        let counter = self.next_member.get();
+        self.next_member.set(counter + 1);
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(self.member_id_salt);
+        hasher.write_u64(counter);
+        hasher.write_u128(wall_clock_nanos());
+        let prefix = if client_id.is_empty() {
+            "member"
+        } else {
+            client_id
+        };
+        format!("{prefix}-{:016x}{counter:x}", hasher.finish())
+    }
+
+    fn register_waiter(&self) -> (WaiterGuard<'_>, LocalReceiver<Reply>) {
+        let id = self.next_waiter.get();
+        self.next_waiter.set(id + 1);
+        let (sender, receiver) = local_channel::new_bounded(1);
+        self.waiters.borrow_mut().insert(id, sender);
+        (
+            WaiterGuard {
+                coordinator: self,
+                id,
+            },
+            receiver,
+        )
+    }
+
+    fn dispatch(&self, replies: Vec<(WaiterId, Reply)>) {
+        for (waiter, reply) in replies {
+            if let Some(sender) = self.waiters.borrow_mut().remove(&waiter) {
+                // One slot, one reply per waiter; failure means the request is gone.
+                let _ = sender.try_send(reply);
+            }
+        }
+    }
+
+    fn note_deadline(&self, deadline_ms: Option<u64>) {
+        if let Some(deadline_ms) = deadline_ms {
+            if deadline_ms < self.next_wakeup_ms.get() {
+                self.next_wakeup_ms.set(deadline_ms);
+            }
+        }
+    }
+
+    fn group_count(&self) -> usize {
+        self.partitions
+            .borrow()
+            .values()
+            .map(|partition| partition.group_count())
+            .sum()
+    }
+
+    /// Refuses a group that does not exist yet when this shard holds its maximum.
+    fn room_for(&self, partition: &CoordinatedPartition, group_id: &str) -> Result<(), ErrorCode> {
+        if partition.knows_group(group_id) || self.group_count() < self.limits.groups_per_shard_max
+        {
+            Ok(())
+        } else {
+            Err(ErrorCode::TooManyGroups)
+        }
+    }
+}
+
+fn wall_clock_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos())
+}
+
+fn wall_clock_ms() -> i64 {
+    (wall_clock_nanos() / 1_000_000) as i64
+}
+
+/// Runs a group call on this shard, which must be the group's coordinator (or shard 0 for
+/// [`GroupCall::EnsureOffsetsTopic`]). Boxed: group calls make shard calls of their own, and
+/// `Shard::execute` runs this, so the future's type would otherwise contain itself.
+pub fn execute(shard: Rc<Shard>, call: GroupCall) -> Pin<Box<dyn Future<Output = GroupAnswer>>> {
+    Box::pin(execute_here(shard, call))
+}
+
+async fn execute_here(shard: Rc<Shard>, call: GroupCall) -> GroupAnswer {
+    match call {
+        GroupCall::Join {
+            partition,
+            request,
+            client,
+        } => GroupAnswer::Join(join(&shard, partition, request, client).await),
+        GroupCall::Sync { partition, request } => {
+            GroupAnswer::Sync(sync(&shard, partition, request).await)
+        }
+        GroupCall::Heartbeat { partition, request } => {
+            GroupAnswer::Heartbeat(heartbeat(&shard, partition, request).await)
+        }
+        GroupCall::Leave { partition, request } => {
+            GroupAnswer::Leave(leave(&shard, partition, request).await)
+        }
+        GroupCall::CommitOffsets { partition, request } => {
+            GroupAnswer::CommitOffsets(commit_offsets(&shard, partition, request).await)
+        }
+        GroupCall::FetchOffsets { partition, request } => {
+            GroupAnswer::FetchOffsets(fetch_offsets(&shard, partition, request).await)
+        }
+        GroupCall::DeleteOffsets { partition, request } => {
+            GroupAnswer::DeleteOffsets(delete_offsets(&shard, partition, request).await)
+        }
+        GroupCall::Describe { groups } => GroupAnswer::Describe(describe(&shard, groups).await),
+        GroupCall::Delete { groups } => GroupAnswer::Delete(delete_groups(&shard, groups).await),
+        GroupCall::List { states } => GroupAnswer::List(list(&shard, &states).await),
+        GroupCall::EnsureOffsetsTopic => {
+            GroupAnswer::OffsetsTopic(create_offsets_topic(&shard).await)
+        }
+    }
+}
+
+// ---- the offsets topic --------------------------------------------------------------------
+
+/// The offsets topic; with `create`, made (through shard 0) if it does not exist yet.
+/// `Ok(None)`: it does not exist and `create` was false.
+pub async fn offsets_topic(
+    shard: &Rc<Shard>,
+    create: bool,
+) -> Result<Option<Arc<TopicMetadata>>, ErrorCode> {
+    if let Some(topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME) {
+        return Ok(Some(topic.clone()));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let call = ShardRequest::Group(Box::new(GroupCall::EnsureOffsetsTopic));
+    match shard.call(0, call).await {
+        Ok(ShardResponse::Group(answer)) => match *answer {
+            GroupAnswer::OffsetsTopic(result) => result.map(Some),
+            _ => Err(ErrorCode::Unknown),
+        },
+        Ok(_) => Err(ErrorCode::Unknown),
+        Err(error) => Err(coordinator_error_code(&error)),
+    }
+}
+
+async fn create_offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicMetadata>, ErrorCode> {
+    let coordinator = &shard.groups;
+    let _serialized = coordinator
+        .creating
+        .acquire_permit(1)
+        .await
+        .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+    if let Some(topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME) {
+        return Ok(topic.clone());
+    }
+    let limits = &coordinator.limits;
+    let segment_bytes = limits.offsets_topic_segment_bytes.to_string();
+    // Compaction bounds the log; retention must never delete the only copy of an offset.
+    let entries = [
+        (RETENTION_MS, "-1"),
+        (RETENTION_BYTES, "-1"),
+        (SEGMENT_BYTES, segment_bytes.as_str()),
+    ];
+    let config = TopicConfig::default()
+        .with_entries(entries)
+        .map_err(|error| {
+            tracing::error!(%error, "offsets topic configuration refused");
+            ErrorCode::CoordinatorNotAvailable
+        })?;
+    let catalog = shard.catalog.clone();
+    let partitions = i64::from(limits.offsets_topic_partitions);
+    let created = glommio::executor()
+        .spawn_blocking(move || catalog.create_topic(OFFSETS_TOPIC_NAME, partitions, config))
+        .await;
+    let topic = match created {
+        Ok(topic) => topic,
+        // Created by someone else (an administrator) in between; whoever created it opens it.
+        Err(CatalogError::TopicAlreadyExists { .. }) => {
+            return shard
+                .snapshot()
+                .topic(OFFSETS_TOPIC_NAME)
+                .cloned()
+                .ok_or(ErrorCode::CoordinatorNotAvailable)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot create the offsets topic");
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+    };
+    broadcast(shard, || ShardRequest::OpenTopic {
+        topic: topic.clone(),
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "cannot open the offsets topic's partitions");
+        coordinator_error_code(&error)
+    })?;
+    tracing::info!(
+        topic = OFFSETS_TOPIC_NAME,
+        partitions = topic.partition_count(),
+        "offsets topic created"
+    );
+    Ok(topic)
+}
+
+/// The wire code a coordinator reports when a partition operation under it failed.
+pub fn coordinator_error_code(error: &PartitionError) -> ErrorCode {
+    match error {
+        PartitionError::NoSpace(_) => ErrorCode::NotEnoughDiskSpace,
+        PartitionError::Storage(_) => ErrorCode::StorageError,
+        PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
+        _ => ErrorCode::CoordinatorNotAvailable,
+    }
+}
+
+// ---- loading --------------------------------------------------------------------------------
+
+/// The loaded partition `partition`, loading it first if needed.
+async fn coordinated(
+    shard: &Rc<Shard>,
+    partition: u32,
+) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
+    let coordinator = &shard.groups;
+    let topic = shard
+        .snapshot()
+        .topic(OFFSETS_TOPIC_NAME)
+        .cloned()
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    if partition >= topic.partition_count()
+        || coordinator_shard_of(partition, shard.shard_count) != shard.id
+    {
+        return Err(ErrorCode::NotCoordinator);
+    }
+    let current = || {
+        coordinator
+            .partitions
+            .borrow()
+            .get(&partition)
+            .filter(|loaded| loaded.topic.id == topic.id)
+            .cloned()
+    };
+    if let Some(loaded) = current() {
+        return Ok(loaded);
+    }
+    let _one_load = coordinator
+        .loading
+        .acquire_permit(1)
+        .await
+        .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+    if let Some(loaded) = current() {
+        return Ok(loaded);
+    }
+    let loaded = load(shard, partition, topic).await?;
+    coordinator
+        .partitions
+        .borrow_mut()
+        .insert(partition, loaded.clone());
+    start_timers(shard);
+    Ok(loaded)
+}
+
+/// Replays an offsets partition from its log start to its high watermark.
+async fn load(
+    shard: &Rc<Shard>,
+    partition: u32,
+    topic: Arc<TopicMetadata>,
+) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
+    let coordinator = &shard.groups;
+    let limits = &coordinator.limits;
+    let began = Instant::now();
+    let key = PartitionKey {
+        topic_id: topic.id,
+        partition,
+    };
+    let owner = topic
+        .owner_of(partition)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let state = partition_state(shard, owner, key).await?;
+    let mut store = OffsetStore::default();
+    let mut offset = state.log_start_offset;
+    let mut unreadable = 0usize;
+    while offset < state.high_watermark {
+        let fetched = fetch(shard, owner, key, offset, limits.replay_read_bytes).await?;
+        if fetched.batches.is_empty() {
+            // Below the high watermark there is always a batch to read.
+            tracing::error!(
+                partition,
+                offset,
+                "offsets partition returned no batch below its high watermark"
+            );
+            return Err(ErrorCode::CoordinatorLoadInProgress);
+        }
+        for batch in &fetched.batches {
+            offset = replay_batch(batch, &mut store, &mut unreadable)?;
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(
+            partition,
+            unreadable,
+            "offsets records this build cannot read were skipped"
+        );
+    }
+    let now_ms = coordinator.now_ms();
+    let groups: BTreeMap<String, Group> = store
+        .group_records()
+        .map(|(group_id, record)| {
+            (
+                group_id.to_string(),
+                Group::restore(group_id, record, limits, now_ms),
+            )
+        })
+        .collect();
+    for group in groups.values() {
+        coordinator.note_deadline(group.next_deadline_ms());
+    }
+    tracing::info!(
+        partition,
+        groups = store.group_ids().len(),
+        offsets = store.live_records(),
+        records = store.records_since_snapshot(),
+        elapsed_ms = began.elapsed().as_millis() as u64,
+        "offsets partition loaded"
+    );
+    let (doorbell, rings) = local_channel::new_bounded(1);
+    let loaded = Rc::new(CoordinatedPartition {
+        partition,
+        topic,
+        groups: RefCell::new(groups),
+        store: RefCell::new(store),
+        queue: RefCell::new(VecDeque::new()),
+        slots: Semaphore::new(limits.writes_queued_max as u64),
+        doorbell,
+    });
+    glommio::spawn_local(run_writer(shard.clone(), Rc::downgrade(&loaded), rings)).detach();
+    Ok(loaded)
+}
+
+/// Applies one stored batch to `store`; returns the offset after it.
+fn replay_batch(
+    batch: &Bytes,
+    store: &mut OffsetStore,
+    unreadable: &mut usize,
+) -> Result<u64, ErrorCode> {
+    let view = BatchView::validate(batch, usize::MAX).map_err(|error| {
+        tracing::error!(%error, "stored offsets batch is invalid");
+        ErrorCode::CoordinatorNotAvailable
+    })?;
+    let records = view.records().map_err(|error| {
+        tracing::error!(%error, "stored offsets batch is unreadable");
+        ErrorCode::CoordinatorNotAvailable
+    })?;
+    for record in records {
+        match LogRecord::decode(record.key(), record.value()) {
+            Ok(record) => store.apply(record),
+            Err(error) => {
+                tracing::debug!(%error, offset = record.offset(), "skipping offsets record");
+                *unreadable += 1;
+            }
+        }
+    }
+    Ok(view.next_offset())
+}
+
+/// The partition's offsets, retrying while a freshly created partition is not open yet.
+async fn partition_state(
+    shard: &Rc<Shard>,
+    owner: ShardId,
+    key: PartitionKey,
+) -> Result<PartitionState, ErrorCode> {
+    let limits = &shard.groups.limits;
+    for _ in 0..limits.load_tries_max {
+        let answer = shard
+            .call(
+                owner,
+                ShardRequest::States {
+                    partitions: vec![key],
+                },
+            )
+            .await;
+        match answer {
+            Ok(ShardResponse::States(mut states)) if states.len() == 1 => match states.remove(0) {
+                Ok(state) => return Ok(state),
+                Err(PartitionError::UnknownTopicOrPartition) => {}
+                Err(error) => return Err(coordinator_error_code(&error)),
+            },
+            Ok(_) => return Err(ErrorCode::Unknown),
+            Err(error) => return Err(coordinator_error_code(&error)),
+        }
+        glommio::timer::sleep(Duration::from_millis(limits.load_retry_interval_ms)).await;
+    }
+    Err(ErrorCode::CoordinatorLoadInProgress)
+}
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    owner: ShardId,
+    key: PartitionKey,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<FetchOutcome, ErrorCode> {
+    let request = ShardRequest::Fetch {
+        partitions: vec![FetchPartition {
+            key,
+            offset: offset as i64,
+            max_bytes,
+        }],
+    };
+    match shard.call(owner, request).await {
+        Ok(ShardResponse::Fetched(mut results)) if results.len() == 1 => results
+            .remove(0)
+            .map_err(|error| {
+                tracing::error!(%error, partition = key.partition, offset, "replaying offsets partition failed");
+                coordinator_error_code(&error)
+            }),
+        Ok(_) => Err(ErrorCode::Unknown),
+        Err(error) => Err(coordinator_error_code(&error)),
+    }
+}
+
+// ---- the writer -----------------------------------------------------------------------------
+
+/// One per loaded partition, until the partition is dropped: writes queued items in order,
+/// one round (at most about one batch of records) at a time, and compacts when due.
+async fn run_writer(
+    shard: Rc<Shard>,
+    partition: Weak<CoordinatedPartition>,
+    rings: LocalReceiver<()>,
+) {
+    loop {
+        let Some(current) = partition.upgrade() else {
+            return;
+        };
+        compact_if_due(&shard, &current).await;
+        let round = take_round(&current, shard.groups.limits.write_batch_bytes_max);
+        if round.is_empty() {
+            // Not holding the partition while idle: dropping it closes the doorbell.
+            drop(current);
+            if rings.recv().await.is_none() {
+                return;
+            }
+            continue;
+        }
+        write_round(&shard, &current, round).await;
+    }
+}
+
+/// A queued item with the records it resolved to and their encodings.
+struct RoundItem {
+    done: LocalSender<Result<(), ErrorCode>>,
+    records: Vec<LogRecord>,
+    encoded: Vec<(Bytes, Option<Bytes>)>,
+}
+
+fn take_round(partition: &CoordinatedPartition, bytes_max: usize) -> Vec<RoundItem> {
+    let mut round = Vec::new();
+    let mut round_bytes = 0;
+    let mut queue = partition.queue.borrow_mut();
+    while let Some(item) = queue.front() {
+        let records = match &item.op {
+            WriteOp::Records(records) => records.clone(),
+            WriteOp::DeleteGroup(group) => partition.store.borrow().tombstones_for_group(group),
+            WriteOp::DeleteOffsets { group, topics } => partition
+                .store
+                .borrow()
+                .tombstones_for_offsets(group, topics),
+        };
+        let encoded: Result<Vec<(Bytes, Option<Bytes>)>, WireError> = records
+            .iter()
+            .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
+            .collect();
+        let item_bytes: usize = match &encoded {
+            Ok(encoded) => encoded
+                .iter()
+                .map(|(key, value)| key.len() + value.as_ref().map_or(0, Bytes::len))
+                .sum(),
+            Err(_) => 0,
+        };
+        if !round.is_empty() && round_bytes + item_bytes > bytes_max {
+            break;
+        }
+        let item = queue.pop_front().expect("front exists");
+        match encoded {
+            Ok(encoded) => {
+                round_bytes += item_bytes;
+                round.push(RoundItem {
+                    done: item.done,
+                    records,
+                    encoded,
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "offsets record cannot be encoded");
+                let _ = item.done.try_send(Err(ErrorCode::InvalidRequest));
+            }
+        }
+    }
+    round
+}
+
+async fn write_round(shard: &Rc<Shard>, partition: &CoordinatedPartition, round: Vec<RoundItem>) {
+    let encoded: Vec<&(Bytes, Option<Bytes>)> =
+        round.iter().flat_map(|item| item.encoded.iter()).collect();
+    let outcome = if encoded.is_empty() {
+        Ok(())
+    } else {
+        append_durably(shard, partition, &encoded).await.map(|_| ())
+    };
+    let mut store = partition.store.borrow_mut();
+    for item in round {
+        if outcome.is_ok() {
+            for record in item.records {
+                store.apply(record);
+            }
+        }
+        let _ = item.done.try_send(outcome);
+    }
+}
+
+/// Appends records as batches with acks=all; returns the first batch's base offset.
+async fn append_durably(
+    shard: &Rc<Shard>,
+    partition: &CoordinatedPartition,
+    encoded: &[&(Bytes, Option<Bytes>)],
+) -> Result<u64, ErrorCode> {
+    let batches = build_batches(encoded, shard.groups.limits.write_batch_bytes_max)?;
+    let owner = partition
+        .owner()
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let request = ShardRequest::Produce {
+        acks: ProduceAcks::All,
+        partitions: vec![ProducePartition {
+            key: partition.key(),
+            batches,
+        }],
+    };
+    match shard.call(owner, request).await {
+        Ok(ShardResponse::Produced(mut results)) if results.len() == 1 => results
+            .remove(0)
+            .map(|outcome| outcome.base_offset)
+            .map_err(|error| {
+                tracing::warn!(%error, partition = partition.partition, "offsets write failed");
+                coordinator_error_code(&error)
+            }),
+        Ok(_) => Err(ErrorCode::Unknown),
+        Err(error) => Err(coordinator_error_code(&error)),
+    }
+}
+
+/// Packs records into batches of about `bytes_max` each (a record larger than that gets a batch
+/// of its own, up to the protocol's batch limit).
+fn build_batches(
+    encoded: &[&(Bytes, Option<Bytes>)],
+    bytes_max: usize,
+) -> Result<Vec<BytesMut>, ErrorCode> {
+    let timestamp_ms = wall_clock_ms();
+    let options = || BatchOptions {
+        batch_bytes_max: BATCH_BYTES_MAX,
+        ..BatchOptions::default()
+    };
+    let failed = |error: spate_protocol::BuildError| {
+        tracing::error!(%error, "offsets batch cannot be built");
+        ErrorCode::InvalidRequest
+    };
+    let mut batches = Vec::new();
+    let mut builder = BatchBuilder::new(options());
+    for (key, value) in encoded {
+        let record_bytes = BatchBuilder::record_bytes(Some(key), value.as_deref(), NO_HEADERS);
+        if !builder.is_empty() && builder.estimated_bytes() + record_bytes > bytes_max {
+            let full = std::mem::replace(&mut builder, BatchBuilder::new(options()));
+            batches.push(full.seal().map_err(failed)?);
+        }
+        builder
+            .append(Some(key), value.as_deref(), NO_HEADERS, timestamp_ms)
+            .map_err(failed)?;
+    }
+    if !builder.is_empty() {
+        batches.push(builder.seal().map_err(failed)?);
+    }
+    Ok(batches)
+}
+
+/// Writes the store as a snapshot and deletes every record before it, when the log holds more
+/// dead records than live ones. A crash in between leaves old records before the snapshot,
+/// which replay overwrites with the snapshot's equal values.
+async fn compact_if_due(shard: &Rc<Shard>, partition: &CoordinatedPartition) {
+    let limits = &shard.groups.limits;
+    if !partition
+        .store
+        .borrow()
+        .snapshot_due(limits.snapshot_records_min)
+    {
+        return;
+    }
+    let records = partition.store.borrow().snapshot();
+    let encoded: Result<Vec<(Bytes, Option<Bytes>)>, WireError> = records
+        .iter()
+        .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
+        .collect();
+    let encoded = match encoded {
+        Ok(encoded) => encoded,
+        Err(error) => {
+            tracing::error!(%error, "offsets snapshot cannot be encoded");
+            return;
+        }
+    };
+    // -1: delete up to the high watermark, when nothing is live.
+    let before = if encoded.is_empty() {
+        Ok(-1)
+    } else {
+        let references: Vec<&(Bytes, Option<Bytes>)> = encoded.iter().collect();
+        append_durably(shard, partition, &references)
+            .await
+            .map(|base_offset| base_offset as i64)
+    };
+    let Ok(before) = before else {
+        return;
+    };
+    let Some(owner) = partition.owner() else {
+        return;
+    };
+    let request = ShardRequest::DeleteRecords {
+        partitions: vec![(partition.key(), before)],
+    };
+    match shard.call(owner, request).await {
+        Ok(ShardResponse::RecordsDeleted(results)) if results.iter().all(Result::is_ok) => {
+            partition.store.borrow_mut().mark_snapshot();
+            tracing::info!(
+                partition = partition.partition,
+                live_records = records.len(),
+                log_start_offset = before,
+                "offsets partition compacted"
+            );
+        }
+        outcome => {
+            tracing::warn!(
+                partition = partition.partition,
+                ?outcome,
+                "offsets compaction could not delete old records"
+            )
+        }
+    }
+}
+
+// ---- effects and timers ------------------------------------------------------------------------
+
+/// Queues the group's record if its stable state changed (now, so its place in the log follows
+/// the order of decisions), then returns a future that waits for it and sends the replies.
+fn finish(
+    shard: &Rc<Shard>,
+    partition: &CoordinatedPartition,
+    group_id: &str,
+    effects: Effects,
+    record: Option<GroupRecord>,
+) -> impl Future<Output = ()> {
+    let written = record.map(|record| {
+        partition.enqueue(WriteOp::Records(vec![LogRecord::Group {
+            group: group_id.to_string(),
+            value: Some(record),
+        }]))
+    });
+    let shard = shard.clone();
+    let group_id = group_id.to_string();
+    async move {
+        if let Some(written) = written {
+            // Membership records are best effort: members that lose theirs rejoin after a
+            // restart. Offsets never depend on them.
+            if let Some(Err(code)) = written.recv().await {
+                tracing::warn!(group = %group_id, ?code, "group membership record not written");
+            }
+        }
+        shard.groups.dispatch(effects.replies);
+    }
+}
+
+fn start_timers(shard: &Rc<Shard>) {
+    if shard.groups.timers_started.replace(true) {
+        return;
+    }
+    glommio::spawn_local(run_timers(shard.clone())).detach();
+}
+
+/// Applies group deadlines (sessions, joins, syncs) every tick while anything is due; until
+/// shutdown.
+async fn run_timers(shard: Rc<Shard>) {
+    let coordinator = &shard.groups;
+    let tick = coordinator.limits.timer_tick();
+    while !shard.shutdown.is_requested() {
+        glommio::timer::sleep(tick).await;
+        let now_ms = coordinator.now_ms();
+        if now_ms < coordinator.next_wakeup_ms.get() {
+            continue;
+        }
+        coordinator.next_wakeup_ms.set(u64::MAX);
+        let partitions: Vec<Rc<CoordinatedPartition>> =
+            coordinator.partitions.borrow().values().cloned().collect();
+        for partition in partitions {
+            let mut due = Vec::new();
+            for (group_id, group) in partition.groups.borrow_mut().iter_mut() {
+                if group
+                    .next_deadline_ms()
+                    .is_some_and(|deadline| deadline <= now_ms)
+                {
+                    let effects = group.tick(now_ms);
+                    let record = effects.persist.then(|| group.to_record());
+                    if !effects.replies.is_empty() || record.is_some() {
+                        due.push((group_id.clone(), effects, record));
+                    }
+                }
+                coordinator.note_deadline(group.next_deadline_ms());
+            }
+            for (group_id, effects, record) in due {
+                glommio::spawn_local(finish(&shard, &partition, &group_id, effects, record))
+                    .detach();
+            }
+        }
+    }
+}
+
+// ---- membership requests -------------------------------------------------------------------------
+
+async fn join(
+    shard: &Rc<Shard>,
+    partition: u32,
+    request: JoinGroupRequest,
+    client: ClientInfo,
+) -> JoinGroupResponse {
+    let member_id = request.member_id.clone();
+    let coordinated = match coordinated(shard, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(code) => return JoinGroupResponse::error(code, &member_id),
+    };
+    let coordinator = &shard.groups;
+    let group_id = request.group_id.clone();
+    if let Err(code) = coordinator.room_for(&coordinated, &group_id) {
+        return JoinGroupResponse::error(code, &member_id);
+    }
+    let (waiter, replies) = coordinator.register_waiter();
+    let (effects, record) = {
+        let mut groups = coordinated.groups.borrow_mut();
+        let group = groups
+            .entry(group_id.clone())
+            .or_insert_with(|| Group::new(&group_id, &coordinator.limits));
+        let effects = group.join(
+            waiter.id,
+            request,
+            client,
+            &coordinator.limits,
+            coordinator.now_ms(),
+            &mut |client_id| coordinator.new_member_id(client_id),
+        );
+        let record = effects.persist.then(|| group.to_record());
+        coordinator.note_deadline(group.next_deadline_ms());
+        // A refused first join must not leave a group behind.
+        let untouched = group.is_empty() && group.generation_id() == 0;
+        if untouched && !coordinated.store.borrow().has_group(&group_id) {
+            groups.remove(&group_id);
+        }
+        (effects, record)
+    };
+    finish(shard, &coordinated, &group_id, effects, record).await;
+    match replies.recv().await {
+        Some(Reply::Join(response)) => response,
+        _ => JoinGroupResponse::error(ErrorCode::CoordinatorNotAvailable, &member_id),
+    }
+}
+
+async fn sync(shard: &Rc<Shard>, partition: u32, request: SyncGroupRequest) -> SyncGroupResponse {
+    let coordinated = match coordinated(shard, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(code) => return SyncGroupResponse::error(code),
+    };
+    let coordinator = &shard.groups;
+    let (waiter, replies) = coordinator.register_waiter();
+    let (effects, record) = {
+        let mut groups = coordinated.groups.borrow_mut();
+        let Some(group) = groups.get_mut(&request.group_id) else {
+            return SyncGroupResponse::error(ErrorCode::UnknownMemberId);
+        };
+        let effects = group.sync(waiter.id, &request, coordinator.now_ms());
+        let record = effects.persist.then(|| group.to_record());
+        coordinator.note_deadline(group.next_deadline_ms());
+        (effects, record)
+    };
+    finish(shard, &coordinated, &request.group_id, effects, record).await;
+    match replies.recv().await {
+        Some(Reply::Sync(response)) => response,
+        _ => SyncGroupResponse::error(ErrorCode::CoordinatorNotAvailable),
+    }
+}
+
+async fn heartbeat(
+    shard: &Rc<Shard>,
+    partition: u32,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let coordinated = match coordinated(shard, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(error_code) => return HeartbeatResponse { error_code },
+    };
+    let coordinator = &shard.groups;
+    let mut groups = coordinated.groups.borrow_mut();
+    let error_code = match groups.get_mut(&request.group_id) {
+        None => ErrorCode::UnknownMemberId,
+        Some(group) => {
+            let code = group.heartbeat(&request, coordinator.now_ms());
+            coordinator.note_deadline(group.next_deadline_ms());
+            code
+        }
+    };
+    HeartbeatResponse { error_code }
+}
+
+async fn leave(
+    shard: &Rc<Shard>,
+    partition: u32,
+    request: LeaveGroupRequest,
+) -> LeaveGroupResponse {
+    let coordinated = match coordinated(shard, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(error_code) => {
+            return LeaveGroupResponse {
+                error_code,
+                members: Vec::new(),
+            }
+        }
+    };
+    let coordinator = &shard.groups;
+    let (members, effects, record) = {
+        let mut groups = coordinated.groups.borrow_mut();
+        let Some(group) = groups.get_mut(&request.group_id) else {
+            let members = request
+                .members
+                .iter()
+                .map(|identity| MemberResult {
+                    member_id: identity.member_id.clone(),
+                    group_instance_id: identity.group_instance_id.clone(),
+                    error_code: ErrorCode::UnknownMemberId,
+                })
+                .collect();
+            return LeaveGroupResponse {
+                error_code: ErrorCode::None,
+                members,
+            };
+        };
+        let (members, effects) = group.leave(&request.members, coordinator.now_ms());
+        let record = effects.persist.then(|| group.to_record());
+        coordinator.note_deadline(group.next_deadline_ms());
+        (members, effects, record)
+    };
+    finish(shard, &coordinated, &request.group_id, effects, record).await;
+    LeaveGroupResponse {
+        error_code: ErrorCode::None,
+        members,
+    }
+}
+
+// ---- offsets ---------------------------------------------------------------------------------------
+
+/// A response with `code` for the whole request and for each partition in it.
+fn commit_failed(request: &OffsetCommitRequest, error_code: ErrorCode) -> OffsetCommitResponse {
+    OffsetCommitResponse {
+        error_code,
+        topics: request
+            .topics
+            .iter()
+            .map(|topic| TopicPartitions {
+                name: topic.name.clone(),
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|partition| PartitionResult {
+                        partition: partition.partition,
+                        error_code,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+async fn commit_offsets(
+    shard: &Rc<Shard>,
+    partition: u32,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let coordinated = match coordinated(shard, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(code) => return commit_failed(&request, code),
+    };
+    let coordinator = &shard.groups;
+    let standalone = request.generation_id < 0 && request.member_id.is_empty();
+    let checked = coordinated
+        .groups
+        .borrow_mut()
+        .get_mut(&request.group_id)
+        .map(|group| {
+            let outcome = group.check_commit(
+                request.generation_id,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                coordinator.now_ms(),
+            );
+            coordinator.note_deadline(group.next_deadline_ms());
+            outcome
+        });
+    let allowed = match checked {
+        Some(outcome) => outcome,
+        None if standalone => coordinator.room_for(&coordinated, &request.group_id),
+        // A member of a group that does not exist here: gone, or a zombie.
+        None => Err(ErrorCode::UnknownMemberId),
+    };
+    if let Err(code) = allowed {
+        return commit_failed(&request, code);
+    }
+
+    let snapshot = shard.snapshot();
+    let metadata_max = coordinator.limits.offset_metadata_bytes_max;
+    let commit_timestamp_ms = wall_clock_ms();
+    let mut records = Vec::new();
+    let mut codes: Vec<Vec<ErrorCode>> = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let partition_count = snapshot
+            .topic(&topic.name)
+            .map_or(0, |metadata| metadata.partition_count());
+        let mut topic_codes = Vec::with_capacity(topic.partitions.len());
+        for entry in &topic.partitions {
+            let metadata_bytes = entry.committed_metadata.as_ref().map_or(0, String::len);
+            let code = if metadata_bytes > metadata_max {
+                ErrorCode::OffsetMetadataTooLarge
+            } else if entry.partition >= partition_count {
+                ErrorCode::UnknownTopicOrPartition
+            } else {
+                records.push(LogRecord::Offset {
+                    group: request.group_id.clone(),
+                    topic: topic.name.clone(),
+                    partition: entry.partition,
+                    value: Some(CommittedOffset {
+                        offset: entry.committed_offset,
+                        metadata: entry.committed_metadata.clone(),
+                        commit_timestamp_ms,
+                    }),
+                });
+                ErrorCode::None
+            };
+            topic_codes.push(code);
+        }
+        codes.push(topic_codes);
+    }
+    let written = if records.is_empty() {
+        Ok(())
+    } else {
+        coordinated.write(WriteOp::Records(records)).await
+    };
+    let topics = request
+        .topics
+        .iter()
+        .zip(codes)
+        .map(|(topic, topic_codes)| TopicPartitions {
+            name: topic.name.clone(),
+            partitions: topic
+                .partitions
+                .iter()
+                .zip(topic_codes)
+                .map(|(entry, code)| PartitionResult {
+                    partition: entry.partition,
+                    error_code: match (code, written) {
+                        (ErrorCode::None, Err(write_code)) => write_code,
+                        (code, _) => code,
+                    },
+                })
+                .collect(),
+        })
+        .collect();
+    OffsetCommitResponse {
+        error_code: ErrorCode::None,
+        topics,
+    }
+}
+
+async fn fetch_offsets(
+    shard: &Rc<Shard>,
+    partition: u32,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let coordinated = match coordinated(shard, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(error_code) => {
+            return OffsetFetchResponse {
+                error_code,
+                topics: Vec::new(),
+            }
+        }
+    };
+    let store = coordinated.store.borrow();
+    let answer = |topic: &str, partition: u32| {
+        let committed = store.committed(&request.group_id, topic, partition);
+        OffsetFetchPartition {
+            partition,
+            committed_offset: committed.map(|value| value.offset),
+            metadata: committed.and_then(|value| value.metadata.clone()),
+            error_code: ErrorCode::None,
+        }
+    };
+    let topics = match &request.topics {
+        Some(topics) => topics
+            .iter()
+            .map(|topic| TopicPartitions {
+                name: topic.name.clone(),
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|partition| answer(&topic.name, *partition))
+                    .collect(),
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<&str, Vec<OffsetFetchPartition>> = BTreeMap::new();
+            for ((topic, partition), _) in
+                store.group_offsets(&request.group_id).into_iter().flatten()
+            {
+                by_topic
+                    .entry(topic.as_str())
+                    .or_default()
+                    .push(answer(topic, *partition));
+            }
+            by_topic
+                .into_iter()
+                .map(|(name, partitions)| TopicPartitions {
+                    name: name.to_string(),
+                    partitions,
+                })
+                .collect()
+        }
+    };
+    OffsetFetchResponse {
+        error_code: ErrorCode::None,
+        topics,
+    }
+}
+
+async fn delete_offsets(
+    shard: &Rc<Shard>,
+    partition: u32,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let failed = |error_code: ErrorCode| OffsetDeleteResponse {
+        error_code,
+        topics: Vec::new(),
+    };
+    let coordinated = match coordinated(shard, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(code) => return failed(code),
+    };
+    if !coordinated.knows_group(&request.group_id) {
+        return failed(ErrorCode::GroupIdNotFound);
+    }
+    let subscribed = match coordinated.groups.borrow().get(&request.group_id) {
+        Some(group) => match group.subscribed_topics() {
+            Some(topics) => topics,
+            None => return failed(ErrorCode::NonEmptyGroup),
+        },
+        None => Default::default(),
+    };
+    let (deletable, kept): (Vec<TopicPartitionList>, Vec<TopicPartitionList>) = request
+        .topics
+        .iter()
+        .cloned()
+        .partition(|topic| !subscribed.contains(&topic.name));
+    let written = if deletable.is_empty() {
+        Ok(())
+    } else {
+        coordinated
+            .write(WriteOp::DeleteOffsets {
+                group: request.group_id.clone(),
+                topics: deletable.clone(),
+            })
+            .await
+    };
+    let results = |topics: Vec<TopicPartitionList>, error_code: ErrorCode| {
+        topics.into_iter().map(move |topic| TopicPartitions {
+            name: topic.name,
+            partitions: topic
+                .partitions
+                .into_iter()
+                .map(|partition| PartitionResult {
+                    partition,
+                    error_code,
+                })
+                .collect(),
+        })
+    };
+    let deleted_code = written.err().unwrap_or(ErrorCode::None);
+    OffsetDeleteResponse {
+        error_code: ErrorCode::None,
+        topics: results(deletable, deleted_code)
+            .chain(results(kept, ErrorCode::GroupSubscribedToTopic))
+            .collect(),
+    }
+}
+
+// ---- administration ----------------------------------------------------------------------------
+
+async fn describe(shard: &Rc<Shard>, groups: Vec<(u32, String)>) -> DescribeGroupsResponse {
+    let mut described = Vec::with_capacity(groups.len());
+    for (partition, group_id) in groups {
+        let group = match coordinated(shard, partition).await {
+            Ok(coordinated) => describe_group(&coordinated, &group_id),
+            Err(error_code) => DescribedGroup {
+                error_code,
+                group_id,
+                state: GroupState::Dead,
+                ..DescribedGroup::default()
+            },
+        };
+        described.push(group);
+    }
+    DescribeGroupsResponse {
+        error_code: ErrorCode::None,
+        groups: described,
+    }
+}
+
+/// The group's membership and offsets; high watermarks are the caller's to fill in.
+fn describe_group(coordinated: &CoordinatedPartition, group_id: &str) -> DescribedGroup {
+    let groups = coordinated.groups.borrow();
+    let store = coordinated.store.borrow();
+    let group = groups.get(group_id);
+    if group.is_none() && !store.has_group(group_id) {
+        return DescribedGroup {
+            error_code: ErrorCode::GroupIdNotFound,
+            group_id: group_id.to_string(),
+            state: GroupState::Dead,
+            ..DescribedGroup::default()
+        };
+    }
+    let mut offsets: BTreeMap<&str, Vec<DescribedOffset>> = BTreeMap::new();
+    for ((topic, partition), committed) in store.group_offsets(group_id).into_iter().flatten() {
+        offsets
+            .entry(topic.as_str())
+            .or_default()
+            .push(DescribedOffset {
+                partition: *partition,
+                committed_offset: committed.offset,
+                metadata: committed.metadata.clone(),
+                high_watermark: None,
+            });
+    }
+    let offsets = offsets
+        .into_iter()
+        .map(|(name, partitions)| TopicPartitions {
+            name: name.to_string(),
+            partitions,
+        })
+        .collect();
+    match group {
+        Some(group) => DescribedGroup {
+            error_code: ErrorCode::None,
+            group_id: group_id.to_string(),
+            state: group.state(),
+            protocol_type: group.protocol_type().unwrap_or_default().to_string(),
+            protocol_name: group.protocol_name().unwrap_or_default().to_string(),
+            generation_id: group.generation_id(),
+            leader: group.leader().unwrap_or_default().to_string(),
+            members: group.describe_members(),
+            offsets,
+        },
+        None => DescribedGroup {
+            error_code: ErrorCode::None,
+            group_id: group_id.to_string(),
+            state: GroupState::Empty,
+            offsets,
+            ..DescribedGroup::default()
+        },
+    }
+}
+
+async fn delete_groups(shard: &Rc<Shard>, groups: Vec<(u32, String)>) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(groups.len());
+    for (partition, group_id) in groups {
+        let error_code = match coordinated(shard, partition).await {
+            Ok(coordinated) => delete_group(&coordinated, &group_id).await,
+            Err(code) => code,
+        };
+        results.push(GroupResult {
+            group_id,
+            error_code,
+        });
+    }
+    DeleteGroupsResponse {
+        error_code: ErrorCode::None,
+        results,
+    }
+}
+
+async fn delete_group(coordinated: &CoordinatedPartition, group_id: &str) -> ErrorCode {
+    if !coordinated.knows_group(group_id) {
+        return ErrorCode::GroupIdNotFound;
+    }
+    {
+        let mut groups = coordinated.groups.borrow_mut();
+        if let Some(group) = groups.get(group_id) {
+            if !group.is_empty() {
+                return ErrorCode::NonEmptyGroup;
+            }
+            groups.remove(group_id);
+        }
+    }
+    match coordinated
+        .write(WriteOp::DeleteGroup(group_id.to_string()))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(group = %group_id, "group deleted");
+            ErrorCode::None
+        }
+        Err(code) => code,
+    }
+}
+
+async fn list(shard: &Rc<Shard>, states: &[GroupState]) -> ListGroupsResponse {
+    let Some(topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME).cloned() else {
+        return ListGroupsResponse::default();
+    };
+    let mut listings = Vec::new();
+    let owned = (0..topic.partition_count())
+        .filter(|partition| coordinator_shard_of(*partition, shard.shard_count) == shard.id);
+    for partition in owned {
+        let coordinated = match coordinated(shard, partition).await {
+            Ok(coordinated) => coordinated,
+            Err(error_code) => {
+                return ListGroupsResponse {
+                    error_code,
+                    groups: Vec::new(),
+                }
+            }
+        };
+        let groups = coordinated.groups.borrow();
+        let store = coordinated.store.borrow();
+        let mut ids = store.group_ids();
+        ids.extend(groups.keys().map(String::as_str));
+        for group_id in ids {
+            let group = groups.get(group_id);
+            let state = group.map_or(GroupState::Empty, Group::state);
+            if !states.is_empty() && !states.contains(&state) {
+                continue;
+            }
+            let protocol_type = group
+                .and_then(Group::protocol_type)
+                .or_else(|| {
+                    store
+                        .group_record(group_id)
+                        .map(|record| record.protocol_type.as_str())
+                })
+                .unwrap_or_default();
+            listings.push(GroupListing {
+                group_id: group_id.to_string(),
+                protocol_type: protocol_type.to_string(),
+                state,
+            });
+        }
+    }
+    ListGroupsResponse {
+        error_code: ErrorCode::None,
+        groups: listings,
+    }
+}

@@ -1,0 +1,173 @@
+//! Every bound of the group coordinator, in one place, with its default.
+//!
+//! The coordinator reads only [`GroupLimits`]; nothing else in `group` invents a bound. Relations
+//! between the defaults are pinned by `const` assertions; [`GroupLimits::check`] does the same for
+//! values that come from elsewhere. The broker configuration (`config`) does not carry these yet:
+//! each shard builds `GroupLimits::default()`.
+
+use std::time::Duration;
+
+/// Name of the broker's own topic that stores committed offsets and group metadata. The `__`
+/// prefix marks it internal, as in Kafka.
+pub const OFFSETS_TOPIC_NAME: &str = "__consumer_offsets";
+
+/// Defaults of [`GroupLimits`].
+pub mod defaults {
+    /// Partitions of the offsets topic. A group's state lives in partition
+    /// `hash(group) % partitions`, coordinated by shard `partition % shards`: a multiple of the
+    /// usual shard counts spreads groups evenly.
+    pub const OFFSETS_TOPIC_PARTITIONS: u32 = 16;
+    /// Segment size of the offsets topic: small, because compaction (snapshot, then deleting
+    /// the records before it) frees whole segments only.
+    pub const OFFSETS_TOPIC_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+    /// Shortest session timeout a member may ask for. Lower than Kafka's 6 s: a heartbeat costs
+    /// one small request here, and tests use short sessions.
+    pub const SESSION_TIMEOUT_MS_MIN: u32 = 100;
+    /// Longest session timeout a member may ask for (Kafka's default maximum).
+    pub const SESSION_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
+    /// Longest rebalance timeout honoured; longer requests are capped.
+    pub const REBALANCE_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
+    /// How long the first rebalance of an empty group waits for more members to arrive before
+    /// it completes (each new member extends it, up to the rebalance timeout), so that members
+    /// started together land in one generation instead of one rebalance each.
+    pub const INITIAL_REBALANCE_DELAY_MS: u64 = 300;
+    /// Groups one shard coordinates (with members or only with committed offsets).
+    pub const GROUPS_PER_SHARD_MAX: usize = 10_000;
+    /// Members (joined or holding an assigned member id) of one group.
+    pub const MEMBERS_PER_GROUP_MAX: usize = 1_000;
+    /// Longest metadata string stored with a committed offset (Kafka's default).
+    pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+    /// Largest record batch the coordinator writes to the offsets topic; a snapshot that does
+    /// not fit is written as several.
+    pub const WRITE_BATCH_BYTES_MAX: usize = 1024 * 1024;
+    /// Writes (commits, group changes) waiting for one offsets partition's writer; more wait
+    /// to be queued.
+    pub const WRITES_QUEUED_MAX: usize = 4096;
+    /// A partition is compacted (snapshot of its live records, then the log before it deleted)
+    /// once it holds this many records beyond the last snapshot, and at least as many as it
+    /// has live records. Bounds replay to about `2 * live + this` records.
+    pub const SNAPSHOT_RECORDS_MIN: u64 = 10_000;
+    /// Bytes asked for per read while replaying an offsets partition.
+    pub const REPLAY_READ_BYTES: usize = 1024 * 1024;
+    /// How often each shard's coordinator checks its groups' deadlines (sessions, rebalances):
+    /// the precision of every group timeout.
+    pub const TIMER_TICK_MS: u64 = 10;
+    /// Tries, and the pause between them, while a newly created offsets partition is not open
+    /// on its owner yet.
+    pub const LOAD_TRIES_MAX: u32 = 50;
+    pub const LOAD_RETRY_INTERVAL_MS: u64 = 20;
+}
+
+const _: () = assert!(defaults::SESSION_TIMEOUT_MS_MIN <= defaults::SESSION_TIMEOUT_MS_MAX);
+const _: () = assert!(defaults::OFFSETS_TOPIC_PARTITIONS > 0);
+const _: () = assert!(defaults::TIMER_TICK_MS < defaults::SESSION_TIMEOUT_MS_MIN as u64);
+const _: () = assert!(
+    defaults::WRITE_BATCH_BYTES_MAX <= spate_protocol::constants::BATCH_BYTES_MAX,
+    "coordinator batches must be acceptable to the log"
+);
+const _: () = assert!(
+    defaults::OFFSET_METADATA_BYTES_MAX + 2 * spate_protocol::constants::GROUP_ID_BYTES_MAX
+        < defaults::WRITE_BATCH_BYTES_MAX,
+    "one committed offset record always fits in a coordinator batch"
+);
+
+/// The coordinator's bounds; see [`defaults`] for what each means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLimits {
+    pub offsets_topic_partitions: u32,
+    pub offsets_topic_segment_bytes: u64,
+    pub session_timeout_ms_min: u32,
+    pub session_timeout_ms_max: u32,
+    pub rebalance_timeout_ms_max: u32,
+    pub initial_rebalance_delay_ms: u64,
+    pub groups_per_shard_max: usize,
+    pub members_per_group_max: usize,
+    pub offset_metadata_bytes_max: usize,
+    pub write_batch_bytes_max: usize,
+    pub writes_queued_max: usize,
+    pub snapshot_records_min: u64,
+    pub replay_read_bytes: usize,
+    pub timer_tick_ms: u64,
+    pub load_tries_max: u32,
+    pub load_retry_interval_ms: u64,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        Self {
+            offsets_topic_partitions: defaults::OFFSETS_TOPIC_PARTITIONS,
+            offsets_topic_segment_bytes: defaults::OFFSETS_TOPIC_SEGMENT_BYTES,
+            session_timeout_ms_min: defaults::SESSION_TIMEOUT_MS_MIN,
+            session_timeout_ms_max: defaults::SESSION_TIMEOUT_MS_MAX,
+            rebalance_timeout_ms_max: defaults::REBALANCE_TIMEOUT_MS_MAX,
+            initial_rebalance_delay_ms: defaults::INITIAL_REBALANCE_DELAY_MS,
+            groups_per_shard_max: defaults::GROUPS_PER_SHARD_MAX,
+            members_per_group_max: defaults::MEMBERS_PER_GROUP_MAX,
+            offset_metadata_bytes_max: defaults::OFFSET_METADATA_BYTES_MAX,
+            write_batch_bytes_max: defaults::WRITE_BATCH_BYTES_MAX,
+            writes_queued_max: defaults::WRITES_QUEUED_MAX,
+            snapshot_records_min: defaults::SNAPSHOT_RECORDS_MIN,
+            replay_read_bytes: defaults::REPLAY_READ_BYTES,
+            timer_tick_ms: defaults::TIMER_TICK_MS,
+            load_tries_max: defaults::LOAD_TRIES_MAX,
+            load_retry_interval_ms: defaults::LOAD_RETRY_INTERVAL_MS,
+        }
+    }
+}
+
+impl GroupLimits {
+    /// Refuses limits that contradict each other or would stop the coordinator from working.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            (
+                "offsets_topic_partitions",
+                self.offsets_topic_partitions as u64,
+            ),
+            ("groups_per_shard_max", self.groups_per_shard_max as u64),
+            ("members_per_group_max", self.members_per_group_max as u64),
+            ("write_batch_bytes_max", self.write_batch_bytes_max as u64),
+            ("writes_queued_max", self.writes_queued_max as u64),
+            ("replay_read_bytes", self.replay_read_bytes as u64),
+            ("timer_tick_ms", self.timer_tick_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{name} must be greater than zero"));
+        }
+        if self.session_timeout_ms_min > self.session_timeout_ms_max {
+            return Err("session_timeout_ms_min is above session_timeout_ms_max".into());
+        }
+        if self.offset_metadata_bytes_max + 4 * 1024 > self.write_batch_bytes_max {
+            return Err("write_batch_bytes_max cannot hold one committed offset record".into());
+        }
+        Ok(())
+    }
+
+    pub fn timer_tick(&self) -> Duration {
+        Duration::from_millis(self.timer_tick_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_their_own_check() {
+        assert_eq!(GroupLimits::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn contradicting_limits_are_refused() {
+        let inverted = GroupLimits {
+            session_timeout_ms_min: 10_000,
+            session_timeout_ms_max: 1_000,
+            ..GroupLimits::default()
+        };
+        assert!(inverted.check().is_err());
+        let no_partitions = GroupLimits {
+            offsets_topic_partitions: 0,
+            ..GroupLimits::default()
+        };
+        assert!(no_partitions.check().is_err());
+    }
+}

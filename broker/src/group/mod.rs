@@ -1,0 +1,149 @@
+//! The group coordinator: consumer group membership and committed offsets.
+//!
+//! Every group lives in one partition of the broker's own topic [`OFFSETS_TOPIC_NAME`]
+//! (`hash(group) % partitions`, see [`offsets_partition_of`]), and the partition's groups are
+//! coordinated by one shard ([`coordinator_shard_of`]: `partition % shards`). Any shard takes
+//! group requests; `server::handlers::group` forwards each to its coordinator through the shard
+//! mesh as a [`GroupCall`], answered with a [`GroupAnswer`].
+//!
+//! - `membership` — one group's membership state machine (pure: time is passed in).
+//! - `records` — the records of the offsets topic (committed offsets, membership), versioned.
+//! - `store` — one offsets partition's live state, rebuilt by replay, and its snapshots.
+//! - `coordinator` — the shard-local coordinator: loads partitions on first use, runs requests
+//!   against the state machines, writes the log (one writer per partition, acks=all), compacts
+//!   it, and runs the timers.
+//! - `limits` — every bound, with defaults.
+//!
+//! Architecture invariant: the coordinator reaches the offsets topic only through shard
+//! requests (`Produce`, `Fetch`, `DeleteRecords`, `States`), like any client of a partition;
+//! only `shard::partition` touches the storage engine.
+//!
+//! Architecture invariant: an offset commit is answered only after its record is durable
+//! (acks=all) and applied; offset fetches read only applied records, so an acknowledged commit
+//! survives `kill -9` and a fetched offset was durable.
+
+pub mod coordinator;
+pub mod limits;
+pub mod membership;
+pub mod records;
+pub mod store;
+
+#[cfg(test)]
+mod membership_tests;
+
+use spate_protocol::api::{
+    DeleteGroupsResponse, DescribeGroupsResponse, GroupState, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use spate_protocol::ErrorCode;
+
+use crate::catalog::{ShardId, TopicMetadata};
+
+pub use coordinator::GroupCoordinator;
+pub use limits::{GroupLimits, OFFSETS_TOPIC_NAME};
+pub use membership::ClientInfo;
+
+/// The offsets partition that holds `group_id`'s state: CRC-32C of the id, so the placement is
+/// stable across builds and restarts.
+pub fn offsets_partition_of(group_id: &str, partition_count: u32) -> u32 {
+    assert!(partition_count > 0, "the offsets topic has partitions");
+    crc32c::crc32c(group_id.as_bytes()) % partition_count
+}
+
+/// The shard that coordinates the groups of an offsets partition. Independent of where the
+/// catalog placed the partition's data: the coordinator reaches it through the mesh if needed.
+pub fn coordinator_shard_of(partition: u32, shard_count: usize) -> ShardId {
+    assert!(shard_count > 0, "a broker has at least one shard");
+    partition as usize % shard_count
+}
+
+/// A group request on its way to the coordinator shard; `partition` is the group's offsets
+/// partition, computed by the sender from the catalog.
+#[derive(Debug)]
+pub enum GroupCall {
+    Join {
+        partition: u32,
+        request: JoinGroupRequest,
+        client: ClientInfo,
+    },
+    Sync {
+        partition: u32,
+        request: SyncGroupRequest,
+    },
+    Heartbeat {
+        partition: u32,
+        request: HeartbeatRequest,
+    },
+    Leave {
+        partition: u32,
+        request: LeaveGroupRequest,
+    },
+    CommitOffsets {
+        partition: u32,
+        request: OffsetCommitRequest,
+    },
+    FetchOffsets {
+        partition: u32,
+        request: OffsetFetchRequest,
+    },
+    DeleteOffsets {
+        partition: u32,
+        request: OffsetDeleteRequest,
+    },
+    /// Describes the named groups, each with its offsets partition.
+    Describe { groups: Vec<(u32, String)> },
+    /// Deletes the named groups, each with its offsets partition.
+    Delete { groups: Vec<(u32, String)> },
+    /// Lists every group of every offsets partition this shard coordinates.
+    List { states: Vec<GroupState> },
+    /// Creates the offsets topic if it does not exist. Sent to shard 0 only, which serializes
+    /// the creation.
+    EnsureOffsetsTopic,
+}
+
+/// The coordinator's answer to a [`GroupCall`], of the matching kind.
+#[derive(Debug)]
+pub enum GroupAnswer {
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+    Heartbeat(HeartbeatResponse),
+    Leave(LeaveGroupResponse),
+    CommitOffsets(OffsetCommitResponse),
+    FetchOffsets(OffsetFetchResponse),
+    DeleteOffsets(OffsetDeleteResponse),
+    Describe(DescribeGroupsResponse),
+    Delete(DeleteGroupsResponse),
+    List(ListGroupsResponse),
+    OffsetsTopic(Result<std::sync::Arc<TopicMetadata>, ErrorCode>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_always_maps_to_the_same_partition_and_shard() {
+        let partition = offsets_partition_of("payments", 16);
+        assert!(partition < 16);
+        assert_eq!(offsets_partition_of("payments", 16), partition);
+        // CRC-32C is fixed: this pins the placement across builds.
+        assert_eq!(
+            offsets_partition_of("payments", 16),
+            crc32c::crc32c(b"payments") % 16
+        );
+        assert_eq!(coordinator_shard_of(5, 2), 1);
+        assert_eq!(coordinator_shard_of(4, 2), 0);
+        assert_eq!(coordinator_shard_of(7, 1), 0);
+    }
+
+    #[test]
+    fn groups_spread_over_every_partition() {
+        let mut used = [false; 16];
+        for index in 0..1000 {
+            used[offsets_partition_of(&format!("group-{index}"), 16) as usize] = true;
+        }
+        assert!(used.iter().all(|used| *used));
+    }
+}

@@ -1,0 +1,423 @@
+//! Topic administration: create, delete, list, describe, alter configuration, list offsets and
+//! delete records.
+//!
+//! Every method returns a [`Completion`] (await it, or `wait()` from a plain thread). Reads are
+//! retried through reconnects until `ClientConfig::retry_timeout`; changes are retried only when
+//! the request surely never left (connecting failed), so a create is never sent twice. Types
+//! here are the client's own, not the wire messages: the wire may change without breaking
+//! callers.
+
+use std::collections::BTreeMap;
+
+use spate_protocol::api::{AlterTopicConfigRequest, ConfigEntry, CreateTopic, CreateTopicsRequest};
+use spate_protocol::api::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteTopicsRequest};
+use spate_protocol::api::{DescribeTopicRequest, ListOffsetsPartition, ListOffsetsRequest};
+use spate_protocol::api::{ListTopicsRequest, OffsetSpec, TopicPartitions, TopicResult};
+use spate_protocol::ErrorCode;
+
+use crate::client::Client;
+use crate::completion::Completion;
+use crate::error::Error;
+use crate::network::{Network, Retry};
+
+/// How long the broker may take over a topic change, sent in the request.
+const TOPIC_CHANGE_TIMEOUT_MS: u32 = 30_000;
+
+/// A topic to create.
+///
+/// ```
+/// use spate_client::NewTopic;
+///
+/// let topic = NewTopic::new("orders", 12)
+///     .with_config("retention.ms", "86400000")
+///     .with_config("durability", "group-commit");
+/// assert_eq!(topic.configs.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Topic name (at most 249 bytes).
+    pub name: String,
+    /// Number of partitions, at least 1.
+    pub partition_count: u32,
+    /// Config names as in `spate_protocol::api::config::name` (`retention.bytes`, ...).
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    /// A topic with `partition_count` partitions and the broker's default configuration.
+    pub fn new(name: impl Into<String>, partition_count: u32) -> Self {
+        Self {
+            name: name.into(),
+            partition_count,
+            configs: Vec::new(),
+        }
+    }
+
+    /// Adds one config entry.
+    pub fn with_config(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// One line of [`Admin::list_topics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSummary {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partition_count: u32,
+}
+
+/// One partition as [`Admin::describe_topic`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// The broker shard (core) that owns the partition.
+    pub shard: u32,
+    /// The oldest offset still kept.
+    pub log_start_offset: u64,
+    /// The offset the next record will get (records below it are readable).
+    pub high_watermark: u64,
+}
+
+/// What [`Admin::describe_topic`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Topic name.
+    pub name: String,
+    /// The effective configuration, broker defaults included, by name.
+    pub configs: BTreeMap<String, String>,
+    /// Every partition, in partition order.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// One answer of [`Admin::list_offsets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffset {
+    /// Partition number.
+    pub partition: u32,
+    /// `None` when a timestamp lookup found no record at or after the timestamp.
+    pub offset: Option<u64>,
+    /// The found record's timestamp for timestamp lookups; -1 otherwise.
+    pub timestamp: i64,
+}
+
+/// Topic administration, made with [`Client::admin`]. Cheap to clone.
+///
+/// ```no_run
+/// use spate_client::{Client, NewTopic};
+///
+/// let admin = Client::connect_to("127.0.0.1:9192")?.admin();
+/// admin.create_topic(NewTopic::new("orders", 4)).wait()?;
+/// let description = admin.describe_topic("orders").wait()?;
+/// assert_eq!(description.partitions.len(), 4);
+/// admin.alter_topic_config("orders", &[("retention.ms", "3600000")], &[]).wait()?;
+/// admin.delete_topic("orders").wait()?;
+/// # Ok::<(), spate_client::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    pub(crate) fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Creates one topic. Fails with a `TopicAlreadyExists` broker error if it exists.
+    pub fn create_topic(&self, topic: NewTopic) -> Completion<()> {
+        let network = self.client.network().clone();
+        self.client.spawn("create topic", async move {
+            let request = CreateTopicsRequest {
+                topics: vec![CreateTopic {
+                    name: topic.name.clone(),
+                    partition_count: topic.partition_count,
+                    configs: topic
+                        .configs
+                        .iter()
+                        .map(|(name, value)| ConfigEntry::new(name, value))
+                        .collect(),
+                }],
+                timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
+            };
+            let response = network
+                .call_retrying(&request, "create topic", Retry::BeforeSending)
+                .await?;
+            one_result("create topic", &topic.name, &response.results)
+        })
+    }
+
+    /// Deletes one topic and all its records.
+    pub fn delete_topic(&self, name: &str) -> Completion<()> {
+        let network = self.client.network().clone();
+        let name = name.to_string();
+        self.client.spawn("delete topic", async move {
+            let request = DeleteTopicsRequest {
+                names: vec![name.clone()],
+                timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
+            };
+            let response = network
+                .call_retrying(&request, "delete topic", Retry::BeforeSending)
+                .await?;
+            network.invalidate(&name);
+            one_result("delete topic", &name, &response.results)
+        })
+    }
+
+    /// Every topic, sorted by name.
+    pub fn list_topics(&self) -> Completion<Vec<TopicSummary>> {
+        let network = self.client.network().clone();
+        self.client.spawn("list topics", async move {
+            let response = network
+                .call_retrying(&ListTopicsRequest {}, "list topics", Retry::Idempotent)
+                .await?;
+            if response.error_code != ErrorCode::None {
+                return Err(Error::broker(
+                    "list topics",
+                    None,
+                    None,
+                    response.error_code,
+                    None,
+                ));
+            }
+            let mut topics: Vec<TopicSummary> = response
+                .topics
+                .into_iter()
+                .map(|listing| TopicSummary {
+                    name: listing.name,
+                    partition_count: listing.partition_count,
+                })
+                .collect();
+            topics.sort_by(|left, right| left.name.cmp(&right.name));
+            Ok(topics)
+        })
+    }
+
+    /// A topic's partitions (owner, offsets) and effective configuration.
+    pub fn describe_topic(&self, name: &str) -> Completion<TopicDescription> {
+        let network = self.client.network().clone();
+        let name = name.to_string();
+        self.client.spawn("describe topic", async move {
+            let request = DescribeTopicRequest { name: name.clone() };
+            let response = network
+                .call_retrying(&request, "describe topic", Retry::Idempotent)
+                .await?;
+            match response.error_code {
+                ErrorCode::None => {}
+                ErrorCode::UnknownTopicOrPartition => {
+                    return Err(Error::UnknownTopic { topic: name });
+                }
+                code => {
+                    return Err(Error::broker(
+                        "describe topic",
+                        Some(&name),
+                        None,
+                        code,
+                        response.error_message,
+                    ))
+                }
+            }
+            Ok(TopicDescription {
+                name: response.name,
+                configs: response
+                    .configs
+                    .into_iter()
+                    .map(|entry| (entry.name, entry.value))
+                    .collect(),
+                partitions: response
+                    .partitions
+                    .into_iter()
+                    .map(|partition| PartitionInfo {
+                        partition: partition.partition,
+                        shard: partition.shard_id,
+                        log_start_offset: partition.log_start_offset,
+                        high_watermark: partition.high_watermark,
+                    })
+                    .collect(),
+            })
+        })
+    }
+
+    /// Sets the `set` entries and returns the `reset` names to the broker default.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        set: &[(&str, &str)],
+        reset: &[&str],
+    ) -> Completion<()> {
+        let network = self.client.network().clone();
+        let request = AlterTopicConfigRequest {
+            name: name.to_string(),
+            set: set
+                .iter()
+                .map(|(name, value)| ConfigEntry::new(*name, *value))
+                .collect(),
+            reset: reset.iter().map(|name| name.to_string()).collect(),
+        };
+        self.client.spawn("alter topic config", async move {
+            // Setting the same values twice is harmless, so reconnect-and-retry is safe.
+            let response = network
+                .call_retrying(&request, "alter topic config", Retry::Idempotent)
+                .await?;
+            match response.error_code {
+                ErrorCode::None => Ok(()),
+                ErrorCode::UnknownTopicOrPartition => Err(Error::UnknownTopic {
+                    topic: request.name,
+                }),
+                code => Err(Error::broker(
+                    "alter topic config",
+                    Some(&request.name),
+                    None,
+                    code,
+                    response.error_message,
+                )),
+            }
+        })
+    }
+
+    /// Looks up `spec` (earliest, latest, or the first record at or after a timestamp) for
+    /// `partitions` of `topic` (every partition when `None`). Answers are in partition order.
+    pub fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: Option<&[u32]>,
+        spec: OffsetSpec,
+    ) -> Completion<Vec<PartitionOffset>> {
+        let network = self.client.network().clone();
+        let topic = topic.to_string();
+        let partitions = partitions.map(<[u32]>::to_vec);
+        self.client.spawn("list offsets", async move {
+            list_offsets(&network, &topic, partitions, spec).await
+        })
+    }
+
+    /// Deletes the records of `topic`/`partition` below `before_offset` (it becomes the log
+    /// start). Returns the new log start offset.
+    pub fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        before_offset: u64,
+    ) -> Completion<u64> {
+        let network = self.client.network().clone();
+        let topic = topic.to_string();
+        self.client.spawn("delete records", async move {
+            let request = DeleteRecordsRequest {
+                timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
+                topics: vec![TopicPartitions {
+                    name: topic.clone(),
+                    partitions: vec![DeleteRecordsPartition {
+                        partition,
+                        before_offset,
+                    }],
+                }],
+            };
+            let response = network
+                .call_retrying(&request, "delete records", Retry::Idempotent)
+                .await?;
+            let answer = response
+                .topics
+                .iter()
+                .flat_map(|entry| entry.partitions.iter())
+                .find(|entry| entry.partition == partition)
+                .ok_or_else(|| missing_answer("delete records"))?;
+            match answer.error_code {
+                ErrorCode::None => Ok(answer.log_start_offset),
+                code => Err(partition_error("delete records", &topic, partition, code)),
+            }
+        })
+    }
+}
+
+/// Shared with the consumer, which resolves its start positions with it.
+pub(crate) async fn list_offsets(
+    network: &Network,
+    topic: &str,
+    partitions: Option<Vec<u32>>,
+    spec: OffsetSpec,
+) -> Result<Vec<PartitionOffset>, Error> {
+    if spec.to_wire().is_none() {
+        return Err(Error::invalid(
+            "offset lookup",
+            "a timestamp must not be negative",
+        ));
+    }
+    let partitions = match partitions {
+        Some(partitions) => partitions,
+        None => (0..network.topic(topic).await?.partition_count()).collect(),
+    };
+    let request = ListOffsetsRequest {
+        topics: vec![TopicPartitions {
+            name: topic.to_string(),
+            partitions: partitions
+                .iter()
+                .map(|partition| ListOffsetsPartition {
+                    partition: *partition,
+                    spec,
+                })
+                .collect(),
+        }],
+    };
+    let response = network
+        .call_retrying(&request, "list offsets", Retry::Idempotent)
+        .await?;
+    let answers: Vec<_> = response
+        .topics
+        .into_iter()
+        .flat_map(|entry| entry.partitions)
+        .collect();
+    partitions
+        .iter()
+        .map(|partition| {
+            let answer = answers
+                .iter()
+                .find(|answer| answer.partition == *partition)
+                .ok_or_else(|| missing_answer("list offsets"))?;
+            match answer.error_code {
+                ErrorCode::None => Ok(PartitionOffset {
+                    partition: *partition,
+                    offset: answer.offset,
+                    timestamp: answer.timestamp,
+                }),
+                code => Err(partition_error("list offsets", topic, *partition, code)),
+            }
+        })
+        .collect()
+}
+
+fn one_result(operation: &'static str, name: &str, results: &[TopicResult]) -> Result<(), Error> {
+    let result = results
+        .iter()
+        .find(|result| result.name == name)
+        .ok_or_else(|| missing_answer(operation))?;
+    match result.error_code {
+        ErrorCode::None => Ok(()),
+        ErrorCode::UnknownTopicOrPartition => Err(Error::UnknownTopic {
+            topic: name.to_string(),
+        }),
+        code => Err(Error::broker(
+            operation,
+            Some(name),
+            None,
+            code,
+            result.error_message.clone(),
+        )),
+    }
+}
+
+fn partition_error(operation: &'static str, topic: &str, partition: u32, code: ErrorCode) -> Error {
+    Error::broker(operation, Some(topic), Some(partition), code, None)
+}
+
+fn missing_answer(operation: &'static str) -> Error {
+    Error::Protocol {
+        operation,
+        source: spate_protocol::WireError::InvalidValue {
+            field: "response (an asked-for entry is missing)",
+            value: 0,
+        },
+    }
+}

@@ -1,0 +1,162 @@
+//! `spate`: the command-line tool for a Spate broker (what `kcat` and `rpk` are to Kafka).
+//!
+//! `spate topic create|list|describe|delete|alter`, `spate produce` (one record per input line)
+//! and `spate consume` (one record per output line, a template or JSON). This file parses the
+//! command line and turns failures into one-line messages and exit codes; the commands are in
+//! `topic`, `produce` and `consume`, output formats in `format`, terminal handling in
+//! `terminal`. Everything talks to the broker through the `spate-client` library.
+
+mod consume;
+mod format;
+mod produce;
+mod terminal;
+mod topic;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use spate_client::{Client, ClientConfig, ErrorCode};
+
+/// Exit codes, documented in `--help`.
+mod exit {
+    /// The command failed (the broker refused, bad input, ...).
+    pub const FAILURE: u8 = 1;
+    /// The command line was wrong (clap's own code for usage errors).
+    pub const USAGE: u8 = 2;
+    /// No broker answered at the given address.
+    pub const UNREACHABLE: u8 = 3;
+    /// The topic (or partition) does not exist.
+    pub const UNKNOWN_TOPIC: u8 = 4;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 failure, 2 usage error, 3 broker unreachable, 4 unknown topic or \
+partition. Errors are printed as one line on stderr.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spate",
+    version,
+    about = "Command-line tool for the Spate event streaming broker",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ConnectionArgs {
+    /// Broker address, HOST:PORT.
+    #[arg(long, global = true, env = "SPATE_BROKER", default_value = spate_client::config::defaults::BROKER_ADDRESS)]
+    broker: String,
+    /// How long to keep retrying while the broker cannot be reached, in milliseconds.
+    #[arg(long, global = true, default_value_t = 5_000)]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe, delete and reconfigure topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Produce one record per line of stdin (or --file).
+    Produce(produce::ProduceArgs),
+    /// Print records, one per line.
+    Consume(consume::ConsumeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { exit::USAGE } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let code = exit_code(&error);
+            terminal::print_error(&error);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = connect(&cli.connection)?;
+    match cli.command {
+        Command::Topic(command) => topic::run(&client, command),
+        Command::Produce(arguments) => produce::run(&client, arguments),
+        Command::Consume(arguments) => consume::run(&client, arguments),
+    }
+}
+
+fn connect(arguments: &ConnectionArgs) -> anyhow::Result<Client> {
+    let config = ClientConfig {
+        retry_timeout: Duration::from_millis(arguments.timeout_ms),
+        connect_timeout: Duration::from_millis(arguments.timeout_ms.clamp(1, 5_000)),
+        ..ClientConfig::new(arguments.broker.clone()).with_client_id("spate-cli")
+    };
+    Ok(Client::new(config)?)
+}
+
+/// Maps the failure to the documented exit codes.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let Some(error) = error.downcast_ref::<spate_client::Error>() else {
+        return exit::FAILURE;
+    };
+    if error.is_unreachable() {
+        return exit::UNREACHABLE;
+    }
+    if error.code() == Some(ErrorCode::UnknownTopicOrPartition) {
+        return exit::UNKNOWN_TOPIC;
+    }
+    exit::FAILURE
+}
+
+/// Parses `key=value` arguments (`--config`, `--header`).
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_values_split_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_key_value("a=b=c"),
+            Ok(("a".to_string(), "b=c".to_string()))
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+
+    #[test]
+    fn unreachable_brokers_and_unknown_topics_get_their_own_exit_codes() {
+        let unreachable = anyhow::Error::new(spate_client::Error::Connect {
+            address: "127.0.0.1:1".into(),
+            source: std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
+        });
+        assert_eq!(exit_code(&unreachable), exit::UNREACHABLE);
+        let unknown = anyhow::Error::new(spate_client::Error::UnknownTopic { topic: "x".into() });
+        assert_eq!(exit_code(&unknown), exit::UNKNOWN_TOPIC);
+        assert_eq!(exit_code(&anyhow::anyhow!("other")), exit::FAILURE);
+    }
+}

@@ -1,0 +1,210 @@
+//! The client's view of the cluster: connections (each reopened after a failure), calls with
+//! retries for idempotent requests, and the topic metadata cache.
+//!
+//! Everything here runs on the I/O thread except the cache reads, which application threads do
+//! on the producer's fast path. A Spate broker is one process whose shards share one listen
+//! address, so one pipelined connection reaches every partition; the broker forwards requests to
+//! the owning shard. The broker answers each connection's requests in order, so a consumer's
+//! long-polling fetch would hold back every answer queued behind it: each producer and each
+//! consumer therefore has a [`ConnectionSlot`] of its own, and admin and metadata requests share
+//! one. Several brokers (replication) will add a slot per broker here.
+
+pub(crate) mod connection;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use spate_protocol::api::{MetadataRequest, PartitionMetadata, Request};
+use spate_protocol::ErrorCode;
+
+use crate::config::ClientConfig;
+use crate::error::Error;
+use connection::Connection;
+
+/// What the client knows about one topic.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicInfo {
+    pub(crate) partitions: Vec<PartitionMetadata>,
+    pub(crate) fetched_at: Instant,
+}
+
+impl TopicInfo {
+    pub(crate) fn partition_count(&self) -> u32 {
+        // Bounded by PARTITIONS_PER_TOPIC_MAX when decoded.
+        self.partitions.len() as u32
+    }
+}
+
+/// One connection, opened on first use and reopened on the first use after it broke.
+pub(crate) struct ConnectionSlot {
+    /// Held across a connect, so that concurrent callers wait for one connection attempt.
+    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl ConnectionSlot {
+    pub(crate) fn new() -> Self {
+        Self {
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// Shared by every producer, consumer and admin handle of one client.
+pub(crate) struct Network {
+    config: Arc<ClientConfig>,
+    /// Admin and metadata requests.
+    shared: ConnectionSlot,
+    topics: Mutex<HashMap<String, Arc<TopicInfo>>>,
+}
+
+/// Which failures a call may retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Any retriable failure: the request changes nothing if repeated (reads).
+    Idempotent,
+    /// Only failures to connect, where the request was surely never sent (topic changes).
+    BeforeSending,
+}
+
+impl Network {
+    pub(crate) fn new(config: Arc<ClientConfig>) -> Self {
+        Self {
+            config,
+            shared: ConnectionSlot::new(),
+            topics: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The slot's open connection, or a new one to the first bootstrap address that answers.
+    pub(crate) async fn connection(&self, slot: &ConnectionSlot) -> Result<Arc<Connection>, Error> {
+        let mut current = slot.current.lock().await;
+        if let Some(connection) = current.as_ref() {
+            if !connection.is_closed() {
+                return Ok(connection.clone());
+            }
+        }
+        *current = None;
+        let mut last_error = None;
+        for address in &self.config.bootstrap {
+            match Connection::open(address, &self.config).await {
+                Ok(connection) => {
+                    let connection = Arc::new(connection);
+                    *current = Some(connection.clone());
+                    return Ok(connection);
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("the config check ensures one bootstrap address"))
+    }
+
+    /// One attempt on the slot's connection: connect if needed, send, decode.
+    pub(crate) async fn call_in<R: Request>(
+        &self,
+        slot: &ConnectionSlot,
+        request: &R,
+        operation: &'static str,
+        extra_wait: Option<Duration>,
+    ) -> Result<R::Response, Error> {
+        let connection = self.connection(slot).await?;
+        connection.call(request, operation, extra_wait).await
+    }
+
+    /// Calls on the shared connection until it works, a failure is not retriable under
+    /// `retry`, or `retry_timeout`
+    /// passes; then returns the last failure. Pauses between attempts double from
+    /// `reconnect_backoff_min` to `reconnect_backoff_max`.
+    pub(crate) async fn call_retrying<R: Request>(
+        &self,
+        request: &R,
+        operation: &'static str,
+        retry: Retry,
+    ) -> Result<R::Response, Error> {
+        let deadline = Instant::now() + self.config.retry_timeout;
+        let mut backoff = self.config.reconnect_backoff_min;
+        loop {
+            let error = match self.call_in(&self.shared, request, operation, None).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let may_retry = match retry {
+                Retry::Idempotent => error.is_retriable(),
+                Retry::BeforeSending => matches!(error, Error::Connect { .. }),
+            };
+            if !may_retry || Instant::now() + backoff > deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.config.reconnect_backoff_max);
+        }
+    }
+
+    fn topics(&self) -> MutexGuard<'_, HashMap<String, Arc<TopicInfo>>> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Cached metadata that is younger than `metadata_max_age`, without any I/O.
+    pub(crate) fn cached_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
+        let info = self.topics().get(topic).cloned()?;
+        (info.fetched_at.elapsed() < self.config.metadata_max_age).then_some(info)
+    }
+
+    /// Forgets a topic, so that the next use asks the broker again.
+    pub(crate) fn invalidate(&self, topic: &str) {
+        self.topics().remove(topic);
+    }
+
+    /// Metadata of `topic`, from the cache when fresh, otherwise from the broker.
+    pub(crate) async fn topic(&self, topic: &str) -> Result<Arc<TopicInfo>, Error> {
+        if let Some(info) = self.cached_topic(topic) {
+            return Ok(info);
+        }
+        self.refresh_topic(topic).await
+    }
+
+    /// Asks the broker for `topic`'s metadata and caches it.
+    pub(crate) async fn refresh_topic(&self, topic: &str) -> Result<Arc<TopicInfo>, Error> {
+        let request = MetadataRequest {
+            topics: Some(vec![topic.to_string()]),
+        };
+        let response = self
+            .call_retrying(&request, "metadata", Retry::Idempotent)
+            .await?;
+        let Some(answer) = response
+            .topics
+            .into_iter()
+            .find(|entry| entry.name == topic)
+        else {
+            return Err(Error::Protocol {
+                operation: "metadata",
+                source: spate_protocol::WireError::InvalidValue {
+                    field: "topics (requested topic missing)",
+                    value: 0,
+                },
+            });
+        };
+        match answer.error_code {
+            ErrorCode::None => {}
+            ErrorCode::UnknownTopicOrPartition => {
+                self.invalidate(topic);
+                return Err(Error::UnknownTopic {
+                    topic: topic.to_string(),
+                });
+            }
+            code => return Err(Error::broker("metadata", Some(topic), None, code, None)),
+        }
+        let info = Arc::new(TopicInfo {
+            partitions: answer.partitions,
+            fetched_at: Instant::now(),
+        });
+        self.topics().insert(topic.to_string(), info.clone());
+        Ok(info)
+    }
+}

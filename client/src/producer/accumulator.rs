@@ -1,0 +1,771 @@
+//! The producer's record accumulator: per-partition batches being filled, sealed batches waiting
+//! to be sent, and the bookkeeping that `flush` and `close` wait on.
+//!
+//! Application threads append here (under the producer's lock) and build the batch bytes
+//! themselves, so the copy of each record into its batch costs the sender nothing. The sender
+//! task drains ready batches into produce requests and reports each batch's fate back. Nothing
+//! here does I/O or completes a delivery while the lock is held: finished batches are returned
+//! to the caller, which completes them after unlocking.
+//!
+//! Order: a partition's batches leave in the order they were sealed, at most
+//! `partition_inflight_requests_max` at a time, and a batch being retried goes back to the front
+//! of its queue, so with the default of one in flight records keep their order across retries.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use spate_protocol::batch::{BatchBuilder, BatchOptions, HeaderPair, BATCH_HEADER_BYTES};
+use spate_protocol::constants::BATCH_BYTES_MAX;
+
+use crate::completion::Completer;
+use crate::config::{KeylessPartitioning, ProducerConfig};
+use crate::error::Error;
+
+/// Bytes a sealed batch adds beyond its records' bytes: the header and the archive root.
+pub(crate) const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES + 8;
+
+/// Where a record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordMetadata {
+    /// The partition the record went to.
+    pub partition: u32,
+    /// The record's offset; `None` under `Acks::None`, where the broker does not answer.
+    pub offset: Option<u64>,
+}
+
+/// How one record's outcome reaches the application.
+pub(crate) enum DeliverySink {
+    Completion(Completer<RecordMetadata>),
+    Callback(Box<dyn FnOnce(Result<RecordMetadata, Error>) + Send>),
+}
+
+impl DeliverySink {
+    pub(crate) fn complete(self, result: Result<RecordMetadata, Error>) {
+        match self {
+            Self::Completion(completer) => completer.complete(result),
+            Self::Callback(callback) => callback(result),
+        }
+    }
+}
+
+/// How the partition of a record was decided by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartitionChoice {
+    /// Named by the record, or computed from its key.
+    Fixed(u32),
+    /// No key, no partition: the accumulator spreads it.
+    Keyless,
+}
+
+/// A record as the accumulator receives it: bytes to copy into the batch.
+pub(crate) struct Incoming<'a, H: HeaderPair> {
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    pub(crate) headers: &'a [H],
+    pub(crate) timestamp_ms: i64,
+    /// Exact bytes the record adds to a batch, reserved from buffer memory by the caller.
+    pub(crate) record_bytes: usize,
+}
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    deliveries: Vec<DeliverySink>,
+    created_at: Instant,
+    memory_bytes: usize,
+    generation: u64,
+}
+
+/// A sealed batch and everything needed to finish it.
+pub(crate) struct ReadyBatch {
+    pub(crate) bytes: Bytes,
+    pub(crate) deliveries: Vec<DeliverySink>,
+    pub(crate) memory_bytes: usize,
+    pub(crate) generation: u64,
+    pub(crate) attempts: u32,
+    /// After this the batch fails instead of being retried.
+    pub(crate) deadline: Instant,
+    pub(crate) last_error: Option<Error>,
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    open: Option<OpenBatch>,
+    ready: VecDeque<ReadyBatch>,
+    inflight: usize,
+    backoff_until: Option<Instant>,
+}
+
+struct TopicQueues {
+    name: Arc<str>,
+    partitions: Vec<PartitionQueue>,
+    /// Keyless records go here until a batch of it is sealed.
+    sticky_partition: u32,
+    sticky_opened_batch: bool,
+    next_round_robin: u32,
+}
+
+/// A batch on its way out, with where it goes.
+pub(crate) struct Outbound {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
+    pub(crate) batch: ReadyBatch,
+}
+
+/// What one drain produced.
+pub(crate) struct Drained {
+    /// Each element becomes one produce request.
+    pub(crate) requests: Vec<Vec<Outbound>>,
+    /// Ready batches past their delivery deadline, to be failed.
+    pub(crate) expired: Vec<Outbound>,
+    /// When the sender should look again even if nothing wakes it (a linger or a backoff
+    /// ending).
+    pub(crate) wake_at: Option<Instant>,
+}
+
+/// What an append did, so the caller knows whether to wake the sender.
+pub(crate) struct Appended {
+    /// The partition chosen (the tests check keyless spreading with it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) partition: u32,
+    /// A batch was sealed or opened: the sender has something new to send or time.
+    pub(crate) wake_sender: bool,
+}
+
+/// Producer state behind one lock.
+pub(crate) struct Accumulator {
+    topics: HashMap<Arc<str>, TopicQueues>,
+    /// Batches started from now on belong to this generation; `flush` starts a new one.
+    generation: u64,
+    /// Batches not yet finished, by generation.
+    unfinished: BTreeMap<u64, usize>,
+    /// Each waits until no batch of its generation or older is unfinished.
+    flush_waiters: Vec<(u64, Completer<()>)>,
+}
+
+impl Accumulator {
+    pub(crate) fn new() -> Self {
+        Self {
+            topics: HashMap::new(),
+            generation: 0,
+            unfinished: BTreeMap::new(),
+            flush_waiters: Vec::new(),
+        }
+    }
+
+    /// Appends one record to its partition's open batch, sealing and opening batches as size
+    /// demands. `partition_count` is the topic's current count from metadata.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append<H: HeaderPair>(
+        &mut self,
+        topic: &str,
+        partition_count: u32,
+        choice: PartitionChoice,
+        record: &Incoming<'_, H>,
+        delivery: DeliverySink,
+        config: &ProducerConfig,
+        now: Instant,
+    ) -> Appended {
+        assert!(partition_count > 0, "metadata lists at least one partition");
+        let generation = self.generation;
+        let queues = self.topic_queues(topic, partition_count);
+        let mut wake_sender = false;
+        let partition = match choice {
+            PartitionChoice::Fixed(partition) => partition,
+            PartitionChoice::Keyless => {
+                let partition = queues.keyless_partition(config.keyless);
+                let queue = &mut queues.partitions[partition as usize];
+                if config.keyless == KeylessPartitioning::Sticky && !fits(queue, record, config) {
+                    // The sticky batch is full: seal it and let this record start the next
+                    // partition's batch, rather than a second batch on the same partition.
+                    seal_open(queue, config);
+                    wake_sender = true;
+                    queues.keyless_partition(config.keyless)
+                } else {
+                    partition
+                }
+            }
+        };
+        let count = queues.partitions.len() as u32;
+        assert!(
+            partition < count,
+            "partition {partition} checked against metadata"
+        );
+        let queue = &mut queues.partitions[partition as usize];
+
+        if !fits(queue, record, config) {
+            seal_open(queue, config);
+            wake_sender = true;
+        }
+        let mut opened = false;
+        if queue.open.is_none() {
+            queue.open = Some(open_batch(record.record_bytes, config, now, generation));
+            opened = true;
+            wake_sender = true;
+        }
+        let open = queue.open.as_mut().expect("opened above");
+        open.builder
+            .append(
+                record.key,
+                record.value,
+                record.headers,
+                record.timestamp_ms,
+            )
+            .expect("the batch limit leaves room for the record (checked by the caller)");
+        open.deliveries.push(delivery);
+        open.memory_bytes += record.record_bytes;
+        if open.builder.estimated_bytes() >= config.batch_bytes {
+            seal_open(queue, config);
+        }
+        if opened {
+            *self.unfinished.entry(generation).or_default() += 1;
+        }
+        if choice == PartitionChoice::Keyless && opened {
+            let queues = self.topics.get_mut(topic).expect("created above");
+            queues.sticky_opened_batch = true;
+        }
+        Appended {
+            partition,
+            wake_sender,
+        }
+    }
+
+    fn topic_queues(&mut self, topic: &str, partition_count: u32) -> &mut TopicQueues {
+        if !self.topics.contains_key(topic) {
+            let name: Arc<str> = Arc::from(topic);
+            self.topics.insert(
+                name.clone(),
+                TopicQueues {
+                    name,
+                    partitions: Vec::new(),
+                    sticky_partition: 0,
+                    sticky_opened_batch: false,
+                    next_round_robin: 0,
+                },
+            );
+        }
+        let queues = self.topics.get_mut(topic).expect("inserted above");
+        // Partition counts only grow; queues of a shrunken topic would stay until drained.
+        if queues.partitions.len() < partition_count as usize {
+            queues
+                .partitions
+                .resize_with(partition_count as usize, PartitionQueue::default);
+        }
+        queues
+    }
+
+    /// Seals every open batch and starts a new generation. Returns the generation a flush
+    /// must wait for.
+    pub(crate) fn seal_all(&mut self, config: &ProducerConfig) -> u64 {
+        for queues in self.topics.values_mut() {
+            for queue in &mut queues.partitions {
+                if queue.open.is_some() {
+                    seal_open(queue, config);
+                }
+            }
+        }
+        let flushed = self.generation;
+        self.generation += 1;
+        flushed
+    }
+
+    /// Registers a flush waiter for `generation`, or completes it at once when nothing of that
+    /// generation or older is unfinished.
+    pub(crate) fn wait_for_generation(&mut self, generation: u64, completer: Completer<()>) {
+        if self.is_generation_done(generation) {
+            completer.complete(Ok(()));
+        } else {
+            self.flush_waiters.push((generation, completer));
+        }
+    }
+
+    fn is_generation_done(&self, generation: u64) -> bool {
+        self.unfinished
+            .first_key_value()
+            .is_none_or(|(oldest, _)| *oldest > generation)
+    }
+
+    /// Whether nothing is open, waiting or in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.unfinished.is_empty()
+    }
+
+    /// Collects what the sender should do now: seals batches whose linger passed (all of them
+    /// when `seal_everything`, e.g. while closing or while `send` waits for memory), takes
+    /// sendable batches into requests, and picks out ready batches past their deadline.
+    pub(crate) fn drain(
+        &mut self,
+        config: &ProducerConfig,
+        now: Instant,
+        seal_everything: bool,
+    ) -> Drained {
+        let mut drained = Drained {
+            requests: Vec::new(),
+            expired: Vec::new(),
+            wake_at: None,
+        };
+        // One draft per in-flight slot, so that a partition never has two batches in one
+        // request (the broker answers one base offset per partition entry).
+        let mut drafts: Vec<RequestDraft> = Vec::new();
+        for queues in self.topics.values_mut() {
+            for (partition, queue) in queues.partitions.iter_mut().enumerate() {
+                let partition = partition as u32;
+                if let Some(open) = &queue.open {
+                    let due = open.created_at + config.linger;
+                    if seal_everything || now >= due {
+                        seal_open(queue, config);
+                    } else {
+                        drained.wake_at = earliest(drained.wake_at, due);
+                    }
+                }
+                expire(queue, &queues.name, partition, now, &mut drained.expired);
+                if let Some(until) = queue.backoff_until {
+                    if now < until {
+                        if !queue.ready.is_empty() {
+                            drained.wake_at = earliest(drained.wake_at, until);
+                        }
+                        continue;
+                    }
+                    queue.backoff_until = None;
+                }
+                let mut slot = 0;
+                while queue.inflight < config.partition_inflight_requests_max {
+                    let Some(batch) = queue.ready.pop_front() else {
+                        break;
+                    };
+                    queue.inflight += 1;
+                    let outbound = Outbound {
+                        topic: queues.name.clone(),
+                        partition,
+                        batch,
+                    };
+                    place(&mut drafts, &mut drained.requests, slot, outbound, config);
+                    slot += 1;
+                }
+            }
+        }
+        drained.requests.extend(
+            drafts
+                .into_iter()
+                .filter_map(|draft| (!draft.batches.is_empty()).then_some(draft.batches)),
+        );
+        drained
+    }
+
+    /// Puts a batch whose attempt failed retriably back at the front of its queue.
+    pub(crate) fn requeue(&mut self, outbound: Outbound, backoff_until: Instant) {
+        let queue = self.queue_mut(&outbound.topic, outbound.partition);
+        assert!(
+            queue.inflight > 0,
+            "requeued a batch that was not in flight"
+        );
+        queue.inflight -= 1;
+        queue.backoff_until = Some(backoff_until);
+        queue.ready.push_front(outbound.batch);
+    }
+
+    /// Marks a batch finished (delivered or failed). Returns the flush completions that are
+    /// now due; the caller completes them after unlocking.
+    pub(crate) fn finish(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        generation: u64,
+        was_inflight: bool,
+    ) -> Vec<Completer<()>> {
+        if was_inflight {
+            let queue = self.queue_mut(topic, partition);
+            assert!(
+                queue.inflight > 0,
+                "finished a batch that was not in flight"
+            );
+            queue.inflight -= 1;
+        }
+        let count = self
+            .unfinished
+            .get_mut(&generation)
+            .expect("every batch is counted in its generation");
+        *count -= 1;
+        if *count == 0 {
+            self.unfinished.remove(&generation);
+        }
+        let waiters = std::mem::take(&mut self.flush_waiters);
+        let (done, waiting): (Vec<_>, Vec<_>) = waiters
+            .into_iter()
+            .partition(|(generation, _)| self.is_generation_done(*generation));
+        self.flush_waiters = waiting;
+        done.into_iter().map(|(_, completer)| completer).collect()
+    }
+
+    fn queue_mut(&mut self, topic: &str, partition: u32) -> &mut PartitionQueue {
+        let queues = self
+            .topics
+            .get_mut(topic)
+            .expect("a batch's topic stays in the accumulator");
+        &mut queues.partitions[partition as usize]
+    }
+}
+
+impl TopicQueues {
+    fn keyless_partition(&mut self, policy: KeylessPartitioning) -> u32 {
+        let count = self.partitions.len() as u32;
+        match policy {
+            KeylessPartitioning::RoundRobin => {
+                let partition = self.next_round_robin % count;
+                self.next_round_robin = self.next_round_robin.wrapping_add(1);
+                partition
+            }
+            KeylessPartitioning::Sticky => {
+                let current = self.sticky_partition % count;
+                // Move on once the batch we started here has been sealed (Kafka's KIP-480).
+                if self.sticky_opened_batch && self.partitions[current as usize].open.is_none() {
+                    self.sticky_partition = (current + 1) % count;
+                    self.sticky_opened_batch = false;
+                }
+                self.sticky_partition % count
+            }
+        }
+    }
+}
+
+fn earliest(current: Option<Instant>, candidate: Instant) -> Option<Instant> {
+    Some(current.map_or(candidate, |current| current.min(candidate)))
+}
+
+fn open_batch(
+    first_record_bytes: usize,
+    config: &ProducerConfig,
+    now: Instant,
+    generation: u64,
+) -> OpenBatch {
+    // A record larger than batch_bytes gets a batch of its own, as large as it needs.
+    let batch_bytes_max = config
+        .batch_bytes
+        .max(first_record_bytes + BATCH_OVERHEAD_BYTES)
+        .min(BATCH_BYTES_MAX);
+    let builder = BatchBuilder::new(BatchOptions {
+        batch_bytes_max,
+        initial_capacity_bytes: batch_bytes_max.min(64 * 1024),
+        ..BatchOptions::default()
+    });
+    OpenBatch {
+        builder,
+        deliveries: Vec::new(),
+        created_at: now,
+        memory_bytes: 0,
+        generation,
+    }
+}
+
+/// Whether the record can join the partition's open batch (false when there is an open batch
+/// it would overfill; true when there is none).
+fn fits<H: HeaderPair>(
+    queue: &PartitionQueue,
+    record: &Incoming<'_, H>,
+    config: &ProducerConfig,
+) -> bool {
+    queue.open.as_ref().is_none_or(|open| {
+        open.builder.estimated_bytes() + record.record_bytes <= config.batch_bytes
+    })
+}
+
+fn seal_open(queue: &mut PartitionQueue, config: &ProducerConfig) {
+    let open = queue.open.take().expect("caller checked an open batch");
+    let bytes = open
+        .builder
+        .seal()
+        .expect("an open batch holds at least one record")
+        .freeze();
+    debug_assert!(bytes.len() <= BATCH_BYTES_MAX);
+    queue.ready.push_back(ReadyBatch {
+        bytes,
+        deliveries: open.deliveries,
+        memory_bytes: open.memory_bytes,
+        generation: open.generation,
+        attempts: 0,
+        deadline: open.created_at + config.delivery_timeout,
+        last_error: None,
+    });
+}
+
+fn expire(
+    queue: &mut PartitionQueue,
+    topic: &Arc<str>,
+    partition: u32,
+    now: Instant,
+    expired: &mut Vec<Outbound>,
+) {
+    while queue
+        .ready
+        .front()
+        .is_some_and(|batch| batch.deadline <= now)
+    {
+        let batch = queue.ready.pop_front().expect("checked non-empty");
+        expired.push(Outbound {
+            topic: topic.clone(),
+            partition,
+            batch,
+        });
+    }
+}
+
+struct RequestDraft {
+    batches: Vec<Outbound>,
+    bytes: usize,
+}
+
+/// Adds a partition's `slot`-th batch of this drain to the `slot`-th open draft, closing the
+/// draft first if the batch would push it over the request size limit.
+fn place(
+    drafts: &mut Vec<RequestDraft>,
+    finished: &mut Vec<Vec<Outbound>>,
+    slot: usize,
+    outbound: Outbound,
+    config: &ProducerConfig,
+) {
+    while drafts.len() <= slot {
+        drafts.push(RequestDraft {
+            batches: Vec::new(),
+            bytes: 0,
+        });
+    }
+    let draft = &mut drafts[slot];
+    let batch_bytes = outbound.batch.bytes.len();
+    if !draft.batches.is_empty() && draft.bytes + batch_bytes > config.produce_request_bytes_max {
+        finished.push(std::mem::take(&mut draft.batches));
+        draft.bytes = 0;
+    }
+    draft.bytes += batch_bytes;
+    draft.batches.push(outbound);
+}
+
+/// The pause before a batch's next attempt: doubling from the minimum, capped.
+pub(crate) fn retry_backoff(config: &ProducerConfig, attempts: u32) -> Duration {
+    let factor = 1u32 << attempts.min(16);
+    (config.retry_backoff_min * factor).min(config.retry_backoff_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::completion::completion;
+    use spate_protocol::batch::{BatchView, NO_HEADERS};
+
+    fn incoming(value: &[u8]) -> Incoming<'_, (&'static str, &'static [u8])> {
+        Incoming {
+            key: None,
+            value: Some(value),
+            headers: NO_HEADERS,
+            timestamp_ms: 1_000,
+            record_bytes: BatchBuilder::record_bytes(None, Some(value), NO_HEADERS),
+        }
+    }
+
+    fn sink() -> DeliverySink {
+        DeliverySink::Callback(Box::new(|_| {}))
+    }
+
+    fn config() -> ProducerConfig {
+        ProducerConfig {
+            batch_bytes: 1024,
+            linger: Duration::from_millis(10),
+            ..ProducerConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_full_batch_is_sealed_and_the_record_that_does_not_fit_opens_the_next() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        let value = [7u8; 200];
+        for _ in 0..3 {
+            accumulator.append(
+                "t",
+                1,
+                PartitionChoice::Fixed(0),
+                &incoming(&value),
+                sink(),
+                &config,
+                now,
+            );
+        }
+        let drained = accumulator.drain(&config, now, false);
+        assert!(
+            drained.requests.is_empty(),
+            "72 + 3 * 238 bytes stay below 1024"
+        );
+        // The fourth fills the batch exactly (72 + 4 * 238 = 1024): sealed at once. The fifth
+        // opens the next batch.
+        for _ in 0..2 {
+            accumulator.append(
+                "t",
+                1,
+                PartitionChoice::Fixed(0),
+                &incoming(&value),
+                sink(),
+                &config,
+                now,
+            );
+        }
+        let drained = accumulator.drain(&config, now, false);
+        assert_eq!(drained.requests.len(), 1);
+        let batch = &drained.requests[0][0].batch;
+        let view = BatchView::validate(&batch.bytes, BATCH_BYTES_MAX).unwrap();
+        assert_eq!(view.record_count(), 4);
+        assert!(batch.bytes.len() <= config.batch_bytes);
+        assert_eq!(
+            drained.wake_at,
+            Some(now + config.linger),
+            "the fifth record lingers"
+        );
+    }
+
+    #[test]
+    fn a_lingering_batch_is_sent_once_its_linger_passed() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        accumulator.append(
+            "t",
+            2,
+            PartitionChoice::Fixed(1),
+            &incoming(b"x"),
+            sink(),
+            &config,
+            now,
+        );
+        assert!(accumulator.drain(&config, now, false).requests.is_empty());
+        let drained = accumulator.drain(&config, now + config.linger, false);
+        assert_eq!(drained.requests.len(), 1);
+        assert_eq!(drained.requests[0][0].partition, 1);
+    }
+
+    #[test]
+    fn a_partition_has_one_batch_in_flight_and_a_retry_goes_first() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        let value = [1u8; 600];
+        for _ in 0..3 {
+            accumulator.append(
+                "t",
+                1,
+                PartitionChoice::Fixed(0),
+                &incoming(&value),
+                sink(),
+                &config,
+                now,
+            );
+        }
+        let first = accumulator.drain(&config, now, true);
+        assert_eq!(first.requests.len(), 1);
+        assert_eq!(
+            first.requests[0].len(),
+            1,
+            "one batch of the partition per request"
+        );
+        let again = accumulator.drain(&config, now, true);
+        assert!(
+            again.requests.is_empty(),
+            "the partition already has a batch in flight"
+        );
+
+        let outbound = first.requests.into_iter().next().unwrap().pop().unwrap();
+        let retried_bytes = outbound.batch.bytes.clone();
+        accumulator.requeue(outbound, now + Duration::from_millis(5));
+        assert!(
+            accumulator.drain(&config, now, true).requests.is_empty(),
+            "backing off"
+        );
+        let after = accumulator.drain(&config, now + Duration::from_millis(5), true);
+        assert_eq!(after.requests[0][0].batch.bytes, retried_bytes);
+    }
+
+    #[test]
+    fn flush_waits_for_its_generation_only() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        accumulator.append(
+            "t",
+            1,
+            PartitionChoice::Fixed(0),
+            &incoming(b"old"),
+            sink(),
+            &config,
+            now,
+        );
+        let generation = accumulator.seal_all(&config);
+        let (completer, mut flushed) = completion::<()>("test");
+        accumulator.wait_for_generation(generation, completer);
+        // A record after the flush started belongs to the next generation.
+        accumulator.append(
+            "t",
+            1,
+            PartitionChoice::Fixed(0),
+            &incoming(b"new"),
+            sink(),
+            &config,
+            now,
+        );
+        let drained = accumulator.drain(&config, now, false);
+        let outbound = &drained.requests[0][0];
+        let done = accumulator.finish(&outbound.topic, 0, outbound.batch.generation, true);
+        assert_eq!(done.len(), 1);
+        done.into_iter()
+            .for_each(|completer| completer.complete(Ok(())));
+        assert!(flushed.try_take().unwrap().is_ok());
+        assert!(!accumulator.is_idle(), "the newer record is still open");
+    }
+
+    #[test]
+    fn sticky_keyless_records_fill_one_partition_then_move_on() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        let value = [3u8; 300];
+        let mut partitions = Vec::new();
+        for _ in 0..8 {
+            let appended = accumulator.append(
+                "t",
+                3,
+                PartitionChoice::Keyless,
+                &incoming(&value),
+                sink(),
+                &config,
+                now,
+            );
+            partitions.push(appended.partition);
+        }
+        // Two records of 338 bytes fit a 1024-byte batch (with its 72 bytes of overhead); the
+        // third seals it and starts the next partition's batch.
+        assert_eq!(partitions, vec![0, 0, 1, 1, 2, 2, 0, 0]);
+    }
+
+    #[test]
+    fn a_record_larger_than_batch_bytes_gets_a_batch_of_its_own() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        let value = vec![9u8; 5000];
+        accumulator.append(
+            "t",
+            1,
+            PartitionChoice::Fixed(0),
+            &incoming(&value),
+            sink(),
+            &config,
+            now,
+        );
+        let drained = accumulator.drain(&config, now, false);
+        let batch = &drained.requests[0][0].batch;
+        assert!(batch.bytes.len() > config.batch_bytes);
+        let view = BatchView::validate(&batch.bytes, BATCH_BYTES_MAX).unwrap();
+        assert_eq!(
+            view.records().unwrap().next().unwrap().value().unwrap(),
+            &value[..]
+        );
+    }
+}

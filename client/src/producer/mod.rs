@@ -1,0 +1,519 @@
+//! The producer: accepts records from any thread, batches them per partition, and delivers them
+//! in the background with retries, reporting each record's (partition, offset).
+//!
+//! `send` runs on the caller's thread up to the point where the record's bytes sit in its
+//! partition's batch: it looks up the topic's partitions (cached), picks the partition (explicit,
+//! key hash, or keyless spreading), takes buffer memory (waiting or failing when it is spent:
+//! the backpressure), and appends. The sender task on the I/O thread does the rest
+//! (`sender`). Batching is in `accumulator`, the key hash in `partitioner`, the memory budget in
+//! `memory`.
+
+pub(crate) mod accumulator;
+pub(crate) mod memory;
+pub mod partitioner;
+pub(crate) mod sender;
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use spate_protocol::batch::BatchBuilder;
+use spate_protocol::constants::BATCH_BYTES_MAX;
+
+use crate::client::Client;
+use crate::completion::{completion, Completion};
+use crate::config::{BufferFullPolicy, ProducerConfig};
+use crate::error::Error;
+use crate::network::TopicInfo;
+use accumulator::{Accumulator, DeliverySink, Incoming, PartitionChoice, BATCH_OVERHEAD_BYTES};
+use memory::BufferMemory;
+
+pub use accumulator::RecordMetadata;
+
+/// The outcome of one sent record: await it or `wait()` for its [`RecordMetadata`].
+pub type Delivery = Completion<RecordMetadata>;
+
+/// One record header as a producer takes it: a UTF-8 key and opaque value bytes.
+pub type Header<'a> = (&'a str, &'a [u8]);
+
+/// A record to send. It borrows its bytes: `send` copies them straight into the batch, once.
+///
+/// ```
+/// use spate_client::ProducerRecord;
+///
+/// let headers = [("trace-id", &b"abc123"[..])];
+/// let record = ProducerRecord::new("orders", "order 17 paid")
+///     .with_key("customer-42")
+///     .with_headers(&headers)
+///     .with_timestamp(1_700_000_000_000);
+/// assert_eq!(record.key, Some(&b"customer-42"[..]));
+/// assert_eq!(record.partition, None); // chosen by the key's hash
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerRecord<'a> {
+    /// The topic to write to; it must exist.
+    pub topic: &'a str,
+    /// `None`: the key's hash picks the partition (keyless records are spread).
+    pub partition: Option<u32>,
+    /// The key: it picks the partition (when none is named) and is what compaction keys on.
+    pub key: Option<&'a [u8]>,
+    /// `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Headers, kept in this order; keys may repeat.
+    pub headers: &'a [Header<'a>],
+    /// Milliseconds since the Unix epoch; `None` takes the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> ProducerRecord<'a> {
+    /// A record with a value and nothing else.
+    pub fn new<V: AsRef<[u8]> + ?Sized>(topic: &'a str, value: &'a V) -> Self {
+        Self {
+            topic,
+            partition: None,
+            key: None,
+            value: Some(value.as_ref()),
+            headers: &[],
+            timestamp: None,
+        }
+    }
+
+    /// A tombstone: a key with no value (compaction deletes the key).
+    pub fn tombstone<K: AsRef<[u8]> + ?Sized>(topic: &'a str, key: &'a K) -> Self {
+        Self {
+            topic,
+            partition: None,
+            key: Some(key.as_ref()),
+            value: None,
+            headers: &[],
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_key<K: AsRef<[u8]> + ?Sized>(mut self, key: &'a K) -> Self {
+        self.key = Some(key.as_ref());
+        self
+    }
+
+    /// Names the partition, overriding the key's hash.
+    pub fn with_partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the headers.
+    pub fn with_headers(mut self, headers: &'a [Header<'a>]) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the timestamp, in milliseconds since the Unix epoch.
+    pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    /// Exact bytes this record adds to a batch (and holds of the producer's buffer memory).
+    pub fn batch_bytes(&self) -> usize {
+        BatchBuilder::record_bytes(self.key, self.value, self.headers)
+    }
+}
+
+/// Sends records to topics. Made with [`Client::producer`]; clones share one producer.
+///
+/// Records to one partition are delivered in the order `send` accepted them. Dropping the last
+/// handle closes the producer: records already accepted are still delivered in the background
+/// (keeping the client's I/O thread alive until they are), but nothing tells you how that went;
+/// call [`Producer::close`] (or [`Producer::flush`]) and wait for it to know.
+///
+/// From async code:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), spate_client::Error> {
+/// use spate_client::{Client, ProducerConfig, ProducerRecord};
+///
+/// let client = Client::connect_to("127.0.0.1:9192")?;
+/// let producer = client.producer(ProducerConfig::default())?;
+/// // The first await waits for buffer memory (the backpressure), the second for the broker.
+/// let delivery = producer.send(ProducerRecord::new("orders", "hello").with_key("k1")).await?;
+/// let written = delivery.await?;
+/// println!("partition {} offset {:?}", written.partition, written.offset);
+/// producer.close().await?;
+/// # Ok(()) }
+/// ```
+///
+/// From a plain thread:
+///
+/// ```no_run
+/// use spate_client::{Client, ProducerConfig, ProducerRecord};
+///
+/// let client = Client::connect_to("127.0.0.1:9192")?;
+/// let producer = client.producer(ProducerConfig::default())?;
+/// let mut deliveries = Vec::new();
+/// for number in 0..100 {
+///     let value = format!("event {number}");
+///     deliveries.push(producer.send_blocking(ProducerRecord::new("events", &value))?);
+/// }
+/// producer.flush().wait()?;
+/// for delivery in deliveries {
+///     delivery.wait()?;
+/// }
+/// # Ok::<(), spate_client::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<ProducerHandle>,
+}
+
+/// The last handle's drop starts closing.
+struct ProducerHandle {
+    inner: Arc<ProducerInner>,
+}
+
+impl Drop for ProducerHandle {
+    fn drop(&mut self) {
+        self.inner.begin_close();
+    }
+}
+
+pub(crate) struct ProducerInner {
+    pub(crate) client: Client,
+    pub(crate) config: ProducerConfig,
+    accumulator: Mutex<Accumulator>,
+    pub(crate) memory: BufferMemory,
+    /// Wakes the sender; stores one permit, so a wake-up between its checks is not lost.
+    pub(crate) wake: tokio::sync::Notify,
+    closing: AtomicBool,
+}
+
+impl ProducerInner {
+    pub(crate) fn accumulator(&self) -> MutexGuard<'_, Accumulator> {
+        // Critical sections never leave the accumulator half-updated on a panic of their own
+        // (they assert before mutating), so a poisoned lock is still usable.
+        self.accumulator
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn begin_close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+/// What `send` settles before it may append: the partition and the reserved memory.
+struct Placement {
+    partition_count: u32,
+    choice: PartitionChoice,
+    record_bytes: usize,
+}
+
+impl Producer {
+    pub(crate) fn new(client: Client, config: ProducerConfig) -> Result<Self, Error> {
+        config.check()?;
+        let inner = Arc::new(ProducerInner {
+            memory: BufferMemory::new(config.buffer_bytes_max),
+            client: client.clone(),
+            config,
+            accumulator: Mutex::new(Accumulator::new()),
+            wake: tokio::sync::Notify::new(),
+            closing: AtomicBool::new(false),
+        });
+        client.spawn_detached(sender::run(inner.clone()));
+        Ok(Self {
+            handle: Arc::new(ProducerHandle { inner }),
+        })
+    }
+
+    fn inner(&self) -> &Arc<ProducerInner> {
+        &self.handle.inner
+    }
+
+    /// The settings this producer was made with.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner().config
+    }
+
+    /// Accepts `record` and returns its [`Delivery`]. The returned future waits only for what
+    /// acceptance needs: the topic's metadata the first time a topic is used, and buffer
+    /// memory when it is spent (per [`BufferFullPolicy`]). Fails at once for a closed
+    /// producer, an unknown topic or partition, or a record too large for any batch.
+    pub async fn send(&self, record: ProducerRecord<'_>) -> Result<Delivery, Error> {
+        let placement = self.place(&record).await?;
+        let (completer, delivery) = completion("producer");
+        self.append(&record, &placement, DeliverySink::Completion(completer));
+        Ok(delivery)
+    }
+
+    /// Like [`Producer::send`], for plain threads: blocks while it waits.
+    pub fn send_blocking(&self, record: ProducerRecord<'_>) -> Result<Delivery, Error> {
+        let placement = self.place_blocking(&record)?;
+        let (completer, delivery) = completion("producer");
+        self.append(&record, &placement, DeliverySink::Completion(completer));
+        Ok(delivery)
+    }
+
+    /// Like [`Producer::send`], but reports the outcome to `callback` instead of a
+    /// [`Delivery`]: cheaper when sending many records. The callback runs on the client's I/O
+    /// thread and must not block.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: spate_client::Producer) -> Result<(), spate_client::Error> {
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use spate_client::ProducerRecord;
+    ///
+    /// let acknowledged = Arc::new(AtomicU64::new(0));
+    /// let counter = acknowledged.clone();
+    /// producer
+    ///     .send_with_callback(ProducerRecord::new("events", "x"), move |result| {
+    ///         if result.is_ok() {
+    ///             counter.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .await?;
+    /// producer.flush().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_with_callback<F>(
+        &self,
+        record: ProducerRecord<'_>,
+        callback: F,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(Result<RecordMetadata, Error>) + Send + 'static,
+    {
+        let placement = self.place(&record).await?;
+        self.append(
+            &record,
+            &placement,
+            DeliverySink::Callback(Box::new(callback)),
+        );
+        Ok(())
+    }
+
+    /// Like [`Producer::send_with_callback`], for plain threads.
+    pub fn send_with_callback_blocking<F>(
+        &self,
+        record: ProducerRecord<'_>,
+        callback: F,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(Result<RecordMetadata, Error>) + Send + 'static,
+    {
+        let placement = self.place_blocking(&record)?;
+        self.append(
+            &record,
+            &placement,
+            DeliverySink::Callback(Box::new(callback)),
+        );
+        Ok(())
+    }
+
+    /// Sends every record accepted so far without waiting for lingers, and completes once
+    /// each of them is delivered or failed. Records sent after the call do not delay it.
+    pub fn flush(&self) -> Completion<()> {
+        let inner = self.inner();
+        let (completer, completion) = completion("producer");
+        {
+            let mut accumulator = inner.accumulator();
+            let generation = accumulator.seal_all(&inner.config);
+            accumulator.wait_for_generation(generation, completer);
+        }
+        inner.wake.notify_one();
+        completion
+    }
+
+    /// Stops accepting records (later sends fail with [`Error::Closed`]) and completes once
+    /// every record accepted before is delivered or failed.
+    pub fn close(&self) -> Completion<()> {
+        self.inner().begin_close();
+        self.flush()
+    }
+
+    /// Bytes of records accepted and not yet delivered.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner().memory.used_bytes()
+    }
+
+    fn check_record(&self, record: &ProducerRecord<'_>) -> Result<usize, Error> {
+        if self.inner().is_closing() {
+            return Err(Error::Closed { what: "producer" });
+        }
+        let record_bytes = record.batch_bytes();
+        let limit_bytes =
+            (BATCH_BYTES_MAX - BATCH_OVERHEAD_BYTES).min(self.inner().memory.limit_bytes());
+        if record_bytes > limit_bytes {
+            return Err(Error::RecordTooLarge {
+                record_bytes,
+                limit_bytes,
+            });
+        }
+        if record.timestamp.is_some_and(|timestamp| timestamp < 0) {
+            return Err(Error::invalid(
+                "record",
+                "timestamps are milliseconds since the Unix epoch and not negative",
+            ));
+        }
+        Ok(record_bytes)
+    }
+
+    async fn place(&self, record: &ProducerRecord<'_>) -> Result<Placement, Error> {
+        let record_bytes = self.check_record(record)?;
+        let network = self.inner().client.network();
+        let info = match network.cached_topic(record.topic) {
+            Some(info) => info,
+            None => self.fetch_metadata(record.topic).await?,
+        };
+        let placement = placement(record, &info, record_bytes)?;
+        if !self.inner().memory.try_reserve(record_bytes) {
+            self.wait_for_memory(record_bytes).await?;
+        }
+        Ok(placement)
+    }
+
+    fn place_blocking(&self, record: &ProducerRecord<'_>) -> Result<Placement, Error> {
+        let record_bytes = self.check_record(record)?;
+        let network = self.inner().client.network();
+        let info = match network.cached_topic(record.topic) {
+            Some(info) => info,
+            None => self.fetch_metadata(record.topic).wait()?,
+        };
+        let placement = placement(record, &info, record_bytes)?;
+        let memory = &self.inner().memory;
+        if !memory.try_reserve(record_bytes) {
+            let config = &self.inner().config;
+            if config.buffer_full == BufferFullPolicy::Error {
+                return Err(self.buffer_full(record_bytes));
+            }
+            self.inner().wake.notify_one();
+            let deadline = Instant::now() + config.buffer_wait_timeout;
+            if !memory.reserve_blocking(record_bytes, deadline) {
+                return Err(self.buffer_full(record_bytes));
+            }
+        }
+        Ok(placement)
+    }
+
+    fn fetch_metadata(&self, topic: &str) -> Completion<Arc<TopicInfo>> {
+        let network = self.inner().client.network().clone();
+        let topic = topic.to_string();
+        self.inner()
+            .client
+            .spawn("metadata", async move { network.topic(&topic).await })
+    }
+
+    async fn wait_for_memory(&self, record_bytes: usize) -> Result<(), Error> {
+        let config = &self.inner().config;
+        if config.buffer_full == BufferFullPolicy::Error {
+            return Err(self.buffer_full(record_bytes));
+        }
+        // Waiters make the sender seal lingering batches, so memory frees up sooner.
+        self.inner().wake.notify_one();
+        let mut reserve = pin!(self.inner().memory.reserve(record_bytes));
+        let mut timer = pin!(self.inner().client.timer(config.buffer_wait_timeout));
+        let reserved = poll_fn(|context| {
+            if reserve.as_mut().poll(context).is_ready() {
+                return Poll::Ready(true);
+            }
+            if timer.as_mut().poll(context).is_ready() {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await;
+        if reserved {
+            Ok(())
+        } else {
+            Err(self.buffer_full(record_bytes))
+        }
+    }
+
+    fn buffer_full(&self, requested_bytes: usize) -> Error {
+        Error::BufferFull {
+            requested_bytes,
+            limit_bytes: self.inner().memory.limit_bytes(),
+        }
+    }
+
+    /// Copies the record into its batch. Memory is reserved and the partition is valid.
+    fn append(&self, record: &ProducerRecord<'_>, placement: &Placement, delivery: DeliverySink) {
+        let inner = self.inner();
+        let incoming = Incoming {
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp_ms: record.timestamp.unwrap_or_else(now_ms),
+            record_bytes: placement.record_bytes,
+        };
+        let appended = inner.accumulator().append(
+            record.topic,
+            placement.partition_count,
+            placement.choice,
+            &incoming,
+            delivery,
+            &inner.config,
+            Instant::now(),
+        );
+        if appended.wake_sender {
+            inner.wake.notify_one();
+        }
+    }
+}
+
+/// Chooses how the record's partition is decided, checking an explicit one.
+fn placement(
+    record: &ProducerRecord<'_>,
+    info: &TopicInfo,
+    record_bytes: usize,
+) -> Result<Placement, Error> {
+    let partition_count = info.partition_count();
+    if partition_count == 0 {
+        return Err(Error::UnknownTopic {
+            topic: record.topic.to_string(),
+        });
+    }
+    let choice = match (record.partition, record.key) {
+        (Some(partition), _) if partition >= partition_count => {
+            return Err(Error::UnknownPartition {
+                topic: record.topic.to_string(),
+                partition,
+                partition_count,
+            })
+        }
+        (Some(partition), _) => PartitionChoice::Fixed(partition),
+        (None, Some(key)) => {
+            PartitionChoice::Fixed(partitioner::partition_for_key(key, partition_count))
+        }
+        (None, None) => PartitionChoice::Keyless,
+    };
+    Ok(Placement {
+        partition_count,
+        choice,
+        record_bytes,
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Producer")
+            .field("config", self.config())
+            .field("buffered_bytes", &self.buffered_bytes())
+            .finish()
+    }
+}
