@@ -415,7 +415,8 @@ fn storage(criterion: &mut Criterion) {
 fn interleaved_comparison() {
     const ROUNDS: u32 = 30;
     const OPERATIONS_PER_ROUND: u64 = 20;
-    let directory = bench_directory().join("interleaved");
+    let root = bench_directory();
+    let directory = root.join("interleaved");
     let report = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(64 * MIB)
         .spawn(move || async move {
@@ -484,6 +485,7 @@ fn interleaved_comparison() {
         .expect("executor")
         .join()
         .expect("interleaved comparison");
+    let _ = std::fs::remove_dir_all(&root);
     println!(
         "\ninterleaved engine vs raw O_DIRECT ({ROUNDS} rounds x {OPERATIONS_PER_ROUND} operations each, alternating):\n{report}"
     );

@@ -320,6 +320,35 @@ fn a_batch_larger_than_the_write_buffer_is_written_in_pieces_and_reads_back_whol
 }
 
 #[test]
+fn a_relative_data_directory_works_like_an_absolute_one() {
+    // glommio resolves paths with openat(-1, ..), which refuses relative paths; the file system
+    // must absolutize them. Build a relative path to the test directory from the current one.
+    let directory = TestDirectory::new("relative");
+    let current = std::env::current_dir().expect("current directory");
+    let mut relative = PathBuf::new();
+    for _ in current.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(
+        directory
+            .0
+            .strip_prefix("/")
+            .expect("absolute test directory"),
+    );
+    assert!(relative.is_relative());
+    on_executor(move || async move {
+        let log = open(&relative, config()).await.expect("open");
+        log.append(simple_batch(1, 500, 10), AppendWait::Durable)
+            .await
+            .expect("append");
+        log.close().await.expect("close");
+        let log = open(&relative, config()).await.expect("reopen");
+        assert_eq!(log.next_offset(), 1);
+        log.delete().await.expect("delete");
+    });
+}
+
+#[test]
 fn delete_removes_the_partition_directory() {
     let directory = TestDirectory::new("delete");
     let data = directory.0.clone();

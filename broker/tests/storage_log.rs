@@ -381,6 +381,77 @@ fn concurrent_durable_appends_share_one_fdatasync() {
 }
 
 #[test]
+fn append_batches_makes_every_batch_durable_with_one_write_and_one_sync() {
+    let setup = Setup::new(26);
+    let log = Rc::new(setup.open(small_config()));
+    let before = setup.disk.stats();
+    let appender = log.clone();
+    let outcomes = block(async move {
+        let batches = (0..5).map(|id| simple_batch(id, 300, START_MS)).collect();
+        appender
+            .append_batches(batches, AppendWait::Durable)
+            .await
+            .expect("append batches")
+    });
+    let offsets: Vec<_> = outcomes.iter().map(|outcome| outcome.base_offset).collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    let after = setup.disk.stats();
+    assert_eq!(after.data_syncs - before.data_syncs, 1);
+    assert_eq!(after.writes - before.writes, 1);
+    assert_eq!(log.high_watermark(), 5);
+}
+
+#[test]
+fn append_batches_appends_nothing_when_one_batch_is_invalid() {
+    let setup = Setup::new(27);
+    let log = Rc::new(setup.open(small_config()));
+    let mut bad = simple_batch(2, 300, START_MS);
+    bad[100] ^= 1;
+    let appender = log.clone();
+    let result = block(async move {
+        let batches = vec![simple_batch(1, 300, START_MS), bad];
+        appender.append_batches(batches, AppendWait::Durable).await
+    });
+    assert!(matches!(result, Err(StorageError::InvalidBatch(_))));
+    assert_eq!(log.next_offset(), 0);
+}
+
+#[test]
+fn a_written_batch_rolled_back_by_another_tasks_error_is_not_covered_by_a_later_durable_append() {
+    // The documented caveat of single appends, and why `append_batches` exists.
+    let setup = Setup::new(28);
+    let log = Rc::new(setup.open(small_config()));
+    let appender = log.clone();
+    block(async move {
+        appender
+            .append(simple_batch(1, 300, START_MS), AppendWait::Written)
+            .await
+            .expect("written")
+    });
+    setup.disk.set_no_space(true);
+    let appender = log.clone();
+    let failed = block(async move {
+        appender
+            .append(simple_batch(2, 300, START_MS), AppendWait::Durable)
+            .await
+    });
+    assert!(failed.is_err());
+    setup.disk.set_no_space(false);
+    let appender = log.clone();
+    let durable = block(async move {
+        appender
+            .append(simple_batch(3, 300, START_MS), AppendWait::Durable)
+            .await
+            .expect("durable")
+    });
+    assert_eq!(
+        durable.base_offset, 0,
+        "batch 1 was rolled back and its offset reused"
+    );
+    assert_eq!(all_ids(&log), vec![3]);
+}
+
+#[test]
 fn group_commit_covers_appends_until_the_byte_interval() {
     let setup = Setup::new(13);
     let config = LogConfig {

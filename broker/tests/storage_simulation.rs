@@ -273,6 +273,37 @@ impl Case {
             }
             let log = log.clone();
             let events = events.clone();
+            if self.rng.gen_bool(0.3) {
+                // One call for all: Ok(Durable) must mean every batch of the call is durable.
+                let wait = work[0].1;
+                simulator.spawn(async move {
+                    let ids: Vec<u64> = work.iter().map(|(bytes, _)| id_of(bytes)).collect();
+                    let batches = work.into_iter().map(|(bytes, _)| bytes).collect();
+                    let result = log.append_batches(batches, wait).await;
+                    let mut events = events.borrow_mut();
+                    match result {
+                        Ok(outcomes) => {
+                            for (id, outcome) in ids.into_iter().zip(outcomes) {
+                                events.push(AppendEvent {
+                                    id,
+                                    wait,
+                                    result: Ok(outcome),
+                                });
+                            }
+                        }
+                        Err(error) => {
+                            for id in ids {
+                                events.push(AppendEvent {
+                                    id,
+                                    wait,
+                                    result: Err(error.clone()),
+                                });
+                            }
+                        }
+                    }
+                });
+                continue;
+            }
             simulator.spawn(async move {
                 for (bytes, wait) in work {
                     let id = id_of(&bytes);

@@ -224,14 +224,11 @@ impl Shard {
                 ShardResponse::Done(Ok(()))
             }
             ShardRequest::Produce { acks, partitions } => {
-                let batch_bytes_max = self.batch_bytes_max();
                 let appends = partitions.into_iter().map(|produce| {
                     let shard = self.clone();
                     async move {
                         let partition = shard.partition(&produce.key)?;
-                        let outcome = partition
-                            .produce(produce.batches, acks, batch_bytes_max)
-                            .await;
+                        let outcome = partition.produce(produce.batches, acks).await;
                         if acks != ProduceAcks::All {
                             shard.mark_unsynced(produce.key);
                         }

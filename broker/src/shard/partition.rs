@@ -22,7 +22,7 @@ use crate::storage::config::{
     GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
 };
 use crate::storage::{
-    validate_batch, AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog,
+    AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog,
     StorageError,
 };
 
@@ -104,42 +104,31 @@ impl<F: FileSystem + 'static> Partition<F> {
         }
     }
 
-    /// Appends every batch or none: all batches are validated before the first is appended, so
-    /// a bad batch anywhere leaves the partition untouched. With one batch the storage engine's
-    /// own validation is the check (it also refuses before writing), which spares a second CRC.
+    /// Appends every batch or none: the storage engine validates all batches (header, CRC, the
+    /// log's batch size limit) before it appends the first, so a bad batch anywhere leaves the
+    /// partition untouched, and each batch's CRC is computed once.
     pub async fn produce(
         &self,
         batches: Vec<BytesMut>,
         acks: ProduceAcks,
-        batch_bytes_max: usize,
     ) -> Result<ProduceOutcome, PartitionError> {
         if batches.is_empty() {
             return Err(PartitionError::InvalidRequest(
                 "no record batch for the partition".into(),
             ));
         }
-        if batches.len() > 1 {
-            for batch in &batches {
-                validate_batch(batch, batch_bytes_max).map_err(partition_error)?;
-            }
-        }
-        let last = batches.len() - 1;
-        let mut first_offset = None;
-        let mut log_start_offset = 0;
-        for (index, batch) in batches.into_iter().enumerate() {
-            // Only the last append of an acks=all request waits for durability: under either
-            // policy the fdatasync that covers it covers every earlier write to the same log.
-            let wait = if index == last && acks == ProduceAcks::All {
-                AppendWait::Durable
-            } else {
-                AppendWait::Written
-            };
-            let outcome = self.log.append(batch, wait).await;
-            self.appended.notify();
-            let outcome = outcome.map_err(partition_error)?;
-            first_offset.get_or_insert(outcome.base_offset);
-            log_start_offset = outcome.log_start_offset;
-        }
+        let wait = match acks {
+            ProduceAcks::All => AppendWait::Durable,
+            _ => AppendWait::Written,
+        };
+        // One call for all of the request's batches: storage validates every batch before it
+        // appends any, writes them together, and with `Durable` answers Ok only when every one
+        // of them is durable (a rollback of any of them fails the call).
+        let outcome = self.log.append_batches(batches, wait).await;
+        self.appended.notify();
+        let outcomes = outcome.map_err(partition_error)?;
+        let first_offset = outcomes.first().map(|outcome| outcome.base_offset);
+        let log_start_offset = outcomes.last().map_or(0, |outcome| outcome.log_start_offset);
         Ok(ProduceOutcome {
             base_offset: first_offset.unwrap_or_default(),
             log_start_offset,

@@ -31,6 +31,14 @@ pub enum AppendWait {
     /// Kafka's `acks=leader`. A crash may lose it.
     Written,
     /// The batch is covered by an `fdatasync` under the log's [`Durability`] policy.
+    ///
+    /// Durability is a prefix of the log: when a durable append returns `Ok`, every batch at a
+    /// lower offset is durable too, including batches in earlier segments (a roll syncs the
+    /// closed segment before the next one exists). Caveat: a batch acknowledged `Written`
+    /// earlier holds a lower offset only if no disk error rolled it back in between — a
+    /// rollback fails the appends still waiting, but one that already returned `Written` is not
+    /// told. To know that several batches all became durable, append them together with
+    /// `PartitionLog::append_batches`.
     Durable,
 }
 

@@ -41,6 +41,13 @@ impl IoBuffer for DmaBuffer {
     }
 }
 
+/// glommio opens paths with `openat(-1, path)`, which fails with EBADF for a relative path
+/// (there is no directory descriptor to resolve it against), so every path handed to glommio is
+/// made absolute first against the current directory. `std::fs` calls need no such care.
+fn absolute(path: &Path) -> io::Result<PathBuf> {
+    std::path::absolute(path)
+}
+
 /// glommio's error keeps the OS error inside; unwrap it so `ENOSPC` stays recognisable
 /// (glommio's own conversion rebuilds the error from its kind and loses the errno).
 fn into_io(error: GlommioError<()>) -> io::Error {
@@ -75,6 +82,9 @@ impl DmaFileSystem {
                 |source| StorageError::io("writing iopoll probe", &probe_path, None, source),
             )?;
         }
+        let probe_path = absolute(&probe_path).map_err(|source| {
+            StorageError::io("resolving iopoll probe", &probe_path, None, source)
+        })?;
         let probe = DmaFile::open(&probe_path).await.map_err(|error| {
             StorageError::io("opening iopoll probe", &probe_path, None, into_io(error))
         })?;
@@ -128,7 +138,7 @@ impl FileSystem for DmaFileSystem {
             .read(true)
             .write(true)
             .create(mode == OpenMode::CreateIfMissing)
-            .dma_open(path)
+            .dma_open(absolute(path)?)
             .await
             .map_err(into_io)?;
         Ok(DmaStorageFile { file })
@@ -150,7 +160,7 @@ impl FileSystem for DmaFileSystem {
     }
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
-        glommio::io::remove(path).await.map_err(into_io)
+        glommio::io::remove(absolute(path)?).await.map_err(into_io)
     }
 
     async fn remove_directory(&self, path: &Path) -> io::Result<()> {
@@ -158,11 +168,13 @@ impl FileSystem for DmaFileSystem {
     }
 
     async fn rename(&self, source: &Path, target: &Path) -> io::Result<()> {
-        glommio::io::rename(source, target).await.map_err(into_io)
+        glommio::io::rename(absolute(source)?, absolute(target)?)
+            .await
+            .map_err(into_io)
     }
 
     async fn sync_directory(&self, path: &Path) -> io::Result<()> {
-        let directory = Directory::open(path).await.map_err(into_io)?;
+        let directory = Directory::open(absolute(path)?).await.map_err(into_io)?;
         let synced = directory.sync().await.map_err(into_io);
         let _ = directory.close().await;
         synced

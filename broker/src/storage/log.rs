@@ -36,8 +36,8 @@ use super::segment::{
 };
 use super::tail_cache::TailCache;
 use super::writer::{
-    AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, Status, Step, SyncJob, WriteJob,
-    Writer,
+    AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, SlotState, Status, Step, SyncJob,
+    WriteJob, Writer,
 };
 
 /// What an append reports once it returns.
@@ -534,7 +534,9 @@ impl<F: FileSystem> PartitionLog<F> {
     /// Appends one batch: checks header, length and CRC, assigns and stamps the base offset, and
     /// returns once the batch is written or durable as `wait` asks. A returned error means the
     /// batch is not acknowledged; after a crash it may still be found in the log (as in Kafka,
-    /// an error is not a promise that nothing was written).
+    /// an error is not a promise that nothing was written). See [`AppendWait::Durable`] for what
+    /// a durable return says about earlier batches, and [`PartitionLog::append_batches`] to
+    /// learn whether several batches all became durable.
     pub async fn append(
         &self,
         batch: BytesMut,
@@ -542,12 +544,63 @@ impl<F: FileSystem> PartitionLog<F> {
     ) -> Result<AppendOutcome, StorageError> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
         let header = validate_batch(&batch, batch_bytes_max)?;
+        let (slot, outcome) = self.admit(batch, &header).await?;
+        self.drive(Goal::Append { slot: &slot, wait }).await?;
+        Ok(outcome)
+    }
+
+    /// Appends several batches in order and returns once every one of them is written or
+    /// durable as `wait` asks. All are validated before the first is appended, so an invalid
+    /// batch appends nothing. Other tasks' appends may land between them. It fails if any of
+    /// them fails — including a disk error that rolls one back after it was written — so an `Ok`
+    /// with `AppendWait::Durable` means every batch of the call is durable, and one fdatasync
+    /// can cover them all. After an error some of the batches may be in the log (at-least-once,
+    /// as in Kafka).
+    pub async fn append_batches(
+        &self,
+        batches: Vec<BytesMut>,
+        wait: AppendWait,
+    ) -> Result<Vec<AppendOutcome>, StorageError> {
+        let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
+        let headers = batches
+            .iter()
+            .map(|batch| validate_batch(batch, batch_bytes_max))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut admitted = Vec::with_capacity(batches.len());
+        for (batch, header) in batches.into_iter().zip(&headers) {
+            // Stop early once an earlier batch of this call has failed: the call fails anyway.
+            if let Some((failed, _)) =
+                admitted
+                    .iter()
+                    .find(|(slot, _): &&(Rc<AppendSlot>, AppendOutcome)| {
+                        slot.state() == SlotState::Failed
+                    })
+            {
+                return Err(failed.error().expect("a failed slot carries its error"));
+            }
+            admitted.push(self.admit(batch, header).await?);
+        }
+        // Each slot is checked, not only the last: a batch rolled back after it was written
+        // fails its own slot even when a later batch of the call becomes durable.
+        for (slot, _) in &admitted {
+            self.drive(Goal::Append { slot, wait }).await?;
+        }
+        Ok(admitted.into_iter().map(|(_, outcome)| outcome).collect())
+    }
+
+    /// Queues a validated batch (rolling the segment or waiting for queue room first if
+    /// needed) and returns its completion slot and outcome.
+    async fn admit(
+        &self,
+        batch: BytesMut,
+        header: &BatchHeader,
+    ) -> Result<(Rc<AppendSlot>, AppendOutcome), StorageError> {
         let length = batch.len();
         let mut batch = Some(batch);
-        let (slot, outcome) = loop {
+        loop {
             let admission = {
                 let mut state = self.state.borrow_mut();
-                if state.roll_pending || state.needs_roll(&header, self.clock.now_ms()) {
+                if state.roll_pending || state.needs_roll(header, self.clock.now_ms()) {
                     state.roll_pending = true;
                     Admission::Roll(state.active.base_offset)
                 } else if !matches!(
@@ -557,18 +610,16 @@ impl<F: FileSystem> PartitionLog<F> {
                     Admission::QueueFull
                 } else {
                     let batch = batch.take().expect("a batch is enqueued once");
-                    let (slot, outcome) = state.enqueue(batch, &header, &self.progress);
+                    let (slot, outcome) = state.enqueue(batch, header, &self.progress);
                     Admission::Enqueued(slot, outcome)
                 }
             };
             match admission {
                 Admission::Roll(base_offset) => self.drive(Goal::Roll { base_offset }).await?,
                 Admission::QueueFull => self.drive(Goal::QueueRoom { bytes: length }).await?,
-                Admission::Enqueued(slot, outcome) => break (slot, outcome),
+                Admission::Enqueued(slot, outcome) => return Ok((slot, outcome)),
             }
-        };
-        self.drive(Goal::Append { slot: &slot, wait }).await?;
-        Ok(outcome)
+        }
     }
 
     /// Works toward `goal`, leading I/O steps when the disk is idle, until it is met or fails.
