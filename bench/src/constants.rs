@@ -40,6 +40,8 @@ pub const E2E_TIMESTAMP_BYTES: usize = 16;
 pub const MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most producer or consumer threads in one run.
 pub const ACTORS_MAX: u32 = 1024;
+/// Most produce requests in flight per partition a workload may ask for.
+pub const INFLIGHT_REQUESTS_PER_PARTITION_MAX: usize = 1024;
 /// Most partitions one run creates.
 pub const PARTITIONS_MAX: u32 = 4096;
 /// Longest run the harness accepts.

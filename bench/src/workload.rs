@@ -134,6 +134,10 @@ pub struct WorkloadLayer {
     /// Producer buffer memory in bytes (accepted, not yet acknowledged).
     #[arg(long)]
     pub producer_buffer_bytes: Option<usize>,
+    /// Produce requests a producer may have in flight per partition (Kafka's
+    /// max.in.flight.requests.per.connection) [default: the client library's default].
+    #[arg(long)]
+    pub inflight_requests_per_partition: Option<usize>,
     /// Most record bytes one consumer fetch returns.
     #[arg(long)]
     pub fetch_bytes_max: Option<usize>,
@@ -174,6 +178,9 @@ impl WorkloadLayer {
             rate_percent_of_max,
             calibration_ms: self.calibration_ms.or(lower.calibration_ms),
             producer_buffer_bytes: self.producer_buffer_bytes.or(lower.producer_buffer_bytes),
+            inflight_requests_per_partition: self
+                .inflight_requests_per_partition
+                .or(lower.inflight_requests_per_partition),
             fetch_bytes_max: self.fetch_bytes_max.or(lower.fetch_bytes_max),
         }
     }
@@ -231,6 +238,8 @@ pub struct Workload {
     pub rate: Option<RateTarget>,
     pub calibration_ms: u64,
     pub producer_buffer_bytes: usize,
+    /// `None`: the client library's default.
+    pub inflight_requests_per_partition: Option<usize>,
     pub fetch_bytes_max: usize,
 }
 
@@ -321,6 +330,7 @@ impl Workload {
             producer_buffer_bytes: layer
                 .producer_buffer_bytes
                 .unwrap_or(PRODUCER_BUFFER_BYTES_DEFAULT),
+            inflight_requests_per_partition: layer.inflight_requests_per_partition,
             fetch_bytes_max: layer.fetch_bytes_max.unwrap_or(FETCH_BYTES_MAX_DEFAULT),
         };
         workload.check()?;
@@ -358,6 +368,14 @@ impl Workload {
         }
         if self.producer_buffer_bytes < self.batch_bytes {
             return invalid("producer_buffer_bytes", "must hold at least one batch");
+        }
+        if let Some(inflight) = self.inflight_requests_per_partition {
+            if inflight == 0 || inflight > INFLIGHT_REQUESTS_PER_PARTITION_MAX {
+                return invalid(
+                    "inflight_requests_per_partition",
+                    format!("must be in 1..={INFLIGHT_REQUESTS_PER_PARTITION_MAX}"),
+                );
+            }
         }
         if self.fetch_bytes_max < self.message_bytes {
             return invalid("fetch_bytes_max", "must hold at least one message");

@@ -35,7 +35,8 @@
 //!
 //! `client` (the entry point), `network` (connection, pipelining, reconnects, metadata),
 //! `producer` (accumulator, sender, partitioner, memory), `consumer` (prefetcher, zero-copy
-//! records), `admin`, `config` (every setting and default), `error`, `completion` (the
+//! records), `group` (consumer groups: [`group::GroupConsumer`], assignors, group admin),
+//! `admin`, `config` (every setting and default), `error`, `completion` (the
 //! runtime-agnostic result type), `runtime` (the I/O thread). The wire format is
 //! `spate-protocol`'s; this crate never depends on the broker.
 
@@ -47,6 +48,7 @@ pub mod completion;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub(crate) mod network;
 pub mod producer;
 pub(crate) mod runtime;

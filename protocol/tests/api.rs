@@ -463,7 +463,7 @@ fn produce_encoding_refuses_bytes_that_are_not_one_whole_batch() {
 }
 
 #[test]
-fn produce_decoding_rejects_a_batch_length_beyond_the_limit() {
+fn produce_decoding_keeps_a_batch_beyond_the_limit_for_the_broker_to_refuse() {
     let mut body = BytesMut::new();
     body.extend_from_slice(&(-1i16).to_le_bytes());
     body.extend_from_slice(&0u32.to_le_bytes());
@@ -473,17 +473,21 @@ fn produce_decoding_rejects_a_batch_length_beyond_the_limit() {
     body.extend_from_slice(&1u32.to_le_bytes()); // one partition
     body.extend_from_slice(&0u32.to_le_bytes());
     body.extend_from_slice(&1u32.to_le_bytes()); // one batch
-    let mut header = [0u8; 64];
-    header[16..20].copy_from_slice(&(BATCH_BYTES_MAX as u32 + 1).to_le_bytes());
-    body.extend_from_slice(&header);
-    assert_eq!(
-        ProduceRequest::decode(0, body.freeze()).unwrap_err(),
-        WireError::TooLong {
-            field: "batch",
-            length: BATCH_BYTES_MAX + 1,
-            limit: BATCH_BYTES_MAX
-        }
-    );
+    let oversized = BATCH_BYTES_MAX + 1;
+    let mut batch = vec![0u8; oversized];
+    batch[16..20].copy_from_slice(&(oversized as u32).to_le_bytes());
+    batch[20] = spate_protocol::batch::BATCH_MAGIC;
+    body.extend_from_slice(&batch);
+    let request = ProduceRequest::decode(0, body.clone().freeze()).expect("frames still decode");
+    let decoded = &request.topics[0].partitions[0].batches[0];
+    assert_eq!(decoded.len(), oversized);
+    assert!(matches!(
+        spate_protocol::batch::BatchView::validate(decoded, BATCH_BYTES_MAX),
+        Err(spate_protocol::BatchError::TooLarge { .. })
+    ));
+    // A length past the end of the body is still a framing error.
+    body.truncate(body.len() - 1);
+    assert!(ProduceRequest::decode(0, body.freeze()).is_err());
 }
 
 #[test]

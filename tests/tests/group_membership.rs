@@ -21,7 +21,13 @@ fn partition_counts(topic: &str, count: u32) -> BTreeMap<String, u32> {
     BTreeMap::from([(topic.to_string(), count)])
 }
 
-fn produce_round(client: &mut TestClient, topic: &str, partitions: u32, first: usize, count: usize) {
+fn produce_round(
+    client: &mut TestClient,
+    topic: &str,
+    partitions: u32,
+    first: usize,
+    count: usize,
+) {
     for partition in 0..partitions {
         let batch = build_batch(&numbered_records(first, count, 1_000)).freeze();
         let (code, _) = client.produce(topic, partition, Acks::All, vec![batch]);
@@ -67,7 +73,11 @@ fn consume(index: usize, address: SocketAddr, shared: Arc<Shared>) {
             if member.join_and_sync(&counts).is_err() {
                 continue;
             }
-            let partitions: Vec<u32> = member.assigned.iter().map(|(_, partition)| *partition).collect();
+            let partitions: Vec<u32> = member
+                .assigned
+                .iter()
+                .map(|(_, partition)| *partition)
+                .collect();
             positions = committed(&mut member.client, GROUP, TOPIC, &partitions)
                 .into_iter()
                 .map(|(partition, offset)| (partition, offset.unwrap_or(0)))
@@ -90,7 +100,11 @@ fn consume(index: usize, address: SocketAddr, shared: Arc<Shared>) {
         }
         if !processed.is_empty() {
             let mut consumed = shared.consumed.lock().unwrap();
-            consumed.extend(processed.iter().map(|(partition, offset)| (*partition, *offset, index)));
+            consumed.extend(
+                processed
+                    .iter()
+                    .map(|(partition, offset)| (*partition, *offset, index)),
+            );
             drop(consumed);
             if shared.kill[index].load(Ordering::SeqCst) {
                 *shared.processed_not_committed.lock().unwrap() = processed;
@@ -128,7 +142,10 @@ fn settled(shared: &Shared, members: &[usize]) -> Option<(i32, Vec<Vec<u32>>)> {
     if generations.len() != 1 {
         return None;
     }
-    let partitions = members.iter().map(|index| assignments[index].1.clone()).collect();
+    let partitions = members
+        .iter()
+        .map(|index| assignments[index].1.clone())
+        .collect();
     Some((*generations.iter().next().unwrap(), partitions))
 }
 
@@ -136,10 +153,17 @@ fn assert_each_partition_owned_once(owners: &[Vec<u32>]) {
     let mut seen = BTreeSet::new();
     for partitions in owners {
         for partition in partitions {
-            assert!(seen.insert(*partition), "partition {partition} is owned twice: {owners:?}");
+            assert!(
+                seen.insert(*partition),
+                "partition {partition} is owned twice: {owners:?}"
+            );
         }
     }
-    assert_eq!(seen, (0..PARTITIONS).collect::<BTreeSet<u32>>(), "every partition is owned: {owners:?}");
+    assert_eq!(
+        seen,
+        (0..PARTITIONS).collect::<BTreeSet<u32>>(),
+        "every partition is owned: {owners:?}"
+    );
 }
 
 fn consumed_offsets(shared: &Shared) -> BTreeSet<(u32, u64)> {
@@ -171,14 +195,22 @@ fn three_consumers_share_twelve_partitions_and_a_killed_ones_move_to_the_others(
     let mut first = None;
     wait_until("three members share the partitions", || {
         first = settled(&shared, &[0, 1, 2]);
-        first.as_ref().is_some_and(|(_, owners)| owners.iter().map(Vec::len).sum::<usize>() == PARTITIONS as usize)
+        first.as_ref().is_some_and(|(_, owners)| {
+            owners.iter().map(Vec::len).sum::<usize>() == PARTITIONS as usize
+        })
     });
     let (first_generation, owners) = first.unwrap();
     assert_each_partition_owned_once(&owners);
     for partitions in &owners {
-        assert_eq!(partitions.len(), 4, "range over 12 partitions and 3 members: {owners:?}");
+        assert_eq!(
+            partitions.len(),
+            4,
+            "range over 12 partitions and 3 members: {owners:?}"
+        );
     }
-    wait_until("the first records are consumed", || consumed_offsets(&shared).len() == 12 * 20);
+    wait_until("the first records are consumed", || {
+        consumed_offsets(&shared).len() == 12 * 20
+    });
 
     // Member 2 dies after processing its next records, before committing them.
     let killed_partitions = owners[2].clone();
@@ -187,10 +219,14 @@ fn three_consumers_share_twelve_partitions_and_a_killed_ones_move_to_the_others(
     produce_round(&mut producer, TOPIC, PARTITIONS, 20, 20);
 
     let mut second = None;
-    wait_until("the survivors take over the killed member's partitions", || {
-        second = settled(&shared, &[0, 1]).filter(|(generation, _)| *generation > first_generation);
-        second.is_some()
-    });
+    wait_until(
+        "the survivors take over the killed member's partitions",
+        || {
+            second =
+                settled(&shared, &[0, 1]).filter(|(generation, _)| *generation > first_generation);
+            second.is_some()
+        },
+    );
     let (_, survivors) = second.unwrap();
     assert_each_partition_owned_once(&survivors);
     assert!(
@@ -198,7 +234,9 @@ fn three_consumers_share_twelve_partitions_and_a_killed_ones_move_to_the_others(
         "partitions moved before the session could have expired"
     );
     produce_round(&mut producer, TOPIC, PARTITIONS, 40, 10);
-    wait_until("every record is consumed", || consumed_offsets(&shared).len() == 12 * 50);
+    wait_until("every record is consumed", || {
+        consumed_offsets(&shared).len() == 12 * 50
+    });
 
     shared.stop.store(true, Ordering::SeqCst);
     for consumer in consumers {
@@ -206,26 +244,50 @@ fn three_consumers_share_twelve_partitions_and_a_killed_ones_move_to_the_others(
     }
 
     // Nothing skipped: every offset of every partition was processed.
-    let expected: BTreeSet<(u32, u64)> = (0..PARTITIONS).flat_map(|partition| (0..50).map(move |offset| (partition, offset))).collect();
+    let expected: BTreeSet<(u32, u64)> = (0..PARTITIONS)
+        .flat_map(|partition| (0..50).map(move |offset| (partition, offset)))
+        .collect();
     assert_eq!(consumed_offsets(&shared), expected);
     // Duplicates only where the killed member processed without committing.
-    let not_committed: BTreeSet<(u32, u64)> = shared.processed_not_committed.lock().unwrap().iter().copied().collect();
-    assert!(!not_committed.is_empty(), "the killed member processed records before dying");
-    assert!(not_committed.iter().all(|(partition, _)| killed_partitions.contains(partition)));
+    let not_committed: BTreeSet<(u32, u64)> = shared
+        .processed_not_committed
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    assert!(
+        !not_committed.is_empty(),
+        "the killed member processed records before dying"
+    );
+    assert!(not_committed
+        .iter()
+        .all(|(partition, _)| killed_partitions.contains(partition)));
     let mut counts: BTreeMap<(u32, u64), usize> = BTreeMap::new();
     for (partition, offset, _) in shared.consumed.lock().unwrap().iter() {
         *counts.entry((*partition, *offset)).or_default() += 1;
     }
     for (record, count) in counts {
         if count > 1 {
-            assert!(not_committed.contains(&record), "{record:?} consumed {count} times but was committed");
+            assert!(
+                not_committed.contains(&record),
+                "{record:?} consumed {count} times but was committed"
+            );
             assert_eq!(count, 2, "{record:?}");
         }
     }
     // The group's committed positions are the end of every partition.
     let mut admin = TestClient::connect(broker.address());
-    let positions = committed(&mut admin, GROUP, TOPIC, &(0..PARTITIONS).collect::<Vec<_>>());
-    assert!(positions.values().all(|offset| *offset == Some(50)), "{positions:?}");
+    let positions = committed(
+        &mut admin,
+        GROUP,
+        TOPIC,
+        &(0..PARTITIONS).collect::<Vec<_>>(),
+    );
+    assert!(
+        positions.values().all(|offset| *offset == Some(50)),
+        "{positions:?}"
+    );
 }
 
 // ---- static membership ----------------------------------------------------------------------
@@ -244,7 +306,10 @@ fn join_together(mut members: Vec<Member>, counts: &BTreeMap<String, u32>) -> Ve
             })
         })
         .collect();
-    threads.into_iter().map(|thread| thread.join().expect("member thread")).collect()
+    threads
+        .into_iter()
+        .map(|thread| thread.join().expect("member thread"))
+        .collect()
 }
 
 /// Joins the members together and rejoins until they share one stable generation (members
@@ -258,7 +323,10 @@ fn settle(members: Vec<Member>, counts: &BTreeMap<String, u32>) -> Vec<Member> {
         if codes.iter().all(|code| code.is_none()) && generations.len() == 1 {
             return members;
         }
-        assert!(Instant::now() < deadline, "members never settled: {codes:?}");
+        assert!(
+            Instant::now() < deadline,
+            "members never settled: {codes:?}"
+        );
         members = join_together(members, counts);
     }
 }
@@ -272,7 +340,12 @@ fn a_static_member_that_rejoins_gets_its_partitions_back_without_a_rebalance() {
     let members: Vec<Member> = ["a", "b", "c"]
         .iter()
         .map(|name| {
-            let mut member = Member::new(broker.address(), "static-group", &["events"], Some(&format!("instance-{name}")));
+            let mut member = Member::new(
+                broker.address(),
+                "static-group",
+                &["events"],
+                Some(&format!("instance-{name}")),
+            );
             member.session_timeout_ms = 10_000;
             member
         })
@@ -289,7 +362,12 @@ fn a_static_member_that_rejoins_gets_its_partitions_back_without_a_rebalance() {
     let old_assignment = old.assigned.clone();
     assert!(!old_assignment.is_empty());
     drop(old);
-    let mut restarted = Member::new(broker.address(), "static-group", &["events"], Some("instance-b"));
+    let mut restarted = Member::new(
+        broker.address(),
+        "static-group",
+        &["events"],
+        Some("instance-b"),
+    );
     restarted.session_timeout_ms = 10_000;
     let joined = restarted.join();
     assert_eq!(joined.error_code, ErrorCode::None);
@@ -297,7 +375,10 @@ fn a_static_member_that_rejoins_gets_its_partitions_back_without_a_rebalance() {
     assert_ne!(restarted.member_id, old_member_id);
     let synced = restarted.sync(Vec::new());
     assert_eq!(synced.error_code, ErrorCode::None);
-    assert_eq!(restarted.assigned, old_assignment, "the same partitions come back");
+    assert_eq!(
+        restarted.assigned, old_assignment,
+        "the same partitions come back"
+    );
 
     // The others never hear of a rebalance.
     for member in members.iter_mut() {
@@ -333,7 +414,10 @@ fn a_zombie_from_an_old_generation_cannot_commit() {
     let mut survivor = members.pop().unwrap();
     let mut zombie = members.pop().unwrap();
     let old_generation = survivor.generation;
-    assert_eq!(zombie.commit(&[("payments", 0, 3)]).error_code, ErrorCode::None);
+    assert_eq!(
+        zombie.commit(&[("payments", 0, 3)]).error_code,
+        ErrorCode::None
+    );
 
     // The zombie goes silent (a long pause); the survivor keeps heartbeating, sees the
     // rebalance and takes over.
@@ -344,20 +428,43 @@ fn a_zombie_from_an_old_generation_cannot_commit() {
     survivor.join_and_sync(&counts).expect("survivor rejoins");
     assert!(survivor.generation > old_generation);
     assert_eq!(survivor.assigned.len(), 2, "the survivor owns everything");
-    assert_eq!(survivor.commit(&[("payments", 0, 7)]).error_code, ErrorCode::None);
+    assert_eq!(
+        survivor.commit(&[("payments", 0, 7)]).error_code,
+        ErrorCode::None
+    );
 
     // The zombie wakes up and commits as if nothing happened.
     let refused = zombie.commit(&[("payments", 0, 5)]);
     assert_eq!(refused.error_code, ErrorCode::UnknownMemberId);
-    assert_eq!(refused.topics[0].partitions[0].error_code, ErrorCode::UnknownMemberId);
+    assert_eq!(
+        refused.topics[0].partitions[0].error_code,
+        ErrorCode::UnknownMemberId
+    );
     assert_eq!(zombie.heartbeat(), ErrorCode::UnknownMemberId);
     // A member's own stale generation is fenced too.
-    let stale = commit_request("ledger", old_generation, &survivor.member_id, None, &[("payments", 0, 1)]);
-    assert_eq!(survivor.client.call(&stale).error_code, ErrorCode::IllegalGeneration);
-    assert_eq!(committed(&mut admin, "ledger", "payments", &[0])[&0], Some(7));
+    let stale = commit_request(
+        "ledger",
+        old_generation,
+        &survivor.member_id,
+        None,
+        &[("payments", 0, 1)],
+    );
+    assert_eq!(
+        survivor.client.call(&stale).error_code,
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        committed(&mut admin, "ledger", "payments", &[0])[&0],
+        Some(7)
+    );
 }
 
 // ---- fifty members --------------------------------------------------------------------------
+
+/// Each member's latest (generation, when it got its assignment, its partitions).
+type Reports = Arc<Mutex<BTreeMap<usize, (i32, Instant, Vec<u32>)>>>;
+/// The one generation every member reports, with when and what each got.
+type Settled = (i32, Vec<(Instant, Vec<u32>)>);
 
 #[test]
 fn a_rebalance_of_fifty_members_completes_within_the_rebalance_timeout() {
@@ -366,7 +473,7 @@ fn a_rebalance_of_fifty_members_completes_within_the_rebalance_timeout() {
     let mut admin = TestClient::connect(broker.address());
     admin.create_topic("clicks", 64, &[]);
     let counts = partition_counts("clicks", 64);
-    let reports: Arc<Mutex<BTreeMap<usize, (i32, Instant, Vec<u32>)>>> = Default::default();
+    let reports: Reports = Default::default();
     let stop = Arc::new(AtomicBool::new(false));
     let start_member = |index: usize| {
         let reports = reports.clone();
@@ -382,8 +489,15 @@ fn a_rebalance_of_fifty_members_completes_within_the_rebalance_timeout() {
                 if !joined {
                     joined = member.join_and_sync(&counts).is_ok();
                     if joined {
-                        let partitions = member.assigned.iter().map(|(_, partition)| *partition).collect();
-                        reports.lock().unwrap().insert(index, (member.generation, Instant::now(), partitions));
+                        let partitions = member
+                            .assigned
+                            .iter()
+                            .map(|(_, partition)| *partition)
+                            .collect();
+                        reports
+                            .lock()
+                            .unwrap()
+                            .insert(index, (member.generation, Instant::now(), partitions));
                     }
                     continue;
                 }
@@ -392,15 +506,25 @@ fn a_rebalance_of_fifty_members_completes_within_the_rebalance_timeout() {
             }
         })
     };
-    let all_at = |count: usize, newer_than: i32| -> Option<(i32, Vec<(Instant, Vec<u32>)>)> {
+    let all_at = |count: usize, newer_than: i32| -> Option<Settled> {
         let reports = reports.lock().unwrap();
         if reports.len() < count {
             return None;
         }
-        let generations: BTreeSet<i32> = reports.values().map(|(generation, _, _)| *generation).collect();
+        let generations: BTreeSet<i32> = reports
+            .values()
+            .map(|(generation, _, _)| *generation)
+            .collect();
         let generation = *generations.iter().next()?;
-        (generations.len() == 1 && generation > newer_than)
-            .then(|| (generation, reports.values().map(|(_, at, partitions)| (*at, partitions.clone())).collect()))
+        (generations.len() == 1 && generation > newer_than).then(|| {
+            (
+                generation,
+                reports
+                    .values()
+                    .map(|(_, at, partitions)| (*at, partitions.clone()))
+                    .collect(),
+            )
+        })
     };
 
     let mut threads: Vec<_> = (0..MEMBERS).map(start_member).collect();
@@ -422,7 +546,11 @@ fn a_rebalance_of_fifty_members_completes_within_the_rebalance_timeout() {
     });
     let (next_generation, reports_after) = rebalanced.unwrap();
     assert_eq!(next_generation, generation + 1, "one rebalance");
-    let slowest = reports_after.iter().map(|(at, _)| at.duration_since(triggered_at)).max().unwrap();
+    let slowest = reports_after
+        .iter()
+        .map(|(at, _)| at.duration_since(triggered_at))
+        .max()
+        .unwrap();
     assert!(
         slowest < Duration::from_millis(u64::from(REBALANCE_TIMEOUT_MS)),
         "the rebalance took {slowest:?}"
@@ -430,7 +558,10 @@ fn a_rebalance_of_fifty_members_completes_within_the_rebalance_timeout() {
     let mut owned = BTreeSet::new();
     for (_, partitions) in &reports_after {
         for partition in partitions {
-            assert!(owned.insert(*partition), "partition {partition} assigned twice");
+            assert!(
+                owned.insert(*partition),
+                "partition {partition} assigned twice"
+            );
         }
     }
     assert_eq!(owned.len(), 64);
@@ -438,4 +569,30 @@ fn a_rebalance_of_fifty_members_completes_within_the_rebalance_timeout() {
     for thread in threads {
         thread.join().expect("member thread");
     }
+}
+
+// ---- shutdown -------------------------------------------------------------------------------
+
+#[test]
+fn a_join_parked_in_a_rebalance_is_answered_when_the_broker_shuts_down() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut admin = TestClient::connect(broker.address());
+    admin.create_topic("quiet", 1, &[]);
+    let counts = partition_counts("quiet", 1);
+    let mut first = Member::new(broker.address(), "patient", &["quiet"], None);
+    first.rebalance_timeout_ms = 60_000;
+    first.join_and_sync(&counts).expect("joins alone");
+    // The second member's join waits for the first to rejoin, which it never does.
+    let address = broker.address();
+    let second = std::thread::spawn(move || {
+        let mut second = Member::new(address, "patient", &["quiet"], None);
+        second.rebalance_timeout_ms = 60_000;
+        second.join()
+    });
+    wait_until("the rebalance waits for the first member", || {
+        first.heartbeat() == ErrorCode::RebalanceInProgress
+    });
+    assert!(broker.terminate().success());
+    let answer = second.join().expect("joining thread");
+    assert_eq!(answer.error_code, ErrorCode::ShuttingDown);
 }

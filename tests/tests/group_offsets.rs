@@ -19,7 +19,11 @@ use spate_tests::{build_batch, Broker, BrokerOptions, TestClient};
 const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// A commit from outside the membership, as a tool resetting a stopped group makes it.
-fn standalone_commit(client: &mut TestClient, group: &str, offsets: &[(&str, u32, u64)]) -> Vec<ErrorCode> {
+fn standalone_commit(
+    client: &mut TestClient,
+    group: &str,
+    offsets: &[(&str, u32, u64)],
+) -> Vec<ErrorCode> {
     let request = commit_request(group, GENERATION_NONE, "", None, offsets);
     commit_codes(&client.call(&request))
 }
@@ -62,7 +66,9 @@ fn committed_offsets_survive_a_clean_restart_and_a_kill_9() {
     member
         .join_and_sync(&BTreeMap::from([("orders".to_string(), 4)]))
         .expect("joins alone");
-    assert!(all_none(&commit_codes(&member.commit(&[("orders", 1, 7), ("orders", 2, 8)]))));
+    assert!(all_none(&commit_codes(
+        &member.commit(&[("orders", 1, 7), ("orders", 2, 8)])
+    )));
 
     let check = |client: &mut TestClient| {
         let fetched = client.call(&OffsetFetchRequest {
@@ -72,12 +78,19 @@ fn committed_offsets_survive_a_clean_restart_and_a_kill_9() {
         assert_eq!(fetched.error_code, ErrorCode::None);
         assert_eq!(fetched.topics.len(), 1);
         let partitions = &fetched.topics[0].partitions;
-        assert_eq!(partitions.len(), 2, "only what was committed: {partitions:?}");
+        assert_eq!(
+            partitions.len(),
+            2,
+            "only what was committed: {partitions:?}"
+        );
         assert_eq!(partitions[0].committed_offset, Some(10));
         assert_eq!(partitions[0].metadata.as_deref(), Some("checkpoint-a"));
         assert_eq!(partitions[1].committed_offset, Some(31));
         let shipping = committed(client, "shipping", "orders", &[0, 1, 2]);
-        assert_eq!(shipping, BTreeMap::from([(0, None), (1, Some(7)), (2, Some(8))]));
+        assert_eq!(
+            shipping,
+            BTreeMap::from([(0, None), (1, Some(7)), (2, Some(8))])
+        );
     };
     check(&mut client);
 
@@ -88,11 +101,18 @@ fn committed_offsets_survive_a_clean_restart_and_a_kill_9() {
     check(&mut client);
 
     // An acknowledged commit is durable: kill -9 right after the answer.
-    assert!(all_none(&standalone_commit(&mut client, "billing", &[("orders", 0, 11)])));
+    assert!(all_none(&standalone_commit(
+        &mut client,
+        "billing",
+        &[("orders", 0, 11)]
+    )));
     broker.kill();
     broker.restart();
     let mut client = TestClient::connect(broker.address());
-    assert_eq!(committed(&mut client, "billing", "orders", &[0])[&0], Some(11));
+    assert_eq!(
+        committed(&mut client, "billing", "orders", &[0])[&0],
+        Some(11)
+    );
 }
 
 #[test]
@@ -104,8 +124,14 @@ fn the_offsets_log_is_compacted_and_still_replays_to_the_latest_commits() {
     client.create_topic("metrics", PARTITIONS, &[]);
     // 50 x 210 = 10 500 records for 50 live keys: past the compaction threshold (10 000).
     for round in 1..=ROUNDS {
-        let offsets: Vec<(&str, u32, u64)> = (0..PARTITIONS).map(|partition| ("metrics", partition, round * 100 + u64::from(partition))).collect();
-        assert!(all_none(&standalone_commit(&mut client, "scrapers", &offsets)));
+        let offsets: Vec<(&str, u32, u64)> = (0..PARTITIONS)
+            .map(|partition| ("metrics", partition, round * 100 + u64::from(partition)))
+            .collect();
+        assert!(all_none(&standalone_commit(
+            &mut client,
+            "scrapers",
+            &offsets
+        )));
     }
     let metadata = client.call(&MetadataRequest {
         topics: Some(vec![OFFSETS_TOPIC.to_string()]),
@@ -120,12 +146,20 @@ fn the_offsets_log_is_compacted_and_still_replays_to_the_latest_commits() {
         "the log was compacted: {compacted:?}"
     );
     let kept = compacted.high_watermark - compacted.log_start_offset;
-    assert!(kept < 10_000, "compaction bounds the log: {kept} records kept");
+    assert!(
+        kept < 10_000,
+        "compaction bounds the log: {kept} records kept"
+    );
 
     broker.kill();
     broker.restart();
     let mut client = TestClient::connect(broker.address());
-    let positions = committed(&mut client, "scrapers", "metrics", &(0..PARTITIONS).collect::<Vec<_>>());
+    let positions = committed(
+        &mut client,
+        "scrapers",
+        "metrics",
+        &(0..PARTITIONS).collect::<Vec<_>>(),
+    );
     for (partition, offset) in positions {
         assert_eq!(offset, Some(ROUNDS * 100 + u64::from(partition)));
     }
@@ -138,24 +172,43 @@ fn groups_are_listed_and_described_with_members_assignments_offsets_and_lag() {
     client.create_topic("views", 2, &[]);
     for partition in 0..2 {
         let batch = build_batch(&numbered_records(0, 30, 1_000)).freeze();
-        assert_eq!(client.produce("views", partition, Acks::All, vec![batch]).0, ErrorCode::None);
+        assert_eq!(
+            client.produce("views", partition, Acks::All, vec![batch]).0,
+            ErrorCode::None
+        );
     }
     assert!(ListGroupsRequest::default() == ListGroupsRequest { states: Vec::new() });
-    assert!(client.call(&ListGroupsRequest::default()).groups.is_empty(), "no groups yet");
+    assert!(
+        client.call(&ListGroupsRequest::default()).groups.is_empty(),
+        "no groups yet"
+    );
 
     let mut member = Member::new(broker.address(), "dashboards", &["views"], None);
     member
         .join_and_sync(&BTreeMap::from([("views".to_string(), 2)]))
         .expect("joins alone");
-    assert!(all_none(&commit_codes(&member.commit(&[("views", 0, 12), ("views", 1, 30)]))));
-    assert!(all_none(&standalone_commit(&mut client, "archivers", &[("views", 0, 5)])));
+    assert!(all_none(&commit_codes(
+        &member.commit(&[("views", 0, 12), ("views", 1, 30)])
+    )));
+    assert!(all_none(&standalone_commit(
+        &mut client,
+        "archivers",
+        &[("views", 0, 5)]
+    )));
 
     let listed = client.call(&ListGroupsRequest::default());
     assert_eq!(listed.error_code, ErrorCode::None);
-    let states: BTreeMap<String, GroupState> = listed.groups.iter().map(|group| (group.group_id.clone(), group.state)).collect();
+    let states: BTreeMap<String, GroupState> = listed
+        .groups
+        .iter()
+        .map(|group| (group.group_id.clone(), group.state))
+        .collect();
     assert_eq!(
         states,
-        BTreeMap::from([("archivers".to_string(), GroupState::Empty), ("dashboards".to_string(), GroupState::Stable)])
+        BTreeMap::from([
+            ("archivers".to_string(), GroupState::Empty),
+            ("dashboards".to_string(), GroupState::Stable)
+        ])
     );
     let stable_only = client.call(&ListGroupsRequest {
         states: vec![GroupState::Stable],
@@ -170,8 +223,13 @@ fn groups_are_listed_and_described_with_members_assignments_offsets_and_lag() {
     assert_eq!(described.leader, member.member_id);
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].client_id, "spate-tests");
-    let assignment = spate_protocol::api::ConsumerAssignment::decode(described.members[0].assignment.clone()).unwrap();
-    assert_eq!(assignment.topic_partitions().collect::<Vec<_>>(), vec![("views", 0), ("views", 1)]);
+    let assignment =
+        spate_protocol::api::ConsumerAssignment::decode(described.members[0].assignment.clone())
+            .unwrap();
+    assert_eq!(
+        assignment.topic_partitions().collect::<Vec<_>>(),
+        vec![("views", 0), ("views", 1)]
+    );
     let offsets = &described.offsets[0];
     assert_eq!(offsets.name, "views");
     let lags: Vec<(u32, u64, Option<u64>)> = offsets
@@ -201,13 +259,22 @@ fn only_groups_without_members_can_be_deleted_and_deletion_takes_their_offsets()
             groups: vec!["indexers".into(), "never-existed".into()],
         });
         assert_eq!(response.error_code, ErrorCode::None);
-        (response.results[0].error_code, response.results[1].error_code)
+        (
+            response.results[0].error_code,
+            response.results[1].error_code,
+        )
     };
-    assert_eq!(delete(&mut client), (ErrorCode::NonEmptyGroup, ErrorCode::GroupIdNotFound));
+    assert_eq!(
+        delete(&mut client),
+        (ErrorCode::NonEmptyGroup, ErrorCode::GroupIdNotFound)
+    );
     assert_eq!(member.leave().members[0].error_code, ErrorCode::None);
     assert_eq!(describe(&mut client, "indexers").state, GroupState::Empty);
     assert_eq!(delete(&mut client).0, ErrorCode::None);
-    assert_eq!(describe(&mut client, "indexers").error_code, ErrorCode::GroupIdNotFound);
+    assert_eq!(
+        describe(&mut client, "indexers").error_code,
+        ErrorCode::GroupIdNotFound
+    );
     assert_eq!(committed(&mut client, "indexers", "logs", &[0])[&0], None);
     assert_eq!(delete(&mut client).0, ErrorCode::GroupIdNotFound);
 }
@@ -228,7 +295,11 @@ fn a_stopped_groups_offsets_can_be_reset_but_an_active_groups_cannot() {
         "resetting under a live member's feet is refused"
     );
     member.leave();
-    assert!(all_none(&standalone_commit(&mut client, "workers", &[("jobs", 0, 0)])));
+    assert!(all_none(&standalone_commit(
+        &mut client,
+        "workers",
+        &[("jobs", 0, 0)]
+    )));
     assert_eq!(committed(&mut client, "workers", "jobs", &[0])[&0], Some(0));
 }
 
@@ -242,7 +313,9 @@ fn offsets_of_topics_a_live_group_consumes_cannot_be_deleted_but_others_can() {
     member
         .join_and_sync(&BTreeMap::from([("current".to_string(), 1)]))
         .expect("joins alone");
-    assert!(all_none(&commit_codes(&member.commit(&[("current", 0, 3), ("retired", 0, 9)]))));
+    assert!(all_none(&commit_codes(
+        &member.commit(&[("current", 0, 3), ("retired", 0, 9)])
+    )));
     let response = client.call(&OffsetDeleteRequest {
         group_id: "movers".into(),
         topics: vec![
@@ -264,7 +337,10 @@ fn offsets_of_topics_a_live_group_consumes_cannot_be_deleted_but_others_can() {
         .collect();
     assert_eq!(codes["current"], ErrorCode::GroupSubscribedToTopic);
     assert_eq!(codes["retired"], ErrorCode::None);
-    assert_eq!(committed(&mut client, "movers", "current", &[0])[&0], Some(3));
+    assert_eq!(
+        committed(&mut client, "movers", "current", &[0])[&0],
+        Some(3)
+    );
     assert_eq!(committed(&mut client, "movers", "retired", &[0])[&0], None);
 }
 
@@ -313,5 +389,12 @@ fn malformed_group_requests_get_clear_errors() {
         }],
     };
     let codes = commit_codes(&client.call(&long_metadata));
-    assert_eq!(codes, vec![ErrorCode::None, ErrorCode::OffsetMetadataTooLarge, ErrorCode::UnknownTopicOrPartition]);
+    assert_eq!(
+        codes,
+        vec![
+            ErrorCode::None,
+            ErrorCode::OffsetMetadataTooLarge,
+            ErrorCode::UnknownTopicOrPartition
+        ]
+    );
 }

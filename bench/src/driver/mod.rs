@@ -55,6 +55,9 @@ pub struct ProducerSettings {
     pub message_bytes: usize,
     /// Memory for records accepted but not acknowledged; `send` blocks when it is used up.
     pub buffer_bytes: usize,
+    /// Requests in flight per partition; `None` leaves the system's default (Redis pipelines
+    /// are bounded by `buffer_bytes` alone).
+    pub inflight_requests_per_partition: Option<usize>,
 }
 
 /// Where a consumer starts in each of its partitions.

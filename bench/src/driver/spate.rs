@@ -119,12 +119,16 @@ impl Driver for SpateDriver {
         on_acknowledgement: AcknowledgementCallback,
     ) -> Result<Box<dyn ProducerDriver>, DriverError> {
         let client = new_client(self.address)?;
+        let defaults = ProducerConfig::default();
         let config = ProducerConfig {
             acks: acks_of(settings.acks),
             batch_bytes: settings.batch_bytes,
             linger: Duration::from_micros(settings.linger_us),
             buffer_bytes_max: settings.buffer_bytes,
-            ..ProducerConfig::default()
+            partition_inflight_requests_max: settings
+                .inflight_requests_per_partition
+                .unwrap_or(defaults.partition_inflight_requests_max),
+            ..defaults
         };
         let producer = client
             .producer(config)

@@ -24,6 +24,7 @@ pub fn producer_settings(workload: &Workload) -> ProducerSettings {
         acks: workload.acks,
         message_bytes: workload.message_bytes,
         buffer_bytes: workload.producer_buffer_bytes,
+        inflight_requests_per_partition: workload.inflight_requests_per_partition,
     }
 }
 

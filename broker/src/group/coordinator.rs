@@ -1,33 +1,28 @@
 //! The shard-local group coordinator: runs group requests against the membership state
-//! machines of the offsets partitions this shard coordinates, keeps their logs, and runs their
-//! timers.
+//! machines of the offsets partitions this shard coordinates, answers parked joins and syncs,
+//! runs the group timers, and creates the offsets topic (shard 0).
 //!
 //! Owned by the [`Shard`] (one per executor, lives as long as the shard). An offsets partition
-//! is loaded on first use: its log is replayed from the log start into an [`OffsetStore`] and
-//! its membership records become [`Group`]s. Each loaded partition then has one writer task:
-//! writes queue in order, the writer takes what is queued (up to one batch), appends it with
-//! acks=all and applies it to the store only once it is durable, then answers the writers. A
-//! commit is acknowledged after that, and fetches read the store, so what a fetch returns
-//! survives `kill -9`. When the log holds more dead records than live ones the writer compacts
-//! it: it writes the store as a snapshot and deletes the records before it.
+//! is loaded on first use (`partition`: replayed into an [`OffsetStore`](super::store) and its
+//! membership records restored as [`Group`]s) and written by its own writer task from then on.
 //!
 //! Joins and syncs park until the group moves on: each gets a waiter id and a one-slot channel;
 //! the state machine names the waiters to answer in its [`Effects`]. Effects that change the
-//! group's stable state queue its membership record first and answer after it is written.
+//! group's stable state queue its membership record first (at once, so records reach the log in
+//! the order they were decided) and are answered after it is written.
 //!
 //! This file does not parse frames or know connections (`server::handlers::group` does), and it
 //! reaches the offsets topic only through shard requests, never the storage engine.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::sync::Semaphore;
 use spate_protocol::api::{
@@ -38,21 +33,16 @@ use spate_protocol::api::{
     OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse, PartitionResult,
     SyncGroupRequest, SyncGroupResponse, TopicPartitionList, TopicPartitions,
 };
-use spate_protocol::batch::{BatchBuilder, BatchOptions, BatchView, NO_HEADERS};
-use spate_protocol::constants::BATCH_BYTES_MAX;
-use spate_protocol::{ErrorCode, WireError};
+use spate_protocol::ErrorCode;
 
 use super::limits::GroupLimits;
 use super::membership::{ClientInfo, Effects, Group, Reply, WaiterId};
+use super::partition::{load, CoordinatedPartition, WriteOp};
 use super::records::{CommittedOffset, GroupRecord, LogRecord};
-use super::store::OffsetStore;
 use super::{coordinator_shard_of, GroupAnswer, GroupCall, OFFSETS_TOPIC_NAME};
 use crate::catalog::topic_config::{RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES};
-use crate::catalog::{CatalogError, ShardId, TopicConfig, TopicMetadata};
-use crate::shard::messages::{
-    FetchOutcome, FetchPartition, PartitionError, PartitionKey, PartitionState, ProduceAcks,
-    ProducePartition, ShardRequest, ShardResponse,
-};
+use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
+use crate::shard::messages::{PartitionError, ShardRequest, ShardResponse};
 use crate::shard::router::broadcast;
 use crate::shard::Shard;
 
@@ -74,88 +64,6 @@ pub struct GroupCoordinator {
     /// No group deadline is earlier than this: the timer skips its scan until then.
     next_wakeup_ms: Cell<u64>,
     timers_started: Cell<bool>,
-}
-
-/// One offsets partition this shard coordinates: its groups, its store and its write queue.
-/// Shard-local; created when first used, replaced if the offsets topic is created again.
-struct CoordinatedPartition {
-    partition: u32,
-    topic: Arc<TopicMetadata>,
-    groups: RefCell<BTreeMap<String, Group>>,
-    store: RefCell<OffsetStore>,
-    queue: RefCell<VecDeque<WriteItem>>,
-    /// Bounds the commits waiting for the writer (membership records do not wait for a slot:
-    /// they must queue in the order their states were decided).
-    slots: Semaphore,
-    /// Wakes the writer; one slot, a second ring while one is pending is not needed.
-    doorbell: LocalSender<()>,
-}
-
-enum WriteOp {
-    Records(Vec<LogRecord>),
-    /// Tombstones for everything the group has when the writer reaches this item.
-    DeleteGroup(String),
-    /// Tombstones for those of the named offsets that exist when the writer reaches this item.
-    DeleteOffsets {
-        group: String,
-        topics: Vec<TopicPartitionList>,
-    },
-}
-
-struct WriteItem {
-    op: WriteOp,
-    done: LocalSender<Result<(), ErrorCode>>,
-}
-
-type WriteDone = LocalReceiver<Result<(), ErrorCode>>;
-
-impl CoordinatedPartition {
-    fn key(&self) -> PartitionKey {
-        PartitionKey {
-            topic_id: self.topic.id,
-            partition: self.partition,
-        }
-    }
-
-    fn owner(&self) -> Option<ShardId> {
-        self.topic.owner_of(self.partition)
-    }
-
-    /// Queues a write now (so its place in the log is decided now) and returns what will say
-    /// when it is durable.
-    fn enqueue(&self, op: WriteOp) -> WriteDone {
-        let (done, finished) = local_channel::new_bounded(1);
-        self.queue.borrow_mut().push_back(WriteItem { op, done });
-        // Full means the writer has a ring pending already.
-        let _ = self.doorbell.try_send(());
-        finished
-    }
-
-    /// Queues a write once a slot is free and waits until it is durable and applied.
-    async fn write(&self, op: WriteOp) -> Result<(), ErrorCode> {
-        let _slot = self
-            .slots
-            .acquire_permit(1)
-            .await
-            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-        let finished = self.enqueue(op);
-        finished
-            .recv()
-            .await
-            .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
-    }
-
-    fn knows_group(&self, group_id: &str) -> bool {
-        self.groups.borrow().contains_key(group_id) || self.store.borrow().has_group(group_id)
-    }
-
-    fn group_count(&self) -> usize {
-        let groups = self.groups.borrow();
-        let store = self.store.borrow();
-        let mut ids = store.group_ids();
-        ids.extend(groups.keys().map(String::as_str));
-        ids.len()
-    }
 }
 
 /// Removes a parked request's channel when the request ends, answered or not.
@@ -194,7 +102,7 @@ impl GroupCoordinator {
         &self.limits
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -238,7 +146,7 @@ impl GroupCoordinator {
         }
     }
 
-    fn note_deadline(&self, deadline_ms: Option<u64>) {
+    pub(super) fn note_deadline(&self, deadline_ms: Option<u64>) {
         if let Some(deadline_ms) = deadline_ms {
             if deadline_ms < self.next_wakeup_ms.get() {
                 self.next_wakeup_ms.set(deadline_ms);
@@ -271,7 +179,7 @@ fn wall_clock_nanos() -> u128 {
         .map_or(0, |elapsed| elapsed.as_nanos())
 }
 
-fn wall_clock_ms() -> i64 {
+pub(super) fn wall_clock_ms() -> i64 {
     (wall_clock_nanos() / 1_000_000) as i64
 }
 
@@ -411,8 +319,6 @@ pub fn coordinator_error_code(error: &PartitionError) -> ErrorCode {
     }
 }
 
-// ---- loading --------------------------------------------------------------------------------
-
 /// The loaded partition `partition`, loading it first if needed.
 async fn coordinated(
     shard: &Rc<Shard>,
@@ -455,389 +361,6 @@ async fn coordinated(
         .insert(partition, loaded.clone());
     start_timers(shard);
     Ok(loaded)
-}
-
-/// Replays an offsets partition from its log start to its high watermark.
-async fn load(
-    shard: &Rc<Shard>,
-    partition: u32,
-    topic: Arc<TopicMetadata>,
-) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
-    let coordinator = &shard.groups;
-    let limits = &coordinator.limits;
-    let began = Instant::now();
-    let key = PartitionKey {
-        topic_id: topic.id,
-        partition,
-    };
-    let owner = topic
-        .owner_of(partition)
-        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let state = partition_state(shard, owner, key).await?;
-    let mut store = OffsetStore::default();
-    let mut offset = state.log_start_offset;
-    let mut unreadable = 0usize;
-    while offset < state.high_watermark {
-        let fetched = fetch(shard, owner, key, offset, limits.replay_read_bytes).await?;
-        if fetched.batches.is_empty() {
-            // Below the high watermark there is always a batch to read.
-            tracing::error!(
-                partition,
-                offset,
-                "offsets partition returned no batch below its high watermark"
-            );
-            return Err(ErrorCode::CoordinatorLoadInProgress);
-        }
-        for batch in &fetched.batches {
-            offset = replay_batch(batch, &mut store, &mut unreadable)?;
-        }
-    }
-    if unreadable > 0 {
-        tracing::warn!(
-            partition,
-            unreadable,
-            "offsets records this build cannot read were skipped"
-        );
-    }
-    let now_ms = coordinator.now_ms();
-    let groups: BTreeMap<String, Group> = store
-        .group_records()
-        .map(|(group_id, record)| {
-            (
-                group_id.to_string(),
-                Group::restore(group_id, record, limits, now_ms),
-            )
-        })
-        .collect();
-    for group in groups.values() {
-        coordinator.note_deadline(group.next_deadline_ms());
-    }
-    tracing::info!(
-        partition,
-        groups = store.group_ids().len(),
-        offsets = store.live_records(),
-        records = store.records_since_snapshot(),
-        elapsed_ms = began.elapsed().as_millis() as u64,
-        "offsets partition loaded"
-    );
-    let (doorbell, rings) = local_channel::new_bounded(1);
-    let loaded = Rc::new(CoordinatedPartition {
-        partition,
-        topic,
-        groups: RefCell::new(groups),
-        store: RefCell::new(store),
-        queue: RefCell::new(VecDeque::new()),
-        slots: Semaphore::new(limits.writes_queued_max as u64),
-        doorbell,
-    });
-    glommio::spawn_local(run_writer(shard.clone(), Rc::downgrade(&loaded), rings)).detach();
-    Ok(loaded)
-}
-
-/// Applies one stored batch to `store`; returns the offset after it.
-fn replay_batch(
-    batch: &Bytes,
-    store: &mut OffsetStore,
-    unreadable: &mut usize,
-) -> Result<u64, ErrorCode> {
-    let view = BatchView::validate(batch, usize::MAX).map_err(|error| {
-        tracing::error!(%error, "stored offsets batch is invalid");
-        ErrorCode::CoordinatorNotAvailable
-    })?;
-    let records = view.records().map_err(|error| {
-        tracing::error!(%error, "stored offsets batch is unreadable");
-        ErrorCode::CoordinatorNotAvailable
-    })?;
-    for record in records {
-        match LogRecord::decode(record.key(), record.value()) {
-            Ok(record) => store.apply(record),
-            Err(error) => {
-                tracing::debug!(%error, offset = record.offset(), "skipping offsets record");
-                *unreadable += 1;
-            }
-        }
-    }
-    Ok(view.next_offset())
-}
-
-/// The partition's offsets, retrying while a freshly created partition is not open yet.
-async fn partition_state(
-    shard: &Rc<Shard>,
-    owner: ShardId,
-    key: PartitionKey,
-) -> Result<PartitionState, ErrorCode> {
-    let limits = &shard.groups.limits;
-    for _ in 0..limits.load_tries_max {
-        let answer = shard
-            .call(
-                owner,
-                ShardRequest::States {
-                    partitions: vec![key],
-                },
-            )
-            .await;
-        match answer {
-            Ok(ShardResponse::States(mut states)) if states.len() == 1 => match states.remove(0) {
-                Ok(state) => return Ok(state),
-                Err(PartitionError::UnknownTopicOrPartition) => {}
-                Err(error) => return Err(coordinator_error_code(&error)),
-            },
-            Ok(_) => return Err(ErrorCode::Unknown),
-            Err(error) => return Err(coordinator_error_code(&error)),
-        }
-        glommio::timer::sleep(Duration::from_millis(limits.load_retry_interval_ms)).await;
-    }
-    Err(ErrorCode::CoordinatorLoadInProgress)
-}
-
-async fn fetch(
-    shard: &Rc<Shard>,
-    owner: ShardId,
-    key: PartitionKey,
-    offset: u64,
-    max_bytes: usize,
-) -> Result<FetchOutcome, ErrorCode> {
-    let request = ShardRequest::Fetch {
-        partitions: vec![FetchPartition {
-            key,
-            offset: offset as i64,
-            max_bytes,
-        }],
-    };
-    match shard.call(owner, request).await {
-        Ok(ShardResponse::Fetched(mut results)) if results.len() == 1 => results
-            .remove(0)
-            .map_err(|error| {
-                tracing::error!(%error, partition = key.partition, offset, "replaying offsets partition failed");
-                coordinator_error_code(&error)
-            }),
-        Ok(_) => Err(ErrorCode::Unknown),
-        Err(error) => Err(coordinator_error_code(&error)),
-    }
-}
-
-// ---- the writer -----------------------------------------------------------------------------
-
-/// One per loaded partition, until the partition is dropped: writes queued items in order,
-/// one round (at most about one batch of records) at a time, and compacts when due.
-async fn run_writer(
-    shard: Rc<Shard>,
-    partition: Weak<CoordinatedPartition>,
-    rings: LocalReceiver<()>,
-) {
-    loop {
-        let Some(current) = partition.upgrade() else {
-            return;
-        };
-        compact_if_due(&shard, &current).await;
-        let round = take_round(&current, shard.groups.limits.write_batch_bytes_max);
-        if round.is_empty() {
-            // Not holding the partition while idle: dropping it closes the doorbell.
-            drop(current);
-            if rings.recv().await.is_none() {
-                return;
-            }
-            continue;
-        }
-        write_round(&shard, &current, round).await;
-    }
-}
-
-/// A queued item with the records it resolved to and their encodings.
-struct RoundItem {
-    done: LocalSender<Result<(), ErrorCode>>,
-    records: Vec<LogRecord>,
-    encoded: Vec<(Bytes, Option<Bytes>)>,
-}
-
-fn take_round(partition: &CoordinatedPartition, bytes_max: usize) -> Vec<RoundItem> {
-    let mut round = Vec::new();
-    let mut round_bytes = 0;
-    let mut queue = partition.queue.borrow_mut();
-    while let Some(item) = queue.front() {
-        let records = match &item.op {
-            WriteOp::Records(records) => records.clone(),
-            WriteOp::DeleteGroup(group) => partition.store.borrow().tombstones_for_group(group),
-            WriteOp::DeleteOffsets { group, topics } => partition
-                .store
-                .borrow()
-                .tombstones_for_offsets(group, topics),
-        };
-        let encoded: Result<Vec<(Bytes, Option<Bytes>)>, WireError> = records
-            .iter()
-            .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
-            .collect();
-        let item_bytes: usize = match &encoded {
-            Ok(encoded) => encoded
-                .iter()
-                .map(|(key, value)| key.len() + value.as_ref().map_or(0, Bytes::len))
-                .sum(),
-            Err(_) => 0,
-        };
-        if !round.is_empty() && round_bytes + item_bytes > bytes_max {
-            break;
-        }
-        let item = queue.pop_front().expect("front exists");
-        match encoded {
-            Ok(encoded) => {
-                round_bytes += item_bytes;
-                round.push(RoundItem {
-                    done: item.done,
-                    records,
-                    encoded,
-                });
-            }
-            Err(error) => {
-                tracing::error!(%error, "offsets record cannot be encoded");
-                let _ = item.done.try_send(Err(ErrorCode::InvalidRequest));
-            }
-        }
-    }
-    round
-}
-
-async fn write_round(shard: &Rc<Shard>, partition: &CoordinatedPartition, round: Vec<RoundItem>) {
-    let encoded: Vec<&(Bytes, Option<Bytes>)> =
-        round.iter().flat_map(|item| item.encoded.iter()).collect();
-    let outcome = if encoded.is_empty() {
-        Ok(())
-    } else {
-        append_durably(shard, partition, &encoded).await.map(|_| ())
-    };
-    let mut store = partition.store.borrow_mut();
-    for item in round {
-        if outcome.is_ok() {
-            for record in item.records {
-                store.apply(record);
-            }
-        }
-        let _ = item.done.try_send(outcome);
-    }
-}
-
-/// Appends records as batches with acks=all; returns the first batch's base offset.
-async fn append_durably(
-    shard: &Rc<Shard>,
-    partition: &CoordinatedPartition,
-    encoded: &[&(Bytes, Option<Bytes>)],
-) -> Result<u64, ErrorCode> {
-    let batches = build_batches(encoded, shard.groups.limits.write_batch_bytes_max)?;
-    let owner = partition
-        .owner()
-        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let request = ShardRequest::Produce {
-        acks: ProduceAcks::All,
-        partitions: vec![ProducePartition {
-            key: partition.key(),
-            batches,
-        }],
-    };
-    match shard.call(owner, request).await {
-        Ok(ShardResponse::Produced(mut results)) if results.len() == 1 => results
-            .remove(0)
-            .map(|outcome| outcome.base_offset)
-            .map_err(|error| {
-                tracing::warn!(%error, partition = partition.partition, "offsets write failed");
-                coordinator_error_code(&error)
-            }),
-        Ok(_) => Err(ErrorCode::Unknown),
-        Err(error) => Err(coordinator_error_code(&error)),
-    }
-}
-
-/// Packs records into batches of about `bytes_max` each (a record larger than that gets a batch
-/// of its own, up to the protocol's batch limit).
-fn build_batches(
-    encoded: &[&(Bytes, Option<Bytes>)],
-    bytes_max: usize,
-) -> Result<Vec<BytesMut>, ErrorCode> {
-    let timestamp_ms = wall_clock_ms();
-    let options = || BatchOptions {
-        batch_bytes_max: BATCH_BYTES_MAX,
-        ..BatchOptions::default()
-    };
-    let failed = |error: spate_protocol::BuildError| {
-        tracing::error!(%error, "offsets batch cannot be built");
-        ErrorCode::InvalidRequest
-    };
-    let mut batches = Vec::new();
-    let mut builder = BatchBuilder::new(options());
-    for (key, value) in encoded {
-        let record_bytes = BatchBuilder::record_bytes(Some(key), value.as_deref(), NO_HEADERS);
-        if !builder.is_empty() && builder.estimated_bytes() + record_bytes > bytes_max {
-            let full = std::mem::replace(&mut builder, BatchBuilder::new(options()));
-            batches.push(full.seal().map_err(failed)?);
-        }
-        builder
-            .append(Some(key), value.as_deref(), NO_HEADERS, timestamp_ms)
-            .map_err(failed)?;
-    }
-    if !builder.is_empty() {
-        batches.push(builder.seal().map_err(failed)?);
-    }
-    Ok(batches)
-}
-
-/// Writes the store as a snapshot and deletes every record before it, when the log holds more
-/// dead records than live ones. A crash in between leaves old records before the snapshot,
-/// which replay overwrites with the snapshot's equal values.
-async fn compact_if_due(shard: &Rc<Shard>, partition: &CoordinatedPartition) {
-    let limits = &shard.groups.limits;
-    if !partition
-        .store
-        .borrow()
-        .snapshot_due(limits.snapshot_records_min)
-    {
-        return;
-    }
-    let records = partition.store.borrow().snapshot();
-    let encoded: Result<Vec<(Bytes, Option<Bytes>)>, WireError> = records
-        .iter()
-        .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
-        .collect();
-    let encoded = match encoded {
-        Ok(encoded) => encoded,
-        Err(error) => {
-            tracing::error!(%error, "offsets snapshot cannot be encoded");
-            return;
-        }
-    };
-    // -1: delete up to the high watermark, when nothing is live.
-    let before = if encoded.is_empty() {
-        Ok(-1)
-    } else {
-        let references: Vec<&(Bytes, Option<Bytes>)> = encoded.iter().collect();
-        append_durably(shard, partition, &references)
-            .await
-            .map(|base_offset| base_offset as i64)
-    };
-    let Ok(before) = before else {
-        return;
-    };
-    let Some(owner) = partition.owner() else {
-        return;
-    };
-    let request = ShardRequest::DeleteRecords {
-        partitions: vec![(partition.key(), before)],
-    };
-    match shard.call(owner, request).await {
-        Ok(ShardResponse::RecordsDeleted(results)) if results.iter().all(Result::is_ok) => {
-            partition.store.borrow_mut().mark_snapshot();
-            tracing::info!(
-                partition = partition.partition,
-                live_records = records.len(),
-                log_start_offset = before,
-                "offsets partition compacted"
-            );
-        }
-        outcome => {
-            tracing::warn!(
-                partition = partition.partition,
-                ?outcome,
-                "offsets compaction could not delete old records"
-            )
-        }
-    }
 }
 
 // ---- effects and timers ------------------------------------------------------------------------
@@ -957,9 +480,10 @@ async fn join(
         (effects, record)
     };
     finish(shard, &coordinated, &group_id, effects, record).await;
-    match replies.recv().await {
+    match parked_reply(shard, &replies).await {
         Some(Reply::Join(response)) => response,
-        _ => JoinGroupResponse::error(ErrorCode::CoordinatorNotAvailable, &member_id),
+        Some(Reply::Sync(_)) => JoinGroupResponse::error(ErrorCode::Unknown, &member_id),
+        None => JoinGroupResponse::error(ErrorCode::ShuttingDown, &member_id),
     }
 }
 
@@ -981,10 +505,21 @@ async fn sync(shard: &Rc<Shard>, partition: u32, request: SyncGroupRequest) -> S
         (effects, record)
     };
     finish(shard, &coordinated, &request.group_id, effects, record).await;
-    match replies.recv().await {
+    match parked_reply(shard, &replies).await {
         Some(Reply::Sync(response)) => response,
-        _ => SyncGroupResponse::error(ErrorCode::CoordinatorNotAvailable),
+        Some(Reply::Join(_)) => SyncGroupResponse::error(ErrorCode::Unknown),
+        None => SyncGroupResponse::error(ErrorCode::ShuttingDown),
     }
+}
+
+/// The reply to a parked join or sync; `None` once shutdown begins, so that a rebalance that
+/// is still waiting for members does not hold the broker's shutdown for its whole timeout.
+async fn parked_reply(shard: &Rc<Shard>, replies: &LocalReceiver<Reply>) -> Option<Reply> {
+    futures_lite::future::or(replies.recv(), async {
+        shard.shutdown.requested().await;
+        None
+    })
+    .await
 }
 
 async fn heartbeat(

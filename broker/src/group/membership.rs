@@ -733,9 +733,10 @@ impl Group {
         self.initial_join_limit_ms = None;
         self.generation_id = next_generation(self.generation_id);
         if self.members.is_empty() {
+            // The protocol type stays, as in Kafka: an empty consumer group is still listed as
+            // one, and the next member to join sets it again anyway.
             self.state = GroupState::Empty;
             self.protocol_name = None;
-            self.protocol_type = None;
             self.leader_id = None;
             effects.persist = true;
             return;

@@ -9,9 +9,10 @@
 //! - `membership` — one group's membership state machine (pure: time is passed in).
 //! - `records` — the records of the offsets topic (committed offsets, membership), versioned.
 //! - `store` — one offsets partition's live state, rebuilt by replay, and its snapshots.
-//! - `coordinator` — the shard-local coordinator: loads partitions on first use, runs requests
-//!   against the state machines, writes the log (one writer per partition, acks=all), compacts
-//!   it, and runs the timers.
+//! - `coordinator` — the shard-local coordinator: runs requests against the state machines,
+//!   answers parked joins and syncs, runs the timers, creates the offsets topic.
+//! - `partition` — one offsets partition as its coordinator holds it: replayed on first use,
+//!   written by one writer (acks=all, applied once durable), compacted by snapshot.
 //! - `limits` — every bound, with defaults.
 //!
 //! Architecture invariant: the coordinator reaches the offsets topic only through shard
@@ -25,6 +26,7 @@
 pub mod coordinator;
 pub mod limits;
 pub mod membership;
+mod partition;
 pub mod records;
 pub mod store;
 

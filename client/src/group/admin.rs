@@ -123,10 +123,20 @@ impl GroupAdmin {
         let network = self.client.network().clone();
         self.client.spawn("list groups", async move {
             let response = network
-                .call_retrying(&ListGroupsRequest::default(), "list groups", Retry::Idempotent)
+                .call_retrying(
+                    &ListGroupsRequest::default(),
+                    "list groups",
+                    Retry::Idempotent,
+                )
                 .await?;
             if !response.error_code.is_none() {
-                return Err(Error::broker("list groups", None, None, response.error_code, None));
+                return Err(Error::broker(
+                    "list groups",
+                    None,
+                    None,
+                    response.error_code,
+                    None,
+                ));
             }
             Ok(response
                 .groups
@@ -151,7 +161,15 @@ impl GroupAdmin {
             let response = network
                 .call_retrying(&request, "describe group", Retry::Idempotent)
                 .await?;
-            let refused = |code| Error::broker("describe group", None, None, code, Some(format!("group {group_id:?}")));
+            let refused = |code| {
+                Error::broker(
+                    "describe group",
+                    None,
+                    None,
+                    code,
+                    Some(format!("group {group_id:?}")),
+                )
+            };
             if !response.error_code.is_none() {
                 return Err(refused(response.error_code));
             }
@@ -191,13 +209,16 @@ impl GroupAdmin {
                     .into_iter()
                     .flat_map(|topic| {
                         let name = topic.name;
-                        topic.partitions.into_iter().map(move |offset| CommittedPosition {
-                            partition: TopicPartition::new(name.clone(), offset.partition),
-                            committed_offset: offset.committed_offset,
-                            lag: offset.lag(),
-                            metadata: offset.metadata,
-                            high_watermark: offset.high_watermark,
-                        })
+                        topic
+                            .partitions
+                            .into_iter()
+                            .map(move |offset| CommittedPosition {
+                                partition: TopicPartition::new(name.clone(), offset.partition),
+                                committed_offset: offset.committed_offset,
+                                lag: offset.lag(),
+                                metadata: offset.metadata,
+                                high_watermark: offset.high_watermark,
+                            })
                     })
                     .collect(),
             })
@@ -225,14 +246,25 @@ impl GroupAdmin {
             };
             match code {
                 ErrorCode::None => Ok(()),
-                code => Err(Error::broker("delete group", None, None, code, Some(format!("group {group_id:?}")))),
+                code => Err(Error::broker(
+                    "delete group",
+                    None,
+                    None,
+                    code,
+                    Some(format!("group {group_id:?}")),
+                )),
             }
         })
     }
 
     /// Moves a stopped group's committed offsets on every partition of `topic` to `target`.
     /// Refused (`NonEmptyGroup`) while the group has members. Returns the new offsets.
-    pub fn reset_offsets(&self, group_id: &str, topic: &str, target: ResetTarget) -> Completion<Vec<(u32, u64)>> {
+    pub fn reset_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        target: ResetTarget,
+    ) -> Completion<Vec<(u32, u64)>> {
         let network = self.client.network().clone();
         let group_id = group_id.to_string();
         let topic = topic.to_string();
@@ -241,10 +273,20 @@ impl GroupAdmin {
             let partitions: Vec<u32> = (0..partition_count).collect();
             let offsets: Vec<u64> = match target {
                 ResetTarget::Offset(offset) => vec![offset; partitions.len()],
-                ResetTarget::Earliest => lookup(&network, &topic, &partitions, OffsetSpec::Earliest).await?,
-                ResetTarget::Latest => lookup(&network, &topic, &partitions, OffsetSpec::Latest).await?,
+                ResetTarget::Earliest => {
+                    lookup(&network, &topic, &partitions, OffsetSpec::Earliest).await?
+                }
+                ResetTarget::Latest => {
+                    lookup(&network, &topic, &partitions, OffsetSpec::Latest).await?
+                }
                 ResetTarget::Timestamp(timestamp) => {
-                    let found = list_offsets(&network, &topic, Some(partitions.clone()), OffsetSpec::Timestamp(timestamp)).await?;
+                    let found = list_offsets(
+                        &network,
+                        &topic,
+                        Some(partitions.clone()),
+                        OffsetSpec::Timestamp(timestamp),
+                    )
+                    .await?;
                     let ends = lookup(&network, &topic, &partitions, OffsetSpec::Latest).await?;
                     found
                         .iter()
@@ -256,7 +298,9 @@ impl GroupAdmin {
             let commits = partitions
                 .iter()
                 .zip(&offsets)
-                .map(|(partition, offset)| (TopicPartition::new(topic.clone(), *partition), *offset))
+                .map(|(partition, offset)| {
+                    (TopicPartition::new(topic.clone(), *partition), *offset)
+                })
                 .collect();
             member::commit(&network, &group_id, None, commits).await?;
             Ok(partitions.into_iter().zip(offsets).collect())
@@ -271,5 +315,8 @@ async fn lookup(
     spec: OffsetSpec,
 ) -> Result<Vec<u64>, Error> {
     let found = list_offsets(network, topic, Some(partitions.to_vec()), spec).await?;
-    Ok(found.iter().map(|answer| answer.offset.unwrap_or(0)).collect())
+    Ok(found
+        .iter()
+        .map(|answer| answer.offset.unwrap_or(0))
+        .collect())
 }

@@ -41,7 +41,11 @@ pub trait Assignor: Send + Sync {
 
     /// Assigns every partition of `partition_counts` (topic → partition count) that some member
     /// subscribes to, each to exactly one member subscribed to its topic.
-    fn assign(&self, members: &[AssignorMember], partition_counts: &BTreeMap<String, u32>) -> Assignment;
+    fn assign(
+        &self,
+        members: &[AssignorMember],
+        partition_counts: &BTreeMap<String, u32>,
+    ) -> Assignment;
 }
 
 fn empty_assignment(members: &[AssignorMember]) -> Assignment {
@@ -80,7 +84,11 @@ impl Assignor for RangeAssignor {
         "range"
     }
 
-    fn assign(&self, members: &[AssignorMember], partition_counts: &BTreeMap<String, u32>) -> Assignment {
+    fn assign(
+        &self,
+        members: &[AssignorMember],
+        partition_counts: &BTreeMap<String, u32>,
+    ) -> Assignment {
         let mut assignment = empty_assignment(members);
         for (topic, subscribed) in subscribers(members, partition_counts) {
             if subscribed.is_empty() {
@@ -111,7 +119,11 @@ impl Assignor for RoundRobinAssignor {
         "roundrobin"
     }
 
-    fn assign(&self, members: &[AssignorMember], partition_counts: &BTreeMap<String, u32>) -> Assignment {
+    fn assign(
+        &self,
+        members: &[AssignorMember],
+        partition_counts: &BTreeMap<String, u32>,
+    ) -> Assignment {
         let mut assignment = empty_assignment(members);
         let member_ids: Vec<String> = assignment.keys().cloned().collect();
         if member_ids.is_empty() {
@@ -159,13 +171,17 @@ impl Assignor for StickyAssignor {
         "sticky"
     }
 
-    fn assign(&self, members: &[AssignorMember], partition_counts: &BTreeMap<String, u32>) -> Assignment {
+    fn assign(
+        &self,
+        members: &[AssignorMember],
+        partition_counts: &BTreeMap<String, u32>,
+    ) -> Assignment {
         let mut sorted: Vec<&AssignorMember> = members.iter().collect();
         sorted.sort_by(|left, right| left.member_id.cmp(&right.member_id));
         let subscribes = |member_id: &str, topic: &str| {
-            members
-                .iter()
-                .any(|member| member.member_id == member_id && member.topics.iter().any(|name| name == topic))
+            members.iter().any(|member| {
+                member.member_id == member_id && member.topics.iter().any(|name| name == topic)
+            })
         };
         let exists = |partition: &TopicPartition| {
             partition_counts
@@ -180,9 +196,14 @@ impl Assignor for StickyAssignor {
         // 1. Keep what is still valid.
         for member in &sorted {
             for partition in &member.owned {
-                if exists(partition) && subscribes(&member.member_id, &partition.topic) && !owners.contains_key(partition) {
+                if exists(partition)
+                    && subscribes(&member.member_id, &partition.topic)
+                    && !owners.contains_key(partition)
+                {
                     owners.insert(partition.clone(), member.member_id.clone());
-                    held.get_mut(&member.member_id).expect("listed").insert(partition.clone());
+                    held.get_mut(&member.member_id)
+                        .expect("listed")
+                        .insert(partition.clone());
                 }
             }
         }
@@ -233,7 +254,11 @@ fn best_move(
                 break;
             }
             // The highest partition moves: the lower ones stay where they were longest.
-            if let Some(partition) = partitions.iter().rev().find(|partition| subscribes(to, &partition.topic)) {
+            if let Some(partition) = partitions
+                .iter()
+                .rev()
+                .find(|partition| subscribes(to, &partition.topic))
+            {
                 return Some(((*from).clone(), (*to).clone(), partition.clone()));
             }
         }
@@ -275,11 +300,18 @@ mod tests {
     }
 
     fn numbers(assignment: &Assignment, member_id: &str) -> Vec<u32> {
-        assignment[member_id].iter().map(|partition| partition.partition).collect()
+        assignment[member_id]
+            .iter()
+            .map(|partition| partition.partition)
+            .collect()
     }
 
     /// Every partition of a subscribed topic owned by exactly one member that subscribes to it.
-    fn assert_valid(assignment: &Assignment, members: &[AssignorMember], partition_counts: &BTreeMap<String, u32>) {
+    fn assert_valid(
+        assignment: &Assignment,
+        members: &[AssignorMember],
+        partition_counts: &BTreeMap<String, u32>,
+    ) {
         let mut seen = BTreeSet::new();
         for (member_id, partitions) in assignment {
             let member = members
@@ -287,14 +319,20 @@ mod tests {
                 .find(|member| &member.member_id == member_id)
                 .expect("only members are assigned");
             for partition in partitions {
-                assert!(member.topics.contains(&partition.topic), "{member_id} got {partition} without subscribing");
+                assert!(
+                    member.topics.contains(&partition.topic),
+                    "{member_id} got {partition} without subscribing"
+                );
                 assert!(seen.insert(partition.clone()), "{partition} assigned twice");
             }
         }
         for (topic, count) in partition_counts {
             if members.iter().any(|member| member.topics.contains(topic)) {
                 for partition in 0..*count {
-                    assert!(seen.contains(&TopicPartition::new(topic.clone(), partition)), "{topic}/{partition} unassigned");
+                    assert!(
+                        seen.contains(&TopicPartition::new(topic.clone(), partition)),
+                        "{topic}/{partition} unassigned"
+                    );
                 }
             }
         }
@@ -307,7 +345,11 @@ mod tests {
 
     #[test]
     fn range_gives_consecutive_ranges_and_the_remainder_to_the_first_members() {
-        let members = [member("a", &["t"], &[]), member("b", &["t"], &[]), member("c", &["t"], &[])];
+        let members = [
+            member("a", &["t"], &[]),
+            member("b", &["t"], &[]),
+            member("c", &["t"], &[]),
+        ];
         let partition_counts = counts(&[("t", 8)]);
         let assignment = RangeAssignor.assign(&members, &partition_counts);
         assert_eq!(numbers(&assignment, "a"), vec![0, 1, 2]);
@@ -323,7 +365,12 @@ mod tests {
         let assignment = RoundRobinAssignor.assign(&members, &partition_counts);
         assert_eq!(
             assignment["a"],
-            vec![TopicPartition::new("t", 0), TopicPartition::new("t", 2), TopicPartition::new("u", 0), TopicPartition::new("u", 1)]
+            vec![
+                TopicPartition::new("t", 0),
+                TopicPartition::new("t", 2),
+                TopicPartition::new("u", 0),
+                TopicPartition::new("u", 1)
+            ]
         );
         assert_eq!(assignment["b"], vec![TopicPartition::new("t", 1)]);
         assert_valid(&assignment, &members, &partition_counts);
@@ -333,7 +380,11 @@ mod tests {
     fn topics_nobody_subscribes_to_are_not_assigned() {
         let members = [member("a", &["t"], &[])];
         let partition_counts = counts(&[("t", 2), ("other", 5)]);
-        for assignor in [built_in("range").unwrap(), built_in("roundrobin").unwrap(), built_in("sticky").unwrap()] {
+        for assignor in [
+            built_in("range").unwrap(),
+            built_in("roundrobin").unwrap(),
+            built_in("sticky").unwrap(),
+        ] {
             let assignment = assignor.assign(&members, &partition_counts);
             assert_eq!(assignment["a"].len(), 2, "{}", assignor.name());
         }
@@ -372,20 +423,33 @@ mod tests {
     fn sticky_gives_a_new_member_its_share_and_moves_nothing_else() {
         let owned_a: Vec<(&str, u32)> = (0..6).map(|partition| ("t", partition)).collect();
         let owned_b: Vec<(&str, u32)> = (6..12).map(|partition| ("t", partition)).collect();
-        let members = [member("a", &["t"], &owned_a), member("b", &["t"], &owned_b), member("c", &["t"], &[])];
+        let members = [
+            member("a", &["t"], &owned_a),
+            member("b", &["t"], &owned_b),
+            member("c", &["t"], &[]),
+        ];
         let partition_counts = counts(&[("t", 12)]);
         let assignment = StickyAssignor.assign(&members, &partition_counts);
         assert_valid(&assignment, &members, &partition_counts);
         assert_eq!(assignment["c"].len(), 4);
-        let moved = assignment["a"].iter().filter(|partition| partition.partition >= 6).count()
-            + assignment["b"].iter().filter(|partition| partition.partition < 6).count();
+        let moved = assignment["a"]
+            .iter()
+            .filter(|partition| partition.partition >= 6)
+            .count()
+            + assignment["b"]
+                .iter()
+                .filter(|partition| partition.partition < 6)
+                .count();
         assert_eq!(moved, 0, "a and b only gave partitions away");
         assert_eq!(spread(&assignment), 0);
     }
 
     #[test]
     fn a_partition_claimed_twice_stays_with_one_member() {
-        let members = [member("a", &["t"], &[("t", 0)]), member("b", &["t"], &[("t", 0)])];
+        let members = [
+            member("a", &["t"], &[("t", 0)]),
+            member("b", &["t"], &[("t", 0)]),
+        ];
         let partition_counts = counts(&[("t", 2)]);
         let assignment = StickyAssignor.assign(&members, &partition_counts);
         assert_valid(&assignment, &members, &partition_counts);
@@ -396,7 +460,10 @@ mod tests {
 
     impl Lcg {
         fn below(&mut self, bound: u64) -> u64 {
-            self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (self.0 >> 33) % bound.max(1)
         }
     }
@@ -406,7 +473,9 @@ mod tests {
         let mut random = Lcg(7);
         for case in 0..300 {
             let topic_count = 1 + random.below(3) as usize;
-            let topics: Vec<String> = (0..topic_count).map(|index| format!("topic-{index}")).collect();
+            let topics: Vec<String> = (0..topic_count)
+                .map(|index| format!("topic-{index}"))
+                .collect();
             let partition_counts: BTreeMap<String, u32> = topics
                 .iter()
                 .map(|topic| (topic.clone(), 1 + random.below(20) as u32))
@@ -435,7 +504,11 @@ mod tests {
                     ..member.clone()
                 })
                 .collect();
-            for assignor in [built_in("range").unwrap(), built_in("roundrobin").unwrap(), built_in("sticky").unwrap()] {
+            for assignor in [
+                built_in("range").unwrap(),
+                built_in("roundrobin").unwrap(),
+                built_in("sticky").unwrap(),
+            ] {
                 let assignment = assignor.assign(&members, &partition_counts);
                 assert_valid(&assignment, &members, &partition_counts);
                 assert_eq!(assignment.len(), members.len(), "case {case}");
@@ -446,7 +519,12 @@ mod tests {
             for assignor in [built_in("roundrobin").unwrap(), built_in("sticky").unwrap()] {
                 let assignment = assignor.assign(&uniform, &partition_counts);
                 assert_valid(&assignment, &uniform, &partition_counts);
-                assert!(spread(&assignment) <= 1, "case {case}: {} spread {}", assignor.name(), spread(&assignment));
+                assert!(
+                    spread(&assignment) <= 1,
+                    "case {case}: {} spread {}",
+                    assignor.name(),
+                    spread(&assignment)
+                );
             }
         }
     }
@@ -473,12 +551,20 @@ mod tests {
             let after = StickyAssignor.assign(&after_members, &partition_counts);
             let moved: usize = before
                 .iter()
-                .map(|(member_id, owned)| owned.iter().filter(|partition| !after[member_id].contains(partition)).count())
+                .map(|(member_id, owned)| {
+                    owned
+                        .iter()
+                        .filter(|partition| !after[member_id].contains(partition))
+                        .count()
+                })
                 .sum();
             // The newcomer's fair share is all that has to move.
             let fair_share = partitions as usize / (before_count + 1);
             assert_eq!(after["newcomer"].len(), moved);
-            assert!(moved <= fair_share + 1, "moved {moved}, fair share {fair_share}");
+            assert!(
+                moved <= fair_share + 1,
+                "moved {moved}, fair share {fair_share}"
+            );
             assert!(spread(&after) <= 1);
         }
     }

@@ -31,7 +31,8 @@ pub mod defaults {
     pub const POLL_SLICE: Duration = Duration::from_millis(100);
 }
 
-const _: () = assert!(defaults::HEARTBEAT_INTERVAL.as_millis() * 3 <= defaults::SESSION_TIMEOUT.as_millis());
+const _: () =
+    assert!(defaults::HEARTBEAT_INTERVAL.as_millis() * 3 <= defaults::SESSION_TIMEOUT.as_millis());
 
 /// How a consumer takes part in a group. The group id is the only required setting.
 ///
@@ -117,15 +118,21 @@ impl GroupConfig {
     pub(crate) fn check(&self) -> Result<(), Error> {
         let invalid = |reason: String| Err(Error::invalid("group config", reason));
         if self.group_id.is_empty() || self.group_id.len() > GROUP_ID_BYTES_MAX {
-            return invalid(format!("the group id must be 1 to {GROUP_ID_BYTES_MAX} bytes"));
+            return invalid(format!(
+                "the group id must be 1 to {GROUP_ID_BYTES_MAX} bytes"
+            ));
         }
         if let Some(instance) = &self.group_instance_id {
             if instance.is_empty() || instance.len() > GROUP_INSTANCE_ID_BYTES_MAX {
-                return invalid(format!("the instance id must be 1 to {GROUP_INSTANCE_ID_BYTES_MAX} bytes"));
+                return invalid(format!(
+                    "the instance id must be 1 to {GROUP_INSTANCE_ID_BYTES_MAX} bytes"
+                ));
             }
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
-            return invalid("the heartbeat interval must be shorter than the session timeout".into());
+            return invalid(
+                "the heartbeat interval must be shorter than the session timeout".into(),
+            );
         }
         for timeout in [self.session_timeout, self.rebalance_timeout] {
             if u32::try_from(timeout.as_millis()).is_err() {
@@ -140,9 +147,14 @@ impl GroupConfig {
             .iter()
             .find(|name| super::assignor::built_in(name).is_none())
         {
-            return invalid(format!("unknown assignor {unknown:?} (range, roundrobin, sticky)"));
+            return invalid(format!(
+                "unknown assignor {unknown:?} (range, roundrobin, sticky)"
+            ));
         }
-        if self.auto_commit_interval.is_some_and(|interval| interval.is_zero()) {
+        if self
+            .auto_commit_interval
+            .is_some_and(|interval| interval.is_zero())
+        {
             return invalid("the auto-commit interval must be positive".into());
         }
         Ok(())
@@ -161,7 +173,10 @@ mod tests {
     #[test]
     fn unusable_settings_are_refused() {
         assert!(GroupConfig::new("").check().is_err());
-        assert!(GroupConfig::new("g").with_assignors(&["fair"]).check().is_err());
+        assert!(GroupConfig::new("g")
+            .with_assignors(&["fair"])
+            .check()
+            .is_err());
         let slow_heartbeat = GroupConfig {
             heartbeat_interval: Duration::from_secs(60),
             ..GroupConfig::new("g")

@@ -13,7 +13,10 @@
 //! Records after the last commit of a member that dies are read again by the next owner.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::config::{defaults, GroupConfig};
@@ -77,7 +80,11 @@ pub struct GroupConsumer {
 impl GroupConsumer {
     /// A member of `group.group_id` reading with `consumer` settings. Starts its heartbeat task;
     /// joins nothing until it subscribes and polls.
-    pub fn new(client: &Client, consumer: ConsumerConfig, group: GroupConfig) -> Result<Self, Error> {
+    pub fn new(
+        client: &Client,
+        consumer: ConsumerConfig,
+        group: GroupConfig,
+    ) -> Result<Self, Error> {
         group.check()?;
         let consumer = client.consumer(consumer)?;
         let shared = Arc::new(GroupShared::new(group, client.config().clone()));
@@ -126,9 +133,26 @@ impl GroupConsumer {
     pub fn poll(&mut self, timeout: Duration) -> Result<Polled, Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.run_duties()?;
+            block_on(self.run_duties())?;
             let left = deadline.saturating_duration_since(Instant::now());
             let polled = self.consumer.poll(left.min(defaults::POLL_SLICE))?;
+            if !polled.is_empty() || Instant::now() >= deadline {
+                return Ok(polled);
+            }
+        }
+    }
+
+    /// Like [`GroupConsumer::poll`], for async code on any runtime. Callbacks still run inside
+    /// the call, on the task that polls.
+    pub async fn poll_async(&mut self, timeout: Duration) -> Result<Polled, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.run_duties().await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let polled = self
+                .consumer
+                .poll_async(left.min(defaults::POLL_SLICE))
+                .await?;
             if !polled.is_empty() || Instant::now() >= deadline {
                 return Ok(polled);
             }
@@ -188,7 +212,11 @@ impl GroupConsumer {
         let group_id = self.shared.config.group_id.clone();
         let identity = {
             let state = self.shared.state();
-            (state.member_id.clone(), state.generation, self.shared.config.group_instance_id.clone())
+            (
+                state.member_id.clone(),
+                state.generation,
+                self.shared.config.group_instance_id.clone(),
+            )
         };
         let shared = self.shared.clone();
         self.client.spawn("commit offsets", async move {
@@ -196,7 +224,10 @@ impl GroupConsumer {
             if let Err(error) = &result {
                 if matches!(
                     error.code(),
-                    Some(spate_protocol::ErrorCode::RebalanceInProgress | spate_protocol::ErrorCode::IllegalGeneration)
+                    Some(
+                        spate_protocol::ErrorCode::RebalanceInProgress
+                            | spate_protocol::ErrorCode::IllegalGeneration
+                    )
                 ) {
                     shared.state().rejoin_needed = true;
                 }
@@ -233,11 +264,12 @@ impl GroupConsumer {
             return Ok(());
         }
         self.closed = true;
-        let committed = if commit && self.shared.config.auto_commit_interval.is_some() && self.is_joined() {
-            self.commit_async().wait()
-        } else {
-            Ok(())
-        };
+        let committed =
+            if commit && self.shared.config.auto_commit_interval.is_some() && self.is_joined() {
+                self.commit_async().wait()
+            } else {
+                Ok(())
+            };
         self.stop_heartbeats();
         let left = if self.shared.config.group_instance_id.is_none() {
             let shared = self.shared.clone();
@@ -264,7 +296,9 @@ impl GroupConsumer {
             .assignment()
             .into_iter()
             .filter_map(|partition| {
-                let position = self.consumer.position(&partition.topic, partition.partition)?;
+                let position = self
+                    .consumer
+                    .position(&partition.topic, partition.partition)?;
                 Some((partition, position))
             })
             .collect()
@@ -272,7 +306,7 @@ impl GroupConsumer {
 
     /// What `poll` does before reading: report a fatal failure, rebalance if asked, commit
     /// when the interval is up.
-    fn run_duties(&mut self) -> Result<(), Error> {
+    async fn run_duties(&mut self) -> Result<(), Error> {
         let (rejoin, joined) = {
             let mut state = self.shared.state();
             state.last_poll = Instant::now();
@@ -285,13 +319,13 @@ impl GroupConsumer {
             return Ok(());
         }
         if rejoin || !joined {
-            return self.rebalance();
+            return self.rebalance().await;
         }
         if let Some(interval) = self.shared.config.auto_commit_interval {
             if self.last_commit.elapsed() >= interval {
                 // A failed auto-commit is retried at the next interval; what it would have
                 // committed is committed then, or read again after a rebalance.
-                let _ = self.commit_async();
+                drop(self.commit_async());
                 self.last_commit = Instant::now();
             }
         }
@@ -300,18 +334,21 @@ impl GroupConsumer {
 
     /// Gives up the current partitions (committing what was processed) and joins the new
     /// generation.
-    fn rebalance(&mut self) -> Result<(), Error> {
+    async fn rebalance(&mut self) -> Result<(), Error> {
         let owned = self.consumer.assignment();
         if !owned.is_empty() {
             if self.is_joined() {
                 // At least once: what was processed is committed before anyone else reads it.
                 // If the group already fenced this generation, the next owner re-reads.
-                let _ = self.commit_async().wait();
+                let _ = self.commit_async().await;
             }
             self.listener.partitions_revoked(&owned);
             let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
             for partition in &owned {
-                by_topic.entry(&partition.topic).or_default().push(partition.partition);
+                by_topic
+                    .entry(&partition.topic)
+                    .or_default()
+                    .push(partition.partition);
             }
             for (topic, partitions) in by_topic {
                 self.consumer.unassign(topic, &partitions);
@@ -322,10 +359,15 @@ impl GroupConsumer {
             .client
             .spawn(
                 "join group",
-                member::join_and_sync(self.shared.clone(), self.client.network().clone(), self.topics.clone(), owned),
+                member::join_and_sync(
+                    self.shared.clone(),
+                    self.client.network().clone(),
+                    self.topics.clone(),
+                    owned,
+                ),
             )
-            .wait()?;
-        self.assign(&assigned)?;
+            .await?;
+        self.assign(&assigned).await?;
         self.last_commit = Instant::now();
         self.listener.partitions_assigned(&assigned);
         Ok(())
@@ -333,11 +375,11 @@ impl GroupConsumer {
 
     /// Starts reading `assigned` from the group's committed offsets (or `offset_reset` where
     /// nothing is committed).
-    fn assign(&mut self, assigned: &[TopicPartition]) -> Result<(), Error> {
+    async fn assign(&mut self, assigned: &[TopicPartition]) -> Result<(), Error> {
         if assigned.is_empty() {
             return Ok(());
         }
-        let committed = self.committed(assigned).wait()?;
+        let committed = self.committed(assigned).await?;
         let mut starts: Vec<Completion<()>> = Vec::with_capacity(assigned.len());
         for (partition, offset) in assigned.iter().zip(committed) {
             let start = match (offset, self.shared.config.offset_reset) {
@@ -351,9 +393,36 @@ impl GroupConsumer {
                     ))
                 }
             };
-            starts.push(self.consumer.assign(&partition.topic, Some(&[partition.partition]), start));
+            starts.push(self.consumer.assign(
+                &partition.topic,
+                Some(&[partition.partition]),
+                start,
+            ));
         }
-        starts.into_iter().try_for_each(Completion::wait)
+        for start in starts {
+            start.await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `future` to completion on this thread, parking it while the future waits. For the
+/// blocking API: the futures awaited here are [`Completion`]s, which the I/O thread completes.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
     }
 }
 

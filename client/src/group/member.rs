@@ -165,14 +165,21 @@ pub(crate) async fn join_and_sync(
             assignments,
         };
         let synced = shared
-            .call(&request, "sync group", Some(shared.config.rebalance_timeout))
+            .call(
+                &request,
+                "sync group",
+                Some(shared.config.rebalance_timeout),
+            )
             .await?;
         match synced.error_code {
             ErrorCode::None => {
-                let assignment = ConsumerAssignment::decode(synced.assignment).map_err(|source| Error::Protocol {
-                    operation: "sync group",
-                    source,
-                })?;
+                let assignment =
+                    ConsumerAssignment::decode(synced.assignment).map_err(|source| {
+                        Error::Protocol {
+                            operation: "sync group",
+                            source,
+                        }
+                    })?;
                 shared.state().joined = true;
                 return Ok(assignment
                     .topic_partitions()
@@ -237,7 +244,9 @@ async fn join(shared: &GroupShared, subscription: &Bytes) -> Result<JoinGroupRes
             }
             ErrorCode::MemberIdRequired => shared.state().member_id = response.member_id,
             ErrorCode::UnknownMemberId => shared.state().member_id.clear(),
-            code if (code.is_retriable() || code == ErrorCode::RebalanceInProgress) && Instant::now() < deadline => {
+            code if (code.is_retriable() || code == ErrorCode::RebalanceInProgress)
+                && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(config.retry_backoff).await;
             }
             code => return Err(refused("join group", code)),
@@ -246,16 +255,27 @@ async fn join(shared: &GroupShared, subscription: &Bytes) -> Result<JoinGroupRes
 }
 
 /// The leader's assignment, with the protocol (assignor) the coordinator chose.
-async fn assign(network: &Network, joined: &JoinGroupResponse) -> Result<Vec<SyncGroupAssignment>, Error> {
+async fn assign(
+    network: &Network,
+    joined: &JoinGroupResponse,
+) -> Result<Vec<SyncGroupAssignment>, Error> {
     let name = joined.protocol_name.as_deref().unwrap_or_default();
-    let assignor = built_in(name).ok_or_else(|| Error::invalid("assignor", format!("the group chose {name:?}, which this client does not know")))?;
+    let assignor = built_in(name).ok_or_else(|| {
+        Error::invalid(
+            "assignor",
+            format!("the group chose {name:?}, which this client does not know"),
+        )
+    })?;
     let mut members = Vec::with_capacity(joined.members.len());
     let mut topics = BTreeSet::new();
     for member in &joined.members {
-        let subscription = ConsumerSubscription::decode(member.metadata.clone()).map_err(|source| Error::Protocol {
-            operation: "join group",
-            source,
-        })?;
+        let subscription =
+            ConsumerSubscription::decode(member.metadata.clone()).map_err(|source| {
+                Error::Protocol {
+                    operation: "join group",
+                    source,
+                }
+            })?;
         topics.extend(subscription.topics.iter().cloned());
         members.push(AssignorMember {
             member_id: member.member_id.clone(),
@@ -264,7 +284,12 @@ async fn assign(network: &Network, joined: &JoinGroupResponse) -> Result<Vec<Syn
             owned: subscription
                 .owned_partitions
                 .iter()
-                .flat_map(|topic| topic.partitions.iter().map(|partition| TopicPartition::new(topic.name.clone(), *partition)))
+                .flat_map(|topic| {
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|partition| TopicPartition::new(topic.name.clone(), *partition))
+                })
                 .collect(),
         });
     }
@@ -317,7 +342,11 @@ pub(crate) async fn run_heartbeats(shared: Arc<GroupShared>) {
             if !state.joined || state.fatal.is_some() {
                 continue;
             }
-            (state.member_id.clone(), state.generation, state.last_poll.elapsed() > config.max_poll_interval)
+            (
+                state.member_id.clone(),
+                state.generation,
+                state.last_poll.elapsed() > config.max_poll_interval,
+            )
         };
         if stalled {
             // The application is stuck: give its partitions to someone who makes progress.
@@ -396,14 +425,18 @@ pub(crate) async fn commit(
     if offsets.is_empty() {
         return Ok(());
     }
-    let (member_id, generation_id, group_instance_id) = member.unwrap_or((String::new(), GENERATION_NONE, None));
+    let (member_id, generation_id, group_instance_id) =
+        member.unwrap_or((String::new(), GENERATION_NONE, None));
     let mut topics: BTreeMap<String, Vec<OffsetCommitPartition>> = BTreeMap::new();
     for (partition, offset) in offsets {
-        topics.entry(partition.topic).or_default().push(OffsetCommitPartition {
-            partition: partition.partition,
-            committed_offset: offset,
-            committed_metadata: None,
-        });
+        topics
+            .entry(partition.topic)
+            .or_default()
+            .push(OffsetCommitPartition {
+                partition: partition.partition,
+                committed_offset: offset,
+                committed_metadata: None,
+            });
     }
     let request = OffsetCommitRequest {
         group_id: group_id.to_string(),
@@ -423,8 +456,18 @@ pub(crate) async fn commit(
         return Err(refused("commit offsets", response.error_code));
     }
     for topic in &response.topics {
-        if let Some(failed) = topic.partitions.iter().find(|partition| !partition.error_code.is_none()) {
-            return Err(Error::broker("commit offsets", Some(&topic.name), Some(failed.partition), failed.error_code, None));
+        if let Some(failed) = topic
+            .partitions
+            .iter()
+            .find(|partition| !partition.error_code.is_none())
+        {
+            return Err(Error::broker(
+                "commit offsets",
+                Some(&topic.name),
+                Some(failed.partition),
+                failed.error_code,
+                None,
+            ));
         }
     }
     Ok(())
@@ -456,7 +499,10 @@ pub(crate) async fn committed(
 pub(crate) fn partition_lists(partitions: &[TopicPartition]) -> Vec<TopicPartitionList> {
     let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for partition in partitions {
-        by_topic.entry(&partition.topic).or_default().push(partition.partition);
+        by_topic
+            .entry(&partition.topic)
+            .or_default()
+            .push(partition.partition);
     }
     by_topic
         .into_iter()

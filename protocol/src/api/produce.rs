@@ -2,8 +2,10 @@
 //!
 //! A partition entry carries one or more sealed record batches back to back, each delimited by
 //! its own header's `batch_length`. Decoding slices each batch out of the frame body as a
-//! `Bytes` (no copy) and checks only what framing needs (the length is within
-//! `[BATCH_HEADER_BYTES, BATCH_BYTES_MAX]`); the broker validates header and CRC with
+//! `Bytes` (no copy) and checks only what framing needs (the length is at least a header and
+//! within the body). A batch above `BATCH_BYTES_MAX` still decodes — slicing allocates nothing —
+//! so that the broker can refuse it per partition (`MessageTooLarge`) rather than fail the whole
+//! request; encoders refuse to build one. The broker validates header and CRC with
 //! `batch::BatchView::validate` and answers `CorruptMessage` per partition.
 
 use bytes::Bytes;
@@ -109,15 +111,29 @@ impl Wire for ProducePartition {
         let count = decoder.count("batches", BATCHES_PER_PARTITION_MAX, BATCH_HEADER_BYTES)?;
         let mut batches = Vec::with_capacity(count);
         for _ in 0..count {
-            let length = check_batch_length(decoder.peek())?;
+            let length = framing_batch_length(decoder.peek())?;
             batches.push(decoder.slice("batch", length)?);
         }
         Ok(Self { partition, batches })
     }
 }
 
-/// Reads and bounds the `batch_length` of the batch at the start of `bytes`.
+/// Reads and bounds the `batch_length` of the batch at the start of `bytes`, as an encoder must.
 fn check_batch_length(bytes: &[u8]) -> Result<usize, WireError> {
+    let length = framing_batch_length(bytes)?;
+    if length > BATCH_BYTES_MAX {
+        return Err(WireError::TooLong {
+            field: "batch",
+            length,
+            limit: BATCH_BYTES_MAX,
+        });
+    }
+    Ok(length)
+}
+
+/// Reads the `batch_length` of the batch at the start of `bytes` with only the checks framing
+/// needs: a whole header. Whether the length fits the bytes left is the slice's check.
+fn framing_batch_length(bytes: &[u8]) -> Result<usize, WireError> {
     let Some(length) = peek_batch_length(bytes) else {
         return Err(WireError::Truncated {
             field: "batch_length",
@@ -126,13 +142,6 @@ fn check_batch_length(bytes: &[u8]) -> Result<usize, WireError> {
         });
     };
     let length = length as usize;
-    if length > BATCH_BYTES_MAX {
-        return Err(WireError::TooLong {
-            field: "batch",
-            length,
-            limit: BATCH_BYTES_MAX,
-        });
-    }
     if length < BATCH_HEADER_BYTES {
         return Err(WireError::InvalidValue {
             field: "batch_length",

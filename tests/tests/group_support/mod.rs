@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use spate_protocol::api::{
-    ConsumerAssignment, ConsumerSubscription, DescribeGroupsRequest, DescribedGroup,
-    GroupProtocol, HeartbeatRequest, JoinGroupMember, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, MemberIdentity, OffsetCommitPartition,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, SyncGroupAssignment,
-    SyncGroupRequest, SyncGroupResponse, TopicPartitionList, TopicPartitions,
-    CONSUMER_PROTOCOL_TYPE, GENERATION_NONE,
+    ConsumerAssignment, ConsumerSubscription, DescribeGroupsRequest, DescribedGroup, GroupProtocol,
+    HeartbeatRequest, JoinGroupMember, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, MemberIdentity, OffsetCommitPartition, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, SyncGroupAssignment, SyncGroupRequest,
+    SyncGroupResponse, TopicPartitionList, TopicPartitions, CONSUMER_PROTOCOL_TYPE,
+    GENERATION_NONE,
 };
 use spate_protocol::ErrorCode;
 use spate_tests::TestClient;
@@ -42,7 +42,12 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn new(address: SocketAddr, group: &str, topics: &[&str], instance: Option<&str>) -> Member {
+    pub fn new(
+        address: SocketAddr,
+        group: &str,
+        topics: &[&str],
+        instance: Option<&str>,
+    ) -> Member {
         Member {
             client: TestClient::connect(address),
             group: group.to_string(),
@@ -106,7 +111,8 @@ impl Member {
             assignments,
         });
         if response.error_code.is_none() {
-            let assignment = ConsumerAssignment::decode(response.assignment.clone()).expect("assignment decodes");
+            let assignment = ConsumerAssignment::decode(response.assignment.clone())
+                .expect("assignment decodes");
             self.assigned = assignment
                 .topic_partitions()
                 .map(|(topic, partition)| (topic.to_string(), partition))
@@ -117,7 +123,10 @@ impl Member {
 
     /// Joins and syncs, the leader assigning by range over `partition_counts`. Returns the
     /// first error of either step.
-    pub fn join_and_sync(&mut self, partition_counts: &BTreeMap<String, u32>) -> Result<(), ErrorCode> {
+    pub fn join_and_sync(
+        &mut self,
+        partition_counts: &BTreeMap<String, u32>,
+    ) -> Result<(), ErrorCode> {
         let joined = self.join();
         if !joined.error_code.is_none() {
             return Err(joined.error_code);
@@ -148,7 +157,13 @@ impl Member {
 
     /// Commits `(topic, partition, next offset)` as this member, with its generation.
     pub fn commit(&mut self, offsets: &[(&str, u32, u64)]) -> OffsetCommitResponse {
-        let request = commit_request(&self.group, self.generation, &self.member_id, self.instance.as_deref(), offsets);
+        let request = commit_request(
+            &self.group,
+            self.generation,
+            &self.member_id,
+            self.instance.as_deref(),
+            offsets,
+        );
         self.client.call(&request)
     }
 
@@ -172,11 +187,14 @@ pub fn commit_request(
 ) -> OffsetCommitRequest {
     let mut topics: BTreeMap<&str, Vec<OffsetCommitPartition>> = BTreeMap::new();
     for (topic, partition, offset) in offsets {
-        topics.entry(topic).or_default().push(OffsetCommitPartition {
-            partition: *partition,
-            committed_offset: *offset,
-            committed_metadata: None,
-        });
+        topics
+            .entry(topic)
+            .or_default()
+            .push(OffsetCommitPartition {
+                partition: *partition,
+                committed_offset: *offset,
+                committed_metadata: None,
+            });
     }
     OffsetCommitRequest {
         group_id: group.to_string(),
@@ -196,17 +214,22 @@ pub fn commit_request(
 /// Every error code of a commit response, top level and per partition.
 pub fn commit_codes(response: &OffsetCommitResponse) -> Vec<ErrorCode> {
     std::iter::once(response.error_code)
-        .chain(
-            response
-                .topics
+        .chain(response.topics.iter().flat_map(|topic| {
+            topic
+                .partitions
                 .iter()
-                .flat_map(|topic| topic.partitions.iter().map(|partition| partition.error_code)),
-        )
+                .map(|partition| partition.error_code)
+        }))
         .collect()
 }
 
 /// The committed offset of each of `partitions` of `topic` (`None`: nothing committed).
-pub fn committed(client: &mut TestClient, group: &str, topic: &str, partitions: &[u32]) -> BTreeMap<u32, Option<u64>> {
+pub fn committed(
+    client: &mut TestClient,
+    group: &str,
+    topic: &str,
+    partitions: &[u32],
+) -> BTreeMap<u32, Option<u64>> {
     let response = client.call(&OffsetFetchRequest {
         group_id: group.to_string(),
         topics: Some(vec![TopicPartitionList {
@@ -214,7 +237,11 @@ pub fn committed(client: &mut TestClient, group: &str, topic: &str, partitions: 
             partitions: partitions.to_vec(),
         }]),
     });
-    assert_eq!(response.error_code, ErrorCode::None, "offset fetch for {group}");
+    assert_eq!(
+        response.error_code,
+        ErrorCode::None,
+        "offset fetch for {group}"
+    );
     partitions
         .iter()
         .map(|partition| (*partition, response.committed(topic, *partition)))
@@ -226,21 +253,31 @@ pub fn describe(client: &mut TestClient, group: &str) -> DescribedGroup {
         groups: vec![group.to_string()],
     });
     assert_eq!(response.error_code, ErrorCode::None);
-    response.groups.into_iter().next().expect("one group described")
+    response
+        .groups
+        .into_iter()
+        .next()
+        .expect("one group described")
 }
 
 /// Kafka's range assignor: for each topic, the members subscribed to it (by member id) get
 /// consecutive ranges, the first ones one partition more when it does not divide evenly.
-pub fn range_assign(members: &[JoinGroupMember], partition_counts: &BTreeMap<String, u32>) -> Vec<SyncGroupAssignment> {
+pub fn range_assign(
+    members: &[JoinGroupMember],
+    partition_counts: &BTreeMap<String, u32>,
+) -> Vec<SyncGroupAssignment> {
     let subscriptions: BTreeMap<&str, ConsumerSubscription> = members
         .iter()
         .map(|member| {
-            let subscription = ConsumerSubscription::decode(member.metadata.clone()).expect("subscription decodes");
+            let subscription = ConsumerSubscription::decode(member.metadata.clone())
+                .expect("subscription decodes");
             (member.member_id.as_str(), subscription)
         })
         .collect();
-    let mut assigned: BTreeMap<&str, Vec<(String, u32)>> =
-        subscriptions.keys().map(|member_id| (*member_id, Vec::new())).collect();
+    let mut assigned: BTreeMap<&str, Vec<(String, u32)>> = subscriptions
+        .keys()
+        .map(|member_id| (*member_id, Vec::new()))
+        .collect();
     for (topic, count) in partition_counts {
         let subscribers: Vec<&str> = subscriptions
             .iter()
@@ -256,7 +293,10 @@ pub fn range_assign(members: &[JoinGroupMember], partition_counts: &BTreeMap<Str
         for (index, member_id) in subscribers.iter().enumerate() {
             let share = per_member + usize::from(index < extra);
             for _ in 0..share {
-                assigned.get_mut(member_id).expect("listed").push((topic.clone(), next));
+                assigned
+                    .get_mut(member_id)
+                    .expect("listed")
+                    .push((topic.clone(), next));
                 next += 1;
             }
         }

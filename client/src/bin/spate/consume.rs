@@ -1,6 +1,6 @@
 //! `spate consume TOPIC`: prints records, one per line (value only, a template, or JSON), from
 //! a chosen start, until `--count` records, the end of the log (`--exit-at-end`), Ctrl-C, or a
-//! closed pipe.
+//! closed pipe. With `--group` it reads as a member of a consumer group (`group::consume`).
 //!
 //! Output goes through one large buffer, flushed after each poll, so a fast pipe is fed in big
 //! writes and a terminal still sees records as they arrive.
@@ -28,6 +28,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub struct ConsumeArgs {
     /// Topic to read.
     topic: String,
+    /// Read as a member of this consumer group: the group shares the partitions among its
+    /// members and continues from its committed offsets (--from-beginning: where nothing is
+    /// committed yet, start at the oldest record).
+    #[arg(long, conflicts_with_all = ["partition", "offset", "from_timestamp"])]
+    group: Option<String>,
     /// Read only this partition (default: all).
     #[arg(long)]
     partition: Option<u32>,
@@ -76,6 +81,28 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, interrupted.clone())
             .context("installing the signal handler")?;
+    }
+
+    if let Some(group) = &arguments.group {
+        let read = crate::group::GroupRead {
+            topic: &arguments.topic,
+            group,
+            from_beginning: arguments.from_beginning,
+            count: arguments.count,
+            exit_at_end: arguments.exit_at_end,
+            poll_interval: POLL_INTERVAL,
+        };
+        let mut stdout = BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, std::io::stdout().lock());
+        return crate::group::consume(
+            client,
+            read,
+            &interrupted,
+            &mut stdout,
+            |output_stream, record| match &output {
+                Output::Template(template) => template.write(output_stream, record),
+                Output::Json => write_json(output_stream, record),
+            },
+        );
     }
 
     let topic = arguments.topic.as_str();

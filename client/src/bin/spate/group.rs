@@ -4,14 +4,15 @@
 //! Output follows `spate topic`: tab-separated columns for people and `grep`/`awk` alike, bold
 //! headers only on a terminal.
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
 use spate_client::group::{GroupAdmin, GroupConfig, GroupConsumer, ResetTarget};
-use spate_client::{Client, ConsumerConfig, OffsetReset, TopicPartition};
+use spate_client::{Client, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
 
 use crate::terminal::{bold, stdout_colour};
 
@@ -70,7 +71,11 @@ pub fn run(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
                 writeln!(stdout, "{}", bold("GROUP\tSTATE\tPROTOCOL-TYPE", true))?;
             }
             for group in groups {
-                writeln!(stdout, "{}\t{}\t{}", group.group_id, group.state, group.protocol_type)?;
+                writeln!(
+                    stdout,
+                    "{}\t{}\t{}",
+                    group.group_id, group.state, group.protocol_type
+                )?;
             }
         }
         GroupCommand::Describe { group } => {
@@ -78,14 +83,37 @@ pub fn run(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
                 .describe_group(&group)
                 .wait()
                 .with_context(|| format!("describing group {group:?}"))?;
-            writeln!(stdout, "{}\t{}", bold("group", colour), description.group_id)?;
+            writeln!(
+                stdout,
+                "{}\t{}",
+                bold("group", colour),
+                description.group_id
+            )?;
             writeln!(stdout, "{}\t{}", bold("state", colour), description.state)?;
-            writeln!(stdout, "{}\t{}", bold("protocol", colour), description.protocol)?;
-            writeln!(stdout, "{}\t{}", bold("generation", colour), description.generation)?;
+            writeln!(
+                stdout,
+                "{}\t{}",
+                bold("protocol", colour),
+                description.protocol
+            )?;
+            writeln!(
+                stdout,
+                "{}\t{}",
+                bold("generation", colour),
+                description.generation
+            )?;
             writeln!(stdout, "{}\t{}", bold("leader", colour), description.leader)?;
-            writeln!(stdout, "{}", bold("member\tinstance\tclient\tassignment", colour))?;
+            writeln!(
+                stdout,
+                "{}",
+                bold("member\tinstance\tclient\tassignment", colour)
+            )?;
             for member in &description.members {
-                let assignment: Vec<String> = member.assignment.iter().map(TopicPartition::to_string).collect();
+                let assignment: Vec<String> = member
+                    .assignment
+                    .iter()
+                    .map(TopicPartition::to_string)
+                    .collect();
                 writeln!(
                     stdout,
                     "{}\t{}\t{}\t{}",
@@ -95,9 +123,14 @@ pub fn run(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
                     assignment.join(",")
                 )?;
             }
-            writeln!(stdout, "{}", bold("topic\tpartition\tcommitted\thigh-watermark\tlag", colour))?;
+            writeln!(
+                stdout,
+                "{}",
+                bold("topic\tpartition\tcommitted\thigh-watermark\tlag", colour)
+            )?;
             for offset in &description.offsets {
-                let or_dash = |value: Option<u64>| value.map_or("-".to_string(), |value| value.to_string());
+                let or_dash =
+                    |value: Option<u64>| value.map_or("-".to_string(), |value| value.to_string());
                 writeln!(
                     stdout,
                     "{}\t{}\t{}\t{}\t{}",
@@ -119,7 +152,12 @@ pub fn run(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
             let moved = admin
                 .reset_offsets(&arguments.group, &arguments.topic, target)
                 .wait()
-                .with_context(|| format!("resetting group {:?} on topic {:?} (stop its consumers first)", arguments.group, arguments.topic))?;
+                .with_context(|| {
+                    format!(
+                        "resetting group {:?} on topic {:?} (stop its consumers first)",
+                        arguments.group, arguments.topic
+                    )
+                })?;
             if colour {
                 writeln!(stdout, "{}", bold("TOPIC\tPARTITION\tNEW-OFFSET", true))?;
             }
@@ -150,17 +188,19 @@ pub struct GroupRead<'a> {
     pub poll_interval: Duration,
 }
 
-/// Consumes as a member of `read.group`: joins, prints records with `print` (which answers
-/// `false` when the output is gone), commits what was printed, and leaves the group at the end
-/// (after `count` records, at the end with `exit_at_end`, or when `interrupted`).
-pub fn consume(
+/// Consumes as a member of `read.group`: joins, writes records to `output` with `write`,
+/// commits what was written after each flush, and leaves the group at the end (after `count`
+/// records, at the end with `exit_at_end`, when `interrupted`, or when the reader of a pipe
+/// goes away). Only written records are committed, so a record cut off by `--count` is read
+/// again by the group's next consumer.
+pub fn consume<W: Write>(
     client: &Client,
     read: GroupRead<'_>,
     interrupted: &AtomicBool,
-    mut print: impl FnMut(&spate_client::ConsumerRecord<'_>) -> anyhow::Result<bool>,
-    mut flush: impl FnMut() -> anyhow::Result<bool>,
+    output: &mut W,
+    write: impl Fn(&mut W, &ConsumerRecord<'_>) -> io::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut config = GroupConfig::new(read.group);
+    let mut config = GroupConfig::new(read.group).with_manual_commits();
     config.offset_reset = if read.from_beginning {
         OffsetReset::Earliest
     } else {
@@ -173,35 +213,62 @@ pub fn consume(
     let mut consumer = GroupConsumer::new(client, consumer_config, config)?;
     consumer.subscribe(&[read.topic])?;
     let limit = read.count.unwrap_or(u64::MAX);
-    let mut printed = 0u64;
+    let mut written = 0u64;
+    // The offset after the last written record, per partition: what may be committed.
+    let mut next: BTreeMap<TopicPartition, u64> = BTreeMap::new();
     let mut reached_end = false;
-    while printed < limit && !reached_end && !interrupted.load(Ordering::Relaxed) {
+    while written < limit && !reached_end && !interrupted.load(Ordering::Relaxed) {
         let polled = consumer
             .poll(read.poll_interval)
             .with_context(|| format!("reading {:?} as group {:?}", read.topic, read.group))?;
+        let mut reader_gone = false;
         for record in &polled {
-            if !print(&record)? {
-                return finish(consumer);
+            if closed_pipe(write(output, &record))? {
+                reader_gone = true;
+                break;
             }
-            printed += 1;
-            if printed >= limit {
+            next.insert(
+                TopicPartition::new(record.topic(), record.partition()),
+                record.offset() + 1,
+            );
+            written += 1;
+            if written >= limit {
                 break;
             }
         }
-        if !flush()? {
-            return finish(consumer);
+        if reader_gone || closed_pipe(output.flush())? {
+            break;
+        }
+        if !polled.is_empty() {
+            // Written and flushed: safe to commit. Not waited for; the last commit is.
+            drop(consumer.commit_offsets(commits(&next)));
         }
         if read.exit_at_end && polled.is_empty() {
             let assignment = consumer.assignment();
             reached_end = !assignment.is_empty()
-                && assignment.iter().all(|partition| consumer.lag(&partition.topic, partition.partition) == Some(0));
+                && assignment.iter().all(|partition| {
+                    consumer.lag(&partition.topic, partition.partition) == Some(0)
+                });
         }
     }
-    finish(consumer)
+    consumer
+        .commit_offsets(commits(&next))
+        .wait()
+        .context("committing the group's position")?;
+    consumer.close().context("leaving the group")
 }
 
-/// Commits what was printed (everything polled so far) and leaves the group.
-fn finish(mut consumer: GroupConsumer) -> anyhow::Result<()> {
-    consumer.commit_sync().context("committing the group's position")?;
-    consumer.close().context("leaving the group")
+fn commits(next: &BTreeMap<TopicPartition, u64>) -> Vec<(TopicPartition, u64)> {
+    next.iter()
+        .map(|(partition, offset)| (partition.clone(), *offset))
+        .collect()
+}
+
+/// True when the reader went away (`spate consume ... | head`): a normal end, not a failure.
+fn closed_pipe(result: io::Result<()>) -> anyhow::Result<bool> {
+    match result {
+        Ok(()) => Ok(false),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(true),
+        Err(error) => Err(anyhow::Error::new(error).context("writing output")),
+    }
 }

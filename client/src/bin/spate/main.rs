@@ -1,13 +1,15 @@
 //! `spate`: the command-line tool for a Spate broker (what `kcat` and `rpk` are to Kafka).
 //!
-//! `spate topic create|list|describe|delete|alter`, `spate produce` (one record per input line)
-//! and `spate consume` (one record per output line, a template or JSON). This file parses the
+//! `spate topic create|list|describe|delete|alter`, `spate produce` (one record per input line),
+//! `spate consume` (one record per output line, a template or JSON; `--group` to consume as a
+//! member of a consumer group) and `spate group list|describe|reset-offsets|delete`. This file parses the
 //! command line and turns failures into one-line messages and exit codes; the commands are in
 //! `topic`, `produce` and `consume`, output formats in `format`, terminal handling in
 //! `terminal`. Everything talks to the broker through the `spate-client` library.
 
 mod consume;
 mod format;
+mod group;
 mod produce;
 mod terminal;
 mod topic;
@@ -67,6 +69,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records, one per line.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(command) => topic::run(&client, command),
         Command::Produce(arguments) => produce::run(&client, arguments),
         Command::Consume(arguments) => consume::run(&client, arguments),
+        Command::Group(command) => group::run(&client, command),
     }
 }
 

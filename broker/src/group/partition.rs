@@ -1,0 +1,504 @@
+//! One offsets partition as its coordinator holds it: the groups and the store of committed
+//! offsets it replays from the log when first used, and the single writer that appends to the
+//! log afterwards.
+//!
+//! Writes queue in order. The writer takes what is queued (up to about one batch), appends it
+//! with acks=all through the partition's owner, applies it to the store only once it is
+//! durable, then answers the writers: a commit is acknowledged after its record is durable, and
+//! reads of the store never see a record that could still be lost. When the log holds more
+//! dead records than live ones, the writer compacts it: it appends the store as a snapshot and
+//! deletes the records before it.
+//!
+//! Shard-local (`Rc`, `RefCell`): owned by the coordinator of the shard the partition is
+//! coordinated on (`coordinator`), which runs the group requests against it. The log is reached
+//! only through shard requests, never the storage engine.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::sync::Semaphore;
+use spate_protocol::api::TopicPartitionList;
+use spate_protocol::batch::{BatchBuilder, BatchOptions, BatchView, NO_HEADERS};
+use spate_protocol::constants::BATCH_BYTES_MAX;
+use spate_protocol::{ErrorCode, WireError};
+
+use super::coordinator::{coordinator_error_code, wall_clock_ms};
+use super::membership::Group;
+use super::records::LogRecord;
+use super::store::OffsetStore;
+use crate::catalog::{ShardId, TopicMetadata};
+use crate::shard::messages::{
+    FetchOutcome, FetchPartition, PartitionError, PartitionKey, PartitionState, ProduceAcks,
+    ProducePartition, ShardRequest, ShardResponse,
+};
+use crate::shard::Shard;
+
+/// One offsets partition this shard coordinates: its groups, its store and its write queue.
+/// Shard-local; created when first used, replaced if the offsets topic is created again.
+pub(super) struct CoordinatedPartition {
+    pub(super) partition: u32,
+    pub(super) topic: Arc<TopicMetadata>,
+    pub(super) groups: RefCell<BTreeMap<String, Group>>,
+    pub(super) store: RefCell<OffsetStore>,
+    queue: RefCell<VecDeque<WriteItem>>,
+    /// Bounds the commits waiting for the writer (membership records do not wait for a slot:
+    /// they must queue in the order their states were decided).
+    slots: Semaphore,
+    /// Wakes the writer; one slot, a second ring while one is pending is not needed.
+    doorbell: LocalSender<()>,
+}
+
+pub(super) enum WriteOp {
+    Records(Vec<LogRecord>),
+    /// Tombstones for everything the group has when the writer reaches this item.
+    DeleteGroup(String),
+    /// Tombstones for those of the named offsets that exist when the writer reaches this item.
+    DeleteOffsets {
+        group: String,
+        topics: Vec<TopicPartitionList>,
+    },
+}
+
+struct WriteItem {
+    op: WriteOp,
+    done: LocalSender<Result<(), ErrorCode>>,
+}
+
+pub(super) type WriteDone = LocalReceiver<Result<(), ErrorCode>>;
+
+impl CoordinatedPartition {
+    fn key(&self) -> PartitionKey {
+        PartitionKey {
+            topic_id: self.topic.id,
+            partition: self.partition,
+        }
+    }
+
+    fn owner(&self) -> Option<ShardId> {
+        self.topic.owner_of(self.partition)
+    }
+
+    /// Queues a write now (so its place in the log is decided now) and returns what will say
+    /// when it is durable.
+    pub(super) fn enqueue(&self, op: WriteOp) -> WriteDone {
+        let (done, finished) = local_channel::new_bounded(1);
+        self.queue.borrow_mut().push_back(WriteItem { op, done });
+        // Full means the writer has a ring pending already.
+        let _ = self.doorbell.try_send(());
+        finished
+    }
+
+    /// Queues a write once a slot is free and waits until it is durable and applied.
+    pub(super) async fn write(&self, op: WriteOp) -> Result<(), ErrorCode> {
+        let _slot = self
+            .slots
+            .acquire_permit(1)
+            .await
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
+        let finished = self.enqueue(op);
+        finished
+            .recv()
+            .await
+            .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+    }
+
+    pub(super) fn knows_group(&self, group_id: &str) -> bool {
+        self.groups.borrow().contains_key(group_id) || self.store.borrow().has_group(group_id)
+    }
+
+    pub(super) fn group_count(&self) -> usize {
+        let groups = self.groups.borrow();
+        let store = self.store.borrow();
+        let mut ids = store.group_ids();
+        ids.extend(groups.keys().map(String::as_str));
+        ids.len()
+    }
+}
+
+/// Replays an offsets partition from its log start to its high watermark.
+pub(super) async fn load(
+    shard: &Rc<Shard>,
+    partition: u32,
+    topic: Arc<TopicMetadata>,
+) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
+    let coordinator = &shard.groups;
+    let limits = coordinator.limits();
+    let began = Instant::now();
+    let key = PartitionKey {
+        topic_id: topic.id,
+        partition,
+    };
+    let owner = topic
+        .owner_of(partition)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let state = partition_state(shard, owner, key).await?;
+    let mut store = OffsetStore::default();
+    let mut offset = state.log_start_offset;
+    let mut unreadable = 0usize;
+    while offset < state.high_watermark {
+        let fetched = fetch(shard, owner, key, offset, limits.replay_read_bytes).await?;
+        if fetched.batches.is_empty() {
+            // Below the high watermark there is always a batch to read.
+            tracing::error!(
+                partition,
+                offset,
+                "offsets partition returned no batch below its high watermark"
+            );
+            return Err(ErrorCode::CoordinatorLoadInProgress);
+        }
+        for batch in &fetched.batches {
+            offset = replay_batch(batch, &mut store, &mut unreadable)?;
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(
+            partition,
+            unreadable,
+            "offsets records this build cannot read were skipped"
+        );
+    }
+    let now_ms = coordinator.now_ms();
+    let groups: BTreeMap<String, Group> = store
+        .group_records()
+        .map(|(group_id, record)| {
+            (
+                group_id.to_string(),
+                Group::restore(group_id, record, limits, now_ms),
+            )
+        })
+        .collect();
+    for group in groups.values() {
+        coordinator.note_deadline(group.next_deadline_ms());
+    }
+    tracing::info!(
+        partition,
+        groups = store.group_ids().len(),
+        offsets = store.live_records(),
+        records = store.records_since_snapshot(),
+        elapsed_ms = began.elapsed().as_millis() as u64,
+        "offsets partition loaded"
+    );
+    let (doorbell, rings) = local_channel::new_bounded(1);
+    let loaded = Rc::new(CoordinatedPartition {
+        partition,
+        topic,
+        groups: RefCell::new(groups),
+        store: RefCell::new(store),
+        queue: RefCell::new(VecDeque::new()),
+        slots: Semaphore::new(limits.writes_queued_max as u64),
+        doorbell,
+    });
+    glommio::spawn_local(run_writer(shard.clone(), Rc::downgrade(&loaded), rings)).detach();
+    Ok(loaded)
+}
+
+/// Applies one stored batch to `store`; returns the offset after it.
+fn replay_batch(
+    batch: &Bytes,
+    store: &mut OffsetStore,
+    unreadable: &mut usize,
+) -> Result<u64, ErrorCode> {
+    let view = BatchView::validate(batch, usize::MAX).map_err(|error| {
+        tracing::error!(%error, "stored offsets batch is invalid");
+        ErrorCode::CoordinatorNotAvailable
+    })?;
+    let records = view.records().map_err(|error| {
+        tracing::error!(%error, "stored offsets batch is unreadable");
+        ErrorCode::CoordinatorNotAvailable
+    })?;
+    for record in records {
+        match LogRecord::decode(record.key(), record.value()) {
+            Ok(record) => store.apply(record),
+            Err(error) => {
+                tracing::debug!(%error, offset = record.offset(), "skipping offsets record");
+                *unreadable += 1;
+            }
+        }
+    }
+    Ok(view.next_offset())
+}
+
+/// The partition's offsets, retrying while a freshly created partition is not open yet.
+async fn partition_state(
+    shard: &Rc<Shard>,
+    owner: ShardId,
+    key: PartitionKey,
+) -> Result<PartitionState, ErrorCode> {
+    let limits = shard.groups.limits();
+    for _ in 0..limits.load_tries_max {
+        let answer = shard
+            .call(
+                owner,
+                ShardRequest::States {
+                    partitions: vec![key],
+                },
+            )
+            .await;
+        match answer {
+            Ok(ShardResponse::States(mut states)) if states.len() == 1 => match states.remove(0) {
+                Ok(state) => return Ok(state),
+                Err(PartitionError::UnknownTopicOrPartition) => {}
+                Err(error) => return Err(coordinator_error_code(&error)),
+            },
+            Ok(_) => return Err(ErrorCode::Unknown),
+            Err(error) => return Err(coordinator_error_code(&error)),
+        }
+        glommio::timer::sleep(Duration::from_millis(limits.load_retry_interval_ms)).await;
+    }
+    Err(ErrorCode::CoordinatorLoadInProgress)
+}
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    owner: ShardId,
+    key: PartitionKey,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<FetchOutcome, ErrorCode> {
+    let request = ShardRequest::Fetch {
+        partitions: vec![FetchPartition {
+            key,
+            offset: offset as i64,
+            max_bytes,
+        }],
+    };
+    match shard.call(owner, request).await {
+        Ok(ShardResponse::Fetched(mut results)) if results.len() == 1 => results
+            .remove(0)
+            .map_err(|error| {
+                tracing::error!(%error, partition = key.partition, offset, "replaying offsets partition failed");
+                coordinator_error_code(&error)
+            }),
+        Ok(_) => Err(ErrorCode::Unknown),
+        Err(error) => Err(coordinator_error_code(&error)),
+    }
+}
+
+// ---- the writer -----------------------------------------------------------------------------
+
+/// One per loaded partition, until the partition is dropped: writes queued items in order,
+/// one round (at most about one batch of records) at a time, and compacts when due.
+async fn run_writer(
+    shard: Rc<Shard>,
+    partition: Weak<CoordinatedPartition>,
+    rings: LocalReceiver<()>,
+) {
+    loop {
+        let Some(current) = partition.upgrade() else {
+            return;
+        };
+        compact_if_due(&shard, &current).await;
+        let round = take_round(&current, shard.groups.limits().write_batch_bytes_max);
+        if round.is_empty() {
+            // Not holding the partition while idle: dropping it closes the doorbell.
+            drop(current);
+            if rings.recv().await.is_none() {
+                return;
+            }
+            continue;
+        }
+        write_round(&shard, &current, round).await;
+    }
+}
+
+/// A queued item with the records it resolved to and their encodings.
+struct RoundItem {
+    done: LocalSender<Result<(), ErrorCode>>,
+    records: Vec<LogRecord>,
+    encoded: Vec<(Bytes, Option<Bytes>)>,
+}
+
+fn take_round(partition: &CoordinatedPartition, bytes_max: usize) -> Vec<RoundItem> {
+    let mut round = Vec::new();
+    let mut round_bytes = 0;
+    let mut queue = partition.queue.borrow_mut();
+    while let Some(item) = queue.front() {
+        let records = match &item.op {
+            WriteOp::Records(records) => records.clone(),
+            WriteOp::DeleteGroup(group) => partition.store.borrow().tombstones_for_group(group),
+            WriteOp::DeleteOffsets { group, topics } => partition
+                .store
+                .borrow()
+                .tombstones_for_offsets(group, topics),
+        };
+        let encoded: Result<Vec<(Bytes, Option<Bytes>)>, WireError> = records
+            .iter()
+            .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
+            .collect();
+        let item_bytes: usize = match &encoded {
+            Ok(encoded) => encoded
+                .iter()
+                .map(|(key, value)| key.len() + value.as_ref().map_or(0, Bytes::len))
+                .sum(),
+            Err(_) => 0,
+        };
+        if !round.is_empty() && round_bytes + item_bytes > bytes_max {
+            break;
+        }
+        let item = queue.pop_front().expect("front exists");
+        match encoded {
+            Ok(encoded) => {
+                round_bytes += item_bytes;
+                round.push(RoundItem {
+                    done: item.done,
+                    records,
+                    encoded,
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "offsets record cannot be encoded");
+                let _ = item.done.try_send(Err(ErrorCode::InvalidRequest));
+            }
+        }
+    }
+    round
+}
+
+async fn write_round(shard: &Rc<Shard>, partition: &CoordinatedPartition, round: Vec<RoundItem>) {
+    let encoded: Vec<&(Bytes, Option<Bytes>)> =
+        round.iter().flat_map(|item| item.encoded.iter()).collect();
+    let outcome = if encoded.is_empty() {
+        Ok(())
+    } else {
+        append_durably(shard, partition, &encoded).await.map(|_| ())
+    };
+    let mut store = partition.store.borrow_mut();
+    for item in round {
+        if outcome.is_ok() {
+            for record in item.records {
+                store.apply(record);
+            }
+        }
+        let _ = item.done.try_send(outcome);
+    }
+}
+
+/// Appends records as batches with acks=all; returns the first batch's base offset.
+async fn append_durably(
+    shard: &Rc<Shard>,
+    partition: &CoordinatedPartition,
+    encoded: &[&(Bytes, Option<Bytes>)],
+) -> Result<u64, ErrorCode> {
+    let batches = build_batches(encoded, shard.groups.limits().write_batch_bytes_max)?;
+    let owner = partition
+        .owner()
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let request = ShardRequest::Produce {
+        acks: ProduceAcks::All,
+        partitions: vec![ProducePartition {
+            key: partition.key(),
+            batches,
+        }],
+    };
+    match shard.call(owner, request).await {
+        Ok(ShardResponse::Produced(mut results)) if results.len() == 1 => results
+            .remove(0)
+            .map(|outcome| outcome.base_offset)
+            .map_err(|error| {
+                tracing::warn!(%error, partition = partition.partition, "offsets write failed");
+                coordinator_error_code(&error)
+            }),
+        Ok(_) => Err(ErrorCode::Unknown),
+        Err(error) => Err(coordinator_error_code(&error)),
+    }
+}
+
+/// Packs records into batches of about `bytes_max` each (a record larger than that gets a batch
+/// of its own, up to the protocol's batch limit).
+fn build_batches(
+    encoded: &[&(Bytes, Option<Bytes>)],
+    bytes_max: usize,
+) -> Result<Vec<BytesMut>, ErrorCode> {
+    let timestamp_ms = wall_clock_ms();
+    let options = || BatchOptions {
+        batch_bytes_max: BATCH_BYTES_MAX,
+        ..BatchOptions::default()
+    };
+    let failed = |error: spate_protocol::BuildError| {
+        tracing::error!(%error, "offsets batch cannot be built");
+        ErrorCode::InvalidRequest
+    };
+    let mut batches = Vec::new();
+    let mut builder = BatchBuilder::new(options());
+    for (key, value) in encoded {
+        let record_bytes = BatchBuilder::record_bytes(Some(key), value.as_deref(), NO_HEADERS);
+        if !builder.is_empty() && builder.estimated_bytes() + record_bytes > bytes_max {
+            let full = std::mem::replace(&mut builder, BatchBuilder::new(options()));
+            batches.push(full.seal().map_err(failed)?);
+        }
+        builder
+            .append(Some(key), value.as_deref(), NO_HEADERS, timestamp_ms)
+            .map_err(failed)?;
+    }
+    if !builder.is_empty() {
+        batches.push(builder.seal().map_err(failed)?);
+    }
+    Ok(batches)
+}
+
+/// Writes the store as a snapshot and deletes every record before it, when the log holds more
+/// dead records than live ones. A crash in between leaves old records before the snapshot,
+/// which replay overwrites with the snapshot's equal values.
+async fn compact_if_due(shard: &Rc<Shard>, partition: &CoordinatedPartition) {
+    let limits = shard.groups.limits();
+    if !partition
+        .store
+        .borrow()
+        .snapshot_due(limits.snapshot_records_min)
+    {
+        return;
+    }
+    let records = partition.store.borrow().snapshot();
+    let encoded: Result<Vec<(Bytes, Option<Bytes>)>, WireError> = records
+        .iter()
+        .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
+        .collect();
+    let encoded = match encoded {
+        Ok(encoded) => encoded,
+        Err(error) => {
+            tracing::error!(%error, "offsets snapshot cannot be encoded");
+            return;
+        }
+    };
+    // -1: delete up to the high watermark, when nothing is live.
+    let before = if encoded.is_empty() {
+        Ok(-1)
+    } else {
+        let references: Vec<&(Bytes, Option<Bytes>)> = encoded.iter().collect();
+        append_durably(shard, partition, &references)
+            .await
+            .map(|base_offset| base_offset as i64)
+    };
+    let Ok(before) = before else {
+        return;
+    };
+    let Some(owner) = partition.owner() else {
+        return;
+    };
+    let request = ShardRequest::DeleteRecords {
+        partitions: vec![(partition.key(), before)],
+    };
+    match shard.call(owner, request).await {
+        Ok(ShardResponse::RecordsDeleted(results)) if results.iter().all(Result::is_ok) => {
+            partition.store.borrow_mut().mark_snapshot();
+            tracing::info!(
+                partition = partition.partition,
+                live_records = records.len(),
+                log_start_offset = before,
+                "offsets partition compacted"
+            );
+        }
+        outcome => {
+            tracing::warn!(
+                partition = partition.partition,
+                ?outcome,
+                "offsets compaction could not delete old records"
+            )
+        }
+    }
+}
