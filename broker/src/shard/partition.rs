@@ -22,8 +22,7 @@ use crate::storage::config::{
     GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
 };
 use crate::storage::{
-    AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog,
-    StorageError,
+    AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog, StorageError,
 };
 
 /// The file system every shard uses for partition data.
@@ -128,7 +127,9 @@ impl<F: FileSystem + 'static> Partition<F> {
         self.appended.notify();
         let outcomes = outcome.map_err(partition_error)?;
         let first_offset = outcomes.first().map(|outcome| outcome.base_offset);
-        let log_start_offset = outcomes.last().map_or(0, |outcome| outcome.log_start_offset);
+        let log_start_offset = outcomes
+            .last()
+            .map_or(0, |outcome| outcome.log_start_offset);
         Ok(ProduceOutcome {
             base_offset: first_offset.unwrap_or_default(),
             log_start_offset,
