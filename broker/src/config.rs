@@ -2,15 +2,23 @@
 //! environment variables, merged in that order (each later layer wins), then checked.
 //!
 //! Every server limit lives here, in [`Limits`], with its default in [`defaults`]; nothing else in
-//! the server invents a bound. Per-topic storage settings (segment size, retention, durability)
-//! are not here: they belong to each topic (see `catalog`), with defaults from the storage engine.
-//! This file parses and checks; it never opens a socket or a data file.
+//! the server invents a bound. The group coordinator's bounds are [`GroupLimits`] (defaults in
+//! `group::limits::defaults`), set by the `group_*`/`offsets_*` settings. Per-topic storage
+//! settings (segment size, retention, durability) are not here: they belong to each topic (see
+//! `catalog`), with defaults from the storage engine. This file parses and checks; it never opens
+//! a socket or a data file.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
+
+use crate::catalog::topic_config::SEGMENT_BYTES;
+use crate::catalog::TopicConfig;
+use crate::group::limits::defaults as group_defaults;
+use crate::group::GroupLimits;
+use crate::shard::partition::log_config;
 
 /// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
 pub mod defaults {
@@ -199,6 +207,19 @@ settings! {
     partitions_per_topic_max: u32, "SPATE_PARTITIONS_PER_TOPIC_MAX", "Most partitions one topic may have";
     topics_max: usize, "SPATE_TOPICS_MAX", "Most topics the broker holds";
     io_memory_bytes: usize, "SPATE_IO_MEMORY_BYTES", "io_uring buffer memory registered per shard";
+    offsets_topic_partitions: u32, "SPATE_OFFSETS_TOPIC_PARTITIONS", "Partitions of the consumer-group offsets topic (__consumer_offsets), used when the broker creates it";
+    offsets_topic_segment_bytes: u64, "SPATE_OFFSETS_TOPIC_SEGMENT_BYTES", "Segment size of the offsets topic, used when the broker creates it";
+    group_session_timeout_ms_min: u32, "SPATE_GROUP_SESSION_TIMEOUT_MS_MIN", "Shortest session timeout a group member may ask for";
+    group_session_timeout_ms_max: u32, "SPATE_GROUP_SESSION_TIMEOUT_MS_MAX", "Longest session timeout a group member may ask for";
+    group_rebalance_timeout_ms_max: u32, "SPATE_GROUP_REBALANCE_TIMEOUT_MS_MAX", "Longest rebalance timeout honoured; longer requests are capped";
+    group_initial_rebalance_delay_ms: u64, "SPATE_GROUP_INITIAL_REBALANCE_DELAY_MS", "How long the first rebalance of an empty group waits for more members to join";
+    groups_per_shard_max: usize, "SPATE_GROUPS_PER_SHARD_MAX", "Consumer groups one shard coordinates";
+    members_per_group_max: usize, "SPATE_MEMBERS_PER_GROUP_MAX", "Members of one consumer group";
+    offset_metadata_bytes_max: usize, "SPATE_OFFSET_METADATA_BYTES_MAX", "Longest metadata string stored with a committed offset";
+    group_write_batch_bytes_max: usize, "SPATE_GROUP_WRITE_BATCH_BYTES_MAX", "Largest record batch the group coordinator writes to the offsets topic";
+    group_writes_queued_max: usize, "SPATE_GROUP_WRITES_QUEUED_MAX", "Commits and group changes queued for one offsets partition's writer";
+    group_snapshot_records_min: u64, "SPATE_GROUP_SNAPSHOT_RECORDS_MIN", "Records past the last snapshot before an offsets partition is compacted";
+    group_timer_tick_ms: u64, "SPATE_GROUP_TIMER_TICK_MS", "How often each shard checks its groups' deadlines (the precision of group timeouts)";
 }
 
 fn parse_environment<T: FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
@@ -270,6 +291,14 @@ pub struct Limits {
     pub io_memory_bytes: usize,
 }
 
+impl Limits {
+    /// Largest batch a partition accepts (from a producer or the group coordinator): bounded by
+    /// the frame limit and the protocol's limit.
+    pub fn batch_bytes_max(&self) -> usize {
+        batch_bytes_max(self.frame_bytes_max)
+    }
+}
+
 /// The broker's resolved configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -278,6 +307,8 @@ pub struct Config {
     pub placement: ShardPlacement,
     pub log_level: String,
     pub limits: Limits,
+    /// The group coordinator's bounds; each shard's coordinator gets a copy.
+    pub groups: GroupLimits,
 }
 
 impl Config {
@@ -310,6 +341,7 @@ impl Config {
     }
 
     fn resolve(layer: Overrides, available: Vec<usize>) -> Result<Config, ConfigError> {
+        let groups = group_limits(&layer);
         let listen_text = layer.listen.unwrap_or_else(|| defaults::LISTEN.to_string());
         let listen = resolve_listen(&listen_text)?;
         let placement = match (layer.cores, layer.shards) {
@@ -373,6 +405,7 @@ impl Config {
                 .log_level
                 .unwrap_or_else(|| defaults::LOG_LEVEL.to_string()),
             limits,
+            groups,
         };
         config.check()?;
         Ok(config)
@@ -453,6 +486,7 @@ impl Config {
                 "must be greater than zero".to_string(),
             );
         }
+        self.check_groups()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return invalid(
                 "log_level",
@@ -460,6 +494,106 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The group limits' own relations, and theirs with the server limits: the offsets topic
+    /// must be a topic the catalog and the storage engine accept, or the first group request
+    /// would fail instead of the start.
+    fn check_groups(&self) -> Result<(), ConfigError> {
+        let groups = &self.groups;
+        groups
+            .check()
+            .map_err(|(setting, message)| ConfigError::Invalid { setting, message })?;
+        if groups.offsets_topic_partitions > self.limits.partitions_per_topic_max {
+            return Err(ConfigError::Invalid {
+                setting: "offsets_topic_partitions",
+                message: format!(
+                    "{} is above partitions_per_topic_max {}",
+                    groups.offsets_topic_partitions, self.limits.partitions_per_topic_max
+                ),
+            });
+        }
+        let batch_bytes_max = self.limits.batch_bytes_max();
+        if groups.write_batch_bytes_max > batch_bytes_max {
+            return Err(ConfigError::Invalid {
+                setting: "group_write_batch_bytes_max",
+                message: format!(
+                    "{} is above the largest batch a partition accepts with this frame_bytes_max, {batch_bytes_max}",
+                    groups.write_batch_bytes_max
+                ),
+            });
+        }
+        let segment_bytes = groups.offsets_topic_segment_bytes.to_string();
+        let refused = |message: String| ConfigError::Invalid {
+            setting: "offsets_topic_segment_bytes",
+            message,
+        };
+        let topic = TopicConfig::default()
+            .with_entries([(SEGMENT_BYTES, segment_bytes.as_str())])
+            .map_err(|error| refused(error.to_string()))?;
+        log_config(&topic, batch_bytes_max)
+            .check()
+            .map_err(|error| refused(error.to_string()))
+    }
+}
+
+/// See [`Limits::batch_bytes_max`]; also needed before the limits are built.
+fn batch_bytes_max(frame_bytes_max: usize) -> usize {
+    frame_bytes_max.min(spate_protocol::constants::BATCH_BYTES_MAX)
+}
+
+/// The group coordinator's limits from one merged layer, defaults where unset.
+fn group_limits(layer: &Overrides) -> GroupLimits {
+    let defaults = GroupLimits::default();
+    GroupLimits {
+        offsets_topic_partitions: layer
+            .offsets_topic_partitions
+            .unwrap_or(group_defaults::OFFSETS_TOPIC_PARTITIONS),
+        offsets_topic_segment_bytes: layer
+            .offsets_topic_segment_bytes
+            .unwrap_or(group_defaults::OFFSETS_TOPIC_SEGMENT_BYTES),
+        session_timeout_ms_min: layer
+            .group_session_timeout_ms_min
+            .unwrap_or(group_defaults::SESSION_TIMEOUT_MS_MIN),
+        session_timeout_ms_max: layer
+            .group_session_timeout_ms_max
+            .unwrap_or(group_defaults::SESSION_TIMEOUT_MS_MAX),
+        rebalance_timeout_ms_max: layer
+            .group_rebalance_timeout_ms_max
+            .unwrap_or(group_defaults::REBALANCE_TIMEOUT_MS_MAX),
+        initial_rebalance_delay_ms: layer
+            .group_initial_rebalance_delay_ms
+            .unwrap_or(group_defaults::INITIAL_REBALANCE_DELAY_MS),
+        groups_per_shard_max: layer
+            .groups_per_shard_max
+            .unwrap_or(group_defaults::GROUPS_PER_SHARD_MAX),
+        members_per_group_max: layer
+            .members_per_group_max
+            .unwrap_or(group_defaults::MEMBERS_PER_GROUP_MAX),
+        offset_metadata_bytes_max: layer
+            .offset_metadata_bytes_max
+            .unwrap_or(group_defaults::OFFSET_METADATA_BYTES_MAX),
+        // Unset, it follows a lowered frame limit: the coordinator's batches go through the
+        // same partition checks as a producer's.
+        write_batch_bytes_max: layer.group_write_batch_bytes_max.unwrap_or_else(|| {
+            group_defaults::WRITE_BATCH_BYTES_MAX.min(batch_bytes_max(
+                layer.frame_bytes_max.unwrap_or(defaults::FRAME_BYTES_MAX),
+            ))
+        }),
+        writes_queued_max: layer
+            .group_writes_queued_max
+            .unwrap_or(group_defaults::WRITES_QUEUED_MAX),
+        snapshot_records_min: layer
+            .group_snapshot_records_min
+            .unwrap_or(group_defaults::SNAPSHOT_RECORDS_MIN),
+        timer_tick_ms: layer
+            .group_timer_tick_ms
+            .unwrap_or(group_defaults::TIMER_TICK_MS),
+        // Not settings: how replay reads and how a new partition's load is retried are
+        // mechanics, not policy.
+        ..defaults
     }
 }
 
@@ -659,6 +793,109 @@ mod tests {
         std::fs::write(&file, "data_dri = \"/typo\"\n").unwrap();
         let error = build(&["--config", file.to_str().unwrap()], &[], vec![0]).unwrap_err();
         assert!(matches!(error, ConfigError::ParseFile { .. }));
+    }
+
+    #[test]
+    fn group_limits_default_to_the_coordinators_defaults() {
+        let config = build(&[], &[], vec![0]).unwrap();
+        assert_eq!(config.groups, GroupLimits::default());
+    }
+
+    #[test]
+    fn group_limits_come_from_the_file_flags_and_environment() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(
+            &file,
+            "group_session_timeout_ms_min = 500\nmembers_per_group_max = 7\noffsets_topic_partitions = 4\n",
+        )
+        .unwrap();
+        let config = build(
+            &[
+                "--config",
+                file.to_str().unwrap(),
+                "--members-per-group-max",
+                "9",
+                "--groups-per-shard-max",
+                "11",
+            ],
+            &[
+                ("SPATE_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+                ("SPATE_GROUPS_PER_SHARD_MAX", "12"),
+            ],
+            vec![0],
+        )
+        .unwrap();
+        assert_eq!(config.groups.session_timeout_ms_min, 500);
+        assert_eq!(config.groups.offsets_topic_partitions, 4);
+        assert_eq!(config.groups.members_per_group_max, 9);
+        assert_eq!(config.groups.groups_per_shard_max, 12);
+        assert_eq!(config.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(
+            config.groups.session_timeout_ms_max,
+            group_defaults::SESSION_TIMEOUT_MS_MAX
+        );
+    }
+
+    #[test]
+    fn an_unset_group_write_batch_follows_a_lowered_frame_limit() {
+        let config = build(&["--frame-bytes-max", "65536"], &[], vec![0]).unwrap();
+        assert_eq!(config.groups.write_batch_bytes_max, 65536);
+    }
+
+    #[test]
+    fn contradicting_group_limits_are_rejected_naming_the_setting() {
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &[
+                    "--group-session-timeout-ms-min",
+                    "10000",
+                    "--group-session-timeout-ms-max",
+                    "1000",
+                ],
+                "group_session_timeout_ms_min",
+            ),
+            (&["--members-per-group-max", "0"], "members_per_group_max"),
+            (
+                &[
+                    "--group-timer-tick-ms",
+                    "100",
+                    "--group-session-timeout-ms-min",
+                    "100",
+                ],
+                "group_timer_tick_ms",
+            ),
+            (
+                &[
+                    "--offsets-topic-partitions",
+                    "65",
+                    "--partitions-per-topic-max",
+                    "64",
+                ],
+                "offsets_topic_partitions",
+            ),
+            (
+                &["--offsets-topic-segment-bytes", "1"],
+                "offsets_topic_segment_bytes",
+            ),
+            (
+                &[
+                    "--frame-bytes-max",
+                    "65536",
+                    "--group-write-batch-bytes-max",
+                    "1048576",
+                ],
+                "group_write_batch_bytes_max",
+            ),
+        ];
+        for (arguments, expected) in cases {
+            match build(arguments, &[], vec![0]) {
+                Err(ConfigError::Invalid { setting, .. }) => {
+                    assert_eq!(setting, expected, "{arguments:?}")
+                }
+                other => panic!("{arguments:?} gave {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! (`broker_process`) and talk to it with a small blocking client over `std::net::TcpStream`
 //! built on the protocol crate's codecs (`client`).
 //!
-//! This client exists until the native client library (`spate-client`) lands; it favours being
-//! obviously correct over being fast, and it can also send raw bytes to test bad input.
+//! Tests of behaviour users see go through the native client library (`spate-client`); this
+//! client stays for tests about the wire itself (bad and truncated frames, pipelining order,
+//! acks=none producing no bytes, corrupt batches). It favours being obviously correct over being
+//! fast, and it can send raw bytes.
 
 pub mod broker_process;
 pub mod client;

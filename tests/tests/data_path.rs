@@ -1,14 +1,22 @@
 //! End-to-end: produce, fetch, long poll, list offsets, delete records and topic administration
 //! against the real `spate-broker` binary running two shards.
+//!
+//! Behaviour users see (records round-tripping over partitions and shards, a long poll ending as
+//! data arrives, offset lookups) is driven through `spate-client`, as users drive it. What is
+//! about the wire itself (several batches per request, acks=none producing no response bytes,
+//! corrupt batches, fetch size limits, pipelining order, a reader that never reads) uses the raw
+//! test client.
+
+mod client_support;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use client_support::{client, partition_records, produce_to, read_records, READ_TIMEOUT};
+use spate_client::{ConsumerConfig, Error, NewTopic, OffsetReset, OffsetSpec, StartAt};
 use spate_protocol::api::{
-    Acks, AlterTopicConfigRequest, ConfigEntry, DeleteRecordsPartition, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeTopicRequest, ListOffsetsPartition, ListOffsetsRequest,
-    ListTopicsRequest, MetadataRequest, OffsetSpec, ProducePartition, ProduceRequest,
-    TopicPartitions,
+    Acks, AlterTopicConfigRequest, ConfigEntry, DeleteTopicsRequest, DescribeTopicRequest,
+    ListTopicsRequest,
 };
 use spate_protocol::error::ErrorCode;
 use spate_tests::client::{fetch_request, numbered_records, produce_request, records_of};
@@ -21,15 +29,19 @@ fn broker() -> Broker {
 #[test]
 fn records_round_trip_through_many_partitions_on_both_shards() {
     let broker = broker();
-    let mut client = TestClient::connect(broker.address());
+    let client = client(broker.address());
+    let admin = client.admin();
     let partitions = 8u32;
-    client.create_topic("orders", partitions, &[]);
+    admin
+        .create_topic(NewTopic::new("orders", partitions))
+        .wait()
+        .expect("create orders");
 
-    let metadata = client.call(&MetadataRequest { topics: None });
-    let shards: std::collections::BTreeSet<u32> = metadata.topics[0]
+    let described = admin.describe_topic("orders").wait().expect("describe");
+    let shards: std::collections::BTreeSet<u32> = described
         .partitions
         .iter()
-        .map(|partition| partition.shard_id)
+        .map(|partition| partition.shard)
         .collect();
     assert_eq!(
         shards.len(),
@@ -37,42 +49,27 @@ fn records_round_trip_through_many_partitions_on_both_shards() {
         "partitions should be spread over both shards: {shards:?}"
     );
 
-    // One request carries two batches for every partition.
+    // Eight records for every partition, in two runs of timestamps.
     let mut expected = Vec::new();
-    let request = ProduceRequest {
-        acks: Acks::All,
-        timeout_ms: 30_000,
-        topics: vec![TopicPartitions {
-            name: "orders".to_string(),
-            partitions: (0..partitions)
-                .map(|partition| {
-                    let first = numbered_records(partition as usize * 100, 3, 1_000);
-                    let second = numbered_records(partition as usize * 100 + 3, 5, 2_000);
-                    expected.push([first.clone(), second.clone()].concat());
-                    ProducePartition {
-                        partition,
-                        batches: vec![build_batch(&first).freeze(), build_batch(&second).freeze()],
-                    }
-                })
-                .collect(),
-        }],
-    };
-    let response = client.call(&request);
-    for answer in &response.topics[0].partitions {
+    for partition in 0..partitions {
+        let records = [
+            numbered_records(partition as usize * 100, 3, 1_000),
+            numbered_records(partition as usize * 100 + 3, 5, 2_000),
+        ]
+        .concat();
+        let offsets = produce_to(&client, "orders", partition, &records);
         assert_eq!(
-            answer.error_code,
-            ErrorCode::None,
-            "partition {}",
-            answer.partition
+            offsets,
+            (0..8).collect::<Vec<u64>>(),
+            "an empty partition numbers its records from 0 (partition {partition})"
         );
-        assert_eq!(
-            answer.base_offset, 0,
-            "first batch of an empty partition starts at 0"
-        );
+        expected.push(records);
     }
 
+    let read = read_records(&client, "orders", None, 8 * partitions as usize);
+    assert_eq!(read.len(), 8 * partitions as usize, "records read twice");
     for partition in 0..partitions {
-        let records = client.fetch_all("orders", partition, 0);
+        let records = partition_records(&read, partition);
         let offsets: Vec<u64> = records.iter().map(|(offset, _)| *offset).collect();
         assert_eq!(
             offsets,
@@ -84,7 +81,15 @@ fn records_round_trip_through_many_partitions_on_both_shards() {
             values, expected[partition as usize],
             "partition {partition}"
         );
-        assert_eq!(client.offsets_of("orders", partition), (0, 8));
+    }
+    let described = admin.describe_topic("orders").wait().expect("describe");
+    for partition in &described.partitions {
+        assert_eq!(
+            (partition.log_start_offset, partition.high_watermark),
+            (0, 8),
+            "partition {}",
+            partition.partition
+        );
     }
 }
 
@@ -175,25 +180,43 @@ fn unknown_topics_and_partitions_get_per_partition_errors() {
 #[test]
 fn a_long_poll_returns_as_soon_as_data_arrives() {
     let broker = broker();
-    let mut producer = TestClient::connect(broker.address());
+    let client = client(broker.address());
     // Two partitions, so the fetch and the append can sit on different shards.
-    producer.create_topic("poll", 2, &[]);
+    client
+        .admin()
+        .create_topic(NewTopic::new("poll", 2))
+        .wait()
+        .expect("create poll");
     for partition in 0..2 {
-        let mut consumer = TestClient::connect(broker.address());
+        // The broker may hold each of this consumer's fetches for 20 s when nothing is new.
+        let mut consumer = client
+            .consumer(ConsumerConfig {
+                fetch_wait: Duration::from_secs(20),
+                ..ConsumerConfig::default()
+            })
+            .expect("consumer config is valid");
+        consumer
+            .assign("poll", Some(&[partition]), StartAt::Earliest)
+            .wait()
+            .expect("assign");
         let started = Instant::now();
-        let correlation_id =
-            consumer.send(&fetch_request("poll", partition, 0, 1 << 20, 20_000, 1));
-        std::thread::sleep(Duration::from_millis(300));
-        let (code, _) = producer.produce(
-            "poll",
-            partition,
-            Acks::Leader,
-            vec![build_batch(&numbered_records(0, 3, 5)).freeze()],
-        );
-        assert_eq!(code, ErrorCode::None);
-        let response: spate_protocol::api::FetchResponse = consumer.receive(correlation_id);
+        let producing = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                produce_to(&client, "poll", partition, &numbered_records(0, 3, 5))
+            })
+        };
+        let mut records = Vec::new();
+        while records.len() < 3 && started.elapsed() < READ_TIMEOUT {
+            records.extend(
+                consumer
+                    .poll_owned(Duration::from_millis(100))
+                    .expect("poll"),
+            );
+        }
         let elapsed = started.elapsed();
-        let records = records_of(&response.topics[0].partitions[0].records.to_bytes());
+        assert_eq!(producing.join().expect("producer thread"), vec![0, 1, 2]);
         assert_eq!(records.len(), 3, "partition {partition}");
         assert!(
             elapsed < Duration::from_secs(15),
@@ -250,74 +273,89 @@ fn fetch_respects_max_bytes_but_always_returns_a_first_whole_batch() {
 #[test]
 fn list_offsets_answers_earliest_latest_and_the_exact_record_for_a_timestamp() {
     let broker = broker();
-    let mut client = TestClient::connect(broker.address());
-    client.create_topic("times", 1, &[]);
-    // Offsets 0..10 with timestamps 1000..1009, then 10..20 with 2000..2009.
-    client.produce(
-        "times",
-        0,
-        Acks::All,
-        vec![build_batch(&numbered_records(0, 10, 1_000)).freeze()],
-    );
-    client.produce(
-        "times",
-        0,
-        Acks::All,
-        vec![build_batch(&numbered_records(10, 10, 1_990)).freeze()],
-    );
-    let ask = |client: &mut TestClient, spec: OffsetSpec| {
-        let response = client.call(&ListOffsetsRequest {
-            topics: vec![TopicPartitions {
-                name: "times".to_string(),
-                partitions: vec![ListOffsetsPartition { partition: 0, spec }],
-            }],
-        });
-        let answer = response.topics[0].partitions[0];
-        assert_eq!(answer.error_code, ErrorCode::None);
-        (answer.offset, answer.timestamp)
-    };
-    assert_eq!(ask(&mut client, OffsetSpec::Earliest).0, Some(0));
-    assert_eq!(ask(&mut client, OffsetSpec::Latest).0, Some(20));
+    let client = client(broker.address());
+    let admin = client.admin();
+    admin
+        .create_topic(NewTopic::new("times", 1))
+        .wait()
+        .expect("create times");
+    // Offsets 0..10 with timestamps 1000..1009, then 10..20 with 2000..2009, each run in a
+    // batch of its own (one producer, flushed, per run).
     assert_eq!(
-        ask(&mut client, OffsetSpec::Timestamp(1_004)),
+        produce_to(&client, "times", 0, &numbered_records(0, 10, 1_000)),
+        (0..10).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        produce_to(&client, "times", 0, &numbered_records(10, 10, 1_990)),
+        (10..20).collect::<Vec<u64>>()
+    );
+    let ask = |spec: OffsetSpec| {
+        let answers = admin
+            .list_offsets("times", Some(&[0]), spec)
+            .wait()
+            .expect("list offsets");
+        assert_eq!(answers.len(), 1);
+        (answers[0].offset, answers[0].timestamp)
+    };
+    assert_eq!(ask(OffsetSpec::Earliest).0, Some(0));
+    assert_eq!(ask(OffsetSpec::Latest).0, Some(20));
+    assert_eq!(
+        ask(OffsetSpec::Timestamp(1_004)),
         (Some(4), 1_004),
         "inside the first batch"
     );
     assert_eq!(
-        ask(&mut client, OffsetSpec::Timestamp(1_500)),
+        ask(OffsetSpec::Timestamp(1_500)),
         (Some(10), 2_000),
         "between batches"
     );
     assert_eq!(
-        ask(&mut client, OffsetSpec::Timestamp(2_005)),
+        ask(OffsetSpec::Timestamp(2_005)),
         (Some(15), 2_005),
         "inside the second batch"
     );
     assert_eq!(
-        ask(&mut client, OffsetSpec::Timestamp(9_999)).0,
+        ask(OffsetSpec::Timestamp(9_999)).0,
         None,
         "after every record"
     );
 
-    let response = client.call(&DeleteRecordsRequest {
-        timeout_ms: 30_000,
-        topics: vec![TopicPartitions {
-            name: "times".to_string(),
-            partitions: vec![DeleteRecordsPartition {
-                partition: 0,
-                before_offset: 10,
-            }],
-        }],
-    });
-    let answer = response.topics[0].partitions[0];
     assert_eq!(
-        (answer.error_code, answer.log_start_offset),
-        (ErrorCode::None, 10)
+        admin
+            .delete_records("times", 0, 10)
+            .wait()
+            .expect("delete records"),
+        10
     );
-    assert_eq!(ask(&mut client, OffsetSpec::Earliest).0, Some(10));
-    assert_eq!(
-        client.fetch_once("times", 0, 5, 1 << 20).error_code,
-        ErrorCode::OffsetOutOfRange
+    assert_eq!(ask(OffsetSpec::Earliest).0, Some(10));
+    let mut strict = client
+        .consumer(ConsumerConfig {
+            offset_reset: OffsetReset::Error,
+            ..ConsumerConfig::default()
+        })
+        .expect("consumer config is valid");
+    strict
+        .assign("times", None, StartAt::Offset(5))
+        .wait()
+        .expect("assign");
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let error = loop {
+        assert!(Instant::now() < deadline, "no error reported");
+        match strict.poll(Duration::from_millis(200)) {
+            Err(error) => break error,
+            Ok(polled) => assert!(polled.is_empty(), "deleted records were read"),
+        }
+    };
+    assert!(
+        matches!(
+            error,
+            Error::OffsetOutOfRange {
+                offset: 5,
+                log_start_offset: 10,
+                ..
+            }
+        ),
+        "{error}"
     );
 }
 

@@ -1,7 +1,7 @@
 //! Consumer group membership against the real broker, with members that speak the group
 //! protocol directly: partitions shared by live members and moved off a killed one, static
 //! members rejoining without a rebalance, zombies fenced from committing, and a 50-member
-//! rebalance within the rebalance timeout.
+//! rebalance within the rebalance timeout; group limits set by broker flags.
 
 mod group_support;
 
@@ -595,4 +595,32 @@ fn a_join_parked_in_a_rebalance_is_answered_when_the_broker_shuts_down() {
     assert!(broker.terminate().success());
     let answer = second.join().expect("joining thread");
     assert_eq!(answer.error_code, ErrorCode::ShuttingDown);
+}
+
+#[test]
+fn group_limits_set_on_the_command_line_reach_the_coordinator() {
+    let broker = Broker::start(BrokerOptions {
+        arguments: [
+            "--group-session-timeout-ms-min",
+            "2000",
+            "--members-per-group-max",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..BrokerOptions::default()
+    });
+    TestClient::connect(broker.address()).create_topic("bounded", 1, &[]);
+    let counts = partition_counts("bounded", 1);
+
+    // The default 1 s session of these tests is below this broker's minimum.
+    let mut short = Member::new(broker.address(), "small", &["bounded"], None);
+    assert_eq!(short.join().error_code, ErrorCode::InvalidSessionTimeout);
+
+    let mut first = Member::new(broker.address(), "small", &["bounded"], None);
+    first.session_timeout_ms = 2_000;
+    first.join_and_sync(&counts).expect("the first member fits");
+    let mut second = Member::new(broker.address(), "small", &["bounded"], None);
+    second.session_timeout_ms = 2_000;
+    assert_eq!(second.join().error_code, ErrorCode::GroupMaxSizeReached);
 }

@@ -1,12 +1,20 @@
 //! End-to-end: what users rely on when things go wrong. Bad input, many connections, restarts,
 //! `kill -9` during acks=all production, and SIGTERM.
+//!
+//! Restarts and the crash are driven through `spate-client`, as users drive them; bad frames,
+//! connection counts and shutdown's treatment of requests on the wire use the raw test client.
+
+mod client_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use client_support::{as_producer_record, client, partition_records, produce_to, read_records};
+use spate_client::{NewTopic, ProducerConfig};
 use spate_protocol::api::{
-    Acks, ApiKey, ApiVersionsRequest, FetchResponse, MetadataRequest, ProduceResponse,
+    Acks, ApiKey, ApiVersionsRequest, FetchPartition, FetchResponse, MetadataRequest,
+    ProduceResponse,
 };
 use spate_protocol::error::ErrorCode;
 use spate_tests::client::{fetch_request, numbered_records, produce_request, TestRecord};
@@ -149,50 +157,59 @@ fn hundreds_of_concurrent_connections_are_all_served() {
 #[test]
 fn a_restart_keeps_topics_configs_and_records() {
     let mut broker = broker();
-    let mut client = TestClient::connect(broker.address());
-    client.create_topic("durable", 3, &[("retention.ms", "-1")]);
+    let client = client(broker.address());
+    let admin = client.admin();
+    admin
+        .create_topic(NewTopic::new("durable", 3).with_config("retention.ms", "-1"))
+        .wait()
+        .expect("create durable");
     for partition in 0..3 {
-        let (code, _) = client.produce(
+        let offsets = produce_to(
+            &client,
             "durable",
             partition,
-            Acks::All,
-            vec![build_batch(&numbered_records(partition as usize * 10, 7, 100)).freeze()],
+            &numbered_records(partition as usize * 10, 7, 100),
         );
-        assert_eq!(code, ErrorCode::None);
+        assert_eq!(offsets, (0..7).collect::<Vec<u64>>());
     }
-    let before = client.call(&MetadataRequest { topics: None });
-    drop(client);
+    let topics_before = admin.list_topics().wait().expect("list topics");
+    let before = admin.describe_topic("durable").wait().expect("describe");
+    drop((admin, client));
 
     let status = broker.terminate();
     assert!(status.success(), "SIGTERM exit status {status:?}");
     broker.restart();
 
-    let mut client = TestClient::connect(broker.address());
-    let after = client.call(&MetadataRequest { topics: None });
+    let client = client_support::client(broker.address());
+    let admin = client.admin();
+    assert_eq!(
+        admin.list_topics().wait().expect("list topics"),
+        topics_before
+    );
+    let after = admin.describe_topic("durable").wait().expect("describe");
     assert_eq!(
         before, after,
-        "topics, placement or offsets changed across a restart"
+        "topics, configs, placement or offsets changed across a restart"
     );
+    assert_eq!(
+        after.configs.get("retention.ms").map(String::as_str),
+        Some("-1")
+    );
+    let read = read_records(&client, "durable", None, 21);
+    assert_eq!(read.len(), 21, "records read twice");
     for partition in 0..3 {
-        let records: Vec<TestRecord> = client
-            .fetch_all("durable", partition, 0)
+        let records: Vec<TestRecord> = partition_records(&read, partition)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
         assert_eq!(records, numbered_records(partition as usize * 10, 7, 100));
     }
     // And it keeps accepting writes after the restart, continuing the offsets.
-    let (code, base) = client.produce(
-        "durable",
-        0,
-        Acks::All,
-        vec![build_batch(&numbered_records(99, 1, 0)).freeze()],
+    assert_eq!(
+        produce_to(&client, "durable", 0, &numbered_records(99, 1, 0)),
+        vec![7]
     );
-    assert_eq!((code, base), (ErrorCode::None, 7));
 }
-
-/// (partition, base offset, records) of one acknowledged produce request.
-type Acknowledged = (u32, u64, Vec<TestRecord>);
 
 #[test]
 fn a_restart_with_another_shard_count_places_partitions_again_and_keeps_their_data() {
@@ -200,14 +217,18 @@ fn a_restart_with_another_shard_count_places_partitions_again_and_keeps_their_da
         shards: 3,
         ..BrokerOptions::default()
     });
-    let mut client = TestClient::connect(broker.address());
-    client.create_topic("moving", 6, &[]);
+    let client = client(broker.address());
+    client
+        .admin()
+        .create_topic(NewTopic::new("moving", 6))
+        .wait()
+        .expect("create moving");
     for partition in 0..6 {
-        client.produce(
+        produce_to(
+            &client,
             "moving",
             partition,
-            Acks::All,
-            vec![build_batch(&numbered_records(partition as usize, 4, 0)).freeze()],
+            &numbered_records(partition as usize, 4, 0),
         );
     }
     drop(client);
@@ -222,15 +243,20 @@ fn a_restart_with_another_shard_count_places_partitions_again_and_keeps_their_da
         log.contains("shard count changed"),
         "the placement change was not logged:\n{log}"
     );
-    let mut client = TestClient::connect(broker.address());
-    let metadata = client.call(&MetadataRequest { topics: None });
-    assert!(metadata.topics[0]
+    let client = client_support::client(broker.address());
+    let described = client
+        .admin()
+        .describe_topic("moving")
+        .wait()
+        .expect("describe");
+    assert!(described
         .partitions
         .iter()
-        .all(|partition| partition.shard_id < 2));
+        .all(|partition| partition.shard < 2));
+    let read = read_records(&client, "moving", None, 24);
+    assert_eq!(read.len(), 24, "records read twice");
     for partition in 0..6 {
-        let records: Vec<TestRecord> = client
-            .fetch_all("moving", partition, 0)
+        let records: Vec<TestRecord> = partition_records(&read, partition)
             .into_iter()
             .map(|(_, record)| record)
             .collect();
@@ -242,88 +268,114 @@ fn a_restart_with_another_shard_count_places_partitions_again_and_keeps_their_da
     }
 }
 
+/// One acknowledged record: the partition it was sent to, where the acknowledgement says it
+/// went (partition, offset), and the record.
+type Acknowledged = (u32, u32, Option<u64>, TestRecord);
+
 #[test]
 fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
     let mut broker = broker();
-    let mut admin = TestClient::connect(broker.address());
-    admin.create_topic("crash", 2, &[("durability", "group-commit")]);
-    drop(admin);
+    let client = client(broker.address());
+    client
+        .admin()
+        .create_topic(NewTopic::new("crash", 2).with_config("durability", "group-commit"))
+        .wait()
+        .expect("create crash");
 
-    // Producers pipeline acks=all requests and remember what was acknowledged.
+    // Producers send acks=all records and remember each one acknowledged. Once the broker is
+    // gone, their deliveries fail within a few seconds instead of retrying for minutes.
+    let producer_config = ProducerConfig {
+        acks: Acks::All,
+        delivery_timeout: Duration::from_secs(3),
+        buffer_wait_timeout: Duration::from_secs(3),
+        ..ProducerConfig::default()
+    };
     let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut producers = Vec::new();
     for partition in 0..2u32 {
         let acknowledged = acknowledged.clone();
         let stop = stop.clone();
-        let address = broker.address();
+        let producer = client
+            .producer(producer_config.clone())
+            .expect("producer config is valid");
         producers.push(std::thread::spawn(move || {
-            let mut client = TestClient::connect(address);
             let mut next = 0usize;
-            let mut in_flight = std::collections::VecDeque::new();
             while !stop.load(Ordering::SeqCst) {
-                while in_flight.len() < 8 {
-                    let records = numbered_records(next, 5, next as i64);
-                    next += 5;
-                    let correlation_id = client.send(&produce_request(
-                        "crash",
-                        partition,
-                        Acks::All,
-                        vec![build_batch(&records).freeze()],
-                    ));
-                    in_flight.push_back((correlation_id, records));
+                let record = numbered_records(next, 1, next as i64).remove(0);
+                next += 1;
+                let acknowledged = acknowledged.clone();
+                let kept = record.clone();
+                let sent = producer.send_with_callback_blocking(
+                    as_producer_record("crash", partition, &record),
+                    move |result| {
+                        // The broker may die at any moment: a failed delivery is simply not
+                        // acknowledged. (Checked on the test thread: this runs on the client's.)
+                        if let Ok(written) = result {
+                            acknowledged.lock().unwrap().push((
+                                partition,
+                                written.partition,
+                                written.offset,
+                                kept,
+                            ));
+                        }
+                    },
+                );
+                if sent.is_err() {
+                    break;
                 }
-                let (correlation_id, records) = in_flight.pop_front().expect("in flight");
-                // The broker may die at any moment: a missing answer just ends this producer.
-                let Some((received_id, body)) = client.receive_frame() else {
-                    return;
-                };
-                assert_eq!(received_id, correlation_id);
-                let response = <ProduceResponse as spate_protocol::api::Message>::decode(0, body)
-                    .expect("produce response");
-                let answer = response.topics[0].partitions[0];
-                assert_eq!(answer.error_code, ErrorCode::None);
-                acknowledged
-                    .lock()
-                    .unwrap()
-                    .push((partition, answer.base_offset, records));
             }
+            let _ = producer.close().wait();
         }));
     }
     // Let them produce, then crash the broker mid-stream.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while acknowledged.lock().unwrap().len() < 200 && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 1_000 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     broker.kill();
     stop.store(true, Ordering::SeqCst);
     for producer in producers {
-        let _ = producer.join();
+        producer.join().expect("producer thread");
     }
+    drop(client);
     let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
     assert!(
-        acknowledged.len() >= 50,
-        "too few acknowledged writes ({}) to test anything",
+        acknowledged.len() >= 250,
+        "too few acknowledged records ({}) to test anything",
         acknowledged.len()
     );
 
     broker.restart();
-    let mut client = TestClient::connect(broker.address());
+    let client = client_support::client(broker.address());
+    let described = client
+        .admin()
+        .describe_topic("crash")
+        .wait()
+        .expect("describe");
+    let stored_count: u64 = described
+        .partitions
+        .iter()
+        .map(|partition| partition.high_watermark - partition.log_start_offset)
+        .sum();
+    let read = read_records(&client, "crash", None, stored_count as usize);
     let stored: Vec<Vec<(u64, TestRecord)>> = (0..2)
-        .map(|partition| client.fetch_all("crash", partition, 0))
+        .map(|partition| partition_records(&read, partition))
         .collect();
-    for (partition, base_offset, records) in acknowledged {
-        for (index, record) in records.into_iter().enumerate() {
-            let offset = base_offset + index as u64;
-            let found = stored[partition as usize]
-                .iter()
-                .find(|(stored_offset, _)| *stored_offset == offset);
-            assert_eq!(
-                found.map(|(_, record)| record),
-                Some(&record),
-                "acknowledged record {partition}/{offset} lost"
-            );
-        }
+    for (partition, written_partition, offset, record) in acknowledged {
+        assert_eq!(
+            written_partition, partition,
+            "acknowledged in another partition"
+        );
+        let offset = offset.expect("acks=all reports the offset");
+        let found = stored[partition as usize]
+            .iter()
+            .find(|(stored_offset, _)| *stored_offset == offset);
+        assert_eq!(
+            found.map(|(_, record)| record),
+            Some(&record),
+            "acknowledged record {partition}/{offset} lost"
+        );
     }
 }
 
@@ -392,7 +444,69 @@ fn help_documents_every_setting_and_its_environment_variable() {
         "SPATE_LOG",
         "SPATE_DATA_DIR",
         "SPATE_LISTEN",
+        "--group-session-timeout-ms-min",
+        "SPATE_GROUP_SESSION_TIMEOUT_MS_MIN",
+        "--members-per-group-max",
+        "--offsets-topic-partitions",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
+
+#[test]
+fn sigterm_with_idle_and_long_polling_connections_exits_within_seconds() {
+    // The grace period is 10 s: a broker that waits for any of these connections to end on its
+    // own, or for a cross-shard answer that never comes, takes at least that long.
+    const PROMPT_STOP: Duration = Duration::from_secs(5);
+    let mut broker = Broker::start(BrokerOptions {
+        shards: 4,
+        ..BrokerOptions::default()
+    });
+    let partitions = 8;
+    TestClient::connect(broker.address()).create_topic("idle", partitions, &[]);
+    // Connected and silent, like a tool left open.
+    let _silent = std::net::TcpStream::connect(broker.address()).expect("connect");
+    // Consumers waiting at the tail of every partition, so each long poll waits on every shard.
+    // Shards look at the shutdown flag every 50 ms, each on its own phase; the polls start at
+    // spread times so that some shard stops before its part of some poll has answered (a shard
+    // that left then would leave that poll, reading again, waiting for an answer that never
+    // comes).
+    let mut waiting: Vec<(TestClient, u32)> = (0..6)
+        .map(|_| {
+            let mut consumer = TestClient::connect(broker.address());
+            let mut request = fetch_request("idle", 0, 0, 1 << 20, 30_000, 1);
+            request.topics[0].partitions = (0..partitions)
+                .map(|partition| FetchPartition {
+                    partition,
+                    fetch_offset: 0,
+                    partition_max_bytes: 1 << 20,
+                })
+                .collect();
+            let correlation_id = consumer.send(&request);
+            std::thread::sleep(Duration::from_millis(9));
+            (consumer, correlation_id)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let status = broker.terminate();
+    let elapsed = started.elapsed();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        elapsed < PROMPT_STOP,
+        "SIGTERM took {elapsed:?} with idle connections open"
+    );
+    for (consumer, correlation_id) in &mut waiting {
+        let response: FetchResponse = consumer.receive(*correlation_id);
+        assert_eq!(response.error_code, ErrorCode::None);
+        for answer in &response.topics[0].partitions {
+            assert_eq!(
+                answer.error_code,
+                ErrorCode::None,
+                "partition {}",
+                answer.partition
+            );
+        }
     }
 }

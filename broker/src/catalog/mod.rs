@@ -503,6 +503,27 @@ fn build_snapshot(data_dir: &Path, file: &CatalogFile) -> Result<CatalogSnapshot
     })
 }
 
+/// Names starting with this are the broker's own topics (the group coordinator's
+/// `__consumer_offsets`), as in Kafka. The catalog holds them like any topic; the request
+/// handlers refuse to let clients create, delete, reconfigure or write to them.
+pub const INTERNAL_TOPIC_PREFIX: &str = "__";
+
+/// Whether `name` is reserved for the broker's own topics (see [`INTERNAL_TOPIC_PREFIX`]).
+pub const fn is_internal_topic(name: &str) -> bool {
+    let (name, prefix) = (name.as_bytes(), INTERNAL_TOPIC_PREFIX.as_bytes());
+    if name.len() < prefix.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < prefix.len() {
+        if name[index] != prefix[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
 /// Kafka's rule: 1..=249 bytes of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
     let invalid = |reason| {
@@ -683,5 +704,15 @@ mod tests {
             Catalog::open(directory.path(), 1, 10, 10),
             Err(CatalogError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn only_names_starting_with_two_underscores_are_internal() {
+        for internal in ["__consumer_offsets", "__", "__x"] {
+            assert!(is_internal_topic(internal), "{internal}");
+        }
+        for ordinary in ["", "_", "_x", "x__", "a__b", "consumer_offsets"] {
+            assert!(!is_internal_topic(ordinary), "{ordinary}");
+        }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! The coordinator reads only [`GroupLimits`]; nothing else in `group` invents a bound. Relations
 //! between the defaults are pinned by `const` assertions; [`GroupLimits::check`] does the same for
-//! values that come from elsewhere. The broker configuration (`config`) does not carry these yet:
-//! each shard builds `GroupLimits::default()`.
+//! values that come from elsewhere. The broker configuration (`config::Config::groups`) sets them
+//! from its file, flags and `SPATE_*` environment (the `group_*`/`offsets_*` settings, named in
+//! [`GroupLimits::check`]'s errors) and hands each shard's coordinator a copy.
 
 use std::time::Duration;
 
@@ -58,6 +59,10 @@ pub mod defaults {
     pub const LOAD_RETRY_INTERVAL_MS: u64 = 20;
 }
 
+const _: () = assert!(
+    crate::catalog::is_internal_topic(OFFSETS_TOPIC_NAME),
+    "clients must not be able to create, delete, alter or write the offsets topic"
+);
 const _: () = assert!(defaults::SESSION_TIMEOUT_MS_MIN <= defaults::SESSION_TIMEOUT_MS_MAX);
 const _: () = assert!(defaults::OFFSETS_TOPIC_PARTITIONS > 0);
 const _: () = assert!(defaults::TIMER_TICK_MS < defaults::SESSION_TIMEOUT_MS_MIN as u64);
@@ -115,9 +120,13 @@ impl Default for GroupLimits {
     }
 }
 
+/// A refused [`GroupLimits`]: the broker setting at fault and why.
+pub type GroupLimitsError = (&'static str, String);
+
 impl GroupLimits {
     /// Refuses limits that contradict each other or would stop the coordinator from working.
-    pub fn check(&self) -> Result<(), String> {
+    /// The error names the broker setting (`config`) that carries the faulty limit.
+    pub fn check(&self) -> Result<(), GroupLimitsError> {
         let positive = [
             (
                 "offsets_topic_partitions",
@@ -125,19 +134,55 @@ impl GroupLimits {
             ),
             ("groups_per_shard_max", self.groups_per_shard_max as u64),
             ("members_per_group_max", self.members_per_group_max as u64),
-            ("write_batch_bytes_max", self.write_batch_bytes_max as u64),
-            ("writes_queued_max", self.writes_queued_max as u64),
+            (
+                "group_write_batch_bytes_max",
+                self.write_batch_bytes_max as u64,
+            ),
+            ("group_writes_queued_max", self.writes_queued_max as u64),
             ("replay_read_bytes", self.replay_read_bytes as u64),
-            ("timer_tick_ms", self.timer_tick_ms),
+            ("group_timer_tick_ms", self.timer_tick_ms),
         ];
-        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(format!("{name} must be greater than zero"));
+        if let Some((setting, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err((setting, "must be greater than zero".into()));
         }
         if self.session_timeout_ms_min > self.session_timeout_ms_max {
-            return Err("session_timeout_ms_min is above session_timeout_ms_max".into());
+            return Err((
+                "group_session_timeout_ms_min",
+                format!(
+                    "{} is above group_session_timeout_ms_max {}",
+                    self.session_timeout_ms_min, self.session_timeout_ms_max
+                ),
+            ));
+        }
+        // The timer must tick within the shortest session, or a session could outlive its
+        // timeout by a whole tick.
+        if self.timer_tick_ms >= u64::from(self.session_timeout_ms_min) {
+            return Err((
+                "group_timer_tick_ms",
+                format!(
+                    "{} is not below group_session_timeout_ms_min {}",
+                    self.timer_tick_ms, self.session_timeout_ms_min
+                ),
+            ));
+        }
+        if self.write_batch_bytes_max > spate_protocol::constants::BATCH_BYTES_MAX {
+            return Err((
+                "group_write_batch_bytes_max",
+                format!(
+                    "{} is above the largest batch the log accepts, {}",
+                    self.write_batch_bytes_max,
+                    spate_protocol::constants::BATCH_BYTES_MAX
+                ),
+            ));
         }
         if self.offset_metadata_bytes_max + 4 * 1024 > self.write_batch_bytes_max {
-            return Err("write_batch_bytes_max cannot hold one committed offset record".into());
+            return Err((
+                "group_write_batch_bytes_max",
+                format!(
+                    "{} cannot hold one committed offset record with offset_metadata_bytes_max {}",
+                    self.write_batch_bytes_max, self.offset_metadata_bytes_max
+                ),
+            ));
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -64,11 +64,37 @@ struct Barrier {
 }
 
 impl Barrier {
-    /// Also returns when shutdown is requested: a shard that failed to start requests it, and
-    /// its peers must not wait for it forever.
+    /// A start-up step. Also returns when shutdown is requested: a shard that failed to start
+    /// requests it, and its peers must not wait for it forever.
     async fn arrive_and_wait(&self, shard_count: usize, shutdown: &ShutdownFlag) {
         self.arrived.fetch_add(1, Ordering::SeqCst);
         while self.arrived.load(Ordering::SeqCst) < shard_count && !shutdown.is_requested() {
+            glommio::timer::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS)).await;
+        }
+    }
+
+    /// A shutdown step, where the shutdown flag is already set and says nothing: waits until
+    /// every shard still running (all but the `failed` ones) has arrived, or `deadline` passes
+    /// (a shard that died without counting itself failed must not hold the others forever).
+    ///
+    /// This is what keeps a shard alive while a peer may still call it: a shard that left early
+    /// would take its end of the mesh with it, and a peer's request sent to it then (a long
+    /// poll reading again after its wait, say) would never be answered.
+    async fn arrive_and_wait_for_peers(
+        &self,
+        shard_count: usize,
+        failed: &AtomicUsize,
+        deadline: Instant,
+    ) -> bool {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let present = self.arrived.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst);
+            if present >= shard_count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
             glommio::timer::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS)).await;
         }
     }
@@ -301,6 +327,9 @@ async fn serve_shard(
     );
 
     let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    // Every shard spends at most `grace` on its connections, so all arrive at the drained step
+    // within `grace` of the first; twice that bounds the wait for a shard that died meanwhile.
+    let drained_deadline = Instant::now() + 2 * grace;
     if glommio::timer::timeout(grace, async {
         let _ = connections.close().await;
         Ok(())
@@ -314,10 +343,16 @@ async fn serve_shard(
         );
     }
     shard.budget.close();
-    rendezvous
+    let all_drained = rendezvous
         .drained
-        .arrive_and_wait(shard_count, &shutdown)
+        .arrive_and_wait_for_peers(shard_count, &rendezvous.failed, drained_deadline)
         .await;
+    if !all_drained {
+        tracing::warn!(
+            shard = id,
+            "peers did not finish their connections in time; closing anyway"
+        );
+    }
     retention.await;
     written_syncs.await;
     shard.close_partitions().await;

@@ -53,6 +53,8 @@ pub enum PartitionError {
     InvalidRequest(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error("the topic is internal to the broker; clients may not change it")]
+    InternalTopic,
 }
 
 #[derive(Debug)]

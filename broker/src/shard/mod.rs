@@ -25,7 +25,7 @@ use futures_lite::future;
 
 use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicMetadata};
 use crate::config::Config;
-use crate::group::{GroupCoordinator, GroupLimits};
+use crate::group::GroupCoordinator;
 use crate::storage::Clock;
 
 use budget::ByteBudget;
@@ -74,6 +74,7 @@ impl Shard {
         shutdown: ShutdownFlag,
     ) -> Rc<Shard> {
         let shard_count = config.placement.shard_count();
+        let groups = GroupCoordinator::new(config.groups.clone());
         Rc::new(Shard {
             id: mesh.shard_id(),
             shard_count,
@@ -87,7 +88,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             unsynced: RefCell::new(HashSet::new()),
             unsynced_added: Rc::new(signal::AppendSignal::default()),
-            groups: GroupCoordinator::new(GroupLimits::default()),
+            groups,
         })
     }
 
@@ -97,10 +98,7 @@ impl Shard {
 
     /// Largest batch a producer may send: bounded by the frame limit and the protocol's limit.
     pub fn batch_bytes_max(&self) -> usize {
-        self.config
-            .limits
-            .frame_bytes_max
-            .min(spate_protocol::constants::BATCH_BYTES_MAX)
+        self.config.limits.batch_bytes_max()
     }
 
     /// Opens every partition the catalog places on this shard (start-up).

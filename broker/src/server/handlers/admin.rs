@@ -4,6 +4,10 @@
 //! Topic changes go to the catalog first (durably, on a blocking thread so the executor never
 //! waits on fsync), then to every shard so the owners open, delete or reconfigure their
 //! partitions; the answer is sent only after both, so a client that sees "created" can produce.
+//!
+//! Internal topics (names starting with `__`, like the coordinator's `__consumer_offsets`) are
+//! the broker's own: clients may read their metadata but never create, delete or reconfigure
+//! them (`InvalidTopicName`). The coordinator creates its topic through the catalog directly.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,7 +22,9 @@ use spate_protocol::api::{
 use spate_protocol::error::ErrorCode;
 
 use super::{catalog_error_code, partition_error_code};
-use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
+use crate::catalog::{
+    is_internal_topic, CatalogError, TopicConfig, TopicMetadata, INTERNAL_TOPIC_PREFIX,
+};
 use crate::shard::messages::{PartitionKey, PartitionState, ShardRequest, ShardResponse};
 use crate::shard::partition::log_config;
 use crate::shard::router::{broadcast, scatter};
@@ -132,6 +138,7 @@ async fn create_topic(
     partitions: i64,
     entries: &[ConfigEntry],
 ) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(name)?;
     let config = TopicConfig::default()
         .with_entries(
             entries
@@ -164,6 +171,10 @@ pub async fn delete_topics(
 ) -> DeleteTopicsResponse {
     let mut response = DeleteTopicsResponse::default();
     for name in &request.names {
+        if let Err(refusal) = refuse_internal(name) {
+            response.results.push(topic_result(name, Err(refusal)));
+            continue;
+        }
         let catalog = shard.catalog.clone();
         let owned_name = name.clone();
         let outcome = match blocking(move || catalog.delete_topic(&owned_name)).await {
@@ -245,6 +256,7 @@ async fn alter(
     shard: &Rc<Shard>,
     request: &AlterTopicConfigRequest,
 ) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(&request.name)?;
     let Some(topic) = shard.snapshot().topic(&request.name).cloned() else {
         return Err((
             ErrorCode::UnknownTopicOrPartition,
@@ -273,6 +285,19 @@ async fn alter(
     })
     .await
     .map_err(|error| (partition_error_code(&error), error.to_string()))
+}
+
+/// Refuses a client's change to one of the broker's own topics.
+fn refuse_internal(name: &str) -> Result<(), (ErrorCode, String)> {
+    if is_internal_topic(name) {
+        return Err((
+            ErrorCode::InvalidTopicName,
+            format!(
+                "topic {name} is internal to the broker: names starting with \"{INTERNAL_TOPIC_PREFIX}\" are reserved and cannot be created, deleted or altered by clients"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a topic config the storage engine would refuse when opening a partition.

@@ -2,6 +2,9 @@
 //!
 //! Each names partitions by topic name; the handler resolves them against one catalog snapshot,
 //! answers unknown ones at once, and sends the rest to their owning shards (`shard::router`).
+//! Internal topics (`__consumer_offsets`) are written only by the broker's group coordinator,
+//! through shard requests: a client's produce or delete records to one is refused per partition
+//! (`InvalidTopicName`), while fetch and list offsets stay allowed, as in Kafka.
 //! Record batches are never re-encoded: produce hands each batch's own bytes to its owner
 //! (`BytesMut`, moved, not copied, when the frame buffer is not shared), fetch returns stored
 //! `Bytes` that the response writer sends with one vectored write.
@@ -21,7 +24,7 @@ use spate_protocol::api::{
 use spate_protocol::error::ErrorCode;
 
 use super::partition_error_code;
-use crate::catalog::{CatalogSnapshot, ShardId};
+use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId};
 use crate::shard::messages::{
     FetchOutcome, FetchPartition, PartitionError, PartitionKey, ProduceAcks, ProduceOutcome,
     ProducePartition, ShardRequest, ShardResponse, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
@@ -48,6 +51,19 @@ fn resolve(
             partition,
         },
     ))
+}
+
+/// Like [`resolve`], for requests that change a partition's records: refuses internal topics,
+/// which only the broker itself writes.
+fn resolve_for_write(
+    snapshot: &CatalogSnapshot,
+    topic: &str,
+    partition: u32,
+) -> Result<(ShardId, PartitionKey), PartitionError> {
+    if is_internal_topic(topic) {
+        return Err(PartitionError::InternalTopic);
+    }
+    resolve(snapshot, topic, partition)
 }
 
 /// Sends the resolvable items to their owners; unresolvable ones keep their error. Output `i`
@@ -100,7 +116,11 @@ pub async fn produce(
     for topic in request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in topic.partitions {
-            placements.push(resolve(&snapshot, &topic.name, partition.partition));
+            placements.push(resolve_for_write(
+                &snapshot,
+                &topic.name,
+                partition.partition,
+            ));
             ranges.push(
                 partition
                     .batches
@@ -476,7 +496,7 @@ pub async fn delete_records(
             // u64::MAX stands for Kafka's -1: "up to the high watermark".
             let before = i64::try_from(partition.before_offset).unwrap_or(-1);
             items.push(
-                resolve(&snapshot, &topic.name, partition.partition)
+                resolve_for_write(&snapshot, &topic.name, partition.partition)
                     .map(|(owner, key)| (owner, (key, before))),
             );
         }

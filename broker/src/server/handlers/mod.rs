@@ -305,6 +305,7 @@ pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
         PartitionError::Storage(_) => ErrorCode::StorageError,
         PartitionError::InvalidRequest(_) => ErrorCode::InvalidRequest,
         PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
+        PartitionError::InternalTopic => ErrorCode::InvalidTopicName,
     }
 }
 
