@@ -74,8 +74,10 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
     let workload = Workload::resolve(kind, arguments.settings.clone().over(file_layer))?;
     let target_arguments = &arguments.target;
     check_drivers(target_arguments)?;
+    // Read before the harness restricts its own affinity to the load cores.
+    let available = available_cores();
     let placement = Placement::plan(
-        &available_cores(),
+        &available,
         target_arguments.broker_cores.as_ref(),
         target_arguments.load_cores.as_ref(),
         target_arguments.spawn_broker,
@@ -153,7 +155,7 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
         "data_root": data_root.display().to_string(),
         "with_limits": arguments.limits.with_limits,
         "notes": notes,
-        "machine": machine_description(),
+        "machine": machine_description(&available),
         "harness_version": env!("CARGO_PKG_VERSION"),
     });
     let config = report::config_value(Some(&workload), setup);
@@ -303,13 +305,15 @@ fn measure_limits(
         data_dir: directory.path().to_path_buf(),
         client_core: placement.load_core(0),
         broker_core: placement.broker_side_core(),
+        rounds: tuning.limit_rounds,
     };
     Ok(crate::limits::measure(&settings)?)
 }
 
 fn run_limits(arguments: LimitsArgs) -> Result<ExitCode, BenchError> {
+    let available = available_cores();
     let placement = Placement::plan(
-        &available_cores(),
+        &available,
         arguments.broker_cores.as_ref(),
         arguments.load_cores.as_ref(),
         true,
@@ -352,7 +356,8 @@ fn run_limits(arguments: LimitsArgs) -> Result<ExitCode, BenchError> {
             "loopback_duration_ms": arguments.tuning.loopback_duration_ms,
             "rtt_round_trips": arguments.tuning.rtt_round_trips,
             "disk_duration_ms": arguments.tuning.disk_duration_ms,
-            "machine": machine_description(),
+            "limit_rounds": arguments.tuning.limit_rounds,
+            "machine": machine_description(&available),
             "harness_version": env!("CARGO_PKG_VERSION"),
         }),
     );
@@ -400,7 +405,7 @@ fn describe(workload: &Workload, placement: &Placement) -> String {
 }
 
 /// CPUs and kernel, so a result file says what it was measured on.
-fn machine_description() -> Value {
+fn machine_description(available: &[usize]) -> Value {
     // SAFETY: `utsname` is plain data that uname(2) fills.
     let mut name: libc::utsname = unsafe { std::mem::zeroed() };
     let kernel = if unsafe { libc::uname(&mut name) } == 0 {
@@ -415,7 +420,7 @@ fn machine_description() -> Value {
         "unknown".to_string()
     };
     json!({
-        "available_cores": available_cores(),
+        "available_cores": available,
         "kernel": kernel,
     })
 }

@@ -124,6 +124,11 @@ pub struct LimitsTuning {
     /// fsync-every-append each write is one batch.
     #[arg(long, default_value_t = DISK_WRITE_BYTES_DEFAULT)]
     pub disk_write_bytes: usize,
+    /// Measure every limit this many times and keep the best figure of each (interference
+    /// only lowers a ceiling).
+    #[arg(long, default_value_t = LIMIT_ROUNDS_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=LIMIT_ROUNDS_MAX as i64))]
+    pub limit_rounds: u32,
 }
 
 /// Output options.

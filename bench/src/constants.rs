@@ -52,6 +52,11 @@ pub const DURATION_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 pub const HISTOGRAM_NANOS_MAX: u64 = 60 * 60 * 1_000_000_000;
 pub const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
 
+/// A closed-loop producer reads the clock (to time a record's acknowledgement and to check
+/// its stop time) on one record in this many: on this many records per second, two clock
+/// reads per record would be a measurable share of the load generator's core.
+pub const LATENCY_SAMPLE_INTERVAL_RECORDS: u64 = 16;
+
 /// How often the progress line refreshes.
 pub const PROGRESS_INTERVAL_MS: u64 = 1_000;
 /// How long consumers keep reading after producers stop before the missing records are
@@ -77,6 +82,11 @@ pub const SOCKET_RECEIVE_BUFFER_BYTES: usize = 1024 * 1024;
 /// Loopback round trip: bytes each way (a small request and its answer) and how many.
 pub const RTT_MESSAGE_BYTES: usize = 64;
 pub const RTT_ROUND_TRIPS_DEFAULT: u64 = 20_000;
+
+/// Rounds of limit measurements; the best figure of each kind is kept.
+pub const LIMIT_ROUNDS_DEFAULT: u32 = 2;
+/// Most rounds a run may ask for.
+pub const LIMIT_ROUNDS_MAX: u32 = 100;
 
 /// Disk limit: how long the write stream runs, the size of each O_DIRECT write, and the most it
 /// writes in total (the probe file is deleted afterwards).

@@ -339,7 +339,9 @@ pub fn table(
     text.push_str(&render(&rows));
     if let Some(limits) = limits {
         text.push_str(&format!(
-            "limits: loopback {} (RTT p50 {}), disk O_DIRECT+fdatasync {} in {}\n",
+            "limits (best of {} rounds): loopback {} (RTT p50 {}), disk O_DIRECT+fdatasync {} \
+             in {}\n",
+            limits.rounds.len().max(1),
             megabytes(limits.loopback_bytes_per_sec),
             micros(limits.loopback_rtt_us),
             megabytes(limits.disk_direct_write_bytes_per_sec),
@@ -408,7 +410,17 @@ pub fn limits_table(limits: &MachineLimits) -> String {
             },
         ],
     ];
-    format!("{}data directory: {}\n", render(&rows), limits.data_dir)
+    let mut text = format!("{}data directory: {}\n", render(&rows), limits.data_dir);
+    for (index, round) in limits.rounds.iter().enumerate() {
+        text.push_str(&format!(
+            "round {}: loopback {}, RTT p50 {}, disk {}\n",
+            index + 1,
+            megabytes(round.loopback_bytes_per_sec),
+            micros(round.loopback_rtt_us),
+            megabytes(round.disk_direct_write_bytes_per_sec)
+        ));
+    }
+    text
 }
 
 /// Left-aligned first column, right-aligned others, two spaces apart.
@@ -494,6 +506,7 @@ mod tests {
             data_dir: "/data".into(),
             client_core: 1,
             broker_core: 0,
+            rounds: Vec::new(),
         }
     }
 

@@ -104,13 +104,21 @@ impl Default for Meter {
 }
 
 impl Meter {
-    /// Counts `records` records of `bytes` bytes that completed at `now_nanos`, with one latency
-    /// sample per record (`latency_nanos`, or none).
-    pub fn count(&self, records: u64, bytes: u64, now_nanos: u64, latency_nanos: Option<u64>) {
+    /// Counts `records` records of `bytes` bytes that completed at `event_nanos` (when known),
+    /// with one latency sample per record (`latency_nanos`, or none).
+    pub fn count(
+        &self,
+        records: u64,
+        bytes: u64,
+        event_nanos: Option<u64>,
+        latency_nanos: Option<u64>,
+    ) {
         self.records.fetch_add(records, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.last_event_nanos
-            .fetch_max(now_nanos, Ordering::Relaxed);
+        if let Some(event_nanos) = event_nanos {
+            self.last_event_nanos
+                .fetch_max(event_nanos, Ordering::Relaxed);
+        }
         if let Some(latency_nanos) = latency_nanos {
             let mut histogram = self.lock_histogram();
             let _ = histogram.record_n(latency_nanos.clamp(1, HISTOGRAM_NANOS_MAX), records);
@@ -210,10 +218,11 @@ mod tests {
     #[test]
     fn meter_counts_records_bytes_and_latencies() {
         let meter = Meter::default();
-        meter.count(3, 3000, 50, Some(2_000));
-        meter.count(1, 1000, 40, None);
-        assert_eq!(meter.records(), 4);
-        assert_eq!(meter.bytes(), 4000);
+        meter.count(3, 3000, Some(50), Some(2_000));
+        meter.count(1, 1000, Some(40), None);
+        meter.count(1, 1000, None, None);
+        assert_eq!(meter.records(), 5);
+        assert_eq!(meter.bytes(), 5000);
         assert_eq!(meter.last_event_nanos(), 50);
         assert_eq!(meter.histogram().len(), 3);
         meter.fail(&"broken pipe");

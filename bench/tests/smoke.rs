@@ -159,13 +159,15 @@ fn assert_shape(document: &Value, workload: &str, with_limits: bool) {
 }
 
 /// Flags that keep limit measurements short.
-const QUICK_LIMITS: [&str; 6] = [
+const QUICK_LIMITS: [&str; 8] = [
     "--loopback-duration-ms",
     "300",
     "--rtt-round-trips",
     "500",
     "--disk-duration-ms",
     "300",
+    "--limit-rounds",
+    "1",
 ];
 
 #[test]
@@ -204,6 +206,17 @@ fn produce_with_limits_writes_the_full_shape() {
     assert_shape(&document, "produce", true);
     assert_eq!(document["latency_us"]["kind"], "produce_to_ack");
     assert_eq!(document["errors"], 0);
+    // The machine's cores are recorded as the process found them, before the harness moved
+    // itself onto the load cores: they include the broker's.
+    let available = document["config"]["machine"]["available_cores"]
+        .as_array()
+        .expect("available cores are listed");
+    for core in document["config"]["placement"]["broker_cores"]
+        .as_array()
+        .expect("broker cores are listed")
+    {
+        assert!(available.contains(core), "{document:#}");
+    }
 }
 
 #[test]

@@ -74,13 +74,22 @@ pub struct ConsumerSettings {
     pub start: StartPosition,
 }
 
+/// How the load generator tags a record it sends; handed back in its [`Acknowledgement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendMark {
+    /// When the record was sent, for a record whose latency is sampled; `None` for the others,
+    /// so that neither side reads the clock for them.
+    pub sent_at: Option<Instant>,
+    /// Whether the record counts towards the measurement (sent after the warm-up).
+    pub counted: bool,
+}
+
 /// What happened to one record a producer handed over.
 #[derive(Debug)]
 pub struct Acknowledgement {
-    /// The instant the load generator passed to [`ProducerDriver::send`].
-    pub sent_at: Instant,
-    /// When the driver saw the acknowledgement.
-    pub acknowledged_at: Instant,
+    pub mark: SendMark,
+    /// When the driver saw the acknowledgement; read only for records with a `sent_at`.
+    pub acknowledged_at: Option<Instant>,
     pub value_bytes: usize,
     pub outcome: Result<(), DriverError>,
 }
@@ -146,9 +155,9 @@ pub trait Driver: Send + Sync {
 
 /// One producer, used by one load-generator thread.
 pub trait ProducerDriver: Send {
-    /// Hands one record to the system. Blocks while the producer's buffer is full; `sent_at`
+    /// Hands one record to the system. Blocks while the producer's buffer is full; `mark`
     /// comes back in the record's [`Acknowledgement`].
-    fn send(&mut self, partition: u32, value: &[u8], sent_at: Instant) -> Result<(), DriverError>;
+    fn send(&mut self, partition: u32, value: &[u8], mark: SendMark) -> Result<(), DriverError>;
 
     /// The load generator is about to wait (open-loop pacing): push out anything buffered that
     /// the driver would otherwise hold.

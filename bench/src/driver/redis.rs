@@ -17,8 +17,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::resp::{encode_command, read_reply, Reply};
+use super::TopicSpec;
 use super::{Acknowledgement, AcknowledgementCallback, ConsumerDriver, ConsumerSettings};
-use super::{Driver, DriverError, DriverKind, ProducerDriver, ProducerSettings, TopicSpec};
+use super::{Driver, DriverError, DriverKind, ProducerDriver, ProducerSettings, SendMark};
 use crate::constants::{REDIS_INFLIGHT_COMMANDS_MAX, REDIS_READ_COUNT_MAX};
 
 const DRIVER: &str = "redis";
@@ -146,7 +147,7 @@ impl Driver for RedisDriver {
 
 /// A command written but not yet answered.
 struct Pending {
-    sent_at: Instant,
+    mark: SendMark,
     value_bytes: usize,
 }
 
@@ -234,7 +235,7 @@ impl RedisProducer {
 }
 
 impl ProducerDriver for RedisProducer {
-    fn send(&mut self, partition: u32, value: &[u8], sent_at: Instant) -> Result<(), DriverError> {
+    fn send(&mut self, partition: u32, value: &[u8], mark: SendMark) -> Result<(), DriverError> {
         if let Some(failure) = self.reader_failure() {
             return Err(failure);
         }
@@ -248,7 +249,7 @@ impl ProducerDriver for RedisProducer {
             })?;
         encode_command(&mut self.buffer, &[b"XADD", key, b"*", b"v", value]);
         let pending = Pending {
-            sent_at,
+            mark,
             value_bytes: value.len(),
         };
         let sender = self
@@ -333,7 +334,7 @@ fn read_replies(
 ) {
     while let Ok(command) = pending.recv() {
         let reply = read_reply(&mut reader);
-        let acknowledged_at = Instant::now();
+        let acknowledged_at = command.mark.sent_at.map(|_| Instant::now());
         let (outcome, failure) = match reply {
             Ok(Reply::Bulk(Some(_))) => (Ok(()), None),
             Ok(Reply::Error(message)) => (
@@ -362,7 +363,7 @@ fn read_replies(
             }
         };
         on_acknowledgement(Acknowledgement {
-            sent_at: command.sent_at,
+            mark: command.mark,
             acknowledged_at,
             value_bytes: command.value_bytes,
             outcome,

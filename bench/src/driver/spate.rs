@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use spate_client::{Acks, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer};
 use spate_client::{ProducerConfig, ProducerRecord, StartAt};
 
-use super::TopicSpec;
 use super::{Acknowledgement, AcknowledgementCallback, ConsumerDriver, ConsumerSettings};
 use super::{Driver, DriverError, DriverKind, ProducerDriver, ProducerSettings, StartPosition};
+use super::{SendMark, TopicSpec};
 use crate::workload::{AcksSetting, DurabilitySetting};
 
 const DRIVER: &str = "spate";
@@ -183,13 +183,13 @@ struct SpateProducer {
 }
 
 impl ProducerDriver for SpateProducer {
-    fn send(&mut self, partition: u32, value: &[u8], sent_at: Instant) -> Result<(), DriverError> {
+    fn send(&mut self, partition: u32, value: &[u8], mark: SendMark) -> Result<(), DriverError> {
         let record = ProducerRecord::new(&self.topic, value).with_partition(partition);
         let callback = Arc::clone(&self.on_acknowledgement);
         let value_bytes = value.len();
         self.producer
             .send_with_callback_blocking(record, move |result| {
-                let acknowledged_at = Instant::now();
+                let acknowledged_at = mark.sent_at.map(|_| Instant::now());
                 let outcome = result.map(|_| ()).map_err(|error| DriverError::Operation {
                     driver: DRIVER,
                     operation: "produce",
@@ -199,7 +199,7 @@ impl ProducerDriver for SpateProducer {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 callback(Acknowledgement {
-                    sent_at,
+                    mark,
                     acknowledged_at,
                     value_bytes,
                     outcome,

@@ -158,7 +158,7 @@ fn drain_partitions(
             &mut poll_latency,
             now.duration_since(poll_started).as_nanos() as u64,
         );
-        meter.count(records, bytes, crate::stats::nanos_of(now), None);
+        meter.count(records, bytes, Some(crate::stats::nanos_of(now)), None);
         received += records;
         last_progress = now;
     }

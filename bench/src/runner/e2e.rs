@@ -17,7 +17,7 @@ use super::produce::{counting_callback, producer_settings};
 use super::{join_all, new_meter, spawn_pinned, tighten_timer_slack, topic_of};
 use super::{EndToEndDetails, LatencyKind, Progress, RunError, RunOutcome, StickyPartitions};
 use crate::constants::{DRAIN_TIMEOUT_MS, E2E_TIMESTAMP_BYTES, POLL_WAIT_MS};
-use crate::driver::{ConsumerDriver, Driver, DriverError, ProducerDriver};
+use crate::driver::{ConsumerDriver, Driver, DriverError, ProducerDriver, SendMark};
 use crate::placement::Placement;
 use crate::stats::{nanos_of, new_histogram, now_nanos, per_second, record_nanos};
 use crate::stats::{LatencySummary, Meter};
@@ -99,16 +99,12 @@ fn run_at_rate(
         consumers.push(driver.consumer(topic, &partitions, &settings)?);
     }
     let acknowledgements = new_meter();
-    let measure_from_nanos = Arc::new(AtomicU64::new(u64::MAX));
     let mut producers = Vec::new();
     for _ in 0..workload.producers {
         producers.push(driver.producer(
             topic,
             &producer_settings(workload),
-            counting_callback(
-                Arc::clone(&acknowledgements),
-                Arc::clone(&measure_from_nanos),
-            ),
+            counting_callback(Arc::clone(&acknowledgements)),
         )?);
     }
     let start_nanos = now_nanos() + SCHEDULE_START_DELAY_NANOS;
@@ -116,7 +112,6 @@ fn run_at_rate(
         from_nanos: start_nanos + workload.warmup_ms * 1_000_000,
         until_nanos: start_nanos + (workload.warmup_ms + duration_ms) * 1_000_000,
     };
-    measure_from_nanos.store(window.from_nanos, Ordering::Relaxed);
     let corrected = new_meter();
     let uncorrected = new_meter();
     let tally = Arc::new(Tally {
@@ -159,7 +154,7 @@ fn run_at_rate(
         let message_bytes = workload.message_bytes;
         let name = format!("e2e-produce-{index}");
         let handle = spawn_pinned(name.clone(), placement, index, move || {
-            paced_send(producer, schedule, partitions, message_bytes)
+            paced_send(producer, schedule, window, partitions, message_bytes)
         })?;
         producer_handles.push((name, handle));
     }
@@ -261,6 +256,7 @@ struct Paced {
 fn paced_send(
     mut producer: Box<dyn ProducerDriver>,
     schedule: Schedule,
+    window: Window,
     mut partitions: StickyPartitions,
     message_bytes: usize,
 ) -> Result<Paced, DriverError> {
@@ -287,7 +283,11 @@ fn paced_send(
         lag_max_nanos = lag_max_nanos.max(sent_nanos.saturating_sub(due));
         value[..8].copy_from_slice(&due.to_le_bytes());
         value[8..E2E_TIMESTAMP_BYTES].copy_from_slice(&sent_nanos.to_le_bytes());
-        producer.send(partitions.next_partition(), &value, sent_at)?;
+        let mark = SendMark {
+            sent_at: Some(sent_at),
+            counted: (window.from_nanos..window.until_nanos).contains(&due),
+        };
+        producer.send(partitions.next_partition(), &value, mark)?;
         last_send_nanos = sent_nanos;
         sent += 1;
     }
@@ -342,7 +342,7 @@ fn tail(
             }
         })?;
         if measured > 0 {
-            corrected.count(measured, measured_bytes, last_receipt_nanos, None);
+            corrected.count(measured, measured_bytes, Some(last_receipt_nanos), None);
         }
         tally.received.fetch_add(records as u64, Ordering::Relaxed);
     }

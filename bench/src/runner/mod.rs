@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn outcome_rates_use_the_window_from_start_to_last_event() {
         let meter = Meter::default();
-        meter.count(10, 10_000, 2_000_000_000, Some(1_000));
+        meter.count(10, 10_000, Some(2_000_000_000), Some(1_000));
         let outcome =
             RunOutcome::from_meter(DriverKind::Spate, &meter, 1_000_000_000, LatencyKind::Poll);
         assert_eq!(outcome.records_per_sec, 10.0);

@@ -4,12 +4,13 @@
 //!
 //! Also used to pre-fill topics (`consume`) and to calibrate the maximum rate (`e2e`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{join_all, megabytes_per_second, new_meter, spawn_pinned, topic_of};
 use super::{LatencyKind, Progress, RunError, RunOutcome, StickyPartitions};
+use crate::constants::LATENCY_SAMPLE_INTERVAL_RECORDS;
+use crate::driver::SendMark;
 use crate::driver::TopicSpec;
 use crate::driver::{Acknowledgement, Driver, DriverError, ProducerDriver, ProducerSettings};
 use crate::placement::Placement;
@@ -48,28 +49,31 @@ pub struct Produced {
     pub sent_per_partition: Vec<u64>,
 }
 
-/// An acknowledgement callback that counts into `meter` what was sent at or after the instant
-/// in `measure_from_nanos` (the end of the warm-up; `u64::MAX` counts nothing yet).
-pub fn counting_callback(
-    meter: Arc<Meter>,
-    measure_from_nanos: Arc<AtomicU64>,
-) -> crate::driver::AcknowledgementCallback {
-    Box::new(move |acknowledgement: Acknowledgement| {
-        let sent_nanos = nanos_of(acknowledgement.sent_at);
-        match acknowledgement.outcome {
-            Ok(()) if sent_nanos >= measure_from_nanos.load(Ordering::Relaxed) => {
-                let acknowledged_nanos = nanos_of(acknowledgement.acknowledged_at);
+/// An acknowledgement callback that counts into `meter` the records marked as counted, with
+/// the latency of those that carry a send instant.
+pub fn counting_callback(meter: Arc<Meter>) -> crate::driver::AcknowledgementCallback {
+    Box::new(
+        move |acknowledgement: Acknowledgement| match acknowledgement.outcome {
+            Ok(()) if acknowledgement.mark.counted => {
+                let timing = acknowledgement
+                    .mark
+                    .sent_at
+                    .zip(acknowledgement.acknowledged_at);
                 meter.count(
                     1,
                     acknowledgement.value_bytes as u64,
-                    acknowledged_nanos,
-                    Some(acknowledged_nanos.saturating_sub(sent_nanos)),
+                    timing.map(|(_, acknowledged_at)| nanos_of(acknowledged_at)),
+                    timing.map(|(sent_at, acknowledged_at)| {
+                        acknowledged_at
+                            .saturating_duration_since(sent_at)
+                            .as_nanos() as u64
+                    }),
                 );
             }
             Ok(()) => {}
             Err(error) => meter.fail(&error),
-        }
-    })
+        },
+    )
 }
 
 /// Sends records on `topic` (which exists) as the workload says. `label` names the phase on
@@ -84,20 +88,14 @@ pub fn produce(
 ) -> Result<Produced, RunError> {
     let settings = producer_settings(workload);
     let meter = new_meter();
-    let measure_from_nanos = Arc::new(AtomicU64::new(u64::MAX));
     // Created here, on the main thread, whose affinity is the load cores: threads a client
     // library starts inherit it.
     let mut producers: Vec<Box<dyn ProducerDriver>> = Vec::new();
     for _ in 0..workload.producers {
-        producers.push(driver.producer(
-            topic,
-            &settings,
-            counting_callback(Arc::clone(&meter), Arc::clone(&measure_from_nanos)),
-        )?);
+        producers.push(driver.producer(topic, &settings, counting_callback(Arc::clone(&meter)))?);
     }
     let start_nanos = now_nanos();
     let measure_from = start_nanos + workload.warmup_ms * 1_000_000;
-    measure_from_nanos.store(measure_from, Ordering::Relaxed);
     let producer_count = u64::from(workload.producers);
     let mut handles = Vec::new();
     for (index, producer) in producers.into_iter().enumerate() {
@@ -118,6 +116,7 @@ pub fn produce(
             ),
             partition_count: workload.partitions,
             message_bytes: workload.message_bytes,
+            measure_from_nanos: measure_from,
             limit,
         };
         let name = format!("{label}-{index}");
@@ -173,6 +172,8 @@ struct ProducerJob {
     partitions: StickyPartitions,
     partition_count: u32,
     message_bytes: usize,
+    /// Records sent from this clock reading on count towards the measurement.
+    measure_from_nanos: u64,
     limit: SendLimit,
 }
 
@@ -186,15 +187,28 @@ impl ProducerJob {
             .collect();
         let mut sent = vec![0u64; self.partition_count as usize];
         let mut sent_total = 0u64;
+        let mut counted = false;
         loop {
-            let now = Instant::now();
-            match self.limit {
-                SendLimit::Until(stop_nanos) if nanos_of(now) >= stop_nanos => break,
-                SendLimit::Count(count) if sent_total >= count => break,
-                _ => {}
+            if let SendLimit::Count(count) = self.limit {
+                if sent_total >= count {
+                    break;
+                }
             }
+            // One record in LATENCY_SAMPLE_INTERVAL_RECORDS is timed; its clock reading also
+            // serves the stop and warm-up checks for the records around it.
+            let sent_at = if sent_total % LATENCY_SAMPLE_INTERVAL_RECORDS == 0 {
+                let now = Instant::now();
+                let now_nanos = nanos_of(now);
+                if matches!(self.limit, SendLimit::Until(stop_nanos) if now_nanos >= stop_nanos) {
+                    break;
+                }
+                counted = now_nanos >= self.measure_from_nanos;
+                Some(now)
+            } else {
+                None
+            };
             let partition = self.partitions.next_partition();
-            producer.send(partition, &value, now)?;
+            producer.send(partition, &value, SendMark { sent_at, counted })?;
             sent[partition as usize] += 1;
             sent_total += 1;
         }
