@@ -9,6 +9,7 @@
 //! consumer therefore has a [`ConnectionSlot`] of its own, and admin and metadata requests share
 //! one. Several brokers (replication) will add a slot per broker here.
 
+pub(crate) mod coarse_clock;
 pub(crate) mod connection;
 
 use std::collections::HashMap;
@@ -25,8 +26,11 @@ use connection::Connection;
 /// What the client knows about one topic.
 #[derive(Debug, Clone)]
 pub(crate) struct TopicInfo {
+    pub(crate) name: String,
     pub(crate) partitions: Vec<PartitionMetadata>,
-    pub(crate) fetched_at: Instant,
+    /// When the entry goes stale, on [`coarse_clock::monotonic`]: a cache hit then costs a
+    /// coarse clock read (a tick late at worst) rather than a precise one.
+    fresh_until: Duration,
 }
 
 impl TopicInfo {
@@ -55,7 +59,16 @@ pub(crate) struct Network {
     config: Arc<ClientConfig>,
     /// Admin and metadata requests.
     shared: ConnectionSlot,
-    topics: Mutex<HashMap<String, Arc<TopicInfo>>>,
+    topics: Mutex<TopicCache>,
+}
+
+/// Topic metadata by name, plus the entry used last: a producer mostly sends to one topic, and
+/// comparing its name is cheaper than hashing it for every record.
+#[derive(Default)]
+struct TopicCache {
+    by_name: HashMap<String, Arc<TopicInfo>>,
+    /// Always also in `by_name`.
+    last_used: Option<Arc<TopicInfo>>,
 }
 
 /// Which failures a call may retry.
@@ -72,7 +85,7 @@ impl Network {
         Self {
             config,
             shared: ConnectionSlot::new(),
-            topics: Mutex::new(HashMap::new()),
+            topics: Mutex::new(TopicCache::default()),
         }
     }
 
@@ -144,7 +157,7 @@ impl Network {
         }
     }
 
-    fn topics(&self) -> MutexGuard<'_, HashMap<String, Arc<TopicInfo>>> {
+    fn topics(&self) -> MutexGuard<'_, TopicCache> {
         self.topics
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -152,13 +165,29 @@ impl Network {
 
     /// Cached metadata that is younger than `metadata_max_age`, without any I/O.
     pub(crate) fn cached_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
-        let info = self.topics().get(topic).cloned()?;
-        (info.fetched_at.elapsed() < self.config.metadata_max_age).then_some(info)
+        let mut cache = self.topics();
+        let info = match &cache.last_used {
+            Some(last) if last.name == topic => last.clone(),
+            _ => {
+                let info = cache.by_name.get(topic).cloned()?;
+                cache.last_used = Some(info.clone());
+                info
+            }
+        };
+        (coarse_clock::monotonic() < info.fresh_until).then_some(info)
     }
 
     /// Forgets a topic, so that the next use asks the broker again.
     pub(crate) fn invalidate(&self, topic: &str) {
-        self.topics().remove(topic);
+        let mut cache = self.topics();
+        cache.by_name.remove(topic);
+        if cache
+            .last_used
+            .as_ref()
+            .is_some_and(|last| last.name == topic)
+        {
+            cache.last_used = None;
+        }
     }
 
     /// Metadata of `topic`, from the cache when fresh, otherwise from the broker.
@@ -201,10 +230,14 @@ impl Network {
             code => return Err(Error::broker("metadata", Some(topic), None, code, None)),
         }
         let info = Arc::new(TopicInfo {
+            name: topic.to_string(),
             partitions: answer.partitions,
-            fetched_at: Instant::now(),
+            fresh_until: coarse_clock::monotonic() + self.config.metadata_max_age,
         });
-        self.topics().insert(topic.to_string(), info.clone());
+        let mut cache = self.topics();
+        cache.by_name.insert(topic.to_string(), info.clone());
+        // The replaced entry may be the last used one; the next lookup picks the new one.
+        cache.last_used = Some(info.clone());
         Ok(info)
     }
 }
