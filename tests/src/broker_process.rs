@@ -214,7 +214,63 @@ pub fn broker_binary() -> PathBuf {
 
 type Spawned = (Child, SocketAddr, mpsc::Receiver<String>, Vec<String>);
 
+/// A broker start that logged no readiness in time: its log and, where gdb is installed, a
+/// backtrace of every thread, taken before it was killed.
+struct StartHung {
+    log: String,
+    threads: String,
+}
+
+/// Starts the broker; a start that hangs is reported in full and tried once more.
+///
+/// Why the retry: CI once saw a debug broker stop logging after "catalog opened" while twelve
+/// brokers started at once on two cores, and it could not be reproduced in 300+ starts since.
+/// Until the cause is found (see the thread dump this prints), one hung start must not hide the
+/// result of the test that needed the broker; a second hang fails the test.
 fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawned {
+    match spawn_once(data_dir, listen, options) {
+        Ok(spawned) => spawned,
+        Err(hung) => {
+            eprintln!(
+                "BROKER START HUNG (known open bug, retrying once): no readiness within \
+                 {READY_TIMEOUT:?}\n--- broker log ---\n{}\n--- broker threads ---\n{}",
+                hung.log, hung.threads
+            );
+            match spawn_once(data_dir, listen, options) {
+                Ok(spawned) => spawned,
+                Err(hung) => panic!(
+                    "broker did not become ready within {READY_TIMEOUT:?}, twice; its log:\n{}\n\
+                     threads:\n{}",
+                    hung.log, hung.threads
+                ),
+            }
+        }
+    }
+}
+
+/// Backtraces of every thread of a live process, via gdb when it is installed.
+fn thread_dump(pid: u32) -> String {
+    let output = Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    match output {
+        Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+        Err(error) => format!("(no thread dump: gdb could not run: {error})"),
+    }
+}
+
+fn spawn_once(
+    data_dir: &Path,
+    listen: SocketAddr,
+    options: &BrokerOptions,
+) -> Result<Spawned, StartHung> {
     let mut child = Command::new(broker_binary())
         .arg("--data-dir")
         .arg(data_dir)
@@ -257,14 +313,22 @@ fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawne
                 let address = ready_address(&line);
                 seen.push(line);
                 if let Some(address) = address {
-                    return (child, address, receiver, seen);
+                    return Ok((child, address, receiver, seen));
                 }
             }
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let threads = thread_dump(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
+                return Err(StartHung {
+                    log: seen.join("\n"),
+                    threads,
+                });
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("wait for broker");
                 panic!(
-                    "broker did not become ready within {READY_TIMEOUT:?}; its log:\n{}",
+                    "broker exited before it was ready ({status}); its log:\n{}",
                     seen.join("\n")
                 );
             }
