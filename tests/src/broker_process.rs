@@ -7,7 +7,7 @@
 //! That avoids the race of picking a port here and hoping it is still free when the broker binds.
 //! A restart binds the same address again, as an operator's restart would.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -231,10 +231,14 @@ fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawne
     match spawn_once(data_dir, listen, options) {
         Ok(spawned) => spawned,
         Err(hung) => {
-            eprintln!(
+            // Straight to the process's stderr: libtest captures `eprintln!` of passing tests,
+            // and this must be seen even when the retry succeeds.
+            let _ = writeln!(
+                std::io::stderr(),
                 "BROKER START HUNG (known open bug, retrying once): no readiness within \
                  {READY_TIMEOUT:?}\n--- broker log ---\n{}\n--- broker threads ---\n{}",
-                hung.log, hung.threads
+                hung.log,
+                hung.threads
             );
             match spawn_once(data_dir, listen, options) {
                 Ok(spawned) => spawned,
