@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use glommio::channels::local_channel;
+use spate_protocol::api::FetchPartition as FetchRequestPartition;
 use spate_protocol::api::{
-    Acks, DeleteRecordsPartitionResponse, DeleteRecordsRequest, DeleteRecordsResponse,
-    FetchPartitionResponse, FetchRequest, FetchResponse, ListOffsetsPartitionResponse,
-    ListOffsetsRequest, ListOffsetsResponse, OffsetSpec, ProducePartitionResponse, ProduceRequest,
-    ProduceResponse, RecordSet, TopicPartitions,
+    Acks, DeleteRecordsPartition, DeleteRecordsPartitionResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, FetchPartitionResponse, FetchRequest, FetchResponse,
+    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetSpec, ProducePartitionResponse, ProduceRequest, ProduceResponse, RecordSet,
+    TopicPartitions,
 };
 use spate_protocol::error::ErrorCode;
 
@@ -97,6 +99,43 @@ async fn route<T, R: 'static>(
         .collect()
 }
 
+/// Rebuilds a request's topic → partition shape from per-partition results in request order
+/// (as `route` returns them); a missing result reads as an unknown partition.
+fn answer_in_request_order<T, P, R, A>(
+    topics: impl IntoIterator<Item = (String, T)>,
+    results: Vec<Result<R, PartitionError>>,
+    mut answer: impl FnMut(P, Result<R, PartitionError>) -> A,
+) -> Vec<TopicPartitions<A>>
+where
+    T: IntoIterator<Item = P>,
+{
+    let mut results = results.into_iter();
+    topics
+        .into_iter()
+        .map(|(name, partitions)| TopicPartitions {
+            name,
+            partitions: partitions
+                .into_iter()
+                .map(|partition| {
+                    let result = results
+                        .next()
+                        .unwrap_or(Err(PartitionError::UnknownTopicOrPartition));
+                    answer(partition, result)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A borrowed request's topic → partition shape, for `answer_in_request_order`.
+fn request_shape<P>(
+    topics: &[TopicPartitions<P>],
+) -> impl Iterator<Item = (String, std::slice::Iter<'_, P>)> {
+    topics
+        .iter()
+        .map(|topic| (topic.name.clone(), topic.partitions.iter()))
+}
+
 pub async fn produce(
     shard: &Rc<Shard>,
     request: ProduceRequest,
@@ -153,25 +192,14 @@ pub async fn produce(
     if acks == ProduceAcks::None {
         return None;
     }
-    let mut results = results.into_iter();
-    let topics = shape
-        .into_iter()
-        .map(|(name, partitions)| TopicPartitions {
-            name,
-            partitions: partitions
-                .into_iter()
-                .map(|partition| produce_answer(partition, results.next()))
-                .collect(),
-        })
-        .collect();
+    let topics = answer_in_request_order(shape, results, produce_answer);
     Some(ProduceResponse { topics })
 }
 
 fn produce_answer(
     partition: u32,
-    result: Option<Result<ProduceOutcome, PartitionError>>,
+    result: Result<ProduceOutcome, PartitionError>,
 ) -> ProducePartitionResponse {
-    let result = result.unwrap_or(Err(PartitionError::UnknownTopicOrPartition));
     match result {
         Ok(outcome) => ProducePartitionResponse {
             partition,
@@ -305,24 +333,13 @@ pub async fn fetch(shard: &Rc<Shard>, request: &FetchRequest) -> FetchResponse {
 
     let mut budget = response_bytes_max;
     let mut first = true;
-    let mut results = results.into_iter();
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| TopicPartitions {
-            name: topic.name.clone(),
-            partitions: topic
-                .partitions
-                .iter()
-                .map(|partition| {
-                    let result = results
-                        .next()
-                        .unwrap_or(Err(PartitionError::UnknownTopicOrPartition));
-                    fetch_answer(partition.partition, result, &mut budget, &mut first)
-                })
-                .collect(),
-        })
-        .collect();
+    let topics = answer_in_request_order(
+        request_shape(&request.topics),
+        results,
+        |partition: &FetchRequestPartition, result| {
+            fetch_answer(partition.partition, result, &mut budget, &mut first)
+        },
+    );
     FetchResponse {
         error_code: ErrorCode::None,
         topics,
@@ -441,7 +458,7 @@ pub async fn list_offsets(shard: &Rc<Shard>, request: &ListOffsetsRequest) -> Li
             );
         }
     }
-    let mut results = route(
+    let results = route(
         shard,
         items,
         |partitions| ShardRequest::ListOffsets { partitions },
@@ -450,38 +467,25 @@ pub async fn list_offsets(shard: &Rc<Shard>, request: &ListOffsetsRequest) -> Li
             _ => None,
         },
     )
-    .await
-    .into_iter();
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| TopicPartitions {
-            name: topic.name.clone(),
-            partitions: topic
-                .partitions
-                .iter()
-                .map(|partition| {
-                    match results
-                        .next()
-                        .unwrap_or(Err(PartitionError::UnknownTopicOrPartition))
-                    {
-                        Ok(answer) => ListOffsetsPartitionResponse {
-                            partition: partition.partition,
-                            error_code: ErrorCode::None,
-                            offset: u64::try_from(answer.offset).ok(),
-                            timestamp: answer.timestamp,
-                        },
-                        Err(error) => ListOffsetsPartitionResponse {
-                            partition: partition.partition,
-                            error_code: partition_error_code(&error),
-                            offset: None,
-                            timestamp: -1,
-                        },
-                    }
-                })
-                .collect(),
-        })
-        .collect();
+    .await;
+    let topics = answer_in_request_order(
+        request_shape(&request.topics),
+        results,
+        |partition: &ListOffsetsPartition, result| match result {
+            Ok(answer) => ListOffsetsPartitionResponse {
+                partition: partition.partition,
+                error_code: ErrorCode::None,
+                offset: u64::try_from(answer.offset).ok(),
+                timestamp: answer.timestamp,
+            },
+            Err(error) => ListOffsetsPartitionResponse {
+                partition: partition.partition,
+                error_code: partition_error_code(&error),
+                offset: None,
+                timestamp: -1,
+            },
+        },
+    );
     ListOffsetsResponse { topics }
 }
 
@@ -501,7 +505,7 @@ pub async fn delete_records(
             );
         }
     }
-    let mut results = route(
+    let results = route(
         shard,
         items,
         |partitions| ShardRequest::DeleteRecords { partitions },
@@ -510,36 +514,23 @@ pub async fn delete_records(
             _ => None,
         },
     )
-    .await
-    .into_iter();
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| TopicPartitions {
-            name: topic.name.clone(),
-            partitions: topic
-                .partitions
-                .iter()
-                .map(|partition| {
-                    match results
-                        .next()
-                        .unwrap_or(Err(PartitionError::UnknownTopicOrPartition))
-                    {
-                        Ok(log_start_offset) => DeleteRecordsPartitionResponse {
-                            partition: partition.partition,
-                            error_code: ErrorCode::None,
-                            log_start_offset,
-                        },
-                        Err(error) => DeleteRecordsPartitionResponse {
-                            partition: partition.partition,
-                            error_code: partition_error_code(&error),
-                            log_start_offset: 0,
-                        },
-                    }
-                })
-                .collect(),
-        })
-        .collect();
+    .await;
+    let topics = answer_in_request_order(
+        request_shape(&request.topics),
+        results,
+        |partition: &DeleteRecordsPartition, result| match result {
+            Ok(log_start_offset) => DeleteRecordsPartitionResponse {
+                partition: partition.partition,
+                error_code: ErrorCode::None,
+                log_start_offset,
+            },
+            Err(error) => DeleteRecordsPartitionResponse {
+                partition: partition.partition,
+                error_code: partition_error_code(&error),
+                log_start_offset: 0,
+            },
+        },
+    );
     DeleteRecordsResponse { topics }
 }
 
