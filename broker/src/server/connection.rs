@@ -129,11 +129,14 @@ async fn read_requests(
             let mut frame = BytesMut::with_capacity(total);
             frame.extend_from_slice(&buffer);
             buffer.clear();
-            while frame.len() < total {
-                let filled = frame.len();
-                frame.resize(filled + (total - filled).min(LARGE_READ_BYTES_MAX), 0);
+            let mut filled = frame.len();
+            // Zero-fill the frame once: a read usually returns far less than it is offered, and
+            // zero-filling its target before every read cost more than the reads themselves.
+            // The frame's bytes are already held from the budget.
+            frame.resize(total, 0);
+            while filled < total {
                 match read_or_shutdown(shard, &mut stream, &mut frame[filled..]).await {
-                    Some(count) => frame.truncate(filled + count),
+                    Some(count) => filled += count,
                     None => return,
                 }
             }
@@ -297,7 +300,7 @@ fn read_size(buffer: &[u8], chunk_bytes: usize) -> usize {
     frame_remaining.clamp(chunk_bytes, LARGE_READ_BYTES_MAX.max(chunk_bytes))
 }
 
-/// Largest single read while a big frame is arriving; each read zero-fills its target first.
+/// Largest single read into the shared buffer; each such read zero-fills its target first.
 const LARGE_READ_BYTES_MAX: usize = 1024 * 1024;
 
 fn peek_frame_bytes(buffer: &[u8]) -> Option<usize> {
