@@ -151,6 +151,66 @@ fn a_fresh_executor_thread_reads_a_new_partition_after_the_iopoll_probe() {
 }
 
 #[test]
+fn shards_preparing_one_data_directory_at_once_never_expose_a_short_probe_file() {
+    // Every shard of a broker prepares the same data directory at start. Each round removes the
+    // probe and lets eight threads race to write and open it while an observer watches the file:
+    // once it exists it must always be whole (a truncating write would let a peer open it short,
+    // and glommio would then probe an empty file), and no staging file may be left behind.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let directory = TestDirectory::new("probe-race");
+    let probe = spate_broker::storage::dma::iopoll_probe_path(&directory.0);
+    let mut short_sightings = Vec::new();
+    for _round in 0..20 {
+        let _ = std::fs::remove_file(&probe);
+        let racing = Arc::new(AtomicBool::new(true));
+        let observer = {
+            let probe = probe.clone();
+            let racing = racing.clone();
+            std::thread::spawn(move || {
+                let mut short = Vec::new();
+                while racing.load(Ordering::Relaxed) {
+                    if let Ok(metadata) = std::fs::metadata(&probe) {
+                        if metadata.len() != 4096 {
+                            short.push(metadata.len());
+                        }
+                    }
+                }
+                short
+            })
+        };
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let data = directory.0.clone();
+                std::thread::spawn(move || {
+                    on_executor(move || async move {
+                        DmaFileSystem::for_data_dir(&data)
+                            .await
+                            .expect("prepare data directory");
+                    })
+                })
+            })
+            .collect();
+        for racer in racers {
+            racer.join().expect("racer");
+        }
+        racing.store(false, Ordering::Relaxed);
+        short_sightings.extend(observer.join().expect("observer"));
+    }
+    assert!(
+        short_sightings.is_empty(),
+        "the probe file was seen short: {short_sightings:?}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&directory.0)
+        .expect("list")
+        .map(|entry| entry.expect("entry").file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging files left: {leftovers:?}");
+}
+
+#[test]
 fn recovery_truncates_torn_tail_batch_on_disk() {
     let directory = TestDirectory::new("torn-tail");
     let data = directory.0.clone();

@@ -147,7 +147,13 @@ fn produce_and_consume_carry_keys_partitions_headers_and_every_format_token() {
         );
         assert_eq!(fields[5], "source=test,run=1");
         let timestamp: i64 = fields[6].parse().unwrap();
-        assert!((before..=after).contains(&timestamp), "{line}");
+        // The producer stamps records from the kernel's coarse wall clock, which trails the
+        // precise clock by up to one scheduler tick (10 ms at HZ=100): allow that much early.
+        let coarse_clock_lag_ms_max = 50;
+        assert!(
+            (before - coarse_clock_lag_ms_max..=after).contains(&timestamp),
+            "{line} not within [{before} - {coarse_clock_lag_ms_max}, {after}]"
+        );
         assert_eq!(fields[7], "%");
         seen.push((
             partition,

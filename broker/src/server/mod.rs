@@ -12,6 +12,7 @@
 
 pub mod connection;
 pub mod handlers;
+pub mod progress;
 pub mod startup;
 pub mod write;
 
@@ -33,9 +34,14 @@ use crate::config::{Config, ShardPlacement};
 use crate::shard::mesh::{Envelope, Mesh, RequestExecutor};
 use crate::shard::signal::ShutdownFlag;
 use crate::shard::Shard;
+use progress::{StartupProgress, StartupStep};
 
 /// How often a shard checks whether its peers reached the same start-up or shutdown step.
 const BARRIER_POLL_INTERVAL_MS: u64 = 5;
+
+/// A start-up slower than this gets a warning naming each shard's step, repeated at this
+/// interval until every shard listens (a healthy start takes milliseconds).
+const STARTUP_REPORT_INTERVAL_MS: u64 = 10_000;
 
 /// Why the broker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +116,8 @@ struct Rendezvous {
     failed: Arc<AtomicUsize>,
     /// The address the shards listen on; resolved once when the configured port is 0.
     listen: SocketAddr,
+    /// Which start-up step each shard is at, for the watchdog that names a stuck one.
+    progress: StartupProgress,
 }
 
 /// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
@@ -158,6 +166,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         drained: Barrier::default(),
         failed: Arc::new(AtomicUsize::new(0)),
         listen,
+        progress: StartupProgress::new(shard_count),
     };
 
     let config = Arc::new(config);
@@ -178,7 +187,11 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
             .name(&format!("shard-{index}"))
             .io_memory(config.limits.io_memory_bytes)
             .spawn(move || async move {
-                run_shard(config, catalog, mesh_builder, shutdown, rendezvous, core).await
+                let shard = StartingShard {
+                    spawn_index: index,
+                    core,
+                };
+                run_shard(config, catalog, mesh_builder, shutdown, rendezvous, shard).await
             })
             .map_err(|error| ServerError::ShardStart {
                 shard: index,
@@ -192,8 +205,13 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         rendezvous.listening.arrived.load(Ordering::SeqCst)
             + rendezvous.failed.load(Ordering::SeqCst)
     };
+    let mut watchdog = progress::Watchdog::new(
+        rendezvous.progress.clone(),
+        Duration::from_millis(STARTUP_REPORT_INTERVAL_MS),
+    );
     while started() < shard_count && !shutdown.is_requested() {
         std::thread::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS));
+        watchdog.report_if_slow();
     }
     drop(reservation);
     if rendezvous.listening.arrived.load(Ordering::SeqCst) == shard_count {
@@ -225,13 +243,44 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     }
 }
 
+/// Who a shard thread is before it joins the mesh: the index it was spawned with (the mesh
+/// assigns its own ids, in executor order) and the core it is pinned to.
+struct StartingShard {
+    spawn_index: usize,
+    core: Option<usize>,
+}
+
+/// Joins the cross-shard mesh while a timer wakes this executor every few milliseconds.
+///
+/// Why the timer: glommio 0.9 wakes a task waiting on a foreign channel either by an eventfd write
+/// from the peer or by its own reactor's next turn. The join's rendezvous relies on the former
+/// alone; a shard with nothing else to do that missed it would sleep forever (a start-up hang was
+/// seen once in CI, at this point or the next). A reactor turn re-checks every foreign channel,
+/// so a periodic timer bounds any such stall to one tick instead.
+async fn join_mesh(
+    mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+) -> glommio::Result<
+    (
+        glommio::channels::channel_mesh::Senders<Envelope>,
+        glommio::channels::channel_mesh::Receivers<Envelope>,
+    ),
+    (),
+> {
+    let ticker = async {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS)).await;
+        }
+    };
+    future::or(mesh_builder.join(), ticker).await
+}
+
 async fn run_shard(
     config: Arc<Config>,
     catalog: Arc<Catalog>,
     mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     shutdown: ShutdownFlag,
     rendezvous: Rendezvous,
-    core: Option<usize>,
+    starting: StartingShard,
 ) -> Result<(), ServerError> {
     let failed = rendezvous.failed.clone();
     let outcome = serve_shard(
@@ -240,7 +289,7 @@ async fn run_shard(
         mesh_builder,
         shutdown.clone(),
         rendezvous,
-        core,
+        starting,
     )
     .await;
     if outcome.is_err() {
@@ -257,21 +306,23 @@ async fn serve_shard(
     mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     shutdown: ShutdownFlag,
     rendezvous: Rendezvous,
-    core: Option<usize>,
+    StartingShard { spawn_index, core }: StartingShard,
 ) -> Result<(), ServerError> {
     let shard_count = config.placement.shard_count();
+    let progress = rendezvous.progress.clone();
+    progress.enter(spawn_index, StartupStep::JoiningMesh);
     let (senders, receivers) =
-        mesh_builder
-            .join()
+        join_mesh(mesh_builder)
             .await
             .map_err(|error| ServerError::ShardStart {
-                shard: usize::MAX,
+                shard: spawn_index,
                 message: format!("cross-shard mesh: {error}"),
             })?;
     let mesh = Mesh::new(senders);
     let id = mesh.shard_id();
     let shard_error = |message: String| ServerError::Shard { shard: id, message };
 
+    progress.enter(spawn_index, StartupStep::PreparingStorage);
     let file_system = crate::storage::DmaFileSystem::for_data_dir(&config.data_dir)
         .await
         .map_err(|error| shard_error(format!("storage: {error}")))?;
@@ -289,7 +340,9 @@ async fn serve_shard(
         Rc::new(move |request| Box::pin(executor_shard.clone().execute(request)));
     mesh.spawn_receivers(receivers, execute);
 
+    progress.enter(spawn_index, StartupStep::OpeningPartitions);
     let opened = shard.open_owned_partitions().await;
+    progress.enter(spawn_index, StartupStep::WaitingForPeersToOpen);
     // Arrive even on failure, so peers do not wait forever; then stop this shard.
     rendezvous
         .partitions_opened
@@ -297,6 +350,7 @@ async fn serve_shard(
         .await;
     let opened = opened.map_err(|error| shard_error(format!("opening partitions: {error}")))?;
 
+    progress.enter(spawn_index, StartupStep::Binding);
     let socket =
         startup::bind_listener(rendezvous.listen).map_err(|source| ServerError::Listen {
             address: rendezvous.listen,
@@ -311,6 +365,7 @@ async fn serve_shard(
         address = %rendezvous.listen,
         "shard listening"
     );
+    progress.enter(spawn_index, StartupStep::Listening);
     rendezvous
         .listening
         .arrive_and_wait(shard_count, &shutdown)

@@ -78,9 +78,18 @@ impl DmaFileSystem {
             .map(|metadata| metadata.len())
             .unwrap_or(0);
         if probe_bytes_present < DIRECT_IO_ALIGNMENT_BYTES as u64 {
-            std::fs::write(&probe_path, [0x5a_u8; DIRECT_IO_ALIGNMENT_BYTES]).map_err(
-                |source| StorageError::io("writing iopoll probe", &probe_path, None, source),
+            // Written under a name of this thread's own and renamed into place: the shards of one
+            // broker run this concurrently, and a plain write truncates the file first, so a peer
+            // opening it at that moment would probe an empty file (the very misfire this avoids).
+            // SAFETY: gettid has no preconditions and cannot fail.
+            let thread_id = unsafe { libc::gettid() };
+            let staging_path = data_dir.join(format!("{IOPOLL_PROBE_FILE_NAME}.{thread_id}.tmp"));
+            std::fs::write(&staging_path, [0x5a_u8; DIRECT_IO_ALIGNMENT_BYTES]).map_err(
+                |source| StorageError::io("writing iopoll probe", &staging_path, None, source),
             )?;
+            std::fs::rename(&staging_path, &probe_path).map_err(|source| {
+                StorageError::io("renaming iopoll probe", &probe_path, None, source)
+            })?;
         }
         let probe_path = absolute(&probe_path).map_err(|source| {
             StorageError::io("resolving iopoll probe", &probe_path, None, source)
