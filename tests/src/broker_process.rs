@@ -225,7 +225,10 @@ struct StartHung {
 ///
 /// Why the retry: CI once saw a debug broker stop logging after "catalog opened" while twelve
 /// brokers started at once on two cores, and it could not be reproduced in 300+ starts since.
-/// Until the cause is found (see the thread dump this prints), one hung start must not hide the
+/// Two suspects are fixed (the shards' racing write of the IOPOLL probe file, and a mesh join
+/// that relied on cross-thread wake-ups alone) and the broker's start-up watchdog now logs the
+/// step each unfinished shard is at every 10 s. Until a run shows the cause is gone, one hung
+/// start (reported in full, with the watchdog's lines and a thread dump) must not hide the
 /// result of the test that needed the broker; a second hang fails the test.
 fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawned {
     match spawn_once(data_dir, listen, options) {
