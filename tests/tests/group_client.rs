@@ -90,6 +90,44 @@ fn disjoint_and_complete(owners: &[BTreeSet<u32>], partitions: u32) -> bool {
     total == partitions as usize && union == (0..partitions).collect()
 }
 
+/// Polls every member from its own thread, without pause, until their listeners show the
+/// `partitions` shared out disjointly and completely and every member is in the same
+/// generation; returns the members, still in the group.
+fn poll_until_stable(
+    members: Vec<GroupConsumer>,
+    recorders: &[Recorder],
+    partitions: u32,
+) -> Vec<GroupConsumer> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let generations = Arc::new(Mutex::new(vec![None; members.len()]));
+    let threads: Vec<_> = members
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut member)| {
+            let stop = stop.clone();
+            let generations = generations.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    member.poll(Duration::from_millis(100)).unwrap();
+                    generations.lock().unwrap()[index] = Some(member.generation());
+                }
+                member
+            })
+        })
+        .collect();
+    wait_until("the members share the partitions in one generation", || {
+        let generations = generations.lock().unwrap();
+        generations.iter().all(Option::is_some)
+            && generations.iter().collect::<BTreeSet<_>>().len() == 1
+            && disjoint_and_complete(&owned_by(recorders), partitions)
+    });
+    stop.store(true, Ordering::SeqCst);
+    threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .collect()
+}
+
 #[derive(Default)]
 struct Ledger {
     /// (partition, offset, member) for every record processed.
@@ -258,16 +296,11 @@ fn a_static_member_restarted_within_its_session_gets_its_partitions_back_without
             .map(|thread| thread.join().unwrap())
             .collect()
     };
-    wait_until("three static members share the partitions", || {
-        members = poll_all(std::mem::take(&mut members));
-        disjoint_and_complete(&owned_by(&recorders), 6)
-            && members
-                .iter()
-                .map(GroupConsumer::generation)
-                .collect::<BTreeSet<_>>()
-                .len()
-                == 1
-    });
+    // Forming the group, every member polls continuously, as an application would: polled in
+    // lockstep rounds instead, a member whose round ended while the others wait in a join
+    // would hold that rebalance for its full timeout, and under load the rounds can keep
+    // missing each other.
+    members = poll_until_stable(members, &recorders, 6);
     let generation = members[0].generation();
     let revocations_before: Vec<usize> = recorders
         .iter()
