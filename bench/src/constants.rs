@@ -52,11 +52,6 @@ pub const DURATION_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 pub const HISTOGRAM_NANOS_MAX: u64 = 60 * 60 * 1_000_000_000;
 pub const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
 
-/// A closed-loop producer reads the clock (to time a record's acknowledgement and to check
-/// its stop time) on one record in this many: on this many records per second, two clock
-/// reads per record would be a measurable share of the load generator's core.
-pub const LATENCY_SAMPLE_INTERVAL_RECORDS: u64 = 16;
-
 /// How often the progress line refreshes.
 pub const PROGRESS_INTERVAL_MS: u64 = 1_000;
 /// How long consumers keep reading after producers stop before the missing records are

@@ -125,6 +125,32 @@ impl Meter {
         }
     }
 
+    /// Counts records that completed together at `event_nanos`, each with its own latency
+    /// (`latencies_nanos` yields one per record), taking the histogram's lock once.
+    pub fn count_each(
+        &self,
+        event_nanos: u64,
+        bytes_per_record: u64,
+        latencies_nanos: impl Iterator<Item = u64>,
+    ) {
+        let mut records = 0u64;
+        {
+            let mut histogram = self.lock_histogram();
+            for latency_nanos in latencies_nanos {
+                histogram.saturating_record(latency_nanos.clamp(1, HISTOGRAM_NANOS_MAX));
+                records += 1;
+            }
+        }
+        if records == 0 {
+            return;
+        }
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(records * bytes_per_record, Ordering::Relaxed);
+        self.last_event_nanos
+            .fetch_max(event_nanos, Ordering::Relaxed);
+    }
+
     /// Counts a whole histogram of samples gathered elsewhere (a consumer's local histogram).
     pub fn merge_histogram(&self, samples: &Histogram<u64>) {
         let _ = self.lock_histogram().add(samples);
@@ -229,6 +255,24 @@ mod tests {
         meter.fail(&"second");
         assert_eq!(meter.errors(), 2);
         assert_eq!(meter.first_error().as_deref(), Some("broken pipe"));
+    }
+
+    #[test]
+    fn meter_counts_each_record_of_a_group_with_its_own_latency() {
+        let meter = Meter::default();
+        meter.count_each(900, 1024, [100u64, 200, 300].into_iter());
+        meter.count_each(800, 1024, std::iter::empty());
+        assert_eq!(meter.records(), 3);
+        assert_eq!(meter.bytes(), 3 * 1024);
+        assert_eq!(
+            meter.last_event_nanos(),
+            900,
+            "an empty group changes nothing"
+        );
+        let histogram = meter.histogram();
+        assert_eq!(histogram.len(), 3);
+        assert_eq!(histogram.min(), 100);
+        assert_eq!(histogram.max(), 300);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Client throughput against a running broker: how fast one producer accepts and delivers
-//! small records, and how fast one consumer reads them back (check, iterate, touch every value).
+//! small records (each with its own callback, or tagged and reported per batch to one delivery
+//! handler), and how fast one consumer reads them back (check, iterate, touch every value).
 //!
 //! The broker is not started here (the client must not depend on it); point the bench at one:
 //!
@@ -16,9 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use spate_client::{
-    Acks, Client, ClientConfig, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, StartAt,
-};
+use spate_client::{Acks, Client, ClientConfig, ConsumerConfig, DeliveredBatch, NewTopic};
+use spate_client::{ProducerConfig, ProducerRecord, StartAt};
 
 /// Records per measured iteration.
 const RECORDS: u64 = 100_000;
@@ -70,6 +70,34 @@ fn produce(client: &Client, topic: &str, acks: Acks) {
     assert_eq!(acknowledged.load(Ordering::Relaxed), RECORDS);
 }
 
+/// Like `produce`, but every record is tagged with its number and the producer's delivery
+/// handler counts the acknowledged ones, once per batch.
+fn produce_tagged(client: &Client, topic: &str, acks: Acks) {
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let counter = acknowledged.clone();
+    let producer = client
+        .producer_with_handler(
+            ProducerConfig {
+                acks,
+                ..ProducerConfig::default()
+            },
+            move |batch: &DeliveredBatch<'_>| {
+                if batch.result().is_ok() {
+                    counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+            },
+        )
+        .expect("producer config");
+    let value = [b'x'; VALUE_BYTES];
+    for number in 0..RECORDS {
+        producer
+            .send_tagged_blocking(ProducerRecord::new(topic, &value), number)
+            .expect("send");
+    }
+    producer.close().wait().expect("close");
+    assert_eq!(acknowledged.load(Ordering::Relaxed), RECORDS);
+}
+
 fn bench_produce(criterion: &mut Criterion) {
     let client = client();
     let mut group = criterion.benchmark_group("produce");
@@ -80,6 +108,12 @@ fn bench_produce(criterion: &mut Criterion) {
         group.bench_function(format!("{name}_{VALUE_BYTES}_byte_values"), |bench| {
             bench.iter(|| produce(&client, &topic, acks));
         });
+        group.bench_function(
+            format!("{name}_{VALUE_BYTES}_byte_values_tagged"),
+            |bench| {
+                bench.iter(|| produce_tagged(&client, &topic, acks));
+            },
+        );
     }
     group.finish();
 }

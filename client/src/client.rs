@@ -15,7 +15,7 @@ use crate::config::{ClientConfig, ConsumerConfig, ProducerConfig};
 use crate::consumer::Consumer;
 use crate::error::Error;
 use crate::network::Network;
-use crate::producer::Producer;
+use crate::producer::{DeliveryHandler, Producer};
 use crate::runtime::IoThread;
 
 /// A connection to a Spate broker, shared by the producers, consumers and admin handles made
@@ -71,7 +71,42 @@ impl Client {
 
     /// A producer with its own buffer, batches and background sender.
     pub fn producer(&self, config: ProducerConfig) -> Result<Producer, Error> {
-        Producer::new(self.clone(), config)
+        Producer::new(self.clone(), config, None)
+    }
+
+    /// A producer whose records sent with [`Producer::send_tagged`] are reported to `handler`,
+    /// once per batch: the cheapest way to learn the fate of many records.
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use spate_client::{Client, DeliveredBatch, ProducerConfig, ProducerRecord};
+    ///
+    /// let client = Client::connect_to("127.0.0.1:9192")?;
+    /// let written = Arc::new(AtomicU64::new(0));
+    /// let counter = written.clone();
+    /// let producer = client.producer_with_handler(
+    ///     ProducerConfig::default(),
+    ///     move |batch: &DeliveredBatch<'_>| {
+    ///         if batch.result().is_ok() {
+    ///             counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    ///         }
+    ///     },
+    /// )?;
+    /// for number in 0..1000u64 {
+    ///     let value = number.to_le_bytes();
+    ///     producer.send_tagged_blocking(ProducerRecord::new("events", &value), number)?;
+    /// }
+    /// producer.flush().wait()?;
+    /// assert_eq!(written.load(Ordering::Relaxed), 1000);
+    /// # Ok::<(), spate_client::Error>(())
+    /// ```
+    pub fn producer_with_handler(
+        &self,
+        config: ProducerConfig,
+        handler: impl DeliveryHandler,
+    ) -> Result<Producer, Error> {
+        Producer::new(self.clone(), config, Some(Box::new(handler)))
     }
 
     /// A consumer with its own assignment, positions and prefetch buffer.

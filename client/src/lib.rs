@@ -62,6 +62,7 @@ pub use consumer::records::{ConsumerRecord, OwnedRecord, Polled, PolledRecords};
 pub use consumer::{Consumer, StartAt, TopicPartition};
 pub use error::{Error, Result};
 pub use producer::partitioner::{murmur2, partition_for_key};
-pub use producer::{Delivery, Header, Producer, ProducerRecord, RecordMetadata};
+pub use producer::RecordMetadata;
+pub use producer::{DeliveredBatch, Delivery, DeliveryHandler, Header, Producer, ProducerRecord};
 pub use spate_protocol::api::{Acks, OffsetSpec};
 pub use spate_protocol::ErrorCode;

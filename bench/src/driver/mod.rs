@@ -3,16 +3,17 @@
 //! Kafka-protocol broker.
 //!
 //! A driver connects to a running system (starting it is `target`'s job), prepares a topic,
-//! and hands out producers and consumers. A producer reports each acknowledgement through a
-//! callback that runs on the driver's own thread the moment the acknowledgement is seen, so
-//! the load-generator thread never has to stop sending to notice one. Workload logic (rates,
+//! and hands out producers and consumers. A producer reports acknowledgements through a
+//! callback that runs on the driver's own thread the moment they are seen, so the
+//! load-generator thread never has to stop sending to notice one. Records the system
+//! acknowledges together (one Spate produce batch, one Redis reply) are reported in one call. Workload logic (rates,
 //! stop conditions, measurement) lives in `runner`, never here.
 
 pub mod redis;
 pub mod resp;
 pub mod spate;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -74,29 +75,53 @@ pub struct ConsumerSettings {
     pub start: StartPosition,
 }
 
-/// How the load generator tags a record it sends; handed back in its [`Acknowledgement`].
+/// How the load generator tags a record it sends; handed back with its acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendMark {
-    /// When the record was sent, for a record whose latency is sampled; `None` for the others,
-    /// so that neither side reads the clock for them.
-    pub sent_at: Option<Instant>,
+    /// When the record was sent: nanoseconds on the harness clock (`stats::now_nanos`), below
+    /// 2^63.
+    pub sent_nanos: u64,
     /// Whether the record counts towards the measurement (sent after the warm-up).
     pub counted: bool,
 }
 
-/// What happened to one record a producer handed over.
-#[derive(Debug)]
-pub struct Acknowledgement {
-    pub mark: SendMark,
-    /// When the driver saw the acknowledgement; read only for records with a `sent_at`.
-    pub acknowledged_at: Option<Instant>,
+impl SendMark {
+    const COUNTED_BIT: u64 = 1 << 63;
+
+    /// The mark as one `u64` (a Spate record tag): the send instant, and the top bit for
+    /// `counted`.
+    pub fn to_bits(self) -> u64 {
+        debug_assert!(
+            self.sent_nanos < Self::COUNTED_BIT,
+            "a run lasts under 292 years"
+        );
+        self.sent_nanos | if self.counted { Self::COUNTED_BIT } else { 0 }
+    }
+
+    /// The mark [`SendMark::to_bits`] encoded.
+    pub fn from_bits(bits: u64) -> SendMark {
+        SendMark {
+            sent_nanos: bits & !Self::COUNTED_BIT,
+            counted: bits & Self::COUNTED_BIT != 0,
+        }
+    }
+}
+
+/// Records a producer handed over that the system acknowledged (or failed) together.
+pub struct Acknowledgements<'a> {
+    /// When the driver saw them, on the harness clock: one clock reading for all of them.
+    pub acknowledged_nanos: u64,
+    /// The value size of each record.
     pub value_bytes: usize,
+    /// Shared by every record of the group.
     pub outcome: Result<(), DriverError>,
+    /// Each record's mark, in send order.
+    pub marks: &'a mut dyn Iterator<Item = SendMark>,
 }
 
 /// Receives every acknowledgement of one producer, in the order the driver sees them, on a
 /// thread of the driver's.
-pub type AcknowledgementCallback = Box<dyn FnMut(Acknowledgement) + Send>;
+pub type AcknowledgementCallback = Box<dyn FnMut(Acknowledgements<'_>) + Send>;
 
 /// Why a driver operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -155,8 +180,8 @@ pub trait Driver: Send + Sync {
 
 /// One producer, used by one load-generator thread.
 pub trait ProducerDriver: Send {
-    /// Hands one record to the system. Blocks while the producer's buffer is full; `mark`
-    /// comes back in the record's [`Acknowledgement`].
+    /// Hands one record of the workload's `message_bytes` to the system. Blocks while the
+    /// producer's buffer is full; `mark` comes back in the record's [`Acknowledgements`].
     fn send(&mut self, partition: u32, value: &[u8], mark: SendMark) -> Result<(), DriverError>;
 
     /// The load generator is about to wait (open-loop pacing): push out anything buffered that
@@ -178,4 +203,29 @@ pub trait ConsumerDriver: Send {
         wait: Duration,
         on_record: &mut dyn FnMut(u32, &[u8]),
     ) -> Result<usize, DriverError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_mark_survives_its_bits() {
+        for mark in [
+            SendMark {
+                sent_nanos: 0,
+                counted: false,
+            },
+            SendMark {
+                sent_nanos: 123_456_789,
+                counted: true,
+            },
+            SendMark {
+                sent_nanos: (1 << 63) - 1,
+                counted: true,
+            },
+        ] {
+            assert_eq!(SendMark::from_bits(mark.to_bits()), mark);
+        }
+    }
 }

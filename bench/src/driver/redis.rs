@@ -14,13 +14,14 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::resp::{encode_command, read_reply, Reply};
 use super::TopicSpec;
-use super::{Acknowledgement, AcknowledgementCallback, ConsumerDriver, ConsumerSettings};
+use super::{AcknowledgementCallback, Acknowledgements, ConsumerDriver, ConsumerSettings};
 use super::{Driver, DriverError, DriverKind, ProducerDriver, ProducerSettings, SendMark};
 use crate::constants::{REDIS_INFLIGHT_COMMANDS_MAX, REDIS_READ_COUNT_MAX};
+use crate::stats::now_nanos;
 
 const DRIVER: &str = "redis";
 
@@ -334,7 +335,7 @@ fn read_replies(
 ) {
     while let Ok(command) = pending.recv() {
         let reply = read_reply(&mut reader);
-        let acknowledged_at = command.mark.sent_at.map(|_| Instant::now());
+        let acknowledged_nanos = now_nanos();
         let (outcome, failure) = match reply {
             Ok(Reply::Bulk(Some(_))) => (Ok(()), None),
             Ok(Reply::Error(message)) => (
@@ -362,11 +363,11 @@ fn read_replies(
                 (Err(error.clone()), Some(error))
             }
         };
-        on_acknowledgement(Acknowledgement {
-            mark: command.mark,
-            acknowledged_at,
+        on_acknowledgement(Acknowledgements {
+            acknowledged_nanos,
             value_bytes: command.value_bytes,
             outcome,
+            marks: &mut std::iter::once(command.mark),
         });
         let mut state = progress
             .state

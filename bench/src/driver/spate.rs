@@ -1,23 +1,25 @@
 //! The Spate driver, on the native client library (`spate-client`), used the way an
 //! application would use it: one `Client` (one connection, one I/O thread) per producer or
 //! consumer, topics created through `Admin` with the workload's durability settings, records
-//! sent with an explicit partition and a per-record callback, consumed with `poll` and read
+//! sent with an explicit partition and a tag (the record's [`SendMark`]) that the producer's
+//! delivery handler gets back with the rest of its batch, consumed with `poll` and read
 //! zero-copy from the fetched batches.
 //!
-//! The acknowledgement callback runs on the client's I/O thread as soon as the produce
-//! response is decoded, so produce-to-ack latency includes the client's own work but never
-//! waits for the load-generator thread.
+//! The delivery handler runs on the client's I/O thread once per acknowledged batch, as soon as
+//! the produce response is decoded (after the next request went out): produce-to-ack latency
+//! includes the client's own work but never waits for the load-generator thread. It reads the
+//! clock once per batch; every record's latency runs from its own send instant to that reading.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spate_client::{Acks, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer};
-use spate_client::{ProducerConfig, ProducerRecord, StartAt};
+use spate_client::{DeliveredBatch, ProducerConfig, ProducerRecord, StartAt};
 
-use super::{Acknowledgement, AcknowledgementCallback, ConsumerDriver, ConsumerSettings};
+use super::{AcknowledgementCallback, Acknowledgements, ConsumerDriver, ConsumerSettings};
 use super::{Driver, DriverError, DriverKind, ProducerDriver, ProducerSettings, StartPosition};
 use super::{SendMark, TopicSpec};
+use crate::stats::now_nanos;
 use crate::workload::{AcksSetting, DurabilitySetting};
 
 const DRIVER: &str = "spate";
@@ -130,14 +132,30 @@ impl Driver for SpateDriver {
                 .unwrap_or(defaults.partition_inflight_requests_max),
             ..defaults
         };
+        let value_bytes = settings.message_bytes;
+        let mut on_acknowledgement = on_acknowledgement;
+        let handler = move |batch: &DeliveredBatch<'_>| {
+            let acknowledged_nanos = now_nanos();
+            let outcome = batch.result().map_err(|error| DriverError::Operation {
+                driver: DRIVER,
+                operation: "produce",
+                message: error.to_string(),
+            });
+            on_acknowledgement(Acknowledgements {
+                acknowledged_nanos,
+                value_bytes,
+                outcome,
+                marks: &mut batch.tags().map(SendMark::from_bits),
+            });
+        };
         let producer = client
-            .producer(config)
+            .producer_with_handler(config, handler)
             .map_err(client_error("create producer"))?;
         Ok(Box::new(SpateProducer {
             producer,
             _client: client,
             topic: topic.name.clone(),
-            on_acknowledgement: Arc::new(Mutex::new(on_acknowledgement)),
+            value_bytes,
         }))
     }
 
@@ -178,33 +196,20 @@ struct SpateProducer {
     /// Kept so the I/O thread lives as long as the producer.
     _client: Client,
     topic: String,
-    /// Called only from the client's I/O thread; the lock is never contended.
-    on_acknowledgement: Arc<Mutex<AcknowledgementCallback>>,
+    /// Every record's value size (the workload's), as reported with its acknowledgement.
+    value_bytes: usize,
 }
 
 impl ProducerDriver for SpateProducer {
     fn send(&mut self, partition: u32, value: &[u8], mark: SendMark) -> Result<(), DriverError> {
+        debug_assert_eq!(
+            value.len(),
+            self.value_bytes,
+            "records have the workload's size"
+        );
         let record = ProducerRecord::new(&self.topic, value).with_partition(partition);
-        let callback = Arc::clone(&self.on_acknowledgement);
-        let value_bytes = value.len();
         self.producer
-            .send_with_callback_blocking(record, move |result| {
-                let acknowledged_at = mark.sent_at.map(|_| Instant::now());
-                let outcome = result.map(|_| ()).map_err(|error| DriverError::Operation {
-                    driver: DRIVER,
-                    operation: "produce",
-                    message: error.to_string(),
-                });
-                let mut callback = callback
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                callback(Acknowledgement {
-                    mark,
-                    acknowledged_at,
-                    value_bytes,
-                    outcome,
-                });
-            })
+            .send_tagged_blocking(record, mark.to_bits())
             .map_err(client_error("send"))
     }
 

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::consume::{consumer_settings, partitions_of};
 use super::produce::{counting_callback, producer_settings};
@@ -19,7 +19,7 @@ use super::{EndToEndDetails, LatencyKind, Progress, RunError, RunOutcome, Sticky
 use crate::constants::{DRAIN_TIMEOUT_MS, E2E_TIMESTAMP_BYTES, POLL_WAIT_MS};
 use crate::driver::{ConsumerDriver, Driver, DriverError, ProducerDriver, SendMark};
 use crate::placement::Placement;
-use crate::stats::{nanos_of, new_histogram, now_nanos, per_second, record_nanos};
+use crate::stats::{new_histogram, now_nanos, per_second, record_nanos};
 use crate::stats::{LatencySummary, Meter};
 use crate::workload::{RateTarget, Stop, Workload, WorkloadKind};
 
@@ -278,13 +278,12 @@ fn paced_send(
                 std::thread::sleep(Duration::from_nanos(due - now));
             }
         }
-        let sent_at = Instant::now();
-        let sent_nanos = nanos_of(sent_at);
+        let sent_nanos = now_nanos();
         lag_max_nanos = lag_max_nanos.max(sent_nanos.saturating_sub(due));
         value[..8].copy_from_slice(&due.to_le_bytes());
         value[8..E2E_TIMESTAMP_BYTES].copy_from_slice(&sent_nanos.to_le_bytes());
         let mark = SendMark {
-            sent_at: Some(sent_at),
+            sent_nanos,
             counted: (window.from_nanos..window.until_nanos).contains(&due),
         };
         producer.send(partitions.next_partition(), &value, mark)?;

@@ -5,16 +5,14 @@
 //! Also used to pre-fill topics (`consume`) and to calibrate the maximum rate (`e2e`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::{join_all, megabytes_per_second, new_meter, spawn_pinned, topic_of};
 use super::{LatencyKind, Progress, RunError, RunOutcome, StickyPartitions};
-use crate::constants::LATENCY_SAMPLE_INTERVAL_RECORDS;
 use crate::driver::SendMark;
 use crate::driver::TopicSpec;
-use crate::driver::{Acknowledgement, Driver, DriverError, ProducerDriver, ProducerSettings};
+use crate::driver::{Acknowledgements, Driver, DriverError, ProducerDriver, ProducerSettings};
 use crate::placement::Placement;
-use crate::stats::{nanos_of, now_nanos, Meter};
+use crate::stats::{now_nanos, Meter};
 use crate::workload::{Stop, Workload};
 
 /// The producer settings a workload asks for.
@@ -49,31 +47,24 @@ pub struct Produced {
     pub sent_per_partition: Vec<u64>,
 }
 
-/// An acknowledgement callback that counts into `meter` the records marked as counted, with
-/// the latency of those that carry a send instant.
+/// An acknowledgement callback that counts into `meter` the records marked as counted, each
+/// with its own produce-to-ack latency: from its send instant to the instant the driver saw
+/// its group's acknowledgement.
 pub fn counting_callback(meter: Arc<Meter>) -> crate::driver::AcknowledgementCallback {
-    Box::new(
-        move |acknowledgement: Acknowledgement| match acknowledgement.outcome {
-            Ok(()) if acknowledgement.mark.counted => {
-                let timing = acknowledgement
-                    .mark
-                    .sent_at
-                    .zip(acknowledgement.acknowledged_at);
-                meter.count(
-                    1,
-                    acknowledgement.value_bytes as u64,
-                    timing.map(|(_, acknowledged_at)| nanos_of(acknowledged_at)),
-                    timing.map(|(sent_at, acknowledged_at)| {
-                        acknowledged_at
-                            .saturating_duration_since(sent_at)
-                            .as_nanos() as u64
-                    }),
-                );
-            }
-            Ok(()) => {}
-            Err(error) => meter.fail(&error),
-        },
-    )
+    Box::new(move |acknowledgements: Acknowledgements<'_>| {
+        let acknowledged_nanos = acknowledgements.acknowledged_nanos;
+        match &acknowledgements.outcome {
+            Ok(()) => meter.count_each(
+                acknowledged_nanos,
+                acknowledgements.value_bytes as u64,
+                acknowledgements
+                    .marks
+                    .filter(|mark| mark.counted)
+                    .map(|mark| acknowledged_nanos.saturating_sub(mark.sent_nanos)),
+            ),
+            Err(error) => acknowledgements.marks.for_each(|_| meter.fail(error)),
+        }
+    })
 }
 
 /// Sends records on `topic` (which exists) as the workload says. `label` names the phase on
@@ -187,28 +178,23 @@ impl ProducerJob {
             .collect();
         let mut sent = vec![0u64; self.partition_count as usize];
         let mut sent_total = 0u64;
-        let mut counted = false;
         loop {
             if let SendLimit::Count(count) = self.limit {
                 if sent_total >= count {
                     break;
                 }
             }
-            // One record in LATENCY_SAMPLE_INTERVAL_RECORDS is timed; its clock reading also
-            // serves the stop and warm-up checks for the records around it.
-            let sent_at = if sent_total % LATENCY_SAMPLE_INTERVAL_RECORDS == 0 {
-                let now = Instant::now();
-                let now_nanos = nanos_of(now);
-                if matches!(self.limit, SendLimit::Until(stop_nanos) if now_nanos >= stop_nanos) {
-                    break;
-                }
-                counted = now_nanos >= self.measure_from_nanos;
-                Some(now)
-            } else {
-                None
+            // Every record is timed; the same reading serves the stop and warm-up checks.
+            let sent_nanos = now_nanos();
+            if matches!(self.limit, SendLimit::Until(stop_nanos) if sent_nanos >= stop_nanos) {
+                break;
+            }
+            let mark = SendMark {
+                sent_nanos,
+                counted: sent_nanos >= self.measure_from_nanos,
             };
             let partition = self.partitions.next_partition();
-            producer.send(partition, &value, SendMark { sent_at, counted })?;
+            producer.send(partition, &value, mark)?;
             sent[partition as usize] += 1;
             sent_total += 1;
         }

@@ -177,6 +177,23 @@ impl Network {
         (coarse_clock::monotonic() < info.fresh_until).then_some(info)
     }
 
+    /// The partition count of `topic` from fresh cached metadata, without any I/O: the
+    /// producer's per-record lookup, which needs nothing else and so takes no reference.
+    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<u32> {
+        let mut cache = self.topics();
+        if let Some(last) = &cache.last_used {
+            if last.name == topic {
+                let fresh = coarse_clock::monotonic() < last.fresh_until;
+                return fresh.then(|| last.partition_count());
+            }
+        }
+        let info = cache.by_name.get(topic)?.clone();
+        let fresh = coarse_clock::monotonic() < info.fresh_until;
+        let partition_count = info.partition_count();
+        cache.last_used = Some(info);
+        fresh.then_some(partition_count)
+    }
+
     /// Forgets a topic, so that the next use asks the broker again.
     pub(crate) fn invalidate(&self, topic: &str) {
         let mut cache = self.topics();

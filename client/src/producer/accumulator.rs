@@ -41,15 +41,49 @@ pub struct RecordMetadata {
 
 /// How one record's outcome reaches the application.
 pub(crate) enum DeliverySink {
+    /// Told on its own, when its batch is settled.
+    Notify(Notify),
+    /// Reported with the other tagged records of its batch, in one call of the producer's
+    /// delivery handler: no allocation and no call per record.
+    Tagged(u64),
+}
+
+/// A record's own completion or callback.
+pub(crate) enum Notify {
     Completion(Completer<RecordMetadata>),
     Callback(Box<dyn FnOnce(Result<RecordMetadata, Error>) + Send>),
 }
 
-impl DeliverySink {
+impl Notify {
     pub(crate) fn complete(self, result: Result<RecordMetadata, Error>) {
         match self {
             Self::Completion(completer) => completer.complete(result),
             Self::Callback(callback) => callback(result),
+        }
+    }
+}
+
+/// A tagged record of a batch: its tag and its offset delta (its index in the batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaggedRecord {
+    pub(crate) offset_delta: u32,
+    pub(crate) tag: u64,
+}
+
+/// Who learns of the outcome of each record of one batch. Tagged records are kept apart in a
+/// plain array, so that the delivery handler gets them as one slice.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    /// Records sent with a completion or a callback, with their offset deltas.
+    pub(crate) notified: Vec<(u32, Notify)>,
+    pub(crate) tagged: Vec<TaggedRecord>,
+}
+
+impl Deliveries {
+    fn push(&mut self, offset_delta: u32, sink: DeliverySink) {
+        match sink {
+            DeliverySink::Notify(notify) => self.notified.push((offset_delta, notify)),
+            DeliverySink::Tagged(tag) => self.tagged.push(TaggedRecord { offset_delta, tag }),
         }
     }
 }
@@ -83,7 +117,7 @@ pub(crate) struct Incoming<'a, H: HeaderPair> {
 
 struct OpenBatch {
     builder: BatchBuilder,
-    deliveries: Vec<DeliverySink>,
+    deliveries: Deliveries,
     created_at: Instant,
     memory_bytes: usize,
     generation: u64,
@@ -94,7 +128,7 @@ struct OpenBatch {
 /// A sealed batch and everything needed to finish it.
 pub(crate) struct ReadyBatch {
     pub(crate) bytes: Bytes,
-    pub(crate) deliveries: Vec<DeliverySink>,
+    pub(crate) deliveries: Deliveries,
     pub(crate) memory_bytes: usize,
     pub(crate) generation: u64,
     pub(crate) attempts: u32,
@@ -147,9 +181,27 @@ pub(crate) struct Appended {
     pub(crate) wake_sender: bool,
 }
 
+/// When `drain` seals an open batch (beyond a full one, which `append` seals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SealWhen {
+    /// Its linger passed and its partition can send it at once.
+    Lingered,
+    /// Its partition can send it at once, lingered or not: a `send` waits for memory. Sealing
+    /// a batch that cannot leave yet would free nothing sooner and only make batches smaller
+    /// (each drain while the producer waited cut the open batch short).
+    Sendable,
+    /// Always: the producer is closing.
+    Always,
+}
+
 /// Producer state behind one lock.
 pub(crate) struct Accumulator {
-    topics: HashMap<Arc<str>, TopicQueues>,
+    /// Topics are never removed, so an index into this stays valid.
+    topics: Vec<TopicQueues>,
+    topic_indexes: HashMap<Arc<str>, usize>,
+    /// The topic appended to last: a producer mostly sends to one topic, and comparing its
+    /// name is cheaper than hashing it for every record.
+    last_topic_index: Option<usize>,
     /// Batches started from now on belong to this generation; `flush` starts a new one.
     generation: u64,
     /// Batches not yet finished, by generation.
@@ -164,7 +216,9 @@ pub(crate) struct Accumulator {
 impl Accumulator {
     pub(crate) fn new() -> Self {
         Self {
-            topics: HashMap::new(),
+            topics: Vec::new(),
+            topic_indexes: HashMap::new(),
+            last_topic_index: None,
             generation: 0,
             unfinished: BTreeMap::new(),
             flush_waiters: Vec::new(),
@@ -188,7 +242,8 @@ impl Accumulator {
     ) -> Appended {
         assert!(partition_count > 0, "metadata lists at least one partition");
         let generation = self.generation;
-        let queues = topic_queues(&mut self.topics, topic, partition_count);
+        let topic_index = self.topic_index(topic, partition_count);
+        let queues = &mut self.topics[topic_index];
         let mut wake_sender = false;
         let partition = match choice {
             PartitionChoice::Fixed(partition) => partition,
@@ -230,6 +285,8 @@ impl Accumulator {
             wake_sender = true;
         }
         let open = queue.open.as_mut().expect("opened above");
+        let offset_delta =
+            u32::try_from(open.builder.record_count()).expect("bounded by BATCH_BYTES_MAX");
         open.builder
             .append(
                 record.key,
@@ -238,7 +295,7 @@ impl Accumulator {
                 record.timestamp_ms,
             )
             .expect("the batch limit leaves room for the record (checked by the caller)");
-        open.deliveries.push(delivery);
+        open.deliveries.push(offset_delta, delivery);
         open.memory_bytes += record.record_bytes;
         if open.builder.estimated_bytes() >= config.batch_bytes {
             seal_open(queue, config, &mut self.preallocated_bytes);
@@ -247,8 +304,7 @@ impl Accumulator {
             *self.unfinished.entry(generation).or_default() += 1;
         }
         if choice == PartitionChoice::Keyless && opened {
-            let queues = self.topics.get_mut(topic).expect("created above");
-            queues.sticky_opened_batch = true;
+            self.topics[topic_index].sticky_opened_batch = true;
         }
         Appended {
             partition,
@@ -259,7 +315,7 @@ impl Accumulator {
     /// Seals every open batch and starts a new generation. Returns the generation a flush
     /// must wait for.
     pub(crate) fn seal_all(&mut self, config: &ProducerConfig) -> u64 {
-        for queues in self.topics.values_mut() {
+        for queues in &mut self.topics {
             for queue in &mut queues.partitions {
                 if queue.open.is_some() {
                     seal_open(queue, config, &mut self.preallocated_bytes);
@@ -292,16 +348,15 @@ impl Accumulator {
         self.unfinished.is_empty()
     }
 
-    /// Collects what the sender should do now: seals batches whose linger passed and that could
-    /// leave now (all of them when `seal_everything`, e.g. while closing or while `send` waits
-    /// for memory; a lingered batch whose partition has no free in-flight slot keeps filling
-    /// until one frees up or it is full), takes
-    /// sendable batches into requests, and picks out ready batches past their deadline.
+    /// Collects what the sender should do now: seals open batches as `seal_when` says (a
+    /// lingered batch whose partition has no free in-flight slot keeps filling until one frees
+    /// up or it is full), takes sendable batches into requests, and picks out ready batches past
+    /// their deadline.
     pub(crate) fn drain(
         &mut self,
         config: &ProducerConfig,
         now: Instant,
-        seal_everything: bool,
+        seal_when: SealWhen,
     ) -> Drained {
         let mut drained = Drained {
             requests: Vec::new(),
@@ -311,12 +366,17 @@ impl Accumulator {
         // One draft per in-flight slot, so that a partition never has two batches in one
         // request (the broker answers one base offset per partition entry).
         let mut drafts: Vec<RequestDraft> = Vec::new();
-        for queues in self.topics.values_mut() {
+        for queues in &mut self.topics {
             for (partition, queue) in queues.partitions.iter_mut().enumerate() {
                 let partition = partition as u32;
                 if let Some(open) = &queue.open {
                     let due = open.created_at + config.linger;
-                    if seal_everything || (now >= due && queue.can_send_one_more(config, now)) {
+                    let seal = match seal_when {
+                        SealWhen::Always => true,
+                        SealWhen::Sendable => queue.can_send_one_more(config, now),
+                        SealWhen::Lingered => now >= due && queue.can_send_one_more(config, now),
+                    };
+                    if seal {
                         seal_open(queue, config, &mut self.preallocated_bytes);
                     } else if now < due {
                         drained.wake_at = earliest(drained.wake_at, due);
@@ -375,8 +435,10 @@ impl Accumulator {
         queue.ready.push_front(outbound.batch);
     }
 
-    /// Marks a batch finished (delivered or failed). Returns the flush completions that are
-    /// now due; the caller completes them after unlocking.
+    /// Marks a batch finished (delivered or failed) in one step. Returns the flush completions
+    /// that are now due. The sender takes the two steps apart (`release_slot`, then
+    /// `finish_generation` once the records were told).
+    #[cfg(test)]
     pub(crate) fn finish(
         &mut self,
         topic: &str,
@@ -385,13 +447,26 @@ impl Accumulator {
         was_inflight: bool,
     ) -> Vec<Completer<()>> {
         if was_inflight {
-            let queue = self.queue_mut(topic, partition);
-            assert!(
-                queue.inflight > 0,
-                "finished a batch that was not in flight"
-            );
-            queue.inflight -= 1;
+            self.release_slot(topic, partition);
         }
+        self.finish_generation(generation)
+    }
+
+    /// Gives back the in-flight slot of a batch whose request was answered, so that the
+    /// partition's next batch may leave before this one's records are told (`finish_generation`
+    /// follows).
+    pub(crate) fn release_slot(&mut self, topic: &str, partition: u32) {
+        let queue = self.queue_mut(topic, partition);
+        assert!(
+            queue.inflight > 0,
+            "finished a batch that was not in flight"
+        );
+        queue.inflight -= 1;
+    }
+
+    /// Counts a batch of `generation` as finished, once its records have been told. Returns
+    /// the flush completions that are now due.
+    pub(crate) fn finish_generation(&mut self, generation: u64) -> Vec<Completer<()>> {
         let count = self
             .unfinished
             .get_mut(&generation)
@@ -409,11 +484,46 @@ impl Accumulator {
     }
 
     fn queue_mut(&mut self, topic: &str, partition: u32) -> &mut PartitionQueue {
-        let queues = self
-            .topics
-            .get_mut(topic)
+        let index = *self
+            .topic_indexes
+            .get(topic)
             .expect("a batch's topic stays in the accumulator");
-        &mut queues.partitions[partition as usize]
+        &mut self.topics[index].partitions[partition as usize]
+    }
+
+    /// The index of `topic`'s queues, made on first use, with at least `partition_count`
+    /// partitions.
+    fn topic_index(&mut self, topic: &str, partition_count: u32) -> usize {
+        let index = match self.last_topic_index {
+            Some(index) if *self.topics[index].name == *topic => index,
+            _ => {
+                let index = match self.topic_indexes.get(topic) {
+                    Some(index) => *index,
+                    None => {
+                        let name: Arc<str> = Arc::from(topic);
+                        self.topics.push(TopicQueues {
+                            name: name.clone(),
+                            partitions: Vec::new(),
+                            sticky_partition: 0,
+                            sticky_opened_batch: false,
+                            next_round_robin: 0,
+                        });
+                        self.topic_indexes.insert(name, self.topics.len() - 1);
+                        self.topics.len() - 1
+                    }
+                };
+                self.last_topic_index = Some(index);
+                index
+            }
+        };
+        let queues = &mut self.topics[index];
+        // Partition counts only grow; queues of a shrunken topic would stay until drained.
+        if queues.partitions.len() < partition_count as usize {
+            queues
+                .partitions
+                .resize_with(partition_count as usize, PartitionQueue::default);
+        }
+        index
     }
 }
 
@@ -446,34 +556,6 @@ impl TopicQueues {
             }
         }
     }
-}
-
-fn topic_queues<'a>(
-    topics: &'a mut HashMap<Arc<str>, TopicQueues>,
-    topic: &str,
-    partition_count: u32,
-) -> &'a mut TopicQueues {
-    if !topics.contains_key(topic) {
-        let name: Arc<str> = Arc::from(topic);
-        topics.insert(
-            name.clone(),
-            TopicQueues {
-                name,
-                partitions: Vec::new(),
-                sticky_partition: 0,
-                sticky_opened_batch: false,
-                next_round_robin: 0,
-            },
-        );
-    }
-    let queues = topics.get_mut(topic).expect("inserted above");
-    // Partition counts only grow; queues of a shrunken topic would stay until drained.
-    if queues.partitions.len() < partition_count as usize {
-        queues
-            .partitions
-            .resize_with(partition_count as usize, PartitionQueue::default);
-    }
-    queues
 }
 
 fn earliest(current: Option<Instant>, candidate: Instant) -> Option<Instant> {
@@ -515,7 +597,7 @@ fn open_batch(
     });
     OpenBatch {
         builder,
-        deliveries: Vec::new(),
+        deliveries: Deliveries::default(),
         created_at: now,
         memory_bytes: 0,
         generation,
@@ -644,7 +726,7 @@ mod tests {
     }
 
     fn sink() -> DeliverySink {
-        DeliverySink::Callback(Box::new(|_| {}))
+        DeliverySink::Notify(Notify::Callback(Box::new(|_| {})))
     }
 
     fn config() -> ProducerConfig {
@@ -672,7 +754,7 @@ mod tests {
                 || now,
             );
         }
-        let drained = accumulator.drain(&config, now, false);
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         assert!(
             drained.requests.is_empty(),
             "72 + 3 * 238 bytes stay below 1024"
@@ -690,7 +772,7 @@ mod tests {
                 || now,
             );
         }
-        let drained = accumulator.drain(&config, now, false);
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         assert_eq!(drained.requests.len(), 1);
         let batch = &drained.requests[0][0].batch;
         let view = BatchView::validate(&batch.bytes, BATCH_BYTES_MAX).unwrap();
@@ -732,7 +814,7 @@ mod tests {
             accumulator.preallocated_bytes, 0,
             "sealing gives every whole buffer back to the count"
         );
-        let drained = accumulator.drain(&config, now, false);
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         let batches = drained.requests.iter().flatten().count();
         assert_eq!(batches, 10, "every partition's record is sent");
     }
@@ -754,7 +836,7 @@ mod tests {
             );
         };
         append(&mut accumulator);
-        let first = accumulator.drain(&config, now + config.linger, false);
+        let first = accumulator.drain(&config, now + config.linger, SealWhen::Lingered);
         assert_eq!(
             first.requests.len(),
             1,
@@ -764,7 +846,7 @@ mod tests {
 
         append(&mut accumulator);
         let later = now + config.linger * 3;
-        let blocked = accumulator.drain(&config, later, false);
+        let blocked = accumulator.drain(&config, later, SealWhen::Lingered);
         assert!(blocked.requests.is_empty(), "no slot is free");
         assert_eq!(
             blocked.wake_at, None,
@@ -773,7 +855,7 @@ mod tests {
         append(&mut accumulator);
 
         accumulator.finish("t", 0, in_flight.batch.generation, true);
-        let freed = accumulator.drain(&config, later, false);
+        let freed = accumulator.drain(&config, later, SealWhen::Lingered);
         assert_eq!(freed.requests.len(), 1);
         let batch = &freed.requests[0][0].batch;
         let view = BatchView::validate(&batch.bytes, BATCH_BYTES_MAX).unwrap();
@@ -782,6 +864,132 @@ mod tests {
             2,
             "the record appended after the linger joined the waiting batch"
         );
+    }
+
+    #[test]
+    fn under_memory_pressure_an_open_batch_is_sealed_only_when_its_partition_can_send_it() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        let append = |accumulator: &mut Accumulator| {
+            accumulator.append(
+                "t",
+                1,
+                PartitionChoice::Fixed(0),
+                &incoming(b"v"),
+                sink(),
+                &config,
+                || now,
+            );
+        };
+        append(&mut accumulator);
+        let first = accumulator.drain(&config, now, SealWhen::Sendable);
+        assert_eq!(
+            first.requests.len(),
+            1,
+            "a free slot: sealed before its linger passed"
+        );
+        let in_flight = first.requests.into_iter().flatten().next().unwrap();
+
+        append(&mut accumulator);
+        let blocked = accumulator.drain(&config, now, SealWhen::Sendable);
+        assert!(blocked.requests.is_empty(), "no slot is free");
+        append(&mut accumulator);
+        accumulator.finish("t", 0, in_flight.batch.generation, true);
+        let freed = accumulator.drain(&config, now, SealWhen::Sendable);
+        let batch = &freed.requests[0][0].batch;
+        let view = BatchView::validate(&batch.bytes, BATCH_BYTES_MAX).unwrap();
+        assert_eq!(
+            view.record_count(),
+            2,
+            "the batch kept filling while it could not leave"
+        );
+    }
+
+    #[test]
+    fn tagged_and_notified_records_keep_their_offset_deltas() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        let sinks = [
+            sink(),
+            DeliverySink::Tagged(41),
+            sink(),
+            DeliverySink::Tagged(43),
+        ];
+        for sink in sinks {
+            accumulator.append(
+                "t",
+                1,
+                PartitionChoice::Fixed(0),
+                &incoming(b"v"),
+                sink,
+                &config,
+                || now,
+            );
+        }
+        let drained = accumulator.drain(&config, now, SealWhen::Always);
+        let deliveries = &drained.requests[0][0].batch.deliveries;
+        let notified: Vec<u32> = deliveries
+            .notified
+            .iter()
+            .map(|(delta, _)| *delta)
+            .collect();
+        assert_eq!(notified, vec![0, 2]);
+        assert_eq!(
+            deliveries.tagged,
+            vec![
+                TaggedRecord {
+                    offset_delta: 1,
+                    tag: 41
+                },
+                TaggedRecord {
+                    offset_delta: 3,
+                    tag: 43
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn records_for_several_topics_each_reach_their_own_queues() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        for topic in ["a", "b", "a", "c", "b", "a"] {
+            accumulator.append(
+                topic,
+                1,
+                PartitionChoice::Fixed(0),
+                &incoming(topic.as_bytes()),
+                sink(),
+                &config,
+                || now,
+            );
+        }
+        let drained = accumulator.drain(&config, now, SealWhen::Always);
+        let mut counts: Vec<(String, usize)> = drained
+            .requests
+            .iter()
+            .flatten()
+            .map(|outbound| {
+                let view = BatchView::validate(&outbound.batch.bytes, BATCH_BYTES_MAX).unwrap();
+                let values_match = view
+                    .records()
+                    .unwrap()
+                    .all(|record| record.value().unwrap() == outbound.topic.as_bytes());
+                assert!(
+                    values_match,
+                    "every record of {} is its own",
+                    outbound.topic
+                );
+                (outbound.topic.to_string(), view.record_count() as usize)
+            })
+            .collect();
+        counts.sort();
+        let expected =
+            [("a", 3), ("b", 2), ("c", 1)].map(|(name, count)| (name.to_string(), count));
+        assert_eq!(counts, expected);
     }
 
     #[test]
@@ -798,8 +1006,11 @@ mod tests {
             &config,
             || now,
         );
-        assert!(accumulator.drain(&config, now, false).requests.is_empty());
-        let drained = accumulator.drain(&config, now + config.linger, false);
+        assert!(accumulator
+            .drain(&config, now, SealWhen::Lingered)
+            .requests
+            .is_empty());
+        let drained = accumulator.drain(&config, now + config.linger, SealWhen::Lingered);
         assert_eq!(drained.requests.len(), 1);
         assert_eq!(drained.requests[0][0].partition, 1);
     }
@@ -821,14 +1032,14 @@ mod tests {
                 || now,
             );
         }
-        let first = accumulator.drain(&config, now, true);
+        let first = accumulator.drain(&config, now, SealWhen::Always);
         assert_eq!(first.requests.len(), 1);
         assert_eq!(
             first.requests[0].len(),
             1,
             "one batch of the partition per request"
         );
-        let again = accumulator.drain(&config, now, true);
+        let again = accumulator.drain(&config, now, SealWhen::Always);
         assert!(
             again.requests.is_empty(),
             "the partition already has a batch in flight"
@@ -838,10 +1049,13 @@ mod tests {
         let retried_bytes = outbound.batch.bytes.clone();
         accumulator.requeue(outbound, now + Duration::from_millis(5));
         assert!(
-            accumulator.drain(&config, now, true).requests.is_empty(),
+            accumulator
+                .drain(&config, now, SealWhen::Always)
+                .requests
+                .is_empty(),
             "backing off"
         );
-        let after = accumulator.drain(&config, now + Duration::from_millis(5), true);
+        let after = accumulator.drain(&config, now + Duration::from_millis(5), SealWhen::Always);
         assert_eq!(after.requests[0][0].batch.bytes, retried_bytes);
     }
 
@@ -872,7 +1086,7 @@ mod tests {
             &config,
             || now,
         );
-        let drained = accumulator.drain(&config, now, false);
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         let outbound = &drained.requests[0][0];
         let done = accumulator.finish(&outbound.topic, 0, outbound.batch.generation, true);
         assert_eq!(done.len(), 1);
@@ -880,6 +1094,51 @@ mod tests {
             .for_each(|completer| completer.complete(Ok(())));
         assert!(flushed.try_take().unwrap().is_ok());
         assert!(!accumulator.is_idle(), "the newer record is still open");
+    }
+
+    #[test]
+    fn a_released_slot_lets_the_next_batch_leave_while_flush_still_waits_for_the_first() {
+        let config = config();
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        let append = |accumulator: &mut Accumulator| {
+            accumulator.append(
+                "t",
+                1,
+                PartitionChoice::Fixed(0),
+                &incoming(b"v"),
+                sink(),
+                &config,
+                || now,
+            );
+        };
+        append(&mut accumulator);
+        let first = accumulator.drain(&config, now, SealWhen::Always);
+        let in_flight = first.requests.into_iter().flatten().next().unwrap();
+        append(&mut accumulator);
+        let generation = accumulator.seal_all(&config);
+        let (completer, mut flushed) = completion::<()>("test");
+        accumulator.wait_for_generation(generation, completer);
+
+        accumulator.release_slot("t", 0);
+        let next = accumulator.drain(&config, now, SealWhen::Lingered);
+        assert_eq!(
+            next.requests.len(),
+            1,
+            "the freed slot takes the next batch"
+        );
+        assert!(
+            flushed.try_take().is_none(),
+            "the first batch is not told yet"
+        );
+
+        let done = accumulator.finish_generation(in_flight.batch.generation);
+        assert!(done.is_empty(), "the second batch is still in flight");
+        let second = next.requests.into_iter().flatten().next().unwrap();
+        let done = accumulator.finish("t", 0, second.batch.generation, true);
+        done.into_iter()
+            .for_each(|completer| completer.complete(Ok(())));
+        assert!(flushed.try_take().unwrap().is_ok());
     }
 
     #[test]
@@ -921,7 +1180,7 @@ mod tests {
             &config,
             || now,
         );
-        let drained = accumulator.drain(&config, now, false);
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         let batch = &drained.requests[0][0].batch;
         assert!(batch.bytes.len() > config.batch_bytes);
         let view = BatchView::validate(&batch.bytes, BATCH_BYTES_MAX).unwrap();

@@ -6,9 +6,10 @@
 //! key hash, or keyless spreading), takes buffer memory (waiting or failing when it is spent:
 //! the backpressure), and appends. The sender task on the I/O thread does the rest
 //! (`sender`). Batching is in `accumulator`, the key hash in `partitioner`, the memory budget in
-//! `memory`.
+//! `memory`, batched delivery reports in `delivery`.
 
 pub(crate) mod accumulator;
+pub mod delivery;
 pub(crate) mod memory;
 pub mod partitioner;
 pub(crate) mod sender;
@@ -28,10 +29,12 @@ use crate::completion::{completion, Completion};
 use crate::config::{BufferFullPolicy, ProducerConfig};
 use crate::error::Error;
 use crate::network::{coarse_clock, TopicInfo};
-use accumulator::{Accumulator, DeliverySink, Incoming, PartitionChoice, BATCH_OVERHEAD_BYTES};
+use accumulator::BATCH_OVERHEAD_BYTES;
+use accumulator::{Accumulator, DeliverySink, Incoming, Notify, PartitionChoice};
 use memory::BufferMemory;
 
 pub use accumulator::RecordMetadata;
+pub use delivery::{DeliveredBatch, DeliveryHandler};
 
 /// The outcome of one sent record: await it or `wait()` for its [`RecordMetadata`].
 pub type Delivery = Completion<RecordMetadata>;
@@ -190,6 +193,8 @@ pub(crate) struct ProducerInner {
     /// Wakes the sender; stores one permit, so a wake-up between its checks is not lost.
     pub(crate) wake: tokio::sync::Notify,
     closing: AtomicBool,
+    /// Hears about tagged records; only the I/O thread calls it, so the lock is uncontended.
+    pub(crate) delivery_handler: Option<Mutex<Box<dyn DeliveryHandler>>>,
 }
 
 impl ProducerInner {
@@ -219,7 +224,11 @@ struct Placement {
 }
 
 impl Producer {
-    pub(crate) fn new(client: Client, config: ProducerConfig) -> Result<Self, Error> {
+    pub(crate) fn new(
+        client: Client,
+        config: ProducerConfig,
+        delivery_handler: Option<Box<dyn DeliveryHandler>>,
+    ) -> Result<Self, Error> {
         config.check()?;
         let inner = Arc::new(ProducerInner {
             memory: BufferMemory::new(config.buffer_bytes_max),
@@ -228,6 +237,7 @@ impl Producer {
             accumulator: Mutex::new(Accumulator::new()),
             wake: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
+            delivery_handler: delivery_handler.map(Mutex::new),
         });
         client.spawn_detached(sender::run(inner.clone()));
         Ok(Self {
@@ -251,7 +261,8 @@ impl Producer {
     pub async fn send(&self, record: ProducerRecord<'_>) -> Result<Delivery, Error> {
         let placement = self.place(&record).await?;
         let (completer, delivery) = completion("producer");
-        self.append(&record, &placement, DeliverySink::Completion(completer));
+        let sink = DeliverySink::Notify(Notify::Completion(completer));
+        self.append(&record, &placement, sink);
         Ok(delivery)
     }
 
@@ -259,7 +270,8 @@ impl Producer {
     pub fn send_blocking(&self, record: ProducerRecord<'_>) -> Result<Delivery, Error> {
         let placement = self.place_blocking(&record)?;
         let (completer, delivery) = completion("producer");
-        self.append(&record, &placement, DeliverySink::Completion(completer));
+        let sink = DeliverySink::Notify(Notify::Completion(completer));
+        self.append(&record, &placement, sink);
         Ok(delivery)
     }
 
@@ -297,7 +309,7 @@ impl Producer {
         self.append(
             &record,
             &placement,
-            DeliverySink::Callback(Box::new(callback)),
+            DeliverySink::Notify(Notify::Callback(Box::new(callback))),
         );
         Ok(())
     }
@@ -315,8 +327,38 @@ impl Producer {
         self.append(
             &record,
             &placement,
-            DeliverySink::Callback(Box::new(callback)),
+            DeliverySink::Notify(Notify::Callback(Box::new(callback))),
         );
+        Ok(())
+    }
+
+    /// Like [`Producer::send`], but reports the outcome to the producer's [`DeliveryHandler`]
+    /// (see [`Client::producer_with_handler`]), together with the other tagged records of its
+    /// batch: the cheapest way to send many records and still learn each one's fate. `tag` is
+    /// handed back as is; use it to tell records apart. Fails with [`Error::Invalid`] on a
+    /// producer made without a handler.
+    pub async fn send_tagged(&self, record: ProducerRecord<'_>, tag: u64) -> Result<(), Error> {
+        self.check_handler()?;
+        let placement = self.place(&record).await?;
+        self.append(&record, &placement, DeliverySink::Tagged(tag));
+        Ok(())
+    }
+
+    /// Like [`Producer::send_tagged`], for plain threads.
+    pub fn send_tagged_blocking(&self, record: ProducerRecord<'_>, tag: u64) -> Result<(), Error> {
+        self.check_handler()?;
+        let placement = self.place_blocking(&record)?;
+        self.append(&record, &placement, DeliverySink::Tagged(tag));
+        Ok(())
+    }
+
+    fn check_handler(&self) -> Result<(), Error> {
+        if self.inner().delivery_handler.is_none() {
+            return Err(Error::invalid(
+                "producer",
+                "send_tagged needs a producer made with Client::producer_with_handler",
+            ));
+        }
         Ok(())
     }
 
@@ -371,11 +413,11 @@ impl Producer {
     async fn place(&self, record: &ProducerRecord<'_>) -> Result<Placement, Error> {
         let record_bytes = self.check_record(record)?;
         let network = self.inner().client.network();
-        let info = match network.cached_topic(record.topic) {
-            Some(info) => info,
-            None => self.fetch_metadata(record.topic).await?,
+        let partition_count = match network.cached_partition_count(record.topic) {
+            Some(partition_count) => partition_count,
+            None => self.fetch_metadata(record.topic).await?.partition_count(),
         };
-        let placement = placement(record, &info, record_bytes)?;
+        let placement = placement(record, partition_count, record_bytes)?;
         if !self.inner().memory.try_reserve(record_bytes) {
             self.wait_for_memory(record_bytes).await?;
         }
@@ -385,11 +427,11 @@ impl Producer {
     fn place_blocking(&self, record: &ProducerRecord<'_>) -> Result<Placement, Error> {
         let record_bytes = self.check_record(record)?;
         let network = self.inner().client.network();
-        let info = match network.cached_topic(record.topic) {
-            Some(info) => info,
-            None => self.fetch_metadata(record.topic).wait()?,
+        let partition_count = match network.cached_partition_count(record.topic) {
+            Some(partition_count) => partition_count,
+            None => self.fetch_metadata(record.topic).wait()?.partition_count(),
         };
-        let placement = placement(record, &info, record_bytes)?;
+        let placement = placement(record, partition_count, record_bytes)?;
         let memory = &self.inner().memory;
         if !memory.try_reserve(record_bytes) {
             let config = &self.inner().config;
@@ -476,10 +518,9 @@ impl Producer {
 /// Chooses how the record's partition is decided, checking an explicit one.
 fn placement(
     record: &ProducerRecord<'_>,
-    info: &TopicInfo,
+    partition_count: u32,
     record_bytes: usize,
 ) -> Result<Placement, Error> {
-    let partition_count = info.partition_count();
     if partition_count == 0 {
         return Err(Error::UnknownTopic {
             topic: record.topic.to_string(),
@@ -513,5 +554,23 @@ impl std::fmt::Debug for Producer {
             .field("config", self.config())
             .field("buffered_bytes", &self.buffered_bytes())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClientConfig;
+
+    #[test]
+    fn send_tagged_on_a_producer_without_a_handler_fails_before_any_io() {
+        // Nothing listens there: the check must come before any lookup or connection.
+        let client = Client::new(ClientConfig::new("127.0.0.1:9")).unwrap();
+        let producer = client.producer(ProducerConfig::default()).unwrap();
+        let sent = producer.send_tagged_blocking(ProducerRecord::new("t", "v"), 7);
+        match sent {
+            Err(Error::Invalid { what, .. }) => assert_eq!(what, "producer"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
     }
 }

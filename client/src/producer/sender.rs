@@ -6,6 +6,10 @@
 //! when the earliest linger or backoff ends. It exits once the producer is closing and every
 //! accepted record is settled. Building batches is the accumulator's job; choosing partitions
 //! is the application thread's.
+//!
+//! When a response arrives, its batches give back their in-flight slots and memory first and
+//! the next request goes out; only then are the records' completions, callbacks and the
+//! delivery handler run, so the broker is not left idle while the client tells the application.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,9 +18,11 @@ use spate_protocol::api::TopicPartitions;
 use spate_protocol::api::{Acks, ProducePartition, ProduceRequest, ProduceResponse};
 use spate_protocol::ErrorCode;
 
+use crate::completion::Completer;
 use crate::error::Error;
 use crate::network::ConnectionSlot;
-use crate::producer::accumulator::{retry_backoff, Outbound, RecordMetadata};
+use crate::producer::accumulator::{retry_backoff, Deliveries, Outbound, RecordMetadata, SealWhen};
+use crate::producer::delivery::DeliveredBatch;
 use crate::producer::ProducerInner;
 
 /// Runs until the producer is closed and idle.
@@ -25,10 +31,14 @@ pub(crate) async fn run(inner: Arc<ProducerInner>) {
     let slot = Arc::new(ConnectionSlot::new());
     loop {
         let now = Instant::now();
-        let seal_everything = inner.is_closing() || inner.memory.has_waiters();
-        let drained = inner
-            .accumulator()
-            .drain(&inner.config, now, seal_everything);
+        let seal_when = if inner.is_closing() {
+            SealWhen::Always
+        } else if inner.memory.has_waiters() {
+            SealWhen::Sendable
+        } else {
+            SealWhen::Lingered
+        };
+        let drained = inner.accumulator().drain(&inner.config, now, seal_when);
         for outbound in drained.expired {
             let error = outbound.batch.last_error.clone().map_or(
                 Error::Timeout {
@@ -87,20 +97,59 @@ async fn send_request(
             }
         }
         Ok(None) => {
-            for outbound in batches {
-                settle(&inner, outbound, Ok(None), true);
-            }
+            let delivered = batches
+                .into_iter()
+                .map(|outbound| (outbound, None))
+                .collect();
+            return release_then_deliver(&inner, delivered).await;
         }
         Ok(Some(response)) => {
+            let mut delivered = Vec::with_capacity(batches.len());
             for outbound in batches {
                 match answer_for(&response, &outbound) {
-                    Ok(base_offset) => settle(&inner, outbound, Ok(Some(base_offset)), true),
+                    Ok(base_offset) => delivered.push((outbound, Some(base_offset))),
                     Err(error) => retry_or_fail(&inner, outbound, error),
                 }
             }
+            return release_then_deliver(&inner, delivered).await;
         }
     }
     inner.wake.notify_one();
+}
+
+/// Settles delivered batches (with their base offsets, `None` under acks=none): frees their
+/// in-flight slots and memory and lets the sender put the next request on the wire, then tells
+/// every record's sink. The batches count as unfinished until then, so a flush still waits for
+/// their records to be told.
+async fn release_then_deliver(inner: &ProducerInner, delivered: Vec<(Outbound, Option<u64>)>) {
+    {
+        let mut accumulator = inner.accumulator();
+        for (outbound, _) in &delivered {
+            accumulator.release_slot(&outbound.topic, outbound.partition);
+        }
+    }
+    for (outbound, _) in &delivered {
+        inner.memory.release(outbound.batch.memory_bytes);
+    }
+    inner.wake.notify_one();
+    // The sender task (and the request it spawns) run on this thread: step aside so that they
+    // go first.
+    tokio::task::yield_now().await;
+    let mut generations = Vec::with_capacity(delivered.len());
+    for (outbound, base_offset) in delivered {
+        generations.push(outbound.batch.generation);
+        deliver(inner, outbound, Ok(base_offset));
+    }
+    let flushes: Vec<Completer<()>> = {
+        let mut accumulator = inner.accumulator();
+        generations
+            .into_iter()
+            .flat_map(|generation| accumulator.finish_generation(generation))
+            .collect()
+    };
+    for flush in flushes {
+        flush.complete(Ok(()));
+    }
 }
 
 fn produce_request(inner: &ProducerInner, batches: &[Outbound]) -> ProduceRequest {
@@ -192,27 +241,55 @@ pub(crate) fn settle(
     result: Result<Option<u64>, Error>,
     was_inflight: bool,
 ) {
+    if was_inflight {
+        inner
+            .accumulator()
+            .release_slot(&outbound.topic, outbound.partition);
+    }
+    inner.memory.release(outbound.batch.memory_bytes);
+    let generation = outbound.batch.generation;
+    deliver(inner, outbound, result);
+    // Only now: a flush must not complete before the records it covers were told.
+    let flushes = inner.accumulator().finish_generation(generation);
+    for flush in flushes {
+        flush.complete(Ok(()));
+    }
+}
+
+/// Tells each record of a finished batch how it went: the tagged ones in one call of the
+/// delivery handler, the others one by one.
+fn deliver(inner: &ProducerInner, outbound: Outbound, result: Result<Option<u64>, Error>) {
     let Outbound {
         topic,
         partition,
         batch,
     } = outbound;
-    let flushes = inner
-        .accumulator()
-        .finish(&topic, partition, batch.generation, was_inflight);
-    inner.memory.release(batch.memory_bytes);
-    for (index, delivery) in batch.deliveries.into_iter().enumerate() {
-        // The builder gives record `index` the offset delta `index`.
+    let Deliveries { notified, tagged } = batch.deliveries;
+    if !tagged.is_empty() {
+        let handler = inner
+            .delivery_handler
+            .as_ref()
+            .expect("tagged records are only accepted by a producer with a handler");
+        let report = DeliveredBatch {
+            topic: &topic,
+            partition,
+            outcome: result.as_ref().copied(),
+            records: &tagged,
+        };
+        // A handler that panicked once leaves nothing half-updated of ours; keep using it.
+        handler
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .delivered(&report);
+    }
+    for (offset_delta, notify) in notified {
         let record_result = match &result {
             Ok(base_offset) => Ok(RecordMetadata {
                 partition,
-                offset: base_offset.map(|base| base + index as u64),
+                offset: base_offset.map(|base| base + u64::from(offset_delta)),
             }),
             Err(error) => Err(error.clone()),
         };
-        delivery.complete(record_result);
-    }
-    for flush in flushes {
-        flush.complete(Ok(()));
+        notify.complete(record_result);
     }
 }
