@@ -4,8 +4,12 @@
 //! - `raw_direct_fdatasync_each`: sequential aligned writes of that size to one file through
 //!   glommio `DmaFile`, one `fdatasync` after each: the baseline for durable appends;
 //! - `append_every_append_durable`: one task, `Durability::EveryAppend`, waiting for durability;
+//! - `append_group_commit_1_task_durable`: one task under group commit (1 MiB / 2 ms), waiting
+//!   for durability: an acks=all producer with one request in flight. Adaptive group commit
+//!   syncs at once; a policy that waited for the interval would need 2 ms per small append;
 //! - `append_group_commit_8_tasks_durable`: eight tasks appending concurrently under group
-//!   commit (1 MiB / 2 ms), each waiting for durability;
+//!   commit (1 MiB / 2 ms), each waiting for durability (adaptive: one sync per generation of
+//!   appends that queued while the previous write and sync were in flight);
 //! - `raw_direct_no_sync`: the same raw writes without any sync: the baseline for
 //!   `append_written` (acks=leader: written, no sync waited for).
 //!
@@ -16,7 +20,8 @@
 //! A shared disk's latency drifts by several times within seconds, so criterion's back-to-back
 //! groups can still mislead. After the criterion report the bench prints an interleaved
 //! comparison (blocks of raw writes and engine appends alternating on one executor) with the
-//! engine/raw ratio for durable 1 MiB and 64 KiB appends and written 1 MiB appends.
+//! engine/raw ratio for durable 1 MiB and 64 KiB appends, durable 1020 KiB and 64 KiB appends
+//! under group commit from one task (below the 1 MiB byte interval), and written 1 MiB appends.
 //!
 //! The bench directory is `$SPATE_BENCH_DIR` or `/var/tmp/spate-storage-bench-<pid>`; it must
 //! not be tmpfs (O_DIRECT there is not direct). Run: `cargo bench -p spate-broker --bench storage`
@@ -241,6 +246,17 @@ fn writes(criterion: &mut Criterion, bench: &Bench) {
                 ))
             })
         });
+        group.bench_function("append_group_commit_1_task_durable", |bencher| {
+            bencher.iter_custom(|iterations| {
+                bench.executor.run(append_run(
+                    bench,
+                    &template,
+                    iterations,
+                    group_commit,
+                    AppendWait::Durable,
+                ))
+            })
+        });
         group.bench_function("append_group_commit_8_tasks_durable", |bencher| {
             bencher.iter_custom(|iterations| {
                 bench.executor.run(async {
@@ -422,9 +438,15 @@ fn interleaved_comparison() {
         .spawn(move || async move {
             let file_system = Rc::new(DmaFileSystem::for_data_dir(&directory).await.expect("data directory"));
             let mut report = String::new();
+            let group_commit = Durability::GroupCommit {
+                interval_bytes: MIB as u64,
+                interval_us: 2_000,
+            };
             let cases = [
                 (MIB, Durability::EveryAppend, AppendWait::Durable, true),
                 (64 * KIB, Durability::EveryAppend, AppendWait::Durable, true),
+                (MIB - 4 * KIB, group_commit, AppendWait::Durable, true),
+                (64 * KIB, group_commit, AppendWait::Durable, true),
                 (MIB, Durability::EveryAppend, AppendWait::Written, false),
             ];
             for (case, (size, durability, wait, sync_each)) in cases.into_iter().enumerate() {
@@ -471,7 +493,11 @@ fn interleaved_comparison() {
                 report.push_str(&format!(
                     "  {:>6} {:<28} raw {:>9.3?}/op {:>8.1} MiB/s | engine {:>9.3?}/op {:>8.1} MiB/s | engine/raw {:>4.0}%\n",
                     size_label(size),
-                    if sync_each { "durable (fdatasync each)" } else { "written (no sync)" },
+                    match (sync_each, durability) {
+                        (false, _) => "written (no sync)",
+                        (true, Durability::EveryAppend) => "durable (fdatasync each)",
+                        (true, Durability::GroupCommit { .. }) => "durable, group commit 1 task",
+                    },
                     raw_elapsed / operations,
                     per_second(raw_elapsed),
                     engine_elapsed / operations,

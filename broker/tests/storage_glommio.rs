@@ -380,6 +380,69 @@ fn a_batch_larger_than_the_write_buffer_is_written_in_pieces_and_reads_back_whol
 }
 
 #[test]
+fn the_active_segment_reserves_blocks_ahead_while_its_length_stays_at_the_data() {
+    use std::os::unix::fs::MetadataExt;
+    let directory = TestDirectory::new("preallocate");
+    let data = directory.0.clone();
+    let reserved = on_executor(move || async move {
+        let roomy = LogConfig {
+            segment_bytes_max: 64 << 20,
+            ..config()
+        };
+        let log = open(&data, roomy).await.expect("open");
+        log.append(simple_batch(1, 10_000, 1), AppendWait::Durable)
+            .await
+            .expect("append");
+        let path = data
+            .join("topic-0")
+            .join(segment_file_name(0, SegmentFileKind::Log));
+        let metadata = std::fs::metadata(&path).expect("segment metadata");
+        assert_eq!(
+            metadata.len(),
+            12_288,
+            "the length covers the data's blocks only"
+        );
+        log.close().await.expect("close");
+        // Reopening recovers the batch: the reservation past the length is invisible.
+        let log = open(&data, config()).await.expect("reopen");
+        assert_eq!(log.high_watermark(), 1);
+        metadata.blocks() * 512
+    });
+    // File systems without fallocate (EOPNOTSUPP) fall back silently; ext4, xfs and tmpfs have it.
+    assert!(
+        reserved >= spate_broker::storage::config::PREALLOCATE_STEP_BYTES,
+        "{reserved} bytes allocated"
+    );
+}
+
+#[test]
+fn steady_appends_reuse_the_shards_write_buffers() {
+    let directory = TestDirectory::new("buffer-reuse");
+    let data = directory.0.clone();
+    let stats = on_executor(move || async move {
+        let file_system = Rc::new(DmaFileSystem::for_data_dir(&data).await.expect("prepare"));
+        let roomy = LogConfig {
+            segment_bytes_max: 64 << 20,
+            ..config()
+        };
+        let log = PartitionLog::open(file_system.clone(), data.join("topic-0"), roomy, clock())
+            .await
+            .expect("open");
+        // 3 MB: below the 4 MiB after which index entries are written (with buffers of their own).
+        for id in 0..30u64 {
+            log.append(simple_batch(id, 100_000, 1), AppendWait::Durable)
+                .await
+                .expect("append");
+        }
+        file_system.write_buffer_stats()
+    });
+    // 100 000-byte batches after a partial tail block need a write of 25 or 26 blocks: after the
+    // first of each length, every buffer is a reused one.
+    assert!(stats.allocated <= 3, "{stats:?}");
+    assert_eq!(stats.reused + stats.allocated, 30, "{stats:?}");
+}
+
+#[test]
 fn a_relative_data_directory_works_like_an_absolute_one() {
     // glommio resolves paths with openat(-1, ..), which refuses relative paths; the file system
     // must absolutize them. Build a relative path to the test directory from the current one.

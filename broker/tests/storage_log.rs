@@ -227,6 +227,40 @@ fn segments_roll_by_size_and_reads_cross_them() {
 }
 
 #[test]
+fn each_segment_reserves_its_blocks_once_without_changing_the_log_bytes() {
+    let setup = Setup::new(30);
+    let log = Rc::new(setup.open(small_config()));
+    let before = setup.disk.stats();
+    let ids = append_many(&log, 0, 40, 1000);
+    let segments = log.segment_count() as u64;
+    assert!(segments >= 2, "40 KB in 16 KiB segments: {segments}");
+    // A 16 KiB segment is reserved whole by its first write: one preallocation per segment.
+    assert_eq!(
+        setup.disk.stats().preallocations - before.preallocations,
+        segments
+    );
+    // The reservation is invisible: the closed first segment holds exactly its batches.
+    let first = setup.disk.file_bytes(&log_path(0)).expect("first segment");
+    assert!(
+        first.len() <= 16 * 1024 && first.len() % 1000 == 0,
+        "{}",
+        first.len()
+    );
+    assert_eq!(all_ids(&log), ids);
+}
+
+#[test]
+fn appends_succeed_when_the_file_system_cannot_preallocate() {
+    let setup = Setup::new(31);
+    setup.disk.set_preallocation_unsupported(true);
+    let log = Rc::new(setup.open(small_config()));
+    let ids = append_many(&log, 0, 40, 1000);
+    assert_eq!(setup.disk.stats().preallocations, 0);
+    assert!(log.segment_count() >= 2);
+    assert_eq!(all_ids(&log), ids);
+}
+
+#[test]
 fn segments_roll_by_age_only_when_not_empty() {
     let setup = Setup::new(7);
     let config = LogConfig {
@@ -451,9 +485,81 @@ fn a_written_batch_rolled_back_by_another_tasks_error_is_not_covered_by_a_later_
     assert_eq!(all_ids(&log), vec![3]);
 }
 
+/// Group commit whose time interval never passes in a test: a durable append that waited for it
+/// would never finish (the tests below run on executors whose clock does not move).
+fn long_interval_group_commit() -> LogConfig {
+    LogConfig {
+        durability: Durability::GroupCommit {
+            interval_bytes: 1 << 20,
+            interval_us: 1_000_000_000,
+        },
+        ..small_config()
+    }
+}
+
 #[test]
-fn group_commit_covers_appends_until_the_byte_interval() {
+fn a_durable_append_on_an_idle_log_syncs_without_waiting_for_the_group_commit_interval() {
     let setup = Setup::new(13);
+    let log = Rc::new(setup.open(long_interval_group_commit()));
+    let before = setup.disk.stats();
+    let started_us = setup.clock.monotonic_us();
+    let mut simulator = Simulator::new(13);
+    let appender = log.clone();
+    simulator.spawn(async move {
+        appender
+            .append(simple_batch(1, 300, START_MS), AppendWait::Durable)
+            .await
+            .expect("append");
+    });
+    // `run` never moves the clock: an append sleeping until the interval would stay unfinished.
+    assert_eq!(simulator.run(100_000), 0, "{}", log.describe());
+    assert_eq!(setup.clock.monotonic_us(), started_us);
+    let after = setup.disk.stats();
+    assert_eq!(after.writes - before.writes, 1);
+    assert_eq!(after.data_syncs - before.data_syncs, 1);
+    assert_eq!(log.high_watermark(), 1);
+}
+
+#[test]
+fn durable_appends_arriving_during_a_write_share_the_next_sync() {
+    let setup = Setup::new(29);
+    // Every disk operation yields once, so the first append's write is still in flight when the
+    // others arrive.
+    setup.disk.set_faults(FaultPlan {
+        yield_ppm: 1_000_000,
+        ..FaultPlan::default()
+    });
+    let log = Rc::new(setup.open(long_interval_group_commit()));
+    let before = setup.disk.stats();
+    let appender = log.clone();
+    let offsets = block(async move {
+        let mut appends: Vec<_> = (0..8u64)
+            .map(|id| {
+                Box::pin(appender.append(simple_batch(id, 200, START_MS), AppendWait::Durable))
+            })
+            .collect();
+        // The first poll of the first append starts its write; the other seven queue behind it.
+        for append in &mut appends {
+            assert!(futures_lite::future::poll_once(append).await.is_none());
+        }
+        let mut offsets = Vec::new();
+        for append in appends {
+            offsets.push(append.await.expect("append").base_offset);
+        }
+        offsets
+    });
+    assert_eq!(offsets, (0..8).collect::<Vec<_>>());
+    let after = setup.disk.stats();
+    // Generation one: the first append's write and sync. Generation two: the seven that queued
+    // while it was in flight, in one write and one sync.
+    assert_eq!(after.writes - before.writes, 2);
+    assert_eq!(after.data_syncs - before.data_syncs, 2);
+    assert_eq!(log.high_watermark(), 8);
+}
+
+#[test]
+fn sync_if_due_syncs_written_data_once_the_group_commit_bytes_are_reached() {
+    let setup = Setup::new(15);
     let config = LogConfig {
         durability: Durability::GroupCommit {
             interval_bytes: 1000,
@@ -462,27 +568,26 @@ fn group_commit_covers_appends_until_the_byte_interval() {
         ..small_config()
     };
     let log = Rc::new(setup.open(config));
-    // The time interval is long: only the byte interval (or, at the end, the deadline) syncs.
-    let syncs_before = setup.disk.stats().data_syncs;
-    let mut simulator = Simulator::new(13);
-    let done = Rc::new(RefCell::new(0));
-    for id in 0..10u64 {
-        let log = log.clone();
-        let done = done.clone();
-        simulator.spawn(async move {
-            log.append(simple_batch(id, 250, START_MS), AppendWait::Durable)
+    let append_written = |id: u64| {
+        let appender = log.clone();
+        block(async move {
+            appender
+                .append(simple_batch(id, 400, START_MS), AppendWait::Written)
                 .await
                 .expect("append");
-            *done.borrow_mut() += 1;
-        });
-    }
-    assert_eq!(simulator.run_with_clock(&setup.clock, 100_000), 0);
-    assert_eq!(*done.borrow(), 10);
-    let syncs = setup.disk.stats().data_syncs - syncs_before;
-    // 2500 bytes with a 1000-byte interval: two syncs by bytes, one at the time deadline for the
-    // rest. (Without group commit each append would sync: 10.)
-    assert!(syncs <= 3, "{syncs} syncs");
-    assert_eq!(log.high_watermark(), 10);
+        })
+    };
+    let sync_if_due = || {
+        let syncer = log.clone();
+        block(async move { syncer.sync_if_due().await.expect("sync") })
+    };
+    append_written(1);
+    append_written(2);
+    assert!(!sync_if_due(), "800 bytes are below the 1000-byte interval");
+    assert_eq!(log.high_watermark(), 0);
+    append_written(3);
+    assert!(sync_if_due(), "1200 bytes reach the interval");
+    assert_eq!(log.high_watermark(), 3);
 }
 
 #[test]

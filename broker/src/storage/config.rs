@@ -13,11 +13,15 @@ use super::file::DIRECT_IO_ALIGNMENT_BYTES;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// Every append is followed by an `fdatasync` before it is acknowledged as durable. Appends
-    /// that arrive while a sync is in flight share the next one.
+    /// that arrive while a sync is in flight share the next one. Written data nobody waits on
+    /// durably is synced at the shard timer's next `sync_if_due`.
     EveryAppend,
-    /// One `fdatasync` covers every append since the previous one. A sync is due once
-    /// `interval_bytes` have been written since the last sync, or `interval_us` have passed since
-    /// it; a durable append waits until then.
+    /// Adaptive group commit: a durable append syncs as soon as no other write or sync of the
+    /// partition is in flight, and one `fdatasync` covers every append since the previous one
+    /// (those that arrived while it was in flight share the next one), so an idle log adds no
+    /// delay and a busy one syncs back to back. The intervals bound only data nobody waits on
+    /// durably (`AppendWait::Written`): `sync_if_due` syncs it once `interval_bytes` are
+    /// unsynced or `interval_us` have passed since the last sync.
     GroupCommit {
         interval_bytes: u64,
         interval_us: u64,
@@ -54,6 +58,17 @@ pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
 pub const WRITE_QUEUE_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 pub const READ_CHUNK_BYTES_DEFAULT: usize = 1024 * 1024;
 
+/// The active segment's disk blocks are reserved ahead of its writes in steps of this many bytes
+/// (never past `segment_bytes_max`), so that an O_DIRECT write extending the file does not run
+/// the file system's block allocator in an io_uring worker. Each step leaves at most this much
+/// reserved and unused per partition (released when the segment rolls).
+pub const PREALLOCATE_STEP_BYTES: u64 = 16 * 1024 * 1024;
+/// Aligned write buffers kept per shard for reuse (`dma`), so that steady-state appends neither
+/// allocate nor page-fault fresh memory. At most this many, of at most
+/// [`WRITE_BUFFER_POOL_BYTES_MAX`] together; the least recently returned goes first.
+pub const WRITE_BUFFER_POOL_BUFFERS_MAX: usize = 4;
+pub const WRITE_BUFFER_POOL_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Index entries store positions as `u32`: a segment can never be larger.
 pub const SEGMENT_BYTES_LIMIT: u64 = u32::MAX as u64;
 
@@ -64,6 +79,10 @@ const _: () = assert!(WRITE_BUFFER_BYTES_DEFAULT >= 2 * DIRECT_IO_ALIGNMENT_BYTE
 const _: () = assert!(WRITE_QUEUE_BYTES_MAX_DEFAULT >= BATCH_BYTES_MAX);
 const _: () = assert!(READ_CHUNK_BYTES_DEFAULT % DIRECT_IO_ALIGNMENT_BYTES == 0);
 const _: () = assert!(INDEX_INTERVAL_BYTES_DEFAULT > 0);
+const _: () = assert!(PREALLOCATE_STEP_BYTES % DIRECT_IO_ALIGNMENT_BYTES as u64 == 0);
+const _: () = assert!(PREALLOCATE_STEP_BYTES >= WRITE_BUFFER_BYTES_DEFAULT as u64);
+// A pool that cannot hold one default-sized write buffer would never reuse the large ones.
+const _: () = assert!(WRITE_BUFFER_POOL_BYTES_MAX >= 2 * WRITE_BUFFER_BYTES_DEFAULT);
 
 /// The settings of one partition log. Every field is a bound; none is unlimited except the
 /// optional retention limits.

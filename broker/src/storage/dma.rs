@@ -1,17 +1,22 @@
 //! The real disk: [`FileSystem`] over glommio's `DmaFile` (O_DIRECT through io_uring), plus the
-//! per-shard setup of a data directory that works around glommio 0.9's IOPOLL probe.
+//! per-shard setup of a data directory that works around glommio 0.9's IOPOLL probe, and the
+//! shard's pool of reusable write buffers.
 //!
 //! Every method here must run inside a glommio executor. Directory listing, creation and removal
 //! use blocking `std::fs` calls: they happen only when a partition is opened, created or deleted,
 //! never on the append or read path.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use bytes::Bytes;
 use glommio::io::{Directory, DmaBuffer, DmaFile, OpenOptions};
 use glommio::GlommioError;
 
+use super::config::{WRITE_BUFFER_POOL_BUFFERS_MAX, WRITE_BUFFER_POOL_BYTES_MAX};
 use super::error::StorageError;
 use super::file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 
@@ -19,16 +24,88 @@ use super::file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNME
 pub const IOPOLL_PROBE_FILE_NAME: &str = ".iopoll-probe";
 
 /// The direct-I/O file system of one shard. Create it with [`DmaFileSystem::for_data_dir`] on the
-/// shard's own thread before opening any partition.
+/// shard's own thread before opening any partition; it lives as long as that shard's partitions.
 #[derive(Debug)]
 pub struct DmaFileSystem {
-    _private: (),
+    write_buffers: Rc<WriteBufferPool>,
 }
 
 /// One file opened with O_DIRECT.
 #[derive(Debug)]
 pub struct DmaStorageFile {
     file: DmaFile,
+    write_buffers: Rc<WriteBufferPool>,
+}
+
+/// Write buffers returned by completed writes, for the shard's next writes of the same length.
+///
+/// Why: a write buffer used to be allocated per write, from the executor's registered io_uring
+/// memory when it had room, else from the heap, where a multi-megabyte aligned allocation is
+/// typically a fresh `mmap` that page-faults on first touch (issue #5's profile of the shard:
+/// the copy into the buffer was about half of its time). Reused buffers stay mapped. Exact
+/// lengths only: glommio's `DmaBuffer` cannot grow back after a trim, and a
+/// write must be exactly its buffer's length. Steady appends of similar batches need only a few
+/// lengths (a batch plus 0 or 1 block of the rewritten tail). Buffers come from the heap, not
+/// from the executor's registered io_uring memory, so pooling them never starves reads of it.
+/// Bounded by [`WRITE_BUFFER_POOL_BUFFERS_MAX`] and [`WRITE_BUFFER_POOL_BYTES_MAX`]; owned by the
+/// shard's thread and dropped with its file system and files.
+#[derive(Debug, Default)]
+struct WriteBufferPool {
+    /// Least recently returned first.
+    free: RefCell<VecDeque<DmaBuffer>>,
+    free_bytes: Cell<usize>,
+    reused: Cell<u64>,
+    allocated: Cell<u64>,
+}
+
+/// How the shard's write buffers were obtained, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteBufferStats {
+    /// Buffers taken from the pool.
+    pub reused: u64,
+    /// Buffers freshly allocated (the pool had none of that length).
+    pub allocated: u64,
+    /// Buffers in the pool now.
+    pub pooled: usize,
+    pub pooled_bytes: usize,
+}
+
+impl WriteBufferPool {
+    fn take(&self, length: usize) -> DmaBuffer {
+        let mut free = self.free.borrow_mut();
+        if let Some(index) = free.iter().position(|buffer| buffer.len() == length) {
+            let buffer = free.remove(index).expect("the index was just found");
+            self.free_bytes.set(self.free_bytes.get() - length);
+            self.reused.set(self.reused.get() + 1);
+            return buffer;
+        }
+        self.allocated.set(self.allocated.get() + 1);
+        glommio::allocate_dma_buffer_global(length)
+    }
+
+    fn give_back(&self, buffer: DmaBuffer) {
+        if buffer.len() > WRITE_BUFFER_POOL_BYTES_MAX {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        self.free_bytes.set(self.free_bytes.get() + buffer.len());
+        free.push_back(buffer);
+        while free.len() > WRITE_BUFFER_POOL_BUFFERS_MAX
+            || self.free_bytes.get() > WRITE_BUFFER_POOL_BYTES_MAX
+        {
+            let oldest = free.pop_front().expect("an over-full pool is not empty");
+            self.free_bytes.set(self.free_bytes.get() - oldest.len());
+        }
+    }
+
+    fn stats(&self) -> WriteBufferStats {
+        WriteBufferStats {
+            reused: self.reused.get(),
+            allocated: self.allocated.get(),
+            pooled: self.free.borrow().len(),
+            pooled_bytes: self.free_bytes.get(),
+        }
+    }
 }
 
 impl IoBuffer for DmaBuffer {
@@ -98,7 +175,14 @@ impl DmaFileSystem {
             StorageError::io("opening iopoll probe", &probe_path, None, into_io(error))
         })?;
         let _ = probe.close().await;
-        Ok(Self { _private: () })
+        Ok(Self {
+            write_buffers: Rc::default(),
+        })
+    }
+
+    /// How this shard's write buffers were obtained so far.
+    pub fn write_buffer_stats(&self) -> WriteBufferStats {
+        self.write_buffers.stats()
     }
 }
 
@@ -107,8 +191,7 @@ impl StorageFile for DmaStorageFile {
 
     fn allocate_buffer(&self, length: usize) -> DmaBuffer {
         debug_assert_eq!(length % DIRECT_IO_ALIGNMENT_BYTES, 0);
-        // From the executor's registered pool when it has room, else an aligned heap allocation.
-        glommio::allocate_dma_buffer(length)
+        self.write_buffers.take(length)
     }
 
     async fn read_at(&self, position: u64, length: usize) -> io::Result<Bytes> {
@@ -121,7 +204,15 @@ impl StorageFile for DmaStorageFile {
     async fn write_at(&self, position: u64, buffer: DmaBuffer) -> io::Result<usize> {
         debug_assert_eq!(position % DIRECT_IO_ALIGNMENT_BYTES as u64, 0);
         debug_assert_eq!(buffer.len() % DIRECT_IO_ALIGNMENT_BYTES, 0);
-        self.file.write_at(buffer, position).await.map_err(into_io)
+        // Shared with the ring so that the buffer comes back once the write completes. If this
+        // future is dropped mid-write, glommio keeps its reference until the kernel is done and
+        // the buffer is simply freed then.
+        let buffer = Rc::new(buffer);
+        let result = self.file.write_rc_at(buffer.clone(), position).await;
+        if let Ok(buffer) = Rc::try_unwrap(buffer) {
+            self.write_buffers.give_back(buffer);
+        }
+        result.map_err(into_io)
     }
 
     async fn sync_data(&self) -> io::Result<()> {
@@ -134,6 +225,14 @@ impl StorageFile for DmaStorageFile {
 
     async fn size(&self) -> io::Result<u64> {
         self.file.file_size().await.map_err(into_io)
+    }
+
+    async fn preallocate(&self, end_position: u64) -> io::Result<()> {
+        // An io_uring fallocate (run by the kernel off this thread): the executor never blocks.
+        self.file
+            .pre_allocate(end_position, true)
+            .await
+            .map_err(into_io)
     }
 }
 
@@ -150,7 +249,10 @@ impl FileSystem for DmaFileSystem {
             .dma_open(absolute(path)?)
             .await
             .map_err(into_io)?;
-        Ok(DmaStorageFile { file })
+        Ok(DmaStorageFile {
+            file,
+            write_buffers: self.write_buffers.clone(),
+        })
     }
 
     async fn create_directory(&self, path: &Path) -> io::Result<()> {

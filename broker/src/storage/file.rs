@@ -58,6 +58,13 @@ pub trait StorageFile {
 
     /// The current file length in bytes.
     async fn size(&self) -> io::Result<u64>;
+
+    /// Reserves disk blocks for `[0, end_position)` without changing the file's length or bytes
+    /// (`fallocate` with `FALLOC_FL_KEEP_SIZE`), so that later writes there need not allocate
+    /// blocks while they run. Recovery never sees it (the length is unchanged; a truncation
+    /// releases the blocks past the new length). Advisory: an error (EOPNOTSUPP on some file
+    /// systems, ENOSPC) only means that writes will allocate as they go.
+    async fn preallocate(&self, end_position: u64) -> io::Result<()>;
 }
 
 /// Names and directories. Directory entries (create, remove, rename) survive a crash only after

@@ -6,7 +6,9 @@
 //! await. I/O is done by whichever waiting task finds the disk idle (the *leader*): it plans one
 //! step (write, sync, repair, roll) under a borrow, performs it, applies the result, and wakes
 //! everyone; each task then re-checks its own goal. So appends from many tasks share writes and
-//! fdatasyncs (group commit) without a background task, and any executor can drive the log.
+//! fdatasyncs (group commit) without a background task, and any executor can drive the log. A
+//! durable append syncs as soon as it leads (adaptive group commit, see `writer`): appends that
+//! arrive while a write or sync is in flight are covered by the next one.
 //!
 //! Not here: the byte-level write path state machine (`writer`), segment files and scanning
 //! (`segment`), crash recovery of one segment (`recovery`), the on-disk layout (`FORMAT.md`).
@@ -15,7 +17,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use spate_protocol::batch::header::{compute_crc, stamp};
@@ -24,7 +25,7 @@ use spate_protocol::BatchError;
 
 use super::checkpoint::{read_log_start, write_log_start, LOG_START_TEMPORARY_FILE_NAME};
 use super::clock::Clock;
-use super::config::{AppendWait, Durability, LogConfig};
+use super::config::{AppendWait, LogConfig};
 use super::error::StorageError;
 use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 use super::index::SegmentIndex;
@@ -180,7 +181,6 @@ impl<File: StorageFile> LogState<File> {
         &mut self,
         mut batch: BytesMut,
         header: &BatchHeader,
-        progress: &Progress,
     ) -> (Rc<AppendSlot>, AppendOutcome) {
         let base_offset = self.active.tail.next_offset;
         stamp(&mut batch, base_offset, header.leader_epoch);
@@ -189,7 +189,6 @@ impl<File: StorageFile> LogState<File> {
             base_offset,
             ..*header
         };
-        let unsynced_before = self.writer.unsynced_bytes();
         self.active
             .record_batch(&stamped, self.config.index_interval_bytes);
         let tail_after = self.active.tail;
@@ -202,13 +201,6 @@ impl<File: StorageFile> LogState<File> {
             .push(base_offset, tail_after.next_offset, bytes);
         let slot = Rc::new(AppendSlot::new(tail_after.next_offset));
         self.writer.queued_slots.push_back(slot.clone());
-        if let Durability::GroupCommit { interval_bytes, .. } = self.config.durability {
-            // A durable append sleeping until the group-commit deadline must learn that the byte
-            // interval has been reached.
-            if unsynced_before < interval_bytes && self.writer.unsynced_bytes() >= interval_bytes {
-                progress.notify_all();
-            }
-        }
         let outcome = AppendOutcome {
             base_offset,
             next_offset: tail_after.next_offset,
@@ -610,7 +602,7 @@ impl<F: FileSystem> PartitionLog<F> {
                     Admission::QueueFull
                 } else {
                     let batch = batch.take().expect("a batch is enqueued once");
-                    let (slot, outcome) = state.enqueue(batch, header, &self.progress);
+                    let (slot, outcome) = state.enqueue(batch, header);
                     Admission::Enqueued(slot, outcome)
                 }
             };
@@ -634,17 +626,17 @@ impl<F: FileSystem> PartitionLog<F> {
                     Status::Pending => {}
                 }
                 if state.io_busy {
-                    Step::Wait { deadline_us: None }
+                    Step::Wait
                 } else {
-                    let step = state.plan(&goal, self.clock.monotonic_us());
-                    if !matches!(step, Step::Wait { .. }) {
-                        state.io_busy = true;
-                    }
+                    // Leading never means waiting: with the disk idle there is always a step.
+                    let step = state.plan(&goal);
+                    debug_assert!(!matches!(step, Step::Wait), "a leader plans I/O");
+                    state.io_busy = true;
                     step
                 }
             };
             match step {
-                Step::Wait { deadline_us } => self.wait(seen, deadline_us).await,
+                Step::Wait => self.progress.changed(seen).await,
                 step => {
                     let mut guard = IoGuard {
                         log: self,
@@ -658,21 +650,6 @@ impl<F: FileSystem> PartitionLog<F> {
         }
     }
 
-    async fn wait(&self, seen: u64, deadline_us: Option<u64>) {
-        match deadline_us {
-            None => self.progress.changed(seen).await,
-            Some(deadline_us) => {
-                let now_us = self.clock.monotonic_us();
-                if deadline_us > now_us {
-                    let sleep = self
-                        .clock
-                        .sleep(Duration::from_micros(deadline_us - now_us));
-                    futures_lite::future::or(self.progress.changed(seen), sleep).await;
-                }
-            }
-        }
-    }
-
     /// Performs one leader step and applies its result to the state.
     async fn perform(
         &self,
@@ -680,7 +657,7 @@ impl<F: FileSystem> PartitionLog<F> {
         guard: &mut IoGuard<'_, F>,
     ) -> Result<(), StorageError> {
         match step {
-            Step::Wait { .. } => unreachable!("waiting is not an I/O step"),
+            Step::Wait => unreachable!("waiting is not an I/O step"),
             Step::Write(WriteJob {
                 files,
                 path,
@@ -689,7 +666,16 @@ impl<F: FileSystem> PartitionLog<F> {
                 payload_bytes,
                 consumed_bytes,
                 tail_block_after,
+                preallocate_to,
             }) => {
+                if let Some(end_position) = preallocate_to {
+                    // Advisory (see `StorageFile::preallocate`): without it the write still
+                    // works, it only allocates blocks as it goes.
+                    if let Err(error) = files.log.preallocate(end_position).await {
+                        tracing::debug!(%error, path = %path.display(), end_position,
+                            "preallocating segment blocks failed; writes allocate as they go");
+                    }
+                }
                 let result = files.log.write_at(position, buffer).await;
                 guard.write_in_flight = false;
                 self.state.borrow_mut().finish_write(

@@ -17,6 +17,9 @@
 //!   with ENOSPC; a failing write may first land a torn prefix; a write may come back short. A
 //!   "disk full" switch makes every allocating operation fail with ENOSPC until cleared, while
 //!   reads, truncation, removal and syncs keep working (freeing space must work).
+//! - Preallocation changes nothing a read or a crash can see (it only reserves blocks); it can
+//!   fail like an allocating operation, or always with EOPNOTSUPP when switched off
+//!   ([`MemoryFileSystem::set_preallocation_unsupported`]), as on file systems without it.
 //! - Any operation may yield once to the executor before it takes effect, so concurrent tasks
 //!   interleave differently per seed.
 //! - Writes must be aligned exactly as O_DIRECT requires; a misaligned write is a storage-engine
@@ -60,6 +63,8 @@ pub struct MemoryStats {
     pub bytes_written: u64,
     pub data_syncs: u64,
     pub directory_syncs: u64,
+    /// Successful `preallocate` calls.
+    pub preallocations: u64,
     pub crashes: u64,
     pub injected_errors: u64,
 }
@@ -161,6 +166,7 @@ struct Disk {
     rng: SimulationRng,
     faults: FaultPlan,
     no_space: bool,
+    preallocation_unsupported: bool,
     boot: u64,
     inode_next: u64,
     inodes: HashMap<u64, Inode>,
@@ -178,6 +184,7 @@ enum Operation {
     Sync,
     Truncate,
     Size,
+    Preallocate,
     Create,
     Open,
     List,
@@ -191,7 +198,7 @@ impl Operation {
     fn allocates(self) -> bool {
         matches!(
             self,
-            Operation::Write | Operation::Create | Operation::Rename
+            Operation::Write | Operation::Preallocate | Operation::Create | Operation::Rename
         )
     }
 }
@@ -362,6 +369,7 @@ impl MemoryFileSystem {
                 rng: SimulationRng::new(seed),
                 faults: FaultPlan::default(),
                 no_space: false,
+                preallocation_unsupported: false,
                 boot: 0,
                 inode_next: 1,
                 inodes: HashMap::new(),
@@ -381,6 +389,11 @@ impl MemoryFileSystem {
     /// Makes every allocating operation fail with ENOSPC until called with `false`.
     pub fn set_no_space(&self, no_space: bool) {
         self.disk.borrow_mut().no_space = no_space;
+    }
+
+    /// Makes every `preallocate` fail with EOPNOTSUPP (a file system without `fallocate`).
+    pub fn set_preallocation_unsupported(&self, unsupported: bool) {
+        self.disk.borrow_mut().preallocation_unsupported = unsupported;
     }
 
     /// Power loss: keeps what was synced and a random subset of what was not (see module docs).
@@ -547,6 +560,20 @@ impl StorageFile for MemoryFile {
             return Err(error);
         }
         Ok(disk.inode_mut(self.inode).current.len() as u64)
+    }
+
+    async fn preallocate(&self, end_position: u64) -> io::Result<()> {
+        assert!(end_position > 0, "preallocation of an empty range");
+        maybe_yield(&self.disk).await;
+        let mut disk = self.live_disk()?;
+        if disk.preallocation_unsupported {
+            return Err(os_error(libc::EOPNOTSUPP));
+        }
+        if let Some(error) = disk.fault(Operation::Preallocate) {
+            return Err(error);
+        }
+        disk.stats.preallocations += 1;
+        Ok(())
     }
 }
 

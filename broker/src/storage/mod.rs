@@ -28,7 +28,7 @@ pub mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AppendWait, ConfigError, Durability, LogConfig};
-pub use dma::DmaFileSystem;
+pub use dma::{DmaFileSystem, WriteBufferStats};
 pub use error::StorageError;
 pub use file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 pub use log::{validate_batch, AppendOutcome, PartitionLog, ReadOutcome, RetentionOutcome};

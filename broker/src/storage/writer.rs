@@ -6,6 +6,14 @@
 //! Positions in the active segment move through three marks, each at or after the previous:
 //! durable (covered by a completed `fdatasync`) <= written (handed to the disk, write completed)
 //! <= appended (accepted, offset assigned, bytes queued). Offsets follow the same marks.
+//!
+//! Sync policy (adaptive group commit): a task waiting for durability syncs as soon as it leads,
+//! that is as soon as no other write or sync of the partition is in flight. Appends that arrive
+//! while one is in flight queue up and are covered by the next write and sync, so one
+//! `fdatasync` serves every append of an in-flight "generation": under load many appends share
+//! a sync, and an idle log adds no delay. The group-commit interval (time or bytes) only bounds
+//! how long written data that nobody waits on durably (`AppendWait::Written`) stays unsynced:
+//! see [`LogState::sync_due`], which the shard's timer drives through `sync_if_due`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -14,7 +22,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::config::{AppendWait, Durability};
+use super::config::{AppendWait, Durability, PREALLOCATE_STEP_BYTES};
 use super::error::StorageError;
 use super::file::{align_down, align_up, IoBuffer, StorageFile};
 use super::log::LogState;
@@ -99,6 +107,10 @@ pub struct Writer {
     pub failure_epoch: u64,
     pub last_failure: Option<StorageError>,
     pub last_sync_us: u64,
+    /// Disk blocks of the active segment's log are reserved up to here (asked for, at least: a
+    /// failed reservation is not retried until the next step). 0 after open, a roll or a
+    /// repair, whose truncations release reserved blocks.
+    pub preallocated_end: u64,
 }
 
 impl Writer {
@@ -118,6 +130,7 @@ impl Writer {
             failure_epoch: 0,
             last_failure: None,
             last_sync_us: now_us,
+            preallocated_end: 0,
         }
     }
 
@@ -134,6 +147,7 @@ impl Writer {
         self.written_tail = durable.tail;
         self.tail_block = durable.tail_block.clone();
         self.durable = durable;
+        self.preallocated_end = 0;
     }
 
     pub fn unsynced_bytes(&self) -> u64 {
@@ -164,10 +178,9 @@ pub enum Status {
 
 /// The next thing a task does for its goal.
 pub enum Step<File: StorageFile> {
-    /// Wait for progress by another task, or until a group-commit deadline.
-    Wait {
-        deadline_us: Option<u64>,
-    },
+    /// Wait for progress by another task (the leader's step completing). Never planned by
+    /// [`LogState::plan`]: a task waits only while another one leads.
+    Wait,
     Write(WriteJob<File>),
     Sync(SyncJob<File>),
     Repair(RepairJob<File>),
@@ -184,6 +197,9 @@ pub struct WriteJob<File: StorageFile> {
     /// Pending bytes this write carries.
     pub consumed_bytes: usize,
     pub tail_block_after: Vec<u8>,
+    /// Reserve the log's blocks up to here before writing (the write reaches past what is
+    /// reserved).
+    pub preallocate_to: Option<u64>,
 }
 
 pub struct SyncJob<File> {
@@ -253,8 +269,10 @@ impl<File: StorageFile> LogState<File> {
         }
     }
 
-    /// The step the caller performs next as leader (nobody else is doing I/O).
-    pub fn plan(&mut self, goal: &Goal<'_>, now_us: u64) -> Step<File> {
+    /// The step the caller performs next as leader (nobody else is doing I/O). A goal that
+    /// needs durability syncs now, without waiting for the group-commit interval: whatever was
+    /// appended while the previous step ran rides along with this write or the next one.
+    pub fn plan(&mut self, goal: &Goal<'_>) -> Step<File> {
         if self.writer.needs_repair {
             return Step::Repair(RepairJob {
                 files: self.active.files.clone(),
@@ -264,7 +282,7 @@ impl<File: StorageFile> LogState<File> {
         }
         match *goal {
             Goal::Append { slot, .. } if slot.state() == SlotState::Queued => self.plan_write(),
-            Goal::Append { .. } => self.plan_sync_or_wait(false, now_us),
+            Goal::Append { .. } => self.plan_sync_of_written(),
             Goal::QueueRoom { .. } => self.plan_write(),
             Goal::Roll { .. } => {
                 if !self.writer.pending.is_empty() {
@@ -281,13 +299,14 @@ impl<File: StorageFile> LogState<File> {
                 if self.writer.written_tail.next_offset < next_offset {
                     self.plan_write()
                 } else {
-                    self.plan_sync_or_wait(true, now_us)
+                    self.plan_sync_of_written()
                 }
             }
         }
     }
 
-    fn plan_sync_or_wait(&mut self, forced: bool, now_us: u64) -> Step<File> {
+    /// Syncs everything written so far.
+    fn plan_sync_of_written(&mut self) -> Step<File> {
         // A sync point must be a batch boundary: finish a batch split across writes first.
         if self.writer.front_written_bytes > 0 {
             return self.plan_write();
@@ -296,23 +315,11 @@ impl<File: StorageFile> LogState<File> {
             self.writer.written_tail.next_offset > self.writer.durable.tail.next_offset,
             "a pending durability goal implies unsynced written batches"
         );
-        match self.sync_deadline_us() {
-            _ if forced => self.plan_sync(),
-            None => self.plan_sync(),
-            Some(deadline_us) if deadline_us <= now_us => self.plan_sync(),
-            Some(deadline_us) => {
-                if self.writer.unsynced_bytes() >= self.group_commit_interval_bytes() {
-                    self.plan_sync()
-                } else {
-                    Step::Wait {
-                        deadline_us: Some(deadline_us),
-                    }
-                }
-            }
-        }
+        self.plan_sync()
     }
 
-    /// When the next group-commit sync falls due by time; `None` under `EveryAppend` (always due).
+    /// When written data nobody waits on durably must be synced by; `None` under `EveryAppend`
+    /// (always due). Durable waiters never wait for it (see the module docs).
     pub fn sync_deadline_us(&self) -> Option<u64> {
         match self.config.durability {
             Durability::EveryAppend => None,
@@ -329,7 +336,9 @@ impl<File: StorageFile> LogState<File> {
         }
     }
 
-    /// Whether the durability policy wants a sync now for data already written.
+    /// Whether the durability policy wants a sync now for data already written, waited on
+    /// durably or not: the group-commit interval has passed since the last sync, or
+    /// `interval_bytes` are unsynced.
     pub fn sync_due(&self, now_us: u64) -> bool {
         let unsynced = self.writer.written_tail.next_offset > self.writer.durable.tail.next_offset;
         unsynced
@@ -419,6 +428,7 @@ impl<File: StorageFile> LogState<File> {
         let written_after = start + payload_bytes as u64;
         let tail_start = (align_down(written_after) - start) as usize;
         let tail_block_after = target[tail_start..payload_bytes].to_vec();
+        let preallocate_to = self.plan_preallocation(start + aligned_bytes as u64);
         Step::Write(WriteJob {
             files: self.active.files.clone(),
             path: self.active.paths.log.clone(),
@@ -427,7 +437,22 @@ impl<File: StorageFile> LogState<File> {
             payload_bytes,
             consumed_bytes: take,
             tail_block_after,
+            preallocate_to,
         })
+    }
+
+    /// The end to reserve blocks up to before a write ending at `write_end`, if the write
+    /// reaches past the reservation: the next [`PREALLOCATE_STEP_BYTES`] boundary, but not past
+    /// the largest segment. Recorded as done now; a failure only costs allocation during writes.
+    fn plan_preallocation(&mut self, write_end: u64) -> Option<u64> {
+        if write_end <= self.writer.preallocated_end {
+            return None;
+        }
+        let step_end = write_end.div_ceil(PREALLOCATE_STEP_BYTES) * PREALLOCATE_STEP_BYTES;
+        let segment_end = align_up(self.config.segment_bytes_max);
+        let target = step_end.min(segment_end).max(write_end);
+        self.writer.preallocated_end = target;
+        Some(target)
     }
 
     /// Applies a completed write. `written` is what the file reported.
@@ -604,6 +629,8 @@ impl<File: StorageFile> LogState<File> {
         writer.written_tail = durable.tail;
         writer.tail_block = durable.tail_block.clone();
         writer.needs_repair = true;
+        // The repair truncates the file, which releases blocks reserved past its new length.
+        writer.preallocated_end = 0;
         let active = &mut self.active;
         active.tail = durable.tail;
         active

@@ -70,8 +70,10 @@ impl Wire for ConfigEntry {
 pub enum Durability {
     /// Every append is fsynced before it is acknowledged.
     FsyncEveryAppend,
-    /// Appends are fsynced in groups bounded by `group.commit.bytes` / `group.commit.us`;
-    /// acknowledgements wait for the group's fsync.
+    /// Appends are fsynced in groups: an acks=all append syncs as soon as no other write or
+    /// sync of its partition is in flight, and appends that arrive meanwhile share the next
+    /// fsync. `group.commit.bytes` / `group.commit.us` bound how long acks=leader data stays
+    /// unsynced.
     GroupCommit,
 }
 
