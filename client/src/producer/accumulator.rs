@@ -729,6 +729,19 @@ mod tests {
         DeliverySink::Notify(Notify::Callback(Box::new(|_| {})))
     }
 
+    /// Appends one small record to partition 0 of a one-partition topic "t", at `now`.
+    fn append_one(accumulator: &mut Accumulator, config: &ProducerConfig, now: Instant) {
+        accumulator.append(
+            "t",
+            1,
+            PartitionChoice::Fixed(0),
+            &incoming(b"v"),
+            sink(),
+            config,
+            || now,
+        );
+    }
+
     fn config() -> ProducerConfig {
         ProducerConfig {
             batch_bytes: 1024,
@@ -824,17 +837,7 @@ mod tests {
         let config = config();
         let mut accumulator = Accumulator::new();
         let now = Instant::now();
-        let append = |accumulator: &mut Accumulator| {
-            accumulator.append(
-                "t",
-                1,
-                PartitionChoice::Fixed(0),
-                &incoming(b"v"),
-                sink(),
-                &config,
-                || now,
-            );
-        };
+        let append = |accumulator: &mut Accumulator| append_one(accumulator, &config, now);
         append(&mut accumulator);
         let first = accumulator.drain(&config, now + config.linger, SealWhen::Lingered);
         assert_eq!(
@@ -871,17 +874,7 @@ mod tests {
         let config = config();
         let mut accumulator = Accumulator::new();
         let now = Instant::now();
-        let append = |accumulator: &mut Accumulator| {
-            accumulator.append(
-                "t",
-                1,
-                PartitionChoice::Fixed(0),
-                &incoming(b"v"),
-                sink(),
-                &config,
-                || now,
-            );
-        };
+        let append = |accumulator: &mut Accumulator| append_one(accumulator, &config, now);
         append(&mut accumulator);
         let first = accumulator.drain(&config, now, SealWhen::Sendable);
         assert_eq!(
@@ -1101,17 +1094,7 @@ mod tests {
         let config = config();
         let mut accumulator = Accumulator::new();
         let now = Instant::now();
-        let append = |accumulator: &mut Accumulator| {
-            accumulator.append(
-                "t",
-                1,
-                PartitionChoice::Fixed(0),
-                &incoming(b"v"),
-                sink(),
-                &config,
-                || now,
-            );
-        };
+        let append = |accumulator: &mut Accumulator| append_one(accumulator, &config, now);
         append(&mut accumulator);
         let first = accumulator.drain(&config, now, SealWhen::Always);
         let in_flight = first.requests.into_iter().flatten().next().unwrap();
