@@ -626,18 +626,16 @@ impl<F: FileSystem> PartitionLog<F> {
                     Status::Pending => {}
                 }
                 if state.io_busy {
-                    Step::Wait
+                    // Another task leads: wait for its step to complete.
+                    None
                 } else {
-                    // Leading never means waiting: with the disk idle there is always a step.
-                    let step = state.plan(&goal);
-                    debug_assert!(!matches!(step, Step::Wait), "a leader plans I/O");
                     state.io_busy = true;
-                    step
+                    Some(state.plan(&goal))
                 }
             };
             match step {
-                Step::Wait => self.progress.changed(seen).await,
-                step => {
+                None => self.progress.changed(seen).await,
+                Some(step) => {
                     let mut guard = IoGuard {
                         log: self,
                         write_in_flight: matches!(step, Step::Write(_)),
@@ -657,7 +655,6 @@ impl<F: FileSystem> PartitionLog<F> {
         guard: &mut IoGuard<'_, F>,
     ) -> Result<(), StorageError> {
         match step {
-            Step::Wait => unreachable!("waiting is not an I/O step"),
             Step::Write(WriteJob {
                 files,
                 path,

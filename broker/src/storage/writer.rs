@@ -176,11 +176,9 @@ pub enum Status {
     Pending,
 }
 
-/// The next thing a task does for its goal.
+/// The next I/O step a leading task performs for its goal (a task that does not lead waits for
+/// the leader's step instead).
 pub enum Step<File: StorageFile> {
-    /// Wait for progress by another task (the leader's step completing). Never planned by
-    /// [`LogState::plan`]: a task waits only while another one leads.
-    Wait,
     Write(WriteJob<File>),
     Sync(SyncJob<File>),
     Repair(RepairJob<File>),
