@@ -90,55 +90,63 @@ async fn send_request(
             .await
             .map(Some),
     };
-    match outcome {
-        Err(error) => {
-            for outbound in batches {
-                retry_or_fail(&inner, outbound, error.clone());
-            }
-        }
-        Ok(None) => {
-            let delivered = batches
-                .into_iter()
-                .map(|outbound| (outbound, None))
-                .collect();
-            return release_then_deliver(&inner, delivered).await;
-        }
-        Ok(Some(response)) => {
-            let mut delivered = Vec::with_capacity(batches.len());
-            for outbound in batches {
-                match answer_for(&response, &outbound) {
-                    Ok(base_offset) => delivered.push((outbound, Some(base_offset))),
-                    Err(error) => retry_or_fail(&inner, outbound, error),
-                }
-            }
-            return release_then_deliver(&inner, delivered).await;
-        }
+    // Every batch of the request either goes back to its queue for a retry or is finished here;
+    // finished ones, failed or not, are told on one path so that a partition's records are told
+    // in the order their batches were answered.
+    let finished: Vec<(Outbound, Result<Option<u64>, Error>)> = match outcome {
+        Err(error) => batches
+            .into_iter()
+            .filter_map(|outbound| retry_or_fail(&inner, outbound, error.clone()))
+            .map(|(outbound, error)| (outbound, Err(error)))
+            .collect(),
+        Ok(None) => batches
+            .into_iter()
+            .map(|outbound| (outbound, Ok(None)))
+            .collect(),
+        Ok(Some(response)) => batches
+            .into_iter()
+            .filter_map(|outbound| match answer_for(&response, &outbound) {
+                Ok(base_offset) => Some((outbound, Ok(Some(base_offset)))),
+                Err(error) => retry_or_fail(&inner, outbound, error)
+                    .map(|(outbound, error)| (outbound, Err(error))),
+            })
+            .collect(),
+    };
+    if finished.is_empty() {
+        // Everything was requeued: the freed slots let the sender schedule the retries.
+        inner.wake.notify_one();
+        return;
     }
-    inner.wake.notify_one();
+    release_then_deliver(&inner, finished).await;
 }
 
-/// Settles delivered batches (with their base offsets, `None` under acks=none): frees their
-/// in-flight slots and memory and lets the sender put the next request on the wire, then tells
-/// every record's sink. The batches count as unfinished until then, so a flush still waits for
-/// their records to be told.
-async fn release_then_deliver(inner: &ProducerInner, delivered: Vec<(Outbound, Option<u64>)>) {
+/// Settles finished batches of one answered request (with their base offsets, `None` under
+/// acks=none, or their error): frees their in-flight slots and memory and lets the sender put
+/// the next request on the wire, then tells every record's sink. The batches count as
+/// unfinished until then, so a flush still waits for their records to be told.
+async fn release_then_deliver(
+    inner: &ProducerInner,
+    finished: Vec<(Outbound, Result<Option<u64>, Error>)>,
+) {
     {
         let mut accumulator = inner.accumulator();
-        for (outbound, _) in &delivered {
+        for (outbound, _) in &finished {
             accumulator.release_slot(&outbound.topic, outbound.partition);
         }
     }
-    for (outbound, _) in &delivered {
+    for (outbound, _) in &finished {
         inner.memory.release(outbound.batch.memory_bytes);
     }
     inner.wake.notify_one();
     // The sender task (and the request it spawns) run on this thread: step aside so that they
-    // go first.
+    // go first. Every answered request yields here once before telling, and tokio's
+    // current-thread runtime resumes yielded tasks in the order they yielded, so batches of
+    // one partition are told in the order they were answered.
     tokio::task::yield_now().await;
-    let mut generations = Vec::with_capacity(delivered.len());
-    for (outbound, base_offset) in delivered {
+    let mut generations = Vec::with_capacity(finished.len());
+    for (outbound, result) in finished {
         generations.push(outbound.batch.generation);
-        deliver(inner, outbound, Ok(base_offset));
+        deliver(inner, outbound, result);
     }
     let flushes: Vec<Completer<()>> = {
         let mut accumulator = inner.accumulator();
@@ -207,9 +215,13 @@ fn answer_for(response: &ProduceResponse, outbound: &Outbound) -> Result<u64, Er
     }
 }
 
-/// Puts a retriable failure back in the queue (after a backoff) while the batch's delivery
-/// deadline allows; fails the batch otherwise.
-fn retry_or_fail(inner: &ProducerInner, mut outbound: Outbound, error: Error) {
+/// Puts a failed in-flight batch back in its queue when the error is retriable and time is
+/// left; otherwise returns it with the error to report (the caller settles it).
+fn retry_or_fail(
+    inner: &ProducerInner,
+    mut outbound: Outbound,
+    error: Error,
+) -> Option<(Outbound, Error)> {
     if error.code() == Some(ErrorCode::UnknownTopicOrPartition) {
         // The topic may have been recreated or grown; look again before the next attempt.
         inner.client.network().invalidate(&outbound.topic);
@@ -220,7 +232,7 @@ fn retry_or_fail(inner: &ProducerInner, mut outbound: Outbound, error: Error) {
     if error.is_retriable() && next_attempt < outbound.batch.deadline {
         outbound.batch.last_error = Some(error);
         inner.accumulator().requeue(outbound, next_attempt);
-        return;
+        return None;
     }
     let error = if error.is_retriable() {
         Error::RetriesExhausted {
@@ -230,7 +242,7 @@ fn retry_or_fail(inner: &ProducerInner, mut outbound: Outbound, error: Error) {
     } else {
         error
     };
-    settle(inner, outbound, Err(error), true);
+    Some((outbound, error))
 }
 
 /// Finishes a batch: frees its memory, tells every record's sink, and completes flushes that
