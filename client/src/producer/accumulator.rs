@@ -731,11 +731,21 @@ mod tests {
 
     /// Appends one small record to partition 0 of a one-partition topic "t", at `now`.
     fn append_one(accumulator: &mut Accumulator, config: &ProducerConfig, now: Instant) {
+        append_value(accumulator, config, now, b"v");
+    }
+
+    /// Appends a record with `value` to partition 0 of a one-partition topic "t", at `now`.
+    fn append_value(
+        accumulator: &mut Accumulator,
+        config: &ProducerConfig,
+        now: Instant,
+        value: &[u8],
+    ) {
         accumulator.append(
             "t",
             1,
             PartitionChoice::Fixed(0),
-            &incoming(b"v"),
+            &incoming(value),
             sink(),
             config,
             || now,
@@ -757,15 +767,7 @@ mod tests {
         let now = Instant::now();
         let value = [7u8; 200];
         for _ in 0..3 {
-            accumulator.append(
-                "t",
-                1,
-                PartitionChoice::Fixed(0),
-                &incoming(&value),
-                sink(),
-                &config,
-                || now,
-            );
+            append_value(&mut accumulator, &config, now, &value);
         }
         let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         assert!(
@@ -775,15 +777,7 @@ mod tests {
         // The fourth fills the batch exactly (72 + 4 * 238 = 1024): sealed at once. The fifth
         // opens the next batch.
         for _ in 0..2 {
-            accumulator.append(
-                "t",
-                1,
-                PartitionChoice::Fixed(0),
-                &incoming(&value),
-                sink(),
-                &config,
-                || now,
-            );
+            append_value(&mut accumulator, &config, now, &value);
         }
         let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         assert_eq!(drained.requests.len(), 1);
@@ -1015,15 +1009,7 @@ mod tests {
         let now = Instant::now();
         let value = [1u8; 600];
         for _ in 0..3 {
-            accumulator.append(
-                "t",
-                1,
-                PartitionChoice::Fixed(0),
-                &incoming(&value),
-                sink(),
-                &config,
-                || now,
-            );
+            append_value(&mut accumulator, &config, now, &value);
         }
         let first = accumulator.drain(&config, now, SealWhen::Always);
         assert_eq!(first.requests.len(), 1);
@@ -1057,28 +1043,12 @@ mod tests {
         let config = config();
         let mut accumulator = Accumulator::new();
         let now = Instant::now();
-        accumulator.append(
-            "t",
-            1,
-            PartitionChoice::Fixed(0),
-            &incoming(b"old"),
-            sink(),
-            &config,
-            || now,
-        );
+        append_value(&mut accumulator, &config, now, b"old");
         let generation = accumulator.seal_all(&config);
         let (completer, mut flushed) = completion::<()>("test");
         accumulator.wait_for_generation(generation, completer);
         // A record after the flush started belongs to the next generation.
-        accumulator.append(
-            "t",
-            1,
-            PartitionChoice::Fixed(0),
-            &incoming(b"new"),
-            sink(),
-            &config,
-            || now,
-        );
+        append_value(&mut accumulator, &config, now, b"new");
         let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         let outbound = &drained.requests[0][0];
         let done = accumulator.finish(&outbound.topic, 0, outbound.batch.generation, true);
@@ -1154,15 +1124,7 @@ mod tests {
         let mut accumulator = Accumulator::new();
         let now = Instant::now();
         let value = vec![9u8; 5000];
-        accumulator.append(
-            "t",
-            1,
-            PartitionChoice::Fixed(0),
-            &incoming(&value),
-            sink(),
-            &config,
-            || now,
-        );
+        append_value(&mut accumulator, &config, now, &value);
         let drained = accumulator.drain(&config, now, SealWhen::Lingered);
         let batch = &drained.requests[0][0].batch;
         assert!(batch.bytes.len() > config.batch_bytes);
