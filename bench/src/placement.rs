@@ -14,42 +14,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CoreList(pub Vec<usize>);
 
-/// More CPUs than this in one list is a typo, not a machine.
-const CORE_LIST_LENGTH_MAX: usize = 4096;
-
 impl FromStr for CoreList {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let mut cores = Vec::new();
-        for part in text
-            .split(',')
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-        {
-            let (first, last) = match part.split_once('-') {
-                Some((first, last)) => (parse_core(first)?, parse_core(last)?),
-                None => (parse_core(part)?, parse_core(part)?),
-            };
-            if last < first {
-                return Err(format!("range {part} runs backwards"));
-            }
-            if last - first >= CORE_LIST_LENGTH_MAX {
-                return Err(format!(
-                    "range {part} is longer than {CORE_LIST_LENGTH_MAX}"
-                ));
-            }
-            for core in first..=last {
-                if cores.contains(&core) {
-                    return Err(format!("core {core} is listed twice"));
-                }
-                cores.push(core);
-            }
-        }
-        if cores.is_empty() {
-            return Err("no cores listed".to_string());
-        }
-        Ok(CoreList(cores))
+        spate_protocol::core_list::parse_core_list(text).map(CoreList)
     }
 }
 
@@ -58,12 +27,6 @@ impl std::fmt::Display for CoreList {
         let text: Vec<String> = self.0.iter().map(usize::to_string).collect();
         formatter.write_str(&text.join(","))
     }
-}
-
-fn parse_core(text: &str) -> Result<usize, String> {
-    text.trim()
-        .parse::<usize>()
-        .map_err(|_| format!("{text:?} is not a CPU number"))
 }
 
 /// Where everything runs.

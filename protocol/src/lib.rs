@@ -15,6 +15,7 @@ pub mod api;
 pub mod batch;
 pub mod codec;
 pub mod constants;
+pub mod core_list;
 pub mod error;
 pub mod frame;
 
