@@ -41,6 +41,12 @@ pub const CONFIG_ENTRIES_MAX: usize = 256;
 /// Most record batches one produce request may carry for one partition.
 pub const BATCHES_PER_PARTITION_MAX: usize = 4096;
 
+/// How many of a producer's latest batches a partition remembers (per producer id) to answer a
+/// retried copy with its original offset; so also the most produce requests an idempotent
+/// producer may have in flight per partition. Kafka's number (`max.in.flight.requests.per.connection`
+/// may be at most 5 with idempotence).
+pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
 /// Most (api_key, min, max) entries in an ApiVersions exchange.
 pub const API_VERSION_ENTRIES_MAX: usize = 256;
 

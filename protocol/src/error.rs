@@ -141,11 +141,19 @@ pub enum ErrorCode {
     OffsetMetadataTooLarge = 33,
     #[error("the broker holds its maximum number of groups")]
     TooManyGroups = 34,
+    #[error("the batch's sequence does not follow the producer's last one on this partition")]
+    OutOfOrderSequence = 35,
+    #[error("the batch repeats an older one of the producer that the broker no longer remembers")]
+    DuplicateSequence = 36,
+    #[error("a newer epoch of this producer id has written to the partition")]
+    ProducerFenced = 37,
+    #[error("the batch's producer id or epoch is invalid")]
+    InvalidProducerIdMapping = 38,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 39] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -181,6 +189,10 @@ impl ErrorCode {
         Self::GroupSubscribedToTopic,
         Self::OffsetMetadataTooLarge,
         Self::TooManyGroups,
+        Self::OutOfOrderSequence,
+        Self::DuplicateSequence,
+        Self::ProducerFenced,
+        Self::InvalidProducerIdMapping,
     ];
 
     pub fn to_u16(self) -> u16 {

@@ -661,12 +661,15 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::DescribeGroups, 18),
             (ApiKey::DeleteGroups, 19),
             (ApiKey::OffsetDelete, 20),
+            (ApiKey::InitProducerId, 21),
         ]
     );
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);
     assert_eq!(ErrorCode::UnknownTopicOrPartition.to_u16(), 4);
     assert_eq!(ErrorCode::InvalidTopicName.to_u16(), 15);
     assert_eq!(ErrorCode::BrokerBusy.to_u16(), 17);
+    assert_eq!(ErrorCode::OutOfOrderSequence.to_u16(), 35);
+    assert_eq!(ErrorCode::ProducerFenced.to_u16(), 37);
     for code in ErrorCode::ALL {
         assert_eq!(ErrorCode::from_u16(code.to_u16()), Some(code));
     }

@@ -15,6 +15,7 @@ pub mod group;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producer;
 pub mod topics;
 pub mod versions;
 
@@ -45,6 +46,7 @@ pub use offsets::{DeleteRecordsResponse, ListOffsetsPartition, ListOffsetsPartit
 pub use offsets::{ListOffsetsRequest, ListOffsetsResponse, OffsetSpec};
 pub use produce::ProduceResponse;
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest};
+pub use producer::{InitProducerIdRequest, InitProducerIdResponse};
 pub use topics::{AlterTopicConfigRequest, AlterTopicConfigResponse, CreateTopic};
 pub use topics::{CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest};
 pub use topics::{DeleteTopicsResponse, DescribeTopicRequest, DescribeTopicResponse};
@@ -77,11 +79,12 @@ pub enum ApiKey {
     DescribeGroups = 18,
     DeleteGroups = 19,
     OffsetDelete = 20,
+    InitProducerId = 21,
 }
 
 impl ApiKey {
     /// Every key, in numeric order.
-    pub const ALL: [ApiKey; 21] = [
+    pub const ALL: [ApiKey; 22] = [
         Self::ApiVersions,
         Self::Metadata,
         Self::CreateTopics,
@@ -103,6 +106,7 @@ impl ApiKey {
         Self::DescribeGroups,
         Self::DeleteGroups,
         Self::OffsetDelete,
+        Self::InitProducerId,
     ];
 
     pub fn to_u16(self) -> u16 {
