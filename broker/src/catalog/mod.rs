@@ -10,6 +10,7 @@
 //! The catalog knows nothing of logs or sockets: it neither opens nor deletes partition data
 //! (the shards do, see `shard`), it only names the directory each partition lives in.
 
+pub mod producer_ids;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+pub use producer_ids::{ProducerIdAllocator, ProducerIdError, ProducerIdentity};
 pub use topic_config::{TopicConfig, TopicConfigError};
 
 /// File name of the catalog inside the data directory.
@@ -56,6 +58,8 @@ pub enum CatalogError {
     TooManyTopics { limit: usize },
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),
+    #[error(transparent)]
+    ProducerIds(#[from] ProducerIdError),
 }
 
 /// One topic as the shards see it. Immutable: a change publishes a new `TopicMetadata`.
@@ -129,6 +133,8 @@ pub struct Catalog {
     /// Serializes writers; holds the id to give the next topic.
     writer: Mutex<u64>,
     current: RwLock<Arc<CatalogSnapshot>>,
+    /// Broker-wide producer ids (InitProducerId); durable beside the catalog file.
+    producer_ids: ProducerIdAllocator,
 }
 
 /// The file layout (TOML). Only this struct is serialized; the snapshot is derived from it.
@@ -198,6 +204,7 @@ impl Catalog {
             partitions_per_topic_max,
             writer: Mutex::new(file.next_topic_id),
             current: RwLock::new(Arc::new(snapshot)),
+            producer_ids: ProducerIdAllocator::open(data_dir)?,
         };
         if change.is_some() || !path.exists() {
             let next_topic_id = file.next_topic_id;
@@ -205,6 +212,11 @@ impl Catalog {
         }
         catalog.remove_orphan_directories()?;
         Ok((catalog, change))
+    }
+
+    /// The allocator behind InitProducerId. Its `init` is blocking, like catalog writes.
+    pub fn producer_ids(&self) -> &ProducerIdAllocator {
+        &self.producer_ids
     }
 
     /// The current catalog. Cheap: one `Arc` clone under a read lock.

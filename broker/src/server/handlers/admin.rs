@@ -1,5 +1,5 @@
-//! Control-plane handlers: version negotiation, metadata, and topic administration (create,
-//! delete, list, describe, alter configuration).
+//! Control-plane handlers: version negotiation, metadata, topic administration (create,
+//! delete, list, describe, alter configuration), and producer ids (InitProducerId).
 //!
 //! Topic changes go to the catalog first (durably, on a blocking thread so the executor never
 //! waits on fsync), then to every shard so the owners open, delete or reconfigure their
@@ -15,13 +15,13 @@ use std::sync::Arc;
 use spate_protocol::api::{
     AlterTopicConfigRequest, AlterTopicConfigResponse, ApiVersionsRequest, ApiVersionsResponse,
     ConfigEntry, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeTopicResponse, ListTopicsResponse, MetadataResponse,
-    PartitionMetadata, TopicListing, TopicMetadata as WireTopic, TopicResult,
-    SUPPORTED_API_VERSIONS,
+    DeleteTopicsResponse, DescribeTopicResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListTopicsResponse, MetadataResponse, PartitionMetadata, TopicListing,
+    TopicMetadata as WireTopic, TopicResult, SUPPORTED_API_VERSIONS,
 };
 use spate_protocol::error::ErrorCode;
 
-use super::{catalog_error_code, partition_error_code};
+use super::{catalog_error_code, partition_error_code, producer_id_error_code};
 use crate::catalog::{
     is_internal_topic, CatalogError, TopicConfig, TopicMetadata, INTERNAL_TOPIC_PREFIX,
 };
@@ -330,6 +330,41 @@ fn catalog_failure(error: CatalogError) -> (ErrorCode, String) {
         tracing::error!(%error, "catalog update failed");
     }
     (catalog_error_code(&error), error.to_string())
+}
+
+/// InitProducerId: any shard answers, from the broker-wide allocator. Reserving a new block of ids
+/// writes and fsyncs a file, so it runs on the blocking thread pool like catalog changes.
+pub async fn init_producer_id(
+    shard: &Shard,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let catalog = shard.catalog.clone();
+    let outcome = glommio::executor()
+        .spawn_blocking(move || {
+            catalog
+                .producer_ids()
+                .init(request.producer_id, request.producer_epoch)
+        })
+        .await;
+    match outcome {
+        Ok(identity) => InitProducerIdResponse {
+            error_code: ErrorCode::None,
+            producer_id: identity.producer_id,
+            producer_epoch: identity.producer_epoch,
+        },
+        Err(error) => {
+            let code = producer_id_error_code(&error);
+            if code == ErrorCode::StorageError {
+                tracing::error!(%error, "cannot reserve producer ids");
+            } else {
+                tracing::debug!(%error, "InitProducerId refused");
+            }
+            InitProducerIdResponse {
+                error_code: code,
+                ..Default::default()
+            }
+        }
+    }
 }
 
 /// Runs a catalog change (file writes and fsyncs) on glommio's blocking thread pool.

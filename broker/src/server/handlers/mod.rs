@@ -17,14 +17,15 @@ use spate_protocol::api::{
     encode_response_chunks, AlterTopicConfigRequest, AlterTopicConfigResponse, ApiKey,
     ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeTopicRequest, DescribeTopicResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    DescribeTopicRequest, DescribeTopicResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest,
     ListOffsetsResponse, ListTopicsRequest, ListTopicsResponse, Message, MetadataRequest,
     MetadataResponse, ProduceRequest, ProduceResponse,
 };
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::RequestFrame;
 
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, ProducerIdError};
 use crate::config::Limits;
 use crate::shard::messages::PartitionError;
 use crate::shard::Shard;
@@ -52,6 +53,7 @@ pub enum Request {
     Fetch(Envelope<FetchRequest>),
     ListOffsets(Envelope<ListOffsetsRequest>),
     DeleteRecords(Envelope<DeleteRecordsRequest>),
+    InitProducerId(Envelope<InitProducerIdRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -119,6 +121,7 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::Fetch => decoded!(Fetch, FetchRequest),
         ApiKey::ListOffsets => decoded!(ListOffsets, ListOffsetsRequest),
         ApiKey::DeleteRecords => decoded!(DeleteRecords, DeleteRecordsRequest),
+        ApiKey::InitProducerId => decoded!(InitProducerId, InitProducerIdRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -187,6 +190,10 @@ pub async fn execute(shard: Rc<Shard>, request: Request) -> Option<Vec<Bytes>> {
         Request::DeleteRecords(request) => {
             answer(&request, data::delete_records(&shard, &request.body).await)
         }
+        Request::InitProducerId(request) => answer(
+            &request,
+            admin::init_producer_id(&shard, request.body).await,
+        ),
         Request::Group(request) => group::execute(&shard, request).await,
     }
 }
@@ -290,6 +297,14 @@ pub fn reject(api_key: ApiKey, correlation_id: u32, code: ErrorCode) -> Rejectio
             version,
             &DeleteRecordsResponse::default(),
         )),
+        ApiKey::InitProducerId => with_code(encode(
+            correlation_id,
+            version,
+            &InitProducerIdResponse {
+                error_code: code,
+                ..Default::default()
+            },
+        )),
         group_api => with_code(group::error_response(group_api, correlation_id, code)),
     }
 }
@@ -319,5 +334,17 @@ pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
         CatalogError::TooManyTopics { .. } => ErrorCode::InvalidRequest,
         CatalogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         CatalogError::Io { .. } | CatalogError::Corrupt { .. } => ErrorCode::StorageError,
+        CatalogError::ProducerIds(error) => producer_id_error_code(error),
+    }
+}
+
+/// Wire code for a producer id failure.
+pub fn producer_id_error_code(error: &ProducerIdError) -> ErrorCode {
+    match error {
+        ProducerIdError::InvalidIdentity { .. } | ProducerIdError::UnknownProducerId { .. } => {
+            ErrorCode::InvalidProducerIdMapping
+        }
+        ProducerIdError::Io { .. } | ProducerIdError::Corrupt { .. } => ErrorCode::StorageError,
+        ProducerIdError::Exhausted => ErrorCode::Unknown,
     }
 }
