@@ -125,7 +125,8 @@ pub struct WorkloadLayer {
     /// e2e: target rate in records per second over all producers.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// e2e: target rate as a percentage of the maximum a calibration produce run measures.
+    /// e2e: target rate as a percentage of the maximum a closed-loop calibration run of the same
+    /// e2e workload measures (records per second reaching the consumers).
     #[arg(long)]
     pub rate_percent_of_max: Option<f64>,
     /// e2e: length of that calibration run in milliseconds.

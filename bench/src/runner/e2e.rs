@@ -5,8 +5,14 @@
 //!
 //! Each record value starts with two timestamps from the harness's shared monotonic clock
 //! (`stats::now_nanos`): the intended send instant and the actual one. Producers and
-//! consumers live in this one process, so the clocks agree by construction. A target given as
-//! a percentage of the maximum is first turned into a rate by a calibration `produce` run.
+//! consumers live in this one process, so the clocks agree by construction.
+//!
+//! A target given as a percentage of the maximum is first turned into a rate by a calibration
+//! run of this same workload in closed loop: producers send as fast as the client accepts while
+//! the consumers tail, and the maximum is the rate at which records reached the consumers. The
+//! maximum of an end-to-end pipeline is what producers and consumers sustain together on the
+//! same load cores; a produce-only maximum (consumers idle) is a rate the pipeline cannot hold
+//! when both share a core, and half of it measured queueing, not latency.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use crate::driver::{ConsumerDriver, Driver, DriverError, ProducerDriver, SendMar
 use crate::placement::Placement;
 use crate::stats::{new_histogram, now_nanos, per_second, record_nanos};
 use crate::stats::{LatencySummary, Meter};
-use crate::workload::{RateTarget, Stop, Workload, WorkloadKind};
+use crate::workload::{RateTarget, Stop, Workload};
 
 /// Records whose achieved send rate is at least this share of the target count as "held".
 const RATE_HELD_SHARE: f64 = 0.99;
@@ -38,23 +44,45 @@ pub fn run(
         RateTarget::RecordsPerSec(rate) => (rate, None),
         RateTarget::PercentOfMax(percent) => {
             let calibration = Workload {
-                kind: WorkloadKind::Produce,
                 topic: format!("{}-calibration", workload.topic),
                 stop: Stop::DurationMs(workload.calibration_ms),
-                rate: None,
-                consumers: 0,
                 ..workload.clone()
             };
-            let outcome = super::produce::run(driver, &calibration, placement, progress)?;
-            (
-                outcome.records_per_sec * percent / 100.0,
-                Some((outcome.records_per_sec, percent)),
-            )
+            let topic = topic_of(&calibration);
+            driver.create_topic(&topic)?;
+            let result = run_paced(
+                driver,
+                &calibration,
+                &topic,
+                Pace::ClosedLoop,
+                placement,
+                progress,
+            );
+            let _ = driver.delete_topic(&topic);
+            let outcome = result?;
+            if outcome.errors > 0 {
+                return Err(RunError::Calibration(format!(
+                    "{} errors in the closed-loop calibration run; first: {}",
+                    outcome.errors,
+                    outcome.first_error.unwrap_or_default()
+                )));
+            }
+            let max_rate = outcome.records_per_sec;
+            (max_rate * percent / 100.0, Some((max_rate, percent)))
         }
     };
     let topic = topic_of(workload);
     driver.create_topic(&topic)?;
-    let result = run_at_rate(driver, workload, &topic, target_rate, placement, progress);
+    let result = run_paced(
+        driver,
+        workload,
+        &topic,
+        Pace::Open {
+            records_per_sec: target_rate,
+        },
+        placement,
+        progress,
+    );
     let _ = driver.delete_topic(&topic);
     let mut outcome = result?;
     if let (Some(details), Some((max_rate, percent))) = (outcome.end_to_end.as_mut(), calibration) {
@@ -80,11 +108,20 @@ struct Window {
     until_nanos: u64,
 }
 
-fn run_at_rate(
+/// How producers pace their sends.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Open loop: record k is due at a fixed instant, whether or not earlier ones were sent.
+    Open { records_per_sec: f64 },
+    /// Closed loop, for calibration: each record is due when the previous send returned.
+    ClosedLoop,
+}
+
+fn run_paced(
     driver: &dyn Driver,
     workload: &Workload,
     topic: &crate::driver::TopicSpec,
-    target_rate: f64,
+    pace: Pace,
     placement: &Placement,
     progress: &mut Progress,
 ) -> Result<RunOutcome, RunError> {
@@ -136,7 +173,11 @@ fn run_at_rate(
         consumer_handles.push((name, handle));
     }
     let producer_count = f64::from(workload.producers);
-    let interval_nanos = 1e9 * producer_count / target_rate;
+    let (interval_nanos, target_rate) = match pace {
+        Pace::Open { records_per_sec } => (1e9 * producer_count / records_per_sec, records_per_sec),
+        // No schedule: the first record is due at the start, each later one when it is sent.
+        Pace::ClosedLoop => (0.0, f64::INFINITY),
+    };
     let mut producer_handles = Vec::new();
     for (index, producer) in producers.into_iter().enumerate() {
         let schedule = Schedule {
@@ -159,9 +200,13 @@ fn run_at_rate(
         producer_handles.push((name, handle));
     }
     let driver_name = driver.kind().name();
+    let target = match pace {
+        Pace::Open { records_per_sec } => format!("target {records_per_sec:.0} records/s"),
+        Pace::ClosedLoop => "calibrating (closed loop)".to_string(),
+    };
     progress.follow(&producer_handles, |_| {
         format!(
-            "e2e {driver_name}  {:.0} s  target {target_rate:.0} records/s  received {}",
+            "e2e {driver_name}  {:.0} s  {target}  received {}",
             now_nanos().saturating_sub(start_nanos) as f64 / 1e9,
             tally.received.load(Ordering::Relaxed),
         )
@@ -230,7 +275,8 @@ fn run_at_rate(
     Ok(outcome)
 }
 
-/// One producer's open-loop schedule: record k is due at `first + k * interval`.
+/// One producer's schedule: in open loop record k is due at `first + k * interval`; with an
+/// interval of 0 (closed loop) every record is due at once and the run ends by the clock.
 #[derive(Debug, Clone, Copy)]
 struct Schedule {
     first_nanos: u64,
@@ -239,7 +285,11 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn due_nanos(&self, index: u64) -> u64 {
+    /// When record `index` is due, given that the previous send ended at `now_nanos`.
+    fn due_nanos(&self, index: u64, now_nanos: u64) -> u64 {
+        if self.interval_nanos == 0.0 {
+            return now_nanos.max(self.first_nanos);
+        }
         self.first_nanos + (index as f64 * self.interval_nanos) as u64
     }
 }
@@ -266,11 +316,11 @@ fn paced_send(
     let mut lag_max_nanos = 0u64;
     let mut last_send_nanos = schedule.first_nanos;
     loop {
-        let due = schedule.due_nanos(sent);
+        let mut now = now_nanos();
+        let due = schedule.due_nanos(sent, now);
         if due >= schedule.until_nanos {
             break;
         }
-        let mut now = now_nanos();
         if now < due {
             producer.idle()?;
             now = now_nanos();
@@ -370,8 +420,23 @@ mod tests {
             interval_nanos: 2.5,
             until_nanos: 2_000,
         };
-        assert_eq!(schedule.due_nanos(0), 1_000);
-        assert_eq!(schedule.due_nanos(4), 1_010);
+        assert_eq!(schedule.due_nanos(0, 0), 1_000);
+        assert_eq!(
+            schedule.due_nanos(4, 5_000),
+            1_010,
+            "open loop ignores the clock"
+        );
+    }
+
+    #[test]
+    fn in_closed_loop_each_record_is_due_when_it_is_sent() {
+        let schedule = Schedule {
+            first_nanos: 1_000,
+            interval_nanos: 0.0,
+            until_nanos: 2_000,
+        };
+        assert_eq!(schedule.due_nanos(0, 10), 1_000, "not before the start");
+        assert_eq!(schedule.due_nanos(7, 1_500), 1_500);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum RunError {
     },
     #[error("the {name} thread panicked")]
     ThreadPanicked { name: String },
+    #[error("e2e calibration failed: {0}")]
+    Calibration(String),
 }
 
 /// What a latency figure measures, so reports never mix them up.
