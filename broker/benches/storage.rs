@@ -41,7 +41,7 @@ use spate_broker::storage::index::{OffsetIndexEntry, SegmentIndex, TimeIndexEntr
 use spate_broker::storage::{
     AppendWait, Clock, DmaFileSystem, Durability, LogConfig, PartitionLog, SystemClock,
 };
-use spate_protocol::batch::header::compute_crc;
+use spate_protocol::batch::header::{compute_crc, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_MAGIC};
 
 const KIB: usize = 1024;
@@ -88,6 +88,10 @@ fn template_batch(total_bytes: usize) -> BytesMut {
         record_count: 1,
         first_timestamp: 1_700_000_000_000,
         max_timestamp: 1_700_000_000_000,
+        // Not idempotent: every append of the template is a new batch, not a retry.
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: NO_PRODUCER_EPOCH,
+        base_sequence: NO_SEQUENCE,
         ..BatchHeader::default()
     };
     header.encode(&mut bytes);

@@ -13,7 +13,9 @@ use spate_broker::storage::{
     AppendWait, Clock, DmaFileSystem, Durability, LogConfig, PartitionLog, StorageError,
     SystemClock,
 };
-use storage_support::{batch, header_of, id_of, read_all, same_batch, simple_batch};
+use storage_support::{
+    batch, header_of, id_of, read_all, same_batch, simple_batch, TEST_BATCH_BYTES_MIN,
+};
 
 /// A fresh directory for one test, removed when dropped.
 struct TestDirectory(PathBuf);
@@ -79,7 +81,7 @@ fn direct_io_appends_read_back_identical_across_segments_and_a_reopen() {
                 batch(
                     id,
                     1 + id as u32 % 4,
-                    64 + (id as usize * 997) % 9000,
+                    TEST_BATCH_BYTES_MIN + (id as usize * 997) % 9000,
                     1000 + id as i64,
                     1000 + id as i64,
                 )

@@ -17,6 +17,7 @@ use spate_broker::storage::{
 use spate_protocol::BatchError;
 use storage_support::{
     batch, header_of, id_of, read_all, run_to_end, same_batch, simple_batch, Simulator,
+    TEST_BATCH_BYTES_MIN,
 };
 
 const START_MS: i64 = 1_700_000_000_000;
@@ -902,7 +903,7 @@ proptest::proptest! {
         let setup = Setup::new(seed);
         let config = LogConfig { segment_bytes_max: 1 << 20, ..small_config() };
         let log = Rc::new(setup.open(config.clone()));
-        let sizes: Vec<usize> = (0..30).map(|index| 64 + (index * 131 + seed as usize) % 700).collect();
+        let sizes: Vec<usize> = (0..30).map(|index| TEST_BATCH_BYTES_MIN + (index * 131 + seed as usize) % 700).collect();
         let originals: Vec<_> = sizes
             .iter()
             .enumerate()

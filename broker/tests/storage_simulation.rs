@@ -34,7 +34,10 @@ use spate_broker::storage::{
     AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock,
     MemoryFileSystem, PartitionLog, StorageError,
 };
-use storage_support::{batch, header_of, id_of, read_all, run_to_end_timed, same_batch, Simulator};
+use storage_support::{
+    batch, header_of, id_of, read_all, run_to_end_timed, same_batch, Simulator,
+    TEST_BATCH_BYTES_MIN,
+};
 
 /// Cases per run by default (two test functions each run half). Raise with SPATE_SIM_CASES.
 const CASES_DEFAULT: u64 = 3000;
@@ -65,7 +68,7 @@ struct Case {
     faults: FaultPlan,
     no_space: bool,
     log: Option<Rc<Log>>,
-    /// Unstamped bytes of every batch ever handed to `append`, by id (`producer_id`).
+    /// Unstamped bytes of every batch ever handed to `append`, by id (see `storage_support::batch`).
     originals: HashMap<u64, Bytes>,
     /// What the log is known to hold: acknowledged batches by base offset. Entries that are not
     /// durable are dropped when an error may have rolled them back.
@@ -110,6 +113,8 @@ fn random_config(rng: &mut StdRng) -> LogConfig {
         write_buffer_bytes: [8192, 16384, 65536][rng.gen_range(0..3)],
         write_queue_bytes_max: rng.gen_range(batch_bytes_max..=128 * 1024),
         read_chunk_bytes: [4096, 8192, 16384][rng.gen_range(0..3)],
+        // The simulated batches are not idempotent: the producer state stays empty.
+        ..LogConfig::default()
     }
 }
 
@@ -237,7 +242,7 @@ impl Case {
         self.id_next += 1;
         let size_class = self.rng.gen_range(0..100);
         let total_bytes = match size_class {
-            0..=69 => self.rng.gen_range(64..=512),
+            0..=69 => self.rng.gen_range(TEST_BATCH_BYTES_MIN..=512),
             70..=94 => self.rng.gen_range(513..=4096),
             _ => self.rng.gen_range(4097..=12_000),
         };
@@ -469,7 +474,7 @@ impl Case {
                     "offsets are contiguous"
                 );
             }
-            let id = header.producer_id as u64;
+            let id = id_of(stored);
             let original = self
                 .originals
                 .get(&id)
@@ -546,7 +551,7 @@ impl Case {
                 (
                     *offset,
                     Acknowledged {
-                        id: header.producer_id as u64,
+                        id: id_of(bytes),
                         next_offset: header.next_offset(),
                         durable: true,
                     },
@@ -614,7 +619,7 @@ impl Case {
                             Some(next) => assert_eq!(header.base_offset, next),
                         }
                         assert!(header.next_offset() <= read.high_watermark);
-                        let id = header.producer_id as u64;
+                        let id = id_of(stored);
                         assert!(
                             same_batch(stored, &self.originals[&id]),
                             "read served altered bytes"

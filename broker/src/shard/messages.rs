@@ -55,6 +55,18 @@ pub enum PartitionError {
     ShuttingDown,
     #[error("the topic is internal to the broker; clients may not change it")]
     InternalTopic,
+    /// An idempotent producer's batch does not continue its sequence.
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent producer's batch is an old one whose offsets are no longer known.
+    #[error("duplicate sequence: {0}")]
+    DuplicateSequence(String),
+    /// A newer epoch of the producer id has written to the partition.
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
+    /// The batch's producer id, epoch and sequence do not form a valid identity.
+    #[error("invalid producer id mapping: {0}")]
+    InvalidProducerIdMapping(String),
 }
 
 #[derive(Debug)]

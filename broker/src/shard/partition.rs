@@ -1,6 +1,7 @@
 //! One partition as its owning shard holds it: the storage log, the wake-up for long polls, and
 //! the operations requests perform on it (validate-then-append, read, offsets by time, delete
-//! records), with storage errors turned into [`PartitionError`].
+//! records), with storage errors (idempotent producer refusals included) turned into
+//! [`PartitionError`].
 //!
 //! This is the only file of the server that calls the storage engine's partition API. It does not
 //! route: callers have already established that this shard owns the partition.
@@ -265,6 +266,16 @@ pub fn partition_error(error: StorageError) -> PartitionError {
         }
         StorageError::OffsetOutOfRange { .. } => PartitionError::Storage(error.to_string()),
         StorageError::NoSpace { .. } => PartitionError::NoSpace(error.to_string()),
+        StorageError::OutOfOrderSequence { .. } => {
+            PartitionError::OutOfOrderSequence(error.to_string())
+        }
+        StorageError::DuplicateSequence { .. } => {
+            PartitionError::DuplicateSequence(error.to_string())
+        }
+        StorageError::ProducerFenced { .. } => PartitionError::ProducerFenced(error.to_string()),
+        StorageError::InvalidProducerFields { .. } => {
+            PartitionError::InvalidProducerIdMapping(error.to_string())
+        }
         error => PartitionError::Storage(error.to_string()),
     }
 }

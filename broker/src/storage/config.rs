@@ -57,6 +57,15 @@ pub const TAIL_CACHE_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
 pub const WRITE_QUEUE_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 pub const READ_CHUNK_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Idempotent producers remembered per partition (each holds up to
+/// `PRODUCER_BATCHES_RETAINED` batch records, about 140 bytes in a snapshot).
+pub const PRODUCERS_PER_PARTITION_MAX_DEFAULT: usize = 4096;
+/// A producer that has not appended for this long is forgotten (Kafka's
+/// `producer.id.expiration.ms`).
+pub const PRODUCER_EXPIRY_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
+/// No configuration may remember more producers per partition: bounds a producer snapshot
+/// (about 140 MiB at this count) and so the memory its load may take.
+pub const PRODUCERS_PER_PARTITION_LIMIT: usize = 1 << 20;
 
 /// The active segment's disk blocks are reserved ahead of its writes in steps of this many bytes
 /// (never past `segment_bytes_max`), so that an O_DIRECT write extending the file does not run
@@ -79,6 +88,11 @@ const _: () = assert!(WRITE_BUFFER_BYTES_DEFAULT >= 2 * DIRECT_IO_ALIGNMENT_BYTE
 const _: () = assert!(WRITE_QUEUE_BYTES_MAX_DEFAULT >= BATCH_BYTES_MAX);
 const _: () = assert!(READ_CHUNK_BYTES_DEFAULT % DIRECT_IO_ALIGNMENT_BYTES == 0);
 const _: () = assert!(INDEX_INTERVAL_BYTES_DEFAULT > 0);
+const _: () = assert!(
+    PRODUCERS_PER_PARTITION_MAX_DEFAULT > 0
+        && PRODUCERS_PER_PARTITION_MAX_DEFAULT <= PRODUCERS_PER_PARTITION_LIMIT
+);
+const _: () = assert!(PRODUCER_EXPIRY_MS_DEFAULT > 0);
 const _: () = assert!(PREALLOCATE_STEP_BYTES % DIRECT_IO_ALIGNMENT_BYTES as u64 == 0);
 const _: () = assert!(PREALLOCATE_STEP_BYTES >= WRITE_BUFFER_BYTES_DEFAULT as u64);
 // A pool that cannot hold one default-sized write buffer would never reuse the large ones.
@@ -111,8 +125,14 @@ pub struct LogConfig {
     pub write_buffer_bytes: usize,
     /// Appended bytes not yet handed to the disk; appends wait while it is full.
     pub write_queue_bytes_max: usize,
-    /// Size of each disk read when scanning a segment (recovery, reads, timestamp lookups).
+    /// Size of each disk read when scanning a segment (recovery, reads, timestamp lookups,
+    /// producer state replay).
     pub read_chunk_bytes: usize,
+    /// Idempotent producers remembered; when full, the one that appended longest ago goes.
+    pub producers_per_partition_max: usize,
+    /// A producer that has not appended for this long is forgotten (checked at segment roll,
+    /// close, and when the producer state is full).
+    pub producer_expiry_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -133,6 +153,8 @@ impl Default for LogConfig {
             write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             write_queue_bytes_max: WRITE_QUEUE_BYTES_MAX_DEFAULT,
             read_chunk_bytes: READ_CHUNK_BYTES_DEFAULT,
+            producers_per_partition_max: PRODUCERS_PER_PARTITION_MAX_DEFAULT,
+            producer_expiry_ms: PRODUCER_EXPIRY_MS_DEFAULT,
         }
     }
 }
@@ -221,6 +243,20 @@ impl LogConfig {
                 ),
             );
         }
+        if self.producers_per_partition_max == 0
+            || self.producers_per_partition_max > PRODUCERS_PER_PARTITION_LIMIT
+        {
+            return refuse(
+                "producers_per_partition_max",
+                format!(
+                    "{} must be in [1, {PRODUCERS_PER_PARTITION_LIMIT}]",
+                    self.producers_per_partition_max
+                ),
+            );
+        }
+        if self.producer_expiry_ms == 0 {
+            return refuse("producer_expiry_ms", "must be positive".into());
+        }
         if let Durability::GroupCommit {
             interval_bytes,
             interval_us,
@@ -270,6 +306,20 @@ mod tests {
             config.check().map_err(|error| error.field),
             Err("write_buffer_bytes")
         );
+    }
+
+    #[test]
+    fn check_refuses_a_partition_without_room_for_producers() {
+        for producers_per_partition_max in [0, PRODUCERS_PER_PARTITION_LIMIT + 1] {
+            let config = LogConfig {
+                producers_per_partition_max,
+                ..LogConfig::default()
+            };
+            assert_eq!(
+                config.check().map_err(|error| error.field),
+                Err("producers_per_partition_max")
+            );
+        }
     }
 
     #[test]

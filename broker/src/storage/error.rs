@@ -12,6 +12,7 @@ use std::sync::Arc;
 use spate_protocol::BatchError;
 
 use super::config::ConfigError;
+use super::producer_state::ProducerRefusal;
 
 /// Why a storage operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,6 +57,44 @@ pub enum StorageError {
     },
     #[error("invalid log configuration: {0}")]
     Config(#[from] ConfigError),
+    /// An idempotent producer's batch does not continue its sequence (a gap, or a new epoch not
+    /// starting at 0). Nothing of the batch was appended.
+    #[error("out of order sequence in {}: producer {producer_id} epoch {producer_epoch} sent sequence {received_sequence}, expected {expected_sequence}", .directory.display())]
+    OutOfOrderSequence {
+        directory: PathBuf,
+        producer_id: i64,
+        producer_epoch: i16,
+        expected_sequence: i32,
+        received_sequence: i32,
+    },
+    /// An idempotent producer's batch lies at or before its last sequence but is none of the
+    /// batches still remembered, so its original offsets are unknown.
+    #[error("duplicate sequence in {}: producer {producer_id} epoch {producer_epoch} sent sequence {received_sequence}, last is {last_sequence}", .directory.display())]
+    DuplicateSequence {
+        directory: PathBuf,
+        producer_id: i64,
+        producer_epoch: i16,
+        last_sequence: i32,
+        received_sequence: i32,
+    },
+    /// A newer epoch of this producer id has appended to the partition.
+    #[error("producer {producer_id} fenced in {}: epoch {received_epoch} is older than {current_epoch}", .directory.display())]
+    ProducerFenced {
+        directory: PathBuf,
+        producer_id: i64,
+        current_epoch: i16,
+        received_epoch: i16,
+    },
+    /// A batch names a producer id with a negative epoch or sequence (or another invalid
+    /// combination of producer fields).
+    #[error("invalid producer fields in {}: producer {producer_id} epoch {producer_epoch} sequence {base_sequence} records {record_count}", .directory.display())]
+    InvalidProducerFields {
+        directory: PathBuf,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        record_count: u32,
+    },
 }
 
 /// Formats an optional byte position for error messages.
@@ -102,6 +141,59 @@ impl StorageError {
         }
     }
 
+    /// A producer state refusal, with the partition directory it happened in.
+    pub fn producer(directory: &Path, refusal: ProducerRefusal) -> Self {
+        let directory = directory.to_path_buf();
+        match refusal {
+            ProducerRefusal::OutOfOrderSequence {
+                producer_id,
+                producer_epoch,
+                expected_sequence,
+                received_sequence,
+            } => StorageError::OutOfOrderSequence {
+                directory,
+                producer_id,
+                producer_epoch,
+                expected_sequence,
+                received_sequence,
+            },
+            ProducerRefusal::DuplicateSequence {
+                producer_id,
+                producer_epoch,
+                last_sequence,
+                received_sequence,
+            } => StorageError::DuplicateSequence {
+                directory,
+                producer_id,
+                producer_epoch,
+                last_sequence,
+                received_sequence,
+            },
+            ProducerRefusal::ProducerFenced {
+                producer_id,
+                current_epoch,
+                received_epoch,
+            } => StorageError::ProducerFenced {
+                directory,
+                producer_id,
+                current_epoch,
+                received_epoch,
+            },
+            ProducerRefusal::InvalidProducerFields {
+                producer_id,
+                producer_epoch,
+                base_sequence,
+                record_count,
+            } => StorageError::InvalidProducerFields {
+                directory,
+                producer_id,
+                producer_epoch,
+                base_sequence,
+                record_count,
+            },
+        }
+    }
+
     pub fn is_no_space(&self) -> bool {
         matches!(self, StorageError::NoSpace { .. })
     }
@@ -123,6 +215,29 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("/data/0.log"), "{text}");
         assert!(text.contains("byte 4096"), "{text}");
+    }
+
+    #[test]
+    fn producer_refusal_names_the_partition_and_the_sequences() {
+        let error = StorageError::producer(
+            Path::new("/data/topic-0"),
+            ProducerRefusal::OutOfOrderSequence {
+                producer_id: 7,
+                producer_epoch: 1,
+                expected_sequence: 5,
+                received_sequence: 9,
+            },
+        );
+        let text = error.to_string();
+        for part in [
+            "/data/topic-0",
+            "producer 7",
+            "epoch 1",
+            "sequence 9",
+            "expected 5",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
     }
 
     #[test]

@@ -10,11 +10,20 @@
 //! durable append syncs as soon as it leads (adaptive group commit, see `writer`): appends that
 //! arrive while a write or sync is in flight are covered by the next one.
 //!
+//! Idempotent producers: each batch's producer fields are checked (`producer_state`) in the same
+//! borrow that assigns its offset, and appends are admitted strictly in arrival order (a batch
+//! that must wait for a roll or for queue room holds back the ones behind it), so the batches of
+//! one producer are checked, and land, in the order their requests arrived. A retried batch
+//! still remembered is not appended again: its caller waits for the original's slot and gets
+//! the original's offsets. The producer state is rolled back with the write path, snapshotted
+//! at each roll and at close, and rebuilt at open from the newest snapshot plus the log after it.
+//!
 //! Not here: the byte-level write path state machine (`writer`), segment files and scanning
-//! (`segment`), crash recovery of one segment (`recovery`), the on-disk layout (`FORMAT.md`).
+//! (`segment`), crash recovery of one segment (`recovery`), the producer rules
+//! (`producer_state`) and snapshot files (`producer_snapshot`), the on-disk layout (`FORMAT.md`).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -29,6 +38,11 @@ use super::config::{AppendWait, LogConfig};
 use super::error::StorageError;
 use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 use super::index::SegmentIndex;
+use super::producer_snapshot::{
+    self, parse_snapshot_file_name, read_snapshot, snapshot_bytes_max, snapshot_path,
+    write_snapshot, SnapshotName, PRODUCER_SNAPSHOTS_KEPT,
+};
+use super::producer_state::{ProducerBatch, ProducerEntry, ProducerState, Verdict};
 use super::progress::Progress;
 use super::recovery::{recover_segment, SegmentRole};
 use super::segment::{
@@ -86,6 +100,12 @@ pub struct LogState<File> {
     pub maintenance_busy: bool,
     /// A roll was decided: nothing more is appended to the active segment until it happens.
     pub roll_pending: bool,
+    /// Idempotent producers of this partition.
+    pub producers: ProducerState,
+    /// Tickets of appends waiting to be admitted; only the smallest may be admitted next, and
+    /// an append arriving while any waits takes a ticket too (arrival order).
+    pub admission_waiting: BTreeSet<u64>,
+    pub admission_tickets_issued: u64,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -99,9 +119,35 @@ pub struct PartitionLog<F: FileSystem> {
 }
 
 enum Admission {
+    /// An earlier arrival is still waiting to be admitted.
+    Wait,
     Roll(u64),
     QueueFull,
-    Enqueued(Rc<AppendSlot>, AppendOutcome),
+    Admitted(Admitted),
+}
+
+/// An accepted batch: its offsets, and the slot to wait on. `None` for a duplicate whose
+/// original is already durable.
+struct Admitted {
+    slot: Option<Rc<AppendSlot>>,
+    outcome: AppendOutcome,
+}
+
+/// A place in the admission line; leaving it (admitted, failed or dropped) lets the next in.
+struct AdmissionTicket<'a, F: FileSystem> {
+    log: &'a PartitionLog<F>,
+    number: u64,
+}
+
+impl<F: FileSystem> Drop for AdmissionTicket<'_, F> {
+    fn drop(&mut self) {
+        self.log
+            .state
+            .borrow_mut()
+            .admission_waiting
+            .remove(&self.number);
+        self.log.progress.notify_all();
+    }
 }
 
 /// Clears the leader flag and wakes everyone when an I/O step ends, however it ends. If the
@@ -176,12 +222,15 @@ impl<File: StorageFile> LogState<File> {
         too_large || too_old || relative_next > u64::from(u32::MAX)
     }
 
-    /// Accepts a validated batch: assigns its offset, stamps it, queues it for writing.
+    /// Accepts a validated and checked batch: assigns its offset, stamps it, queues it for
+    /// writing, and records it in the producer state.
     fn enqueue(
         &mut self,
         mut batch: BytesMut,
         header: &BatchHeader,
-    ) -> (Rc<AppendSlot>, AppendOutcome) {
+        producer: Option<&ProducerBatch>,
+        now_ms: i64,
+    ) -> Admitted {
         let base_offset = self.active.tail.next_offset;
         stamp(&mut batch, base_offset, header.leader_epoch);
         let bytes = batch.freeze();
@@ -201,12 +250,60 @@ impl<File: StorageFile> LogState<File> {
             .push(base_offset, tail_after.next_offset, bytes);
         let slot = Rc::new(AppendSlot::new(tail_after.next_offset));
         self.writer.queued_slots.push_back(slot.clone());
+        if let Some(producer) = producer {
+            self.producers
+                .record(producer, base_offset, tail_after.next_offset, now_ms);
+        }
         let outcome = AppendOutcome {
             base_offset,
             next_offset: tail_after.next_offset,
             log_start_offset: self.log_start_offset,
         };
-        (slot, outcome)
+        Admitted {
+            slot: Some(slot),
+            outcome,
+        }
+    }
+
+    /// The answer for a retried batch whose original sits at `[base_offset, next_offset)`: the
+    /// original's slot while it is not durable, so the retry waits for the same goal and fails
+    /// if it fails.
+    fn duplicate_of(&self, base_offset: u64, next_offset: u64) -> Admitted {
+        let writer = &self.writer;
+        let slot = (next_offset > writer.durable.tail.next_offset).then(|| {
+            let find = |slots: &VecDeque<Rc<AppendSlot>>| {
+                slots
+                    .binary_search_by_key(&next_offset, |slot| slot.next_offset)
+                    .ok()
+                    .map(|index| slots[index].clone())
+            };
+            find(&writer.written_slots)
+                .or_else(|| find(&writer.queued_slots))
+                .expect("a retained batch past the durable point has a pending slot (a rollback forgets it)")
+        });
+        Admitted {
+            slot,
+            outcome: AppendOutcome {
+                base_offset,
+                next_offset,
+                log_start_offset: self.log_start_offset,
+            },
+        }
+    }
+
+    /// Whether the holder of `ticket` (or an append without one) may be admitted now.
+    fn admission_turn(&self, ticket: Option<u64>) -> bool {
+        match ticket {
+            None => self.admission_waiting.is_empty(),
+            Some(number) => self.admission_waiting.first() == Some(&number),
+        }
+    }
+
+    fn take_admission_ticket(&mut self) -> u64 {
+        let number = self.admission_tickets_issued;
+        self.admission_tickets_issued += 1;
+        self.admission_waiting.insert(number);
+        number
     }
 
     fn high_watermark(&self) -> u64 {
@@ -503,6 +600,10 @@ impl<F: FileSystem> PartitionLog<F> {
             .map(|segment| (segment.base_offset, segment))
             .collect();
         let tail_cache = TailCache::new(config.tail_cache_bytes_max);
+        let producers = ProducerState::new(
+            config.producers_per_partition_max,
+            config.producer_expiry_ms,
+        );
         let state = LogState {
             config,
             sealed,
@@ -513,22 +614,214 @@ impl<F: FileSystem> PartitionLog<F> {
             io_busy: false,
             maintenance_busy: false,
             roll_pending: false,
+            producers,
+            admission_waiting: BTreeSet::new(),
+            admission_tickets_issued: 0,
         };
-        Ok(Self {
+        let log = Self {
             file_system,
             directory,
             clock,
             state: RefCell::new(state),
             progress: Progress::default(),
-        })
+        };
+        log.rebuild_producer_state(&names).await?;
+        Ok(log)
     }
 
-    /// Appends one batch: checks header, length and CRC, assigns and stamps the base offset, and
-    /// returns once the batch is written or durable as `wait` asks. A returned error means the
-    /// batch is not acknowledged; after a crash it may still be found in the log (as in Kafka,
-    /// an error is not a promise that nothing was written). See [`AppendWait::Durable`] for what
-    /// a durable return says about earlier batches, and [`PartitionLog::append_batches`] to
-    /// learn whether several batches all became durable.
+    /// Rebuilds the producer state after segment recovery: removes snapshots being written
+    /// when the process stopped and snapshots past the log end, loads the newest snapshot that
+    /// reads back valid (a damaged one is logged and skipped), replays the batch headers from
+    /// its offset (or from the oldest segment) to the log end, and drops producers whose last
+    /// batch is before the log start or that have expired.
+    async fn rebuild_producer_state(&self, names: &[String]) -> Result<(), StorageError> {
+        let fs = &*self.file_system;
+        let (log_end, bytes_max) = {
+            let state = self.state.borrow();
+            (
+                state.active.tail.next_offset,
+                snapshot_bytes_max(state.config.producers_per_partition_max),
+            )
+        };
+        let mut offsets = Vec::new();
+        for name in names {
+            match parse_snapshot_file_name(name) {
+                Some(SnapshotName::Temporary(_)) => {
+                    remove_if_present(fs, &self.directory.join(name)).await?;
+                }
+                // A snapshot must never claim batches the log does not hold.
+                Some(SnapshotName::Snapshot(offset)) if offset > log_end => {
+                    tracing::warn!(directory = %self.directory.display(), offset, log_end,
+                        "removing a producer snapshot past the log end");
+                    remove_if_present(fs, &snapshot_path(&self.directory, offset)).await?;
+                }
+                Some(SnapshotName::Snapshot(offset)) => offsets.push(offset),
+                None => {}
+            }
+        }
+        offsets.sort_unstable();
+        let mut loaded = None;
+        for offset in offsets.iter().rev() {
+            match read_snapshot(fs, &self.directory, *offset, bytes_max).await {
+                Ok(snapshot) => {
+                    loaded = Some(snapshot);
+                    break;
+                }
+                Err(error) => tracing::warn!(%error, "skipping unreadable producer snapshot"),
+            }
+        }
+        let now_ms = self.clock.now_ms();
+        let replay_from = {
+            let mut state = self.state.borrow_mut();
+            let oldest = state
+                .sealed
+                .values()
+                .next()
+                .map_or(state.active.base_offset, |segment| segment.base_offset);
+            match loaded {
+                Some(snapshot) => {
+                    for (producer_id, entry) in snapshot.producers {
+                        state.producers.insert(producer_id, entry);
+                    }
+                    snapshot.offset.max(oldest)
+                }
+                None => oldest,
+            }
+        };
+        self.replay_producers(replay_from, now_ms).await?;
+        {
+            let mut state = self.state.borrow_mut();
+            let log_start_offset = state.log_start_offset;
+            state.producers.drop_before(log_start_offset);
+            state.producers.expire(now_ms);
+        }
+        self.prune_producer_snapshots().await;
+        Ok(())
+    }
+
+    /// Records every batch from `from_offset` to the log end in the producer state, reading
+    /// headers only, a chunk at a time (`read_chunk_bytes`): memory stays bounded whatever the
+    /// log's size. Recovery has just validated these batches, so anything unexpected is
+    /// corruption.
+    async fn replay_producers(&self, from_offset: u64, now_ms: i64) -> Result<(), StorageError> {
+        let plans: Vec<ReadPlan<F::File>> = {
+            let state = self.state.borrow();
+            state
+                .readable_segments()
+                .filter(|(_, readable)| readable.next_offset > from_offset)
+                .map(|(segment, readable)| {
+                    let (start_position, start_offset) = segment.scan_start_for_offset(from_offset);
+                    ReadPlan {
+                        files: segment.files.clone(),
+                        path: segment.paths.log.clone(),
+                        start_position,
+                        start_offset,
+                        limit: readable.end_position,
+                        base_offset: segment.base_offset,
+                        batch_bytes_max: state.config.batch_bytes_max,
+                        read_chunk_bytes: state.config.read_chunk_bytes,
+                    }
+                })
+                .collect()
+        };
+        for plan in &plans {
+            let mut reader = SegmentReader::new(
+                &plan.files.log,
+                &plan.path,
+                plan.limit,
+                plan.read_chunk_bytes,
+            );
+            let (mut position, mut expected) = checked_start(&mut reader, plan).await?;
+            while position < plan.limit {
+                let found = reader
+                    .batch_at(position, expected, plan.batch_bytes_max, false)
+                    .await?;
+                let (header, _) = expect_batch(found, &plan.path, position)?;
+                if header.next_offset() > from_offset {
+                    // Stored batches passed this check when appended; one that does not is
+                    // from before idempotence was checked and names no producer to remember.
+                    if let Ok(Some(producer)) = ProducerBatch::of(&header) {
+                        self.state.borrow_mut().producers.record(
+                            &producer,
+                            header.base_offset,
+                            header.next_offset(),
+                            now_ms,
+                        );
+                    }
+                }
+                // Headers only: past a large batch, read the next header's block rather than a
+                // chunk that is mostly payload.
+                let large = header.batch_length as usize * 2 > plan.read_chunk_bytes;
+                reader.set_read_ahead_bytes(if large {
+                    DIRECT_IO_ALIGNMENT_BYTES
+                } else {
+                    plan.read_chunk_bytes
+                });
+                position += u64::from(header.batch_length);
+                expected = header.next_offset();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the producer state as of `offset` (encoded by the caller under the same borrow
+    /// that fixed the state) and removes all but the newest snapshots. A failure is logged,
+    /// not returned: a snapshot only shortens the replay at the next open.
+    async fn persist_producer_snapshot(&self, offset: u64, bytes: Vec<u8>) {
+        match write_snapshot(&*self.file_system, &self.directory, offset, &bytes).await {
+            Ok(()) => self.prune_producer_snapshots().await,
+            Err(error) => tracing::warn!(%error, offset,
+                "producer snapshot write failed; the next open replays more of the log"),
+        }
+    }
+
+    /// Removes all but the newest [`PRODUCER_SNAPSHOTS_KEPT`] snapshots. Best effort: a snapshot
+    /// left behind is removed by a later prune, and loading always picks the newest valid one.
+    async fn prune_producer_snapshots(&self) {
+        let names = match self.file_system.list_directory(&self.directory).await {
+            Ok(names) => names,
+            Err(error) => {
+                tracing::warn!(%error, directory = %self.directory.display(),
+                    "listing partition directory to prune producer snapshots failed");
+                return;
+            }
+        };
+        let mut offsets: Vec<u64> = names
+            .iter()
+            .filter_map(|name| match parse_snapshot_file_name(name) {
+                Some(SnapshotName::Snapshot(offset)) => Some(offset),
+                _ => None,
+            })
+            .collect();
+        offsets.sort_unstable();
+        let excess = offsets.len().saturating_sub(PRODUCER_SNAPSHOTS_KEPT);
+        for offset in &offsets[..excess] {
+            let path = snapshot_path(&self.directory, *offset);
+            if let Err(error) = remove_if_present(&*self.file_system, &path).await {
+                tracing::warn!(%error, "removing an old producer snapshot failed");
+            }
+        }
+    }
+
+    /// The producer state's entry for `producer_id`, if the partition remembers it.
+    pub fn producer_entry(&self, producer_id: i64) -> Option<ProducerEntry> {
+        self.state.borrow().producers.get(producer_id).cloned()
+    }
+
+    /// Idempotent producers the partition remembers.
+    pub fn producer_count(&self) -> usize {
+        self.state.borrow().producers.len()
+    }
+
+    /// Appends one batch: checks header, length, CRC and (for an idempotent producer) its
+    /// sequence, assigns and stamps the base offset, and returns once the batch is written or
+    /// durable as `wait` asks. A retry of a batch the producer state still remembers appends
+    /// nothing: it returns the original's offsets once the original reaches `wait`, or the
+    /// original's error. A returned error means the batch is not acknowledged; after a crash it
+    /// may still be found in the log (as in Kafka, an error is not a promise that nothing was
+    /// written). See [`AppendWait::Durable`] for what a durable return says about earlier
+    /// batches, and [`PartitionLog::append_batches`] to learn whether several batches all
+    /// became durable.
     pub async fn append(
         &self,
         batch: BytesMut,
@@ -536,80 +829,129 @@ impl<F: FileSystem> PartitionLog<F> {
     ) -> Result<AppendOutcome, StorageError> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
         let header = validate_batch(&batch, batch_bytes_max)?;
-        let (slot, outcome) = self.admit(batch, &header).await?;
-        self.drive(Goal::Append { slot: &slot, wait }).await?;
-        Ok(outcome)
+        let producer = self.producer_of(&header)?;
+        let admitted = self.admit(batch, &header, producer.as_ref()).await?;
+        if let Some(slot) = &admitted.slot {
+            self.drive(Goal::Append { slot, wait }).await?;
+        }
+        Ok(admitted.outcome)
     }
 
     /// Appends several batches in order and returns once every one of them is written or
-    /// durable as `wait` asks. All are validated before the first is appended, so an invalid
-    /// batch appends nothing. Other tasks' appends may land between them. It fails if any of
-    /// them fails — including a disk error that rolls one back after it was written — so an `Ok`
-    /// with `AppendWait::Durable` means every batch of the call is durable, and one fdatasync
-    /// can cover them all. After an error some of the batches may be in the log (at-least-once,
-    /// as in Kafka).
+    /// durable as `wait` asks. All are validated (header, CRC, producer fields) before the
+    /// first is appended, so an invalid batch appends nothing; each is checked against the
+    /// producer state as the previous one left it. Other tasks' appends may land between them.
+    /// It fails if any of them fails — including a sequence refusal of a later batch, and a disk
+    /// error that rolls one back after it was written — so an `Ok` with `AppendWait::Durable`
+    /// means every batch of the call is durable, and one fdatasync can cover them all. After an
+    /// error some of the batches may be in the log (at-least-once, as in Kafka; an idempotent
+    /// producer's retry of them is answered as a duplicate).
     pub async fn append_batches(
         &self,
         batches: Vec<BytesMut>,
         wait: AppendWait,
     ) -> Result<Vec<AppendOutcome>, StorageError> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
-        let headers = batches
+        let checked = batches
             .iter()
-            .map(|batch| validate_batch(batch, batch_bytes_max))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut admitted = Vec::with_capacity(batches.len());
-        for (batch, header) in batches.into_iter().zip(&headers) {
+            .map(|batch| {
+                let header = validate_batch(batch, batch_bytes_max)?;
+                let producer = self.producer_of(&header)?;
+                Ok((header, producer))
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        let mut admitted: Vec<Admitted> = Vec::with_capacity(batches.len());
+        for (batch, (header, producer)) in batches.into_iter().zip(&checked) {
             // Stop early once an earlier batch of this call has failed: the call fails anyway.
-            if let Some((failed, _)) =
-                admitted
-                    .iter()
-                    .find(|(slot, _): &&(Rc<AppendSlot>, AppendOutcome)| {
-                        slot.state() == SlotState::Failed
-                    })
+            if let Some(failed) = admitted
+                .iter()
+                .filter_map(|admitted| admitted.slot.as_ref())
+                .find(|slot| slot.state() == SlotState::Failed)
             {
                 return Err(failed.error().expect("a failed slot carries its error"));
             }
-            admitted.push(self.admit(batch, header).await?);
+            admitted.push(self.admit(batch, header, producer.as_ref()).await?);
         }
         // Each slot is checked, not only the last: a batch rolled back after it was written
         // fails its own slot even when a later batch of the call becomes durable.
-        for (slot, _) in &admitted {
+        for slot in admitted
+            .iter()
+            .filter_map(|admitted| admitted.slot.as_ref())
+        {
             self.drive(Goal::Append { slot, wait }).await?;
         }
-        Ok(admitted.into_iter().map(|(_, outcome)| outcome).collect())
+        Ok(admitted
+            .into_iter()
+            .map(|admitted| admitted.outcome)
+            .collect())
     }
 
-    /// Queues a validated batch (rolling the segment or waiting for queue room first if
-    /// needed) and returns its completion slot and outcome.
+    /// The producer fields of a validated batch; `None` when its producer is not idempotent.
+    fn producer_of(&self, header: &BatchHeader) -> Result<Option<ProducerBatch>, StorageError> {
+        ProducerBatch::of(header)
+            .map_err(|refusal| StorageError::producer(&self.directory, refusal))
+    }
+
+    /// Admits a validated batch in arrival order: checks its producer sequence, then (rolling
+    /// the segment or waiting for queue room first if needed) queues it, all in one borrow with
+    /// the check. Returns its completion slot and outcome, or the original's for a duplicate.
     async fn admit(
         &self,
         batch: BytesMut,
         header: &BatchHeader,
-    ) -> Result<(Rc<AppendSlot>, AppendOutcome), StorageError> {
+        producer: Option<&ProducerBatch>,
+    ) -> Result<Admitted, StorageError> {
         let length = batch.len();
         let mut batch = Some(batch);
+        let mut ticket: Option<AdmissionTicket<'_, F>> = None;
         loop {
-            let admission = {
+            let seen = self.progress.generation();
+            let (admission, new_ticket) = {
                 let mut state = self.state.borrow_mut();
-                if state.roll_pending || state.needs_roll(header, self.clock.now_ms()) {
-                    state.roll_pending = true;
-                    Admission::Roll(state.active.base_offset)
-                } else if !matches!(
-                    state.status(&Goal::QueueRoom { bytes: length }),
-                    Status::Done
-                ) {
-                    Admission::QueueFull
+                let admission = if !state.admission_turn(ticket.as_ref().map(|t| t.number)) {
+                    Admission::Wait
                 } else {
-                    let batch = batch.take().expect("a batch is enqueued once");
-                    let (slot, outcome) = state.enqueue(batch, header);
-                    Admission::Enqueued(slot, outcome)
-                }
+                    let verdict = match producer {
+                        Some(producer) => state
+                            .producers
+                            .check(producer)
+                            .map_err(|refusal| StorageError::producer(&self.directory, refusal))?,
+                        None => Verdict::Append,
+                    };
+                    match verdict {
+                        Verdict::Duplicate {
+                            base_offset,
+                            next_offset,
+                        } => Admission::Admitted(state.duplicate_of(base_offset, next_offset)),
+                        Verdict::Append => {
+                            if state.roll_pending || state.needs_roll(header, self.clock.now_ms()) {
+                                state.roll_pending = true;
+                                Admission::Roll(state.active.base_offset)
+                            } else if !matches!(
+                                state.status(&Goal::QueueRoom { bytes: length }),
+                                Status::Done
+                            ) {
+                                Admission::QueueFull
+                            } else {
+                                let batch = batch.take().expect("a batch is enqueued once");
+                                let now_ms = self.clock.now_ms();
+                                Admission::Admitted(state.enqueue(batch, header, producer, now_ms))
+                            }
+                        }
+                    }
+                };
+                let waits = !matches!(admission, Admission::Admitted(_));
+                let new_ticket = (waits && ticket.is_none()).then(|| state.take_admission_ticket());
+                (admission, new_ticket)
             };
+            if let Some(number) = new_ticket {
+                ticket = Some(AdmissionTicket { log: self, number });
+            }
             match admission {
+                Admission::Wait => self.progress.changed(seen).await,
                 Admission::Roll(base_offset) => self.drive(Goal::Roll { base_offset }).await?,
                 Admission::QueueFull => self.drive(Goal::QueueRoom { bytes: length }).await?,
-                Admission::Enqueued(slot, outcome) => return Ok((slot, outcome)),
+                Admission::Admitted(admitted) => return Ok(admitted),
             }
         }
     }
@@ -742,8 +1084,8 @@ impl<F: FileSystem> PartitionLog<F> {
     /// new files created; directory synced. Each step is idempotent, so a failed roll is retried
     /// whole by the next append.
     async fn roll(&self) -> Result<(), StorageError> {
-        let (files, paths, index_write, end_position, base_offset, new_base_offset) = {
-            let state = self.state.borrow();
+        let (files, paths, index_write, end_position, base_offset, new_base_offset, snapshot) = {
+            let mut state = self.state.borrow_mut();
             assert!(
                 state.writer.pending.is_empty(),
                 "roll after everything is written"
@@ -752,6 +1094,12 @@ impl<F: FileSystem> PartitionLog<F> {
                 state.writer.durable.tail, state.active.tail,
                 "roll after everything is synced"
             );
+            // Nothing is admitted while a roll is pending, so this is the state as of the new
+            // segment's base offset, and every batch it reflects is durable.
+            let now_ms = self.clock.now_ms();
+            state.producers.expire(now_ms);
+            let snapshot =
+                producer_snapshot::encode(&state.producers, state.active.tail.next_offset);
             let active = &state.active;
             (
                 active.files.clone(),
@@ -760,6 +1108,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 active.tail.end_position,
                 active.base_offset,
                 active.tail.next_offset,
+                snapshot,
             )
         };
         if let Some(write) = index_write {
@@ -814,23 +1163,28 @@ impl<F: FileSystem> PartitionLog<F> {
                 StorageError::io("syncing partition directory", &self.directory, None, error)
             })?;
 
-        let mut state = self.state.borrow_mut();
-        let new_segment = Segment {
-            base_offset: new_base_offset,
-            paths: new_paths,
-            files: Rc::new(new_files),
-            index: SegmentIndex::new(),
-            persisted_entries: 0,
-            tail: SegmentTail::empty(new_base_offset),
-            opened_ms: self.clock.now_ms(),
-        };
-        let old = std::mem::replace(&mut state.active, new_segment);
-        state.sealed.insert(old.base_offset, old);
-        state.writer.restart_at(DurablePoint {
-            tail: SegmentTail::empty(new_base_offset),
-            tail_block: Vec::new(),
-        });
-        state.roll_pending = false;
+        {
+            let mut state = self.state.borrow_mut();
+            let new_segment = Segment {
+                base_offset: new_base_offset,
+                paths: new_paths,
+                files: Rc::new(new_files),
+                index: SegmentIndex::new(),
+                persisted_entries: 0,
+                tail: SegmentTail::empty(new_base_offset),
+                opened_ms: self.clock.now_ms(),
+            };
+            let old = std::mem::replace(&mut state.active, new_segment);
+            state.sealed.insert(old.base_offset, old);
+            state.writer.restart_at(DurablePoint {
+                tail: SegmentTail::empty(new_base_offset),
+                tail_block: Vec::new(),
+            });
+            state.roll_pending = false;
+        }
+        // After the switch: appends queue behind this leader step rather than behind a roll.
+        self.persist_producer_snapshot(new_base_offset, snapshot)
+            .await;
         Ok(())
     }
 
@@ -949,7 +1303,9 @@ impl<F: FileSystem> PartitionLog<F> {
     async fn advance_log_start(&self, log_start_offset: u64) -> Result<(usize, u64), StorageError> {
         if log_start_offset > self.state.borrow().log_start_offset {
             write_log_start(&*self.file_system, &self.directory, log_start_offset).await?;
-            self.state.borrow_mut().log_start_offset = log_start_offset;
+            let mut state = self.state.borrow_mut();
+            state.log_start_offset = log_start_offset;
+            state.producers.drop_before(log_start_offset);
         }
         let victims: Vec<Segment<F::File>> = {
             let mut state = self.state.borrow_mut();
@@ -1149,6 +1505,10 @@ impl<F: FileSystem> PartitionLog<F> {
         }
         let mut state = self.state.borrow_mut();
         state.tail_cache.set_bytes_max(config.tail_cache_bytes_max);
+        state.producers.set_limits(
+            config.producers_per_partition_max,
+            config.producer_expiry_ms,
+        );
         state.config = config;
     }
 
@@ -1184,6 +1544,17 @@ impl<F: FileSystem> PartitionLog<F> {
             write.execute(&files, &paths).await?;
             sync_index_files(&files, &paths).await?;
         }
+        let (log_end, snapshot) = {
+            let mut state = self.state.borrow_mut();
+            state.producers.expire(self.clock.now_ms());
+            let log_end = state.active.tail.next_offset;
+            (
+                log_end,
+                producer_snapshot::encode(&state.producers, log_end),
+            )
+        };
+        // As of the log end, so that the next open replays nothing.
+        self.persist_producer_snapshot(log_end, snapshot).await;
         Ok(())
     }
 

@@ -4,8 +4,10 @@
 //! delete-records, close, delete). All disk access goes through the [`FileSystem`] trait:
 //! [`DmaFileSystem`] (glommio `DmaFile`, O_DIRECT over io_uring; create one per shard with
 //! [`DmaFileSystem::for_data_dir`]) or [`MemoryFileSystem`] (seeded, fault-injecting, crashable,
-//! for tests and simulation). Every limit is in [`LogConfig`]. The byte layout, the write
-//! ordering and every crash case are in `FORMAT.md` next to this file.
+//! for tests and simulation). Idempotent producers' sequences are checked per partition
+//! (`producer_state`) and persisted as snapshots (`producer_snapshot`). Every limit is in
+//! [`LogConfig`]. The byte layout, the write ordering and every crash case are in `FORMAT.md`
+//! next to this file.
 //!
 //! Architecture invariant: storage knows nothing of sockets, requests or the wire protocol
 //! beyond the batch header; it validates header and CRC and treats payloads as opaque bytes.
@@ -20,6 +22,8 @@ pub mod file;
 pub mod index;
 pub mod log;
 pub mod memory;
+pub mod producer_snapshot;
+pub mod producer_state;
 pub mod progress;
 pub mod recovery;
 pub mod segment;
@@ -33,3 +37,4 @@ pub use error::StorageError;
 pub use file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 pub use log::{validate_batch, AppendOutcome, PartitionLog, ReadOutcome, RetentionOutcome};
 pub use memory::{FaultPlan, MemoryFileSystem, MemoryStats, SimulationRng};
+pub use producer_state::{ProducerEntry, ProducerRefusal, ProducerState, RetainedBatch};

@@ -606,7 +606,7 @@ impl<File: StorageFile> LogState<File> {
 
     /// A write or sync failed: nothing past the durable point can be trusted. Fails every append
     /// not yet durable, forgets the bytes after the durable point (queue, index entries, tail
-    /// cache) and marks the file for repair. Offsets after the durable point will be reused.
+    /// cache, producer batches) and marks the file for repair. Offsets after the durable point will be reused.
     pub fn fail(&mut self, error: StorageError) -> StorageError {
         tracing::warn!(%error, "write path failed; rolling back to the durable point");
         let writer = &mut self.writer;
@@ -639,6 +639,9 @@ impl<File: StorageFile> LogState<File> {
             "persisted index entries only ever cover durable batches"
         );
         self.tail_cache.truncate_from(durable.tail.next_offset);
+        // A retry of a rolled-back batch must be appended again, not answered as a duplicate of
+        // bytes that are gone.
+        self.producers.truncate_from(durable.tail.next_offset);
         if active.is_empty() {
             // The roll was decided on batches that are gone; an empty segment is never closed.
             // (No roll step can have started: it runs only once everything is durable, and the

@@ -1,6 +1,7 @@
 //! Helpers shared by the storage tests: hand-built batches (header via `BatchHeader::encode`,
-//! payload format 1, seeded payload bytes, real CRC) and a tiny deterministic executor that
-//! interleaves tasks in a seeded order. Not a test file itself.
+//! payload format 1, seeded payload bytes, real CRC; from a non-idempotent producer unless
+//! built with [`producer_batch`]) and a tiny deterministic executor that interleaves tasks in a
+//! seeded order. Not a test file itself.
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
@@ -13,14 +14,23 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{Bytes, BytesMut};
 use spate_broker::storage::{ManualClock, SimulationRng};
-use spate_protocol::batch::header::compute_crc;
+use spate_protocol::batch::header::{
+    compute_crc, stamp_producer, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_MAGIC};
 
 /// Bytes `[0, 12)` of a header (base offset, leader epoch) are stamped by the broker.
 pub const STAMPED_BYTES: usize = 12;
 
-/// A valid batch of `total_bytes` (header included) whose `producer_id` is `id`, so the tests
-/// can recognise it wherever it ends up. Payload bytes follow from `id`.
+/// Bytes of the payload that carry a test batch's id: the broker never interprets a payload,
+/// while the header's producer fields are checked (idempotent producers).
+pub const ID_BYTES: usize = 8;
+/// The smallest test batch: a header and the id.
+pub const TEST_BATCH_BYTES_MIN: usize = BATCH_HEADER_BYTES + ID_BYTES;
+
+/// A valid batch of `total_bytes` (header included, at least [`TEST_BATCH_BYTES_MIN`]) from a
+/// producer that is not idempotent, whose first payload bytes hold `id`, so the tests can
+/// recognise it wherever it ends up. The other payload bytes follow from `id`.
 pub fn batch(
     id: u64,
     offset_count: u32,
@@ -28,10 +38,11 @@ pub fn batch(
     first_timestamp: i64,
     max_timestamp: i64,
 ) -> BytesMut {
-    assert!(total_bytes >= BATCH_HEADER_BYTES);
+    assert!(total_bytes >= TEST_BATCH_BYTES_MIN);
     let mut bytes = BytesMut::zeroed(total_bytes);
     let mut rng = SimulationRng::new(id.wrapping_mul(0x2545_f491_4f6c_dd1d));
-    for chunk in bytes[BATCH_HEADER_BYTES..].chunks_mut(8) {
+    bytes[BATCH_HEADER_BYTES..TEST_BATCH_BYTES_MIN].copy_from_slice(&id.to_le_bytes());
+    for chunk in bytes[TEST_BATCH_BYTES_MIN..].chunks_mut(8) {
         let word = rng.next_u64().to_le_bytes();
         chunk.copy_from_slice(&word[..chunk.len()]);
     }
@@ -47,10 +58,10 @@ pub fn batch(
         record_count: offset_count,
         first_timestamp,
         max_timestamp,
-        producer_id: id as i64,
-        producer_epoch: 0,
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: NO_PRODUCER_EPOCH,
         reserved: 0,
-        base_sequence: 0,
+        base_sequence: NO_SEQUENCE,
     };
     header.encode(&mut bytes);
     header.crc = compute_crc(&bytes);
@@ -63,12 +74,30 @@ pub fn simple_batch(id: u64, total_bytes: usize, timestamp: i64) -> BytesMut {
     batch(id, 1, total_bytes, timestamp, timestamp)
 }
 
+/// A batch of `records` records (one offset each) from idempotent producer `producer_id` at
+/// `epoch`, starting at sequence `sequence`; `id` as in [`batch`].
+pub fn producer_batch(
+    id: u64,
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    records: u32,
+    total_bytes: usize,
+) -> BytesMut {
+    let mut bytes = batch(id, records, total_bytes, 1_000, 1_000);
+    stamp_producer(&mut bytes, producer_id, epoch, sequence);
+    bytes
+}
+
 pub fn header_of(bytes: &[u8]) -> BatchHeader {
     BatchHeader::decode(bytes).expect("test batches have a header")
 }
 
+/// The id a test batch was built with (see [`batch`]).
 pub fn id_of(bytes: &[u8]) -> u64 {
-    header_of(bytes).producer_id as u64
+    let mut id = [0u8; ID_BYTES];
+    id.copy_from_slice(&bytes[BATCH_HEADER_BYTES..TEST_BATCH_BYTES_MIN]);
+    u64::from_le_bytes(id)
 }
 
 /// Whether `stored` is `original` with only the broker-stamped bytes changed.

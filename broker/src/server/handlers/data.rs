@@ -556,6 +556,33 @@ mod tests {
     }
 
     #[test]
+    fn produce_answer_carries_the_wire_code_of_each_producer_refusal() {
+        let cases = [
+            (
+                PartitionError::OutOfOrderSequence("gap".into()),
+                ErrorCode::OutOfOrderSequence,
+            ),
+            (
+                PartitionError::DuplicateSequence("old".into()),
+                ErrorCode::DuplicateSequence,
+            ),
+            (
+                PartitionError::ProducerFenced("zombie".into()),
+                ErrorCode::ProducerFenced,
+            ),
+            (
+                PartitionError::InvalidProducerIdMapping("negative epoch".into()),
+                ErrorCode::InvalidProducerIdMapping,
+            ),
+        ];
+        for (error, code) in cases {
+            let answer = produce_answer(3, Err(error));
+            assert_eq!(answer.error_code, code);
+            assert_eq!(answer.partition, 3);
+        }
+    }
+
+    #[test]
     fn batches_are_copied_when_the_body_is_shared() {
         let body = Bytes::from((0u8..100).collect::<Vec<u8>>());
         let other_reference = body.clone();

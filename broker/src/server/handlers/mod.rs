@@ -321,6 +321,10 @@ pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
         PartitionError::InvalidRequest(_) => ErrorCode::InvalidRequest,
         PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
         PartitionError::InternalTopic => ErrorCode::InvalidTopicName,
+        PartitionError::OutOfOrderSequence(_) => ErrorCode::OutOfOrderSequence,
+        PartitionError::DuplicateSequence(_) => ErrorCode::DuplicateSequence,
+        PartitionError::ProducerFenced(_) => ErrorCode::ProducerFenced,
+        PartitionError::InvalidProducerIdMapping(_) => ErrorCode::InvalidProducerIdMapping,
     }
 }
 

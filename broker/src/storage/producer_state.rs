@@ -1,0 +1,727 @@
+//! Per-partition state of idempotent producers: for each producer id its epoch, its last few
+//! batches (sequence range and offsets), and when it last appended; and the rules (Kafka's
+//! `ProducerStateManager.checkSequence`) that decide whether a batch is appended, answered as a
+//! duplicate of one already appended, or refused.
+//!
+//! Pure: no I/O, no clock (times are passed in), no knowledge of segments or write slots. The log
+//! (`log`) checks each batch here and records it in the same synchronous borrow that assigns its
+//! offset, rolls the state back with its write path (`writer`), and persists it as snapshot files
+//! (`producer_snapshot`). The state of a partition is owned by the shard that owns the partition
+//! and dies with its `PartitionLog`.
+
+use std::collections::{HashMap, VecDeque};
+
+use spate_protocol::batch::header::{last_sequence, sequence_after, NO_PRODUCER_ID};
+use spate_protocol::batch::BatchHeader;
+use spate_protocol::constants::PRODUCER_BATCHES_RETAINED;
+
+/// At most one eviction warning per this many milliseconds per partition: a producer churn
+/// storm must not flood the log.
+pub const EVICTION_WARNING_INTERVAL_MS: i64 = 60_000;
+
+/// Sequences live in `[0, SEQUENCE_MODULUS)` and wrap from `i32::MAX` to 0.
+const SEQUENCE_MODULUS: i64 = i32::MAX as i64 + 1;
+
+/// The producer fields of one batch from an idempotent producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+}
+
+impl ProducerBatch {
+    /// The producer fields of a batch: `None` when the producer is not idempotent
+    /// (`producer_id` is `NO_PRODUCER_ID`), a refusal when they cannot be a valid identity.
+    pub fn of(header: &BatchHeader) -> Result<Option<Self>, ProducerRefusal> {
+        if header.producer_id == NO_PRODUCER_ID {
+            return Ok(None);
+        }
+        if header.producer_id < 0
+            || header.producer_epoch < 0
+            || header.base_sequence < 0
+            || header.record_count == 0
+        {
+            return Err(ProducerRefusal::InvalidProducerFields {
+                producer_id: header.producer_id,
+                producer_epoch: header.producer_epoch,
+                base_sequence: header.base_sequence,
+                record_count: header.record_count,
+            });
+        }
+        Ok(Some(Self {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            first_sequence: header.base_sequence,
+            last_sequence: last_sequence(header.base_sequence, header.record_count),
+        }))
+    }
+}
+
+/// One appended batch of a producer, kept to recognise a retried copy of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedBatch {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: u64,
+    pub next_offset: u64,
+}
+
+/// What a partition knows about one producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    /// The producer's last batches under `epoch`, oldest first, at most
+    /// [`PRODUCER_BATCHES_RETAINED`]. Empty after a rollback removed all of them: the next
+    /// sequence is then unknown, and any is accepted (as for an unknown producer).
+    pub batches: VecDeque<RetainedBatch>,
+    /// When the producer last appended (the log's clock, milliseconds).
+    pub last_append_ms: i64,
+}
+
+/// What to do with a batch that passed the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Append it, then [`ProducerState::record`] it.
+    Append,
+    /// A retry of a batch already appended: append nothing, answer with the original's offsets.
+    Duplicate { base_offset: u64, next_offset: u64 },
+}
+
+/// Why a batch of an idempotent producer is refused. The log adds the partition directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerRefusal {
+    /// The sequence does not continue the producer's last batch (a gap, or a new epoch not
+    /// starting at 0).
+    OutOfOrderSequence {
+        producer_id: i64,
+        producer_epoch: i16,
+        expected_sequence: i32,
+        received_sequence: i32,
+    },
+    /// The sequence lies at or before the producer's last one but matches no retained batch.
+    DuplicateSequence {
+        producer_id: i64,
+        producer_epoch: i16,
+        last_sequence: i32,
+        received_sequence: i32,
+    },
+    /// A newer epoch of the producer id has appended: this producer is a zombie.
+    ProducerFenced {
+        producer_id: i64,
+        current_epoch: i16,
+        received_epoch: i16,
+    },
+    /// A producer id with a negative epoch or sequence, a negative id other than
+    /// `NO_PRODUCER_ID`, or a batch without records.
+    InvalidProducerFields {
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        record_count: u32,
+    },
+}
+
+/// The idempotent producers of one partition, bounded in count.
+#[derive(Debug, Clone)]
+pub struct ProducerState {
+    producers: HashMap<i64, ProducerEntry>,
+    producers_max: usize,
+    expiry_ms: u64,
+    evictions_unreported: u64,
+    last_eviction_warning_ms: Option<i64>,
+}
+
+/// Whether sequence `sequence` comes before `next` in wrapping sequence space (within half the
+/// space behind it).
+fn is_before(sequence: i32, next: i32) -> bool {
+    let distance = (i64::from(next) - i64::from(sequence)).rem_euclid(SEQUENCE_MODULUS);
+    (1..=SEQUENCE_MODULUS / 2).contains(&distance)
+}
+
+impl ProducerState {
+    pub fn new(producers_max: usize, expiry_ms: u64) -> Self {
+        assert!(producers_max > 0, "a partition holds at least one producer");
+        Self {
+            producers: HashMap::new(),
+            producers_max,
+            expiry_ms,
+            evictions_unreported: 0,
+            last_eviction_warning_ms: None,
+        }
+    }
+
+    /// New limits from a configuration change; an excess of producers goes at the next insert.
+    pub fn set_limits(&mut self, producers_max: usize, expiry_ms: u64) {
+        assert!(producers_max > 0, "a partition holds at least one producer");
+        self.producers_max = producers_max;
+        self.expiry_ms = expiry_ms;
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Every producer, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, entry)| (*id, entry))
+    }
+
+    /// Decides what to do with `batch` given the state so far. Changes nothing.
+    pub fn check(&self, batch: &ProducerBatch) -> Result<Verdict, ProducerRefusal> {
+        // Unknown here (new, or removed by retention or expiry): any sequence is accepted, as
+        // in Kafka, since the partition cannot know where the producer stands.
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            return Ok(Verdict::Append);
+        };
+        if batch.producer_epoch < entry.epoch {
+            return Err(ProducerRefusal::ProducerFenced {
+                producer_id: batch.producer_id,
+                current_epoch: entry.epoch,
+                received_epoch: batch.producer_epoch,
+            });
+        }
+        if batch.producer_epoch > entry.epoch {
+            if batch.first_sequence != 0 {
+                return Err(ProducerRefusal::OutOfOrderSequence {
+                    producer_id: batch.producer_id,
+                    producer_epoch: batch.producer_epoch,
+                    expected_sequence: 0,
+                    received_sequence: batch.first_sequence,
+                });
+            }
+            return Ok(Verdict::Append);
+        }
+        if let Some(original) = entry.batches.iter().find(|retained| {
+            retained.first_sequence == batch.first_sequence
+                && retained.last_sequence == batch.last_sequence
+        }) {
+            return Ok(Verdict::Duplicate {
+                base_offset: original.base_offset,
+                next_offset: original.next_offset,
+            });
+        }
+        let Some(last) = entry.batches.back() else {
+            return Ok(Verdict::Append);
+        };
+        let expected = sequence_after(last.last_sequence, 1);
+        if batch.first_sequence == expected {
+            return Ok(Verdict::Append);
+        }
+        if is_before(batch.first_sequence, expected) {
+            return Err(ProducerRefusal::DuplicateSequence {
+                producer_id: batch.producer_id,
+                producer_epoch: batch.producer_epoch,
+                last_sequence: last.last_sequence,
+                received_sequence: batch.first_sequence,
+            });
+        }
+        Err(ProducerRefusal::OutOfOrderSequence {
+            producer_id: batch.producer_id,
+            producer_epoch: batch.producer_epoch,
+            expected_sequence: expected,
+            received_sequence: batch.first_sequence,
+        })
+    }
+
+    /// Records `batch` as appended at `[base_offset, next_offset)`. Follows the batch without
+    /// checking it (replay trusts the log): a different epoch restarts the producer's entry.
+    pub fn record(
+        &mut self,
+        batch: &ProducerBatch,
+        base_offset: u64,
+        next_offset: u64,
+        now_ms: i64,
+    ) {
+        assert!(
+            base_offset < next_offset,
+            "a batch holds at least one offset"
+        );
+        if !self.producers.contains_key(&batch.producer_id) {
+            self.make_room(now_ms);
+        }
+        let entry = self
+            .producers
+            .entry(batch.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: batch.producer_epoch,
+                batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
+                last_append_ms: now_ms,
+            });
+        if entry.epoch != batch.producer_epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        debug_assert!(
+            entry
+                .batches
+                .back()
+                .is_none_or(|last| last.next_offset <= base_offset),
+            "a producer's batches are recorded in offset order"
+        );
+        if entry.batches.len() == PRODUCER_BATCHES_RETAINED {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(RetainedBatch {
+            first_sequence: batch.first_sequence,
+            last_sequence: batch.last_sequence,
+            base_offset,
+            next_offset,
+        });
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
+    }
+
+    /// Inserts an entry loaded from a snapshot (replacing any entry of that id).
+    pub fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
+        assert!(
+            entry.batches.len() <= PRODUCER_BATCHES_RETAINED,
+            "retained batches are bounded"
+        );
+        self.producers.insert(producer_id, entry);
+    }
+
+    /// Forgets every retained batch at or after `offset`: the write path rolled those bytes
+    /// back, so a retry of them must be appended again, not answered as a duplicate.
+    pub fn truncate_from(&mut self, offset: u64) {
+        for entry in self.producers.values_mut() {
+            while entry
+                .batches
+                .back()
+                .is_some_and(|last| last.next_offset > offset)
+            {
+                entry.batches.pop_back();
+            }
+        }
+    }
+
+    /// Drops producers whose last batch ends at or before `log_start_offset` (retention or
+    /// delete-records removed it), and those with no batch at all. Returns how many went.
+    pub fn drop_before(&mut self, log_start_offset: u64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, entry| {
+            entry
+                .batches
+                .back()
+                .is_some_and(|last| last.next_offset > log_start_offset)
+        });
+        before - self.producers.len()
+    }
+
+    /// Drops producers that have not appended for the expiry time. Returns how many went.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let expiry_ms = i64::try_from(self.expiry_ms).unwrap_or(i64::MAX);
+        let cutoff_ms = now_ms.saturating_sub(expiry_ms);
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| entry.last_append_ms >= cutoff_ms);
+        before - self.producers.len()
+    }
+
+    /// Makes room for one more producer: expired ones first, then the one that appended
+    /// longest ago (the smallest id among equals, so the choice is deterministic).
+    fn make_room(&mut self, now_ms: i64) {
+        if self.producers.len() < self.producers_max {
+            return;
+        }
+        self.expire(now_ms);
+        while self.producers.len() >= self.producers_max {
+            let oldest = self
+                .producers
+                .iter()
+                .min_by_key(|(id, entry)| (entry.last_append_ms, **id))
+                .map(|(id, _)| *id)
+                .expect("a full state is not empty");
+            self.producers.remove(&oldest);
+            self.evictions_unreported += 1;
+        }
+        let due = self
+            .last_eviction_warning_ms
+            .is_none_or(|last_ms| now_ms.saturating_sub(last_ms) >= EVICTION_WARNING_INTERVAL_MS);
+        if due && self.evictions_unreported > 0 {
+            tracing::warn!(
+                evicted = self.evictions_unreported,
+                producers_max = self.producers_max,
+                "producer state full: evicted the producers that appended longest ago"
+            );
+            self.evictions_unreported = 0;
+            self.last_eviction_warning_ms = Some(now_ms);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    fn producer(producer_id: i64, epoch: i16, first: i32, records: u32) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            producer_epoch: epoch,
+            first_sequence: first,
+            last_sequence: last_sequence(first, records),
+        }
+    }
+
+    fn state() -> ProducerState {
+        ProducerState::new(16, 1_000)
+    }
+
+    /// Checks and, when it is to be appended, records `batch` at `offset` with `records` offsets.
+    fn append(
+        state: &mut ProducerState,
+        batch: ProducerBatch,
+        offset: u64,
+        records: u64,
+    ) -> Result<Verdict, ProducerRefusal> {
+        let verdict = state.check(&batch)?;
+        if verdict == Verdict::Append {
+            state.record(&batch, offset, offset + records, NOW_MS);
+        }
+        Ok(verdict)
+    }
+
+    fn header(producer_id: i64, epoch: i16, sequence: i32, records: u32) -> BatchHeader {
+        BatchHeader {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: sequence,
+            offset_count: records,
+            record_count: records,
+            ..BatchHeader::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_without_producer_id_is_not_checked() {
+        assert_eq!(
+            ProducerBatch::of(&header(NO_PRODUCER_ID, -1, -1, 3)),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn producer_fields_of_a_header_give_the_sequence_range() {
+        assert_eq!(
+            ProducerBatch::of(&header(7, 2, 10, 5)),
+            Ok(Some(producer(7, 2, 10, 5)))
+        );
+        assert_eq!(producer(7, 2, 10, 5).last_sequence, 14);
+    }
+
+    #[test]
+    fn negative_epoch_or_sequence_with_a_producer_id_is_refused() {
+        for (id, epoch, sequence, records) in
+            [(5, -1, 0, 1), (5, 0, -1, 1), (-2, 0, 0, 1), (5, 0, 0, 0)]
+        {
+            assert!(
+                matches!(
+                    ProducerBatch::of(&header(id, epoch, sequence, records)),
+                    Err(ProducerRefusal::InvalidProducerFields { .. })
+                ),
+                "{id} {epoch} {sequence} {records}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_producer_may_start_at_any_sequence() {
+        let state = state();
+        assert_eq!(state.check(&producer(1, 0, 4711, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn the_next_sequence_is_appended() {
+        let mut state = state();
+        assert_eq!(
+            append(&mut state, producer(1, 0, 0, 3), 0, 3),
+            Ok(Verdict::Append)
+        );
+        assert_eq!(
+            append(&mut state, producer(1, 0, 3, 2), 3, 2),
+            Ok(Verdict::Append)
+        );
+        let entry = state.get(1).expect("recorded");
+        assert_eq!(entry.batches.len(), 2);
+        assert_eq!(entry.batches[1].last_sequence, 4);
+    }
+
+    #[test]
+    fn a_gap_in_sequences_is_out_of_order() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 3), 0, 3).expect("first");
+        assert_eq!(
+            state.check(&producer(1, 0, 5, 1)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                producer_id: 1,
+                producer_epoch: 0,
+                expected_sequence: 3,
+                received_sequence: 5,
+            })
+        );
+    }
+
+    #[test]
+    fn a_retained_batch_sent_again_is_a_duplicate_with_its_original_offsets() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 3), 10, 3).expect("first");
+        append(&mut state, producer(1, 0, 3, 3), 13, 3).expect("second");
+        assert_eq!(
+            state.check(&producer(1, 0, 0, 3)),
+            Ok(Verdict::Duplicate {
+                base_offset: 10,
+                next_offset: 13
+            })
+        );
+        assert_eq!(
+            state.check(&producer(1, 0, 3, 3)),
+            Ok(Verdict::Duplicate {
+                base_offset: 13,
+                next_offset: 16
+            })
+        );
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_retained() {
+        let mut state = state();
+        for index in 0..6u64 {
+            append(&mut state, producer(1, 0, index as i32, 1), index, 1).expect("in order");
+        }
+        assert_eq!(
+            state.get(1).expect("recorded").batches.len(),
+            PRODUCER_BATCHES_RETAINED
+        );
+        assert_eq!(
+            state.check(&producer(1, 0, 1, 1)),
+            Ok(Verdict::Duplicate {
+                base_offset: 1,
+                next_offset: 2
+            })
+        );
+        // Sequence 0 fell out of the window: known to be old, but its offsets are forgotten.
+        assert_eq!(
+            state.check(&producer(1, 0, 0, 1)),
+            Err(ProducerRefusal::DuplicateSequence {
+                producer_id: 1,
+                producer_epoch: 0,
+                last_sequence: 5,
+                received_sequence: 0,
+            })
+        );
+    }
+
+    #[test]
+    fn a_range_overlapping_a_retained_batch_but_not_equal_is_a_duplicate_sequence() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 4), 0, 4).expect("first");
+        assert!(matches!(
+            state.check(&producer(1, 0, 0, 2)),
+            Err(ProducerRefusal::DuplicateSequence { .. })
+        ));
+    }
+
+    #[test]
+    fn sequences_wrap_from_the_largest_to_zero() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, i32::MAX - 1, 2), 0, 2).expect("first");
+        assert_eq!(
+            state.get(1).expect("recorded").batches[0].last_sequence,
+            i32::MAX
+        );
+        assert_eq!(state.check(&producer(1, 0, 0, 1)), Ok(Verdict::Append));
+        assert!(matches!(
+            state.check(&producer(1, 0, 1, 1)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                expected_sequence: 0,
+                ..
+            })
+        ));
+        append(&mut state, producer(1, 0, 0, 1), 2, 1).expect("wrapped");
+        // i32::MAX is now behind 0: a resend of it is a retained duplicate, not a gap.
+        assert_eq!(
+            state.check(&producer(1, 0, i32::MAX - 1, 2)),
+            Ok(Verdict::Duplicate {
+                base_offset: 0,
+                next_offset: 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_batch_spanning_the_wrap_is_recognised_as_a_duplicate() {
+        let mut state = state();
+        let spanning = producer(1, 0, i32::MAX, 3);
+        assert_eq!(spanning.last_sequence, 1);
+        append(&mut state, spanning, 0, 3).expect("first");
+        assert_eq!(
+            state.check(&spanning),
+            Ok(Verdict::Duplicate {
+                base_offset: 0,
+                next_offset: 3
+            })
+        );
+        assert_eq!(state.check(&producer(1, 0, 2, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn an_older_epoch_is_fenced() {
+        let mut state = state();
+        append(&mut state, producer(1, 3, 0, 1), 0, 1).expect("first");
+        assert_eq!(
+            state.check(&producer(1, 2, 1, 1)),
+            Err(ProducerRefusal::ProducerFenced {
+                producer_id: 1,
+                current_epoch: 3,
+                received_epoch: 2,
+            })
+        );
+    }
+
+    #[test]
+    fn a_newer_epoch_must_start_at_sequence_zero() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 5), 0, 5).expect("first");
+        assert_eq!(
+            state.check(&producer(1, 1, 5, 1)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                producer_id: 1,
+                producer_epoch: 1,
+                expected_sequence: 0,
+                received_sequence: 5,
+            })
+        );
+    }
+
+    #[test]
+    fn an_epoch_bump_restarts_the_producer_and_fences_the_old_epoch() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 5), 0, 5).expect("first");
+        assert_eq!(
+            append(&mut state, producer(1, 1, 0, 2), 5, 2),
+            Ok(Verdict::Append)
+        );
+        let entry = state.get(1).expect("recorded");
+        assert_eq!(entry.epoch, 1);
+        assert_eq!(entry.batches.len(), 1);
+        // The old epoch's batch is no longer a duplicate: its producer is fenced.
+        assert!(matches!(
+            state.check(&producer(1, 0, 0, 5)),
+            Err(ProducerRefusal::ProducerFenced { .. })
+        ));
+        assert_eq!(state.check(&producer(1, 1, 2, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn batches_checked_in_order_each_see_the_state_the_previous_left() {
+        let mut state = state();
+        let batches = [
+            producer(1, 0, 0, 2),
+            producer(1, 0, 2, 2),
+            producer(1, 0, 4, 1),
+        ];
+        let mut offset = 0;
+        for batch in batches {
+            assert_eq!(state.check(&batch), Ok(Verdict::Append));
+            let count = u64::from((batch.last_sequence - batch.first_sequence + 1) as u32);
+            state.record(&batch, offset, offset + count, NOW_MS);
+            offset += count;
+        }
+        // Checked against the state before the second was recorded, the third would be a gap.
+        assert!(state.check(&producer(1, 0, 5, 1)).is_ok());
+        assert_eq!(state.get(1).expect("recorded").batches.len(), 3);
+    }
+
+    #[test]
+    fn rollback_forgets_batches_at_or_after_the_offset() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 1), 0, 1).expect("first");
+        append(&mut state, producer(1, 0, 1, 1), 1, 1).expect("second");
+        append(&mut state, producer(2, 1, 0, 1), 2, 1).expect("other producer");
+        state.truncate_from(1);
+        assert_eq!(state.get(1).expect("kept").batches.len(), 1);
+        // The rolled-back batch is appended again, not answered as a duplicate.
+        assert_eq!(state.check(&producer(1, 0, 1, 1)), Ok(Verdict::Append));
+        // A producer whose every batch was rolled back keeps its epoch; its sequence is unknown.
+        let other = state.get(2).expect("kept");
+        assert!(other.batches.is_empty());
+        assert_eq!(state.check(&producer(2, 1, 7, 1)), Ok(Verdict::Append));
+        assert!(matches!(
+            state.check(&producer(2, 0, 0, 1)),
+            Err(ProducerRefusal::ProducerFenced { .. })
+        ));
+    }
+
+    #[test]
+    fn producers_whose_last_batch_is_before_the_log_start_are_dropped() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 1), 0, 1).expect("first");
+        append(&mut state, producer(2, 0, 0, 1), 1, 1).expect("second");
+        append(&mut state, producer(1, 0, 1, 1), 2, 1).expect("third");
+        assert_eq!(state.drop_before(2), 1);
+        assert!(state.get(2).is_none());
+        assert!(state.get(1).is_some(), "its last batch is after the start");
+    }
+
+    #[test]
+    fn producers_idle_for_the_expiry_time_expire() {
+        let mut state = ProducerState::new(16, 1_000);
+        state.record(&producer(1, 0, 0, 1), 0, 1, NOW_MS);
+        state.record(&producer(2, 0, 0, 1), 1, 2, NOW_MS + 600);
+        assert_eq!(state.expire(NOW_MS + 1_000), 0);
+        assert_eq!(state.expire(NOW_MS + 1_001), 1);
+        assert!(state.get(1).is_none());
+        assert!(state.get(2).is_some());
+    }
+
+    #[test]
+    fn a_full_state_evicts_the_producer_that_appended_longest_ago() {
+        let mut state = ProducerState::new(3, u64::MAX);
+        for id in 0..3 {
+            state.record(
+                &producer(id, 0, 0, 1),
+                id as u64,
+                id as u64 + 1,
+                NOW_MS + id,
+            );
+        }
+        // Producer 0 appends again: now producer 1 is the one idle longest.
+        state.record(&producer(0, 0, 1, 1), 3, 4, NOW_MS + 10);
+        state.record(&producer(9, 0, 0, 1), 4, 5, NOW_MS + 11);
+        assert_eq!(state.len(), 3);
+        assert!(state.get(1).is_none());
+        for id in [0, 2, 9] {
+            assert!(state.get(id).is_some(), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_full_state_expires_before_it_evicts() {
+        let mut state = ProducerState::new(2, 100);
+        state.record(&producer(1, 0, 0, 1), 0, 1, NOW_MS);
+        state.record(&producer(2, 0, 0, 1), 1, 2, NOW_MS + 500);
+        state.record(&producer(3, 0, 0, 1), 2, 3, NOW_MS + 550);
+        // Producer 1 had expired, so nobody else had to go.
+        assert!(state.get(1).is_none());
+        assert!(state.get(2).is_some() && state.get(3).is_some());
+    }
+
+    #[test]
+    fn sequence_order_looks_back_half_the_space() {
+        assert!(is_before(4, 5));
+        assert!(is_before(i32::MAX, 0));
+        assert!(!is_before(5, 5));
+        assert!(!is_before(6, 5));
+        assert!(!is_before(0, i32::MAX));
+    }
+}

@@ -1,0 +1,604 @@
+//! Idempotent producers through `PartitionLog` on the in-memory disk: sequence checks on the
+//! append path (pipelined, duplicates in flight, failures and rollback), producer snapshots at
+//! roll and close, rebuilding the state at open (snapshot, replay, corrupt snapshot), and the
+//! bounds (eviction, retention). The pure rules are unit-tested in `storage::producer_state`.
+
+mod storage_support;
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use spate_broker::storage::producer_snapshot::snapshot_file_name;
+use spate_broker::storage::{
+    AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock,
+    MemoryFileSystem, PartitionLog, StorageError,
+};
+use storage_support::{id_of, producer_batch, read_all, run_to_end, simple_batch};
+
+const START_MS: i64 = 1_700_000_000_000;
+const PRODUCER: i64 = 1000;
+const BATCH_BYTES: usize = 300;
+
+fn directory() -> PathBuf {
+    PathBuf::from("/data/topic-0")
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 16 * 1024,
+        batch_bytes_max: 8 * 1024,
+        write_queue_bytes_max: 64 * 1024,
+        write_buffer_bytes: 16 * 1024,
+        index_interval_bytes: 512,
+        index_persist_interval_bytes: 1024,
+        tail_cache_bytes_max: 0,
+        read_chunk_bytes: 4096,
+        retention_ms: None,
+        durability: Durability::EveryAppend,
+        ..LogConfig::default()
+    }
+}
+
+struct Setup {
+    disk: Rc<MemoryFileSystem>,
+    clock: Rc<ManualClock>,
+}
+
+impl Setup {
+    fn new(seed: u64) -> Self {
+        Self {
+            disk: Rc::new(MemoryFileSystem::new(seed)),
+            clock: Rc::new(ManualClock::new(START_MS)),
+        }
+    }
+
+    fn open(&self, config: LogConfig) -> Rc<PartitionLog<MemoryFileSystem>> {
+        let disk = self.disk.clone();
+        let clock: Rc<dyn Clock> = self.clock.clone();
+        Rc::new(
+            run_to_end(1, async move {
+                PartitionLog::open(disk, directory(), config, clock).await
+            })
+            .expect("open"),
+        )
+    }
+
+    fn snapshot_offsets(&self) -> Vec<u64> {
+        self.offsets_of("producers")
+    }
+
+    fn active_base_offset(&self) -> u64 {
+        *self.offsets_of("log").last().expect("a segment exists")
+    }
+
+    /// The offsets naming the partition's files with this suffix, in order.
+    fn offsets_of(&self, kind: &str) -> Vec<u64> {
+        let mut offsets: Vec<u64> = self
+            .disk
+            .file_paths()
+            .iter()
+            .filter(|path| path.parent() == Some(directory().as_path()))
+            .filter_map(|path| {
+                let name = path.file_name()?.to_str()?;
+                let (stem, suffix) = name.split_once('.')?;
+                (suffix == kind).then(|| stem.parse().ok())?
+            })
+            .collect();
+        offsets.sort_unstable();
+        offsets
+    }
+}
+
+fn block<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
+    run_to_end(7, future)
+}
+
+/// Appends batch `sequence` (one record) of `PRODUCER` at `epoch`, test id `id`.
+fn append(
+    log: &Rc<PartitionLog<MemoryFileSystem>>,
+    id: u64,
+    epoch: i16,
+    sequence: i32,
+) -> Result<AppendOutcome, StorageError> {
+    let log = log.clone();
+    block(async move {
+        log.append(
+            producer_batch(id, PRODUCER, epoch, sequence, 1, BATCH_BYTES),
+            AppendWait::Durable,
+        )
+        .await
+    })
+}
+
+fn close(log: Rc<PartitionLog<MemoryFileSystem>>) {
+    let log = Rc::try_unwrap(log).ok().expect("no other owner");
+    block(async move { log.close().await }).expect("close");
+}
+
+fn all_ids(log: &Rc<PartitionLog<MemoryFileSystem>>) -> Vec<u64> {
+    let log = log.clone();
+    block(async move {
+        let from = log.log_start_offset();
+        read_all(&log, from, 1 << 20)
+            .await
+            .expect("read")
+            .iter()
+            .map(|bytes| id_of(bytes))
+            .collect()
+    })
+}
+
+fn every_disk_operation_yields(setup: &Setup) {
+    setup.disk.set_faults(FaultPlan {
+        yield_ppm: 1_000_000,
+        ..FaultPlan::default()
+    });
+}
+
+#[test]
+fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
+    let setup = Setup::new(1);
+    every_disk_operation_yields(&setup);
+    // Room for two batches in the write queue and about ten in a segment: later arrivals find
+    // the queue full or a roll pending while earlier ones wait, and must not overtake them.
+    let log = setup.open(LogConfig {
+        write_queue_bytes_max: 2 * 1024,
+        batch_bytes_max: 1024,
+        segment_bytes_max: 10 * 1024,
+        ..config()
+    });
+    let appender = log.clone();
+    let outcomes = block(async move {
+        let mut appends: Vec<_> = (0..40u64)
+            .map(|sequence| {
+                Box::pin(appender.append(
+                    producer_batch(sequence, PRODUCER, 0, sequence as i32, 1, 1000),
+                    AppendWait::Durable,
+                ))
+            })
+            .collect();
+        // First polls in index order: that is the order the appends arrive at the log.
+        let mut early = Vec::new();
+        for append in &mut appends {
+            early.push(futures_lite::future::poll_once(append).await);
+        }
+        let mut outcomes = Vec::new();
+        for (append, early) in appends.into_iter().zip(early) {
+            outcomes.push(match early {
+                Some(outcome) => outcome,
+                None => append.await,
+            });
+        }
+        outcomes
+    });
+    for (sequence, outcome) in outcomes.iter().enumerate() {
+        let outcome = outcome
+            .as_ref()
+            .unwrap_or_else(|error| panic!("{sequence}: {error}"));
+        assert_eq!(outcome.base_offset, sequence as u64);
+    }
+    assert_eq!(all_ids(&log), (0..40).collect::<Vec<_>>());
+    assert!(log.segment_count() > 2, "the run crossed rolls");
+}
+
+#[test]
+fn a_retry_of_an_in_flight_batch_waits_for_it_and_returns_its_offsets() {
+    let setup = Setup::new(2);
+    every_disk_operation_yields(&setup);
+    let log = setup.open(config());
+    append(&log, 1, 0, 0).expect("first batch");
+    let appender = log.clone();
+    let (original, retry, watermark_at_retry) = block(async move {
+        let mut original = Box::pin(appender.append(
+            producer_batch(2, PRODUCER, 0, 1, 3, BATCH_BYTES),
+            AppendWait::Durable,
+        ));
+        assert!(
+            futures_lite::future::poll_once(&mut original)
+                .await
+                .is_none(),
+            "the original's write is in flight"
+        );
+        let retry = async {
+            let retry = appender
+                .append(
+                    producer_batch(3, PRODUCER, 0, 1, 3, BATCH_BYTES),
+                    AppendWait::Durable,
+                )
+                .await;
+            (retry, appender.high_watermark())
+        };
+        let (original, (retry, watermark_at_retry)) =
+            futures_lite::future::zip(original, retry).await;
+        (original, retry, watermark_at_retry)
+    });
+    let original = original.expect("original");
+    assert_eq!(retry.expect("retry"), original);
+    assert_eq!((original.base_offset, original.next_offset), (1, 4));
+    assert_eq!(
+        watermark_at_retry, 4,
+        "the retry returned only once the original was durable"
+    );
+    assert_eq!(all_ids(&log), vec![1, 2], "the retry appended nothing");
+}
+
+#[test]
+fn a_retry_of_a_durable_batch_returns_its_offsets_at_once() {
+    let setup = Setup::new(3);
+    let log = setup.open(config());
+    let first = append(&log, 1, 0, 0).expect("first");
+    append(&log, 2, 0, 1).expect("second");
+    let before = setup.disk.stats();
+    assert_eq!(
+        append(&log, 3, 0, 0).expect("retry"),
+        AppendOutcome {
+            log_start_offset: 0,
+            ..first
+        }
+    );
+    assert_eq!(setup.disk.stats().writes, before.writes, "nothing written");
+    assert_eq!(log.next_offset(), 2);
+}
+
+#[test]
+fn a_retry_of_a_batch_whose_write_failed_fails_too_and_is_appended_afterwards() {
+    let setup = Setup::new(4);
+    every_disk_operation_yields(&setup);
+    let log = setup.open(config());
+    append(&log, 1, 0, 0).expect("first");
+    setup.disk.set_no_space(true);
+    let appender = log.clone();
+    let (original, retry) = block(async move {
+        let mut original = Box::pin(appender.append(
+            producer_batch(2, PRODUCER, 0, 1, 1, BATCH_BYTES),
+            AppendWait::Durable,
+        ));
+        assert!(futures_lite::future::poll_once(&mut original)
+            .await
+            .is_none());
+        let retry = appender.append(
+            producer_batch(3, PRODUCER, 0, 1, 1, BATCH_BYTES),
+            AppendWait::Durable,
+        );
+        futures_lite::future::zip(original, retry).await
+    });
+    assert!(
+        matches!(original, Err(StorageError::NoSpace { .. })),
+        "{original:?}"
+    );
+    assert!(
+        matches!(retry, Err(StorageError::NoSpace { .. })),
+        "{retry:?}"
+    );
+    // The rollback took the batch out of the producer state with its bytes.
+    let entry = log.producer_entry(PRODUCER).expect("producer known");
+    assert_eq!(entry.batches.len(), 1);
+    assert_eq!(entry.batches[0].next_offset, 1);
+    setup.disk.set_no_space(false);
+    let again = append(&log, 4, 0, 1).expect("appended again after the rollback");
+    assert_eq!((again.base_offset, again.next_offset), (1, 2));
+    assert_eq!(all_ids(&log), vec![1, 4]);
+}
+
+#[test]
+fn refusals_carry_the_partition_and_the_sequences() {
+    let setup = Setup::new(5);
+    let log = setup.open(config());
+    append(&log, 1, 3, 0).expect("first");
+    match append(&log, 2, 3, 5) {
+        Err(StorageError::OutOfOrderSequence {
+            directory: refused_in,
+            producer_id,
+            producer_epoch,
+            expected_sequence,
+            received_sequence,
+        }) => {
+            assert_eq!(refused_in, directory());
+            assert_eq!(
+                (
+                    producer_id,
+                    producer_epoch,
+                    expected_sequence,
+                    received_sequence
+                ),
+                (PRODUCER, 3, 1, 5)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        append(&log, 3, 2, 1),
+        Err(StorageError::ProducerFenced {
+            current_epoch: 3,
+            received_epoch: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        append(&log, 4, -1, 1),
+        Err(StorageError::InvalidProducerFields { .. })
+    ));
+    assert_eq!(all_ids(&log), vec![1], "refused batches appended nothing");
+}
+
+#[test]
+fn a_call_with_several_batches_checks_each_against_the_one_before() {
+    let setup = Setup::new(6);
+    let log = setup.open(config());
+    let appender = log.clone();
+    let outcomes = block(async move {
+        let batches = (0..4)
+            .map(|sequence| producer_batch(sequence, PRODUCER, 0, sequence as i32 * 2, 2, 200))
+            .collect();
+        appender.append_batches(batches, AppendWait::Durable).await
+    })
+    .expect("in sequence");
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|outcome| outcome.base_offset)
+            .collect::<Vec<_>>(),
+        vec![0, 2, 4, 6]
+    );
+    // The same call again: every batch is a duplicate of its original.
+    let appender = log.clone();
+    let retried = block(async move {
+        let batches = (0..4)
+            .map(|sequence| producer_batch(sequence, PRODUCER, 0, sequence as i32 * 2, 2, 200))
+            .collect();
+        appender.append_batches(batches, AppendWait::Durable).await
+    })
+    .expect("duplicates");
+    assert_eq!(retried, outcomes);
+    assert_eq!(log.next_offset(), 8);
+}
+
+#[test]
+fn a_snapshot_is_written_at_each_roll_and_at_close_and_only_two_are_kept() {
+    let setup = Setup::new(7);
+    let log = setup.open(config());
+    // 300-byte batches, 16 KiB segments: a roll about every 54 batches.
+    for sequence in 0..130 {
+        append(&log, sequence as u64, 0, sequence).expect("append");
+    }
+    let segments = log.segment_count();
+    assert!(segments >= 3, "{segments} segments");
+    let offsets = setup.snapshot_offsets();
+    assert_eq!(offsets.len(), 2, "{offsets:?}");
+    assert_eq!(
+        offsets[1],
+        setup.active_base_offset(),
+        "the newest is at the active segment's base"
+    );
+    let log_end = log.next_offset();
+    close(log);
+    let offsets = setup.snapshot_offsets();
+    assert_eq!(offsets.len(), 2, "{offsets:?}");
+    assert_eq!(
+        offsets[1], log_end,
+        "close writes a snapshot at the log end"
+    );
+}
+
+#[test]
+fn after_a_clean_close_the_state_comes_from_the_snapshot_alone() {
+    let setup = Setup::new(8);
+    let log = setup.open(config());
+    for sequence in 0..5 {
+        append(&log, sequence as u64, 0, sequence).expect("append");
+    }
+    close(log);
+    // Replay stamps entries with the opening time; the snapshot keeps the append time.
+    setup.clock.advance(Duration::from_secs(60));
+    let log = setup.open(config());
+    let entry = log.producer_entry(PRODUCER).expect("restored");
+    assert_eq!(entry.last_append_ms, START_MS, "not replayed");
+    assert_eq!(entry.batches.len(), 5);
+    let retry = append(&log, 99, 0, 4).expect("duplicate");
+    assert_eq!((retry.base_offset, retry.next_offset), (4, 5));
+    assert_eq!(log.next_offset(), 5);
+}
+
+#[test]
+fn after_a_crash_the_state_is_rebuilt_by_replaying_the_log() {
+    for seed in 0..10 {
+        let setup = Setup::new(100 + seed);
+        let log = setup.open(config());
+        // Crosses a roll, so replay starts from the roll's snapshot.
+        for sequence in 0..70 {
+            append(&log, sequence as u64, 0, sequence).expect("append");
+        }
+        drop(log);
+        setup.disk.crash();
+        setup.clock.advance(Duration::from_secs(60));
+        let log = setup.open(config());
+        let entry = log.producer_entry(PRODUCER).expect("rebuilt");
+        assert_eq!(entry.batches.len(), 5, "seed {seed}");
+        assert_eq!(
+            entry.last_append_ms,
+            START_MS + 60_000,
+            "seed {seed}: replayed at open"
+        );
+        let retry = append(&log, 999, 0, 69).expect("duplicate");
+        assert_eq!(
+            (retry.base_offset, retry.next_offset),
+            (69, 70),
+            "seed {seed}"
+        );
+        assert!(matches!(
+            append(&log, 1000, 0, 71),
+            Err(StorageError::OutOfOrderSequence {
+                expected_sequence: 70,
+                ..
+            })
+        ));
+        append(&log, 1001, 0, 70).expect("the next sequence");
+    }
+}
+
+#[test]
+fn a_corrupt_snapshot_is_skipped_for_the_log() {
+    let setup = Setup::new(9);
+    let log = setup.open(config());
+    for sequence in 0..5 {
+        append(&log, sequence as u64, 0, sequence).expect("append");
+    }
+    close(log);
+    let offsets = setup.snapshot_offsets();
+    assert_eq!(offsets, vec![5]);
+    let path = directory().join(snapshot_file_name(5));
+    setup.disk.overwrite_durably(&path, 30, &[0xff; 4]);
+    setup.clock.advance(Duration::from_secs(60));
+    let log = setup.open(config());
+    let entry = log.producer_entry(PRODUCER).expect("rebuilt from the log");
+    assert_eq!(entry.last_append_ms, START_MS + 60_000, "replayed");
+    assert_eq!(entry.batches.len(), 5);
+    let retry = append(&log, 99, 0, 2).expect("duplicate");
+    assert_eq!(retry.base_offset, 2);
+}
+
+#[test]
+fn a_corrupt_newest_snapshot_falls_back_to_the_one_before() {
+    let setup = Setup::new(10);
+    let log = setup.open(config());
+    for sequence in 0..70 {
+        append(&log, sequence as u64, 0, sequence).expect("append");
+    }
+    close(log);
+    let offsets = setup.snapshot_offsets();
+    assert_eq!(offsets.len(), 2);
+    let newest = directory().join(snapshot_file_name(offsets[1]));
+    setup.disk.overwrite_durably(&newest, 0, b"junk");
+    let log = setup.open(config());
+    let retry = append(&log, 99, 0, 68).expect("duplicate");
+    assert_eq!(retry.base_offset, 68);
+    assert_eq!(log.next_offset(), 70);
+}
+
+#[test]
+fn a_snapshot_past_the_log_end_is_removed_at_open() {
+    let setup = Setup::new(11);
+    let log = setup.open(config());
+    append(&log, 1, 0, 0).expect("append");
+    close(log);
+    // A snapshot claiming batches the log does not hold (as if the log had lost its tail).
+    let real = directory().join(snapshot_file_name(1));
+    let bytes = setup.disk.file_bytes(&real).expect("snapshot");
+    let phantom = directory().join(snapshot_file_name(50));
+    write_file(&setup.disk, &phantom, &bytes);
+    let log = setup.open(config());
+    assert_eq!(setup.snapshot_offsets(), vec![1]);
+    assert!(log.producer_entry(PRODUCER).is_some());
+}
+
+/// Creates a file holding `bytes` (padded to a block) through the file system trait, durably.
+fn write_file(disk: &Rc<MemoryFileSystem>, path: &Path, bytes: &[u8]) {
+    use spate_broker::storage::{FileSystem, IoBuffer, OpenMode, StorageFile};
+    let disk = disk.clone();
+    let path = path.to_path_buf();
+    let bytes = bytes.to_vec();
+    block(async move {
+        let file = disk
+            .open_file(&path, OpenMode::CreateIfMissing)
+            .await
+            .expect("create");
+        let mut buffer = file.allocate_buffer(bytes.len().div_ceil(4096) * 4096);
+        buffer.as_bytes_mut().fill(0);
+        buffer.as_bytes_mut()[..bytes.len()].copy_from_slice(&bytes);
+        file.write_at(0, buffer).await.expect("write");
+        file.sync_data().await.expect("sync");
+        disk.sync_directory(path.parent().expect("parent"))
+            .await
+            .expect("sync directory");
+    });
+}
+
+#[test]
+fn a_full_partition_evicts_the_producer_that_appended_longest_ago() {
+    let setup = Setup::new(12);
+    let log = setup.open(LogConfig {
+        producers_per_partition_max: 2,
+        ..config()
+    });
+    for (index, producer_id) in [10i64, 20, 30].into_iter().enumerate() {
+        let appender = log.clone();
+        block(async move {
+            appender
+                .append(
+                    producer_batch(index as u64, producer_id, 0, 0, 1, BATCH_BYTES),
+                    AppendWait::Durable,
+                )
+                .await
+        })
+        .expect("append");
+        setup.clock.advance(Duration::from_millis(1));
+    }
+    assert_eq!(log.producer_count(), 2);
+    assert!(log.producer_entry(10).is_none(), "the oldest was evicted");
+    assert!(log.producer_entry(20).is_some() && log.producer_entry(30).is_some());
+}
+
+#[test]
+fn an_idle_producer_expires_at_the_next_roll() {
+    let setup = Setup::new(13);
+    let log = setup.open(LogConfig {
+        producer_expiry_ms: 1_000,
+        ..config()
+    });
+    append(&log, 0, 0, 0).expect("append");
+    setup.clock.advance(Duration::from_secs(2));
+    let appender = log.clone();
+    block(async move {
+        // Plain batches until the segment rolls.
+        for id in 1..60 {
+            appender
+                .append(simple_batch(id, BATCH_BYTES, START_MS), AppendWait::Durable)
+                .await
+                .expect("append");
+        }
+    });
+    assert!(log.segment_count() >= 2);
+    assert!(log.producer_entry(PRODUCER).is_none());
+}
+
+#[test]
+fn deleting_records_past_a_producers_last_batch_forgets_it() {
+    let setup = Setup::new(14);
+    let log = setup.open(config());
+    append(&log, 0, 0, 0).expect("append");
+    let appender = log.clone();
+    block(async move {
+        appender
+            .append(
+                producer_batch(1, 77, 0, 0, 1, BATCH_BYTES),
+                AppendWait::Durable,
+            )
+            .await
+    })
+    .expect("other producer");
+    let deleter = log.clone();
+    block(async move { deleter.delete_records(1).await }).expect("delete records");
+    assert!(log.producer_entry(PRODUCER).is_none());
+    assert!(log.producer_entry(77).is_some());
+    // Forgotten, so any sequence is accepted again, as for a new producer.
+    append(&log, 2, 0, 42).expect("accepted");
+}
+
+#[test]
+fn plain_batches_are_never_checked() {
+    let setup = Setup::new(15);
+    let log = setup.open(config());
+    let appender = log.clone();
+    block(async move {
+        for _ in 0..3 {
+            // Identical bytes three times: without a producer id they are three batches.
+            appender
+                .append(simple_batch(5, BATCH_BYTES, START_MS), AppendWait::Durable)
+                .await
+                .expect("append");
+        }
+    });
+    assert_eq!(all_ids(&log), vec![5, 5, 5]);
+    assert_eq!(log.producer_count(), 0);
+}
