@@ -17,10 +17,10 @@ use spate_protocol::api::{
     encode_response_chunks, AlterTopicConfigRequest, AlterTopicConfigResponse, ApiKey,
     ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeTopicRequest, DescribeTopicResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ListTopicsRequest, ListTopicsResponse, Message, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse,
+    DescribeTopicRequest, DescribeTopicResponse, FetchRequest, FetchResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListTopicsRequest, ListTopicsResponse, Message, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse,
 };
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::RequestFrame;
