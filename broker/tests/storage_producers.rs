@@ -602,3 +602,93 @@ fn plain_batches_are_never_checked() {
     assert_eq!(all_ids(&log), vec![5, 5, 5]);
     assert_eq!(log.producer_count(), 0);
 }
+
+#[test]
+fn a_batch_waiting_for_queue_room_is_not_admitted_after_an_earlier_batch_of_its_call_failed() {
+    let setup = Setup::new(12);
+    every_disk_operation_yields(&setup);
+    let log = setup.open(LogConfig {
+        write_queue_bytes_max: 8 * 1024,
+        ..config()
+    });
+    setup.disk.set_no_space(true);
+    let (plain, call) = {
+        let writer = log.clone();
+        let caller = log.clone();
+        block(async move {
+            // The plain append leads a write that fails; meanwhile the call's first batch is
+            // queued behind it and its second waits for queue room.
+            let plain = writer.append(simple_batch(1, 5000, START_MS), AppendWait::Durable);
+            let call = caller.append_batches(
+                vec![
+                    producer_batch(2, PRODUCER, 0, 0, 1, 2000),
+                    producer_batch(3, PRODUCER, 0, 1, 1, 5000),
+                ],
+                AppendWait::Durable,
+            );
+            futures_lite::future::zip(plain, call).await
+        })
+    };
+    assert!(
+        matches!(plain, Err(StorageError::NoSpace { .. })),
+        "{plain:?}"
+    );
+    // The rollback emptied the producer's entry, so sequence 1 would have been accepted alone.
+    assert!(
+        matches!(call, Err(StorageError::NoSpace { .. })),
+        "{call:?}"
+    );
+    setup.disk.set_no_space(false);
+    let syncer = log.clone();
+    block(async move { syncer.sync().await }).expect("sync");
+    assert_eq!(all_ids(&log), Vec::<u64>::new(), "nothing landed");
+    let retrier = log.clone();
+    block(async move {
+        retrier
+            .append_batches(
+                vec![
+                    producer_batch(2, PRODUCER, 0, 0, 1, 2000),
+                    producer_batch(3, PRODUCER, 0, 1, 1, 5000),
+                ],
+                AppendWait::Durable,
+            )
+            .await
+    })
+    .expect("the retry in order is appended");
+    assert_eq!(all_ids(&log), vec![2, 3]);
+}
+
+#[test]
+fn a_retry_of_a_durable_batch_is_recognised_after_later_batches_were_rolled_back() {
+    let setup = Setup::new(13);
+    every_disk_operation_yields(&setup);
+    let log = setup.open(config());
+    for sequence in 0..5 {
+        append(&log, sequence as u64 + 1, 0, sequence).expect("durable");
+    }
+    // Five more in one call fill the producer's window, then fail and are rolled back.
+    setup.disk.set_no_space(true);
+    let appender = log.clone();
+    let failed = block(async move {
+        let batches = (5..10)
+            .map(|sequence| {
+                producer_batch(sequence as u64 + 1, PRODUCER, 0, sequence, 1, BATCH_BYTES)
+            })
+            .collect();
+        appender.append_batches(batches, AppendWait::Durable).await
+    });
+    assert!(
+        matches!(failed, Err(StorageError::NoSpace { .. })),
+        "{failed:?}"
+    );
+    setup.disk.set_no_space(false);
+    // The response to sequence 0 was lost: its resend gets the original's offsets.
+    let resent = append(&log, 1, 0, 0).expect("answered as a duplicate");
+    assert_eq!((resent.base_offset, resent.next_offset), (0, 1));
+    assert_eq!(all_ids(&log), vec![1, 2, 3, 4, 5]);
+    close(log);
+    let log = setup.open(config());
+    let resent = append(&log, 1, 0, 0).expect("still a duplicate after a reopen");
+    assert_eq!((resent.base_offset, resent.next_offset), (0, 1));
+    assert_eq!(all_ids(&log), vec![1, 2, 3, 4, 5]);
+}

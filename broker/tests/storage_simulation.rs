@@ -14,6 +14,18 @@
 //! - a corruption error never happens, and without injected faults no error happens at all;
 //! - no operation stalls.
 //!
+//! A share of the batches comes from a few idempotent producers (Durable waits, as acks=all),
+//! which behave like real ones: at most five batches unacknowledged, resent in sequence order
+//! with the same sequences after an error or a crash, now and then an acknowledged batch among
+//! the last five resent (a lost response), and sometimes an epoch bump once all is
+//! acknowledged. Also checked, after every reopen and at the end:
+//! - no batch of a producer appears twice, and a producer's batches lie in sequence order
+//!   (contiguous within an epoch, epochs never going back);
+//! - a retry answered as a duplicate gets the offsets its original has in the log, and a batch
+//!   already in the log (and still visible) is never appended again;
+//! - the only refusal is a duplicate-sequence answer to a resend of an acknowledged batch, and
+//!   once the disk is healthy every producer finishes its stream.
+//!
 //! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>` (`SPATE_SIM_TRACE=1`
 //! prints every operation). The number of cases is `SPATE_SIM_CASES` (default below, split over
 //! two test threads); `SPATE_SIM_BASE_SEED` starts them elsewhere to explore new seeds.
@@ -21,7 +33,7 @@
 mod storage_support;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -34,6 +46,8 @@ use spate_broker::storage::{
     AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock,
     MemoryFileSystem, PartitionLog, StorageError,
 };
+use spate_protocol::batch::header::{last_sequence, sequence_after, stamp_producer};
+use spate_protocol::constants::PRODUCER_BATCHES_RETAINED;
 use storage_support::{
     batch, header_of, id_of, read_all, run_to_end_timed, same_batch, Simulator,
     TEST_BATCH_BYTES_MIN,
@@ -43,6 +57,14 @@ use storage_support::{
 const CASES_DEFAULT: u64 = 3000;
 const BASE_SEED: u64 = 0x5eed_0000;
 const START_MS: i64 = 1_700_000_000_000;
+
+/// Idempotent producers writing to the partition in each case.
+const PRODUCERS: usize = 3;
+/// A producer's unacknowledged batches at most (Kafka's in-flight limit with idempotence): any
+/// of them that landed lies within the partition's retained window, so its retry is recognised.
+const PRODUCER_IN_FLIGHT_MAX: usize = PRODUCER_BATCHES_RETAINED;
+/// Share of an append round's tasks that are an idempotent producer's requests.
+const PRODUCER_TASK_PROBABILITY: f64 = 0.35;
 
 type Log = PartitionLog<MemoryFileSystem>;
 
@@ -58,6 +80,57 @@ struct AppendEvent {
     id: u64,
     wait: AppendWait,
     result: Result<AppendOutcome, StorageError>,
+    /// For a producer's resend of a batch it had acknowledged: the offsets it was told then.
+    acknowledged_at: Option<(u64, u64)>,
+}
+
+/// The producer fields a producer batch was built with.
+#[derive(Debug, Clone, Copy)]
+struct ProducerFields {
+    producer: usize,
+    epoch: i16,
+    first_sequence: i32,
+    last_sequence: i32,
+}
+
+/// A producer batch acknowledged (durable) at `[base_offset, next_offset)`.
+#[derive(Debug, Clone, Copy)]
+struct ProducerAcknowledged {
+    id: u64,
+    base_offset: u64,
+    next_offset: u64,
+}
+
+/// What one idempotent producer has sent and been told.
+#[derive(Debug)]
+struct ProducerModel {
+    producer_id: i64,
+    epoch: i16,
+    next_sequence: i32,
+    /// Batches built but not acknowledged, in sequence order: resent first, in this order.
+    unacknowledged: VecDeque<u64>,
+    /// The last acknowledged batches of the current epoch, oldest first.
+    acknowledged: VecDeque<ProducerAcknowledged>,
+}
+
+/// One producer's request for an append round.
+struct ProducerWork {
+    /// A resend of an acknowledged batch (as if its response was lost) and its known offsets.
+    resend: Option<(BytesMut, (u64, u64))>,
+    /// The unacknowledged batches, oldest first, then new ones.
+    batches: Vec<BytesMut>,
+    /// Sent as one `append_batches` call rather than one `append` after another.
+    together: bool,
+}
+
+fn is_producer_refusal(error: &StorageError) -> bool {
+    matches!(
+        error,
+        StorageError::OutOfOrderSequence { .. }
+            | StorageError::DuplicateSequence { .. }
+            | StorageError::ProducerFenced { .. }
+            | StorageError::InvalidProducerFields { .. }
+    )
 }
 
 struct Case {
@@ -78,6 +151,9 @@ struct Case {
     log_start_floor: u64,
     high_watermark_seen: u64,
     id_next: u64,
+    producers: Vec<ProducerModel>,
+    /// Producer fields of every producer batch built, by id.
+    producer_batches: HashMap<u64, ProducerFields>,
     trace: Vec<String>,
 }
 
@@ -113,7 +189,8 @@ fn random_config(rng: &mut StdRng) -> LogConfig {
         write_buffer_bytes: [8192, 16384, 65536][rng.gen_range(0..3)],
         write_queue_bytes_max: rng.gen_range(batch_bytes_max..=128 * 1024),
         read_chunk_bytes: [4096, 8192, 16384][rng.gen_range(0..3)],
-        // The simulated batches are not idempotent: the producer state stays empty.
+        // Default producer limits: a few producers never expire (the clock moves by minutes at
+        // most) or get evicted, so the partition must remember each of them.
         ..LogConfig::default()
     }
 }
@@ -141,6 +218,20 @@ impl Case {
         let faults = random_faults(&mut rng);
         let disk = Rc::new(MemoryFileSystem::new(seed ^ 0x9e37_79b9));
         disk.set_faults(faults);
+        let producers = (0..PRODUCERS)
+            .map(|index| ProducerModel {
+                producer_id: index as i64 * 7 + rng.gen_range(0..7),
+                epoch: rng.gen_range(0..3),
+                // Some producers start just before the wrap from i32::MAX to 0.
+                next_sequence: if rng.gen_bool(0.3) {
+                    i32::MAX - rng.gen_range(0..40)
+                } else {
+                    rng.gen_range(0..1_000)
+                },
+                unacknowledged: VecDeque::new(),
+                acknowledged: VecDeque::new(),
+            })
+            .collect();
         Self {
             rng,
             disk,
@@ -155,6 +246,8 @@ impl Case {
             log_start_floor: 0,
             high_watermark_seen: 0,
             id_next: 1,
+            producers,
+            producer_batches: HashMap::new(),
             trace: Vec::new(),
         }
     }
@@ -260,12 +353,117 @@ impl Case {
         bytes
     }
 
+    /// A new batch of producer `index`, next in its sequence; it joins the unacknowledged.
+    fn new_producer_batch(&mut self, index: usize) -> BytesMut {
+        let mut bytes = self.new_batch();
+        let id = id_of(&bytes);
+        let records = header_of(&bytes).record_count;
+        let producer = &mut self.producers[index];
+        let first_sequence = producer.next_sequence;
+        stamp_producer(
+            &mut bytes,
+            producer.producer_id,
+            producer.epoch,
+            first_sequence,
+        );
+        producer.next_sequence = sequence_after(first_sequence, records);
+        producer.unacknowledged.push_back(id);
+        self.producer_batches.insert(
+            id,
+            ProducerFields {
+                producer: index,
+                epoch: producer.epoch,
+                first_sequence,
+                last_sequence: last_sequence(first_sequence, records),
+            },
+        );
+        self.originals.insert(id, bytes.clone().freeze());
+        bytes
+    }
+
+    /// The request producer `index` sends now: its unacknowledged batches in order, maybe new
+    /// ones (staying within the in-flight limit), maybe first a resend of an acknowledged one.
+    /// `None` when it has nothing to send. With `new_allowed` false only retries go.
+    fn producer_work(&mut self, index: usize, new_allowed: bool) -> Option<ProducerWork> {
+        let log_start = self.log().log_start_offset();
+        let producer = &mut self.producers[index];
+        if new_allowed && producer.unacknowledged.is_empty() && self.rng.gen_bool(0.03) {
+            producer.epoch += 1;
+            producer.next_sequence = 0;
+            producer.acknowledged.clear();
+            let (producer_id, epoch) = (producer.producer_id, producer.epoch);
+            self.note(format!("producer {producer_id} bumps its epoch to {epoch}"));
+        }
+        let producer = &self.producers[index];
+        // Only a batch still in the log: past the log start the partition may forget the
+        // producer, and then (as in Kafka) it cannot tell a resend from a new batch.
+        let candidates: Vec<ProducerAcknowledged> = producer
+            .acknowledged
+            .iter()
+            .filter(|acknowledged| acknowledged.base_offset >= log_start)
+            .copied()
+            .collect();
+        let resend = (new_allowed && !candidates.is_empty() && self.rng.gen_bool(0.2)).then(|| {
+            let chosen = candidates[self.rng.gen_range(0..candidates.len())];
+            (
+                BytesMut::from(&self.originals[&chosen.id][..]),
+                (chosen.base_offset, chosen.next_offset),
+            )
+        });
+        let room = PRODUCER_IN_FLIGHT_MAX - producer.unacknowledged.len();
+        let mut new_count = if new_allowed {
+            self.rng.gen_range(0..=room.min(3))
+        } else {
+            0
+        };
+        if new_allowed && new_count == 0 && producer.unacknowledged.is_empty() {
+            new_count = 1;
+        }
+        let mut batches: Vec<BytesMut> = producer
+            .unacknowledged
+            .iter()
+            .map(|id| BytesMut::from(&self.originals[id][..]))
+            .collect();
+        for _ in 0..new_count {
+            batches.push(self.new_producer_batch(index));
+        }
+        if batches.is_empty() && resend.is_none() {
+            return None;
+        }
+        let producer = &self.producers[index];
+        let sending: Vec<u64> = batches.iter().map(|bytes| id_of(bytes)).collect();
+        self.note(format!(
+            "producer {} epoch {} sends {sending:?} (unacknowledged {:?}, resend {:?}, log start {log_start}, entry {:?})",
+            producer.producer_id,
+            producer.epoch,
+            producer.unacknowledged,
+            resend.as_ref().map(|(bytes, offsets)| (id_of(bytes), *offsets)),
+            self.log().producer_entry(producer.producer_id)
+        ));
+        Some(ProducerWork {
+            resend,
+            batches,
+            together: self.rng.gen_bool(0.5),
+        })
+    }
+
     fn append_round(&mut self, crash_midway: bool) {
         let log = self.log();
         let events = Rc::new(RefCell::new(Vec::new()));
         let mut simulator = Simulator::new(self.rng.gen());
         let tasks = self.rng.gen_range(1..=4);
+        // One request per producer per round: a producer's requests arrive in order.
+        let mut producers_sending = HashSet::new();
         for _ in 0..tasks {
+            if self.rng.gen_bool(PRODUCER_TASK_PROBABILITY) {
+                let index = self.rng.gen_range(0..PRODUCERS);
+                if producers_sending.insert(index) {
+                    if let Some(work) = self.producer_work(index, true) {
+                        simulator.spawn(producer_task(log.clone(), events.clone(), work));
+                        continue;
+                    }
+                }
+            }
             let count = self.rng.gen_range(1..=3);
             let mut work = Vec::new();
             for _ in 0..count {
@@ -293,6 +491,7 @@ impl Case {
                                     id,
                                     wait,
                                     result: Ok(outcome),
+                                    acknowledged_at: None,
                                 });
                             }
                         }
@@ -302,6 +501,7 @@ impl Case {
                                     id,
                                     wait,
                                     result: Err(error.clone()),
+                                    acknowledged_at: None,
                                 });
                             }
                         }
@@ -313,7 +513,12 @@ impl Case {
                 for (bytes, wait) in work {
                     let id = id_of(&bytes);
                     let result = log.append(bytes, wait).await;
-                    events.borrow_mut().push(AppendEvent { id, wait, result });
+                    events.borrow_mut().push(AppendEvent {
+                        id,
+                        wait,
+                        result,
+                        acknowledged_at: None,
+                    });
                 }
             });
         }
@@ -338,9 +543,18 @@ impl Case {
     }
 
     fn apply_append_events(&mut self, events: Vec<AppendEvent>) {
-        let any_error = events.iter().any(|event| event.result.is_err());
+        // A refusal appends nothing and rolls nothing back.
+        let any_error = events.iter().any(|event| {
+            event
+                .result
+                .as_ref()
+                .is_err_and(|error| !is_producer_refusal(error))
+        });
         for event in events {
             let original = self.originals[&event.id].clone();
+            if self.producer_batches.contains_key(&event.id) {
+                self.apply_producer_event(&event);
+            }
             match event.result {
                 Ok(outcome) => {
                     let header = header_of(&original);
@@ -348,7 +562,11 @@ impl Case {
                         outcome.next_offset - outcome.base_offset,
                         u64::from(header.offset_count)
                     );
-                    if let Some(previous) = self.acknowledged.get(&outcome.base_offset) {
+                    if let Some(previous) = self
+                        .acknowledged
+                        .get(&outcome.base_offset)
+                        .filter(|previous| previous.id != event.id)
+                    {
                         assert!(
                             !previous.durable,
                             "offset {} reused after batch {} was durable",
@@ -384,6 +602,10 @@ impl Case {
                         }
                     }
                 }
+                Err(error) if is_producer_refusal(&error) => {
+                    // Checked in `apply_producer_event`.
+                    self.note(format!("append {} refused: {error}", event.id));
+                }
                 Err(error) => {
                     self.note(format!("append {} failed: {error}", event.id));
                     self.allow_error(&error, "append");
@@ -393,6 +615,94 @@ impl Case {
         if any_error {
             self.forget_unsynced();
         }
+    }
+
+    /// Checks an answer to a producer batch against what the producer knows, and updates it.
+    fn apply_producer_event(&mut self, event: &AppendEvent) {
+        let fields = self.producer_batches[&event.id];
+        let log_start = self.log().log_start_offset();
+        let producer = &mut self.producers[fields.producer];
+        let producer_id = producer.producer_id;
+        match (&event.result, event.acknowledged_at) {
+            (Ok(outcome), Some(original)) => assert_eq!(
+                (outcome.base_offset, outcome.next_offset),
+                original,
+                "producer {producer_id}: a resend of acknowledged batch {} got other offsets",
+                event.id
+            ),
+            (Ok(outcome), None) => {
+                assert_eq!(
+                    producer.unacknowledged.front(),
+                    Some(&event.id),
+                    "producer {producer_id}: batches are acknowledged in sequence order"
+                );
+                producer.unacknowledged.pop_front();
+                if producer.acknowledged.len() == PRODUCER_BATCHES_RETAINED {
+                    producer.acknowledged.pop_front();
+                }
+                producer.acknowledged.push_back(ProducerAcknowledged {
+                    id: event.id,
+                    base_offset: outcome.base_offset,
+                    next_offset: outcome.next_offset,
+                });
+                // A retry of a batch the log still holds must be answered with its offsets.
+                if let Some((offset, _)) = self.acknowledged.iter().find(|(offset, entry)| {
+                    entry.id == event.id
+                        && entry.next_offset > log_start
+                        && **offset != outcome.base_offset
+                }) {
+                    panic!(
+                        "producer {producer_id}: batch {} appended again at {} while the log holds it at {offset}",
+                        event.id, outcome.base_offset
+                    );
+                }
+            }
+            (Err(StorageError::DuplicateSequence { .. }), Some(_)) => {
+                // Acknowledged, but out of the partition's window: known old, offsets forgotten.
+            }
+            (Err(error), _) if is_producer_refusal(error) => panic!(
+                "producer {producer_id} epoch {} batch {} (sequences {}..={}) refused: {error}",
+                fields.epoch, event.id, fields.first_sequence, fields.last_sequence
+            ),
+            (Err(_), _) => {}
+        }
+    }
+
+    /// Resends every producer's unacknowledged batches with faults and disk-full off: each
+    /// must be acknowledged, none refused.
+    fn finish_producers(&mut self) {
+        self.disk.set_faults(FaultPlan {
+            error_ppm: 0,
+            short_write_ppm: 0,
+            ..self.faults
+        });
+        let log = self.log();
+        let events = Rc::new(RefCell::new(Vec::new()));
+        let mut simulator = Simulator::new(self.rng.gen());
+        for index in 0..PRODUCERS {
+            if let Some(work) = self.producer_work(index, false) {
+                simulator.spawn(producer_task(log.clone(), events.clone(), work));
+            }
+        }
+        drop(log);
+        let unfinished = simulator.run_with_clock(&self.clock, 1_000_000);
+        assert_eq!(unfinished, 0, "retries stalled: {}", self.log().describe());
+        let events = std::mem::take(&mut *events.borrow_mut());
+        self.note(format!("producers resend {} batches", events.len()));
+        for event in &events {
+            if let Err(error) = &event.result {
+                panic!("a retry on a healthy disk failed: {error}");
+            }
+        }
+        self.apply_append_events(events);
+        for producer in &self.producers {
+            assert!(
+                producer.unacknowledged.is_empty(),
+                "producer {} left batches unacknowledged",
+                producer.producer_id
+            );
+        }
+        self.disk.set_faults(self.faults);
     }
 
     /// After an error, acknowledged batches that were not durable may have been rolled back.
@@ -460,6 +770,8 @@ impl Case {
         let log = self.log();
         let mut expected_offset = from;
         let mut seen_ids = HashSet::new();
+        // Per producer: the epoch and last sequence of its previous batch in the log.
+        let mut producer_last: HashMap<usize, (i16, i32)> = HashMap::new();
         let mut found = Vec::new();
         for (index, stored) in batches.iter().enumerate() {
             let header = header_of(stored);
@@ -484,6 +796,25 @@ impl Case {
                 "batch {id} differs from what was appended"
             );
             assert!(seen_ids.insert(id), "batch {id} appears twice");
+            if let Some(fields) = self.producer_batches.get(&id) {
+                if let Some((epoch, last)) = producer_last.get(&fields.producer) {
+                    assert!(
+                        fields.epoch >= *epoch,
+                        "producer batch {id} of epoch {} after epoch {epoch}",
+                        fields.epoch
+                    );
+                    let expected = if fields.epoch == *epoch {
+                        sequence_after(*last, 1)
+                    } else {
+                        0
+                    };
+                    assert_eq!(
+                        fields.first_sequence, expected,
+                        "producer batch {id} does not continue its producer's sequence"
+                    );
+                }
+                producer_last.insert(fields.producer, (fields.epoch, fields.last_sequence));
+            }
             expected_offset = header.next_offset();
             found.push((header.base_offset, stored.clone()));
         }
@@ -757,6 +1088,54 @@ impl Case {
     }
 }
 
+/// Sends one producer request: the resend alone first (a refusal of it stops nothing), then the
+/// batches in order, one call for all or one after another, stopping at the first error as a
+/// producer that retries in order must.
+async fn producer_task(log: Rc<Log>, events: Rc<RefCell<Vec<AppendEvent>>>, work: ProducerWork) {
+    let wait = AppendWait::Durable;
+    if let Some((bytes, offsets)) = work.resend {
+        let id = id_of(&bytes);
+        let result = log.append(bytes, wait).await;
+        events.borrow_mut().push(AppendEvent {
+            id,
+            wait,
+            result,
+            acknowledged_at: Some(offsets),
+        });
+    }
+    let ids: Vec<u64> = work.batches.iter().map(|bytes| id_of(bytes)).collect();
+    if work.together {
+        let result = log.append_batches(work.batches, wait).await;
+        let mut events = events.borrow_mut();
+        for (index, id) in ids.into_iter().enumerate() {
+            let result = match &result {
+                Ok(outcomes) => Ok(outcomes[index]),
+                Err(error) => Err(error.clone()),
+            };
+            events.push(AppendEvent {
+                id,
+                wait,
+                result,
+                acknowledged_at: None,
+            });
+        }
+        return;
+    }
+    for (bytes, id) in work.batches.into_iter().zip(ids) {
+        let result = log.append(bytes, wait).await;
+        let failed = result.is_err();
+        events.borrow_mut().push(AppendEvent {
+            id,
+            wait,
+            result,
+            acknowledged_at: None,
+        });
+        if failed {
+            return;
+        }
+    }
+}
+
 fn run_case(seed: u64) {
     let mut case = Case::new(seed);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -768,6 +1147,7 @@ fn run_case(seed: u64) {
         // Finish on a healthy disk: everything acknowledged durable must be there.
         case.no_space = false;
         case.disk.set_no_space(false);
+        case.finish_producers();
         case.restart(false);
     }));
     if let Err(panic) = outcome {

@@ -251,8 +251,14 @@ impl<File: StorageFile> LogState<File> {
         let slot = Rc::new(AppendSlot::new(tail_after.next_offset));
         self.writer.queued_slots.push_back(slot.clone());
         if let Some(producer) = producer {
-            self.producers
-                .record(producer, base_offset, tail_after.next_offset, now_ms);
+            let durable_next_offset = self.writer.durable.tail.next_offset;
+            self.producers.record(
+                producer,
+                base_offset,
+                tail_after.next_offset,
+                durable_next_offset,
+                now_ms,
+            );
         }
         let outcome = AppendOutcome {
             base_offset,
@@ -741,9 +747,11 @@ impl<F: FileSystem> PartitionLog<F> {
                     // Stored batches passed this check when appended; one that does not is
                     // from before idempotence was checked and names no producer to remember.
                     if let Ok(Some(producer)) = ProducerBatch::of(&header) {
+                        // Recovered batches are durable.
                         self.state.borrow_mut().producers.record(
                             &producer,
                             header.base_offset,
+                            header.next_offset(),
                             header.next_offset(),
                             now_ms,
                         );
@@ -830,7 +838,7 @@ impl<F: FileSystem> PartitionLog<F> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
         let header = validate_batch(&batch, batch_bytes_max)?;
         let producer = self.producer_of(&header)?;
-        let admitted = self.admit(batch, &header, producer.as_ref()).await?;
+        let admitted = self.admit(batch, &header, producer.as_ref(), &[]).await?;
         if let Some(slot) = &admitted.slot {
             self.drive(Goal::Append { slot, wait }).await?;
         }
@@ -862,15 +870,12 @@ impl<F: FileSystem> PartitionLog<F> {
             .collect::<Result<Vec<_>, StorageError>>()?;
         let mut admitted: Vec<Admitted> = Vec::with_capacity(batches.len());
         for (batch, (header, producer)) in batches.into_iter().zip(&checked) {
-            // Stop early once an earlier batch of this call has failed: the call fails anyway.
-            if let Some(failed) = admitted
-                .iter()
-                .filter_map(|admitted| admitted.slot.as_ref())
-                .find(|slot| slot.state() == SlotState::Failed)
-            {
-                return Err(failed.error().expect("a failed slot carries its error"));
-            }
-            admitted.push(self.admit(batch, header, producer.as_ref()).await?);
+            // Stops at the first earlier batch of this call that has failed (see `admit`): the
+            // call fails with that batch's error, not with what its rollback did to this one.
+            let one = self
+                .admit(batch, header, producer.as_ref(), &admitted)
+                .await?;
+            admitted.push(one);
         }
         // Each slot is checked, not only the last: a batch rolled back after it was written
         // fails its own slot even when a later batch of the call becomes durable.
@@ -895,11 +900,17 @@ impl<F: FileSystem> PartitionLog<F> {
     /// Admits a validated batch in arrival order: checks its producer sequence, then (rolling
     /// the segment or waiting for queue room first if needed) queues it, all in one borrow with
     /// the check. Returns its completion slot and outcome, or the original's for a duplicate.
+    /// Fails with the error of any batch in `earlier_in_call` (the same `append_batches` call)
+    /// that has failed by the time this one's turn comes, checked in the same borrow: once an
+    /// earlier batch is rolled back, this one must not be checked against the state the
+    /// rollback left (a sequence gap, or any sequence if the rollback emptied the producer's
+    /// entry) nor land after the hole it left.
     async fn admit(
         &self,
         batch: BytesMut,
         header: &BatchHeader,
         producer: Option<&ProducerBatch>,
+        earlier_in_call: &[Admitted],
     ) -> Result<Admitted, StorageError> {
         let length = batch.len();
         let mut batch = Some(batch);
@@ -910,6 +921,13 @@ impl<F: FileSystem> PartitionLog<F> {
                 let mut state = self.state.borrow_mut();
                 let admission = if !state.admission_turn(ticket.as_ref().map(|t| t.number)) {
                     Admission::Wait
+                } else if let Some(error) = earlier_in_call
+                    .iter()
+                    .filter_map(|admitted| admitted.slot.as_ref())
+                    .find(|slot| slot.state() == SlotState::Failed)
+                    .map(|slot| slot.error().expect("a failed slot carries its error"))
+                {
+                    return Err(error);
                 } else {
                     let verdict = match producer {
                         Some(producer) => state
@@ -1098,6 +1116,7 @@ impl<F: FileSystem> PartitionLog<F> {
             // segment's base offset, and every batch it reflects is durable.
             let now_ms = self.clock.now_ms();
             state.producers.expire(now_ms);
+            state.producers.trim_to_retained();
             let snapshot =
                 producer_snapshot::encode(&state.producers, state.active.tail.next_offset);
             let active = &state.active;
@@ -1547,6 +1566,8 @@ impl<F: FileSystem> PartitionLog<F> {
         let (log_end, snapshot) = {
             let mut state = self.state.borrow_mut();
             state.producers.expire(self.clock.now_ms());
+            // Everything is durable (synced above).
+            state.producers.trim_to_retained();
             let log_end = state.active.tail.next_offset;
             (
                 log_end,

@@ -380,6 +380,7 @@ mod tests {
                     },
                     offset,
                     offset + 1,
+                    offset + 1,
                     1_700_000_000_000 + producer_id,
                 );
             }

@@ -72,9 +72,11 @@ pub struct RetainedBatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
-    /// The producer's last batches under `epoch`, oldest first, at most
-    /// [`PRODUCER_BATCHES_RETAINED`]. Empty after a rollback removed all of them: the next
-    /// sequence is then unknown, and any is accepted (as for an unknown producer).
+    /// The producer's last batches under `epoch`, oldest first: at most
+    /// [`PRODUCER_BATCHES_RETAINED`] that were durable when the last one was recorded, plus
+    /// every one that was not (see [`ProducerState::record`]). Empty after a rollback removed
+    /// all of them: the next sequence is then unknown, and any is accepted (as for an unknown
+    /// producer).
     pub batches: VecDeque<RetainedBatch>,
     /// When the producer last appended (the log's clock, milliseconds).
     pub last_append_ms: i64,
@@ -233,13 +235,22 @@ impl ProducerState {
         })
     }
 
-    /// Records `batch` as appended at `[base_offset, next_offset)`. Follows the batch without
-    /// checking it (replay trusts the log): a different epoch restarts the producer's entry.
+    /// Records `batch` as appended at `[base_offset, next_offset)`, with the log durable up to
+    /// `durable_next_offset`. Follows the batch without checking it (replay trusts the log): a
+    /// different epoch, or a sequence that does not continue the last batch, restarts the
+    /// producer's entry.
+    ///
+    /// Batches not yet durable do not count toward the [`PRODUCER_BATCHES_RETAINED`] kept: a
+    /// rollback ([`ProducerState::truncate_from`]) removes them from the back, and what stays
+    /// must still be the producer's last batches in the log. Sliding the window over batches
+    /// that are then rolled back would forget durable ones, and a retry of those (a lost
+    /// response) would be appended a second time.
     pub fn record(
         &mut self,
         batch: &ProducerBatch,
         base_offset: u64,
         next_offset: u64,
+        durable_next_offset: u64,
         now_ms: i64,
     ) {
         assert!(
@@ -260,6 +271,16 @@ impl ProducerState {
         if entry.epoch != batch.producer_epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
+        } else if entry
+            .batches
+            .back()
+            .is_some_and(|last| sequence_after(last.last_sequence, 1) != batch.first_sequence)
+        {
+            // Only in a replay: the producer was forgotten here (the log start passed its
+            // batches, or it expired) and started over at another sequence, maybe one it had
+            // sent before. The older batches belong to that earlier run: a retry must never be
+            // answered with their offsets, nor checked against their sequences.
+            entry.batches.clear();
         }
         debug_assert!(
             entry
@@ -268,16 +289,33 @@ impl ProducerState {
                 .is_none_or(|last| last.next_offset <= base_offset),
             "a producer's batches are recorded in offset order"
         );
-        if entry.batches.len() == PRODUCER_BATCHES_RETAINED {
-            entry.batches.pop_front();
-        }
         entry.batches.push_back(RetainedBatch {
             first_sequence: batch.first_sequence,
             last_sequence: batch.last_sequence,
             base_offset,
             next_offset,
         });
+        let durable = entry
+            .batches
+            .iter()
+            .take_while(|retained| retained.next_offset <= durable_next_offset)
+            .count();
+        for _ in PRODUCER_BATCHES_RETAINED..durable {
+            entry.batches.pop_front();
+        }
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
+    }
+
+    /// Keeps only the last [`PRODUCER_BATCHES_RETAINED`] batches of each producer. For when
+    /// everything is durable (roll, close), before a snapshot, which holds no more.
+    pub fn trim_to_retained(&mut self) {
+        for entry in self.producers.values_mut() {
+            let excess = entry
+                .batches
+                .len()
+                .saturating_sub(PRODUCER_BATCHES_RETAINED);
+            entry.batches.drain(..excess);
+        }
     }
 
     /// Inserts an entry loaded from a snapshot (replacing any entry of that id).
@@ -386,7 +424,7 @@ mod tests {
     ) -> Result<Verdict, ProducerRefusal> {
         let verdict = state.check(&batch)?;
         if verdict == Verdict::Append {
-            state.record(&batch, offset, offset + records, NOW_MS);
+            state.record(&batch, offset, offset + records, offset + records, NOW_MS);
         }
         Ok(verdict)
     }
@@ -634,7 +672,7 @@ mod tests {
         for batch in batches {
             assert_eq!(state.check(&batch), Ok(Verdict::Append));
             let count = u64::from((batch.last_sequence - batch.first_sequence + 1) as u32);
-            state.record(&batch, offset, offset + count, NOW_MS);
+            state.record(&batch, offset, offset + count, offset + count, NOW_MS);
             offset += count;
         }
         // Checked against the state before the second was recorded, the third would be a gap.
@@ -663,6 +701,83 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_of_batches_not_yet_durable_leaves_the_last_five_durable_ones() {
+        let mut state = state();
+        for index in 0..5u64 {
+            state.record(
+                &producer(1, 0, index as i32, 1),
+                index,
+                index + 1,
+                5,
+                NOW_MS,
+            );
+        }
+        // Five more are appended but not durable: the window must not slide past durable ones.
+        for index in 5..10u64 {
+            assert_eq!(
+                state.check(&producer(1, 0, index as i32, 1)),
+                Ok(Verdict::Append)
+            );
+            state.record(
+                &producer(1, 0, index as i32, 1),
+                index,
+                index + 1,
+                5,
+                NOW_MS,
+            );
+        }
+        state.truncate_from(5);
+        assert_eq!(
+            state.get(1).expect("kept").batches.len(),
+            PRODUCER_BATCHES_RETAINED
+        );
+        // A resend of a durable batch (its response lost) is still recognised.
+        assert_eq!(
+            state.check(&producer(1, 0, 0, 1)),
+            Ok(Verdict::Duplicate {
+                base_offset: 0,
+                next_offset: 1
+            })
+        );
+        assert_eq!(state.check(&producer(1, 0, 5, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn once_durable_only_the_last_five_batches_are_kept() {
+        let mut state = state();
+        for index in 0..8u64 {
+            state.record(
+                &producer(1, 0, index as i32, 1),
+                index,
+                index + 1,
+                0,
+                NOW_MS,
+            );
+        }
+        assert_eq!(state.get(1).expect("recorded").batches.len(), 8);
+        state.record(&producer(1, 0, 8, 1), 8, 9, 9, NOW_MS);
+        let batches = &state.get(1).expect("recorded").batches;
+        assert_eq!(batches.len(), PRODUCER_BATCHES_RETAINED);
+        assert_eq!(batches.front().map(|batch| batch.base_offset), Some(4));
+        state.record(&producer(2, 0, 0, 1), 9, 10, 0, NOW_MS);
+        state.record(&producer(2, 0, 1, 1), 10, 11, 0, NOW_MS);
+        for index in 11..17u64 {
+            state.record(
+                &producer(2, 0, index as i32 - 9, 1),
+                index,
+                index + 1,
+                0,
+                NOW_MS,
+            );
+        }
+        state.trim_to_retained();
+        assert_eq!(
+            state.get(2).expect("recorded").batches.len(),
+            PRODUCER_BATCHES_RETAINED
+        );
+    }
+
+    #[test]
     fn producers_whose_last_batch_is_before_the_log_start_are_dropped() {
         let mut state = state();
         append(&mut state, producer(1, 0, 0, 1), 0, 1).expect("first");
@@ -674,10 +789,29 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_batch_that_starts_the_sequence_over_restarts_the_entry() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 1), 0, 1).expect("first");
+        append(&mut state, producer(1, 0, 1, 1), 1, 1).expect("second");
+        // The producer was forgotten (its batches went with the log start) and resent
+        // sequence 0; a replay from before the log start records both runs.
+        state.record(&producer(1, 0, 0, 1), 5, 6, 6, NOW_MS);
+        assert_eq!(state.get(1).expect("recorded").batches.len(), 1);
+        assert_eq!(
+            state.check(&producer(1, 0, 0, 1)),
+            Ok(Verdict::Duplicate {
+                base_offset: 5,
+                next_offset: 6
+            })
+        );
+        assert_eq!(state.check(&producer(1, 0, 1, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
     fn producers_idle_for_the_expiry_time_expire() {
         let mut state = ProducerState::new(16, 1_000);
-        state.record(&producer(1, 0, 0, 1), 0, 1, NOW_MS);
-        state.record(&producer(2, 0, 0, 1), 1, 2, NOW_MS + 600);
+        state.record(&producer(1, 0, 0, 1), 0, 1, 1, NOW_MS);
+        state.record(&producer(2, 0, 0, 1), 1, 2, 2, NOW_MS + 600);
         assert_eq!(state.expire(NOW_MS + 1_000), 0);
         assert_eq!(state.expire(NOW_MS + 1_001), 1);
         assert!(state.get(1).is_none());
@@ -692,12 +826,13 @@ mod tests {
                 &producer(id, 0, 0, 1),
                 id as u64,
                 id as u64 + 1,
+                id as u64 + 1,
                 NOW_MS + id,
             );
         }
         // Producer 0 appends again: now producer 1 is the one idle longest.
-        state.record(&producer(0, 0, 1, 1), 3, 4, NOW_MS + 10);
-        state.record(&producer(9, 0, 0, 1), 4, 5, NOW_MS + 11);
+        state.record(&producer(0, 0, 1, 1), 3, 4, 4, NOW_MS + 10);
+        state.record(&producer(9, 0, 0, 1), 4, 5, 5, NOW_MS + 11);
         assert_eq!(state.len(), 3);
         assert!(state.get(1).is_none());
         for id in [0, 2, 9] {
@@ -708,9 +843,9 @@ mod tests {
     #[test]
     fn a_full_state_expires_before_it_evicts() {
         let mut state = ProducerState::new(2, 100);
-        state.record(&producer(1, 0, 0, 1), 0, 1, NOW_MS);
-        state.record(&producer(2, 0, 0, 1), 1, 2, NOW_MS + 500);
-        state.record(&producer(3, 0, 0, 1), 2, 3, NOW_MS + 550);
+        state.record(&producer(1, 0, 0, 1), 0, 1, 1, NOW_MS);
+        state.record(&producer(2, 0, 0, 1), 1, 2, 2, NOW_MS + 500);
+        state.record(&producer(3, 0, 0, 1), 2, 3, 3, NOW_MS + 550);
         // Producer 1 had expired, so nobody else had to go.
         assert!(state.get(1).is_none());
         assert!(state.get(2).is_some() && state.get(3).is_some());
