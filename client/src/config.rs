@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use spate_protocol::api::Acks;
 use spate_protocol::batch::BATCH_HEADER_BYTES;
-use spate_protocol::constants::{BATCH_BYTES_MAX, FRAME_BYTES_MAX};
+use spate_protocol::constants::{BATCH_BYTES_MAX, FRAME_BYTES_MAX, PRODUCER_BATCHES_RETAINED};
 
 use crate::error::Error;
 
@@ -58,8 +58,12 @@ pub mod defaults {
     pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
     /// Most bytes of batches one produce request carries.
     pub const PRODUCE_REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
-    /// Produce requests in flight per partition. One keeps records in order across retries.
-    pub const PARTITION_INFLIGHT_REQUESTS_MAX: usize = 1;
+    /// Produce requests in flight per partition (Kafka's `max.in.flight.requests.per.connection`
+    /// default). Idempotence keeps records in order across retries with up to
+    /// `PRODUCER_BATCHES_RETAINED` of them; without it, only one does.
+    pub const PARTITION_INFLIGHT_REQUESTS_MAX: usize = 5;
+    /// Producers are idempotent unless told otherwise (Kafka's default since 3.0).
+    pub const IDEMPOTENCE: bool = true;
     /// How long the broker may take to append and acknowledge, sent in each produce request.
     pub const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -79,6 +83,9 @@ const _: () = assert!(defaults::BATCH_BYTES <= BATCH_BYTES_MAX);
 const _: () = assert!(defaults::BATCH_BYTES <= defaults::BUFFER_BYTES_MAX);
 const _: () = assert!(defaults::PRODUCE_REQUEST_BYTES_MAX >= BATCH_BYTES_MAX);
 const _: () = assert!(defaults::PRODUCE_REQUEST_BYTES_MAX < FRAME_BYTES_MAX);
+// The broker answers a retried copy only of the batches it remembers, so an idempotent producer
+// may have no more unresolved batches per partition than that.
+const _: () = assert!(defaults::PARTITION_INFLIGHT_REQUESTS_MAX <= PRODUCER_BATCHES_RETAINED);
 const _: () = assert!(defaults::PARTITION_FETCH_BYTES_MAX <= defaults::FETCH_BYTES_MAX);
 const _: () = assert!(defaults::FETCH_BYTES_MAX <= defaults::PREFETCH_BYTES_MAX);
 const _: () = assert!(defaults::FETCH_BYTES_MAX < FRAME_BYTES_MAX);
@@ -228,12 +235,23 @@ pub struct ProducerConfig {
     pub retry_backoff_max: Duration,
     /// Bytes of batches in one produce request, at most.
     pub produce_request_bytes_max: usize,
-    /// More than one lets later batches of a partition overtake a batch being retried.
+    /// Produce requests in flight per partition. With `idempotence` (the default) at most
+    /// `PRODUCER_BATCHES_RETAINED` (5), and records keep their order and are written once
+    /// across retries. Without it, more than one lets later batches of a partition overtake a
+    /// batch being retried, and a retry after a lost answer may write records twice.
     pub partition_inflight_requests_max: usize,
     /// Sent to the broker: how long it may take to append and acknowledge.
     pub produce_timeout: Duration,
     /// How records with neither key nor partition are spread.
     pub keyless: KeylessPartitioning,
+    /// Kafka's idempotent producer: the producer gets an id from the broker (InitProducerId)
+    /// and stamps each batch with it, its epoch and per-partition sequence numbers, so the
+    /// broker refuses a batch that would land out of order and answers a retried copy with the
+    /// original's offsets. Retries then neither duplicate nor reorder records, even with several
+    /// requests in flight. Under `Acks::None` nothing is answered, so nothing is retried and
+    /// there is nothing to act on: batches go out unstamped. A broker without InitProducerId
+    /// fails the producer with `Error::UnsupportedVersion`; set this to false for such a broker.
+    pub idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -252,11 +270,17 @@ impl Default for ProducerConfig {
             partition_inflight_requests_max: defaults::PARTITION_INFLIGHT_REQUESTS_MAX,
             produce_timeout: defaults::PRODUCE_TIMEOUT,
             keyless: KeylessPartitioning::Sticky,
+            idempotence: defaults::IDEMPOTENCE,
         }
     }
 }
 
 impl ProducerConfig {
+    /// Whether batches are stamped: idempotence is on and the broker answers (acks above none).
+    pub(crate) fn is_idempotent(&self) -> bool {
+        self.idempotence && self.acks != Acks::None
+    }
+
     pub(crate) fn check(&self) -> Result<(), Error> {
         let invalid = |reason: String| Err(Error::invalid("producer config", reason));
         // Smallest batch that can hold anything: header, archive root, one empty record.
@@ -283,6 +307,13 @@ impl ProducerConfig {
         }
         if self.partition_inflight_requests_max == 0 {
             return invalid("partition_inflight_requests_max must be at least 1".into());
+        }
+        if self.idempotence && self.partition_inflight_requests_max > PRODUCER_BATCHES_RETAINED {
+            return invalid(format!(
+                "partition_inflight_requests_max {} is above {PRODUCER_BATCHES_RETAINED}, the \
+                 batches per producer the broker remembers; lower it or turn idempotence off",
+                self.partition_inflight_requests_max
+            ));
         }
         if self.retry_backoff_min > self.retry_backoff_max {
             return invalid("retry_backoff_min is above retry_backoff_max".into());
@@ -392,5 +423,30 @@ mod tests {
             ..ProducerConfig::default()
         };
         assert!(matches!(config.check(), Err(Error::Invalid { .. })));
+    }
+
+    #[test]
+    fn an_idempotent_producer_may_not_have_more_in_flight_than_the_broker_remembers() {
+        let config = ProducerConfig {
+            partition_inflight_requests_max: PRODUCER_BATCHES_RETAINED + 1,
+            ..ProducerConfig::default()
+        };
+        assert!(matches!(config.check(), Err(Error::Invalid { .. })));
+        let without_idempotence = ProducerConfig {
+            idempotence: false,
+            ..config
+        };
+        without_idempotence.check().unwrap();
+    }
+
+    #[test]
+    fn acks_none_leaves_batches_unstamped_even_with_idempotence_on() {
+        let config = ProducerConfig {
+            acks: Acks::None,
+            ..ProducerConfig::default()
+        };
+        assert!(config.idempotence);
+        assert!(!config.is_idempotent());
+        assert!(ProducerConfig::default().is_idempotent());
     }
 }

@@ -177,6 +177,53 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// An idempotent producer's batch was refused as out of order while no earlier batch of its
+    /// partition was unresolved: the broker no longer holds records it acknowledged, or there is
+    /// a bug. The batch and the later unresolved batches of the partition fail with this; the
+    /// producer then bumps its epoch and goes on with the partition's next batches. Not
+    /// retriable.
+    #[error(
+        "broker's sequence for {topic}/{partition} does not continue with base sequence \
+         {base_sequence} of producer {producer_id} epoch {producer_epoch}: records it \
+         acknowledged may be lost"
+    )]
+    OutOfOrderSequence {
+        /// The topic written.
+        topic: String,
+        /// The partition written.
+        partition: u32,
+        /// The producer id the batch carried.
+        producer_id: i64,
+        /// The epoch the batch carried.
+        producer_epoch: i16,
+        /// The sequence of the batch's first record.
+        base_sequence: i32,
+    },
+    /// An idempotent producer's retried batch repeats one the broker stored but no longer
+    /// remembers: its records were written once, at offsets the broker cannot tell any more.
+    /// Not retriable (retrying would not tell more).
+    #[error(
+        "records of {topic}/{partition} were written before (a retried batch the broker no \
+         longer remembers); their offsets are unknown"
+    )]
+    DuplicateSequence {
+        /// The topic written.
+        topic: String,
+        /// The partition written.
+        partition: u32,
+    },
+    /// A newer epoch of this producer's id wrote to the broker (another producer took the id
+    /// over). Fatal: every pending record fails with this and later sends fail too.
+    #[error(
+        "producer id {producer_id} epoch {producer_epoch} is fenced by a newer epoch; the \
+         producer cannot send any more"
+    )]
+    ProducerFenced {
+        /// The producer's id.
+        producer_id: i64,
+        /// The epoch that was fenced.
+        producer_epoch: i16,
+    },
     /// The component was closed before the operation finished.
     #[error("{what} is closed")]
     Closed {
@@ -218,6 +265,9 @@ impl Error {
             | Self::RecordTooLarge { .. }
             | Self::RetriesExhausted { .. }
             | Self::Invalid { .. }
+            | Self::OutOfOrderSequence { .. }
+            | Self::DuplicateSequence { .. }
+            | Self::ProducerFenced { .. }
             | Self::Closed { .. } => false,
         }
     }
@@ -231,6 +281,9 @@ impl Error {
                 Some(ErrorCode::UnknownTopicOrPartition)
             }
             Self::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
+            Self::OutOfOrderSequence { .. } => Some(ErrorCode::OutOfOrderSequence),
+            Self::DuplicateSequence { .. } => Some(ErrorCode::DuplicateSequence),
+            Self::ProducerFenced { .. } => Some(ErrorCode::ProducerFenced),
             _ => None,
         }
     }

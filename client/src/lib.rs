@@ -52,6 +52,7 @@ pub mod group;
 pub(crate) mod network;
 pub mod producer;
 pub(crate) mod runtime;
+pub(crate) mod timer;
 
 pub use admin::{Admin, NewTopic, PartitionInfo, PartitionOffset, TopicDescription, TopicSummary};
 pub use client::Client;

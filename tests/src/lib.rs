@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`: start the real broker binary
-//! (`broker_process`) and talk to it with a small blocking client over `std::net::TcpStream`
-//! built on the protocol crate's codecs (`client`).
+//! (`broker_process`), talk to it with a small blocking client over `std::net::TcpStream`
+//! built on the protocol crate's codecs (`client`), and cut connections on demand with a TCP
+//! proxy (`proxy`).
 //!
 //! Tests of behaviour users see go through the native client library (`spate-client`); this
 //! client stays for tests about the wire itself (bad and truncated frames, pipelining order,
@@ -9,6 +10,8 @@
 
 pub mod broker_process;
 pub mod client;
+pub mod proxy;
 
 pub use broker_process::{Broker, BrokerOptions};
 pub use client::{build_batch, TestClient, TestRecord};
+pub use proxy::CutProxy;

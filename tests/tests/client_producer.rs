@@ -1,6 +1,8 @@
 //! End-to-end: the `spate-client` producer against the real broker. Batching and order per
 //! partition, key partitioning, acks, backpressure, flush and close, a broker restart in the
-//! middle of a stream, and use from tokio and from plain threads.
+//! middle of a stream, use from tokio and from plain threads, and how the idempotent producer's
+//! sequence errors reach the application (a broker that lost records, a duplicate it no longer
+//! remembers, a newer epoch of the producer's id).
 
 mod client_support;
 
@@ -13,8 +15,12 @@ use spate_client::{
     partition_for_key, Acks, BufferFullPolicy, ConsumerConfig, Error, NewTopic, ProducerConfig,
     ProducerRecord, StartAt,
 };
-use spate_protocol::batch::header::peek_batch_length;
-use spate_tests::TestClient;
+use spate_protocol::api::{Acks as WireAcks, InitProducerIdRequest};
+use spate_protocol::batch::header::{peek_batch_length, stamp_producer};
+use spate_protocol::batch::BatchView;
+use spate_protocol::error::ErrorCode;
+use spate_tests::client::numbered_records;
+use spate_tests::{build_batch, TestClient};
 
 use client_support::{broker, client, read_records, text};
 
@@ -518,4 +524,172 @@ fn the_client_serves_a_tokio_program_and_many_plain_threads_at_once() {
         .map(|number| format!("async-{number:03}"))
         .collect();
     assert_eq!(values, expected);
+}
+
+/// The (producer id, epoch, base sequence) of the last batch stored in `partition`.
+fn last_batch_producer(client: &mut TestClient, topic: &str, partition: u32) -> (i64, i16, i32) {
+    let answer = client.fetch_once(topic, partition, 0, 1 << 20);
+    let bytes = answer.records.to_bytes();
+    let mut rest = &bytes[..];
+    let mut last = None;
+    while !rest.is_empty() {
+        let length = peek_batch_length(rest).expect("batch header") as usize;
+        let view = BatchView::validate(&rest[..length], usize::MAX).expect("valid batch");
+        last = Some((
+            view.producer_id(),
+            view.producer_epoch(),
+            view.base_sequence(),
+        ));
+        rest = &rest[length..];
+    }
+    last.expect("the partition holds a batch")
+}
+
+/// Writes one record to `partition` with the raw client, stamped as the given producer's.
+fn produce_as(
+    client: &mut TestClient,
+    topic: &str,
+    partition: u32,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+) -> ErrorCode {
+    let mut batch = build_batch(&numbered_records(0, 1, 0));
+    stamp_producer(&mut batch, producer_id, producer_epoch, base_sequence);
+    let (code, _) = client.produce(topic, partition, WireAcks::All, vec![batch.freeze()]);
+    code
+}
+
+/// A producer (idempotent by default) that has written one record to partition 0 of `topic`,
+/// with the raw client's view of its identity (producer id, epoch).
+fn idempotent_producer_and_its_identity(
+    client: &spate_client::Client,
+    raw: &mut TestClient,
+    topic: &str,
+) -> (spate_client::Producer, (i64, i16)) {
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    producer
+        .send_blocking(ProducerRecord::new(topic, "first").with_partition(0))
+        .unwrap()
+        .wait()
+        .expect("the first record is delivered");
+    let (producer_id, producer_epoch, base_sequence) = last_batch_producer(raw, topic, 0);
+    assert!(producer_id >= 0, "the producer stamped its batch");
+    assert_eq!(base_sequence, 0, "the partition's first batch starts at 0");
+    (producer, (producer_id, producer_epoch))
+}
+
+#[test]
+fn an_out_of_order_answer_for_the_oldest_batch_reaches_the_application_and_the_epoch_is_bumped() {
+    let broker = broker();
+    let client = client(broker.address());
+    client
+        .admin()
+        .create_topic(NewTopic::new("gap", 2))
+        .wait()
+        .unwrap();
+    let mut raw = TestClient::connect(broker.address());
+    let (producer, (producer_id, producer_epoch)) =
+        idempotent_producer_and_its_identity(&client, &mut raw, "gap");
+    // The broker believes this producer's partition 1 is far ahead (half the sequence space,
+    // so not a duplicate): as if it had lost records it acknowledged.
+    let ahead = (producer_id, producer_epoch, 1_500_000_000);
+    assert_eq!(produce_as(&mut raw, "gap", 1, ahead), ErrorCode::None);
+
+    let refused = producer
+        .send_blocking(ProducerRecord::new("gap", "lost").with_partition(1))
+        .unwrap()
+        .wait();
+    match refused {
+        Err(Error::OutOfOrderSequence {
+            topic,
+            partition,
+            producer_id: id,
+            producer_epoch: epoch,
+            base_sequence,
+        }) => {
+            assert_eq!((topic.as_str(), partition), ("gap", 1));
+            assert_eq!((id, epoch, base_sequence), (producer_id, producer_epoch, 0));
+        }
+        other => panic!("expected OutOfOrderSequence, got {other:?}"),
+    }
+
+    // The producer bumped its epoch and goes on, from sequence 0, on both partitions.
+    for partition in [1, 0] {
+        producer
+            .send_blocking(ProducerRecord::new("gap", "after").with_partition(partition))
+            .unwrap()
+            .wait()
+            .unwrap_or_else(|error| panic!("partition {partition} after the bump: {error}"));
+        assert_eq!(
+            last_batch_producer(&mut raw, "gap", partition),
+            (producer_id, producer_epoch + 1, 0)
+        );
+    }
+}
+
+#[test]
+fn a_retried_batch_the_broker_no_longer_remembers_is_reported_as_a_duplicate() {
+    let broker = broker();
+    let client = client(broker.address());
+    client
+        .admin()
+        .create_topic(NewTopic::new("seen", 2))
+        .wait()
+        .unwrap();
+    let mut raw = TestClient::connect(broker.address());
+    let (producer, (producer_id, producer_epoch)) =
+        idempotent_producer_and_its_identity(&client, &mut raw, "seen");
+    // Partition 1 already holds later sequences of this producer: sequence 0 lies before them.
+    let later = (producer_id, producer_epoch, 1_000);
+    assert_eq!(produce_as(&mut raw, "seen", 1, later), ErrorCode::None);
+    let answer = producer
+        .send_blocking(ProducerRecord::new("seen", "again").with_partition(1))
+        .unwrap()
+        .wait();
+    match answer {
+        Err(Error::DuplicateSequence { topic, partition }) => {
+            assert_eq!((topic.as_str(), partition), ("seen", 1));
+        }
+        other => panic!("expected DuplicateSequence, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_newer_epoch_of_the_producers_id_fences_it_for_good() {
+    let broker = broker();
+    let client = client(broker.address());
+    client
+        .admin()
+        .create_topic(NewTopic::new("fence", 1))
+        .wait()
+        .unwrap();
+    let mut raw = TestClient::connect(broker.address());
+    let (producer, (producer_id, producer_epoch)) =
+        idempotent_producer_and_its_identity(&client, &mut raw, "fence");
+    // Another process takes the id over with the next epoch and writes with it.
+    let bumped = raw.call(&InitProducerIdRequest {
+        producer_id,
+        producer_epoch,
+    });
+    assert_eq!(bumped.error_code, ErrorCode::None);
+    assert_eq!(
+        (bumped.producer_id, bumped.producer_epoch),
+        (producer_id, producer_epoch + 1)
+    );
+    let newer = (producer_id, producer_epoch + 1, 0);
+    assert_eq!(produce_as(&mut raw, "fence", 0, newer), ErrorCode::None);
+
+    let fenced = producer
+        .send_blocking(ProducerRecord::new("fence", "zombie").with_partition(0))
+        .unwrap()
+        .wait();
+    let expected = |result: &Result<_, Error>| {
+        matches!(result, Err(Error::ProducerFenced { producer_id: id, producer_epoch: epoch })
+            if (*id, *epoch) == (producer_id, producer_epoch))
+    };
+    assert!(expected(&fenced), "expected ProducerFenced, got {fenced:?}");
+    let later = producer.send_blocking(ProducerRecord::new("fence", "later").with_partition(0));
+    assert!(
+        matches!(later, Err(Error::ProducerFenced { .. })),
+        "a fenced producer refuses new records: {later:?}"
+    );
 }

@@ -1,24 +1,26 @@
 //! End-to-end: what users rely on when things go wrong. Bad input, many connections, restarts,
-//! `kill -9` during acks=all production, and SIGTERM.
+//! `kill -9` during acks=all production, an idempotent producer with five requests in flight
+//! through a `kill -9` and through cut connections, and SIGTERM.
 //!
 //! Restarts and the crash are driven through `spate-client`, as users drive them; bad frames,
 //! connection counts and shutdown's treatment of requests on the wire use the raw test client.
 
 mod client_support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client_support::{as_producer_record, client, partition_records, produce_to, read_records};
-use spate_client::{NewTopic, ProducerConfig};
+use spate_client::{Client, ClientConfig, NewTopic, ProducerConfig, ProducerRecord};
 use spate_protocol::api::{
     Acks, ApiKey, ApiVersionsRequest, FetchPartition, FetchResponse, MetadataRequest,
     ProduceResponse,
 };
 use spate_protocol::error::ErrorCode;
 use spate_tests::client::{fetch_request, numbered_records, produce_request, TestRecord};
-use spate_tests::{build_batch, Broker, BrokerOptions, TestClient};
+use spate_tests::{build_batch, Broker, BrokerOptions, CutProxy, TestClient};
 
 fn broker() -> Broker {
     Broker::start(BrokerOptions::default())
@@ -508,5 +510,258 @@ fn sigterm_with_idle_and_long_polling_connections_exits_within_seconds() {
                 answer.partition
             );
         }
+    }
+}
+
+/// Records per partition an idempotent producer sends through a disruption.
+const IDEMPOTENT_RECORDS_PER_PARTITION: usize = 2_000;
+/// Partitions of the topic it writes.
+const IDEMPOTENT_PARTITIONS: u32 = 3;
+
+/// What an idempotent producer's run through a disruption left: per partition, each
+/// acknowledged record's number with its offset, in the order the acknowledgements came; and
+/// each failed send, with its error.
+struct IdempotentRun {
+    acknowledged: PartitionAcknowledgements,
+    failures: Vec<String>,
+}
+
+/// Per partition, (record number, offset) of each acknowledged record in the order told.
+type PartitionAcknowledgements = Vec<Vec<(usize, u64)>>;
+
+/// Sends `IDEMPOTENT_RECORDS_PER_PARTITION` numbered records to each partition of `topic`
+/// through `bootstrap` with an idempotent producer (acks=all, five requests in flight per
+/// partition, small batches so that many are in flight), calls `disrupt` with the count of
+/// acknowledged records while the producer thread keeps sending, and waits for every record's
+/// outcome.
+fn produce_through(
+    bootstrap: SocketAddr,
+    topic: &str,
+    disrupt: impl FnOnce(&AtomicUsize),
+) -> IdempotentRun {
+    let client = Client::new(ClientConfig {
+        retry_timeout: Duration::from_secs(60),
+        ..ClientConfig::new(bootstrap.to_string())
+    })
+    .expect("client config is valid");
+    let config = ProducerConfig {
+        acks: Acks::All,
+        batch_bytes: 2 * 1024,
+        linger: Duration::from_millis(1),
+        // Long enough to outlast a restart: every record should end up acknowledged.
+        delivery_timeout: Duration::from_secs(90),
+        ..ProducerConfig::default()
+    };
+    assert!(config.idempotence, "idempotence is the default");
+    assert_eq!(config.partition_inflight_requests_max, 5);
+    let producer = client.producer(config).expect("producer config is valid");
+    let partitions = IDEMPOTENT_PARTITIONS as usize;
+    let acknowledged: Arc<Mutex<PartitionAcknowledgements>> =
+        Arc::new(Mutex::new(vec![Vec::new(); partitions]));
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let acknowledged_count = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let producer = producer.clone();
+        let acknowledged = acknowledged.clone();
+        let failures = failures.clone();
+        let acknowledged_count = acknowledged_count.clone();
+        let topic = topic.to_string();
+        std::thread::spawn(move || {
+            for number in 0..IDEMPOTENT_RECORDS_PER_PARTITION {
+                for partition in 0..IDEMPOTENT_PARTITIONS {
+                    let value = idempotent_value(partition, number);
+                    let acknowledged = acknowledged.clone();
+                    let failures = failures.clone();
+                    let acknowledged_count = acknowledged_count.clone();
+                    producer
+                        .send_with_callback_blocking(
+                            ProducerRecord::new(&topic, &value).with_partition(partition),
+                            move |result| match result {
+                                Ok(written) => {
+                                    let offset = written.offset.expect("acks=all has offsets");
+                                    acknowledged.lock().unwrap()[partition as usize]
+                                        .push((number, offset));
+                                    acknowledged_count.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(error) => failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{partition}/{number}: {error}")),
+                            },
+                        )
+                        .expect("record accepted");
+                }
+                // Spread the sends over a few seconds so that the disruption finds requests
+                // in flight.
+                if number % 20 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    disrupt(&acknowledged_count);
+    sender.join().expect("producer thread");
+    producer.close().wait().expect("the producer closes");
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+    let failures = std::mem::take(&mut *failures.lock().unwrap());
+    IdempotentRun {
+        acknowledged,
+        failures,
+    }
+}
+
+/// A record value padded to 100 bytes, so that a 2 KiB batch holds about 15 of them.
+fn idempotent_value(partition: u32, number: usize) -> String {
+    format!("{partition}:{number:>8}:{}", "x".repeat(88))
+}
+
+/// The record numbers stored in `partition`, in offset order, with their offsets.
+fn stored_numbers(broker: SocketAddr, topic: &str, partition: u32) -> Vec<(u64, usize)> {
+    let mut client = TestClient::connect(broker);
+    client
+        .fetch_all(topic, partition, 0)
+        .into_iter()
+        .map(|(offset, record)| {
+            let text = String::from_utf8(record.value).expect("UTF-8 value");
+            let mut fields = text.split(':');
+            let stored_partition: u32 = fields.next().unwrap().parse().unwrap();
+            assert_eq!(stored_partition, partition, "record of another partition");
+            let number = fields.next().unwrap().trim().parse().unwrap();
+            (offset, number)
+        })
+        .collect()
+}
+
+/// Every acknowledged record is stored once, at the offset its acknowledgement gave, and each
+/// partition holds its records in send order with no duplicate. Returns the stored numbers.
+fn assert_stored_once_in_send_order(
+    broker: SocketAddr,
+    topic: &str,
+    run: &IdempotentRun,
+) -> Vec<Vec<usize>> {
+    (0..IDEMPOTENT_PARTITIONS)
+        .map(|partition| {
+            let stored = stored_numbers(broker, topic, partition);
+            let numbers: Vec<usize> = stored.iter().map(|(_, number)| *number).collect();
+            let out_of_order = numbers.windows(2).find(|pair| pair[0] >= pair[1]);
+            assert!(
+                out_of_order.is_none(),
+                "partition {partition} holds {out_of_order:?} out of send order or twice"
+            );
+            for (number, offset) in &run.acknowledged[partition as usize] {
+                let found = stored
+                    .iter()
+                    .find(|(stored_offset, _)| stored_offset == offset);
+                assert_eq!(
+                    found.map(|(_, stored)| stored),
+                    Some(number),
+                    "acknowledged record {partition}/{number} is not at its offset {offset}"
+                );
+            }
+            let acknowledged_order: Vec<usize> = run.acknowledged[partition as usize]
+                .iter()
+                .map(|(number, _)| *number)
+                .collect();
+            let told_out_of_order = acknowledged_order
+                .windows(2)
+                .position(|pair| pair[0] >= pair[1]);
+            if let Some(position) = told_out_of_order {
+                let around = &acknowledged_order[position.saturating_sub(5)..]
+                    [..10.min(acknowledged_order.len() - position.saturating_sub(5))];
+                panic!(
+                    "partition {partition}'s acknowledgements came out of send order at \
+                     {position}: {around:?}"
+                );
+            }
+            numbers
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_with_five_idempotent_requests_in_flight_stores_every_acknowledged_record_once_in_order() {
+    let mut broker = broker();
+    let topic = "idempotent-crash";
+    client(broker.address())
+        .admin()
+        .create_topic(
+            NewTopic::new(topic, IDEMPOTENT_PARTITIONS).with_config("durability", "group-commit"),
+        )
+        .wait()
+        .expect("create the topic");
+    let address = broker.address();
+    let run = produce_through(address, topic, |acknowledged| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acknowledged.load(Ordering::SeqCst) < 1_000 {
+            assert!(
+                Instant::now() < deadline,
+                "too few acknowledgements to crash into"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        broker.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        broker.restart();
+    });
+    assert!(
+        run.failures.is_empty(),
+        "sends failed though the delivery timeout outlasts the restart: {:?}",
+        &run.failures[..run.failures.len().min(10)]
+    );
+    let stored = assert_stored_once_in_send_order(broker.address(), topic, &run);
+    for (partition, numbers) in stored.iter().enumerate() {
+        let expected: Vec<usize> = (0..IDEMPOTENT_RECORDS_PER_PARTITION).collect();
+        assert_eq!(
+            numbers, &expected,
+            "partition {partition}: every record once, in send order"
+        );
+    }
+}
+
+#[test]
+fn cut_connections_under_five_idempotent_requests_in_flight_duplicate_and_reorder_nothing() {
+    let broker = broker();
+    let topic = "idempotent-cuts";
+    client(broker.address())
+        .admin()
+        .create_topic(NewTopic::new(topic, IDEMPOTENT_PARTITIONS))
+        .wait()
+        .expect("create the topic");
+    let proxy = CutProxy::start(broker.address());
+    let total = IDEMPOTENT_RECORDS_PER_PARTITION * IDEMPOTENT_PARTITIONS as usize;
+    let mut cuts = 0;
+    let run = produce_through(proxy.address(), topic, |acknowledged| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // Cut at a few points of the stream, each once some more records were acknowledged.
+        for step in 1..=5 {
+            while acknowledged.load(Ordering::SeqCst) < step * total / 7 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the producer stalled after a cut"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            proxy.cut();
+            cuts += 1;
+        }
+    });
+    assert_eq!(cuts, 5);
+    assert!(
+        proxy.accepted() > 5,
+        "the producer reconnected after each cut ({} connections)",
+        proxy.accepted()
+    );
+    assert!(
+        run.failures.is_empty(),
+        "sends failed: {:?}",
+        &run.failures[..run.failures.len().min(10)]
+    );
+    let stored = assert_stored_once_in_send_order(broker.address(), topic, &run);
+    for (partition, numbers) in stored.iter().enumerate() {
+        let expected: Vec<usize> = (0..IDEMPOTENT_RECORDS_PER_PARTITION).collect();
+        assert_eq!(
+            numbers, &expected,
+            "partition {partition}: no duplicate, no gap, send order"
+        );
     }
 }

@@ -13,19 +13,27 @@
 //!
 //! Order: a partition's batches leave in the order they were sealed, at most
 //! `partition_inflight_requests_max` at a time, and a batch being retried goes back to the front
-//! of its queue, so with the default of one in flight records keep their order across retries.
+//! of its queue. An idempotent producer stamps each batch with its producer id, epoch and the
+//! partition's next sequence when the batch first leaves (`idempotence`), puts retried batches
+//! back in sequence order, and lets a retry leave only once it is the partition's oldest
+//! unresolved batch, so retries reach the broker in sequence order and records keep their order
+//! with several requests in flight. Without idempotence only one request in flight keeps that
+//! order.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use spate_protocol::api::InitProducerIdRequest;
+use spate_protocol::batch::header::stamp_producer;
 use spate_protocol::batch::{BatchBuilder, BatchOptions, HeaderPair, BATCH_HEADER_BYTES};
 use spate_protocol::constants::BATCH_BYTES_MAX;
 
 use crate::completion::Completer;
 use crate::config::{KeylessPartitioning, ProducerConfig};
 use crate::error::Error;
+use crate::producer::idempotence::{BatchStamp, PartitionSequences, ProducerIdentity};
 
 /// Bytes a sealed batch adds beyond its records' bytes: the header and the archive root.
 pub(crate) const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES + 8;
@@ -128,6 +136,9 @@ struct OpenBatch {
 /// A sealed batch and everything needed to finish it.
 pub(crate) struct ReadyBatch {
     pub(crate) bytes: Bytes,
+    pub(crate) record_count: u32,
+    /// Set when an idempotent producer's batch first leaves; kept for every retry.
+    pub(crate) stamp: Option<BatchStamp>,
     pub(crate) deliveries: Deliveries,
     pub(crate) memory_bytes: usize,
     pub(crate) generation: u64,
@@ -137,12 +148,18 @@ pub(crate) struct ReadyBatch {
     pub(crate) last_error: Option<Error>,
 }
 
+/// A batch whose attempts are over, with its base offset (`None` under acks=none) or error.
+pub(crate) type Finished = (Outbound, Result<Option<u64>, Error>);
+
 #[derive(Default)]
 struct PartitionQueue {
     open: Option<OpenBatch>,
+    /// Stamped batches (retries, in sequence order) first, then batches that never left.
     ready: VecDeque<ReadyBatch>,
     inflight: usize,
     backoff_until: Option<Instant>,
+    /// The idempotent producer's sequences; unused otherwise.
+    sequences: PartitionSequences<Finished>,
 }
 
 struct TopicQueues {
@@ -161,12 +178,26 @@ pub(crate) struct Outbound {
     pub(crate) batch: ReadyBatch,
 }
 
+/// Where an idempotent producer stands with its identity (producer id and epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdentityState {
+    /// Not asked for yet: asked for once a batch is ready to leave.
+    Missing,
+    /// An InitProducerId request is under way: nothing is stamped or retried meanwhile.
+    Requesting,
+    Known(ProducerIdentity),
+}
+
 /// What one drain produced.
 pub(crate) struct Drained {
     /// Each element becomes one produce request.
     pub(crate) requests: Vec<Vec<Outbound>>,
     /// Ready batches past their delivery deadline, to be failed.
     pub(crate) expired: Vec<Outbound>,
+    /// Batches of a producer that failed fatally, with the error that failed it.
+    pub(crate) failed: Vec<(Outbound, Error)>,
+    /// An InitProducerId request the sender must make: the first identity, or an epoch bump.
+    pub(crate) identity_request: Option<InitProducerIdRequest>,
     /// When the sender should look again even if nothing wakes it (a linger or a backoff
     /// ending).
     pub(crate) wake_at: Option<Instant>,
@@ -211,6 +242,19 @@ pub(crate) struct Accumulator {
     /// Buffer capacity of the open batches that were allocated whole, at their limit; kept
     /// within `buffer_bytes_max` so that open batches on many partitions stay bounded.
     preallocated_bytes: usize,
+    /// The idempotent producer's identity.
+    identity: IdentityState,
+    /// A partition's sequences broke (a stamped batch failed): once nothing is in flight the
+    /// producer bumps its epoch and restarts every partition's sequence at 0 (KIP-360). New
+    /// batches wait until then; retries of unbroken partitions still leave.
+    bump_pending: bool,
+    /// Set once the producer can send nothing more (fenced, or the broker cannot give it an
+    /// identity): every batch fails with it.
+    fatal: Option<Error>,
+    /// Finished batches to be told, in the order they may be told (each partition's in send
+    /// order). Whoever tells takes them all, so the order does not depend on which task runs
+    /// first. Bounded by the batches in existence, which buffer memory bounds.
+    due: VecDeque<Finished>,
 }
 
 impl Accumulator {
@@ -223,6 +267,10 @@ impl Accumulator {
             unfinished: BTreeMap::new(),
             flush_waiters: Vec::new(),
             preallocated_bytes: 0,
+            identity: IdentityState::Missing,
+            bump_pending: false,
+            fatal: None,
+            due: VecDeque::new(),
         }
     }
 
@@ -361,8 +409,23 @@ impl Accumulator {
         let mut drained = Drained {
             requests: Vec::new(),
             expired: Vec::new(),
+            failed: Vec::new(),
+            identity_request: None,
             wake_at: None,
         };
+        if let Some(error) = &self.fatal {
+            let error = error.clone();
+            self.fail_all(config, error, &mut drained.failed);
+            return drained;
+        }
+        let idempotent = config.is_idempotent();
+        let identity = match self.identity {
+            IdentityState::Known(identity) => Some(identity),
+            IdentityState::Missing | IdentityState::Requesting => None,
+        };
+        // New batches are stamped only under an identity that no broken sequence waits to
+        // replace.
+        let stamp_with = identity.filter(|_| !self.bump_pending);
         // One draft per in-flight slot, so that a partition never has two batches in one
         // request (the broker answers one base offset per partition entry).
         let mut drafts: Vec<RequestDraft> = Vec::new();
@@ -401,9 +464,22 @@ impl Accumulator {
                 }
                 let mut slot = 0;
                 while queue.inflight < config.partition_inflight_requests_max {
-                    let Some(batch) = queue.ready.pop_front() else {
+                    let Some(front) = queue.ready.front() else {
                         break;
                     };
+                    if idempotent && !queue.may_leave(front, identity, stamp_with, config) {
+                        // It waits for an identity, an earlier batch or a restamp; if those
+                        // take too long its deadline must still fail it, with no answer to
+                        // wake the sender then. The front batch is the oldest.
+                        drained.wake_at = earliest(drained.wake_at, front.deadline);
+                        break;
+                    }
+                    let mut batch = queue.ready.pop_front().expect("checked non-empty");
+                    if idempotent && batch.stamp.is_none() {
+                        let identity = stamp_with.expect("checked by may_leave");
+                        let stamp = queue.sequences.stamp_next(identity, batch.record_count);
+                        write_stamp(&mut batch, stamp);
+                    }
                     queue.inflight += 1;
                     let outbound = Outbound {
                         topic: queues.name.clone(),
@@ -420,19 +496,213 @@ impl Accumulator {
                 .into_iter()
                 .filter_map(|draft| (!draft.batches.is_empty()).then_some(draft.batches)),
         );
+        if idempotent {
+            drained.identity_request = self.identity_request();
+        }
         drained
     }
 
-    /// Puts a batch whose attempt failed retriably back at the front of its queue.
-    pub(crate) fn requeue(&mut self, outbound: Outbound, backoff_until: Instant) {
+    /// The InitProducerId request due now, if any (and marks it under way): the first identity
+    /// once a batch waits to leave, or an epoch bump once a broken sequence waits for one and
+    /// nothing is in flight (an answer still to come could otherwise carry the old epoch's
+    /// sequences past the restamp).
+    fn identity_request(&mut self) -> Option<InitProducerIdRequest> {
+        let queues = || self.topics.iter().flat_map(|queues| &queues.partitions);
+        let request = match self.identity {
+            IdentityState::Missing if queues().any(|queue| !queue.ready.is_empty()) => {
+                InitProducerIdRequest::default()
+            }
+            IdentityState::Known(identity)
+                if self.bump_pending && queues().all(|queue| queue.inflight == 0) =>
+            {
+                InitProducerIdRequest {
+                    producer_id: identity.producer_id,
+                    producer_epoch: identity.producer_epoch,
+                }
+            }
+            _ => return None,
+        };
+        self.identity = IdentityState::Requesting;
+        Some(request)
+    }
+
+    /// Takes the identity InitProducerId gave. After an epoch bump every partition's sequence
+    /// starts again at 0 and every stamped batch not yet answered is restamped in send order
+    /// (none is in flight: the bump waited for that).
+    pub(crate) fn install_identity(&mut self, identity: ProducerIdentity) {
+        assert_eq!(
+            self.identity,
+            IdentityState::Requesting,
+            "an identity is installed once per request"
+        );
+        self.identity = IdentityState::Known(identity);
+        self.bump_pending = false;
+        for queues in &mut self.topics {
+            for queue in &mut queues.partitions {
+                assert_eq!(queue.inflight, 0, "nothing is in flight across a restamp");
+                queue.sequences.restart();
+                for batch in &mut queue.ready {
+                    let Some(stamp) = batch.stamp else {
+                        // Stamped batches come first.
+                        break;
+                    };
+                    let restamped = queue.sequences.restamp(stamp, identity, batch.record_count);
+                    write_stamp(batch, restamped);
+                }
+            }
+        }
+    }
+
+    /// The identity this producer holds, if it holds one now.
+    #[cfg(test)]
+    pub(crate) fn identity(&self) -> Option<ProducerIdentity> {
+        match self.identity {
+            IdentityState::Known(identity) => Some(identity),
+            IdentityState::Missing | IdentityState::Requesting => None,
+        }
+    }
+
+    /// Fails the producer for good: the next drain fails every batch not in flight with `error`
+    /// (in-flight ones fail as they come back), and nothing is sent any more.
+    pub(crate) fn fail_producer(&mut self, error: Error) {
+        if self.fatal.is_none() {
+            self.fatal = Some(error);
+        }
+    }
+
+    pub(crate) fn fatal(&self) -> Option<&Error> {
+        self.fatal.as_ref()
+    }
+
+    /// Seals every open batch and moves every waiting batch to `failed` with `error`.
+    fn fail_all(
+        &mut self,
+        config: &ProducerConfig,
+        error: Error,
+        failed: &mut Vec<(Outbound, Error)>,
+    ) {
+        for queues in &mut self.topics {
+            for (partition, queue) in queues.partitions.iter_mut().enumerate() {
+                if queue.open.is_some() {
+                    seal_open(queue, config, &mut self.preallocated_bytes);
+                }
+                for batch in queue.ready.drain(..) {
+                    let outbound = Outbound {
+                        topic: queues.name.clone(),
+                        partition: partition as u32,
+                        batch,
+                    };
+                    failed.push((outbound, error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Whether an OutOfOrderSequence answer for `outbound` only says that an earlier batch of
+    /// its partition is missing (that one is unresolved, or the partition waits for a restamp),
+    /// so the batch is resent after it; otherwise the broker lost records it had acknowledged.
+    pub(crate) fn out_of_order_is_retriable(&self, outbound: &Outbound) -> bool {
+        let stamp = outbound
+            .batch
+            .stamp
+            .expect("only stamped batches are refused as out of order");
+        let sequences = &self.queue(&outbound.topic, outbound.partition).sequences;
+        sequences.is_awaiting_restamp() || !sequences.is_oldest_unresolved(stamp.ordinal)
+    }
+
+    /// Takes the stamped batches of a partition out of its queue (they wait for a retry): they
+    /// fail with the partition's broken sequence, as Kafka's producer fails them.
+    pub(crate) fn take_stamped_ready(&mut self, topic: &Arc<str>, partition: u32) -> Vec<Outbound> {
+        let queue = self.queue_mut(topic, partition);
+        let stamped = queue
+            .ready
+            .iter()
+            .take_while(|batch| batch.stamp.is_some())
+            .count();
+        queue
+            .ready
+            .drain(..stamped)
+            .map(|batch| Outbound {
+                topic: topic.clone(),
+                partition,
+                batch,
+            })
+            .collect()
+    }
+
+    /// Takes batches whose attempts are over and queues those that may be told now
+    /// ([`Accumulator::take_due`]): every partition's batches in the order they were sent. A
+    /// stamped batch answered while an earlier one of its partition is unresolved waits for it.
+    /// A stamped batch that failed without the broker surely holding it breaks its partition's
+    /// sequence: the producer bumps its epoch before it stamps anything new. Returns the
+    /// buffer memory of the batches that became due (no longer needed: their bytes are sent).
+    pub(crate) fn resolve(&mut self, finished: Vec<Finished>) -> usize {
+        let mut due = Vec::with_capacity(finished.len());
+        for (outbound, result) in finished {
+            let Some(stamp) = outbound.batch.stamp else {
+                due.push((outbound, result));
+                continue;
+            };
+            let breaks = match &result {
+                Ok(_) => SequenceBreak::None,
+                Err(error) => sequence_break(error),
+            };
+            let queue = self.queue_mut(&outbound.topic, outbound.partition);
+            match breaks {
+                SequenceBreak::None => {}
+                SequenceBreak::LaterBatchesFail => self.bump_pending = true,
+                SequenceBreak::LaterBatchesRestamped => {
+                    queue.sequences.await_restamp();
+                    self.bump_pending = true;
+                }
+            }
+            let queue = self.queue_mut(&outbound.topic, outbound.partition);
+            queue
+                .sequences
+                .resolve(stamp.ordinal, (outbound, result), &mut due);
+        }
+        let memory_bytes = due
+            .iter()
+            .map(|(outbound, _)| outbound.batch.memory_bytes)
+            .sum();
+        self.due.extend(due);
+        memory_bytes
+    }
+
+    /// Every finished batch that may be told, in the order to tell them.
+    pub(crate) fn take_due(&mut self) -> VecDeque<Finished> {
+        std::mem::take(&mut self.due)
+    }
+
+    /// Puts a batch whose attempt failed retriably back at the front of its queue: a stamped
+    /// one in sequence order among the other stamped ones (attempts of one partition may come
+    /// back in any order). `backoff_until` pauses the partition; `None` resends as soon as the
+    /// batch's turn comes (an out-of-order answer that only waits for an earlier batch).
+    pub(crate) fn requeue(&mut self, outbound: Outbound, backoff_until: Option<Instant>) {
         let queue = self.queue_mut(&outbound.topic, outbound.partition);
         assert!(
             queue.inflight > 0,
             "requeued a batch that was not in flight"
         );
         queue.inflight -= 1;
-        queue.backoff_until = Some(backoff_until);
-        queue.ready.push_front(outbound.batch);
+        if let Some(until) = backoff_until {
+            queue.backoff_until = Some(until);
+        }
+        match outbound.batch.stamp {
+            None => queue.ready.push_front(outbound.batch),
+            Some(stamp) => {
+                let position = queue
+                    .ready
+                    .iter()
+                    .position(|batch| {
+                        batch
+                            .stamp
+                            .is_none_or(|other| other.ordinal > stamp.ordinal)
+                    })
+                    .unwrap_or(queue.ready.len());
+                queue.ready.insert(position, outbound.batch);
+            }
+        }
     }
 
     /// Marks a batch finished (delivered or failed) in one step. Returns the flush completions
@@ -491,6 +761,14 @@ impl Accumulator {
         &mut self.topics[index].partitions[partition as usize]
     }
 
+    fn queue(&self, topic: &str, partition: u32) -> &PartitionQueue {
+        let index = *self
+            .topic_indexes
+            .get(topic)
+            .expect("a batch's topic stays in the accumulator");
+        &self.topics[index].partitions[partition as usize]
+    }
+
     /// The index of `topic`'s queues, made on first use, with at least `partition_count`
     /// partitions.
     fn topic_index(&mut self, topic: &str, partition_count: u32) -> usize {
@@ -528,6 +806,35 @@ impl Accumulator {
 }
 
 impl PartitionQueue {
+    /// Whether an idempotent producer's `batch` at the front of the queue may leave now. A retry
+    /// leaves only as the partition's oldest unresolved batch (so retries reach the broker in
+    /// sequence order, one at a time, as in Kafka's producer), and not while the partition
+    /// waits for its restamp. A new batch needs an identity to be stamped with, and room among
+    /// the unresolved batches the broker can recognise a copy of.
+    fn may_leave(
+        &self,
+        batch: &ReadyBatch,
+        identity: Option<ProducerIdentity>,
+        stamp_with: Option<ProducerIdentity>,
+        config: &ProducerConfig,
+    ) -> bool {
+        match batch.stamp {
+            Some(stamp) => {
+                debug_assert!(
+                    identity.is_none_or(|identity| identity == stamp.identity),
+                    "a waiting batch is restamped when the identity changes"
+                );
+                identity.is_some()
+                    && !self.sequences.is_awaiting_restamp()
+                    && self.sequences.is_oldest_unresolved(stamp.ordinal)
+            }
+            None => {
+                stamp_with.is_some()
+                    && self.sequences.unresolved_count() < config.partition_inflight_requests_max
+            }
+        }
+    }
+
     /// Whether a batch sealed now would leave in this drain: the partition is not backing off
     /// and an in-flight slot is free after the batches already waiting take theirs.
     fn can_send_one_more(&self, config: &ProducerConfig, now: Instant) -> bool {
@@ -628,6 +935,8 @@ fn seal_open(
         "every preallocated batch is counted"
     );
     *preallocated_bytes_total -= open.preallocated_bytes;
+    let record_count =
+        u32::try_from(open.builder.record_count()).expect("bounded by BATCH_BYTES_MAX");
     let sealed = open
         .builder
         .seal()
@@ -643,6 +952,8 @@ fn seal_open(
     };
     queue.ready.push_back(ReadyBatch {
         bytes,
+        record_count,
+        stamp: None,
         deliveries: open.deliveries,
         memory_bytes: open.memory_bytes,
         generation: open.generation,
@@ -650,6 +961,41 @@ fn seal_open(
         deadline: open.created_at + config.delivery_timeout,
         last_error: None,
     });
+}
+
+/// How a stamped batch's failure leaves its partition's sequence.
+enum SequenceBreak {
+    /// Written (a duplicate), or the producer is done anyway (fenced): the sequence goes on.
+    None,
+    /// The broker lost what it had acknowledged: the later unresolved batches fail too (as
+    /// their answers come back), then the epoch is bumped.
+    LaterBatchesFail,
+    /// The broker may not hold the batch: the later unresolved batches wait for the epoch bump
+    /// and are restamped from 0.
+    LaterBatchesRestamped,
+}
+
+fn sequence_break(error: &Error) -> SequenceBreak {
+    match error {
+        Error::DuplicateSequence { .. } | Error::ProducerFenced { .. } => SequenceBreak::None,
+        Error::OutOfOrderSequence { .. } => SequenceBreak::LaterBatchesFail,
+        _ => SequenceBreak::LaterBatchesRestamped,
+    }
+}
+
+/// Writes `stamp` into the batch bytes (and their CRC, without a pass over the records). The
+/// bytes are not shared when a batch first leaves or waits for a restamp, so this copies
+/// nothing; if they were, it would copy them once.
+fn write_stamp(batch: &mut ReadyBatch, stamp: BatchStamp) {
+    let mut bytes = BytesMut::from(std::mem::take(&mut batch.bytes));
+    stamp_producer(
+        &mut bytes,
+        stamp.identity.producer_id,
+        stamp.identity.producer_epoch,
+        stamp.base_sequence,
+    );
+    batch.bytes = bytes.freeze();
+    batch.stamp = Some(stamp);
 }
 
 fn expire(
@@ -752,10 +1098,14 @@ mod tests {
         );
     }
 
+    /// A producer without idempotence and one request in flight per partition: the batching
+    /// tests look at batches, not at stamps.
     fn config() -> ProducerConfig {
         ProducerConfig {
             batch_bytes: 1024,
             linger: Duration::from_millis(10),
+            idempotence: false,
+            partition_inflight_requests_max: 1,
             ..ProducerConfig::default()
         }
     }
@@ -1026,7 +1376,7 @@ mod tests {
 
         let outbound = first.requests.into_iter().next().unwrap().pop().unwrap();
         let retried_bytes = outbound.batch.bytes.clone();
-        accumulator.requeue(outbound, now + Duration::from_millis(5));
+        accumulator.requeue(outbound, Some(now + Duration::from_millis(5)));
         assert!(
             accumulator
                 .drain(&config, now, SealWhen::Always)
@@ -1133,5 +1483,310 @@ mod tests {
             view.records().unwrap().next().unwrap().value().unwrap(),
             &value[..]
         );
+    }
+
+    /// An idempotent producer with `inflight` requests in flight per partition, batches of
+    /// 1024 bytes (a 600-byte record fills one).
+    fn idempotent_config(inflight: usize) -> ProducerConfig {
+        ProducerConfig {
+            batch_bytes: 1024,
+            linger: Duration::from_millis(10),
+            idempotence: true,
+            partition_inflight_requests_max: inflight,
+            ..ProducerConfig::default()
+        }
+    }
+
+    const IDENTITY: ProducerIdentity = ProducerIdentity {
+        producer_id: 42,
+        producer_epoch: 3,
+    };
+
+    /// Seals `count` batches of one 600-byte record each on partition 0 of "t".
+    fn seal_batches(accumulator: &mut Accumulator, config: &ProducerConfig, count: usize) {
+        for _ in 0..count {
+            append_value(accumulator, config, Instant::now(), &[5u8; 600]);
+        }
+        accumulator.seal_all(config);
+    }
+
+    /// Every batch a drain put into requests, in request order.
+    fn sent(drained: Drained) -> Vec<Outbound> {
+        drained.requests.into_iter().flatten().collect()
+    }
+
+    /// (producer id, epoch, base sequence) as written in the batch bytes, whose CRC must hold.
+    fn stamp_in_bytes(outbound: &Outbound) -> (i64, i16, i32) {
+        let view = BatchView::validate(&outbound.batch.bytes, BATCH_BYTES_MAX)
+            .expect("a stamped batch keeps a valid CRC");
+        (
+            view.producer_id(),
+            view.producer_epoch(),
+            view.base_sequence(),
+        )
+    }
+
+    /// Marks answered batches finished and returns the ones due to be told.
+    fn answer(accumulator: &mut Accumulator, finished: Vec<Finished>) -> Vec<Finished> {
+        for (outbound, _) in &finished {
+            accumulator.release_slot(&outbound.topic, outbound.partition);
+        }
+        accumulator.resolve(finished);
+        accumulator.take_due().into()
+    }
+
+    fn timeout() -> Error {
+        Error::Timeout {
+            operation: "test",
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn nothing_leaves_an_idempotent_producer_before_it_has_an_identity() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        let drained = accumulator.drain(&config, Instant::now(), SealWhen::Lingered);
+        assert!(
+            drained.identity_request.is_none(),
+            "no identity is asked for while nothing waits to leave"
+        );
+        seal_batches(&mut accumulator, &config, 2);
+        let drained = accumulator.drain(&config, Instant::now(), SealWhen::Lingered);
+        assert!(drained.requests.is_empty());
+        assert_eq!(
+            drained.identity_request,
+            Some(InitProducerIdRequest::default()),
+            "a new producer asks for a new id"
+        );
+        let again = accumulator.drain(&config, Instant::now(), SealWhen::Lingered);
+        assert!(again.identity_request.is_none(), "one request at a time");
+
+        accumulator.install_identity(IDENTITY);
+        assert_eq!(accumulator.identity(), Some(IDENTITY));
+        let batches = sent(accumulator.drain(&config, Instant::now(), SealWhen::Lingered));
+        assert_eq!(batches.len(), 2);
+    }
+
+    #[test]
+    fn batches_are_stamped_in_send_order_when_they_first_leave_and_keep_the_stamp_on_retry() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        accumulator.identity = IdentityState::Requesting;
+        accumulator.install_identity(IDENTITY);
+        seal_batches(&mut accumulator, &config, 3);
+        let now = Instant::now();
+        let mut batches = sent(accumulator.drain(&config, now, SealWhen::Lingered));
+        let stamps: Vec<(i64, i16, i32)> = batches.iter().map(stamp_in_bytes).collect();
+        assert_eq!(
+            stamps,
+            vec![(42, 3, 0), (42, 3, 1), (42, 3, 2)],
+            "one record per batch: sequences 0, 1, 2"
+        );
+
+        let first = batches.remove(0);
+        let first_bytes = first.batch.bytes.clone();
+        accumulator.requeue(first, Some(now + Duration::from_millis(5)));
+        let retried =
+            sent(accumulator.drain(&config, now + Duration::from_millis(5), SealWhen::Lingered));
+        assert_eq!(retried.len(), 1);
+        assert_eq!(
+            retried[0].batch.bytes, first_bytes,
+            "a retry carries the same stamp"
+        );
+    }
+
+    #[test]
+    fn retries_go_back_in_sequence_order_and_leave_one_at_a_time_from_the_oldest() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        accumulator.identity = IdentityState::Requesting;
+        accumulator.install_identity(IDENTITY);
+        seal_batches(&mut accumulator, &config, 3);
+        let now = Instant::now();
+        let batches = sent(accumulator.drain(&config, now, SealWhen::Lingered));
+        // The connection broke: the attempts come back in any order.
+        let mut batches: Vec<Option<Outbound>> = batches.into_iter().map(Some).collect();
+        for index in [2, 0, 1] {
+            let outbound = batches[index].take().unwrap();
+            accumulator.requeue(outbound, None);
+        }
+        // A new batch sealed meanwhile waits behind the retries.
+        seal_batches(&mut accumulator, &config, 1);
+
+        let mut drains = Vec::new();
+        while drains.iter().map(Vec::len).sum::<usize>() < 4 {
+            let leaving = sent(accumulator.drain(&config, now, SealWhen::Lingered));
+            assert!(!leaving.is_empty(), "each answer lets the next batch leave");
+            drains.push(
+                leaving
+                    .iter()
+                    .map(|outbound| stamp_in_bytes(outbound).2)
+                    .collect(),
+            );
+            let answered = leaving.into_iter().map(|outbound| (outbound, Ok(Some(0))));
+            answer(&mut accumulator, answered.collect());
+        }
+        assert_eq!(
+            drains,
+            vec![vec![0], vec![1], vec![2, 3]],
+            "retries leave one at a time, oldest first; the new batch follows the last one"
+        );
+    }
+
+    #[test]
+    fn a_batch_answered_before_an_earlier_unresolved_one_is_told_after_it() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        accumulator.identity = IdentityState::Requesting;
+        accumulator.install_identity(IDENTITY);
+        seal_batches(&mut accumulator, &config, 2);
+        let mut batches = sent(accumulator.drain(&config, Instant::now(), SealWhen::Lingered));
+        let second = batches.pop().unwrap();
+        let first = batches.pop().unwrap();
+        assert!(answer(&mut accumulator, vec![(second, Ok(Some(1)))]).is_empty());
+        let due = answer(&mut accumulator, vec![(first, Ok(Some(0)))]);
+        let told: Vec<Option<u64>> = due
+            .iter()
+            .map(|(_, result)| *result.as_ref().unwrap())
+            .collect();
+        assert_eq!(told, vec![Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn a_failed_stamped_batch_bumps_the_epoch_once_nothing_is_in_flight_and_restamps_from_zero() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        accumulator.identity = IdentityState::Requesting;
+        accumulator.install_identity(IDENTITY);
+        seal_batches(&mut accumulator, &config, 3);
+        let now = Instant::now();
+        let mut batches = sent(accumulator.drain(&config, now, SealWhen::Lingered));
+        let third = batches.pop().unwrap();
+        let second = batches.pop().unwrap();
+        let first = batches.pop().unwrap();
+
+        // The first gives up (its delivery time ran out): sequences 1 and 2 no longer follow.
+        let due = answer(&mut accumulator, vec![(first, Err(timeout()))]);
+        assert_eq!(due.len(), 1, "the failed batch is told at once");
+        accumulator.requeue(second, None);
+        seal_batches(&mut accumulator, &config, 1);
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
+        assert!(
+            drained.requests.is_empty(),
+            "the partition waits for its restamp"
+        );
+        assert!(
+            drained.identity_request.is_none(),
+            "the third batch is still in flight"
+        );
+
+        accumulator.requeue(third, None);
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
+        assert_eq!(
+            drained.identity_request,
+            Some(InitProducerIdRequest {
+                producer_id: 42,
+                producer_epoch: 3
+            }),
+            "with nothing in flight the producer asks for its next epoch"
+        );
+        let bumped = ProducerIdentity {
+            producer_epoch: 4,
+            ..IDENTITY
+        };
+        accumulator.install_identity(bumped);
+        let mut stamps = Vec::new();
+        while stamps.len() < 3 {
+            let leaving = sent(accumulator.drain(&config, now, SealWhen::Lingered));
+            assert!(!leaving.is_empty(), "each answer lets the next batch leave");
+            stamps.extend(leaving.iter().map(stamp_in_bytes));
+            let answered = leaving.into_iter().map(|outbound| (outbound, Ok(Some(0))));
+            answer(&mut accumulator, answered.collect());
+        }
+        assert_eq!(
+            stamps,
+            vec![(42, 4, 0), (42, 4, 1), (42, 4, 2)],
+            "the two retries and then the new batch, from sequence 0 under the new epoch"
+        );
+    }
+
+    #[test]
+    fn an_out_of_order_answer_is_retriable_only_behind_an_unresolved_earlier_batch() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        accumulator.identity = IdentityState::Requesting;
+        accumulator.install_identity(IDENTITY);
+        seal_batches(&mut accumulator, &config, 2);
+        let mut batches = sent(accumulator.drain(&config, Instant::now(), SealWhen::Lingered));
+        let second = batches.pop().unwrap();
+        let first = batches.pop().unwrap();
+        assert!(accumulator.out_of_order_is_retriable(&second));
+        assert!(!accumulator.out_of_order_is_retriable(&first));
+        answer(&mut accumulator, vec![(first, Ok(Some(0)))]);
+        assert!(
+            !accumulator.out_of_order_is_retriable(&second),
+            "nothing earlier is missing any more"
+        );
+    }
+
+    #[test]
+    fn a_batch_waiting_for_an_identity_still_expires_at_its_deadline() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        let now = Instant::now();
+        append_value(&mut accumulator, &config, now, b"v");
+        accumulator.seal_all(&config);
+        let waiting = accumulator.drain(&config, now, SealWhen::Lingered);
+        assert!(waiting.identity_request.is_some());
+        let deadline = now + config.delivery_timeout;
+        assert_eq!(
+            waiting.wake_at,
+            Some(deadline),
+            "nothing else would wake the sender to fail it"
+        );
+        let expired = accumulator.drain(&config, deadline, SealWhen::Lingered);
+        assert_eq!(expired.expired.len(), 1);
+    }
+
+    #[test]
+    fn a_producer_that_failed_for_good_fails_every_batch_not_in_flight() {
+        let config = idempotent_config(5);
+        let mut accumulator = Accumulator::new();
+        seal_batches(&mut accumulator, &config, 2);
+        append_value(&mut accumulator, &config, Instant::now(), b"open");
+        accumulator.fail_producer(Error::ProducerFenced {
+            producer_id: 42,
+            producer_epoch: 3,
+        });
+        let drained = accumulator.drain(&config, Instant::now(), SealWhen::Lingered);
+        assert!(drained.requests.is_empty());
+        assert!(drained.identity_request.is_none());
+        assert_eq!(
+            drained.failed.len(),
+            3,
+            "two sealed batches and the open one"
+        );
+        assert!(drained
+            .failed
+            .iter()
+            .all(|(_, error)| matches!(error, Error::ProducerFenced { .. })));
+    }
+
+    #[test]
+    fn acks_none_sends_unstamped_batches_without_asking_for_an_identity() {
+        let config = ProducerConfig {
+            acks: spate_protocol::api::Acks::None,
+            ..idempotent_config(5)
+        };
+        let mut accumulator = Accumulator::new();
+        seal_batches(&mut accumulator, &config, 2);
+        let drained = accumulator.drain(&config, Instant::now(), SealWhen::Lingered);
+        assert!(drained.identity_request.is_none());
+        let batches = sent(drained);
+        assert_eq!(batches.len(), 2);
+        assert!(batches
+            .iter()
+            .all(|outbound| stamp_in_bytes(outbound) == (-1, -1, -1)));
     }
 }

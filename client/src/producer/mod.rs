@@ -6,10 +6,12 @@
 //! key hash, or keyless spreading), takes buffer memory (waiting or failing when it is spent:
 //! the backpressure), and appends. The sender task on the I/O thread does the rest
 //! (`sender`). Batching is in `accumulator`, the key hash in `partitioner`, the memory budget in
-//! `memory`, batched delivery reports in `delivery`.
+//! `memory`, batched delivery reports in `delivery`, the idempotent producer's sequence
+//! bookkeeping in `idempotence`.
 
 pub(crate) mod accumulator;
 pub mod delivery;
+pub(crate) mod idempotence;
 pub(crate) mod memory;
 pub mod partitioner;
 pub(crate) mod sender;
@@ -17,7 +19,7 @@ pub(crate) mod sender;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -193,6 +195,9 @@ pub(crate) struct ProducerInner {
     /// Wakes the sender; stores one permit, so a wake-up between its checks is not lost.
     pub(crate) wake: tokio::sync::Notify,
     closing: AtomicBool,
+    /// Why the producer can send nothing more (fenced, or no identity from the broker); read
+    /// by `send` without taking the accumulator's lock.
+    fatal: OnceLock<Error>,
     /// Hears about tagged records; only the I/O thread calls it, so the lock is uncontended.
     pub(crate) delivery_handler: Option<Mutex<Box<dyn DeliveryHandler>>>,
 }
@@ -213,6 +218,13 @@ impl ProducerInner {
     fn begin_close(&self) {
         self.closing.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// Fails the producer for good with `error`: sends fail with it from now on, and so does
+    /// every batch not yet delivered (`accumulator` is this producer's, locked by the caller).
+    pub(crate) fn fail_fatally(&self, accumulator: &mut Accumulator, error: Error) {
+        let _ = self.fatal.set(error.clone());
+        accumulator.fail_producer(error);
     }
 }
 
@@ -237,6 +249,7 @@ impl Producer {
             accumulator: Mutex::new(Accumulator::new()),
             wake: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
+            fatal: OnceLock::new(),
             delivery_handler: delivery_handler.map(Mutex::new),
         });
         client.spawn_detached(sender::run(inner.clone()));
@@ -391,6 +404,9 @@ impl Producer {
     fn check_record(&self, record: &ProducerRecord<'_>) -> Result<usize, Error> {
         if self.inner().is_closing() {
             return Err(Error::Closed { what: "producer" });
+        }
+        if let Some(error) = self.inner().fatal.get() {
+            return Err(error.clone());
         }
         let record_bytes = record.batch_bytes();
         let limit_bytes =

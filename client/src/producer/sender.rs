@@ -10,25 +10,42 @@
 //! When a response arrives, its batches give back their in-flight slots and memory first and
 //! the next request goes out; only then are the records' completions, callbacks and the
 //! delivery handler run, so the broker is not left idle while the client tells the application.
+//!
+//! An idempotent producer's sender also gets the producer's identity (InitProducerId, on the
+//! producer's own connection) before the first batch leaves and again for an epoch bump, and
+//! reads the broker's sequence errors: an OutOfOrderSequence answer is retried while an earlier
+//! batch of the partition is unresolved and fails the partition's unresolved batches otherwise;
+//! DuplicateSequence fails the batch with a typed error (written, offsets unknown);
+//! ProducerFenced fails the producer for good. A broker that cannot give an identity (no
+//! InitProducerId: an older broker) fails the producer with that error rather than quietly
+//! dropping to one request in flight without the guarantees: the application asked for them
+//! (idempotence is the default) and can turn them off.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use spate_protocol::api::TopicPartitions;
 use spate_protocol::api::{Acks, ProducePartition, ProduceRequest, ProduceResponse};
+use spate_protocol::api::{InitProducerIdRequest, TopicPartitions};
+use spate_protocol::batch::header::NO_PRODUCER_ID;
 use spate_protocol::ErrorCode;
 
 use crate::completion::Completer;
 use crate::error::Error;
 use crate::network::ConnectionSlot;
-use crate::producer::accumulator::{retry_backoff, Deliveries, Outbound, RecordMetadata, SealWhen};
+use crate::producer::accumulator::{retry_backoff, Deliveries, Finished, Outbound};
+use crate::producer::accumulator::{RecordMetadata, SealWhen};
 use crate::producer::delivery::DeliveredBatch;
+use crate::producer::idempotence::ProducerIdentity;
 use crate::producer::ProducerInner;
+use crate::timer::PreciseTimer;
 
 /// Runs until the producer is closed and idle.
 pub(crate) async fn run(inner: Arc<ProducerInner>) {
     // The producer's own connection: its answers never wait behind a consumer's long poll.
     let slot = Arc::new(ConnectionSlot::new());
+    // tokio's timer rounds deadlines up to whole milliseconds, longer than many lingers; without
+    // a timerfd (descriptor limit reached) lingers are simply that coarse.
+    let mut precise_timer = PreciseTimer::new().ok();
     loop {
         let now = Instant::now();
         let seal_when = if inner.is_closing() {
@@ -39,6 +56,7 @@ pub(crate) async fn run(inner: Arc<ProducerInner>) {
             SealWhen::Lingered
         };
         let drained = inner.accumulator().drain(&inner.config, now, seal_when);
+        let mut failed: Vec<Finished> = Vec::new();
         for outbound in drained.expired {
             let error = outbound.batch.last_error.clone().map_or(
                 Error::Timeout {
@@ -50,7 +68,21 @@ pub(crate) async fn run(inner: Arc<ProducerInner>) {
                     last: Box::new(last),
                 },
             );
-            settle(&inner, outbound, Err(error), false);
+            failed.push((outbound, Err(error)));
+        }
+        failed.extend(
+            drained
+                .failed
+                .into_iter()
+                .map(|(outbound, error)| (outbound, Err(error))),
+        );
+        if !failed.is_empty() {
+            // Told on the same deferred path as answered batches, so that they take their turn
+            // behind batches of their partitions answered before.
+            tokio::spawn(release_then_deliver(inner.clone(), Vec::new(), failed));
+        }
+        if let Some(request) = drained.identity_request {
+            tokio::spawn(obtain_identity(inner.clone(), slot.clone(), request));
         }
         for request in drained.requests {
             tokio::spawn(send_request(inner.clone(), slot.clone(), request));
@@ -61,9 +93,18 @@ pub(crate) async fn run(inner: Arc<ProducerInner>) {
         let woken = inner.wake.notified();
         match drained.wake_at {
             Some(wake_at) => {
+                let sleep = async {
+                    let precise = match precise_timer.as_mut() {
+                        Some(timer) => timer.sleep_until(wake_at).await.is_ok(),
+                        None => false,
+                    };
+                    if !precise {
+                        tokio::time::sleep_until(wake_at.into()).await;
+                    }
+                };
                 tokio::select! {
                     _ = woken => {}
-                    _ = tokio::time::sleep_until(wake_at.into()) => {}
+                    _ = sleep => {}
                 }
             }
             None => woken.await,
@@ -90,63 +131,201 @@ async fn send_request(
             .await
             .map(Some),
     };
+    // The batches' bytes are shared with the request until it is gone; a batch waiting for a
+    // restamp must own them again.
+    drop(request);
     // Every batch of the request either goes back to its queue for a retry or is finished here;
     // finished ones, failed or not, are told on one path so that a partition's records are told
-    // in the order their batches were answered.
-    let finished: Vec<(Outbound, Result<Option<u64>, Error>)> = match outcome {
-        Err(error) => batches
-            .into_iter()
-            .filter_map(|outbound| retry_or_fail(&inner, outbound, error.clone()))
-            .map(|(outbound, error)| (outbound, Err(error)))
-            .collect(),
-        Ok(None) => batches
-            .into_iter()
-            .map(|outbound| (outbound, Ok(None)))
-            .collect(),
-        Ok(Some(response)) => batches
-            .into_iter()
-            .filter_map(|outbound| match answer_for(&response, &outbound) {
-                Ok(base_offset) => Some((outbound, Ok(Some(base_offset)))),
-                Err(error) => retry_or_fail(&inner, outbound, error)
-                    .map(|(outbound, error)| (outbound, Err(error))),
-            })
-            .collect(),
-    };
-    if finished.is_empty() {
+    // in the order their batches were sent.
+    let mut answered: Vec<Finished> = Vec::with_capacity(batches.len());
+    let mut waiting: Vec<Finished> = Vec::new();
+    match outcome {
+        Err(error) => {
+            for outbound in batches {
+                dispose(&inner, outbound, error.clone(), &mut answered, &mut waiting);
+            }
+        }
+        Ok(None) => answered.extend(batches.into_iter().map(|outbound| (outbound, Ok(None)))),
+        Ok(Some(response)) => {
+            for outbound in batches {
+                match answer_for(&response, &outbound) {
+                    Ok(base_offset) => answered.push((outbound, Ok(Some(base_offset)))),
+                    Err(error) => dispose(&inner, outbound, error, &mut answered, &mut waiting),
+                }
+            }
+        }
+    }
+    if answered.is_empty() && waiting.is_empty() {
         // Everything was requeued: the freed slots let the sender schedule the retries.
         inner.wake.notify_one();
         return;
     }
-    release_then_deliver(&inner, finished).await;
+    release_then_deliver(inner, answered, waiting).await;
 }
 
-/// Settles finished batches of one answered request (with their base offsets, `None` under
-/// acks=none, or their error): frees their in-flight slots and memory and lets the sender put
-/// the next request on the wire, then tells every record's sink. The batches count as
-/// unfinished until then, so a flush still waits for their records to be told.
-async fn release_then_deliver(
+/// Decides what a batch refused by the broker (or lost with its connection) becomes: requeued
+/// for a retry, or finished with an error in `answered`. A broken sequence may also finish
+/// batches of the partition that wait in its queue (`waiting`).
+fn dispose(
     inner: &ProducerInner,
-    finished: Vec<(Outbound, Result<Option<u64>, Error>)>,
+    outbound: Outbound,
+    error: Error,
+    answered: &mut Vec<Finished>,
+    waiting: &mut Vec<Finished>,
 ) {
-    {
-        let mut accumulator = inner.accumulator();
-        for (outbound, _) in &finished {
-            accumulator.release_slot(&outbound.topic, outbound.partition);
+    let mut accumulator = inner.accumulator();
+    if let Some(fatal) = accumulator.fatal() {
+        let fatal = fatal.clone();
+        answered.push((outbound, Err(fatal)));
+        return;
+    }
+    if let Some(stamp) = outbound.batch.stamp {
+        match error.code() {
+            Some(ErrorCode::ProducerFenced) => {
+                let fenced = Error::ProducerFenced {
+                    producer_id: stamp.identity.producer_id,
+                    producer_epoch: stamp.identity.producer_epoch,
+                };
+                inner.fail_fatally(&mut accumulator, fenced.clone());
+                answered.push((outbound, Err(fenced)));
+                return;
+            }
+            Some(ErrorCode::DuplicateSequence) => {
+                let duplicate = Error::DuplicateSequence {
+                    topic: outbound.topic.to_string(),
+                    partition: outbound.partition,
+                };
+                answered.push((outbound, Err(duplicate)));
+                return;
+            }
+            Some(ErrorCode::OutOfOrderSequence) => {
+                if accumulator.out_of_order_is_retriable(&outbound) {
+                    // An earlier batch is missing: resend this one after it, without a pause
+                    // of its own (the earlier one's retry sets the pace).
+                    accumulator.requeue(outbound, None);
+                    return;
+                }
+                let lost = Error::OutOfOrderSequence {
+                    topic: outbound.topic.to_string(),
+                    partition: outbound.partition,
+                    producer_id: stamp.identity.producer_id,
+                    producer_epoch: stamp.identity.producer_epoch,
+                    base_sequence: stamp.base_sequence,
+                };
+                let later = accumulator.take_stamped_ready(&outbound.topic, outbound.partition);
+                waiting.extend(later.into_iter().map(|later| (later, Err(lost.clone()))));
+                answered.push((outbound, Err(lost)));
+                return;
+            }
+            _ => {}
         }
     }
-    for (outbound, _) in &finished {
-        inner.memory.release(outbound.batch.memory_bytes);
+    drop(accumulator);
+    if let Some((outbound, error)) = retry_or_fail(inner, outbound, error) {
+        answered.push((outbound, Err(error)));
+    }
+}
+
+/// Gets the producer's identity from the broker (a new one, or the next epoch of the one it
+/// holds) on the producer's connection, retrying retriable failures with the producer's
+/// backoff, and installs it. A failure that cannot pass fails the producer.
+async fn obtain_identity(
+    inner: Arc<ProducerInner>,
+    slot: Arc<ConnectionSlot>,
+    mut request: InitProducerIdRequest,
+) {
+    let network = inner.client.network();
+    let mut attempts = 0u32;
+    loop {
+        let error = match network
+            .call_in(&slot, &request, "init producer id", None)
+            .await
+        {
+            Ok(response) if response.error_code == ErrorCode::None => {
+                if response.producer_id < 0 || response.producer_epoch < 0 {
+                    let malformed = Error::Protocol {
+                        operation: "init producer id",
+                        source: spate_protocol::WireError::InvalidValue {
+                            field: "producer_id or producer_epoch (negative)",
+                            value: response.producer_id.min(i64::from(response.producer_epoch)),
+                        },
+                    };
+                    inner.fail_fatally(&mut inner.accumulator(), malformed);
+                } else {
+                    inner.accumulator().install_identity(ProducerIdentity {
+                        producer_id: response.producer_id,
+                        producer_epoch: response.producer_epoch,
+                    });
+                }
+                inner.wake.notify_one();
+                return;
+            }
+            Ok(response) => {
+                Error::broker("init producer id", None, None, response.error_code, None)
+            }
+            Err(error) => error,
+        };
+        let bumping = request.producer_id != NO_PRODUCER_ID;
+        if bumping && error.code() == Some(ErrorCode::InvalidProducerIdMapping) {
+            // The broker does not know the id (its data directory was replaced): a new one.
+            request = InitProducerIdRequest::default();
+            continue;
+        }
+        if !error.is_retriable() {
+            let error = match error.code() {
+                Some(ErrorCode::ProducerFenced) => Error::ProducerFenced {
+                    producer_id: request.producer_id,
+                    producer_epoch: request.producer_epoch,
+                },
+                _ => error,
+            };
+            inner.fail_fatally(&mut inner.accumulator(), error);
+            inner.wake.notify_one();
+            return;
+        }
+        if inner.is_closing() && inner.accumulator().is_idle() {
+            return;
+        }
+        tokio::time::sleep(retry_backoff(&inner.config, attempts)).await;
+        attempts = attempts.saturating_add(1);
+    }
+}
+
+/// Settles finished batches: `answered` ones of one answered request (with their base offsets,
+/// `None` under acks=none, or their error) and `waiting` ones that were not in flight (failed
+/// from their queue). Frees the answered batches' in-flight slots, then the memory of the
+/// batches that may be told now (a partition's batches are told in send order, so an
+/// idempotent batch answered before an earlier one waits for it) and lets the sender put the
+/// next request on the wire, then tells every record's sink. The batches count as unfinished
+/// until then, so a flush still waits for their records to be told.
+async fn release_then_deliver(
+    inner: Arc<ProducerInner>,
+    answered: Vec<Finished>,
+    waiting: Vec<Finished>,
+) {
+    let released_bytes = {
+        let mut accumulator = inner.accumulator();
+        for (outbound, _) in &answered {
+            accumulator.release_slot(&outbound.topic, outbound.partition);
+        }
+        let mut finished = answered;
+        finished.extend(waiting);
+        accumulator.resolve(finished)
+    };
+    if released_bytes > 0 {
+        inner.memory.release(released_bytes);
     }
     inner.wake.notify_one();
     // The sender task (and the request it spawns) run on this thread: step aside so that they
-    // go first. Every answered request yields here once before telling, and tokio's
-    // current-thread runtime resumes yielded tasks in the order they yielded, so batches of
-    // one partition are told in the order they were answered.
+    // go first. Tasks that yield together do not resume in the order they yielded (tokio wakes
+    // deferred tasks last in, first out), so what to tell is queued in order in the
+    // accumulator, and the first task to resume tells everything queued so far.
     tokio::task::yield_now().await;
-    let mut generations = Vec::with_capacity(finished.len());
-    for (outbound, result) in finished {
+    let due = inner.accumulator().take_due();
+    let mut generations = Vec::with_capacity(due.len());
+    for (outbound, result) in due {
         generations.push(outbound.batch.generation);
-        deliver(inner, outbound, result);
+        deliver(&inner, outbound, result);
     }
     let flushes: Vec<Completer<()>> = {
         let mut accumulator = inner.accumulator();
@@ -157,6 +336,10 @@ async fn release_then_deliver(
     };
     for flush in flushes {
         flush.complete(Ok(()));
+    }
+    if inner.is_closing() {
+        // The sender exits once nothing is unfinished: let it look again.
+        inner.wake.notify_one();
     }
 }
 
@@ -231,7 +414,7 @@ fn retry_or_fail(
     outbound.batch.attempts += 1;
     if error.is_retriable() && next_attempt < outbound.batch.deadline {
         outbound.batch.last_error = Some(error);
-        inner.accumulator().requeue(outbound, next_attempt);
+        inner.accumulator().requeue(outbound, Some(next_attempt));
         return None;
     }
     let error = if error.is_retriable() {
@@ -243,29 +426,6 @@ fn retry_or_fail(
         error
     };
     Some((outbound, error))
-}
-
-/// Finishes a batch: frees its memory, tells every record's sink, and completes flushes that
-/// were waiting for it. `base_offset` is `None` under acks=none.
-pub(crate) fn settle(
-    inner: &ProducerInner,
-    outbound: Outbound,
-    result: Result<Option<u64>, Error>,
-    was_inflight: bool,
-) {
-    if was_inflight {
-        inner
-            .accumulator()
-            .release_slot(&outbound.topic, outbound.partition);
-    }
-    inner.memory.release(outbound.batch.memory_bytes);
-    let generation = outbound.batch.generation;
-    deliver(inner, outbound, result);
-    // Only now: a flush must not complete before the records it covers were told.
-    let flushes = inner.accumulator().finish_generation(generation);
-    for flush in flushes {
-        flush.complete(Ok(()));
-    }
 }
 
 /// Tells each record of a finished batch how it went: the tagged ones in one call of the
