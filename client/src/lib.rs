@@ -34,7 +34,8 @@
 //! # Layout
 //!
 //! `client` (the entry point), `network` (connection, pipelining, reconnects, metadata),
-//! `producer` (accumulator, sender, partitioner, memory), `consumer` (prefetcher, zero-copy
+//! `producer` (accumulator, sender, idempotence, partitioner, memory), `timer` (the linger's
+//! timerfd), `consumer` (prefetcher, zero-copy
 //! records), `group` (consumer groups: [`group::GroupConsumer`], assignors, group admin),
 //! `admin`, `config` (every setting and default), `error`, `completion` (the
 //! runtime-agnostic result type), `runtime` (the I/O thread). The wire format is
