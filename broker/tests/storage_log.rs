@@ -11,66 +11,17 @@ use std::time::Duration;
 
 use spate_broker::storage::segment::{segment_file_name, SegmentFileKind};
 use spate_broker::storage::{
-    AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock, MemoryFileSystem,
-    PartitionLog, StorageError,
+    AppendWait, Clock, Durability, FaultPlan, LogConfig, MemoryFileSystem, PartitionLog,
+    StorageError,
 };
 use spate_protocol::BatchError;
 use storage_support::{
-    batch, header_of, id_of, read_all, run_to_end, same_batch, simple_batch, Simulator,
-    TEST_BATCH_BYTES_MIN,
+    batch, block, directory, header_of, id_of, read_all, run_to_end, same_batch, simple_batch,
+    small_config, Setup, Simulator, START_MS, TEST_BATCH_BYTES_MIN,
 };
-
-const START_MS: i64 = 1_700_000_000_000;
-
-fn directory() -> PathBuf {
-    PathBuf::from("/data/topic-0")
-}
-
-fn small_config() -> LogConfig {
-    LogConfig {
-        segment_bytes_max: 16 * 1024,
-        batch_bytes_max: 8 * 1024,
-        write_queue_bytes_max: 64 * 1024,
-        write_buffer_bytes: 16 * 1024,
-        index_interval_bytes: 512,
-        index_persist_interval_bytes: 1024,
-        tail_cache_bytes_max: 0,
-        read_chunk_bytes: 4096,
-        retention_ms: None,
-        durability: Durability::EveryAppend,
-        ..LogConfig::default()
-    }
-}
-
-struct Setup {
-    disk: Rc<MemoryFileSystem>,
-    clock: Rc<ManualClock>,
-}
-
-impl Setup {
-    fn new(seed: u64) -> Self {
-        Self {
-            disk: Rc::new(MemoryFileSystem::new(seed)),
-            clock: Rc::new(ManualClock::new(START_MS)),
-        }
-    }
-
-    fn open(&self, config: LogConfig) -> PartitionLog<MemoryFileSystem> {
-        let disk = self.disk.clone();
-        let clock: Rc<dyn Clock> = self.clock.clone();
-        run_to_end(1, async move {
-            PartitionLog::open(disk, directory(), config, clock).await
-        })
-        .expect("open")
-    }
-}
 
 fn log_path(base_offset: u64) -> PathBuf {
     directory().join(segment_file_name(base_offset, SegmentFileKind::Log))
-}
-
-fn block<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
-    run_to_end(7, future)
 }
 
 /// Appends `count` simple batches of `bytes` each; returns their ids in offset order.

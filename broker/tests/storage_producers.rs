@@ -5,63 +5,26 @@
 
 mod storage_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
 use spate_broker::storage::producer_snapshot::snapshot_file_name;
 use spate_broker::storage::{
-    AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock,
-    MemoryFileSystem, PartitionLog, StorageError,
+    AppendOutcome, AppendWait, FaultPlan, LogConfig, MemoryFileSystem, PartitionLog, StorageError,
 };
-use storage_support::{id_of, producer_batch, read_all, run_to_end, simple_batch};
+use storage_support::{
+    block, directory, id_of, producer_batch, read_all, simple_batch, small_config, Setup, START_MS,
+};
 
-const START_MS: i64 = 1_700_000_000_000;
 const PRODUCER: i64 = 1000;
 const BATCH_BYTES: usize = 300;
 
-fn directory() -> PathBuf {
-    PathBuf::from("/data/topic-0")
-}
-
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes_max: 16 * 1024,
-        batch_bytes_max: 8 * 1024,
-        write_queue_bytes_max: 64 * 1024,
-        write_buffer_bytes: 16 * 1024,
-        index_interval_bytes: 512,
-        index_persist_interval_bytes: 1024,
-        tail_cache_bytes_max: 0,
-        read_chunk_bytes: 4096,
-        retention_ms: None,
-        durability: Durability::EveryAppend,
-        ..LogConfig::default()
-    }
-}
-
-struct Setup {
-    disk: Rc<MemoryFileSystem>,
-    clock: Rc<ManualClock>,
-}
-
+/// What these tests add to the shared set-up: the log shared (tasks append to it at once) and
+/// the partition's files by kind.
 impl Setup {
-    fn new(seed: u64) -> Self {
-        Self {
-            disk: Rc::new(MemoryFileSystem::new(seed)),
-            clock: Rc::new(ManualClock::new(START_MS)),
-        }
-    }
-
-    fn open(&self, config: LogConfig) -> Rc<PartitionLog<MemoryFileSystem>> {
-        let disk = self.disk.clone();
-        let clock: Rc<dyn Clock> = self.clock.clone();
-        Rc::new(
-            run_to_end(1, async move {
-                PartitionLog::open(disk, directory(), config, clock).await
-            })
-            .expect("open"),
-        )
+    fn open_shared(&self, config: LogConfig) -> Rc<PartitionLog<MemoryFileSystem>> {
+        Rc::new(self.open(config))
     }
 
     fn snapshot_offsets(&self) -> Vec<u64> {
@@ -88,10 +51,6 @@ impl Setup {
         offsets.sort_unstable();
         offsets
     }
-}
-
-fn block<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
-    run_to_end(7, future)
 }
 
 /// Appends batch `sequence` (one record) of `PRODUCER` at `epoch`, test id `id`.
@@ -142,11 +101,11 @@ fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
     every_disk_operation_yields(&setup);
     // Room for two batches in the write queue and about ten in a segment: later arrivals find
     // the queue full or a roll pending while earlier ones wait, and must not overtake them.
-    let log = setup.open(LogConfig {
+    let log = setup.open_shared(LogConfig {
         write_queue_bytes_max: 2 * 1024,
         batch_bytes_max: 1024,
         segment_bytes_max: 10 * 1024,
-        ..config()
+        ..small_config()
     });
     let appender = log.clone();
     let outcomes = block(async move {
@@ -186,7 +145,7 @@ fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
 fn a_retry_of_an_in_flight_batch_waits_for_it_and_returns_its_offsets() {
     let setup = Setup::new(2);
     every_disk_operation_yields(&setup);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     append(&log, 1, 0, 0).expect("first batch");
     let appender = log.clone();
     let (original, retry, watermark_at_retry) = block(async move {
@@ -226,7 +185,7 @@ fn a_retry_of_an_in_flight_batch_waits_for_it_and_returns_its_offsets() {
 #[test]
 fn a_retry_of_a_durable_batch_returns_its_offsets_at_once() {
     let setup = Setup::new(3);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     let first = append(&log, 1, 0, 0).expect("first");
     append(&log, 2, 0, 1).expect("second");
     let before = setup.disk.stats();
@@ -245,7 +204,7 @@ fn a_retry_of_a_durable_batch_returns_its_offsets_at_once() {
 fn a_retry_of_a_batch_whose_write_failed_fails_too_and_is_appended_afterwards() {
     let setup = Setup::new(4);
     every_disk_operation_yields(&setup);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     append(&log, 1, 0, 0).expect("first");
     setup.disk.set_no_space(true);
     let appender = log.clone();
@@ -284,7 +243,7 @@ fn a_retry_of_a_batch_whose_write_failed_fails_too_and_is_appended_afterwards() 
 #[test]
 fn refusals_carry_the_partition_and_the_sequences() {
     let setup = Setup::new(5);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     append(&log, 1, 3, 0).expect("first");
     match append(&log, 2, 3, 5) {
         Err(StorageError::OutOfOrderSequence {
@@ -325,7 +284,7 @@ fn refusals_carry_the_partition_and_the_sequences() {
 #[test]
 fn a_call_with_several_batches_checks_each_against_the_one_before() {
     let setup = Setup::new(6);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     let appender = log.clone();
     let outcomes = block(async move {
         let batches = (0..4)
@@ -357,7 +316,7 @@ fn a_call_with_several_batches_checks_each_against_the_one_before() {
 #[test]
 fn a_snapshot_is_written_at_each_roll_and_at_close_and_only_two_are_kept() {
     let setup = Setup::new(7);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     // 300-byte batches, 16 KiB segments: a roll about every 54 batches.
     for sequence in 0..130 {
         append(&log, sequence as u64, 0, sequence).expect("append");
@@ -384,14 +343,14 @@ fn a_snapshot_is_written_at_each_roll_and_at_close_and_only_two_are_kept() {
 #[test]
 fn after_a_clean_close_the_state_comes_from_the_snapshot_alone() {
     let setup = Setup::new(8);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     for sequence in 0..5 {
         append(&log, sequence as u64, 0, sequence).expect("append");
     }
     close(log);
     // Replay stamps entries with the opening time; the snapshot keeps the append time.
     setup.clock.advance(Duration::from_secs(60));
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     let entry = log.producer_entry(PRODUCER).expect("restored");
     assert_eq!(entry.last_append_ms, START_MS, "not replayed");
     assert_eq!(entry.batches.len(), 5);
@@ -404,7 +363,7 @@ fn after_a_clean_close_the_state_comes_from_the_snapshot_alone() {
 fn after_a_crash_the_state_is_rebuilt_by_replaying_the_log() {
     for seed in 0..10 {
         let setup = Setup::new(100 + seed);
-        let log = setup.open(config());
+        let log = setup.open_shared(small_config());
         // Crosses a roll, so replay starts from the roll's snapshot.
         for sequence in 0..70 {
             append(&log, sequence as u64, 0, sequence).expect("append");
@@ -412,7 +371,7 @@ fn after_a_crash_the_state_is_rebuilt_by_replaying_the_log() {
         drop(log);
         setup.disk.crash();
         setup.clock.advance(Duration::from_secs(60));
-        let log = setup.open(config());
+        let log = setup.open_shared(small_config());
         let entry = log.producer_entry(PRODUCER).expect("rebuilt");
         assert_eq!(entry.batches.len(), 5, "seed {seed}");
         assert_eq!(
@@ -440,7 +399,7 @@ fn after_a_crash_the_state_is_rebuilt_by_replaying_the_log() {
 #[test]
 fn a_corrupt_snapshot_is_skipped_for_the_log() {
     let setup = Setup::new(9);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     for sequence in 0..5 {
         append(&log, sequence as u64, 0, sequence).expect("append");
     }
@@ -450,7 +409,7 @@ fn a_corrupt_snapshot_is_skipped_for_the_log() {
     let path = directory().join(snapshot_file_name(5));
     setup.disk.overwrite_durably(&path, 30, &[0xff; 4]);
     setup.clock.advance(Duration::from_secs(60));
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     let entry = log.producer_entry(PRODUCER).expect("rebuilt from the log");
     assert_eq!(entry.last_append_ms, START_MS + 60_000, "replayed");
     assert_eq!(entry.batches.len(), 5);
@@ -461,7 +420,7 @@ fn a_corrupt_snapshot_is_skipped_for_the_log() {
 #[test]
 fn a_corrupt_newest_snapshot_falls_back_to_the_one_before() {
     let setup = Setup::new(10);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     for sequence in 0..70 {
         append(&log, sequence as u64, 0, sequence).expect("append");
     }
@@ -470,7 +429,7 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_one_before() {
     assert_eq!(offsets.len(), 2);
     let newest = directory().join(snapshot_file_name(offsets[1]));
     setup.disk.overwrite_durably(&newest, 0, b"junk");
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     let retry = append(&log, 99, 0, 68).expect("duplicate");
     assert_eq!(retry.base_offset, 68);
     assert_eq!(log.next_offset(), 70);
@@ -479,7 +438,7 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_one_before() {
 #[test]
 fn a_snapshot_past_the_log_end_is_removed_at_open() {
     let setup = Setup::new(11);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     append(&log, 1, 0, 0).expect("append");
     close(log);
     // A snapshot claiming batches the log does not hold (as if the log had lost its tail).
@@ -487,7 +446,7 @@ fn a_snapshot_past_the_log_end_is_removed_at_open() {
     let bytes = setup.disk.file_bytes(&real).expect("snapshot");
     let phantom = directory().join(snapshot_file_name(50));
     write_file(&setup.disk, &phantom, &bytes);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     assert_eq!(setup.snapshot_offsets(), vec![1]);
     assert!(log.producer_entry(PRODUCER).is_some());
 }
@@ -517,9 +476,9 @@ fn write_file(disk: &Rc<MemoryFileSystem>, path: &Path, bytes: &[u8]) {
 #[test]
 fn a_full_partition_evicts_the_producer_that_appended_longest_ago() {
     let setup = Setup::new(12);
-    let log = setup.open(LogConfig {
+    let log = setup.open_shared(LogConfig {
         producers_per_partition_max: 2,
-        ..config()
+        ..small_config()
     });
     for (index, producer_id) in [10i64, 20, 30].into_iter().enumerate() {
         let appender = log.clone();
@@ -542,9 +501,9 @@ fn a_full_partition_evicts_the_producer_that_appended_longest_ago() {
 #[test]
 fn an_idle_producer_expires_at_the_next_roll() {
     let setup = Setup::new(13);
-    let log = setup.open(LogConfig {
+    let log = setup.open_shared(LogConfig {
         producer_expiry_ms: 1_000,
-        ..config()
+        ..small_config()
     });
     append(&log, 0, 0, 0).expect("append");
     setup.clock.advance(Duration::from_secs(2));
@@ -565,7 +524,7 @@ fn an_idle_producer_expires_at_the_next_roll() {
 #[test]
 fn deleting_records_past_a_producers_last_batch_forgets_it() {
     let setup = Setup::new(14);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     append(&log, 0, 0, 0).expect("append");
     let appender = log.clone();
     block(async move {
@@ -588,7 +547,7 @@ fn deleting_records_past_a_producers_last_batch_forgets_it() {
 #[test]
 fn plain_batches_are_never_checked() {
     let setup = Setup::new(15);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     let appender = log.clone();
     block(async move {
         for _ in 0..3 {
@@ -607,9 +566,9 @@ fn plain_batches_are_never_checked() {
 fn a_batch_waiting_for_queue_room_is_not_admitted_after_an_earlier_batch_of_its_call_failed() {
     let setup = Setup::new(12);
     every_disk_operation_yields(&setup);
-    let log = setup.open(LogConfig {
+    let log = setup.open_shared(LogConfig {
         write_queue_bytes_max: 8 * 1024,
-        ..config()
+        ..small_config()
     });
     setup.disk.set_no_space(true);
     let (plain, call) = {
@@ -662,7 +621,7 @@ fn a_batch_waiting_for_queue_room_is_not_admitted_after_an_earlier_batch_of_its_
 fn a_retry_of_a_durable_batch_is_recognised_after_later_batches_were_rolled_back() {
     let setup = Setup::new(13);
     every_disk_operation_yields(&setup);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     for sequence in 0..5 {
         append(&log, sequence as u64 + 1, 0, sequence).expect("durable");
     }
@@ -687,7 +646,7 @@ fn a_retry_of_a_durable_batch_is_recognised_after_later_batches_were_rolled_back
     assert_eq!((resent.base_offset, resent.next_offset), (0, 1));
     assert_eq!(all_ids(&log), vec![1, 2, 3, 4, 5]);
     close(log);
-    let log = setup.open(config());
+    let log = setup.open_shared(small_config());
     let resent = append(&log, 1, 0, 0).expect("still a duplicate after a reopen");
     assert_eq!((resent.base_offset, resent.next_offset), (0, 1));
     assert_eq!(all_ids(&log), vec![1, 2, 3, 4, 5]);

@@ -511,14 +511,8 @@ impl Case {
             }
             simulator.spawn(async move {
                 for (bytes, wait) in work {
-                    let id = id_of(&bytes);
-                    let result = log.append(bytes, wait).await;
-                    events.borrow_mut().push(AppendEvent {
-                        id,
-                        wait,
-                        result,
-                        acknowledged_at: None,
-                    });
+                    let event = append_one(&log, bytes, wait).await;
+                    events.borrow_mut().push(event);
                 }
             });
         }
@@ -1088,23 +1082,33 @@ impl Case {
     }
 }
 
+/// Appends one batch on its own and records what the log answered. The caller pushes the event:
+/// no borrow of the shared event list may be held across the append's await.
+async fn append_one(log: &Log, bytes: BytesMut, wait: AppendWait) -> AppendEvent {
+    let id = id_of(&bytes);
+    let result = log.append(bytes, wait).await;
+    AppendEvent {
+        id,
+        wait,
+        result,
+        acknowledged_at: None,
+    }
+}
+
 /// Sends one producer request: the resend alone first (a refusal of it stops nothing), then the
 /// batches in order, one call for all or one after another, stopping at the first error as a
 /// producer that retries in order must.
 async fn producer_task(log: Rc<Log>, events: Rc<RefCell<Vec<AppendEvent>>>, work: ProducerWork) {
     let wait = AppendWait::Durable;
     if let Some((bytes, offsets)) = work.resend {
-        let id = id_of(&bytes);
-        let result = log.append(bytes, wait).await;
-        events.borrow_mut().push(AppendEvent {
-            id,
-            wait,
-            result,
+        let event = AppendEvent {
             acknowledged_at: Some(offsets),
-        });
+            ..append_one(&log, bytes, wait).await
+        };
+        events.borrow_mut().push(event);
     }
-    let ids: Vec<u64> = work.batches.iter().map(|bytes| id_of(bytes)).collect();
     if work.together {
+        let ids: Vec<u64> = work.batches.iter().map(|bytes| id_of(bytes)).collect();
         let result = log.append_batches(work.batches, wait).await;
         let mut events = events.borrow_mut();
         for (index, id) in ids.into_iter().enumerate() {
@@ -1121,15 +1125,10 @@ async fn producer_task(log: Rc<Log>, events: Rc<RefCell<Vec<AppendEvent>>>, work
         }
         return;
     }
-    for (bytes, id) in work.batches.into_iter().zip(ids) {
-        let result = log.append(bytes, wait).await;
-        let failed = result.is_err();
-        events.borrow_mut().push(AppendEvent {
-            id,
-            wait,
-            result,
-            acknowledged_at: None,
-        });
+    for bytes in work.batches {
+        let event = append_one(&log, bytes, wait).await;
+        let failed = event.result.is_err();
+        events.borrow_mut().push(event);
         if failed {
             return;
         }

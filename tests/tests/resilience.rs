@@ -632,14 +632,15 @@ fn stored_numbers(broker: SocketAddr, topic: &str, partition: u32) -> Vec<(u64, 
         .collect()
 }
 
-/// Every acknowledged record is stored once, at the offset its acknowledgement gave, and each
-/// partition holds its records in send order with no duplicate. Returns the stored numbers.
-fn assert_stored_once_in_send_order(
+/// Every acknowledged record is stored once, at the offset its acknowledgement gave, the
+/// acknowledgements came in send order, and each partition holds every record sent to it once,
+/// in send order, with no gap.
+fn assert_every_record_stored_once_in_send_order(
     broker: SocketAddr,
     topic: &str,
     run: &IdempotentRun,
-) -> Vec<Vec<usize>> {
-    (0..IDEMPOTENT_PARTITIONS)
+) {
+    let stored: Vec<Vec<usize>> = (0..IDEMPOTENT_PARTITIONS)
         .map(|partition| {
             let stored = stored_numbers(broker, topic, partition);
             let numbers: Vec<usize> = stored.iter().map(|(_, number)| *number).collect();
@@ -675,7 +676,14 @@ fn assert_stored_once_in_send_order(
             }
             numbers
         })
-        .collect()
+        .collect();
+    let expected: Vec<usize> = (0..IDEMPOTENT_RECORDS_PER_PARTITION).collect();
+    for (partition, numbers) in stored.iter().enumerate() {
+        assert_eq!(
+            numbers, &expected,
+            "partition {partition}: every record once, no gap, in send order"
+        );
+    }
 }
 
 #[test]
@@ -708,14 +716,7 @@ fn kill_9_with_five_idempotent_requests_in_flight_stores_every_acknowledged_reco
         "sends failed though the delivery timeout outlasts the restart: {:?}",
         &run.failures[..run.failures.len().min(10)]
     );
-    let stored = assert_stored_once_in_send_order(broker.address(), topic, &run);
-    for (partition, numbers) in stored.iter().enumerate() {
-        let expected: Vec<usize> = (0..IDEMPOTENT_RECORDS_PER_PARTITION).collect();
-        assert_eq!(
-            numbers, &expected,
-            "partition {partition}: every record once, in send order"
-        );
-    }
+    assert_every_record_stored_once_in_send_order(broker.address(), topic, &run);
 }
 
 #[test]
@@ -756,12 +757,5 @@ fn cut_connections_under_five_idempotent_requests_in_flight_duplicate_and_reorde
         "sends failed: {:?}",
         &run.failures[..run.failures.len().min(10)]
     );
-    let stored = assert_stored_once_in_send_order(broker.address(), topic, &run);
-    for (partition, numbers) in stored.iter().enumerate() {
-        let expected: Vec<usize> = (0..IDEMPOTENT_RECORDS_PER_PARTITION).collect();
-        assert_eq!(
-            numbers, &expected,
-            "partition {partition}: no duplicate, no gap, send order"
-        );
-    }
+    assert_every_record_stored_once_in_send_order(broker.address(), topic, &run);
 }

@@ -362,20 +362,8 @@ impl Catalog {
             path: self.data_dir.join(CATALOG_FILE_NAME),
             message: format!("cannot serialize: {error}"),
         })?;
-        let path = self.data_dir.join(CATALOG_FILE_NAME);
-        let temporary = self.data_dir.join(format!("{CATALOG_FILE_NAME}.new"));
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CatalogError::Io { op, path, source }
-        };
-        let mut handle = std::fs::File::create(&temporary).map_err(io("create", &temporary))?;
-        handle
-            .write_all(text.as_bytes())
-            .map_err(io("write", &temporary))?;
-        handle.sync_all().map_err(io("fsync", &temporary))?;
-        drop(handle);
-        std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
-        sync_directory(&self.data_dir)
+        write_file_durably(&self.data_dir, CATALOG_FILE_NAME, text.as_bytes())?;
+        Ok(())
     }
 
     /// Deletes topic directories that no catalog topic names: leftovers of a deletion that the
@@ -568,13 +556,39 @@ fn create_directory(path: &Path) -> Result<(), CatalogError> {
     })
 }
 
-fn sync_directory(path: &Path) -> Result<(), CatalogError> {
-    let io = |op: &'static str| {
+/// A step of [`write_file_durably`] that failed: what was being done, on which path. Each caller
+/// turns it into its own error type.
+#[derive(Debug)]
+struct DurableWriteError {
+    op: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+impl From<DurableWriteError> for CatalogError {
+    fn from(error: DurableWriteError) -> Self {
+        let DurableWriteError { op, path, source } = error;
+        CatalogError::Io { op, path, source }
+    }
+}
+
+/// Replaces `directory/name` with `bytes` so that a crash leaves the whole old file or the whole
+/// new one, never a mix: writes `name.new`, fsyncs it, renames it over `name` and fsyncs the
+/// directory, so the rename itself is durable when this returns. Blocking file I/O.
+fn write_file_durably(directory: &Path, name: &str, bytes: &[u8]) -> Result<(), DurableWriteError> {
+    let path = directory.join(name);
+    let temporary = directory.join(format!("{name}.new"));
+    let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source| CatalogError::Io { op, path, source }
+        move |source| DurableWriteError { op, path, source }
     };
-    let directory = std::fs::File::open(path).map_err(io("open directory"))?;
-    directory.sync_all().map_err(io("fsync directory"))
+    let mut handle = std::fs::File::create(&temporary).map_err(io("create", &temporary))?;
+    handle.write_all(bytes).map_err(io("write", &temporary))?;
+    handle.sync_all().map_err(io("fsync", &temporary))?;
+    drop(handle);
+    std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
+    let handle = std::fs::File::open(directory).map_err(io("open directory", directory))?;
+    handle.sync_all().map_err(io("fsync directory", directory))
 }
 
 #[cfg(test)]

@@ -15,12 +15,13 @@
 //! file I/O: call [`ProducerIdAllocator::init`] from a blocking thread, never on an executor.
 //! The per-partition sequence state lives in the storage engine, not here.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use spate_protocol::batch::header::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
+
+use super::{write_file_durably, DurableWriteError};
 
 /// File name of the producer id reservation inside the data directory.
 pub const PRODUCER_IDS_FILE_NAME: &str = "producer_ids.toml";
@@ -164,31 +165,23 @@ impl ProducerIdAllocator {
     /// holds the old or the new reservation, and the new one is on disk before any id of it is
     /// handed out.
     fn persist(&self, reserved_end: i64) -> Result<(), ProducerIdError> {
-        let path = self.data_dir.join(PRODUCER_IDS_FILE_NAME);
-        let temporary = self.data_dir.join(format!("{PRODUCER_IDS_FILE_NAME}.new"));
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ProducerIdError::Io { op, path, source }
-        };
         let text = toml::to_string(&ProducerIdsFile {
             version: PRODUCER_IDS_FORMAT_VERSION,
             reserved_end,
         })
         .map_err(|error| ProducerIdError::Corrupt {
-            path: path.clone(),
+            path: self.data_dir.join(PRODUCER_IDS_FILE_NAME),
             message: format!("cannot serialize: {error}"),
         })?;
-        let mut handle = std::fs::File::create(&temporary).map_err(io("create", &temporary))?;
-        handle
-            .write_all(text.as_bytes())
-            .map_err(io("write", &temporary))?;
-        handle.sync_all().map_err(io("fsync", &temporary))?;
-        drop(handle);
-        std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
-        let directory = std::fs::File::open(&self.data_dir).map_err(io("open directory", &path))?;
-        directory
-            .sync_all()
-            .map_err(io("fsync directory", &self.data_dir))
+        write_file_durably(&self.data_dir, PRODUCER_IDS_FILE_NAME, text.as_bytes())?;
+        Ok(())
+    }
+}
+
+impl From<DurableWriteError> for ProducerIdError {
+    fn from(error: DurableWriteError) -> Self {
+        let DurableWriteError { op, path, source } = error;
+        ProducerIdError::Io { op, path, source }
     }
 }
 

@@ -338,6 +338,56 @@ struct ReadPlan<File> {
     read_chunk_bytes: usize,
 }
 
+impl<File: StorageFile> ReadPlan<File> {
+    /// A read of `segment` up to its readable end, starting from `start` (position, base offset)
+    /// as an index lookup gave it.
+    fn new(
+        segment: &Segment<File>,
+        readable: SegmentTail,
+        (start_position, start_offset): (u64, u64),
+        config: &LogConfig,
+    ) -> Self {
+        Self {
+            files: segment.files.clone(),
+            path: segment.paths.log.clone(),
+            start_position,
+            start_offset,
+            limit: readable.end_position,
+            base_offset: segment.base_offset,
+            batch_bytes_max: config.batch_bytes_max,
+            read_chunk_bytes: config.read_chunk_bytes,
+        }
+    }
+
+    /// A reader of the segment, with the position and base offset its scan starts at (see
+    /// [`checked_start`]).
+    async fn start_scan(&self) -> Result<(SegmentReader<'_, File>, u64, u64), StorageError> {
+        let mut reader = SegmentReader::new(
+            &self.files.log,
+            &self.path,
+            self.limit,
+            self.read_chunk_bytes,
+        );
+        let (position, expected) = checked_start(&mut reader, self).await?;
+        Ok((reader, position, expected))
+    }
+
+    /// The header of the batch at `position`, which must be there with base offset `expected`;
+    /// its payload is neither read nor checked.
+    async fn header_at(
+        &self,
+        reader: &mut SegmentReader<'_, File>,
+        position: u64,
+        expected: u64,
+    ) -> Result<BatchHeader, StorageError> {
+        let found = reader
+            .batch_at(position, expected, self.batch_bytes_max, false)
+            .await?;
+        let (header, _) = expect_batch(found, &self.path, position)?;
+        Ok(header)
+    }
+}
+
 fn expect_batch(
     found: BatchAt,
     path: &Path,
@@ -390,18 +440,9 @@ async fn read_batches<File: StorageFile>(
     offset: u64,
     max_bytes: usize,
 ) -> Result<Vec<Bytes>, StorageError> {
-    let mut reader = SegmentReader::new(
-        &plan.files.log,
-        &plan.path,
-        plan.limit,
-        plan.read_chunk_bytes,
-    );
-    let (mut position, mut expected) = checked_start(&mut reader, plan).await?;
+    let (mut reader, mut position, mut expected) = plan.start_scan().await?;
     loop {
-        let found = reader
-            .batch_at(position, expected, plan.batch_bytes_max, false)
-            .await?;
-        let (header, _) = expect_batch(found, &plan.path, position)?;
+        let header = plan.header_at(&mut reader, position, expected).await?;
         if header.next_offset() > offset {
             break;
         }
@@ -412,10 +453,7 @@ async fn read_batches<File: StorageFile>(
     let mut batches = Vec::new();
     let mut total = 0usize;
     while position < plan.limit {
-        let found = reader
-            .batch_at(position, expected, plan.batch_bytes_max, false)
-            .await?;
-        let (header, _) = expect_batch(found, &plan.path, position)?;
+        let header = plan.header_at(&mut reader, position, expected).await?;
         let length = header.batch_length as usize;
         if !batches.is_empty() && total + length > max_bytes {
             break;
@@ -443,18 +481,9 @@ async fn scan_for_timestamp<File: StorageFile>(
     timestamp_ms: i64,
     log_start_offset: u64,
 ) -> Result<Option<u64>, StorageError> {
-    let mut reader = SegmentReader::new(
-        &plan.files.log,
-        &plan.path,
-        plan.limit,
-        plan.read_chunk_bytes,
-    );
-    let (mut position, mut expected) = checked_start(&mut reader, plan).await?;
+    let (mut reader, mut position, mut expected) = plan.start_scan().await?;
     while position < plan.limit {
-        let found = reader
-            .batch_at(position, expected, plan.batch_bytes_max, false)
-            .await?;
-        let (header, _) = expect_batch(found, &plan.path, position)?;
+        let header = plan.header_at(&mut reader, position, expected).await?;
         if header.max_timestamp >= timestamp_ms && header.next_offset() > log_start_offset {
             return Ok(Some(header.base_offset.max(log_start_offset)));
         }
@@ -716,33 +745,15 @@ impl<F: FileSystem> PartitionLog<F> {
                 .readable_segments()
                 .filter(|(_, readable)| readable.next_offset > from_offset)
                 .map(|(segment, readable)| {
-                    let (start_position, start_offset) = segment.scan_start_for_offset(from_offset);
-                    ReadPlan {
-                        files: segment.files.clone(),
-                        path: segment.paths.log.clone(),
-                        start_position,
-                        start_offset,
-                        limit: readable.end_position,
-                        base_offset: segment.base_offset,
-                        batch_bytes_max: state.config.batch_bytes_max,
-                        read_chunk_bytes: state.config.read_chunk_bytes,
-                    }
+                    let start = segment.scan_start_for_offset(from_offset);
+                    ReadPlan::new(segment, readable, start, &state.config)
                 })
                 .collect()
         };
         for plan in &plans {
-            let mut reader = SegmentReader::new(
-                &plan.files.log,
-                &plan.path,
-                plan.limit,
-                plan.read_chunk_bytes,
-            );
-            let (mut position, mut expected) = checked_start(&mut reader, plan).await?;
+            let (mut reader, mut position, mut expected) = plan.start_scan().await?;
             while position < plan.limit {
-                let found = reader
-                    .batch_at(position, expected, plan.batch_bytes_max, false)
-                    .await?;
-                let (header, _) = expect_batch(found, &plan.path, position)?;
+                let header = plan.header_at(&mut reader, position, expected).await?;
                 if header.next_offset() > from_offset {
                     // Stored batches passed this check when appended; one that does not is
                     // from before idempotence was checked and names no producer to remember.
@@ -1240,18 +1251,9 @@ impl<F: FileSystem> PartitionLog<F> {
                 .take_while(|(segment, _)| segment.base_offset <= offset)
                 .last()
                 .expect("every offset from the log start on lies in a segment");
-            let (start_position, start_offset) = segment.scan_start_for_offset(offset);
+            let start = segment.scan_start_for_offset(offset);
             (
-                ReadPlan {
-                    files: segment.files.clone(),
-                    path: segment.paths.log.clone(),
-                    start_position,
-                    start_offset,
-                    limit: readable.end_position,
-                    base_offset: segment.base_offset,
-                    batch_bytes_max: state.config.batch_bytes_max,
-                    read_chunk_bytes: state.config.read_chunk_bytes,
-                },
+                ReadPlan::new(segment, readable, start, &state.config),
                 outcome,
             )
         };
@@ -1281,18 +1283,9 @@ impl<F: FileSystem> PartitionLog<F> {
                 let Some((segment, readable)) = candidate else {
                     return Ok(None);
                 };
-                let (start_position, start_offset) = segment.scan_start_for_timestamp(timestamp_ms);
+                let start = segment.scan_start_for_timestamp(timestamp_ms);
                 (
-                    ReadPlan {
-                        files: segment.files.clone(),
-                        path: segment.paths.log.clone(),
-                        start_position,
-                        start_offset,
-                        limit: readable.end_position,
-                        base_offset: segment.base_offset,
-                        batch_bytes_max: state.config.batch_bytes_max,
-                        read_chunk_bytes: state.config.read_chunk_bytes,
-                    },
+                    ReadPlan::new(segment, readable, start, &state.config),
                     log_start_offset,
                 )
             };

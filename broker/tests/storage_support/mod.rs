@@ -1,19 +1,23 @@
 //! Helpers shared by the storage tests: hand-built batches (header via `BatchHeader::encode`,
 //! payload format 1, seeded payload bytes, real CRC; from a non-idempotent producer unless
-//! built with [`producer_batch`]) and a tiny deterministic executor that interleaves tasks in a
-//! seeded order. Not a test file itself.
+//! built with [`producer_batch`]), a tiny deterministic executor that interleaves tasks in a
+//! seeded order, and the in-memory disk and manual clock a partition log test opens its log on
+//! ([`Setup`], [`small_config`]). Not a test file itself.
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{Bytes, BytesMut};
-use spate_broker::storage::{ManualClock, SimulationRng};
+use spate_broker::storage::{
+    Clock, Durability, LogConfig, ManualClock, MemoryFileSystem, PartitionLog, SimulationRng,
+};
 use spate_protocol::batch::header::{
     compute_crc, stamp_producer, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
@@ -237,6 +241,11 @@ pub fn run_to_end_timed<T: 'static>(
     value
 }
 
+/// Runs one future of a test to completion on a simulator with a fixed seed.
+pub fn block<T: 'static>(future: impl Future<Output = T> + 'static) -> T {
+    run_to_end(7, future)
+}
+
 /// Concatenated readable batches `[from, high watermark)`, read in chunks of `max_bytes`.
 pub async fn read_all<F: spate_broker::storage::FileSystem>(
     log: &spate_broker::storage::PartitionLog<F>,
@@ -252,5 +261,57 @@ pub async fn read_all<F: spate_broker::storage::FileSystem>(
         };
         offset = header_of(last).next_offset();
         batches.extend(read.batches);
+    }
+}
+
+/// Where the manual clock of a [`Setup`] starts, in milliseconds since the Unix epoch.
+pub const START_MS: i64 = 1_700_000_000_000;
+
+/// The partition directory a [`Setup`] opens its log in.
+pub fn directory() -> PathBuf {
+    PathBuf::from("/data/topic-0")
+}
+
+/// Small segments, buffers and index intervals, so that a few batches roll segments and write
+/// index entries; no tail cache, so reads reach the disk; every append durable on its own.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 16 * 1024,
+        batch_bytes_max: 8 * 1024,
+        write_queue_bytes_max: 64 * 1024,
+        write_buffer_bytes: 16 * 1024,
+        index_interval_bytes: 512,
+        index_persist_interval_bytes: 1024,
+        tail_cache_bytes_max: 0,
+        read_chunk_bytes: 4096,
+        retention_ms: None,
+        durability: Durability::EveryAppend,
+        ..LogConfig::default()
+    }
+}
+
+/// A seeded in-memory disk and a manual clock at [`START_MS`] that outlive the logs opened on
+/// them, so a test can close or drop a log and open it again on what it left on disk.
+pub struct Setup {
+    pub disk: Rc<MemoryFileSystem>,
+    pub clock: Rc<ManualClock>,
+}
+
+impl Setup {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            disk: Rc::new(MemoryFileSystem::new(seed)),
+            clock: Rc::new(ManualClock::new(START_MS)),
+        }
+    }
+
+    /// Opens (and recovers) the log in [`directory`]; panics if that fails.
+    pub fn open(&self, config: LogConfig) -> PartitionLog<MemoryFileSystem> {
+        let disk = self.disk.clone();
+        let clock: Rc<dyn Clock> = self.clock.clone();
+        run_to_end(1, async move {
+            PartitionLog::open(disk, directory(), config, clock).await
+        })
+        .expect("open")
     }
 }

@@ -1535,6 +1535,26 @@ mod tests {
         accumulator.take_due().into()
     }
 
+    /// An accumulator holding `IDENTITY` (its InitProducerId answered) with `count` sealed
+    /// batches waiting to leave.
+    fn identified_with_sealed_batches(config: &ProducerConfig, count: usize) -> Accumulator {
+        let mut accumulator = Accumulator::new();
+        accumulator.identity = IdentityState::Requesting;
+        accumulator.install_identity(IDENTITY);
+        seal_batches(&mut accumulator, config, count);
+        accumulator
+    }
+
+    /// Two stamped batches sent (sequences 0 and 1) and not yet answered: the accumulator, the
+    /// first and the second.
+    fn two_batches_in_flight(config: &ProducerConfig) -> (Accumulator, Outbound, Outbound) {
+        let mut accumulator = identified_with_sealed_batches(config, 2);
+        let mut batches = sent(accumulator.drain(config, Instant::now(), SealWhen::Lingered));
+        let second = batches.pop().unwrap();
+        let first = batches.pop().unwrap();
+        (accumulator, first, second)
+    }
+
     fn timeout() -> Error {
         Error::Timeout {
             operation: "test",
@@ -1571,10 +1591,7 @@ mod tests {
     #[test]
     fn batches_are_stamped_in_send_order_when_they_first_leave_and_keep_the_stamp_on_retry() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
-        accumulator.identity = IdentityState::Requesting;
-        accumulator.install_identity(IDENTITY);
-        seal_batches(&mut accumulator, &config, 3);
+        let mut accumulator = identified_with_sealed_batches(&config, 3);
         let now = Instant::now();
         let mut batches = sent(accumulator.drain(&config, now, SealWhen::Lingered));
         let stamps: Vec<(i64, i16, i32)> = batches.iter().map(stamp_in_bytes).collect();
@@ -1599,10 +1616,7 @@ mod tests {
     #[test]
     fn retries_go_back_in_sequence_order_and_leave_one_at_a_time_from_the_oldest() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
-        accumulator.identity = IdentityState::Requesting;
-        accumulator.install_identity(IDENTITY);
-        seal_batches(&mut accumulator, &config, 3);
+        let mut accumulator = identified_with_sealed_batches(&config, 3);
         let now = Instant::now();
         let batches = sent(accumulator.drain(&config, now, SealWhen::Lingered));
         // The connection broke: the attempts come back in any order.
@@ -1637,13 +1651,7 @@ mod tests {
     #[test]
     fn a_batch_answered_before_an_earlier_unresolved_one_is_told_after_it() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
-        accumulator.identity = IdentityState::Requesting;
-        accumulator.install_identity(IDENTITY);
-        seal_batches(&mut accumulator, &config, 2);
-        let mut batches = sent(accumulator.drain(&config, Instant::now(), SealWhen::Lingered));
-        let second = batches.pop().unwrap();
-        let first = batches.pop().unwrap();
+        let (mut accumulator, first, second) = two_batches_in_flight(&config);
         assert!(answer(&mut accumulator, vec![(second, Ok(Some(1)))]).is_empty());
         let due = answer(&mut accumulator, vec![(first, Ok(Some(0)))]);
         let told: Vec<Option<u64>> = due
@@ -1656,10 +1664,7 @@ mod tests {
     #[test]
     fn a_failed_stamped_batch_bumps_the_epoch_once_nothing_is_in_flight_and_restamps_from_zero() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
-        accumulator.identity = IdentityState::Requesting;
-        accumulator.install_identity(IDENTITY);
-        seal_batches(&mut accumulator, &config, 3);
+        let mut accumulator = identified_with_sealed_batches(&config, 3);
         let now = Instant::now();
         let mut batches = sent(accumulator.drain(&config, now, SealWhen::Lingered));
         let third = batches.pop().unwrap();
@@ -1714,13 +1719,7 @@ mod tests {
     #[test]
     fn an_out_of_order_answer_is_retriable_only_behind_an_unresolved_earlier_batch() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
-        accumulator.identity = IdentityState::Requesting;
-        accumulator.install_identity(IDENTITY);
-        seal_batches(&mut accumulator, &config, 2);
-        let mut batches = sent(accumulator.drain(&config, Instant::now(), SealWhen::Lingered));
-        let second = batches.pop().unwrap();
-        let first = batches.pop().unwrap();
+        let (mut accumulator, first, second) = two_batches_in_flight(&config);
         assert!(accumulator.out_of_order_is_retriable(&second));
         assert!(!accumulator.out_of_order_is_retriable(&first));
         answer(&mut accumulator, vec![(first, Ok(Some(0)))]);
