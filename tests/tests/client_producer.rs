@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spate_client::{
-    partition_for_key, Acks, BufferFullPolicy, ConsumerConfig, Error, NewTopic, ProducerConfig,
-    ProducerRecord, StartAt,
+    partition_for_key, Acks, BufferFullPolicy, ConsumerConfig, Error, NewTopic, OffsetSpec,
+    ProducerConfig, ProducerRecord, StartAt,
 };
 use spate_protocol::api::{Acks as WireAcks, InitProducerIdRequest};
 use spate_protocol::batch::header::{peek_batch_length, stamp_producer};
@@ -265,7 +265,7 @@ fn a_broker_restart_mid_stream_loses_no_acknowledged_record_and_the_consumer_car
             .unwrap_or_else(|error| panic!("{value} was not delivered: {error}"));
         acknowledged.insert((written.partition, written.offset.unwrap()), value);
     }
-    // Retried batches may be stored twice (at-least-once); none may be missing.
+    // None may be missing, and the idempotent producer (the default) stores none twice.
     let deadline = Instant::now() + client_support::READ_TIMEOUT;
     while !acknowledged.keys().all(|key| consumed.contains_key(key)) {
         assert!(
@@ -279,6 +279,18 @@ fn a_broker_restart_mid_stream_loses_no_acknowledged_record_and_the_consumer_car
     }
     let distinct: std::collections::HashSet<&String> = consumed.values().collect();
     assert_eq!(distinct.len(), count);
+    let stored: u64 = client
+        .admin()
+        .list_offsets("restart", None, OffsetSpec::Latest)
+        .wait()
+        .unwrap()
+        .iter()
+        .map(|answer| answer.offset.unwrap())
+        .sum();
+    assert_eq!(
+        stored, count as u64,
+        "records stored twice across the restart"
+    );
 }
 
 #[test]
