@@ -49,6 +49,7 @@ use super::segment::{
     open_segment_files, parse_segment_file_name, sync_index_files, BatchAt, IndexWrite, Segment,
     SegmentFileKind, SegmentPaths, SegmentReader, SegmentTail,
 };
+use super::slow_sync::SlowSyncWarnings;
 use super::tail_cache::TailCache;
 use super::writer::{
     AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, SlotState, Status, Step, SyncJob,
@@ -106,6 +107,8 @@ pub struct LogState<File> {
     /// an append arriving while any waits takes a ticket too (arrival order).
     pub admission_waiting: BTreeSet<u64>,
     pub admission_tickets_issued: u64,
+    /// When to warn about a slow `fdatasync` of this partition.
+    pub slow_syncs: SlowSyncWarnings,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -652,6 +655,7 @@ impl<F: FileSystem> PartitionLog<F> {
             producers,
             admission_waiting: BTreeSet::new(),
             admission_tickets_issued: 0,
+            slow_syncs: SlowSyncWarnings::default(),
         };
         let log = Self {
             file_system,
@@ -1069,14 +1073,24 @@ impl<F: FileSystem> PartitionLog<F> {
                         self.persist_index(persist).await;
                     }
                 };
-                let (result, _) =
-                    futures_lite::future::zip(files.log.sync_data(), index_write).await;
-                self.state.borrow_mut().finish_sync(
-                    target,
-                    &path,
-                    result,
-                    self.clock.monotonic_us(),
-                )
+                let started_us = self.clock.monotonic_us();
+                let sync = async {
+                    let result = files.log.sync_data().await;
+                    (result, self.clock.monotonic_us())
+                };
+                let ((result, synced_us), _) = futures_lite::future::zip(sync, index_write).await;
+                let mut state = self.state.borrow_mut();
+                let took_us = synced_us.saturating_sub(started_us);
+                if let Some(report) = state.slow_syncs.observe(took_us, synced_us) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        took_ms = report.took_us / 1000,
+                        skipped_since_last_report = report.skipped,
+                        skipped_slowest_ms = report.skipped_slowest_us / 1000,
+                        "slow fdatasync: acks=all answers and what consumers may read waited for it"
+                    );
+                }
+                state.finish_sync(target, &path, result, self.clock.monotonic_us())
             }
             Step::Repair(job) => {
                 let result = match job.files.log.truncate(job.position).await {

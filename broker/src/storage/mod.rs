@@ -27,6 +27,7 @@ pub mod producer_state;
 pub mod progress;
 pub mod recovery;
 pub mod segment;
+pub mod slow_sync;
 pub mod tail_cache;
 pub mod writer;
 
