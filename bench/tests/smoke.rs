@@ -291,6 +291,40 @@ fn e2e_at_a_fixed_rate_receives_every_record_from_both_drivers() {
 }
 
 #[test]
+fn e2e_at_a_share_of_the_maximum_calibrates_the_pipeline_in_closed_loop_first() {
+    let document = run_bench(&[
+        "e2e",
+        "--spawn-broker",
+        "--rate-percent-of-max",
+        "10",
+        "--calibration-ms",
+        "800",
+        "--duration-ms",
+        "1000",
+        "--warmup-ms",
+        "200",
+        "--message-bytes",
+        "256",
+    ]);
+    assert_shape(&document, "e2e", false);
+    let details = &document["end_to_end"];
+    let maximum = details["calibration_max_records_per_sec"]
+        .as_f64()
+        .expect("the calibration's maximum is reported");
+    assert!(maximum > 0.0, "{document:#}");
+    assert_eq!(details["calibration_percent_of_max"], 10.0);
+    let target = details["target_records_per_sec"]
+        .as_f64()
+        .expect("a target");
+    assert!(
+        (target - maximum * 0.10).abs() < 1e-6 * maximum,
+        "target {target} is not 10% of {maximum}"
+    );
+    assert_eq!(details["missing_records"], 0, "{document:#}");
+    assert_eq!(document["errors"], 0);
+}
+
+#[test]
 fn a_workload_file_sets_the_run_and_flags_override_it() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/produce-leader-1kib.toml");
     let document = run_bench(&[
