@@ -142,6 +142,54 @@ fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
 }
 
 #[test]
+fn a_call_that_waited_for_its_turn_keeps_it_until_its_last_batch_is_admitted() {
+    let setup = Setup::new(14);
+    every_disk_operation_yields(&setup);
+    // As in the test above, but each request carries two batches: once a call's first batch
+    // has waited for queue room or a roll, the producer's next request (already waiting) must
+    // not be admitted before the call's second batch, or its sequence would leave a gap.
+    let log = setup.open_shared(LogConfig {
+        write_queue_bytes_max: 2 * 1024,
+        batch_bytes_max: 1024,
+        segment_bytes_max: 10 * 1024,
+        ..small_config()
+    });
+    let appender = log.clone();
+    let outcomes = block(async move {
+        let mut calls: Vec<_> = (0..20u64)
+            .map(|call| {
+                let batches = (2 * call..2 * call + 2)
+                    .map(|sequence| producer_batch(sequence, PRODUCER, 0, sequence as i32, 1, 1000))
+                    .collect();
+                Box::pin(appender.append_batches(batches, AppendWait::Durable))
+            })
+            .collect();
+        // First polls in index order: that is the order the requests arrive at the log.
+        let mut early = Vec::new();
+        for call in &mut calls {
+            early.push(futures_lite::future::poll_once(call).await);
+        }
+        let mut outcomes = Vec::new();
+        for (call, early) in calls.into_iter().zip(early) {
+            outcomes.push(match early {
+                Some(outcome) => outcome,
+                None => call.await,
+            });
+        }
+        outcomes
+    });
+    for (call, outcome) in outcomes.iter().enumerate() {
+        let outcome = outcome
+            .as_ref()
+            .unwrap_or_else(|error| panic!("call {call}: {error}"));
+        let base_offsets: Vec<u64> = outcome.iter().map(|one| one.base_offset).collect();
+        assert_eq!(base_offsets, vec![2 * call as u64, 2 * call as u64 + 1]);
+    }
+    assert_eq!(all_ids(&log), (0..40).collect::<Vec<_>>());
+    assert!(log.segment_count() > 2, "the run crossed rolls");
+}
+
+#[test]
 fn a_retry_of_an_in_flight_batch_waits_for_it_and_returns_its_offsets() {
     let setup = Setup::new(2);
     every_disk_operation_yields(&setup);

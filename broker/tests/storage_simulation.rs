@@ -14,17 +14,24 @@
 //! - a corruption error never happens, and without injected faults no error happens at all;
 //! - no operation stalls.
 //!
-//! A share of the batches comes from a few idempotent producers (Durable waits, as acks=all),
-//! which behave like real ones: at most five batches unacknowledged, resent in sequence order
-//! with the same sequences after an error or a crash, now and then an acknowledged batch among
-//! the last five resent (a lost response), and sometimes an epoch bump once all is
-//! acknowledged. Also checked, after every reopen and at the end:
+//! A share of the batches comes from a few idempotent producers, which behave like real ones:
+//! at most five batches in flight, sent as up to three requests at once (each its own task,
+//! reaching the log in sequence order, as pipelined requests on one connection), some waiting
+//! for durability (acks=all) and some only for the write (acks=leader); resent in sequence
+//! order with the same sequences after an error or a crash (written batches too, unless found
+//! durable in the log), now and then an acknowledged batch among the last five resent (a lost
+//! response), and sometimes an epoch bump once all is acknowledged. A producer pipelines, and
+//! waits only for the write, only while the partition holds a durable batch of its epoch:
+//! otherwise a rollback of an earlier batch of it empties its entry, the partition accepts any
+//! sequence, and a later batch lands ahead of the rolled-back one (a known gap, not simulated).
+//! Also checked, after every reopen and at the end:
 //! - no batch of a producer appears twice, and a producer's batches lie in sequence order
 //!   (contiguous within an epoch, epochs never going back);
 //! - a retry answered as a duplicate gets the offsets its original has in the log, and a batch
 //!   already in the log (and still visible) is never appended again;
-//! - the only refusal is a duplicate-sequence answer to a resend of an acknowledged batch, and
-//!   once the disk is healthy every producer finishes its stream.
+//! - the only refusals are a duplicate-sequence answer to a resend of an acknowledged batch and,
+//!   in a round with a disk error, an out-of-order answer to a request whose predecessor was
+//!   rolled back; once the disk is healthy every producer finishes its stream.
 //!
 //! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>` (`SPATE_SIM_TRACE=1`
 //! prints every operation). The number of cases is `SPATE_SIM_CASES` (default below, split over
@@ -32,11 +39,13 @@
 
 mod storage_support;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -60,11 +69,16 @@ const START_MS: i64 = 1_700_000_000_000;
 
 /// Idempotent producers writing to the partition in each case.
 const PRODUCERS: usize = 3;
-/// A producer's unacknowledged batches at most (Kafka's in-flight limit with idempotence): any
-/// of them that landed lies within the partition's retained window, so its retry is recognised.
+/// A producer's unacknowledged and written-not-durable batches at most (Kafka's in-flight limit
+/// with idempotence): any of them that landed lies within the partition's retained window, so
+/// its retry is recognised.
 const PRODUCER_IN_FLIGHT_MAX: usize = PRODUCER_BATCHES_RETAINED;
 /// Share of an append round's tasks that are an idempotent producer's requests.
 const PRODUCER_TASK_PROBABILITY: f64 = 0.35;
+/// A producer's requests in flight at once within an append round.
+const PRODUCER_REQUESTS_MAX: usize = 3;
+/// Share of a producer's requests that wait only for the write (acks=leader).
+const PRODUCER_WRITTEN_PROBABILITY: f64 = 0.3;
 
 type Log = PartitionLog<MemoryFileSystem>;
 
@@ -111,16 +125,55 @@ struct ProducerModel {
     unacknowledged: VecDeque<u64>,
     /// The last acknowledged batches of the current epoch, oldest first.
     acknowledged: VecDeque<ProducerAcknowledged>,
+    /// Batches acknowledged as written (acks=leader) and not yet known durable, in sequence
+    /// order. An error or a crash may have rolled them back: they are then resent.
+    written: VecDeque<ProducerAcknowledged>,
 }
 
-/// One producer's request for an append round.
-struct ProducerWork {
-    /// A resend of an acknowledged batch (as if its response was lost) and its known offsets.
-    resend: Option<(BytesMut, (u64, u64))>,
-    /// The unacknowledged batches, oldest first, then new ones.
+/// One request of a producer: one `append` or `append_batches` call.
+struct ProducerRequest {
     batches: Vec<BytesMut>,
-    /// Sent as one `append_batches` call rather than one `append` after another.
-    together: bool,
+    wait: AppendWait,
+    /// For a resend of an acknowledged batch (as if its response was lost): its known offsets.
+    acknowledged_at: Option<(u64, u64)>,
+    /// A single batch goes through `append` rather than `append_batches`.
+    single_call: bool,
+}
+
+/// A producer's requests in flight at once, in sequence order: each is its own task, and
+/// request `k + 1` is sent only once request `k` has reached the log (arrival order).
+struct ProducerWork {
+    requests: Vec<ProducerRequest>,
+}
+
+/// The order in which one producer's requests reach the log: the request whose turn it is
+/// makes its call's first poll (where the log admits it or queues it in arrival order), then
+/// hands the turn on.
+#[derive(Default)]
+struct ArrivalOrder {
+    turn: Cell<usize>,
+    waiting: RefCell<Vec<Waker>>,
+}
+
+impl ArrivalOrder {
+    async fn wait_for(&self, turn: usize) {
+        poll_fn(|context| {
+            if self.turn.get() == turn {
+                Poll::Ready(())
+            } else {
+                self.waiting.borrow_mut().push(context.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    fn hand_on(&self) {
+        self.turn.set(self.turn.get() + 1);
+        for waker in self.waiting.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
 }
 
 fn is_producer_refusal(error: &StorageError) -> bool {
@@ -230,6 +283,7 @@ impl Case {
                 },
                 unacknowledged: VecDeque::new(),
                 acknowledged: VecDeque::new(),
+                written: VecDeque::new(),
             })
             .collect();
         Self {
@@ -381,13 +435,18 @@ impl Case {
         bytes
     }
 
-    /// The request producer `index` sends now: its unacknowledged batches in order, maybe new
-    /// ones (staying within the in-flight limit), maybe first a resend of an acknowledged one.
-    /// `None` when it has nothing to send. With `new_allowed` false only retries go.
+    /// The requests producer `index` sends now: maybe first a resend of an acknowledged batch,
+    /// then its unacknowledged batches in order, maybe new ones (staying within the in-flight
+    /// limit), split into up to [`PRODUCER_REQUESTS_MAX`] requests. `None` when it has nothing
+    /// to send. With `new_allowed` false only retries go, all waiting for durability.
     fn producer_work(&mut self, index: usize, new_allowed: bool) -> Option<ProducerWork> {
         let log_start = self.log().log_start_offset();
         let producer = &mut self.producers[index];
-        if new_allowed && producer.unacknowledged.is_empty() && self.rng.gen_bool(0.03) {
+        if new_allowed
+            && producer.unacknowledged.is_empty()
+            && producer.written.is_empty()
+            && self.rng.gen_bool(0.03)
+        {
             producer.epoch += 1;
             producer.next_sequence = 0;
             producer.acknowledged.clear();
@@ -396,11 +455,18 @@ impl Case {
         }
         let producer = &self.producers[index];
         // Only a batch still in the log: past the log start the partition may forget the
-        // producer, and then (as in Kafka) it cannot tell a resend from a new batch.
+        // producer, and then (as in Kafka) it cannot tell a resend from a new batch. And only
+        // one known durable: a written one may be rolled back while its resend is in flight.
         let candidates: Vec<ProducerAcknowledged> = producer
             .acknowledged
             .iter()
-            .filter(|acknowledged| acknowledged.base_offset >= log_start)
+            .filter(|acknowledged| {
+                acknowledged.base_offset >= log_start
+                    && !producer
+                        .written
+                        .iter()
+                        .any(|written| written.id == acknowledged.id)
+            })
             .copied()
             .collect();
         let resend = (new_allowed && !candidates.is_empty() && self.rng.gen_bool(0.2)).then(|| {
@@ -410,13 +476,15 @@ impl Case {
                 (chosen.base_offset, chosen.next_offset),
             )
         });
-        let room = PRODUCER_IN_FLIGHT_MAX - producer.unacknowledged.len();
+        // Written batches count as in flight: they may have to be resent, and a resend must
+        // fall within the partition's retained window.
+        let room = PRODUCER_IN_FLIGHT_MAX - producer.unacknowledged.len() - producer.written.len();
         let mut new_count = if new_allowed {
             self.rng.gen_range(0..=room.min(3))
         } else {
             0
         };
-        if new_allowed && new_count == 0 && producer.unacknowledged.is_empty() {
+        if new_allowed && new_count == 0 && producer.unacknowledged.is_empty() && room > 0 {
             new_count = 1;
         }
         let mut batches: Vec<BytesMut> = producer
@@ -433,18 +501,75 @@ impl Case {
         let producer = &self.producers[index];
         let sending: Vec<u64> = batches.iter().map(|bytes| id_of(bytes)).collect();
         self.note(format!(
-            "producer {} epoch {} sends {sending:?} (unacknowledged {:?}, resend {:?}, log start {log_start}, entry {:?})",
+            "producer {} epoch {} sends {sending:?} (unacknowledged {:?}, written {:?}, resend {:?}, log start {log_start}, entry {:?})",
             producer.producer_id,
             producer.epoch,
             producer.unacknowledged,
+            producer.written.iter().map(|written| written.id).collect::<Vec<_>>(),
             resend.as_ref().map(|(bytes, offsets)| (id_of(bytes), *offsets)),
             self.log().producer_entry(producer.producer_id)
         ));
-        Some(ProducerWork {
-            resend,
-            batches,
-            together: self.rng.gen_bool(0.5),
-        })
+        // Several requests in flight, or written waits, only while the partition holds a
+        // durable batch of this epoch of the producer. Without one, a rollback of an earlier
+        // batch (in flight, or acknowledged as written) can empty the producer's entry, the
+        // partition then accepts any sequence, and a later batch lands ahead of the
+        // rolled-back one (a known gap in the broker, see the module notes).
+        let log = self.log();
+        let high_watermark = log.high_watermark();
+        let producer = &self.producers[index];
+        let durable_batch_retained =
+            log.producer_entry(producer.producer_id)
+                .is_some_and(|entry| {
+                    entry.epoch == producer.epoch
+                        && entry
+                            .batches
+                            .iter()
+                            .any(|retained| retained.next_offset <= high_watermark)
+                });
+        let requests_max = if durable_batch_retained {
+            PRODUCER_REQUESTS_MAX
+        } else {
+            1
+        };
+        let mut requests = Vec::new();
+        if let Some((bytes, offsets)) = resend {
+            requests.push(ProducerRequest {
+                batches: vec![bytes],
+                wait: AppendWait::Durable,
+                acknowledged_at: Some(offsets),
+                single_call: self.rng.gen_bool(0.5),
+            });
+        }
+        // Cut the batches into consecutive requests, at most PRODUCER_REQUESTS_MAX in all.
+        let mut remaining = batches.len();
+        let mut batches = batches.into_iter();
+        let first_request = requests.len();
+        while remaining > 0 {
+            let requests_left = requests_max
+                .saturating_sub(requests.len() - first_request)
+                .max(1);
+            let count = if requests_left == 1 {
+                remaining
+            } else {
+                self.rng.gen_range(1..=remaining)
+            };
+            remaining -= count;
+            let wait = if new_allowed
+                && durable_batch_retained
+                && self.rng.gen_bool(PRODUCER_WRITTEN_PROBABILITY)
+            {
+                AppendWait::Written
+            } else {
+                AppendWait::Durable
+            };
+            requests.push(ProducerRequest {
+                batches: batches.by_ref().take(count).collect(),
+                wait,
+                acknowledged_at: None,
+                single_call: count == 1 && self.rng.gen_bool(0.5),
+            });
+        }
+        Some(ProducerWork { requests })
     }
 
     fn append_round(&mut self, crash_midway: bool) {
@@ -459,7 +584,7 @@ impl Case {
                 let index = self.rng.gen_range(0..PRODUCERS);
                 if producers_sending.insert(index) {
                     if let Some(work) = self.producer_work(index, true) {
-                        simulator.spawn(producer_task(log.clone(), events.clone(), work));
+                        spawn_producer_work(&mut simulator, &log, &events, work);
                         continue;
                     }
                 }
@@ -544,10 +669,14 @@ impl Case {
                 .as_ref()
                 .is_err_and(|error| !is_producer_refusal(error))
         });
+        // Per producer: its batches acknowledged in this round (answers may come out of order).
+        let mut producer_acknowledged: Vec<(u64, AppendWait, AppendOutcome)> = Vec::new();
         for event in events {
             let original = self.originals[&event.id].clone();
             if self.producer_batches.contains_key(&event.id) {
-                self.apply_producer_event(&event);
+                if let Some(outcome) = self.apply_producer_event(&event, any_error) {
+                    producer_acknowledged.push((event.id, event.wait, outcome));
+                }
             }
             match event.result {
                 Ok(outcome) => {
@@ -606,39 +735,149 @@ impl Case {
                 }
             }
         }
+        self.apply_producer_acknowledgements(producer_acknowledged);
         if any_error {
             self.forget_unsynced();
+            self.reconcile_written();
+        } else {
+            self.settle_written();
         }
     }
 
-    /// Checks an answer to a producer batch against what the producer knows, and updates it.
-    fn apply_producer_event(&mut self, event: &AppendEvent) {
+    /// Takes a round's acknowledged producer batches out of their producers' unacknowledged
+    /// ones, in sequence order (ids grow with sequences within an epoch).
+    fn apply_producer_acknowledgements(
+        &mut self,
+        mut acknowledged: Vec<(u64, AppendWait, AppendOutcome)>,
+    ) {
+        acknowledged.sort_by_key(|(id, _, _)| *id);
+        for (id, wait, outcome) in acknowledged {
+            let producer = &mut self.producers[self.producer_batches[&id].producer];
+            let position = producer
+                .unacknowledged
+                .iter()
+                .position(|unacknowledged| *unacknowledged == id)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "producer {}: batch {id} acknowledged but not in flight",
+                        producer.producer_id
+                    )
+                });
+            producer.unacknowledged.remove(position);
+            if wait == AppendWait::Durable {
+                // Its earlier batches lie durable before it (the producer had a durable batch in
+                // the log, so a gap would be refused, and the scan checks they are there): a
+                // crash may have cut their answers off, but they are not resent.
+                producer.unacknowledged.retain(|earlier| *earlier > id);
+                producer.written.retain(|written| written.id > id);
+            }
+            let entry = ProducerAcknowledged {
+                id,
+                base_offset: outcome.base_offset,
+                next_offset: outcome.next_offset,
+            };
+            producer.acknowledged.push_back(entry);
+            producer
+                .acknowledged
+                .make_contiguous()
+                .sort_by_key(|acknowledged| acknowledged.id);
+            if producer.acknowledged.len() > PRODUCER_BATCHES_RETAINED {
+                producer.acknowledged.pop_front();
+            }
+            if wait == AppendWait::Written {
+                producer.written.push_back(entry);
+                producer
+                    .written
+                    .make_contiguous()
+                    .sort_by_key(|written| written.id);
+            }
+        }
+    }
+
+    /// Written producer batches below the durable end are durable (no error since they were
+    /// acknowledged, or they would have been taken back).
+    fn settle_written(&mut self) {
+        let durable_next_offset = self.durable_next_offset;
+        for producer in &mut self.producers {
+            producer
+                .written
+                .retain(|written| written.next_offset > durable_next_offset);
+        }
+    }
+
+    /// After an error or a crash a written batch not known durable may be gone. One found in
+    /// the durable log at its offsets is durable; any other is resent by its producer (in
+    /// sequence order, before its unacknowledged batches), as a producer told of the loss
+    /// would.
+    fn reconcile_written(&mut self) {
+        let log = self.log();
+        let log_start = log.log_start_offset();
+        let high_watermark = log.high_watermark();
+        let checked: Vec<ProducerAcknowledged> = self
+            .producers
+            .iter()
+            .flat_map(|producer| producer.written.iter().copied())
+            .filter(|written| {
+                written.base_offset >= log_start && written.next_offset <= high_watermark
+            })
+            .collect();
+        let reader = log.clone();
+        let found: HashSet<u64> = self
+            .run_without_faults(async move {
+                let mut found = HashSet::new();
+                for written in checked {
+                    let read = reader.read(written.base_offset, 1).await?;
+                    if read.batches.first().is_some_and(|stored| {
+                        id_of(stored) == written.id
+                            && header_of(stored).base_offset == written.base_offset
+                    }) {
+                        found.insert(written.id);
+                    }
+                }
+                Ok::<_, StorageError>(found)
+            })
+            .unwrap_or_else(|error| panic!("reading written batches failed: {error}"));
+        for producer in &mut self.producers {
+            // Below the log start it was durable: only durable data is ever deleted.
+            let lost: Vec<u64> = producer
+                .written
+                .drain(..)
+                .filter(|written| written.base_offset >= log_start && !found.contains(&written.id))
+                .map(|written| written.id)
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            producer
+                .acknowledged
+                .retain(|acknowledged| !lost.contains(&acknowledged.id));
+            producer.unacknowledged.extend(lost);
+            producer.unacknowledged.make_contiguous().sort_unstable();
+        }
+    }
+
+    /// Checks an answer to a producer batch against what the producer knows. Returns the
+    /// outcome of a batch newly acknowledged (not a resend of an acknowledged one).
+    fn apply_producer_event(
+        &mut self,
+        event: &AppendEvent,
+        any_error: bool,
+    ) -> Option<AppendOutcome> {
         let fields = self.producer_batches[&event.id];
         let log_start = self.log().log_start_offset();
         let producer = &mut self.producers[fields.producer];
         let producer_id = producer.producer_id;
         match (&event.result, event.acknowledged_at) {
-            (Ok(outcome), Some(original)) => assert_eq!(
-                (outcome.base_offset, outcome.next_offset),
-                original,
-                "producer {producer_id}: a resend of acknowledged batch {} got other offsets",
-                event.id
-            ),
-            (Ok(outcome), None) => {
+            (Ok(outcome), Some(original)) => {
                 assert_eq!(
-                    producer.unacknowledged.front(),
-                    Some(&event.id),
-                    "producer {producer_id}: batches are acknowledged in sequence order"
+                    (outcome.base_offset, outcome.next_offset),
+                    original,
+                    "producer {producer_id}: a resend of acknowledged batch {} got other offsets",
+                    event.id
                 );
-                producer.unacknowledged.pop_front();
-                if producer.acknowledged.len() == PRODUCER_BATCHES_RETAINED {
-                    producer.acknowledged.pop_front();
-                }
-                producer.acknowledged.push_back(ProducerAcknowledged {
-                    id: event.id,
-                    base_offset: outcome.base_offset,
-                    next_offset: outcome.next_offset,
-                });
+                None
+            }
+            (Ok(outcome), None) => {
                 // A retry of a batch the log still holds must be answered with its offsets.
                 if let Some((offset, _)) = self.acknowledged.iter().find(|(offset, entry)| {
                     entry.id == event.id
@@ -650,15 +889,22 @@ impl Case {
                         event.id, outcome.base_offset
                     );
                 }
+                Some(*outcome)
             }
             (Err(StorageError::DuplicateSequence { .. }), Some(_)) => {
                 // Acknowledged, but out of the partition's window: known old, offsets forgotten.
+                None
+            }
+            (Err(StorageError::OutOfOrderSequence { .. }), _) if any_error => {
+                // An earlier request of the producer failed and was rolled back before this
+                // one arrived: the gap is refused, and the producer resends both in order.
+                None
             }
             (Err(error), _) if is_producer_refusal(error) => panic!(
                 "producer {producer_id} epoch {} batch {} (sequences {}..={}) refused: {error}",
                 fields.epoch, event.id, fields.first_sequence, fields.last_sequence
             ),
-            (Err(_), _) => {}
+            (Err(_), _) => None,
         }
     }
 
@@ -675,7 +921,7 @@ impl Case {
         let mut simulator = Simulator::new(self.rng.gen());
         for index in 0..PRODUCERS {
             if let Some(work) = self.producer_work(index, false) {
-                simulator.spawn(producer_task(log.clone(), events.clone(), work));
+                spawn_producer_work(&mut simulator, &log, &events, work);
             }
         }
         drop(log);
@@ -738,6 +984,7 @@ impl Case {
                 if let Some(last) = self.acknowledged.values().last() {
                     self.durable_next_offset = self.durable_next_offset.max(last.next_offset);
                 }
+                self.settle_written();
                 if self.rng.gen_bool(0.5) {
                     self.disk.crash();
                 }
@@ -890,6 +1137,7 @@ impl Case {
             )
             .collect();
         self.durable_next_offset = self.durable_next_offset.max(high_watermark);
+        self.settle_written();
     }
 
     fn verify_after_open(&mut self) {
@@ -901,6 +1149,7 @@ impl Case {
         );
         // A crash may lose unsynced data, so the high watermark seen before it does not bind.
         self.high_watermark_seen = 0;
+        self.reconcile_written();
         self.verify();
     }
 
@@ -1048,12 +1297,14 @@ impl Case {
                 if let Some(last) = self.acknowledged.values().last() {
                     self.durable_next_offset = self.durable_next_offset.max(last.next_offset);
                 }
+                self.settle_written();
             }
             Ok(_) => {}
             Err(error) => {
                 self.note(format!("sync failed: {error}"));
                 self.allow_error(&error, "sync");
                 self.forget_unsynced();
+                self.reconcile_written();
             }
         }
     }
@@ -1095,43 +1346,66 @@ async fn append_one(log: &Log, bytes: BytesMut, wait: AppendWait) -> AppendEvent
     }
 }
 
-/// Sends one producer request: the resend alone first (a refusal of it stops nothing), then the
-/// batches in order, one call for all or one after another, stopping at the first error as a
-/// producer that retries in order must.
-async fn producer_task(log: Rc<Log>, events: Rc<RefCell<Vec<AppendEvent>>>, work: ProducerWork) {
-    let wait = AppendWait::Durable;
-    if let Some((bytes, offsets)) = work.resend {
-        let event = AppendEvent {
-            acknowledged_at: Some(offsets),
-            ..append_one(&log, bytes, wait).await
+/// Spawns a producer's requests, one task each, sent in order (see [`ArrivalOrder`]).
+fn spawn_producer_work(
+    simulator: &mut Simulator,
+    log: &Rc<Log>,
+    events: &Rc<RefCell<Vec<AppendEvent>>>,
+    work: ProducerWork,
+) {
+    let order = Rc::new(ArrivalOrder::default());
+    for (turn, request) in work.requests.into_iter().enumerate() {
+        simulator.spawn(producer_request(
+            log.clone(),
+            events.clone(),
+            order.clone(),
+            turn,
+            request,
+        ));
+    }
+}
+
+/// Sends one producer request once the previous one has reached the log, and records the
+/// answer for each of its batches.
+async fn producer_request(
+    log: Rc<Log>,
+    events: Rc<RefCell<Vec<AppendEvent>>>,
+    order: Rc<ArrivalOrder>,
+    turn: usize,
+    request: ProducerRequest,
+) {
+    order.wait_for(turn).await;
+    let ids: Vec<u64> = request.batches.iter().map(|bytes| id_of(bytes)).collect();
+    let wait = request.wait;
+    let mut call: std::pin::Pin<
+        Box<dyn Future<Output = Result<Vec<AppendOutcome>, StorageError>>>,
+    > = if request.single_call {
+        let bytes = request.batches.into_iter().next().expect("one batch");
+        let log = log.clone();
+        Box::pin(async move { log.append(bytes, wait).await.map(|outcome| vec![outcome]) })
+    } else {
+        let log = log.clone();
+        Box::pin(async move { log.append_batches(request.batches, wait).await })
+    };
+    // The first poll is where the log admits the call (or queues it in arrival order).
+    let first = poll_fn(|context| Poll::Ready(call.as_mut().poll(context))).await;
+    order.hand_on();
+    let result = match first {
+        Poll::Ready(result) => result,
+        Poll::Pending => call.await,
+    };
+    let mut events = events.borrow_mut();
+    for (index, id) in ids.into_iter().enumerate() {
+        let result = match &result {
+            Ok(outcomes) => Ok(outcomes[index]),
+            Err(error) => Err(error.clone()),
         };
-        events.borrow_mut().push(event);
-    }
-    if work.together {
-        let ids: Vec<u64> = work.batches.iter().map(|bytes| id_of(bytes)).collect();
-        let result = log.append_batches(work.batches, wait).await;
-        let mut events = events.borrow_mut();
-        for (index, id) in ids.into_iter().enumerate() {
-            let result = match &result {
-                Ok(outcomes) => Ok(outcomes[index]),
-                Err(error) => Err(error.clone()),
-            };
-            events.push(AppendEvent {
-                id,
-                wait,
-                result,
-                acknowledged_at: None,
-            });
-        }
-        return;
-    }
-    for bytes in work.batches {
-        let event = append_one(&log, bytes, wait).await;
-        let failed = event.result.is_err();
-        events.borrow_mut().push(event);
-        if failed {
-            return;
-        }
+        events.push(AppendEvent {
+            id,
+            wait,
+            result,
+            acknowledged_at: request.acknowledged_at,
+        });
     }
 }
 

@@ -853,7 +853,9 @@ impl<F: FileSystem> PartitionLog<F> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
         let header = validate_batch(&batch, batch_bytes_max)?;
         let producer = self.producer_of(&header)?;
-        let admitted = self.admit(batch, &header, producer.as_ref(), &[]).await?;
+        let admitted = self
+            .admit(batch, &header, producer.as_ref(), &[], &mut None)
+            .await?;
         if let Some(slot) = &admitted.slot {
             self.drive(Goal::Append { slot, wait }).await?;
         }
@@ -863,7 +865,9 @@ impl<F: FileSystem> PartitionLog<F> {
     /// Appends several batches in order and returns once every one of them is written or
     /// durable as `wait` asks. All are validated (header, CRC, producer fields) before the
     /// first is appended, so an invalid batch appends nothing; each is checked against the
-    /// producer state as the previous one left it. Other tasks' appends may land between them.
+    /// producer state as the previous one left it. They are admitted one after another: an
+    /// append that arrives while one of them waits (for a roll or queue room) comes after the
+    /// last, so pipelined calls of one producer keep their sequence order.
     /// It fails if any of them fails — including a sequence refusal of a later batch, and a disk
     /// error that rolls one back after it was written — so an `Ok` with `AppendWait::Durable`
     /// means every batch of the call is durable, and one fdatasync can cover them all. After an
@@ -884,14 +888,19 @@ impl<F: FileSystem> PartitionLog<F> {
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
         let mut admitted: Vec<Admitted> = Vec::with_capacity(batches.len());
+        // Once one batch of the call has waited for its turn, the call keeps the turn until
+        // its last batch is admitted: a request that arrived meanwhile (the same producer's
+        // next one) must not be admitted between them, or its sequence would not follow.
+        let mut ticket = None;
         for (batch, (header, producer)) in batches.into_iter().zip(&checked) {
             // Stops at the first earlier batch of this call that has failed (see `admit`): the
             // call fails with that batch's error, not with what its rollback did to this one.
             let one = self
-                .admit(batch, header, producer.as_ref(), &admitted)
+                .admit(batch, header, producer.as_ref(), &admitted, &mut ticket)
                 .await?;
             admitted.push(one);
         }
+        drop(ticket);
         // Each slot is checked, not only the last: a batch rolled back after it was written
         // fails its own slot even when a later batch of the call becomes durable.
         for slot in admitted
@@ -919,17 +928,18 @@ impl<F: FileSystem> PartitionLog<F> {
     /// that has failed by the time this one's turn comes, checked in the same borrow: once an
     /// earlier batch is rolled back, this one must not be checked against the state the
     /// rollback left (a sequence gap, or any sequence if the rollback emptied the producer's
-    /// entry) nor land after the hole it left.
-    async fn admit(
-        &self,
+    /// entry) nor land after the hole it left. `ticket` is the caller's place in the arrival
+    /// order, taken here when the batch must wait and kept (for the call's next batch) after.
+    async fn admit<'log>(
+        &'log self,
         batch: BytesMut,
         header: &BatchHeader,
         producer: Option<&ProducerBatch>,
         earlier_in_call: &[Admitted],
+        ticket: &mut Option<AdmissionTicket<'log, F>>,
     ) -> Result<Admitted, StorageError> {
         let length = batch.len();
         let mut batch = Some(batch);
-        let mut ticket: Option<AdmissionTicket<'_, F>> = None;
         loop {
             let seen = self.progress.generation();
             let (admission, new_ticket) = {
@@ -978,7 +988,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 (admission, new_ticket)
             };
             if let Some(number) = new_ticket {
-                ticket = Some(AdmissionTicket { log: self, number });
+                *ticket = Some(AdmissionTicket { log: self, number });
             }
             match admission {
                 Admission::Wait => self.progress.changed(seen).await,
