@@ -75,9 +75,15 @@ pub struct ProducerEntry {
     /// The producer's last batches under `epoch`, oldest first: at most
     /// [`PRODUCER_BATCHES_RETAINED`] that were durable when the last one was recorded, plus
     /// every one that was not (see [`ProducerState::record`]). Empty after a rollback removed
-    /// all of them: the next sequence is then unknown, and any is accepted (as for an unknown
-    /// producer).
+    /// all of them; `next_after_rollback` then says which sequence must come next.
     pub batches: VecDeque<RetainedBatch>,
+    /// Set when a rollback removed every retained batch: the first sequence it removed, which
+    /// is the only one that may be appended next (the producer resends from there). Without
+    /// it, a later pipelined batch of the producer would be accepted ahead of the lost one.
+    /// Cleared by the next recorded batch. Not kept in snapshots (their format has no field for
+    /// it): a producer still waiting for its resend when a roll or close writes one accepts any
+    /// sequence after the next open, like an unknown producer.
+    pub next_after_rollback: Option<i32>,
     /// When the producer last appended (the log's clock, milliseconds).
     pub last_append_ms: i64,
 }
@@ -137,6 +143,11 @@ pub struct ProducerState {
 
 /// Whether sequence `sequence` comes before `next` in wrapping sequence space (within half the
 /// space behind it).
+/// The sequence just before `sequence` (wrapping from 0 to `i32::MAX`).
+fn sequence_before(sequence: i32) -> i32 {
+    (i64::from(sequence) - 1).rem_euclid(SEQUENCE_MODULUS) as i32
+}
+
 fn is_before(sequence: i32, next: i32) -> bool {
     let distance = (i64::from(next) - i64::from(sequence)).rem_euclid(SEQUENCE_MODULUS);
     (1..=SEQUENCE_MODULUS / 2).contains(&distance)
@@ -212,10 +223,11 @@ impl ProducerState {
                 next_offset: original.next_offset,
             });
         }
-        let Some(last) = entry.batches.back() else {
-            return Ok(Verdict::Append);
+        let expected = match (entry.batches.back(), entry.next_after_rollback) {
+            (Some(last), _) => sequence_after(last.last_sequence, 1),
+            (None, Some(lost)) => lost,
+            (None, None) => return Ok(Verdict::Append),
         };
-        let expected = sequence_after(last.last_sequence, 1);
         if batch.first_sequence == expected {
             return Ok(Verdict::Append);
         }
@@ -223,7 +235,7 @@ impl ProducerState {
             return Err(ProducerRefusal::DuplicateSequence {
                 producer_id: batch.producer_id,
                 producer_epoch: batch.producer_epoch,
-                last_sequence: last.last_sequence,
+                last_sequence: sequence_before(expected),
                 received_sequence: batch.first_sequence,
             });
         }
@@ -267,7 +279,9 @@ impl ProducerState {
                 epoch: batch.producer_epoch,
                 batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
                 last_append_ms: now_ms,
+                next_after_rollback: None,
             });
+        entry.next_after_rollback = None;
         if entry.epoch != batch.producer_epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
@@ -331,26 +345,31 @@ impl ProducerState {
     /// back, so a retry of them must be appended again, not answered as a duplicate.
     pub fn truncate_from(&mut self, offset: u64) {
         for entry in self.producers.values_mut() {
+            let mut first_removed = None;
             while entry
                 .batches
                 .back()
                 .is_some_and(|last| last.next_offset > offset)
             {
-                entry.batches.pop_back();
+                first_removed = entry.batches.pop_back().map(|lost| lost.first_sequence);
+            }
+            if entry.batches.is_empty() && first_removed.is_some() {
+                entry.next_after_rollback = first_removed;
             }
         }
     }
 
     /// Drops producers whose last batch ends at or before `log_start_offset` (retention or
-    /// delete-records removed it), and those with no batch at all. Returns how many went.
+    /// delete-records removed it), and those with no batch at all unless a rollback left them
+    /// waiting for a resend. Returns how many went.
     pub fn drop_before(&mut self, log_start_offset: u64) -> usize {
         let before = self.producers.len();
-        self.producers.retain(|_, entry| {
-            entry
-                .batches
-                .back()
-                .is_some_and(|last| last.next_offset > log_start_offset)
-        });
+        self.producers
+            .retain(|_, entry| match entry.batches.back() {
+                Some(last) => last.next_offset > log_start_offset,
+                // Waiting for the resend of rolled-back batches: still knows what comes next.
+                None => entry.next_after_rollback.is_some(),
+            });
         before - self.producers.len()
     }
 
@@ -690,14 +709,53 @@ mod tests {
         assert_eq!(state.get(1).expect("kept").batches.len(), 1);
         // The rolled-back batch is appended again, not answered as a duplicate.
         assert_eq!(state.check(&producer(1, 0, 1, 1)), Ok(Verdict::Append));
-        // A producer whose every batch was rolled back keeps its epoch; its sequence is unknown.
+        // A producer whose every batch was rolled back keeps its epoch and waits for the first
+        // lost batch: a later one may not land ahead of it.
         let other = state.get(2).expect("kept");
         assert!(other.batches.is_empty());
-        assert_eq!(state.check(&producer(2, 1, 7, 1)), Ok(Verdict::Append));
+        assert!(matches!(
+            state.check(&producer(2, 1, 7, 1)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                expected_sequence: 0,
+                ..
+            })
+        ));
+        assert_eq!(state.check(&producer(2, 1, 0, 1)), Ok(Verdict::Append));
         assert!(matches!(
             state.check(&producer(2, 0, 0, 1)),
             Err(ProducerRefusal::ProducerFenced { .. })
         ));
+    }
+
+    #[test]
+    fn a_rollback_that_empties_a_producer_expects_its_first_lost_sequence_until_it_is_resent() {
+        let mut state = state();
+        append(&mut state, producer(3, 0, 10, 2), 0, 2).expect("first");
+        append(&mut state, producer(3, 0, 12, 3), 2, 3).expect("second");
+        state.truncate_from(0);
+        assert!(matches!(
+            state.check(&producer(3, 0, 12, 3)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                expected_sequence: 10,
+                received_sequence: 12,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check(&producer(3, 0, 8, 2)),
+            Err(ProducerRefusal::DuplicateSequence {
+                last_sequence: 9,
+                ..
+            })
+        ));
+        assert_eq!(
+            state.drop_before(100),
+            0,
+            "kept while it waits for the resend"
+        );
+        append(&mut state, producer(3, 0, 10, 2), 0, 2).expect("the resend");
+        assert_eq!(state.get(3).expect("kept").next_after_rollback, None);
+        assert_eq!(state.check(&producer(3, 0, 12, 3)), Ok(Verdict::Append));
     }
 
     #[test]
