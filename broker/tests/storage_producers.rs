@@ -95,21 +95,27 @@ fn every_disk_operation_yields(setup: &Setup) {
     });
 }
 
-#[test]
-fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
-    let setup = Setup::new(1);
+/// A log on a disk whose every operation yields, with room for two batches in the write queue
+/// and about ten in a segment: later arrivals find the queue full or a roll pending while
+/// earlier ones wait, and must not overtake them.
+fn crowded_log(seed: u64) -> (Setup, Rc<PartitionLog<MemoryFileSystem>>) {
+    let setup = Setup::new(seed);
     every_disk_operation_yields(&setup);
-    // Room for two batches in the write queue and about ten in a segment: later arrivals find
-    // the queue full or a roll pending while earlier ones wait, and must not overtake them.
     let log = setup.open_shared(LogConfig {
         write_queue_bytes_max: 2 * 1024,
         batch_bytes_max: 1024,
         segment_bytes_max: 10 * 1024,
         ..small_config()
     });
+    (setup, log)
+}
+
+#[test]
+fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
+    let (_setup, log) = crowded_log(1);
     let appender = log.clone();
     let outcomes = block(async move {
-        let mut appends: Vec<_> = (0..40u64)
+        let appends: Vec<_> = (0..40u64)
             .map(|sequence| {
                 Box::pin(appender.append(
                     producer_batch(sequence, PRODUCER, 0, sequence as i32, 1, 1000),
@@ -117,19 +123,7 @@ fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
                 ))
             })
             .collect();
-        // First polls in index order: that is the order the appends arrive at the log.
-        let mut early = Vec::new();
-        for append in &mut appends {
-            early.push(futures_lite::future::poll_once(append).await);
-        }
-        let mut outcomes = Vec::new();
-        for (append, early) in appends.into_iter().zip(early) {
-            outcomes.push(match early {
-                Some(outcome) => outcome,
-                None => append.await,
-            });
-        }
-        outcomes
+        in_arrival_order(appends).await
     });
     for (sequence, outcome) in outcomes.iter().enumerate() {
         let outcome = outcome
@@ -141,22 +135,32 @@ fn pipelined_appends_of_one_producer_are_admitted_in_arrival_order() {
     assert!(log.segment_count() > 2, "the run crossed rolls");
 }
 
+/// Polls each future once in index order (the order the requests arrive at the log), then
+/// awaits every one still pending; returns the outcomes in index order.
+async fn in_arrival_order<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut early = Vec::with_capacity(futures.len());
+    for future in &mut futures {
+        early.push(futures_lite::future::poll_once(future).await);
+    }
+    let mut outcomes = Vec::with_capacity(futures.len());
+    for (future, early) in futures.into_iter().zip(early) {
+        outcomes.push(match early {
+            Some(outcome) => outcome,
+            None => future.await,
+        });
+    }
+    outcomes
+}
+
 #[test]
 fn a_call_that_waited_for_its_turn_keeps_it_until_its_last_batch_is_admitted() {
-    let setup = Setup::new(14);
-    every_disk_operation_yields(&setup);
     // As in the test above, but each request carries two batches: once a call's first batch
     // has waited for queue room or a roll, the producer's next request (already waiting) must
     // not be admitted before the call's second batch, or its sequence would leave a gap.
-    let log = setup.open_shared(LogConfig {
-        write_queue_bytes_max: 2 * 1024,
-        batch_bytes_max: 1024,
-        segment_bytes_max: 10 * 1024,
-        ..small_config()
-    });
+    let (_setup, log) = crowded_log(14);
     let appender = log.clone();
     let outcomes = block(async move {
-        let mut calls: Vec<_> = (0..20u64)
+        let calls: Vec<_> = (0..20u64)
             .map(|call| {
                 let batches = (2 * call..2 * call + 2)
                     .map(|sequence| producer_batch(sequence, PRODUCER, 0, sequence as i32, 1, 1000))
@@ -164,19 +168,7 @@ fn a_call_that_waited_for_its_turn_keeps_it_until_its_last_batch_is_admitted() {
                 Box::pin(appender.append_batches(batches, AppendWait::Durable))
             })
             .collect();
-        // First polls in index order: that is the order the requests arrive at the log.
-        let mut early = Vec::new();
-        for call in &mut calls {
-            early.push(futures_lite::future::poll_once(call).await);
-        }
-        let mut outcomes = Vec::new();
-        for (call, early) in calls.into_iter().zip(early) {
-            outcomes.push(match early {
-                Some(outcome) => outcome,
-                None => call.await,
-            });
-        }
-        outcomes
+        in_arrival_order(calls).await
     });
     for (call, outcome) in outcomes.iter().enumerate() {
         let outcome = outcome
