@@ -174,15 +174,19 @@ fn run_paced(
     }
     let producer_count = f64::from(workload.producers);
     let (interval_nanos, target_rate) = match pace {
-        Pace::Open { records_per_sec } => (1e9 * producer_count / records_per_sec, records_per_sec),
+        Pace::Open { records_per_sec } => (
+            Some(1e9 * producer_count / records_per_sec),
+            records_per_sec,
+        ),
         // No schedule: the first record is due at the start, each later one when it is sent.
-        Pace::ClosedLoop => (0.0, f64::INFINITY),
+        Pace::ClosedLoop => (None, f64::INFINITY),
     };
     let mut producer_handles = Vec::new();
     for (index, producer) in producers.into_iter().enumerate() {
         let schedule = Schedule {
             // Producers are staggered so their sends interleave evenly.
-            first_nanos: start_nanos + (interval_nanos * index as f64 / producer_count) as u64,
+            first_nanos: start_nanos
+                + (interval_nanos.unwrap_or(0.0) * index as f64 / producer_count) as u64,
             interval_nanos,
             until_nanos: window.until_nanos,
         };
@@ -275,22 +279,22 @@ fn run_paced(
     Ok(outcome)
 }
 
-/// One producer's schedule: in open loop record k is due at `first + k * interval`; with an
-/// interval of 0 (closed loop) every record is due at once and the run ends by the clock.
+/// One producer's schedule: in open loop record k is due at `first + k * interval`; without an
+/// interval (closed loop) each record is due when it is sent and the run ends by the clock.
 #[derive(Debug, Clone, Copy)]
 struct Schedule {
     first_nanos: u64,
-    interval_nanos: f64,
+    interval_nanos: Option<f64>,
     until_nanos: u64,
 }
 
 impl Schedule {
     /// When record `index` is due, given that the previous send ended at `now_nanos`.
     fn due_nanos(&self, index: u64, now_nanos: u64) -> u64 {
-        if self.interval_nanos == 0.0 {
-            return now_nanos.max(self.first_nanos);
+        match self.interval_nanos {
+            Some(interval_nanos) => self.first_nanos + (index as f64 * interval_nanos) as u64,
+            None => now_nanos.max(self.first_nanos),
         }
-        self.first_nanos + (index as f64 * self.interval_nanos) as u64
     }
 }
 
@@ -417,7 +421,7 @@ mod tests {
     fn the_schedule_spaces_records_by_the_interval() {
         let schedule = Schedule {
             first_nanos: 1_000,
-            interval_nanos: 2.5,
+            interval_nanos: Some(2.5),
             until_nanos: 2_000,
         };
         assert_eq!(schedule.due_nanos(0, 0), 1_000);
@@ -432,7 +436,7 @@ mod tests {
     fn in_closed_loop_each_record_is_due_when_it_is_sent() {
         let schedule = Schedule {
             first_nanos: 1_000,
-            interval_nanos: 0.0,
+            interval_nanos: None,
             until_nanos: 2_000,
         };
         assert_eq!(schedule.due_nanos(0, 10), 1_000, "not before the start");

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::StorageError;
-use super::file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
+use super::file::{replace_file_durably, FileSystem, OpenMode, ReplaceSteps, StorageFile};
 
 pub const LOG_START_FILE_NAME: &str = "log-start-offset";
 pub const LOG_START_TEMPORARY_FILE_NAME: &str = "log-start-offset.tmp";
@@ -83,43 +83,31 @@ pub async fn write_log_start<F: FileSystem>(
     directory: &Path,
     log_start_offset: u64,
 ) -> Result<(), StorageError> {
-    let temporary = directory.join(LOG_START_TEMPORARY_FILE_NAME);
-    let file = file_system
-        .open_file(&temporary, OpenMode::CreateIfMissing)
-        .await
-        .map_err(|error| StorageError::io("creating checkpoint", &temporary, None, error))?;
-    let mut buffer = file.allocate_buffer(DIRECT_IO_ALIGNMENT_BYTES);
-    encode(log_start_offset, buffer.as_bytes_mut());
-    let written = file
-        .write_at(0, buffer)
-        .await
-        .map_err(|error| StorageError::io("writing checkpoint", &temporary, Some(0), error))?;
-    if written < RECORD_BYTES {
-        return Err(StorageError::io(
-            "writing checkpoint",
-            &temporary,
-            Some(0),
-            std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
-        ));
-    }
-    file.sync_data()
-        .await
-        .map_err(|error| StorageError::io("syncing checkpoint", &temporary, None, error))?;
-    drop(file);
-    let target = log_start_path(directory);
-    file_system
-        .rename(&temporary, &target)
-        .await
-        .map_err(|error| StorageError::io("renaming checkpoint", &target, None, error))?;
-    file_system
-        .sync_directory(directory)
-        .await
-        .map_err(|error| StorageError::io("syncing directory", directory, None, error))
+    let mut record = [0u8; RECORD_BYTES];
+    encode(log_start_offset, &mut record);
+    replace_file_durably(
+        file_system,
+        directory,
+        &directory.join(LOG_START_TEMPORARY_FILE_NAME),
+        &log_start_path(directory),
+        &record,
+        &ReplaceSteps {
+            create: "creating checkpoint",
+            size: "sizing checkpoint",
+            empty: "emptying checkpoint",
+            write: "writing checkpoint",
+            sync: "syncing checkpoint",
+            rename: "renaming checkpoint",
+            sync_directory: "syncing directory",
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::file::DIRECT_IO_ALIGNMENT_BYTES;
 
     #[test]
     fn encoded_checkpoint_decodes_to_the_same_offset() {

@@ -14,6 +14,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use super::error::StorageError;
+
 /// Writes start and end on multiples of this many bytes. 4096 covers both 512-byte and 4 KiB
 /// logical blocks, and matches the ext4/xfs block size, which avoids the file system's
 /// sub-block direct-I/O path (zeroing and serialisation).
@@ -96,6 +98,81 @@ pub fn align_down(position: u64) -> u64 {
 /// Rounds up to the direct-I/O alignment.
 pub fn align_up(length: u64) -> u64 {
     align_down(length + DIRECT_IO_ALIGNMENT_BYTES as u64 - 1)
+}
+
+/// Names of the steps of [`replace_file_durably`], for its errors: each caller says which file
+/// it is replacing (`"writing checkpoint"`, ...).
+pub struct ReplaceSteps {
+    pub create: &'static str,
+    pub size: &'static str,
+    pub empty: &'static str,
+    pub write: &'static str,
+    pub sync: &'static str,
+    pub rename: &'static str,
+    pub sync_directory: &'static str,
+}
+
+/// Replaces `target` with `bytes` so that a crash leaves the old file or the new one, never a
+/// mix: writes `temporary` (emptied first if a crashed attempt left it behind) with direct I/O,
+/// syncs it, renames it over `target` and syncs `directory`. For the engine's small metadata
+/// files (log-start checkpoint, producer snapshots); the file ends zero-padded to a whole block.
+pub async fn replace_file_durably<F: FileSystem>(
+    file_system: &F,
+    directory: &Path,
+    temporary: &Path,
+    target: &Path,
+    bytes: &[u8],
+    steps: &ReplaceSteps,
+) -> Result<(), StorageError> {
+    let failed = |op: &'static str, path: &Path, position: Option<u64>| {
+        let path = path.to_path_buf();
+        move |error| StorageError::io(op, &path, position, error)
+    };
+    let file = file_system
+        .open_file(temporary, OpenMode::CreateIfMissing)
+        .await
+        .map_err(failed(steps.create, temporary, None))?;
+    let leftover = file
+        .size()
+        .await
+        .map_err(failed(steps.size, temporary, None))?;
+    if leftover > 0 {
+        file.truncate(0)
+            .await
+            .map_err(failed(steps.empty, temporary, Some(0)))?;
+    }
+    let mut buffer = file.allocate_buffer(align_up(bytes.len() as u64) as usize);
+    let block = buffer.as_bytes_mut();
+    block[..bytes.len()].copy_from_slice(bytes);
+    block[bytes.len()..].fill(0);
+    let written =
+        file.write_at(0, buffer)
+            .await
+            .map_err(failed(steps.write, temporary, Some(0)))?;
+    if written < bytes.len() {
+        return Err(StorageError::io(
+            steps.write,
+            temporary,
+            Some(0),
+            io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {written} of {} bytes", bytes.len()),
+            ),
+        ));
+    }
+    file.sync_data()
+        .await
+        .map_err(failed(steps.sync, temporary, None))?;
+    drop(file);
+    file_system
+        .rename(temporary, target)
+        .await
+        .map_err(failed(steps.rename, target, None))?;
+    file_system.sync_directory(directory).await.map_err(failed(
+        steps.sync_directory,
+        directory,
+        None,
+    ))
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use spate_protocol::constants::PRODUCER_BATCHES_RETAINED;
 
 use super::error::StorageError;
-use super::file::{align_up, FileSystem, IoBuffer, OpenMode, StorageFile};
+use super::file::{
+    align_up, replace_file_durably, FileSystem, OpenMode, ReplaceSteps, StorageFile,
+};
 use super::producer_state::{ProducerEntry, ProducerState, RetainedBatch};
 use super::segment::SEGMENT_NAME_DIGITS;
 
@@ -270,55 +272,23 @@ pub async fn write_snapshot<F: FileSystem>(
     offset: u64,
     bytes: &[u8],
 ) -> Result<(), StorageError> {
-    let temporary = temporary_path(directory, offset);
-    let file = file_system
-        .open_file(&temporary, OpenMode::CreateIfMissing)
-        .await
-        .map_err(io_error("creating producer snapshot", &temporary, None))?;
-    let leftover =
-        file.size()
-            .await
-            .map_err(io_error("sizing producer snapshot", &temporary, None))?;
-    if leftover > 0 {
-        file.truncate(0).await.map_err(io_error(
-            "emptying producer snapshot",
-            &temporary,
-            Some(0),
-        ))?;
-    }
-    let mut buffer = file.allocate_buffer(align_up(bytes.len() as u64) as usize);
-    let target = buffer.as_bytes_mut();
-    target[..bytes.len()].copy_from_slice(bytes);
-    target[bytes.len()..].fill(0);
-    let written = file.write_at(0, buffer).await.map_err(io_error(
-        "writing producer snapshot",
-        &temporary,
-        Some(0),
-    ))?;
-    if written < bytes.len() {
-        return Err(StorageError::io(
-            "writing producer snapshot",
-            &temporary,
-            Some(0),
-            std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {written} of {} bytes", bytes.len()),
-            ),
-        ));
-    }
-    file.sync_data()
-        .await
-        .map_err(io_error("syncing producer snapshot", &temporary, None))?;
-    drop(file);
-    let target = snapshot_path(directory, offset);
-    file_system
-        .rename(&temporary, &target)
-        .await
-        .map_err(io_error("renaming producer snapshot", &target, None))?;
-    file_system
-        .sync_directory(directory)
-        .await
-        .map_err(io_error("syncing partition directory", directory, None))
+    replace_file_durably(
+        file_system,
+        directory,
+        &temporary_path(directory, offset),
+        &snapshot_path(directory, offset),
+        bytes,
+        &ReplaceSteps {
+            create: "creating producer snapshot",
+            size: "sizing producer snapshot",
+            empty: "emptying producer snapshot",
+            write: "writing producer snapshot",
+            sync: "syncing producer snapshot",
+            rename: "renaming producer snapshot",
+            sync_directory: "syncing partition directory",
+        },
+    )
+    .await
 }
 
 /// Reads and decodes the snapshot at `offset`. A file larger than `bytes_max` or one that does
