@@ -10,6 +10,7 @@
 //! The catalog knows nothing of logs or sockets: it neither opens nor deletes partition data
 //! (the shards do, see `shard`), it only names the directory each partition lives in.
 
+pub mod lock;
 pub mod producer_ids;
 pub mod topic_config;
 
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+pub use lock::{DataDirectoryLock, DataDirectoryLockError, LOCK_FILE_NAME};
 pub use producer_ids::{ProducerIdAllocator, ProducerIdError, ProducerIdentity};
 pub use topic_config::{TopicConfig, TopicConfigError};
 

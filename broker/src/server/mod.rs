@@ -29,7 +29,7 @@ use glommio::net::TcpListener;
 use glommio::sync::Gate;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, DataDirectoryLock, DataDirectoryLockError};
 use crate::config::{Config, ShardPlacement};
 use crate::shard::mesh::{Envelope, Mesh, RequestExecutor};
 use crate::shard::signal::ShutdownFlag;
@@ -46,6 +46,8 @@ const STARTUP_REPORT_INTERVAL_MS: u64 = 10_000;
 /// Why the broker could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(transparent)]
+    DataDirectory(#[from] DataDirectoryLockError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("cannot start shard {shard}: {message}")]
@@ -128,6 +130,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         signal_hook::flag::register(signal, shutdown.as_atomic()).map_err(ServerError::Signals)?;
     }
 
+    // Before anything else reads or writes the directory: a second broker there would treat the
+    // first one's topics as strays and overwrite its catalog. Held until `run` returns.
+    let _lock = DataDirectoryLock::acquire(&config.data_dir, &format!("listen={}", config.listen))?;
     let (catalog, change) = Catalog::open(
         &config.data_dir,
         shard_count,
