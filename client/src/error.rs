@@ -113,6 +113,16 @@ pub enum Error {
         /// The offset the next record will get.
         high_watermark: u64,
     },
+    /// What listens at the address does not speak Spate's protocol: it sent no answer to the
+    /// first request within the connect timeout, or bytes that are no response to it (an HTTP
+    /// server, say). Not retriable: asking again gets the same.
+    #[error("{address} is not a Spate broker ({reason})")]
+    NotSpateBroker {
+        /// The address connected to.
+        address: String,
+        /// "no answer within ..." or "unexpected reply: ...".
+        reason: String,
+    },
     /// The broker sent bytes this client cannot decode. Not retriable: a version mismatch or a
     /// bug, not a transient fault.
     #[error("malformed {operation} response from the broker: {source}")]
@@ -261,6 +271,7 @@ impl Error {
             | Self::UnknownPartition { .. }
             | Self::OffsetOutOfRange { .. }
             | Self::Protocol { .. }
+            | Self::NotSpateBroker { .. }
             | Self::UnsupportedVersion { .. }
             | Self::RecordTooLarge { .. }
             | Self::RetriesExhausted { .. }
@@ -288,10 +299,11 @@ impl Error {
         }
     }
 
-    /// Whether the broker could not be reached at all (as opposed to refusing a request).
+    /// Whether the broker could not be reached at all (as opposed to refusing a request),
+    /// including when what answered at its address is not a Spate broker.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            Self::Connect { .. } => true,
+            Self::Connect { .. } | Self::NotSpateBroker { .. } => true,
             Self::RetriesExhausted { last, .. } => last.is_unreachable(),
             _ => false,
         }

@@ -225,7 +225,7 @@ fn produce_and_consume_carry_keys_partitions_headers_and_every_format_token() {
     )
     .ok();
     assert!(
-        unacknowledged.starts_with("1 records sent"),
+        unacknowledged.starts_with("1 record sent"),
         "{unacknowledged}"
     );
     // acks=none gets no answer, so nothing says when "three" is stored and visible: read until
@@ -325,8 +325,8 @@ fn failures_exit_non_zero_with_one_line_errors() {
         b"k=v\nno separator here\n",
     )
     .fails_with(1);
-    assert!(no_separator.contains("line 2"), "{no_separator}");
-    let bad_format = spate(address, &["consume", "present", "--format", "%x"], b"").fails_with(1);
+    assert!(no_separator.contains("record 2"), "{no_separator}");
+    let bad_format = spate(address, &["consume", "present", "--format", "%x"], b"").fails_with(2);
     assert!(bad_format.contains("%x"), "{bad_format}");
 
     let usage = spate(address, &["consume"], b"");

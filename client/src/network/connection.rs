@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,9 @@ struct Pending {
 /// State both tasks and every caller share.
 struct Shared {
     address: String,
+    /// Set when the peer sent bytes that are no answer to our requests (a malformed frame, a
+    /// correlation id out of step): during the handshake, a sign that it is not a Spate broker.
+    garbled: AtomicBool,
     pending: Mutex<VecDeque<Pending>>,
     closed: watch::Sender<Option<String>>,
 }
@@ -138,6 +141,7 @@ impl Connection {
         let (closed, closed_watch) = watch::channel(None);
         let shared = Arc::new(Shared {
             address: address.to_string(),
+            garbled: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
             closed,
         });
@@ -159,8 +163,28 @@ impl Connection {
             request_timeout: config.request_timeout,
             versions: Versions([Some(0); ApiKey::ALL.len()]),
         };
-        connection.negotiate().await?;
-        Ok(connection)
+        // A port that accepts and never answers, or answers in another protocol, must not
+        // hold the caller for the request timeout: the handshake gets the connect timeout.
+        let not_spate = |reason: String| Error::NotSpateBroker {
+            address: address.to_string(),
+            reason,
+        };
+        match tokio::time::timeout(config.connect_timeout, connection.negotiate()).await {
+            Ok(Ok(())) => Ok(connection),
+            Err(_) => Err(not_spate(format!(
+                "no answer within {} ms",
+                config.connect_timeout.as_millis()
+            ))),
+            Ok(Err(Error::Protocol { source, .. })) => {
+                Err(not_spate(format!("unexpected reply: {source}")))
+            }
+            Ok(Err(Error::ConnectionLost { reason, .. }))
+                if connection.shared.garbled.load(Ordering::Relaxed) =>
+            {
+                Err(not_spate(format!("unexpected reply: {reason}")))
+            }
+            Ok(Err(error)) => Err(error),
+        }
     }
 
     async fn negotiate(&mut self) -> Result<(), Error> {
@@ -418,6 +442,7 @@ async fn read_loop(
                 }
                 Ok(None) => break,
                 Err(error) => {
+                    shared.garbled.store(true, Ordering::Relaxed);
                     shared.close(format!("malformed response frame: {error}"));
                     return;
                 }
@@ -457,11 +482,14 @@ fn reserve_for_next_frame(buffer: &mut BytesMut) {
 
 fn deliver(shared: &Shared, correlation_id: u32, body: Bytes) -> Result<(), String> {
     let Some(pending) = shared.pending().pop_front() else {
+        shared.garbled.store(true, Ordering::Relaxed);
         return Err(format!(
             "response with correlation id {correlation_id} answers no request"
         ));
     };
     if pending.correlation_id != correlation_id {
+        // Before the requester hears of it, so it can tell a stranger from a broken connection.
+        shared.garbled.store(true, Ordering::Relaxed);
         let expected = pending.correlation_id;
         let _ = pending
             .reply

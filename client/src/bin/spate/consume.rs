@@ -53,8 +53,8 @@ pub struct ConsumeArgs {
     exit_at_end: bool,
     /// Output template: %t topic, %p partition, %o offset, %k key, %v value, %T timestamp (ms),
     /// %h headers (k=v,...), %% a percent sign; \n \t escapes. One line per record.
-    #[arg(long, value_name = "TEMPLATE")]
-    format: Option<String>,
+    #[arg(long, value_name = "TEMPLATE", value_parser = Template::parse_argument)]
+    format: Option<Template>,
     /// One JSON object per line: topic, partition, offset, timestamp, key, value, headers.
     #[arg(long)]
     json: bool,
@@ -67,7 +67,7 @@ enum Output {
 
 pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
     let output = match (&arguments.format, arguments.json) {
-        (Some(text), _) => Output::Template(Template::parse(text).context("--format")?),
+        (Some(template), _) => Output::Template(template.clone()),
         (None, true) => Output::Json,
         (None, false) => Output::Template(Template::value_only()),
     };

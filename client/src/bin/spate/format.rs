@@ -102,6 +102,11 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// [`Template::parse`] for clap, so a bad template is a usage error.
+    pub fn parse_argument(text: &str) -> Result<Self, String> {
+        Self::parse(text).map_err(|error| error.to_string())
+    }
+
     /// Writes one record. Key and value bytes are written as they are; `%h` writes
     /// `key=value` pairs separated by commas.
     pub fn write(&self, output: &mut impl Write, record: &ConsumerRecord<'_>) -> io::Result<()> {

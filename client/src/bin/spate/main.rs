@@ -21,20 +21,25 @@ use clap::{Args, Parser, Subcommand};
 use spate_client::{Client, ClientConfig, ErrorCode};
 
 /// Exit codes, documented in `--help`.
-mod exit {
+pub(crate) mod exit {
     /// The command failed (the broker refused, bad input, ...).
     pub const FAILURE: u8 = 1;
     /// The command line was wrong (clap's own code for usage errors).
     pub const USAGE: u8 = 2;
-    /// No broker answered at the given address.
+    /// No broker answered at the given address (or what answered is not a Spate broker).
     pub const UNREACHABLE: u8 = 3;
     /// The topic (or partition) does not exist.
     pub const UNKNOWN_TOPIC: u8 = 4;
+    /// Stopped by Ctrl-C (SIGINT), the shell's 128 + signal number.
+    pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM, the shell's 128 + signal number.
+    pub const TERMINATED: u8 = 143;
 }
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 success, 1 failure, 2 usage error, 3 broker unreachable, 4 unknown topic or \
-partition. Errors are printed as one line on stderr.";
+Exit codes: 0 success, 1 failure, 2 usage error, 3 broker unreachable (or not a Spate broker), \
+4 unknown topic or partition, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors are \
+printed as one line on stderr.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,7 +58,14 @@ struct Cli {
 #[derive(Debug, Args)]
 struct ConnectionArgs {
     /// Broker address, HOST:PORT.
-    #[arg(long, global = true, env = "SPATE_BROKER", default_value = spate_client::config::defaults::BROKER_ADDRESS)]
+    #[arg(
+        short = 'b',
+        long,
+        global = true,
+        env = "SPATE_BROKER",
+        hide_env_values = true,
+        default_value = spate_client::config::defaults::BROKER_ADDRESS
+    )]
     broker: String,
     /// How long to keep retrying while the broker cannot be reached, in milliseconds.
     #[arg(long, global = true, default_value_t = 5_000)]
@@ -77,10 +89,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            let code = if error.use_stderr() { exit::USAGE } else { 0 };
+        Err(error) if !error.use_stderr() => {
+            // --help and --version: their text on stdout, success.
             let _ = error.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            terminal::print_error_line(&usage_error_line(&error));
+            return ExitCode::from(exit::USAGE);
         }
     };
     match run(cli) {
@@ -93,11 +109,72 @@ fn main() -> ExitCode {
     }
 }
 
+/// A usage error in one line, without the `error: ` label: clap's first paragraph (its tips and
+/// usage block dropped), with the command's `--help` named so the rest is one step away.
+fn usage_error_line(error: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let (command_path, command) = command_named_by(&arguments);
+    let hint = format!("(see '{command_path} --help')");
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let names: Vec<&str> = command
+            .get_subcommands()
+            .map(clap::Command::get_name)
+            .filter(|name| *name != "help")
+            .collect();
+        return format!("'{command_path}' needs a command: {} {hint}", names.join(", "));
+    }
+    if error.kind() == ErrorKind::UnknownArgument {
+        if let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) {
+            // clap names only the first characters of `-10`; the command line has all of it.
+            let negative = arguments.iter().find(|argument| {
+                argument.starts_with(invalid.as_str())
+                    && argument.parse::<i64>().is_ok_and(|number| number < 0)
+            });
+            if let Some(negative) = negative {
+                return format!(
+                    "invalid value '{negative}': a negative number is not accepted here {hint}"
+                );
+            }
+        }
+    }
+    let rendered = error.render().to_string();
+    let first_paragraph: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = first_paragraph.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message} {hint}")
+}
+
+/// The (sub)command the command line names, as `spate topic create`, and its definition.
+fn command_named_by(arguments: &[String]) -> (String, clap::Command) {
+    use clap::CommandFactory;
+
+    let mut command = Cli::command();
+    let mut path = vec![command.get_name().to_string()];
+    for argument in arguments.iter().filter(|argument| !argument.starts_with('-')) {
+        let Some(sub) = command.find_subcommand(argument).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    (path.join(" "), command)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let client = connect(&cli.connection)?;
     match cli.command {
         Command::Topic(command) => topic::run(&client, command),
-        Command::Produce(arguments) => produce::run(&client, arguments),
+        Command::Produce(arguments) => produce::run(
+            &client,
+            arguments,
+            Duration::from_millis(cli.connection.timeout_ms),
+        ),
         Command::Consume(arguments) => consume::run(&client, arguments),
         Command::Group(command) => group::run(&client, command),
     }
@@ -112,8 +189,20 @@ fn connect(arguments: &ConnectionArgs) -> anyhow::Result<Client> {
     Ok(Client::new(config)?)
 }
 
+/// A command stopped by a signal before it was done; `message` says what was done.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct Interrupted {
+    /// [`exit::INTERRUPTED`] or [`exit::TERMINATED`].
+    pub exit_code: u8,
+    pub message: String,
+}
+
 /// Maps the failure to the documented exit codes.
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(interrupted) = error.downcast_ref::<Interrupted>() {
+        return interrupted.exit_code;
+    }
     let Some(error) = error.downcast_ref::<spate_client::Error>() else {
         return exit::FAILURE;
     };

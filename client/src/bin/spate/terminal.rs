@@ -41,6 +41,11 @@ pub fn print_error(error: &anyhow::Error) {
         }
         line.push_str(&text);
     }
+    print_error_line(&line);
+}
+
+/// Prints `error: LINE` on stderr, as one line whatever `line` holds.
+pub fn print_error_line(line: &str) {
     let line = line.replace('\n', " ");
     let label = if stderr_colour() {
         "\x1b[1;31merror\x1b[0m"
