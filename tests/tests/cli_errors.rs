@@ -40,7 +40,10 @@ fn usage_errors_are_one_line_that_names_the_help_and_exit_2() {
         (&["consume", "t", "--format", "%x"], "%x"),
         (&["consume", "t", "--format", "50%"], "lone %"),
         (&["consume", "t", "--bogus"], "--bogus"),
-        (&["produce", "t", "--key-separator", ""], "must not be empty"),
+        (
+            &["produce", "t", "--key-separator", ""],
+            "must not be empty",
+        ),
         (&["produce", "t", "--delimiter", ""], "must not be empty"),
         (&["topic", "create", "t", "--partitions", "-1"], "'-1'"),
         (&["topic"], "create, list, describe, delete, alter"),
@@ -84,8 +87,7 @@ fn impostor(http: bool) -> SocketAddr {
             if http {
                 let mut request = [0u8; 64];
                 let _ = stream.read(&mut request);
-                let _ = stream
-                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
             }
             held.push(stream);
         }
@@ -95,7 +97,10 @@ fn impostor(http: bool) -> SocketAddr {
 
 #[test]
 fn a_port_that_never_answers_or_speaks_http_is_not_a_spate_broker() {
-    for (http, reason) in [(false, "no answer within 500 ms"), (true, "unexpected reply")] {
+    for (http, reason) in [
+        (false, "no answer within 500 ms"),
+        (true, "unexpected reply"),
+    ] {
         let started = Instant::now();
         let line = spate(
             impostor(http),
@@ -121,8 +126,15 @@ fn a_port_that_never_answers_or_speaks_http_is_not_a_spate_broker() {
 fn produce_stopped_by_bad_input_flushes_and_reports_what_was_acknowledged() {
     let broker = broker();
     let address = broker.address();
-    spate(address, &["topic", "create", "halted", "--partitions", "3"], b"").ok();
-    let mut input: String = (0..2_000).map(|number| format!("k{number}=v{number}\n")).collect();
+    spate(
+        address,
+        &["topic", "create", "halted", "--partitions", "3"],
+        b"",
+    )
+    .ok();
+    let mut input: String = (0..2_000)
+        .map(|number| format!("k{number}=v{number}\n"))
+        .collect();
     input.push_str("no separator\nk=after\n");
     let line = spate(
         address,
@@ -135,7 +147,10 @@ fn produce_stopped_by_bad_input_flushes_and_reports_what_was_acknowledged() {
         line.contains("2000 records of the 2000 sent acknowledged"),
         "{line}"
     );
-    assert!(line.contains("records after record 2000 were not sent"), "{line}");
+    assert!(
+        line.contains("records after record 2000 were not sent"),
+        "{line}"
+    );
     // Everything acknowledged is there the moment the command returns, and nothing lands later.
     assert_eq!(values(address, "halted").len(), 2_000);
 }
@@ -154,7 +169,14 @@ fn one_record_is_singular_and_a_tab_separator_is_an_escape() {
     assert_eq!(produced, "1 record acknowledged\n");
     let printed = spate(
         address,
-        &["consume", "tabs", "--from-beginning", "--exit-at-end", "--format", "%k|%v"],
+        &[
+            "consume",
+            "tabs",
+            "--from-beginning",
+            "--exit-at-end",
+            "--format",
+            "%k|%v",
+        ],
         b"",
     )
     .ok();
@@ -196,7 +218,10 @@ fn produce_stopped_by_a_signal_reports_what_was_acknowledged_and_exits_128_plus_
         assert_eq!(output.status.code(), Some(code), "{stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{stderr}");
-        assert!(lines[0].starts_with(&format!("error: {name} received")), "{stderr}");
+        assert!(
+            lines[0].starts_with(&format!("error: {name} received")),
+            "{stderr}"
+        );
         assert!(
             lines[0].contains("3 records of the 3 sent acknowledged"),
             "{stderr}"

@@ -123,7 +123,10 @@ fn usage_error_line(error: &clap::Error) -> String {
             .map(clap::Command::get_name)
             .filter(|name| *name != "help")
             .collect();
-        return format!("'{command_path}' needs a command: {} {hint}", names.join(", "));
+        return format!(
+            "'{command_path}' needs a command: {} {hint}",
+            names.join(", ")
+        );
     }
     if error.kind() == ErrorKind::UnknownArgument {
         if let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) {
@@ -156,7 +159,10 @@ fn command_named_by(arguments: &[String]) -> (String, clap::Command) {
 
     let mut command = Cli::command();
     let mut path = vec![command.get_name().to_string()];
-    for argument in arguments.iter().filter(|argument| !argument.starts_with('-')) {
+    for argument in arguments
+        .iter()
+        .filter(|argument| !argument.starts_with('-'))
+    {
         let Some(sub) = command.find_subcommand(argument).cloned() else {
             continue;
         };

@@ -36,7 +36,12 @@ pub struct ProduceArgs {
     #[arg(short = 'K', long, value_name = "SEP", value_parser = parse_delimiter)]
     key_separator: Option<Delimiter>,
     /// Give every record this key (it picks the partition like any key).
-    #[arg(short = 'k', long, value_name = "KEY", conflicts_with = "key_separator")]
+    #[arg(
+        short = 'k',
+        long,
+        value_name = "KEY",
+        conflicts_with = "key_separator"
+    )]
     key: Option<String>,
     /// Records end at DELIM instead of a newline. Escapes: \t \n \r \\ \0.
     #[arg(short = 'D', long, value_name = "DELIM", value_parser = parse_delimiter)]
@@ -212,7 +217,8 @@ pub fn run(client: &Client, arguments: ProduceArgs, timeout: Duration) -> anyhow
             match settle(&producer, None, Some(&signals)) {
                 Settled::Done(result) => result.context("delivering the records")?,
                 Settled::Interrupted(signal) => {
-                    let settled = matches!(settle(&producer, Some(timeout), None), Settled::Done(_));
+                    let settled =
+                        matches!(settle(&producer, Some(timeout), None), Settled::Done(_));
                     return Err(interrupted(signal, settled));
                 }
                 Settled::TimedOut => unreachable!("no deadline was set"),
@@ -523,9 +529,6 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(
-            records,
-            vec![b"a|b".to_vec(), b"c|d".to_vec(), Vec::new()]
-        );
+        assert_eq!(records, vec![b"a|b".to_vec(), b"c|d".to_vec(), Vec::new()]);
     }
 }
