@@ -55,6 +55,10 @@ pub mod defaults {
     /// Most partitions one topic may have, and most topics the broker holds.
     pub const PARTITIONS_PER_TOPIC_MAX: u32 = 4096;
     pub const TOPICS_MAX: usize = 10_000;
+    /// Most partitions one shard owns; a topic that would place more on a shard is refused when
+    /// it is created. Descriptors do not grow with partitions (the open-file cache bounds them),
+    /// so this bounds the memory and start-up work of each shard.
+    pub const PARTITIONS_PER_SHARD_MAX: usize = 100_000;
     /// Memory glommio registers per shard for io_uring buffers.
     pub const IO_MEMORY_BYTES: usize = 16 * 1024 * 1024;
 }
@@ -167,6 +171,7 @@ settings! {
     retention_check_interval_ms: u64, "SPATE_RETENTION_CHECK_INTERVAL_MS", "How often retention runs on each shard";
     partitions_per_topic_max: u32, "SPATE_PARTITIONS_PER_TOPIC_MAX", "Most partitions one topic may have";
     topics_max: usize, "SPATE_TOPICS_MAX", "Most topics the broker holds";
+    partitions_per_shard_max: usize, "SPATE_PARTITIONS_PER_SHARD_MAX", "Most partitions one shard owns; creating a topic that would place more is refused";
     io_memory_bytes: usize, "SPATE_IO_MEMORY_BYTES", "io_uring buffer memory registered per shard";
     offsets_topic_partitions: u32, "SPATE_OFFSETS_TOPIC_PARTITIONS", "Partitions of the consumer-group offsets topic (__consumer_offsets), used when the broker creates it";
     offsets_topic_segment_bytes: u64, "SPATE_OFFSETS_TOPIC_SEGMENT_BYTES", "Segment size of the offsets topic, used when the broker creates it";
@@ -249,6 +254,7 @@ pub struct Limits {
     pub retention_check_interval_ms: u64,
     pub partitions_per_topic_max: u32,
     pub topics_max: usize,
+    pub partitions_per_shard_max: usize,
     pub io_memory_bytes: usize,
 }
 
@@ -354,6 +360,9 @@ impl Config {
                 .partitions_per_topic_max
                 .unwrap_or(defaults::PARTITIONS_PER_TOPIC_MAX),
             topics_max: layer.topics_max.unwrap_or(defaults::TOPICS_MAX),
+            partitions_per_shard_max: layer
+                .partitions_per_shard_max
+                .unwrap_or(defaults::PARTITIONS_PER_SHARD_MAX),
             io_memory_bytes: layer.io_memory_bytes.unwrap_or(defaults::IO_MEMORY_BYTES),
         };
         let config = Config {
@@ -428,6 +437,7 @@ impl Config {
             ("cross_shard_queue_depth", limits.cross_shard_queue_depth),
             ("fetch_response_bytes_max", limits.fetch_response_bytes_max),
             ("topics_max", limits.topics_max),
+            ("partitions_per_shard_max", limits.partitions_per_shard_max),
             ("io_memory_bytes", limits.io_memory_bytes),
         ];
         for (setting, value) in positive {

@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -26,6 +27,8 @@ pub struct BrokerOptions {
     pub shards: usize,
     /// Extra command-line arguments, appended last.
     pub arguments: Vec<String>,
+    /// RLIMIT_NOFILE (soft and hard) for the broker process; `None` inherits the test's.
+    pub descriptors_max: Option<u64>,
 }
 
 impl Default for BrokerOptions {
@@ -33,6 +36,7 @@ impl Default for BrokerOptions {
         BrokerOptions {
             shards: 2,
             arguments: Vec::new(),
+            descriptors_max: None,
         }
     }
 }
@@ -278,7 +282,25 @@ fn spawn_once(
     listen: SocketAddr,
     options: &BrokerOptions,
 ) -> Result<Spawned, StartHung> {
-    let mut child = Command::new(broker_binary())
+    let mut command = Command::new(broker_binary());
+    if let Some(descriptors_max) = options.descriptors_max {
+        let limit = libc::rlimit {
+            rlim_cur: descriptors_max,
+            rlim_max: descriptors_max,
+        };
+        // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe and only
+        // lowers this child's own limits.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    let mut child = command
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", &listen.to_string()])

@@ -58,6 +58,16 @@ pub enum CatalogError {
     InvalidPartitions { partitions: i64, limit: u32 },
     #[error("the broker already holds {limit} topics")]
     TooManyTopics { limit: usize },
+    #[error(
+        "{partitions} more partitions would put {placed} on shard {shard}, above the limit \
+         partitions_per_shard_max = {limit}"
+    )]
+    TooManyPartitions {
+        partitions: i64,
+        shard: ShardId,
+        placed: usize,
+        limit: usize,
+    },
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),
     #[error(transparent)]
@@ -132,11 +142,23 @@ pub struct Catalog {
     data_dir: PathBuf,
     topics_max: usize,
     partitions_per_topic_max: u32,
-    /// Serializes writers; holds the id to give the next topic.
-    writer: Mutex<u64>,
+    partitions_per_shard_max: usize,
+    /// Serializes writers; holds the id to give the next topic and the topics being created.
+    writer: Mutex<Writer>,
     current: RwLock<Arc<CatalogSnapshot>>,
     /// Broker-wide producer ids (InitProducerId); durable beside the catalog file.
     producer_ids: ProducerIdAllocator,
+}
+
+/// What the writer lock guards.
+#[derive(Debug)]
+struct Writer {
+    /// Ids are never reused within a process, even for a creation that was abandoned: its
+    /// directories may outlive it until the next start removes them as orphans.
+    next_topic_id: u64,
+    /// Topics whose partitions are being created ([`Catalog::reserve_topic`]): their names are
+    /// taken and their partitions count toward shard load, but no snapshot names them yet.
+    reserved: BTreeMap<String, Arc<TopicMetadata>>,
 }
 
 /// The file layout (TOML). Only this struct is serialized; the snapshot is derived from it.
@@ -168,6 +190,7 @@ impl Catalog {
         shard_count: usize,
         topics_max: usize,
         partitions_per_topic_max: u32,
+        partitions_per_shard_max: usize,
     ) -> Result<(Catalog, Option<PlacementChange>), CatalogError> {
         assert!(shard_count > 0, "a broker has at least one shard");
         create_directory(data_dir)?;
@@ -204,7 +227,11 @@ impl Catalog {
             data_dir: data_dir.to_path_buf(),
             topics_max,
             partitions_per_topic_max,
-            writer: Mutex::new(file.next_topic_id),
+            partitions_per_shard_max,
+            writer: Mutex::new(Writer {
+                next_topic_id: file.next_topic_id,
+                reserved: BTreeMap::new(),
+            }),
             current: RwLock::new(Arc::new(snapshot)),
             producer_ids: ProducerIdAllocator::open(data_dir)?,
         };
@@ -229,9 +256,28 @@ impl Catalog {
             .clone()
     }
 
-    /// Adds a topic, placing each partition on the shard that owns the fewest partitions (lowest
-    /// id on ties), and persists the catalog. Blocking.
+    /// Adds a topic at once (reserve and commit). For callers that create no partition data
+    /// (tests); the broker creates topics with [`Catalog::reserve_topic`] and
+    /// [`Catalog::commit_topic`] around opening the partitions. Blocking.
     pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i64,
+        config: TopicConfig,
+    ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        let topic = self.reserve_topic(name, partitions, config)?;
+        self.commit_topic(&topic)?;
+        Ok(topic)
+    }
+
+    /// Takes a name, an id and a placement for a new topic without naming it in any snapshot:
+    /// the caller creates its partitions, then [`Catalog::commit_topic`]s it, or
+    /// [`Catalog::release_topic`]s it after removing what it created. Each partition goes to the
+    /// shard that owns the fewest partitions (lowest id on ties); a topic that would put more
+    /// than `partitions_per_shard_max` on a shard is refused here, before anything exists.
+    /// Takes the writer lock, which a persisting writer holds across fsyncs: call it from a
+    /// blocking thread.
+    pub fn reserve_topic(
         &self,
         name: &str,
         partitions: i64,
@@ -244,35 +290,46 @@ impl Catalog {
                 limit: self.partitions_per_topic_max,
             });
         }
-        let mut next_topic_id = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut writer = self.lock_writer();
         let current = self.snapshot();
-        if current.topics.contains_key(name) {
+        if current.topics.contains_key(name) || writer.reserved.contains_key(name) {
             return Err(CatalogError::TopicAlreadyExists {
                 name: name.to_string(),
             });
         }
-        if current.topics.len() >= self.topics_max {
+        if current.topics.len() + writer.reserved.len() >= self.topics_max {
             return Err(CatalogError::TooManyTopics {
                 limit: self.topics_max,
             });
         }
         let mut load = vec![0usize; current.shard_count];
-        for topic in current.topics.values() {
+        for topic in current.topics.values().chain(writer.reserved.values()) {
             for shard in &topic.partition_shards {
                 load[*shard] += 1;
             }
         }
-        let partition_shards = (0..partitions)
+        let partition_shards: Vec<ShardId> = (0..partitions)
             .map(|_| {
                 let shard = least_loaded(&load);
                 load[shard] += 1;
                 shard
             })
             .collect();
-        let id = *next_topic_id;
+        if let Some((shard, placed)) = load
+            .iter()
+            .copied()
+            .enumerate()
+            .find(|(_, placed)| *placed > self.partitions_per_shard_max)
+        {
+            return Err(CatalogError::TooManyPartitions {
+                partitions,
+                shard,
+                placed,
+                limit: self.partitions_per_shard_max,
+            });
+        }
+        let id = writer.next_topic_id;
+        writer.next_topic_id += 1;
         let topic = Arc::new(TopicMetadata {
             name: name.to_string(),
             id,
@@ -280,21 +337,50 @@ impl Catalog {
             config,
             directory: topic_directory(&self.data_dir, name, id),
         });
-        let mut next = (*current).clone();
-        next.topics.insert(name.to_string(), topic.clone());
-        self.persist(&next, id + 1)?;
-        *next_topic_id = id + 1;
-        self.publish(next);
+        writer.reserved.insert(name.to_string(), topic.clone());
         Ok(topic)
+    }
+
+    /// Names a reserved topic in the catalog: persists it, then publishes it. On an error the
+    /// topic stays reserved (the caller removes its partitions, then releases it). Blocking.
+    pub fn commit_topic(&self, topic: &TopicMetadata) -> Result<(), CatalogError> {
+        let mut writer = self.lock_writer();
+        let reserved = writer.reserved.get(&topic.name).cloned();
+        assert!(
+            reserved.as_deref() == Some(topic),
+            "only a reserved topic is committed, once"
+        );
+        let mut next = (*self.snapshot()).clone();
+        next.topics
+            .insert(topic.name.clone(), reserved.expect("checked above"));
+        self.persist(&next, writer.next_topic_id)?;
+        writer.reserved.remove(&topic.name);
+        self.publish(next);
+        Ok(())
+    }
+
+    /// Gives up a reserved topic's name (its creation failed and what it created is removed).
+    pub fn release_topic(&self, topic: &TopicMetadata) {
+        let mut writer = self.lock_writer();
+        if writer
+            .reserved
+            .get(&topic.name)
+            .is_some_and(|reserved| reserved.id == topic.id)
+        {
+            writer.reserved.remove(&topic.name);
+        }
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Removes a topic from the catalog and persists it. The caller then deletes its partition
     /// data; if the broker dies first, the orphan directory is removed at the next open. Blocking.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, CatalogError> {
-        let next_topic_id = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let writer = self.lock_writer();
         let current = self.snapshot();
         let Some(topic) = current.topics.get(name).cloned() else {
             return Err(CatalogError::UnknownTopic {
@@ -303,7 +389,7 @@ impl Catalog {
         };
         let mut next = (*current).clone();
         next.topics.remove(name);
-        self.persist(&next, *next_topic_id)?;
+        self.persist(&next, writer.next_topic_id)?;
         self.publish(next);
         Ok(topic)
     }
@@ -314,10 +400,7 @@ impl Catalog {
         name: &str,
         config: TopicConfig,
     ) -> Result<Arc<TopicMetadata>, CatalogError> {
-        let next_topic_id = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let writer = self.lock_writer();
         let current = self.snapshot();
         let Some(topic) = current.topics.get(name) else {
             return Err(CatalogError::UnknownTopic {
@@ -330,7 +413,7 @@ impl Catalog {
         });
         let mut next = (*current).clone();
         next.topics.insert(name.to_string(), altered.clone());
-        self.persist(&next, *next_topic_id)?;
+        self.persist(&next, writer.next_topic_id)?;
         self.publish(next);
         Ok(altered)
     }
@@ -598,7 +681,7 @@ mod tests {
     use super::*;
 
     fn open(directory: &Path, shards: usize) -> (Catalog, Option<PlacementChange>) {
-        Catalog::open(directory, shards, 100, 64).unwrap()
+        Catalog::open(directory, shards, 100, 64, 1000).unwrap()
     }
 
     #[test]
@@ -703,6 +786,79 @@ mod tests {
     }
 
     #[test]
+    fn a_reserved_topic_is_named_only_once_committed_and_a_released_one_leaves_no_trace() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 2);
+        let reserved = catalog
+            .reserve_topic("t", 3, TopicConfig::default())
+            .unwrap();
+        assert!(catalog.snapshot().topic("t").is_none());
+        assert!(matches!(
+            catalog.reserve_topic("t", 1, TopicConfig::default()),
+            Err(CatalogError::TopicAlreadyExists { .. })
+        ));
+        catalog.release_topic(&reserved);
+        drop(catalog);
+        let (reopened, _) = open(directory.path(), 2);
+        assert!(reopened.snapshot().topic("t").is_none());
+        let again = reopened
+            .reserve_topic("t", 3, TopicConfig::default())
+            .unwrap();
+        reopened.commit_topic(&again).unwrap();
+        assert_eq!(*reopened.snapshot().topic("t").unwrap().clone(), *again);
+    }
+
+    #[test]
+    fn ids_of_released_topics_are_not_given_again_in_the_same_process() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        let released = catalog
+            .reserve_topic("t", 1, TopicConfig::default())
+            .unwrap();
+        catalog.release_topic(&released);
+        let created = catalog
+            .create_topic("t", 1, TopicConfig::default())
+            .unwrap();
+        assert_ne!(created.directory, released.directory);
+    }
+
+    #[test]
+    fn a_topic_that_would_overfill_a_shard_is_refused_before_anything_is_named() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = Catalog::open(directory.path(), 2, 100, 64, 10).unwrap();
+        catalog
+            .create_topic("first", 16, TopicConfig::default())
+            .unwrap();
+        let reserved = catalog
+            .reserve_topic("pending", 2, TopicConfig::default())
+            .unwrap();
+        // 8 + 1 on each shard so far: three more put 11 on shard 0 (reserved ones count).
+        let refusal = catalog
+            .reserve_topic("third", 3, TopicConfig::default())
+            .unwrap_err();
+        assert!(
+            matches!(
+                refusal,
+                CatalogError::TooManyPartitions {
+                    shard: 0,
+                    placed: 11,
+                    limit: 10,
+                    ..
+                }
+            ),
+            "{refusal:?}"
+        );
+        assert!(refusal
+            .to_string()
+            .contains("partitions_per_shard_max = 10"));
+        assert!(catalog.snapshot().topic("third").is_none());
+        catalog.release_topic(&reserved);
+        catalog
+            .create_topic("third", 3, TopicConfig::default())
+            .unwrap();
+    }
+
+    #[test]
     fn topic_names_follow_the_kafka_rule() {
         assert!(validate_topic_name("orders.v1_eu-west").is_ok());
         assert!(validate_topic_name(&"x".repeat(249)).is_ok());
@@ -729,7 +885,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         std::fs::write(directory.path().join(CATALOG_FILE_NAME), "version = [").unwrap();
         assert!(matches!(
-            Catalog::open(directory.path(), 1, 10, 10),
+            Catalog::open(directory.path(), 1, 10, 10, 100),
             Err(CatalogError::Corrupt { .. })
         ));
     }

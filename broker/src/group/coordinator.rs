@@ -43,7 +43,7 @@ use super::{coordinator_shard_of, GroupAnswer, GroupCall, OFFSETS_TOPIC_NAME};
 use crate::catalog::topic_config::{RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES};
 use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
 use crate::shard::messages::{PartitionError, ShardRequest, ShardResponse};
-use crate::shard::router::broadcast;
+use crate::shard::topic_creation::{self, TopicCreationError};
 use crate::shard::Shard;
 
 /// Shard-local coordinator state. See the module documentation.
@@ -273,34 +273,27 @@ async fn create_offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicMetadata>, E
             tracing::error!(%error, "offsets topic configuration refused");
             ErrorCode::CoordinatorNotAvailable
         })?;
-    let catalog = shard.catalog.clone();
     let partitions = i64::from(limits.offsets_topic_partitions);
-    let created = glommio::executor()
-        .spawn_blocking(move || catalog.create_topic(OFFSETS_TOPIC_NAME, partitions, config))
-        .await;
+    let created = topic_creation::create_topic(shard, OFFSETS_TOPIC_NAME, partitions, config).await;
     let topic = match created {
         Ok(topic) => topic,
         // Created by someone else (an administrator) in between; whoever created it opens it.
-        Err(CatalogError::TopicAlreadyExists { .. }) => {
+        Err(TopicCreationError::Catalog(CatalogError::TopicAlreadyExists { .. })) => {
             return shard
                 .snapshot()
                 .topic(OFFSETS_TOPIC_NAME)
                 .cloned()
                 .ok_or(ErrorCode::CoordinatorNotAvailable)
         }
+        Err(TopicCreationError::Partitions { source, .. }) => {
+            tracing::error!(error = %source, "cannot open the offsets topic's partitions");
+            return Err(coordinator_error_code(&source));
+        }
         Err(error) => {
             tracing::error!(%error, "cannot create the offsets topic");
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
     };
-    broadcast(shard, || ShardRequest::OpenTopic {
-        topic: topic.clone(),
-    })
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "cannot open the offsets topic's partitions");
-        coordinator_error_code(&error)
-    })?;
     tracing::info!(
         topic = OFFSETS_TOPIC_NAME,
         partitions = topic.partition_count(),

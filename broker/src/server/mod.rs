@@ -138,6 +138,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         shard_count,
         config.limits.topics_max,
         config.limits.partitions_per_topic_max,
+        config.limits.partitions_per_shard_max,
     )?;
     if let Some(change) = change {
         tracing::warn!(

@@ -14,6 +14,7 @@ pub mod messages;
 pub mod partition;
 pub mod router;
 pub mod signal;
+pub mod topic_creation;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -139,6 +140,8 @@ impl Shard {
         Ok(opened)
     }
 
+    /// Closes and deletes every partition of `topic` this shard holds. A partition that fails
+    /// to delete does not stop the others; the first error is returned.
     async fn delete_topic(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
         let keys: Vec<PartitionKey> = self
             .partitions
@@ -147,6 +150,7 @@ impl Shard {
             .filter(|key| key.topic_id == topic.id)
             .copied()
             .collect();
+        let mut first_error = None;
         for key in keys {
             let Some(mut partition) = self.partitions.borrow_mut().remove(&key) else {
                 continue;
@@ -166,7 +170,11 @@ impl Shard {
                 }
             };
             match owned {
-                Some(owned) => owned.log.delete().await.map_err(partition_error)?,
+                Some(owned) => {
+                    if let Err(error) = owned.log.delete().await {
+                        first_error.get_or_insert(partition_error(error));
+                    }
+                }
                 None => tracing::warn!(
                     shard = self.id,
                     topic = %topic.name,
@@ -175,7 +183,7 @@ impl Shard {
                 ),
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn alter_topic(&self, topic: &TopicMetadata) {

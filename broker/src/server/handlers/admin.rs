@@ -1,9 +1,11 @@
 //! Control-plane handlers: version negotiation, metadata, topic administration (create,
 //! delete, list, describe, alter configuration), and producer ids (InitProducerId).
 //!
-//! Topic changes go to the catalog first (durably, on a blocking thread so the executor never
-//! waits on fsync), then to every shard so the owners open, delete or reconfigure their
-//! partitions; the answer is sent only after both, so a client that sees "created" can produce.
+//! A topic is created wholly or not at all (`shard::topic_creation`): its partitions are opened
+//! on their owners before the catalog names it, so a client that sees "created" can produce and
+//! a failed creation leaves nothing. Deletion and configuration changes go to the catalog first
+//! (durably, on a blocking thread so the executor never waits on fsync), then to every shard; the
+//! answer is sent only after both.
 //!
 //! Internal topics (names starting with `__`, like the coordinator's `__consumer_offsets`) are
 //! the broker's own: clients may read their metadata but never create, delete or reconfigure
@@ -28,6 +30,7 @@ use crate::catalog::{
 use crate::shard::messages::{PartitionKey, PartitionState, ShardRequest, ShardResponse};
 use crate::shard::partition::log_config;
 use crate::shard::router::{broadcast, scatter};
+use crate::shard::topic_creation::{self, TopicCreationError};
 use crate::shard::Shard;
 
 pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
@@ -147,22 +150,17 @@ async fn create_topic(
         )
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
     check_log_config(shard, &config)?;
-    let catalog = shard.catalog.clone();
-    let owned_name = name.to_string();
-    let topic = blocking(move || catalog.create_topic(&owned_name, partitions, config))
+    let topic = topic_creation::create_topic(shard, name, partitions, config)
         .await
-        .map_err(catalog_failure)?;
+        .map_err(|error| match error {
+            TopicCreationError::Catalog(error) => catalog_failure(error),
+            TopicCreationError::Partitions { ref source, .. } => {
+                tracing::error!(topic = name, %error, "topic creation failed");
+                (partition_error_code(source), error.to_string())
+            }
+        })?;
     tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "topic created");
-    broadcast(shard, || ShardRequest::OpenTopic {
-        topic: topic.clone(),
-    })
-    .await
-    .map_err(|error| {
-        (
-            partition_error_code(&error),
-            format!("opening partitions: {error}"),
-        )
-    })
+    Ok(())
 }
 
 pub async fn delete_topics(

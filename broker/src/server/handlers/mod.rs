@@ -336,6 +336,7 @@ pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
         CatalogError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
         CatalogError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
         CatalogError::TooManyTopics { .. } => ErrorCode::InvalidRequest,
+        CatalogError::TooManyPartitions { .. } => ErrorCode::InvalidPartitions,
         CatalogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         CatalogError::Io { .. } | CatalogError::Corrupt { .. } => ErrorCode::StorageError,
         CatalogError::ProducerIds(error) => producer_id_error_code(error),

@@ -1,0 +1,108 @@
+//! Creating a topic so that it exists wholly or not at all.
+//!
+//! The catalog first reserves the topic (name, id, placement, and the per-shard partition limit
+//! checked), every owner then creates and opens its partitions, and only then does the catalog
+//! name the topic, durably. A failure at any step removes what was created (partitions closed,
+//! the topic directory removed) and releases the name, so no snapshot ever names a partition
+//! that no shard holds, and a produce can never wait on one. A crash before the catalog names the
+//! topic leaves a directory it does not name, which the next start removes.
+//!
+//! What is not here: the catalog's own rules (see `catalog`) and the partitions' storage (see
+//! `shard::partition`).
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::messages::{PartitionError, ShardRequest};
+use super::router::broadcast;
+use super::Shard;
+use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
+
+/// Why a topic could not be created. Nothing of it is left either way.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicCreationError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("creating the partitions of topic {topic} failed, nothing was kept: {source}")]
+    Partitions {
+        topic: String,
+        source: PartitionError,
+    },
+}
+
+/// Creates `name` with `partitions` partitions: reserve, open on every owner, commit.
+pub async fn create_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i64,
+    config: TopicConfig,
+) -> Result<Arc<TopicMetadata>, TopicCreationError> {
+    let catalog = shard.catalog.clone();
+    let owned_name = name.to_string();
+    let topic = glommio::executor()
+        .spawn_blocking(move || catalog.reserve_topic(&owned_name, partitions, config))
+        .await?;
+    if let Err(source) = broadcast(shard, || ShardRequest::OpenTopic {
+        topic: topic.clone(),
+    })
+    .await
+    {
+        abandon(shard, &topic).await;
+        return Err(TopicCreationError::Partitions {
+            topic: topic.name.clone(),
+            source,
+        });
+    }
+    let catalog = shard.catalog.clone();
+    let committed = topic.clone();
+    if let Err(error) = glommio::executor()
+        .spawn_blocking(move || catalog.commit_topic(&committed))
+        .await
+    {
+        abandon(shard, &topic).await;
+        return Err(error.into());
+    }
+    Ok(topic)
+}
+
+/// Closes the partitions the owners opened, removes the topic's directory and releases the
+/// name. What cannot be removed now is an orphan the next start removes: the catalog never
+/// names it and its id is not given again.
+async fn abandon(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>) {
+    if let Err(error) = broadcast(shard, || ShardRequest::DeleteTopic {
+        topic: topic.clone(),
+    })
+    .await
+    {
+        tracing::warn!(topic = %topic.name, %error, "removing the partitions of a failed creation");
+    }
+    let directory = topic.directory.clone();
+    let removed = glommio::executor()
+        .spawn_blocking(move || remove_directory_tree(&directory))
+        .await;
+    if let Err(error) = removed {
+        tracing::warn!(
+            topic = %topic.name,
+            directory = %topic.directory.display(),
+            %error,
+            "cannot remove the directory of a failed creation; the next start removes it"
+        );
+    }
+    let catalog = shard.catalog.clone();
+    let released = topic.clone();
+    glommio::executor()
+        .spawn_blocking(move || catalog.release_topic(&released))
+        .await;
+}
+
+/// Removes a directory and everything in it; a missing one is fine, and anything else at that
+/// path (not made by the broker) is left alone.
+fn remove_directory_tree(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
