@@ -70,7 +70,7 @@ pub struct TopicSummary {
 }
 
 /// One partition as [`Admin::describe_topic`] reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
     /// Partition number.
     pub partition: u32,
@@ -80,6 +80,9 @@ pub struct PartitionInfo {
     pub log_start_offset: u64,
     /// The offset the next record will get (records below it are readable).
     pub high_watermark: u64,
+    /// Why the broker does not serve the partition (`None` when it does): an offline
+    /// partition's reason, naming the file, position and what is wrong.
+    pub offline_reason: Option<String>,
 }
 
 /// What [`Admin::describe_topic`] returns.
@@ -235,6 +238,11 @@ impl Admin {
                         shard: partition.shard_id,
                         log_start_offset: partition.log_start_offset,
                         high_watermark: partition.high_watermark,
+                        offline_reason: (!partition.error_code.is_none()).then(|| {
+                            partition
+                                .error_message
+                                .unwrap_or_else(|| partition.error_code.to_string())
+                        }),
                     })
                     .collect(),
             })

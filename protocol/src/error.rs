@@ -149,11 +149,20 @@ pub enum ErrorCode {
     ProducerFenced = 37,
     #[error("the batch's producer id or epoch is invalid")]
     InvalidProducerIdMapping = 38,
+    /// Like Kafka's KAFKA_STORAGE_ERROR for a log directory that went offline, but for one
+    /// partition: the broker found its data damaged or missing (at start-up or while running)
+    /// and serves it no more until an operator acts. Not retriable: the same request fails the
+    /// same way until then.
+    #[error(
+        "the partition is offline: the broker found its data damaged or missing and does not \
+         serve it until an operator acts (see the broker log or `spate topic describe`)"
+    )]
+    PartitionOffline = 39,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -193,6 +202,7 @@ impl ErrorCode {
         Self::DuplicateSequence,
         Self::ProducerFenced,
         Self::InvalidProducerIdMapping,
+        Self::PartitionOffline,
     ];
 
     pub fn to_u16(self) -> u16 {

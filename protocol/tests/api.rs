@@ -48,15 +48,17 @@ fn partition_metadata() -> impl Strategy<Value = PartitionMetadata> {
         any::<u32>(),
         any::<u64>(),
         any::<u64>(),
+        proptest::option::of("[a-z0-9 /.:]{0,40}"),
     )
         .prop_map(
-            |(partition, error_code, shard_id, log_start_offset, high_watermark)| {
+            |(partition, error_code, shard_id, log_start_offset, high_watermark, error_message)| {
                 PartitionMetadata {
                     partition,
                     error_code,
                     shard_id,
                     log_start_offset,
                     high_watermark,
+                    error_message,
                 }
             },
         )

@@ -349,13 +349,12 @@ async fn serve_shard(
     progress.enter(spawn_index, StartupStep::OpeningPartitions);
     let opened = shard.open_owned_partitions().await;
     progress.enter(spawn_index, StartupStep::WaitingForPeersToOpen);
-    // Arrive even on failure, so peers do not wait forever; then stop this shard.
+    // A partition that cannot be opened is offline, not a failure of the shard: every shard
+    // arrives here and serves the partitions it could open.
     rendezvous
         .partitions_opened
         .arrive_and_wait(shard_count, &shutdown)
         .await;
-    let opened = opened.map_err(|error| shard_error(format!("opening partitions: {error}")))?;
-
     progress.enter(spawn_index, StartupStep::Binding);
     let socket =
         startup::bind_listener(rendezvous.listen).map_err(|source| ServerError::Listen {

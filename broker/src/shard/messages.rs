@@ -67,6 +67,10 @@ pub enum PartitionError {
     /// The batch's producer id, epoch and sequence do not form a valid identity.
     #[error("invalid producer id mapping: {0}")]
     InvalidProducerIdMapping(String),
+    /// The partition could not be opened, or lost data under the running broker: it is not
+    /// served until an operator acts. The text names the file, position and reason.
+    #[error("partition offline: {0}")]
+    Offline(String),
 }
 
 #[derive(Debug)]

@@ -57,6 +57,11 @@ pub struct Shard {
     file_system: Rc<ShardFileSystem>,
     clock: Rc<dyn Clock>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
+    /// Partitions this shard owns but does not serve, with the reason (file, position, what is
+    /// wrong): they could not be opened, or lost data while running. Requests to them fail with
+    /// [`PartitionError::Offline`]; the rest of the shard serves as usual. An operator's
+    /// decision (see `storage/FORMAT.md`) and a restart bring one back.
+    offline: RefCell<HashMap<PartitionKey, String>>,
     /// Partitions with appends that were written but may not be durable yet.
     unsynced: RefCell<HashSet<PartitionKey>>,
     /// Wakes the sync task when `unsynced` stops being empty.
@@ -87,6 +92,7 @@ impl Shard {
             file_system,
             clock,
             partitions: RefCell::new(HashMap::new()),
+            offline: RefCell::new(HashMap::new()),
             unsynced: RefCell::new(HashSet::new()),
             unsynced_added: Rc::new(signal::AppendSignal::default()),
             groups,
@@ -102,47 +108,84 @@ impl Shard {
         self.config.limits.batch_bytes_max()
     }
 
-    /// Opens every partition the catalog places on this shard (start-up).
-    pub async fn open_owned_partitions(&self) -> Result<usize, PartitionError> {
+    /// Opens every partition the catalog places on this shard (start-up). A partition that
+    /// cannot be opened is taken offline (logged with its reason) and the others still open:
+    /// one damaged partition must not stop the broker. Returns how many opened.
+    pub async fn open_owned_partitions(&self) -> usize {
         let snapshot = self.snapshot();
         let mut opened = 0;
         for topic in snapshot.topics.values() {
-            opened += self.open_topic(topic).await?;
+            opened += self.open_topic(topic).await.opened;
         }
-        Ok(opened)
+        let offline = self.offline.borrow().len();
+        if offline > 0 {
+            tracing::error!(
+                shard = self.id,
+                opened,
+                offline,
+                "some partitions are offline; the others serve (see the errors above for why)"
+            );
+        }
+        opened
     }
 
-    async fn open_topic(&self, topic: &Arc<TopicMetadata>) -> Result<usize, PartitionError> {
-        let mut opened = 0;
+    async fn open_topic(&self, topic: &Arc<TopicMetadata>) -> TopicOpened {
+        let mut outcome = TopicOpened::default();
         for (partition, owner) in topic.partition_shards.iter().enumerate() {
             let key = PartitionKey {
                 topic_id: topic.id,
                 partition: partition as u32,
             };
-            if *owner != self.id || self.partitions.borrow().contains_key(&key) {
+            if *owner != self.id
+                || self.partitions.borrow().contains_key(&key)
+                || self.offline.borrow().contains_key(&key)
+            {
                 continue;
             }
             let directory = topic.partition_directory(partition as u32);
             let config = log_config(&topic.config, self.batch_bytes_max());
-            let opened_partition = Partition::open(
+            match Partition::open(
                 self.file_system.clone(),
-                directory,
+                directory.clone(),
                 config,
                 self.clock.clone(),
             )
             .await
-            .map_err(partition_error)?;
-            self.partitions
-                .borrow_mut()
-                .insert(key, Rc::new(opened_partition));
-            opened += 1;
+            {
+                Ok(opened_partition) => {
+                    self.partitions
+                        .borrow_mut()
+                        .insert(key, Rc::new(opened_partition));
+                    outcome.opened += 1;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        shard = self.id,
+                        topic = %topic.name,
+                        partition,
+                        directory = %directory.display(),
+                        %error,
+                        "partition offline: it could not be opened; the rest of the broker serves"
+                    );
+                    let reason = error.to_string();
+                    self.offline.borrow_mut().insert(key, reason.clone());
+                    outcome
+                        .first_offline
+                        .get_or_insert(PartitionError::Offline(reason));
+                }
+            }
         }
-        Ok(opened)
+        outcome
     }
 
     /// Closes and deletes every partition of `topic` this shard holds. A partition that fails
     /// to delete does not stop the others; the first error is returned.
     async fn delete_topic(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
+        // An offline partition's files are left to the next start's cleanup of deleted topics:
+        // what is wrong with them may also make removing them fail.
+        self.offline
+            .borrow_mut()
+            .retain(|key, _| key.topic_id != topic.id);
         let keys: Vec<PartitionKey> = self
             .partitions
             .borrow()
@@ -196,11 +239,13 @@ impl Shard {
     }
 
     fn partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
-        self.partitions
-            .borrow()
-            .get(key)
-            .cloned()
-            .ok_or(PartitionError::UnknownTopicOrPartition)
+        if let Some(partition) = self.partitions.borrow().get(key) {
+            return Ok(partition.clone());
+        }
+        match self.offline.borrow().get(key) {
+            Some(reason) => Err(PartitionError::Offline(reason.clone())),
+            None => Err(PartitionError::UnknownTopicOrPartition),
+        }
     }
 
     /// Runs `request` on `target`: directly if it is this shard, else through the mesh.
@@ -220,7 +265,8 @@ impl Shard {
     pub async fn execute(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
         match request {
             ShardRequest::OpenTopic { topic } => {
-                ShardResponse::Done(self.open_topic(&topic).await.map(|_| ()))
+                let opened = self.open_topic(&topic).await;
+                ShardResponse::Done(opened.first_offline.map_or(Ok(()), Err))
             }
             ShardRequest::DeleteTopic { topic } => {
                 ShardResponse::Done(self.delete_topic(&topic).await)
@@ -402,6 +448,14 @@ impl Shard {
     pub fn owned_partition_count(&self) -> usize {
         self.partitions.borrow().len()
     }
+}
+
+/// What opening a topic's partitions on this shard did.
+#[derive(Debug, Default)]
+struct TopicOpened {
+    opened: usize,
+    /// The first partition that could not be opened (now offline), if any.
+    first_offline: Option<PartitionError>,
 }
 
 /// Runs the futures concurrently on this shard and returns their outputs in order.

@@ -150,14 +150,31 @@ pub async fn recover_segment<File: StorageFile>(
     let end = tail.end_position;
     match (role, stop_reason) {
         (SegmentRole::Closed, Some(reason)) => {
+            // `end` is where the valid batches stop: the start of the first bad one (or of the
+            // bytes that should be one), not the end of the last good one's neighbour.
             return Err(StorageError::corrupt(
                 &paths.log,
                 end,
-                format!("closed segment has invalid bytes after its last batch: {reason}"),
+                format!(
+                    "closed segment: no valid batch starts here ({reason}); its valid batches \
+                     end here at offset {}, and the {} bytes from here to the end of the file \
+                     cannot be read (a closed segment was synced whole, so this is damage, \
+                     not a torn write)",
+                    tail.next_offset,
+                    log_size.saturating_sub(end)
+                ),
             ));
         }
         (SegmentRole::Active, Some(reason)) => {
-            tracing::warn!(path = %paths.log.display(), position = end, %reason, "truncating torn tail of the active segment");
+            tracing::warn!(
+                path = %paths.log.display(),
+                position = end,
+                next_offset = tail.next_offset,
+                bytes_removed = log_size.saturating_sub(end),
+                %reason,
+                "truncating the torn tail of the active segment: the bytes from this position \
+                 on were never acknowledged as durable"
+            );
         }
         (_, None) => {}
     }

@@ -1,12 +1,15 @@
 //! Metadata: which topics exist, their partitions, the shard that owns each, and offsets.
 //!
 //! A request names topics or asks for all of them. Each partition answers with its owning shard
-//! id (partitions are owned by exactly one core), log start offset and high watermark.
+//! id (partitions are owned by exactly one core), log start offset and high watermark, and for a
+//! partition with an error (an offline one) the broker's reason.
 
 use crate::api::{decode_error_code, decode_list, decode_strings, encode_list, encode_strings};
 use crate::api::{message, put_error_code, ApiKey, Wire};
-use crate::codec::{put_string, Decoder, Sink};
-use crate::constants::{PARTITIONS_PER_TOPIC_MAX, TOPICS_PER_MESSAGE_MAX, TOPIC_NAME_BYTES_MAX};
+use crate::codec::{put_optional_string, put_string, Decoder, Sink};
+use crate::constants::{
+    PARTITIONS_PER_TOPIC_MAX, STRING_BYTES_MAX, TOPICS_PER_MESSAGE_MAX, TOPIC_NAME_BYTES_MAX,
+};
 use crate::error::{ErrorCode, WireError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -102,7 +105,7 @@ impl Wire for TopicMetadata {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PartitionMetadata {
     pub partition: u32,
     pub error_code: ErrorCode,
@@ -110,10 +113,13 @@ pub struct PartitionMetadata {
     pub shard_id: u32,
     pub log_start_offset: u64,
     pub high_watermark: u64,
+    /// Why the partition has its error code, when the broker says more than the code (an
+    /// offline partition's reason: the file, position and what was wrong).
+    pub error_message: Option<String>,
 }
 
 impl Wire for PartitionMetadata {
-    const ENCODED_BYTES_MIN: usize = 4 + 2 + 4 + 8 + 8;
+    const ENCODED_BYTES_MIN: usize = 4 + 2 + 4 + 8 + 8 + 1;
 
     fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
         sink.put_u32(self.partition);
@@ -121,7 +127,12 @@ impl Wire for PartitionMetadata {
         sink.put_u32(self.shard_id);
         sink.put_u64(self.log_start_offset);
         sink.put_u64(self.high_watermark);
-        Ok(())
+        put_optional_string(
+            sink,
+            "error_message",
+            self.error_message.as_deref(),
+            STRING_BYTES_MAX,
+        )
     }
 
     fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
@@ -131,6 +142,7 @@ impl Wire for PartitionMetadata {
             shard_id: decoder.u32("shard_id")?,
             log_start_offset: decoder.u64("log_start_offset")?,
             high_watermark: decoder.u64("high_watermark")?,
+            error_message: decoder.optional_string("error_message", STRING_BYTES_MAX)?,
         })
     }
 }

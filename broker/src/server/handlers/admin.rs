@@ -96,10 +96,11 @@ async fn partition_metadata(shard: &Rc<Shard>, topic: &TopicMetadata) -> Vec<Par
         .into_iter()
         .enumerate()
         .map(|(partition, state)| {
-            let (error_code, state) = match state {
-                Ok(state) => (ErrorCode::None, state),
+            let (error_code, error_message, state) = match state {
+                Ok(state) => (ErrorCode::None, None, state),
                 Err(error) => (
                     partition_error_code(&error),
+                    Some(error.to_string()),
                     PartitionState {
                         log_start_offset: 0,
                         high_watermark: 0,
@@ -112,6 +113,7 @@ async fn partition_metadata(shard: &Rc<Shard>, topic: &TopicMetadata) -> Vec<Par
                 shard_id: topic.partition_shards[partition] as u32,
                 log_start_offset: state.log_start_offset,
                 high_watermark: state.high_watermark,
+                error_message,
             }
         })
         .collect()

@@ -325,6 +325,7 @@ pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
         PartitionError::DuplicateSequence(_) => ErrorCode::DuplicateSequence,
         PartitionError::ProducerFenced(_) => ErrorCode::ProducerFenced,
         PartitionError::InvalidProducerIdMapping(_) => ErrorCode::InvalidProducerIdMapping,
+        PartitionError::Offline(_) => ErrorCode::PartitionOffline,
     }
 }
 

@@ -118,17 +118,28 @@ pub fn run(client: &Client, command: TopicCommand) -> anyhow::Result<()> {
             writeln!(
                 stdout,
                 "{}",
-                bold("partition\tshard\tlog-start\thigh-watermark", colour)
+                bold(
+                    "partition\tshard\tlog-start\thigh-watermark\tstatus",
+                    colour
+                )
             )?;
             for partition in &description.partitions {
-                writeln!(
-                    stdout,
-                    "{}\t{}\t{}\t{}",
-                    partition.partition,
-                    partition.shard,
-                    partition.log_start_offset,
-                    partition.high_watermark
-                )?;
+                // An offline partition has no offsets to show: its status says why.
+                match &partition.offline_reason {
+                    None => writeln!(
+                        stdout,
+                        "{}\t{}\t{}\t{}\tonline",
+                        partition.partition,
+                        partition.shard,
+                        partition.log_start_offset,
+                        partition.high_watermark
+                    )?,
+                    Some(reason) => writeln!(
+                        stdout,
+                        "{}\t{}\t-\t-\toffline: {reason}",
+                        partition.partition, partition.shard,
+                    )?,
+                }
             }
         }
         TopicCommand::Delete { name } => {
