@@ -61,7 +61,8 @@ fn topic_commands_create_list_describe_alter_and_delete() {
         assert!(
             described
                 .lines()
-                .any(|line| line.starts_with(&format!("{partition}\t")) && line.ends_with("\t0\t0")),
+                .any(|line| line.starts_with(&format!("{partition}\t"))
+                    && line.ends_with("\t0\t0\tonline")),
             "partition {partition} in {described}"
         );
     }
