@@ -61,6 +61,7 @@ pub(crate) async fn run(shared: Arc<ConsumerShared>, network: Arc<Network>) {
             .await
         {
             Ok(response) if response.error_code == ErrorCode::None => {
+                shared.state().unreachable_since = None;
                 let answers: Vec<(String, FetchPartitionResponse)> = response
                     .topics
                     .into_iter()
@@ -323,10 +324,18 @@ fn back_off_all(shared: &ConsumerShared, targets: &[Target], error: Error) {
             partition.backoff_until = Some(until);
         }
     }
-    let silent = matches!(
+    let unreachable = matches!(
         error,
         Error::Connect { .. } | Error::ConnectionLost { .. } | Error::Timeout { .. }
-    ) || error.code().is_some_and(ErrorCode::is_retriable);
+    );
+    if unreachable {
+        let reason = error.to_string();
+        match &mut state.unreachable_since {
+            Some((_, last)) => *last = reason,
+            None => state.unreachable_since = Some((Instant::now(), reason)),
+        }
+    }
+    let silent = unreachable || error.code().is_some_and(ErrorCode::is_retriable);
     if !silent {
         state.errors.push_back(error);
         drop(state);

@@ -113,6 +113,9 @@ pub(crate) struct ConsumerState {
     pub(crate) queue: VecDeque<Chunk>,
     pub(crate) queued_bytes: usize,
     pub(crate) errors: VecDeque<Error>,
+    /// Since when fetches have failed to reach the broker, and the last such failure; cleared
+    /// by the next fetch answer. Such failures are retried silently; this lets a tool say so.
+    pub(crate) unreachable_since: Option<(Instant, String)>,
     waiters: Vec<Waker>,
 }
 
@@ -193,6 +196,7 @@ impl Consumer {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 errors: VecDeque::new(),
+                unreachable_since: None,
                 waiters: Vec::new(),
             }),
             data_ready: Condvar::new(),
@@ -336,6 +340,13 @@ impl Consumer {
             .partitions
             .get(&key)
             .map(|state| state.position)
+    }
+
+    /// While fetches cannot reach the broker (it is down, or the network is cut): since when,
+    /// and the last failure. The consumer keeps retrying on its own; this is for telling a
+    /// person. `None` once a fetch is answered again.
+    pub fn connection_trouble(&self) -> Option<(Instant, String)> {
+        self.shared.state().unreachable_since.clone()
     }
 
     /// Records between the position and the high watermark last reported by the broker;

@@ -169,6 +169,7 @@ struct TopicQueues {
     sticky_partition: u32,
     sticky_opened_batch: bool,
     next_round_robin: u32,
+    random: Random,
 }
 
 /// A batch on its way out, with where it goes.
@@ -779,12 +780,16 @@ impl Accumulator {
                     Some(index) => *index,
                     None => {
                         let name: Arc<str> = Arc::from(topic);
+                        let mut random = Random::new();
                         self.topics.push(TopicQueues {
                             name: name.clone(),
                             partitions: Vec::new(),
-                            sticky_partition: 0,
+                            // Random, so that short-lived producers (one `spate produce` per
+                            // line) do not all fill partition 0.
+                            sticky_partition: random.next_u32(),
                             sticky_opened_batch: false,
                             next_round_robin: 0,
+                            random,
                         });
                         self.topic_indexes.insert(name, self.topics.len() - 1);
                         self.topics.len() - 1
@@ -854,14 +859,43 @@ impl TopicQueues {
             }
             KeylessPartitioning::Sticky => {
                 let current = self.sticky_partition % count;
-                // Move on once the batch we started here has been sealed (Kafka's KIP-480).
+                // Move on once the batch we started here has been sealed (Kafka's KIP-480), to
+                // a random other partition, as Kafka's sticky partitioner does.
                 if self.sticky_opened_batch && self.partitions[current as usize].open.is_none() {
-                    self.sticky_partition = (current + 1) % count;
+                    let step = if count > 1 {
+                        1 + self.random.next_u32() % (count - 1)
+                    } else {
+                        0
+                    };
+                    self.sticky_partition = (current + step) % count;
                     self.sticky_opened_batch = false;
                 }
                 self.sticky_partition % count
             }
         }
+    }
+}
+
+/// A small xorshift generator for keyless partition choices: they need spread, not secrecy, and
+/// each producer's topic seeds its own from the process's random hasher keys.
+#[derive(Debug)]
+struct Random(u64);
+
+impl Random {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        // xorshift never leaves zero.
+        Self(seed | 1)
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 32) as u32
     }
 }
 
@@ -1464,8 +1498,39 @@ mod tests {
             partitions.push(appended.partition);
         }
         // Two records of 338 bytes fit a 1024-byte batch (with its 72 bytes of overhead); the
-        // third seals it and starts the next partition's batch.
-        assert_eq!(partitions, vec![0, 0, 1, 1, 2, 2, 0, 0]);
+        // third seals it and starts a batch on another partition, picked at random.
+        for pair in partitions.chunks(2) {
+            assert_eq!(pair[0], pair[1], "{partitions:?}");
+            assert!(pair[0] < 3, "{partitions:?}");
+        }
+        for runs in partitions.chunks(2).collect::<Vec<_>>().windows(2) {
+            assert_ne!(runs[0][0], runs[1][0], "{partitions:?}");
+        }
+    }
+
+    #[test]
+    fn sticky_keyless_records_start_on_a_random_partition() {
+        let config = config();
+        let now = Instant::now();
+        let first_partitions: std::collections::BTreeSet<u32> = (0..64)
+            .map(|_| {
+                let mut accumulator = Accumulator::new();
+                accumulator
+                    .append(
+                        "t",
+                        4,
+                        PartitionChoice::Keyless,
+                        &incoming(&[1u8; 10]),
+                        sink(),
+                        &config,
+                        || now,
+                    )
+                    .partition
+            })
+            .collect();
+        // 64 producers all starting on one partition: a chance of 4 in 4^64 if the pick is
+        // random.
+        assert!(first_partitions.len() > 1, "{first_partitions:?}");
     }
 
     #[test]

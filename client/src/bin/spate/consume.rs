@@ -1,81 +1,119 @@
-//! `spate consume TOPIC`: prints records, one per line (value only, a template, or JSON), from
-//! a chosen start, until `--count` records, the end of the log (`--exit-at-end`), Ctrl-C, or a
-//! closed pipe. With `--group` it reads as a member of a consumer group (`group::consume`).
+//! `spate consume TOPIC...`: prints records, one per line (value only, a template, or JSON), from
+//! a chosen start (`--offset`: kcat's and rpk's offsets, see `offsets`), until `--count` records,
+//! the end of a range or of the log (`--exit-at-end`), Ctrl-C, or a closed pipe. With `--group`
+//! it reads as a member of a consumer group (`group::consume`).
 //!
-//! Output goes through one large buffer, flushed after each poll, so a fast pipe is fed in big
-//! writes and a terminal still sees records as they arrive.
+//! Each partition's start and stop are resolved here, from its bounds, before it is assigned:
+//! a partition too short for an absolute start is skipped and named on stderr. Output goes
+//! through one large buffer, flushed after each poll, so a fast pipe is fed in big writes and a
+//! terminal still sees records as they arrive.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, ErrorKind, Write};
+use std::io::{BufWriter, ErrorKind, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{ArgGroup, Args};
 use spate_client::{Client, ConsumerConfig, OffsetReset, OffsetSpec, StartAt};
 
+use crate::encoding::Encoding;
 use crate::format::{write_json, Template};
+use crate::offsets::{parse_offset_spec, Bounds, Plan, Position, Stop};
 
 /// Bytes of output buffered between flushes.
 const OUTPUT_BUFFER_BYTES: usize = 256 * 1024;
 /// How long one poll waits; also how quickly Ctrl-C is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long fetches may fail before a terminal is told the consumer is reconnecting.
+const RECONNECTING_NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("start").args(["from_beginning", "offset", "from_timestamp"])))]
 #[command(group(ArgGroup::new("output").args(["format", "json"])))]
 pub struct ConsumeArgs {
-    /// Topic to read.
-    topic: String,
+    /// Topics to read (one or more).
+    #[arg(required = true, value_name = "TOPIC")]
+    topics: Vec<String>,
     /// Read as a member of this consumer group: the group shares the partitions among its
     /// members and continues from its committed offsets (--from-beginning: where nothing is
     /// committed yet, start at the oldest record).
-    #[arg(long, conflicts_with_all = ["partition", "offset", "from_timestamp"])]
+    #[arg(short = 'G', long, conflicts_with_all = ["partition", "offset", "from_timestamp"])]
     group: Option<String>,
     /// Read only this partition (default: all).
-    #[arg(long)]
+    #[arg(short = 'p', long)]
     partition: Option<u32>,
-    /// Start at the oldest record (default: only new records).
+    /// Start at the oldest record (default: only new records); the same as `-o start`.
     #[arg(long)]
     from_beginning: bool,
-    /// Start at this offset (in every partition read).
-    #[arg(long)]
-    offset: Option<u64>,
-    /// Start at the first record at or after this time, in ms since the Unix epoch.
+    /// Where each partition starts, and for FROM:TO where it stops: start, end, N (a partition
+    /// shorter than N is skipped and named), -N (N before the end), +N (N after the start),
+    /// @TIME (ms since the epoch, 2026-01-01, 2026-01-01T10:00:00Z, or @-1h before now);
+    /// TO is end (as of now), N (offsets below N), +N (N records) or @TIME.
+    #[arg(short = 'o', long, value_name = "SPEC", allow_hyphen_values = true,
+          value_parser = parse_offset_spec)]
+    offset: Option<crate::offsets::OffsetSpec>,
+    /// Start at the first record at or after this time, in ms since the Unix epoch; the same
+    /// as `-o @MS`.
     #[arg(long, value_name = "MS")]
     from_timestamp: Option<i64>,
     /// Stop after this many records.
-    #[arg(long)]
+    #[arg(short = 'c', long)]
     count: Option<u64>,
     /// Stop once every partition's end, as of the start, is reached.
-    #[arg(long)]
+    #[arg(short = 'e', long)]
     exit_at_end: bool,
-    /// Output template: %t topic, %p partition, %o offset, %k key, %v value, %T timestamp (ms),
-    /// %h headers (k=v,...), %% a percent sign; \n \t escapes. One line per record.
-    #[arg(long, value_name = "TEMPLATE", value_parser = Template::parse_argument)]
+    /// Output template: %t topic, %p partition, %o offset, %k key, %v value (%k{hex},
+    /// %v{base64}, ...), %K key size, %S value size (-1: none), %T timestamp (ms), %d timestamp
+    /// (RFC 3339), %h headers (k=v,...), %% a percent sign; \n \t escapes. One line per record.
+    #[arg(short = 'f', long, value_name = "TEMPLATE", value_parser = Template::parse_argument)]
     format: Option<Template>,
-    /// One JSON object per line: topic, partition, offset, timestamp, key, value, headers.
-    #[arg(long)]
+    /// One JSON object per line: topic, partition, offset, timestamp, key, value, headers (a
+    /// missing key or value is null).
+    #[arg(short = 'J', long)]
     json: bool,
+    /// How --json writes keys, values and header values: text (invalid UTF-8 as U+FFFD), hex or
+    /// base64 (every byte kept).
+    #[arg(long, value_enum, default_value_t = Encoding::Text, requires = "json")]
+    encoding: Encoding,
+    /// Print TEXT for a missing key or value in templates (default: nothing).
+    #[arg(short = 'Z', long, value_name = "TEXT")]
+    null: Option<String>,
 }
 
 enum Output {
     Template(Template),
-    Json,
+    Json(Encoding),
+}
+
+impl Output {
+    fn write(
+        &self,
+        output: &mut impl Write,
+        record: &spate_client::ConsumerRecord<'_>,
+    ) -> std::io::Result<()> {
+        match self {
+            Output::Template(template) => template.write(output, record),
+            Output::Json(encoding) => write_json(output, record, *encoding),
+        }
+    }
+}
+
+/// One partition to read, and where it stops.
+struct Assigned {
+    topic: String,
+    partition: u32,
+    start: u64,
+    stop: Option<u64>,
 }
 
 pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
+    let null_marker = arguments.null.as_deref().unwrap_or_default();
     let output = match (&arguments.format, arguments.json) {
-        (Some(template), _) => Output::Template(template.clone()),
-        (None, true) => Output::Json,
-        (None, false) => Output::Template(Template::value_only()),
-    };
-    let (start, offset_reset) = match (&arguments.offset, &arguments.from_timestamp) {
-        (Some(offset), _) => (StartAt::Offset(*offset), OffsetReset::Error),
-        (None, Some(timestamp)) => (StartAt::Timestamp(*timestamp), OffsetReset::Earliest),
-        (None, None) if arguments.from_beginning => (StartAt::Earliest, OffsetReset::Earliest),
-        (None, None) => (StartAt::Latest, OffsetReset::Earliest),
+        (Some(template), _) => Output::Template(template.clone().with_null_marker(null_marker)),
+        (None, true) => Output::Json(arguments.encoding),
+        (None, false) => Output::Template(Template::value_only().with_null_marker(null_marker)),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -84,8 +122,11 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
     }
 
     if let Some(group) = &arguments.group {
+        let [topic] = arguments.topics.as_slice() else {
+            anyhow::bail!("--group reads one topic; name only one");
+        };
         let read = crate::group::GroupRead {
-            topic: &arguments.topic,
+            topic,
             group,
             from_beginning: arguments.from_beginning,
             count: arguments.count,
@@ -98,58 +139,77 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
             read,
             &interrupted,
             &mut stdout,
-            |output_stream, record| match &output {
-                Output::Template(template) => template.write(output_stream, record),
-                Output::Json => write_json(output_stream, record),
-            },
+            |output_stream, record| output.write(output_stream, record),
         );
     }
 
-    let topic = arguments.topic.as_str();
-    let partitions = arguments.partition.map(|partition| vec![partition]);
+    let spec = start_spec(&arguments);
     let mut consumer = client.consumer(ConsumerConfig {
-        offset_reset,
+        offset_reset: OffsetReset::Earliest,
         ..ConsumerConfig::default()
     })?;
-    consumer
-        .assign(topic, partitions.as_deref(), start)
-        .wait()
-        .with_context(|| format!("reading topic {topic:?}"))?;
-    // The end of each partition as of now, for --exit-at-end.
-    let mut remaining_ends: BTreeMap<u32, u64> = BTreeMap::new();
-    if arguments.exit_at_end {
-        let ends = client
-            .admin()
-            .list_offsets(topic, partitions.as_deref(), OffsetSpec::Latest)
-            .wait()
-            .with_context(|| format!("finding the end of {topic:?}"))?;
-        for end in ends {
-            remaining_ends.insert(end.partition, end.offset.unwrap_or(0));
-        }
-        retire_finished(&consumer, topic, &mut remaining_ends);
+    let mut assigned = Vec::new();
+    let mut past_end = Vec::new();
+    for topic in &arguments.topics {
+        let (read, skipped) = plan_topic(client, topic, arguments.partition, &spec)?;
+        assigned.extend(read);
+        past_end.extend(skipped);
     }
+    if let (false, Position::Absolute(offset)) = (past_end.is_empty(), spec.from) {
+        eprintln!(
+            "spate: offset {offset} is past the end of {}: skipped",
+            past_end.join(", ")
+        );
+    }
+    let mut assigning = Vec::new();
+    for partition in &assigned {
+        assigning.push((
+            partition,
+            consumer.assign(
+                &partition.topic,
+                Some(&[partition.partition]),
+                StartAt::Offset(partition.start),
+            ),
+        ));
+    }
+    for (partition, completion) in assigning {
+        completion
+            .wait()
+            .with_context(|| format!("reading {}/{}", partition.topic, partition.partition))?;
+    }
+    // Partitions that stop somewhere, by topic; a partition leaves once it got there.
+    let mut stops: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+    for partition in &assigned {
+        if let Some(stop) = partition.stop {
+            stops
+                .entry(partition.topic.clone())
+                .or_default()
+                .insert(partition.partition, stop);
+        }
+    }
+    // Either every partition has a stop (a range, --exit-at-end) or none has.
+    let bounded = spec.to.is_some() || assigned.is_empty();
+    retire_finished(&consumer, &mut stops);
 
     let mut stdout = BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, std::io::stdout().lock());
     let mut printed: u64 = 0;
     let limit = arguments.count.unwrap_or(u64::MAX);
-    let done = |printed: u64, remaining_ends: &BTreeMap<u32, u64>| {
-        printed >= limit || (arguments.exit_at_end && remaining_ends.is_empty())
-    };
-    while !done(printed, &remaining_ends) && !interrupted.load(Ordering::Relaxed) {
+    let mut reconnecting = Reconnecting::new();
+    while printed < limit && !(bounded && stops.is_empty()) && !interrupted.load(Ordering::Relaxed)
+    {
         let polled = consumer.poll(POLL_INTERVAL).context("reading records")?;
         for record in &polled {
-            if arguments.exit_at_end {
-                // Only records that existed at the start; later ones belong to no one here.
-                match remaining_ends.get(&record.partition()) {
-                    Some(end) if record.offset() < *end => {}
+            if bounded {
+                // Records past a partition's stop belong to no one here.
+                let stop = stops
+                    .get(record.topic())
+                    .and_then(|partitions| partitions.get(&record.partition()));
+                match stop {
+                    Some(stop) if record.offset() < *stop => {}
                     _ => continue,
                 }
             }
-            let written = match &output {
-                Output::Template(template) => template.write(&mut stdout, &record),
-                Output::Json => write_json(&mut stdout, &record),
-            };
-            if closed_pipe(written)? {
+            if closed_pipe(output.write(&mut stdout, &record))? {
                 return Ok(());
             }
             printed += 1;
@@ -160,27 +220,150 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
         if closed_pipe(stdout.flush())? {
             return Ok(());
         }
-        if arguments.exit_at_end {
-            retire_finished(&consumer, topic, &mut remaining_ends);
+        if bounded {
+            retire_finished(&consumer, &mut stops);
         }
+        reconnecting.update(consumer.connection_trouble());
     }
+    reconnecting.update(None);
     if closed_pipe(stdout.flush())? {
         return Ok(());
     }
     Ok(())
 }
 
-/// Drops partitions whose position reached their end.
+/// The start (and stop) the arguments ask for, whichever way they were given.
+fn start_spec(arguments: &ConsumeArgs) -> crate::offsets::OffsetSpec {
+    let mut spec = match (arguments.offset, arguments.from_timestamp) {
+        (Some(spec), _) => spec,
+        (None, Some(timestamp)) => crate::offsets::OffsetSpec {
+            from: Position::Time(timestamp),
+            to: None,
+        },
+        (None, None) if arguments.from_beginning => crate::offsets::OffsetSpec {
+            from: Position::Start,
+            to: None,
+        },
+        (None, None) => crate::offsets::OffsetSpec {
+            from: Position::End,
+            to: None,
+        },
+    };
+    if arguments.exit_at_end && spec.to.is_none() {
+        spec.to = Some(Stop::End);
+    }
+    spec
+}
+
+/// Each partition's plan for `topic`: the partitions to read, and the names of those skipped.
+fn plan_topic(
+    client: &Client,
+    topic: &str,
+    partition: Option<u32>,
+    spec: &crate::offsets::OffsetSpec,
+) -> anyhow::Result<(Vec<Assigned>, Vec<String>)> {
+    let admin = client.admin();
+    let partitions = partition.map(|partition| vec![partition]);
+    let lookup = |offset_spec: OffsetSpec| -> anyhow::Result<BTreeMap<u32, Option<u64>>> {
+        Ok(admin
+            .list_offsets(topic, partitions.as_deref(), offset_spec)
+            .wait()
+            .with_context(|| format!("reading topic {topic:?}"))?
+            .into_iter()
+            .map(|found| (found.partition, found.offset))
+            .collect())
+    };
+    let starts = lookup(OffsetSpec::Earliest)?;
+    let ends = lookup(OffsetSpec::Latest)?;
+    let start_times = match spec.from {
+        Position::Time(time) => Some(lookup(OffsetSpec::Timestamp(time.max(0)))?),
+        _ => None,
+    };
+    let stop_times = match spec.to {
+        Some(Stop::Time(time)) => Some(lookup(OffsetSpec::Timestamp(time.max(0)))?),
+        _ => None,
+    };
+    let mut read = Vec::new();
+    let mut skipped = Vec::new();
+    for (&partition, &end) in &ends {
+        let end = end.unwrap_or(0);
+        let bounds = Bounds {
+            log_start: starts.get(&partition).copied().flatten().unwrap_or(0),
+            end,
+        };
+        let at_time = |times: &Option<BTreeMap<u32, Option<u64>>>| {
+            times
+                .as_ref()
+                .and_then(|times| times.get(&partition).copied().flatten())
+        };
+        let mut plan = Plan::resolve(spec, bounds, at_time(&start_times));
+        if let Some(stop) = spec.to {
+            plan = plan.with_stop(stop, end, at_time(&stop_times));
+        }
+        match plan {
+            Plan::Read { start, stop } => read.push(Assigned {
+                topic: topic.to_string(),
+                partition,
+                start,
+                stop,
+            }),
+            Plan::PastEnd => skipped.push(format!("{topic}/{partition} (end {end})")),
+        }
+    }
+    Ok((read, skipped))
+}
+
+/// Drops partitions whose position reached their stop.
 fn retire_finished(
     consumer: &spate_client::Consumer,
-    topic: &str,
-    remaining_ends: &mut BTreeMap<u32, u64>,
+    stops: &mut BTreeMap<String, BTreeMap<u32, u64>>,
 ) {
-    remaining_ends.retain(|partition, end| {
-        consumer
-            .position(topic, *partition)
-            .is_some_and(|position| position < *end)
-    });
+    for (topic, partitions) in stops.iter_mut() {
+        partitions.retain(|partition, stop| {
+            consumer
+                .position(topic, *partition)
+                .is_some_and(|position| position < *stop)
+        });
+    }
+    stops.retain(|_, partitions| !partitions.is_empty());
+}
+
+/// Tells a terminal, on stderr, that fetches have been failing (the broker is down or
+/// unreachable) and that the consumer keeps trying, as kcat does; and when it is back. Pipes and
+/// files get nothing: the consumer simply goes on.
+struct Reconnecting {
+    enabled: bool,
+    shown: bool,
+}
+
+impl Reconnecting {
+    fn new() -> Self {
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn update(&mut self, trouble: Option<(Instant, String)>) {
+        if !self.enabled {
+            return;
+        }
+        match trouble {
+            Some((since, reason)) if since.elapsed() >= RECONNECTING_NOTICE_AFTER => {
+                if !self.shown {
+                    eprintln!("spate: {reason}; reconnecting (Ctrl-C to stop)");
+                    self.shown = true;
+                }
+            }
+            Some(_) => {}
+            None => {
+                if self.shown {
+                    eprintln!("spate: reconnected");
+                    self.shown = false;
+                }
+            }
+        }
+    }
 }
 
 /// True when the reader went away (`spate consume ... | head`): a normal end, not a failure.

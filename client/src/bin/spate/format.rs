@@ -1,5 +1,6 @@
-//! How `spate consume` prints a record: a kcat-like template (`%t %p %o %k %v %T %h`) compiled
-//! once into parts, or one JSON object per line.
+//! How `spate consume` prints a record: a kcat-like template (`%t %p %o %k %v %K %S %T %d %h`,
+//! keys and values optionally `{hex}` or `{base64}`) compiled once into parts, or one JSON object
+//! per line.
 //!
 //! Both write straight into the output buffer: no per-record `String`. Reading records and
 //! deciding which to print is `consume`'s job.
@@ -8,6 +9,8 @@ use std::io::{self, Write};
 
 use spate_client::ConsumerRecord;
 
+use crate::encoding::{write_base64, write_hex, write_rfc3339, Encoding};
+
 /// One piece of a compiled template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -15,9 +18,12 @@ enum Part {
     Topic,
     Partition,
     Offset,
-    Key,
-    Value,
+    Key(Encoding),
+    Value(Encoding),
+    KeySize,
+    ValueSize,
     Timestamp,
+    Date,
     Headers,
 }
 
@@ -25,23 +31,34 @@ enum Part {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// Printed for a missing key or a tombstone's value (`-Z`); nothing by default.
+    null_marker: Vec<u8>,
 }
 
 /// Why a template cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("unknown format token %{0} (use %t %p %o %k %v %T %h or %%)")]
+    #[error("unknown format token %{0} (use %t %p %o %k %v %K %S %T %d %h or %%)")]
     UnknownToken(char),
     #[error("the format ends with a lone %")]
     TrailingPercent,
+    #[error("unknown modifier {{{0}}} (use {{text}}, {{hex}} or {{base64}} after %k or %v)")]
+    UnknownModifier(String),
 }
 
 impl Template {
     /// The default: the value, then a newline.
     pub fn value_only() -> Self {
         Self {
-            parts: vec![Part::Value, Part::Literal(b"\n".to_vec())],
+            parts: vec![Part::Value(Encoding::Text), Part::Literal(b"\n".to_vec())],
+            null_marker: Vec::new(),
         }
+    }
+
+    /// The same template, printing `marker` for a missing key or value.
+    pub fn with_null_marker(mut self, marker: &str) -> Self {
+        self.null_marker = marker.as_bytes().to_vec();
+        self
     }
 
     /// Compiles `text`. `\n`, `\t`, `\r` and `\\` are escapes (shells pass them literally);
@@ -63,9 +80,29 @@ impl Template {
                         Some('t') => Part::Topic,
                         Some('p') => Part::Partition,
                         Some('o') => Part::Offset,
-                        Some('k') => Part::Key,
-                        Some('v') => Part::Value,
+                        Some(kind @ ('k' | 'v')) => {
+                            let mut encoding = Encoding::Text;
+                            if characters.as_str().starts_with('{') {
+                                let rest = &characters.as_str()[1..];
+                                let name = rest.split('}').next().unwrap_or_default();
+                                if !rest.contains('}') {
+                                    return Err(TemplateError::UnknownModifier(rest.to_string()));
+                                }
+                                encoding = Encoding::from_modifier(name).ok_or_else(|| {
+                                    TemplateError::UnknownModifier(name.to_string())
+                                })?;
+                                characters = rest[name.len() + 1..].chars();
+                            }
+                            if kind == 'k' {
+                                Part::Key(encoding)
+                            } else {
+                                Part::Value(encoding)
+                            }
+                        }
+                        Some('K') => Part::KeySize,
+                        Some('S') => Part::ValueSize,
                         Some('T') => Part::Timestamp,
+                        Some('d') => Part::Date,
                         Some('h') => Part::Headers,
                         Some(other) => return Err(TemplateError::UnknownToken(other)),
                     };
@@ -99,7 +136,10 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(Self { parts })
+        Ok(Self {
+            parts,
+            null_marker: Vec::new(),
+        })
     }
 
     /// [`Template::parse`] for clap, so a bad template is a usage error.
@@ -107,7 +147,8 @@ impl Template {
         Self::parse(text).map_err(|error| error.to_string())
     }
 
-    /// Writes one record. Key and value bytes are written as they are; `%h` writes
+    /// Writes one record. Key and value bytes are written as they are unless a modifier encodes
+    /// them; `%K` and `%S` are their sizes (-1 when missing, as kcat prints); `%h` writes
     /// `key=value` pairs separated by commas.
     pub fn write(&self, output: &mut impl Write, record: &ConsumerRecord<'_>) -> io::Result<()> {
         for part in &self.parts {
@@ -116,9 +157,12 @@ impl Template {
                 Part::Topic => output.write_all(record.topic().as_bytes())?,
                 Part::Partition => write!(output, "{}", record.partition())?,
                 Part::Offset => write!(output, "{}", record.offset())?,
-                Part::Key => output.write_all(record.key().unwrap_or_default())?,
-                Part::Value => output.write_all(record.value().unwrap_or_default())?,
+                Part::Key(encoding) => self.write_bytes(output, record.key(), *encoding)?,
+                Part::Value(encoding) => self.write_bytes(output, record.value(), *encoding)?,
+                Part::KeySize => write!(output, "{}", size(record.key()))?,
+                Part::ValueSize => write!(output, "{}", size(record.value()))?,
                 Part::Timestamp => write!(output, "{}", record.timestamp())?,
+                Part::Date => write_rfc3339(output, record.timestamp())?,
                 Part::Headers => {
                     for (index, (key, value)) in record.headers().enumerate() {
                         if index > 0 {
@@ -135,11 +179,43 @@ impl Template {
     }
 }
 
+impl Template {
+    fn write_bytes(
+        &self,
+        output: &mut impl Write,
+        bytes: Option<&[u8]>,
+        encoding: Encoding,
+    ) -> io::Result<()> {
+        match bytes {
+            None => output.write_all(&self.null_marker),
+            Some(bytes) => write_encoded(output, bytes, encoding),
+        }
+    }
+}
+
+/// The size kcat prints: bytes, or -1 for a missing key or value.
+fn size(bytes: Option<&[u8]>) -> i64 {
+    bytes.map_or(-1, |bytes| bytes.len() as i64)
+}
+
+fn write_encoded(output: &mut impl Write, bytes: &[u8], encoding: Encoding) -> io::Result<()> {
+    match encoding {
+        Encoding::Text => output.write_all(bytes),
+        Encoding::Hex => write_hex(output, bytes),
+        Encoding::Base64 => write_base64(output, bytes),
+    }
+}
+
 /// Writes one record as a JSON object on one line:
 /// `{"topic":..,"partition":..,"offset":..,"timestamp":..,"key":..,"value":..,"headers":[[k,v],..]}`.
-/// Key, value and header values that are not UTF-8 are written with U+FFFD for each bad byte
-/// sequence; a missing key or a tombstone value is `null`.
-pub fn write_json(output: &mut impl Write, record: &ConsumerRecord<'_>) -> io::Result<()> {
+/// With [`Encoding::Text`], key, value and header values that are not UTF-8 are written with
+/// U+FFFD for each bad byte sequence; hex and base64 keep every byte (header values too). A
+/// missing key or a tombstone value is `null`, an empty one `""`.
+pub fn write_json(
+    output: &mut impl Write,
+    record: &ConsumerRecord<'_>,
+    encoding: Encoding,
+) -> io::Result<()> {
     output.write_all(b"{\"topic\":")?;
     write_json_string(output, record.topic().as_bytes())?;
     write!(
@@ -149,9 +225,9 @@ pub fn write_json(output: &mut impl Write, record: &ConsumerRecord<'_>) -> io::R
         record.offset(),
         record.timestamp()
     )?;
-    write_json_optional(output, record.key())?;
+    write_json_optional(output, record.key(), encoding)?;
     output.write_all(b",\"value\":")?;
-    write_json_optional(output, record.value())?;
+    write_json_optional(output, record.value(), encoding)?;
     output.write_all(b",\"headers\":[")?;
     for (index, (key, value)) in record.headers().enumerate() {
         if index > 0 {
@@ -160,16 +236,32 @@ pub fn write_json(output: &mut impl Write, record: &ConsumerRecord<'_>) -> io::R
         output.write_all(b"[")?;
         write_json_string(output, key.as_bytes())?;
         output.write_all(b",")?;
-        write_json_string(output, value)?;
+        write_json_encoded(output, value, encoding)?;
         output.write_all(b"]")?;
     }
     output.write_all(b"]}\n")
 }
 
-fn write_json_optional(output: &mut impl Write, bytes: Option<&[u8]>) -> io::Result<()> {
+fn write_json_optional(
+    output: &mut impl Write,
+    bytes: Option<&[u8]>,
+    encoding: Encoding,
+) -> io::Result<()> {
     match bytes {
-        Some(bytes) => write_json_string(output, bytes),
+        Some(bytes) => write_json_encoded(output, bytes, encoding),
         None => output.write_all(b"null"),
+    }
+}
+
+fn write_json_encoded(output: &mut impl Write, bytes: &[u8], encoding: Encoding) -> io::Result<()> {
+    match encoding {
+        Encoding::Text => write_json_string(output, bytes),
+        // Hex and base64 digits need no JSON escaping.
+        encoded => {
+            output.write_all(b"\"")?;
+            write_encoded(output, bytes, encoded)?;
+            output.write_all(b"\"")
+        }
     }
 }
 
@@ -223,9 +315,9 @@ mod tests {
                 Part::Literal(b"@".to_vec()),
                 Part::Offset,
                 Part::Literal(b" ".to_vec()),
-                Part::Key,
+                Part::Key(Encoding::Text),
                 Part::Literal(b"=".to_vec()),
-                Part::Value,
+                Part::Value(Encoding::Text),
                 Part::Literal(b" % ".to_vec()),
                 Part::Timestamp,
                 Part::Literal(b" [".to_vec()),
@@ -240,8 +332,35 @@ mod tests {
         let template = Template::parse("%v\\n").unwrap();
         assert_eq!(
             template.parts,
-            vec![Part::Value, Part::Literal(b"\n".to_vec())]
+            vec![Part::Value(Encoding::Text), Part::Literal(b"\n".to_vec())]
         );
+    }
+
+    #[test]
+    fn keys_and_values_take_an_encoding_modifier_and_sizes_and_dates_are_tokens() {
+        let template = Template::parse("%k{hex} %v{base64} %K %S %d %v{text}").unwrap();
+        assert_eq!(
+            template.parts,
+            vec![
+                Part::Key(Encoding::Hex),
+                Part::Literal(b" ".to_vec()),
+                Part::Value(Encoding::Base64),
+                Part::Literal(b" ".to_vec()),
+                Part::KeySize,
+                Part::Literal(b" ".to_vec()),
+                Part::ValueSize,
+                Part::Literal(b" ".to_vec()),
+                Part::Date,
+                Part::Literal(b" ".to_vec()),
+                Part::Value(Encoding::Text),
+                Part::Literal(b"\n".to_vec()),
+            ]
+        );
+        assert_eq!(
+            Template::parse("%v{rot13}"),
+            Err(TemplateError::UnknownModifier("rot13".into()))
+        );
+        assert!(Template::parse("%v{hex").is_err());
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! `terminal`. Everything talks to the broker through the `spate-client` library.
 
 mod consume;
+mod encoding;
 mod format;
 mod group;
+mod offsets;
 mod produce;
 mod terminal;
 mod topic;

@@ -1,0 +1,320 @@
+//! End-to-end: `spate consume` the way kcat and rpk users reach for it (offsets relative,
+//! symbolic, ranged and by time; several topics; encodings, sizes, dates and a null marker in the
+//! output) and `spate produce`'s delimiters, fixed keys, whole-file records and keyless spread.
+
+mod cli_support;
+
+use std::net::SocketAddr;
+
+use spate_tests::{Broker, BrokerOptions};
+
+use cli_support::spate;
+
+fn broker() -> Broker {
+    Broker::start(BrokerOptions::default())
+}
+
+/// `spate consume ARGS... --format FORMAT`, lines sorted (partitions interleave in any order).
+fn consumed(address: SocketAddr, arguments: &[&str], format: &str) -> Vec<String> {
+    let mut all = vec!["consume"];
+    all.extend_from_slice(arguments);
+    all.extend_from_slice(&["--format", format]);
+    let mut lines: Vec<String> = spate(address, &all, b"")
+        .ok()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A topic with partitions 0, 1 and 2 holding 2, 5 and 10 records `p<P>-<N>`.
+fn uneven_topic(address: SocketAddr, topic: &str) {
+    spate(
+        address,
+        &["topic", "create", topic, "--partitions", "3"],
+        b"",
+    )
+    .ok();
+    for (partition, count) in [(0, 2), (1, 5), (2, 10)] {
+        let input: String = (0..count)
+            .map(|number| format!("p{partition}-{number}\n"))
+            .collect();
+        spate(
+            address,
+            &["produce", topic, "-p", &partition.to_string()],
+            input.as_bytes(),
+        )
+        .ok();
+    }
+}
+
+#[test]
+fn an_absolute_offset_reads_where_it_exists_and_names_the_partitions_skipped() {
+    let broker = broker();
+    let address = broker.address();
+    uneven_topic(address, "orders");
+    let run = spate(address, &["consume", "orders", "-o", "3", "-e"], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut values: Vec<&str> = run.stdout.lines().collect();
+    values.sort();
+    assert_eq!(
+        values,
+        vec!["p1-3", "p1-4", "p2-3", "p2-4", "p2-5", "p2-6", "p2-7", "p2-8", "p2-9"]
+    );
+    assert!(
+        run.stderr
+            .contains("offset 3 is past the end of orders/0 (end 2): skipped"),
+        "{}",
+        run.stderr
+    );
+    let nowhere = spate(address, &["consume", "orders", "-o", "99", "-e"], b"");
+    assert_eq!(nowhere.code, 0, "{}", nowhere.stderr);
+    assert_eq!(nowhere.stdout, "");
+    assert!(
+        nowhere
+            .stderr
+            .contains("orders/0 (end 2), orders/1 (end 5), orders/2 (end 10)"),
+        "{}",
+        nowhere.stderr
+    );
+}
+
+#[test]
+fn relative_symbolic_and_ranged_offsets_apply_to_each_partition() {
+    let broker = broker();
+    let address = broker.address();
+    uneven_topic(address, "orders");
+    assert_eq!(
+        consumed(address, &["orders", "-o", "-2", "-e"], "%v"),
+        vec!["p0-0", "p0-1", "p1-3", "p1-4", "p2-8", "p2-9"]
+    );
+    assert_eq!(
+        consumed(address, &["orders", "-o", "+4", "-e"], "%v"),
+        vec!["p1-4", "p2-4", "p2-5", "p2-6", "p2-7", "p2-8", "p2-9"]
+    );
+    assert_eq!(
+        consumed(address, &["orders", "-o", "start:+1"], "%v"),
+        vec!["p0-0", "p1-0", "p2-0"]
+    );
+    assert_eq!(
+        consumed(address, &["orders", "-p", "2", "-o", "4:6"], "%o"),
+        vec!["4", "5"]
+    );
+    assert_eq!(
+        consumed(address, &["orders", "-o", "end", "-e"], "%v"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        consumed(address, &["orders", "-o", "start:end"], "%v").len(),
+        17
+    );
+}
+
+#[test]
+fn time_offsets_take_epoch_ms_dates_and_durations_before_now() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "log"], b"").ok();
+    spate(address, &["produce", "log"], b"a\nb\n").ok();
+    // Everything was written within the last hour and after 2020; nothing after 2100.
+    assert_eq!(
+        consumed(address, &["log", "-o", "@-1h", "-e"], "%v"),
+        ["a", "b"]
+    );
+    assert_eq!(
+        consumed(address, &["log", "-o", "@2020-01-01T00:00:00Z", "-e"], "%v"),
+        ["a", "b"]
+    );
+    assert_eq!(
+        consumed(address, &["log", "-o", "@2100-01-01", "-e"], "%v"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        consumed(address, &["log", "-o", "@1577836800000:@2100-01-01"], "%v"),
+        ["a", "b"]
+    );
+    let dated = consumed(address, &["log", "-o", "start", "-e"], "%d");
+    assert!(
+        dated
+            .iter()
+            .all(|date| date.len() == 24 && date.ends_with('Z')),
+        "{dated:?}"
+    );
+}
+
+#[test]
+fn several_topics_are_read_together() {
+    let broker = broker();
+    let address = broker.address();
+    for topic in ["left", "right"] {
+        spate(address, &["topic", "create", topic], b"").ok();
+        spate(
+            address,
+            &["produce", topic],
+            format!("{topic}-1\n").as_bytes(),
+        )
+        .ok();
+    }
+    assert_eq!(
+        consumed(address, &["left", "right", "-o", "start", "-e"], "%t:%v"),
+        ["left:left-1", "right:right-1"]
+    );
+}
+
+#[test]
+fn keys_and_values_print_as_hex_base64_sizes_and_a_null_marker() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "bytes"], b"").ok();
+    // A keyless record, an empty key, and bytes that are not UTF-8.
+    spate(address, &["produce", "bytes"], b"plain\n").ok();
+    spate(
+        address,
+        &["produce", "bytes", "-K", "="],
+        b"=empty key\n\xff\xfe=\x00\x01\n",
+    )
+    .ok();
+    let template = spate(
+        address,
+        &[
+            "consume",
+            "bytes",
+            "-o",
+            "start",
+            "-e",
+            "-Z",
+            "NULL",
+            "-f",
+            "%k{hex}|%K|%S|%v{base64}",
+        ],
+        b"",
+    )
+    .ok();
+    assert_eq!(
+        template,
+        "NULL|-1|5|cGxhaW4=\n|0|9|ZW1wdHkga2V5\nfffe|2|2|AAE=\n"
+    );
+}
+
+#[test]
+fn json_keeps_every_byte_in_hex_or_base64_and_tells_a_null_key_from_an_empty_one() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "bytes"], b"").ok();
+    spate(address, &["produce", "bytes"], b"plain\n").ok();
+    spate(
+        address,
+        &["produce", "bytes", "-K", "="],
+        b"=v\n\xff=\x00\n",
+    )
+    .ok();
+    let read = |encoding: &str| -> Vec<String> {
+        spate(
+            address,
+            &[
+                "consume",
+                "bytes",
+                "-o",
+                "start",
+                "-e",
+                "-J",
+                "--encoding",
+                encoding,
+            ],
+            b"",
+        )
+        .ok()
+        .lines()
+        .map(str::to_string)
+        .collect()
+    };
+    let hex = read("hex");
+    assert!(
+        hex[0].contains("\"key\":null,\"value\":\"706c61696e\""),
+        "{}",
+        hex[0]
+    );
+    assert!(
+        hex[1].contains("\"key\":\"\",\"value\":\"76\""),
+        "{}",
+        hex[1]
+    );
+    assert!(
+        hex[2].contains("\"key\":\"ff\",\"value\":\"00\""),
+        "{}",
+        hex[2]
+    );
+    let base64 = read("base64");
+    assert!(
+        base64[2].contains("\"key\":\"/w==\",\"value\":\"AA==\""),
+        "{}",
+        base64[2]
+    );
+}
+
+#[test]
+fn produce_splits_at_a_custom_delimiter_takes_a_fixed_key_or_the_whole_input() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "input"], b"").ok();
+    let produced = spate(
+        address,
+        &["produce", "input", "-D", "|", "-k", "fixed"],
+        b"a|b\nc|",
+    )
+    .ok();
+    assert_eq!(produced, "2 records acknowledged\n");
+    let whole = spate(address, &["produce", "input", "-l"], b"line 1\nline 2\n").ok();
+    assert_eq!(whole, "1 record acknowledged\n");
+    let printed = spate(
+        address,
+        &["consume", "input", "-o", "start", "-e", "-J"],
+        b"",
+    )
+    .ok();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    assert!(
+        lines[0].contains("\"key\":\"fixed\",\"value\":\"a\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"key\":\"fixed\",\"value\":\"b\\nc\""),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("\"key\":null,\"value\":\"line 1\\nline 2\\n\""),
+        "{}",
+        lines[2]
+    );
+}
+
+#[test]
+fn one_line_produces_without_keys_spread_over_the_partitions() {
+    let broker = broker();
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "spread", "--partitions", "3"],
+        b"",
+    )
+    .ok();
+    // Each producer picks a random first partition: twelve all on one has a chance of 3^-11.
+    for number in 0..12 {
+        spate(
+            address,
+            &["produce", "spread"],
+            format!("{number}\n").as_bytes(),
+        )
+        .ok();
+    }
+    let mut partitions = consumed(address, &["spread", "-o", "start", "-e"], "%p");
+    partitions.dedup();
+    assert!(
+        partitions.len() > 1,
+        "every record in partition {partitions:?}"
+    );
+}
