@@ -112,41 +112,32 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
     let mut outcomes: Vec<RunOutcome> = Vec::new();
     let mut targets = Vec::new();
     let mut progress = Progress::new(!arguments.output.no_progress);
+    let mut failures: Vec<BenchError> = Vec::new();
     for &driver_kind in &target_arguments.driver {
-        let (spawned, address) = start_target(
+        // A driver that cannot run (redis-server missing, say) does not cost the results the
+        // others measured: they are still printed and written, and the run exits 1.
+        match run_driver(
+            kind,
             driver_kind,
             target_arguments,
             &placement,
             &data_root,
             &workload,
-        )?;
-        targets.push(json!({
-            "driver": driver_kind,
-            "address": address.to_string(),
-            "spawned": spawned.is_some(),
-            "data_dir": spawned.as_ref().and_then(|spawned| spawned.data_dir()).map(|path| path.display().to_string()),
-        }));
-        let driver = connect(driver_kind, address, &workload)?;
-        eprintln!(
-            "running {} with {} at {address} ...",
-            kind.name(),
-            driver_kind.name()
-        );
-        let result = match kind {
-            WorkloadKind::Produce => {
-                runner::produce::run(driver.as_ref(), &workload, &placement, &mut progress)
+            &mut progress,
+        ) {
+            Ok((outcome, target)) => {
+                outcomes.push(outcome);
+                targets.push(target);
             }
-            WorkloadKind::Consume => {
-                runner::consume::run(driver.as_ref(), &workload, &placement, &mut progress)
+            Err(error) => {
+                eprintln!("{} failed: {error}", driver_kind.name());
+                notes.push(format!("{} did not run: {error}", driver_kind.name()));
+                failures.push(error);
             }
-            WorkloadKind::E2e => {
-                runner::e2e::run(driver.as_ref(), &workload, &placement, &mut progress)
-            }
-        };
-        drop(driver);
-        let outcome = result.map_err(|error| explain_with_log(error, spawned.as_ref()))?;
-        drop(spawned);
-        outcomes.push(outcome);
+        }
+    }
+    if outcomes.is_empty() {
+        return Err(failures.remove(0));
     }
     let setup = json!({
         "drivers": target_arguments.driver,
@@ -169,12 +160,56 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
         println!("note: {note}");
     }
     write_json(&arguments.output, &document)?;
-    let failed = outcomes.iter().any(|outcome| outcome.errors > 0);
+    let failed = !failures.is_empty() || outcomes.iter().any(|outcome| outcome.errors > 0);
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Starts or reaches one system, runs the workload against it, and stops what it started.
+fn run_driver(
+    kind: WorkloadKind,
+    driver_kind: DriverKind,
+    target_arguments: &TargetArgs,
+    placement: &Placement,
+    data_root: &Path,
+    workload: &Workload,
+    progress: &mut Progress,
+) -> Result<(RunOutcome, Value), BenchError> {
+    let (spawned, address) = start_target(
+        driver_kind,
+        target_arguments,
+        placement,
+        data_root,
+        workload,
+    )?;
+    let target = json!({
+        "driver": driver_kind,
+        "address": address.to_string(),
+        "spawned": spawned.is_some(),
+        "data_dir": spawned.as_ref().and_then(|spawned| spawned.data_dir()).map(|path| path.display().to_string()),
+    });
+    let driver = connect(driver_kind, address, workload)?;
+    eprintln!(
+        "running {} with {} at {address} ...",
+        kind.name(),
+        driver_kind.name()
+    );
+    let result = match kind {
+        WorkloadKind::Produce => {
+            runner::produce::run(driver.as_ref(), workload, placement, progress)
+        }
+        WorkloadKind::Consume => {
+            runner::consume::run(driver.as_ref(), workload, placement, progress)
+        }
+        WorkloadKind::E2e => runner::e2e::run(driver.as_ref(), workload, placement, progress),
+    };
+    drop(driver);
+    let outcome = result.map_err(|error| explain_with_log(error, spawned.as_ref()))?;
+    drop(spawned);
+    Ok((outcome, target))
 }
 
 fn check_drivers(arguments: &TargetArgs) -> Result<(), BenchError> {

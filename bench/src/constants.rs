@@ -78,6 +78,11 @@ pub const SOCKET_RECEIVE_BUFFER_BYTES: usize = 1024 * 1024;
 pub const RTT_MESSAGE_BYTES: usize = 64;
 pub const RTT_ROUND_TRIPS_DEFAULT: u64 = 20_000;
 
+/// A loopback or disk stream shorter than this measures a warm-up (socket buffers and the page
+/// cache filling, the device's write cache absorbing), not a ceiling: ratios against such limits
+/// are marked unreliable in the table and the JSON.
+pub const LIMIT_DURATION_MS_RELIABLE_MIN: u64 = 1_000;
+
 /// Rounds of limit measurements; the best figure of each kind is kept.
 pub const LIMIT_ROUNDS_DEFAULT: u32 = 2;
 /// Most rounds a run may ask for.
@@ -104,6 +109,8 @@ pub const RESP_DEPTH_MAX: usize = 8;
 /// Longest status or error line the RESP reader accepts.
 pub const RESP_LINE_BYTES_MAX: usize = 64 * 1024;
 
+const _: () = assert!(LIMIT_DURATION_MS_RELIABLE_MIN <= LOOPBACK_DURATION_MS_DEFAULT);
+const _: () = assert!(LIMIT_DURATION_MS_RELIABLE_MIN <= DISK_DURATION_MS_DEFAULT);
 const _: () = assert!(E2E_TIMESTAMP_BYTES <= MESSAGE_BYTES_DEFAULT);
 const _: () = assert!(MESSAGE_BYTES_DEFAULT <= BATCH_BYTES_DEFAULT);
 const _: () = assert!(BATCH_BYTES_DEFAULT <= PRODUCER_BUFFER_BYTES_DEFAULT);

@@ -86,9 +86,25 @@ pub struct MachineLimits {
     pub broker_core: usize,
     /// Every round measured; the figures above are the best of them.
     pub rounds: Vec<LimitRound>,
+    /// How long the loopback and disk streams were asked to run.
+    pub loopback_duration_ms: u64,
+    pub disk_duration_ms: u64,
 }
 
 impl MachineLimits {
+    /// Why these figures are no ceilings, when a stream ran shorter than
+    /// [`LIMIT_DURATION_MS_RELIABLE_MIN`].
+    pub fn too_short(&self) -> Option<String> {
+        let shortest = self.loopback_duration_ms.min(self.disk_duration_ms);
+        (shortest < LIMIT_DURATION_MS_RELIABLE_MIN).then(|| {
+            format!(
+                "the limits were measured for {} ms (loopback) and {} ms (disk), under \
+                 {LIMIT_DURATION_MS_RELIABLE_MIN} ms: warm-up figures, not ceilings",
+                self.loopback_duration_ms, self.disk_duration_ms
+            )
+        })
+    }
+
     /// The lower of the network and disk ceilings: what a durable produce path can reach.
     pub fn loopback_or_disk_bytes_per_sec(&self) -> f64 {
         self.loopback_bytes_per_sec
@@ -187,6 +203,8 @@ fn measure_once(settings: &LimitSettings) -> Result<MachineLimits, LimitsError> 
         client_core: settings.client_core,
         broker_core: settings.broker_core,
         rounds: Vec::new(),
+        loopback_duration_ms: settings.loopback_duration_ms,
+        disk_duration_ms: settings.disk_duration_ms,
     })
 }
 

@@ -82,6 +82,9 @@ impl LimitChoice {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ratios {
     pub throughput_vs_limit: Option<f64>,
+    /// Why `throughput_vs_limit` is no fraction of a ceiling (the limits were measured too
+    /// briefly, or the throughput exceeds them); `None` when it is, or without limits.
+    pub throughput_vs_limit_unreliable: Option<String>,
     pub limit: LimitChoice,
     pub throughput_vs_loopback: Option<f64>,
     pub throughput_vs_disk: Option<f64>,
@@ -95,9 +98,12 @@ impl Ratios {
         let ratio = |value: f64, limit: f64| (limit > 0.0).then(|| value / limit);
         let throughput = outcome.throughput_bytes_per_sec;
         let latency = outcome.latency.as_ref();
+        let throughput_vs_limit =
+            limits.and_then(|limits| ratio(throughput, choice.bytes_per_sec(limits)));
         Ratios {
-            throughput_vs_limit: limits
-                .and_then(|limits| ratio(throughput, choice.bytes_per_sec(limits))),
+            throughput_vs_limit,
+            throughput_vs_limit_unreliable: limits
+                .and_then(|limits| limit_caveat(limits, throughput_vs_limit)),
             limit: choice,
             throughput_vs_loopback: limits
                 .and_then(|limits| ratio(throughput, limits.loopback_bytes_per_sec)),
@@ -111,6 +117,20 @@ impl Ratios {
                 .and_then(|(limits, latency)| ratio(latency.p99, limits.loopback_rtt_us)),
         }
     }
+}
+
+/// Why a throughput-to-limit ratio says nothing about the ceiling, if it does not.
+pub fn limit_caveat(limits: &MachineLimits, throughput_vs_limit: Option<f64>) -> Option<String> {
+    limits.too_short().or_else(|| {
+        throughput_vs_limit
+            .filter(|ratio| *ratio > 1.0)
+            .map(|ratio| {
+                format!(
+                    "the throughput is {ratio:.2}x the measured limit: the limit measurement was \
+                     disturbed; measure again with more --limit-rounds"
+                )
+            })
+    })
 }
 
 /// The figures of one driver's run.
@@ -261,12 +281,22 @@ pub fn table(
     row.push(optional(limit_throughput, |limit| {
         format!("{} ({})", megabytes(limit), choice.describe())
     }));
-    row.push(ratio(
+    let throughput_ratio = ratio(
         outcomes
             .first()
             .map(|outcome| outcome.throughput_bytes_per_sec),
         limit_throughput,
-    ));
+    );
+    let caveat = limits.zip(outcomes.first()).and_then(|(limits, subject)| {
+        let value = limit_throughput
+            .filter(|limit| *limit > 0.0)
+            .map(|limit| subject.throughput_bytes_per_sec / limit);
+        limit_caveat(limits, value)
+    });
+    row.push(match caveat {
+        Some(_) => format!("{throughput_ratio} (unreliable*)"),
+        None => throughput_ratio,
+    });
     rows.push(row);
     let mut row = vec!["records/s".to_string()];
     row.extend(
@@ -337,6 +367,9 @@ pub fn table(
     rows.push(row);
     let mut text = format!("{title}\n");
     text.push_str(&render(&rows));
+    if let Some(caveat) = &caveat {
+        text.push_str(&format!("* {caveat}\n"));
+    }
     if let Some(limits) = limits {
         text.push_str(&format!(
             "limits (best of {} rounds): loopback {} (RTT p50 {}), disk O_DIRECT+fdatasync {} \
@@ -507,6 +540,8 @@ mod tests {
             client_core: 1,
             broker_core: 0,
             rounds: Vec::new(),
+            loopback_duration_ms: 2_000,
+            disk_duration_ms: 3_000,
         }
     }
 
@@ -576,6 +611,46 @@ mod tests {
         );
         assert_eq!(ratios.throughput_vs_limit, Some(0.5));
         assert_eq!(ratios.latency_p50_vs_loopback_rtt, Some(5.0));
+    }
+
+    #[test]
+    fn ratios_against_briefly_measured_or_exceeded_limits_are_marked_unreliable() {
+        let subject = outcome(DriverKind::Spate, 5e8);
+        let sound = Ratios::of(WorkloadKind::Produce, &subject, Some(&limits()));
+        assert_eq!(sound.throughput_vs_limit_unreliable, None);
+
+        let brief = MachineLimits {
+            loopback_duration_ms: 100,
+            ..limits()
+        };
+        let ratios = Ratios::of(WorkloadKind::Produce, &subject, Some(&brief));
+        assert_eq!(ratios.throughput_vs_limit, Some(0.5), "still reported");
+        assert!(ratios
+            .throughput_vs_limit_unreliable
+            .is_some_and(|why| why.contains("100 ms")));
+        let text = table("t", WorkloadKind::Produce, &[subject.clone()], Some(&brief));
+        assert!(text.contains("0.50 (unreliable*)"), "{text}");
+        assert!(
+            text.contains("* the limits were measured for 100 ms"),
+            "{text}"
+        );
+
+        let exceeded = Ratios::of(
+            WorkloadKind::Produce,
+            &outcome(DriverKind::Spate, 1.55e9),
+            Some(&limits()),
+        );
+        assert!(exceeded
+            .throughput_vs_limit_unreliable
+            .is_some_and(|why| why.contains("1.55x")));
+        let document = document(
+            "produce",
+            Some(WorkloadKind::Produce),
+            json!({}),
+            &[subject],
+            Some(&brief),
+        );
+        assert!(document["ratios"]["throughput_vs_limit_unreliable"].is_string());
     }
 
     #[test]

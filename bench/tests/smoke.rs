@@ -61,6 +61,17 @@ fn data_dir() -> tempfile::TempDir {
 
 /// Runs `spate-bench` with `arguments` plus `--json FILE`, and returns the parsed JSON.
 fn run_bench(arguments: &[&str]) -> Value {
+    let (success, document, printed) = run_bench_as_it_ends(arguments);
+    assert!(
+        success,
+        "spate-bench {arguments:?} failed; it printed:\n{printed}"
+    );
+    document
+}
+
+/// Runs `spate-bench` with `arguments` plus `--json FILE`: whether it exited 0, the parsed JSON
+/// and what it printed.
+fn run_bench_as_it_ends(arguments: &[&str]) -> (bool, Value, String) {
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -98,12 +109,11 @@ fn run_bench(arguments: &[&str]) -> Value {
         std::thread::sleep(Duration::from_millis(50));
     };
     let printed = std::fs::read_to_string(&output_path).unwrap_or_default();
-    assert!(
-        status.success(),
-        "spate-bench {arguments:?} exited with {status}; it printed:\n{printed}"
-    );
-    let text = std::fs::read_to_string(&json_path).expect("the JSON file was written");
-    serde_json::from_str(&text).expect("the JSON file parses")
+    let text = std::fs::read_to_string(&json_path).unwrap_or_else(|_| {
+        panic!("the JSON file was not written; spate-bench printed:\n{printed}")
+    });
+    let document = serde_json::from_str(&text).expect("the JSON file parses");
+    (status.success(), document, printed)
 }
 
 fn number_at(document: &Value, path: &[&str]) -> Option<f64> {
@@ -204,6 +214,13 @@ fn produce_with_limits_writes_the_full_shape() {
     arguments.extend(QUICK_LIMITS);
     let document = run_bench(&arguments);
     assert_shape(&document, "produce", true);
+    // 300 ms limit streams are warm-ups: the ratio is reported, and marked.
+    assert!(
+        document["ratios"]["throughput_vs_limit_unreliable"]
+            .as_str()
+            .is_some_and(|why| why.contains("300 ms")),
+        "{document:#}"
+    );
     assert_eq!(document["latency_us"]["kind"], "produce_to_ack");
     assert_eq!(document["errors"], 0);
     // The machine's cores are recorded as the process found them, before the harness moved
@@ -243,6 +260,37 @@ fn produce_against_redis_lists_redis_as_a_peer() {
         "{document:#}"
     );
     assert!(number_at(&document, &["ratios", "throughput_vs_redis"]).is_some());
+}
+
+#[test]
+fn a_driver_that_cannot_start_keeps_the_results_of_those_that_ran() {
+    let (success, document, printed) = run_bench_as_it_ends(&[
+        "produce",
+        "--spawn-broker",
+        "--driver",
+        "spate,redis",
+        "--redis-binary",
+        "/nonexistent/redis-server",
+        "--duration-ms",
+        "1000",
+        "--warmup-ms",
+        "200",
+    ]);
+    assert!(!success, "a driver failed, so the run fails: {printed}");
+    assert_shape(&document, "produce", false);
+    assert_eq!(document["driver"], "spate");
+    assert!(
+        document["config"]["notes"]
+            .as_array()
+            .is_some_and(|notes| notes.iter().any(|note| note
+                .as_str()
+                .is_some_and(|note| note.starts_with("redis did not run")))),
+        "{document:#}"
+    );
+    assert!(
+        printed.contains("throughput"),
+        "the table is printed: {printed}"
+    );
 }
 
 #[test]
