@@ -628,7 +628,12 @@ mod tests {
         assert!(ratios
             .throughput_vs_limit_unreliable
             .is_some_and(|why| why.contains("100 ms")));
-        let text = table("t", WorkloadKind::Produce, &[subject.clone()], Some(&brief));
+        let text = table(
+            "t",
+            WorkloadKind::Produce,
+            std::slice::from_ref(&subject),
+            Some(&brief),
+        );
         assert!(text.contains("0.50 (unreliable*)"), "{text}");
         assert!(
             text.contains("* the limits were measured for 100 ms"),
