@@ -205,7 +205,11 @@ where
 const AFTER_HELP: &str = "\
 Settings are read from embedded defaults, then the TOML file given by --config (keys are the flag
 names with underscores, e.g. data_dir = \"/var/lib/spate\"), then command-line flags, then SPATE_*
-environment variables; a later source overrides an earlier one.";
+environment variables; a later source overrides an earlier one.
+
+`spate-broker recover-catalog [flags]` rebuilds <data_dir>/catalog.toml from the topic.toml in each
+topic directory (when the catalog is lost, or disagrees with the directories) and exits; the old
+catalog is kept beside it. It takes the data directory's lock, so stop the broker first.";
 
 /// The command line: an optional config file plus one flag per setting.
 #[derive(Debug, clap::Parser)]
@@ -281,7 +285,15 @@ pub struct Config {
 impl Config {
     /// Builds the configuration from the process's command line and environment.
     pub fn from_process() -> Result<Config, ConfigError> {
-        let command_line = <CommandLine as clap::Parser>::parse();
+        Self::from_arguments(std::env::args_os())
+    }
+
+    /// As [`Config::from_process`], with these arguments (the program name first) instead of
+    /// the process's: `recover-catalog` reads the same settings after its own name.
+    pub fn from_arguments(
+        arguments: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Config, ConfigError> {
+        let command_line = <CommandLine as clap::Parser>::parse_from(arguments);
         let lookup = |name: &str| std::env::var(name).ok();
         Self::from_layers(command_line, &lookup, available_cores())
     }

@@ -1,14 +1,27 @@
 //! `spate-broker`: reads the configuration (defaults < file < flags < env), sets up logging, and
 //! runs the broker until SIGTERM/SIGINT. Exit code 0 after a clean shutdown, 1 on a failure,
 //! 2 on a configuration error. Everything else lives in the library (`server`, `shard`, ...).
+//! `spate-broker recover-catalog [flags]` rebuilds a lost or wrong catalog from the topic
+//! directories instead of running the broker.
 
 use std::process::ExitCode;
 
+use spate_broker::catalog::{self, DataDirectoryLock};
 use spate_broker::config::Config;
 use spate_broker::shard::signal::ShutdownFlag;
 
+/// The subcommand that rebuilds a lost or wrong catalog from the topic directories.
+const RECOVER_CATALOG_COMMAND: &str = "recover-catalog";
+
 fn main() -> ExitCode {
-    let config = match Config::from_process() {
+    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let recover = arguments
+        .get(1)
+        .is_some_and(|first| first == RECOVER_CATALOG_COMMAND);
+    if recover {
+        arguments.remove(1);
+    }
+    let config = match Config::from_arguments(arguments) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("spate-broker: configuration error: {error}");
@@ -27,6 +40,9 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(2);
         }
+    }
+    if recover {
+        return recover_catalog(&config.data_dir);
     }
     // `check` validated the filter; a failure here would be a bug, and the default is safe.
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
@@ -48,6 +64,42 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "broker failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `spate-broker recover-catalog`: under the data directory's lock (so never beside a running
+/// broker), rebuilds `catalog.toml` from the topic directories and says what it found.
+fn recover_catalog(data_dir: &std::path::Path) -> ExitCode {
+    let lock = match DataDirectoryLock::acquire(data_dir, RECOVER_CATALOG_COMMAND) {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("spate-broker: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = catalog::recover_catalog(data_dir);
+    drop(lock);
+    match outcome {
+        Ok(recovered) => {
+            if let Some(previous) = &recovered.previous_catalog {
+                println!("previous catalog kept as {}", previous.display());
+            }
+            for (name, id, partitions, source) in &recovered.topics {
+                println!(
+                    "recovered topic {name} (id {id}): {partitions} partitions, from {source}"
+                );
+            }
+            println!(
+                "catalog rebuilt in {} with {} topics; start the broker to serve them",
+                data_dir.display(),
+                recovered.topics.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("spate-broker: recover-catalog failed: {error}");
             ExitCode::FAILURE
         }
     }

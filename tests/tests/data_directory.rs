@@ -90,3 +90,197 @@ fn a_second_broker_on_the_same_directory_refuses_to_start_and_the_first_keeps_it
     let mut client = TestClient::connect(first.address());
     assert_eq!(client.fetch_all("kept", 0, 0).len(), 5);
 }
+
+const TOPIC: &str = "orders";
+const RECORDS_PER_PARTITION: usize = 1_000;
+
+/// A stopped broker whose `orders` topic holds `RECORDS_PER_PARTITION` acks=all records in each
+/// of its `partitions`.
+fn stopped_broker_with_records(partitions: u32) -> Broker {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic(TOPIC, partitions, &[]);
+    for partition in 0..partitions {
+        for first in (0..RECORDS_PER_PARTITION).step_by(100) {
+            let (code, _) = client.produce(
+                TOPIC,
+                partition,
+                Acks::All,
+                vec![build_batch(&numbered_records(first, 100, 0)).freeze()],
+            );
+            assert_eq!(code, ErrorCode::None);
+        }
+    }
+    assert!(broker.terminate().success());
+    broker
+}
+
+fn assert_every_record_readable(broker: &Broker, partitions: u32) {
+    let mut client = TestClient::connect(broker.address());
+    for partition in 0..partitions {
+        assert_eq!(
+            client.fetch_all(TOPIC, partition, 0).len(),
+            RECORDS_PER_PARTITION,
+            "partition {partition}"
+        );
+    }
+}
+
+/// Every `.log` file under the topic directories with its length: what must survive a refusal.
+fn segment_logs(data_dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut pending = vec![data_dir.join("topics")];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "log") {
+                let length = entry.metadata().map_or(0, |metadata| metadata.len());
+                found.push((path, length));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn recover_catalog(data_dir: &Path) -> String {
+    let output = Command::new(broker_binary())
+        .arg("recover-catalog")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SPATE_DATA_DIR")
+        .env_remove("SPATE_CONFIG")
+        .output()
+        .expect("run spate-broker recover-catalog");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "recover-catalog failed:\n{text}");
+    text
+}
+
+fn edit_catalog(data_dir: &Path, edit: impl FnOnce(String) -> String) {
+    let path = data_dir.join("catalog.toml");
+    let text = std::fs::read_to_string(&path).expect("read catalog.toml");
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    std::fs::write(&path, edited).expect("write catalog.toml");
+}
+
+#[test]
+fn a_lost_catalog_deletes_nothing_and_recover_catalog_brings_every_record_back() {
+    let mut broker = stopped_broker_with_records(2);
+    let before = segment_logs(broker.data_dir());
+    std::fs::remove_file(broker.data_dir().join("catalog.toml")).unwrap();
+
+    let (status, log) = run_to_exit(broker.data_dir(), &[]);
+    assert!(
+        !status.success(),
+        "the broker started without its catalog:\n{log}"
+    );
+    assert!(
+        log.contains("catalog") && log.contains("is missing"),
+        "{log}"
+    );
+    assert!(log.contains("recover-catalog"), "{log}");
+    assert_eq!(segment_logs(broker.data_dir()), before, "data changed");
+
+    let report = recover_catalog(broker.data_dir());
+    assert!(report.contains("recovered topic orders"), "{report}");
+    broker.restart();
+    assert_every_record_readable(&broker, 2);
+}
+
+#[test]
+fn a_topic_renamed_in_the_catalog_stops_the_broker_and_deletes_nothing() {
+    let mut broker = stopped_broker_with_records(1);
+    let before = segment_logs(broker.data_dir());
+    edit_catalog(broker.data_dir(), |text| {
+        text.replace("name = \"orders\"", "name = \"renamed\"")
+    });
+
+    let (status, log) = run_to_exit(broker.data_dir(), &[]);
+    assert!(!status.success(), "the broker started:\n{log}");
+    assert!(log.contains("is not a topic the catalog names"), "{log}");
+    assert!(log.contains("renamed"), "{log}");
+    assert_eq!(segment_logs(broker.data_dir()), before, "data changed");
+
+    // The directories are right: rebuild the catalog from them.
+    recover_catalog(broker.data_dir());
+    broker.restart();
+    assert_every_record_readable(&broker, 1);
+}
+
+#[test]
+fn a_catalog_with_a_shortened_partition_list_stops_the_broker_naming_the_partition() {
+    let mut broker = stopped_broker_with_records(3);
+    let before = segment_logs(broker.data_dir());
+    edit_catalog(broker.data_dir(), |text| {
+        text.lines()
+            .map(|line| match line.strip_prefix("partition_shards = [") {
+                // Drop the last shard of the list: the catalog now names partitions 0 and 1.
+                Some(_) => {
+                    let cut = line.rfind(',').expect("three partitions");
+                    format!("{}]", &line[..cut])
+                }
+                None => line.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+
+    let (status, log) = run_to_exit(broker.data_dir(), &[]);
+    assert!(!status.success(), "the broker started:\n{log}");
+    assert!(log.contains("holds partition 2"), "{log}");
+    assert_eq!(segment_logs(broker.data_dir()), before, "data changed");
+
+    recover_catalog(broker.data_dir());
+    broker.restart();
+    assert_every_record_readable(&broker, 3);
+}
+
+#[test]
+fn a_catalog_with_invalid_utf8_is_reported_as_corrupt_with_its_line() {
+    let broker = stopped_broker_with_records(1);
+    let path = broker.data_dir().join("catalog.toml");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.splice(0..0, b"# \xff\n".iter().copied());
+    std::fs::write(&path, bytes).unwrap();
+
+    let (status, log) = run_to_exit(broker.data_dir(), &[]);
+    assert!(!status.success(), "the broker started:\n{log}");
+    assert!(log.contains("is corrupt: not UTF-8 text"), "{log}");
+    assert!(log.contains("line 1, byte 3"), "{log}");
+    assert!(!log.contains("catalog I/O failed"), "{log}");
+}
+
+#[test]
+fn a_deleted_topic_leaves_no_directory_and_its_name_can_be_used_again_across_a_restart() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic(TOPIC, 1, &[]);
+    produce_numbered(&mut client, TOPIC, 0, 5);
+    let response = client.call(&spate_protocol::api::DeleteTopicsRequest {
+        names: vec![TOPIC.to_string()],
+        timeout_ms: 30_000,
+    });
+    assert_eq!(response.results[0].error_code, ErrorCode::None);
+    let topics = broker.data_dir().join("topics");
+    let left: Vec<_> = std::fs::read_dir(&topics).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    client.create_topic(TOPIC, 1, &[]);
+    produce_numbered(&mut client, TOPIC, 0, 3);
+    assert!(broker.terminate().success());
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    assert_eq!(client.fetch_all(TOPIC, 0, 0).len(), 3);
+}

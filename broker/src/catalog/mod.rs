@@ -8,8 +8,12 @@
 //! them from a blocking thread (glommio's `spawn_blocking`), never on an executor.
 //!
 //! The catalog knows nothing of logs or sockets: it neither opens nor deletes partition data
-//! (the shards do, see `shard`), it only names the directory each partition lives in.
+//! (the shards do, see `shard`), it only names the directory each partition lives in. It owns
+//! the topic directories themselves (`directories`): their `topic.toml`, the check at open that
+//! they agree with the catalog, and the removal of a deleted topic's directory, which a tombstone
+//! in the catalog records until it is done, so "deleted" is never confused with "unknown".
 
+pub mod directories;
 pub mod lock;
 pub mod producer_ids;
 pub mod topic_config;
@@ -21,6 +25,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+pub use directories::{recover_catalog, RecoveredCatalog, TOPIC_METADATA_FILE_NAME};
 pub use lock::{DataDirectoryLock, DataDirectoryLockError, LOCK_FILE_NAME};
 pub use producer_ids::{ProducerIdAllocator, ProducerIdError, ProducerIdentity};
 pub use topic_config::{TopicConfig, TopicConfigError};
@@ -48,6 +53,27 @@ pub enum CatalogError {
     },
     #[error("catalog file {path} is corrupt: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error(
+        "the catalog {path} is missing but {topics} holds {count} topic directories (e.g. \
+         {example}); nothing was deleted. Run `spate-broker recover-catalog --data-dir \
+         {data_dir}` to rebuild the catalog from the topic.toml in each directory, or move the \
+         directories away to start empty"
+    )]
+    Missing {
+        path: PathBuf,
+        data_dir: PathBuf,
+        topics: PathBuf,
+        count: usize,
+        example: String,
+    },
+    #[error(
+        "the catalog and the topic directories of {data_dir} disagree, so the broker will not \
+         start (nothing was deleted): {problems}. If the directories are right, `spate-broker \
+         recover-catalog --data-dir {data_dir}` rebuilds the catalog from them (the old catalog \
+         is kept beside it); otherwise move the directories named here out of the topics \
+         directory"
+    )]
+    DirectoriesDisagree { data_dir: PathBuf, problems: String },
     #[error("topic name {name:?} is invalid: {reason}")]
     InvalidTopicName { name: String, reason: &'static str },
     #[error("topic {name} already exists")]
@@ -145,6 +171,9 @@ pub struct Catalog {
     partitions_per_shard_max: usize,
     /// Serializes writers; holds the id to give the next topic and the topics being created.
     writer: Mutex<Writer>,
+    /// Topics deleted whose directories may still exist (tombstones in the catalog file). Only
+    /// changed while `writer` is held.
+    deleted: Mutex<Vec<DeletedTopicRecord>>,
     current: RwLock<Arc<CatalogSnapshot>>,
     /// Broker-wide producer ids (InitProducerId); durable beside the catalog file.
     producer_ids: ProducerIdAllocator,
@@ -169,6 +198,10 @@ struct CatalogFile {
     next_topic_id: u64,
     #[serde(default)]
     topics: Vec<TopicRecord>,
+    /// Deleted topics whose directories may remain: removed at the next open, never mistaken
+    /// for directories the catalog does not know.
+    #[serde(default)]
+    deleted_topics: Vec<DeletedTopicRecord>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -178,6 +211,24 @@ struct TopicRecord {
     partition_shards: Vec<ShardId>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+}
+
+impl TopicRecord {
+    fn of(topic: &TopicMetadata) -> Self {
+        TopicRecord {
+            name: topic.name.clone(),
+            id: topic.id,
+            partition_shards: topic.partition_shards.clone(),
+            config: topic.config.to_map(),
+        }
+    }
+}
+
+/// A tombstone: topic `name` with `id` was deleted; its directory `<name>.<id>` may remain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DeletedTopicRecord {
+    name: String,
+    id: u64,
 }
 
 impl Catalog {
@@ -194,16 +245,21 @@ impl Catalog {
     ) -> Result<(Catalog, Option<PlacementChange>), CatalogError> {
         assert!(shard_count > 0, "a broker has at least one shard");
         create_directory(data_dir)?;
-        create_directory(&data_dir.join(TOPICS_DIRECTORY_NAME))?;
+        let topics = data_dir.join(TOPICS_DIRECTORY_NAME);
         let path = data_dir.join(CATALOG_FILE_NAME);
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_catalog(&path, &text)?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => CatalogFile {
-                version: CATALOG_FORMAT_VERSION,
-                shard_count,
-                next_topic_id: 1,
-                topics: Vec::new(),
-            },
+        let existed = path.exists();
+        let file = match std::fs::read(&path) {
+            Ok(bytes) => parse_catalog(&path, &bytes)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                refuse_if_topics_exist(data_dir, &path)?;
+                CatalogFile {
+                    version: CATALOG_FORMAT_VERSION,
+                    shard_count,
+                    next_topic_id: 1,
+                    topics: Vec::new(),
+                    deleted_topics: Vec::new(),
+                }
+            }
             Err(source) => {
                 return Err(CatalogError::Io {
                     op: "read",
@@ -213,6 +269,14 @@ impl Catalog {
             }
         };
         let mut snapshot = build_snapshot(data_dir, &file)?;
+        // Checked before anything is changed: a mismatch stops the open with nothing removed.
+        let reconciliation = directories::reconcile(
+            data_dir,
+            &snapshot,
+            &file.deleted_topics,
+            file.next_topic_id,
+        )?;
+        create_directory(&topics)?;
         let mut change = None;
         if file.shard_count != shard_count {
             let partitions_moved = reassign(&mut snapshot, shard_count);
@@ -232,14 +296,25 @@ impl Catalog {
                 next_topic_id: file.next_topic_id,
                 reserved: BTreeMap::new(),
             }),
+            deleted: Mutex::new(Vec::new()),
             current: RwLock::new(Arc::new(snapshot)),
             producer_ids: ProducerIdAllocator::open(data_dir)?,
         };
-        if change.is_some() || !path.exists() {
+        for (directory, why) in &reconciliation.removals {
+            tracing::warn!(path = %directory.display(), "{why}");
+            remove_directory(directory)?;
+        }
+        if !reconciliation.removals.is_empty() {
+            durable_directory_entry(&topics)?;
+        }
+        for topic in &reconciliation.metadata_to_write {
+            directories::write_topic_metadata(topic)?;
+        }
+        // Tombstones go only once their directories are gone (above).
+        if change.is_some() || !existed || !file.deleted_topics.is_empty() {
             let next_topic_id = file.next_topic_id;
             catalog.persist(&catalog.snapshot(), next_topic_id)?;
         }
-        catalog.remove_orphan_directories()?;
         Ok((catalog, change))
     }
 
@@ -350,6 +425,10 @@ impl Catalog {
             reserved.as_deref() == Some(topic),
             "only a reserved topic is committed, once"
         );
+        // The directory and its topic.toml exist before the catalog names the topic, so a named
+        // topic without a directory is always a mismatch; a crash in between leaves a directory
+        // with an id at or above the persisted next_topic_id, removed at the next open.
+        directories::write_topic_metadata(topic)?;
         let mut next = (*self.snapshot()).clone();
         next.topics
             .insert(topic.name.clone(), reserved.expect("checked above"));
@@ -377,8 +456,9 @@ impl Catalog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Removes a topic from the catalog and persists it. The caller then deletes its partition
-    /// data; if the broker dies first, the orphan directory is removed at the next open. Blocking.
+    /// Removes a topic from the catalog, leaving a tombstone, and persists it. The caller then
+    /// deletes its partition data and calls [`Catalog::finish_deletion`]; if the broker dies
+    /// first, the tombstone makes the next open remove the directory. Blocking.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, CatalogError> {
         let writer = self.lock_writer();
         let current = self.snapshot();
@@ -389,9 +469,53 @@ impl Catalog {
         };
         let mut next = (*current).clone();
         next.topics.remove(name);
-        self.persist(&next, writer.next_topic_id)?;
+        let tombstone = DeletedTopicRecord {
+            name: topic.name.clone(),
+            id: topic.id,
+        };
+        self.deleted_topics().push(tombstone.clone());
+        if let Err(error) = self.persist(&next, writer.next_topic_id) {
+            self.deleted_topics().retain(|record| *record != tombstone);
+            return Err(error);
+        }
         self.publish(next);
         Ok(topic)
+    }
+
+    /// After every shard deleted its partitions of `topic`: removes the topic's directory and
+    /// then its tombstone. A partition directory still present (a shard found it in use) keeps
+    /// both until the next open. Returns whether the directory is gone. Blocking.
+    pub fn finish_deletion(&self, topic: &TopicMetadata) -> Result<bool, CatalogError> {
+        let writer = self.lock_writer();
+        let list_error = |source| CatalogError::Io {
+            op: "list",
+            path: topic.directory.clone(),
+            source,
+        };
+        let partitions_remain = match std::fs::read_dir(&topic.directory) {
+            Ok(children) => children
+                .map(|child| child.map_err(list_error))
+                .collect::<Result<Vec<_>, _>>()?
+                .iter()
+                .any(|child| child.path().is_dir()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+            Err(source) => return Err(list_error(source)),
+        };
+        if partitions_remain {
+            return Ok(false);
+        }
+        remove_directory(&topic.directory)?;
+        durable_directory_entry(&self.data_dir.join(TOPICS_DIRECTORY_NAME))?;
+        self.deleted_topics()
+            .retain(|record| !(record.name == topic.name && record.id == topic.id));
+        self.persist(&self.snapshot(), writer.next_topic_id)?;
+        Ok(true)
+    }
+
+    fn deleted_topics(&self) -> std::sync::MutexGuard<'_, Vec<DeletedTopicRecord>> {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Replaces a topic's configuration and persists it. Blocking.
@@ -411,6 +535,9 @@ impl Catalog {
             config,
             ..(**topic).clone()
         });
+        // topic.toml first: after a crash in between, the catalog (the authority) still has the
+        // old config and the next open rewrites topic.toml from it.
+        directories::write_topic_metadata(&altered)?;
         let mut next = (*current).clone();
         next.topics.insert(name.to_string(), altered.clone());
         self.persist(&next, writer.next_topic_id)?;
@@ -435,55 +562,75 @@ impl Catalog {
             topics: snapshot
                 .topics
                 .values()
-                .map(|topic| TopicRecord {
-                    name: topic.name.clone(),
-                    id: topic.id,
-                    partition_shards: topic.partition_shards.clone(),
-                    config: topic.config.to_map(),
-                })
+                .map(|topic| TopicRecord::of(topic))
                 .collect(),
+            deleted_topics: self.deleted_topics().clone(),
         };
-        let text = toml::to_string(&file).map_err(|error| CatalogError::Corrupt {
-            path: self.data_dir.join(CATALOG_FILE_NAME),
-            message: format!("cannot serialize: {error}"),
-        })?;
-        write_file_durably(&self.data_dir, CATALOG_FILE_NAME, text.as_bytes())?;
-        Ok(())
+        write_catalog_file(&self.data_dir, &file)
     }
+}
 
-    /// Deletes topic directories that no catalog topic names: leftovers of a deletion that the
-    /// broker did not finish before it stopped.
-    fn remove_orphan_directories(&self) -> Result<(), CatalogError> {
-        let topics = self.data_dir.join(TOPICS_DIRECTORY_NAME);
-        let snapshot = self.snapshot();
-        let known: Vec<&Path> = snapshot
-            .topics
-            .values()
-            .map(|topic| topic.directory.as_path())
-            .collect();
-        let entries = std::fs::read_dir(&topics).map_err(|source| CatalogError::Io {
-            op: "list",
-            path: topics.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| CatalogError::Io {
+/// Writes `catalog.toml` durably (see [`write_file_durably`]).
+fn write_catalog_file(data_dir: &Path, file: &CatalogFile) -> Result<(), CatalogError> {
+    let text = toml::to_string(file).map_err(|error| CatalogError::Corrupt {
+        path: data_dir.join(CATALOG_FILE_NAME),
+        message: format!("cannot serialize: {error}"),
+    })?;
+    write_file_durably(data_dir, CATALOG_FILE_NAME, text.as_bytes())?;
+    Ok(())
+}
+
+/// Without a catalog, topic directories cannot be told apart from strays: stop, delete nothing.
+fn refuse_if_topics_exist(data_dir: &Path, path: &Path) -> Result<(), CatalogError> {
+    let topics = data_dir.join(TOPICS_DIRECTORY_NAME);
+    let names: Vec<String> = match std::fs::read_dir(&topics) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(CatalogError::Io {
                 op: "list",
-                path: topics.clone(),
+                path: topics,
                 source,
-            })?;
-            let path = entry.path();
-            if !known.contains(&path.as_path()) {
-                tracing::warn!(path = %path.display(), "removing topic directory the catalog does not name");
-                std::fs::remove_dir_all(&path).map_err(|source| CatalogError::Io {
-                    op: "remove orphan",
-                    path: path.clone(),
-                    source,
-                })?;
-            }
+            })
         }
-        Ok(())
+    };
+    let Some(example) = names.iter().min() else {
+        return Ok(());
+    };
+    Err(CatalogError::Missing {
+        path: path.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        example: example.clone(),
+        count: names.len(),
+        topics,
+    })
+}
+
+fn remove_directory(path: &Path) -> Result<(), CatalogError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(CatalogError::Io {
+            op: "remove directory",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
+}
+
+/// fsyncs `directory`, so that entries created, renamed or removed in it are durable.
+fn durable_directory_entry(directory: &Path) -> Result<(), CatalogError> {
+    let io = |op: &'static str| {
+        let path = directory.to_path_buf();
+        move |source| CatalogError::Io { op, path, source }
+    };
+    std::fs::File::open(directory)
+        .map_err(io("open directory"))?
+        .sync_all()
+        .map_err(io("fsync directory"))
 }
 
 fn least_loaded(load: &[usize]) -> ShardId {
@@ -521,11 +668,12 @@ fn topic_directory(data_dir: &Path, name: &str, id: u64) -> PathBuf {
         .join(format!("{name}.{id}"))
 }
 
-fn parse_catalog(path: &Path, text: &str) -> Result<CatalogFile, CatalogError> {
+fn parse_catalog(path: &Path, bytes: &[u8]) -> Result<CatalogFile, CatalogError> {
     let corrupt = |message: String| CatalogError::Corrupt {
         path: path.to_path_buf(),
         message,
     };
+    let text = directories::utf8_text(bytes).map_err(corrupt)?;
     let file: CatalogFile = toml::from_str(text).map_err(|error| corrupt(error.to_string()))?;
     if file.version != CATALOG_FORMAT_VERSION {
         return Err(corrupt(format!("unknown version {}", file.version)));
@@ -770,18 +918,24 @@ mod tests {
     }
 
     #[test]
-    fn orphan_topic_directories_are_removed_at_open() {
+    fn a_directory_the_catalog_does_not_name_stops_the_open_and_nothing_is_deleted() {
         let directory = tempfile::tempdir().unwrap();
         let (catalog, _) = open(directory.path(), 1);
         let kept = catalog
             .create_topic("kept", 1, TopicConfig::default())
             .unwrap();
         std::fs::create_dir_all(kept.partition_directory(0)).unwrap();
-        let orphan = directory.path().join(TOPICS_DIRECTORY_NAME).join("gone.7");
-        std::fs::create_dir_all(orphan.join("0")).unwrap();
+        let stray = directory.path().join(TOPICS_DIRECTORY_NAME).join("gone.0");
+        std::fs::create_dir_all(stray.join("0")).unwrap();
+        std::fs::write(stray.join("0").join("00000000000000000000.log"), b"records").unwrap();
         drop(catalog);
-        open(directory.path(), 1);
-        assert!(!orphan.exists());
+        let error = Catalog::open(directory.path(), 1, 100, 64, 1000).unwrap_err();
+        assert!(
+            matches!(error, CatalogError::DirectoriesDisagree { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("gone.0"), "{error}");
+        assert!(stray.join("0").join("00000000000000000000.log").exists());
         assert!(kept.partition_directory(0).exists());
     }
 
@@ -856,6 +1010,124 @@ mod tests {
         catalog
             .create_topic("third", 3, TopicConfig::default())
             .unwrap();
+    }
+
+    #[test]
+    fn a_deleted_topic_directory_is_removed_at_open_by_its_tombstone() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        let deleted = catalog
+            .create_topic("deleted", 1, TopicConfig::default())
+            .unwrap();
+        std::fs::create_dir_all(deleted.partition_directory(0)).unwrap();
+        std::fs::write(
+            deleted
+                .partition_directory(0)
+                .join("00000000000000000000.log"),
+            b"x",
+        )
+        .unwrap();
+        catalog.delete_topic("deleted").unwrap();
+        // The broker stops before the shards removed the partitions.
+        drop(catalog);
+        let (reopened, _) = open(directory.path(), 1);
+        assert!(!deleted.directory.exists());
+        drop(reopened);
+        // The tombstone went with the directory: a later open finds nothing to do.
+        let text = std::fs::read_to_string(directory.path().join(CATALOG_FILE_NAME)).unwrap();
+        assert!(!text.contains("name = \"deleted\""), "{text}");
+    }
+
+    #[test]
+    fn finishing_a_deletion_removes_the_directory_and_the_tombstone() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        let topic = catalog
+            .create_topic("t", 1, TopicConfig::default())
+            .unwrap();
+        catalog.delete_topic("t").unwrap();
+        assert!(catalog.finish_deletion(&topic).unwrap());
+        assert!(!topic.directory.exists());
+        let text = std::fs::read_to_string(directory.path().join(CATALOG_FILE_NAME)).unwrap();
+        assert!(!text.contains("name = \"t\""), "{text}");
+    }
+
+    #[test]
+    fn a_creation_that_never_committed_is_removed_at_open_when_it_holds_no_records() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        drop(catalog);
+        // As a crash between writing topic.toml and the catalog leaves it: id >= next_topic_id.
+        let unfinished = directory.path().join(TOPICS_DIRECTORY_NAME).join("new.1");
+        std::fs::create_dir_all(unfinished.join("0")).unwrap();
+        let (_, _) = open(directory.path(), 1);
+        assert!(!unfinished.exists());
+    }
+
+    #[test]
+    fn a_lost_catalog_stops_the_open_and_recover_catalog_rebuilds_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 2);
+        let config = TopicConfig {
+            retention_bytes: Some(1 << 20),
+            ..TopicConfig::default()
+        };
+        let created = catalog.create_topic("orders", 3, config.clone()).unwrap();
+        std::fs::create_dir_all(created.partition_directory(2)).unwrap();
+        drop(catalog);
+        std::fs::remove_file(directory.path().join(CATALOG_FILE_NAME)).unwrap();
+
+        let error = Catalog::open(directory.path(), 2, 100, 64, 1000).unwrap_err();
+        assert!(matches!(error, CatalogError::Missing { .. }), "{error}");
+        assert!(error.to_string().contains("recover-catalog"), "{error}");
+        assert!(created.partition_directory(2).exists());
+
+        let recovered = recover_catalog(directory.path()).unwrap();
+        assert_eq!(recovered.topics.len(), 1);
+        let (reopened, _) = open(directory.path(), 2);
+        let topic = reopened.snapshot().topic("orders").cloned().unwrap();
+        assert_eq!(topic.id, created.id);
+        assert_eq!(topic.partition_count(), 3);
+        assert_eq!(topic.config, config);
+        // New topics never reuse the recovered id.
+        let next = reopened
+            .create_topic("later", 1, TopicConfig::default())
+            .unwrap();
+        assert!(next.id > created.id);
+    }
+
+    #[test]
+    fn a_catalog_with_fewer_partitions_than_the_directory_stops_the_open() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        let created = catalog
+            .create_topic("t", 3, TopicConfig::default())
+            .unwrap();
+        for partition in 0..3 {
+            std::fs::create_dir_all(created.partition_directory(partition)).unwrap();
+        }
+        drop(catalog);
+        let path = directory.path().join(CATALOG_FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("[0, 0, 0]", "[0, 0]")).unwrap();
+        let error = Catalog::open(directory.path(), 1, 100, 64, 1000).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("holds partition 2"), "{message}");
+    }
+
+    #[test]
+    fn invalid_utf8_in_the_catalog_is_reported_as_corrupt_with_its_place() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join(CATALOG_FILE_NAME),
+            b"version = 1\nshard_count = \xff1\n",
+        )
+        .unwrap();
+        let error = Catalog::open(directory.path(), 1, 10, 10, 100).unwrap_err();
+        assert!(matches!(error, CatalogError::Corrupt { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("is corrupt"), "{message}");
+        assert!(message.contains("line 2, byte 15"), "{message}");
     }
 
     #[test]

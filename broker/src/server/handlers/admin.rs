@@ -181,7 +181,7 @@ pub async fn delete_topics(
             Err(error) => Err(catalog_failure(error)),
             Ok(topic) => {
                 tracing::info!(topic = %topic.name, "topic deleted");
-                broadcast(shard, || ShardRequest::DeleteTopic {
+                let deleted = broadcast(shard, || ShardRequest::DeleteTopic {
                     topic: topic.clone(),
                 })
                 .await
@@ -190,7 +190,17 @@ pub async fn delete_topics(
                         partition_error_code(&error),
                         format!("deleting partitions: {error}"),
                     )
-                })
+                });
+                if deleted.is_ok() {
+                    // The topic is gone for clients either way; what is left of its directory
+                    // stays under a tombstone and goes at the next start.
+                    let catalog = shard.catalog.clone();
+                    let finished = topic.clone();
+                    if let Err(error) = blocking(move || catalog.finish_deletion(&finished)).await {
+                        tracing::warn!(topic = %topic.name, %error, "topic directory not removed; it is removed at the next start");
+                    }
+                }
+                deleted
             }
         };
         response.results.push(topic_result(name, outcome));

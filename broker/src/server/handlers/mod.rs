@@ -339,7 +339,10 @@ pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
         CatalogError::TooManyTopics { .. } => ErrorCode::InvalidRequest,
         CatalogError::TooManyPartitions { .. } => ErrorCode::InvalidPartitions,
         CatalogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
-        CatalogError::Io { .. } | CatalogError::Corrupt { .. } => ErrorCode::StorageError,
+        CatalogError::Io { .. }
+        | CatalogError::Corrupt { .. }
+        | CatalogError::Missing { .. }
+        | CatalogError::DirectoriesDisagree { .. } => ErrorCode::StorageError,
         CatalogError::ProducerIds(error) => producer_id_error_code(error),
     }
 }

@@ -1,0 +1,488 @@
+//! The topic directories under `<data_dir>/topics` as the catalog sees them: each topic's own
+//! metadata file (`topic.toml`: name, id, partition count, config), the check at open that the
+//! catalog and the directories agree, and `recover-catalog`, which rebuilds a lost or wrong
+//! catalog from those files.
+//!
+//! The rule: data is never deleted because metadata is missing or disagrees. At open, a topic
+//! directory is removed only when the catalog says why: the topic was deleted (a tombstone in
+//! `catalog.toml`), or its creation never committed (it holds no records, and it has no
+//! `topic.toml` or an id at or above the catalog's `next_topic_id`). Anything else that does not match (a directory the
+//! catalog does not name, a named topic whose directory is gone, a partition beyond the
+//! catalog's count) stops the broker with a list of every mismatch and how to recover.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    durable_directory_entry, reassign, topic_directory, write_file_durably, CatalogError,
+    CatalogFile, CatalogSnapshot, DeletedTopicRecord, TopicConfig, TopicMetadata, TopicRecord,
+    CATALOG_FILE_NAME, CATALOG_FORMAT_VERSION, TOPICS_DIRECTORY_NAME,
+};
+
+/// Each topic directory's own description of its topic, enough to rebuild the catalog entry.
+pub const TOPIC_METADATA_FILE_NAME: &str = "topic.toml";
+/// Version of the `topic.toml` layout this build writes and reads.
+const TOPIC_METADATA_FORMAT_VERSION: u32 = 1;
+
+/// The layout of `topic.toml`. Placement is not kept: it is derived from the shard count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct TopicMetadataFile {
+    version: u32,
+    name: String,
+    id: u64,
+    partition_count: u32,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+impl TopicMetadataFile {
+    fn of(topic: &TopicMetadata) -> Self {
+        TopicMetadataFile {
+            version: TOPIC_METADATA_FORMAT_VERSION,
+            name: topic.name.clone(),
+            id: topic.id,
+            partition_count: topic.partition_count(),
+            config: topic.config.to_map(),
+        }
+    }
+}
+
+/// Creates the topic's directory (durably: the `topics` directory is fsynced) and writes its
+/// `topic.toml` (new file, fsync, rename, fsync). Called before the catalog names the topic, and
+/// again when its configuration changes. Blocking.
+pub(super) fn write_topic_metadata(topic: &TopicMetadata) -> Result<(), CatalogError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CatalogError::Io { op, path, source }
+    };
+    let created = !topic.directory.exists();
+    std::fs::create_dir_all(&topic.directory)
+        .map_err(io("create topic directory", &topic.directory))?;
+    if created {
+        if let Some(parent) = topic.directory.parent() {
+            durable_directory_entry(parent)?;
+        }
+    }
+    let text =
+        toml::to_string(&TopicMetadataFile::of(topic)).map_err(|error| CatalogError::Corrupt {
+            path: topic.directory.join(TOPIC_METADATA_FILE_NAME),
+            message: format!("cannot serialize: {error}"),
+        })?;
+    write_file_durably(&topic.directory, TOPIC_METADATA_FILE_NAME, text.as_bytes())?;
+    Ok(())
+}
+
+/// One entry of `<data_dir>/topics` as found on disk.
+#[derive(Debug)]
+struct FoundEntry {
+    path: PathBuf,
+    file_name: String,
+    is_directory: bool,
+    /// `topic.toml`, parsed; `Err` says why it could not be read.
+    metadata: Option<Result<TopicMetadataFile, String>>,
+    /// Numeric subdirectories: the partitions whose directories exist.
+    partitions: Vec<u32>,
+    /// Whether any partition holds a non-empty segment log.
+    holds_records: bool,
+}
+
+impl FoundEntry {
+    /// Name and id: from `topic.toml` when readable, else from the `<name>.<id>` directory name.
+    fn name_and_id(&self) -> Option<(String, u64)> {
+        if let Some(Ok(metadata)) = &self.metadata {
+            return Some((metadata.name.clone(), metadata.id));
+        }
+        let (name, id) = self.file_name.rsplit_once('.')?;
+        Some((name.to_string(), id.parse().ok()?))
+    }
+
+    fn describe(&self) -> String {
+        match self.name_and_id() {
+            Some((name, id)) => format!("{} (topic {name}, id {id})", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+fn scan(topics: &Path) -> Result<Vec<FoundEntry>, CatalogError> {
+    let list_error = |source| CatalogError::Io {
+        op: "list",
+        path: topics.to_path_buf(),
+        source,
+    };
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(topics) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(source) => return Err(list_error(source)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(list_error)?;
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let is_directory = entry.file_type().map_err(list_error)?.is_dir();
+        let mut found_entry = FoundEntry {
+            path,
+            file_name,
+            is_directory,
+            metadata: None,
+            partitions: Vec::new(),
+            holds_records: false,
+        };
+        if is_directory {
+            inspect_topic_directory(&mut found_entry)?;
+        }
+        found.push(found_entry);
+    }
+    found.sort_by(|left, right| left.file_name.cmp(&right.file_name));
+    Ok(found)
+}
+
+fn inspect_topic_directory(entry: &mut FoundEntry) -> Result<(), CatalogError> {
+    let metadata_path = entry.path.join(TOPIC_METADATA_FILE_NAME);
+    entry.metadata = match std::fs::read(&metadata_path) {
+        Ok(bytes) => Some(
+            utf8_text(&bytes)
+                .and_then(|text| toml::from_str(text).map_err(|error| error.to_string())),
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => Some(Err(error.to_string())),
+    };
+    let list_error = |source| CatalogError::Io {
+        op: "list",
+        path: entry.path.clone(),
+        source,
+    };
+    for child in std::fs::read_dir(&entry.path).map_err(list_error)? {
+        let child = child.map_err(list_error)?;
+        let Some(partition) = child
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        entry.partitions.push(partition);
+        if !entry.holds_records {
+            entry.holds_records = partition_holds_records(&child.path());
+        }
+    }
+    entry.partitions.sort_unstable();
+    Ok(())
+}
+
+/// Whether a partition directory has a non-empty segment log (or cannot be read, which counts
+/// as holding records: when in doubt, keep).
+fn partition_holds_records(directory: &Path) -> bool {
+    let Ok(children) = std::fs::read_dir(directory) else {
+        return true;
+    };
+    children.into_iter().any(|child| {
+        let Ok(child) = child else { return true };
+        child.file_name().to_string_lossy().ends_with(".log")
+            && child.metadata().map_or(true, |metadata| metadata.len() > 0)
+    })
+}
+
+/// `bytes` as text, or where the first invalid UTF-8 byte is (line, column and file offset).
+pub(super) fn utf8_text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|error| {
+        let offset = error.valid_up_to();
+        let before = &bytes[..offset];
+        let line = before.iter().filter(|byte| **byte == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .map_or(0, |position| position + 1);
+        format!(
+            "not UTF-8 text: invalid byte 0x{:02x} at line {line}, byte {} of that line (byte \
+             offset {offset} of the file)",
+            bytes[offset],
+            offset - line_start + 1
+        )
+    })
+}
+
+/// What opening the catalog does to the topic directories once they are found to agree.
+#[derive(Debug, Default)]
+pub(super) struct Reconciliation {
+    /// Directories to remove, with why (a finished deletion, a creation that never committed).
+    pub removals: Vec<(PathBuf, &'static str)>,
+    /// Live topics whose `topic.toml` is absent (made by an older build) or holds another config
+    /// (a crash between the two writes of a config change; the catalog is the authority): write
+    /// it from the catalog.
+    pub metadata_to_write: Vec<Arc<TopicMetadata>>,
+}
+
+/// Compares the catalog with `<data_dir>/topics`. Every mismatch is collected, so one failed
+/// start names them all; nothing is changed here.
+pub(super) fn reconcile(
+    data_dir: &Path,
+    snapshot: &CatalogSnapshot,
+    deleted: &[DeletedTopicRecord],
+    next_topic_id: u64,
+) -> Result<Reconciliation, CatalogError> {
+    let topics_directory = data_dir.join(TOPICS_DIRECTORY_NAME);
+    let found = scan(&topics_directory)?;
+    let mut reconciliation = Reconciliation::default();
+    let mut problems = Vec::new();
+    let live: BTreeMap<&Path, &Arc<TopicMetadata>> = snapshot
+        .topics
+        .values()
+        .map(|topic| (topic.directory.as_path(), topic))
+        .collect();
+    for topic in snapshot.topics.values() {
+        if !found.iter().any(|entry| entry.path == topic.directory) {
+            problems.push(format!(
+                "the catalog names topic {} (id {}) but its directory {} is missing",
+                topic.name,
+                topic.id,
+                topic.directory.display()
+            ));
+        }
+    }
+    for entry in &found {
+        if let Some(topic) = live.get(entry.path.as_path()) {
+            check_live_topic(entry, topic, &mut problems, &mut reconciliation);
+            continue;
+        }
+        let tombstone = deleted
+            .iter()
+            .any(|record| topic_directory(data_dir, &record.name, record.id) == entry.path);
+        if tombstone && entry.is_directory {
+            reconciliation.removals.push((
+                entry.path.clone(),
+                "removing the directory of a deleted topic",
+            ));
+            continue;
+        }
+        // A creation commits by writing topic.toml and then the catalog (with next_topic_id past
+        // its id); before that no client could write to it. Without topic.toml, or with an id the
+        // catalog never gave out, and with no records, it is such a creation, not lost data.
+        let uncommitted = entry.metadata.is_none()
+            || entry
+                .name_and_id()
+                .is_some_and(|(_, id)| id >= next_topic_id);
+        if uncommitted && entry.is_directory && !entry.holds_records {
+            reconciliation.removals.push((
+                entry.path.clone(),
+                "removing the directory of a topic whose creation never completed (no records)",
+            ));
+            continue;
+        }
+        problems.push(format!(
+            "{} is not a topic the catalog names",
+            entry.describe()
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(reconciliation);
+    }
+    Err(CatalogError::DirectoriesDisagree {
+        data_dir: data_dir.to_path_buf(),
+        problems: problems.join("; "),
+    })
+}
+
+fn check_live_topic(
+    entry: &FoundEntry,
+    topic: &Arc<TopicMetadata>,
+    problems: &mut Vec<String>,
+    reconciliation: &mut Reconciliation,
+) {
+    let count = topic.partition_count();
+    if !entry.is_directory {
+        problems.push(format!(
+            "{} should be the directory of topic {} but is not a directory",
+            entry.path.display(),
+            topic.name
+        ));
+        return;
+    }
+    if let Some(&beyond) = entry
+        .partitions
+        .iter()
+        .find(|partition| **partition >= count)
+    {
+        problems.push(format!(
+            "topic {} has {count} partitions in the catalog but its directory holds partition \
+             {beyond} ({})",
+            topic.name,
+            entry.path.join(beyond.to_string()).display()
+        ));
+    }
+    match &entry.metadata {
+        None => reconciliation.metadata_to_write.push(topic.clone()),
+        Some(Err(error)) => problems.push(format!(
+            "{} is unreadable: {error}",
+            entry.path.join(TOPIC_METADATA_FILE_NAME).display()
+        )),
+        Some(Ok(metadata)) => {
+            if metadata.name != topic.name || metadata.id != topic.id {
+                problems.push(format!(
+                    "{} says topic {} id {}, the catalog says topic {} id {}",
+                    entry.path.join(TOPIC_METADATA_FILE_NAME).display(),
+                    metadata.name,
+                    metadata.id,
+                    topic.name,
+                    topic.id
+                ));
+            } else if metadata.partition_count != count {
+                problems.push(format!(
+                    "topic {} has {count} partitions in the catalog but {} in {}",
+                    topic.name,
+                    metadata.partition_count,
+                    entry.path.join(TOPIC_METADATA_FILE_NAME).display()
+                ));
+            } else if metadata.config != topic.config.to_map() {
+                reconciliation.metadata_to_write.push(topic.clone());
+            }
+        }
+    }
+}
+
+/// What `recover-catalog` did.
+#[derive(Debug)]
+pub struct RecoveredCatalog {
+    /// (topic, id, partitions, where its description came from) for each topic now named.
+    pub topics: Vec<(String, u64, u32, &'static str)>,
+    /// Where the catalog that was replaced now is, if there was one.
+    pub previous_catalog: Option<PathBuf>,
+}
+
+/// Rebuilds `<data_dir>/catalog.toml` from the topic directories: each directory's `topic.toml`
+/// (or, for a directory without one, its `<name>.<id>` name, its partition directories and the
+/// default config). Directories of topics the old catalog records as deleted stay deleted. The
+/// old catalog is kept beside the new one as `catalog.toml.replaced-<unix seconds>`. The caller
+/// holds the data directory lock. Blocking.
+pub fn recover_catalog(data_dir: &Path) -> Result<RecoveredCatalog, CatalogError> {
+    let path = data_dir.join(CATALOG_FILE_NAME);
+    let previous = match std::fs::read(&path) {
+        Ok(bytes) => super::parse_catalog(&path, &bytes).ok(),
+        Err(_) => None,
+    };
+    let deleted = previous
+        .as_ref()
+        .map(|file| file.deleted_topics.clone())
+        .unwrap_or_default();
+    let mut next_topic_id = previous.as_ref().map_or(1, |file| file.next_topic_id);
+    let shard_count = previous.as_ref().map_or(1, |file| file.shard_count);
+    let mut names: BTreeMap<String, (u64, PathBuf)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut topics = BTreeMap::new();
+    let mut recovered = Vec::new();
+    for entry in scan(&data_dir.join(TOPICS_DIRECTORY_NAME))? {
+        let Some((name, id)) = entry.name_and_id() else {
+            problems.push(format!(
+                "{} is neither a topic directory named <topic>.<id> nor holds {TOPIC_METADATA_FILE_NAME}",
+                entry.path.display()
+            ));
+            continue;
+        };
+        if deleted
+            .iter()
+            .any(|record| record.name == name && record.id == id)
+        {
+            continue;
+        }
+        if !entry.is_directory || topic_directory(data_dir, &name, id) != entry.path {
+            problems.push(format!(
+                "{} does not match the directory name of topic {name} id {id}",
+                entry.path.display()
+            ));
+            continue;
+        }
+        if let Some((other_id, other)) = names.insert(name.clone(), (id, entry.path.clone())) {
+            problems.push(format!(
+                "topic {name} has two directories: {} (id {other_id}) and {} (id {id}); move \
+                 the one to drop out of the topics directory",
+                other.display(),
+                entry.path.display()
+            ));
+            continue;
+        }
+        let from_directories = entry.partitions.last().map_or(0, |last| last + 1);
+        let (partition_count, config, source) = match &entry.metadata {
+            Some(Ok(metadata)) => (
+                metadata.partition_count.max(from_directories),
+                metadata.config.clone(),
+                "topic.toml",
+            ),
+            _ => (
+                from_directories,
+                BTreeMap::new(),
+                "directory names (no readable topic.toml: default config)",
+            ),
+        };
+        if partition_count == 0 {
+            problems.push(format!(
+                "{} holds no partitions and no {TOPIC_METADATA_FILE_NAME}",
+                entry.path.display()
+            ));
+            continue;
+        }
+        let config = TopicConfig::from_map(&config).map_err(|error| CatalogError::Corrupt {
+            path: entry.path.join(TOPIC_METADATA_FILE_NAME),
+            message: error.to_string(),
+        })?;
+        next_topic_id = next_topic_id.max(id + 1);
+        recovered.push((name.clone(), id, partition_count, source));
+        topics.insert(
+            name.clone(),
+            Arc::new(TopicMetadata {
+                name: name.clone(),
+                id,
+                partition_shards: vec![0; partition_count as usize],
+                config,
+                directory: entry.path.clone(),
+            }),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(CatalogError::DirectoriesDisagree {
+            data_dir: data_dir.to_path_buf(),
+            problems: problems.join("; "),
+        });
+    }
+    let mut snapshot = CatalogSnapshot {
+        topics,
+        shard_count,
+    };
+    reassign(&mut snapshot, shard_count);
+    for topic in snapshot.topics.values() {
+        write_topic_metadata(topic)?;
+    }
+    let previous_catalog = if path.exists() {
+        let started_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let kept = data_dir.join(format!("{CATALOG_FILE_NAME}.replaced-{started_unix_s}"));
+        std::fs::rename(&path, &kept).map_err(|source| CatalogError::Io {
+            op: "keep the old catalog as",
+            path: kept.clone(),
+            source,
+        })?;
+        Some(kept)
+    } else {
+        None
+    };
+    let file = CatalogFile {
+        version: CATALOG_FORMAT_VERSION,
+        shard_count,
+        next_topic_id,
+        topics: snapshot
+            .topics
+            .values()
+            .map(|topic| TopicRecord::of(topic))
+            .collect(),
+        deleted_topics: deleted,
+    };
+    super::write_catalog_file(data_dir, &file)?;
+    Ok(RecoveredCatalog {
+        topics: recovered,
+        previous_catalog,
+    })
+}
