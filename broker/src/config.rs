@@ -8,6 +8,7 @@
 //! `catalog`), with defaults from the storage engine. This file parses and checks; it never opens
 //! a socket or a data file.
 
+use crate::group::limits::OFFSET_RECORD_OVERHEAD_BYTES;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -389,6 +390,9 @@ impl Config {
             limits,
             groups,
         };
+        if layer.group_write_batch_bytes_max.is_none() {
+            config.check_derived_group_batch()?;
+        }
         config.check()?;
         Ok(config)
     }
@@ -450,12 +454,23 @@ impl Config {
             ("fetch_response_bytes_max", limits.fetch_response_bytes_max),
             ("topics_max", limits.topics_max),
             ("partitions_per_shard_max", limits.partitions_per_shard_max),
-            ("io_memory_bytes", limits.io_memory_bytes),
         ];
         for (setting, value) in positive {
             if value == 0 {
                 return invalid(setting, "must be greater than zero".to_string());
             }
+        }
+        if limits.io_memory_bytes < IO_MEMORY_BYTES_MIN {
+            return invalid(
+                "io_memory_bytes",
+                format!(
+                    "{} is below {IO_MEMORY_BYTES_MIN}, the least io_uring buffer memory a shard \
+                     can register (glommio would silently use {IO_MEMORY_BYTES_MIN}); the \
+                     default is {}",
+                    limits.io_memory_bytes,
+                    defaults::IO_MEMORY_BYTES
+                ),
+            );
         }
         if limits.partitions_per_topic_max == 0 {
             return invalid(
@@ -481,6 +496,36 @@ impl Config {
 }
 
 impl Config {
+    /// `group_write_batch_bytes_max` was not set, so it was derived (from `frame_bytes_max`, or
+    /// its default): a derived value too small for one committed offset record is the fault of
+    /// the setting that shrank it, and the message names that one, not a setting never set.
+    fn check_derived_group_batch(&self) -> Result<(), ConfigError> {
+        let groups = &self.groups;
+        let needed_bytes = groups.offset_metadata_bytes_max + OFFSET_RECORD_OVERHEAD_BYTES;
+        if groups.write_batch_bytes_max >= needed_bytes {
+            return Ok(());
+        }
+        if groups.write_batch_bytes_max == batch_bytes_max(self.limits.frame_bytes_max) {
+            return Err(ConfigError::Invalid {
+                setting: "frame_bytes_max",
+                message: format!(
+                    "{} is too small for the group coordinator, whose record batches follow \
+                     frame_bytes_max: one committed offset with offset_metadata_bytes_max {} \
+                     needs {needed_bytes} bytes; set frame_bytes_max to at least {needed_bytes}",
+                    self.limits.frame_bytes_max, groups.offset_metadata_bytes_max
+                ),
+            });
+        }
+        Err(ConfigError::Invalid {
+            setting: "offset_metadata_bytes_max",
+            message: format!(
+                "{} plus {OFFSET_RECORD_OVERHEAD_BYTES} bytes of record overhead is above the \
+                 group coordinator's batch size {} (group_write_batch_bytes_max's default)",
+                groups.offset_metadata_bytes_max, groups.write_batch_bytes_max
+            ),
+        })
+    }
+
     /// The group limits' own relations, and theirs with the server limits: the offsets topic
     /// must be a topic the catalog and the storage engine accept, or the first group request
     /// would fail instead of the start.
@@ -521,6 +566,10 @@ impl Config {
             .map_err(|error| refused(error.to_string()))
     }
 }
+
+/// glommio raises a smaller `io_memory` to this (and rounds it up to 4096-byte pages), so a
+/// smaller setting would not mean what it says.
+pub const IO_MEMORY_BYTES_MIN: usize = 64 * 1024;
 
 /// See [`Limits::batch_bytes_max`]; also needed before the limits are built.
 fn batch_bytes_max(frame_bytes_max: usize) -> usize {
@@ -641,6 +690,39 @@ mod tests {
             .collect();
         let lookup = move |name: &str| environment.get(name).cloned();
         Config::from_layers(command_line, &lookup, available)
+    }
+
+    fn refusal(arguments: &[&str]) -> (&'static str, String) {
+        match build(arguments, &[], vec![0]) {
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            other => panic!("{arguments:?} was not refused as invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_small_frame_limit_is_refused_naming_frame_bytes_max_and_the_relation() {
+        let (setting, message) = refusal(&["--frame-bytes-max", "1024"]);
+        assert_eq!(setting, "frame_bytes_max", "{message}");
+        assert!(message.contains("offset_metadata_bytes_max"), "{message}");
+        assert!(message.contains("at least"), "{message}");
+        // Set explicitly, the group batch size is the setting named.
+        let (setting, _) = refusal(&[
+            "--frame-bytes-max",
+            "1024",
+            "--group-write-batch-bytes-max",
+            "1024",
+        ]);
+        assert_eq!(setting, "group_write_batch_bytes_max");
+    }
+
+    #[test]
+    fn io_memory_too_small_to_register_is_refused() {
+        for too_small in ["1", "4096", "65535"] {
+            let (setting, message) = refusal(&["--io-memory-bytes", too_small]);
+            assert_eq!(setting, "io_memory_bytes", "{message}");
+            assert!(message.contains("65536"), "{message}");
+        }
+        build(&["--io-memory-bytes", "65536"], &[], vec![0]).expect("the minimum is accepted");
     }
 
     #[test]

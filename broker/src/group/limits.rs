@@ -77,6 +77,10 @@ const _: () = assert!(
 );
 
 /// The coordinator's bounds; see [`defaults`] for what each means.
+/// Room one committed offset record needs in a batch beyond its metadata (key, record and batch
+/// headers, fields): `write_batch_bytes_max` must hold `offset_metadata_bytes_max` plus this.
+pub const OFFSET_RECORD_OVERHEAD_BYTES: usize = 4 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupLimits {
     pub offsets_topic_partitions: u32,
@@ -175,7 +179,9 @@ impl GroupLimits {
                 ),
             ));
         }
-        if self.offset_metadata_bytes_max + 4 * 1024 > self.write_batch_bytes_max {
+        if self.offset_metadata_bytes_max + OFFSET_RECORD_OVERHEAD_BYTES
+            > self.write_batch_bytes_max
+        {
             return Err((
                 "group_write_batch_bytes_max",
                 format!(
