@@ -885,7 +885,7 @@ proptest::proptest! {
                     proptest::prop_assert!(same_batch(&read.batches[0], &originals[offset as usize]));
                 }
                 Ok(read) => proptest::prop_assert!(read.batches.is_empty()),
-                Err(StorageError::Corrupt { .. } | StorageError::OffsetOutOfRange { .. }) => {
+                Err(StorageError::Corrupt { .. } | StorageError::CorruptBatch { .. } | StorageError::OffsetOutOfRange { .. }) => {
                     proptest::prop_assert!(offset >= intact, "intact batch {offset} unreadable");
                 }
                 Err(other) => proptest::prop_assert!(false, "unexpected error {other}"),

@@ -151,6 +151,23 @@ pub enum Error {
         /// What the check found.
         source: BatchError,
     },
+    /// The broker's stored copy of a partition is damaged at `offset`: it answered a fetch
+    /// there with `CorruptMessage`. Not retriable: the same bytes fail the same way. The broker
+    /// log names the file, the byte position and the offset where intact records resume; deleting
+    /// the records before that offset (`Admin::delete_records`) skips the damage.
+    #[error(
+        "the broker's copy of {topic}/{partition} is corrupt at offset {offset}; its log names \
+         the file and the first readable offset after the damage (delete the records before it \
+         to skip the damage)"
+    )]
+    CorruptStoredData {
+        /// The topic read.
+        topic: String,
+        /// The partition read.
+        partition: u32,
+        /// The offset whose batch the broker could not serve.
+        offset: u64,
+    },
     /// The producer's buffer memory stayed full (see `ProducerConfig::buffer_bytes_max`).
     /// Retriable once deliveries free memory.
     #[error(
@@ -274,6 +291,7 @@ impl Error {
             | Self::NotSpateBroker { .. }
             | Self::UnsupportedVersion { .. }
             | Self::RecordTooLarge { .. }
+            | Self::CorruptStoredData { .. }
             | Self::RetriesExhausted { .. }
             | Self::Invalid { .. }
             | Self::OutOfOrderSequence { .. }
@@ -292,6 +310,7 @@ impl Error {
                 Some(ErrorCode::UnknownTopicOrPartition)
             }
             Self::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
+            Self::CorruptStoredData { .. } => Some(ErrorCode::CorruptMessage),
             Self::OutOfOrderSequence { .. } => Some(ErrorCode::OutOfOrderSequence),
             Self::DuplicateSequence { .. } => Some(ErrorCode::DuplicateSequence),
             Self::ProducerFenced { .. } => Some(ErrorCode::ProducerFenced),

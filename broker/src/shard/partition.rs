@@ -166,7 +166,7 @@ impl<F: FileSystem + 'static> Partition<F> {
                         high_watermark: state.high_watermark,
                     }
                 }
-                error => partition_error(error),
+                error => self.read_error(error),
             })?;
         Ok(FetchOutcome {
             high_watermark: read.high_watermark,
@@ -204,14 +204,18 @@ impl<F: FileSystem + 'static> Partition<F> {
             .log
             .offset_for_timestamp(timestamp)
             .await
-            .map_err(partition_error)?
+            .map_err(|error| self.read_error(error))?
         else {
             return Ok(none);
         };
         // The batch found has max_timestamp >= target, so it holds the answer unless retention
         // raced us; scan forward batch by batch to be exact even then.
         while offset < self.log.high_watermark() {
-            let read = self.log.read(offset, 1).await.map_err(partition_error)?;
+            let read = self
+                .log
+                .read(offset, 1)
+                .await
+                .map_err(|error| self.read_error(error))?;
             let Some(batch) = read.batches.first() else {
                 break;
             };
@@ -232,6 +236,15 @@ impl<F: FileSystem + 'static> Partition<F> {
             offset = view.header().next_offset();
         }
         Ok(none)
+    }
+
+    /// A failed read as the wire sees it. Damage on the medium is logged here, with the file,
+    /// the byte position and the offsets it makes unreadable: the client only gets the code.
+    fn read_error(&self, error: StorageError) -> PartitionError {
+        if let StorageError::CorruptBatch { .. } = error {
+            tracing::error!(partition = %self.directory.display(), "{error}");
+        }
+        partition_error(error)
     }
 
     /// Moves the log start to `before` (`-1`: the high watermark, as in Kafka).
@@ -261,9 +274,9 @@ pub fn partition_error(error: StorageError) -> PartitionError {
         StorageError::InvalidBatch(spate_protocol::BatchError::TooLarge { .. }) => {
             PartitionError::BatchTooLarge(error.to_string())
         }
-        StorageError::InvalidBatch(_) | StorageError::BatchLengthMismatch { .. } => {
-            PartitionError::CorruptBatch(error.to_string())
-        }
+        StorageError::InvalidBatch(_)
+        | StorageError::BatchLengthMismatch { .. }
+        | StorageError::CorruptBatch { .. } => PartitionError::CorruptBatch(error.to_string()),
         StorageError::OffsetOutOfRange { .. } => PartitionError::Storage(error.to_string()),
         StorageError::NoSpace { .. } => PartitionError::NoSpace(error.to_string()),
         StorageError::OutOfOrderSequence { .. } => {

@@ -55,6 +55,21 @@ pub enum StorageError {
         position: u64,
         reason: String,
     },
+    /// A read met a stored batch that fails its checks (damage on the medium): offsets
+    /// `[offset, readable_from)` cannot be served, the batches before it still can.
+    #[error(
+        "corrupt batch in {} at byte {position}: offsets {offset} to {} cannot be read ({reason}); \
+         reading goes on at offset {readable_from} once the records before it are deleted",
+        .path.display(),
+        .readable_from.saturating_sub(1)
+    )]
+    CorruptBatch {
+        path: PathBuf,
+        position: u64,
+        offset: u64,
+        readable_from: u64,
+        reason: String,
+    },
     #[error("invalid log configuration: {0}")]
     Config(#[from] ConfigError),
     /// An idempotent producer's batch does not continue its sequence (a gap, or a new epoch not

@@ -143,6 +143,14 @@ impl SegmentIndex {
         after.checked_sub(1).map(|index| self.offsets[index])
     }
 
+    /// The first entry after `relative_offset`: where a scan can resume past damage.
+    pub fn entry_after(&self, relative_offset: u32) -> Option<OffsetIndexEntry> {
+        let after = self
+            .offsets
+            .partition_point(|entry| entry.relative_offset <= relative_offset);
+        self.offsets.get(after).copied()
+    }
+
     /// The entry to start a scan from for the first batch whose `max_timestamp >= timestamp`:
     /// the last entry whose preceding batches are all older. `None`: start at the first batch.
     pub fn lookup_timestamp(&self, timestamp: i64) -> Option<OffsetIndexEntry> {

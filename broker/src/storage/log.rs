@@ -29,7 +29,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use spate_protocol::batch::header::{compute_crc, stamp};
-use spate_protocol::batch::BatchHeader;
+use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 use spate_protocol::BatchError;
 
 use super::checkpoint::{read_log_start, write_log_start, LOG_START_TEMPORARY_FILE_NAME};
@@ -335,10 +335,22 @@ struct ReadPlan<File> {
     path: PathBuf,
     start_position: u64,
     start_offset: u64,
+    /// The first index entry after the start (position, base offset): where a scan resumes past
+    /// damage whose own header no longer says where the next batch starts.
+    resume: Option<(u64, u64)>,
     limit: u64,
+    /// The offset after the readable batches of the segment.
+    end_offset: u64,
     base_offset: u64,
     batch_bytes_max: usize,
     read_chunk_bytes: usize,
+}
+
+/// A batch that cannot be served: where it should start, and why not.
+struct Damage {
+    position: u64,
+    offset: u64,
+    reason: String,
 }
 
 impl<File: StorageFile> ReadPlan<File> {
@@ -350,12 +362,25 @@ impl<File: StorageFile> ReadPlan<File> {
         (start_position, start_offset): (u64, u64),
         config: &LogConfig,
     ) -> Self {
+        let start_relative = (start_offset - segment.base_offset) as u32;
+        let resume = segment
+            .index
+            .entry_after(start_relative)
+            .map(|entry| {
+                (
+                    u64::from(entry.position),
+                    segment.base_offset + u64::from(entry.relative_offset),
+                )
+            })
+            .filter(|(position, _)| *position < readable.end_position);
         Self {
             files: segment.files.clone(),
             path: segment.paths.log.clone(),
             start_position,
             start_offset,
+            resume,
             limit: readable.end_position,
+            end_offset: readable.next_offset,
             base_offset: segment.base_offset,
             batch_bytes_max: config.batch_bytes_max,
             read_chunk_bytes: config.read_chunk_bytes,
@@ -375,35 +400,91 @@ impl<File: StorageFile> ReadPlan<File> {
         Ok((reader, position, expected))
     }
 
+    /// The batch at `position`, which must be there with base offset `expected` (with its
+    /// payload and CRC checked when `with_payload`), or the damage found in its place.
+    async fn batch_at(
+        &self,
+        reader: &mut SegmentReader<'_, File>,
+        position: u64,
+        expected: u64,
+        with_payload: bool,
+    ) -> Result<Result<(BatchHeader, Bytes), Damage>, StorageError> {
+        let found = reader
+            .batch_at(position, expected, self.batch_bytes_max, with_payload)
+            .await?;
+        let reason = match found {
+            BatchAt::Batch { header, bytes } => return Ok(Ok((header, bytes))),
+            BatchAt::End => "the log ends (zero bytes) where a batch should be".to_owned(),
+            BatchAt::Invalid { reason } => reason,
+        };
+        Ok(Err(Damage {
+            position,
+            offset: expected,
+            reason,
+        }))
+    }
+
     /// The header of the batch at `position`, which must be there with base offset `expected`;
-    /// its payload is neither read nor checked.
+    /// its payload is neither read nor checked. Damage is a plain `Corrupt` error.
     async fn header_at(
         &self,
         reader: &mut SegmentReader<'_, File>,
         position: u64,
         expected: u64,
     ) -> Result<BatchHeader, StorageError> {
-        let found = reader
-            .batch_at(position, expected, self.batch_bytes_max, false)
-            .await?;
-        let (header, _) = expect_batch(found, &self.path, position)?;
-        Ok(header)
+        match self.batch_at(reader, position, expected, false).await? {
+            Ok((header, _)) => Ok(header),
+            Err(damage) => Err(StorageError::corrupt(
+                &self.path,
+                damage.position,
+                damage.reason,
+            )),
+        }
     }
-}
 
-fn expect_batch(
-    found: BatchAt,
-    path: &Path,
-    position: u64,
-) -> Result<(BatchHeader, Bytes), StorageError> {
-    match found {
-        BatchAt::Batch { header, bytes } => Ok((header, bytes)),
-        BatchAt::End => Err(StorageError::corrupt(
-            path,
-            position,
-            "log ends where a batch should be",
-        )),
-        BatchAt::Invalid { reason } => Err(StorageError::corrupt(path, position, reason)),
+    /// Where intact batches resume after `damage` (offset, and position when one is known):
+    /// right after the damaged batch when its header still gives a length and offset count and
+    /// the next header checks out there; else at the next index entry; else only at the end of
+    /// the segment.
+    async fn resume_after(
+        &self,
+        reader: &mut SegmentReader<'_, File>,
+        damage: &Damage,
+    ) -> Result<(u64, Option<u64>), StorageError> {
+        let header_bytes = reader.bytes_at(damage.position, BATCH_HEADER_BYTES).await?;
+        let header = BatchHeader::decode(&header_bytes)
+            .ok()
+            .filter(|header| header.check(self.batch_bytes_max).is_ok());
+        if let Some(header) = header {
+            let next_position = damage.position + u64::from(header.batch_length);
+            let next_offset = damage.offset + u64::from(header.offset_count);
+            if next_position == self.limit && next_offset == self.end_offset {
+                return Ok((next_offset, Some(next_position)));
+            }
+            if next_position < self.limit {
+                let next = self
+                    .batch_at(reader, next_position, next_offset, false)
+                    .await?;
+                if next.is_ok() {
+                    return Ok((next_offset, Some(next_position)));
+                }
+            }
+        }
+        match self.resume {
+            Some((position, offset)) if position > damage.position => Ok((offset, Some(position))),
+            _ => Ok((self.end_offset, None)),
+        }
+    }
+
+    /// The error for `damage`, naming the offsets it makes unreadable and where reading can go on.
+    fn damaged(&self, damage: Damage, readable_from: u64) -> StorageError {
+        StorageError::CorruptBatch {
+            path: self.path.clone(),
+            position: damage.position,
+            offset: damage.offset,
+            readable_from,
+            reason: damage.reason,
+        }
     }
 }
 
@@ -438,6 +519,11 @@ async fn checked_start<File: StorageFile>(
 }
 
 /// Whole batches from the one holding `offset`, at most `max_bytes` (but at least one).
+///
+/// Damage on the medium: the batches before it are served; a read that starts at a damaged
+/// batch fails with [`StorageError::CorruptBatch`], which names the offset where reading can go
+/// on (so an operator can delete the records before it). Headers on the way to `offset` are
+/// only checked, not their payloads, so a damaged payload before `offset` is stepped over.
 async fn read_batches<File: StorageFile>(
     plan: &ReadPlan<File>,
     offset: u64,
@@ -445,30 +531,50 @@ async fn read_batches<File: StorageFile>(
 ) -> Result<Vec<Bytes>, StorageError> {
     let (mut reader, mut position, mut expected) = plan.start_scan().await?;
     loop {
-        let header = plan.header_at(&mut reader, position, expected).await?;
-        if header.next_offset() > offset {
-            break;
+        match plan
+            .batch_at(&mut reader, position, expected, false)
+            .await?
+        {
+            Ok((header, _)) => {
+                if header.next_offset() > offset {
+                    break;
+                }
+                position += u64::from(header.batch_length);
+                expected = header.next_offset();
+            }
+            Err(damage) => match plan.resume_after(&mut reader, &damage).await? {
+                (resume_offset, Some(resume_position)) if resume_offset <= offset => {
+                    position = resume_position;
+                    expected = resume_offset;
+                }
+                (readable_from, _) => return Err(plan.damaged(damage, readable_from)),
+            },
         }
-        position += u64::from(header.batch_length);
-        expected = header.next_offset();
     }
     reader.set_read_ahead_bytes(max_bytes.max(DIRECT_IO_ALIGNMENT_BYTES));
     let mut batches = Vec::new();
     let mut total = 0usize;
     while position < plan.limit {
-        let header = plan.header_at(&mut reader, position, expected).await?;
-        let length = header.batch_length as usize;
-        if !batches.is_empty() && total + length > max_bytes {
-            break;
-        }
         // Bytes served from disk are checked again: never serve a batch that fails its CRC.
-        let found = reader
-            .batch_at(position, expected, plan.batch_bytes_max, true)
-            .await?;
-        let (_, bytes) = expect_batch(found, &plan.path, position)?;
-        total += length;
+        let found =
+            match serve_batch_at(plan, &mut reader, position, expected, total, max_bytes).await {
+                Ok(found) => found,
+                // The batches read so far are good; the next read starts at the failure and reports it.
+                Err(_) if !batches.is_empty() => break,
+                Err(error) => return Err(error),
+            };
+        let (header, bytes) = match found {
+            Served::Batch(header, bytes) => (header, bytes),
+            Served::OverBudget => break,
+            Served::Damaged(_) if !batches.is_empty() => break,
+            Served::Damaged(damage) => {
+                let (readable_from, _) = plan.resume_after(&mut reader, &damage).await?;
+                return Err(plan.damaged(damage, readable_from));
+            }
+        };
+        total += bytes.len();
         batches.push(bytes);
-        position += length as u64;
+        position += u64::from(header.batch_length);
         expected = header.next_offset();
         if total >= max_bytes {
             break;
@@ -477,8 +583,40 @@ async fn read_batches<File: StorageFile>(
     Ok(batches)
 }
 
+/// What the serving loop of [`read_batches`] found at one position.
+enum Served {
+    Batch(BatchHeader, Bytes),
+    /// An intact header whose batch would pass `max_bytes` (never for the first batch).
+    OverBudget,
+    Damaged(Damage),
+}
+
+async fn serve_batch_at<File: StorageFile>(
+    plan: &ReadPlan<File>,
+    reader: &mut SegmentReader<'_, File>,
+    position: u64,
+    expected: u64,
+    total: usize,
+    max_bytes: usize,
+) -> Result<Served, StorageError> {
+    let header = match plan.batch_at(reader, position, expected, false).await? {
+        Ok((header, _)) => header,
+        Err(damage) => return Ok(Served::Damaged(damage)),
+    };
+    if total > 0 && total + header.batch_length as usize > max_bytes {
+        return Ok(Served::OverBudget);
+    }
+    Ok(
+        match plan.batch_at(reader, position, expected, true).await? {
+            Ok((header, bytes)) => Served::Batch(header, bytes),
+            Err(damage) => Served::Damaged(damage),
+        },
+    )
+}
+
 /// The base offset of the first batch at or after `log_start_offset` whose `max_timestamp` is at
-/// or after `timestamp_ms`, scanning headers only.
+/// or after `timestamp_ms`, scanning headers only. Damage wholly before the log start (deleted
+/// records) is stepped over; damage after it is reported, since it may hold the answer.
 async fn scan_for_timestamp<File: StorageFile>(
     plan: &ReadPlan<File>,
     timestamp_ms: i64,
@@ -486,12 +624,25 @@ async fn scan_for_timestamp<File: StorageFile>(
 ) -> Result<Option<u64>, StorageError> {
     let (mut reader, mut position, mut expected) = plan.start_scan().await?;
     while position < plan.limit {
-        let header = plan.header_at(&mut reader, position, expected).await?;
-        if header.max_timestamp >= timestamp_ms && header.next_offset() > log_start_offset {
-            return Ok(Some(header.base_offset.max(log_start_offset)));
+        match plan
+            .batch_at(&mut reader, position, expected, false)
+            .await?
+        {
+            Ok((header, _)) => {
+                if header.max_timestamp >= timestamp_ms && header.next_offset() > log_start_offset {
+                    return Ok(Some(header.base_offset.max(log_start_offset)));
+                }
+                position += u64::from(header.batch_length);
+                expected = header.next_offset();
+            }
+            Err(damage) => match plan.resume_after(&mut reader, &damage).await? {
+                (resume_offset, Some(resume_position)) if resume_offset <= log_start_offset => {
+                    position = resume_position;
+                    expected = resume_offset;
+                }
+                (readable_from, _) => return Err(plan.damaged(damage, readable_from)),
+            },
         }
-        position += u64::from(header.batch_length);
-        expected = header.next_offset();
     }
     Ok(None)
 }

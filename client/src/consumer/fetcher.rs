@@ -6,7 +6,8 @@
 //! chunk tagged with the partition's epoch: a seek bumps the epoch, so answers to fetches sent
 //! before the seek are dropped. Connection failures are retried after `fetch_backoff` (the next
 //! call reconnects); the application only sees a delay. Errors it must act on (offset out of
-//! range under `OffsetReset::Error`, an unknown topic, a corrupt batch) are queued for `poll`.
+//! range under `OffsetReset::Error`, an unknown topic, a corrupt batch, damage in the broker's
+//! stored copy) are queued for `poll`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,6 +236,18 @@ fn absorb_partition(
                 }
             }
             return false;
+        }
+        ErrorCode::CorruptMessage => {
+            // Corruption of what the broker stored, not of a request in transit: fetching the
+            // same offset again fails the same way, so the application is told (once per streak)
+            // and the partition waits longer between tries (an operator may skip the damage).
+            let error = Error::CorruptStoredData {
+                topic: target.key.topic.clone(),
+                partition: target.key.partition,
+                offset: target.fetch_offset,
+            };
+            let backoff = config.fetch_backoff * REPORTED_ERROR_BACKOFF_FACTOR;
+            return report(state, target, error, backoff);
         }
         code => {
             let error = if code == ErrorCode::UnknownTopicOrPartition {
