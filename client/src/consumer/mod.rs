@@ -416,13 +416,17 @@ impl Consumer {
         Ok(self.poll(timeout)?.to_owned_records())
     }
 
-    /// Takes every queued chunk (or the oldest error), checks the batches outside the lock,
-    /// and advances positions.
+    /// Takes every queued chunk (or, when none is queued, the oldest error), checks the batches
+    /// outside the lock, and advances positions. Records fetched before an error are handed out
+    /// before it: a partition's error (damage in the broker's copy, say) is found by the fetch
+    /// after the one that queued its last good records.
     fn take(&mut self) -> Result<Polled, Error> {
         let chunks = {
             let mut state = self.shared.state();
-            if let Some(error) = state.errors.pop_front() {
-                return Err(error);
+            if state.queue.is_empty() {
+                if let Some(error) = state.errors.pop_front() {
+                    return Err(error);
+                }
             }
             let chunks: Vec<Chunk> = state.queue.drain(..).collect();
             state.queued_bytes = 0;
