@@ -318,3 +318,136 @@ fn one_line_produces_without_keys_spread_over_the_partitions() {
         "every record in partition {partitions:?}"
     );
 }
+
+#[test]
+fn produce_reads_keys_values_and_timestamps_through_an_input_template() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "shaped"], b"").ok();
+    let produced = spate(
+        address,
+        &["produce", "shaped", "-f", "%k %v\\n"],
+        b"alice paid in full\nbob refunded\n",
+    )
+    .ok();
+    assert_eq!(produced, "2 records acknowledged\n");
+    spate(
+        address,
+        &["produce", "shaped", "-f", "[%T] %v;"],
+        b"[1767225600000] dated;",
+    )
+    .ok();
+    let printed = consumed(
+        address,
+        &["shaped", "-o", "start", "-e", "-Z", "-"],
+        "%k|%v|%T",
+    );
+    assert_eq!(printed.len(), 3, "{printed:?}");
+    assert_eq!(printed[0], "-|dated|1767225600000");
+    assert!(printed[1].starts_with("alice|paid in full|"), "{printed:?}");
+    assert!(printed[2].starts_with("bob|refunded|"), "{printed:?}");
+    let mismatch = spate(
+        address,
+        &["produce", "shaped", "-f", "%k %v\\n"],
+        b"carol ok\nnospace\n",
+    )
+    .fails_with(1);
+    assert!(
+        mismatch.contains("record 2 does not match the --format template"),
+        "{mismatch}"
+    );
+}
+
+#[test]
+fn a_query_prints_where_each_partition_starts_and_reads_nothing() {
+    let broker = broker();
+    let address = broker.address();
+    uneven_topic(address, "orders");
+    let queried = spate(address, &["consume", "orders", "-Q", "-o", "-2"], b"").ok();
+    assert_eq!(queried, "orders\t0\t0\norders\t1\t3\norders\t2\t8\n");
+    let future = spate(
+        address,
+        &["consume", "orders", "-Q", "-o", "@2100-01-01"],
+        b"",
+    )
+    .ok();
+    assert_eq!(future, "orders\t0\t2\norders\t1\t5\norders\t2\t10\n");
+}
+
+#[test]
+fn a_tailing_consumer_on_a_terminal_says_it_is_reconnecting_and_goes_on() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping: `script` is not installed");
+        return;
+    }
+    let mut broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "tail"], b"").ok();
+    // Under a pseudo-terminal (util-linux `script`), as a person runs it.
+    let line = format!(
+        "{} --broker {address} consume tail",
+        cli_support::spate_binary().display()
+    );
+    /// Ends the terminal session however the test ends, so no consumer outlives it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new("script")
+            .args(["-qfec", &line, "/dev/null"])
+            .env_remove("SPATE_BROKER")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.0.stdout.take().unwrap();
+    let reader_seen = seen.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read) = stdout.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buffer[..read]).into_owned();
+            reader_seen.lock().unwrap().push_str(&text);
+        }
+    });
+    let wait_for = |text: &str, produce: Option<&str>| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !seen.lock().unwrap().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "never saw {text:?}: {:?}",
+                seen.lock().unwrap()
+            );
+            if let Some(value) = produce {
+                spate(
+                    address,
+                    &["produce", "tail"],
+                    format!("{value}\n").as_bytes(),
+                )
+                .ok();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // The consumer starts at the end: once a record written now shows, it is tailing.
+    wait_for("ping", Some("ping"));
+    broker.kill();
+    wait_for("reconnecting", None);
+    broker.restart();
+    wait_for("after", Some("after"));
+    wait_for("reconnected", None);
+}

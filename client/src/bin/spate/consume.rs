@@ -77,6 +77,11 @@ pub struct ConsumeArgs {
     /// base64 (every byte kept).
     #[arg(long, value_enum, default_value_t = Encoding::Text, requires = "json")]
     encoding: Encoding,
+    /// Query, as kcat's -Q: print where each partition's --offset start resolves
+    /// (TOPIC<TAB>PARTITION<TAB>OFFSET; `-o @TIME` gives the first offset at or after TIME)
+    /// and read nothing.
+    #[arg(short = 'Q', long, conflicts_with = "group")]
+    query: bool,
     /// Print TEXT for a missing key or value in templates (default: nothing).
     #[arg(short = 'Z', long, value_name = "TEXT")]
     null: Option<String>,
@@ -160,6 +165,19 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
             "spate: offset {offset} is past the end of {}: skipped",
             past_end.join(", ")
         );
+    }
+    if arguments.query {
+        let mut stdout = std::io::stdout().lock();
+        for partition in &assigned {
+            let line = format!(
+                "{}\t{}\t{}\n",
+                partition.topic, partition.partition, partition.start
+            );
+            if closed_pipe(stdout.write_all(line.as_bytes()))? {
+                return Ok(());
+            }
+        }
+        return Ok(());
     }
     let mut assigning = Vec::new();
     for partition in &assigned {

@@ -11,6 +11,7 @@ mod consume;
 mod encoding;
 mod format;
 mod group;
+mod input_format;
 mod offsets;
 mod produce;
 mod terminal;

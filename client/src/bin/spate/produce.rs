@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use spate_client::{Acks, Client, Error, Producer, ProducerConfig, ProducerRecord};
 
+use crate::input_format::InputTemplate;
 use crate::terminal::Progress;
 use crate::Interrupted;
 
@@ -49,6 +50,12 @@ pub struct ProduceArgs {
     /// The whole input (stdin or --file) is one record.
     #[arg(short = 'l', long, conflicts_with = "delimiter")]
     whole: bool,
+    /// Input template, as rpk's: %k key, %v value, %T timestamp (ms), literals between them;
+    /// the text after the last field ends a record (default: a newline), e.g. '%k %v\n'.
+    #[arg(short = 'f', long, value_name = "TEMPLATE",
+          value_parser = InputTemplate::parse_argument,
+          conflicts_with_all = ["key_separator", "delimiter", "whole"])]
+    format: Option<InputTemplate>,
     /// Write every record to this partition. Default: by key hash (Kafka's murmur2); keyless
     /// records go to a random partition per batch (Kafka's sticky partitioner), so small
     /// produces spread over the partitions.
@@ -61,7 +68,7 @@ pub struct ProduceArgs {
     #[arg(short = 'H', long = "header", value_parser = crate::parse_key_value)]
     headers: Vec<(String, String)>,
     /// Read records from this file instead of stdin.
-    #[arg(short = 'f', long)]
+    #[arg(short = 'F', long)]
     file: Option<PathBuf>,
 }
 
@@ -351,9 +358,10 @@ fn read_and_send(
         .iter()
         .map(|(key, value)| (key.as_str(), value.as_bytes()))
         .collect();
-    let delimiter: &[u8] = match &arguments.delimiter {
-        Some(Delimiter(bytes)) => bytes,
-        None => b"\n",
+    let delimiter: &[u8] = match (&arguments.delimiter, &arguments.format) {
+        (Some(Delimiter(bytes)), _) => bytes,
+        (None, Some(template)) => template.delimiter(),
+        (None, None) => b"\n",
     };
     let fixed_key = arguments.key.as_deref().map(str::as_bytes);
     let mut record_bytes = Vec::with_capacity(4096);
@@ -372,15 +380,23 @@ fn read_and_send(
         if !more && record_bytes.is_empty() && !arguments.whole {
             return Ok(());
         }
-        let (key, value) = match &arguments.key_separator {
-            None => (fixed_key, &record_bytes[..]),
-            Some(Delimiter(separator)) => match split_once(&record_bytes, separator) {
+        let mut timestamp = None;
+        let (key, value) = match (&arguments.key_separator, &arguments.format) {
+            (Some(Delimiter(separator)), _) => match split_once(&record_bytes, separator) {
                 Some((key, value)) => (Some(key), value),
                 None => anyhow::bail!(
                     "record {number} has no key separator {:?}",
                     String::from_utf8_lossy(separator)
                 ),
             },
+            (None, Some(template)) => match template.split(&record_bytes) {
+                Some(fields) => {
+                    timestamp = fields.timestamp_ms;
+                    (fields.key.or(fixed_key), fields.value)
+                }
+                None => anyhow::bail!("record {number} does not match the --format template"),
+            },
+            (None, None) => (fixed_key, &record_bytes[..]),
         };
         let record = ProducerRecord {
             topic: &arguments.topic,
@@ -388,7 +404,7 @@ fn read_and_send(
             key,
             value: Some(value),
             headers: &headers,
-            timestamp: None,
+            timestamp,
         };
         let callback_tally = tally.clone();
         producer
