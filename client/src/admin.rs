@@ -170,6 +170,30 @@ impl Admin {
         })
     }
 
+    /// Deletes several topics in one request. Each name gets its own outcome, in the order
+    /// given: one refused deletion does not stop the others.
+    pub fn delete_topics(&self, names: &[String]) -> Completion<Vec<(String, Result<(), Error>)>> {
+        let network = self.client.network().clone();
+        let names = names.to_vec();
+        self.client.spawn("delete topics", async move {
+            let request = DeleteTopicsRequest {
+                names: names.clone(),
+                timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
+            };
+            let response = network
+                .call_retrying(&request, "delete topics", Retry::BeforeSending)
+                .await?;
+            Ok(names
+                .into_iter()
+                .map(|name| {
+                    network.invalidate(&name);
+                    let outcome = one_result("delete topic", &name, &response.results);
+                    (name, outcome)
+                })
+                .collect())
+        })
+    }
+
     /// Every topic, sorted by name.
     pub fn list_topics(&self) -> Completion<Vec<TopicSummary>> {
         let network = self.client.network().clone();

@@ -14,6 +14,17 @@ pub const DURABILITY: &str = "durability";
 pub const GROUP_COMMIT_BYTES: &str = "group.commit.bytes";
 pub const GROUP_COMMIT_US: &str = "group.commit.us";
 
+/// Every key, in the order errors list them.
+pub const KEYS: [&str; 7] = [
+    RETENTION_BYTES,
+    RETENTION_MS,
+    SEGMENT_BYTES,
+    SEGMENT_MS,
+    DURABILITY,
+    GROUP_COMMIT_BYTES,
+    GROUP_COMMIT_US,
+];
+
 /// Values of [`DURABILITY`].
 pub const DURABILITY_EVERY_APPEND: &str = "fsync-every-append";
 pub const DURABILITY_GROUP_COMMIT: &str = "group-commit";
@@ -57,7 +68,7 @@ pub struct TopicConfig {
 /// Why a topic configuration entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicConfigError {
-    #[error("unknown topic config key {key:?}")]
+    #[error("unknown topic config key {key:?} (the keys are {})", KEYS.join(", "))]
     UnknownKey { key: String },
     #[error("topic config {key}={value:?} is invalid: {reason}")]
     InvalidValue {
@@ -293,10 +304,12 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_out_of_range_values_are_refused() {
-        assert!(matches!(
-            TopicConfig::from_map(&map(&[("cleanup.policy", "compact")])),
-            Err(TopicConfigError::UnknownKey { .. })
-        ));
+        let unknown = TopicConfig::from_map(&map(&[("cleanup.policy", "compact")])).unwrap_err();
+        assert!(matches!(unknown, TopicConfigError::UnknownKey { .. }));
+        // The refusal lists what would have been accepted.
+        for key in KEYS {
+            assert!(unknown.to_string().contains(key), "{unknown}");
+        }
         assert!(matches!(
             TopicConfig::from_map(&map(&[(SEGMENT_BYTES, "10")])),
             Err(TopicConfigError::InvalidValue { .. })

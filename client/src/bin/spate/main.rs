@@ -13,6 +13,7 @@ mod format;
 mod group;
 mod input_format;
 mod offsets;
+mod output;
 mod produce;
 mod terminal;
 mod topic;
@@ -106,7 +107,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let code = exit_code(&error);
-            terminal::print_error(&error);
+            if code == exit::USAGE {
+                // A contradiction found after parsing: shown like clap's usage errors.
+                let arguments: Vec<String> = std::env::args().skip(1).collect();
+                let (command_path, _) = command_named_by(&arguments);
+                terminal::print_error_line(&format!("{error:#} (see '{command_path} --help')"));
+            } else {
+                terminal::print_error(&error);
+            }
             ExitCode::from(code)
         }
     }
@@ -211,6 +219,9 @@ pub(crate) struct Interrupted {
 fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(interrupted) = error.downcast_ref::<Interrupted>() {
         return interrupted.exit_code;
+    }
+    if error.downcast_ref::<output::UsageError>().is_some() {
+        return exit::USAGE;
     }
     let Some(error) = error.downcast_ref::<spate_client::Error>() else {
         return exit::FAILURE;

@@ -1,0 +1,316 @@
+//! End-to-end: the admin side of `spate` (topics, groups, the cluster) against the real broker,
+//! as a user and as a script (`--json`) run it: what each command prints, what it refuses and
+//! with which exit code.
+
+mod cli_support;
+
+use serde_json::Value;
+use spate_tests::{Broker, BrokerOptions};
+
+use cli_support::spate;
+
+fn broker() -> Broker {
+    Broker::start(BrokerOptions::default())
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("not JSON ({error}): {text:?}"))
+}
+
+#[test]
+fn topic_alter_takes_a_reset_alone_and_refuses_contradictions_clearly() {
+    let broker = broker();
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "orders", "--retention-ms", "1000"],
+        b"",
+    )
+    .ok();
+
+    let reset = spate(
+        address,
+        &["topic", "alter", "orders", "--reset", "retention.ms"],
+        b"",
+    )
+    .ok();
+    assert_eq!(reset, "altered topic orders\n");
+    let described = spate(address, &["topic", "describe", "orders"], b"").ok();
+    assert!(!described.contains("retention.ms=1000"), "{described}");
+
+    let nothing = spate(address, &["topic", "alter", "orders"], b"").fails_with(2);
+    assert!(nothing.contains("--reset"), "{nothing}");
+
+    for command in [
+        &["topic", "alter", "orders"][..],
+        &["topic", "create", "other"][..],
+    ] {
+        let mut arguments = command.to_vec();
+        arguments.extend(["--config", "retention.ms=5", "--retention-ms", "10"]);
+        let conflict = spate(address, &arguments, b"").fails_with(2);
+        assert!(
+            conflict.contains("--retention-ms 10") && conflict.contains("retention.ms=5"),
+            "{conflict}"
+        );
+    }
+    let both = spate(
+        address,
+        &[
+            "topic",
+            "alter",
+            "orders",
+            "--config",
+            "segment.ms=60000",
+            "--reset",
+            "segment.ms",
+        ],
+        b"",
+    )
+    .fails_with(2);
+    assert!(both.contains("segment.ms"), "{both}");
+    spate(address, &["topic", "describe", "other"], b"").fails_with(4);
+
+    let unknown = spate(
+        address,
+        &["topic", "alter", "orders", "--config", "colour=blue"],
+        b"",
+    )
+    .fails_with(1);
+    for key in [
+        "retention.bytes",
+        "retention.ms",
+        "segment.bytes",
+        "durability",
+    ] {
+        assert!(
+            unknown.contains(key),
+            "the valid keys are listed: {unknown}"
+        );
+    }
+
+    let duplicate = spate(address, &["topic", "create", "orders"], b"").fails_with(1);
+    assert_eq!(duplicate, "error: topic orders already exists");
+}
+
+#[test]
+fn topic_list_hides_the_brokers_own_topics_unless_asked() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "orders"], b"").ok();
+    spate(address, &["produce", "orders"], b"one\n").ok();
+    // A group's first commit creates the broker's offsets topic.
+    spate(
+        address,
+        &[
+            "consume",
+            "orders",
+            "--group",
+            "billing",
+            "--from-beginning",
+            "--exit-at-end",
+        ],
+        b"",
+    )
+    .ok();
+
+    assert_eq!(spate(address, &["topic", "list"], b"").ok(), "orders\t1\n");
+    let everything = spate(address, &["topic", "list", "--internal"], b"").ok();
+    assert!(
+        everything.contains("__consumer_offsets\t") && everything.contains("orders\t1\n"),
+        "{everything}"
+    );
+    assert_eq!(
+        spate(address, &["topic", "list", "-a"], b"").ok(),
+        everything
+    );
+}
+
+#[test]
+fn topic_delete_takes_several_names_or_a_regex() {
+    let broker = broker();
+    let address = broker.address();
+    for name in ["a", "b", "c", "logs-1", "logs-2", "logs"] {
+        spate(address, &["topic", "create", name], b"").ok();
+    }
+
+    assert_eq!(
+        spate(address, &["topic", "delete", "a", "b"], b"").ok(),
+        "deleted topic a\ndeleted topic b\n"
+    );
+    // Whole names only: `logs-.*` leaves `logs`.
+    assert_eq!(
+        spate(address, &["topic", "delete", "--regex", "logs-.*"], b"").ok(),
+        "deleted topic logs-1\ndeleted topic logs-2\n"
+    );
+    assert_eq!(
+        spate(address, &["topic", "list"], b"").ok(),
+        "c\t1\nlogs\t1\n"
+    );
+
+    let none = spate(address, &["topic", "delete", "--regex", "nothing.*"], b"").fails_with(1);
+    assert!(none.contains("no topic matches"), "{none}");
+    let bad = spate(address, &["topic", "delete", "--regex", "("], b"").fails_with(2);
+    assert!(bad.contains("--regex"), "{bad}");
+    let both = spate(address, &["topic", "delete", "c", "--regex", "c"], b"");
+    assert_eq!(both.code, 2, "names and --regex together: {}", both.stderr);
+
+    // One missing name does not stop the others, and the exit code says what went wrong.
+    let run = spate(address, &["topic", "delete", "c", "missing"], b"");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.stdout, "deleted topic c\n");
+    assert!(run.stderr.contains("missing"), "{}", run.stderr);
+    assert_eq!(spate(address, &["topic", "list"], b"").ok(), "logs\t1\n");
+}
+
+#[test]
+fn topic_trim_deletes_the_records_below_an_offset() {
+    let broker = broker();
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "orders", "--partitions", "2"],
+        b"",
+    )
+    .ok();
+    for partition in ["0", "1"] {
+        spate(
+            address,
+            &["produce", "orders", "--partition", partition],
+            b"one\ntwo\nthree\n",
+        )
+        .ok();
+    }
+
+    let trimmed = spate(
+        address,
+        &[
+            "topic",
+            "trim",
+            "orders",
+            "--partition",
+            "0",
+            "--offset",
+            "2",
+        ],
+        b"",
+    )
+    .ok();
+    assert_eq!(trimmed, "orders\t0\t2\n");
+    let read = spate(
+        address,
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            "0",
+            "--from-beginning",
+            "--exit-at-end",
+        ],
+        b"",
+    )
+    .ok();
+    assert_eq!(read, "three\n");
+
+    let everything = spate(
+        address,
+        &["topic", "trim", "orders", "--offset", "end"],
+        b"",
+    )
+    .ok();
+    assert_eq!(everything, "orders\t0\t3\norders\t1\t3\n");
+    let beyond = spate(
+        address,
+        &[
+            "topic",
+            "trim",
+            "orders",
+            "--partition",
+            "1",
+            "--offset",
+            "9",
+        ],
+        b"",
+    )
+    .fails_with(1);
+    assert!(beyond.contains("orders/1"), "{beyond}");
+    spate(
+        address,
+        &[
+            "topic",
+            "trim",
+            "orders",
+            "--partition",
+            "7",
+            "--offset",
+            "0",
+        ],
+        b"",
+    )
+    .fails_with(4);
+}
+
+#[test]
+fn topic_commands_print_one_json_document_with_json() {
+    let broker = broker();
+    let address = broker.address();
+    let created = json(
+        &spate(
+            address,
+            &["topic", "create", "orders", "--partitions", "2", "--json"],
+            b"",
+        )
+        .ok(),
+    );
+    assert_eq!(created["topic"], "orders");
+    assert_eq!(created["partitions"], 2);
+
+    let listed = json(&spate(address, &["topic", "list", "--json"], b"").ok());
+    assert_eq!(
+        listed,
+        json(r#"[{"topic":"orders","partitions":2}]"#),
+        "{listed}"
+    );
+
+    let altered = json(
+        &spate(
+            address,
+            &[
+                "topic",
+                "alter",
+                "orders",
+                "--retention-ms",
+                "60000",
+                "--json",
+            ],
+            b"",
+        )
+        .ok(),
+    );
+    assert_eq!(altered["set"]["retention.ms"], "60000");
+
+    spate(
+        address,
+        &["produce", "orders", "--partition", "1"],
+        b"x\ny\n",
+    )
+    .ok();
+    let described = json(&spate(address, &["topic", "describe", "orders", "--json"], b"").ok());
+    assert_eq!(described["topic"], "orders");
+    assert_eq!(described["partitions"][1]["high_watermark"], 2);
+    assert_eq!(described["partitions"][1]["log_start_offset"], 0);
+    assert!(described["partitions"][0]["shard"].is_u64(), "{described}");
+    assert_eq!(described["configs"]["retention.ms"]["value"], "60000");
+
+    let trimmed = json(
+        &spate(
+            address,
+            &["topic", "trim", "orders", "--offset", "end", "--json"],
+            b"",
+        )
+        .ok(),
+    );
+    assert_eq!(trimmed["partitions"][1]["log_start_offset"], 2);
+
+    let deleted = json(&spate(address, &["topic", "delete", "orders", "--json"], b"").ok());
+    assert_eq!(deleted, json(r#"[{"topic":"orders","deleted":true}]"#));
+}
