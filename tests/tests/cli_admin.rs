@@ -314,3 +314,265 @@ fn topic_commands_print_one_json_document_with_json() {
     let deleted = json(&spate(address, &["topic", "delete", "orders", "--json"], b"").ok());
     assert_eq!(deleted, json(r#"[{"topic":"orders","deleted":true}]"#));
 }
+
+/// Produces `count` records to each of `partitions` partitions of `topic`.
+fn produce_to_each(address: std::net::SocketAddr, topic: &str, partitions: u32, count: usize) {
+    let input = "record\n".repeat(count);
+    for partition in 0..partitions {
+        spate(
+            address,
+            &["produce", topic, "--partition", &partition.to_string()],
+            input.as_bytes(),
+        )
+        .ok();
+    }
+}
+
+/// Reads all of `topic` as a member of `group`, committing the end of every partition.
+fn consume_all(address: std::net::SocketAddr, topic: &str, group: &str) {
+    spate(
+        address,
+        &[
+            "consume",
+            topic,
+            "--group",
+            group,
+            "--from-beginning",
+            "--exit-at-end",
+        ],
+        b"",
+    )
+    .ok();
+}
+
+/// The committed column of `group describe` for `topic`, per partition.
+fn committed(address: std::net::SocketAddr, group: &str, topic: &str) -> Vec<(u32, u64)> {
+    let described = spate(address, &["group", "describe", group], b"").ok();
+    described
+        .lines()
+        .filter(|line| line.starts_with(&format!("{topic}\t")))
+        .map(|line| {
+            let columns: Vec<&str> = line.split('\t').collect();
+            (columns[1].parse().unwrap(), columns[2].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn group_reset_offsets_is_a_dry_run_unless_executed_and_takes_partitions_and_shifts() {
+    let broker = broker();
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "orders", "--partitions", "2"],
+        b"",
+    )
+    .ok();
+    produce_to_each(address, "orders", 2, 3);
+    consume_all(address, "orders", "billing");
+    assert_eq!(
+        committed(address, "billing", "orders"),
+        vec![(0, 3), (1, 3)]
+    );
+
+    let reset = |arguments: &[&str]| {
+        let mut all = vec!["group", "reset-offsets", "billing"];
+        all.extend_from_slice(arguments);
+        spate(address, &all, b"")
+    };
+    let dry = reset(&["--topic", "orders", "--to-earliest"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.stdout, "orders\t0\t3\t0\norders\t1\t3\t0\n");
+    assert!(dry.stderr.contains("--execute"), "{}", dry.stderr);
+    assert_eq!(
+        committed(address, "billing", "orders"),
+        vec![(0, 3), (1, 3)],
+        "a dry run moves nothing"
+    );
+    assert_eq!(
+        reset(&["--topic", "orders", "--to-earliest", "--dry-run"]).ok(),
+        dry.stdout
+    );
+
+    let shifted = reset(&["--topic", "orders:1", "--shift-by", "-2", "--execute"]).ok();
+    assert_eq!(shifted, "orders\t1\t3\t1\n");
+    assert_eq!(
+        committed(address, "billing", "orders"),
+        vec![(0, 3), (1, 1)]
+    );
+
+    // New offsets stay within the log, as with Kafka's tool.
+    assert_eq!(
+        reset(&["--topic", "orders:0,1", "--shift-by", "-10"]).ok(),
+        "orders\t0\t3\t0\norders\t1\t1\t0\n"
+    );
+    assert_eq!(
+        reset(&["--topic", "orders:1", "--shift-by", "10"]).ok(),
+        "orders\t1\t1\t3\n"
+    );
+    assert_eq!(
+        reset(&["--topic", "orders:0", "--to-offset", "99"]).ok(),
+        "orders\t0\t3\t3\n"
+    );
+
+    let planned = json(&reset(&["--topic", "orders:1", "--to-latest", "--json"]).ok());
+    assert_eq!(
+        planned,
+        json(
+            r#"{"group":"billing","executed":false,"partitions":
+                [{"topic":"orders","partition":1,"current_offset":1,"new_offset":3}]}"#
+        )
+    );
+
+    reset(&["--topic", "orders:5", "--to-earliest"]).fails_with(4);
+    reset(&["--topic", "orders:x", "--to-earliest"]).fails_with(2);
+    reset(&[
+        "--topic",
+        "orders",
+        "--to-earliest",
+        "--execute",
+        "--dry-run",
+    ])
+    .fails_with(2);
+    let nothing_to_shift = spate(
+        address,
+        &[
+            "group",
+            "reset-offsets",
+            "fresh",
+            "--topic",
+            "orders",
+            "--shift-by",
+            "1",
+        ],
+        b"",
+    )
+    .fails_with(1);
+    assert!(
+        nothing_to_shift.contains("no committed offset"),
+        "{nothing_to_shift}"
+    );
+}
+
+#[test]
+fn group_delete_offsets_removes_offsets_but_not_those_of_a_subscribed_topic() {
+    let broker = broker();
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "orders", "--partitions", "2"],
+        b"",
+    )
+    .ok();
+    spate(address, &["topic", "create", "audit"], b"").ok();
+    produce_to_each(address, "orders", 2, 2);
+    produce_to_each(address, "audit", 1, 2);
+    consume_all(address, "orders", "billing");
+    consume_all(address, "audit", "billing");
+
+    assert_eq!(
+        spate(
+            address,
+            &["group", "delete-offsets", "billing", "--topic", "orders:0"],
+            b""
+        )
+        .ok(),
+        "deleted offset of group billing on orders/0\n"
+    );
+    assert_eq!(committed(address, "billing", "orders"), vec![(1, 2)]);
+    let deleted = json(
+        &spate(
+            address,
+            &[
+                "group",
+                "delete-offsets",
+                "billing",
+                "--topic",
+                "orders",
+                "--json",
+            ],
+            b"",
+        )
+        .ok(),
+    );
+    assert_eq!(
+        deleted,
+        json(r#"{"group":"billing","deleted":[{"topic":"orders","partition":1}]}"#)
+    );
+    let none = spate(
+        address,
+        &["group", "delete-offsets", "billing", "--topic", "orders"],
+        b"",
+    )
+    .fails_with(1);
+    assert!(none.contains("no committed offset"), "{none}");
+    assert_eq!(committed(address, "billing", "audit"), vec![(0, 2)]);
+
+    // A live member subscribed to audit: its offsets stay. The member runs with a short
+    // session, so once killed with -9 the group is empty again long before the 45 s default.
+    let mut member = std::process::Command::new(cli_support::spate_binary())
+        .args(["--broker", &address.to_string()])
+        .args(["consume", "audit", "--group", "billing"])
+        .args(["--session-timeout-ms", "1000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a group member");
+    let stable = wait_for_state(address, "billing", "Stable", 60);
+    if !stable {
+        let _ = member.kill();
+        panic!("the member never joined");
+    }
+    let refused = spate(
+        address,
+        &["group", "delete-offsets", "billing", "--topic", "audit"],
+        b"",
+    );
+    member.kill().expect("kill -9 the member");
+    member.wait().expect("reap the member");
+    let refused = refused.fails_with(1);
+    assert!(refused.contains("audit"), "{refused}");
+    assert_eq!(committed(address, "billing", "audit"), vec![(0, 2)]);
+    assert!(
+        wait_for_state(address, "billing", "Empty", 30),
+        "the killed member's 1 s session ended"
+    );
+}
+
+/// Polls `group describe` until the group is in `state`, for at most `seconds`.
+fn wait_for_state(address: std::net::SocketAddr, group: &str, state: &str, seconds: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        let described = spate(address, &["group", "describe", group], b"");
+        if described.code == 0 && described.stdout.contains(&format!("state\t{state}\n")) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn group_commands_print_one_json_document_with_json() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "orders"], b"").ok();
+    produce_to_each(address, "orders", 1, 2);
+    consume_all(address, "orders", "billing");
+
+    let listed = json(&spate(address, &["group", "list", "--json"], b"").ok());
+    assert_eq!(
+        listed,
+        json(r#"[{"group":"billing","state":"Empty","protocol_type":"consumer"}]"#)
+    );
+    let described = json(&spate(address, &["group", "describe", "billing", "--json"], b"").ok());
+    assert_eq!(described["group"], "billing");
+    assert_eq!(described["state"], "Empty");
+    assert_eq!(described["members"], json("[]"));
+    assert_eq!(described["offsets"][0]["topic"], "orders");
+    assert_eq!(described["offsets"][0]["committed_offset"], 2);
+    assert_eq!(described["offsets"][0]["lag"], 0);
+    let deleted = json(&spate(address, &["group", "delete", "billing", "--json"], b"").ok());
+    assert_eq!(deleted, json(r#"{"group":"billing","deleted":true}"#));
+}

@@ -1,5 +1,6 @@
 //! [`GroupAdmin`]: consumer group administration — list, describe (members, assignments,
-//! committed offsets, lag), delete, and reset the offsets of a stopped group.
+//! committed offsets, lag), delete a group or some of its offsets, and reset the offsets of a
+//! stopped group (planned first, so a dry run shows what would move).
 //!
 //! Resetting is done as Kafka's tools do it, on the client: look the target offsets up with
 //! ListOffsets, then commit them from outside the membership, which the coordinator accepts
@@ -7,7 +8,7 @@
 
 use spate_protocol::api::{
     ConsumerAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupState, ListGroupsRequest,
-    OffsetSpec,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetSpec, TopicPartitionList,
 };
 use spate_protocol::ErrorCode;
 
@@ -17,7 +18,7 @@ use crate::client::Client;
 use crate::completion::Completion;
 use crate::consumer::TopicPartition;
 use crate::error::Error;
-use crate::network::Retry;
+use crate::network::{Network, Retry};
 
 /// One line of [`GroupAdmin::list_groups`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,9 @@ pub enum ResetTarget {
     Offset(u64),
     /// The first record at or after this time (ms since the epoch); the end where none is.
     Timestamp(i64),
+    /// The committed offset moved by this many records (negative: back). Every partition
+    /// needs a committed offset.
+    ShiftBy(i64),
 }
 
 /// Administration of consumer groups.
@@ -269,47 +273,257 @@ impl GroupAdmin {
         let group_id = group_id.to_string();
         let topic = topic.to_string();
         self.client.spawn("reset offsets", async move {
-            let partition_count = network.refresh_topic(&topic).await?.partition_count();
-            let partitions: Vec<u32> = (0..partition_count).collect();
-            let offsets: Vec<u64> = match target {
-                ResetTarget::Offset(offset) => vec![offset; partitions.len()],
-                ResetTarget::Earliest => {
-                    lookup(&network, &topic, &partitions, OffsetSpec::Earliest).await?
-                }
-                ResetTarget::Latest => {
-                    lookup(&network, &topic, &partitions, OffsetSpec::Latest).await?
-                }
-                ResetTarget::Timestamp(timestamp) => {
-                    let found = list_offsets(
-                        &network,
-                        &topic,
-                        Some(partitions.clone()),
-                        OffsetSpec::Timestamp(timestamp),
-                    )
-                    .await?;
-                    let ends = lookup(&network, &topic, &partitions, OffsetSpec::Latest).await?;
-                    found
-                        .iter()
-                        .zip(ends)
-                        .map(|(answer, end)| answer.offset.unwrap_or(end))
-                        .collect()
-                }
+            let plan = plan(&network, &group_id, &topic, None, target).await?;
+            apply(&network, &group_id, &topic, &plan).await?;
+            Ok(plan
+                .into_iter()
+                .map(|planned| (planned.partition, planned.new_offset))
+                .collect())
+        })
+    }
+
+    /// Works out where [`reset_offsets`](Self::reset_offsets) would move the group on
+    /// `partitions` of `topic` (every partition when `None`) without moving anything: Kafka's
+    /// `--dry-run`. Every new offset lies within the partition's log (clamped to its start or
+    /// end, as Kafka's tool does), so the group never starts out of range.
+    pub fn plan_reset(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partitions: Option<&[u32]>,
+        target: ResetTarget,
+    ) -> Completion<Vec<PlannedOffset>> {
+        let network = self.client.network().clone();
+        let group_id = group_id.to_string();
+        let topic = topic.to_string();
+        let partitions = partitions.map(<[u32]>::to_vec);
+        self.client.spawn("plan offset reset", async move {
+            plan(&network, &group_id, &topic, partitions, target).await
+        })
+    }
+
+    /// Commits a plan made by [`plan_reset`](Self::plan_reset). Refused (`NonEmptyGroup`)
+    /// while the group has members.
+    pub fn apply_reset(
+        &self,
+        group_id: &str,
+        topic: &str,
+        plan: &[PlannedOffset],
+    ) -> Completion<()> {
+        let network = self.client.network().clone();
+        let group_id = group_id.to_string();
+        let topic = topic.to_string();
+        let plan = plan.to_vec();
+        self.client.spawn("reset offsets", async move {
+            apply(&network, &group_id, &topic, &plan).await
+        })
+    }
+
+    /// Deletes the group's committed offsets on `partitions` of `topic` (every partition the
+    /// group has an offset for when `None`). The broker refuses (`GroupSubscribedToTopic`) while
+    /// a live member is subscribed to the topic. Returns each partition's outcome.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partitions: Option<&[u32]>,
+    ) -> Completion<Vec<(u32, Result<(), Error>)>> {
+        let network = self.client.network().clone();
+        let group_id = group_id.to_string();
+        let topic = topic.to_string();
+        let partitions = partitions.map(<[u32]>::to_vec);
+        self.client.spawn("delete offsets", async move {
+            let partitions = match partitions {
+                Some(partitions) => partitions,
+                None => committed_partitions(&network, &group_id, &topic).await?,
             };
-            let commits = partitions
-                .iter()
-                .zip(&offsets)
-                .map(|(partition, offset)| {
-                    (TopicPartition::new(topic.clone(), *partition), *offset)
+            if partitions.is_empty() {
+                return Ok(Vec::new());
+            }
+            let request = OffsetDeleteRequest {
+                group_id: group_id.clone(),
+                topics: vec![TopicPartitionList {
+                    name: topic.clone(),
+                    partitions: partitions.clone(),
+                }],
+            };
+            // Deleting twice leaves the same state, so reconnect-and-retry is safe.
+            let response = network
+                .call_retrying(&request, "delete offsets", Retry::Idempotent)
+                .await?;
+            if !response.error_code.is_none() {
+                return Err(Error::broker(
+                    "delete offsets",
+                    Some(&topic),
+                    None,
+                    response.error_code,
+                    Some(format!("group {group_id:?}")),
+                ));
+            }
+            Ok(partitions
+                .into_iter()
+                .map(|partition| {
+                    let code = response
+                        .topics
+                        .iter()
+                        .filter(|entry| entry.name == topic)
+                        .flat_map(|entry| entry.partitions.iter())
+                        .find(|entry| entry.partition == partition)
+                        .map_or(ErrorCode::Unknown, |entry| entry.error_code);
+                    let outcome = match code {
+                        ErrorCode::None => Ok(()),
+                        code => Err(Error::broker(
+                            "delete offsets",
+                            Some(&topic),
+                            Some(partition),
+                            code,
+                            Some(format!("group {group_id:?}")),
+                        )),
+                    };
+                    (partition, outcome)
                 })
-                .collect();
-            member::commit(&network, &group_id, None, commits).await?;
-            Ok(partitions.into_iter().zip(offsets).collect())
+                .collect())
         })
     }
 }
 
+/// One partition of a reset plan ([`GroupAdmin::plan_reset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedOffset {
+    /// The partition.
+    pub partition: u32,
+    /// The group's committed offset now, if it has one.
+    pub current_offset: Option<u64>,
+    /// Where the reset moves it.
+    pub new_offset: u64,
+}
+
+async fn plan(
+    network: &Network,
+    group_id: &str,
+    topic: &str,
+    partitions: Option<Vec<u32>>,
+    target: ResetTarget,
+) -> Result<Vec<PlannedOffset>, Error> {
+    let partition_count = network.refresh_topic(topic).await?.partition_count();
+    let partitions: Vec<u32> = match partitions {
+        None => (0..partition_count).collect(),
+        Some(partitions) => {
+            if let Some(missing) = partitions.iter().find(|p| **p >= partition_count) {
+                return Err(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: *missing,
+                    partition_count,
+                });
+            }
+            partitions
+        }
+    };
+    let starts = lookup(network, topic, &partitions, OffsetSpec::Earliest).await?;
+    let ends = lookup(network, topic, &partitions, OffsetSpec::Latest).await?;
+    let keyed: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|partition| TopicPartition::new(topic, *partition))
+        .collect();
+    let current = member::committed(network, group_id, &keyed).await?;
+    let wanted: Vec<u64> = match target {
+        ResetTarget::Offset(offset) => vec![offset; partitions.len()],
+        ResetTarget::Earliest => starts.clone(),
+        ResetTarget::Latest => ends.clone(),
+        ResetTarget::Timestamp(timestamp) => {
+            let found = list_offsets(
+                network,
+                topic,
+                Some(partitions.clone()),
+                OffsetSpec::Timestamp(timestamp),
+            )
+            .await?;
+            found
+                .iter()
+                .zip(&ends)
+                .map(|(answer, end)| answer.offset.unwrap_or(*end))
+                .collect()
+        }
+        ResetTarget::ShiftBy(shift) => {
+            let mut shifted = Vec::with_capacity(partitions.len());
+            for (partition, current) in partitions.iter().zip(&current) {
+                // Kafka's rule: there is nothing to shift from without a committed offset.
+                let current = current.ok_or_else(|| {
+                    Error::invalid(
+                        "offset shift",
+                        format!(
+                            "group {group_id:?} has no committed offset on {topic}/{partition} to shift"
+                        ),
+                    )
+                })?;
+                shifted.push(current.saturating_add_signed(shift));
+            }
+            shifted
+        }
+    };
+    Ok(partitions
+        .iter()
+        .enumerate()
+        .map(|(index, partition)| PlannedOffset {
+            partition: *partition,
+            current_offset: current[index],
+            new_offset: wanted[index].clamp(starts[index], ends[index].max(starts[index])),
+        })
+        .collect())
+}
+
+async fn apply(
+    network: &Network,
+    group_id: &str,
+    topic: &str,
+    plan: &[PlannedOffset],
+) -> Result<(), Error> {
+    let commits = plan
+        .iter()
+        .map(|planned| {
+            (
+                TopicPartition::new(topic, planned.partition),
+                planned.new_offset,
+            )
+        })
+        .collect();
+    member::commit(network, group_id, None, commits).await
+}
+
+/// The partitions of `topic` the group has a committed offset on.
+async fn committed_partitions(
+    network: &Network,
+    group_id: &str,
+    topic: &str,
+) -> Result<Vec<u32>, Error> {
+    let request = OffsetFetchRequest {
+        group_id: group_id.to_string(),
+        topics: None,
+    };
+    let response = network
+        .call_retrying(&request, "fetch offsets", Retry::Idempotent)
+        .await?;
+    if !response.error_code.is_none() {
+        return Err(Error::broker(
+            "fetch offsets",
+            None,
+            None,
+            response.error_code,
+            Some(format!("group {group_id:?}")),
+        ));
+    }
+    Ok(response
+        .topics
+        .iter()
+        .filter(|entry| entry.name == topic)
+        .flat_map(|entry| entry.partitions.iter())
+        .filter(|entry| entry.committed_offset.is_some())
+        .map(|entry| entry.partition)
+        .collect())
+}
+
 async fn lookup(
-    network: &crate::network::Network,
+    network: &Network,
     topic: &str,
     partitions: &[u32],
     spec: OffsetSpec,

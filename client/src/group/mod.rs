@@ -18,7 +18,7 @@ pub mod consumer;
 pub(crate) mod member;
 
 pub use admin::{CommittedPosition, GroupAdmin, GroupDescription, GroupSummary};
-pub use admin::{MemberDescription, ResetTarget};
+pub use admin::{MemberDescription, PlannedOffset, ResetTarget};
 pub use assignor::{Assignment, Assignor, AssignorMember};
 pub use assignor::{RangeAssignor, RoundRobinAssignor, StickyAssignor};
 pub use config::GroupConfig;

@@ -41,6 +41,10 @@ pub struct ConsumeArgs {
     /// committed yet, start at the oldest record).
     #[arg(short = 'G', long, conflicts_with_all = ["partition", "offset", "from_timestamp"])]
     group: Option<String>,
+    /// With --group: a member silent this long (killed, hung) loses its partitions to the
+    /// others (default 45000, within the broker's range: by default 100 to 1800000).
+    #[arg(long, value_name = "MS", requires = "group")]
+    session_timeout_ms: Option<u64>,
     /// Read only this partition (default: all).
     #[arg(short = 'p', long)]
     partition: Option<u32>,
@@ -137,6 +141,7 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
             count: arguments.count,
             exit_at_end: arguments.exit_at_end,
             poll_interval: POLL_INTERVAL,
+            session_timeout: arguments.session_timeout_ms.map(Duration::from_millis),
         };
         let mut stdout = BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, std::io::stdout().lock());
         return crate::group::consume(

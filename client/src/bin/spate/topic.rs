@@ -268,22 +268,20 @@ fn describe(
         let partitions: Vec<_> = description
             .partitions
             .iter()
-            .map(|partition| {
-                match &partition.offline_reason {
-                    None => json!({
-                        "partition": partition.partition,
-                        "shard": partition.shard,
-                        "log_start_offset": partition.log_start_offset,
-                        "high_watermark": partition.high_watermark,
-                        "online": true,
-                    }),
-                    Some(reason) => json!({
-                        "partition": partition.partition,
-                        "shard": partition.shard,
-                        "online": false,
-                        "offline_reason": reason,
-                    }),
-                }
+            .map(|partition| match &partition.offline_reason {
+                None => json!({
+                    "partition": partition.partition,
+                    "shard": partition.shard,
+                    "log_start_offset": partition.log_start_offset,
+                    "high_watermark": partition.high_watermark,
+                    "online": true,
+                }),
+                Some(reason) => json!({
+                    "partition": partition.partition,
+                    "shard": partition.shard,
+                    "online": false,
+                    "offline_reason": reason,
+                }),
             })
             .collect();
         // Each config as an object, so what else is known about it (its source) can join it.
