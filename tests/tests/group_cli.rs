@@ -233,3 +233,48 @@ fn a_record_cut_off_by_count_is_read_by_the_groups_next_consumer() {
     .ok();
     assert_eq!(rest, "c\nd\ne\n");
 }
+
+#[test]
+fn a_group_read_to_the_end_commits_partitions_that_had_no_records() {
+    let broker = Broker::start(BrokerOptions::default());
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "orders", "--partitions", "2"],
+        b"",
+    )
+    .ok();
+    spate(
+        address,
+        &["produce", "orders", "--partition", "1"],
+        b"one\n",
+    )
+    .ok();
+    let read = spate(
+        address,
+        &[
+            "consume",
+            "orders",
+            "--group",
+            "billing",
+            "--from-beginning",
+            "--exit-at-end",
+        ],
+        b"",
+    )
+    .ok();
+    assert_eq!(read, "one\n");
+    // A record in the partition that was empty shows as lag: the group has an offset there.
+    spate(
+        address,
+        &["produce", "orders", "--partition", "0"],
+        b"two\n",
+    )
+    .ok();
+    let described = spate(address, &["group", "describe", "billing"], b"").ok();
+    assert_eq!(
+        offsets(&described),
+        vec![(0, 0, 1), (1, 1, 0)],
+        "{described}"
+    );
+}

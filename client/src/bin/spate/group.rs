@@ -515,6 +515,18 @@ pub fn consume<W: Write>(
                 && assignment.iter().all(|partition| {
                     consumer.lag(&partition.topic, partition.partition) == Some(0)
                 });
+            if reached_end {
+                // Every assigned partition is read to its end and everything polled was
+                // written, so partitions that had no record get their position committed too
+                // (as a Kafka consumer's commit does): the group then has an offset, and a lag,
+                // on each of them.
+                for partition in assignment {
+                    if let Some(position) = consumer.position(&partition.topic, partition.partition)
+                    {
+                        next.entry(partition).or_insert(position);
+                    }
+                }
+            }
         }
     }
     consumer
