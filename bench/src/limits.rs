@@ -81,6 +81,12 @@ pub struct MachineLimits {
     pub disk_sync_latency: Option<LatencySummary>,
     pub disk_sync_policy: DiskSyncPolicy,
     pub disk_method: &'static str,
+    /// The data directory is in memory (tmpfs, ramfs), not on a disk: the "disk" figures are
+    /// memory speed and nothing written there is durable (since Linux 6.6 tmpfs accepts
+    /// O_DIRECT, so nothing fails to say so).
+    pub disk_is_memory: bool,
+    /// Which memory file system, when `disk_is_memory`.
+    pub disk_memory_file_system: Option<&'static str>,
     pub data_dir: String,
     pub client_core: usize,
     pub broker_core: usize,
@@ -101,6 +107,17 @@ impl MachineLimits {
                 "the limits were measured for {} ms (loopback) and {} ms (disk), under \
                  {LIMIT_DURATION_MS_RELIABLE_MIN} ms: warm-up figures, not ceilings",
                 self.loopback_duration_ms, self.disk_duration_ms
+            )
+        })
+    }
+
+    /// Why the "disk" figures are no disk limits, when the data directory is in memory.
+    pub fn not_a_disk(&self) -> Option<String> {
+        self.disk_memory_file_system.map(|file_system| {
+            format!(
+                "the data directory {} is on {file_system}: memory, not a disk; the disk figures \
+                 are no disk limits and nothing written there is durable",
+                self.data_dir
             )
         })
     }
@@ -127,7 +144,10 @@ pub enum LimitsError {
         offset: u64,
         source: std::io::Error,
     },
-    #[error("{path} does not support O_DIRECT (tmpfs?); give --data-dir on a real disk: {source}")]
+    #[error(
+        "{path} does not support O_DIRECT (tmpfs before Linux 6.6?); give --data-dir on a real \
+         disk: {source}"
+    )]
     NoDirectIo {
         path: PathBuf,
         source: std::io::Error,
@@ -187,6 +207,7 @@ fn measure_once(settings: &LimitSettings) -> Result<MachineLimits, LimitsError> 
     let (loopback_bytes, loopback_nanos) = measure_loopback_throughput(settings)?;
     let rtt = measure_loopback_rtt(settings)?;
     let disk = measure_disk(settings)?;
+    let memory = memory_file_system(&settings.data_dir);
     Ok(MachineLimits {
         loopback_bytes_per_sec: crate::stats::per_second(loopback_bytes, loopback_nanos),
         loopback_rtt_us: rtt.p50,
@@ -199,6 +220,8 @@ fn measure_once(settings: &LimitSettings) -> Result<MachineLimits, LimitsError> 
         disk_sync_latency: disk.sync_latency,
         disk_sync_policy: settings.disk_sync,
         disk_method: "O_DIRECT pwrite + fdatasync, one pinned thread, queue depth 1",
+        disk_is_memory: memory.is_some(),
+        disk_memory_file_system: memory,
         data_dir: settings.data_dir.display().to_string(),
         client_core: settings.client_core,
         broker_core: settings.broker_core,
@@ -206,6 +229,29 @@ fn measure_once(settings: &LimitSettings) -> Result<MachineLimits, LimitsError> 
         loopback_duration_ms: settings.loopback_duration_ms,
         disk_duration_ms: settings.disk_duration_ms,
     })
+}
+
+/// The memory file system `path` is on ("tmpfs", "ramfs"), or `None` (another file system, or
+/// statfs failed). The broker makes the same check (`catalog::medium`); the bench does not
+/// depend on the broker.
+pub fn memory_file_system(path: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    // `f_type` values from linux/magic.h.
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let text = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `statfs` is plain data; statfs(2) writes at most its size and reads the
+    // NUL-terminated path, which outlives the call.
+    let mut status: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(text.as_ptr(), &mut status) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets.
+    match status.f_type as i64 {
+        TMPFS_MAGIC => Some("tmpfs"),
+        RAMFS_MAGIC => Some("ramfs"),
+        _ => None,
+    }
 }
 
 /// A TCP socket with the broker's options (broker/src/server/startup.rs): TCP_NODELAY and its

@@ -121,16 +121,19 @@ impl Ratios {
 
 /// Why a throughput-to-limit ratio says nothing about the ceiling, if it does not.
 pub fn limit_caveat(limits: &MachineLimits, throughput_vs_limit: Option<f64>) -> Option<String> {
-    limits.too_short().or_else(|| {
-        throughput_vs_limit
-            .filter(|ratio| *ratio > 1.0)
-            .map(|ratio| {
-                format!(
+    limits
+        .too_short()
+        .or_else(|| limits.not_a_disk())
+        .or_else(|| {
+            throughput_vs_limit
+                .filter(|ratio| *ratio > 1.0)
+                .map(|ratio| {
+                    format!(
                     "the throughput is {ratio:.2}x the measured limit: the limit measurement was \
                      disturbed; measure again with more --limit-rounds"
                 )
-            })
-    })
+                })
+        })
 }
 
 /// The figures of one driver's run.
@@ -372,11 +375,12 @@ pub fn table(
     }
     if let Some(limits) = limits {
         text.push_str(&format!(
-            "limits (best of {} rounds): loopback {} (RTT p50 {}), disk O_DIRECT+fdatasync {} \
+            "limits (best of {} rounds): loopback {} (RTT p50 {}), {} O_DIRECT+fdatasync {} \
              in {}\n",
             limits.rounds.len().max(1),
             megabytes(limits.loopback_bytes_per_sec),
             micros(limits.loopback_rtt_us),
+            disk_label(limits),
             megabytes(limits.disk_direct_write_bytes_per_sec),
             limits.data_dir
         ));
@@ -408,6 +412,14 @@ pub fn table(
     text
 }
 
+/// "disk", or what the data directory really is when it is in memory.
+fn disk_label(limits: &MachineLimits) -> String {
+    match limits.disk_memory_file_system {
+        Some(file_system) => format!("memory ({file_system}, NOT A DISK)"),
+        None => "disk".to_string(),
+    }
+}
+
 /// The table for the `limits` workload alone.
 pub fn limits_table(limits: &MachineLimits) -> String {
     let rtt = &limits.loopback_rtt;
@@ -427,7 +439,7 @@ pub fn limits_table(limits: &MachineLimits) -> String {
             ),
         ],
         vec![
-            "disk O_DIRECT write + fdatasync".into(),
+            format!("{} O_DIRECT write + fdatasync", disk_label(limits)),
             megabytes(limits.disk_direct_write_bytes_per_sec),
         ],
         vec![
@@ -444,6 +456,9 @@ pub fn limits_table(limits: &MachineLimits) -> String {
         ],
     ];
     let mut text = format!("{}data directory: {}\n", render(&rows), limits.data_dir);
+    if let Some(not_a_disk) = limits.not_a_disk() {
+        text.push_str(&format!("* NOT A DISK: {not_a_disk}\n"));
+    }
     for (index, round) in limits.rounds.iter().enumerate() {
         text.push_str(&format!(
             "round {}: loopback {}, RTT p50 {}, disk {}\n",
@@ -536,6 +551,8 @@ mod tests {
             disk_sync_latency: None,
             disk_sync_policy: DiskSyncPolicy::EveryWrite,
             disk_method: "test",
+            disk_is_memory: false,
+            disk_memory_file_system: None,
             data_dir: "/data".into(),
             client_core: 1,
             broker_core: 0,
@@ -611,6 +628,31 @@ mod tests {
         );
         assert_eq!(ratios.throughput_vs_limit, Some(0.5));
         assert_eq!(ratios.latency_p50_vs_loopback_rtt, Some(5.0));
+    }
+
+    #[test]
+    fn limits_measured_on_tmpfs_are_marked_as_not_a_disk_in_the_table_and_the_json() {
+        let on_tmpfs = MachineLimits {
+            disk_is_memory: true,
+            disk_memory_file_system: Some("tmpfs"),
+            data_dir: "/dev/shm/x".into(),
+            ..limits()
+        };
+        let text = limits_table(&on_tmpfs);
+        assert!(
+            text.contains("memory (tmpfs, NOT A DISK) O_DIRECT write + fdatasync"),
+            "{text}"
+        );
+        assert!(text.contains("* NOT A DISK: the data directory /dev/shm/x is on tmpfs"));
+        assert!(!limits_table(&limits()).contains("NOT A DISK"));
+        let json = serde_json::to_value(&on_tmpfs).unwrap();
+        assert_eq!(json["disk_is_memory"], Value::Bool(true));
+        assert_eq!(json["disk_memory_file_system"], "tmpfs");
+        let subject = outcome(DriverKind::Spate, 5e8);
+        let ratios = Ratios::of(WorkloadKind::Produce, &subject, Some(&on_tmpfs));
+        assert!(ratios
+            .throughput_vs_limit_unreliable
+            .is_some_and(|why| why.contains("not a disk")));
     }
 
     #[test]

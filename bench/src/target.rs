@@ -414,14 +414,7 @@ pub fn default_data_root() -> PathBuf {
 }
 
 fn is_tmpfs(path: &Path) -> bool {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    let Ok(text) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: `statfs` is plain data; `text` is a valid NUL-terminated path.
-    let mut status: libc::statfs = unsafe { std::mem::zeroed() };
-    let result = unsafe { libc::statfs(text.as_ptr(), &mut status) };
-    result == 0 && status.f_type as i64 == TMPFS_MAGIC
+    crate::limits::memory_file_system(path).is_some()
 }
 
 #[cfg(test)]

@@ -284,3 +284,53 @@ fn a_deleted_topic_leaves_no_directory_and_its_name_can_be_used_again_across_a_r
     let mut client = TestClient::connect(broker.address());
     assert_eq!(client.fetch_all(TOPIC, 0, 0).len(), 3);
 }
+
+#[test]
+fn a_data_directory_on_tmpfs_is_reported_at_start_as_not_durable() {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("skipped: no /dev/shm on this machine");
+        return;
+    }
+    let data_dir = tempfile::Builder::new()
+        .prefix("spate-test-tmpfs-")
+        .tempdir_in(shm)
+        .expect("a directory in /dev/shm");
+    let mut child = Command::new(broker_binary())
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(["--listen", "127.0.0.1:0", "--shards", "1"])
+        .env_remove("SPATE_LOG")
+        .env_remove("SPATE_DATA_DIR")
+        .env_remove("SPATE_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start spate-broker");
+    let stderr = child.stderr.take().expect("piped stderr");
+    // Read until the broker is ready or gone (whether tmpfs takes O_DIRECT depends on the
+    // kernel); the warning comes before either.
+    let mut lines = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let Ok(line) = line else { break };
+        let ready = line.contains("broker ready");
+        lines.push(line);
+        if ready {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    let warning = lines
+        .iter()
+        .find(|line| line.contains("NOT DURABLE"))
+        .unwrap_or_else(|| panic!("no tmpfs warning in:\n{log}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("tmpfs, in memory, not on a disk"),
+        "{warning}"
+    );
+}

@@ -15,6 +15,7 @@
 
 pub mod directories;
 pub mod lock;
+pub mod medium;
 pub mod producer_ids;
 pub mod topic_config;
 

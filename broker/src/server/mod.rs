@@ -133,6 +133,15 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     // Before anything else reads or writes the directory: a second broker there would treat the
     // first one's topics as strays and overwrite its catalog. Held until `run` returns.
     let _lock = DataDirectoryLock::acquire(&config.data_dir, &format!("listen={}", config.listen))?;
+    if let Some(file_system) = crate::catalog::medium::memory_file_system(&config.data_dir) {
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            file_system,
+            "NOT DURABLE: the data directory is on {file_system}, in memory, not on a disk; every \
+             record, acks=all included, is lost at reboot or power loss: use a disk for \
+             anything but tests"
+        );
+    }
     let (catalog, change) = Catalog::open(
         &config.data_dir,
         shard_count,
