@@ -172,6 +172,7 @@ settings! {
     retention_check_interval_ms: u64, "SPATE_RETENTION_CHECK_INTERVAL_MS", "How often retention runs on each shard";
     partitions_per_topic_max: u32, "SPATE_PARTITIONS_PER_TOPIC_MAX", "Most partitions one topic may have";
     topics_max: usize, "SPATE_TOPICS_MAX", "Most topics the broker holds";
+    open_files_per_shard_max: usize, "SPATE_OPEN_FILES_PER_SHARD_MAX", "Segment and metadata files each shard keeps open; the least recently used are closed and reopened on demand (default: half the descriptor limit, shared by the shards, 16..=16384 each)";
     partitions_per_shard_max: usize, "SPATE_PARTITIONS_PER_SHARD_MAX", "Most partitions one shard owns; creating a topic that would place more is refused";
     io_memory_bytes: usize, "SPATE_IO_MEMORY_BYTES", "io_uring buffer memory registered per shard";
     offsets_topic_partitions: u32, "SPATE_OFFSETS_TOPIC_PARTITIONS", "Partitions of the consumer-group offsets topic (__consumer_offsets), used when the broker creates it";
@@ -260,6 +261,9 @@ pub struct Limits {
     pub partitions_per_topic_max: u32,
     pub topics_max: usize,
     pub partitions_per_shard_max: usize,
+    /// `None`: derived from RLIMIT_NOFILE when each shard starts
+    /// (`storage::file_cache::open_files_per_shard`).
+    pub open_files_per_shard_max: Option<usize>,
     pub io_memory_bytes: usize,
 }
 
@@ -376,6 +380,7 @@ impl Config {
             partitions_per_shard_max: layer
                 .partitions_per_shard_max
                 .unwrap_or(defaults::PARTITIONS_PER_SHARD_MAX),
+            open_files_per_shard_max: layer.open_files_per_shard_max,
             io_memory_bytes: layer.io_memory_bytes.unwrap_or(defaults::IO_MEMORY_BYTES),
         };
         let config = Config {
@@ -470,6 +475,12 @@ impl Config {
                     limits.io_memory_bytes,
                     defaults::IO_MEMORY_BYTES
                 ),
+            );
+        }
+        if limits.open_files_per_shard_max == Some(0) {
+            return invalid(
+                "open_files_per_shard_max",
+                "must be greater than zero".to_string(),
             );
         }
         if limits.partitions_per_topic_max == 0 {

@@ -54,8 +54,8 @@ use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use spate_broker::storage::{
-    AppendOutcome, AppendWait, Clock, Durability, FaultPlan, LogConfig, ManualClock,
-    MemoryFileSystem, PartitionLog, StorageError,
+    AppendOutcome, AppendWait, CachedFileSystem, Clock, Durability, FaultPlan, LogConfig,
+    ManualClock, MemoryFileSystem, PartitionLog, StorageError,
 };
 use spate_protocol::batch::header::{last_sequence, sequence_after, stamp_producer};
 use spate_protocol::constants::PRODUCER_BATCHES_RETAINED;
@@ -82,7 +82,10 @@ const PRODUCER_REQUESTS_MAX: usize = 3;
 /// Share of a producer's requests that wait only for the write (acks=leader).
 const PRODUCER_WRITTEN_PROBABILITY: f64 = 0.3;
 
-type Log = PartitionLog<MemoryFileSystem>;
+/// Through the shard's open-file cache, with room for a few files only (from the seed, without
+/// drawing from the case's generator): segment files are closed and reopened all the time.
+type Files = CachedFileSystem<MemoryFileSystem>;
+type Log = PartitionLog<Files>;
 
 #[derive(Debug, Clone, Copy)]
 struct Acknowledged {
@@ -191,6 +194,7 @@ fn is_producer_refusal(error: &StorageError) -> bool {
 struct Case {
     rng: StdRng,
     disk: Rc<MemoryFileSystem>,
+    files: Rc<Files>,
     clock: Rc<ManualClock>,
     config: LogConfig,
     faults: FaultPlan,
@@ -273,6 +277,10 @@ impl Case {
         let faults = random_faults(&mut rng);
         let disk = Rc::new(MemoryFileSystem::new(seed ^ 0x9e37_79b9));
         disk.set_faults(faults);
+        let files = Rc::new(CachedFileSystem::new(
+            (*disk).clone(),
+            1 + (seed % 7) as usize,
+        ));
         let producers = (0..PRODUCERS)
             .map(|index| ProducerModel {
                 producer_id: index as i64 * 7 + rng.gen_range(0..7),
@@ -291,6 +299,7 @@ impl Case {
         Self {
             rng,
             disk,
+            files,
             clock: Rc::new(ManualClock::new(START_MS)),
             config,
             faults,
@@ -364,11 +373,11 @@ impl Case {
                 });
                 self.disk.set_no_space(false);
             }
-            let disk = self.disk.clone();
+            let files = self.files.clone();
             let clock: Rc<dyn Clock> = self.clock.clone();
             let config = self.config.clone();
-            let opened =
-                self.run(async move { PartitionLog::open(disk, directory(), config, clock).await });
+            let opened = self
+                .run(async move { PartitionLog::open(files, directory(), config, clock).await });
             match opened {
                 Ok(log) => {
                     self.disk.set_faults(self.faults);

@@ -146,3 +146,35 @@ fn a_topic_beyond_the_partitions_per_shard_limit_is_refused_with_the_limit_named
         .wait()
         .expect("10 partitions per shard fit");
 }
+
+#[test]
+fn a_broker_with_more_partitions_than_descriptors_restarts_and_serves_every_partition() {
+    // 3 topics of 100 partitions are 900 segment files (and 300 directories), far beyond 256
+    // descriptors: only a bounded open-file cache lets them be created and opened again.
+    let options = BrokerOptions {
+        shards: 2,
+        descriptors_max: Some(256),
+        ..BrokerOptions::default()
+    };
+    let mut broker = Broker::start(options);
+    let client = client(broker.address());
+    let topics = ["many-a", "many-b", "many-c"];
+    for topic in topics {
+        client
+            .admin()
+            .create_topic(NewTopic::new(topic, 100))
+            .wait()
+            .unwrap_or_else(|error| panic!("create {topic}: {error}"));
+    }
+    drop(client);
+    assert!(broker.terminate().success());
+
+    broker.restart();
+    let client = client_support::client(broker.address());
+    assert_eq!(topic_names(&client), topics.map(String::from).to_vec());
+    for topic in topics {
+        check_every_partition_takes_and_returns_a_record(&client, topic, 100);
+    }
+    drop(client);
+    assert!(broker.terminate().success());
+}

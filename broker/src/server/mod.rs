@@ -338,9 +338,12 @@ async fn serve_shard(
     let shard_error = |message: String| ServerError::Shard { shard: id, message };
 
     progress.enter(spawn_index, StartupStep::PreparingStorage);
-    let file_system = crate::storage::DmaFileSystem::for_data_dir(&config.data_dir)
+    let direct = crate::storage::DmaFileSystem::for_data_dir(&config.data_dir)
         .await
         .map_err(|error| shard_error(format!("storage: {error}")))?;
+    let open_files_max = open_files_per_shard_max(&config.limits, config.placement.shard_count());
+    tracing::debug!(shard = id, open_files_max, "open-file cache");
+    let file_system = crate::storage::CachedFileSystem::new(direct, open_files_max);
     let clock: Rc<dyn crate::storage::Clock> = Rc::new(crate::storage::SystemClock);
     let shard = Shard::new(
         config.clone(),
@@ -467,4 +470,23 @@ async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &TcpListener, connec
             task.detach();
         }
     }
+}
+
+/// The open-file cache's limit per shard: the configured one, else a share of the descriptor
+/// limit (RLIMIT_NOFILE, read when the shard starts, so after any raise at start-up).
+fn open_files_per_shard_max(limits: &crate::config::Limits, shard_count: usize) -> usize {
+    if let Some(configured) = limits.open_files_per_shard_max {
+        return configured;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct it is given.
+    let descriptors_max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        crate::storage::file_cache::DESCRIPTOR_LIMIT_ASSUMED
+    };
+    crate::storage::file_cache::open_files_per_shard(descriptors_max, shard_count)
 }

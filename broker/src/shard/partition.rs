@@ -26,8 +26,9 @@ use crate::storage::{
     AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog, StorageError,
 };
 
-/// The file system every shard uses for partition data.
-pub type ShardFileSystem = crate::storage::DmaFileSystem;
+/// The file system every shard uses for partition data: direct I/O behind the shard's open-file
+/// cache, so descriptors do not grow with partitions.
+pub type ShardFileSystem = crate::storage::CachedFileSystem<crate::storage::DmaFileSystem>;
 
 /// A partition owned by this shard. Shard-local (`Rc`): created when the topic is opened on this
 /// shard, dropped when the topic is deleted or the shard stops.

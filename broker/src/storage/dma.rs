@@ -239,6 +239,11 @@ impl StorageFile for DmaStorageFile {
 impl FileSystem for DmaFileSystem {
     type File = DmaStorageFile;
 
+    fn allocate_buffer(&self, length: usize) -> DmaBuffer {
+        debug_assert_eq!(length % DIRECT_IO_ALIGNMENT_BYTES, 0);
+        self.write_buffers.take(length)
+    }
+
     async fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<DmaStorageFile> {
         // glommio 0.9 quirk: `DmaFile::create` opens the file write-only, so reads of a segment
         // created that way fail with EBADF. Open read+write explicitly instead.

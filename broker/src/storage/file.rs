@@ -75,6 +75,8 @@ pub trait StorageFile {
 pub trait FileSystem {
     type File: StorageFile;
 
+    /// A write buffer for any of this file system's files (see [`StorageFile::allocate_buffer`]).
+    fn allocate_buffer(&self, length: usize) -> <Self::File as StorageFile>::Buffer;
     /// Opens `path` for reading and writing with direct I/O.
     async fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File>;
     /// Creates the directory and any missing parents.

@@ -472,13 +472,7 @@ impl StorageFile for MemoryFile {
     type Buffer = MemoryBuffer;
 
     fn allocate_buffer(&self, length: usize) -> MemoryBuffer {
-        assert_eq!(
-            length % DIRECT_IO_ALIGNMENT_BYTES,
-            0,
-            "direct I/O buffer length"
-        );
-        // Garbage, not zeros, so that code relying on fresh buffers being zeroed fails here.
-        MemoryBuffer(vec![0xa5; length])
+        memory_buffer(length)
     }
 
     async fn read_at(&self, position: u64, length: usize) -> io::Result<Bytes> {
@@ -577,8 +571,22 @@ impl StorageFile for MemoryFile {
     }
 }
 
+fn memory_buffer(length: usize) -> MemoryBuffer {
+    assert_eq!(
+        length % DIRECT_IO_ALIGNMENT_BYTES,
+        0,
+        "direct I/O buffer length"
+    );
+    // Garbage, not zeros, so that code relying on fresh buffers being zeroed fails here.
+    MemoryBuffer(vec![0xa5; length])
+}
+
 impl FileSystem for MemoryFileSystem {
     type File = MemoryFile;
+
+    fn allocate_buffer(&self, length: usize) -> MemoryBuffer {
+        memory_buffer(length)
+    }
 
     async fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<MemoryFile> {
         maybe_yield(&self.disk).await;
