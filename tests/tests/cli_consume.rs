@@ -160,6 +160,19 @@ fn several_topics_are_read_together() {
         consumed(address, &["left", "right", "-o", "start", "-e"], "%t:%v"),
         ["left:left-1", "right:right-1"]
     );
+    // A topic starting with ^ is a pattern, as in kcat; a name it also matches is read once.
+    spate(address, &["topic", "create", "other"], b"").ok();
+    assert_eq!(
+        consumed(
+            address,
+            &["^(left|right)$", "left", "-o", "start", "-e"],
+            "%t:%v"
+        ),
+        ["left:left-1", "right:right-1"]
+    );
+    let none = spate(address, &["consume", "^nothing", "-e"], b"").fails_with(4);
+    assert!(none.contains("no topic matches ^nothing"), "{none}");
+    spate(address, &["consume", "^[", "-e"], b"").fails_with(2);
 }
 
 #[test]

@@ -156,6 +156,21 @@ fn produce_stopped_by_bad_input_flushes_and_reports_what_was_acknowledged() {
 }
 
 #[test]
+fn a_partition_or_topic_that_does_not_exist_is_exit_4_for_consume() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "single"], b"").ok();
+    let line = spate(address, &["consume", "single", "-p", "7", "-e"], b"").fails_with(4);
+    assert!(line.contains('7'), "{line}");
+    spate(
+        address,
+        &["consume", "single", "absent", "-o", "start", "-e"],
+        b"",
+    )
+    .fails_with(4);
+}
+
+#[test]
 fn one_record_is_singular_and_a_tab_separator_is_an_escape() {
     let broker = broker();
     let address = broker.address();

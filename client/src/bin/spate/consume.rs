@@ -33,9 +33,10 @@ const RECONNECTING_NOTICE_AFTER: Duration = Duration::from_secs(1);
 #[command(group(ArgGroup::new("start").args(["from_beginning", "offset", "from_timestamp"])))]
 #[command(group(ArgGroup::new("output").args(["format", "json"])))]
 pub struct ConsumeArgs {
-    /// Topics to read (one or more).
-    #[arg(required = true, value_name = "TOPIC")]
-    topics: Vec<String>,
+    /// Topics to read (one or more); a TOPIC starting with ^ is a regular expression, and
+    /// every topic whose name it matches is read (as kcat and librdkafka do).
+    #[arg(required = true, value_name = "TOPIC", value_parser = parse_topic)]
+    topics: Vec<TopicName>,
     /// Read as a member of this consumer group: the group shares the partitions among its
     /// members and continues from its committed offsets (--from-beginning: where nothing is
     /// committed yet, start at the oldest record).
@@ -109,6 +110,65 @@ impl Output {
     }
 }
 
+/// A topic argument: a name, or a pattern for names.
+#[derive(Debug, Clone)]
+enum TopicName {
+    Exact(String),
+    Pattern(regex::Regex),
+}
+
+fn parse_topic(text: &str) -> Result<TopicName, String> {
+    if !text.starts_with('^') {
+        return Ok(TopicName::Exact(text.to_string()));
+    }
+    regex::Regex::new(text)
+        .map(TopicName::Pattern)
+        .map_err(|error| error.to_string().replace('\n', " "))
+}
+
+/// The topics the arguments name, patterns matched against the broker's list, in order and
+/// each once.
+fn topic_names(client: &Client, topics: &[TopicName]) -> anyhow::Result<Vec<String>> {
+    let mut listed: Option<Vec<String>> = None;
+    let mut names: Vec<String> = Vec::new();
+    for topic in topics {
+        match topic {
+            TopicName::Exact(name) => {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+            TopicName::Pattern(pattern) => {
+                if listed.is_none() {
+                    let topics = client
+                        .admin()
+                        .list_topics()
+                        .wait()
+                        .context("listing topics")?;
+                    listed = Some(topics.into_iter().map(|topic| topic.name).collect());
+                }
+                let matching: Vec<&String> = listed
+                    .iter()
+                    .flatten()
+                    .filter(|name| pattern.is_match(name))
+                    .collect();
+                if matching.is_empty() {
+                    return Err(anyhow::Error::new(spate_client::Error::UnknownTopic {
+                        topic: pattern.as_str().to_string(),
+                    })
+                    .context(format!("no topic matches {}", pattern.as_str())));
+                }
+                for name in matching {
+                    if !names.contains(name) {
+                        names.push(name.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// One partition to read, and where it stops.
 struct Assigned {
     topic: String,
@@ -131,8 +191,8 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
     }
 
     if let Some(group) = &arguments.group {
-        let [topic] = arguments.topics.as_slice() else {
-            anyhow::bail!("--group reads one topic; name only one");
+        let [TopicName::Exact(topic)] = arguments.topics.as_slice() else {
+            anyhow::bail!("--group reads one topic; name only one, and no pattern");
         };
         let read = crate::group::GroupRead {
             topic,
@@ -160,7 +220,7 @@ pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
     })?;
     let mut assigned = Vec::new();
     let mut past_end = Vec::new();
-    for topic in &arguments.topics {
+    for topic in &topic_names(client, &arguments.topics)? {
         let (read, skipped) = plan_topic(client, topic, arguments.partition, &spec)?;
         assigned.extend(read);
         past_end.extend(skipped);

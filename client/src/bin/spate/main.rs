@@ -42,8 +42,8 @@ pub(crate) mod exit {
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 failure, 2 usage error, 3 broker unreachable (or not a Spate broker), \
-4 unknown topic or partition, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors are \
-printed as one line on stderr.";
+4 unknown topic or partition, 130 or 143: a produce stopped by Ctrl-C or SIGTERM before the end \
+of its input (a consume stopped so ends normally, 0). Errors are printed as one line on stderr.";
 
 #[derive(Debug, Parser)]
 #[command(
