@@ -170,6 +170,16 @@ fn several_topics_are_read_together() {
         ),
         ["left:left-1", "right:right-1"]
     );
+    // kcat's -t names topics too, for produce and consume.
+    spate(address, &["produce", "-t", "other"], b"other-1\n").ok();
+    assert_eq!(
+        consumed(
+            address,
+            &["-t", "other", "-t", "left", "-o", "start", "-e"],
+            "%t:%v"
+        ),
+        ["left:left-1", "other:other-1"]
+    );
     let none = spate(address, &["consume", "^nothing", "-e"], b"").fails_with(4);
     assert!(none.contains("no topic matches ^nothing"), "{none}");
     spate(address, &["consume", "^[", "-e"], b"").fails_with(2);

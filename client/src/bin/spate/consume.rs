@@ -35,8 +35,11 @@ const RECONNECTING_NOTICE_AFTER: Duration = Duration::from_secs(1);
 pub struct ConsumeArgs {
     /// Topics to read (one or more); a TOPIC starting with ^ is a regular expression, and
     /// every topic whose name it matches is read (as kcat and librdkafka do).
-    #[arg(required = true, value_name = "TOPIC", value_parser = parse_topic)]
+    #[arg(required_unless_present = "topic_flags", value_name = "TOPIC", value_parser = parse_topic)]
     topics: Vec<TopicName>,
+    /// A topic (or ^pattern) to read, kcat's way (-t TOPIC, repeatable).
+    #[arg(short = 't', long = "topic", value_name = "TOPIC", value_parser = parse_topic)]
+    topic_flags: Vec<TopicName>,
     /// Read as a member of this consumer group: the group shares the partitions among its
     /// members and continues from its committed offsets (--from-beginning: where nothing is
     /// committed yet, start at the oldest record).
@@ -177,7 +180,9 @@ struct Assigned {
     stop: Option<u64>,
 }
 
-pub fn run(client: &Client, arguments: ConsumeArgs) -> anyhow::Result<()> {
+pub fn run(client: &Client, mut arguments: ConsumeArgs) -> anyhow::Result<()> {
+    let flagged = std::mem::take(&mut arguments.topic_flags);
+    arguments.topics.extend(flagged);
     let null_marker = arguments.null.as_deref().unwrap_or_default();
     let output = match (&arguments.format, arguments.json) {
         (Some(template), _) => Output::Template(template.clone().with_null_marker(null_marker)),

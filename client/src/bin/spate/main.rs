@@ -71,7 +71,8 @@ struct ConnectionArgs {
         default_value = spate_client::config::defaults::BROKER_ADDRESS
     )]
     broker: String,
-    /// How long to keep retrying while the broker cannot be reached, in milliseconds.
+    /// How long to keep retrying while the broker cannot be reached, to wait for its first
+    /// answer, and (produce) to wait for records in flight when stopped early; milliseconds.
     #[arg(long, global = true, default_value_t = 5_000)]
     timeout_ms: u64,
 }
@@ -81,9 +82,10 @@ enum Command {
     /// Create, list, describe, delete and reconfigure topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
-    /// Produce one record per line of stdin (or --file).
+    /// Produce one record per line of stdin or --file (or per -D delimiter, -f template, -l
+    /// whole input).
     Produce(produce::ProduceArgs),
-    /// Print records, one per line.
+    /// Print records of one or more topics, one per line (value, -f template or -J JSON).
     Consume(consume::ConsumeArgs),
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]

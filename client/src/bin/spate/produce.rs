@@ -31,7 +31,11 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// Topic to write to.
-    topic: String,
+    #[arg(required_unless_present = "topic_flag", conflicts_with = "topic_flag")]
+    topic: Option<String>,
+    /// The topic, kcat's way (-t TOPIC).
+    #[arg(short = 't', long = "topic", value_name = "TOPIC")]
+    topic_flag: Option<String>,
     /// Split each record at the first SEP into key and value (a record without SEP is an
     /// error). Escapes: \t \n \r \\ \0.
     #[arg(short = 'K', long, value_name = "SEP", value_parser = parse_delimiter)]
@@ -153,7 +157,10 @@ enum ReadEnd {
     Failed(anyhow::Error),
 }
 
-pub fn run(client: &Client, arguments: ProduceArgs, timeout: Duration) -> anyhow::Result<()> {
+pub fn run(client: &Client, mut arguments: ProduceArgs, timeout: Duration) -> anyhow::Result<()> {
+    if arguments.topic.is_none() {
+        arguments.topic = arguments.topic_flag.take();
+    }
     let input: Box<dyn Read + Send> = match &arguments.file {
         Some(path) => {
             Box::new(File::open(path).with_context(|| format!("opening {}", path.display()))?)
@@ -167,7 +174,7 @@ pub fn run(client: &Client, arguments: ProduceArgs, timeout: Duration) -> anyhow
     })?;
     let tally = Arc::new(Tally::default());
     let acks_none = arguments.acks == AcksArg::None;
-    let topic = arguments.topic.clone();
+    let topic = arguments.topic.clone().unwrap_or_default();
 
     let (finished, read_end) = mpsc::channel();
     {
@@ -399,7 +406,7 @@ fn read_and_send(
             (None, None) => (fixed_key, &record_bytes[..]),
         };
         let record = ProducerRecord {
-            topic: &arguments.topic,
+            topic: arguments.topic.as_deref().unwrap_or_default(),
             partition: arguments.partition,
             key,
             value: Some(value),
