@@ -53,6 +53,12 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
     /// How often each shard applies retention to the partitions it owns.
     pub const RETENTION_CHECK_INTERVAL_MS: u64 = 60_000;
+    /// How often each shard writes the recovery point (and a producer snapshot with it) of
+    /// partitions whose durable data moved since the last one. It bounds how much of the log an
+    /// open after a crash re-reads (besides each partition's byte trigger,
+    /// `LogConfig::recovery_point_interval_bytes`) and how recent the durable offset is that
+    /// the broker can prove was lost if a log comes back shorter.
+    pub const RECOVERY_POINT_INTERVAL_MS: u64 = 10_000;
     /// Most partitions one topic may have, and most topics the broker holds.
     pub const PARTITIONS_PER_TOPIC_MAX: u32 = 4096;
     pub const TOPICS_MAX: usize = 10_000;
@@ -170,6 +176,7 @@ settings! {
     cross_shard_queue_depth: usize, "SPATE_CROSS_SHARD_QUEUE_DEPTH", "Messages each cross-shard channel holds";
     shutdown_grace_ms: u64, "SPATE_SHUTDOWN_GRACE_MS", "How long shutdown waits for in-flight requests";
     retention_check_interval_ms: u64, "SPATE_RETENTION_CHECK_INTERVAL_MS", "How often retention runs on each shard";
+    recovery_point_interval_ms: u64, "SPATE_RECOVERY_POINT_INTERVAL_MS", "How often each partition's recovery point (what an open after a crash need not re-read) is written when its durable data moved";
     partitions_per_topic_max: u32, "SPATE_PARTITIONS_PER_TOPIC_MAX", "Most partitions one topic may have";
     topics_max: usize, "SPATE_TOPICS_MAX", "Most topics the broker holds";
     open_files_per_shard_max: usize, "SPATE_OPEN_FILES_PER_SHARD_MAX", "Segment and metadata files each shard keeps open; the least recently used are closed and reopened on demand (default: half the descriptor limit, shared by the shards, 16..=16384 each)";
@@ -258,6 +265,7 @@ pub struct Limits {
     pub cross_shard_queue_depth: usize,
     pub shutdown_grace_ms: u64,
     pub retention_check_interval_ms: u64,
+    pub recovery_point_interval_ms: u64,
     pub partitions_per_topic_max: u32,
     pub topics_max: usize,
     pub partitions_per_shard_max: usize,
@@ -373,6 +381,9 @@ impl Config {
             retention_check_interval_ms: layer
                 .retention_check_interval_ms
                 .unwrap_or(defaults::RETENTION_CHECK_INTERVAL_MS),
+            recovery_point_interval_ms: layer
+                .recovery_point_interval_ms
+                .unwrap_or(defaults::RECOVERY_POINT_INTERVAL_MS),
             partitions_per_topic_max: layer
                 .partitions_per_topic_max
                 .unwrap_or(defaults::PARTITIONS_PER_TOPIC_MAX),
@@ -492,6 +503,12 @@ impl Config {
         if limits.retention_check_interval_ms == 0 {
             return invalid(
                 "retention_check_interval_ms",
+                "must be greater than zero".to_string(),
+            );
+        }
+        if limits.recovery_point_interval_ms == 0 {
+            return invalid(
+                "recovery_point_interval_ms",
                 "must be greater than zero".to_string(),
             );
         }

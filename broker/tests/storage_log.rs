@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use spate_broker::storage::segment::{segment_file_name, SegmentFileKind};
 use spate_broker::storage::{
-    AppendWait, Clock, Durability, FaultPlan, LogConfig, MemoryFileSystem, PartitionLog,
-    StorageError,
+    AppendWait, Clock, Durability, FaultPlan, FileSystem, LogConfig, MemoryFileSystem,
+    PartitionLog, StorageError,
 };
 use spate_protocol::BatchError;
 use storage_support::{
@@ -873,6 +873,30 @@ proptest::proptest! {
         let index_path = directory().join(segment_file_name(0, SegmentFileKind::OffsetIndex));
         setup.disk.overwrite_durably(&index_path, index_damage_at as u64, &index_damage);
 
+        // Damage inside what the close made durable is lost data: the open refuses the log
+        // until an operator accepts the loss (FORMAT.md, "Lost data": remove the recovery point
+        // and the producer snapshots past the log end).
+        let disk = setup.disk.clone();
+        let clock: Rc<dyn Clock> = setup.clock.clone();
+        let first_open = config.clone();
+        let refused = run_to_end(1, async move {
+            PartitionLog::open(disk, directory(), first_open, clock).await.err()
+        });
+        match refused {
+            None => {}
+            Some(StorageError::LostData { log_end, promised_offset, .. }) => {
+                proptest::prop_assert!(log_end < promised_offset);
+                let disk = setup.disk.clone();
+                block(async move {
+                    for name in disk.list_directory(&directory()).await.expect("list") {
+                        if name == "recovery-point" || name.ends_with(".producers") {
+                            disk.remove_file(&directory().join(name)).await.expect("remove");
+                        }
+                    }
+                });
+            }
+            Some(other) => proptest::prop_assert!(false, "unexpected open error {other}"),
+        }
         let log = Rc::new(setup.open(config));
         let mut end = 0;
         let intact = sizes.iter().take_while(|size| { end += **size; end <= damage_at }).count() as u64;

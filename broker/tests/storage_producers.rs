@@ -476,19 +476,55 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_one_before() {
 }
 
 #[test]
-fn a_snapshot_past_the_log_end_is_removed_at_open() {
+fn a_snapshot_past_the_log_end_is_lost_data_and_the_partition_is_refused() {
     let setup = Setup::new(11);
     let log = setup.open_shared(small_config());
     append(&log, 1, 0, 0).expect("append");
     close(log);
-    // A snapshot claiming batches the log does not hold (as if the log had lost its tail).
+    // A snapshot claiming batches the log does not hold (as if the log had lost its tail): the
+    // broker wrote it only for durable data, so the log lost offsets [1, 50).
     let real = directory().join(snapshot_file_name(1));
     let bytes = setup.disk.file_bytes(&real).expect("snapshot");
     let phantom = directory().join(snapshot_file_name(50));
     write_file(&setup.disk, &phantom, &bytes);
+    let refused = try_open(&setup, small_config()).err();
+    match refused {
+        Some(StorageError::LostData {
+            log_end,
+            promised_offset,
+            promised_by,
+            ..
+        }) => {
+            assert_eq!((log_end, promised_offset), (1, 50));
+            assert!(
+                promised_by.contains(&snapshot_file_name(50)),
+                "{promised_by}"
+            );
+        }
+        other => panic!("expected lost data, got {other:?}"),
+    }
+    assert_eq!(setup.snapshot_offsets(), vec![1, 50], "nothing is removed");
+    // The operator's way out (FORMAT.md, "Lost data"): remove the snapshot past the log end.
+    remove_file(&setup.disk, &phantom);
     let log = setup.open_shared(small_config());
     assert_eq!(setup.snapshot_offsets(), vec![1]);
     assert!(log.producer_entry(PRODUCER).is_some());
+}
+
+fn try_open(
+    setup: &Setup,
+    config: LogConfig,
+) -> Result<PartitionLog<MemoryFileSystem>, StorageError> {
+    let disk = setup.disk.clone();
+    let clock: Rc<dyn spate_broker::storage::Clock> = setup.clock.clone();
+    block(async move { PartitionLog::open(disk, directory(), config, clock).await })
+}
+
+fn remove_file(disk: &Rc<MemoryFileSystem>, path: &Path) {
+    use spate_broker::storage::FileSystem;
+    let disk = disk.clone();
+    let path = path.to_path_buf();
+    block(async move { disk.remove_file(&path).await.expect("remove") });
 }
 
 /// Creates a file holding `bytes` (padded to a block) through the file system trait, durably.

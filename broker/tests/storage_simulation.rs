@@ -248,6 +248,7 @@ fn random_config(rng: &mut StdRng) -> LogConfig {
         write_buffer_bytes: [8192, 16384, 65536][rng.gen_range(0..3)],
         write_queue_bytes_max: rng.gen_range(batch_bytes_max..=128 * 1024),
         read_chunk_bytes: [4096, 8192, 16384][rng.gen_range(0..3)],
+        recovery_point_interval_bytes: rng.gen_range(1..=64 * 1024),
         // Default producer limits: a few producers never expire (the clock moves by minutes at
         // most) or get evicted, so the partition must remember each of them.
         ..LogConfig::default()
@@ -652,6 +653,19 @@ impl Case {
                 }
             });
         }
+        // The shard's timer writes recovery points while appends run; a crash midway interrupts
+        // it at any step of the snapshot and checkpoint writes.
+        let checkpoint_errors = Rc::new(RefCell::new(Vec::new()));
+        if self.rng.gen_bool(0.5) {
+            let force = self.rng.gen_bool(0.5);
+            let log = log.clone();
+            let errors = checkpoint_errors.clone();
+            simulator.spawn(async move {
+                if let Err(error) = log.checkpoint_recovery_point(force).await {
+                    errors.borrow_mut().push(error);
+                }
+            });
+        }
         drop(log);
         if crash_midway {
             let steps = self.rng.gen_range(1..=300);
@@ -669,6 +683,9 @@ impl Case {
             let events = std::mem::take(&mut *events.borrow_mut());
             self.note(format!("append round of {tasks} tasks"));
             self.apply_append_events(events);
+        }
+        for error in checkpoint_errors.borrow().iter() {
+            self.allow_error(error, "recovery point");
         }
     }
 

@@ -152,3 +152,149 @@ fn a_corrupt_closed_segment_takes_only_its_partition_offline_and_the_rest_serve(
     produce_batches(&mut client, "healthy", 0, 2, 10);
     assert_eq!(client.fetch_all("healthy", 0, 0).len(), 20);
 }
+
+/// Asserts that describe shows the partition offline with a reason holding every word.
+fn assert_offline_with(client: &mut TestClient, topic: &str, partition: u32, words: &[&str]) {
+    let described = client.call(&DescribeTopicRequest { name: topic.into() });
+    let answer = &described.partitions[partition as usize];
+    assert_eq!(answer.error_code, ErrorCode::PartitionOffline);
+    let reason = answer.error_message.as_deref().unwrap_or_default();
+    for word in words {
+        assert!(
+            reason.contains(word),
+            "{word:?} not in the reason: {reason}"
+        );
+    }
+}
+
+#[test]
+fn a_truncated_active_log_is_refused_and_no_offset_is_reused() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("cut", 2, &[]);
+    produce_batches(&mut client, "cut", 0, 10, 10);
+    produce_batches(&mut client, "cut", 1, 1, 10);
+    drop(client);
+    assert!(broker.terminate().success());
+
+    let logs = segment_logs(&partition_directory(&broker, "cut", 0));
+    let active = logs.last().expect("an active segment");
+    OpenOptions::new()
+        .write(true)
+        .open(active)
+        .expect("open the active segment")
+        .set_len(0)
+        .expect("truncate it");
+
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    // Before: the partition came back empty and this produce got offset 0 again.
+    let batch = build_batch(&numbered_records(0, 1, 2_000)).freeze();
+    let (code, _) = client.produce("cut", 0, Acks::All, vec![batch.clone()]);
+    assert_eq!(code, ErrorCode::PartitionOffline);
+    assert_offline_with(
+        &mut client,
+        "cut",
+        0,
+        &[
+            "data lost",
+            "recovery point",
+            "up to 100",
+            "ends at offset 0",
+        ],
+    );
+    let (code, offset) = client.produce("cut", 1, Acks::All, vec![batch]);
+    assert_eq!((code, offset), (ErrorCode::None, 10));
+}
+
+#[test]
+fn a_deleted_partition_directory_is_not_recreated_empty() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("gone", 2, &[]);
+    produce_batches(&mut client, "gone", 0, 3, 10);
+    drop(client);
+    assert!(broker.terminate().success());
+
+    let directory = partition_directory(&broker, "gone", 0);
+    std::fs::remove_dir_all(&directory).expect("remove the partition directory");
+
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    let batch = build_batch(&numbered_records(0, 1, 2_000)).freeze();
+    let (code, _) = client.produce("gone", 0, Acks::All, vec![batch.clone()]);
+    assert_eq!(code, ErrorCode::PartitionOffline);
+    assert_offline_with(&mut client, "gone", 0, &["missing", "not recreated"]);
+    assert!(!directory.exists(), "the directory was recreated");
+    let (code, _) = client.produce("gone", 1, Acks::All, vec![batch]);
+    assert_eq!(code, ErrorCode::None);
+}
+
+/// The bytes of log the broker's shards re-read at start-up, from their "partitions
+/// recovered" lines: (scanned batch by batch, replayed for the producer state).
+fn recovery_bytes(log: &[String]) -> (u64, u64) {
+    let field = |line: &str, name: &str| -> u64 {
+        let start = line
+            .find(name)
+            .map(|at| at + name.len())
+            .unwrap_or(line.len());
+        line[start..]
+            .split(|character: char| !character.is_ascii_digit())
+            .next()
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    log.iter()
+        .filter(|line| line.contains("partitions recovered"))
+        .fold((0, 0), |(scanned, replayed), line| {
+            (
+                scanned + field(line, "recovery_bytes_scanned="),
+                replayed + field(line, "recovery_bytes_replayed="),
+            )
+        })
+}
+
+#[test]
+fn a_restart_after_kill_9_rereads_only_what_follows_the_recovery_point() {
+    let options = BrokerOptions {
+        shards: 1,
+        arguments: vec!["--recovery-point-interval-ms".into(), "100".into()],
+        ..BrokerOptions::default()
+    };
+    let mut broker = Broker::start(options);
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("old", 1, &[]);
+    // About 8 MB in the active segment: before the recovery point, all of it was replayed.
+    produce_batches(&mut client, "old", 0, 200, 2_000);
+    let (_, high_watermark) = client.offsets_of("old", 0);
+    let recovery_point = partition_directory(&broker, "old", 0).join("recovery-point");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let written = std::fs::read(&recovery_point).ok().and_then(|bytes| {
+            bytes
+                .get(8..16)
+                .map(|offset| u64::from_le_bytes(offset.try_into().unwrap()))
+        });
+        if written == Some(high_watermark) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery point at {high_watermark} (found {written:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    produce_batches(&mut client, "old", 0, 1, 10);
+    drop(client);
+    broker.kill();
+    broker.drain_log();
+
+    broker.restart();
+    let (scanned, replayed) = recovery_bytes(&broker.drain_log());
+    let mut client = TestClient::connect(broker.address());
+    assert_eq!(client.offsets_of("old", 0).1, high_watermark + 10);
+    // One small batch after the recovery point is replayed; the scan starts at the last
+    // index entry on disk (at most one index persist interval, 4 MiB, behind).
+    assert!(replayed < 4096, "replayed {replayed} bytes");
+    assert!(scanned <= 4 * 1024 * 1024 + 4096, "scanned {scanned} bytes");
+}

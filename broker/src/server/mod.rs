@@ -389,6 +389,7 @@ async fn serve_shard(
         .await;
 
     let retention = glommio::spawn_local(shard.clone().run_retention());
+    let recovery_points = glommio::spawn_local(shard.clone().run_recovery_points());
     let written_syncs = glommio::spawn_local(shard.clone().run_written_syncs());
     let connections = Gate::new();
     accept_until_shutdown(&shard, &listener, &connections).await;
@@ -426,6 +427,7 @@ async fn serve_shard(
         );
     }
     retention.await;
+    recovery_points.await;
     written_syncs.await;
     shard.close_partitions().await;
     tracing::info!(shard = id, "partitions synced and closed");

@@ -32,7 +32,7 @@ use crate::storage::Clock;
 use budget::ByteBudget;
 use mesh::Mesh;
 use messages::{PartitionError, PartitionKey, ProduceAcks, ShardRequest, ShardResponse};
-use partition::{log_config, partition_error, Partition, ShardFileSystem};
+use partition::{log_config, partition_error, OpenIntent, Partition, ShardFileSystem};
 use signal::{AnyAppend, ShutdownFlag};
 
 /// How long topic deletion waits for in-flight requests to let go of a partition, per try, and
@@ -44,6 +44,10 @@ const DELETE_RETRIES_MAX: u32 = 500;
 /// none) to run the sync their durability policy makes due. Below the default group-commit
 /// interval (2 ms), so such data becomes durable and readable within about one interval.
 const WRITTEN_SYNC_TICK_US: u64 = 1_000;
+
+/// How often a shard checks its partitions' recovery point byte triggers (at most; less often
+/// when `recovery_point_interval_ms` is shorter).
+const RECOVERY_POINT_TICK_MS: u64 = 1_000;
 
 /// One shard. Owned by its executor thread; shared by that thread's tasks through `Rc`.
 pub struct Shard {
@@ -115,8 +119,23 @@ impl Shard {
         let snapshot = self.snapshot();
         let mut opened = 0;
         for topic in snapshot.topics.values() {
-            opened += self.open_topic(topic).await.opened;
+            opened += self.open_topic(topic, OpenIntent::Existing).await.opened;
         }
+        let mut report = crate::storage::log::RecoveryReport::default();
+        for partition in self.partitions.borrow().values() {
+            let one = partition.log.recovery_report();
+            report.segments += one.segments;
+            report.bytes_scanned += one.bytes_scanned;
+            report.bytes_replayed += one.bytes_replayed;
+        }
+        tracing::info!(
+            shard = self.id,
+            partitions = opened,
+            segments = report.segments,
+            recovery_bytes_scanned = report.bytes_scanned,
+            recovery_bytes_replayed = report.bytes_replayed,
+            "partitions recovered"
+        );
         let offline = self.offline.borrow().len();
         if offline > 0 {
             tracing::error!(
@@ -129,7 +148,7 @@ impl Shard {
         opened
     }
 
-    async fn open_topic(&self, topic: &Arc<TopicMetadata>) -> TopicOpened {
+    async fn open_topic(&self, topic: &Arc<TopicMetadata>, intent: OpenIntent) -> TopicOpened {
         let mut outcome = TopicOpened::default();
         for (partition, owner) in topic.partition_shards.iter().enumerate() {
             let key = PartitionKey {
@@ -149,6 +168,7 @@ impl Shard {
                 directory.clone(),
                 config,
                 self.clock.clone(),
+                intent,
             )
             .await
             {
@@ -265,7 +285,7 @@ impl Shard {
     pub async fn execute(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
         match request {
             ShardRequest::OpenTopic { topic } => {
-                let opened = self.open_topic(&topic).await;
+                let opened = self.open_topic(&topic, OpenIntent::Create).await;
                 ShardResponse::Done(opened.first_offline.map_or(Ok(()), Err))
             }
             ShardRequest::DeleteTopic { topic } => {
@@ -398,6 +418,70 @@ impl Shard {
         }
     }
 
+    /// Takes a served partition offline: it lost data under the running broker (its directory
+    /// or files are gone), so nothing more may be acknowledged for it.
+    fn take_offline(&self, key: PartitionKey, reason: String) {
+        let removed = self.partitions.borrow_mut().remove(&key);
+        if let Some(partition) = removed {
+            tracing::error!(
+                shard = self.id,
+                topic_id = key.topic_id,
+                partition = key.partition,
+                directory = %partition.directory.display(),
+                %reason,
+                "partition offline: its files are gone under the running broker"
+            );
+            // Long polls on it end; their next read reports the partition offline.
+            partition.appended.notify();
+            self.offline.borrow_mut().insert(key, reason);
+        }
+    }
+
+    /// Writes the recovery point of every partition whose durable data grew by its byte
+    /// trigger (checked each second), or moved at all within `recovery_point_interval_ms`;
+    /// until shutdown. A partition whose recovery point cannot be written because its
+    /// directory is gone is taken offline.
+    pub async fn run_recovery_points(self: Rc<Self>) {
+        let interval_ms = self.config.limits.recovery_point_interval_ms;
+        let tick = Duration::from_millis(interval_ms.min(RECOVERY_POINT_TICK_MS));
+        let mut last_forced = std::time::Instant::now();
+        loop {
+            let stopped = future::or(
+                async {
+                    glommio::timer::sleep(tick).await;
+                    false
+                },
+                async {
+                    self.shutdown.requested().await;
+                    true
+                },
+            )
+            .await;
+            if stopped {
+                return;
+            }
+            let force = last_forced.elapsed() >= Duration::from_millis(interval_ms);
+            if force {
+                last_forced = std::time::Instant::now();
+            }
+            let partitions: Vec<(PartitionKey, Rc<Partition>)> = self
+                .partitions
+                .borrow()
+                .iter()
+                .map(|(key, partition)| (*key, partition.clone()))
+                .collect();
+            for (key, partition) in partitions {
+                match partition.log.checkpoint_recovery_point(force).await {
+                    Ok(_) => {}
+                    Err(error) if is_gone(&error) => self.take_offline(key, error.to_string()),
+                    Err(error) => {
+                        tracing::warn!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "recovery point write failed");
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies retention to every owned partition, then sleeps; until shutdown.
     pub async fn run_retention(self: Rc<Self>) {
         let interval = Duration::from_millis(self.config.limits.retention_check_interval_ms);
@@ -448,6 +532,15 @@ impl Shard {
     pub fn owned_partition_count(&self) -> usize {
         self.partitions.borrow().len()
     }
+}
+
+/// Whether a storage error says the partition's directory or files no longer exist.
+fn is_gone(error: &crate::storage::StorageError) -> bool {
+    matches!(
+        error,
+        crate::storage::StorageError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound
+    )
 }
 
 /// What opening a topic's partitions on this shard did.

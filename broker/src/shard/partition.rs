@@ -82,14 +82,31 @@ pub fn log_config(config: &TopicConfig, batch_bytes_max: usize) -> LogConfig {
     log
 }
 
+/// Whether opening a partition may create its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenIntent {
+    /// A new partition (topic creation): its directory is created.
+    Create,
+    /// A partition the broker already holds (start-up): a missing directory is lost data.
+    Existing,
+}
+
 impl<F: FileSystem + 'static> Partition<F> {
     pub async fn open(
         file_system: Rc<F>,
         directory: PathBuf,
         config: LogConfig,
         clock: Rc<dyn Clock>,
+        intent: OpenIntent,
     ) -> Result<Self, StorageError> {
-        let log = PartitionLog::open(file_system, directory.clone(), config, clock).await?;
+        let log = match intent {
+            OpenIntent::Create => {
+                PartitionLog::open(file_system, directory.clone(), config, clock).await?
+            }
+            OpenIntent::Existing => {
+                PartitionLog::open_existing(file_system, directory.clone(), config, clock).await?
+            }
+        };
         Ok(Partition {
             log,
             appended: Rc::new(AppendSignal::default()),

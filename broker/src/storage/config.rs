@@ -57,6 +57,9 @@ pub const TAIL_CACHE_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 pub const WRITE_BUFFER_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
 pub const WRITE_QUEUE_BYTES_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 pub const READ_CHUNK_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Durable log bytes past the recovery point after which the shard's next check writes a new
+/// one (with a producer snapshot): what an open after a crash replays is about this much.
+pub const RECOVERY_POINT_INTERVAL_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Idempotent producers remembered per partition (each holds up to
 /// `PRODUCER_BATCHES_RETAINED` batch records, about 140 bytes in a snapshot).
 pub const PRODUCERS_PER_PARTITION_MAX_DEFAULT: usize = 4096;
@@ -133,6 +136,9 @@ pub struct LogConfig {
     /// A producer that has not appended for this long is forgotten (checked at segment roll,
     /// close, and when the producer state is full).
     pub producer_expiry_ms: u64,
+    /// Durable bytes of the active segment past the recovery point that make a new recovery
+    /// point (and producer snapshot) due (`PartitionLog::checkpoint_recovery_point_if_due`).
+    pub recovery_point_interval_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -155,6 +161,7 @@ impl Default for LogConfig {
             read_chunk_bytes: READ_CHUNK_BYTES_DEFAULT,
             producers_per_partition_max: PRODUCERS_PER_PARTITION_MAX_DEFAULT,
             producer_expiry_ms: PRODUCER_EXPIRY_MS_DEFAULT,
+            recovery_point_interval_bytes: RECOVERY_POINT_INTERVAL_BYTES_DEFAULT,
         }
     }
 }
@@ -256,6 +263,9 @@ impl LogConfig {
         }
         if self.producer_expiry_ms == 0 {
             return refuse("producer_expiry_ms", "must be positive".into());
+        }
+        if self.recovery_point_interval_bytes == 0 {
+            return refuse("recovery_point_interval_bytes", "must be positive".into());
         }
         if let Durability::GroupCommit {
             interval_bytes,

@@ -72,6 +72,19 @@ pub enum StorageError {
     },
     #[error("invalid log configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The partition's log ends before an offset the broker had durably promised (its recovery
+    /// point or a producer snapshot): files were truncated, deleted or replaced outside the
+    /// broker. Serving it would hand the missing offsets out again.
+    #[error("data lost in {}: the log ends at offset {log_end}, but {promised_by} says offsets up to {promised_offset} were durable ({} offsets missing); the partition is not served so that no offset is reused (see FORMAT.md, \"Lost data\")", .directory.display(), .promised_offset - .log_end)]
+    LostData {
+        directory: PathBuf,
+        log_end: u64,
+        promised_offset: u64,
+        promised_by: String,
+    },
+    /// The directory of a partition that exists is gone: it is not recreated empty.
+    #[error("partition directory {} is missing although the partition exists; it is not recreated empty, so that no offset is reused (see FORMAT.md, \"Lost data\")", .directory.display())]
+    MissingDirectory { directory: PathBuf },
     /// An idempotent producer's batch does not continue its sequence (a gap, or a new epoch not
     /// starting at 0). Nothing of the batch was appended.
     #[error("out of order sequence in {}: producer {producer_id} epoch {producer_epoch} sent sequence {received_sequence}, expected {expected_sequence}", .directory.display())]

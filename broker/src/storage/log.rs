@@ -32,7 +32,10 @@ use spate_protocol::batch::header::{compute_crc, stamp};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 use spate_protocol::BatchError;
 
-use super::checkpoint::{read_log_start, write_log_start, LOG_START_TEMPORARY_FILE_NAME};
+use super::checkpoint::{
+    read_checkpoint, read_log_start, write_checkpoint, write_log_start, CheckpointKind,
+    LOG_START_TEMPORARY_FILE_NAME, RECOVERY_POINT_TEMPORARY_FILE_NAME,
+};
 use super::clock::Clock;
 use super::config::{AppendWait, LogConfig};
 use super::error::StorageError;
@@ -84,6 +87,28 @@ pub struct RetentionOutcome {
     pub log_start_offset: u64,
 }
 
+/// What the last open read to recover the log: the cost a recovery point keeps small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments recovered (closed ones included).
+    pub segments: usize,
+    /// Log bytes read and checked batch by batch (CRC included).
+    pub bytes_scanned: u64,
+    /// Log bytes whose batch headers were replayed into the producer state.
+    pub bytes_replayed: u64,
+    /// The recovery point found on disk, if any.
+    pub recovery_point: Option<u64>,
+}
+
+/// The last recovery point written (or found at open): the offset, and where it lies in the
+/// active segment, to tell how many durable bytes have accumulated since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryPoint {
+    pub offset: u64,
+    pub segment_base_offset: u64,
+    pub position: u64,
+}
+
 /// The mutable state of a log; see `writer` for the write-path half.
 #[derive(Debug)]
 pub struct LogState<File> {
@@ -109,6 +134,12 @@ pub struct LogState<File> {
     pub admission_tickets_issued: u64,
     /// When to warn about a slow `fdatasync` of this partition.
     pub slow_syncs: SlowSyncWarnings,
+    /// The recovery point last written (or read at open).
+    pub recovery_point: RecoveryPoint,
+    /// A recovery point and its producer snapshot are being written; they are written one at
+    /// a time (they share temporary file names).
+    pub checkpoint_busy: bool,
+    pub recovery_report: RecoveryReport,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -185,6 +216,18 @@ struct MaintenanceGuard<'a, F: FileSystem> {
 impl<F: FileSystem> Drop for MaintenanceGuard<'_, F> {
     fn drop(&mut self) {
         self.log.state.borrow_mut().maintenance_busy = false;
+        self.log.progress.notify_all();
+    }
+}
+
+/// Held while a recovery point (and its producer snapshot) is written.
+struct CheckpointGuard<'a, F: FileSystem> {
+    log: &'a PartitionLog<F>,
+}
+
+impl<F: FileSystem> Drop for CheckpointGuard<'_, F> {
+    fn drop(&mut self) {
+        self.log.state.borrow_mut().checkpoint_busy = false;
         self.log.progress.notify_all();
     }
 }
@@ -648,6 +691,31 @@ async fn scan_for_timestamp<File: StorageFile>(
 }
 
 impl<F: FileSystem> PartitionLog<F> {
+    /// Opens the partition in `directory`, which must exist (a partition the broker already
+    /// holds), and recovers it: a missing directory is lost data, never recreated empty.
+    pub async fn open_existing(
+        file_system: Rc<F>,
+        directory: PathBuf,
+        config: LogConfig,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
+        match file_system.list_directory(&directory).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::MissingDirectory { directory });
+            }
+            Err(error) => {
+                return Err(StorageError::io(
+                    "listing partition directory",
+                    &directory,
+                    None,
+                    error,
+                ))
+            }
+        }
+        Self::open(file_system, directory, config, clock).await
+    }
+
     /// Opens the partition in `directory` (creating it if needed) and recovers it: see
     /// `FORMAT.md` for what is checked, truncated and rebuilt.
     pub async fn open(
@@ -685,6 +753,20 @@ impl<F: FileSystem> PartitionLog<F> {
         }
         let checkpoint = read_log_start(fs, &directory).await?;
         let checkpoint_start = checkpoint.unwrap_or(0);
+        if names
+            .iter()
+            .any(|name| name == RECOVERY_POINT_TEMPORARY_FILE_NAME)
+        {
+            let temporary = directory.join(RECOVERY_POINT_TEMPORARY_FILE_NAME);
+            fs.remove_file(&temporary)
+                .await
+                .map_err(io("removing leftover recovery point", &temporary))?;
+        }
+        let recovery_point = read_checkpoint(fs, &directory, CheckpointKind::RecoveryPoint).await?;
+        let mut report = RecoveryReport {
+            recovery_point,
+            ..RecoveryReport::default()
+        };
 
         let mut found: BTreeMap<u64, Vec<SegmentFileKind>> = BTreeMap::new();
         for name in &names {
@@ -743,6 +825,8 @@ impl<F: FileSystem> PartitionLog<F> {
                 };
                 let recovered =
                     recover_segment(*base_offset, paths, files, role, &config, now_ms).await?;
+                report.segments += 1;
+                report.bytes_scanned += recovered.bytes_scanned;
                 if index == last {
                     active_tail_block = recovered.tail_block;
                 }
@@ -770,6 +854,7 @@ impl<F: FileSystem> PartitionLog<F> {
         let active = segments
             .pop()
             .expect("at least one segment exists or was created");
+        check_nothing_lost(&directory, &names, recovery_point, active.tail.next_offset)?;
         let mut log_start_offset =
             checkpoint_start.max(segments.first().unwrap_or(&active).base_offset);
         if log_start_offset > active.tail.next_offset {
@@ -780,6 +865,7 @@ impl<F: FileSystem> PartitionLog<F> {
             );
             log_start_offset = active.tail.next_offset;
         }
+        let active_base_offset = active.base_offset;
         let durable = DurablePoint {
             tail: active.tail,
             tail_block: active_tail_block,
@@ -807,6 +893,13 @@ impl<F: FileSystem> PartitionLog<F> {
             admission_waiting: BTreeSet::new(),
             admission_tickets_issued: 0,
             slow_syncs: SlowSyncWarnings::default(),
+            recovery_point: RecoveryPoint {
+                offset: recovery_point.unwrap_or(0),
+                segment_base_offset: active_base_offset,
+                position: 0,
+            },
+            checkpoint_busy: false,
+            recovery_report: report,
         };
         let log = Self {
             file_system,
@@ -907,6 +1000,8 @@ impl<F: FileSystem> PartitionLog<F> {
         };
         for plan in &plans {
             let (mut reader, mut position, mut expected) = plan.start_scan().await?;
+            self.state.borrow_mut().recovery_report.bytes_replayed +=
+                plan.limit.saturating_sub(position);
             while position < plan.limit {
                 let header = plan.header_at(&mut reader, position, expected).await?;
                 if header.next_offset() > from_offset {
@@ -1388,9 +1483,97 @@ impl<F: FileSystem> PartitionLog<F> {
             state.roll_pending = false;
         }
         // After the switch: appends queue behind this leader step rather than behind a roll.
+        let _checkpoint = self.checkpoint_turn().await;
         self.persist_producer_snapshot(new_base_offset, snapshot)
             .await;
+        // Everything before the new segment is durable. Best effort like the snapshot: a
+        // failure only leaves an older recovery point (a longer replay, a weaker loss check).
+        if let Err(error) = self.write_recovery_point(new_base_offset, 0).await {
+            tracing::warn!(%error, offset = new_base_offset, "recovery point write failed at roll");
+        }
         Ok(())
+    }
+
+    /// Waits until no recovery point or producer snapshot is being written, then holds the
+    /// turn until the guard is dropped.
+    async fn checkpoint_turn(&self) -> CheckpointGuard<'_, F> {
+        loop {
+            let seen = self.progress.generation();
+            {
+                let mut state = self.state.borrow_mut();
+                if !state.checkpoint_busy {
+                    state.checkpoint_busy = true;
+                    return CheckpointGuard { log: self };
+                }
+            }
+            self.progress.changed(seen).await;
+        }
+    }
+
+    /// Durably records `offset` (at `position` of the active segment) as the recovery point.
+    /// The caller holds the checkpoint turn and has made everything before `offset` durable.
+    async fn write_recovery_point(&self, offset: u64, position: u64) -> Result<(), StorageError> {
+        write_checkpoint(
+            &*self.file_system,
+            &self.directory,
+            CheckpointKind::RecoveryPoint,
+            offset,
+        )
+        .await?;
+        let mut state = self.state.borrow_mut();
+        if offset >= state.recovery_point.offset {
+            state.recovery_point = RecoveryPoint {
+                offset,
+                segment_base_offset: state.active.base_offset,
+                position,
+            };
+        }
+        Ok(())
+    }
+
+    /// Writes a producer snapshot and the recovery point at the durable end if at least
+    /// `recovery_point_interval_bytes` of durable log lie past the last recovery point (or
+    /// `force` and any do): so an open after a crash replays and scans only what came after it.
+    /// Returns whether it wrote one. Called by the owner's timer; skipped while another
+    /// checkpoint is being written. An error means the recovery point could not be written
+    /// (the partition's directory may be gone).
+    pub async fn checkpoint_recovery_point(&self, force: bool) -> Result<bool, StorageError> {
+        let (offset, position, snapshot) = {
+            let mut state = self.state.borrow_mut();
+            if state.checkpoint_busy {
+                return Ok(false);
+            }
+            let durable = state.writer.durable.tail;
+            let last = state.recovery_point;
+            if durable.next_offset <= last.offset {
+                return Ok(false);
+            }
+            let bytes_since = if last.segment_base_offset == state.active.base_offset {
+                durable.end_position.saturating_sub(last.position)
+            } else {
+                durable.end_position
+            };
+            if !force && bytes_since < state.config.recovery_point_interval_bytes {
+                return Ok(false);
+            }
+            state.checkpoint_busy = true;
+            // Batches past the durable end may already be recorded: the snapshot holds only
+            // what precedes its offset, the replay at the next open brings back the rest.
+            let snapshot = producer_snapshot::encode(
+                &state.producers.as_of(durable.next_offset),
+                durable.next_offset,
+            );
+            (durable.next_offset, durable.end_position, snapshot)
+        };
+        let _checkpoint = CheckpointGuard { log: self };
+        self.persist_producer_snapshot(offset, snapshot).await;
+        self.write_recovery_point(offset, position).await?;
+        Ok(true)
+    }
+
+    /// What the open of this log read to recover it.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.state.borrow().recovery_report
     }
 
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (always at
@@ -1744,7 +1927,8 @@ impl<F: FileSystem> PartitionLog<F> {
         };
         // As of the log end, so that the next open replays nothing.
         self.persist_producer_snapshot(log_end, snapshot).await;
-        Ok(())
+        let position = self.state.borrow().writer.durable.tail.end_position;
+        self.write_recovery_point(log_end, position).await
     }
 
     /// Removes the partition: every file, then the directory (topic deletion). Not atomic: a
@@ -1775,6 +1959,51 @@ impl<F: FileSystem> PartitionLog<F> {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Refuses a log that ends before an offset the broker durably promised: the recovery point, or
+/// the newest producer snapshot (written only for durable data). Such a log lost data outside
+/// the broker (a truncated or deleted segment); serving it would reuse the missing offsets.
+fn check_nothing_lost(
+    directory: &Path,
+    names: &[String],
+    recovery_point: Option<u64>,
+    log_end: u64,
+) -> Result<(), StorageError> {
+    let newest_snapshot = names
+        .iter()
+        .filter_map(|name| match parse_snapshot_file_name(name) {
+            Some(SnapshotName::Snapshot(offset)) => Some(offset),
+            _ => None,
+        })
+        .max();
+    // On a tie the recovery point is named (`max_by_key` keeps the last of equal ones).
+    let promises = [
+        newest_snapshot.map(|offset| {
+            (
+                offset,
+                format!(
+                    "producer snapshot {}",
+                    snapshot_path(directory, offset).display()
+                ),
+            )
+        }),
+        recovery_point.map(|offset| (offset, "the recovery point".to_owned())),
+    ];
+    let broken = promises
+        .into_iter()
+        .flatten()
+        .filter(|(offset, _)| *offset > log_end)
+        .max_by_key(|(offset, _)| *offset);
+    match broken {
+        None => Ok(()),
+        Some((promised_offset, promised_by)) => Err(StorageError::LostData {
+            directory: directory.to_path_buf(),
+            log_end,
+            promised_offset,
+            promised_by,
+        }),
     }
 }
 

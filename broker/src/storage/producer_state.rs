@@ -332,6 +332,21 @@ impl ProducerState {
         }
     }
 
+    /// The state as it was when the log ended at `offset` (for a snapshot taken while later
+    /// batches are in flight): only batches ending at or before `offset`, the last
+    /// [`PRODUCER_BATCHES_RETAINED`] of each producer, and no producer without one (replaying
+    /// the log after `offset` brings such a producer back with its epoch).
+    pub fn as_of(&self, offset: u64) -> ProducerState {
+        let mut state = self.clone();
+        state.producers.retain(|_, entry| {
+            entry.batches.retain(|batch| batch.next_offset <= offset);
+            entry.next_after_rollback = None;
+            !entry.batches.is_empty()
+        });
+        state.trim_to_retained();
+        state
+    }
+
     /// Inserts an entry loaded from a snapshot (replacing any entry of that id).
     pub fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
         assert!(

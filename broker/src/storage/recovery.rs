@@ -37,6 +37,8 @@ pub struct Recovered<File> {
     pub segment: Segment<File>,
     /// Bytes `[align_down(end), end)` of the log: the partial block the next write rewrites.
     pub tail_block: Vec<u8>,
+    /// Log bytes read and checked batch by batch (from the last trusted index entry on).
+    pub bytes_scanned: u64,
 }
 
 /// The bytes of an index file, but never more than `bytes_max`: entries point at distinct batch
@@ -112,6 +114,7 @@ pub async fn recover_segment<File: StorageFile>(
         }
     };
     let trusted_entries = index.len();
+    let scan_start = tail.end_position;
 
     let stop_reason = loop {
         let found = reader
@@ -239,6 +242,7 @@ pub async fn recover_segment<File: StorageFile>(
             opened_ms,
         },
         tail_block,
+        bytes_scanned: end - scan_start,
     })
 }
 
