@@ -1,5 +1,5 @@
 //! Topic administration: create, delete, list, describe, alter configuration, list offsets and
-//! delete records.
+//! delete records; and the cluster's description (broker, shards, topic defaults, partitions).
 //!
 //! Every method returns a [`Completion`] (await it, or `wait()` from a plain thread). Reads are
 //! retried through reconnects until `ClientConfig::retry_timeout`; changes are retried only when
@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 
 use spate_protocol::api::{AlterTopicConfigRequest, ConfigEntry, CreateTopic, CreateTopicsRequest};
 use spate_protocol::api::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteTopicsRequest};
+use spate_protocol::api::{DescribeClusterRequest, DescribeClusterResponse};
 use spate_protocol::api::{DescribeTopicRequest, ListOffsetsPartition, ListOffsetsRequest};
 use spate_protocol::api::{ListTopicsRequest, OffsetSpec, TopicPartitions, TopicResult};
+use spate_protocol::api::{MetadataRequest, PartitionMetadata};
 use spate_protocol::ErrorCode;
 
 use crate::client::Client;
@@ -83,6 +85,46 @@ pub struct PartitionInfo {
     /// Why the broker does not serve the partition (`None` when it does): an offline
     /// partition's reason, naming the file, position and what is wrong.
     pub offline_reason: Option<String>,
+}
+
+impl PartitionInfo {
+    fn from_wire(partition: PartitionMetadata) -> Self {
+        Self {
+            partition: partition.partition,
+            shard: partition.shard_id,
+            log_start_offset: partition.log_start_offset,
+            high_watermark: partition.high_watermark,
+            offline_reason: (!partition.error_code.is_none()).then(|| {
+                partition
+                    .error_message
+                    .unwrap_or_else(|| partition.error_code.to_string())
+            }),
+        }
+    }
+}
+
+/// One topic's partitions, as [`Admin::describe_cluster`] reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLayout {
+    /// Topic name.
+    pub name: String,
+    /// Every partition, in partition order.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// What [`Admin::describe_cluster`] returns: the broker, and every topic's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The broker's build version.
+    pub broker_version: String,
+    /// The addresses it listens on, `HOST:PORT`.
+    pub listeners: Vec<String>,
+    /// How many shards (cores) own partitions.
+    pub shard_count: u32,
+    /// The value of each topic config key for a topic that does not set it.
+    pub topic_defaults: BTreeMap<String, String>,
+    /// Every topic (the broker's own `__` topics included), by name.
+    pub topics: Vec<TopicLayout>,
 }
 
 /// What [`Admin::describe_topic`] returns.
@@ -257,19 +299,63 @@ impl Admin {
                 partitions: response
                     .partitions
                     .into_iter()
-                    .map(|partition| PartitionInfo {
-                        partition: partition.partition,
-                        shard: partition.shard_id,
-                        log_start_offset: partition.log_start_offset,
-                        high_watermark: partition.high_watermark,
-                        offline_reason: (!partition.error_code.is_none()).then(|| {
-                            partition
-                                .error_message
-                                .unwrap_or_else(|| partition.error_code.to_string())
-                        }),
-                    })
+                    .map(PartitionInfo::from_wire)
                     .collect(),
             })
+        })
+    }
+
+    /// The broker (version, listeners, shards, topic config defaults) and every topic's
+    /// partitions with their owner shard and offsets (kcat's `-L`, `rpk cluster info`).
+    pub fn describe_cluster(&self) -> Completion<ClusterDescription> {
+        let network = self.client.network().clone();
+        self.client.spawn("describe cluster", async move {
+            let broker = describe_broker(&network).await?;
+            let metadata = network
+                .call_retrying(
+                    &MetadataRequest { topics: None },
+                    "describe cluster",
+                    Retry::Idempotent,
+                )
+                .await?;
+            let mut topics: Vec<TopicLayout> = metadata
+                .topics
+                .into_iter()
+                .map(|topic| TopicLayout {
+                    name: topic.name,
+                    partitions: topic
+                        .partitions
+                        .into_iter()
+                        .map(PartitionInfo::from_wire)
+                        .collect(),
+                })
+                .collect();
+            topics.sort_by(|left, right| left.name.cmp(&right.name));
+            Ok(ClusterDescription {
+                broker_version: broker.broker_version,
+                listeners: broker.listeners,
+                shard_count: broker.shard_count,
+                topic_defaults: broker
+                    .topic_defaults
+                    .into_iter()
+                    .map(|entry| (entry.name, entry.value))
+                    .collect(),
+                topics,
+            })
+        })
+    }
+
+    /// The value each topic config key has for a topic that does not set it, as the broker
+    /// reports it (Kafka's DescribeConfigs default source).
+    pub fn topic_config_defaults(&self) -> Completion<BTreeMap<String, String>> {
+        let network = self.client.network().clone();
+        self.client.spawn("describe cluster", async move {
+            let broker = describe_broker(&network).await?;
+            Ok(broker
+                .topic_defaults
+                .into_iter()
+                .map(|entry| (entry.name, entry.value))
+                .collect())
         })
     }
 
@@ -362,6 +448,26 @@ impl Admin {
             }
         })
     }
+}
+
+async fn describe_broker(network: &Network) -> Result<DescribeClusterResponse, Error> {
+    let broker = network
+        .call_retrying(
+            &DescribeClusterRequest {},
+            "describe cluster",
+            Retry::Idempotent,
+        )
+        .await?;
+    if !broker.error_code.is_none() {
+        return Err(Error::broker(
+            "describe cluster",
+            None,
+            None,
+            broker.error_code,
+            None,
+        ));
+    }
+    Ok(broker)
 }
 
 /// Shared with the consumer, which resolves its start positions with it.

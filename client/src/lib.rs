@@ -55,7 +55,8 @@ pub mod producer;
 pub(crate) mod runtime;
 pub(crate) mod timer;
 
-pub use admin::{Admin, NewTopic, PartitionInfo, PartitionOffset, TopicDescription, TopicSummary};
+pub use admin::{Admin, ClusterDescription, NewTopic, PartitionInfo, PartitionOffset};
+pub use admin::{TopicDescription, TopicLayout, TopicSummary};
 pub use client::Client;
 pub use completion::Completion;
 pub use config::{BufferFullPolicy, ClientConfig, ConsumerConfig, KeylessPartitioning};

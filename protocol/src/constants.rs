@@ -38,6 +38,9 @@ pub const CONFIG_NAME_BYTES_MAX: usize = 255;
 /// Most config entries in one topic's config map.
 pub const CONFIG_ENTRIES_MAX: usize = 256;
 
+/// Most listener addresses one broker reports (DescribeCluster).
+pub const LISTENERS_MAX: usize = 64;
+
 /// Most record batches one produce request may carry for one partition.
 pub const BATCHES_PER_PARTITION_MAX: usize = 4096;
 

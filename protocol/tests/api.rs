@@ -256,6 +256,24 @@ proptest! {
     }
 
     #[test]
+    fn describe_cluster_round_trips(
+        error_code in error_code(),
+        broker_version in text(),
+        listeners in proptest::collection::vec("[a-z0-9.:]{0,24}", 0..4),
+        shard_count in any::<u32>(),
+        topic_defaults in proptest::collection::vec(config_entry(), 0..8),
+    ) {
+        assert_request_round_trips(&DescribeClusterRequest {})?;
+        assert_response_round_trips(&DescribeClusterResponse {
+            error_code,
+            broker_version,
+            listeners,
+            shard_count,
+            topic_defaults,
+        })?;
+    }
+
+    #[test]
     fn produce_round_trips(
         acks in proptest::sample::select(vec![Acks::None, Acks::Leader, Acks::All]),
         timeout_ms in any::<u32>(),
@@ -664,6 +682,7 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::DeleteGroups, 19),
             (ApiKey::OffsetDelete, 20),
             (ApiKey::InitProducerId, 21),
+            (ApiKey::DescribeCluster, 22),
         ]
     );
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);

@@ -300,6 +300,8 @@ fn topic_commands_print_one_json_document_with_json() {
     assert_eq!(described["partitions"][1]["log_start_offset"], 0);
     assert!(described["partitions"][0]["shard"].is_u64(), "{described}");
     assert_eq!(described["configs"]["retention.ms"]["value"], "60000");
+    assert_eq!(described["configs"]["retention.ms"]["source"], "topic");
+    assert_eq!(described["configs"]["segment.ms"]["source"], "default");
 
     let trimmed = json(
         &spate(
@@ -575,4 +577,109 @@ fn group_commands_print_one_json_document_with_json() {
     assert_eq!(described["offsets"][0]["lag"], 0);
     let deleted = json(&spate(address, &["group", "delete", "billing", "--json"], b"").ok());
     assert_eq!(deleted, json(r#"{"group":"billing","deleted":true}"#));
+}
+
+#[test]
+fn topic_describe_shows_every_config_with_its_value_and_source() {
+    let broker = broker();
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "orders", "--retention-ms", "60000"],
+        b"",
+    )
+    .ok();
+    let described = spate(address, &["topic", "describe", "orders"], b"").ok();
+    assert!(
+        described.contains("\n  retention.ms=60000\ttopic\n"),
+        "{described}"
+    );
+    for key in [
+        "retention.bytes",
+        "segment.bytes",
+        "segment.ms",
+        "durability",
+        "group.commit.bytes",
+        "group.commit.us",
+    ] {
+        let line = described
+            .lines()
+            .find(|line| line.starts_with(&format!("  {key}=")))
+            .unwrap_or_else(|| panic!("{key} in {described}"));
+        assert!(line.ends_with("\tdefault"), "{line}");
+    }
+    let described = json(&spate(address, &["topic", "describe", "orders", "--json"], b"").ok());
+    let configs = described["configs"].as_object().unwrap();
+    assert_eq!(configs.len(), 7, "{described}");
+    assert_eq!(configs["retention.bytes"]["value"], "-1");
+    assert_eq!(configs["retention.bytes"]["source"], "default");
+}
+
+#[test]
+fn cluster_info_shows_the_broker_its_shards_and_every_partition() {
+    let broker = broker();
+    let address = broker.address();
+    spate(
+        address,
+        &["topic", "create", "orders", "--partitions", "2"],
+        b"",
+    )
+    .ok();
+    spate(address, &["topic", "create", "audit"], b"").ok();
+    spate(
+        address,
+        &["produce", "orders", "--partition", "1"],
+        b"x\ny\n",
+    )
+    .ok();
+
+    let info = spate(address, &["cluster", "info"], b"").ok();
+    assert!(info.starts_with("broker\t"), "{info}");
+    assert!(
+        info.contains(&format!("\nlisteners\t{address}\n")),
+        "{info}"
+    );
+    assert!(info.contains("\n  retention.bytes=-1\n"), "{info}");
+    let partitions: Vec<Vec<&str>> = info
+        .lines()
+        .map(|line| line.split('\t').collect::<Vec<_>>())
+        .filter(|columns| columns.len() == 6 && columns[0] != "topic")
+        .collect();
+    let summary: Vec<(&str, &str, &str, &str)> = partitions
+        .iter()
+        .map(|columns| (columns[0], columns[1], columns[4], columns[5]))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("audit", "0", "0", "online"),
+            ("orders", "0", "0", "online"),
+            ("orders", "1", "2", "online"),
+        ],
+        "{info}"
+    );
+    let shards: u32 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("shards\t"))
+        .expect("a shards line")
+        .parse()
+        .unwrap();
+    assert!(shards >= 1);
+    assert!(
+        partitions
+            .iter()
+            .all(|columns| columns[2].parse::<u32>().unwrap() < shards),
+        "owner shards are below the shard count: {info}"
+    );
+
+    let metadata = json(&spate(address, &["metadata", "--json"], b"").ok());
+    assert_eq!(
+        json(&spate(address, &["cluster", "info", "--json"], b"").ok()),
+        metadata
+    );
+    assert_eq!(metadata["broker"]["listeners"][0], address.to_string());
+    assert_eq!(metadata["broker"]["shards"], shards);
+    assert!(metadata["topic_defaults"]["durability"].is_string());
+    assert_eq!(metadata["topics"][1]["topic"], "orders");
+    assert_eq!(metadata["topics"][1]["partitions"][1]["high_watermark"], 2);
 }

@@ -184,6 +184,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         progress: StartupProgress::new(shard_count),
     };
 
+    // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
+    let mut config = config;
+    config.listen = listen;
     let config = Arc::new(config);
     let mesh_builder =
         MeshBuilder::<Envelope, _>::full(shard_count, config.limits.cross_shard_queue_depth);

@@ -9,6 +9,7 @@
 //! element counts a u32, optional values a u8 tag (0 absent, 1 present), error codes a u16.
 //! Decoders bound every count by a limit in `constants` and by the bytes left.
 
+pub mod cluster;
 pub mod config;
 pub mod fetch;
 pub mod group;
@@ -28,6 +29,7 @@ use crate::frame::RequestHeader;
 use crate::frame::{encode_request_frame, encode_request_frame_chunks};
 use crate::frame::{encode_response_frame, encode_response_frame_chunks};
 
+pub use cluster::{DescribeClusterRequest, DescribeClusterResponse};
 pub use config::{ConfigEntry, ConfigError, Durability, TopicConfig};
 pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, RecordSet};
 pub use group::{ConsumerAssignment, ConsumerSubscription, GroupState, TopicPartitionList};
@@ -80,11 +82,12 @@ pub enum ApiKey {
     DeleteGroups = 19,
     OffsetDelete = 20,
     InitProducerId = 21,
+    DescribeCluster = 22,
 }
 
 impl ApiKey {
     /// Every key, in numeric order.
-    pub const ALL: [ApiKey; 22] = [
+    pub const ALL: [ApiKey; 23] = [
         Self::ApiVersions,
         Self::Metadata,
         Self::CreateTopics,
@@ -107,6 +110,7 @@ impl ApiKey {
         Self::DeleteGroups,
         Self::OffsetDelete,
         Self::InitProducerId,
+        Self::DescribeCluster,
     ];
 
     pub fn to_u16(self) -> u16 {

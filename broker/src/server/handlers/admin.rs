@@ -1,4 +1,5 @@
-//! Control-plane handlers: version negotiation, metadata, topic administration (create,
+//! Control-plane handlers: version negotiation, metadata, the broker's description
+//! (DescribeCluster: listeners, shards, topic config defaults), topic administration (create,
 //! delete, list, describe, alter configuration), and producer ids (InitProducerId).
 //!
 //! A topic is created wholly or not at all (`shard::topic_creation`): its partitions are opened
@@ -14,6 +15,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use spate_protocol::api::DescribeClusterResponse;
 use spate_protocol::api::{
     AlterTopicConfigRequest, AlterTopicConfigResponse, ApiVersionsRequest, ApiVersionsResponse,
     ConfigEntry, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
@@ -24,6 +26,7 @@ use spate_protocol::api::{
 use spate_protocol::error::ErrorCode;
 
 use super::{catalog_error_code, partition_error_code, producer_id_error_code};
+use crate::catalog::topic_config;
 use crate::catalog::{
     is_internal_topic, CatalogError, TopicConfig, TopicMetadata, INTERNAL_TOPIC_PREFIX,
 };
@@ -32,6 +35,10 @@ use crate::shard::partition::log_config;
 use crate::shard::router::{broadcast, scatter};
 use crate::shard::topic_creation::{self, TopicCreationError};
 use crate::shard::Shard;
+use crate::storage::config::{
+    GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
+};
+use crate::storage::Durability;
 
 pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
     // The client picks the highest common version with `pick_version`; the broker only lists.
@@ -39,6 +46,60 @@ pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
         error_code: ErrorCode::None,
         broker_versions: SUPPORTED_API_VERSIONS.to_vec(),
     }
+}
+
+/// DescribeCluster: this broker's version, listener, shard count, and the value each topic
+/// config key has for a topic that does not set it (what the storage engine opens it with).
+pub fn describe_cluster(shard: &Shard) -> DescribeClusterResponse {
+    DescribeClusterResponse {
+        error_code: ErrorCode::None,
+        broker_version: env!("CARGO_PKG_VERSION").to_string(),
+        listeners: vec![shard.config.listen.to_string()],
+        shard_count: u32::try_from(shard.shard_count).unwrap_or(u32::MAX),
+        topic_defaults: topic_defaults(shard.batch_bytes_max()),
+    }
+}
+
+/// Every topic config key with the value an unset key gets, read back from the storage
+/// configuration a topic with no keys set is opened with, so the two cannot disagree.
+fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
+    let log = log_config(&TopicConfig::default(), batch_bytes_max);
+    let limit = |value: Option<u64>| {
+        value.map_or(topic_config::RETENTION_UNLIMITED.to_string(), |value| {
+            value.to_string()
+        })
+    };
+    let (durability, interval_bytes, interval_us) = match log.durability {
+        Durability::EveryAppend => (
+            topic_config::DURABILITY_EVERY_APPEND,
+            GROUP_COMMIT_INTERVAL_BYTES_DEFAULT,
+            GROUP_COMMIT_INTERVAL_US_DEFAULT,
+        ),
+        Durability::GroupCommit {
+            interval_bytes,
+            interval_us,
+        } => (
+            topic_config::DURABILITY_GROUP_COMMIT,
+            interval_bytes,
+            interval_us,
+        ),
+    };
+    let values = [
+        (topic_config::RETENTION_BYTES, limit(log.retention_bytes)),
+        (topic_config::RETENTION_MS, limit(log.retention_ms)),
+        (
+            topic_config::SEGMENT_BYTES,
+            log.segment_bytes_max.to_string(),
+        ),
+        (topic_config::SEGMENT_MS, log.segment_age_max_ms.to_string()),
+        (topic_config::DURABILITY, durability.to_string()),
+        (topic_config::GROUP_COMMIT_BYTES, interval_bytes.to_string()),
+        (topic_config::GROUP_COMMIT_US, interval_us.to_string()),
+    ];
+    values
+        .into_iter()
+        .map(|(name, value)| ConfigEntry::new(name, value))
+        .collect()
 }
 
 pub async fn metadata(shard: &Rc<Shard>, names: Option<&[String]>) -> MetadataResponse {
@@ -382,4 +443,31 @@ async fn blocking<T: Send + 'static>(
     change: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
 ) -> Result<T, CatalogError> {
     glommio::executor().spawn_blocking(change).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_defaults_name_every_key_once_and_setting_them_changes_nothing() {
+        let batch_bytes_max = 1 << 20;
+        let defaults = topic_defaults(batch_bytes_max);
+        let names: Vec<&str> = defaults.iter().map(|entry| entry.name.as_str()).collect();
+        assert_eq!(names, topic_config::KEYS);
+        let explicit = TopicConfig::default()
+            .with_entries(
+                defaults
+                    .iter()
+                    .map(|entry| (entry.name.as_str(), entry.value.as_str())),
+            )
+            .expect("every default is a value a topic may set");
+        let implicit = log_config(&TopicConfig::default(), batch_bytes_max);
+        let explicit = log_config(&explicit, batch_bytes_max);
+        assert_eq!(explicit.segment_bytes_max, implicit.segment_bytes_max);
+        assert_eq!(explicit.segment_age_max_ms, implicit.segment_age_max_ms);
+        assert_eq!(explicit.retention_bytes, implicit.retention_bytes);
+        assert_eq!(explicit.retention_ms, implicit.retention_ms);
+        assert_eq!(explicit.durability, implicit.durability);
+    }
 }

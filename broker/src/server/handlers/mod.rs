@@ -17,10 +17,10 @@ use spate_protocol::api::{
     encode_response_chunks, AlterTopicConfigRequest, AlterTopicConfigResponse, ApiKey,
     ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeTopicRequest, DescribeTopicResponse, FetchRequest, FetchResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ListTopicsRequest, ListTopicsResponse, Message, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicRequest, DescribeTopicResponse,
+    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ListTopicsRequest, ListTopicsResponse, Message, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse,
 };
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::RequestFrame;
@@ -54,6 +54,7 @@ pub enum Request {
     ListOffsets(Envelope<ListOffsetsRequest>),
     DeleteRecords(Envelope<DeleteRecordsRequest>),
     InitProducerId(Envelope<InitProducerIdRequest>),
+    DescribeCluster(Envelope<DescribeClusterRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -122,6 +123,7 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::ListOffsets => decoded!(ListOffsets, ListOffsetsRequest),
         ApiKey::DeleteRecords => decoded!(DeleteRecords, DeleteRecordsRequest),
         ApiKey::InitProducerId => decoded!(InitProducerId, InitProducerIdRequest),
+        ApiKey::DescribeCluster => decoded!(DescribeCluster, DescribeClusterRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -194,6 +196,7 @@ pub async fn execute(shard: Rc<Shard>, request: Request) -> Option<Vec<Bytes>> {
             &request,
             admin::init_producer_id(&shard, request.body).await,
         ),
+        Request::DescribeCluster(request) => answer(&request, admin::describe_cluster(&shard)),
         Request::Group(request) => group::execute(&shard, request).await,
     }
 }
@@ -301,6 +304,14 @@ pub fn reject(api_key: ApiKey, correlation_id: u32, code: ErrorCode) -> Rejectio
             correlation_id,
             version,
             &InitProducerIdResponse {
+                error_code: code,
+                ..Default::default()
+            },
+        )),
+        ApiKey::DescribeCluster => with_code(encode(
+            correlation_id,
+            version,
+            &DescribeClusterResponse {
                 error_code: code,
                 ..Default::default()
             },

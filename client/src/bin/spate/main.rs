@@ -7,6 +7,7 @@
 //! `topic`, `produce` and `consume`, output formats in `format`, terminal handling in
 //! `terminal`. Everything talks to the broker through the `spate-client` library.
 
+mod cluster;
 mod consume;
 mod encoding;
 mod format;
@@ -90,6 +91,11 @@ enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Describe the broker and every topic's partitions (`cluster info`).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Same as `cluster info`.
+    Metadata(output::OutputArgs),
 }
 
 fn main() -> ExitCode {
@@ -196,6 +202,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Consume(arguments) => consume::run(&client, arguments),
         Command::Group(command) => group::run(&client, command),
+        Command::Cluster(command) => cluster::run(&client, command),
+        Command::Metadata(output) => cluster::info(&client, output),
     }
 }
 

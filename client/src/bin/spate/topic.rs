@@ -264,31 +264,29 @@ fn describe(
         .describe_topic(name)
         .wait()
         .with_context(|| format!("describing topic {name:?}"))?;
+    // Every key with its value and source: set on the topic, else the broker's default
+    // (a broker too old to report defaults leaves just the set keys).
+    let defaults = client
+        .admin()
+        .topic_config_defaults()
+        .wait()
+        .unwrap_or_default();
+    let mut configs: BTreeMap<&str, (&str, &str)> = defaults
+        .iter()
+        .map(|(key, value)| (key.as_str(), (value.as_str(), "default")))
+        .collect();
+    for (key, value) in &description.configs {
+        configs.insert(key, (value, "topic"));
+    }
     if output.json {
         let partitions: Vec<_> = description
             .partitions
             .iter()
-            .map(|partition| match &partition.offline_reason {
-                None => json!({
-                    "partition": partition.partition,
-                    "shard": partition.shard,
-                    "log_start_offset": partition.log_start_offset,
-                    "high_watermark": partition.high_watermark,
-                    "online": true,
-                }),
-                Some(reason) => json!({
-                    "partition": partition.partition,
-                    "shard": partition.shard,
-                    "online": false,
-                    "offline_reason": reason,
-                }),
-            })
+            .map(crate::cluster::partition_json)
             .collect();
-        // Each config as an object, so what else is known about it (its source) can join it.
-        let configs: BTreeMap<&String, _> = description
-            .configs
+        let configs: BTreeMap<&str, _> = configs
             .iter()
-            .map(|(key, value)| (key, json!({"value": value, "source": "topic"})))
+            .map(|(key, (value, source))| (*key, json!({"value": value, "source": source})))
             .collect();
         return write_json(
             stdout,
@@ -308,8 +306,8 @@ fn describe(
         description.partitions.len()
     )?;
     writeln!(stdout, "{}", bold("config", colour))?;
-    for (key, value) in &description.configs {
-        writeln!(stdout, "  {key}={value}")?;
+    for (key, (value, source)) in &configs {
+        writeln!(stdout, "  {key}={value}\t{source}")?;
     }
     writeln!(
         stdout,
