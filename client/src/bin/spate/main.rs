@@ -1,11 +1,13 @@
 //! `spate`: the command-line tool for a Spate broker (what `kcat` and `rpk` are to Kafka).
 //!
-//! `spate topic create|list|describe|delete|alter`, `spate produce` (one record per input line),
-//! `spate consume` (one record per output line, a template or JSON; `--group` to consume as a
-//! member of a consumer group) and `spate group list|describe|reset-offsets|delete`. This file parses the
-//! command line and turns failures into one-line messages and exit codes; the commands are in
-//! `topic`, `produce` and `consume`, output formats in `format`, terminal handling in
-//! `terminal`. Everything talks to the broker through the `spate-client` library.
+//! `spate topic create|list|describe|delete|alter|trim`, `spate produce` (one record per input
+//! line), `spate consume` (one record per output line, a template or JSON; `--group` to consume
+//! as a member of a consumer group), `spate group list|describe|reset-offsets|delete-offsets|
+//! delete` and `spate cluster info` (`spate metadata`). This file parses the command line and
+//! turns failures into one-line messages and exit codes; the commands are in `topic`, `produce`,
+//! `consume`, `group` and `cluster`, output formats in `format` (records) and `output` (the
+//! admin commands' `--json`), terminal handling in `terminal`. Everything talks to the broker
+//! through the `spate-client` library.
 
 mod cluster;
 mod consume;
@@ -88,7 +90,7 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of one or more topics, one per line (value, -f template or -J JSON).
     Consume(consume::ConsumeArgs),
-    /// List, describe, reset and delete consumer groups.
+    /// List, describe, reset and delete consumer groups and their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
     /// Describe the broker and every topic's partitions (`cluster info`).
