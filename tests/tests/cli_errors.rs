@@ -204,6 +204,8 @@ fn produce_stopped_by_a_signal_reports_what_was_acknowledged_and_exits_128_plus_
     let address = broker.address();
     spate(address, &["topic", "create", "stopped"], b"").ok();
     for (signal, code, name) in [("-TERM", 143, "SIGTERM"), ("-INT", 130, "SIGINT")] {
+        // Counted before the tool starts: its records may land before any later count.
+        let before = values(address, "stopped").len();
         let mut child = Command::new(spate_binary())
             .args(["--broker", &address.to_string(), "produce", "stopped"])
             .env_remove("SPATE_BROKER")
@@ -216,7 +218,6 @@ fn produce_stopped_by_a_signal_reports_what_was_acknowledged_and_exits_128_plus_
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"one\ntwo\nthree\n").unwrap();
         stdin.flush().unwrap();
-        let before = values(address, "stopped").len();
         let deadline = Instant::now() + Duration::from_secs(60);
         while values(address, "stopped").len() < before + 3 {
             assert!(Instant::now() < deadline, "the three records never arrived");
