@@ -398,3 +398,70 @@ fn malformed_group_requests_get_clear_errors() {
         ]
     );
 }
+
+#[test]
+fn deleting_a_topic_removes_its_committed_offsets_so_a_recreated_topic_starts_clean() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("orders", 2, &[]);
+    client.create_topic("kept", 1, &[]);
+    for partition in 0..2 {
+        let (code, _) = client.produce(
+            "orders",
+            partition,
+            Acks::All,
+            vec![build_batch(&numbered_records(0, 10, 0)).freeze()],
+        );
+        assert_eq!(code, ErrorCode::None);
+    }
+    // Groups on several offsets partitions (and so coordinator shards), one with another topic.
+    let groups = ["billing", "audit", "search", "mail"];
+    for group in groups {
+        assert!(all_none(&standalone_commit(
+            &mut client,
+            group,
+            &[("orders", 0, 10), ("orders", 1, 7)]
+        )));
+    }
+    assert!(all_none(&standalone_commit(
+        &mut client,
+        "billing",
+        &[("kept", 0, 0)]
+    )));
+
+    let response = client.call(&spate_protocol::api::DeleteTopicsRequest {
+        names: vec!["orders".to_string()],
+        timeout_ms: 30_000,
+    });
+    assert_eq!(response.results[0].error_code, ErrorCode::None);
+    client.create_topic("orders", 2, &[]);
+    let (code, _) = client.produce(
+        "orders",
+        0,
+        Acks::All,
+        vec![build_batch(&numbered_records(0, 3, 0)).freeze()],
+    );
+    assert_eq!(code, ErrorCode::None);
+
+    let expect_clean = |client: &mut TestClient| {
+        for group in groups {
+            let offsets = committed(client, group, "orders", &[0, 1]);
+            assert_eq!(
+                offsets,
+                BTreeMap::from([(0, None), (1, None)]),
+                "group {group} kept the deleted topic's offsets"
+            );
+        }
+        // Another topic's offsets are untouched.
+        assert_eq!(
+            committed(client, "billing", "kept", &[0]),
+            BTreeMap::from([(0, Some(0))])
+        );
+    };
+    expect_clean(&mut client);
+    // Durable: tombstones, not a cache.
+    broker.kill();
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    expect_clean(&mut client);
+}

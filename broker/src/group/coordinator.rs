@@ -221,6 +221,9 @@ async fn execute_here(shard: Rc<Shard>, call: GroupCall) -> GroupAnswer {
         GroupCall::EnsureOffsetsTopic => {
             GroupAnswer::OffsetsTopic(create_offsets_topic(&shard).await)
         }
+        GroupCall::DeleteTopicOffsets { topic } => {
+            GroupAnswer::TopicOffsetsDeleted(delete_topic_offsets(&shard, &topic).await)
+        }
     }
 }
 
@@ -823,6 +826,36 @@ async fn delete_offsets(
             .chain(results(kept, ErrorCode::GroupSubscribedToTopic))
             .collect(),
     }
+}
+
+/// A deleted topic's committed offsets, removed from every group of the offsets partitions this
+/// shard coordinates, as Kafka does: otherwise a topic created again under the name would show
+/// (and a consumer would resume from) the old topic's positions. Tombstones go through each
+/// partition's writer (acks=all), so the removal is durable when this returns.
+async fn delete_topic_offsets(shard: &Rc<Shard>, topic: &str) -> Result<usize, ErrorCode> {
+    let Some(offsets_topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME).cloned() else {
+        return Ok(0);
+    };
+    let owned = (0..offsets_topic.partition_count())
+        .filter(|partition| coordinator_shard_of(*partition, shard.shard_count) == shard.id);
+    let mut removed = 0;
+    for partition in owned {
+        let coordinated = coordinated(shard, partition).await?;
+        let stale = coordinated.store.borrow().offsets_of_topic(topic);
+        for (group, partitions) in stale {
+            removed += partitions.len();
+            coordinated
+                .write(WriteOp::DeleteOffsets {
+                    group,
+                    topics: vec![TopicPartitionList {
+                        name: topic.to_string(),
+                        partitions,
+                    }],
+                })
+                .await?;
+        }
+    }
+    Ok(removed)
 }
 
 // ---- administration ----------------------------------------------------------------------------

@@ -103,6 +103,9 @@ pub enum GroupCall {
     /// Creates the offsets topic if it does not exist. Sent to shard 0 only, which serializes
     /// the creation.
     EnsureOffsetsTopic,
+    /// Removes every group's committed offsets of a deleted topic (tombstones, written like any
+    /// commit) from the offsets partitions this shard coordinates. Sent to every shard.
+    DeleteTopicOffsets { topic: String },
 }
 
 /// The coordinator's answer to a [`GroupCall`], of the matching kind.
@@ -119,6 +122,8 @@ pub enum GroupAnswer {
     Delete(DeleteGroupsResponse),
     List(ListGroupsResponse),
     OffsetsTopic(Result<std::sync::Arc<TopicMetadata>, ErrorCode>),
+    /// How many (group, partition) offsets were removed.
+    TopicOffsetsDeleted(Result<usize, ErrorCode>),
 }
 
 #[cfg(test)]

@@ -77,6 +77,21 @@ impl OffsetStore {
         self.offsets.get(group)
     }
 
+    /// Every group with committed offsets of `topic`, with those partitions.
+    pub fn offsets_of_topic(&self, topic: &str) -> Vec<(String, Vec<u32>)> {
+        self.offsets
+            .iter()
+            .filter_map(|(group, offsets)| {
+                let partitions: Vec<u32> = offsets
+                    .keys()
+                    .filter(|(name, _)| name == topic)
+                    .map(|(_, partition)| *partition)
+                    .collect();
+                (!partitions.is_empty()).then(|| (group.clone(), partitions))
+            })
+            .collect()
+    }
+
     pub fn group_record(&self, group: &str) -> Option<&GroupRecord> {
         self.groups.get(group)
     }
@@ -214,6 +229,21 @@ mod tests {
                 members: Vec::new(),
             }),
         }
+    }
+
+    #[test]
+    fn offsets_of_a_topic_are_found_in_every_group_and_only_that_topic() {
+        let mut store = OffsetStore::default();
+        store.apply(commit("a", "orders", 0, 1));
+        store.apply(commit("a", "orders", 2, 1));
+        store.apply(commit("a", "orders-eu", 0, 1));
+        store.apply(commit("b", "orders", 1, 1));
+        store.apply(commit("c", "kept", 0, 1));
+        assert_eq!(
+            store.offsets_of_topic("orders"),
+            vec![("a".to_string(), vec![0, 2]), ("b".to_string(), vec![1])]
+        );
+        assert!(store.offsets_of_topic("gone").is_empty());
     }
 
     #[test]

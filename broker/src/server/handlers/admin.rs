@@ -30,6 +30,8 @@ use crate::catalog::topic_config;
 use crate::catalog::{
     is_internal_topic, CatalogError, TopicConfig, TopicMetadata, INTERNAL_TOPIC_PREFIX,
 };
+use crate::group::{GroupAnswer, GroupCall};
+use crate::shard::join_all;
 use crate::shard::messages::{PartitionKey, PartitionState, ShardRequest, ShardResponse};
 use crate::shard::partition::log_config;
 use crate::shard::router::{broadcast, scatter};
@@ -253,6 +255,7 @@ pub async fn delete_topics(
                     )
                 });
                 if deleted.is_ok() {
+                    delete_committed_offsets(shard, &topic.name).await;
                     // The topic is gone for clients either way; what is left of its directory
                     // stays under a tombstone and goes at the next start.
                     let catalog = shard.catalog.clone();
@@ -267,6 +270,44 @@ pub async fn delete_topics(
         response.results.push(topic_result(name, outcome));
     }
     response
+}
+
+/// Removes every group's committed offsets of the deleted `topic` on every coordinator shard (as
+/// Kafka does). A failure is logged, not answered: the topic itself is deleted.
+async fn delete_committed_offsets(shard: &Rc<Shard>, topic: &str) {
+    let calls: Vec<_> = (0..shard.shard_count)
+        .map(|target| {
+            let request = ShardRequest::Group(Box::new(GroupCall::DeleteTopicOffsets {
+                topic: topic.to_string(),
+            }));
+            let shard = shard.clone();
+            async move { (target, shard.call(target, request).await) }
+        })
+        .collect();
+    for (target, response) in join_all(calls).await {
+        let outcome = match response {
+            Ok(ShardResponse::Group(answer)) => match *answer {
+                GroupAnswer::TopicOffsetsDeleted(outcome) => {
+                    outcome.map_err(|code| format!("{code:?}"))
+                }
+                _ => Err("mismatched answer".to_string()),
+            },
+            Ok(_) => Err("mismatched answer".to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match outcome {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                topic,
+                shard = target,
+                removed,
+                "committed offsets of the deleted topic removed"
+            ),
+            Err(error) => {
+                tracing::warn!(topic, shard = target, %error, "committed offsets of the deleted topic not removed")
+            }
+        }
+    }
 }
 
 pub fn list_topics(shard: &Rc<Shard>) -> ListTopicsResponse {
