@@ -138,7 +138,15 @@ fn produce_stopped_by_bad_input_flushes_and_reports_what_was_acknowledged() {
     input.push_str("no separator\nk=after\n");
     let line = spate(
         address,
-        &["produce", "halted", "--key-separator", "="],
+        // Generous: the count is exact only once every record sent is answered.
+        &[
+            "--timeout-ms",
+            "60000",
+            "produce",
+            "halted",
+            "--key-separator",
+            "=",
+        ],
         input.as_bytes(),
     )
     .fails_with(1);
@@ -207,7 +215,8 @@ fn produce_stopped_by_a_signal_reports_what_was_acknowledged_and_exits_128_plus_
         // Counted before the tool starts: its records may land before any later count.
         let before = values(address, "stopped").len();
         let mut child = Command::new(spate_binary())
-            .args(["--broker", &address.to_string(), "produce", "stopped"])
+            .args(["--broker", &address.to_string(), "--timeout-ms", "60000"])
+            .args(["produce", "stopped"])
             .env_remove("SPATE_BROKER")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
