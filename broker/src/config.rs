@@ -35,8 +35,27 @@ pub mod defaults {
     pub const CONNECTION_INFLIGHT_REQUESTS_MAX: usize = 256;
     /// Bytes of request frames all connections of one shard may hold together.
     pub const SHARD_INFLIGHT_BYTES_MAX: usize = 1024 * 1024 * 1024;
-    /// Open connections one shard accepts; beyond it new connections are closed at once.
-    pub const CONNECTIONS_PER_SHARD_MAX: usize = 16 * 1024;
+    /// Bytes all connections of one shard may hold in frames still arriving (the first read
+    /// chunk of each frame) and in small frames the large budget had no room for. A frame takes
+    /// the rest of its bytes from `SHARD_INFLIGHT_BYTES_MAX` only once its first chunk has
+    /// arrived, so declared lengths alone cannot spend either budget.
+    pub const SHARD_ARRIVAL_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// One connection's share of the shard's arrival budget.
+    pub const CONNECTION_ARRIVAL_BYTES_MAX: usize = 1024 * 1024;
+    /// Longest the broker waits on the socket, in all, for the rest of a frame that has begun
+    /// (time spent waiting for budget does not count); then the connection is closed.
+    pub const FRAME_READ_TIMEOUT_MS: u64 = 30_000;
+    /// A connection with nothing in flight and no bytes arriving for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    pub const CONNECTIONS_MAX_IDLE_MS: u64 = 10 * 60 * 1000;
+    /// Open client connections of the whole broker (Kafka's `max.connections`); further ones
+    /// are closed at once. The descriptor limit may allow fewer (see `FILE_DESCRIPTORS_RESERVED`).
+    pub const CONNECTIONS_MAX: usize = 100_000;
+    /// Open client connections from one IP address (Kafka's `max.connections.per.ip`).
+    pub const CONNECTIONS_PER_IP_MAX: usize = 100_000;
+    /// File descriptors kept for the broker's own use (segment files, io_uring, the catalog):
+    /// connections may use the rest of RLIMIT_NOFILE, never these.
+    pub const FILE_DESCRIPTORS_RESERVED: usize = 256;
     /// Size of each socket read; a frame larger than this is assembled from several reads.
     pub const READ_CHUNK_BYTES: usize = 64 * 1024;
     /// SO_SNDBUF / SO_RCVBUF asked for on every connection (the kernel may double or cap it).
@@ -167,7 +186,13 @@ settings! {
     connection_inflight_bytes_max: usize, "SPATE_CONNECTION_INFLIGHT_BYTES_MAX", "Request bytes one connection may hold before reading from it pauses";
     connection_inflight_requests_max: usize, "SPATE_CONNECTION_INFLIGHT_REQUESTS_MAX", "Requests one connection may have in flight";
     shard_inflight_bytes_max: usize, "SPATE_SHARD_INFLIGHT_BYTES_MAX", "Request bytes all connections of a shard may hold together";
-    connections_per_shard_max: usize, "SPATE_CONNECTIONS_PER_SHARD_MAX", "Open connections per shard; more are refused";
+    shard_arrival_bytes_max: usize, "SPATE_SHARD_ARRIVAL_BYTES_MAX", "Bytes of frames still arriving (each frame's first read chunk) all connections of a shard may hold";
+    connection_arrival_bytes_max: usize, "SPATE_CONNECTION_ARRIVAL_BYTES_MAX", "One connection's share of the shard's arrival bytes";
+    frame_read_timeout_ms: u64, "SPATE_FRAME_READ_TIMEOUT_MS", "Longest wait on the socket, in all, for the rest of a begun frame; then the connection is closed";
+    connections_max_idle_ms: u64, "SPATE_CONNECTIONS_MAX_IDLE_MS", "Close connections idle (nothing in flight, nothing arriving) this long (default 10 minutes)";
+    connections_max: usize, "SPATE_CONNECTIONS_MAX", "Open client connections of the whole broker; more are closed at once";
+    connections_per_ip_max: usize, "SPATE_CONNECTIONS_PER_IP_MAX", "Open client connections from one IP address; more are closed at once";
+    file_descriptors_reserved: usize, "SPATE_FILE_DESCRIPTORS_RESERVED", "File descriptors kept for the broker's own files; connections get the rest of the limit";
     read_chunk_bytes: usize, "SPATE_READ_CHUNK_BYTES", "Bytes asked for in each socket read";
     socket_send_buffer_bytes: usize, "SPATE_SOCKET_SEND_BUFFER_BYTES", "SO_SNDBUF of each connection";
     socket_receive_buffer_bytes: usize, "SPATE_SOCKET_RECEIVE_BUFFER_BYTES", "SO_RCVBUF of each connection";
@@ -256,7 +281,13 @@ pub struct Limits {
     pub connection_inflight_bytes_max: usize,
     pub connection_inflight_requests_max: usize,
     pub shard_inflight_bytes_max: usize,
-    pub connections_per_shard_max: usize,
+    pub shard_arrival_bytes_max: usize,
+    pub connection_arrival_bytes_max: usize,
+    pub frame_read_timeout_ms: u64,
+    pub connections_max_idle_ms: u64,
+    pub connections_max: usize,
+    pub connections_per_ip_max: usize,
+    pub file_descriptors_reserved: usize,
     pub read_chunk_bytes: usize,
     pub socket_send_buffer_bytes: usize,
     pub socket_receive_buffer_bytes: usize,
@@ -356,9 +387,25 @@ impl Config {
             shard_inflight_bytes_max: layer
                 .shard_inflight_bytes_max
                 .unwrap_or(defaults::SHARD_INFLIGHT_BYTES_MAX),
-            connections_per_shard_max: layer
-                .connections_per_shard_max
-                .unwrap_or(defaults::CONNECTIONS_PER_SHARD_MAX),
+            shard_arrival_bytes_max: layer
+                .shard_arrival_bytes_max
+                .unwrap_or(defaults::SHARD_ARRIVAL_BYTES_MAX),
+            connection_arrival_bytes_max: layer
+                .connection_arrival_bytes_max
+                .unwrap_or(defaults::CONNECTION_ARRIVAL_BYTES_MAX),
+            frame_read_timeout_ms: layer
+                .frame_read_timeout_ms
+                .unwrap_or(defaults::FRAME_READ_TIMEOUT_MS),
+            connections_max_idle_ms: layer
+                .connections_max_idle_ms
+                .unwrap_or(defaults::CONNECTIONS_MAX_IDLE_MS),
+            connections_max: layer.connections_max.unwrap_or(defaults::CONNECTIONS_MAX),
+            connections_per_ip_max: layer
+                .connections_per_ip_max
+                .unwrap_or(defaults::CONNECTIONS_PER_IP_MAX),
+            file_descriptors_reserved: layer
+                .file_descriptors_reserved
+                .unwrap_or(defaults::FILE_DESCRIPTORS_RESERVED),
             read_chunk_bytes: layer.read_chunk_bytes.unwrap_or(defaults::READ_CHUNK_BYTES),
             socket_send_buffer_bytes: layer
                 .socket_send_buffer_bytes
@@ -456,14 +503,39 @@ impl Config {
                 ),
             );
         }
+        // Every frame's first read chunk is held from the arrival budgets before it is read.
+        if limits.connection_arrival_bytes_max < limits.read_chunk_bytes {
+            return invalid(
+                "connection_arrival_bytes_max",
+                format!(
+                    "{} is below read_chunk_bytes {}: a connection could not read one chunk",
+                    limits.connection_arrival_bytes_max, limits.read_chunk_bytes
+                ),
+            );
+        }
+        if limits.shard_arrival_bytes_max < limits.connection_arrival_bytes_max {
+            return invalid(
+                "shard_arrival_bytes_max",
+                format!(
+                    "{} is below connection_arrival_bytes_max {}",
+                    limits.shard_arrival_bytes_max, limits.connection_arrival_bytes_max
+                ),
+            );
+        }
         let positive = [
             (
                 "connection_inflight_requests_max",
                 limits.connection_inflight_requests_max,
             ),
+            ("connections_max", limits.connections_max),
+            ("connections_per_ip_max", limits.connections_per_ip_max),
             (
-                "connections_per_shard_max",
-                limits.connections_per_shard_max,
+                "frame_read_timeout_ms",
+                limits.frame_read_timeout_ms as usize,
+            ),
+            (
+                "connections_max_idle_ms",
+                limits.connections_max_idle_ms as usize,
             ),
             ("read_chunk_bytes", limits.read_chunk_bytes),
             ("cross_shard_queue_depth", limits.cross_shard_queue_depth),

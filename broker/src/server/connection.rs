@@ -1,29 +1,50 @@
 //! One client connection: read frames, run many requests at once, write the responses in request
 //! order, and bound the memory it holds.
 //!
-//! Two tasks share the socket (the descriptor is duplicated so each owns a glommio stream): the
-//! reader decodes frames and spawns one task per request, queueing the task handles in arrival
-//! order; the writer awaits them in that order and writes each response. Ordering therefore
-//! costs nothing but waiting for the oldest request.
+//! Two tasks share the socket (one descriptor; each task borrows the stream only while polling
+//! it): the reader decodes frames and spawns one task per request, queueing the task handles in
+//! arrival order; the writer awaits them in that order and writes each response. Ordering
+//! therefore costs nothing but waiting for the oldest request.
 //!
-//! Bounds: the queue holds at most `connection_inflight_requests_max` requests; every frame's
-//! bytes (and a fetch's response allowance) are held from the connection's budget and the shard's
-//! before the reader goes on, and are released only when the response has been written. A spent
-//! budget stops the reader, the socket buffer fills, and TCP slows the peer. A slow consumer
-//! therefore holds at most its own budget and never stalls other connections.
+//! Memory, as bytes arrive. An idle connection holds no read buffer: it waits with a small read
+//! into the task's own memory, and takes a buffer only once bytes arrived. Every byte read is held
+//! from budgets before it is read, never because a length prefix declared it:
+//! - the first `read_chunk_bytes` of any frame (and whole frames that size or smaller) come from
+//!   the connection's budget, its share of the shard's arrival budget
+//!   (`connection_arrival_bytes_max`) and the shard's arrival budget (`shard_arrival_bytes_max`);
+//! - once a frame's first chunk has arrived, the rest of it is held in one step from the
+//!   connection's budget and the shard's large budget (`shard_inflight_bytes_max`), and read into
+//!   a buffer of its own whose pages fill as bytes arrive (at most one `LARGE_READ_BYTES_MAX` step
+//!   ahead of them).
+//!
+//! A complete small frame moves to the large budget when it has room, so the arrival budget stays
+//! free for frames still arriving. Holders of the large budget never wait for the arrival budget,
+//! so the two cannot deadlock; clients that declare large frames and stall hold at most one chunk
+//! each of the arrival budget, and lose the connection after `frame_read_timeout_ms` of waiting
+//! on the socket. Held bytes ride with the request until its response is written. A spent budget
+//! stops the reader, the socket buffer fills, and TCP slows the peer.
+//!
+//! Bounds: at most `connection_inflight_requests_max` requests are in flight; a connection with
+//! nothing in flight and nothing arriving for `connections_max_idle_ms` is closed.
 //!
 //! Bad input: a frame whose header parses but whose body does not gets an error response and the
 //! connection goes on; a frame too large, or whose header cannot be parsed, gets an error response
 //! when its correlation id is known and the connection is closed after the responses already
 //! queued are written. No input can make this code panic or allocate beyond the frame limit.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncReadExt};
+use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
+use glommio::sync::{Semaphore, StaticPermit};
 use glommio::Task;
 use spate_protocol::api::ApiKey;
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
@@ -33,23 +54,72 @@ use spate_protocol::frame::{split_request_frame, REQUEST_HEADER_BYTES_MIN};
 use super::handlers;
 use super::startup::tune_connection;
 use super::write::write_chunks;
-use crate::shard::budget::{ByteBudget, HeldBytes};
+use crate::shard::budget::{hold, try_hold, ByteBudget, HeldBytes};
 use crate::shard::Shard;
 
-/// A request in flight: the task that produces its response (`None`: no response, acks=none)
-/// and the budget bytes it holds until that response is written.
+/// Bytes of the first read after a connection had nothing buffered, into the task's own memory:
+/// an idle connection holds no buffer, and a small request arriving whole costs only its size.
+const FIRST_READ_BYTES: usize = 1024;
+
+/// Largest step a large frame's buffer grows by before bytes are read into it: its pages are
+/// zero-filled once per step, at most this far ahead of the bytes that arrived.
+const LARGE_READ_BYTES_MAX: usize = 1024 * 1024;
+
+/// A request in flight: the task that produces its response (`None`: no response, acks=none),
+/// the budget bytes it holds until that response is written, and its place among the
+/// connection's in-flight requests (`None` for the last answer before a close).
 struct InFlight {
     response: Task<Option<Vec<Bytes>>>,
     _held: HeldBytes,
+    _slot: Option<StaticPermit>,
+}
+
+/// The connection's socket, shared by its reader and writer task. Each borrows it only while
+/// polling it, and glommio keeps separate wake-ups for reading and writing, so a read waiting for
+/// bytes never blocks a write.
+#[derive(Clone)]
+struct SharedStream(Rc<RefCell<TcpStream>>);
+
+impl AsyncRead for SharedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        target: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_read(context, target)
+    }
+}
+
+impl AsyncWrite for SharedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        source: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_write(context, source)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_flush(context)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_close(context)
+    }
+}
+
+impl AsRawFd for SharedStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.borrow().as_raw_fd()
+    }
 }
 
 /// Serves one accepted connection until the peer closes it, it breaks the protocol beyond
-/// repair, or the broker shuts down.
+/// repair, it stays idle too long, or the broker shuts down.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let limits = &shard.config.limits;
-    let fd = stream.as_raw_fd();
-    // SAFETY: `fd` is the open socket owned by `stream`, alive for this borrow.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    // SAFETY: the descriptor is the open socket owned by `stream`, alive for this borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     if let Err(error) = tune_connection(
         socket2::SockRef::from(&borrowed),
         limits.socket_send_buffer_bytes,
@@ -57,23 +127,29 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     ) {
         tracing::debug!(shard = shard.id, %error, "could not tune connection socket");
     }
-    // SAFETY: dup returns a new descriptor for the same socket (or -1, checked), owned below.
-    let writer_fd = unsafe { libc::dup(fd) };
-    if writer_fd < 0 {
-        tracing::warn!(shard = shard.id, error = %std::io::Error::last_os_error(), "dup of connection socket failed");
-        return;
-    }
-    // SAFETY: `writer_fd` is a fresh descriptor nobody else owns.
-    let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd) };
-
-    let budget = ByteBudget::new(limits.connection_inflight_bytes_max);
-    let (queue, queued) = local_channel::new_bounded(limits.connection_inflight_requests_max);
-    let writer = glommio::spawn_local(write_responses(queued, writer_stream));
-    read_requests(&shard, stream, &budget, queue).await;
+    let stream = SharedStream(Rc::new(RefCell::new(stream)));
+    // Unbounded only in type: the reader takes one of `slots` before it queues a request.
+    let (queue, queued) = local_channel::new_unbounded();
+    let slots = Rc::new(Semaphore::new(
+        limits.connection_inflight_requests_max as u64,
+    ));
+    let writer = glommio::spawn_local(write_responses(queued, stream.clone()));
+    let reader = Reader {
+        budget: ByteBudget::new(limits.connection_inflight_bytes_max),
+        arrival_budget: ByteBudget::new(limits.connection_arrival_bytes_max),
+        shard,
+        stream,
+        queue,
+        slots,
+        buffer: BytesMut::new(),
+        held: HeldBytes::default(),
+        frame_waited: Duration::ZERO,
+    };
+    reader.run().await;
     writer.await;
 }
 
-async fn write_responses(queued: LocalReceiver<InFlight>, mut stream: TcpStream) {
+async fn write_responses(queued: LocalReceiver<InFlight>, mut stream: SharedStream) {
     let mut broken = false;
     while let Some(in_flight) = queued.recv().await {
         // Always wait for the task, even after the socket broke: it may be appending data, and
@@ -89,7 +165,9 @@ async fn write_responses(queued: LocalReceiver<InFlight>, mut stream: TcpStream)
             }
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both).await;
+    // SAFETY: the descriptor is the open socket owned by the shared stream, alive for this borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let _ = socket2::SockRef::from(&borrowed).shutdown(std::net::Shutdown::Both);
 }
 
 /// What the reader does after looking at the front of its buffer.
@@ -102,162 +180,364 @@ enum Next {
     Stop,
 }
 
-async fn read_requests(
-    shard: &Rc<Shard>,
-    mut stream: TcpStream,
-    budget: &ByteBudget,
+/// How a wait on the socket ended.
+enum Waited {
+    Read(io::Result<usize>),
+    Shutdown,
+    TimedOut,
+}
+
+/// The reading half of a connection; owned by the connection's task.
+struct Reader {
+    shard: Rc<Shard>,
+    stream: SharedStream,
+    /// Everything this connection holds: frames, and fetches' response allowances.
+    budget: ByteBudget,
+    /// This connection's share of the shard's arrival budget.
+    arrival_budget: ByteBudget,
     queue: LocalSender<InFlight>,
-) {
-    let chunk_bytes = shard.config.limits.read_chunk_bytes;
-    let mut buffer = BytesMut::with_capacity(chunk_bytes);
-    // Budget held for the frame whose length prefix has arrived but whose bytes have not.
-    let mut held_for_frame: Option<HeldBytes> = None;
-    loop {
+    /// One permit per request in flight.
+    slots: Rc<Semaphore>,
+    /// Bytes read and not yet taken by a request; empty (no memory) between bursts.
+    buffer: BytesMut,
+    /// Budget bytes covering `buffer` (at least its length).
+    held: HeldBytes,
+    /// Time spent waiting on the socket for the frame at the front of `buffer`.
+    frame_waited: Duration,
+}
+
+impl Reader {
+    async fn run(mut self) {
         loop {
-            match next_frame(shard, &mut buffer, budget, &mut held_for_frame, &queue).await {
-                Next::Queued => continue,
-                Next::NeedMore => break,
-                Next::Stop => return,
-            }
-        }
-        if shard.shutdown.is_requested() {
-            return;
-        }
-        if let Some(total) = large_frame_in_progress(&buffer, held_for_frame.is_some()) {
-            // Read the rest of a large frame straight into a buffer of its own (the bytes already
-            // read, at most one chunk, are copied over): no later frame shares its memory.
-            let mut frame = BytesMut::with_capacity(total);
-            frame.extend_from_slice(&buffer);
-            buffer.clear();
-            let mut filled = frame.len();
-            // Zero-fill the frame once: a read usually returns far less than it is offered, and
-            // zero-filling its target before every read cost more than the reads themselves.
-            // The frame's bytes are already held from the budget.
-            frame.resize(total, 0);
-            while filled < total {
-                match read_or_shutdown(shard, &mut stream, &mut frame[filled..]).await {
-                    Some(count) => filled += count,
-                    None => return,
+            loop {
+                match self.next_frame().await {
+                    Next::Queued => continue,
+                    Next::NeedMore => break,
+                    Next::Stop => return,
                 }
             }
-            match next_frame(shard, &mut frame, budget, &mut held_for_frame, &queue).await {
-                Next::Queued | Next::NeedMore => continue,
-                Next::Stop => return,
+            if self.shard.shutdown.is_requested() {
+                return;
+            }
+            let going_on = if self.buffer.is_empty() {
+                self.read_first().await
+            } else if let Some(total) = self.large_frame_in_progress() {
+                self.read_large_frame(total).await
+            } else {
+                self.read_more().await
+            };
+            if !going_on {
+                return;
             }
         }
-        let filled = buffer.len();
-        buffer.resize(filled + read_size(&buffer, chunk_bytes), 0);
-        match read_or_shutdown(shard, &mut stream, &mut buffer[filled..]).await {
-            Some(count) => buffer.truncate(filled + count),
-            // EOF, an error, or shutdown: stop reading; queued requests still get answers.
-            None => return,
-        }
     }
-}
 
-/// One read; `None` on EOF, a socket error, or shutdown.
-async fn read_or_shutdown(
-    shard: &Shard,
-    stream: &mut TcpStream,
-    target: &mut [u8],
-) -> Option<usize> {
-    let read = future::or(async { Some(stream.read(target).await) }, async {
-        shard.shutdown.requested().await;
-        None
-    })
-    .await;
-    match read {
-        Some(Ok(count)) if count > 0 => Some(count),
-        _ => None,
+    /// The budgets the first chunk of every frame is held from.
+    fn arrival_budgets(&self) -> [&ByteBudget; 3] {
+        [
+            &self.budget,
+            &self.arrival_budget,
+            &self.shard.arrival_budget,
+        ]
     }
-}
 
-/// Frames at least this large are read into a buffer of their own.
-const LARGE_FRAME_BYTES: usize = 256 * 1024;
+    /// Holds `bytes` from `budgets`, unless shutdown comes first.
+    async fn hold_or_stop(&self, budgets: &[&ByteBudget], bytes: usize) -> Option<HeldBytes> {
+        future::or(hold(budgets, bytes), async {
+            self.shard.shutdown.requested().await;
+            None
+        })
+        .await
+    }
 
-/// The total size of the frame at the front of `buffer` if it is large, admitted (its bytes are
-/// held from the budget) and not complete yet.
-fn large_frame_in_progress(buffer: &[u8], admitted: bool) -> Option<usize> {
-    let total = FRAME_LENGTH_BYTES + peek_frame_bytes(buffer)?;
-    (admitted && total >= LARGE_FRAME_BYTES && buffer.len() < total).then_some(total)
-}
-
-async fn next_frame(
-    shard: &Rc<Shard>,
-    buffer: &mut BytesMut,
-    budget: &ByteBudget,
-    held_for_frame: &mut Option<HeldBytes>,
-    queue: &LocalSender<InFlight>,
-) -> Next {
-    let limits = &shard.config.limits;
-    let Some(frame_bytes) = peek_frame_bytes(buffer) else {
-        return Next::NeedMore;
-    };
-    if frame_bytes > limits.frame_bytes_max {
-        if buffer.len() < FRAME_LENGTH_BYTES + REQUEST_HEADER_BYTES_MIN {
-            // Wait for the header so the error can carry the correlation id (one short read).
-            return Next::NeedMore;
-        }
-        let error = WireError::FrameTooLarge {
-            frame_bytes,
-            limit: limits.frame_bytes_max,
-            api_key: peek_u16(buffer, FRAME_LENGTH_BYTES),
-            correlation_id: peek_u32(buffer, FRAME_LENGTH_BYTES + 4),
+    /// Waits, without a buffer, for the first bytes after the connection had none buffered; then
+    /// holds them and puts them in a buffer of their size.
+    async fn read_first(&mut self) -> bool {
+        // Nothing buffered: give the memory and its budget back while the connection waits.
+        self.buffer = BytesMut::new();
+        self.held.release_beyond(0);
+        let mut first = [0u8; FIRST_READ_BYTES];
+        let limit = FIRST_READ_BYTES.min(self.shard.config.limits.read_chunk_bytes);
+        let Some(count) = self.read_when_idle(&mut first[..limit]).await else {
+            return false;
         };
-        reject_and_stop(shard, buffer, &error, queue).await;
-        return Next::Stop;
+        let Some(held) = self.hold_or_stop(&self.arrival_budgets(), count).await else {
+            return false;
+        };
+        self.held = held;
+        self.buffer = BytesMut::from(&first[..count]);
+        self.frame_waited = Duration::ZERO;
+        true
     }
-    if held_for_frame.is_none() {
-        // Hold the whole frame's bytes before reading them: this is the backpressure point.
-        match budget
-            .hold(&shard.budget, FRAME_LENGTH_BYTES + frame_bytes)
+
+    /// One read while nothing is buffered, closing the connection when it has been idle (nothing
+    /// in flight either) for `connections_max_idle_ms`. `None`: stop reading.
+    async fn read_when_idle(&mut self, target: &mut [u8]) -> Option<usize> {
+        let idle_ms = self.shard.config.limits.connections_max_idle_ms;
+        loop {
+            match read_or_stop(
+                &self.shard,
+                &mut self.stream,
+                target,
+                Duration::from_millis(idle_ms),
+            )
             .await
-        {
-            Some(held) => *held_for_frame = Some(held),
-            None => return Next::Stop,
+            {
+                Waited::Read(Ok(count)) if count > 0 => return Some(count),
+                Waited::Read(_) | Waited::Shutdown => return None,
+                Waited::TimedOut if self.nothing_in_flight() => {
+                    tracing::debug!(
+                        shard = self.shard.id,
+                        idle_ms,
+                        "closing a connection idle for connections_max_idle_ms"
+                    );
+                    return None;
+                }
+                // Quiet, but a long poll is still running: not idle.
+                Waited::TimedOut => continue,
+            }
         }
     }
-    let frame = match split_request_frame(buffer) {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return Next::NeedMore,
-        Err(error) => {
-            reject_and_stop(shard, buffer, &error, queue).await;
+
+    fn nothing_in_flight(&self) -> bool {
+        self.slots.available() as usize == self.shard.config.limits.connection_inflight_requests_max
+    }
+
+    /// Reads more of a frame into the shared buffer, up to one read chunk in all.
+    async fn read_more(&mut self) -> bool {
+        let filled = self.buffer.len();
+        let chunk_bytes = self.shard.config.limits.read_chunk_bytes;
+        debug_assert!(
+            filled < chunk_bytes,
+            "a frame of a chunk or more reads alone"
+        );
+        let wanted = chunk_bytes - filled;
+        let missing = (filled + wanted).saturating_sub(self.held.bytes());
+        if missing > 0 {
+            let Some(more) = self.hold_or_stop(&self.arrival_budgets(), missing).await else {
+                return false;
+            };
+            self.held.absorb(more);
+        }
+        self.buffer.resize(filled + wanted, 0);
+        let count = read_partial(
+            &self.shard,
+            &mut self.stream,
+            &mut self.buffer[filled..],
+            &mut self.frame_waited,
+        )
+        .await;
+        let Some(count) = count else {
+            return false;
+        };
+        self.buffer.truncate(filled + count);
+        self.held.release_beyond(self.buffer.len());
+        true
+    }
+
+    /// The total size of the frame at the front of the buffer if its first read chunk has
+    /// arrived and the rest has not.
+    fn large_frame_in_progress(&self) -> Option<usize> {
+        let total = FRAME_LENGTH_BYTES + peek_frame_bytes(&self.buffer)?;
+        let chunk_bytes = self.shard.config.limits.read_chunk_bytes;
+        (self.buffer.len() >= chunk_bytes && self.buffer.len() < total).then_some(total)
+    }
+
+    /// Reads the rest of a frame whose first chunk has arrived into a buffer of its own (the
+    /// chunk is copied over): no later frame shares its memory, so produce can take its batches
+    /// without copying. The rest is held from the shard's large budget first.
+    async fn read_large_frame(&mut self, total: usize) -> bool {
+        let arrived = self.buffer.len();
+        let large = [&self.budget, &self.shard.budget];
+        let Some(rest) = self.hold_or_stop(&large, total - arrived).await else {
+            return false;
+        };
+        let mut frame_held = self.held.split_off(arrived);
+        self.held.release_beyond(0);
+        frame_held.absorb(rest);
+        // Address space for the whole frame (held from the budget above); its pages are touched,
+        // and so become memory, only step by step as bytes arrive.
+        let mut frame = Vec::with_capacity(total);
+        frame.extend_from_slice(&self.buffer);
+        self.buffer = BytesMut::new();
+        let mut filled = arrived;
+        while filled < total {
+            let step_end = total.min(filled + LARGE_READ_BYTES_MAX);
+            // Zero-fill each step once: a read usually returns far less than it is offered, and
+            // zero-filling its target before every read cost more than the reads themselves.
+            frame.resize(step_end, 0);
+            while filled < step_end {
+                let count = read_partial(
+                    &self.shard,
+                    &mut self.stream,
+                    &mut frame[filled..step_end],
+                    &mut self.frame_waited,
+                )
+                .await;
+                match count {
+                    Some(count) => filled += count,
+                    None => return false,
+                }
+            }
+        }
+        // Without copying: `frame` is full (length == capacity), which `Bytes` takes as it is.
+        self.buffer = BytesMut::from(Bytes::from(frame));
+        self.held = frame_held;
+        true
+    }
+
+    async fn next_frame(&mut self) -> Next {
+        let limits = &self.shard.config.limits;
+        let Some(frame_bytes) = peek_frame_bytes(&self.buffer) else {
+            return Next::NeedMore;
+        };
+        if frame_bytes > limits.frame_bytes_max {
+            if self.buffer.len() < FRAME_LENGTH_BYTES + REQUEST_HEADER_BYTES_MIN {
+                // Wait for the header so the error can carry the correlation id (one short read).
+                return Next::NeedMore;
+            }
+            let error = WireError::FrameTooLarge {
+                frame_bytes,
+                limit: limits.frame_bytes_max,
+                api_key: peek_u16(&self.buffer, FRAME_LENGTH_BYTES),
+                correlation_id: peek_u32(&self.buffer, FRAME_LENGTH_BYTES + 4),
+            };
+            reject_and_stop(&self.shard, &self.buffer, &error, &self.queue).await;
             return Next::Stop;
         }
-    };
-    if buffer.is_empty() {
-        // The buffer's empty remainder still shares the frame's memory; let it go so the frame
-        // owns its memory alone and produce can take its batches without copying.
-        drop(std::mem::take(buffer));
-    }
-    let mut held = held_for_frame.take().unwrap_or_default();
-    let (response, close) = match handlers::decode(frame) {
-        Ok(request) => {
-            let allowance = handlers::response_allowance(&request, limits);
-            if allowance > 0 {
-                match budget.hold(&shard.budget, allowance).await {
-                    Some(more) => held.absorb(more),
+        let total = FRAME_LENGTH_BYTES + frame_bytes;
+        if self.buffer.len() < total {
+            return Next::NeedMore;
+        }
+        let frame = match split_request_frame(&mut self.buffer) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => unreachable!("a frame whose bytes all arrived is complete"),
+            Err(error) => {
+                reject_and_stop(&self.shard, &self.buffer, &error, &self.queue).await;
+                return Next::Stop;
+            }
+        };
+        let mut held = self.held.split_off(total);
+        self.frame_waited = Duration::ZERO;
+        if self.buffer.is_empty() {
+            // The buffer's empty remainder still shares the frame's memory; let it go so the frame
+            // owns its memory alone and produce can take its batches without copying.
+            drop(std::mem::take(&mut self.buffer));
+            self.held.release_beyond(0);
+        }
+        if total <= limits.read_chunk_bytes {
+            // A whole small frame: leave the arrival budgets to frames still arriving when the
+            // large budget has room for it.
+            if let Some(large) = try_hold(&[&self.shard.budget], total) {
+                held.exchange(&[&self.arrival_budget, &self.shard.arrival_budget], large);
+            }
+        }
+        let Ok(slot) = self.slots.acquire_static_permit(1).await else {
+            return Next::Stop;
+        };
+        let (response, close) = match handlers::decode(frame) {
+            Ok(mut request) => {
+                match self.hold_allowance(&mut request).await {
+                    Some(allowance) => held.absorb(allowance),
                     None => return Next::Stop,
                 }
+                (
+                    glommio::spawn_local(handlers::execute(self.shard.clone(), request)),
+                    false,
+                )
             }
-            (
-                glommio::spawn_local(handlers::execute(shard.clone(), request)),
-                false,
-            )
+            Err(rejection) => {
+                let answer = rejection.answer;
+                (glommio::spawn_local(async move { answer }), rejection.close)
+            }
+        };
+        let in_flight = InFlight {
+            response,
+            _held: held,
+            _slot: Some(slot),
+        };
+        if self.queue.send(in_flight).await.is_err() || close {
+            return Next::Stop;
         }
-        Err(rejection) => {
-            let answer = rejection.answer;
-            (glommio::spawn_local(async move { answer }), rejection.close)
-        }
-    };
-    let in_flight = InFlight {
-        response,
-        _held: held,
-    };
-    if queue.send(in_flight).await.is_err() || close {
-        return Next::Stop;
+        Next::Queued
     }
-    Next::Queued
+}
+
+impl Reader {
+    /// Holds a fetch's response allowance from the large budget. When that has no room now
+    /// (other connections' frames fill it), the fetch is answered with at most one read chunk of
+    /// records, held from the arrival budgets, instead of waiting: consumers stay served while
+    /// large frames hold the large budget. `None`: shutdown.
+    async fn hold_allowance(&self, request: &mut handlers::Request) -> Option<HeldBytes> {
+        let limits = &self.shard.config.limits;
+        let allowance = handlers::response_allowance(request, limits);
+        if allowance == 0 {
+            return Some(HeldBytes::default());
+        }
+        let large = [&self.budget, &self.shard.budget];
+        if let Some(held) = try_hold(&large, allowance) {
+            return Some(held);
+        }
+        let smaller = allowance.min(limits.read_chunk_bytes);
+        if let Some(held) = try_hold(&self.arrival_budgets(), smaller) {
+            if let handlers::Request::Fetch(fetch) = request {
+                let smaller = u32::try_from(smaller).unwrap_or(u32::MAX);
+                fetch.body.max_bytes = fetch.body.max_bytes.min(smaller);
+                fetch.body.min_bytes = fetch.body.min_bytes.min(fetch.body.max_bytes);
+            }
+            return Some(held);
+        }
+        self.hold_or_stop(&large, allowance).await
+    }
+}
+
+/// One read, racing shutdown and a timeout.
+async fn read_or_stop(
+    shard: &Shard,
+    stream: &mut SharedStream,
+    target: &mut [u8],
+    timeout: Duration,
+) -> Waited {
+    future::or(
+        future::or(async { Waited::Read(stream.read(target).await) }, async {
+            shard.shutdown.requested().await;
+            Waited::Shutdown
+        }),
+        async {
+            glommio::timer::sleep(timeout).await;
+            Waited::TimedOut
+        },
+    )
+    .await
+}
+
+/// One read of a frame that has begun; `None` on EOF, a socket error, shutdown, or when the
+/// frame has waited on the socket for `frame_read_timeout_ms` in all (`waited` adds up each
+/// wait).
+async fn read_partial(
+    shard: &Shard,
+    stream: &mut SharedStream,
+    target: &mut [u8],
+    waited: &mut Duration,
+) -> Option<usize> {
+    let timeout_ms = shard.config.limits.frame_read_timeout_ms;
+    let remaining = Duration::from_millis(timeout_ms).saturating_sub(*waited);
+    let started = Instant::now();
+    let outcome = read_or_stop(shard, stream, target, remaining).await;
+    *waited += started.elapsed();
+    match outcome {
+        Waited::Read(Ok(count)) if count > 0 => Some(count),
+        Waited::TimedOut => {
+            tracing::debug!(
+                shard = shard.id,
+                timeout_ms,
+                "closing a connection whose frame did not arrive within frame_read_timeout_ms"
+            );
+            None
+        }
+        // EOF, an error, or shutdown: stop reading; queued requests still get answers.
+        Waited::Read(_) | Waited::Shutdown => None,
+    }
 }
 
 /// Queues an error response when the frame's correlation id is readable, then stops reading.
@@ -287,21 +567,10 @@ async fn reject_and_stop(
         .send(InFlight {
             response: glommio::spawn_local(async move { answer }),
             _held: HeldBytes::default(),
+            _slot: None,
         })
         .await;
 }
-
-/// Bytes to ask for in the next read: a normal chunk, or more while a large frame is arriving
-/// (its bytes are already held from the budget), up to `LARGE_READ_BYTES_MAX`.
-fn read_size(buffer: &[u8], chunk_bytes: usize) -> usize {
-    let frame_remaining = peek_frame_bytes(buffer)
-        .map(|frame_bytes| (FRAME_LENGTH_BYTES + frame_bytes).saturating_sub(buffer.len()))
-        .unwrap_or(0);
-    frame_remaining.clamp(chunk_bytes, LARGE_READ_BYTES_MAX.max(chunk_bytes))
-}
-
-/// Largest single read into the shared buffer; each such read zero-fills its target first.
-const LARGE_READ_BYTES_MAX: usize = 1024 * 1024;
 
 fn peek_frame_bytes(buffer: &[u8]) -> Option<usize> {
     peek_u32(buffer, 0).map(|length| length as usize)

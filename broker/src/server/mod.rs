@@ -1,6 +1,7 @@
-//! The running broker: starts one pinned glommio executor per shard, wires the cross-shard mesh,
-//! opens each shard's partitions, accepts connections on every shard, and shuts down cleanly on
-//! SIGTERM/SIGINT.
+//! The running broker: binds the listening socket once, starts one pinned glommio executor per
+//! shard, wires the cross-shard mesh, opens each shard's partitions, accepts connections on every
+//! shard (each through a duplicate of the one listening descriptor, within the broker-wide
+//! connection limits of `admission`), and shuts down cleanly on SIGTERM/SIGINT.
 //!
 //! Shutdown order, and why: (1) every shard stops accepting; (2) each connection stops reading new
 //! requests, finishes the ones in flight and writes their responses (up to the grace period);
@@ -10,6 +11,7 @@
 //! Request handling lives in `connection` (framing, ordering, backpressure) and `handlers` (one
 //! function per API); this file only builds and tears down the runtime.
 
+pub mod admission;
 pub mod connection;
 pub mod handlers;
 pub mod progress;
@@ -17,7 +19,7 @@ pub mod startup;
 pub mod write;
 
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,7 +36,12 @@ use crate::config::{Config, ShardPlacement};
 use crate::shard::mesh::{Envelope, Mesh, RequestExecutor};
 use crate::shard::signal::ShutdownFlag;
 use crate::shard::Shard;
+use admission::{accept_backoff, Admission, LogThrottle};
 use progress::{StartupProgress, StartupStep};
+
+/// At most one log line per this interval about refused connections, and one about failing
+/// accepts, per shard.
+const ACCEPT_LOG_INTERVAL_MS: u64 = 10_000;
 
 /// How often a shard checks whether its peers reached the same start-up or shutdown step.
 const BARRIER_POLL_INTERVAL_MS: u64 = 5;
@@ -116,8 +123,10 @@ struct Rendezvous {
     drained: Barrier,
     /// Shards that stopped before listening.
     failed: Arc<AtomicUsize>,
-    /// The address the shards listen on; resolved once when the configured port is 0.
+    /// The address the shards listen on (resolved when the configured port is 0).
     listen: SocketAddr,
+    /// The broker-wide connection counts and limits.
+    admission: Arc<Admission>,
     /// Which start-up step each shard is at, for the watchdog that names a stuck one.
     progress: StartupProgress,
 }
@@ -126,6 +135,25 @@ struct Rendezvous {
 pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     let shard_count = config.placement.shard_count();
     startup::log_memlock(shard_count, config.limits.io_memory_bytes);
+    // Bind first: a port held by anyone else (another broker included) fails the start before
+    // the data directory is touched.
+    let listener = startup::bind_listener(config.listen).map_err(|source| ServerError::Listen {
+        address: config.listen,
+        source,
+    })?;
+    let listen = listener
+        .local_addr()
+        .ok()
+        .and_then(|address| address.as_socket())
+        .unwrap_or(config.listen);
+    let connections_max = startup::log_open_files(
+        config.limits.file_descriptors_reserved,
+        config.limits.connections_max,
+    );
+    let admission = Arc::new(Admission::new(
+        connections_max,
+        config.limits.connections_per_ip_max,
+    ));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, shutdown.as_atomic()).map_err(ServerError::Signals)?;
     }
@@ -164,23 +192,15 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         "catalog opened"
     );
 
-    // Port 0 means "any free port": reserve one here so that every shard binds the same port.
-    let reservation =
-        startup::bind_listener(config.listen).map_err(|source| ServerError::Listen {
-            address: config.listen,
-            source,
-        })?;
-    let listen = reservation
-        .local_addr()
-        .ok()
-        .and_then(|address| address.as_socket())
-        .unwrap_or(config.listen);
+    // Each shard accepts on a duplicate of this descriptor; the last holder closes the socket.
+    let listener = Arc::new(listener);
     let rendezvous = Rendezvous {
         partitions_opened: Barrier::default(),
         listening: Barrier::default(),
         drained: Barrier::default(),
         failed: Arc::new(AtomicUsize::new(0)),
         listen,
+        admission,
         progress: StartupProgress::new(shard_count),
     };
 
@@ -201,6 +221,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         let mesh_builder = mesh_builder.clone();
         let shutdown = shutdown.clone();
         let rendezvous = rendezvous.clone();
+        let listener = listener.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{index}"))
             .io_memory(config.limits.io_memory_bytes)
@@ -208,6 +229,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
                 let shard = StartingShard {
                     spawn_index: index,
                     core,
+                    listener,
                 };
                 run_shard(config, catalog, mesh_builder, shutdown, rendezvous, shard).await
             })
@@ -218,7 +240,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         handles.push(handle);
     }
 
-    // Every shard has bound the port once this barrier is passed; the reservation can go.
+    // Every shard holds its duplicate of the listener once this barrier is passed.
     let started = || {
         rendezvous.listening.arrived.load(Ordering::SeqCst)
             + rendezvous.failed.load(Ordering::SeqCst)
@@ -231,7 +253,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         std::thread::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS));
         watchdog.report_if_slow();
     }
-    drop(reservation);
+    drop(listener);
     if rendezvous.listening.arrived.load(Ordering::SeqCst) == shard_count {
         tracing::info!(address = %listen, shards = shard_count, "broker ready");
     }
@@ -262,10 +284,12 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
 }
 
 /// Who a shard thread is before it joins the mesh: the index it was spawned with (the mesh
-/// assigns its own ids, in executor order) and the core it is pinned to.
+/// assigns its own ids, in executor order), the core it is pinned to, and the broker's listening
+/// socket (dropped once the shard holds its own duplicate).
 struct StartingShard {
     spawn_index: usize,
     core: Option<usize>,
+    listener: Arc<socket2::Socket>,
 }
 
 /// Joins the cross-shard mesh while a timer wakes this executor every few milliseconds.
@@ -324,7 +348,11 @@ async fn serve_shard(
     mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     shutdown: ShutdownFlag,
     rendezvous: Rendezvous,
-    StartingShard { spawn_index, core }: StartingShard,
+    StartingShard {
+        spawn_index,
+        core,
+        listener,
+    }: StartingShard,
 ) -> Result<(), ServerError> {
     let shard_count = config.placement.shard_count();
     let progress = rendezvous.progress.clone();
@@ -371,13 +399,17 @@ async fn serve_shard(
         .arrive_and_wait(shard_count, &shutdown)
         .await;
     progress.enter(spawn_index, StartupStep::Binding);
-    let socket =
-        startup::bind_listener(rendezvous.listen).map_err(|source| ServerError::Listen {
-            address: rendezvous.listen,
-            source,
-        })?;
-    // SAFETY: the descriptor comes from a listening socket we own and hand over whole.
-    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    let duplicate =
+        listener
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| ServerError::Listen {
+                address: rendezvous.listen,
+                source,
+            })?;
+    drop(listener);
+    // SAFETY: the descriptor is a fresh duplicate of the listening socket, handed over whole.
+    let listener = unsafe { TcpListener::from_raw_fd(duplicate.into_raw_fd()) };
     tracing::info!(
         shard = id,
         core = ?core,
@@ -395,7 +427,7 @@ async fn serve_shard(
     let recovery_points = glommio::spawn_local(shard.clone().run_recovery_points());
     let written_syncs = glommio::spawn_local(shard.clone().run_written_syncs());
     let connections = Gate::new();
-    accept_until_shutdown(&shard, &listener, &connections).await;
+    accept_until_shutdown(&shard, &listener, &connections, &rendezvous.admission).await;
     drop(listener);
     tracing::info!(
         shard = id,
@@ -437,8 +469,16 @@ async fn serve_shard(
     Ok(())
 }
 
-async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &TcpListener, connections: &Gate) {
-    let live = Rc::new(std::cell::Cell::new(0usize));
+async fn accept_until_shutdown(
+    shard: &Rc<Shard>,
+    listener: &TcpListener,
+    connections: &Gate,
+    admission: &Arc<Admission>,
+) {
+    let log_interval = Duration::from_millis(ACCEPT_LOG_INTERVAL_MS);
+    let mut failures = LogThrottle::new(log_interval);
+    let mut refusals = LogThrottle::new(log_interval);
+    let mut pause = None;
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shard.shutdown.requested().await;
@@ -447,29 +487,47 @@ async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &TcpListener, connec
         .await;
         let stream = match accepted {
             None => return,
-            Some(Ok(stream)) => stream,
+            Some(Ok(stream)) => {
+                pause = None;
+                stream
+            }
             Some(Err(error)) => {
-                // EMFILE and friends: wait a little instead of spinning on a failing accept.
-                tracing::warn!(shard = shard.id, %error, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends: back off instead of spinning on a failing accept; the
+                // descriptors kept back (file_descriptors_reserved) keep files and clients going.
+                let next = accept_backoff(pause);
+                pause = Some(next);
+                if let Some(suppressed) = failures.due(Instant::now()) {
+                    tracing::warn!(
+                        shard = shard.id,
+                        %error,
+                        pause_ms = next.as_millis() as u64,
+                        suppressed,
+                        "accept failed; pausing accepts"
+                    );
+                }
+                future::or(glommio::timer::sleep(next), shard.shutdown.requested()).await;
                 continue;
             }
         };
-        if live.get() >= shard.config.limits.connections_per_shard_max {
-            tracing::warn!(
-                shard = shard.id,
-                limit = shard.config.limits.connections_per_shard_max,
-                "connection refused: shard at its connection limit"
-            );
-            drop(stream);
-            continue;
-        }
+        let address = stream
+            .peer_addr()
+            .map(|address| address.ip())
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        let admitted = match admission.admit(address) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                if let Some(suppressed) = refusals.due(Instant::now()) {
+                    tracing::warn!(shard = shard.id, %refusal, suppressed, "connection refused");
+                }
+                // Closed at once: the client sees the refusal instead of waiting in the backlog.
+                drop(stream);
+                continue;
+            }
+        };
         let shard = shard.clone();
-        let live = live.clone();
-        live.set(live.get() + 1);
         let spawned = connections.spawn(async move {
             connection::serve(shard, stream).await;
-            live.set(live.get() - 1);
+            drop(admitted);
         });
         if let Ok(task) = spawned {
             task.detach();

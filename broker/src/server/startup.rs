@@ -1,15 +1,20 @@
-//! Start-up facts an operator needs: the io_uring memlock situation and the listener sockets.
+//! Start-up facts an operator needs: the io_uring memlock situation, the open-files limit, and
+//! the listener socket.
 //!
 //! `memlock_report` reads RLIMIT_MEMLOCK (via libc) and says whether glommio can register its
 //! io_uring buffers or will fall back to slower unregistered ones, and how to fix it.
-//! `bind_listener` builds the SO_REUSEPORT listening socket each shard accepts on (socket2), so
-//! every shard can bind the same address and the kernel spreads connections over them.
+//! `raise_open_files_limit` lifts RLIMIT_NOFILE's soft limit to the hard one, and
+//! `connections_allowed_by` says how many connections the result leaves room for.
+//! `bind_listener` binds the one listening socket (socket2) that every shard accepts on through a
+//! duplicate of its descriptor. It does not set SO_REUSEPORT: with it, a second broker (another
+//! data directory, same user) could bind the same port and the kernel would split connections
+//! between the two; without it, the second one fails with "address in use".
 
 use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-/// Backlog of each shard's listening socket (the kernel caps it at somaxconn).
+/// Backlog of the listening socket (the kernel caps it at somaxconn).
 pub const LISTEN_BACKLOG: i32 = 1024;
 
 /// glommio refuses to start an executor under this memlock limit.
@@ -85,8 +90,9 @@ pub fn log_memlock(shards: usize, io_memory_bytes: usize) {
     }
 }
 
-/// A listening socket with SO_REUSEPORT (every shard binds the same address) and SO_REUSEADDR
-/// (a restarted broker can bind while old connections sit in TIME_WAIT).
+/// The broker's listening socket, with SO_REUSEADDR (a restarted broker can bind while old
+/// connections sit in TIME_WAIT) and without SO_REUSEPORT (nobody else may bind the port while it
+/// is held). Non-blocking: every shard's executor accepts on a duplicate of it.
 pub fn bind_listener(address: SocketAddr) -> std::io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
@@ -94,11 +100,84 @@ pub fn bind_listener(address: SocketAddr) -> std::io::Result<Socket> {
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket)
+}
+
+/// RLIMIT_NOFILE before and after start-up raised its soft limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFilesLimit {
+    pub soft_before: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises the soft open-files limit to the hard limit (connections each take a descriptor, and
+/// the default soft limit of 1024 is far below what a broker needs). `None` if the limit cannot
+/// be read; a failed raise keeps the old soft limit.
+pub fn raise_open_files_limit() -> Option<OpenFilesLimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the pointed-to value.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    let soft_before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit from the pointed-to value.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        }
+    }
+    Some(OpenFilesLimit {
+        soft_before,
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+    })
+}
+
+/// How many client connections fit in `open_files` descriptors when `reserved` stay with the
+/// broker's own files (segments, io_uring rings, the listener). At least one, so a broker under a
+/// tiny limit still answers someone (and says so at start).
+pub fn connections_allowed_by(open_files: u64, reserved: usize) -> usize {
+    let open_files = usize::try_from(open_files).unwrap_or(usize::MAX);
+    open_files.saturating_sub(reserved).max(1)
+}
+
+/// Raises the open-files limit and logs what it allows; returns the most connections it leaves
+/// room for.
+pub fn log_open_files(reserved: usize, connections_max: usize) -> usize {
+    let Some(limit) = raise_open_files_limit() else {
+        tracing::warn!("cannot read the open-files limit (RLIMIT_NOFILE); connections are limited by connections_max only");
+        return connections_max;
+    };
+    let allowed = connections_allowed_by(limit.soft, reserved);
+    let effective = allowed.min(connections_max);
+    if limit.soft <= reserved as u64 {
+        tracing::warn!(
+            open_files_limit = limit.soft,
+            file_descriptors_reserved = reserved,
+            "open-files limit is not above the descriptors kept for the broker's files; raise it \
+             (`ulimit -n`, LimitNOFILE= in the systemd unit)"
+        );
+    }
+    tracing::info!(
+        open_files_limit = limit.soft,
+        raised_from = limit.soft_before,
+        hard_limit = limit.hard,
+        file_descriptors_reserved = reserved,
+        connections_max = effective,
+        "open files: the descriptor limit allows {allowed} client connections"
+    );
+    effective
 }
 
 /// TCP_NODELAY (responses are whole frames; Nagle would only add latency) and the configured
@@ -119,10 +198,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_listeners_can_share_one_port() {
+    fn a_second_listener_on_the_same_port_is_refused() {
         let first = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = first.local_addr().unwrap().as_socket().unwrap();
-        let second = bind_listener(address).unwrap();
-        assert_eq!(second.local_addr().unwrap().as_socket().unwrap(), address);
+        let error = bind_listener(address).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn connections_get_the_descriptors_beyond_the_reserved_ones() {
+        assert_eq!(connections_allowed_by(1024, 256), 768);
+        assert_eq!(connections_allowed_by(100, 256), 1);
     }
 }

@@ -12,14 +12,17 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use bytes::Bytes;
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
+use futures_lite::{AsyncWrite, AsyncWriteExt};
 
 /// Most iovecs handed to one sendmsg call (Linux's IOV_MAX).
 const IOVECS_PER_CALL_MAX: usize = 1024;
 
-/// Writes every chunk, in order, completely.
-pub async fn write_chunks(stream: &mut TcpStream, chunks: &[Bytes]) -> io::Result<()> {
+/// Writes every chunk, in order, completely. `stream` is the connection's socket: `sendmsg` goes
+/// to its descriptor, and its own write waits for the socket to become writable.
+pub async fn write_chunks<S: AsyncWrite + AsRawFd + Unpin>(
+    stream: &mut S,
+    chunks: &[Bytes],
+) -> io::Result<()> {
     let mut position = Position {
         chunk: 0,
         offset: 0,

@@ -33,7 +33,7 @@ use budget::ByteBudget;
 use mesh::Mesh;
 use messages::{PartitionError, PartitionKey, ProduceAcks, ShardRequest, ShardResponse};
 use partition::{log_config, partition_error, OpenIntent, Partition, ShardFileSystem};
-use signal::{AnyAppend, ShutdownFlag};
+use signal::{AnyAppend, ShardShutdown, ShutdownFlag};
 
 /// How long topic deletion waits for in-flight requests to let go of a partition, per try, and
 /// how many tries before it gives up and leaves the directory to the next start-up's cleanup.
@@ -55,8 +55,12 @@ pub struct Shard {
     pub shard_count: usize,
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
+    /// Bytes of whole frames (past their first read chunk) and fetch response allowances.
     pub budget: ByteBudget,
-    pub shutdown: ShutdownFlag,
+    /// Bytes of frames still arriving (their first read chunk) and small frames `budget` had no
+    /// room for; see `server::connection`.
+    pub arrival_budget: ByteBudget,
+    pub shutdown: ShardShutdown,
     mesh: Rc<Mesh>,
     file_system: Rc<ShardFileSystem>,
     clock: Rc<dyn Clock>,
@@ -89,9 +93,10 @@ impl Shard {
             id: mesh.shard_id(),
             shard_count,
             budget: ByteBudget::new(config.limits.shard_inflight_bytes_max),
+            arrival_budget: ByteBudget::new(config.limits.shard_arrival_bytes_max),
             config,
             catalog,
-            shutdown,
+            shutdown: ShardShutdown::new(shutdown),
             mesh,
             file_system,
             clock,

@@ -1,8 +1,11 @@
 //! Shard-local wake-ups: "a partition got new data" for long-polling fetches, and "the broker is
-//! shutting down" for accept loops and waits.
+//! shutting down" for accept loops, connections and waits.
 //!
 //! Both live on one shard's thread (`Rc`, `Cell`, `RefCell`); nothing here crosses threads except
-//! the process-wide shutdown flag, an atomic that the signal thread sets and each shard polls.
+//! the process-wide shutdown flag, an atomic that the signal thread sets. One watcher task per
+//! shard looks at it (a thread outside the executor cannot wake a glommio task directly) and,
+//! when it is set, fires the shard's shutdown event, which wakes every waiter at once. A waiting
+//! connection therefore costs no CPU until then, however many there are.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,7 +17,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-/// How often a shard looks at the process-wide shutdown flag.
+use glommio::sync::Semaphore;
+
+/// How often a shard's watcher looks at the process-wide shutdown flag.
 pub const SHUTDOWN_POLL_INTERVAL_MS: u64 = 50;
 
 /// Wakes the tasks waiting for a partition to grow. Owned by one shard; one per partition.
@@ -118,17 +123,57 @@ impl ShutdownFlag {
         self.0.load(Ordering::SeqCst)
     }
 
-    /// Resolves once shutdown is requested. Polls the flag on the shard's timer: the flag is set
-    /// from another thread, which cannot wake a glommio task directly.
-    pub async fn requested(&self) {
-        while !self.is_requested() {
-            glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_INTERVAL_MS)).await;
-        }
-    }
-
     /// The raw flag, for `signal_hook::flag::register`.
     pub fn as_atomic(&self) -> Arc<AtomicBool> {
         self.0.clone()
+    }
+}
+
+/// One shard's view of the shutdown flag: the flag itself, and an event that wakes every task
+/// of the shard waiting for shutdown. Owned by one shard thread; lives as long as its shard.
+#[derive(Debug, Clone)]
+pub struct ShardShutdown {
+    flag: ShutdownFlag,
+    /// Never has permits: waiters wait on it until the watcher closes it.
+    event: Rc<Semaphore>,
+    watching: Rc<Cell<bool>>,
+}
+
+impl ShardShutdown {
+    pub fn new(flag: ShutdownFlag) -> Self {
+        ShardShutdown {
+            flag,
+            event: Rc::new(Semaphore::new(0)),
+            watching: Rc::new(Cell::new(false)),
+        }
+    }
+
+    pub fn request(&self) {
+        self.flag.request();
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.flag.is_requested()
+    }
+
+    /// Resolves once shutdown is requested. The first waiter starts the shard's watcher; every
+    /// waiter then sleeps on the shard's event, not on a timer of its own.
+    pub async fn requested(&self) {
+        if self.is_requested() {
+            return;
+        }
+        if !self.watching.replace(true) {
+            glommio::spawn_local(Self::watch(self.flag.clone(), self.event.clone())).detach();
+        }
+        // Closing the event is the only way this wait ends (it has no permits to give).
+        let _ = self.event.acquire(1).await;
+    }
+
+    async fn watch(flag: ShutdownFlag, event: Rc<Semaphore>) {
+        while !flag.is_requested() {
+            glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_INTERVAL_MS)).await;
+        }
+        event.close();
     }
 }
 
@@ -161,6 +206,27 @@ mod tests {
             .await;
             assert!(timed_out.is_err());
             assert!(signal.waiters.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn every_waiter_wakes_once_the_flag_is_set() {
+        LocalExecutor::default().run(async {
+            let flag = ShutdownFlag::default();
+            let shutdown = ShardShutdown::new(flag.clone());
+            let waiters: Vec<_> = (0..100)
+                .map(|_| {
+                    let shutdown = shutdown.clone();
+                    glommio::spawn_local(async move { shutdown.requested().await })
+                })
+                .collect();
+            glommio::executor().yield_task_queue_now().await;
+            flag.request();
+            for waiter in waiters {
+                waiter.await;
+            }
+            // A wait that begins after shutdown ends at once.
+            shutdown.requested().await;
         });
     }
 }
