@@ -464,7 +464,7 @@ impl Reader {
 }
 
 impl Reader {
-    /// Holds a fetch's response allowance from the large budget. When that has no room now
+    /// Holds a fetch's response allowance from the large budget. When the shard's has no room now
     /// (other connections' frames fill it), the fetch is answered with at most one read chunk of
     /// records, held from the arrival budgets, instead of waiting: consumers stay served while
     /// large frames hold the large budget. `None`: shutdown.
@@ -477,6 +477,11 @@ impl Reader {
         let large = [&self.budget, &self.shard.budget];
         if let Some(held) = try_hold(&large, allowance) {
             return Some(held);
+        }
+        if self.budget.available_bytes() < allowance.min(self.budget.capacity_bytes()) {
+            // This connection's own requests hold its budget (a consumer fetching ahead): wait
+            // for their answers, as for any backpressure.
+            return self.hold_or_stop(&large, allowance).await;
         }
         let smaller = allowance.min(limits.read_chunk_bytes);
         if let Some(held) = try_hold(&self.arrival_budgets(), smaller) {
