@@ -53,9 +53,10 @@ pub mod defaults {
     pub const CONNECTIONS_MAX: usize = 100_000;
     /// Open client connections from one IP address (Kafka's `max.connections.per.ip`).
     pub const CONNECTIONS_PER_IP_MAX: usize = 100_000;
-    /// File descriptors kept for the broker's own use (segment files, io_uring, the catalog):
-    /// connections may use the rest of RLIMIT_NOFILE, never these.
-    pub const FILE_DESCRIPTORS_RESERVED: usize = 256;
+    /// File descriptors kept for the broker's own use besides its open-file caches (io_uring
+    /// rings and event descriptors, the listener, the catalog and the lock): connections may use
+    /// what RLIMIT_NOFILE leaves beyond these and the caches' `open_files_per_shard_max`.
+    pub const FILE_DESCRIPTORS_RESERVED: usize = 64;
     /// Size of each socket read; a frame larger than this is assembled from several reads.
     pub const READ_CHUNK_BYTES: usize = 64 * 1024;
     /// SO_SNDBUF / SO_RCVBUF asked for on every connection (the kernel may double or cap it).
@@ -192,7 +193,7 @@ settings! {
     connections_max_idle_ms: u64, "SPATE_CONNECTIONS_MAX_IDLE_MS", "Close connections idle (nothing in flight, nothing arriving) this long (default 10 minutes)";
     connections_max: usize, "SPATE_CONNECTIONS_MAX", "Open client connections of the whole broker; more are closed at once";
     connections_per_ip_max: usize, "SPATE_CONNECTIONS_PER_IP_MAX", "Open client connections from one IP address; more are closed at once";
-    file_descriptors_reserved: usize, "SPATE_FILE_DESCRIPTORS_RESERVED", "File descriptors kept for the broker's own files; connections get the rest of the limit";
+    file_descriptors_reserved: usize, "SPATE_FILE_DESCRIPTORS_RESERVED", "File descriptors kept for the broker's own use besides its open-file caches; connections get the rest of the limit";
     read_chunk_bytes: usize, "SPATE_READ_CHUNK_BYTES", "Bytes asked for in each socket read";
     socket_send_buffer_bytes: usize, "SPATE_SOCKET_SEND_BUFFER_BYTES", "SO_SNDBUF of each connection";
     socket_receive_buffer_bytes: usize, "SPATE_SOCKET_RECEIVE_BUFFER_BYTES", "SO_RCVBUF of each connection";

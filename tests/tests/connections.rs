@@ -311,7 +311,7 @@ fn a_flood_beyond_the_descriptor_limit_is_refused_quietly_and_leaves_files_and_c
     let log = flood_beyond_the_descriptor_limit(&[]);
     assert!(
         log.iter()
-            .any(|line| line.contains("descriptor limit allows 768 client connections")),
+            .any(|line| line.contains("descriptor limit allows 448 client connections")),
         "the start-up log does not say what the descriptor limit allows:\n{}",
         log.join("\n")
     );
@@ -325,11 +325,17 @@ fn a_flood_beyond_the_descriptor_limit_is_refused_quietly_and_leaves_files_and_c
 
 #[test]
 fn accepts_failing_for_lack_of_descriptors_back_off_log_rarely_and_recover() {
-    // No descriptors kept back: the flood runs the broker out of them, and accept fails.
-    let log = flood_beyond_the_descriptor_limit(&["--file-descriptors-reserved", "0"]);
+    // No descriptors kept back beyond one cached file per shard: the flood runs the broker out
+    // of descriptors (io_uring and the listener use some), and accept fails.
+    let log = flood_beyond_the_descriptor_limit(&[
+        "--file-descriptors-reserved",
+        "0",
+        "--open-files-per-shard-max",
+        "1",
+    ]);
     let failures = count_lines(&log, "accept failed");
     assert!(
-        failures <= 10,
+        (1..=10).contains(&failures),
         "{failures} lines about failed accepts:\n{}",
         log.join("\n")
     );

@@ -149,6 +149,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     let connections_max = startup::log_open_files(
         config.limits.file_descriptors_reserved,
         config.limits.connections_max,
+        |open_files| shard_count * open_files_per_shard(&config.limits, shard_count, open_files),
     );
     let admission = Arc::new(Admission::new(
         connections_max,
@@ -536,11 +537,8 @@ async fn accept_until_shutdown(
 }
 
 /// The open-file cache's limit per shard: the configured one, else a share of the descriptor
-/// limit (RLIMIT_NOFILE, read when the shard starts, so after any raise at start-up).
+/// limit (RLIMIT_NOFILE, read when the shard starts, so after the raise at start-up).
 fn open_files_per_shard_max(limits: &crate::config::Limits, shard_count: usize) -> usize {
-    if let Some(configured) = limits.open_files_per_shard_max {
-        return configured;
-    }
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -551,5 +549,16 @@ fn open_files_per_shard_max(limits: &crate::config::Limits, shard_count: usize) 
     } else {
         crate::storage::file_cache::DESCRIPTOR_LIMIT_ASSUMED
     };
-    crate::storage::file_cache::open_files_per_shard(descriptors_max, shard_count)
+    open_files_per_shard(limits, shard_count, descriptors_max)
+}
+
+/// The open-file cache's limit per shard under a descriptor limit of `descriptors_max`.
+fn open_files_per_shard(
+    limits: &crate::config::Limits,
+    shard_count: usize,
+    descriptors_max: u64,
+) -> usize {
+    limits.open_files_per_shard_max.unwrap_or_else(|| {
+        crate::storage::file_cache::open_files_per_shard(descriptors_max, shard_count)
+    })
 }

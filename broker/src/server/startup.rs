@@ -144,40 +144,48 @@ pub fn raise_open_files_limit() -> Option<OpenFilesLimit> {
     })
 }
 
-/// How many client connections fit in `open_files` descriptors when `reserved` stay with the
-/// broker's own files (segments, io_uring rings, the listener). At least one, so a broker under a
-/// tiny limit still answers someone (and says so at start).
-pub fn connections_allowed_by(open_files: u64, reserved: usize) -> usize {
+/// How many client connections fit in `open_files` descriptors when `kept` of them stay with the
+/// broker (its open-file cache and `file_descriptors_reserved`). At least one, so a broker under
+/// a tiny limit still answers someone (and says so at start).
+pub fn connections_allowed_by(open_files: u64, kept: usize) -> usize {
     let open_files = usize::try_from(open_files).unwrap_or(usize::MAX);
-    open_files.saturating_sub(reserved).max(1)
+    open_files.saturating_sub(kept).max(1)
 }
 
-/// Raises the open-files limit and logs what it allows; returns the most connections it leaves
-/// room for.
-pub fn log_open_files(reserved: usize, connections_max: usize) -> usize {
+/// Raises the open-files limit, then logs what it leaves for connections once the shards' file
+/// caches (`files_for(soft limit)` descriptors in all) and `reserved` descriptors are set aside;
+/// returns the most connections the broker takes (`connections_max` or fewer).
+pub fn log_open_files(
+    reserved: usize,
+    connections_max: usize,
+    files_for: impl Fn(u64) -> usize,
+) -> usize {
     let Some(limit) = raise_open_files_limit() else {
         tracing::warn!("cannot read the open-files limit (RLIMIT_NOFILE); connections are limited by connections_max only");
         return connections_max;
     };
-    let allowed = connections_allowed_by(limit.soft, reserved);
-    let effective = allowed.min(connections_max);
-    if limit.soft <= reserved as u64 {
+    let files = files_for(limit.soft);
+    let kept = files.saturating_add(reserved);
+    let allowed = connections_allowed_by(limit.soft, kept);
+    if limit.soft <= kept as u64 {
         tracing::warn!(
             open_files_limit = limit.soft,
+            open_files_cache = files,
             file_descriptors_reserved = reserved,
-            "open-files limit is not above the descriptors kept for the broker's files; raise it \
-             (`ulimit -n`, LimitNOFILE= in the systemd unit)"
+            "open-files limit leaves no descriptors for connections beyond the file caches and the \
+             reserved ones; raise it (`ulimit -n`, LimitNOFILE= in the systemd unit)"
         );
     }
     tracing::info!(
         open_files_limit = limit.soft,
         raised_from = limit.soft_before,
         hard_limit = limit.hard,
+        open_files_cache = files,
         file_descriptors_reserved = reserved,
-        connections_max = effective,
+        connections_max = allowed.min(connections_max),
         "open files: the descriptor limit allows {allowed} client connections"
     );
-    effective
+    allowed.min(connections_max)
 }
 
 /// TCP_NODELAY (responses are whole frames; Nagle would only add latency) and the configured
@@ -207,7 +215,7 @@ mod tests {
 
     #[test]
     fn connections_get_the_descriptors_beyond_the_reserved_ones() {
-        assert_eq!(connections_allowed_by(1024, 256), 768);
+        assert_eq!(connections_allowed_by(1024, 512 + 128), 384);
         assert_eq!(connections_allowed_by(100, 256), 1);
     }
 }
