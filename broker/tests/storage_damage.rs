@@ -228,3 +228,82 @@ fn a_config_with_a_larger_index_interval_still_reads_a_damaged_log() {
         (30, 31)
     );
 }
+
+/// Rewrites every time index entry of segment `base_offset` to `shift_ms` earlier: still
+/// growing, so it loads, but each entry now claims batches before it are older than they are.
+fn shift_time_index(disk: &MemoryFileSystem, base_offset: u64, shift_ms: i64) {
+    let path = segment_path(base_offset, SegmentFileKind::TimeIndex);
+    let mut bytes = disk.file_bytes(&path).expect("time index");
+    let mut entries = 0;
+    for entry in bytes.chunks_exact_mut(12) {
+        let timestamp = i64::from_le_bytes(entry[..8].try_into().unwrap());
+        if timestamp == 0 {
+            break;
+        }
+        entry[..8].copy_from_slice(&(timestamp - shift_ms).to_le_bytes());
+        entries += 1;
+    }
+    assert!(entries > 10, "the segment has time index entries");
+    disk.overwrite_durably(&path, 0, &bytes);
+}
+
+fn lookup(log: &Rc<PartitionLog<MemoryFileSystem>>, timestamp: i64) -> Option<u64> {
+    let log = log.clone();
+    block(async move { log.offset_for_timestamp(timestamp).await.expect("lookup") })
+}
+
+#[test]
+fn a_tampered_time_index_of_a_closed_segment_is_caught_and_rebuilt() {
+    let original = std::cell::RefCell::new(Vec::new());
+    let (setup, log) = damaged_log(7, |disk| {
+        let path = segment_path(0, SegmentFileKind::TimeIndex);
+        *original.borrow_mut() = disk.file_bytes(&path).expect("time index");
+        shift_time_index(disk, 0, 20);
+    });
+    for batch in [0, 1, 25, 40, 53] {
+        assert_eq!(
+            lookup(&log, START_MS + batch as i64),
+            Some(batch),
+            "batch {batch}"
+        );
+    }
+    let path = segment_path(0, SegmentFileKind::TimeIndex);
+    let rewritten = setup.disk.file_bytes(&path).expect("time index");
+    let original = original.borrow();
+    assert_eq!(
+        rewritten[..original.len()],
+        original[..],
+        "the index was rebuilt on disk"
+    );
+}
+
+#[test]
+fn a_tampered_time_index_of_the_active_segment_never_gives_a_later_offset() {
+    let (_setup, log) = damaged_log(8, |disk| shift_time_index(disk, 108, 20));
+    for batch in [108, 109, 120, 140, 149] {
+        assert_eq!(
+            lookup(&log, START_MS + batch as i64),
+            Some(batch),
+            "batch {batch}"
+        );
+    }
+}
+
+#[test]
+fn offset_index_entries_shifted_by_a_batch_never_change_what_a_read_returns() {
+    let (_setup, log) = damaged_log(9, |disk| {
+        let path = segment_path(0, SegmentFileKind::OffsetIndex);
+        let mut bytes = disk.file_bytes(&path).expect("offset index");
+        for entry in bytes.chunks_exact_mut(8) {
+            let position = u32::from_le_bytes(entry[4..8].try_into().unwrap());
+            if position == 0 {
+                break;
+            }
+            entry[4..8].copy_from_slice(&(position + BATCH_BYTES as u32).to_le_bytes());
+        }
+        disk.overwrite_durably(&path, 0, &bytes);
+    });
+    for offset in 0..BATCH_COUNT {
+        assert_eq!(read(&log, offset, 1).expect("read"), vec![offset]);
+    }
+}

@@ -280,3 +280,115 @@ fn a_flipped_byte_mid_closed_segment_is_reported_and_the_rest_is_served_and_skip
         .collect();
     assert_eq!(printed, (readable_from..RECORDS).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_tampered_time_index_gives_the_right_offset_and_a_warning() {
+    let (mut broker, partition) = stopped_broker_with_records();
+    let path = segment(&partition, 0, "timeindex");
+    let mut bytes = std::fs::read(&path).expect("time index");
+    let mut entries = 0;
+    for entry in bytes.chunks_exact_mut(12) {
+        let timestamp = i64::from_le_bytes(entry[..8].try_into().unwrap());
+        if timestamp == 0 {
+            break;
+        }
+        // Plausible but wrong: still growing, 25 batches too early.
+        let shifted = timestamp - 25 * RECORDS_PER_BATCH as i64;
+        entry[..8].copy_from_slice(&shifted.to_le_bytes());
+        entries += 1;
+    }
+    assert!(entries > 10, "segment 0 has time index entries");
+    std::fs::write(&path, &bytes).expect("tamper with the time index");
+    broker.restart();
+
+    let target = 1_234;
+    let found = spate_with_deadline(
+        &broker,
+        &[
+            "consume",
+            TOPIC,
+            "--partition",
+            "0",
+            "--from-timestamp",
+            &(FIRST_TIMESTAMP_MS + target).to_string(),
+            "--count",
+            "1",
+            "--format",
+            "%o\\n",
+        ],
+    )
+    .ok();
+    assert_eq!(found, format!("{target}\n"));
+    log_line_with(
+        &mut broker,
+        &["index entries disagree", "00000000000000000000.log"],
+    );
+}
+
+#[test]
+fn missing_truncated_and_stale_index_files_change_no_read() {
+    let (mut broker, partition) = stopped_broker_with_records();
+    let mut bases: Vec<u64> = std::fs::read_dir(&partition)
+        .expect("partition directory")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .map(|path| path.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+        .collect();
+    bases.sort_unstable();
+    assert!(bases.len() >= 3, "three segments: {bases:?}");
+    std::fs::remove_file(segment(&partition, 0, "index")).expect("remove the offset index");
+    let time_index = segment(&partition, 0, "timeindex");
+    let length = std::fs::metadata(&time_index).expect("time index").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&time_index)
+        .and_then(|file| file.set_len(length / 3))
+        .expect("truncate the time index");
+    // The second segment's offset index over the last one's: entries of another segment.
+    let stale_offsets = std::fs::read(segment(&partition, bases[1], "index")).expect("index");
+    std::fs::write(
+        segment(&partition, bases[bases.len() - 1], "index"),
+        &stale_offsets,
+    )
+    .expect("stale offset index");
+    broker.restart();
+
+    for offset in [0, 1_999, 5_000, RECORDS / 2, RECORDS - 1] {
+        let read = spate_with_deadline(
+            &broker,
+            &[
+                "consume",
+                TOPIC,
+                "--partition",
+                "0",
+                "--offset",
+                &offset.to_string(),
+                "--count",
+                "1",
+                "--format",
+                "%o %k\\n",
+            ],
+        )
+        .ok();
+        assert_eq!(read, format!("{offset} k{offset}\n"));
+    }
+    let everything = spate_with_deadline(
+        &broker,
+        &[
+            "consume",
+            TOPIC,
+            "--partition",
+            "0",
+            "--from-beginning",
+            "--exit-at-end",
+            "--format",
+            "%o\\n",
+        ],
+    )
+    .ok();
+    let printed: Vec<u64> = everything
+        .lines()
+        .map(|line| line.parse().expect("an offset"))
+        .collect();
+    assert_eq!(printed, (0..RECORDS).collect::<Vec<_>>());
+}

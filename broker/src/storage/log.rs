@@ -49,8 +49,8 @@ use super::producer_state::{ProducerBatch, ProducerEntry, ProducerState, Verdict
 use super::progress::Progress;
 use super::recovery::{recover_segment, SegmentRole};
 use super::segment::{
-    open_segment_files, parse_segment_file_name, sync_index_files, BatchAt, IndexWrite, Segment,
-    SegmentFileKind, SegmentPaths, SegmentReader, SegmentTail,
+    index_batch, open_segment_files, parse_segment_file_name, sync_index_files, BatchAt,
+    IndexWrite, Segment, SegmentFileKind, SegmentPaths, SegmentReader, SegmentTail,
 };
 use super::slow_sync::SlowSyncWarnings;
 use super::tail_cache::TailCache;
@@ -140,6 +140,9 @@ pub struct LogState<File> {
     /// a time (they share temporary file names).
     pub checkpoint_busy: bool,
     pub recovery_report: RecoveryReport,
+    /// Base offsets of the segments whose time index entries were checked against their batch
+    /// headers (or were made by this process): an index read from disk is only a hint.
+    pub time_indexes_checked: BTreeSet<u64>,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -690,6 +693,86 @@ async fn scan_for_timestamp<File: StorageFile>(
     Ok(None)
 }
 
+/// The index of the segment in `plan` as its batch headers give it, the tail after them, and
+/// whether every entry of `entries` (below the readable end) agrees with the headers: it points
+/// at a batch start with its relative offset, and its timestamp is the largest before that
+/// batch. `entries` may have been made with another `index_interval_bytes`, so they need not be
+/// the rebuilt ones. `None` if a header cannot be read (damage).
+async fn rebuild_index<File: StorageFile>(
+    plan: &ReadPlan<File>,
+    entries: &SegmentIndex,
+    index_interval_bytes: u32,
+) -> Result<Option<(SegmentIndex, SegmentTail, bool)>, StorageError> {
+    let mut reader = SegmentReader::new(
+        &plan.files.log,
+        &plan.path,
+        plan.limit,
+        plan.read_chunk_bytes,
+    );
+    let mut claims = entries
+        .offsets()
+        .iter()
+        .zip(entries.times())
+        .filter(|(offset, _)| u64::from(offset.position) < plan.limit)
+        .peekable();
+    let mut agrees = true;
+    let mut index = SegmentIndex::new();
+    let mut tail = SegmentTail::empty(plan.base_offset);
+    while tail.end_position < plan.limit {
+        let found = plan
+            .batch_at(&mut reader, tail.end_position, tail.next_offset, false)
+            .await?;
+        let Ok((header, _)) = found else {
+            return Ok(None);
+        };
+        let relative_offset = (header.base_offset - plan.base_offset) as u32;
+        while let Some((offset, time)) =
+            claims.next_if(|(offset, _)| offset.relative_offset <= relative_offset)
+        {
+            agrees &= offset.relative_offset == relative_offset
+                && u64::from(offset.position) == tail.end_position
+                && time.timestamp_before == tail.max_timestamp;
+        }
+        index_batch(
+            &mut index,
+            &mut tail,
+            plan.base_offset,
+            &header,
+            index_interval_bytes,
+        );
+        // Headers only: past a large batch, read the next header's block rather than a chunk
+        // that is mostly payload.
+        let large = header.batch_length as usize * 2 > plan.read_chunk_bytes;
+        reader.set_read_ahead_bytes(if large {
+            DIRECT_IO_ALIGNMENT_BYTES
+        } else {
+            plan.read_chunk_bytes
+        });
+    }
+    agrees &= claims.next().is_none();
+    Ok(Some((index, tail, agrees)))
+}
+
+/// Replaces both index files of a closed segment with `index`'s entries and syncs them.
+async fn rewrite_index_files<File: StorageFile>(
+    files: &super::segment::SegmentFiles<File>,
+    paths: &SegmentPaths,
+    index: &SegmentIndex,
+) -> Result<(), StorageError> {
+    for (file, path) in [
+        (&files.offset_index, &paths.offset_index),
+        (&files.time_index, &paths.time_index),
+    ] {
+        file.truncate(0)
+            .await
+            .map_err(|error| StorageError::io("truncating index", path, Some(0), error))?;
+    }
+    if let Some(write) = IndexWrite::plan(index, 0, index.len()) {
+        write.execute(files, paths).await?;
+    }
+    sync_index_files(files, paths).await
+}
+
 impl<F: FileSystem> PartitionLog<F> {
     /// Opens the partition in `directory`, which must exist (a partition the broker already
     /// holds), and recovers it: a missing directory is lost data, never recreated empty.
@@ -900,6 +983,7 @@ impl<F: FileSystem> PartitionLog<F> {
             },
             checkpoint_busy: false,
             recovery_report: report,
+            time_indexes_checked: BTreeSet::new(),
         };
         let log = Self {
             file_system,
@@ -1476,6 +1560,7 @@ impl<F: FileSystem> PartitionLog<F> {
             };
             let old = std::mem::replace(&mut state.active, new_segment);
             state.sealed.insert(old.base_offset, old);
+            state.time_indexes_checked.insert(new_base_offset);
             state.writer.restart_at(DurablePoint {
                 tail: SegmentTail::empty(new_base_offset),
                 tail_block: Vec::new(),
@@ -1630,7 +1715,7 @@ impl<F: FileSystem> PartitionLog<F> {
     ) -> Result<Option<u64>, StorageError> {
         let mut searched_through: Option<u64> = None;
         loop {
-            let (plan, log_start_offset) = {
+            let (mut plan, log_start_offset, unchecked_entries) = {
                 let state = self.state.borrow();
                 let log_start_offset = state.log_start_offset;
                 let candidate = state.readable_segments().find(|(segment, readable)| {
@@ -1642,16 +1727,76 @@ impl<F: FileSystem> PartitionLog<F> {
                     return Ok(None);
                 };
                 let start = segment.scan_start_for_timestamp(timestamp_ms);
+                let unchecked_entries =
+                    (!state.time_indexes_checked.contains(&segment.base_offset))
+                        .then(|| segment.index.clone());
                 (
                     ReadPlan::new(segment, readable, start, &state.config),
                     log_start_offset,
+                    unchecked_entries,
                 )
             };
+            if let Some(entries) = unchecked_entries {
+                if !self.check_time_index(&plan, &entries).await? {
+                    // The entries lie: this lookup scans the whole segment.
+                    plan.start_position = 0;
+                    plan.start_offset = plan.base_offset;
+                    plan.resume = None;
+                }
+            }
             if let Some(offset) = scan_for_timestamp(&plan, timestamp_ms, log_start_offset).await? {
                 return Ok(Some(offset));
             }
             searched_through = Some(plan.base_offset);
         }
+    }
+
+    /// Checks a segment's index entries, as read from disk, against its batch headers once;
+    /// returns whether they can be trusted. Entries that disagree are replaced by ones rebuilt
+    /// from the headers (a closed segment's files are rewritten; an error doing so is only
+    /// logged, as for any index write). A segment whose headers cannot all be read stays
+    /// unchecked: the lookup then meets the damage itself and reports it.
+    async fn check_time_index(
+        &self,
+        plan: &ReadPlan<F::File>,
+        entries: &SegmentIndex,
+    ) -> Result<bool, StorageError> {
+        let index_interval_bytes = self.state.borrow().config.index_interval_bytes;
+        let Some((index, tail, agrees)) =
+            rebuild_index(plan, entries, index_interval_bytes).await?
+        else {
+            return Ok(true);
+        };
+        let replace = {
+            let mut state = self.state.borrow_mut();
+            if agrees {
+                state.time_indexes_checked.insert(plan.base_offset);
+                return Ok(true);
+            }
+            tracing::warn!(
+                path = %plan.path.display(),
+                "index entries disagree with the batches they describe; rebuilding them from the batch headers"
+            );
+            let state = &mut *state;
+            match state.sealed.get_mut(&plan.base_offset) {
+                Some(segment) if segment.tail.end_position == tail.end_position => {
+                    segment.index = index.clone();
+                    segment.persisted_entries = index.len();
+                    segment.tail.max_timestamp = tail.max_timestamp;
+                    state.time_indexes_checked.insert(plan.base_offset);
+                    Some((segment.files.clone(), segment.paths.clone()))
+                }
+                // The active segment keeps its entries (appends go on adding to them); its
+                // lookups scan it whole until the next open rebuilds it.
+                _ => None,
+            }
+        };
+        if let Some((files, paths)) = replace {
+            if let Err(error) = rewrite_index_files(&files, &paths, &index).await {
+                tracing::warn!(%error, "rewriting a rebuilt index failed; it stays rebuilt in memory");
+            }
+        }
+        Ok(false)
     }
 
     async fn maintenance(&self) -> MaintenanceGuard<'_, F> {
