@@ -39,12 +39,18 @@ fn record(number: u64) -> TestRecord {
     )
 }
 
-/// A stopped broker whose topic `T` (one partition, 1 MiB segments) holds [`RECORDS`] records
+/// A stopped broker whose topic `T` (one partition, 1 MiB segments, no retention) holds [`RECORDS`] records
 /// written with acks=all, and the partition's directory.
 fn stopped_broker_with_records() -> (Broker, PathBuf) {
     let mut broker = Broker::start(BrokerOptions::default());
     let mut client = TestClient::connect(broker.address());
-    client.create_topic(TOPIC, 1, &[("segment.bytes", "1048576")]);
+    // Retention off: the records' timestamps are years old, and a retention pass on a slow
+    // machine would otherwise delete the segments under test.
+    client.create_topic(
+        TOPIC,
+        1,
+        &[("segment.bytes", "1048576"), ("retention.ms", "-1")],
+    );
     for batch in 0..BATCHES {
         let first = batch * RECORDS_PER_BATCH;
         let records: Vec<TestRecord> = (first..first + RECORDS_PER_BATCH).map(record).collect();
