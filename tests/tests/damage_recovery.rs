@@ -298,3 +298,53 @@ fn a_restart_after_kill_9_rereads_only_what_follows_the_recovery_point() {
     assert!(replayed < 4096, "replayed {replayed} bytes");
     assert!(scanned <= 4 * 1024 * 1024 + 4096, "scanned {scanned} bytes");
 }
+
+#[test]
+fn a_topic_directory_removed_under_a_running_broker_stops_acks_and_goes_offline() {
+    let options = BrokerOptions {
+        shards: 1,
+        arguments: vec!["--recovery-point-interval-ms".into(), "100".into()],
+        ..BrokerOptions::default()
+    };
+    let mut broker = Broker::start(options);
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("removed", 1, &[]);
+    client.create_topic("kept", 1, &[]);
+    produce_batches(&mut client, "removed", 0, 3, 10);
+    let directory = partition_directory(&broker, "removed", 0);
+    let topic_directory = directory.parent().expect("topic directory").to_path_buf();
+    std::fs::remove_dir_all(&topic_directory).expect("rm -rf the topic directory");
+
+    // Before: every produce was acknowledged, and after a restart the partition was empty.
+    // Now the shard's recovery point timer finds the directory gone and stops acknowledging.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut acknowledged_after_removal = 0;
+    loop {
+        let batch = build_batch(&numbered_records(0, 10, 2_000)).freeze();
+        let (code, _) = client.produce("removed", 0, Acks::All, vec![batch]);
+        match code {
+            ErrorCode::None => acknowledged_after_removal += 1,
+            ErrorCode::PartitionOffline => break,
+            other => panic!("unexpected answer {other:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still acknowledged after {acknowledged_after_removal} produces"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_offline_with(
+        &mut client,
+        "removed",
+        0,
+        &["recovery point", "No such file"],
+    );
+    let log = broker.drain_log().join("\n");
+    assert!(
+        log.contains("its files are gone under the running broker"),
+        "{log}"
+    );
+    produce_batches(&mut client, "kept", 0, 1, 10);
+    assert_eq!(client.fetch_all("kept", 0, 0).len(), 10);
+    // After a restart the catalog's start-up check refuses the missing topic directory.
+}

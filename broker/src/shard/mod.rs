@@ -45,6 +45,10 @@ const DELETE_RETRIES_MAX: u32 = 500;
 /// interval (2 ms), so such data becomes durable and readable within about one interval.
 const WRITTEN_SYNC_TICK_US: u64 = 1_000;
 
+/// Partitions a shard opens at once (start-up, topic creation): enough to overlap one
+/// partition's disk reads with another's, few enough to bound open files and read buffers.
+const PARTITION_OPENS_IN_FLIGHT: usize = 16;
+
 /// How often a shard checks its partitions' recovery point byte triggers (at most; less often
 /// when `recovery_point_interval_ms` is shorter).
 const RECOVERY_POINT_TICK_MS: u64 = 1_000;
@@ -117,15 +121,24 @@ impl Shard {
         self.config.limits.batch_bytes_max()
     }
 
-    /// Opens every partition the catalog places on this shard (start-up). A partition that
-    /// cannot be opened is taken offline (logged with its reason) and the others still open:
-    /// one damaged partition must not stop the broker. Returns how many opened.
-    pub async fn open_owned_partitions(&self) -> usize {
+    /// Opens every partition the catalog places on this shard (start-up), up to
+    /// [`PARTITION_OPENS_IN_FLIGHT`] at once, so that one partition's reads overlap another's
+    /// waits. A partition that cannot be opened is taken offline (logged with its reason) and
+    /// the others still open: one damaged partition must not stop the broker. Returns how many
+    /// opened.
+    pub async fn open_owned_partitions(self: &Rc<Self>) -> usize {
         let snapshot = self.snapshot();
-        let mut opened = 0;
-        for topic in snapshot.topics.values() {
-            opened += self.open_topic(topic, OpenIntent::Existing).await.opened;
-        }
+        let owned: Vec<(Arc<TopicMetadata>, u32)> = snapshot
+            .topics
+            .values()
+            .flat_map(|topic| {
+                (0..topic.partition_count()).map(move |partition| (topic.clone(), partition))
+            })
+            .collect();
+        let opened = self
+            .open_partitions(owned, OpenIntent::Existing)
+            .await
+            .opened;
         let mut report = crate::storage::log::RecoveryReport::default();
         for partition in self.partitions.borrow().values() {
             let one = partition.log.recovery_report();
@@ -153,54 +166,98 @@ impl Shard {
         opened
     }
 
-    async fn open_topic(&self, topic: &Arc<TopicMetadata>, intent: OpenIntent) -> TopicOpened {
+    async fn open_topic(
+        self: &Rc<Self>,
+        topic: &Arc<TopicMetadata>,
+        intent: OpenIntent,
+    ) -> TopicOpened {
+        let partitions = (0..topic.partition_count())
+            .map(|partition| (topic.clone(), partition))
+            .collect();
+        self.open_partitions(partitions, intent).await
+    }
+
+    /// Opens the partitions among `partitions` that this shard owns and does not hold yet, a
+    /// bounded number at a time.
+    async fn open_partitions(
+        self: &Rc<Self>,
+        partitions: Vec<(Arc<TopicMetadata>, u32)>,
+        intent: OpenIntent,
+    ) -> TopicOpened {
         let mut outcome = TopicOpened::default();
-        for (partition, owner) in topic.partition_shards.iter().enumerate() {
-            let key = PartitionKey {
-                topic_id: topic.id,
-                partition: partition as u32,
-            };
-            if *owner != self.id
-                || self.partitions.borrow().contains_key(&key)
-                || self.offline.borrow().contains_key(&key)
-            {
-                continue;
-            }
-            let directory = topic.partition_directory(partition as u32);
-            let config = log_config(&topic.config, self.batch_bytes_max());
-            match Partition::open(
-                self.file_system.clone(),
-                directory.clone(),
-                config,
-                self.clock.clone(),
-                intent,
-            )
-            .await
-            {
-                Ok(opened_partition) => {
-                    self.partitions
-                        .borrow_mut()
-                        .insert(key, Rc::new(opened_partition));
-                    outcome.opened += 1;
-                }
-                Err(error) => {
-                    tracing::error!(
-                        shard = self.id,
-                        topic = %topic.name,
-                        partition,
-                        directory = %directory.display(),
-                        %error,
-                        "partition offline: it could not be opened; the rest of the broker serves"
-                    );
-                    let reason = error.to_string();
-                    self.offline.borrow_mut().insert(key, reason.clone());
-                    outcome
-                        .first_offline
-                        .get_or_insert(PartitionError::Offline(reason));
+        let mine: Vec<(Arc<TopicMetadata>, u32)> = partitions
+            .into_iter()
+            .filter(|(topic, partition)| {
+                let key = PartitionKey {
+                    topic_id: topic.id,
+                    partition: *partition,
+                };
+                topic.owner_of(*partition) == Some(self.id)
+                    && !self.partitions.borrow().contains_key(&key)
+                    && !self.offline.borrow().contains_key(&key)
+            })
+            .collect();
+        for group in mine.chunks(PARTITION_OPENS_IN_FLIGHT) {
+            let opens = group.iter().map(|(topic, partition)| {
+                let shard = self.clone();
+                let topic = topic.clone();
+                let partition = *partition;
+                async move { shard.open_partition(&topic, partition, intent).await }
+            });
+            for result in join_all(opens).await {
+                match result {
+                    Ok(()) => outcome.opened += 1,
+                    Err(error) => {
+                        outcome.first_offline.get_or_insert(error);
+                    }
                 }
             }
         }
         outcome
+    }
+
+    /// Opens one partition, or takes it offline with the reason it could not be opened.
+    async fn open_partition(
+        &self,
+        topic: &TopicMetadata,
+        partition: u32,
+        intent: OpenIntent,
+    ) -> Result<(), PartitionError> {
+        let key = PartitionKey {
+            topic_id: topic.id,
+            partition,
+        };
+        let directory = topic.partition_directory(partition);
+        let config = log_config(&topic.config, self.batch_bytes_max());
+        match Partition::open(
+            self.file_system.clone(),
+            directory.clone(),
+            config,
+            self.clock.clone(),
+            intent,
+        )
+        .await
+        {
+            Ok(opened_partition) => {
+                self.partitions
+                    .borrow_mut()
+                    .insert(key, Rc::new(opened_partition));
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(
+                    shard = self.id,
+                    topic = %topic.name,
+                    partition,
+                    directory = %directory.display(),
+                    %error,
+                    "partition offline: it could not be opened; the rest of the broker serves"
+                );
+                let reason = error.to_string();
+                self.offline.borrow_mut().insert(key, reason.clone());
+                Err(PartitionError::Offline(reason))
+            }
+        }
     }
 
     /// Closes and deletes every partition of `topic` this shard holds. A partition that fails
