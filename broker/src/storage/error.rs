@@ -31,7 +31,7 @@ pub enum StorageError {
         next_offset: u64,
     },
     /// The device is full. Reads keep working; appends work again once space is freed.
-    #[error("no space left on device while {op} {} at {}: {source}", .path.display(), Position(*.position))]
+    #[error("no space left on device while {op} {}{}: {source}", .path.display(), Position(*.position))]
     NoSpace {
         op: &'static str,
         path: PathBuf,
@@ -40,7 +40,7 @@ pub enum StorageError {
         source: Arc<io::Error>,
     },
     /// Any other I/O failure.
-    #[error("I/O error while {op} {} at {}: {source}", .path.display(), Position(*.position))]
+    #[error("I/O error while {op} {}{}: {source}", .path.display(), Position(*.position))]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -125,14 +125,15 @@ pub enum StorageError {
     },
 }
 
-/// Formats an optional byte position for error messages.
+/// Formats an optional byte position for error messages: " at byte N", or nothing when the
+/// operation has no position (a sync, a size query).
 struct Position(Option<u64>);
 
 impl fmt::Display for Position {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(position) => write!(formatter, "byte {position}"),
-            None => formatter.write_str("-"),
+            Some(position) => write!(formatter, " at byte {position}"),
+            None => Ok(()),
         }
     }
 }
@@ -277,5 +278,21 @@ mod tests {
             io::Error::from_raw_os_error(libc::EIO),
         );
         assert!(matches!(error, StorageError::Io { op: "syncing", .. }));
+    }
+
+    #[test]
+    fn an_error_without_a_position_leaves_the_position_out() {
+        let error = StorageError::io(
+            "syncing",
+            Path::new("/data/0.log"),
+            None,
+            io::Error::from_raw_os_error(libc::EIO),
+        );
+        let text = error.to_string();
+        assert!(
+            text.starts_with("I/O error while syncing /data/0.log: "),
+            "{text}"
+        );
+        assert!(!text.contains(" at "), "{text}");
     }
 }
