@@ -504,6 +504,11 @@ impl Config {
                 ),
             );
         }
+        // A read chunk must hold a request header (the reader rejects a frame too large only
+        // once it has its header, and reads no more than a chunk before that).
+        if limits.read_chunk_bytes < 1024 {
+            return invalid("read_chunk_bytes", "must be at least 1024".to_string());
+        }
         // Every frame's first read chunk is held from the arrival budgets before it is read.
         if limits.connection_arrival_bytes_max < limits.read_chunk_bytes {
             return invalid(

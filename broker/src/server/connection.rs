@@ -338,7 +338,11 @@ impl Reader {
     /// The total size of the frame at the front of the buffer if its first read chunk has
     /// arrived and the rest has not.
     fn large_frame_in_progress(&self) -> Option<usize> {
-        let total = FRAME_LENGTH_BYTES + peek_frame_bytes(&self.buffer)?;
+        let frame_bytes = peek_frame_bytes(&self.buffer)?;
+        if frame_bytes > self.shard.config.limits.frame_bytes_max {
+            return None; // Refused by `next_frame` once its header is here.
+        }
+        let total = FRAME_LENGTH_BYTES + frame_bytes;
         let chunk_bytes = self.shard.config.limits.read_chunk_bytes;
         (self.buffer.len() >= chunk_bytes && self.buffer.len() < total).then_some(total)
     }
