@@ -343,6 +343,86 @@ fn one_line_produces_without_keys_spread_over_the_partitions() {
 }
 
 #[test]
+fn dates_print_through_a_strftime_pattern_and_a_bad_pattern_is_a_usage_error() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "dated"], b"").ok();
+    spate(
+        address,
+        &["produce", "dated", "-f", "%T %v\\n"],
+        b"1772348889045 late\n",
+    )
+    .ok();
+    let printed = consumed(
+        address,
+        &["dated", "-o", "start", "-e"],
+        "%d{strftime[%Y-%m-%d %H:%M:%S.%L %Z]}|%d|%v",
+    );
+    assert_eq!(
+        printed,
+        ["2026-03-01 07:08:09.045 UTC|2026-03-01T07:08:09.045Z|late"]
+    );
+    spate(
+        address,
+        &["consume", "dated", "-e", "-f", "%d{strftime[%Q]}"],
+        b"",
+    )
+    .fails_with(2);
+}
+
+#[test]
+fn a_tailing_consumer_waits_for_an_absolute_offset_that_does_not_exist_yet() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "later"], b"").ok();
+    spate(address, &["produce", "later"], b"v0\nv1\n").ok();
+    let mut consumer = std::process::Command::new(cli_support::spate_binary())
+        .args(["-b", &address.to_string()])
+        .args(["consume", "later", "-o", "3", "-c", "2", "-f", "%o:%v"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spate starts");
+    // The partition is named before the consumer reads; only then do offsets 2 to 4 appear.
+    let mut notice = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(consumer.stderr.take().expect("stderr")),
+        &mut notice,
+    )
+    .expect("stderr is readable");
+    assert!(notice.contains("later/0 (end 2)"), "{notice}");
+    spate(address, &["produce", "later"], b"v2\nv3\nv4\n").ok();
+    let finished = consumer.wait_with_output().expect("spate ends");
+    assert!(finished.status.success(), "{finished:?}");
+    assert_eq!(String::from_utf8_lossy(&finished.stdout), "3:v3\n4:v4\n");
+}
+
+#[test]
+fn stored_offsets_continue_a_group_and_need_one() {
+    let broker = broker();
+    let address = broker.address();
+    spate(address, &["topic", "create", "ledger"], b"").ok();
+    spate(address, &["produce", "ledger"], b"first\nsecond\n").ok();
+    let read = |arguments: &[&str]| {
+        let mut all = vec!["consume", "ledger", "-G", "audit", "-e"];
+        all.extend_from_slice(arguments);
+        spate(address, &all, b"").ok()
+    };
+    assert_eq!(read(&["--from-beginning"]), "first\nsecond\n");
+    spate(address, &["produce", "ledger"], b"third\n").ok();
+    assert_eq!(read(&["-o", "stored"]), "third\n");
+    let without_group =
+        spate(address, &["consume", "ledger", "-o", "stored", "-e"], b"").fails_with(2);
+    assert!(without_group.contains("--group"), "{without_group}");
+    spate(
+        address,
+        &["consume", "ledger", "-G", "audit", "-o", "start", "-e"],
+        b"",
+    )
+    .fails_with(2);
+}
+
+#[test]
 fn produce_reads_keys_values_and_timestamps_through_an_input_template() {
     let broker = broker();
     let address = broker.address();

@@ -4,7 +4,8 @@
 //! it reads as a member of a consumer group (`group::consume`).
 //!
 //! Each partition's start and stop are resolved here, from its bounds, before it is assigned:
-//! a partition too short for an absolute start is skipped and named on stderr. Output goes
+//! a partition too short for an absolute start is named on stderr, then skipped when reading
+//! stops at the end (`-e`, a range) or, when tailing, assigned once the offset exists. Output goes
 //! through one large buffer, flushed after each poll, so a fast pipe is fed in big writes and a
 //! terminal still sees records as they arrive.
 
@@ -21,6 +22,7 @@ use spate_client::{Client, ConsumerConfig, OffsetReset, OffsetSpec, StartAt};
 use crate::encoding::Encoding;
 use crate::format::{write_json, Template};
 use crate::offsets::{parse_offset_spec, Bounds, Plan, Position, Stop};
+use crate::output::UsageError;
 
 /// Bytes of output buffered between flushes.
 const OUTPUT_BUFFER_BYTES: usize = 256 * 1024;
@@ -41,9 +43,11 @@ pub struct ConsumeArgs {
     #[arg(short = 't', long = "topic", value_name = "TOPIC", value_parser = parse_topic)]
     topic_flags: Vec<TopicName>,
     /// Read as a member of this consumer group: the group shares the partitions among its
-    /// members and continues from its committed offsets (--from-beginning: where nothing is
-    /// committed yet, start at the oldest record).
-    #[arg(short = 'G', long, conflicts_with_all = ["partition", "offset", "from_timestamp"])]
+    /// members and continues from its committed offsets (-o stored, the default with a group);
+    /// a partition with nothing committed starts at its end, or at its oldest record with
+    /// --from-beginning. To start a group elsewhere, move its offsets with
+    /// `spate group reset-offsets`.
+    #[arg(short = 'G', long, conflicts_with_all = ["partition", "from_timestamp"])]
     group: Option<String>,
     /// With --group: a member silent this long (killed, hung) loses its partitions to the
     /// others (default 45000, within the broker's range: by default 100 to 1800000).
@@ -55,8 +59,10 @@ pub struct ConsumeArgs {
     /// Start at the oldest record (default: only new records); the same as `-o start`.
     #[arg(long)]
     from_beginning: bool,
-    /// Where each partition starts, and for FROM:TO where it stops: start, end, N (a partition
-    /// shorter than N is skipped and named), -N (N before the end), +N (N after the start),
+    /// Where each partition starts, and for FROM:TO where it stops: start, end, stored (the
+    /// --group's committed offsets, what a group reads by default; needs --group; a partition
+    /// with nothing committed starts at its end), N (a partition shorter than N is named, then
+    /// waited for, or skipped with -e or a range), -N (N before the end), +N (N after the start),
     /// @TIME (ms since the epoch, 2026-01-01, 2026-01-01T10:00:00Z, or @-1h before now);
     /// TO is end (as of now), N (offsets below N), +N (N records) or @TIME.
     #[arg(short = 'o', long, value_name = "SPEC", allow_hyphen_values = true,
@@ -74,7 +80,9 @@ pub struct ConsumeArgs {
     exit_at_end: bool,
     /// Output template: %t topic, %p partition, %o offset, %k key, %v value (%k{hex},
     /// %v{base64}, ...), %K key size, %S value size (-1: none), %T timestamp (ms), %d timestamp
-    /// (RFC 3339), %h headers (k=v,...), %% a percent sign; \n \t escapes. One line per record.
+    /// (RFC 3339), %d{strftime[%Y-%m-%d %H:%M:%S.%L]} timestamp in UTC as rpk writes it (%Y %m %d
+    /// %H %M %S %L ms %F %T %s %j %a %b %Z %%), %h headers (k=v,...), %% a percent sign; \n \t
+    /// escapes. One line per record.
     #[arg(short = 'f', long, value_name = "TEMPLATE", value_parser = Template::parse_argument)]
     format: Option<Template>,
     /// One JSON object per line: topic, partition, offset, timestamp, key, value, headers (a
@@ -195,6 +203,29 @@ pub fn run(client: &Client, mut arguments: ConsumeArgs) -> anyhow::Result<()> {
             .context("installing the signal handler")?;
     }
 
+    let stored = arguments
+        .offset
+        .is_some_and(|spec| spec.from == Position::Stored);
+    match (&arguments.group, arguments.offset) {
+        (None, _) if stored => {
+            return Err(UsageError(
+                "-o stored reads a consumer group's committed offsets: name the group with \
+                 --group (-G)"
+                    .to_string(),
+            )
+            .into());
+        }
+        (Some(_), Some(_)) if !stored => {
+            return Err(UsageError(
+                "with --group, -o takes only `stored` (the group's committed offsets, the \
+                 default); to start the group elsewhere, move its offsets with \
+                 `spate group reset-offsets`"
+                    .to_string(),
+            )
+            .into());
+        }
+        _ => {}
+    }
     if let Some(group) = &arguments.group {
         let [TopicName::Exact(topic)] = arguments.topics.as_slice() else {
             anyhow::bail!("--group reads one topic; name only one, and no pattern");
@@ -226,16 +257,25 @@ pub fn run(client: &Client, mut arguments: ConsumeArgs) -> anyhow::Result<()> {
     let mut assigned = Vec::new();
     let mut past_end = Vec::new();
     for topic in &topic_names(client, &arguments.topics)? {
-        let (read, skipped) = plan_topic(client, topic, arguments.partition, &spec)?;
+        let (read, short) = plan_topic(client, topic, arguments.partition, &spec)?;
         assigned.extend(read);
-        past_end.extend(skipped);
+        past_end.extend(short);
     }
+    // A tailing consumer waits for an absolute offset to exist, as kcat does; one that stops
+    // at the end (`-e`, a range) skips the partitions too short for it.
+    let tailing = spec.to.is_none() && !arguments.query;
     if let (false, Position::Absolute(offset)) = (past_end.is_empty(), spec.from) {
+        let names: Vec<String> = past_end
+            .iter()
+            .map(|short| format!("{}/{} (end {})", short.topic, short.partition, short.end))
+            .collect();
+        let outcome = if tailing { "waiting for it" } else { "skipped" };
         eprintln!(
-            "spate: offset {offset} is past the end of {}: skipped",
-            past_end.join(", ")
+            "spate: offset {offset} is past the end of {}: {outcome}",
+            names.join(", ")
         );
     }
+    let mut waiting = if tailing { past_end } else { Vec::new() };
     if arguments.query {
         let mut stdout = std::io::stdout().lock();
         for partition in &assigned {
@@ -276,7 +316,7 @@ pub fn run(client: &Client, mut arguments: ConsumeArgs) -> anyhow::Result<()> {
         }
     }
     // Either every partition has a stop (a range, --exit-at-end) or none has.
-    let bounded = spec.to.is_some() || assigned.is_empty();
+    let bounded = spec.to.is_some() || (assigned.is_empty() && waiting.is_empty());
     retire_finished(&consumer, &mut stops);
 
     let mut stdout = BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, std::io::stdout().lock());
@@ -285,6 +325,9 @@ pub fn run(client: &Client, mut arguments: ConsumeArgs) -> anyhow::Result<()> {
     let mut reconnecting = Reconnecting::new();
     while printed < limit && !(bounded && stops.is_empty()) && !interrupted.load(Ordering::Relaxed)
     {
+        if !waiting.is_empty() {
+            assign_reached(client, &consumer, &mut waiting)?;
+        }
         let polled = consumer.poll(POLL_INTERVAL).context("reading records")?;
         for record in &polled {
             if bounded {
@@ -343,13 +386,68 @@ fn start_spec(arguments: &ConsumeArgs) -> crate::offsets::OffsetSpec {
     spec
 }
 
-/// Each partition's plan for `topic`: the partitions to read, and the names of those skipped.
+/// A partition whose end is short of an absolute start offset.
+struct ShortPartition {
+    topic: String,
+    partition: u32,
+    /// Its end when planned.
+    end: u64,
+    /// The offset it is to be read from once it exists.
+    start: u64,
+}
+
+/// Assigns the `waiting` partitions whose end reached their start offset, and keeps the rest
+/// waiting. Asked once per poll: one offsets request per topic with partitions still short.
+fn assign_reached(
+    client: &Client,
+    consumer: &spate_client::Consumer,
+    waiting: &mut Vec<ShortPartition>,
+) -> anyhow::Result<()> {
+    let mut topics: Vec<String> = waiting.iter().map(|short| short.topic.clone()).collect();
+    topics.dedup();
+    for topic in topics {
+        let partitions: Vec<u32> = waiting
+            .iter()
+            .filter(|short| short.topic == topic)
+            .map(|short| short.partition)
+            .collect();
+        let ends: BTreeMap<u32, Option<u64>> = client
+            .admin()
+            .list_offsets(&topic, Some(&partitions), OffsetSpec::Latest)
+            .wait()
+            .with_context(|| format!("reading topic {topic:?}"))?
+            .into_iter()
+            .map(|found| (found.partition, found.offset))
+            .collect();
+        let mut still_short = Vec::new();
+        for short in waiting.drain(..) {
+            let end = ends.get(&short.partition).copied().flatten();
+            if short.topic != topic || end.is_none_or(|end| end < short.start) {
+                still_short.push(short);
+                continue;
+            }
+            consumer
+                .assign(
+                    &topic,
+                    Some(&[short.partition]),
+                    StartAt::Offset(short.start),
+                )
+                .wait()
+                .with_context(|| format!("reading {topic}/{}", short.partition))?;
+        }
+        *waiting = still_short;
+    }
+    Ok(())
+}
+
+/// Each partition's plan for `topic`: the partitions to read, and those too short for an
+/// absolute start.
 fn plan_topic(
     client: &Client,
     topic: &str,
     partition: Option<u32>,
     spec: &crate::offsets::OffsetSpec,
-) -> anyhow::Result<(Vec<Assigned>, Vec<String>)> {
+) -> anyhow::Result<(Vec<Assigned>, Vec<ShortPartition>)> {
     let admin = client.admin();
     let partitions = partition.map(|partition| vec![partition]);
     let lookup = |offset_spec: OffsetSpec| -> anyhow::Result<BTreeMap<u32, Option<u64>>> {
@@ -395,7 +493,15 @@ fn plan_topic(
                 start,
                 stop,
             }),
-            Plan::PastEnd => skipped.push(format!("{topic}/{partition} (end {end})")),
+            Plan::PastEnd => skipped.push(ShortPartition {
+                topic: topic.to_string(),
+                partition,
+                end,
+                start: match spec.from {
+                    Position::Absolute(offset) => offset,
+                    _ => unreachable!("only an absolute start can be past the end"),
+                },
+            }),
         }
     }
     Ok((read, skipped))

@@ -117,6 +117,69 @@ pub fn write_rfc3339(output: &mut impl Write, timestamp_ms: i64) -> io::Result<(
     )
 }
 
+/// The directives [`write_strftime`] knows, as C's and rpk's strftime spell them.
+const STRFTIME_DIRECTIVES: &[u8] = b"YmdHMSLFTsjabZ%";
+
+/// True when every `%` in `pattern` starts a directive [`write_strftime`] knows, so a bad
+/// pattern is refused once, when the template is compiled, not on each record.
+pub fn check_strftime(pattern: &str) -> bool {
+    let mut bytes = pattern.bytes();
+    while let Some(byte) = bytes.next() {
+        if byte == b'%'
+            && !bytes
+                .next()
+                .is_some_and(|directive| STRFTIME_DIRECTIVES.contains(&directive))
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Writes ms since the epoch through a strftime pattern, in UTC: %Y year, %m month, %d day,
+/// %H %M %S hour, minute, second, %L milliseconds, %F = %Y-%m-%d, %T = %H:%M:%S, %s seconds
+/// since the epoch, %j day of the year, %a %b weekday and month names, %Z `UTC`, %% a percent
+/// sign. The pattern is checked by [`check_strftime`] first.
+pub fn write_strftime(output: &mut impl Write, pattern: &str, timestamp_ms: i64) -> io::Result<()> {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = timestamp_ms.div_euclid(86_400_000);
+    let ms_of_day = timestamp_ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second) = (
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+    );
+    let mut rest = pattern;
+    while let Some(at) = rest.find('%') {
+        output.write_all(&rest.as_bytes()[..at])?;
+        let directive = rest.as_bytes().get(at + 1).copied();
+        rest = &rest[(at + 2).min(rest.len())..];
+        match directive {
+            Some(b'Y') => write!(output, "{year:04}")?,
+            Some(b'm') => write!(output, "{month:02}")?,
+            Some(b'd') => write!(output, "{day:02}")?,
+            Some(b'H') => write!(output, "{hour:02}")?,
+            Some(b'M') => write!(output, "{minute:02}")?,
+            Some(b'S') => write!(output, "{second:02}")?,
+            Some(b'L') => write!(output, "{:03}", ms_of_day % 1000)?,
+            Some(b'F') => write!(output, "{year:04}-{month:02}-{day:02}")?,
+            Some(b'T') => write!(output, "{hour:02}:{minute:02}:{second:02}")?,
+            Some(b's') => write!(output, "{}", timestamp_ms.div_euclid(1000))?,
+            Some(b'j') => write!(output, "{:03}", days - days_from_civil(year, 1, 1) + 1)?,
+            Some(b'a') => output.write_all(WEEKDAYS[days.rem_euclid(7) as usize].as_bytes())?,
+            Some(b'b') => output.write_all(MONTHS[month as usize - 1].as_bytes())?,
+            Some(b'Z') => output.write_all(b"UTC")?,
+            Some(b'%') => output.write_all(b"%")?,
+            other => unreachable!("strftime pattern not checked: %{other:?}"),
+        }
+    }
+    output.write_all(rest.as_bytes())
+}
+
 /// Parses an RFC 3339 date (`2026-01-01`, midnight UTC) or date-time
 /// (`2026-01-01T10:00:00Z`, `...T10:00:00.250+02:00`; `T` or a space) into ms since the epoch.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
@@ -228,6 +291,24 @@ mod tests {
         let encoded = text(|o| write_base64(o, &long));
         assert_eq!(encoded.len(), 1336);
         assert!(encoded.ends_with("qw=="), "{encoded}");
+    }
+
+    #[test]
+    fn strftime_patterns_print_utc_fields_and_refuse_unknown_directives() {
+        // 2026-03-01T07:08:09.045Z, a Sunday, day 60 of the year.
+        let timestamp_ms = 1_772_348_889_045;
+        let formatted =
+            |pattern: &str| text(|output| write_strftime(output, pattern, timestamp_ms));
+        assert_eq!(formatted("%Y-%m-%d %H:%M:%S.%L"), "2026-03-01 07:08:09.045");
+        assert_eq!(formatted("%F %T %Z"), "2026-03-01 07:08:09 UTC");
+        assert_eq!(
+            formatted("%a %b %j %s 100%%"),
+            "Sun Mar 060 1772348889 100%"
+        );
+        assert_eq!(formatted("no directives"), "no directives");
+        assert!(check_strftime("%F %T.%L"));
+        assert!(!check_strftime("%Q"));
+        assert!(!check_strftime("ends with %"));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::io::{self, Write};
 
 use spate_client::ConsumerRecord;
 
-use crate::encoding::{write_base64, write_hex, write_rfc3339, Encoding};
+use crate::encoding::{
+    check_strftime, write_base64, write_hex, write_rfc3339, write_strftime, Encoding,
+};
 
 /// One piece of a compiled template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,8 @@ enum Part {
     ValueSize,
     Timestamp,
     Date,
+    /// `%d{strftime[PATTERN]}`: the timestamp through a checked strftime pattern, in UTC.
+    DateFormatted(String),
     Headers,
 }
 
@@ -44,6 +48,11 @@ pub enum TemplateError {
     TrailingPercent,
     #[error("unknown modifier {{{0}}} (use {{text}}, {{hex}} or {{base64}} after %k or %v)")]
     UnknownModifier(String),
+    #[error(
+        "bad date modifier {{{0}}} (use %d{{strftime[PATTERN]}} with %Y %m %d %H %M %S %L %F %T \
+         %s %j %a %b %Z %%)"
+    )]
+    DateModifier(String),
 }
 
 impl Template {
@@ -102,6 +111,19 @@ impl Template {
                         Some('K') => Part::KeySize,
                         Some('S') => Part::ValueSize,
                         Some('T') => Part::Timestamp,
+                        Some('d') if characters.as_str().starts_with('{') => {
+                            let rest = &characters.as_str()[1..];
+                            let modifier = rest.split('}').next().unwrap_or_default();
+                            let pattern = rest
+                                .strip_prefix("strftime[")
+                                .and_then(|pattern| pattern.split_once("]}"))
+                                .map(|(pattern, _)| pattern)
+                                .filter(|pattern| check_strftime(pattern))
+                                .ok_or_else(|| TemplateError::DateModifier(modifier.to_string()))?;
+                            characters =
+                                rest["strftime[".len() + pattern.len() + "]}".len()..].chars();
+                            Part::DateFormatted(pattern.to_string())
+                        }
                         Some('d') => Part::Date,
                         Some('h') => Part::Headers,
                         Some(other) => return Err(TemplateError::UnknownToken(other)),
@@ -163,6 +185,9 @@ impl Template {
                 Part::ValueSize => write!(output, "{}", size(record.value()))?,
                 Part::Timestamp => write!(output, "{}", record.timestamp())?,
                 Part::Date => write_rfc3339(output, record.timestamp())?,
+                Part::DateFormatted(pattern) => {
+                    write_strftime(output, pattern, record.timestamp())?
+                }
                 Part::Headers => {
                     for (index, (key, value)) in record.headers().enumerate() {
                         if index > 0 {
@@ -361,6 +386,26 @@ mod tests {
             Err(TemplateError::UnknownModifier("rot13".into()))
         );
         assert!(Template::parse("%v{hex").is_err());
+    }
+
+    #[test]
+    fn a_date_takes_a_strftime_pattern_as_rpk_writes_it() {
+        let template = Template::parse("%d{strftime[%Y-%m-%d %H:%M:%S]}|%v").unwrap();
+        assert_eq!(
+            template.parts,
+            vec![
+                Part::DateFormatted("%Y-%m-%d %H:%M:%S".into()),
+                Part::Literal(b"|".to_vec()),
+                Part::Value(Encoding::Text),
+                Part::Literal(b"\n".to_vec()),
+            ]
+        );
+        assert_eq!(
+            Template::parse("%d{go[2006]}"),
+            Err(TemplateError::DateModifier("go[2006]".into()))
+        );
+        assert!(Template::parse("%d{strftime[%Q]}").is_err());
+        assert!(Template::parse("%d{strftime[%Y").is_err());
     }
 
     #[test]

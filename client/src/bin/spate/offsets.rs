@@ -24,6 +24,9 @@ pub enum Position {
     FromStart(u64),
     /// The first record at or after this time (ms since the epoch).
     Time(i64),
+    /// The consumer group's committed offset (`-o stored`, with `--group` only; `consume`
+    /// refuses it without one, so no plan ever resolves it).
+    Stored,
 }
 
 /// Where a partition stops (exclusive).
@@ -75,6 +78,7 @@ impl Plan {
             Position::FromEnd(count) => end.saturating_sub(count).max(log_start),
             Position::FromStart(count) => log_start.saturating_add(count).min(end),
             Position::Time(_) => start_at_time.unwrap_or(end).max(log_start),
+            Position::Stored => unreachable!("-o stored is refused without --group"),
         };
         Self::Read { start, stop: None }
     }
@@ -156,6 +160,13 @@ fn parse_stop(text: &str) -> Option<Stop> {
 
 /// Parses an `--offset` for clap.
 pub fn parse_offset_spec(text: &str) -> Result<OffsetSpec, String> {
+    // A group's committed offsets are a start only: a range from them has no meaning to kcat.
+    if text == "stored" {
+        return Ok(OffsetSpec {
+            from: Position::Stored,
+            to: None,
+        });
+    }
     if let Some(from) = parse_position(text).filter(|_| !text.is_empty()) {
         return Ok(OffsetSpec { from, to: None });
     }
@@ -166,7 +177,7 @@ pub fn parse_offset_spec(text: &str) -> Result<OffsetSpec, String> {
         }
     }
     Err(
-        "expected start, end, N, -N, +N, @TIME (ms, RFC 3339 or -1h) or FROM:TO \
+        "expected start, end, stored, N, -N, +N, @TIME (ms, RFC 3339 or -1h) or FROM:TO \
          (TO: end, N, +N or @TIME)"
             .to_string(),
     )
@@ -185,6 +196,7 @@ mod tests {
         let cases = [
             ("start", spec(Position::Start, None)),
             ("end", spec(Position::End, None)),
+            ("stored", spec(Position::Stored, None)),
             ("42", spec(Position::Absolute(42), None)),
             ("-10", spec(Position::FromEnd(10), None)),
             ("+3", spec(Position::FromStart(3), None)),
@@ -215,7 +227,16 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse_offset_spec(text), Ok(expected), "{text}");
         }
-        for bad in ["", "soon", "-x", "5:", "5:-3", "@yesterday", "1:2:3"] {
+        for bad in [
+            "stored:end",
+            "",
+            "soon",
+            "-x",
+            "5:",
+            "5:-3",
+            "@yesterday",
+            "1:2:3",
+        ] {
             assert!(parse_offset_spec(bad).is_err(), "{bad}");
         }
         let Ok(OffsetSpec {
