@@ -35,9 +35,22 @@
 //!   in a round with a disk error, an out-of-order answer to a request whose predecessor was
 //!   rolled back; once the disk is healthy every producer finishes its stream.
 //!
-//! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>` (`SPATE_SIM_TRACE=1`
-//! prints every operation). The number of cases is `SPATE_SIM_CASES` (default below, split over
-//! two test threads); `SPATE_SIM_BASE_SEED` starts them elsewhere to explore new seeds.
+//!
+//! A third, smaller set of shorter cases ends in operator damage to the cleanly closed
+//! partition (FORMAT.md, "What each file's damage does"): a byte flipped in a closed segment's
+//! `.log`, a file deleted or truncated (any segment file, a producer snapshot, the recovery
+//! point or log start checkpoint), or an index replaced by another segment's (stale). The
+//! reopen must then either refuse the partition with a typed error (`Corrupt`, `LostData`), or
+//! serve every acknowledged record byte for byte except, for a flipped byte only, those inside
+//! a range a read reports as `CorruptBatch`; nothing else is served, no read stalls, the log
+//! never ends below acknowledged data, and the next append gets a new offset. Damage to an
+//! index, a missing recovery point and a missing or truncated producer snapshot must be
+//! repaired at open.
+//!
+//! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>` (a damage case with
+//! `SPATE_SIM_DAMAGE_SEED=<seed>`; `SPATE_SIM_TRACE=1` prints every operation). The number of
+//! cases is `SPATE_SIM_CASES` (default below, split over two test threads) and
+//! `SPATE_SIM_DAMAGE_CASES`; `SPATE_SIM_BASE_SEED` starts them elsewhere to explore new seeds.
 
 mod storage_support;
 
@@ -54,8 +67,8 @@ use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use spate_broker::storage::{
-    AppendOutcome, AppendWait, CachedFileSystem, Clock, Durability, FaultPlan, LogConfig,
-    ManualClock, MemoryFileSystem, PartitionLog, StorageError,
+    AppendOutcome, AppendWait, CachedFileSystem, Clock, Durability, FaultPlan, FileSystem,
+    LogConfig, ManualClock, MemoryFileSystem, PartitionLog, StorageError,
 };
 use spate_protocol::batch::header::{last_sequence, sequence_after, stamp_producer};
 use spate_protocol::constants::PRODUCER_BATCHES_RETAINED;
@@ -67,6 +80,10 @@ use storage_support::{
 /// Cases per run by default (two test functions each run half). Raise with SPATE_SIM_CASES.
 const CASES_DEFAULT: u64 = 3000;
 const BASE_SEED: u64 = 0x5eed_0000;
+/// Operator damage cases per run by default (a shorter case each). Raise with
+/// SPATE_SIM_DAMAGE_CASES.
+const DAMAGE_CASES_DEFAULT: u64 = 300;
+const DAMAGE_BASE_SEED: u64 = 0xda3a_0000;
 const START_MS: i64 = 1_700_000_000_000;
 
 /// Idempotent producers writing to the partition in each case.
@@ -189,6 +206,71 @@ fn is_producer_refusal(error: &StorageError) -> bool {
             | StorageError::ProducerFenced { .. }
             | StorageError::InvalidProducerFields { .. }
     )
+}
+
+/// Operator damage planted in a cleanly closed partition (see [`Case::damage_and_check`]).
+#[derive(Debug, Clone)]
+enum Damage {
+    /// One byte of a closed segment's `.log` inverted.
+    FlipClosedLog { path: PathBuf, position: usize },
+    /// A file removed.
+    Delete { path: PathBuf },
+    /// A file cut to `length` bytes (shorter than it was).
+    Truncate { path: PathBuf, length: u64 },
+    /// A segment's `.index` or `.timeindex` replaced by the same file of another segment.
+    StaleIndex { path: PathBuf, from: PathBuf },
+}
+
+impl Damage {
+    fn path(&self) -> &PathBuf {
+        match self {
+            Damage::FlipClosedLog { path, .. }
+            | Damage::Delete { path }
+            | Damage::Truncate { path, .. }
+            | Damage::StaleIndex { path, .. } => path,
+        }
+    }
+
+    /// Damage that FORMAT.md says costs nothing but work at open: the partition must open and
+    /// serve every record (indexes are rebuilt, a missing recovery point means a longer replay,
+    /// an invalid or missing producer snapshot means replay from an older one).
+    fn must_be_repaired(&self) -> bool {
+        let name = file_name(self.path());
+        let index = name.ends_with(".index") || name.ends_with(".timeindex");
+        match self {
+            Damage::FlipClosedLog { .. } => false,
+            Damage::StaleIndex { .. } => true,
+            Damage::Delete { .. } => {
+                index || name.ends_with(".producers") || name == "recovery-point"
+            }
+            Damage::Truncate { .. } => index || name.ends_with(".producers"),
+        }
+    }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Errors an open of a damaged partition may fail with: each takes the partition offline with
+/// the file and the reason, and none serves anything.
+fn is_damage_refusal(error: &StorageError) -> bool {
+    matches!(
+        error,
+        StorageError::Corrupt { .. }
+            | StorageError::LostData { .. }
+            | StorageError::MissingDirectory { .. }
+    )
+}
+
+/// What a scan of a damaged log found: batches served (base offset to id) and the offset
+/// ranges `[first, readable_from)` reads reported as damaged.
+#[derive(Default)]
+struct DamageScan {
+    served: BTreeMap<u64, u64>,
+    ranges: Vec<(u64, u64)>,
 }
 
 struct Case {
@@ -1028,6 +1110,233 @@ impl Case {
         self.verify_after_open();
     }
 
+    /// Draws one kind of operator damage to the partition's files as they are now (closed).
+    fn draw_damage(&mut self) -> Damage {
+        let paths: Vec<PathBuf> = self
+            .disk
+            .file_paths()
+            .into_iter()
+            .filter(|path| path.parent() == Some(directory().as_path()))
+            .filter(|path| !file_name(path).ends_with(".tmp"))
+            .collect();
+        let logs: Vec<&PathBuf> = paths
+            .iter()
+            .filter(|path| file_name(path).ends_with(".log"))
+            .collect();
+        let closed_logs = &logs[..logs.len().saturating_sub(1)];
+        let length_of = |path: &PathBuf| self.disk.file_bytes(path).map_or(0, |bytes| bytes.len());
+        let choice = self.rng.gen_range(0..100);
+        if choice < 35 {
+            let candidates: Vec<&PathBuf> = closed_logs
+                .iter()
+                .copied()
+                .filter(|path| length_of(path) > 0)
+                .collect();
+            if !candidates.is_empty() {
+                let path = candidates[self.rng.gen_range(0..candidates.len())].clone();
+                let position = self.rng.gen_range(0..length_of(&path));
+                return Damage::FlipClosedLog { path, position };
+            }
+        }
+        if choice < 50 {
+            for suffix in [".index", ".timeindex"] {
+                let indexes: Vec<&PathBuf> = paths
+                    .iter()
+                    .filter(|path| file_name(path).ends_with(suffix) && length_of(path) > 0)
+                    .collect();
+                if indexes.len() >= 2 {
+                    let path = indexes[self.rng.gen_range(0..indexes.len())].clone();
+                    let from = indexes[self.rng.gen_range(0..indexes.len())].clone();
+                    if from != path {
+                        return Damage::StaleIndex { path, from };
+                    }
+                }
+            }
+        }
+        let path = paths[self.rng.gen_range(0..paths.len())].clone();
+        let length = length_of(&path);
+        if choice < 75 || length == 0 {
+            Damage::Delete { path }
+        } else {
+            // Files are written in whole blocks: half the cuts go into the first bytes, where
+            // a checkpoint's or snapshot's contents lie.
+            let cut_below = if self.rng.gen_bool(0.5) {
+                length.min(64)
+            } else {
+                length
+            };
+            let length = self.rng.gen_range(0..cut_below) as u64;
+            Damage::Truncate { path, length }
+        }
+    }
+
+    /// Closes the log cleanly, plants one piece of operator damage, reopens (a restart: the
+    /// open-file cache starts empty) and checks the outcome against the model: the open fails
+    /// with a typed refusal (the partition goes offline), or every record that was acknowledged
+    /// is served byte for byte or, only for a flipped byte in a closed segment, reported as a
+    /// `CorruptBatch` naming a range that holds it. Nothing else is served, no read stalls, and
+    /// the next append never gets an offset that was acknowledged before.
+    fn damage_and_check(&mut self) {
+        let log = Rc::try_unwrap(self.log.take().expect("open"))
+            .ok()
+            .expect("no task holds the log");
+        self.run_without_faults(async move { log.close().await })
+            .unwrap_or_else(|error| panic!("close on a healthy disk failed: {error}"));
+        let damage = self.draw_damage();
+        self.note(format!("operator damage: {damage:?}"));
+        match &damage {
+            Damage::FlipClosedLog { path, position } => {
+                let bytes = self.disk.file_bytes(path).expect("the segment exists");
+                self.disk
+                    .overwrite_durably(path, *position as u64, &[!bytes[*position]]);
+            }
+            Damage::Delete { path } => {
+                let disk = self.disk.clone();
+                let path = path.clone();
+                self.run_without_faults(async move { disk.remove_file(&path).await })
+                    .unwrap_or_else(|error| panic!("removing a file failed: {error}"));
+            }
+            Damage::Truncate { path, length } => self.disk.set_length_durably(path, *length),
+            Damage::StaleIndex { path, from } => {
+                let bytes = self.disk.file_bytes(from).expect("the other index exists");
+                self.disk.set_length_durably(path, 0);
+                self.disk.overwrite_durably(path, 0, &bytes);
+            }
+        }
+        self.files = Rc::new(CachedFileSystem::new((*self.disk).clone(), 4));
+        self.faults = FaultPlan {
+            error_ppm: 0,
+            short_write_ppm: 0,
+            ..self.faults
+        };
+        self.disk.set_faults(self.faults);
+        let files = self.files.clone();
+        let clock: Rc<dyn Clock> = self.clock.clone();
+        let config = self.config.clone();
+        let opened =
+            self.run(async move { PartitionLog::open(files, directory(), config, clock).await });
+        let log = match opened {
+            Ok(log) => Rc::new(log),
+            Err(error) => {
+                self.note(format!("open refused: {error}"));
+                assert!(
+                    !damage.must_be_repaired(),
+                    "{damage:?} must be repaired at open, but the open failed: {error}"
+                );
+                assert!(
+                    is_damage_refusal(&error),
+                    "an open after {damage:?} failed with an untyped error: {error}"
+                );
+                return;
+            }
+        };
+        assert!(
+            log.next_offset() >= self.durable_next_offset,
+            "after {damage:?} the log ends at {} below the acknowledged {}: offsets would be reused",
+            log.next_offset(),
+            self.durable_next_offset
+        );
+        let reported = self.scan_reporting_damage(&log, &damage);
+        let log_start = log.log_start_offset();
+        let high_watermark = log.high_watermark();
+        for (offset, entry) in self.acknowledged.range(log_start..high_watermark) {
+            let served = reported.served.get(offset) == Some(&entry.id);
+            let covered = reported
+                .ranges
+                .iter()
+                .any(|(first, after)| *first < entry.next_offset && *offset < *after);
+            assert!(
+                served || covered,
+                "after {damage:?} batch {} at {offset} is neither served nor reported",
+                entry.id
+            );
+        }
+        if let Some(last) = self.acknowledged.values().last() {
+            assert!(
+                high_watermark >= last.next_offset,
+                "after {damage:?} acknowledged offsets up to {} are no longer in the log (it ends at {high_watermark})",
+                last.next_offset
+            );
+        }
+        // The next append lands past everything acknowledged.
+        let bytes = self.new_batch();
+        let appender = log.clone();
+        let outcome = self
+            .run(async move { appender.append(bytes, AppendWait::Durable).await })
+            .unwrap_or_else(|error| panic!("an append after {damage:?} failed: {error}"));
+        assert!(
+            outcome.base_offset >= self.durable_next_offset,
+            "after {damage:?} an append reused offset {} (acknowledged up to {})",
+            outcome.base_offset,
+            self.durable_next_offset
+        );
+    }
+
+    /// Reads the whole log from its start, stepping over what reads report as damaged.
+    fn scan_reporting_damage(&mut self, log: &Rc<Log>, damage: &Damage) -> DamageScan {
+        let mut scan = DamageScan::default();
+        let mut offset = log.log_start_offset();
+        let high_watermark = log.high_watermark();
+        while offset < high_watermark {
+            let max_bytes = self.rng.gen_range(1..=40_000);
+            let reader = log.clone();
+            match self.run(async move { reader.read(offset, max_bytes).await }) {
+                Ok(read) => {
+                    assert!(
+                        !read.batches.is_empty(),
+                        "a read below the high watermark returns a batch"
+                    );
+                    for stored in &read.batches {
+                        let header = header_of(stored);
+                        assert!(
+                            (header.base_offset <= offset && offset < header.next_offset())
+                                || header.base_offset == offset,
+                            "after {damage:?} a read at {offset} served offset {}",
+                            header.base_offset
+                        );
+                        let id = id_of(stored);
+                        let original = self.originals.get(&id).unwrap_or_else(|| {
+                            panic!("after {damage:?} a read served a batch no append handed in")
+                        });
+                        assert!(
+                            same_batch(stored, original),
+                            "after {damage:?} a read served altered bytes at {}",
+                            header.base_offset
+                        );
+                        if let Some(entry) = self.acknowledged.get(&header.base_offset) {
+                            assert_eq!(
+                                entry.id, id,
+                                "after {damage:?} another batch is served at {}",
+                                header.base_offset
+                            );
+                        }
+                        scan.served.insert(header.base_offset, id);
+                        offset = header.next_offset();
+                    }
+                }
+                Err(StorageError::CorruptBatch {
+                    offset: first,
+                    readable_from,
+                    ..
+                }) => {
+                    assert!(
+                        matches!(damage, Damage::FlipClosedLog { .. }),
+                        "{damage:?} must not make a batch unreadable (at {offset})"
+                    );
+                    assert!(
+                        first <= offset && offset < readable_from,
+                        "a corrupt batch report [{first}, {readable_from}) for a read at {offset}"
+                    );
+                    self.note(format!("reported damaged: [{first}, {readable_from})"));
+                    scan.ranges.push((first, readable_from));
+                    offset = readable_from;
+                }
+                Err(error) => panic!("a read at {offset} after {damage:?} failed: {error}"),
+            }
+        }
+        scan
+    }
+
     /// Reads the whole log and checks it against the model; returns the batches by offset.
     fn scan(&mut self) -> Vec<(u64, Bytes)> {
         let log = self.log();
@@ -1438,10 +1747,20 @@ async fn producer_request(
 }
 
 fn run_case(seed: u64) {
+    run_case_with(seed, false);
+}
+
+/// Runs one case; with `damaged`, a shorter one that ends in operator damage
+/// ([`Case::damage_and_check`]).
+fn run_case_with(seed: u64, damaged: bool) {
     let mut case = Case::new(seed);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         case.open();
-        let steps = case.rng.gen_range(20..=60);
+        let steps = if damaged {
+            case.rng.gen_range(10..=40)
+        } else {
+            case.rng.gen_range(20..=60)
+        };
         for _ in 0..steps {
             case.step();
         }
@@ -1450,6 +1769,9 @@ fn run_case(seed: u64) {
         case.disk.set_no_space(false);
         case.finish_producers();
         case.restart(false);
+        if damaged {
+            case.damage_and_check();
+        }
     }));
     if let Err(panic) = outcome {
         let message = panic
@@ -1459,7 +1781,9 @@ fn run_case(seed: u64) {
             .unwrap_or_default();
         let trace: Vec<&String> = case.trace.iter().rev().take(25).collect();
         panic!(
-            "simulation failed for seed {seed} (rerun: SPATE_SIM_SEED={seed}): {message}\nconfig: {:?}\nfaults: {:?}\nlast operations (newest first): {trace:#?}",
+            "simulation failed for seed {seed}{} (rerun: {}={seed}): {message}\nconfig: {:?}\nfaults: {:?}\nlast operations (newest first): {trace:#?}",
+            if damaged { " with operator damage" } else { "" },
+            if damaged { "SPATE_SIM_DAMAGE_SEED" } else { "SPATE_SIM_SEED" },
             case.config, case.faults
         );
     }
@@ -1490,6 +1814,36 @@ fn run_part(part: u64) {
     for case in (part..cases_total()).step_by(2) {
         run_case(base_seed + case);
     }
+}
+
+/// Runs the operator damage cases (`SPATE_SIM_DAMAGE_CASES`), or only `SPATE_SIM_DAMAGE_SEED`.
+fn run_damage_cases() {
+    if let Some(seed) = std::env::var("SPATE_SIM_DAMAGE_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+    {
+        run_case_with(seed, true);
+        return;
+    }
+    if std::env::var_os("SPATE_SIM_SEED").is_some() {
+        return;
+    }
+    let cases = std::env::var("SPATE_SIM_DAMAGE_CASES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(DAMAGE_CASES_DEFAULT);
+    let base_seed = std::env::var("SPATE_SIM_BASE_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(DAMAGE_BASE_SEED);
+    for case in 0..cases {
+        run_case_with(base_seed + case, true);
+    }
+}
+
+#[test]
+fn seeded_runs_with_operator_damage_serve_or_report_every_acknowledged_record() {
+    run_damage_cases();
 }
 
 #[test]
