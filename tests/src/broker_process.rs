@@ -225,7 +225,21 @@ struct StartHung {
     threads: String,
 }
 
-/// Starts the broker; a start that hangs is reported in full and tried once more.
+/// Why one start attempt did not give a ready broker.
+enum StartFailure {
+    Hung(StartHung),
+    /// A restart on a fixed port found it taken (its log says so).
+    AddressInUse(String),
+}
+
+/// How long a restart waits for its old port. The port is free once the old broker is gone,
+/// but until the restart binds it any socket on this machine may take it as an ephemeral source
+/// port (the kernel hands out a released port like any other); a client socket closes through
+/// TIME_WAIT (60 s on Linux).
+const PORT_RECLAIM_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Starts the broker; a start that hangs is reported in full and tried once more, and a restart
+/// whose fixed port another socket took meanwhile tries again until [`PORT_RECLAIM_TIMEOUT`].
 ///
 /// Why the retry: CI once saw a debug broker stop logging after "catalog opened" while twelve
 /// brokers started at once on two cores, and it could not be reproduced in 300+ starts since.
@@ -235,26 +249,36 @@ struct StartHung {
 /// start (reported in full, with the watchdog's lines and a thread dump) must not hide the
 /// result of the test that needed the broker; a second hang fails the test.
 fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawned {
-    match spawn_once(data_dir, listen, options) {
-        Ok(spawned) => spawned,
-        Err(hung) => {
-            // Straight to the process's stderr: libtest captures `eprintln!` of passing tests,
-            // and this must be seen even when the retry succeeds.
-            let _ = writeln!(
-                std::io::stderr(),
-                "BROKER START HUNG (known open bug, retrying once): no readiness within \
-                 {READY_TIMEOUT:?}\n--- broker log ---\n{}\n--- broker threads ---\n{}",
-                hung.log,
-                hung.threads
-            );
-            match spawn_once(data_dir, listen, options) {
-                Ok(spawned) => spawned,
-                Err(hung) => panic!(
-                    "broker did not become ready within {READY_TIMEOUT:?}, twice; its log:\n{}\n\
-                     threads:\n{}",
-                    hung.log, hung.threads
-                ),
+    let mut hung_once = false;
+    let reclaim_deadline = Instant::now() + PORT_RECLAIM_TIMEOUT;
+    loop {
+        match spawn_once(data_dir, listen, options) {
+            Ok(spawned) => return spawned,
+            Err(StartFailure::AddressInUse(log)) => {
+                assert!(
+                    listen.port() != 0 && Instant::now() < reclaim_deadline,
+                    "broker could not listen on {listen} within {PORT_RECLAIM_TIMEOUT:?}; \
+                     its log:\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(250));
             }
+            Err(StartFailure::Hung(hung)) if !hung_once => {
+                hung_once = true;
+                // Straight to the process's stderr: libtest captures `eprintln!` of passing
+                // tests, and this must be seen even when the retry succeeds.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "BROKER START HUNG (known open bug, retrying once): no readiness within \
+                     {READY_TIMEOUT:?}\n--- broker log ---\n{}\n--- broker threads ---\n{}",
+                    hung.log,
+                    hung.threads
+                );
+            }
+            Err(StartFailure::Hung(hung)) => panic!(
+                "broker did not become ready within {READY_TIMEOUT:?}, twice; its log:\n{}\n\
+                 threads:\n{}",
+                hung.log, hung.threads
+            ),
         }
     }
 }
@@ -281,7 +305,7 @@ fn spawn_once(
     data_dir: &Path,
     listen: SocketAddr,
     options: &BrokerOptions,
-) -> Result<Spawned, StartHung> {
+) -> Result<Spawned, StartFailure> {
     let mut command = Command::new(broker_binary());
     if let Some(descriptors_max) = options.descriptors_max {
         let limit = libc::rlimit {
@@ -349,13 +373,17 @@ fn spawn_once(
                 let threads = thread_dump(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(StartHung {
+                return Err(StartFailure::Hung(StartHung {
                     log: seen.join("\n"),
                     threads,
-                });
+                }));
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = child.wait().expect("wait for broker");
+                let log = seen.join("\n");
+                if log.contains("Address already in use") || log.contains("Address in use") {
+                    return Err(StartFailure::AddressInUse(log));
+                }
                 panic!(
                     "broker exited before it was ready ({status}); its log:\n{}",
                     seen.join("\n")
@@ -387,5 +415,32 @@ mod tests {
             ready_address("INFO shard listening address=127.0.0.1:1"),
             None
         );
+    }
+
+    #[test]
+    fn a_restart_whose_port_was_taken_meanwhile_waits_for_it() {
+        let mut broker = Broker::start(BrokerOptions::default());
+        let address = broker.address();
+        broker.kill();
+        // What an ephemeral client socket does to a released port, held for longer than the
+        // broker's own wait for it. The old broker's socket outlives its process by a few
+        // milliseconds (io_uring teardown), hence the loop.
+        let started = Instant::now();
+        let squatter = loop {
+            match std::net::TcpListener::bind(address) {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    assert!(started.elapsed() < Duration::from_secs(30), "{error}");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            drop(squatter);
+        });
+        broker.restart();
+        assert_eq!(broker.address(), address);
+        release.join().unwrap();
     }
 }

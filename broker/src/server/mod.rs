@@ -137,7 +137,11 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     startup::log_memlock(shard_count, config.limits.io_memory_bytes);
     // Bind first: a port held by anyone else (another broker included) fails the start before
     // the data directory is touched.
-    let listener = startup::bind_listener(config.listen).map_err(|source| ServerError::Listen {
+    let listener = startup::bind_listener_waiting(
+        config.listen,
+        Duration::from_millis(startup::LISTEN_ADDRESS_IN_USE_WAIT_MS),
+    )
+    .map_err(|source| ServerError::Listen {
         address: config.listen,
         source,
     })?;

@@ -10,12 +10,21 @@
 //! data directory, same user) could bind the same port and the kernel would split connections
 //! between the two; without it, the second one fails with "address in use".
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// Backlog of the listening socket (the kernel caps it at somaxconn).
 pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How long a start waits for a port that is in use before it gives up. A broker that was just
+/// killed keeps its listening socket for a few milliseconds after the process is gone (its
+/// io_uring rings, whose pending accepts hold the socket, are torn down asynchronously; ~6 ms
+/// measured here, longer on a loaded host), so an immediate restart would otherwise fail. A
+/// second broker on a port that stays taken fails after this wait.
+pub const LISTEN_ADDRESS_IN_USE_WAIT_MS: u64 = 2_000;
 
 /// glommio refuses to start an executor under this memlock limit.
 const GLOMMIO_MEMLOCK_MIN_BYTES: u64 = 512 * 1024;
@@ -93,6 +102,28 @@ pub fn log_memlock(shards: usize, io_memory_bytes: usize) {
 /// The broker's listening socket, with SO_REUSEADDR (a restarted broker can bind while old
 /// connections sit in TIME_WAIT) and without SO_REUSEPORT (nobody else may bind the port while it
 /// is held). Non-blocking: every shard's executor accepts on a duplicate of it.
+/// [`bind_listener`], waiting up to `wait` (polling) while the address is in use.
+pub fn bind_listener_waiting(address: SocketAddr, wait: Duration) -> std::io::Result<Socket> {
+    let deadline = Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match bind_listener(address) {
+            Err(error) if error.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !told {
+                    told = true;
+                    tracing::info!(
+                        %address,
+                        wait_ms = wait.as_millis() as u64,
+                        "listen address in use; waiting in case it is a broker that just exited"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
 pub fn bind_listener(address: SocketAddr) -> std::io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
@@ -211,6 +242,21 @@ mod tests {
         let address = first.local_addr().unwrap().as_socket().unwrap();
         let error = bind_listener(address).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_port_released_within_the_wait_is_taken_and_one_held_longer_is_refused() {
+        let holder = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = holder.local_addr().unwrap().as_socket().unwrap();
+        let error = bind_listener_waiting(address, Duration::from_millis(100)).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(holder);
+        });
+        bind_listener_waiting(address, Duration::from_secs(30)).unwrap();
+        release.join().unwrap();
     }
 
     #[test]
