@@ -1,5 +1,5 @@
-//! Topic administration: create, delete, list, describe, alter configuration, list offsets and
-//! delete records; and the cluster's description (broker, shards, topic defaults, partitions).
+//! Topic administration: create, delete, list, describe, alter configuration, add partitions,
+//! list offsets and delete records; and the cluster's description (broker, shards, topic defaults, partitions).
 //!
 //! Every method returns a [`Completion`] (await it, or `wait()` from a plain thread). Reads are
 //! retried through reconnects until `ClientConfig::retry_timeout`; changes are retried only when
@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use spate_protocol::api::CreatePartitionsRequest;
 use spate_protocol::api::{AlterTopicConfigRequest, ConfigEntry, CreateTopic, CreateTopicsRequest};
 use spate_protocol::api::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteTopicsRequest};
 use spate_protocol::api::{DescribeClusterRequest, DescribeClusterResponse};
@@ -387,6 +388,40 @@ impl Admin {
                 }),
                 code => Err(Error::broker(
                     "alter topic config",
+                    Some(&request.name),
+                    None,
+                    code,
+                    response.error_message,
+                )),
+            }
+        })
+    }
+
+    /// Grows topic `name` to `partition_count` partitions in all (Kafka's CreatePartitions: the
+    /// count can only grow; one not larger than today's is refused with `InvalidPartitions`).
+    /// Existing partitions keep their records; records with keys may hash to another partition
+    /// from now on. This client's metadata cache forgets the topic, so its producers use the new
+    /// count at once; other clients see it when their cached metadata ages out.
+    pub fn create_partitions(&self, name: &str, partition_count: u32) -> Completion<()> {
+        let network = self.client.network().clone();
+        let request = CreatePartitionsRequest {
+            name: name.to_string(),
+            partition_count,
+        };
+        self.client.spawn("create partitions", async move {
+            // Sent once: a repeat after a lost answer would be refused as "not larger".
+            let response = network
+                .call_retrying(&request, "create partitions", Retry::BeforeSending)
+                .await;
+            network.invalidate(&request.name);
+            let response = response?;
+            match response.error_code {
+                ErrorCode::None => Ok(()),
+                ErrorCode::UnknownTopicOrPartition => Err(Error::UnknownTopic {
+                    topic: request.name,
+                }),
+                code => Err(Error::broker(
+                    "create partitions",
                     Some(&request.name),
                     None,
                     code,

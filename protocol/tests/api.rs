@@ -172,6 +172,8 @@ fn decode_everything(bytes: &Bytes) {
         DescribeTopicResponse,
         AlterTopicConfigRequest,
         AlterTopicConfigResponse,
+        CreatePartitionsRequest,
+        CreatePartitionsResponse,
         ProduceRequest,
         ProduceResponse,
         FetchRequest,
@@ -271,6 +273,17 @@ proptest! {
             shard_count,
             topic_defaults,
         })?;
+    }
+
+    #[test]
+    fn create_partitions_round_trips(
+        name in "[a-z]{1,40}",
+        partition_count in any::<u32>(),
+        error_code in error_code(),
+        error_message in proptest::option::of(text()),
+    ) {
+        assert_request_round_trips(&CreatePartitionsRequest { name, partition_count })?;
+        assert_response_round_trips(&CreatePartitionsResponse { error_code, error_message })?;
     }
 
     #[test]
@@ -615,6 +628,35 @@ fn encoding_refuses_what_the_decoder_would_reject() {
 }
 
 #[test]
+fn a_create_partitions_request_cut_short_or_with_a_bad_name_is_a_clear_error() {
+    let request = CreatePartitionsRequest {
+        name: "orders".to_string(),
+        partition_count: 5,
+    };
+    let mut body = BytesMut::new();
+    request.encode(0, &mut body).unwrap();
+    let whole = body.freeze();
+    let cut = whole.slice(..whole.len() - 1);
+    assert!(CreatePartitionsRequest::decode(0, cut).is_err());
+    let mut bad_name = BytesMut::new();
+    bad_name.extend_from_slice(&2u16.to_le_bytes());
+    bad_name.extend_from_slice(&[0xff, 0xfe]);
+    bad_name.extend_from_slice(&5u32.to_le_bytes());
+    assert!(CreatePartitionsRequest::decode(0, bad_name.freeze()).is_err());
+    let too_long = CreatePartitionsRequest {
+        name: "n".repeat(250),
+        partition_count: 5,
+    };
+    assert!(matches!(
+        too_long.encode(0, &mut BytesMut::new()).unwrap_err(),
+        WireError::TooLong {
+            field: "topic_name",
+            ..
+        }
+    ));
+}
+
+#[test]
 fn unknown_error_codes_from_newer_peers_decode_as_unknown() {
     let mut body = BytesMut::new();
     body.extend_from_slice(&999u16.to_le_bytes());
@@ -683,6 +725,7 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::OffsetDelete, 20),
             (ApiKey::InitProducerId, 21),
             (ApiKey::DescribeCluster, 22),
+            (ApiKey::CreatePartitions, 23),
         ]
     );
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);

@@ -302,17 +302,28 @@ fn check_live_topic(
         ));
         return;
     }
-    if let Some(&beyond) = entry
+    // Partitions are added (CreatePartitions) by opening them before the catalog names them;
+    // a crash in between leaves partitions past the count that no client could write to. Empty
+    // ones are that; one holding records is lost catalog data and stops the open.
+    for &beyond in entry
         .partitions
         .iter()
-        .find(|partition| **partition >= count)
+        .filter(|partition| **partition >= count)
     {
-        problems.push(format!(
-            "topic {} has {count} partitions in the catalog but its directory holds partition \
-             {beyond} ({})",
-            topic.name,
-            entry.path.join(beyond.to_string()).display()
-        ));
+        let path = entry.path.join(beyond.to_string());
+        if partition_holds_records(&path) {
+            problems.push(format!(
+                "topic {} has {count} partitions in the catalog but its directory holds \
+                 partition {beyond} ({})",
+                topic.name,
+                path.display()
+            ));
+        } else {
+            reconciliation.removals.push((
+                path,
+                "removing a partition whose addition never completed (no records)",
+            ));
+        }
     }
     match &entry.metadata {
         None => reconciliation.metadata_to_write.push(topic.clone()),
@@ -330,6 +341,10 @@ fn check_live_topic(
                     topic.name,
                     topic.id
                 ));
+            } else if metadata.partition_count > count {
+                // A growth that wrote topic.toml but not the catalog: the catalog is the
+                // authority and nothing was written to the added partitions.
+                reconciliation.metadata_to_write.push(topic.clone());
             } else if metadata.partition_count != count {
                 problems.push(format!(
                     "topic {} has {count} partitions in the catalog but {} in {}",

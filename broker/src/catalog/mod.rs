@@ -81,6 +81,17 @@ pub enum CatalogError {
     TopicAlreadyExists { name: String },
     #[error("topic {name} does not exist")]
     UnknownTopic { name: String },
+    #[error(
+        "topic {name} has {existing} partitions; the new count {partitions} must be larger \
+         (partitions can only be added, never removed)"
+    )]
+    PartitionsNotGrown {
+        name: String,
+        partitions: i64,
+        existing: usize,
+    },
+    #[error("topic {name} is being created or changed by another request; try again")]
+    TopicBeingChanged { name: String },
     #[error("invalid partition count {partitions}: must be 1..={limit}")]
     InvalidPartitions { partitions: i64, limit: u32 },
     #[error("the broker already holds {limit} topics")]
@@ -437,6 +448,75 @@ impl Catalog {
         writer.reserved.remove(&topic.name);
         self.publish(next);
         Ok(())
+    }
+
+    /// Reserves more partitions for an existing topic (Kafka's CreatePartitions: only growth):
+    /// returns the topic with `partitions` partitions in all, the new ones placed like a new
+    /// topic's (least loaded shard first) and checked against `partitions_per_shard_max`. No
+    /// snapshot names them until [`Catalog::commit_topic`]; [`Catalog::release_topic`] gives the
+    /// reservation up and the topic stays as it was. Blocking (writer lock).
+    pub fn reserve_partitions(
+        &self,
+        name: &str,
+        partitions: i64,
+    ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        let mut writer = self.lock_writer();
+        let current = self.snapshot();
+        let Some(topic) = current.topics.get(name).cloned() else {
+            return Err(CatalogError::UnknownTopic {
+                name: name.to_string(),
+            });
+        };
+        if writer.reserved.contains_key(name) {
+            return Err(CatalogError::TopicBeingChanged {
+                name: name.to_string(),
+            });
+        }
+        let existing = topic.partition_shards.len();
+        if partitions <= existing as i64 {
+            return Err(CatalogError::PartitionsNotGrown {
+                name: name.to_string(),
+                partitions,
+                existing,
+            });
+        }
+        if partitions > i64::from(self.partitions_per_topic_max) {
+            return Err(CatalogError::InvalidPartitions {
+                partitions,
+                limit: self.partitions_per_topic_max,
+            });
+        }
+        let mut load = vec![0usize; current.shard_count];
+        for placed in current.topics.values().chain(writer.reserved.values()) {
+            for shard in &placed.partition_shards {
+                load[*shard] += 1;
+            }
+        }
+        let mut partition_shards = topic.partition_shards.clone();
+        for _ in existing..partitions as usize {
+            let shard = least_loaded(&load);
+            load[shard] += 1;
+            partition_shards.push(shard);
+        }
+        if let Some((shard, placed)) = load
+            .iter()
+            .copied()
+            .enumerate()
+            .find(|(_, placed)| *placed > self.partitions_per_shard_max)
+        {
+            return Err(CatalogError::TooManyPartitions {
+                partitions: partitions - existing as i64,
+                shard,
+                placed,
+                limit: self.partitions_per_shard_max,
+            });
+        }
+        let grown = Arc::new(TopicMetadata {
+            partition_shards,
+            ..(*topic).clone()
+        });
+        writer.reserved.insert(name.to_string(), grown.clone());
+        Ok(grown)
     }
 
     /// Gives up a reserved topic's name (its creation failed and what it created is removed).
@@ -1098,6 +1178,61 @@ mod tests {
     }
 
     #[test]
+    fn added_partitions_are_named_only_once_committed_and_only_growth_is_accepted() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 2);
+        catalog
+            .create_topic("t", 2, TopicConfig::default())
+            .unwrap();
+        for count in [1, 2] {
+            let error = catalog.reserve_partitions("t", count).unwrap_err();
+            assert!(
+                matches!(error, CatalogError::PartitionsNotGrown { .. }),
+                "{error}"
+            );
+        }
+        assert!(matches!(
+            catalog.reserve_partitions("none", 3).unwrap_err(),
+            CatalogError::UnknownTopic { .. }
+        ));
+        let grown = catalog.reserve_partitions("t", 5).unwrap();
+        assert_eq!(grown.partition_shards, vec![0, 1, 0, 1, 0]);
+        assert_eq!(catalog.snapshot().topic("t").unwrap().partition_count(), 2);
+        assert!(matches!(
+            catalog.reserve_partitions("t", 6).unwrap_err(),
+            CatalogError::TopicBeingChanged { .. }
+        ));
+        catalog.release_topic(&grown);
+        assert_eq!(catalog.snapshot().topic("t").unwrap().partition_count(), 2);
+        let grown = catalog.reserve_partitions("t", 5).unwrap();
+        catalog.commit_topic(&grown).unwrap();
+        drop(catalog);
+        let (reopened, _) = open(directory.path(), 2);
+        assert_eq!(reopened.snapshot().topic("t").unwrap().partition_count(), 5);
+    }
+
+    #[test]
+    fn empty_partitions_of_an_addition_that_never_committed_are_removed_at_open() {
+        let directory = tempfile::tempdir().unwrap();
+        let (catalog, _) = open(directory.path(), 1);
+        let created = catalog
+            .create_topic("t", 2, TopicConfig::default())
+            .unwrap();
+        let grown = catalog.reserve_partitions("t", 4).unwrap();
+        for partition in 0..4 {
+            std::fs::create_dir_all(created.partition_directory(partition)).unwrap();
+        }
+        // The crash came after topic.toml named 4 partitions but before the catalog did.
+        directories::write_topic_metadata(&grown).unwrap();
+        drop(catalog);
+        let (reopened, _) = open(directory.path(), 1);
+        assert_eq!(reopened.snapshot().topic("t").unwrap().partition_count(), 2);
+        assert!(created.partition_directory(1).exists());
+        assert!(!created.partition_directory(2).exists());
+        assert!(!created.partition_directory(3).exists());
+    }
+
+    #[test]
     fn a_catalog_with_fewer_partitions_than_the_directory_stops_the_open() {
         let directory = tempfile::tempdir().unwrap();
         let (catalog, _) = open(directory.path(), 1);
@@ -1107,6 +1242,14 @@ mod tests {
         for partition in 0..3 {
             std::fs::create_dir_all(created.partition_directory(partition)).unwrap();
         }
+        // Records in the partition the catalog lost: not an unfinished addition, lost data.
+        std::fs::write(
+            created
+                .partition_directory(2)
+                .join("00000000000000000000.log"),
+            b"x",
+        )
+        .unwrap();
         drop(catalog);
         let path = directory.path().join(CATALOG_FILE_NAME);
         let text = std::fs::read_to_string(&path).unwrap();

@@ -131,9 +131,11 @@ pub enum ShardRequest {
     OpenTopic {
         topic: Arc<TopicMetadata>,
     },
-    /// Close and delete the partitions of `topic` this shard owns.
+    /// Close and delete the partitions of `topic` this shard owns, from `first_partition` on
+    /// (0: the whole topic; the old count: the partitions of an abandoned addition).
     DeleteTopic {
         topic: Arc<TopicMetadata>,
+        first_partition: u32,
     },
     /// Apply a changed topic configuration to the open partitions.
     AlterTopic {

@@ -260,19 +260,23 @@ impl Shard {
         }
     }
 
-    /// Closes and deletes every partition of `topic` this shard holds. A partition that fails
-    /// to delete does not stop the others; the first error is returned.
-    async fn delete_topic(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
+    /// Closes and deletes every partition of `topic` this shard holds from `first_partition`
+    /// on. A partition that fails to delete does not stop the others; the first error is returned.
+    async fn delete_topic(
+        &self,
+        topic: &TopicMetadata,
+        first_partition: u32,
+    ) -> Result<(), PartitionError> {
+        let deleted =
+            |key: &PartitionKey| key.topic_id == topic.id && key.partition >= first_partition;
         // An offline partition's files are left to the next start's cleanup of deleted topics:
         // what is wrong with them may also make removing them fail.
-        self.offline
-            .borrow_mut()
-            .retain(|key, _| key.topic_id != topic.id);
+        self.offline.borrow_mut().retain(|key, _| !deleted(key));
         let keys: Vec<PartitionKey> = self
             .partitions
             .borrow()
             .keys()
-            .filter(|key| key.topic_id == topic.id)
+            .filter(|key| deleted(key))
             .copied()
             .collect();
         let mut first_error = None;
@@ -350,9 +354,10 @@ impl Shard {
                 let opened = self.open_topic(&topic, OpenIntent::Create).await;
                 ShardResponse::Done(opened.first_offline.map_or(Ok(()), Err))
             }
-            ShardRequest::DeleteTopic { topic } => {
-                ShardResponse::Done(self.delete_topic(&topic).await)
-            }
+            ShardRequest::DeleteTopic {
+                topic,
+                first_partition,
+            } => ShardResponse::Done(self.delete_topic(&topic, first_partition).await),
             ShardRequest::AlterTopic { topic } => {
                 self.alter_topic(&topic);
                 ShardResponse::Done(Ok(()))

@@ -66,12 +66,90 @@ pub async fn create_topic(
     Ok(topic)
 }
 
+/// Grows topic `name` to `partitions` partitions in all, the same way: the catalog reserves the
+/// new partitions (placed and checked against the per-shard limit), their owners open them, then
+/// the catalog names the new count, durably. Before that commit no snapshot names the new
+/// partitions, so nothing is produced to them; a failure removes them and leaves the topic as it
+/// was. A crash before the commit leaves empty partition directories the next start removes.
+pub async fn add_partitions(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i64,
+) -> Result<Arc<TopicMetadata>, TopicCreationError> {
+    let catalog = shard.catalog.clone();
+    let owned_name = name.to_string();
+    let topic = glommio::executor()
+        .spawn_blocking(move || catalog.reserve_partitions(&owned_name, partitions))
+        .await?;
+    let existing = shard
+        .snapshot()
+        .topic(name)
+        .map_or(0, |current| current.partition_count());
+    if let Err(source) = broadcast(shard, || ShardRequest::OpenTopic {
+        topic: topic.clone(),
+    })
+    .await
+    {
+        abandon_partitions(shard, &topic, existing).await;
+        return Err(TopicCreationError::Partitions {
+            topic: topic.name.clone(),
+            source,
+        });
+    }
+    let catalog = shard.catalog.clone();
+    let committed = topic.clone();
+    if let Err(error) = glommio::executor()
+        .spawn_blocking(move || catalog.commit_topic(&committed))
+        .await
+    {
+        abandon_partitions(shard, &topic, existing).await;
+        return Err(error.into());
+    }
+    Ok(topic)
+}
+
+/// Closes and removes the partitions from `first_partition` on that an addition opened, then
+/// gives up the reservation; the topic keeps its old partitions untouched.
+async fn abandon_partitions(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>, first_partition: u32) {
+    assert!(
+        first_partition > 0,
+        "an addition keeps the existing partitions"
+    );
+    if let Err(error) = broadcast(shard, || ShardRequest::DeleteTopic {
+        topic: topic.clone(),
+        first_partition,
+    })
+    .await
+    {
+        tracing::warn!(topic = %topic.name, %error, "removing the partitions of a failed addition");
+    }
+    let directories: Vec<_> = (first_partition..topic.partition_count())
+        .map(|partition| topic.partition_directory(partition))
+        .collect();
+    let removed = glommio::executor()
+        .spawn_blocking(move || {
+            directories
+                .iter()
+                .try_for_each(|path| remove_directory_tree(path))
+        })
+        .await;
+    if let Err(error) = removed {
+        tracing::warn!(topic = %topic.name, %error, "cannot remove a partition of a failed addition; the next start removes it");
+    }
+    let catalog = shard.catalog.clone();
+    let released = topic.clone();
+    glommio::executor()
+        .spawn_blocking(move || catalog.release_topic(&released))
+        .await;
+}
+
 /// Closes the partitions the owners opened, removes the topic's directory and releases the
 /// name. What cannot be removed now is an orphan the next start removes: the catalog never
 /// names it and its id is not given again.
 async fn abandon(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>) {
     if let Err(error) = broadcast(shard, || ShardRequest::DeleteTopic {
         topic: topic.clone(),
+        first_partition: 0,
     })
     .await
     {

@@ -429,9 +429,17 @@ impl Producer {
     async fn place(&self, record: &ProducerRecord<'_>) -> Result<Placement, Error> {
         let record_bytes = self.check_record(record)?;
         let network = self.inner().client.network();
-        let partition_count = match network.cached_partition_count(record.topic) {
+        // A partition past the cached count may have been added since (CreatePartitions):
+        // ask the broker before refusing the record, as Kafka's producer does.
+        let cached = network
+            .cached_partition_count(record.topic)
+            .filter(|count| record.partition.is_none_or(|partition| partition < *count));
+        let partition_count = match cached {
             Some(partition_count) => partition_count,
-            None => self.fetch_metadata(record.topic).await?.partition_count(),
+            None => {
+                network.invalidate(record.topic);
+                self.fetch_metadata(record.topic).await?.partition_count()
+            }
         };
         let placement = placement(record, partition_count, record_bytes)?;
         if !self.inner().memory.try_reserve(record_bytes) {
@@ -443,9 +451,17 @@ impl Producer {
     fn place_blocking(&self, record: &ProducerRecord<'_>) -> Result<Placement, Error> {
         let record_bytes = self.check_record(record)?;
         let network = self.inner().client.network();
-        let partition_count = match network.cached_partition_count(record.topic) {
+        // A partition past the cached count may have been added since (CreatePartitions):
+        // ask the broker before refusing the record, as Kafka's producer does.
+        let cached = network
+            .cached_partition_count(record.topic)
+            .filter(|count| record.partition.is_none_or(|partition| partition < *count));
+        let partition_count = match cached {
             Some(partition_count) => partition_count,
-            None => self.fetch_metadata(record.topic).wait()?.partition_count(),
+            None => {
+                network.invalidate(record.topic);
+                self.fetch_metadata(record.topic).wait()?.partition_count()
+            }
         };
         let placement = placement(record, partition_count, record_bytes)?;
         let memory = &self.inner().memory;

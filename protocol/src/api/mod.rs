@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod group;
 pub mod metadata;
 pub mod offsets;
+pub mod partitions;
 pub mod produce;
 pub mod producer;
 pub mod topics;
@@ -46,6 +47,7 @@ pub use metadata::{MetadataRequest, MetadataResponse, PartitionMetadata, TopicMe
 pub use offsets::{DeleteRecordsPartition, DeleteRecordsPartitionResponse, DeleteRecordsRequest};
 pub use offsets::{DeleteRecordsResponse, ListOffsetsPartition, ListOffsetsPartitionResponse};
 pub use offsets::{ListOffsetsRequest, ListOffsetsResponse, OffsetSpec};
+pub use partitions::{CreatePartitionsRequest, CreatePartitionsResponse};
 pub use produce::ProduceResponse;
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest};
 pub use producer::{InitProducerIdRequest, InitProducerIdResponse};
@@ -83,11 +85,12 @@ pub enum ApiKey {
     OffsetDelete = 20,
     InitProducerId = 21,
     DescribeCluster = 22,
+    CreatePartitions = 23,
 }
 
 impl ApiKey {
     /// Every key, in numeric order.
-    pub const ALL: [ApiKey; 23] = [
+    pub const ALL: [ApiKey; 24] = [
         Self::ApiVersions,
         Self::Metadata,
         Self::CreateTopics,
@@ -111,6 +114,7 @@ impl ApiKey {
         Self::OffsetDelete,
         Self::InitProducerId,
         Self::DescribeCluster,
+        Self::CreatePartitions,
     ];
 
     pub fn to_u16(self) -> u16 {

@@ -23,6 +23,7 @@ use spate_protocol::api::{
     ListTopicsResponse, MetadataResponse, PartitionMetadata, TopicListing,
     TopicMetadata as WireTopic, TopicResult, SUPPORTED_API_VERSIONS,
 };
+use spate_protocol::api::{CreatePartitionsRequest, CreatePartitionsResponse};
 use spate_protocol::error::ErrorCode;
 
 use super::{catalog_error_code, partition_error_code, producer_id_error_code};
@@ -246,6 +247,7 @@ pub async fn delete_topics(
                 tracing::info!(topic = %topic.name, "topic deleted");
                 let deleted = broadcast(shard, || ShardRequest::DeleteTopic {
                     topic: topic.clone(),
+                    first_partition: 0,
                 })
                 .await
                 .map_err(|error| {
@@ -397,6 +399,42 @@ async fn alter(
     })
     .await
     .map_err(|error| (partition_error_code(&error), error.to_string()))
+}
+
+/// CreatePartitions: grows a topic to the requested count (only growth, as in Kafka). The new
+/// partitions are placed and opened like a new topic's before the catalog names them
+/// (`topic_creation::add_partitions`); a failure leaves the topic as it was.
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    request: &CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let outcome = add_partitions(shard, &request.name, request.partition_count).await;
+    CreatePartitionsResponse {
+        error_code: outcome
+            .as_ref()
+            .err()
+            .map_or(ErrorCode::None, |error| error.0),
+        error_message: outcome.err().map(|error| error.1),
+    }
+}
+
+async fn add_partitions(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: u32,
+) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(name)?;
+    let topic = topic_creation::add_partitions(shard, name, i64::from(partitions))
+        .await
+        .map_err(|error| match error {
+            TopicCreationError::Catalog(error) => catalog_failure(error),
+            TopicCreationError::Partitions { ref source, .. } => {
+                tracing::error!(topic = name, %error, "adding partitions failed");
+                (partition_error_code(source), error.to_string())
+            }
+        })?;
+    tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "partitions added");
+    Ok(())
 }
 
 /// Refuses a client's change to one of the broker's own topics.

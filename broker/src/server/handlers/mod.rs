@@ -22,6 +22,7 @@ use spate_protocol::api::{
     ListOffsetsResponse, ListTopicsRequest, ListTopicsResponse, Message, MetadataRequest,
     MetadataResponse, ProduceRequest, ProduceResponse,
 };
+use spate_protocol::api::{CreatePartitionsRequest, CreatePartitionsResponse};
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::RequestFrame;
 
@@ -55,6 +56,7 @@ pub enum Request {
     DeleteRecords(Envelope<DeleteRecordsRequest>),
     InitProducerId(Envelope<InitProducerIdRequest>),
     DescribeCluster(Envelope<DescribeClusterRequest>),
+    CreatePartitions(Envelope<CreatePartitionsRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -124,6 +126,7 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::DeleteRecords => decoded!(DeleteRecords, DeleteRecordsRequest),
         ApiKey::InitProducerId => decoded!(InitProducerId, InitProducerIdRequest),
         ApiKey::DescribeCluster => decoded!(DescribeCluster, DescribeClusterRequest),
+        ApiKey::CreatePartitions => decoded!(CreatePartitions, CreatePartitionsRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -197,6 +200,10 @@ pub async fn execute(shard: Rc<Shard>, request: Request) -> Option<Vec<Bytes>> {
             admin::init_producer_id(&shard, request.body).await,
         ),
         Request::DescribeCluster(request) => answer(&request, admin::describe_cluster(&shard)),
+        Request::CreatePartitions(request) => answer(
+            &request,
+            admin::create_partitions(&shard, &request.body).await,
+        ),
         Request::Group(request) => group::execute(&shard, request).await,
     }
 }
@@ -316,6 +323,14 @@ pub fn reject(api_key: ApiKey, correlation_id: u32, code: ErrorCode) -> Rejectio
                 ..Default::default()
             },
         )),
+        ApiKey::CreatePartitions => with_code(encode(
+            correlation_id,
+            version,
+            &CreatePartitionsResponse {
+                error_code: code,
+                error_message: None,
+            },
+        )),
         group_api => with_code(group::error_response(group_api, correlation_id, code)),
     }
 }
@@ -346,7 +361,10 @@ pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
         CatalogError::InvalidTopicName { .. } => ErrorCode::InvalidTopicName,
         CatalogError::TopicAlreadyExists { .. } => ErrorCode::TopicAlreadyExists,
         CatalogError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
-        CatalogError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
+        CatalogError::InvalidPartitions { .. } | CatalogError::PartitionsNotGrown { .. } => {
+            ErrorCode::InvalidPartitions
+        }
+        CatalogError::TopicBeingChanged { .. } => ErrorCode::InvalidRequest,
         CatalogError::TooManyTopics { .. } => ErrorCode::InvalidRequest,
         CatalogError::TooManyPartitions { .. } => ErrorCode::InvalidPartitions,
         CatalogError::InvalidConfig(_) => ErrorCode::InvalidConfig,

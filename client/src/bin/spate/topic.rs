@@ -1,4 +1,4 @@
-//! `spate topic create|list|describe|delete|alter|trim`: thin wrappers over the client's `Admin`.
+//! `spate topic create|list|describe|delete|alter|add-partitions|trim`: thin wrappers over the client's `Admin`.
 //!
 //! Output is plain text meant for people and for `grep`/`awk` alike: tab-separated columns,
 //! with a bold header line only when stdout is a terminal; `--json` prints one JSON document
@@ -39,6 +39,10 @@ pub enum TopicCommand {
     /// Change a topic's configuration: set keys (--config, --retention-*), or return them to the
     /// broker default (--reset).
     Alter(AlterArgs),
+    /// Grow a topic to --count partitions in all (only growth: a count not larger than today's
+    /// is refused). Existing records stay where they are; records with keys may hash to another
+    /// partition from now on.
+    AddPartitions(AddPartitionsArgs),
     /// Delete the records below an offset (they are gone for every reader; the offset becomes
     /// the partition's log start).
     Trim(TrimArgs),
@@ -156,6 +160,17 @@ pub struct AlterArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AddPartitionsArgs {
+    /// Topic name.
+    name: String,
+    /// The new total number of partitions (not the number to add).
+    #[arg(long, value_name = "N")]
+    count: u32,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct TrimArgs {
     /// Topic name.
     name: String,
@@ -192,6 +207,7 @@ pub fn run(client: &Client, command: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::Describe { name, output } => describe(client, &name, output, &mut stdout),
         TopicCommand::Delete(arguments) => delete(client, arguments, &mut stdout),
         TopicCommand::Alter(arguments) => alter(client, arguments, &mut stdout),
+        TopicCommand::AddPartitions(arguments) => add_partitions(client, arguments, &mut stdout),
         TopicCommand::Trim(arguments) => trim(client, arguments, &mut stdout),
     }
 }
@@ -432,6 +448,35 @@ fn alter(client: &Client, arguments: AlterArgs, stdout: &mut impl Write) -> anyh
         );
     }
     writeln!(stdout, "altered topic {}", arguments.name)?;
+    Ok(())
+}
+
+fn add_partitions(
+    client: &Client,
+    arguments: AddPartitionsArgs,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    client
+        .admin()
+        .create_partitions(&arguments.name, arguments.count)
+        .wait()
+        .with_context(|| {
+            format!(
+                "adding partitions to topic {:?} (to {} in all)",
+                arguments.name, arguments.count
+            )
+        })?;
+    if arguments.output.json {
+        return write_json(
+            stdout,
+            &json!({"topic": arguments.name, "partitions": arguments.count}),
+        );
+    }
+    writeln!(
+        stdout,
+        "topic {} now has {} partitions",
+        arguments.name, arguments.count
+    )?;
     Ok(())
 }
 
