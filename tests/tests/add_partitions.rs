@@ -42,10 +42,7 @@ fn check_one_record_in_each_partition(client: &Client, topic: &str, partitions: 
 
 #[test]
 fn a_topic_grown_from_two_to_five_partitions_serves_them_all_across_sigterm_and_kill_9() {
-    let mut broker = Broker::start(BrokerOptions {
-        shards: 2,
-        ..BrokerOptions::default()
-    });
+    let mut broker = Broker::start(BrokerOptions::default());
     let address = broker.address();
     spate(
         address,
@@ -86,14 +83,14 @@ fn a_topic_grown_from_two_to_five_partitions_serves_them_all_across_sigterm_and_
     check_one_record_in_each_partition(&client, "orders", 5);
     drop(client);
 
-    assert!(broker.terminate().success());
+    broker.kill();
     broker.restart();
     let client = client_support::client(broker.address());
     assert_eq!(partition_count(&client, "orders"), 5);
     check_one_record_in_each_partition(&client, "orders", 5);
     drop(client);
 
-    broker.kill();
+    assert!(broker.terminate().success());
     broker.restart();
     let client = client_support::client(broker.address());
     assert_eq!(partition_count(&client, "orders"), 5);
