@@ -42,7 +42,11 @@ fn check_one_record_in_each_partition(client: &Client, topic: &str, partitions: 
 
 #[test]
 fn a_topic_grown_from_two_to_five_partitions_serves_them_all_across_sigterm_and_kill_9() {
-    let mut broker = Broker::start(BrokerOptions::default());
+    // Two shards: the new partitions are placed on both, as creation places them.
+    let mut broker = Broker::start(BrokerOptions {
+        shards: 2,
+        ..BrokerOptions::default()
+    });
     let address = broker.address();
     spate(
         address,
