@@ -1180,9 +1180,16 @@ impl Case {
         let log = Rc::try_unwrap(self.log.take().expect("open"))
             .ok()
             .expect("no task holds the log");
+        let log_start_before = log.log_start_offset();
         self.run_without_faults(async move { log.close().await })
             .unwrap_or_else(|error| panic!("close on a healthy disk failed: {error}"));
         let damage = self.draw_damage();
+        let oldest_segment = self
+            .disk
+            .file_paths()
+            .into_iter()
+            .filter(|path| path.parent() == Some(directory().as_path()))
+            .find(|path| file_name(path).ends_with(".log"));
         self.note(format!("operator damage: {damage:?}"));
         match &damage {
             Damage::FlipClosedLog { path, position } => {
@@ -1238,8 +1245,23 @@ impl Case {
         );
         let reported = self.scan_reporting_damage(&log, &damage);
         let log_start = log.log_start_offset();
+        // Known gap (not in FORMAT.md's table): with the oldest segment's `.log` deleted, the
+        // open starts the log at the next segment without an error, even where the
+        // `log-start-offset` checkpoint names an earlier start; the records before it are then
+        // out of range for every consumer (never served wrongly, never reused).
+        let oldest_deleted =
+            matches!(&damage, Damage::Delete { path } if Some(path) == oldest_segment.as_ref());
+        assert!(
+            log_start <= log_start_before || oldest_deleted,
+            "after {damage:?} the log start moved from {log_start_before} to {log_start}"
+        );
+        let checked_from = if oldest_deleted {
+            log_start
+        } else {
+            log_start_before
+        };
         let high_watermark = log.high_watermark();
-        for (offset, entry) in self.acknowledged.range(log_start..high_watermark) {
+        for (offset, entry) in self.acknowledged.range(checked_from..high_watermark) {
             let served = reported.served.get(offset) == Some(&entry.id);
             let covered = reported
                 .ranges
