@@ -504,6 +504,32 @@ impl Shard {
         }
     }
 
+    /// Sleeps for `duration`, or less if shutdown is requested first; true if it was. The
+    /// periodic shard tasks (recovery points, retention) end on it.
+    async fn sleep_unless_stopped(&self, duration: Duration) -> bool {
+        future::or(
+            async {
+                glommio::timer::sleep(duration).await;
+                false
+            },
+            async {
+                self.shutdown.requested().await;
+                true
+            },
+        )
+        .await
+    }
+
+    /// The partitions this shard serves now, taken out of the map so that a periodic task can
+    /// await on each without holding the borrow (a topic may be created or deleted meanwhile).
+    fn owned_partitions(&self) -> Vec<(PartitionKey, Rc<Partition>)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .map(|(key, partition)| (*key, partition.clone()))
+            .collect()
+    }
+
     /// Writes the recovery point of every partition whose durable data grew by its byte
     /// trigger (checked each second), or moved at all within `recovery_point_interval_ms`;
     /// until shutdown. A partition whose recovery point cannot be written because its
@@ -513,31 +539,14 @@ impl Shard {
         let tick = Duration::from_millis(interval_ms.min(RECOVERY_POINT_TICK_MS));
         let mut last_forced = std::time::Instant::now();
         loop {
-            let stopped = future::or(
-                async {
-                    glommio::timer::sleep(tick).await;
-                    false
-                },
-                async {
-                    self.shutdown.requested().await;
-                    true
-                },
-            )
-            .await;
-            if stopped {
+            if self.sleep_unless_stopped(tick).await {
                 return;
             }
             let force = last_forced.elapsed() >= Duration::from_millis(interval_ms);
             if force {
                 last_forced = std::time::Instant::now();
             }
-            let partitions: Vec<(PartitionKey, Rc<Partition>)> = self
-                .partitions
-                .borrow()
-                .iter()
-                .map(|(key, partition)| (*key, partition.clone()))
-                .collect();
-            for (key, partition) in partitions {
+            for (key, partition) in self.owned_partitions() {
                 match partition.log.checkpoint_recovery_point(force).await {
                     Ok(_) => {}
                     Err(error) if is_gone(&error) => self.take_offline(key, error.to_string()),
@@ -553,27 +562,10 @@ impl Shard {
     pub async fn run_retention(self: Rc<Self>) {
         let interval = Duration::from_millis(self.config.limits.retention_check_interval_ms);
         loop {
-            let stopped = future::or(
-                async {
-                    glommio::timer::sleep(interval).await;
-                    false
-                },
-                async {
-                    self.shutdown.requested().await;
-                    true
-                },
-            )
-            .await;
-            if stopped {
+            if self.sleep_unless_stopped(interval).await {
                 return;
             }
-            let partitions: Vec<(PartitionKey, Rc<Partition>)> = self
-                .partitions
-                .borrow()
-                .iter()
-                .map(|(key, partition)| (*key, partition.clone()))
-                .collect();
-            for (key, partition) in partitions {
+            for (key, partition) in self.owned_partitions() {
                 if let Err(error) = partition.log.enforce_retention().await {
                     tracing::warn!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "retention failed");
                 }
