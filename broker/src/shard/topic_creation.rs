@@ -43,27 +43,7 @@ pub async fn create_topic(
     let topic = glommio::executor()
         .spawn_blocking(move || catalog.reserve_topic(&owned_name, partitions, config))
         .await?;
-    if let Err(source) = broadcast(shard, || ShardRequest::OpenTopic {
-        topic: topic.clone(),
-    })
-    .await
-    {
-        abandon(shard, &topic).await;
-        return Err(TopicCreationError::Partitions {
-            topic: topic.name.clone(),
-            source,
-        });
-    }
-    let catalog = shard.catalog.clone();
-    let committed = topic.clone();
-    if let Err(error) = glommio::executor()
-        .spawn_blocking(move || catalog.commit_topic(&committed))
-        .await
-    {
-        abandon(shard, &topic).await;
-        return Err(error.into());
-    }
-    Ok(topic)
+    open_and_commit(shard, topic, Reserved::Topic).await
 }
 
 /// Grows topic `name` to `partitions` partitions in all, the same way: the catalog reserves the
@@ -85,12 +65,46 @@ pub async fn add_partitions(
         .snapshot()
         .topic(name)
         .map_or(0, |current| current.partition_count());
+    open_and_commit(
+        shard,
+        topic,
+        Reserved::Partitions {
+            first_partition: existing,
+        },
+    )
+    .await
+}
+
+/// What the catalog reserved, and so what a failure must remove.
+#[derive(Debug, Clone, Copy)]
+enum Reserved {
+    /// A whole new topic.
+    Topic,
+    /// Partitions `first_partition..` of an existing topic.
+    Partitions { first_partition: u32 },
+}
+
+/// The steps creation and growth share once the catalog has reserved `topic`: every owner opens
+/// its partitions, then the catalog names them, durably; a failure removes what was reserved.
+async fn open_and_commit(
+    shard: &Rc<Shard>,
+    topic: Arc<TopicMetadata>,
+    reserved: Reserved,
+) -> Result<Arc<TopicMetadata>, TopicCreationError> {
+    let undo = || async {
+        match reserved {
+            Reserved::Topic => abandon(shard, &topic).await,
+            Reserved::Partitions { first_partition } => {
+                abandon_partitions(shard, &topic, first_partition).await
+            }
+        }
+    };
     if let Err(source) = broadcast(shard, || ShardRequest::OpenTopic {
         topic: topic.clone(),
     })
     .await
     {
-        abandon_partitions(shard, &topic, existing).await;
+        undo().await;
         return Err(TopicCreationError::Partitions {
             topic: topic.name.clone(),
             source,
@@ -102,7 +116,7 @@ pub async fn add_partitions(
         .spawn_blocking(move || catalog.commit_topic(&committed))
         .await
     {
-        abandon_partitions(shard, &topic, existing).await;
+        undo().await;
         return Err(error.into());
     }
     Ok(topic)
