@@ -45,6 +45,15 @@ pub mod defaults {
     /// Longest the broker waits on the socket, in all, for the rest of a frame that has begun
     /// (time spent waiting for budget does not count); then the connection is closed.
     pub const FRAME_READ_TIMEOUT_MS: u64 = 30_000;
+    /// Bytes of responses that are ready but not yet written that one connection may have before
+    /// the broker stops reading its next request (as Kafka mutes a channel while its response is
+    /// unsent). One default client fetch (16 MiB) fits; a larger response is still written, and
+    /// reading resumes once what is left unsent is back within the bound.
+    pub const CONNECTION_UNSENT_RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
+    /// Longest a connection's socket may accept no byte of a pending response; then the
+    /// connection is closed. A client that sends requests and never reads their answers holds
+    /// their memory only this long.
+    pub const RESPONSE_WRITE_TIMEOUT_MS: u64 = 30_000;
     /// A connection with nothing in flight and no bytes arriving for this long is closed (Kafka's
     /// `connections.max.idle.ms`).
     pub const CONNECTIONS_MAX_IDLE_MS: u64 = 10 * 60 * 1000;
@@ -190,6 +199,8 @@ settings! {
     shard_arrival_bytes_max: usize, "SPATE_SHARD_ARRIVAL_BYTES_MAX", "Bytes of frames still arriving (each frame's first read chunk) all connections of a shard may hold";
     connection_arrival_bytes_max: usize, "SPATE_CONNECTION_ARRIVAL_BYTES_MAX", "One connection's share of the shard's arrival bytes";
     frame_read_timeout_ms: u64, "SPATE_FRAME_READ_TIMEOUT_MS", "Longest wait on the socket, in all, for the rest of a begun frame; then the connection is closed";
+    connection_unsent_response_bytes_max: usize, "SPATE_CONNECTION_UNSENT_RESPONSE_BYTES_MAX", "Bytes of ready but unwritten responses one connection may have before reading its next request pauses";
+    response_write_timeout_ms: u64, "SPATE_RESPONSE_WRITE_TIMEOUT_MS", "Longest a connection's socket may accept no byte of a pending response; then the connection is closed";
     connections_max_idle_ms: u64, "SPATE_CONNECTIONS_MAX_IDLE_MS", "Close connections idle (nothing in flight, nothing arriving) this long (default 10 minutes)";
     connections_max: usize, "SPATE_CONNECTIONS_MAX", "Open client connections of the whole broker; more are closed at once";
     connections_per_ip_max: usize, "SPATE_CONNECTIONS_PER_IP_MAX", "Open client connections from one IP address; more are closed at once";
@@ -285,6 +296,8 @@ pub struct Limits {
     pub shard_arrival_bytes_max: usize,
     pub connection_arrival_bytes_max: usize,
     pub frame_read_timeout_ms: u64,
+    pub connection_unsent_response_bytes_max: usize,
+    pub response_write_timeout_ms: u64,
     pub connections_max_idle_ms: u64,
     pub connections_max: usize,
     pub connections_per_ip_max: usize,
@@ -397,6 +410,12 @@ impl Config {
             frame_read_timeout_ms: layer
                 .frame_read_timeout_ms
                 .unwrap_or(defaults::FRAME_READ_TIMEOUT_MS),
+            connection_unsent_response_bytes_max: layer
+                .connection_unsent_response_bytes_max
+                .unwrap_or(defaults::CONNECTION_UNSENT_RESPONSE_BYTES_MAX),
+            response_write_timeout_ms: layer
+                .response_write_timeout_ms
+                .unwrap_or(defaults::RESPONSE_WRITE_TIMEOUT_MS),
             connections_max_idle_ms: layer
                 .connections_max_idle_ms
                 .unwrap_or(defaults::CONNECTIONS_MAX_IDLE_MS),
@@ -538,6 +557,14 @@ impl Config {
             (
                 "frame_read_timeout_ms",
                 limits.frame_read_timeout_ms as usize,
+            ),
+            (
+                "connection_unsent_response_bytes_max",
+                limits.connection_unsent_response_bytes_max,
+            ),
+            (
+                "response_write_timeout_ms",
+                limits.response_write_timeout_ms as usize,
             ),
             (
                 "connections_max_idle_ms",

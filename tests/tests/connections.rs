@@ -1,7 +1,8 @@
 //! End-to-end: what the broker does about connections that cost it without helping anyone
 //! (issue #18) and about a second broker on its port (issue #10): frames declared huge and held,
-//! stalled frames, idle connections, connection limits in total and per address, a flood beyond
-//! the descriptor limit, and a second broker binding the same port.
+//! stalled frames, idle connections, clients that never read their answers, connection limits in
+//! total and per address, a flood beyond the descriptor limit, and a second broker binding the
+//! same port.
 //!
 //! Memory is checked from the broker's own `/proc/<pid>/status`; every wait polls with generous
 //! deadlines (the machine is loaded), and nothing here measures speed.
@@ -12,11 +13,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use spate_protocol::api::{encode_request, Acks, ApiVersionsRequest, Message};
+use spate_protocol::api::{encode_request, Acks, ApiVersionsRequest, Message, Request};
 use spate_protocol::error::ErrorCode;
 use spate_tests::broker_process::broker_binary;
-use spate_tests::client::numbered_records;
-use spate_tests::{build_batch, Broker, BrokerOptions, TestClient};
+use spate_tests::client::{fetch_request, numbered_records, produce_request};
+use spate_tests::{build_batch, Broker, BrokerOptions, TestClient, TestRecord};
 
 /// Longest a test waits for the broker to act on something (a close, a freed slot).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -223,6 +224,197 @@ fn an_idle_connection_is_closed_after_connections_max_idle_ms() {
         closed_by_broker(&mut client),
         "the idle connection was not closed"
     );
+}
+
+/// Open descriptors of a process, from /proc.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list descriptors")
+        .count()
+}
+
+/// Connections that pipeline requests and never read an answer, in each test below.
+const NEVER_READING_CLIENTS: usize = 3;
+
+/// A broker where a few connections that never read matter: one shard whose large budget (16 MiB)
+/// two connections' shares (8 MiB each) fill, frames of at most 1 MiB, 1 MiB of unsent answers
+/// per connection, and small socket send buffers, so its writes stall soon.
+fn broker_for_unread_answers(response_write_timeout_ms: u64) -> Broker {
+    Broker::start(BrokerOptions {
+        shards: 1,
+        arguments: [
+            "--frame-bytes-max",
+            "1048576",
+            "--connection-inflight-bytes-max",
+            "8388608",
+            "--shard-inflight-bytes-max",
+            "16777216",
+            "--connection-unsent-response-bytes-max",
+            "1048576",
+            "--socket-send-buffer-bytes",
+            "65536",
+            "--response-write-timeout-ms",
+            &response_write_timeout_ms.to_string(),
+        ]
+        .iter()
+        .map(|text| text.to_string())
+        .collect(),
+        ..BrokerOptions::default()
+    })
+}
+
+/// One batch holding one record of `value_bytes`.
+fn large_batch(value_bytes: usize) -> bytes::Bytes {
+    let value = "v".repeat(value_bytes);
+    build_batch(&[TestRecord::new("key", &value, 0)]).freeze()
+}
+
+/// Fills topic `answers` with four 800 KB records (each fetch below answers about 800 KB) and
+/// creates topic `normal` for the client that reads its answers.
+fn prepare_topics(address: SocketAddr) {
+    let mut client = TestClient::connect(address);
+    client.create_topic("answers", 1, &[]);
+    client.create_topic("normal", 1, &[]);
+    for _ in 0..4 {
+        let (code, _) = client.produce("answers", 0, Acks::All, vec![large_batch(800 * 1024)]);
+        assert_eq!(code, ErrorCode::None);
+    }
+}
+
+fn encoded<R: Request>(correlation_id: u32, request: &R) -> BytesMut {
+    let mut frame = BytesMut::new();
+    encode_request(
+        &mut frame,
+        correlation_id,
+        "spate-tests",
+        R::VERSIONS.1,
+        request,
+    )
+    .expect("encode");
+    frame
+}
+
+/// A connection with a small receive buffer that sends 64 pipelined requests, fetches of about
+/// 800 KB and small acks=all produces in turn, and never reads.
+fn never_reading_client(address: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&address.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    let mut requests = BytesMut::new();
+    for correlation_id in 0..64 {
+        let frame = if correlation_id % 2 == 0 {
+            encoded(
+                correlation_id,
+                &fetch_request("answers", 0, 0, 1024 * 1024, 0, 0),
+            )
+        } else {
+            let batch = build_batch(&numbered_records(0, 2, 0)).freeze();
+            encoded(
+                correlation_id,
+                &produce_request("answers", 0, Acks::All, vec![batch]),
+            )
+        };
+        requests.extend_from_slice(&frame);
+    }
+    stream.write_all(&requests).expect("send the requests");
+    stream
+}
+
+/// Bytes that arrived on `stream` and were not read (FIONREAD).
+fn unread_bytes(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer given, which lives for the call.
+    let result = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut count) };
+    assert_eq!(result, 0, "FIONREAD failed");
+    count as usize
+}
+
+/// Opens the never-reading connections and waits until the broker has stopped writing to them
+/// (what arrived on each has stopped growing).
+fn stall_never_reading_clients(address: SocketAddr) -> Vec<TcpStream> {
+    let clients: Vec<TcpStream> = (0..NEVER_READING_CLIENTS)
+        .map(|_| never_reading_client(address))
+        .collect();
+    let mut last = vec![0; clients.len()];
+    eventually(
+        "the broker's writes to the clients that do not read stall",
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            let now: Vec<usize> = clients.iter().map(unread_bytes).collect();
+            let stalled = now.iter().all(|&bytes| bytes > 0) && now == last;
+            last = now;
+            stalled
+        },
+    );
+    clients
+}
+
+/// Produces one 600 KB record (a frame past the first read chunk, so it needs the shard's large
+/// budget) and fetches it back, on a thread; true if that finished within `SETTLE_TIMEOUT`.
+fn normal_client_served(address: SocketAddr) -> bool {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut client = TestClient::connect(address);
+        let (code, offset) = client.produce("normal", 0, Acks::All, vec![large_batch(600 * 1024)]);
+        assert_eq!(code, ErrorCode::None);
+        let fetched = client.fetch_once("normal", 0, offset, 1024 * 1024);
+        assert!(!fetched.records.is_empty(), "the record did not come back");
+        let _ = done.send(());
+    });
+    finished.recv_timeout(SETTLE_TIMEOUT).is_ok()
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout() {
+    let broker = broker_for_unread_answers(2000);
+    prepare_topics(broker.address());
+    let before = resident_bytes(broker.pid());
+    let clients = stall_never_reading_clients(broker.address());
+    let with_them = open_descriptors(broker.pid());
+    let grown = resident_bytes(broker.pid()).saturating_sub(before);
+    assert!(
+        normal_client_served(broker.address()),
+        "a client that reads its answers was not served within {SETTLE_TIMEOUT:?}"
+    );
+    eventually("the connections that do not read are closed", || {
+        open_descriptors(broker.pid()) + NEVER_READING_CLIENTS <= with_them
+    });
+    // Three stalled connections hold at most their 8 MiB shares and their unsent answers.
+    let bound = 64 * 1024 * 1024;
+    assert!(
+        grown < bound,
+        "the broker grew by {grown} bytes for {NEVER_READING_CLIENTS} clients that do not read"
+    );
+    drop(clients);
+    let log = broker_log(broker);
+    let closes = count_lines(&log, "accepted no byte of a response");
+    assert!(
+        (1..=NEVER_READING_CLIENTS).contains(&closes),
+        "{closes} lines about connections closed for not reading:\n{}",
+        log.join("\n")
+    );
+}
+
+#[test]
+fn clients_that_never_read_their_answers_do_not_hold_the_budget_others_need() {
+    // The write timeout is far away: service must not depend on it.
+    let broker = broker_for_unread_answers(600_000);
+    prepare_topics(broker.address());
+    let clients = stall_never_reading_clients(broker.address());
+    let with_them = open_descriptors(broker.pid());
+    assert!(
+        normal_client_served(broker.address()),
+        "a client that reads its answers was not served within {SETTLE_TIMEOUT:?} while \
+         {NEVER_READING_CLIENTS} clients that do not read were connected"
+    );
+    assert!(
+        open_descriptors(broker.pid()) + NEVER_READING_CLIENTS > with_them,
+        "the clients that do not read were closed: the service did not happen beside them"
+    );
+    drop(clients);
 }
 
 #[test]

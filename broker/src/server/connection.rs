@@ -27,12 +27,23 @@
 //! Bounds: at most `connection_inflight_requests_max` requests are in flight; a connection with
 //! nothing in flight and nothing arriving for `connections_max_idle_ms` is closed.
 //!
+//! Answers, for clients that do not read them. A response counts from the moment it is built
+//! until it is written: its bytes beyond what its request already holds (a fetch holds its
+//! allowance; a metadata answer is larger than its request) are charged to the connection's and
+//! the shard's budgets, and all of them to the connection's unsent bytes. While those exceed
+//! `connection_unsent_response_bytes_max` the reader takes no next request (as Kafka mutes a
+//! channel whose response is unsent), so a client that pipelines requests and never reads holds
+//! at most that bound plus the requests already running. A socket that accepts no byte of a
+//! pending response for `response_write_timeout_ms` closes the connection, which returns all of
+//! it; a warning says so at most every few seconds per shard.
+//!
 //! Bad input: a frame whose header parses but whose body does not gets an error response and the
 //! connection goes on; a frame too large, or whose header cannot be parsed, gets an error response
 //! when its correlation id is known and the connection is closed after the responses already
 //! queued are written. No input can make this code panic or allocate beyond the frame limit.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
@@ -51,10 +62,11 @@ use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::{split_request_frame, REQUEST_HEADER_BYTES_MIN};
 
+use super::admission::LogThrottle;
 use super::handlers;
 use super::startup::tune_connection;
 use super::write::write_chunks;
-use crate::shard::budget::{hold, try_hold, ByteBudget, HeldBytes};
+use crate::shard::budget::{charge, hold, try_hold, ByteBudget, HeldBytes};
 use crate::shard::Shard;
 
 /// Bytes of the first read after a connection had nothing buffered, into the task's own memory:
@@ -65,13 +77,52 @@ const FIRST_READ_BYTES: usize = 1024;
 /// zero-filled once per step, at most this far ahead of the bytes that arrived.
 const LARGE_READ_BYTES_MAX: usize = 1024 * 1024;
 
-/// A request in flight: the task that produces its response (`None`: no response, acks=none),
-/// the budget bytes it holds until that response is written, and its place among the
-/// connection's in-flight requests (`None` for the last answer before a close).
+/// A request in flight: the task that produces its answer, and its place among the connection's
+/// in-flight requests (`None` for the last answer before a close).
 struct InFlight {
-    response: Task<Option<Vec<Bytes>>>,
-    _held: HeldBytes,
+    answer: Task<Answer>,
     _slot: Option<StaticPermit>,
+}
+
+/// What the writer takes from a finished request: the encoded response (`None`: nothing is sent,
+/// acks=none) and every budget byte the request holds, its response's included, until the
+/// response is written.
+struct Answer {
+    chunks: Option<Vec<Bytes>>,
+    _held: HeldBytes,
+}
+
+/// What a connection's reader, its answer tasks and its writer share; dies with the connection.
+struct Shared {
+    /// Bytes of built responses not yet written; capacity `connection_unsent_response_bytes_max`
+    /// (charged, so it may be overdrawn: then the reader waits).
+    unsent: ByteBudget,
+    /// One permit per request in flight.
+    slots: Rc<Semaphore>,
+    /// Never has permits; closed when the writer gives up on the socket, which stops the reader.
+    broken: Semaphore,
+}
+
+impl Shared {
+    /// Resolves once the writer gave up on the socket.
+    async fn broken(&self) {
+        // Closing is the only way this wait ends (it has no permits to give).
+        let _ = self.broken.acquire(1).await;
+    }
+
+    /// Stops the reader wherever it waits: for a slot, for answers to be written, for budget (see
+    /// `Reader::stopped`) or on the socket (shut down by the writer).
+    fn break_off(&self) {
+        self.broken.close();
+        self.slots.close();
+        self.unsent.close();
+    }
+}
+
+/// Per-shard log throttles of the connections (one line per interval for a flood of closes).
+#[derive(Debug)]
+pub struct ConnectionLogs {
+    pub write_timeouts: RefCell<LogThrottle>,
 }
 
 /// The connection's socket, shared by its reader and writer task. Each borrows it only while
@@ -115,8 +166,8 @@ impl AsRawFd for SharedStream {
 }
 
 /// Serves one accepted connection until the peer closes it, it breaks the protocol beyond
-/// repair, it stays idle too long, or the broker shuts down.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// repair, it stays idle too long, it does not take its answers, or the broker shuts down.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, logs: Rc<ConnectionLogs>) {
     let limits = &shard.config.limits;
     // SAFETY: the descriptor is the open socket owned by `stream`, alive for this borrow.
     let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
@@ -127,20 +178,36 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     ) {
         tracing::debug!(shard = shard.id, %error, "could not tune connection socket");
     }
+    // glommio's write timeout runs only while a write waits for the socket, and restarts with
+    // every byte accepted: an idle connection has no timer.
+    let write_timeout = Duration::from_millis(limits.response_write_timeout_ms);
+    if let Err(error) = stream.set_write_timeout(Some(write_timeout)) {
+        tracing::debug!(shard = shard.id, %error, "could not set the response write timeout");
+    }
     let stream = SharedStream(Rc::new(RefCell::new(stream)));
     // Unbounded only in type: the reader takes one of `slots` before it queues a request.
     let (queue, queued) = local_channel::new_unbounded();
-    let slots = Rc::new(Semaphore::new(
-        limits.connection_inflight_requests_max as u64,
+    let shared = Rc::new(Shared {
+        unsent: ByteBudget::new(limits.connection_unsent_response_bytes_max),
+        slots: Rc::new(Semaphore::new(
+            limits.connection_inflight_requests_max as u64,
+        )),
+        broken: Semaphore::new(0),
+    });
+    let writer = glommio::spawn_local(write_responses(
+        queued,
+        stream.clone(),
+        shared.clone(),
+        shard.clone(),
+        logs,
     ));
-    let writer = glommio::spawn_local(write_responses(queued, stream.clone()));
     let reader = Reader {
         budget: ByteBudget::new(limits.connection_inflight_bytes_max),
         arrival_budget: ByteBudget::new(limits.connection_arrival_bytes_max),
         shard,
         stream,
         queue,
-        slots,
+        shared,
         buffer: BytesMut::new(),
         held: HeldBytes::default(),
         frame_waited: Duration::ZERO,
@@ -149,22 +216,61 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer.await;
 }
 
-async fn write_responses(queued: LocalReceiver<InFlight>, mut stream: SharedStream) {
+async fn write_responses(
+    queued: LocalReceiver<InFlight>,
+    mut stream: SharedStream,
+    shared: Rc<Shared>,
+    shard: Rc<Shard>,
+    logs: Rc<ConnectionLogs>,
+) {
     let mut broken = false;
     while let Some(in_flight) = queued.recv().await {
         // Always wait for the task, even after the socket broke: it may be appending data, and
         // its budget bytes must return only when it is done.
-        let response = in_flight.response.await;
+        let answer = in_flight.answer.await;
         if broken {
             continue;
         }
-        if let Some(chunks) = response {
-            if let Err(error) = write_chunks(&mut stream, &chunks).await {
-                tracing::debug!(%error, "connection write failed; dropping further responses");
-                broken = true;
-            }
+        let Some(chunks) = &answer.chunks else {
+            continue;
+        };
+        if let Err(error) = write_chunks(&mut stream, chunks).await {
+            log_write_failure(&shard, &stream, &logs, &error);
+            broken = true;
+            // Stop the reader now, and let the peer see the close now, not once every request
+            // in flight has finished.
+            shared.break_off();
+            shut_down(&stream);
         }
     }
+    shut_down(&stream);
+}
+
+fn log_write_failure(
+    shard: &Shard,
+    stream: &SharedStream,
+    logs: &ConnectionLogs,
+    error: &io::Error,
+) {
+    if error.kind() != io::ErrorKind::TimedOut {
+        tracing::debug!(%error, "connection write failed; dropping further responses");
+        return;
+    }
+    let Some(suppressed) = logs.write_timeouts.borrow_mut().due(Instant::now()) else {
+        return;
+    };
+    let peer = stream.0.borrow().peer_addr().ok();
+    tracing::warn!(
+        shard = shard.id,
+        peer = ?peer,
+        timeout_ms = shard.config.limits.response_write_timeout_ms,
+        suppressed,
+        "closing a connection whose socket accepted no byte of a response for \
+         response_write_timeout_ms (a client that does not read its answers)"
+    );
+}
+
+fn shut_down(stream: &SharedStream) {
     // SAFETY: the descriptor is the open socket owned by the shared stream, alive for this borrow.
     let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     let _ = socket2::SockRef::from(&borrowed).shutdown(std::net::Shutdown::Both);
@@ -196,8 +302,7 @@ struct Reader {
     /// This connection's share of the shard's arrival budget.
     arrival_budget: ByteBudget,
     queue: LocalSender<InFlight>,
-    /// One permit per request in flight.
-    slots: Rc<Semaphore>,
+    shared: Rc<Shared>,
     /// Bytes read and not yet taken by a request; empty (no memory) between bursts.
     buffer: BytesMut,
     /// Budget bytes covering `buffer` (at least its length).
@@ -241,13 +346,41 @@ impl Reader {
         ]
     }
 
-    /// Holds `bytes` from `budgets`, unless shutdown comes first.
+    /// Holds `bytes` from `budgets`, unless shutdown comes first or the writer gives up.
     async fn hold_or_stop(&self, budgets: &[&ByteBudget], bytes: usize) -> Option<HeldBytes> {
         future::or(hold(budgets, bytes), async {
-            self.shard.shutdown.requested().await;
+            stopped(&self.shard, &self.shared).await;
             None
         })
         .await
+    }
+
+    /// Runs `response` in a task of its own. Once built, the response counts as unsent and, for
+    /// its bytes beyond what the request already holds, against the connection's and the shard's
+    /// budgets, until it is written.
+    fn spawn_answer(
+        &self,
+        mut held: HeldBytes,
+        response: impl Future<Output = Option<Vec<Bytes>>> + 'static,
+    ) -> Task<Answer> {
+        let unsent = self.shared.unsent.clone();
+        let connection = self.budget.clone();
+        let shard = self.shard.budget.clone();
+        glommio::spawn_local(async move {
+            let chunks = response.await;
+            if let Some(chunks) = &chunks {
+                let bytes: usize = chunks.iter().map(Bytes::len).sum();
+                let beyond = bytes.saturating_sub(held.bytes());
+                held.absorb(charge(&[&unsent], bytes));
+                if beyond > 0 {
+                    held.absorb(charge(&[&connection, &shard], beyond));
+                }
+            }
+            Answer {
+                chunks,
+                _held: held,
+            }
+        })
     }
 
     /// Waits, without a buffer, for the first bytes after the connection had none buffered; then
@@ -277,6 +410,7 @@ impl Reader {
         loop {
             match read_or_stop(
                 &self.shard,
+                &self.shared,
                 &mut self.stream,
                 target,
                 Duration::from_millis(idle_ms),
@@ -300,7 +434,8 @@ impl Reader {
     }
 
     fn nothing_in_flight(&self) -> bool {
-        self.slots.available() as usize == self.shard.config.limits.connection_inflight_requests_max
+        self.shared.slots.available() as usize
+            == self.shard.config.limits.connection_inflight_requests_max
     }
 
     /// Reads more of a frame into the shared buffer, up to one read chunk in all.
@@ -322,6 +457,7 @@ impl Reader {
         self.buffer.resize(filled + wanted, 0);
         let count = read_partial(
             &self.shard,
+            &self.shared,
             &mut self.stream,
             &mut self.buffer[filled..],
             &mut self.frame_waited,
@@ -373,6 +509,7 @@ impl Reader {
             while filled < step_end {
                 let count = read_partial(
                     &self.shard,
+                    &self.shared,
                     &mut self.stream,
                     &mut frame[filled..step_end],
                     &mut self.frame_waited,
@@ -406,7 +543,7 @@ impl Reader {
                 api_key: peek_u16(&self.buffer, FRAME_LENGTH_BYTES),
                 correlation_id: peek_u32(&self.buffer, FRAME_LENGTH_BYTES + 4),
             };
-            reject_and_stop(&self.shard, &self.buffer, &error, &self.queue).await;
+            self.reject_and_stop(&error).await;
             return Next::Stop;
         }
         let total = FRAME_LENGTH_BYTES + frame_bytes;
@@ -417,7 +554,7 @@ impl Reader {
             Ok(Some(frame)) => frame,
             Ok(None) => unreachable!("a frame whose bytes all arrived is complete"),
             Err(error) => {
-                reject_and_stop(&self.shard, &self.buffer, &error, &self.queue).await;
+                self.reject_and_stop(&error).await;
                 return Next::Stop;
             }
         };
@@ -436,38 +573,89 @@ impl Reader {
                 held.exchange(&[&self.arrival_budget, &self.shard.arrival_budget], large);
             }
         }
-        let Ok(slot) = self.slots.acquire_static_permit(1).await else {
+        // Kafka mutes a channel whose response is unsent: no next request while this
+        // connection's built responses wait beyond their bound for a client that does not read.
+        if !self.unsent_within_bound().await {
+            return Next::Stop;
+        }
+        let Ok(slot) = self.shared.slots.acquire_static_permit(1).await else {
             return Next::Stop;
         };
-        let (response, close) = match handlers::decode(frame) {
+        let (answer, close) = match handlers::decode(frame) {
             Ok(mut request) => {
                 match self.hold_allowance(&mut request).await {
                     Some(allowance) => held.absorb(allowance),
                     None => return Next::Stop,
                 }
+                let shard = self.shard.clone();
                 (
-                    glommio::spawn_local(handlers::execute(self.shard.clone(), request)),
+                    self.spawn_answer(held, handlers::execute(shard, request)),
                     false,
                 )
             }
             Err(rejection) => {
                 let answer = rejection.answer;
-                (glommio::spawn_local(async move { answer }), rejection.close)
+                (
+                    self.spawn_answer(held, async move { answer }),
+                    rejection.close,
+                )
             }
         };
         let in_flight = InFlight {
-            response,
-            _held: held,
+            answer,
             _slot: Some(slot),
         };
         if self.queue.send(in_flight).await.is_err() || close {
             return Next::Stop;
         }
+        // Let the request's task, and the shard's other connections, run before the next request
+        // of a pipelined burst is taken: an answer built at once then counts as unsent before the
+        // reader looks at the bound again, instead of after the whole burst was taken.
+        future::yield_now().await;
         Next::Queued
     }
 }
 
 impl Reader {
+    /// Waits while the connection's unsent responses exceed their bound; `false`: stop reading
+    /// (shutdown, or the writer gave up).
+    async fn unsent_within_bound(&self) -> bool {
+        future::or(self.shared.unsent.within_capacity(), async {
+            stopped(&self.shard, &self.shared).await;
+            false
+        })
+        .await
+    }
+
+    /// Queues an error response when the frame's correlation id is readable, then stops reading.
+    async fn reject_and_stop(&self, error: &WireError) {
+        let buffer = &self.buffer;
+        let correlation_id = match error {
+            WireError::FrameTooLarge { correlation_id, .. } => *correlation_id,
+            _ if buffer.len() >= FRAME_LENGTH_BYTES + REQUEST_HEADER_BYTES_MIN => {
+                peek_u32(buffer, FRAME_LENGTH_BYTES + 4)
+            }
+            _ => None,
+        };
+        tracing::debug!(shard = self.shard.id, %error, ?correlation_id, "closing connection after an unreadable frame");
+        let Some(correlation_id) = correlation_id else {
+            return;
+        };
+        // An unknown api key has no response layout to carry the error: close without one.
+        let Some(api_key) = peek_u16(buffer, FRAME_LENGTH_BYTES).and_then(ApiKey::from_u16) else {
+            return;
+        };
+        let answer =
+            handlers::reject(api_key, correlation_id, ErrorCode::for_wire_error(error)).answer;
+        let _ = self
+            .queue
+            .send(InFlight {
+                answer: self.spawn_answer(HeldBytes::default(), async move { answer }),
+                _slot: None,
+            })
+            .await;
+    }
+
     /// Holds a fetch's response allowance from the large budget. When the shard's has no room now
     /// (other connections' frames fill it), the fetch is answered with at most one read chunk of
     /// records, held from the arrival budgets, instead of waiting: consumers stay served while
@@ -500,16 +688,22 @@ impl Reader {
     }
 }
 
-/// One read, racing shutdown and a timeout.
+/// Resolves when the reader must stop: shutdown, or the writer gave up on the socket.
+async fn stopped(shard: &Shard, shared: &Shared) {
+    future::or(shard.shutdown.requested(), shared.broken()).await
+}
+
+/// One read, racing shutdown, the writer giving up, and a timeout.
 async fn read_or_stop(
     shard: &Shard,
+    shared: &Shared,
     stream: &mut SharedStream,
     target: &mut [u8],
     timeout: Duration,
 ) -> Waited {
     future::or(
         future::or(async { Waited::Read(stream.read(target).await) }, async {
-            shard.shutdown.requested().await;
+            stopped(shard, shared).await;
             Waited::Shutdown
         }),
         async {
@@ -525,6 +719,7 @@ async fn read_or_stop(
 /// wait).
 async fn read_partial(
     shard: &Shard,
+    shared: &Shared,
     stream: &mut SharedStream,
     target: &mut [u8],
     waited: &mut Duration,
@@ -532,7 +727,7 @@ async fn read_partial(
     let timeout_ms = shard.config.limits.frame_read_timeout_ms;
     let remaining = Duration::from_millis(timeout_ms).saturating_sub(*waited);
     let started = Instant::now();
-    let outcome = read_or_stop(shard, stream, target, remaining).await;
+    let outcome = read_or_stop(shard, shared, stream, target, remaining).await;
     *waited += started.elapsed();
     match outcome {
         Waited::Read(Ok(count)) if count > 0 => Some(count),
@@ -547,38 +742,6 @@ async fn read_partial(
         // EOF, an error, or shutdown: stop reading; queued requests still get answers.
         Waited::Read(_) | Waited::Shutdown => None,
     }
-}
-
-/// Queues an error response when the frame's correlation id is readable, then stops reading.
-async fn reject_and_stop(
-    shard: &Rc<Shard>,
-    buffer: &BytesMut,
-    error: &WireError,
-    queue: &LocalSender<InFlight>,
-) {
-    let correlation_id = match error {
-        WireError::FrameTooLarge { correlation_id, .. } => *correlation_id,
-        _ if buffer.len() >= FRAME_LENGTH_BYTES + REQUEST_HEADER_BYTES_MIN => {
-            peek_u32(buffer, FRAME_LENGTH_BYTES + 4)
-        }
-        _ => None,
-    };
-    tracing::debug!(shard = shard.id, %error, ?correlation_id, "closing connection after an unreadable frame");
-    let Some(correlation_id) = correlation_id else {
-        return;
-    };
-    // An unknown api key has no response layout to carry the error: close without one.
-    let Some(api_key) = peek_u16(buffer, FRAME_LENGTH_BYTES).and_then(ApiKey::from_u16) else {
-        return;
-    };
-    let answer = handlers::reject(api_key, correlation_id, ErrorCode::for_wire_error(error)).answer;
-    let _ = queue
-        .send(InFlight {
-            response: glommio::spawn_local(async move { answer }),
-            _held: HeldBytes::default(),
-            _slot: None,
-        })
-        .await;
 }
 
 fn peek_frame_bytes(buffer: &[u8]) -> Option<usize> {

@@ -39,8 +39,8 @@ use crate::shard::Shard;
 use admission::{accept_backoff, Admission, LogThrottle};
 use progress::{StartupProgress, StartupStep};
 
-/// At most one log line per this interval about refused connections, and one about failing
-/// accepts, per shard.
+/// At most one log line per this interval about refused connections, one about failing accepts,
+/// and one about connections closed for not taking their answers, per shard.
 const ACCEPT_LOG_INTERVAL_MS: u64 = 10_000;
 
 /// How often a shard checks whether its peers reached the same start-up or shutdown step.
@@ -483,6 +483,9 @@ async fn accept_until_shutdown(
     let log_interval = Duration::from_millis(ACCEPT_LOG_INTERVAL_MS);
     let mut failures = LogThrottle::new(log_interval);
     let mut refusals = LogThrottle::new(log_interval);
+    let logs = Rc::new(connection::ConnectionLogs {
+        write_timeouts: std::cell::RefCell::new(LogThrottle::new(log_interval)),
+    });
     let mut pause = None;
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -530,8 +533,9 @@ async fn accept_until_shutdown(
             }
         };
         let shard = shard.clone();
+        let logs = logs.clone();
         let spawned = connections.spawn(async move {
-            connection::serve(shard, stream).await;
+            connection::serve(shard, stream, logs).await;
             drop(admitted);
         });
         if let Ok(task) = spawned {

@@ -5,7 +5,9 @@
 //! chunk straight from where it lives (tail cache or read buffer) into the socket buffer, and no
 //! user-space concatenation copy is made. When the socket buffer is full (EAGAIN), the write falls
 //! back to glommio's own write of the current chunk, which parks the task on io_uring until the
-//! socket is writable, so the executor never blocks. sendfile/splice does not apply: reads are
+//! socket is writable, so the executor never blocks. That wait ends with `TimedOut` when the
+//! stream's write timeout (set by the connection: `response_write_timeout_ms`) passes before the
+//! socket accepts a byte; it restarts with every byte accepted. sendfile/splice does not apply: reads are
 //! O_DIRECT into user memory (there is no page-cache page to splice from).
 
 use std::io;
@@ -158,6 +160,30 @@ mod tests {
                 offset: 0
             }
         );
+    }
+
+    #[test]
+    fn a_write_to_a_peer_that_reads_nothing_times_out() {
+        glommio::LocalExecutor::default().run(async {
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = listener.local_addr().unwrap();
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let peer = std::thread::spawn(move || {
+                // Connected, never read from, kept open until the write has failed.
+                let _stream = std::net::TcpStream::connect(address).unwrap();
+                let _ = finished.recv();
+            });
+            let mut stream = listener.accept().await.unwrap();
+            stream
+                .set_write_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            // Far more than the two socket buffers hold.
+            let parts: Vec<Bytes> = (0..64).map(|_| Bytes::from(vec![1u8; 1 << 20])).collect();
+            let error = write_chunks(&mut stream, &parts).await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+            done.send(()).unwrap();
+            peer.join().unwrap();
+        });
     }
 
     #[test]

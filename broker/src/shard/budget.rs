@@ -31,6 +31,8 @@ pub struct ByteBudget {
 struct State {
     capacity_bytes: usize,
     available_bytes: Cell<usize>,
+    /// Bytes charged beyond what was available; paid back first by every release.
+    overdrawn_bytes: Cell<usize>,
     closed: Cell<bool>,
     next_waiter: Cell<u64>,
     waiters: RefCell<HashMap<u64, Waker>>,
@@ -38,7 +40,10 @@ struct State {
 
 impl State {
     fn release(&self, bytes: usize) {
-        let available = self.available_bytes.get() + bytes;
+        let overdrawn = self.overdrawn_bytes.get();
+        let repaid = bytes.min(overdrawn);
+        self.overdrawn_bytes.set(overdrawn - repaid);
+        let available = self.available_bytes.get() + (bytes - repaid);
         assert!(
             available <= self.capacity_bytes,
             "a budget got back more bytes than it lent"
@@ -162,6 +167,7 @@ impl ByteBudget {
             state: Rc::new(State {
                 capacity_bytes,
                 available_bytes: Cell::new(capacity_bytes),
+                overdrawn_bytes: Cell::new(0),
                 closed: Cell::new(false),
                 next_waiter: Cell::new(0),
                 waiters: RefCell::new(HashMap::new()),
@@ -175,6 +181,20 @@ impl ByteBudget {
 
     pub fn available_bytes(&self) -> usize {
         self.state.available_bytes.get()
+    }
+
+    /// Bytes held beyond the capacity (by [`charge`]); zero unless overdrawn.
+    pub fn overdrawn_bytes(&self) -> usize {
+        self.state.overdrawn_bytes.get()
+    }
+
+    /// Resolves once the budget is not overdrawn (`true`), or when it is closed (`false`).
+    pub async fn within_capacity(&self) -> bool {
+        WithinCapacity {
+            state: &self.state,
+            waiter: None,
+        }
+        .await
     }
 
     /// Wakes every waiter with `None`; used when a connection or shard shuts down.
@@ -220,6 +240,64 @@ pub fn try_hold(budgets: &[&ByteBudget], bytes: usize) -> Option<HeldBytes> {
         held.parts.push((state.clone(), wanted));
     }
     Some(held)
+}
+
+/// Holds `bytes` of each budget at once, never waiting: for memory that already exists. What a
+/// budget does not have free overdraws it (see the module's comment); no clamping to capacity.
+pub fn charge(budgets: &[&ByteBudget], bytes: usize) -> HeldBytes {
+    let mut held = HeldBytes {
+        parts: Vec::with_capacity(budgets.len()),
+        bytes,
+    };
+    for budget in budgets {
+        let state = &budget.state;
+        let available = state.available_bytes.get();
+        let taken = bytes.min(available);
+        state.available_bytes.set(available - taken);
+        state
+            .overdrawn_bytes
+            .set(state.overdrawn_bytes.get() + (bytes - taken));
+        held.parts.push((state.clone(), bytes));
+    }
+    held
+}
+
+/// Waits until a budget is not overdrawn.
+struct WithinCapacity<'a> {
+    state: &'a Rc<State>,
+    waiter: Option<u64>,
+}
+
+impl Future for WithinCapacity<'_> {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<bool> {
+        let state = self.state;
+        if state.closed.get() || state.overdrawn_bytes.get() == 0 {
+            if let Some(id) = self.waiter.take() {
+                state.waiters.borrow_mut().remove(&id);
+            }
+            return Poll::Ready(!state.closed.get());
+        }
+        let id = *self.waiter.get_or_insert_with(|| {
+            let id = state.next_waiter.get();
+            state.next_waiter.set(id + 1);
+            id
+        });
+        state
+            .waiters
+            .borrow_mut()
+            .insert(id, context.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for WithinCapacity<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.waiter {
+            self.state.waiters.borrow_mut().remove(&id);
+        }
+    }
 }
 
 /// Waits for `bytes` of one budget, then takes them.
@@ -365,6 +443,52 @@ mod tests {
         let _spent = try_hold(&[&shard], 10).unwrap();
         assert!(try_hold(&[&connection, &shard], 5).is_none());
         assert_eq!(connection.available_bytes(), 100);
+    }
+
+    #[test]
+    fn a_charge_overdraws_and_the_overdraft_is_repaid_before_anything_is_lent() {
+        LocalExecutor::default().run(async {
+            let budget = ByteBudget::new(100);
+            let held = try_hold(&[&budget], 60).unwrap();
+            let charged = charge(&[&budget], 70);
+            assert_eq!(
+                (budget.available_bytes(), budget.overdrawn_bytes()),
+                (0, 30)
+            );
+            assert!(try_hold(&[&budget], 1).is_none());
+            let waiter = {
+                let budget = budget.clone();
+                glommio::spawn_local(async move { budget.within_capacity().await })
+            };
+            glommio::executor().yield_task_queue_now().await;
+            // Releasing 60 pays the 30 overdrawn first: 30 free, and no longer overdrawn.
+            drop(held);
+            assert_eq!(
+                (budget.available_bytes(), budget.overdrawn_bytes()),
+                (30, 0)
+            );
+            assert!(waiter.await);
+            drop(charged);
+            assert_eq!(
+                (budget.available_bytes(), budget.overdrawn_bytes()),
+                (100, 0)
+            );
+        });
+    }
+
+    #[test]
+    fn a_wait_for_capacity_ends_when_the_budget_closes() {
+        LocalExecutor::default().run(async {
+            let budget = ByteBudget::new(10);
+            let _charged = charge(&[&budget], 11);
+            let waiter = {
+                let budget = budget.clone();
+                glommio::spawn_local(async move { budget.within_capacity().await })
+            };
+            glommio::executor().yield_task_queue_now().await;
+            budget.close();
+            assert!(!waiter.await);
+        });
     }
 
     #[test]
