@@ -469,7 +469,13 @@ impl Admin {
                 }],
             };
             let response = network
-                .call_retrying(&request, "delete records", Retry::Idempotent)
+                .call_retrying_answers(&request, "delete records", |response| {
+                    response
+                        .topics
+                        .iter()
+                        .flat_map(|entry| entry.partitions.iter())
+                        .any(|answer| answer.error_code == ErrorCode::LeaderNotAvailable)
+                })
                 .await?;
             let answer = response
                 .topics
@@ -535,7 +541,13 @@ pub(crate) async fn list_offsets(
         }],
     };
     let response = network
-        .call_retrying(&request, "list offsets", Retry::Idempotent)
+        .call_retrying_answers(&request, "list offsets", |response| {
+            response
+                .topics
+                .iter()
+                .flat_map(|entry| entry.partitions.iter())
+                .any(|answer| answer.error_code == ErrorCode::LeaderNotAvailable)
+        })
         .await?;
     let answers: Vec<_> = response
         .topics

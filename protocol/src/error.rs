@@ -158,11 +158,19 @@ pub enum ErrorCode {
          serve it until an operator acts (see the broker log or `spate topic describe`)"
     )]
     PartitionOffline = 39,
+    /// Kafka's LEADER_NOT_AVAILABLE: the partition exists, but its owner cannot serve it yet,
+    /// because the broker is still opening it (recovery after a start). Retriable: the same
+    /// request succeeds once the open finishes. A request that carries a timeout waits for the
+    /// open that long before it gets this code.
+    #[error(
+        "the partition is not available yet: the broker is still opening it after a start; retry"
+    )]
+    LeaderNotAvailable = 40,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 41] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -203,6 +211,7 @@ impl ErrorCode {
         Self::ProducerFenced,
         Self::InvalidProducerIdMapping,
         Self::PartitionOffline,
+        Self::LeaderNotAvailable,
     ];
 
     pub fn to_u16(self) -> u16 {
@@ -228,7 +237,8 @@ impl ErrorCode {
     /// does not repeat; `UnknownTopicOrPartition` because metadata may be stale. The group
     /// codes that ask the member to act (rejoin: `UnknownMemberId`, `IllegalGeneration`,
     /// `RebalanceInProgress`, `MemberIdRequired`) are not retriable: the same request would
-    /// fail the same way. Only the coordinator's own transient states are.
+    /// fail the same way. Only the coordinator's own transient states are, and
+    /// `LeaderNotAvailable` (a partition still opening after a broker start).
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
@@ -242,6 +252,7 @@ impl ErrorCode {
                 | Self::CoordinatorNotAvailable
                 | Self::NotCoordinator
                 | Self::CoordinatorLoadInProgress
+                | Self::LeaderNotAvailable
         )
     }
 

@@ -6,6 +6,11 @@
 //! shards and logs `broker ready address=...`, which this helper reads from the broker's stderr.
 //! That avoids the race of picking a port here and hoping it is still free when the broker binds.
 //! A restart binds the same address again, as an operator's restart would.
+//!
+//! The broker serves before its partitions are open (it opens them in the background). A start
+//! returns once the broker also logged `all partitions open`, so that tests see every partition
+//! open or offline; a test about serving during the opens sets
+//! `BrokerOptions::wait_for_partitions_open` to false.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -29,6 +34,8 @@ pub struct BrokerOptions {
     pub arguments: Vec<String>,
     /// RLIMIT_NOFILE (soft and hard) for the broker process; `None` inherits the test's.
     pub descriptors_max: Option<u64>,
+    /// Whether a start waits for `all partitions open` too, not only `broker ready`.
+    pub wait_for_partitions_open: bool,
 }
 
 impl Default for BrokerOptions {
@@ -37,6 +44,7 @@ impl Default for BrokerOptions {
             shards: 2,
             arguments: Vec::new(),
             descriptors_max: None,
+            wait_for_partitions_open: true,
         }
     }
 }
@@ -129,6 +137,32 @@ impl Broker {
         self.address = address;
         self.log = log;
         self.early_log = early_log;
+    }
+
+    /// Waits until the broker logs a line containing `needle` (or has logged one since the last
+    /// `drain_log`); returns the lines up to it. Panics after `READY_TIMEOUT`.
+    pub fn wait_for_log_line(&mut self, needle: &str) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.early_log);
+        if lines.iter().any(|line| line.contains(needle)) {
+            return lines;
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(remaining) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    lines.push(line);
+                    if found {
+                        return lines;
+                    }
+                }
+                Err(_) => panic!(
+                    "the broker did not log {needle:?}; its log:\n{}",
+                    lines.join("\n")
+                ),
+            }
+        }
     }
 
     /// Log lines (stderr) the broker wrote since the last call. Once the broker has exited,
@@ -359,13 +393,17 @@ fn spawn_once(
     });
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut seen = Vec::new();
+    let mut ready = None;
+    // The two lines come from different threads, in either order.
+    let mut opened = !options.wait_for_partitions_open;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(remaining) {
             Ok(line) => {
-                let address = ready_address(&line);
+                ready = ready.or(ready_address(&line));
+                opened |= line.contains("all partitions open");
                 seen.push(line);
-                if let Some(address) = address {
+                if let (Some(address), true) = (ready, opened) {
                     return Ok((child, address, receiver, seen));
                 }
             }

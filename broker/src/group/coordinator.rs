@@ -311,6 +311,8 @@ pub fn coordinator_error_code(error: &PartitionError) -> ErrorCode {
         PartitionError::NoSpace(_) => ErrorCode::NotEnoughDiskSpace,
         PartitionError::Storage(_) => ErrorCode::StorageError,
         PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
+        // The offsets partition is still opening after a start: the group's state loads soon.
+        PartitionError::Opening => ErrorCode::CoordinatorLoadInProgress,
         _ => ErrorCode::CoordinatorNotAvailable,
     }
 }

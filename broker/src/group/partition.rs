@@ -266,6 +266,8 @@ async fn fetch(
             offset: offset as i64,
             max_bytes,
         }],
+        // Loaded partitions are open (`partition_state` saw them): nothing to wait for.
+        opening_wait_until: std::time::Instant::now(),
     };
     match shard.call(owner, request).await {
         Ok(ShardResponse::Fetched(mut results)) if results.len() == 1 => results
@@ -394,6 +396,7 @@ async fn append_durably(
             key: partition.key(),
             batches,
         }],
+        opening_wait_until: std::time::Instant::now(),
     };
     match shard.call(owner, request).await {
         Ok(ShardResponse::Produced(mut results)) if results.len() == 1 => results
@@ -482,6 +485,7 @@ async fn compact_if_due(shard: &Rc<Shard>, partition: &CoordinatedPartition) {
     };
     let request = ShardRequest::DeleteRecords {
         partitions: vec![(partition.key(), before)],
+        opening_wait_until: std::time::Instant::now(),
     };
     match shard.call(owner, request).await {
         Ok(ShardResponse::RecordsDeleted(results)) if results.iter().all(Result::is_ok) => {

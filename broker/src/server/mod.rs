@@ -1,7 +1,9 @@
 //! The running broker: binds the listening socket once, starts one pinned glommio executor per
-//! shard, wires the cross-shard mesh, opens each shard's partitions, accepts connections on every
-//! shard (each through a duplicate of the one listening descriptor, within the broker-wide
-//! connection limits of `admission`), and shuts down cleanly on SIGTERM/SIGINT.
+//! shard, wires the cross-shard mesh, accepts connections on every shard (each through a
+//! duplicate of the one listening descriptor, within the broker-wide connection limits of
+//! `admission`) as soon as each shard knows which partitions it owns, opens those partitions in
+//! the background meanwhile (`shard::opening`: a request for one still opening waits for it),
+//! and shuts down cleanly on SIGTERM/SIGINT.
 //!
 //! Shutdown order, and why: (1) every shard stops accepting; (2) each connection stops reading new
 //! requests, finishes the ones in flight and writes their responses (up to the grace period);
@@ -34,6 +36,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::catalog::{Catalog, CatalogError, DataDirectoryLock, DataDirectoryLockError};
 use crate::config::{Config, ShardPlacement};
 use crate::shard::mesh::{Envelope, Mesh, RequestExecutor};
+use crate::shard::opening::Readiness;
 use crate::shard::signal::ShutdownFlag;
 use crate::shard::Shard;
 use admission::{accept_backoff, Admission, LogThrottle};
@@ -118,7 +121,9 @@ impl Barrier {
 /// Shared among the shard threads while they start and stop.
 #[derive(Clone)]
 struct Rendezvous {
-    partitions_opened: Barrier,
+    /// Every shard knows the partitions it owns (open or still opening): none may answer for
+    /// a peer's partition before the peer does.
+    partitions_registered: Barrier,
     listening: Barrier,
     drained: Barrier,
     /// Shards that stopped before listening.
@@ -129,10 +134,13 @@ struct Rendezvous {
     admission: Arc<Admission>,
     /// Which start-up step each shard is at, for the watchdog that names a stuck one.
     progress: StartupProgress,
+    /// How many partitions are open, and when serving began and opening ended.
+    readiness: Arc<Readiness>,
 }
 
 /// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
 pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
+    let started = Instant::now();
     let shard_count = config.placement.shard_count();
     startup::log_memlock(shard_count, config.limits.io_memory_bytes);
     // Bind first: a port held by anyone else (another broker included) fails the start before
@@ -200,13 +208,14 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     // Each shard accepts on a duplicate of this descriptor; the last holder closes the socket.
     let listener = Arc::new(listener);
     let rendezvous = Rendezvous {
-        partitions_opened: Barrier::default(),
+        partitions_registered: Barrier::default(),
         listening: Barrier::default(),
         drained: Barrier::default(),
         failed: Arc::new(AtomicUsize::new(0)),
         listen,
         admission,
         progress: StartupProgress::new(shard_count),
+        readiness: Arc::new(Readiness::new(shard_count, started)),
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
@@ -246,7 +255,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     }
 
     // Every shard holds its duplicate of the listener once this barrier is passed.
-    let started = || {
+    let shards_started = || {
         rendezvous.listening.arrived.load(Ordering::SeqCst)
             + rendezvous.failed.load(Ordering::SeqCst)
     };
@@ -254,13 +263,25 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         rendezvous.progress.clone(),
         Duration::from_millis(STARTUP_REPORT_INTERVAL_MS),
     );
-    while started() < shard_count && !shutdown.is_requested() {
+    while shards_started() < shard_count && !shutdown.is_requested() {
         std::thread::sleep(Duration::from_millis(BARRIER_POLL_INTERVAL_MS));
         watchdog.report_if_slow();
     }
     drop(listener);
     if rendezvous.listening.arrived.load(Ordering::SeqCst) == shard_count {
-        tracing::info!(address = %listen, shards = shard_count, "broker ready");
+        rendezvous.readiness.serving();
+        let readiness = rendezvous.readiness.report();
+        // "All partitions open" follows (or came first) once every shard opened its own.
+        tracing::info!(
+            address = %listen,
+            shards = shard_count,
+            partitions = readiness.partitions_total,
+            opened = readiness.partitions_opened,
+            offline = readiness.partitions_offline,
+            opening = readiness.partitions_opening(),
+            serving_after_ms = ?readiness.serving_after_ms,
+            "broker ready: serving; partitions still opening are waited for by requests"
+        );
     }
 
     let mut failure = None;
@@ -388,19 +409,21 @@ async fn serve_shard(
         Rc::new(file_system),
         clock,
         shutdown.clone(),
+        rendezvous.readiness.clone(),
     );
     let executor_shard = shard.clone();
     let execute: RequestExecutor =
         Rc::new(move |request| Box::pin(executor_shard.clone().execute(request)));
     mesh.spawn_receivers(receivers, execute);
 
-    progress.enter(spawn_index, StartupStep::OpeningPartitions);
-    let opened = shard.open_owned_partitions().await;
-    progress.enter(spawn_index, StartupStep::WaitingForPeersToOpen);
-    // A partition that cannot be opened is offline, not a failure of the shard: every shard
-    // arrives here and serves the partitions it could open.
+    progress.enter(spawn_index, StartupStep::RegisteringPartitions);
+    let owned = shard.register_owned_partitions();
+    // Opened while the shard serves: a request for a partition not open yet waits for it. One
+    // that cannot be opened is offline, not a failure of the shard.
+    let opening = glommio::spawn_local(shard.clone().open_registered_partitions());
+    progress.enter(spawn_index, StartupStep::WaitingForPeersToRegister);
     rendezvous
-        .partitions_opened
+        .partitions_registered
         .arrive_and_wait(shard_count, &shutdown)
         .await;
     progress.enter(spawn_index, StartupStep::Binding);
@@ -418,7 +441,7 @@ async fn serve_shard(
     tracing::info!(
         shard = id,
         core = ?core,
-        partitions = opened,
+        partitions = owned,
         address = %rendezvous.listen,
         "shard listening"
     );
@@ -434,6 +457,8 @@ async fn serve_shard(
     let connections = Gate::new();
     accept_until_shutdown(&shard, &listener, &connections, &rendezvous.admission).await;
     drop(listener);
+    // Partitions not opened by now stay closed (untouched on disk); those opening finish below.
+    shard.stop_opening();
     tracing::info!(
         shard = id,
         "stopped accepting; finishing in-flight requests"
@@ -469,6 +494,7 @@ async fn serve_shard(
     retention.await;
     recovery_points.await;
     written_syncs.await;
+    opening.await;
     shard.close_partitions().await;
     tracing::info!(shard = id, "partitions synced and closed");
     Ok(())

@@ -17,8 +17,8 @@ pub enum StartupStep {
     Spawned = 0,
     JoiningMesh = 1,
     PreparingStorage = 2,
-    OpeningPartitions = 3,
-    WaitingForPeersToOpen = 4,
+    RegisteringPartitions = 3,
+    WaitingForPeersToRegister = 4,
     Binding = 5,
     Listening = 6,
 }
@@ -29,8 +29,8 @@ impl StartupStep {
             0 => Self::Spawned,
             1 => Self::JoiningMesh,
             2 => Self::PreparingStorage,
-            3 => Self::OpeningPartitions,
-            4 => Self::WaitingForPeersToOpen,
+            3 => Self::RegisteringPartitions,
+            4 => Self::WaitingForPeersToRegister,
             5 => Self::Binding,
             _ => Self::Listening,
         }
@@ -42,8 +42,10 @@ impl StartupStep {
             Self::Spawned => "waiting for its executor thread to run",
             Self::JoiningMesh => "joining the cross-shard channel mesh",
             Self::PreparingStorage => "preparing the data directory for direct I/O",
-            Self::OpeningPartitions => "opening and recovering its partitions",
-            Self::WaitingForPeersToOpen => "waiting for the other shards to open their partitions",
+            Self::RegisteringPartitions => "listing the partitions it owns",
+            Self::WaitingForPeersToRegister => {
+                "waiting for the other shards to list the partitions they own"
+            }
             Self::Binding => "binding the listening socket",
             Self::Listening => "listening",
         }
@@ -146,10 +148,10 @@ mod tests {
             vec![(1, StartupStep::JoiningMesh), (2, StartupStep::Spawned)]
         );
         progress.enter(1, StartupStep::Listening);
-        progress.enter(2, StartupStep::OpeningPartitions);
+        progress.enter(2, StartupStep::RegisteringPartitions);
         assert_eq!(
             watchdog.report_if_slow(),
-            vec![(2, StartupStep::OpeningPartitions)]
+            vec![(2, StartupStep::RegisteringPartitions)]
         );
 
         let mut patient = Watchdog::new(progress, Duration::from_secs(3600));
@@ -165,8 +167,8 @@ mod tests {
             StartupStep::Spawned,
             StartupStep::JoiningMesh,
             StartupStep::PreparingStorage,
-            StartupStep::OpeningPartitions,
-            StartupStep::WaitingForPeersToOpen,
+            StartupStep::RegisteringPartitions,
+            StartupStep::WaitingForPeersToRegister,
             StartupStep::Binding,
             StartupStep::Listening,
         ] {

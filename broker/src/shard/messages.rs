@@ -6,6 +6,7 @@
 //! handlers map to wire error codes; storage errors are rendered to text at the owner.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -71,6 +72,10 @@ pub enum PartitionError {
     /// served until an operator acts. The text names the file, position and reason.
     #[error("partition offline: {0}")]
     Offline(String),
+    /// The partition is still being opened after the broker started (recovery), and the request
+    /// could not wait for it any longer. Retriable.
+    #[error("partition not available yet: the broker is still opening it")]
+    Opening,
 }
 
 #[derive(Debug)]
@@ -141,12 +146,17 @@ pub enum ShardRequest {
     AlterTopic {
         topic: Arc<TopicMetadata>,
     },
+    /// `opening_wait_until`: until when a partition still opening after the start is waited
+    /// for (the request's own timeout); past it the partition is answered
+    /// [`PartitionError::Opening`].
     Produce {
         acks: ProduceAcks,
         partitions: Vec<ProducePartition>,
+        opening_wait_until: Instant,
     },
     Fetch {
         partitions: Vec<FetchPartition>,
+        opening_wait_until: Instant,
     },
     /// Resolve when any of the partitions has data at or beyond the given offset, or after
     /// `wait_ms`.
@@ -159,6 +169,7 @@ pub enum ShardRequest {
     },
     DeleteRecords {
         partitions: Vec<(PartitionKey, i64)>,
+        opening_wait_until: Instant,
     },
     States {
         partitions: Vec<PartitionKey>,

@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod mesh;
 pub mod messages;
+pub mod opening;
 pub mod partition;
 pub mod router;
 pub mod signal;
@@ -20,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
@@ -32,6 +33,7 @@ use crate::storage::Clock;
 use budget::ByteBudget;
 use mesh::Mesh;
 use messages::{PartitionError, PartitionKey, ProduceAcks, ShardRequest, ShardResponse};
+use opening::{Opening, Readiness};
 use partition::{log_config, partition_error, OpenIntent, Partition, ShardFileSystem};
 use signal::{AnyAppend, ShardShutdown, ShutdownFlag};
 
@@ -45,8 +47,9 @@ const DELETE_RETRIES_MAX: u32 = 500;
 /// interval (2 ms), so such data becomes durable and readable within about one interval.
 const WRITTEN_SYNC_TICK_US: u64 = 1_000;
 
-/// Partitions a shard opens at once (start-up, topic creation): enough to overlap one
-/// partition's disk reads with another's, few enough to bound open files and read buffers.
+/// Partitions a shard opens at once (start-up, in the background, and topic creation): enough
+/// to overlap one partition's disk reads with another's, few enough to bound open files and
+/// read buffers.
 const PARTITION_OPENS_IN_FLIGHT: usize = 16;
 
 /// How often a shard checks its partitions' recovery point byte triggers (at most; less often
@@ -74,6 +77,11 @@ pub struct Shard {
     /// [`PartitionError::Offline`]; the rest of the shard serves as usual. An operator's
     /// decision (see `storage/FORMAT.md`) and a restart bring one back.
     offline: RefCell<HashMap<PartitionKey, String>>,
+    /// Partitions this shard owns but has not opened yet (start-up opens them in the
+    /// background); requests for them wait for their open, within their own timeout.
+    opening: Rc<Opening<Arc<TopicMetadata>>>,
+    /// The broker's start-up counts, shared with every shard.
+    pub readiness: Arc<Readiness>,
     /// Partitions with appends that were written but may not be durable yet.
     unsynced: RefCell<HashSet<PartitionKey>>,
     /// Wakes the sync task when `unsynced` stops being empty.
@@ -90,6 +98,7 @@ impl Shard {
         file_system: Rc<ShardFileSystem>,
         clock: Rc<dyn Clock>,
         shutdown: ShutdownFlag,
+        readiness: Arc<Readiness>,
     ) -> Rc<Shard> {
         let shard_count = config.placement.shard_count();
         let groups = GroupCoordinator::new(config.groups.clone());
@@ -106,6 +115,8 @@ impl Shard {
             clock,
             partitions: RefCell::new(HashMap::new()),
             offline: RefCell::new(HashMap::new()),
+            opening: Rc::new(Opening::default()),
+            readiness,
             unsynced: RefCell::new(HashSet::new()),
             unsynced_added: Rc::new(signal::AppendSignal::default()),
             groups,
@@ -121,24 +132,51 @@ impl Shard {
         self.config.limits.batch_bytes_max()
     }
 
-    /// Opens every partition the catalog places on this shard (start-up), up to
-    /// [`PARTITION_OPENS_IN_FLIGHT`] at once, so that one partition's reads overlap another's
-    /// waits. A partition that cannot be opened is taken offline (logged with its reason) and
-    /// the others still open: one damaged partition must not stop the broker. Returns how many
-    /// opened.
-    pub async fn open_owned_partitions(self: &Rc<Self>) -> usize {
+    /// Queues every partition the catalog places on this shard to be opened by
+    /// [`Shard::open_registered_partitions`] (start-up). Until a partition is open, requests for
+    /// it wait for it (within their timeout) or are answered [`PartitionError::Opening`].
+    /// Returns how many were queued.
+    pub fn register_owned_partitions(&self) -> usize {
         let snapshot = self.snapshot();
-        let owned: Vec<(Arc<TopicMetadata>, u32)> = snapshot
-            .topics
-            .values()
-            .flat_map(|topic| {
-                (0..topic.partition_count()).map(move |partition| (topic.clone(), partition))
+        let mut registered = 0;
+        for topic in snapshot.topics.values() {
+            for partition in 0..topic.partition_count() {
+                if topic.owner_of(partition) == Some(self.id) {
+                    let key = PartitionKey {
+                        topic_id: topic.id,
+                        partition,
+                    };
+                    self.opening.add(key, topic.clone());
+                    registered += 1;
+                }
+            }
+        }
+        self.readiness.add_partitions(registered);
+        registered
+    }
+
+    /// Opens the partitions queued by [`Shard::register_owned_partitions`] while the shard
+    /// serves, up to [`PARTITION_OPENS_IN_FLIGHT`] at once (one partition's reads overlap
+    /// another's waits), those a request waits for first. A partition that cannot be opened is
+    /// taken offline (logged with its reason) and the others still open: one damaged partition
+    /// must not stop the broker. Ends when all are open or [`Shard::stop_opening`] was called.
+    pub async fn open_registered_partitions(self: Rc<Self>) {
+        let started = Instant::now();
+        let shard = self.clone();
+        self.opening
+            .run(PARTITION_OPENS_IN_FLIGHT, move |key, topic| {
+                let shard = shard.clone();
+                async move {
+                    match shard
+                        .open_partition(&topic, key.partition, OpenIntent::Existing)
+                        .await
+                    {
+                        Ok(()) => shard.readiness.partition_opened(),
+                        Err(_) => shard.readiness.partition_offline(),
+                    }
+                }
             })
-            .collect();
-        let opened = self
-            .open_partitions(owned, OpenIntent::Existing)
-            .await
-            .opened;
+            .await;
         let mut report = crate::storage::log::RecoveryReport::default();
         for partition in self.partitions.borrow().values() {
             let one = partition.log.recovery_report();
@@ -146,24 +184,49 @@ impl Shard {
             report.bytes_scanned += one.bytes_scanned;
             report.bytes_replayed += one.bytes_replayed;
         }
+        let offline = self.offline.borrow().len();
+        let not_opened = self.opening.pending_count();
         tracing::info!(
             shard = self.id,
-            partitions = opened,
+            partitions = self.partitions.borrow().len(),
+            offline,
+            not_opened,
+            open_ms = started.elapsed().as_millis() as u64,
             segments = report.segments,
             recovery_bytes_scanned = report.bytes_scanned,
             recovery_bytes_replayed = report.bytes_replayed,
             "partitions recovered"
         );
-        let offline = self.offline.borrow().len();
         if offline > 0 {
             tracing::error!(
                 shard = self.id,
-                opened,
                 offline,
                 "some partitions are offline; the others serve (see the errors above for why)"
             );
         }
-        opened
+        if self.readiness.shard_opened() {
+            let readiness = self.readiness.report();
+            let message = if readiness.partitions_opening() == 0 {
+                "all partitions open"
+            } else {
+                "partition opens stopped by shutdown"
+            };
+            tracing::info!(
+                partitions = readiness.partitions_total,
+                opened = readiness.partitions_opened,
+                offline = readiness.partitions_offline,
+                not_opened = readiness.partitions_opening(),
+                serving_after_ms = ?readiness.serving_after_ms,
+                opened_after_ms = ?readiness.opened_after_ms,
+                "{message}"
+            );
+        }
+    }
+
+    /// No more start-up opens begin (shutdown); those running finish, and
+    /// [`Shard::open_registered_partitions`] returns once they have.
+    pub fn stop_opening(&self) {
+        self.opening.stop();
     }
 
     async fn open_topic(
@@ -195,6 +258,7 @@ impl Shard {
                 topic.owner_of(*partition) == Some(self.id)
                     && !self.partitions.borrow().contains_key(&key)
                     && !self.offline.borrow().contains_key(&key)
+                    && !self.opening.is_pending(&key)
             })
             .collect();
         for group in mine.chunks(PARTITION_OPENS_IN_FLIGHT) {
@@ -239,6 +303,15 @@ impl Shard {
         .await
         {
             Ok(opened_partition) => {
+                // A configuration change committed while the partition was opening reached
+                // only the partitions open then (`alter_topic`): apply the current one.
+                if let Some(current) = self.snapshot().topic(&topic.name) {
+                    if current.id == topic.id && current.config != topic.config {
+                        opened_partition
+                            .log
+                            .update_config(log_config(&current.config, self.batch_bytes_max()));
+                    }
+                }
                 self.partitions
                     .borrow_mut()
                     .insert(key, Rc::new(opened_partition));
@@ -269,8 +342,15 @@ impl Shard {
     ) -> Result<(), PartitionError> {
         let deleted =
             |key: &PartitionKey| key.topic_id == topic.id && key.partition >= first_partition;
-        // An offline partition's files are left to the next start's cleanup of deleted topics:
-        // what is wrong with them may also make removing them fail.
+        // A partition whose start-up open has not begun is never opened; one being opened is
+        // waited for and then deleted like the others.
+        for key in self.opening.pending_keys(deleted) {
+            if !self.opening.cancel(&key) {
+                self.opening.wait(&key, None).await;
+            }
+        }
+        // An offline or never opened partition's files are left to the next start's cleanup of
+        // deleted topics: what is wrong with them may also make removing them fail.
         self.offline.borrow_mut().retain(|key, _| !deleted(key));
         let keys: Vec<PartitionKey> = self
             .partitions
@@ -328,9 +408,37 @@ impl Shard {
         if let Some(partition) = self.partitions.borrow().get(key) {
             return Ok(partition.clone());
         }
-        match self.offline.borrow().get(key) {
-            Some(reason) => Err(PartitionError::Offline(reason.clone())),
-            None => Err(PartitionError::UnknownTopicOrPartition),
+        if let Some(reason) = self.offline.borrow().get(key) {
+            return Err(PartitionError::Offline(reason.clone()));
+        }
+        if self.opening.is_pending(key) {
+            return Err(PartitionError::Opening);
+        }
+        Err(PartitionError::UnknownTopicOrPartition)
+    }
+
+    /// Like [`Shard::partition`], but a partition still opening is waited for until its open
+    /// ends (then it is served, or offline), `deadline` passes (then `Opening`), or shutdown
+    /// begins.
+    async fn partition_waiting(
+        &self,
+        key: &PartitionKey,
+        deadline: Instant,
+    ) -> Result<Rc<Partition>, PartitionError> {
+        loop {
+            match self.partition(key) {
+                Err(PartitionError::Opening) => {
+                    let ended = future::or(self.opening.wait(key, Some(deadline)), async {
+                        self.shutdown.requested().await;
+                        false
+                    })
+                    .await;
+                    if !ended {
+                        return Err(PartitionError::Opening);
+                    }
+                }
+                result => return result,
+            }
         }
     }
 
@@ -362,11 +470,17 @@ impl Shard {
                 self.alter_topic(&topic);
                 ShardResponse::Done(Ok(()))
             }
-            ShardRequest::Produce { acks, partitions } => {
+            ShardRequest::Produce {
+                acks,
+                partitions,
+                opening_wait_until,
+            } => {
                 let appends = partitions.into_iter().map(|produce| {
                     let shard = self.clone();
                     async move {
-                        let partition = shard.partition(&produce.key)?;
+                        let partition = shard
+                            .partition_waiting(&produce.key, opening_wait_until)
+                            .await?;
                         let outcome = partition.produce(produce.batches, acks).await;
                         if acks != ProduceAcks::All {
                             shard.mark_unsynced(produce.key);
@@ -376,11 +490,16 @@ impl Shard {
                 });
                 ShardResponse::Produced(join_all(appends).await)
             }
-            ShardRequest::Fetch { partitions } => {
+            ShardRequest::Fetch {
+                partitions,
+                opening_wait_until,
+            } => {
                 let reads = partitions.into_iter().map(|fetch| {
                     let shard = self.clone();
                     async move {
-                        let partition = shard.partition(&fetch.key)?;
+                        let partition = shard
+                            .partition_waiting(&fetch.key, opening_wait_until)
+                            .await?;
                         partition.fetch(fetch.offset, fetch.max_bytes).await
                     }
                 });
@@ -400,10 +519,19 @@ impl Shard {
                 });
                 ShardResponse::Offsets(join_all(answers).await)
             }
-            ShardRequest::DeleteRecords { partitions } => {
+            ShardRequest::DeleteRecords {
+                partitions,
+                opening_wait_until,
+            } => {
                 let answers = partitions.into_iter().map(|(key, before)| {
                     let shard = self.clone();
-                    async move { shard.partition(&key)?.delete_records(before).await }
+                    async move {
+                        shard
+                            .partition_waiting(&key, opening_wait_until)
+                            .await?
+                            .delete_records(before)
+                            .await
+                    }
                 });
                 ShardResponse::RecordsDeleted(join_all(answers).await)
             }

@@ -157,6 +157,30 @@ impl Network {
         }
     }
 
+    /// Like [`Network::call_retrying`] (an idempotent request), and also asks again while
+    /// `again` says the answer holds a transient per-partition error (a partition the broker is
+    /// still opening after a start) and `retry_timeout` allows; then returns the last answer,
+    /// whose errors the caller reports.
+    pub(crate) async fn call_retrying_answers<R: Request>(
+        &self,
+        request: &R,
+        operation: &'static str,
+        again: impl Fn(&R::Response) -> bool,
+    ) -> Result<R::Response, Error> {
+        let deadline = Instant::now() + self.config.retry_timeout;
+        let mut backoff = self.config.reconnect_backoff_min;
+        loop {
+            let response = self
+                .call_retrying(request, operation, Retry::Idempotent)
+                .await?;
+            if !again(&response) || Instant::now() + backoff > deadline {
+                return Ok(response);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.config.reconnect_backoff_max);
+        }
+    }
+
     fn topics(&self) -> MutexGuard<'_, TopicCache> {
         self.topics
             .lock()

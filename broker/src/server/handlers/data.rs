@@ -141,6 +141,8 @@ pub async fn produce(
     request: ProduceRequest,
     frame_body: Bytes,
 ) -> Option<ProduceResponse> {
+    // A partition still opening after the start is waited for as long as the producer waits.
+    let opening_wait_until = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
     let acks = match request.acks {
         Acks::None => ProduceAcks::None,
         Acks::Leader => ProduceAcks::Leader,
@@ -182,7 +184,11 @@ pub async fn produce(
     let results = route(
         shard,
         items,
-        |partitions| ShardRequest::Produce { acks, partitions },
+        |partitions| ShardRequest::Produce {
+            acks,
+            partitions,
+            opening_wait_until,
+        },
         |response| match response {
             ShardResponse::Produced(results) => Some(results),
             _ => None,
@@ -315,7 +321,12 @@ pub async fn fetch(shard: &Rc<Shard>, request: &FetchRequest) -> FetchResponse {
         let results = route(
             shard,
             targets.clone(),
-            |partitions| ShardRequest::Fetch { partitions },
+            // A partition still opening after the start is waited for until the fetch's own
+            // deadline (max_wait_ms).
+            |partitions| ShardRequest::Fetch {
+                partitions,
+                opening_wait_until: deadline,
+            },
             |response| match response {
                 ShardResponse::Fetched(results) => Some(results),
                 _ => None,
@@ -493,6 +504,7 @@ pub async fn delete_records(
     shard: &Rc<Shard>,
     request: &DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
+    let opening_wait_until = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
     let snapshot = shard.snapshot();
     let mut items = Vec::new();
     for topic in &request.topics {
@@ -508,7 +520,10 @@ pub async fn delete_records(
     let results = route(
         shard,
         items,
-        |partitions| ShardRequest::DeleteRecords { partitions },
+        |partitions| ShardRequest::DeleteRecords {
+            partitions,
+            opening_wait_until,
+        },
         |response| match response {
             ShardResponse::RecordsDeleted(results) => Some(results),
             _ => None,

@@ -352,6 +352,7 @@ pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
         PartitionError::ProducerFenced(_) => ErrorCode::ProducerFenced,
         PartitionError::InvalidProducerIdMapping(_) => ErrorCode::InvalidProducerIdMapping,
         PartitionError::Offline(_) => ErrorCode::PartitionOffline,
+        PartitionError::Opening => ErrorCode::LeaderNotAvailable,
     }
 }
 
