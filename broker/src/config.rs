@@ -21,6 +21,7 @@ use crate::catalog::TopicConfig;
 use crate::group::limits::defaults as group_defaults;
 use crate::group::GroupLimits;
 use crate::shard::partition::log_config;
+use crate::storage::RecoveryScan;
 
 /// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
 pub mod defaults {
@@ -146,6 +147,14 @@ impl<'de> Deserialize<'de> for CoreList {
     }
 }
 
+/// `"checkpoints"` or `"full"` in a config file, as on the command line.
+impl<'de> Deserialize<'de> for RecoveryScan {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Declares every setting once: its flag (`--name-with-dashes`), its TOML key (`name_with_underscores`),
 /// its environment variable and its help text. Generates [`Overrides`], one layer of optional values.
 macro_rules! settings {
@@ -214,6 +223,7 @@ settings! {
     shutdown_grace_ms: u64, "SPATE_SHUTDOWN_GRACE_MS", "How long shutdown waits for in-flight requests";
     retention_check_interval_ms: u64, "SPATE_RETENTION_CHECK_INTERVAL_MS", "How often retention runs on each shard";
     recovery_point_interval_ms: u64, "SPATE_RECOVERY_POINT_INTERVAL_MS", "How often each partition's recovery point (what an open after a crash need not re-read) is written when its durable data moved";
+    recovery_scan: RecoveryScan, "SPATE_RECOVERY_SCAN", "What an open checks of each partition's active segment: checkpoints (from the last index entry on disk; default) or full (every batch from the first byte, trusting no index entry or recovery point: for data whose checkpoint files are distrusted)";
     partitions_per_topic_max: u32, "SPATE_PARTITIONS_PER_TOPIC_MAX", "Most partitions one topic may have";
     topics_max: usize, "SPATE_TOPICS_MAX", "Most topics the broker holds";
     open_files_per_shard_max: usize, "SPATE_OPEN_FILES_PER_SHARD_MAX", "Segment and metadata files each shard keeps open; the least recently used are closed and reopened on demand (default: half the descriptor limit, shared by the shards, 16..=16384 each)";
@@ -311,6 +321,9 @@ pub struct Limits {
     pub shutdown_grace_ms: u64,
     pub retention_check_interval_ms: u64,
     pub recovery_point_interval_ms: u64,
+    /// What an open checks of each active segment (a choice, not a bound; here because it
+    /// decides how long a start takes).
+    pub recovery_scan: RecoveryScan,
     pub partitions_per_topic_max: u32,
     pub topics_max: usize,
     pub partitions_per_shard_max: usize,
@@ -451,6 +464,7 @@ impl Config {
             recovery_point_interval_ms: layer
                 .recovery_point_interval_ms
                 .unwrap_or(defaults::RECOVERY_POINT_INTERVAL_MS),
+            recovery_scan: layer.recovery_scan.unwrap_or_default(),
             partitions_per_topic_max: layer
                 .partitions_per_topic_max
                 .unwrap_or(defaults::PARTITIONS_PER_TOPIC_MAX),

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use spate_broker::storage::segment::{segment_file_name, SegmentFileKind};
 use spate_broker::storage::{
     AppendWait, Clock, FaultPlan, FileSystem, LogConfig, MemoryFileSystem, PartitionLog,
-    StorageError,
+    RecoveryScan, StorageError,
 };
 use storage_support::{block, directory, read_all, simple_batch, small_config, Setup, Simulator};
 
@@ -201,4 +201,81 @@ fn a_missing_partition_directory_is_not_recreated() {
     let disk = setup.disk.clone();
     let listed = block(async move { disk.list_directory(&directory()).await });
     assert!(listed.is_err(), "the directory was created");
+}
+
+#[test]
+fn a_close_with_nothing_appended_since_its_recovery_point_writes_nothing() {
+    let setup = Setup::new(7);
+    let log = Rc::new(setup.open(config()));
+    append_durably(&log, 0, BATCHES);
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    // Opened and closed again without an append: the recovery point and its snapshot on disk
+    // are already as of the log end.
+    let reopened = setup.open(config());
+    assert_eq!(reopened.recovery_report().recovery_point, Some(BATCHES));
+    let before = setup.disk.stats();
+    block(async move { reopened.close().await.expect("close") });
+    let after = setup.disk.stats();
+    assert_eq!(
+        (after.writes, after.data_syncs, after.directory_syncs),
+        (before.writes, before.data_syncs, before.directory_syncs),
+        "an idle close wrote or synced"
+    );
+    // And the close stays durable: after a crash nothing is replayed or lost.
+    setup.disk.crash();
+    let reopened = try_open(&setup).expect("open");
+    let report = reopened.recovery_report();
+    assert_eq!(report.recovery_point, Some(BATCHES));
+    assert_eq!(report.bytes_replayed, 0, "{report:?}");
+    assert_eq!(read_offsets(reopened), BATCHES as usize);
+}
+
+#[test]
+fn a_close_after_an_append_writes_a_new_recovery_point() {
+    let setup = Setup::new(8);
+    let log = Rc::new(setup.open(config()));
+    append_durably(&log, 0, BATCHES);
+    assert!(checkpoint(&log));
+    append_durably(&log, BATCHES, 1);
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    setup.disk.crash();
+    let reopened = try_open(&setup).expect("open");
+    assert_eq!(reopened.recovery_report().recovery_point, Some(BATCHES + 1));
+    assert_eq!(reopened.recovery_report().bytes_replayed, 0);
+}
+
+#[test]
+fn a_full_recovery_scan_checks_the_whole_active_segment_and_keeps_every_batch() {
+    let open_with = |setup: &Setup, recovery_scan: RecoveryScan| {
+        let disk = setup.disk.clone();
+        let clock: Rc<dyn Clock> = setup.clock.clone();
+        let config = LogConfig {
+            recovery_scan,
+            ..config()
+        };
+        block(async move { PartitionLog::open(disk, directory(), config, clock).await })
+            .expect("open")
+    };
+    let setup = Setup::new(9);
+    let log = Rc::new(setup.open(config()));
+    append_durably(&log, 0, BATCHES);
+    assert!(checkpoint(&log));
+    append_durably(&log, BATCHES, 2);
+    drop(log);
+    setup.disk.crash();
+    let trusting = open_with(&setup, RecoveryScan::Checkpoints);
+    let scanned_from_index = trusting.recovery_report().bytes_scanned;
+    drop(trusting);
+    let full = open_with(&setup, RecoveryScan::Full);
+    let report = full.recovery_report();
+    // 42 batches of 300 bytes: every one of them checked.
+    assert_eq!(report.bytes_scanned, (BATCHES + 2) * 300, "{report:?}");
+    assert!(
+        scanned_from_index < report.bytes_scanned,
+        "the default scan starts at the last index entry: {scanned_from_index}"
+    );
+    assert_eq!(full.next_offset(), BATCHES + 2);
+    assert_eq!(read_offsets(full), (BATCHES + 2) as usize);
 }

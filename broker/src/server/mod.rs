@@ -496,7 +496,6 @@ async fn serve_shard(
     written_syncs.await;
     opening.await;
     shard.close_partitions().await;
-    tracing::info!(shard = id, "partitions synced and closed");
     Ok(())
 }
 

@@ -139,6 +139,39 @@ pub struct LogConfig {
     /// Durable bytes of the active segment past the recovery point that make a new recovery
     /// point (and producer snapshot) due (`PartitionLog::checkpoint_recovery_point_if_due`).
     pub recovery_point_interval_bytes: u64,
+    /// How much of the active segment an open reads to recover it.
+    pub recovery_scan: RecoveryScan,
+}
+
+/// How much of a partition's active segment an open checks (`recovery::recover_segment`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecoveryScan {
+    /// Trust the checkpoints: check batches from the last index entry on disk that points at a
+    /// valid batch (at most `index_persist_interval_bytes` behind the durable end), and replay
+    /// producers from the recovery point's snapshot. What keeps restarts short.
+    #[default]
+    Checkpoints,
+    /// Trust no index entry of the active segment: check every batch of it from its first byte
+    /// (header, offset continuity and CRC), and rebuild its index from the scan (the producer
+    /// state still comes from the newest valid snapshot, which has a CRC). For an operator
+    /// who distrusts the files that make an open short (a restored copy of the data directory,
+    /// a disk suspected of losing writes it acknowledged); it reads each active segment whole,
+    /// as the broker did before recovery points and persisted index entries.
+    Full,
+}
+
+impl std::str::FromStr for RecoveryScan {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "checkpoints" => Ok(Self::Checkpoints),
+            "full" => Ok(Self::Full),
+            other => Err(format!(
+                "recovery scan {other:?} is neither \"checkpoints\" nor \"full\""
+            )),
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -162,6 +195,7 @@ impl Default for LogConfig {
             producers_per_partition_max: PRODUCERS_PER_PARTITION_MAX_DEFAULT,
             producer_expiry_ms: PRODUCER_EXPIRY_MS_DEFAULT,
             recovery_point_interval_bytes: RECOVERY_POINT_INTERVAL_BYTES_DEFAULT,
+            recovery_scan: RecoveryScan::Checkpoints,
         }
     }
 }

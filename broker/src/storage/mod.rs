@@ -33,7 +33,7 @@ pub mod tail_cache;
 pub mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{AppendWait, ConfigError, Durability, LogConfig};
+pub use config::{AppendWait, ConfigError, Durability, LogConfig, RecoveryScan};
 pub use dma::{DmaFileSystem, WriteBufferStats};
 pub use error::StorageError;
 pub use file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use spate_protocol::batch::BATCH_HEADER_BYTES;
 
-use super::config::LogConfig;
+use super::config::{LogConfig, RecoveryScan};
 use super::error::StorageError;
 use super::file::{align_down, StorageFile};
 use super::index::{SegmentIndex, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
@@ -88,6 +88,10 @@ pub async fn recover_segment<File: StorageFile>(
     )
     .await?;
     let mut index = SegmentIndex::decode_valid_prefix(&offset_bytes, &time_bytes, log_size);
+    if role == SegmentRole::Active && config.recovery_scan == RecoveryScan::Full {
+        // Distrusted: the scan starts at the first byte and rebuilds every entry.
+        index.truncate(0);
+    }
 
     let mut reader = SegmentReader::new(&files.log, &paths.log, log_size, config.read_chunk_bytes);
     // Index entries are written only for synced batches, but a torn index write or a medium
