@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Restart time after kill -9 (issue #18): how long a broker takes to serve ("broker ready") and
+# to have every partition open ("all partitions open") after a crash, for an empty broker, 1 GiB
+# and 10 GiB over 4 partitions, and 1 GiB over 1,000 partitions. Each data set is written with
+# spate-bench (1 KiB records, acks=leader), the broker is killed with SIGKILL right after the
+# last write, and then started and killed again twice per mode, alternating:
+#   after:  the default recovery (--recovery-scan checkpoints): scan from the last index entry,
+#           replay producers from the recovery point;
+#   before: --recovery-scan full: every active segment checked from its first byte, as the
+#           broker did before recovery points (what the open read is in "scanned").
+# Not a timed test: figures for bench/README.md. The data lives under target/ on the real disk
+# (refused on tmpfs) and is deleted at the end.
+#
+# usage: bench/scripts/restart_time.sh
+# Environment: SPATE_BENCH_BIN (default target/release), SPATE_BENCH_SHARDS (default 2),
+# SPATE_BENCH_LARGE_GIB (default 10), SPATE_BENCH_ROUNDS (default 2).
+set -euo pipefail
+
+bin=${SPATE_BENCH_BIN:-target/release}
+shards=${SPATE_BENCH_SHARDS:-2}
+large_gib=${SPATE_BENCH_LARGE_GIB:-10}
+rounds=${SPATE_BENCH_ROUNDS:-2}
+root=target/spate-bench-data
+mkdir -p "$root"
+filesystem=$(stat -f -c %T "$root")
+if [[ $filesystem == tmpfs || $filesystem == ramfs ]]; then
+    echo "refusing: $root is on $filesystem, not a disk" >&2; exit 1
+fi
+data=
+log=
+pid=
+port=$(( 20000 + RANDOM % 20000 ))
+address=127.0.0.1:$port
+
+cleanup() {
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; wait "$pid" 2>/dev/null || true; fi
+    if [[ -n "$data" ]]; then rm -rf "$data" "$log"; fi
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+
+wait_for_line() {
+    until grep -q "$1" "$log"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "broker exited before logging '$1':" >&2; tail -5 "$log" >&2; exit 1
+        fi
+        sleep 0.01
+    done
+}
+
+# start_broker [flags...]: sets `result` to the wall times from launch to serving and to every
+# partition open, and what the opens read (summed over the shards). Not run in a subshell: it
+# sets `pid`.
+start_broker() {
+    : > "$log"
+    local started; started=$(now_ms)
+    "$bin/spate-broker" --data-dir "$data" --listen "$address" --shards "$shards" \
+        --log-level info "$@" 2>>"$log" &
+    pid=$!
+    wait_for_line "broker ready"
+    local ready_ms=$(( $(now_ms) - started ))
+    wait_for_line "all partitions open"
+    local open_ms=$(( $(now_ms) - started ))
+    local scanned replayed
+    scanned=$(grep "partitions recovered" "$log" | sed -n 's/.*recovery_bytes_scanned=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}')
+    replayed=$(grep "partitions recovered" "$log" | sed -n 's/.*recovery_bytes_replayed=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}')
+    result="ready_ms=$ready_ms all_open_ms=$open_ms scanned_mb=$(( scanned / 1000000 )) replayed_mb=$(( replayed / 1000000 ))"
+}
+
+crash_broker() {
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=
+}
+
+# data_set NAME PARTITIONS GIB: a fresh broker holding GIB GiB over PARTITIONS partitions, then
+# kill -9 and the restarts.
+data_set() {
+    local name=$1 partitions=$2 gib=$3
+    data=$(mktemp -d -p "$root" restart-XXXXXX)
+    log="$data.log"
+    start_broker
+    local written_ms=0
+    if (( partitions > 0 )); then
+        local records=$(( gib * 1024 * 1024 ))
+        local writing; writing=$(now_ms)
+        "$bin/spate-bench" produce --broker "$address" --topic "restart-$name" \
+            --partitions "$partitions" --producers 1 --message-bytes 1024 \
+            --batch-bytes 1048576 --linger-us 1000 --acks leader --warmup-ms 0 \
+            --message-count "$records" > /dev/null
+        written_ms=$(( $(now_ms) - writing ))
+    fi
+    crash_broker
+    echo "$name: partitions=$partitions data=$(du -sm "$data" | cut -f1)MB written_ms=$written_ms (then kill -9)"
+    for round in $(seq 1 "$rounds"); do
+        start_broker; crash_broker
+        echo "  after  (checkpoints): $result"
+        start_broker --recovery-scan full; crash_broker
+        echo "  before (full scan):   $result"
+    done
+    rm -rf "$data" "$log"
+    data=
+}
+
+echo "restart time after kill -9: shards=$shards data_fs=$filesystem load=[$(cut -d' ' -f1-3 /proc/loadavg)]"
+data_set empty 0 0
+data_set 1gib 4 1
+data_set "${large_gib}gib" 4 "$large_gib"
+data_set 1000-partitions 1000 1
+echo "load=[$(cut -d' ' -f1-3 /proc/loadavg)]"
