@@ -727,3 +727,124 @@ fn a_retry_of_a_durable_batch_is_recognised_after_later_batches_were_rolled_back
     assert_eq!((resent.base_offset, resent.next_offset), (0, 1));
     assert_eq!(all_ids(&log), vec![1, 2, 3, 4, 5]);
 }
+
+/// A log whose active segment is full: the next batch needs a roll (plain batches 0 to 4).
+fn log_needing_a_roll(setup: &Setup) -> Rc<PartitionLog<MemoryFileSystem>> {
+    let log = setup.open_shared(small_config());
+    for id in 0..5 {
+        let appender = log.clone();
+        block(async move {
+            appender
+                .append(simple_batch(id, 3000, START_MS), AppendWait::Durable)
+                .await
+        })
+        .expect("room in the segment");
+    }
+    assert_eq!(log.segment_count(), 1);
+    log
+}
+
+#[test]
+fn a_later_batch_of_an_unknown_producer_is_refused_until_its_batch_that_failed_at_a_roll_is_resent()
+{
+    // Found by the storage simulation (seed 1592590629 at the commit that named it): the roll
+    // before the producer's first batch failed on a full disk, nothing of the producer was
+    // recorded, and its next pipelined batch was appended ahead of the lost one.
+    let setup = Setup::new(14);
+    let log = log_needing_a_roll(&setup);
+    let send = |id: u64, sequence: i32| {
+        let appender = log.clone();
+        block(async move {
+            appender
+                .append(
+                    producer_batch(id, PRODUCER, 2, sequence, 1, 3000),
+                    AppendWait::Durable,
+                )
+                .await
+        })
+    };
+    setup.disk.set_no_space(true);
+    let first = send(10, 806);
+    assert!(
+        matches!(first, Err(StorageError::NoSpace { .. })),
+        "{first:?}"
+    );
+    assert_eq!(log.segment_count(), 1, "the roll failed");
+    setup.disk.set_no_space(false);
+    match send(11, 807) {
+        Err(StorageError::OutOfOrderSequence {
+            expected_sequence,
+            received_sequence,
+            ..
+        }) => assert_eq!((expected_sequence, received_sequence), (806, 807)),
+        other => panic!("the later batch must wait for the failed one: {other:?}"),
+    }
+    let resent = send(10, 806).expect("the resend of the failed batch");
+    let later = send(11, 807).expect("then the later batch");
+    assert_eq!(
+        (resent.base_offset, later.base_offset),
+        (5, 6),
+        "in sequence order"
+    );
+    assert_eq!(all_ids(&log), vec![0, 1, 2, 3, 4, 10, 11]);
+}
+
+#[test]
+fn a_call_that_failed_holds_the_producer_of_every_batch_it_did_not_append() {
+    let setup = Setup::new(15);
+    let log = log_needing_a_roll(&setup);
+    const OTHER: i64 = PRODUCER + 1;
+    setup.disk.set_no_space(true);
+    let caller = log.clone();
+    let call = block(async move {
+        caller
+            .append_batches(
+                vec![
+                    producer_batch(10, PRODUCER, 0, 0, 1, 3000),
+                    producer_batch(11, OTHER, 0, 40, 1, 300),
+                ],
+                AppendWait::Durable,
+            )
+            .await
+    });
+    assert!(
+        matches!(call, Err(StorageError::NoSpace { .. })),
+        "{call:?}"
+    );
+    setup.disk.set_no_space(false);
+    // The other producer's batch was never checked: its next one must not land before it.
+    let appender = log.clone();
+    let later = block(async move {
+        appender
+            .append(
+                producer_batch(12, OTHER, 0, 41, 1, 300),
+                AppendWait::Durable,
+            )
+            .await
+    });
+    assert!(
+        matches!(
+            later,
+            Err(StorageError::OutOfOrderSequence {
+                expected_sequence: 40,
+                ..
+            })
+        ),
+        "{later:?}"
+    );
+    let appender = log.clone();
+    block(async move {
+        appender
+            .append_batches(
+                vec![
+                    producer_batch(10, PRODUCER, 0, 0, 1, 3000),
+                    producer_batch(11, OTHER, 0, 40, 1, 300),
+                    producer_batch(12, OTHER, 0, 41, 1, 300),
+                ],
+                AppendWait::Durable,
+            )
+            .await
+    })
+    .expect("the call resent in order, with the later batch");
+    assert_eq!(all_ids(&log), vec![0, 1, 2, 3, 4, 10, 11, 12]);
+}

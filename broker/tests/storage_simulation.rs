@@ -20,21 +20,21 @@
 //! for durability (acks=all) and some only for the write (acks=leader); resent in sequence
 //! order with the same sequences after an error or a crash (written batches too, unless found
 //! durable in the log), now and then an acknowledged batch among the last five resent (a lost
-//! response), and sometimes an epoch bump once all is acknowledged. A producer pipelines, and
-//! waits only for the write, only while the partition holds a durable batch of its epoch. A
-//! rollback that empties a producer's entry now leaves the sequence it expects next
-//! (`ProducerEntry::next_after_rollback`), but without this limit seed 1592590629 (default case
-//! count) still stores a producer's later batch (sequence 811) ahead of two earlier ones that
-//! never became durable, in a run with disk faults and a crash: a known gap, not simulated.
+//! response), and sometimes an epoch bump once all is acknowledged. A producer pipelines and
+//! waits only for the write whether or not the partition knows it yet: a failed batch holds
+//! its producer (`ProducerEntry::held_at`), so a later request already on its way is refused
+//! rather than stored ahead of it (seed 1592590629, at the commit that limited this, stored
+//! one that way after a roll failed on a full disk).
 //! Also checked, after every reopen and at the end:
 //! - no batch of a producer appears twice, and a producer's batches lie in sequence order
-//!   (contiguous within an epoch, epochs never going back);
+//!   (contiguous within an epoch, epochs never going back); a producer's first batch in the
+//!   log follows nothing, or a batch of its sequence that was stored before it and deleted
+//!   since: never a batch that was lost (a later batch stored after a gap);
 //! - a retry answered as a duplicate gets the offsets its original has in the log, and a batch
 //!   already in the log (and still visible) is never appended again;
 //! - the only refusals are a duplicate-sequence answer to a resend of an acknowledged batch and,
-//!   in a round with a disk error, an out-of-order answer to a request whose predecessor was
-//!   rolled back; once the disk is healthy every producer finishes its stream.
-//!
+//!   in a round with a disk error, an out-of-order answer to a request whose predecessor
+//!   failed; once the disk is healthy every producer finishes its stream.
 //!
 //! A third, smaller set of shorter cases ends in operator damage to the cleanly closed
 //! partition (FORMAT.md, "What each file's damage does"): a byte flipped in a closed segment's
@@ -150,6 +150,8 @@ struct ProducerModel {
     /// Batches acknowledged as written (acks=leader) and not yet known durable, in sequence
     /// order. An error or a crash may have rolled them back: they are then resent.
     written: VecDeque<ProducerAcknowledged>,
+    /// The last batch built in the current epoch: the predecessor of the next one.
+    last_built: Option<u64>,
 }
 
 /// One request of a producer: one `append` or `append_batches` call.
@@ -295,6 +297,11 @@ struct Case {
     producers: Vec<ProducerModel>,
     /// Producer fields of every producer batch built, by id.
     producer_batches: HashMap<u64, ProducerFields>,
+    /// For each producer batch, the batch before it in its producer's sequence (same epoch).
+    predecessors: HashMap<u64, u64>,
+    /// Where each batch was last known to lie (base offset): from acknowledgements and scans.
+    /// A scan corrects it for everything from the log start on.
+    placed: HashMap<u64, u64>,
     trace: Vec<String>,
 }
 
@@ -377,6 +384,7 @@ impl Case {
                 unacknowledged: VecDeque::new(),
                 acknowledged: VecDeque::new(),
                 written: VecDeque::new(),
+                last_built: None,
             })
             .collect();
         Self {
@@ -396,6 +404,8 @@ impl Case {
             id_next: 1,
             producers,
             producer_batches: HashMap::new(),
+            predecessors: HashMap::new(),
+            placed: HashMap::new(),
             trace: Vec::new(),
         }
     }
@@ -516,6 +526,9 @@ impl Case {
         );
         producer.next_sequence = sequence_after(first_sequence, records);
         producer.unacknowledged.push_back(id);
+        if let Some(previous) = producer.last_built.replace(id) {
+            self.predecessors.insert(id, previous);
+        }
         self.producer_batches.insert(
             id,
             ProducerFields {
@@ -544,6 +557,7 @@ impl Case {
             producer.epoch += 1;
             producer.next_sequence = 0;
             producer.acknowledged.clear();
+            producer.last_built = None;
             let (producer_id, epoch) = (producer.producer_id, producer.epoch);
             self.note(format!("producer {producer_id} bumps its epoch to {epoch}"));
         }
@@ -603,28 +617,6 @@ impl Case {
             resend.as_ref().map(|(bytes, offsets)| (id_of(bytes), *offsets)),
             self.log().producer_entry(producer.producer_id)
         ));
-        // Several requests in flight, or written waits, only while the partition holds a
-        // durable batch of this epoch of the producer. Without one, a rollback of an earlier
-        // batch (in flight, or acknowledged as written) can empty the producer's entry, the
-        // partition then accepts any sequence, and a later batch lands ahead of the
-        // rolled-back one (a known gap in the broker, see the module notes).
-        let log = self.log();
-        let high_watermark = log.high_watermark();
-        let producer = &self.producers[index];
-        let durable_batch_retained =
-            log.producer_entry(producer.producer_id)
-                .is_some_and(|entry| {
-                    entry.epoch == producer.epoch
-                        && entry
-                            .batches
-                            .iter()
-                            .any(|retained| retained.next_offset <= high_watermark)
-                });
-        let requests_max = if durable_batch_retained {
-            PRODUCER_REQUESTS_MAX
-        } else {
-            1
-        };
         let mut requests = Vec::new();
         if let Some((bytes, offsets)) = resend {
             requests.push(ProducerRequest {
@@ -639,7 +631,7 @@ impl Case {
         let mut batches = batches.into_iter();
         let first_request = requests.len();
         while remaining > 0 {
-            let requests_left = requests_max
+            let requests_left = PRODUCER_REQUESTS_MAX
                 .saturating_sub(requests.len() - first_request)
                 .max(1);
             let count = if requests_left == 1 {
@@ -648,10 +640,7 @@ impl Case {
                 self.rng.gen_range(1..=remaining)
             };
             remaining -= count;
-            let wait = if new_allowed
-                && durable_batch_retained
-                && self.rng.gen_bool(PRODUCER_WRITTEN_PROBABILITY)
-            {
+            let wait = if new_allowed && self.rng.gen_bool(PRODUCER_WRITTEN_PROBABILITY) {
                 AppendWait::Written
             } else {
                 AppendWait::Durable
@@ -812,6 +801,7 @@ impl Case {
                         );
                     }
                     let durable = event.wait == AppendWait::Durable;
+                    self.placed.insert(event.id, outcome.base_offset);
                     self.note(format!(
                         "ack {} at {}..{} {:?}",
                         event.id, outcome.base_offset, outcome.next_offset, event.wait
@@ -848,6 +838,7 @@ impl Case {
         self.apply_producer_acknowledgements(producer_acknowledged);
         if any_error {
             self.forget_unsynced();
+            self.place_durable_batches();
             self.reconcile_written();
         } else {
             self.settle_written();
@@ -875,9 +866,9 @@ impl Case {
                 });
             producer.unacknowledged.remove(position);
             if wait == AppendWait::Durable {
-                // Its earlier batches lie durable before it (the producer had a durable batch in
-                // the log, so a gap would be refused, and the scan checks they are there): a
-                // crash may have cut their answers off, but they are not resent.
+                // Its earlier batches lie durable before it (the partition refuses a batch
+                // after a gap, and the scan checks they are there): a crash may have cut their
+                // answers off, but they are not resent.
                 producer.unacknowledged.retain(|earlier| *earlier > id);
                 producer.written.retain(|written| written.id > id);
             }
@@ -912,6 +903,21 @@ impl Case {
             producer
                 .written
                 .retain(|written| written.next_offset > durable_next_offset);
+        }
+    }
+
+    /// Records where every durable batch lies. After an error a batch whose append failed may
+    /// still be in the log (an earlier batch of a call that failed later, durable): its place
+    /// must be known before retention may delete it, for the sequence check of [`Case::scan`].
+    fn place_durable_batches(&mut self) {
+        let log = self.log();
+        let from = log.log_start_offset();
+        let batches = self
+            .run_without_faults(async move { read_all(&log, from, 64 * 1024).await })
+            .unwrap_or_else(|error| panic!("reading the durable log failed: {error}"));
+        for stored in &batches {
+            self.placed
+                .insert(id_of(stored), header_of(stored).base_offset);
         }
     }
 
@@ -1006,8 +1012,9 @@ impl Case {
                 None
             }
             (Err(StorageError::OutOfOrderSequence { .. }), _) if any_error => {
-                // An earlier request of the producer failed and was rolled back before this
-                // one arrived: the gap is refused, and the producer resends both in order.
+                // An earlier request of the producer failed (rolled back, or never appended)
+                // before this one arrived: the gap is refused, and the producer resends both
+                // in order.
                 None
             }
             (Err(error), _) if is_producer_refusal(error) => panic!(
@@ -1397,6 +1404,23 @@ impl Case {
             );
             assert!(seen_ids.insert(id), "batch {id} appears twice");
             if let Some(fields) = self.producer_batches.get(&id) {
+                if !producer_last.contains_key(&fields.producer) {
+                    // The producer's first batch in the log: the batch before it in its
+                    // sequence, if any, must have been stored before it and deleted since.
+                    if let Some(previous) = self.predecessors.get(&id) {
+                        assert!(
+                            self.placed
+                                .get(previous)
+                                .is_some_and(|offset| *offset < header.base_offset && *offset < from),
+                            "producer batch {id} (epoch {}, sequences {}..={}) is stored at {} without the batch before it in its sequence ({previous}, last known at {:?}, log start {from}): a later batch landed ahead of a lost one",
+                            fields.epoch,
+                            fields.first_sequence,
+                            fields.last_sequence,
+                            header.base_offset,
+                            self.placed.get(previous)
+                        );
+                    }
+                }
                 if let Some((epoch, last)) = producer_last.get(&fields.producer) {
                     assert!(
                         fields.epoch >= *epoch,
@@ -1417,6 +1441,14 @@ impl Case {
             }
             expected_offset = header.next_offset();
             found.push((header.base_offset, stored.clone()));
+        }
+        // What lies from the log start to the high watermark is exactly what the scan found
+        // (past it lie written batches not yet durable, as they were acknowledged).
+        let high_watermark = log.high_watermark();
+        self.placed
+            .retain(|_, offset| *offset < from || *offset >= high_watermark);
+        for (offset, stored) in &found {
+            self.placed.insert(id_of(stored), *offset);
         }
         assert_eq!(
             expected_offset.max(from),

@@ -248,7 +248,9 @@ pub struct ProducerConfig {
     /// and stamps each batch with it, its epoch and per-partition sequence numbers, so the
     /// broker refuses a batch that would land out of order and answers a retried copy with the
     /// original's offsets. Retries then neither duplicate nor reorder records, even with several
-    /// requests in flight. Under `Acks::None` nothing is answered, so nothing is retried and
+    /// requests in flight, while the partition remembers the producer (it forgets one whose
+    /// batches retention removed, or that was idle or evicted: see the broker's
+    /// `tuning/README.md`). Under `Acks::None` nothing is answered, so nothing is retried and
     /// there is nothing to act on: batches go out unstamped. A broker without InitProducerId
     /// fails the producer with `Error::UnsupportedVersion`; set this to false for such a broker.
     pub idempotence: bool,

@@ -15,8 +15,11 @@
 //! that must wait for a roll or for queue room holds back the ones behind it), so the batches of
 //! one producer are checked, and land, in the order their requests arrived. A retried batch
 //! still remembered is not appended again: its caller waits for the original's slot and gets
-//! the original's offsets. The producer state is rolled back with the write path, snapshotted
-//! at each roll and at close, and rebuilt at open from the newest snapshot plus the log after it.
+//! the original's offsets. A batch whose append fails holds its producer at that batch
+//! (`ProducerState::hold_at`), so a later one already on its way cannot land ahead of it; the
+//! partition stays online through disk errors (see `FORMAT.md`, "Write ordering", for why).
+//! The producer state is rolled back with the write path, snapshotted at each roll and at
+//! close, and rebuilt at open from the newest snapshot plus the log after it.
 //!
 //! Not here: the byte-level write path state machine (`writer`), segment files and scanning
 //! (`segment`), crash recovery of one segment (`recovery`), the producer rules
@@ -1183,9 +1186,16 @@ impl<F: FileSystem> PartitionLog<F> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
         let header = validate_batch(&batch, batch_bytes_max)?;
         let producer = self.producer_of(&header)?;
-        let admitted = self
+        let admitted = match self
             .admit(batch, &header, producer.as_ref(), &[], &mut None)
-            .await?;
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                self.hold_producers(producer.iter());
+                return Err(error);
+            }
+        };
         if let Some(slot) = &admitted.slot {
             self.drive(Goal::Append { slot, wait }).await?;
         }
@@ -1222,13 +1232,24 @@ impl<F: FileSystem> PartitionLog<F> {
         // its last batch is admitted: a request that arrived meanwhile (the same producer's
         // next one) must not be admitted between them, or its sequence would not follow.
         let mut ticket = None;
-        for (batch, (header, producer)) in batches.into_iter().zip(&checked) {
+        for (index, (batch, (header, producer))) in batches.into_iter().zip(&checked).enumerate() {
             // Stops at the first earlier batch of this call that has failed (see `admit`): the
             // call fails with that batch's error, not with what its rollback did to this one.
-            let one = self
+            match self
                 .admit(batch, header, producer.as_ref(), &admitted, &mut ticket)
-                .await?;
-            admitted.push(one);
+                .await
+            {
+                Ok(one) => admitted.push(one),
+                Err(error) => {
+                    // Before the ticket is dropped: the next in line must see the holds.
+                    self.hold_producers(
+                        checked[index..]
+                            .iter()
+                            .filter_map(|(_, producer)| producer.as_ref()),
+                    );
+                    return Err(error);
+                }
+            }
         }
         drop(ticket);
         // Each slot is checked, not only the last: a batch rolled back after it was written
@@ -1243,6 +1264,17 @@ impl<F: FileSystem> PartitionLog<F> {
             .into_iter()
             .map(|admitted| admitted.outcome)
             .collect())
+    }
+
+    /// Holds the producer of each batch that was not appended because its append failed (in
+    /// sequence order): a later pipelined batch of that producer, already on its way, must not
+    /// be appended before the failed one is resent. See [`ProducerState::hold_at`].
+    fn hold_producers<'batch>(&self, batches: impl Iterator<Item = &'batch ProducerBatch>) {
+        let now_ms = self.clock.now_ms();
+        let mut state = self.state.borrow_mut();
+        for batch in batches {
+            state.producers.hold_at(batch, now_ms);
+        }
     }
 
     /// The producer fields of a validated batch; `None` when its producer is not idempotent.

@@ -244,7 +244,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
                 epoch,
                 batches,
                 last_append_ms,
-                next_after_rollback: None,
+                held_at: None,
             },
         ));
     }

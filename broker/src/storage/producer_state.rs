@@ -75,15 +75,18 @@ pub struct ProducerEntry {
     /// The producer's last batches under `epoch`, oldest first: at most
     /// [`PRODUCER_BATCHES_RETAINED`] that were durable when the last one was recorded, plus
     /// every one that was not (see [`ProducerState::record`]). Empty after a rollback removed
-    /// all of them; `next_after_rollback` then says which sequence must come next.
+    /// all of them, or when the producer's first batch here failed; `held_at` then says which
+    /// sequence must come next.
     pub batches: VecDeque<RetainedBatch>,
-    /// Set when a rollback removed every retained batch: the first sequence it removed, which
-    /// is the only one that may be appended next (the producer resends from there). Without
-    /// it, a later pipelined batch of the producer would be accepted ahead of the lost one.
-    /// Cleared by the next recorded batch. Not kept in snapshots (their format has no field for
-    /// it): a producer still waiting for its resend when a roll or close writes one accepts any
-    /// sequence after the next open, like an unknown producer.
-    pub next_after_rollback: Option<i32>,
+    /// Set when the producer has no retained batch to continue from but a batch of it was lost:
+    /// a rollback removed every retained batch (the first sequence it removed), or an append
+    /// failed before it was recorded ([`ProducerState::hold_at`]). Only that sequence may be
+    /// appended next (the producer resends from there): without it, a later pipelined batch of
+    /// the producer would be accepted ahead of the lost one. Cleared by the next recorded batch.
+    /// Not kept in snapshots (their format has no field for it), so it lasts until the
+    /// partition is closed: a restart ends every connection, and the producer then resends its
+    /// unacknowledged batches from the oldest.
+    pub held_at: Option<i32>,
     /// When the producer last appended (the log's clock, milliseconds).
     pub last_append_ms: i64,
 }
@@ -223,7 +226,7 @@ impl ProducerState {
                 next_offset: original.next_offset,
             });
         }
-        let expected = match (entry.batches.back(), entry.next_after_rollback) {
+        let expected = match (entry.batches.back(), entry.held_at) {
             (Some(last), _) => sequence_after(last.last_sequence, 1),
             (None, Some(lost)) => lost,
             (None, None) => return Ok(Verdict::Append),
@@ -279,9 +282,9 @@ impl ProducerState {
                 epoch: batch.producer_epoch,
                 batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
                 last_append_ms: now_ms,
-                next_after_rollback: None,
+                held_at: None,
             });
-        entry.next_after_rollback = None;
+        entry.held_at = None;
         if entry.epoch != batch.producer_epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
@@ -320,6 +323,38 @@ impl ProducerState {
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
     }
 
+    /// Holds the producer of `batch` at `batch`'s first sequence: an append of `batch` failed
+    /// before it was recorded (a roll or a wait for write-queue room failed, or an earlier batch
+    /// of its call did), so no later batch of the producer may be appended until `batch` is
+    /// resent. Does nothing unless `batch` would be appended now: a known producer whose last
+    /// batch it continues already expects it, and a later batch of a new epoch is refused
+    /// until the epoch's sequence 0 is appended. An unknown producer, which would accept any
+    /// sequence, gets an entry without batches that expects this one.
+    pub fn hold_at(&mut self, batch: &ProducerBatch, now_ms: i64) {
+        if self.check(batch) != Ok(Verdict::Append) {
+            return;
+        }
+        match self.producers.get_mut(&batch.producer_id) {
+            Some(entry) => {
+                if entry.epoch == batch.producer_epoch && entry.batches.is_empty() {
+                    entry.held_at = Some(batch.first_sequence);
+                }
+            }
+            None => {
+                self.make_room(now_ms);
+                self.producers.insert(
+                    batch.producer_id,
+                    ProducerEntry {
+                        epoch: batch.producer_epoch,
+                        batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
+                        held_at: Some(batch.first_sequence),
+                        last_append_ms: now_ms,
+                    },
+                );
+            }
+        }
+    }
+
     /// Keeps only the last [`PRODUCER_BATCHES_RETAINED`] batches of each producer. For when
     /// everything is durable (roll, close), before a snapshot, which holds no more.
     pub fn trim_to_retained(&mut self) {
@@ -340,7 +375,7 @@ impl ProducerState {
         let mut state = self.clone();
         state.producers.retain(|_, entry| {
             entry.batches.retain(|batch| batch.next_offset <= offset);
-            entry.next_after_rollback = None;
+            entry.held_at = None;
             !entry.batches.is_empty()
         });
         state.trim_to_retained();
@@ -369,7 +404,7 @@ impl ProducerState {
                 first_removed = entry.batches.pop_back().map(|lost| lost.first_sequence);
             }
             if entry.batches.is_empty() && first_removed.is_some() {
-                entry.next_after_rollback = first_removed;
+                entry.held_at = first_removed;
             }
         }
     }
@@ -383,7 +418,7 @@ impl ProducerState {
             .retain(|_, entry| match entry.batches.back() {
                 Some(last) => last.next_offset > log_start_offset,
                 // Waiting for the resend of rolled-back batches: still knows what comes next.
-                None => entry.next_after_rollback.is_some(),
+                None => entry.held_at.is_some(),
             });
         before - self.producers.len()
     }
@@ -769,8 +804,57 @@ mod tests {
             "kept while it waits for the resend"
         );
         append(&mut state, producer(3, 0, 10, 2), 0, 2).expect("the resend");
-        assert_eq!(state.get(3).expect("kept").next_after_rollback, None);
+        assert_eq!(state.get(3).expect("kept").held_at, None);
         assert_eq!(state.check(&producer(3, 0, 12, 3)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn an_unknown_producer_whose_batch_failed_is_held_at_that_batch_until_it_is_resent() {
+        let mut state = state();
+        state.hold_at(&producer(4, 2, 806, 1), NOW_MS);
+        assert!(matches!(
+            state.check(&producer(4, 2, 807, 4)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                expected_sequence: 806,
+                received_sequence: 807,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check(&producer(4, 1, 806, 1)),
+            Err(ProducerRefusal::ProducerFenced { .. })
+        ));
+        assert_eq!(
+            state.drop_before(100),
+            0,
+            "kept while it waits for the resend"
+        );
+        append(&mut state, producer(4, 2, 806, 1), 0, 1).expect("the resend");
+        assert_eq!(state.get(4).expect("kept").held_at, None);
+        assert_eq!(state.check(&producer(4, 2, 807, 4)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn holding_a_known_producer_changes_nothing_it_did_not_already_expect() {
+        let mut state = state();
+        append(&mut state, producer(5, 0, 0, 2), 0, 2).expect("first");
+        let before = state.get(5).cloned();
+        // Its next batch failed: the entry already expects it.
+        state.hold_at(&producer(5, 0, 2, 1), NOW_MS);
+        // A batch that would be refused (a gap) or a duplicate holds nothing.
+        state.hold_at(&producer(5, 0, 9, 1), NOW_MS);
+        state.hold_at(&producer(5, 0, 0, 2), NOW_MS);
+        assert_eq!(state.get(5).cloned(), before);
+        // A new epoch's first batch failed: its later batches are refused by the epoch rule.
+        state.hold_at(&producer(5, 1, 0, 1), NOW_MS);
+        assert_eq!(state.get(5).cloned(), before);
+        assert!(matches!(
+            state.check(&producer(5, 1, 1, 1)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                expected_sequence: 0,
+                ..
+            })
+        ));
     }
 
     #[test]
