@@ -86,6 +86,10 @@ pub struct PartitionInfo {
     /// Why the broker does not serve the partition (`None` when it does): an offline
     /// partition's reason, naming the file, position and what is wrong.
     pub offline_reason: Option<String>,
+    /// The broker is still opening the partition after it started (`LeaderNotAvailable`): it
+    /// will serve it soon, and requests for it wait or are retried. Its offsets are not known
+    /// yet; `offline_reason` is `None`.
+    pub opening: bool,
 }
 
 impl PartitionInfo {
@@ -95,11 +99,14 @@ impl PartitionInfo {
             shard: partition.shard_id,
             log_start_offset: partition.log_start_offset,
             high_watermark: partition.high_watermark,
-            offline_reason: (!partition.error_code.is_none()).then(|| {
-                partition
-                    .error_message
-                    .unwrap_or_else(|| partition.error_code.to_string())
-            }),
+            opening: partition.error_code == ErrorCode::LeaderNotAvailable,
+            offline_reason: (!partition.error_code.is_none()
+                && partition.error_code != ErrorCode::LeaderNotAvailable)
+                .then(|| {
+                    partition
+                        .error_message
+                        .unwrap_or_else(|| partition.error_code.to_string())
+                }),
         }
     }
 }

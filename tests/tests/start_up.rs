@@ -7,6 +7,8 @@
 //! these tests check what must hold either way; the waiting itself is checked without timing in
 //! `shard::opening`'s unit tests.
 
+mod client_support;
+
 use spate_protocol::api::{Acks, MetadataRequest};
 use spate_protocol::error::ErrorCode;
 use spate_tests::client::{fetch_request, records_of};
@@ -71,6 +73,19 @@ fn requests_during_the_opens_after_a_crash_wait_for_their_partition_and_succeed(
             .all(|code| matches!(code, ErrorCode::None | ErrorCode::LeaderNotAvailable)),
         "metadata during the opens: every partition served or still opening, got {codes:?}"
     );
+    // The admin client says "opening", not "offline", for a partition not open yet.
+    let description = client_support::client(broker.address())
+        .admin()
+        .describe_topic("many")
+        .wait()
+        .expect("describe");
+    assert!(
+        description
+            .partitions
+            .iter()
+            .all(|partition| partition.offline_reason.is_none()),
+        "no partition is reported offline during the opens"
+    );
     let first = client
         .call(&fetch_request("many", 0, 0, 1024, 10_000, 0))
         .topics[0]
@@ -88,6 +103,15 @@ fn requests_during_the_opens_after_a_crash_wait_for_their_partition_and_succeed(
         codes.iter().all(|code| *code == ErrorCode::None),
         "{codes:?}"
     );
+    let description = client_support::client(broker.address())
+        .admin()
+        .describe_topic("many")
+        .wait()
+        .expect("describe");
+    assert!(description
+        .partitions
+        .iter()
+        .all(|partition| !partition.opening && partition.offline_reason.is_none()));
     let fetched = client.fetch_once("many", last, 0, 1024 * 1024);
     let values: Vec<Vec<u8>> = records_of(&fetched.records.to_bytes())
         .into_iter()

@@ -91,6 +91,11 @@ pub fn info(client: &Client, output: OutputArgs) -> anyhow::Result<()> {
     for topic in &cluster.topics {
         for partition in &topic.partitions {
             match &partition.offline_reason {
+                None if partition.opening => writeln!(
+                    stdout,
+                    "{}\t{}\t{}\t-\t-\topening",
+                    topic.name, partition.partition, partition.shard,
+                )?,
                 None => writeln!(
                     stdout,
                     "{}\t{}\t{}\t{}\t{}\tonline",
@@ -114,6 +119,12 @@ pub fn info(client: &Client, output: OutputArgs) -> anyhow::Result<()> {
 /// A partition as `--json` shows it (shared with `spate topic describe`).
 pub fn partition_json(partition: &PartitionInfo) -> serde_json::Value {
     match &partition.offline_reason {
+        None if partition.opening => json!({
+            "partition": partition.partition,
+            "shard": partition.shard,
+            "online": false,
+            "opening": true,
+        }),
         None => json!({
             "partition": partition.partition,
             "shard": partition.shard,

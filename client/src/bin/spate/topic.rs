@@ -336,6 +336,11 @@ fn describe(
     for partition in &description.partitions {
         // An offline partition has no offsets to show: its status says why.
         match &partition.offline_reason {
+            None if partition.opening => writeln!(
+                stdout,
+                "{}\t{}\t-\t-\topening",
+                partition.partition, partition.shard,
+            )?,
             None => writeln!(
                 stdout,
                 "{}\t{}\t{}\t{}\tonline",
