@@ -37,7 +37,7 @@ use crate::catalog::{Catalog, CatalogError, DataDirectoryLock, DataDirectoryLock
 use crate::config::{Config, ShardPlacement};
 use crate::shard::mesh::{Envelope, Mesh, RequestExecutor};
 use crate::shard::opening::Readiness;
-use crate::shard::signal::ShutdownFlag;
+use crate::shard::signal::{ShutdownFlag, SignalListener};
 use crate::shard::Shard;
 use admission::{accept_backoff, Admission, LogThrottle};
 use progress::{StartupProgress, StartupStep};
@@ -167,9 +167,8 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         connections_max,
         config.limits.connections_per_ip_max,
     ));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, shutdown.as_atomic()).map_err(ServerError::Signals)?;
-    }
+    // Until `run` returns: a signal requests shutdown, which wakes every shard through its event.
+    let _signals = SignalListener::start(&shutdown).map_err(ServerError::Signals)?;
 
     // Before anything else reads or writes the directory: a second broker there would treat the
     // first one's topics as strays and overwrite its catalog. Held until `run` returns.
