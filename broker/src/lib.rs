@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod config;
 pub mod group;
+pub mod log_throttle;
 pub mod server;
 pub mod shard;
 pub mod storage;

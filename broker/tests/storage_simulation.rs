@@ -43,9 +43,14 @@
 //! reopen must then either refuse the partition with a typed error (`Corrupt`, `LostData`), or
 //! serve every acknowledged record byte for byte except, for a flipped byte only, those inside
 //! a range a read reports as `CorruptBatch`; nothing else is served, no read stalls, the log
-//! never ends below acknowledged data, and the next append gets a new offset. Damage to an
-//! index, a missing recovery point and a missing or truncated producer snapshot must be
-//! repaired at open.
+//! never ends below acknowledged data, the log start never moves forward, and the next append
+//! gets a new offset. Damage to an index, a missing recovery point or log start checkpoint and
+//! a missing or truncated producer snapshot must be repaired at open; the oldest of several
+//! segment logs deleted must be reported as `LostOldestSegments`.
+//!
+//! A quarter of the delete-records and retention operations are cut short by a power loss
+//! after a random number of disk operations (between or inside the checkpoint write and the
+//! segment removals): the reopen must never report lost data for what the broker removed.
 //!
 //! A failure names its seed; rerun one case with `SPATE_SIM_SEED=<seed>` (a damage case with
 //! `SPATE_SIM_DAMAGE_SEED=<seed>`; `SPATE_SIM_TRACE=1` prints every operation). The number of
@@ -242,8 +247,13 @@ impl Damage {
         match self {
             Damage::FlipClosedLog { .. } => false,
             Damage::StaleIndex { .. } => true,
+            // A missing log start checkpoint: the log starts at its oldest segment (as before
+            // the checkpoint was first written), with a warning.
             Damage::Delete { .. } => {
-                index || name.ends_with(".producers") || name == "recovery-point"
+                index
+                    || name.ends_with(".producers")
+                    || name == "recovery-point"
+                    || name == "log-start-offset"
             }
             Damage::Truncate { .. } => index || name.ends_with(".producers"),
         }
@@ -263,6 +273,7 @@ fn is_damage_refusal(error: &StorageError) -> bool {
         error,
         StorageError::Corrupt { .. }
             | StorageError::LostData { .. }
+            | StorageError::LostOldestSegments { .. }
             | StorageError::MissingDirectory { .. }
     )
 }
@@ -1191,12 +1202,17 @@ impl Case {
         self.run_without_faults(async move { log.close().await })
             .unwrap_or_else(|error| panic!("close on a healthy disk failed: {error}"));
         let damage = self.draw_damage();
-        let oldest_segment = self
+        let segment_logs: Vec<PathBuf> = self
             .disk
             .file_paths()
             .into_iter()
             .filter(|path| path.parent() == Some(directory().as_path()))
-            .find(|path| file_name(path).ends_with(".log"));
+            .filter(|path| file_name(path).ends_with(".log"))
+            .collect();
+        // The oldest of several segments deleted: the records before the next one are lost,
+        // and the open must say so (the checkpoint names the earlier start).
+        let oldest_of_several_deleted = segment_logs.len() >= 2
+            && matches!(&damage, Damage::Delete { path } if *path == segment_logs[0]);
         self.note(format!("operator damage: {damage:?}"));
         match &damage {
             Damage::FlipClosedLog { path, position } => {
@@ -1229,6 +1245,13 @@ impl Case {
         let config = self.config.clone();
         let opened =
             self.run(async move { PartitionLog::open(files, directory(), config, clock).await });
+        if oldest_of_several_deleted {
+            assert!(
+                matches!(opened, Err(StorageError::LostOldestSegments { .. })),
+                "the open after {damage:?} did not report the lost oldest segment: {:?}",
+                opened.as_ref().err()
+            );
+        }
         let log = match opened {
             Ok(log) => Rc::new(log),
             Err(error) => {
@@ -1252,23 +1275,14 @@ impl Case {
         );
         let reported = self.scan_reporting_damage(&log, &damage);
         let log_start = log.log_start_offset();
-        // Known gap (not in FORMAT.md's table): with the oldest segment's `.log` deleted, the
-        // open starts the log at the next segment without an error, even where the
-        // `log-start-offset` checkpoint names an earlier start; the records before it are then
-        // out of range for every consumer (never served wrongly, never reused).
-        let oldest_deleted =
-            matches!(&damage, Damage::Delete { path } if Some(path) == oldest_segment.as_ref());
+        // With the oldest segment's `.log` deleted, the open must refuse (the `log-start-offset`
+        // checkpoint names an earlier start); it never moves the log start forward in silence.
         assert!(
-            log_start <= log_start_before || oldest_deleted,
+            log_start <= log_start_before,
             "after {damage:?} the log start moved from {log_start_before} to {log_start}"
         );
-        let checked_from = if oldest_deleted {
-            log_start
-        } else {
-            log_start_before
-        };
         let high_watermark = log.high_watermark();
-        for (offset, entry) in self.acknowledged.range(checked_from..high_watermark) {
+        for (offset, entry) in self.acknowledged.range(log_start_before..high_watermark) {
             let served = reported.served.get(offset) == Some(&entry.id);
             let covered = reported
                 .ranges
@@ -1625,13 +1639,45 @@ impl Case {
         }
     }
 
+    /// Draws whether the next maintenance operation (delete-records, retention) is cut short
+    /// by a power loss, and after how many disk operations: anywhere between its checkpoint
+    /// write and its segment removals (FORMAT.md: the checkpoint is durable before the first
+    /// removal, so a reopen never finds the oldest segment past the checkpointed start).
+    fn maybe_stop_midway(&mut self) -> Option<u64> {
+        let operations = self.rng.gen_bool(0.25).then(|| self.rng.gen_range(0..24));
+        if let Some(operations) = operations {
+            self.disk.stop_after_operations(operations);
+        }
+        operations
+    }
+
+    /// The power loss after a maintenance operation stopped midway: whatever it reached is
+    /// checked by the reopen (which must not report lost data) and the verification after it.
+    fn crash_after_stop(&mut self, what: &str, operations: u64, new_start: Option<u64>) {
+        self.note(format!(
+            "{what} stopped after {operations} disk operations (new start {new_start:?}); power loss"
+        ));
+        if let Some(new_start) = new_start {
+            // Returned: its checkpoint is durable.
+            self.log_start_floor = self.log_start_floor.max(new_start);
+        }
+        self.restart(false);
+    }
+
     fn delete_records(&mut self) {
         let log = self.log();
         let log_start = log.log_start_offset();
         let high_watermark = log.high_watermark();
         let target = self.rng.gen_range(log_start..=high_watermark);
         let deleter = log.clone();
-        match self.run(async move { deleter.delete_records(target).await }) {
+        let stop = self.maybe_stop_midway();
+        let result = self.run(async move { deleter.delete_records(target).await });
+        if let Some(operations) = stop {
+            drop(log);
+            self.crash_after_stop("delete records", operations, result.ok());
+            return;
+        }
+        match result {
             Ok(new_start) => {
                 self.note(format!("delete records before {target}"));
                 assert_eq!(new_start, target.max(log_start));
@@ -1651,7 +1697,15 @@ impl Case {
         let log = self.log();
         let log_start = log.log_start_offset();
         let retainer = log.clone();
-        match self.run(async move { retainer.enforce_retention().await }) {
+        let stop = self.maybe_stop_midway();
+        let result = self.run(async move { retainer.enforce_retention().await });
+        if let Some(operations) = stop {
+            drop(log);
+            let new_start = result.ok().map(|outcome| outcome.log_start_offset);
+            self.crash_after_stop("retention", operations, new_start);
+            return;
+        }
+        match result {
             Ok(outcome) => {
                 self.note(format!(
                     "retention deleted {} segments",

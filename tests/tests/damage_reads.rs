@@ -224,6 +224,31 @@ fn a_flipped_byte_mid_closed_segment_is_reported_and_the_rest_is_served_and_skip
         line.contains(&format!("reading goes on at offset {readable_from}")),
         "{line}"
     );
+    // Consumers retry the damage: the log gets one line per interval (10 s) and partition, not
+    // one per read. Five more reads within the interval add none (one if it just ended).
+    for _ in 0..5 {
+        let offset = first_damaged.to_string();
+        spate_with_deadline(
+            &broker,
+            &[
+                "consume",
+                TOPIC,
+                "--partition",
+                "0",
+                "--offset",
+                &offset,
+                "--count",
+                "1",
+            ],
+        )
+        .fails_with(1);
+    }
+    let repeated = broker
+        .drain_log()
+        .iter()
+        .filter(|line| line.contains("corrupt batch"))
+        .count();
+    assert!(repeated <= 1, "{repeated} more lines for the same damage");
 
     // The client library reports it as a typed error.
     let client = client(&broker);

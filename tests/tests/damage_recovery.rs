@@ -303,42 +303,52 @@ fn a_restart_after_kill_9_rereads_only_what_follows_the_recovery_point() {
 fn a_topic_directory_removed_under_a_running_broker_stops_acks_and_goes_offline() {
     let options = BrokerOptions {
         shards: 1,
-        arguments: vec!["--recovery-point-interval-ms".into(), "100".into()],
         ..BrokerOptions::default()
     };
     let mut broker = Broker::start(options);
     let mut client = TestClient::connect(broker.address());
-    client.create_topic("removed", 1, &[]);
+    client.create_topic("removed", 2, &[]);
     client.create_topic("kept", 1, &[]);
     produce_batches(&mut client, "removed", 0, 3, 10);
+    produce_batches(&mut client, "removed", 1, 3, 10);
     let directory = partition_directory(&broker, "removed", 0);
     let topic_directory = directory.parent().expect("topic directory").to_path_buf();
     std::fs::remove_dir_all(&topic_directory).expect("rm -rf the topic directory");
 
-    // Before: every produce was acknowledged, and after a restart the partition was empty.
-    // Now the shard's recovery point timer finds the directory gone and stops acknowledging.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut acknowledged_after_removal = 0;
-    loop {
-        let batch = build_batch(&numbered_records(0, 10, 2_000)).freeze();
-        let (code, _) = client.produce("removed", 0, Acks::All, vec![batch]);
-        match code {
-            ErrorCode::None => acknowledged_after_removal += 1,
-            ErrorCode::PartitionOffline => break,
-            other => panic!("unexpected answer {other:?}"),
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still acknowledged after {acknowledged_after_removal} produces"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // Before: produces were acknowledged (until the recovery point timer noticed, or forever),
+    // and after a restart the partition was empty. Now the sync's link count check refuses the
+    // very first acks=all produce after the removal.
+    let batch = build_batch(&numbered_records(30, 10, 2_000)).freeze();
+    let (code, _) = client.produce("removed", 0, Acks::All, vec![batch]);
+    assert_eq!(
+        code,
+        ErrorCode::PartitionOffline,
+        "the produce was answered"
+    );
     assert_offline_with(
         &mut client,
         "removed",
         0,
-        &["recovery point", "No such file"],
+        &[
+            "removed under the running broker",
+            "00000000000000000000.log",
+        ],
     );
+    // The idle partition of the same topic is found by the shard's timer (once a second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let described = client.call(&DescribeTopicRequest {
+            name: "removed".into(),
+        });
+        if described.partitions[1].error_code == ErrorCode::PartitionOffline {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partition 1 still served: {described:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let log = broker.drain_log().join("\n");
     assert!(
         log.contains("its files are gone under the running broker"),
@@ -346,5 +356,153 @@ fn a_topic_directory_removed_under_a_running_broker_stops_acks_and_goes_offline(
     );
     produce_batches(&mut client, "kept", 0, 1, 10);
     assert_eq!(client.fetch_all("kept", 0, 0).len(), 10);
-    // After a restart the catalog's start-up check refuses the missing topic directory.
+    drop(client);
+
+    // After a restart the broker serves the other topic and reports both partitions offline:
+    // their directory is missing, and it is not recreated empty.
+    assert!(broker.terminate().success());
+    broker.restart();
+    let log = broker.drain_log().join("\n");
+    assert!(log.contains("is missing"), "{log}");
+    let mut client = TestClient::connect(broker.address());
+    for partition in 0..2 {
+        assert_offline_with(
+            &mut client,
+            "removed",
+            partition,
+            &["missing", "not recreated"],
+        );
+    }
+    assert!(
+        !topic_directory.exists(),
+        "the topic directory was recreated"
+    );
+    assert_eq!(client.fetch_all("kept", 0, 0).len(), 10);
+}
+
+/// Where the batches of a segment log end: the position after its last batch (headers walked
+/// from byte 0: `batch_length` at 16, zeros after the last batch).
+fn end_of_batches(log: &[u8]) -> usize {
+    let mut position = 0;
+    while position + 64 <= log.len() && log[position..position + 64].iter().any(|byte| *byte != 0) {
+        let length = u32::from_le_bytes(log[position + 16..position + 20].try_into().unwrap());
+        position += length as usize;
+    }
+    position
+}
+
+#[test]
+fn a_torn_tail_is_cut_with_a_warning_naming_its_offsets_and_bytes() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("torn", 1, &[]);
+    produce_batches(&mut client, "torn", 0, 3, 10);
+    drop(client);
+    assert!(broker.terminate().success());
+
+    // A fourth batch written but torn by a crash before its sync: a copy of the last batch,
+    // stamped with the next offsets (30 to 39), of which the last 100 bytes never landed.
+    let directory = partition_directory(&broker, "torn", 0);
+    let active = segment_logs(&directory).pop().expect("an active segment");
+    let mut bytes = std::fs::read(&active).expect("read the active segment");
+    let end = end_of_batches(&bytes);
+    let mut last_start = 0;
+    while last_start + {
+        u32::from_le_bytes(bytes[last_start + 16..last_start + 20].try_into().unwrap()) as usize
+    } < end
+    {
+        last_start +=
+            u32::from_le_bytes(bytes[last_start + 16..last_start + 20].try_into().unwrap())
+                as usize;
+    }
+    let mut torn = bytes[last_start..end].to_vec();
+    torn[0..8].copy_from_slice(&30u64.to_le_bytes());
+    torn.truncate(torn.len() - 100);
+    bytes.truncate(end);
+    bytes.extend_from_slice(&torn);
+    std::fs::write(&active, &bytes).expect("write the torn tail");
+
+    broker.restart();
+    let log = broker.drain_log().join("\n");
+    let warning = log
+        .lines()
+        .find(|line| line.contains("truncating the torn tail"))
+        .unwrap_or_else(|| panic!("no torn tail warning in:\n{log}"));
+    assert!(
+        warning.contains("offsets_removed=\"10 (offsets 30 to 39)\"")
+            || warning.contains("offsets_removed=10 (offsets 30 to 39)"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(&format!("bytes_removed={}", torn.len())),
+        "{warning}"
+    );
+    // Those offsets were never acknowledged: the next produce gets them.
+    let mut client = TestClient::connect(broker.address());
+    let batch = build_batch(&numbered_records(30, 10, 2_000)).freeze();
+    assert_eq!(
+        client.produce("torn", 0, Acks::All, vec![batch]),
+        (ErrorCode::None, 30)
+    );
+}
+
+#[test]
+fn a_deleted_oldest_segment_is_reported_as_lost_and_trimming_the_checkpoint_accepts_it() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("oldest", 2, &[("segment.bytes", SEGMENT_BYTES)]);
+    produce_batches(&mut client, "oldest", 0, 40, 200);
+    produce_batches(&mut client, "oldest", 1, 1, 10);
+    drop(client);
+    assert!(broker.terminate().success());
+
+    let directory = partition_directory(&broker, "oldest", 0);
+    let logs = segment_logs(&directory);
+    assert!(logs.len() >= 2, "expected closed segments, found {logs:?}");
+    std::fs::remove_file(&logs[0]).expect("delete the oldest segment");
+    let second_base: u64 = logs[1]
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .expect("a segment name");
+
+    // Before: the log started at the second segment, and consumers at 0 got OffsetOutOfRange
+    // with nothing logged.
+    broker.restart();
+    let log = broker.drain_log().join("\n");
+    assert!(log.contains("partition offline"), "{log}");
+    let mut client = TestClient::connect(broker.address());
+    assert_offline_with(
+        &mut client,
+        "oldest",
+        0,
+        &[
+            "data lost",
+            "log-start-offset",
+            "starts at offset 0",
+            &format!("oldest segment starts at offset {second_base}"),
+        ],
+    );
+    let batch = build_batch(&numbered_records(0, 1, 2_000)).freeze();
+    assert_eq!(
+        client
+            .produce("oldest", 1, Acks::All, vec![batch.clone()])
+            .0,
+        ErrorCode::None
+    );
+    drop(client);
+
+    // The operator accepts the loss as FORMAT.md says: remove the checkpoint and restart.
+    assert!(broker.terminate().success());
+    std::fs::remove_file(directory.join("log-start-offset")).expect("remove the checkpoint");
+    broker.restart();
+    let log = broker.drain_log().join("\n");
+    assert!(
+        log.contains("no log-start-offset checkpoint") && log.contains("WARN"),
+        "{log}"
+    );
+    let mut client = TestClient::connect(broker.address());
+    assert_eq!(client.offsets_of("oldest", 0), (second_base, 8_000));
+    let (code, offset) = client.produce("oldest", 0, Acks::All, vec![batch]);
+    assert_eq!((code, offset), (ErrorCode::None, 8_000));
 }

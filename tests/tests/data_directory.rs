@@ -4,6 +4,8 @@
 //! Brokers that must refuse to start are run to their exit here, with their stderr kept, so the
 //! test can check what the operator is told.
 
+mod cli_support;
+
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -245,6 +247,64 @@ fn a_catalog_with_a_shortened_partition_list_stops_the_broker_naming_the_partiti
     recover_catalog(broker.data_dir());
     broker.restart();
     assert_every_record_readable(&broker, 3);
+}
+
+#[test]
+fn a_topic_whose_directory_is_missing_is_offline_the_rest_serve_and_deleting_it_clears_it() {
+    let mut broker = stopped_broker_with_records(2);
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("other", 1, &[]);
+    produce_numbered(&mut client, "other", 0, 5);
+    drop(client);
+    assert!(broker.terminate().success());
+    let topics = broker.data_dir().join("topics");
+    let orders = std::fs::read_dir(&topics)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().contains("orders."))
+        .expect("the orders directory");
+    std::fs::remove_dir_all(&orders).unwrap();
+
+    // Before: the start was refused, every topic with it.
+    broker.restart();
+    let log = broker.drain_log().join("\n");
+    assert!(
+        log.contains("names this topic but its directory is missing") && log.contains("ERROR"),
+        "{log}"
+    );
+    let described = cli_support::spate(broker.address(), &["topic", "describe", TOPIC], b"").ok();
+    assert_eq!(
+        described
+            .lines()
+            .filter(|line| line.contains("\toffline: "))
+            .count(),
+        2,
+        "both partitions offline:\n{described}"
+    );
+    assert!(described.contains("missing"), "{described}");
+    assert!(!orders.exists(), "the directory was recreated empty");
+    let mut client = TestClient::connect(broker.address());
+    assert_eq!(client.fetch_all("other", 0, 0).len(), 5);
+    let (code, _) = client.produce(
+        TOPIC,
+        0,
+        Acks::All,
+        vec![build_batch(&numbered_records(0, 1, 0)).freeze()],
+    );
+    assert_eq!(code, ErrorCode::PartitionOffline);
+
+    // The operator clears it: the topic is deleted, and its name can be used again.
+    cli_support::spate(broker.address(), &["topic", "delete", TOPIC], b"").ok();
+    client.create_topic(TOPIC, 1, &[]);
+    produce_numbered(&mut client, TOPIC, 0, 3);
+    drop(client);
+    assert!(broker.terminate().success());
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    assert_eq!(client.fetch_all(TOPIC, 0, 0).len(), 3);
+    assert_eq!(client.fetch_all("other", 0, 0).len(), 5);
 }
 
 #[test]

@@ -6,9 +6,10 @@
 //! The rule: data is never deleted because metadata is missing or disagrees. At open, a topic
 //! directory is removed only when the catalog says why: the topic was deleted (a tombstone in
 //! `catalog.toml`), or its creation never committed (it holds no records, and it has no
-//! `topic.toml` or an id at or above the catalog's `next_topic_id`). Anything else that does not match (a directory the
-//! catalog does not name, a named topic whose directory is gone, a partition beyond the
-//! catalog's count) stops the broker with a list of every mismatch and how to recover.
+//! `topic.toml` or an id at or above the catalog's `next_topic_id`). A named topic whose
+//! directory is gone is reported and served as offline (never recreated empty). Anything else
+//! that does not match (a directory the catalog does not name, a partition beyond the catalog's
+//! count) stops the broker with a list of every mismatch and how to recover.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -215,6 +216,8 @@ pub(super) struct Reconciliation {
     /// (a crash between the two writes of a config change; the catalog is the authority): write
     /// it from the catalog.
     pub metadata_to_write: Vec<Arc<TopicMetadata>>,
+    /// Live topics whose directory is missing: their partitions come up offline.
+    pub missing: Vec<Arc<TopicMetadata>>,
 }
 
 /// Compares the catalog with `<data_dir>/topics`. Every mismatch is collected, so one failed
@@ -234,14 +237,12 @@ pub(super) fn reconcile(
         .values()
         .map(|topic| (topic.directory.as_path(), topic))
         .collect();
+    // A topic whose directory is gone lost its records, but only its own: it is served as
+    // offline (each partition's open finds its directory missing and never recreates it), the
+    // rest of the broker starts, and deleting the topic clears it.
     for topic in snapshot.topics.values() {
         if !found.iter().any(|entry| entry.path == topic.directory) {
-            problems.push(format!(
-                "the catalog names topic {} (id {}) but its directory {} is missing",
-                topic.name,
-                topic.id,
-                topic.directory.display()
-            ));
+            reconciliation.missing.push(topic.clone());
         }
     }
     for entry in &found {
@@ -280,6 +281,16 @@ pub(super) fn reconcile(
     }
     if problems.is_empty() {
         return Ok(reconciliation);
+    }
+    // The start is refused anyway: name the missing directories too, they are often the other
+    // half of one mistake (a topic renamed in the catalog).
+    for topic in &reconciliation.missing {
+        problems.push(format!(
+            "the catalog names topic {} (id {}) but its directory {} is missing",
+            topic.name,
+            topic.id,
+            topic.directory.display()
+        ));
     }
     Err(CatalogError::DirectoriesDisagree {
         data_dir: data_dir.to_path_buf(),

@@ -312,6 +312,17 @@ impl Catalog {
             current: RwLock::new(Arc::new(snapshot)),
             producer_ids: ProducerIdAllocator::open(data_dir)?,
         };
+        for topic in &reconciliation.missing {
+            tracing::error!(
+                topic = %topic.name,
+                id = topic.id,
+                directory = %topic.directory.display(),
+                partitions = topic.partition_count(),
+                "the catalog names this topic but its directory is missing: its records are \
+                 lost, its partitions are offline (never recreated empty) and the rest of the \
+                 broker serves; restore the directory and restart, or delete the topic"
+            );
+        }
         for (directory, why) in &reconciliation.removals {
             tracing::warn!(path = %directory.display(), "{why}");
             remove_directory(directory)?;

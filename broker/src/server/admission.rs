@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Open connections of the whole broker, in total and per client address. Shared by every shard
 /// (`Arc`); a connection counts from its accept until its [`Admitted`] is dropped.
@@ -100,38 +100,7 @@ impl Drop for Admitted {
     }
 }
 
-/// Lets one log line through per interval and counts the ones held back, so a flood (refused
-/// connections, EMFILE) costs a line every few seconds instead of one per event.
-#[derive(Debug)]
-pub struct LogThrottle {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    pub fn new(interval: Duration) -> Self {
-        LogThrottle {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(events held back since the last line)` when a line may be written now.
-    pub fn due(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.duration_since(last) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
+pub use crate::log_throttle::LogThrottle;
 
 /// The next pause after a failed accept: from 10 ms, doubling, up to 1 s. Accepting fails when
 /// descriptors run out (EMFILE/ENFILE); retrying at once would spin and log without end.
@@ -172,16 +141,6 @@ mod tests {
         ));
         assert!(admission.admit(local(2)).is_ok());
         assert_eq!(admission.open_connections(), 1);
-    }
-
-    #[test]
-    fn the_log_throttle_lets_one_line_through_per_interval_and_counts_the_rest() {
-        let mut throttle = LogThrottle::new(Duration::from_secs(10));
-        let start = Instant::now();
-        assert_eq!(throttle.due(start), Some(0));
-        assert_eq!(throttle.due(start + Duration::from_secs(1)), None);
-        assert_eq!(throttle.due(start + Duration::from_secs(2)), None);
-        assert_eq!(throttle.due(start + Duration::from_secs(11)), Some(2));
     }
 
     #[test]

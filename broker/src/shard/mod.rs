@@ -487,6 +487,7 @@ impl Shard {
                             .partition_waiting(&produce.key, opening_wait_until)
                             .await?;
                         let outcome = partition.produce(produce.batches, acks).await;
+                        shard.take_offline_if_lost(produce.key, &partition);
                         if acks != ProduceAcks::All {
                             shard.mark_unsynced(produce.key);
                         }
@@ -611,6 +612,7 @@ impl Shard {
                         tracing::warn!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "sync of written data failed")
                     }
                 }
+                self.take_offline_if_lost(key, &partition);
                 if partition.log.high_watermark() == partition.log.next_offset() {
                     self.unsynced.borrow_mut().remove(&key);
                 }
@@ -634,6 +636,14 @@ impl Shard {
             // Long polls on it end; their next read reports the partition offline.
             partition.appended.notify();
             self.offline.borrow_mut().insert(key, reason);
+        }
+    }
+
+    /// Takes the partition offline if its log found its active segment unlinked (a sync or the
+    /// timer's check did): nothing more may be acknowledged for it.
+    fn take_offline_if_lost(&self, key: PartitionKey, partition: &Partition) {
+        if let Some(error) = partition.log.lost() {
+            self.take_offline(key, error.to_string());
         }
     }
 
@@ -680,6 +690,15 @@ impl Shard {
                 last_forced = std::time::Instant::now();
             }
             for (key, partition) in self.owned_partitions() {
+                // One fstat per partition and tick: a partition nobody writes to has no sync
+                // that would notice its files removed, and reads of it must stop too.
+                if let Err(error) = partition.log.check_linked().await {
+                    if partition.log.lost().is_some() {
+                        self.take_offline(key, error.to_string());
+                        continue;
+                    }
+                    tracing::warn!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "checking the active segment's directory entry failed");
+                }
                 match partition.log.checkpoint_recovery_point(force).await {
                     Ok(_) => {}
                     Err(error) if is_gone(&error) => self.take_offline(key, error.to_string()),

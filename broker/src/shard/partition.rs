@@ -6,8 +6,10 @@
 //! This is the only file of the server that calls the storage engine's partition API. It does not
 //! route: callers have already established that this shard owns the partition.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use spate_protocol::batch::BatchView;
@@ -19,6 +21,7 @@ use super::messages::{
 use super::signal::AppendSignal;
 use crate::catalog::topic_config::DurabilityPolicy;
 use crate::catalog::TopicConfig;
+use crate::log_throttle::LogThrottle;
 use crate::storage::config::{
     GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
 };
@@ -36,7 +39,13 @@ pub struct Partition<F: FileSystem = ShardFileSystem> {
     pub log: PartitionLog<F>,
     pub appended: Rc<AppendSignal>,
     pub directory: PathBuf,
+    /// The error log of damaged batches met by reads: every consumer that reaches the damage
+    /// retries it, so one line per interval, with the count held back.
+    corrupt_batch_log: RefCell<LogThrottle>,
 }
+
+/// At most one error line per partition in this interval for reads that meet a damaged batch.
+pub const CORRUPT_BATCH_LOG_INTERVAL_MS: u64 = 10_000;
 
 /// The storage settings of a topic: its own entries over the storage engine's defaults.
 pub fn log_config(config: &TopicConfig, batch_bytes_max: usize) -> LogConfig {
@@ -111,6 +120,9 @@ impl<F: FileSystem + 'static> Partition<F> {
             log,
             appended: Rc::new(AppendSignal::default()),
             directory,
+            corrupt_batch_log: RefCell::new(LogThrottle::new(Duration::from_millis(
+                CORRUPT_BATCH_LOG_INTERVAL_MS,
+            ))),
         })
     }
 
@@ -258,9 +270,13 @@ impl<F: FileSystem + 'static> Partition<F> {
 
     /// A failed read as the wire sees it. Damage on the medium is logged here, with the file,
     /// the byte position and the offsets it makes unreadable: the client only gets the code.
+    /// At most one line per [`CORRUPT_BATCH_LOG_INTERVAL_MS`], naming how many were held back.
     fn read_error(&self, error: StorageError) -> PartitionError {
         if let StorageError::CorruptBatch { .. } = error {
-            tracing::error!(partition = %self.directory.display(), "{error}");
+            let due = self.corrupt_batch_log.borrow_mut().due(Instant::now());
+            if let Some(suppressed_since_last_line) = due {
+                tracing::error!(partition = %self.directory.display(), suppressed_since_last_line, "{error}");
+            }
         }
         partition_error(error)
     }
@@ -304,6 +320,7 @@ pub fn partition_error(error: StorageError) -> PartitionError {
             PartitionError::DuplicateSequence(error.to_string())
         }
         StorageError::ProducerFenced { .. } => PartitionError::ProducerFenced(error.to_string()),
+        StorageError::Unlinked { .. } => PartitionError::Offline(error.to_string()),
         StorageError::InvalidProducerFields { .. } => {
             PartitionError::InvalidProducerIdMapping(error.to_string())
         }

@@ -82,6 +82,20 @@ pub enum StorageError {
         promised_offset: u64,
         promised_by: String,
     },
+    /// The partition's oldest segment starts after the log start its `log-start-offset`
+    /// checkpoint names (written before the broker deletes any segment): segment files were
+    /// deleted outside the broker. Serving it would move the log start past records in silence.
+    #[error("data lost in {}: the log-start-offset checkpoint says the log starts at offset {log_start_offset}, but the oldest segment starts at offset {oldest_base_offset} ({} offsets missing: segment files were deleted outside the broker); the partition is not served (see FORMAT.md, \"Lost data\")", .directory.display(), .oldest_base_offset - .log_start_offset)]
+    LostOldestSegments {
+        directory: PathBuf,
+        log_start_offset: u64,
+        oldest_base_offset: u64,
+    },
+    /// The active segment's file lost its last directory entry while the log was open (the file
+    /// or its directory was removed under the running broker): what is written to it cannot
+    /// survive a restart, so nothing more is acknowledged for the partition.
+    #[error("segment file {} was removed under the running broker (no directory entry names it any more): nothing written to it can survive a restart, so the partition is offline and nothing more is acknowledged for it (see FORMAT.md, \"Lost data\")", .path.display())]
+    Unlinked { path: PathBuf },
     /// The directory of a partition that exists is gone: it is not recreated empty.
     #[error("partition directory {} is missing although the partition exists; it is not recreated empty, so that no offset is reused (see FORMAT.md, \"Lost data\")", .directory.display())]
     MissingDirectory { directory: PathBuf },

@@ -67,6 +67,12 @@ pub trait StorageFile {
     /// releases the blocks past the new length). Advisory: an error (EOPNOTSUPP on some file
     /// systems, ENOSPC) only means that writes will allocate as they go.
     async fn preallocate(&self, end_position: u64) -> io::Result<()>;
+
+    /// How many directory entries name this file (`st_nlink` of `fstat`). 0 means the file was
+    /// unlinked (removed, or its directory removed) while open: it is still readable and
+    /// writable through this handle, and even `fdatasync` succeeds, but nothing written to it
+    /// survives a restart. The log asks once per sync, before it acknowledges what it synced.
+    async fn link_count(&self) -> io::Result<u64>;
 }
 
 /// Names and directories. Directory entries (create, remove, rename) survive a crash only after

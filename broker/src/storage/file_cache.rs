@@ -326,6 +326,15 @@ impl<F: FileSystem> StorageFile for CachedFile<F> {
         self.change(async |file| file.preallocate(end_position).await)
             .await
     }
+
+    async fn link_count(&self) -> io::Result<u64> {
+        match self.open().await {
+            Ok(file) => file.file.link_count().await,
+            // Closed by the cache and gone since: no directory entry names it any more.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 impl<F: FileSystem> FileSystem for CachedFileSystem<F> {

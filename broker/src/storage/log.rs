@@ -146,6 +146,9 @@ pub struct LogState<File> {
     /// Base offsets of the segments whose time index entries were checked against their batch
     /// headers (or were made by this process): an index read from disk is only a hint.
     pub time_indexes_checked: BTreeSet<u64>,
+    /// The active segment's file was found without a directory entry (see
+    /// [`StorageError::Unlinked`]): from then on every append is refused with this error.
+    pub lost: Option<StorageError>,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -884,6 +887,18 @@ impl<F: FileSystem> PartitionLog<F> {
             }
         }
 
+        // The checkpoint is written before the broker deletes a segment, so an oldest segment
+        // past it lost the ones before it outside the broker.
+        if let (Some(log_start_offset), Some(&oldest_base_offset)) = (checkpoint, kept.first()) {
+            if oldest_base_offset > log_start_offset {
+                return Err(StorageError::LostOldestSegments {
+                    directory,
+                    log_start_offset,
+                    oldest_base_offset,
+                });
+            }
+        }
+
         let now_ms = clock.now_ms();
         let mut segments = Vec::new();
         let mut active_tail_block = Vec::new();
@@ -951,6 +966,21 @@ impl<F: FileSystem> PartitionLog<F> {
             );
             log_start_offset = active.tail.next_offset;
         }
+        if checkpoint.is_none() {
+            // A partition being created, one from a build that wrote the checkpoint only when
+            // records were deleted, or one whose checkpoint was removed (the documented way to
+            // accept lost oldest segments): from now on the start is checked at every open.
+            if log_start_offset > 0 {
+                tracing::warn!(
+                    directory = %directory.display(),
+                    log_start_offset,
+                    "no log-start-offset checkpoint: the log starts at its oldest segment; \
+                     offsets below it are gone (if segment files were deleted by hand, their \
+                     records are lost); writing the checkpoint now"
+                );
+            }
+            write_log_start(fs, &directory, log_start_offset).await?;
+        }
         let active_base_offset = active.base_offset;
         let durable = DurablePoint {
             tail: active.tail,
@@ -987,6 +1017,7 @@ impl<F: FileSystem> PartitionLog<F> {
             checkpoint_busy: false,
             recovery_report: report,
             time_indexes_checked: BTreeSet::new(),
+            lost: None,
         };
         let log = Self {
             file_system,
@@ -1306,6 +1337,9 @@ impl<F: FileSystem> PartitionLog<F> {
             let seen = self.progress.generation();
             let (admission, new_ticket) = {
                 let mut state = self.state.borrow_mut();
+                if let Some(error) = &state.lost {
+                    return Err(error.clone());
+                }
                 let admission = if !state.admission_turn(ticket.as_ref().map(|t| t.number)) {
                     Admission::Wait
                 } else if let Some(error) = earlier_in_call
@@ -1451,6 +1485,12 @@ impl<F: FileSystem> PartitionLog<F> {
                     (result, self.clock.monotonic_us())
                 };
                 let ((result, synced_us), _) = futures_lite::future::zip(sync, index_write).await;
+                // Before anything this sync covers is acknowledged: a file that lost its name
+                // loses it all at the next restart, however well synced.
+                let linked = match &result {
+                    Ok(()) => check_linked(&files.log, &path).await,
+                    Err(_) => Ok(()),
+                };
                 let mut state = self.state.borrow_mut();
                 let took_us = synced_us.saturating_sub(started_us);
                 if let Some(report) = state.slow_syncs.observe(took_us, synced_us) {
@@ -1461,6 +1501,12 @@ impl<F: FileSystem> PartitionLog<F> {
                         skipped_slowest_ms = report.skipped_slowest_us / 1000,
                         "slow fdatasync: acks=all answers and what consumers may read waited for it"
                     );
+                }
+                if let Err(error) = linked {
+                    if let StorageError::Unlinked { .. } = error {
+                        state.lost = Some(error.clone());
+                    }
+                    return Err(state.fail(error));
                 }
                 state.finish_sync(target, &path, result, self.clock.monotonic_us())
             }
@@ -1686,6 +1732,32 @@ impl<F: FileSystem> PartitionLog<F> {
         self.persist_producer_snapshot(offset, snapshot).await;
         self.write_recovery_point(offset, position).await?;
         Ok(true)
+    }
+
+    /// The error that stopped every append for good, if the active segment's file was found
+    /// unlinked (see [`StorageError::Unlinked`]); the owner then takes the partition offline.
+    pub fn lost(&self) -> Option<StorageError> {
+        self.state.borrow().lost.clone()
+    }
+
+    /// Checks that the active segment's file still has a directory entry; if not, the log is
+    /// lost from now on (see [`PartitionLog::lost`]) and every later append is refused. For the
+    /// owner's timer: a partition nobody writes to has no sync that would notice. Appends
+    /// already admitted fail at their own sync, which checks again before acknowledging.
+    pub async fn check_linked(&self) -> Result<(), StorageError> {
+        let (files, path) = {
+            let state = self.state.borrow();
+            if let Some(error) = &state.lost {
+                return Err(error.clone());
+            }
+            (state.active.files.clone(), state.active.paths.log.clone())
+        };
+        let result = check_linked(&files.log, &path).await;
+        if let Err(error @ StorageError::Unlinked { .. }) = &result {
+            tracing::warn!(%error, "the active segment lost its directory entry");
+            self.state.borrow_mut().lost = Some(error.clone());
+        }
+        result
     }
 
     /// What the open of this log read to recover it.
@@ -2187,6 +2259,22 @@ fn check_nothing_lost(
             promised_offset,
             promised_by,
         }),
+    }
+}
+
+/// `Unlinked` when no directory entry names `file` any more (see [`StorageFile::link_count`]).
+async fn check_linked<File: StorageFile>(file: &File, path: &Path) -> Result<(), StorageError> {
+    match file.link_count().await {
+        Ok(0) => Err(StorageError::Unlinked {
+            path: path.to_path_buf(),
+        }),
+        Ok(_) => Ok(()),
+        Err(error) => Err(StorageError::io(
+            "checking the directory entry of",
+            path,
+            None,
+            error,
+        )),
     }
 }
 

@@ -175,6 +175,9 @@ struct Disk {
     unsynced_names: Vec<NameOperation>,
     directories: BTreeSet<PathBuf>,
     stats: MemoryStats,
+    /// Operations that still take effect before every further one fails (see
+    /// [`MemoryFileSystem::stop_after_operations`]).
+    operations_until_stop: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +212,15 @@ fn os_error(code: i32) -> io::Error {
 
 impl Disk {
     fn fault(&mut self, operation: Operation) -> Option<io::Error> {
+        if let Some(left) = &mut self.operations_until_stop {
+            if *left == 0 {
+                self.stats.injected_errors += 1;
+                return Some(io::Error::other(
+                    "the simulated machine stopped (a crash follows)",
+                ));
+            }
+            *left -= 1;
+        }
         if self.no_space && operation.allocates() {
             self.stats.injected_errors += 1;
             return Some(os_error(libc::ENOSPC));
@@ -301,6 +313,7 @@ impl Disk {
         self.names = names;
         self.boot += 1;
         self.stats.crashes += 1;
+        self.operations_until_stop = None;
     }
 }
 
@@ -378,6 +391,7 @@ impl MemoryFileSystem {
                 unsynced_names: Vec::new(),
                 directories,
                 stats: MemoryStats::default(),
+                operations_until_stop: None,
             })),
         }
     }
@@ -394,6 +408,13 @@ impl MemoryFileSystem {
     /// Makes every `preallocate` fail with EOPNOTSUPP (a file system without `fallocate`).
     pub fn set_preallocation_unsupported(&self, unsupported: bool) {
         self.disk.borrow_mut().preallocation_unsupported = unsupported;
+    }
+
+    /// Lets `operations` more disk operations take effect, then fails every later one, until
+    /// [`MemoryFileSystem::crash`]: the machine stops between two given steps of whatever runs,
+    /// so a test can crash it exactly there.
+    pub fn stop_after_operations(&self, operations: u64) {
+        self.disk.borrow_mut().operations_until_stop = Some(operations);
     }
 
     /// Power loss: keeps what was synced and a random subset of what was not (see module docs).
@@ -440,6 +461,22 @@ impl MemoryFileSystem {
         let file = disk.inode_mut(inode);
         file.current.resize(length as usize, 0);
         file.durable.resize(length as usize, 0);
+    }
+
+    /// Removes a directory and everything under it, durably, while files in it may be open, as
+    /// an operator's `rm -rf` would: every name goes, while open handles keep reading, writing
+    /// and syncing their now nameless files (whose link count is then 0).
+    pub fn remove_tree_durably(&self, path: &Path) {
+        let mut disk = self.disk.borrow_mut();
+        disk.names.retain(|name, _| !name.starts_with(path));
+        disk.durable_names.retain(|name, _| !name.starts_with(path));
+        disk.unsynced_names.retain(|operation| {
+            !operation
+                .parent()
+                .is_some_and(|parent| parent.starts_with(path))
+        });
+        disk.directories
+            .retain(|directory| !directory.starts_with(path));
     }
 
     /// The paths of every file, in order.
@@ -568,6 +605,17 @@ impl StorageFile for MemoryFile {
         }
         disk.stats.preallocations += 1;
         Ok(())
+    }
+
+    async fn link_count(&self) -> io::Result<u64> {
+        maybe_yield(&self.disk).await;
+        let disk = self.live_disk()?;
+        let links = disk
+            .names
+            .values()
+            .filter(|inode| **inode == self.inode)
+            .count();
+        Ok(links as u64)
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::rc::Rc;
 
-use spate_protocol::batch::BATCH_HEADER_BYTES;
+use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 
 use super::config::{LogConfig, RecoveryScan};
 use super::error::StorageError;
@@ -152,6 +152,18 @@ pub async fn recover_segment<File: StorageFile>(
             BatchAt::Invalid { reason } => break Some(reason),
         }
     };
+    let torn_offsets = match (role, &stop_reason) {
+        (SegmentRole::Active, Some(_)) => {
+            offsets_in_torn_tail(
+                &mut reader,
+                tail.end_position,
+                tail.next_offset,
+                config.batch_bytes_max,
+            )
+            .await?
+        }
+        _ => None,
+    };
     drop(reader);
 
     let end = tail.end_position;
@@ -173,11 +185,18 @@ pub async fn recover_segment<File: StorageFile>(
             ));
         }
         (SegmentRole::Active, Some(reason)) => {
+            let offsets_removed = match torn_offsets {
+                Some((first, after)) => {
+                    format!("{} (offsets {first} to {})", after - first, after - 1)
+                }
+                None => "none that a batch header still names".to_owned(),
+            };
             tracing::warn!(
                 path = %paths.log.display(),
                 position = end,
                 next_offset = tail.next_offset,
                 bytes_removed = log_size.saturating_sub(end),
+                offsets_removed,
                 %reason,
                 "truncating the torn tail of the active segment: the bytes from this position \
                  on were never acknowledged as durable"
@@ -248,6 +267,33 @@ pub async fn recover_segment<File: StorageFile>(
         tail_block,
         bytes_scanned: end - scan_start,
     })
+}
+
+/// The offsets `[first, after)` that the batch headers in a torn tail still name, starting at
+/// the first invalid batch (at `position`, with offset `next_offset`): headers are followed while each one
+/// decodes, checks out and carries the expected base offset, whether or not its bytes are all
+/// there (a batch torn short or failing its CRC still held those offsets). `None` when not even
+/// the first header is readable: how many offsets the cut bytes held is then unknown.
+async fn offsets_in_torn_tail<File: StorageFile>(
+    reader: &mut SegmentReader<'_, File>,
+    mut position: u64,
+    next_offset: u64,
+    batch_bytes_max: usize,
+) -> Result<Option<(u64, u64)>, StorageError> {
+    let mut after = next_offset;
+    loop {
+        let bytes = reader.bytes_at(position, BATCH_HEADER_BYTES).await?;
+        let header = (bytes.len() == BATCH_HEADER_BYTES)
+            .then(|| BatchHeader::decode(&bytes).ok())
+            .flatten()
+            .filter(|header| header.check(batch_bytes_max).is_ok() && header.base_offset == after);
+        let Some(header) = header else {
+            break;
+        };
+        after = header.next_offset();
+        position += u64::from(header.batch_length);
+    }
+    Ok((after > next_offset).then_some((next_offset, after)))
 }
 
 /// Cuts both index files to their trusted entries (dropping torn entries, stale entries and
