@@ -899,6 +899,25 @@ impl<F: FileSystem> PartitionLog<F> {
             }
         }
 
+        if checkpoint.is_none() {
+            // A partition being created, one from a build that wrote the checkpoint only when
+            // records were deleted, or one whose checkpoint was removed (the documented way to
+            // accept lost oldest segments): from now on the start is checked at every open.
+            // Written before the segments are opened, so their files are the most recently used
+            // ones in an open-file cache.
+            let log_start_offset = kept.first().copied().unwrap_or(0);
+            if log_start_offset > 0 {
+                tracing::warn!(
+                    directory = %directory.display(),
+                    log_start_offset,
+                    "no log-start-offset checkpoint: the log starts at its oldest segment; \
+                     offsets below it are gone (if segment files were deleted by hand, their \
+                     records are lost); writing the checkpoint now"
+                );
+            }
+            write_log_start(fs, &directory, log_start_offset).await?;
+        }
+
         let now_ms = clock.now_ms();
         let mut segments = Vec::new();
         let mut active_tail_block = Vec::new();
@@ -965,21 +984,6 @@ impl<F: FileSystem> PartitionLog<F> {
                 "checkpointed log start is past the log end; clamping"
             );
             log_start_offset = active.tail.next_offset;
-        }
-        if checkpoint.is_none() {
-            // A partition being created, one from a build that wrote the checkpoint only when
-            // records were deleted, or one whose checkpoint was removed (the documented way to
-            // accept lost oldest segments): from now on the start is checked at every open.
-            if log_start_offset > 0 {
-                tracing::warn!(
-                    directory = %directory.display(),
-                    log_start_offset,
-                    "no log-start-offset checkpoint: the log starts at its oldest segment; \
-                     offsets below it are gone (if segment files were deleted by hand, their \
-                     records are lost); writing the checkpoint now"
-                );
-            }
-            write_log_start(fs, &directory, log_start_offset).await?;
         }
         let active_base_offset = active.base_offset;
         let durable = DurablePoint {
