@@ -307,3 +307,108 @@ fn offset_index_entries_shifted_by_a_batch_never_change_what_a_read_returns() {
         assert_eq!(read(&log, offset, 1).expect("read"), vec![offset]);
     }
 }
+
+/// Disk reads by a timestamp lookup.
+fn lookup_reads(setup: &Setup, log: &Rc<PartitionLog<MemoryFileSystem>>, timestamp: i64) -> u64 {
+    let before = setup.disk.stats().reads;
+    let found = lookup(log, timestamp);
+    assert_eq!(found, Some((timestamp - START_MS) as u64), "at {timestamp}");
+    setup.disk.stats().reads - before
+}
+
+#[test]
+fn a_tampered_time_index_of_the_active_segment_is_rebuilt_once_and_remembered() {
+    let (setup, log) = damaged_log(10, |disk| shift_time_index(disk, 108, 20));
+    let first = lookup_reads(&setup, &log, START_MS + 140);
+    // Before: every lookup checked the entries again, warned, and scanned the segment whole.
+    let later = lookup_reads(&setup, &log, START_MS + 140);
+    assert!(
+        later * 2 < first,
+        "the second lookup read {later} times, the first {first}"
+    );
+    // Batches appended after the rebuild are indexed on top of it.
+    let appender = log.clone();
+    block(async move {
+        for id in BATCH_COUNT..BATCH_COUNT + 20 {
+            appender
+                .append(
+                    simple_batch(id, BATCH_BYTES, START_MS + id as i64),
+                    AppendWait::Durable,
+                )
+                .await
+                .expect("append");
+        }
+    });
+    for batch in [108, 120, 149, 150, 160, 169] {
+        assert_eq!(lookup(&log, START_MS + batch), Some(batch as u64));
+    }
+    // The rebuilt entries reach the disk: after a reopen they check out (no rescan needed).
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    let log = Rc::new(setup.open(small_config()));
+    let first = lookup_reads(&setup, &log, START_MS + 160);
+    let later = lookup_reads(&setup, &log, START_MS + 160);
+    assert!(later <= first, "{later} > {first}");
+    for batch in [108, 130, 169] {
+        assert_eq!(lookup(&log, START_MS + batch), Some(batch as u64));
+    }
+}
+
+#[test]
+fn retention_checks_a_segments_largest_timestamp_before_deleting_it_by_age() {
+    const RECENT_MS: i64 = START_MS + 1_000_000;
+    let setup = Setup::new(11);
+    let config = LogConfig {
+        retention_ms: Some(500_000),
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config.clone()));
+    let appender = log.clone();
+    block(async move {
+        for id in 0..BATCH_COUNT {
+            // Batch 1 is recent: segment 0 must be kept until it expires.
+            let timestamp = if id == 1 {
+                RECENT_MS
+            } else {
+                START_MS + id as i64
+            };
+            appender
+                .append(
+                    simple_batch(id, BATCH_BYTES, timestamp),
+                    AppendWait::Durable,
+                )
+                .await
+                .expect("append");
+        }
+    });
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    // The time index of segment 0 now claims every batch before each entry is old: at open,
+    // its largest timestamp comes out as that of its last batches (START_MS + 53).
+    let path = segment_path(0, SegmentFileKind::TimeIndex);
+    let mut bytes = setup.disk.file_bytes(&path).expect("time index");
+    for entry in bytes.chunks_exact_mut(12) {
+        if entry[..8].iter().all(|byte| *byte == 0) {
+            break;
+        }
+        entry[..8].copy_from_slice(&START_MS.to_le_bytes());
+    }
+    setup.disk.overwrite_durably(&path, 0, &bytes);
+    let log = Rc::new(setup.open(config));
+
+    setup
+        .clock
+        .advance(std::time::Duration::from_millis(1_200_000));
+    let retainer = log.clone();
+    let outcome = block(async move { retainer.enforce_retention().await }).expect("retention");
+    // Before: segment 0 (and batch 1 with it) was deleted 300 s before it expired.
+    assert_eq!(outcome.segments_deleted, 0, "{outcome:?}");
+    assert_eq!(ids_from(&log, 0)[..3], [0, 1, 2]);
+    // Once it has expired by its true timestamp, it goes.
+    setup
+        .clock
+        .advance(std::time::Duration::from_millis(400_000));
+    let retainer = log.clone();
+    let outcome = block(async move { retainer.enforce_retention().await }).expect("retention");
+    assert!(outcome.segments_deleted >= 1, "{outcome:?}");
+}

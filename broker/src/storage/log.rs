@@ -43,7 +43,7 @@ use super::clock::Clock;
 use super::config::{AppendWait, LogConfig};
 use super::error::StorageError;
 use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
-use super::index::SegmentIndex;
+use super::index::{SegmentIndex, TimeIndexEntry};
 use super::producer_snapshot::{
     self, parse_snapshot_file_name, read_snapshot, snapshot_bytes_max, snapshot_path,
     write_snapshot, SnapshotName, PRODUCER_SNAPSHOTS_KEPT,
@@ -149,6 +149,9 @@ pub struct LogState<File> {
     /// The active segment's file was found without a directory entry (see
     /// [`StorageError::Unlinked`]): from then on every append is refused with this error.
     pub lost: Option<StorageError>,
+    /// How many times the active segment's index was replaced by one rebuilt from its batch
+    /// headers: an index write planned before a replacement must not mark entries persisted.
+    pub index_rebuilds: u64,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -369,6 +372,42 @@ impl<File: StorageFile> LogState<File> {
 
     fn high_watermark(&self) -> u64 {
         self.writer.durable.tail.next_offset
+    }
+
+    /// Replaces the active segment's index entries before `end_offset` (the durable end when
+    /// they were rebuilt) with `rebuilt`, and corrects its largest timestamp, whose true value
+    /// over those batches is `max_timestamp`. Entries and tails made since for later batches
+    /// were derived from the old (wrong) value: raising them to at least `max_timestamp` makes
+    /// them right when that value was too low, and leaves them too high otherwise, which costs
+    /// lookups a longer scan, never a later answer. The entries are written again from the
+    /// first one by the next index write.
+    fn replace_active_index(
+        &mut self,
+        mut rebuilt: SegmentIndex,
+        end_offset: u64,
+        max_timestamp: i64,
+    ) {
+        let active = &mut self.active;
+        let end_relative = (end_offset - active.base_offset) as u32;
+        for (offset, time) in active.index.offsets().iter().zip(active.index.times()) {
+            if offset.relative_offset >= end_relative {
+                let time = TimeIndexEntry {
+                    timestamp_before: time.timestamp_before.max(max_timestamp),
+                    ..*time
+                };
+                rebuilt.push(*offset, time);
+            }
+        }
+        active.index = rebuilt;
+        active.persisted_entries = 0;
+        let writer = &mut self.writer;
+        for tail in std::iter::once(&mut active.tail)
+            .chain([&mut writer.written_tail, &mut writer.durable.tail])
+            .chain(writer.pending.iter_mut().map(|batch| &mut batch.tail_after))
+        {
+            tail.max_timestamp = tail.max_timestamp.max(max_timestamp);
+        }
+        self.index_rebuilds += 1;
     }
 
     /// Every segment in offset order with its readable end: closed segments whole, the active
@@ -1022,6 +1061,7 @@ impl<F: FileSystem> PartitionLog<F> {
             recovery_report: report,
             time_indexes_checked: BTreeSet::new(),
             lost: None,
+            index_rebuilds: 0,
         };
         let log = Self {
             file_system,
@@ -1535,7 +1575,10 @@ impl<F: FileSystem> PartitionLog<F> {
             write,
         } = persist;
         let entries_after = write.entries_after;
+        let rebuilds = self.state.borrow().index_rebuilds;
         match write.execute(&files, &paths).await {
+            // Entries rebuilt meanwhile are not the ones written: they are all written again.
+            Ok(()) if self.state.borrow().index_rebuilds != rebuilds => {}
             Ok(()) => self
                 .state
                 .borrow_mut()
@@ -1579,10 +1622,14 @@ impl<F: FileSystem> PartitionLog<F> {
         };
         if let Some(write) = index_write {
             let entries_after = write.entries_after;
+            let rebuilds = self.state.borrow().index_rebuilds;
             write.execute(&files, &paths).await?;
-            self.state
-                .borrow_mut()
-                .finish_index_persist(base_offset, entries_after);
+            let mut state = self.state.borrow_mut();
+            // Entries rebuilt meanwhile (a timestamp lookup's check) stay in memory only; the
+            // next open checks the files again.
+            if state.index_rebuilds == rebuilds {
+                state.finish_index_persist(base_offset, entries_after);
+            }
         }
         sync_index_files(&files, &paths).await?;
         files.log.truncate(end_position).await.map_err(|error| {
@@ -1826,26 +1873,36 @@ impl<F: FileSystem> PartitionLog<F> {
             let (mut plan, log_start_offset, unchecked_entries) = {
                 let state = self.state.borrow();
                 let log_start_offset = state.log_start_offset;
+                let unchecked = |segment: &Segment<F::File>| {
+                    !state.time_indexes_checked.contains(&segment.base_offset)
+                };
+                let active_base_offset = state.active.base_offset;
+                // A segment is skipped on its largest timestamp, which comes partly from its
+                // time index (a hint) after an open; the active segment, the last one to
+                // search, is not skipped on an unchecked one: checking it costs one scan.
                 let candidate = state.readable_segments().find(|(segment, readable)| {
                     searched_through.is_none_or(|base_offset| segment.base_offset > base_offset)
                         && readable.next_offset > log_start_offset
-                        && readable.max_timestamp >= timestamp_ms
+                        && (readable.max_timestamp >= timestamp_ms
+                            || (segment.base_offset == active_base_offset && unchecked(segment)))
                 });
                 let Some((segment, readable)) = candidate else {
                     return Ok(None);
                 };
                 let start = segment.scan_start_for_timestamp(timestamp_ms);
                 let unchecked_entries =
-                    (!state.time_indexes_checked.contains(&segment.base_offset))
-                        .then(|| segment.index.clone());
+                    unchecked(segment).then(|| (segment.index.clone(), readable.max_timestamp));
                 (
                     ReadPlan::new(segment, readable, start, &state.config),
                     log_start_offset,
                     unchecked_entries,
                 )
             };
-            if let Some(entries) = unchecked_entries {
-                if !self.check_time_index(&plan, &entries).await? {
+            if let Some((entries, claimed_max_timestamp)) = unchecked_entries {
+                if !self
+                    .check_time_index(&plan, &entries, claimed_max_timestamp)
+                    .await?
+                {
                     // The entries lie: this lookup scans the whole segment.
                     plan.start_position = 0;
                     plan.start_offset = plan.base_offset;
@@ -1859,31 +1916,38 @@ impl<F: FileSystem> PartitionLog<F> {
         }
     }
 
-    /// Checks a segment's index entries, as read from disk, against its batch headers once;
-    /// returns whether they can be trusted. Entries that disagree are replaced by ones rebuilt
-    /// from the headers (a closed segment's files are rewritten; an error doing so is only
-    /// logged, as for any index write). A segment whose headers cannot all be read stays
+    /// Checks a segment's index entries and its largest timestamp (`claimed_max_timestamp`,
+    /// which decides whether lookups skip it and when retention deletes it), as derived from
+    /// disk at open, against its batch headers once; returns whether they can be trusted.
+    /// Entries that disagree are replaced by ones rebuilt from the headers (a closed segment's
+    /// files are rewritten, an error doing so only logged as for any index write; the active
+    /// segment's entries are replaced in memory and written again by its next index write), and
+    /// the largest timestamp corrected. A segment whose headers cannot all be read stays
     /// unchecked: the lookup then meets the damage itself and reports it.
     async fn check_time_index(
         &self,
         plan: &ReadPlan<F::File>,
         entries: &SegmentIndex,
+        claimed_max_timestamp: i64,
     ) -> Result<bool, StorageError> {
         let index_interval_bytes = self.state.borrow().config.index_interval_bytes;
-        let Some((index, tail, agrees)) =
+        let Some((index, tail, entries_agree)) =
             rebuild_index(plan, entries, index_interval_bytes).await?
         else {
             return Ok(true);
         };
         let replace = {
             let mut state = self.state.borrow_mut();
-            if agrees {
+            if entries_agree && tail.max_timestamp == claimed_max_timestamp {
                 state.time_indexes_checked.insert(plan.base_offset);
                 return Ok(true);
             }
             tracing::warn!(
                 path = %plan.path.display(),
-                "index entries disagree with the batches they describe; rebuilding them from the batch headers"
+                claimed_max_timestamp,
+                max_timestamp = tail.max_timestamp,
+                "index entries or the largest timestamp disagree with the batches they describe; \
+                 rebuilding them from the batch headers"
             );
             let state = &mut *state;
             match state.sealed.get_mut(&plan.base_offset) {
@@ -1894,9 +1958,13 @@ impl<F: FileSystem> PartitionLog<F> {
                     state.time_indexes_checked.insert(plan.base_offset);
                     Some((segment.files.clone(), segment.paths.clone()))
                 }
-                // The active segment keeps its entries (appends go on adding to them); its
-                // lookups scan it whole until the next open rebuilds it.
-                _ => None,
+                Some(_) => None,
+                None if state.active.base_offset == plan.base_offset => {
+                    state.replace_active_index(index.clone(), plan.end_offset, tail.max_timestamp);
+                    state.time_indexes_checked.insert(plan.base_offset);
+                    None
+                }
+                None => None,
             }
         };
         if let Some((files, paths)) = replace {
@@ -1974,28 +2042,19 @@ impl<F: FileSystem> PartitionLog<F> {
     pub async fn enforce_retention(&self) -> Result<RetentionOutcome, StorageError> {
         let _maintenance = self.maintenance().await;
         let now_ms = self.clock.now_ms();
-        let new_start = {
-            let state = self.state.borrow();
-            let mut total_bytes: u64 = state.sealed.values().map(Segment::size_bytes).sum::<u64>()
-                + state.active.size_bytes();
-            let mut new_start = None;
-            for segment in state.sealed.values() {
-                let size = segment.size_bytes();
-                let by_bytes = state
-                    .config
-                    .retention_bytes
-                    .is_some_and(|limit| total_bytes - size >= limit);
-                let by_age = state.config.retention_ms.is_some_and(|retention_ms| {
-                    let retention_ms = i64::try_from(retention_ms).unwrap_or(i64::MAX);
-                    segment.tail.max_timestamp < now_ms.saturating_sub(retention_ms)
-                });
-                if !(by_bytes || by_age) {
-                    break;
-                }
-                total_bytes -= size;
-                new_start = Some(segment.tail.next_offset);
-            }
-            new_start.map(|offset| offset.max(state.log_start_offset))
+        // Segments whose largest timestamp this pass checked (or could not: damage).
+        let mut tried = BTreeSet::new();
+        let new_start = loop {
+            let (new_start, unchecked) = self.retention_plan(now_ms, &tried);
+            let Some((plan, entries, claimed_max_timestamp)) = unchecked else {
+                break new_start;
+            };
+            // Its age alone would delete it, and its largest timestamp may come from a tampered
+            // time index (too low: records deleted early): check it against its batch headers
+            // first, once per segment and process. (A too high one only keeps it longer.)
+            tried.insert(plan.base_offset);
+            self.check_time_index(&plan, &entries, claimed_max_timestamp)
+                .await?;
         };
         let (segments_deleted, bytes_deleted) = match new_start {
             Some(offset) => self.advance_log_start(offset).await?,
@@ -2006,6 +2065,49 @@ impl<F: FileSystem> PartitionLog<F> {
             bytes_deleted,
             log_start_offset: self.log_start_offset(),
         })
+    }
+
+    /// The log start retention would move to (`None`: no change), or first a segment that only
+    /// its age would delete and whose largest timestamp is not yet checked (nor in `tried`): a
+    /// plan to scan it whole, its entries, and its largest timestamp as claimed.
+    #[allow(clippy::type_complexity)]
+    fn retention_plan(
+        &self,
+        now_ms: i64,
+        tried: &BTreeSet<u64>,
+    ) -> (Option<u64>, Option<(ReadPlan<F::File>, SegmentIndex, i64)>) {
+        let state = self.state.borrow();
+        let mut total_bytes: u64 =
+            state.sealed.values().map(Segment::size_bytes).sum::<u64>() + state.active.size_bytes();
+        let mut new_start = None;
+        for segment in state.sealed.values() {
+            let size = segment.size_bytes();
+            let by_bytes = state
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total_bytes - size >= limit);
+            let by_age = state.config.retention_ms.is_some_and(|retention_ms| {
+                let retention_ms = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+                segment.tail.max_timestamp < now_ms.saturating_sub(retention_ms)
+            });
+            if !(by_bytes || by_age) {
+                break;
+            }
+            let unchecked = !state.time_indexes_checked.contains(&segment.base_offset)
+                && !tried.contains(&segment.base_offset);
+            if !by_bytes && unchecked {
+                let start = (0, segment.base_offset);
+                let plan = ReadPlan::new(segment, segment.tail, start, &state.config);
+                let claimed = segment.tail.max_timestamp;
+                return (None, Some((plan, segment.index.clone(), claimed)));
+            }
+            total_bytes -= size;
+            new_start = Some(segment.tail.next_offset);
+        }
+        (
+            new_start.map(|offset| offset.max(state.log_start_offset)),
+            None,
+        )
     }
 
     /// Makes `before_offset` the new log start (Kafka's DeleteRecords), durably, and deletes the
