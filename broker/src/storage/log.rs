@@ -1946,8 +1946,8 @@ impl<F: FileSystem> PartitionLog<F> {
                 path = %plan.path.display(),
                 claimed_max_timestamp,
                 max_timestamp = tail.max_timestamp,
-                "index entries or the largest timestamp disagree with the batches they describe; \
-                 rebuilding them from the batch headers"
+                "index entries disagree with the batches they describe, or the segment's largest \
+                 timestamp does; rebuilding them from the batch headers"
             );
             let state = &mut *state;
             match state.sealed.get_mut(&plan.base_offset) {
