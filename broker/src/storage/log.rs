@@ -59,7 +59,7 @@ use super::slow_sync::SlowSyncWarnings;
 use super::tail_cache::TailCache;
 use super::writer::{
     AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, SlotState, Status, Step, SyncJob,
-    WriteJob, Writer,
+    WriteJob, WritePath, Writer,
 };
 
 /// What an append reports once it returns.
@@ -112,46 +112,47 @@ pub struct RecoveryPoint {
     pub position: u64,
 }
 
-/// The mutable state of a log; see `writer` for the write-path half.
+/// The mutable state of a log. Owned by this module alone (private fields); the write path
+/// (`writer`) works on the parts [`LogState::write_path`] lends it.
 #[derive(Debug)]
-pub struct LogState<File> {
-    pub config: LogConfig,
+struct LogState<File> {
+    config: LogConfig,
     /// Closed segments by base offset; never written again.
-    pub sealed: BTreeMap<u64, Segment<File>>,
+    sealed: BTreeMap<u64, Segment<File>>,
     /// The segment appends go to.
-    pub active: Segment<File>,
-    pub writer: Writer,
-    pub tail_cache: TailCache,
-    pub log_start_offset: u64,
+    active: Segment<File>,
+    writer: Writer,
+    tail_cache: TailCache,
+    log_start_offset: u64,
     /// A leader is performing an I/O step; others wait.
-    pub io_busy: bool,
+    io_busy: bool,
     /// Retention or delete-records is running; they run one at a time.
-    pub maintenance_busy: bool,
+    maintenance_busy: bool,
     /// A roll was decided: nothing more is appended to the active segment until it happens.
-    pub roll_pending: bool,
+    roll_pending: bool,
     /// Idempotent producers of this partition.
-    pub producers: ProducerState,
+    producers: ProducerState,
     /// Tickets of appends waiting to be admitted; only the smallest may be admitted next, and
     /// an append arriving while any waits takes a ticket too (arrival order).
-    pub admission_waiting: BTreeSet<u64>,
-    pub admission_tickets_issued: u64,
+    admission_waiting: BTreeSet<u64>,
+    admission_tickets_issued: u64,
     /// When to warn about a slow `fdatasync` of this partition.
-    pub slow_syncs: SlowSyncWarnings,
+    slow_syncs: SlowSyncWarnings,
     /// The recovery point last written (or read at open).
-    pub recovery_point: RecoveryPoint,
+    recovery_point: RecoveryPoint,
     /// A recovery point and its producer snapshot are being written; they are written one at
     /// a time (they share temporary file names).
-    pub checkpoint_busy: bool,
-    pub recovery_report: RecoveryReport,
+    checkpoint_busy: bool,
+    recovery_report: RecoveryReport,
     /// Base offsets of the segments whose time index entries were checked against their batch
     /// headers (or were made by this process): an index read from disk is only a hint.
-    pub time_indexes_checked: BTreeSet<u64>,
+    time_indexes_checked: BTreeSet<u64>,
     /// The active segment's file was found without a directory entry (see
     /// [`StorageError::Unlinked`]): from then on every append is refused with this error.
-    pub lost: Option<StorageError>,
+    lost: Option<StorageError>,
     /// How many times the active segment's index was replaced by one rebuilt from its batch
     /// headers: an index write planned before a replacement must not mark entries persisted.
-    pub index_rebuilds: u64,
+    index_rebuilds: u64,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -214,7 +215,9 @@ impl<F: FileSystem> Drop for IoGuard<'_, F> {
                 "the task leading a write was dropped before the write completed",
             );
             let path = state.active.paths.log.clone();
-            state.fail(StorageError::io("writing segment", &path, None, error));
+            state
+                .write_path()
+                .fail(StorageError::io("writing segment", &path, None, error));
         }
         drop(state);
         self.log.progress.notify_all();
@@ -266,6 +269,18 @@ pub fn validate_batch(batch: &[u8], batch_bytes_max: usize) -> Result<BatchHeade
 }
 
 impl<File: StorageFile> LogState<File> {
+    /// Lends the write path (`writer`) the parts of the state it works on.
+    fn write_path(&mut self) -> WritePath<'_, File> {
+        WritePath {
+            config: &self.config,
+            active: &mut self.active,
+            writer: &mut self.writer,
+            tail_cache: &mut self.tail_cache,
+            producers: &mut self.producers,
+            roll_pending: &mut self.roll_pending,
+        }
+    }
+
     fn needs_roll(&self, header: &BatchHeader, now_ms: i64) -> bool {
         let active = &self.active;
         if active.is_empty() {
@@ -1411,7 +1426,9 @@ impl<F: FileSystem> PartitionLog<F> {
                                 state.roll_pending = true;
                                 Admission::Roll(state.active.base_offset)
                             } else if !matches!(
-                                state.status(&Goal::QueueRoom { bytes: length }),
+                                state
+                                    .write_path()
+                                    .status(&Goal::QueueRoom { bytes: length }),
                                 Status::Done
                             ) {
                                 Admission::QueueFull
@@ -1445,7 +1462,7 @@ impl<F: FileSystem> PartitionLog<F> {
             let seen = self.progress.generation();
             let step = {
                 let mut state = self.state.borrow_mut();
-                match state.status(&goal) {
+                match state.write_path().status(&goal) {
                     Status::Done => return Ok(()),
                     Status::Failed(error) => return Err(error),
                     Status::Pending => {}
@@ -1455,7 +1472,7 @@ impl<F: FileSystem> PartitionLog<F> {
                     None
                 } else {
                     state.io_busy = true;
-                    Some(state.plan(&goal))
+                    Some(state.write_path().plan(&goal))
                 }
             };
             match step {
@@ -1500,7 +1517,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 }
                 let result = files.log.write_at(position, buffer).await;
                 guard.write_in_flight = false;
-                self.state.borrow_mut().finish_write(
+                self.state.borrow_mut().write_path().finish_write(
                     position,
                     payload_bytes,
                     consumed_bytes,
@@ -1550,16 +1567,21 @@ impl<F: FileSystem> PartitionLog<F> {
                     if let StorageError::Unlinked { .. } = error {
                         state.lost = Some(error.clone());
                     }
-                    return Err(state.fail(error));
+                    return Err(state.write_path().fail(error));
                 }
-                state.finish_sync(target, &path, result, self.clock.monotonic_us())
+                state
+                    .write_path()
+                    .finish_sync(target, &path, result, self.clock.monotonic_us())
             }
             Step::Repair(job) => {
                 let result = match job.files.log.truncate(job.position).await {
                     Ok(()) => job.files.log.sync_data().await,
                     Err(error) => Err(error),
                 };
-                self.state.borrow_mut().finish_repair(&job.path, result)
+                self.state
+                    .borrow_mut()
+                    .write_path()
+                    .finish_repair(&job.path, result)
             }
             Step::Roll => self.roll().await,
         }
@@ -1582,6 +1604,7 @@ impl<F: FileSystem> PartitionLog<F> {
             Ok(()) => self
                 .state
                 .borrow_mut()
+                .write_path()
                 .finish_index_persist(base_offset, entries_after),
             Err(error) => tracing::warn!(%error, "index write failed; will retry"),
         }
@@ -1628,7 +1651,9 @@ impl<F: FileSystem> PartitionLog<F> {
             // Entries rebuilt meanwhile (a timestamp lookup's check) stay in memory only; the
             // next open checks the files again.
             if state.index_rebuilds == rebuilds {
-                state.finish_index_persist(base_offset, entries_after);
+                state
+                    .write_path()
+                    .finish_index_persist(base_offset, entries_after);
             }
         }
         sync_index_files(&files, &paths).await?;
@@ -2208,8 +2233,8 @@ impl<F: FileSystem> PartitionLog<F> {
     /// Returns whether it synced.
     pub async fn sync_if_due(&self) -> Result<bool, StorageError> {
         let goal = {
-            let state = self.state.borrow();
-            if !state.sync_due(self.clock.monotonic_us()) {
+            let mut state = self.state.borrow_mut();
+            if !state.write_path().sync_due(self.clock.monotonic_us()) {
                 return Ok(false);
             }
             Goal::Synced {
@@ -2256,9 +2281,16 @@ impl<F: FileSystem> PartitionLog<F> {
                 Ok(()) => files.log.sync_data().await,
                 Err(error) => Err(error),
             };
-            self.state.borrow_mut().finish_repair(&path, result)?;
+            self.state
+                .borrow_mut()
+                .write_path()
+                .finish_repair(&path, result)?;
         }
-        let persist = self.state.borrow().plan_index_persist(true);
+        let persist = self
+            .state
+            .borrow_mut()
+            .write_path()
+            .plan_index_persist(true);
         if let Some(IndexPersist {
             files,
             paths,

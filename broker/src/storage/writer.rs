@@ -13,7 +13,11 @@
 //! `fdatasync` serves every append of an in-flight "generation": under load many appends share
 //! a sync, and an idle log adds no delay. The group-commit interval (time or bytes) only bounds
 //! how long written data that nobody waits on durably (`AppendWait::Written`) stays unsynced:
-//! see [`LogState::sync_due`], which the shard's timer drives through `sync_if_due`.
+//! see [`WritePath::sync_due`], which the shard's timer drives through `sync_if_due`.
+//!
+//! The log's state belongs to `log` (private fields); this module sees only the parts the write
+//! path reads and changes, lent as a [`WritePath`] for one synchronous step. It does not import
+//! `log`: the arrow runs one way.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -22,11 +26,12 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::config::{AppendWait, Durability, PREALLOCATE_STEP_BYTES};
+use super::config::{AppendWait, Durability, LogConfig, PREALLOCATE_STEP_BYTES};
 use super::error::StorageError;
 use super::file::{align_down, align_up, IoBuffer, StorageFile};
-use super::log::LogState;
-use super::segment::{IndexWrite, SegmentFiles, SegmentPaths, SegmentTail};
+use super::producer_state::ProducerState;
+use super::segment::{IndexWrite, Segment, SegmentFiles, SegmentPaths, SegmentTail};
+use super::tail_cache::TailCache;
 
 /// Where an accepted append stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +228,19 @@ pub struct IndexPersist<File> {
     pub write: IndexWrite,
 }
 
-impl<File: StorageFile> LogState<File> {
+/// The parts of a partition log's state the write path reads and changes, lent by the log
+/// (`log::LogState::write_path`) for one synchronous step, never across an await.
+pub struct WritePath<'a, File> {
+    pub config: &'a LogConfig,
+    pub active: &'a mut Segment<File>,
+    pub writer: &'a mut Writer,
+    pub tail_cache: &'a mut TailCache,
+    pub producers: &'a mut ProducerState,
+    /// Whether a roll of the active segment was decided and has not happened yet.
+    pub roll_pending: &'a mut bool,
+}
+
+impl<File: StorageFile> WritePath<'_, File> {
     pub fn status(&self, goal: &Goal<'_>) -> Status {
         match *goal {
             Goal::Append { slot, wait } => match (slot.state(), wait) {
@@ -244,7 +261,7 @@ impl<File: StorageFile> LogState<File> {
                 }
             }
             Goal::Roll { base_offset } => {
-                if self.active.base_offset != base_offset || !self.roll_pending {
+                if self.active.base_offset != base_offset || !*self.roll_pending {
                     Status::Done
                 } else {
                     Status::Pending
@@ -646,7 +663,7 @@ impl<File: StorageFile> LogState<File> {
             // The roll was decided on batches that are gone; an empty segment is never closed.
             // (No roll step can have started: it runs only once everything is durable, and the
             // durable point is not empty.)
-            self.roll_pending = false;
+            *self.roll_pending = false;
         }
         error
     }
