@@ -21,6 +21,7 @@ use crate::catalog::TopicConfig;
 use crate::group::limits::defaults as group_defaults;
 use crate::group::GroupLimits;
 use crate::shard::partition::log_config;
+use crate::shard::ShardLimits;
 use crate::storage::RecoveryScan;
 
 /// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
@@ -338,6 +339,19 @@ impl Limits {
     /// the frame limit and the protocol's limit.
     pub fn batch_bytes_max(&self) -> usize {
         batch_bytes_max(self.frame_bytes_max)
+    }
+
+    /// The bounds each shard works within.
+    pub fn shard_limits(&self) -> ShardLimits {
+        ShardLimits {
+            shard_inflight_bytes_max: self.shard_inflight_bytes_max,
+            shard_arrival_bytes_max: self.shard_arrival_bytes_max,
+            batch_bytes_max: self.batch_bytes_max(),
+            fetch_wait_ms_max: self.fetch_wait_ms_max,
+            recovery_point_interval_ms: self.recovery_point_interval_ms,
+            retention_check_interval_ms: self.retention_check_interval_ms,
+            recovery_scan: self.recovery_scan,
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! machines of the offsets partitions this shard coordinates, answers parked joins and syncs,
 //! runs the group timers, and creates the offsets topic (shard 0).
 //!
-//! Owned by the [`Shard`] (one per executor, lives as long as the shard). An offsets partition
+//! Registered beside the shard in its services ([`GroupServices`]; one per executor, lives as
+//! long as the shard). The request functions (`join`, `sync`, ..., `list`) run on the group's
+//! coordinator shard, reached with `shard::mesh::invoke_on`. An offsets partition
 //! is loaded on first use (`partition`: replayed into an [`OffsetStore`](super::store) and its
 //! membership records restored as [`Group`]s) and written by its own writer task from then on.
 //!
@@ -18,7 +20,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -39,12 +40,12 @@ use super::limits::GroupLimits;
 use super::membership::{ClientInfo, Effects, Group, Reply, WaiterId};
 use super::partition::{load, CoordinatedPartition, WriteOp};
 use super::records::{CommittedOffset, GroupRecord, LogRecord};
-use super::{coordinator_shard_of, GroupAnswer, GroupCall, OFFSETS_TOPIC_NAME};
+use super::{coordinator_shard_of, GroupServices, OFFSETS_TOPIC_NAME};
 use crate::catalog::topic_config::{RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES};
 use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
-use crate::shard::messages::{PartitionError, ShardRequest, ShardResponse};
+use crate::shard::mesh::invoke_on;
+use crate::shard::messages::PartitionError;
 use crate::shard::topic_creation::{self, TopicCreationError};
-use crate::shard::Shard;
 
 /// Shard-local coordinator state. See the module documentation.
 pub struct GroupCoordinator {
@@ -183,83 +184,41 @@ pub(super) fn wall_clock_ms() -> i64 {
     (wall_clock_nanos() / 1_000_000) as i64
 }
 
-/// Runs a group call on this shard, which must be the group's coordinator (or shard 0 for
-/// [`GroupCall::EnsureOffsetsTopic`]). Boxed: group calls make shard calls of their own, and
-/// `Shard::execute` runs this, so the future's type would otherwise contain itself.
-pub fn execute(shard: Rc<Shard>, call: GroupCall) -> Pin<Box<dyn Future<Output = GroupAnswer>>> {
-    Box::pin(execute_here(shard, call))
-}
-
-async fn execute_here(shard: Rc<Shard>, call: GroupCall) -> GroupAnswer {
-    match call {
-        GroupCall::Join {
-            partition,
-            request,
-            client,
-        } => GroupAnswer::Join(join(&shard, partition, request, client).await),
-        GroupCall::Sync { partition, request } => {
-            GroupAnswer::Sync(sync(&shard, partition, request).await)
-        }
-        GroupCall::Heartbeat { partition, request } => {
-            GroupAnswer::Heartbeat(heartbeat(&shard, partition, request).await)
-        }
-        GroupCall::Leave { partition, request } => {
-            GroupAnswer::Leave(leave(&shard, partition, request).await)
-        }
-        GroupCall::CommitOffsets { partition, request } => {
-            GroupAnswer::CommitOffsets(commit_offsets(&shard, partition, request).await)
-        }
-        GroupCall::FetchOffsets { partition, request } => {
-            GroupAnswer::FetchOffsets(fetch_offsets(&shard, partition, request).await)
-        }
-        GroupCall::DeleteOffsets { partition, request } => {
-            GroupAnswer::DeleteOffsets(delete_offsets(&shard, partition, request).await)
-        }
-        GroupCall::Describe { groups } => GroupAnswer::Describe(describe(&shard, groups).await),
-        GroupCall::Delete { groups } => GroupAnswer::Delete(delete_groups(&shard, groups).await),
-        GroupCall::List { states } => GroupAnswer::List(list(&shard, &states).await),
-        GroupCall::EnsureOffsetsTopic => {
-            GroupAnswer::OffsetsTopic(create_offsets_topic(&shard).await)
-        }
-        GroupCall::DeleteTopicOffsets { topic } => {
-            GroupAnswer::TopicOffsetsDeleted(delete_topic_offsets(&shard, &topic).await)
-        }
-    }
-}
-
 // ---- the offsets topic --------------------------------------------------------------------
 
 /// The offsets topic; with `create`, made (through shard 0) if it does not exist yet.
 /// `Ok(None)`: it does not exist and `create` was false.
-pub async fn offsets_topic(
-    shard: &Rc<Shard>,
+pub async fn offsets_topic<S: GroupServices>(
+    services: &Rc<S>,
     create: bool,
 ) -> Result<Option<Arc<TopicMetadata>>, ErrorCode> {
-    if let Some(topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME) {
+    if let Some(topic) = services.snapshot().topic(OFFSETS_TOPIC_NAME) {
         return Ok(Some(topic.clone()));
     }
     if !create {
         return Ok(None);
     }
-    let call = ShardRequest::Group(Box::new(GroupCall::EnsureOffsetsTopic));
-    match shard.call(0, call).await {
-        Ok(ShardResponse::Group(answer)) => match *answer {
-            GroupAnswer::OffsetsTopic(result) => result.map(Some),
-            _ => Err(ErrorCode::Unknown),
-        },
-        Ok(_) => Err(ErrorCode::Unknown),
-        Err(error) => Err(coordinator_error_code(&error)),
+    // Shard 0 serializes the creation.
+    let created = invoke_on(services, 0, |on_zero: Rc<S>| async move {
+        create_offsets_topic(&on_zero).await
+    })
+    .await;
+    match created {
+        Ok(result) => result.map(Some),
+        Err(stopping) => Err(coordinator_error_code(&stopping.into())),
     }
 }
 
-async fn create_offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicMetadata>, ErrorCode> {
-    let coordinator = &shard.groups;
+async fn create_offsets_topic<S: GroupServices>(
+    services: &Rc<S>,
+) -> Result<Arc<TopicMetadata>, ErrorCode> {
+    let coordinator = services.groups();
     let _serialized = coordinator
         .creating
         .acquire_permit(1)
         .await
         .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
-    if let Some(topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME) {
+    if let Some(topic) = services.snapshot().topic(OFFSETS_TOPIC_NAME) {
         return Ok(topic.clone());
     }
     let limits = &coordinator.limits;
@@ -277,12 +236,13 @@ async fn create_offsets_topic(shard: &Rc<Shard>) -> Result<Arc<TopicMetadata>, E
             ErrorCode::CoordinatorNotAvailable
         })?;
     let partitions = i64::from(limits.offsets_topic_partitions);
-    let created = topic_creation::create_topic(shard, OFFSETS_TOPIC_NAME, partitions, config).await;
+    let created =
+        topic_creation::create_topic(services, OFFSETS_TOPIC_NAME, partitions, config).await;
     let topic = match created {
         Ok(topic) => topic,
         // Created by someone else (an administrator) in between; whoever created it opens it.
         Err(TopicCreationError::Catalog(CatalogError::TopicAlreadyExists { .. })) => {
-            return shard
+            return services
                 .snapshot()
                 .topic(OFFSETS_TOPIC_NAME)
                 .cloned()
@@ -318,18 +278,18 @@ pub fn coordinator_error_code(error: &PartitionError) -> ErrorCode {
 }
 
 /// The loaded partition `partition`, loading it first if needed.
-async fn coordinated(
-    shard: &Rc<Shard>,
+async fn coordinated<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
 ) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
-    let coordinator = &shard.groups;
-    let topic = shard
+    let coordinator = services.groups();
+    let topic = services
         .snapshot()
         .topic(OFFSETS_TOPIC_NAME)
         .cloned()
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
     if partition >= topic.partition_count()
-        || coordinator_shard_of(partition, shard.shard_count) != shard.id
+        || coordinator_shard_of(partition, services.shard_count) != services.id
     {
         return Err(ErrorCode::NotCoordinator);
     }
@@ -352,12 +312,12 @@ async fn coordinated(
     if let Some(loaded) = current() {
         return Ok(loaded);
     }
-    let loaded = load(shard, partition, topic).await?;
+    let loaded = load(services, partition, topic).await?;
     coordinator
         .partitions
         .borrow_mut()
         .insert(partition, loaded.clone());
-    start_timers(shard);
+    start_timers(services);
     Ok(loaded)
 }
 
@@ -365,8 +325,8 @@ async fn coordinated(
 
 /// Queues the group's record if its stable state changed (now, so its place in the log follows
 /// the order of decisions), then returns a future that waits for it and sends the replies.
-fn finish(
-    shard: &Rc<Shard>,
+fn finish<S: GroupServices>(
+    services: &Rc<S>,
     partition: &CoordinatedPartition,
     group_id: &str,
     effects: Effects,
@@ -378,7 +338,7 @@ fn finish(
             value: Some(record),
         }]))
     });
-    let shard = shard.clone();
+    let services = services.clone();
     let group_id = group_id.to_string();
     async move {
         if let Some(written) = written {
@@ -388,23 +348,23 @@ fn finish(
                 tracing::warn!(group = %group_id, ?code, "group membership record not written");
             }
         }
-        shard.groups.dispatch(effects.replies);
+        services.groups().dispatch(effects.replies);
     }
 }
 
-fn start_timers(shard: &Rc<Shard>) {
-    if shard.groups.timers_started.replace(true) {
+fn start_timers<S: GroupServices>(services: &Rc<S>) {
+    if services.groups().timers_started.replace(true) {
         return;
     }
-    glommio::spawn_local(run_timers(shard.clone())).detach();
+    glommio::spawn_local(run_timers(services.clone())).detach();
 }
 
 /// Applies group deadlines (sessions, joins, syncs) every tick while anything is due; until
 /// shutdown.
-async fn run_timers(shard: Rc<Shard>) {
-    let coordinator = &shard.groups;
+async fn run_timers<S: GroupServices>(services: Rc<S>) {
+    let coordinator = services.groups();
     let tick = coordinator.limits.timer_tick();
-    while !shard.shutdown.is_requested() {
+    while !services.shutdown.is_requested() {
         glommio::timer::sleep(tick).await;
         let now_ms = coordinator.now_ms();
         if now_ms < coordinator.next_wakeup_ms.get() {
@@ -429,7 +389,7 @@ async fn run_timers(shard: Rc<Shard>) {
                 coordinator.note_deadline(group.next_deadline_ms());
             }
             for (group_id, effects, record) in due {
-                glommio::spawn_local(finish(&shard, &partition, &group_id, effects, record))
+                glommio::spawn_local(finish(&services, &partition, &group_id, effects, record))
                     .detach();
             }
         }
@@ -438,18 +398,18 @@ async fn run_timers(shard: Rc<Shard>) {
 
 // ---- membership requests -------------------------------------------------------------------------
 
-async fn join(
-    shard: &Rc<Shard>,
+pub async fn join<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
     request: JoinGroupRequest,
     client: ClientInfo,
 ) -> JoinGroupResponse {
     let member_id = request.member_id.clone();
-    let coordinated = match coordinated(shard, partition).await {
+    let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(code) => return JoinGroupResponse::error(code, &member_id),
     };
-    let coordinator = &shard.groups;
+    let coordinator = services.groups();
     let group_id = request.group_id.clone();
     if let Err(code) = coordinator.room_for(&coordinated, &group_id) {
         return JoinGroupResponse::error(code, &member_id);
@@ -477,20 +437,24 @@ async fn join(
         }
         (effects, record)
     };
-    finish(shard, &coordinated, &group_id, effects, record).await;
-    match parked_reply(shard, &replies).await {
+    finish(services, &coordinated, &group_id, effects, record).await;
+    match parked_reply(services, &replies).await {
         Some(Reply::Join(response)) => response,
         Some(Reply::Sync(_)) => JoinGroupResponse::error(ErrorCode::Unknown, &member_id),
         None => JoinGroupResponse::error(ErrorCode::ShuttingDown, &member_id),
     }
 }
 
-async fn sync(shard: &Rc<Shard>, partition: u32, request: SyncGroupRequest) -> SyncGroupResponse {
-    let coordinated = match coordinated(shard, partition).await {
+pub async fn sync<S: GroupServices>(
+    services: &Rc<S>,
+    partition: u32,
+    request: SyncGroupRequest,
+) -> SyncGroupResponse {
+    let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(code) => return SyncGroupResponse::error(code),
     };
-    let coordinator = &shard.groups;
+    let coordinator = services.groups();
     let (waiter, replies) = coordinator.register_waiter();
     let (effects, record) = {
         let mut groups = coordinated.groups.borrow_mut();
@@ -502,8 +466,8 @@ async fn sync(shard: &Rc<Shard>, partition: u32, request: SyncGroupRequest) -> S
         coordinator.note_deadline(group.next_deadline_ms());
         (effects, record)
     };
-    finish(shard, &coordinated, &request.group_id, effects, record).await;
-    match parked_reply(shard, &replies).await {
+    finish(services, &coordinated, &request.group_id, effects, record).await;
+    match parked_reply(services, &replies).await {
         Some(Reply::Sync(response)) => response,
         Some(Reply::Join(_)) => SyncGroupResponse::error(ErrorCode::Unknown),
         None => SyncGroupResponse::error(ErrorCode::ShuttingDown),
@@ -512,24 +476,27 @@ async fn sync(shard: &Rc<Shard>, partition: u32, request: SyncGroupRequest) -> S
 
 /// The reply to a parked join or sync; `None` once shutdown begins, so that a rebalance that
 /// is still waiting for members does not hold the broker's shutdown for its whole timeout.
-async fn parked_reply(shard: &Rc<Shard>, replies: &LocalReceiver<Reply>) -> Option<Reply> {
+async fn parked_reply<S: GroupServices>(
+    services: &Rc<S>,
+    replies: &LocalReceiver<Reply>,
+) -> Option<Reply> {
     futures_lite::future::or(replies.recv(), async {
-        shard.shutdown.requested().await;
+        services.shutdown.requested().await;
         None
     })
     .await
 }
 
-async fn heartbeat(
-    shard: &Rc<Shard>,
+pub async fn heartbeat<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
-    let coordinated = match coordinated(shard, partition).await {
+    let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(error_code) => return HeartbeatResponse { error_code },
     };
-    let coordinator = &shard.groups;
+    let coordinator = services.groups();
     let mut groups = coordinated.groups.borrow_mut();
     let error_code = match groups.get_mut(&request.group_id) {
         None => ErrorCode::UnknownMemberId,
@@ -542,12 +509,12 @@ async fn heartbeat(
     HeartbeatResponse { error_code }
 }
 
-async fn leave(
-    shard: &Rc<Shard>,
+pub async fn leave<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
-    let coordinated = match coordinated(shard, partition).await {
+    let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(error_code) => {
             return LeaveGroupResponse {
@@ -556,7 +523,7 @@ async fn leave(
             }
         }
     };
-    let coordinator = &shard.groups;
+    let coordinator = services.groups();
     let (members, effects, record) = {
         let mut groups = coordinated.groups.borrow_mut();
         let Some(group) = groups.get_mut(&request.group_id) else {
@@ -579,7 +546,7 @@ async fn leave(
         coordinator.note_deadline(group.next_deadline_ms());
         (members, effects, record)
     };
-    finish(shard, &coordinated, &request.group_id, effects, record).await;
+    finish(services, &coordinated, &request.group_id, effects, record).await;
     LeaveGroupResponse {
         error_code: ErrorCode::None,
         members,
@@ -610,16 +577,16 @@ fn commit_failed(request: &OffsetCommitRequest, error_code: ErrorCode) -> Offset
     }
 }
 
-async fn commit_offsets(
-    shard: &Rc<Shard>,
+pub async fn commit_offsets<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    let coordinated = match coordinated(shard, partition).await {
+    let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(code) => return commit_failed(&request, code),
     };
-    let coordinator = &shard.groups;
+    let coordinator = services.groups();
     let standalone = request.generation_id < 0 && request.member_id.is_empty();
     let checked = coordinated
         .groups
@@ -645,7 +612,7 @@ async fn commit_offsets(
         return commit_failed(&request, code);
     }
 
-    let snapshot = shard.snapshot();
+    let snapshot = services.snapshot();
     let metadata_max = coordinator.limits.offset_metadata_bytes_max;
     let commit_timestamp_ms = wall_clock_ms();
     let mut records = Vec::new();
@@ -709,12 +676,12 @@ async fn commit_offsets(
     }
 }
 
-async fn fetch_offsets(
-    shard: &Rc<Shard>,
+pub async fn fetch_offsets<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
-    let coordinated = match coordinated(shard, partition).await {
+    let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(error_code) => {
             return OffsetFetchResponse {
@@ -770,8 +737,8 @@ async fn fetch_offsets(
     }
 }
 
-async fn delete_offsets(
-    shard: &Rc<Shard>,
+pub async fn delete_offsets<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
@@ -779,7 +746,7 @@ async fn delete_offsets(
         error_code,
         topics: Vec::new(),
     };
-    let coordinated = match coordinated(shard, partition).await {
+    let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(code) => return failed(code),
     };
@@ -834,15 +801,18 @@ async fn delete_offsets(
 /// shard coordinates, as Kafka does: otherwise a topic created again under the name would show
 /// (and a consumer would resume from) the old topic's positions. Tombstones go through each
 /// partition's writer (acks=all), so the removal is durable when this returns.
-async fn delete_topic_offsets(shard: &Rc<Shard>, topic: &str) -> Result<usize, ErrorCode> {
-    let Some(offsets_topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME).cloned() else {
+pub async fn delete_topic_offsets<S: GroupServices>(
+    services: &Rc<S>,
+    topic: &str,
+) -> Result<usize, ErrorCode> {
+    let Some(offsets_topic) = services.snapshot().topic(OFFSETS_TOPIC_NAME).cloned() else {
         return Ok(0);
     };
     let owned = (0..offsets_topic.partition_count())
-        .filter(|partition| coordinator_shard_of(*partition, shard.shard_count) == shard.id);
+        .filter(|partition| coordinator_shard_of(*partition, services.shard_count) == services.id);
     let mut removed = 0;
     for partition in owned {
-        let coordinated = coordinated(shard, partition).await?;
+        let coordinated = coordinated(services, partition).await?;
         let stale = coordinated.store.borrow().offsets_of_topic(topic);
         for (group, partitions) in stale {
             removed += partitions.len();
@@ -862,10 +832,13 @@ async fn delete_topic_offsets(shard: &Rc<Shard>, topic: &str) -> Result<usize, E
 
 // ---- administration ----------------------------------------------------------------------------
 
-async fn describe(shard: &Rc<Shard>, groups: Vec<(u32, String)>) -> DescribeGroupsResponse {
+pub async fn describe<S: GroupServices>(
+    services: &Rc<S>,
+    groups: Vec<(u32, String)>,
+) -> DescribeGroupsResponse {
     let mut described = Vec::with_capacity(groups.len());
     for (partition, group_id) in groups {
-        let group = match coordinated(shard, partition).await {
+        let group = match coordinated(services, partition).await {
             Ok(coordinated) => describe_group(&coordinated, &group_id),
             Err(error_code) => DescribedGroup {
                 error_code,
@@ -936,10 +909,13 @@ fn describe_group(coordinated: &CoordinatedPartition, group_id: &str) -> Describ
     }
 }
 
-async fn delete_groups(shard: &Rc<Shard>, groups: Vec<(u32, String)>) -> DeleteGroupsResponse {
+pub async fn delete_groups<S: GroupServices>(
+    services: &Rc<S>,
+    groups: Vec<(u32, String)>,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(groups.len());
     for (partition, group_id) in groups {
-        let error_code = match coordinated(shard, partition).await {
+        let error_code = match coordinated(services, partition).await {
             Ok(coordinated) => delete_group(&coordinated, &group_id).await,
             Err(code) => code,
         };
@@ -979,15 +955,15 @@ async fn delete_group(coordinated: &CoordinatedPartition, group_id: &str) -> Err
     }
 }
 
-async fn list(shard: &Rc<Shard>, states: &[GroupState]) -> ListGroupsResponse {
-    let Some(topic) = shard.snapshot().topic(OFFSETS_TOPIC_NAME).cloned() else {
+pub async fn list<S: GroupServices>(services: &Rc<S>, states: &[GroupState]) -> ListGroupsResponse {
+    let Some(topic) = services.snapshot().topic(OFFSETS_TOPIC_NAME).cloned() else {
         return ListGroupsResponse::default();
     };
     let mut listings = Vec::new();
     let owned = (0..topic.partition_count())
-        .filter(|partition| coordinator_shard_of(*partition, shard.shard_count) == shard.id);
+        .filter(|partition| coordinator_shard_of(*partition, services.shard_count) == services.id);
     for partition in owned {
-        let coordinated = match coordinated(shard, partition).await {
+        let coordinated = match coordinated(services, partition).await {
             Ok(coordinated) => coordinated,
             Err(error_code) => {
                 return ListGroupsResponse {

@@ -3,8 +3,8 @@
 //! Every group lives in one partition of the broker's own topic [`OFFSETS_TOPIC_NAME`]
 //! (`hash(group) % partitions`, see [`offsets_partition_of`]), and the partition's groups are
 //! coordinated by one shard ([`coordinator_shard_of`]: `partition % shards`). Any shard takes
-//! group requests; `server::handlers::group` forwards each to its coordinator through the shard
-//! mesh as a [`GroupCall`], answered with a [`GroupAnswer`].
+//! group requests; `server::handlers::group` runs each on its coordinator with a typed
+//! cross-shard call (`shard::mesh::invoke_on`) of the matching `coordinator` function.
 //!
 //! - `membership` — one group's membership state machine (pure: time is passed in).
 //! - `records` — the records of the offsets topic (committed offsets, membership), versioned.
@@ -33,15 +33,8 @@ pub mod store;
 #[cfg(test)]
 mod membership_tests;
 
-use spate_protocol::api::{
-    DeleteGroupsResponse, DescribeGroupsResponse, GroupState, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
-};
-use spate_protocol::ErrorCode;
-
-use crate::catalog::{ShardId, TopicMetadata};
+use crate::catalog::ShardId;
+use crate::shard::mesh::ShardServices;
 
 pub use coordinator::GroupCoordinator;
 pub use limits::{GroupLimits, OFFSETS_TOPIC_NAME};
@@ -61,69 +54,11 @@ pub fn coordinator_shard_of(partition: u32, shard_count: usize) -> ShardId {
     partition as usize % shard_count
 }
 
-/// A group request on its way to the coordinator shard; `partition` is the group's offsets
-/// partition, computed by the sender from the catalog.
-#[derive(Debug)]
-pub enum GroupCall {
-    Join {
-        partition: u32,
-        request: JoinGroupRequest,
-        client: ClientInfo,
-    },
-    Sync {
-        partition: u32,
-        request: SyncGroupRequest,
-    },
-    Heartbeat {
-        partition: u32,
-        request: HeartbeatRequest,
-    },
-    Leave {
-        partition: u32,
-        request: LeaveGroupRequest,
-    },
-    CommitOffsets {
-        partition: u32,
-        request: OffsetCommitRequest,
-    },
-    FetchOffsets {
-        partition: u32,
-        request: OffsetFetchRequest,
-    },
-    DeleteOffsets {
-        partition: u32,
-        request: OffsetDeleteRequest,
-    },
-    /// Describes the named groups, each with its offsets partition.
-    Describe { groups: Vec<(u32, String)> },
-    /// Deletes the named groups, each with its offsets partition.
-    Delete { groups: Vec<(u32, String)> },
-    /// Lists every group of every offsets partition this shard coordinates.
-    List { states: Vec<GroupState> },
-    /// Creates the offsets topic if it does not exist. Sent to shard 0 only, which serializes
-    /// the creation.
-    EnsureOffsetsTopic,
-    /// Removes every group's committed offsets of a deleted topic (tombstones, written like any
-    /// commit) from the offsets partitions this shard coordinates. Sent to every shard.
-    DeleteTopicOffsets { topic: String },
-}
-
-/// The coordinator's answer to a [`GroupCall`], of the matching kind.
-#[derive(Debug)]
-pub enum GroupAnswer {
-    Join(JoinGroupResponse),
-    Sync(SyncGroupResponse),
-    Heartbeat(HeartbeatResponse),
-    Leave(LeaveGroupResponse),
-    CommitOffsets(OffsetCommitResponse),
-    FetchOffsets(OffsetFetchResponse),
-    DeleteOffsets(OffsetDeleteResponse),
-    Describe(DescribeGroupsResponse),
-    Delete(DeleteGroupsResponse),
-    List(ListGroupsResponse),
-    OffsetsTopic(Result<std::sync::Arc<TopicMetadata>, ErrorCode>),
-    /// How many (group, partition) offsets were removed.
-    TopicOffsetsDeleted(Result<usize, ErrorCode>),
+/// A shard's services with its group coordinator: what the coordinator's functions run
+/// against. The server's services type implements it; the coordinator is registered beside the
+/// shard, not inside it.
+pub trait GroupServices: ShardServices {
+    fn groups(&self) -> &GroupCoordinator;
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,10 +32,12 @@ use super::coordinator::{coordinator_error_code, wall_clock_ms};
 use super::membership::Group;
 use super::records::LogRecord;
 use super::store::OffsetStore;
+use super::GroupServices;
 use crate::catalog::{ShardId, TopicMetadata};
+use crate::shard::mesh::invoke_on;
 use crate::shard::messages::{
     FetchOutcome, FetchPartition, PartitionError, PartitionKey, PartitionState, ProduceAcks,
-    ProducePartition, ShardRequest, ShardResponse,
+    ProducePartition,
 };
 use crate::shard::Shard;
 
@@ -121,12 +124,12 @@ impl CoordinatedPartition {
 }
 
 /// Replays an offsets partition from its log start to its high watermark.
-pub(super) async fn load(
-    shard: &Rc<Shard>,
+pub(super) async fn load<S: GroupServices>(
+    services: &Rc<S>,
     partition: u32,
     topic: Arc<TopicMetadata>,
 ) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
-    let coordinator = &shard.groups;
+    let coordinator = &services.groups();
     let limits = coordinator.limits();
     let began = Instant::now();
     let key = PartitionKey {
@@ -136,12 +139,12 @@ pub(super) async fn load(
     let owner = topic
         .owner_of(partition)
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let state = partition_state(shard, owner, key).await?;
+    let state = partition_state(services, owner, key).await?;
     let mut store = OffsetStore::default();
     let mut offset = state.log_start_offset;
     let mut unreadable = 0usize;
     while offset < state.high_watermark {
-        let fetched = fetch(shard, owner, key, offset, limits.replay_read_bytes).await?;
+        let fetched = fetch(services, owner, key, offset, limits.replay_read_bytes).await?;
         if fetched.batches.is_empty() {
             // Below the high watermark there is always a batch to read.
             tracing::error!(
@@ -193,7 +196,7 @@ pub(super) async fn load(
         slots: Semaphore::new(limits.writes_queued_max as u64),
         doorbell,
     });
-    glommio::spawn_local(run_writer(shard.clone(), Rc::downgrade(&loaded), rings)).detach();
+    glommio::spawn_local(run_writer(services.clone(), Rc::downgrade(&loaded), rings)).detach();
     Ok(loaded)
 }
 
@@ -224,28 +227,20 @@ fn replay_batch(
 }
 
 /// The partition's offsets, retrying while a freshly created partition is not open yet.
-async fn partition_state(
-    shard: &Rc<Shard>,
+async fn partition_state<S: GroupServices>(
+    services: &Rc<S>,
     owner: ShardId,
     key: PartitionKey,
 ) -> Result<PartitionState, ErrorCode> {
-    let limits = shard.groups.limits();
+    let limits = services.groups().limits();
     for _ in 0..limits.load_tries_max {
-        let answer = shard
-            .call(
-                owner,
-                ShardRequest::States {
-                    partitions: vec![key],
-                },
-            )
-            .await;
+        let answer = on_owner(services, owner, move |shard| async move {
+            only(shard.states(&[key]))
+        })
+        .await;
         match answer {
-            Ok(ShardResponse::States(mut states)) if states.len() == 1 => match states.remove(0) {
-                Ok(state) => return Ok(state),
-                Err(PartitionError::UnknownTopicOrPartition) => {}
-                Err(error) => return Err(coordinator_error_code(&error)),
-            },
-            Ok(_) => return Err(ErrorCode::Unknown),
+            Ok(state) => return Ok(state),
+            Err(PartitionError::UnknownTopicOrPartition) => {}
             Err(error) => return Err(coordinator_error_code(&error)),
         }
         glommio::timer::sleep(Duration::from_millis(limits.load_retry_interval_ms)).await;
@@ -253,40 +248,63 @@ async fn partition_state(
     Err(ErrorCode::CoordinatorLoadInProgress)
 }
 
-async fn fetch(
-    shard: &Rc<Shard>,
+async fn fetch<S: GroupServices>(
+    services: &Rc<S>,
     owner: ShardId,
     key: PartitionKey,
     offset: u64,
     max_bytes: usize,
 ) -> Result<FetchOutcome, ErrorCode> {
-    let request = ShardRequest::Fetch {
-        partitions: vec![FetchPartition {
-            key,
-            offset: offset as i64,
-            max_bytes,
-        }],
-        // Loaded partitions are open (`partition_state` saw them): nothing to wait for.
-        opening_wait_until: std::time::Instant::now(),
+    let fetch = FetchPartition {
+        key,
+        offset: offset as i64,
+        max_bytes,
     };
-    match shard.call(owner, request).await {
-        Ok(ShardResponse::Fetched(mut results)) if results.len() == 1 => results
-            .remove(0)
-            .map_err(|error| {
-                tracing::error!(%error, partition = key.partition, offset, "replaying offsets partition failed");
-                coordinator_error_code(&error)
-            }),
-        Ok(_) => Err(ErrorCode::Unknown),
-        Err(error) => Err(coordinator_error_code(&error)),
-    }
+    // Loaded partitions are open (`partition_state` saw them): nothing to wait for.
+    let opening_wait_until = Instant::now();
+    on_owner(services, owner, move |shard| async move {
+        only(shard.fetch(vec![fetch], opening_wait_until).await)
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, partition = key.partition, offset, "replaying offsets partition failed");
+        coordinator_error_code(&error)
+    })
+}
+
+/// Runs `run` on the shard that owns a partition of the offsets topic; a shard that is stopping
+/// answers like the partition would then.
+async fn on_owner<S, T, F, Fut>(
+    services: &Rc<S>,
+    owner: ShardId,
+    run: F,
+) -> Result<T, PartitionError>
+where
+    S: GroupServices,
+    T: Send + 'static,
+    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, PartitionError>> + 'static,
+{
+    invoke_on(services, owner, move |on: Rc<S>| run(on.shard().clone()))
+        .await
+        .map_err(PartitionError::from)
+        .and_then(|answer| answer)
+}
+
+/// The one answer of a partition operation asked about one partition.
+fn only<T>(answers: Vec<T>) -> T {
+    let [answer]: [T; 1] = answers
+        .try_into()
+        .unwrap_or_else(|_| panic!("a shard answers each partition it is asked about"));
+    answer
 }
 
 // ---- the writer -----------------------------------------------------------------------------
 
 /// One per loaded partition, until the partition is dropped: writes queued items in order,
 /// one round (at most about one batch of records) at a time, and compacts when due.
-async fn run_writer(
-    shard: Rc<Shard>,
+async fn run_writer<S: GroupServices>(
+    services: Rc<S>,
     partition: Weak<CoordinatedPartition>,
     rings: LocalReceiver<()>,
 ) {
@@ -294,8 +312,8 @@ async fn run_writer(
         let Some(current) = partition.upgrade() else {
             return;
         };
-        compact_if_due(&shard, &current).await;
-        let round = take_round(&current, shard.groups.limits().write_batch_bytes_max);
+        compact_if_due(&services, &current).await;
+        let round = take_round(&current, services.groups().limits().write_batch_bytes_max);
         if round.is_empty() {
             // Not holding the partition while idle: dropping it closes the doorbell.
             drop(current);
@@ -304,7 +322,7 @@ async fn run_writer(
             }
             continue;
         }
-        write_round(&shard, &current, round).await;
+        write_round(&services, &current, round).await;
     }
 }
 
@@ -361,13 +379,19 @@ fn take_round(partition: &CoordinatedPartition, bytes_max: usize) -> Vec<RoundIt
     round
 }
 
-async fn write_round(shard: &Rc<Shard>, partition: &CoordinatedPartition, round: Vec<RoundItem>) {
+async fn write_round<S: GroupServices>(
+    services: &Rc<S>,
+    partition: &CoordinatedPartition,
+    round: Vec<RoundItem>,
+) {
     let encoded: Vec<&(Bytes, Option<Bytes>)> =
         round.iter().flat_map(|item| item.encoded.iter()).collect();
     let outcome = if encoded.is_empty() {
         Ok(())
     } else {
-        append_durably(shard, partition, &encoded).await.map(|_| ())
+        append_durably(services, partition, &encoded)
+            .await
+            .map(|_| ())
     };
     let mut store = partition.store.borrow_mut();
     for item in round {
@@ -381,34 +405,33 @@ async fn write_round(shard: &Rc<Shard>, partition: &CoordinatedPartition, round:
 }
 
 /// Appends records as batches with acks=all; returns the first batch's base offset.
-async fn append_durably(
-    shard: &Rc<Shard>,
+async fn append_durably<S: GroupServices>(
+    services: &Rc<S>,
     partition: &CoordinatedPartition,
     encoded: &[&(Bytes, Option<Bytes>)],
 ) -> Result<u64, ErrorCode> {
-    let batches = build_batches(encoded, shard.groups.limits().write_batch_bytes_max)?;
+    let batches = build_batches(encoded, services.groups().limits().write_batch_bytes_max)?;
     let owner = partition
         .owner()
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-    let request = ShardRequest::Produce {
-        acks: ProduceAcks::All,
-        partitions: vec![ProducePartition {
-            key: partition.key(),
-            batches,
-        }],
-        opening_wait_until: std::time::Instant::now(),
+    let opening_wait_until = Instant::now();
+    let produce = ProducePartition {
+        key: partition.key(),
+        batches,
     };
-    match shard.call(owner, request).await {
-        Ok(ShardResponse::Produced(mut results)) if results.len() == 1 => results
-            .remove(0)
-            .map(|outcome| outcome.base_offset)
-            .map_err(|error| {
-                tracing::warn!(%error, partition = partition.partition, "offsets write failed");
-                coordinator_error_code(&error)
-            }),
-        Ok(_) => Err(ErrorCode::Unknown),
-        Err(error) => Err(coordinator_error_code(&error)),
-    }
+    on_owner(services, owner, move |shard| async move {
+        only(
+            shard
+                .produce(ProduceAcks::All, vec![produce], opening_wait_until)
+                .await,
+        )
+    })
+    .await
+    .map(|outcome| outcome.base_offset)
+    .map_err(|error| {
+        tracing::warn!(%error, partition = partition.partition, "offsets write failed");
+        coordinator_error_code(&error)
+    })
 }
 
 /// Packs records into batches of about `bytes_max` each (a record larger than that gets a batch
@@ -447,8 +470,8 @@ fn build_batches(
 /// Writes the store as a snapshot and deletes every record before it, when the log holds more
 /// dead records than live ones. A crash in between leaves old records before the snapshot,
 /// which replay overwrites with the snapshot's equal values.
-async fn compact_if_due(shard: &Rc<Shard>, partition: &CoordinatedPartition) {
-    let limits = shard.groups.limits();
+async fn compact_if_due<S: GroupServices>(services: &Rc<S>, partition: &CoordinatedPartition) {
+    let limits = services.groups().limits();
     if !partition
         .store
         .borrow()
@@ -473,7 +496,7 @@ async fn compact_if_due(shard: &Rc<Shard>, partition: &CoordinatedPartition) {
         Ok(-1)
     } else {
         let references: Vec<&(Bytes, Option<Bytes>)> = encoded.iter().collect();
-        append_durably(shard, partition, &references)
+        append_durably(services, partition, &references)
             .await
             .map(|base_offset| base_offset as i64)
     };
@@ -483,12 +506,18 @@ async fn compact_if_due(shard: &Rc<Shard>, partition: &CoordinatedPartition) {
     let Some(owner) = partition.owner() else {
         return;
     };
-    let request = ShardRequest::DeleteRecords {
-        partitions: vec![(partition.key(), before)],
-        opening_wait_until: std::time::Instant::now(),
-    };
-    match shard.call(owner, request).await {
-        Ok(ShardResponse::RecordsDeleted(results)) if results.iter().all(Result::is_ok) => {
+    let key = partition.key();
+    let opening_wait_until = Instant::now();
+    let deleted = on_owner(services, owner, move |shard| async move {
+        only(
+            shard
+                .delete_records(vec![(key, before)], opening_wait_until)
+                .await,
+        )
+    })
+    .await;
+    match deleted {
+        Ok(_) => {
             partition.store.borrow_mut().mark_snapshot();
             tracing::info!(
                 partition = partition.partition,

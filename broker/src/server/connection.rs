@@ -66,6 +66,7 @@ use super::admission::LogThrottle;
 use super::handlers;
 use super::startup::tune_connection;
 use super::write::write_chunks;
+use crate::server::services::Services;
 use crate::shard::budget::{charge, hold, try_hold, ByteBudget, HeldBytes};
 use crate::shard::Shard;
 
@@ -167,7 +168,7 @@ impl AsRawFd for SharedStream {
 
 /// Serves one accepted connection until the peer closes it, it breaks the protocol beyond
 /// repair, it stays idle too long, it does not take its answers, or the broker shuts down.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, logs: Rc<ConnectionLogs>) {
+pub async fn serve(shard: Rc<Services>, stream: TcpStream, logs: Rc<ConnectionLogs>) {
     let limits = &shard.config.limits;
     // SAFETY: the descriptor is the open socket owned by `stream`, alive for this borrow.
     let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
@@ -220,7 +221,7 @@ async fn write_responses(
     queued: LocalReceiver<InFlight>,
     mut stream: SharedStream,
     shared: Rc<Shared>,
-    shard: Rc<Shard>,
+    shard: Rc<Services>,
     logs: Rc<ConnectionLogs>,
 ) {
     let mut broken = false;
@@ -247,7 +248,7 @@ async fn write_responses(
 }
 
 fn log_write_failure(
-    shard: &Shard,
+    shard: &Services,
     stream: &SharedStream,
     logs: &ConnectionLogs,
     error: &io::Error,
@@ -295,7 +296,7 @@ enum Waited {
 
 /// The reading half of a connection; owned by the connection's task.
 struct Reader {
-    shard: Rc<Shard>,
+    shard: Rc<Services>,
     stream: SharedStream,
     /// Everything this connection holds: frames, and fetches' response allowances.
     budget: ByteBudget,
@@ -718,7 +719,7 @@ async fn read_or_stop(
 /// frame has waited on the socket for `frame_read_timeout_ms` in all (`waited` adds up each
 /// wait).
 async fn read_partial(
-    shard: &Shard,
+    shard: &Services,
     shared: &Shared,
     stream: &mut SharedStream,
     target: &mut [u8],

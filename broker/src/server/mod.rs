@@ -17,6 +17,7 @@ pub mod admission;
 pub mod connection;
 pub mod handlers;
 pub mod progress;
+pub mod services;
 pub mod startup;
 pub mod write;
 
@@ -35,12 +36,13 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::catalog::{Catalog, CatalogError, DataDirectoryLock, DataDirectoryLockError};
 use crate::config::{Config, ShardPlacement};
-use crate::shard::mesh::{Envelope, Mesh, RequestExecutor};
+use crate::shard::mesh::{Envelope, Mesh, ShardServices};
 use crate::shard::opening::Readiness;
 use crate::shard::signal::{ShutdownFlag, SignalListener};
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardPosition};
 use admission::{accept_backoff, Admission, LogThrottle};
 use progress::{StartupProgress, StartupStep};
+use services::Services;
 
 /// At most one log line per this interval about refused connections, one about failing accepts,
 /// and one about connections closed for not taking their answers, per shard.
@@ -221,8 +223,10 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     let mut config = config;
     config.listen = listen;
     let config = Arc::new(config);
-    let mesh_builder =
-        MeshBuilder::<Envelope, _>::full(shard_count, config.limits.cross_shard_queue_depth);
+    let mesh_builder = MeshBuilder::<Envelope<Services>, _>::full(
+        shard_count,
+        config.limits.cross_shard_queue_depth,
+    );
     let mut handles = Vec::with_capacity(shard_count);
     for index in 0..shard_count {
         let (placement, core) = match &config.placement {
@@ -325,11 +329,11 @@ struct StartingShard {
 /// seen once in CI, at this point or the next). A reactor turn re-checks every foreign channel,
 /// so a periodic timer bounds any such stall to one tick instead.
 async fn join_mesh(
-    mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    mesh_builder: MeshBuilder<Envelope<Services>, glommio::channels::channel_mesh::Full>,
 ) -> glommio::Result<
     (
-        glommio::channels::channel_mesh::Senders<Envelope>,
-        glommio::channels::channel_mesh::Receivers<Envelope>,
+        glommio::channels::channel_mesh::Senders<Envelope<Services>>,
+        glommio::channels::channel_mesh::Receivers<Envelope<Services>>,
     ),
     (),
 > {
@@ -344,7 +348,7 @@ async fn join_mesh(
 async fn run_shard(
     config: Arc<Config>,
     catalog: Arc<Catalog>,
-    mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    mesh_builder: MeshBuilder<Envelope<Services>, glommio::channels::channel_mesh::Full>,
     shutdown: ShutdownFlag,
     rendezvous: Rendezvous,
     starting: StartingShard,
@@ -370,7 +374,7 @@ async fn run_shard(
 async fn serve_shard(
     config: Arc<Config>,
     catalog: Arc<Catalog>,
-    mesh_builder: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    mesh_builder: MeshBuilder<Envelope<Services>, glommio::channels::channel_mesh::Full>,
     shutdown: ShutdownFlag,
     rendezvous: Rendezvous,
     StartingShard {
@@ -401,19 +405,18 @@ async fn serve_shard(
     tracing::debug!(shard = id, open_files_max, "open-file cache");
     let file_system = crate::storage::CachedFileSystem::new(direct, open_files_max);
     let clock: Rc<dyn crate::storage::Clock> = Rc::new(crate::storage::SystemClock);
+    let position = ShardPosition { id, shard_count };
     let shard = Shard::new(
-        config.clone(),
+        position,
+        config.limits.shard_limits(),
         catalog,
-        mesh.clone(),
         Rc::new(file_system),
         clock,
         shutdown.clone(),
         rendezvous.readiness.clone(),
     );
-    let executor_shard = shard.clone();
-    let execute: RequestExecutor =
-        Rc::new(move |request| Box::pin(executor_shard.clone().execute(request)));
-    mesh.spawn_receivers(receivers, execute);
+    let services = Services::new(shard.clone(), config.clone(), mesh);
+    services.mesh().spawn_receivers(receivers, &services);
 
     progress.enter(spawn_index, StartupStep::RegisteringPartitions);
     let owned = shard.register_owned_partitions();
@@ -454,7 +457,7 @@ async fn serve_shard(
     let recovery_points = glommio::spawn_local(shard.clone().run_recovery_points());
     let written_syncs = glommio::spawn_local(shard.clone().run_written_syncs());
     let connections = Gate::new();
-    accept_until_shutdown(&shard, &listener, &connections, &rendezvous.admission).await;
+    accept_until_shutdown(&services, &listener, &connections, &rendezvous.admission).await;
     drop(listener);
     // Partitions not opened by now stay closed (untouched on disk); those opening finish below.
     shard.stop_opening();
@@ -499,7 +502,7 @@ async fn serve_shard(
 }
 
 async fn accept_until_shutdown(
-    shard: &Rc<Shard>,
+    shard: &Rc<Services>,
     listener: &TcpListener,
     connections: &Gate,
     admission: &Arc<Admission>,

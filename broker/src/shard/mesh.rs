@@ -1,68 +1,135 @@
-//! Cross-shard calls: a request sent to another shard over a bounded glommio channel mesh, and
-//! its response routed back to the task that asked.
+//! Typed cross-shard calls: "run this on shard N with its services and give me its `T`", as
+//! Seastar's `sharded<T>::invoke_on`. A call is a closure sent over a bounded glommio channel
+//! mesh; the answer comes back in a slot typed by the closure's output, so a wrong-shaped answer
+//! does not compile.
 //!
-//! Each shard holds one `Mesh` (shard-local, lives as long as the shard's executor). A call takes
-//! a fresh id, parks a one-slot local channel under it, and sends `Envelope::Request`; the peer's
-//! receiver task runs the request in its own task and sends `Envelope::Response` back, which this
-//! shard's receiver task delivers to the parked channel.
+//! Each shard holds one `Mesh` (shard-local, lives as long as the shard's executor) inside the
+//! services registered beside its [`Shard`](super::Shard) (see [`ShardServices`]). A call takes
+//! a fresh id, parks a one-slot local channel under it, and sends `Envelope::Call` with the
+//! closure and a shared slot for its answer; the peer's receiver task runs the closure in a task
+//! of its own, stores the answer in the slot and sends `Envelope::Answered` back, which this
+//! shard's receiver task delivers to the parked channel. The queues between shards are the
+//! mesh's bounded channels, `cross_shard_queue_depth` deep (set where the mesh is built).
 //!
-//! Architecture invariant: a receiver task never waits on a send. Requests are handed to new
-//! tasks and responses go into one-slot channels that have exactly one message, so two shards
-//! that call each other with full channels cannot deadlock: both keep draining.
+//! Architecture invariant: a receiver task never waits on a send. Calls are handed to new tasks
+//! and answers go into one-slot channels that have exactly one message, so two shards that call
+//! each other with full channels cannot deadlock: both keep draining.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 
-use super::messages::{PartitionError, ShardRequest, ShardResponse};
+use super::messages::PartitionError;
+use super::Shard;
+use crate::catalog::ShardId;
 
-/// What travels between shards.
-#[derive(Debug)]
-pub enum Envelope {
-    Request { id: u64, request: ShardRequest },
-    Response { id: u64, response: ShardResponse },
+/// A shard and the services registered beside it (the group coordinator, ...), as one shard's
+/// executor holds them: what a cross-shard call runs against. Each layer that adds a per-shard
+/// service extends this trait with an accessor for it (`group::GroupServices`); the server
+/// defines the one type that implements them all. Derefs to the shard.
+pub trait ShardServices: Deref<Target = Shard> + Sized + 'static {
+    fn shard(&self) -> &Rc<Shard>;
+    fn mesh(&self) -> &Mesh<Self>;
 }
 
-/// Runs a request on the shard that received it, producing the response.
-pub type RequestExecutor = Rc<dyn Fn(ShardRequest) -> Pin<Box<dyn Future<Output = ShardResponse>>>>;
+/// The call was not run or its answer cannot arrive: the target shard's end of the mesh is gone,
+/// which happens only while the broker stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the target shard is stopping")]
+pub struct ShardStopping;
+
+impl From<ShardStopping> for PartitionError {
+    fn from(_: ShardStopping) -> Self {
+        PartitionError::ShuttingDown
+    }
+}
+
+/// A call as it travels: runs on the target with the target's services and stores its answer.
+type Job<S> = Box<dyn FnOnce(Rc<S>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// What travels between shards.
+pub enum Envelope<S> {
+    Call {
+        id: u64,
+        job: Job<S>,
+    },
+    /// The call `id` stored its answer in its slot.
+    Answered {
+        id: u64,
+    },
+}
 
 /// One shard's end of the mesh.
-pub struct Mesh {
-    senders: Senders<Envelope>,
-    pending: RefCell<HashMap<u64, LocalSender<ShardResponse>>>,
+pub struct Mesh<S> {
+    senders: Senders<Envelope<S>>,
+    pending: RefCell<HashMap<u64, LocalSender<()>>>,
     next_id: Cell<u64>,
 }
 
-impl Mesh {
-    pub fn new(senders: Senders<Envelope>) -> Rc<Self> {
-        Rc::new(Mesh {
+/// Runs `call` on shard `target` with that shard's services and returns its answer: directly
+/// when `target` is this shard, else through the mesh.
+pub async fn invoke_on<S, T, F, Fut>(
+    services: &Rc<S>,
+    target: ShardId,
+    call: F,
+) -> Result<T, ShardStopping>
+where
+    S: ShardServices,
+    F: FnOnce(Rc<S>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    if target == services.id {
+        return Ok(call(services.clone()).await);
+    }
+    services.mesh().call(target, call).await
+}
+
+impl<S: ShardServices> Mesh<S> {
+    pub fn new(senders: Senders<Envelope<S>>) -> Mesh<S> {
+        Mesh {
             senders,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
-        })
+        }
     }
 
     /// This shard's id: its index in the mesh.
-    pub fn shard_id(&self) -> usize {
+    pub fn shard_id(&self) -> ShardId {
         self.senders.peer_id()
     }
 
-    /// Sends `request` to `target` (never this shard) and waits for its response.
-    pub async fn call(
-        &self,
-        target: usize,
-        request: ShardRequest,
-    ) -> Result<ShardResponse, PartitionError> {
+    /// Sends `call` to `target` (never this shard) and waits for its answer.
+    async fn call<T, F, Fut>(&self, target: ShardId, call: F) -> Result<T, ShardStopping>
+    where
+        F: FnOnce(Rc<S>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
         assert_ne!(
             target,
             self.shard_id(),
-            "local requests do not travel through the mesh"
+            "local calls do not travel through the mesh"
         );
+        // Written once by the target before it sends `Answered`, read once here after that
+        // message arrived: the lock is never contended, it only makes the handover `Sync`.
+        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let target_slot = slot.clone();
+        let job: Job<S> = Box::new(move |services: Rc<S>| {
+            Box::pin(async move {
+                let answer = call(services).await;
+                *target_slot
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner()) = Some(answer);
+            })
+        });
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let (sender, receiver) = local_channel::new_bounded(1);
@@ -71,65 +138,67 @@ impl Mesh {
         let _forget = Forget { mesh: self, id };
         if self
             .senders
-            .send_to(target, Envelope::Request { id, request })
+            .send_to(target, Envelope::Call { id, job })
             .await
             .is_err()
         {
-            return Err(PartitionError::ShuttingDown);
+            return Err(ShardStopping);
         }
-        receiver.recv().await.ok_or(PartitionError::ShuttingDown)
+        receiver.recv().await.ok_or(ShardStopping)?;
+        let answer = slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        Ok(answer.expect("a call stores its answer before it says it answered"))
     }
 
-    /// Starts one receiver task per peer. Requests run in their own tasks through `execute`.
-    pub fn spawn_receivers(
-        self: &Rc<Self>,
-        mut receivers: Receivers<Envelope>,
-        execute: RequestExecutor,
-    ) {
+    /// Starts one receiver task per peer. Calls run in their own tasks with `services`, this
+    /// shard's.
+    pub fn spawn_receivers(&self, mut receivers: Receivers<Envelope<S>>, services: &Rc<S>) {
         for (peer, receiver) in receivers.streams() {
-            let mesh = self.clone();
-            let execute = execute.clone();
+            let services = services.clone();
             glommio::spawn_local(async move {
                 while let Some(envelope) = receiver.recv().await {
-                    mesh.receive(peer, envelope, &execute);
+                    receive(&services, peer, envelope);
                 }
             })
             .detach();
         }
     }
+}
 
-    fn receive(self: &Rc<Self>, peer: usize, envelope: Envelope, execute: &RequestExecutor) {
-        match envelope {
-            Envelope::Request { id, request } => {
-                let running = execute(request);
-                let mesh = self.clone();
-                glommio::spawn_local(async move {
-                    let response = running.await;
-                    // The peer is gone only when the broker is stopping; the answer has no reader.
-                    let _ = mesh
-                        .senders
-                        .send_to(peer, Envelope::Response { id, response })
-                        .await;
-                })
-                .detach();
-            }
-            Envelope::Response { id, response } => {
-                if let Some(sender) = self.pending.borrow_mut().remove(&id) {
-                    // One slot, one message: this never fails for lack of room; it fails only if
-                    // the caller stopped waiting, and then nobody needs the response.
-                    let _ = sender.try_send(response);
-                }
+fn receive<S: ShardServices>(services: &Rc<S>, peer: ShardId, envelope: Envelope<S>) {
+    match envelope {
+        Envelope::Call { id, job } => {
+            let running = job(services.clone());
+            let services = services.clone();
+            glommio::spawn_local(async move {
+                running.await;
+                // The peer is gone only when the broker is stopping; the answer has no reader.
+                let _ = services
+                    .mesh()
+                    .senders
+                    .send_to(peer, Envelope::Answered { id })
+                    .await;
+            })
+            .detach();
+        }
+        Envelope::Answered { id } => {
+            if let Some(sender) = services.mesh().pending.borrow_mut().remove(&id) {
+                // One slot, one message: this never fails for lack of room; it fails only if
+                // the caller stopped waiting, and then nobody needs the answer.
+                let _ = sender.try_send(());
             }
         }
     }
 }
 
-struct Forget<'a> {
-    mesh: &'a Mesh,
+struct Forget<'a, S> {
+    mesh: &'a Mesh<S>,
     id: u64,
 }
 
-impl Drop for Forget<'_> {
+impl<S> Drop for Forget<'_, S> {
     fn drop(&mut self) {
         self.mesh.pending.borrow_mut().remove(&self.id);
     }

@@ -1,16 +1,13 @@
-//! What one shard asks of the shard that owns a partition, and what it gets back.
+//! The values partition operations take and give back across shards: partition keys, produce
+//! and fetch pieces and outcomes, and [`PartitionError`].
 //!
-//! These values cross threads through the cross-shard channels, so everything in them is `Send`.
+//! These values cross threads inside cross-shard calls (`mesh::invoke_on`), so everything in
+//! them is `Send`.
 //! Record batches travel as `BytesMut` (produce) and `Bytes` (fetch): moving them moves a pointer
 //! and a reference count, never the bytes. Errors are [`PartitionError`], a small value type the
 //! handlers map to wire error codes; storage errors are rendered to text at the owner.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use bytes::{Bytes, BytesMut};
-
-use crate::catalog::TopicMetadata;
 
 /// Identifies a partition across shards: the topic's unique id (not its name, which can be
 /// reused after deletion) and the partition index.
@@ -127,65 +124,4 @@ pub struct OffsetAnswer {
 pub struct PartitionState {
     pub log_start_offset: u64,
     pub high_watermark: u64,
-}
-
-/// A request to the shard that owns the partitions named in it.
-#[derive(Debug)]
-pub enum ShardRequest {
-    /// Open (creating if needed) the partitions of `topic` this shard owns.
-    OpenTopic {
-        topic: Arc<TopicMetadata>,
-    },
-    /// Close and delete the partitions of `topic` this shard owns, from `first_partition` on
-    /// (0: the whole topic; the old count: the partitions of an abandoned addition).
-    DeleteTopic {
-        topic: Arc<TopicMetadata>,
-        first_partition: u32,
-    },
-    /// Apply a changed topic configuration to the open partitions.
-    AlterTopic {
-        topic: Arc<TopicMetadata>,
-    },
-    /// `opening_wait_until`: until when a partition still opening after the start is waited
-    /// for (the request's own timeout); past it the partition is answered
-    /// [`PartitionError::Opening`].
-    Produce {
-        acks: ProduceAcks,
-        partitions: Vec<ProducePartition>,
-        opening_wait_until: Instant,
-    },
-    Fetch {
-        partitions: Vec<FetchPartition>,
-        opening_wait_until: Instant,
-    },
-    /// Resolve when any of the partitions has data at or beyond the given offset, or after
-    /// `wait_ms`.
-    WaitForData {
-        partitions: Vec<(PartitionKey, i64)>,
-        wait_ms: u64,
-    },
-    ListOffsets {
-        partitions: Vec<(PartitionKey, i64)>,
-    },
-    DeleteRecords {
-        partitions: Vec<(PartitionKey, i64)>,
-        opening_wait_until: Instant,
-    },
-    States {
-        partitions: Vec<PartitionKey>,
-    },
-    /// A consumer group request for the shard that coordinates the group (`group`).
-    Group(Box<crate::group::GroupCall>),
-}
-
-/// The owner's answer, in the order of the request's partitions.
-#[derive(Debug)]
-pub enum ShardResponse {
-    Done(Result<(), PartitionError>),
-    Produced(Vec<Result<ProduceOutcome, PartitionError>>),
-    Fetched(Vec<Result<FetchOutcome, PartitionError>>),
-    Offsets(Vec<Result<OffsetAnswer, PartitionError>>),
-    RecordsDeleted(Vec<Result<u64, PartitionError>>),
-    States(Vec<Result<PartitionState, PartitionError>>),
-    Group(Box<crate::group::GroupAnswer>),
 }

@@ -1,12 +1,18 @@
 //! The shard: one glommio executor pinned to one core, owning a disjoint set of partitions.
 //!
 //! A `Shard` lives on its executor thread for the life of the broker (`Rc`, never `Send`). It
-//! holds the partitions the catalog places on it, the shard's memory budget, and its end of the
-//! cross-shard mesh. Any shard may receive any request; [`Shard::call`] runs a per-owner piece
-//! locally or forwards it to the owner and waits for the answer.
+//! holds the partitions the catalog places on it and the shard's memory budgets, and offers the
+//! partition operations (produce, fetch, offsets, ...) on the partitions it owns. Any shard may
+//! receive any request: [`mesh::invoke_on`] runs a typed call on the owner, locally or through
+//! the cross-shard mesh, and [`router`] splits a request by owner and joins the answers.
 //!
-//! What is not here: sockets and the wire format (see `server`), and topic metadata (see
-//! `catalog`; the shard only opens and deletes the partitions the catalog assigns to it).
+//! Per-shard services (the group coordinator now) are registered beside the shard, not inside
+//! it: the server's services type holds the shard, its end of the mesh and each service, and
+//! implements [`mesh::ShardServices`] and each service's extension of it.
+//!
+//! What is not here: sockets and the wire format (see `server`), topic metadata (see `catalog`;
+//! the shard only opens and deletes the partitions the catalog assigns to it), the broker
+//! configuration (the shard gets its [`ShardLimits`]), and consumer groups (`group`).
 
 pub mod budget;
 pub mod mesh;
@@ -26,13 +32,13 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicMetadata};
-use crate::config::Config;
-use crate::group::GroupCoordinator;
-use crate::storage::Clock;
+use crate::storage::{Clock, RecoveryScan};
 
 use budget::ByteBudget;
-use mesh::Mesh;
-use messages::{PartitionError, PartitionKey, ProduceAcks, ShardRequest, ShardResponse};
+use messages::{
+    FetchOutcome, FetchPartition, OffsetAnswer, PartitionError, PartitionKey, PartitionState,
+    ProduceAcks, ProduceOutcome, ProducePartition,
+};
 use opening::{Opening, Readiness};
 use partition::{log_config, partition_error, OpenIntent, Partition, ShardFileSystem};
 use signal::{AnyAppend, ShardShutdown, ShutdownFlag};
@@ -60,11 +66,32 @@ const PARTITION_CLOSES_IN_FLIGHT: usize = 16;
 /// when `recovery_point_interval_ms` is shorter).
 const RECOVERY_POINT_TICK_MS: u64 = 1_000;
 
+/// The bounds a shard works within, set from the broker configuration (`config::Limits`, whose
+/// fields of the same names document them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLimits {
+    pub shard_inflight_bytes_max: usize,
+    pub shard_arrival_bytes_max: usize,
+    /// Largest batch a producer may send (frame limit and protocol limit together).
+    pub batch_bytes_max: usize,
+    pub fetch_wait_ms_max: u64,
+    pub recovery_point_interval_ms: u64,
+    pub retention_check_interval_ms: u64,
+    pub recovery_scan: RecoveryScan,
+}
+
+/// Where a shard sits among its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardPosition {
+    pub id: ShardId,
+    pub shard_count: usize,
+}
+
 /// One shard. Owned by its executor thread; shared by that thread's tasks through `Rc`.
 pub struct Shard {
     pub id: ShardId,
     pub shard_count: usize,
-    pub config: Arc<Config>,
+    pub limits: ShardLimits,
     pub catalog: Arc<Catalog>,
     /// Bytes of whole frames (past their first read chunk) and fetch response allowances.
     pub budget: ByteBudget,
@@ -72,7 +99,6 @@ pub struct Shard {
     /// room for; see `server::connection`.
     pub arrival_budget: ByteBudget,
     pub shutdown: ShardShutdown,
-    mesh: Rc<Mesh>,
     file_system: Rc<ShardFileSystem>,
     clock: Rc<dyn Clock>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
@@ -90,31 +116,30 @@ pub struct Shard {
     unsynced: RefCell<HashSet<PartitionKey>>,
     /// Wakes the sync task when `unsynced` stops being empty.
     unsynced_added: Rc<signal::AppendSignal>,
-    /// The consumer groups this shard coordinates.
-    pub groups: GroupCoordinator,
 }
 
 impl Shard {
     pub fn new(
-        config: Arc<Config>,
+        position: ShardPosition,
+        limits: ShardLimits,
         catalog: Arc<Catalog>,
-        mesh: Rc<Mesh>,
         file_system: Rc<ShardFileSystem>,
         clock: Rc<dyn Clock>,
         shutdown: ShutdownFlag,
         readiness: Arc<Readiness>,
     ) -> Rc<Shard> {
-        let shard_count = config.placement.shard_count();
-        let groups = GroupCoordinator::new(config.groups.clone());
+        assert!(
+            position.id < position.shard_count,
+            "a shard is one of its peers"
+        );
         Rc::new(Shard {
-            id: mesh.shard_id(),
-            shard_count,
-            budget: ByteBudget::new(config.limits.shard_inflight_bytes_max),
-            arrival_budget: ByteBudget::new(config.limits.shard_arrival_bytes_max),
-            config,
+            id: position.id,
+            shard_count: position.shard_count,
+            budget: ByteBudget::new(limits.shard_inflight_bytes_max),
+            arrival_budget: ByteBudget::new(limits.shard_arrival_bytes_max),
+            limits,
             catalog,
             shutdown: ShardShutdown::new(shutdown),
-            mesh,
             file_system,
             clock,
             partitions: RefCell::new(HashMap::new()),
@@ -123,7 +148,6 @@ impl Shard {
             readiness,
             unsynced: RefCell::new(HashSet::new()),
             unsynced_added: Rc::new(signal::AppendSignal::default()),
-            groups,
         })
     }
 
@@ -133,7 +157,7 @@ impl Shard {
 
     /// Largest batch a producer may send: bounded by the frame limit and the protocol's limit.
     pub fn batch_bytes_max(&self) -> usize {
-        self.config.limits.batch_bytes_max()
+        self.limits.batch_bytes_max
     }
 
     /// Queues every partition the catalog places on this shard to be opened by
@@ -297,7 +321,7 @@ impl Shard {
         };
         let directory = topic.partition_directory(partition);
         let mut config = log_config(&topic.config, self.batch_bytes_max());
-        config.recovery_scan = self.config.limits.recovery_scan;
+        config.recovery_scan = self.limits.recovery_scan;
         match Partition::open(
             self.file_system.clone(),
             directory.clone(),
@@ -447,115 +471,122 @@ impl Shard {
         }
     }
 
-    /// Runs `request` on `target`: directly if it is this shard, else through the mesh.
-    pub async fn call(
-        self: &Rc<Self>,
-        target: ShardId,
-        request: ShardRequest,
-    ) -> Result<ShardResponse, PartitionError> {
-        if target == self.id {
-            Ok(self.clone().execute(request).await)
-        } else {
-            self.mesh.call(target, request).await
-        }
+    /// Opens (creating if needed) the partitions of `topic` this shard owns; the first that could
+    /// not be opened (now offline), if any, is the error.
+    pub async fn open_topic_partitions(
+        self: Rc<Self>,
+        topic: Arc<TopicMetadata>,
+    ) -> Result<(), PartitionError> {
+        let opened = self.open_topic(&topic, OpenIntent::Create).await;
+        opened.first_offline.map_or(Ok(()), Err)
     }
 
-    /// Runs a request whose partitions this shard owns.
-    pub async fn execute(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
-        match request {
-            ShardRequest::OpenTopic { topic } => {
-                let opened = self.open_topic(&topic, OpenIntent::Create).await;
-                ShardResponse::Done(opened.first_offline.map_or(Ok(()), Err))
+    /// Closes and deletes the partitions of `topic` this shard owns, from `first_partition` on
+    /// (0: the whole topic; the old count: the partitions of an abandoned addition).
+    pub async fn delete_topic_partitions(
+        self: Rc<Self>,
+        topic: Arc<TopicMetadata>,
+        first_partition: u32,
+    ) -> Result<(), PartitionError> {
+        self.delete_topic(&topic, first_partition).await
+    }
+
+    /// Applies a changed topic configuration to the open partitions.
+    pub fn alter_topic_partitions(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
+        self.alter_topic(topic);
+        Ok(())
+    }
+
+    /// Appends each partition's batches; answers in the order of `partitions`.
+    /// `opening_wait_until`: until when a partition still opening after the start is waited for
+    /// (the request's own timeout); past it the partition is answered
+    /// [`PartitionError::Opening`].
+    pub async fn produce(
+        self: Rc<Self>,
+        acks: ProduceAcks,
+        partitions: Vec<ProducePartition>,
+        opening_wait_until: Instant,
+    ) -> Vec<Result<ProduceOutcome, PartitionError>> {
+        let appends = partitions.into_iter().map(|produce| {
+            let shard = self.clone();
+            async move {
+                let partition = shard
+                    .partition_waiting(&produce.key, opening_wait_until)
+                    .await?;
+                let outcome = partition.produce(produce.batches, acks).await;
+                shard.take_offline_if_lost(produce.key, &partition);
+                if acks != ProduceAcks::All {
+                    shard.mark_unsynced(produce.key);
+                }
+                outcome
             }
-            ShardRequest::DeleteTopic {
-                topic,
-                first_partition,
-            } => ShardResponse::Done(self.delete_topic(&topic, first_partition).await),
-            ShardRequest::AlterTopic { topic } => {
-                self.alter_topic(&topic);
-                ShardResponse::Done(Ok(()))
+        });
+        join_all(appends).await
+    }
+
+    /// Reads each partition from its offset; answers in the order of `partitions`.
+    pub async fn fetch(
+        self: Rc<Self>,
+        partitions: Vec<FetchPartition>,
+        opening_wait_until: Instant,
+    ) -> Vec<Result<FetchOutcome, PartitionError>> {
+        let reads = partitions.into_iter().map(|fetch| {
+            let shard = self.clone();
+            async move {
+                let partition = shard
+                    .partition_waiting(&fetch.key, opening_wait_until)
+                    .await?;
+                partition.fetch(fetch.offset, fetch.max_bytes).await
             }
-            ShardRequest::Produce {
-                acks,
-                partitions,
-                opening_wait_until,
-            } => {
-                let appends = partitions.into_iter().map(|produce| {
-                    let shard = self.clone();
-                    async move {
-                        let partition = shard
-                            .partition_waiting(&produce.key, opening_wait_until)
-                            .await?;
-                        let outcome = partition.produce(produce.batches, acks).await;
-                        shard.take_offline_if_lost(produce.key, &partition);
-                        if acks != ProduceAcks::All {
-                            shard.mark_unsynced(produce.key);
-                        }
-                        outcome
-                    }
-                });
-                ShardResponse::Produced(join_all(appends).await)
+        });
+        join_all(reads).await
+    }
+
+    /// Each partition's offset for its target (a timestamp, or latest/earliest).
+    pub async fn list_offsets(
+        self: Rc<Self>,
+        partitions: Vec<(PartitionKey, i64)>,
+    ) -> Vec<Result<OffsetAnswer, PartitionError>> {
+        let answers = partitions.into_iter().map(|(key, target)| {
+            let shard = self.clone();
+            async move { shard.partition(&key)?.list_offset(target).await }
+        });
+        join_all(answers).await
+    }
+
+    /// Deletes each partition's records before its offset; answers the new log starts.
+    pub async fn delete_records(
+        self: Rc<Self>,
+        partitions: Vec<(PartitionKey, i64)>,
+        opening_wait_until: Instant,
+    ) -> Vec<Result<u64, PartitionError>> {
+        let answers = partitions.into_iter().map(|(key, before)| {
+            let shard = self.clone();
+            async move {
+                shard
+                    .partition_waiting(&key, opening_wait_until)
+                    .await?
+                    .delete_records(before)
+                    .await
             }
-            ShardRequest::Fetch {
-                partitions,
-                opening_wait_until,
-            } => {
-                let reads = partitions.into_iter().map(|fetch| {
-                    let shard = self.clone();
-                    async move {
-                        let partition = shard
-                            .partition_waiting(&fetch.key, opening_wait_until)
-                            .await?;
-                        partition.fetch(fetch.offset, fetch.max_bytes).await
-                    }
-                });
-                ShardResponse::Fetched(join_all(reads).await)
-            }
-            ShardRequest::WaitForData {
-                partitions,
-                wait_ms,
-            } => {
-                self.wait_for_data(&partitions, wait_ms).await;
-                ShardResponse::Done(Ok(()))
-            }
-            ShardRequest::ListOffsets { partitions } => {
-                let answers = partitions.into_iter().map(|(key, target)| {
-                    let shard = self.clone();
-                    async move { shard.partition(&key)?.list_offset(target).await }
-                });
-                ShardResponse::Offsets(join_all(answers).await)
-            }
-            ShardRequest::DeleteRecords {
-                partitions,
-                opening_wait_until,
-            } => {
-                let answers = partitions.into_iter().map(|(key, before)| {
-                    let shard = self.clone();
-                    async move {
-                        shard
-                            .partition_waiting(&key, opening_wait_until)
-                            .await?
-                            .delete_records(before)
-                            .await
-                    }
-                });
-                ShardResponse::RecordsDeleted(join_all(answers).await)
-            }
-            ShardRequest::States { partitions } => ShardResponse::States(
-                partitions
-                    .iter()
-                    .map(|key| self.partition(key).map(|partition| partition.state()))
-                    .collect(),
-            ),
-            ShardRequest::Group(call) => ShardResponse::Group(Box::new(
-                crate::group::coordinator::execute(self, *call).await,
-            )),
-        }
+        });
+        join_all(answers).await
+    }
+
+    /// Each partition's log start and high watermark.
+    pub fn states(
+        &self,
+        partitions: &[PartitionKey],
+    ) -> Vec<Result<PartitionState, PartitionError>> {
+        partitions
+            .iter()
+            .map(|key| self.partition(key).map(|partition| partition.state()))
+            .collect()
     }
 
     /// Waits until one of the partitions has data at or past its offset, or `wait_ms` passes,
     /// or shutdown begins.
-    async fn wait_for_data(&self, partitions: &[(PartitionKey, i64)], wait_ms: u64) {
+    pub async fn wait_for_data(&self, partitions: &[(PartitionKey, i64)], wait_ms: u64) {
         let mut signals = Vec::with_capacity(partitions.len());
         for (key, offset) in partitions {
             let Ok(partition) = self.partition(key) else {
@@ -566,7 +597,7 @@ impl Shard {
             }
             signals.push(partition.appended.clone());
         }
-        let wait_ms = wait_ms.min(self.config.limits.fetch_wait_ms_max);
+        let wait_ms = wait_ms.min(self.limits.fetch_wait_ms_max);
         future::or(
             future::or(
                 AnyAppend::new(signals),
@@ -678,7 +709,7 @@ impl Shard {
     /// until shutdown. A partition whose recovery point cannot be written because its
     /// directory is gone is taken offline.
     pub async fn run_recovery_points(self: Rc<Self>) {
-        let interval_ms = self.config.limits.recovery_point_interval_ms;
+        let interval_ms = self.limits.recovery_point_interval_ms;
         let tick = Duration::from_millis(interval_ms.min(RECOVERY_POINT_TICK_MS));
         let mut last_forced = std::time::Instant::now();
         loop {
@@ -712,7 +743,7 @@ impl Shard {
 
     /// Applies retention to every owned partition, then sleeps; until shutdown.
     pub async fn run_retention(self: Rc<Self>) {
-        let interval = Duration::from_millis(self.config.limits.retention_check_interval_ms);
+        let interval = Duration::from_millis(self.limits.retention_check_interval_ms);
         loop {
             if self.sleep_unless_stopped(interval).await {
                 return;

@@ -1,4 +1,4 @@
-//! Split, forward, join: a request naming partitions on several shards becomes one request per
+//! Split, forward, join: a request naming partitions on several shards becomes one call per
 //! owning shard (run concurrently, locally or through the mesh), and the answers are put back in
 //! the order the partitions were named.
 //!
@@ -7,22 +7,28 @@
 //! fresh metadata, as with Kafka.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::rc::Rc;
 
-use super::messages::{PartitionError, ShardRequest, ShardResponse};
-use super::{join_all, Shard};
+use super::join_all;
+use super::mesh::{invoke_on, ShardServices};
+use super::messages::PartitionError;
+use super::Shard;
 use crate::catalog::ShardId;
 
-/// Sends each shard its part of `items` (given as `(owner, item)`), built into one request by
-/// `build`, and reads each answer with `unpack`. Output `i` answers item `i`.
-pub async fn scatter<T, R>(
-    shard: &Rc<Shard>,
+/// Sends each shard its part of `items` (given as `(owner, item)`) and runs `run` there on
+/// them; `run` answers its items one for one, in order. Output `i` answers item `i`.
+pub async fn scatter<S, T, R, F, Fut>(
+    services: &Rc<S>,
     items: Vec<(ShardId, T)>,
-    build: impl Fn(Vec<T>) -> ShardRequest,
-    unpack: impl Fn(ShardResponse) -> Option<Vec<Result<R, PartitionError>>>,
+    run: F,
 ) -> Vec<Result<R, PartitionError>>
 where
-    R: 'static,
+    S: ShardServices,
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<Shard>, Vec<T>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Vec<Result<R, PartitionError>>> + 'static,
 {
     let count = items.len();
     let mut by_owner: BTreeMap<ShardId, (Vec<usize>, Vec<T>)> = BTreeMap::new();
@@ -34,63 +40,64 @@ where
     let mut positions = Vec::with_capacity(by_owner.len());
     let mut calls = Vec::with_capacity(by_owner.len());
     for (owner, (indexes, owned_items)) in by_owner {
-        let request = build(owned_items);
-        let shard = shard.clone();
+        let services = services.clone();
+        let run = run.clone();
         positions.push(indexes);
-        calls.push(async move { shard.call(owner, request).await });
+        calls.push(async move {
+            invoke_on(&services, owner, move |target: Rc<S>| {
+                run(target.shard().clone(), owned_items)
+            })
+            .await
+        });
     }
-    let responses = join_all(calls).await;
+    let answers = join_all(calls).await;
 
-    let mut answers: Vec<Option<Result<R, PartitionError>>> = (0..count).map(|_| None).collect();
-    for (indexes, response) in positions.into_iter().zip(responses) {
-        let results = match response.map(&unpack) {
-            Ok(Some(results)) if results.len() == indexes.len() => results,
-            Ok(_) => {
-                // A wrong-shaped answer is a bug in the owner; fail those partitions loudly.
-                debug_assert!(false, "owner answered with the wrong response shape");
-                indexes
-                    .iter()
-                    .map(|_| {
-                        Err(PartitionError::Storage(
-                            "internal: mismatched shard response".into(),
-                        ))
-                    })
-                    .collect()
+    let mut ordered: Vec<Option<Result<R, PartitionError>>> = (0..count).map(|_| None).collect();
+    for (indexes, answer) in positions.into_iter().zip(answers) {
+        match answer {
+            Ok(results) => {
+                assert_eq!(
+                    results.len(),
+                    indexes.len(),
+                    "a shard answers each of its items"
+                );
+                for (index, result) in indexes.into_iter().zip(results) {
+                    ordered[index] = Some(result);
+                }
             }
-            Err(error) => indexes.iter().map(|_| Err(error.clone())).collect(),
-        };
-        for (index, result) in indexes.into_iter().zip(results) {
-            answers[index] = Some(result);
+            Err(stopping) => {
+                for index in indexes {
+                    ordered[index] = Some(Err(stopping.into()));
+                }
+            }
         }
     }
-    answers
+    ordered
         .into_iter()
         .map(|answer| answer.expect("every item belongs to exactly one owner"))
         .collect()
 }
 
-/// Runs `make(shard)` on every shard (topic creation, deletion, config changes) and returns the
-/// first error, if any.
-pub async fn broadcast(
-    shard: &Rc<Shard>,
-    make: impl Fn() -> ShardRequest,
-) -> Result<(), PartitionError> {
-    let calls: Vec<_> = (0..shard.shard_count)
-        .map(|target| {
-            let shard = shard.clone();
-            let request = make();
-            async move { shard.call(target, request).await }
-        })
-        .collect();
-    for response in join_all(calls).await {
-        match response? {
-            ShardResponse::Done(result) => result?,
-            _ => {
-                return Err(PartitionError::Storage(
-                    "internal: mismatched shard response".into(),
-                ))
-            }
-        }
+/// Runs `run` on every shard (topic creation, deletion, config changes) and returns the first
+/// error, if any.
+pub async fn broadcast<S, F, Fut>(services: &Rc<S>, run: F) -> Result<(), PartitionError>
+where
+    S: ShardServices,
+    F: Fn(Rc<Shard>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), PartitionError>> + 'static,
+{
+    let calls: Vec<_> =
+        (0..services.shard_count)
+            .map(|target| {
+                let services = services.clone();
+                let run = run.clone();
+                async move {
+                    invoke_on(&services, target, move |on: Rc<S>| run(on.shard().clone())).await
+                }
+            })
+            .collect();
+    for answer in join_all(calls).await {
+        answer??;
     }
     Ok(())
 }

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::messages::{PartitionError, ShardRequest};
+use super::mesh::ShardServices;
+use super::messages::PartitionError;
 use super::router::broadcast;
-use super::Shard;
 use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
 
 /// Why a topic could not be created. Nothing of it is left either way.
@@ -32,18 +32,18 @@ pub enum TopicCreationError {
 }
 
 /// Creates `name` with `partitions` partitions: reserve, open on every owner, commit.
-pub async fn create_topic(
-    shard: &Rc<Shard>,
+pub async fn create_topic<S: ShardServices>(
+    services: &Rc<S>,
     name: &str,
     partitions: i64,
     config: TopicConfig,
 ) -> Result<Arc<TopicMetadata>, TopicCreationError> {
-    let catalog = shard.catalog.clone();
+    let catalog = services.catalog.clone();
     let owned_name = name.to_string();
     let topic = glommio::executor()
         .spawn_blocking(move || catalog.reserve_topic(&owned_name, partitions, config))
         .await?;
-    open_and_commit(shard, topic, Reserved::Topic).await
+    open_and_commit(services, topic, Reserved::Topic).await
 }
 
 /// Grows topic `name` to `partitions` partitions in all, the same way: the catalog reserves the
@@ -51,22 +51,22 @@ pub async fn create_topic(
 /// the catalog names the new count, durably. Before that commit no snapshot names the new
 /// partitions, so nothing is produced to them; a failure removes them and leaves the topic as it
 /// was. A crash before the commit leaves empty partition directories the next start removes.
-pub async fn add_partitions(
-    shard: &Rc<Shard>,
+pub async fn add_partitions<S: ShardServices>(
+    services: &Rc<S>,
     name: &str,
     partitions: i64,
 ) -> Result<Arc<TopicMetadata>, TopicCreationError> {
-    let catalog = shard.catalog.clone();
+    let catalog = services.catalog.clone();
     let owned_name = name.to_string();
     let topic = glommio::executor()
         .spawn_blocking(move || catalog.reserve_partitions(&owned_name, partitions))
         .await?;
-    let existing = shard
+    let existing = services
         .snapshot()
         .topic(name)
         .map_or(0, |current| current.partition_count());
     open_and_commit(
-        shard,
+        services,
         topic,
         Reserved::Partitions {
             first_partition: existing,
@@ -86,21 +86,22 @@ enum Reserved {
 
 /// The steps creation and growth share once the catalog has reserved `topic`: every owner opens
 /// its partitions, then the catalog names them, durably; a failure removes what was reserved.
-async fn open_and_commit(
-    shard: &Rc<Shard>,
+async fn open_and_commit<S: ShardServices>(
+    services: &Rc<S>,
     topic: Arc<TopicMetadata>,
     reserved: Reserved,
 ) -> Result<Arc<TopicMetadata>, TopicCreationError> {
     let undo = || async {
         match reserved {
-            Reserved::Topic => abandon(shard, &topic).await,
+            Reserved::Topic => abandon(services, &topic).await,
             Reserved::Partitions { first_partition } => {
-                abandon_partitions(shard, &topic, first_partition).await
+                abandon_partitions(services, &topic, first_partition).await
             }
         }
     };
-    if let Err(source) = broadcast(shard, || ShardRequest::OpenTopic {
-        topic: topic.clone(),
+    let opened = topic.clone();
+    if let Err(source) = broadcast(services, move |shard| {
+        shard.open_topic_partitions(opened.clone())
     })
     .await
     {
@@ -110,7 +111,7 @@ async fn open_and_commit(
             source,
         });
     }
-    let catalog = shard.catalog.clone();
+    let catalog = services.catalog.clone();
     let committed = topic.clone();
     if let Err(error) = glommio::executor()
         .spawn_blocking(move || catalog.commit_topic(&committed))
@@ -124,14 +125,18 @@ async fn open_and_commit(
 
 /// Closes and removes the partitions from `first_partition` on that an addition opened, then
 /// gives up the reservation; the topic keeps its old partitions untouched.
-async fn abandon_partitions(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>, first_partition: u32) {
+async fn abandon_partitions<S: ShardServices>(
+    services: &Rc<S>,
+    topic: &Arc<TopicMetadata>,
+    first_partition: u32,
+) {
     assert!(
         first_partition > 0,
         "an addition keeps the existing partitions"
     );
-    if let Err(error) = broadcast(shard, || ShardRequest::DeleteTopic {
-        topic: topic.clone(),
-        first_partition,
+    let abandoned = topic.clone();
+    if let Err(error) = broadcast(services, move |shard| {
+        shard.delete_topic_partitions(abandoned.clone(), first_partition)
     })
     .await
     {
@@ -150,7 +155,7 @@ async fn abandon_partitions(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>, first
     if let Err(error) = removed {
         tracing::warn!(topic = %topic.name, %error, "cannot remove a partition of a failed addition; the next start removes it");
     }
-    let catalog = shard.catalog.clone();
+    let catalog = services.catalog.clone();
     let released = topic.clone();
     glommio::executor()
         .spawn_blocking(move || catalog.release_topic(&released))
@@ -160,10 +165,10 @@ async fn abandon_partitions(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>, first
 /// Closes the partitions the owners opened, removes the topic's directory and releases the
 /// name. What cannot be removed now is an orphan the next start removes: the catalog never
 /// names it and its id is not given again.
-async fn abandon(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>) {
-    if let Err(error) = broadcast(shard, || ShardRequest::DeleteTopic {
-        topic: topic.clone(),
-        first_partition: 0,
+async fn abandon<S: ShardServices>(services: &Rc<S>, topic: &Arc<TopicMetadata>) {
+    let abandoned = topic.clone();
+    if let Err(error) = broadcast(services, move |shard| {
+        shard.delete_topic_partitions(abandoned.clone(), 0)
     })
     .await
     {
@@ -181,7 +186,7 @@ async fn abandon(shard: &Rc<Shard>, topic: &Arc<TopicMetadata>) {
             "cannot remove the directory of a failed creation; the next start removes it"
         );
     }
-    let catalog = shard.catalog.clone();
+    let catalog = services.catalog.clone();
     let released = topic.clone();
     glommio::executor()
         .spawn_blocking(move || catalog.release_topic(&released))

@@ -31,13 +31,14 @@ use crate::catalog::topic_config;
 use crate::catalog::{
     is_internal_topic, CatalogError, TopicConfig, TopicMetadata, INTERNAL_TOPIC_PREFIX,
 };
-use crate::group::{GroupAnswer, GroupCall};
+use crate::group::coordinator;
+use crate::server::services::Services;
 use crate::shard::join_all;
-use crate::shard::messages::{PartitionKey, PartitionState, ShardRequest, ShardResponse};
+use crate::shard::mesh::invoke_on;
+use crate::shard::messages::{PartitionKey, PartitionState};
 use crate::shard::partition::log_config;
 use crate::shard::router::{broadcast, scatter};
 use crate::shard::topic_creation::{self, TopicCreationError};
-use crate::shard::Shard;
 use crate::storage::config::{
     GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
 };
@@ -53,13 +54,13 @@ pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
 
 /// DescribeCluster: this broker's version, listener, shard count, and the value each topic
 /// config key has for a topic that does not set it (what the storage engine opens it with).
-pub fn describe_cluster(shard: &Shard) -> DescribeClusterResponse {
+pub fn describe_cluster(services: &Services) -> DescribeClusterResponse {
     DescribeClusterResponse {
         error_code: ErrorCode::None,
         broker_version: env!("CARGO_PKG_VERSION").to_string(),
-        listeners: vec![shard.config.listen.to_string()],
-        shard_count: u32::try_from(shard.shard_count).unwrap_or(u32::MAX),
-        topic_defaults: topic_defaults(shard.batch_bytes_max()),
+        listeners: vec![services.config.listen.to_string()],
+        shard_count: u32::try_from(services.shard_count).unwrap_or(u32::MAX),
+        topic_defaults: topic_defaults(services.batch_bytes_max()),
     }
 }
 
@@ -105,8 +106,8 @@ fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
         .collect()
 }
 
-pub async fn metadata(shard: &Rc<Shard>, names: Option<&[String]>) -> MetadataResponse {
-    let snapshot = shard.snapshot();
+pub async fn metadata(services: &Rc<Services>, names: Option<&[String]>) -> MetadataResponse {
+    let snapshot = services.snapshot();
     let topics: Vec<Result<Arc<TopicMetadata>, String>> = match names {
         None => snapshot.topics.values().cloned().map(Ok).collect(),
         Some(names) => names
@@ -120,7 +121,7 @@ pub async fn metadata(shard: &Rc<Shard>, names: Option<&[String]>) -> MetadataRe
             Ok(topic) => response.topics.push(WireTopic {
                 error_code: ErrorCode::None,
                 name: topic.name.clone(),
-                partitions: partition_metadata(shard, &topic).await,
+                partitions: partition_metadata(services, &topic).await,
             }),
             Err(name) => response.topics.push(WireTopic {
                 error_code: ErrorCode::UnknownTopicOrPartition,
@@ -133,7 +134,10 @@ pub async fn metadata(shard: &Rc<Shard>, names: Option<&[String]>) -> MetadataRe
 }
 
 /// Every partition of `topic` with its owner and offsets, asked of the owners.
-async fn partition_metadata(shard: &Rc<Shard>, topic: &TopicMetadata) -> Vec<PartitionMetadata> {
+async fn partition_metadata(
+    services: &Rc<Services>,
+    topic: &TopicMetadata,
+) -> Vec<PartitionMetadata> {
     let items: Vec<_> = topic
         .partition_shards
         .iter()
@@ -146,15 +150,9 @@ async fn partition_metadata(shard: &Rc<Shard>, topic: &TopicMetadata) -> Vec<Par
             (*owner, key)
         })
         .collect();
-    let states = scatter(
-        shard,
-        items,
-        |partitions| ShardRequest::States { partitions },
-        |response| match response {
-            ShardResponse::States(states) => Some(states),
-            _ => None,
-        },
-    )
+    let states = scatter(services, items, |shard, partitions| async move {
+        shard.states(&partitions)
+    })
     .await;
     states
         .into_iter()
@@ -184,13 +182,13 @@ async fn partition_metadata(shard: &Rc<Shard>, topic: &TopicMetadata) -> Vec<Par
 }
 
 pub async fn create_topics(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: &CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
     for topic in &request.topics {
         let outcome = create_topic(
-            shard,
+            services,
             &topic.name,
             i64::from(topic.partition_count),
             &topic.configs,
@@ -202,7 +200,7 @@ pub async fn create_topics(
 }
 
 async fn create_topic(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     name: &str,
     partitions: i64,
     entries: &[ConfigEntry],
@@ -215,8 +213,8 @@ async fn create_topic(
                 .map(|entry| (entry.name.as_str(), entry.value.as_str())),
         )
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
-    check_log_config(shard, &config)?;
-    let topic = topic_creation::create_topic(shard, name, partitions, config)
+    check_log_config(services, &config)?;
+    let topic = topic_creation::create_topic(services, name, partitions, config)
         .await
         .map_err(|error| match error {
             TopicCreationError::Catalog(error) => catalog_failure(error),
@@ -230,7 +228,7 @@ async fn create_topic(
 }
 
 pub async fn delete_topics(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: &DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     let mut response = DeleteTopicsResponse::default();
@@ -239,15 +237,15 @@ pub async fn delete_topics(
             response.results.push(topic_result(name, Err(refusal)));
             continue;
         }
-        let catalog = shard.catalog.clone();
+        let catalog = services.catalog.clone();
         let owned_name = name.clone();
         let outcome = match blocking(move || catalog.delete_topic(&owned_name)).await {
             Err(error) => Err(catalog_failure(error)),
             Ok(topic) => {
                 tracing::info!(topic = %topic.name, "topic deleted");
-                let deleted = broadcast(shard, || ShardRequest::DeleteTopic {
-                    topic: topic.clone(),
-                    first_partition: 0,
+                let deleted_topic = topic.clone();
+                let deleted = broadcast(services, move |shard| {
+                    shard.delete_topic_partitions(deleted_topic.clone(), 0)
                 })
                 .await
                 .map_err(|error| {
@@ -257,10 +255,10 @@ pub async fn delete_topics(
                     )
                 });
                 if deleted.is_ok() {
-                    delete_committed_offsets(shard, &topic.name).await;
+                    delete_committed_offsets(services, &topic.name).await;
                     // The topic is gone for clients either way; what is left of its directory
                     // stays under a tombstone and goes at the next start.
-                    let catalog = shard.catalog.clone();
+                    let catalog = services.catalog.clone();
                     let finished = topic.clone();
                     if let Err(error) = blocking(move || catalog.finish_deletion(&finished)).await {
                         tracing::warn!(topic = %topic.name, %error, "topic directory not removed; it is removed at the next start");
@@ -276,26 +274,24 @@ pub async fn delete_topics(
 
 /// Removes every group's committed offsets of the deleted `topic` on every coordinator shard (as
 /// Kafka does). A failure is logged, not answered: the topic itself is deleted.
-async fn delete_committed_offsets(shard: &Rc<Shard>, topic: &str) {
-    let calls: Vec<_> = (0..shard.shard_count)
+async fn delete_committed_offsets(services: &Rc<Services>, topic: &str) {
+    let calls: Vec<_> = (0..services.shard_count)
         .map(|target| {
-            let request = ShardRequest::Group(Box::new(GroupCall::DeleteTopicOffsets {
-                topic: topic.to_string(),
-            }));
-            let shard = shard.clone();
-            async move { (target, shard.call(target, request).await) }
+            let topic = topic.to_string();
+            let services = services.clone();
+            async move {
+                let deleted = invoke_on(&services, target, move |on: Rc<Services>| async move {
+                    coordinator::delete_topic_offsets(&on, &topic).await
+                })
+                .await;
+                (target, deleted)
+            }
         })
         .collect();
-    for (target, response) in join_all(calls).await {
-        let outcome = match response {
-            Ok(ShardResponse::Group(answer)) => match *answer {
-                GroupAnswer::TopicOffsetsDeleted(outcome) => {
-                    outcome.map_err(|code| format!("{code:?}"))
-                }
-                _ => Err("mismatched answer".to_string()),
-            },
-            Ok(_) => Err("mismatched answer".to_string()),
-            Err(error) => Err(error.to_string()),
+    for (target, answer) in join_all(calls).await {
+        let outcome = match answer {
+            Ok(deleted) => deleted.map_err(|code| format!("{code:?}")),
+            Err(stopping) => Err(stopping.to_string()),
         };
         match outcome {
             Ok(0) => {}
@@ -312,8 +308,8 @@ async fn delete_committed_offsets(shard: &Rc<Shard>, topic: &str) {
     }
 }
 
-pub fn list_topics(shard: &Rc<Shard>) -> ListTopicsResponse {
-    let snapshot = shard.snapshot();
+pub fn list_topics(services: &Rc<Services>) -> ListTopicsResponse {
+    let snapshot = services.snapshot();
     ListTopicsResponse {
         error_code: ErrorCode::None,
         topics: snapshot
@@ -327,8 +323,8 @@ pub fn list_topics(shard: &Rc<Shard>) -> ListTopicsResponse {
     }
 }
 
-pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> DescribeTopicResponse {
-    let Some(topic) = shard.snapshot().topic(name).cloned() else {
+pub async fn describe_topic(services: &Rc<Services>, name: &str) -> DescribeTopicResponse {
+    let Some(topic) = services.snapshot().topic(name).cloned() else {
         return DescribeTopicResponse {
             error_code: ErrorCode::UnknownTopicOrPartition,
             error_message: Some(format!("topic {name} does not exist")),
@@ -346,15 +342,15 @@ pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> DescribeTopicRespo
             .into_iter()
             .map(|(name, value)| ConfigEntry { name, value })
             .collect(),
-        partitions: partition_metadata(shard, &topic).await,
+        partitions: partition_metadata(services, &topic).await,
     }
 }
 
 pub async fn alter_topic_config(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: &AlterTopicConfigRequest,
 ) -> AlterTopicConfigResponse {
-    match alter(shard, request).await {
+    match alter(services, request).await {
         Ok(()) => AlterTopicConfigResponse {
             error_code: ErrorCode::None,
             error_message: None,
@@ -367,11 +363,11 @@ pub async fn alter_topic_config(
 }
 
 async fn alter(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: &AlterTopicConfigRequest,
 ) -> Result<(), (ErrorCode, String)> {
     refuse_internal(&request.name)?;
-    let Some(topic) = shard.snapshot().topic(&request.name).cloned() else {
+    let Some(topic) = services.snapshot().topic(&request.name).cloned() else {
         return Err((
             ErrorCode::UnknownTopicOrPartition,
             format!("topic {} does not exist", request.name),
@@ -387,15 +383,16 @@ async fn alter(
         .config
         .with_entries(entries)
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
-    check_log_config(shard, &config)?;
-    let catalog = shard.catalog.clone();
+    check_log_config(services, &config)?;
+    let catalog = services.catalog.clone();
     let name = request.name.clone();
     let altered = blocking(move || catalog.alter_topic_config(&name, config))
         .await
         .map_err(catalog_failure)?;
     tracing::info!(topic = %altered.name, config = ?altered.config.to_map(), "topic config altered");
-    broadcast(shard, || ShardRequest::AlterTopic {
-        topic: altered.clone(),
+    broadcast(services, move |shard| {
+        let altered = altered.clone();
+        async move { shard.alter_topic_partitions(&altered) }
     })
     .await
     .map_err(|error| (partition_error_code(&error), error.to_string()))
@@ -405,10 +402,10 @@ async fn alter(
 /// partitions are placed and opened like a new topic's before the catalog names them
 /// (`topic_creation::add_partitions`); a failure leaves the topic as it was.
 pub async fn create_partitions(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: &CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let outcome = add_partitions(shard, &request.name, request.partition_count).await;
+    let outcome = add_partitions(services, &request.name, request.partition_count).await;
     CreatePartitionsResponse {
         error_code: outcome
             .as_ref()
@@ -419,12 +416,12 @@ pub async fn create_partitions(
 }
 
 async fn add_partitions(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     name: &str,
     partitions: u32,
 ) -> Result<(), (ErrorCode, String)> {
     refuse_internal(name)?;
-    let topic = topic_creation::add_partitions(shard, name, i64::from(partitions))
+    let topic = topic_creation::add_partitions(services, name, i64::from(partitions))
         .await
         .map_err(|error| match error {
             TopicCreationError::Catalog(error) => catalog_failure(error),
@@ -451,8 +448,8 @@ fn refuse_internal(name: &str) -> Result<(), (ErrorCode, String)> {
 }
 
 /// Refuses a topic config the storage engine would refuse when opening a partition.
-fn check_log_config(shard: &Shard, config: &TopicConfig) -> Result<(), (ErrorCode, String)> {
-    log_config(config, shard.batch_bytes_max())
+fn check_log_config(services: &Services, config: &TopicConfig) -> Result<(), (ErrorCode, String)> {
+    log_config(config, services.batch_bytes_max())
         .check()
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))
 }
@@ -485,10 +482,10 @@ fn catalog_failure(error: CatalogError) -> (ErrorCode, String) {
 /// InitProducerId: any shard answers, from the broker-wide allocator. Reserving a new block of ids
 /// writes and fsyncs a file, so it runs on the blocking thread pool like catalog changes.
 pub async fn init_producer_id(
-    shard: &Shard,
+    services: &Services,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
-    let catalog = shard.catalog.clone();
+    let catalog = services.catalog.clone();
     let outcome = glommio::executor()
         .spawn_blocking(move || {
             catalog

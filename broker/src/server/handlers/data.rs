@@ -27,9 +27,11 @@ use spate_protocol::error::ErrorCode;
 
 use super::partition_error_code;
 use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId};
+use crate::server::services::Services;
+use crate::shard::mesh::invoke_on;
 use crate::shard::messages::{
     FetchOutcome, FetchPartition, PartitionError, PartitionKey, ProduceAcks, ProduceOutcome,
-    ProducePartition, ShardRequest, ShardResponse, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
+    ProducePartition, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
 };
 use crate::shard::router::scatter;
 use crate::shard::Shard;
@@ -70,12 +72,17 @@ fn resolve_for_write(
 
 /// Sends the resolvable items to their owners; unresolvable ones keep their error. Output `i`
 /// answers input `i`.
-async fn route<T, R: 'static>(
-    shard: &Rc<Shard>,
+async fn route<T, R, F, Fut>(
+    services: &Rc<Services>,
     items: Vec<Result<(ShardId, T), PartitionError>>,
-    build: impl Fn(Vec<T>) -> ShardRequest,
-    unpack: impl Fn(ShardResponse) -> Option<Vec<Result<R, PartitionError>>>,
-) -> Vec<Result<R, PartitionError>> {
+    run: F,
+) -> Vec<Result<R, PartitionError>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<Shard>, Vec<T>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Vec<Result<R, PartitionError>>> + 'static,
+{
     let mut answers: Vec<Option<Result<R, PartitionError>>> = Vec::with_capacity(items.len());
     let mut routed = Vec::new();
     let mut routed_positions = Vec::new();
@@ -89,7 +96,7 @@ async fn route<T, R: 'static>(
             Err(error) => answers.push(Some(Err(error))),
         }
     }
-    let results = scatter(shard, routed, build, unpack).await;
+    let results = scatter(services, routed, run).await;
     for (index, result) in routed_positions.into_iter().zip(results) {
         answers[index] = Some(result);
     }
@@ -137,7 +144,7 @@ fn request_shape<P>(
 }
 
 pub async fn produce(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: ProduceRequest,
     frame_body: Bytes,
 ) -> Option<ProduceResponse> {
@@ -148,7 +155,7 @@ pub async fn produce(
         Acks::Leader => ProduceAcks::Leader,
         Acks::All => ProduceAcks::All,
     };
-    let snapshot = shard.snapshot();
+    let snapshot = services.snapshot();
     // Where each batch sits in the frame body, so the batches can be taken out of the body as
     // owned buffers once the decoded request (which shares the body) is gone.
     let mut shape: Vec<(String, Vec<u32>)> = Vec::with_capacity(request.topics.len());
@@ -181,19 +188,9 @@ pub async fn produce(
             placement.map(|(owner, key)| (owner, ProducePartition { key, batches }))
         })
         .collect();
-    let results = route(
-        shard,
-        items,
-        |partitions| ShardRequest::Produce {
-            acks,
-            partitions,
-            opening_wait_until,
-        },
-        |response| match response {
-            ShardResponse::Produced(results) => Some(results),
-            _ => None,
-        },
-    )
+    let results = route(services, items, move |shard, partitions| {
+        shard.produce(acks, partitions, opening_wait_until)
+    })
     .await;
     if acks == ProduceAcks::None {
         return None;
@@ -283,13 +280,13 @@ fn take_batches(body: Bytes, ranges: &[Vec<Range<usize>>]) -> Vec<Vec<BytesMut>>
     }
 }
 
-pub async fn fetch(shard: &Rc<Shard>, request: &FetchRequest) -> FetchResponse {
-    let limits = &shard.config.limits;
+pub async fn fetch(services: &Rc<Services>, request: &FetchRequest) -> FetchResponse {
+    let limits = &services.config.limits;
     let wait = Duration::from_millis(u64::from(request.max_wait_ms).min(limits.fetch_wait_ms_max));
     let deadline = Instant::now() + wait;
     let response_bytes_max = (request.max_bytes as usize).min(limits.fetch_response_bytes_max);
     let min_bytes = request.min_bytes as usize;
-    let snapshot = shard.snapshot();
+    let snapshot = services.snapshot();
 
     let mut targets = Vec::new();
     for topic in &request.topics {
@@ -318,28 +315,19 @@ pub async fn fetch(shard: &Rc<Shard>, request: &FetchRequest) -> FetchResponse {
     }
 
     let results = loop {
-        let results = route(
-            shard,
-            targets.clone(),
-            // A partition still opening after the start is waited for until the fetch's own
-            // deadline (max_wait_ms).
-            |partitions| ShardRequest::Fetch {
-                partitions,
-                opening_wait_until: deadline,
-            },
-            |response| match response {
-                ShardResponse::Fetched(results) => Some(results),
-                _ => None,
-            },
-        )
+        // A partition still opening after the start is waited for until the fetch's own
+        // deadline (max_wait_ms).
+        let results = route(services, targets.clone(), move |shard, partitions| {
+            shard.fetch(partitions, deadline)
+        })
         .await;
         let total: usize = results.iter().flatten().map(FetchOutcome::bytes).sum();
         let failed = results.iter().any(Result::is_err);
         let now = Instant::now();
-        if total >= min_bytes || failed || now >= deadline || shard.shutdown.is_requested() {
+        if total >= min_bytes || failed || now >= deadline || services.shutdown.is_requested() {
             break results;
         }
-        wait_for_any_append(shard, &targets, deadline - now).await;
+        wait_for_any_append(services, &targets, deadline - now).await;
     };
 
     let mut budget = response_bytes_max;
@@ -409,7 +397,7 @@ fn fetch_answer(
 /// tasks waiting on the others are dropped (cancelled). A remote owner's wait ends by itself at
 /// the same deadline.
 async fn wait_for_any_append(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     targets: &[Result<(ShardId, FetchPartition), PartitionError>],
     wait: Duration,
 ) {
@@ -430,18 +418,13 @@ async fn wait_for_any_append(
     let _waits: Vec<glommio::Task<()>> = by_owner
         .into_iter()
         .map(|(owner, partitions)| {
-            let shard = shard.clone();
+            let services = services.clone();
             let sender = sender.clone();
             glommio::spawn_local(async move {
-                let _ = shard
-                    .call(
-                        owner,
-                        ShardRequest::WaitForData {
-                            partitions,
-                            wait_ms,
-                        },
-                    )
-                    .await;
+                let _ = invoke_on(&services, owner, move |on: Rc<Services>| async move {
+                    on.wait_for_data(&partitions, wait_ms).await
+                })
+                .await;
                 let _ = sender.try_send(());
             })
         })
@@ -453,8 +436,11 @@ async fn wait_for_any_append(
     .await;
 }
 
-pub async fn list_offsets(shard: &Rc<Shard>, request: &ListOffsetsRequest) -> ListOffsetsResponse {
-    let snapshot = shard.snapshot();
+pub async fn list_offsets(
+    services: &Rc<Services>,
+    request: &ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let snapshot = services.snapshot();
     let mut items = Vec::new();
     for topic in &request.topics {
         for partition in &topic.partitions {
@@ -469,15 +455,9 @@ pub async fn list_offsets(shard: &Rc<Shard>, request: &ListOffsetsRequest) -> Li
             );
         }
     }
-    let results = route(
-        shard,
-        items,
-        |partitions| ShardRequest::ListOffsets { partitions },
-        |response| match response {
-            ShardResponse::Offsets(results) => Some(results),
-            _ => None,
-        },
-    )
+    let results = route(services, items, |shard, partitions| {
+        shard.list_offsets(partitions)
+    })
     .await;
     let topics = answer_in_request_order(
         request_shape(&request.topics),
@@ -501,11 +481,11 @@ pub async fn list_offsets(shard: &Rc<Shard>, request: &ListOffsetsRequest) -> Li
 }
 
 pub async fn delete_records(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: &DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let opening_wait_until = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
-    let snapshot = shard.snapshot();
+    let snapshot = services.snapshot();
     let mut items = Vec::new();
     for topic in &request.topics {
         for partition in &topic.partitions {
@@ -517,18 +497,9 @@ pub async fn delete_records(
             );
         }
     }
-    let results = route(
-        shard,
-        items,
-        |partitions| ShardRequest::DeleteRecords {
-            partitions,
-            opening_wait_until,
-        },
-        |response| match response {
-            ShardResponse::RecordsDeleted(results) => Some(results),
-            _ => None,
-        },
-    )
+    let results = route(services, items, move |shard, partitions| {
+        shard.delete_records(partitions, opening_wait_until)
+    })
     .await;
     let topics = answer_in_request_order(
         request_shape(&request.topics),

@@ -1,6 +1,7 @@
 //! Consumer group handlers: decode the group APIs, find each group's coordinator shard (from the
-//! offsets topic in the catalog, creating the topic on a group's first join or commit), forward
-//! the request there as a `GroupCall`, and encode the answer.
+//! offsets topic in the catalog, creating the topic on a group's first join or commit), run the
+//! matching `group::coordinator` function there (a typed cross-shard call), and encode the
+//! answer.
 //!
 //! The only work done here rather than at the coordinator: fanning DescribeGroups, DeleteGroups
 //! and ListGroups out to several coordinators and joining the answers, and filling in each
@@ -8,6 +9,7 @@
 //! Group rules live in `group`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -25,13 +27,13 @@ use spate_protocol::error::{ErrorCode, WireError};
 
 use super::{encode, Envelope};
 use crate::catalog::{ShardId, TopicMetadata};
-use crate::group::coordinator::{coordinator_error_code, offsets_topic};
-use crate::group::{
-    coordinator_shard_of, offsets_partition_of, ClientInfo, GroupAnswer, GroupCall,
-};
-use crate::shard::messages::{PartitionKey, ShardRequest, ShardResponse};
+use crate::group::coordinator::{self, coordinator_error_code, offsets_topic};
+use crate::group::{coordinator_shard_of, offsets_partition_of, ClientInfo};
+use crate::server::services::Services;
+use crate::shard::join_all;
+use crate::shard::mesh::invoke_on;
+use crate::shard::messages::PartitionKey;
 use crate::shard::router::scatter;
-use crate::shard::{join_all, Shard};
 
 /// A decoded group request.
 pub enum GroupRequest {
@@ -110,46 +112,46 @@ pub fn decode(
 }
 
 /// Runs a group request and encodes its response.
-pub async fn execute(shard: &Rc<Shard>, request: GroupRequest) -> Option<Vec<Bytes>> {
+pub async fn execute(services: &Rc<Services>, request: GroupRequest) -> Option<Vec<Bytes>> {
     match request {
         GroupRequest::Join(request, client_id) => {
-            let response = join_group(shard, request.body, client_id).await;
+            let response = join_group(services, request.body, client_id).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Sync(request) => {
-            let response = sync_group(shard, request.body).await;
+            let response = sync_group(services, request.body).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Heartbeat(request) => {
-            let response = heartbeat(shard, request.body).await;
+            let response = heartbeat(services, request.body).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Leave(request) => {
-            let response = leave_group(shard, request.body).await;
+            let response = leave_group(services, request.body).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::CommitOffsets(request) => {
-            let response = commit_offsets(shard, request.body).await;
+            let response = commit_offsets(services, request.body).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::FetchOffsets(request) => {
-            let response = fetch_offsets(shard, request.body).await;
+            let response = fetch_offsets(services, request.body).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::DeleteOffsets(request) => {
-            let response = delete_offsets(shard, request.body).await;
+            let response = delete_offsets(services, request.body).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::List(request) => {
-            let response = list_groups(shard, &request.body.states).await;
+            let response = list_groups(services, &request.body.states).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Describe(request) => {
-            let response = describe_groups(shard, request.body.groups).await;
+            let response = describe_groups(services, request.body.groups).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Delete(request) => {
-            let response = delete_groups(shard, request.body.groups).await;
+            let response = delete_groups(services, request.body.groups).await;
             encode(request.correlation_id, request.version, &response)
         }
     }
@@ -254,53 +256,44 @@ fn route_in(topic: &TopicMetadata, group_id: &str, shard_count: usize) -> Route 
 /// The group's route; `Ok(None)` when the offsets topic does not exist and `create` is false
 /// (then no group exists either).
 async fn route(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     group_id: &str,
     create: bool,
 ) -> Result<Option<Route>, ErrorCode> {
     if group_id.is_empty() {
         return Err(ErrorCode::InvalidGroupId);
     }
-    let topic = offsets_topic(shard, create).await?;
-    Ok(topic.map(|topic| route_in(&topic, group_id, shard.shard_count)))
+    let topic = offsets_topic(services, create).await?;
+    Ok(topic.map(|topic| route_in(&topic, group_id, services.shard_count)))
 }
 
-async fn call(
-    shard: &Rc<Shard>,
+/// Runs `run` on the group's coordinator shard with that shard's services; a coordinator that
+/// is stopping answers with its code.
+async fn on_coordinator<T, F, Fut>(
+    services: &Rc<Services>,
     coordinator: ShardId,
-    call: GroupCall,
-) -> Result<GroupAnswer, ErrorCode> {
-    match shard
-        .call(coordinator, ShardRequest::Group(Box::new(call)))
+    run: F,
+) -> Result<T, ErrorCode>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<Services>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+{
+    invoke_on(services, coordinator, run)
         .await
-    {
-        Ok(ShardResponse::Group(answer)) => Ok(*answer),
-        Ok(_) => Err(ErrorCode::Unknown),
-        Err(error) => Err(coordinator_error_code(&error)),
-    }
-}
-
-/// The answer of kind `$kind`, or `$failed(code)`.
-macro_rules! answer_or {
-    ($answer:expr, $kind:ident, $failed:expr) => {
-        match $answer {
-            Ok(GroupAnswer::$kind(response)) => response,
-            Ok(_) => $failed(ErrorCode::Unknown),
-            Err(code) => $failed(code),
-        }
-    };
+        .map_err(|stopping| coordinator_error_code(&stopping.into()))
 }
 
 // ---- membership --------------------------------------------------------------------------------
 
 async fn join_group(
-    shard: &Rc<Shard>,
+    services: &Rc<Services>,
     request: JoinGroupRequest,
     client_id: String,
 ) -> JoinGroupResponse {
     let member_id = request.member_id.clone();
     let failed = |code| JoinGroupResponse::error(code, &member_id);
-    let route = match route(shard, &request.group_id, true).await {
+    let route = match route(services, &request.group_id, true).await {
         Ok(Some(route)) => route,
         Ok(None) => return failed(ErrorCode::CoordinatorNotAvailable),
         Err(code) => return failed(code),
@@ -309,62 +302,49 @@ async fn join_group(
         client_id,
         client_host: String::new(),
     };
-    let answer = call(
-        shard,
-        route.coordinator,
-        GroupCall::Join {
-            partition: route.partition,
-            request,
-            client,
-        },
-    )
-    .await;
-    answer_or!(answer, Join, failed)
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::join(&on, partition, request, client).await
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
-async fn sync_group(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResponse {
-    let route = match route(shard, &request.group_id, false).await {
+async fn sync_group(services: &Rc<Services>, request: SyncGroupRequest) -> SyncGroupResponse {
+    let route = match route(services, &request.group_id, false).await {
         Ok(Some(route)) => route,
         Ok(None) => return SyncGroupResponse::error(ErrorCode::UnknownMemberId),
         Err(code) => return SyncGroupResponse::error(code),
     };
-    let answer = call(
-        shard,
-        route.coordinator,
-        GroupCall::Sync {
-            partition: route.partition,
-            request,
-        },
-    )
-    .await;
-    answer_or!(answer, Sync, SyncGroupResponse::error)
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::sync(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(SyncGroupResponse::error)
 }
 
-async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> HeartbeatResponse {
+async fn heartbeat(services: &Rc<Services>, request: HeartbeatRequest) -> HeartbeatResponse {
     let failed = |error_code| HeartbeatResponse { error_code };
-    let route = match route(shard, &request.group_id, false).await {
+    let route = match route(services, &request.group_id, false).await {
         Ok(Some(route)) => route,
         Ok(None) => return failed(ErrorCode::UnknownMemberId),
         Err(code) => return failed(code),
     };
-    let answer = call(
-        shard,
-        route.coordinator,
-        GroupCall::Heartbeat {
-            partition: route.partition,
-            request,
-        },
-    )
-    .await;
-    answer_or!(answer, Heartbeat, failed)
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::heartbeat(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
-async fn leave_group(shard: &Rc<Shard>, request: LeaveGroupRequest) -> LeaveGroupResponse {
+async fn leave_group(services: &Rc<Services>, request: LeaveGroupRequest) -> LeaveGroupResponse {
     let failed = |error_code| LeaveGroupResponse {
         error_code,
         members: Vec::new(),
     };
-    let route = match route(shard, &request.group_id, false).await {
+    let route = match route(services, &request.group_id, false).await {
         Ok(Some(route)) => route,
         Ok(None) => {
             return LeaveGroupResponse {
@@ -382,21 +362,20 @@ async fn leave_group(shard: &Rc<Shard>, request: LeaveGroupRequest) -> LeaveGrou
         }
         Err(code) => return failed(code),
     };
-    let answer = call(
-        shard,
-        route.coordinator,
-        GroupCall::Leave {
-            partition: route.partition,
-            request,
-        },
-    )
-    .await;
-    answer_or!(answer, Leave, failed)
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::leave(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
 // ---- offsets ---------------------------------------------------------------------------------
 
-async fn commit_offsets(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCommitResponse {
+async fn commit_offsets(
+    services: &Rc<Services>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     // Kept to answer every partition should the coordinator not answer at all.
     let shape: Vec<(String, Vec<u32>)> = request
         .topics
@@ -422,66 +401,60 @@ async fn commit_offsets(shard: &Rc<Shard>, request: OffsetCommitRequest) -> Offs
             })
             .collect(),
     };
-    let route = match route(shard, &request.group_id, true).await {
+    let route = match route(services, &request.group_id, true).await {
         Ok(Some(route)) => route,
         Ok(None) => return failed(ErrorCode::CoordinatorNotAvailable),
         Err(code) => return failed(code),
     };
-    let answer = call(
-        shard,
-        route.coordinator,
-        GroupCall::CommitOffsets {
-            partition: route.partition,
-            request,
-        },
-    )
-    .await;
-    answer_or!(answer, CommitOffsets, failed)
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::commit_offsets(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
-async fn fetch_offsets(shard: &Rc<Shard>, request: OffsetFetchRequest) -> OffsetFetchResponse {
+async fn fetch_offsets(
+    services: &Rc<Services>,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     let failed = |error_code| OffsetFetchResponse {
         error_code,
         topics: Vec::new(),
     };
-    let route = match route(shard, &request.group_id, false).await {
+    let route = match route(services, &request.group_id, false).await {
         Ok(Some(route)) => route,
         // No offsets topic: no group has committed anything.
         Ok(None) => return OffsetFetchResponse::default(),
         Err(code) => return failed(code),
     };
-    let answer = call(
-        shard,
-        route.coordinator,
-        GroupCall::FetchOffsets {
-            partition: route.partition,
-            request,
-        },
-    )
-    .await;
-    answer_or!(answer, FetchOffsets, failed)
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::fetch_offsets(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
-async fn delete_offsets(shard: &Rc<Shard>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+async fn delete_offsets(
+    services: &Rc<Services>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let failed = |error_code| OffsetDeleteResponse {
         error_code,
         topics: Vec::new(),
     };
-    let route = match route(shard, &request.group_id, false).await {
+    let route = match route(services, &request.group_id, false).await {
         Ok(Some(route)) => route,
         Ok(None) => return failed(ErrorCode::GroupIdNotFound),
         Err(code) => return failed(code),
     };
-    let answer = call(
-        shard,
-        route.coordinator,
-        GroupCall::DeleteOffsets {
-            partition: route.partition,
-            request,
-        },
-    )
-    .await;
-    answer_or!(answer, DeleteOffsets, failed)
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::delete_offsets(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
 // ---- administration ------------------------------------------------------------------------------
@@ -492,16 +465,20 @@ type RoutedGroups = Vec<(u32, String)>;
 /// Sends each coordinator its groups (with their partitions) through `build` and puts the
 /// answers back in request order; `None` for a group whose coordinator could not answer,
 /// with the code.
-async fn fan_out<T: 'static>(
-    shard: &Rc<Shard>,
+async fn fan_out<T, F, Fut>(
+    services: &Rc<Services>,
     topic: &TopicMetadata,
     groups: &[String],
-    build: impl Fn(Vec<(u32, String)>) -> GroupCall,
-    unpack: impl Fn(GroupAnswer) -> Option<Vec<T>>,
-) -> Vec<Result<T, ErrorCode>> {
+    run: F,
+) -> Vec<Result<T, ErrorCode>>
+where
+    T: Send + 'static,
+    F: Fn(Rc<Services>, RoutedGroups) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Vec<T>> + 'static,
+{
     let mut by_coordinator: BTreeMap<ShardId, (Vec<usize>, RoutedGroups)> = BTreeMap::new();
     for (index, group_id) in groups.iter().enumerate() {
-        let route = route_in(topic, group_id, shard.shard_count);
+        let route = route_in(topic, group_id, services.shard_count);
         let entry = by_coordinator.entry(route.coordinator).or_default();
         entry.0.push(index);
         entry.1.push((route.partition, group_id.clone()));
@@ -510,20 +487,22 @@ async fn fan_out<T: 'static>(
     let mut calls = Vec::new();
     for (coordinator, (indexes, routed)) in by_coordinator {
         positions.push(indexes);
-        let shard = shard.clone();
-        let group_call = build(routed);
-        calls.push(async move { call(&shard, coordinator, group_call).await });
+        let services = services.clone();
+        let run = run.clone();
+        calls.push(async move {
+            on_coordinator(&services, coordinator, move |on| run(on, routed)).await
+        });
     }
     let answers = join_all(calls).await;
     let mut results: Vec<Option<Result<T, ErrorCode>>> = groups.iter().map(|_| None).collect();
     for (indexes, answer) in positions.into_iter().zip(answers) {
-        let answered = match answer.map(&unpack) {
-            Ok(Some(items)) if items.len() == indexes.len() => Ok(items),
-            Ok(_) => Err(ErrorCode::Unknown),
-            Err(code) => Err(code),
-        };
-        match answered {
+        match answer {
             Ok(items) => {
+                assert_eq!(
+                    items.len(),
+                    indexes.len(),
+                    "a coordinator answers each of its groups"
+                );
                 for (index, item) in indexes.into_iter().zip(items) {
                     results[index] = Some(Ok(item));
                 }
@@ -537,18 +516,18 @@ async fn fan_out<T: 'static>(
     }
     results
         .into_iter()
-        .map(|result| result.unwrap_or(Err(ErrorCode::Unknown)))
+        .map(|result| result.expect("every group has one coordinator"))
         .collect()
 }
 
-async fn describe_groups(shard: &Rc<Shard>, groups: Vec<String>) -> DescribeGroupsResponse {
+async fn describe_groups(services: &Rc<Services>, groups: Vec<String>) -> DescribeGroupsResponse {
     let not_found = |group_id: &str, error_code| DescribedGroup {
         error_code,
         group_id: group_id.to_string(),
         state: GroupState::Dead,
         ..DescribedGroup::default()
     };
-    let topic = match offsets_topic(shard, false).await {
+    let topic = match offsets_topic(services, false).await {
         Ok(Some(topic)) => topic,
         Ok(None) => {
             return DescribeGroupsResponse {
@@ -566,16 +545,9 @@ async fn describe_groups(shard: &Rc<Shard>, groups: Vec<String>) -> DescribeGrou
             }
         }
     };
-    let results = fan_out(
-        shard,
-        &topic,
-        &groups,
-        |groups| GroupCall::Describe { groups },
-        |answer| match answer {
-            GroupAnswer::Describe(response) => Some(response.groups),
-            _ => None,
-        },
-    )
+    let results = fan_out(services, &topic, &groups, |on, groups| async move {
+        coordinator::describe(&on, groups).await.groups
+    })
     .await;
     let mut described: Vec<DescribedGroup> = groups
         .iter()
@@ -585,7 +557,7 @@ async fn describe_groups(shard: &Rc<Shard>, groups: Vec<String>) -> DescribeGrou
             Err(code) => not_found(group_id, code),
         })
         .collect();
-    fill_high_watermarks(shard, &mut described).await;
+    fill_high_watermarks(services, &mut described).await;
     DescribeGroupsResponse {
         error_code: ErrorCode::None,
         groups: described,
@@ -593,8 +565,8 @@ async fn describe_groups(shard: &Rc<Shard>, groups: Vec<String>) -> DescribeGrou
 }
 
 /// Asks the owners of every described offset's partition for its high watermark.
-async fn fill_high_watermarks(shard: &Rc<Shard>, groups: &mut [DescribedGroup]) {
-    let snapshot = shard.snapshot();
+async fn fill_high_watermarks(services: &Rc<Services>, groups: &mut [DescribedGroup]) {
+    let snapshot = services.snapshot();
     let mut items = Vec::new();
     let mut places = Vec::new();
     for (group_index, group) in groups.iter().enumerate() {
@@ -617,15 +589,9 @@ async fn fill_high_watermarks(shard: &Rc<Shard>, groups: &mut [DescribedGroup]) 
     if items.is_empty() {
         return;
     }
-    let states = scatter(
-        shard,
-        items,
-        |partitions| ShardRequest::States { partitions },
-        |response| match response {
-            ShardResponse::States(states) => Some(states),
-            _ => None,
-        },
-    )
+    let states = scatter(services, items, |shard, partitions| async move {
+        shard.states(&partitions)
+    })
     .await;
     for ((group_index, topic_index, partition_index), state) in places.into_iter().zip(states) {
         if let Ok(state) = state {
@@ -635,12 +601,12 @@ async fn fill_high_watermarks(shard: &Rc<Shard>, groups: &mut [DescribedGroup]) 
     }
 }
 
-async fn delete_groups(shard: &Rc<Shard>, groups: Vec<String>) -> DeleteGroupsResponse {
+async fn delete_groups(services: &Rc<Services>, groups: Vec<String>) -> DeleteGroupsResponse {
     let result_of = |group_id: &str, error_code| GroupResult {
         group_id: group_id.to_string(),
         error_code,
     };
-    let topic: Arc<TopicMetadata> = match offsets_topic(shard, false).await {
+    let topic: Arc<TopicMetadata> = match offsets_topic(services, false).await {
         Ok(Some(topic)) => topic,
         Ok(None) => {
             return DeleteGroupsResponse {
@@ -658,16 +624,9 @@ async fn delete_groups(shard: &Rc<Shard>, groups: Vec<String>) -> DeleteGroupsRe
             }
         }
     };
-    let results = fan_out(
-        shard,
-        &topic,
-        &groups,
-        |groups| GroupCall::Delete { groups },
-        |answer| match answer {
-            GroupAnswer::Delete(response) => Some(response.results),
-            _ => None,
-        },
-    )
+    let results = fan_out(services, &topic, &groups, |on, groups| async move {
+        coordinator::delete_groups(&on, groups).await.results
+    })
     .await;
     DeleteGroupsResponse {
         error_code: ErrorCode::None,
@@ -682,8 +641,8 @@ async fn delete_groups(shard: &Rc<Shard>, groups: Vec<String>) -> DeleteGroupsRe
     }
 }
 
-async fn list_groups(shard: &Rc<Shard>, states: &[GroupState]) -> ListGroupsResponse {
-    match offsets_topic(shard, false).await {
+async fn list_groups(services: &Rc<Services>, states: &[GroupState]) -> ListGroupsResponse {
+    match offsets_topic(services, false).await {
         Ok(Some(_)) => {}
         Ok(None) => return ListGroupsResponse::default(),
         Err(error_code) => {
@@ -693,21 +652,23 @@ async fn list_groups(shard: &Rc<Shard>, states: &[GroupState]) -> ListGroupsResp
             }
         }
     }
-    let calls: Vec<_> = (0..shard.shard_count)
+    let calls: Vec<_> = (0..services.shard_count)
         .map(|coordinator| {
-            let shard = shard.clone();
+            let services = services.clone();
             let states = states.to_vec();
-            async move { call(&shard, coordinator, GroupCall::List { states }).await }
+            async move {
+                on_coordinator(&services, coordinator, move |on| async move {
+                    coordinator::list(&on, &states).await
+                })
+                .await
+            }
         })
         .collect();
     let mut response = ListGroupsResponse::default();
     for answer in join_all(calls).await {
         match answer {
-            Ok(GroupAnswer::List(listed)) if listed.error_code.is_none() => {
-                response.groups.extend(listed.groups)
-            }
-            Ok(GroupAnswer::List(listed)) => response.error_code = listed.error_code,
-            Ok(_) => response.error_code = ErrorCode::Unknown,
+            Ok(listed) if listed.error_code.is_none() => response.groups.extend(listed.groups),
+            Ok(listed) => response.error_code = listed.error_code,
             Err(code) => response.error_code = code,
         }
     }

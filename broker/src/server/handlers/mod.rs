@@ -28,8 +28,8 @@ use spate_protocol::frame::RequestFrame;
 
 use crate::catalog::{CatalogError, ProducerIdError};
 use crate::config::Limits;
+use crate::server::services::Services;
 use crate::shard::messages::PartitionError;
-use crate::shard::Shard;
 
 /// A decoded request with what its response needs: the correlation id and the version to
 /// answer at.
@@ -157,27 +157,29 @@ pub fn response_allowance(request: &Request, limits: &Limits) -> usize {
 }
 
 /// Runs a request; `None` means no response is sent (produce with acks=none).
-pub async fn execute(shard: Rc<Shard>, request: Request) -> Option<Vec<Bytes>> {
+pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Bytes>> {
     match request {
         Request::ApiVersions(request) => answer(&request, admin::api_versions(&request.body)),
         Request::Metadata(request) => answer(
             &request,
-            admin::metadata(&shard, request.body.topics.as_deref()).await,
+            admin::metadata(&services, request.body.topics.as_deref()).await,
         ),
-        Request::CreateTopics(request) => {
-            answer(&request, admin::create_topics(&shard, &request.body).await)
-        }
-        Request::DeleteTopics(request) => {
-            answer(&request, admin::delete_topics(&shard, &request.body).await)
-        }
-        Request::ListTopics(request) => answer(&request, admin::list_topics(&shard)),
+        Request::CreateTopics(request) => answer(
+            &request,
+            admin::create_topics(&services, &request.body).await,
+        ),
+        Request::DeleteTopics(request) => answer(
+            &request,
+            admin::delete_topics(&services, &request.body).await,
+        ),
+        Request::ListTopics(request) => answer(&request, admin::list_topics(&services)),
         Request::DescribeTopic(request) => answer(
             &request,
-            admin::describe_topic(&shard, &request.body.name).await,
+            admin::describe_topic(&services, &request.body.name).await,
         ),
         Request::AlterTopicConfig(request) => answer(
             &request,
-            admin::alter_topic_config(&shard, &request.body).await,
+            admin::alter_topic_config(&services, &request.body).await,
         ),
         Request::Produce(request, frame_body) => {
             let Envelope {
@@ -185,26 +187,27 @@ pub async fn execute(shard: Rc<Shard>, request: Request) -> Option<Vec<Bytes>> {
                 version,
                 body,
             } = request;
-            let response = data::produce(&shard, body, frame_body).await?;
+            let response = data::produce(&services, body, frame_body).await?;
             encode(correlation_id, version, &response)
         }
-        Request::Fetch(request) => answer(&request, data::fetch(&shard, &request.body).await),
+        Request::Fetch(request) => answer(&request, data::fetch(&services, &request.body).await),
         Request::ListOffsets(request) => {
-            answer(&request, data::list_offsets(&shard, &request.body).await)
+            answer(&request, data::list_offsets(&services, &request.body).await)
         }
-        Request::DeleteRecords(request) => {
-            answer(&request, data::delete_records(&shard, &request.body).await)
-        }
+        Request::DeleteRecords(request) => answer(
+            &request,
+            data::delete_records(&services, &request.body).await,
+        ),
         Request::InitProducerId(request) => answer(
             &request,
-            admin::init_producer_id(&shard, request.body).await,
+            admin::init_producer_id(&services, request.body).await,
         ),
-        Request::DescribeCluster(request) => answer(&request, admin::describe_cluster(&shard)),
+        Request::DescribeCluster(request) => answer(&request, admin::describe_cluster(&services)),
         Request::CreatePartitions(request) => answer(
             &request,
-            admin::create_partitions(&shard, &request.body).await,
+            admin::create_partitions(&services, &request.body).await,
         ),
-        Request::Group(request) => group::execute(&shard, request).await,
+        Request::Group(request) => group::execute(&services, request).await,
     }
 }
 

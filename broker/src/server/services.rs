@@ -1,0 +1,64 @@
+//! One shard's services: the shard, its end of the cross-shard mesh, and the per-shard services
+//! registered beside it (the group coordinator). Cross-shard calls run against this type
+//! (`shard::mesh::invoke_on`), and connections and handlers hold it.
+//!
+//! Shard-local: built on its executor thread at start-up, shared by that thread's tasks through
+//! `Rc`, dropped when the executor ends. A service added later (a Kafka coordinator,
+//! replication) becomes a field here and implements its layer's extension of
+//! [`ShardServices`].
+
+use std::ops::Deref;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::group::{GroupCoordinator, GroupServices};
+use crate::shard::mesh::{Mesh, ShardServices};
+use crate::shard::Shard;
+
+/// See the module documentation.
+pub struct Services {
+    pub shard: Rc<Shard>,
+    /// The broker configuration (the server's limits, the listen address, ...).
+    pub config: Arc<Config>,
+    mesh: Mesh<Services>,
+    /// The consumer groups this shard coordinates.
+    groups: GroupCoordinator,
+}
+
+impl Services {
+    pub fn new(shard: Rc<Shard>, config: Arc<Config>, mesh: Mesh<Services>) -> Rc<Services> {
+        assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
+        let groups = GroupCoordinator::new(config.groups.clone());
+        Rc::new(Services {
+            shard,
+            config,
+            mesh,
+            groups,
+        })
+    }
+}
+
+impl Deref for Services {
+    type Target = Shard;
+
+    fn deref(&self) -> &Shard {
+        &self.shard
+    }
+}
+
+impl ShardServices for Services {
+    fn shard(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
+    fn mesh(&self) -> &Mesh<Services> {
+        &self.mesh
+    }
+}
+
+impl GroupServices for Services {
+    fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+}
