@@ -61,17 +61,12 @@ fn bench_directory() -> PathBuf {
             ))
         });
     std::fs::create_dir_all(&directory).expect("create bench directory");
-    let c_path = std::ffi::CString::new(directory.as_os_str().as_encoded_bytes()).expect("path");
-    // SAFETY: statfs fills the zeroed struct for a valid NUL-terminated path.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    let result = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
-    assert_eq!(result, 0, "statfs {}", directory.display());
-    assert_ne!(
-        stat.f_type,
-        libc::TMPFS_MAGIC,
-        "{} is tmpfs: O_DIRECT would not reach a disk",
-        directory.display()
-    );
+    if let Some(kind) = spate_broker::catalog::medium::memory_file_system(&directory) {
+        panic!(
+            "{} is {kind}: O_DIRECT would not reach a disk",
+            directory.display()
+        );
+    }
     directory
 }
 

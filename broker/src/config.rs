@@ -816,17 +816,12 @@ fn resolve_listen(text: &str) -> Result<SocketAddr, ConfigError> {
 
 /// The CPUs this process may run on (its affinity mask), in ascending order.
 pub fn available_cores() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data; sched_getaffinity writes at most its size.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let result =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if result != 0 {
+    let Ok(set) = rustix::thread::sched_getaffinity(None) else {
         let count = std::thread::available_parallelism().map_or(1, |count| count.get());
         return (0..count).collect();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `core` is below CPU_SETSIZE, the size of the set.
-        .filter(|&core| unsafe { libc::CPU_ISSET(core, &set) })
+    };
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&core| set.is_set(core))
         .collect()
 }
 

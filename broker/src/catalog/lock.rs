@@ -61,11 +61,9 @@ impl DataDirectoryLock {
             .truncate(false)
             .open(&path)
             .map_err(io("open", &path))?;
-        // SAFETY: flock(2) on a descriptor this function owns; no memory is passed.
-        let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if result != 0 {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        let locked = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if let Err(errno) = locked {
+            if errno == rustix::io::Errno::WOULDBLOCK {
                 let mut text = String::new();
                 let holder = match file.read_to_string(&mut text) {
                     Ok(_) if !text.trim().is_empty() => text.trim().replace('\n', ", "),
@@ -78,7 +76,7 @@ impl DataDirectoryLock {
                     holder,
                 });
             }
-            return Err(io("flock", &path)(error));
+            return Err(io("flock", &path)(errno.into()));
         }
         let details = holder_details(owner);
         file.set_len(0).map_err(io("truncate", &path))?;

@@ -6,8 +6,6 @@
 //! acknowledged acks=all record is lost with the machine. The broker still runs there (tests and
 //! demos use it) but says so loudly at start.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// `f_type` of tmpfs (and of `/dev/shm`), from `linux/magic.h`.
@@ -18,14 +16,7 @@ const RAMFS_MAGIC: i64 = 0x8584_58f6;
 /// The memory file system `path` is on ("tmpfs", "ramfs"), or `None` for anything else, or when
 /// it cannot be told (statfs failed: the caller's own I/O reports that better).
 pub fn memory_file_system(path: &Path) -> Option<&'static str> {
-    let text = CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `statfs` is plain data; statfs(2) writes at most its size and reads the
-    // NUL-terminated path, which outlives the call.
-    let mut status: libc::statfs = unsafe { std::mem::zeroed() };
-    let result = unsafe { libc::statfs(text.as_ptr(), &mut status) };
-    if result != 0 {
-        return None;
-    }
+    let status = rustix::fs::statfs(path).ok()?;
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets.
     match status.f_type as i64 {
         TMPFS_MAGIC => Some("tmpfs"),

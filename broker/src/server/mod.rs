@@ -574,16 +574,10 @@ async fn accept_until_shutdown(
 /// The open-file cache's limit per shard: the configured one, else a share of the descriptor
 /// limit (RLIMIT_NOFILE, read when the shard starts, so after the raise at start-up).
 fn open_files_per_shard_max(limits: &crate::config::Limits, shard_count: usize) -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only the struct it is given.
-    let descriptors_max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        crate::storage::file_cache::DESCRIPTOR_LIMIT_ASSUMED
-    };
+    // `None` is RLIM_INFINITY.
+    let descriptors_max = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
     open_files_per_shard(limits, shard_count, descriptors_max)
 }
 

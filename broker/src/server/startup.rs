@@ -1,7 +1,7 @@
 //! Start-up facts an operator needs: the io_uring memlock situation, the open-files limit, and
 //! the listener socket.
 //!
-//! `memlock_report` reads RLIMIT_MEMLOCK (via libc) and says whether glommio can register its
+//! `memlock_report` reads RLIMIT_MEMLOCK and says whether glommio can register its
 //! io_uring buffers or will fall back to slower unregistered ones, and how to fix it.
 //! `raise_open_files_limit` lifts RLIMIT_NOFILE's soft limit to the hard one, and
 //! `connections_allowed_by` says how many connections the result leaves room for.
@@ -14,6 +14,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Resource, Rlimit};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// Backlog of the listening socket (the kernel caps it at somaxconn).
@@ -44,18 +45,12 @@ pub enum MemlockSituation {
 
 /// Reads the limits and judges them for `shards` executors with `io_memory_bytes` each.
 pub fn memlock_situation(shards: usize, io_memory_bytes: usize) -> MemlockSituation {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the pointed-to value.
-    let result = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
-    // SAFETY: geteuid has no preconditions.
-    let is_root = unsafe { libc::geteuid() } == 0;
-    if result != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+    let limit = rustix::process::getrlimit(Resource::Memlock);
+    let is_root = rustix::process::geteuid().is_root();
+    // `None` is RLIM_INFINITY.
+    let Some(limit_bytes) = limit.current else {
         return MemlockSituation::Registered { limit_bytes: None };
-    }
-    let limit_bytes = limit.rlim_cur;
+    };
     if limit_bytes < GLOMMIO_MEMLOCK_MIN_BYTES && !is_root {
         return MemlockSituation::TooLow { limit_bytes };
     }
@@ -146,33 +141,28 @@ pub struct OpenFilesLimit {
 }
 
 /// Raises the soft open-files limit to the hard limit (connections each take a descriptor, and
-/// the default soft limit of 1024 is far below what a broker needs). `None` if the limit cannot
-/// be read; a failed raise keeps the old soft limit.
-pub fn raise_open_files_limit() -> Option<OpenFilesLimit> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the pointed-to value.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    let soft_before = limit.rlim_cur;
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
+/// the default soft limit of 1024 is far below what a broker needs). A failed raise keeps the
+/// old soft limit. Reading the limit cannot fail (prlimit64 on this process).
+pub fn raise_open_files_limit() -> OpenFilesLimit {
+    // `None` is RLIM_INFINITY, which counts as the largest limit.
+    let limit = rustix::process::getrlimit(Resource::Nofile);
+    let soft_before = limit.current.unwrap_or(u64::MAX);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    let mut soft = soft_before;
+    if soft < hard {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
         };
-        // SAFETY: setrlimit reads one rlimit from the pointed-to value.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit.rlim_cur = limit.rlim_max;
+        if rustix::process::setrlimit(Resource::Nofile, raised).is_ok() {
+            soft = hard;
         }
     }
-    Some(OpenFilesLimit {
+    OpenFilesLimit {
         soft_before,
-        soft: limit.rlim_cur,
-        hard: limit.rlim_max,
-    })
+        soft,
+        hard,
+    }
 }
 
 /// How many client connections fit in `open_files` descriptors when `kept` of them stay with the
@@ -191,10 +181,7 @@ pub fn log_open_files(
     connections_max: usize,
     files_for: impl Fn(u64) -> usize,
 ) -> usize {
-    let Some(limit) = raise_open_files_limit() else {
-        tracing::warn!("cannot read the open-files limit (RLIMIT_NOFILE); connections are limited by connections_max only");
-        return connections_max;
-    };
+    let limit = raise_open_files_limit();
     let files = files_for(limit.soft);
     let kept = files.saturating_add(reserved);
     let allowed = connections_allowed_by(limit.soft, kept);

@@ -10,8 +10,8 @@
 //! socket accepts a byte; it restarts with every byte accepted. sendfile/splice does not apply: reads are
 //! O_DIRECT into user memory (there is no page-cache page to splice from).
 
-use std::io;
-use std::os::fd::AsRawFd;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use bytes::Bytes;
 use futures_lite::{AsyncWrite, AsyncWriteExt};
@@ -31,7 +31,10 @@ pub async fn write_chunks<S: AsyncWrite + AsRawFd + Unpin>(
     };
     position.skip_empty(chunks);
     while position.chunk < chunks.len() {
-        match send_vectored(stream.as_raw_fd(), chunks, &position) {
+        // SAFETY: the descriptor belongs to `stream`, which outlives this borrow (std's I/O
+        // safety; glommio's stream gives only a raw descriptor, no `AsFd`).
+        let socket = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        match send_vectored(socket, chunks, &position) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
@@ -89,8 +92,12 @@ impl Position {
     }
 }
 
-fn send_vectored(fd: i32, chunks: &[Bytes], position: &Position) -> io::Result<usize> {
-    let mut iovecs: Vec<libc::iovec> =
+fn send_vectored(
+    socket: BorrowedFd<'_>,
+    chunks: &[Bytes],
+    position: &Position,
+) -> io::Result<usize> {
+    let mut iovecs: Vec<IoSlice<'_>> =
         Vec::with_capacity((chunks.len() - position.chunk).min(IOVECS_PER_CALL_MAX));
     for (index, chunk) in chunks[position.chunk..].iter().enumerate() {
         if iovecs.len() == IOVECS_PER_CALL_MAX {
@@ -101,21 +108,15 @@ fn send_vectored(fd: i32, chunks: &[Bytes], position: &Position) -> io::Result<u
         if remaining.is_empty() {
             continue;
         }
-        iovecs.push(libc::iovec {
-            iov_base: remaining.as_ptr() as *mut libc::c_void,
-            iov_len: remaining.len(),
-        });
+        iovecs.push(IoSlice::new(remaining));
     }
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header that we then fill in.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = iovecs.as_mut_ptr();
-    message.msg_iovlen = iovecs.len() as _;
-    // SAFETY: every iovec points into a live `Bytes` borrowed for this call; the kernel only reads.
-    let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(sent as usize)
+    let sent = rustix::net::sendmsg(
+        socket,
+        &iovecs,
+        &mut rustix::net::SendAncillaryBuffer::default(),
+        rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+    )?;
+    Ok(sent)
 }
 
 #[cfg(test)]

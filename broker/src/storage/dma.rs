@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -159,8 +159,7 @@ impl DmaFileSystem {
             // Written under a name of this thread's own and renamed into place: the shards of one
             // broker run this concurrently, and a plain write truncates the file first, so a peer
             // opening it at that moment would probe an empty file (the very misfire this avoids).
-            // SAFETY: gettid has no preconditions and cannot fail.
-            let thread_id = unsafe { libc::gettid() };
+            let thread_id = rustix::thread::gettid().as_raw_nonzero();
             let staging_path = data_dir.join(format!("{IOPOLL_PROBE_FILE_NAME}.{thread_id}.tmp"));
             std::fs::write(&staging_path, [0x5a_u8; DIRECT_IO_ALIGNMENT_BYTES]).map_err(
                 |source| StorageError::io("writing iopoll probe", &staging_path, None, source),
@@ -240,15 +239,10 @@ impl StorageFile for DmaStorageFile {
         // A plain fstat on the descriptor: it reads the in-memory inode and never waits for the
         // device (glommio's statx returns no link count), so it costs about a microsecond on
         // the executor thread, once per sync.
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: the descriptor is open for the life of `self.file`, and fstat writes a whole
-        // `stat` into the buffer when it returns 0.
-        let status = unsafe { libc::fstat(self.file.as_raw_fd(), stat.as_mut_ptr()) };
-        if status != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fstat returned 0, so it initialised the buffer.
-        let links = unsafe { stat.assume_init() }.st_nlink;
+        // SAFETY: the descriptor is open for the life of `self.file`, which outlives this
+        // borrow (glommio's `DmaFile` gives only a raw descriptor, no `AsFd`).
+        let descriptor = unsafe { BorrowedFd::borrow_raw(self.file.as_raw_fd()) };
+        let links = rustix::fs::fstat(descriptor)?.st_nlink;
         #[allow(clippy::unnecessary_cast)] // `nlink_t` is u32 on some targets.
         Ok(links as u64)
     }

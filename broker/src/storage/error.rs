@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustix::io::Errno;
 use spate_protocol::BatchError;
 
 use super::config::ConfigError;
@@ -155,7 +156,7 @@ impl fmt::Display for Position {
 impl StorageError {
     /// Wraps an I/O error with its context; `ENOSPC` becomes [`StorageError::NoSpace`].
     pub fn io(op: &'static str, path: &Path, position: Option<u64>, source: io::Error) -> Self {
-        let no_space = source.raw_os_error() == Some(libc::ENOSPC)
+        let no_space = source.raw_os_error() == Some(Errno::NOSPC.raw_os_error())
             || source.kind() == io::ErrorKind::StorageFull;
         let path = path.to_path_buf();
         let source = Arc::new(source);
@@ -252,7 +253,7 @@ mod tests {
             "writing",
             Path::new("/data/0.log"),
             Some(4096),
-            io::Error::from_raw_os_error(libc::ENOSPC),
+            io::Error::from(Errno::NOSPC),
         );
         assert!(error.is_no_space());
         let text = error.to_string();
@@ -289,7 +290,7 @@ mod tests {
             "syncing",
             Path::new("/data/0.log"),
             None,
-            io::Error::from_raw_os_error(libc::EIO),
+            io::Error::from(Errno::IO),
         );
         assert!(matches!(error, StorageError::Io { op: "syncing", .. }));
     }
@@ -300,7 +301,7 @@ mod tests {
             "syncing",
             Path::new("/data/0.log"),
             None,
-            io::Error::from_raw_os_error(libc::EIO),
+            io::Error::from(Errno::IO),
         );
         let text = error.to_string();
         assert!(

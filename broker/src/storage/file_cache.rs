@@ -40,8 +40,6 @@ pub const DESCRIPTOR_SHARE_PERCENT: u64 = 50;
 /// thrash; above the upper one more open files save nothing measurable.
 pub const OPEN_FILES_PER_SHARD_MIN: usize = 16;
 pub const OPEN_FILES_PER_SHARD_DERIVED_MAX: usize = 16_384;
-/// The descriptor limit assumed when it cannot be read (Linux's usual soft limit).
-pub const DESCRIPTOR_LIMIT_ASSUMED: u64 = 1024;
 
 /// The per-shard limit derived from the process's descriptor limit: an equal part of
 /// [`DESCRIPTOR_SHARE_PERCENT`] of it for each shard, within

@@ -41,6 +41,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use rustix::io::Errno;
 
 use super::file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 
@@ -206,8 +207,8 @@ impl Operation {
     }
 }
 
-fn os_error(code: i32) -> io::Error {
-    io::Error::from_raw_os_error(code)
+fn os_error(errno: Errno) -> io::Error {
+    errno.into()
 }
 
 impl Disk {
@@ -223,16 +224,16 @@ impl Disk {
         }
         if self.no_space && operation.allocates() {
             self.stats.injected_errors += 1;
-            return Some(os_error(libc::ENOSPC));
+            return Some(os_error(Errno::NOSPC));
         }
         if !self.rng.chance_ppm(self.faults.error_ppm) {
             return None;
         }
         self.stats.injected_errors += 1;
         if operation.allocates() && self.rng.below(2) == 0 {
-            Some(os_error(libc::ENOSPC))
+            Some(os_error(Errno::NOSPC))
         } else {
-            Some(os_error(libc::EIO))
+            Some(os_error(Errno::IO))
         }
     }
 
@@ -488,7 +489,7 @@ impl MemoryFileSystem {
         if disk.directories.contains(path) {
             Ok(())
         } else {
-            Err(os_error(libc::ENOENT))
+            Err(os_error(Errno::NOENT))
         }
     }
 }
@@ -598,7 +599,7 @@ impl StorageFile for MemoryFile {
         maybe_yield(&self.disk).await;
         let mut disk = self.live_disk()?;
         if disk.preallocation_unsupported {
-            return Err(os_error(libc::EOPNOTSUPP));
+            return Err(os_error(Errno::OPNOTSUPP));
         }
         if let Some(error) = disk.fault(Operation::Preallocate) {
             return Err(error);
@@ -642,7 +643,7 @@ impl FileSystem for MemoryFileSystem {
         let existing = disk.names.get(path).copied();
         let operation = match (existing, mode) {
             (Some(_), _) => Operation::Open,
-            (None, OpenMode::Existing) => return Err(os_error(libc::ENOENT)),
+            (None, OpenMode::Existing) => return Err(os_error(Errno::NOENT)),
             (None, OpenMode::CreateIfMissing) => Operation::Create,
         };
         if let Some(error) = disk.fault(operation) {
@@ -652,7 +653,7 @@ impl FileSystem for MemoryFileSystem {
             Some(inode) => inode,
             None => {
                 if !disk.parent_exists(path) {
-                    return Err(os_error(libc::ENOENT));
+                    return Err(os_error(Errno::NOENT));
                 }
                 let inode = disk.inode_next;
                 disk.inode_next += 1;
@@ -723,7 +724,7 @@ impl FileSystem for MemoryFileSystem {
         let inode = disk
             .names
             .remove(path)
-            .ok_or_else(|| os_error(libc::ENOENT))?;
+            .ok_or_else(|| os_error(Errno::NOENT))?;
         disk.unsynced_names.push(NameOperation::Unlink {
             path: path.to_path_buf(),
             inode,
@@ -744,7 +745,7 @@ impl FileSystem for MemoryFileSystem {
                 .iter()
                 .any(|directory| directory.parent() == Some(path));
         if occupied {
-            return Err(os_error(libc::ENOTEMPTY));
+            return Err(os_error(Errno::NOTEMPTY));
         }
         disk.directories.remove(path);
         Ok(())
@@ -759,7 +760,7 @@ impl FileSystem for MemoryFileSystem {
         let inode = disk
             .names
             .remove(source)
-            .ok_or_else(|| os_error(libc::ENOENT))?;
+            .ok_or_else(|| os_error(Errno::NOENT))?;
         disk.names.insert(target.to_path_buf(), inode);
         disk.unsynced_names.push(NameOperation::Rename {
             source: source.to_path_buf(),
@@ -879,7 +880,7 @@ mod tests {
             file.write_at(0, block(4)).await.unwrap();
             disk.set_no_space(true);
             let error = file.write_at(4096, block(5)).await.unwrap_err();
-            assert_eq!(error.raw_os_error(), Some(libc::ENOSPC));
+            assert_eq!(error.raw_os_error(), Some(Errno::NOSPC.raw_os_error()));
             assert_eq!(file.read_at(0, 10).await.unwrap().len(), 10);
             file.truncate(100).await.unwrap();
             disk.set_no_space(false);
