@@ -1,0 +1,995 @@
+//! The native protocol's bytes, pinned: a representative value of every request and response of
+//! every API (and the consumer protocol's subscription and assignment) encodes to exactly the
+//! bytes recorded in `wire_bytes.golden`, and those bytes decode back to the value.
+//!
+//! The golden file was written by the hand-written codecs that the declared ones replaced, so
+//! this test is the proof that old and new clients and brokers exchange the same bytes. The
+//! values use distinct non-zero numbers, non-empty strings, present and absent options and
+//! lists of two, so that a swapped field, a wrong width or a lost tag changes the bytes. The
+//! match over `ApiKey` has no wildcard: a new API does not compile until it has values here.
+//!
+//! To record a new API's bytes (never to make an existing line pass), run the test with
+//! `SPATE_RECORD_WIRE_BYTES=1`; it then rewrites the file and fails.
+
+use std::fmt::Debug;
+
+use bytes::{Bytes, BytesMut};
+use spate_protocol::api::*;
+use spate_protocol::batch::{BatchBuilder, BatchOptions, NO_HEADERS};
+use spate_protocol::ErrorCode;
+
+const GOLDEN_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wire_bytes.golden");
+
+/// Encodings by name, in the order they were produced.
+#[derive(Default)]
+struct Encodings {
+    lines: Vec<(String, String)>,
+}
+
+impl Encodings {
+    fn message<M: Message + PartialEq + Debug>(&mut self, label: &str, message: M) {
+        let mut body = BytesMut::new();
+        message.encode(0, &mut body).expect("representative value encodes");
+        let decoded = M::decode(0, body.clone().freeze()).expect("its bytes decode");
+        assert_eq!(decoded, message, "{label} round-trips");
+        self.push(format!("{}/{label}", M::NAME), &body);
+    }
+
+    fn push(&mut self, name: String, bytes: &[u8]) {
+        let hex = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert!(
+            !self.lines.iter().any(|(existing, _)| *existing == name),
+            "duplicate label {name}"
+        );
+        self.lines.push((name, hex));
+    }
+
+    fn render(&self) -> String {
+        self.lines
+            .iter()
+            .map(|(name, hex)| format!("{name} {hex}\n"))
+            .collect()
+    }
+}
+
+fn text(label: &str) -> String {
+    format!("{label}-text")
+}
+
+fn opaque(seed: u8) -> Bytes {
+    Bytes::from(vec![seed, seed.wrapping_add(1), seed.wrapping_add(2)])
+}
+
+fn code(number: u16) -> ErrorCode {
+    ErrorCode::from_u16_lossy(number)
+}
+
+fn sealed_batch(base: u8) -> Bytes {
+    let mut builder = BatchBuilder::new(BatchOptions::default());
+    builder
+        .append(Some(&[base]), Some(b"value"), NO_HEADERS, 1_700_000_000_000)
+        .unwrap();
+    builder
+        .append(None, Some(&[base, base]), NO_HEADERS, 1_700_000_000_001)
+        .unwrap();
+    builder.seal().unwrap().freeze()
+}
+
+fn configs() -> Vec<ConfigEntry> {
+    vec![
+        ConfigEntry::new("retention.ms", "604800000"),
+        ConfigEntry::new("durability", "group-commit"),
+    ]
+}
+
+fn partition_metadata() -> Vec<PartitionMetadata> {
+    vec![
+        PartitionMetadata {
+            partition: 0x0102_0304,
+            error_code: ErrorCode::None,
+            shard_id: 0x0506_0708,
+            log_start_offset: 0x1112_1314_1516_1718,
+            high_watermark: 0x2122_2324_2526_2728,
+            error_message: None,
+        },
+        PartitionMetadata {
+            partition: 7,
+            error_code: ErrorCode::PartitionOffline,
+            shard_id: 1,
+            log_start_offset: 3,
+            high_watermark: 9,
+            error_message: Some(text("offline")),
+        },
+    ]
+}
+
+fn topic_results() -> Vec<TopicResult> {
+    vec![
+        TopicResult {
+            name: "alpha".into(),
+            error_code: ErrorCode::None,
+            error_message: None,
+        },
+        TopicResult {
+            name: "beta".into(),
+            error_code: ErrorCode::TopicAlreadyExists,
+            error_message: Some(text("exists")),
+        },
+    ]
+}
+
+fn topic_partition_lists() -> Vec<TopicPartitionList> {
+    vec![
+        TopicPartitionList {
+            name: "alpha".into(),
+            partitions: vec![0, 0x0a0b_0c0d],
+        },
+        TopicPartitionList {
+            name: "beta".into(),
+            partitions: vec![],
+        },
+    ]
+}
+
+fn partition_results() -> Vec<TopicPartitions<PartitionResult>> {
+    vec![TopicPartitions {
+        name: "alpha".into(),
+        partitions: vec![
+            PartitionResult {
+                partition: 1,
+                error_code: ErrorCode::None,
+            },
+            PartitionResult {
+                partition: 0x0102_0304,
+                error_code: code(23),
+            },
+        ],
+    }]
+}
+
+fn subscription() -> ConsumerSubscription {
+    ConsumerSubscription {
+        topics: vec!["alpha".into(), "beta".into()],
+        owned_partitions: topic_partition_lists(),
+        user_data: opaque(40),
+    }
+}
+
+fn assignment() -> ConsumerAssignment {
+    ConsumerAssignment {
+        partitions: topic_partition_lists(),
+        user_data: opaque(50),
+    }
+}
+
+/// Adds the representative request and response of `api_key`.
+fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
+    match api_key {
+        ApiKey::ApiVersions => {
+            encodings.message(
+                "ranges",
+                ApiVersionsRequest {
+                    client_versions: vec![
+                        ApiVersionRange {
+                            api_key: 0x0102,
+                            min_version: 0x0304,
+                            max_version: 0x0506,
+                        },
+                        ApiVersionRange {
+                            api_key: 7,
+                            min_version: 0,
+                            max_version: 2,
+                        },
+                    ],
+                },
+            );
+            encodings.message(
+                "supported",
+                ApiVersionsResponse {
+                    error_code: code(6),
+                    broker_versions: SUPPORTED_API_VERSIONS.to_vec(),
+                },
+            );
+        }
+        ApiKey::Metadata => {
+            encodings.message("all", MetadataRequest { topics: None });
+            encodings.message(
+                "named",
+                MetadataRequest {
+                    topics: Some(vec!["alpha".into(), "beta".into()]),
+                },
+            );
+            encodings.message(
+                "topics",
+                MetadataResponse {
+                    topics: vec![
+                        TopicMetadata {
+                            error_code: ErrorCode::None,
+                            name: "alpha".into(),
+                            partitions: partition_metadata(),
+                        },
+                        TopicMetadata {
+                            error_code: ErrorCode::UnknownTopicOrPartition,
+                            name: "gone".into(),
+                            partitions: vec![],
+                        },
+                    ],
+                },
+            );
+        }
+        ApiKey::CreateTopics => {
+            encodings.message(
+                "two",
+                CreateTopicsRequest {
+                    topics: vec![
+                        CreateTopic {
+                            name: "alpha".into(),
+                            partition_count: 0x0102_0304,
+                            configs: configs(),
+                        },
+                        CreateTopic {
+                            name: "beta".into(),
+                            partition_count: 1,
+                            configs: vec![],
+                        },
+                    ],
+                    timeout_ms: 0x0a0b_0c0d,
+                },
+            );
+            encodings.message(
+                "results",
+                CreateTopicsResponse {
+                    results: topic_results(),
+                },
+            );
+        }
+        ApiKey::DeleteTopics => {
+            encodings.message(
+                "two",
+                DeleteTopicsRequest {
+                    names: vec!["alpha".into(), "beta".into()],
+                    timeout_ms: 0x0a0b_0c0d,
+                },
+            );
+            encodings.message(
+                "results",
+                DeleteTopicsResponse {
+                    results: topic_results(),
+                },
+            );
+        }
+        ApiKey::ListTopics => {
+            encodings.message("empty", ListTopicsRequest {});
+            encodings.message(
+                "two",
+                ListTopicsResponse {
+                    error_code: code(17),
+                    topics: vec![
+                        TopicListing {
+                            name: "alpha".into(),
+                            partition_count: 0x0102_0304,
+                        },
+                        TopicListing {
+                            name: "beta".into(),
+                            partition_count: 2,
+                        },
+                    ],
+                },
+            );
+        }
+        ApiKey::DescribeTopic => {
+            encodings.message(
+                "named",
+                DescribeTopicRequest {
+                    name: "alpha".into(),
+                },
+            );
+            encodings.message(
+                "full",
+                DescribeTopicResponse {
+                    error_code: code(4),
+                    error_message: Some(text("describe")),
+                    name: "alpha".into(),
+                    configs: configs(),
+                    partitions: partition_metadata(),
+                },
+            );
+        }
+        ApiKey::AlterTopicConfig => {
+            encodings.message(
+                "set_and_reset",
+                AlterTopicConfigRequest {
+                    name: "alpha".into(),
+                    set: configs(),
+                    reset: vec!["segment.ms".into(), "retention.bytes".into()],
+                },
+            );
+            encodings.message(
+                "failed",
+                AlterTopicConfigResponse {
+                    error_code: code(9),
+                    error_message: Some(text("alter")),
+                },
+            );
+        }
+        ApiKey::Produce => {
+            encodings.message(
+                "two_partitions",
+                ProduceRequest {
+                    acks: Acks::Leader,
+                    timeout_ms: 0x0102_0304,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            ProducePartition {
+                                partition: 3,
+                                batches: vec![sealed_batch(1), sealed_batch(2)],
+                            },
+                            ProducePartition {
+                                partition: 0x0a0b_0c0d,
+                                batches: vec![],
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message(
+                "acks_all",
+                ProduceRequest {
+                    acks: Acks::All,
+                    timeout_ms: 5,
+                    topics: vec![],
+                },
+            );
+            encodings.message(
+                "offsets",
+                ProduceResponse {
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            ProducePartitionResponse {
+                                partition: 3,
+                                error_code: ErrorCode::None,
+                                base_offset: 0x1112_1314_1516_1718,
+                                log_append_time_ms: -1,
+                                log_start_offset: 0x2122_2324_2526_2728,
+                            },
+                            ProducePartitionResponse {
+                                partition: 4,
+                                error_code: code(27),
+                                base_offset: 0,
+                                log_append_time_ms: 0x0102_0304_0506,
+                                log_start_offset: 9,
+                            },
+                        ],
+                    }],
+                },
+            );
+        }
+        ApiKey::Fetch => {
+            encodings.message(
+                "two_partitions",
+                FetchRequest {
+                    max_wait_ms: 0x0102_0304,
+                    min_bytes: 0x0506_0708,
+                    max_bytes: 0x090a_0b0c,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            FetchPartition {
+                                partition: 1,
+                                fetch_offset: 0x1112_1314_1516_1718,
+                                partition_max_bytes: 0x2122_2324,
+                            },
+                            FetchPartition {
+                                partition: 2,
+                                fetch_offset: 0,
+                                partition_max_bytes: 1,
+                            },
+                        ],
+                    }],
+                },
+            );
+            let mut joined = BytesMut::new();
+            joined.extend_from_slice(&sealed_batch(3));
+            joined.extend_from_slice(&sealed_batch(4));
+            encodings.message(
+                "records",
+                FetchResponse {
+                    error_code: code(17),
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            FetchPartitionResponse {
+                                partition: 1,
+                                error_code: ErrorCode::None,
+                                high_watermark: 0x1112_1314_1516_1718,
+                                log_start_offset: 0x2122_2324_2526_2728,
+                                records: RecordSet::from_bytes(joined.freeze()),
+                            },
+                            FetchPartitionResponse {
+                                partition: 2,
+                                error_code: code(5),
+                                high_watermark: 3,
+                                log_start_offset: 1,
+                                records: RecordSet::default(),
+                            },
+                        ],
+                    }],
+                },
+            );
+        }
+        ApiKey::ListOffsets => {
+            encodings.message(
+                "specs",
+                ListOffsetsRequest {
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            ListOffsetsPartition {
+                                partition: 1,
+                                spec: OffsetSpec::Earliest,
+                            },
+                            ListOffsetsPartition {
+                                partition: 2,
+                                spec: OffsetSpec::Latest,
+                            },
+                            ListOffsetsPartition {
+                                partition: 0x0102_0304,
+                                spec: OffsetSpec::Timestamp(0x0506_0708_090a),
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message(
+                "answers",
+                ListOffsetsResponse {
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            ListOffsetsPartitionResponse {
+                                partition: 1,
+                                error_code: ErrorCode::None,
+                                offset: Some(0x1112_1314_1516_1718),
+                                timestamp: -1,
+                            },
+                            ListOffsetsPartitionResponse {
+                                partition: 2,
+                                error_code: code(4),
+                                offset: None,
+                                timestamp: 0x0102_0304_0506,
+                            },
+                        ],
+                    }],
+                },
+            );
+        }
+        ApiKey::DeleteRecords => {
+            encodings.message(
+                "two",
+                DeleteRecordsRequest {
+                    timeout_ms: 0x0102_0304,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            DeleteRecordsPartition {
+                                partition: 1,
+                                before_offset: 0x1112_1314_1516_1718,
+                            },
+                            DeleteRecordsPartition {
+                                partition: 2,
+                                before_offset: 0,
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message(
+                "two",
+                DeleteRecordsResponse {
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            DeleteRecordsPartitionResponse {
+                                partition: 1,
+                                error_code: ErrorCode::None,
+                                log_start_offset: 0x1112_1314_1516_1718,
+                            },
+                            DeleteRecordsPartitionResponse {
+                                partition: 2,
+                                error_code: code(5),
+                                log_start_offset: 3,
+                            },
+                        ],
+                    }],
+                },
+            );
+        }
+        ApiKey::JoinGroup => {
+            encodings.message(
+                "static_member",
+                JoinGroupRequest {
+                    group_id: "group".into(),
+                    session_timeout_ms: 0x0102_0304,
+                    rebalance_timeout_ms: 0x0506_0708,
+                    member_id: "member-1".into(),
+                    group_instance_id: Some("instance".into()),
+                    protocol_type: CONSUMER_PROTOCOL_TYPE.into(),
+                    protocols: vec![
+                        GroupProtocol {
+                            name: "range".into(),
+                            metadata: subscription().encode().unwrap(),
+                        },
+                        GroupProtocol {
+                            name: "sticky".into(),
+                            metadata: opaque(9),
+                        },
+                    ],
+                },
+            );
+            encodings.message(
+                "first_join",
+                JoinGroupRequest {
+                    group_id: "group".into(),
+                    session_timeout_ms: 1,
+                    rebalance_timeout_ms: 2,
+                    member_id: String::new(),
+                    group_instance_id: None,
+                    protocol_type: CONSUMER_PROTOCOL_TYPE.into(),
+                    protocols: vec![],
+                },
+            );
+            encodings.message(
+                "leader",
+                JoinGroupResponse {
+                    error_code: ErrorCode::None,
+                    generation_id: 0x0102_0304,
+                    protocol_type: Some(CONSUMER_PROTOCOL_TYPE.into()),
+                    protocol_name: Some("range".into()),
+                    leader: "member-1".into(),
+                    member_id: "member-1".into(),
+                    members: vec![
+                        JoinGroupMember {
+                            member_id: "member-1".into(),
+                            group_instance_id: Some("instance".into()),
+                            metadata: opaque(11),
+                        },
+                        JoinGroupMember {
+                            member_id: "member-2".into(),
+                            group_instance_id: None,
+                            metadata: Bytes::new(),
+                        },
+                    ],
+                },
+            );
+            encodings.message(
+                "error",
+                JoinGroupResponse::error(ErrorCode::MemberIdRequired, "member-3"),
+            );
+        }
+        ApiKey::SyncGroup => {
+            encodings.message(
+                "leader",
+                SyncGroupRequest {
+                    group_id: "group".into(),
+                    generation_id: 0x0102_0304,
+                    member_id: "member-1".into(),
+                    group_instance_id: Some("instance".into()),
+                    protocol_type: Some(CONSUMER_PROTOCOL_TYPE.into()),
+                    protocol_name: None,
+                    assignments: vec![
+                        SyncGroupAssignment {
+                            member_id: "member-1".into(),
+                            assignment: assignment().encode().unwrap(),
+                        },
+                        SyncGroupAssignment {
+                            member_id: "member-2".into(),
+                            assignment: Bytes::new(),
+                        },
+                    ],
+                },
+            );
+            encodings.message(
+                "assigned",
+                SyncGroupResponse {
+                    error_code: code(27),
+                    protocol_type: None,
+                    protocol_name: Some("range".into()),
+                    assignment: opaque(12),
+                },
+            );
+        }
+        ApiKey::Heartbeat => {
+            encodings.message(
+                "member",
+                HeartbeatRequest {
+                    group_id: "group".into(),
+                    generation_id: -0x0102_0304,
+                    member_id: "member-1".into(),
+                    group_instance_id: None,
+                },
+            );
+            encodings.message(
+                "rebalance",
+                HeartbeatResponse {
+                    error_code: code(27),
+                },
+            );
+        }
+        ApiKey::LeaveGroup => {
+            encodings.message(
+                "two",
+                LeaveGroupRequest {
+                    group_id: "group".into(),
+                    members: vec![
+                        MemberIdentity {
+                            member_id: "member-1".into(),
+                            group_instance_id: None,
+                        },
+                        MemberIdentity {
+                            member_id: String::new(),
+                            group_instance_id: Some("instance".into()),
+                        },
+                    ],
+                },
+            );
+            encodings.message(
+                "two",
+                LeaveGroupResponse {
+                    error_code: code(19),
+                    members: vec![
+                        MemberResult {
+                            member_id: "member-1".into(),
+                            group_instance_id: Some("instance".into()),
+                            error_code: ErrorCode::None,
+                        },
+                        MemberResult {
+                            member_id: "member-2".into(),
+                            group_instance_id: None,
+                            error_code: code(22),
+                        },
+                    ],
+                },
+            );
+        }
+        ApiKey::OffsetCommit => {
+            encodings.message(
+                "two",
+                OffsetCommitRequest {
+                    group_id: "group".into(),
+                    generation_id: GENERATION_NONE,
+                    member_id: "member-1".into(),
+                    group_instance_id: Some("instance".into()),
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            OffsetCommitPartition {
+                                partition: 1,
+                                committed_offset: 0x1112_1314_1516_1718,
+                                committed_metadata: Some(text("commit")),
+                            },
+                            OffsetCommitPartition {
+                                partition: 2,
+                                committed_offset: 0,
+                                committed_metadata: None,
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message(
+                "results",
+                OffsetCommitResponse {
+                    error_code: code(25),
+                    topics: partition_results(),
+                },
+            );
+        }
+        ApiKey::OffsetFetch => {
+            encodings.message(
+                "all",
+                OffsetFetchRequest {
+                    group_id: "group".into(),
+                    topics: None,
+                },
+            );
+            encodings.message(
+                "named",
+                OffsetFetchRequest {
+                    group_id: "group".into(),
+                    topics: Some(topic_partition_lists()),
+                },
+            );
+            encodings.message(
+                "offsets",
+                OffsetFetchResponse {
+                    error_code: code(20),
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            OffsetFetchPartition {
+                                partition: 1,
+                                committed_offset: Some(0x1112_1314_1516_1718),
+                                metadata: Some(text("fetch")),
+                                error_code: ErrorCode::None,
+                            },
+                            OffsetFetchPartition {
+                                partition: 2,
+                                committed_offset: None,
+                                metadata: None,
+                                error_code: code(4),
+                            },
+                        ],
+                    }],
+                },
+            );
+        }
+        ApiKey::ListGroups => {
+            encodings.message(
+                "states",
+                ListGroupsRequest {
+                    states: vec![GroupState::Stable, GroupState::Empty],
+                },
+            );
+            encodings.message(
+                "two",
+                ListGroupsResponse {
+                    error_code: code(18),
+                    groups: vec![
+                        GroupListing {
+                            group_id: "group".into(),
+                            protocol_type: CONSUMER_PROTOCOL_TYPE.into(),
+                            state: GroupState::CompletingRebalance,
+                        },
+                        GroupListing {
+                            group_id: "offsets-only".into(),
+                            protocol_type: String::new(),
+                            state: GroupState::Dead,
+                        },
+                    ],
+                },
+            );
+        }
+        ApiKey::DescribeGroups => {
+            encodings.message(
+                "two",
+                DescribeGroupsRequest {
+                    groups: vec!["group".into(), "other".into()],
+                },
+            );
+            encodings.message(
+                "described",
+                DescribeGroupsResponse {
+                    error_code: code(18),
+                    groups: vec![
+                        DescribedGroup {
+                            error_code: ErrorCode::None,
+                            group_id: "group".into(),
+                            state: GroupState::PreparingRebalance,
+                            protocol_type: CONSUMER_PROTOCOL_TYPE.into(),
+                            protocol_name: "range".into(),
+                            generation_id: 0x0102_0304,
+                            leader: "member-1".into(),
+                            members: vec![
+                                DescribedMember {
+                                    member_id: "member-1".into(),
+                                    group_instance_id: Some("instance".into()),
+                                    client_id: "client".into(),
+                                    client_host: "127.0.0.1".into(),
+                                    metadata: opaque(21),
+                                    assignment: opaque(22),
+                                },
+                                DescribedMember {
+                                    member_id: "member-2".into(),
+                                    group_instance_id: None,
+                                    client_id: String::new(),
+                                    client_host: String::new(),
+                                    metadata: Bytes::new(),
+                                    assignment: Bytes::new(),
+                                },
+                            ],
+                            offsets: vec![TopicPartitions {
+                                name: "alpha".into(),
+                                partitions: vec![
+                                    DescribedOffset {
+                                        partition: 1,
+                                        committed_offset: 0x1112_1314_1516_1718,
+                                        metadata: Some(text("offset")),
+                                        high_watermark: Some(0x2122_2324_2526_2728),
+                                    },
+                                    DescribedOffset {
+                                        partition: 2,
+                                        committed_offset: 3,
+                                        metadata: None,
+                                        high_watermark: None,
+                                    },
+                                ],
+                            }],
+                        },
+                        DescribedGroup {
+                            error_code: code(69),
+                            group_id: "missing".into(),
+                            ..DescribedGroup::default()
+                        },
+                    ],
+                },
+            );
+        }
+        ApiKey::DeleteGroups => {
+            encodings.message(
+                "two",
+                DeleteGroupsRequest {
+                    groups: vec!["group".into(), "other".into()],
+                },
+            );
+            encodings.message(
+                "two",
+                DeleteGroupsResponse {
+                    error_code: code(18),
+                    results: vec![
+                        GroupResult {
+                            group_id: "group".into(),
+                            error_code: ErrorCode::None,
+                        },
+                        GroupResult {
+                            group_id: "other".into(),
+                            error_code: code(26),
+                        },
+                    ],
+                },
+            );
+        }
+        ApiKey::OffsetDelete => {
+            encodings.message(
+                "two",
+                OffsetDeleteRequest {
+                    group_id: "group".into(),
+                    topics: topic_partition_lists(),
+                },
+            );
+            encodings.message(
+                "results",
+                OffsetDeleteResponse {
+                    error_code: code(29),
+                    topics: partition_results(),
+                },
+            );
+        }
+        ApiKey::InitProducerId => {
+            encodings.message("new", InitProducerIdRequest::default());
+            encodings.message(
+                "bump",
+                InitProducerIdRequest {
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x0a0b,
+                },
+            );
+            encodings.message(
+                "granted",
+                InitProducerIdResponse {
+                    error_code: code(11),
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: -0x0a0b,
+                },
+            );
+        }
+        ApiKey::DescribeCluster => {
+            encodings.message("empty", DescribeClusterRequest {});
+            encodings.message(
+                "described",
+                DescribeClusterResponse {
+                    error_code: code(14),
+                    broker_version: "0.1.0".into(),
+                    listeners: vec!["127.0.0.1:9192".into(), "127.0.0.2:9192".into()],
+                    shard_count: 0x0102_0304,
+                    topic_defaults: configs(),
+                },
+            );
+        }
+        ApiKey::CreatePartitions => {
+            encodings.message(
+                "grow",
+                CreatePartitionsRequest {
+                    name: "alpha".into(),
+                    partition_count: 0x0102_0304,
+                },
+            );
+            encodings.message(
+                "refused",
+                CreatePartitionsResponse {
+                    error_code: code(10),
+                    error_message: Some(text("grow")),
+                },
+            );
+        }
+    }
+}
+
+fn every_encoding() -> Encodings {
+    let mut encodings = Encodings::default();
+    for api_key in ApiKey::ALL {
+        add_api(&mut encodings, api_key);
+    }
+    let subscription_bytes = subscription().encode().unwrap();
+    assert_eq!(
+        ConsumerSubscription::decode(subscription_bytes.clone()).unwrap(),
+        subscription()
+    );
+    encodings.push("ConsumerSubscription".into(), &subscription_bytes);
+    let assignment_bytes = assignment().encode().unwrap();
+    assert_eq!(
+        ConsumerAssignment::decode(assignment_bytes.clone()).unwrap(),
+        assignment()
+    );
+    encodings.push("ConsumerAssignment".into(), &assignment_bytes);
+    encodings
+}
+
+#[test]
+fn every_message_encodes_to_the_recorded_bytes() {
+    let actual = every_encoding().render();
+    if std::env::var_os("SPATE_RECORD_WIRE_BYTES").is_some() {
+        std::fs::write(GOLDEN_PATH, &actual).expect("write the golden file");
+        panic!("recorded {GOLDEN_PATH}; run again without SPATE_RECORD_WIRE_BYTES");
+    }
+    let expected = std::fs::read_to_string(GOLDEN_PATH).expect("the golden file exists");
+    let mut expected_lines = expected.lines();
+    for line in actual.lines() {
+        let name = line.split(' ').next().unwrap();
+        let Some(recorded) = expected_lines.next() else {
+            panic!("{name} has no recorded bytes; record them (see the file's doc)");
+        };
+        assert_eq!(line, recorded, "{name} encodes differently than recorded");
+    }
+    assert_eq!(expected_lines.next(), None, "recorded messages are missing");
+}
+
+#[test]
+fn every_api_has_both_directions_recorded() {
+    let encodings = every_encoding();
+    for api_key in ApiKey::ALL {
+        let (request, response) = names_of(api_key);
+        for name in [request, response] {
+            assert!(
+                encodings
+                    .lines
+                    .iter()
+                    .any(|(label, _)| label.starts_with(&format!("{name}/"))),
+                "{api_key:?} has no recorded {name}"
+            );
+        }
+    }
+}
+
+fn names_of(api_key: ApiKey) -> (&'static str, &'static str) {
+    fn pair<R: Request>() -> (&'static str, &'static str) {
+        (R::NAME, R::Response::NAME)
+    }
+    match api_key {
+        ApiKey::ApiVersions => pair::<ApiVersionsRequest>(),
+        ApiKey::Metadata => pair::<MetadataRequest>(),
+        ApiKey::CreateTopics => pair::<CreateTopicsRequest>(),
+        ApiKey::DeleteTopics => pair::<DeleteTopicsRequest>(),
+        ApiKey::ListTopics => pair::<ListTopicsRequest>(),
+        ApiKey::DescribeTopic => pair::<DescribeTopicRequest>(),
+        ApiKey::AlterTopicConfig => pair::<AlterTopicConfigRequest>(),
+        ApiKey::Produce => pair::<ProduceRequest>(),
+        ApiKey::Fetch => pair::<FetchRequest>(),
+        ApiKey::ListOffsets => pair::<ListOffsetsRequest>(),
+        ApiKey::DeleteRecords => pair::<DeleteRecordsRequest>(),
+        ApiKey::JoinGroup => pair::<JoinGroupRequest>(),
+        ApiKey::SyncGroup => pair::<SyncGroupRequest>(),
+        ApiKey::Heartbeat => pair::<HeartbeatRequest>(),
+        ApiKey::LeaveGroup => pair::<LeaveGroupRequest>(),
+        ApiKey::OffsetCommit => pair::<OffsetCommitRequest>(),
+        ApiKey::OffsetFetch => pair::<OffsetFetchRequest>(),
+        ApiKey::ListGroups => pair::<ListGroupsRequest>(),
+        ApiKey::DescribeGroups => pair::<DescribeGroupsRequest>(),
+        ApiKey::DeleteGroups => pair::<DeleteGroupsRequest>(),
+        ApiKey::OffsetDelete => pair::<OffsetDeleteRequest>(),
+        ApiKey::InitProducerId => pair::<InitProducerIdRequest>(),
+        ApiKey::DescribeCluster => pair::<DescribeClusterRequest>(),
+        ApiKey::CreatePartitions => pair::<CreatePartitionsRequest>(),
+    }
+}
