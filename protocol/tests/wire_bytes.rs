@@ -8,6 +8,9 @@
 //! lists of two, so that a swapped field, a wrong width or a lost tag changes the bytes. The
 //! match over `ApiKey` has no wildcard: a new API does not compile until it has values here.
 //!
+//! The error answers that `encode_error_response` derives from the response declarations are
+//! checked here too, against what the broker answered before they were derived.
+//!
 //! To record a new API's bytes (never to make an existing line pass), run the test with
 //! `SPATE_RECORD_WIRE_BYTES=1`; it then rewrites the file and fails.
 
@@ -29,7 +32,9 @@ struct Encodings {
 impl Encodings {
     fn message<M: Message + PartialEq + Debug>(&mut self, label: &str, message: M) {
         let mut body = BytesMut::new();
-        message.encode(0, &mut body).expect("representative value encodes");
+        message
+            .encode(0, &mut body)
+            .expect("representative value encodes");
         let decoded = M::decode(0, body.clone().freeze()).expect("its bytes decode");
         assert_eq!(decoded, message, "{label} round-trips");
         self.push(format!("{}/{label}", M::NAME), &body);
@@ -992,4 +997,108 @@ fn names_of(api_key: ApiKey) -> (&'static str, &'static str) {
         ApiKey::DescribeCluster => pair::<DescribeClusterRequest>(),
         ApiKey::CreatePartitions => pair::<CreatePartitionsRequest>(),
     }
+}
+
+/// Decodes the error response `encode_error_response` gives for `R`'s API and checks it is
+/// `R::Response::error_answer(code)`; returns whether it carries the code.
+fn error_answer_round_trips<R: Request>(code: ErrorCode) -> bool
+where
+    R::Response: PartialEq + Debug,
+{
+    let answer = encode_error_response(R::API_KEY, 31, 0, code).expect("error answers encode");
+    let mut frame = BytesMut::new();
+    answer
+        .chunks
+        .iter()
+        .for_each(|chunk| frame.extend_from_slice(chunk));
+    let frame = spate_protocol::frame::split_response_frame(&mut frame)
+        .unwrap()
+        .expect("a whole frame");
+    assert_eq!(frame.correlation_id, 31);
+    let decoded = R::Response::decode(0, frame.body).expect("the answer decodes");
+    assert_eq!(decoded, R::Response::error_answer(code));
+    answer.carries_error_code
+}
+
+#[test]
+fn error_answers_carry_the_code_where_the_response_has_a_field_for_it() {
+    let code = ErrorCode::CorruptMessage;
+    let mut closing = Vec::new();
+    for api_key in ApiKey::ALL {
+        let carries = match api_key {
+            ApiKey::ApiVersions => error_answer_round_trips::<ApiVersionsRequest>(code),
+            ApiKey::Metadata => error_answer_round_trips::<MetadataRequest>(code),
+            ApiKey::CreateTopics => error_answer_round_trips::<CreateTopicsRequest>(code),
+            ApiKey::DeleteTopics => error_answer_round_trips::<DeleteTopicsRequest>(code),
+            ApiKey::ListTopics => error_answer_round_trips::<ListTopicsRequest>(code),
+            ApiKey::DescribeTopic => error_answer_round_trips::<DescribeTopicRequest>(code),
+            ApiKey::AlterTopicConfig => error_answer_round_trips::<AlterTopicConfigRequest>(code),
+            ApiKey::Produce => error_answer_round_trips::<ProduceRequest>(code),
+            ApiKey::Fetch => error_answer_round_trips::<FetchRequest>(code),
+            ApiKey::ListOffsets => error_answer_round_trips::<ListOffsetsRequest>(code),
+            ApiKey::DeleteRecords => error_answer_round_trips::<DeleteRecordsRequest>(code),
+            ApiKey::JoinGroup => error_answer_round_trips::<JoinGroupRequest>(code),
+            ApiKey::SyncGroup => error_answer_round_trips::<SyncGroupRequest>(code),
+            ApiKey::Heartbeat => error_answer_round_trips::<HeartbeatRequest>(code),
+            ApiKey::LeaveGroup => error_answer_round_trips::<LeaveGroupRequest>(code),
+            ApiKey::OffsetCommit => error_answer_round_trips::<OffsetCommitRequest>(code),
+            ApiKey::OffsetFetch => error_answer_round_trips::<OffsetFetchRequest>(code),
+            ApiKey::ListGroups => error_answer_round_trips::<ListGroupsRequest>(code),
+            ApiKey::DescribeGroups => error_answer_round_trips::<DescribeGroupsRequest>(code),
+            ApiKey::DeleteGroups => error_answer_round_trips::<DeleteGroupsRequest>(code),
+            ApiKey::OffsetDelete => error_answer_round_trips::<OffsetDeleteRequest>(code),
+            ApiKey::InitProducerId => error_answer_round_trips::<InitProducerIdRequest>(code),
+            ApiKey::DescribeCluster => error_answer_round_trips::<DescribeClusterRequest>(code),
+            ApiKey::CreatePartitions => error_answer_round_trips::<CreatePartitionsRequest>(code),
+        };
+        if !carries {
+            closing.push(api_key);
+        }
+    }
+    // Responses with only per-item codes answer empty, and the connection closes after them.
+    assert_eq!(
+        closing,
+        [
+            ApiKey::Metadata,
+            ApiKey::CreateTopics,
+            ApiKey::DeleteTopics,
+            ApiKey::Produce,
+            ApiKey::ListOffsets,
+            ApiKey::DeleteRecords,
+        ]
+    );
+    assert_eq!(
+        DescribeTopicResponse::error_answer(code),
+        DescribeTopicResponse {
+            error_code: code,
+            error_message: Some(code.to_string()),
+            ..DescribeTopicResponse::default()
+        }
+    );
+    assert_eq!(
+        JoinGroupResponse::error_answer(code),
+        JoinGroupResponse::error(code, "")
+    );
+    assert_eq!(
+        JoinGroupResponse::error_answer(code).generation_id,
+        GENERATION_NONE
+    );
+    assert_eq!(
+        InitProducerIdResponse::error_answer(code),
+        InitProducerIdResponse {
+            error_code: code,
+            ..InitProducerIdResponse::default()
+        }
+    );
+    assert_eq!(
+        CreatePartitionsResponse::error_answer(code),
+        CreatePartitionsResponse {
+            error_code: code,
+            error_message: None,
+        }
+    );
+    assert_eq!(
+        MetadataResponse::error_answer(code),
+        MetadataResponse::default()
+    );
 }

@@ -5,10 +5,7 @@
 //! `None` meaning "use the broker default". Validating values against broker limits (a minimum
 //! segment size, say) is the broker's job; this file only checks syntax.
 
-use crate::api::Wire;
-use crate::codec::{put_string, Decoder, Sink};
-use crate::constants::{CONFIG_NAME_BYTES_MAX, STRING_BYTES_MAX};
-use crate::error::WireError;
+use crate::api::wire::{wire, ConfigName, Text};
 
 /// Config names, as they appear on the wire.
 pub mod name {
@@ -34,10 +31,14 @@ pub mod name {
 /// Value of `retention.bytes` / `retention.ms` meaning "keep forever" (Kafka's convention).
 pub const UNLIMITED: &str = "-1";
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ConfigEntry {
-    pub name: String,
-    pub value: String,
+wire! {
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+    pub struct ConfigEntry {
+        #[wire = "config_name"]
+        pub name: String as ConfigName,
+        #[wire = "config_value"]
+        pub value: String as Text,
+    }
 }
 
 impl ConfigEntry {
@@ -46,22 +47,6 @@ impl ConfigEntry {
             name: name.into(),
             value: value.into(),
         }
-    }
-}
-
-impl Wire for ConfigEntry {
-    const ENCODED_BYTES_MIN: usize = 2 + 2;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        put_string(sink, "config_name", &self.name, CONFIG_NAME_BYTES_MAX)?;
-        put_string(sink, "config_value", &self.value, STRING_BYTES_MAX)
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            name: decoder.string("config_name", CONFIG_NAME_BYTES_MAX)?,
-            value: decoder.string("config_value", STRING_BYTES_MAX)?,
-        })
     }
 }
 

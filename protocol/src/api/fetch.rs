@@ -8,8 +8,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::api::{decode_error_code, decode_list, encode_list, message, put_error_code};
-use crate::api::{ApiKey, TopicPartitions, Wire};
+use crate::api::wire::{wire, Field, List, Wire};
+use crate::api::TopicPartitions;
 use crate::codec::{Decoder, Sink};
 use crate::constants::{FRAME_BYTES_MAX, TOPICS_PER_MESSAGE_MAX};
 use crate::error::{ErrorCode, WireError};
@@ -17,113 +17,44 @@ use crate::error::{ErrorCode, WireError};
 pub type FetchTopic = TopicPartitions<FetchPartition>;
 pub type FetchTopicResponse = TopicPartitions<FetchPartitionResponse>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FetchRequest {
-    /// How long the broker may wait for `min_bytes` to accumulate.
-    pub max_wait_ms: u32,
-    pub min_bytes: u32,
-    /// Bound on the whole response's record bytes (at least one batch is always returned).
-    pub max_bytes: u32,
-    pub topics: Vec<FetchTopic>,
-}
-
-impl Wire for FetchRequest {
-    const ENCODED_BYTES_MIN: usize = 4 + 4 + 4 + 4;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        sink.put_u32(self.max_wait_ms);
-        sink.put_u32(self.min_bytes);
-        sink.put_u32(self.max_bytes);
-        encode_list(sink, "topics", &self.topics, TOPICS_PER_MESSAGE_MAX)
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            max_wait_ms: decoder.u32("max_wait_ms")?,
-            min_bytes: decoder.u32("min_bytes")?,
-            max_bytes: decoder.u32("max_bytes")?,
-            topics: decode_list(decoder, "topics", TOPICS_PER_MESSAGE_MAX)?,
-        })
+wire! {
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct FetchRequest {
+        /// How long the broker may wait for `min_bytes` to accumulate.
+        pub max_wait_ms: u32 as u32,
+        pub min_bytes: u32 as u32,
+        /// Bound on the whole response's record bytes (at least one batch is always returned).
+        pub max_bytes: u32 as u32,
+        pub topics: Vec<FetchTopic> as List<FetchTopic, TOPICS_PER_MESSAGE_MAX>,
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FetchPartition {
-    pub partition: u32,
-    pub fetch_offset: u64,
-    pub partition_max_bytes: u32,
-}
-
-impl Wire for FetchPartition {
-    const ENCODED_BYTES_MIN: usize = 4 + 8 + 4;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        sink.put_u32(self.partition);
-        sink.put_u64(self.fetch_offset);
-        sink.put_u32(self.partition_max_bytes);
-        Ok(())
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            partition: decoder.u32("partition")?,
-            fetch_offset: decoder.u64("fetch_offset")?,
-            partition_max_bytes: decoder.u32("partition_max_bytes")?,
-        })
+wire! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct FetchPartition {
+        pub partition: u32 as u32,
+        pub fetch_offset: u64 as u64,
+        pub partition_max_bytes: u32 as u32,
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FetchResponse {
-    /// Request-wide failure (e.g. `BrokerBusy`); per-partition codes are in the partitions.
-    pub error_code: ErrorCode,
-    pub topics: Vec<FetchTopicResponse>,
-}
-
-impl Wire for FetchResponse {
-    const ENCODED_BYTES_MIN: usize = 2 + 4;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        put_error_code(sink, self.error_code);
-        encode_list(sink, "topics", &self.topics, TOPICS_PER_MESSAGE_MAX)
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            error_code: decode_error_code(decoder)?,
-            topics: decode_list(decoder, "topics", TOPICS_PER_MESSAGE_MAX)?,
-        })
+wire! {
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct FetchResponse {
+        /// Request-wide failure (e.g. `BrokerBusy`); per-partition codes are in the partitions.
+        pub error_code: ErrorCode as ErrorCode,
+        pub topics: Vec<FetchTopicResponse> as List<FetchTopicResponse, TOPICS_PER_MESSAGE_MAX>,
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FetchPartitionResponse {
-    pub partition: u32,
-    pub error_code: ErrorCode,
-    pub high_watermark: u64,
-    pub log_start_offset: u64,
-    pub records: RecordSet,
-}
-
-impl Wire for FetchPartitionResponse {
-    const ENCODED_BYTES_MIN: usize = 4 + 2 + 8 + 8 + 4;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        sink.put_u32(self.partition);
-        put_error_code(sink, self.error_code);
-        sink.put_u64(self.high_watermark);
-        sink.put_u64(self.log_start_offset);
-        self.records.encode(sink)
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            partition: decoder.u32("partition")?,
-            error_code: decode_error_code(decoder)?,
-            high_watermark: decoder.u64("high_watermark")?,
-            log_start_offset: decoder.u64("log_start_offset")?,
-            records: RecordSet::decode(decoder)?,
-        })
+wire! {
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct FetchPartitionResponse {
+        pub partition: u32 as u32,
+        pub error_code: ErrorCode as ErrorCode,
+        pub high_watermark: u64 as u64,
+        pub log_start_offset: u64 as u64,
+        pub records: RecordSet as RecordSet,
     }
 }
 
@@ -189,34 +120,33 @@ impl PartialEq for RecordSet {
 
 impl Eq for RecordSet {}
 
+/// A u32 total length, then the bytes; decoded as one zero-copy slice of the body.
 impl Wire for RecordSet {
+    type Value = RecordSet;
     const ENCODED_BYTES_MIN: usize = 4;
 
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        let total_bytes = self.total_bytes();
+    fn encode<S: Sink>(value: &RecordSet, field: Field, sink: &mut S) -> Result<(), WireError> {
+        let total_bytes = value.total_bytes();
         if total_bytes > FRAME_BYTES_MAX {
             return Err(WireError::TooLong {
-                field: "records",
+                field: field.name,
                 length: total_bytes,
                 limit: FRAME_BYTES_MAX,
             });
         }
         sink.put_u32(total_bytes as u32);
-        self.chunks.iter().for_each(|chunk| sink.put_shared(chunk));
+        value.chunks.iter().for_each(|chunk| sink.put_shared(chunk));
         Ok(())
     }
 
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
+    fn decode(field: Field, decoder: &mut Decoder) -> Result<RecordSet, WireError> {
         decoder
-            .byte_string("records", FRAME_BYTES_MAX)
+            .byte_string(field.name, FRAME_BYTES_MAX)
             .map(Self::from_bytes)
     }
-}
 
-message!(
-    FetchRequest,
-    ApiKey::Fetch,
-    "FetchRequest",
-    response = FetchResponse
-);
-message!(FetchResponse, ApiKey::Fetch, "FetchResponse");
+    #[cfg(test)]
+    fn smallest() -> RecordSet {
+        RecordSet::default()
+    }
+}

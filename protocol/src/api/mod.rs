@@ -1,13 +1,19 @@
 //! Request and response messages of the native protocol, one module per API.
 //!
-//! Each message is a plain struct with `encode` (to a [`Sink`]) and `decode` (from the frame
-//! body's `Bytes`) for a given API version, through the [`Message`] trait; [`Request`] pairs a
-//! request with its response type. Frame layout is `frame`'s job, primitives are `codec`'s; this
-//! module adds the stable [`ApiKey`] numbers and helpers that put a message into a frame.
+//! Each message is a plain struct declared once with `wire!` (see `wire`): its fields, their
+//! wire types and limits. From that declaration come its encoder and decoder, its minimum size
+//! and what a request-wide error puts in it. The API table below ([`apis!`]) gives each API its
+//! stable [`ApiKey`] number and its request and response types, and from it come the
+//! [`Message`], [`Request`] and [`Response`] implementations and [`encode_error_response`], the
+//! answer to a request that cannot be run. Frame layout is `frame`'s job, primitives are
+//! `codec`'s; this module adds the helpers that put a message into a frame.
 //!
 //! Every API is at version 0. Common layouts: strings carry a u16 length, byte strings and
 //! element counts a u32, optional values a u8 tag (0 absent, 1 present), error codes a u16.
 //! Decoders bound every count by a limit in `constants` and by the bytes left.
+//!
+//! Adding an API: declare its request and response structs with `wire!` in a module here, add
+//! one line to the table, then serve it in the broker and call it from the client.
 
 pub mod cluster;
 pub mod config;
@@ -20,15 +26,17 @@ pub mod produce;
 pub mod producer;
 pub mod topics;
 pub mod versions;
+pub(crate) mod wire;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::{put_count, put_string, Decoder, Sink};
-use crate::constants::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_BYTES_MAX};
+use crate::codec::{Decoder, Sink};
+use crate::constants::PARTITIONS_PER_TOPIC_MAX;
 use crate::error::{ErrorCode, WireError};
 use crate::frame::RequestHeader;
 use crate::frame::{encode_request_frame, encode_request_frame_chunks};
 use crate::frame::{encode_response_frame, encode_response_frame_chunks};
+use wire::{wire, Field, Fields, List, TopicName, Wire};
 
 pub use cluster::{DescribeClusterRequest, DescribeClusterResponse};
 pub use config::{ConfigEntry, ConfigError, Durability, TopicConfig};
@@ -58,65 +66,101 @@ pub use topics::{ListTopicsRequest, ListTopicsResponse, TopicListing, TopicResul
 pub use versions::SUPPORTED_API_VERSIONS;
 pub use versions::{pick_version, ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse};
 
-/// API keys: stable numbers, never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u16)]
-pub enum ApiKey {
-    ApiVersions = 0,
-    Metadata = 1,
-    CreateTopics = 2,
-    DeleteTopics = 3,
-    ListTopics = 4,
-    DescribeTopic = 5,
-    AlterTopicConfig = 6,
-    Produce = 7,
-    Fetch = 8,
-    ListOffsets = 9,
-    DeleteRecords = 10,
-    JoinGroup = 11,
-    SyncGroup = 12,
-    Heartbeat = 13,
-    LeaveGroup = 14,
-    OffsetCommit = 15,
-    OffsetFetch = 16,
-    ListGroups = 17,
-    DescribeGroups = 18,
-    DeleteGroups = 19,
-    OffsetDelete = 20,
-    InitProducerId = 21,
-    DescribeCluster = 22,
-    CreatePartitions = 23,
+/// The API table: each API's stable number (never reused) and its request and response. From
+/// it come [`ApiKey`], the [`Message`], [`Request`] and [`Response`] implementations, and
+/// [`encode_error_response`].
+macro_rules! apis {
+    ($($api:ident = $number:literal => $request:ident, $response:ident;)*) => {
+        /// API keys: stable numbers, never reused.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum ApiKey {
+            $($api = $number,)*
+        }
+
+        impl ApiKey {
+            /// Every key, in numeric order.
+            pub const ALL: [ApiKey; [$(ApiKey::$api),*].len()] = [$(ApiKey::$api),*];
+        }
+
+        $(
+            impl Message for $request {
+                const API_KEY: ApiKey = ApiKey::$api;
+                const NAME: &'static str = stringify!($request);
+            }
+
+            impl Request for $request {
+                type Response = $response;
+            }
+
+            impl Message for $response {
+                const API_KEY: ApiKey = ApiKey::$api;
+                const NAME: &'static str = stringify!($response);
+            }
+
+            impl Response for $response {
+                const CARRIES_ERROR_CODE: bool = <$response as Fields>::HAS_ERROR_CODE;
+
+                fn error_answer(code: ErrorCode) -> Self {
+                    let mut answer = Self::default();
+                    Fields::put_error(&mut answer, code);
+                    answer
+                }
+            }
+        )*
+
+        /// The response frame answering a request of `api_key` that failed as a whole with
+        /// `code` before it could run (it did not decode, or the frame was too large).
+        pub fn encode_error_response(
+            api_key: ApiKey,
+            correlation_id: u32,
+            version: u16,
+            code: ErrorCode,
+        ) -> Result<ErrorResponse, WireError> {
+            match api_key {
+                $(ApiKey::$api => error_response::<$response>(correlation_id, version, code),)*
+            }
+        }
+
+        /// Checks the minimum size of every message and of every type inside one.
+        #[cfg(test)]
+        fn check_every_message(check: &mut wire::minimums::Check) {
+            $(
+                <$request as Wire>::check_minimums(check);
+                <$response as Wire>::check_minimums(check);
+            )*
+        }
+    };
+}
+
+apis! {
+    ApiVersions = 0 => ApiVersionsRequest, ApiVersionsResponse;
+    Metadata = 1 => MetadataRequest, MetadataResponse;
+    CreateTopics = 2 => CreateTopicsRequest, CreateTopicsResponse;
+    DeleteTopics = 3 => DeleteTopicsRequest, DeleteTopicsResponse;
+    ListTopics = 4 => ListTopicsRequest, ListTopicsResponse;
+    DescribeTopic = 5 => DescribeTopicRequest, DescribeTopicResponse;
+    AlterTopicConfig = 6 => AlterTopicConfigRequest, AlterTopicConfigResponse;
+    Produce = 7 => ProduceRequest, ProduceResponse;
+    Fetch = 8 => FetchRequest, FetchResponse;
+    ListOffsets = 9 => ListOffsetsRequest, ListOffsetsResponse;
+    DeleteRecords = 10 => DeleteRecordsRequest, DeleteRecordsResponse;
+    JoinGroup = 11 => JoinGroupRequest, JoinGroupResponse;
+    SyncGroup = 12 => SyncGroupRequest, SyncGroupResponse;
+    Heartbeat = 13 => HeartbeatRequest, HeartbeatResponse;
+    LeaveGroup = 14 => LeaveGroupRequest, LeaveGroupResponse;
+    OffsetCommit = 15 => OffsetCommitRequest, OffsetCommitResponse;
+    OffsetFetch = 16 => OffsetFetchRequest, OffsetFetchResponse;
+    ListGroups = 17 => ListGroupsRequest, ListGroupsResponse;
+    DescribeGroups = 18 => DescribeGroupsRequest, DescribeGroupsResponse;
+    DeleteGroups = 19 => DeleteGroupsRequest, DeleteGroupsResponse;
+    OffsetDelete = 20 => OffsetDeleteRequest, OffsetDeleteResponse;
+    InitProducerId = 21 => InitProducerIdRequest, InitProducerIdResponse;
+    DescribeCluster = 22 => DescribeClusterRequest, DescribeClusterResponse;
+    CreatePartitions = 23 => CreatePartitionsRequest, CreatePartitionsResponse;
 }
 
 impl ApiKey {
-    /// Every key, in numeric order.
-    pub const ALL: [ApiKey; 24] = [
-        Self::ApiVersions,
-        Self::Metadata,
-        Self::CreateTopics,
-        Self::DeleteTopics,
-        Self::ListTopics,
-        Self::DescribeTopic,
-        Self::AlterTopicConfig,
-        Self::Produce,
-        Self::Fetch,
-        Self::ListOffsets,
-        Self::DeleteRecords,
-        Self::JoinGroup,
-        Self::SyncGroup,
-        Self::Heartbeat,
-        Self::LeaveGroup,
-        Self::OffsetCommit,
-        Self::OffsetFetch,
-        Self::ListGroups,
-        Self::DescribeGroups,
-        Self::DeleteGroups,
-        Self::OffsetDelete,
-        Self::InitProducerId,
-        Self::DescribeCluster,
-        Self::CreatePartitions,
-    ];
-
     pub fn to_u16(self) -> u16 {
         self as u16
     }
@@ -137,8 +181,10 @@ const _: () = {
     }
 };
 
-/// A message body of one API, in one direction.
-pub trait Message: Sized {
+/// A message body of one API, in one direction. Implemented for every message in the API
+/// table, from its declaration.
+#[allow(private_bounds)]
+pub trait Message: Wire<Value = Self> + Fields {
     const API_KEY: ApiKey;
     /// Oldest and newest version this build encodes and decodes.
     const VERSIONS: (u16, u16) = (0, 0);
@@ -147,11 +193,20 @@ pub trait Message: Sized {
 
     /// Appends the body for `version`. Fails on an unsupported version or a value the decoder
     /// would reject (too long, too many).
-    fn encode<S: Sink>(&self, version: u16, sink: &mut S) -> Result<(), WireError>;
+    fn encode<S: Sink>(&self, version: u16, sink: &mut S) -> Result<(), WireError> {
+        check_version::<Self>(version)?;
+        <Self as Wire>::encode(self, Field::message(Self::NAME), sink)
+    }
 
     /// Decodes a whole body for `version`; leftover bytes are an error. Byte strings (record
     /// batches) in the result share `body`'s memory.
-    fn decode(version: u16, body: Bytes) -> Result<Self, WireError>;
+    fn decode(version: u16, body: Bytes) -> Result<Self, WireError> {
+        check_version::<Self>(version)?;
+        let mut decoder = Decoder::new(body);
+        let message = <Self as Wire>::decode(Field::message(Self::NAME), &mut decoder)?;
+        decoder.finish(Self::NAME)?;
+        Ok(message)
+    }
 
     /// Whether this build speaks `version` of this message.
     fn supports(version: u16) -> bool {
@@ -161,7 +216,50 @@ pub trait Message: Sized {
 
 /// A request, tied to the response the server answers it with.
 pub trait Request: Message {
-    type Response: Message;
+    type Response: Response;
+}
+
+/// A response, with the answer it gives when its request failed as a whole.
+pub trait Response: Message + Default {
+    /// Whether the response has a field for a request-wide error code. One without (produce,
+    /// metadata, topic creation: per-item codes only) can only answer empty, and the connection
+    /// then closes so the client learns that something failed.
+    const CARRIES_ERROR_CODE: bool;
+
+    /// The default response with `code` in its error-code field and the code's description in
+    /// its error-text field, where it has them.
+    fn error_answer(code: ErrorCode) -> Self;
+}
+
+/// The encoded answer to a request that failed as a whole (see [`encode_error_response`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// The response frame, as chunks for a vectored write.
+    pub chunks: Vec<Bytes>,
+    /// Whether the response says which error it was; if not, close after sending it.
+    pub carries_error_code: bool,
+}
+
+fn error_response<M: Response>(
+    correlation_id: u32,
+    version: u16,
+    code: ErrorCode,
+) -> Result<ErrorResponse, WireError> {
+    Ok(ErrorResponse {
+        chunks: encode_response_chunks(correlation_id, version, &M::error_answer(code))?,
+        carries_error_code: M::CARRIES_ERROR_CODE,
+    })
+}
+
+fn check_version<M: Message>(version: u16) -> Result<(), WireError> {
+    if M::supports(version) {
+        Ok(())
+    } else {
+        Err(WireError::UnsupportedVersion {
+            api_key: M::API_KEY.to_u16(),
+            api_version: version,
+        })
+    }
 }
 
 /// Appends a request frame for `request` at `version` to `target`.
@@ -220,145 +318,36 @@ pub fn encode_response_chunks<M: Message>(
     encode_response_frame_chunks(correlation_id, |sink| response.encode(version, sink))
 }
 
-/// Element codec inside messages. Versionless for now: when a version changes an element,
-/// thread the version through here.
-pub(crate) trait Wire: Sized {
-    /// Fewest bytes one encoded value takes; lets decoders bound a count by the bytes left.
-    const ENCODED_BYTES_MIN: usize;
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError>;
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError>;
-}
-
-pub(crate) fn encode_list<T: Wire, S: Sink>(
-    sink: &mut S,
-    field: &'static str,
-    items: &[T],
-    limit: usize,
-) -> Result<(), WireError> {
-    put_count(sink, field, items.len(), limit)?;
-    items.iter().try_for_each(|item| item.encode(sink))
-}
-
-pub(crate) fn decode_list<T: Wire>(
-    decoder: &mut Decoder,
-    field: &'static str,
-    limit: usize,
-) -> Result<Vec<T>, WireError> {
-    let count = decoder.count(field, limit, T::ENCODED_BYTES_MIN)?;
-    let mut items = Vec::with_capacity(count);
-    for _ in 0..count {
-        items.push(T::decode(decoder)?);
-    }
-    Ok(items)
-}
-
-/// Checks the version, then decodes the whole body as `T`.
-pub(crate) fn decode_body<M: Message + Wire>(version: u16, body: Bytes) -> Result<M, WireError> {
-    check_version::<M>(version)?;
-    let mut decoder = Decoder::new(body);
-    let message = <M as Wire>::decode(&mut decoder)?;
-    decoder.finish(M::NAME)?;
-    Ok(message)
-}
-
-pub(crate) fn check_version<M: Message>(version: u16) -> Result<(), WireError> {
-    if M::supports(version) {
-        Ok(())
-    } else {
-        Err(WireError::UnsupportedVersion {
-            api_key: M::API_KEY.to_u16(),
-            api_version: version,
-        })
+wire! {
+    /// One topic and a list of per-partition entries: the shape of most data-plane messages.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct TopicPartitions<P> {
+        #[wire = "topic_name"]
+        pub name: String as TopicName,
+        pub partitions: Vec<P> as List<P, PARTITIONS_PER_TOPIC_MAX>,
     }
 }
 
-/// Implements [`Message`] (and optionally [`Request`]) for a type that implements [`Wire`].
-macro_rules! message {
-    ($type:ty, $api_key:expr, $name:literal) => {
-        impl $crate::api::Message for $type {
-            const API_KEY: $crate::api::ApiKey = $api_key;
-            const NAME: &'static str = $name;
-            fn encode<S: $crate::codec::Sink>(
-                &self,
-                version: u16,
-                sink: &mut S,
-            ) -> Result<(), $crate::error::WireError> {
-                $crate::api::check_version::<Self>(version)?;
-                $crate::api::Wire::encode(self, sink)
-            }
-            fn decode(version: u16, body: bytes::Bytes) -> Result<Self, $crate::error::WireError> {
-                $crate::api::decode_body(version, body)
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_minimum_size_is_the_size_of_the_smallest_encoding() {
+        let mut check = wire::minimums::Check::default();
+        check_every_message(&mut check);
+        // The consumer protocol travels inside group messages as opaque bytes.
+        <ConsumerSubscription as Wire>::check_minimums(&mut check);
+        <ConsumerAssignment as Wire>::check_minimums(&mut check);
+        for api_key in ApiKey::ALL {
+            assert!(
+                check
+                    .checked
+                    .iter()
+                    .any(|name| name.contains(&format!("::{api_key:?}Request"))),
+                "{api_key:?}'s request was not checked"
+            );
         }
-    };
-    ($type:ty, $api_key:expr, $name:literal, response = $response:ty) => {
-        message!($type, $api_key, $name);
-        impl $crate::api::Request for $type {
-            type Response = $response;
-        }
-    };
-}
-pub(crate) use message;
-
-/// One topic and a list of per-partition entries: the shape of most data-plane messages.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TopicPartitions<P> {
-    pub name: String,
-    pub partitions: Vec<P>,
-}
-
-impl<P: Wire> Wire for TopicPartitions<P> {
-    const ENCODED_BYTES_MIN: usize = 2 + 4;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        put_string(sink, "topic_name", &self.name, TOPIC_NAME_BYTES_MAX)?;
-        encode_list(
-            sink,
-            "partitions",
-            &self.partitions,
-            PARTITIONS_PER_TOPIC_MAX,
-        )
+        assert!(check.checked.len() > 2 * ApiKey::ALL.len());
     }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            name: decoder.string("topic_name", TOPIC_NAME_BYTES_MAX)?,
-            partitions: decode_list(decoder, "partitions", PARTITIONS_PER_TOPIC_MAX)?,
-        })
-    }
-}
-
-pub(crate) fn put_error_code<S: Sink>(sink: &mut S, code: ErrorCode) {
-    sink.put_u16(code.to_u16());
-}
-
-pub(crate) fn decode_error_code(decoder: &mut Decoder) -> Result<ErrorCode, WireError> {
-    decoder.u16("error_code").map(ErrorCode::from_u16_lossy)
-}
-
-pub(crate) fn encode_strings<S: Sink>(
-    sink: &mut S,
-    field: &'static str,
-    items: &[String],
-    count_limit: usize,
-    length_limit: usize,
-) -> Result<(), WireError> {
-    put_count(sink, field, items.len(), count_limit)?;
-    items
-        .iter()
-        .try_for_each(|item| put_string(sink, field, item, length_limit))
-}
-
-pub(crate) fn decode_strings(
-    decoder: &mut Decoder,
-    field: &'static str,
-    count_limit: usize,
-    length_limit: usize,
-) -> Result<Vec<String>, WireError> {
-    let count = decoder.count(field, count_limit, 2)?;
-    let mut items = Vec::with_capacity(count);
-    for _ in 0..count {
-        items.push(decoder.string(field, length_limit)?);
-    }
-    Ok(items)
 }

@@ -10,8 +10,8 @@
 
 use bytes::Bytes;
 
-use crate::api::{decode_error_code, decode_list, encode_list, message, put_error_code};
-use crate::api::{ApiKey, TopicPartitions, Wire};
+use crate::api::wire::{wire, Field, List, Wire};
+use crate::api::TopicPartitions;
 use crate::batch::header::{peek_batch_length, BATCH_HEADER_BYTES};
 use crate::codec::{put_count, Decoder, Sink};
 use crate::constants::{BATCHES_PER_PARTITION_MAX, BATCH_BYTES_MAX, TOPICS_PER_MESSAGE_MAX};
@@ -41,58 +41,62 @@ impl Acks {
     }
 }
 
+/// An i16 with Kafka's numbers; any other is refused.
+impl Wire for Acks {
+    type Value = Acks;
+    const ENCODED_BYTES_MIN: usize = 2;
+
+    fn encode<S: Sink>(value: &Acks, _field: Field, sink: &mut S) -> Result<(), WireError> {
+        sink.put_i16(*value as i16);
+        Ok(())
+    }
+
+    fn decode(field: Field, decoder: &mut Decoder) -> Result<Acks, WireError> {
+        let acks = decoder.i16(field.name)?;
+        Acks::from_i16(acks).ok_or(WireError::InvalidValue {
+            field: field.name,
+            value: i64::from(acks),
+        })
+    }
+
+    #[cfg(test)]
+    fn smallest() -> Acks {
+        Acks::None
+    }
+}
+
 pub type ProduceTopic = TopicPartitions<ProducePartition>;
 pub type ProduceTopicResponse = TopicPartitions<ProducePartitionResponse>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProduceRequest {
-    pub acks: Acks,
-    pub timeout_ms: u32,
-    pub topics: Vec<ProduceTopic>,
-}
-
-impl Wire for ProduceRequest {
-    const ENCODED_BYTES_MIN: usize = 2 + 4 + 4;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        sink.put_i16(self.acks as i16);
-        sink.put_u32(self.timeout_ms);
-        encode_list(sink, "topics", &self.topics, TOPICS_PER_MESSAGE_MAX)
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        let acks = decoder.i16("acks")?;
-        let acks = Acks::from_i16(acks).ok_or(WireError::InvalidValue {
-            field: "acks",
-            value: i64::from(acks),
-        })?;
-        Ok(Self {
-            acks,
-            timeout_ms: decoder.u32("timeout_ms")?,
-            topics: decode_list(decoder, "topics", TOPICS_PER_MESSAGE_MAX)?,
-        })
+wire! {
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct ProduceRequest {
+        pub acks: Acks as Acks,
+        pub timeout_ms: u32 as u32,
+        pub topics: Vec<ProduceTopic> as List<ProduceTopic, TOPICS_PER_MESSAGE_MAX>,
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProducePartition {
-    pub partition: u32,
-    /// Each element is exactly one sealed batch.
-    pub batches: Vec<Bytes>,
+wire! {
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct ProducePartition {
+        pub partition: u32 as u32,
+        /// Each element is exactly one sealed batch.
+        pub batches: Vec<Bytes> as Batches,
+    }
 }
 
-impl Wire for ProducePartition {
-    const ENCODED_BYTES_MIN: usize = 4 + 4;
+/// Sealed record batches back to back after a u32 count, each delimited by its own header's
+/// `batch_length`: the body holds no length of its own for them.
+pub(crate) struct Batches;
 
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        sink.put_u32(self.partition);
-        put_count(
-            sink,
-            "batches",
-            self.batches.len(),
-            BATCHES_PER_PARTITION_MAX,
-        )?;
-        for batch in &self.batches {
+impl Wire for Batches {
+    type Value = Vec<Bytes>;
+    const ENCODED_BYTES_MIN: usize = 4;
+
+    fn encode<S: Sink>(batches: &Vec<Bytes>, field: Field, sink: &mut S) -> Result<(), WireError> {
+        put_count(sink, field.name, batches.len(), BATCHES_PER_PARTITION_MAX)?;
+        for batch in batches {
             // The decoder finds batch boundaries from each header; refuse what it could not.
             let length = check_batch_length(batch)?;
             if length != batch.len() {
@@ -106,15 +110,19 @@ impl Wire for ProducePartition {
         Ok(())
     }
 
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        let partition = decoder.u32("partition")?;
-        let count = decoder.count("batches", BATCHES_PER_PARTITION_MAX, BATCH_HEADER_BYTES)?;
+    fn decode(field: Field, decoder: &mut Decoder) -> Result<Vec<Bytes>, WireError> {
+        let count = decoder.count(field.name, BATCHES_PER_PARTITION_MAX, BATCH_HEADER_BYTES)?;
         let mut batches = Vec::with_capacity(count);
         for _ in 0..count {
             let length = framing_batch_length(decoder.peek())?;
             batches.push(decoder.slice("batch", length)?);
         }
-        Ok(Self { partition, batches })
+        Ok(batches)
+    }
+
+    #[cfg(test)]
+    fn smallest() -> Vec<Bytes> {
+        Vec::new()
     }
 }
 
@@ -151,63 +159,23 @@ fn framing_batch_length(bytes: &[u8]) -> Result<usize, WireError> {
     Ok(length)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProduceResponse {
-    pub topics: Vec<ProduceTopicResponse>,
-}
-
-impl Wire for ProduceResponse {
-    const ENCODED_BYTES_MIN: usize = 4;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        encode_list(sink, "topics", &self.topics, TOPICS_PER_MESSAGE_MAX)
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            topics: decode_list(decoder, "topics", TOPICS_PER_MESSAGE_MAX)?,
-        })
+wire! {
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct ProduceResponse {
+        pub topics: Vec<ProduceTopicResponse>
+            as List<ProduceTopicResponse, TOPICS_PER_MESSAGE_MAX>,
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProducePartitionResponse {
-    pub partition: u32,
-    pub error_code: ErrorCode,
-    /// Offset given to the first record of the first batch.
-    pub base_offset: u64,
-    /// Broker time the batches were appended, if the topic uses log-append time; else -1.
-    pub log_append_time_ms: i64,
-    pub log_start_offset: u64,
-}
-
-impl Wire for ProducePartitionResponse {
-    const ENCODED_BYTES_MIN: usize = 4 + 2 + 8 + 8 + 8;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        sink.put_u32(self.partition);
-        put_error_code(sink, self.error_code);
-        sink.put_u64(self.base_offset);
-        sink.put_i64(self.log_append_time_ms);
-        sink.put_u64(self.log_start_offset);
-        Ok(())
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            partition: decoder.u32("partition")?,
-            error_code: decode_error_code(decoder)?,
-            base_offset: decoder.u64("base_offset")?,
-            log_append_time_ms: decoder.i64("log_append_time_ms")?,
-            log_start_offset: decoder.u64("log_start_offset")?,
-        })
+wire! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ProducePartitionResponse {
+        pub partition: u32 as u32,
+        pub error_code: ErrorCode as ErrorCode,
+        /// Offset given to the first record of the first batch.
+        pub base_offset: u64 as u64,
+        /// Broker time the batches were appended, if the topic uses log-append time; else -1.
+        pub log_append_time_ms: i64 as i64,
+        pub log_start_offset: u64 as u64,
     }
 }
-
-message!(
-    ProduceRequest,
-    ApiKey::Produce,
-    "ProduceRequest",
-    response = ProduceResponse
-);
-message!(ProduceResponse, ApiKey::Produce, "ProduceResponse");

@@ -15,18 +15,18 @@
 //! hands out a new id instead. There are no transactional ids (yet); this file does not know
 //! how the broker allocates ids or keeps them unique.
 
-use crate::api::{decode_error_code, message, put_error_code};
-use crate::api::{ApiKey, Wire};
+use crate::api::wire::wire;
 use crate::batch::header::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
-use crate::codec::{Decoder, Sink};
-use crate::error::{ErrorCode, WireError};
+use crate::error::ErrorCode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InitProducerIdRequest {
-    /// [`NO_PRODUCER_ID`] for a new producer, else the id the producer holds.
-    pub producer_id: i64,
-    /// [`NO_PRODUCER_EPOCH`] for a new producer, else the epoch the producer holds.
-    pub producer_epoch: i16,
+wire! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct InitProducerIdRequest {
+        /// [`NO_PRODUCER_ID`] for a new producer, else the id the producer holds.
+        pub producer_id: i64 as i64,
+        /// [`NO_PRODUCER_EPOCH`] for a new producer, else the epoch the producer holds.
+        pub producer_epoch: i16 as i16,
+    }
 }
 
 impl Default for InitProducerIdRequest {
@@ -38,28 +38,13 @@ impl Default for InitProducerIdRequest {
     }
 }
 
-impl Wire for InitProducerIdRequest {
-    const ENCODED_BYTES_MIN: usize = 8 + 2;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        sink.put_i64(self.producer_id);
-        sink.put_i16(self.producer_epoch);
-        Ok(())
+wire! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct InitProducerIdResponse {
+        pub error_code: ErrorCode as ErrorCode,
+        pub producer_id: i64 as i64,
+        pub producer_epoch: i16 as i16,
     }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            producer_id: decoder.i64("producer_id")?,
-            producer_epoch: decoder.i16("producer_epoch")?,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InitProducerIdResponse {
-    pub error_code: ErrorCode,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
 }
 
 impl Default for InitProducerIdResponse {
@@ -71,37 +56,6 @@ impl Default for InitProducerIdResponse {
         }
     }
 }
-
-impl Wire for InitProducerIdResponse {
-    const ENCODED_BYTES_MIN: usize = 2 + 8 + 2;
-
-    fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), WireError> {
-        put_error_code(sink, self.error_code);
-        sink.put_i64(self.producer_id);
-        sink.put_i16(self.producer_epoch);
-        Ok(())
-    }
-
-    fn decode(decoder: &mut Decoder) -> Result<Self, WireError> {
-        Ok(Self {
-            error_code: decode_error_code(decoder)?,
-            producer_id: decoder.i64("producer_id")?,
-            producer_epoch: decoder.i16("producer_epoch")?,
-        })
-    }
-}
-
-message!(
-    InitProducerIdRequest,
-    ApiKey::InitProducerId,
-    "InitProducerIdRequest",
-    response = InitProducerIdResponse
-);
-message!(
-    InitProducerIdResponse,
-    ApiKey::InitProducerId,
-    "InitProducerIdResponse"
-);
 
 #[cfg(test)]
 mod tests {

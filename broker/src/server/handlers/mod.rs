@@ -14,15 +14,12 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use spate_protocol::api::{
-    encode_response_chunks, AlterTopicConfigRequest, AlterTopicConfigResponse, ApiKey,
-    ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicRequest, DescribeTopicResponse,
-    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ListTopicsRequest, ListTopicsResponse, Message, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse,
+    encode_error_response, encode_response_chunks, AlterTopicConfigRequest, ApiKey,
+    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeTopicRequest, FetchRequest,
+    InitProducerIdRequest, ListOffsetsRequest, ListTopicsRequest, Message, MetadataRequest,
+    ProduceRequest,
 };
-use spate_protocol::api::{CreatePartitionsRequest, CreatePartitionsResponse};
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::RequestFrame;
 
@@ -227,114 +224,26 @@ fn encode<M: Message>(correlation_id: u32, version: u16, response: &M) -> Option
     }
 }
 
-/// The error response for `api_key`, and whether the connection must close after it.
+/// The error response for `api_key`, and whether the connection must close after it: a
+/// response without a request-wide error code (produce, metadata, topic creation) can only
+/// answer empty, so the client sees both that its items are missing and that the connection
+/// ended. Which fields carry the code comes from the response's declaration.
 pub fn reject(api_key: ApiKey, correlation_id: u32, code: ErrorCode) -> Rejection {
     let version = 0;
-    let with_code = |chunks: Option<Vec<Bytes>>| Rejection {
-        answer: chunks,
-        close: false,
-    };
-    // These responses have no top-level error code: an empty answer, then close, so the client
-    // sees both that its partitions are missing and that the connection ended.
-    let empty_then_close = |chunks: Option<Vec<Bytes>>| Rejection {
-        answer: chunks,
-        close: true,
-    };
-    match api_key {
-        ApiKey::ApiVersions => with_code(encode(
-            correlation_id,
-            version,
-            &ApiVersionsResponse {
-                error_code: code,
-                broker_versions: Vec::new(),
-            },
-        )),
-        ApiKey::Fetch => with_code(encode(
-            correlation_id,
-            version,
-            &FetchResponse {
-                error_code: code,
-                topics: Vec::new(),
-            },
-        )),
-        ApiKey::ListTopics => with_code(encode(
-            correlation_id,
-            version,
-            &ListTopicsResponse {
-                error_code: code,
-                topics: Vec::new(),
-            },
-        )),
-        ApiKey::DescribeTopic => with_code(encode(
-            correlation_id,
-            version,
-            &DescribeTopicResponse {
-                error_code: code,
-                error_message: Some(code.to_string()),
-                ..Default::default()
-            },
-        )),
-        ApiKey::AlterTopicConfig => with_code(encode(
-            correlation_id,
-            version,
-            &AlterTopicConfigResponse {
-                error_code: code,
-                error_message: Some(code.to_string()),
-            },
-        )),
-        ApiKey::Metadata => empty_then_close(encode(
-            correlation_id,
-            version,
-            &MetadataResponse::default(),
-        )),
-        ApiKey::CreateTopics => empty_then_close(encode(
-            correlation_id,
-            version,
-            &CreateTopicsResponse::default(),
-        )),
-        ApiKey::DeleteTopics => empty_then_close(encode(
-            correlation_id,
-            version,
-            &DeleteTopicsResponse::default(),
-        )),
-        ApiKey::Produce => {
-            empty_then_close(encode(correlation_id, version, &ProduceResponse::default()))
+    match encode_error_response(api_key, correlation_id, version, code) {
+        Ok(response) => Rejection {
+            answer: Some(response.chunks),
+            close: !response.carries_error_code,
+        },
+        Err(error) => {
+            // Error answers are built from defaults and a code; failing to encode one is a bug,
+            // but the client's request is what suffers: log it and close without an answer.
+            tracing::error!(?api_key, %error, "cannot encode an error response");
+            Rejection {
+                answer: None,
+                close: true,
+            }
         }
-        ApiKey::ListOffsets => empty_then_close(encode(
-            correlation_id,
-            version,
-            &ListOffsetsResponse::default(),
-        )),
-        ApiKey::DeleteRecords => empty_then_close(encode(
-            correlation_id,
-            version,
-            &DeleteRecordsResponse::default(),
-        )),
-        ApiKey::InitProducerId => with_code(encode(
-            correlation_id,
-            version,
-            &InitProducerIdResponse {
-                error_code: code,
-                ..Default::default()
-            },
-        )),
-        ApiKey::DescribeCluster => with_code(encode(
-            correlation_id,
-            version,
-            &DescribeClusterResponse {
-                error_code: code,
-                ..Default::default()
-            },
-        )),
-        ApiKey::CreatePartitions => with_code(encode(
-            correlation_id,
-            version,
-            &CreatePartitionsResponse {
-                error_code: code,
-                error_message: None,
-            },
-        )),
-        group_api => with_code(group::error_response(group_api, correlation_id, code)),
     }
 }
 
