@@ -38,7 +38,8 @@ const TOPIC_CHANGE_TIMEOUT_MS: u32 = 30_000;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
-    /// Topic name (at most 249 bytes).
+    /// Topic name, at most
+    /// [`TOPIC_NAME_BYTES_MAX`](spate_protocol::constants::TOPIC_NAME_BYTES_MAX) bytes.
     pub name: String,
     /// Number of partitions, at least 1.
     pub partition_count: u32,

@@ -40,7 +40,11 @@
 //! `admin`, `config` (every setting and default), `error`, `completion` (the
 //! runtime-agnostic result type), `runtime` (the I/O thread). The wire format is
 //! `spate-protocol`'s; this crate never depends on the broker.
+//!
+//! No `unsafe` code: descriptors reach the reactor through tokio's safe types (`timer`), and
+//! record archives are read only after `spate-protocol` validated them.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;

@@ -7,22 +7,26 @@
 //! file descriptor per sender. It is only for the short waits where precision matters; request
 //! timeouts and backoffs keep using tokio's timer. Linux only, like the rest of the client's
 //! I/O thread.
+//!
+//! The descriptor reaches the reactor through tokio's pipe receiver, the one safe way tokio
+//! offers to register an owned descriptor (`AsyncFd` needs `unsafe`, and the client forbids
+//! it). The receiver only registers the descriptor for readability and `read`s from it, which is
+//! all a timerfd needs: each read returns the 8-byte count of expirations, or `EAGAIN` before
+//! the first.
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use rustix::time::{
     timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
     Timespec,
 };
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use tokio::net::unix::pipe;
 
 /// One re-armable high-resolution timer. Dropping a `sleep_until` future early is safe: the
 /// next call re-arms the timer, which also clears an expiration nobody read.
 pub(crate) struct PreciseTimer {
-    fd: AsyncFd<OwnedFd>,
+    fd: pipe::Receiver,
 }
 
 impl PreciseTimer {
@@ -32,10 +36,8 @@ impl PreciseTimer {
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
-        // SAFETY: the `OwnedFd` is moved into the `AsyncFd` and owned by it until it is dropped,
-        // so the descriptor stays open and `as_raw_fd` returns the same number throughout.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(|error| error.into_parts().1)?;
+        // Not a pipe, but read like one (see the module doc); non-blocking, as the receiver needs.
+        let fd = pipe::Receiver::from_owned_fd_unchecked(fd)?;
         Ok(Self { fd })
     }
 
@@ -47,7 +49,7 @@ impl PreciseTimer {
         }
         // A relative one-shot timer; setting it resets the count of unread expirations.
         timerfd_settime(
-            self.fd.get_ref(),
+            &self.fd,
             TimerfdTimerFlags::empty(),
             &Itimerspec {
                 it_interval: timespec(Duration::ZERO),
@@ -55,13 +57,14 @@ impl PreciseTimer {
             },
         )?;
         loop {
-            let mut guard = self.fd.readable().await?;
+            self.fd.readable().await?;
             let mut expirations = [0u8; 8];
-            match rustix::io::read(self.fd.get_ref(), &mut expirations) {
+            match self.fd.try_read(&mut expirations) {
                 Ok(_) => return Ok(()),
-                // Readiness left over from an earlier, abandoned wait: wait for this one.
-                Err(rustix::io::Errno::AGAIN) => guard.clear_ready(),
-                Err(error) => return Err(error.into()),
+                // Readiness left over from an earlier, abandoned wait (`try_read` cleared it):
+                // wait for this one.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
             }
         }
     }

@@ -10,6 +10,10 @@
 //! Everything here is a pure function of bytes: no async runtime, no sockets, no clock reads
 //! (callers pass `now` in). Decoders never panic and check every length against a limit in
 //! [`constants`] before allocating.
+//!
+//! No `unsafe` code: rkyv archives are reached only through its validating `access`.
+
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod batch;

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
+use spate_protocol::constants::TOPIC_NAME_BYTES_MAX;
 
 pub use directories::{recover_catalog, RecoveredCatalog, TOPIC_METADATA_FILE_NAME};
 pub use lock::{DataDirectoryLock, DataDirectoryLockError, LOCK_FILE_NAME};
@@ -35,8 +36,6 @@ pub use topic_config::{TopicConfig, TopicConfigError};
 pub const CATALOG_FILE_NAME: &str = "catalog.toml";
 /// Directory under the data directory that holds one directory per topic.
 pub const TOPICS_DIRECTORY_NAME: &str = "topics";
-/// Longest topic name, as in Kafka (it becomes part of a file name).
-pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Version of the catalog file layout this build writes and reads.
 const CATALOG_FORMAT_VERSION: u32 = 1;
 
@@ -849,7 +848,14 @@ pub const fn is_internal_topic(name: &str) -> bool {
     true
 }
 
-/// Kafka's rule: 1..=249 bytes of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+/// Why a name over [`TOPIC_NAME_BYTES_MAX`] (Kafka's limit, one name per file name) is refused.
+const TOPIC_NAME_TOO_LONG: &str = "longer than 249 bytes";
+const _: () = assert!(
+    TOPIC_NAME_BYTES_MAX == 249,
+    "TOPIC_NAME_TOO_LONG names the limit"
+);
+
+/// Kafka's rule: 1..=`TOPIC_NAME_BYTES_MAX` bytes of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
     let invalid = |reason| {
         Err(CatalogError::InvalidTopicName {
@@ -861,7 +867,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
         return invalid("empty");
     }
     if name.len() > TOPIC_NAME_BYTES_MAX {
-        return invalid("longer than 249 bytes");
+        return invalid(TOPIC_NAME_TOO_LONG);
     }
     if name == "." || name == ".." {
         return invalid("'.' and '..' are reserved");

@@ -29,7 +29,7 @@ use crate::config::ClientConfig;
 use crate::consumer::TopicPartition;
 use crate::error::Error;
 use crate::network::connection::Connection;
-use crate::network::{Network, Retry};
+use crate::network::{ConnectionSlot, Network, Retry};
 
 /// Where the member stands, shared by the application's thread and the heartbeat task.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ pub(crate) struct MemberState {
 pub(crate) struct GroupShared {
     pub(crate) config: GroupConfig,
     client_config: ClientConfig,
-    coordinator: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    coordinator: ConnectionSlot,
     state: Mutex<MemberState>,
     /// Wakes the heartbeat task early (on close).
     pub(crate) wake: tokio::sync::Notify,
@@ -62,7 +62,7 @@ impl GroupShared {
         Self {
             config,
             client_config,
-            coordinator: tokio::sync::Mutex::new(None),
+            coordinator: ConnectionSlot::new(),
             state: Mutex::new(MemberState {
                 member_id: String::new(),
                 generation: GENERATION_NONE,
@@ -85,25 +85,7 @@ impl GroupShared {
 
     /// The coordinator connection, opened (again) when needed.
     async fn connection(&self) -> Result<Arc<Connection>, Error> {
-        let mut current = self.coordinator.lock().await;
-        if let Some(connection) = current.as_ref() {
-            if !connection.is_closed() {
-                return Ok(connection.clone());
-            }
-        }
-        *current = None;
-        let mut last_error = None;
-        for address in &self.client_config.bootstrap {
-            match Connection::open(address, &self.client_config).await {
-                Ok(connection) => {
-                    let connection = Arc::new(connection);
-                    *current = Some(connection.clone());
-                    return Ok(connection);
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.expect("the config check ensures one bootstrap address"))
+        self.coordinator.connection(&self.client_config).await
     }
 
     async fn call<R: Request>(

@@ -52,6 +52,30 @@ impl ConnectionSlot {
             current: tokio::sync::Mutex::new(None),
         }
     }
+
+    /// The slot's open connection, or a new one to the first bootstrap address that answers.
+    /// The only place the client walks the bootstrap list.
+    pub(crate) async fn connection(&self, config: &ClientConfig) -> Result<Arc<Connection>, Error> {
+        let mut current = self.current.lock().await;
+        if let Some(connection) = current.as_ref() {
+            if !connection.is_closed() {
+                return Ok(connection.clone());
+            }
+        }
+        *current = None;
+        let mut last_error = None;
+        for address in &config.bootstrap {
+            match Connection::open(address, config).await {
+                Ok(connection) => {
+                    let connection = Arc::new(connection);
+                    *current = Some(connection.clone());
+                    return Ok(connection);
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("the config check ensures one bootstrap address"))
+    }
 }
 
 /// Shared by every producer, consumer and admin handle of one client.
@@ -95,25 +119,7 @@ impl Network {
 
     /// The slot's open connection, or a new one to the first bootstrap address that answers.
     pub(crate) async fn connection(&self, slot: &ConnectionSlot) -> Result<Arc<Connection>, Error> {
-        let mut current = slot.current.lock().await;
-        if let Some(connection) = current.as_ref() {
-            if !connection.is_closed() {
-                return Ok(connection.clone());
-            }
-        }
-        *current = None;
-        let mut last_error = None;
-        for address in &self.config.bootstrap {
-            match Connection::open(address, &self.config).await {
-                Ok(connection) => {
-                    let connection = Arc::new(connection);
-                    *current = Some(connection.clone());
-                    return Ok(connection);
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.expect("the config check ensures one bootstrap address"))
+        slot.connection(&self.config).await
     }
 
     /// One attempt on the slot's connection: connect if needed, send, decode.

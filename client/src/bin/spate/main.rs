@@ -9,6 +9,8 @@
 //! admin commands' `--json`), terminal handling in `terminal`. Everything talks to the broker
 //! through the `spate-client` library.
 
+#![forbid(unsafe_code)]
+
 mod cluster;
 mod consume;
 mod encoding;
