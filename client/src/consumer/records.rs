@@ -2,24 +2,43 @@
 //! place.
 //!
 //! A [`Polled`] owns the fetched bytes (reference-counted slices of the response frame, no
-//! copy). [`Polled::records`] walks them with the protocol's `BatchView`, so a
-//! [`ConsumerRecord`]'s key, value and headers are views into those bytes; [`OwnedRecord`] is the
-//! variant that outlives the `Polled`, sharing the same memory rather than copying it. Fetching
-//! and positions are `consumer`'s business; this file only reads.
+//! copy). `poll` validates each batch once (header, CRC, record archive, record offsets) and
+//! keeps, beside the bytes, the protocol's validated record iterator of every batch;
+//! [`Polled::records`] walks those without validating anything again. A [`ConsumerRecord`]'s
+//! key, value and headers are views into the bytes; [`OwnedRecord`] is the variant that outlives
+//! the `Polled`, sharing the same memory rather than copying it. Fetching and positions are
+//! `consumer`'s business; this file only reads.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use spate_protocol::batch::{BatchIter, BatchView, RecordHeader, RecordView, Records};
+use self_cell::self_cell;
+use spate_protocol::batch::{BatchIter, RecordHeader, RecordView, Records};
 use spate_protocol::constants::BATCH_BYTES_MAX;
 use spate_protocol::BatchError;
+
+/// The records of each batch of a chunk, in order, borrowed from the chunk's bytes.
+type BatchRecords<'bytes> = Vec<Records<'bytes>>;
+
+self_cell!(
+    /// A chunk's bytes and, borrowed from them, the records of every batch in them, validated
+    /// once when the cell was built.
+    struct ValidatedBatches {
+        owner: Bytes,
+        #[covariant]
+        dependent: BatchRecords,
+    }
+
+    impl {Debug}
+);
 
 /// Consecutive whole batches of one partition, checked by `poll`.
 #[derive(Debug, Clone)]
 pub(crate) struct PolledChunk {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: u32,
-    pub(crate) bytes: Bytes,
+    /// Shared, so that cloning a `Polled` neither copies nor validates again.
+    batches: Arc<ValidatedBatches>,
     /// Records below this offset were already returned (a fetch starts at the batch that holds
     /// the position, which may begin earlier).
     pub(crate) skip_below: u64,
@@ -28,7 +47,8 @@ pub(crate) struct PolledChunk {
 
 impl PolledChunk {
     /// Validates every batch (header, CRC, record archive) and counts the records at or above
-    /// `skip_below`. Returns the first failure with the offset of the batch it hit.
+    /// `skip_below`. Returns the first failure with the offset of the batch it hit. The only
+    /// validation these bytes get: reading the records later reuses what it found.
     pub(crate) fn check(
         topic: Arc<str>,
         partition: u32,
@@ -36,35 +56,56 @@ impl PolledChunk {
         skip_below: u64,
     ) -> Result<Self, (u64, BatchError)> {
         let mut record_count = 0;
-        let mut batches = BatchIter::new(&bytes, BATCH_BYTES_MAX);
-        for batch in &mut batches {
-            let batch = batch.map_err(|error| (skip_below, error))?;
-            let records = batch
-                .records()
-                .map_err(|error| (batch.base_offset(), error))?;
-            record_count += records
-                .filter(|record| record.offset() >= skip_below)
-                .count();
-        }
-        if !batches.remainder().is_empty() {
-            // The fetcher cuts chunks at batch boundaries; a remainder means bytes changed.
-            return Err((
-                skip_below,
-                BatchError::Truncated {
-                    needed: bytes.len(),
-                    available: batches.consumed_bytes(),
-                },
-            ));
-        }
+        let batches = ValidatedBatches::try_new(bytes, |bytes| {
+            let mut all_records = Vec::new();
+            let mut batches = BatchIter::new(bytes, BATCH_BYTES_MAX);
+            for batch in &mut batches {
+                let batch = batch.map_err(|error| (skip_below, error))?;
+                let records = batch
+                    .records()
+                    .map_err(|error| (batch.base_offset(), error))?;
+                record_count += records
+                    .clone()
+                    .filter(|record| record.offset() >= skip_below)
+                    .count();
+                all_records.push(records);
+            }
+            if !batches.remainder().is_empty() {
+                // The fetcher cuts chunks at batch boundaries; a remainder means bytes changed.
+                return Err((
+                    skip_below,
+                    BatchError::Truncated {
+                        needed: bytes.len(),
+                        available: batches.consumed_bytes(),
+                    },
+                ));
+            }
+            Ok(all_records)
+        })?;
         Ok(Self {
             topic,
             partition,
-            bytes,
+            batches: Arc::new(batches),
             skip_below,
             record_count,
         })
     }
+
+    /// The fetched bytes: whole batches, back to back.
+    pub(crate) fn bytes(&self) -> &Bytes {
+        self.batches.borrow_owner()
+    }
+
+    fn batch_records(&self) -> &[Records<'_>] {
+        self.batches.borrow_dependent()
+    }
 }
+
+// `poll` runs on the application's thread; its result may move to and be read from others.
+const _: fn() = || {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Polled>();
+};
 
 /// Records returned by one `poll`, from one or more partitions, in partition order within
 /// each partition.
@@ -100,7 +141,7 @@ impl Polled {
 
     /// Bytes of fetched batches held.
     pub fn batch_bytes(&self) -> usize {
-        self.chunks.iter().map(|chunk| chunk.bytes.len()).sum()
+        self.chunks.iter().map(|chunk| chunk.bytes().len()).sum()
     }
 
     /// The records, borrowing from the fetched bytes.
@@ -137,7 +178,7 @@ pub struct PolledRecords<'a> {
 
 struct ChunkCursor<'a> {
     chunk: &'a PolledChunk,
-    batches: BatchIter<'a>,
+    batches: std::slice::Iter<'a, Records<'a>>,
     records: Option<Records<'a>>,
 }
 
@@ -150,7 +191,7 @@ impl<'a> Iterator for PolledRecords<'a> {
                 let chunk = self.chunks.next()?;
                 self.current = Some(ChunkCursor {
                     chunk,
-                    batches: BatchIter::new(&chunk.bytes, BATCH_BYTES_MAX),
+                    batches: chunk.batch_records().iter(),
                     records: None,
                 });
                 continue;
@@ -167,19 +208,11 @@ impl<'a> Iterator for PolledRecords<'a> {
                 cursor.records = None;
             }
             match cursor.batches.next() {
-                Some(batch) => cursor.records = Some(records_of(batch)),
+                Some(records) => cursor.records = Some(records.clone()),
                 None => self.current = None,
             }
         }
     }
-}
-
-/// Invariant: `poll` validated these exact bytes (`PolledChunk::check`) and `Bytes` are
-/// immutable, so validating again cannot fail.
-fn records_of(batch: Result<BatchView<'_>, BatchError>) -> Records<'_> {
-    batch
-        .and_then(|batch| batch.records())
-        .expect("bytes validated by poll are still valid")
 }
 
 /// One record, borrowed from the fetched batch.
@@ -227,7 +260,7 @@ impl<'a> ConsumerRecord<'a> {
 
     /// A copy that outlives the poll result; key and value share the fetched bytes.
     pub fn to_owned_record(&self) -> OwnedRecord {
-        let record = self.view.to_record_sharing(&self.chunk.bytes);
+        let record = self.view.to_record_sharing(self.chunk.bytes());
         OwnedRecord {
             topic: self.chunk.topic.clone(),
             partition: self.chunk.partition,
@@ -263,7 +296,7 @@ pub struct OwnedRecord {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use spate_protocol::batch::header::stamp;
+    use spate_protocol::batch::header::{compute_crc, field, stamp};
     use spate_protocol::batch::{BatchBuilder, BatchOptions, NO_HEADERS};
 
     fn batch(base_offset: u64, values: &[&str]) -> BytesMut {
@@ -302,6 +335,40 @@ mod tests {
         assert!(bytes
             .as_ptr_range()
             .contains(&owned[0].value.as_ref().unwrap().as_ptr()));
+    }
+
+    #[test]
+    fn a_batch_whose_crc_holds_but_whose_record_archive_is_broken_is_refused() {
+        let mut bytes = batch(7, &["hello", "world"]);
+        // The archive's root (at the payload's end) claims far more records than exist; the
+        // CRC is recomputed so that only the archive check can notice.
+        let root_length = bytes.len() - 4;
+        bytes[root_length..].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = compute_crc(&bytes);
+        bytes[field::CRC..][..4].copy_from_slice(&crc.to_le_bytes());
+        let error = PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0).unwrap_err();
+        assert_eq!(error.0, 7, "the failure names the batch's offset");
+        assert!(
+            matches!(error.1, BatchError::InvalidPayload { .. }),
+            "{:?}",
+            error.1
+        );
+    }
+
+    #[test]
+    fn a_clone_reads_the_same_records_from_the_same_bytes() {
+        let bytes = batch(3, &["x", "y"]).freeze();
+        let polled = Polled {
+            chunks: vec![PolledChunk::check(Arc::from("t"), 0, bytes.clone(), 0).unwrap()],
+        };
+        let clone = polled.clone();
+        let values: Vec<&[u8]> = clone
+            .records()
+            .map(|record| record.value().unwrap())
+            .collect();
+        assert_eq!(values, vec![&b"x"[..], b"y"]);
+        assert!(bytes.as_ptr_range().contains(&values[0].as_ptr()));
+        assert_eq!(clone.len(), 2);
     }
 
     #[test]
