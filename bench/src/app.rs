@@ -7,14 +7,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cli::{Command, LimitsArgs, LimitsTuning, OutputArgs, TargetArgs, WorkloadArgs};
+use crate::cli::{
+    Command, IdleArgs, LimitsArgs, LimitsTuning, OutputArgs, TargetArgs, WorkloadArgs,
+};
 use crate::constants::DIRECT_IO_ALIGNMENT_BYTES;
 use crate::driver::redis::RedisDriver;
 use crate::driver::spate::SpateDriver;
 use crate::driver::{Driver, DriverError, DriverKind};
+use crate::idle::{self, IdleCrowd, IdleCrowdReport, IdleError};
 use crate::limits::{DiskSyncPolicy, LimitSettings, LimitsError, MachineLimits};
 use crate::placement::{available_cores, restrict_current_thread, Placement};
 use crate::report;
@@ -39,6 +43,8 @@ pub enum BenchError {
     Driver(#[from] DriverError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error("idle connections: {0}")]
+    Idle(#[from] IdleError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot write {path}: {source}")]
@@ -113,6 +119,7 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
     let mut targets = Vec::new();
     let mut progress = Progress::new(!arguments.output.no_progress);
     let mut failures: Vec<BenchError> = Vec::new();
+    let mut idle_crowd: Option<IdleCrowdReport> = None;
     for &driver_kind in &target_arguments.driver {
         // A driver that cannot run (redis-server missing, say) does not cost the results the
         // others measured: they are still printed and written, and the run exits 1.
@@ -123,11 +130,13 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
             &placement,
             &data_root,
             &workload,
+            &arguments.idle,
             &mut progress,
         ) {
-            Ok((outcome, target)) => {
+            Ok((outcome, target, crowd)) => {
                 outcomes.push(outcome);
                 targets.push(target);
+                idle_crowd = idle_crowd.or(crowd);
             }
             Err(error) => {
                 eprintln!("{} failed: {error}", driver_kind.name());
@@ -150,12 +159,21 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
         "harness_version": env!("CARGO_PKG_VERSION"),
     });
     let config = report::config_value(Some(&workload), setup);
-    let document = report::document(kind.name(), Some(kind), config, &outcomes, limits.as_ref());
+    let mut document =
+        report::document(kind.name(), Some(kind), config, &outcomes, limits.as_ref());
+    document["idle_connections"] = json!(idle_crowd);
     let title = describe(&workload, &placement);
     print!(
         "{}",
         report::table(&title, kind, &outcomes, limits.as_ref())
     );
+    if let Some(crowd) = &idle_crowd {
+        println!(
+            "\nspate beside {} idle connections (the same workload on the same broker, run first):",
+            crowd.connections
+        );
+        print!("{}", report::idle_crowd_table(&outcomes[0], crowd));
+    }
     for note in &notes {
         println!("note: {note}");
     }
@@ -168,7 +186,9 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
     })
 }
 
-/// Starts or reaches one system, runs the workload against it, and stops what it started.
+/// Starts or reaches one system, runs the workload against it (and again beside an idle crowd
+/// when asked, Spate only), and stops what it started.
+#[allow(clippy::too_many_arguments)]
 fn run_driver(
     kind: WorkloadKind,
     driver_kind: DriverKind,
@@ -176,8 +196,9 @@ fn run_driver(
     placement: &Placement,
     data_root: &Path,
     workload: &Workload,
+    idle: &IdleArgs,
     progress: &mut Progress,
-) -> Result<(RunOutcome, Value), BenchError> {
+) -> Result<(RunOutcome, Value, Option<IdleCrowdReport>), BenchError> {
     let (spawned, address) = start_target(
         driver_kind,
         target_arguments,
@@ -197,19 +218,88 @@ fn run_driver(
         kind.name(),
         driver_kind.name()
     );
-    let result = match kind {
-        WorkloadKind::Produce => {
-            runner::produce::run(driver.as_ref(), workload, placement, progress)
+    // The crowd's run comes first, so the broker at rest is measured fresh, as an operator's
+    // broker would be before its clients arrive.
+    let crowd = match (idle.idle_connections, driver_kind, spawned.as_ref()) {
+        (Some(count), DriverKind::Spate, Some(spawned)) if count > 0 => {
+            let beside = BesideCrowd {
+                kind,
+                driver: driver.as_ref(),
+                workload,
+                placement,
+                spawned,
+            };
+            Some(beside.run(count, Duration::from_millis(idle.idle_measure_ms), progress)?)
         }
-        WorkloadKind::Consume => {
-            runner::consume::run(driver.as_ref(), workload, placement, progress)
-        }
-        WorkloadKind::E2e => runner::e2e::run(driver.as_ref(), workload, placement, progress),
+        _ => None,
     };
-    drop(driver);
+    let result = run_kind(kind, driver.as_ref(), workload, placement, progress);
     let outcome = result.map_err(|error| explain_with_log(error, spawned.as_ref()))?;
+    drop(driver);
     drop(spawned);
-    Ok((outcome, target))
+    Ok((outcome, target, crowd))
+}
+
+fn run_kind(
+    kind: WorkloadKind,
+    driver: &dyn Driver,
+    workload: &Workload,
+    placement: &Placement,
+    progress: &mut Progress,
+) -> Result<RunOutcome, RunError> {
+    match kind {
+        WorkloadKind::Produce => runner::produce::run(driver, workload, placement, progress),
+        WorkloadKind::Consume => runner::consume::run(driver, workload, placement, progress),
+        WorkloadKind::E2e => runner::e2e::run(driver, workload, placement, progress),
+    }
+}
+
+/// A run of a workload beside an idle crowd, on the broker the plain run uses after it.
+struct BesideCrowd<'a> {
+    kind: WorkloadKind,
+    driver: &'a dyn Driver,
+    workload: &'a Workload,
+    placement: &'a Placement,
+    spawned: &'a SpawnedProcess,
+}
+
+impl BesideCrowd<'_> {
+    /// Measures the broker at rest, opens `count` idle connections, measures it at rest again,
+    /// runs the workload beside them (on a topic of its own), and closes them (waiting until the
+    /// broker has let them go).
+    fn run(
+        &self,
+        count: usize,
+        measured: Duration,
+        progress: &mut Progress,
+    ) -> Result<IdleCrowdReport, BenchError> {
+        let pid = self.spawned.pid().ok_or_else(|| {
+            BenchError::Usage("the spawned broker has exited before the idle crowd".into())
+        })?;
+        eprintln!(
+            "measuring the broker at rest for {} ms ...",
+            measured.as_millis()
+        );
+        let without = idle::measure_idle(pid, measured)?;
+        eprintln!("opening {count} idle connections ...");
+        let crowd = IdleCrowd::open(self.spawned.address(), count, pid)?;
+        eprintln!(
+            "measuring the broker at rest beside them for {} ms ...",
+            measured.as_millis()
+        );
+        let with = idle::measure_idle(pid, measured)?;
+        let mut beside = self.workload.clone();
+        beside.topic = format!("{}-idle", self.workload.topic);
+        eprintln!(
+            "running {} again beside {} idle connections ...",
+            self.kind.name(),
+            crowd.len()
+        );
+        let result = run_kind(self.kind, self.driver, &beside, self.placement, progress);
+        let with_crowd = result.map_err(|error| explain_with_log(error, Some(self.spawned)))?;
+        crowd.close(pid)?;
+        Ok(IdleCrowdReport::new(count, without, with, with_crowd))
+    }
 }
 
 fn check_drivers(arguments: &TargetArgs) -> Result<(), BenchError> {

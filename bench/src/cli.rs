@@ -59,7 +59,23 @@ pub struct WorkloadArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
+    pub idle: IdleArgs,
+    #[command(flatten)]
     pub settings: WorkloadLayer,
+}
+
+/// An idle crowd beside the workload (connections held open and never used).
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdleArgs {
+    /// Run the workload once more beside this many idle connections to the spawned broker
+    /// (opened by the harness, whose open-files limit is raised to its hard limit), and report
+    /// both runs, the broker's memory and descriptors per idle connection, and its CPU at rest
+    /// without and with them.
+    #[arg(long, requires = "spawn_broker")]
+    pub idle_connections: Option<usize>,
+    /// How long the broker's CPU at rest is measured, without and with the idle connections.
+    #[arg(long, default_value_t = IDLE_MEASURE_MS_DEFAULT)]
+    pub idle_measure_ms: u64,
 }
 
 /// What to run against, and where everything runs.

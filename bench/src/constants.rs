@@ -52,6 +52,17 @@ pub const DURATION_MS_MAX: u64 = 24 * 60 * 60 * 1000;
 pub const HISTOGRAM_NANOS_MAX: u64 = 60 * 60 * 1_000_000_000;
 pub const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
 
+/// How long the broker at rest is measured, without and with an idle crowd.
+pub const IDLE_MEASURE_MS_DEFAULT: u64 = 5_000;
+/// Longest wait for the broker to hold every connection of an idle crowd, or to let it go.
+pub const IDLE_ACCEPT_TIMEOUT_MS: u64 = 120_000;
+/// How often that wait looks at the broker's descriptors.
+pub const IDLE_POLL_INTERVAL_MS: u64 = 100;
+/// Pause after the broker holds the crowd, so its connection tasks reach their idle wait.
+pub const IDLE_SETTLE_MS: u64 = 1_000;
+/// Open files the harness keeps for itself beside an idle crowd (clients, limits, output).
+pub const IDLE_DESCRIPTORS_SPARE: u64 = 1_024;
+
 /// How often the progress line refreshes.
 pub const PROGRESS_INTERVAL_MS: u64 = 1_000;
 /// How long consumers keep reading after producers stop before the missing records are

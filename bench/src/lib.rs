@@ -5,13 +5,15 @@
 //! Map: `cli` (flags) and `workload` (settings, TOML files) decide what runs; `placement` pins
 //! threads; `target` starts or finds the system; `driver` talks to it; `runner` generates load
 //! and measures; `stats` holds the clock and histograms; `limits` measures the machine;
-//! `report` prints and writes JSON; `app` ties them together. Speed of individual functions
+//! `report` prints and writes JSON; `idle` holds an idle crowd of connections beside a workload;
+//! `app` ties them together. Speed of individual functions
 //! is measured by the criterion benches beside each crate, not here.
 
 pub mod app;
 pub mod cli;
 pub mod constants;
 pub mod driver;
+pub mod idle;
 pub mod limits;
 pub mod placement;
 pub mod report;

@@ -10,6 +10,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::idle::IdleCrowdReport;
 use crate::limits::MachineLimits;
 use crate::runner::{LatencyKind, RunOutcome};
 use crate::stats::LatencySummary;
@@ -500,6 +501,88 @@ fn render(rows: &[Vec<String>]) -> String {
         text.push('\n');
     }
     text
+}
+
+/// The idle crowd's table: the workload without and beside the crowd (beside it first, on a
+/// fresh broker; then without it, on the same broker), the producer's produce-to-ack latency
+/// first, then the broker at rest without and with it.
+pub fn idle_crowd_table(without: &RunOutcome, crowd: &IdleCrowdReport) -> String {
+    let with = &crowd.with_crowd;
+    let ratio = |before: Option<f64>, after: Option<f64>| match (before, after) {
+        (Some(before), Some(after)) if before > 0.0 => format!("{:.2}", after / before),
+        _ => "-".to_string(),
+    };
+    let mut rows: Vec<Vec<String>> = vec![vec![
+        "".to_string(),
+        "without".to_string(),
+        format!("with {} idle", crowd.connections),
+        "with/without".to_string(),
+    ]];
+    rows.push(vec![
+        "throughput".to_string(),
+        megabytes(without.throughput_bytes_per_sec),
+        megabytes(with.throughput_bytes_per_sec),
+        ratio(
+            Some(without.throughput_bytes_per_sec),
+            Some(with.throughput_bytes_per_sec),
+        ),
+    ]);
+    let percentiles: [(&str, PickPercentile); 3] = [
+        ("p50", |summary| summary.p50),
+        ("p99", |summary| summary.p99),
+        ("p99.99", |summary| summary.p9999),
+    ];
+    let mut latency_rows =
+        |name: &str, pick_summary: fn(&RunOutcome) -> Option<&LatencySummary>| {
+            for (percentile, pick) in &percentiles {
+                let before = pick_summary(without).map(pick);
+                let after = pick_summary(with).map(pick);
+                rows.push(vec![
+                    format!("{name} {percentile}"),
+                    optional(before, micros),
+                    optional(after, micros),
+                    ratio(before, after),
+                ]);
+            }
+        };
+    latency_rows("produce->ack", producer_latency);
+    if without.latency_kind == LatencyKind::EndToEndCorrected {
+        latency_rows("end-to-end", |outcome| outcome.latency.as_ref());
+    }
+    rows.push(vec![
+        "errors".to_string(),
+        without.errors.to_string(),
+        with.errors.to_string(),
+        "".to_string(),
+    ]);
+    let mut text = render(&rows);
+    text.push_str(&format!(
+        "broker at rest ({:.1} s each): CPU {:.2}% / {:.2}% of a core without / with the idle \
+         connections; resident {} / {}: {:.0} B and {:.2} descriptors per idle connection\n",
+        crowd.with.measured_ms as f64 / 1000.0,
+        crowd.without.cpu_percent_of_a_core,
+        crowd.with.cpu_percent_of_a_core,
+        bytes(crowd.without.sample.resident_bytes),
+        bytes(crowd.with.sample.resident_bytes),
+        crowd.resident_bytes_per_connection,
+        crowd.descriptors_per_connection,
+    ));
+    text
+}
+
+/// The producer's produce-to-ack latency: the main figure of `produce`, a detail of `e2e`.
+fn producer_latency(outcome: &RunOutcome) -> Option<&LatencySummary> {
+    match outcome.latency_kind {
+        LatencyKind::ProduceToAck => outcome.latency.as_ref(),
+        _ => outcome
+            .end_to_end
+            .as_ref()
+            .and_then(|details| details.produce_to_ack_us.as_ref()),
+    }
+}
+
+fn bytes(count: u64) -> String {
+    format!("{:.1} MB", count as f64 / 1e6)
 }
 
 #[cfg(test)]

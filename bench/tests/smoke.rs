@@ -390,3 +390,43 @@ fn a_workload_file_sets_the_run_and_flags_override_it() {
     assert_eq!(document["config"]["acks"], "leader");
     assert_eq!(document["config"]["stop"]["duration_ms"], 800);
 }
+
+#[test]
+fn e2e_beside_an_idle_crowd_reports_both_runs_and_the_cost_of_each_idle_connection() {
+    let document = run_bench(&[
+        "e2e",
+        "--spawn-broker",
+        "--rate",
+        "2000",
+        "--duration-ms",
+        "1000",
+        "--warmup-ms",
+        "200",
+        "--linger-us",
+        "100",
+        "--idle-connections",
+        "50",
+        "--idle-measure-ms",
+        "300",
+    ]);
+    assert_shape(&document, "e2e", false);
+    let crowd = &document["idle_connections"];
+    assert_eq!(crowd["connections"], 50, "{document:#}");
+    for path in [
+        &["resident_bytes_per_connection"][..],
+        &["descriptors_per_connection"],
+        &["without", "cpu_percent_of_a_core"],
+        &["with", "cpu_percent_of_a_core"],
+        &["with", "sample", "resident_bytes"],
+        &["with_crowd", "end_to_end", "produce_to_ack_us", "p99"],
+        &["with_crowd", "latency", "p99"],
+    ] {
+        assert!(
+            number_at(crowd, path).is_some(),
+            "idle_connections.{path:?} in {document:#}"
+        );
+    }
+    // Both runs: the one without the crowd is the document's own figures.
+    assert!(number_at(&document, &["end_to_end", "produce_to_ack_us", "p99"]).is_some());
+    assert_eq!(crowd["with_crowd"]["end_to_end"]["missing_records"], 0);
+}
