@@ -167,12 +167,15 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
         "{}",
         report::table(&title, kind, &outcomes, limits.as_ref())
     );
-    if let Some(crowd) = &idle_crowd {
+    let spate_outcome = outcomes
+        .iter()
+        .find(|outcome| outcome.driver == DriverKind::Spate);
+    if let (Some(crowd), Some(without)) = (&idle_crowd, spate_outcome) {
         println!(
             "\nspate beside {} idle connections (the same workload on the same broker, run first):",
             crowd.connections
         );
-        print!("{}", report::idle_crowd_table(&outcomes[0], crowd));
+        print!("{}", report::idle_crowd_table(without, crowd));
     }
     for note in &notes {
         println!("note: {note}");
