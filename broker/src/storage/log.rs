@@ -860,7 +860,8 @@ impl<F: FileSystem> PartitionLog<F> {
     }
 
     /// Opens the partition in `directory` (creating it if needed) and recovers it: see
-    /// `FORMAT.md` for what is checked, truncated and rebuilt.
+    /// `FORMAT.md`, "Recovery at open", whose steps this follows, for what is checked,
+    /// truncated and rebuilt.
     pub async fn open(
         file_system: Rc<F>,
         directory: PathBuf,
@@ -869,214 +870,89 @@ impl<F: FileSystem> PartitionLog<F> {
     ) -> Result<Self, StorageError> {
         config.check()?;
         let fs = &*file_system;
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |error| StorageError::io(op, &path, None, error)
-        };
-        fs.create_directory(&directory)
-            .await
-            .map_err(io("creating partition directory", &directory))?;
-        if let Some(parent) = directory.parent() {
-            fs.sync_directory(parent)
-                .await
-                .map_err(io("syncing parent directory", parent))?;
+        // Steps 1-2.
+        let names = prepare_directory(fs, &directory).await?;
+        let checkpoints = read_checkpoints(fs, &directory, &names).await?;
+        let checkpoint_start = checkpoints.log_start.unwrap_or(0);
+        // Step 3.
+        let kept = segments_to_recover(fs, &directory, &names, checkpoint_start).await?;
+        check_oldest_segment(&directory, checkpoints.log_start, &kept)?;
+        if checkpoints.log_start.is_none() {
+            // Before the segments are opened, so their files are the most recently used ones
+            // in an open-file cache.
+            write_missing_log_start(fs, &directory, &kept).await?;
         }
-        let names = fs
-            .list_directory(&directory)
-            .await
-            .map_err(io("listing partition directory", &directory))?;
-        if names
-            .iter()
-            .any(|name| name == LOG_START_TEMPORARY_FILE_NAME)
-        {
-            let temporary = directory.join(LOG_START_TEMPORARY_FILE_NAME);
-            fs.remove_file(&temporary)
-                .await
-                .map_err(io("removing leftover checkpoint", &temporary))?;
-        }
-        let checkpoint = read_log_start(fs, &directory).await?;
-        let checkpoint_start = checkpoint.unwrap_or(0);
-        if names
-            .iter()
-            .any(|name| name == RECOVERY_POINT_TEMPORARY_FILE_NAME)
-        {
-            let temporary = directory.join(RECOVERY_POINT_TEMPORARY_FILE_NAME);
-            fs.remove_file(&temporary)
-                .await
-                .map_err(io("removing leftover recovery point", &temporary))?;
-        }
-        let recovery_point = read_checkpoint(fs, &directory, CheckpointKind::RecoveryPoint).await?;
+        // Step 4.
         let mut report = RecoveryReport {
-            recovery_point,
+            recovery_point: checkpoints.recovery_point,
             ..RecoveryReport::default()
         };
-
-        let mut found: BTreeMap<u64, Vec<SegmentFileKind>> = BTreeMap::new();
-        for name in &names {
-            if let Some((base_offset, kind)) = parse_segment_file_name(name) {
-                found.entry(base_offset).or_default().push(kind);
-            }
-        }
-        let mut bases = Vec::new();
-        for (base_offset, kinds) in &found {
-            if kinds.contains(&SegmentFileKind::Log) {
-                bases.push(*base_offset);
-                if kinds.len() < 3 {}
-            } else {
-                // Index files without a log: a segment deleted log-first, interrupted.
-                let paths = SegmentPaths::new(&directory, *base_offset);
-                remove_if_present(fs, &paths.offset_index).await?;
-                remove_if_present(fs, &paths.time_index).await?;
-            }
-        }
-        // Segments wholly before the checkpointed log start are remnants of an interrupted
-        // deletion (the checkpoint is written first): finish it without reading them.
-        let mut kept = Vec::new();
-        for (index, base_offset) in bases.iter().enumerate() {
-            match bases.get(index + 1) {
-                Some(next_base) if *next_base <= checkpoint_start => {
-                    remove_segment_files(fs, &SegmentPaths::new(&directory, *base_offset)).await?;
-                }
-                _ => kept.push(*base_offset),
-            }
-        }
-
-        // The checkpoint is written before the broker deletes a segment, so an oldest segment
-        // past it lost the ones before it outside the broker.
-        if let (Some(log_start_offset), Some(&oldest_base_offset)) = (checkpoint, kept.first()) {
-            if oldest_base_offset > log_start_offset {
-                return Err(StorageError::LostOldestSegments {
-                    directory,
-                    log_start_offset,
-                    oldest_base_offset,
-                });
-            }
-        }
-
-        if checkpoint.is_none() {
-            // A partition being created, one from a build that wrote the checkpoint only when
-            // records were deleted, or one whose checkpoint was removed (the documented way to
-            // accept lost oldest segments): from now on the start is checked at every open.
-            // Written before the segments are opened, so their files are the most recently used
-            // ones in an open-file cache.
-            let log_start_offset = kept.first().copied().unwrap_or(0);
-            if log_start_offset > 0 {
-                tracing::warn!(
-                    directory = %directory.display(),
-                    log_start_offset,
-                    "no log-start-offset checkpoint: the log starts at its oldest segment; \
-                     offsets below it are gone (if segment files were deleted by hand, their \
-                     records are lost); writing the checkpoint now"
-                );
-            }
-            write_log_start(fs, &directory, log_start_offset).await?;
-        }
-
         let now_ms = clock.now_ms();
-        let mut segments = Vec::new();
-        let mut active_tail_block = Vec::new();
-        if kept.is_empty() {
-            let paths = SegmentPaths::new(&directory, checkpoint_start);
-            let files = open_segment_files(fs, &paths, OpenMode::CreateIfMissing).await?;
-            segments.push(Segment {
-                base_offset: checkpoint_start,
-                paths,
-                files: Rc::new(files),
-                index: SegmentIndex::new(),
-                persisted_entries: 0,
-                tail: SegmentTail::empty(checkpoint_start),
-                opened_ms: now_ms,
-            });
-        } else {
-            let last = kept.len() - 1;
-            for (index, base_offset) in kept.iter().enumerate() {
-                let paths = SegmentPaths::new(&directory, *base_offset);
-                let files = open_segment_files(fs, &paths, OpenMode::Existing).await?;
-                let role = if index == last {
-                    SegmentRole::Active
-                } else {
-                    SegmentRole::Closed
-                };
-                let recovered =
-                    recover_segment(*base_offset, paths, files, role, &config, now_ms).await?;
-                report.segments += 1;
-                report.bytes_scanned += recovered.bytes_scanned;
-                if index == last {
-                    active_tail_block = recovered.tail_block;
-                }
-                segments.push(recovered.segment);
-            }
-        }
-        // Always, not only when this open changed entries: an earlier open or roll may have
-        // created files and failed before its directory sync, and the names we just found may
-        // not be durable yet.
-        fs.sync_directory(&directory)
-            .await
-            .map_err(io("syncing partition directory", &directory))?;
-        for pair in segments.windows(2) {
-            if pair[0].tail.next_offset != pair[1].base_offset {
-                return Err(StorageError::corrupt(
-                    &pair[0].paths.log,
-                    pair[0].tail.end_position,
-                    format!(
-                        "segment ends at offset {} but the next segment starts at {}",
-                        pair[0].tail.next_offset, pair[1].base_offset
-                    ),
-                ));
-            }
-        }
+        let (mut segments, active_tail_block) = recover_segments(
+            fs,
+            &directory,
+            &kept,
+            checkpoint_start,
+            &config,
+            now_ms,
+            &mut report,
+        )
+        .await?;
+        // Step 5: always, not only when this open changed entries: an earlier open or roll may
+        // have created files and failed before its directory sync, and the names just found
+        // may not be durable yet.
+        fs.sync_directory(&directory).await.map_err(|error| {
+            StorageError::io("syncing partition directory", &directory, None, error)
+        })?;
+        // Steps 6-8.
+        check_contiguous(&segments)?;
         let active = segments
             .pop()
             .expect("at least one segment exists or was created");
-        check_nothing_lost(&directory, &names, recovery_point, active.tail.next_offset)?;
-        let mut log_start_offset =
-            checkpoint_start.max(segments.first().unwrap_or(&active).base_offset);
-        if log_start_offset > active.tail.next_offset {
-            tracing::warn!(
-                log_start_offset,
-                next_offset = active.tail.next_offset,
-                "checkpointed log start is past the log end; clamping"
-            );
-            log_start_offset = active.tail.next_offset;
-        }
-        let active_base_offset = active.base_offset;
+        check_nothing_lost(
+            &directory,
+            &names,
+            checkpoints.recovery_point,
+            active.tail.next_offset,
+        )?;
+        let first_base_offset = segments.first().unwrap_or(&active).base_offset;
+        let log_start_offset =
+            settled_log_start(checkpoint_start, first_base_offset, active.tail.next_offset);
         let durable = DurablePoint {
             tail: active.tail,
             tail_block: active_tail_block,
         };
-        let sealed = segments
-            .into_iter()
-            .map(|segment| (segment.base_offset, segment))
-            .collect();
-        let tail_cache = TailCache::new(config.tail_cache_bytes_max);
-        let producers = ProducerState::new(
-            config.producers_per_partition_max,
-            config.producer_expiry_ms,
-        );
+        let recovery_point = RecoveryPoint {
+            offset: checkpoints.recovery_point.unwrap_or(0),
+            segment_base_offset: active.base_offset,
+            position: 0,
+        };
         let state = LogState {
-            config,
-            sealed,
+            sealed: segments
+                .into_iter()
+                .map(|segment| (segment.base_offset, segment))
+                .collect(),
             active,
             writer: Writer::at(durable, clock.monotonic_us()),
-            tail_cache,
+            tail_cache: TailCache::new(config.tail_cache_bytes_max),
             log_start_offset,
             io_busy: false,
             maintenance_busy: false,
             roll_pending: false,
-            producers,
+            producers: ProducerState::new(
+                config.producers_per_partition_max,
+                config.producer_expiry_ms,
+            ),
             admission_waiting: BTreeSet::new(),
             admission_tickets_issued: 0,
             slow_syncs: SlowSyncWarnings::default(),
-            recovery_point: RecoveryPoint {
-                offset: recovery_point.unwrap_or(0),
-                segment_base_offset: active_base_offset,
-                position: 0,
-            },
+            recovery_point,
             checkpoint_busy: false,
             recovery_report: report,
             time_indexes_checked: BTreeSet::new(),
             lost: None,
             index_rebuilds: 0,
+            config,
         };
         let log = Self {
             file_system,
@@ -1085,6 +961,7 @@ impl<F: FileSystem> PartitionLog<F> {
             state: RefCell::new(state),
             progress: Progress::default(),
         };
+        // Step 9.
         log.rebuild_producer_state(&names).await?;
         Ok(log)
     }
@@ -2353,6 +2230,223 @@ impl<F: FileSystem> PartitionLog<F> {
         }
         Ok(())
     }
+}
+
+/// The checkpoints an open found: the log start and the recovery point, each if present.
+struct Checkpoints {
+    log_start: Option<u64>,
+    recovery_point: Option<u64>,
+}
+
+/// Recovery step 1: the partition directory exists (created, its parent synced) and its names.
+async fn prepare_directory<F: FileSystem>(
+    fs: &F,
+    directory: &Path,
+) -> Result<Vec<String>, StorageError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |error| StorageError::io(op, &path, None, error)
+    };
+    fs.create_directory(directory)
+        .await
+        .map_err(io("creating partition directory", directory))?;
+    if let Some(parent) = directory.parent() {
+        fs.sync_directory(parent)
+            .await
+            .map_err(io("syncing parent directory", parent))?;
+    }
+    fs.list_directory(directory)
+        .await
+        .map_err(io("listing partition directory", directory))
+}
+
+/// Recovery step 2: removes checkpoints being written when the process stopped and reads both.
+async fn read_checkpoints<F: FileSystem>(
+    fs: &F,
+    directory: &Path,
+    names: &[String],
+) -> Result<Checkpoints, StorageError> {
+    for (temporary, op) in [
+        (
+            LOG_START_TEMPORARY_FILE_NAME,
+            "removing leftover checkpoint",
+        ),
+        (
+            RECOVERY_POINT_TEMPORARY_FILE_NAME,
+            "removing leftover recovery point",
+        ),
+    ] {
+        if names.iter().any(|name| name == temporary) {
+            let path = directory.join(temporary);
+            fs.remove_file(&path)
+                .await
+                .map_err(|error| StorageError::io(op, &path, None, error))?;
+        }
+    }
+    Ok(Checkpoints {
+        log_start: read_log_start(fs, directory).await?,
+        recovery_point: read_checkpoint(fs, directory, CheckpointKind::RecoveryPoint).await?,
+    })
+}
+
+/// Recovery step 3: the base offsets of the segments to recover, oldest first. Index files
+/// without a log (a segment deleted log-first, interrupted) are removed, and so are segments
+/// wholly before the checkpointed log start: remnants of an interrupted deletion (the
+/// checkpoint is written first), removed without reading them.
+async fn segments_to_recover<F: FileSystem>(
+    fs: &F,
+    directory: &Path,
+    names: &[String],
+    checkpoint_start: u64,
+) -> Result<Vec<u64>, StorageError> {
+    let mut found: BTreeMap<u64, Vec<SegmentFileKind>> = BTreeMap::new();
+    for name in names {
+        if let Some((base_offset, kind)) = parse_segment_file_name(name) {
+            found.entry(base_offset).or_default().push(kind);
+        }
+    }
+    let mut bases = Vec::new();
+    for (base_offset, kinds) in &found {
+        if kinds.contains(&SegmentFileKind::Log) {
+            bases.push(*base_offset);
+        } else {
+            let paths = SegmentPaths::new(directory, *base_offset);
+            remove_if_present(fs, &paths.offset_index).await?;
+            remove_if_present(fs, &paths.time_index).await?;
+        }
+    }
+    let mut kept = Vec::new();
+    for (index, base_offset) in bases.iter().enumerate() {
+        match bases.get(index + 1) {
+            Some(next_base) if *next_base <= checkpoint_start => {
+                remove_segment_files(fs, &SegmentPaths::new(directory, *base_offset)).await?;
+            }
+            _ => kept.push(*base_offset),
+        }
+    }
+    Ok(kept)
+}
+
+/// Refuses a log whose oldest segment starts past the checkpointed log start: the checkpoint is
+/// written before the broker deletes a segment, so the ones before it were lost outside it.
+fn check_oldest_segment(
+    directory: &Path,
+    checkpoint: Option<u64>,
+    kept: &[u64],
+) -> Result<(), StorageError> {
+    match (checkpoint, kept.first()) {
+        (Some(log_start_offset), Some(&oldest_base_offset))
+            if oldest_base_offset > log_start_offset =>
+        {
+            Err(StorageError::LostOldestSegments {
+                directory: directory.to_path_buf(),
+                log_start_offset,
+                oldest_base_offset,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes the log start checkpoint of a partition that has none, at its oldest segment: a
+/// partition being created, one from a build that wrote the checkpoint only when records were
+/// deleted, or one whose checkpoint was removed (the documented way to accept lost oldest
+/// segments). From then on the start is checked at every open.
+async fn write_missing_log_start<F: FileSystem>(
+    fs: &F,
+    directory: &Path,
+    kept: &[u64],
+) -> Result<(), StorageError> {
+    let log_start_offset = kept.first().copied().unwrap_or(0);
+    if log_start_offset > 0 {
+        tracing::warn!(
+            directory = %directory.display(),
+            log_start_offset,
+            "no log-start-offset checkpoint: the log starts at its oldest segment; offsets \
+             below it are gone (if segment files were deleted by hand, their records are \
+             lost); writing the checkpoint now"
+        );
+    }
+    write_log_start(fs, directory, log_start_offset).await
+}
+
+/// Recovery step 4: every segment in `kept` recovered, oldest first (the last one as the active
+/// segment), or one new empty segment at `checkpoint_start` if there is none; and the partial
+/// last block of the active segment's log.
+async fn recover_segments<F: FileSystem>(
+    fs: &F,
+    directory: &Path,
+    kept: &[u64],
+    checkpoint_start: u64,
+    config: &LogConfig,
+    now_ms: i64,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<Segment<F::File>>, Vec<u8>), StorageError> {
+    if kept.is_empty() {
+        let paths = SegmentPaths::new(directory, checkpoint_start);
+        let files = open_segment_files(fs, &paths, OpenMode::CreateIfMissing).await?;
+        let segment = Segment {
+            base_offset: checkpoint_start,
+            paths,
+            files: Rc::new(files),
+            index: SegmentIndex::new(),
+            persisted_entries: 0,
+            tail: SegmentTail::empty(checkpoint_start),
+            opened_ms: now_ms,
+        };
+        return Ok((vec![segment], Vec::new()));
+    }
+    let mut segments = Vec::with_capacity(kept.len());
+    let mut active_tail_block = Vec::new();
+    let last = kept.len() - 1;
+    for (index, base_offset) in kept.iter().enumerate() {
+        let paths = SegmentPaths::new(directory, *base_offset);
+        let files = open_segment_files(fs, &paths, OpenMode::Existing).await?;
+        let role = if index == last {
+            SegmentRole::Active
+        } else {
+            SegmentRole::Closed
+        };
+        let recovered = recover_segment(*base_offset, paths, files, role, config, now_ms).await?;
+        report.segments += 1;
+        report.bytes_scanned += recovered.bytes_scanned;
+        if index == last {
+            active_tail_block = recovered.tail_block;
+        }
+        segments.push(recovered.segment);
+    }
+    Ok((segments, active_tail_block))
+}
+
+/// Recovery step 6: each segment ends where the next one starts.
+fn check_contiguous<File>(segments: &[Segment<File>]) -> Result<(), StorageError> {
+    for pair in segments.windows(2) {
+        if pair[0].tail.next_offset != pair[1].base_offset {
+            return Err(StorageError::corrupt(
+                &pair[0].paths.log,
+                pair[0].tail.end_position,
+                format!(
+                    "segment ends at offset {} but the next segment starts at {}",
+                    pair[0].tail.next_offset, pair[1].base_offset
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Recovery step 8: the log start, `max(checkpoint, first base offset)`, clamped to the log end.
+fn settled_log_start(checkpoint_start: u64, first_base_offset: u64, log_end: u64) -> u64 {
+    let log_start_offset = checkpoint_start.max(first_base_offset);
+    if log_start_offset > log_end {
+        tracing::warn!(
+            log_start_offset,
+            next_offset = log_end,
+            "checkpointed log start is past the log end; clamping"
+        );
+        return log_end;
+    }
+    log_start_offset
 }
 
 /// Refuses a log that ends before an offset the broker durably promised: the recovery point, or

@@ -59,7 +59,8 @@ async fn index_file_bytes<File: StorageFile>(
     Ok((bytes, size))
 }
 
-/// Recovers one segment. `opened_ms` is recorded as the segment's opening time.
+/// Recovers one segment (FORMAT.md, "Recovery at open", step 4). `opened_ms` is recorded as
+/// the segment's opening time.
 pub async fn recover_segment<File: StorageFile>(
     base_offset: u64,
     paths: SegmentPaths,
@@ -73,6 +74,80 @@ pub async fn recover_segment<File: StorageFile>(
         .size()
         .await
         .map_err(|error| StorageError::io("sizing segment", &paths.log, None, error))?;
+    // Step 4.1.
+    let loaded = load_index(&files, &paths, log_size).await?;
+    let mut index = loaded.index;
+    if role == SegmentRole::Active && config.recovery_scan == RecoveryScan::Full {
+        // Distrusted: the scan starts at the first byte and rebuilds every entry.
+        index.truncate(0);
+    }
+    let mut reader = SegmentReader::new(&files.log, &paths.log, log_size, config.read_chunk_bytes);
+    // Step 4.2.
+    let mut tail = trusted_tail(&mut reader, &mut index, base_offset, config).await?;
+    let trusted_entries = index.len();
+    let scan_start = tail.end_position;
+    // Step 4.3.
+    let stop_reason = scan_batches(&mut reader, &mut index, &mut tail, base_offset, config).await?;
+    let torn_offsets = match (role, &stop_reason) {
+        (SegmentRole::Active, Some(_)) => {
+            offsets_in_torn_tail(
+                &mut reader,
+                tail.end_position,
+                tail.next_offset,
+                config.batch_bytes_max,
+            )
+            .await?
+        }
+        _ => None,
+    };
+    drop(reader);
+    // Step 4.4.
+    let end = tail.end_position;
+    if let Some(reason) = stop_reason {
+        judge_invalid_end(&paths, role, &tail, log_size, reason, torn_offsets)?;
+    }
+    settle_log_file(&files, &paths, role, log_size, end).await?;
+    // Step 4.5.
+    rewrite_index_files(
+        &files,
+        &paths,
+        &index,
+        trusted_entries,
+        loaded.offset_file_bytes,
+        loaded.time_file_bytes,
+    )
+    .await?;
+    // Step 4.6.
+    let tail_block = read_tail_block(&files, &paths, end).await?;
+    let persisted_entries = index.len();
+    Ok(Recovered {
+        segment: Segment {
+            base_offset,
+            paths,
+            files: Rc::new(files),
+            index,
+            persisted_entries,
+            tail,
+            opened_ms,
+        },
+        tail_block,
+        bytes_scanned: end - scan_start,
+    })
+}
+
+/// Both index files as loaded: their longest valid, agreeing prefix, and their sizes on disk.
+struct LoadedIndex {
+    index: SegmentIndex,
+    offset_file_bytes: u64,
+    time_file_bytes: u64,
+}
+
+/// Step 4.1: loads both index files and keeps their valid, agreeing prefix.
+async fn load_index<File: StorageFile>(
+    files: &SegmentFiles<File>,
+    paths: &SegmentPaths,
+    log_size: u64,
+) -> Result<LoadedIndex, StorageError> {
     // At most one entry per batch, and a batch is at least a header long.
     let entries_max = log_size / BATCH_HEADER_BYTES as u64 + 1;
     let (offset_bytes, offset_file_bytes) = index_file_bytes(
@@ -87,18 +162,25 @@ pub async fn recover_segment<File: StorageFile>(
         entries_max * TIME_INDEX_ENTRY_BYTES as u64,
     )
     .await?;
-    let mut index = SegmentIndex::decode_valid_prefix(&offset_bytes, &time_bytes, log_size);
-    if role == SegmentRole::Active && config.recovery_scan == RecoveryScan::Full {
-        // Distrusted: the scan starts at the first byte and rebuilds every entry.
-        index.truncate(0);
-    }
+    Ok(LoadedIndex {
+        index: SegmentIndex::decode_valid_prefix(&offset_bytes, &time_bytes, log_size),
+        offset_file_bytes,
+        time_file_bytes,
+    })
+}
 
-    let mut reader = SegmentReader::new(&files.log, &paths.log, log_size, config.read_chunk_bytes);
-    // Index entries are written only for synced batches, but a torn index write or a medium
-    // error can still leave a bad last entry: trust an entry only if its batch checks out.
-    let mut tail = loop {
+/// Step 4.2: the tail at the last index entry whose batch checks out (entries after it are
+/// dropped), or at the segment's start. Index entries are written only for synced batches, but
+/// a torn index write or a medium error can still leave a bad last entry.
+async fn trusted_tail<File: StorageFile>(
+    reader: &mut SegmentReader<'_, File>,
+    index: &mut SegmentIndex,
+    base_offset: u64,
+    config: &LogConfig,
+) -> Result<SegmentTail, StorageError> {
+    loop {
         let Some((offset_entry, time_entry)) = index.last() else {
-            break SegmentTail::empty(base_offset);
+            return Ok(SegmentTail::empty(base_offset));
         };
         let position = u64::from(offset_entry.position);
         let expected = base_offset + u64::from(offset_entry.relative_offset);
@@ -107,20 +189,29 @@ pub async fn recover_segment<File: StorageFile>(
             .await?
         {
             BatchAt::Batch { .. } => {
-                break SegmentTail {
+                return Ok(SegmentTail {
                     end_position: position,
                     next_offset: expected,
                     max_timestamp: time_entry.timestamp_before,
                     bytes_since_index_entry: 0,
-                }
+                })
             }
             BatchAt::End | BatchAt::Invalid { .. } => index.truncate(index.len() - 1),
         }
-    };
-    let trusted_entries = index.len();
-    let scan_start = tail.end_position;
+    }
+}
 
-    let stop_reason = loop {
+/// Step 4.3: scans and checks batches from `tail` to the end of the file, adding the index
+/// entries it passes; returns why it stopped before the end, if it did (`None`: the end, or
+/// zero padding).
+async fn scan_batches<File: StorageFile>(
+    reader: &mut SegmentReader<'_, File>,
+    index: &mut SegmentIndex,
+    tail: &mut SegmentTail,
+    base_offset: u64,
+    config: &LogConfig,
+) -> Result<Option<String>, StorageError> {
+    loop {
         let found = reader
             .batch_at(
                 tail.end_position,
@@ -134,44 +225,43 @@ pub async fn recover_segment<File: StorageFile>(
                 if u64::from(header.batch_length) + tail.end_position > u64::from(u32::MAX)
                     || header.next_offset() - base_offset > u64::from(u32::MAX)
                 {
-                    break Some(
+                    return Ok(Some(
                         "batch beyond the u32 position or offset range of a segment".to_owned(),
-                    );
+                    ));
                 }
                 // Scanning from an entry's batch with `bytes_since_index_entry` zero never adds
                 // a second entry for that batch: the interval is at least one byte.
                 index_batch(
-                    &mut index,
-                    &mut tail,
+                    index,
+                    tail,
                     base_offset,
                     &header,
                     config.index_interval_bytes,
                 );
             }
-            BatchAt::End => break None,
-            BatchAt::Invalid { reason } => break Some(reason),
+            BatchAt::End => return Ok(None),
+            BatchAt::Invalid { reason } => return Ok(Some(reason)),
         }
-    };
-    let torn_offsets = match (role, &stop_reason) {
-        (SegmentRole::Active, Some(_)) => {
-            offsets_in_torn_tail(
-                &mut reader,
-                tail.end_position,
-                tail.next_offset,
-                config.batch_bytes_max,
-            )
-            .await?
-        }
-        _ => None,
-    };
-    drop(reader);
+    }
+}
 
+/// Step 4.4, for bytes that are not a valid batch where the batches stop (at `tail`): the
+/// active segment's torn tail is cut (with a warning naming the bytes and offsets removed); a
+/// closed segment's is damage, a `Corrupt` error.
+fn judge_invalid_end(
+    paths: &SegmentPaths,
+    role: SegmentRole,
+    tail: &SegmentTail,
+    log_size: u64,
+    reason: String,
+    torn_offsets: Option<(u64, u64)>,
+) -> Result<(), StorageError> {
     let end = tail.end_position;
-    match (role, stop_reason) {
-        (SegmentRole::Closed, Some(reason)) => {
+    match role {
+        SegmentRole::Closed => {
             // `end` is where the valid batches stop: the start of the first bad one (or of the
             // bytes that should be one), not the end of the last good one's neighbour.
-            return Err(StorageError::corrupt(
+            Err(StorageError::corrupt(
                 &paths.log,
                 end,
                 format!(
@@ -182,9 +272,9 @@ pub async fn recover_segment<File: StorageFile>(
                     tail.next_offset,
                     log_size.saturating_sub(end)
                 ),
-            ));
+            ))
         }
-        (SegmentRole::Active, Some(reason)) => {
+        SegmentRole::Active => {
             let offsets_removed = match torn_offsets {
                 Some((first, after)) => {
                     format!("{} (offsets {first} to {})", after - first, after - 1)
@@ -201,72 +291,65 @@ pub async fn recover_segment<File: StorageFile>(
                 "truncating the torn tail of the active segment: the bytes from this position \
                  on were never acknowledged as durable"
             );
+            Ok(())
         }
-        (_, None) => {}
     }
+}
+
+/// Step 4.4: cuts the log to `end` (a torn tail, or a closed segment's trailing padding) and
+/// syncs it, always for the active segment: the recovered bytes may sit in a volatile device
+/// cache (written, never synced), and must be durable before anything is acknowledged on top.
+async fn settle_log_file<File: StorageFile>(
+    files: &SegmentFiles<File>,
+    paths: &SegmentPaths,
+    role: SegmentRole,
+    log_size: u64,
+    end: u64,
+) -> Result<(), StorageError> {
     if log_size != end {
         files.log.truncate(end).await.map_err(|error| {
             StorageError::io("truncating segment", &paths.log, Some(end), error)
         })?;
     }
     if role == SegmentRole::Active || log_size != end {
-        // The recovered bytes may sit in a volatile device cache (written, never synced): make
-        // them durable before anything is acknowledged on top of them.
         files
             .log
             .sync_data()
             .await
             .map_err(|error| StorageError::io("syncing segment", &paths.log, None, error))?;
     }
+    Ok(())
+}
 
-    rewrite_index_files(
-        &files,
-        &paths,
-        &index,
-        trusted_entries,
-        offset_file_bytes,
-        time_file_bytes,
-    )
-    .await?;
-
+/// Step 4.6: bytes `[align_down(end), end)` of the log, the partial block the next write
+/// rewrites.
+async fn read_tail_block<File: StorageFile>(
+    files: &SegmentFiles<File>,
+    paths: &SegmentPaths,
+    end: u64,
+) -> Result<Vec<u8>, StorageError> {
     let tail_block_start = align_down(end);
-    let tail_block = if tail_block_start == end {
-        Vec::new()
-    } else {
-        let bytes = files
-            .log
-            .read_at(tail_block_start, (end - tail_block_start) as usize)
-            .await
-            .map_err(|error| {
-                StorageError::io(
-                    "reading tail block",
-                    &paths.log,
-                    Some(tail_block_start),
-                    error,
-                )
-            })?;
-        assert_eq!(
-            bytes.len() as u64,
-            end - tail_block_start,
-            "the scan just read these bytes"
-        );
-        bytes.to_vec()
-    };
-
-    let persisted_entries = index.len();
-    Ok(Recovered {
-        segment: Segment {
-            base_offset,
-            paths,
-            files: Rc::new(files),
-            index,
-            persisted_entries,
-            tail,
-            opened_ms,
-        },
-        tail_block,
-        bytes_scanned: end - scan_start,
-    })
+    if tail_block_start == end {
+        return Ok(Vec::new());
+    }
+    let bytes = files
+        .log
+        .read_at(tail_block_start, (end - tail_block_start) as usize)
+        .await
+        .map_err(|error| {
+            StorageError::io(
+                "reading tail block",
+                &paths.log,
+                Some(tail_block_start),
+                error,
+            )
+        })?;
+    assert_eq!(
+        bytes.len() as u64,
+        end - tail_block_start,
+        "the scan just read these bytes"
+    );
+    Ok(bytes.to_vec())
 }
 
 /// The offsets `[first, after)` that the batch headers in a torn tail still name, starting at
