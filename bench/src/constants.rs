@@ -27,7 +27,7 @@ pub const E2E_RATE_PERCENT_OF_MAX_DEFAULT: f64 = 50.0;
 /// Length of the calibration run that measures the maximum throughput for an e2e rate given as
 /// a percentage of it.
 pub const CALIBRATION_DURATION_MS_DEFAULT: u64 = 5_000;
-/// The storage engine's group-commit defaults (broker/src/storage/config.rs): one fdatasync per
+/// The storage engine's group-commit defaults (broker/storage/src/config.rs): one fdatasync per
 /// this many bytes or this many microseconds, whichever comes first.
 pub const GROUP_COMMIT_BYTES_DEFAULT: u64 = 1024 * 1024;
 pub const GROUP_COMMIT_US_DEFAULT: u64 = 2_000;
@@ -82,7 +82,7 @@ pub const SPAWN_LOG_LINES_KEPT: usize = 40;
 pub const LOOPBACK_DURATION_MS_DEFAULT: u64 = 2_000;
 pub const LOOPBACK_WRITE_BYTES: usize = 1024 * 1024;
 pub const LOOPBACK_READ_BYTES: usize = 64 * 1024;
-/// The broker's default SO_SNDBUF / SO_RCVBUF (broker/src/config.rs), used on both ends.
+/// The broker's default SO_SNDBUF / SO_RCVBUF (broker/server/src/config.rs), used on both ends.
 pub const SOCKET_SEND_BUFFER_BYTES: usize = 1024 * 1024;
 pub const SOCKET_RECEIVE_BUFFER_BYTES: usize = 1024 * 1024;
 /// Loopback round trip: bytes each way (a small request and its answer) and how many.

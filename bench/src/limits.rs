@@ -254,7 +254,7 @@ pub fn memory_file_system(path: &Path) -> Option<&'static str> {
     }
 }
 
-/// A TCP socket with the broker's options (broker/src/server/startup.rs): TCP_NODELAY and its
+/// A TCP socket with the broker's options (broker/server/src/startup.rs): TCP_NODELAY and its
 /// default send and receive buffer sizes.
 fn configure(socket: &Socket) -> std::io::Result<()> {
     socket.set_nodelay(true)?;

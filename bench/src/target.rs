@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn the_ready_line_yields_the_listen_address() {
-        let line = "2026-01-01T00:00:00Z  INFO spate_broker::server: broker ready address=127.0.0.1:40123 shards=2";
+        let line = "2026-01-01T00:00:00Z  INFO spate_server: broker ready address=127.0.0.1:40123 shards=2";
         assert_eq!(
             parse_ready_line(line),
             Some("127.0.0.1:40123".parse().unwrap())

@@ -6,9 +6,9 @@
 
 use std::process::ExitCode;
 
-use spate_broker::catalog::{self, DataDirectoryLock};
-use spate_broker::config::Config;
-use spate_broker::shard::signal::ShutdownFlag;
+use spate_cluster::catalog::{self, DataDirectoryLock};
+use spate_cluster::shard::signal::ShutdownFlag;
+use spate_server::config::Config;
 
 /// The subcommand that rebuilds a lost or wrong catalog from the topic directories.
 const RECOVER_CATALOG_COMMAND: &str = "recover-catalog";
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         placement = ?config.placement,
         "starting spate-broker"
     );
-    match spate_broker::server::run(config, ShutdownFlag::default()) {
+    match spate_server::run(config, ShutdownFlag::default()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "broker failed");

@@ -447,7 +447,8 @@ mod tests {
 
     #[test]
     fn the_ready_line_yields_the_listen_address() {
-        let line = "2026-01-01T00:00:00Z  INFO spate_broker::server: broker ready address=127.0.0.1:4321 shards=2";
+        let line =
+            "2026-01-01T00:00:00Z  INFO spate_server: broker ready address=127.0.0.1:4321 shards=2";
         assert_eq!(ready_address(line), Some("127.0.0.1:4321".parse().unwrap()));
         assert_eq!(
             ready_address("INFO shard listening address=127.0.0.1:1"),

@@ -2,7 +2,7 @@
 //!
 //! This file owns the byte layout and the CRC rule; it does not know what the payload holds (see
 //! `batch::records` for payload format 1) and it never allocates. The layout is written down in
-//! `broker/src/storage/FORMAT.md` too; the two must agree.
+//! `broker/storage/FORMAT.md` too; the two must agree.
 //!
 //! Layout (all integers little-endian):
 //!

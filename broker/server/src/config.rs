@@ -1,0 +1,1149 @@
+//! The broker's configuration: embedded defaults, a TOML file, command-line flags and `SPATE_*`
+//! environment variables, merged in that order (each later layer wins), then checked.
+//!
+//! Every server limit lives here, in [`Limits`], with its default in [`defaults`]; nothing else in
+//! the server invents a bound. The group coordinator's bounds are [`GroupLimits`] (defaults in
+//! `group::limits::defaults`), set by the `group_*`/`offsets_*` settings. Per-topic storage
+//! settings (segment size, retention, durability) are not here: they belong to each topic (see
+//! `catalog`), with defaults from the storage engine. This file parses and checks; it never opens
+//! a socket or a data file.
+
+use crate::group::limits::OFFSET_RECORD_OVERHEAD_BYTES;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use spate_protocol::core_list::CORE_LIST_LENGTH_MAX;
+
+use crate::catalog::topic_config::SEGMENT_BYTES;
+use crate::catalog::TopicConfig;
+use crate::group::limits::defaults as group_defaults;
+use crate::group::GroupLimits;
+use crate::shard::partition::log_config;
+use crate::shard::ShardLimits;
+use crate::storage::RecoveryScan;
+
+/// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
+pub mod defaults {
+    pub const DATA_DIR: &str = "./data";
+    pub const LISTEN: &str = "127.0.0.1:9192";
+    pub const LOG_LEVEL: &str = "info";
+    /// Largest request frame accepted, length prefix excluded. Matches the protocol's limit.
+    pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Bytes of request frames one connection may hold before the broker stops reading from it.
+    pub const CONNECTION_INFLIGHT_BYTES_MAX: usize = 128 * 1024 * 1024;
+    /// Requests one connection may have in flight (pipelining depth).
+    pub const CONNECTION_INFLIGHT_REQUESTS_MAX: usize = 256;
+    /// Bytes of request frames all connections of one shard may hold together.
+    pub const SHARD_INFLIGHT_BYTES_MAX: usize = 1024 * 1024 * 1024;
+    /// Bytes all connections of one shard may hold in frames still arriving (the first read
+    /// chunk of each frame) and in small frames the large budget had no room for. A frame takes
+    /// the rest of its bytes from `SHARD_INFLIGHT_BYTES_MAX` only once its first chunk has
+    /// arrived, so declared lengths alone cannot spend either budget.
+    pub const SHARD_ARRIVAL_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// One connection's share of the shard's arrival budget.
+    pub const CONNECTION_ARRIVAL_BYTES_MAX: usize = 1024 * 1024;
+    /// Longest the broker waits on the socket, in all, for the rest of a frame that has begun
+    /// (time spent waiting for budget does not count); then the connection is closed.
+    pub const FRAME_READ_TIMEOUT_MS: u64 = 30_000;
+    /// Bytes of responses that are ready but not yet written that one connection may have before
+    /// the broker stops reading its next request (as Kafka mutes a channel while its response is
+    /// unsent). One default client fetch (16 MiB) fits; a larger response is still written, and
+    /// reading resumes once what is left unsent is back within the bound.
+    pub const CONNECTION_UNSENT_RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
+    /// Longest a connection's socket may accept no byte of a pending response; then the
+    /// connection is closed. A client that sends requests and never reads their answers holds
+    /// their memory only this long.
+    pub const RESPONSE_WRITE_TIMEOUT_MS: u64 = 30_000;
+    /// A connection with nothing in flight and no bytes arriving for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    pub const CONNECTIONS_MAX_IDLE_MS: u64 = 10 * 60 * 1000;
+    /// Open client connections of the whole broker (Kafka's `max.connections`); further ones
+    /// are closed at once. The descriptor limit may allow fewer (see `FILE_DESCRIPTORS_RESERVED`).
+    pub const CONNECTIONS_MAX: usize = 100_000;
+    /// Open client connections from one IP address (Kafka's `max.connections.per.ip`).
+    pub const CONNECTIONS_PER_IP_MAX: usize = 100_000;
+    /// File descriptors kept for the broker's own use besides its open-file caches (io_uring
+    /// rings and event descriptors, the listener, the catalog and the lock): connections may use
+    /// what RLIMIT_NOFILE leaves beyond these and the caches' `open_files_per_shard_max`.
+    pub const FILE_DESCRIPTORS_RESERVED: usize = 64;
+    /// Size of each socket read; a frame larger than this is assembled from several reads.
+    pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+    /// SO_SNDBUF / SO_RCVBUF asked for on every connection (the kernel may double or cap it).
+    pub const SOCKET_SEND_BUFFER_BYTES: usize = 1024 * 1024;
+    pub const SOCKET_RECEIVE_BUFFER_BYTES: usize = 1024 * 1024;
+    /// Longest a fetch may wait for `min_bytes` (a client asking for more is capped).
+    pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+    /// Most record bytes one fetch response carries, whatever the client asks.
+    pub const FETCH_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Depth of each cross-shard channel (messages, not bytes; bytes are bounded by the
+    /// per-connection and per-shard budgets of the requests that caused them).
+    pub const CROSS_SHARD_QUEUE_DEPTH: usize = 1024;
+    /// How long shutdown waits for in-flight requests before closing connections anyway.
+    pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+    /// How often each shard applies retention to the partitions it owns.
+    pub const RETENTION_CHECK_INTERVAL_MS: u64 = 60_000;
+    /// How often each shard writes the recovery point (and a producer snapshot with it) of
+    /// partitions whose durable data moved since the last one. It bounds how much of the log an
+    /// open after a crash re-reads (besides each partition's byte trigger,
+    /// `LogConfig::recovery_point_interval_bytes`) and how recent the durable offset is that
+    /// the broker can prove was lost if a log comes back shorter.
+    pub const RECOVERY_POINT_INTERVAL_MS: u64 = 10_000;
+    /// Most partitions one topic may have, and most topics the broker holds.
+    pub const PARTITIONS_PER_TOPIC_MAX: u32 = 4096;
+    pub const TOPICS_MAX: usize = 10_000;
+    /// Most partitions one shard owns; a topic that would place more on a shard is refused when
+    /// it is created. Descriptors do not grow with partitions (the open-file cache bounds them),
+    /// so this bounds the memory and start-up work of each shard.
+    pub const PARTITIONS_PER_SHARD_MAX: usize = 100_000;
+    /// Memory glommio registers per shard for io_uring buffers.
+    pub const IO_MEMORY_BYTES: usize = 16 * 1024 * 1024;
+}
+
+/// Why the configuration could not be built. Each variant names the setting and the layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?} is not valid: {message}")]
+    ParseEnv {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("listen address {address:?} does not resolve: {message}")]
+    ListenAddress { address: String, message: String },
+    #[error("cores {text:?} is not a CPU list like \"0-3\" or \"0,2,4-7\": {message}")]
+    CoreList { text: String, message: String },
+    #[error("setting {setting} is invalid: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+/// A list of CPU ids written `0-3` or `0,2,4-7`: the cores the shards are pinned to, one shard
+/// per listed core, in the order listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreList(pub Vec<usize>);
+
+impl FromStr for CoreList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        spate_protocol::core_list::parse_core_list(text).map(CoreList)
+    }
+}
+
+impl<'de> Deserialize<'de> for CoreList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `recovery_scan` setting: the storage engine's [`RecoveryScan`], read as `"checkpoints"`
+/// or `"full"` in a config file, as on the command line. (A type of this crate, because serde's
+/// traits cannot be implemented here for a storage type.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryScanSetting(pub RecoveryScan);
+
+impl FromStr for RecoveryScanSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.parse().map(RecoveryScanSetting)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecoveryScanSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Declares every setting once: its flag (`--name-with-dashes`), its TOML key (`name_with_underscores`),
+/// its environment variable and its help text. Generates [`Overrides`], one layer of optional values.
+macro_rules! settings {
+    ($( $field:ident : $type:ty, $env:literal, $help:literal; )*) => {
+        /// One layer of settings (file, flags or environment): `None` means "not set here".
+        #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Overrides {
+            $(
+                #[arg(long, help = concat!($help, " [env: ", $env, "]"))]
+                pub $field: Option<$type>,
+            )*
+        }
+
+        impl Overrides {
+            /// Reads the `SPATE_*` variables through `lookup` (the process environment in
+            /// production, a map in tests).
+            pub fn from_environment(
+                lookup: &dyn Fn(&str) -> Option<String>,
+            ) -> Result<Self, ConfigError> {
+                let mut layer = Self::default();
+                $(
+                    if let Some(value) = lookup($env) {
+                        layer.$field = Some(parse_environment::<$type>($env, value)?);
+                    }
+                )*
+                Ok(layer)
+            }
+
+            /// `self` over `lower`: every value set in `self` wins.
+            pub fn over(self, lower: Self) -> Self {
+                Self { $( $field: self.$field.or(lower.$field), )* }
+            }
+        }
+
+        /// Every environment variable the broker reads, for `--help`.
+        pub const ENVIRONMENT_VARIABLES: &[&str] = &[ "SPATE_CONFIG", $( $env, )* ];
+    };
+}
+
+settings! {
+    data_dir: PathBuf, "SPATE_DATA_DIR", "Directory holding topics, partitions and the catalog (default ./data)";
+    listen: String, "SPATE_LISTEN", "HOST:PORT of the native protocol listener (default 127.0.0.1:9192)";
+    cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
+    shards: usize, "SPATE_SHARDS", "Number of shards when --cores is not given; more shards than cores run unpinned";
+    log_level: String, "SPATE_LOG", "Log filter: error, warn, info, debug, trace, or tracing directives (default info)";
+    frame_bytes_max: usize, "SPATE_FRAME_BYTES_MAX", "Largest request frame in bytes";
+    connection_inflight_bytes_max: usize, "SPATE_CONNECTION_INFLIGHT_BYTES_MAX", "Request bytes one connection may hold before reading from it pauses";
+    connection_inflight_requests_max: usize, "SPATE_CONNECTION_INFLIGHT_REQUESTS_MAX", "Requests one connection may have in flight";
+    shard_inflight_bytes_max: usize, "SPATE_SHARD_INFLIGHT_BYTES_MAX", "Request bytes all connections of a shard may hold together";
+    shard_arrival_bytes_max: usize, "SPATE_SHARD_ARRIVAL_BYTES_MAX", "Bytes of frames still arriving (each frame's first read chunk) all connections of a shard may hold";
+    connection_arrival_bytes_max: usize, "SPATE_CONNECTION_ARRIVAL_BYTES_MAX", "One connection's share of the shard's arrival bytes";
+    frame_read_timeout_ms: u64, "SPATE_FRAME_READ_TIMEOUT_MS", "Longest wait on the socket, in all, for the rest of a begun frame; then the connection is closed";
+    connection_unsent_response_bytes_max: usize, "SPATE_CONNECTION_UNSENT_RESPONSE_BYTES_MAX", "Bytes of ready but unwritten responses one connection may have before reading its next request pauses";
+    response_write_timeout_ms: u64, "SPATE_RESPONSE_WRITE_TIMEOUT_MS", "Longest a connection's socket may accept no byte of a pending response; then the connection is closed";
+    connections_max_idle_ms: u64, "SPATE_CONNECTIONS_MAX_IDLE_MS", "Close connections idle (nothing in flight, nothing arriving) this long (default 10 minutes)";
+    connections_max: usize, "SPATE_CONNECTIONS_MAX", "Open client connections of the whole broker; more are closed at once";
+    connections_per_ip_max: usize, "SPATE_CONNECTIONS_PER_IP_MAX", "Open client connections from one IP address; more are closed at once";
+    file_descriptors_reserved: usize, "SPATE_FILE_DESCRIPTORS_RESERVED", "File descriptors kept for the broker's own use besides its open-file caches; connections get the rest of the limit";
+    read_chunk_bytes: usize, "SPATE_READ_CHUNK_BYTES", "Bytes asked for in each socket read";
+    socket_send_buffer_bytes: usize, "SPATE_SOCKET_SEND_BUFFER_BYTES", "SO_SNDBUF of each connection";
+    socket_receive_buffer_bytes: usize, "SPATE_SOCKET_RECEIVE_BUFFER_BYTES", "SO_RCVBUF of each connection";
+    fetch_wait_ms_max: u64, "SPATE_FETCH_WAIT_MS_MAX", "Cap on a fetch's max wait in milliseconds";
+    fetch_response_bytes_max: usize, "SPATE_FETCH_RESPONSE_BYTES_MAX", "Cap on the record bytes of one fetch response";
+    cross_shard_queue_depth: usize, "SPATE_CROSS_SHARD_QUEUE_DEPTH", "Messages each cross-shard channel holds";
+    shutdown_grace_ms: u64, "SPATE_SHUTDOWN_GRACE_MS", "How long shutdown waits for in-flight requests";
+    retention_check_interval_ms: u64, "SPATE_RETENTION_CHECK_INTERVAL_MS", "How often retention runs on each shard";
+    recovery_point_interval_ms: u64, "SPATE_RECOVERY_POINT_INTERVAL_MS", "How often each partition's recovery point (what an open after a crash need not re-read) is written when its durable data moved";
+    recovery_scan: RecoveryScanSetting, "SPATE_RECOVERY_SCAN", "What an open checks of each partition's active segment: checkpoints (from the last index entry on disk; default) or full (every batch from the first byte, trusting no index entry or recovery point: for data whose checkpoint files are distrusted)";
+    partitions_per_topic_max: u32, "SPATE_PARTITIONS_PER_TOPIC_MAX", "Most partitions one topic may have";
+    topics_max: usize, "SPATE_TOPICS_MAX", "Most topics the broker holds";
+    open_files_per_shard_max: usize, "SPATE_OPEN_FILES_PER_SHARD_MAX", "Segment and metadata files each shard keeps open; the least recently used are closed and reopened on demand (default: half the descriptor limit, shared by the shards, 16..=16384 each)";
+    partitions_per_shard_max: usize, "SPATE_PARTITIONS_PER_SHARD_MAX", "Most partitions one shard owns; creating a topic that would place more is refused";
+    io_memory_bytes: usize, "SPATE_IO_MEMORY_BYTES", "io_uring buffer memory registered per shard";
+    offsets_topic_partitions: u32, "SPATE_OFFSETS_TOPIC_PARTITIONS", "Partitions of the consumer-group offsets topic (__consumer_offsets), used when the broker creates it";
+    offsets_topic_segment_bytes: u64, "SPATE_OFFSETS_TOPIC_SEGMENT_BYTES", "Segment size of the offsets topic, used when the broker creates it";
+    group_session_timeout_ms_min: u32, "SPATE_GROUP_SESSION_TIMEOUT_MS_MIN", "Shortest session timeout a group member may ask for";
+    group_session_timeout_ms_max: u32, "SPATE_GROUP_SESSION_TIMEOUT_MS_MAX", "Longest session timeout a group member may ask for";
+    group_rebalance_timeout_ms_max: u32, "SPATE_GROUP_REBALANCE_TIMEOUT_MS_MAX", "Longest rebalance timeout honoured; longer requests are capped";
+    group_initial_rebalance_delay_ms: u64, "SPATE_GROUP_INITIAL_REBALANCE_DELAY_MS", "How long the first rebalance of an empty group waits for more members to join";
+    groups_per_shard_max: usize, "SPATE_GROUPS_PER_SHARD_MAX", "Consumer groups one shard coordinates";
+    members_per_group_max: usize, "SPATE_MEMBERS_PER_GROUP_MAX", "Members of one consumer group";
+    offset_metadata_bytes_max: usize, "SPATE_OFFSET_METADATA_BYTES_MAX", "Longest metadata string stored with a committed offset";
+    group_write_batch_bytes_max: usize, "SPATE_GROUP_WRITE_BATCH_BYTES_MAX", "Largest record batch the group coordinator writes to the offsets topic";
+    group_writes_queued_max: usize, "SPATE_GROUP_WRITES_QUEUED_MAX", "Commits and group changes queued for one offsets partition's writer";
+    group_snapshot_records_min: u64, "SPATE_GROUP_SNAPSHOT_RECORDS_MIN", "Records past the last snapshot before an offsets partition is compacted";
+    group_timer_tick_ms: u64, "SPATE_GROUP_TIMER_TICK_MS", "How often each shard checks its groups' deadlines (the precision of group timeouts)";
+}
+
+fn parse_environment<T: FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|error| ConfigError::ParseEnv {
+            name,
+            value: value.clone(),
+            message: error.to_string(),
+        })
+}
+
+const AFTER_HELP: &str = "\
+Settings are read from embedded defaults, then the TOML file given by --config (keys are the flag
+names with underscores, e.g. data_dir = \"/var/lib/spate\"), then command-line flags, then SPATE_*
+environment variables; a later source overrides an earlier one.
+
+`spate-broker recover-catalog [flags]` rebuilds <data_dir>/catalog.toml from the topic.toml in each
+topic directory (when the catalog is lost, or disagrees with the directories) and exits; the old
+catalog is kept beside it. It takes the data directory's lock, so stop the broker first.";
+
+/// The command line: an optional config file plus one flag per setting.
+#[derive(Debug, clap::Parser)]
+#[command(name = "spate-broker", version, about = "The Spate broker", after_help = AFTER_HELP)]
+pub struct CommandLine {
+    /// TOML file with settings (keys as the flags, underscores for dashes) [env: SPATE_CONFIG]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+/// How shards map to CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardPlacement {
+    /// One shard per listed CPU, each pinned to it.
+    Pinned(Vec<usize>),
+    /// This many shards, not pinned (more shards than cores asked for, or no affinity possible).
+    Unpinned(usize),
+}
+
+impl ShardPlacement {
+    pub fn shard_count(&self) -> usize {
+        match self {
+            ShardPlacement::Pinned(cores) => cores.len(),
+            ShardPlacement::Unpinned(count) => *count,
+        }
+    }
+}
+
+/// Every server bound, in one place. Relations between them are checked in [`Config::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub frame_bytes_max: usize,
+    pub connection_inflight_bytes_max: usize,
+    pub connection_inflight_requests_max: usize,
+    pub shard_inflight_bytes_max: usize,
+    pub shard_arrival_bytes_max: usize,
+    pub connection_arrival_bytes_max: usize,
+    pub frame_read_timeout_ms: u64,
+    pub connection_unsent_response_bytes_max: usize,
+    pub response_write_timeout_ms: u64,
+    pub connections_max_idle_ms: u64,
+    pub connections_max: usize,
+    pub connections_per_ip_max: usize,
+    pub file_descriptors_reserved: usize,
+    pub read_chunk_bytes: usize,
+    pub socket_send_buffer_bytes: usize,
+    pub socket_receive_buffer_bytes: usize,
+    pub fetch_wait_ms_max: u64,
+    pub fetch_response_bytes_max: usize,
+    pub cross_shard_queue_depth: usize,
+    pub shutdown_grace_ms: u64,
+    pub retention_check_interval_ms: u64,
+    pub recovery_point_interval_ms: u64,
+    /// What an open checks of each active segment (a choice, not a bound; here because it
+    /// decides how long a start takes).
+    pub recovery_scan: RecoveryScan,
+    pub partitions_per_topic_max: u32,
+    pub topics_max: usize,
+    pub partitions_per_shard_max: usize,
+    /// `None`: derived from RLIMIT_NOFILE when each shard starts
+    /// (`storage::file_cache::open_files_per_shard`).
+    pub open_files_per_shard_max: Option<usize>,
+    pub io_memory_bytes: usize,
+}
+
+impl Limits {
+    /// Largest batch a partition accepts (from a producer or the group coordinator): bounded by
+    /// the frame limit and the protocol's limit.
+    pub fn batch_bytes_max(&self) -> usize {
+        batch_bytes_max(self.frame_bytes_max)
+    }
+
+    /// The bounds each shard works within.
+    pub fn shard_limits(&self) -> ShardLimits {
+        ShardLimits {
+            shard_inflight_bytes_max: self.shard_inflight_bytes_max,
+            shard_arrival_bytes_max: self.shard_arrival_bytes_max,
+            batch_bytes_max: self.batch_bytes_max(),
+            fetch_wait_ms_max: self.fetch_wait_ms_max,
+            recovery_point_interval_ms: self.recovery_point_interval_ms,
+            retention_check_interval_ms: self.retention_check_interval_ms,
+            recovery_scan: self.recovery_scan,
+        }
+    }
+}
+
+/// The broker's resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub placement: ShardPlacement,
+    pub log_level: String,
+    pub limits: Limits,
+    /// The group coordinator's bounds; each shard's coordinator gets a copy.
+    pub groups: GroupLimits,
+}
+
+impl Config {
+    /// Builds the configuration from the process's command line and environment.
+    pub fn from_process() -> Result<Config, ConfigError> {
+        Self::from_arguments(std::env::args_os())
+    }
+
+    /// As [`Config::from_process`], with these arguments (the program name first) instead of
+    /// the process's: `recover-catalog` reads the same settings after its own name.
+    pub fn from_arguments(
+        arguments: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Config, ConfigError> {
+        let command_line = <CommandLine as clap::Parser>::parse_from(arguments);
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_layers(command_line, &lookup, available_cores())
+    }
+
+    /// Merges defaults < file < flags < environment. `available` is the list of CPUs this process
+    /// may run on (the default placement).
+    pub fn from_layers(
+        command_line: CommandLine,
+        environment: &dyn Fn(&str) -> Option<String>,
+        available: Vec<usize>,
+    ) -> Result<Config, ConfigError> {
+        let file_path = environment("SPATE_CONFIG")
+            .map(PathBuf::from)
+            .or(command_line.config);
+        let file_layer = match file_path {
+            Some(path) => read_file(&path)?,
+            None => Overrides::default(),
+        };
+        let environment_layer = Overrides::from_environment(environment)?;
+        let merged = environment_layer
+            .over(command_line.overrides)
+            .over(file_layer);
+        Self::resolve(merged, available)
+    }
+
+    fn resolve(layer: Overrides, available: Vec<usize>) -> Result<Config, ConfigError> {
+        let groups = group_limits(&layer);
+        let listen_text = layer.listen.unwrap_or_else(|| defaults::LISTEN.to_string());
+        let listen = resolve_listen(&listen_text)?;
+        let placement = match (layer.cores, layer.shards) {
+            (Some(CoreList(cores)), _) => ShardPlacement::Pinned(cores),
+            (None, Some(count)) if count <= available.len() => {
+                ShardPlacement::Pinned(available.into_iter().take(count).collect())
+            }
+            (None, Some(count)) => ShardPlacement::Unpinned(count),
+            (None, None) if available.is_empty() => ShardPlacement::Unpinned(1),
+            (None, None) => ShardPlacement::Pinned(available),
+        };
+        let limits = Limits {
+            frame_bytes_max: layer.frame_bytes_max.unwrap_or(defaults::FRAME_BYTES_MAX),
+            connection_inflight_bytes_max: layer
+                .connection_inflight_bytes_max
+                .unwrap_or(defaults::CONNECTION_INFLIGHT_BYTES_MAX),
+            connection_inflight_requests_max: layer
+                .connection_inflight_requests_max
+                .unwrap_or(defaults::CONNECTION_INFLIGHT_REQUESTS_MAX),
+            shard_inflight_bytes_max: layer
+                .shard_inflight_bytes_max
+                .unwrap_or(defaults::SHARD_INFLIGHT_BYTES_MAX),
+            shard_arrival_bytes_max: layer
+                .shard_arrival_bytes_max
+                .unwrap_or(defaults::SHARD_ARRIVAL_BYTES_MAX),
+            connection_arrival_bytes_max: layer
+                .connection_arrival_bytes_max
+                .unwrap_or(defaults::CONNECTION_ARRIVAL_BYTES_MAX),
+            frame_read_timeout_ms: layer
+                .frame_read_timeout_ms
+                .unwrap_or(defaults::FRAME_READ_TIMEOUT_MS),
+            connection_unsent_response_bytes_max: layer
+                .connection_unsent_response_bytes_max
+                .unwrap_or(defaults::CONNECTION_UNSENT_RESPONSE_BYTES_MAX),
+            response_write_timeout_ms: layer
+                .response_write_timeout_ms
+                .unwrap_or(defaults::RESPONSE_WRITE_TIMEOUT_MS),
+            connections_max_idle_ms: layer
+                .connections_max_idle_ms
+                .unwrap_or(defaults::CONNECTIONS_MAX_IDLE_MS),
+            connections_max: layer.connections_max.unwrap_or(defaults::CONNECTIONS_MAX),
+            connections_per_ip_max: layer
+                .connections_per_ip_max
+                .unwrap_or(defaults::CONNECTIONS_PER_IP_MAX),
+            file_descriptors_reserved: layer
+                .file_descriptors_reserved
+                .unwrap_or(defaults::FILE_DESCRIPTORS_RESERVED),
+            read_chunk_bytes: layer.read_chunk_bytes.unwrap_or(defaults::READ_CHUNK_BYTES),
+            socket_send_buffer_bytes: layer
+                .socket_send_buffer_bytes
+                .unwrap_or(defaults::SOCKET_SEND_BUFFER_BYTES),
+            socket_receive_buffer_bytes: layer
+                .socket_receive_buffer_bytes
+                .unwrap_or(defaults::SOCKET_RECEIVE_BUFFER_BYTES),
+            fetch_wait_ms_max: layer
+                .fetch_wait_ms_max
+                .unwrap_or(defaults::FETCH_WAIT_MS_MAX),
+            fetch_response_bytes_max: layer
+                .fetch_response_bytes_max
+                .unwrap_or(defaults::FETCH_RESPONSE_BYTES_MAX),
+            cross_shard_queue_depth: layer
+                .cross_shard_queue_depth
+                .unwrap_or(defaults::CROSS_SHARD_QUEUE_DEPTH),
+            shutdown_grace_ms: layer
+                .shutdown_grace_ms
+                .unwrap_or(defaults::SHUTDOWN_GRACE_MS),
+            retention_check_interval_ms: layer
+                .retention_check_interval_ms
+                .unwrap_or(defaults::RETENTION_CHECK_INTERVAL_MS),
+            recovery_point_interval_ms: layer
+                .recovery_point_interval_ms
+                .unwrap_or(defaults::RECOVERY_POINT_INTERVAL_MS),
+            recovery_scan: layer
+                .recovery_scan
+                .map_or_else(RecoveryScan::default, |setting| setting.0),
+            partitions_per_topic_max: layer
+                .partitions_per_topic_max
+                .unwrap_or(defaults::PARTITIONS_PER_TOPIC_MAX),
+            topics_max: layer.topics_max.unwrap_or(defaults::TOPICS_MAX),
+            partitions_per_shard_max: layer
+                .partitions_per_shard_max
+                .unwrap_or(defaults::PARTITIONS_PER_SHARD_MAX),
+            open_files_per_shard_max: layer.open_files_per_shard_max,
+            io_memory_bytes: layer.io_memory_bytes.unwrap_or(defaults::IO_MEMORY_BYTES),
+        };
+        let config = Config {
+            data_dir: layer
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
+            listen,
+            placement,
+            log_level: layer
+                .log_level
+                .unwrap_or_else(|| defaults::LOG_LEVEL.to_string()),
+            limits,
+            groups,
+        };
+        if layer.group_write_batch_bytes_max.is_none() {
+            config.check_derived_group_batch()?;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Relations between settings that would otherwise fail at run time, or deadlock: a
+    /// connection must be able to hold one largest frame, a shard one full connection.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        let invalid =
+            |setting: &'static str, message: String| Err(ConfigError::Invalid { setting, message });
+        if self.placement.shard_count() == 0 {
+            return invalid("shards", "at least one shard is needed".to_string());
+        }
+        if self.placement.shard_count() > CORE_LIST_LENGTH_MAX {
+            return invalid("shards", format!("at most {CORE_LIST_LENGTH_MAX} shards"));
+        }
+        if limits.frame_bytes_max < 1024 {
+            return invalid("frame_bytes_max", "must be at least 1024".to_string());
+        }
+        if limits.frame_bytes_max > spate_protocol::constants::FRAME_BYTES_MAX {
+            return invalid(
+                "frame_bytes_max",
+                format!(
+                    "{} is above the protocol's limit {}",
+                    limits.frame_bytes_max,
+                    spate_protocol::constants::FRAME_BYTES_MAX
+                ),
+            );
+        }
+        if limits.connection_inflight_bytes_max < limits.frame_bytes_max {
+            return invalid(
+                "connection_inflight_bytes_max",
+                format!(
+                    "{} is below frame_bytes_max {}: a largest frame could never be read",
+                    limits.connection_inflight_bytes_max, limits.frame_bytes_max
+                ),
+            );
+        }
+        if limits.shard_inflight_bytes_max < limits.connection_inflight_bytes_max {
+            return invalid(
+                "shard_inflight_bytes_max",
+                format!(
+                    "{} is below connection_inflight_bytes_max {}",
+                    limits.shard_inflight_bytes_max, limits.connection_inflight_bytes_max
+                ),
+            );
+        }
+        // A read chunk must hold a request header (the reader rejects a frame too large only
+        // once it has its header, and reads no more than a chunk before that).
+        if limits.read_chunk_bytes < 1024 {
+            return invalid("read_chunk_bytes", "must be at least 1024".to_string());
+        }
+        // Every frame's first read chunk is held from the arrival budgets before it is read.
+        if limits.connection_arrival_bytes_max < limits.read_chunk_bytes {
+            return invalid(
+                "connection_arrival_bytes_max",
+                format!(
+                    "{} is below read_chunk_bytes {}: a connection could not read one chunk",
+                    limits.connection_arrival_bytes_max, limits.read_chunk_bytes
+                ),
+            );
+        }
+        if limits.shard_arrival_bytes_max < limits.connection_arrival_bytes_max {
+            return invalid(
+                "shard_arrival_bytes_max",
+                format!(
+                    "{} is below connection_arrival_bytes_max {}",
+                    limits.shard_arrival_bytes_max, limits.connection_arrival_bytes_max
+                ),
+            );
+        }
+        let positive = [
+            (
+                "connection_inflight_requests_max",
+                limits.connection_inflight_requests_max,
+            ),
+            ("connections_max", limits.connections_max),
+            ("connections_per_ip_max", limits.connections_per_ip_max),
+            (
+                "frame_read_timeout_ms",
+                limits.frame_read_timeout_ms as usize,
+            ),
+            (
+                "connection_unsent_response_bytes_max",
+                limits.connection_unsent_response_bytes_max,
+            ),
+            (
+                "response_write_timeout_ms",
+                limits.response_write_timeout_ms as usize,
+            ),
+            (
+                "connections_max_idle_ms",
+                limits.connections_max_idle_ms as usize,
+            ),
+            ("read_chunk_bytes", limits.read_chunk_bytes),
+            ("cross_shard_queue_depth", limits.cross_shard_queue_depth),
+            ("fetch_response_bytes_max", limits.fetch_response_bytes_max),
+            ("topics_max", limits.topics_max),
+            ("partitions_per_shard_max", limits.partitions_per_shard_max),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return invalid(setting, "must be greater than zero".to_string());
+            }
+        }
+        if limits.io_memory_bytes < IO_MEMORY_BYTES_MIN {
+            return invalid(
+                "io_memory_bytes",
+                format!(
+                    "{} is below {IO_MEMORY_BYTES_MIN}, the least io_uring buffer memory a shard \
+                     can register (glommio would silently use {IO_MEMORY_BYTES_MIN}); the \
+                     default is {}",
+                    limits.io_memory_bytes,
+                    defaults::IO_MEMORY_BYTES
+                ),
+            );
+        }
+        if limits.open_files_per_shard_max == Some(0) {
+            return invalid(
+                "open_files_per_shard_max",
+                "must be greater than zero".to_string(),
+            );
+        }
+        if limits.partitions_per_topic_max == 0 {
+            return invalid(
+                "partitions_per_topic_max",
+                "must be greater than zero".to_string(),
+            );
+        }
+        if limits.retention_check_interval_ms == 0 {
+            return invalid(
+                "retention_check_interval_ms",
+                "must be greater than zero".to_string(),
+            );
+        }
+        if limits.recovery_point_interval_ms == 0 {
+            return invalid(
+                "recovery_point_interval_ms",
+                "must be greater than zero".to_string(),
+            );
+        }
+        self.check_groups()?;
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return invalid(
+                "log_level",
+                format!("{:?} is not a log filter", self.log_level),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `group_write_batch_bytes_max` was not set, so it was derived (from `frame_bytes_max`, or
+    /// its default): a derived value too small for one committed offset record is the fault of
+    /// the setting that shrank it, and the message names that one, not a setting never set.
+    fn check_derived_group_batch(&self) -> Result<(), ConfigError> {
+        let groups = &self.groups;
+        let needed_bytes = groups.offset_metadata_bytes_max + OFFSET_RECORD_OVERHEAD_BYTES;
+        if groups.write_batch_bytes_max >= needed_bytes {
+            return Ok(());
+        }
+        if groups.write_batch_bytes_max == batch_bytes_max(self.limits.frame_bytes_max) {
+            return Err(ConfigError::Invalid {
+                setting: "frame_bytes_max",
+                message: format!(
+                    "{} is too small for the group coordinator, whose record batches follow \
+                     frame_bytes_max: one committed offset with offset_metadata_bytes_max {} \
+                     needs {needed_bytes} bytes; set frame_bytes_max to at least {needed_bytes}",
+                    self.limits.frame_bytes_max, groups.offset_metadata_bytes_max
+                ),
+            });
+        }
+        Err(ConfigError::Invalid {
+            setting: "offset_metadata_bytes_max",
+            message: format!(
+                "{} plus {OFFSET_RECORD_OVERHEAD_BYTES} bytes of record overhead is above the \
+                 group coordinator's batch size {} (group_write_batch_bytes_max's default)",
+                groups.offset_metadata_bytes_max, groups.write_batch_bytes_max
+            ),
+        })
+    }
+
+    /// The group limits' own relations, and theirs with the server limits: the offsets topic
+    /// must be a topic the catalog and the storage engine accept, or the first group request
+    /// would fail instead of the start.
+    fn check_groups(&self) -> Result<(), ConfigError> {
+        let groups = &self.groups;
+        groups
+            .check()
+            .map_err(|(setting, message)| ConfigError::Invalid { setting, message })?;
+        if groups.offsets_topic_partitions > self.limits.partitions_per_topic_max {
+            return Err(ConfigError::Invalid {
+                setting: "offsets_topic_partitions",
+                message: format!(
+                    "{} is above partitions_per_topic_max {}",
+                    groups.offsets_topic_partitions, self.limits.partitions_per_topic_max
+                ),
+            });
+        }
+        let batch_bytes_max = self.limits.batch_bytes_max();
+        if groups.write_batch_bytes_max > batch_bytes_max {
+            return Err(ConfigError::Invalid {
+                setting: "group_write_batch_bytes_max",
+                message: format!(
+                    "{} is above the largest batch a partition accepts with this frame_bytes_max, {batch_bytes_max}",
+                    groups.write_batch_bytes_max
+                ),
+            });
+        }
+        let segment_bytes = groups.offsets_topic_segment_bytes.to_string();
+        let refused = |message: String| ConfigError::Invalid {
+            setting: "offsets_topic_segment_bytes",
+            message,
+        };
+        let topic = TopicConfig::default()
+            .with_entries([(SEGMENT_BYTES, segment_bytes.as_str())])
+            .map_err(|error| refused(error.to_string()))?;
+        log_config(&topic, batch_bytes_max)
+            .check()
+            .map_err(|error| refused(error.to_string()))
+    }
+}
+
+/// glommio raises a smaller `io_memory` to this (and rounds it up to 4096-byte pages), so a
+/// smaller setting would not mean what it says.
+pub const IO_MEMORY_BYTES_MIN: usize = 64 * 1024;
+
+/// See [`Limits::batch_bytes_max`]; also needed before the limits are built.
+fn batch_bytes_max(frame_bytes_max: usize) -> usize {
+    frame_bytes_max.min(spate_protocol::constants::BATCH_BYTES_MAX)
+}
+
+/// The group coordinator's limits from one merged layer, defaults where unset.
+fn group_limits(layer: &Overrides) -> GroupLimits {
+    let defaults = GroupLimits::default();
+    GroupLimits {
+        offsets_topic_partitions: layer
+            .offsets_topic_partitions
+            .unwrap_or(group_defaults::OFFSETS_TOPIC_PARTITIONS),
+        offsets_topic_segment_bytes: layer
+            .offsets_topic_segment_bytes
+            .unwrap_or(group_defaults::OFFSETS_TOPIC_SEGMENT_BYTES),
+        session_timeout_ms_min: layer
+            .group_session_timeout_ms_min
+            .unwrap_or(group_defaults::SESSION_TIMEOUT_MS_MIN),
+        session_timeout_ms_max: layer
+            .group_session_timeout_ms_max
+            .unwrap_or(group_defaults::SESSION_TIMEOUT_MS_MAX),
+        rebalance_timeout_ms_max: layer
+            .group_rebalance_timeout_ms_max
+            .unwrap_or(group_defaults::REBALANCE_TIMEOUT_MS_MAX),
+        initial_rebalance_delay_ms: layer
+            .group_initial_rebalance_delay_ms
+            .unwrap_or(group_defaults::INITIAL_REBALANCE_DELAY_MS),
+        groups_per_shard_max: layer
+            .groups_per_shard_max
+            .unwrap_or(group_defaults::GROUPS_PER_SHARD_MAX),
+        members_per_group_max: layer
+            .members_per_group_max
+            .unwrap_or(group_defaults::MEMBERS_PER_GROUP_MAX),
+        offset_metadata_bytes_max: layer
+            .offset_metadata_bytes_max
+            .unwrap_or(group_defaults::OFFSET_METADATA_BYTES_MAX),
+        // Unset, it follows a lowered frame limit: the coordinator's batches go through the
+        // same partition checks as a producer's.
+        write_batch_bytes_max: layer.group_write_batch_bytes_max.unwrap_or_else(|| {
+            group_defaults::WRITE_BATCH_BYTES_MAX.min(batch_bytes_max(
+                layer.frame_bytes_max.unwrap_or(defaults::FRAME_BYTES_MAX),
+            ))
+        }),
+        writes_queued_max: layer
+            .group_writes_queued_max
+            .unwrap_or(group_defaults::WRITES_QUEUED_MAX),
+        snapshot_records_min: layer
+            .group_snapshot_records_min
+            .unwrap_or(group_defaults::SNAPSHOT_RECORDS_MIN),
+        timer_tick_ms: layer
+            .group_timer_tick_ms
+            .unwrap_or(group_defaults::TIMER_TICK_MS),
+        // Not settings: how replay reads and how a new partition's load is retried are
+        // mechanics, not policy.
+        ..defaults
+    }
+}
+
+fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })
+}
+
+fn resolve_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    let error = |message: String| ConfigError::ListenAddress {
+        address: text.to_string(),
+        message,
+    };
+    let mut addresses = text
+        .to_socket_addrs()
+        .map_err(|source| error(source.to_string()))?;
+    addresses
+        .next()
+        .ok_or_else(|| error("no address".to_string()))
+}
+
+/// The CPUs this process may run on (its affinity mask), in ascending order.
+pub fn available_cores() -> Vec<usize> {
+    let Ok(set) = rustix::thread::sched_getaffinity(None) else {
+        let count = std::thread::available_parallelism().map_or(1, |count| count.get());
+        return (0..count).collect();
+    };
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&core| set.is_set(core))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    fn build(
+        arguments: &[&str],
+        environment: &[(&str, &str)],
+        available: Vec<usize>,
+    ) -> Result<Config, ConfigError> {
+        let command_line = CommandLine::try_parse_from(
+            std::iter::once("spate-broker").chain(arguments.iter().copied()),
+        )
+        .expect("arguments parse");
+        let environment: HashMap<String, String> = environment
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let lookup = move |name: &str| environment.get(name).cloned();
+        Config::from_layers(command_line, &lookup, available)
+    }
+
+    fn refusal(arguments: &[&str]) -> (&'static str, String) {
+        match build(arguments, &[], vec![0]) {
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            other => panic!("{arguments:?} was not refused as invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_small_frame_limit_is_refused_naming_frame_bytes_max_and_the_relation() {
+        let (setting, message) = refusal(&["--frame-bytes-max", "1024"]);
+        assert_eq!(setting, "frame_bytes_max", "{message}");
+        assert!(message.contains("offset_metadata_bytes_max"), "{message}");
+        assert!(message.contains("at least"), "{message}");
+        // Set explicitly, the group batch size is the setting named.
+        let (setting, _) = refusal(&[
+            "--frame-bytes-max",
+            "1024",
+            "--group-write-batch-bytes-max",
+            "1024",
+        ]);
+        assert_eq!(setting, "group_write_batch_bytes_max");
+    }
+
+    #[test]
+    fn io_memory_too_small_to_register_is_refused() {
+        for too_small in ["1", "4096", "65535"] {
+            let (setting, message) = refusal(&["--io-memory-bytes", too_small]);
+            assert_eq!(setting, "io_memory_bytes", "{message}");
+            assert!(message.contains("65536"), "{message}");
+        }
+        build(&["--io-memory-bytes", "65536"], &[], vec![0]).expect("the minimum is accepted");
+    }
+
+    #[test]
+    fn no_arguments_give_the_embedded_defaults() {
+        let config = build(&[], &[], vec![0, 1, 2]).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:9192".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(config.placement, ShardPlacement::Pinned(vec![0, 1, 2]));
+        assert_eq!(config.log_level, "info");
+        assert_eq!(config.limits.frame_bytes_max, defaults::FRAME_BYTES_MAX);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_environment_overrides_flags() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\nlisten = \"127.0.0.1:1000\"\nlog_level = \"warn\"\nshards = 3\n",
+        )
+        .unwrap();
+        let file_text = file.to_str().unwrap();
+
+        let from_file = build(&["--config", file_text], &[], vec![0, 1]).unwrap();
+        assert_eq!(from_file.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(from_file.listen.port(), 1000);
+        assert_eq!(from_file.log_level, "warn");
+        assert_eq!(from_file.placement, ShardPlacement::Unpinned(3));
+
+        let with_flags = build(
+            &[
+                "--config",
+                file_text,
+                "--data-dir",
+                "/from/flag",
+                "--listen",
+                "127.0.0.1:2000",
+            ],
+            &[],
+            vec![0, 1],
+        )
+        .unwrap();
+        assert_eq!(with_flags.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(with_flags.listen.port(), 2000);
+        assert_eq!(with_flags.log_level, "warn");
+
+        let with_environment = build(
+            &["--config", file_text, "--data-dir", "/from/flag"],
+            &[("SPATE_DATA_DIR", "/from/env"), ("SPATE_LOG", "debug")],
+            vec![0, 1],
+        )
+        .unwrap();
+        assert_eq!(with_environment.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(with_environment.log_level, "debug");
+        assert_eq!(with_environment.listen.port(), 1000);
+    }
+
+    #[test]
+    fn core_lists_accept_ranges_and_single_cores() {
+        assert_eq!("0-3".parse::<CoreList>().unwrap().0, vec![0, 1, 2, 3]);
+        assert_eq!("0,2,4-5".parse::<CoreList>().unwrap().0, vec![0, 2, 4, 5]);
+        assert!("3-1".parse::<CoreList>().is_err());
+        assert!("1,1".parse::<CoreList>().is_err());
+        assert!("a".parse::<CoreList>().is_err());
+        assert!("".parse::<CoreList>().is_err());
+        assert!("0-99999999".parse::<CoreList>().is_err());
+        let config = build(&["--cores", "1-2"], &[], vec![0, 1, 2, 3]).unwrap();
+        assert_eq!(config.placement, ShardPlacement::Pinned(vec![1, 2]));
+    }
+
+    #[test]
+    fn shards_within_the_available_cores_are_pinned_and_beyond_are_not() {
+        let pinned = build(&["--shards", "2"], &[], vec![4, 5, 6]).unwrap();
+        assert_eq!(pinned.placement, ShardPlacement::Pinned(vec![4, 5]));
+        let unpinned = build(&["--shards", "8"], &[], vec![0, 1]).unwrap();
+        assert_eq!(unpinned.placement, ShardPlacement::Unpinned(8));
+    }
+
+    #[test]
+    fn limits_that_cannot_hold_one_frame_are_rejected() {
+        let error = build(
+            &[
+                "--frame-bytes-max",
+                "1048576",
+                "--connection-inflight-bytes-max",
+                "1024",
+            ],
+            &[],
+            vec![0],
+        )
+        .unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                setting: "connection_inflight_bytes_max",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_frame_limit_above_the_protocol_limit_is_rejected() {
+        let too_large = (spate_protocol::constants::FRAME_BYTES_MAX + 1).to_string();
+        let error = build(&["--frame-bytes-max", &too_large], &[], vec![0]).unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                setting: "frame_bytes_max",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let error = build(&[], &[("SPATE_SHARDS", "many")], vec![0]).unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::ParseEnv {
+                name: "SPATE_SHARDS",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(&file, "data_dri = \"/typo\"\n").unwrap();
+        let error = build(&["--config", file.to_str().unwrap()], &[], vec![0]).unwrap_err();
+        assert!(matches!(error, ConfigError::ParseFile { .. }));
+    }
+
+    #[test]
+    fn group_limits_default_to_the_coordinators_defaults() {
+        let config = build(&[], &[], vec![0]).unwrap();
+        assert_eq!(config.groups, GroupLimits::default());
+    }
+
+    #[test]
+    fn group_limits_come_from_the_file_flags_and_environment() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(
+            &file,
+            "group_session_timeout_ms_min = 500\nmembers_per_group_max = 7\noffsets_topic_partitions = 4\n",
+        )
+        .unwrap();
+        let config = build(
+            &[
+                "--config",
+                file.to_str().unwrap(),
+                "--members-per-group-max",
+                "9",
+                "--groups-per-shard-max",
+                "11",
+            ],
+            &[
+                ("SPATE_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+                ("SPATE_GROUPS_PER_SHARD_MAX", "12"),
+            ],
+            vec![0],
+        )
+        .unwrap();
+        assert_eq!(config.groups.session_timeout_ms_min, 500);
+        assert_eq!(config.groups.offsets_topic_partitions, 4);
+        assert_eq!(config.groups.members_per_group_max, 9);
+        assert_eq!(config.groups.groups_per_shard_max, 12);
+        assert_eq!(config.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(
+            config.groups.session_timeout_ms_max,
+            group_defaults::SESSION_TIMEOUT_MS_MAX
+        );
+    }
+
+    #[test]
+    fn an_unset_group_write_batch_follows_a_lowered_frame_limit() {
+        let config = build(&["--frame-bytes-max", "65536"], &[], vec![0]).unwrap();
+        assert_eq!(config.groups.write_batch_bytes_max, 65536);
+    }
+
+    #[test]
+    fn contradicting_group_limits_are_rejected_naming_the_setting() {
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &[
+                    "--group-session-timeout-ms-min",
+                    "10000",
+                    "--group-session-timeout-ms-max",
+                    "1000",
+                ],
+                "group_session_timeout_ms_min",
+            ),
+            (&["--members-per-group-max", "0"], "members_per_group_max"),
+            (
+                &[
+                    "--group-timer-tick-ms",
+                    "100",
+                    "--group-session-timeout-ms-min",
+                    "100",
+                ],
+                "group_timer_tick_ms",
+            ),
+            (
+                &[
+                    "--offsets-topic-partitions",
+                    "65",
+                    "--partitions-per-topic-max",
+                    "64",
+                ],
+                "offsets_topic_partitions",
+            ),
+            (
+                &["--offsets-topic-segment-bytes", "1"],
+                "offsets_topic_segment_bytes",
+            ),
+            (
+                &[
+                    "--frame-bytes-max",
+                    "65536",
+                    "--group-write-batch-bytes-max",
+                    "1048576",
+                ],
+                "group_write_batch_bytes_max",
+            ),
+        ];
+        for (arguments, expected) in cases {
+            match build(arguments, &[], vec![0]) {
+                Err(ConfigError::Invalid { setting, .. }) => {
+                    assert_eq!(setting, expected, "{arguments:?}")
+                }
+                other => panic!("{arguments:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_names_every_environment_variable() {
+        let help = <CommandLine as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for variable in ENVIRONMENT_VARIABLES {
+            assert!(
+                help.contains(variable),
+                "--help does not mention {variable}"
+            );
+        }
+    }
+}

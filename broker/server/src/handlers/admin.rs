@@ -1,0 +1,549 @@
+//! Control-plane handlers: version negotiation, metadata, the broker's description
+//! (DescribeCluster: listeners, shards, topic config defaults), topic administration (create,
+//! delete, list, describe, alter configuration), and producer ids (InitProducerId).
+//!
+//! A topic is created wholly or not at all (`shard::topic_creation`): its partitions are opened
+//! on their owners before the catalog names it, so a client that sees "created" can produce and
+//! a failed creation leaves nothing. Deletion and configuration changes go to the catalog first
+//! (durably, on a blocking thread so the executor never waits on fsync), then to every shard; the
+//! answer is sent only after both.
+//!
+//! Internal topics (names starting with `__`, like the coordinator's `__consumer_offsets`) are
+//! the broker's own: clients may read their metadata but never create, delete or reconfigure
+//! them (`InvalidTopicName`). The coordinator creates its topic through the catalog directly.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use spate_protocol::api::DescribeClusterResponse;
+use spate_protocol::api::{
+    AlterTopicConfigRequest, AlterTopicConfigResponse, ApiVersionsRequest, ApiVersionsResponse,
+    ConfigEntry, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeTopicResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListTopicsResponse, MetadataResponse, PartitionMetadata, TopicListing,
+    TopicMetadata as WireTopic, TopicResult, SUPPORTED_API_VERSIONS,
+};
+use spate_protocol::api::{CreatePartitionsRequest, CreatePartitionsResponse};
+use spate_protocol::error::ErrorCode;
+
+use super::{catalog_error_code, partition_error_code, producer_id_error_code};
+use crate::catalog::topic_config;
+use crate::catalog::{
+    is_internal_topic, CatalogError, TopicConfig, TopicMetadata, INTERNAL_TOPIC_PREFIX,
+};
+use crate::group::coordinator;
+use crate::services::Services;
+use crate::shard::join_all;
+use crate::shard::mesh::invoke_on;
+use crate::shard::messages::{PartitionKey, PartitionState};
+use crate::shard::partition::log_config;
+use crate::shard::router::{broadcast, scatter};
+use crate::shard::topic_creation::{self, TopicCreationError};
+use crate::storage::config::{
+    GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
+};
+use crate::storage::Durability;
+
+pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
+    // The client picks the highest common version with `pick_version`; the broker only lists.
+    ApiVersionsResponse {
+        error_code: ErrorCode::None,
+        broker_versions: SUPPORTED_API_VERSIONS.to_vec(),
+    }
+}
+
+/// DescribeCluster: this broker's version, listener, shard count, and the value each topic
+/// config key has for a topic that does not set it (what the storage engine opens it with).
+pub fn describe_cluster(services: &Services) -> DescribeClusterResponse {
+    DescribeClusterResponse {
+        error_code: ErrorCode::None,
+        broker_version: env!("CARGO_PKG_VERSION").to_string(),
+        listeners: vec![services.config.listen.to_string()],
+        shard_count: u32::try_from(services.shard_count).unwrap_or(u32::MAX),
+        topic_defaults: topic_defaults(services.batch_bytes_max()),
+    }
+}
+
+/// Every topic config key with the value an unset key gets, read back from the storage
+/// configuration a topic with no keys set is opened with, so the two cannot disagree.
+fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
+    let log = log_config(&TopicConfig::default(), batch_bytes_max);
+    let limit = |value: Option<u64>| {
+        value.map_or(topic_config::RETENTION_UNLIMITED.to_string(), |value| {
+            value.to_string()
+        })
+    };
+    let (durability, interval_bytes, interval_us) = match log.durability {
+        Durability::EveryAppend => (
+            topic_config::DURABILITY_EVERY_APPEND,
+            GROUP_COMMIT_INTERVAL_BYTES_DEFAULT,
+            GROUP_COMMIT_INTERVAL_US_DEFAULT,
+        ),
+        Durability::GroupCommit {
+            interval_bytes,
+            interval_us,
+        } => (
+            topic_config::DURABILITY_GROUP_COMMIT,
+            interval_bytes,
+            interval_us,
+        ),
+    };
+    let values = [
+        (topic_config::RETENTION_BYTES, limit(log.retention_bytes)),
+        (topic_config::RETENTION_MS, limit(log.retention_ms)),
+        (
+            topic_config::SEGMENT_BYTES,
+            log.segment_bytes_max.to_string(),
+        ),
+        (topic_config::SEGMENT_MS, log.segment_age_max_ms.to_string()),
+        (topic_config::DURABILITY, durability.to_string()),
+        (topic_config::GROUP_COMMIT_BYTES, interval_bytes.to_string()),
+        (topic_config::GROUP_COMMIT_US, interval_us.to_string()),
+    ];
+    values
+        .into_iter()
+        .map(|(name, value)| ConfigEntry::new(name, value))
+        .collect()
+}
+
+pub async fn metadata(services: &Rc<Services>, names: Option<&[String]>) -> MetadataResponse {
+    let snapshot = services.snapshot();
+    let topics: Vec<Result<Arc<TopicMetadata>, String>> = match names {
+        None => snapshot.topics.values().cloned().map(Ok).collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| snapshot.topic(name).cloned().ok_or_else(|| name.clone()))
+            .collect(),
+    };
+    let mut response = MetadataResponse::default();
+    for topic in topics {
+        match topic {
+            Ok(topic) => response.topics.push(WireTopic {
+                error_code: ErrorCode::None,
+                name: topic.name.clone(),
+                partitions: partition_metadata(services, &topic).await,
+            }),
+            Err(name) => response.topics.push(WireTopic {
+                error_code: ErrorCode::UnknownTopicOrPartition,
+                name,
+                partitions: Vec::new(),
+            }),
+        }
+    }
+    response
+}
+
+/// Every partition of `topic` with its owner and offsets, asked of the owners.
+async fn partition_metadata(
+    services: &Rc<Services>,
+    topic: &TopicMetadata,
+) -> Vec<PartitionMetadata> {
+    let items: Vec<_> = topic
+        .partition_shards
+        .iter()
+        .enumerate()
+        .map(|(partition, owner)| {
+            let key = PartitionKey {
+                topic_id: topic.id,
+                partition: partition as u32,
+            };
+            (*owner, key)
+        })
+        .collect();
+    let states = scatter(services, items, |shard, partitions| async move {
+        shard.states(&partitions)
+    })
+    .await;
+    states
+        .into_iter()
+        .enumerate()
+        .map(|(partition, state)| {
+            let (error_code, error_message, state) = match state {
+                Ok(state) => (ErrorCode::None, None, state),
+                Err(error) => (
+                    partition_error_code(&error),
+                    Some(error.to_string()),
+                    PartitionState {
+                        log_start_offset: 0,
+                        high_watermark: 0,
+                    },
+                ),
+            };
+            PartitionMetadata {
+                partition: partition as u32,
+                error_code,
+                shard_id: topic.partition_shards[partition] as u32,
+                log_start_offset: state.log_start_offset,
+                high_watermark: state.high_watermark,
+                error_message,
+            }
+        })
+        .collect()
+}
+
+pub async fn create_topics(
+    services: &Rc<Services>,
+    request: &CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut response = CreateTopicsResponse::default();
+    for topic in &request.topics {
+        let outcome = create_topic(
+            services,
+            &topic.name,
+            i64::from(topic.partition_count),
+            &topic.configs,
+        )
+        .await;
+        response.results.push(topic_result(&topic.name, outcome));
+    }
+    response
+}
+
+async fn create_topic(
+    services: &Rc<Services>,
+    name: &str,
+    partitions: i64,
+    entries: &[ConfigEntry],
+) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(name)?;
+    let config = TopicConfig::default()
+        .with_entries(
+            entries
+                .iter()
+                .map(|entry| (entry.name.as_str(), entry.value.as_str())),
+        )
+        .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
+    check_log_config(services, &config)?;
+    let topic = topic_creation::create_topic(services, name, partitions, config)
+        .await
+        .map_err(|error| match error {
+            TopicCreationError::Catalog(error) => catalog_failure(error),
+            TopicCreationError::Partitions { ref source, .. } => {
+                tracing::error!(topic = name, %error, "topic creation failed");
+                (partition_error_code(source), error.to_string())
+            }
+        })?;
+    tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "topic created");
+    Ok(())
+}
+
+pub async fn delete_topics(
+    services: &Rc<Services>,
+    request: &DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let mut response = DeleteTopicsResponse::default();
+    for name in &request.names {
+        if let Err(refusal) = refuse_internal(name) {
+            response.results.push(topic_result(name, Err(refusal)));
+            continue;
+        }
+        let catalog = services.catalog.clone();
+        let owned_name = name.clone();
+        let outcome = match blocking(move || catalog.delete_topic(&owned_name)).await {
+            Err(error) => Err(catalog_failure(error)),
+            Ok(topic) => {
+                tracing::info!(topic = %topic.name, "topic deleted");
+                let deleted_topic = topic.clone();
+                let deleted = broadcast(services, move |shard| {
+                    shard.delete_topic_partitions(deleted_topic.clone(), 0)
+                })
+                .await
+                .map_err(|error| {
+                    (
+                        partition_error_code(&error),
+                        format!("deleting partitions: {error}"),
+                    )
+                });
+                if deleted.is_ok() {
+                    delete_committed_offsets(services, &topic.name).await;
+                    // The topic is gone for clients either way; what is left of its directory
+                    // stays under a tombstone and goes at the next start.
+                    let catalog = services.catalog.clone();
+                    let finished = topic.clone();
+                    if let Err(error) = blocking(move || catalog.finish_deletion(&finished)).await {
+                        tracing::warn!(topic = %topic.name, %error, "topic directory not removed; it is removed at the next start");
+                    }
+                }
+                deleted
+            }
+        };
+        response.results.push(topic_result(name, outcome));
+    }
+    response
+}
+
+/// Removes every group's committed offsets of the deleted `topic` on every coordinator shard (as
+/// Kafka does). A failure is logged, not answered: the topic itself is deleted.
+async fn delete_committed_offsets(services: &Rc<Services>, topic: &str) {
+    let calls: Vec<_> = (0..services.shard_count)
+        .map(|target| {
+            let topic = topic.to_string();
+            let services = services.clone();
+            async move {
+                let deleted = invoke_on(&services, target, move |on: Rc<Services>| async move {
+                    coordinator::delete_topic_offsets(&on, &topic).await
+                })
+                .await;
+                (target, deleted)
+            }
+        })
+        .collect();
+    for (target, answer) in join_all(calls).await {
+        let outcome = match answer {
+            Ok(deleted) => deleted.map_err(|code| format!("{code:?}")),
+            Err(stopping) => Err(stopping.to_string()),
+        };
+        match outcome {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                topic,
+                shard = target,
+                removed,
+                "committed offsets of the deleted topic removed"
+            ),
+            Err(error) => {
+                tracing::warn!(topic, shard = target, %error, "committed offsets of the deleted topic not removed")
+            }
+        }
+    }
+}
+
+pub fn list_topics(services: &Rc<Services>) -> ListTopicsResponse {
+    let snapshot = services.snapshot();
+    ListTopicsResponse {
+        error_code: ErrorCode::None,
+        topics: snapshot
+            .topics
+            .values()
+            .map(|topic| TopicListing {
+                name: topic.name.clone(),
+                partition_count: topic.partition_count(),
+            })
+            .collect(),
+    }
+}
+
+pub async fn describe_topic(services: &Rc<Services>, name: &str) -> DescribeTopicResponse {
+    let Some(topic) = services.snapshot().topic(name).cloned() else {
+        return DescribeTopicResponse {
+            error_code: ErrorCode::UnknownTopicOrPartition,
+            error_message: Some(format!("topic {name} does not exist")),
+            name: name.to_string(),
+            ..Default::default()
+        };
+    };
+    DescribeTopicResponse {
+        error_code: ErrorCode::None,
+        error_message: None,
+        name: topic.name.clone(),
+        configs: topic
+            .config
+            .to_map()
+            .into_iter()
+            .map(|(name, value)| ConfigEntry { name, value })
+            .collect(),
+        partitions: partition_metadata(services, &topic).await,
+    }
+}
+
+pub async fn alter_topic_config(
+    services: &Rc<Services>,
+    request: &AlterTopicConfigRequest,
+) -> AlterTopicConfigResponse {
+    match alter(services, request).await {
+        Ok(()) => AlterTopicConfigResponse {
+            error_code: ErrorCode::None,
+            error_message: None,
+        },
+        Err((error_code, message)) => AlterTopicConfigResponse {
+            error_code,
+            error_message: Some(message),
+        },
+    }
+}
+
+async fn alter(
+    services: &Rc<Services>,
+    request: &AlterTopicConfigRequest,
+) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(&request.name)?;
+    let Some(topic) = services.snapshot().topic(&request.name).cloned() else {
+        return Err((
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic {} does not exist", request.name),
+        ));
+    };
+    // `reset` keys go back to the default: an empty value clears a key.
+    let entries = request
+        .set
+        .iter()
+        .map(|entry| (entry.name.as_str(), entry.value.as_str()))
+        .chain(request.reset.iter().map(|name| (name.as_str(), "")));
+    let config = topic
+        .config
+        .with_entries(entries)
+        .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
+    check_log_config(services, &config)?;
+    let catalog = services.catalog.clone();
+    let name = request.name.clone();
+    let altered = blocking(move || catalog.alter_topic_config(&name, config))
+        .await
+        .map_err(catalog_failure)?;
+    tracing::info!(topic = %altered.name, config = ?altered.config.to_map(), "topic config altered");
+    broadcast(services, move |shard| {
+        let altered = altered.clone();
+        async move { shard.alter_topic_partitions(&altered) }
+    })
+    .await
+    .map_err(|error| (partition_error_code(&error), error.to_string()))
+}
+
+/// CreatePartitions: grows a topic to the requested count (only growth, as in Kafka). The new
+/// partitions are placed and opened like a new topic's before the catalog names them
+/// (`topic_creation::add_partitions`); a failure leaves the topic as it was.
+pub async fn create_partitions(
+    services: &Rc<Services>,
+    request: &CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let outcome = add_partitions(services, &request.name, request.partition_count).await;
+    CreatePartitionsResponse {
+        error_code: outcome
+            .as_ref()
+            .err()
+            .map_or(ErrorCode::None, |error| error.0),
+        error_message: outcome.err().map(|error| error.1),
+    }
+}
+
+async fn add_partitions(
+    services: &Rc<Services>,
+    name: &str,
+    partitions: u32,
+) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(name)?;
+    let topic = topic_creation::add_partitions(services, name, i64::from(partitions))
+        .await
+        .map_err(|error| match error {
+            TopicCreationError::Catalog(error) => catalog_failure(error),
+            TopicCreationError::Partitions { ref source, .. } => {
+                tracing::error!(topic = name, %error, "adding partitions failed");
+                (partition_error_code(source), error.to_string())
+            }
+        })?;
+    tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "partitions added");
+    Ok(())
+}
+
+/// Refuses a client's change to one of the broker's own topics.
+fn refuse_internal(name: &str) -> Result<(), (ErrorCode, String)> {
+    if is_internal_topic(name) {
+        return Err((
+            ErrorCode::InvalidTopicName,
+            format!(
+                "topic {name} is internal to the broker: names starting with \"{INTERNAL_TOPIC_PREFIX}\" are reserved and cannot be created, deleted or altered by clients"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a topic config the storage engine would refuse when opening a partition.
+fn check_log_config(services: &Services, config: &TopicConfig) -> Result<(), (ErrorCode, String)> {
+    log_config(config, services.batch_bytes_max())
+        .check()
+        .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))
+}
+
+fn topic_result(name: &str, outcome: Result<(), (ErrorCode, String)>) -> TopicResult {
+    match outcome {
+        Ok(()) => TopicResult {
+            name: name.to_string(),
+            error_code: ErrorCode::None,
+            error_message: None,
+        },
+        Err((error_code, message)) => TopicResult {
+            name: name.to_string(),
+            error_code,
+            error_message: Some(message),
+        },
+    }
+}
+
+fn catalog_failure(error: CatalogError) -> (ErrorCode, String) {
+    if matches!(
+        error,
+        CatalogError::Io { .. } | CatalogError::Corrupt { .. }
+    ) {
+        tracing::error!(%error, "catalog update failed");
+    }
+    (catalog_error_code(&error), error.to_string())
+}
+
+/// InitProducerId: any shard answers, from the broker-wide allocator. Reserving a new block of ids
+/// writes and fsyncs a file, so it runs on the blocking thread pool like catalog changes.
+pub async fn init_producer_id(
+    services: &Services,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let catalog = services.catalog.clone();
+    let outcome = glommio::executor()
+        .spawn_blocking(move || {
+            catalog
+                .producer_ids()
+                .init(request.producer_id, request.producer_epoch)
+        })
+        .await;
+    match outcome {
+        Ok(identity) => InitProducerIdResponse {
+            error_code: ErrorCode::None,
+            producer_id: identity.producer_id,
+            producer_epoch: identity.producer_epoch,
+        },
+        Err(error) => {
+            let code = producer_id_error_code(&error);
+            if code == ErrorCode::StorageError {
+                tracing::error!(%error, "cannot reserve producer ids");
+            } else {
+                tracing::debug!(%error, "InitProducerId refused");
+            }
+            InitProducerIdResponse {
+                error_code: code,
+                ..Default::default()
+            }
+        }
+    }
+}
+
+/// Runs a catalog change (file writes and fsyncs) on glommio's blocking thread pool.
+async fn blocking<T: Send + 'static>(
+    change: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, CatalogError> {
+    glommio::executor().spawn_blocking(change).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_defaults_name_every_key_once_and_setting_them_changes_nothing() {
+        let batch_bytes_max = 1 << 20;
+        let defaults = topic_defaults(batch_bytes_max);
+        let names: Vec<&str> = defaults.iter().map(|entry| entry.name.as_str()).collect();
+        assert_eq!(names, topic_config::KEYS);
+        let explicit = TopicConfig::default()
+            .with_entries(
+                defaults
+                    .iter()
+                    .map(|entry| (entry.name.as_str(), entry.value.as_str())),
+            )
+            .expect("every default is a value a topic may set");
+        let implicit = log_config(&TopicConfig::default(), batch_bytes_max);
+        let explicit = log_config(&explicit, batch_bytes_max);
+        assert_eq!(explicit.segment_bytes_max, implicit.segment_bytes_max);
+        assert_eq!(explicit.segment_age_max_ms, implicit.segment_age_max_ms);
+        assert_eq!(explicit.retention_bytes, implicit.retention_bytes);
+        assert_eq!(explicit.retention_ms, implicit.retention_ms);
+        assert_eq!(explicit.durability, implicit.durability);
+    }
+}

@@ -1,0 +1,581 @@
+//! Data-plane handlers: produce, fetch (with long polling), list offsets, delete records.
+//!
+//! Each names partitions by topic name; the handler resolves them against one catalog snapshot,
+//! answers unknown ones at once, and sends the rest to their owning shards (`shard::router`).
+//! Internal topics (`__consumer_offsets`) are written only by the broker's group coordinator,
+//! through shard requests: a client's produce or delete records to one is refused per partition
+//! (`InvalidTopicName`), while fetch and list offsets stay allowed, as in Kafka.
+//! Record batches are never re-encoded: produce hands each batch's own bytes to its owner
+//! (`BytesMut`, moved, not copied, when the frame buffer is not shared), fetch returns stored
+//! `Bytes` that the response writer sends with one vectored write.
+
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use glommio::channels::local_channel;
+use spate_protocol::api::FetchPartition as FetchRequestPartition;
+use spate_protocol::api::{
+    Acks, DeleteRecordsPartition, DeleteRecordsPartitionResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, FetchPartitionResponse, FetchRequest, FetchResponse,
+    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetSpec, ProducePartitionResponse, ProduceRequest, ProduceResponse, RecordSet,
+    TopicPartitions,
+};
+use spate_protocol::error::ErrorCode;
+
+use super::partition_error_code;
+use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId};
+use crate::services::Services;
+use crate::shard::mesh::invoke_on;
+use crate::shard::messages::{
+    FetchOutcome, FetchPartition, PartitionError, PartitionKey, ProduceAcks, ProduceOutcome,
+    ProducePartition, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
+};
+use crate::shard::router::scatter;
+use crate::shard::Shard;
+
+/// Finds the owner of `(topic, partition)` in `snapshot`.
+fn resolve(
+    snapshot: &CatalogSnapshot,
+    topic: &str,
+    partition: u32,
+) -> Result<(ShardId, PartitionKey), PartitionError> {
+    let topic = snapshot
+        .topic(topic)
+        .ok_or(PartitionError::UnknownTopicOrPartition)?;
+    let owner = topic
+        .owner_of(partition)
+        .ok_or(PartitionError::UnknownTopicOrPartition)?;
+    Ok((
+        owner,
+        PartitionKey {
+            topic_id: topic.id,
+            partition,
+        },
+    ))
+}
+
+/// Like [`resolve`], for requests that change a partition's records: refuses internal topics,
+/// which only the broker itself writes.
+fn resolve_for_write(
+    snapshot: &CatalogSnapshot,
+    topic: &str,
+    partition: u32,
+) -> Result<(ShardId, PartitionKey), PartitionError> {
+    if is_internal_topic(topic) {
+        return Err(PartitionError::InternalTopic);
+    }
+    resolve(snapshot, topic, partition)
+}
+
+/// Sends the resolvable items to their owners; unresolvable ones keep their error. Output `i`
+/// answers input `i`.
+async fn route<T, R, F, Fut>(
+    services: &Rc<Services>,
+    items: Vec<Result<(ShardId, T), PartitionError>>,
+    run: F,
+) -> Vec<Result<R, PartitionError>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<Shard>, Vec<T>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Vec<Result<R, PartitionError>>> + 'static,
+{
+    let mut answers: Vec<Option<Result<R, PartitionError>>> = Vec::with_capacity(items.len());
+    let mut routed = Vec::new();
+    let mut routed_positions = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match item {
+            Ok(owned) => {
+                routed_positions.push(index);
+                routed.push(owned);
+                answers.push(None);
+            }
+            Err(error) => answers.push(Some(Err(error))),
+        }
+    }
+    let results = scatter(services, routed, run).await;
+    for (index, result) in routed_positions.into_iter().zip(results) {
+        answers[index] = Some(result);
+    }
+    answers
+        .into_iter()
+        .map(|answer| answer.expect("every item answered"))
+        .collect()
+}
+
+/// Rebuilds a request's topic → partition shape from per-partition results in request order
+/// (as `route` returns them); a missing result reads as an unknown partition.
+fn answer_in_request_order<T, P, R, A>(
+    topics: impl IntoIterator<Item = (String, T)>,
+    results: Vec<Result<R, PartitionError>>,
+    mut answer: impl FnMut(P, Result<R, PartitionError>) -> A,
+) -> Vec<TopicPartitions<A>>
+where
+    T: IntoIterator<Item = P>,
+{
+    let mut results = results.into_iter();
+    topics
+        .into_iter()
+        .map(|(name, partitions)| TopicPartitions {
+            name,
+            partitions: partitions
+                .into_iter()
+                .map(|partition| {
+                    let result = results
+                        .next()
+                        .unwrap_or(Err(PartitionError::UnknownTopicOrPartition));
+                    answer(partition, result)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A borrowed request's topic → partition shape, for `answer_in_request_order`.
+fn request_shape<P>(
+    topics: &[TopicPartitions<P>],
+) -> impl Iterator<Item = (String, std::slice::Iter<'_, P>)> {
+    topics
+        .iter()
+        .map(|topic| (topic.name.clone(), topic.partitions.iter()))
+}
+
+pub async fn produce(
+    services: &Rc<Services>,
+    request: ProduceRequest,
+    frame_body: Bytes,
+) -> Option<ProduceResponse> {
+    // A partition still opening after the start is waited for as long as the producer waits.
+    let opening_wait_until = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
+    let acks = match request.acks {
+        Acks::None => ProduceAcks::None,
+        Acks::Leader => ProduceAcks::Leader,
+        Acks::All => ProduceAcks::All,
+    };
+    let snapshot = services.snapshot();
+    // Where each batch sits in the frame body, so the batches can be taken out of the body as
+    // owned buffers once the decoded request (which shares the body) is gone.
+    let mut shape: Vec<(String, Vec<u32>)> = Vec::with_capacity(request.topics.len());
+    let mut placements: Vec<Result<(ShardId, PartitionKey), PartitionError>> = Vec::new();
+    let mut ranges: Vec<Vec<Range<usize>>> = Vec::new();
+    for topic in request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition in topic.partitions {
+            placements.push(resolve_for_write(
+                &snapshot,
+                &topic.name,
+                partition.partition,
+            ));
+            ranges.push(
+                partition
+                    .batches
+                    .iter()
+                    .map(|batch| range_within(&frame_body, batch))
+                    .collect(),
+            );
+            partitions.push(partition.partition);
+        }
+        shape.push((topic.name, partitions));
+    }
+    let mut batches = take_batches(frame_body, &ranges).into_iter();
+    let items: Vec<Result<(ShardId, ProducePartition), PartitionError>> = placements
+        .into_iter()
+        .map(|placement| {
+            let batches = batches.next().unwrap_or_default();
+            placement.map(|(owner, key)| (owner, ProducePartition { key, batches }))
+        })
+        .collect();
+    let results = route(services, items, move |shard, partitions| {
+        shard.produce(acks, partitions, opening_wait_until)
+    })
+    .await;
+    if acks == ProduceAcks::None {
+        return None;
+    }
+    let topics = answer_in_request_order(shape, results, produce_answer);
+    Some(ProduceResponse { topics })
+}
+
+fn produce_answer(
+    partition: u32,
+    result: Result<ProduceOutcome, PartitionError>,
+) -> ProducePartitionResponse {
+    match result {
+        Ok(outcome) => ProducePartitionResponse {
+            partition,
+            error_code: ErrorCode::None,
+            base_offset: outcome.base_offset,
+            // Timestamps are the producer's (create time); there is no log-append time.
+            log_append_time_ms: -1,
+            log_start_offset: outcome.log_start_offset,
+        },
+        Err(error) => {
+            tracing::debug!(partition, %error, "produce refused");
+            ProducePartitionResponse {
+                partition,
+                error_code: partition_error_code(&error),
+                base_offset: 0,
+                log_append_time_ms: -1,
+                log_start_offset: 0,
+            }
+        }
+    }
+}
+
+/// Where `part` (a slice of `whole`) sits inside `whole`.
+fn range_within(whole: &Bytes, part: &Bytes) -> Range<usize> {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    assert!(
+        start + part.len() <= whole.len(),
+        "batch lies outside the frame body"
+    );
+    start..start + part.len()
+}
+
+/// Splits the frame body into one owned buffer per batch. When nothing else shares the body
+/// (a large frame read into its own buffer) the buffers are carved out of it without copying;
+/// otherwise (a small frame that shared the connection's read buffer) each batch is copied once.
+fn take_batches(body: Bytes, ranges: &[Vec<Range<usize>>]) -> Vec<Vec<BytesMut>> {
+    match body.try_into_mut() {
+        Ok(mut rest) => {
+            tracing::trace!(
+                bytes = rest.len(),
+                "produce batches taken from the frame without copying"
+            );
+            let mut consumed = 0;
+            ranges
+                .iter()
+                .map(|partition| {
+                    partition
+                        .iter()
+                        .map(|range| {
+                            // Produce batches follow each other in body order.
+                            assert!(range.start >= consumed, "batches out of order in the body");
+                            rest.advance(range.start - consumed);
+                            consumed = range.end;
+                            rest.split_to(range.len())
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+        Err(shared) => {
+            tracing::trace!(
+                bytes = shared.len(),
+                "produce frame shares its buffer; copying its batches"
+            );
+            ranges
+                .iter()
+                .map(|partition| {
+                    partition
+                        .iter()
+                        .map(|range| BytesMut::from(&shared[range.clone()]))
+                        .collect()
+                })
+                .collect()
+        }
+    }
+}
+
+pub async fn fetch(services: &Rc<Services>, request: &FetchRequest) -> FetchResponse {
+    let limits = &services.config.limits;
+    let wait = Duration::from_millis(u64::from(request.max_wait_ms).min(limits.fetch_wait_ms_max));
+    let deadline = Instant::now() + wait;
+    let response_bytes_max = (request.max_bytes as usize).min(limits.fetch_response_bytes_max);
+    let min_bytes = request.min_bytes as usize;
+    let snapshot = services.snapshot();
+
+    let mut targets = Vec::new();
+    for topic in &request.topics {
+        for partition in &topic.partitions {
+            let max_bytes = (partition.partition_max_bytes as usize).min(response_bytes_max);
+            targets.push(
+                resolve(&snapshot, &topic.name, partition.partition).and_then(|(owner, key)| {
+                    let offset = i64::try_from(partition.fetch_offset).map_err(|_| {
+                        PartitionError::OffsetOutOfRange {
+                            offset: i64::MAX,
+                            log_start_offset: 0,
+                            high_watermark: 0,
+                        }
+                    })?;
+                    Ok((
+                        owner,
+                        FetchPartition {
+                            key,
+                            offset,
+                            max_bytes,
+                        },
+                    ))
+                }),
+            );
+        }
+    }
+
+    let results = loop {
+        // A partition still opening after the start is waited for until the fetch's own
+        // deadline (max_wait_ms).
+        let results = route(services, targets.clone(), move |shard, partitions| {
+            shard.fetch(partitions, deadline)
+        })
+        .await;
+        let total: usize = results.iter().flatten().map(FetchOutcome::bytes).sum();
+        let failed = results.iter().any(Result::is_err);
+        let now = Instant::now();
+        if total >= min_bytes || failed || now >= deadline || services.shutdown.is_requested() {
+            break results;
+        }
+        wait_for_any_append(services, &targets, deadline - now).await;
+    };
+
+    let mut budget = response_bytes_max;
+    let mut first = true;
+    let topics = answer_in_request_order(
+        request_shape(&request.topics),
+        results,
+        |partition: &FetchRequestPartition, result| {
+            fetch_answer(partition.partition, result, &mut budget, &mut first)
+        },
+    );
+    FetchResponse {
+        error_code: ErrorCode::None,
+        topics,
+    }
+}
+
+/// Keeps whole batches while they fit the response budget; the first batch of the response is
+/// always kept (as Kafka does) so a consumer can progress past a batch larger than its limit.
+fn fetch_answer(
+    partition: u32,
+    result: Result<FetchOutcome, PartitionError>,
+    budget: &mut usize,
+    first: &mut bool,
+) -> FetchPartitionResponse {
+    match result {
+        Ok(outcome) => {
+            let mut kept = Vec::with_capacity(outcome.batches.len());
+            for batch in outcome.batches {
+                if batch.len() > *budget && !*first {
+                    break;
+                }
+                *budget = budget.saturating_sub(batch.len());
+                *first = false;
+                kept.push(batch);
+            }
+            FetchPartitionResponse {
+                partition,
+                error_code: ErrorCode::None,
+                high_watermark: outcome.high_watermark,
+                log_start_offset: outcome.log_start_offset,
+                records: RecordSet::from_chunks(kept),
+            }
+        }
+        Err(error) => {
+            let (high_watermark, log_start_offset) = match &error {
+                PartitionError::OffsetOutOfRange {
+                    log_start_offset,
+                    high_watermark,
+                    ..
+                } => (*high_watermark, *log_start_offset),
+                _ => (0, 0),
+            };
+            FetchPartitionResponse {
+                partition,
+                error_code: partition_error_code(&error),
+                high_watermark,
+                log_start_offset,
+                records: RecordSet::default(),
+            }
+        }
+    }
+}
+
+/// Waits until any owner reports new data on one of the fetched partitions, or `wait` passes.
+/// One wait is sent to each owning shard; the first to answer ends the wait, and the local
+/// tasks waiting on the others are dropped (cancelled). A remote owner's wait ends by itself at
+/// the same deadline.
+async fn wait_for_any_append(
+    services: &Rc<Services>,
+    targets: &[Result<(ShardId, FetchPartition), PartitionError>],
+    wait: Duration,
+) {
+    let mut by_owner: std::collections::BTreeMap<ShardId, Vec<(PartitionKey, i64)>> =
+        Default::default();
+    for (owner, fetch) in targets.iter().flatten() {
+        by_owner
+            .entry(*owner)
+            .or_default()
+            .push((fetch.key, fetch.offset));
+    }
+    if by_owner.is_empty() {
+        return;
+    }
+    let (sender, receiver) = local_channel::new_bounded(by_owner.len());
+    let sender = Rc::new(sender);
+    let wait_ms = wait.as_millis().try_into().unwrap_or(u64::MAX);
+    let _waits: Vec<glommio::Task<()>> = by_owner
+        .into_iter()
+        .map(|(owner, partitions)| {
+            let services = services.clone();
+            let sender = sender.clone();
+            glommio::spawn_local(async move {
+                let _ = invoke_on(&services, owner, move |on: Rc<Services>| async move {
+                    on.wait_for_data(&partitions, wait_ms).await
+                })
+                .await;
+                let _ = sender.try_send(());
+            })
+        })
+        .collect();
+    let _ = glommio::timer::timeout(wait, async {
+        receiver.recv().await;
+        Ok(())
+    })
+    .await;
+}
+
+pub async fn list_offsets(
+    services: &Rc<Services>,
+    request: &ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let snapshot = services.snapshot();
+    let mut items = Vec::new();
+    for topic in &request.topics {
+        for partition in &topic.partitions {
+            let target = match partition.spec {
+                OffsetSpec::Earliest => LIST_OFFSETS_EARLIEST,
+                OffsetSpec::Latest => LIST_OFFSETS_LATEST,
+                OffsetSpec::Timestamp(timestamp) => timestamp,
+            };
+            items.push(
+                resolve(&snapshot, &topic.name, partition.partition)
+                    .map(|(owner, key)| (owner, (key, target))),
+            );
+        }
+    }
+    let results = route(services, items, |shard, partitions| {
+        shard.list_offsets(partitions)
+    })
+    .await;
+    let topics = answer_in_request_order(
+        request_shape(&request.topics),
+        results,
+        |partition: &ListOffsetsPartition, result| match result {
+            Ok(answer) => ListOffsetsPartitionResponse {
+                partition: partition.partition,
+                error_code: ErrorCode::None,
+                offset: u64::try_from(answer.offset).ok(),
+                timestamp: answer.timestamp,
+            },
+            Err(error) => ListOffsetsPartitionResponse {
+                partition: partition.partition,
+                error_code: partition_error_code(&error),
+                offset: None,
+                timestamp: -1,
+            },
+        },
+    );
+    ListOffsetsResponse { topics }
+}
+
+pub async fn delete_records(
+    services: &Rc<Services>,
+    request: &DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let opening_wait_until = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
+    let snapshot = services.snapshot();
+    let mut items = Vec::new();
+    for topic in &request.topics {
+        for partition in &topic.partitions {
+            // u64::MAX stands for Kafka's -1: "up to the high watermark".
+            let before = i64::try_from(partition.before_offset).unwrap_or(-1);
+            items.push(
+                resolve_for_write(&snapshot, &topic.name, partition.partition)
+                    .map(|(owner, key)| (owner, (key, before))),
+            );
+        }
+    }
+    let results = route(services, items, move |shard, partitions| {
+        shard.delete_records(partitions, opening_wait_until)
+    })
+    .await;
+    let topics = answer_in_request_order(
+        request_shape(&request.topics),
+        results,
+        |partition: &DeleteRecordsPartition, result| match result {
+            Ok(log_start_offset) => DeleteRecordsPartitionResponse {
+                partition: partition.partition,
+                error_code: ErrorCode::None,
+                log_start_offset,
+            },
+            Err(error) => DeleteRecordsPartitionResponse {
+                partition: partition.partition,
+                error_code: partition_error_code(&error),
+                log_start_offset: 0,
+            },
+        },
+    );
+    DeleteRecordsResponse { topics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_carved_without_copy_when_the_body_is_not_shared() {
+        let body = Bytes::from((0u8..100).collect::<Vec<u8>>());
+        let address = body.as_ptr() as usize;
+        let ranges = vec![vec![10..20, 30..40], vec![], vec![50..100]];
+        let batches = take_batches(body, &ranges);
+        assert_eq!(batches[0][0].as_ref(), &(10u8..20).collect::<Vec<u8>>()[..]);
+        assert_eq!(batches[0][1].as_ref(), &(30u8..40).collect::<Vec<u8>>()[..]);
+        assert!(batches[1].is_empty());
+        assert_eq!(batches[2][0].len(), 50);
+        assert_eq!(
+            batches[0][0].as_ptr() as usize,
+            address + 10,
+            "the batch was copied"
+        );
+    }
+
+    #[test]
+    fn produce_answer_carries_the_wire_code_of_each_producer_refusal() {
+        let cases = [
+            (
+                PartitionError::OutOfOrderSequence("gap".into()),
+                ErrorCode::OutOfOrderSequence,
+            ),
+            (
+                PartitionError::DuplicateSequence("old".into()),
+                ErrorCode::DuplicateSequence,
+            ),
+            (
+                PartitionError::ProducerFenced("zombie".into()),
+                ErrorCode::ProducerFenced,
+            ),
+            (
+                PartitionError::InvalidProducerIdMapping("negative epoch".into()),
+                ErrorCode::InvalidProducerIdMapping,
+            ),
+        ];
+        for (error, code) in cases {
+            let answer = produce_answer(3, Err(error));
+            assert_eq!(answer.error_code, code);
+            assert_eq!(answer.partition, 3);
+        }
+    }
+
+    #[test]
+    fn batches_are_copied_when_the_body_is_shared() {
+        let body = Bytes::from((0u8..100).collect::<Vec<u8>>());
+        let other_reference = body.clone();
+        let ranges = vec![vec![5..10, 10..15]];
+        let batches = take_batches(body, &ranges);
+        assert_eq!(batches[0][0].as_ref(), &other_reference[5..10]);
+        assert_eq!(batches[0][1].as_ref(), &other_reference[10..15]);
+        assert_ne!(batches[0][0].as_ptr(), other_reference[5..].as_ptr());
+    }
+}

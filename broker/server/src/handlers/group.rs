@@ -1,0 +1,600 @@
+//! Consumer group handlers: decode the group APIs, find each group's coordinator shard (from the
+//! offsets topic in the catalog, creating the topic on a group's first join or commit), run the
+//! matching `group::coordinator` function there (a typed cross-shard call), and encode the
+//! answer.
+//!
+//! The only work done here rather than at the coordinator: fanning DescribeGroups, DeleteGroups
+//! and ListGroups out to several coordinators and joining the answers, and filling in each
+//! described offset's high watermark (so tools can show lag) from the partitions' owners.
+//! Group rules live in `group`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use spate_protocol::api::ApiKey;
+use spate_protocol::api::{
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    DescribedGroup, GroupResult, GroupState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, MemberResult, Message, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
+    PartitionResult, SyncGroupRequest, SyncGroupResponse, TopicPartitions,
+};
+use spate_protocol::error::{ErrorCode, WireError};
+
+use super::{encode, Envelope};
+use crate::catalog::{ShardId, TopicMetadata};
+use crate::group::coordinator::{self, coordinator_error_code, offsets_topic};
+use crate::group::{coordinator_shard_of, offsets_partition_of, ClientInfo};
+use crate::services::Services;
+use crate::shard::join_all;
+use crate::shard::mesh::invoke_on;
+use crate::shard::messages::PartitionKey;
+use crate::shard::router::scatter;
+
+/// A decoded group request.
+pub enum GroupRequest {
+    /// With the client id from the request header, shown when the group is described.
+    Join(Envelope<JoinGroupRequest>, String),
+    Sync(Envelope<SyncGroupRequest>),
+    Heartbeat(Envelope<HeartbeatRequest>),
+    Leave(Envelope<LeaveGroupRequest>),
+    CommitOffsets(Envelope<OffsetCommitRequest>),
+    FetchOffsets(Envelope<OffsetFetchRequest>),
+    DeleteOffsets(Envelope<OffsetDeleteRequest>),
+    List(Envelope<ListGroupsRequest>),
+    Describe(Envelope<DescribeGroupsRequest>),
+    Delete(Envelope<DeleteGroupsRequest>),
+}
+
+/// Whether `api_key` is one of the group APIs this file serves.
+pub fn is_group_api(api_key: ApiKey) -> bool {
+    matches!(
+        api_key,
+        ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::OffsetDelete
+            | ApiKey::ListGroups
+            | ApiKey::DescribeGroups
+            | ApiKey::DeleteGroups
+    )
+}
+
+/// Decodes the body of a group API request.
+pub fn decode(
+    api_key: ApiKey,
+    correlation_id: u32,
+    version: u16,
+    client_id: String,
+    body: Bytes,
+) -> Result<GroupRequest, WireError> {
+    fn envelope<M: Message>(
+        correlation_id: u32,
+        version: u16,
+        body: Bytes,
+    ) -> Result<Envelope<M>, WireError> {
+        Ok(Envelope {
+            correlation_id,
+            version,
+            body: M::decode(version, body)?,
+        })
+    }
+    Ok(match api_key {
+        ApiKey::JoinGroup => {
+            GroupRequest::Join(envelope(correlation_id, version, body)?, client_id)
+        }
+        ApiKey::SyncGroup => GroupRequest::Sync(envelope(correlation_id, version, body)?),
+        ApiKey::Heartbeat => GroupRequest::Heartbeat(envelope(correlation_id, version, body)?),
+        ApiKey::LeaveGroup => GroupRequest::Leave(envelope(correlation_id, version, body)?),
+        ApiKey::OffsetCommit => {
+            GroupRequest::CommitOffsets(envelope(correlation_id, version, body)?)
+        }
+        ApiKey::OffsetFetch => GroupRequest::FetchOffsets(envelope(correlation_id, version, body)?),
+        ApiKey::OffsetDelete => {
+            GroupRequest::DeleteOffsets(envelope(correlation_id, version, body)?)
+        }
+        ApiKey::ListGroups => GroupRequest::List(envelope(correlation_id, version, body)?),
+        ApiKey::DescribeGroups => GroupRequest::Describe(envelope(correlation_id, version, body)?),
+        ApiKey::DeleteGroups => GroupRequest::Delete(envelope(correlation_id, version, body)?),
+        other => {
+            return Err(WireError::UnknownApiKey {
+                api_key: other.to_u16(),
+            })
+        }
+    })
+}
+
+/// Runs a group request and encodes its response.
+pub async fn execute(services: &Rc<Services>, request: GroupRequest) -> Option<Vec<Bytes>> {
+    match request {
+        GroupRequest::Join(request, client_id) => {
+            let response = join_group(services, request.body, client_id).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::Sync(request) => {
+            let response = sync_group(services, request.body).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::Heartbeat(request) => {
+            let response = heartbeat(services, request.body).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::Leave(request) => {
+            let response = leave_group(services, request.body).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::CommitOffsets(request) => {
+            let response = commit_offsets(services, request.body).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::FetchOffsets(request) => {
+            let response = fetch_offsets(services, request.body).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::DeleteOffsets(request) => {
+            let response = delete_offsets(services, request.body).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::List(request) => {
+            let response = list_groups(services, &request.body.states).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::Describe(request) => {
+            let response = describe_groups(services, request.body.groups).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+        GroupRequest::Delete(request) => {
+            let response = delete_groups(services, request.body.groups).await;
+            encode(request.correlation_id, request.version, &response)
+        }
+    }
+}
+
+// ---- routing -------------------------------------------------------------------------------
+
+/// Where a group's state lives.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    partition: u32,
+    coordinator: ShardId,
+}
+
+fn route_in(topic: &TopicMetadata, group_id: &str, shard_count: usize) -> Route {
+    let partition = offsets_partition_of(group_id, topic.partition_count());
+    Route {
+        partition,
+        coordinator: coordinator_shard_of(partition, shard_count),
+    }
+}
+
+/// The group's route; `Ok(None)` when the offsets topic does not exist and `create` is false
+/// (then no group exists either).
+async fn route(
+    services: &Rc<Services>,
+    group_id: &str,
+    create: bool,
+) -> Result<Option<Route>, ErrorCode> {
+    if group_id.is_empty() {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    let topic = offsets_topic(services, create).await?;
+    Ok(topic.map(|topic| route_in(&topic, group_id, services.shard_count)))
+}
+
+/// Runs `run` on the group's coordinator shard with that shard's services; a coordinator that
+/// is stopping answers with its code.
+async fn on_coordinator<T, F, Fut>(
+    services: &Rc<Services>,
+    coordinator: ShardId,
+    run: F,
+) -> Result<T, ErrorCode>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<Services>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+{
+    invoke_on(services, coordinator, run)
+        .await
+        .map_err(|stopping| coordinator_error_code(&stopping.into()))
+}
+
+// ---- membership --------------------------------------------------------------------------------
+
+async fn join_group(
+    services: &Rc<Services>,
+    request: JoinGroupRequest,
+    client_id: String,
+) -> JoinGroupResponse {
+    let member_id = request.member_id.clone();
+    let failed = |code| JoinGroupResponse::error(code, &member_id);
+    let route = match route(services, &request.group_id, true).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return failed(ErrorCode::CoordinatorNotAvailable),
+        Err(code) => return failed(code),
+    };
+    let client = ClientInfo {
+        client_id,
+        client_host: String::new(),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::join(&on, partition, request, client).await
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+async fn sync_group(services: &Rc<Services>, request: SyncGroupRequest) -> SyncGroupResponse {
+    let route = match route(services, &request.group_id, false).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return SyncGroupResponse::error(ErrorCode::UnknownMemberId),
+        Err(code) => return SyncGroupResponse::error(code),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::sync(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(SyncGroupResponse::error)
+}
+
+async fn heartbeat(services: &Rc<Services>, request: HeartbeatRequest) -> HeartbeatResponse {
+    let failed = |error_code| HeartbeatResponse { error_code };
+    let route = match route(services, &request.group_id, false).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return failed(ErrorCode::UnknownMemberId),
+        Err(code) => return failed(code),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::heartbeat(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+async fn leave_group(services: &Rc<Services>, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    let failed = |error_code| LeaveGroupResponse {
+        error_code,
+        members: Vec::new(),
+    };
+    let route = match route(services, &request.group_id, false).await {
+        Ok(Some(route)) => route,
+        Ok(None) => {
+            return LeaveGroupResponse {
+                error_code: ErrorCode::None,
+                members: request
+                    .members
+                    .iter()
+                    .map(|identity| MemberResult {
+                        member_id: identity.member_id.clone(),
+                        group_instance_id: identity.group_instance_id.clone(),
+                        error_code: ErrorCode::UnknownMemberId,
+                    })
+                    .collect(),
+            }
+        }
+        Err(code) => return failed(code),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::leave(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+// ---- offsets ---------------------------------------------------------------------------------
+
+async fn commit_offsets(
+    services: &Rc<Services>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    // Kept to answer every partition should the coordinator not answer at all.
+    let shape: Vec<(String, Vec<u32>)> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic.partitions.iter().map(|entry| entry.partition);
+            (topic.name.clone(), partitions.collect())
+        })
+        .collect();
+    let failed = |error_code: ErrorCode| OffsetCommitResponse {
+        error_code,
+        topics: shape
+            .iter()
+            .map(|(name, partitions)| TopicPartitions {
+                name: name.clone(),
+                partitions: partitions
+                    .iter()
+                    .map(|partition| PartitionResult {
+                        partition: *partition,
+                        error_code,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let route = match route(services, &request.group_id, true).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return failed(ErrorCode::CoordinatorNotAvailable),
+        Err(code) => return failed(code),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::commit_offsets(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+async fn fetch_offsets(
+    services: &Rc<Services>,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let failed = |error_code| OffsetFetchResponse {
+        error_code,
+        topics: Vec::new(),
+    };
+    let route = match route(services, &request.group_id, false).await {
+        Ok(Some(route)) => route,
+        // No offsets topic: no group has committed anything.
+        Ok(None) => return OffsetFetchResponse::default(),
+        Err(code) => return failed(code),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::fetch_offsets(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+async fn delete_offsets(
+    services: &Rc<Services>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let failed = |error_code| OffsetDeleteResponse {
+        error_code,
+        topics: Vec::new(),
+    };
+    let route = match route(services, &request.group_id, false).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return failed(ErrorCode::GroupIdNotFound),
+        Err(code) => return failed(code),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::delete_offsets(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+// ---- administration ------------------------------------------------------------------------------
+
+/// Groups with their offsets partitions, as one coordinator gets them.
+type RoutedGroups = Vec<(u32, String)>;
+
+/// Sends each coordinator its groups (with their partitions) through `build` and puts the
+/// answers back in request order; `None` for a group whose coordinator could not answer,
+/// with the code.
+async fn fan_out<T, F, Fut>(
+    services: &Rc<Services>,
+    topic: &TopicMetadata,
+    groups: &[String],
+    run: F,
+) -> Vec<Result<T, ErrorCode>>
+where
+    T: Send + 'static,
+    F: Fn(Rc<Services>, RoutedGroups) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Vec<T>> + 'static,
+{
+    let mut by_coordinator: BTreeMap<ShardId, (Vec<usize>, RoutedGroups)> = BTreeMap::new();
+    for (index, group_id) in groups.iter().enumerate() {
+        let route = route_in(topic, group_id, services.shard_count);
+        let entry = by_coordinator.entry(route.coordinator).or_default();
+        entry.0.push(index);
+        entry.1.push((route.partition, group_id.clone()));
+    }
+    let mut positions = Vec::new();
+    let mut calls = Vec::new();
+    for (coordinator, (indexes, routed)) in by_coordinator {
+        positions.push(indexes);
+        let services = services.clone();
+        let run = run.clone();
+        calls.push(async move {
+            on_coordinator(&services, coordinator, move |on| run(on, routed)).await
+        });
+    }
+    let answers = join_all(calls).await;
+    let mut results: Vec<Option<Result<T, ErrorCode>>> = groups.iter().map(|_| None).collect();
+    for (indexes, answer) in positions.into_iter().zip(answers) {
+        match answer {
+            Ok(items) => {
+                assert_eq!(
+                    items.len(),
+                    indexes.len(),
+                    "a coordinator answers each of its groups"
+                );
+                for (index, item) in indexes.into_iter().zip(items) {
+                    results[index] = Some(Ok(item));
+                }
+            }
+            Err(code) => {
+                for index in indexes {
+                    results[index] = Some(Err(code));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.expect("every group has one coordinator"))
+        .collect()
+}
+
+async fn describe_groups(services: &Rc<Services>, groups: Vec<String>) -> DescribeGroupsResponse {
+    let not_found = |group_id: &str, error_code| DescribedGroup {
+        error_code,
+        group_id: group_id.to_string(),
+        state: GroupState::Dead,
+        ..DescribedGroup::default()
+    };
+    let topic = match offsets_topic(services, false).await {
+        Ok(Some(topic)) => topic,
+        Ok(None) => {
+            return DescribeGroupsResponse {
+                error_code: ErrorCode::None,
+                groups: groups
+                    .iter()
+                    .map(|group_id| not_found(group_id, ErrorCode::GroupIdNotFound))
+                    .collect(),
+            }
+        }
+        Err(error_code) => {
+            return DescribeGroupsResponse {
+                error_code,
+                groups: Vec::new(),
+            }
+        }
+    };
+    let results = fan_out(services, &topic, &groups, |on, groups| async move {
+        coordinator::describe(&on, groups).await.groups
+    })
+    .await;
+    let mut described: Vec<DescribedGroup> = groups
+        .iter()
+        .zip(results)
+        .map(|(group_id, result)| match result {
+            Ok(group) => group,
+            Err(code) => not_found(group_id, code),
+        })
+        .collect();
+    fill_high_watermarks(services, &mut described).await;
+    DescribeGroupsResponse {
+        error_code: ErrorCode::None,
+        groups: described,
+    }
+}
+
+/// Asks the owners of every described offset's partition for its high watermark.
+async fn fill_high_watermarks(services: &Rc<Services>, groups: &mut [DescribedGroup]) {
+    let snapshot = services.snapshot();
+    let mut items = Vec::new();
+    let mut places = Vec::new();
+    for (group_index, group) in groups.iter().enumerate() {
+        for (topic_index, topic) in group.offsets.iter().enumerate() {
+            let Some(metadata) = snapshot.topic(&topic.name) else {
+                continue;
+            };
+            for (partition_index, offset) in topic.partitions.iter().enumerate() {
+                if let Some(owner) = metadata.owner_of(offset.partition) {
+                    let key = PartitionKey {
+                        topic_id: metadata.id,
+                        partition: offset.partition,
+                    };
+                    items.push((owner, key));
+                    places.push((group_index, topic_index, partition_index));
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        return;
+    }
+    let states = scatter(services, items, |shard, partitions| async move {
+        shard.states(&partitions)
+    })
+    .await;
+    for ((group_index, topic_index, partition_index), state) in places.into_iter().zip(states) {
+        if let Ok(state) = state {
+            groups[group_index].offsets[topic_index].partitions[partition_index].high_watermark =
+                Some(state.high_watermark);
+        }
+    }
+}
+
+async fn delete_groups(services: &Rc<Services>, groups: Vec<String>) -> DeleteGroupsResponse {
+    let result_of = |group_id: &str, error_code| GroupResult {
+        group_id: group_id.to_string(),
+        error_code,
+    };
+    let topic: Arc<TopicMetadata> = match offsets_topic(services, false).await {
+        Ok(Some(topic)) => topic,
+        Ok(None) => {
+            return DeleteGroupsResponse {
+                error_code: ErrorCode::None,
+                results: groups
+                    .iter()
+                    .map(|group_id| result_of(group_id, ErrorCode::GroupIdNotFound))
+                    .collect(),
+            }
+        }
+        Err(error_code) => {
+            return DeleteGroupsResponse {
+                error_code,
+                results: Vec::new(),
+            }
+        }
+    };
+    let results = fan_out(services, &topic, &groups, |on, groups| async move {
+        coordinator::delete_groups(&on, groups).await.results
+    })
+    .await;
+    DeleteGroupsResponse {
+        error_code: ErrorCode::None,
+        results: groups
+            .iter()
+            .zip(results)
+            .map(|(group_id, result)| match result {
+                Ok(result) => result,
+                Err(code) => result_of(group_id, code),
+            })
+            .collect(),
+    }
+}
+
+async fn list_groups(services: &Rc<Services>, states: &[GroupState]) -> ListGroupsResponse {
+    match offsets_topic(services, false).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return ListGroupsResponse::default(),
+        Err(error_code) => {
+            return ListGroupsResponse {
+                error_code,
+                groups: Vec::new(),
+            }
+        }
+    }
+    let calls: Vec<_> = (0..services.shard_count)
+        .map(|coordinator| {
+            let services = services.clone();
+            let states = states.to_vec();
+            async move {
+                on_coordinator(&services, coordinator, move |on| async move {
+                    coordinator::list(&on, &states).await
+                })
+                .await
+            }
+        })
+        .collect();
+    let mut response = ListGroupsResponse::default();
+    for answer in join_all(calls).await {
+        match answer {
+            Ok(listed) if listed.error_code.is_none() => response.groups.extend(listed.groups),
+            Ok(listed) => response.error_code = listed.error_code,
+            Err(code) => response.error_code = code,
+        }
+    }
+    response
+        .groups
+        .sort_by(|left, right| left.group_id.cmp(&right.group_id));
+    response
+}

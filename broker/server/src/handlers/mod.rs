@@ -1,0 +1,301 @@
+//! Requests as the server sees them: decode a frame into a typed request, run it, encode the
+//! response as chunks for a vectored write.
+//!
+//! `decode` runs in the connection's reader (so the reader knows a fetch's response allowance
+//! before spawning it); `execute` runs in the request's own task. Per-API logic lives in `admin`
+//! (versions, metadata, topics) and `data` (produce, fetch, offsets, delete records); this file
+//! only dispatches and maps errors to wire codes. Nothing here touches sockets.
+
+mod admin;
+mod data;
+mod group;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use spate_protocol::api::{
+    encode_error_response, encode_response_chunks, AlterTopicConfigRequest, ApiKey,
+    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeTopicRequest, FetchRequest,
+    InitProducerIdRequest, ListOffsetsRequest, ListTopicsRequest, Message, MetadataRequest,
+    ProduceRequest,
+};
+use spate_protocol::error::{ErrorCode, WireError};
+use spate_protocol::frame::RequestFrame;
+
+use crate::catalog::{CatalogError, ProducerIdError};
+use crate::config::Limits;
+use crate::services::Services;
+use crate::shard::messages::PartitionError;
+
+/// A decoded request with what its response needs: the correlation id and the version to
+/// answer at.
+pub struct Envelope<R> {
+    pub correlation_id: u32,
+    pub version: u16,
+    pub body: R,
+}
+
+/// Every request the broker serves.
+pub enum Request {
+    ApiVersions(Envelope<ApiVersionsRequest>),
+    Metadata(Envelope<MetadataRequest>),
+    CreateTopics(Envelope<CreateTopicsRequest>),
+    DeleteTopics(Envelope<DeleteTopicsRequest>),
+    ListTopics(Envelope<ListTopicsRequest>),
+    DescribeTopic(Envelope<DescribeTopicRequest>),
+    AlterTopicConfig(Envelope<AlterTopicConfigRequest>),
+    /// `frame_body` is the frame's body, kept so the produce handler can take the batches out
+    /// of it without copying when nothing else shares it.
+    Produce(Envelope<ProduceRequest>, Bytes),
+    Fetch(Envelope<FetchRequest>),
+    ListOffsets(Envelope<ListOffsetsRequest>),
+    DeleteRecords(Envelope<DeleteRecordsRequest>),
+    InitProducerId(Envelope<InitProducerIdRequest>),
+    DescribeCluster(Envelope<DescribeClusterRequest>),
+    CreatePartitions(Envelope<CreatePartitionsRequest>),
+    /// Consumer group APIs (`group`).
+    Group(group::GroupRequest),
+}
+
+/// What the reader does with a frame it could not decode.
+pub struct Rejection {
+    /// The error response to send, if the api has a response this error fits in.
+    pub answer: Option<Vec<Bytes>>,
+    /// Whether to close the connection after the answer (the client cannot tell what went wrong
+    /// from the answer alone, or the api is unknown).
+    pub close: bool,
+}
+
+/// Decodes a frame's body for its api key and version.
+pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
+    let correlation_id = frame.correlation_id;
+    let version = frame.api_version;
+    let Some(api_key) = ApiKey::from_u16(frame.api_key) else {
+        tracing::debug!(api_key = frame.api_key, "request with an unknown api key");
+        return Err(Rejection {
+            answer: None,
+            close: true,
+        });
+    };
+    let failed = |error: WireError| {
+        tracing::debug!(?api_key, %error, "request body does not decode");
+        reject(api_key, correlation_id, ErrorCode::for_wire_error(&error))
+    };
+    macro_rules! decoded {
+        ($variant:ident, $type:ty) => {
+            <$type>::decode(version, frame.body)
+                .map(|body| {
+                    Request::$variant(Envelope {
+                        correlation_id,
+                        version,
+                        body,
+                    })
+                })
+                .map_err(failed)
+        };
+    }
+    match api_key {
+        ApiKey::ApiVersions => decoded!(ApiVersions, ApiVersionsRequest),
+        ApiKey::Metadata => decoded!(Metadata, MetadataRequest),
+        ApiKey::CreateTopics => decoded!(CreateTopics, CreateTopicsRequest),
+        ApiKey::DeleteTopics => decoded!(DeleteTopics, DeleteTopicsRequest),
+        ApiKey::ListTopics => decoded!(ListTopics, ListTopicsRequest),
+        ApiKey::DescribeTopic => decoded!(DescribeTopic, DescribeTopicRequest),
+        ApiKey::AlterTopicConfig => decoded!(AlterTopicConfig, AlterTopicConfigRequest),
+        ApiKey::Produce => {
+            let body = frame.body.clone();
+            ProduceRequest::decode(version, frame.body)
+                .map(|request| {
+                    Request::Produce(
+                        Envelope {
+                            correlation_id,
+                            version,
+                            body: request,
+                        },
+                        body,
+                    )
+                })
+                .map_err(failed)
+        }
+        ApiKey::Fetch => decoded!(Fetch, FetchRequest),
+        ApiKey::ListOffsets => decoded!(ListOffsets, ListOffsetsRequest),
+        ApiKey::DeleteRecords => decoded!(DeleteRecords, DeleteRecordsRequest),
+        ApiKey::InitProducerId => decoded!(InitProducerId, InitProducerIdRequest),
+        ApiKey::DescribeCluster => decoded!(DescribeCluster, DescribeClusterRequest),
+        ApiKey::CreatePartitions => decoded!(CreatePartitions, CreatePartitionsRequest),
+        group_api if group::is_group_api(group_api) => group::decode(
+            group_api,
+            correlation_id,
+            version,
+            frame.client_id,
+            frame.body,
+        )
+        .map(Request::Group)
+        .map_err(failed),
+        other => {
+            tracing::error!(api_key = ?other, "api key without a decoder");
+            Err(Rejection {
+                answer: None,
+                close: true,
+            })
+        }
+    }
+}
+
+/// Budget bytes a request needs beyond its frame: the most a fetch's response may carry.
+pub fn response_allowance(request: &Request, limits: &Limits) -> usize {
+    match request {
+        Request::Fetch(fetch) => {
+            (fetch.body.max_bytes as usize).min(limits.fetch_response_bytes_max)
+        }
+        _ => 0,
+    }
+}
+
+/// Runs a request; `None` means no response is sent (produce with acks=none).
+pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Bytes>> {
+    match request {
+        Request::ApiVersions(request) => answer(&request, admin::api_versions(&request.body)),
+        Request::Metadata(request) => answer(
+            &request,
+            admin::metadata(&services, request.body.topics.as_deref()).await,
+        ),
+        Request::CreateTopics(request) => answer(
+            &request,
+            admin::create_topics(&services, &request.body).await,
+        ),
+        Request::DeleteTopics(request) => answer(
+            &request,
+            admin::delete_topics(&services, &request.body).await,
+        ),
+        Request::ListTopics(request) => answer(&request, admin::list_topics(&services)),
+        Request::DescribeTopic(request) => answer(
+            &request,
+            admin::describe_topic(&services, &request.body.name).await,
+        ),
+        Request::AlterTopicConfig(request) => answer(
+            &request,
+            admin::alter_topic_config(&services, &request.body).await,
+        ),
+        Request::Produce(request, frame_body) => {
+            let Envelope {
+                correlation_id,
+                version,
+                body,
+            } = request;
+            let response = data::produce(&services, body, frame_body).await?;
+            encode(correlation_id, version, &response)
+        }
+        Request::Fetch(request) => answer(&request, data::fetch(&services, &request.body).await),
+        Request::ListOffsets(request) => {
+            answer(&request, data::list_offsets(&services, &request.body).await)
+        }
+        Request::DeleteRecords(request) => answer(
+            &request,
+            data::delete_records(&services, &request.body).await,
+        ),
+        Request::InitProducerId(request) => answer(
+            &request,
+            admin::init_producer_id(&services, request.body).await,
+        ),
+        Request::DescribeCluster(request) => answer(&request, admin::describe_cluster(&services)),
+        Request::CreatePartitions(request) => answer(
+            &request,
+            admin::create_partitions(&services, &request.body).await,
+        ),
+        Request::Group(request) => group::execute(&services, request).await,
+    }
+}
+
+fn answer<R, M: Message>(request: &Envelope<R>, response: M) -> Option<Vec<Bytes>> {
+    encode(request.correlation_id, request.version, &response)
+}
+
+fn encode<M: Message>(correlation_id: u32, version: u16, response: &M) -> Option<Vec<Bytes>> {
+    match encode_response_chunks(correlation_id, version, response) {
+        Ok(chunks) => Some(chunks),
+        Err(error) => {
+            // Responses are built from bounded inputs; failing to encode one is a bug, but it is
+            // the client's request that suffers, not the broker: log it and answer nothing.
+            tracing::error!(api = M::NAME, %error, "cannot encode response");
+            None
+        }
+    }
+}
+
+/// The error response for `api_key`, and whether the connection must close after it: a
+/// response without a request-wide error code (produce, metadata, topic creation) can only
+/// answer empty, so the client sees both that its items are missing and that the connection
+/// ended. Which fields carry the code comes from the response's declaration.
+pub fn reject(api_key: ApiKey, correlation_id: u32, code: ErrorCode) -> Rejection {
+    let version = 0;
+    match encode_error_response(api_key, correlation_id, version, code) {
+        Ok(response) => Rejection {
+            answer: Some(response.chunks),
+            close: !response.carries_error_code,
+        },
+        Err(error) => {
+            // Error answers are built from defaults and a code; failing to encode one is a bug,
+            // but the client's request is what suffers: log it and close without an answer.
+            tracing::error!(?api_key, %error, "cannot encode an error response");
+            Rejection {
+                answer: None,
+                close: true,
+            }
+        }
+    }
+}
+
+/// Wire code for a partition-level failure.
+pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
+    match error {
+        PartitionError::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+        PartitionError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        PartitionError::CorruptBatch(_) => ErrorCode::CorruptMessage,
+        PartitionError::BatchTooLarge(_) => ErrorCode::MessageTooLarge,
+        PartitionError::NoSpace(_) => ErrorCode::NotEnoughDiskSpace,
+        PartitionError::Storage(_) => ErrorCode::StorageError,
+        PartitionError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+        PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
+        PartitionError::InternalTopic => ErrorCode::InvalidTopicName,
+        PartitionError::OutOfOrderSequence(_) => ErrorCode::OutOfOrderSequence,
+        PartitionError::DuplicateSequence(_) => ErrorCode::DuplicateSequence,
+        PartitionError::ProducerFenced(_) => ErrorCode::ProducerFenced,
+        PartitionError::InvalidProducerIdMapping(_) => ErrorCode::InvalidProducerIdMapping,
+        PartitionError::Offline(_) => ErrorCode::PartitionOffline,
+        PartitionError::Opening => ErrorCode::LeaderNotAvailable,
+    }
+}
+
+/// Wire code for a catalog failure.
+pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
+    match error {
+        CatalogError::InvalidTopicName { .. } => ErrorCode::InvalidTopicName,
+        CatalogError::TopicAlreadyExists { .. } => ErrorCode::TopicAlreadyExists,
+        CatalogError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
+        CatalogError::InvalidPartitions { .. } | CatalogError::PartitionsNotGrown { .. } => {
+            ErrorCode::InvalidPartitions
+        }
+        CatalogError::TopicBeingChanged { .. } => ErrorCode::InvalidRequest,
+        CatalogError::TooManyTopics { .. } => ErrorCode::InvalidRequest,
+        CatalogError::TooManyPartitions { .. } => ErrorCode::InvalidPartitions,
+        CatalogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        CatalogError::Io { .. }
+        | CatalogError::Corrupt { .. }
+        | CatalogError::Missing { .. }
+        | CatalogError::DirectoriesDisagree { .. } => ErrorCode::StorageError,
+        CatalogError::ProducerIds(error) => producer_id_error_code(error),
+    }
+}
+
+/// Wire code for a producer id failure.
+pub fn producer_id_error_code(error: &ProducerIdError) -> ErrorCode {
+    match error {
+        ProducerIdError::InvalidIdentity { .. } | ProducerIdError::UnknownProducerId { .. } => {
+            ErrorCode::InvalidProducerIdMapping
+        }
+        ProducerIdError::Io { .. } | ProducerIdError::Corrupt { .. } => ErrorCode::StorageError,
+        ProducerIdError::Exhausted => ErrorCode::Unknown,
+    }
+}
