@@ -313,7 +313,7 @@ fn a_topic_directory_removed_under_a_running_broker_stops_acks_and_goes_offline(
     produce_batches(&mut client, "removed", 1, 3, 10);
     let directory = partition_directory(&broker, "removed", 0);
     let topic_directory = directory.parent().expect("topic directory").to_path_buf();
-    std::fs::remove_dir_all(&topic_directory).expect("rm -rf the topic directory");
+    remove_tree_like_rm_rf(&topic_directory);
 
     // Before: produces were acknowledged (until the recovery point timer noticed, or forever),
     // and after a restart the partition was empty. Now the sync's link count check refuses the
@@ -505,4 +505,24 @@ fn a_deleted_oldest_segment_is_reported_as_lost_and_trimming_the_checkpoint_acce
     assert_eq!(client.offsets_of("oldest", 0), (second_base, 8_000));
     let (code, offset) = client.produce("oldest", 0, Acks::All, vec![batch]);
     assert_eq!((code, offset), (ErrorCode::None, 8_000));
+}
+
+/// Removes a directory tree the way an operator's `rm -rf` does, against a running broker: the
+/// broker may create a file in the directory between the walk's removal of its entries and the
+/// removal of the directory itself (its recovery-point timer writes a temporary file and renames
+/// it), and then `remove_dir_all` fails with "Directory not empty". `rm -rf` run again finishes
+/// the job, and so does this.
+fn remove_tree_like_rm_rf(directory: &std::path::Path) {
+    for _ in 0..100 {
+        match std::fs::remove_dir_all(directory) {
+            Ok(()) => return,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+            Err(error) if error.kind() == std::io::ErrorKind::DirectoryNotEmpty => continue,
+            Err(error) => panic!("rm -rf {}: {error}", directory.display()),
+        }
+    }
+    panic!(
+        "rm -rf {}: a file kept appearing in it",
+        directory.display()
+    );
 }
