@@ -141,6 +141,10 @@ fn a_corrupt_closed_segment_takes_only_its_partition_offline_and_the_rest_serve(
         "{shown}"
     );
     assert!(
+        !offline_line.contains("offline: partition offline"),
+        "the word offline once: {shown}"
+    );
+    assert!(
         shown
             .lines()
             .any(|line| line.starts_with("1\t") && line.ends_with("\tonline")),

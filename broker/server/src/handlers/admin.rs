@@ -35,7 +35,7 @@ use crate::group::coordinator;
 use crate::services::Services;
 use crate::shard::join_all;
 use crate::shard::mesh::invoke_on;
-use crate::shard::messages::{PartitionKey, PartitionState};
+use crate::shard::messages::{PartitionError, PartitionKey, PartitionState};
 use crate::shard::partition::log_config;
 use crate::shard::router::{broadcast, scatter};
 use crate::shard::topic_creation::{self, TopicCreationError};
@@ -162,7 +162,12 @@ async fn partition_metadata(
                 Ok(state) => (ErrorCode::None, None, state),
                 Err(error) => (
                     partition_error_code(&error),
-                    Some(error.to_string()),
+                    // The code already says "offline"; the text is the reason alone, so that
+                    // `spate topic describe` does not print "offline: partition offline: ...".
+                    Some(match &error {
+                        PartitionError::Offline(reason) => reason.clone(),
+                        other => other.to_string(),
+                    }),
                     PartitionState {
                         log_start_offset: 0,
                         high_watermark: 0,
