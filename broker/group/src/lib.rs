@@ -34,6 +34,8 @@ pub mod store;
 
 #[cfg(test)]
 mod membership_tests;
+#[cfg(test)]
+mod simulation_tests;
 
 // The cluster layer, under the names this crate's modules use (`crate::shard::...`).
 use spate_cluster::{catalog, shard};

@@ -942,7 +942,7 @@ impl Group {
 
     /// Whether an offset commit may proceed. A commit from outside the membership (no member
     /// id, [`GENERATION_NONE`](spate_protocol::api::GENERATION_NONE)) is accepted only while
-    /// the group has no members; a member's commit must carry the current generation, and is
+    /// the group is `Empty`; a member's commit must carry the current generation, and is
     /// refused while the group waits for its new assignment. During `PreparingRebalance` the
     /// current generation may still commit: that is how a member commits what it processed
     /// before giving its partitions up.
@@ -956,7 +956,10 @@ impl Group {
         if generation_id < 0 && member_id.is_empty() {
             return match self.state {
                 GroupState::Dead => Err(ErrorCode::CoordinatorNotAvailable),
-                _ if self.members.is_empty() => Ok(()),
+                // Only `Empty`, as Kafka: a group rebalancing with no members yet may still be
+                // restored after a restart with the members of its last written generation,
+                // whose commits would then overwrite this one.
+                GroupState::Empty => Ok(()),
                 _ => Err(ErrorCode::NonEmptyGroup),
             };
         }
