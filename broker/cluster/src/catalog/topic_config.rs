@@ -6,24 +6,14 @@
 
 use std::collections::BTreeMap;
 
-pub const RETENTION_BYTES: &str = "retention.bytes";
-pub const RETENTION_MS: &str = "retention.ms";
-pub const SEGMENT_BYTES: &str = "segment.bytes";
-pub const SEGMENT_MS: &str = "segment.ms";
-pub const DURABILITY: &str = "durability";
-pub const GROUP_COMMIT_BYTES: &str = "group.commit.bytes";
-pub const GROUP_COMMIT_US: &str = "group.commit.us";
+// The names are the protocol's (one list for the wire, the catalog and the CLI).
+pub use spate_protocol::api::config::name::{
+    DURABILITY, GROUP_COMMIT_BYTES, GROUP_COMMIT_US, RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES,
+    SEGMENT_MS,
+};
 
 /// Every key, in the order errors list them.
-pub const KEYS: [&str; 7] = [
-    RETENTION_BYTES,
-    RETENTION_MS,
-    SEGMENT_BYTES,
-    SEGMENT_MS,
-    DURABILITY,
-    GROUP_COMMIT_BYTES,
-    GROUP_COMMIT_US,
-];
+pub const KEYS: [&str; 7] = spate_protocol::api::config::name::ALL;
 
 /// Values of [`DURABILITY`].
 pub const DURABILITY_EVERY_APPEND: &str = "fsync-every-append";
