@@ -295,6 +295,10 @@ impl FileSystem for DmaFileSystem {
         std::fs::remove_dir(path)
     }
 
+    async fn is_directory(&self, path: &Path) -> io::Result<bool> {
+        crate::blocking::is_directory(path)
+    }
+
     async fn rename(&self, source: &Path, target: &Path) -> io::Result<()> {
         glommio::io::rename(absolute(source)?, absolute(target)?)
             .await

@@ -2,7 +2,9 @@
 //!
 //! [`FileSystem`] names, creates, lists, renames and removes files and syncs directories;
 //! [`StorageFile`] reads, writes (aligned, direct I/O), syncs and truncates one open file. There
-//! are two implementations: `dma` (glommio `DmaFile`, O_DIRECT over io_uring) and `memory` (a
+//! are three implementations: `dma` (glommio `DmaFile`, O_DIRECT over io_uring) for partition
+//! logs, `blocking` (plain `std::fs` calls, for the broker's small metadata files written from a
+//! blocking thread: the catalog, `topic.toml`, the producer-id reservation) and `memory` (a
 //! seeded in-memory disk that injects faults and crashes). Nothing else in `storage` reaches the
 //! OS, which is what lets the simulation test every crash and error path.
 //!
@@ -92,6 +94,9 @@ pub trait FileSystem {
     async fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes an empty directory.
     async fn remove_directory(&self, path: &Path) -> io::Result<()>;
+    /// Whether `path` names a directory (`false` for a file or nothing). The log engine never
+    /// asks; the catalog does, to tell topic directories from stray files.
+    async fn is_directory(&self, path: &Path) -> io::Result<bool>;
     /// Atomically replaces `target` with `source`.
     async fn rename(&self, source: &Path, target: &Path) -> io::Result<()>;
     /// Makes the directory's entries durable (`fsync` on the directory).
@@ -132,6 +137,49 @@ pub async fn replace_file_durably<F: FileSystem>(
     bytes: &[u8],
     steps: &ReplaceSteps,
 ) -> Result<(), StorageError> {
+    replace_file(
+        file_system,
+        directory,
+        temporary,
+        target,
+        bytes,
+        steps,
+        false,
+    )
+    .await
+}
+
+/// [`replace_file_durably`] for a file that people read and edit (the catalog's TOML files): the
+/// file is cut to exactly `bytes` (direct writes are whole blocks) before it is synced.
+pub async fn replace_text_file_durably<F: FileSystem>(
+    file_system: &F,
+    directory: &Path,
+    temporary: &Path,
+    target: &Path,
+    bytes: &[u8],
+    steps: &ReplaceSteps,
+) -> Result<(), StorageError> {
+    replace_file(
+        file_system,
+        directory,
+        temporary,
+        target,
+        bytes,
+        steps,
+        true,
+    )
+    .await
+}
+
+async fn replace_file<F: FileSystem>(
+    file_system: &F,
+    directory: &Path,
+    temporary: &Path,
+    target: &Path,
+    bytes: &[u8],
+    steps: &ReplaceSteps,
+    exact_length: bool,
+) -> Result<(), StorageError> {
     let failed = |op: &'static str, path: &Path, position: Option<u64>| {
         let path = path.to_path_buf();
         move |error| StorageError::io(op, &path, position, error)
@@ -168,6 +216,13 @@ pub async fn replace_file_durably<F: FileSystem>(
             ),
         ));
     }
+    if exact_length && written as u64 != bytes.len() as u64 {
+        file.truncate(bytes.len() as u64).await.map_err(failed(
+            steps.write,
+            temporary,
+            Some(bytes.len() as u64),
+        ))?;
+    }
     file.sync_data()
         .await
         .map_err(failed(steps.sync, temporary, None))?;
@@ -181,6 +236,26 @@ pub async fn replace_file_durably<F: FileSystem>(
         directory,
         None,
     ))
+}
+
+/// The whole of a small file, or `None` when it does not exist.
+pub async fn read_whole_file<F: FileSystem>(
+    file_system: &F,
+    path: &Path,
+) -> io::Result<Option<Bytes>> {
+    let file = match file_system.open_file(path, OpenMode::Existing).await {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let length = file.size().await?;
+    let length = usize::try_from(length).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{length} bytes do not fit in memory"),
+        )
+    })?;
+    file.read_at(0, length).await.map(Some)
 }
 
 #[cfg(test)]

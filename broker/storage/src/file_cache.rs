@@ -385,6 +385,10 @@ impl<F: FileSystem> FileSystem for CachedFileSystem<F> {
         self.inner.remove_directory(path).await
     }
 
+    async fn is_directory(&self, path: &Path) -> io::Result<bool> {
+        self.inner.is_directory(path).await
+    }
+
     async fn rename(&self, source: &Path, target: &Path) -> io::Result<()> {
         self.inner.rename(source, target).await
     }

@@ -15,6 +15,7 @@
 //! beyond the batch header; it validates header and CRC and treats payloads as opaque bytes.
 //! Architecture invariant: no background task — the tasks that wait on the log drive its I/O.
 
+pub mod blocking;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
@@ -35,11 +36,15 @@ pub mod slow_sync;
 pub mod tail_cache;
 pub mod writer;
 
+pub use blocking::BlockingFileSystem;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AppendWait, ConfigError, Durability, LogConfig, RecoveryScan};
 pub use dma::{DmaFileSystem, WriteBufferStats};
 pub use error::StorageError;
-pub use file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
+pub use file::{
+    read_whole_file, replace_text_file_durably, FileSystem, IoBuffer, OpenMode, ReplaceSteps,
+    StorageFile, DIRECT_IO_ALIGNMENT_BYTES,
+};
 pub use file_cache::{CachedFile, CachedFileSystem, FileCacheStats};
 pub use log::{validate_batch, AppendOutcome, PartitionLog, ReadOutcome, RetentionOutcome};
 pub use memory::{FaultPlan, MemoryFileSystem, MemoryStats, SimulationRng};

@@ -751,6 +751,15 @@ impl FileSystem for MemoryFileSystem {
         Ok(())
     }
 
+    async fn is_directory(&self, path: &Path) -> io::Result<bool> {
+        maybe_yield(&self.disk).await;
+        let mut disk = self.disk.borrow_mut();
+        if let Some(error) = disk.fault(Operation::List) {
+            return Err(error);
+        }
+        Ok(disk.directories.contains(path))
+    }
+
     async fn rename(&self, source: &Path, target: &Path) -> io::Result<()> {
         maybe_yield(&self.disk).await;
         let mut disk = self.disk.borrow_mut();

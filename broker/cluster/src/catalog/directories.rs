@@ -16,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use spate_storage::{BlockingFileSystem, FileSystem};
 
+use super::files;
 use super::{
-    durable_directory_entry, reassign, topic_directory, write_file_durably, CatalogError,
-    CatalogFile, CatalogSnapshot, DeletedTopicRecord, TopicConfig, TopicMetadata, TopicRecord,
-    CATALOG_FILE_NAME, CATALOG_FORMAT_VERSION, TOPICS_DIRECTORY_NAME,
+    reassign, topic_directory, CatalogError, CatalogFile, CatalogSnapshot, DeletedTopicRecord,
+    TopicConfig, TopicMetadata, TopicRecord, CATALOG_FILE_NAME, CATALOG_FORMAT_VERSION,
+    TOPICS_DIRECTORY_NAME,
 };
 
 /// Each topic directory's own description of its topic, enough to rebuild the catalog entry.
@@ -54,17 +56,15 @@ impl TopicMetadataFile {
 /// Creates the topic's directory (durably: the `topics` directory is fsynced) and writes its
 /// `topic.toml` (new file, fsync, rename, fsync). Called before the catalog names the topic, and
 /// again when its configuration changes. Blocking.
-pub(super) fn write_topic_metadata(topic: &TopicMetadata) -> Result<(), CatalogError> {
-    let io = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CatalogError::Io { op, path, source }
-    };
-    let created = !topic.directory.exists();
-    std::fs::create_dir_all(&topic.directory)
-        .map_err(io("create topic directory", &topic.directory))?;
+pub(super) fn write_topic_metadata<F: FileSystem>(
+    file_system: &F,
+    topic: &TopicMetadata,
+) -> Result<(), CatalogError> {
+    let created = !files::is_directory(file_system, &topic.directory)?;
+    files::create_directory(file_system, &topic.directory)?;
     if created {
         if let Some(parent) = topic.directory.parent() {
-            durable_directory_entry(parent)?;
+            files::sync_directory(file_system, parent)?;
         }
     }
     let text =
@@ -72,7 +72,12 @@ pub(super) fn write_topic_metadata(topic: &TopicMetadata) -> Result<(), CatalogE
             path: topic.directory.join(TOPIC_METADATA_FILE_NAME),
             message: format!("cannot serialize: {error}"),
         })?;
-    write_file_durably(&topic.directory, TOPIC_METADATA_FILE_NAME, text.as_bytes())?;
+    files::write_file_durably(
+        file_system,
+        &topic.directory,
+        TOPIC_METADATA_FILE_NAME,
+        text.as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -108,23 +113,14 @@ impl FoundEntry {
     }
 }
 
-fn scan(topics: &Path) -> Result<Vec<FoundEntry>, CatalogError> {
-    let list_error = |source| CatalogError::Io {
-        op: "list",
-        path: topics.to_path_buf(),
-        source,
-    };
+fn scan<F: FileSystem>(file_system: &F, topics: &Path) -> Result<Vec<FoundEntry>, CatalogError> {
     let mut found = Vec::new();
-    let entries = match std::fs::read_dir(topics) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(source) => return Err(list_error(source)),
+    let Some(names) = files::list(file_system, topics)? else {
+        return Ok(found);
     };
-    for entry in entries {
-        let entry = entry.map_err(list_error)?;
-        let path = entry.path();
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let is_directory = entry.file_type().map_err(list_error)?.is_dir();
+    for file_name in names {
+        let path = topics.join(&file_name);
+        let is_directory = files::is_directory(file_system, &path)?;
         let mut found_entry = FoundEntry {
             path,
             file_name,
@@ -134,7 +130,7 @@ fn scan(topics: &Path) -> Result<Vec<FoundEntry>, CatalogError> {
             holds_records: false,
         };
         if is_directory {
-            inspect_topic_directory(&mut found_entry)?;
+            inspect_topic_directory(file_system, &mut found_entry)?;
         }
         found.push(found_entry);
     }
@@ -142,33 +138,26 @@ fn scan(topics: &Path) -> Result<Vec<FoundEntry>, CatalogError> {
     Ok(found)
 }
 
-fn inspect_topic_directory(entry: &mut FoundEntry) -> Result<(), CatalogError> {
+fn inspect_topic_directory<F: FileSystem>(
+    file_system: &F,
+    entry: &mut FoundEntry,
+) -> Result<(), CatalogError> {
     let metadata_path = entry.path.join(TOPIC_METADATA_FILE_NAME);
-    entry.metadata = match std::fs::read(&metadata_path) {
-        Ok(bytes) => Some(
+    entry.metadata = match files::read(file_system, &metadata_path) {
+        Ok(Some(bytes)) => Some(
             utf8_text(&bytes)
                 .and_then(|text| toml::from_str(text).map_err(|error| error.to_string())),
         ),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => Some(Err(error.to_string())),
+        Ok(None) => None,
+        Err(error) => Some(Err(error.source.to_string())),
     };
-    let list_error = |source| CatalogError::Io {
-        op: "list",
-        path: entry.path.clone(),
-        source,
-    };
-    for child in std::fs::read_dir(&entry.path).map_err(list_error)? {
-        let child = child.map_err(list_error)?;
-        let Some(partition) = child
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
+    for child in files::list(file_system, &entry.path)?.unwrap_or_default() {
+        let Ok(partition) = child.parse::<u32>() else {
             continue;
         };
         entry.partitions.push(partition);
         if !entry.holds_records {
-            entry.holds_records = partition_holds_records(&child.path());
+            entry.holds_records = partition_holds_records(file_system, &entry.path.join(child));
         }
     }
     entry.partitions.sort_unstable();
@@ -177,14 +166,13 @@ fn inspect_topic_directory(entry: &mut FoundEntry) -> Result<(), CatalogError> {
 
 /// Whether a partition directory has a non-empty segment log (or cannot be read, which counts
 /// as holding records: when in doubt, keep).
-fn partition_holds_records(directory: &Path) -> bool {
-    let Ok(children) = std::fs::read_dir(directory) else {
+fn partition_holds_records<F: FileSystem>(file_system: &F, directory: &Path) -> bool {
+    let Ok(Some(children)) = files::list(file_system, directory) else {
         return true;
     };
-    children.into_iter().any(|child| {
-        let Ok(child) = child else { return true };
-        child.file_name().to_string_lossy().ends_with(".log")
-            && child.metadata().map_or(true, |metadata| metadata.len() > 0)
+    children.iter().any(|child| {
+        child.ends_with(".log")
+            && files::length(file_system, &directory.join(child)).map_or(true, |length| length > 0)
     })
 }
 
@@ -222,14 +210,15 @@ pub(super) struct Reconciliation {
 
 /// Compares the catalog with `<data_dir>/topics`. Every mismatch is collected, so one failed
 /// start names them all; nothing is changed here.
-pub(super) fn reconcile(
+pub(super) fn reconcile<F: FileSystem>(
+    file_system: &F,
     data_dir: &Path,
     snapshot: &CatalogSnapshot,
     deleted: &[DeletedTopicRecord],
     next_topic_id: u64,
 ) -> Result<Reconciliation, CatalogError> {
     let topics_directory = data_dir.join(TOPICS_DIRECTORY_NAME);
-    let found = scan(&topics_directory)?;
+    let found = scan(file_system, &topics_directory)?;
     let mut reconciliation = Reconciliation::default();
     let mut problems = Vec::new();
     let live: BTreeMap<&Path, &Arc<TopicMetadata>> = snapshot
@@ -247,7 +236,13 @@ pub(super) fn reconcile(
     }
     for entry in &found {
         if let Some(topic) = live.get(entry.path.as_path()) {
-            check_live_topic(entry, topic, &mut problems, &mut reconciliation);
+            check_live_topic(
+                file_system,
+                entry,
+                topic,
+                &mut problems,
+                &mut reconciliation,
+            );
             continue;
         }
         let tombstone = deleted
@@ -298,7 +293,8 @@ pub(super) fn reconcile(
     })
 }
 
-fn check_live_topic(
+fn check_live_topic<F: FileSystem>(
+    file_system: &F,
     entry: &FoundEntry,
     topic: &Arc<TopicMetadata>,
     problems: &mut Vec<String>,
@@ -322,7 +318,7 @@ fn check_live_topic(
         .filter(|partition| **partition >= count)
     {
         let path = entry.path.join(beyond.to_string());
-        if partition_holds_records(&path) {
+        if partition_holds_records(file_system, &path) {
             problems.push(format!(
                 "topic {} has {count} partitions in the catalog but its directory holds \
                  partition {beyond} ({})",
@@ -385,11 +381,19 @@ pub struct RecoveredCatalog {
 /// old catalog is kept beside the new one as `catalog.toml.replaced-<unix seconds>`. The caller
 /// holds the data directory lock. Blocking.
 pub fn recover_catalog(data_dir: &Path) -> Result<RecoveredCatalog, CatalogError> {
+    recover_catalog_on(&BlockingFileSystem, data_dir)
+}
+
+/// [`recover_catalog`] on any file system (the in-memory disk in tests).
+pub fn recover_catalog_on<F: FileSystem>(
+    file_system: &F,
+    data_dir: &Path,
+) -> Result<RecoveredCatalog, CatalogError> {
     let path = data_dir.join(CATALOG_FILE_NAME);
-    let previous = match std::fs::read(&path) {
-        Ok(bytes) => super::parse_catalog(&path, &bytes).ok(),
-        Err(_) => None,
-    };
+    let previous_bytes = files::read(file_system, &path).ok().flatten();
+    let previous = previous_bytes
+        .as_ref()
+        .and_then(|bytes| super::parse_catalog(&path, bytes).ok());
     let deleted = previous
         .as_ref()
         .map(|file| file.deleted_topics.clone())
@@ -400,7 +404,7 @@ pub fn recover_catalog(data_dir: &Path) -> Result<RecoveredCatalog, CatalogError
     let mut problems = Vec::new();
     let mut topics = BTreeMap::new();
     let mut recovered = Vec::new();
-    for entry in scan(&data_dir.join(TOPICS_DIRECTORY_NAME))? {
+    for entry in scan(file_system, &data_dir.join(TOPICS_DIRECTORY_NAME))? {
         let Some((name, id)) = entry.name_and_id() else {
             problems.push(format!(
                 "{} is neither a topic directory named <topic>.<id> nor holds {TOPIC_METADATA_FILE_NAME}",
@@ -479,17 +483,17 @@ pub fn recover_catalog(data_dir: &Path) -> Result<RecoveredCatalog, CatalogError
     };
     reassign(&mut snapshot, shard_count);
     for topic in snapshot.topics.values() {
-        write_topic_metadata(topic)?;
+        write_topic_metadata(file_system, topic)?;
     }
-    let previous_catalog = if path.exists() {
+    let previous_catalog = if previous_bytes.is_some() {
         let started_unix_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
         let kept = data_dir.join(format!("{CATALOG_FILE_NAME}.replaced-{started_unix_s}"));
-        std::fs::rename(&path, &kept).map_err(|source| CatalogError::Io {
+        files::rename(file_system, &path, &kept).map_err(|error| CatalogError::Io {
             op: "keep the old catalog as",
             path: kept.clone(),
-            source,
+            source: error.source,
         })?;
         Some(kept)
     } else {
@@ -506,7 +510,7 @@ pub fn recover_catalog(data_dir: &Path) -> Result<RecoveredCatalog, CatalogError
             .collect(),
         deleted_topics: deleted,
     };
-    super::write_catalog_file(data_dir, &file)?;
+    super::write_catalog_file(file_system, data_dir, &file)?;
     Ok(RecoveredCatalog {
         topics: recovered,
         previous_catalog,

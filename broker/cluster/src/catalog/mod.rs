@@ -5,7 +5,10 @@
 //! [`CatalogSnapshot`] (an `Arc`); writers are serialized by a mutex, write the new file, fsync
 //! it, rename it over the old one and fsync the directory before publishing the new snapshot, so a
 //! crash leaves either the old or the new catalog, never a mix. Writes do blocking file I/O: call
-//! them from a blocking thread (glommio's `spawn_blocking`), never on an executor.
+//! them from a blocking thread (glommio's `spawn_blocking`), never on an executor. Every file
+//! operation goes through the storage file trait (`files`): [`BlockingFileSystem`] in the broker,
+//! the in-memory disk in tests, so faults, crashes and operator damage reach the catalog's files
+//! as they reach the logs.
 //!
 //! The catalog knows nothing of logs or sockets: it neither opens nor deletes partition data
 //! (the shards do, see `shard`), it only names the directory each partition lives in. It owns
@@ -14,19 +17,24 @@
 //! in the catalog records until it is done, so "deleted" is never confused with "unknown".
 
 pub mod directories;
+mod files;
 pub mod lock;
 pub mod producer_ids;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use spate_protocol::constants::TOPIC_NAME_BYTES_MAX;
+use spate_storage::{BlockingFileSystem, FileSystem};
 
-pub use directories::{recover_catalog, RecoveredCatalog, TOPIC_METADATA_FILE_NAME};
+use files::FileError;
+
+pub use directories::{
+    recover_catalog, recover_catalog_on, RecoveredCatalog, TOPIC_METADATA_FILE_NAME,
+};
 pub use lock::{DataDirectoryLock, DataDirectoryLockError, LOCK_FILE_NAME};
 pub use producer_ids::{ProducerIdAllocator, ProducerIdError, ProducerIdentity};
 pub use topic_config::{TopicConfig, TopicConfigError};
@@ -172,9 +180,11 @@ pub struct PlacementChange {
     pub partitions_moved: usize,
 }
 
-/// The durable catalog, shared by every shard of one broker (`Arc`).
+/// The durable catalog, shared by every shard of one broker (`Arc`). Its files live on `F`:
+/// the real disk through blocking calls in the broker, the in-memory disk in tests.
 #[derive(Debug)]
-pub struct Catalog {
+pub struct Catalog<F: FileSystem = BlockingFileSystem> {
+    file_system: F,
     data_dir: PathBuf,
     topics_max: usize,
     partitions_per_topic_max: u32,
@@ -186,7 +196,7 @@ pub struct Catalog {
     deleted: Mutex<Vec<DeletedTopicRecord>>,
     current: RwLock<Arc<CatalogSnapshot>>,
     /// Broker-wide producer ids (InitProducerId); durable beside the catalog file.
-    producer_ids: ProducerIdAllocator,
+    producer_ids: ProducerIdAllocator<F>,
 }
 
 /// What the writer lock guards.
@@ -242,9 +252,7 @@ struct DeletedTopicRecord {
 }
 
 impl Catalog {
-    /// Opens (or creates) the catalog in `data_dir` for a broker running `shard_count` shards.
-    /// If the catalog was written by a broker with another shard count, every partition is placed
-    /// again (deterministically, round robin in name order) and the new placement is persisted.
+    /// Opens (or creates) the catalog in `data_dir` on the real disk; see [`Catalog::open_on`].
     /// Blocking: call before the executors start or from a blocking thread.
     pub fn open(
         data_dir: &Path,
@@ -253,15 +261,40 @@ impl Catalog {
         partitions_per_topic_max: u32,
         partitions_per_shard_max: usize,
     ) -> Result<(Catalog, Option<PlacementChange>), CatalogError> {
+        Catalog::open_on(
+            BlockingFileSystem,
+            data_dir,
+            shard_count,
+            topics_max,
+            partitions_per_topic_max,
+            partitions_per_shard_max,
+        )
+    }
+}
+
+impl<F: FileSystem + Clone> Catalog<F> {
+    /// Opens (or creates) the catalog in `data_dir`, on `file_system`, for a broker running
+    /// `shard_count` shards. If the catalog was written by a broker with another shard count,
+    /// every partition is placed again (deterministically, round robin in name order) and the
+    /// new placement is persisted. Blocking.
+    pub fn open_on(
+        file_system: F,
+        data_dir: &Path,
+        shard_count: usize,
+        topics_max: usize,
+        partitions_per_topic_max: u32,
+        partitions_per_shard_max: usize,
+    ) -> Result<(Catalog<F>, Option<PlacementChange>), CatalogError> {
         assert!(shard_count > 0, "a broker has at least one shard");
-        create_directory(data_dir)?;
+        files::create_directory(&file_system, data_dir)?;
         let topics = data_dir.join(TOPICS_DIRECTORY_NAME);
         let path = data_dir.join(CATALOG_FILE_NAME);
-        let existed = path.exists();
-        let file = match std::fs::read(&path) {
-            Ok(bytes) => parse_catalog(&path, &bytes)?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                refuse_if_topics_exist(data_dir, &path)?;
+        let bytes = files::read(&file_system, &path)?;
+        let existed = bytes.is_some();
+        let file = match bytes {
+            Some(bytes) => parse_catalog(&path, &bytes)?,
+            None => {
+                refuse_if_topics_exist(&file_system, data_dir, &path)?;
                 CatalogFile {
                     version: CATALOG_FORMAT_VERSION,
                     shard_count,
@@ -270,23 +303,17 @@ impl Catalog {
                     deleted_topics: Vec::new(),
                 }
             }
-            Err(source) => {
-                return Err(CatalogError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
         };
         let mut snapshot = build_snapshot(data_dir, &file)?;
         // Checked before anything is changed: a mismatch stops the open with nothing removed.
         let reconciliation = directories::reconcile(
+            &file_system,
             data_dir,
             &snapshot,
             &file.deleted_topics,
             file.next_topic_id,
         )?;
-        create_directory(&topics)?;
+        files::create_directory(&file_system, &topics)?;
         let mut change = None;
         if file.shard_count != shard_count {
             let partitions_moved = reassign(&mut snapshot, shard_count);
@@ -297,7 +324,9 @@ impl Catalog {
             });
         }
         snapshot.shard_count = shard_count;
+        let producer_ids = ProducerIdAllocator::open_on(file_system.clone(), data_dir)?;
         let catalog = Catalog {
+            file_system,
             data_dir: data_dir.to_path_buf(),
             topics_max,
             partitions_per_topic_max,
@@ -308,7 +337,7 @@ impl Catalog {
             }),
             deleted: Mutex::new(Vec::new()),
             current: RwLock::new(Arc::new(snapshot)),
-            producer_ids: ProducerIdAllocator::open(data_dir)?,
+            producer_ids,
         };
         for topic in &reconciliation.missing {
             tracing::error!(
@@ -323,13 +352,13 @@ impl Catalog {
         }
         for (directory, why) in &reconciliation.removals {
             tracing::warn!(path = %directory.display(), "{why}");
-            remove_directory(directory)?;
+            files::remove_tree(&catalog.file_system, directory)?;
         }
         if !reconciliation.removals.is_empty() {
-            durable_directory_entry(&topics)?;
+            files::sync_directory(&catalog.file_system, &topics)?;
         }
         for topic in &reconciliation.metadata_to_write {
-            directories::write_topic_metadata(topic)?;
+            directories::write_topic_metadata(&catalog.file_system, topic)?;
         }
         // Tombstones go only once their directories are gone (above).
         if change.is_some() || !existed || !file.deleted_topics.is_empty() {
@@ -340,7 +369,7 @@ impl Catalog {
     }
 
     /// The allocator behind InitProducerId. Its `init` is blocking, like catalog writes.
-    pub fn producer_ids(&self) -> &ProducerIdAllocator {
+    pub fn producer_ids(&self) -> &ProducerIdAllocator<F> {
         &self.producer_ids
     }
 
@@ -449,7 +478,7 @@ impl Catalog {
         // The directory and its topic.toml exist before the catalog names the topic, so a named
         // topic without a directory is always a mismatch; a crash in between leaves a directory
         // with an id at or above the persisted next_topic_id, removed at the next open.
-        directories::write_topic_metadata(topic)?;
+        directories::write_topic_metadata(&self.file_system, topic)?;
         let mut next = (*self.snapshot()).clone();
         next.topics
             .insert(topic.name.clone(), reserved.expect("checked above"));
@@ -577,25 +606,17 @@ impl Catalog {
     /// both until the next open. Returns whether the directory is gone. Blocking.
     pub fn finish_deletion(&self, topic: &TopicMetadata) -> Result<bool, CatalogError> {
         let writer = self.lock_writer();
-        let list_error = |source| CatalogError::Io {
-            op: "list",
-            path: topic.directory.clone(),
-            source,
-        };
-        let partitions_remain = match std::fs::read_dir(&topic.directory) {
-            Ok(children) => children
-                .map(|child| child.map_err(list_error))
-                .collect::<Result<Vec<_>, _>>()?
-                .iter()
-                .any(|child| child.path().is_dir()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-            Err(source) => return Err(list_error(source)),
-        };
-        if partitions_remain {
-            return Ok(false);
+        let children = files::list(&self.file_system, &topic.directory)?.unwrap_or_default();
+        for child in children {
+            if files::is_directory(&self.file_system, &topic.directory.join(child))? {
+                return Ok(false);
+            }
         }
-        remove_directory(&topic.directory)?;
-        durable_directory_entry(&self.data_dir.join(TOPICS_DIRECTORY_NAME))?;
+        files::remove_tree(&self.file_system, &topic.directory)?;
+        files::sync_directory(
+            &self.file_system,
+            &self.data_dir.join(TOPICS_DIRECTORY_NAME),
+        )?;
         self.deleted_topics()
             .retain(|record| !(record.name == topic.name && record.id == topic.id));
         self.persist(&self.snapshot(), writer.next_topic_id)?;
@@ -627,7 +648,7 @@ impl Catalog {
         });
         // topic.toml first: after a crash in between, the catalog (the authority) still has the
         // old config and the next open rewrites topic.toml from it.
-        directories::write_topic_metadata(&altered)?;
+        directories::write_topic_metadata(&self.file_system, &altered)?;
         let mut next = (*current).clone();
         next.topics.insert(name.to_string(), altered.clone());
         self.persist(&next, writer.next_topic_id)?;
@@ -656,36 +677,33 @@ impl Catalog {
                 .collect(),
             deleted_topics: self.deleted_topics().clone(),
         };
-        write_catalog_file(&self.data_dir, &file)
+        write_catalog_file(&self.file_system, &self.data_dir, &file)
     }
 }
 
-/// Writes `catalog.toml` durably (see [`write_file_durably`]).
-fn write_catalog_file(data_dir: &Path, file: &CatalogFile) -> Result<(), CatalogError> {
+/// Writes `catalog.toml` durably (see [`files::write_file_durably`]).
+fn write_catalog_file<F: FileSystem>(
+    file_system: &F,
+    data_dir: &Path,
+    file: &CatalogFile,
+) -> Result<(), CatalogError> {
     let text = toml::to_string(file).map_err(|error| CatalogError::Corrupt {
         path: data_dir.join(CATALOG_FILE_NAME),
         message: format!("cannot serialize: {error}"),
     })?;
-    write_file_durably(data_dir, CATALOG_FILE_NAME, text.as_bytes())?;
+    files::write_file_durably(file_system, data_dir, CATALOG_FILE_NAME, text.as_bytes())?;
     Ok(())
 }
 
 /// Without a catalog, topic directories cannot be told apart from strays: stop, delete nothing.
-fn refuse_if_topics_exist(data_dir: &Path, path: &Path) -> Result<(), CatalogError> {
+fn refuse_if_topics_exist<F: FileSystem>(
+    file_system: &F,
+    data_dir: &Path,
+    path: &Path,
+) -> Result<(), CatalogError> {
     let topics = data_dir.join(TOPICS_DIRECTORY_NAME);
-    let names: Vec<String> = match std::fs::read_dir(&topics) {
-        Ok(entries) => entries
-            .filter_map(|entry| entry.ok())
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(CatalogError::Io {
-                op: "list",
-                path: topics,
-                source,
-            })
-        }
+    let Some(names) = files::list(file_system, &topics)? else {
+        return Ok(());
     };
     let Some(example) = names.iter().min() else {
         return Ok(());
@@ -697,30 +715,6 @@ fn refuse_if_topics_exist(data_dir: &Path, path: &Path) -> Result<(), CatalogErr
         count: names.len(),
         topics,
     })
-}
-
-fn remove_directory(path: &Path) -> Result<(), CatalogError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(CatalogError::Io {
-            op: "remove directory",
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// fsyncs `directory`, so that entries created, renamed or removed in it are durable.
-fn durable_directory_entry(directory: &Path) -> Result<(), CatalogError> {
-    let io = |op: &'static str| {
-        let path = directory.to_path_buf();
-        move |source| CatalogError::Io { op, path, source }
-    };
-    std::fs::File::open(directory)
-        .map_err(io("open directory"))?
-        .sync_all()
-        .map_err(io("fsync directory"))
 }
 
 fn least_loaded(load: &[usize]) -> ShardId {
@@ -878,47 +872,11 @@ pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
-fn create_directory(path: &Path) -> Result<(), CatalogError> {
-    std::fs::create_dir_all(path).map_err(|source| CatalogError::Io {
-        op: "create directory",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// A step of [`write_file_durably`] that failed: what was being done, on which path. Each caller
-/// turns it into its own error type.
-#[derive(Debug)]
-struct DurableWriteError {
-    op: &'static str,
-    path: PathBuf,
-    source: std::io::Error,
-}
-
-impl From<DurableWriteError> for CatalogError {
-    fn from(error: DurableWriteError) -> Self {
-        let DurableWriteError { op, path, source } = error;
+impl From<FileError> for CatalogError {
+    fn from(error: FileError) -> Self {
+        let FileError { op, path, source } = error;
         CatalogError::Io { op, path, source }
     }
-}
-
-/// Replaces `directory/name` with `bytes` so that a crash leaves the whole old file or the whole
-/// new one, never a mix: writes `name.new`, fsyncs it, renames it over `name` and fsyncs the
-/// directory, so the rename itself is durable when this returns. Blocking file I/O.
-fn write_file_durably(directory: &Path, name: &str, bytes: &[u8]) -> Result<(), DurableWriteError> {
-    let path = directory.join(name);
-    let temporary = directory.join(format!("{name}.new"));
-    let io = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DurableWriteError { op, path, source }
-    };
-    let mut handle = std::fs::File::create(&temporary).map_err(io("create", &temporary))?;
-    handle.write_all(bytes).map_err(io("write", &temporary))?;
-    handle.sync_all().map_err(io("fsync", &temporary))?;
-    drop(handle);
-    std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
-    let handle = std::fs::File::open(directory).map_err(io("open directory", directory))?;
-    handle.sync_all().map_err(io("fsync directory", directory))
 }
 
 #[cfg(test)]
@@ -1239,7 +1197,7 @@ mod tests {
             std::fs::create_dir_all(created.partition_directory(partition)).unwrap();
         }
         // The crash came after topic.toml named 4 partitions but before the catalog did.
-        directories::write_topic_metadata(&grown).unwrap();
+        directories::write_topic_metadata(&BlockingFileSystem, &grown).unwrap();
         drop(catalog);
         let (reopened, _) = open(directory.path(), 1);
         assert_eq!(reopened.snapshot().topic("t").unwrap().partition_count(), 2);

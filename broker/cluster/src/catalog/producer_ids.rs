@@ -20,8 +20,9 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use spate_protocol::batch::header::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
+use spate_storage::{BlockingFileSystem, FileSystem};
 
-use super::{write_file_durably, DurableWriteError};
+use super::files::{self, FileError};
 
 /// File name of the producer id reservation inside the data directory.
 pub const PRODUCER_IDS_FILE_NAME: &str = "producer_ids.toml";
@@ -76,28 +77,40 @@ struct Reservation {
     reserved_end: i64,
 }
 
+/// The allocator; its file lives on `F` (the real disk in the broker, the in-memory disk in
+/// tests), like the catalog's.
 #[derive(Debug)]
-pub struct ProducerIdAllocator {
+pub struct ProducerIdAllocator<F: FileSystem = BlockingFileSystem> {
+    file_system: F,
     data_dir: PathBuf,
     reservation: Mutex<Reservation>,
 }
 
 impl ProducerIdAllocator {
-    /// Reads the reservation in `data_dir` (none yet: ids start at 0). Blocking.
+    /// Reads the reservation in `data_dir` on the real disk (see [`ProducerIdAllocator::open_on`]).
     pub fn open(data_dir: &Path) -> Result<Self, ProducerIdError> {
+        ProducerIdAllocator::open_on(BlockingFileSystem, data_dir)
+    }
+}
+
+impl<F: FileSystem> ProducerIdAllocator<F> {
+    /// Reads the reservation in `data_dir` (none yet: ids start at 0). Blocking.
+    pub fn open_on(file_system: F, data_dir: &Path) -> Result<Self, ProducerIdError> {
         let path = data_dir.join(PRODUCER_IDS_FILE_NAME);
-        let reserved_end = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&path, &text)?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(source) => {
-                return Err(ProducerIdError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
+        let reserved_end = match files::read(&file_system, &path)? {
+            Some(bytes) => {
+                let text = super::directories::utf8_text(&bytes).map_err(|message| {
+                    ProducerIdError::Corrupt {
+                        path: path.clone(),
+                        message,
+                    }
+                })?;
+                parse(&path, text)?
             }
+            None => 0,
         };
         Ok(Self {
+            file_system,
             data_dir: data_dir.to_path_buf(),
             reservation: Mutex::new(Reservation {
                 // Ids of the block reserved before the restart may have been handed out.
@@ -173,14 +186,19 @@ impl ProducerIdAllocator {
             path: self.data_dir.join(PRODUCER_IDS_FILE_NAME),
             message: format!("cannot serialize: {error}"),
         })?;
-        write_file_durably(&self.data_dir, PRODUCER_IDS_FILE_NAME, text.as_bytes())?;
+        files::write_file_durably(
+            &self.file_system,
+            &self.data_dir,
+            PRODUCER_IDS_FILE_NAME,
+            text.as_bytes(),
+        )?;
         Ok(())
     }
 }
 
-impl From<DurableWriteError> for ProducerIdError {
-    fn from(error: DurableWriteError) -> Self {
-        let DurableWriteError { op, path, source } = error;
+impl From<FileError> for ProducerIdError {
+    fn from(error: FileError) -> Self {
+        let FileError { op, path, source } = error;
         ProducerIdError::Io { op, path, source }
     }
 }
