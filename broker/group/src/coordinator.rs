@@ -440,7 +440,8 @@ pub async fn join<S: GroupServices>(
     finish(services, &coordinated, &group_id, effects, record).await;
     match parked_reply(services, &replies).await {
         Some(Reply::Join(response)) => response,
-        Some(Reply::Sync(_)) => JoinGroupResponse::error(ErrorCode::Unknown, &member_id),
+        // The state machine answers a waiter with the reply to what it parked (a join here).
+        Some(Reply::Sync(_)) => unreachable!("a parked join was answered with a sync reply"),
         None => JoinGroupResponse::error(ErrorCode::ShuttingDown, &member_id),
     }
 }
@@ -469,7 +470,7 @@ pub async fn sync<S: GroupServices>(
     finish(services, &coordinated, &request.group_id, effects, record).await;
     match parked_reply(services, &replies).await {
         Some(Reply::Sync(response)) => response,
-        Some(Reply::Join(_)) => SyncGroupResponse::error(ErrorCode::Unknown),
+        Some(Reply::Join(_)) => unreachable!("a parked sync was answered with a join reply"),
         None => SyncGroupResponse::error(ErrorCode::ShuttingDown),
     }
 }

@@ -1778,15 +1778,14 @@ impl<F: FileSystem> PartitionLog<F> {
                 let unchecked = |segment: &Segment<F::File>| {
                     !state.time_indexes_checked.contains(&segment.base_offset)
                 };
-                let active_base_offset = state.active.base_offset;
                 // A segment is skipped on its largest timestamp, which comes partly from its
-                // time index (a hint) after an open; the active segment, the last one to
-                // search, is not skipped on an unchecked one: checking it costs one scan.
+                // time index (a hint) after an open: never on an unchecked one. Checking it costs
+                // one scan of the segment, once per open (remembered); a claim too low would
+                // otherwise skip its newest batches in silence.
                 let candidate = state.readable_segments().find(|(segment, readable)| {
                     searched_through.is_none_or(|base_offset| segment.base_offset > base_offset)
                         && readable.next_offset > log_start_offset
-                        && (readable.max_timestamp >= timestamp_ms
-                            || (segment.base_offset == active_base_offset && unchecked(segment)))
+                        && (readable.max_timestamp >= timestamp_ms || unchecked(segment))
                 });
                 let Some((segment, readable)) = candidate else {
                     return Ok(None);

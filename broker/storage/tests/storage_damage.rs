@@ -412,3 +412,49 @@ fn retention_checks_a_segments_largest_timestamp_before_deleting_it_by_age() {
     let outcome = block(async move { retainer.enforce_retention().await }).expect("retention");
     assert!(outcome.segments_deleted >= 1, "{outcome:?}");
 }
+
+#[test]
+fn a_lookup_never_skips_a_closed_segment_on_a_largest_timestamp_it_has_not_checked() {
+    const RECENT_MS: i64 = START_MS + 1_000_000;
+    let setup = Setup::new(12);
+    let log = Rc::new(setup.open(small_config()));
+    let appender = log.clone();
+    block(async move {
+        for id in 0..BATCH_COUNT {
+            // Batch 1 is the newest of segment 0, and newer than every later batch.
+            let timestamp = if id == 1 {
+                RECENT_MS
+            } else {
+                START_MS + id as i64
+            };
+            appender
+                .append(
+                    simple_batch(id, BATCH_BYTES, timestamp),
+                    AppendWait::Durable,
+                )
+                .await
+                .expect("append");
+        }
+    });
+    let log = Rc::try_unwrap(log).ok().expect("sole owner");
+    block(async move { log.close().await.expect("close") });
+    // Segment 0's time index claims every batch before each entry is old: at open, its largest
+    // timestamp comes out as that of its last batches (START_MS + 53), below batch 1's.
+    let path = segment_path(0, SegmentFileKind::TimeIndex);
+    let mut bytes = setup.disk.file_bytes(&path).expect("time index");
+    for entry in bytes.chunks_exact_mut(12) {
+        if entry[..8].iter().all(|byte| *byte == 0) {
+            break;
+        }
+        entry[..8].copy_from_slice(&START_MS.to_le_bytes());
+    }
+    setup.disk.overwrite_durably(&path, 0, &bytes);
+    let log = Rc::new(setup.open(small_config()));
+    // Before: segment 0 was skipped on the claimed START_MS + 53, and the lookup answered 100,
+    // skipping batch 1 and the 98 batches after it without a word.
+    assert_eq!(lookup(&log, START_MS + 100), Some(1));
+    assert_eq!(lookup(&log, RECENT_MS), Some(1));
+    assert_eq!(lookup(&log, RECENT_MS + 1), None);
+    // Checked once: the corrected largest timestamp is remembered, and the answers stay.
+    assert_eq!(lookup(&log, START_MS + 100), Some(1));
+}
