@@ -15,7 +15,7 @@
 # program restarts the broker through this script (SPATE_COMPAT_CONTROL names it).
 set -euo pipefail
 
-state="${SPATE_COMPAT_STATE:?set SPATE_COMPAT_STATE to this broker's state directory}"
+state="${SPATE_COMPAT_STATE:?set SPATE_COMPAT_STATE to the state directory of this broker}"
 ready_timeout_s=90
 # A restart's port may be taken meanwhile as some socket's ephemeral port; it is freed within
 # TIME_WAIT (60 s on Linux).

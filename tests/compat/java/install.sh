@@ -11,5 +11,5 @@ if ! command -v javac >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
   apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
 fi
 java -version 2>&1 | head -1
-mvn -B -q -Dstyle.color=never package dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+mvn -B -q -Dstyle.color=never compile dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
 echo "compiled; classpath in target/classpath.txt"

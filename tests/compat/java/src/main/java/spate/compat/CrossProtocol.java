@@ -20,6 +20,9 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.time.Duration;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -77,9 +80,8 @@ final class CrossProtocol {
     String topic = Support.unique("compat-j2n");
     long baseTimestamp = System.currentTimeMillis() - 60_000;
     List<Support.Sent> sent = new ArrayList<>();
-    try (Admin admin = Support.admin(bootstrap)) {
-      admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 1))).all().get(WAIT.toSeconds(), TimeUnit.SECONDS);
-    }
+    // Created through the native protocol: one topic to both protocols.
+    spate(List.of("topic", "create", topic, "--partitions", String.valueOf(PARTITIONS)), null);
     int index = 0;
     for (String codec : List.of("none", "gzip", "snappy", "lz4", "zstd")) {
       List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
@@ -99,6 +101,12 @@ final class CrossProtocol {
 
     String lines = spate(List.of("consume", topic, "--from-beginning", "--exit-at-end", "--json",
         "--encoding", "base64"), null);
+    compareNative("spate consume of Java-written records", sent, lines);
+    log("spate consume read all " + sent.size() + " Java-written records (none, gzip, snappy, lz4, zstd) exactly");
+  }
+
+  /** `spate consume --json --encoding base64` output holds exactly the expected records. */
+  static void compareNative(String what, List<Support.Sent> sent, String lines) throws Exception {
     ObjectMapper json = new ObjectMapper();
     Map<String, JsonNode> byPlace = new HashMap<>();
     int count = 0;
@@ -109,7 +117,7 @@ final class CrossProtocol {
       count++;
       JsonNode record = json.readTree(line);
       String where = record.get("topic").asText() + "/" + record.get("partition").asInt() + "@" + record.get("offset").asLong();
-      check(byPlace.put(where, record) == null, "spate consume printed " + where + " twice");
+      check(byPlace.put(where, record) == null, what + ": " + where + " printed twice");
     }
     List<String> problems = new ArrayList<>();
     for (Support.Sent expected : sent) {
@@ -124,13 +132,74 @@ final class CrossProtocol {
       }
     }
     for (String extra : byPlace.keySet()) {
-      problems.add("never produced: " + extra);
+      problems.add("not expected: " + extra);
     }
     if (!problems.isEmpty()) {
-      throw new Support.CheckFailed("spate consume of Java-written records: " + problems.size() + " differences ("
-          + count + " lines, " + sent.size() + " sent): " + problems.subList(0, Math.min(10, problems.size())));
+      throw new Support.CheckFailed(what + ": " + problems.size() + " differences (" + count + " lines, "
+          + sent.size() + " expected): " + problems.subList(0, Math.min(10, problems.size())));
     }
-    log("spate consume read all " + sent.size() + " Java-written records (none, gzip, snappy, lz4, zstd) exactly");
+  }
+
+  /** Keyed records with headers, explicit increasing timestamps, the client's defaults. */
+  static List<Support.Sent> produceKeyed(String bootstrap, String topic, String run, int first, int count)
+      throws Exception {
+    long baseTimestamp = System.currentTimeMillis() - 60_000;
+    List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+    for (int index = first; index < first + count; index++) {
+      List<Support.SentHeader> headers = List.of(new Support.SentHeader("run", utf8(run)));
+      records.add(Support.record(topic, null, baseTimestamp + index, utf8("key-" + index % 17),
+          utf8(run + "-" + index), headers));
+    }
+    try (KafkaProducer<byte[], byte[]> producer = Support.producer(bootstrap, Map.of())) {
+      return Support.produceAll(producer, records);
+    }
+  }
+
+  /**
+   * One group, one set of committed offsets, whichever protocol committed them: a native group
+   * member reads and commits, a Java member resumes there and commits, a native member resumes
+   * at the Java commit.
+   */
+  static void groupAcrossProtocols(String bootstrap) throws Exception {
+    String topic = Support.unique("compat-group-x");
+    String group = Support.unique("compat-group-x");
+    spate(List.of("topic", "create", topic, "--partitions", String.valueOf(PARTITIONS)), null);
+    try (Admin admin = Support.admin(bootstrap)) {
+      List<Support.Sent> first = produceKeyed(bootstrap, topic, "first", 0, 300);
+      Map<TopicPartition, Long> ends = Support.checkContiguous("produced", first, 0);
+      String lines = spate(List.of("consume", topic, "--group", group, "--from-beginning", "--exit-at-end", "--json",
+          "--encoding", "base64"), null);
+      compareNative("a native group member", first, lines);
+      Map<TopicPartition, OffsetAndMetadata> committed = admin.listConsumerGroupOffsets(group)
+          .partitionsToOffsetAndMetadata().get(WAIT.toSeconds(), TimeUnit.SECONDS);
+      for (Map.Entry<TopicPartition, Long> end : ends.entrySet()) {
+        OffsetAndMetadata offset = committed.get(end.getKey());
+        check(offset != null && offset.offset() == end.getValue(), "after the native member, the Kafka OffsetFetch of "
+            + end.getKey() + " gives " + offset + ", expected " + end.getValue());
+      }
+      log("a native member of " + group + " read all 300 records; Kafka's OffsetFetch shows its commits");
+
+      List<Support.Sent> second = produceKeyed(bootstrap, topic, "second", 300, 60);
+      List<ConsumerRecord<byte[], byte[]>> resumed = new ArrayList<>();
+      try (KafkaConsumer<byte[], byte[]> consumer = Support.consumer(bootstrap, group, Map.of())) {
+        consumer.subscribe(List.of(topic));
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        while (resumed.size() < second.size()) {
+          check(System.nanoTime() < deadline, "the Java member read " + resumed.size() + " of " + second.size());
+          consumer.poll(Duration.ofMillis(200)).forEach(resumed::add);
+        }
+        consumer.poll(Duration.ofMillis(500)).forEach(resumed::add);
+        consumer.commitSync();
+      }
+      Support.compareExactly("a Java member after the native member's commits", second, resumed);
+      log("a Java member resumed at the native commits: exactly the 60 new records; it committed");
+
+      List<Support.Sent> third = produceKeyed(bootstrap, topic, "third", 360, 40);
+      String after = spate(List.of("consume", topic, "--group", group, "--exit-at-end", "--json", "--encoding",
+          "base64"), null);
+      compareNative("a native member after the Java member's commits", third, after);
+      log("a native member resumed at the Java commits: exactly the 40 newest records");
+    }
   }
 
   private static byte[] decoded(JsonNode node) {

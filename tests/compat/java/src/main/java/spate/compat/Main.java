@@ -19,6 +19,7 @@ public final class Main {
     tests.put("basic", Basic::run);
     tests.put("native-reads-java", CrossProtocol::nativeReadsJava);
     tests.put("java-reads-native", CrossProtocol::javaReadsNative);
+    tests.put("group-across-protocols", CrossProtocol::groupAcrossProtocols);
     tests.put("kill9-restart", RestartProducer::run);
 
     String bootstrap = System.getenv("KAFKA_BOOTSTRAP");

@@ -44,9 +44,8 @@ final class RestartProducer {
   static void run(String bootstrap) throws Exception {
     CrossProtocol.requireEnv("SPATE_COMPAT_CONTROL", "the broker control script, tests/compat/broker.sh");
     String topic = Support.unique("compat-kill9");
-    try (Admin admin = Support.admin(bootstrap)) {
-      admin.createTopics(List.of(new NewTopic(topic, 3, (short) 1))).all().get(WAIT.toSeconds(), TimeUnit.SECONDS);
-    }
+    // Created with the spate tool (the test needs it anyway), so that it needs no Kafka admin API.
+    CrossProtocol.spate(List.of("topic", "create", topic, "--partitions", "3"), null);
     Map<Integer, Place> acknowledged = new ConcurrentHashMap<>();
     Map<Integer, Exception> failed = new ConcurrentHashMap<>();
     CountDownLatch answered = new CountDownLatch(RECORDS);
