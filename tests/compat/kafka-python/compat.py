@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Spate's Kafka-API compatibility program for kafka-python (pure Python).
 
-Runs the plan every client folder under tests/compat/ runs (see tests/compat/README.md) against
+Runs the plan every client folder under tests/compat/ runs (run-all.sh starts the broker) against
 $KAFKA_BOOTSTRAP: create a topic with the admin API, produce keyed records with the client's
 defaults, idempotently, and once per compression codec, consume them with a group of two members
 and check every record exactly, commit, restart a consumer and check it resumes at the committed
