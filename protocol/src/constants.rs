@@ -7,6 +7,11 @@
 /// The largest record batch a broker accepts or a client builds, header included.
 pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// The most bytes the records of one compressed Kafka batch (payload format 2) may decompress
+/// to. A reader refuses a batch that inflates past it, so a small "zip bomb" costs an error, not
+/// the reader's memory. Four times the largest batch leaves room for well-compressed real data.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 4 * BATCH_BYTES_MAX;
+
 /// The highest offset a batch may reach (exclusive end of its range). Offsets are `u64` in this
 /// protocol but stay within `i64` so that a Kafka-compatible API can carry them unchanged.
 pub const OFFSET_MAX: u64 = i64::MAX as u64;
@@ -92,6 +97,8 @@ const _: () = assert!(TOPIC_NAME_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(STRING_BYTES_MAX <= u16::MAX as usize);
 // rkyv archives use 32-bit relative pointers; a batch must stay addressable by them.
 const _: () = assert!(BATCH_BYTES_MAX <= i32::MAX as usize);
+const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX >= BATCH_BYTES_MAX);
+const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX <= i32::MAX as usize);
 const _: () = assert!(MEMBER_ID_BYTES_MAX > CLIENT_ID_BYTES_MAX);
 const _: () = assert!(MEMBER_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(GROUP_ID_BYTES_MAX <= u16::MAX as usize);

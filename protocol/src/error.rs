@@ -50,6 +50,29 @@ pub enum BatchError {
         offset_delta: u32,
         offset_count: u32,
     },
+    /// A Kafka message set of magic 0 or 1 (before RecordBatch v2). Kafka answers these with
+    /// UNSUPPORTED_FOR_MESSAGE_FORMAT; Kafka 4 clients never send them.
+    #[error("Kafka message format v{magic} is not supported (only RecordBatch v2)")]
+    KafkaMessageFormatTooOld { magic: u8 },
+    #[error("Kafka batch length field says {declared} bytes in all, {received} received")]
+    KafkaLengthMismatch { declared: usize, received: usize },
+    #[error("Kafka batch has last offset delta {last_offset_delta} and {record_count} records")]
+    KafkaBadCounts {
+        last_offset_delta: i32,
+        record_count: i32,
+    },
+    /// A structurally valid Kafka batch that a producer may not write (Kafka's INVALID_RECORD).
+    #[error("Kafka batch refused: {reason}")]
+    KafkaInvalidRecord { reason: &'static str },
+    /// The Spate header of a stored Kafka batch disagrees with the Kafka header it wraps.
+    #[error("Kafka batch header field {field} disagrees with its Spate header")]
+    KafkaHeaderMismatch { field: &'static str },
+    #[error("Kafka record {index} is malformed: {reason}")]
+    KafkaBadRecord { index: usize, reason: &'static str },
+    #[error("Kafka batch decompresses to more than {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
+    #[error("Kafka batch does not decompress ({codec}): {reason}")]
+    Decompression { codec: &'static str, reason: String },
 }
 
 /// Why a producer could not add a record to a batch or seal it.
@@ -261,7 +284,9 @@ impl ErrorCode {
         match error {
             BatchError::TooLarge { .. } => Self::MessageTooLarge,
             BatchError::UnsupportedPayloadFormat { .. }
-            | BatchError::UnsupportedCompression { .. } => Self::InvalidRequest,
+            | BatchError::UnsupportedCompression { .. }
+            | BatchError::KafkaMessageFormatTooOld { .. }
+            | BatchError::KafkaInvalidRecord { .. } => Self::InvalidRequest,
             _ => Self::CorruptMessage,
         }
     }

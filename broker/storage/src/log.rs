@@ -31,9 +31,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use spate_protocol::batch::header::{compute_crc, stamp};
+use spate_protocol::batch::header::{check_crc, stamp};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
-use spate_protocol::BatchError;
 
 use super::checkpoint::{
     read_checkpoint, read_log_start, write_checkpoint, write_log_start, CheckpointKind,
@@ -257,14 +256,7 @@ pub fn validate_batch(batch: &[u8], batch_bytes_max: usize) -> Result<BatchHeade
             received: batch.len(),
         });
     }
-    let crc = compute_crc(batch);
-    if crc != header.crc {
-        return Err(BatchError::CrcMismatch {
-            expected: header.crc,
-            actual: crc,
-        }
-        .into());
-    }
+    check_crc(batch, &header)?;
     Ok(header)
 }
 

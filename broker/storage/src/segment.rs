@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use spate_protocol::batch::header::compute_crc;
+use spate_protocol::batch::header::check_crc;
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 
 use super::error::StorageError;
@@ -350,13 +350,10 @@ impl<'a, File: StorageFile> SegmentReader<'a, File> {
                 ),
             });
         }
-        let crc = compute_crc(&bytes);
-        if crc != header.crc {
+        // Format 2 (Kafka) batches: both CRCs and the Kafka header (`header::check_crc`).
+        if let Err(error) = check_crc(&bytes, &header) {
             return Ok(BatchAt::Invalid {
-                reason: format!(
-                    "CRC mismatch: header {:#010x}, bytes {crc:#010x}",
-                    header.crc
-                ),
+                reason: error.to_string(),
             });
         }
         Ok(BatchAt::Batch { header, bytes })

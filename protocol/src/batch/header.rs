@@ -24,11 +24,18 @@
 //! |     58 |    2 | `reserved`        | zero                             | yes    |
 //! |     60 |    4 | `base_sequence`   | producer                         | yes    |
 //!
-//! The CRC-32C covers bytes `[16, batch_length)`: everything the producer wrote after the CRC
-//! itself. The broker stamps `base_offset` and `leader_epoch` without recomputing it, exactly as
-//! Kafka's RecordBatch v2 leaves base offset and leader epoch outside its CRC. `batch_length`
-//! sits inside the CRC so that a corrupted length is caught, not trusted.
+//! For payload format 1 the CRC-32C covers bytes `[16, batch_length)`: everything the producer
+//! wrote after the CRC itself. The broker stamps `base_offset` and `leader_epoch` without
+//! recomputing it, exactly as Kafka's RecordBatch v2 leaves base offset and leader epoch outside
+//! its CRC. `batch_length` sits inside the CRC so that a corrupted length is caught, not trusted.
+//!
+//! Payload format 2 (a Kafka RecordBatch v2, see `batch::kafka`) covers each byte once with two
+//! CRCs: this header's `crc` covers `[16, 64)` followed by the Kafka header's unstamped fields
+//! before Kafka's own CRC (Kafka bytes `[8, 12)` and `[16, 21)`), and Kafka's CRC covers the
+//! Kafka bytes `[21, end)`. [`check_crc`] verifies both; [`stamp`] writes the base offset and
+//! leader epoch into both headers.
 
+use crate::batch::kafka;
 use crate::constants::OFFSET_MAX;
 use crate::error::BatchError;
 
@@ -69,8 +76,9 @@ const _: () = assert!(core::mem::size_of::<BatchHeader>() == BATCH_HEADER_BYTES)
 pub enum PayloadFormat {
     /// An rkyv archive of the records (see `batch::records`).
     Rkyv = 1,
-    /// Kafka RecordBatch v2 bytes kept exactly as a Kafka client sent them. Reserved: the Kafka
-    /// API stores these without conversion; a native reader converts on read.
+    /// Kafka RecordBatch v2 bytes kept exactly as a Kafka client sent them, apart from the
+    /// stamped base offset and leader epoch (see `batch::kafka`). A native reader decodes them
+    /// itself; a Kafka reader gets them as they are.
     KafkaV2 = 2,
 }
 
@@ -86,7 +94,8 @@ impl PayloadFormat {
 
 /// Bit layout of `attributes`. Bits not named here must be zero.
 pub mod attributes {
-    /// Bits 0..=2: compression codec of the payload (0 = none; others reserved).
+    /// Bits 0..=2: compression codec of the payload. 0 = none; for payload format 2 Kafka's
+    /// codecs (1 gzip, 2 snappy, 3 lz4, 4 zstd), which apply to its records; format 1 has none.
     pub const COMPRESSION_MASK: u16 = 0b0000_0111;
     /// Bit 3: timestamps are log-append time (set by the broker) rather than create time.
     pub const TIMESTAMP_LOG_APPEND: u16 = 1 << 3;
@@ -206,15 +215,24 @@ impl BatchHeader {
             .saturating_add(u64::from(self.offset_count))
     }
 
-    /// Structural checks that need no payload bytes: magic, length bounds, known format and
-    /// attribute bits, non-empty offset range that ends at or below [`OFFSET_MAX`], timestamp
-    /// order. Does not check the CRC.
+    /// Structural checks that need no payload bytes: magic, length bounds (a format-2 batch
+    /// holds at least a Kafka batch header), known format and attribute bits, non-empty offset
+    /// range that ends at or below [`OFFSET_MAX`], timestamp order. Does not check the CRC.
     pub fn check(&self, batch_bytes_max: usize) -> Result<(), BatchError> {
         if self.magic != BATCH_MAGIC {
             return Err(BatchError::UnknownMagic { magic: self.magic });
         }
+        let Some(payload_format) = PayloadFormat::from_byte(self.payload_format) else {
+            return Err(BatchError::UnknownPayloadFormat {
+                payload_format: self.payload_format,
+            });
+        };
         let length = self.batch_length as usize;
-        if length < BATCH_HEADER_BYTES {
+        let length_min = match payload_format {
+            PayloadFormat::Rkyv => BATCH_HEADER_BYTES,
+            PayloadFormat::KafkaV2 => BATCH_HEADER_BYTES + kafka::KAFKA_BATCH_HEADER_BYTES,
+        };
+        if length < length_min {
             return Err(BatchError::LengthTooSmall {
                 batch_length: self.batch_length,
             });
@@ -223,11 +241,6 @@ impl BatchHeader {
             return Err(BatchError::TooLarge {
                 batch_length: length,
                 limit: batch_bytes_max,
-            });
-        }
-        if PayloadFormat::from_byte(self.payload_format).is_none() {
-            return Err(BatchError::UnknownPayloadFormat {
-                payload_format: self.payload_format,
             });
         }
         if self.attributes & !attributes::KNOWN != 0 {
@@ -262,18 +275,46 @@ impl BatchHeader {
     }
 }
 
-/// CRC-32C of the bytes the producer owns: `[16, batch_length)`. `batch` must be exactly one
-/// batch (its length equal to `batch_length`).
+/// The value of the header's `crc` field under the CRC rule of the batch's payload format
+/// (format 1: CRC-32C of `[16, batch_length)`; format 2: see [`kafka::compute_spate_crc`]).
+/// `batch` must be exactly one batch (its length equal to `batch_length`). Never panics: bytes
+/// too short for their format give a CRC that cannot match a valid header.
 pub fn compute_crc(batch: &[u8]) -> u32 {
     debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
-    crc32c::crc32c(&batch[field::CRC_START..])
+    let covered = batch.get(field::CRC_START..).unwrap_or_default();
+    match batch.get(field::PAYLOAD_FORMAT).copied() {
+        Some(format) if format == PayloadFormat::KafkaV2 as u8 => kafka::compute_spate_crc(batch),
+        _ => crc32c::crc32c(covered),
+    }
+}
+
+/// Checks the CRC (or, for payload format 2, both CRCs and that the two headers agree) of one
+/// batch whose `header` was decoded from it and passed [`BatchHeader::check`]. `batch` must be
+/// exactly `batch_length` bytes. Reads each payload byte once.
+pub fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    if header.payload_format == PayloadFormat::KafkaV2 as u8 {
+        return kafka::check_stored(batch, header);
+    }
+    let actual = compute_crc(batch);
+    if actual != header.crc {
+        return Err(BatchError::CrcMismatch {
+            expected: header.crc,
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// Stamps the broker-owned fields in place. The CRC stays valid: these bytes are outside it.
+/// A format-2 batch gets them in its Kafka header too (big-endian, as Kafka writes them), so a
+/// Kafka consumer reads the same base offset and leader epoch.
 pub fn stamp(batch: &mut [u8], base_offset: u64, leader_epoch: u32) {
     assert!(batch.len() >= BATCH_HEADER_BYTES, "stamp on a short batch");
     batch[field::BASE_OFFSET..][..8].copy_from_slice(&base_offset.to_le_bytes());
     batch[field::LEADER_EPOCH..][..4].copy_from_slice(&leader_epoch.to_le_bytes());
+    if batch[field::PAYLOAD_FORMAT] == PayloadFormat::KafkaV2 as u8 {
+        kafka::stamp_kafka_header(&mut batch[BATCH_HEADER_BYTES..], base_offset, leader_epoch);
+    }
 }
 
 /// `producer_id` of a batch from a producer that is not idempotent (Kafka's convention).
@@ -298,6 +339,13 @@ pub fn stamp_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, b
     assert!(
         batch.len() >= BATCH_HEADER_BYTES,
         "stamp_producer on a short batch"
+    );
+    // A Kafka batch carries its producer fields in its own header, under its own CRC: only its
+    // producer may set them.
+    assert_eq!(
+        batch[field::PAYLOAD_FORMAT],
+        PayloadFormat::Rkyv as u8,
+        "stamp_producer on a batch of payload format 1 only"
     );
     let covered = field::CRC_START..BATCH_HEADER_BYTES;
     let before = crc32c::crc32c(&batch[covered.clone()]);

@@ -1,12 +1,14 @@
 //! Record batches: the unit producers build, brokers store and consumers read, identical on the
 //! wire and on disk.
 //!
-//! `header` owns the fixed 64-byte header and CRC rule, `records` the rkyv payload layout,
-//! `builder` the producer side, `view` validation and zero-copy reading, `record` the owned
-//! record type. Nothing here does I/O.
+//! `header` owns the fixed 64-byte header and CRC rule, `records` the rkyv payload layout
+//! (payload format 1), `kafka` Kafka RecordBatch v2 as payload format 2, `builder` the producer
+//! side, `view` validation and zero-copy reading, `record` the owned record type. Nothing here
+//! does I/O.
 
 pub mod builder;
 pub mod header;
+pub mod kafka;
 pub mod record;
 pub(crate) mod records;
 pub mod view;

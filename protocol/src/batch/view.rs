@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use crate::batch::header::compute_crc;
+use crate::batch::header::check_crc;
 use crate::batch::header::{attributes, BatchHeader, PayloadFormat, BATCH_HEADER_BYTES};
 use crate::batch::record::{Record, RecordHeader};
 use crate::batch::records::{access_entries, ArchivedHeaderEntry, ArchivedRecordEntry};
@@ -23,7 +23,8 @@ pub struct BatchView<'a> {
 
 impl<'a> BatchView<'a> {
     /// Validates the batch that starts at `bytes[0]`: header fields ([`BatchHeader::check`]),
-    /// that `bytes` holds at least `batch_length` bytes, and the CRC. Bytes after the batch are
+    /// that `bytes` holds at least `batch_length` bytes, and the CRC (both CRCs and the Kafka
+    /// header for payload format 2, see `header::check_crc`). Bytes after the batch are
     /// ignored; the view covers exactly `batch_length` bytes (see [`BatchView::batch_length`]).
     pub fn validate(bytes: &'a [u8], batch_bytes_max: usize) -> Result<Self, BatchError> {
         let header = BatchHeader::decode(bytes)?;
@@ -35,13 +36,7 @@ impl<'a> BatchView<'a> {
                 available: bytes.len(),
             });
         };
-        let actual = compute_crc(bytes);
-        if actual != header.crc {
-            return Err(BatchError::CrcMismatch {
-                expected: header.crc,
-                actual,
-            });
-        }
+        check_crc(bytes, &header)?;
         Ok(Self { bytes, header })
     }
 
