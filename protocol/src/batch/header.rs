@@ -222,17 +222,8 @@ impl BatchHeader {
         if self.magic != BATCH_MAGIC {
             return Err(BatchError::UnknownMagic { magic: self.magic });
         }
-        let Some(payload_format) = PayloadFormat::from_byte(self.payload_format) else {
-            return Err(BatchError::UnknownPayloadFormat {
-                payload_format: self.payload_format,
-            });
-        };
         let length = self.batch_length as usize;
-        let length_min = match payload_format {
-            PayloadFormat::Rkyv => BATCH_HEADER_BYTES,
-            PayloadFormat::KafkaV2 => BATCH_HEADER_BYTES + kafka::KAFKA_BATCH_HEADER_BYTES,
-        };
-        if length < length_min {
+        if length < BATCH_HEADER_BYTES {
             return Err(BatchError::LengthTooSmall {
                 batch_length: self.batch_length,
             });
@@ -241,6 +232,18 @@ impl BatchHeader {
             return Err(BatchError::TooLarge {
                 batch_length: length,
                 limit: batch_bytes_max,
+            });
+        }
+        let Some(payload_format) = PayloadFormat::from_byte(self.payload_format) else {
+            return Err(BatchError::UnknownPayloadFormat {
+                payload_format: self.payload_format,
+            });
+        };
+        if payload_format == PayloadFormat::KafkaV2
+            && length < BATCH_HEADER_BYTES + kafka::KAFKA_BATCH_HEADER_BYTES
+        {
+            return Err(BatchError::LengthTooSmall {
+                batch_length: self.batch_length,
             });
         }
         if self.attributes & !attributes::KNOWN != 0 {
