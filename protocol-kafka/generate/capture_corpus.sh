@@ -5,14 +5,17 @@
 # proxy, which keeps a few distinct frames per client, API key and version.
 #
 # Needs: Java 17 + Maven (the broker and the Java client), kcat (apt-get install -y kcat),
-# Python 3 with kafka-python and confluent-kafka (pip; or PYTHON pointing at a venv that has them).
-# Usage (from the repository root): protocol-kafka/generate/capture_corpus.sh
+# Python 3 with kafka-python and confluent-kafka (pip; or PYTHON pointing at a venv that has them),
+# and what tests/compat/{kafkajs,sarama,franz-go}/install.sh need (Node.js + npm, Go).
+# Usage (from the repository root): protocol-kafka/generate/capture_corpus.sh [CLIENT...]
+# (default: kcat kafka-python confluent-kafka java kafkajs sarama franz-go)
 # KAFKA_LIBS may name a folder holding the kafka_2.13:4.1.1 runtime jars; otherwise Maven fetches
 # them into a temporary folder.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(cd "$here/.." && pwd)/tests/corpus
 python=${PYTHON:-python3}
+clients=${*:-kcat kafka-python confluent-kafka java kafkajs sarama franz-go}
 work=$(mktemp -d /tmp/kafka-corpus.XXXXXX)
 broker_pid=
 proxy_pid=
@@ -78,13 +81,26 @@ run_client() {
     sleep 1
     echo "== $label"
     "$@" >"$work/$label.log" 2>&1 || { echo "$label exited with $?"; tail -20 "$work/$label.log"; }
-    grep -E '^(kafka-python|confluent-kafka|java):' "$work/$label.log" || true
+    tail -2 "$work/$label.log"
     kill "$proxy_pid"
     wait "$proxy_pid" 2>/dev/null || true
     proxy_pid=
 }
-run_client kcat bash "$here/corpus_clients/kcat.sh" "$bootstrap"
-run_client kafka-python "$python" "$here/corpus_clients/kafka_python_client.py" "$bootstrap"
-run_client confluent-kafka "$python" "$here/corpus_clients/confluent_client.py" "$bootstrap"
-run_client java "${java[@]}:$work" JavaClient "$bootstrap"
+wanted() { [[ " $clients " == *" $1 "* ]]; }
+wanted kcat && run_client kcat bash "$here/corpus_clients/kcat.sh" "$bootstrap"
+wanted kafka-python && run_client kafka-python "$python" "$here/corpus_clients/kafka_python_client.py" "$bootstrap"
+wanted confluent-kafka && run_client confluent-kafka "$python" "$here/corpus_clients/confluent_client.py" "$bootstrap"
+wanted java && run_client java "${java[@]}:$work" JavaClient "$bootstrap"
+# The compatibility programs of tests/compat/ whose clients speak older or other versions
+# (kafkajs: only non-flexible versions; sarama: Kafka 2.8's; franz-go: the newest), each
+# installed by its own install.sh.
+compat=$(cd "$here/../../tests/compat" && pwd)
+for client in kafkajs sarama franz-go; do
+    wanted "$client" || continue
+    if bash "$compat/$client/install.sh" >"$work/$client-install.log" 2>&1; then
+        run_client "$client" env KAFKA_BOOTSTRAP="$bootstrap" bash "$compat/$client/run.sh"
+    else
+        echo "$client: install.sh failed"; tail -5 "$work/$client-install.log"
+    fi
+done
 ls "$out" | wc -l
