@@ -64,6 +64,22 @@ impl Effects {
 pub struct ClientInfo {
     pub client_id: String,
     pub client_host: String,
+    /// How the client's protocol version gives a new dynamic member its id.
+    pub member_id_handshake: MemberIdHandshake,
+}
+
+/// How a dynamic member joining without an id gets one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MemberIdHandshake {
+    /// It is answered `MemberIdRequired` with an id and joins again with it, so a join that
+    /// times out on the client leaves no member behind (the native protocol, Kafka's JoinGroup
+    /// v4+).
+    #[default]
+    Required,
+    /// It joins at once under a new id, which its join answer carries (Kafka's JoinGroup
+    /// v0–v3, whose clients do not know the handshake). A client that gives up on such a join
+    /// and joins again leaves a member behind until its session expires.
+    Skipped,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +191,7 @@ impl Group {
                 client: ClientInfo {
                     client_id: stored.client_id.clone(),
                     client_host: stored.client_host.clone(),
+                    ..ClientInfo::default()
                 },
                 session_timeout_ms: stored.session_timeout_ms,
                 rebalance_timeout_ms: stored.rebalance_timeout_ms,
@@ -359,7 +376,7 @@ impl Group {
                 &mut effects,
             ),
             (true, None) => {
-                self.join_new_dynamic(waiter, &settings, now_ms, new_member_id, &mut effects)
+                self.join_new_dynamic(waiter, settings, now_ms, new_member_id, &mut effects)
             }
             (false, _) => self.join_with_id(waiter, member_id, settings, now_ms, &mut effects),
         }
@@ -419,11 +436,12 @@ impl Group {
     }
 
     /// A dynamic member's first join: hand out its id and ask it to join again with it, so a
-    /// join that times out on the client leaves no member behind.
+    /// join that times out on the client leaves no member behind; or, for a client that does
+    /// not know that handshake, join it at once under a new id.
     fn join_new_dynamic(
         &mut self,
         waiter: WaiterId,
-        settings: &JoinSettings,
+        settings: JoinSettings,
         now_ms: u64,
         new_member_id: &mut dyn FnMut(&str) -> String,
         effects: &mut Effects,
@@ -437,6 +455,10 @@ impl Group {
             return;
         }
         let member_id = new_member_id(&settings.client.client_id);
+        if settings.client.member_id_handshake == MemberIdHandshake::Skipped {
+            self.add_member_and_rebalance(waiter, member_id, settings, now_ms, effects);
+            return;
+        }
         self.pending.insert(
             member_id.clone(),
             now_ms + u64::from(settings.session_timeout_ms),

@@ -9,7 +9,7 @@ use spate_protocol::api::{
 use spate_protocol::ErrorCode;
 
 use super::limits::GroupLimits;
-use super::membership::{ClientInfo, Effects, Group, Reply, WaiterId};
+use super::membership::{ClientInfo, Effects, Group, MemberIdHandshake, Reply, WaiterId};
 
 const SESSION_MS: u32 = 1_000;
 const REBALANCE_MS: u32 = 5_000;
@@ -20,6 +20,9 @@ struct Harness {
     now_ms: u64,
     next_waiter: WaiterId,
     next_member: u64,
+    /// How this harness's client is given a member id (the native protocol's handshake unless
+    /// a test speaks as an old Kafka client).
+    handshake: MemberIdHandshake,
 }
 
 impl Harness {
@@ -35,6 +38,7 @@ impl Harness {
             now_ms: 0,
             next_waiter: 0,
             next_member: 0,
+            handshake: MemberIdHandshake::Required,
         }
     }
 
@@ -70,6 +74,7 @@ impl Harness {
             ClientInfo {
                 client_id: "client".into(),
                 client_host: String::new(),
+                member_id_handshake: self.handshake,
             },
             &self.limits,
             self.now_ms,
@@ -214,6 +219,80 @@ fn a_dynamic_members_first_join_is_answered_with_a_member_id_to_join_again_with(
     assert_eq!(joined.protocol_name.as_deref(), Some("range"));
     assert_eq!(joined.members.len(), 1, "the leader sees every member");
     assert_eq!(harness.group.state(), GroupState::CompletingRebalance);
+}
+
+#[test]
+fn a_client_without_the_member_id_handshake_is_joined_at_once_under_a_new_id() {
+    let mut harness = Harness::new(0);
+    harness.handshake = MemberIdHandshake::Skipped;
+    let (waiter, effects) = harness.join("");
+    let joined = join_reply(&effects, waiter).expect("alone: the join completes at once");
+    assert_eq!(joined.error_code, ErrorCode::None);
+    assert!(
+        !joined.member_id.is_empty(),
+        "the answer carries the new id"
+    );
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.leader, joined.member_id);
+    assert_eq!(harness.group.member_count(), 1);
+    // The id works like any other: the member syncs and heartbeats with it.
+    let (waiter, effects) = harness.sync(&joined.member_id, 1, &[(&joined.member_id, "all")]);
+    assert_eq!(
+        sync_reply(&effects, waiter).unwrap().assignment,
+        Bytes::from("all")
+    );
+    assert_eq!(harness.heartbeat(&joined.member_id, 1), ErrorCode::None);
+}
+
+#[test]
+fn a_second_client_without_the_handshake_rebalances_the_group_and_both_get_the_new_generation() {
+    let mut harness = Harness::new(0);
+    let (leader, leader_waiter, effects) = harness.join_new();
+    let first = join_reply(&effects, leader_waiter).unwrap();
+    harness.sync(&leader, first.generation_id, &[(&leader, "all")]);
+    assert_eq!(harness.group.state(), GroupState::Stable);
+    harness.handshake = MemberIdHandshake::Skipped;
+    let (newcomer_waiter, effects) = harness.join("");
+    assert!(
+        effects.replies.is_empty(),
+        "the new member waits for the known one to rejoin"
+    );
+    assert_eq!(harness.group.state(), GroupState::PreparingRebalance);
+    assert_eq!(
+        harness.group.member_count(),
+        2,
+        "a member without a handshake"
+    );
+    assert_eq!(
+        harness.heartbeat(&leader, first.generation_id),
+        ErrorCode::RebalanceInProgress
+    );
+    let (rejoin_waiter, effects) = harness.join(&leader);
+    let leader_answer = join_reply(&effects, rejoin_waiter).unwrap();
+    let newcomer_answer = join_reply(&effects, newcomer_waiter).unwrap();
+    assert_eq!(leader_answer.generation_id, first.generation_id + 1);
+    assert_eq!(newcomer_answer.generation_id, first.generation_id + 1);
+    assert_eq!(newcomer_answer.error_code, ErrorCode::None);
+    assert_ne!(newcomer_answer.member_id, leader);
+    assert_eq!(leader_answer.members.len(), 2, "the leader sees both");
+    assert!(newcomer_answer.members.is_empty(), "a follower sees none");
+}
+
+#[test]
+fn a_full_group_refuses_a_client_without_the_handshake_before_giving_it_an_id() {
+    let mut harness = Harness::new(0);
+    harness.handshake = MemberIdHandshake::Skipped;
+    for _ in 0..harness.limits.members_per_group_max {
+        harness.join("");
+    }
+    let (waiter, effects) = harness.join("");
+    let refused = join_reply(&effects, waiter).unwrap();
+    assert_eq!(refused.error_code, ErrorCode::GroupMaxSizeReached);
+    assert!(refused.member_id.is_empty());
+    assert_eq!(
+        harness.group.member_count(),
+        harness.limits.members_per_group_max
+    );
 }
 
 #[test]

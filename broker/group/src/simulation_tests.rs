@@ -1,7 +1,8 @@
 //! Seeded randomized runs of one group's coordinator state, with time passed in, checked against
 //! a model after every step (issue #11, "deterministic tests above storage").
 //!
-//! Simulated clients join (dynamic or static), sync (the leader assigns the partitions of one
+//! Simulated clients join (dynamic or static; with the member-id handshake, or without it as
+//! Kafka's JoinGroup v0-v3 clients), sync (the leader assigns the partitions of one
 //! topic round-robin), heartbeat, consume and commit, leave, stall past their session, crash and
 //! rejoin; time advances in random steps with `tick` run at every deadline on the way, as the
 //! coordinator's timer does; the coordinator restarts: parked requests die with their
@@ -36,7 +37,7 @@ use spate_protocol::api::{
 use spate_protocol::ErrorCode;
 
 use super::limits::GroupLimits;
-use super::membership::{ClientInfo, Effects, Group, Reply, WaiterId};
+use super::membership::{ClientInfo, Effects, Group, MemberIdHandshake, Reply, WaiterId};
 use super::records::{CommittedOffset, LogRecord};
 use super::store::OffsetStore;
 
@@ -76,6 +77,9 @@ struct Parked {
 struct Client {
     /// Fixed per client: a static member keeps its instance id across crashes.
     instance: Option<String>,
+    /// Fixed per client: whether it knows the member-id handshake (the native protocol and
+    /// Kafka's JoinGroup v4+) or is joined at its first join (JoinGroup v0-v3).
+    handshake: MemberIdHandshake,
     member_id: String,
     /// The generation of its last successful join; `GENERATION_NONE` before one.
     generation_id: i32,
@@ -122,6 +126,11 @@ impl Sim {
         let clients = (0..CLIENTS)
             .map(|index| Client {
                 instance: rng.gen_bool(0.4).then(|| format!("instance-{index}")),
+                handshake: if rng.gen_bool(0.3) {
+                    MemberIdHandshake::Skipped
+                } else {
+                    MemberIdHandshake::Required
+                },
                 generation_id: GENERATION_NONE,
                 ..Client::default()
             })
@@ -335,6 +344,7 @@ impl Sim {
             ClientInfo {
                 client_id: format!("client-{client}"),
                 client_host: String::new(),
+                member_id_handshake: self.clients[client].handshake,
             },
             &self.limits,
             self.now_ms,
@@ -562,8 +572,10 @@ impl Sim {
             }
         }
         let instance = self.clients[client].instance.clone();
+        let handshake = self.clients[client].handshake;
         self.clients[client] = Client {
             instance,
+            handshake,
             generation_id: GENERATION_NONE,
             silent_until_ms: self.now_ms + self.rng.gen_range(0..2 * u64::from(SESSION_MS)),
             ..Client::default()

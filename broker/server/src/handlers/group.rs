@@ -115,7 +115,11 @@ pub fn decode(
 pub async fn execute(services: &Rc<Services>, request: GroupRequest) -> Option<Vec<Bytes>> {
     match request {
         GroupRequest::Join(request, client_id) => {
-            let response = join_group(services, request.body, client_id).await;
+            let client = ClientInfo {
+                client_id,
+                ..ClientInfo::default()
+            };
+            let response = join_group(services, request.body, client).await;
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Sync(request) => {
@@ -207,10 +211,10 @@ where
 
 // ---- membership --------------------------------------------------------------------------------
 
-async fn join_group(
+pub(crate) async fn join_group(
     services: &Rc<Services>,
     request: JoinGroupRequest,
-    client_id: String,
+    client: ClientInfo,
 ) -> JoinGroupResponse {
     let member_id = request.member_id.clone();
     let failed = |code| JoinGroupResponse::error(code, &member_id);
@@ -218,10 +222,6 @@ async fn join_group(
         Ok(Some(route)) => route,
         Ok(None) => return failed(ErrorCode::CoordinatorNotAvailable),
         Err(code) => return failed(code),
-    };
-    let client = ClientInfo {
-        client_id,
-        client_host: String::new(),
     };
     let partition = route.partition;
     on_coordinator(services, route.coordinator, move |on| async move {
@@ -231,7 +231,10 @@ async fn join_group(
     .unwrap_or_else(failed)
 }
 
-async fn sync_group(services: &Rc<Services>, request: SyncGroupRequest) -> SyncGroupResponse {
+pub(crate) async fn sync_group(
+    services: &Rc<Services>,
+    request: SyncGroupRequest,
+) -> SyncGroupResponse {
     let route = match route(services, &request.group_id, false).await {
         Ok(Some(route)) => route,
         Ok(None) => return SyncGroupResponse::error(ErrorCode::UnknownMemberId),
@@ -245,7 +248,10 @@ async fn sync_group(services: &Rc<Services>, request: SyncGroupRequest) -> SyncG
     .unwrap_or_else(SyncGroupResponse::error)
 }
 
-async fn heartbeat(services: &Rc<Services>, request: HeartbeatRequest) -> HeartbeatResponse {
+pub(crate) async fn heartbeat(
+    services: &Rc<Services>,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
     let failed = |error_code| HeartbeatResponse { error_code };
     let route = match route(services, &request.group_id, false).await {
         Ok(Some(route)) => route,
@@ -260,7 +266,10 @@ async fn heartbeat(services: &Rc<Services>, request: HeartbeatRequest) -> Heartb
     .unwrap_or_else(failed)
 }
 
-async fn leave_group(services: &Rc<Services>, request: LeaveGroupRequest) -> LeaveGroupResponse {
+pub(crate) async fn leave_group(
+    services: &Rc<Services>,
+    request: LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let failed = |error_code| LeaveGroupResponse {
         error_code,
         members: Vec::new(),
@@ -293,7 +302,7 @@ async fn leave_group(services: &Rc<Services>, request: LeaveGroupRequest) -> Lea
 
 // ---- offsets ---------------------------------------------------------------------------------
 
-async fn commit_offsets(
+pub(crate) async fn commit_offsets(
     services: &Rc<Services>,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
@@ -335,7 +344,7 @@ async fn commit_offsets(
     .unwrap_or_else(failed)
 }
 
-async fn fetch_offsets(
+pub(crate) async fn fetch_offsets(
     services: &Rc<Services>,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
@@ -357,7 +366,7 @@ async fn fetch_offsets(
     .unwrap_or_else(failed)
 }
 
-async fn delete_offsets(
+pub(crate) async fn delete_offsets(
     services: &Rc<Services>,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
@@ -441,7 +450,10 @@ where
         .collect()
 }
 
-async fn describe_groups(services: &Rc<Services>, groups: Vec<String>) -> DescribeGroupsResponse {
+pub(crate) async fn describe_groups(
+    services: &Rc<Services>,
+    groups: Vec<String>,
+) -> DescribeGroupsResponse {
     let not_found = |group_id: &str, error_code| DescribedGroup {
         error_code,
         group_id: group_id.to_string(),
@@ -522,7 +534,10 @@ async fn fill_high_watermarks(services: &Rc<Services>, groups: &mut [DescribedGr
     }
 }
 
-async fn delete_groups(services: &Rc<Services>, groups: Vec<String>) -> DeleteGroupsResponse {
+pub(crate) async fn delete_groups(
+    services: &Rc<Services>,
+    groups: Vec<String>,
+) -> DeleteGroupsResponse {
     let result_of = |group_id: &str, error_code| GroupResult {
         group_id: group_id.to_string(),
         error_code,
@@ -562,7 +577,10 @@ async fn delete_groups(services: &Rc<Services>, groups: Vec<String>) -> DeleteGr
     }
 }
 
-async fn list_groups(services: &Rc<Services>, states: &[GroupState]) -> ListGroupsResponse {
+pub(crate) async fn list_groups(
+    services: &Rc<Services>,
+    states: &[GroupState],
+) -> ListGroupsResponse {
     match offsets_topic(services, false).await {
         Ok(Some(_)) => {}
         Ok(None) => return ListGroupsResponse::default(),

@@ -8,7 +8,7 @@
 
 mod admin;
 mod data;
-mod group;
+pub(crate) mod group;
 
 use std::rc::Rc;
 
