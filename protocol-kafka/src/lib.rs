@@ -8,6 +8,8 @@
 //! `decode_request` runs both, header and body, for the listener.
 #![forbid(unsafe_code)]
 
+pub mod consumer_protocol;
+
 pub use kafka_protocol;
 
 mod decode;

@@ -45,7 +45,7 @@ use crate::shard::mesh::ShardServices;
 
 pub use coordinator::GroupCoordinator;
 pub use limits::{GroupLimits, OFFSETS_TOPIC_NAME};
-pub use membership::ClientInfo;
+pub use membership::{ClientInfo, MemberIdHandshake};
 
 /// The offsets partition that holds `group_id`'s state: CRC-32C of the id, so the placement is
 /// stable across builds and restarts.

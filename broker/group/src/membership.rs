@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
+use spate_kafka_protocol::consumer_protocol::subscription_topics;
 use spate_protocol::api::{
     ConsumerSubscription, DescribedMember, GroupProtocol, GroupState, HeartbeatRequest,
     JoinGroupMember, JoinGroupRequest, JoinGroupResponse, MemberIdentity, MemberResult,
@@ -305,8 +306,13 @@ impl Group {
         let mut topics = BTreeSet::new();
         for member in self.members.values() {
             let metadata = member.metadata_for(self.protocol_name.as_deref());
-            let subscription = ConsumerSubscription::decode(metadata).ok()?;
-            topics.extend(subscription.topics);
+            // A native member's subscription, or a Kafka consumer's (big-endian): read as native,
+            // a Kafka one has no topics or at least 2^24 of them, beyond the native limit, so
+            // the two cannot be mistaken for each other.
+            match ConsumerSubscription::decode(metadata.clone()) {
+                Ok(subscription) => topics.extend(subscription.topics),
+                Err(_) => topics.extend(subscription_topics(&metadata)?),
+            }
         }
         Some(topics)
     }

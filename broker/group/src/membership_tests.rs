@@ -693,3 +693,49 @@ fn a_restored_group_is_stable_with_its_generation_members_and_assignments() {
     assert!(effects.replies.is_empty());
     assert_eq!(restored.member_count(), 0);
 }
+
+#[test]
+fn the_subscribed_topics_of_native_and_kafka_consumers_are_read_together() {
+    use bytes::BufMut;
+    use spate_kafka_protocol::kafka_protocol::messages::consumer_protocol_subscription::ConsumerProtocolSubscription;
+    use spate_kafka_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
+    use spate_protocol::api::ConsumerSubscription;
+
+    let native = ConsumerSubscription {
+        topics: vec!["orders".into()],
+        ..ConsumerSubscription::default()
+    }
+    .encode()
+    .unwrap();
+    let mut kafka = bytes::BytesMut::new();
+    kafka.put_i16(3);
+    ConsumerProtocolSubscription::default()
+        .with_topics(vec![StrBytes::from_static_str("payments")])
+        .encode(&mut kafka, 3)
+        .unwrap();
+    let mut harness = Harness::new(100);
+    for (member_id, metadata) in [("", native), ("", kafka.freeze())] {
+        let mut request = Harness::request(member_id, None, &["range"]);
+        request.protocols[0].metadata = metadata;
+        let (waiter, effects) = harness.join_with(request.clone());
+        let id = join_reply(&effects, waiter).unwrap().member_id;
+        request.member_id = id;
+        harness.join_with(request);
+    }
+    assert_eq!(harness.group.member_count(), 2);
+    let topics = harness
+        .group
+        .subscribed_topics()
+        .expect("both are readable");
+    assert_eq!(
+        topics.into_iter().collect::<Vec<_>>(),
+        ["orders".to_string(), "payments".to_string()]
+    );
+    // Bytes that are neither: the topics cannot be known.
+    let mut request = Harness::request("", None, &["range"]);
+    request.protocols[0].metadata = Bytes::from_static(b"\xff\xff garbage");
+    let (waiter, effects) = harness.join_with(request.clone());
+    request.member_id = join_reply(&effects, waiter).unwrap().member_id;
+    harness.join_with(request);
+    assert_eq!(harness.group.subscribed_topics(), None);
+}
