@@ -14,8 +14,10 @@
 #
 #   tests/compat/run-all.sh [CLIENT...]
 #   COMPAT_PROFILE=release      use a release broker (default: debug, what `cargo test` built)
-#   COMPAT_RUN_TIMEOUT_S=600    a client's run.sh is killed after this long (a failure)
-#   COMPAT_INSTALL_TIMEOUT_S=900
+#   COMPAT_RUN_TIMEOUT_S=300    a client's run.sh is killed after this long (a failure)
+#   COMPAT_INSTALL_TIMEOUT_S=600
+#   COMPAT_BUDGET_S=1800        clients not started by then are not run (a failure): CI's run
+#                               must stay well inside its limit
 set -uo pipefail
 
 compat_dir="$(cd "$(dirname "$0")" && pwd)"
@@ -31,11 +33,14 @@ declare -A EXPECTED_FAIL=(
   [franz-go]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
   [sarama]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
   [kafkajs]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
+  [java]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch, ListOffsets, InitProducerId; kafka-admin: CreateTopics, DescribeConfigs, DeleteTopics; kafka-groups)"
+  [kcat]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch, ListOffsets; kafka-groups)"
 )
 
 profile="${COMPAT_PROFILE:-debug}"
-run_timeout_s="${COMPAT_RUN_TIMEOUT_S:-600}"
-install_timeout_s="${COMPAT_INSTALL_TIMEOUT_S:-900}"
+run_timeout_s="${COMPAT_RUN_TIMEOUT_S:-300}"
+install_timeout_s="${COMPAT_INSTALL_TIMEOUT_S:-600}"
+budget_s="${COMPAT_BUDGET_S:-1800}"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 started_all=$SECONDS
 
@@ -90,8 +95,12 @@ for client in "${clients[@]}"; do
   run_s=0
   result=PASS
 
+  if [ $((SECONDS - started_all)) -ge "$budget_s" ]; then
+    result=FAIL
+    note="not run: the ${budget_s}s budget of this run was spent"
+  fi
   step_started=$SECONDS
-  if ! timeout "$install_timeout_s" bash "$compat_dir/$client/install.sh" >"$state/install.log" 2>&1; then
+  if [ "$result" = PASS ] && ! timeout "$install_timeout_s" bash "$compat_dir/$client/install.sh" >"$state/install.log" 2>&1; then
     result=FAIL
     note="install.sh failed (log: $state/install.log)"
     tail -30 "$state/install.log"
@@ -159,15 +168,20 @@ done
 
 echo
 echo "== compat summary (broker: $profile build, built in ${build_s}s; total $((SECONDS - started_all))s)"
-printf '%-16s %9s %7s  %-6s %s\n' client install_s run_s result note
+printf '%-24s %9s %7s  %-6s %s\n' client install_s run_s result note
 for row in "${results[@]}"; do
   IFS='|' read -r client install_s run_s result note <<<"$row"
-  printf '%-16s %9s %7s  %-6s %s\n' "$client" "$install_s" "$run_s" "$result" "$note"
+  printf '%-24s %9s %7s  %-6s %s\n' "$client" "$install_s" "$run_s" "$result" "$note"
 done
 rmdir "$work" 2>/dev/null || true
 passed=0
+expected_failures=0
 for row in "${results[@]}"; do
-  case "$row" in *"|PASS|"* | *"|XPASS|"*) passed=$((passed + 1)) ;; esac
+  case "$row" in
+    *"|PASS|"* | *"|XPASS|"*) passed=$((passed + 1)) ;;
+    *"|XFAIL|"*) expected_failures=$((expected_failures + 1)) ;;
+  esac
 done
+echo "compat: $expected_failures expected failures (XFAIL: a feature is missing, named above)"
 echo "compat: $passed passed, $failures failed"
 [ "$failures" = 0 ]
