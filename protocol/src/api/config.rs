@@ -16,8 +16,11 @@ pub mod name {
     pub const DURABILITY: &str = "durability";
     pub const GROUP_COMMIT_BYTES: &str = "group.commit.bytes";
     pub const GROUP_COMMIT_US: &str = "group.commit.us";
+    /// The largest record batch a producer may send, counted without Spate's 64-byte batch
+    /// header (so a Kafka batch counts as Kafka counts it).
+    pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
     /// Every name this build knows.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         RETENTION_BYTES,
         RETENTION_MS,
         SEGMENT_BYTES,
@@ -25,6 +28,7 @@ pub mod name {
         DURABILITY,
         GROUP_COMMIT_BYTES,
         GROUP_COMMIT_US,
+        MAX_MESSAGE_BYTES,
     ];
 }
 
@@ -105,6 +109,7 @@ pub struct TopicConfig {
     pub durability: Option<Durability>,
     pub group_commit_bytes: Option<u64>,
     pub group_commit_us: Option<u64>,
+    pub max_message_bytes: Option<u64>,
 }
 
 impl TopicConfig {
@@ -135,6 +140,7 @@ impl TopicConfig {
             name::SEGMENT_MS => self.segment_ms = Some(parse_positive(entry)?),
             name::GROUP_COMMIT_BYTES => self.group_commit_bytes = Some(parse_positive(entry)?),
             name::GROUP_COMMIT_US => self.group_commit_us = Some(parse_positive(entry)?),
+            name::MAX_MESSAGE_BYTES => self.max_message_bytes = Some(parse_positive(entry)?),
             name::DURABILITY => {
                 let durability = Durability::parse(value)
                     .ok_or_else(|| invalid(entry, "\"fsync-every-append\" or \"group-commit\""))?;
@@ -159,6 +165,7 @@ impl TopicConfig {
             name::DURABILITY => self.durability = None,
             name::GROUP_COMMIT_BYTES => self.group_commit_bytes = None,
             name::GROUP_COMMIT_US => self.group_commit_us = None,
+            name::MAX_MESSAGE_BYTES => self.max_message_bytes = None,
             _ => {
                 return Err(ConfigError::UnknownName {
                     name: config_name.to_owned(),
@@ -185,6 +192,7 @@ impl TopicConfig {
             self.durability.map(|value| value.as_str().to_owned()),
             self.group_commit_bytes.map(|value| value.to_string()),
             self.group_commit_us.map(|value| value.to_string()),
+            self.max_message_bytes.map(|value| value.to_string()),
         ];
         name::ALL
             .iter()

@@ -579,9 +579,25 @@ impl<F: FileSystem + Clone> Catalog<F> {
     /// deletes its partition data and calls [`Catalog::finish_deletion`]; if the broker dies
     /// first, the tombstone makes the next open remove the directory. Blocking.
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMetadata>, CatalogError> {
+        self.delete_topic_matching(name, None)
+    }
+
+    /// [`Catalog::delete_topic`], only if the topic's id is `expected_id` when one is given (a
+    /// deletion by id must not remove a newer topic that took the name); otherwise
+    /// `UnknownTopic`. Blocking.
+    pub fn delete_topic_matching(
+        &self,
+        name: &str,
+        expected_id: Option<u64>,
+    ) -> Result<Arc<TopicMetadata>, CatalogError> {
         let writer = self.lock_writer();
         let current = self.snapshot();
-        let Some(topic) = current.topics.get(name).cloned() else {
+        let Some(topic) = current
+            .topics
+            .get(name)
+            .filter(|topic| expected_id.is_none_or(|id| topic.id == id))
+            .cloned()
+        else {
             return Err(CatalogError::UnknownTopic {
                 name: name.to_string(),
             });

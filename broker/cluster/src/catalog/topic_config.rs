@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 // The names are the protocol's (one list for the wire, the catalog and the CLI).
 pub use spate_protocol::api::config::name::{
-    DURABILITY, GROUP_COMMIT_BYTES, GROUP_COMMIT_US, RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES,
-    SEGMENT_MS,
+    DURABILITY, GROUP_COMMIT_BYTES, GROUP_COMMIT_US, MAX_MESSAGE_BYTES, RETENTION_BYTES,
+    RETENTION_MS, SEGMENT_BYTES, SEGMENT_MS,
 };
 
 /// Every key, in the order errors list them.
-pub const KEYS: [&str; 7] = spate_protocol::api::config::name::ALL;
+pub const KEYS: [&str; 8] = spate_protocol::api::config::name::ALL;
 
 /// Values of [`DURABILITY`].
 pub const DURABILITY_EVERY_APPEND: &str = "fsync-every-append";
@@ -28,6 +28,9 @@ pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
 /// Longest group-commit interval: beyond it acks=all latency stops making sense.
 pub const GROUP_COMMIT_US_MAX: u64 = 10_000_000;
+/// Largest `max.message.bytes`: Kafka's type for it is a 32-bit int. The broker's own batch
+/// limit (from its frame limit) and the segment size cap it further when a partition opens.
+pub const MAX_MESSAGE_BYTES_MAX: u64 = i32::MAX as u64;
 /// Most config entries one request may carry.
 pub const CONFIG_ENTRIES_MAX: usize = 64;
 
@@ -53,6 +56,8 @@ pub struct TopicConfig {
     pub durability: Option<DurabilityPolicy>,
     pub group_commit_bytes: Option<u64>,
     pub group_commit_us: Option<u64>,
+    /// Largest batch a producer may send, without Spate's batch header (`MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: Option<u64>,
 }
 
 /// Why a topic configuration entry was refused.
@@ -165,6 +170,13 @@ impl TopicConfig {
                     Some(parse_range(key, value, 1, GROUP_COMMIT_US_MAX)?)
                 }
             }
+            MAX_MESSAGE_BYTES => {
+                self.max_message_bytes = if clear {
+                    None
+                } else {
+                    Some(parse_range(key, value, 1, MAX_MESSAGE_BYTES_MAX)?)
+                }
+            }
             _ => {
                 return Err(TopicConfigError::UnknownKey {
                     key: key.chars().take(256).collect(),
@@ -212,6 +224,10 @@ impl TopicConfig {
         put(
             GROUP_COMMIT_US,
             self.group_commit_us.map(|value| value.to_string()),
+        );
+        put(
+            MAX_MESSAGE_BYTES,
+            self.max_message_bytes.map(|value| value.to_string()),
         );
         map
     }
@@ -278,6 +294,7 @@ mod tests {
             (SEGMENT_BYTES, "1048576"),
             (DURABILITY, DURABILITY_GROUP_COMMIT),
             (GROUP_COMMIT_US, "2000"),
+            (MAX_MESSAGE_BYTES, "65536"),
         ]);
         let config = TopicConfig::from_map(&entries).unwrap();
         assert_eq!(config.retention_bytes, Some(1_048_576));

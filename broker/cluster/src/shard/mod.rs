@@ -584,6 +584,18 @@ impl Shard {
             .collect()
     }
 
+    /// Each partition's log size in bytes (its segments, appends not yet written included;
+    /// indexes and checkpoints not counted), for DescribeLogDirs.
+    pub fn sizes(&self, partitions: &[PartitionKey]) -> Vec<Result<u64, PartitionError>> {
+        partitions
+            .iter()
+            .map(|key| {
+                self.partition(key)
+                    .map(|partition| partition.log.size_bytes())
+            })
+            .collect()
+    }
+
     /// Waits until one of the partitions has data at or past its offset, or `wait_ms` passes,
     /// or shutdown begins.
     pub async fn wait_for_data(&self, partitions: &[(PartitionKey, i64)], wait_ms: u64) {

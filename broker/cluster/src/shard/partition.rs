@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use spate_protocol::batch::header::BATCH_HEADER_BYTES;
 use spate_protocol::batch::BatchView;
 
 use super::messages::{
@@ -88,7 +89,21 @@ pub fn log_config(config: &TopicConfig, batch_bytes_max: usize) -> LogConfig {
     // a batch must fit in an empty segment.
     let segment_bytes = usize::try_from(log.segment_bytes_max).unwrap_or(usize::MAX);
     log.batch_bytes_max = log.batch_bytes_max.min(batch_bytes_max).min(segment_bytes);
+    // `max.message.bytes` counts a batch without Spate's header (a Kafka batch as its producer
+    // sent it), so the stored batch may be one header larger.
+    if let Some(bytes) = config.max_message_bytes {
+        let stored_bytes = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(BATCH_HEADER_BYTES);
+        log.batch_bytes_max = log.batch_bytes_max.min(stored_bytes);
+    }
     log
+}
+
+/// A topic's `max.message.bytes` as its partitions enforce it: the largest batch a producer
+/// may send, without Spate's batch header (see [`log_config`]).
+pub fn max_message_bytes(log: &LogConfig) -> usize {
+    log.batch_bytes_max.saturating_sub(BATCH_HEADER_BYTES)
 }
 
 /// Whether opening a partition may create its directory.

@@ -36,7 +36,7 @@ use crate::services::Services;
 use crate::shard::join_all;
 use crate::shard::mesh::invoke_on;
 use crate::shard::messages::{PartitionError, PartitionKey, PartitionState};
-use crate::shard::partition::log_config;
+use crate::shard::partition::{log_config, max_message_bytes};
 use crate::shard::router::{broadcast, scatter};
 use crate::shard::topic_creation::{self, TopicCreationError};
 use crate::storage::config::{
@@ -66,7 +66,7 @@ pub fn describe_cluster(services: &Services) -> DescribeClusterResponse {
 
 /// Every topic config key with the value an unset key gets, read back from the storage
 /// configuration a topic with no keys set is opened with, so the two cannot disagree.
-fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
+pub(crate) fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
     let log = log_config(&TopicConfig::default(), batch_bytes_max);
     let limit = |value: Option<u64>| {
         value.map_or(topic_config::RETENTION_UNLIMITED.to_string(), |value| {
@@ -99,6 +99,10 @@ fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
         (topic_config::DURABILITY, durability.to_string()),
         (topic_config::GROUP_COMMIT_BYTES, interval_bytes.to_string()),
         (topic_config::GROUP_COMMIT_US, interval_us.to_string()),
+        (
+            topic_config::MAX_MESSAGE_BYTES,
+            max_message_bytes(&log).to_string(),
+        ),
     ];
     values
         .into_iter()
@@ -218,6 +222,20 @@ async fn create_topic(
                 .map(|entry| (entry.name.as_str(), entry.value.as_str())),
         )
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
+    create_topic_with_config(services, name, partitions, config)
+        .await
+        .map(|_| ())
+}
+
+/// Creates topic `name` with a parsed `config` (checked here against the storage engine's
+/// rules): the native and the Kafka CreateTopics share it.
+pub(crate) async fn create_topic_with_config(
+    services: &Rc<Services>,
+    name: &str,
+    partitions: i64,
+    config: TopicConfig,
+) -> Result<Arc<TopicMetadata>, (ErrorCode, String)> {
+    refuse_internal(name)?;
     check_log_config(services, &config)?;
     let topic = topic_creation::create_topic(services, name, partitions, config)
         .await
@@ -229,7 +247,7 @@ async fn create_topic(
             }
         })?;
     tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "topic created");
-    Ok(())
+    Ok(topic)
 }
 
 pub async fn delete_topics(
@@ -238,43 +256,48 @@ pub async fn delete_topics(
 ) -> DeleteTopicsResponse {
     let mut response = DeleteTopicsResponse::default();
     for name in &request.names {
-        if let Err(refusal) = refuse_internal(name) {
-            response.results.push(topic_result(name, Err(refusal)));
-            continue;
-        }
-        let catalog = services.catalog.clone();
-        let owned_name = name.clone();
-        let outcome = match blocking(move || catalog.delete_topic(&owned_name)).await {
-            Err(error) => Err(catalog_failure(error)),
-            Ok(topic) => {
-                tracing::info!(topic = %topic.name, "topic deleted");
-                let deleted_topic = topic.clone();
-                let deleted = broadcast(services, move |shard| {
-                    shard.delete_topic_partitions(deleted_topic.clone(), 0)
-                })
-                .await
-                .map_err(|error| {
-                    (
-                        partition_error_code(&error),
-                        format!("deleting partitions: {error}"),
-                    )
-                });
-                if deleted.is_ok() {
-                    delete_committed_offsets(services, &topic.name).await;
-                    // The topic is gone for clients either way; what is left of its directory
-                    // stays under a tombstone and goes at the next start.
-                    let catalog = services.catalog.clone();
-                    let finished = topic.clone();
-                    if let Err(error) = blocking(move || catalog.finish_deletion(&finished)).await {
-                        tracing::warn!(topic = %topic.name, %error, "topic directory not removed; it is removed at the next start");
-                    }
-                }
-                deleted
-            }
-        };
+        let outcome = delete_topic(services, name, None).await;
         response.results.push(topic_result(name, outcome));
     }
     response
+}
+
+/// Deletes topic `name` (only if its catalog id is `expected_id`, when given: a topic deleted
+/// by id is never confused with a newer one of the same name): from the catalog first, then
+/// every shard's partitions, then its committed offsets and its directory. The native and the
+/// Kafka DeleteTopics share it.
+pub(crate) async fn delete_topic(
+    services: &Rc<Services>,
+    name: &str,
+    expected_id: Option<u64>,
+) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(name)?;
+    let catalog = services.catalog.clone();
+    let owned_name = name.to_string();
+    let topic = blocking(move || catalog.delete_topic_matching(&owned_name, expected_id))
+        .await
+        .map_err(catalog_failure)?;
+    tracing::info!(topic = %topic.name, "topic deleted");
+    let deleted_topic = topic.clone();
+    broadcast(services, move |shard| {
+        shard.delete_topic_partitions(deleted_topic.clone(), 0)
+    })
+    .await
+    .map_err(|error| {
+        (
+            partition_error_code(&error),
+            format!("deleting partitions: {error}"),
+        )
+    })?;
+    delete_committed_offsets(services, &topic.name).await;
+    // The topic is gone for clients either way; what is left of its directory stays under a
+    // tombstone and goes at the next start.
+    let catalog = services.catalog.clone();
+    let finished = topic.clone();
+    if let Err(error) = blocking(move || catalog.finish_deletion(&finished)).await {
+        tracing::warn!(topic = %topic.name, %error, "topic directory not removed; it is removed at the next start");
+    }
+    Ok(())
 }
 
 /// Removes every group's committed offsets of the deleted `topic` on every coordinator shard (as
@@ -388,9 +411,21 @@ async fn alter(
         .config
         .with_entries(entries)
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
+    replace_topic_config(services, &request.name, config).await
+}
+
+/// Gives topic `name` the configuration `config` (checked here against the storage engine's
+/// rules): durably in the catalog, then on every shard's open partitions. The native
+/// AlterTopicConfig and Kafka's AlterConfigs share it.
+pub(crate) async fn replace_topic_config(
+    services: &Rc<Services>,
+    name: &str,
+    config: TopicConfig,
+) -> Result<(), (ErrorCode, String)> {
+    refuse_internal(name)?;
     check_log_config(services, &config)?;
     let catalog = services.catalog.clone();
-    let name = request.name.clone();
+    let name = name.to_string();
     let altered = blocking(move || catalog.alter_topic_config(&name, config))
         .await
         .map_err(catalog_failure)?;
@@ -420,7 +455,9 @@ pub async fn create_partitions(
     }
 }
 
-async fn add_partitions(
+/// Grows topic `name` to `partitions` partitions in all; the native and the Kafka
+/// CreatePartitions share it.
+pub(crate) async fn add_partitions(
     services: &Rc<Services>,
     name: &str,
     partitions: u32,
@@ -440,7 +477,7 @@ async fn add_partitions(
 }
 
 /// Refuses a client's change to one of the broker's own topics.
-fn refuse_internal(name: &str) -> Result<(), (ErrorCode, String)> {
+pub(crate) fn refuse_internal(name: &str) -> Result<(), (ErrorCode, String)> {
     if is_internal_topic(name) {
         return Err((
             ErrorCode::InvalidTopicName,
@@ -453,7 +490,10 @@ fn refuse_internal(name: &str) -> Result<(), (ErrorCode, String)> {
 }
 
 /// Refuses a topic config the storage engine would refuse when opening a partition.
-fn check_log_config(services: &Services, config: &TopicConfig) -> Result<(), (ErrorCode, String)> {
+pub(crate) fn check_log_config(
+    services: &Services,
+    config: &TopicConfig,
+) -> Result<(), (ErrorCode, String)> {
     log_config(config, services.batch_bytes_max())
         .check()
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))
@@ -474,7 +514,7 @@ fn topic_result(name: &str, outcome: Result<(), (ErrorCode, String)>) -> TopicRe
     }
 }
 
-fn catalog_failure(error: CatalogError) -> (ErrorCode, String) {
+pub(crate) fn catalog_failure(error: CatalogError) -> (ErrorCode, String) {
     if matches!(
         error,
         CatalogError::Io { .. } | CatalogError::Corrupt { .. }
@@ -520,7 +560,7 @@ pub async fn init_producer_id(
 }
 
 /// Runs a catalog change (file writes and fsyncs) on glommio's blocking thread pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     change: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
 ) -> Result<T, CatalogError> {
     glommio::executor().spawn_blocking(change).await
@@ -550,5 +590,6 @@ mod tests {
         assert_eq!(explicit.retention_bytes, implicit.retention_bytes);
         assert_eq!(explicit.retention_ms, implicit.retention_ms);
         assert_eq!(explicit.durability, implicit.durability);
+        assert_eq!(explicit.batch_bytes_max, implicit.batch_bytes_max);
     }
 }

@@ -484,23 +484,15 @@ pub async fn delete_records(
     services: &Rc<Services>,
     request: &DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
-    let opening_wait_until = Instant::now() + Duration::from_millis(u64::from(request.timeout_ms));
-    let snapshot = services.snapshot();
     let mut items = Vec::new();
     for topic in &request.topics {
         for partition in &topic.partitions {
             // u64::MAX stands for Kafka's -1: "up to the high watermark".
             let before = i64::try_from(partition.before_offset).unwrap_or(-1);
-            items.push(
-                resolve_for_write(&snapshot, &topic.name, partition.partition)
-                    .map(|(owner, key)| (owner, (key, before))),
-            );
+            items.push((topic.name.as_str(), partition.partition, before));
         }
     }
-    let results = route(services, items, move |shard, partitions| {
-        shard.delete_records(partitions, opening_wait_until)
-    })
-    .await;
+    let results = delete_records_before(services, &items, u64::from(request.timeout_ms)).await;
     let topics = answer_in_request_order(
         request_shape(&request.topics),
         results,
@@ -518,6 +510,30 @@ pub async fn delete_records(
         },
     );
     DeleteRecordsResponse { topics }
+}
+
+/// Deletes the records before `before` of each `(topic, partition, before)` on its owner (`-1`:
+/// up to the high watermark), waiting up to `timeout_ms` for a partition still opening after
+/// the start. Answer `i` is item `i`'s new log start offset. The native and the Kafka
+/// DeleteRecords share it.
+pub(crate) async fn delete_records_before(
+    services: &Rc<Services>,
+    items: &[(&str, u32, i64)],
+    timeout_ms: u64,
+) -> Vec<Result<u64, PartitionError>> {
+    let opening_wait_until = Instant::now() + Duration::from_millis(timeout_ms);
+    let snapshot = services.snapshot();
+    let items = items
+        .iter()
+        .map(|&(topic, partition, before)| {
+            resolve_for_write(&snapshot, topic, partition)
+                .map(|(owner, key)| (owner, (key, before)))
+        })
+        .collect();
+    route(services, items, move |shard, partitions| {
+        shard.delete_records(partitions, opening_wait_until)
+    })
+    .await
 }
 
 #[cfg(test)]
