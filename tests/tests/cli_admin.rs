@@ -601,6 +601,7 @@ fn topic_describe_shows_every_config_with_its_value_and_source() {
         "durability",
         "group.commit.bytes",
         "group.commit.us",
+        "max.message.bytes",
     ] {
         let line = described
             .lines()
@@ -610,7 +611,7 @@ fn topic_describe_shows_every_config_with_its_value_and_source() {
     }
     let described = json(&spate(address, &["topic", "describe", "orders", "--json"], b"").ok());
     let configs = described["configs"].as_object().unwrap();
-    assert_eq!(configs.len(), 7, "{described}");
+    assert_eq!(configs.len(), 8, "{described}");
     assert_eq!(configs["retention.bytes"]["value"], "-1");
     assert_eq!(configs["retention.bytes"]["source"], "default");
 }

@@ -61,7 +61,7 @@ pub struct ConfigArgs {
     retention_ms: Option<i64>,
     /// Any topic config, KEY=VALUE (repeatable). Keys: retention.bytes, retention.ms,
     /// segment.bytes, segment.ms, durability (fsync-every-append | group-commit),
-    /// group.commit.bytes, group.commit.us.
+    /// group.commit.bytes, group.commit.us, max.message.bytes.
     #[arg(long = "config", value_parser = crate::parse_key_value, value_name = "KEY=VALUE")]
     configs: Vec<(String, String)>,
 }
