@@ -166,3 +166,40 @@ fn an_unreachable_broker_is_a_retriable_connect_error() {
     assert!(error.is_unreachable());
     assert!(error.to_string().contains(&address.to_string()), "{error}");
 }
+
+#[test]
+fn max_message_bytes_refuses_larger_batches_and_takes_smaller_ones() {
+    let broker = broker();
+    let client = client(broker.address());
+    let admin = client.admin();
+    admin
+        .create_topic(NewTopic::new("small", 1).with_config("max.message.bytes", "1024"))
+        .wait()
+        .unwrap();
+    let described = admin.describe_topic("small").wait().unwrap();
+    assert_eq!(
+        described
+            .configs
+            .get("max.message.bytes")
+            .map(String::as_str),
+        Some("1024")
+    );
+    // Each record is delivered before the next is sent, so each is a batch of its own.
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    let small = vec![b's'; 200];
+    let large = vec![b'l'; 4096];
+    let fits = producer
+        .send_blocking(ProducerRecord::new("small", &small).with_partition(0))
+        .unwrap();
+    assert_eq!(fits.wait().unwrap().offset, Some(0));
+    let too_large = producer
+        .send_blocking(ProducerRecord::new("small", &large).with_partition(0))
+        .unwrap();
+    let refused = too_large.wait().unwrap_err();
+    producer.close().wait().unwrap();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::MessageTooLarge),
+        "{refused}"
+    );
+}
