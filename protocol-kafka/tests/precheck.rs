@@ -514,3 +514,28 @@ fn decode_request_body_ok(api_key: i16, version: i16, body: &[u8]) -> bool {
     frame.extend_from_slice(body);
     decode_request(Bytes::from(frame)).is_ok()
 }
+
+/// What cargo-fuzz found in `kafka-protocol` alone within its first few hundred runs (target
+/// `decode_without_precheck`, from sarama's DescribeConfigs v4 frame in the corpus): 49 bytes
+/// whose configuration-key count of 2^32 - 3 made the decoder ask for an 8.5 GB allocation.
+const FUZZ_FOUND_DESCRIBE_CONFIGS: [u8; 49] = [
+    0x00, 0x20, 0x00, 0x04, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0c, 0x73, 0x61, 0x72, 0x61, 0x6d, 0x61,
+    0x2d, 0x61, 0x64, 0x6d, 0x69, 0x6e, 0x00, 0x02, 0x02, 0x13, 0x5f, 0x5f, 0x63, 0x6f, 0x6e, 0x73,
+    0x75, 0x6d, 0x65, 0x72, 0x5f, 0x6f, 0x66, 0x66, 0x73, 0x65, 0x74, 0x73, 0xff, 0xff, 0xff, 0xfe,
+    0x00,
+];
+
+#[test]
+fn the_frame_the_fuzzer_found_is_refused_without_allocating() {
+    let frame = FUZZ_FOUND_DESCRIBE_CONFIGS;
+    let (result, allocations) = measure(|| decode_request(Bytes::copy_from_slice(&frame)));
+    let Err(DecodeError::Invalid { error, .. }) = result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(error.path, "Resources[0].ConfigurationKeys");
+    assert!(
+        matches!(error.problem, Problem::CountBeyondEnd { .. }),
+        "{error}"
+    );
+    allocation_bound(frame.len(), allocations).unwrap();
+}
