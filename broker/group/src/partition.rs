@@ -282,7 +282,7 @@ async fn on_owner<S, T, F, Fut>(
 where
     S: GroupServices,
     T: Send + 'static,
-    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    F: FnOnce(Rc<Shard<S::Files>>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, PartitionError>> + 'static,
 {
     invoke_on(services, owner, move |on: Rc<S>| run(on.shard().clone()))

@@ -508,6 +508,8 @@ async fn serve_shard(
     written_syncs.await;
     opening.await;
     shard.close_partitions().await;
+    // Peers still calling this shard get `ShardStopping` rather than waiting forever.
+    services.mesh().stop().await;
     Ok(())
 }
 

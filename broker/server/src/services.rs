@@ -48,6 +48,8 @@ impl Deref for Services {
 }
 
 impl ShardServices for Services {
+    type Files = crate::shard::partition::ShardFileSystem;
+
     fn shard(&self) -> &Rc<Shard> {
         &self.shard
     }

@@ -25,17 +25,21 @@ use std::sync::{Arc, Mutex};
 
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
+use glommio::sync::Semaphore;
 
 use super::messages::PartitionError;
 use super::Shard;
 use crate::catalog::ShardId;
+use crate::storage::FileSystem;
 
 /// A shard and the services registered beside it (the group coordinator, ...), as one shard's
 /// executor holds them: what a cross-shard call runs against. Each layer that adds a per-shard
 /// service extends this trait with an accessor for it (`group::GroupServices`); the server
 /// defines the one type that implements them all. Derefs to the shard.
-pub trait ShardServices: Deref<Target = Shard> + Sized + 'static {
-    fn shard(&self) -> &Rc<Shard>;
+pub trait ShardServices: Deref<Target = Shard<Self::Files>> + Sized + 'static {
+    /// The file system the shard's partitions live on.
+    type Files: FileSystem + 'static;
+    fn shard(&self) -> &Rc<Shard<Self::Files>>;
     fn mesh(&self) -> &Mesh<Self>;
 }
 
@@ -69,7 +73,14 @@ pub enum Envelope<S> {
 /// One shard's end of the mesh.
 pub struct Mesh<S> {
     senders: Senders<Envelope<S>>,
-    pending: RefCell<HashMap<u64, LocalSender<()>>>,
+    /// Calls waiting for their answer: the target shard and the one-slot channel to wake.
+    pending: RefCell<HashMap<u64, (ShardId, LocalSender<()>)>>,
+    /// Peers whose end of the mesh is gone (they stopped): calls to them fail at once.
+    stopped: RefCell<Vec<ShardId>>,
+    /// Never has permits: closed by [`Mesh::stop`], which ends the receiver tasks.
+    stopping: Rc<Semaphore>,
+    /// The receiver tasks, one per peer: [`Mesh::stop`] waits for them to end.
+    receivers: RefCell<Vec<glommio::Task<()>>>,
     next_id: Cell<u64>,
 }
 
@@ -97,6 +108,9 @@ impl<S: ShardServices> Mesh<S> {
         Mesh {
             senders,
             pending: RefCell::new(HashMap::new()),
+            stopped: RefCell::new(Vec::new()),
+            stopping: Rc::new(Semaphore::new(0)),
+            receivers: RefCell::new(Vec::new()),
             next_id: Cell::new(0),
         }
     }
@@ -130,10 +144,13 @@ impl<S: ShardServices> Mesh<S> {
                     .unwrap_or_else(|poison| poison.into_inner()) = Some(answer);
             })
         });
+        if self.stopped.borrow().contains(&target) {
+            return Err(ShardStopping);
+        }
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let (sender, receiver) = local_channel::new_bounded(1);
-        self.pending.borrow_mut().insert(id, sender);
+        self.pending.borrow_mut().insert(id, (target, sender));
         // Removes the parked sender whether the call completes, fails or is cancelled.
         let _forget = Forget { mesh: self, id };
         if self
@@ -153,17 +170,59 @@ impl<S: ShardServices> Mesh<S> {
     }
 
     /// Starts one receiver task per peer. Calls run in their own tasks with `services`, this
-    /// shard's.
+    /// shard's. When a peer's end of the mesh goes (its executor ended), the calls waiting for
+    /// its answers fail with [`ShardStopping`]: a call it had not run, or was running, is lost
+    /// with it, and its answer can never arrive.
     pub fn spawn_receivers(&self, mut receivers: Receivers<Envelope<S>>, services: &Rc<S>) {
         for (peer, receiver) in receivers.streams() {
             let services = services.clone();
-            glommio::spawn_local(async move {
-                while let Some(envelope) = receiver.recv().await {
-                    receive(&services, peer, envelope);
+            let stopping = self.stopping.clone();
+            let task = glommio::spawn_local(async move {
+                loop {
+                    let next =
+                        futures_lite::future::or(async { Some(receiver.recv().await) }, async {
+                            let _ = stopping.acquire(1).await;
+                            None
+                        })
+                        .await;
+                    match next {
+                        Some(Some(envelope)) => receive(&services, peer, envelope),
+                        Some(None) => {
+                            services.mesh().peer_stopped(peer);
+                            break;
+                        }
+                        // This shard stops: the receiver goes with the task.
+                        None => break,
+                    }
                 }
-            })
-            .detach();
+            });
+            self.receivers.borrow_mut().push(task);
         }
+    }
+
+    /// This shard's end of the mesh goes: the receiver tasks end (peers' sends to this shard
+    /// fail), the senders close (peers' calls waiting on this shard fail with
+    /// [`ShardStopping`]), and this shard's own waiting calls fail the same way. Call it when
+    /// the shard stops: glommio does not drop a task when its executor ends, so without it the
+    /// mesh end would outlive the shard and peers' calls would wait forever. Calls this shard was
+    /// running for peers are abandoned with it (their callers get `ShardStopping`).
+    pub async fn stop(&self) {
+        self.stopping.close();
+        self.senders.close();
+        self.pending.borrow_mut().clear();
+        let receivers = std::mem::take(&mut *self.receivers.borrow_mut());
+        for receiver in receivers {
+            receiver.await;
+        }
+    }
+
+    /// Fails every call waiting on `peer` (dropping its one-slot channel wakes it with
+    /// `ShardStopping`) and every later one.
+    fn peer_stopped(&self, peer: ShardId) {
+        self.stopped.borrow_mut().push(peer);
+        self.pending
+            .borrow_mut()
+            .retain(|_, (target, _)| *target != peer);
     }
 }
 
@@ -184,7 +243,7 @@ fn receive<S: ShardServices>(services: &Rc<S>, peer: ShardId, envelope: Envelope
             .detach();
         }
         Envelope::Answered { id } => {
-            if let Some(sender) = services.mesh().pending.borrow_mut().remove(&id) {
+            if let Some((_, sender)) = services.mesh().pending.borrow_mut().remove(&id) {
                 // One slot, one message: this never fails for lack of room; it fails only if
                 // the caller stopped waiting, and then nobody needs the answer.
                 let _ = sender.try_send(());

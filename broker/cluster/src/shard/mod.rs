@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicMetadata};
-use crate::storage::{Clock, RecoveryScan};
+use crate::storage::{Clock, FileSystem, RecoveryScan};
 
 use budget::ByteBudget;
 use messages::{
@@ -87,8 +87,10 @@ pub struct ShardPosition {
     pub shard_count: usize,
 }
 
-/// One shard. Owned by its executor thread; shared by that thread's tasks through `Rc`.
-pub struct Shard {
+/// One shard. Owned by its executor thread; shared by that thread's tasks through `Rc`. Its
+/// partitions live on `F`: the direct-I/O disk behind the open-file cache in the broker, the
+/// in-memory disk in tests.
+pub struct Shard<F: FileSystem + 'static = ShardFileSystem> {
     pub id: ShardId,
     pub shard_count: usize,
     pub limits: ShardLimits,
@@ -99,9 +101,9 @@ pub struct Shard {
     /// room for; see `server::connection`.
     pub arrival_budget: ByteBudget,
     pub shutdown: ShardShutdown,
-    file_system: Rc<ShardFileSystem>,
+    file_system: Rc<F>,
     clock: Rc<dyn Clock>,
-    partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
+    partitions: RefCell<HashMap<PartitionKey, Rc<Partition<F>>>>,
     /// Partitions this shard owns but does not serve, with the reason (file, position, what is
     /// wrong): they could not be opened, or lost data while running. Requests to them fail with
     /// [`PartitionError::Offline`]; the rest of the shard serves as usual. An operator's
@@ -118,16 +120,16 @@ pub struct Shard {
     unsynced_added: Rc<signal::AppendSignal>,
 }
 
-impl Shard {
+impl<F: FileSystem + 'static> Shard<F> {
     pub fn new(
         position: ShardPosition,
         limits: ShardLimits,
         catalog: Arc<Catalog>,
-        file_system: Rc<ShardFileSystem>,
+        file_system: Rc<F>,
         clock: Rc<dyn Clock>,
         shutdown: ShutdownFlag,
         readiness: Arc<Readiness>,
-    ) -> Rc<Shard> {
+    ) -> Rc<Shard<F>> {
         assert!(
             position.id < position.shard_count,
             "a shard is one of its peers"
@@ -433,7 +435,7 @@ impl Shard {
         }
     }
 
-    fn partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
+    fn partition(&self, key: &PartitionKey) -> Result<Rc<Partition<F>>, PartitionError> {
         if let Some(partition) = self.partitions.borrow().get(key) {
             return Ok(partition.clone());
         }
@@ -453,7 +455,7 @@ impl Shard {
         &self,
         key: &PartitionKey,
         deadline: Instant,
-    ) -> Result<Rc<Partition>, PartitionError> {
+    ) -> Result<Rc<Partition<F>>, PartitionError> {
         loop {
             match self.partition(key) {
                 Err(PartitionError::Opening) => {
@@ -684,7 +686,7 @@ impl Shard {
 
     /// Takes the partition offline if its log found its active segment unlinked (a sync or the
     /// timer's check did): nothing more may be acknowledged for it.
-    fn take_offline_if_lost(&self, key: PartitionKey, partition: &Partition) {
+    fn take_offline_if_lost(&self, key: PartitionKey, partition: &Partition<F>) {
         if let Some(error) = partition.log.lost() {
             self.take_offline(key, error.to_string());
         }
@@ -708,7 +710,7 @@ impl Shard {
 
     /// The partitions this shard serves now, taken out of the map so that a periodic task can
     /// await on each without holding the borrow (a topic may be created or deleted meanwhile).
-    fn owned_partitions(&self) -> Vec<(PartitionKey, Rc<Partition>)> {
+    fn owned_partitions(&self) -> Vec<(PartitionKey, Rc<Partition<F>>)> {
         self.partitions
             .borrow()
             .iter()
@@ -772,7 +774,7 @@ impl Shard {
     /// [`PARTITION_CLOSES_IN_FLIGHT`] at a time so that their fsyncs overlap.
     pub async fn close_partitions(&self) {
         let started = Instant::now();
-        let partitions: Vec<(PartitionKey, Rc<Partition>)> =
+        let partitions: Vec<(PartitionKey, Rc<Partition<F>>)> =
             self.partitions.borrow_mut().drain().collect();
         let count = partitions.len();
         let queue = Rc::new(RefCell::new(partitions));

@@ -27,7 +27,7 @@ where
     S: ShardServices,
     T: Send + 'static,
     R: Send + 'static,
-    F: Fn(Rc<Shard>, Vec<T>) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Shard<S::Files>>, Vec<T>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Vec<Result<R, PartitionError>>> + 'static,
 {
     let count = items.len();
@@ -83,7 +83,7 @@ where
 pub async fn broadcast<S, F, Fut>(services: &Rc<S>, run: F) -> Result<(), PartitionError>
 where
     S: ShardServices,
-    F: Fn(Rc<Shard>) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Shard<S::Files>>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), PartitionError>> + 'static,
 {
     let calls: Vec<_> =
