@@ -13,7 +13,7 @@ IDLE_S = 10
 def measure(binary):
     data = tempfile.mkdtemp(dir=os.environ.get("SPATE_BENCH_DATA_ROOT", "."))
     p = subprocess.Popen([binary, "--data-dir", data, "--listen", "127.0.0.1:0", "--shards", "2", "--log-level", "info"],
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1", "SPATE_KAFKA_LISTEN": "127.0.0.1:0"})
     addr = None
     for line in p.stderr:
         m = re.search(r"broker ready address=(\S+)", line)

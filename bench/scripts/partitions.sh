@@ -56,7 +56,9 @@ wait_for_line() {
 start_broker() {
     local broker_bin=$1; shift
     : > "$log"
-    "$broker_bin/spate-broker" --data-dir "$data" --listen "$address" --shards "$shards" \
+    # The Kafka listener on a port of its own (never 9092); by environment, which older builds
+    # compared in the same run ignore.
+    SPATE_KAFKA_LISTEN=127.0.0.1:0 "$broker_bin/spate-broker" --data-dir "$data" --listen "$address" --shards "$shards" \
         --log-level info "$@" 2>>"$log" &
     pid=$!
     local started; started=$(now_ms)

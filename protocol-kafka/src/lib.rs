@@ -21,3 +21,6 @@ pub use decode::{decode_request, DecodeError, Request};
 pub use precheck::{
     api_keys, header_version, precheck, precheck_header, request_versions, PrecheckError, Problem,
 };
+
+pub mod frame;
+pub mod versions;

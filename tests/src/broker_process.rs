@@ -5,7 +5,9 @@
 //! The port is chosen by the broker itself (`--listen 127.0.0.1:0`): it binds one port for all its
 //! shards and logs `broker ready address=...`, which this helper reads from the broker's stderr.
 //! That avoids the race of picking a port here and hoping it is still free when the broker binds.
-//! A restart binds the same address again, as an operator's restart would.
+//! A restart binds the same address again, as an operator's restart would. The Kafka listener is
+//! started the same way (`--kafka-listen 127.0.0.1:0`, never the fixed 9092) and its address read
+//! from the same line (`kafka_address=...`).
 //!
 //! The broker serves before its partitions are open (it opens them in the background). A start
 //! returns once the broker also logged `all partitions open`, so that tests see every partition
@@ -53,6 +55,7 @@ impl Default for BrokerOptions {
 pub struct Broker {
     child: Option<Child>,
     address: SocketAddr,
+    kafka_address: Option<SocketAddr>,
     data_dir: tempfile::TempDir,
     options: BrokerOptions,
     log: mpsc::Receiver<String>,
@@ -68,10 +71,15 @@ impl Broker {
             .tempdir_in(test_data_root())
             .expect("create a temporary data directory");
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        let (child, address, log, early_log) = spawn(data_dir.path(), any_port, &options);
+        let listen = Listen {
+            native: any_port,
+            kafka: any_port,
+        };
+        let (child, ready, log, early_log) = spawn(data_dir.path(), listen, &options);
         Broker {
             child: Some(child),
-            address,
+            address: ready.native,
+            kafka_address: ready.kafka,
             data_dir,
             options,
             log,
@@ -81,6 +89,15 @@ impl Broker {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The Kafka listener's address (the broker's own `127.0.0.1:0` pick).
+    ///
+    /// # Panics
+    /// When the broker was started with the Kafka listener turned off.
+    pub fn kafka_address(&self) -> SocketAddr {
+        self.kafka_address
+            .expect("the broker runs its Kafka listener")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -131,10 +148,16 @@ impl Broker {
     /// sets SO_REUSEADDR, so the port can be bound again at once.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the broker before restarting it");
-        let (child, address, log, early_log) =
-            spawn(self.data_dir.path(), self.address, &self.options);
+        let listen = Listen {
+            native: self.address,
+            kafka: self
+                .kafka_address
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+        };
+        let (child, ready, log, early_log) = spawn(self.data_dir.path(), listen, &self.options);
         self.child = Some(child);
-        self.address = address;
+        self.address = ready.native;
+        self.kafka_address = ready.kafka;
         self.log = log;
         self.early_log = early_log;
     }
@@ -250,7 +273,7 @@ pub fn broker_binary() -> PathBuf {
         .clone()
 }
 
-type Spawned = (Child, SocketAddr, mpsc::Receiver<String>, Vec<String>);
+type Spawned = (Child, Ready, mpsc::Receiver<String>, Vec<String>);
 
 /// A broker start that logged no readiness in time: its log and, where gdb is installed, a
 /// backtrace of every thread, taken before it was killed.
@@ -282,7 +305,7 @@ const PORT_RECLAIM_TIMEOUT: Duration = Duration::from_secs(90);
 /// step each unfinished shard is at every 10 s. Until a run shows the cause is gone, one hung
 /// start (reported in full, with the watchdog's lines and a thread dump) must not hide the
 /// result of the test that needed the broker; a second hang fails the test.
-fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawned {
+fn spawn(data_dir: &Path, listen: Listen, options: &BrokerOptions) -> Spawned {
     let mut hung_once = false;
     let reclaim_deadline = Instant::now() + PORT_RECLAIM_TIMEOUT;
     loop {
@@ -290,8 +313,9 @@ fn spawn(data_dir: &Path, listen: SocketAddr, options: &BrokerOptions) -> Spawne
             Ok(spawned) => return spawned,
             Err(StartFailure::AddressInUse(log)) => {
                 assert!(
-                    listen.port() != 0 && Instant::now() < reclaim_deadline,
-                    "broker could not listen on {listen} within {PORT_RECLAIM_TIMEOUT:?}; \
+                    (listen.native.port() != 0 || listen.kafka.port() != 0)
+                        && Instant::now() < reclaim_deadline,
+                    "broker could not listen on {listen:?} within {PORT_RECLAIM_TIMEOUT:?}; \
                      its log:\n{log}"
                 );
                 std::thread::sleep(Duration::from_millis(250));
@@ -337,7 +361,7 @@ fn thread_dump(pid: u32) -> String {
 
 fn spawn_once(
     data_dir: &Path,
-    listen: SocketAddr,
+    listen: Listen,
     options: &BrokerOptions,
 ) -> Result<Spawned, StartFailure> {
     let mut command = Command::new(broker_binary());
@@ -361,7 +385,17 @@ fn spawn_once(
     let mut child = command
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--listen", &listen.to_string()])
+        .args(["--listen", &listen.native.to_string()])
+        // Unless the test sets its own (`none`, say): a flag given twice is refused.
+        .args(
+            (!options
+                .arguments
+                .iter()
+                .any(|argument| argument == "--kafka-listen"))
+            .then(|| ["--kafka-listen".to_string(), listen.kafka.to_string()])
+            .into_iter()
+            .flatten(),
+        )
         .args(["--shards", &options.shards.to_string()])
         .args(["--log-level", "info"])
         .args(&options.arguments)
@@ -372,6 +406,8 @@ fn spawn_once(
         .env_remove("SPATE_SHARDS")
         .env_remove("SPATE_CORES")
         .env_remove("SPATE_CONFIG")
+        .env_remove("SPATE_KAFKA_LISTEN")
+        .env_remove("SPATE_KAFKA_ADVERTISED")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -400,7 +436,7 @@ fn spawn_once(
         let remaining = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(remaining) {
             Ok(line) => {
-                ready = ready.or(ready_address(&line));
+                ready = ready.or(ready_addresses(&line));
                 opened |= line.contains("all partitions open");
                 seen.push(line);
                 if let (Some(address), true) = (ready, opened) {
@@ -431,14 +467,35 @@ fn spawn_once(
     }
 }
 
-/// Parses `... broker ready address=127.0.0.1:PORT ...` (tracing's default format, no ANSI).
-fn ready_address(line: &str) -> Option<SocketAddr> {
+/// Where a broker is asked to listen.
+#[derive(Debug, Clone, Copy)]
+struct Listen {
+    native: SocketAddr,
+    kafka: SocketAddr,
+}
+
+/// Where a started broker listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ready {
+    native: SocketAddr,
+    /// `None`: the Kafka listener is off.
+    kafka: Option<SocketAddr>,
+}
+
+/// Parses `... broker ready address=127.0.0.1:PORT kafka_address=127.0.0.1:PORT ...` (tracing's
+/// default format, no ANSI; `kafka_address=none` when the Kafka listener is off).
+fn ready_addresses(line: &str) -> Option<Ready> {
     if !line.contains("broker ready") {
         return None;
     }
-    let start = line.find("address=")? + "address=".len();
-    let text = line[start..].split_whitespace().next()?;
-    text.parse().ok()
+    let field = |name: &str| {
+        let start = line.find(name)? + name.len();
+        line[start..].split_whitespace().next()
+    };
+    Some(Ready {
+        native: field(" address=")?.parse().ok()?,
+        kafka: field(" kafka_address=").and_then(|text| text.parse().ok()),
+    })
 }
 
 #[cfg(test)]
@@ -447,11 +504,26 @@ mod tests {
 
     #[test]
     fn the_ready_line_yields_the_listen_address() {
-        let line =
-            "2026-01-01T00:00:00Z  INFO spate_server: broker ready address=127.0.0.1:4321 shards=2";
-        assert_eq!(ready_address(line), Some("127.0.0.1:4321".parse().unwrap()));
+        let line = "2026-01-01T00:00:00Z  INFO spate_server: broker ready address=127.0.0.1:4321 \
+                    kafka_address=127.0.0.1:4322 shards=2";
         assert_eq!(
-            ready_address("INFO shard listening address=127.0.0.1:1"),
+            ready_addresses(line),
+            Some(Ready {
+                native: "127.0.0.1:4321".parse().unwrap(),
+                kafka: Some("127.0.0.1:4322".parse().unwrap()),
+            })
+        );
+        let without_kafka =
+            "INFO spate_server: broker ready address=127.0.0.1:4321 kafka_address=none shards=2";
+        assert_eq!(
+            ready_addresses(without_kafka),
+            Some(Ready {
+                native: "127.0.0.1:4321".parse().unwrap(),
+                kafka: None,
+            })
+        );
+        assert_eq!(
+            ready_addresses("INFO shard listening address=127.0.0.1:1"),
             None
         );
     }

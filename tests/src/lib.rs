@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`: start the real broker binary
 //! (`broker_process`), talk to it with a small blocking client over `std::net::TcpStream`
-//! built on the protocol crate's codecs (`client`), and cut connections on demand with a TCP
+//! built on the protocol crate's codecs (`client`), speak Kafka the same way with the
+//! `kafka-protocol` codecs (`kafka_client`), and cut connections on demand with a TCP
 //! proxy (`proxy`).
 //!
 //! Tests of behaviour users see go through the native client library (`spate-client`); this
@@ -10,8 +11,10 @@
 
 pub mod broker_process;
 pub mod client;
+pub mod kafka_client;
 pub mod proxy;
 
 pub use broker_process::{Broker, BrokerOptions};
 pub use client::{build_batch, TestClient, TestRecord};
+pub use kafka_client::KafkaTestClient;
 pub use proxy::CutProxy;

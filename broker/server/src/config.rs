@@ -28,6 +28,13 @@ use crate::storage::RecoveryScan;
 pub mod defaults {
     pub const DATA_DIR: &str = "./data";
     pub const LISTEN: &str = "127.0.0.1:9192";
+    /// The Kafka protocol listener (Kafka's own default port); `none` turns it off.
+    pub const KAFKA_LISTEN: &str = "127.0.0.1:9092";
+    /// Whether Metadata and Produce create a topic they do not find (Kafka's
+    /// `auto.create.topics.enable`, on by default there too).
+    pub const KAFKA_AUTO_CREATE_TOPICS: bool = true;
+    /// Partitions of a topic created that way (Kafka's `num.partitions`).
+    pub const KAFKA_DEFAULT_PARTITIONS: u32 = 1;
     pub const LOG_LEVEL: &str = "info";
     /// Largest request frame accepted, length prefix excluded. Matches the protocol's limit.
     pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -212,6 +219,10 @@ macro_rules! settings {
 settings! {
     data_dir: PathBuf, "SPATE_DATA_DIR", "Directory holding topics, partitions and the catalog (default ./data)";
     listen: String, "SPATE_LISTEN", "HOST:PORT of the native protocol listener (default 127.0.0.1:9192)";
+    kafka_listen: String, "SPATE_KAFKA_LISTEN", "HOST:PORT of the Kafka protocol listener, or none to turn it off (default 127.0.0.1:9092)";
+    kafka_advertised: String, "SPATE_KAFKA_ADVERTISED", "HOST:PORT Kafka clients are told to connect to in Metadata (default: the address the Kafka listener bound)";
+    kafka_auto_create_topics: bool, "SPATE_KAFKA_AUTO_CREATE_TOPICS", "Whether Kafka Metadata and Produce requests create topics they name and do not find, like Kafka's auto.create.topics.enable (default true)";
+    kafka_default_partitions: u32, "SPATE_KAFKA_DEFAULT_PARTITIONS", "Partitions of a topic the Kafka listener creates on its own, like Kafka's num.partitions (default 1)";
     cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
     shards: usize, "SPATE_SHARDS", "Number of shards when --cores is not given; more shards than cores run unpinned";
     log_level: String, "SPATE_LOG", "Log filter: error, warn, info, debug, trace, or tracing directives (default info)";
@@ -368,11 +379,35 @@ impl Limits {
     }
 }
 
+/// The Kafka protocol listener's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Where it listens; after start-up, the address it bound (a configured port 0 resolved).
+    pub listen: SocketAddr,
+    /// What Metadata tells clients to connect to, as `(host, port)`; `None`: the bound address.
+    pub advertised: Option<(String, u16)>,
+    /// Whether Metadata and Produce create topics they do not find.
+    pub auto_create_topics: bool,
+    /// Partitions of a topic created that way.
+    pub default_partitions: u32,
+}
+
+impl KafkaConfig {
+    /// The host and port Metadata names for this broker.
+    pub fn advertised(&self) -> (String, u16) {
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
+    }
+}
+
 /// The broker's resolved configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The Kafka protocol listener; `None`: turned off (`--kafka-listen none`).
+    pub kafka: Option<KafkaConfig>,
     pub placement: ShardPlacement,
     pub log_level: String,
     pub limits: Limits,
@@ -419,6 +454,7 @@ impl Config {
 
     fn resolve(layer: Overrides, available: Vec<usize>) -> Result<Config, ConfigError> {
         let groups = group_limits(&layer);
+        let kafka = kafka_config(&layer)?;
         let listen_text = layer.listen.unwrap_or_else(|| defaults::LISTEN.to_string());
         let listen = resolve_listen(&listen_text)?;
         let placement = match (layer.cores, layer.shards) {
@@ -509,6 +545,7 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
             listen,
+            kafka,
             placement,
             log_level: layer
                 .log_level
@@ -816,6 +853,50 @@ fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
     })
 }
 
+/// The Kafka listener's settings; `None` when `kafka_listen` is `none`.
+fn kafka_config(layer: &Overrides) -> Result<Option<KafkaConfig>, ConfigError> {
+    let listen_text = layer
+        .kafka_listen
+        .clone()
+        .unwrap_or_else(|| defaults::KAFKA_LISTEN.to_string());
+    if listen_text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let listen = resolve_listen(listen_text.trim())?;
+    let advertised = match &layer.kafka_advertised {
+        None => None,
+        Some(text) => Some(parse_host_port(text).ok_or_else(|| ConfigError::Invalid {
+            setting: "kafka_advertised",
+            message: format!("{text:?} is not HOST:PORT"),
+        })?),
+    };
+    let default_partitions = layer
+        .kafka_default_partitions
+        .unwrap_or(defaults::KAFKA_DEFAULT_PARTITIONS);
+    if default_partitions == 0 {
+        return Err(ConfigError::Invalid {
+            setting: "kafka_default_partitions",
+            message: "a topic needs at least one partition".to_string(),
+        });
+    }
+    Ok(Some(KafkaConfig {
+        listen,
+        advertised,
+        auto_create_topics: layer
+            .kafka_auto_create_topics
+            .unwrap_or(defaults::KAFKA_AUTO_CREATE_TOPICS),
+        default_partitions,
+    }))
+}
+
+/// `host:port` (a name, an IPv4 address, or an IPv6 address in brackets) and a non-zero port.
+fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
+}
+
 fn resolve_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     let error = |message: String| ConfigError::ListenAddress {
         address: text.to_string(),
@@ -907,6 +988,58 @@ mod tests {
         assert_eq!(config.placement, ShardPlacement::Pinned(vec![0, 1, 2]));
         assert_eq!(config.log_level, "info");
         assert_eq!(config.limits.frame_bytes_max, defaults::FRAME_BYTES_MAX);
+        let kafka = config.kafka.expect("the Kafka listener is on by default");
+        assert_eq!(
+            kafka.listen,
+            "127.0.0.1:9092".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(kafka.advertised(), ("127.0.0.1".to_string(), 9092));
+        assert!(kafka.auto_create_topics);
+        assert_eq!(kafka.default_partitions, 1);
+    }
+
+    #[test]
+    fn the_kafka_listener_is_set_by_flag_file_and_environment_and_none_turns_it_off() {
+        let off = build(&["--kafka-listen", "none"], &[], vec![0]).unwrap();
+        assert_eq!(off.kafka, None);
+        let from_flags = build(
+            &[
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--kafka-advertised",
+                "kafka.example:19092",
+                "--kafka-auto-create-topics",
+                "false",
+                "--kafka-default-partitions",
+                "3",
+            ],
+            &[],
+            vec![0],
+        )
+        .unwrap()
+        .kafka
+        .unwrap();
+        assert_eq!(from_flags.listen.port(), 0);
+        assert_eq!(
+            from_flags.advertised(),
+            ("kafka.example".to_string(), 19092)
+        );
+        assert!(!from_flags.auto_create_topics);
+        assert_eq!(from_flags.default_partitions, 3);
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(&file, "kafka_listen = \"127.0.0.1:1900\"\n").unwrap();
+        let from_file = build(&["--config", file.to_str().unwrap()], &[], vec![0]).unwrap();
+        assert_eq!(from_file.kafka.unwrap().listen.port(), 1900);
+        let from_environment = build(
+            &["--config", file.to_str().unwrap()],
+            &[("SPATE_KAFKA_LISTEN", "none")],
+            vec![0],
+        )
+        .unwrap();
+        assert_eq!(from_environment.kafka, None);
+        let (setting, _) = refusal(&["--kafka-advertised", "no-port"]);
+        assert_eq!(setting, "kafka_advertised");
     }
 
     #[test]

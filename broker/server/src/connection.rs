@@ -37,7 +37,10 @@
 //! pending response for `response_write_timeout_ms` closes the connection, which returns all of
 //! it; a warning says so at most every few seconds per shard.
 //!
-//! Bad input: a frame whose header parses but whose body does not gets an error response and the
+//! The protocol itself (frame sizes, headers, decoding, what is answered to bad input) is a
+//! [`Dialect`]; the native one is `handlers::Native`, Kafka's `kafka::Kafka`.
+//!
+//! Bad input (native dialect): a frame whose header parses but whose body does not gets an error response and the
 //! connection goes on; a frame too large, or whose header cannot be parsed, gets an error response
 //! when its correlation id is known and the connection is closed after the responses already
 //! queued are written. No input can make this code panic or allocate beyond the frame limit.
@@ -57,18 +60,66 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 use glommio::Task;
-use spate_protocol::api::ApiKey;
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
-use spate_protocol::error::{ErrorCode, WireError};
-use spate_protocol::frame::{split_request_frame, REQUEST_HEADER_BYTES_MIN};
 
 use super::admission::LogThrottle;
-use super::handlers;
+use super::handlers::Rejection;
 use super::startup::tune_connection;
 use super::write::write_chunks;
+use crate::config::Limits;
 use crate::services::Services;
 use crate::shard::budget::{charge, hold, try_hold, ByteBudget, HeldBytes};
 use crate::shard::Shard;
+
+/// A wire protocol served by this connection loop: how its frames are delimited and refused,
+/// decoded into requests and run. The loop itself (budgets, ordering, timeouts, backpressure)
+/// is the same for every protocol; the native protocol (`handlers::Native`) and Kafka's
+/// (`kafka::Kafka`) each implement this once per connection.
+///
+/// Both protocols put a 4-byte length before each frame (`FRAME_LENGTH_BYTES`); only its byte
+/// order and what follows differ.
+pub trait Dialect: Sized + 'static {
+    /// A frame split off the read buffer, not yet decoded.
+    type Frame;
+    /// A decoded request, ready to run.
+    type Request;
+    /// Bytes after the length prefix a frame refused for its size must have before it is
+    /// answered (its header, so the answer can name the request); 0: refused without an answer.
+    const HEADER_BYTES_MIN: usize;
+
+    /// The length prefix at the front of `buffer`, once its bytes arrived.
+    fn frame_bytes(buffer: &[u8]) -> Option<usize>;
+
+    /// The answer to a frame larger than `limit` at the front of `buffer`, if one can be built;
+    /// the connection closes after it.
+    fn refuse_oversized(
+        &self,
+        buffer: &[u8],
+        frame_bytes: usize,
+        limit: usize,
+    ) -> Option<Vec<Bytes>>;
+
+    /// Splits the complete frame at the front of `buffer` off it. `Err`: the frame cannot be
+    /// read (the answer, if any, is sent and the connection closes).
+    fn split(&self, buffer: &mut BytesMut) -> Result<Self::Frame, Option<Vec<Bytes>>>;
+
+    /// Decodes a frame into a request, or says how to refuse it.
+    fn decode(&self, frame: Self::Frame) -> Result<Self::Request, Rejection>;
+
+    /// Budget bytes the request needs beyond its frame (a fetch's response allowance).
+    fn response_allowance(&self, request: &Self::Request, limits: &Limits) -> usize;
+
+    /// Lowers the request's response allowance to `bytes` (its share when the shard's large
+    /// budget had no room).
+    fn limit_response(&self, request: &mut Self::Request, bytes: usize);
+
+    /// Runs the request; `None`: no answer is sent.
+    fn execute(
+        self: &Rc<Self>,
+        services: Rc<Services>,
+        request: Self::Request,
+    ) -> impl Future<Output = Option<Vec<Bytes>>> + 'static;
+}
 
 /// Bytes of the first read after a connection had nothing buffered, into the task's own memory:
 /// an idle connection holds no buffer, and a small request arriving whole costs only its size.
@@ -168,7 +219,12 @@ impl AsRawFd for SharedStream {
 
 /// Serves one accepted connection until the peer closes it, it breaks the protocol beyond
 /// repair, it stays idle too long, it does not take its answers, or the broker shuts down.
-pub async fn serve(shard: Rc<Services>, stream: TcpStream, logs: Rc<ConnectionLogs>) {
+pub async fn serve<D: Dialect>(
+    shard: Rc<Services>,
+    stream: TcpStream,
+    logs: Rc<ConnectionLogs>,
+    dialect: D,
+) {
     let limits = &shard.config.limits;
     // SAFETY: the descriptor is the open socket owned by `stream`, alive for this borrow.
     let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
@@ -203,6 +259,7 @@ pub async fn serve(shard: Rc<Services>, stream: TcpStream, logs: Rc<ConnectionLo
         logs,
     ));
     let reader = Reader {
+        dialect: Rc::new(dialect),
         budget: ByteBudget::new(limits.connection_inflight_bytes_max),
         arrival_budget: ByteBudget::new(limits.connection_arrival_bytes_max),
         shard,
@@ -295,7 +352,9 @@ enum Waited {
 }
 
 /// The reading half of a connection; owned by the connection's task.
-struct Reader {
+struct Reader<D: Dialect> {
+    /// The connection's protocol (and what it knows of the connection).
+    dialect: Rc<D>,
     shard: Rc<Services>,
     stream: SharedStream,
     /// Everything this connection holds: frames, and fetches' response allowances.
@@ -312,7 +371,7 @@ struct Reader {
     frame_waited: Duration,
 }
 
-impl Reader {
+impl<D: Dialect> Reader<D> {
     async fn run(mut self) {
         loop {
             loop {
@@ -475,7 +534,7 @@ impl Reader {
     /// The total size of the frame at the front of the buffer if its first read chunk has
     /// arrived and the rest has not.
     fn large_frame_in_progress(&self) -> Option<usize> {
-        let frame_bytes = peek_frame_bytes(&self.buffer)?;
+        let frame_bytes = D::frame_bytes(&self.buffer)?;
         if frame_bytes > self.shard.config.limits.frame_bytes_max {
             return None; // Refused by `next_frame` once its header is here.
         }
@@ -530,32 +589,34 @@ impl Reader {
 
     async fn next_frame(&mut self) -> Next {
         let limits = &self.shard.config.limits;
-        let Some(frame_bytes) = peek_frame_bytes(&self.buffer) else {
+        let Some(frame_bytes) = D::frame_bytes(&self.buffer) else {
             return Next::NeedMore;
         };
         if frame_bytes > limits.frame_bytes_max {
-            if self.buffer.len() < FRAME_LENGTH_BYTES + REQUEST_HEADER_BYTES_MIN {
+            if self.buffer.len() < FRAME_LENGTH_BYTES + D::HEADER_BYTES_MIN {
                 // Wait for the header so the error can carry the correlation id (one short read).
                 return Next::NeedMore;
             }
-            let error = WireError::FrameTooLarge {
+            tracing::debug!(
+                shard = self.shard.id,
                 frame_bytes,
-                limit: limits.frame_bytes_max,
-                api_key: peek_u16(&self.buffer, FRAME_LENGTH_BYTES),
-                correlation_id: peek_u32(&self.buffer, FRAME_LENGTH_BYTES + 4),
-            };
-            self.reject_and_stop(&error).await;
+                limit = limits.frame_bytes_max,
+                "closing a connection that sent a frame larger than frame_bytes_max"
+            );
+            let answer =
+                self.dialect
+                    .refuse_oversized(&self.buffer, frame_bytes, limits.frame_bytes_max);
+            self.queue_last_answer(answer).await;
             return Next::Stop;
         }
         let total = FRAME_LENGTH_BYTES + frame_bytes;
         if self.buffer.len() < total {
             return Next::NeedMore;
         }
-        let frame = match split_request_frame(&mut self.buffer) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => unreachable!("a frame whose bytes all arrived is complete"),
-            Err(error) => {
-                self.reject_and_stop(&error).await;
+        let frame = match self.dialect.split(&mut self.buffer) {
+            Ok(frame) => frame,
+            Err(answer) => {
+                self.queue_last_answer(answer).await;
                 return Next::Stop;
             }
         };
@@ -582,7 +643,7 @@ impl Reader {
         let Ok(slot) = self.shared.slots.acquire_static_permit(1).await else {
             return Next::Stop;
         };
-        let (answer, close) = match handlers::decode(frame) {
+        let (answer, close) = match self.dialect.decode(frame) {
             Ok(mut request) => {
                 match self.hold_allowance(&mut request).await {
                     Some(allowance) => held.absorb(allowance),
@@ -590,7 +651,7 @@ impl Reader {
                 }
                 let shard = self.shard.clone();
                 (
-                    self.spawn_answer(held, handlers::execute(shard, request)),
+                    self.spawn_answer(held, self.dialect.execute(shard, request)),
                     false,
                 )
             }
@@ -617,7 +678,7 @@ impl Reader {
     }
 }
 
-impl Reader {
+impl<D: Dialect> Reader<D> {
     /// Waits while the connection's unsent responses exceed their bound; `false`: stop reading
     /// (shutdown, or the writer gave up).
     async fn unsent_within_bound(&self) -> bool {
@@ -628,26 +689,11 @@ impl Reader {
         .await
     }
 
-    /// Queues an error response when the frame's correlation id is readable, then stops reading.
-    async fn reject_and_stop(&self, error: &WireError) {
-        let buffer = &self.buffer;
-        let correlation_id = match error {
-            WireError::FrameTooLarge { correlation_id, .. } => *correlation_id,
-            _ if buffer.len() >= FRAME_LENGTH_BYTES + REQUEST_HEADER_BYTES_MIN => {
-                peek_u32(buffer, FRAME_LENGTH_BYTES + 4)
-            }
-            _ => None,
-        };
-        tracing::debug!(shard = self.shard.id, %error, ?correlation_id, "closing connection after an unreadable frame");
-        let Some(correlation_id) = correlation_id else {
+    /// Queues the last answer before the connection closes, if there is one.
+    async fn queue_last_answer(&self, answer: Option<Vec<Bytes>>) {
+        if answer.is_none() {
             return;
-        };
-        // An unknown api key has no response layout to carry the error: close without one.
-        let Some(api_key) = peek_u16(buffer, FRAME_LENGTH_BYTES).and_then(ApiKey::from_u16) else {
-            return;
-        };
-        let answer =
-            handlers::reject(api_key, correlation_id, ErrorCode::for_wire_error(error)).answer;
+        }
         let _ = self
             .queue
             .send(InFlight {
@@ -661,9 +707,9 @@ impl Reader {
     /// (other connections' frames fill it), the fetch is answered with at most one read chunk of
     /// records, held from the arrival budgets, instead of waiting: consumers stay served while
     /// large frames hold the large budget. `None`: shutdown.
-    async fn hold_allowance(&self, request: &mut handlers::Request) -> Option<HeldBytes> {
+    async fn hold_allowance(&self, request: &mut D::Request) -> Option<HeldBytes> {
         let limits = &self.shard.config.limits;
-        let allowance = handlers::response_allowance(request, limits);
+        let allowance = self.dialect.response_allowance(request, limits);
         if allowance == 0 {
             return Some(HeldBytes::default());
         }
@@ -678,11 +724,7 @@ impl Reader {
         }
         let smaller = allowance.min(limits.read_chunk_bytes);
         if let Some(held) = try_hold(&self.arrival_budgets(), smaller) {
-            if let handlers::Request::Fetch(fetch) = request {
-                let smaller = u32::try_from(smaller).unwrap_or(u32::MAX);
-                fetch.body.max_bytes = fetch.body.max_bytes.min(smaller);
-                fetch.body.min_bytes = fetch.body.min_bytes.min(fetch.body.max_bytes);
-            }
+            self.dialect.limit_response(request, smaller);
             return Some(held);
         }
         self.hold_or_stop(&large, allowance).await
@@ -743,16 +785,4 @@ async fn read_partial(
         // EOF, an error, or shutdown: stop reading; queued requests still get answers.
         Waited::Read(_) | Waited::Shutdown => None,
     }
-}
-
-fn peek_frame_bytes(buffer: &[u8]) -> Option<usize> {
-    peek_u32(buffer, 0).map(|length| length as usize)
-}
-
-fn peek_u16(buffer: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(buffer.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn peek_u32(buffer: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(buffer.get(at..at + 4)?.try_into().ok()?))
 }

@@ -21,6 +21,7 @@ pub mod admission;
 pub mod config;
 pub mod connection;
 pub mod handlers;
+pub mod kafka;
 pub mod progress;
 pub mod services;
 pub mod startup;
@@ -51,6 +52,7 @@ use crate::shard::opening::Readiness;
 use crate::shard::signal::{ShutdownFlag, SignalListener};
 use crate::shard::{Shard, ShardPosition};
 use admission::{accept_backoff, Admission, LogThrottle};
+use kafka::KafkaBroker;
 use progress::{StartupProgress, StartupStep};
 use services::Services;
 
@@ -83,6 +85,8 @@ pub enum ServerError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("Kafka cluster id: {0}")]
+    KafkaIdentity(#[from] kafka::identity::IdentityError),
 }
 
 /// A step every shard must reach before any goes on: counted with an atomic, waited for by
@@ -142,6 +146,8 @@ struct Rendezvous {
     failed: Arc<AtomicUsize>,
     /// The address the shards listen on (resolved when the configured port is 0).
     listen: SocketAddr,
+    /// The Kafka listener's shared state, when it is on.
+    kafka: Option<Arc<KafkaBroker>>,
     /// The broker-wide connection counts and limits.
     admission: Arc<Admission>,
     /// Which start-up step each shard is at, for the watchdog that names a stuck one.
@@ -170,6 +176,25 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         .ok()
         .and_then(|address| address.as_socket())
         .unwrap_or(config.listen);
+    let kafka_listener = match &config.kafka {
+        None => None,
+        Some(kafka) => {
+            let listener = startup::bind_listener_waiting(
+                kafka.listen,
+                Duration::from_millis(startup::LISTEN_ADDRESS_IN_USE_WAIT_MS),
+            )
+            .map_err(|source| ServerError::Listen {
+                address: kafka.listen,
+                source,
+            })?;
+            let bound = listener
+                .local_addr()
+                .ok()
+                .and_then(|address| address.as_socket())
+                .unwrap_or(kafka.listen);
+            Some((Arc::new(listener), bound))
+        }
+    };
     let connections_max = startup::log_open_files(
         config.limits.file_descriptors_reserved,
         config.limits.connections_max,
@@ -210,6 +235,16 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         );
     }
     let catalog = Arc::new(catalog);
+    let kafka = match (&config.kafka, &kafka_listener) {
+        (Some(kafka_config), Some((_, bound))) => {
+            let identity = kafka::KafkaIdentity::load_or_create(&config.data_dir)?;
+            let mut kafka_config = kafka_config.clone();
+            // Metadata advertises the address clients reach, not a configured port 0.
+            kafka_config.listen = *bound;
+            Some(Arc::new(KafkaBroker::new(kafka_config, identity)))
+        }
+        _ => None,
+    };
     tracing::info!(
         data_dir = %config.data_dir.display(),
         topics = catalog.snapshot().topics.len(),
@@ -224,6 +259,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         drained: Barrier::default(),
         failed: Arc::new(AtomicUsize::new(0)),
         listen,
+        kafka: kafka.clone(),
         admission,
         progress: StartupProgress::new(shard_count),
         readiness: Arc::new(Readiness::new(shard_count, started)),
@@ -232,6 +268,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
     let mut config = config;
     config.listen = listen;
+    if let (Some(kafka_config), Some(kafka)) = (&mut config.kafka, &kafka) {
+        kafka_config.listen = kafka.config.listen;
+    }
     let config = Arc::new(config);
     let mesh_builder = MeshBuilder::<Envelope<Services>, _>::full(
         shard_count,
@@ -249,6 +288,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         let shutdown = shutdown.clone();
         let rendezvous = rendezvous.clone();
         let listener = listener.clone();
+        let kafka_listener = kafka_listener
+            .as_ref()
+            .map(|(listener, _)| listener.clone());
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{index}"))
             .io_memory(config.limits.io_memory_bytes)
@@ -257,6 +299,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
                     spawn_index: index,
                     core,
                     listener,
+                    kafka_listener,
                 };
                 run_shard(config, catalog, mesh_builder, shutdown, rendezvous, shard).await
             })
@@ -281,12 +324,17 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         watchdog.report_if_slow();
     }
     drop(listener);
+    drop(kafka_listener);
     if rendezvous.listening.arrived.load(Ordering::SeqCst) == shard_count {
         rendezvous.readiness.serving();
         let readiness = rendezvous.readiness.report();
         // "All partitions open" follows (or came first) once every shard opened its own.
+        let kafka_address = kafka
+            .as_ref()
+            .map_or("none".to_string(), |kafka| kafka.config.listen.to_string());
         tracing::info!(
             address = %listen,
+            kafka_address = %kafka_address,
             shards = shard_count,
             partitions = readiness.partitions_total,
             opened = readiness.partitions_opened,
@@ -324,11 +372,12 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
 
 /// Who a shard thread is before it joins the mesh: the index it was spawned with (the mesh
 /// assigns its own ids, in executor order), the core it is pinned to, and the broker's listening
-/// socket (dropped once the shard holds its own duplicate).
+/// sockets, native and Kafka (each dropped once the shard holds its own duplicate).
 struct StartingShard {
     spawn_index: usize,
     core: Option<usize>,
     listener: Arc<socket2::Socket>,
+    kafka_listener: Option<Arc<socket2::Socket>>,
 }
 
 /// Joins the cross-shard mesh while a timer wakes this executor every few milliseconds.
@@ -391,6 +440,7 @@ async fn serve_shard(
         spawn_index,
         core,
         listener,
+        kafka_listener,
     }: StartingShard,
 ) -> Result<(), ServerError> {
     let shard_count = config.placement.shard_count();
@@ -439,22 +489,22 @@ async fn serve_shard(
         .arrive_and_wait(shard_count, &shutdown)
         .await;
     progress.enter(spawn_index, StartupStep::Binding);
-    let duplicate =
-        listener
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|source| ServerError::Listen {
-                address: rendezvous.listen,
-                source,
-            })?;
-    drop(listener);
-    // SAFETY: the descriptor is a fresh duplicate of the listening socket, handed over whole.
-    let listener = unsafe { TcpListener::from_raw_fd(duplicate.into_raw_fd()) };
+    let listener = duplicate_listener(listener, rendezvous.listen)?;
+    let kafka_listener = match (kafka_listener, &rendezvous.kafka) {
+        (Some(kafka_listener), Some(kafka)) => {
+            Some(duplicate_listener(kafka_listener, kafka.config.listen)?)
+        }
+        _ => None,
+    };
     tracing::info!(
         shard = id,
         core = ?core,
         partitions = owned,
         address = %rendezvous.listen,
+        kafka_address = %rendezvous
+            .kafka
+            .as_ref()
+            .map_or("none".to_string(), |kafka| kafka.config.listen.to_string()),
         "shard listening"
     );
     progress.enter(spawn_index, StartupStep::Listening);
@@ -467,8 +517,35 @@ async fn serve_shard(
     let recovery_points = glommio::spawn_local(shard.clone().run_recovery_points());
     let written_syncs = glommio::spawn_local(shard.clone().run_written_syncs());
     let connections = Gate::new();
-    accept_until_shutdown(&services, &listener, &connections, &rendezvous.admission).await;
+    let logs = Rc::new(connection::ConnectionLogs {
+        write_timeouts: std::cell::RefCell::new(LogThrottle::new(Duration::from_millis(
+            ACCEPT_LOG_INTERVAL_MS,
+        ))),
+    });
+    let native = accept_until_shutdown(
+        &services,
+        &listener,
+        &connections,
+        &rendezvous.admission,
+        &logs,
+        |_peer| handlers::Native,
+    );
+    match (&kafka_listener, &rendezvous.kafka) {
+        (Some(kafka_listener), Some(kafka)) => {
+            let kafka_connections = accept_until_shutdown(
+                &services,
+                kafka_listener,
+                &connections,
+                &rendezvous.admission,
+                &logs,
+                |peer| kafka::Kafka::new(kafka.clone(), peer),
+            );
+            future::zip(native, kafka_connections).await;
+        }
+        _ => native.await,
+    }
     drop(listener);
+    drop(kafka_listener);
     // Partitions not opened by now stay closed (untouched on disk); those opening finish below.
     shard.stop_opening();
     tracing::info!(
@@ -513,18 +590,33 @@ async fn serve_shard(
     Ok(())
 }
 
-async fn accept_until_shutdown(
+/// The shard's own descriptor of a listening socket shared by every shard.
+fn duplicate_listener(
+    listener: Arc<socket2::Socket>,
+    address: SocketAddr,
+) -> Result<TcpListener, ServerError> {
+    let duplicate = listener
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| ServerError::Listen { address, source })?;
+    drop(listener);
+    // SAFETY: the descriptor is a fresh duplicate of the listening socket, handed over whole.
+    Ok(unsafe { TcpListener::from_raw_fd(duplicate.into_raw_fd()) })
+}
+
+/// Accepts on one listener until shutdown; each connection speaks the dialect `dialect` makes
+/// for its peer. Every listener's connections count against the same admission limits.
+async fn accept_until_shutdown<D: connection::Dialect>(
     shard: &Rc<Services>,
     listener: &TcpListener,
     connections: &Gate,
     admission: &Arc<Admission>,
+    logs: &Rc<connection::ConnectionLogs>,
+    dialect: impl Fn(Option<SocketAddr>) -> D,
 ) {
     let log_interval = Duration::from_millis(ACCEPT_LOG_INTERVAL_MS);
     let mut failures = LogThrottle::new(log_interval);
     let mut refusals = LogThrottle::new(log_interval);
-    let logs = Rc::new(connection::ConnectionLogs {
-        write_timeouts: std::cell::RefCell::new(LogThrottle::new(log_interval)),
-    });
     let mut pause = None;
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -556,8 +648,8 @@ async fn accept_until_shutdown(
                 continue;
             }
         };
-        let address = stream
-            .peer_addr()
+        let peer = stream.peer_addr().ok();
+        let address = peer
             .map(|address| address.ip())
             .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
         let admitted = match admission.admit(address) {
@@ -573,8 +665,9 @@ async fn accept_until_shutdown(
         };
         let shard = shard.clone();
         let logs = logs.clone();
+        let dialect = dialect(peer);
         let spawned = connections.spawn(async move {
-            connection::serve(shard, stream, logs).await;
+            connection::serve(shard, stream, logs, dialect).await;
             drop(admitted);
         });
         if let Ok(task) = spawned {

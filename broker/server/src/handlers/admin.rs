@@ -208,7 +208,7 @@ pub async fn create_topics(
     response
 }
 
-async fn create_topic(
+pub(crate) async fn create_topic(
     services: &Rc<Services>,
     name: &str,
     partitions: i64,

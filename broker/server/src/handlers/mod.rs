@@ -6,13 +6,14 @@
 //! (versions, metadata, topics) and `data` (produce, fetch, offsets, delete records); this file
 //! only dispatches and maps errors to wire codes. Nothing here touches sockets.
 
-mod admin;
+pub(crate) mod admin;
 mod data;
 pub(crate) mod group;
 
+use std::future::Future;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use spate_protocol::api::{
     encode_error_response, encode_response_chunks, AlterTopicConfigRequest, ApiKey,
     ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
@@ -20,11 +21,13 @@ use spate_protocol::api::{
     InitProducerIdRequest, ListOffsetsRequest, ListTopicsRequest, Message, MetadataRequest,
     ProduceRequest,
 };
+use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
-use spate_protocol::frame::RequestFrame;
+use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BYTES_MIN};
 
 use crate::catalog::{CatalogError, ProducerIdError};
 use crate::config::Limits;
+use crate::connection::Dialect;
 use crate::services::Services;
 use crate::shard::messages::PartitionError;
 
@@ -65,6 +68,91 @@ pub struct Rejection {
     /// Whether to close the connection after the answer (the client cannot tell what went wrong
     /// from the answer alone, or the api is unknown).
     pub close: bool,
+}
+
+/// Spate's native protocol, as the connection loop serves it: little-endian length prefixes,
+/// `spate_protocol::frame` headers, the requests above.
+pub struct Native;
+
+impl Dialect for Native {
+    type Frame = RequestFrame;
+    type Request = Request;
+    const HEADER_BYTES_MIN: usize = REQUEST_HEADER_BYTES_MIN;
+
+    fn frame_bytes(buffer: &[u8]) -> Option<usize> {
+        peek_u32(buffer, 0).map(|length| length as usize)
+    }
+
+    fn refuse_oversized(
+        &self,
+        buffer: &[u8],
+        frame_bytes: usize,
+        limit: usize,
+    ) -> Option<Vec<Bytes>> {
+        let error = WireError::FrameTooLarge {
+            frame_bytes,
+            limit,
+            api_key: peek_u16(buffer, FRAME_LENGTH_BYTES),
+            correlation_id: peek_u32(buffer, FRAME_LENGTH_BYTES + 4),
+        };
+        refuse_unreadable(buffer, &error)
+    }
+
+    fn split(&self, buffer: &mut BytesMut) -> Result<RequestFrame, Option<Vec<Bytes>>> {
+        match split_request_frame(buffer) {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => unreachable!("a frame whose bytes all arrived is complete"),
+            Err(error) => Err(refuse_unreadable(buffer, &error)),
+        }
+    }
+
+    fn decode(&self, frame: RequestFrame) -> Result<Request, Rejection> {
+        decode(frame)
+    }
+
+    fn response_allowance(&self, request: &Request, limits: &Limits) -> usize {
+        response_allowance(request, limits)
+    }
+
+    fn limit_response(&self, request: &mut Request, bytes: usize) {
+        if let Request::Fetch(fetch) = request {
+            let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+            fetch.body.max_bytes = fetch.body.max_bytes.min(bytes);
+            fetch.body.min_bytes = fetch.body.min_bytes.min(fetch.body.max_bytes);
+        }
+    }
+
+    fn execute(
+        self: &Rc<Self>,
+        services: Rc<Services>,
+        request: Request,
+    ) -> impl Future<Output = Option<Vec<Bytes>>> + 'static {
+        execute(services, request)
+    }
+}
+
+/// The error answer to a frame that cannot be read, when its correlation id is readable and its
+/// api is known (an unknown api has no response layout to carry the error).
+fn refuse_unreadable(buffer: &[u8], error: &WireError) -> Option<Vec<Bytes>> {
+    let correlation_id = match error {
+        WireError::FrameTooLarge { correlation_id, .. } => *correlation_id,
+        _ if buffer.len() >= FRAME_LENGTH_BYTES + REQUEST_HEADER_BYTES_MIN => {
+            peek_u32(buffer, FRAME_LENGTH_BYTES + 4)
+        }
+        _ => None,
+    };
+    tracing::debug!(%error, ?correlation_id, "closing connection after an unreadable frame");
+    let correlation_id = correlation_id?;
+    let api_key = peek_u16(buffer, FRAME_LENGTH_BYTES).and_then(ApiKey::from_u16)?;
+    reject(api_key, correlation_id, ErrorCode::for_wire_error(error)).answer
+}
+
+fn peek_u16(buffer: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(buffer.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn peek_u32(buffer: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(buffer.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// Decodes a frame's body for its api key and version.

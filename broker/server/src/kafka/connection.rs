@@ -1,0 +1,164 @@
+//! Kafka's side of the connection loop (`crate::connection::Dialect`): big-endian frame sizes,
+//! Kafka request headers, the served-version check, and what Kafka does with a request it cannot
+//! take.
+//!
+//! Nothing from the wire reaches a generated decoder before `spate_kafka_protocol::precheck`
+//! (and `precheck_header`, in `decode_request_frame`) found every count and length within the
+//! bytes present.
+//!
+//! As Kafka does: an unknown API key, a header that does not decode, a version outside the
+//! served table (ApiVersions aside) and a body that does not decode close the connection, with a
+//! log line (the client cannot read an answer to a request it framed wrongly); a frame larger
+//! than `frame_bytes_max` closes it without an answer. ApiVersions asked at a version above the
+//! served one is answered at v0 with UNSUPPORTED_VERSION and the served ranges, so the client can
+//! pick a version and ask again on the same connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use spate_kafka_protocol::frame::{
+    decode_request_frame, encode_response, peek_frame_bytes, FRAME_SIZE_BYTES,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_kafka_protocol::precheck;
+use spate_kafka_protocol::versions::{is_served, served_versions};
+
+use super::{data, decode_body, execute, KafkaBroker, KafkaRequest};
+use crate::config::Limits;
+use crate::connection::Dialect;
+use crate::handlers::Rejection;
+use crate::services::Services;
+
+/// One Kafka connection's dialect: the broker's shared Kafka state and the peer's address.
+pub struct Kafka {
+    pub(crate) broker: Arc<KafkaBroker>,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl Kafka {
+    pub fn new(broker: Arc<KafkaBroker>, peer: Option<SocketAddr>) -> Kafka {
+        Kafka { broker, peer }
+    }
+
+    fn close(&self, reason: std::fmt::Arguments<'_>) -> Rejection {
+        tracing::info!(peer = ?self.peer, "closing a Kafka connection: {reason}");
+        Rejection {
+            answer: None,
+            close: true,
+        }
+    }
+}
+
+impl Dialect for Kafka {
+    type Frame = Bytes;
+    type Request = KafkaRequest;
+    /// Kafka answers an oversized frame by closing the connection: nothing to wait for.
+    const HEADER_BYTES_MIN: usize = 0;
+
+    fn frame_bytes(buffer: &[u8]) -> Option<usize> {
+        peek_frame_bytes(buffer)
+    }
+
+    fn refuse_oversized(
+        &self,
+        _buffer: &[u8],
+        frame_bytes: usize,
+        limit: usize,
+    ) -> Option<Vec<Bytes>> {
+        tracing::info!(
+            peer = ?self.peer,
+            frame_bytes,
+            limit,
+            "closing a Kafka connection: request larger than frame_bytes_max"
+        );
+        None
+    }
+
+    fn split(&self, buffer: &mut BytesMut) -> Result<Bytes, Option<Vec<Bytes>>> {
+        let frame_bytes = peek_frame_bytes(buffer).expect("a complete frame has its size");
+        let mut frame = buffer.split_to(FRAME_SIZE_BYTES + frame_bytes).freeze();
+        Ok(frame.split_off(FRAME_SIZE_BYTES))
+    }
+
+    fn decode(&self, frame: Bytes) -> Result<KafkaRequest, Rejection> {
+        let mut frame = match decode_request_frame(frame) {
+            Ok(frame) => frame,
+            Err(error) => return Err(self.close(format_args!("{error}"))),
+        };
+        let (api_key, version) = (frame.api_key, frame.version);
+        let correlation_id = frame.header.correlation_id;
+        if !is_served(api_key, version) {
+            if api_key == ApiKey::ApiVersions && version > 0 {
+                return Err(unsupported_api_versions(correlation_id));
+            }
+            return Err(self.close(format_args!(
+                "{api_key:?} v{version} is not served (served: {:?})",
+                served_versions(api_key).map(|api| api.min_version..=api.max_version)
+            )));
+        }
+        // Every count and length in the body fits the bytes present, before the generated
+        // decoder sizes anything from them.
+        if let Err(error) = precheck(api_key as i16, version, &frame.body) {
+            return Err(self.close(format_args!(
+                "{api_key:?} v{version} request refused by the bounds pre-check: {error}"
+            )));
+        }
+        let Some(body) = decode_body(api_key, version, &mut frame.body) else {
+            return Err(self.close(format_args!("{api_key:?} has no handler")));
+        };
+        match body {
+            Ok(body) => Ok(KafkaRequest {
+                api_key,
+                version,
+                correlation_id,
+                client_id: frame.header.client_id,
+                body,
+            }),
+            Err(error) => Err(self.close(format_args!(
+                "{api_key:?} v{version} request does not decode: {error}"
+            ))),
+        }
+    }
+
+    fn response_allowance(&self, request: &KafkaRequest, limits: &Limits) -> usize {
+        request.body.response_allowance(limits)
+    }
+
+    fn limit_response(&self, request: &mut KafkaRequest, bytes: usize) {
+        request.body.limit_response(bytes);
+    }
+
+    fn execute(
+        self: &Rc<Self>,
+        services: Rc<Services>,
+        request: KafkaRequest,
+    ) -> impl Future<Output = Option<Vec<Bytes>>> + 'static {
+        execute(services, self.clone(), request)
+    }
+}
+
+/// ApiVersions at a version above the served one: v0 with UNSUPPORTED_VERSION and the served
+/// ranges, as Kafka answers (the response header of ApiVersions is always v0, so any client
+/// reads it).
+fn unsupported_api_versions(correlation_id: i32) -> Rejection {
+    let response = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(data::served_api_versions());
+    match encode_response(ApiKey::ApiVersions, 0, correlation_id, &response) {
+        Ok(frame) => Rejection {
+            answer: Some(vec![frame]),
+            close: false,
+        },
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the UNSUPPORTED_VERSION ApiVersions answer");
+            Rejection {
+                answer: None,
+                close: true,
+            }
+        }
+    }
+}

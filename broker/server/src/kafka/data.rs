@@ -1,0 +1,244 @@
+//! The Kafka data-path handlers: ApiVersions and Metadata (with topic auto-creation); Produce,
+//! Fetch, ListOffsets, OffsetForLeaderEpoch and InitProducerId come next to them.
+//!
+//! Each handler resolves names against one catalog snapshot and asks the owning shards as the
+//! native handlers do (`shard::router`); what differs is only the wire shape and the error codes
+//! (`errors`).
+
+use std::sync::Arc;
+
+use spate_kafka_protocol::kafka_protocol::messages::api_versions_response::ApiVersion;
+use spate_kafka_protocol::kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, TopicName,
+};
+use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_kafka_protocol::versions::SERVED_APIS;
+use spate_protocol::error::ErrorCode;
+use uuid::Uuid;
+
+use super::errors::kafka_code;
+use super::{KafkaContext, NODE_ID};
+use crate::catalog::{is_internal_topic, CatalogSnapshot, TopicMetadata};
+use crate::handlers::admin::create_topic;
+use crate::handlers::partition_error_code;
+use crate::shard::messages::{PartitionError, PartitionKey};
+use crate::shard::router::scatter;
+
+/// The served table as ApiVersions lists it.
+pub(super) fn served_api_versions() -> Vec<ApiVersion> {
+    SERVED_APIS
+        .iter()
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min_version)
+                .with_max_version(api.max_version)
+        })
+        .collect()
+}
+
+pub(crate) async fn api_versions(
+    _context: &KafkaContext<'_>,
+    _version: i16,
+    _request: ApiVersionsRequest,
+) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(served_api_versions())
+}
+
+/// A topic the request names, by name or (v10+) by id.
+enum Wanted {
+    Name(StrBytes),
+    Id(Uuid),
+}
+
+pub(crate) async fn metadata(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let (host, port) = context.broker.advertised();
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(NODE_ID))
+        .with_host(host.clone())
+        .with_port(port);
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(context.broker.identity.cluster_id().clone()))
+        .with_controller_id(BrokerId(NODE_ID));
+    let mut snapshot = context.services.snapshot();
+    // v0 asks for every topic with an empty list; v1+ with a null one.
+    let wanted: Option<Vec<Wanted>> = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .into_iter()
+                .map(|topic| match topic.name {
+                    // v10+ names a topic by id, with a null (or empty) name.
+                    Some(name) if topic.topic_id.is_nil() || !name.0.is_empty() => {
+                        Wanted::Name(name.0)
+                    }
+                    _ => Wanted::Id(topic.topic_id),
+                })
+                .collect(),
+        ),
+    };
+    let Some(wanted) = wanted else {
+        let topics: Vec<Arc<TopicMetadata>> = snapshot.topics.values().cloned().collect();
+        for topic in topics {
+            response.topics.push(topic_metadata(context, &topic).await);
+        }
+        return response;
+    };
+    // Kafka before v4 creates topics on every metadata request (the flag arrived with v4).
+    let may_create =
+        (version < 4 || request.allow_auto_topic_creation) && context.kafka().auto_create_topics;
+    for wanted in wanted {
+        let found = match &wanted {
+            Wanted::Name(name) => snapshot.topic(name.as_str()).cloned(),
+            Wanted::Id(id) => topic_by_id(context, &snapshot, *id),
+        };
+        let topic = match (found, wanted) {
+            (Some(topic), _) => topic,
+            (None, Wanted::Id(id)) => {
+                response.topics.push(
+                    MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_topic_id(id),
+                );
+                continue;
+            }
+            (None, Wanted::Name(name)) if !may_create => {
+                response.topics.push(unknown_topic(
+                    name,
+                    ResponseError::UnknownTopicOrPartition.code(),
+                ));
+                continue;
+            }
+            (None, Wanted::Name(name)) => match auto_create(context, name.as_str()).await {
+                Ok(()) => {
+                    snapshot = context.services.snapshot();
+                    match snapshot.topic(name.as_str()) {
+                        Some(topic) => topic.clone(),
+                        // Deleted again at once by another client.
+                        None => {
+                            response.topics.push(unknown_topic(
+                                name,
+                                ResponseError::UnknownTopicOrPartition.code(),
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                Err(code) => {
+                    response.topics.push(unknown_topic(name, code));
+                    continue;
+                }
+            },
+        };
+        response.topics.push(topic_metadata(context, &topic).await);
+    }
+    response
+}
+
+fn unknown_topic(name: StrBytes, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(Some(TopicName(name)))
+}
+
+/// The topic a Kafka topic id names, if this broker has it.
+pub(crate) fn topic_by_id(
+    context: &KafkaContext<'_>,
+    snapshot: &CatalogSnapshot,
+    id: Uuid,
+) -> Option<Arc<TopicMetadata>> {
+    let catalog_id = context.broker.identity.catalog_id(id)?;
+    snapshot
+        .topics
+        .values()
+        .find(|topic| topic.id == catalog_id)
+        .cloned()
+}
+
+/// Creates `name` with the configured default partition count (Kafka's
+/// `auto.create.topics.enable` and `num.partitions`). Another client creating it meanwhile is
+/// success. `Err`: the Kafka error code for the topic.
+pub(crate) async fn auto_create(context: &KafkaContext<'_>, name: &str) -> Result<(), i16> {
+    let partitions = i64::from(context.kafka().default_partitions);
+    match create_topic(context.services, name, partitions, &[]).await {
+        Ok(()) => {
+            tracing::info!(
+                topic = name,
+                partitions,
+                client_id = context.client_id,
+                peer = ?context.peer,
+                "topic auto-created for a Kafka client"
+            );
+            Ok(())
+        }
+        Err((ErrorCode::TopicAlreadyExists, _)) => Ok(()),
+        Err((code, message)) => {
+            tracing::debug!(topic = name, %message, "topic not auto-created");
+            Err(kafka_code(code))
+        }
+    }
+}
+
+/// One topic as Metadata describes it: every partition led by this broker, its only replica, or
+/// LEADER_NOT_AVAILABLE (leader -1) for a partition still opening after a start or offline.
+async fn topic_metadata(
+    context: &KafkaContext<'_>,
+    topic: &TopicMetadata,
+) -> MetadataResponseTopic {
+    let items: Vec<_> = topic
+        .partition_shards
+        .iter()
+        .enumerate()
+        .map(|(partition, owner)| {
+            let key = PartitionKey {
+                topic_id: topic.id,
+                partition: partition as u32,
+            };
+            (*owner, key)
+        })
+        .collect();
+    let states = scatter(context.services, items, |shard, partitions| async move {
+        shard.states(&partitions)
+    })
+    .await;
+    let partitions = states
+        .into_iter()
+        .enumerate()
+        .map(|(index, state)| {
+            let partition = MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![BrokerId(NODE_ID)]);
+            match state {
+                Ok(_) => partition
+                    .with_leader_id(BrokerId(NODE_ID))
+                    .with_isr_nodes(vec![BrokerId(NODE_ID)]),
+                Err(PartitionError::Opening) => partition
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1)),
+                Err(PartitionError::Offline(_)) => partition
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(vec![BrokerId(NODE_ID)]),
+                Err(error) => partition
+                    .with_error_code(kafka_code(partition_error_code(&error)))
+                    .with_leader_id(BrokerId(-1)),
+            }
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(context.broker.identity.topic_id(topic.id))
+        .with_is_internal(is_internal_topic(&topic.name))
+        .with_partitions(partitions)
+}

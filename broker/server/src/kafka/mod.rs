@@ -1,0 +1,209 @@
+//! The Kafka protocol listener: Kafka clients (librdkafka, the Java clients, franz-go, kafkajs,
+//! ...) connect here and reach the same topics as the native protocol.
+//!
+//! The connection loop is the native one (`crate::connection`: budgets, in-order answers,
+//! timeouts, the unsent-answer bound); `connection` gives it Kafka's framing and decoding, and
+//! this file dispatches each decoded request to its handler by API key. The handlers are one
+//! module per API family, each with the same shape (`KAFKA.md`):
+//! `async fn <api>(context: &KafkaContext<'_>, version: i16, request: XRequest) -> XResponse`.
+//! A handler answers every failure inside its response with Kafka error codes (`errors`) and
+//! never returns an error; a request it cannot run still gets its answer.
+//!
+//! What is served at which versions is one table, `spate_kafka_protocol::versions`; ApiVersions
+//! answers from it, and a request for an API or version outside it never reaches a handler.
+//! Single broker: this broker is node 0, the leader of every partition and its only replica.
+
+pub mod connection;
+mod data;
+pub mod errors;
+pub mod identity;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use spate_kafka_protocol::frame::{encode_response, EncodeError};
+use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
+use spate_kafka_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
+
+use crate::config::{Config, KafkaConfig};
+use crate::services::Services;
+pub use connection::Kafka;
+pub use identity::KafkaIdentity;
+
+/// The node id of this broker in every Kafka answer (a single broker).
+pub(crate) const NODE_ID: i32 = 0;
+
+/// What every Kafka connection of the broker shares: its settings (the listen address resolved)
+/// and its identity. Built once at start-up; read-only.
+#[derive(Debug)]
+pub struct KafkaBroker {
+    pub config: KafkaConfig,
+    pub identity: KafkaIdentity,
+    /// What Metadata names as this broker's host and port.
+    advertised_host: StrBytes,
+    advertised_port: i32,
+}
+
+impl KafkaBroker {
+    pub fn new(config: KafkaConfig, identity: KafkaIdentity) -> KafkaBroker {
+        let (host, port) = config.advertised();
+        KafkaBroker {
+            config,
+            identity,
+            advertised_host: StrBytes::from_string(host),
+            advertised_port: i32::from(port),
+        }
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised(&self) -> (&StrBytes, i32) {
+        (&self.advertised_host, self.advertised_port)
+    }
+}
+
+/// What a Kafka handler may use besides its request: the shard's services, who sent the request
+/// and the broker's settings. Lives for one request.
+pub(crate) struct KafkaContext<'a> {
+    pub services: &'a Rc<Services>,
+    /// The request header's client id (`None`: the client sent null).
+    pub client_id: Option<&'a str>,
+    /// The connection's peer, when the socket could tell.
+    pub peer: Option<SocketAddr>,
+    pub broker: &'a KafkaBroker,
+}
+
+impl KafkaContext<'_> {
+    /// The broker's configuration (limits included).
+    #[allow(dead_code)] // Until a handler reads a limit (Fetch, Produce).
+    pub fn config(&self) -> &Config {
+        &self.services.config
+    }
+
+    /// The Kafka listener's settings.
+    pub fn kafka(&self) -> &KafkaConfig {
+        &self.broker.config
+    }
+}
+
+/// Declares every API with a handler: its request type and its handler. From this table come
+/// the decoded request (`KafkaBody`), its decoder by API key, and the dispatch to the handler
+/// with the response's encoding. An API needs a row here and one in
+/// `spate_kafka_protocol::versions`; a test checks that every served API has a row.
+macro_rules! kafka_apis {
+    ($( $api:ident($request:ty) => $handler:path, )*) => {
+        /// A decoded Kafka request body, one variant per API with a handler.
+        pub(crate) enum KafkaBody {
+            $( $api($request), )*
+        }
+
+        /// Decodes `body` as the request of `api_key` at `version`; `None`: no handler serves
+        /// the API.
+        fn decode_body(
+            api_key: ApiKey,
+            version: i16,
+            body: &mut Bytes,
+        ) -> Option<anyhow::Result<KafkaBody>> {
+            match api_key {
+                $( ApiKey::$api => Some(<$request as Decodable>::decode(body, version).map(KafkaBody::$api)), )*
+                _ => None,
+            }
+        }
+
+        /// Runs the request's handler and encodes its response frame.
+        async fn run(
+            context: &KafkaContext<'_>,
+            version: i16,
+            correlation_id: i32,
+            body: KafkaBody,
+        ) -> Result<Bytes, EncodeError> {
+            match body {
+                $( KafkaBody::$api(request) => {
+                    let response = $handler(context, version, request).await;
+                    encode_response(ApiKey::$api, version, correlation_id, &response)
+                } )*
+            }
+        }
+    };
+}
+
+kafka_apis! {
+    ApiVersions(ApiVersionsRequest) => data::api_versions,
+    Metadata(MetadataRequest) => data::metadata,
+}
+
+/// A decoded request with what its answer needs.
+pub struct KafkaRequest {
+    pub(crate) api_key: ApiKey,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
+    pub(crate) client_id: Option<StrBytes>,
+    pub(crate) body: KafkaBody,
+}
+
+impl KafkaBody {
+    /// Whether the client waits for an answer (a produce with acks=0 does not).
+    fn expects_answer(&self) -> bool {
+        true
+    }
+
+    /// Budget bytes the answer may need beyond the request (a fetch's records).
+    fn response_allowance(&self, _limits: &crate::config::Limits) -> usize {
+        0
+    }
+
+    /// Lowers the answer's allowance to `bytes`.
+    fn limit_response(&mut self, _bytes: usize) {}
+}
+
+/// Runs one request; `None`: nothing is sent back.
+async fn execute(
+    services: Rc<Services>,
+    broker: Rc<Kafka>,
+    request: KafkaRequest,
+) -> Option<Vec<Bytes>> {
+    let KafkaRequest {
+        api_key,
+        version,
+        correlation_id,
+        client_id,
+        body,
+    } = request;
+    let answered = body.expects_answer();
+    let context = KafkaContext {
+        services: &services,
+        client_id: client_id.as_ref().map(|id| id.as_str()),
+        peer: broker.peer,
+        broker: &broker.broker,
+    };
+    let encoded = run(&context, version, correlation_id, body).await;
+    if !answered {
+        return None;
+    }
+    match encoded {
+        Ok(frame) => Some(vec![frame]),
+        Err(error) => {
+            // Responses are built from bounded inputs; failing to encode one is a bug, but it is
+            // the client's request that suffers, not the broker: log it and answer nothing.
+            tracing::error!(?api_key, version, %error, "cannot encode a Kafka response");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_kafka_protocol::versions::SERVED_APIS;
+
+    #[test]
+    fn every_served_api_has_a_handler() {
+        for api in SERVED_APIS {
+            assert!(
+                decode_body(api.key, api.max_version, &mut Bytes::new()).is_some(),
+                "{:?} is in the served table but has no handler",
+                api.key
+            );
+        }
+    }
+}

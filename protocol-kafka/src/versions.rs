@@ -1,0 +1,84 @@
+//! The Kafka APIs and versions the broker serves: one table, from which ApiVersions is answered
+//! and against which every request's version is checked before its body is decoded.
+//!
+//! Floor: the Kafka 4.x client minimums (KIP-896). Ceiling: what Kafka 4.1 serves, within what
+//! the generated codecs can read and write (`kafka_protocol`'s `VERSIONS` of each message; a test
+//! checks every row against it). A handler module adds its rows when its handlers land.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One served API: its key and the inclusive range of versions served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedApi {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn served(key: ApiKey, min_version: i16, max_version: i16) -> ServedApi {
+    ServedApi {
+        key,
+        min_version,
+        max_version,
+    }
+}
+
+/// Every API the Kafka listener serves, in key order.
+pub const SERVED_APIS: &[ServedApi] = &[
+    served(ApiKey::Metadata, 0, 13),
+    served(ApiKey::ApiVersions, 0, 4),
+];
+
+/// The versions of `key` served, or `None` when the API is not served at all.
+pub fn served_versions(key: ApiKey) -> Option<ServedApi> {
+    SERVED_APIS.iter().copied().find(|api| api.key == key)
+}
+
+/// Whether `version` of `key` is served.
+pub fn is_served(key: ApiKey, version: i16) -> bool {
+    served_versions(key).is_some_and(|api| (api.min_version..=api.max_version).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_range_is_within_what_the_codecs_read_and_write() {
+        for api in SERVED_APIS {
+            let codec = api.key.valid_versions();
+            assert!(
+                api.min_version <= api.max_version
+                    && codec.min <= api.min_version
+                    && api.max_version <= codec.max,
+                "{:?} serves {}..={} but its codec reads {}..={}",
+                api.key,
+                api.min_version,
+                api.max_version,
+                codec.min,
+                codec.max
+            );
+        }
+    }
+
+    #[test]
+    fn every_api_has_one_row() {
+        for (index, api) in SERVED_APIS.iter().enumerate() {
+            assert!(
+                SERVED_APIS[index + 1..]
+                    .iter()
+                    .all(|other| other.key != api.key),
+                "{:?} has two rows",
+                api.key
+            );
+        }
+    }
+
+    #[test]
+    fn versions_outside_a_range_are_not_served() {
+        assert!(is_served(ApiKey::ApiVersions, 0));
+        assert!(is_served(ApiKey::ApiVersions, 4));
+        assert!(!is_served(ApiKey::ApiVersions, 5));
+        assert!(!is_served(ApiKey::ApiVersions, -1));
+    }
+}
