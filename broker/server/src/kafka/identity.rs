@@ -3,7 +3,8 @@
 //! Produce v13 name topics by it).
 //!
 //! The cluster id is 16 random bytes made on the first start with the Kafka listener and kept in
-//! `<data_dir>/kafka_cluster_id` (written durably: new file, fsync, rename, fsync), so clients
+//! `<data_dir>/kafka_cluster_id` (written durably through the storage file trait, as the catalog
+//! writes its files: new file, fsync, rename, fsync the directory), so clients
 //! that cache it see the same broker after a restart. A topic's id is the cluster id's first 8
 //! bytes followed by the topic's catalog id (big-endian): stable for the topic's life, new for a
 //! topic deleted and created again (the catalog never reuses an id), and different between data
@@ -11,10 +12,12 @@
 
 use std::path::Path;
 
+use futures_lite::future::block_on;
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::catalog::{write_file_durably, DurableWriteError};
+use crate::storage::file::{read_whole_file, replace_text_file_durably, ReplaceSteps};
+use crate::storage::{BlockingFileSystem, StorageError};
 
 /// File in the data directory holding the cluster id (its Kafka text form, one line).
 pub const CLUSTER_ID_FILE_NAME: &str = "kafka_cluster_id";
@@ -33,8 +36,18 @@ pub enum IdentityError {
         text: String,
     },
     #[error("cannot write the cluster id: {0}")]
-    Write(#[from] DurableWriteError),
+    Write(#[from] StorageError),
 }
+
+const STEPS: ReplaceSteps = ReplaceSteps {
+    create: "create",
+    size: "size",
+    empty: "empty",
+    write: "write",
+    sync: "fsync",
+    rename: "rename",
+    sync_directory: "fsync directory",
+};
 
 /// The broker's Kafka identity; shared by every Kafka connection, read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,24 +61,32 @@ impl KafkaIdentity {
     /// Reads the cluster id of `data_dir`, making and storing one the first time. Blocking file
     /// I/O: call at start-up, before the shards run.
     pub fn load_or_create(data_dir: &Path) -> Result<KafkaIdentity, IdentityError> {
+        let file_system = BlockingFileSystem;
         let path = data_dir.join(CLUSTER_ID_FILE_NAME);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let cluster =
-                    decode_kafka_uuid(text.trim()).ok_or_else(|| IdentityError::Corrupt {
-                        path: path.clone(),
-                        text: text.clone(),
-                    })?;
-                Ok(Self::from_uuid(cluster))
+        let read = block_on(read_whole_file(&file_system, &path)).map_err(|source| {
+            IdentityError::Read {
+                path: path.clone(),
+                source,
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let identity = Self::from_uuid(new_cluster_uuid());
-                let line = format!("{}\n", identity.cluster_id.as_str());
-                write_file_durably(data_dir, CLUSTER_ID_FILE_NAME, line.as_bytes())?;
-                Ok(identity)
-            }
-            Err(source) => Err(IdentityError::Read { path, source }),
+        })?;
+        if let Some(bytes) = read {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let cluster = decode_kafka_uuid(text.trim())
+                .ok_or_else(|| IdentityError::Corrupt { path, text })?;
+            return Ok(Self::from_uuid(cluster));
         }
+        let identity = Self::from_uuid(new_cluster_uuid());
+        let line = format!("{}\n", identity.cluster_id.as_str());
+        let temporary = data_dir.join(format!("{CLUSTER_ID_FILE_NAME}.new"));
+        block_on(replace_text_file_durably(
+            &file_system,
+            data_dir,
+            &temporary,
+            &path,
+            line.as_bytes(),
+            &STEPS,
+        ))?;
+        Ok(identity)
     }
 
     fn from_uuid(cluster: Uuid) -> KafkaIdentity {
