@@ -71,8 +71,8 @@ impl KafkaIdentity {
         })?;
         if let Some(bytes) = read {
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            let cluster = decode_kafka_uuid(text.trim())
-                .ok_or_else(|| IdentityError::Corrupt { path, text })?;
+            let cluster =
+                decode_kafka_uuid(text.trim()).ok_or(IdentityError::Corrupt { path, text })?;
             return Ok(Self::from_uuid(cluster));
         }
         let identity = Self::from_uuid(new_cluster_uuid());
