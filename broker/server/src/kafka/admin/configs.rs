@@ -1,0 +1,822 @@
+//! Topic and broker configs as Kafka clients read and write them (DescribeConfigs, AlterConfigs,
+//! IncrementalAlterConfigs, the configs of CreateTopics): Kafka's names, types, sources and
+//! synonyms over the catalog's topic config (`catalog::topic_config`).
+//!
+//! A topic config a Kafka client names is one of three kinds:
+//! - a catalog key under Kafka's own name (`retention.ms`, `retention.bytes`, `segment.bytes`,
+//!   `segment.ms`, `max.message.bytes`): stored, enforced, described with its Kafka type and
+//!   its broker-level synonym (`log.retention.ms`, `message.max.bytes`, ...);
+//! - a catalog key Kafka does not have (`durability`, `group.commit.bytes`, `group.commit.us`:
+//!   Spate's fsync policy, where Kafka has `flush.messages`/`flush.ms`, which mean something
+//!   else): described like the others under Spate's names, with Spate's documentation, and its
+//!   only synonym is its own default;
+//! - a Kafka config that Spate honours in exactly one way (`cleanup.policy=delete`,
+//!   `compression.type=producer`, `min.insync.replicas=1`, `message.timestamp.type=CreateTime`):
+//!   described read-only at that value; setting it to that value is accepted and changes
+//!   nothing (clients and tools send these at creation, and Spate does what they ask); any other
+//!   value is refused with the reason. Each row says why.
+//!
+//! Every other name is refused (INVALID_CONFIG naming the key), never accepted and ignored.
+//! Broker configs (resource type BROKER) are the broker-level settings clients read, all
+//! read-only: Spate's configuration is set at start-up.
+//!
+//! Pure functions of the catalog's config and the broker's configuration: no I/O.
+
+use std::collections::BTreeMap;
+
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+
+use crate::catalog::topic_config::{self, TopicConfig};
+use crate::config::{defaults, Config, KafkaConfig};
+use crate::group::GroupLimits;
+use crate::handlers::admin::topic_defaults;
+
+/// Kafka's config resource types (`ConfigResource.Type`).
+pub(crate) mod resource_type {
+    pub const TOPIC: i8 = 2;
+    pub const BROKER: i8 = 4;
+    pub const BROKER_LOGGER: i8 = 8;
+}
+
+/// Kafka's `ConfigDef.Type` as DescribeConfigs v3+ sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    List = 7,
+}
+
+/// Where a config's value comes from (Kafka's `ConfigSource`; only those Spate has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConfigSource {
+    /// Set on the topic (Kafka's DYNAMIC_TOPIC_CONFIG).
+    Topic = 1,
+    /// From the broker's configuration, set by its operator (file, flag or environment).
+    StaticBroker = 4,
+    /// Spate's built-in default.
+    Default = 5,
+}
+
+/// Kafka's `IncrementalAlterConfigs` operations.
+pub(crate) mod operation {
+    pub const SET: i8 = 0;
+    pub const DELETE: i8 = 1;
+    pub const APPEND: i8 = 2;
+    pub const SUBTRACT: i8 = 3;
+}
+
+/// How Spate holds a topic config a Kafka client may name.
+#[derive(Debug, Clone, Copy)]
+enum Holding {
+    /// A key of the catalog's topic config, under the same name.
+    Catalog,
+    /// A behaviour Spate has only one of: its value, and why another value is refused.
+    Fixed {
+        value: &'static str,
+        refusal: &'static str,
+    },
+}
+
+/// One topic config as Kafka clients see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopicConfigDefinition {
+    pub name: &'static str,
+    pub config_type: ConfigType,
+    /// The broker config whose value a topic without its own gets (Kafka's synonym); for
+    /// Spate's own keys, the key itself.
+    pub broker_name: &'static str,
+    holding: Holding,
+    pub documentation: &'static str,
+}
+
+/// Every topic config a Kafka client may name, in the order DescribeConfigs lists them.
+pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 12] = [
+    TopicConfigDefinition {
+        name: topic_config::RETENTION_MS,
+        config_type: ConfigType::Long,
+        broker_name: "log.retention.ms",
+        holding: Holding::Catalog,
+        documentation: "Closed segments whose newest record is older than this many milliseconds are deleted; -1 keeps everything.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::RETENTION_BYTES,
+        config_type: ConfigType::Long,
+        broker_name: "log.retention.bytes",
+        holding: Holding::Catalog,
+        documentation: "The oldest closed segments are deleted while a partition holds more than this many bytes; -1 keeps everything.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::SEGMENT_BYTES,
+        config_type: ConfigType::Int,
+        broker_name: "log.segment.bytes",
+        holding: Holding::Catalog,
+        documentation: "The active segment rolls before an append would make it larger than this many bytes (64 KiB to 2 GiB).",
+    },
+    TopicConfigDefinition {
+        name: topic_config::SEGMENT_MS,
+        config_type: ConfigType::Long,
+        broker_name: "log.roll.ms",
+        holding: Holding::Catalog,
+        documentation: "The active segment rolls once it has been open this many milliseconds and holds a batch.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::MAX_MESSAGE_BYTES,
+        config_type: ConfigType::Int,
+        broker_name: "message.max.bytes",
+        holding: Holding::Catalog,
+        documentation: "The largest record batch a producer may send, in bytes as Kafka counts it; never above the broker's frame limit or the segment size.",
+    },
+    TopicConfigDefinition {
+        name: "cleanup.policy",
+        config_type: ConfigType::List,
+        broker_name: "log.cleanup.policy",
+        holding: Holding::Fixed {
+            value: "delete",
+            // Kafka Connect and Streams ask for compacted topics; accepting "compact" and then
+            // deleting by retention would lose the latest value of their keys.
+            refusal: "Spate does not compact logs: its only cleanup policy is delete (by retention.ms and retention.bytes)",
+        },
+        documentation: "delete: old segments are deleted by retention. Spate does not compact.",
+    },
+    TopicConfigDefinition {
+        name: "compression.type",
+        config_type: ConfigType::String,
+        broker_name: "compression.type",
+        holding: Holding::Fixed {
+            value: "producer",
+            // Batches are stored as received and never re-encoded (an architecture invariant),
+            // which is exactly Kafka's `producer`.
+            refusal: "Spate stores every batch as its producer compressed it and never recompresses (compression.type=producer)",
+        },
+        documentation: "producer: batches are stored as the producer compressed them, never recompressed.",
+    },
+    TopicConfigDefinition {
+        name: "min.insync.replicas",
+        config_type: ConfigType::Int,
+        broker_name: "min.insync.replicas",
+        holding: Holding::Fixed {
+            value: "1",
+            // On a single broker the one replica is in sync whenever it answers acks=all (after
+            // the durability policy's fsync), so 1 is honoured as Kafka means it. A higher value
+            // could never be met: Kafka would refuse every acks=all write with
+            // NOT_ENOUGH_REPLICAS; refusing the config says so at once instead.
+            refusal: "this broker is a single replica: min.insync.replicas above 1 could never be met, so every acks=all write would fail",
+        },
+        documentation: "1: an acks=all write is acknowledged once the single replica has it under the topic's durability policy.",
+    },
+    TopicConfigDefinition {
+        name: "message.timestamp.type",
+        config_type: ConfigType::String,
+        broker_name: "log.message.timestamp.type",
+        holding: Holding::Fixed {
+            value: "CreateTime",
+            // The broker never rewrites a batch (an architecture invariant), so the producer's
+            // timestamps are the ones kept: Kafka's CreateTime.
+            refusal: "Spate keeps the producer's timestamps and never rewrites a batch (message.timestamp.type=CreateTime)",
+        },
+        documentation: "CreateTime: the producer's timestamps are kept as sent.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::DURABILITY,
+        config_type: ConfigType::String,
+        broker_name: topic_config::DURABILITY,
+        holding: Holding::Catalog,
+        documentation: "Spate's fsync policy (Kafka has none of the same meaning): fsync-every-append syncs before each acks=all answer; group-commit lets appends arriving together share one fsync, acks=all still answered only after it.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::GROUP_COMMIT_BYTES,
+        config_type: ConfigType::Long,
+        broker_name: topic_config::GROUP_COMMIT_BYTES,
+        holding: Holding::Catalog,
+        documentation: "Spate's group commit: acks=1 data unsynced for more than this many bytes is fsynced.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::GROUP_COMMIT_US,
+        config_type: ConfigType::Long,
+        broker_name: topic_config::GROUP_COMMIT_US,
+        holding: Holding::Catalog,
+        documentation: "Spate's group commit: acks=1 data stays unsynced at most this many microseconds.",
+    },
+];
+
+/// Kafka topic configs clients may know that Spate has in another form: the refusal points to it.
+const KAFKA_ONLY_HINTS: &[(&str, &str)] = &[
+    ("flush.messages", "Spate's fsync policy is the topic config durability (fsync-every-append or group-commit)"),
+    ("flush.ms", "Spate's fsync policy is the topic config durability, with group.commit.us for group-commit"),
+    ("log.retention.hours", "use retention.ms"),
+];
+
+/// Why a config change was refused: the Kafka error and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigRefusal {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl ConfigRefusal {
+    fn invalid_config(message: String) -> Self {
+        Self {
+            error: ResponseError::InvalidConfig,
+            message,
+        }
+    }
+
+    fn invalid_request(message: String) -> Self {
+        Self {
+            error: ResponseError::InvalidRequest,
+            message,
+        }
+    }
+}
+
+/// One change a client asks for, by Kafka's operations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ConfigChange<'a> {
+    Set {
+        name: &'a str,
+        value: Option<&'a str>,
+    },
+    Delete {
+        name: &'a str,
+    },
+    Append {
+        name: &'a str,
+        value: Option<&'a str>,
+    },
+    Subtract {
+        name: &'a str,
+        value: Option<&'a str>,
+    },
+}
+
+impl<'a> ConfigChange<'a> {
+    pub(crate) fn name(&self) -> &'a str {
+        match self {
+            Self::Set { name, .. }
+            | Self::Delete { name }
+            | Self::Append { name, .. }
+            | Self::Subtract { name, .. } => name,
+        }
+    }
+}
+
+fn definition(name: &str) -> Result<&'static TopicConfigDefinition, ConfigRefusal> {
+    if let Some(found) = TOPIC_CONFIGS.iter().find(|config| config.name == name) {
+        return Ok(found);
+    }
+    let shown: String = name.chars().take(256).collect();
+    let hint = KAFKA_ONLY_HINTS
+        .iter()
+        .find(|(kafka_name, _)| *kafka_name == name)
+        .map_or(String::new(), |(_, hint)| format!(": {hint}"));
+    let known: Vec<&str> = TOPIC_CONFIGS.iter().map(|config| config.name).collect();
+    Err(ConfigRefusal::invalid_config(format!(
+        "Spate has no topic config {shown:?}{hint} (the topic configs are {})",
+        known.join(", ")
+    )))
+}
+
+/// `config` with `changes` applied in order, or why one is refused (nothing applied then).
+/// A name may appear once (Kafka refuses duplicates with INVALID_REQUEST).
+pub(crate) fn apply_changes<'a>(
+    config: &TopicConfig,
+    changes: impl IntoIterator<Item = ConfigChange<'a>>,
+) -> Result<TopicConfig, ConfigRefusal> {
+    let mut changed = config.clone();
+    let mut seen: Vec<&str> = Vec::new();
+    for (count, change) in changes.into_iter().enumerate() {
+        if count >= topic_config::CONFIG_ENTRIES_MAX {
+            return Err(ConfigRefusal::invalid_request(format!(
+                "more than {} config entries",
+                topic_config::CONFIG_ENTRIES_MAX
+            )));
+        }
+        let name = change.name();
+        if seen.contains(&name) {
+            return Err(ConfigRefusal::invalid_request(format!(
+                "config {:?} is named more than once",
+                name.chars().take(256).collect::<String>()
+            )));
+        }
+        seen.push(name);
+        changed = apply_change(&changed, change)?;
+    }
+    Ok(changed)
+}
+
+fn apply_change(
+    config: &TopicConfig,
+    change: ConfigChange<'_>,
+) -> Result<TopicConfig, ConfigRefusal> {
+    let definition = definition(change.name())?;
+    let name = definition.name;
+    let null = || {
+        ConfigRefusal::invalid_config(format!(
+            "config {name} has a null value; delete it to return it to its default"
+        ))
+    };
+    match change {
+        ConfigChange::Set { value, .. } => {
+            let value = value.ok_or_else(null)?;
+            set(config, definition, value)
+        }
+        ConfigChange::Delete { .. } => match definition.holding {
+            Holding::Catalog => catalog_entry(config, name, ""),
+            // Its default is its only value.
+            Holding::Fixed { .. } => Ok(config.clone()),
+        },
+        ConfigChange::Append { value, .. } | ConfigChange::Subtract { value, .. } => {
+            let appending = matches!(change, ConfigChange::Append { .. });
+            let operation = if appending { "APPEND" } else { "SUBTRACT" };
+            if definition.config_type != ConfigType::List {
+                return Err(ConfigRefusal::invalid_config(format!(
+                    "{operation} applies to list configs only; {name} is not a list"
+                )));
+            }
+            let value = value.ok_or_else(null)?;
+            let Holding::Fixed {
+                value: only,
+                refusal,
+            } = definition.holding
+            else {
+                unreachable!("every list config is a fixed one");
+            };
+            let items = list_items(value);
+            if appending && items.iter().any(|item| !item.eq_ignore_ascii_case(only)) {
+                return Err(ConfigRefusal::invalid_config(format!(
+                    "{name} cannot take {value:?}: {refusal}"
+                )));
+            }
+            if !appending && items.iter().any(|item| item.eq_ignore_ascii_case(only)) {
+                return Err(ConfigRefusal::invalid_config(format!(
+                    "{name} cannot lose {only:?}: {refusal}"
+                )));
+            }
+            Ok(config.clone())
+        }
+    }
+}
+
+fn set(
+    config: &TopicConfig,
+    definition: &TopicConfigDefinition,
+    value: &str,
+) -> Result<TopicConfig, ConfigRefusal> {
+    let name = definition.name;
+    match definition.holding {
+        Holding::Catalog => {
+            if value.trim().is_empty() {
+                return Err(ConfigRefusal::invalid_config(format!(
+                    "config {name} has an empty value; delete it to return it to its default"
+                )));
+            }
+            catalog_entry(config, name, value)
+        }
+        Holding::Fixed {
+            value: only,
+            refusal,
+        } => {
+            let accepted = match definition.config_type {
+                ConfigType::List => {
+                    let items = list_items(value);
+                    !items.is_empty() && items.iter().all(|item| item.eq_ignore_ascii_case(only))
+                }
+                _ => value.trim().eq_ignore_ascii_case(only),
+            };
+            if accepted {
+                Ok(config.clone())
+            } else {
+                Err(ConfigRefusal::invalid_config(format!(
+                    "{name}={:?} is not possible: {refusal}",
+                    value.chars().take(256).collect::<String>()
+                )))
+            }
+        }
+    }
+}
+
+fn catalog_entry(
+    config: &TopicConfig,
+    name: &str,
+    value: &str,
+) -> Result<TopicConfig, ConfigRefusal> {
+    config
+        .with_entries([(name, value)])
+        .map_err(|error| ConfigRefusal::invalid_config(error.to_string()))
+}
+
+fn list_items(value: &str) -> Vec<&str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+/// One config as DescribeConfigs (and CreateTopics v5+) answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DescribedConfig {
+    pub name: String,
+    pub value: String,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub config_type: ConfigType,
+    /// Where the value could come from, most specific first (the value's own source first).
+    pub synonyms: Vec<Synonym>,
+    pub documentation: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Synonym {
+    pub name: String,
+    pub value: String,
+    pub source: ConfigSource,
+}
+
+/// What a topic without a key of its own gets, and from where.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicDefaults {
+    values: BTreeMap<String, String>,
+    /// Whether the operator's frame limit (not Spate's default) bounds `max.message.bytes`.
+    max_message_bytes_source: ConfigSource,
+}
+
+impl TopicDefaults {
+    /// The defaults of this broker: the storage engine's, bounded by its batch limit.
+    pub(crate) fn of(config: &Config) -> TopicDefaults {
+        let values = topic_defaults(config.limits.batch_bytes_max())
+            .into_iter()
+            .map(|entry| (entry.name, entry.value))
+            .collect();
+        TopicDefaults {
+            values,
+            max_message_bytes_source: if config.limits.frame_bytes_max == defaults::FRAME_BYTES_MAX
+            {
+                ConfigSource::Default
+            } else {
+                ConfigSource::StaticBroker
+            },
+        }
+    }
+
+    fn default_of(&self, definition: &TopicConfigDefinition) -> (String, ConfigSource) {
+        match definition.holding {
+            Holding::Fixed { value, .. } => (value.to_string(), ConfigSource::Default),
+            Holding::Catalog => {
+                let value = self
+                    .values
+                    .get(definition.name)
+                    .cloned()
+                    .expect("every catalog key has a default (topic_defaults lists them all)");
+                let source = if definition.name == topic_config::MAX_MESSAGE_BYTES {
+                    self.max_message_bytes_source
+                } else {
+                    ConfigSource::Default
+                };
+                (value, source)
+            }
+        }
+    }
+}
+
+/// Every topic config of a topic with `config`, as DescribeConfigs lists them.
+pub(crate) fn describe_topic(
+    config: &TopicConfig,
+    defaults: &TopicDefaults,
+) -> Vec<DescribedConfig> {
+    let set = config.to_map();
+    TOPIC_CONFIGS
+        .iter()
+        .map(|definition| {
+            let (default_value, default_source) = defaults.default_of(definition);
+            let mut synonyms = Vec::with_capacity(2);
+            let own = set.get(definition.name);
+            if let Some(value) = own {
+                synonyms.push(Synonym {
+                    name: definition.name.to_string(),
+                    value: value.clone(),
+                    source: ConfigSource::Topic,
+                });
+            }
+            synonyms.push(Synonym {
+                name: definition.broker_name.to_string(),
+                value: default_value.clone(),
+                source: default_source,
+            });
+            let (value, source) = match own {
+                Some(value) => (value.clone(), ConfigSource::Topic),
+                None => (default_value, default_source),
+            };
+            DescribedConfig {
+                name: definition.name.to_string(),
+                value,
+                source,
+                read_only: matches!(definition.holding, Holding::Fixed { .. }),
+                config_type: definition.config_type,
+                synonyms,
+                documentation: definition.documentation,
+            }
+        })
+        .collect()
+}
+
+/// The broker configs clients read, from this broker's configuration; all read-only.
+/// `advertised` is the Kafka listener's advertised host and port.
+pub(crate) fn describe_broker(config: &Config, kafka: &KafkaConfig) -> Vec<DescribedConfig> {
+    let groups = GroupLimits::default();
+    let topic = TopicDefaults::of(config);
+    let topic_default = |name: &str| {
+        let definition = TOPIC_CONFIGS
+            .iter()
+            .find(|definition| definition.name == name)
+            .expect("a topic config");
+        topic.default_of(definition)
+    };
+    let (advertised_host, advertised_port) = kafka.advertised();
+    let advertised = format!(
+        "PLAINTEXT://{}:{advertised_port}",
+        bracketed(&advertised_host)
+    );
+    let listener = format!(
+        "PLAINTEXT://{}:{}",
+        bracketed(&kafka.listen.ip().to_string()),
+        kafka.listen.port()
+    );
+    let data_dir = config.data_dir.display().to_string();
+    // (name, type, value, Spate's default for it: None when the value is Spate's only one)
+    let settings: Vec<(&'static str, ConfigType, String, Option<String>, &'static str)> = vec![
+        ("node.id", ConfigType::Int, "0".into(), None, "This broker's id: Spate is a single broker, node 0."),
+        ("broker.id", ConfigType::Int, "0".into(), None, "This broker's id: Spate is a single broker, node 0."),
+        ("process.roles", ConfigType::List, "broker,controller".into(), None, "The single Spate broker is also its own controller."),
+        ("listeners", ConfigType::List, listener, None, "The Kafka listener (Spate's kafka_listen); the native protocol listens separately."),
+        ("advertised.listeners", ConfigType::List, advertised, None, "What Metadata tells clients to connect to (Spate's kafka_advertised)."),
+        ("log.dirs", ConfigType::List, data_dir, Some(defaults::DATA_DIR.to_string()), "Spate's data directory (data_dir): every topic's partitions live under it."),
+        ("num.partitions", ConfigType::Int, kafka.default_partitions.to_string(), Some(defaults::KAFKA_DEFAULT_PARTITIONS.to_string()), "Partitions of a topic created without a count or by auto-creation (Spate's kafka_default_partitions)."),
+        ("auto.create.topics.enable", ConfigType::Boolean, kafka.auto_create_topics.to_string(), Some(defaults::KAFKA_AUTO_CREATE_TOPICS.to_string()), "Whether Metadata and Produce create a topic they do not find (Spate's kafka_auto_create_topics)."),
+        ("default.replication.factor", ConfigType::Int, "1".into(), None, "Spate does not replicate yet: every partition has one replica."),
+        ("offsets.topic.replication.factor", ConfigType::Short, "1".into(), None, "Spate does not replicate yet: __consumer_offsets has one replica."),
+        ("transaction.state.log.replication.factor", ConfigType::Short, "1".into(), None, "Spate does not replicate yet."),
+        ("min.insync.replicas", ConfigType::Int, "1".into(), None, "The single replica is in sync when an acks=all write is acknowledged."),
+        ("unclean.leader.election.enable", ConfigType::Boolean, "false".into(), None, "A single replica: there is no other leader to elect."),
+        ("delete.topic.enable", ConfigType::Boolean, "true".into(), None, "Topics can be deleted."),
+        ("offsets.topic.num.partitions", ConfigType::Int, config.groups.offsets_topic_partitions.to_string(), Some(groups.offsets_topic_partitions.to_string()), "Partitions of __consumer_offsets (Spate's offsets_topic_partitions)."),
+        ("group.min.session.timeout.ms", ConfigType::Int, config.groups.session_timeout_ms_min.to_string(), Some(groups.session_timeout_ms_min.to_string()), "Shortest session timeout a group member may ask for."),
+        ("group.max.session.timeout.ms", ConfigType::Int, config.groups.session_timeout_ms_max.to_string(), Some(groups.session_timeout_ms_max.to_string()), "Longest session timeout a group member may ask for."),
+        ("group.initial.rebalance.delay.ms", ConfigType::Int, config.groups.initial_rebalance_delay_ms.to_string(), Some(groups.initial_rebalance_delay_ms.to_string()), "How long the first rebalance of an empty group waits for more members."),
+        ("socket.request.max.bytes", ConfigType::Int, config.limits.frame_bytes_max.to_string(), Some(defaults::FRAME_BYTES_MAX.to_string()), "Largest request in bytes (Spate's frame_bytes_max)."),
+    ];
+    let mut described: Vec<DescribedConfig> = settings
+        .into_iter()
+        .map(|(name, config_type, value, default, documentation)| {
+            let source = match default {
+                Some(default) if default != value => ConfigSource::StaticBroker,
+                _ => ConfigSource::Default,
+            };
+            broker_entry(name, config_type, value, source, documentation)
+        })
+        .collect();
+    // The topic defaults under their broker-level names.
+    for definition in &TOPIC_CONFIGS {
+        let (value, source) = topic_default(definition.name);
+        described.push(broker_entry(
+            definition.broker_name,
+            definition.config_type,
+            value,
+            source,
+            definition.documentation,
+        ));
+    }
+    described
+}
+
+fn broker_entry(
+    name: &'static str,
+    config_type: ConfigType,
+    value: String,
+    source: ConfigSource,
+    documentation: &'static str,
+) -> DescribedConfig {
+    DescribedConfig {
+        name: name.to_string(),
+        synonyms: vec![Synonym {
+            name: name.to_string(),
+            value: value.clone(),
+            source,
+        }],
+        value,
+        source,
+        read_only: true,
+        config_type,
+        documentation,
+    }
+}
+
+/// An IPv6 address in brackets, as a listener URL writes it.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> TopicDefaults {
+        TopicDefaults {
+            values: topic_defaults(1 << 20)
+                .into_iter()
+                .map(|entry| (entry.name, entry.value))
+                .collect(),
+            max_message_bytes_source: ConfigSource::Default,
+        }
+    }
+
+    fn set<'a>(name: &'a str, value: &'a str) -> ConfigChange<'a> {
+        ConfigChange::Set {
+            name,
+            value: Some(value),
+        }
+    }
+
+    #[test]
+    fn every_catalog_key_is_described_once_with_its_default() {
+        let described = describe_topic(&TopicConfig::default(), &defaults());
+        for key in topic_config::KEYS {
+            let found: Vec<_> = described
+                .iter()
+                .filter(|config| config.name == key)
+                .collect();
+            assert_eq!(found.len(), 1, "{key}");
+            assert_eq!(found[0].source, ConfigSource::Default);
+            assert!(!found[0].read_only);
+        }
+        let retention = described
+            .iter()
+            .find(|config| config.name == "retention.ms")
+            .unwrap();
+        assert_eq!(retention.value, "604800000");
+        assert_eq!(retention.synonyms.len(), 1);
+        assert_eq!(retention.synonyms[0].name, "log.retention.ms");
+        let cleanup = described
+            .iter()
+            .find(|config| config.name == "cleanup.policy")
+            .unwrap();
+        assert_eq!(
+            (cleanup.value.as_str(), cleanup.read_only),
+            ("delete", true)
+        );
+    }
+
+    #[test]
+    fn a_topic_value_comes_first_with_the_broker_default_as_its_synonym() {
+        let config = apply_changes(&TopicConfig::default(), [set("retention.ms", "1000")]).unwrap();
+        let described = describe_topic(&config, &defaults());
+        let retention = described
+            .iter()
+            .find(|config| config.name == "retention.ms")
+            .unwrap();
+        assert_eq!(retention.value, "1000");
+        assert_eq!(retention.source, ConfigSource::Topic);
+        let synonyms: Vec<_> = retention
+            .synonyms
+            .iter()
+            .map(|synonym| {
+                (
+                    synonym.name.as_str(),
+                    synonym.value.as_str(),
+                    synonym.source,
+                )
+            })
+            .collect();
+        assert_eq!(
+            synonyms,
+            [
+                ("retention.ms", "1000", ConfigSource::Topic),
+                ("log.retention.ms", "604800000", ConfigSource::Default)
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_configs_are_refused_naming_the_key() {
+        let refusal =
+            apply_changes(&TopicConfig::default(), [set("local.retention.ms", "5")]).unwrap_err();
+        assert_eq!(refusal.error, ResponseError::InvalidConfig);
+        assert!(
+            refusal.message.contains("local.retention.ms"),
+            "{}",
+            refusal.message
+        );
+        let flush =
+            apply_changes(&TopicConfig::default(), [set("flush.messages", "1")]).unwrap_err();
+        assert!(flush.message.contains("durability"), "{}", flush.message);
+    }
+
+    #[test]
+    fn fixed_configs_take_their_one_value_and_refuse_others_with_the_reason() {
+        let unchanged = TopicConfig::default();
+        for (name, value) in [
+            ("cleanup.policy", "delete"),
+            ("compression.type", "producer"),
+            ("min.insync.replicas", "1"),
+            ("message.timestamp.type", "CreateTime"),
+        ] {
+            assert_eq!(
+                apply_changes(&unchanged, [set(name, value)]),
+                Ok(unchanged.clone())
+            );
+        }
+        for (name, value, reason) in [
+            ("cleanup.policy", "compact", "compact"),
+            ("cleanup.policy", "compact,delete", "compact"),
+            ("compression.type", "zstd", "recompress"),
+            ("min.insync.replicas", "2", "single replica"),
+            ("message.timestamp.type", "LogAppendTime", "timestamps"),
+        ] {
+            let refusal = apply_changes(&unchanged, [set(name, value)]).unwrap_err();
+            assert_eq!(refusal.error, ResponseError::InvalidConfig, "{name}");
+            assert!(refusal.message.contains(reason), "{}", refusal.message);
+        }
+    }
+
+    #[test]
+    fn append_and_subtract_apply_to_lists_only() {
+        let config = TopicConfig::default();
+        let append = |name, value| ConfigChange::Append {
+            name,
+            value: Some(value),
+        };
+        let refusal = apply_changes(&config, [append("retention.ms", "5")]).unwrap_err();
+        assert_eq!(refusal.error, ResponseError::InvalidConfig);
+        assert!(refusal.message.contains("list"), "{}", refusal.message);
+        assert_eq!(
+            apply_changes(&config, [append("cleanup.policy", "delete")]),
+            Ok(config.clone())
+        );
+        assert!(apply_changes(&config, [append("cleanup.policy", "compact")]).is_err());
+        let subtract = ConfigChange::Subtract {
+            name: "cleanup.policy",
+            value: Some("delete"),
+        };
+        assert!(apply_changes(&config, [subtract]).is_err());
+    }
+
+    #[test]
+    fn set_and_delete_change_catalog_keys_and_bad_values_are_refused() {
+        let config = apply_changes(
+            &TopicConfig::default(),
+            [
+                set("retention.bytes", "1000"),
+                set("max.message.bytes", "2048"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.retention_bytes, Some(1000));
+        assert_eq!(config.max_message_bytes, Some(2048));
+        let deleted = apply_changes(
+            &config,
+            [ConfigChange::Delete {
+                name: "retention.bytes",
+            }],
+        )
+        .unwrap();
+        assert_eq!(deleted.retention_bytes, None);
+        assert_eq!(deleted.max_message_bytes, Some(2048));
+        for (name, value) in [
+            ("segment.bytes", "10"),
+            ("retention.ms", "soon"),
+            ("retention.ms", ""),
+        ] {
+            let refusal = apply_changes(&config, [set(name, value)]).unwrap_err();
+            assert_eq!(
+                refusal.error,
+                ResponseError::InvalidConfig,
+                "{name}={value}"
+            );
+        }
+        let null = apply_changes(
+            &config,
+            [ConfigChange::Set {
+                name: "retention.ms",
+                value: None,
+            }],
+        );
+        assert_eq!(null.unwrap_err().error, ResponseError::InvalidConfig);
+    }
+
+    #[test]
+    fn a_config_named_twice_is_an_invalid_request() {
+        let refusal = apply_changes(
+            &TopicConfig::default(),
+            [set("retention.ms", "1"), set("retention.ms", "2")],
+        )
+        .unwrap_err();
+        assert_eq!(refusal.error, ResponseError::InvalidRequest);
+    }
+}
