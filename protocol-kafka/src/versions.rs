@@ -27,6 +27,15 @@ const fn served(key: ApiKey, min_version: i16, max_version: i16) -> ServedApi {
 pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::Metadata, 0, 13),
     served(ApiKey::ApiVersions, 0, 4),
+    served(ApiKey::CreateTopics, 2, 7),
+    served(ApiKey::DeleteTopics, 1, 6),
+    served(ApiKey::DeleteRecords, 0, 2),
+    served(ApiKey::DescribeConfigs, 1, 4),
+    served(ApiKey::AlterConfigs, 0, 2),
+    served(ApiKey::DescribeLogDirs, 1, 4),
+    served(ApiKey::CreatePartitions, 0, 3),
+    served(ApiKey::IncrementalAlterConfigs, 0, 1),
+    served(ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

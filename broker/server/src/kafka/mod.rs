@@ -13,6 +13,7 @@
 //! answers from it, and a request for an API or version outside it never reaches a handler.
 //! Single broker: this broker is node 0, the leader of every partition and its only replica.
 
+pub(crate) mod admin;
 pub mod connection;
 mod data;
 pub mod errors;
@@ -23,7 +24,11 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use spate_kafka_protocol::frame::{encode_response, EncodeError};
-use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+};
 use spate_kafka_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::config::{Config, KafkaConfig};
@@ -130,6 +135,15 @@ macro_rules! kafka_apis {
 kafka_apis! {
     ApiVersions(ApiVersionsRequest) => data::api_versions,
     Metadata(MetadataRequest) => data::metadata,
+    CreateTopics(CreateTopicsRequest) => admin::create_topics,
+    DeleteTopics(DeleteTopicsRequest) => admin::delete_topics,
+    DeleteRecords(DeleteRecordsRequest) => admin::delete_records,
+    DescribeConfigs(DescribeConfigsRequest) => admin::describe_configs,
+    AlterConfigs(AlterConfigsRequest) => admin::alter_configs,
+    CreatePartitions(CreatePartitionsRequest) => admin::create_partitions,
+    DescribeLogDirs(DescribeLogDirsRequest) => admin::describe_log_dirs,
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest) => admin::incremental_alter_configs,
+    DescribeCluster(DescribeClusterRequest) => admin::describe_cluster,
 }
 
 /// A decoded request with what its answer needs.
