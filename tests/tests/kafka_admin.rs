@@ -104,12 +104,15 @@ fn create_one(
 }
 
 fn metadata(kafka: &mut KafkaTestClient, topics: &[&str]) -> MetadataResponse {
-    let request = MetadataRequest::default().with_topics(Some(
-        topics
-            .iter()
-            .map(|topic| MetadataRequestTopic::default().with_name(Some(name(topic))))
-            .collect(),
-    ));
+    let request = MetadataRequest::default()
+        .with_topics(Some(
+            topics
+                .iter()
+                .map(|topic| MetadataRequestTopic::default().with_name(Some(name(topic))))
+                .collect(),
+        ))
+        // Looking must not create (Metadata's auto-creation is on by default).
+        .with_allow_auto_topic_creation(false);
     kafka.call(12, &request)
 }
 
@@ -203,6 +206,12 @@ fn create_topics_creates_at_every_version_and_refuses_each_bad_topic_with_its_co
         }
     }
 
+    // Kafka's metrics make '.' and '_' the same: a name differing only there collides.
+    assert_eq!(
+        create_one(&mut kafka, 7, new_topic("dotted.name", 1, &[])).error_code,
+        0
+    );
+
     // -1 partitions and replication factor: the broker's defaults (one partition).
     let defaults = create_one(&mut kafka, 7, new_topic("defaults", -1, &[]));
     assert_eq!((defaults.error_code, defaults.num_partitions), (0, 1));
@@ -226,7 +235,7 @@ fn create_topics_creates_at_every_version_and_refuses_each_bad_topic_with_its_co
             "249",
         ),
         (
-            new_topic("created_v7", 1, &[]),
+            new_topic("dotted_name", 1, &[]),
             ResponseError::InvalidTopicException,
             "collides",
         ),
@@ -409,7 +418,9 @@ fn describe_configs_gives_every_config_with_its_source_synonyms_type_and_documen
         assert_eq!(names, ["retention.bytes"], "v{version}");
         assert_eq!(filtered.configs[0].value.as_deref(), Some("-1"));
         assert!(filtered.configs[0].synonyms.is_empty());
-        assert_eq!(filtered.configs[0].documentation, None);
+        if version >= 3 {
+            assert_eq!(filtered.configs[0].documentation, None);
+        }
 
         let missing = describe(&mut kafka, version, TOPIC, "nowhere", None, false, false);
         assert_eq!(
@@ -1020,7 +1031,10 @@ fn describe_cluster_and_log_dirs_describe_this_broker_and_its_partitions() {
     .ok();
     let data_dir = std::fs::canonicalize(broker.data_dir()).unwrap();
     for version in 1..=4 {
-        let all = kafka.call(version, &DescribeLogDirsRequest::default());
+        let all = kafka.call(
+            version,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        );
         assert_eq!(all.results.len(), 1, "v{version}: {all:?}");
         let directory = &all.results[0];
         assert_eq!(directory.error_code, 0);
