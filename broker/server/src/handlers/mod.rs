@@ -7,7 +7,7 @@
 //! only dispatches and maps errors to wire codes. Nothing here touches sockets.
 
 pub(crate) mod admin;
-mod data;
+pub(crate) mod data;
 pub(crate) mod group;
 
 use std::future::Future;
