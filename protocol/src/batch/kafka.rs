@@ -34,7 +34,8 @@
 //! headers agree, so recovery finds a torn or corrupt Kafka batch like a native one.
 //!
 //! This file checks and wraps Kafka batches ([`check`], [`wrap`]) and reads them back
-//! ([`kafka_bytes`]). It never allocates while checking.
+//! ([`kafka_bytes`]). It never allocates while checking. `convert` turns a native batch into a
+//! Kafka one ([`to_kafka_v2`]); `varint` holds Kafka's variable-length integers.
 
 use bytes::BytesMut;
 
@@ -43,6 +44,11 @@ use crate::batch::header::{
 };
 use crate::constants::OFFSET_MAX;
 use crate::error::BatchError;
+
+pub mod convert;
+pub mod varint;
+
+pub use convert::to_kafka_v2;
 
 /// Offsets of each field in a Kafka RecordBatch v2 header; each derived from the previous one.
 pub mod field {
