@@ -450,7 +450,13 @@ impl Consumer {
             if failed.iter().any(|(key, _, _)| *key == chunk.key) {
                 continue; // later chunks of a partition with a bad one are fetched again
             }
-            match PolledChunk::check(topic, chunk.key.partition, chunk.bytes, skip_below) {
+            match PolledChunk::check(
+                topic,
+                chunk.key.partition,
+                chunk.bytes,
+                skip_below,
+                self.shared.config.decompressed_batch_bytes_max,
+            ) {
                 Ok(checked) => {
                     polled.chunks.push(checked);
                     let mut state = self.shared.state();

@@ -2,9 +2,14 @@
 //! place.
 //!
 //! A [`Polled`] owns the fetched bytes (reference-counted slices of the response frame, no
-//! copy). `poll` validates each batch once (header, CRC, record archive, record offsets) and
-//! keeps, beside the bytes, the protocol's validated record iterator of every batch;
-//! [`Polled::records`] walks those without validating anything again. A [`ConsumerRecord`]'s
+//! copy). `poll` validates each batch once (header, CRC, record archive or Kafka records,
+//! record offsets) and keeps, beside the bytes, the protocol's validated record iterator of
+//! every batch; [`Polled::records`] walks those without validating anything again.
+//!
+//! Batches a Kafka producer wrote (payload format 2) read like native ones. A compressed one
+//! is decompressed once, at `poll`, into a buffer of its own (at most
+//! `ConsumerConfig::decompressed_batch_bytes_max`) that the chunk keeps beside its records.
+//! Control batches (Kafka's transaction markers) hold no user records and are skipped. A [`ConsumerRecord`]'s
 //! key, value and headers are views into the bytes; [`OwnedRecord`] is the variant that outlives
 //! the `Polled`, sharing the same memory rather than copying it. Fetching and positions are
 //! `consumer`'s business; this file only reads.
@@ -13,12 +18,61 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use self_cell::self_cell;
-use spate_protocol::batch::{BatchIter, RecordHeader, RecordView, Records};
+use spate_protocol::batch::header::attributes;
+use spate_protocol::batch::kafka::compression::decompress;
+use spate_protocol::batch::kafka::{self, Compression, KAFKA_BATCH_HEADER_BYTES};
+use spate_protocol::batch::{BatchIter, BatchView, RecordHeader, RecordView, Records};
 use spate_protocol::constants::BATCH_BYTES_MAX;
 use spate_protocol::BatchError;
 
-/// The records of each batch of a chunk, in order, borrowed from the chunk's bytes.
-type BatchRecords<'bytes> = Vec<Records<'bytes>>;
+self_cell!(
+    /// A compressed Kafka batch's records, validated, beside their decompressed bytes.
+    struct DecompressedRecords {
+        owner: Bytes,
+        #[covariant]
+        dependent: Records,
+    }
+
+    impl {Debug}
+);
+
+/// The validated records of one batch.
+#[derive(Debug)]
+enum BatchRecords<'bytes> {
+    /// Read in place from the fetched bytes.
+    InPlace(Records<'bytes>),
+    /// Read from the batch's decompression.
+    Decompressed(DecompressedRecords),
+}
+
+impl BatchRecords<'_> {
+    /// A fresh iterator over the records (cheap: a cursor), and the bytes they borrow from.
+    fn records<'a>(&'a self, fetched: &'a Bytes) -> (Records<'a>, &'a Bytes) {
+        match self {
+            Self::InPlace(records) => (records.clone(), fetched),
+            Self::Decompressed(cell) => (cell.borrow_dependent().clone(), cell.borrow_owner()),
+        }
+    }
+}
+
+/// Validates one batch's records: in place, or, for a compressed Kafka batch, in a buffer it
+/// is decompressed into (at most `decompressed_bytes_max` bytes).
+fn validate_records<'bytes>(
+    batch: &BatchView<'bytes>,
+    decompressed_bytes_max: usize,
+) -> Result<BatchRecords<'bytes>, BatchError> {
+    let codec = batch.compression();
+    if codec == Compression::None {
+        return batch.records().map(BatchRecords::InPlace);
+    }
+    let compressed = &kafka::kafka_bytes(batch.as_bytes())[KAFKA_BATCH_HEADER_BYTES..];
+    let decompressed = Bytes::from(decompress(codec, compressed, decompressed_bytes_max)?);
+    let cell = DecompressedRecords::try_new(decompressed, |records| batch.kafka_records(records))?;
+    Ok(BatchRecords::Decompressed(cell))
+}
+
+/// The records of each batch of a chunk, in order.
+type ChunkRecords<'bytes> = Vec<BatchRecords<'bytes>>;
 
 self_cell!(
     /// A chunk's bytes and, borrowed from them, the records of every batch in them, validated
@@ -26,7 +80,7 @@ self_cell!(
     struct ValidatedBatches {
         owner: Bytes,
         #[covariant]
-        dependent: BatchRecords,
+        dependent: ChunkRecords,
     }
 
     impl {Debug}
@@ -46,7 +100,8 @@ pub(crate) struct PolledChunk {
 }
 
 impl PolledChunk {
-    /// Validates every batch (header, CRC, record archive) and counts the records at or above
+    /// Validates every batch (header, CRC, records; a compressed Kafka batch is decompressed
+    /// into at most `decompressed_bytes_max` bytes) and counts the records at or above
     /// `skip_below`. Returns the first failure with the offset of the batch it hit. The only
     /// validation these bytes get: reading the records later reuses what it found.
     pub(crate) fn check(
@@ -54,6 +109,7 @@ impl PolledChunk {
         partition: u32,
         bytes: Bytes,
         skip_below: u64,
+        decompressed_bytes_max: usize,
     ) -> Result<Self, (u64, BatchError)> {
         let mut record_count = 0;
         let batches = ValidatedBatches::try_new(bytes, |bytes| {
@@ -61,11 +117,16 @@ impl PolledChunk {
             let mut batches = BatchIter::new(bytes, BATCH_BYTES_MAX);
             for batch in &mut batches {
                 let batch = batch.map_err(|error| (skip_below, error))?;
-                let records = batch
-                    .records()
+                if batch.attributes() & attributes::CONTROL != 0 {
+                    // Transaction markers: no user records. Positions move past them anyway
+                    // (the fetcher advances by batch headers).
+                    continue;
+                }
+                let records = validate_records(&batch, decompressed_bytes_max)
                     .map_err(|error| (batch.base_offset(), error))?;
                 record_count += records
-                    .clone()
+                    .records(bytes)
+                    .0
                     .filter(|record| record.offset() >= skip_below)
                     .count();
                 all_records.push(records);
@@ -96,7 +157,7 @@ impl PolledChunk {
         self.batches.borrow_owner()
     }
 
-    fn batch_records(&self) -> &[Records<'_>] {
+    fn batch_records(&self) -> &[BatchRecords<'_>] {
         self.batches.borrow_dependent()
     }
 }
@@ -178,8 +239,9 @@ pub struct PolledRecords<'a> {
 
 struct ChunkCursor<'a> {
     chunk: &'a PolledChunk,
-    batches: std::slice::Iter<'a, Records<'a>>,
-    records: Option<Records<'a>>,
+    batches: std::slice::Iter<'a, BatchRecords<'a>>,
+    /// The current batch's records and the bytes they borrow from.
+    records: Option<(Records<'a>, &'a Bytes)>,
 }
 
 impl<'a> Iterator for PolledRecords<'a> {
@@ -196,11 +258,12 @@ impl<'a> Iterator for PolledRecords<'a> {
                 });
                 continue;
             };
-            if let Some(records) = &mut cursor.records {
+            if let Some((records, source)) = &mut cursor.records {
                 for view in records.by_ref() {
                     if view.offset() >= cursor.chunk.skip_below {
                         return Some(ConsumerRecord {
                             chunk: cursor.chunk,
+                            source,
                             view,
                         });
                     }
@@ -208,7 +271,7 @@ impl<'a> Iterator for PolledRecords<'a> {
                 cursor.records = None;
             }
             match cursor.batches.next() {
-                Some(records) => cursor.records = Some(records.clone()),
+                Some(batch) => cursor.records = Some(batch.records(cursor.chunk.bytes())),
                 None => self.current = None,
             }
         }
@@ -219,6 +282,8 @@ impl<'a> Iterator for PolledRecords<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerRecord<'a> {
     chunk: &'a PolledChunk,
+    /// The bytes `view` borrows: the fetched chunk, or a batch's decompression.
+    source: &'a Bytes,
     view: RecordView<'a>,
 }
 
@@ -260,7 +325,7 @@ impl<'a> ConsumerRecord<'a> {
 
     /// A copy that outlives the poll result; key and value share the fetched bytes.
     pub fn to_owned_record(&self) -> OwnedRecord {
-        let record = self.view.to_record_sharing(self.chunk.bytes());
+        let record = self.view.to_record_sharing(self.source);
         OwnedRecord {
             topic: self.chunk.topic.clone(),
             partition: self.chunk.partition,
@@ -297,7 +362,9 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
     use spate_protocol::batch::header::{compute_crc, field, stamp};
+    use spate_protocol::batch::BATCH_HEADER_BYTES;
     use spate_protocol::batch::{BatchBuilder, BatchOptions, NO_HEADERS};
+    use spate_protocol::constants::DECOMPRESSED_BATCH_BYTES_MAX;
 
     fn batch(base_offset: u64, values: &[&str]) -> BytesMut {
         let mut builder = BatchBuilder::new(BatchOptions::default());
@@ -316,7 +383,14 @@ mod tests {
         let mut bytes = batch(10, &["a", "b", "c"]);
         bytes.extend_from_slice(&batch(13, &["d"]));
         let bytes = bytes.freeze();
-        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes.clone(), 11).unwrap();
+        let chunk = PolledChunk::check(
+            Arc::from("t"),
+            0,
+            bytes.clone(),
+            11,
+            DECOMPRESSED_BATCH_BYTES_MAX,
+        )
+        .unwrap();
         assert_eq!(chunk.record_count, 3);
         let polled = Polled {
             chunks: vec![chunk],
@@ -346,7 +420,14 @@ mod tests {
         bytes[root_length..].copy_from_slice(&u32::MAX.to_le_bytes());
         let crc = compute_crc(&bytes);
         bytes[field::CRC..][..4].copy_from_slice(&crc.to_le_bytes());
-        let error = PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0).unwrap_err();
+        let error = PolledChunk::check(
+            Arc::from("t"),
+            0,
+            bytes.freeze(),
+            0,
+            DECOMPRESSED_BATCH_BYTES_MAX,
+        )
+        .unwrap_err();
         assert_eq!(error.0, 7, "the failure names the batch's offset");
         assert!(
             matches!(error.1, BatchError::InvalidPayload { .. }),
@@ -359,7 +440,14 @@ mod tests {
     fn a_clone_reads_the_same_records_from_the_same_bytes() {
         let bytes = batch(3, &["x", "y"]).freeze();
         let polled = Polled {
-            chunks: vec![PolledChunk::check(Arc::from("t"), 0, bytes.clone(), 0).unwrap()],
+            chunks: vec![PolledChunk::check(
+                Arc::from("t"),
+                0,
+                bytes.clone(),
+                0,
+                DECOMPRESSED_BATCH_BYTES_MAX,
+            )
+            .unwrap()],
         };
         let clone = polled.clone();
         let values: Vec<&[u8]> = clone
@@ -376,7 +464,152 @@ mod tests {
         let mut bytes = batch(0, &["hello"]);
         let last = bytes.len() - 20;
         bytes[last] ^= 0xff;
-        let error = PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0).unwrap_err();
+        let error = PolledChunk::check(
+            Arc::from("t"),
+            0,
+            bytes.freeze(),
+            0,
+            DECOMPRESSED_BATCH_BYTES_MAX,
+        )
+        .unwrap_err();
         assert!(matches!(error.1, BatchError::CrcMismatch { .. }));
+    }
+
+    /// A Kafka producer's batch of `values` with `codec`, stored as the broker stores it.
+    fn kafka_batch(
+        base_offset: u64,
+        values: &[&[u8]],
+        codec: kafka_protocol::records::Compression,
+        control: bool,
+    ) -> BytesMut {
+        use kafka_protocol::records::{
+            Record as KafkaRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<KafkaRecord> = values
+            .iter()
+            .enumerate()
+            .map(|(index, value)| KafkaRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: index as i64,
+                sequence: index as i32 - 1,
+                timestamp: 1000 + index as i64,
+                key: Some(Bytes::from_static(b"key")),
+                value: Some(Bytes::copy_from_slice(value)),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut kafka = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut kafka,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: codec,
+            },
+        )
+        .unwrap();
+        let mut stored = kafka::wrap(&kafka).unwrap();
+        if control {
+            // Producers may not write control batches (`wrap` refuses them); the broker writes
+            // transaction markers itself. Set the bit in both headers, then both CRCs.
+            let spate_attributes = field::ATTRIBUTES;
+            stored[spate_attributes] |= attributes::CONTROL as u8;
+            let kafka_attributes = BATCH_HEADER_BYTES + kafka::field::ATTRIBUTES + 1;
+            stored[kafka_attributes] |= attributes::CONTROL as u8;
+            let kafka_part = &mut stored[BATCH_HEADER_BYTES..];
+            let crc = crc32c::crc32c(&kafka_part[kafka::field::CRC_START..]);
+            kafka_part[kafka::field::CRC..][..4].copy_from_slice(&crc.to_be_bytes());
+            let crc = compute_crc(&stored);
+            stored[field::CRC..][..4].copy_from_slice(&crc.to_le_bytes());
+        }
+        stamp(&mut stored, base_offset, 0);
+        stored
+    }
+
+    #[test]
+    fn kafka_batches_of_every_codec_read_like_native_ones_and_control_batches_are_skipped() {
+        use kafka_protocol::records::Compression as Codec;
+        let codecs = [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ];
+        let mut bytes = batch(0, &["native"]);
+        let mut expected: Vec<(u64, Vec<u8>)> = vec![(0, b"native".to_vec())];
+        let mut next_offset = 1;
+        for codec in codecs {
+            let values: Vec<Vec<u8>> = (0..3)
+                .map(|index| format!("{codec:?}-{index}-").repeat(50).into_bytes())
+                .collect();
+            let borrowed: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            bytes.extend_from_slice(&kafka_batch(next_offset, &borrowed, codec, false));
+            for value in values {
+                expected.push((next_offset, value));
+                next_offset += 1;
+            }
+        }
+        // A transaction marker between data batches holds no records for the application.
+        bytes.extend_from_slice(&kafka_batch(next_offset, &[b"marker"], Codec::None, true));
+        next_offset += 1;
+        bytes.extend_from_slice(&batch(next_offset, &["after"]));
+        expected.push((next_offset, b"after".to_vec()));
+
+        let bytes = bytes.freeze();
+        let chunk = PolledChunk::check(
+            Arc::from("t"),
+            0,
+            bytes.clone(),
+            2,
+            DECOMPRESSED_BATCH_BYTES_MAX,
+        )
+        .unwrap();
+        expected.retain(|(offset, _)| *offset >= 2);
+        assert_eq!(chunk.record_count, expected.len());
+        let polled = Polled {
+            chunks: vec![chunk],
+        };
+        let seen: Vec<(u64, Vec<u8>)> = polled
+            .records()
+            .map(|record| (record.offset(), record.value().unwrap().to_vec()))
+            .collect();
+        assert_eq!(seen, expected);
+        // Owned copies share the bytes they were read from: the fetched ones for uncompressed
+        // batches, the decompression buffer for compressed ones; either way they match.
+        let owned = polled.to_owned_records();
+        assert_eq!(
+            owned
+                .iter()
+                .map(|record| (record.offset, record.value.as_ref().unwrap().to_vec()))
+                .collect::<Vec<_>>(),
+            expected
+        );
+    }
+
+    #[test]
+    fn a_kafka_batch_that_inflates_past_the_consumers_limit_is_refused() {
+        let value = vec![0u8; 1 << 20];
+        let bytes = kafka_batch(
+            9,
+            &[&value],
+            kafka_protocol::records::Compression::Zstd,
+            false,
+        );
+        let error = PolledChunk::check(Arc::from("t"), 0, bytes.clone().freeze(), 0, 64 * 1024)
+            .unwrap_err();
+        assert_eq!(error.0, 9);
+        assert_eq!(
+            error.1,
+            BatchError::DecompressedTooLarge { limit: 64 * 1024 }
+        );
+        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0, 2 << 20).unwrap();
+        assert_eq!(chunk.record_count, 1);
     }
 }

@@ -45,7 +45,9 @@ use crate::batch::header::{
 use crate::constants::OFFSET_MAX;
 use crate::error::BatchError;
 
+pub mod compression;
 pub mod convert;
+pub mod records;
 pub mod varint;
 
 pub use convert::to_kafka_v2;
@@ -197,7 +199,7 @@ pub fn check(kafka: &[u8]) -> Result<KafkaBatchInfo, BatchError> {
 }
 
 /// Every check of [`check`] except the CRC.
-fn decode_header(kafka: &[u8]) -> Result<KafkaBatchInfo, BatchError> {
+pub(crate) fn decode_header(kafka: &[u8]) -> Result<KafkaBatchInfo, BatchError> {
     // Magic sits at byte 16 in every Kafka message format, so old ones are told apart first.
     let Some(&magic) = kafka.get(field::MAGIC) else {
         return Err(BatchError::Truncated {

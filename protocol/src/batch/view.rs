@@ -1,8 +1,10 @@
 //! Reader side of record batches: validate bytes in place, then walk their records zero-copy.
 //!
 //! [`BatchView::validate`] checks the header and the CRC and covers exactly `batch_length`
-//! bytes; [`BatchView::records`] additionally validates the rkyv archive (bytecheck) and the
-//! record entries against the header before handing out any record. [`BatchIter`] splits a
+//! bytes; [`BatchView::records`] additionally validates the records against the header before
+//! handing out any record: the rkyv archive (bytecheck) of payload format 1, or the Kafka
+//! records of payload format 2 (`batch::kafka::records`; compressed ones through
+//! [`BatchView::kafka_records`] once decompressed). Both formats yield the same [`RecordView`]. [`BatchIter`] splits a
 //! buffer of back-to-back batches, as a fetch returns them. Nothing here copies record bytes
 //! except the explicit conversions to the owned [`Record`].
 
@@ -10,6 +12,8 @@ use bytes::Bytes;
 
 use crate::batch::header::check_crc;
 use crate::batch::header::{attributes, BatchHeader, PayloadFormat, BATCH_HEADER_BYTES};
+use crate::batch::kafka::records::{KafkaHeaders, KafkaRecords};
+use crate::batch::kafka::{self, Compression, KafkaBatchInfo, KAFKA_BATCH_HEADER_BYTES};
 use crate::batch::record::{Record, RecordHeader};
 use crate::batch::records::{access_entries, ArchivedHeaderEntry, ArchivedRecordEntry};
 use crate::error::BatchError;
@@ -104,26 +108,65 @@ impl<'a> BatchView<'a> {
         &self.bytes[BATCH_HEADER_BYTES..]
     }
 
-    /// Validates the payload as records and returns an iterator over them. Fails on payload
-    /// format 2 (Kafka, not readable natively yet), on compression, on an archive bytecheck
-    /// rejects, and on entries whose count or offset deltas disagree with the header.
+    /// Validates the payload as records and returns an iterator over them. Fails on a
+    /// compressed payload (for a Kafka batch: decompress it, see
+    /// `batch::kafka::compression`, then use [`BatchView::kafka_records`]), on an archive
+    /// bytecheck rejects or Kafka records that do not parse, and on records whose count or
+    /// offset deltas disagree with the header.
     pub fn records(&self) -> Result<Records<'a>, BatchError> {
-        let payload_format = self.payload_format();
-        if payload_format != PayloadFormat::Rkyv {
-            return Err(BatchError::UnsupportedPayloadFormat {
-                payload_format: payload_format as u8,
-            });
-        }
         let codec = self.header.attributes & attributes::COMPRESSION_MASK;
         if codec != 0 {
             return Err(BatchError::UnsupportedCompression { codec });
         }
+        if self.payload_format() == PayloadFormat::KafkaV2 {
+            let kafka = kafka::kafka_bytes(self.bytes);
+            return self.kafka_records(&kafka[KAFKA_BATCH_HEADER_BYTES..]);
+        }
         let entries = access_entries(self.payload())?;
         check_entries(entries, &self.header)?;
         Ok(Records {
-            entries: entries.iter(),
-            base_offset: self.header.base_offset,
-            first_timestamp: self.header.first_timestamp,
+            inner: RecordsInner::Native {
+                entries: entries.iter(),
+                base_offset: self.header.base_offset,
+                first_timestamp: self.header.first_timestamp,
+            },
+        })
+    }
+
+    /// The Kafka header of a payload format 2 batch (`None` for format 1). `validate`
+    /// checked it and its CRC; this reads its 61 bytes again without the CRC pass.
+    pub fn kafka_info(&self) -> Option<KafkaBatchInfo> {
+        if self.payload_format() != PayloadFormat::KafkaV2 {
+            return None;
+        }
+        let info = kafka::decode_header(kafka::kafka_bytes(self.bytes));
+        Some(info.expect("validate checked the Kafka header"))
+    }
+
+    /// The compression codec of the batch's records (always none for payload format 1).
+    pub fn compression(&self) -> Compression {
+        Compression::from_attributes(self.header.attributes).unwrap_or(Compression::None)
+    }
+
+    /// Validates `records` as the records of this payload format 2 batch: its bytes after the
+    /// Kafka header, or their decompression when it is compressed. They may live outside the
+    /// batch (a decompression buffer); the iterator borrows them, not the batch.
+    pub fn kafka_records<'r>(&self, records: &'r [u8]) -> Result<Records<'r>, BatchError> {
+        let Some(info) = self.kafka_info() else {
+            return Err(BatchError::UnsupportedPayloadFormat {
+                payload_format: self.header.payload_format,
+            });
+        };
+        let records = KafkaRecords::validate(records, &info)?;
+        if records.len() != self.header.record_count as usize {
+            // `check_stored` made the two headers agree, so this is the Kafka count too.
+            return Err(BatchError::RecordCountMismatch {
+                expected: self.header.record_count,
+                actual: records.len(),
+            });
+        }
+        Ok(Records {
+            inner: RecordsInner::Kafka(records),
         })
     }
 }
@@ -153,33 +196,60 @@ fn check_entries(entries: &[ArchivedRecordEntry], header: &BatchHeader) -> Resul
     Ok(())
 }
 
-/// Iterator over the records of one validated batch.
+/// Iterator over the records of one validated batch, of either payload format.
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
-    entries: core::slice::Iter<'a, ArchivedRecordEntry>,
-    base_offset: u64,
-    first_timestamp: i64,
+    inner: RecordsInner<'a>,
+}
+
+#[derive(Debug, Clone)]
+enum RecordsInner<'a> {
+    Native {
+        entries: core::slice::Iter<'a, ArchivedRecordEntry>,
+        base_offset: u64,
+        first_timestamp: i64,
+    },
+    Kafka(KafkaRecords<'a>),
 }
 
 impl<'a> Iterator for Records<'a> {
     type Item = RecordView<'a>;
 
     fn next(&mut self) -> Option<RecordView<'a>> {
-        let entry = self.entries.next()?;
-        Some(RecordView {
-            // No overflow: `check` bounds base_offset + offset_count by OFFSET_MAX.
-            offset: self.base_offset + u64::from(entry.offset_delta.to_native()),
-            timestamp: self
-                .first_timestamp
-                .wrapping_add(entry.timestamp_delta.to_native()),
-            key: entry.key.as_ref().map(|key| key.get()),
-            value: entry.value.as_ref().map(|value| value.get()),
-            headers: entry.headers.get(),
-        })
+        match &mut self.inner {
+            RecordsInner::Native {
+                entries,
+                base_offset,
+                first_timestamp,
+            } => {
+                let entry = entries.next()?;
+                Some(RecordView {
+                    // No overflow: `check` bounds base_offset + offset_count by OFFSET_MAX.
+                    offset: *base_offset + u64::from(entry.offset_delta.to_native()),
+                    timestamp: first_timestamp.wrapping_add(entry.timestamp_delta.to_native()),
+                    key: entry.key.as_ref().map(|key| key.get()),
+                    value: entry.value.as_ref().map(|value| value.get()),
+                    headers: HeaderSource::Native(entry.headers.get()),
+                })
+            }
+            RecordsInner::Kafka(records) => {
+                let record = records.next()?;
+                Some(RecordView {
+                    offset: record.offset,
+                    timestamp: record.timestamp,
+                    key: record.key,
+                    value: record.value,
+                    headers: HeaderSource::Kafka(KafkaHeaders::new(&record)),
+                })
+            }
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.entries.size_hint()
+        match &self.inner {
+            RecordsInner::Native { entries, .. } => entries.size_hint(),
+            RecordsInner::Kafka(records) => records.size_hint(),
+        }
     }
 }
 
@@ -192,8 +262,45 @@ pub struct RecordView<'a> {
     timestamp: i64,
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
-    headers: &'a [ArchivedHeaderEntry],
+    headers: HeaderSource<'a>,
 }
+
+/// Where a record's headers are read from: archived entries, or Kafka's varint-framed list.
+#[derive(Debug, Clone, Copy)]
+enum HeaderSource<'a> {
+    Native(&'a [ArchivedHeaderEntry]),
+    Kafka(KafkaHeaders<'a>),
+}
+
+/// Iterator over one record's headers, `(key, value)` in the producer's order.
+#[derive(Debug, Clone)]
+pub struct Headers<'a> {
+    source: HeaderSource<'a>,
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.source {
+            HeaderSource::Native(entries) => {
+                let (first, rest) = entries.split_first()?;
+                *entries = rest;
+                Some((first.key.get(), first.value.get()))
+            }
+            HeaderSource::Kafka(headers) => headers.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.source {
+            HeaderSource::Native(entries) => (entries.len(), Some(entries.len())),
+            HeaderSource::Kafka(headers) => headers.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Headers<'_> {}
 
 impl<'a> RecordView<'a> {
     /// Absolute offset: the batch's stamped base offset plus this record's delta.
@@ -216,14 +323,15 @@ impl<'a> RecordView<'a> {
     }
 
     pub fn header_count(&self) -> usize {
-        self.headers.len()
+        self.headers().len()
     }
 
-    /// Headers in the order the producer appended them; keys may repeat.
-    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a [u8])> + Clone + 'a {
-        self.headers
-            .iter()
-            .map(|header| (header.key.get(), header.value.get()))
+    /// Headers in the order the producer appended them; keys may repeat. A Kafka header's
+    /// null value reads as empty.
+    pub fn headers(&self) -> Headers<'a> {
+        Headers {
+            source: self.headers,
+        }
     }
 
     /// Copies the record out of the batch.
