@@ -23,7 +23,7 @@ const fn served(key: ApiKey, min_version: i16, max_version: i16) -> ServedApi {
     }
 }
 
-/// Every API the Kafka listener serves, in key order.
+/// Every API the Kafka listener serves (admin and data rows, then the group block).
 pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::Metadata, 0, 13),
     served(ApiKey::ApiVersions, 0, 4),
@@ -36,6 +36,11 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::DescribeCluster, 0, 2),
+    served(ApiKey::Produce, 3, 13),
+    served(ApiKey::Fetch, 4, 17),
+    served(ApiKey::ListOffsets, 1, 10),
+    served(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    served(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

@@ -2,6 +2,10 @@
 //! requests encoded and responses decoded with the `kafka-protocol` crate's generated codecs (the
 //! same ones the broker uses, but driven from the client side), and raw bytes for tests of bad
 //! input. Obviously correct rather than fast; answers are read in order, one at a time.
+//!
+//! Record batches are built and read with the same crate's `RecordBatchEncoder` and
+//! `RecordBatchDecoder` (every codec), so the broker is checked against an independent
+//! implementation of Kafka's batch format.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,6 +15,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use spate_kafka_protocol::kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use spate_kafka_protocol::kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Request, StrBytes,
+};
+use spate_kafka_protocol::kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 /// How long a test waits for an answer before it fails.
@@ -122,4 +129,82 @@ impl KafkaTestClient {
             ),
         }
     }
+}
+
+/// One record to put in a Kafka batch: key, value and timestamp (ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaTestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: i64,
+}
+
+impl KafkaTestRecord {
+    pub fn new(key: &str, value: &str, timestamp: i64) -> KafkaTestRecord {
+        KafkaTestRecord {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            timestamp,
+        }
+    }
+}
+
+/// An idempotent producer's fields for a batch: id, epoch, first sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaProducer {
+    pub id: i64,
+    pub epoch: i16,
+    pub sequence: i32,
+}
+
+/// One Kafka RecordBatch v2 holding `records` (offsets from 0, as a producer sends them),
+/// compressed with `compression`, from `producer` (`None`: not idempotent).
+pub fn kafka_batch(
+    records: &[KafkaTestRecord],
+    compression: Compression,
+    producer: Option<KafkaProducer>,
+) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: producer.map_or(-1, |producer| producer.id),
+            producer_epoch: producer.map_or(-1, |producer| producer.epoch),
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder starts a new batch where offset minus sequence changes, so a batch
+            // without a producer counts its sequences up from -1 (only the first is written).
+            sequence: producer.map_or(-1, |producer| producer.sequence) + index as i32,
+            timestamp: record.timestamp,
+            key: record.key.clone().map(Bytes::from),
+            value: record.value.clone().map(Bytes::from),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode a Kafka batch");
+    buffer.freeze()
+}
+
+/// Every record of the Kafka batches in a fetch answer's records field, decompressed, with
+/// their offsets.
+pub fn kafka_records(records: &Bytes) -> Vec<Record> {
+    let mut buffer = records.clone();
+    RecordBatchDecoder::decode_all(&mut buffer)
+        .expect("the fetched records decode as Kafka batches")
+        .into_iter()
+        .flat_map(|set| set.records)
+        .collect()
 }

@@ -106,6 +106,8 @@ pub mod defaults {
     pub const PARTITIONS_PER_SHARD_MAX: usize = 100_000;
     /// Memory glommio registers per shard for io_uring buffers.
     pub const IO_MEMORY_BYTES: usize = 16 * 1024 * 1024;
+    /// Kafka batches converted from native ones that each shard keeps for the next consumer.
+    pub const KAFKA_CONVERSION_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 }
 
 /// Why the configuration could not be built. Each variant names the setting and the layer.
@@ -254,6 +256,7 @@ settings! {
     open_files_per_shard_max: usize, "SPATE_OPEN_FILES_PER_SHARD_MAX", "Segment and metadata files each shard keeps open; the least recently used are closed and reopened on demand (default: half the descriptor limit, shared by the shards, 16..=16384 each)";
     partitions_per_shard_max: usize, "SPATE_PARTITIONS_PER_SHARD_MAX", "Most partitions one shard owns; creating a topic that would place more is refused";
     io_memory_bytes: usize, "SPATE_IO_MEMORY_BYTES", "io_uring buffer memory registered per shard";
+    kafka_conversion_cache_bytes_max: usize, "SPATE_KAFKA_CONVERSION_CACHE_BYTES_MAX", "Bytes of Kafka batches each shard keeps after converting native batches for Kafka consumers (0: convert on every fetch)";
     offsets_topic_partitions: u32, "SPATE_OFFSETS_TOPIC_PARTITIONS", "Partitions of the consumer-group offsets topic (__consumer_offsets), used when the broker creates it";
     offsets_topic_segment_bytes: u64, "SPATE_OFFSETS_TOPIC_SEGMENT_BYTES", "Segment size of the offsets topic, used when the broker creates it";
     group_session_timeout_ms_min: u32, "SPATE_GROUP_SESSION_TIMEOUT_MS_MIN", "Shortest session timeout a group member may ask for";
@@ -356,6 +359,9 @@ pub struct Limits {
     /// (`storage::file_cache::open_files_per_shard`).
     pub open_files_per_shard_max: Option<usize>,
     pub io_memory_bytes: usize,
+    /// Bytes of Kafka RecordBatches each shard keeps after converting native batches for a
+    /// Kafka fetch (`kafka::conversion`); 0 turns the cache off.
+    pub kafka_conversion_cache_bytes_max: usize,
 }
 
 impl Limits {
@@ -539,6 +545,9 @@ impl Config {
                 .unwrap_or(defaults::PARTITIONS_PER_SHARD_MAX),
             open_files_per_shard_max: layer.open_files_per_shard_max,
             io_memory_bytes: layer.io_memory_bytes.unwrap_or(defaults::IO_MEMORY_BYTES),
+            kafka_conversion_cache_bytes_max: layer
+                .kafka_conversion_cache_bytes_max
+                .unwrap_or(defaults::KAFKA_CONVERSION_CACHE_BYTES_MAX),
         };
         let config = Config {
             data_dir: layer

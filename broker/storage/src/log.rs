@@ -2039,6 +2039,22 @@ impl<F: FileSystem> PartitionLog<F> {
         self.state.borrow().log_start_offset
     }
 
+    /// The largest `max_timestamp` of the durable segments holding offsets at or after the log
+    /// start (Kafka's ListOffsets -3), or `None` when there is none. Segment granularity: a
+    /// segment cut by DeleteRecords still counts its deleted batches, and after an open a
+    /// segment's value may come from its time index until [`Self::offset_for_timestamp`]
+    /// checks it; callers look the record up with `offset_for_timestamp`, which is exact.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let state = self.state.borrow();
+        let log_start_offset = state.log_start_offset;
+        state
+            .readable_segments()
+            .filter(|(_, readable)| readable.next_offset > log_start_offset)
+            .map(|(_, readable)| readable.max_timestamp)
+            .filter(|timestamp| *timestamp != i64::MIN)
+            .max()
+    }
+
     /// Bytes of log on disk across all segments (including queued, unwritten appends).
     pub fn size_bytes(&self) -> u64 {
         let state = self.state.borrow();

@@ -111,6 +111,8 @@ impl FetchOutcome {
 /// ListOffsets target: Kafka's special values, or a timestamp in milliseconds.
 pub const LIST_OFFSETS_LATEST: i64 = -1;
 pub const LIST_OFFSETS_EARLIEST: i64 = -2;
+/// The first record with the largest timestamp (Kafka's KIP-734).
+pub const LIST_OFFSETS_MAX_TIMESTAMP: i64 = -3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetAnswer {

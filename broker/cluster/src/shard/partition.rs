@@ -12,12 +12,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use spate_protocol::batch::header::BATCH_HEADER_BYTES;
+use spate_protocol::batch::header::{attributes, BatchHeader, PayloadFormat, BATCH_HEADER_BYTES};
+use spate_protocol::batch::kafka::KAFKA_BATCH_HEADER_BYTES;
 use spate_protocol::batch::BatchView;
 
 use super::messages::{
     FetchOutcome, OffsetAnswer, PartitionError, PartitionState, ProduceAcks, ProduceOutcome,
-    LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
+    LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 use super::signal::AppendSignal;
 use crate::catalog::topic_config::DurabilityPolicy;
@@ -233,8 +234,15 @@ impl<F: FileSystem + 'static> Partition<F> {
                 offset: self.log.high_watermark() as i64,
                 timestamp: -1,
             }),
+            LIST_OFFSETS_MAX_TIMESTAMP => match self.log.max_timestamp() {
+                Some(timestamp) => self.offset_for_timestamp(timestamp).await,
+                None => Ok(OffsetAnswer {
+                    offset: -1,
+                    timestamp: -1,
+                }),
+            },
             timestamp if timestamp < 0 => Err(PartitionError::InvalidRequest(format!(
-                "list offsets target {timestamp} is neither a timestamp nor -1/-2"
+                "list offsets target {timestamp} is neither a timestamp nor -1/-2/-3"
             ))),
             timestamp => self.offset_for_timestamp(timestamp).await,
         }
@@ -267,6 +275,13 @@ impl<F: FileSystem + 'static> Partition<F> {
             let view = BatchView::validate(batch, usize::MAX).map_err(|error| {
                 PartitionError::Storage(format!("stored batch invalid: {error}"))
             })?;
+            if view.payload_format() == PayloadFormat::KafkaV2 {
+                if let Some(answer) = kafka_record_at_or_after(batch, view.header(), timestamp) {
+                    return Ok(answer);
+                }
+                offset = view.header().next_offset();
+                continue;
+            }
             let records = view.records().map_err(|error| {
                 PartitionError::Storage(format!("stored batch unreadable: {error}"))
             })?;
@@ -315,6 +330,66 @@ impl<F: FileSystem + 'static> Partition<F> {
             .await
             .map_err(partition_error)
     }
+}
+
+/// The first record of a stored format-2 (Kafka) batch whose timestamp is at or after
+/// `timestamp`. Uncompressed records are walked (each record's length, attributes, timestamp
+/// delta and offset delta; nothing else is read). A compressed batch is answered by batch
+/// (its base offset, when its largest timestamp is at or after `timestamp`): the broker does not
+/// decompress stored batches, so a consumer seeking by time may get a few earlier records of
+/// that batch first. `None`: no record of the batch qualifies.
+fn kafka_record_at_or_after(
+    batch: &[u8],
+    header: &BatchHeader,
+    timestamp: i64,
+) -> Option<OffsetAnswer> {
+    if header.max_timestamp < timestamp {
+        return None;
+    }
+    // Kafka's producers stamp the first record's timestamp as the batch's first timestamp.
+    let batch_answer = OffsetAnswer {
+        offset: header.base_offset as i64,
+        timestamp: if header.first_timestamp >= timestamp {
+            header.first_timestamp
+        } else {
+            header.max_timestamp
+        },
+    };
+    if header.attributes & attributes::COMPRESSION_MASK != 0 {
+        return Some(batch_answer);
+    }
+    let mut records = batch.get(BATCH_HEADER_BYTES + KAFKA_BATCH_HEADER_BYTES..)?;
+    for _ in 0..header.record_count {
+        let (length, used) = read_zigzag(records)?;
+        let record = records.get(used..used + usize::try_from(length).ok()?)?;
+        records = &records[used + record.len()..];
+        // attributes (1 byte), timestampDelta (varlong), offsetDelta (varint).
+        let (timestamp_delta, used) = read_zigzag(record.get(1..)?)?;
+        let (offset_delta, _) = read_zigzag(record.get(1 + used..)?)?;
+        let record_timestamp = header.first_timestamp.saturating_add(timestamp_delta);
+        if record_timestamp >= timestamp {
+            return Some(OffsetAnswer {
+                offset: header.base_offset as i64 + offset_delta,
+                timestamp: record_timestamp,
+            });
+        }
+    }
+    // The records disagree with the header's largest timestamp; the batch is the answer.
+    Some(batch_answer)
+}
+
+/// A zigzag varint or varlong (Kafka's record fields) and the bytes it took; `None`: cut short
+/// or longer than 10 bytes.
+fn read_zigzag(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (index, byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
+            return Some((decoded, index + 1));
+        }
+    }
+    None
 }
 
 /// Storage errors as the wire sees them.

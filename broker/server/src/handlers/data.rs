@@ -71,8 +71,8 @@ fn resolve_for_write(
 }
 
 /// Sends the resolvable items to their owners; unresolvable ones keep their error. Output `i`
-/// answers input `i`.
-async fn route<T, R, F, Fut>(
+/// answers input `i`. The native and the Kafka handlers share it.
+pub(crate) async fn route<T, R, F, Fut>(
     services: &Rc<Services>,
     items: Vec<Result<(ShardId, T), PartitionError>>,
     run: F,
@@ -395,8 +395,8 @@ fn fetch_answer(
 /// Waits until any owner reports new data on one of the fetched partitions, or `wait` passes.
 /// One wait is sent to each owning shard; the first to answer ends the wait, and the local
 /// tasks waiting on the others are dropped (cancelled). A remote owner's wait ends by itself at
-/// the same deadline.
-async fn wait_for_any_append(
+/// the same deadline. The native and the Kafka fetch share it.
+pub(crate) async fn wait_for_any_append(
     services: &Rc<Services>,
     targets: &[Result<(ShardId, FetchPartition), PartitionError>],
     wait: Duration,

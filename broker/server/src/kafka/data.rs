@@ -1,5 +1,7 @@
-//! The Kafka data-path handlers: ApiVersions and Metadata (with topic auto-creation); Produce,
-//! Fetch, ListOffsets, OffsetForLeaderEpoch and InitProducerId come next to them.
+//! The Kafka data-path handlers ApiVersions and Metadata (with topic auto-creation), and what
+//! every data-path handler shares: finding the topic a request names, by name or by topic id.
+//! Produce is in `produce`, Fetch in `fetch`, ListOffsets, OffsetForLeaderEpoch and
+//! InitProducerId in `offsets`.
 //!
 //! Each handler resolves names against one catalog snapshot and asks the owning shards as the
 //! native handlers do (`shard::router`); what differs is only the wire shape and the error codes
@@ -22,7 +24,7 @@ use uuid::Uuid;
 
 use super::errors::kafka_code;
 use super::{KafkaContext, NODE_ID};
-use crate::catalog::{is_internal_topic, CatalogSnapshot, TopicMetadata};
+use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId, TopicMetadata};
 use crate::handlers::admin::create_topic;
 use crate::handlers::partition_error_code;
 use crate::shard::messages::{PartitionError, PartitionKey};
@@ -163,6 +165,42 @@ pub(crate) fn topic_by_id(
         .values()
         .find(|topic| topic.id == catalog_id)
         .cloned()
+}
+
+/// The topic a data request names: by id when `by_id` (the request's version names topics by id:
+/// Produce v13+, Fetch v13+), by name otherwise. `Err`: the Kafka error code for each of its
+/// partitions (UNKNOWN_TOPIC_ID, or UNKNOWN_TOPIC_OR_PARTITION).
+pub(crate) fn named_topic(
+    context: &KafkaContext<'_>,
+    snapshot: &CatalogSnapshot,
+    by_id: bool,
+    name: &str,
+    id: Uuid,
+) -> Result<Arc<TopicMetadata>, i16> {
+    if by_id {
+        topic_by_id(context, snapshot, id).ok_or(ResponseError::UnknownTopicId.code())
+    } else {
+        snapshot
+            .topic(name)
+            .cloned()
+            .ok_or(ResponseError::UnknownTopicOrPartition.code())
+    }
+}
+
+/// The shard owning `partition` of `topic` and its key; `None`: no such partition.
+pub(crate) fn owned_partition(
+    topic: &TopicMetadata,
+    partition: i32,
+) -> Option<(ShardId, PartitionKey)> {
+    let partition = u32::try_from(partition).ok()?;
+    let owner = topic.owner_of(partition)?;
+    Some((
+        owner,
+        PartitionKey {
+            topic_id: topic.id,
+            partition,
+        },
+    ))
 }
 
 /// Creates `name` with the configured default partition count (Kafka's

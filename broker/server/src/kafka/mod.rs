@@ -15,9 +15,13 @@
 
 pub(crate) mod admin;
 pub mod connection;
+mod conversion;
 mod data;
 pub mod errors;
+mod fetch;
 pub mod identity;
+mod offsets;
+mod produce;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -27,7 +31,8 @@ use spate_kafka_protocol::frame::{encode_response, EncodeError};
 use spate_kafka_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+    DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -80,7 +85,6 @@ pub(crate) struct KafkaContext<'a> {
 
 impl KafkaContext<'_> {
     /// The broker's configuration (limits included).
-    #[allow(dead_code)] // Until a handler reads a limit (Fetch, Produce).
     pub fn config(&self) -> &Config {
         &self.services.config
     }
@@ -144,6 +148,11 @@ kafka_apis! {
     DescribeLogDirs(DescribeLogDirsRequest) => admin::describe_log_dirs,
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest) => admin::incremental_alter_configs,
     DescribeCluster(DescribeClusterRequest) => admin::describe_cluster,
+    Produce(ProduceRequest) => produce::produce,
+    Fetch(FetchRequest) => fetch::fetch,
+    ListOffsets(ListOffsetsRequest) => offsets::list_offsets,
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) => offsets::offset_for_leader_epoch,
+    InitProducerId(InitProducerIdRequest) => offsets::init_producer_id,
 }
 
 /// A decoded request with what its answer needs.
@@ -158,16 +167,30 @@ pub struct KafkaRequest {
 impl KafkaBody {
     /// Whether the client waits for an answer (a produce with acks=0 does not).
     fn expects_answer(&self) -> bool {
-        true
+        match self {
+            KafkaBody::Produce(request) => request.acks != 0,
+            _ => true,
+        }
     }
 
     /// Budget bytes the answer may need beyond the request (a fetch's records).
-    fn response_allowance(&self, _limits: &crate::config::Limits) -> usize {
-        0
+    fn response_allowance(&self, limits: &crate::config::Limits) -> usize {
+        match self {
+            KafkaBody::Fetch(request) => {
+                fetch::response_bytes_max(request, limits.fetch_response_bytes_max)
+            }
+            _ => 0,
+        }
     }
 
-    /// Lowers the answer's allowance to `bytes`.
-    fn limit_response(&mut self, _bytes: usize) {}
+    /// Lowers the answer's allowance to `bytes`: a fetch then asks for no more than that.
+    fn limit_response(&mut self, bytes: usize) {
+        if let KafkaBody::Fetch(request) = self {
+            let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+            request.max_bytes = request.max_bytes.min(bytes);
+            request.min_bytes = request.min_bytes.min(request.max_bytes);
+        }
+    }
 }
 
 /// Runs one request; `None`: nothing is sent back.

@@ -1,0 +1,261 @@
+//! Kafka ListOffsets (v1–10), OffsetForLeaderEpoch (v2–4) and InitProducerId (v0–5).
+//!
+//! ListOffsets asks the owning shards as the native one does (`Shard::list_offsets`): earliest
+//! (-2) is the log start, latest (-1) the high watermark (also for read_committed: with no
+//! transactions the last stable offset is the high watermark), max timestamp (-3, KIP-734, v7+)
+//! the first record with the largest timestamp, a timestamp the first record at or after it.
+//! Earliest local (-4, v8+) is the log start (all of a log is local); earliest pending upload
+//! (-5, v9+) has no answer (offset -1), as in a Kafka without tiered storage.
+//!
+//! OffsetForLeaderEpoch: a single broker has one leader epoch, 0, since the partition was
+//! created; asked for epoch 0 or later it answers epoch 0 and the high watermark as its end (the
+//! end of what consumers may have read; nothing past it needs truncating on their side), and
+//! UNDEFINED (-1, -1) for an epoch before 0, as Kafka answers for an epoch it never had.
+//!
+//! InitProducerId takes an id (or bumps an epoch) from the catalog's producer-id allocator, as
+//! the native request does. A transactional id is refused until transactions exist (issue #13).
+
+use spate_kafka_protocol::kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use spate_kafka_protocol::kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId,
+};
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+
+use super::data::{named_topic, owned_partition};
+use super::errors::kafka_code;
+use super::KafkaContext;
+use crate::catalog::ShardId;
+use crate::handlers::data::route;
+use crate::handlers::{partition_error_code, producer_id_error_code};
+use crate::shard::messages::{
+    PartitionError, PartitionKey, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
+    LIST_OFFSETS_MAX_TIMESTAMP,
+};
+
+/// This broker's leader epoch for every partition (Metadata says the same).
+const LEADER_EPOCH: i32 = 0;
+/// Kafka's "earliest local" (KIP-405) and "earliest pending upload" (KIP-1023) targets.
+const LIST_OFFSETS_EARLIEST_LOCAL: i64 = -4;
+const LIST_OFFSETS_EARLIEST_PENDING_UPLOAD: i64 = -5;
+/// First ListOffsets version whose answers carry a leader epoch.
+const LIST_OFFSETS_LEADER_EPOCH_VERSION: i16 = 4;
+
+/// The first ListOffsets version that may ask for a special target (`None`: not special).
+fn special_target_version(target: i64) -> Option<i16> {
+    match target {
+        LIST_OFFSETS_LATEST | LIST_OFFSETS_EARLIEST => Some(0),
+        LIST_OFFSETS_MAX_TIMESTAMP => Some(7),
+        LIST_OFFSETS_EARLIEST_LOCAL => Some(8),
+        LIST_OFFSETS_EARLIEST_PENDING_UPLOAD => Some(9),
+        _ => None,
+    }
+}
+
+/// A partition and what offset of it is asked for (a timestamp or a special target).
+type OffsetTarget = (PartitionKey, i64);
+
+/// A partition's ListOffsets question, before its owner answers.
+enum Question {
+    Refused(i16),
+    /// Answered without a shard: no offset (earliest pending upload).
+    NoOffset,
+    Asked,
+}
+
+pub(crate) async fn list_offsets(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let snapshot = context.services.snapshot();
+    let mut questions = Vec::new();
+    let mut asked: Vec<Result<(ShardId, OffsetTarget), PartitionError>> = Vec::new();
+    for topic in &request.topics {
+        let found = named_topic(context, &snapshot, false, &topic.name, Default::default());
+        for partition in &topic.partitions {
+            let target = match partition.timestamp {
+                LIST_OFFSETS_EARLIEST_LOCAL => LIST_OFFSETS_EARLIEST,
+                target => target,
+            };
+            let owner = found.as_ref().map_err(|code| *code).and_then(|topic| {
+                if partition.current_leader_epoch > LEADER_EPOCH {
+                    return Err(ResponseError::UnknownLeaderEpoch.code());
+                }
+                if target < 0 {
+                    match special_target_version(partition.timestamp) {
+                        Some(first) if version >= first => {}
+                        Some(_) => return Err(ResponseError::UnsupportedVersion.code()),
+                        None => return Err(ResponseError::InvalidRequest.code()),
+                    }
+                }
+                owned_partition(topic, partition.partition_index)
+                    .ok_or(ResponseError::UnknownTopicOrPartition.code())
+            });
+            match owner {
+                Err(code) => questions.push(Question::Refused(code)),
+                Ok(_) if target == LIST_OFFSETS_EARLIEST_PENDING_UPLOAD => {
+                    questions.push(Question::NoOffset)
+                }
+                Ok((owner, key)) => {
+                    questions.push(Question::Asked);
+                    asked.push(Ok((owner, (key, target))));
+                }
+            }
+        }
+    }
+    let mut answers = route(context.services, asked, |shard, partitions| {
+        shard.list_offsets(partitions)
+    })
+    .await
+    .into_iter();
+    let mut questions = questions.into_iter();
+    let with_epoch = version >= LIST_OFFSETS_LEADER_EPOCH_VERSION;
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let answer = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(partition.partition_index);
+                    let question = questions.next().expect("a question per partition");
+                    let (code, offset, timestamp) = match question {
+                        Question::Refused(code) => (code, -1, -1),
+                        Question::NoOffset => (0, -1, -1),
+                        Question::Asked => match answers.next().expect("an answer per question") {
+                            Ok(found) => (0, found.offset, found.timestamp),
+                            Err(error) => {
+                                tracing::debug!(%error, "Kafka ListOffsets refused");
+                                (kafka_code(partition_error_code(&error)), -1, -1)
+                            }
+                        },
+                    };
+                    let answer = answer
+                        .with_error_code(code)
+                        .with_offset(offset)
+                        .with_timestamp(timestamp);
+                    if with_epoch && offset >= 0 {
+                        answer.with_leader_epoch(LEADER_EPOCH)
+                    } else {
+                        answer
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+pub(crate) async fn offset_for_leader_epoch(
+    context: &KafkaContext<'_>,
+    _version: i16,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let snapshot = context.services.snapshot();
+    let mut refusals = Vec::new();
+    let mut asked: Vec<Result<(ShardId, PartitionKey), PartitionError>> = Vec::new();
+    for topic in &request.topics {
+        let found = named_topic(context, &snapshot, false, &topic.topic, Default::default());
+        for partition in &topic.partitions {
+            let owner = found.as_ref().map_err(|code| *code).and_then(|topic| {
+                if partition.current_leader_epoch > LEADER_EPOCH {
+                    return Err(ResponseError::UnknownLeaderEpoch.code());
+                }
+                owned_partition(topic, partition.partition)
+                    .ok_or(ResponseError::UnknownTopicOrPartition.code())
+            });
+            match owner {
+                Ok(owned) => {
+                    refusals.push(None);
+                    asked.push(Ok(owned));
+                }
+                Err(code) => refusals.push(Some(code)),
+            }
+        }
+    }
+    let mut states = route(context.services, asked, |shard, partitions| async move {
+        shard.states(&partitions)
+    })
+    .await
+    .into_iter();
+    let mut refusals = refusals.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let answer = EpochEndOffset::default().with_partition(partition.partition);
+                    if let Some(code) = refusals.next().expect("a slot per partition") {
+                        return answer.with_error_code(code);
+                    }
+                    match states.next().expect("a state per asked partition") {
+                        Err(error) => {
+                            answer.with_error_code(kafka_code(partition_error_code(&error)))
+                        }
+                        // An epoch before the first one: Kafka's UNDEFINED_EPOCH and offset.
+                        Ok(_) if partition.leader_epoch < LEADER_EPOCH => answer,
+                        Ok(state) => answer
+                            .with_leader_epoch(LEADER_EPOCH)
+                            .with_end_offset(state.high_watermark as i64),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+pub(crate) async fn init_producer_id(
+    context: &KafkaContext<'_>,
+    _version: i16,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let refused = |code: i16| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if request.transactional_id.is_some() {
+        tracing::info!(
+            client_id = context.client_id,
+            peer = ?context.peer,
+            "InitProducerId with a transactional id refused: transactions are not served yet"
+        );
+        // Kafka's answer to a transactional producer it will not serve; non-retriable, so the
+        // producer fails at once with a clear error instead of retrying.
+        return refused(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    let catalog = context.services.catalog.clone();
+    let (producer_id, producer_epoch) = (request.producer_id.0, request.producer_epoch);
+    let outcome = glommio::executor()
+        .spawn_blocking(move || catalog.producer_ids().init(producer_id, producer_epoch))
+        .await;
+    match outcome {
+        Ok(identity) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(identity.producer_id))
+            .with_producer_epoch(identity.producer_epoch),
+        Err(error) => {
+            let code = producer_id_error_code(&error);
+            tracing::debug!(%error, "Kafka InitProducerId refused");
+            refused(kafka_code(code))
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Kafka Produce (v3–13): each partition's RecordBatch v2 is checked
+//! (`spate_protocol::batch::kafka::wrap`: header, counts, CRC-32C, what a producer may send) and
+//! stored as received behind Spate's batch header (payload format 2), never re-encoded; the
+//! owning shard stamps its offset, enforces the topic's `max.message.bytes` and runs the
+//! idempotent-producer checks exactly as for a native batch (`shard::Shard::produce`, through
+//! `handlers::data::route`).
+//!
+//! As Kafka does (`KafkaApis.handleProduceRequest`, `ProduceRequest.validateRecords`): each
+//! partition is answered on its own; a partition's records must be exactly one v2 batch
+//! (INVALID_RECORD otherwise, magic v0/v1 included; a bad CRC is CORRUPT_MESSAGE); zstd needs
+//! v7+ (UNSUPPORTED_COMPRESSION_TYPE); an unknown topic is UNKNOWN_TOPIC_OR_PARTITION and is not
+//! created here (Kafka creates topics on Metadata, which every producer asks first); acks other
+//! than 0, 1 and -1 is INVALID_REQUIRED_ACKS; a duplicate of one of an idempotent producer's
+//! last batches is answered with the original offsets and no error. acks=0 gets no answer at all
+//! (`KafkaBody::expects_answer`).
+//!
+//! Transactional batches are refused (INVALID_TXN_STATE) until transactions exist (issue #13).
+
+use std::time::{Duration, Instant};
+
+use spate_kafka_protocol::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_protocol::batch::header;
+use spate_protocol::batch::kafka::{field, wrap, Compression, KAFKA_MAGIC};
+use spate_protocol::error::BatchError;
+
+use super::data::{named_topic, owned_partition};
+use super::errors::kafka_code;
+use super::KafkaContext;
+use crate::catalog::{is_internal_topic, ShardId};
+use crate::handlers::data::route;
+use crate::handlers::partition_error_code;
+use crate::shard::messages::{PartitionError, ProduceAcks, ProducePartition};
+
+/// First Produce version that names topics by id (KIP-516).
+const TOPIC_IDS_VERSION: i16 = 13;
+/// First Produce version whose partition answers carry an error message.
+const ERROR_MESSAGE_VERSION: i16 = 8;
+/// First Produce version that may carry zstd batches (KIP-110).
+const ZSTD_VERSION: i16 = 7;
+
+/// The producer's `acks`, as Kafka numbers it; `None`: a value Kafka refuses.
+pub(super) fn produce_acks(acks: i16) -> Option<ProduceAcks> {
+    match acks {
+        0 => Some(ProduceAcks::None),
+        1 => Some(ProduceAcks::Leader),
+        -1 => Some(ProduceAcks::All),
+        _ => None,
+    }
+}
+
+/// Why a partition was answered without reaching its owner: a Kafka code and, for the
+/// versions that carry one, a message saying what was wrong.
+struct Refusal {
+    code: i16,
+    message: Option<String>,
+}
+
+impl Refusal {
+    fn new(error: ResponseError, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code: error.code(),
+            message: Some(message.into()),
+        }
+    }
+
+    fn code(code: i16) -> Refusal {
+        Refusal {
+            code,
+            message: None,
+        }
+    }
+}
+
+pub(crate) async fn produce(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: ProduceRequest,
+) -> ProduceResponse {
+    // A partition still opening after the start is waited for as long as the producer waits.
+    let timeout_ms = u64::try_from(request.timeout_ms).unwrap_or(0);
+    let opening_wait_until = Instant::now() + Duration::from_millis(timeout_ms);
+    let acks = produce_acks(request.acks);
+    let by_id = version >= TOPIC_IDS_VERSION;
+    let snapshot = context.services.snapshot();
+
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    // Where each routed partition's answer goes: (topic index, partition index).
+    let mut routed_slots: Vec<(usize, usize)> = Vec::new();
+    let mut routed: Vec<Result<(ShardId, ProducePartition), PartitionError>> = Vec::new();
+    for topic in request.topic_data {
+        let mut answer = TopicProduceResponse::default();
+        if by_id {
+            answer.topic_id = topic.topic_id;
+        } else {
+            answer.name = topic.name.clone();
+        }
+        let found = named_topic(context, &snapshot, by_id, &topic.name, topic.topic_id);
+        for partition in topic.partition_data {
+            let index = partition.index;
+            let prepared = acks
+                .ok_or_else(|| {
+                    Refusal::new(
+                        ResponseError::InvalidRequiredAcks,
+                        format!("acks {} is none of 0, 1 and -1", request.acks),
+                    )
+                })
+                .and_then(|_| found.as_ref().map_err(|code| Refusal::code(*code)))
+                .and_then(|topic| {
+                    if is_internal_topic(&topic.name) {
+                        return Err(Refusal::new(
+                            ResponseError::InvalidTopicException,
+                            "the topic is internal to the broker; clients may not write it",
+                        ));
+                    }
+                    owned_partition(topic, index)
+                        .ok_or(Refusal::code(ResponseError::UnknownTopicOrPartition.code()))
+                })
+                .and_then(|(owner, key)| {
+                    let records = partition.records.as_deref().unwrap_or_default();
+                    let batch = stored_batch(version, records)?;
+                    Ok((
+                        owner,
+                        ProducePartition {
+                            key,
+                            batches: vec![batch],
+                        },
+                    ))
+                });
+            match prepared {
+                Ok(item) => {
+                    routed_slots.push((topics.len(), answer.partition_responses.len()));
+                    routed.push(Ok(item));
+                    answer
+                        .partition_responses
+                        .push(PartitionProduceResponse::default().with_index(index));
+                }
+                Err(refusal) => {
+                    tracing::debug!(
+                        partition = index,
+                        code = refusal.code,
+                        message = refusal.message.as_deref(),
+                        "Kafka produce refused"
+                    );
+                    answer
+                        .partition_responses
+                        .push(refused(version, index, refusal));
+                }
+            }
+        }
+        topics.push(answer);
+    }
+
+    if let Some(acks) = acks {
+        let results = route(context.services, routed, move |shard, partitions| {
+            shard.produce(acks, partitions, opening_wait_until)
+        })
+        .await;
+        for ((topic, slot), result) in routed_slots.into_iter().zip(results) {
+            let answer = &mut topics[topic].partition_responses[slot];
+            match result {
+                Ok(outcome) => {
+                    answer.base_offset = outcome.base_offset as i64;
+                    answer.log_start_offset = outcome.log_start_offset as i64;
+                }
+                Err(error) => {
+                    tracing::debug!(partition = answer.index, %error, "Kafka produce refused");
+                    let refusal = Refusal {
+                        code: kafka_code(partition_error_code(&error)),
+                        message: Some(error.to_string()),
+                    };
+                    *answer = refused(version, answer.index, refusal);
+                }
+            }
+        }
+    }
+    ProduceResponse::default().with_responses(topics)
+}
+
+/// A refused partition's answer: Kafka's -1 offsets, and the message from v8 on.
+fn refused(version: i16, index: i32, refusal: Refusal) -> PartitionProduceResponse {
+    let answer = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(refusal.code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    if version >= ERROR_MESSAGE_VERSION {
+        answer.with_error_message(refusal.message.map(StrBytes::from_string))
+    } else {
+        answer
+    }
+}
+
+/// The format-2 batch to store for a partition's `records`, which must be exactly one Kafka
+/// RecordBatch v2 (Kafka's `ProduceRequest.validateRecords`, then the batch checks of
+/// `batch::kafka::wrap`).
+fn stored_batch(version: i16, records: &[u8]) -> Result<bytes::BytesMut, Refusal> {
+    let invalid = |reason: &str| {
+        Refusal::new(
+            ResponseError::InvalidRecord,
+            format!("Produce requests with version {version} {reason}"),
+        )
+    };
+    let Some(batch_bytes) = first_batch_bytes(records) else {
+        return Err(invalid("must have at least one record batch per partition"));
+    };
+    if records.get(field::MAGIC).copied() != Some(KAFKA_MAGIC) {
+        return Err(invalid(
+            "are only allowed to contain record batches with magic version 2",
+        ));
+    }
+    let batch = &records[..batch_bytes];
+    if records.len() > batch_bytes {
+        return Err(invalid(
+            "are only allowed to contain exactly one record batch per partition",
+        ));
+    }
+    if let Some(&[high, low]) = batch.get(field::ATTRIBUTES..field::ATTRIBUTES + 2) {
+        let attributes = u16::from_be_bytes([high, low]);
+        if attributes & header::attributes::TRANSACTIONAL != 0 {
+            return Err(Refusal::new(
+                ResponseError::InvalidTxnState,
+                "transactional batches are not served yet (transactions: issue #13)",
+            ));
+        }
+        let zstd = Compression::from_attributes(attributes) == Some(Compression::Zstd);
+        if zstd && version < ZSTD_VERSION {
+            return Err(Refusal::new(
+                ResponseError::UnsupportedCompressionType,
+                format!("Produce requests with version {version} are not allowed to use ZStandard compression"),
+            ));
+        }
+    }
+    wrap(batch).map_err(batch_refusal)
+}
+
+/// The size of the first whole batch in `records` (`batchLength` + 12), if one is there.
+fn first_batch_bytes(records: &[u8]) -> Option<usize> {
+    let length = records.get(field::BATCH_LENGTH..field::PARTITION_LEADER_EPOCH)?;
+    let length = i32::from_be_bytes(length.try_into().ok()?);
+    let bytes = usize::try_from(length).ok()? + field::LENGTH_OVERHEAD;
+    (bytes <= records.len() && bytes > field::MAGIC).then_some(bytes)
+}
+
+/// A batch `wrap` refused, as Kafka answers it: a CRC or a header that does not hold together
+/// is CORRUPT_MESSAGE (`CorruptRecordException`), a batch no producer may send is
+/// INVALID_RECORD (`InvalidRecordException`).
+fn batch_refusal(error: BatchError) -> Refusal {
+    let code = match error {
+        BatchError::KafkaInvalidRecord { .. } | BatchError::KafkaMessageFormatTooOld { .. } => {
+            ResponseError::InvalidRecord
+        }
+        _ => ResponseError::CorruptMessage,
+    };
+    Refusal::new(code, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_shorter_than_a_batch_are_no_batch() {
+        assert_eq!(first_batch_bytes(&[]), None);
+        let mut records = vec![0u8; 30];
+        records[8..12].copy_from_slice(&100i32.to_be_bytes());
+        assert_eq!(
+            first_batch_bytes(&records),
+            None,
+            "declares more than present"
+        );
+        records[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(first_batch_bytes(&records), None, "negative length");
+        records[8..12].copy_from_slice(&18i32.to_be_bytes());
+        assert_eq!(first_batch_bytes(&records), Some(30));
+    }
+
+    #[test]
+    fn a_legacy_message_set_is_an_invalid_record() {
+        // A magic v1 message: offset, size, crc, magic 1 at byte 16.
+        let mut records = vec![0u8; 40];
+        records[8..12].copy_from_slice(&28i32.to_be_bytes());
+        records[16] = 1;
+        let refusal = stored_batch(9, &records).expect_err("refused");
+        assert_eq!(refusal.code, ResponseError::InvalidRecord.code());
+        assert!(refusal.message.unwrap().contains("magic version 2"));
+    }
+
+    #[test]
+    fn only_acks_zero_one_and_all_are_taken() {
+        assert_eq!(produce_acks(0), Some(ProduceAcks::None));
+        assert_eq!(produce_acks(1), Some(ProduceAcks::Leader));
+        assert_eq!(produce_acks(-1), Some(ProduceAcks::All));
+        assert_eq!(produce_acks(2), None);
+        assert_eq!(produce_acks(-2), None);
+    }
+}
