@@ -32,8 +32,11 @@ use spate_kafka_protocol::kafka_protocol::messages::{
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::records::Compression;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_protocol::api::Acks;
+use spate_protocol::error::ErrorCode;
+use spate_tests::client::numbered_records;
 use spate_tests::kafka_client::{kafka_batch, kafka_records, KafkaProducer, KafkaTestRecord};
-use spate_tests::{Broker, BrokerOptions, KafkaTestClient};
+use spate_tests::{build_batch, Broker, BrokerOptions, KafkaTestClient, TestClient};
 use uuid::Uuid;
 
 const PRODUCE_VERSIONS: std::ops::RangeInclusive<i16> = 3..=13;
@@ -910,4 +913,71 @@ fn records_survive_a_restart() {
     let values = fetched_values(&partition);
     assert_eq!(values.len(), 10);
     assert_eq!(values[9], (9, "d-value-9".to_string()));
+}
+
+#[test]
+fn records_written_natively_are_served_as_kafka_batches() {
+    let broker = broker();
+    let mut native = TestClient::connect(broker.address());
+    native.create_topic("mixed", 1, &[]);
+    let first = build_batch(&numbered_records(0, 4, 10_000)).freeze();
+    assert_eq!(
+        native.produce("mixed", 0, Acks::All, vec![first]),
+        (ErrorCode::None, 0)
+    );
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let kafka = kafka_batch(&records(2, "kafka", 20_000), Compression::Snappy, None);
+    assert_eq!(produce(&mut client, 9, "mixed", 0, kafka).base_offset, 4);
+    let second = build_batch(&numbered_records(6, 3, 30_000)).freeze();
+    assert_eq!(
+        native.produce("mixed", 0, Acks::All, vec![second]),
+        (ErrorCode::None, 6)
+    );
+
+    // Twice: the second read of the native batches comes from the conversion cache.
+    for _ in 0..2 {
+        let partition = fetch(&mut client, "mixed", 0, Fetch::default());
+        assert_eq!(partition.error_code, 0);
+        let fetched = kafka_records(&partition.records.clone().expect("records"));
+        let seen: Vec<(i64, String, String, i64)> = fetched
+            .iter()
+            .map(|record| {
+                let text = |bytes: &Option<Bytes>| {
+                    String::from_utf8(bytes.clone().expect("present").to_vec()).expect("utf-8")
+                };
+                (
+                    record.offset,
+                    text(&record.key),
+                    text(&record.value),
+                    record.timestamp,
+                )
+            })
+            .collect();
+        let expected: Vec<(i64, String, String, i64)> = (0..4)
+            .map(|n| (n, format!("key-{n}"), format!("value-{n}"), 10_000 + n))
+            .chain((0..2).map(|n| {
+                (
+                    4 + n,
+                    format!("kafka-key-{n}"),
+                    format!("kafka-value-{n}"),
+                    20_000 + n,
+                )
+            }))
+            .chain((6..9).map(|n| (n, format!("key-{n}"), format!("value-{n}"), 30_000 + n)))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+    // Inside a native batch: its whole batch, converted.
+    let partition = fetch(
+        &mut client,
+        "mixed",
+        0,
+        Fetch {
+            offset: 7,
+            ..Fetch::default()
+        },
+    );
+    assert_eq!(fetched_values(&partition)[0], (6, "value-6".to_string()));
+    let by_time = list_offset(&mut client, 7, "mixed", 30_007);
+    assert_eq!((by_time.offset, by_time.timestamp), (7, 30_007));
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use spate_protocol::batch::header::{attributes, BatchHeader, PayloadFormat, BATCH_HEADER_BYTES};
+use spate_protocol::batch::kafka::varint::{read_varint, read_varlong};
 use spate_protocol::batch::kafka::KAFKA_BATCH_HEADER_BYTES;
 use spate_protocol::batch::BatchView;
 
@@ -360,36 +361,22 @@ fn kafka_record_at_or_after(
     }
     let mut records = batch.get(BATCH_HEADER_BYTES + KAFKA_BATCH_HEADER_BYTES..)?;
     for _ in 0..header.record_count {
-        let (length, used) = read_zigzag(records)?;
+        let (length, used) = read_varint(records)?;
         let record = records.get(used..used + usize::try_from(length).ok()?)?;
         records = &records[used + record.len()..];
         // attributes (1 byte), timestampDelta (varlong), offsetDelta (varint).
-        let (timestamp_delta, used) = read_zigzag(record.get(1..)?)?;
-        let (offset_delta, _) = read_zigzag(record.get(1 + used..)?)?;
-        let record_timestamp = header.first_timestamp.saturating_add(timestamp_delta);
+        let (timestamp_delta, used) = read_varlong(record.get(1..)?)?;
+        let (offset_delta, _) = read_varint(record.get(1 + used..)?)?;
+        let record_timestamp = header.first_timestamp.wrapping_add(timestamp_delta);
         if record_timestamp >= timestamp {
             return Some(OffsetAnswer {
-                offset: header.base_offset as i64 + offset_delta,
+                offset: header.base_offset as i64 + i64::from(offset_delta),
                 timestamp: record_timestamp,
             });
         }
     }
     // The records disagree with the header's largest timestamp; the batch is the answer.
     Some(batch_answer)
-}
-
-/// A zigzag varint or varlong (Kafka's record fields) and the bytes it took; `None`: cut short
-/// or longer than 10 bytes.
-fn read_zigzag(bytes: &[u8]) -> Option<(i64, usize)> {
-    let mut value: u64 = 0;
-    for (index, byte) in bytes.iter().take(10).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
-            return Some((decoded, index + 1));
-        }
-    }
-    None
 }
 
 /// Storage errors as the wire sees them.

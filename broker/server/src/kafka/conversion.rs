@@ -16,6 +16,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use spate_protocol::batch::header::{self, PayloadFormat, BATCH_HEADER_BYTES};
+use spate_protocol::batch::kafka::to_kafka_v2;
 use spate_protocol::error::BatchError;
 
 use crate::shard::messages::PartitionKey;
@@ -111,17 +112,6 @@ pub(crate) fn kafka_batch(
         });
     }
     Ok(converted)
-}
-
-// TEMPORARY until kafka-batches lands `batch::kafka::to_kafka_v2` on main (KAFKA.md): native
-// batches are answered as not convertible.
-fn to_kafka_v2(stored: &[u8]) -> Result<bytes::BytesMut, BatchError> {
-    Err(BatchError::UnsupportedPayloadFormat {
-        payload_format: stored
-            .get(header::field::PAYLOAD_FORMAT)
-            .copied()
-            .unwrap_or(0),
-    })
 }
 
 #[cfg(test)]
