@@ -20,23 +20,27 @@
 //!   it gets FETCH_SESSION_ID_NOT_FOUND, and the client starts over with a full fetch.
 //!
 //! Stored batches are served as Kafka bytes by `conversion`: Kafka-written ones as stored,
-//! native ones converted (and cached). The records of a partition are copied once into its
-//! response field.
+//! native ones converted (and cached). Records are not copied into the response: each
+//! partition's records field is encoded with a 16-byte marker, and the encoded frame is then cut
+//! at the markers and the batches spliced in as they are (`FetchAnswer::into_frames`), so the
+//! connection writes them with one vectored write, as the native fetch does.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use spate_kafka_protocol::frame::{encode_response, EncodeError, FRAME_SIZE_BYTES};
 use spate_kafka_protocol::kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, PartitionData,
 };
-use spate_kafka_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+use spate_kafka_protocol::kafka_protocol::protocol::HeaderVersion;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_protocol::batch::BATCH_HEADER_BYTES;
 
 use super::conversion::kafka_batch;
 use super::data::{named_topic, owned_partition};
 use super::errors::kafka_code;
-use super::KafkaContext;
+use super::{KafkaAnswer, KafkaContext};
 use crate::catalog::ShardId;
 use crate::handlers::data::{route, wait_for_any_append};
 use crate::handlers::partition_error_code;
@@ -79,13 +83,16 @@ pub(crate) async fn fetch(
     context: &KafkaContext<'_>,
     version: i16,
     request: FetchRequest,
-) -> FetchResponse {
+) -> FetchAnswer {
     // This broker gives no session (see the module documentation), so no incremental fetch can
     // name one.
     if request.session_epoch > 0 {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-            .with_session_id(0);
+        return FetchAnswer {
+            response: FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+                .with_session_id(0),
+            splices: Vec::new(),
+        };
     }
     let limits = &context.config().limits;
     let wait_ms = u64::try_from(request.max_wait_ms)
@@ -160,6 +167,8 @@ pub(crate) async fn fetch(
         response_bytes_left: response_bytes_max,
         first_batch_pending: true,
         cache_bytes_max: limits.kafka_conversion_cache_bytes_max,
+        token: response_token(),
+        splices: Vec::new(),
     };
     let mut results = results.into_iter();
     let mut targets = targets.iter();
@@ -195,9 +204,146 @@ pub(crate) async fn fetch(
             response
         })
         .collect();
-    FetchResponse::default()
-        .with_session_id(0)
-        .with_responses(responses)
+    FetchAnswer {
+        response: FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(responses),
+        splices: answer.splices,
+    }
+}
+
+/// A fetch response whose records are spliced into the encoded frame (see the module
+/// documentation) rather than copied into it.
+pub(crate) struct FetchAnswer {
+    response: FetchResponse,
+    /// In the order the partitions appear in `response`.
+    splices: Vec<Splice>,
+}
+
+/// One partition's records: the marker standing in for them in the response, and the batches.
+struct Splice {
+    marker: [u8; MARKER_BYTES],
+    batches: Vec<Bytes>,
+}
+
+/// Bytes of the marker that stands in for a partition's records until they are spliced in: a
+/// random token per response (which no client can know, so no name or value a client chose
+/// can look like one), then the partition's place in the answer.
+const MARKER_BYTES: usize = 16;
+
+/// A fresh unpredictable token for one response's markers.
+fn response_token() -> u64 {
+    use std::cell::Cell;
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static TOKENS: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
+    }
+    TOKENS.with(|(state, counter)| {
+        counter.set(counter.get().wrapping_add(1));
+        let mut hasher = state.build_hasher();
+        hasher.write_u64(counter.get());
+        hasher.finish()
+    })
+}
+
+impl KafkaAnswer for FetchAnswer {
+    fn into_frames(
+        self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Vec<Bytes>, EncodeError> {
+        let frame = encode_response(api_key, version, correlation_id, &self.response)?;
+        if self.splices.is_empty() {
+            return Ok(vec![frame]);
+        }
+        let flexible = FetchResponse::header_version(version) >= 1;
+        if let Some(frames) = splice(&frame, flexible, &self.splices) {
+            return Ok(frames);
+        }
+        // Every marker is in the frame by construction; should one not be found, the answer is
+        // still right, only copied.
+        debug_assert!(
+            false,
+            "a fetch marker was not found in the encoded response"
+        );
+        tracing::error!("a Kafka fetch answer could not be spliced; copying its records");
+        let FetchAnswer {
+            mut response,
+            splices,
+        } = self;
+        let mut splices = splices.into_iter();
+        for partition in response
+            .responses
+            .iter_mut()
+            .flat_map(|topic| topic.partitions.iter_mut())
+        {
+            let is_marker = partition
+                .records
+                .as_ref()
+                .is_some_and(|records| records.len() == MARKER_BYTES);
+            if is_marker {
+                let splice = splices.next().expect("a splice per marker");
+                partition.records = Some(concatenate(splice.batches));
+            }
+        }
+        Ok(vec![encode_response(
+            api_key,
+            version,
+            correlation_id,
+            &response,
+        )?])
+    }
+}
+
+/// The frame with each marker (and its length prefix) replaced by its partition's batches,
+/// as chunks to write in order; `None`: a marker is not where it should be.
+fn splice(frame: &Bytes, flexible: bool, splices: &[Splice]) -> Option<Vec<Bytes>> {
+    let mut chunks = Vec::with_capacity(2 + splices.len() * 3);
+    // The frame's size comes first; it is rewritten once the records' sizes are known.
+    let mut frame_bytes = frame.len() - FRAME_SIZE_BYTES;
+    let mut position = FRAME_SIZE_BYTES;
+    for splice in splices {
+        let found = frame[position..]
+            .windows(MARKER_BYTES)
+            .position(|window| window == splice.marker)?;
+        let marker_start = position + found;
+        let prefix = records_prefix(flexible, MARKER_BYTES)?;
+        let prefix_start = marker_start.checked_sub(prefix.len())?;
+        if prefix_start < position || frame[prefix_start..marker_start] != prefix[..] {
+            return None;
+        }
+        let records_bytes: usize = splice.batches.iter().map(Bytes::len).sum();
+        let records_prefix = records_prefix(flexible, records_bytes)?;
+        chunks.push(frame.slice(position..prefix_start));
+        frame_bytes =
+            frame_bytes - prefix.len() - MARKER_BYTES + records_prefix.len() + records_bytes;
+        chunks.push(Bytes::from(records_prefix));
+        chunks.extend(splice.batches.iter().cloned());
+        position = marker_start + MARKER_BYTES;
+    }
+    chunks.push(frame.slice(position..));
+    let size = i32::try_from(frame_bytes).ok()?;
+    chunks.insert(0, Bytes::copy_from_slice(&size.to_be_bytes()));
+    chunks.retain(|chunk| !chunk.is_empty());
+    Some(chunks)
+}
+
+/// How Kafka prefixes `bytes` bytes of records: an int32 length, or (flexible versions) an
+/// unsigned varint of the length plus one.
+fn records_prefix(flexible: bool, bytes: usize) -> Option<Vec<u8>> {
+    if !flexible {
+        return Some(i32::try_from(bytes).ok()?.to_be_bytes().to_vec());
+    }
+    let mut value = u32::try_from(bytes).ok()?.checked_add(1)?;
+    let mut prefix = Vec::with_capacity(5);
+    while value >= 0x80 {
+        prefix.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    prefix.push(value as u8);
+    Some(prefix)
 }
 
 /// Builds partition answers in request order, keeping the response within its limits.
@@ -208,6 +354,9 @@ struct Answer {
     /// Whether no batch has been kept yet: the first one is kept whatever its size.
     first_batch_pending: bool,
     cache_bytes_max: usize,
+    /// This response's marker token, and the records to splice in at its markers.
+    token: u64,
+    splices: Vec<Splice>,
 }
 
 impl Answer {
@@ -287,7 +436,17 @@ impl Answer {
                 .with_error_code(ResponseError::KafkaStorageError.code())
                 .with_records(None);
         }
-        partition.with_records(Some(concatenate(kept)))
+        if kept.is_empty() {
+            return partition.with_records(Some(Bytes::new()));
+        }
+        let mut marker = [0u8; MARKER_BYTES];
+        marker[..8].copy_from_slice(&self.token.to_le_bytes());
+        marker[8..].copy_from_slice(&(self.splices.len() as u64).to_le_bytes());
+        self.splices.push(Splice {
+            marker,
+            batches: kept,
+        });
+        partition.with_records(Some(Bytes::copy_from_slice(&marker)))
     }
 
     fn with_offsets(
@@ -308,8 +467,7 @@ impl Answer {
     }
 }
 
-/// One partition's batches as its records field: one buffer, copied once (a single batch is
-/// served as it is).
+/// One partition's batches as one buffer (the fallback when splicing fails).
 fn concatenate(batches: Vec<Bytes>) -> Bytes {
     if batches.len() == 1 {
         return batches.into_iter().next().expect("one batch");
@@ -319,4 +477,94 @@ fn concatenate(batches: Vec<Bytes>) -> Bytes {
         records.extend_from_slice(&batch);
     }
     records.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use spate_kafka_protocol::kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use spate_kafka_protocol::kafka_protocol::messages::TopicName;
+    use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+
+    /// An answer of three partitions: two batches, none, one large batch.
+    fn answer(version: i16, token: u64) -> (FetchAnswer, FetchResponse) {
+        let partitions: Vec<Vec<Bytes>> = vec![
+            vec![Bytes::from(vec![1u8; 70]), Bytes::from(vec![2u8; 90])],
+            vec![],
+            vec![Bytes::from(vec![3u8; 300])],
+        ];
+        let mut answer = Answer {
+            version,
+            read_committed: false,
+            response_bytes_left: usize::MAX,
+            first_batch_pending: true,
+            cache_bytes_max: 0,
+            token,
+            splices: Vec::new(),
+        };
+        let mut spliced = Vec::new();
+        let mut copied = Vec::new();
+        for (index, batches) in partitions.into_iter().enumerate() {
+            let mut partition = answer.partition(index as i32);
+            copied.push(
+                partition
+                    .clone()
+                    .with_records(Some(concatenate(batches.clone()))),
+            );
+            if batches.is_empty() {
+                partition.records = Some(Bytes::new());
+            } else {
+                let mut marker = [0u8; MARKER_BYTES];
+                marker[..8].copy_from_slice(&answer.token.to_le_bytes());
+                marker[8..].copy_from_slice(&(answer.splices.len() as u64).to_le_bytes());
+                answer.splices.push(Splice { marker, batches });
+                partition.records = Some(Bytes::copy_from_slice(&marker));
+            }
+            spliced.push(partition);
+        }
+        let topic = |partitions| {
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(partitions)
+        };
+        let spliced = FetchAnswer {
+            response: FetchResponse::default().with_responses(vec![topic(spliced)]),
+            splices: answer.splices,
+        };
+        (
+            spliced,
+            FetchResponse::default().with_responses(vec![topic(copied)]),
+        )
+    }
+
+    #[test]
+    fn spliced_frames_are_the_bytes_of_the_copied_encoding() {
+        for version in [4, 11, 12, 17] {
+            let (spliced, copied) = answer(version, response_token());
+            let frames = spliced
+                .into_frames(ApiKey::Fetch, version, 7)
+                .expect("encode");
+            assert!(frames.len() > 3, "v{version}: records were not spliced");
+            let joined: Vec<u8> = frames
+                .iter()
+                .flat_map(|chunk| chunk.iter().copied())
+                .collect();
+            let expected = encode_response(ApiKey::Fetch, version, 7, &copied).expect("encode");
+            assert_eq!(joined, expected.to_vec(), "v{version}");
+        }
+    }
+
+    #[test]
+    fn a_long_records_field_gets_a_longer_compact_prefix() {
+        assert_eq!(records_prefix(true, 0), Some(vec![1]));
+        assert_eq!(records_prefix(true, 126), Some(vec![127]));
+        assert_eq!(records_prefix(true, 127), Some(vec![0x80, 0x01]));
+        assert_eq!(records_prefix(false, 300), Some(vec![0, 0, 1, 44]));
+    }
+
+    #[test]
+    fn tokens_differ_between_responses() {
+        assert_ne!(response_token(), response_token());
+    }
 }

@@ -34,7 +34,9 @@ use spate_kafka_protocol::kafka_protocol::messages::{
     DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
     ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
 };
-use spate_kafka_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
+use spate_kafka_protocol::kafka_protocol::protocol::{
+    Decodable, Encodable, HeaderVersion, StrBytes,
+};
 
 use crate::config::{Config, KafkaConfig};
 use crate::services::Services;
@@ -125,11 +127,11 @@ macro_rules! kafka_apis {
             version: i16,
             correlation_id: i32,
             body: KafkaBody,
-        ) -> Result<Bytes, EncodeError> {
+        ) -> Result<Vec<Bytes>, EncodeError> {
             match body {
                 $( KafkaBody::$api(request) => {
                     let response = $handler(context, version, request).await;
-                    encode_response(ApiKey::$api, version, correlation_id, &response)
+                    response.into_frames(ApiKey::$api, version, correlation_id)
                 } )*
             }
         }
@@ -153,6 +155,29 @@ kafka_apis! {
     ListOffsets(ListOffsetsRequest) => offsets::list_offsets,
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) => offsets::offset_for_leader_epoch,
     InitProducerId(InitProducerIdRequest) => offsets::init_producer_id,
+}
+
+/// A handler's answer as the chunks of its response frame, written in order with one
+/// vectored write: one encoded frame for every response type, while Fetch splices its records
+/// in without copying them (`fetch::FetchAnswer`).
+pub(crate) trait KafkaAnswer {
+    fn into_frames(
+        self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Vec<Bytes>, EncodeError>;
+}
+
+impl<R: Encodable + HeaderVersion> KafkaAnswer for R {
+    fn into_frames(
+        self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Vec<Bytes>, EncodeError> {
+        encode_response(api_key, version, correlation_id, &self).map(|frame| vec![frame])
+    }
 }
 
 /// A decoded request with what its answer needs.
@@ -218,7 +243,7 @@ async fn execute(
         return None;
     }
     match encoded {
-        Ok(frame) => Some(vec![frame]),
+        Ok(frames) => Some(frames),
         Err(error) => {
             // Responses are built from bounded inputs; failing to encode one is a bug, but it is
             // the client's request that suffers, not the broker: log it and answer nothing.
