@@ -63,6 +63,11 @@ pub fn put_varlong(target: &mut impl BufMut, value: i64) {
 /// Reads an unsigned base-128 value of at most `bytes_max` bytes whose value fits in `bits`.
 #[inline]
 fn read_unsigned(bytes: &[u8], bytes_max: usize, bits: u32) -> Option<(u64, usize)> {
+    // Most fields of a record (attributes aside: deltas, short lengths, counts) fit one byte.
+    let &first = bytes.first()?;
+    if first < 0x80 {
+        return Some((u64::from(first), 1));
+    }
     let mut value = 0u64;
     for (index, &byte) in bytes.iter().take(bytes_max).enumerate() {
         let shift = 7 * index as u32;
