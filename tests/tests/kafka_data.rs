@@ -981,3 +981,62 @@ fn records_written_natively_are_served_as_kafka_batches() {
     let by_time = list_offset(&mut client, 7, "mixed", 30_007);
     assert_eq!((by_time.offset, by_time.timestamp), (7, 30_007));
 }
+
+#[test]
+fn an_idempotent_producer_is_remembered_across_a_kill() {
+    let mut broker = broker();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    create_topic(&mut client, "remembered", 1, &[]);
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let identity = client.call(4, &request);
+    assert_eq!(identity.error_code, 0);
+    let producer = |sequence| {
+        Some(KafkaProducer {
+            id: identity.producer_id.0,
+            epoch: identity.producer_epoch,
+            sequence,
+        })
+    };
+    let first = kafka_batch(&records(4, "p", 1), Compression::Zstd, producer(0));
+    assert_eq!(
+        produce(&mut client, 9, "remembered", 0, first.clone()).base_offset,
+        0
+    );
+    let second = kafka_batch(&records(4, "q", 1), Compression::None, producer(4));
+    assert_eq!(
+        produce(&mut client, 9, "remembered", 0, second.clone()).base_offset,
+        4
+    );
+    drop(client);
+    broker.kill();
+    broker.restart();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The producer retries its last batches after the crash: the same offsets, nothing added.
+    let retried = loop {
+        let answer = produce(&mut client, 9, "remembered", 0, second.clone());
+        if answer.error_code != code(ResponseError::LeaderNotAvailable) || Instant::now() > deadline
+        {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((retried.error_code, retried.base_offset), (0, 4));
+    let retried = produce(&mut client, 9, "remembered", 0, first);
+    assert_eq!((retried.error_code, retried.base_offset), (0, 0));
+    let next = kafka_batch(&records(1, "r", 1), Compression::None, producer(8));
+    assert_eq!(
+        produce(&mut client, 9, "remembered", 0, next).base_offset,
+        8
+    );
+    let gap = kafka_batch(&records(1, "s", 1), Compression::None, producer(20));
+    assert_eq!(
+        produce(&mut client, 9, "remembered", 0, gap).error_code,
+        code(ResponseError::OutOfOrderSequenceNumber)
+    );
+    assert_eq!(list_offset(&mut client, 7, "remembered", LATEST).offset, 9);
+}

@@ -30,8 +30,9 @@ pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:9192";
     /// The Kafka protocol listener (Kafka's own default port); `none` turns it off.
     pub const KAFKA_LISTEN: &str = "127.0.0.1:9092";
-    /// Whether Metadata and Produce create a topic they do not find (Kafka's
-    /// `auto.create.topics.enable`, on by default there too).
+    /// Whether Metadata creates a topic it does not find (Kafka's `auto.create.topics.enable`,
+    /// on by default there too; as in Kafka, Produce does not create topics: producers ask
+    /// Metadata first).
     pub const KAFKA_AUTO_CREATE_TOPICS: bool = true;
     /// Partitions of a topic created that way (Kafka's `num.partitions`).
     pub const KAFKA_DEFAULT_PARTITIONS: u32 = 1;
@@ -223,7 +224,7 @@ settings! {
     listen: String, "SPATE_LISTEN", "HOST:PORT of the native protocol listener (default 127.0.0.1:9192)";
     kafka_listen: String, "SPATE_KAFKA_LISTEN", "HOST:PORT of the Kafka protocol listener, or none to turn it off (default 127.0.0.1:9092)";
     kafka_advertised: String, "SPATE_KAFKA_ADVERTISED", "HOST:PORT Kafka clients are told to connect to in Metadata (default: the address the Kafka listener bound)";
-    kafka_auto_create_topics: bool, "SPATE_KAFKA_AUTO_CREATE_TOPICS", "Whether Kafka Metadata and Produce requests create topics they name and do not find, like Kafka's auto.create.topics.enable (default true)";
+    kafka_auto_create_topics: bool, "SPATE_KAFKA_AUTO_CREATE_TOPICS", "Whether Kafka Metadata requests create topics they name and do not find, like Kafka's auto.create.topics.enable (default true)";
     kafka_default_partitions: u32, "SPATE_KAFKA_DEFAULT_PARTITIONS", "Partitions of a topic the Kafka listener creates on its own, like Kafka's num.partitions (default 1)";
     cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
     shards: usize, "SPATE_SHARDS", "Number of shards when --cores is not given; more shards than cores run unpinned";
@@ -392,7 +393,7 @@ pub struct KafkaConfig {
     pub listen: SocketAddr,
     /// What Metadata tells clients to connect to, as `(host, port)`; `None`: the bound address.
     pub advertised: Option<(String, u16)>,
-    /// Whether Metadata and Produce create topics they do not find.
+    /// Whether Metadata creates topics it does not find (Produce never does, as in Kafka).
     pub auto_create_topics: bool,
     /// Partitions of a topic created that way.
     pub default_partitions: u32,

@@ -555,7 +555,7 @@ pub(crate) fn describe_broker(config: &Config, kafka: &KafkaConfig) -> Vec<Descr
         ("advertised.listeners", ConfigType::List, advertised, None, "What Metadata tells clients to connect to (Spate's kafka_advertised)."),
         ("log.dirs", ConfigType::List, data_dir, Some(defaults::DATA_DIR.to_string()), "Spate's data directory (data_dir): every topic's partitions live under it."),
         ("num.partitions", ConfigType::Int, kafka.default_partitions.to_string(), Some(defaults::KAFKA_DEFAULT_PARTITIONS.to_string()), "Partitions of a topic created without a count or by auto-creation (Spate's kafka_default_partitions)."),
-        ("auto.create.topics.enable", ConfigType::Boolean, kafka.auto_create_topics.to_string(), Some(defaults::KAFKA_AUTO_CREATE_TOPICS.to_string()), "Whether Metadata and Produce create a topic they do not find (Spate's kafka_auto_create_topics)."),
+        ("auto.create.topics.enable", ConfigType::Boolean, kafka.auto_create_topics.to_string(), Some(defaults::KAFKA_AUTO_CREATE_TOPICS.to_string()), "Whether Metadata creates a topic it does not find (Spate's kafka_auto_create_topics)."),
         ("default.replication.factor", ConfigType::Int, "1".into(), None, "Spate does not replicate yet: every partition has one replica."),
         ("offsets.topic.replication.factor", ConfigType::Short, "1".into(), None, "Spate does not replicate yet: __consumer_offsets has one replica."),
         ("transaction.state.log.replication.factor", ConfigType::Short, "1".into(), None, "Spate does not replicate yet."),
