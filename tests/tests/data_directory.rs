@@ -1,6 +1,9 @@
 //! End-to-end: the data directory and its catalog. One broker per directory (the lock), and
 //! never a record deleted because metadata is missing or disagrees with the directories.
 //!
+//! A lost or truncated `producer_ids.toml` never lets a new idempotent producer take an id that
+//! a partition remembers (its first batches would be dropped as an old producer's duplicates).
+//!
 //! Brokers that must refuse to start are run to their exit here, with their stderr kept, so the
 //! test can check what the operator is told.
 
@@ -10,7 +13,9 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use spate_protocol::api::Acks;
+use bytes::Bytes;
+use spate_protocol::api::{Acks, InitProducerIdRequest};
+use spate_protocol::batch::header::{stamp_producer, NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
 use spate_protocol::error::ErrorCode;
 use spate_tests::broker_process::broker_binary;
 use spate_tests::client::numbered_records;
@@ -394,5 +399,135 @@ fn a_data_directory_on_tmpfs_is_reported_at_start_as_not_durable() {
     assert!(
         warning.contains("tmpfs, in memory, not on a disk"),
         "{warning}"
+    );
+}
+
+/// InitProducerId for a new producer, retried while the broker answers that it is still
+/// recovering producer ids (a retriable code, as the clients treat it).
+fn new_producer(client: &mut TestClient) -> (i64, i16) {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    loop {
+        let answer = client.call(&InitProducerIdRequest {
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+        });
+        if answer.error_code == ErrorCode::CoordinatorLoadInProgress && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        assert_eq!(answer.error_code, ErrorCode::None, "InitProducerId");
+        return (answer.producer_id, answer.producer_epoch);
+    }
+}
+
+/// One batch of `count` records from `first`, stamped with `identity` and `sequence`.
+fn stamped_batch(first: usize, count: usize, identity: (i64, i16), sequence: i32) -> Bytes {
+    let mut batch = build_batch(&numbered_records(first, count, 0));
+    stamp_producer(&mut batch, identity.0, identity.1, sequence);
+    batch.freeze()
+}
+
+/// A stopped two-shard broker whose `orders` topic holds, in each of its three partitions, a
+/// batch of three records from each of several idempotent producers; returns their identities.
+fn stopped_broker_with_idempotent_records() -> (Broker, Vec<(i64, i16)>) {
+    let mut broker = Broker::start(BrokerOptions {
+        shards: 2,
+        ..BrokerOptions::default()
+    });
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic(TOPIC, 3, &[]);
+    let producers: Vec<(i64, i16)> = (0..3).map(|_| new_producer(&mut client)).collect();
+    for partition in 0..3 {
+        for (number, identity) in producers.iter().enumerate() {
+            let (code, _) = client.produce(
+                TOPIC,
+                partition,
+                Acks::All,
+                vec![stamped_batch(number * 3, 3, *identity, 0)],
+            );
+            assert_eq!(code, ErrorCode::None, "produce to {TOPIC}/{partition}");
+        }
+    }
+    drop(client);
+    assert!(broker.terminate().success());
+    (broker, producers)
+}
+
+#[test]
+fn a_removed_producer_id_file_never_gives_a_new_producer_an_id_the_partitions_remember() {
+    let (mut broker, old) = stopped_broker_with_idempotent_records();
+    std::fs::remove_file(broker.data_dir().join("producer_ids.toml")).unwrap();
+
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    let new = new_producer(&mut client);
+    let largest_old = old.iter().map(|(id, _)| *id).max().unwrap();
+    assert!(
+        new.0 > largest_old,
+        "new producer id {} is not above the old ones {old:?}",
+        new.0
+    );
+    // Its first batch has the same sequence as each old producer's first batch: it must be
+    // stored, not answered as a duplicate of theirs (that would drop it in silence).
+    for partition in 0..3 {
+        let (code, base_offset) = client.produce(
+            TOPIC,
+            partition,
+            Acks::All,
+            vec![stamped_batch(100, 3, new, 0)],
+        );
+        assert_eq!(
+            (code, base_offset),
+            (ErrorCode::None, 9),
+            "{TOPIC}/{partition}"
+        );
+        assert_eq!(client.fetch_all(TOPIC, partition, 0).len(), 12);
+    }
+    // The old producers are still known: an epoch bump keeps their id.
+    let bumped = client.call(&InitProducerIdRequest {
+        producer_id: old[0].0,
+        producer_epoch: old[0].1,
+    });
+    assert_eq!(bumped.error_code, ErrorCode::None);
+    assert_eq!(bumped.producer_id, old[0].0);
+    // Said loudly, before the first new id was issued.
+    let log = broker
+        .wait_for_log_line("producer ids recovered")
+        .join("\n");
+    assert!(log.contains("producer id reservation is missing"), "{log}");
+
+    // The recovered reservation is durable: a plain restart keeps going above it.
+    drop(client);
+    assert!(broker.terminate().success());
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    let after_restart = new_producer(&mut client);
+    assert!(after_restart.0 > new.0, "{after_restart:?} after {new:?}");
+}
+
+#[test]
+fn a_truncated_producer_id_file_stops_the_broker_saying_what_to_do() {
+    let (mut broker, old) = stopped_broker_with_idempotent_records();
+    let path = broker.data_dir().join("producer_ids.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Cut inside the number: what is left still parses, as a smaller reservation.
+    std::fs::write(&path, &text[..text.len() - 2]).unwrap();
+
+    let (status, log) = run_to_exit(broker.data_dir(), &[]);
+    assert!(!status.success(), "the broker started:\n{log}");
+    assert!(
+        log.contains("producer_ids.toml") && log.contains("truncated"),
+        "{log}"
+    );
+    assert!(log.contains("move it aside"), "{log}");
+
+    // The step the message names.
+    std::fs::remove_file(&path).unwrap();
+    broker.restart();
+    let mut client = TestClient::connect(broker.address());
+    let new = new_producer(&mut client);
+    assert!(
+        old.iter().all(|(id, _)| new.0 > *id),
+        "{new:?} among {old:?}"
     );
 }

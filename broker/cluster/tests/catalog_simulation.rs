@@ -17,10 +17,14 @@
 //! Half of the cases then end in operator damage to the cleanly stopped data directory
 //! (FORMAT.md, "Data directory and catalog"): `catalog.toml` removed, a topic renamed in it, a
 //! partition dropped from it, the file truncated, a topic directory removed, a `topic.toml`
-//! removed. The reopen must then refuse with a typed error and delete nothing, after which
+//! removed, `producer_ids.toml` removed or truncated. The reopen must then refuse with a typed error and delete nothing, after which
 //! `recover-catalog` brings every acknowledged record back; or open, and serve every
 //! acknowledged record, except that the partitions of a removed topic directory are refused
-//! as missing (offline, never recreated empty) while the rest is served.
+//! as missing (offline, never recreated empty) while the rest is served. Batches are written by
+//! idempotent producers too (ids from the allocator, sequences from the model), and every reopen
+//! reports what the partitions remember to the allocator as the broker's shards do; after the
+//! damage, a new producer must get an id never handed out and above every id a partition
+//! remembers, and its first batch must be appended, not taken for an old producer's duplicate.
 //!
 //! A failure names its seed; rerun one case with `SPATE_CATALOG_SIM_SEED=<seed>`
 //! (`SPATE_CATALOG_SIM_TRACE=1` prints every operation). `SPATE_CATALOG_SIM_CASES` sets the
@@ -34,8 +38,8 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::block_on;
 use spate_cluster::catalog::{
-    recover_catalog_on, Catalog, CatalogError, TopicConfig, TopicMetadata, CATALOG_FILE_NAME,
-    TOPIC_METADATA_FILE_NAME,
+    recover_catalog_on, Catalog, CatalogError, ProducerIdError, TopicConfig, TopicMetadata,
+    CATALOG_FILE_NAME, PRODUCER_IDS_FILE_NAME, TOPIC_METADATA_FILE_NAME,
 };
 use spate_protocol::batch::header::{compute_crc, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_MAGIC};
@@ -78,8 +82,12 @@ fn log_config() -> LogConfig {
     }
 }
 
-/// A valid batch of one record whose payload starts with `id` (the rest follows from it).
-fn batch(id: u64, total_bytes: usize) -> BytesMut {
+/// An idempotent producer's stamp on a batch: (producer id, first sequence), epoch 0.
+type ProducerStamp = Option<(i64, i32)>;
+
+/// A valid batch of one record whose payload starts with `id` (the rest follows from it),
+/// stamped by `producer` if given.
+fn batch(id: u64, total_bytes: usize, producer: ProducerStamp) -> BytesMut {
     assert!(total_bytes >= BATCH_HEADER_BYTES + ID_BYTES);
     let mut bytes = BytesMut::zeroed(total_bytes);
     let mut rng = SimulationRng::new(id.wrapping_mul(0x2545_f491_4f6c_dd1d));
@@ -99,10 +107,10 @@ fn batch(id: u64, total_bytes: usize) -> BytesMut {
         record_count: 1,
         first_timestamp: 1_000,
         max_timestamp: 1_000,
-        producer_id: NO_PRODUCER_ID,
-        producer_epoch: NO_PRODUCER_EPOCH,
+        producer_id: producer.map_or(NO_PRODUCER_ID, |(id, _)| id),
+        producer_epoch: producer.map_or(NO_PRODUCER_EPOCH, |_| 0),
         reserved: 0,
-        base_sequence: NO_SEQUENCE,
+        base_sequence: producer.map_or(NO_SEQUENCE, |(_, sequence)| sequence),
     };
     header.encode(&mut bytes);
     header.crc = compute_crc(&bytes);
@@ -141,6 +149,8 @@ enum Damage {
     TruncateCatalog { length: usize },
     RemoveTopicDirectory { name: String },
     RemoveTopicMetadata { name: String },
+    RemoveProducerIds,
+    TruncateProducerIds { length: usize },
 }
 
 struct Case {
@@ -155,6 +165,9 @@ struct Case {
     /// Topics whose deletion was acknowledged: (name, id).
     deleted: BTreeSet<(String, u64)>,
     producer_ids: BTreeSet<i64>,
+    /// Next sequence of each idempotent producer in each partition: (producer id, topic id,
+    /// partition).
+    sequences: BTreeMap<(i64, u64, u32), i32>,
     next_batch_id: u64,
     trace: Vec<String>,
     tracing: bool,
@@ -176,6 +189,7 @@ impl Case {
             model: BTreeMap::new(),
             deleted: BTreeSet::new(),
             producer_ids: BTreeSet::new(),
+            sequences: BTreeMap::new(),
             next_batch_id: 1,
             trace: Vec::new(),
             tracing: std::env::var_os("SPATE_CATALOG_SIM_TRACE").is_some(),
@@ -444,16 +458,36 @@ impl Case {
             return;
         };
         let partitions = self.model[&name].partitions;
+        let topic_id = self.model[&name].id;
         let partition = self.rng.below(u64::from(partitions)) as u32;
         let count = 1 + self.rng.below(4);
+        // Half of the appends come from an idempotent producer the allocator handed out.
+        let producer_id = match self.rng.below(2) {
+            0 if !self.producer_ids.is_empty() => {
+                let index = self.rng.below(self.producer_ids.len() as u64) as usize;
+                self.producer_ids.iter().nth(index).copied()
+            }
+            _ => None,
+        };
         let mut batches = Vec::new();
         for _ in 0..count {
             let id = self.next_batch_id;
             self.next_batch_id += 1;
             let bytes = BATCH_HEADER_BYTES + ID_BYTES + self.rng.below(1500) as usize;
-            batches.push(batch(id, bytes));
+            let stamp = producer_id.map(|producer_id| {
+                let next = self
+                    .sequences
+                    .entry((producer_id, topic_id, partition))
+                    .or_insert(0);
+                let sequence = *next;
+                *next += 1;
+                (producer_id, sequence)
+            });
+            batches.push(batch(id, bytes, stamp));
         }
-        self.note(format!("produce {count} batches to {name}/{partition}"));
+        self.note(format!(
+            "produce {count} batches to {name}/{partition} (producer {producer_id:?})"
+        ));
         let originals: Vec<Bytes> = batches
             .iter()
             .map(|bytes| Bytes::copy_from_slice(bytes))
@@ -559,6 +593,25 @@ impl Case {
         for topic in snapshot.topics.values() {
             self.open_and_check_topic(topic);
         }
+        self.report_producers();
+    }
+
+    /// What the broker's shards do once every partition is open: tell the allocator the
+    /// largest producer id each remembers. Returns the largest of all.
+    fn report_producers(&self) -> Option<i64> {
+        let allocator = self.catalog().producer_ids();
+        let largest = self
+            .logs
+            .values()
+            .filter_map(|log| log.largest_producer_id())
+            .max();
+        for log in self.logs.values() {
+            if let Some(id) = log.largest_producer_id() {
+                allocator.observe(id);
+            }
+        }
+        allocator.partitions_reported(0);
+        largest
     }
 
     fn open_and_check_topic(&mut self, topic: &TopicMetadata) {
@@ -634,7 +687,16 @@ impl Case {
             .file_bytes(&data_dir().join(CATALOG_FILE_NAME))
             .expect("a stopped broker has a catalog")
             .len();
-        Some(match self.rng.below(6) {
+        let producer_ids_bytes = self
+            .disk
+            .file_bytes(&data_dir().join(PRODUCER_IDS_FILE_NAME))
+            .expect("a used data directory has its producer id reservation")
+            .len();
+        Some(match self.rng.below(8) {
+            6 => Damage::RemoveProducerIds,
+            7 => Damage::TruncateProducerIds {
+                length: self.rng.below(producer_ids_bytes as u64) as usize,
+            },
             0 => Damage::RemoveCatalog,
             1 => Damage::RenameTopicInCatalog { name },
             2 => Damage::DropPartitionFromCatalog { name },
@@ -663,7 +725,12 @@ impl Case {
     /// Applies the damage; returns the partitions whose data it removed, if any.
     fn apply_damage(&mut self, damage: &Damage) -> Option<String> {
         let catalog = data_dir().join(CATALOG_FILE_NAME);
+        let producer_ids = data_dir().join(PRODUCER_IDS_FILE_NAME);
         match damage {
+            Damage::RemoveProducerIds => self.remove_durably(&producer_ids),
+            Damage::TruncateProducerIds { length } => {
+                self.disk.set_length_durably(&producer_ids, *length as u64);
+            }
             Damage::RemoveCatalog => {
                 block_on(async {
                     self.disk.remove_file(&catalog).await.unwrap();
@@ -705,6 +772,13 @@ impl Case {
         None
     }
 
+    fn remove_durably(&self, path: &Path) {
+        block_on(async {
+            self.disk.remove_file(path).await.unwrap();
+            self.disk.sync_directory(&data_dir()).await.unwrap();
+        });
+    }
+
     /// Damages the stopped data directory, reopens, and checks that nothing acknowledged is lost,
     /// hidden or invented in silence.
     fn damage_and_check(&mut self) {
@@ -721,6 +795,24 @@ impl Case {
             .filter(|path| !is_catalog_file(path))
             .collect();
         match self.open_catalog() {
+            Err(CatalogError::ProducerIds(error)) => {
+                self.note(format!("  refused: {error}"));
+                assert!(
+                    matches!(damage, Damage::TruncateProducerIds { .. })
+                        && matches!(error, ProducerIdError::Corrupt { .. }),
+                    "unexpected producer id refusal after {damage:?}: {error:?}"
+                );
+                assert!(
+                    error.to_string().contains("move it aside"),
+                    "the refusal does not say how to recover: {error}"
+                );
+                self.assert_nothing_deleted(&files_before);
+                // The documented operator step.
+                self.remove_durably(&data_dir().join(PRODUCER_IDS_FILE_NAME));
+                if let Err(error) = self.open_catalog() {
+                    panic!("the catalog did not open without its producer ids: {error}");
+                }
+            }
             Err(error) => {
                 self.note(format!("  refused: {error}"));
                 assert!(
@@ -760,6 +852,66 @@ impl Case {
             }
         }
         self.check_after_damage(removed_topic.as_deref());
+        self.check_new_producer_after_damage(removed_topic.as_deref());
+    }
+
+    /// Opens every served partition, reports the producers they remember as the shards do, and
+    /// checks that a new producer gets an id never handed out, above every remembered one, and
+    /// that its first batch is appended to the partition remembering the largest id rather than
+    /// answered as an old producer's duplicate (which would drop it in silence).
+    fn check_new_producer_after_damage(&mut self, removed_topic: Option<&str>) {
+        let snapshot = self.catalog().snapshot();
+        for topic in snapshot.topics.values() {
+            if Some(topic.name.as_str()) == removed_topic {
+                continue;
+            }
+            for partition in 0..topic.partition_count() {
+                let log = self
+                    .open_log(topic.partition_directory(partition), true)
+                    .unwrap_or_else(|error| panic!("{}/{partition}: {error}", topic.name));
+                self.logs.insert((topic.name.clone(), partition), log);
+            }
+        }
+        let largest = self.report_producers();
+        let identity = self
+            .catalog()
+            .producer_ids()
+            .init(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+            .unwrap_or_else(|error| panic!("no producer id after the damage: {error}"));
+        let producer_id = identity.producer_id;
+        self.note(format!(
+            "  new producer id {producer_id} (largest remembered {largest:?})"
+        ));
+        assert!(
+            !self.producer_ids.contains(&producer_id),
+            "producer id {producer_id} handed out again after the damage"
+        );
+        assert!(
+            largest.is_none_or(|largest| producer_id > largest),
+            "producer id {producer_id} is one a partition remembers (largest {largest:?})"
+        );
+        let Some(largest) = largest else {
+            return;
+        };
+        let log = self
+            .logs
+            .values()
+            .find(|log| log.largest_producer_id() == Some(largest))
+            .expect("a partition remembers it");
+        let next_offset = log.next_offset();
+        let outcomes = block_on(log.append_batches(
+            vec![batch(
+                u64::MAX,
+                BATCH_HEADER_BYTES + ID_BYTES,
+                Some((producer_id, 0)),
+            )],
+            AppendWait::Durable,
+        ))
+        .unwrap_or_else(|error| panic!("the new producer's first batch failed: {error}"));
+        assert_eq!(
+            outcomes[0].base_offset, next_offset,
+            "the new producer's first batch was taken for a duplicate and not stored"
+        );
     }
 
     fn assert_nothing_deleted(&self, before: &BTreeSet<PathBuf>) {

@@ -1123,6 +1123,18 @@ impl<F: FileSystem> PartitionLog<F> {
         self.state.borrow().producers.get(producer_id).cloned()
     }
 
+    /// The largest producer id the partition remembers (its producer state after recovery: the
+    /// snapshot and the batches replayed after it), if any. The broker's producer id allocator
+    /// never issues an id at or below it again.
+    pub fn largest_producer_id(&self) -> Option<i64> {
+        self.state
+            .borrow()
+            .producers
+            .entries()
+            .map(|(id, _)| id)
+            .max()
+    }
+
     /// Idempotent producers the partition remembers.
     pub fn producer_count(&self) -> usize {
         self.state.borrow().producers.len()

@@ -36,7 +36,10 @@ pub use directories::{
     recover_catalog, recover_catalog_on, RecoveredCatalog, TOPIC_METADATA_FILE_NAME,
 };
 pub use lock::{DataDirectoryLock, DataDirectoryLockError, LOCK_FILE_NAME};
-pub use producer_ids::{ProducerIdAllocator, ProducerIdError, ProducerIdentity};
+pub use producer_ids::{
+    ProducerIdAllocator, ProducerIdError, ProducerIdentity, PRODUCER_IDS_FILE_NAME,
+    PRODUCER_IDS_SKIPPED_AFTER_LOSS,
+};
 pub use topic_config::{TopicConfig, TopicConfigError};
 
 /// File name of the catalog inside the data directory.
@@ -324,7 +327,7 @@ impl<F: FileSystem + Clone> Catalog<F> {
             });
         }
         snapshot.shard_count = shard_count;
-        let producer_ids = ProducerIdAllocator::open_on(file_system.clone(), data_dir)?;
+        let producer_ids = ProducerIdAllocator::open_on(file_system.clone(), data_dir, existed)?;
         let catalog = Catalog {
             file_system,
             data_dir: data_dir.to_path_buf(),

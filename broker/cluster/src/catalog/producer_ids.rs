@@ -9,6 +9,20 @@
 //! reused one would break deduplication. This is Kafka's producer-id-block scheme with the
 //! broker's data directory in the role of the controller's metadata log.
 //!
+//! **A lost reservation.** If the file is missing from a data directory that was used before
+//! (`catalog.toml` exists: the broker writes this file with an empty reservation when it creates
+//! the catalog), the ids already handed out are unknown. The partitions still remember the
+//! producers whose batches they hold, and a new producer given one of those ids could have its
+//! first batches answered as duplicates of the old producer's and dropped. So the allocator
+//! issues no new id until every partition has opened and reported the largest producer id in its
+//! producer state ([`ProducerIdAllocator::observe`], [`ProducerIdAllocator::partitions_reported`]);
+//! it then resumes [`PRODUCER_IDS_SKIPPED_AFTER_LOSS`] above the largest, which also steps over
+//! ids issued to producers that had not yet written anything, and logs it as an error. In a
+//! data directory whose file is present, a partition that remembers an id at or above the
+//! reservation (a file restored from an old backup) raises it the same way. A corrupt or
+//! truncated file (the text must end with its newline) stops the open: the operator moves it
+//! aside, and the next start recovers as for a missing file.
+//!
 //! An epoch bump (KIP-360) keeps the id and adds one to the epoch; it needs no I/O because an
 //! epoch is the producer's to hold: the broker only checks that the id is one it could have
 //! issued. There are no transactional ids, so nothing maps a name to an id. Writes do blocking
@@ -31,6 +45,11 @@ pub const PRODUCER_IDS_FILE_NAME: &str = "producer_ids.toml";
 /// small enough that a crash wastes nothing that matters.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
+/// Ids stepped over when the reservation was lost: the ids of producers that were initialized
+/// but had written nothing lie above the largest id a partition remembers. 2^32 ids cover more
+/// producer initializations than a data directory sees, and leave room for 2^31 such losses.
+pub const PRODUCER_IDS_SKIPPED_AFTER_LOSS: i64 = 1 << 32;
+
 /// Version of the file layout this build writes and reads.
 const PRODUCER_IDS_FORMAT_VERSION: u32 = 1;
 
@@ -42,7 +61,10 @@ pub enum ProducerIdError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("producer id file {path} is corrupt: {message}")]
+    #[error(
+        "producer id file {path} is corrupt: {message}; move it aside and restart: the broker \
+         then recovers the ids as when the file is missing (FORMAT.md, producer_ids.toml)"
+    )]
     Corrupt { path: PathBuf, message: String },
     #[error("producer id {producer_id} with epoch {producer_epoch} is not a valid identity")]
     InvalidIdentity {
@@ -53,6 +75,11 @@ pub enum ProducerIdError {
     UnknownProducerId { producer_id: i64, next_id: i64 },
     #[error("every producer id has been issued")]
     Exhausted,
+    #[error(
+        "producer ids are being recovered ({PRODUCER_IDS_FILE_NAME} was lost): no new id until \
+         every partition has reported the producers it remembers"
+    )]
+    Recovering,
 }
 
 /// An identity handed to a producer.
@@ -75,6 +102,11 @@ struct Reservation {
     next_id: i64,
     /// Durable end of the reserved block: `next_id < reserved_end` means no I/O is needed.
     reserved_end: i64,
+    /// The file was lost: nothing is issued until the partitions have reported
+    /// ([`ProducerIdAllocator::partitions_reported`]).
+    recovering: bool,
+    /// The largest producer id any partition reported remembering (-1: none).
+    largest_remembered: i64,
 }
 
 /// The allocator; its file lives on `F` (the real disk in the broker, the in-memory disk in
@@ -88,16 +120,23 @@ pub struct ProducerIdAllocator<F: FileSystem = BlockingFileSystem> {
 
 impl ProducerIdAllocator {
     /// Reads the reservation in `data_dir` on the real disk (see [`ProducerIdAllocator::open_on`]).
-    pub fn open(data_dir: &Path) -> Result<Self, ProducerIdError> {
-        ProducerIdAllocator::open_on(BlockingFileSystem, data_dir)
+    pub fn open(data_dir: &Path, used_before: bool) -> Result<Self, ProducerIdError> {
+        ProducerIdAllocator::open_on(BlockingFileSystem, data_dir, used_before)
     }
 }
 
 impl<F: FileSystem> ProducerIdAllocator<F> {
-    /// Reads the reservation in `data_dir` (none yet: ids start at 0). Blocking.
-    pub fn open_on(file_system: F, data_dir: &Path) -> Result<Self, ProducerIdError> {
+    /// Reads the reservation in `data_dir`. `used_before` says whether the data directory was
+    /// used before (its catalog exists): a missing file then means a lost reservation (see the
+    /// module documentation); in a new one the empty reservation is written at once, so that
+    /// its absence later means a loss. Blocking.
+    pub fn open_on(
+        file_system: F,
+        data_dir: &Path,
+        used_before: bool,
+    ) -> Result<Self, ProducerIdError> {
         let path = data_dir.join(PRODUCER_IDS_FILE_NAME);
-        let reserved_end = match files::read(&file_system, &path)? {
+        let (reserved_end, recovering) = match files::read(&file_system, &path)? {
             Some(bytes) => {
                 let text = super::directories::utf8_text(&bytes).map_err(|message| {
                     ProducerIdError::Corrupt {
@@ -105,19 +144,90 @@ impl<F: FileSystem> ProducerIdAllocator<F> {
                         message,
                     }
                 })?;
-                parse(&path, text)?
+                (parse(&path, text)?, false)
             }
-            None => 0,
+            None => (0, used_before),
         };
-        Ok(Self {
+        let allocator = Self {
             file_system,
             data_dir: data_dir.to_path_buf(),
             reservation: Mutex::new(Reservation {
                 // Ids of the block reserved before the restart may have been handed out.
                 next_id: reserved_end,
                 reserved_end,
+                recovering,
+                largest_remembered: -1,
             }),
-        })
+        };
+        if recovering {
+            tracing::error!(
+                path = %path.display(),
+                "the producer id reservation is missing from a data directory in use (removed, \
+                 or never written by a build older than this one): the ids already handed out are \
+                 unknown, so no new producer id is issued until every partition has opened and \
+                 reported the producers it remembers; ids then resume {PRODUCER_IDS_SKIPPED_AFTER_LOSS} \
+                 above the largest (FORMAT.md, producer_ids.toml)"
+            );
+        } else if !used_before && reserved_end == 0 {
+            allocator.persist(0)?;
+        }
+        Ok(allocator)
+    }
+
+    /// A partition opened and remembers producers up to `largest_producer_id` (from its
+    /// snapshot and the batches replayed after it). Ids at or above it are never issued: with a
+    /// lost reservation this is what recovery waits for; with a reservation that is behind (a
+    /// file restored from an old backup) it is raised at once, and logged. No I/O: the raised
+    /// reservation is written before the first id of it is issued.
+    pub fn observe(&self, largest_producer_id: i64) {
+        if largest_producer_id < 0 {
+            return;
+        }
+        let mut reservation = self.lock();
+        reservation.largest_remembered = reservation.largest_remembered.max(largest_producer_id);
+        if reservation.recovering || largest_producer_id < reservation.next_id {
+            return;
+        }
+        let next_id = largest_producer_id.saturating_add(1);
+        tracing::error!(
+            path = %self.data_dir.join(PRODUCER_IDS_FILE_NAME).display(),
+            reserved_end = reservation.reserved_end,
+            largest_producer_id,
+            next_id,
+            "the producer id reservation is behind a partition's producer state (an old file \
+             restored?): ids resume above every id a partition remembers"
+        );
+        reservation.next_id = next_id;
+    }
+
+    /// Every partition of the data directory has opened (or gone offline) and been
+    /// [`observe`](ProducerIdAllocator::observe)d, `offline` of them without a report. Ends the
+    /// recovery of a lost reservation. No I/O (as `observe`).
+    pub fn partitions_reported(&self, offline: usize) {
+        let mut reservation = self.lock();
+        if !reservation.recovering {
+            return;
+        }
+        let floor = reservation.largest_remembered.saturating_add(1);
+        reservation.next_id = floor
+            .max(reservation.next_id)
+            .saturating_add(PRODUCER_IDS_SKIPPED_AFTER_LOSS);
+        reservation.recovering = false;
+        tracing::error!(
+            path = %self.data_dir.join(PRODUCER_IDS_FILE_NAME).display(),
+            largest_remembered = reservation.largest_remembered,
+            next_id = reservation.next_id,
+            offline_partitions_not_counted = offline,
+            "producer ids recovered after the reservation was lost: new producers get ids from \
+             next_id, {PRODUCER_IDS_SKIPPED_AFTER_LOSS} above the largest id any partition \
+             remembers, so no acknowledged batch can be taken for a new producer's duplicate"
+        );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reservation> {
+        self.reservation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Answers InitProducerId: a new id with epoch 0 for (`NO_PRODUCER_ID`, `NO_PRODUCER_EPOCH`),
@@ -128,10 +238,14 @@ impl<F: FileSystem> ProducerIdAllocator<F> {
         producer_id: i64,
         producer_epoch: i16,
     ) -> Result<ProducerIdentity, ProducerIdError> {
-        let mut reservation = self
-            .reservation
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut reservation = self.lock();
+        let identity_is_valid = (producer_id, producer_epoch)
+            == (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+            || (producer_id >= 0 && producer_epoch >= 0);
+        // Neither a new id nor the check that an old one was issued can be answered yet.
+        if reservation.recovering && identity_is_valid {
+            return Err(ProducerIdError::Recovering);
+        }
         match (producer_id, producer_epoch) {
             (NO_PRODUCER_ID, NO_PRODUCER_EPOCH) => self.issue(&mut reservation),
             (id, epoch) if id >= 0 && epoch >= 0 => {
@@ -208,6 +322,11 @@ fn parse(path: &Path, text: &str) -> Result<i64, ProducerIdError> {
         path: path.to_path_buf(),
         message,
     };
+    // Written with a final newline: a file cut anywhere (a truncated `reserved_end` would still
+    // parse, smaller) lacks it.
+    if !text.ends_with('\n') {
+        return Err(corrupt("truncated (no final newline)".to_string()));
+    }
     let file: ProducerIdsFile = toml::from_str(text).map_err(|error| corrupt(error.to_string()))?;
     if file.version != PRODUCER_IDS_FORMAT_VERSION {
         return Err(corrupt(format!(
@@ -235,7 +354,7 @@ mod tests {
     #[test]
     fn new_producers_get_distinct_ids_with_epoch_zero() {
         let directory = tempfile::tempdir().unwrap();
-        let allocator = ProducerIdAllocator::open(directory.path()).unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
         let first = new_producer(&allocator);
         let second = new_producer(&allocator);
         assert_eq!(first.producer_epoch, 0);
@@ -247,13 +366,13 @@ mod tests {
     fn ids_are_never_handed_out_again_after_a_restart() {
         let directory = tempfile::tempdir().unwrap();
         let before: Vec<i64> = {
-            let allocator = ProducerIdAllocator::open(directory.path()).unwrap();
+            let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
             (0..3)
                 .map(|_| new_producer(&allocator).producer_id)
                 .collect()
         };
         // A restart without any clean shutdown step: the reservation on disk is all there is.
-        let allocator = ProducerIdAllocator::open(directory.path()).unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
         let after = new_producer(&allocator).producer_id;
         assert!(
             before.iter().all(|id| *id < after),
@@ -264,7 +383,7 @@ mod tests {
     #[test]
     fn a_new_block_is_reserved_durably_before_its_first_id_is_handed_out() {
         let directory = tempfile::tempdir().unwrap();
-        let allocator = ProducerIdAllocator::open(directory.path()).unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
         for _ in 0..=PRODUCER_ID_BLOCK_SIZE {
             new_producer(&allocator);
         }
@@ -276,7 +395,7 @@ mod tests {
     #[test]
     fn an_epoch_bump_keeps_the_id_and_adds_one_to_the_epoch() {
         let directory = tempfile::tempdir().unwrap();
-        let allocator = ProducerIdAllocator::open(directory.path()).unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
         let identity = new_producer(&allocator);
         let bumped = allocator
             .init(identity.producer_id, identity.producer_epoch)
@@ -288,7 +407,7 @@ mod tests {
     #[test]
     fn an_exhausted_epoch_gets_a_new_id() {
         let directory = tempfile::tempdir().unwrap();
-        let allocator = ProducerIdAllocator::open(directory.path()).unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
         let identity = new_producer(&allocator);
         let renewed = allocator.init(identity.producer_id, i16::MAX).unwrap();
         assert_ne!(renewed.producer_id, identity.producer_id);
@@ -298,7 +417,7 @@ mod tests {
     #[test]
     fn identities_the_broker_never_issued_are_refused() {
         let directory = tempfile::tempdir().unwrap();
-        let allocator = ProducerIdAllocator::open(directory.path()).unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
         assert!(matches!(
             allocator.init(5, 0),
             Err(ProducerIdError::UnknownProducerId { producer_id: 5, .. })
@@ -314,6 +433,75 @@ mod tests {
     }
 
     #[test]
+    fn a_new_data_directory_gets_its_empty_reservation_written_at_once() {
+        let directory = tempfile::tempdir().unwrap();
+        ProducerIdAllocator::open(directory.path(), false).unwrap();
+        let text = std::fs::read_to_string(directory.path().join(PRODUCER_IDS_FILE_NAME)).unwrap();
+        assert_eq!(parse(directory.path(), &text).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_lost_reservation_issues_nothing_until_the_partitions_report_then_resumes_above_them() {
+        let directory = tempfile::tempdir().unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), true).unwrap();
+        assert!(matches!(
+            allocator.init(NO_PRODUCER_ID, NO_PRODUCER_EPOCH),
+            Err(ProducerIdError::Recovering)
+        ));
+        // An old producer's epoch bump cannot be checked yet either.
+        assert!(matches!(
+            allocator.init(3, 0),
+            Err(ProducerIdError::Recovering)
+        ));
+        allocator.observe(41);
+        allocator.observe(-1);
+        allocator.observe(7);
+        assert!(matches!(
+            allocator.init(NO_PRODUCER_ID, NO_PRODUCER_EPOCH),
+            Err(ProducerIdError::Recovering)
+        ));
+        allocator.partitions_reported(0);
+        let first = new_producer(&allocator).producer_id;
+        assert_eq!(first, 42 + PRODUCER_IDS_SKIPPED_AFTER_LOSS);
+        // The old producer is known again, and the recovered reservation is durable.
+        assert_eq!(allocator.init(3, 0).unwrap().producer_epoch, 1);
+        let reopened = ProducerIdAllocator::open(directory.path(), true).unwrap();
+        assert!(new_producer(&reopened).producer_id > first);
+    }
+
+    #[test]
+    fn a_reservation_behind_a_partition_is_raised_above_what_the_partition_remembers() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
+            new_producer(&allocator);
+        }
+        let allocator = ProducerIdAllocator::open(directory.path(), true).unwrap();
+        allocator.observe(5_000);
+        assert_eq!(new_producer(&allocator).producer_id, 5_001);
+        allocator.observe(10);
+        assert_eq!(new_producer(&allocator).producer_id, 5_002);
+    }
+
+    #[test]
+    fn a_truncated_reservation_file_refuses_to_open() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
+            new_producer(&allocator);
+        }
+        let path = directory.path().join(PRODUCER_IDS_FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with("reserved_end = 1000\n"), "{text:?}");
+        // Cut inside the number: "reserved_end = 100" would parse, smaller.
+        std::fs::write(&path, &text[..text.len() - 2]).unwrap();
+        assert!(matches!(
+            ProducerIdAllocator::open(directory.path(), true),
+            Err(ProducerIdError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
     fn a_corrupt_reservation_file_refuses_to_open() {
         let directory = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -322,12 +510,12 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            ProducerIdAllocator::open(directory.path()),
+            ProducerIdAllocator::open(directory.path(), false),
             Err(ProducerIdError::Corrupt { .. })
         ));
         std::fs::write(directory.path().join(PRODUCER_IDS_FILE_NAME), "garbage").unwrap();
         assert!(matches!(
-            ProducerIdAllocator::open(directory.path()),
+            ProducerIdAllocator::open(directory.path(), false),
             Err(ProducerIdError::Corrupt { .. })
         ));
     }

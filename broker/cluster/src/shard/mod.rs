@@ -237,6 +237,10 @@ impl<F: FileSystem + 'static> Shard<F> {
         if self.readiness.shard_opened() {
             let readiness = self.readiness.report();
             let message = if readiness.partitions_opening() == 0 {
+                // Every partition has told the producer id allocator what it remembers.
+                self.catalog
+                    .producer_ids()
+                    .partitions_reported(readiness.partitions_offline);
                 "all partitions open"
             } else {
                 "partition opens stopped by shutdown"
@@ -334,6 +338,9 @@ impl<F: FileSystem + 'static> Shard<F> {
         .await
         {
             Ok(opened_partition) => {
+                if let Some(largest) = opened_partition.log.largest_producer_id() {
+                    self.catalog.producer_ids().observe(largest);
+                }
                 // A configuration change committed while the partition was opening reached
                 // only the partitions open then (`alter_topic`): apply the current one.
                 if let Some(current) = self.snapshot().topic(&topic.name) {

@@ -385,5 +385,7 @@ pub fn producer_id_error_code(error: &ProducerIdError) -> ErrorCode {
         }
         ProducerIdError::Io { .. } | ProducerIdError::Corrupt { .. } => ErrorCode::StorageError,
         ProducerIdError::Exhausted => ErrorCode::Unknown,
+        // Retriable: the partitions are still opening after a lost reservation.
+        ProducerIdError::Recovering => ErrorCode::CoordinatorLoadInProgress,
     }
 }
