@@ -41,6 +41,18 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::ListOffsets, 1, 10),
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
     served(ApiKey::InitProducerId, 0, 5),
+    // Groups
+    served(ApiKey::OffsetCommit, 2, 9),
+    served(ApiKey::OffsetFetch, 1, 9),
+    served(ApiKey::FindCoordinator, 0, 6),
+    served(ApiKey::JoinGroup, 0, 9),
+    served(ApiKey::Heartbeat, 0, 4),
+    served(ApiKey::LeaveGroup, 0, 5),
+    served(ApiKey::SyncGroup, 0, 5),
+    served(ApiKey::DescribeGroups, 0, 6),
+    served(ApiKey::ListGroups, 0, 5),
+    served(ApiKey::DeleteGroups, 0, 2),
+    served(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

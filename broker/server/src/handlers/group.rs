@@ -454,6 +454,17 @@ pub(crate) async fn describe_groups(
     services: &Rc<Services>,
     groups: Vec<String>,
 ) -> DescribeGroupsResponse {
+    let mut response = describe_group_states(services, groups).await;
+    fill_high_watermarks(services, &mut response.groups).await;
+    response
+}
+
+/// The groups' states, members and committed offsets from their coordinators, without the
+/// offsets' high watermarks (which cost a call to every partition's owner).
+pub(crate) async fn describe_group_states(
+    services: &Rc<Services>,
+    groups: Vec<String>,
+) -> DescribeGroupsResponse {
     let not_found = |group_id: &str, error_code| DescribedGroup {
         error_code,
         group_id: group_id.to_string(),
@@ -482,7 +493,7 @@ pub(crate) async fn describe_groups(
         coordinator::describe(&on, groups).await.groups
     })
     .await;
-    let mut described: Vec<DescribedGroup> = groups
+    let described: Vec<DescribedGroup> = groups
         .iter()
         .zip(results)
         .map(|(group_id, result)| match result {
@@ -490,7 +501,6 @@ pub(crate) async fn describe_groups(
             Err(code) => not_found(group_id, code),
         })
         .collect();
-    fill_high_watermarks(services, &mut described).await;
     DescribeGroupsResponse {
         error_code: ErrorCode::None,
         groups: described,

@@ -19,6 +19,7 @@ mod conversion;
 mod data;
 pub mod errors;
 mod fetch;
+mod groups;
 pub mod identity;
 mod offsets;
 mod produce;
@@ -33,6 +34,11 @@ use spate_kafka_protocol::kafka_protocol::messages::{
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
     DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
     ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, StrBytes,
@@ -155,6 +161,18 @@ kafka_apis! {
     ListOffsets(ListOffsetsRequest) => offsets::list_offsets,
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) => offsets::offset_for_leader_epoch,
     InitProducerId(InitProducerIdRequest) => offsets::init_producer_id,
+    // Groups
+    FindCoordinator(FindCoordinatorRequest) => groups::find_coordinator,
+    JoinGroup(JoinGroupRequest) => groups::join_group,
+    SyncGroup(SyncGroupRequest) => groups::sync_group,
+    Heartbeat(HeartbeatRequest) => groups::heartbeat,
+    LeaveGroup(LeaveGroupRequest) => groups::leave_group,
+    OffsetCommit(OffsetCommitRequest) => groups::offset_commit,
+    OffsetFetch(OffsetFetchRequest) => groups::offset_fetch,
+    DescribeGroups(DescribeGroupsRequest) => groups::describe_groups,
+    ListGroups(ListGroupsRequest) => groups::list_groups,
+    DeleteGroups(DeleteGroupsRequest) => groups::delete_groups,
+    OffsetDelete(OffsetDeleteRequest) => groups::offset_delete,
 }
 
 /// A handler's answer as the chunks of its response frame, written in order with one

@@ -1,0 +1,1084 @@
+//! The Kafka consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
+//!
+//! There is one group coordinator (`spate-group`), and native and Kafka members share it: a
+//! group is one group, and its committed offsets one set, whichever protocol joined or committed.
+//! Each handler here turns the Kafka request into the native one and runs the native handler
+//! (`handlers::group`: routing to the coordinator shard, creating the offsets topic, fanning
+//! out to several coordinators); what is left here is Kafka's shape of it: which fields exist
+//! at which version, Kafka's error codes, and the limits of the native types checked before a
+//! Kafka value is narrowed into one.
+//!
+//! Versions decide two behaviours: JoinGroup v4+ clients get the member-id handshake
+//! (MEMBER_ID_REQUIRED, then a second join with the id), older ones join at once
+//! (`MemberIdHandshake::Skipped`); DescribeGroups below v6 describes an unknown group as a
+//! `Dead` group without an error, as Kafka does, and v6 answers GROUP_ID_NOT_FOUND.
+//!
+//! Every failure is answered inside the response; nothing here panics on input.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use spate_kafka_protocol::kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use spate_kafka_protocol::kafka_protocol::messages::describe_groups_response::{
+    DescribedGroup as KafkaDescribedGroup, DescribedGroupMember,
+};
+use spate_kafka_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
+use spate_kafka_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use spate_kafka_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
+use spate_kafka_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
+use spate_kafka_protocol::kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use spate_kafka_protocol::kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use spate_kafka_protocol::kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_protocol::api;
+use spate_protocol::api::{GroupState, TopicPartitions};
+use spate_protocol::constants::{
+    CLIENT_HOST_BYTES_MAX, CLIENT_ID_BYTES_MAX, GROUP_ID_BYTES_MAX, GROUP_INSTANCE_ID_BYTES_MAX,
+    GROUP_MEMBERS_PER_MESSAGE_MAX, GROUP_MEMBER_METADATA_BYTES_MAX, GROUP_PROTOCOLS_MAX,
+    GROUP_PROTOCOL_NAME_BYTES_MAX, MEMBER_ID_BYTES_MAX,
+};
+use spate_protocol::error::ErrorCode;
+
+use super::errors::kafka_code;
+use super::{KafkaContext, NODE_ID};
+use crate::group::{ClientInfo, MemberIdHandshake};
+use crate::handlers::group as native;
+use crate::services::Services;
+use crate::shard::join_all;
+
+/// FindCoordinator's key types.
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// The first JoinGroup version whose clients know the member-id handshake (KIP-394).
+const JOIN_HANDSHAKE_VERSION_MIN: i16 = 4;
+
+/// The first DescribeGroups version that reports an unknown group as GROUP_ID_NOT_FOUND
+/// (KIP-1043); earlier ones describe it as `Dead` without an error.
+const DESCRIBE_NOT_FOUND_VERSION_MIN: i16 = 6;
+
+/// Kafka's `AclOperation` codes of a group resource, as bits of `authorized_operations`: Spate
+/// has no ACLs, so every operation on a group is allowed (as Kafka without an authorizer).
+const GROUP_OPERATIONS: [u8; 3] = [
+    3, // READ
+    6, // DELETE
+    8, // DESCRIBE
+];
+
+/// `authorized_operations` when the client did not ask for it.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// What ListGroups v5+ calls the groups of the classic protocol (the only kind Spate has).
+const GROUP_TYPE_CLASSIC: &str = "classic";
+
+fn text(value: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+fn code(error: ResponseError) -> i16 {
+    error.code()
+}
+
+/// `value` cut to at most `bytes_max` bytes, at a character boundary.
+fn truncated(value: &str, bytes_max: usize) -> String {
+    if value.len() <= bytes_max {
+        return value.to_string();
+    }
+    let mut end = bytes_max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value[..end].to_string()
+}
+
+/// Who a joining member is, as DescribeGroups shows it: the request header's client id (cut to
+/// what a member record holds; member ids are made from it) and the peer's address written as
+/// Kafka writes it (`/127.0.0.1`).
+fn client_info(context: &KafkaContext<'_>, handshake: MemberIdHandshake) -> ClientInfo {
+    let client_host = context
+        .peer
+        .map(|peer| truncated(&format!("/{}", peer.ip()), CLIENT_HOST_BYTES_MAX))
+        .unwrap_or_default();
+    ClientInfo {
+        client_id: truncated(context.client_id.unwrap_or_default(), CLIENT_ID_BYTES_MAX),
+        client_host,
+        member_id_handshake: handshake,
+    }
+}
+
+/// A group id the coordinator can hold (native groups have the same bound), or
+/// INVALID_GROUP_ID.
+fn check_group_id(group_id: &str) -> Result<(), ResponseError> {
+    if group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX {
+        Err(ResponseError::InvalidGroupId)
+    } else {
+        Ok(())
+    }
+}
+
+/// No member has an id longer than the coordinator hands out.
+fn check_member_id(member_id: &str) -> Result<(), ResponseError> {
+    if member_id.len() > MEMBER_ID_BYTES_MAX {
+        Err(ResponseError::UnknownMemberId)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_instance_id(instance: Option<&StrBytes>) -> Result<(), ResponseError> {
+    match instance {
+        Some(instance) if instance.is_empty() || instance.len() > GROUP_INSTANCE_ID_BYTES_MAX => {
+            Err(ResponseError::InvalidRequest)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_member(
+    group_id: &str,
+    member_id: &str,
+    instance: Option<&StrBytes>,
+) -> Result<(), ResponseError> {
+    check_group_id(group_id)?;
+    check_member_id(member_id)?;
+    check_instance_id(instance)
+}
+
+fn owned(value: &StrBytes) -> String {
+    value.as_str().to_string()
+}
+
+fn owned_option(value: Option<&StrBytes>) -> Option<String> {
+    value.map(owned)
+}
+
+/// The native timeout for a Kafka one; a negative one becomes 0, which the coordinator refuses
+/// (session) or reads as "the session timeout" (rebalance, as Kafka's JoinGroup v0).
+fn timeout_ms(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// FindCoordinator
+
+pub(crate) async fn find_coordinator(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    // v0 has no key type: it looks for a group's coordinator.
+    let key_type = if version >= 1 {
+        request.key_type
+    } else {
+        KEY_TYPE_GROUP
+    };
+    let (host, port) = context.broker.advertised();
+    let found = |key: &StrBytes| -> Coordinator {
+        match locate(key_type, key) {
+            Ok(()) => Coordinator::default()
+                .with_key(key.clone())
+                .with_node_id(BrokerId(NODE_ID))
+                .with_host(host.clone())
+                .with_port(port)
+                .with_error_message(None),
+            Err((error, message)) => Coordinator::default()
+                .with_key(key.clone())
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::default())
+                .with_port(-1)
+                .with_error_code(code(error))
+                .with_error_message(Some(text(message))),
+        }
+    };
+    if version >= 4 {
+        let coordinators = request.coordinator_keys.iter().map(found).collect();
+        return FindCoordinatorResponse::default()
+            .with_error_message(None)
+            .with_coordinators(coordinators);
+    }
+    let coordinator = found(&request.key);
+    FindCoordinatorResponse::default()
+        .with_error_code(coordinator.error_code)
+        .with_error_message(coordinator.error_message)
+        .with_node_id(coordinator.node_id)
+        .with_host(coordinator.host)
+        .with_port(coordinator.port)
+}
+
+/// This broker coordinates every group; transactions do not exist yet, and other key types
+/// (share groups) are not Spate's.
+fn locate(key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
+    match key_type {
+        KEY_TYPE_GROUP => check_group_id(key).map_err(|error| {
+            (
+                error,
+                format!("group id {key:?} is empty or longer than {GROUP_ID_BYTES_MAX} bytes"),
+            )
+        }),
+        KEY_TYPE_TRANSACTION => Err((
+            ResponseError::InvalidRequest,
+            "transactions are not supported by this broker (Spate has no transaction coordinator yet)"
+                .to_string(),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest,
+            format!("coordinator key type {other} is not served; only groups (0) are"),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JoinGroup
+
+/// A failed join's answer at `version`.
+fn join_failed(version: i16, error: ResponseError, member_id: &str) -> JoinGroupResponse {
+    join_response(
+        version,
+        api::JoinGroupResponse::error(ErrorCode::None, member_id),
+    )
+    .with_error_code(code(error))
+}
+
+/// Checks what the native request type bounds; the coordinator checks the rest (session timeout
+/// range, protocol type and protocols present, a common protocol, static member fencing).
+fn check_join(request: &JoinGroupRequest) -> Result<(), ResponseError> {
+    check_member(
+        &request.group_id,
+        &request.member_id,
+        request.group_instance_id.as_ref(),
+    )?;
+    let names_fit = request.protocol_type.len() <= GROUP_PROTOCOL_NAME_BYTES_MAX
+        && request
+            .protocols
+            .iter()
+            .all(|protocol| protocol.name.len() <= GROUP_PROTOCOL_NAME_BYTES_MAX);
+    if !names_fit || request.protocols.len() > GROUP_PROTOCOLS_MAX {
+        return Err(ResponseError::InconsistentGroupProtocol);
+    }
+    if request
+        .protocols
+        .iter()
+        .any(|protocol| protocol.metadata.len() > GROUP_MEMBER_METADATA_BYTES_MAX)
+    {
+        return Err(ResponseError::InvalidRequest);
+    }
+    Ok(())
+}
+
+pub(crate) async fn join_group(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: JoinGroupRequest,
+) -> JoinGroupResponse {
+    if let Err(error) = check_join(&request) {
+        return join_failed(version, error, &request.member_id);
+    }
+    let handshake = if version >= JOIN_HANDSHAKE_VERSION_MIN {
+        MemberIdHandshake::Required
+    } else {
+        MemberIdHandshake::Skipped
+    };
+    let client = client_info(context, handshake);
+    let joined = api::JoinGroupRequest {
+        group_id: owned(&request.group_id),
+        session_timeout_ms: timeout_ms(request.session_timeout_ms),
+        // v0 has no rebalance timeout: the session timeout stands for it.
+        rebalance_timeout_ms: if version >= 1 {
+            timeout_ms(request.rebalance_timeout_ms)
+        } else {
+            0
+        },
+        member_id: owned(&request.member_id),
+        group_instance_id: owned_option(request.group_instance_id.as_ref()),
+        protocol_type: owned(&request.protocol_type),
+        protocols: request
+            .protocols
+            .into_iter()
+            .map(|protocol| api::GroupProtocol {
+                name: owned(&protocol.name),
+                metadata: protocol.metadata,
+            })
+            .collect(),
+    };
+    let response = native::join_group(context.services, joined, client).await;
+    join_response(version, response)
+}
+
+/// The native answer in Kafka's shape at `version`: fields a version lacks stay at their
+/// defaults (the encoder refuses some that are set), and names that are not nullable before
+/// v7 are empty rather than null.
+fn join_response(version: i16, response: api::JoinGroupResponse) -> JoinGroupResponse {
+    let protocol_name = if version >= 7 {
+        response.protocol_name.map(text)
+    } else {
+        Some(text(response.protocol_name.unwrap_or_default()))
+    };
+    let members = response
+        .members
+        .into_iter()
+        .map(|member| {
+            JoinGroupResponseMember::default()
+                .with_member_id(text(member.member_id))
+                .with_group_instance_id(if version >= 5 {
+                    member.group_instance_id.map(text)
+                } else {
+                    None
+                })
+                .with_metadata(member.metadata)
+        })
+        .collect();
+    JoinGroupResponse::default()
+        .with_error_code(kafka_code(response.error_code))
+        .with_generation_id(response.generation_id)
+        .with_protocol_type(if version >= 7 {
+            response.protocol_type.map(text)
+        } else {
+            None
+        })
+        .with_protocol_name(protocol_name)
+        .with_leader(text(response.leader))
+        .with_member_id(text(response.member_id))
+        .with_members(members)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SyncGroup
+
+fn sync_failed(error: ResponseError) -> SyncGroupResponse {
+    SyncGroupResponse::default().with_error_code(code(error))
+}
+
+pub(crate) async fn sync_group(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: SyncGroupRequest,
+) -> SyncGroupResponse {
+    if let Err(error) = check_member(
+        &request.group_id,
+        &request.member_id,
+        request.group_instance_id.as_ref(),
+    ) {
+        return sync_failed(error);
+    }
+    let too_large = request.assignments.len() > GROUP_MEMBERS_PER_MESSAGE_MAX
+        || request
+            .assignments
+            .iter()
+            .any(|assignment| assignment.assignment.len() > GROUP_MEMBER_METADATA_BYTES_MAX);
+    if too_large {
+        return sync_failed(ResponseError::InvalidRequest);
+    }
+    let synced = api::SyncGroupRequest {
+        group_id: owned(&request.group_id),
+        generation_id: request.generation_id,
+        member_id: owned(&request.member_id),
+        group_instance_id: owned_option(request.group_instance_id.as_ref()),
+        protocol_type: owned_option(request.protocol_type.as_ref()),
+        protocol_name: owned_option(request.protocol_name.as_ref()),
+        assignments: request
+            .assignments
+            .into_iter()
+            .map(|assignment| api::SyncGroupAssignment {
+                member_id: owned(&assignment.member_id),
+                assignment: assignment.assignment,
+            })
+            .collect(),
+    };
+    let response = native::sync_group(context.services, synced).await;
+    let answer = SyncGroupResponse::default()
+        .with_error_code(kafka_code(response.error_code))
+        .with_assignment(response.assignment);
+    if version >= 5 {
+        answer
+            .with_protocol_type(response.protocol_type.map(text))
+            .with_protocol_name(response.protocol_name.map(text))
+    } else {
+        answer
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeat and LeaveGroup
+
+pub(crate) async fn heartbeat(
+    context: &KafkaContext<'_>,
+    _version: i16,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    if let Err(error) = check_member(
+        &request.group_id,
+        &request.member_id,
+        request.group_instance_id.as_ref(),
+    ) {
+        return HeartbeatResponse::default().with_error_code(code(error));
+    }
+    let beat = api::HeartbeatRequest {
+        group_id: owned(&request.group_id),
+        generation_id: request.generation_id,
+        member_id: owned(&request.member_id),
+        group_instance_id: owned_option(request.group_instance_id.as_ref()),
+    };
+    let response = native::heartbeat(context.services, beat).await;
+    HeartbeatResponse::default().with_error_code(kafka_code(response.error_code))
+}
+
+/// The first LeaveGroup version that names several members (KIP-345).
+const LEAVE_BATCH_VERSION_MIN: i16 = 3;
+
+pub(crate) async fn leave_group(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: LeaveGroupRequest,
+) -> LeaveGroupResponse {
+    let identities: Vec<(StrBytes, Option<StrBytes>)> = if version >= LEAVE_BATCH_VERSION_MIN {
+        request
+            .members
+            .iter()
+            .map(|member| (member.member_id.clone(), member.group_instance_id.clone()))
+            .collect()
+    } else {
+        vec![(request.member_id.clone(), None)]
+    };
+    let refusal = check_group_id(&request.group_id).err().or_else(|| {
+        identities.iter().find_map(|(member_id, instance)| {
+            check_member_id(member_id)
+                .and_then(|()| check_instance_id(instance.as_ref()))
+                .err()
+        })
+    });
+    if let Some(error) = refusal {
+        return LeaveGroupResponse::default().with_error_code(code(error));
+    }
+    let leaving = api::LeaveGroupRequest {
+        group_id: owned(&request.group_id),
+        members: identities
+            .iter()
+            .map(|(member_id, instance)| api::MemberIdentity {
+                member_id: owned(member_id),
+                group_instance_id: owned_option(instance.as_ref()),
+            })
+            .collect(),
+    };
+    let response = native::leave_group(context.services, leaving).await;
+    if version < LEAVE_BATCH_VERSION_MIN {
+        // One member, answered at the top level.
+        let member_code = response
+            .members
+            .first()
+            .map_or(ErrorCode::None, |member| member.error_code);
+        let error_code = if response.error_code.is_none() {
+            member_code
+        } else {
+            response.error_code
+        };
+        return LeaveGroupResponse::default().with_error_code(kafka_code(error_code));
+    }
+    let members = response
+        .members
+        .into_iter()
+        .map(|member| {
+            MemberResponse::default()
+                .with_member_id(text(member.member_id))
+                .with_group_instance_id(member.group_instance_id.map(text))
+                .with_error_code(kafka_code(member.error_code))
+        })
+        .collect();
+    LeaveGroupResponse::default()
+        .with_error_code(kafka_code(response.error_code))
+        .with_members(members)
+}
+
+// ---------------------------------------------------------------------------------------------
+// OffsetCommit
+
+/// Where the answer for one requested partition comes from.
+enum CommitSlot {
+    /// Answered here, without asking the coordinator.
+    Refused(ResponseError),
+    /// The partition at this index of its topic in the native request.
+    Native(usize),
+}
+
+pub(crate) async fn offset_commit(
+    context: &KafkaContext<'_>,
+    _version: i16,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let refusal = check_member(
+        &request.group_id,
+        &request.member_id,
+        request.group_instance_id.as_ref(),
+    )
+    .err();
+    let mut slots: Vec<Vec<CommitSlot>> = Vec::with_capacity(request.topics.len());
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let mut topic_slots = Vec::with_capacity(topic.partitions.len());
+        let mut partitions = Vec::new();
+        for entry in &topic.partitions {
+            let partition = u32::try_from(entry.partition_index);
+            let offset = u64::try_from(entry.committed_offset);
+            let slot = match (refusal, partition, offset) {
+                (Some(error), _, _) => CommitSlot::Refused(error),
+                (None, Err(_), _) => CommitSlot::Refused(ResponseError::UnknownTopicOrPartition),
+                // Kafka's consumers never commit a negative offset (the Java client refuses
+                // one before sending it); the native store has no place for one.
+                (None, Ok(_), Err(_)) => CommitSlot::Refused(ResponseError::InvalidRequest),
+                (None, Ok(partition), Ok(committed_offset)) => {
+                    partitions.push(api::OffsetCommitPartition {
+                        partition,
+                        committed_offset,
+                        committed_metadata: owned_option(entry.committed_metadata.as_ref()),
+                    });
+                    CommitSlot::Native(partitions.len() - 1)
+                }
+            };
+            topic_slots.push(slot);
+        }
+        slots.push(topic_slots);
+        topics.push(TopicPartitions {
+            name: owned(&topic.name),
+            partitions,
+        });
+    }
+    let committing = topics.iter().any(|topic| !topic.partitions.is_empty());
+    let response = if committing {
+        let commit = api::OffsetCommitRequest {
+            group_id: owned(&request.group_id),
+            generation_id: request.generation_id_or_member_epoch,
+            member_id: owned(&request.member_id),
+            group_instance_id: owned_option(request.group_instance_id.as_ref()),
+            topics,
+        };
+        native::commit_offsets(context.services, commit).await
+    } else {
+        api::OffsetCommitResponse::default()
+    };
+    let answer_topics = request
+        .topics
+        .iter()
+        .zip(slots)
+        .enumerate()
+        .map(|(topic_index, (topic, topic_slots))| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .zip(topic_slots)
+                .map(|(entry, slot)| {
+                    let error_code = match slot {
+                        CommitSlot::Refused(error) => code(error),
+                        CommitSlot::Native(index) => {
+                            kafka_code(commit_code(&response, topic_index, index))
+                        }
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(entry.partition_index)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(answer_topics)
+}
+
+/// The coordinator's code for one committed partition. A commit from outside the membership
+/// into a group with members is UNKNOWN_MEMBER_ID in Kafka (the native protocol says
+/// NON_EMPTY_GROUP).
+fn commit_code(response: &api::OffsetCommitResponse, topic: usize, partition: usize) -> ErrorCode {
+    let found = response
+        .topics
+        .get(topic)
+        .and_then(|topic| topic.partitions.get(partition))
+        .map(|result| result.error_code);
+    // The coordinator answers each partition it was given, in order; a whole-request failure
+    // answers with the same shape.
+    debug_assert!(found.is_some(), "the coordinator answers every partition");
+    let code = found.unwrap_or(if response.error_code.is_none() {
+        ErrorCode::Unknown
+    } else {
+        response.error_code
+    });
+    match code {
+        ErrorCode::NonEmptyGroup => ErrorCode::UnknownMemberId,
+        code => code,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OffsetFetch
+
+/// The first OffsetFetch version that asks for several groups (KIP-709).
+const FETCH_BATCH_VERSION_MIN: i16 = 8;
+/// The first OffsetFetch version with a top-level error code; v1 puts it on each partition.
+const FETCH_TOP_ERROR_VERSION_MIN: i16 = 2;
+/// What Kafka answers for a partition without a committed offset.
+const NO_OFFSET: i64 = -1;
+/// Spate does not keep the leader epoch of a commit; Kafka's "unknown".
+const NO_LEADER_EPOCH: i32 = -1;
+
+/// One group's topics as an OffsetFetch asks for them; `None`: every committed partition.
+type WantedTopics = Option<Vec<(TopicName, Vec<i32>)>>;
+
+/// One group's committed offsets, in the order the request asked (or, for every partition, in
+/// the coordinator's order).
+struct FetchedGroup {
+    error_code: ErrorCode,
+    topics: Vec<(TopicName, Vec<FetchedPartition>)>,
+}
+
+struct FetchedPartition {
+    partition: i32,
+    offset: i64,
+    metadata: Option<StrBytes>,
+    error_code: ErrorCode,
+}
+
+async fn fetch_group(
+    services: Rc<Services>,
+    group_id: GroupId,
+    wanted: WantedTopics,
+) -> FetchedGroup {
+    let native_topics = wanted.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|(name, partitions)| api::TopicPartitionList {
+                name: owned(name),
+                partitions: partitions
+                    .iter()
+                    .filter_map(|partition| u32::try_from(*partition).ok())
+                    .collect(),
+            })
+            .collect()
+    });
+    let fetch = api::OffsetFetchRequest {
+        group_id: owned(&group_id),
+        topics: native_topics,
+    };
+    let response = native::fetch_offsets(&services, fetch).await;
+    let fetched = |partition: &api::OffsetFetchPartition| FetchedPartition {
+        partition: partition.partition as i32,
+        offset: partition
+            .committed_offset
+            .map_or(NO_OFFSET, |offset| offset as i64),
+        // Kafka keeps a commit without metadata as "" and answers "" for no commit.
+        metadata: Some(text(partition.metadata.clone().unwrap_or_default())),
+        error_code: partition.error_code,
+    };
+    let topics = match wanted {
+        None => response
+            .topics
+            .iter()
+            .map(|topic| {
+                let name = TopicName(text(topic.name.clone()));
+                (name, topic.partitions.iter().map(fetched).collect())
+            })
+            .collect(),
+        Some(wanted) => {
+            let mut answered: HashMap<(&str, u32), &api::OffsetFetchPartition> = HashMap::new();
+            for topic in &response.topics {
+                for partition in &topic.partitions {
+                    answered.insert((topic.name.as_str(), partition.partition), partition);
+                }
+            }
+            wanted
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let answers = partitions
+                        .iter()
+                        .map(|index| {
+                            let found = u32::try_from(*index)
+                                .ok()
+                                .and_then(|partition| answered.get(&(name.as_str(), partition)));
+                            match found {
+                                Some(partition) => fetched(partition),
+                                None => FetchedPartition {
+                                    partition: *index,
+                                    offset: NO_OFFSET,
+                                    metadata: Some(StrBytes::default()),
+                                    error_code: ErrorCode::None,
+                                },
+                            }
+                        })
+                        .collect();
+                    (name, answers)
+                })
+                .collect()
+        }
+    };
+    FetchedGroup {
+        error_code: response.error_code,
+        topics,
+    }
+}
+
+pub(crate) async fn offset_fetch(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    // `require_stable` (v7+) asks to wait for pending transactional commits: without
+    // transactions every commit is stable, so there is nothing to wait for.
+    if version >= FETCH_BATCH_VERSION_MIN {
+        let fetches = request.groups.iter().map(|group| {
+            let wanted = group.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
+                    .collect()
+            });
+            fetch_group(context.services.clone(), group.group_id.clone(), wanted)
+        });
+        let groups = join_all(fetches).await;
+        let answers = request
+            .groups
+            .iter()
+            .zip(groups)
+            .map(|(group, fetched)| {
+                let topics = fetched
+                    .topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|partition| {
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(partition.partition)
+                                    .with_committed_offset(partition.offset)
+                                    .with_committed_leader_epoch(NO_LEADER_EPOCH)
+                                    .with_metadata(partition.metadata)
+                                    .with_error_code(kafka_code(partition.error_code))
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default()
+                            .with_name(name)
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id.clone())
+                    .with_error_code(kafka_code(fetched.error_code))
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(answers);
+    }
+    // v1 always names its topics; v2+ may send null for "every committed partition".
+    let wanted = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
+            .collect()
+    });
+    let fetched = fetch_group(context.services.clone(), request.group_id.clone(), wanted).await;
+    let group_code = fetched.error_code;
+    let topics = fetched
+        .topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|partition| {
+                    // v1 has no top-level error: the group's error is every partition's.
+                    let error_code = if version < FETCH_TOP_ERROR_VERSION_MIN
+                        && partition.error_code.is_none()
+                    {
+                        group_code
+                    } else {
+                        partition.error_code
+                    };
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(partition.partition)
+                        .with_committed_offset(partition.offset)
+                        .with_committed_leader_epoch(NO_LEADER_EPOCH)
+                        .with_metadata(partition.metadata)
+                        .with_error_code(kafka_code(error_code))
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = OffsetFetchResponse::default().with_topics(topics);
+    if version >= FETCH_TOP_ERROR_VERSION_MIN {
+        response.with_error_code(kafka_code(group_code))
+    } else {
+        response
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DescribeGroups
+
+pub(crate) async fn describe_groups(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let operations = if request.include_authorized_operations {
+        GROUP_OPERATIONS
+            .iter()
+            .fold(0i32, |bits, operation| bits | (1 << operation))
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    let names: Vec<String> = request.groups.iter().map(|group| owned(group)).collect();
+    let described = native::describe_group_states(context.services, names).await;
+    if !described.error_code.is_none() {
+        // The offsets topic could not be read: every group gets the error.
+        let error_code = kafka_code(described.error_code);
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|group_id| {
+                KafkaDescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(error_code)
+                    .with_group_state(text(GroupState::Dead.name()))
+                    .with_authorized_operations(operations)
+            })
+            .collect();
+        return DescribeGroupsResponse::default().with_groups(groups);
+    }
+    let groups = described
+        .groups
+        .into_iter()
+        .map(|group| describe_group(version, group).with_authorized_operations(operations))
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+fn describe_group(version: i16, group: api::DescribedGroup) -> KafkaDescribedGroup {
+    let group_id = GroupId(text(group.group_id));
+    if group.error_code == ErrorCode::GroupIdNotFound {
+        let unknown = KafkaDescribedGroup::default()
+            .with_group_id(group_id.clone())
+            .with_group_state(text(GroupState::Dead.name()));
+        return if version >= DESCRIBE_NOT_FOUND_VERSION_MIN {
+            unknown
+                .with_error_code(code(ResponseError::GroupIdNotFound))
+                .with_error_message(Some(text(format!("Group {} not found.", group_id.0))))
+        } else {
+            unknown
+        };
+    }
+    let members = group
+        .members
+        .into_iter()
+        .map(|member| {
+            DescribedGroupMember::default()
+                .with_member_id(text(member.member_id))
+                .with_group_instance_id(if version >= 4 {
+                    member.group_instance_id.map(text)
+                } else {
+                    None
+                })
+                .with_client_id(text(member.client_id))
+                .with_client_host(text(member.client_host))
+                .with_member_metadata(member.metadata)
+                .with_member_assignment(member.assignment)
+        })
+        .collect();
+    KafkaDescribedGroup::default()
+        .with_error_code(kafka_code(group.error_code))
+        .with_group_id(group_id)
+        .with_group_state(text(group.state.name()))
+        .with_protocol_type(text(group.protocol_type))
+        .with_protocol_data(text(group.protocol_name))
+        .with_members(members)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ListGroups
+
+/// The states a ListGroups filter names (Kafka compares them ignoring case); `None` when the
+/// filter names only states no group here can be in, so nothing is listed.
+fn wanted_states(filter: &[StrBytes]) -> Option<Vec<GroupState>> {
+    if filter.is_empty() {
+        return Some(Vec::new());
+    }
+    let states: Vec<GroupState> = GroupState::ALL
+        .into_iter()
+        .filter(|state| {
+            filter
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(state.name()))
+        })
+        .collect();
+    (!states.is_empty()).then_some(states)
+}
+
+pub(crate) async fn list_groups(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
+    // Every group here is a classic one: a type filter without "classic" matches none.
+    let classic_wanted = request.types_filter.is_empty()
+        || request
+            .types_filter
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(GROUP_TYPE_CLASSIC));
+    let states = match wanted_states(&request.states_filter) {
+        Some(states) if classic_wanted => states,
+        _ => return ListGroupsResponse::default(),
+    };
+    let listed = native::list_groups(context.services, &states).await;
+    let groups = listed
+        .groups
+        .into_iter()
+        .map(|group| {
+            let listed = ListedGroup::default()
+                .with_group_id(GroupId(text(group.group_id)))
+                .with_protocol_type(text(group.protocol_type));
+            let listed = if version >= 4 {
+                listed.with_group_state(text(group.state.name()))
+            } else {
+                listed
+            };
+            if version >= 5 {
+                listed.with_group_type(text(GROUP_TYPE_CLASSIC))
+            } else {
+                listed
+            }
+        })
+        .collect();
+    ListGroupsResponse::default()
+        .with_error_code(kafka_code(listed.error_code))
+        .with_groups(groups)
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeleteGroups and OffsetDelete
+
+pub(crate) async fn delete_groups(
+    context: &KafkaContext<'_>,
+    _version: i16,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    let names: Vec<String> = request
+        .groups_names
+        .iter()
+        .map(|group| owned(group))
+        .collect();
+    let deleted = native::delete_groups(context.services, names).await;
+    let results = if deleted.error_code.is_none() {
+        deleted
+            .results
+            .into_iter()
+            .map(|result| {
+                DeletableGroupResult::default()
+                    .with_group_id(GroupId(text(result.group_id)))
+                    .with_error_code(kafka_code(result.error_code))
+            })
+            .collect()
+    } else {
+        let error_code = kafka_code(deleted.error_code);
+        request
+            .groups_names
+            .into_iter()
+            .map(|group_id| {
+                DeletableGroupResult::default()
+                    .with_group_id(group_id)
+                    .with_error_code(error_code)
+            })
+            .collect()
+    };
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub(crate) async fn offset_delete(
+    context: &KafkaContext<'_>,
+    _version: i16,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    if let Err(error) = check_group_id(&request.group_id) {
+        return OffsetDeleteResponse::default().with_error_code(code(error));
+    }
+    // Partitions that do not exist are answered here, as Kafka does; the coordinator is asked
+    // about the others.
+    let snapshot = context.services.snapshot();
+    let exists = |topic: &str, partition: i32| {
+        let count = snapshot
+            .topic(topic)
+            .map_or(0, |topic| topic.partition_count());
+        u32::try_from(partition).is_ok_and(|partition| partition < count)
+    };
+    let topics: Vec<api::TopicPartitionList> = request
+        .topics
+        .iter()
+        .map(|topic| api::TopicPartitionList {
+            name: owned(&topic.name),
+            partitions: topic
+                .partitions
+                .iter()
+                .filter(|entry| exists(&topic.name, entry.partition_index))
+                .map(|entry| entry.partition_index as u32)
+                .collect(),
+        })
+        .filter(|topic| !topic.partitions.is_empty())
+        .collect();
+    let deleting = api::OffsetDeleteRequest {
+        group_id: owned(&request.group_id),
+        topics,
+    };
+    let response = native::delete_offsets(context.services, deleting).await;
+    if !response.error_code.is_none() {
+        return OffsetDeleteResponse::default().with_error_code(kafka_code(response.error_code));
+    }
+    let mut answered: HashMap<(&str, u32), ErrorCode> = HashMap::new();
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            answered.insert(
+                (topic.name.as_str(), partition.partition),
+                partition.error_code,
+            );
+        }
+    }
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|entry| {
+                    let error_code = if exists(&topic.name, entry.partition_index) {
+                        let partition = entry.partition_index as u32;
+                        let found = answered.get(&(topic.name.as_str(), partition)).copied();
+                        kafka_code(found.unwrap_or(ErrorCode::None))
+                    } else {
+                        code(ResponseError::UnknownTopicOrPartition)
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(entry.partition_index)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}

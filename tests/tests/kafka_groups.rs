@@ -1,0 +1,1230 @@
+//! End-to-end: the Kafka consumer-group APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups,
+//! OffsetDelete) against the real broker, spoken on the wire with the `kafka-protocol` crate's
+//! encoders (`KafkaTestClient`) at old non-flexible and new flexible versions, and checked
+//! against what native members and the native offset APIs see of the same groups.
+//!
+//! A join parks until the rebalance completes, so members that join together each run on their
+//! own thread and connection, as real consumers do.
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use spate_kafka_protocol::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartition;
+use spate_kafka_protocol::kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedPartition;
+use spate_kafka_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use spate_kafka_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity;
+use spate_kafka_protocol::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use spate_kafka_protocol::kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use spate_kafka_protocol::kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use spate_kafka_protocol::kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use spate_kafka_protocol::kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use spate_kafka_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_protocol::api as native;
+use spate_protocol::ErrorCode;
+use spate_tests::{Broker, BrokerOptions, KafkaTestClient, TestClient};
+
+const SESSION_TIMEOUT_MS: i32 = 10_000;
+const REBALANCE_TIMEOUT_MS: i32 = 10_000;
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// The consumer protocol version the test members write (v1 has owned partitions).
+const CONSUMER_PROTOCOL_VERSION: i16 = 1;
+
+fn broker() -> Broker {
+    Broker::start(BrokerOptions::default())
+}
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+fn group_id(value: &str) -> GroupId {
+    GroupId(text(value))
+}
+
+fn topic_name(value: &str) -> TopicName {
+    TopicName(text(value))
+}
+
+fn code(error: ResponseError) -> i16 {
+    error.code()
+}
+
+fn create_topic(broker: &Broker, name: &str, partitions: u32) {
+    TestClient::connect(broker.address()).create_topic(name, partitions, &[]);
+}
+
+/// A Kafka consumer's subscription bytes, as the Java client writes them.
+fn subscription(topics: &[&str]) -> Bytes {
+    let message = ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|topic| text(topic)).collect())
+        .with_owned_partitions(Vec::<OwnedPartition>::new());
+    let mut bytes = BytesMut::new();
+    bytes.put_i16(CONSUMER_PROTOCOL_VERSION);
+    message
+        .encode(&mut bytes, CONSUMER_PROTOCOL_VERSION)
+        .expect("encode a subscription");
+    bytes.freeze()
+}
+
+/// A Kafka consumer assignment's bytes.
+fn assignment(partitions: &[(&str, &[i32])]) -> Bytes {
+    let message = ConsumerProtocolAssignment::default().with_assigned_partitions(
+        partitions
+            .iter()
+            .map(|(topic, indexes)| {
+                AssignedPartition::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(indexes.to_vec())
+            })
+            .collect(),
+    );
+    let mut bytes = BytesMut::new();
+    bytes.put_i16(CONSUMER_PROTOCOL_VERSION);
+    message
+        .encode(&mut bytes, CONSUMER_PROTOCOL_VERSION)
+        .expect("encode an assignment");
+    bytes.freeze()
+}
+
+fn join_request(
+    group: &str,
+    member_id: &str,
+    instance: Option<&str>,
+    topics: &[&str],
+) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(group_id(group))
+        .with_session_timeout_ms(SESSION_TIMEOUT_MS)
+        .with_rebalance_timeout_ms(REBALANCE_TIMEOUT_MS)
+        .with_member_id(text(member_id))
+        .with_group_instance_id(instance.map(text))
+        .with_protocol_type(text("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(text("cooperative-sticky"))
+                .with_metadata(subscription(topics)),
+            JoinGroupRequestProtocol::default()
+                .with_name(text("range"))
+                .with_metadata(subscription(topics)),
+        ])
+}
+
+/// One Kafka group member on its own connection.
+struct KafkaMember {
+    client: KafkaTestClient,
+    group: String,
+    instance: Option<String>,
+    topics: Vec<String>,
+    member_id: String,
+    generation: i32,
+    join_version: i16,
+}
+
+impl KafkaMember {
+    fn new(address: SocketAddr, group: &str, topics: &[&str], join_version: i16) -> KafkaMember {
+        KafkaMember {
+            client: KafkaTestClient::connect(address),
+            group: group.to_string(),
+            instance: None,
+            topics: topics.iter().map(|topic| topic.to_string()).collect(),
+            member_id: String::new(),
+            generation: -1,
+            join_version,
+        }
+    }
+
+    fn with_instance(mut self, instance: &str) -> KafkaMember {
+        self.instance = Some(instance.to_string());
+        self
+    }
+
+    /// One JoinGroup with the member's current id.
+    fn join_once(&mut self) -> JoinGroupResponse {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        let request = join_request(
+            &self.group,
+            &self.member_id,
+            self.instance.as_deref(),
+            &topics,
+        );
+        self.client.call(self.join_version, &request)
+    }
+
+    /// Joins, doing the member-id handshake if the broker asks for it; the join answer.
+    fn join(&mut self) -> JoinGroupResponse {
+        let mut response = self.join_once();
+        if response.error_code == code(ResponseError::MemberIdRequired) {
+            assert!(self.member_id.is_empty());
+            assert!(!response.member_id.is_empty());
+            self.member_id = response.member_id.to_string();
+            response = self.join_once();
+        }
+        assert_eq!(response.error_code, 0, "join: {response:?}");
+        self.member_id = response.member_id.to_string();
+        self.generation = response.generation_id;
+        response
+    }
+
+    fn sync(&mut self, version: i16, assignments: &[(&str, Bytes)]) -> SyncGroupResponse {
+        let request = SyncGroupRequest::default()
+            .with_group_id(group_id(&self.group))
+            .with_generation_id(self.generation)
+            .with_member_id(text(&self.member_id))
+            .with_group_instance_id(self.instance.as_deref().map(text))
+            .with_protocol_type(if version >= 5 {
+                Some(text("consumer"))
+            } else {
+                None
+            })
+            .with_assignments(
+                assignments
+                    .iter()
+                    .map(|(member_id, bytes)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(text(member_id))
+                            .with_assignment(bytes.clone())
+                    })
+                    .collect(),
+            );
+        self.client.call(version, &request)
+    }
+
+    fn heartbeat(&mut self, version: i16) -> i16 {
+        let request = HeartbeatRequest::default()
+            .with_group_id(group_id(&self.group))
+            .with_generation_id(self.generation)
+            .with_member_id(text(&self.member_id))
+            .with_group_instance_id(if version >= 3 {
+                self.instance.as_deref().map(text)
+            } else {
+                None
+            });
+        self.client.call(version, &request).error_code
+    }
+
+    fn commit(&mut self, version: i16, offsets: &[(&str, i32, i64, Option<&str>)]) -> Vec<i16> {
+        let response = commit(
+            &mut self.client,
+            version,
+            &self.group,
+            self.generation,
+            &self.member_id,
+            offsets,
+        );
+        partition_codes(&response)
+    }
+}
+
+fn commit(
+    client: &mut KafkaTestClient,
+    version: i16,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &[(&str, i32, i64, Option<&str>)],
+) -> OffsetCommitResponse {
+    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+    for (topic, partition, offset, metadata) in offsets {
+        let entry = OffsetCommitRequestPartition::default()
+            .with_partition_index(*partition)
+            .with_committed_offset(*offset)
+            .with_committed_metadata(metadata.map(text));
+        match topics
+            .iter_mut()
+            .find(|known| known.name.as_str() == *topic)
+        {
+            Some(known) => known.partitions.push(entry),
+            None => topics.push(
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(vec![entry]),
+            ),
+        }
+    }
+    let request = OffsetCommitRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(text(member_id))
+        .with_topics(topics);
+    client.call(version, &request)
+}
+
+fn partition_codes(response: &OffsetCommitResponse) -> Vec<i16> {
+    response
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| partition.error_code)
+        })
+        .collect()
+}
+
+/// `(topic, partition, offset, metadata)` as OffsetFetch answers it.
+type Committed = (String, i32, i64, Option<String>);
+
+/// Committed offsets of a group at OffsetFetch `version` (< 8): `(topic, partition, offset,
+/// metadata)` in answer order; `topics` `None` asks for every committed partition.
+fn fetch_offsets(
+    client: &mut KafkaTestClient,
+    version: i16,
+    group: &str,
+    topics: Option<&[(&str, &[i32])]>,
+) -> (i16, Vec<Committed>) {
+    assert!(version < 8);
+    let request = OffsetFetchRequest::default()
+        .with_group_id(group_id(group))
+        .with_topics(topics.map(|topics| {
+            topics
+                .iter()
+                .map(|(name, partitions)| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic_name(name))
+                        .with_partition_indexes(partitions.to_vec())
+                })
+                .collect()
+        }));
+    let response: OffsetFetchResponse = client.call(version, &request);
+    let mut offsets = Vec::new();
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            assert_eq!(partition.error_code, 0, "{response:?}");
+            offsets.push((
+                topic.name.to_string(),
+                partition.partition_index,
+                partition.committed_offset,
+                partition
+                    .metadata
+                    .as_ref()
+                    .map(|metadata| metadata.to_string()),
+            ));
+        }
+    }
+    (response.error_code, offsets)
+}
+
+fn describe(client: &mut KafkaTestClient, version: i16, groups: &[&str]) -> DescribeGroupsResponse {
+    let request = DescribeGroupsRequest::default()
+        .with_groups(groups.iter().map(|group| group_id(group)).collect());
+    client.call(version, &request)
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- FindCoordinator -------------------------------------------------------------------------
+
+#[test]
+fn find_coordinator_names_this_broker_for_groups_and_refuses_transactions_clearly() {
+    let broker = broker();
+    let port = i32::from(broker.kafka_address().port());
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    for version in 0..=3 {
+        let request = FindCoordinatorRequest::default().with_key(text("payments"));
+        let response = client.call(version, &request);
+        assert_eq!(response.error_code, 0, "v{version}: {response:?}");
+        assert_eq!(response.node_id.0, 0);
+        assert_eq!(response.port, port);
+        assert_eq!(response.host.as_str(), "127.0.0.1");
+    }
+    for version in 1..=3 {
+        let request = FindCoordinatorRequest::default()
+            .with_key(text("transfers"))
+            .with_key_type(1);
+        let response = client.call(version, &request);
+        assert_eq!(response.error_code, code(ResponseError::InvalidRequest));
+        assert!(
+            response
+                .error_message
+                .as_ref()
+                .is_some_and(|message| message.contains("transactions")),
+            "v{version}: {response:?}"
+        );
+    }
+    for version in 4..=6 {
+        let request = FindCoordinatorRequest::default().with_coordinator_keys(vec![
+            text("payments"),
+            text("refunds"),
+            text(""),
+        ]);
+        let response = client.call(version, &request);
+        let answers: Vec<(&str, i16, i32, i32)> = response
+            .coordinators
+            .iter()
+            .map(|found| {
+                (
+                    found.key.as_str(),
+                    found.error_code,
+                    found.node_id.0,
+                    found.port,
+                )
+            })
+            .collect();
+        let invalid = code(ResponseError::InvalidGroupId);
+        assert_eq!(
+            answers,
+            vec![
+                ("payments", 0, 0, port),
+                ("refunds", 0, 0, port),
+                ("", invalid, -1, -1)
+            ],
+            "v{version}"
+        );
+        let transactions = client.call(
+            version,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![text("transfers")]),
+        );
+        assert_eq!(
+            transactions.coordinators[0].error_code,
+            code(ResponseError::InvalidRequest)
+        );
+    }
+}
+
+// ---- membership ------------------------------------------------------------------------------
+
+/// Two members at `join_version`/`sync_version`/`heartbeat_version`: the first forms the group
+/// alone, the second's join makes the first's heartbeat answer REBALANCE_IN_PROGRESS, both
+/// rejoin into one generation with one leader that sees both subscriptions, the leader's
+/// assignment reaches each member, and a leave starts the next rebalance.
+fn two_members_rebalance(
+    broker: &Broker,
+    group: &str,
+    join_version: i16,
+    sync_version: i16,
+    heartbeat_version: i16,
+) {
+    let address = broker.kafka_address();
+    let mut first = KafkaMember::new(address, group, &["orders"], join_version);
+    let joined = first.join();
+    assert_eq!(joined.leader, joined.member_id, "a lone member leads");
+    assert_eq!(joined.members.len(), 1);
+    assert_eq!(joined.generation_id, 1);
+    // Both members offer cooperative-sticky first: the broker picks it.
+    assert_eq!(
+        joined.protocol_name.as_ref().map(|name| name.as_str()),
+        Some("cooperative-sticky")
+    );
+    let mine = assignment(&[("orders", &[0, 1, 2, 3])]);
+    let member_id = first.member_id.clone();
+    let synced = first.sync(sync_version, &[(&member_id, mine.clone())]);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(synced.assignment, mine);
+    assert_eq!(first.heartbeat(heartbeat_version), 0);
+
+    let mut second = KafkaMember::new(address, group, &["orders"], join_version);
+    let (first, second, first_joined, second_joined) = thread::scope(|scope| {
+        let joining = scope.spawn(move || {
+            let response = second.join();
+            (second, response)
+        });
+        // The first member learns of the rebalance from its heartbeat, and rejoins.
+        wait_until("the first member's heartbeat asks it to rejoin", || {
+            first.heartbeat(heartbeat_version) == code(ResponseError::RebalanceInProgress)
+        });
+        let first_joined = first.join();
+        let (second, second_joined) = joining.join().expect("the second member's thread");
+        (first, second, first_joined, second_joined)
+    });
+    assert_eq!(first_joined.generation_id, 2);
+    assert_eq!(second_joined.generation_id, 2);
+    assert_eq!(first_joined.leader, second_joined.leader);
+    let (mut leader, mut follower, leader_joined) =
+        if first_joined.leader.as_str() == first.member_id {
+            (first, second, first_joined)
+        } else {
+            (second, first, second_joined)
+        };
+    let mut seen: Vec<(String, Bytes)> = leader_joined
+        .members
+        .iter()
+        .map(|member| (member.member_id.to_string(), member.metadata.clone()))
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        (leader.member_id.clone(), subscription(&["orders"])),
+        (follower.member_id.clone(), subscription(&["orders"])),
+    ];
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "the leader sees every member's subscription"
+    );
+
+    let leader_share = assignment(&[("orders", &[0, 1])]);
+    let follower_share = assignment(&[("orders", &[2, 3])]);
+    let (leader_id, follower_id) = (leader.member_id.clone(), follower.member_id.clone());
+    let expected_share = follower_share.clone();
+    let (leader, follower) = thread::scope(|scope| {
+        let following = scope.spawn(move || {
+            let synced = follower.sync(sync_version, &[]);
+            assert_eq!(synced.error_code, 0);
+            assert_eq!(synced.assignment, expected_share);
+            follower
+        });
+        let synced = leader.sync(
+            sync_version,
+            &[
+                (&leader_id, leader_share.clone()),
+                (&follower_id, follower_share.clone()),
+            ],
+        );
+        assert_eq!(synced.error_code, 0);
+        assert_eq!(synced.assignment, leader_share);
+        (leader, following.join().expect("the follower's thread"))
+    });
+    let mut leader = leader;
+    let mut follower = follower;
+    assert_eq!(leader.heartbeat(heartbeat_version), 0);
+    assert_eq!(follower.heartbeat(heartbeat_version), 0);
+
+    // A heartbeat from the old generation is fenced.
+    let stale = follower.generation;
+    follower.generation = 1;
+    assert_eq!(
+        follower.heartbeat(heartbeat_version),
+        code(ResponseError::IllegalGeneration)
+    );
+    follower.generation = stale;
+
+    // The follower leaves: the leader is told to rejoin, and rejoins alone.
+    let leave = LeaveGroupRequest::default().with_group_id(group_id(group));
+    let left = if join_version >= 5 {
+        follower.client.call(
+            3,
+            &leave.with_members(vec![
+                MemberIdentity::default().with_member_id(text(&follower.member_id))
+            ]),
+        )
+    } else {
+        follower
+            .client
+            .call(0, &leave.with_member_id(text(&follower.member_id)))
+    };
+    assert_eq!(left.error_code, 0, "{left:?}");
+    assert_eq!(
+        leader.heartbeat(heartbeat_version),
+        code(ResponseError::RebalanceInProgress)
+    );
+    let rejoined = leader.join();
+    assert_eq!(rejoined.generation_id, 3);
+    assert_eq!(rejoined.members.len(), 1);
+    assert_eq!(
+        follower.heartbeat(heartbeat_version),
+        code(ResponseError::UnknownMemberId),
+        "a member that left is gone"
+    );
+}
+
+#[test]
+fn two_members_join_sync_heartbeat_and_rebalance_at_old_and_new_versions() {
+    let broker = broker();
+    create_topic(&broker, "orders", 4);
+    // kafkajs's versions (non-flexible) and the newest flexible ones.
+    two_members_rebalance(&broker, "non-flexible", 5, 3, 3);
+    two_members_rebalance(&broker, "flexible", 9, 5, 4);
+    // The handshake-less JoinGroup of old clients, with the oldest sync and heartbeat.
+    two_members_rebalance(&broker, "oldest", 0, 0, 0);
+}
+
+#[test]
+fn join_group_v4_and_later_hands_out_the_member_id_first_and_older_versions_join_at_once() {
+    let broker = broker();
+    create_topic(&broker, "orders", 1);
+    let address = broker.kafka_address();
+    for version in 4..=9 {
+        let mut member = KafkaMember::new(
+            address,
+            &format!("handshake-{version}"),
+            &["orders"],
+            version,
+        );
+        let first = member.join_once();
+        assert_eq!(
+            first.error_code,
+            code(ResponseError::MemberIdRequired),
+            "v{version}: {first:?}"
+        );
+        assert!(first.member_id.starts_with("spate-tests-"), "{first:?}");
+        // The id is reserved for the member, not yet a member: a heartbeat with it is unknown.
+        member.member_id = first.member_id.to_string();
+        assert_eq!(member.heartbeat(3), code(ResponseError::UnknownMemberId));
+        let second = member.join_once();
+        assert_eq!(second.error_code, 0, "v{version}: {second:?}");
+        assert_eq!(second.member_id, first.member_id);
+        assert_eq!(second.generation_id, 1);
+    }
+    for version in 0..=3 {
+        let mut member = KafkaMember::new(
+            address,
+            &format!("no-handshake-{version}"),
+            &["orders"],
+            version,
+        );
+        let joined = member.join_once();
+        assert_eq!(joined.error_code, 0, "v{version}: {joined:?}");
+        assert!(!joined.member_id.is_empty());
+        assert_eq!(joined.leader, joined.member_id);
+        assert_eq!(joined.generation_id, 1);
+    }
+    // An unknown member id is refused, not adopted.
+    let mut stranger = KafkaMember::new(address, "handshake-9", &["orders"], 9);
+    stranger.member_id = "spate-tests-nobody".to_string();
+    assert_eq!(
+        stranger.join_once().error_code,
+        code(ResponseError::UnknownMemberId)
+    );
+    // Group ids the coordinator cannot hold.
+    let mut nameless = KafkaMember::new(address, "", &["orders"], 9);
+    assert_eq!(
+        nameless.join_once().error_code,
+        code(ResponseError::InvalidGroupId)
+    );
+    let mut too_long = KafkaMember::new(address, &"g".repeat(300), &["orders"], 9);
+    assert_eq!(
+        too_long.join_once().error_code,
+        code(ResponseError::InvalidGroupId)
+    );
+}
+
+#[test]
+fn a_static_member_rejoins_without_a_rebalance_and_its_old_incarnation_is_fenced() {
+    let broker = broker();
+    create_topic(&broker, "orders", 2);
+    let address = broker.kafka_address();
+    let mut member = KafkaMember::new(address, "static", &["orders"], 9).with_instance("host-1");
+    // A static member gets no handshake: its instance id already names it.
+    let joined = member.join_once();
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    member.member_id = joined.member_id.to_string();
+    member.generation = joined.generation_id;
+    let share = assignment(&[("orders", &[0, 1])]);
+    let member_id = member.member_id.clone();
+    assert_eq!(member.sync(5, &[(&member_id, share.clone())]).error_code, 0);
+    assert_eq!(member.heartbeat(4), 0);
+
+    // The same instance restarts (a new connection, no member id): it takes the old member's
+    // place in the same generation, with its assignment, and no rebalance.
+    let mut restarted = KafkaMember::new(address, "static", &["orders"], 9).with_instance("host-1");
+    let rejoined = restarted.join_once();
+    assert_eq!(rejoined.error_code, 0, "{rejoined:?}");
+    assert_ne!(rejoined.member_id.as_str(), member.member_id);
+    assert_eq!(rejoined.generation_id, joined.generation_id, "no rebalance");
+    restarted.member_id = rejoined.member_id.to_string();
+    restarted.generation = rejoined.generation_id;
+    let synced = restarted.sync(5, &[]);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(
+        synced.assignment, share,
+        "the assignment stays with the instance"
+    );
+    assert_eq!(restarted.heartbeat(4), 0);
+
+    // The old incarnation is fenced everywhere.
+    assert_eq!(member.heartbeat(4), code(ResponseError::FencedInstanceId));
+    assert_eq!(
+        member.sync(5, &[]).error_code,
+        code(ResponseError::FencedInstanceId)
+    );
+    assert_eq!(
+        member.join_once().error_code,
+        code(ResponseError::FencedInstanceId)
+    );
+    let fenced_commit = commit(
+        &mut member.client,
+        9,
+        "static",
+        member.generation,
+        &member.member_id.clone(),
+        &[("orders", 0, 5, None)],
+    );
+    // OffsetCommit v9 carries no instance id field in this helper: the old member id is simply
+    // no longer a member.
+    assert_eq!(
+        partition_codes(&fenced_commit),
+        vec![code(ResponseError::UnknownMemberId)]
+    );
+
+    // The static member leaves by instance id (LeaveGroup v3+).
+    let left = restarted.client.call(
+        5,
+        &LeaveGroupRequest::default()
+            .with_group_id(group_id("static"))
+            .with_members(vec![MemberIdentity::default()
+                .with_member_id(text(""))
+                .with_group_instance_id(Some(text("host-1")))]),
+    );
+    assert_eq!(left.error_code, 0);
+    assert_eq!(left.members.len(), 1);
+    assert_eq!(left.members[0].error_code, 0, "{left:?}");
+    let described = describe(&mut restarted.client, 5, &["static"]);
+    assert!(described.groups[0].members.is_empty());
+}
+
+// ---- offsets ---------------------------------------------------------------------------------
+
+#[test]
+fn committed_offsets_and_their_metadata_round_trip_at_every_version() {
+    let broker = broker();
+    create_topic(&broker, "payments", 3);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    for version in 2..=9 {
+        let group = format!("simple-{version}");
+        let metadata = format!("checkpoint v{version}");
+        let response = commit(
+            &mut client,
+            version,
+            &group,
+            -1,
+            "",
+            &[
+                ("payments", 0, 100 + i64::from(version), Some(&metadata)),
+                ("payments", 1, 7, None),
+                ("payments", 9, 1, None),
+                ("missing", 0, 1, None),
+                ("payments", -1, 1, None),
+            ],
+        );
+        let unknown = code(ResponseError::UnknownTopicOrPartition);
+        assert_eq!(
+            partition_codes(&response),
+            vec![0, 0, unknown, unknown, unknown],
+            "v{version}"
+        );
+        for fetch_version in 1..=7 {
+            let (error_code, offsets) = fetch_offsets(
+                &mut client,
+                fetch_version,
+                &group,
+                Some(&[("payments", &[0, 1, 2])]),
+            );
+            assert_eq!(error_code, 0);
+            assert_eq!(
+                offsets,
+                vec![
+                    (
+                        "payments".into(),
+                        0,
+                        100 + i64::from(version),
+                        Some(metadata.clone())
+                    ),
+                    // Kafka keeps a commit without metadata as "".
+                    ("payments".into(), 1, 7, Some(String::new())),
+                    ("payments".into(), 2, -1, Some(String::new())),
+                ],
+                "committed at v{version}, fetched at v{fetch_version}"
+            );
+        }
+        // v2+: null topics asks for every committed partition.
+        let (_, every) = fetch_offsets(&mut client, 7, &group, None);
+        assert_eq!(
+            every
+                .iter()
+                .map(|(topic, partition, offset, _)| (topic.as_str(), *partition, *offset))
+                .collect::<Vec<_>>(),
+            vec![
+                ("payments", 0, 100 + i64::from(version)),
+                ("payments", 1, 7)
+            ]
+        );
+    }
+    // v8+: several groups in one request, one with every partition, one unknown.
+    for version in 8..=9 {
+        let request = OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group_id("simple-2"))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(topic_name("payments"))
+                    .with_partition_indexes(vec![0])])),
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group_id("simple-9"))
+                .with_topics(None),
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group_id("never-committed"))
+                .with_topics(None),
+        ]);
+        let response: OffsetFetchResponse =
+            client.call(version, &request.with_require_stable(true));
+        type GroupAnswer = (String, i16, Vec<(i32, i64, String)>);
+        let answers: Vec<GroupAnswer> = response
+            .groups
+            .iter()
+            .map(|group| {
+                let partitions = group
+                    .topics
+                    .iter()
+                    .flat_map(|topic| topic.partitions.iter())
+                    .map(|partition| {
+                        (
+                            partition.partition_index,
+                            partition.committed_offset,
+                            partition.metadata.as_deref().unwrap_or("null").to_string(),
+                        )
+                    })
+                    .collect();
+                (group.group_id.to_string(), group.error_code, partitions)
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                ("simple-2".into(), 0, vec![(0, 102, "checkpoint v2".into())]),
+                (
+                    "simple-9".into(),
+                    0,
+                    vec![(0, 109, "checkpoint v9".into()), (1, 7, String::new())]
+                ),
+                ("never-committed".into(), 0, vec![]),
+            ],
+            "v{version}"
+        );
+    }
+}
+
+#[test]
+fn commits_follow_the_membership_rules_of_kafka() {
+    let broker = broker();
+    create_topic(&broker, "orders", 2);
+    let address = broker.kafka_address();
+    let mut member = KafkaMember::new(address, "members-commit", &["orders"], 9);
+    member.join();
+    let member_id = member.member_id.clone();
+    member.sync(5, &[(&member_id, assignment(&[("orders", &[0, 1])]))]);
+    assert_eq!(
+        member.commit(9, &[("orders", 0, 42, Some("from the member"))]),
+        vec![0]
+    );
+    // Wrong generation, unknown member, and a commit from outside a group with members.
+    let generation = member.generation;
+    member.generation = generation + 5;
+    assert_eq!(
+        member.commit(9, &[("orders", 0, 43, None)]),
+        vec![code(ResponseError::IllegalGeneration)]
+    );
+    member.generation = generation;
+    let mut outsider = KafkaTestClient::connect(address);
+    let stranger = commit(
+        &mut outsider,
+        9,
+        "members-commit",
+        generation,
+        "spate-tests-stranger",
+        &[("orders", 0, 44, None)],
+    );
+    assert_eq!(
+        partition_codes(&stranger),
+        vec![code(ResponseError::UnknownMemberId)]
+    );
+    let simple = commit(
+        &mut outsider,
+        7,
+        "members-commit",
+        -1,
+        "",
+        &[("orders", 0, 45, None)],
+    );
+    assert_eq!(
+        partition_codes(&simple),
+        vec![code(ResponseError::UnknownMemberId)],
+        "a simple commit is taken only while the group is empty"
+    );
+    let (_, offsets) = fetch_offsets(
+        &mut outsider,
+        5,
+        "members-commit",
+        Some(&[("orders", &[0])]),
+    );
+    assert_eq!(offsets[0].2, 42);
+    assert_eq!(offsets[0].3.as_deref(), Some("from the member"));
+    // Metadata beyond the broker's limit is refused for its partition only.
+    let long = "m".repeat(5_000);
+    assert_eq!(
+        member.commit(
+            9,
+            &[("orders", 0, 50, Some(&long)), ("orders", 1, 51, None)]
+        ),
+        vec![code(ResponseError::OffsetMetadataTooLarge), 0]
+    );
+}
+
+#[test]
+fn offsets_committed_over_kafka_and_natively_are_one_set() {
+    let broker = broker();
+    create_topic(&broker, "ledger", 2);
+    let mut kafka = KafkaTestClient::connect(broker.kafka_address());
+    let mut native_client = TestClient::connect(broker.address());
+    let response = commit(
+        &mut kafka,
+        8,
+        "shared",
+        -1,
+        "",
+        &[("ledger", 0, 11, Some("kafka"))],
+    );
+    assert_eq!(partition_codes(&response), vec![0]);
+    let natively: native::OffsetCommitResponse = native_client.call(&native::OffsetCommitRequest {
+        group_id: "shared".into(),
+        generation_id: native::GENERATION_NONE,
+        member_id: String::new(),
+        group_instance_id: None,
+        topics: vec![native::TopicPartitions {
+            name: "ledger".into(),
+            partitions: vec![native::OffsetCommitPartition {
+                partition: 1,
+                committed_offset: 22,
+                committed_metadata: Some("native".into()),
+            }],
+        }],
+    });
+    assert_eq!(natively.topics[0].partitions[0].error_code, ErrorCode::None);
+
+    let (_, offsets) = fetch_offsets(&mut kafka, 6, "shared", None);
+    assert_eq!(
+        offsets,
+        vec![
+            ("ledger".into(), 0, 11, Some("kafka".into())),
+            ("ledger".into(), 1, 22, Some("native".into())),
+        ]
+    );
+    let fetched: native::OffsetFetchResponse = native_client.call(&native::OffsetFetchRequest {
+        group_id: "shared".into(),
+        topics: None,
+    });
+    assert_eq!(fetched.committed("ledger", 0), Some(11));
+    assert_eq!(fetched.committed("ledger", 1), Some(22));
+}
+
+// ---- administration ----------------------------------------------------------------------------
+
+/// A group of one Kafka member, joined and synced with every partition of `topic`.
+fn stable_member(address: SocketAddr, group: &str, topic: &str, partitions: &[i32]) -> KafkaMember {
+    let mut member = KafkaMember::new(address, group, &[topic], 9);
+    member.join();
+    let member_id = member.member_id.clone();
+    let synced = member.sync(5, &[(&member_id, assignment(&[(topic, partitions)]))]);
+    assert_eq!(synced.error_code, 0);
+    member
+}
+
+fn listed(
+    client: &mut KafkaTestClient,
+    version: i16,
+    states: &[&str],
+    types: &[&str],
+) -> Vec<(String, String, String)> {
+    let request = ListGroupsRequest::default()
+        .with_states_filter(states.iter().map(|state| text(state)).collect())
+        .with_types_filter(types.iter().map(|kind| text(kind)).collect());
+    let response = client.call(version, &request);
+    assert_eq!(response.error_code, 0);
+    let mut groups: Vec<(String, String, String)> = response
+        .groups
+        .iter()
+        .map(|group| {
+            (
+                group.group_id.to_string(),
+                group.protocol_type.to_string(),
+                group.group_state.to_string(),
+            )
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+#[test]
+fn groups_are_described_listed_and_deleted_as_kafka_describes_them() {
+    let broker = broker();
+    create_topic(&broker, "events", 2);
+    let address = broker.kafka_address();
+    let mut client = KafkaTestClient::connect(address);
+    let member = stable_member(address, "live", "events", &[0, 1]);
+    let simple = commit(
+        &mut client,
+        9,
+        "offsets-only",
+        -1,
+        "",
+        &[("events", 0, 3, None)],
+    );
+    assert_eq!(partition_codes(&simple), vec![0]);
+
+    for version in 0..=6 {
+        let described = describe(&mut client, version, &["live", "offsets-only", "unknown"]);
+        let live = &described.groups[0];
+        assert_eq!(live.error_code, 0);
+        assert_eq!(live.group_id.as_str(), "live");
+        assert_eq!(live.group_state.as_str(), "Stable");
+        assert_eq!(live.protocol_type.as_str(), "consumer");
+        assert_eq!(live.protocol_data.as_str(), "cooperative-sticky");
+        assert_eq!(live.members.len(), 1);
+        let described_member = &live.members[0];
+        assert_eq!(described_member.member_id.as_str(), member.member_id);
+        assert_eq!(described_member.client_id.as_str(), "spate-tests");
+        assert_eq!(described_member.client_host.as_str(), "/127.0.0.1");
+        assert_eq!(described_member.member_metadata, subscription(&["events"]));
+        assert_eq!(
+            described_member.member_assignment,
+            assignment(&[("events", &[0, 1])])
+        );
+        let offsets_only = &described.groups[1];
+        assert_eq!(
+            (offsets_only.error_code, offsets_only.group_state.as_str()),
+            (0, "Empty")
+        );
+        assert!(offsets_only.members.is_empty());
+        let unknown = &described.groups[2];
+        assert_eq!(unknown.group_state.as_str(), "Dead");
+        if version >= 6 {
+            assert_eq!(unknown.error_code, code(ResponseError::GroupIdNotFound));
+            assert!(unknown.error_message.is_some());
+        } else {
+            assert_eq!(unknown.error_code, 0, "before v6 an unknown group is Dead");
+        }
+        if version >= 3 {
+            assert_eq!(live.authorized_operations, i32::MIN, "not asked for");
+        }
+    }
+    let with_operations = client.call(
+        5,
+        &DescribeGroupsRequest::default()
+            .with_groups(vec![group_id("live")])
+            .with_include_authorized_operations(true),
+    );
+    // READ, DELETE, DESCRIBE.
+    assert_eq!(
+        with_operations.groups[0].authorized_operations,
+        (1 << 3) | (1 << 6) | (1 << 8)
+    );
+
+    let all = vec![
+        (
+            "live".to_string(),
+            "consumer".to_string(),
+            "Stable".to_string(),
+        ),
+        (
+            "offsets-only".to_string(),
+            String::new(),
+            "Empty".to_string(),
+        ),
+    ];
+    for version in 0..=5 {
+        let groups = listed(&mut client, version, &[], &[]);
+        let expected: Vec<(String, String, String)> = all
+            .iter()
+            .map(|(group, protocol, state)| {
+                let state = if version >= 4 {
+                    state.clone()
+                } else {
+                    String::new()
+                };
+                (group.clone(), protocol.clone(), state)
+            })
+            .collect();
+        assert_eq!(groups, expected, "v{version}");
+    }
+    assert_eq!(
+        listed(&mut client, 4, &["stable"], &[]),
+        all[..1].to_vec(),
+        "states ignore case"
+    );
+    assert_eq!(
+        listed(&mut client, 4, &["Empty", "Dead"], &[]),
+        all[1..].to_vec()
+    );
+    assert!(
+        listed(&mut client, 4, &["Assigning"], &[]).is_empty(),
+        "a state no group here has"
+    );
+    assert_eq!(listed(&mut client, 5, &[], &["Classic"]), all);
+    assert!(
+        listed(&mut client, 5, &[], &["consumer"]).is_empty(),
+        "no KIP-848 groups"
+    );
+
+    for version in 0..=2 {
+        let response = client.call(
+            version,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![group_id("live"), group_id("unknown")]),
+        );
+        let results: Vec<(&str, i16)> = response
+            .results
+            .iter()
+            .map(|result| (result.group_id.as_str(), result.error_code))
+            .collect();
+        assert_eq!(
+            results,
+            vec![
+                ("live", code(ResponseError::NonEmptyGroup)),
+                ("unknown", code(ResponseError::GroupIdNotFound)),
+            ]
+        );
+    }
+    let deleted = client.call(
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![group_id("offsets-only")]),
+    );
+    assert_eq!(deleted.results[0].error_code, 0);
+    let (_, offsets) = fetch_offsets(&mut client, 7, "offsets-only", None);
+    assert!(offsets.is_empty(), "a deleted group's offsets go with it");
+    assert_eq!(listed(&mut client, 5, &[], &[]), all[..1].to_vec());
+    drop(member);
+}
+
+#[test]
+fn offset_delete_removes_offsets_of_topics_no_member_subscribes_to() {
+    let broker = broker();
+    create_topic(&broker, "subscribed", 1);
+    create_topic(&broker, "abandoned", 2);
+    let address = broker.kafka_address();
+    let mut member = stable_member(address, "cleanup", "subscribed", &[0]);
+    assert_eq!(
+        member.commit(
+            9,
+            &[
+                ("subscribed", 0, 5, None),
+                ("abandoned", 0, 6, None),
+                ("abandoned", 1, 7, None)
+            ]
+        ),
+        vec![0, 0, 0]
+    );
+    let mut client = KafkaTestClient::connect(address);
+    let delete = |group: &str, topics: &[(&str, &[i32])]| {
+        OffsetDeleteRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(name, partitions)| {
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(topic_name(name))
+                            .with_partitions(
+                                partitions
+                                    .iter()
+                                    .map(|partition| {
+                                        OffsetDeleteRequestPartition::default()
+                                            .with_partition_index(*partition)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            )
+    };
+    let response = client.call(
+        0,
+        &delete(
+            "cleanup",
+            &[
+                ("abandoned", &[0, 5]),
+                ("subscribed", &[0]),
+                ("missing", &[0]),
+            ],
+        ),
+    );
+    assert_eq!(response.error_code, 0);
+    let results: Vec<(&str, i32, i16)> = response
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(move |partition| {
+                (
+                    topic.name.as_str(),
+                    partition.partition_index,
+                    partition.error_code,
+                )
+            })
+        })
+        .collect();
+    let unknown = code(ResponseError::UnknownTopicOrPartition);
+    assert_eq!(
+        results,
+        vec![
+            ("abandoned", 0, 0),
+            ("abandoned", 5, unknown),
+            ("subscribed", 0, code(ResponseError::GroupSubscribedToTopic)),
+            ("missing", 0, unknown),
+        ]
+    );
+    let (_, offsets) = fetch_offsets(&mut client, 7, "cleanup", None);
+    let left: Vec<(&str, i32, i64)> = offsets
+        .iter()
+        .map(|(topic, partition, offset, _)| (topic.as_str(), *partition, *offset))
+        .collect();
+    assert_eq!(left, vec![("abandoned", 1, 7), ("subscribed", 0, 5)]);
+    let unknown_group = client.call(0, &delete("nobody", &[("abandoned", &[1])]));
+    assert_eq!(
+        unknown_group.error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+    drop(member);
+}
+
+// ---- restarts ----------------------------------------------------------------------------------
+
+#[test]
+fn a_group_and_its_offsets_survive_a_broker_restart() {
+    let mut broker = broker();
+    create_topic(&broker, "durable", 2);
+    let member = stable_member(broker.kafka_address(), "survivor", "durable", &[0, 1]);
+    let mut member = member;
+    assert_eq!(
+        member.commit(
+            8,
+            &[("durable", 0, 10, Some("before")), ("durable", 1, 20, None)]
+        ),
+        vec![0, 0]
+    );
+    let (member_id, generation) = (member.member_id.clone(), member.generation);
+    drop(member);
+    broker.kill();
+    broker.restart();
+
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let (_, offsets) = fetch_offsets(&mut client, 5, "survivor", None);
+    assert_eq!(
+        offsets,
+        vec![
+            ("durable".into(), 0, 10, Some("before".into())),
+            ("durable".into(), 1, 20, Some(String::new())),
+        ]
+    );
+    // The member of the last written generation is still there and may go on, as a Kafka
+    // coordinator that moved would let it.
+    let described = describe(&mut client, 5, &["survivor"]);
+    assert_eq!(described.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(described.groups[0].members[0].member_id.as_str(), member_id);
+    let mut member = KafkaMember::new(broker.kafka_address(), "survivor", &["durable"], 9);
+    member.member_id = member_id;
+    member.generation = generation;
+    assert_eq!(member.heartbeat(4), 0);
+    assert_eq!(member.commit(9, &[("durable", 0, 11, None)]), vec![0]);
+}
