@@ -77,8 +77,8 @@ pub mod defaults {
     pub const FETCH_WAIT: Duration = Duration::from_millis(500);
     /// Pause after a failed fetch before trying again.
     pub const FETCH_BACKOFF: Duration = Duration::from_millis(100);
-    /// Most bytes one compressed batch (a Kafka producer's) may decompress to.
-    pub const DECOMPRESSED_BATCH_BYTES_MAX: usize =
+    /// Most decompressed bytes one poll result holds (and so one batch may inflate to).
+    pub const DECOMPRESSED_BYTES_MAX: usize =
         spate_protocol::constants::DECOMPRESSED_BATCH_BYTES_MAX;
 }
 
@@ -372,12 +372,14 @@ pub struct ConsumerConfig {
     pub fetch_backoff: Duration,
     /// What happens when a position falls outside the log.
     pub offset_reset: OffsetReset,
-    /// Most bytes the records of one compressed batch (written by a Kafka producer with gzip,
-    /// snappy, lz4 or zstd) may decompress to. A batch that inflates past it is refused as
-    /// corrupt (`Error::CorruptBatch` with `DecompressedTooLarge`), so a small hostile batch
-    /// cannot exhaust memory. Decompressed bytes are held while the poll result lives, beside
-    /// the fetched bytes `prefetch_bytes_max` bounds.
-    pub decompressed_batch_bytes_max: usize,
+    /// Most bytes of decompressed records one poll result holds. Kafka producers may compress
+    /// their batches (gzip, snappy, lz4, zstd); `poll` decompresses them. One batch that
+    /// inflates past this is refused as corrupt (`Error::CorruptBatch` with
+    /// `DecompressedTooLarge`), so a small hostile batch cannot exhaust memory; batches that
+    /// would take a poll past it are left for the next poll (fetched again), so many batches
+    /// cannot either. Held while the poll result lives, beside the fetched bytes
+    /// `prefetch_bytes_max` bounds.
+    pub decompressed_bytes_max: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -389,7 +391,7 @@ impl Default for ConsumerConfig {
             fetch_wait: defaults::FETCH_WAIT,
             fetch_backoff: defaults::FETCH_BACKOFF,
             offset_reset: OffsetReset::Error,
-            decompressed_batch_bytes_max: defaults::DECOMPRESSED_BATCH_BYTES_MAX,
+            decompressed_bytes_max: defaults::DECOMPRESSED_BYTES_MAX,
         }
     }
 }
@@ -409,8 +411,8 @@ impl ConsumerConfig {
         if self.fetch_bytes_max >= FRAME_BYTES_MAX || self.fetch_bytes_max > u32::MAX as usize {
             return invalid("fetch_bytes_max must stay below the frame limit");
         }
-        if self.decompressed_batch_bytes_max == 0 {
-            return invalid("decompressed_batch_bytes_max must be positive");
+        if self.decompressed_bytes_max == 0 {
+            return invalid("decompressed_bytes_max must be positive");
         }
         if u32::try_from(self.fetch_wait.as_millis()).is_err() {
             return invalid("fetch_wait does not fit in u32 milliseconds");

@@ -390,7 +390,7 @@ fn a_compressed_batch_past_the_consumers_decompression_limit_is_refused() {
     kafka_produce(&mut kafka_client, "inflating", batch);
 
     let config = ConsumerConfig {
-        decompressed_batch_bytes_max: 1 << 20,
+        decompressed_bytes_max: 1 << 20,
         ..ConsumerConfig::default()
     };
     let mut consumer = native.consumer(config).unwrap();
@@ -429,4 +429,68 @@ fn a_compressed_batch_past_the_consumers_decompression_limit_is_refused() {
             break;
         }
     }
+}
+
+#[test]
+fn compressed_batches_past_one_polls_decompression_budget_arrive_over_several_polls() {
+    let broker = broker();
+    let native = client(broker.address());
+    native
+        .admin()
+        .create_topic(NewTopic::new("budgeted", 1))
+        .wait()
+        .unwrap();
+    let mut kafka_client = KafkaTestClient::connect(broker.kafka_address());
+    let codecs = [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+        Compression::Gzip,
+        Compression::Zstd,
+    ];
+    for (offset, codec) in codecs.into_iter().enumerate() {
+        let record = Expected {
+            offset: offset as u64,
+            timestamp: offset as i64,
+            key: Some(vec![offset as u8]),
+            value: Some(vec![b'a' + offset as u8; 600 << 10]),
+            headers: Vec::new(),
+        };
+        kafka_produce(&mut kafka_client, "budgeted", kafka_batch(&[record], codec));
+    }
+
+    // Room for one 600 KiB batch per poll: every fetch answer holding several is cut.
+    let config = ConsumerConfig {
+        decompressed_bytes_max: 1 << 20,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = native.consumer(config).unwrap();
+    consumer
+        .assign("budgeted", None, StartAt::Earliest)
+        .wait()
+        .unwrap();
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut seen = Vec::new();
+    while seen.len() < codecs.len() {
+        assert!(Instant::now() < deadline, "only {seen:?} read");
+        let polled = consumer.poll(Duration::from_millis(200)).unwrap();
+        let decompressed: usize = polled
+            .records()
+            .map(|record| record.value().map_or(0, <[u8]>::len))
+            .sum();
+        assert!(
+            decompressed <= 1 << 20,
+            "one poll held {decompressed} bytes"
+        );
+        for record in polled.records() {
+            let value = record.value().unwrap();
+            assert!(value
+                .iter()
+                .all(|&byte| byte == b'a' + record.offset() as u8));
+            assert_eq!(value.len(), 600 << 10);
+            seen.push(record.offset());
+        }
+    }
+    assert_eq!(seen, (0..codecs.len() as u64).collect::<Vec<_>>());
 }

@@ -32,7 +32,7 @@ use crate::completion::Completion;
 use crate::config::ConsumerConfig;
 use crate::error::Error;
 use crate::network::Network;
-use records::{Polled, PolledChunk};
+use records::{DecompressionBudget, Polled, PolledChunk};
 
 /// A topic and one of its partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -446,24 +446,32 @@ impl Consumer {
 
         let mut polled = Polled::default();
         let mut failed: Vec<(TopicPartition, u64, Error)> = Vec::new();
+        // Partitions whose chunk ended early to keep within the decompression budget.
+        let mut cut: Vec<TopicPartition> = Vec::new();
+        let mut budget = DecompressionBudget::new(self.shared.config.decompressed_bytes_max);
         for (chunk, topic, skip_below) in chunks {
-            if failed.iter().any(|(key, _, _)| *key == chunk.key) {
-                continue; // later chunks of a partition with a bad one are fetched again
+            if failed.iter().any(|(key, _, _)| *key == chunk.key) || cut.contains(&chunk.key) {
+                continue; // later chunks of a partition with a bad or cut one are fetched again
             }
             match PolledChunk::check(
                 topic,
                 chunk.key.partition,
                 chunk.bytes,
                 skip_below,
-                self.shared.config.decompressed_batch_bytes_max,
+                &mut budget,
             ) {
                 Ok(checked) => {
+                    let next_offset = checked.cut_at.unwrap_or(chunk.next_offset);
+                    let was_cut = checked.cut_at.is_some();
                     polled.chunks.push(checked);
                     let mut state = self.shared.state();
                     if let Some(partition) = state.partitions.get_mut(&chunk.key) {
                         if partition.epoch == chunk.epoch {
-                            partition.position = partition.position.max(chunk.next_offset);
+                            partition.position = partition.position.max(next_offset);
                         }
+                    }
+                    if was_cut {
+                        cut.push(chunk.key);
                     }
                 }
                 Err((offset, source)) => {
@@ -491,6 +499,19 @@ impl Consumer {
                 state.drop_chunks_of(&key);
                 state.errors.push_back(error);
             }
+        }
+        if !cut.is_empty() {
+            let mut state = self.shared.state();
+            for key in cut {
+                if let Some(partition) = state.partitions.get_mut(&key) {
+                    // Fetch the rest again, for a later poll: memory bounded over bytes saved.
+                    partition.fetch_offset = partition.position;
+                    partition.epoch += 1;
+                }
+                state.drop_chunks_of(&key);
+            }
+            drop(state);
+            self.shared.fetcher_wake.notify_one();
         }
         if polled.chunks.is_empty() {
             if let Some(error) = self.shared.state().errors.pop_front() {

@@ -7,9 +7,11 @@
 //! every batch; [`Polled::records`] walks those without validating anything again.
 //!
 //! Batches a Kafka producer wrote (payload format 2) read like native ones. A compressed one
-//! is decompressed once, at `poll`, into a buffer of its own (at most
-//! `ConsumerConfig::decompressed_batch_bytes_max`) that the chunk keeps beside its records.
-//! Control batches (Kafka's transaction markers) hold no user records and are skipped. A [`ConsumerRecord`]'s
+//! is decompressed once, at `poll`, into a buffer of its own that the chunk keeps beside its
+//! records; a [`DecompressionBudget`] keeps one poll's decompressed bytes under
+//! `ConsumerConfig::decompressed_bytes_max` by ending a chunk early (the consumer fetches the
+//! rest again). Control batches (Kafka's transaction markers) hold no user records and are
+//! skipped. A [`ConsumerRecord`]'s
 //! key, value and headers are views into the bytes; [`OwnedRecord`] is the variant that outlives
 //! the `Polled`, sharing the same memory rather than copying it. Fetching and positions are
 //! `consumer`'s business; this file only reads.
@@ -55,20 +57,46 @@ impl BatchRecords<'_> {
     }
 }
 
+/// Decompressed bytes one poll may still take. Owned by one `poll`; dies with it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DecompressionBudget {
+    /// Bytes left for this poll. Starts at the limit, so the first batch always fits.
+    left_bytes: usize,
+    /// The most one batch may inflate to (the limit).
+    batch_bytes_max: usize,
+}
+
+impl DecompressionBudget {
+    pub(crate) fn new(decompressed_bytes_max: usize) -> Self {
+        Self {
+            left_bytes: decompressed_bytes_max,
+            batch_bytes_max: decompressed_bytes_max,
+        }
+    }
+}
+
 /// Validates one batch's records: in place, or, for a compressed Kafka batch, in a buffer it
-/// is decompressed into (at most `decompressed_bytes_max` bytes).
+/// is decompressed into. `None`: the decompressed batch does not fit what is left of the
+/// poll's budget (dropped at once; the batch is read by a later poll).
 fn validate_records<'bytes>(
     batch: &BatchView<'bytes>,
-    decompressed_bytes_max: usize,
-) -> Result<BatchRecords<'bytes>, BatchError> {
+    budget: &mut DecompressionBudget,
+) -> Result<Option<BatchRecords<'bytes>>, BatchError> {
     let codec = batch.compression();
     if codec == Compression::None {
-        return batch.records().map(BatchRecords::InPlace);
+        return batch
+            .records()
+            .map(|records| Some(BatchRecords::InPlace(records)));
     }
     let compressed = &kafka::kafka_bytes(batch.as_bytes())[KAFKA_BATCH_HEADER_BYTES..];
-    let decompressed = Bytes::from(decompress(codec, compressed, decompressed_bytes_max)?);
+    let decompressed = decompress(codec, compressed, budget.batch_bytes_max)?;
+    if decompressed.len() > budget.left_bytes {
+        return Ok(None);
+    }
+    budget.left_bytes -= decompressed.len();
+    let decompressed = Bytes::from(decompressed);
     let cell = DecompressedRecords::try_new(decompressed, |records| batch.kafka_records(records))?;
-    Ok(BatchRecords::Decompressed(cell))
+    Ok(Some(BatchRecords::Decompressed(cell)))
 }
 
 /// The records of each batch of a chunk, in order.
@@ -97,21 +125,26 @@ pub(crate) struct PolledChunk {
     /// the position, which may begin earlier).
     pub(crate) skip_below: u64,
     pub(crate) record_count: usize,
+    /// Where the chunk was ended early to keep within the poll's decompression budget: the
+    /// first batch left out. The consumer fetches again from there.
+    pub(crate) cut_at: Option<u64>,
 }
 
 impl PolledChunk {
     /// Validates every batch (header, CRC, records; a compressed Kafka batch is decompressed
-    /// into at most `decompressed_bytes_max` bytes) and counts the records at or above
-    /// `skip_below`. Returns the first failure with the offset of the batch it hit. The only
-    /// validation these bytes get: reading the records later reuses what it found.
+    /// within `budget`) and counts the records at or above `skip_below`. Returns the first
+    /// failure with the offset of the batch it hit. The only validation these bytes get:
+    /// reading the records later reuses what it found. A batch that does not fit what is left
+    /// of `budget` ends the chunk there (`cut_at`).
     pub(crate) fn check(
         topic: Arc<str>,
         partition: u32,
         bytes: Bytes,
         skip_below: u64,
-        decompressed_bytes_max: usize,
+        budget: &mut DecompressionBudget,
     ) -> Result<Self, (u64, BatchError)> {
         let mut record_count = 0;
+        let mut cut_at = None;
         let batches = ValidatedBatches::try_new(bytes, |bytes| {
             let mut all_records = Vec::new();
             let mut batches = BatchIter::new(bytes, BATCH_BYTES_MAX);
@@ -122,8 +155,12 @@ impl PolledChunk {
                     // (the fetcher advances by batch headers).
                     continue;
                 }
-                let records = validate_records(&batch, decompressed_bytes_max)
-                    .map_err(|error| (batch.base_offset(), error))?;
+                let Some(records) = validate_records(&batch, budget)
+                    .map_err(|error| (batch.base_offset(), error))?
+                else {
+                    cut_at = Some(batch.base_offset());
+                    return Ok(all_records);
+                };
                 record_count += records
                     .records(bytes)
                     .0
@@ -149,6 +186,7 @@ impl PolledChunk {
             batches: Arc::new(batches),
             skip_below,
             record_count,
+            cut_at,
         })
     }
 
@@ -388,7 +426,7 @@ mod tests {
             0,
             bytes.clone(),
             11,
-            DECOMPRESSED_BATCH_BYTES_MAX,
+            &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap();
         assert_eq!(chunk.record_count, 3);
@@ -425,7 +463,7 @@ mod tests {
             0,
             bytes.freeze(),
             0,
-            DECOMPRESSED_BATCH_BYTES_MAX,
+            &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap_err();
         assert_eq!(error.0, 7, "the failure names the batch's offset");
@@ -445,7 +483,7 @@ mod tests {
                 0,
                 bytes.clone(),
                 0,
-                DECOMPRESSED_BATCH_BYTES_MAX,
+                &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
             )
             .unwrap()],
         };
@@ -469,7 +507,7 @@ mod tests {
             0,
             bytes.freeze(),
             0,
-            DECOMPRESSED_BATCH_BYTES_MAX,
+            &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap_err();
         assert!(matches!(error.1, BatchError::CrcMismatch { .. }));
@@ -568,7 +606,7 @@ mod tests {
             0,
             bytes.clone(),
             2,
-            DECOMPRESSED_BATCH_BYTES_MAX,
+            &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap();
         expected.retain(|(offset, _)| *offset >= 2);
@@ -602,14 +640,41 @@ mod tests {
             kafka_protocol::records::Compression::Zstd,
             false,
         );
-        let error = PolledChunk::check(Arc::from("t"), 0, bytes.clone().freeze(), 0, 64 * 1024)
+        let mut budget = DecompressionBudget::new(64 * 1024);
+        let error = PolledChunk::check(Arc::from("t"), 0, bytes.clone().freeze(), 0, &mut budget)
             .unwrap_err();
         assert_eq!(error.0, 9);
         assert_eq!(
             error.1,
             BatchError::DecompressedTooLarge { limit: 64 * 1024 }
         );
-        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0, 2 << 20).unwrap();
+        let mut budget = DecompressionBudget::new(2 << 20);
+        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0, &mut budget).unwrap();
         assert_eq!(chunk.record_count, 1);
+        assert_eq!(chunk.cut_at, None);
+    }
+
+    #[test]
+    fn batches_past_the_polls_decompression_budget_are_left_for_the_next_poll() {
+        use kafka_protocol::records::Compression as Codec;
+        let value = vec![1u8; 600 << 10];
+        let mut bytes = kafka_batch(0, &[&value], Codec::Lz4, false);
+        bytes.extend_from_slice(&kafka_batch(1, &[&value], Codec::Gzip, false));
+        bytes.extend_from_slice(&batch(2, &["native"]));
+        let bytes = bytes.freeze();
+
+        // Room for one decompressed batch: the chunk ends before the second.
+        let mut budget = DecompressionBudget::new(1 << 20);
+        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes.clone(), 0, &mut budget).unwrap();
+        assert_eq!((chunk.record_count, chunk.cut_at), (1, Some(1)));
+        // The budget is the poll's: a second chunk in the same poll gets only what is left.
+        let later = kafka_batch(3, &[&value], Codec::Snappy, false).freeze();
+        let chunk = PolledChunk::check(Arc::from("u"), 0, later, 0, &mut budget).unwrap();
+        assert_eq!((chunk.record_count, chunk.cut_at), (0, Some(3)));
+
+        // Room for both: the whole chunk, native batch included.
+        let mut budget = DecompressionBudget::new(2 << 20);
+        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes, 0, &mut budget).unwrap();
+        assert_eq!((chunk.record_count, chunk.cut_at), (3, None));
     }
 }
