@@ -715,31 +715,113 @@ fn a_long_poll_wakes_on_produce_and_ends_at_max_wait() {
 }
 
 #[test]
-fn fetch_sessions_are_declined_with_session_id_zero() {
+fn an_incremental_fetch_session_answers_only_what_changed() {
     let broker = broker();
     let mut client = KafkaTestClient::connect(broker.kafka_address());
-    create_topic(&mut client, "sessions", 1, &[]);
-    let partitions = vec![FetchPartition::default()
-        .with_partition(0)
-        .with_partition_max_bytes(1 << 20)];
-    // A full fetch asking for a new session (epoch 0) is answered without one.
+    create_topic(&mut client, "sessions", 2, &[]);
+    let partitions = (0..2)
+        .map(|index| {
+            FetchPartition::default()
+                .with_partition(index)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    // A full fetch starting a session (epoch 0): every partition, and a session id.
     let mut request = fetch_request(
         vec![fetch_topic(12, "sessions", Uuid::nil(), partitions)],
         &Fetch::default(),
     );
     request.session_epoch = 0;
     let response: FetchResponse = client.call(12, &request);
-    assert_eq!((response.error_code, response.session_id), (0, 0));
-    assert_eq!(response.responses[0].partitions[0].error_code, 0);
-    // An incremental fetch names a session the broker never gave.
-    request.session_id = 77;
-    request.session_epoch = 1;
-    let response: FetchResponse = client.call(12, &request);
+    assert_eq!(response.error_code, 0);
+    assert_ne!(response.session_id, 0);
+    assert_eq!(response.responses[0].partitions.len(), 2);
+    let session_id = response.session_id;
+
+    // Nothing new: an empty answer without naming any partition.
+    let mut incremental = fetch_request(vec![], &Fetch::default());
+    incremental.session_id = session_id;
+    incremental.session_epoch = 1;
+    let response: FetchResponse = client.call(12, &incremental);
+    assert_eq!((response.error_code, response.session_id), (0, session_id));
+    assert!(response.responses.is_empty(), "{response:?}");
+
+    // Records on partition 1: the next incremental fetch (a long poll) answers only it.
+    let batch = kafka_batch(&records(3, "s", 1), Compression::None, None);
+    assert_eq!(produce(&mut client, 9, "sessions", 1, batch).error_code, 0);
+    incremental.session_epoch = 2;
+    incremental.max_wait_ms = 5_000;
+    incremental.min_bytes = 1;
+    let response: FetchResponse = client.call(12, &incremental);
+    let answered = &response.responses[0].partitions;
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].partition_index, 1);
+    assert_eq!(fetched_values(&answered[0]).len(), 3);
+
+    // The client moves partition 1's offset on; nothing more to say.
+    let mut moved = fetch_request(
+        vec![fetch_topic(
+            12,
+            "sessions",
+            Uuid::nil(),
+            vec![FetchPartition::default()
+                .with_partition(1)
+                .with_fetch_offset(3)
+                .with_partition_max_bytes(1 << 20)],
+        )],
+        &Fetch::default(),
+    );
+    moved.session_id = session_id;
+    moved.session_epoch = 3;
+    let response: FetchResponse = client.call(12, &moved);
+    assert!(response.responses.is_empty(), "{response:?}");
+
+    // A repeated epoch, an unknown id, and the end of the session.
+    let response: FetchResponse = client.call(12, &moved);
+    assert_eq!(
+        response.error_code,
+        code(ResponseError::InvalidFetchSessionEpoch)
+    );
+    moved.session_id = session_id ^ 0x55;
+    moved.session_epoch = 4;
+    let response: FetchResponse = client.call(12, &moved);
     assert_eq!(
         response.error_code,
         code(ResponseError::FetchSessionIdNotFound)
     );
-    assert!(response.responses.is_empty());
+    request.session_id = session_id;
+    request.session_epoch = -1;
+    let response: FetchResponse = client.call(12, &request);
+    assert_eq!((response.error_code, response.session_id), (0, 0));
+    assert_eq!(response.responses[0].partitions.len(), 2);
+    incremental.session_epoch = 4;
+    let response: FetchResponse = client.call(12, &incremental);
+    assert_eq!(
+        response.error_code,
+        code(ResponseError::FetchSessionIdNotFound)
+    );
+}
+
+#[test]
+fn without_session_room_a_fetch_is_answered_with_session_id_zero() {
+    let broker = Broker::start(BrokerOptions {
+        shards: 1,
+        arguments: vec!["--kafka-fetch-sessions-max".into(), "0".into()],
+        ..BrokerOptions::default()
+    });
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    create_topic(&mut client, "no-sessions", 1, &[]);
+    let partitions = vec![FetchPartition::default()
+        .with_partition(0)
+        .with_partition_max_bytes(1 << 20)];
+    let mut request = fetch_request(
+        vec![fetch_topic(12, "no-sessions", Uuid::nil(), partitions)],
+        &Fetch::default(),
+    );
+    request.session_epoch = 0;
+    let response: FetchResponse = client.call(12, &request);
+    assert_eq!((response.error_code, response.session_id), (0, 0));
+    assert_eq!(response.responses[0].partitions[0].error_code, 0);
 }
 
 #[test]

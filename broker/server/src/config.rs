@@ -109,6 +109,10 @@ pub mod defaults {
     pub const IO_MEMORY_BYTES: usize = 16 * 1024 * 1024;
     /// Kafka batches converted from native ones that each shard keeps for the next consumer.
     pub const KAFKA_CONVERSION_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Kafka fetch sessions each shard keeps (Kafka's `max.incremental.fetch.session.cache.slots`).
+    pub const KAFKA_FETCH_SESSIONS_MAX: usize = 1000;
+    /// Partitions of all of a shard's fetch sessions together (each costs about 100 bytes).
+    pub const KAFKA_FETCH_SESSION_PARTITIONS_MAX: usize = 100_000;
 }
 
 /// Why the configuration could not be built. Each variant names the setting and the layer.
@@ -258,6 +262,8 @@ settings! {
     partitions_per_shard_max: usize, "SPATE_PARTITIONS_PER_SHARD_MAX", "Most partitions one shard owns; creating a topic that would place more is refused";
     io_memory_bytes: usize, "SPATE_IO_MEMORY_BYTES", "io_uring buffer memory registered per shard";
     kafka_conversion_cache_bytes_max: usize, "SPATE_KAFKA_CONVERSION_CACHE_BYTES_MAX", "Bytes of Kafka batches each shard keeps after converting native batches for Kafka consumers (0: convert on every fetch)";
+    kafka_fetch_sessions_max: usize, "SPATE_KAFKA_FETCH_SESSIONS_MAX", "Incremental fetch sessions (KIP-227) each shard keeps for Kafka consumers, like Kafka's max.incremental.fetch.session.cache.slots (0: none)";
+    kafka_fetch_session_partitions_max: usize, "SPATE_KAFKA_FETCH_SESSION_PARTITIONS_MAX", "Partitions of all of a shard's Kafka fetch sessions together";
     offsets_topic_partitions: u32, "SPATE_OFFSETS_TOPIC_PARTITIONS", "Partitions of the consumer-group offsets topic (__consumer_offsets), used when the broker creates it";
     offsets_topic_segment_bytes: u64, "SPATE_OFFSETS_TOPIC_SEGMENT_BYTES", "Segment size of the offsets topic, used when the broker creates it";
     group_session_timeout_ms_min: u32, "SPATE_GROUP_SESSION_TIMEOUT_MS_MIN", "Shortest session timeout a group member may ask for";
@@ -363,6 +369,10 @@ pub struct Limits {
     /// Bytes of Kafka RecordBatches each shard keeps after converting native batches for a
     /// Kafka fetch (`kafka::conversion`); 0 turns the cache off.
     pub kafka_conversion_cache_bytes_max: usize,
+    /// Kafka incremental fetch sessions each shard keeps (`kafka::sessions`); 0: none.
+    pub kafka_fetch_sessions_max: usize,
+    /// Partitions of all of a shard's Kafka fetch sessions together.
+    pub kafka_fetch_session_partitions_max: usize,
 }
 
 impl Limits {
@@ -549,6 +559,12 @@ impl Config {
             kafka_conversion_cache_bytes_max: layer
                 .kafka_conversion_cache_bytes_max
                 .unwrap_or(defaults::KAFKA_CONVERSION_CACHE_BYTES_MAX),
+            kafka_fetch_sessions_max: layer
+                .kafka_fetch_sessions_max
+                .unwrap_or(defaults::KAFKA_FETCH_SESSIONS_MAX),
+            kafka_fetch_session_partitions_max: layer
+                .kafka_fetch_session_partitions_max
+                .unwrap_or(defaults::KAFKA_FETCH_SESSION_PARTITIONS_MAX),
         };
         let config = Config {
             data_dir: layer

@@ -14,10 +14,8 @@
 //! - Topics by id from v13 (UNKNOWN_TOPIC_ID for an id this broker does not have).
 //! - A leader epoch newer than this broker's (0: a single broker never changes leader) is
 //!   UNKNOWN_LEADER_EPOCH.
-//! - Fetch sessions (KIP-227): this broker keeps none. Every full fetch is answered with session
-//!   id 0, which is how Kafka answers when its session cache is full; clients then keep sending
-//!   full fetches. An incremental fetch (epoch > 0) names a session this broker never gave, so
-//!   it gets FETCH_SESSION_ID_NOT_FOUND, and the client starts over with a full fetch.
+//! - Incremental fetch sessions (KIP-227), bounded, in `sessions`; a full cache answers with
+//!   session id 0, as Kafka does.
 //!
 //! Stored batches are served as Kafka bytes by `conversion`: Kafka-written ones as stored,
 //! native ones converted (and cached). Records are not copied into the response: each
@@ -40,6 +38,7 @@ use spate_protocol::batch::BATCH_HEADER_BYTES;
 use super::conversion::kafka_batch;
 use super::data::{named_topic, owned_partition};
 use super::errors::kafka_code;
+use super::sessions::{self, SessionBounds, SessionStep};
 use super::{KafkaAnswer, KafkaContext};
 use crate::catalog::ShardId;
 use crate::handlers::data::{route, wait_for_any_append};
@@ -82,19 +81,22 @@ enum Source {
 pub(crate) async fn fetch(
     context: &KafkaContext<'_>,
     version: i16,
-    request: FetchRequest,
+    mut request: FetchRequest,
 ) -> FetchAnswer {
-    // This broker gives no session (see the module documentation), so no incremental fetch can
-    // name one.
-    if request.session_epoch > 0 {
+    let limits = &context.config().limits;
+    let bounds = SessionBounds {
+        sessions_max: limits.kafka_fetch_sessions_max,
+        partitions_max: limits.kafka_fetch_session_partitions_max,
+    };
+    let session = sessions::begin(&mut request, bounds, Instant::now());
+    if let SessionStep::Refused(code) = session {
         return FetchAnswer {
             response: FetchResponse::default()
-                .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+                .with_error_code(code)
                 .with_session_id(0),
             splices: Vec::new(),
         };
     }
-    let limits = &context.config().limits;
     let wait_ms = u64::try_from(request.max_wait_ms)
         .unwrap_or(0)
         .min(limits.fetch_wait_ms_max);
@@ -204,10 +206,12 @@ pub(crate) async fn fetch(
             response
         })
         .collect();
+    let mut response = FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(responses);
+    sessions::finish(&session, &mut response);
     FetchAnswer {
-        response: FetchResponse::default()
-            .with_session_id(0)
-            .with_responses(responses),
+        response,
         splices: answer.splices,
     }
 }

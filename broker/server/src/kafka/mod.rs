@@ -23,6 +23,7 @@ mod groups;
 pub mod identity;
 mod offsets;
 mod produce;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
