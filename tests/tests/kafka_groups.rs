@@ -7,11 +7,17 @@
 //! A join parks until the rebalance completes, so members that join together each run on their
 //! own thread and connection, as real consumers do.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use spate_client::group::{GroupAdmin, GroupConfig, GroupConsumer};
+use spate_client::{Client, ConsumerConfig};
+use spate_kafka_protocol::consumer_protocol::{read_assignment, read_subscription};
 use spate_kafka_protocol::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartition;
 use spate_kafka_protocol::kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedPartition;
 use spate_kafka_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -1227,4 +1233,174 @@ fn a_group_and_its_offsets_survive_a_broker_restart() {
     member.generation = generation;
     assert_eq!(member.heartbeat(4), 0);
     assert_eq!(member.commit(9, &[("durable", 0, 11, None)]), vec![0]);
+}
+
+// ---- native and Kafka members in one group ------------------------------------------------------
+
+/// A native group consumer (`spate-client`) polling on its own thread until told to stop; what
+/// it owns after each poll is shared.
+struct NativeMember {
+    assigned: Arc<Mutex<BTreeSet<u32>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+    member_id: Arc<Mutex<String>>,
+}
+
+impl NativeMember {
+    fn start(address: SocketAddr, group: &str, topic: &str) -> NativeMember {
+        let assigned = Arc::new(Mutex::new(BTreeSet::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let member_id = Arc::new(Mutex::new(String::new()));
+        let mut config = GroupConfig::new(group).with_session_timeout(Duration::from_secs(10));
+        config.heartbeat_interval = Duration::from_millis(200);
+        config.rebalance_timeout = Duration::from_secs(10);
+        let thread = {
+            let (assigned, stop, member_id) = (assigned.clone(), stop.clone(), member_id.clone());
+            let topic = topic.to_string();
+            thread::spawn(move || {
+                let client = Client::connect_to(address.to_string()).unwrap();
+                let mut consumer =
+                    GroupConsumer::new(&client, ConsumerConfig::default(), config).unwrap();
+                consumer.subscribe(&[&topic]).unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    consumer.poll(Duration::from_millis(50)).unwrap();
+                    *assigned.lock().unwrap() = consumer
+                        .assignment()
+                        .iter()
+                        .map(|partition| partition.partition)
+                        .collect();
+                    *member_id.lock().unwrap() = consumer.member_id();
+                }
+                consumer.close().unwrap();
+            })
+        };
+        NativeMember {
+            assigned,
+            stop,
+            thread: Some(thread),
+            member_id,
+        }
+    }
+
+    fn assigned(&self) -> BTreeSet<u32> {
+        self.assigned.lock().unwrap().clone()
+    }
+
+    fn member_id(&self) -> String {
+        self.member_id.lock().unwrap().clone()
+    }
+
+    fn close(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn partitions_of(assignment: &Bytes, topic: &str) -> BTreeSet<u32> {
+    let read = read_assignment(assignment).expect("an assignment in Kafka's layout");
+    read.partitions
+        .iter()
+        .filter(|(name, _)| name == topic)
+        .flat_map(|(_, partitions)| partitions.iter().map(|partition| *partition as u32))
+        .collect()
+}
+
+#[test]
+fn a_native_member_and_a_kafka_member_share_one_group_whichever_leads() {
+    let broker = broker();
+    create_topic(&broker, "mixed", 4);
+    let address = broker.kafka_address();
+    let every: BTreeSet<u32> = (0..4).collect();
+
+    // A native leader: the Kafka member joins its group, and gets its part of the native
+    // leader's (range) assignment in Kafka's layout.
+    let native = NativeMember::start(broker.address(), "native-led", "mixed");
+    wait_until("the native member owns every partition", || {
+        native.assigned() == every
+    });
+    let mut kafka = KafkaMember::new(address, "native-led", &["mixed"], 9);
+    let joined = kafka.join();
+    assert_eq!(
+        joined.protocol_name.as_deref(),
+        Some("range"),
+        "the one both offer"
+    );
+    assert_eq!(joined.leader.as_str(), native.member_id());
+    let synced = kafka.sync(5, &[]);
+    assert_eq!(synced.error_code, 0);
+    let kafka_owns = partitions_of(&synced.assignment, "mixed");
+    assert_eq!(kafka_owns.len(), 2, "{kafka_owns:?}");
+    wait_until("the native member owns the other half", || {
+        let native_owns = native.assigned();
+        native_owns.len() == 2 && native_owns.is_disjoint(&kafka_owns)
+    });
+    assert_eq!(kafka.heartbeat(4), 0);
+    // The Kafka member's commit is the group's, as the native admin API sees it.
+    let partition = *kafka_owns.iter().next().unwrap() as i32;
+    assert_eq!(
+        kafka.commit(9, &[("mixed", partition, 3, Some("kafka"))]),
+        vec![0]
+    );
+    let admin_client = Client::connect_to(broker.address().to_string()).unwrap();
+    let described = GroupAdmin::new(&admin_client)
+        .describe_group("native-led")
+        .wait()
+        .unwrap();
+    assert_eq!(described.members.len(), 2);
+    for member in &described.members {
+        assert_eq!(
+            member.assignment.len(),
+            2,
+            "native tools read both members' assignments"
+        );
+    }
+    assert!(described.offsets.iter().any(
+        |offset| offset.partition.partition == partition as u32 && offset.committed_offset == 3
+    ));
+    // Kafka tools read both members' bytes in Kafka's layout.
+    let described = describe(&mut kafka.client, 5, &["native-led"]);
+    for member in &described.groups[0].members {
+        let subscription =
+            read_subscription(&member.member_metadata).expect("a Kafka subscription");
+        assert_eq!(subscription.topics, vec!["mixed"]);
+        assert_eq!(partitions_of(&member.member_assignment, "mixed").len(), 2);
+    }
+    native.close();
+
+    // A Kafka leader: it reads the native member's subscription in Kafka's layout, and its
+    // assignment reaches the native member.
+    let mut leader = stable_member(address, "kafka-led", "mixed", &[0, 1, 2, 3]);
+    let native = NativeMember::start(broker.address(), "kafka-led", "mixed");
+    wait_until("the Kafka leader is asked to rejoin", || {
+        leader.heartbeat(4) == code(ResponseError::RebalanceInProgress)
+    });
+    let joined = leader.join();
+    assert_eq!(joined.leader.as_str(), leader.member_id);
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+    assert_eq!(joined.members.len(), 2);
+    let native_id = joined
+        .members
+        .iter()
+        .find(|member| member.member_id.as_str() != leader.member_id)
+        .expect("the native member")
+        .clone();
+    let subscription = read_subscription(&native_id.metadata).expect("in Kafka's layout");
+    assert_eq!(subscription.topics, vec!["mixed"]);
+    let leader_id = leader.member_id.clone();
+    let synced = leader.sync(
+        5,
+        &[
+            (&leader_id, assignment(&[("mixed", &[0, 1])])),
+            (
+                native_id.member_id.as_str(),
+                assignment(&[("mixed", &[2, 3])]),
+            ),
+        ],
+    );
+    assert_eq!(synced.error_code, 0);
+    wait_until(
+        "the native member owns what the Kafka leader gave it",
+        || native.assigned() == BTreeSet::from([2, 3]),
+    );
+    native.close();
 }

@@ -16,6 +16,8 @@
 //! - `partition` — one offsets partition as its coordinator holds it: replayed on first use,
 //!   written by one writer (acks=all, applied once durable), compacted by snapshot.
 //! - `limits` — every bound, with defaults.
+//! - `dialect` — members' subscriptions and assignments in the layout each member reads
+//!   (native or Kafka), for groups shared by both protocols.
 //!
 //! Architecture invariant: the coordinator reaches the offsets topic only through shard
 //! requests (`Produce`, `Fetch`, `DeleteRecords`, `States`), like any client of a partition;
@@ -26,6 +28,7 @@
 //! survives `kill -9` and a fetched offset was durable.
 
 pub mod coordinator;
+pub mod dialect;
 pub mod limits;
 pub mod membership;
 mod partition;

@@ -1,7 +1,9 @@
 //! Consumer group handlers: decode the group APIs, find each group's coordinator shard (from the
 //! offsets topic in the catalog, creating the topic on a group's first join or commit), run the
 //! matching `group::coordinator` function there (a typed cross-shard call), and encode the
-//! answer.
+//! answer. The Kafka group APIs (`kafka::groups`) run the same functions; each protocol puts
+//! members' subscriptions and assignments into its own layout on the way out
+//! (`group::dialect`), so a group may mix native and Kafka members.
 //!
 //! The only work done here rather than at the coordinator: fanning DescribeGroups, DeleteGroups
 //! and ListGroups out to several coordinators and joining the answers, and filling in each
@@ -28,6 +30,7 @@ use spate_protocol::error::{ErrorCode, WireError};
 use super::{encode, Envelope};
 use crate::catalog::{ShardId, TopicMetadata};
 use crate::group::coordinator::{self, coordinator_error_code, offsets_topic};
+use crate::group::dialect::{described_group_for, join_response_for, sync_response_for, Dialect};
 use crate::group::{coordinator_shard_of, offsets_partition_of, ClientInfo};
 use crate::services::Services;
 use crate::shard::join_all;
@@ -119,11 +122,13 @@ pub async fn execute(services: &Rc<Services>, request: GroupRequest) -> Option<V
                 client_id,
                 ..ClientInfo::default()
             };
-            let response = join_group(services, request.body, client).await;
+            let mut response = join_group(services, request.body, client).await;
+            join_response_for(Dialect::Native, &mut response);
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Sync(request) => {
-            let response = sync_group(services, request.body).await;
+            let mut response = sync_group(services, request.body).await;
+            sync_response_for(Dialect::Native, &mut response);
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Heartbeat(request) => {
@@ -151,7 +156,10 @@ pub async fn execute(services: &Rc<Services>, request: GroupRequest) -> Option<V
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Describe(request) => {
-            let response = describe_groups(services, request.body.groups).await;
+            let mut response = describe_groups(services, request.body.groups).await;
+            for group in &mut response.groups {
+                described_group_for(Dialect::Native, group);
+            }
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::Delete(request) => {

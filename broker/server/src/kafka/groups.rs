@@ -14,6 +14,9 @@
 //! (`MemberIdHandshake::Skipped`); DescribeGroups below v6 describes an unknown group as a
 //! `Dead` group without an error, as Kafka does, and v6 answers GROUP_ID_NOT_FOUND.
 //!
+//! Members' subscriptions and assignments leave in Kafka's layout (`group::dialect`), whichever
+//! protocol's member wrote them, so native and Kafka consumers can share a group.
+//!
 //! Every failure is answered inside the response; nothing here panics on input.
 
 use std::collections::HashMap;
@@ -58,6 +61,7 @@ use spate_protocol::error::ErrorCode;
 
 use super::errors::kafka_code;
 use super::{KafkaContext, NODE_ID};
+use crate::group::dialect::{described_group_for, join_response_for, sync_response_for, Dialect};
 use crate::group::{ClientInfo, MemberIdHandshake};
 use crate::handlers::group as native;
 use crate::services::Services;
@@ -317,7 +321,8 @@ pub(crate) async fn join_group(
             })
             .collect(),
     };
-    let response = native::join_group(context.services, joined, client).await;
+    let mut response = native::join_group(context.services, joined, client).await;
+    join_response_for(Dialect::Kafka, &mut response);
     join_response(version, response)
 }
 
@@ -401,7 +406,8 @@ pub(crate) async fn sync_group(
             })
             .collect(),
     };
-    let response = native::sync_group(context.services, synced).await;
+    let mut response = native::sync_group(context.services, synced).await;
+    sync_response_for(Dialect::Kafka, &mut response);
     let answer = SyncGroupResponse::default()
         .with_error_code(kafka_code(response.error_code))
         .with_assignment(response.assignment);
@@ -868,7 +874,8 @@ pub(crate) async fn describe_groups(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-fn describe_group(version: i16, group: api::DescribedGroup) -> KafkaDescribedGroup {
+fn describe_group(version: i16, mut group: api::DescribedGroup) -> KafkaDescribedGroup {
+    described_group_for(Dialect::Kafka, &mut group);
     let group_id = GroupId(text(group.group_id));
     if group.error_code == ErrorCode::GroupIdNotFound {
         let unknown = KafkaDescribedGroup::default()
