@@ -55,6 +55,7 @@ pub(super) fn produce_acks(acks: i16) -> Option<ProduceAcks> {
 
 /// Why a partition was answered without reaching its owner: a Kafka code and, for the
 /// versions that carry one, a message saying what was wrong.
+#[derive(Debug)]
 struct Refusal {
     code: i16,
     message: Option<String>,
@@ -289,6 +290,99 @@ mod tests {
         let refusal = stored_batch(9, &records).expect_err("refused");
         assert_eq!(refusal.code, ResponseError::InvalidRecord.code());
         assert!(refusal.message.unwrap().contains("magic version 2"));
+    }
+
+    /// A valid producer batch of `count` records, as a Kafka client encodes it.
+    fn producer_batch(count: usize, compression: Compression) -> Vec<u8> {
+        use spate_kafka_protocol::kafka_protocol::records::{
+            Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..count)
+            .map(|index| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: index as i64,
+                sequence: index as i32 - 1,
+                timestamp: 1_000 + index as i64,
+                key: Some(bytes::Bytes::from(format!("key-{index}"))),
+                value: Some(bytes::Bytes::from(vec![index as u8; 40])),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let codec = match compression {
+            Compression::None => Codec::None,
+            Compression::Gzip => Codec::Gzip,
+            Compression::Snappy => Codec::Snappy,
+            Compression::Lz4 => Codec::Lz4,
+            Compression::Zstd => Codec::Zstd,
+        };
+        let mut buffer = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buffer,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: codec,
+            },
+        )
+        .expect("encode");
+        buffer.to_vec()
+    }
+
+    /// `records` as stored: the partition leader epoch (outside Kafka's CRC) stamped 0 until
+    /// the owner stamps its own.
+    fn as_stored(records: &[u8]) -> Vec<u8> {
+        let mut expected = records.to_vec();
+        expected[field::PARTITION_LEADER_EPOCH..field::MAGIC].fill(0);
+        expected
+    }
+
+    #[test]
+    fn a_producer_batch_is_stored_as_sent_behind_the_spate_header() {
+        for codec in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let batch = producer_batch(5, codec);
+            let stored = stored_batch(9, &batch).expect("a valid batch");
+            assert_eq!(&stored[64..], &as_stored(&batch)[..], "{codec:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a producer sends as a partition's records, the produce checks answer without
+        /// panicking, and what they accept is exactly the bytes sent behind a Spate header.
+        #[test]
+        fn damaged_records_are_refused_or_stored_as_sent(
+            count in 1usize..6,
+            flips in proptest::collection::vec((0usize..4096, 1u8..=255), 0..4),
+            cut in proptest::option::of(0usize..4096),
+            extra in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            version in 3i16..=13,
+        ) {
+            let mut records = producer_batch(count, Compression::None);
+            for (at, mask) in flips {
+                let at = at % records.len();
+                records[at] ^= mask;
+            }
+            if let Some(cut) = cut {
+                records.truncate(cut % (records.len() + 1));
+            }
+            records.extend_from_slice(&extra);
+            if let Ok(stored) = stored_batch(version, &records) {
+                proptest::prop_assert_eq!(&stored[64..], &as_stored(&records)[..]);
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(
+            records in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            version in 3i16..=13,
+        ) {
+            let _ = stored_batch(version, &records);
+        }
     }
 
     #[test]
