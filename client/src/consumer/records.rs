@@ -161,11 +161,15 @@ impl PolledChunk {
                     cut_at = Some(batch.base_offset());
                     return Ok(all_records);
                 };
-                record_count += records
-                    .records(bytes)
-                    .0
-                    .filter(|record| record.offset() >= skip_below)
-                    .count();
+                let (batch_records, _) = records.records(bytes);
+                record_count += if batch.base_offset() >= skip_below {
+                    // Every record counts: no walk (a Kafka batch's would re-read its varints).
+                    batch_records.len()
+                } else {
+                    batch_records
+                        .filter(|record| record.offset() >= skip_below)
+                        .count()
+                };
                 all_records.push(records);
             }
             if !batches.remainder().is_empty() {
