@@ -35,7 +35,9 @@
 //!
 //! This file checks and wraps Kafka batches ([`check`], [`wrap`]) and reads them back
 //! ([`kafka_bytes`]). It never allocates while checking. `convert` turns a native batch into a
-//! Kafka one ([`to_kafka_v2`]); `varint` holds Kafka's variable-length integers.
+//! Kafka one ([`to_kafka_v2`]); `records` reads a Kafka batch's records for native readers,
+//! after `compression` inflated them (bounded) when the producer compressed them; `varint`
+//! holds Kafka's variable-length integers.
 
 use bytes::BytesMut;
 
