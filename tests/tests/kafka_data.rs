@@ -847,20 +847,59 @@ fn list_offsets_answers_earliest_latest_max_timestamp_and_by_time() {
         assert_eq!((exact.offset, exact.timestamp), (3, 1_003), "v{version}");
         let uncompressed = list_offset(&mut client, version, "times", 1_502);
         assert_eq!(uncompressed.error_code, 0);
-        // 1502 is first reached inside the compressed batch (2000..2004), answered by batch.
-        assert_eq!(uncompressed.offset, 5, "v{version}");
+        // 1502 is first reached by the compressed batch's first record (2000).
+        assert_eq!(
+            (uncompressed.offset, uncompressed.timestamp),
+            (5, 2_000),
+            "v{version}"
+        );
+        // Inside the compressed batch: the broker inflates it and answers the exact record.
+        let inside = list_offset(&mut client, version, "times", 2_002);
+        assert_eq!((inside.offset, inside.timestamp), (7, 2_002), "v{version}");
         let none = list_offset(&mut client, version, "times", 9_999);
         assert_eq!((none.error_code, none.offset), (0, -1), "v{version}");
     }
     let max = list_offset(&mut client, 7, "times", MAX_TIMESTAMP);
     assert_eq!(max.error_code, 0);
-    assert_eq!(max.timestamp, 2_004);
     assert_eq!(
-        max.offset, 5,
-        "the compressed batch holding the largest timestamp"
+        (max.offset, max.timestamp),
+        (9, 2_004),
+        "the record holding the largest timestamp, inside a compressed batch"
     );
     let too_old = list_offset(&mut client, 6, "times", MAX_TIMESTAMP);
     assert_eq!(too_old.error_code, code(ResponseError::UnsupportedVersion));
+}
+
+#[test]
+fn timestamps_inside_compressed_batches_are_found_to_the_record_with_every_codec() {
+    let broker = broker();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    create_topic(&mut client, "packed", 1, &[]);
+    let codecs = [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+    // Batch n holds 10 records with timestamps 10_000 * (n + 1) + 0..10, offsets 10n..10n+10.
+    for (index, codec) in codecs.into_iter().enumerate() {
+        let base = 10_000 * (index as i64 + 1);
+        let batch = kafka_batch(&records(10, "p", base), codec, None);
+        assert_eq!(produce(&mut client, 9, "packed", 0, batch).error_code, 0);
+    }
+    for (index, codec) in codecs.into_iter().enumerate() {
+        let base = 10_000 * (index as i64 + 1);
+        for within in [0, 1, 6, 9] {
+            let answer = list_offset(&mut client, 10, "packed", base + within);
+            assert_eq!(
+                (answer.error_code, answer.offset, answer.timestamp),
+                (0, index as i64 * 10 + within, base + within),
+                "{codec:?}: record {within} of its batch"
+            );
+        }
+    }
+    let max = list_offset(&mut client, 10, "packed", MAX_TIMESTAMP);
+    assert_eq!((max.offset, max.timestamp), (39, 40_009));
 }
 
 #[test]

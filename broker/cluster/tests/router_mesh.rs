@@ -121,6 +121,7 @@ fn limits() -> ShardLimits {
         recovery_point_interval_ms: 60_000,
         retention_check_interval_ms: 60_000,
         recovery_scan: RecoveryScan::default(),
+        kafka_decompressed_bytes_max: 1 << 20,
     }
 }
 

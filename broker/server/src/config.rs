@@ -113,6 +113,9 @@ pub mod defaults {
     pub const KAFKA_FETCH_SESSIONS_MAX: usize = 1000;
     /// Partitions of all of a shard's fetch sessions together (each costs about 100 bytes).
     pub const KAFKA_FETCH_SESSION_PARTITIONS_MAX: usize = 100_000;
+    /// A compressed Kafka batch inflated for a timestamp lookup: one at a time per lookup, and
+    /// freed when it ends.
+    pub const KAFKA_DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;
 }
 
 /// Why the configuration could not be built. Each variant names the setting and the layer.
@@ -264,6 +267,7 @@ settings! {
     kafka_conversion_cache_bytes_max: usize, "SPATE_KAFKA_CONVERSION_CACHE_BYTES_MAX", "Bytes of Kafka batches each shard keeps after converting native batches for Kafka consumers (0: convert on every fetch)";
     kafka_fetch_sessions_max: usize, "SPATE_KAFKA_FETCH_SESSIONS_MAX", "Incremental fetch sessions (KIP-227) each shard keeps for Kafka consumers, like Kafka's max.incremental.fetch.session.cache.slots (0: none)";
     kafka_fetch_session_partitions_max: usize, "SPATE_KAFKA_FETCH_SESSION_PARTITIONS_MAX", "Partitions of all of a shard's Kafka fetch sessions together";
+    kafka_decompressed_bytes_max: usize, "SPATE_KAFKA_DECOMPRESSED_BYTES_MAX", "Largest decompressed size of one compressed Kafka batch the broker inflates to find a record by timestamp (ListOffsets); a larger batch is answered by its first offset";
     offsets_topic_partitions: u32, "SPATE_OFFSETS_TOPIC_PARTITIONS", "Partitions of the consumer-group offsets topic (__consumer_offsets), used when the broker creates it";
     offsets_topic_segment_bytes: u64, "SPATE_OFFSETS_TOPIC_SEGMENT_BYTES", "Segment size of the offsets topic, used when the broker creates it";
     group_session_timeout_ms_min: u32, "SPATE_GROUP_SESSION_TIMEOUT_MS_MIN", "Shortest session timeout a group member may ask for";
@@ -373,6 +377,9 @@ pub struct Limits {
     pub kafka_fetch_sessions_max: usize,
     /// Partitions of all of a shard's Kafka fetch sessions together.
     pub kafka_fetch_session_partitions_max: usize,
+    /// Largest decompressed size of a compressed Kafka batch inflated for a ListOffsets by
+    /// timestamp.
+    pub kafka_decompressed_bytes_max: usize,
 }
 
 impl Limits {
@@ -392,6 +399,7 @@ impl Limits {
             recovery_point_interval_ms: self.recovery_point_interval_ms,
             retention_check_interval_ms: self.retention_check_interval_ms,
             recovery_scan: self.recovery_scan,
+            kafka_decompressed_bytes_max: self.kafka_decompressed_bytes_max,
         }
     }
 }
@@ -565,6 +573,9 @@ impl Config {
             kafka_fetch_session_partitions_max: layer
                 .kafka_fetch_session_partitions_max
                 .unwrap_or(defaults::KAFKA_FETCH_SESSION_PARTITIONS_MAX),
+            kafka_decompressed_bytes_max: layer
+                .kafka_decompressed_bytes_max
+                .unwrap_or(defaults::KAFKA_DECOMPRESSED_BYTES_MAX),
         };
         let config = Config {
             data_dir: layer

@@ -78,6 +78,9 @@ pub struct ShardLimits {
     pub recovery_point_interval_ms: u64,
     pub retention_check_interval_ms: u64,
     pub recovery_scan: RecoveryScan,
+    /// Largest decompressed size of a compressed Kafka batch inflated to find a record by
+    /// timestamp.
+    pub kafka_decompressed_bytes_max: usize,
 }
 
 /// Where a shard sits among its peers.
@@ -556,9 +559,15 @@ impl<F: FileSystem + 'static> Shard<F> {
         self: Rc<Self>,
         partitions: Vec<(PartitionKey, i64)>,
     ) -> Vec<Result<OffsetAnswer, PartitionError>> {
+        let decompressed_bytes_max = self.limits.kafka_decompressed_bytes_max;
         let answers = partitions.into_iter().map(|(key, target)| {
             let shard = self.clone();
-            async move { shard.partition(&key)?.list_offset(target).await }
+            async move {
+                shard
+                    .partition(&key)?
+                    .list_offset(target, decompressed_bytes_max)
+                    .await
+            }
         });
         join_all(answers).await
     }

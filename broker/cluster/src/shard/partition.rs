@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use spate_protocol::batch::header::{attributes, BatchHeader, PayloadFormat, BATCH_HEADER_BYTES};
+use spate_protocol::batch::header::{BatchHeader, PayloadFormat, BATCH_HEADER_BYTES};
+use spate_protocol::batch::kafka::compression::decompress;
 use spate_protocol::batch::kafka::varint::{read_varint, read_varlong};
-use spate_protocol::batch::kafka::KAFKA_BATCH_HEADER_BYTES;
+use spate_protocol::batch::kafka::{Compression, KAFKA_BATCH_HEADER_BYTES};
 use spate_protocol::batch::BatchView;
 
 use super::messages::{
@@ -225,7 +226,11 @@ impl<F: FileSystem + 'static> Partition<F> {
     /// Earliest, latest, or the first record whose timestamp is at or after `target`. The storage
     /// engine answers by batch; the batch is then read and its records scanned, so the answer is
     /// exact to the record.
-    pub async fn list_offset(&self, target: i64) -> Result<OffsetAnswer, PartitionError> {
+    pub async fn list_offset(
+        &self,
+        target: i64,
+        decompressed_bytes_max: usize,
+    ) -> Result<OffsetAnswer, PartitionError> {
         match target {
             LIST_OFFSETS_EARLIEST => Ok(OffsetAnswer {
                 offset: self.log.log_start_offset() as i64,
@@ -236,7 +241,10 @@ impl<F: FileSystem + 'static> Partition<F> {
                 timestamp: -1,
             }),
             LIST_OFFSETS_MAX_TIMESTAMP => match self.log.max_timestamp() {
-                Some(timestamp) => self.offset_for_timestamp(timestamp).await,
+                Some(timestamp) => {
+                    self.offset_for_timestamp(timestamp, decompressed_bytes_max)
+                        .await
+                }
                 None => Ok(OffsetAnswer {
                     offset: -1,
                     timestamp: -1,
@@ -245,11 +253,18 @@ impl<F: FileSystem + 'static> Partition<F> {
             timestamp if timestamp < 0 => Err(PartitionError::InvalidRequest(format!(
                 "list offsets target {timestamp} is neither a timestamp nor -1/-2/-3"
             ))),
-            timestamp => self.offset_for_timestamp(timestamp).await,
+            timestamp => {
+                self.offset_for_timestamp(timestamp, decompressed_bytes_max)
+                    .await
+            }
         }
     }
 
-    async fn offset_for_timestamp(&self, timestamp: i64) -> Result<OffsetAnswer, PartitionError> {
+    async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        decompressed_bytes_max: usize,
+    ) -> Result<OffsetAnswer, PartitionError> {
         let none = OffsetAnswer {
             offset: -1,
             timestamp: -1,
@@ -277,7 +292,12 @@ impl<F: FileSystem + 'static> Partition<F> {
                 PartitionError::Storage(format!("stored batch invalid: {error}"))
             })?;
             if view.payload_format() == PayloadFormat::KafkaV2 {
-                if let Some(answer) = kafka_record_at_or_after(batch, view.header(), timestamp) {
+                if let Some(answer) = kafka_record_at_or_after(
+                    batch,
+                    view.header(),
+                    timestamp,
+                    decompressed_bytes_max,
+                ) {
                     return Ok(answer);
                 }
                 offset = view.header().next_offset();
@@ -334,15 +354,18 @@ impl<F: FileSystem + 'static> Partition<F> {
 }
 
 /// The first record of a stored format-2 (Kafka) batch whose timestamp is at or after
-/// `timestamp`. Uncompressed records are walked (each record's length, attributes, timestamp
-/// delta and offset delta; nothing else is read). A compressed batch is answered by batch
-/// (its base offset, when its largest timestamp is at or after `timestamp`): the broker does not
-/// decompress stored batches, so a consumer seeking by time may get a few earlier records of
+/// `timestamp`. Uncompressed records are walked in place (each record's length, attributes,
+/// timestamp delta and offset delta; nothing else is read). A compressed batch is inflated
+/// first, as Kafka does for the same lookup: at most `decompressed_bytes_max` bytes, once per
+/// lookup, freed when it ends (the cost is one decompression of one batch, about what a
+/// consumer pays to read it). A batch that cannot be inflated within the bound is answered by
+/// batch (its base offset), with a warning: the consumer then gets a few earlier records of
 /// that batch first. `None`: no record of the batch qualifies.
 fn kafka_record_at_or_after(
     batch: &[u8],
     header: &BatchHeader,
     timestamp: i64,
+    decompressed_bytes_max: usize,
 ) -> Option<OffsetAnswer> {
     if header.max_timestamp < timestamp {
         return None;
@@ -356,10 +379,39 @@ fn kafka_record_at_or_after(
             header.max_timestamp
         },
     };
-    if header.attributes & attributes::COMPRESSION_MASK != 0 {
+    let records = batch.get(BATCH_HEADER_BYTES + KAFKA_BATCH_HEADER_BYTES..)?;
+    let Some(codec) = Compression::from_attributes(header.attributes) else {
         return Some(batch_answer);
-    }
-    let mut records = batch.get(BATCH_HEADER_BYTES + KAFKA_BATCH_HEADER_BYTES..)?;
+    };
+    let answer = if codec == Compression::None {
+        first_record_at_or_after(records, header, timestamp)
+    } else {
+        match decompress(codec, records, decompressed_bytes_max) {
+            Ok(inflated) => first_record_at_or_after(&inflated, header, timestamp),
+            Err(error) => {
+                tracing::warn!(
+                    base_offset = header.base_offset,
+                    codec = codec.name(),
+                    %error,
+                    "a timestamp lookup answers by batch: the batch could not be decompressed \
+                     within kafka_decompressed_bytes_max"
+                );
+                None
+            }
+        }
+    };
+    // `None` here: the records disagree with the header's largest timestamp, or could not be
+    // read; the batch is the answer.
+    Some(answer.unwrap_or(batch_answer))
+}
+
+/// The first of `records` (a Kafka batch's records, uncompressed) whose timestamp is at or after
+/// `timestamp`.
+fn first_record_at_or_after(
+    mut records: &[u8],
+    header: &BatchHeader,
+    timestamp: i64,
+) -> Option<OffsetAnswer> {
     for _ in 0..header.record_count {
         let (length, used) = read_varint(records)?;
         let record = records.get(used..used + usize::try_from(length).ok()?)?;
@@ -375,8 +427,7 @@ fn kafka_record_at_or_after(
             });
         }
     }
-    // The records disagree with the header's largest timestamp; the batch is the answer.
-    Some(batch_answer)
+    None
 }
 
 /// Storage errors as the wire sees them.

@@ -4,8 +4,8 @@
 //! Each codec inflates into one `Vec` through a reader capped at the caller's limit, so a
 //! small hostile batch (a "zip bomb") costs an error, never more than the limit in memory; no
 //! length declared inside the compressed bytes is trusted before it is checked against the
-//! limit. Pure functions of bytes; the broker never calls this (it stores and serves Kafka
-//! batches as received).
+//! limit. Pure functions of bytes. The broker stores and serves Kafka batches as received; it
+//! inflates one only to find a record by timestamp (ListOffsets), as Kafka does.
 //!
 //! Crates, all kept by active maintainers and all but one already in the tree through
 //! `kafka-protocol`: `flate2` on its pure-Rust `miniz_oxide` backend (gzip), `snap` (snappy,
