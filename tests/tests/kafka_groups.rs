@@ -1404,3 +1404,91 @@ fn a_native_member_and_a_kafka_member_share_one_group_whichever_leads() {
     );
     native.close();
 }
+
+// ---- bad input ---------------------------------------------------------------------------------
+
+#[test]
+fn requests_beyond_the_coordinators_bounds_get_kafka_codes_and_the_connection_goes_on() {
+    let broker = broker();
+    create_topic(&broker, "bounds", 1);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let join = |request: JoinGroupRequest| request;
+    let too_many_protocols = join(join_request("bounds-g", "", None, &["bounds"])).with_protocols(
+        (0..33)
+            .map(|index| {
+                JoinGroupRequestProtocol::default()
+                    .with_name(text(&format!("assignor-{index}")))
+                    .with_metadata(subscription(&["bounds"]))
+            })
+            .collect(),
+    );
+    let answer: JoinGroupResponse = client.call(9, &too_many_protocols);
+    assert_eq!(
+        answer.error_code,
+        code(ResponseError::InconsistentGroupProtocol)
+    );
+    let long_name = join(join_request("bounds-g", "", None, &["bounds"])).with_protocols(vec![
+        JoinGroupRequestProtocol::default()
+            .with_name(text(&"r".repeat(300)))
+            .with_metadata(subscription(&["bounds"])),
+    ]);
+    let answer: JoinGroupResponse = client.call(9, &long_name);
+    assert_eq!(
+        answer.error_code,
+        code(ResponseError::InconsistentGroupProtocol)
+    );
+    let huge_metadata = join(join_request("bounds-g", "", None, &["bounds"])).with_protocols(vec![
+        JoinGroupRequestProtocol::default()
+            .with_name(text("range"))
+            .with_metadata(Bytes::from(vec![0u8; 1024 * 1024 + 1])),
+    ]);
+    let answer: JoinGroupResponse = client.call(9, &huge_metadata);
+    assert_eq!(answer.error_code, code(ResponseError::InvalidRequest));
+    let negative_session =
+        join(join_request("bounds-g", "", None, &["bounds"])).with_session_timeout_ms(-5);
+    let answer: JoinGroupResponse = client.call(9, &negative_session);
+    assert_eq!(
+        answer.error_code,
+        code(ResponseError::InvalidSessionTimeout)
+    );
+    let empty_instance = join(join_request("bounds-g", "", Some(""), &["bounds"]));
+    let answer: JoinGroupResponse = client.call(9, &empty_instance);
+    assert_eq!(answer.error_code, code(ResponseError::InvalidRequest));
+    let long_member = join(join_request(
+        "bounds-g",
+        &"m".repeat(600),
+        None,
+        &["bounds"],
+    ));
+    let answer: JoinGroupResponse = client.call(9, &long_member);
+    assert_eq!(answer.error_code, code(ResponseError::UnknownMemberId));
+
+    // A negative offset has no place in the store.
+    let response = commit(
+        &mut client,
+        9,
+        "bounds-g",
+        -1,
+        "",
+        &[("bounds", 0, -7, None)],
+    );
+    assert_eq!(
+        partition_codes(&response),
+        vec![code(ResponseError::InvalidRequest)]
+    );
+    assert_eq!(
+        partition_codes(&commit(
+            &mut client,
+            9,
+            "bounds-g",
+            -1,
+            "",
+            &[("bounds", 0, 8, None)]
+        )),
+        vec![0]
+    );
+    // Nothing was left behind by the refused joins: the group has only its offsets.
+    let described = describe(&mut client, 5, &["bounds-g"]);
+    assert_eq!(described.groups[0].group_state.as_str(), "Empty");
+    assert!(described.groups[0].members.is_empty());
+}
