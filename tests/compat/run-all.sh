@@ -28,13 +28,6 @@ cd "$repo"
 # missing feature; a listed client that fails is reported as XFAIL and does not fail the run, one
 # that passes is reported as XPASS (remove it from this list then).
 declare -A EXPECTED_FAIL=(
-  [confluent-kafka-python]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
-  [kafka-python]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
-  [franz-go]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
-  [sarama]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
-  [kafkajs]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch)"
-  [java]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch, ListOffsets, InitProducerId; kafka-admin: CreateTopics, DescribeConfigs, DeleteTopics; kafka-groups)"
-  [kcat]="no Kafka listener on main yet (kafka-core: Metadata, Produce, Fetch, ListOffsets; kafka-groups)"
 )
 
 profile="${COMPAT_PROFILE:-debug}"
