@@ -1492,3 +1492,69 @@ fn requests_beyond_the_coordinators_bounds_get_kafka_codes_and_the_connection_go
     assert_eq!(described.groups[0].group_state.as_str(), "Empty");
     assert!(described.groups[0].members.is_empty());
 }
+
+#[test]
+fn sync_group_v5_checks_the_protocol_and_leave_group_v3_answers_each_member() {
+    let broker = broker();
+    create_topic(&broker, "checks", 2);
+    let address = broker.kafka_address();
+    let mut member = KafkaMember::new(address, "checks", &["checks"], 9);
+    member.join();
+    let wrong_name = SyncGroupRequest::default()
+        .with_group_id(group_id("checks"))
+        .with_generation_id(member.generation)
+        .with_member_id(text(&member.member_id))
+        .with_protocol_type(Some(text("consumer")))
+        .with_protocol_name(Some(text("roundrobin")));
+    let refused: SyncGroupResponse = member.client.call(5, &wrong_name);
+    assert_eq!(
+        refused.error_code,
+        code(ResponseError::InconsistentGroupProtocol)
+    );
+    let wrong_type = wrong_name
+        .clone()
+        .with_protocol_type(Some(text("connect")))
+        .with_protocol_name(Some(text("cooperative-sticky")));
+    let refused: SyncGroupResponse = member.client.call(5, &wrong_type);
+    assert_eq!(
+        refused.error_code,
+        code(ResponseError::InconsistentGroupProtocol)
+    );
+    let member_id = member.member_id.clone();
+    let synced = member.sync(5, &[(&member_id, assignment(&[("checks", &[0, 1])]))]);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(
+        (
+            synced.protocol_type.as_deref(),
+            synced.protocol_name.as_deref()
+        ),
+        (Some("consumer"), Some("cooperative-sticky"))
+    );
+
+    let left = member.client.call(
+        4,
+        &LeaveGroupRequest::default()
+            .with_group_id(group_id("checks"))
+            .with_members(vec![
+                MemberIdentity::default().with_member_id(text("spate-tests-nobody")),
+                MemberIdentity::default()
+                    .with_member_id(text(&member_id))
+                    .with_reason(Some(text("shutting down"))),
+            ]),
+    );
+    assert_eq!(left.error_code, 0);
+    let codes: Vec<(&str, i16)> = left
+        .members
+        .iter()
+        .map(|result| (result.member_id.as_str(), result.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("spate-tests-nobody", code(ResponseError::UnknownMemberId)),
+            (member_id.as_str(), 0),
+        ]
+    );
+    let described = describe(&mut member.client, 5, &["checks"]);
+    assert_eq!(described.groups[0].group_state.as_str(), "Empty");
+}
