@@ -61,6 +61,11 @@ use super::writer::{
     WriteJob, WritePath, Writer,
 };
 
+/// The leader epoch every appended batch is stamped with, over whatever its producer wrote
+/// (Kafka producers send -1), as Kafka's leader stamps its own: a single broker is the only
+/// leader there has been. Replication will pass the partition's real epoch here.
+pub const LEADER_EPOCH: u32 = 0;
+
 /// What an append reports once it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -297,10 +302,11 @@ impl<File: StorageFile> LogState<File> {
         now_ms: i64,
     ) -> Admitted {
         let base_offset = self.active.tail.next_offset;
-        stamp(&mut batch, base_offset, header.leader_epoch);
+        stamp(&mut batch, base_offset, LEADER_EPOCH);
         let bytes = batch.freeze();
         let stamped = BatchHeader {
             base_offset,
+            leader_epoch: LEADER_EPOCH,
             ..*header
         };
         self.active

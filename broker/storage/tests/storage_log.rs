@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use spate_protocol::BatchError;
+use spate_storage::log::LEADER_EPOCH;
 use spate_storage::segment::{segment_file_name, SegmentFileKind};
 use spate_storage::{
     AppendWait, Clock, Durability, FaultPlan, FileSystem, LogConfig, MemoryFileSystem,
@@ -92,6 +93,22 @@ fn appended_batches_read_back_byte_for_byte_with_stamped_offsets() {
         assert!(same_batch(stored, original), "batch {index} differs");
         assert_eq!(header_of(stored).base_offset, index as u64 * 3);
     }
+}
+
+#[test]
+fn the_log_stamps_its_own_leader_epoch_over_the_producers() {
+    // A producer's header may carry any epoch (Kafka producers send -1); the epoch a batch is
+    // stored and served with is the partition leader's, as Kafka stamps it.
+    let setup = Setup::new(1);
+    let log = Rc::new(setup.open(small_config()));
+    let mut original = simple_batch(1, 300, START_MS);
+    original[spate_protocol::batch::header::field::LEADER_EPOCH..][..4]
+        .copy_from_slice(&7u32.to_le_bytes());
+    let appender = log.clone();
+    block(async move { appender.append(original, AppendWait::Durable).await }).expect("append");
+    let reader = log.clone();
+    let stored = block(async move { read_all(&reader, 0, 1000).await.expect("read") });
+    assert_eq!(header_of(&stored[0]).leader_epoch, LEADER_EPOCH);
 }
 
 #[test]
