@@ -23,12 +23,14 @@ use crate::limits::{DiskSyncPolicy, LimitSettings, LimitsError, MachineLimits};
 use crate::placement::{available_cores, restrict_current_thread, Placement};
 use crate::report;
 use crate::runner::{self, Progress, RunError, RunOutcome};
-use crate::target::{self, RedisFsync, SpawnedProcess, TargetError};
+use crate::target::{self, BrokerListener, RedisFsync, SpawnedProcess, TargetError};
 use crate::workload::WorkloadLayer;
 use crate::workload::{AcksSetting, DurabilitySetting, Workload, WorkloadError, WorkloadKind};
 
 /// Default address of an external Spate broker (the broker's own default listener).
 const BROKER_ADDRESS_DEFAULT: &str = "127.0.0.1:9192";
+/// Where the kafka driver looks without --spawn-broker or --kafka (Kafka's own default).
+const KAFKA_ADDRESS_DEFAULT: &str = "127.0.0.1:9092";
 
 /// Everything that stops a command.
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +344,7 @@ fn start_target(
                 .broker
                 .as_deref()
                 .unwrap_or(BROKER_ADDRESS_DEFAULT),
+            DriverKind::Kafka => arguments.kafka.as_deref().unwrap_or(KAFKA_ADDRESS_DEFAULT),
             DriverKind::Redis => arguments.redis.as_deref().unwrap_or_default(),
         };
         return Ok((None, target::resolve_address(address)?));
@@ -349,7 +352,22 @@ fn start_target(
     let spawned = match driver {
         DriverKind::Spate => {
             let binary = target::find_broker_binary(arguments.broker_binary.as_deref())?;
-            target::spawn_broker(&binary, &placement.broker_cores, data_root)?
+            target::spawn_broker(
+                &binary,
+                &placement.broker_cores,
+                data_root,
+                BrokerListener::Native,
+            )?
+        }
+        // Spate over its Kafka listener: the same broker binary, a fresh broker of its own.
+        DriverKind::Kafka => {
+            let binary = target::find_broker_binary(arguments.broker_binary.as_deref())?;
+            target::spawn_broker(
+                &binary,
+                &placement.broker_cores,
+                data_root,
+                BrokerListener::Kafka,
+            )?
         }
         DriverKind::Redis => {
             let fsync = match workload.acks {
@@ -375,8 +393,26 @@ fn connect(
 ) -> Result<Box<dyn Driver>, BenchError> {
     Ok(match driver {
         DriverKind::Spate => Box::new(SpateDriver::connect(address)?),
+        DriverKind::Kafka => kafka_driver(address)?,
         DriverKind::Redis => Box::new(RedisDriver::connect(address)?),
     })
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_driver(address: std::net::SocketAddr) -> Result<Box<dyn Driver>, BenchError> {
+    Ok(Box::new(crate::driver::kafka::KafkaDriver::connect(
+        address,
+    )?))
+}
+
+/// librdkafka is built only with the `kafka` feature (a C build of a few minutes).
+#[cfg(not(feature = "kafka"))]
+fn kafka_driver(_address: std::net::SocketAddr) -> Result<Box<dyn Driver>, BenchError> {
+    Err(crate::driver::DriverError::Unsupported {
+        driver: "kafka",
+        what: "this build (rebuild spate-bench with --features kafka)",
+    }
+    .into())
 }
 
 /// A run error, with the spawned process's last log lines when it may explain it.

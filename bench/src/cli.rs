@@ -81,17 +81,23 @@ pub struct IdleArgs {
 /// What to run against, and where everything runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// Systems to drive, comma-separated (spate, redis): the first is the subject, the others
-    /// run the same workload after it and are compared with it.
+    /// Systems to drive, comma-separated (spate, kafka, redis): the first is the subject, the
+    /// others run the same workload after it and are compared with it. `kafka` is a Kafka-API
+    /// broker through librdkafka (Spate's Kafka listener when spawned); it needs a build with
+    /// `--features kafka`.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "spate")]
     pub driver: Vec<DriverKind>,
     /// Start each system here, pinned to --broker-cores, with a fresh data directory under
-    /// --data-dir (spate-broker; redis-server for the redis driver).
-    #[arg(long, conflicts_with_all = ["broker", "redis"])]
+    /// --data-dir (spate-broker for spate and kafka; redis-server for the redis driver).
+    #[arg(long, conflicts_with_all = ["broker", "kafka", "redis"])]
     pub spawn_broker: bool,
     /// Address of a running Spate broker [default: 127.0.0.1:9192].
     #[arg(long)]
     pub broker: Option<String>,
+    /// Bootstrap address of a running Kafka-API broker for the kafka driver [default:
+    /// 127.0.0.1:9092].
+    #[arg(long)]
+    pub kafka: Option<String>,
     /// Address of a running redis-server (its appendfsync setting is its own).
     #[arg(long)]
     pub redis: Option<String>,

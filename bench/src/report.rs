@@ -169,7 +169,7 @@ pub fn limits_value(limits: Option<&MachineLimits>) -> Value {
 }
 
 /// The whole JSON document: the first outcome is the subject, the others its peers (compared
-/// in `ratios.throughput_vs_<driver>`).
+/// in `ratios.throughput_vs_<driver>` and `ratios.latency_p99_vs_<driver>`).
 pub fn document(
     workload_name: &str,
     kind: Option<WorkloadKind>,
@@ -210,6 +210,16 @@ pub fn document(
             ratios.insert(
                 format!("throughput_vs_{}", peer.driver.name()),
                 json!(ratio),
+            );
+            // Above 1: the subject's p99 is slower than the peer's.
+            let latency_ratio = subject
+                .latency
+                .as_ref()
+                .zip(peer.latency.as_ref())
+                .and_then(|(subject, peer)| (peer.p99 > 0.0).then(|| subject.p99 / peer.p99));
+            ratios.insert(
+                format!("latency_p99_vs_{}", peer.driver.name()),
+                json!(latency_ratio),
             );
         }
         object.insert("peers".into(), json!(peers));
@@ -785,6 +795,8 @@ mod tests {
 
     #[test]
     fn peers_are_listed_and_compared_with_the_subject() {
+        let mut kafka = outcome(DriverKind::Kafka, 3e8);
+        kafka.latency = Some(summary(400.0));
         let document = document(
             "produce",
             Some(WorkloadKind::Produce),
@@ -792,8 +804,18 @@ mod tests {
             &[
                 outcome(DriverKind::Spate, 6e8),
                 outcome(DriverKind::Redis, 2e8),
+                kafka,
             ],
             None,
+        );
+        assert_eq!(document["peers"][1]["driver"], "kafka");
+        assert_eq!(
+            number(&document, &["ratios", "throughput_vs_kafka"]),
+            Some(2.0)
+        );
+        assert_eq!(
+            number(&document, &["ratios", "latency_p99_vs_kafka"]),
+            Some(0.25)
         );
         assert_eq!(document["driver"], "spate");
         assert_eq!(document["peers"][0]["driver"], "redis");

@@ -189,12 +189,33 @@ pub fn fresh_data_dir(data_root: &Path, prefix: &str) -> Result<tempfile::TempDi
         })
 }
 
+/// Which of the broker's listeners a spawned broker's address is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerListener {
+    /// The native protocol (`address=` in the ready line).
+    Native,
+    /// The Kafka protocol (`kafka_address=`).
+    Kafka,
+}
+
+impl BrokerListener {
+    /// The key of this listener's address in the broker's ready line.
+    fn ready_key(self) -> &'static str {
+        match self {
+            BrokerListener::Native => " address=",
+            BrokerListener::Kafka => " kafka_address=",
+        }
+    }
+}
+
 /// Starts `spate-broker` with one shard per broker core, a fresh data directory under
-/// `data_root`, on a port it picks itself; waits for its `broker ready address=...` line.
+/// `data_root`, on ports it picks itself; waits for its `broker ready address=...` line and
+/// takes the address of `listener` from it.
 pub fn spawn_broker(
     binary: &Path,
     cores: &[usize],
     data_root: &Path,
+    listener: BrokerListener,
 ) -> Result<SpawnedProcess, TargetError> {
     let data_dir = fresh_data_dir(data_root, "spate-bench-broker-")?;
     let mut command = Command::new(binary);
@@ -229,7 +250,7 @@ pub fn spawn_broker(
         log,
         data_dir: Some(data_dir),
     };
-    process.address = wait_for_ready_line(&mut process, &line_receiver)?;
+    process.address = wait_for_ready_line(&mut process, &line_receiver, listener)?;
     Ok(process)
 }
 
@@ -237,13 +258,14 @@ pub fn spawn_broker(
 fn wait_for_ready_line(
     process: &mut SpawnedProcess,
     lines: &mpsc::Receiver<String>,
+    listener: BrokerListener,
 ) -> Result<SocketAddr, TargetError> {
     let deadline = Instant::now() + Duration::from_millis(SPAWN_READY_TIMEOUT_MS);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(remaining.min(Duration::from_millis(100))) {
             Ok(line) => {
-                if let Some(address) = parse_ready_line(&line) {
+                if let Some(address) = parse_ready_line(&line, listener) {
                     return Ok(address);
                 }
             }
@@ -280,12 +302,14 @@ fn check_alive(process: &mut SpawnedProcess) -> Result<(), TargetError> {
     Ok(())
 }
 
-/// `... broker ready address=127.0.0.1:40123 shards=1` -> the address.
-pub fn parse_ready_line(line: &str) -> Option<SocketAddr> {
+/// `... broker ready address=127.0.0.1:40123 kafka_address=127.0.0.1:40124 shards=1` -> the
+/// address of `listener`.
+pub fn parse_ready_line(line: &str, listener: BrokerListener) -> Option<SocketAddr> {
     if !line.contains("broker ready") {
         return None;
     }
-    let start = line.find("address=")? + "address=".len();
+    let key = listener.ready_key();
+    let start = line.find(key)? + key.len();
     let rest = &line[start..];
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     rest[..end].parse().ok()
@@ -424,17 +448,35 @@ mod tests {
 
     #[test]
     fn the_ready_line_yields_the_listen_address() {
-        let line = "2026-01-01T00:00:00Z  INFO spate_server: broker ready address=127.0.0.1:40123 shards=2";
+        let native = BrokerListener::Native;
+        let line = "2026-01-01T00:00:00Z  INFO spate_server: broker ready address=127.0.0.1:40123 kafka_address=127.0.0.1:40124 shards=2";
         assert_eq!(
-            parse_ready_line(line),
+            parse_ready_line(line, native),
             Some("127.0.0.1:40123".parse().unwrap())
         );
         assert_eq!(
-            parse_ready_line("broker ready address=127.0.0.1:9"),
+            parse_ready_line(line, BrokerListener::Kafka),
+            Some("127.0.0.1:40124".parse().unwrap())
+        );
+        assert_eq!(
+            parse_ready_line("broker ready address=127.0.0.1:9", native),
             Some("127.0.0.1:9".parse().unwrap())
         );
-        assert_eq!(parse_ready_line("shard 0 ready address=127.0.0.1:1"), None);
-        assert_eq!(parse_ready_line("broker ready address=nonsense"), None);
+        assert_eq!(
+            parse_ready_line(
+                "broker ready address=127.0.0.1:9 kafka_address=none",
+                BrokerListener::Kafka
+            ),
+            None
+        );
+        assert_eq!(
+            parse_ready_line("shard 0 ready address=127.0.0.1:1", native),
+            None
+        );
+        assert_eq!(
+            parse_ready_line("broker ready address=nonsense", native),
+            None
+        );
     }
 
     #[test]
@@ -446,9 +488,14 @@ mod tests {
     #[test]
     fn a_process_that_exits_at_once_is_reported_with_its_log() {
         let directory = tempfile::tempdir().unwrap();
-        let error = spawn_broker(Path::new("/bin/false"), &[], directory.path())
-            .err()
-            .expect("false never becomes ready");
+        let error = spawn_broker(
+            Path::new("/bin/false"),
+            &[],
+            directory.path(),
+            BrokerListener::Native,
+        )
+        .err()
+        .expect("false never becomes ready");
         assert!(matches!(error, TargetError::ExitedEarly { .. }), "{error}");
     }
 

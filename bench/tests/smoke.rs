@@ -3,7 +3,8 @@
 //! finishes, exits 0 and writes JSON of the shape the benchmark issue fixes. Timing is never
 //! checked here (speed is measured by running the harness, not by tests).
 //!
-//! Needs `redis-server` on PATH (Debian: `apt-get install -y redis-server`). Set
+//! Needs `redis-server` on PATH (Debian: `apt-get install -y redis-server`). With
+//! `--features kafka`, the kafka driver runs too (against the broker's Kafka listener). Set
 //! `SPATE_BENCH_BROKER_BINARY` to use an already built broker instead of building one.
 
 use std::path::{Path, PathBuf};
@@ -429,4 +430,73 @@ fn e2e_beside_an_idle_crowd_reports_both_runs_and_the_cost_of_each_idle_connecti
     // Both runs: the one without the crowd is the document's own figures.
     assert!(number_at(&document, &["end_to_end", "produce_to_ack_us", "p99"]).is_some());
     assert_eq!(crowd["with_crowd"]["end_to_end"]["missing_records"], 0);
+}
+
+/// Spate over its Kafka listener through librdkafka, beside the native client: produce,
+/// consume and e2e each carry every record through both (built with `--features kafka`).
+#[cfg(feature = "kafka")]
+#[test]
+fn the_kafka_driver_runs_every_workload_beside_the_native_one() {
+    let produce = run_bench(&[
+        "produce",
+        "--spawn-broker",
+        "--driver",
+        "spate,kafka",
+        "--duration-ms",
+        "1500",
+        "--warmup-ms",
+        "300",
+        "--partitions",
+        "2",
+        "--acks",
+        "all",
+    ]);
+    assert_shape(&produce, "produce", false);
+    assert_eq!(produce["peers"][0]["driver"], "kafka", "{produce:#}");
+    assert_eq!(produce["peers"][0]["errors"], 0, "{produce:#}");
+    assert!(
+        produce["peers"][0]["records_per_sec"]
+            .as_f64()
+            .is_some_and(|rate| rate > 0.0),
+        "{produce:#}"
+    );
+    assert!(number_at(&produce, &["ratios", "throughput_vs_kafka"]).is_some());
+    assert!(number_at(&produce, &["ratios", "latency_p99_vs_kafka"]).is_some());
+
+    let consume = run_bench(&[
+        "consume",
+        "--spawn-broker",
+        "--driver",
+        "spate,kafka",
+        "--message-count",
+        "20000",
+        "--partitions",
+        "2",
+        "--consumers",
+        "2",
+    ]);
+    assert_eq!(consume["peers"][0]["driver"], "kafka", "{consume:#}");
+    assert_eq!(
+        consume["peers"][0]["measured_records"], 20000,
+        "{consume:#}"
+    );
+    assert_eq!(consume["peers"][0]["errors"], 0, "{consume:#}");
+
+    let e2e = run_bench(&[
+        "e2e",
+        "--spawn-broker",
+        "--driver",
+        "spate,kafka",
+        "--rate",
+        "2000",
+        "--duration-ms",
+        "1500",
+        "--warmup-ms",
+        "300",
+    ]);
+    let details = &e2e["peers"][0]["end_to_end"];
+    assert_eq!(details["missing_records"], 0, "{e2e:#}");
+    assert!(details["sent_records"]
+        .as_u64()
+        .is_some_and(|sent| sent > 0));
 }

@@ -1,6 +1,6 @@
 //! The one small interface between a workload and a system under test, so that the same
-//! produce, consume and e2e workloads run against Spate, Redis Streams, and later a
-//! Kafka-protocol broker.
+//! produce, consume and e2e workloads run against Spate (native), a Kafka-API broker (Spate's
+//! Kafka listener, or Apache Kafka) and Redis Streams.
 //!
 //! A driver connects to a running system (starting it is `target`'s job), prepares a topic,
 //! and hands out producers and consumers. A producer reports acknowledgements through a
@@ -9,6 +9,8 @@
 //! acknowledges together (one Spate produce batch, one Redis reply) are reported in one call. Workload logic (rates,
 //! stop conditions, measurement) lives in `runner`, never here.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod redis;
 pub mod resp;
 pub mod spate;
@@ -24,6 +26,7 @@ use crate::workload::{AcksSetting, DurabilitySetting};
 #[serde(rename_all = "lowercase")]
 pub enum DriverKind {
     Spate,
+    Kafka,
     Redis,
 }
 
@@ -31,6 +34,7 @@ impl DriverKind {
     pub fn name(self) -> &'static str {
         match self {
             DriverKind::Spate => "spate",
+            DriverKind::Kafka => "kafka",
             DriverKind::Redis => "redis",
         }
     }
