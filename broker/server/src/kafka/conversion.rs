@@ -142,6 +142,50 @@ mod tests {
         assert_eq!(cache.get(&key(2)).unwrap()[0], 2);
     }
 
+    fn native_batch(base_offset: u64) -> Bytes {
+        use spate_protocol::batch::{BatchBuilder, BatchOptions, NO_HEADERS};
+        let mut builder = BatchBuilder::new(BatchOptions::default());
+        for index in 0..3u8 {
+            builder
+                .append(Some(&[index]), Some(&[index; 10]), NO_HEADERS, 1_000)
+                .expect("fits");
+        }
+        let mut batch = builder.seal().expect("seal");
+        spate_protocol::batch::header::stamp(&mut batch, base_offset, 0);
+        batch.freeze()
+    }
+
+    #[test]
+    fn a_native_batch_is_converted_once_and_then_served_from_the_cache() {
+        let partition = PartitionKey {
+            topic_id: 9,
+            partition: 2,
+        };
+        let stored = native_batch(40);
+        let first = kafka_batch(partition, &stored, 1 << 20).expect("converts");
+        let again = kafka_batch(partition, &stored, 1 << 20).expect("converts");
+        assert_eq!(first, again);
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "the second read was converted again"
+        );
+        assert_eq!(
+            &first[..8],
+            &40i64.to_be_bytes(),
+            "the Kafka batch keeps its offset"
+        );
+        // Without a cache every read converts.
+        let other = PartitionKey {
+            topic_id: 9,
+            partition: 3,
+        };
+        let first = kafka_batch(other, &stored, 0).expect("converts");
+        let again = kafka_batch(other, &stored, 0).expect("converts");
+        assert_eq!(first, again);
+        assert_ne!(first.as_ptr(), again.as_ptr());
+    }
+
     #[test]
     fn a_batch_larger_than_the_cache_is_not_kept() {
         let mut cache = ConversionCache::default();
