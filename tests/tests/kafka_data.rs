@@ -398,6 +398,28 @@ fn acks_zero_gets_no_answer_and_the_records_are_stored() {
 }
 
 #[test]
+fn a_failed_acks_zero_produce_closes_the_connection_as_kafka_does() {
+    let broker = broker();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    create_topic(&mut client, "fire-at-nothing", 1, &[]);
+    // Partition 3 does not exist: with acks=0 the only way to tell the producer is to close.
+    let batch = kafka_batch(&records(2, "a0", 1), Compression::None, None);
+    let (frame, _) = client.encode(
+        9,
+        &produce_request(9, "fire-at-nothing", Uuid::nil(), 3, batch, 0),
+    );
+    client.send_raw(&frame);
+    assert!(
+        client.is_closed_by_broker(),
+        "the connection stayed open after a failed acks=0 produce"
+    );
+    // Other connections are served as before.
+    let mut other = KafkaTestClient::connect(broker.kafka_address());
+    let partition = fetch(&mut other, "fire-at-nothing", 0, Fetch::default());
+    assert_eq!((partition.error_code, partition.high_watermark), (0, 0));
+}
+
+#[test]
 fn bad_batches_are_refused_with_kafkas_codes_and_store_nothing() {
     let broker = broker();
     let mut client = KafkaTestClient::connect(broker.kafka_address());

@@ -113,12 +113,30 @@ pub trait Dialect: Sized + 'static {
     /// budget had no room).
     fn limit_response(&self, request: &mut Self::Request, bytes: usize);
 
-    /// Runs the request; `None`: no answer is sent.
+    /// Runs the request and says what goes back.
     fn execute(
         self: &Rc<Self>,
         services: Rc<Services>,
         request: Self::Request,
-    ) -> impl Future<Output = Option<Vec<Bytes>>> + 'static;
+    ) -> impl Future<Output = Reply> + 'static;
+}
+
+/// What a request's execution sends back.
+pub enum Reply {
+    /// These chunks, written in order as one answer.
+    Send(Vec<Bytes>),
+    /// Nothing (the client asked for no answer).
+    Nothing,
+    /// Nothing, and the connection closes once the answers before it are written: a client that
+    /// asked for no answer learns of a failure this way (Kafka's acks=0 produce).
+    Close,
+}
+
+impl Reply {
+    /// `Send` when there is an answer, `Nothing` otherwise.
+    pub fn from_answer(answer: Option<Vec<Bytes>>) -> Reply {
+        answer.map_or(Reply::Nothing, Reply::Send)
+    }
 }
 
 /// Bytes of the first read after a connection had nothing buffered, into the task's own memory:
@@ -140,7 +158,7 @@ struct InFlight {
 /// acks=none) and every budget byte the request holds, its response's included, until the
 /// response is written.
 struct Answer {
-    chunks: Option<Vec<Bytes>>,
+    reply: Reply,
     _held: HeldBytes,
 }
 
@@ -289,8 +307,15 @@ async fn write_responses(
         if broken {
             continue;
         }
-        let Some(chunks) = &answer.chunks else {
-            continue;
+        let chunks = match &answer.reply {
+            Reply::Send(chunks) => chunks,
+            Reply::Nothing => continue,
+            Reply::Close => {
+                broken = true;
+                shared.break_off();
+                shut_down(&stream);
+                continue;
+            }
         };
         if let Err(error) = write_chunks(&mut stream, chunks).await {
             log_write_failure(&shard, &stream, &logs, &error);
@@ -421,14 +446,14 @@ impl<D: Dialect> Reader<D> {
     fn spawn_answer(
         &self,
         mut held: HeldBytes,
-        response: impl Future<Output = Option<Vec<Bytes>>> + 'static,
+        response: impl Future<Output = Reply> + 'static,
     ) -> Task<Answer> {
         let unsent = self.shared.unsent.clone();
         let connection = self.budget.clone();
         let shard = self.shard.budget.clone();
         glommio::spawn_local(async move {
-            let chunks = response.await;
-            if let Some(chunks) = &chunks {
+            let reply = response.await;
+            if let Reply::Send(chunks) = &reply {
                 let bytes: usize = chunks.iter().map(Bytes::len).sum();
                 let beyond = bytes.saturating_sub(held.bytes());
                 held.absorb(charge(&[&unsent], bytes));
@@ -436,10 +461,7 @@ impl<D: Dialect> Reader<D> {
                     held.absorb(charge(&[&connection, &shard], beyond));
                 }
             }
-            Answer {
-                chunks,
-                _held: held,
-            }
+            Answer { reply, _held: held }
         })
     }
 
@@ -656,9 +678,9 @@ impl<D: Dialect> Reader<D> {
                 )
             }
             Err(rejection) => {
-                let answer = rejection.answer;
+                let reply = Reply::from_answer(rejection.answer);
                 (
-                    self.spawn_answer(held, async move { answer }),
+                    self.spawn_answer(held, async move { reply }),
                     rejection.close,
                 )
             }
@@ -691,13 +713,14 @@ impl<D: Dialect> Reader<D> {
 
     /// Queues the last answer before the connection closes, if there is one.
     async fn queue_last_answer(&self, answer: Option<Vec<Bytes>>) {
-        if answer.is_none() {
+        let Some(answer) = answer else {
             return;
-        }
+        };
+        let reply = Reply::Send(answer);
         let _ = self
             .queue
             .send(InFlight {
-                answer: self.spawn_answer(HeldBytes::default(), async move { answer }),
+                answer: self.spawn_answer(HeldBytes::default(), async move { reply }),
                 _slot: None,
             })
             .await;

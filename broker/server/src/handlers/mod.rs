@@ -27,7 +27,7 @@ use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BY
 
 use crate::catalog::{CatalogError, ProducerIdError};
 use crate::config::Limits;
-use crate::connection::Dialect;
+use crate::connection::{Dialect, Reply};
 use crate::services::Services;
 use crate::shard::messages::PartitionError;
 
@@ -126,8 +126,9 @@ impl Dialect for Native {
         self: &Rc<Self>,
         services: Rc<Services>,
         request: Request,
-    ) -> impl Future<Output = Option<Vec<Bytes>>> + 'static {
-        execute(services, request)
+    ) -> impl Future<Output = Reply> + 'static {
+        let answer = execute(services, request);
+        async move { Reply::from_answer(answer.await) }
     }
 }
 

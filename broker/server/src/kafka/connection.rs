@@ -29,7 +29,7 @@ use spate_kafka_protocol::versions::{is_served, served_versions};
 
 use super::{data, decode_body, execute, KafkaBroker, KafkaRequest};
 use crate::config::Limits;
-use crate::connection::Dialect;
+use crate::connection::{Dialect, Reply};
 use crate::handlers::Rejection;
 use crate::services::Services;
 
@@ -136,7 +136,7 @@ impl Dialect for Kafka {
         self: &Rc<Self>,
         services: Rc<Services>,
         request: KafkaRequest,
-    ) -> impl Future<Output = Option<Vec<Bytes>>> + 'static {
+    ) -> impl Future<Output = Reply> + 'static {
         execute(services, self.clone(), request)
     }
 }

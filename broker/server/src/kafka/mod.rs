@@ -46,6 +46,7 @@ use spate_kafka_protocol::kafka_protocol::protocol::{
 };
 
 use crate::config::{Config, KafkaConfig};
+use crate::connection::Reply;
 use crate::services::Services;
 pub use connection::Kafka;
 pub use identity::KafkaIdentity;
@@ -209,14 +210,6 @@ pub struct KafkaRequest {
 }
 
 impl KafkaBody {
-    /// Whether the client waits for an answer (a produce with acks=0 does not).
-    fn expects_answer(&self) -> bool {
-        match self {
-            KafkaBody::Produce(request) => request.acks != 0,
-            _ => true,
-        }
-    }
-
     /// Budget bytes the answer may need beyond the request (a fetch's records).
     fn response_allowance(&self, limits: &crate::config::Limits) -> usize {
         match self {
@@ -237,12 +230,8 @@ impl KafkaBody {
     }
 }
 
-/// Runs one request; `None`: nothing is sent back.
-async fn execute(
-    services: Rc<Services>,
-    broker: Rc<Kafka>,
-    request: KafkaRequest,
-) -> Option<Vec<Bytes>> {
+/// Runs one request and says what goes back.
+async fn execute(services: Rc<Services>, broker: Rc<Kafka>, request: KafkaRequest) -> Reply {
     let KafkaRequest {
         api_key,
         version,
@@ -250,24 +239,58 @@ async fn execute(
         client_id,
         body,
     } = request;
-    let answered = body.expects_answer();
     let context = KafkaContext {
         services: &services,
         client_id: client_id.as_ref().map(|id| id.as_str()),
         peer: broker.peer,
         broker: &broker.broker,
     };
-    let encoded = run(&context, version, correlation_id, body).await;
-    if !answered {
-        return None;
-    }
-    match encoded {
-        Ok(frames) => Some(frames),
+    let body = match body {
+        KafkaBody::Produce(request) if request.acks == 0 => {
+            let response = produce::produce(&context, version, request).await;
+            return unanswered_produce(&response, broker.peer);
+        }
+        body => body,
+    };
+    match run(&context, version, correlation_id, body).await {
+        Ok(frames) => Reply::Send(frames),
         Err(error) => {
             // Responses are built from bounded inputs; failing to encode one is a bug, but it is
             // the client's request that suffers, not the broker: log it and answer nothing.
             tracing::error!(?api_key, version, %error, "cannot encode a Kafka response");
-            None
+            Reply::Nothing
+        }
+    }
+}
+
+/// A produce with acks=0 gets no answer. As in Kafka, a failure closes the connection instead:
+/// the producer sees the close, refreshes its metadata and learns what is wrong, rather than
+/// sending on into a partition that refuses every batch in silence.
+fn unanswered_produce(
+    response: &spate_kafka_protocol::kafka_protocol::messages::ProduceResponse,
+    peer: Option<SocketAddr>,
+) -> Reply {
+    let failed = response
+        .responses
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partition_responses
+                .iter()
+                .map(move |partition| (topic, partition))
+        })
+        .find(|(_, partition)| partition.error_code != 0);
+    match failed {
+        None => Reply::Nothing,
+        Some((topic, partition)) => {
+            tracing::info!(
+                ?peer,
+                topic = %topic.name.as_str(),
+                partition = partition.index,
+                error_code = partition.error_code,
+                "closing a Kafka connection: a produce with acks=0 failed"
+            );
+            Reply::Close
         }
     }
 }
