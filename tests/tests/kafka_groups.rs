@@ -692,6 +692,140 @@ fn a_static_member_rejoins_without_a_rebalance_and_its_old_incarnation_is_fenced
     assert!(described.groups[0].members.is_empty());
 }
 
+/// A Kafka consumer's subscription carries the partitions it owns, so a restarted static
+/// member joins with other metadata than its old incarnation had. Kafka (4.1) rebalances for
+/// that only if the group's protocol would change; and always while the group waits for the
+/// leader's assignment, which names the old member id.
+#[test]
+fn a_static_restart_with_new_metadata_keeps_the_generation_and_one_during_a_sync_rebalances() {
+    let broker = broker();
+    create_topic(&broker, "orders", 2);
+    let address = broker.kafka_address();
+
+    // Stable: the old incarnation said it owned both partitions, the restart owns nothing.
+    let mut member =
+        KafkaMember::new(address, "static-meta", &["orders"], 9).with_instance("host-1");
+    let mut request = join_request("static-meta", "", Some("host-1"), &["orders"]);
+    let owning = {
+        let message = ConsumerProtocolSubscription::default()
+            .with_topics(vec![text("orders")])
+            .with_owned_partitions(vec![OwnedPartition::default()
+                .with_topic(topic_name("orders"))
+                .with_partitions(vec![0, 1])]);
+        let mut bytes = BytesMut::new();
+        bytes.put_i16(CONSUMER_PROTOCOL_VERSION);
+        message
+            .encode(&mut bytes, CONSUMER_PROTOCOL_VERSION)
+            .expect("encode a subscription");
+        bytes.freeze()
+    };
+    for protocol in request.protocols.iter_mut() {
+        protocol.metadata = owning.clone();
+    }
+    let joined: JoinGroupResponse = member.client.call(9, &request);
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    member.member_id = joined.member_id.to_string();
+    member.generation = joined.generation_id;
+    let share = assignment(&[("orders", &[0, 1])]);
+    let member_id = member.member_id.clone();
+    assert_eq!(member.sync(5, &[(&member_id, share.clone())]).error_code, 0);
+    let mut restarted =
+        KafkaMember::new(address, "static-meta", &["orders"], 9).with_instance("host-1");
+    let rejoined = restarted.join_once();
+    assert_eq!(rejoined.error_code, 0, "{rejoined:?}");
+    assert_eq!(
+        rejoined.generation_id, joined.generation_id,
+        "new subscription bytes, same protocol: no rebalance"
+    );
+    restarted.member_id = rejoined.member_id.to_string();
+    restarted.generation = rejoined.generation_id;
+    assert_eq!(restarted.sync(5, &[]).assignment, share);
+
+    // CompletingRebalance: the leader has the old member id in its member list.
+    let mut leader =
+        KafkaMember::new(address, "static-sync", &["orders"], 9).with_instance("host-a");
+    leader.join();
+    let leader_id = leader.member_id.clone();
+    assert_eq!(
+        leader
+            .sync(5, &[(&leader_id, assignment(&[("orders", &[0, 1])]))])
+            .error_code,
+        0
+    );
+    let mut follower =
+        KafkaMember::new(address, "static-sync", &["orders"], 9).with_instance("host-b");
+    let (frame, follower_call) = follower.client.encode(
+        9,
+        &join_request("static-sync", "", Some("host-b"), &["orders"]),
+    );
+    follower.client.send_raw(&frame);
+    wait_until("the follower's join to start a rebalance", || {
+        leader.heartbeat(4) == code(ResponseError::RebalanceInProgress)
+    });
+    let second = leader.join();
+    let follower_joined: JoinGroupResponse = follower.client.receive(9, follower_call);
+    assert_eq!(follower_joined.error_code, 0, "{follower_joined:?}");
+    assert_eq!(second.members.len(), 2);
+    // host-b restarts before the leader's SyncGroup.
+    let mut follower_again =
+        KafkaMember::new(address, "static-sync", &["orders"], 9).with_instance("host-b");
+    let (frame, again_call) = follower_again.client.encode(
+        9,
+        &join_request("static-sync", "", Some("host-b"), &["orders"]),
+    );
+    follower_again.client.send_raw(&frame);
+    wait_until("the restarted follower's join to arrive", || {
+        describe(&mut leader.client, 5, &["static-sync"]).groups[0]
+            .members
+            .iter()
+            .all(|member| member.member_id.as_str() != follower_joined.member_id.as_str())
+    });
+    let old_follower_id = follower_joined.member_id.to_string();
+    let late = leader.sync(
+        5,
+        &[
+            (&leader_id, assignment(&[("orders", &[0])])),
+            (&old_follower_id, assignment(&[("orders", &[1])])),
+        ],
+    );
+    assert_eq!(
+        late.error_code,
+        code(ResponseError::RebalanceInProgress),
+        "an assignment for the replaced member id must not stand"
+    );
+    let third = leader.join();
+    assert!(third.generation_id > second.generation_id);
+    let again: JoinGroupResponse = follower_again.client.receive(9, again_call);
+    assert_eq!(again.error_code, 0, "{again:?}");
+    assert_eq!(again.generation_id, third.generation_id);
+    let new_follower_id = again.member_id.to_string();
+    let mut listed: Vec<String> = third
+        .members
+        .iter()
+        .map(|member| member.member_id.to_string())
+        .collect();
+    listed.sort();
+    let mut expected = vec![leader_id.clone(), new_follower_id.clone()];
+    expected.sort();
+    assert_eq!(listed, expected, "the leader assigns to the new member id");
+    let for_follower = assignment(&[("orders", &[1])]);
+    assert_eq!(
+        leader
+            .sync(
+                5,
+                &[
+                    (&leader_id, assignment(&[("orders", &[0])])),
+                    (&new_follower_id, for_follower.clone()),
+                ],
+            )
+            .error_code,
+        0
+    );
+    follower_again.member_id = new_follower_id;
+    follower_again.generation = again.generation_id;
+    assert_eq!(follower_again.sync(5, &[]).assignment, for_follower);
+}
+
 // ---- offsets ---------------------------------------------------------------------------------
 
 #[test]
@@ -876,6 +1010,84 @@ fn commits_follow_the_membership_rules_of_kafka() {
         ),
         vec![code(ResponseError::OffsetMetadataTooLarge), 0]
     );
+}
+
+/// What Apache Kafka 4.1.1 answers (measured with its own request classes, see
+/// tests/compat/FINDINGS.md): a generation of a group that does not exist is ILLEGAL_GENERATION
+/// before OffsetCommit v9 and GROUP_ID_NOT_FOUND from v9; a commit without a generation is
+/// taken for an unknown or empty group whatever member id it names; a generation of an empty
+/// group is UNKNOWN_MEMBER_ID.
+#[test]
+fn commits_into_unknown_and_empty_groups_get_kafkas_answers() {
+    let broker = broker();
+    create_topic(&broker, "ledger", 1);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    for (version, expected) in [
+        (2, ResponseError::IllegalGeneration),
+        (8, ResponseError::IllegalGeneration),
+        (9, ResponseError::GroupIdNotFound),
+    ] {
+        for generation in [0, 3] {
+            let group = format!("never-joined-{version}-{generation}");
+            let answer = commit(
+                &mut client,
+                version,
+                &group,
+                generation,
+                "spate-tests-ghost",
+                &[("ledger", 0, 7, None)],
+            );
+            assert_eq!(
+                partition_codes(&answer),
+                vec![code(expected)],
+                "v{version} generation {generation}"
+            );
+            let (_, offsets) = fetch_offsets(&mut client, 5, &group, Some(&[("ledger", &[0])]));
+            assert_eq!(offsets[0].2, -1, "v{version}: nothing was committed");
+        }
+    }
+    // Without a generation, a stale member id does not stop a commit into a new group...
+    let answer = commit(
+        &mut client,
+        9,
+        "simple-with-member-id",
+        -1,
+        "spate-tests-ghost",
+        &[("ledger", 0, 11, None)],
+    );
+    assert_eq!(partition_codes(&answer), vec![0]);
+    // ... nor into the now empty one; a generation of the empty group names no member.
+    let answer = commit(
+        &mut client,
+        8,
+        "simple-with-member-id",
+        -1,
+        "spate-tests-other-ghost",
+        &[("ledger", 0, 12, None)],
+    );
+    assert_eq!(partition_codes(&answer), vec![0]);
+    for version in [2, 9] {
+        let answer = commit(
+            &mut client,
+            version,
+            "simple-with-member-id",
+            1,
+            "spate-tests-ghost",
+            &[("ledger", 0, 13, None)],
+        );
+        assert_eq!(
+            partition_codes(&answer),
+            vec![code(ResponseError::UnknownMemberId)],
+            "v{version}"
+        );
+    }
+    let (_, offsets) = fetch_offsets(
+        &mut client,
+        5,
+        "simple-with-member-id",
+        Some(&[("ledger", &[0])]),
+    );
+    assert_eq!(offsets[0].2, 12);
 }
 
 #[test]

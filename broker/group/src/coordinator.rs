@@ -588,7 +588,10 @@ pub async fn commit_offsets<S: GroupServices>(
         Err(code) => return commit_failed(&request, code),
     };
     let coordinator = services.groups();
-    let standalone = request.generation_id < 0 && request.member_id.is_empty();
+    // A commit without a generation comes from outside group management (an admin client, a
+    // consumer with assigned partitions). Kafka takes it for a group that is empty or unknown
+    // (creating a "simple" group), whatever member id it names.
+    let standalone = request.generation_id < 0;
     let checked = coordinated
         .groups
         .borrow_mut()
@@ -606,8 +609,13 @@ pub async fn commit_offsets<S: GroupServices>(
     let allowed = match checked {
         Some(outcome) => outcome,
         None if standalone => coordinator.room_for(&coordinated, &request.group_id),
-        // A member of a group that does not exist here: gone, or a zombie.
-        None => Err(ErrorCode::UnknownMemberId),
+        // A group with committed offsets only is an empty group (Kafka's "simple" group):
+        // no generation names a member of it.
+        None if coordinated.knows_group(&request.group_id) => Err(ErrorCode::UnknownMemberId),
+        // A generation of a group that does not exist here: gone, or never formed. Kafka
+        // answers GROUP_ID_NOT_FOUND (OffsetCommit v9+; ILLEGAL_GENERATION before, which the
+        // Kafka layer maps).
+        None => Err(ErrorCode::GroupIdNotFound),
     };
     if let Err(code) = allowed {
         return commit_failed(&request, code);

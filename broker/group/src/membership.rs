@@ -555,7 +555,6 @@ impl Group {
             effects.sync_error(old_waiter, ErrorCode::FencedInstanceId);
         }
         let member_id = new_member_id(&settings.client.client_id);
-        let protocols_changed = member.protocols != settings.protocols;
         member.member_id = member_id.clone();
         apply_settings(&mut member, settings);
         member.touch(now_ms);
@@ -564,22 +563,27 @@ impl Group {
         if self.leader_id.as_deref() == Some(old_member_id.as_str()) {
             self.leader_id = Some(member_id.clone());
         }
+        self.members.insert(member_id.clone(), member);
+        // As Kafka: a restarted consumer's metadata differs from its old incarnation's (a
+        // Kafka subscription carries the partitions the member owns and its generation), so
+        // only a change of the group's protocol calls for a rebalance.
+        let same_protocol = self.select_protocol() == self.protocol_name;
+        let member = self.members.get_mut(&member_id).expect("inserted above");
         match self.state {
-            GroupState::Stable | GroupState::CompletingRebalance if !protocols_changed => {
-                self.members.insert(member_id.clone(), member);
+            GroupState::Stable if same_protocol => {
                 let response = self.join_response(&member_id);
                 effects.replies.push((waiter, Reply::Join(response)));
                 // The member id changed: the stored group must name the new one.
-                effects.persist = self.state == GroupState::Stable;
+                effects.persist = true;
             }
             GroupState::PreparingRebalance => {
                 member.join_waiter = Some(waiter);
-                self.members.insert(member_id, member);
                 self.try_complete_join(now_ms, effects);
             }
+            // As Kafka, also while the group waits for the leader's assignment: the leader
+            // assigns to the old member id, which would leave the new one without partitions.
             _ => {
                 member.join_waiter = Some(waiter);
-                self.members.insert(member_id, member);
                 self.prepare_rebalance(now_ms, effects);
             }
         }
@@ -968,9 +972,9 @@ impl Group {
         }
     }
 
-    /// Whether an offset commit may proceed. A commit from outside the membership (no member
-    /// id, [`GENERATION_NONE`](spate_protocol::api::GENERATION_NONE)) is accepted only while
-    /// the group is `Empty`; a member's commit must carry the current generation, and is
+    /// Whether an offset commit may proceed. A commit from outside the membership
+    /// ([`GENERATION_NONE`](spate_protocol::api::GENERATION_NONE), with no member id or, as
+    /// Kafka, any) is accepted only while the group is `Empty`; a member's commit must carry the current generation, and is
     /// refused while the group waits for its new assignment. During `PreparingRebalance` the
     /// current generation may still commit: that is how a member commits what it processed
     /// before giving its partitions up.
@@ -981,7 +985,9 @@ impl Group {
         group_instance_id: Option<&str>,
         now_ms: u64,
     ) -> Result<(), ErrorCode> {
-        if generation_id < 0 && member_id.is_empty() {
+        // As Kafka: without a generation, any member id (even a stale one) may commit into
+        // an empty group; into a group with members only as one of them.
+        if generation_id < 0 && (member_id.is_empty() || self.state == GroupState::Empty) {
             return match self.state {
                 GroupState::Dead => Err(ErrorCode::CoordinatorNotAvailable),
                 // Only `Empty`, as Kafka: a group rebalancing with no members yet may still be

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Java kafka-clients 4.1 compatibility tests against $KAFKA_BOOTSTRAP: `basic` (the
 # issue's program), `native-reads-java`, `java-reads-native` and `group-across-protocols` (need
-# $SPATE_BIN and $SPATE_BROKER), `kill9-restart` (needs $SPATE_COMPAT_CONTROL); all by default,
+# $SPATE_BIN and $SPATE_BROKER), `kill9-restart` (needs $SPATE_COMPAT_CONTROL),
+# `group-assignors-static` (the four classic assignors and static membership); all by default,
 # or those named.
 # Exit 0 only if every test passed. install.sh compiles first.
 set -euo pipefail

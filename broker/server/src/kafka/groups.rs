@@ -524,7 +524,7 @@ enum CommitSlot {
 
 pub(crate) async fn offset_commit(
     context: &KafkaContext<'_>,
-    _version: i16,
+    version: i16,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let refusal = check_member(
@@ -591,7 +591,7 @@ pub(crate) async fn offset_commit(
                     let error_code = match slot {
                         CommitSlot::Refused(error) => code(error),
                         CommitSlot::Native(index) => {
-                            kafka_code(commit_code(&response, topic_index, index))
+                            kafka_code(commit_code(version, &response, topic_index, index))
                         }
                     };
                     OffsetCommitResponsePartition::default()
@@ -607,10 +607,19 @@ pub(crate) async fn offset_commit(
     OffsetCommitResponse::default().with_topics(answer_topics)
 }
 
+/// The first OffsetCommit version that answers GROUP_ID_NOT_FOUND for a generation of an
+/// unknown group; older versions say ILLEGAL_GENERATION (Kafka 4.1, measured).
+const COMMIT_GROUP_ID_NOT_FOUND_VERSION_MIN: i16 = 9;
+
 /// The coordinator's code for one committed partition. A commit from outside the membership
 /// into a group with members is UNKNOWN_MEMBER_ID in Kafka (the native protocol says
 /// NON_EMPTY_GROUP).
-fn commit_code(response: &api::OffsetCommitResponse, topic: usize, partition: usize) -> ErrorCode {
+fn commit_code(
+    version: i16,
+    response: &api::OffsetCommitResponse,
+    topic: usize,
+    partition: usize,
+) -> ErrorCode {
     let found = response
         .topics
         .get(topic)
@@ -626,6 +635,9 @@ fn commit_code(response: &api::OffsetCommitResponse, topic: usize, partition: us
     });
     match code {
         ErrorCode::NonEmptyGroup => ErrorCode::UnknownMemberId,
+        ErrorCode::GroupIdNotFound if version < COMMIT_GROUP_ID_NOT_FOUND_VERSION_MIN => {
+            ErrorCode::IllegalGeneration
+        }
         code => code,
     }
 }

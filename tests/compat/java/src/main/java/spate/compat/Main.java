@@ -21,6 +21,7 @@ public final class Main {
     tests.put("java-reads-native", CrossProtocol::javaReadsNative);
     tests.put("group-across-protocols", CrossProtocol::groupAcrossProtocols);
     tests.put("kill9-restart", RestartProducer::run);
+    tests.put("group-assignors-static", GroupAssignors::run);
 
     String bootstrap = System.getenv("KAFKA_BOOTSTRAP");
     if (bootstrap == null || bootstrap.isEmpty()) {
