@@ -320,9 +320,14 @@ impl Sim {
             member_id: state.member_id.clone(),
             group_instance_id: state.instance.clone(),
             protocol_type: PROTOCOL_TYPE.into(),
+            // As a Kafka consumer's subscription, the metadata names what the member owns: a
+            // restarted static member joins with other bytes than its old incarnation.
             protocols: vec![GroupProtocol {
                 name: PROTOCOL_NAME.into(),
-                metadata: Bytes::from_static(b"subscription"),
+                metadata: Bytes::from(format!(
+                    "subscription owning {:?}",
+                    state.positions.keys().collect::<Vec<_>>()
+                )),
             }],
         }
     }
@@ -336,6 +341,16 @@ impl Sim {
         let request = self.join_request(client);
         self.trace
             .push(format!("join {client} {:?}", request.member_id));
+        // A static member's restart into a stable group of one protocol is no rebalance.
+        let restarts_into_stable = request.member_id.is_empty()
+            && self.group.state() == GroupState::Stable
+            && request.group_instance_id.as_ref().is_some_and(|instance| {
+                self.group
+                    .describe_members()
+                    .iter()
+                    .any(|member| member.group_instance_id.as_ref() == Some(instance))
+            });
+        let generation_before = self.group.generation_id();
         let waiter = self.park(client, WaiterKind::Join);
         let next_member = &mut self.next_member;
         let effects = self.group.join(
@@ -353,6 +368,13 @@ impl Sim {
                 format!("{client_id}-{next_member}")
             },
         );
+        if restarts_into_stable {
+            assert_eq!(
+                (self.group.state(), self.group.generation_id()),
+                (GroupState::Stable, generation_before),
+                "a static restart into a stable group rebalanced"
+            );
+        }
         self.apply(effects);
     }
 
