@@ -1088,6 +1088,37 @@ fn commits_into_unknown_and_empty_groups_get_kafkas_answers() {
         Some(&[("ledger", &[0])]),
     );
     assert_eq!(offsets[0].2, 12);
+    // Partitions that do not exist are answered before the group is looked at.
+    for (version, generation) in [(8, 3), (9, 3), (9, -1)] {
+        let answer = commit(
+            &mut client,
+            version,
+            "never-joined-topics",
+            generation,
+            "spate-tests-ghost",
+            &[("no-such-topic", 0, 1, None), ("ledger", 1, 1, None)],
+        );
+        assert_eq!(
+            partition_codes(&answer),
+            vec![
+                code(ResponseError::UnknownTopicOrPartition),
+                code(ResponseError::UnknownTopicOrPartition)
+            ],
+            "v{version} generation {generation}"
+        );
+    }
+    let answer = commit(
+        &mut client,
+        9,
+        "simple-with-member-id",
+        -1,
+        "",
+        &[("no-such-topic", 0, 1, None), ("ledger", 0, 14, None)],
+    );
+    assert_eq!(
+        partition_codes(&answer),
+        vec![code(ResponseError::UnknownTopicOrPartition), 0]
+    );
 }
 
 #[test]

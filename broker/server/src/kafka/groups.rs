@@ -533,17 +533,30 @@ pub(crate) async fn offset_commit(
         request.group_instance_id.as_ref(),
     )
     .err();
+    // Partitions that do not exist are answered here, before the group is looked at, as Kafka
+    // does (measured on 4.1.1: an unknown topic is UNKNOWN_TOPIC_OR_PARTITION even for an
+    // unknown group).
+    let snapshot = context.services.snapshot();
+    let partition_count = |topic: &str| {
+        snapshot
+            .topic(topic)
+            .map_or(0, |topic| topic.partition_count())
+    };
     let mut slots: Vec<Vec<CommitSlot>> = Vec::with_capacity(request.topics.len());
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
+        let count = partition_count(&topic.name);
         let mut topic_slots = Vec::with_capacity(topic.partitions.len());
         let mut partitions = Vec::new();
         for entry in &topic.partitions {
-            let partition = u32::try_from(entry.partition_index);
+            let partition = u32::try_from(entry.partition_index)
+                .ok()
+                .filter(|partition| *partition < count)
+                .ok_or(());
             let offset = u64::try_from(entry.committed_offset);
             let slot = match (refusal, partition, offset) {
                 (Some(error), _, _) => CommitSlot::Refused(error),
-                (None, Err(_), _) => CommitSlot::Refused(ResponseError::UnknownTopicOrPartition),
+                (None, Err(()), _) => CommitSlot::Refused(ResponseError::UnknownTopicOrPartition),
                 // Kafka's consumers never commit a negative offset (the Java client refuses
                 // one before sending it); the native store has no place for one.
                 (None, Ok(_), Err(_)) => CommitSlot::Refused(ResponseError::InvalidRequest),
