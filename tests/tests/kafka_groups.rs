@@ -361,7 +361,10 @@ fn find_coordinator_names_this_broker_for_groups_and_refuses_transactions_clearl
             .with_key(text("transfers"))
             .with_key_type(1);
         let response = client.call(version, &request);
-        assert_eq!(response.error_code, code(ResponseError::InvalidRequest));
+        assert_eq!(
+            response.error_code,
+            code(ResponseError::TransactionalIdAuthorizationFailed)
+        );
         assert!(
             response
                 .error_message
@@ -407,7 +410,7 @@ fn find_coordinator_names_this_broker_for_groups_and_refuses_transactions_clearl
         );
         assert_eq!(
             transactions.coordinators[0].error_code,
-            code(ResponseError::InvalidRequest)
+            code(ResponseError::TransactionalIdAuthorizationFailed)
         );
     }
 }

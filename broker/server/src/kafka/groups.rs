@@ -236,11 +236,21 @@ fn locate(key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
                 format!("group id {key:?} is empty or longer than {GROUP_ID_BYTES_MAX} bytes"),
             )
         }),
-        KEY_TYPE_TRANSACTION => Err((
-            ResponseError::InvalidRequest,
-            "transactions are not supported by this broker (Spate has no transaction coordinator yet)"
-                .to_string(),
-        )),
+        // The same answer as InitProducerId's to a transactional id: non-retriable, so a
+        // transactional producer fails at once with an error that names transactional ids,
+        // rather than "INVALID_REQUEST ... incompatible broker" (franz-go asks here first).
+        KEY_TYPE_TRANSACTION => {
+            tracing::info!(
+                transactional_id = key,
+                "FindCoordinator for a transactional id refused: transactions are not served yet"
+            );
+            Err((
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactions are not supported by this broker (Spate has no transaction \
+                 coordinator yet)"
+                    .to_string(),
+            ))
+        }
         other => Err((
             ResponseError::InvalidRequest,
             format!("coordinator key type {other} is not served; only groups (0) are"),
