@@ -37,7 +37,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::DescribeCluster, 0, 2),
     served(ApiKey::Produce, 3, 13),
-    served(ApiKey::Fetch, 4, 17),
+    served(ApiKey::Fetch, 4, 18),
     served(ApiKey::ListOffsets, 1, 10),
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
     served(ApiKey::InitProducerId, 0, 5),

@@ -40,7 +40,7 @@ use spate_tests::{build_batch, Broker, BrokerOptions, KafkaTestClient, TestClien
 use uuid::Uuid;
 
 const PRODUCE_VERSIONS: std::ops::RangeInclusive<i16> = 3..=13;
-const FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=17;
+const FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=18;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;

@@ -1,4 +1,4 @@
-//! Kafka Fetch (v4–17): long poll (`max_wait_ms`, `min_bytes`, woken by an append on any
+//! Kafka Fetch (v4–18): long poll (`max_wait_ms`, `min_bytes`, woken by an append on any
 //! fetched partition), `max_bytes` and `partition_max_bytes`, read by the owning shards as the
 //! native fetch reads (`handlers::data::route`, `wait_for_any_append`).
 //!
@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn spliced_frames_are_the_bytes_of_the_copied_encoding() {
-        for version in [4, 11, 12, 17] {
+        for version in [4, 11, 12, 17, 18] {
             let (spliced, copied) = answer(version, response_token());
             let frames = spliced
                 .into_frames(ApiKey::Fetch, version, 7)
