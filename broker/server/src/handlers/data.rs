@@ -83,7 +83,29 @@ where
     F: Fn(Rc<Shard>, Vec<T>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Vec<Result<R, PartitionError>>> + 'static,
 {
-    let mut answers: Vec<Option<Result<R, PartitionError>>> = Vec::with_capacity(items.len());
+    route_or_refuse(services, items, run)
+        .await
+        .into_iter()
+        .map(|answer| answer.and_then(|owner_answer| owner_answer))
+        .collect()
+}
+
+/// [`route`] for items refused before any shard is asked with a refusal of the caller's own
+/// (a Kafka error code): each refusal stays in its place, beside the owners' answers. Output
+/// `i` answers input `i`.
+pub(crate) async fn route_or_refuse<T, R, E, F, Fut>(
+    services: &Rc<Services>,
+    items: Vec<Result<(ShardId, T), E>>,
+    run: F,
+) -> Vec<Result<Result<R, PartitionError>, E>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<Shard>, Vec<T>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Vec<Result<R, PartitionError>>> + 'static,
+{
+    let mut answers: Vec<Option<Result<Result<R, PartitionError>, E>>> =
+        Vec::with_capacity(items.len());
     let mut routed = Vec::new();
     let mut routed_positions = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
@@ -93,12 +115,12 @@ where
                 routed.push(owned);
                 answers.push(None);
             }
-            Err(error) => answers.push(Some(Err(error))),
+            Err(refusal) => answers.push(Some(Err(refusal))),
         }
     }
     let results = scatter(services, routed, run).await;
     for (index, result) in routed_positions.into_iter().zip(results) {
-        answers[index] = Some(result);
+        answers[index] = Some(Ok(result));
     }
     answers
         .into_iter()

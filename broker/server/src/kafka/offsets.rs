@@ -31,11 +31,10 @@ use super::data::{named_topic, owned_partition};
 use super::errors::kafka_code;
 use super::KafkaContext;
 use crate::catalog::ShardId;
-use crate::handlers::data::route;
+use crate::handlers::data::route_or_refuse;
 use crate::handlers::{partition_error_code, producer_id_error_code};
 use crate::shard::messages::{
-    PartitionError, PartitionKey, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
-    LIST_OFFSETS_MAX_TIMESTAMP,
+    PartitionKey, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 
 /// This broker's leader epoch for every partition (Metadata says the same).
@@ -60,22 +59,15 @@ fn special_target_version(target: i64) -> Option<i16> {
 /// A partition and what offset of it is asked for (a timestamp or a special target).
 type OffsetTarget = (PartitionKey, i64);
 
-/// A partition's ListOffsets question, before its owner answers.
-enum Question {
-    Refused(i16),
-    /// Answered without a shard: no offset (earliest pending upload).
-    NoOffset,
-    Asked,
-}
-
 pub(crate) async fn list_offsets(
     context: &KafkaContext<'_>,
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let snapshot = context.services.snapshot();
-    let mut questions = Vec::new();
-    let mut asked: Vec<Result<(ShardId, OffsetTarget), PartitionError>> = Vec::new();
+    // Per partition in request order: refused (a Kafka code; 0 with no offset for the earliest
+    // pending upload, which no shard is asked) or asked of its owner.
+    let mut asked: Vec<Result<(ShardId, OffsetTarget), i16>> = Vec::new();
     for topic in &request.topics {
         let found = named_topic(context, &snapshot, false, &topic.name, Default::default());
         for partition in &topic.partitions {
@@ -97,24 +89,18 @@ pub(crate) async fn list_offsets(
                 owned_partition(topic, partition.partition_index)
                     .ok_or(ResponseError::UnknownTopicOrPartition.code())
             });
-            match owner {
-                Err(code) => questions.push(Question::Refused(code)),
-                Ok(_) if target == LIST_OFFSETS_EARLIEST_PENDING_UPLOAD => {
-                    questions.push(Question::NoOffset)
-                }
-                Ok((owner, key)) => {
-                    questions.push(Question::Asked);
-                    asked.push(Ok((owner, (key, target))));
-                }
-            }
+            asked.push(match owner {
+                Err(code) => Err(code),
+                Ok(_) if target == LIST_OFFSETS_EARLIEST_PENDING_UPLOAD => Err(0),
+                Ok((owner, key)) => Ok((owner, (key, target))),
+            });
         }
     }
-    let mut answers = route(context.services, asked, |shard, partitions| {
+    let mut answers = route_or_refuse(context.services, asked, |shard, partitions| {
         shard.list_offsets(partitions)
     })
     .await
     .into_iter();
-    let mut questions = questions.into_iter();
     let with_epoch = version >= LIST_OFFSETS_LEADER_EPOCH_VERSION;
     let topics = request
         .topics
@@ -126,18 +112,15 @@ pub(crate) async fn list_offsets(
                 .map(|partition| {
                     let answer = ListOffsetsPartitionResponse::default()
                         .with_partition_index(partition.partition_index);
-                    let question = questions.next().expect("a question per partition");
-                    let (code, offset, timestamp) = match question {
-                        Question::Refused(code) => (code, -1, -1),
-                        Question::NoOffset => (0, -1, -1),
-                        Question::Asked => match answers.next().expect("an answer per question") {
-                            Ok(found) => (0, found.offset, found.timestamp),
-                            Err(error) => {
+                    let (code, offset, timestamp) =
+                        match answers.next().expect("an answer per partition") {
+                            Err(code) => (code, -1, -1),
+                            Ok(Ok(found)) => (0, found.offset, found.timestamp),
+                            Ok(Err(error)) => {
                                 tracing::debug!(%error, "Kafka ListOffsets refused");
                                 (kafka_code(partition_error_code(&error)), -1, -1)
                             }
-                        },
-                    };
+                        };
                     let answer = answer
                         .with_error_code(code)
                         .with_offset(offset)
@@ -163,8 +146,7 @@ pub(crate) async fn offset_for_leader_epoch(
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let snapshot = context.services.snapshot();
-    let mut refusals = Vec::new();
-    let mut asked: Vec<Result<(ShardId, PartitionKey), PartitionError>> = Vec::new();
+    let mut asked: Vec<Result<(ShardId, PartitionKey), i16>> = Vec::new();
     for topic in &request.topics {
         let found = named_topic(context, &snapshot, false, &topic.topic, Default::default());
         for partition in &topic.partitions {
@@ -175,21 +157,14 @@ pub(crate) async fn offset_for_leader_epoch(
                 owned_partition(topic, partition.partition)
                     .ok_or(ResponseError::UnknownTopicOrPartition.code())
             });
-            match owner {
-                Ok(owned) => {
-                    refusals.push(None);
-                    asked.push(Ok(owned));
-                }
-                Err(code) => refusals.push(Some(code)),
-            }
+            asked.push(owner);
         }
     }
-    let mut states = route(context.services, asked, |shard, partitions| async move {
+    let mut states = route_or_refuse(context.services, asked, |shard, partitions| async move {
         shard.states(&partitions)
     })
     .await
     .into_iter();
-    let mut refusals = refusals.into_iter();
     let topics = request
         .topics
         .iter()
@@ -199,16 +174,14 @@ pub(crate) async fn offset_for_leader_epoch(
                 .iter()
                 .map(|partition| {
                     let answer = EpochEndOffset::default().with_partition(partition.partition);
-                    if let Some(code) = refusals.next().expect("a slot per partition") {
-                        return answer.with_error_code(code);
-                    }
-                    match states.next().expect("a state per asked partition") {
-                        Err(error) => {
+                    match states.next().expect("an answer per partition") {
+                        Err(code) => answer.with_error_code(code),
+                        Ok(Err(error)) => {
                             answer.with_error_code(kafka_code(partition_error_code(&error)))
                         }
                         // An epoch before the first one: Kafka's UNDEFINED_EPOCH and offset.
-                        Ok(_) if partition.leader_epoch < LEADER_EPOCH => answer,
-                        Ok(state) => answer
+                        Ok(Ok(_)) if partition.leader_epoch < LEADER_EPOCH => answer,
+                        Ok(Ok(state)) => answer
                             .with_leader_epoch(LEADER_EPOCH)
                             .with_end_offset(state.high_watermark as i64),
                     }
