@@ -49,6 +49,15 @@ pub enum AppendWait {
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
 pub const SEGMENT_AGE_MAX_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
 pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's defaults for compacted topics.
+pub const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: DirtyRatio =
+    match DirtyRatio::from_parts_per_million(500_000) {
+        Some(ratio) => ratio,
+        None => panic!("0.5 is a ratio"),
+    };
+/// `max.compaction.lag.ms` default: Kafka's `Long.MAX_VALUE`, i.e. no age forces a pass.
+pub const MAX_COMPACTION_LAG_MS_DEFAULT: u64 = i64::MAX as u64;
+pub const DELETE_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
 pub const GROUP_COMMIT_INTERVAL_BYTES_DEFAULT: u64 = 1024 * 1024;
 pub const GROUP_COMMIT_INTERVAL_US_DEFAULT: u64 = 2_000;
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
@@ -141,6 +150,122 @@ pub struct LogConfig {
     pub recovery_point_interval_bytes: u64,
     /// How much of the active segment an open reads to recover it.
     pub recovery_scan: RecoveryScan,
+    /// What removes old records: retention (`delete`), compaction (`compact`), or both
+    /// (Kafka's `cleanup.policy`).
+    pub cleanup_policy: CleanupPolicy,
+    /// Compaction considers a log once its dirty part (after the cleaner checkpoint) is at
+    /// least this share of the cleanable log (Kafka's `min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// A record younger than this is never compacted away (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: u64,
+    /// A record older than this is compacted whatever the dirty ratio (`max.compaction.lag.ms`).
+    pub max_compaction_lag_ms: u64,
+    /// Tombstones (and transaction markers whose data is gone) stay this long after the part of
+    /// the log holding them was first cleaned (`delete.retention.ms`).
+    pub delete_retention_ms: u64,
+}
+
+/// Kafka's `cleanup.policy`: `delete`, `compact` or `compact,delete`. At least one is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CleanupPolicy {
+    /// Retention (`retention.ms`, `retention.bytes`) deletes whole old segments.
+    pub delete: bool,
+    /// Compaction keeps the last record of every key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: Self = Self {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: Self = Self {
+        delete: false,
+        compact: true,
+    };
+    pub const COMPACT_DELETE: Self = Self {
+        delete: true,
+        compact: true,
+    };
+
+    /// Kafka's spelling: a comma-separated list of `delete` and `compact` in any order, each at
+    /// most once, at least one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut policy = Self {
+            delete: false,
+            compact: false,
+        };
+        for word in text.split(',').map(str::trim) {
+            let slot = match word {
+                "delete" => &mut policy.delete,
+                "compact" => &mut policy.compact,
+                _ => return None,
+            };
+            if *slot {
+                return None;
+            }
+            *slot = true;
+        }
+        (policy.delete || policy.compact).then_some(policy)
+    }
+
+    /// As Kafka writes it (`compact,delete` for both).
+    pub fn as_str(self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
+}
+
+/// A share in `[0, 1]` kept as parts per million, so that configs stay `Eq` and exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DirtyRatio {
+    parts_per_million: u32,
+}
+
+impl DirtyRatio {
+    pub const MILLION: u32 = 1_000_000;
+
+    /// `None` unless `0 <= parts_per_million <= 1_000_000`.
+    pub const fn from_parts_per_million(parts_per_million: u32) -> Option<Self> {
+        if parts_per_million <= Self::MILLION {
+            Some(Self { parts_per_million })
+        } else {
+            None
+        }
+    }
+
+    /// Kafka's spelling, a decimal in `[0, 1]` (`0.5`); `None` outside it or not a number.
+    pub fn parse(text: &str) -> Option<Self> {
+        let value: f64 = text.trim().parse().ok()?;
+        if !(0.0..=1.0).contains(&value) {
+            return None;
+        }
+        Self::from_parts_per_million((value * f64::from(Self::MILLION)).round() as u32)
+    }
+
+    pub fn parts_per_million(self) -> u32 {
+        self.parts_per_million
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.parts_per_million) / f64::from(Self::MILLION)
+    }
+
+    /// Whether `dirty` bytes out of `total` reach this share (`total == 0` never does).
+    pub fn reached_by(self, dirty: u64, total: u64) -> bool {
+        total > 0
+            && u128::from(dirty) * u128::from(Self::MILLION)
+                >= u128::from(total) * u128::from(self.parts_per_million)
+    }
+}
+
+impl std::fmt::Display for DirtyRatio {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}", self.as_f64())
+    }
 }
 
 /// How much of a partition's active segment an open checks (`recovery::recover_segment`).
@@ -196,6 +321,11 @@ impl Default for LogConfig {
             producer_expiry_ms: PRODUCER_EXPIRY_MS_DEFAULT,
             recovery_point_interval_bytes: RECOVERY_POINT_INTERVAL_BYTES_DEFAULT,
             recovery_scan: RecoveryScan::Checkpoints,
+            cleanup_policy: CleanupPolicy::DELETE,
+            min_cleanable_dirty_ratio: MIN_CLEANABLE_DIRTY_RATIO_DEFAULT,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: MAX_COMPACTION_LAG_MS_DEFAULT,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
         }
     }
 }

@@ -38,7 +38,9 @@ pub mod writer;
 
 pub use blocking::BlockingFileSystem;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{AppendWait, ConfigError, Durability, LogConfig, RecoveryScan};
+pub use config::{
+    AppendWait, CleanupPolicy, ConfigError, DirtyRatio, Durability, LogConfig, RecoveryScan,
+};
 pub use dma::{DmaFileSystem, WriteBufferStats};
 pub use error::StorageError;
 pub use file::{

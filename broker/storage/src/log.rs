@@ -1949,8 +1949,16 @@ impl<F: FileSystem> PartitionLog<F> {
 
     /// Deletes whole closed segments (never the active one), oldest first, while the log is at
     /// least `retention_bytes` without them, or while their newest batch timestamp is more than
-    /// `retention_ms` before the clock's now.
+    /// `retention_ms` before the clock's now. Nothing when the cleanup policy has no `delete`
+    /// (a compacted topic keeps every key's last record however old).
     pub async fn enforce_retention(&self) -> Result<RetentionOutcome, StorageError> {
+        if !self.state.borrow().config.cleanup_policy.delete {
+            return Ok(RetentionOutcome {
+                segments_deleted: 0,
+                bytes_deleted: 0,
+                log_start_offset: self.log_start_offset(),
+            });
+        }
         let _maintenance = self.maintenance().await;
         let now_ms = self.clock.now_ms();
         // Segments whose largest timestamp this pass checked (or could not: damage).

@@ -13,8 +13,8 @@ use spate_protocol::BatchError;
 use spate_storage::log::LEADER_EPOCH;
 use spate_storage::segment::{segment_file_name, SegmentFileKind};
 use spate_storage::{
-    AppendWait, Clock, Durability, FaultPlan, FileSystem, LogConfig, MemoryFileSystem,
-    PartitionLog, StorageError,
+    AppendWait, CleanupPolicy, Clock, DirtyRatio, Durability, FaultPlan, FileSystem, LogConfig,
+    MemoryFileSystem, PartitionLog, StorageError,
 };
 use storage_support::{
     batch, block, directory, header_of, id_of, read_all, run_to_end, same_batch, simple_batch,
@@ -746,6 +746,58 @@ fn retention_by_bytes_deletes_oldest_closed_segments_but_never_the_active_one() 
     let ids = all_ids(&log);
     assert_eq!(ids.first().copied(), Some(outcome.log_start_offset));
     assert_eq!(ids.last(), Some(&99));
+}
+
+#[test]
+fn retention_deletes_nothing_when_the_cleanup_policy_is_compact_only() {
+    // A compacted topic keeps every key's last record however old or large the log is: only
+    // the compactor removes records from it. With `compact,delete` retention applies again.
+    for (policy, deletes) in [
+        (CleanupPolicy::COMPACT, false),
+        (CleanupPolicy::COMPACT_DELETE, true),
+    ] {
+        let setup = Setup::new(21);
+        let config = LogConfig {
+            retention_bytes: Some(20 * 1024),
+            retention_ms: Some(1),
+            cleanup_policy: policy,
+            ..small_config()
+        };
+        let log = Rc::new(setup.open(config));
+        append_many(&log, 0, 100, 1000);
+        let retainer = log.clone();
+        let outcome = block(async move { retainer.enforce_retention().await.expect("retention") });
+        assert_eq!(outcome.segments_deleted > 0, deletes, "{policy:?}");
+        assert_eq!(all_ids(&log).first() == Some(&0), !deletes, "{policy:?}");
+    }
+}
+
+#[test]
+fn cleanup_policy_and_dirty_ratio_read_as_kafka_writes_them() {
+    assert_eq!(CleanupPolicy::parse("delete"), Some(CleanupPolicy::DELETE));
+    assert_eq!(
+        CleanupPolicy::parse("compact"),
+        Some(CleanupPolicy::COMPACT)
+    );
+    assert_eq!(
+        CleanupPolicy::parse("compact,delete"),
+        Some(CleanupPolicy::COMPACT_DELETE)
+    );
+    assert_eq!(
+        CleanupPolicy::parse("delete, compact"),
+        Some(CleanupPolicy::COMPACT_DELETE)
+    );
+    for refused in ["", "compact,compact", "delete,", "Compact", "none"] {
+        assert_eq!(CleanupPolicy::parse(refused), None, "{refused:?}");
+    }
+    assert_eq!(CleanupPolicy::COMPACT_DELETE.as_str(), "compact,delete");
+    let half = DirtyRatio::parse("0.5").expect("0.5");
+    assert_eq!(half.parts_per_million(), 500_000);
+    assert_eq!(half.to_string(), "0.5");
+    assert!(half.reached_by(50, 100) && !half.reached_by(49, 100) && !half.reached_by(0, 0));
+    for refused in ["1.5", "-0.1", "NaN", "half"] {
+        assert_eq!(DirtyRatio::parse(refused), None, "{refused:?}");
+    }
 }
 
 #[test]
