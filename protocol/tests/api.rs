@@ -780,7 +780,7 @@ fn topic_config_parses_known_names_and_writes_them_back() {
 
 #[test]
 fn topic_config_rejects_unknown_repeated_and_malformed_entries() {
-    let unknown = [ConfigEntry::new("cleanup.policy", "compact")];
+    let unknown = [ConfigEntry::new("unclean.leader.election.enable", "true")];
     assert!(matches!(
         TopicConfig::from_entries(&unknown),
         Err(ConfigError::UnknownName { .. })

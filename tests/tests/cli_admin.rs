@@ -602,6 +602,11 @@ fn topic_describe_shows_every_config_with_its_value_and_source() {
         "group.commit.bytes",
         "group.commit.us",
         "max.message.bytes",
+        "cleanup.policy",
+        "min.cleanable.dirty.ratio",
+        "min.compaction.lag.ms",
+        "max.compaction.lag.ms",
+        "delete.retention.ms",
     ] {
         let line = described
             .lines()
@@ -611,7 +616,8 @@ fn topic_describe_shows_every_config_with_its_value_and_source() {
     }
     let described = json(&spate(address, &["topic", "describe", "orders", "--json"], b"").ok());
     let configs = described["configs"].as_object().unwrap();
-    assert_eq!(configs.len(), 8, "{described}");
+    assert_eq!(configs.len(), 13, "{described}");
+    assert_eq!(configs["cleanup.policy"]["value"], "delete");
     assert_eq!(configs["retention.bytes"]["value"], "-1");
     assert_eq!(configs["retention.bytes"]["source"], "default");
 }

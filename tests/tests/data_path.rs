@@ -388,7 +388,15 @@ fn topics_are_created_listed_described_altered_and_deleted() {
         ErrorCode::InvalidConfig
     );
     assert_eq!(
-        client.try_create_topic("unknownkey", 1, &[("cleanup.policy", "compact")]),
+        client.try_create_topic("badpolicy", 1, &[("cleanup.policy", "archive")]),
+        ErrorCode::InvalidConfig
+    );
+    assert_eq!(
+        client.try_create_topic(
+            "unknownkey",
+            1,
+            &[("unclean.leader.election.enable", "true")]
+        ),
         ErrorCode::InvalidConfig
     );
 

@@ -46,6 +46,7 @@ const TYPE_LIST: i8 = 7;
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
 
 fn broker() -> Broker {
     Broker::start(BrokerOptions::default())
@@ -240,7 +241,7 @@ fn create_topics_creates_at_every_version_and_refuses_each_bad_topic_with_its_co
             "collides",
         ),
         (
-            new_topic("compacted", 1, &[("cleanup.policy", "compact")]),
+            new_topic("archived", 1, &[("cleanup.policy", "archive")]),
             ResponseError::InvalidConfig,
             "cleanup.policy",
         ),
@@ -388,7 +389,11 @@ fn describe_configs_gives_every_config_with_its_source_synonyms_type_and_documen
         assert!(!segment.read_only);
         let cleanup = config(&all, "cleanup.policy");
         assert_eq!(cleanup.value.as_deref(), Some("delete"));
-        assert!(cleanup.read_only);
+        assert!(!cleanup.read_only);
+        assert_eq!(
+            config(&all, "delete.retention.ms").value.as_deref(),
+            Some("86400000")
+        );
         assert!(all.configs.iter().all(|config| !config.is_sensitive));
         if version >= 3 {
             assert_eq!(retention.config_type, TYPE_LONG);
@@ -623,9 +628,9 @@ fn alter_configs_replace_and_incremental_changes_are_what_describe_and_the_nativ
                 "list",
             ),
             (
-                &[("cleanup.policy", APPEND, "compact")][..],
+                &[("cleanup.policy", APPEND, "archive")][..],
                 ResponseError::InvalidConfig,
-                "compact",
+                "archive",
             ),
             (
                 &[("min.insync.replicas", SET, "2")][..],
@@ -1078,4 +1083,72 @@ fn describe_cluster_and_log_dirs_describe_this_broker_and_its_partitions() {
         assert_eq!(topics[0].partitions.len(), 1);
         assert_eq!(topics[0].partitions[0].partition_index, 1);
     }
+}
+
+#[test]
+fn compacted_topics_are_created_described_and_altered_as_kafka_connect_and_streams_ask() {
+    // Kafka Connect refuses to start unless its config, offset and status topics describe
+    // cleanup.policy=compact; Streams creates its changelogs with it.
+    let broker = broker();
+    let mut kafka = KafkaTestClient::connect(broker.kafka_address());
+    let created = create_one(
+        &mut kafka,
+        7,
+        new_topic(
+            "connect-configs",
+            1,
+            &[
+                ("cleanup.policy", "compact"),
+                ("min.cleanable.dirty.ratio", "0.01"),
+                ("delete.retention.ms", "100"),
+            ],
+        ),
+    );
+    assert_eq!(created.error_code, 0, "{created:?}");
+    let described = describe(&mut kafka, 4, TOPIC, "connect-configs", None, true, true);
+    let cleanup = config(&described, "cleanup.policy");
+    assert_eq!(cleanup.value.as_deref(), Some("compact"));
+    assert_eq!(cleanup.config_source, SOURCE_TOPIC);
+    assert_eq!(value(&described, "min.cleanable.dirty.ratio"), "0.01");
+    assert_eq!(value(&described, "delete.retention.ms"), "100");
+    assert_eq!(value(&described, "min.compaction.lag.ms"), "0");
+    assert_eq!(
+        config(&described, "min.compaction.lag.ms").config_source,
+        SOURCE_DEFAULT
+    );
+    // APPEND and SUBTRACT work on the list, as kafka-configs --add-config does.
+    assert_eq!(
+        alter_incrementally(
+            &mut kafka,
+            1,
+            TOPIC,
+            "connect-configs",
+            &[("cleanup.policy", APPEND, "delete")]
+        )
+        .0,
+        0
+    );
+    let described = describe(&mut kafka, 4, TOPIC, "connect-configs", None, false, false);
+    assert_eq!(value(&described, "cleanup.policy"), "compact,delete");
+    assert_eq!(
+        alter_incrementally(
+            &mut kafka,
+            1,
+            TOPIC,
+            "connect-configs",
+            &[("cleanup.policy", SUBTRACT, "compact")]
+        )
+        .0,
+        0
+    );
+    let described = describe(&mut kafka, 4, TOPIC, "connect-configs", None, false, false);
+    assert_eq!(value(&described, "cleanup.policy"), "delete");
+    let (error, message) = alter_incrementally(
+        &mut kafka,
+        1,
+        TOPIC,
+        "connect-configs",
+        &[("cleanup.policy", SUBTRACT, "delete")],
+    );
+    assert_eq!(error, code(ResponseError::InvalidConfig), "{message}");
 }

@@ -19,8 +19,18 @@ pub mod name {
     /// The largest record batch a producer may send, counted without Spate's 64-byte batch
     /// header (so a Kafka batch counts as Kafka counts it).
     pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+    /// Kafka's `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+    pub const CLEANUP_POLICY: &str = "cleanup.policy";
+    /// Compaction waits until the dirty part of a log is at least this share of it (0 to 1).
+    pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
+    /// A record younger than this is never compacted away.
+    pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
+    /// A record older than this is compacted whatever the dirty ratio.
+    pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
+    /// How long tombstones stay after compaction first reached them.
+    pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
     /// Every name this build knows.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 13] = [
         RETENTION_BYTES,
         RETENTION_MS,
         SEGMENT_BYTES,
@@ -29,6 +39,11 @@ pub mod name {
         GROUP_COMMIT_BYTES,
         GROUP_COMMIT_US,
         MAX_MESSAGE_BYTES,
+        CLEANUP_POLICY,
+        MIN_CLEANABLE_DIRTY_RATIO,
+        MIN_COMPACTION_LAG_MS,
+        MAX_COMPACTION_LAG_MS,
+        DELETE_RETENTION_MS,
     ];
 }
 
@@ -110,6 +125,66 @@ pub struct TopicConfig {
     pub group_commit_bytes: Option<u64>,
     pub group_commit_us: Option<u64>,
     pub max_message_bytes: Option<u64>,
+    /// `cleanup.policy`, kept as written after checking its syntax.
+    pub cleanup_policy: Option<CleanupPolicy>,
+    /// `min.cleanable.dirty.ratio` in parts per million (so the config stays `Eq`).
+    pub min_cleanable_dirty_ratio_ppm: Option<u32>,
+    pub min_compaction_lag_ms: Option<u64>,
+    pub max_compaction_lag_ms: Option<u64>,
+    pub delete_retention_ms: Option<u64>,
+}
+
+/// Kafka's `cleanup.policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Compact => "compact",
+            Self::CompactDelete => "compact,delete",
+        }
+    }
+
+    /// A comma-separated list of `delete` and `compact`, each at most once, at least one.
+    pub fn parse(value: &str) -> Option<Self> {
+        let (mut delete, mut compact) = (false, false);
+        for word in value.split(',').map(str::trim) {
+            let slot = match word {
+                "delete" => &mut delete,
+                "compact" => &mut compact,
+                _ => return None,
+            };
+            if *slot {
+                return None;
+            }
+            *slot = true;
+        }
+        match (compact, delete) {
+            (true, true) => Some(Self::CompactDelete),
+            (true, false) => Some(Self::Compact),
+            (false, true) => Some(Self::Delete),
+            (false, false) => None,
+        }
+    }
+}
+
+/// A share in `[0, 1]` written as a decimal, in parts per million.
+fn parse_ratio_ppm(entry: &ConfigEntry) -> Result<u32, ConfigError> {
+    let value: f64 = entry
+        .value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(entry, "a decimal between 0 and 1"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(invalid(entry, "a decimal between 0 and 1"));
+    }
+    Ok((value * 1_000_000.0).round() as u32)
 }
 
 impl TopicConfig {
@@ -146,6 +221,20 @@ impl TopicConfig {
                     .ok_or_else(|| invalid(entry, "\"fsync-every-append\" or \"group-commit\""))?;
                 self.durability = Some(durability);
             }
+            name::CLEANUP_POLICY => {
+                let policy = CleanupPolicy::parse(value).ok_or_else(|| {
+                    invalid(entry, "\"delete\", \"compact\" or \"compact,delete\"")
+                })?;
+                self.cleanup_policy = Some(policy);
+            }
+            name::MIN_CLEANABLE_DIRTY_RATIO => {
+                self.min_cleanable_dirty_ratio_ppm = Some(parse_ratio_ppm(entry)?)
+            }
+            name::MIN_COMPACTION_LAG_MS => self.min_compaction_lag_ms = Some(parse_count(entry)?),
+            name::MAX_COMPACTION_LAG_MS => {
+                self.max_compaction_lag_ms = Some(parse_positive(entry)?)
+            }
+            name::DELETE_RETENTION_MS => self.delete_retention_ms = Some(parse_count(entry)?),
             _ => {
                 return Err(ConfigError::UnknownName {
                     name: entry.name.clone(),
@@ -166,6 +255,11 @@ impl TopicConfig {
             name::GROUP_COMMIT_BYTES => self.group_commit_bytes = None,
             name::GROUP_COMMIT_US => self.group_commit_us = None,
             name::MAX_MESSAGE_BYTES => self.max_message_bytes = None,
+            name::CLEANUP_POLICY => self.cleanup_policy = None,
+            name::MIN_CLEANABLE_DIRTY_RATIO => self.min_cleanable_dirty_ratio_ppm = None,
+            name::MIN_COMPACTION_LAG_MS => self.min_compaction_lag_ms = None,
+            name::MAX_COMPACTION_LAG_MS => self.max_compaction_lag_ms = None,
+            name::DELETE_RETENTION_MS => self.delete_retention_ms = None,
             _ => {
                 return Err(ConfigError::UnknownName {
                     name: config_name.to_owned(),
@@ -193,6 +287,12 @@ impl TopicConfig {
             self.group_commit_bytes.map(|value| value.to_string()),
             self.group_commit_us.map(|value| value.to_string()),
             self.max_message_bytes.map(|value| value.to_string()),
+            self.cleanup_policy.map(|policy| policy.as_str().to_owned()),
+            self.min_cleanable_dirty_ratio_ppm
+                .map(|ppm| (f64::from(ppm) / 1_000_000.0).to_string()),
+            self.min_compaction_lag_ms.map(|value| value.to_string()),
+            self.max_compaction_lag_ms.map(|value| value.to_string()),
+            self.delete_retention_ms.map(|value| value.to_string()),
         ];
         name::ALL
             .iter()
@@ -215,6 +315,13 @@ fn parse_positive(entry: &ConfigEntry) -> Result<u64, ConfigError> {
         Ok(value) if value > 0 => Ok(value),
         _ => Err(invalid(entry, "a positive integer")),
     }
+}
+
+fn parse_count(entry: &ConfigEntry) -> Result<u64, ConfigError> {
+    entry
+        .value
+        .parse::<u64>()
+        .map_err(|_| invalid(entry, "a non-negative integer"))
 }
 
 fn parse_limit(entry: &ConfigEntry) -> Result<u64, ConfigError> {

@@ -8,12 +8,17 @@ use std::collections::BTreeMap;
 
 // The names are the protocol's (one list for the wire, the catalog and the CLI).
 pub use spate_protocol::api::config::name::{
-    DURABILITY, GROUP_COMMIT_BYTES, GROUP_COMMIT_US, MAX_MESSAGE_BYTES, RETENTION_BYTES,
-    RETENTION_MS, SEGMENT_BYTES, SEGMENT_MS,
+    CLEANUP_POLICY, DELETE_RETENTION_MS, DURABILITY, GROUP_COMMIT_BYTES, GROUP_COMMIT_US,
+    MAX_COMPACTION_LAG_MS, MAX_MESSAGE_BYTES, MIN_CLEANABLE_DIRTY_RATIO, MIN_COMPACTION_LAG_MS,
+    RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES, SEGMENT_MS,
 };
+pub use spate_storage::{CleanupPolicy, DirtyRatio};
 
 /// Every key, in the order errors list them.
-pub const KEYS: [&str; 8] = spate_protocol::api::config::name::ALL;
+pub const KEYS: [&str; 13] = spate_protocol::api::config::name::ALL;
+
+/// Largest `*.ms` compaction setting: Kafka's type for them is a signed 64-bit long.
+pub const COMPACTION_MS_MAX: u64 = i64::MAX as u64;
 
 /// Values of [`DURABILITY`].
 pub const DURABILITY_EVERY_APPEND: &str = "fsync-every-append";
@@ -58,6 +63,12 @@ pub struct TopicConfig {
     pub group_commit_us: Option<u64>,
     /// Largest batch a producer may send, without Spate's batch header (`MAX_MESSAGE_BYTES`).
     pub max_message_bytes: Option<u64>,
+    /// Retention, compaction or both (`CLEANUP_POLICY`).
+    pub cleanup_policy: Option<CleanupPolicy>,
+    pub min_cleanable_dirty_ratio: Option<DirtyRatio>,
+    pub min_compaction_lag_ms: Option<u64>,
+    pub max_compaction_lag_ms: Option<u64>,
+    pub delete_retention_ms: Option<u64>,
 }
 
 /// Why a topic configuration entry was refused.
@@ -177,6 +188,49 @@ impl TopicConfig {
                     Some(parse_range(key, value, 1, MAX_MESSAGE_BYTES_MAX)?)
                 }
             }
+            CLEANUP_POLICY => {
+                self.cleanup_policy = if clear {
+                    None
+                } else {
+                    Some(CleanupPolicy::parse(value).ok_or_else(|| {
+                        invalid(
+                            key,
+                            value,
+                            "expected delete, compact or compact,delete".to_string(),
+                        )
+                    })?)
+                }
+            }
+            MIN_CLEANABLE_DIRTY_RATIO => {
+                self.min_cleanable_dirty_ratio = if clear {
+                    None
+                } else {
+                    Some(DirtyRatio::parse(value).ok_or_else(|| {
+                        invalid(key, value, "expected a decimal from 0 to 1".to_string())
+                    })?)
+                }
+            }
+            MIN_COMPACTION_LAG_MS => {
+                self.min_compaction_lag_ms = if clear {
+                    None
+                } else {
+                    Some(parse_range(key, value, 0, COMPACTION_MS_MAX)?)
+                }
+            }
+            MAX_COMPACTION_LAG_MS => {
+                self.max_compaction_lag_ms = if clear {
+                    None
+                } else {
+                    Some(parse_range(key, value, 1, COMPACTION_MS_MAX)?)
+                }
+            }
+            DELETE_RETENTION_MS => {
+                self.delete_retention_ms = if clear {
+                    None
+                } else {
+                    Some(parse_range(key, value, 0, COMPACTION_MS_MAX)?)
+                }
+            }
             _ => {
                 return Err(TopicConfigError::UnknownKey {
                     key: key.chars().take(256).collect(),
@@ -228,6 +282,28 @@ impl TopicConfig {
         put(
             MAX_MESSAGE_BYTES,
             self.max_message_bytes.map(|value| value.to_string()),
+        );
+        put(
+            CLEANUP_POLICY,
+            self.cleanup_policy
+                .map(|policy| policy.as_str().to_string()),
+        );
+        put(
+            MIN_CLEANABLE_DIRTY_RATIO,
+            self.min_cleanable_dirty_ratio
+                .map(|ratio| ratio.to_string()),
+        );
+        put(
+            MIN_COMPACTION_LAG_MS,
+            self.min_compaction_lag_ms.map(|value| value.to_string()),
+        );
+        put(
+            MAX_COMPACTION_LAG_MS,
+            self.max_compaction_lag_ms.map(|value| value.to_string()),
+        );
+        put(
+            DELETE_RETENTION_MS,
+            self.delete_retention_ms.map(|value| value.to_string()),
         );
         map
     }
@@ -295,9 +371,21 @@ mod tests {
             (DURABILITY, DURABILITY_GROUP_COMMIT),
             (GROUP_COMMIT_US, "2000"),
             (MAX_MESSAGE_BYTES, "65536"),
+            (CLEANUP_POLICY, "compact,delete"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "0.25"),
+            (MIN_COMPACTION_LAG_MS, "0"),
+            (MAX_COMPACTION_LAG_MS, "9223372036854775807"),
+            (DELETE_RETENTION_MS, "1000"),
         ]);
         let config = TopicConfig::from_map(&entries).unwrap();
         assert_eq!(config.retention_bytes, Some(1_048_576));
+        assert_eq!(config.cleanup_policy, Some(CleanupPolicy::COMPACT_DELETE));
+        assert_eq!(
+            config
+                .min_cleanable_dirty_ratio
+                .map(DirtyRatio::parts_per_million),
+            Some(250_000)
+        );
         assert_eq!(config.durability, Some(DurabilityPolicy::GroupCommit));
         assert_eq!(config.to_map(), entries);
     }
@@ -311,7 +399,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_out_of_range_values_are_refused() {
-        let unknown = TopicConfig::from_map(&map(&[("cleanup.policy", "compact")])).unwrap_err();
+        let unknown = TopicConfig::from_map(&map(&[("unclean.leader.election", "x")])).unwrap_err();
         assert!(matches!(unknown, TopicConfigError::UnknownKey { .. }));
         // The refusal lists what would have been accepted.
         for key in KEYS {
@@ -321,10 +409,23 @@ mod tests {
             TopicConfig::from_map(&map(&[(SEGMENT_BYTES, "10")])),
             Err(TopicConfigError::InvalidValue { .. })
         ));
-        assert!(matches!(
-            TopicConfig::from_map(&map(&[(DURABILITY, "maybe")])),
-            Err(TopicConfigError::InvalidValue { .. })
-        ));
+        for (key, value) in [
+            (DURABILITY, "maybe"),
+            (CLEANUP_POLICY, "compact,compact"),
+            (CLEANUP_POLICY, "none"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "1.01"),
+            (MIN_COMPACTION_LAG_MS, "-1"),
+            (MAX_COMPACTION_LAG_MS, "0"),
+            (DELETE_RETENTION_MS, "9223372036854775808"),
+        ] {
+            assert!(
+                matches!(
+                    TopicConfig::from_map(&map(&[(key, value)])),
+                    Err(TopicConfigError::InvalidValue { .. })
+                ),
+                "{key}={value}"
+            );
+        }
     }
 
     #[test]

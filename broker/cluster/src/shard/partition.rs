@@ -66,6 +66,21 @@ pub fn log_config(config: &TopicConfig, batch_bytes_max: usize) -> LogConfig {
     if let Some(milliseconds) = config.retention_ms {
         log.retention_ms = u64::try_from(milliseconds).ok();
     }
+    if let Some(policy) = config.cleanup_policy {
+        log.cleanup_policy = policy;
+    }
+    if let Some(ratio) = config.min_cleanable_dirty_ratio {
+        log.min_cleanable_dirty_ratio = ratio;
+    }
+    if let Some(milliseconds) = config.min_compaction_lag_ms {
+        log.min_compaction_lag_ms = milliseconds;
+    }
+    if let Some(milliseconds) = config.max_compaction_lag_ms {
+        log.max_compaction_lag_ms = milliseconds;
+    }
+    if let Some(milliseconds) = config.delete_retention_ms {
+        log.delete_retention_ms = milliseconds;
+    }
     let (default_bytes, default_us) = match log.durability {
         Durability::GroupCommit {
             interval_bytes,

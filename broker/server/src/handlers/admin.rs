@@ -103,6 +103,26 @@ pub(crate) fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
             topic_config::MAX_MESSAGE_BYTES,
             max_message_bytes(&log).to_string(),
         ),
+        (
+            topic_config::CLEANUP_POLICY,
+            log.cleanup_policy.as_str().to_string(),
+        ),
+        (
+            topic_config::MIN_CLEANABLE_DIRTY_RATIO,
+            log.min_cleanable_dirty_ratio.to_string(),
+        ),
+        (
+            topic_config::MIN_COMPACTION_LAG_MS,
+            log.min_compaction_lag_ms.to_string(),
+        ),
+        (
+            topic_config::MAX_COMPACTION_LAG_MS,
+            log.max_compaction_lag_ms.to_string(),
+        ),
+        (
+            topic_config::DELETE_RETENTION_MS,
+            log.delete_retention_ms.to_string(),
+        ),
     ];
     values
         .into_iter()
@@ -591,5 +611,19 @@ mod tests {
         assert_eq!(explicit.retention_ms, implicit.retention_ms);
         assert_eq!(explicit.durability, implicit.durability);
         assert_eq!(explicit.batch_bytes_max, implicit.batch_bytes_max);
+        assert_eq!(explicit.cleanup_policy, implicit.cleanup_policy);
+        assert_eq!(
+            explicit.min_cleanable_dirty_ratio,
+            implicit.min_cleanable_dirty_ratio
+        );
+        assert_eq!(
+            explicit.min_compaction_lag_ms,
+            implicit.min_compaction_lag_ms
+        );
+        assert_eq!(
+            explicit.max_compaction_lag_ms,
+            implicit.max_compaction_lag_ms
+        );
+        assert_eq!(explicit.delete_retention_ms, implicit.delete_retention_ms);
     }
 }

@@ -61,7 +61,9 @@ pub struct ConfigArgs {
     retention_ms: Option<i64>,
     /// Any topic config, KEY=VALUE (repeatable). Keys: retention.bytes, retention.ms,
     /// segment.bytes, segment.ms, durability (fsync-every-append | group-commit),
-    /// group.commit.bytes, group.commit.us, max.message.bytes.
+    /// group.commit.bytes, group.commit.us, max.message.bytes, cleanup.policy (delete | compact |
+    /// compact,delete), min.cleanable.dirty.ratio, min.compaction.lag.ms,
+    /// max.compaction.lag.ms, delete.retention.ms.
     #[arg(long = "config", value_parser = crate::parse_key_value, value_name = "KEY=VALUE")]
     configs: Vec<(String, String)>,
 }

@@ -4,14 +4,16 @@
 //!
 //! A topic config a Kafka client names is one of three kinds:
 //! - a catalog key under Kafka's own name (`retention.ms`, `retention.bytes`, `segment.bytes`,
-//!   `segment.ms`, `max.message.bytes`): stored, enforced, described with its Kafka type and
-//!   its broker-level synonym (`log.retention.ms`, `message.max.bytes`, ...);
+//!   `segment.ms`, `max.message.bytes`, `cleanup.policy` and the compaction settings
+//!   `min.cleanable.dirty.ratio`, `min.compaction.lag.ms`, `max.compaction.lag.ms`,
+//!   `delete.retention.ms`): stored, enforced, described with its Kafka type and its
+//!   broker-level synonym (`log.retention.ms`, `message.max.bytes`, ...); `cleanup.policy`, a
+//!   list, also takes IncrementalAlterConfigs' APPEND and SUBTRACT;
 //! - a catalog key Kafka does not have (`durability`, `group.commit.bytes`, `group.commit.us`:
 //!   Spate's fsync policy, where Kafka has `flush.messages`/`flush.ms`, which mean something
 //!   else): described like the others under Spate's names, with Spate's documentation, and its
 //!   only synonym is its own default;
-//! - a Kafka config that Spate honours in exactly one way (`cleanup.policy=delete`,
-//!   `compression.type=producer`, `min.insync.replicas=1`, `message.timestamp.type=CreateTime`):
+//! - a Kafka config that Spate honours in exactly one way (`compression.type=producer`, `min.insync.replicas=1`, `message.timestamp.type=CreateTime`):
 //!   described read-only at that value; setting it to that value is accepted and changes
 //!   nothing (clients and tools send these at creation, and Spate does what they ask); any other
 //!   value is refused with the reason. Each row says why.
@@ -26,10 +28,11 @@ use std::collections::BTreeMap;
 
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 
-use crate::catalog::topic_config::{self, TopicConfig};
+use crate::catalog::topic_config::{self, CleanupPolicy, TopicConfig};
 use crate::config::{defaults, Config, KafkaConfig};
 use crate::group::GroupLimits;
 use crate::handlers::admin::topic_defaults;
+use crate::storage::LogConfig;
 
 /// Kafka's config resource types (`ConfigResource.Type`).
 pub(crate) mod resource_type {
@@ -46,6 +49,7 @@ pub(crate) enum ConfigType {
     Int = 3,
     Short = 4,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -93,7 +97,7 @@ pub(crate) struct TopicConfigDefinition {
 }
 
 /// Every topic config a Kafka client may name, in the order DescribeConfigs lists them.
-pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 12] = [
+pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 16] = [
     TopicConfigDefinition {
         name: topic_config::RETENTION_MS,
         config_type: ConfigType::Long,
@@ -130,16 +134,39 @@ pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 12] = [
         documentation: "The largest record batch a producer may send, in bytes as Kafka counts it; never above the broker's frame limit or the segment size.",
     },
     TopicConfigDefinition {
-        name: "cleanup.policy",
+        name: topic_config::CLEANUP_POLICY,
         config_type: ConfigType::List,
         broker_name: "log.cleanup.policy",
-        holding: Holding::Fixed {
-            value: "delete",
-            // Kafka Connect and Streams ask for compacted topics; accepting "compact" and then
-            // deleting by retention would lose the latest value of their keys.
-            refusal: "Spate does not compact logs: its only cleanup policy is delete (by retention.ms and retention.bytes)",
-        },
-        documentation: "delete: old segments are deleted by retention. Spate does not compact.",
+        holding: Holding::Catalog,
+        documentation: "delete: closed segments are deleted by retention.ms and retention.bytes; compact: the log keeps at least the last record of every key (the compactor rewrites closed segments); compact,delete: both.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::MIN_CLEANABLE_DIRTY_RATIO,
+        config_type: ConfigType::Double,
+        broker_name: "log.cleaner.min.cleanable.ratio",
+        holding: Holding::Catalog,
+        documentation: "A compacted log is cleaned once the records written since its last cleaning are at least this share of it (0 to 1).",
+    },
+    TopicConfigDefinition {
+        name: topic_config::MIN_COMPACTION_LAG_MS,
+        config_type: ConfigType::Long,
+        broker_name: "log.cleaner.min.compaction.lag.ms",
+        holding: Holding::Catalog,
+        documentation: "A record stays uncompacted for at least this many milliseconds after it was written.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::MAX_COMPACTION_LAG_MS,
+        config_type: ConfigType::Long,
+        broker_name: "log.cleaner.max.compaction.lag.ms",
+        holding: Holding::Catalog,
+        documentation: "A record older than this many milliseconds is compacted whatever the dirty ratio.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::DELETE_RETENTION_MS,
+        config_type: ConfigType::Long,
+        broker_name: "log.cleaner.delete.retention.ms",
+        holding: Holding::Catalog,
+        documentation: "Tombstones (null values) and transaction markers of a compacted topic are kept this many milliseconds after compaction first reached them, so that consumers reading from the start see the deletion.",
     },
     TopicConfigDefinition {
         name: "compression.type",
@@ -337,25 +364,52 @@ fn apply_change(
                 )));
             }
             let value = value.ok_or_else(null)?;
-            let Holding::Fixed {
-                value: only,
-                refusal,
-            } = definition.holding
-            else {
-                unreachable!("every list config is a fixed one");
-            };
             let items = list_items(value);
-            if appending && items.iter().any(|item| !item.eq_ignore_ascii_case(only)) {
-                return Err(ConfigRefusal::invalid_config(format!(
-                    "{name} cannot take {value:?}: {refusal}"
-                )));
+            match definition.holding {
+                // The one catalog list: cleanup.policy. Kafka appends to (or subtracts from) the
+                // value in force, the topic's or the default.
+                Holding::Catalog => {
+                    let current = config
+                        .cleanup_policy
+                        .unwrap_or(LogConfig::default().cleanup_policy);
+                    let (mut delete, mut compact) = (current.delete, current.compact);
+                    for item in &items {
+                        let slot = match item.to_ascii_lowercase().as_str() {
+                            "delete" => &mut delete,
+                            "compact" => &mut compact,
+                            _ => {
+                                return Err(ConfigRefusal::invalid_config(format!(
+                                    "{name} cannot take {item:?}: its values are delete and compact"
+                                )))
+                            }
+                        };
+                        *slot = appending;
+                    }
+                    if !delete && !compact {
+                        return Err(ConfigRefusal::invalid_config(format!(
+                            "{name} cannot be empty: it must keep delete, compact or both"
+                        )));
+                    }
+                    let policy = CleanupPolicy { delete, compact };
+                    catalog_entry(config, name, policy.as_str())
+                }
+                Holding::Fixed {
+                    value: only,
+                    refusal,
+                } => {
+                    if appending && items.iter().any(|item| !item.eq_ignore_ascii_case(only)) {
+                        return Err(ConfigRefusal::invalid_config(format!(
+                            "{name} cannot take {value:?}: {refusal}"
+                        )));
+                    }
+                    if !appending && items.iter().any(|item| item.eq_ignore_ascii_case(only)) {
+                        return Err(ConfigRefusal::invalid_config(format!(
+                            "{name} cannot lose {only:?}: {refusal}"
+                        )));
+                    }
+                    Ok(config.clone())
+                }
             }
-            if !appending && items.iter().any(|item| item.eq_ignore_ascii_case(only)) {
-                return Err(ConfigRefusal::invalid_config(format!(
-                    "{name} cannot lose {only:?}: {refusal}"
-                )));
-            }
-            Ok(config.clone())
         }
     }
 }
@@ -669,7 +723,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             (cleanup.value.as_str(), cleanup.read_only),
-            ("delete", true)
+            ("delete", false)
+        );
+        let ratio = described
+            .iter()
+            .find(|config| config.name == "min.cleanable.dirty.ratio")
+            .unwrap();
+        assert_eq!(
+            (ratio.value.as_str(), ratio.config_type),
+            ("0.5", ConfigType::Double)
         );
     }
 
@@ -722,7 +784,6 @@ mod tests {
     fn fixed_configs_take_their_one_value_and_refuse_others_with_the_reason() {
         let unchanged = TopicConfig::default();
         for (name, value) in [
-            ("cleanup.policy", "delete"),
             ("compression.type", "producer"),
             ("min.insync.replicas", "1"),
             ("message.timestamp.type", "CreateTime"),
@@ -733,8 +794,6 @@ mod tests {
             );
         }
         for (name, value, reason) in [
-            ("cleanup.policy", "compact", "compact"),
-            ("cleanup.policy", "compact,delete", "compact"),
             ("compression.type", "zstd", "recompress"),
             ("min.insync.replicas", "2", "single replica"),
             ("message.timestamp.type", "LogAppendTime", "timestamps"),
@@ -755,16 +814,29 @@ mod tests {
         let refusal = apply_changes(&config, [append("retention.ms", "5")]).unwrap_err();
         assert_eq!(refusal.error, ResponseError::InvalidConfig);
         assert!(refusal.message.contains("list"), "{}", refusal.message);
+        // cleanup.policy appends to the value in force (the default, delete, here).
         assert_eq!(
-            apply_changes(&config, [append("cleanup.policy", "delete")]),
-            Ok(config.clone())
+            apply_changes(&config, [append("cleanup.policy", "delete")])
+                .unwrap()
+                .cleanup_policy,
+            Some(CleanupPolicy::DELETE)
         );
-        assert!(apply_changes(&config, [append("cleanup.policy", "compact")]).is_err());
-        let subtract = ConfigChange::Subtract {
+        let both = apply_changes(&config, [append("cleanup.policy", "compact")]).unwrap();
+        assert_eq!(both.cleanup_policy, Some(CleanupPolicy::COMPACT_DELETE));
+        let subtract = |value| ConfigChange::Subtract {
             name: "cleanup.policy",
-            value: Some("delete"),
+            value: Some(value),
         };
-        assert!(apply_changes(&config, [subtract]).is_err());
+        assert_eq!(
+            apply_changes(&both, [subtract("delete")])
+                .unwrap()
+                .cleanup_policy,
+            Some(CleanupPolicy::COMPACT)
+        );
+        // It may not become empty, nor take a word Kafka does not have.
+        assert!(apply_changes(&config, [subtract("delete")]).is_err());
+        assert!(apply_changes(&config, [append("cleanup.policy", "archive")]).is_err());
+        assert!(apply_changes(&config, [append("compression.type", "zstd")]).is_err());
     }
 
     #[test]
