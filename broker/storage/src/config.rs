@@ -75,6 +75,13 @@ pub const PRODUCERS_PER_PARTITION_MAX_DEFAULT: usize = 4096;
 /// A producer that has not appended for this long is forgotten (Kafka's
 /// `producer.id.expiration.ms`).
 pub const PRODUCER_EXPIRY_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
+/// At most this many aborted transactions are returned by one
+/// `PartitionLog::aborted_transactions` call (one read_committed fetch). Each aborted
+/// transaction in a range holds at least one data batch and its marker (two batch headers,
+/// over 128 bytes), so a fetch that passes the end of the records it returns as the upper
+/// offset stays below this for any response under 8 MiB; the bound only caps what a bad range
+/// can cost.
+pub const ABORTED_TRANSACTIONS_READ_MAX: usize = 65_536;
 /// No configuration may remember more producers per partition: bounds a producer snapshot
 /// (about 140 MiB at this count) and so the memory its load may take.
 pub const PRODUCERS_PER_PARTITION_LIMIT: usize = 1 << 20;

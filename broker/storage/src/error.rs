@@ -14,6 +14,7 @@ use spate_protocol::BatchError;
 
 use super::config::ConfigError;
 use super::producer_state::ProducerRefusal;
+use super::transactions::TxnRefusal;
 
 /// Why a storage operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -138,6 +139,25 @@ pub enum StorageError {
         base_sequence: i32,
         record_count: u32,
     },
+    /// Kafka's INVALID_TXN_STATE: a batch the transaction rules refuse (a non-transactional
+    /// batch from a producer with a transaction open here, or a transactional batch that may
+    /// not open one: not verified, or a marker came after its verification). Nothing of the
+    /// batch was appended.
+    #[error("invalid transaction state in {}: producer {producer_id}: {reason}", .directory.display())]
+    InvalidTxnState {
+        directory: PathBuf,
+        producer_id: i64,
+        reason: &'static str,
+    },
+    /// A transaction marker from an older coordinator epoch than one the partition has seen for
+    /// the producer (Kafka's TRANSACTION_COORDINATOR_FENCED). Nothing was appended.
+    #[error("transaction coordinator fenced in {}: producer {producer_id} marker of coordinator epoch {received_coordinator_epoch}, {current_coordinator_epoch} seen", .directory.display())]
+    TransactionCoordinatorFenced {
+        directory: PathBuf,
+        producer_id: i64,
+        current_coordinator_epoch: i32,
+        received_coordinator_epoch: i32,
+    },
 }
 
 /// Formats an optional byte position for error messages: " at byte N", or nothing when the
@@ -182,6 +202,31 @@ impl StorageError {
             path: path.to_path_buf(),
             position,
             reason: reason.into(),
+        }
+    }
+
+    /// A transaction refusal, with the partition directory it happened in.
+    pub fn transaction(directory: &Path, refusal: TxnRefusal) -> Self {
+        let directory = directory.to_path_buf();
+        match refusal {
+            TxnRefusal::InvalidTxnState {
+                producer_id,
+                reason,
+            } => StorageError::InvalidTxnState {
+                directory,
+                producer_id,
+                reason,
+            },
+            TxnRefusal::CoordinatorFenced {
+                producer_id,
+                current_coordinator_epoch,
+                received_coordinator_epoch,
+            } => StorageError::TransactionCoordinatorFenced {
+                directory,
+                producer_id,
+                current_coordinator_epoch,
+                received_coordinator_epoch,
+            },
         }
     }
 

@@ -7,7 +7,8 @@
 //! [`DmaFileSystem`] (glommio `DmaFile`, O_DIRECT over io_uring; create one per shard with
 //! [`DmaFileSystem::for_data_dir`]) or [`MemoryFileSystem`] (seeded, fault-injecting, crashable,
 //! for tests and simulation). Idempotent producers' sequences are checked per partition
-//! (`producer_state`) and persisted as snapshots (`producer_snapshot`). Every limit is in
+//! (`producer_state`) and persisted as snapshots (`producer_snapshot`); transactions (open ones, the
+//! last stable offset, aborted ones, markers) are tracked in `transactions`. Every limit is in
 //! [`LogConfig`]. The byte layout, the write ordering and every crash case are in
 //! `broker/storage/FORMAT.md`, beside this crate's `src/`.
 //!
@@ -34,6 +35,7 @@ pub mod recovery;
 pub mod segment;
 pub mod slow_sync;
 pub mod tail_cache;
+pub mod transactions;
 pub mod writer;
 
 pub use blocking::BlockingFileSystem;
@@ -48,6 +50,9 @@ pub use file::{
     StorageFile, DIRECT_IO_ALIGNMENT_BYTES,
 };
 pub use file_cache::{CachedFile, CachedFileSystem, FileCacheStats};
-pub use log::{validate_batch, AppendOutcome, PartitionLog, ReadOutcome, RetentionOutcome};
+pub use log::{
+    validate_batch, AppendOutcome, PartitionLog, ReadOutcome, RetentionOutcome, TxnAppend,
+};
 pub use memory::{FaultPlan, MemoryFileSystem, MemoryStats, SimulationRng};
 pub use producer_state::{ProducerEntry, ProducerRefusal, ProducerState, RetainedBatch};
+pub use transactions::{AbortedTxn, TxnMarker, TxnResult, VerificationGuard};

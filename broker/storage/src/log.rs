@@ -23,7 +23,12 @@
 //!
 //! Not here: the byte-level write path state machine (`writer`), segment files and scanning
 //! (`segment`), crash recovery of one segment (`recovery`), the producer rules
-//! (`producer_state`) and snapshot files (`producer_snapshot`), the on-disk layout (`FORMAT.md`).
+//! (`producer_state`) and snapshot files (`producer_snapshot`), transactions (`transactions`,
+//! and their log hooks in `log::txn`), the on-disk layout (`FORMAT.md`).
+
+mod txn;
+
+pub use txn::TxnAppend;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -56,6 +61,7 @@ use super::segment::{
 };
 use super::slow_sync::SlowSyncWarnings;
 use super::tail_cache::TailCache;
+use super::transactions::{TransactionState, VerificationGuard};
 use super::writer::{
     AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, SlotState, Status, Step, SyncJob,
     WriteJob, WritePath, Writer,
@@ -136,6 +142,8 @@ struct LogState<File> {
     roll_pending: bool,
     /// Idempotent producers of this partition.
     producers: ProducerState,
+    /// Transactions of this partition (`transactions`; checked and recorded by `log::txn`).
+    transactions: TransactionState,
     /// Tickets of appends waiting to be admitted; only the smallest may be admitted next, and
     /// an append arriving while any waits takes a ticket too (arrival order).
     admission_waiting: BTreeSet<u64>,
@@ -274,6 +282,7 @@ impl<File: StorageFile> LogState<File> {
             writer: &mut self.writer,
             tail_cache: &mut self.tail_cache,
             producers: &mut self.producers,
+            transactions: &mut self.transactions,
             roll_pending: &mut self.roll_pending,
         }
     }
@@ -299,6 +308,7 @@ impl<File: StorageFile> LogState<File> {
         mut batch: BytesMut,
         header: &BatchHeader,
         producer: Option<&ProducerBatch>,
+        transaction: TxnAppend,
         now_ms: i64,
     ) -> Admitted {
         let base_offset = self.active.tail.next_offset;
@@ -331,6 +341,7 @@ impl<File: StorageFile> LogState<File> {
                 now_ms,
             );
         }
+        self.record_transaction(header, transaction, base_offset, now_ms);
         let outcome = AppendOutcome {
             base_offset,
             next_offset: tail_after.next_offset,
@@ -941,6 +952,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 config.producers_per_partition_max,
                 config.producer_expiry_ms,
             ),
+            transactions: TransactionState::new(config.producers_per_partition_max),
             admission_waiting: BTreeSet::new(),
             admission_tickets_issued: 0,
             slow_syncs: SlowSyncWarnings::default(),
@@ -1162,9 +1174,17 @@ impl<F: FileSystem> PartitionLog<F> {
     ) -> Result<AppendOutcome, StorageError> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
         let header = validate_batch(&batch, batch_bytes_max)?;
+        txn::refuse_control_batch(&header)?;
         let producer = self.producer_of(&header)?;
         let admitted = match self
-            .admit(batch, &header, producer.as_ref(), &[], &mut None)
+            .admit(
+                batch,
+                &header,
+                producer.as_ref(),
+                TxnAppend::Data(None),
+                &[],
+                &mut None,
+            )
             .await
         {
             Ok(admitted) => admitted,
@@ -1195,11 +1215,24 @@ impl<F: FileSystem> PartitionLog<F> {
         batches: Vec<BytesMut>,
         wait: AppendWait,
     ) -> Result<Vec<AppendOutcome>, StorageError> {
+        self.append_batches_verified(batches, wait, None).await
+    }
+
+    /// [`PartitionLog::append_batches`] with the verification guard of the request (see
+    /// [`PartitionLog::begin_txn_verification`]): a transactional batch that opens its
+    /// producer's transaction here is appended only with a guard still valid.
+    pub async fn append_batches_verified(
+        &self,
+        batches: Vec<BytesMut>,
+        wait: AppendWait,
+        guard: Option<VerificationGuard>,
+    ) -> Result<Vec<AppendOutcome>, StorageError> {
         let batch_bytes_max = self.state.borrow().config.batch_bytes_max;
         let checked = batches
             .iter()
             .map(|batch| {
                 let header = validate_batch(batch, batch_bytes_max)?;
+                txn::refuse_control_batch(&header)?;
                 let producer = self.producer_of(&header)?;
                 Ok((header, producer))
             })
@@ -1213,7 +1246,14 @@ impl<F: FileSystem> PartitionLog<F> {
             // Stops at the first earlier batch of this call that has failed (see `admit`): the
             // call fails with that batch's error, not with what its rollback did to this one.
             match self
-                .admit(batch, header, producer.as_ref(), &admitted, &mut ticket)
+                .admit(
+                    batch,
+                    header,
+                    producer.as_ref(),
+                    TxnAppend::Data(guard),
+                    &admitted,
+                    &mut ticket,
+                )
                 .await
             {
                 Ok(one) => admitted.push(one),
@@ -1274,6 +1314,7 @@ impl<F: FileSystem> PartitionLog<F> {
         batch: BytesMut,
         header: &BatchHeader,
         producer: Option<&ProducerBatch>,
+        transaction: TxnAppend,
         earlier_in_call: &[Admitted],
         ticket: &mut Option<AdmissionTicket<'log, F>>,
     ) -> Result<Admitted, StorageError> {
@@ -1303,6 +1344,9 @@ impl<F: FileSystem> PartitionLog<F> {
                             .map_err(|refusal| StorageError::producer(&self.directory, refusal))?,
                         None => Verdict::Append,
                     };
+                    if verdict == Verdict::Append {
+                        state.check_transaction(header, transaction, &self.directory)?;
+                    }
                     match verdict {
                         Verdict::Duplicate {
                             base_offset,
@@ -1322,7 +1366,13 @@ impl<F: FileSystem> PartitionLog<F> {
                             } else {
                                 let batch = batch.take().expect("a batch is enqueued once");
                                 let now_ms = self.clock.now_ms();
-                                Admission::Admitted(state.enqueue(batch, header, producer, now_ms))
+                                Admission::Admitted(state.enqueue(
+                                    batch,
+                                    header,
+                                    producer,
+                                    transaction,
+                                    now_ms,
+                                ))
                             }
                         }
                     }
@@ -1908,6 +1958,7 @@ impl<F: FileSystem> PartitionLog<F> {
             let mut state = self.state.borrow_mut();
             state.log_start_offset = log_start_offset;
             state.producers.drop_before(log_start_offset);
+            state.transactions.drop_before(log_start_offset);
         }
         let victims: Vec<Segment<F::File>> = {
             let mut state = self.state.borrow_mut();
@@ -2169,6 +2220,9 @@ impl<F: FileSystem> PartitionLog<F> {
             config.producers_per_partition_max,
             config.producer_expiry_ms,
         );
+        state
+            .transactions
+            .set_limits(config.producers_per_partition_max);
         state.config = config;
     }
 

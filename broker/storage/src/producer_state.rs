@@ -355,6 +355,21 @@ impl ProducerState {
         }
     }
 
+    /// A transaction marker of `producer_epoch` was appended for `producer_id`. An epoch newer
+    /// than the producer's (the coordinator bumped it, e.g. to abort a timed-out transaction)
+    /// fences the older one from now on, and the producer must start the new epoch at sequence
+    /// 0 (held there, as Kafka's entry without a sequence expects). An unknown producer gets no
+    /// entry: the coordinator's epoch checks fence it.
+    pub fn observe_marker_epoch(&mut self, producer_id: i64, producer_epoch: i16) {
+        if let Some(entry) = self.producers.get_mut(&producer_id) {
+            if entry.epoch < producer_epoch {
+                entry.epoch = producer_epoch;
+                entry.batches.clear();
+                entry.held_at = Some(0);
+            }
+        }
+    }
+
     /// Keeps only the last [`PRODUCER_BATCHES_RETAINED`] batches of each producer. For when
     /// everything is durable (roll, close), before a snapshot, which holds no more.
     pub fn trim_to_retained(&mut self) {
@@ -1006,6 +1021,29 @@ mod tests {
         // Producer 1 had expired, so nobody else had to go.
         assert!(state.get(1).is_none());
         assert!(state.get(2).is_some() && state.get(3).is_some());
+    }
+
+    #[test]
+    fn a_marker_of_a_newer_epoch_fences_the_old_one_and_restarts_the_sequence() {
+        let mut state = state();
+        append(&mut state, producer(1, 0, 0, 5), 0, 5).expect("first");
+        state.observe_marker_epoch(1, 0);
+        assert_eq!(state.check(&producer(1, 0, 5, 1)), Ok(Verdict::Append));
+        state.observe_marker_epoch(1, 1);
+        assert!(matches!(
+            state.check(&producer(1, 0, 5, 1)),
+            Err(ProducerRefusal::ProducerFenced { .. })
+        ));
+        assert!(matches!(
+            state.check(&producer(1, 1, 3, 1)),
+            Err(ProducerRefusal::OutOfOrderSequence {
+                expected_sequence: 0,
+                ..
+            })
+        ));
+        assert_eq!(state.check(&producer(1, 1, 0, 1)), Ok(Verdict::Append));
+        state.observe_marker_epoch(9, 4);
+        assert!(state.get(9).is_none());
     }
 
     #[test]

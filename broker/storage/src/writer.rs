@@ -32,6 +32,7 @@ use super::file::{align_down, align_up, IoBuffer, StorageFile};
 use super::producer_state::ProducerState;
 use super::segment::{IndexWrite, Segment, SegmentFiles, SegmentPaths, SegmentTail};
 use super::tail_cache::TailCache;
+use super::transactions::TransactionState;
 
 /// Where an accepted append stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +237,7 @@ pub struct WritePath<'a, File> {
     pub writer: &'a mut Writer,
     pub tail_cache: &'a mut TailCache,
     pub producers: &'a mut ProducerState,
+    pub transactions: &'a mut TransactionState,
     /// Whether a roll of the active segment was decided and has not happened yet.
     pub roll_pending: &'a mut bool,
 }
@@ -659,6 +661,9 @@ impl<File: StorageFile> WritePath<'_, File> {
         // A retry of a rolled-back batch must be appended again, not answered as a duplicate of
         // bytes that are gone.
         self.producers.truncate_from(durable.tail.next_offset);
+        // Transactions opened by rolled-back batches are gone; those a rolled-back marker
+        // ended are open again.
+        self.transactions.truncate_from(durable.tail.next_offset);
         if active.is_empty() {
             // The roll was decided on batches that are gone; an empty segment is never closed.
             // (No roll step can have started: it runs only once everything is durable, and the

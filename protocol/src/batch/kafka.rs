@@ -34,7 +34,8 @@
 //! headers agree, so recovery finds a torn or corrupt Kafka batch like a native one.
 //!
 //! This file checks and wraps Kafka batches ([`check`], [`wrap`]) and reads them back
-//! ([`kafka_bytes`]). It never allocates while checking. `convert` turns a native batch into a
+//! ([`kafka_bytes`]). It never allocates while checking. `control` builds and reads transaction
+//! markers (control batches), which only the broker writes. `convert` turns a native batch into a
 //! Kafka one ([`to_kafka_v2`]); `records` reads a Kafka batch's records for native readers,
 //! after `compression` inflated them (bounded) when the producer compressed them; `varint`
 //! holds Kafka's variable-length integers.
@@ -48,6 +49,7 @@ use crate::constants::OFFSET_MAX;
 use crate::error::BatchError;
 
 pub mod compression;
+pub mod control;
 pub mod convert;
 pub mod records;
 pub mod varint;
