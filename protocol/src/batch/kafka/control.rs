@@ -3,8 +3,8 @@
 //!
 //! A marker is a Kafka RecordBatch v2 with attributes `TRANSACTIONAL | CONTROL`, no sequence
 //! (`baseSequence` -1), the producer's id and epoch, and one uncompressed record whose key is
-//! `version` int16 (0) + `type` int16 (0 abort, 1 commit) and whose value is `version` int16 (0)
-//! + `coordinatorEpoch` int32 (Kafka's `ControlRecordType` and `EndTransactionMarker`). It is
+//! `version` int16 (0), `type` int16 (0 abort, 1 commit) and whose value is `version` int16 (0),
+//! `coordinatorEpoch` int32 (Kafka's `ControlRecordType` and `EndTransactionMarker`). It is
 //! stored as payload format 2 like any Kafka batch, so a Kafka consumer is served the bytes
 //! as stored; native readers skip control batches. Clients may never write one
 //! ([`super::wrap`] refuses them); only [`marker_batch`] makes them.
