@@ -133,13 +133,13 @@ public final class Driver {
     try {
       writerThread.start();
       app.start();
-      waitFor(reader, wordsTotal / 5, "the first instance counts a fifth of the words");
+      waitFor(reader, app, wordsTotal / 5, "the first instance counts a fifth of the words");
       long atKill = reader.records();
       app.kill();
       log("application killed with SIGKILL after " + atKill + " of " + wordsTotal + " counts were committed, "
           + writer.sent() + " of " + sentences.size() + " sentences sent");
       app.start();
-      waitFor(reader, wordsTotal * 11 / 20, "the second instance counts past the half");
+      waitFor(reader, app, wordsTotal * 11 / 20, "the second instance counts past the half");
       long atBrokerKill = reader.records();
       broker(control, "kill9");
       log("broker killed with SIGKILL after " + atBrokerKill + " counts, " + writer.sent() + " sentences sent; restarting it");
@@ -147,7 +147,7 @@ public final class Driver {
       writerThread.join(WAIT.toMillis());
       check(writer.error.get() == null && writer.sent() == sentences.size(),
           "every sentence was acknowledged (" + writer.sent() + " of " + sentences.size() + "; " + writer.error.get() + ")");
-      waitFor(reader, wordsTotal, "all " + wordsTotal + " counts");
+      waitFor(reader, app, wordsTotal, "all " + wordsTotal + " counts");
       // A double count would show as more records than words: give it time to appear.
       Thread.sleep(3000);
       ranToEnd = true;
@@ -261,9 +261,13 @@ public final class Driver {
     return true;
   }
 
-  static void waitFor(OutputReader reader, long records, String what) throws InterruptedException {
+  static void waitFor(OutputReader reader, App app, long records, String what) throws InterruptedException {
     long deadline = System.nanoTime() + WAIT.toNanos();
     while (reader.records() < records) {
+      if (!app.process.isAlive()) {
+        throw new IllegalStateException("the application exited (status " + app.process.exitValue()
+            + ", see app-" + app.instance + ".log below) while waiting for " + what);
+      }
       if (System.nanoTime() > deadline) {
         throw new IllegalStateException("timed out after " + WAIT.toSeconds() + " s waiting for " + what
             + " (" + reader.records() + " of " + records + " counts committed)");

@@ -70,14 +70,21 @@ public final class WordCountApp {
       System.err.println("word-count: a stream thread failed, replacing it: " + error);
       return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
     });
-    streams.setStateListener((newState, oldState) ->
-        System.err.println("word-count: state " + oldState + " -> " + newState));
     CountDownLatch stopped = new CountDownLatch(1);
+    streams.setStateListener((newState, oldState) -> {
+      System.err.println("word-count: state " + oldState + " -> " + newState);
+      // Streams gave up (every thread failed): exit, so that the driver sees it at once.
+      if (newState == KafkaStreams.State.ERROR || newState == KafkaStreams.State.NOT_RUNNING) {
+        stopped.countDown();
+      }
+    });
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       streams.close(Duration.ofSeconds(20));
       stopped.countDown();
     }));
     streams.start();
     stopped.await();
+    System.err.println("word-count: stopped in state " + streams.state());
+    System.exit(3);
   }
 }
