@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 
 use spate_protocol::api::CreatePartitionsRequest;
+use spate_protocol::api::TopicResult;
 use spate_protocol::api::{AlterTopicConfigRequest, ConfigEntry, CreateTopic, CreateTopicsRequest};
 use spate_protocol::api::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteTopicsRequest};
 use spate_protocol::api::{DescribeClusterRequest, DescribeClusterResponse};
 use spate_protocol::api::{DescribeTopicRequest, ListOffsetsPartition, ListOffsetsRequest};
-use spate_protocol::api::{ListTopicsRequest, OffsetSpec, TopicPartitions, TopicResult};
+use spate_protocol::api::{IsolationLevel, ListTopicsRequest, OffsetSpec, TopicPartitions};
 use spate_protocol::api::{MetadataRequest, PartitionMetadata};
 use spate_protocol::ErrorCode;
 
@@ -451,7 +452,14 @@ impl Admin {
         let topic = topic.to_string();
         let partitions = partitions.map(<[u32]>::to_vec);
         self.client.spawn("list offsets", async move {
-            list_offsets(&network, &topic, partitions, spec).await
+            list_offsets(
+                &network,
+                &topic,
+                partitions,
+                spec,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
         })
     }
 
@@ -519,12 +527,16 @@ async fn describe_broker(network: &Network) -> Result<DescribeClusterResponse, E
     Ok(broker)
 }
 
-/// Shared with the consumer, which resolves its start positions with it.
+/// Shared with the consumer, which resolves its start positions with it. Under
+/// `ReadCommitted`, latest is the last stable offset; a broker that predates transactions
+/// (ListOffsets version 0) cannot say it, and the lookup fails rather than answer the high
+/// watermark.
 pub(crate) async fn list_offsets(
     network: &Network,
     topic: &str,
     partitions: Option<Vec<u32>>,
     spec: OffsetSpec,
+    isolation_level: IsolationLevel,
 ) -> Result<Vec<PartitionOffset>, Error> {
     if spec.to_wire().is_none() {
         return Err(Error::invalid(
@@ -547,6 +559,7 @@ pub(crate) async fn list_offsets(
                 })
                 .collect(),
         }],
+        isolation_level,
     };
     let response = network
         .call_retrying_answers(&request, "list offsets", |response| {

@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use spate_protocol::api::Acks;
+use spate_protocol::api::{Acks, IsolationLevel};
 use spate_protocol::batch::BATCH_HEADER_BYTES;
+use spate_protocol::constants::TRANSACTIONAL_ID_BYTES_MAX;
 use spate_protocol::constants::{BATCH_BYTES_MAX, FRAME_BYTES_MAX, PRODUCER_BATCHES_RETAINED};
 
 use crate::error::Error;
@@ -66,6 +67,9 @@ pub mod defaults {
     pub const IDEMPOTENCE: bool = true;
     /// How long the broker may take to append and acknowledge, sent in each produce request.
     pub const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a transaction may stay open before its coordinator aborts it (Kafka's
+    /// `transaction.timeout.ms` default).
+    pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// Fetched bytes a consumer holds ahead of the application.
     pub const PREFETCH_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -257,6 +261,14 @@ pub struct ProducerConfig {
     /// there is nothing to act on: batches go out unstamped. A broker without InitProducerId
     /// fails the producer with `Error::UnsupportedVersion`; set this to false for such a broker.
     pub idempotence: bool,
+    /// Kafka's `transactional.id`: makes the producer transactional (see
+    /// [`Producer::init_transactions`](crate::Producer::init_transactions)). The id names the
+    /// producer across restarts: a new instance with the same id fences the old one and aborts
+    /// the transaction it left open. Needs idempotence and `Acks::All`.
+    pub transactional_id: Option<String>,
+    /// How long a transaction may stay open before the broker aborts it (sent with
+    /// `init_transactions`; whole milliseconds, at most `i32::MAX`).
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -276,6 +288,8 @@ impl Default for ProducerConfig {
             produce_timeout: defaults::PRODUCE_TIMEOUT,
             keyless: KeylessPartitioning::Sticky,
             idempotence: defaults::IDEMPOTENCE,
+            transactional_id: None,
+            transaction_timeout: defaults::TRANSACTION_TIMEOUT,
         }
     }
 }
@@ -325,6 +339,22 @@ impl ProducerConfig {
         }
         if u32::try_from(self.produce_timeout.as_millis()).is_err() {
             return invalid("produce_timeout does not fit in u32 milliseconds".into());
+        }
+        if let Some(transactional_id) = &self.transactional_id {
+            if transactional_id.is_empty() || transactional_id.len() > TRANSACTIONAL_ID_BYTES_MAX {
+                return invalid(format!(
+                    "transactional_id must be 1 to {TRANSACTIONAL_ID_BYTES_MAX} bytes"
+                ));
+            }
+            if !self.idempotence || self.acks != Acks::All {
+                return invalid("a transactional producer needs idempotence and Acks::All".into());
+            }
+            let timeout_ms = self.transaction_timeout.as_millis();
+            if timeout_ms == 0 || timeout_ms > i32::MAX as u128 {
+                return invalid(
+                    "transaction_timeout must be at least 1 ms and fit in i32 milliseconds".into(),
+                );
+            }
         }
         Ok(())
     }
@@ -380,6 +410,12 @@ pub struct ConsumerConfig {
     /// cannot either. Held while the poll result lives, beside the fetched bytes
     /// `prefetch_bytes_max` bounds.
     pub decompressed_bytes_max: usize,
+    /// Kafka's `isolation.level`. `ReadUncommitted` (the default) reads every record up to the
+    /// high watermark, transactional or not. `ReadCommitted` reads only up to the last stable
+    /// offset (no record of an undecided transaction) and drops the records of aborted
+    /// transactions; a broker that predates transactions is refused
+    /// (`Error::UnsupportedVersion`) rather than read uncommitted.
+    pub isolation_level: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -392,6 +428,7 @@ impl Default for ConsumerConfig {
             fetch_backoff: defaults::FETCH_BACKOFF,
             offset_reset: OffsetReset::Error,
             decompressed_bytes_max: defaults::DECOMPRESSED_BYTES_MAX,
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 }

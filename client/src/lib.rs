@@ -71,5 +71,5 @@ pub use error::{Error, Result};
 pub use producer::partitioner::{murmur2, partition_for_key};
 pub use producer::RecordMetadata;
 pub use producer::{DeliveredBatch, Delivery, DeliveryHandler, Header, Producer, ProducerRecord};
-pub use spate_protocol::api::{Acks, OffsetSpec};
+pub use spate_protocol::api::{Acks, IsolationLevel, OffsetSpec};
 pub use spate_protocol::ErrorCode;

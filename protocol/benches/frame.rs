@@ -41,6 +41,7 @@ fn produce_request(partition_count: u32, batch: &Bytes) -> ProduceRequest {
                 })
                 .collect(),
         }],
+        transactional_id: None,
     }
 }
 

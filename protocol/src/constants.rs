@@ -86,6 +86,15 @@ pub const GROUPS_PER_MESSAGE_MAX: usize = 10_000;
 /// Longest client host string a group description carries.
 pub const CLIENT_HOST_BYTES_MAX: usize = 255;
 
+/// Longest transactional id (`transactional_id`). Kafka sets none; Kafka Streams builds its
+/// ids from the application id, a UUID and a task or thread, well under this.
+pub const TRANSACTIONAL_ID_BYTES_MAX: usize = 1024;
+
+/// Most aborted transactions one fetch answer lists for one partition. The broker ends a
+/// read_committed answer's records early rather than list more (the consumer fetches the rest
+/// again); 16 bytes each, so a full list is 1 MiB.
+pub const ABORTED_TRANSACTIONS_PER_PARTITION_MAX: usize = 65_536;
+
 /// Byte strings shorter than this are copied into a chunked encoding rather than kept as their
 /// own chunk: below it, another iovec costs more than the copy.
 pub const SHARED_CHUNK_BYTES_MIN: usize = 512;
@@ -102,4 +111,6 @@ const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX <= i32::MAX as usize);
 const _: () = assert!(MEMBER_ID_BYTES_MAX > CLIENT_ID_BYTES_MAX);
 const _: () = assert!(MEMBER_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(GROUP_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(TRANSACTIONAL_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(ABORTED_TRANSACTIONS_PER_PARTITION_MAX * 16 < FRAME_BYTES_MAX);
 const _: () = assert!(GROUP_MEMBER_METADATA_BYTES_MAX < FRAME_BYTES_MAX);

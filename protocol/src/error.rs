@@ -189,11 +189,41 @@ pub enum ErrorCode {
         "the partition is not available yet: the broker is still opening it after a start; retry"
     )]
     LeaderNotAvailable = 40,
+    /// Kafka's INVALID_TXN_STATE: the request does not fit the transaction's state (EndTxn
+    /// without a transaction, a non-transactional batch from a producer inside one, a
+    /// transactional batch for a partition not added to the transaction).
+    #[error("the request is not valid in the transaction's current state")]
+    InvalidTxnState = 41,
+    /// Kafka's INVALID_TRANSACTION_TIMEOUT.
+    #[error("the transaction timeout is larger than the broker allows or not positive")]
+    InvalidTransactionTimeout = 42,
+    /// Kafka's CONCURRENT_TRANSACTIONS: the previous transaction of this transactional id is
+    /// still being completed. Retriable.
+    #[error("the previous transaction of this transactional id is still completing; retry")]
+    ConcurrentTransactions = 43,
+    /// Kafka's TRANSACTIONAL_ID_NOT_FOUND.
+    #[error("the transactional id is not known to its coordinator")]
+    TransactionalIdNotFound = 44,
+    /// Kafka's TRANSACTION_COORDINATOR_FENCED: a newer coordinator took the transactional id.
+    #[error("a newer coordinator took over this transactional id")]
+    TransactionCoordinatorFenced = 45,
+    /// Kafka's UNSTABLE_OFFSET_COMMIT: an offset of the partition waits for its transaction to
+    /// end. Retriable.
+    #[error("the partition's offset is pending in an open transaction; retry")]
+    UnstableOffsetCommit = 46,
+    /// Kafka's OPERATION_NOT_ATTEMPTED: another item of the same request failed, so this one
+    /// was not tried.
+    #[error("not attempted: another item of the same request failed")]
+    OperationNotAttempted = 47,
+    /// Kafka's TRANSACTION_ABORTABLE: the transaction cannot commit any more; the producer must
+    /// abort it and may then begin a new one.
+    #[error("the transaction cannot commit any more; abort it")]
+    TransactionAbortable = 48,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 49] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -235,6 +265,14 @@ impl ErrorCode {
         Self::InvalidProducerIdMapping,
         Self::PartitionOffline,
         Self::LeaderNotAvailable,
+        Self::InvalidTxnState,
+        Self::InvalidTransactionTimeout,
+        Self::ConcurrentTransactions,
+        Self::TransactionalIdNotFound,
+        Self::TransactionCoordinatorFenced,
+        Self::UnstableOffsetCommit,
+        Self::OperationNotAttempted,
+        Self::TransactionAbortable,
     ];
 
     pub fn to_u16(self) -> u16 {
@@ -261,7 +299,8 @@ impl ErrorCode {
     /// codes that ask the member to act (rejoin: `UnknownMemberId`, `IllegalGeneration`,
     /// `RebalanceInProgress`, `MemberIdRequired`) are not retriable: the same request would
     /// fail the same way. Only the coordinator's own transient states are, and
-    /// `LeaderNotAvailable` (a partition still opening after a broker start).
+    /// `LeaderNotAvailable` (a partition still opening after a broker start), and the
+    /// transaction codes Kafka retries: `ConcurrentTransactions`, `UnstableOffsetCommit`.
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
@@ -276,6 +315,8 @@ impl ErrorCode {
                 | Self::NotCoordinator
                 | Self::CoordinatorLoadInProgress
                 | Self::LeaderNotAvailable
+                | Self::ConcurrentTransactions
+                | Self::UnstableOffsetCommit
         )
     }
 

@@ -302,7 +302,7 @@ proptest! {
             ),
         ),
     ) {
-        assert_request_round_trips(&ProduceRequest { acks, timeout_ms, topics })?;
+        assert_request_round_trips(&ProduceRequest { acks, timeout_ms, topics, transactional_id: None })?;
         assert_response_round_trips(&ProduceResponse { topics: responses })?;
     }
 
@@ -321,12 +321,13 @@ proptest! {
                     FetchPartitionResponse {
                         partition, error_code, high_watermark, log_start_offset,
                         records: RecordSet::from_chunks(batches),
+                        ..FetchPartitionResponse::default()
                     }
                 }),
         ),
     ) {
         let (max_wait_ms, min_bytes, max_bytes) = limits;
-        assert_request_round_trips(&FetchRequest { max_wait_ms, min_bytes, max_bytes, topics })?;
+        assert_request_round_trips(&FetchRequest { max_wait_ms, min_bytes, max_bytes, topics, ..FetchRequest::default() })?;
         assert_response_round_trips(&FetchResponse { error_code, topics: responses })?;
     }
 
@@ -350,7 +351,7 @@ proptest! {
             ),
         ),
     ) {
-        assert_request_round_trips(&ListOffsetsRequest { topics: requests })?;
+        assert_request_round_trips(&ListOffsetsRequest { topics: requests, ..ListOffsetsRequest::default() })?;
         assert_response_round_trips(&ListOffsetsResponse { topics: responses })?;
         assert_request_round_trips(&DeleteRecordsRequest { timeout_ms, topics: deletes })?;
         assert_response_round_trips(&DeleteRecordsResponse { topics: deleted })?;
@@ -381,7 +382,7 @@ proptest! {
         // Valid bodies reach deeper decoder paths than random bytes do.
         let mut bodies = Vec::new();
         let mut body = BytesMut::new();
-        ProduceRequest { acks: Acks::All, timeout_ms: 1, topics: produce }.encode(0, &mut body).unwrap();
+        ProduceRequest { acks: Acks::All, timeout_ms: 1, topics: produce, transactional_id: None }.encode(0, &mut body).unwrap();
         bodies.push(body);
         let mut body = BytesMut::new();
         CreateTopicsRequest { topics: creates, timeout_ms: 1 }.encode(0, &mut body).unwrap();
@@ -420,6 +421,7 @@ fn produce_decoding_slices_batches_out_of_the_body_without_copying() {
                 batches: vec![batch.clone(), batch.clone()],
             }],
         }],
+        transactional_id: None,
     };
     let mut body = BytesMut::new();
     request.encode(0, &mut body).unwrap();
@@ -452,6 +454,7 @@ fn fetch_response_chunks_share_large_batches_with_storage_buffers() {
                 high_watermark: 1,
                 log_start_offset: 0,
                 records: RecordSet::from_chunks(vec![stored.clone()]),
+                ..FetchPartitionResponse::default()
             }],
         }],
     };
@@ -605,6 +608,7 @@ fn invalid_acks_and_offset_specs_are_rejected() {
                 spec: OffsetSpec::Timestamp(-5),
             }],
         }],
+        ..ListOffsetsRequest::default()
     };
     assert!(request.encode(0, &mut BytesMut::new()).is_err());
     assert_eq!(OffsetSpec::from_wire(-3), None);
@@ -726,6 +730,10 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::InitProducerId, 21),
             (ApiKey::DescribeCluster, 22),
             (ApiKey::CreatePartitions, 23),
+            (ApiKey::AddPartitionsToTxn, 24),
+            (ApiKey::AddOffsetsToTxn, 25),
+            (ApiKey::EndTxn, 26),
+            (ApiKey::TxnOffsetCommit, 27),
         ]
     );
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);
@@ -734,11 +742,118 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
     assert_eq!(ErrorCode::BrokerBusy.to_u16(), 17);
     assert_eq!(ErrorCode::OutOfOrderSequence.to_u16(), 35);
     assert_eq!(ErrorCode::ProducerFenced.to_u16(), 37);
+    assert_eq!(ErrorCode::InvalidTxnState.to_u16(), 41);
+    assert_eq!(ErrorCode::TransactionAbortable.to_u16(), 48);
     for code in ErrorCode::ALL {
         assert_eq!(ErrorCode::from_u16(code.to_u16()), Some(code));
     }
     assert_eq!(ErrorCode::from_u16(ErrorCode::ALL.len() as u16), None);
     assert_eq!(ApiKey::from_u16(ApiKey::ALL.len() as u16), None);
+}
+
+#[test]
+fn a_version_0_peer_and_a_version_1_peer_agree_on_version_0() {
+    let range = |api_key: ApiKey, max_version| ApiVersionRange {
+        api_key: api_key.to_u16(),
+        min_version: 0,
+        max_version,
+    };
+    // What a build from before transactions lists.
+    let old = [range(ApiKey::Fetch, 0), range(ApiKey::InitProducerId, 0)];
+    assert_eq!(ApiKey::Fetch.versions(), (0, 1));
+    for api_key in [ApiKey::Fetch, ApiKey::InitProducerId] {
+        assert_eq!(
+            pick_version(&SUPPORTED_API_VERSIONS, &old, api_key),
+            Some(0)
+        );
+        assert_eq!(
+            pick_version(&old, &SUPPORTED_API_VERSIONS, api_key),
+            Some(0)
+        );
+    }
+    assert_eq!(
+        pick_version(&old, &SUPPORTED_API_VERSIONS, ApiKey::EndTxn),
+        None
+    );
+
+    // A version 0 fetch carries no isolation level and reads as read_uncommitted; its answer
+    // carries neither the last stable offset nor the aborted list.
+    let request = FetchRequest {
+        max_wait_ms: 1,
+        isolation_level: IsolationLevel::ReadCommitted,
+        ..FetchRequest::default()
+    };
+    let mut version_0 = BytesMut::new();
+    request.encode(0, &mut version_0).unwrap();
+    let mut version_1 = BytesMut::new();
+    request.encode(1, &mut version_1).unwrap();
+    assert_eq!(
+        version_1.len(),
+        version_0.len() + 1,
+        "one byte of isolation level"
+    );
+    let read = FetchRequest::decode(0, version_0.freeze()).unwrap();
+    assert_eq!(read.isolation_level, IsolationLevel::ReadUncommitted);
+    assert_eq!(
+        FetchRequest::decode(1, version_1.clone().freeze()).unwrap(),
+        request
+    );
+    // Read at the wrong version, the bytes do not pass: a leftover byte, or one missing.
+    assert!(FetchRequest::decode(0, version_1.freeze()).is_err());
+
+    let answer = FetchPartitionResponse {
+        last_stable_offset: 5,
+        aborted_transactions: vec![AbortedTransaction {
+            producer_id: 3,
+            first_offset: 4,
+        }],
+        ..FetchPartitionResponse::default()
+    };
+    let response = FetchResponse {
+        error_code: ErrorCode::None,
+        topics: vec![TopicPartitions {
+            name: "t".into(),
+            partitions: vec![answer],
+        }],
+    };
+    let mut old_answer = BytesMut::new();
+    response.encode(0, &mut old_answer).unwrap();
+    let read = FetchResponse::decode(0, old_answer.clone().freeze()).unwrap();
+    assert_eq!(read.topics[0].partitions[0].last_stable_offset, 0);
+    assert!(read.topics[0].partitions[0].aborted_transactions.is_empty());
+    assert!(FetchResponse::decode(1, old_answer.freeze()).is_err());
+}
+
+#[test]
+fn a_message_needs_the_version_of_its_newest_field_that_holds_a_value() {
+    assert_eq!(FetchRequest::default().version_needed(), 0);
+    let read_committed = FetchRequest {
+        isolation_level: IsolationLevel::ReadCommitted,
+        ..FetchRequest::default()
+    };
+    assert_eq!(read_committed.version_needed(), 1);
+    assert_eq!(InitProducerIdRequest::default().version_needed(), 0);
+    let transactional = InitProducerIdRequest {
+        transactional_id: Some("t".into()),
+        ..InitProducerIdRequest::default()
+    };
+    assert_eq!(transactional.version_needed(), 1);
+    assert_eq!(EndTxnRequest::default().version_needed(), 0);
+}
+
+#[test]
+fn an_isolation_level_other_than_0_or_1_is_refused() {
+    let mut body = BytesMut::new();
+    FetchRequest::default().encode(1, &mut body).unwrap();
+    let last = body.len() - 1;
+    body[last] = 2;
+    assert!(matches!(
+        FetchRequest::decode(1, body.freeze()),
+        Err(WireError::InvalidValue {
+            field: "isolation_level",
+            value: 2
+        })
+    ));
 }
 
 #[test]

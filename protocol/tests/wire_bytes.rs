@@ -40,6 +40,22 @@ impl Encodings {
         self.push(format!("{}/{label}", M::NAME), &body);
     }
 
+    /// Like `message`, at `version` (a later version's fields included), labelled with it.
+    fn message_at<M: Message + PartialEq + Debug>(
+        &mut self,
+        label: &str,
+        version: u16,
+        message: M,
+    ) {
+        let mut body = BytesMut::new();
+        message
+            .encode(version, &mut body)
+            .expect("representative value encodes");
+        let decoded = M::decode(version, body.clone().freeze()).expect("its bytes decode");
+        assert_eq!(decoded, message, "{label} round-trips at version {version}");
+        self.push(format!("{}/v{version}/{label}", M::NAME), &body);
+    }
+
     fn push(&mut self, name: String, bytes: &[u8]) {
         let hex = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
         assert!(
@@ -336,6 +352,23 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                             },
                         ],
                     }],
+                    transactional_id: None,
+                },
+            );
+            encodings.message_at(
+                "transactional",
+                1,
+                ProduceRequest {
+                    acks: Acks::All,
+                    timeout_ms: 5,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![ProducePartition {
+                            partition: 3,
+                            batches: vec![sealed_batch(1)],
+                        }],
+                    }],
+                    transactional_id: Some(text("txn")),
                 },
             );
             encodings.message(
@@ -344,6 +377,7 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                     acks: Acks::All,
                     timeout_ms: 5,
                     topics: vec![],
+                    transactional_id: None,
                 },
             );
             encodings.message(
@@ -393,6 +427,25 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                             },
                         ],
                     }],
+                    isolation_level: IsolationLevel::ReadUncommitted,
+                },
+            );
+            encodings.message_at(
+                "read_committed",
+                1,
+                FetchRequest {
+                    max_wait_ms: 0x0102_0304,
+                    min_bytes: 0x0506_0708,
+                    max_bytes: 0x090a_0b0c,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![FetchPartition {
+                            partition: 1,
+                            fetch_offset: 0x1112_1314_1516_1718,
+                            partition_max_bytes: 0x2122_2324,
+                        }],
+                    }],
+                    isolation_level: IsolationLevel::ReadCommitted,
                 },
             );
             let mut joined = BytesMut::new();
@@ -410,7 +463,8 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                                 error_code: ErrorCode::None,
                                 high_watermark: 0x1112_1314_1516_1718,
                                 log_start_offset: 0x2122_2324_2526_2728,
-                                records: RecordSet::from_bytes(joined.freeze()),
+                                records: RecordSet::from_bytes(joined.clone().freeze()),
+                                ..FetchPartitionResponse::default()
                             },
                             FetchPartitionResponse {
                                 partition: 2,
@@ -418,6 +472,46 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                                 high_watermark: 3,
                                 log_start_offset: 1,
                                 records: RecordSet::default(),
+                                ..FetchPartitionResponse::default()
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message_at(
+                "transactions",
+                1,
+                FetchResponse {
+                    error_code: ErrorCode::None,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            FetchPartitionResponse {
+                                partition: 1,
+                                error_code: ErrorCode::None,
+                                high_watermark: 0x1112_1314_1516_1718,
+                                log_start_offset: 0x2122_2324_2526_2728,
+                                records: RecordSet::from_bytes(joined.freeze()),
+                                last_stable_offset: 0x3132_3334_3536_3738,
+                                aborted_transactions: vec![
+                                    AbortedTransaction {
+                                        producer_id: 0x4142_4344_4546_4748,
+                                        first_offset: 0x5152_5354_5556_5758,
+                                    },
+                                    AbortedTransaction {
+                                        producer_id: 7,
+                                        first_offset: 9,
+                                    },
+                                ],
+                            },
+                            FetchPartitionResponse {
+                                partition: 2,
+                                error_code: code(5),
+                                high_watermark: 3,
+                                log_start_offset: 1,
+                                records: RecordSet::default(),
+                                last_stable_offset: 2,
+                                aborted_transactions: vec![],
                             },
                         ],
                     }],
@@ -445,6 +539,21 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                             },
                         ],
                     }],
+                    isolation_level: IsolationLevel::ReadUncommitted,
+                },
+            );
+            encodings.message_at(
+                "read_committed",
+                1,
+                ListOffsetsRequest {
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![ListOffsetsPartition {
+                            partition: 2,
+                            spec: OffsetSpec::Latest,
+                        }],
+                    }],
+                    isolation_level: IsolationLevel::ReadCommitted,
                 },
             );
             encodings.message(
@@ -868,6 +977,25 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                 InitProducerIdRequest {
                     producer_id: 0x0102_0304_0506_0708,
                     producer_epoch: 0x0a0b,
+                    ..InitProducerIdRequest::default()
+                },
+            );
+            encodings.message_at(
+                "transactional",
+                1,
+                InitProducerIdRequest {
+                    transactional_id: Some(text("txn")),
+                    transaction_timeout_ms: 0x0102_0304,
+                    ..InitProducerIdRequest::default()
+                },
+            );
+            encodings.message_at(
+                "idempotent",
+                1,
+                InitProducerIdRequest {
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x0a0b,
+                    ..InitProducerIdRequest::default()
                 },
             );
             encodings.message(
@@ -889,6 +1017,106 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                     listeners: vec!["127.0.0.1:9192".into(), "127.0.0.2:9192".into()],
                     shard_count: 0x0102_0304,
                     topic_defaults: configs(),
+                },
+            );
+        }
+        ApiKey::AddPartitionsToTxn => {
+            encodings.message(
+                "two_topics",
+                AddPartitionsToTxnRequest {
+                    transactional_id: text("txn"),
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x0a0b,
+                    topics: topic_partition_lists(),
+                },
+            );
+            encodings.message(
+                "results",
+                AddPartitionsToTxnResponse {
+                    error_code: code(41),
+                    error_message: Some(text("state")),
+                    topics: partition_results(),
+                },
+            );
+        }
+        ApiKey::AddOffsetsToTxn => {
+            encodings.message(
+                "group",
+                AddOffsetsToTxnRequest {
+                    transactional_id: text("txn"),
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x0a0b,
+                    group_id: "group".into(),
+                },
+            );
+            encodings.message(
+                "fenced",
+                AddOffsetsToTxnResponse {
+                    error_code: code(37),
+                    error_message: Some(text("fenced")),
+                },
+            );
+        }
+        ApiKey::EndTxn => {
+            encodings.message(
+                "commit",
+                EndTxnRequest {
+                    transactional_id: text("txn"),
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x0a0b,
+                    commit: true,
+                },
+            );
+            encodings.message(
+                "abort",
+                EndTxnRequest {
+                    transactional_id: text("txn"),
+                    producer_id: 1,
+                    producer_epoch: 2,
+                    commit: false,
+                },
+            );
+            encodings.message(
+                "concurrent",
+                EndTxnResponse {
+                    error_code: code(43),
+                    error_message: None,
+                },
+            );
+        }
+        ApiKey::TxnOffsetCommit => {
+            encodings.message(
+                "member",
+                TxnOffsetCommitRequest {
+                    transactional_id: text("txn"),
+                    group_id: "group".into(),
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x0a0b,
+                    generation_id: 0x0c0d_0e0f,
+                    member_id: "member-1".into(),
+                    group_instance_id: Some("instance".into()),
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            OffsetCommitPartition {
+                                partition: 1,
+                                committed_offset: 0x1112_1314_1516_1718,
+                                committed_metadata: Some(text("meta")),
+                            },
+                            OffsetCommitPartition {
+                                partition: 2,
+                                committed_offset: 0,
+                                committed_metadata: None,
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message(
+                "results",
+                TxnOffsetCommitResponse {
+                    error_code: code(23),
+                    topics: partition_results(),
                 },
             );
         }
@@ -996,6 +1224,10 @@ fn names_of(api_key: ApiKey) -> (&'static str, &'static str) {
         ApiKey::InitProducerId => pair::<InitProducerIdRequest>(),
         ApiKey::DescribeCluster => pair::<DescribeClusterRequest>(),
         ApiKey::CreatePartitions => pair::<CreatePartitionsRequest>(),
+        ApiKey::AddPartitionsToTxn => pair::<AddPartitionsToTxnRequest>(),
+        ApiKey::AddOffsetsToTxn => pair::<AddOffsetsToTxnRequest>(),
+        ApiKey::EndTxn => pair::<EndTxnRequest>(),
+        ApiKey::TxnOffsetCommit => pair::<TxnOffsetCommitRequest>(),
     }
 }
 
@@ -1050,6 +1282,12 @@ fn error_answers_carry_the_code_where_the_response_has_a_field_for_it() {
             ApiKey::InitProducerId => error_answer_round_trips::<InitProducerIdRequest>(code),
             ApiKey::DescribeCluster => error_answer_round_trips::<DescribeClusterRequest>(code),
             ApiKey::CreatePartitions => error_answer_round_trips::<CreatePartitionsRequest>(code),
+            ApiKey::AddPartitionsToTxn => {
+                error_answer_round_trips::<AddPartitionsToTxnRequest>(code)
+            }
+            ApiKey::AddOffsetsToTxn => error_answer_round_trips::<AddOffsetsToTxnRequest>(code),
+            ApiKey::EndTxn => error_answer_round_trips::<EndTxnRequest>(code),
+            ApiKey::TxnOffsetCommit => error_answer_round_trips::<TxnOffsetCommitRequest>(code),
         };
         if !carries {
             closing.push(api_key);

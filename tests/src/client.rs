@@ -289,6 +289,7 @@ pub fn produce_request(
             name: topic.to_string(),
             partitions: vec![ProducePartition { partition, batches }],
         }],
+        transactional_id: None,
     }
 }
 
@@ -312,6 +313,7 @@ pub fn fetch_request(
                 partition_max_bytes: max_bytes,
             }],
         }],
+        isolation_level: spate_protocol::api::IsolationLevel::ReadUncommitted,
     }
 }
 

@@ -681,6 +681,7 @@ fn a_newer_epoch_of_the_producers_id_fences_it_for_good() {
     let bumped = raw.call(&InitProducerIdRequest {
         producer_id,
         producer_epoch,
+        ..InitProducerIdRequest::default()
     });
     assert_eq!(bumped.error_code, ErrorCode::None);
     assert_eq!(

@@ -410,6 +410,7 @@ fn new_producer(client: &mut TestClient) -> (i64, i16) {
         let answer = client.call(&InitProducerIdRequest {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
+            ..InitProducerIdRequest::default()
         });
         if answer.error_code == ErrorCode::CoordinatorLoadInProgress && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -487,6 +488,7 @@ fn a_removed_producer_id_file_never_gives_a_new_producer_an_id_the_partitions_re
     let bumped = client.call(&InitProducerIdRequest {
         producer_id: old[0].0,
         producer_epoch: old[0].1,
+        ..InitProducerIdRequest::default()
     });
     assert_eq!(bumped.error_code, ErrorCode::None);
     assert_eq!(bumped.producer_id, old[0].0);

@@ -17,6 +17,7 @@ fn new_producer(client: &mut TestClient) -> (i64, i16) {
     let answer = client.call(&InitProducerIdRequest {
         producer_id: NO_PRODUCER_ID,
         producer_epoch: NO_PRODUCER_EPOCH,
+        ..InitProducerIdRequest::default()
     });
     assert_eq!(answer.error_code, ErrorCode::None);
     (answer.producer_id, answer.producer_epoch)
@@ -56,6 +57,7 @@ fn an_epoch_bump_keeps_the_id_and_unknown_ids_are_refused() {
     let bumped = client.call(&InitProducerIdRequest {
         producer_id: id,
         producer_epoch: epoch,
+        ..InitProducerIdRequest::default()
     });
     assert_eq!(bumped.error_code, ErrorCode::None);
     assert_eq!((bumped.producer_id, bumped.producer_epoch), (id, epoch + 1));
@@ -63,6 +65,7 @@ fn an_epoch_bump_keeps_the_id_and_unknown_ids_are_refused() {
     let unknown = client.call(&InitProducerIdRequest {
         producer_id: id + 1_000_000,
         producer_epoch: 0,
+        ..InitProducerIdRequest::default()
     });
     assert_eq!(unknown.error_code, ErrorCode::InvalidProducerIdMapping);
 }
@@ -133,6 +136,7 @@ fn a_new_epoch_restarts_at_sequence_zero_and_fences_the_old_one() {
     let bumped = client.call(&InitProducerIdRequest {
         producer_id: identity.0,
         producer_epoch: identity.1,
+        ..InitProducerIdRequest::default()
     });
     let bumped = (bumped.producer_id, bumped.producer_epoch);
     let (code, _) = produce_one(&mut client, "epochs", stamped_batch(2, 1, bumped, 2));

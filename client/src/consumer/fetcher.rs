@@ -141,6 +141,7 @@ fn plan(shared: &ConsumerShared) -> (Vec<Target>, Option<FetchRequest>, Option<I
         min_bytes: 1,
         max_bytes: max_bytes as u32,
         topics,
+        isolation_level: config.isolation_level,
     };
     (targets, Some(request), wake_at)
 }

@@ -24,7 +24,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use spate_protocol::api::OffsetSpec;
+use spate_protocol::api::{IsolationLevel, OffsetSpec};
 
 use crate::admin::list_offsets;
 use crate::client::Client;
@@ -239,7 +239,8 @@ impl Consumer {
                     partition_count,
                 });
             }
-            let offsets = resolve(&network, &topic, &partitions, start).await?;
+            let isolation_level = shared.config.isolation_level;
+            let offsets = resolve(&network, &topic, &partitions, start, isolation_level).await?;
             let name: Arc<str> = Arc::from(topic.as_str());
             {
                 let mut state = shared.state();
@@ -312,7 +313,15 @@ impl Consumer {
         let network = self.client.network().clone();
         let shared = self.shared.clone();
         self.client.spawn("seek", async move {
-            let offsets = resolve(&network, &key.topic, &[key.partition], start).await?;
+            let isolation_level = shared.config.isolation_level;
+            let offsets = resolve(
+                &network,
+                &key.topic,
+                &[key.partition],
+                start,
+                isolation_level,
+            )
+            .await?;
             let offset = offsets[0];
             {
                 let mut state = shared.state();
@@ -551,6 +560,7 @@ async fn resolve(
     topic: &str,
     partitions: &[u32],
     start: StartAt,
+    isolation_level: IsolationLevel,
 ) -> Result<Vec<u64>, Error> {
     let spec = match start {
         StartAt::Offset(offset) => return Ok(vec![offset; partitions.len()]),
@@ -558,7 +568,14 @@ async fn resolve(
         StartAt::Latest => OffsetSpec::Latest,
         StartAt::Timestamp(timestamp) => OffsetSpec::Timestamp(timestamp),
     };
-    let found = list_offsets(network, topic, Some(partitions.to_vec()), spec).await?;
+    let found = list_offsets(
+        network,
+        topic,
+        Some(partitions.to_vec()),
+        spec,
+        isolation_level,
+    )
+    .await?;
     let mut offsets = Vec::with_capacity(found.len());
     let mut latest: Option<Vec<u64>> = None;
     for (index, answer) in found.iter().enumerate() {
@@ -572,6 +589,7 @@ async fn resolve(
                         topic,
                         Some(partitions.to_vec()),
                         OffsetSpec::Latest,
+                        isolation_level,
                     )
                     .await?;
                     latest = Some(ends.iter().map(|end| end.offset.unwrap_or(0)).collect());

@@ -7,8 +7,8 @@
 //! only while the group has no members.
 
 use spate_protocol::api::{
-    ConsumerAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupState, ListGroupsRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetSpec, TopicPartitionList,
+    ConsumerAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupState, IsolationLevel,
+    ListGroupsRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetSpec, TopicPartitionList,
 };
 use spate_protocol::ErrorCode;
 
@@ -436,6 +436,7 @@ async fn plan(
                 topic,
                 Some(partitions.clone()),
                 OffsetSpec::Timestamp(timestamp),
+                IsolationLevel::ReadUncommitted,
             )
             .await?;
             found
@@ -528,7 +529,14 @@ async fn lookup(
     partitions: &[u32],
     spec: OffsetSpec,
 ) -> Result<Vec<u64>, Error> {
-    let found = list_offsets(network, topic, Some(partitions.to_vec()), spec).await?;
+    let found = list_offsets(
+        network,
+        topic,
+        Some(partitions.to_vec()),
+        spec,
+        IsolationLevel::ReadUncommitted,
+    )
+    .await?;
     Ok(found
         .iter()
         .map(|answer| answer.offset.unwrap_or(0))

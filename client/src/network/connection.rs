@@ -223,6 +223,17 @@ impl Connection {
         self.versions.0[api as usize].ok_or(Error::UnsupportedVersion { api })
     }
 
+    /// The negotiated version for `request`, refused when it cannot carry what the request
+    /// holds (a read_committed fetch to a broker that predates transactions): sent older, the
+    /// broker would quietly ignore it.
+    fn version_for<R: Request>(&self, request: &R) -> Result<u16, Error> {
+        let version = self.version_of(R::API_KEY)?;
+        if request.version_needed() > version {
+            return Err(Error::UnsupportedVersion { api: R::API_KEY });
+        }
+        Ok(version)
+    }
+
     /// Sends `request` and decodes its response. `extra_wait` is time the broker may hold the
     /// request on purpose (a fetch's max wait), added to the request timeout.
     pub(crate) async fn call<R: Request>(
@@ -231,7 +242,7 @@ impl Connection {
         operation: &'static str,
         extra_wait: Option<Duration>,
     ) -> Result<R::Response, Error> {
-        let version = self.version_of(R::API_KEY)?;
+        let version = self.version_for(request)?;
         self.call_at(request, version, operation, extra_wait).await
     }
 
@@ -260,7 +271,7 @@ impl Connection {
         request: &R,
         operation: &'static str,
     ) -> Result<(), Error> {
-        let version = self.version_of(R::API_KEY)?;
+        let version = self.version_for(request)?;
         self.exchange(request, version, operation, false, None)
             .await
             .map(|_| ())

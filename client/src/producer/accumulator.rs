@@ -519,6 +519,7 @@ impl Accumulator {
                 InitProducerIdRequest {
                     producer_id: identity.producer_id,
                     producer_epoch: identity.producer_epoch,
+                    ..InitProducerIdRequest::default()
                 }
             }
             _ => return None,
@@ -1757,7 +1758,8 @@ mod tests {
             drained.identity_request,
             Some(InitProducerIdRequest {
                 producer_id: 42,
-                producer_epoch: 3
+                producer_epoch: 3,
+                ..InitProducerIdRequest::default()
             }),
             "with nothing in flight the producer asks for its next epoch"
         );

@@ -366,6 +366,7 @@ fn produce_request(inner: &ProducerInner, batches: &[Outbound]) -> ProduceReques
         // Checked to fit in `ProducerConfig::check`.
         timeout_ms: inner.config.produce_timeout.as_millis() as u32,
         topics,
+        transactional_id: inner.config.transactional_id.clone(),
     }
 }
 

@@ -5,13 +5,22 @@
 //! (`api::encode_response_chunks`) sends without copying; on the client one `Bytes` slice of the
 //! frame body, to be split with `batch::BatchIter` (the set may end in a partial batch when
 //! `partition_max_bytes` cut it, as in Kafka).
+//!
+//! Version 1 adds transactions, as Kafka's Fetch v4 did: the request's isolation level, and
+//! per partition the last stable offset (below it every transaction is decided) and the
+//! aborted transactions whose records the answer may hold. A read_committed answer stops at the
+//! last stable offset; the consumer drops the records of the listed transactions itself (from
+//! each one's first offset up to its producer's abort marker), as Kafka's consumer does. Which
+//! offsets are stable and which transactions aborted is the broker's business, not this
+//! file's.
 
 use bytes::{Bytes, BytesMut};
 
 use crate::api::wire::{wire, Field, List, Wire};
 use crate::api::TopicPartitions;
 use crate::codec::{Decoder, Sink};
-use crate::constants::{FRAME_BYTES_MAX, TOPICS_PER_MESSAGE_MAX};
+use crate::constants::TOPICS_PER_MESSAGE_MAX;
+use crate::constants::{ABORTED_TRANSACTIONS_PER_PARTITION_MAX, FRAME_BYTES_MAX};
 use crate::error::{ErrorCode, WireError};
 
 pub type FetchTopic = TopicPartitions<FetchPartition>;
@@ -26,6 +35,67 @@ wire! {
         /// Bound on the whole response's record bytes (at least one batch is always returned).
         pub max_bytes: u32 as u32,
         pub topics: Vec<FetchTopic> as List<FetchTopic, TOPICS_PER_MESSAGE_MAX>,
+        /// Which records to answer: everything, or only up to the last stable offset.
+        #[since = 1]
+        pub isolation_level: IsolationLevel as IsolationLevel,
+    }
+}
+
+/// Which records a fetch (or ListOffsets latest) sees, as Kafka's `isolation_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IsolationLevel {
+    /// Every record up to the high watermark, transactions decided or not (the only level a
+    /// version 0 fetch knows).
+    #[default]
+    ReadUncommitted,
+    /// Only records below the last stable offset, with the aborted transactions listed.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The wire byte (Kafka's numbers: 0 read_uncommitted, 1 read_committed).
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Self::ReadUncommitted => 0,
+            Self::ReadCommitted => 1,
+        }
+    }
+
+    /// The level of a wire byte; `None` for any other.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::ReadUncommitted),
+            1 => Some(Self::ReadCommitted),
+            _ => None,
+        }
+    }
+}
+
+/// A u8 with Kafka's numbers; any other is refused.
+impl Wire for IsolationLevel {
+    type Value = IsolationLevel;
+    const ENCODED_BYTES_MIN: usize = 1;
+
+    fn encode<S: Sink>(
+        value: &IsolationLevel,
+        _field: Field,
+        sink: &mut S,
+    ) -> Result<(), WireError> {
+        sink.put_u8(value.to_u8());
+        Ok(())
+    }
+
+    fn decode(field: Field, decoder: &mut Decoder) -> Result<IsolationLevel, WireError> {
+        let value = decoder.u8(field.name)?;
+        IsolationLevel::from_u8(value).ok_or(WireError::InvalidValue {
+            field: field.name,
+            value: i64::from(value),
+        })
+    }
+
+    #[cfg(test)]
+    fn smallest() -> IsolationLevel {
+        IsolationLevel::ReadUncommitted
     }
 }
 
@@ -55,6 +125,26 @@ wire! {
         pub high_watermark: u64 as u64,
         pub log_start_offset: u64 as u64,
         pub records: RecordSet as RecordSet,
+        /// Below it every transaction is committed or aborted; a read_committed answer holds
+        /// no record at or past it. Equal to the high watermark when no transaction is open.
+        #[since = 1]
+        pub last_stable_offset: u64 as u64,
+        /// Under read_committed: the aborted transactions whose records the answer may hold,
+        /// oldest first. Empty under read_uncommitted.
+        #[since = 1]
+        pub aborted_transactions: Vec<AbortedTransaction>
+            as List<AbortedTransaction, ABORTED_TRANSACTIONS_PER_PARTITION_MAX>,
+    }
+}
+
+wire! {
+    /// An aborted transaction of a fetched partition, as Kafka lists it: the consumer drops the
+    /// producer's transactional records from `first_offset` up to that producer's next abort
+    /// marker.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct AbortedTransaction {
+        pub producer_id: i64 as i64,
+        pub first_offset: u64 as u64,
     }
 }
 

@@ -8,7 +8,12 @@
 //! answer to a request that cannot be run. Frame layout is `frame`'s job, primitives are
 //! `codec`'s; this module adds the helpers that put a message into a frame.
 //!
-//! Every API is at version 0. Common layouts: strings carry a u16 length, byte strings and
+//! Versions: an API starts at version 0; a later version may only append fields
+//! (`#[since = N]` in its declaration), so the newest declaration reads and writes every
+//! version. The table gives each API the range this build speaks; the client sends an
+//! ApiVersions first and both sides use the highest version in both ranges
+//! (`versions::pick_version`), so an old client and a new broker (or the reverse) keep talking
+//! at the old version. Common layouts: strings carry a u16 length, byte strings and
 //! element counts a u32, optional values a u8 tag (0 absent, 1 present), error codes a u16.
 //! Decoders bound every count by a limit in `constants` and by the bytes left.
 //!
@@ -25,6 +30,7 @@ pub mod partitions;
 pub mod produce;
 pub mod producer;
 pub mod topics;
+pub mod transactions;
 pub mod versions;
 pub(crate) mod wire;
 
@@ -40,6 +46,7 @@ use wire::{wire, Field, Fields, List, TopicName, Wire};
 
 pub use cluster::{DescribeClusterRequest, DescribeClusterResponse};
 pub use config::{ConfigEntry, ConfigError, Durability, TopicConfig};
+pub use fetch::{AbortedTransaction, IsolationLevel};
 pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, RecordSet};
 pub use group::{ConsumerAssignment, ConsumerSubscription, GroupState, TopicPartitionList};
 pub use group::{DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest};
@@ -63,6 +70,9 @@ pub use topics::{AlterTopicConfigRequest, AlterTopicConfigResponse, CreateTopic}
 pub use topics::{CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest};
 pub use topics::{DeleteTopicsResponse, DescribeTopicRequest, DescribeTopicResponse};
 pub use topics::{ListTopicsRequest, ListTopicsResponse, TopicListing, TopicResult};
+pub use transactions::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+pub use transactions::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest};
+pub use transactions::{EndTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 pub use versions::SUPPORTED_API_VERSIONS;
 pub use versions::{pick_version, ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse};
 
@@ -70,7 +80,10 @@ pub use versions::{pick_version, ApiVersionRange, ApiVersionsRequest, ApiVersion
 /// it come [`ApiKey`], the [`Message`], [`Request`] and [`Response`] implementations, and
 /// [`encode_error_response`].
 macro_rules! apis {
-    ($($api:ident = $number:literal => $request:ident, $response:ident;)*) => {
+    ($(
+        $api:ident = $number:literal $(, versions $oldest:literal ..= $newest:literal)?
+            => $request:ident, $response:ident;
+    )*) => {
         /// API keys: stable numbers, never reused.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u16)]
@@ -81,11 +94,19 @@ macro_rules! apis {
         impl ApiKey {
             /// Every key, in numeric order.
             pub const ALL: [ApiKey; [$(ApiKey::$api),*].len()] = [$(ApiKey::$api),*];
+
+            /// The oldest and newest version of this API that this build speaks.
+            pub const fn versions(self) -> (u16, u16) {
+                match self {
+                    $(ApiKey::$api => api_versions!($($oldest, $newest)?),)*
+                }
+            }
         }
 
         $(
             impl Message for $request {
                 const API_KEY: ApiKey = ApiKey::$api;
+                const VERSIONS: (u16, u16) = ApiKey::$api.versions();
                 const NAME: &'static str = stringify!($request);
             }
 
@@ -95,6 +116,7 @@ macro_rules! apis {
 
             impl Message for $response {
                 const API_KEY: ApiKey = ApiKey::$api;
+                const VERSIONS: (u16, u16) = ApiKey::$api.versions();
                 const NAME: &'static str = stringify!($response);
             }
 
@@ -133,6 +155,16 @@ macro_rules! apis {
     };
 }
 
+/// An API's version range in the table: 0 to 0 unless it says otherwise.
+macro_rules! api_versions {
+    () => {
+        (0, 0)
+    };
+    ($oldest:literal, $newest:literal) => {
+        ($oldest, $newest)
+    };
+}
+
 apis! {
     ApiVersions = 0 => ApiVersionsRequest, ApiVersionsResponse;
     Metadata = 1 => MetadataRequest, MetadataResponse;
@@ -141,9 +173,12 @@ apis! {
     ListTopics = 4 => ListTopicsRequest, ListTopicsResponse;
     DescribeTopic = 5 => DescribeTopicRequest, DescribeTopicResponse;
     AlterTopicConfig = 6 => AlterTopicConfigRequest, AlterTopicConfigResponse;
-    Produce = 7 => ProduceRequest, ProduceResponse;
-    Fetch = 8 => FetchRequest, FetchResponse;
-    ListOffsets = 9 => ListOffsetsRequest, ListOffsetsResponse;
+    // Version 1: the transactional id (the broker checks the partition is in the transaction).
+    Produce = 7, versions 0..=1 => ProduceRequest, ProduceResponse;
+    // Version 1: the isolation level; last stable offset and aborted transactions answered.
+    Fetch = 8, versions 0..=1 => FetchRequest, FetchResponse;
+    // Version 1: the isolation level (latest is the last stable offset under read_committed).
+    ListOffsets = 9, versions 0..=1 => ListOffsetsRequest, ListOffsetsResponse;
     DeleteRecords = 10 => DeleteRecordsRequest, DeleteRecordsResponse;
     JoinGroup = 11 => JoinGroupRequest, JoinGroupResponse;
     SyncGroup = 12 => SyncGroupRequest, SyncGroupResponse;
@@ -155,9 +190,14 @@ apis! {
     DescribeGroups = 18 => DescribeGroupsRequest, DescribeGroupsResponse;
     DeleteGroups = 19 => DeleteGroupsRequest, DeleteGroupsResponse;
     OffsetDelete = 20 => OffsetDeleteRequest, OffsetDeleteResponse;
-    InitProducerId = 21 => InitProducerIdRequest, InitProducerIdResponse;
+    // Version 1: the transactional id and transaction timeout.
+    InitProducerId = 21, versions 0..=1 => InitProducerIdRequest, InitProducerIdResponse;
     DescribeCluster = 22 => DescribeClusterRequest, DescribeClusterResponse;
     CreatePartitions = 23 => CreatePartitionsRequest, CreatePartitionsResponse;
+    AddPartitionsToTxn = 24 => AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
+    AddOffsetsToTxn = 25 => AddOffsetsToTxnRequest, AddOffsetsToTxnResponse;
+    EndTxn = 26 => EndTxnRequest, EndTxnResponse;
+    TxnOffsetCommit = 27 => TxnOffsetCommitRequest, TxnOffsetCommitResponse;
 }
 
 impl ApiKey {
@@ -195,7 +235,7 @@ pub trait Message: Wire<Value = Self> + Fields {
     /// would reject (too long, too many).
     fn encode<S: Sink>(&self, version: u16, sink: &mut S) -> Result<(), WireError> {
         check_version::<Self>(version)?;
-        <Self as Wire>::encode(self, Field::message(Self::NAME), sink)
+        <Self as Wire>::encode(self, Field::message_at(Self::NAME, version), sink)
     }
 
     /// Decodes a whole body for `version`; leftover bytes are an error. Byte strings (record
@@ -203,9 +243,16 @@ pub trait Message: Wire<Value = Self> + Fields {
     fn decode(version: u16, body: Bytes) -> Result<Self, WireError> {
         check_version::<Self>(version)?;
         let mut decoder = Decoder::new(body);
-        let message = <Self as Wire>::decode(Field::message(Self::NAME), &mut decoder)?;
+        let message = <Self as Wire>::decode(Field::message_at(Self::NAME, version), &mut decoder)?;
         decoder.finish(Self::NAME)?;
         Ok(message)
+    }
+
+    /// The oldest version that carries everything this message holds: a version 1 field with
+    /// a value (a read_committed fetch, a transactional id) cannot be sent at version 0. Only
+    /// the message's own fields count, not those of the items in its lists.
+    fn version_needed(&self) -> u16 {
+        Fields::version_needed(self)
     }
 
     /// Whether this build speaks `version` of this message.

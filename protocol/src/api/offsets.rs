@@ -4,9 +4,12 @@
 //! high watermark) or a timestamp in ms (>= 0): the first offset whose record timestamp is at or
 //! after it. DeleteRecords moves a partition's log start offset up to `before_offset`; records
 //! below it become unreadable and their segments eligible for deletion.
+//!
+//! ListOffsets version 1 adds the isolation level: read_committed's latest is the last stable
+//! offset, as in Kafka.
 
 use crate::api::wire::{wire, Field, List, Optional, Wire};
-use crate::api::TopicPartitions;
+use crate::api::{IsolationLevel, TopicPartitions};
 use crate::codec::{Decoder, Sink};
 use crate::constants::TOPICS_PER_MESSAGE_MAX;
 use crate::error::{ErrorCode, WireError};
@@ -87,6 +90,9 @@ wire! {
     #[derive(Debug, Clone, PartialEq, Eq, Default)]
     pub struct ListOffsetsRequest {
         pub topics: Vec<ListOffsetsTopic> as List<ListOffsetsTopic, TOPICS_PER_MESSAGE_MAX>,
+        /// Under read_committed, latest is the last stable offset, not the high watermark.
+        #[since = 1]
+        pub isolation_level: IsolationLevel as IsolationLevel,
     }
 }
 

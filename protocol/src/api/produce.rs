@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::api::wire::{wire, Field, List, Wire};
+use crate::api::wire::{wire, Field, List, OptionalTransactionalId, Wire};
 use crate::api::TopicPartitions;
 use crate::batch::header::{peek_batch_length, BATCH_HEADER_BYTES};
 use crate::codec::{put_count, Decoder, Sink};
@@ -74,6 +74,11 @@ wire! {
         pub acks: Acks as Acks,
         pub timeout_ms: u32 as u32,
         pub topics: Vec<ProduceTopic> as List<ProduceTopic, TOPICS_PER_MESSAGE_MAX>,
+        /// A transactional producer's id (Kafka's Produce `transactional_id`): the broker
+        /// checks with the transaction's coordinator that each partition of a transactional
+        /// batch was added to the transaction before it appends the batch.
+        #[since = 1]
+        pub transactional_id: Option<String> as OptionalTransactionalId,
     }
 }
 

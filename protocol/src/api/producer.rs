@@ -12,20 +12,33 @@
 //! naming the id and epoch the producer holds asks for the same id with the next epoch (Kafka's
 //! KIP-360 epoch bump): a producer does that after an unrecoverable sequence error, and the new
 //! epoch restarts every partition's sequence at 0. When the epoch would overflow, the broker
-//! hands out a new id instead. There are no transactional ids (yet); this file does not know
-//! how the broker allocates ids or keeps them unique.
+//! hands out a new id instead.
+//!
+//! Version 1 adds the transactional producer's `transactional_id` and transaction timeout
+//! (Kafka's InitProducerId fields). With an id, the transaction coordinator answers: the id's
+//! producer id with the next epoch, which fences every older instance of the producer (their
+//! transactional requests and batches are refused from then on) and aborts a transaction the
+//! old instance left open. Without one it is the version 0 request. This file does not know how
+//! the broker allocates ids or keeps them unique.
 
-use crate::api::wire::wire;
+use crate::api::wire::{wire, OptionalTransactionalId};
 use crate::batch::header::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
 use crate::error::ErrorCode;
 
 wire! {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct InitProducerIdRequest {
         /// [`NO_PRODUCER_ID`] for a new producer, else the id the producer holds.
         pub producer_id: i64 as i64,
         /// [`NO_PRODUCER_EPOCH`] for a new producer, else the epoch the producer holds.
         pub producer_epoch: i16 as i16,
+        /// A transactional producer's id; `None` for an idempotent producer.
+        #[since = 1]
+        pub transactional_id: Option<String> as OptionalTransactionalId,
+        /// How long a transaction may stay open before the coordinator aborts it; ignored
+        /// without a transactional id.
+        #[since = 1]
+        pub transaction_timeout_ms: u32 as u32,
     }
 }
 
@@ -34,6 +47,8 @@ impl Default for InitProducerIdRequest {
         Self {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
+            transactional_id: None,
+            transaction_timeout_ms: 0,
         }
     }
 }
@@ -71,7 +86,11 @@ mod tests {
             producer_epoch in any::<i16>(),
             code in 0u16..64,
         ) {
-            let request = InitProducerIdRequest { producer_id, producer_epoch };
+            let request = InitProducerIdRequest {
+                producer_id,
+                producer_epoch,
+                ..InitProducerIdRequest::default()
+            };
             let mut bytes = BytesMut::new();
             Message::encode(&request, 0, &mut bytes).unwrap();
             prop_assert_eq!(<InitProducerIdRequest as Message>::decode(0, bytes.freeze()).unwrap(), request);

@@ -30,7 +30,10 @@ pub const SUPPORTED_API_VERSIONS: [ApiVersionRange; ApiKey::ALL.len()] = {
     }; ApiKey::ALL.len()];
     let mut index = 0;
     while index < ranges.len() {
+        let (min_version, max_version) = ApiKey::ALL[index].versions();
         ranges[index].api_key = ApiKey::ALL[index] as u16;
+        ranges[index].min_version = min_version;
+        ranges[index].max_version = max_version;
         index += 1;
     }
     ranges

@@ -22,31 +22,47 @@
 //! The wire types (`Str<MAX>`, `List<T, MAX>`, …) bound every length and count when encoding and
 //! decoding alike, so whatever encodes also decodes.
 //!
+//! A field added in a later version of its message is marked `#[since = N]`: it is written
+//! and read only at version `N` and above, and an older peer's message leaves it at its
+//! `Default`. So one declaration serves every version, and a field is never removed or
+//! reordered (only appended to the versions that have it). The version travels down to nested
+//! structs inside [`Field`], so a field of a list element can be versioned too.
+//!
 //! What this file leaves to others: which API a message belongs to and its error answer
 //! (`api`'s table), and the primitive byte reads and writes (`codec`).
 
 use bytes::Bytes;
 
 use crate::codec::{put_count, put_optional_string, put_string, Decoder, Sink};
+use crate::constants::TRANSACTIONAL_ID_BYTES_MAX;
 use crate::constants::{CLIENT_HOST_BYTES_MAX, CLIENT_ID_BYTES_MAX, CONFIG_NAME_BYTES_MAX};
 use crate::constants::{GROUP_ID_BYTES_MAX, GROUP_INSTANCE_ID_BYTES_MAX};
 use crate::constants::{GROUP_MEMBER_METADATA_BYTES_MAX, GROUP_PROTOCOL_NAME_BYTES_MAX};
 use crate::constants::{MEMBER_ID_BYTES_MAX, STRING_BYTES_MAX, TOPIC_NAME_BYTES_MAX};
 use crate::error::{ErrorCode, WireError};
 
-/// How a field is named in errors: its name, and the name of its presence tag when optional.
+/// How a field is named in errors (its name, and the name of its presence tag when optional),
+/// and the version of the message it is part of.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Field {
     pub(crate) name: &'static str,
     pub(crate) presence: &'static str,
+    /// The version of the message being encoded or decoded: `#[since]` fields read it.
+    pub(crate) version: u16,
 }
 
 impl Field {
-    /// A whole message, named by its type: its fields name themselves.
+    /// A whole message at version 0, named by its type: its fields name themselves.
     pub(crate) const fn message(name: &'static str) -> Self {
+        Self::message_at(name, 0)
+    }
+
+    /// A whole message at `version`.
+    pub(crate) const fn message_at(name: &'static str, version: u16) -> Self {
         Self {
             name,
             presence: name,
+            version,
         }
     }
 }
@@ -92,6 +108,10 @@ pub(crate) trait Fields {
 
     /// Puts `code` in the struct's own fields (see [`Wire::put_error`]).
     fn put_error(&mut self, code: ErrorCode);
+
+    /// The oldest version that carries every one of the struct's own fields whose value is
+    /// not its default: encoded older, such a field would be silently dropped.
+    fn version_needed(&self) -> u16;
 }
 
 /// A type that is its own wire type, as every declared struct is: what a generic declared
@@ -109,6 +129,7 @@ macro_rules! wire {
             $(
                 $(#[doc = $doc:literal])*
                 $(#[wire = $wire_name:literal])?
+                $(#[since = $since:literal])?
                 $field_vis:vis $field:ident : $type:ty as $codec:ty
             ),* $(,)?
         }
@@ -126,37 +147,51 @@ macro_rules! wire {
         {
             type Value = Self;
 
-            const ENCODED_BYTES_MIN: usize =
-                0 $(+ <$codec as $crate::api::wire::Wire>::ENCODED_BYTES_MIN)*;
+            // The minimum is version 0's: later fields only add bytes.
+            const ENCODED_BYTES_MIN: usize = 0 $(+ if $crate::api::wire::since!($($since)?) == 0 {
+                <$codec as $crate::api::wire::Wire>::ENCODED_BYTES_MIN
+            } else {
+                0
+            })*;
 
             #[allow(unused_variables)]
             fn encode<S: $crate::codec::Sink>(
                 value: &Self,
-                _field: $crate::api::wire::Field,
+                field: $crate::api::wire::Field,
                 sink: &mut S,
             ) -> Result<(), $crate::error::WireError> {
                 $(
-                    <$codec as $crate::api::wire::Wire>::encode(
-                        &value.$field,
-                        $crate::api::wire::field_name!($field $(, $wire_name)?),
-                        sink,
-                    )?;
+                    $crate::api::wire::write_since!(
+                        field.version,
+                        <$codec as $crate::api::wire::Wire>::encode(
+                            &value.$field,
+                            $crate::api::wire::field_name!(field.version, $field $(, $wire_name)?),
+                            sink,
+                        )?
+                        $(, $since)?
+                    );
                 )*
                 Ok(())
             }
 
             #[allow(unused_variables)]
             fn decode(
-                _field: $crate::api::wire::Field,
+                field: $crate::api::wire::Field,
                 decoder: &mut $crate::codec::Decoder,
             ) -> Result<Self, $crate::error::WireError> {
                 // Struct expressions evaluate their fields in the order written.
                 Ok(Self {
                     $(
-                        $field: <$codec as $crate::api::wire::Wire>::decode(
-                            $crate::api::wire::field_name!($field $(, $wire_name)?),
-                            decoder,
-                        )?,
+                        $field: $crate::api::wire::read_since!(
+                            field.version,
+                            <$codec as $crate::api::wire::Wire>::decode(
+                                $crate::api::wire::field_name!(
+                                    field.version, $field $(, $wire_name)?
+                                ),
+                                decoder,
+                            )?
+                            $(, $since)?
+                        ),
                     )*
                 })
             }
@@ -186,27 +221,88 @@ macro_rules! wire {
             fn put_error(&mut self, code: $crate::error::ErrorCode) {
                 $(<$codec as $crate::api::wire::Wire>::put_error(&mut self.$field, code);)*
             }
+
+            #[allow(unused_mut)]
+            fn version_needed(&self) -> u16 {
+                let mut needed = 0;
+                $($crate::api::wire::need_since!(needed, self.$field, $type $(, $since)?);)*
+                needed
+            }
         }
     };
 }
 pub(crate) use wire;
 
-/// The [`Field`] of a declared field: its Rust name, or the wire name given for it.
+/// The [`Field`] of a declared field: its Rust name, or the wire name given for it, at the
+/// version of the message it is in.
 macro_rules! field_name {
-    ($field:ident) => {
+    ($version:expr, $field:ident) => {
         $crate::api::wire::Field {
             name: stringify!($field),
             presence: concat!(stringify!($field), "_present"),
+            version: $version,
         }
     };
-    ($field:ident, $wire_name:literal) => {
+    ($version:expr, $field:ident, $wire_name:literal) => {
         $crate::api::wire::Field {
             name: $wire_name,
             presence: concat!($wire_name, "_present"),
+            version: $version,
         }
     };
 }
 pub(crate) use field_name;
+
+/// The first version a field is in: 0 unless `#[since = N]` says otherwise.
+macro_rules! since {
+    () => {
+        0u16
+    };
+    ($since:literal) => {
+        $since
+    };
+}
+pub(crate) use since;
+
+/// A decoded field: read from the wire, or, for a `#[since = N]` field of an older message,
+/// its `Default` (only such fields need one).
+macro_rules! read_since {
+    ($version:expr, $read:expr) => {
+        $read
+    };
+    ($version:expr, $read:expr, $since:literal) => {
+        if $version >= $since {
+            $read
+        } else {
+            Default::default()
+        }
+    };
+}
+pub(crate) use read_since;
+
+/// Writes a field, unless it is a `#[since = N]` field and the message is older than `N`.
+macro_rules! write_since {
+    ($version:expr, $write:expr) => {
+        $write
+    };
+    ($version:expr, $write:expr, $since:literal) => {
+        if $version >= $since {
+            $write
+        }
+    };
+}
+pub(crate) use write_since;
+
+/// Raises `needed` to a `#[since = N]` field's version when the field holds a value.
+macro_rules! need_since {
+    ($needed:ident, $value:expr, $type:ty) => {};
+    ($needed:ident, $value:expr, $type:ty, $since:literal) => {
+        if $value != <$type as Default>::default() {
+            $needed = $needed.max($since);
+        }
+    };
+}
+pub(crate) use need_since;
 
 // ---- fixed-size values ----------------------------------------------------------------------
 
@@ -243,6 +339,26 @@ fixed! {
     i16 => put_i16, i16;
     i32 => put_i32, i32;
     i64 => put_i64, i64;
+}
+
+/// A u8: 0 false, 1 true; any other byte is refused.
+impl Wire for bool {
+    type Value = bool;
+    const ENCODED_BYTES_MIN: usize = 1;
+
+    fn encode<S: Sink>(value: &bool, _field: Field, sink: &mut S) -> Result<(), WireError> {
+        sink.put_u8(u8::from(*value));
+        Ok(())
+    }
+
+    fn decode(field: Field, decoder: &mut Decoder) -> Result<bool, WireError> {
+        decoder.bool(field.name)
+    }
+
+    #[cfg(test)]
+    fn smallest() -> bool {
+        false
+    }
 }
 
 /// A u16 code; codes this build does not know decode as [`ErrorCode::Unknown`].
@@ -483,6 +599,8 @@ pub(crate) type GroupInstanceId = OptionalStr<GROUP_INSTANCE_ID_BYTES_MAX>;
 pub(crate) type ProtocolName = Str<GROUP_PROTOCOL_NAME_BYTES_MAX>;
 pub(crate) type OptionalProtocolName = OptionalStr<GROUP_PROTOCOL_NAME_BYTES_MAX>;
 pub(crate) type ClientId = Str<CLIENT_ID_BYTES_MAX>;
+pub(crate) type TransactionalId = Str<TRANSACTIONAL_ID_BYTES_MAX>;
+pub(crate) type OptionalTransactionalId = OptionalStr<TRANSACTIONAL_ID_BYTES_MAX>;
 pub(crate) type ClientHost = Str<CLIENT_HOST_BYTES_MAX>;
 /// A member's opaque subscription or assignment.
 pub(crate) type MemberMetadata = ByteString<GROUP_MEMBER_METADATA_BYTES_MAX>;

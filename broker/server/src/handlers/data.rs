@@ -392,6 +392,10 @@ fn fetch_answer(
                 high_watermark: outcome.high_watermark,
                 log_start_offset: outcome.log_start_offset,
                 records: RecordSet::from_chunks(kept),
+                // Until the shards track transactions, every one is decided: the last stable
+                // offset is the high watermark and nothing is aborted.
+                last_stable_offset: outcome.high_watermark,
+                aborted_transactions: Vec::new(),
             }
         }
         Err(error) => {
@@ -409,6 +413,8 @@ fn fetch_answer(
                 high_watermark,
                 log_start_offset,
                 records: RecordSet::default(),
+                last_stable_offset: high_watermark,
+                aborted_transactions: Vec::new(),
             }
         }
     }

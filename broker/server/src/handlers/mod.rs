@@ -145,7 +145,14 @@ fn refuse_unreadable(buffer: &[u8], error: &WireError) -> Option<Vec<Bytes>> {
     tracing::debug!(%error, ?correlation_id, "closing connection after an unreadable frame");
     let correlation_id = correlation_id?;
     let api_key = peek_u16(buffer, FRAME_LENGTH_BYTES).and_then(ApiKey::from_u16)?;
-    reject(api_key, correlation_id, ErrorCode::for_wire_error(error)).answer
+    let version = peek_u16(buffer, FRAME_LENGTH_BYTES + 2).unwrap_or(0);
+    reject(
+        api_key,
+        correlation_id,
+        version,
+        ErrorCode::for_wire_error(error),
+    )
+    .answer
 }
 
 fn peek_u16(buffer: &[u8], at: usize) -> Option<u16> {
@@ -169,7 +176,12 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
     };
     let failed = |error: WireError| {
         tracing::debug!(?api_key, %error, "request body does not decode");
-        reject(api_key, correlation_id, ErrorCode::for_wire_error(&error))
+        reject(
+            api_key,
+            correlation_id,
+            version,
+            ErrorCode::for_wire_error(&error),
+        )
     };
     macro_rules! decoded {
         ($variant:ident, $type:ty) => {
@@ -284,10 +296,10 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             &request,
             data::delete_records(&services, &request.body).await,
         ),
-        Request::InitProducerId(request) => answer(
-            &request,
-            admin::init_producer_id(&services, request.body).await,
-        ),
+        Request::InitProducerId(request) => {
+            let response = admin::init_producer_id(&services, &request.body).await;
+            answer(&request, response)
+        }
         Request::DescribeCluster(request) => answer(&request, admin::describe_cluster(&services)),
         Request::CreatePartitions(request) => answer(
             &request,
@@ -316,9 +328,16 @@ fn encode<M: Message>(correlation_id: u32, version: u16, response: &M) -> Option
 /// The error response for `api_key`, and whether the connection must close after it: a
 /// response without a request-wide error code (produce, metadata, topic creation) can only
 /// answer empty, so the client sees both that its items are missing and that the connection
-/// ended. Which fields carry the code comes from the response's declaration.
-pub fn reject(api_key: ApiKey, correlation_id: u32, code: ErrorCode) -> Rejection {
-    let version = 0;
+/// ended. Which fields carry the code comes from the response's declaration. The answer is at
+/// the request's version, which the client decodes it at; a version this build does not speak
+/// is answered at 0.
+pub fn reject(api_key: ApiKey, correlation_id: u32, version: u16, code: ErrorCode) -> Rejection {
+    let (oldest, newest) = api_key.versions();
+    let version = if (oldest..=newest).contains(&version) {
+        version
+    } else {
+        0
+    };
     match encode_error_response(api_key, correlation_id, version, code) {
         Ok(response) => Rejection {
             answer: Some(response.chunks),

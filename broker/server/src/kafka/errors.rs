@@ -62,6 +62,14 @@ pub(crate) fn kafka_error(code: ErrorCode) -> Option<ResponseError> {
         ErrorCode::ProducerFenced => ResponseError::InvalidProducerEpoch,
         ErrorCode::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
         ErrorCode::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
+        ErrorCode::InvalidTxnState => ResponseError::InvalidTxnState,
+        ErrorCode::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        ErrorCode::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        ErrorCode::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        ErrorCode::TransactionCoordinatorFenced => ResponseError::TransactionCoordinatorFenced,
+        ErrorCode::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
+        ErrorCode::OperationNotAttempted => ResponseError::OperationNotAttempted,
+        ErrorCode::TransactionAbortable => ResponseError::TransactionAbortable,
     })
 }
 
