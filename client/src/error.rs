@@ -240,7 +240,9 @@ pub enum Error {
         partition: u32,
     },
     /// A newer epoch of this producer's id wrote to the broker (another producer took the id
-    /// over). Fatal: every pending record fails with this and later sends fail too.
+    /// over; for a transactional producer, another instance with the same `transactional_id`
+    /// called `init_transactions`). Fatal: every pending record fails with this, and later
+    /// sends and transaction calls fail too.
     #[error(
         "producer id {producer_id} epoch {producer_epoch} is fenced by a newer epoch; the \
          producer cannot send any more"
@@ -251,6 +253,28 @@ pub enum Error {
         /// The epoch that was fenced.
         producer_epoch: i16,
     },
+    /// A transactional producer was asked for something its transaction's state does not
+    /// allow (a send before `begin_transaction`, a commit outside a transaction, a second
+    /// `init_transactions`): the application's order of calls is wrong. Not retriable.
+    #[error("cannot {operation}: the transactional producer is {state}")]
+    TransactionState {
+        /// What was asked for.
+        operation: &'static str,
+        /// Where the producer stands.
+        state: &'static str,
+    },
+    /// The current transaction can no longer commit (a record failed, the coordinator refused
+    /// a partition or the offsets): abort it (`Producer::abort_transaction`); the producer
+    /// may then begin a new one. Not retriable as such.
+    #[error("the transaction cannot commit: {cause}; abort it")]
+    TransactionAbortable {
+        /// What spoiled it.
+        cause: Box<Error>,
+    },
+    /// The record was part of a transaction that was aborted (or could no longer commit)
+    /// before it was sent: it was not written.
+    #[error("the record's transaction was aborted before it was sent")]
+    TransactionAborted,
     /// The component was closed before the operation finished.
     #[error("{what} is closed")]
     Closed {
@@ -297,6 +321,9 @@ impl Error {
             | Self::OutOfOrderSequence { .. }
             | Self::DuplicateSequence { .. }
             | Self::ProducerFenced { .. }
+            | Self::TransactionState { .. }
+            | Self::TransactionAbortable { .. }
+            | Self::TransactionAborted
             | Self::Closed { .. } => false,
         }
     }
@@ -314,6 +341,7 @@ impl Error {
             Self::OutOfOrderSequence { .. } => Some(ErrorCode::OutOfOrderSequence),
             Self::DuplicateSequence { .. } => Some(ErrorCode::DuplicateSequence),
             Self::ProducerFenced { .. } => Some(ErrorCode::ProducerFenced),
+            Self::TransactionAbortable { cause } => cause.code(),
             _ => None,
         }
     }

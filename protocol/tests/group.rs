@@ -397,7 +397,7 @@ proptest! {
             topics: commits,
         })?;
         assert_response_round_trips(&OffsetCommitResponse { error_code, topics: results.clone() })?;
-        assert_request_round_trips(&OffsetFetchRequest { group_id: group_id.clone(), topics: requested })?;
+        assert_request_round_trips(&OffsetFetchRequest { group_id: group_id.clone(), topics: requested, require_stable: false })?;
         assert_response_round_trips(&OffsetFetchResponse { error_code, topics: fetched })?;
         assert_request_round_trips(&OffsetDeleteRequest { group_id, topics: deleted })?;
         assert_response_round_trips(&OffsetDeleteResponse { error_code, topics: results })?;

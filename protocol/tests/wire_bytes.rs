@@ -806,6 +806,7 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                 OffsetFetchRequest {
                     group_id: "group".into(),
                     topics: None,
+                    require_stable: false,
                 },
             );
             encodings.message(
@@ -813,6 +814,16 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                 OffsetFetchRequest {
                     group_id: "group".into(),
                     topics: Some(topic_partition_lists()),
+                    require_stable: false,
+                },
+            );
+            encodings.message_at(
+                "stable",
+                1,
+                OffsetFetchRequest {
+                    group_id: "group".into(),
+                    topics: None,
+                    require_stable: true,
                 },
             );
             encodings.message(

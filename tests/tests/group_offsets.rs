@@ -74,6 +74,7 @@ fn committed_offsets_survive_a_clean_restart_and_a_kill_9() {
         let fetched = client.call(&OffsetFetchRequest {
             group_id: "billing".into(),
             topics: None,
+            require_stable: false,
         });
         assert_eq!(fetched.error_code, ErrorCode::None);
         assert_eq!(fetched.topics.len(), 1);

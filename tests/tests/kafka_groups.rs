@@ -1166,6 +1166,7 @@ fn offsets_committed_over_kafka_and_natively_are_one_set() {
     let fetched: native::OffsetFetchResponse = native_client.call(&native::OffsetFetchRequest {
         group_id: "shared".into(),
         topics: None,
+        require_stable: false,
     });
     assert_eq!(fetched.committed("ledger", 0), Some(11));
     assert_eq!(fetched.committed("ledger", 1), Some(22));

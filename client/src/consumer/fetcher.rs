@@ -282,6 +282,7 @@ fn absorb_partition(
         .expect("checked by caller");
     partition.high_watermark = Some(answer.high_watermark);
     partition.log_start_offset = Some(answer.log_start_offset);
+    partition.last_stable_offset = Some(answer.last_stable_offset);
     partition.reported_error = false;
     let bytes = answer.records.to_bytes();
     if bytes.is_empty() {
@@ -297,6 +298,7 @@ fn absorb_partition(
                 bytes: bytes.slice(..length),
                 start_offset: target.fetch_offset,
                 next_offset,
+                aborted: answer.aborted_transactions.clone(),
             });
             true
         }

@@ -12,6 +12,7 @@
 //! [`Consumer::position`], and resumes from a committed offset with [`StartAt::Offset`]. Nothing
 //! here assumes the assignment is fixed.
 
+pub(crate) mod aborted;
 pub(crate) mod fetcher;
 pub mod records;
 
@@ -24,7 +25,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use spate_protocol::api::{IsolationLevel, OffsetSpec};
+use spate_protocol::api::{AbortedTransaction, IsolationLevel, OffsetSpec};
 
 use crate::admin::list_offsets;
 use crate::client::Client;
@@ -129,6 +130,8 @@ pub(crate) struct PartitionState {
     pub(crate) epoch: u64,
     pub(crate) high_watermark: Option<u64>,
     pub(crate) log_start_offset: Option<u64>,
+    /// The last stable offset last reported: below it every transaction is decided.
+    pub(crate) last_stable_offset: Option<u64>,
     /// Fetching stopped until the application seeks (offset out of range, reset `Error`).
     pub(crate) stopped: bool,
     pub(crate) backoff_until: Option<Instant>,
@@ -145,6 +148,8 @@ pub(crate) struct Chunk {
     pub(crate) start_offset: u64,
     /// The offset after its last batch.
     pub(crate) next_offset: u64,
+    /// The aborted transactions the answer listed (read_committed; empty otherwise).
+    pub(crate) aborted: Vec<AbortedTransaction>,
 }
 
 impl ConsumerShared {
@@ -257,6 +262,7 @@ impl Consumer {
                             epoch,
                             high_watermark: None,
                             log_start_offset: None,
+                            last_stable_offset: None,
                             stopped: false,
                             backoff_until: None,
                             reported_error: false,
@@ -358,13 +364,25 @@ impl Consumer {
         self.shared.state().unreachable_since.clone()
     }
 
-    /// Records between the position and the high watermark last reported by the broker;
-    /// `None` before the first fetch answer.
+    /// Records between the position and the end the broker last reported: the high
+    /// watermark, or under read_committed the last stable offset (what this consumer can
+    /// read), as Kafka counts it; `None` before the first fetch answer.
     pub fn lag(&self, topic: &str, partition: u32) -> Option<u64> {
         let key = TopicPartition::new(topic, partition);
         let state = self.shared.state();
         let partition = state.partitions.get(&key)?;
-        Some(partition.high_watermark?.saturating_sub(partition.position))
+        let end = match self.shared.config.isolation_level {
+            IsolationLevel::ReadUncommitted => partition.high_watermark?,
+            IsolationLevel::ReadCommitted => partition.last_stable_offset?,
+        };
+        Some(end.saturating_sub(partition.position))
+    }
+
+    /// The last stable offset last reported for an assigned partition: below it every
+    /// transaction is committed or aborted, and a read_committed consumer reads no further.
+    pub fn last_stable_offset(&self, topic: &str, partition: u32) -> Option<u64> {
+        let key = TopicPartition::new(topic, partition);
+        self.shared.state().partitions.get(&key)?.last_stable_offset
     }
 
     /// The high watermark last reported for an assigned partition.
@@ -467,6 +485,7 @@ impl Consumer {
                 chunk.key.partition,
                 chunk.bytes,
                 skip_below,
+                &chunk.aborted,
                 &mut budget,
             ) {
                 Ok(checked) => {

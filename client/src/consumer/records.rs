@@ -11,7 +11,8 @@
 //! records; a [`DecompressionBudget`] keeps one poll's decompressed bytes under
 //! `ConsumerConfig::decompressed_bytes_max` by ending a chunk early (the consumer fetches the
 //! rest again). Control batches (Kafka's transaction markers) hold no user records and are
-//! skipped. A [`ConsumerRecord`]'s
+//! skipped, and so, for a read_committed consumer, are the batches of the aborted
+//! transactions the fetch answer listed (`aborted`). A [`ConsumerRecord`]'s
 //! key, value and headers are views into the bytes; [`OwnedRecord`] is the variant that outlives
 //! the `Polled`, sharing the same memory rather than copying it. Fetching and positions are
 //! `consumer`'s business; this file only reads.
@@ -20,12 +21,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use self_cell::self_cell;
+use spate_protocol::api::AbortedTransaction;
 use spate_protocol::batch::header::attributes;
 use spate_protocol::batch::kafka::compression::decompress;
 use spate_protocol::batch::kafka::{self, Compression, KAFKA_BATCH_HEADER_BYTES};
 use spate_protocol::batch::{BatchIter, BatchView, RecordHeader, RecordView, Records};
 use spate_protocol::constants::BATCH_BYTES_MAX;
 use spate_protocol::BatchError;
+
+use crate::consumer::aborted::{AbortedFilter, BatchFacts};
 
 self_cell!(
     /// A compressed Kafka batch's records, validated, beside their decompressed bytes.
@@ -114,6 +118,34 @@ self_cell!(
     impl {Debug}
 );
 
+/// What the aborted-transaction filter reads of a batch.
+fn batch_facts(batch: &BatchView<'_>) -> BatchFacts {
+    let is_control = batch.attributes() & attributes::CONTROL != 0;
+    BatchFacts {
+        producer_id: batch.producer_id(),
+        last_offset: batch.last_offset(),
+        is_transactional: batch.attributes() & attributes::TRANSACTIONAL != 0,
+        is_control,
+        is_abort_marker: if is_control {
+            abort_marker(batch)
+        } else {
+            None
+        },
+    }
+}
+
+/// Whether a control batch's marker is an abort (`Some(true)`) or a commit; `None` when its
+/// record does not read as a marker. Kafka's control record key is a version (i16) and a type
+/// (i16: 0 abort, 1 commit), big-endian.
+fn abort_marker(batch: &BatchView<'_>) -> Option<bool> {
+    let key = batch.records().ok()?.next()?.key()?;
+    match i16::from_be_bytes(key.get(2..4)?.try_into().ok()?) {
+        0 => Some(true),
+        1 => Some(false),
+        _ => None,
+    }
+}
+
 /// Consecutive whole batches of one partition, checked by `poll`.
 #[derive(Debug, Clone)]
 pub(crate) struct PolledChunk {
@@ -141,18 +173,21 @@ impl PolledChunk {
         partition: u32,
         bytes: Bytes,
         skip_below: u64,
+        aborted: &[AbortedTransaction],
         budget: &mut DecompressionBudget,
     ) -> Result<Self, (u64, BatchError)> {
         let mut record_count = 0;
         let mut cut_at = None;
+        let mut filter = AbortedFilter::new(aborted);
         let batches = ValidatedBatches::try_new(bytes, |bytes| {
             let mut all_records = Vec::new();
             let mut batches = BatchIter::new(bytes, BATCH_BYTES_MAX);
             for batch in &mut batches {
                 let batch = batch.map_err(|error| (skip_below, error))?;
-                if batch.attributes() & attributes::CONTROL != 0 {
-                    // Transaction markers: no user records. Positions move past them anyway
-                    // (the fetcher advances by batch headers).
+                // Transaction markers hold no user records, and aborted transactions' batches
+                // are not handed out under read_committed. Positions move past both anyway
+                // (the fetcher advances by batch headers).
+                if filter.skips(batch_facts(&batch)) {
                     continue;
                 }
                 let Some(records) = validate_records(&batch, budget)
@@ -406,6 +441,7 @@ mod tests {
     use spate_protocol::batch::header::{compute_crc, field, stamp};
     use spate_protocol::batch::BATCH_HEADER_BYTES;
     use spate_protocol::batch::{BatchBuilder, BatchOptions, NO_HEADERS};
+    use spate_protocol::constants::BATCH_BYTES_MAX;
     use spate_protocol::constants::DECOMPRESSED_BATCH_BYTES_MAX;
 
     fn batch(base_offset: u64, values: &[&str]) -> BytesMut {
@@ -430,6 +466,7 @@ mod tests {
             0,
             bytes.clone(),
             11,
+            &[],
             &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap();
@@ -467,6 +504,7 @@ mod tests {
             0,
             bytes.freeze(),
             0,
+            &[],
             &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap_err();
@@ -487,6 +525,7 @@ mod tests {
                 0,
                 bytes.clone(),
                 0,
+                &[],
                 &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
             )
             .unwrap()],
@@ -511,6 +550,7 @@ mod tests {
             0,
             bytes.freeze(),
             0,
+            &[],
             &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap_err();
@@ -558,20 +598,158 @@ mod tests {
         .unwrap();
         let mut stored = kafka::wrap(&kafka).unwrap();
         if control {
-            // Producers may not write control batches (`wrap` refuses them); the broker writes
-            // transaction markers itself. Set the bit in both headers, then both CRCs.
-            let spate_attributes = field::ATTRIBUTES;
-            stored[spate_attributes] |= attributes::CONTROL as u8;
-            let kafka_attributes = BATCH_HEADER_BYTES + kafka::field::ATTRIBUTES + 1;
-            stored[kafka_attributes] |= attributes::CONTROL as u8;
-            let kafka_part = &mut stored[BATCH_HEADER_BYTES..];
-            let crc = crc32c::crc32c(&kafka_part[kafka::field::CRC_START..]);
-            kafka_part[kafka::field::CRC..][..4].copy_from_slice(&crc.to_be_bytes());
-            let crc = compute_crc(&stored);
-            stored[field::CRC..][..4].copy_from_slice(&crc.to_le_bytes());
+            make_control(&mut stored);
         }
         stamp(&mut stored, base_offset, 0);
         stored
+    }
+
+    /// Producers may not write control batches (`wrap` refuses them); the broker writes
+    /// transaction markers itself. Sets the bit in both headers, then both CRCs.
+    fn make_control(stored: &mut BytesMut) {
+        let spate_attributes = field::ATTRIBUTES;
+        stored[spate_attributes] |= attributes::CONTROL as u8;
+        let kafka_attributes = BATCH_HEADER_BYTES + kafka::field::ATTRIBUTES + 1;
+        stored[kafka_attributes] |= attributes::CONTROL as u8;
+        let kafka_part = &mut stored[BATCH_HEADER_BYTES..];
+        let crc = crc32c::crc32c(&kafka_part[kafka::field::CRC_START..]);
+        kafka_part[kafka::field::CRC..][..4].copy_from_slice(&crc.to_be_bytes());
+        let crc = compute_crc(stored);
+        stored[field::CRC..][..4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// A transaction marker of `producer_id` as the broker writes it: a Kafka control batch
+    /// whose one record's key is version 0 and type 0 (abort) or 1 (commit).
+    fn marker(base_offset: u64, producer_id: i64, abort: bool) -> BytesMut {
+        use kafka_protocol::records::{
+            Record as KafkaRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let record = KafkaRecord {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            // `wrap` checks a producer's batch; the broker's own markers carry -1.
+            sequence: 0,
+            timestamp: 1000,
+            key: Some(Bytes::from(vec![0, 0, 0, u8::from(!abort)])),
+            value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+            headers: Default::default(),
+        };
+        let mut kafka = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut kafka,
+            &[record],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: kafka_protocol::records::Compression::None,
+            },
+        )
+        .unwrap();
+        let mut stored = kafka::wrap(&kafka).unwrap();
+        make_control(&mut stored);
+        stamp(&mut stored, base_offset, 0);
+        stored
+    }
+
+    /// A native transactional batch of `producer_id`.
+    fn transactional_batch(base_offset: u64, producer_id: i64, values: &[&str]) -> BytesMut {
+        let mut builder = BatchBuilder::new(BatchOptions {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            attributes: attributes::TRANSACTIONAL,
+            ..BatchOptions::default()
+        });
+        for value in values {
+            builder
+                .append(Some(b"k"), Some(value.as_bytes()), NO_HEADERS, 5)
+                .unwrap();
+        }
+        let mut bytes = builder.seal().unwrap();
+        stamp(&mut bytes, base_offset, 0);
+        bytes
+    }
+
+    fn values_of(polled: &Polled) -> Vec<(u64, String)> {
+        polled
+            .records()
+            .map(|record| {
+                let value = String::from_utf8_lossy(record.value().unwrap()).to_string();
+                (record.offset(), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_committed_drops_the_aborted_transactions_records_and_every_marker() {
+        // Producer 7 aborts (offsets 0-2, marker 3), producer 8 commits around it (1 and 4,
+        // marker 5), producer 7 commits its next transaction (6, marker 7), then a plain batch.
+        let mut bytes = transactional_batch(0, 7, &["aborted-a"]);
+        bytes.extend_from_slice(&transactional_batch(1, 8, &["committed-a"]));
+        bytes.extend_from_slice(&transactional_batch(2, 7, &["aborted-b"]));
+        bytes.extend_from_slice(&marker(3, 7, true));
+        bytes.extend_from_slice(&transactional_batch(4, 8, &["committed-b"]));
+        bytes.extend_from_slice(&marker(5, 8, false));
+        bytes.extend_from_slice(&transactional_batch(6, 7, &["committed-c"]));
+        bytes.extend_from_slice(&marker(7, 7, false));
+        bytes.extend_from_slice(&batch(8, &["plain"]));
+        let bytes = bytes.freeze();
+        let aborted = [AbortedTransaction {
+            producer_id: 7,
+            first_offset: 0,
+        }];
+        let read = |aborted: &[AbortedTransaction]| {
+            let chunk = PolledChunk::check(
+                Arc::from("t"),
+                0,
+                bytes.clone(),
+                0,
+                aborted,
+                &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
+            )
+            .unwrap();
+            assert_eq!(chunk.record_count, chunk_values(&chunk).len());
+            chunk
+        };
+        let committed = read(&aborted);
+        assert_eq!(
+            chunk_values(&committed),
+            vec![
+                (1, "committed-a".to_string()),
+                (4, "committed-b".to_string()),
+                (6, "committed-c".to_string()),
+                (8, "plain".to_string()),
+            ]
+        );
+        // Read uncommitted (no aborted list): every data record, still no marker.
+        let uncommitted = read(&[]);
+        assert_eq!(chunk_values(&uncommitted).len(), 6);
+        assert!(chunk_values(&uncommitted)
+            .iter()
+            .all(|(_, value)| value != "marker"));
+    }
+
+    fn chunk_values(chunk: &PolledChunk) -> Vec<(u64, String)> {
+        values_of(&Polled {
+            chunks: vec![chunk.clone()],
+        })
+    }
+
+    #[test]
+    fn the_marker_type_is_read_from_the_control_records_key() {
+        for abort in [true, false] {
+            let bytes = marker(4, 9, abort).freeze();
+            let view = BatchView::validate(&bytes, BATCH_BYTES_MAX).unwrap();
+            assert_eq!(abort_marker(&view), Some(abort));
+            let facts = batch_facts(&view);
+            assert!(facts.is_control && facts.is_transactional);
+            assert_eq!((facts.producer_id, facts.last_offset), (9, 4));
+        }
     }
 
     #[test]
@@ -610,6 +788,7 @@ mod tests {
             0,
             bytes.clone(),
             2,
+            &[],
             &mut DecompressionBudget::new(DECOMPRESSED_BATCH_BYTES_MAX),
         )
         .unwrap();
@@ -645,15 +824,23 @@ mod tests {
             false,
         );
         let mut budget = DecompressionBudget::new(64 * 1024);
-        let error = PolledChunk::check(Arc::from("t"), 0, bytes.clone().freeze(), 0, &mut budget)
-            .unwrap_err();
+        let error = PolledChunk::check(
+            Arc::from("t"),
+            0,
+            bytes.clone().freeze(),
+            0,
+            &[],
+            &mut budget,
+        )
+        .unwrap_err();
         assert_eq!(error.0, 9);
         assert_eq!(
             error.1,
             BatchError::DecompressedTooLarge { limit: 64 * 1024 }
         );
         let mut budget = DecompressionBudget::new(2 << 20);
-        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0, &mut budget).unwrap();
+        let chunk =
+            PolledChunk::check(Arc::from("t"), 0, bytes.freeze(), 0, &[], &mut budget).unwrap();
         assert_eq!(chunk.record_count, 1);
         assert_eq!(chunk.cut_at, None);
     }
@@ -669,16 +856,17 @@ mod tests {
 
         // Room for one decompressed batch: the chunk ends before the second.
         let mut budget = DecompressionBudget::new(1 << 20);
-        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes.clone(), 0, &mut budget).unwrap();
+        let chunk =
+            PolledChunk::check(Arc::from("t"), 0, bytes.clone(), 0, &[], &mut budget).unwrap();
         assert_eq!((chunk.record_count, chunk.cut_at), (1, Some(1)));
         // The budget is the poll's: a second chunk in the same poll gets only what is left.
         let later = kafka_batch(3, &[&value], Codec::Snappy, false).freeze();
-        let chunk = PolledChunk::check(Arc::from("u"), 0, later, 0, &mut budget).unwrap();
+        let chunk = PolledChunk::check(Arc::from("u"), 0, later, 0, &[], &mut budget).unwrap();
         assert_eq!((chunk.record_count, chunk.cut_at), (0, Some(3)));
 
         // Room for both: the whole chunk, native batch included.
         let mut budget = DecompressionBudget::new(2 << 20);
-        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes, 0, &mut budget).unwrap();
+        let chunk = PolledChunk::check(Arc::from("t"), 0, bytes, 0, &[], &mut budget).unwrap();
         assert_eq!((chunk.record_count, chunk.cut_at), (3, None));
     }
 }

@@ -425,7 +425,7 @@ async fn plan(
         .iter()
         .map(|partition| TopicPartition::new(topic, *partition))
         .collect();
-    let current = member::committed(network, group_id, &keyed).await?;
+    let current = member::committed(network, group_id, &keyed, false).await?;
     let wanted: Vec<u64> = match target {
         ResetTarget::Offset(offset) => vec![offset; partitions.len()],
         ResetTarget::Earliest => starts.clone(),
@@ -500,6 +500,7 @@ async fn committed_partitions(
     let request = OffsetFetchRequest {
         group_id: group_id.to_string(),
         topics: None,
+        require_stable: false,
     };
     let response = network
         .call_retrying(&request, "fetch offsets", Retry::Idempotent)

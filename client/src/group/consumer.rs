@@ -27,6 +27,7 @@ use crate::config::{ConsumerConfig, OffsetReset};
 use crate::consumer::records::Polled;
 use crate::consumer::{Consumer, StartAt, TopicPartition};
 use crate::error::Error;
+use spate_protocol::api::IsolationLevel;
 
 /// Told when the group takes partitions away from this member or gives it new ones. Both run
 /// on the application's thread, inside `poll`.
@@ -39,6 +40,35 @@ pub trait RebalanceListener: Send {
     /// After the new partitions are assigned, before records of them are returned.
     fn partitions_assigned(&mut self, partitions: &[TopicPartition]) {
         let _ = partitions;
+    }
+}
+
+/// A group member as a transactional producer names it when it commits offsets inside a
+/// transaction (Kafka's `ConsumerGroupMetadata`): the group coordinator refuses the commit if
+/// the member was fenced (its generation is over, or another instance took its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// The consumer group.
+    pub group_id: String,
+    /// The member's generation; [`GENERATION_NONE`](spate_protocol::api::GENERATION_NONE)
+    /// for offsets committed from outside the membership.
+    pub generation_id: i32,
+    /// The member id; empty from outside the membership.
+    pub member_id: String,
+    /// The static member id (`group.instance.id`), if the member has one.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Offsets of `group_id` committed from outside its membership (a consumer that assigns
+    /// its partitions itself), as a group without members accepts them.
+    pub fn outside_membership(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            generation_id: spate_protocol::api::GENERATION_NONE,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
     }
 }
 
@@ -174,6 +204,13 @@ impl GroupConsumer {
         self.consumer.position(topic, partition)
     }
 
+    /// Moves an owned partition's position to `offset`: the next `poll` returns records from
+    /// there. After an aborted transaction of consume-transform-produce, seeking back to the
+    /// committed offsets reads the input of the aborted transaction again.
+    pub fn seek(&self, topic: &str, partition: u32, offset: u64) -> Result<(), Error> {
+        self.consumer.seek(topic, partition, offset)
+    }
+
     /// Records between the position and the last high watermark seen, for an owned partition.
     pub fn lag(&self, topic: &str, partition: u32) -> Option<u64> {
         self.consumer.lag(topic, partition)
@@ -187,6 +224,21 @@ impl GroupConsumer {
     /// The generation this member is in (`-1` before the first join).
     pub fn generation(&self) -> i32 {
         self.shared.state().generation
+    }
+
+    /// This member as a transactional producer names it when it commits the member's offsets
+    /// inside a transaction
+    /// ([`Producer::send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction)):
+    /// group, generation, member id and instance id, read now. Take it after the `poll` whose
+    /// records the transaction processed.
+    pub fn group_metadata(&self) -> ConsumerGroupMetadata {
+        let state = self.shared.state();
+        ConsumerGroupMetadata {
+            group_id: self.shared.config.group_id.clone(),
+            generation_id: state.generation,
+            member_id: state.member_id.clone(),
+            group_instance_id: self.shared.config.group_instance_id.clone(),
+        }
     }
 
     /// Commits the positions of every owned partition (what `poll` has returned so far) and
@@ -241,8 +293,12 @@ impl GroupConsumer {
         let network = self.client.network().clone();
         let group_id = self.shared.config.group_id.clone();
         let partitions = partitions.to_vec();
+        // A read_committed member waits for offsets pending in a transaction (Kafka's
+        // consumer asks with `require_stable` under read_committed too).
+        let require_stable =
+            self.consumer.config().isolation_level == IsolationLevel::ReadCommitted;
         self.client.spawn("fetch offsets", async move {
-            member::committed(&network, &group_id, &partitions).await
+            member::committed(&network, &group_id, &partitions, require_stable).await
         })
     }
 

@@ -455,21 +455,55 @@ pub(crate) async fn commit(
     Ok(())
 }
 
-/// The committed offsets of `partitions` (`None` where nothing is committed).
+/// The committed offsets of `partitions` (`None` where nothing is committed). With
+/// `require_stable` (a read_committed consumer), a partition whose offset waits in an open
+/// transaction is asked for again until the transaction ended (or `retry_timeout` passed), so
+/// the consumer does not start behind a commit about to land.
 pub(crate) async fn committed(
     network: &Network,
     group_id: &str,
     partitions: &[TopicPartition],
+    require_stable: bool,
 ) -> Result<Vec<Option<u64>>, Error> {
     let request = OffsetFetchRequest {
         group_id: group_id.to_string(),
         topics: Some(partition_lists(partitions)),
+        require_stable,
     };
-    let response = network
-        .call_retrying(&request, "fetch offsets", Retry::Idempotent)
-        .await?;
+    let deadline = Instant::now() + network.config().retry_timeout;
+    let mut backoff = network.config().reconnect_backoff_min;
+    let response = loop {
+        let response = network
+            .call_retrying(&request, "fetch offsets", Retry::Idempotent)
+            .await?;
+        let unstable = response
+            .topics
+            .iter()
+            .flat_map(|topic| topic.partitions.iter())
+            .any(|partition| partition.error_code == ErrorCode::UnstableOffsetCommit);
+        if !unstable || Instant::now() + backoff > deadline {
+            break response;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(network.config().reconnect_backoff_max);
+    };
     if !response.error_code.is_none() {
         return Err(refused("fetch offsets", response.error_code));
+    }
+    if let Some((topic, failed)) = response.topics.iter().find_map(|topic| {
+        topic
+            .partitions
+            .iter()
+            .find(|partition| !partition.error_code.is_none())
+            .map(|partition| (topic, partition))
+    }) {
+        return Err(Error::broker(
+            "fetch offsets",
+            Some(&topic.name),
+            Some(failed.partition),
+            failed.error_code,
+            None,
+        ));
     }
     Ok(partitions
         .iter()

@@ -22,5 +22,6 @@ pub use admin::{MemberDescription, PlannedOffset, ResetTarget};
 pub use assignor::{Assignment, Assignor, AssignorMember};
 pub use assignor::{RangeAssignor, RoundRobinAssignor, StickyAssignor};
 pub use config::GroupConfig;
-pub use consumer::{GroupConsumer, NoRebalanceListener, RebalanceListener};
+pub use consumer::RebalanceListener;
+pub use consumer::{ConsumerGroupMetadata, GroupConsumer, NoRebalanceListener};
 pub use spate_protocol::api::GroupState;

@@ -34,6 +34,7 @@ use crate::completion::Completer;
 use crate::config::{KeylessPartitioning, ProducerConfig};
 use crate::error::Error;
 use crate::producer::idempotence::{BatchStamp, PartitionSequences, ProducerIdentity};
+use crate::producer::transaction::{Gate, Transaction};
 
 /// Bytes a sealed batch adds beyond its records' bytes: the header and the archive root.
 pub(crate) const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES + 8;
@@ -199,6 +200,9 @@ pub(crate) struct Drained {
     pub(crate) failed: Vec<(Outbound, Error)>,
     /// An InitProducerId request the sender must make: the first identity, or an epoch bump.
     pub(crate) identity_request: Option<InitProducerIdRequest>,
+    /// A transactional producer's partitions to add to the transaction before their batches
+    /// leave (marked as being added).
+    pub(crate) partitions_to_add: Vec<(Arc<str>, u32)>,
     /// When the sender should look again even if nothing wakes it (a linger or a backoff
     /// ending).
     pub(crate) wake_at: Option<Instant>,
@@ -256,10 +260,15 @@ pub(crate) struct Accumulator {
     /// order). Whoever tells takes them all, so the order does not depend on which task runs
     /// first. Bounded by the batches in existence, which buffer memory bounds.
     due: VecDeque<Finished>,
+    /// A transactional producer's transaction; `None` for any other producer. Its identity
+    /// comes from `init_transactions` and its epoch bumps from `abort_transaction`, never
+    /// from the sender.
+    transaction: Option<Transaction>,
 }
 
 impl Accumulator {
-    pub(crate) fn new() -> Self {
+    /// The state of a producer; `transactional` for one with a `transactional_id`.
+    pub(crate) fn new(transactional: bool) -> Self {
         Self {
             topics: Vec::new(),
             topic_indexes: HashMap::new(),
@@ -272,7 +281,15 @@ impl Accumulator {
             bump_pending: false,
             fatal: None,
             due: VecDeque::new(),
+            transaction: transactional.then(Transaction::default),
         }
+    }
+
+    /// The transaction of a transactional producer.
+    pub(crate) fn transaction_mut(&mut self) -> &mut Transaction {
+        self.transaction
+            .as_mut()
+            .expect("only a transactional producer has a transaction")
     }
 
     /// Appends one record to its partition's open batch, sealing and opening batches as size
@@ -412,6 +429,7 @@ impl Accumulator {
             expired: Vec::new(),
             failed: Vec::new(),
             identity_request: None,
+            partitions_to_add: Vec::new(),
             wake_at: None,
         };
         if let Some(error) = &self.fatal {
@@ -463,6 +481,29 @@ impl Accumulator {
                     }
                     queue.backoff_until = None;
                 }
+                if let (Some(transaction), false) = (&self.transaction, queue.ready.is_empty()) {
+                    match transaction.gate(&queues.name, partition) {
+                        Gate::Open => {}
+                        Gate::Wait => continue,
+                        Gate::Add => {
+                            drained
+                                .partitions_to_add
+                                .push((queues.name.clone(), partition));
+                            continue;
+                        }
+                        Gate::Fail(error) => {
+                            for batch in queue.ready.drain(..) {
+                                let outbound = Outbound {
+                                    topic: queues.name.clone(),
+                                    partition,
+                                    batch,
+                                };
+                                drained.failed.push((outbound, error.clone()));
+                            }
+                            continue;
+                        }
+                    }
+                }
                 let mut slot = 0;
                 while queue.inflight < config.partition_inflight_requests_max {
                     let Some(front) = queue.ready.front() else {
@@ -497,8 +538,10 @@ impl Accumulator {
                 .into_iter()
                 .filter_map(|draft| (!draft.batches.is_empty()).then_some(draft.batches)),
         );
-        if idempotent {
-            drained.identity_request = self.identity_request();
+        match &mut self.transaction {
+            Some(transaction) => transaction.adding(&drained.partitions_to_add),
+            None if idempotent => drained.identity_request = self.identity_request(),
+            None => {}
         }
         drained
     }
@@ -555,8 +598,23 @@ impl Accumulator {
         }
     }
 
+    /// A transactional producer asks for its identity itself (`init_transactions`, and the
+    /// epoch bump after an abort): marks the request under way, as the sender's own would.
+    pub(crate) fn begin_identity_request(&mut self) {
+        assert!(
+            self.identity != IdentityState::Requesting,
+            "one identity request at a time"
+        );
+        self.identity = IdentityState::Requesting;
+    }
+
+    /// Whether a broken sequence waits for the next epoch (a transactional producer takes it
+    /// after the abort).
+    pub(crate) fn needs_epoch_bump(&self) -> bool {
+        self.bump_pending
+    }
+
     /// The identity this producer holds, if it holds one now.
-    #[cfg(test)]
     pub(crate) fn identity(&self) -> Option<ProducerIdentity> {
         match self.identity {
             IdentityState::Known(identity) => Some(identity),
@@ -640,6 +698,14 @@ impl Accumulator {
     /// buffer memory of the batches that became due (no longer needed: their bytes are sent).
     pub(crate) fn resolve(&mut self, finished: Vec<Finished>) -> usize {
         let mut due = Vec::with_capacity(finished.len());
+        if let Some(transaction) = &mut self.transaction {
+            // A record that did not make it spoils its transaction: it cannot commit.
+            for (_, result) in &finished {
+                if let Err(error) = result {
+                    transaction.spoil(error.clone());
+                }
+            }
+        }
         for (outbound, result) in finished {
             let Some(stamp) = outbound.batch.stamp else {
                 due.push((outbound, result));
@@ -1148,7 +1214,7 @@ mod tests {
     #[test]
     fn a_full_batch_is_sealed_and_the_record_that_does_not_fit_opens_the_next() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let value = [7u8; 200];
         for _ in 0..3 {
@@ -1184,7 +1250,7 @@ mod tests {
             buffer_bytes_max: 4 * 1024,
             ..config()
         };
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         for partition in 0..10 {
             accumulator.append(
@@ -1214,7 +1280,7 @@ mod tests {
     #[test]
     fn a_lingered_batch_keeps_filling_while_its_partition_has_no_free_slot() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let append = |accumulator: &mut Accumulator| append_one(accumulator, &config, now);
         append(&mut accumulator);
@@ -1251,7 +1317,7 @@ mod tests {
     #[test]
     fn under_memory_pressure_an_open_batch_is_sealed_only_when_its_partition_can_send_it() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let append = |accumulator: &mut Accumulator| append_one(accumulator, &config, now);
         append(&mut accumulator);
@@ -1281,7 +1347,7 @@ mod tests {
     #[test]
     fn tagged_and_notified_records_keep_their_offset_deltas() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let sinks = [
             sink(),
@@ -1326,7 +1392,7 @@ mod tests {
     #[test]
     fn records_for_several_topics_each_reach_their_own_queues() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         for topic in ["a", "b", "a", "c", "b", "a"] {
             accumulator.append(
@@ -1367,7 +1433,7 @@ mod tests {
     #[test]
     fn a_lingering_batch_is_sent_once_its_linger_passed() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         accumulator.append(
             "t",
@@ -1390,7 +1456,7 @@ mod tests {
     #[test]
     fn a_partition_has_one_batch_in_flight_and_a_retry_goes_first() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let value = [1u8; 600];
         for _ in 0..3 {
@@ -1426,7 +1492,7 @@ mod tests {
     #[test]
     fn flush_waits_for_its_generation_only() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         append_value(&mut accumulator, &config, now, b"old");
         let generation = accumulator.seal_all(&config);
@@ -1447,7 +1513,7 @@ mod tests {
     #[test]
     fn a_released_slot_lets_the_next_batch_leave_while_flush_still_waits_for_the_first() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let append = |accumulator: &mut Accumulator| append_one(accumulator, &config, now);
         append(&mut accumulator);
@@ -1482,7 +1548,7 @@ mod tests {
     #[test]
     fn sticky_keyless_records_fill_one_partition_then_move_on() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let value = [3u8; 300];
         let mut partitions = Vec::new();
@@ -1515,7 +1581,7 @@ mod tests {
         let now = Instant::now();
         let first_partitions: std::collections::BTreeSet<u32> = (0..64)
             .map(|_| {
-                let mut accumulator = Accumulator::new();
+                let mut accumulator = Accumulator::new(false);
                 accumulator
                     .append(
                         "t",
@@ -1537,7 +1603,7 @@ mod tests {
     #[test]
     fn a_record_larger_than_batch_bytes_gets_a_batch_of_its_own() {
         let config = config();
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         let value = vec![9u8; 5000];
         append_value(&mut accumulator, &config, now, &value);
@@ -1604,11 +1670,82 @@ mod tests {
     /// An accumulator holding `IDENTITY` (its InitProducerId answered) with `count` sealed
     /// batches waiting to leave.
     fn identified_with_sealed_batches(config: &ProducerConfig, count: usize) -> Accumulator {
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         accumulator.identity = IdentityState::Requesting;
         accumulator.install_identity(IDENTITY);
         seal_batches(&mut accumulator, config, count);
         accumulator
+    }
+
+    /// A transactional producer after `init_transactions` (holding `IDENTITY`), in a
+    /// transaction, with `count` sealed batches on partition 0 of "t".
+    fn transaction_with_sealed_batches(config: &ProducerConfig, count: usize) -> Accumulator {
+        let mut accumulator = Accumulator::new(true);
+        accumulator.transaction_mut().begin_init().unwrap();
+        accumulator.begin_identity_request();
+        accumulator.install_identity(IDENTITY);
+        accumulator.transaction_mut().end_init(true);
+        accumulator.transaction_mut().begin().unwrap();
+        seal_batches(&mut accumulator, config, count);
+        accumulator
+    }
+
+    #[test]
+    fn a_transactional_batch_leaves_only_once_its_partition_was_added_to_the_transaction() {
+        let config = idempotent_config(5);
+        let mut accumulator = transaction_with_sealed_batches(&config, 2);
+        let now = Instant::now();
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
+        assert!(drained.requests.is_empty(), "nothing leaves before the add");
+        assert!(
+            drained.identity_request.is_none(),
+            "a transactional producer's identity is init_transactions'"
+        );
+        let topic: Arc<str> = Arc::from("t");
+        assert_eq!(drained.partitions_to_add, vec![(topic.clone(), 0)]);
+        let again = accumulator.drain(&config, now, SealWhen::Lingered);
+        assert!(
+            again.partitions_to_add.is_empty() && again.requests.is_empty(),
+            "one add at a time, and the batches wait for it"
+        );
+        accumulator.transaction_mut().added(&[(topic, 0)]);
+        let sent = sent(accumulator.drain(&config, now, SealWhen::Lingered));
+        assert_eq!(sent.len(), 2);
+        assert_eq!(stamp_in_bytes(&sent[0]), (42, 3, 0));
+    }
+
+    #[test]
+    fn an_abort_fails_the_transactions_batches_that_never_left() {
+        let config = idempotent_config(5);
+        let mut accumulator = transaction_with_sealed_batches(&config, 2);
+        let now = Instant::now();
+        let topic: Arc<str> = Arc::from("t");
+        let drained = accumulator.drain(&config, now, SealWhen::Lingered);
+        assert_eq!(drained.partitions_to_add.len(), 1);
+        accumulator.transaction_mut().added(&[(topic, 0)]);
+        accumulator.transaction_mut().begin_abort().unwrap();
+        append_value(&mut accumulator, &config, now, &[1u8; 10]);
+        accumulator.seal_all(&config);
+        let drained = accumulator.drain(&config, now, SealWhen::Always);
+        assert!(drained.requests.is_empty());
+        assert_eq!(drained.failed.len(), 3);
+        assert!(drained
+            .failed
+            .iter()
+            .all(|(_, error)| matches!(error, Error::TransactionAborted)));
+        let due = answer_failed(&mut accumulator, drained.failed);
+        assert_eq!(due, 3, "unstamped batches are told at once");
+        assert!(!accumulator.needs_epoch_bump(), "no sequence was used");
+    }
+
+    fn answer_failed(accumulator: &mut Accumulator, failed: Vec<(Outbound, Error)>) -> usize {
+        accumulator.resolve(
+            failed
+                .into_iter()
+                .map(|(outbound, error)| (outbound, Err(error)))
+                .collect(),
+        );
+        accumulator.take_due().len()
     }
 
     /// Two stamped batches sent (sequences 0 and 1) and not yet answered: the accumulator, the
@@ -1631,7 +1768,7 @@ mod tests {
     #[test]
     fn nothing_leaves_an_idempotent_producer_before_it_has_an_identity() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let drained = accumulator.drain(&config, Instant::now(), SealWhen::Lingered);
         assert!(
             drained.identity_request.is_none(),
@@ -1799,7 +1936,7 @@ mod tests {
     #[test]
     fn a_batch_waiting_for_an_identity_still_expires_at_its_deadline() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         let now = Instant::now();
         append_value(&mut accumulator, &config, now, b"v");
         accumulator.seal_all(&config);
@@ -1818,7 +1955,7 @@ mod tests {
     #[test]
     fn a_producer_that_failed_for_good_fails_every_batch_not_in_flight() {
         let config = idempotent_config(5);
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         seal_batches(&mut accumulator, &config, 2);
         append_value(&mut accumulator, &config, Instant::now(), b"open");
         accumulator.fail_producer(Error::ProducerFenced {
@@ -1845,7 +1982,7 @@ mod tests {
             acks: spate_protocol::api::Acks::None,
             ..idempotent_config(5)
         };
-        let mut accumulator = Accumulator::new();
+        let mut accumulator = Accumulator::new(false);
         seal_batches(&mut accumulator, &config, 2);
         let drained = accumulator.drain(&config, Instant::now(), SealWhen::Lingered);
         assert!(drained.identity_request.is_none());

@@ -7,7 +7,8 @@
 //! the backpressure), and appends. The sender task on the I/O thread does the rest
 //! (`sender`). Batching is in `accumulator`, the key hash in `partitioner`, the memory budget in
 //! `memory`, batched delivery reports in `delivery`, the idempotent producer's sequence
-//! bookkeeping in `idempotence`.
+//! bookkeeping in `idempotence`, the transactional producer's state in `transaction` and its
+//! requests to the coordinators in `transaction_requests`.
 
 pub(crate) mod accumulator;
 pub mod delivery;
@@ -15,6 +16,8 @@ pub(crate) mod idempotence;
 pub(crate) mod memory;
 pub mod partitioner;
 pub(crate) mod sender;
+pub(crate) mod transaction;
+pub(crate) mod transaction_requests;
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -29,8 +32,10 @@ use spate_protocol::constants::BATCH_BYTES_MAX;
 use crate::client::Client;
 use crate::completion::{completion, Completion};
 use crate::config::{BufferFullPolicy, ProducerConfig};
+use crate::consumer::TopicPartition;
 use crate::error::Error;
-use crate::network::{coarse_clock, TopicInfo};
+use crate::group::ConsumerGroupMetadata;
+use crate::network::{coarse_clock, ConnectionSlot, TopicInfo};
 use accumulator::BATCH_OVERHEAD_BYTES;
 use accumulator::{Accumulator, DeliverySink, Incoming, Notify, PartitionChoice};
 use memory::BufferMemory;
@@ -200,6 +205,9 @@ pub(crate) struct ProducerInner {
     fatal: OnceLock<Error>,
     /// Hears about tagged records; only the I/O thread calls it, so the lock is uncontended.
     pub(crate) delivery_handler: Option<Mutex<Box<dyn DeliveryHandler>>>,
+    /// A transactional producer's connection for its coordinator requests (never behind a
+    /// produce request's answer).
+    pub(crate) transaction_slot: ConnectionSlot,
 }
 
 impl ProducerInner {
@@ -225,6 +233,24 @@ impl ProducerInner {
     pub(crate) fn fail_fatally(&self, accumulator: &mut Accumulator, error: Error) {
         let _ = self.fatal.set(error.clone());
         accumulator.fail_producer(error);
+        self.wake.notify_one();
+    }
+
+    /// Seals every open batch and completes once each record accepted so far is delivered
+    /// or failed.
+    pub(crate) fn flush(&self) -> Completion<()> {
+        let (completer, completion) = completion("producer");
+        {
+            let mut accumulator = self.accumulator();
+            let generation = accumulator.seal_all(&self.config);
+            accumulator.wait_for_generation(generation, completer);
+        }
+        self.wake.notify_one();
+        completion
+    }
+
+    fn is_transactional(&self) -> bool {
+        self.config.transactional_id.is_some()
     }
 }
 
@@ -242,15 +268,17 @@ impl Producer {
         delivery_handler: Option<Box<dyn DeliveryHandler>>,
     ) -> Result<Self, Error> {
         config.check()?;
+        let transactional = config.transactional_id.is_some();
         let inner = Arc::new(ProducerInner {
             memory: BufferMemory::new(config.buffer_bytes_max),
             client: client.clone(),
             config,
-            accumulator: Mutex::new(Accumulator::new()),
+            accumulator: Mutex::new(Accumulator::new(transactional)),
             wake: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             fatal: OnceLock::new(),
             delivery_handler: delivery_handler.map(Mutex::new),
+            transaction_slot: ConnectionSlot::new(),
         });
         client.spawn_detached(sender::run(inner.clone()));
         Ok(Self {
@@ -378,15 +406,118 @@ impl Producer {
     /// Sends every record accepted so far without waiting for lingers, and completes once
     /// each of them is delivered or failed. Records sent after the call do not delay it.
     pub fn flush(&self) -> Completion<()> {
-        let inner = self.inner();
-        let (completer, completion) = completion("producer");
-        {
-            let mut accumulator = inner.accumulator();
-            let generation = accumulator.seal_all(&inner.config);
-            accumulator.wait_for_generation(generation, completer);
+        self.inner().flush()
+    }
+
+    /// Whether this producer was made with a `transactional_id`.
+    pub fn is_transactional(&self) -> bool {
+        self.inner().is_transactional()
+    }
+
+    /// A transactional producer's first call (Kafka's `initTransactions`): gets the producer
+    /// id and a new epoch for its `transactional_id` from the transaction coordinator. That
+    /// fences every older producer with the same id (their sends and transaction calls fail
+    /// with [`Error::ProducerFenced`]) and aborts any transaction one of them left open. Call
+    /// it once, before [`Producer::begin_transaction`]; retriable failures are retried until
+    /// the client's `retry_timeout`, and a failed call may be repeated.
+    pub fn init_transactions(&self) -> Completion<()> {
+        let inner = self.inner().clone();
+        if let Err(error) = self.transaction_call(|transaction| transaction.begin_init()) {
+            return Completion::ready(Err(error));
         }
-        inner.wake.notify_one();
-        completion
+        let client = inner.client.clone();
+        client.spawn("init transactions", async move {
+            let result = transaction_requests::init_producer_id(&inner, None).await;
+            let mut accumulator = inner.accumulator();
+            accumulator.transaction_mut().end_init(result.is_ok());
+            let identity = result?;
+            accumulator.begin_identity_request();
+            accumulator.install_identity(identity);
+            Ok(())
+        })
+    }
+
+    /// Opens a transaction: records sent from now until the commit or abort belong to it.
+    /// Needs [`Producer::init_transactions`] first, and no transaction open.
+    pub fn begin_transaction(&self) -> Result<(), Error> {
+        self.transaction_call(|transaction| transaction.begin())
+    }
+
+    /// Commits `offsets` (for each partition, the next offset to consume) of the consumer
+    /// group `group` inside the open transaction (Kafka's `sendOffsetsToTransaction`): the
+    /// group sees them when the transaction commits, never if it aborts. This is how
+    /// consume-transform-produce reads each input record exactly once: the output records and
+    /// the input offsets commit or abort together. `group` is the consumer's
+    /// ([`GroupConsumer::group_metadata`](crate::group::GroupConsumer::group_metadata)), so a
+    /// member fenced by a rebalance cannot commit; that consumer must not commit offsets
+    /// itself (turn auto-commit off). A refusal by the group (a rebalance moved on) fails the
+    /// call with [`Error::TransactionAbortable`].
+    pub fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(TopicPartition, u64)],
+        group: &ConsumerGroupMetadata,
+    ) -> Completion<()> {
+        if let Err(error) = self.transaction_call(|transaction| transaction.check_offsets()) {
+            return Completion::ready(Err(error));
+        }
+        let inner = self.inner().clone();
+        let (offsets, group) = (offsets.to_vec(), group.clone());
+        inner.client.clone().spawn(
+            "send offsets to transaction",
+            transaction_requests::send_offsets(inner, offsets, group),
+        )
+    }
+
+    /// Commits the open transaction (Kafka's `commitTransaction`): flushes every record sent
+    /// in it, then has the coordinator write the commit to every partition and group in it.
+    /// Once this succeeds, read_committed consumers see the records and the group sees the
+    /// offsets. If a record failed, it fails with [`Error::TransactionAbortable`]: call
+    /// [`Producer::abort_transaction`].
+    pub fn commit_transaction(&self) -> Completion<()> {
+        if let Err(error) = self.transaction_call(|_| Ok(())) {
+            return Completion::ready(Err(error));
+        }
+        let inner = self.inner().clone();
+        inner
+            .client
+            .clone()
+            .spawn("commit transaction", transaction_requests::commit(inner))
+    }
+
+    /// Aborts the open transaction (Kafka's `abortTransaction`): records not yet sent fail
+    /// with [`Error::TransactionAborted`], those on their way settle, then the coordinator
+    /// writes the abort to every partition and group in it; read_committed consumers never
+    /// see its records, and the group never sees its offsets. The producer may then begin a
+    /// new transaction.
+    pub fn abort_transaction(&self) -> Completion<()> {
+        if let Err(error) = self.transaction_call(|_| Ok(())) {
+            return Completion::ready(Err(error));
+        }
+        let inner = self.inner().clone();
+        inner
+            .client
+            .clone()
+            .spawn("abort transaction", transaction_requests::abort(inner))
+    }
+
+    /// Runs `call` on the transaction of a transactional producer that has not failed for
+    /// good.
+    fn transaction_call<T>(
+        &self,
+        call: impl FnOnce(&mut transaction::Transaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let inner = self.inner();
+        if !inner.is_transactional() {
+            return Err(Error::invalid(
+                "producer",
+                "transactions need a producer made with a transactional_id",
+            ));
+        }
+        let mut accumulator = inner.accumulator();
+        if let Some(fatal) = accumulator.fatal() {
+            return Err(fatal.clone());
+        }
+        call(accumulator.transaction_mut())
     }
 
     /// Stops accepting records (later sends fail with [`Error::Closed`]) and completes once
@@ -407,6 +538,9 @@ impl Producer {
         }
         if let Some(error) = self.inner().fatal.get() {
             return Err(error.clone());
+        }
+        if self.inner().is_transactional() {
+            self.inner().accumulator().transaction_mut().check_send()?;
         }
         let record_bytes = record.batch_bytes();
         let limit_bytes =

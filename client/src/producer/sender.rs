@@ -36,6 +36,7 @@ use crate::producer::accumulator::{retry_backoff, Deliveries, Finished, Outbound
 use crate::producer::accumulator::{RecordMetadata, SealWhen};
 use crate::producer::delivery::DeliveredBatch;
 use crate::producer::idempotence::ProducerIdentity;
+use crate::producer::transaction_requests::add_partitions;
 use crate::producer::ProducerInner;
 use crate::timer::PreciseTimer;
 
@@ -83,6 +84,9 @@ pub(crate) async fn run(inner: Arc<ProducerInner>) {
         }
         if let Some(request) = drained.identity_request {
             tokio::spawn(obtain_identity(inner.clone(), slot.clone(), request));
+        }
+        if !drained.partitions_to_add.is_empty() {
+            tokio::spawn(add_partitions(inner.clone(), drained.partitions_to_add));
         }
         for request in drained.requests {
             tokio::spawn(send_request(inner.clone(), slot.clone(), request));

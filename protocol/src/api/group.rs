@@ -382,6 +382,12 @@ wire! {
         pub group_id: String as GroupId,
         /// `None`: every partition the group has an offset for.
         pub topics: Option<Vec<TopicPartitionList>> as Optional<TopicPartitionLists>,
+        /// Kafka's `require_stable` (KIP-447): a partition whose offset waits in an open
+        /// transaction is answered `UnstableOffsetCommit` (retriable) instead of its last
+        /// committed offset, so a read_committed consumer does not start behind a commit that
+        /// is about to land.
+        #[since = 1]
+        pub require_stable: bool as bool,
     }
 }
 

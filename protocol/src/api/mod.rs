@@ -185,7 +185,8 @@ apis! {
     Heartbeat = 13 => HeartbeatRequest, HeartbeatResponse;
     LeaveGroup = 14 => LeaveGroupRequest, LeaveGroupResponse;
     OffsetCommit = 15 => OffsetCommitRequest, OffsetCommitResponse;
-    OffsetFetch = 16 => OffsetFetchRequest, OffsetFetchResponse;
+    // Version 1: `require_stable`.
+    OffsetFetch = 16, versions 0..=1 => OffsetFetchRequest, OffsetFetchResponse;
     ListGroups = 17 => ListGroupsRequest, ListGroupsResponse;
     DescribeGroups = 18 => DescribeGroupsRequest, DescribeGroupsResponse;
     DeleteGroups = 19 => DeleteGroupsRequest, DeleteGroupsResponse;

@@ -236,6 +236,7 @@ pub fn committed(
             name: topic.to_string(),
             partitions: partitions.to_vec(),
         }]),
+        require_stable: false,
     });
     assert_eq!(
         response.error_code,

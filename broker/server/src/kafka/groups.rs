@@ -714,6 +714,7 @@ async fn fetch_group(
     let fetch = api::OffsetFetchRequest {
         group_id: owned(&group_id),
         topics: native_topics,
+        require_stable: false,
     };
     let response = native::fetch_offsets(&services, fetch).await;
     let fetched = |partition: &api::OffsetFetchPartition| FetchedPartition {

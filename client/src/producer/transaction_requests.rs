@@ -1,0 +1,530 @@
+//! The transactional producer's requests to the transaction coordinator and the group
+//! coordinator, run on the client's I/O thread: InitProducerId with the transactional id,
+//! AddPartitionsToTxn before a partition's first batch, AddOffsetsToTxn and TxnOffsetCommit
+//! for `send_offsets_to_transaction`, and EndTxn after the flush that commit and abort start
+//! with.
+//!
+//! Every request goes on the producer's own transaction connection (the broker routes it to
+//! the coordinator's shard). Retriable answers (the coordinator loading, the previous
+//! transaction still completing, a lost connection) are retried with the producer's backoff
+//! until `retry_timeout`. A fencing answer fails the producer for good (another instance with
+//! the same transactional id took over); any other refusal spoils the transaction, which the
+//! application then aborts. The state these requests move is `transaction`'s.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest};
+use spate_protocol::api::{InitProducerIdRequest, OffsetCommitPartition, Request};
+use spate_protocol::api::{TopicPartitionList, TopicPartitions, TxnOffsetCommitRequest};
+use spate_protocol::ErrorCode;
+
+use crate::consumer::TopicPartition;
+use crate::error::Error;
+use crate::group::ConsumerGroupMetadata;
+use crate::producer::accumulator::retry_backoff;
+use crate::producer::idempotence::ProducerIdentity;
+use crate::producer::ProducerInner;
+
+/// How a refused transactional request leaves the producer.
+enum Refusal {
+    /// Ask again after a pause.
+    Retry(Error),
+    /// The producer can do nothing more (fenced).
+    Fatal(Error),
+    /// Only the current transaction is lost.
+    Abortable(Error),
+}
+
+/// What a broker error code means for a transactional request, as Kafka's producer reads it.
+fn refusal(operation: &'static str, code: ErrorCode, message: Option<String>) -> Refusal {
+    let error = Error::broker(operation, None, None, code, message);
+    match code {
+        code if code.is_retriable() => Refusal::Retry(error),
+        ErrorCode::ProducerFenced
+        | ErrorCode::InvalidProducerIdMapping
+        | ErrorCode::TransactionCoordinatorFenced
+        | ErrorCode::InvalidTxnState => Refusal::Fatal(error),
+        _ => Refusal::Abortable(error),
+    }
+}
+
+/// The error a fatal refusal fails the producer with: fencing reads as
+/// [`Error::ProducerFenced`].
+fn fatal_error(error: Error, identity: ProducerIdentity) -> Error {
+    match error.code() {
+        Some(ErrorCode::ProducerFenced) => Error::ProducerFenced {
+            producer_id: identity.producer_id,
+            producer_epoch: identity.producer_epoch,
+        },
+        _ => error,
+    }
+}
+
+/// Sends `request` on the transaction connection until `answer` accepts the response or says
+/// it is refused for good, retrying retriable failures until `retry_timeout`.
+async fn call<R: Request>(
+    inner: &ProducerInner,
+    request: &R,
+    operation: &'static str,
+    answer: impl Fn(&R::Response) -> Option<(ErrorCode, Option<String>)>,
+) -> Result<R::Response, Refusal> {
+    let network = inner.client.network();
+    let deadline = Instant::now() + inner.client.config().retry_timeout;
+    let mut attempts = 0;
+    loop {
+        let refused = match network
+            .call_in(&inner.transaction_slot, request, operation, None)
+            .await
+        {
+            Ok(response) => match answer(&response) {
+                None => return Ok(response),
+                Some((code, message)) => refusal(operation, code, message),
+            },
+            Err(error) if error.is_retriable() => Refusal::Retry(error),
+            Err(error) => Refusal::Abortable(error),
+        };
+        let Refusal::Retry(error) = refused else {
+            return Err(refused);
+        };
+        let backoff = retry_backoff(&inner.config, attempts);
+        if Instant::now() + backoff > deadline {
+            return Err(Refusal::Abortable(Error::RetriesExhausted {
+                attempts: attempts + 1,
+                last: Box::new(error),
+            }));
+        }
+        tokio::time::sleep(backoff).await;
+        attempts += 1;
+    }
+}
+
+fn transactional_id(inner: &ProducerInner) -> String {
+    inner
+        .config
+        .transactional_id
+        .clone()
+        .expect("only a transactional producer sends transactional requests")
+}
+
+fn identity(inner: &ProducerInner) -> Result<ProducerIdentity, Error> {
+    let accumulator = inner.accumulator();
+    if let Some(fatal) = accumulator.fatal() {
+        return Err(fatal.clone());
+    }
+    Ok(accumulator
+        .identity()
+        .expect("a transaction runs only after init_transactions installed an identity"))
+}
+
+/// Gets the producer's identity for its transactional id (a new epoch, fencing older
+/// instances), or the next epoch of `current` after an abort that left a broken sequence.
+pub(crate) async fn init_producer_id(
+    inner: &ProducerInner,
+    current: Option<ProducerIdentity>,
+) -> Result<ProducerIdentity, Error> {
+    let (producer_id, producer_epoch) = current.map_or(
+        (
+            InitProducerIdRequest::default().producer_id,
+            InitProducerIdRequest::default().producer_epoch,
+        ),
+        |identity| (identity.producer_id, identity.producer_epoch),
+    );
+    let request = InitProducerIdRequest {
+        producer_id,
+        producer_epoch,
+        transactional_id: Some(transactional_id(inner)),
+        // Checked to fit by `ProducerConfig::check`.
+        transaction_timeout_ms: inner.config.transaction_timeout.as_millis() as u32,
+    };
+    let response = call(inner, &request, "init producer id", |response| {
+        (!response.error_code.is_none()).then_some((response.error_code, None))
+    })
+    .await
+    .map_err(|refusal| match refusal {
+        Refusal::Retry(error) | Refusal::Fatal(error) | Refusal::Abortable(error) => error,
+    })?;
+    if response.producer_id < 0 || response.producer_epoch < 0 {
+        return Err(Error::Protocol {
+            operation: "init producer id",
+            source: spate_protocol::WireError::InvalidValue {
+                field: "producer_id or producer_epoch (negative)",
+                value: response.producer_id.min(i64::from(response.producer_epoch)),
+            },
+        });
+    }
+    Ok(ProducerIdentity {
+        producer_id: response.producer_id,
+        producer_epoch: response.producer_epoch,
+    })
+}
+
+/// Asks the coordinator to add `partitions` to the transaction; their batches leave once it
+/// did. Spawned by the sender.
+pub(crate) async fn add_partitions(inner: Arc<ProducerInner>, partitions: Vec<(Arc<str>, u32)>) {
+    let outcome = match identity(&inner) {
+        Ok(identity) => {
+            let request = AddPartitionsToTxnRequest {
+                transactional_id: transactional_id(&inner),
+                producer_id: identity.producer_id,
+                producer_epoch: identity.producer_epoch,
+                topics: partition_lists(&partitions),
+            };
+            call(
+                &inner,
+                &request,
+                "add partitions to transaction",
+                |response| {
+                    first_failure(
+                        response.error_code,
+                        response.error_message.clone(),
+                        &response.topics,
+                    )
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|refusal| (refusal, identity))
+        }
+        Err(_) => {
+            // Fenced meanwhile: the accumulator fails every batch already.
+            inner
+                .accumulator()
+                .transaction_mut()
+                .not_added(&partitions, Error::TransactionAborted);
+            inner.wake.notify_one();
+            return;
+        }
+    };
+    {
+        let mut accumulator = inner.accumulator();
+        match outcome {
+            Ok(()) => accumulator.transaction_mut().added(&partitions),
+            Err((Refusal::Fatal(error), identity)) => {
+                let error = fatal_error(error, identity);
+                accumulator
+                    .transaction_mut()
+                    .not_added(&partitions, error.clone());
+                inner.fail_fatally(&mut accumulator, error);
+            }
+            Err((Refusal::Abortable(error) | Refusal::Retry(error), _)) => {
+                accumulator.transaction_mut().not_added(&partitions, error);
+            }
+        }
+    }
+    inner.wake.notify_one();
+}
+
+/// The first failure in an answer with a request-wide code and per-partition codes: the
+/// request-wide one, else the first partition's that is not `OperationNotAttempted` (those
+/// only echo another's failure).
+fn first_failure(
+    error_code: ErrorCode,
+    message: Option<String>,
+    topics: &[TopicPartitions<spate_protocol::api::PartitionResult>],
+) -> Option<(ErrorCode, Option<String>)> {
+    if !error_code.is_none() {
+        return Some((error_code, message));
+    }
+    let codes = || {
+        topics
+            .iter()
+            .flat_map(|topic| topic.partitions.iter())
+            .map(|partition| partition.error_code)
+            .filter(|code| !code.is_none())
+    };
+    codes()
+        .find(|code| *code != ErrorCode::OperationNotAttempted)
+        .or_else(|| codes().next())
+        .map(|code| (code, None))
+}
+
+/// `send_offsets_to_transaction`: the group joins the transaction (AddOffsetsToTxn), then its
+/// offsets are committed inside it (TxnOffsetCommit).
+pub(crate) async fn send_offsets(
+    inner: Arc<ProducerInner>,
+    offsets: Vec<(TopicPartition, u64)>,
+    group: ConsumerGroupMetadata,
+) -> Result<(), Error> {
+    inner.accumulator().transaction_mut().check_offsets()?;
+    let identity = identity(&inner)?;
+    let add = AddOffsetsToTxnRequest {
+        transactional_id: transactional_id(&inner),
+        producer_id: identity.producer_id,
+        producer_epoch: identity.producer_epoch,
+        group_id: group.group_id.clone(),
+    };
+    let added = call(&inner, &add, "add offsets to transaction", |response| {
+        (!response.error_code.is_none())
+            .then(|| (response.error_code, response.error_message.clone()))
+    })
+    .await;
+    settle(&inner, added.map(|_| ()), identity)?;
+    inner.accumulator().transaction_mut().offsets_added();
+
+    let mut topics: Vec<TopicPartitions<OffsetCommitPartition>> = Vec::new();
+    for (partition, offset) in offsets {
+        let entry = OffsetCommitPartition {
+            partition: partition.partition,
+            committed_offset: offset,
+            committed_metadata: None,
+        };
+        match topics
+            .iter_mut()
+            .find(|topic| topic.name == partition.topic)
+        {
+            Some(topic) => topic.partitions.push(entry),
+            None => topics.push(TopicPartitions {
+                name: partition.topic,
+                partitions: vec![entry],
+            }),
+        }
+    }
+    let commit = TxnOffsetCommitRequest {
+        transactional_id: transactional_id(&inner),
+        group_id: group.group_id,
+        producer_id: identity.producer_id,
+        producer_epoch: identity.producer_epoch,
+        generation_id: group.generation_id,
+        member_id: group.member_id,
+        group_instance_id: group.group_instance_id,
+        topics,
+    };
+    let committed = call(
+        &inner,
+        &commit,
+        "commit offsets in transaction",
+        |response| first_failure(response.error_code, None, &response.topics),
+    )
+    .await;
+    settle(&inner, committed.map(|_| ()), identity)
+}
+
+/// Applies a transactional request's outcome to the producer: a fatal refusal fails it, any
+/// other spoils the transaction. Returns the error to report.
+fn settle(
+    inner: &ProducerInner,
+    outcome: Result<(), Refusal>,
+    identity: ProducerIdentity,
+) -> Result<(), Error> {
+    let refusal = match outcome {
+        Ok(()) => return Ok(()),
+        Err(refusal) => refusal,
+    };
+    let mut accumulator = inner.accumulator();
+    match refusal {
+        Refusal::Fatal(error) => {
+            let error = fatal_error(error, identity);
+            inner.fail_fatally(&mut accumulator, error.clone());
+            Err(error)
+        }
+        Refusal::Abortable(error) | Refusal::Retry(error) => {
+            accumulator.transaction_mut().spoil(error.clone());
+            Err(Error::TransactionAbortable {
+                cause: Box::new(error),
+            })
+        }
+    }
+}
+
+/// `commit_transaction`: flush, then EndTxn(commit) if anything joined the transaction.
+pub(crate) async fn commit(inner: Arc<ProducerInner>) -> Result<(), Error> {
+    identity(&inner)?;
+    inner.accumulator().transaction_mut().begin_commit()?;
+    inner.flush().await?;
+    let identity = {
+        let mut accumulator = inner.accumulator();
+        if let Some(fatal) = accumulator.fatal() {
+            return Err(fatal.clone());
+        }
+        if let Some(blocked) = accumulator.transaction_mut().commit_blocked() {
+            return Err(blocked);
+        }
+        if !accumulator.transaction_mut().is_started() {
+            accumulator.transaction_mut().ended();
+            return Ok(());
+        }
+        accumulator.identity().expect("checked above")
+    };
+    match end(&inner, identity, true).await {
+        Ok(()) => {
+            inner.accumulator().transaction_mut().ended();
+            Ok(())
+        }
+        Err(Refusal::Fatal(error)) => {
+            let error = fatal_error(error, identity);
+            inner.fail_fatally(&mut inner.accumulator(), error.clone());
+            Err(error)
+        }
+        Err(Refusal::Abortable(error) | Refusal::Retry(error)) => {
+            Err(inner.accumulator().transaction_mut().commit_failed(error))
+        }
+    }
+}
+
+/// `abort_transaction`: batches not yet sent fail, those in flight settle, then EndTxn(abort)
+/// if anything joined the transaction; then, if a batch's sequence broke meanwhile, the next
+/// epoch (which restarts every partition's sequence).
+pub(crate) async fn abort(inner: Arc<ProducerInner>) -> Result<(), Error> {
+    identity(&inner)?;
+    inner.accumulator().transaction_mut().begin_abort()?;
+    inner.wake.notify_one();
+    inner.flush().await?;
+    let (identity, started) = {
+        let mut accumulator = inner.accumulator();
+        if let Some(fatal) = accumulator.fatal() {
+            return Err(fatal.clone());
+        }
+        let started = accumulator.transaction_mut().is_started();
+        (accumulator.identity().expect("checked above"), started)
+    };
+    if started {
+        match end(&inner, identity, false).await {
+            Ok(()) => {}
+            Err(Refusal::Fatal(error)) => {
+                let error = fatal_error(error, identity);
+                inner.fail_fatally(&mut inner.accumulator(), error.clone());
+                return Err(error);
+            }
+            // The transaction stays in Aborting: the application may call abort again.
+            Err(Refusal::Abortable(error) | Refusal::Retry(error)) => {
+                inner
+                    .accumulator()
+                    .transaction_mut()
+                    .abort_failed(error.clone());
+                return Err(error);
+            }
+        }
+    }
+    if inner.accumulator().needs_epoch_bump() {
+        inner.accumulator().begin_identity_request();
+        match init_producer_id(&inner, Some(identity)).await {
+            Ok(bumped) => inner.accumulator().install_identity(bumped),
+            Err(error) => {
+                let error = fatal_error(error, identity);
+                inner.fail_fatally(&mut inner.accumulator(), error.clone());
+                return Err(error);
+            }
+        }
+    }
+    inner.accumulator().transaction_mut().ended();
+    inner.wake.notify_one();
+    Ok(())
+}
+
+async fn end(
+    inner: &ProducerInner,
+    identity: ProducerIdentity,
+    commit: bool,
+) -> Result<(), Refusal> {
+    let request = EndTxnRequest {
+        transactional_id: transactional_id(inner),
+        producer_id: identity.producer_id,
+        producer_epoch: identity.producer_epoch,
+        commit,
+    };
+    let operation = if commit {
+        "commit transaction"
+    } else {
+        "abort transaction"
+    };
+    call(inner, &request, operation, |response| {
+        (!response.error_code.is_none())
+            .then(|| (response.error_code, response.error_message.clone()))
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Partitions grouped by topic, as the wire lists them.
+fn partition_lists(partitions: &[(Arc<str>, u32)]) -> Vec<TopicPartitionList> {
+    let mut lists: Vec<TopicPartitionList> = Vec::new();
+    for (topic, partition) in partitions {
+        match lists.iter_mut().find(|list| *list.name == **topic) {
+            Some(list) => list.partitions.push(*partition),
+            None => lists.push(TopicPartitionList {
+                name: topic.to_string(),
+                partitions: vec![*partition],
+            }),
+        }
+    }
+    lists
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_protocol::api::PartitionResult;
+
+    #[test]
+    fn fencing_is_fatal_retriable_codes_retry_and_the_rest_spoil_the_transaction() {
+        assert!(matches!(
+            refusal("t", ErrorCode::ProducerFenced, None),
+            Refusal::Fatal(_)
+        ));
+        assert!(matches!(
+            refusal("t", ErrorCode::ConcurrentTransactions, None),
+            Refusal::Retry(_)
+        ));
+        assert!(matches!(
+            refusal("t", ErrorCode::CoordinatorLoadInProgress, None),
+            Refusal::Retry(_)
+        ));
+        assert!(matches!(
+            refusal("t", ErrorCode::IllegalGeneration, None),
+            Refusal::Abortable(_)
+        ));
+        let fenced = fatal_error(
+            Error::broker("t", None, None, ErrorCode::ProducerFenced, None),
+            ProducerIdentity {
+                producer_id: 4,
+                producer_epoch: 2,
+            },
+        );
+        assert!(matches!(
+            fenced,
+            Error::ProducerFenced {
+                producer_id: 4,
+                producer_epoch: 2
+            }
+        ));
+    }
+
+    #[test]
+    fn a_partitions_own_failure_is_reported_before_the_ones_not_attempted() {
+        let topics = vec![TopicPartitions {
+            name: "t".into(),
+            partitions: vec![
+                PartitionResult {
+                    partition: 0,
+                    error_code: ErrorCode::OperationNotAttempted,
+                },
+                PartitionResult {
+                    partition: 1,
+                    error_code: ErrorCode::UnknownTopicOrPartition,
+                },
+            ],
+        }];
+        assert_eq!(
+            first_failure(ErrorCode::None, None, &topics),
+            Some((ErrorCode::UnknownTopicOrPartition, None))
+        );
+        assert_eq!(first_failure(ErrorCode::None, None, &[]), None);
+        assert_eq!(
+            first_failure(ErrorCode::ProducerFenced, Some("x".into()), &topics),
+            Some((ErrorCode::ProducerFenced, Some("x".into())))
+        );
+    }
+
+    #[test]
+    fn partitions_are_listed_by_topic() {
+        let lists = partition_lists(&[
+            (Arc::from("a"), 1),
+            (Arc::from("b"), 0),
+            (Arc::from("a"), 2),
+        ]);
+        assert_eq!(lists.len(), 2);
+        assert_eq!(lists[0].partitions, vec![1, 2]);
+        assert_eq!(lists[1].name, "b");
+    }
+}
