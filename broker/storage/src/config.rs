@@ -82,6 +82,10 @@ pub const PRODUCER_EXPIRY_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
 /// offset stays below this for any response under 8 MiB; the bound only caps what a bad range
 /// can cost.
 pub const ABORTED_TRANSACTIONS_READ_MAX: usize = 65_536;
+/// Aborted-transaction index entries of closed segments kept in memory per partition once
+/// read (40 bytes each on disk, 32 in memory): the segments a read_committed fetch reads
+/// again are served from memory, the rest from their `.txnindex` files.
+pub const ABORTED_TRANSACTIONS_CACHED_MAX: usize = 4096;
 /// No configuration may remember more producers per partition: bounds a producer snapshot
 /// (about 140 MiB at this count) and so the memory its load may take.
 pub const PRODUCERS_PER_PARTITION_LIMIT: usize = 1 << 20;

@@ -36,6 +36,7 @@ pub mod segment;
 pub mod slow_sync;
 pub mod tail_cache;
 pub mod transactions;
+pub mod txn_index;
 pub mod writer;
 
 pub use blocking::BlockingFileSystem;

@@ -62,6 +62,7 @@ use super::segment::{
 use super::slow_sync::SlowSyncWarnings;
 use super::tail_cache::TailCache;
 use super::transactions::{TransactionState, VerificationGuard};
+use super::txn_index::TxnIndexCache;
 use super::writer::{
     AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, SlotState, Status, Step, SyncJob,
     WriteJob, WritePath, Writer,
@@ -144,6 +145,8 @@ struct LogState<File> {
     producers: ProducerState,
     /// Transactions of this partition (`transactions`; checked and recorded by `log::txn`).
     transactions: TransactionState,
+    /// Aborted-transaction index entries of segments, read before (`txn_index`).
+    txn_index_cache: TxnIndexCache,
     /// Tickets of appends waiting to be admitted; only the smallest may be admitted next, and
     /// an append arriving while any waits takes a ticket too (arrival order).
     admission_waiting: BTreeSet<u64>,
@@ -953,6 +956,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 config.producer_expiry_ms,
             ),
             transactions: TransactionState::new(config.producers_per_partition_max),
+            txn_index_cache: TxnIndexCache::default(),
             admission_waiting: BTreeSet::new(),
             admission_tickets_issued: 0,
             slow_syncs: SlowSyncWarnings::default(),
@@ -1030,11 +1034,15 @@ impl<F: FileSystem> PartitionLog<F> {
                     for (producer_id, entry) in snapshot.producers {
                         state.producers.insert(producer_id, entry);
                     }
+                    for (producer_id, first_offset) in snapshot.ongoing {
+                        state.transactions.insert_ongoing(producer_id, first_offset);
+                    }
                     snapshot.offset.max(oldest)
                 }
                 None => oldest,
             }
         };
+        self.recover_txn_indexes(names, replay_from).await?;
         self.replay_producers(replay_from, now_ms).await?;
         {
             let mut state = self.state.borrow_mut();
@@ -1081,6 +1089,8 @@ impl<F: FileSystem> PartitionLog<F> {
                             now_ms,
                         );
                     }
+                    self.replay_transaction(plan, &mut reader, position, &header)
+                        .await?;
                 }
                 // Headers only: past a large batch, read the next header's block rather than a
                 // chunk that is mostly payload.
@@ -1101,6 +1111,12 @@ impl<F: FileSystem> PartitionLog<F> {
     /// that fixed the state) and removes all but the newest snapshots. A failure is logged,
     /// not returned: a snapshot only shortens the replay at the next open.
     async fn persist_producer_snapshot(&self, offset: u64, bytes: Vec<u8>) {
+        // The snapshot promises every aborted transaction before it is in an index file.
+        if let Err(error) = self.persist_txn_index(offset).await {
+            tracing::warn!(%error, offset,
+                "txn index write failed; no producer snapshot, the next open replays more of the log");
+            return;
+        }
         match write_snapshot(&*self.file_system, &self.directory, offset, &bytes).await {
             Ok(()) => self.prune_producer_snapshots().await,
             Err(error) => tracing::warn!(%error, offset,
@@ -1567,8 +1583,12 @@ impl<F: FileSystem> PartitionLog<F> {
             let now_ms = self.clock.now_ms();
             state.producers.expire(now_ms);
             state.producers.trim_to_retained();
-            let snapshot =
-                producer_snapshot::encode(&state.producers, state.active.tail.next_offset);
+            let new_base_offset = state.active.tail.next_offset;
+            let snapshot = producer_snapshot::encode(
+                &state.producers,
+                &state.transactions.ongoing_as_of(new_base_offset),
+                new_base_offset,
+            );
             let active = &state.active;
             (
                 active.files.clone(),
@@ -1737,6 +1757,7 @@ impl<F: FileSystem> PartitionLog<F> {
             // what precedes its offset, the replay at the next open brings back the rest.
             let snapshot = producer_snapshot::encode(
                 &state.producers.as_of(durable.next_offset),
+                &state.transactions.ongoing_as_of(durable.next_offset),
                 durable.next_offset,
             );
             (durable.next_offset, durable.end_position, snapshot)
@@ -2279,7 +2300,11 @@ impl<F: FileSystem> PartitionLog<F> {
             let log_end = state.active.tail.next_offset;
             (
                 log_end,
-                producer_snapshot::encode(&state.producers, log_end),
+                producer_snapshot::encode(
+                    &state.producers,
+                    &state.transactions.ongoing_as_of(log_end),
+                    log_end,
+                ),
             )
         };
         // As of the log end, so that the next open replays nothing.
@@ -2616,5 +2641,6 @@ async fn remove_segment_files<F: FileSystem>(
 ) -> Result<(), StorageError> {
     remove_if_present(file_system, &paths.log).await?;
     remove_if_present(file_system, &paths.offset_index).await?;
-    remove_if_present(file_system, &paths.time_index).await
+    remove_if_present(file_system, &paths.time_index).await?;
+    remove_if_present(file_system, &txn::txn_index_path_of(paths)).await
 }

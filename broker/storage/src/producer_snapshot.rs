@@ -5,12 +5,16 @@
 //! Layout, little-endian, zero-padded to a 4096-byte block:
 //!
 //! ```text
-//! 0  magic u32 "SPPS" | 4 version u32 (1) | 8 offset u64 | 16 entry count u32 | 20 body bytes u32
+//! 0  magic u32 "SPPS" | 4 version u32 (2) | 8 offset u64 | 16 entry count u32 | 20 body bytes u32
 //! 24 entries, each: producer id i64 | last append ms i64 | epoch i16 | batch count u16
 //!                   then per batch: first sequence i32 | last sequence i32 | base offset u64 |
 //!                   next offset u64
+//!    version 2 only, after the entries: open transaction count u32, then each:
+//!                   producer id i64 | first offset u64
 //! 24 + body bytes: CRC-32C u32 of bytes [0, 24 + body bytes)
 //! ```
+//!
+//! Version 1 (before transactions) has no open transactions and is still read.
 //!
 //! Written as `<name>.tmp`, synced, renamed over the name, directory synced: a name only ever
 //! exposes a whole, synced snapshot. This file holds the codec and the file operations; when
@@ -34,7 +38,10 @@ pub const TEMPORARY_SUFFIX: &str = "tmp";
 pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 
 const MAGIC: u32 = u32::from_le_bytes(*b"SPPS");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Snapshots written before transactions: no open transactions section.
+const VERSION_WITHOUT_TRANSACTIONS: u32 = 1;
+const ONGOING_TRANSACTION_BYTES: usize = 16;
 const HEADER_BYTES: usize = 24;
 const ENTRY_HEADER_BYTES: usize = 20;
 const RETAINED_BATCH_BYTES: usize = 24;
@@ -43,9 +50,11 @@ const CRC_BYTES: usize = 4;
 pub const ENTRY_BYTES_MAX: usize =
     ENTRY_HEADER_BYTES + PRODUCER_BATCHES_RETAINED * RETAINED_BATCH_BYTES;
 
-/// The largest snapshot of a state holding `producers_max` producers.
+/// The largest snapshot of a state holding `producers_max` producers (and as many open
+/// transactions: a transaction is opened only through a verification guard, bounded by the
+/// same count, but the producers holding them may have been evicted, so twice is allowed).
 pub fn snapshot_bytes_max(producers_max: usize) -> usize {
-    HEADER_BYTES + producers_max * ENTRY_BYTES_MAX + CRC_BYTES
+    HEADER_BYTES + producers_max * (ENTRY_BYTES_MAX + 2 * ONGOING_TRANSACTION_BYTES) + 4 + CRC_BYTES
 }
 
 /// `00000000000000000042.producers` for offset 42.
@@ -85,8 +94,10 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<SnapshotName> {
     }
 }
 
-/// The snapshot bytes of `state` as of `offset` (entries in producer id order), unpadded.
-pub fn encode(state: &ProducerState, offset: u64) -> Vec<u8> {
+/// The snapshot bytes of `state` and the open transactions `ongoing` (producer id, first
+/// offset; in producer id order, each before `offset`) as of `offset` (entries in producer id
+/// order), unpadded.
+pub fn encode(state: &ProducerState, ongoing: &[(i64, u64)], offset: u64) -> Vec<u8> {
     let mut entries: Vec<(i64, &ProducerEntry)> = state.entries().collect();
     entries.sort_unstable_by_key(|(id, _)| *id);
     let mut bytes = Vec::with_capacity(HEADER_BYTES + entries.len() * ENTRY_BYTES_MAX + 4);
@@ -113,6 +124,15 @@ pub fn encode(state: &ProducerState, offset: u64) -> Vec<u8> {
             bytes.extend_from_slice(&batch.base_offset.to_le_bytes());
             bytes.extend_from_slice(&batch.next_offset.to_le_bytes());
         }
+    }
+    bytes.extend_from_slice(&(ongoing.len() as u32).to_le_bytes());
+    for (producer_id, first_offset) in ongoing {
+        assert!(
+            *first_offset < offset,
+            "a snapshot holds transactions opened before it"
+        );
+        bytes.extend_from_slice(&producer_id.to_le_bytes());
+        bytes.extend_from_slice(&first_offset.to_le_bytes());
     }
     let body_bytes = (bytes.len() - HEADER_BYTES) as u32;
     bytes[20..24].copy_from_slice(&body_bytes.to_le_bytes());
@@ -158,6 +178,8 @@ impl<'a> Cursor<'a> {
 pub struct Snapshot {
     pub offset: u64,
     pub producers: Vec<(i64, ProducerEntry)>,
+    /// Open transactions (producer id, first offset), in producer id order.
+    pub ongoing: Vec<(i64, u64)>,
 }
 
 /// Decodes snapshot bytes (padding after the CRC allowed). Never panics on any input; every
@@ -167,7 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     let mut cursor = Cursor { bytes, at: 0 };
     let magic = cursor.u32().ok_or_else(truncated)?;
     let version = cursor.u32().ok_or_else(truncated)?;
-    if magic != MAGIC || version != VERSION {
+    if magic != MAGIC || !(version == VERSION || version == VERSION_WITHOUT_TRANSACTIONS) {
         return Err(format!("unknown magic {magic:#010x} or version {version}"));
     }
     let offset = cursor.u64().ok_or_else(truncated)?;
@@ -248,13 +270,40 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             },
         ));
     }
+    let mut ongoing = Vec::new();
+    if version == VERSION {
+        let ongoing_count = cursor.u32().ok_or_else(truncated)? as usize;
+        if ongoing_count > (crc_at - cursor.at) / ONGOING_TRANSACTION_BYTES {
+            return Err(format!(
+                "{ongoing_count} open transactions cannot fit the body"
+            ));
+        }
+        ongoing.reserve(ongoing_count);
+        for _ in 0..ongoing_count {
+            let producer_id = cursor.i64().ok_or_else(truncated)?;
+            let first_offset = cursor.u64().ok_or_else(truncated)?;
+            let in_order = ongoing
+                .last()
+                .is_none_or(|(previous, _): &(i64, u64)| *previous < producer_id);
+            if producer_id < 0 || first_offset >= offset || !in_order {
+                return Err(format!(
+                    "open transaction of producer {producer_id} at {first_offset} is invalid"
+                ));
+            }
+            ongoing.push((producer_id, first_offset));
+        }
+    }
     if cursor.at != crc_at {
         return Err(format!(
             "entries end at byte {} but the body ends at {crc_at}",
             cursor.at
         ));
     }
-    Ok(Snapshot { offset, producers })
+    Ok(Snapshot {
+        offset,
+        producers,
+        ongoing,
+    })
 }
 
 fn io_error<'a>(
@@ -362,9 +411,10 @@ mod tests {
     #[test]
     fn an_encoded_state_decodes_to_the_same_producers() {
         let state = sample_state();
-        let bytes = encode(&state, 100_000);
+        let bytes = encode(&state, &[(1, 5), (77, 99_999)], 100_000);
         let snapshot = decode(&bytes).expect("decodes");
         assert_eq!(snapshot.offset, 100_000);
+        assert_eq!(snapshot.ongoing, vec![(1, 5), (77, 99_999)]);
         assert_eq!(snapshot.producers.len(), state.len());
         for (producer_id, entry) in &snapshot.producers {
             assert_eq!(Some(entry), state.get(*producer_id), "{producer_id}");
@@ -373,19 +423,54 @@ mod tests {
 
     #[test]
     fn padding_after_the_crc_is_ignored() {
-        let mut bytes = encode(&sample_state(), 100_000);
+        let mut bytes = encode(&sample_state(), &[], 100_000);
         bytes.resize(4096, 0);
         assert!(decode(&bytes).is_ok());
     }
 
     #[test]
     fn a_flipped_bit_anywhere_fails_the_snapshot() {
-        let bytes = encode(&sample_state(), 100_000);
+        let bytes = encode(&sample_state(), &[(1, 5)], 100_000);
         for position in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[position] ^= 0x10;
             assert!(decode(&damaged).is_err(), "bit at byte {position}");
         }
+    }
+
+    /// A version 1 snapshot (before transactions), as that build wrote it.
+    fn version_1(state: &ProducerState, offset: u64) -> Vec<u8> {
+        let mut bytes = encode(state, &[], offset);
+        bytes.truncate(bytes.len() - CRC_BYTES - 4);
+        bytes[4..8].copy_from_slice(&VERSION_WITHOUT_TRANSACTIONS.to_le_bytes());
+        let body_bytes = (bytes.len() - HEADER_BYTES) as u32;
+        bytes[20..24].copy_from_slice(&body_bytes.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_version_1_snapshot_is_still_read_without_transactions() {
+        let state = sample_state();
+        let snapshot = decode(&version_1(&state, 100_000)).expect("decodes");
+        assert_eq!(snapshot.producers.len(), state.len());
+        assert!(snapshot.ongoing.is_empty());
+    }
+
+    #[test]
+    fn an_open_transaction_at_or_after_the_offset_fails_the_snapshot() {
+        let bytes = encode(&ProducerState::new(4, 1), &[], 10);
+        assert!(decode(&bytes).is_ok());
+        let mut forged = bytes[..bytes.len() - CRC_BYTES - 4].to_vec();
+        forged.extend_from_slice(&1u32.to_le_bytes());
+        forged.extend_from_slice(&3i64.to_le_bytes());
+        forged.extend_from_slice(&10u64.to_le_bytes());
+        let body_bytes = (forged.len() - HEADER_BYTES) as u32;
+        forged[20..24].copy_from_slice(&body_bytes.to_le_bytes());
+        let crc = crc32c::crc32c(&forged);
+        forged.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode(&forged).is_err());
     }
 
     #[test]

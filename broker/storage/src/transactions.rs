@@ -106,7 +106,9 @@ pub struct TransactionState {
     ongoing_by_offset: BTreeSet<(u64, i64)>,
     /// Ended by markers not yet known durable, in marker offset order.
     ending: VecDeque<Ending>,
-    /// Aborted transactions by abort marker offset (until the index files carry them).
+    /// Aborted transactions not yet written to their segment's index file (`txn_index`), by
+    /// abort marker offset: those of markers after the last producer snapshot (written with
+    /// them) or replayed at open. Bounded by the markers of one snapshot interval.
     aborted: BTreeMap<u64, AbortedTxnEntry>,
     coordinator_epochs: HashMap<i64, i32>,
     verifications: HashMap<i64, Verification>,
@@ -403,16 +405,43 @@ impl TransactionState {
         self.aborted = self.aborted.split_off(&log_start_offset);
     }
 
+    /// The aborted entries not yet in index files whose marker is before `offset`, in marker
+    /// order: what must be written before a producer snapshot at `offset`.
+    pub fn unpersisted_before(&self, offset: u64) -> Vec<AbortedTxnEntry> {
+        self.aborted
+            .range(..offset)
+            .map(|(_, entry)| *entry)
+            .collect()
+    }
+
+    /// The entries before `offset` are in their index files now.
+    pub fn persisted_before(&mut self, offset: u64) {
+        self.aborted = self.aborted.split_off(&offset);
+    }
+
+    /// The open transactions as of `offset` (for a snapshot there): those opened before it,
+    /// including those whose marker is at or after it (the replay after the snapshot ends
+    /// them again), in producer id order.
+    pub fn ongoing_as_of(&self, offset: u64) -> Vec<(i64, u64)> {
+        let mut ongoing: Vec<(i64, u64)> = self
+            .ongoing
+            .iter()
+            .map(|(producer_id, first_offset)| (*producer_id, *first_offset))
+            .chain(self.ending.iter().filter_map(|ending| {
+                let first_offset = ending.first_offset?;
+                (ending.marker_offset >= offset).then_some((ending.producer_id, first_offset))
+            }))
+            .filter(|(_, first_offset)| *first_offset < offset)
+            .collect();
+        ongoing.sort_unstable();
+        ongoing
+    }
+
     /// Inserts an open transaction loaded from a snapshot.
     pub fn insert_ongoing(&mut self, producer_id: i64, first_offset: u64) {
         if !self.ongoing.contains_key(&producer_id) {
             self.open(producer_id, first_offset);
         }
-    }
-
-    /// Inserts an aborted entry read from an index file.
-    pub fn insert_aborted(&mut self, entry: AbortedTxnEntry) {
-        self.aborted.insert(entry.last_offset, entry);
     }
 }
 
@@ -559,11 +588,37 @@ mod tests {
         let mut state = TransactionState::new(16);
         state.record_batch(1, true, 0);
         state.record_marker(&marker(1, TxnResult::Abort), 2, 3);
+        assert_eq!(state.unpersisted_before(3).len(), 1);
         state.record_batch(1, true, 3);
         state.record_marker(&marker(1, TxnResult::Abort), 5, 6);
         state.drop_before(3);
         let left = state.aborted_between(0, 100, 10);
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].first_offset, 3);
+    }
+
+    #[test]
+    fn a_snapshot_holds_transactions_open_before_it_even_when_their_marker_is_not_durable() {
+        let mut state = TransactionState::new(16);
+        state.record_batch(1, true, 0);
+        state.record_batch(2, true, 4);
+        state.record_batch(3, true, 9);
+        state.record_marker(&marker(2, TxnResult::Commit), 8, 6);
+        assert_eq!(state.ongoing_as_of(6), vec![(1, 0), (2, 4)]);
+        assert_eq!(state.ongoing_as_of(9), vec![(1, 0)]);
+        assert_eq!(state.ongoing_as_of(10), vec![(1, 0), (3, 9)]);
+    }
+
+    #[test]
+    fn persisted_entries_leave_memory() {
+        let mut state = TransactionState::new(16);
+        state.record_batch(1, true, 0);
+        state.record_marker(&marker(1, TxnResult::Abort), 2, 3);
+        state.record_batch(1, true, 3);
+        state.record_marker(&marker(1, TxnResult::Abort), 5, 6);
+        assert_eq!(state.unpersisted_before(4).len(), 1);
+        state.persisted_before(4);
+        assert_eq!(state.unpersisted_before(100).len(), 1);
+        assert_eq!(state.aborted_between(0, 100, 10).len(), 1);
     }
 }

@@ -288,3 +288,119 @@ fn a_marker_rolled_back_by_a_disk_error_leaves_its_transaction_open() {
     assert_eq!(log.last_stable_offset(), 3);
     assert_eq!(aborted(&log, 0, 10).len(), 1);
 }
+
+/// Appends `count` plain batches (ids from `first_id`).
+fn plain(log: &std::rc::Rc<PartitionLog<MemoryFileSystem>>, first_id: u64, count: u64) {
+    for id in first_id..first_id + count {
+        append(log, simple_batch(id, BATCH_BYTES, 1_000), None).expect("plain");
+    }
+}
+
+/// What a reader sees of the partition's transactions.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    last_stable_offset: u64,
+    high_watermark: u64,
+    aborted: Vec<AbortedTxn>,
+    open: Vec<Option<u64>>,
+}
+
+fn seen(log: &std::rc::Rc<PartitionLog<MemoryFileSystem>>, producers: &[i64]) -> Seen {
+    Seen {
+        last_stable_offset: log.last_stable_offset(),
+        high_watermark: log.high_watermark(),
+        aborted: aborted(log, 0, log.high_watermark()),
+        open: producers
+            .iter()
+            .map(|producer| log.ongoing_transaction(*producer))
+            .collect(),
+    }
+}
+
+fn txn_index_names(setup: &Setup) -> Vec<String> {
+    let mut names: Vec<String> = setup
+        .disk
+        .file_paths()
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+        .filter(|name| name.ends_with(".txnindex"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn open_and_aborted_transactions_survive_a_close_and_a_crash() {
+    for crash in [false, true] {
+        let setup = Setup::new(10 + u64::from(crash));
+        let log = open(&setup);
+        let producers = [PRODUCER, PRODUCER + 1, PRODUCER + 2];
+        // An aborted transaction in the first segment.
+        let guard = log.begin_txn_verification(PRODUCER, 0);
+        append(&log, transactional(1, PRODUCER, 0, 0), guard).expect("opens");
+        plain(&log, 100, 3);
+        marker(&log, PRODUCER, 0, TxnResult::Abort).expect("abort");
+        // A transaction left open across rolls.
+        let guard = log.begin_txn_verification(PRODUCER + 1, 0);
+        append(&log, transactional(2, PRODUCER + 1, 0, 0), guard).expect("opens");
+        plain(&log, 200, 120);
+        // Another aborted one, in a later segment, and a committed one.
+        let guard = log.begin_txn_verification(PRODUCER + 2, 0);
+        append(&log, transactional(3, PRODUCER + 2, 0, 0), guard).expect("opens");
+        marker(&log, PRODUCER + 2, 0, TxnResult::Abort).expect("abort");
+        let guard = log.begin_txn_verification(PRODUCER, 0);
+        append(&log, transactional(4, PRODUCER, 0, 1), guard).expect("opens");
+        plain(&log, 400, 2);
+        marker(&log, PRODUCER, 0, TxnResult::Commit).expect("commit");
+        let before = seen(&log, &producers);
+        assert_eq!(before.aborted.len(), 2);
+        assert_eq!(
+            before.last_stable_offset, 5,
+            "the open transaction's first offset"
+        );
+        assert!(log.segment_count() >= 3);
+        if crash {
+            drop(log);
+            setup.disk.crash();
+        } else {
+            let log = std::rc::Rc::try_unwrap(log).ok().expect("one owner");
+            block(async move { log.close().await }).expect("close");
+        }
+        let log = open(&setup);
+        assert_eq!(seen(&log, &producers), before, "crash {crash}");
+        assert!(
+            txn_index_names(&setup).contains(&"00000000000000000000.txnindex".to_owned()),
+            "crash {crash}: the first segment's aborted transaction is in its index file"
+        );
+        // The open transaction goes on without a new verification and ends normally.
+        assert_eq!(log.begin_txn_verification(PRODUCER + 1, 0), None);
+        append(&log, transactional(5, PRODUCER + 1, 0, 1), None).expect("continues");
+        marker(&log, PRODUCER + 1, 0, TxnResult::Abort).expect("abort");
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        let all = aborted(&log, 0, log.high_watermark());
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].producer_id, PRODUCER + 1);
+        assert_eq!(all[2].first_offset, 5);
+        // A fetch past the first abort does not see it.
+        assert_eq!(aborted(&log, 5, log.high_watermark()).len(), 2);
+    }
+}
+
+#[test]
+fn a_segment_removed_by_delete_records_takes_its_txn_index_with_it() {
+    let setup = Setup::new(20);
+    let log = open(&setup);
+    let guard = log.begin_txn_verification(PRODUCER, 0);
+    append(&log, transactional(1, PRODUCER, 0, 0), guard).expect("opens");
+    marker(&log, PRODUCER, 0, TxnResult::Abort).expect("abort");
+    plain(&log, 100, 120);
+    assert_eq!(
+        txn_index_names(&setup),
+        vec!["00000000000000000000.txnindex"]
+    );
+    let deleter = log.clone();
+    let end = log.high_watermark();
+    block(async move { deleter.delete_records(end - 1).await }).expect("delete records");
+    assert!(txn_index_names(&setup).is_empty());
+    assert!(aborted(&log, end - 1, end).is_empty());
+}

@@ -1,20 +1,46 @@
 //! The log's transaction hooks: the public transaction API of [`PartitionLog`] (markers, the
 //! last stable offset, aborted transactions, KIP-890 verification) and the checks and records
-//! the append path calls in the borrow that assigns an offset. The rules themselves are pure,
-//! in `transactions`; this file only ties them to the log's state.
+//! the append path calls in the borrow that assigns an offset, the aborted-transaction index
+//! files (written before each producer snapshot, trimmed and rebuilt at open, read by
+//! `aborted_transactions`), and the replay of transactional batches and markers at open. The
+//! rules themselves are pure, in `transactions`; the file codec is `txn_index`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use spate_protocol::batch::header::attributes;
-use spate_protocol::batch::kafka::control::{marker_batch, Marker, MarkerType};
+use spate_protocol::batch::header::PayloadFormat;
+use spate_protocol::batch::kafka::control::{marker_batch, read_marker, Marker, MarkerType};
+use spate_protocol::batch::kafka::kafka_bytes;
 use spate_protocol::batch::BatchHeader;
 use spate_protocol::BatchError;
 
-use super::{validate_batch, AppendOutcome, LogState, PartitionLog};
-use crate::config::{AppendWait, ABORTED_TRANSACTIONS_READ_MAX};
+use super::{remove_if_present, validate_batch, AppendOutcome, LogState, PartitionLog, ReadPlan};
+use crate::config::{AppendWait, ABORTED_TRANSACTIONS_CACHED_MAX, ABORTED_TRANSACTIONS_READ_MAX};
 use crate::error::StorageError;
 use crate::file::{FileSystem, StorageFile};
 use crate::producer_state::ProducerRefusal;
-use crate::transactions::{AbortedTxn, TxnMarker, TxnResult, VerificationGuard};
+use crate::segment::{SegmentPaths, SegmentReader};
+use crate::transactions::{AbortedTxn, AbortedTxnEntry, TxnMarker, TxnResult, VerificationGuard};
+use crate::txn_index::{
+    append_entries, keep_entries_before, parse_txn_index_file_name, read_entries, txn_index_path,
+    TXN_INDEX_SUFFIX,
+};
 use crate::writer::Goal;
+
+/// The `.txnindex` path of a segment (removed with its other files).
+pub(super) fn txn_index_path_of(paths: &SegmentPaths) -> PathBuf {
+    paths.log.with_extension(TXN_INDEX_SUFFIX)
+}
+
+fn is_transactional(header: &BatchHeader) -> bool {
+    header.attributes & attributes::TRANSACTIONAL != 0
+}
+
+fn is_control(header: &BatchHeader) -> bool {
+    header.attributes & attributes::CONTROL != 0
+}
 
 /// What the transaction rules need of an append besides the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +54,7 @@ pub enum TxnAppend {
 /// Clients never write control batches (Kafka: INVALID_RECORD); only markers the broker
 /// builds are stored as control batches.
 pub(super) fn refuse_control_batch(header: &BatchHeader) -> Result<(), StorageError> {
-    if header.attributes & attributes::CONTROL != 0 {
+    if is_control(header) {
         return Err(StorageError::InvalidBatch(BatchError::KafkaInvalidRecord {
             reason: "clients may not write control batches",
         }));
@@ -42,7 +68,7 @@ impl<File: StorageFile> LogState<File> {
         &self,
         header: &BatchHeader,
         transaction: TxnAppend,
-        directory: &std::path::Path,
+        directory: &Path,
     ) -> Result<(), StorageError> {
         match transaction {
             TxnAppend::Data(guard) => self
@@ -50,7 +76,7 @@ impl<File: StorageFile> LogState<File> {
                 .check_batch(
                     header.producer_id,
                     header.producer_epoch,
-                    header.attributes & attributes::TRANSACTIONAL != 0,
+                    is_transactional(header),
                     guard,
                 )
                 .map_err(|refusal| StorageError::transaction(directory, refusal)),
@@ -85,7 +111,7 @@ impl<File: StorageFile> LogState<File> {
         match transaction {
             TxnAppend::Data(_) => self.transactions.record_batch(
                 header.producer_id,
-                header.attributes & attributes::TRANSACTIONAL != 0,
+                is_transactional(header),
                 base_offset,
             ),
             TxnAppend::Marker(marker) => {
@@ -96,6 +122,28 @@ impl<File: StorageFile> LogState<File> {
                     .observe_marker_epoch(marker.producer_id, marker.producer_epoch);
             }
         }
+    }
+
+    /// Base offsets and end offsets of every segment, oldest first.
+    fn segment_ranges(&self) -> Vec<(u64, u64)> {
+        self.sealed
+            .values()
+            .chain(std::iter::once(&self.active))
+            .map(|segment| (segment.base_offset, segment.tail.next_offset))
+            .collect()
+    }
+
+    /// The base offset of the segment holding `offset`.
+    fn segment_of(&self, offset: u64) -> u64 {
+        if offset >= self.active.base_offset {
+            return self.active.base_offset;
+        }
+        *self
+            .sealed
+            .range(..=offset)
+            .next_back()
+            .map(|(base, _)| base)
+            .expect("an offset of the log lies in a segment")
     }
 
     fn last_stable_offset(&self) -> u64 {
@@ -161,22 +209,175 @@ impl<F: FileSystem> PartitionLog<F> {
     }
 
     /// Aborted transactions whose data range meets `[from_offset, upper_offset)`, oldest
-    /// first, at most [`ABORTED_TRANSACTIONS_READ_MAX`].
+    /// first, at most [`ABORTED_TRANSACTIONS_READ_MAX`]. Pass the end of the records served as
+    /// `upper_offset`. Reads the `.txnindex` files of the segments from the one holding
+    /// `from_offset` on (through a bounded cache), stopping at the first entry whose last
+    /// stable offset reaches `upper_offset` (every transaction that started before it had
+    /// ended by then: Kafka's rule), then the entries not yet written to files.
     pub async fn aborted_transactions(
         &self,
         from_offset: u64,
         upper_offset: u64,
     ) -> Result<Vec<AbortedTxn>, StorageError> {
-        let state = self.state.borrow();
-        Ok(state
-            .transactions
-            .aborted_between(from_offset, upper_offset, ABORTED_TRANSACTIONS_READ_MAX)
+        let (segments, unpersisted) = {
+            let state = self.state.borrow();
+            let segments: Vec<(u64, Option<Rc<Vec<AbortedTxnEntry>>>)> = state
+                .segment_ranges()
+                .into_iter()
+                .filter(|(_, end_offset)| *end_offset > from_offset)
+                .map(|(base, _)| (base, state.txn_index_cache.get(base)))
+                .collect();
+            let unpersisted = state.transactions.aborted_between(
+                from_offset,
+                upper_offset,
+                ABORTED_TRANSACTIONS_READ_MAX,
+            );
+            (segments, unpersisted)
+        };
+        let meets = |entry: &AbortedTxnEntry| {
+            entry.last_offset >= from_offset && entry.first_offset < upper_offset
+        };
+        let mut found: Vec<AbortedTxnEntry> = Vec::new();
+        for (base_offset, cached) in segments {
+            let entries = match cached {
+                Some(entries) => entries,
+                None => {
+                    let path = txn_index_path(&self.directory, base_offset);
+                    let entries = Rc::new(read_entries(&*self.file_system, &path).await?);
+                    self.state.borrow_mut().txn_index_cache.insert(
+                        base_offset,
+                        entries.clone(),
+                        ABORTED_TRANSACTIONS_CACHED_MAX,
+                    );
+                    entries
+                }
+            };
+            found.extend(entries.iter().filter(|entry| meets(entry)));
+            let complete = entries.iter().any(|entry| {
+                entry.last_offset >= from_offset && entry.last_stable_offset >= upper_offset
+            });
+            if complete || found.len() >= ABORTED_TRANSACTIONS_READ_MAX {
+                break;
+            }
+        }
+        // Markers after every entry in a file (or replayed at open into a closed segment).
+        found.extend(unpersisted);
+        found.sort_unstable_by_key(|entry| entry.last_offset);
+        found.dedup_by_key(|entry| entry.last_offset);
+        found.truncate(ABORTED_TRANSACTIONS_READ_MAX);
+        Ok(found
             .into_iter()
             .map(|entry| AbortedTxn {
                 producer_id: entry.producer_id,
                 first_offset: entry.first_offset,
             })
             .collect())
+    }
+
+    /// Writes the aborted entries of markers before `offset` that are not in their segments'
+    /// index files yet (appended, each file synced; a new file's directory entry synced), so
+    /// that a producer snapshot at `offset` may be written after it.
+    pub(super) async fn persist_txn_index(&self, offset: u64) -> Result<(), StorageError> {
+        let groups: BTreeMap<u64, Vec<AbortedTxnEntry>> = {
+            let state = self.state.borrow();
+            let mut groups: BTreeMap<u64, Vec<AbortedTxnEntry>> = BTreeMap::new();
+            for entry in state.transactions.unpersisted_before(offset) {
+                groups
+                    .entry(state.segment_of(entry.last_offset))
+                    .or_default()
+                    .push(entry);
+            }
+            groups
+        };
+        for (base_offset, entries) in &groups {
+            let path = txn_index_path(&self.directory, *base_offset);
+            self.state.borrow_mut().txn_index_cache.remove(*base_offset);
+            append_entries(&*self.file_system, &self.directory, &path, entries).await?;
+        }
+        self.state
+            .borrow_mut()
+            .transactions
+            .persisted_before(offset);
+        Ok(())
+    }
+
+    /// Open, before the replay from `replay_from` (the loaded snapshot's offset, or the oldest
+    /// segment): removes `.txnindex` files without a segment, and cuts each index of a segment
+    /// the replay reaches to its entries before `replay_from` (the replay adds the others
+    /// again, to memory, and the next snapshot writes them).
+    pub(super) async fn recover_txn_indexes(
+        &self,
+        names: &[String],
+        replay_from: u64,
+    ) -> Result<(), StorageError> {
+        let segments = self.state.borrow().segment_ranges();
+        let fs = &*self.file_system;
+        for name in names {
+            let Some(base_offset) = parse_txn_index_file_name(name) else {
+                continue;
+            };
+            let path = txn_index_path(&self.directory, base_offset);
+            match segments.iter().find(|(base, _)| *base == base_offset) {
+                None => remove_if_present(fs, &path).await?,
+                Some((_, end_offset)) if *end_offset > replay_from => {
+                    keep_entries_before(fs, &path, replay_from).await?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Replay at open: a transactional batch opens its producer's transaction (if none is
+    /// open), a marker (its one record read) ends it as at append.
+    pub(super) async fn replay_transaction(
+        &self,
+        plan: &ReadPlan<F::File>,
+        reader: &mut SegmentReader<'_, F::File>,
+        position: u64,
+        header: &BatchHeader,
+    ) -> Result<(), StorageError> {
+        if !is_transactional(header) {
+            return Ok(());
+        }
+        if !is_control(header) {
+            self.state.borrow_mut().transactions.record_batch(
+                header.producer_id,
+                true,
+                header.base_offset,
+            );
+            return Ok(());
+        }
+        let corrupt = |reason: String| StorageError::corrupt(&plan.path, position, reason);
+        let batch = match plan
+            .batch_at(reader, position, header.base_offset, true)
+            .await?
+        {
+            Ok((_, bytes)) => bytes,
+            Err(damage) => return Err(corrupt(damage.reason)),
+        };
+        if header.payload_format != PayloadFormat::KafkaV2 as u8 {
+            return Err(corrupt("a control batch that is not a Kafka batch".into()));
+        }
+        let read = read_marker(kafka_bytes(&batch))
+            .map_err(|error| corrupt(format!("control batch: {error}")))?;
+        let marker = TxnMarker {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            coordinator_epoch: read.coordinator_epoch,
+            result: match read.marker_type {
+                MarkerType::Commit => TxnResult::Commit,
+                MarkerType::Abort => TxnResult::Abort,
+            },
+        };
+        let mut state = self.state.borrow_mut();
+        state
+            .transactions
+            .replay_marker(&marker, header.base_offset);
+        state
+            .producers
+            .observe_marker_epoch(marker.producer_id, marker.producer_epoch);
+        Ok(())
     }
 
     /// KIP-890 part 1 (hanging transactions): a transactional batch of a producer with no
