@@ -1042,7 +1042,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 None => oldest,
             }
         };
-        self.recover_txn_indexes(names, replay_from).await?;
+        self.recover_txn_indexes(names).await?;
         self.replay_producers(replay_from, now_ms).await?;
         {
             let mut state = self.state.borrow_mut();

@@ -180,8 +180,8 @@ async fn write_from<F: FileSystem>(
     Ok(align_up(end_byte))
 }
 
-/// Appends `entries` (markers after every entry already there) to the index at `path` and
-/// syncs it; a file created here is made durable in `directory` too.
+/// Appends `entries` (in marker order) to the index at `path`, leaving out those already
+/// there, and syncs it; a file created here is made durable in `directory` too.
 pub async fn append_entries<F: FileSystem>(
     file_system: &F,
     directory: &Path,
@@ -202,14 +202,20 @@ pub async fn append_entries<F: FileSystem>(
         }
     };
     let present = decode_entries(&existing);
-    assert!(
-        present
-            .last()
-            .zip(entries.first())
-            .is_none_or(|(last, first)| last.last_offset < first.last_offset),
-        "txn index entries are appended in marker order"
-    );
-    write_from::<F>(&file, path, &existing, present.len(), entries).await?;
+    // Entries an earlier attempt wrote before it failed (its sync, or another file's write)
+    // are there already: markers before the snapshot offset are durable, never rolled back,
+    // so an entry with the same marker offset is the same entry.
+    let present_end = present.last().map(|last| last.last_offset);
+    let missing: Vec<AbortedTxnEntry> = entries
+        .iter()
+        .filter(|entry| present_end.is_none_or(|end| entry.last_offset > end))
+        .copied()
+        .collect();
+    // Those already there may not be durable (the attempt that wrote them failed before its
+    // sync did): the sync below is never skipped.
+    if !missing.is_empty() {
+        write_from::<F>(&file, path, &existing, present.len(), &missing).await?;
+    }
     file.sync_data()
         .await
         .map_err(io_error("syncing txn index", path, None))?;
@@ -222,9 +228,9 @@ pub async fn append_entries<F: FileSystem>(
     Ok(())
 }
 
-/// Recovery: keeps the entries of the index at `path` whose marker is before `offset` (the
-/// producer snapshot's offset; the replay after it adds the rest again), cuts the file after
-/// them (with its torn or stale tail) and syncs it if anything was cut. Returns the kept ones.
+/// Recovery: keeps the entries of the index at `path` whose marker is before `offset`, cuts
+/// the file after them (with a torn tail) and syncs it if anything was cut. Returns the kept
+/// ones.
 pub async fn keep_entries_before<F: FileSystem>(
     file_system: &F,
     path: &Path,

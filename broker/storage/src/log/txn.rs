@@ -301,15 +301,12 @@ impl<F: FileSystem> PartitionLog<F> {
         Ok(())
     }
 
-    /// Open, before the replay from `replay_from` (the loaded snapshot's offset, or the oldest
-    /// segment): removes `.txnindex` files without a segment, and cuts each index of a segment
-    /// the replay reaches to its entries before `replay_from` (the replay adds the others
-    /// again, to memory, and the next snapshot writes them).
-    pub(super) async fn recover_txn_indexes(
-        &self,
-        names: &[String],
-        replay_from: u64,
-    ) -> Result<(), StorageError> {
+    /// Open, before the replay: removes `.txnindex` files without a segment, and cuts each
+    /// other one after its valid entries (a torn tail). Entries are never cut by offset: each
+    /// names a marker that was durable before it was written, so it is true whichever
+    /// snapshot the open loads (an older one, when the newest is unreadable, makes the replay
+    /// add some entries again: appends leave out those already there, reads drop doubles).
+    pub(super) async fn recover_txn_indexes(&self, names: &[String]) -> Result<(), StorageError> {
         let segments = self.state.borrow().segment_ranges();
         let fs = &*self.file_system;
         for name in names {
@@ -317,12 +314,10 @@ impl<F: FileSystem> PartitionLog<F> {
                 continue;
             };
             let path = txn_index_path(&self.directory, base_offset);
-            match segments.iter().find(|(base, _)| *base == base_offset) {
-                None => remove_if_present(fs, &path).await?,
-                Some((_, end_offset)) if *end_offset > replay_from => {
-                    keep_entries_before(fs, &path, replay_from).await?;
-                }
-                Some(_) => {}
+            if segments.iter().any(|(base, _)| *base == base_offset) {
+                keep_entries_before(fs, &path, u64::MAX).await?;
+            } else {
+                remove_if_present(fs, &path).await?;
             }
         }
         Ok(())
