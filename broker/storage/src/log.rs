@@ -1034,8 +1034,14 @@ impl<F: FileSystem> PartitionLog<F> {
                     for (producer_id, entry) in snapshot.producers {
                         state.producers.insert(producer_id, entry);
                     }
-                    for (producer_id, first_offset) in snapshot.ongoing {
-                        state.transactions.insert_ongoing(producer_id, first_offset);
+                    // A snapshot older than the oldest segment (the newer ones unreadable)
+                    // leaves a gap the replay cannot read: its open transactions may have
+                    // ended there. Their records in the gap are deleted; the replay reopens
+                    // any that goes on at its first batch after the gap.
+                    if snapshot.offset >= oldest {
+                        for (producer_id, first_offset) in snapshot.ongoing {
+                            state.transactions.insert_ongoing(producer_id, first_offset);
+                        }
                     }
                     snapshot.offset.max(oldest)
                 }
