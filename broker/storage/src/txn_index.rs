@@ -272,9 +272,36 @@ pub async fn keep_entries_before<F: FileSystem>(
 pub struct TxnIndexCache {
     segments: BTreeMap<u64, Rc<Vec<AbortedTxnEntry>>>,
     entries: usize,
+    /// Bumped by every change of an index file: a read that began before one must not cache
+    /// what it read.
+    generation: u64,
 }
 
 impl TxnIndexCache {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A file changed (or is about to): forgets its segment and voids reads in flight.
+    pub fn changed(&mut self, base_offset: u64) {
+        self.generation += 1;
+        self.remove(base_offset);
+    }
+
+    /// [`TxnIndexCache::insert`] of entries read when the generation was `generation`, unless a
+    /// file changed since.
+    pub fn insert_read(
+        &mut self,
+        generation: u64,
+        base_offset: u64,
+        entries: Rc<Vec<AbortedTxnEntry>>,
+        entries_max: usize,
+    ) {
+        if generation == self.generation {
+            self.insert(base_offset, entries, entries_max);
+        }
+    }
+
     pub fn get(&self, base_offset: u64) -> Option<Rc<Vec<AbortedTxnEntry>>> {
         self.segments.get(&base_offset).cloned()
     }
@@ -359,5 +386,10 @@ mod tests {
         cache.insert(20, Rc::new(vec![entry(20, 21); 5]), 4);
         assert!(cache.get(20).is_none(), "too large to cache");
         assert_eq!(cache.entries, 2);
+        // A read that began before a file changed is not cached.
+        let generation = cache.generation();
+        cache.changed(30);
+        cache.insert_read(generation, 30, Rc::new(vec![entry(30, 31)]), 4);
+        assert!(cache.get(30).is_none());
     }
 }

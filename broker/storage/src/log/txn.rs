@@ -219,7 +219,7 @@ impl<F: FileSystem> PartitionLog<F> {
         from_offset: u64,
         upper_offset: u64,
     ) -> Result<Vec<AbortedTxn>, StorageError> {
-        let (segments, unpersisted) = {
+        let (segments, unpersisted, generation) = {
             let state = self.state.borrow();
             let segments: Vec<(u64, Option<Rc<Vec<AbortedTxnEntry>>>)> = state
                 .segment_ranges()
@@ -232,7 +232,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 upper_offset,
                 ABORTED_TRANSACTIONS_READ_MAX,
             );
-            (segments, unpersisted)
+            (segments, unpersisted, state.txn_index_cache.generation())
         };
         let meets = |entry: &AbortedTxnEntry| {
             entry.last_offset >= from_offset && entry.first_offset < upper_offset
@@ -244,7 +244,8 @@ impl<F: FileSystem> PartitionLog<F> {
                 None => {
                     let path = txn_index_path(&self.directory, base_offset);
                     let entries = Rc::new(read_entries(&*self.file_system, &path).await?);
-                    self.state.borrow_mut().txn_index_cache.insert(
+                    self.state.borrow_mut().txn_index_cache.insert_read(
+                        generation,
                         base_offset,
                         entries.clone(),
                         ABORTED_TRANSACTIONS_CACHED_MAX,
@@ -291,13 +292,19 @@ impl<F: FileSystem> PartitionLog<F> {
         };
         for (base_offset, entries) in &groups {
             let path = txn_index_path(&self.directory, *base_offset);
-            self.state.borrow_mut().txn_index_cache.remove(*base_offset);
+            self.state
+                .borrow_mut()
+                .txn_index_cache
+                .changed(*base_offset);
             append_entries(&*self.file_system, &self.directory, &path, entries).await?;
         }
-        self.state
-            .borrow_mut()
-            .transactions
-            .persisted_before(offset);
+        let mut state = self.state.borrow_mut();
+        // Again, in the borrow that moves the entries out of memory: a read that began during
+        // the appends must not cache a file without them.
+        for base_offset in groups.keys() {
+            state.txn_index_cache.changed(*base_offset);
+        }
+        state.transactions.persisted_before(offset);
         Ok(())
     }
 
