@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use spate_protocol::api::InitProducerIdRequest;
+use spate_protocol::batch::header::attributes as header_attributes;
 use spate_protocol::batch::header::stamp_producer;
 use spate_protocol::batch::{BatchBuilder, BatchOptions, HeaderPair, BATCH_HEADER_BYTES};
 use spate_protocol::constants::BATCH_BYTES_MAX;
@@ -998,9 +999,17 @@ fn open_batch(
     } else {
         batch_bytes_max.min(GROWING_BATCH_INITIAL_CAPACITY_BYTES)
     };
+    // A transactional producer's batches say so: a read_committed consumer drops those of
+    // aborted transactions, and the broker checks they belong to an ongoing transaction.
+    let attributes = if config.transactional_id.is_some() {
+        header_attributes::TRANSACTIONAL
+    } else {
+        0
+    };
     let builder = BatchBuilder::new(BatchOptions {
         batch_bytes_max,
         initial_capacity_bytes,
+        attributes,
         ..BatchOptions::default()
     });
     OpenBatch {
@@ -1677,9 +1686,17 @@ mod tests {
         accumulator
     }
 
+    fn transactional_config() -> ProducerConfig {
+        ProducerConfig {
+            transactional_id: Some("t".into()),
+            ..idempotent_config(5)
+        }
+    }
+
     /// A transactional producer after `init_transactions` (holding `IDENTITY`), in a
     /// transaction, with `count` sealed batches on partition 0 of "t".
     fn transaction_with_sealed_batches(config: &ProducerConfig, count: usize) -> Accumulator {
+        assert!(config.transactional_id.is_some());
         let mut accumulator = Accumulator::new(true);
         accumulator.transaction_mut().begin_init().unwrap();
         accumulator.begin_identity_request();
@@ -1692,7 +1709,7 @@ mod tests {
 
     #[test]
     fn a_transactional_batch_leaves_only_once_its_partition_was_added_to_the_transaction() {
-        let config = idempotent_config(5);
+        let config = transactional_config();
         let mut accumulator = transaction_with_sealed_batches(&config, 2);
         let now = Instant::now();
         let drained = accumulator.drain(&config, now, SealWhen::Lingered);
@@ -1712,11 +1729,17 @@ mod tests {
         let sent = sent(accumulator.drain(&config, now, SealWhen::Lingered));
         assert_eq!(sent.len(), 2);
         assert_eq!(stamp_in_bytes(&sent[0]), (42, 3, 0));
+        let view = BatchView::validate(&sent[0].batch.bytes, BATCH_BYTES_MAX).unwrap();
+        assert_ne!(
+            view.attributes() & header_attributes::TRANSACTIONAL,
+            0,
+            "a read_committed consumer tells a transaction's batches by this bit"
+        );
     }
 
     #[test]
     fn an_abort_fails_the_transactions_batches_that_never_left() {
-        let config = idempotent_config(5);
+        let config = transactional_config();
         let mut accumulator = transaction_with_sealed_batches(&config, 2);
         let now = Instant::now();
         let topic: Arc<str> = Arc::from("t");
