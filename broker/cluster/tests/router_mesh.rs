@@ -31,7 +31,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use spate_cluster::catalog::{Catalog, TopicConfig, TopicMetadata};
 use spate_cluster::shard::mesh::{Envelope, Mesh, ShardServices};
 use spate_cluster::shard::messages::{
-    FetchPartition, PartitionError, PartitionKey, ProduceAcks, ProducePartition,
+    FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks, ProducePartition,
 };
 use spate_cluster::shard::opening::Readiness;
 use spate_cluster::shard::router::scatter;
@@ -178,6 +178,7 @@ fn draw_request(
                 ProducePartition {
                     key,
                     batches: vec![batch(id)],
+                    verification: None,
                 },
                 id,
             )
@@ -229,6 +230,7 @@ async fn check_every_answer(services: &Rc<TestServices>, shared: &Shared) {
                     key: *key,
                     offset: 0,
                     max_bytes: 16 << 20,
+                    isolation: Isolation::ReadUncommitted,
                 },
             )
         })

@@ -259,6 +259,7 @@ async fn fetch<S: GroupServices>(
         key,
         offset: offset as i64,
         max_bytes,
+        isolation: crate::shard::messages::Isolation::ReadUncommitted,
     };
     // Loaded partitions are open (`partition_state` saw them): nothing to wait for.
     let opening_wait_until = Instant::now();
@@ -418,6 +419,7 @@ async fn append_durably<S: GroupServices>(
     let produce = ProducePartition {
         key: partition.key(),
         batches,
+        verification: None,
     };
     on_owner(services, owner, move |shard| async move {
         only(

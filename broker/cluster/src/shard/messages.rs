@@ -9,12 +9,25 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::storage::{AbortedTxn, VerificationGuard};
+
 /// Identifies a partition across shards: the topic's unique id (not its name, which can be
 /// reused after deletion) and the partition index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
     pub topic_id: u64,
     pub partition: u32,
+}
+
+/// Which records a read sees (Kafka's `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Every durable record, up to the high watermark, transactions decided or not.
+    #[default]
+    ReadUncommitted,
+    /// Only records below the last stable offset (every transaction below it is decided); the
+    /// reader drops aborted transactions' records itself with the aborted list.
+    ReadCommitted,
 }
 
 /// How long a produce waits before answering.
@@ -73,12 +86,35 @@ pub enum PartitionError {
     /// could not wait for it any longer. Retriable.
     #[error("partition not available yet: the broker is still opening it")]
     Opening,
+    /// The batch does not fit the producer's transaction state in this partition (Kafka's
+    /// INVALID_TXN_STATE): a non-transactional batch from a producer inside a transaction, or a
+    /// transactional batch whose verification a marker overtook.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// The transaction coordinator says the partition is not in the producer's transaction
+    /// (KIP-890's verification; Kafka's TRANSACTION_ABORTABLE, INVALID_TXN_STATE for old
+    /// clients): the producer must abort. Nothing was appended.
+    #[error("transaction abortable: {0}")]
+    TransactionAbortable(String),
+    /// The transaction coordinator could not be asked whether the partition is in the
+    /// producer's transaction (loading, moving, busy completing the previous one). Retriable;
+    /// nothing was appended.
+    #[error("transaction verification unavailable: {0}")]
+    TransactionVerificationUnavailable(String),
+    /// A marker from an older transaction coordinator epoch than one the partition has seen for
+    /// the producer (Kafka's TRANSACTION_COORDINATOR_FENCED). Nothing was appended.
+    #[error("transaction coordinator fenced: {0}")]
+    TransactionCoordinatorFenced(String),
 }
 
 #[derive(Debug)]
 pub struct ProducePartition {
     pub key: PartitionKey,
     pub batches: Vec<BytesMut>,
+    /// The partition's verification guard (`Shard::txn_verification`) once the transaction
+    /// coordinator confirmed the producer's transaction holds the partition: a transactional
+    /// batch that opens its producer's transaction here is appended only with it.
+    pub verification: Option<VerificationGuard>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,14 +128,21 @@ pub struct FetchPartition {
     pub key: PartitionKey,
     pub offset: i64,
     pub max_bytes: usize,
+    pub isolation: Isolation,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct FetchOutcome {
     pub high_watermark: u64,
+    /// Below it every transaction is decided; read_committed answers hold nothing at or past it.
+    /// The high watermark when no transaction is open.
+    pub last_stable_offset: u64,
     pub log_start_offset: u64,
     /// Whole batches as stored, oldest first.
     pub batches: Vec<Bytes>,
+    /// Under read_committed: the aborted transactions whose records meet `batches`, oldest
+    /// first (the reader drops their records). Empty under read_uncommitted.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 impl FetchOutcome {
@@ -126,4 +169,6 @@ pub struct OffsetAnswer {
 pub struct PartitionState {
     pub log_start_offset: u64,
     pub high_watermark: u64,
+    /// `min(high watermark, first offset of the oldest open transaction)`.
+    pub last_stable_offset: u64,
 }

@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicMetadata};
-use crate::storage::{Clock, FileSystem, RecoveryScan};
+use crate::storage::{Clock, FileSystem, RecoveryScan, TxnMarker, VerificationGuard};
 
 use budget::ByteBudget;
 use messages::{
-    FetchOutcome, FetchPartition, OffsetAnswer, PartitionError, PartitionKey, PartitionState,
-    ProduceAcks, ProduceOutcome, ProducePartition,
+    FetchOutcome, FetchPartition, Isolation, OffsetAnswer, PartitionError, PartitionKey,
+    PartitionState, ProduceAcks, ProduceOutcome, ProducePartition,
 };
 use opening::{Opening, Readiness};
 use partition::{log_config, partition_error, OpenIntent, Partition, ShardFileSystem};
@@ -525,7 +525,9 @@ impl<F: FileSystem + 'static> Shard<F> {
                 let partition = shard
                     .partition_waiting(&produce.key, opening_wait_until)
                     .await?;
-                let outcome = partition.produce(produce.batches, acks).await;
+                let outcome = partition
+                    .produce(produce.batches, acks, produce.verification)
+                    .await;
                 shard.take_offline_if_lost(produce.key, &partition);
                 if acks != ProduceAcks::All {
                     shard.mark_unsynced(produce.key);
@@ -534,6 +536,43 @@ impl<F: FileSystem + 'static> Shard<F> {
             }
         });
         join_all(appends).await
+    }
+
+    /// KIP-890 part 1, before a transactional batch of `producer_id` is appended to `key`:
+    /// `None` when the producer already has a transaction open there; otherwise the guard to
+    /// append its batch with (`ProducePartition::verification`) once the transaction
+    /// coordinator confirmed the partition is in the producer's transaction.
+    pub async fn txn_verification(
+        &self,
+        key: PartitionKey,
+        producer_id: i64,
+        producer_epoch: i16,
+        opening_wait_until: Instant,
+    ) -> Result<Option<VerificationGuard>, PartitionError> {
+        let partition = self.partition_waiting(&key, opening_wait_until).await?;
+        Ok(partition.txn_verification(producer_id, producer_epoch))
+    }
+
+    /// Appends each transaction marker to its partition and waits until each is durable
+    /// (answers in the order of `markers`: the marker's offset). A marker moves its
+    /// partition's last stable offset, so each wakes the long polls waiting on its partition.
+    /// A partition still opening after the start is answered [`PartitionError::Opening`]
+    /// (retriable): the coordinator retries its markers until each is written.
+    pub async fn write_txn_markers(
+        self: Rc<Self>,
+        markers: Vec<(PartitionKey, TxnMarker)>,
+    ) -> Vec<Result<u64, PartitionError>> {
+        let writes = markers.into_iter().map(|(key, marker)| {
+            let shard = self.clone();
+            async move {
+                let partition = shard.partition(&key)?;
+                let timestamp_ms = shard.clock.now_ms();
+                let written = partition.write_txn_marker(marker, timestamp_ms).await;
+                shard.take_offline_if_lost(key, &partition);
+                written
+            }
+        });
+        join_all(writes).await
     }
 
     /// Reads each partition from its offset; answers in the order of `partitions`.
@@ -548,16 +587,20 @@ impl<F: FileSystem + 'static> Shard<F> {
                 let partition = shard
                     .partition_waiting(&fetch.key, opening_wait_until)
                     .await?;
-                partition.fetch(fetch.offset, fetch.max_bytes).await
+                partition
+                    .fetch(fetch.offset, fetch.max_bytes, fetch.isolation)
+                    .await
             }
         });
         join_all(reads).await
     }
 
-    /// Each partition's offset for its target (a timestamp, or latest/earliest).
+    /// Each partition's offset for its target (a timestamp, or latest/earliest) as a reader
+    /// under `isolation` sees it (read_committed: latest is the last stable offset).
     pub async fn list_offsets(
         self: Rc<Self>,
         partitions: Vec<(PartitionKey, i64)>,
+        isolation: Isolation,
     ) -> Vec<Result<OffsetAnswer, PartitionError>> {
         let decompressed_bytes_max = self.limits.kafka_decompressed_bytes_max;
         let answers = partitions.into_iter().map(|(key, target)| {
@@ -565,7 +608,7 @@ impl<F: FileSystem + 'static> Shard<F> {
             async move {
                 shard
                     .partition(&key)?
-                    .list_offset(target, decompressed_bytes_max)
+                    .list_offset(target, isolation, decompressed_bytes_max)
                     .await
             }
         });
@@ -614,15 +657,16 @@ impl<F: FileSystem + 'static> Shard<F> {
             .collect()
     }
 
-    /// Waits until one of the partitions has data at or past its offset, or `wait_ms` passes,
-    /// or shutdown begins.
-    pub async fn wait_for_data(&self, partitions: &[(PartitionKey, i64)], wait_ms: u64) {
+    /// Waits until one of the partitions has data at or past its offset that a reader under
+    /// its isolation may see (read_committed: below the last stable offset, which a marker
+    /// moves), or `wait_ms` passes, or shutdown begins.
+    pub async fn wait_for_data(&self, partitions: &[(PartitionKey, i64, Isolation)], wait_ms: u64) {
         let mut signals = Vec::with_capacity(partitions.len());
-        for (key, offset) in partitions {
+        for (key, offset, isolation) in partitions {
             let Ok(partition) = self.partition(key) else {
                 return; // Gone: the caller's next read reports it.
             };
-            if partition.log.high_watermark() as i64 > *offset {
+            if partition.readable_end(*isolation) as i64 > *offset {
                 return;
             }
             signals.push(partition.appended.clone());

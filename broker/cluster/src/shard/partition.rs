@@ -19,8 +19,8 @@ use spate_protocol::batch::kafka::{Compression, KAFKA_BATCH_HEADER_BYTES};
 use spate_protocol::batch::BatchView;
 
 use super::messages::{
-    FetchOutcome, OffsetAnswer, PartitionError, PartitionState, ProduceAcks, ProduceOutcome,
-    LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
+    FetchOutcome, Isolation, OffsetAnswer, PartitionError, PartitionState, ProduceAcks,
+    ProduceOutcome, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 use super::signal::AppendSignal;
 use crate::catalog::topic_config::DurabilityPolicy;
@@ -30,7 +30,8 @@ use crate::storage::config::{
     GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
 };
 use crate::storage::{
-    AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog, StorageError,
+    AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog, StorageError, TxnMarker,
+    VerificationGuard,
 };
 
 /// The file system every shard uses for partition data: direct I/O behind the shard's open-file
@@ -164,16 +165,36 @@ impl<F: FileSystem + 'static> Partition<F> {
         PartitionState {
             log_start_offset: self.log.log_start_offset(),
             high_watermark: self.log.high_watermark(),
+            last_stable_offset: self.last_stable_offset(),
+        }
+    }
+
+    /// Below it every transaction is decided: `min(high watermark, first offset of the oldest
+    /// open transaction)`.
+    pub fn last_stable_offset(&self) -> u64 {
+        self.log.last_stable_offset()
+    }
+
+    /// The end of what a reader under `isolation` may see: the high watermark, or the last
+    /// stable offset.
+    pub fn readable_end(&self, isolation: Isolation) -> u64 {
+        match isolation {
+            Isolation::ReadUncommitted => self.log.high_watermark(),
+            Isolation::ReadCommitted => self.last_stable_offset(),
         }
     }
 
     /// Appends every batch or none: the storage engine validates all batches (header, CRC, the
     /// log's batch size limit) before it appends the first, so a bad batch anywhere leaves the
     /// partition untouched, and each batch's CRC is computed once.
+    ///
+    /// `verification`: the request's guard for a transactional batch that opens its producer's
+    /// transaction here (see [`Partition::txn_verification`]).
     pub async fn produce(
         &self,
         batches: Vec<BytesMut>,
         acks: ProduceAcks,
+        verification: Option<VerificationGuard>,
     ) -> Result<ProduceOutcome, PartitionError> {
         if batches.is_empty() {
             return Err(PartitionError::InvalidRequest(
@@ -187,7 +208,10 @@ impl<F: FileSystem + 'static> Partition<F> {
         // One call for all of the request's batches: storage validates every batch before it
         // appends any, writes them together, and with `Durable` answers Ok only when every one
         // of them is durable (a rollback of any of them fails the call).
-        let outcome = self.log.append_batches(batches, wait).await;
+        let outcome = self
+            .log
+            .append_batches_verified(batches, wait, verification)
+            .await;
         self.appended.notify();
         let outcomes = outcome.map_err(partition_error)?;
         let first_offset = outcomes.first().map(|outcome| outcome.base_offset);
@@ -203,10 +227,15 @@ impl<F: FileSystem + 'static> Partition<F> {
     /// Whole batches from `offset`, up to `max_bytes` (at least one batch if any exists). At or
     /// past the high watermark (data appended but not yet durable) the answer is empty, as in
     /// Kafka; before the log start or past the log end it is `OffsetOutOfRange`.
+    ///
+    /// Under read_committed only whole batches below the last stable offset are answered (a
+    /// batch that reaches it waits, as in Kafka, where the last stable offset is always a batch
+    /// boundary), with the aborted transactions whose data meets what is answered.
     pub async fn fetch(
         &self,
         offset: i64,
         max_bytes: usize,
+        isolation: Isolation,
     ) -> Result<FetchOutcome, PartitionError> {
         let Ok(offset) = u64::try_from(offset) else {
             let state = self.state();
@@ -231,17 +260,93 @@ impl<F: FileSystem + 'static> Partition<F> {
                 }
                 error => self.read_error(error),
             })?;
+        // Taken after the read: it never goes back (a transaction begins at the log end, above
+        // the high watermark), so bounded by the read's high watermark it is still true of
+        // what was read.
+        let last_stable_offset = self.last_stable_offset().min(read.high_watermark);
+        let mut batches = read.batches;
+        let mut aborted = Vec::new();
+        if isolation == Isolation::ReadCommitted {
+            batches.truncate(stable_prefix(&batches, last_stable_offset));
+            if let Some(last) = batches.last() {
+                let upper_offset = stored_header(last).next_offset();
+                aborted = self
+                    .log
+                    .aborted_transactions(offset, upper_offset)
+                    .await
+                    .map_err(|error| self.read_error(error))?;
+            }
+        }
         Ok(FetchOutcome {
             high_watermark: read.high_watermark,
+            last_stable_offset,
             log_start_offset: read.log_start_offset,
-            batches: read.batches,
+            batches,
+            aborted,
         })
+    }
+
+    /// KIP-890 part 1: `None` when `producer_id` already has a transaction open here (its
+    /// batches need no check); otherwise the guard its first transactional batch must be
+    /// appended with, once the transaction coordinator confirmed the partition is in the
+    /// producer's transaction. A marker for the producer appended meanwhile voids the guard.
+    pub fn txn_verification(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Option<VerificationGuard> {
+        self.log.begin_txn_verification(producer_id, producer_epoch)
+    }
+
+    /// Appends a transaction marker and waits until it is durable; answers its offset. Wakes
+    /// the partition's long polls: the marker moves the last stable offset.
+    pub async fn write_txn_marker(
+        &self,
+        marker: TxnMarker,
+        timestamp_ms: i64,
+    ) -> Result<u64, PartitionError> {
+        let outcome = self.log.append_txn_marker(marker, timestamp_ms).await;
+        self.appended.notify();
+        outcome
+            .map(|outcome| outcome.base_offset)
+            .map_err(partition_error)
     }
 
     /// Earliest, latest, or the first record whose timestamp is at or after `target`. The storage
     /// engine answers by batch; the batch is then read and its records scanned, so the answer is
     /// exact to the record.
+    ///
+    /// Under read_committed, latest is the last stable offset, and a timestamp's answer at or
+    /// past it is none (Kafka's `Partition.fetchOffsetForTimestamp`).
     pub async fn list_offset(
+        &self,
+        target: i64,
+        isolation: Isolation,
+        decompressed_bytes_max: usize,
+    ) -> Result<OffsetAnswer, PartitionError> {
+        let answer = self
+            .list_offset_uncommitted(target, decompressed_bytes_max)
+            .await?;
+        if isolation == Isolation::ReadUncommitted || target == LIST_OFFSETS_EARLIEST {
+            return Ok(answer);
+        }
+        let last_stable_offset = self.last_stable_offset();
+        if target == LIST_OFFSETS_LATEST {
+            return Ok(OffsetAnswer {
+                offset: last_stable_offset as i64,
+                timestamp: -1,
+            });
+        }
+        if answer.offset >= last_stable_offset as i64 {
+            return Ok(OffsetAnswer {
+                offset: -1,
+                timestamp: -1,
+            });
+        }
+        Ok(answer)
+    }
+
+    async fn list_offset_uncommitted(
         &self,
         target: i64,
         decompressed_bytes_max: usize,
@@ -368,6 +473,20 @@ impl<F: FileSystem + 'static> Partition<F> {
     }
 }
 
+/// How many of `batches` (stored, in offset order) end at or below `end`: a read_committed
+/// answer stops before the first batch that reaches the last stable offset.
+fn stable_prefix(batches: &[bytes::Bytes], end: u64) -> usize {
+    batches
+        .iter()
+        .position(|batch| stored_header(batch).next_offset() > end)
+        .unwrap_or(batches.len())
+}
+
+/// The header of a batch storage handed out: storage reads only whole, checked batches.
+fn stored_header(batch: &[u8]) -> BatchHeader {
+    BatchHeader::decode(batch).expect("storage hands out whole batches")
+}
+
 /// The first record of a stored format-2 (Kafka) batch whose timestamp is at or after
 /// `timestamp`. Uncompressed records are walked in place (each record's length, attributes,
 /// timestamp delta and offset delta; nothing else is read). A compressed batch is inflated
@@ -466,6 +585,10 @@ pub fn partition_error(error: StorageError) -> PartitionError {
         StorageError::Unlinked { .. } => PartitionError::Offline(error.to_string()),
         StorageError::InvalidProducerFields { .. } => {
             PartitionError::InvalidProducerIdMapping(error.to_string())
+        }
+        StorageError::InvalidTxnState { .. } => PartitionError::InvalidTxnState(error.to_string()),
+        StorageError::TransactionCoordinatorFenced { .. } => {
+            PartitionError::TransactionCoordinatorFenced(error.to_string())
         }
         error => PartitionError::Storage(error.to_string()),
     }

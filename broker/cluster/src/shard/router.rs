@@ -30,6 +30,26 @@ where
     F: Fn(Rc<Shard<S::Files>>, Vec<T>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Vec<Result<R, PartitionError>>> + 'static,
 {
+    scatter_on(services, items, move |target: Rc<S>, owned_items| {
+        run(target.shard().clone(), owned_items)
+    })
+    .await
+}
+
+/// [`scatter`] for work that needs the owner's services, not only its shard (a transactional
+/// produce asks the transaction coordinator from the owner before it appends).
+pub async fn scatter_on<S, T, R, F, Fut>(
+    services: &Rc<S>,
+    items: Vec<(ShardId, T)>,
+    run: F,
+) -> Vec<Result<R, PartitionError>>
+where
+    S: ShardServices,
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<S>, Vec<T>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Vec<Result<R, PartitionError>>> + 'static,
+{
     let count = items.len();
     let mut by_owner: BTreeMap<ShardId, (Vec<usize>, Vec<T>)> = BTreeMap::new();
     for (index, (owner, item)) in items.into_iter().enumerate() {
@@ -45,7 +65,7 @@ where
         positions.push(indexes);
         calls.push(async move {
             invoke_on(&services, owner, move |target: Rc<S>| {
-                run(target.shard().clone(), owned_items)
+                run(target, owned_items)
             })
             .await
         });

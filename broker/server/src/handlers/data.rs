@@ -23,6 +23,7 @@ use spate_protocol::api::{
     OffsetSpec, ProducePartitionResponse, ProduceRequest, ProduceResponse, RecordSet,
     TopicPartitions,
 };
+use spate_protocol::batch::header::{attributes, BatchHeader};
 use spate_protocol::error::ErrorCode;
 
 use super::partition_error_code;
@@ -30,10 +31,10 @@ use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId};
 use crate::services::Services;
 use crate::shard::mesh::invoke_on;
 use crate::shard::messages::{
-    FetchOutcome, FetchPartition, PartitionError, PartitionKey, ProduceAcks, ProduceOutcome,
-    ProducePartition, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
+    FetchOutcome, FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks,
+    ProduceOutcome, ProducePartition, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
 };
-use crate::shard::router::scatter;
+use crate::shard::router::scatter_on;
 use crate::shard::Shard;
 
 /// Finds the owner of `(topic, partition)` in `snapshot`.
@@ -104,6 +105,24 @@ where
     F: Fn(Rc<Shard>, Vec<T>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Vec<Result<R, PartitionError>>> + 'static,
 {
+    route_or_refuse_on(services, items, move |on: Rc<Services>, owned| {
+        run(on.shard.clone(), owned)
+    })
+    .await
+}
+
+/// [`route_or_refuse`] for work that needs the owner's services, not only its shard.
+async fn route_or_refuse_on<T, R, E, F, Fut>(
+    services: &Rc<Services>,
+    items: Vec<Result<(ShardId, T), E>>,
+    run: F,
+) -> Vec<Result<Result<R, PartitionError>, E>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<Services>, Vec<T>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Vec<Result<R, PartitionError>>> + 'static,
+{
     let mut answers: Vec<Option<Result<Result<R, PartitionError>, E>>> =
         Vec::with_capacity(items.len());
     let mut routed = Vec::new();
@@ -118,7 +137,7 @@ where
             Err(refusal) => answers.push(Some(Err(refusal))),
         }
     }
-    let results = scatter(services, routed, run).await;
+    let results = scatter_on(services, routed, run).await;
     for (index, result) in routed_positions.into_iter().zip(results) {
         answers[index] = Some(Ok(result));
     }
@@ -207,18 +226,179 @@ pub async fn produce(
         .into_iter()
         .map(|placement| {
             let batches = batches.next().unwrap_or_default();
-            placement.map(|(owner, key)| (owner, ProducePartition { key, batches }))
+            placement.map(|(owner, key)| {
+                let partition = ProducePartition {
+                    key,
+                    batches,
+                    verification: None,
+                };
+                (owner, partition)
+            })
         })
         .collect();
-    let results = route(services, items, move |shard, partitions| {
-        shard.produce(acks, partitions, opening_wait_until)
-    })
-    .await;
+    let results = produce_partitions(services, acks, None, items, opening_wait_until).await;
     if acks == ProduceAcks::None {
         return None;
     }
     let topics = answer_in_request_order(shape, results, produce_answer);
     Some(ProduceResponse { topics })
+}
+
+/// Appends each routed partition's batches on its owner; output `i` answers item `i`. The
+/// native and the Kafka produce share it.
+///
+/// A request with transactional batches runs [`produce_verified`] on each owner instead, so the
+/// producer's transaction is checked where its batches are appended (KIP-890 part 1: Kafka's
+/// leader does the same before it appends).
+pub(crate) async fn produce_partitions(
+    services: &Rc<Services>,
+    acks: ProduceAcks,
+    transactional_id: Option<String>,
+    items: Vec<Result<(ShardId, ProducePartition), PartitionError>>,
+    opening_wait_until: Instant,
+) -> Vec<Result<ProduceOutcome, PartitionError>> {
+    let transactional = items
+        .iter()
+        .flatten()
+        .any(|(_, partition)| transactional_producer(&partition.batches).is_some());
+    if !transactional {
+        return route(services, items, move |shard, partitions| {
+            shard.produce(acks, partitions, opening_wait_until)
+        })
+        .await;
+    }
+    route_or_refuse_on(services, items, move |on, partitions| {
+        produce_verified(
+            on,
+            acks,
+            transactional_id.clone(),
+            partitions,
+            opening_wait_until,
+        )
+    })
+    .await
+    .into_iter()
+    .map(|answer| answer.and_then(|owner_answer| owner_answer))
+    .collect()
+}
+
+/// The producer id and epoch of the first transactional batch among `batches` (stored
+/// batches: the Spate header repeats the Kafka fields); `None` when no batch is transactional.
+/// A transactional batch without a producer id is left to storage, which refuses it.
+pub(crate) fn transactional_producer(batches: &[BytesMut]) -> Option<(i64, i16)> {
+    batches.iter().find_map(|batch| {
+        let header = BatchHeader::decode(batch).ok()?;
+        let transactional = header.attributes & attributes::TRANSACTIONAL != 0;
+        (transactional && header.producer_id >= 0)
+            .then_some((header.producer_id, header.producer_epoch))
+    })
+}
+
+/// On the owner of `partitions`: appends them, each transactional one only if its producer's
+/// transaction holds the partition. Storage hands out a verification guard for the first
+/// batch of a producer's transaction in a partition (`Shard::txn_verification`); for those the
+/// transaction coordinator is asked, and the batch is appended with the guard, which storage
+/// refuses if a marker for the producer came in between: so a late batch of an aborted or
+/// committed transaction can never open a transaction nobody will close (the hanging
+/// transaction KIP-890 fixes). Output `i` answers `partitions[i]`.
+async fn produce_verified(
+    services: Rc<Services>,
+    acks: ProduceAcks,
+    transactional_id: Option<String>,
+    mut partitions: Vec<ProducePartition>,
+    opening_wait_until: Instant,
+) -> Vec<Result<ProduceOutcome, PartitionError>> {
+    let shard = services.shard.clone();
+    let mut refusals: Vec<Option<PartitionError>> = partitions.iter().map(|_| None).collect();
+    // (index in `partitions`, guard, producer) of the partitions the coordinator must confirm.
+    let mut unverified = Vec::new();
+    for (index, partition) in partitions.iter().enumerate() {
+        let Some((producer_id, producer_epoch)) = transactional_producer(&partition.batches) else {
+            continue;
+        };
+        let guard = shard
+            .txn_verification(
+                partition.key,
+                producer_id,
+                producer_epoch,
+                opening_wait_until,
+            )
+            .await;
+        match guard {
+            Ok(Some(guard)) => unverified.push((index, guard, (producer_id, producer_epoch))),
+            Ok(None) => {}
+            Err(error) => refusals[index] = Some(error),
+        }
+    }
+    if let Some(&(_, _, (producer_id, producer_epoch))) = unverified.first() {
+        let keys = unverified
+            .iter()
+            .map(|(index, _, _)| partitions[*index].key)
+            .collect();
+        let verdicts = match &transactional_id {
+            Some(transactional_id) => {
+                coordinator_verdicts(
+                    &services,
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    keys,
+                )
+                .await
+            }
+            None => unverified
+                .iter()
+                .map(|_| {
+                    Err(PartitionError::InvalidTxnState(
+                        "a transactional batch needs its producer's transactional id".into(),
+                    ))
+                })
+                .collect(),
+        };
+        for ((index, guard, _), verdict) in unverified.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(()) => partitions[index].verification = Some(guard),
+                Err(error) => refusals[index] = Some(error),
+            }
+        }
+    }
+    let mut appended = Vec::with_capacity(partitions.len());
+    for (partition, refusal) in partitions.into_iter().zip(&refusals) {
+        if refusal.is_none() {
+            appended.push(partition);
+        }
+    }
+    let mut outcomes = shard
+        .produce(acks, appended, opening_wait_until)
+        .await
+        .into_iter();
+    refusals
+        .into_iter()
+        .map(|refusal| match refusal {
+            Some(error) => Err(error),
+            None => outcomes.next().expect("an outcome per appended partition"),
+        })
+        .collect()
+}
+
+/// The transaction coordinator's answer, for each of `keys`, to whether the partition is in
+/// the producer's transaction at this epoch (`Ok`: it is).
+async fn coordinator_verdicts(
+    services: &Rc<Services>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    keys: Vec<PartitionKey>,
+) -> Vec<Result<(), PartitionError>> {
+    let _ = (services, transactional_id, producer_id, producer_epoch);
+    // PLACEHOLDER until txn-coord lands spate_txn::coordinator::verify_partitions.
+    keys.iter()
+        .map(|_| {
+            Err(PartitionError::TransactionVerificationUnavailable(
+                "COORDINATOR_NOT_AVAILABLE".into(),
+            ))
+        })
+        .collect()
 }
 
 fn produce_answer(
@@ -329,6 +509,7 @@ pub async fn fetch(services: &Rc<Services>, request: &FetchRequest) -> FetchResp
                             key,
                             offset,
                             max_bytes,
+                            isolation: Isolation::ReadUncommitted,
                         },
                     ))
                 }),
@@ -429,13 +610,13 @@ pub(crate) async fn wait_for_any_append(
     targets: &[Result<(ShardId, FetchPartition), PartitionError>],
     wait: Duration,
 ) {
-    let mut by_owner: std::collections::BTreeMap<ShardId, Vec<(PartitionKey, i64)>> =
+    let mut by_owner: std::collections::BTreeMap<ShardId, Vec<(PartitionKey, i64, Isolation)>> =
         Default::default();
     for (owner, fetch) in targets.iter().flatten() {
         by_owner
             .entry(*owner)
             .or_default()
-            .push((fetch.key, fetch.offset));
+            .push((fetch.key, fetch.offset, fetch.isolation));
     }
     if by_owner.is_empty() {
         return;
@@ -484,7 +665,7 @@ pub async fn list_offsets(
         }
     }
     let results = route(services, items, |shard, partitions| {
-        shard.list_offsets(partitions)
+        shard.list_offsets(partitions, Isolation::ReadUncommitted)
     })
     .await;
     let topics = answer_in_request_order(

@@ -373,6 +373,11 @@ pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
         PartitionError::InvalidProducerIdMapping(_) => ErrorCode::InvalidProducerIdMapping,
         PartitionError::Offline(_) => ErrorCode::PartitionOffline,
         PartitionError::Opening => ErrorCode::LeaderNotAvailable,
+        PartitionError::InvalidTxnState(_) => ErrorCode::InvalidTxnState,
+        PartitionError::TransactionAbortable(_) => ErrorCode::TransactionAbortable,
+        // Retriable: the coordinator is loading, moving or finishing the previous transaction.
+        PartitionError::TransactionVerificationUnavailable(_) => ErrorCode::CoordinatorNotAvailable,
+        PartitionError::TransactionCoordinatorFenced(_) => ErrorCode::TransactionCoordinatorFenced,
     }
 }
 

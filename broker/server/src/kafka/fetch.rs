@@ -9,8 +9,12 @@
 //!   later batch that does not fit the limits left is not sent.
 //! - A fetch offset before the log start or past the log end is OFFSET_OUT_OF_RANGE with the
 //!   partition's log start and high watermark; at the high watermark the answer is empty.
-//! - The last stable offset is the high watermark (no transactions yet), so read_committed and
-//!   read_uncommitted read the same records; read_committed gets an empty aborted list.
+//! - read_committed (`isolation_level` 1) reads whole batches below the last stable offset
+//!   only (a batch that reaches it is not sent), and each partition answers the aborted
+//!   transactions whose records meet what it sends (the consumer drops those records itself);
+//!   a long poll waits for the last stable offset, which a transaction marker moves. Every
+//!   answer carries the last stable offset; read_uncommitted answers carry no aborted list
+//!   (null), as in Kafka.
 //! - Topics by id from v13 (UNKNOWN_TOPIC_ID for an id this broker does not have).
 //! - A leader epoch newer than this broker's (0: a single broker never changes leader) is
 //!   UNKNOWN_LEADER_EPOCH.
@@ -28,12 +32,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use spate_kafka_protocol::frame::{encode_response, EncodeError, FRAME_SIZE_BYTES};
 use spate_kafka_protocol::kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
+use spate_kafka_protocol::kafka_protocol::messages::ProducerId;
 use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use spate_kafka_protocol::kafka_protocol::protocol::HeaderVersion;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
-use spate_protocol::batch::BATCH_HEADER_BYTES;
+use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 
 use super::conversion::kafka_batch;
 use super::data::{named_topic, owned_partition};
@@ -43,7 +48,7 @@ use super::{KafkaAnswer, KafkaContext};
 use crate::catalog::ShardId;
 use crate::handlers::data::{route, wait_for_any_append};
 use crate::handlers::partition_error_code;
-use crate::shard::messages::{FetchOutcome, FetchPartition, PartitionError};
+use crate::shard::messages::{FetchOutcome, FetchPartition, Isolation, PartitionError};
 
 /// First Fetch version that names topics by id (KIP-516).
 const TOPIC_IDS_VERSION: i16 = 13;
@@ -103,6 +108,10 @@ pub(crate) async fn fetch(
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let response_bytes_max = response_bytes_max(&request, limits.fetch_response_bytes_max);
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let isolation = match request.isolation_level {
+        READ_COMMITTED => Isolation::ReadCommitted,
+        _ => Isolation::ReadUncommitted,
+    };
     let by_id = version >= TOPIC_IDS_VERSION;
     let snapshot = context.services.snapshot();
 
@@ -130,6 +139,7 @@ pub(crate) async fn fetch(
                             key,
                             offset: partition.fetch_offset,
                             max_bytes: stored_bytes_max(partition_bytes_max),
+                            isolation,
                         },
                     )));
                 }
@@ -165,7 +175,7 @@ pub(crate) async fn fetch(
 
     let mut answer = Answer {
         version,
-        read_committed: request.isolation_level == READ_COMMITTED,
+        read_committed: isolation == Isolation::ReadCommitted,
         response_bytes_left: response_bytes_max,
         first_batch_pending: true,
         cache_bytes_max: limits.kafka_conversion_cache_bytes_max,
@@ -396,8 +406,9 @@ impl Answer {
                     } => (high_watermark as i64, log_start_offset as i64),
                     _ => (-1, -1),
                 };
+                // Kafka's INVALID_LAST_STABLE_OFFSET: a refused read knows none.
                 return self
-                    .with_offsets(self.partition(index), high_watermark, log_start_offset)
+                    .with_offsets(self.partition(index), high_watermark, -1, log_start_offset)
                     .with_error_code(kafka_code(partition_error_code(&error)))
                     .with_records(None);
             }
@@ -423,12 +434,15 @@ impl Answer {
             partition_bytes_left = partition_bytes_left.saturating_sub(batch.len());
             kept.push(batch);
         }
-        let high_watermark = outcome.high_watermark as i64;
-        let partition = self.with_offsets(
+        let mut partition = self.with_offsets(
             self.partition(index),
-            high_watermark,
+            outcome.high_watermark as i64,
+            outcome.last_stable_offset as i64,
             outcome.log_start_offset as i64,
         );
+        if self.read_committed && !kept.is_empty() {
+            partition.aborted_transactions = Some(aborted_transactions(&outcome, kept.len()));
+        }
         if let (Some(error), true) = (&conversion_failed, kept.is_empty()) {
             tracing::error!(
                 partition = index,
@@ -457,18 +471,42 @@ impl Answer {
         &self,
         partition: PartitionData,
         high_watermark: i64,
+        last_stable_offset: i64,
         log_start_offset: i64,
     ) -> PartitionData {
-        // No transactions yet: everything below the high watermark is stable.
         let partition = partition
             .with_high_watermark(high_watermark)
-            .with_last_stable_offset(high_watermark);
+            .with_last_stable_offset(last_stable_offset);
         if self.version >= LOG_START_OFFSET_VERSION {
             partition.with_log_start_offset(log_start_offset)
         } else {
             partition
         }
     }
+}
+
+/// The aborted transactions a read_committed answer lists: those the owner found for what it
+/// read, less any that begin after the last batch kept (the limits may have cut the answer).
+fn aborted_transactions(outcome: &FetchOutcome, kept_batches: usize) -> Vec<AbortedTransaction> {
+    let Some(last_kept) = kept_batches
+        .checked_sub(1)
+        .and_then(|last| outcome.batches.get(last))
+    else {
+        return Vec::new();
+    };
+    let next_offset = BatchHeader::decode(last_kept)
+        .expect("owners answer whole batches")
+        .next_offset();
+    outcome
+        .aborted
+        .iter()
+        .filter(|aborted| aborted.first_offset < next_offset)
+        .map(|aborted| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(aborted.producer_id))
+                .with_first_offset(aborted.first_offset as i64)
+        })
+        .collect()
 }
 
 /// One partition's batches as one buffer (the fallback when splicing fails).

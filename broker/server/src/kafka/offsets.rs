@@ -1,9 +1,10 @@
 //! Kafka ListOffsets (v1–10), OffsetForLeaderEpoch (v2–4) and InitProducerId (v0–5).
 //!
 //! ListOffsets asks the owning shards as the native one does (`Shard::list_offsets`): earliest
-//! (-2) is the log start, latest (-1) the high watermark (also for read_committed: with no
-//! transactions the last stable offset is the high watermark), max timestamp (-3, KIP-734, v7+)
-//! the first record with the largest timestamp, a timestamp the first record at or after it.
+//! (-2) is the log start, latest (-1) the high watermark (read_committed, `isolation_level` 1
+//! from v2: the last stable offset), max timestamp (-3, KIP-734, v7+) the first record with the
+//! largest timestamp, a timestamp the first record at or after it (read_committed: none at or
+//! past the last stable offset, as Kafka's `Partition.fetchOffsetForTimestamp`).
 //! Earliest local (-4, v8+) is the log start (all of a log is local); earliest pending upload
 //! (-5, v9+) has no answer (offset -1), as in a Kafka without tiered storage.
 //!
@@ -34,7 +35,7 @@ use crate::catalog::ShardId;
 use crate::handlers::data::route_or_refuse;
 use crate::handlers::{partition_error_code, producer_id_error_code};
 use crate::shard::messages::{
-    PartitionKey, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
+    Isolation, PartitionKey, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 
 /// This broker's leader epoch for every partition (Metadata says the same).
@@ -42,6 +43,8 @@ const LEADER_EPOCH: i32 = 0;
 /// Kafka's "earliest local" (KIP-405) and "earliest pending upload" (KIP-1023) targets.
 const LIST_OFFSETS_EARLIEST_LOCAL: i64 = -4;
 const LIST_OFFSETS_EARLIEST_PENDING_UPLOAD: i64 = -5;
+/// Kafka's `isolation_level` for read_committed (ListOffsets v2+; v1 reads uncommitted).
+const READ_COMMITTED: i8 = 1;
 /// First ListOffsets version whose answers carry a leader epoch.
 const LIST_OFFSETS_LEADER_EPOCH_VERSION: i16 = 4;
 
@@ -96,8 +99,12 @@ pub(crate) async fn list_offsets(
             });
         }
     }
-    let mut answers = route_or_refuse(context.services, asked, |shard, partitions| {
-        shard.list_offsets(partitions)
+    let isolation = match request.isolation_level {
+        READ_COMMITTED => Isolation::ReadCommitted,
+        _ => Isolation::ReadUncommitted,
+    };
+    let mut answers = route_or_refuse(context.services, asked, move |shard, partitions| {
+        shard.list_offsets(partitions, isolation)
     })
     .await
     .into_iter();

@@ -14,7 +14,19 @@
 //! last batches is answered with the original offsets and no error. acks=0 gets no answer at all
 //! (`KafkaBody::expects_answer`).
 //!
-//! Transactional batches are refused (INVALID_TXN_STATE) until transactions exist (issue #13).
+//! Transactional batches (KIP-98) need the request's `transactional_id` (else the whole request
+//! is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers a producer it may not let write
+//! transactionally) and one producer id and epoch across the request (else
+//! INVALID_PRODUCER_ID_MAPPING for all of it). The first transactional batch of a producer's
+//! transaction in a partition is verified with the transaction coordinator before it is
+//! appended (KIP-890 part 1, `handlers::data::produce_partitions`): a partition the producer
+//! never added is refused TRANSACTION_ABORTABLE (v11+) or INVALID_TXN_STATE with Kafka's
+//! message "Partition was not added to the transaction" (v10 and below), and a coordinator
+//! that cannot answer now makes it NOT_ENOUGH_REPLICAS (retriable, no metadata refresh), as
+//! Kafka 4.1's `ReplicaManager` does. Produce v12 (KIP-890 part 2) does not add partitions
+//! implicitly here: Spate does not finalize `transaction.version` 2, so clients add partitions
+//! with AddPartitionsToTxn and cap transactional produce at v11, and a v12 transactional batch
+//! of an unadded partition is refused like a v11 one.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +36,6 @@ use spate_kafka_protocol::kafka_protocol::messages::produce_response::{
 use spate_kafka_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
-use spate_protocol::batch::header;
 use spate_protocol::batch::kafka::{field, wrap, Compression, KAFKA_MAGIC};
 use spate_protocol::error::BatchError;
 
@@ -32,7 +43,7 @@ use super::data::{named_topic, owned_partition};
 use super::errors::kafka_code;
 use super::KafkaContext;
 use crate::catalog::{is_internal_topic, ShardId};
-use crate::handlers::data::route;
+use crate::handlers::data::{produce_partitions, transactional_producer};
 use crate::handlers::partition_error_code;
 use crate::shard::messages::{PartitionError, ProduceAcks, ProducePartition};
 
@@ -42,6 +53,8 @@ const TOPIC_IDS_VERSION: i16 = 13;
 const ERROR_MESSAGE_VERSION: i16 = 8;
 /// First Produce version that may carry zstd batches (KIP-110).
 const ZSTD_VERSION: i16 = 7;
+/// First Produce version whose clients know TRANSACTION_ABORTABLE (KIP-890).
+const TRANSACTION_ABORTABLE_VERSION: i16 = 11;
 
 /// The producer's `acks`, as Kafka numbers it; `None`: a value Kafka refuses.
 pub(super) fn produce_acks(acks: i16) -> Option<ProduceAcks> {
@@ -129,6 +142,7 @@ pub(crate) async fn produce(
                         ProducePartition {
                             key,
                             batches: vec![batch],
+                            verification: None,
                         },
                     ))
                 });
@@ -156,10 +170,33 @@ pub(crate) async fn produce(
         topics.push(answer);
     }
 
+    if let Some(refusal) = transactional_refusal(request.transactional_id.is_some(), &routed) {
+        tracing::debug!(
+            code = refusal.code,
+            message = refusal.message.as_deref(),
+            "Kafka transactional produce refused"
+        );
+        for topic in &mut topics {
+            for answer in &mut topic.partition_responses {
+                let refusal = Refusal {
+                    code: refusal.code,
+                    message: refusal.message.clone(),
+                };
+                *answer = refused(version, answer.index, refusal);
+            }
+        }
+        return ProduceResponse::default().with_responses(topics);
+    }
+
     if let Some(acks) = acks {
-        let results = route(context.services, routed, move |shard, partitions| {
-            shard.produce(acks, partitions, opening_wait_until)
-        })
+        let transactional_id = request.transactional_id.map(|id| id.0.to_string());
+        let results = produce_partitions(
+            context.services,
+            acks,
+            transactional_id,
+            routed,
+            opening_wait_until,
+        )
         .await;
         for ((topic, slot), result) in routed_slots.into_iter().zip(results) {
             let answer = &mut topics[topic].partition_responses[slot];
@@ -170,16 +207,70 @@ pub(crate) async fn produce(
                 }
                 Err(error) => {
                     tracing::debug!(partition = answer.index, %error, "Kafka produce refused");
-                    let refusal = Refusal {
-                        code: kafka_code(partition_error_code(&error)),
-                        message: Some(error.to_string()),
-                    };
-                    *answer = refused(version, answer.index, refusal);
+                    *answer = refused(version, answer.index, owner_refusal(version, &error));
                 }
             }
         }
     }
     ProduceResponse::default().with_responses(topics)
+}
+
+/// Whether a request with transactional batches may go on, as Kafka's `KafkaApis` and
+/// `ReplicaManager.handleProduceAppend` decide before anything is appended: every
+/// transactional batch needs the request's transactional id, and all of them one producer.
+/// `None`: no refusal (also when no batch is transactional).
+fn transactional_refusal(
+    has_transactional_id: bool,
+    routed: &[Result<(ShardId, ProducePartition), PartitionError>],
+) -> Option<Refusal> {
+    let mut producer = None;
+    for (_, partition) in routed.iter().flatten() {
+        let Some(this) = transactional_producer(&partition.batches) else {
+            continue;
+        };
+        if !has_transactional_id {
+            return Some(Refusal::new(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactional records need the request's transactional id",
+            ));
+        }
+        if producer.is_some_and(|first| first != this) {
+            return Some(Refusal::new(
+                ResponseError::InvalidProducerIdMapping,
+                "Transactional records contained more than one producer ID",
+            ));
+        }
+        producer = Some(this);
+    }
+    None
+}
+
+/// An owner's refusal as Kafka 4.1 answers it. The transaction coordinator's verdicts are
+/// translated as `ReplicaManager` does: a partition not in the transaction is
+/// TRANSACTION_ABORTABLE for clients that know it (v11+, KIP-890) and INVALID_TXN_STATE with
+/// Kafka's own message for older ones; a coordinator that cannot answer now is
+/// NOT_ENOUGH_REPLICAS, which every client retries without refreshing metadata.
+fn owner_refusal(version: i16, error: &PartitionError) -> Refusal {
+    match error {
+        PartitionError::TransactionAbortable(_) if version >= TRANSACTION_ABORTABLE_VERSION => {
+            Refusal::code(ResponseError::TransactionAbortable.code())
+        }
+        PartitionError::TransactionAbortable(_) => Refusal::new(
+            ResponseError::InvalidTxnState,
+            "Partition was not added to the transaction",
+        ),
+        PartitionError::TransactionVerificationUnavailable(underlying) => Refusal::new(
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "Unable to verify the partition has been added to the transaction. Underlying \
+                 error: {underlying}"
+            ),
+        ),
+        error => Refusal {
+            code: kafka_code(partition_error_code(error)),
+            message: Some(error.to_string()),
+        },
+    }
 }
 
 /// A refused partition's answer: Kafka's -1 offsets, and the message from v8 on.
@@ -223,12 +314,6 @@ fn stored_batch(version: i16, records: &[u8]) -> Result<bytes::BytesMut, Refusal
     }
     if let Some(&[high, low]) = batch.get(field::ATTRIBUTES..field::ATTRIBUTES + 2) {
         let attributes = u16::from_be_bytes([high, low]);
-        if attributes & header::attributes::TRANSACTIONAL != 0 {
-            return Err(Refusal::new(
-                ResponseError::InvalidTxnState,
-                "transactional batches are not served yet (transactions: issue #13)",
-            ));
-        }
         let zstd = Compression::from_attributes(attributes) == Some(Compression::Zstd);
         if zstd && version < ZSTD_VERSION {
             return Err(Refusal::new(
