@@ -9,7 +9,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::storage::{AbortedTxn, VerificationGuard};
+// The transaction values storage defines, named here for the layers above that do not depend
+// on storage (the group and transaction coordinators).
+pub use crate::storage::{AbortedTxn, TxnMarker, TxnResult, VerificationGuard};
 
 /// Identifies a partition across shards: the topic's unique id (not its name, which can be
 /// reused after deletion) and the partition index.

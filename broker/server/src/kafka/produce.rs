@@ -53,6 +53,8 @@ const TOPIC_IDS_VERSION: i16 = 13;
 const ERROR_MESSAGE_VERSION: i16 = 8;
 /// First Produce version that may carry zstd batches (KIP-110).
 const ZSTD_VERSION: i16 = 7;
+/// Kafka's transactional batch attribute (bit 4, the same bit in Spate's header).
+const TRANSACTIONAL_ATTRIBUTE: u16 = spate_protocol::batch::header::attributes::TRANSACTIONAL;
 /// First Produce version whose clients know TRANSACTION_ABORTABLE (KIP-890).
 const TRANSACTION_ABORTABLE_VERSION: i16 = 11;
 
@@ -106,6 +108,9 @@ pub(crate) async fn produce(
     // Where each routed partition's answer goes: (topic index, partition index).
     let mut routed_slots: Vec<(usize, usize)> = Vec::new();
     let mut routed: Vec<Result<(ShardId, ProducePartition), PartitionError>> = Vec::new();
+    // Over every partition's first batch, whatever happens to it below, as Kafka's
+    // `ProduceRequest.hasTransactionalRecords`.
+    let mut has_transactional_records = false;
     for topic in request.topic_data {
         let mut answer = TopicProduceResponse::default();
         if by_id {
@@ -116,6 +121,10 @@ pub(crate) async fn produce(
         let found = named_topic(context, &snapshot, by_id, &topic.name, topic.topic_id);
         for partition in topic.partition_data {
             let index = partition.index;
+            has_transactional_records |= partition
+                .records
+                .as_deref()
+                .is_some_and(is_transactional_kafka_batch);
             let prepared = acks
                 .ok_or_else(|| {
                     Refusal::new(
@@ -170,7 +179,12 @@ pub(crate) async fn produce(
         topics.push(answer);
     }
 
-    if let Some(refusal) = transactional_refusal(request.transactional_id.is_some(), &routed) {
+    let refusal = transactional_refusal(
+        has_transactional_records,
+        request.transactional_id.is_some(),
+        &routed,
+    );
+    if let Some(refusal) = refusal {
         tracing::debug!(
             code = refusal.code,
             message = refusal.message.as_deref(),
@@ -216,24 +230,26 @@ pub(crate) async fn produce(
 }
 
 /// Whether a request with transactional batches may go on, as Kafka's `KafkaApis` and
-/// `ReplicaManager.handleProduceAppend` decide before anything is appended: every
-/// transactional batch needs the request's transactional id, and all of them one producer.
-/// `None`: no refusal (also when no batch is transactional).
+/// `ReplicaManager.handleProduceAppend` decide before anything is appended: transactional
+/// records (in any partition's first batch) need the request's transactional id, and the
+/// transactional batches of the partitions that go on belong to one producer. `None`: no
+/// refusal (also when no batch is transactional).
 fn transactional_refusal(
+    has_transactional_records: bool,
     has_transactional_id: bool,
     routed: &[Result<(ShardId, ProducePartition), PartitionError>],
 ) -> Option<Refusal> {
+    if has_transactional_records && !has_transactional_id {
+        return Some(Refusal::new(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactional records need the request's transactional id",
+        ));
+    }
     let mut producer = None;
     for (_, partition) in routed.iter().flatten() {
         let Some(this) = transactional_producer(&partition.batches) else {
             continue;
         };
-        if !has_transactional_id {
-            return Some(Refusal::new(
-                ResponseError::TransactionalIdAuthorizationFailed,
-                "transactional records need the request's transactional id",
-            ));
-        }
         if producer.is_some_and(|first| first != this) {
             return Some(Refusal::new(
                 ResponseError::InvalidProducerIdMapping,
@@ -323,6 +339,16 @@ fn stored_batch(version: i16, records: &[u8]) -> Result<bytes::BytesMut, Refusal
         }
     }
     wrap(batch).map_err(batch_refusal)
+}
+
+/// Whether `records` begin with a v2 batch whose transactional attribute is set (Kafka's
+/// `firstBatch().isTransactional()`; anything shorter or older is not transactional).
+fn is_transactional_kafka_batch(records: &[u8]) -> bool {
+    let attributes = records.get(field::ATTRIBUTES..field::ATTRIBUTES + 2);
+    records.get(field::MAGIC) == Some(&KAFKA_MAGIC)
+        && attributes.is_some_and(|bytes| {
+            u16::from_be_bytes([bytes[0], bytes[1]]) & TRANSACTIONAL_ATTRIBUTE != 0
+        })
 }
 
 /// The size of the first whole batch in `records` (`batchLength` + 12), if one is there.
@@ -468,6 +494,48 @@ mod tests {
         ) {
             let _ = stored_batch(version, &records);
         }
+    }
+
+    #[test]
+    fn a_partition_not_in_the_transaction_is_answered_by_the_clients_version() {
+        let not_added = PartitionError::TransactionAbortable("not added".into());
+        for version in 3..=10 {
+            let refusal = owner_refusal(version, &not_added);
+            assert_eq!(refusal.code, ResponseError::InvalidTxnState.code());
+            assert_eq!(
+                refusal.message.as_deref(),
+                Some("Partition was not added to the transaction")
+            );
+        }
+        for version in 11..=13 {
+            let refusal = owner_refusal(version, &not_added);
+            assert_eq!(refusal.code, ResponseError::TransactionAbortable.code());
+            assert_eq!(refusal.message, None, "Kafka gives no message here");
+        }
+        let busy =
+            PartitionError::TransactionVerificationUnavailable("CONCURRENT_TRANSACTIONS".into());
+        let refusal = owner_refusal(9, &busy);
+        assert_eq!(refusal.code, ResponseError::NotEnoughReplicas.code());
+        assert!(refusal
+            .message
+            .unwrap()
+            .ends_with("Underlying error: CONCURRENT_TRANSACTIONS"));
+        let overtaken = PartitionError::InvalidTxnState("a marker came in between".into());
+        assert_eq!(
+            owner_refusal(11, &overtaken).code,
+            ResponseError::InvalidTxnState.code()
+        );
+    }
+
+    #[test]
+    fn only_a_v2_batch_with_the_transactional_bit_is_transactional() {
+        let mut batch = producer_batch(1, Compression::None);
+        assert!(!is_transactional_kafka_batch(&batch));
+        batch[field::ATTRIBUTES + 1] |= TRANSACTIONAL_ATTRIBUTE as u8;
+        assert!(is_transactional_kafka_batch(&batch));
+        batch[field::MAGIC] = 1;
+        assert!(!is_transactional_kafka_batch(&batch));
+        assert!(!is_transactional_kafka_batch(&batch[..field::ATTRIBUTES]));
     }
 
     #[test]
