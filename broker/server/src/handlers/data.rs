@@ -17,11 +17,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use glommio::channels::local_channel;
 use spate_protocol::api::FetchPartition as FetchRequestPartition;
 use spate_protocol::api::{
-    Acks, DeleteRecordsPartition, DeleteRecordsPartitionResponse, DeleteRecordsRequest,
-    DeleteRecordsResponse, FetchPartitionResponse, FetchRequest, FetchResponse,
-    ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetSpec, ProducePartitionResponse, ProduceRequest, ProduceResponse, RecordSet,
-    TopicPartitions,
+    AbortedTransaction, Acks, DeleteRecordsPartition, DeleteRecordsPartitionResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, FetchPartitionResponse, FetchRequest,
+    FetchResponse, IsolationLevel, ListOffsetsPartition, ListOffsetsPartitionResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetSpec, ProducePartitionResponse, ProduceRequest,
+    ProduceResponse, RecordSet, TopicPartitions,
 };
 use spate_protocol::batch::header::{attributes, BatchHeader};
 use spate_protocol::error::ErrorCode;
@@ -31,7 +31,7 @@ use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId};
 use crate::services::Services;
 use crate::shard::mesh::invoke_on;
 use crate::shard::messages::{
-    FetchOutcome, FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks,
+    AbortedTxn, FetchOutcome, FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks,
     ProduceOutcome, ProducePartition, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
 };
 use crate::shard::router::scatter_on;
@@ -236,7 +236,14 @@ pub async fn produce(
             })
         })
         .collect();
-    let results = produce_partitions(services, acks, None, items, opening_wait_until).await;
+    let results = produce_partitions(
+        services,
+        acks,
+        request.transactional_id,
+        items,
+        opening_wait_until,
+    )
+    .await;
     if acks == ProduceAcks::None {
         return None;
     }
@@ -482,12 +489,21 @@ fn take_batches(body: Bytes, ranges: &[Vec<Range<usize>>]) -> Vec<Vec<BytesMut>>
     }
 }
 
+/// The shards' isolation for a native request's level.
+fn isolation(level: IsolationLevel) -> Isolation {
+    match level {
+        IsolationLevel::ReadUncommitted => Isolation::ReadUncommitted,
+        IsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+    }
+}
+
 pub async fn fetch(services: &Rc<Services>, request: &FetchRequest) -> FetchResponse {
     let limits = &services.config.limits;
     let wait = Duration::from_millis(u64::from(request.max_wait_ms).min(limits.fetch_wait_ms_max));
     let deadline = Instant::now() + wait;
     let response_bytes_max = (request.max_bytes as usize).min(limits.fetch_response_bytes_max);
     let min_bytes = request.min_bytes as usize;
+    let isolation = isolation(request.isolation_level);
     let snapshot = services.snapshot();
 
     let mut targets = Vec::new();
@@ -509,7 +525,7 @@ pub async fn fetch(services: &Rc<Services>, request: &FetchRequest) -> FetchResp
                             key,
                             offset,
                             max_bytes,
-                            isolation: Isolation::ReadUncommitted,
+                            isolation,
                         },
                     ))
                 }),
@@ -567,16 +583,15 @@ fn fetch_answer(
                 *first = false;
                 kept.push(batch);
             }
+            let aborted_transactions = aborted_transactions(&outcome.aborted, &kept);
             FetchPartitionResponse {
                 partition,
                 error_code: ErrorCode::None,
                 high_watermark: outcome.high_watermark,
                 log_start_offset: outcome.log_start_offset,
                 records: RecordSet::from_chunks(kept),
-                // Until the shards track transactions, every one is decided: the last stable
-                // offset is the high watermark and nothing is aborted.
-                last_stable_offset: outcome.high_watermark,
-                aborted_transactions: Vec::new(),
+                last_stable_offset: outcome.last_stable_offset,
+                aborted_transactions,
             }
         }
         Err(error) => {
@@ -599,6 +614,25 @@ fn fetch_answer(
             }
         }
     }
+}
+
+/// The aborted transactions a read_committed answer lists: those the owner found for what it
+/// read, less any that begin after the last batch kept (the budget may have cut the answer).
+fn aborted_transactions(aborted: &[AbortedTxn], kept: &[Bytes]) -> Vec<AbortedTransaction> {
+    let Some(last_kept) = kept.last() else {
+        return Vec::new();
+    };
+    let next_offset = BatchHeader::decode(last_kept)
+        .expect("owners answer whole batches")
+        .next_offset();
+    aborted
+        .iter()
+        .filter(|aborted| aborted.first_offset < next_offset)
+        .map(|aborted| AbortedTransaction {
+            producer_id: aborted.producer_id,
+            first_offset: aborted.first_offset,
+        })
+        .collect()
 }
 
 /// Waits until any owner reports new data on one of the fetched partitions, or `wait` passes.
@@ -664,8 +698,9 @@ pub async fn list_offsets(
             );
         }
     }
-    let results = route(services, items, |shard, partitions| {
-        shard.list_offsets(partitions, Isolation::ReadUncommitted)
+    let isolation = isolation(request.isolation_level);
+    let results = route(services, items, move |shard, partitions| {
+        shard.list_offsets(partitions, isolation)
     })
     .await;
     let topics = answer_in_request_order(
