@@ -470,6 +470,46 @@ mod tests {
     }
 
     #[test]
+    fn a_transactional_producer_needs_idempotence_acks_all_and_a_usable_id_and_timeout() {
+        let transactional = ProducerConfig {
+            transactional_id: Some("payments".into()),
+            ..ProducerConfig::default()
+        };
+        transactional.check().unwrap();
+        for refused in [
+            ProducerConfig {
+                idempotence: false,
+                ..transactional.clone()
+            },
+            ProducerConfig {
+                acks: Acks::Leader,
+                ..transactional.clone()
+            },
+            ProducerConfig {
+                transactional_id: Some(String::new()),
+                ..transactional.clone()
+            },
+            ProducerConfig {
+                transactional_id: Some("t".repeat(TRANSACTIONAL_ID_BYTES_MAX + 1)),
+                ..transactional.clone()
+            },
+            ProducerConfig {
+                transaction_timeout: Duration::ZERO,
+                ..transactional.clone()
+            },
+            ProducerConfig {
+                transaction_timeout: Duration::from_millis(i32::MAX as u64 + 1),
+                ..transactional.clone()
+            },
+        ] {
+            assert!(
+                matches!(refused.check(), Err(Error::Invalid { .. })),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_buffer_smaller_than_a_batch_is_refused() {
         let config = ProducerConfig {
             buffer_bytes_max: 1024,

@@ -518,7 +518,8 @@ fn deliver(shared: &Shared, correlation_id: u32, body: Bytes) -> Result<(), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spate_protocol::api::{encode_response, ApiVersionsResponse, MetadataRequest};
+    use spate_protocol::api::MetadataRequest;
+    use spate_protocol::api::{encode_response, ApiVersionRange, ApiVersionsResponse};
     use spate_protocol::api::{MetadataResponse, TopicMetadata};
     use spate_protocol::frame::split_request_frame;
     use std::io::{Read, Write};
@@ -599,6 +600,71 @@ mod tests {
             names.sort();
             names.dedup();
             assert_eq!(names.len(), in_flight, "every request got its own answer");
+        });
+    }
+
+    /// A broker stand-in from before versioned APIs: it lists every API at version 0 only,
+    /// and answers nothing else.
+    fn version_0_broker() -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buffer = BytesMut::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                while let Some(frame) = split_request_frame(&mut buffer).unwrap() {
+                    if frame.api_key != ApiKey::ApiVersions as u16 {
+                        continue;
+                    }
+                    let response = ApiVersionsResponse {
+                        error_code: ErrorCode::None,
+                        broker_versions: SUPPORTED_API_VERSIONS
+                            .iter()
+                            .map(|range| ApiVersionRange {
+                                max_version: 0,
+                                ..*range
+                            })
+                            .collect(),
+                    };
+                    let mut out = BytesMut::new();
+                    encode_response(&mut out, frame.correlation_id, 0, &response).unwrap();
+                    stream.write_all(&out).unwrap();
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(count) => buffer.extend_from_slice(&chunk[..count]),
+                }
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn a_read_committed_fetch_is_refused_by_a_broker_that_only_speaks_fetch_version_0() {
+        use spate_protocol::api::{FetchRequest, IsolationLevel};
+        let address = version_0_broker().to_string();
+        let config = ClientConfig::new(address.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let connection = Connection::open(&address, &config).await.unwrap();
+            let uncommitted = FetchRequest::default();
+            assert_eq!(connection.version_for(&uncommitted).unwrap(), 0);
+            let committed = FetchRequest {
+                isolation_level: IsolationLevel::ReadCommitted,
+                ..FetchRequest::default()
+            };
+            let refused = connection
+                .call(&committed, "fetch", None)
+                .await
+                .expect_err("sent at version 0 it would read uncommitted");
+            assert!(matches!(
+                refused,
+                Error::UnsupportedVersion { api: ApiKey::Fetch }
+            ));
         });
     }
 
