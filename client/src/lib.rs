@@ -31,6 +31,14 @@
 //! # Ok::<(), spate_client::Error>(())
 //! ```
 //!
+//! # Transactions
+//!
+//! A [`Producer`] made with a `transactional_id` writes in transactions (Kafka's semantics:
+//! `init_transactions`, `begin_transaction`, `send_offsets_to_transaction`,
+//! `commit_transaction`, `abort_transaction`; see the [`Producer`] documentation), and a
+//! [`Consumer`] or [`group::GroupConsumer`] with
+//! [`IsolationLevel::ReadCommitted`] reads only committed records.
+//!
 //! # Layout
 //!
 //! `client` (the entry point), `network` (connection, pipelining, reconnects, metadata),

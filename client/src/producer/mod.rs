@@ -176,6 +176,61 @@ impl<'a> ProducerRecord<'a> {
 /// }
 /// # Ok::<(), spate_client::Error>(())
 /// ```
+///
+/// # Transactions
+///
+/// A producer made with a `transactional_id` writes in transactions (Kafka's exactly-once
+/// semantics): the records of a transaction, on any partitions, and the consumer offsets sent
+/// with it become visible together when it commits, and never if it aborts. A read_committed
+/// consumer ([`ConsumerConfig::isolation_level`](crate::ConsumerConfig::isolation_level)) sees
+/// only committed ones. Consume-transform-produce, reading each input record exactly once:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use spate_client::group::{GroupConfig, GroupConsumer};
+/// use spate_client::{Client, ConsumerConfig, IsolationLevel, ProducerConfig, ProducerRecord};
+/// use spate_client::TopicPartition;
+///
+/// let client = Client::connect_to("127.0.0.1:9192")?;
+/// let consumer_config = ConsumerConfig {
+///     isolation_level: IsolationLevel::ReadCommitted,
+///     ..ConsumerConfig::default()
+/// };
+/// // Offsets are committed by the transactions, never by the consumer itself.
+/// let group = GroupConfig::new("uppercaser").with_manual_commits();
+/// let mut input = GroupConsumer::new(&client, consumer_config, group)?;
+/// input.subscribe(&["words"])?;
+/// let producer = client.producer(ProducerConfig {
+///     transactional_id: Some("uppercaser-1".into()),
+///     ..ProducerConfig::default()
+/// })?;
+/// producer.init_transactions().wait()?; // fences any older "uppercaser-1"
+/// loop {
+///     let records = input.poll_owned(Duration::from_millis(500))?;
+///     if records.is_empty() {
+///         continue;
+///     }
+///     producer.begin_transaction()?;
+///     let mut next_offsets: Vec<(TopicPartition, u64)> = Vec::new();
+///     for record in &records {
+///         let upper = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
+///             .to_uppercase();
+///         producer.send_blocking(ProducerRecord::new("upper-words", &upper))?;
+///         let key = TopicPartition::new(record.topic.to_string(), record.partition);
+///         next_offsets.retain(|(partition, _)| *partition != key);
+///         next_offsets.push((key, record.offset + 1));
+///     }
+///     producer
+///         .send_offsets_to_transaction(&next_offsets, &input.group_metadata())
+///         .wait()?;
+///     if let Err(error) = producer.commit_transaction().wait() {
+///         // Fenced: another instance took over; anything else: abort and read again.
+///         producer.abort_transaction().wait()?;
+///         return Err(error);
+///     }
+/// }
+/// # Ok::<(), spate_client::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     handle: Arc<ProducerHandle>,
