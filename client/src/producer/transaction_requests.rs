@@ -329,8 +329,9 @@ fn settle(
 
 /// `commit_transaction`: flush, then EndTxn(commit) if anything joined the transaction.
 pub(crate) async fn commit(inner: Arc<ProducerInner>) -> Result<(), Error> {
-    identity(&inner)?;
+    // The phase first: outside a transaction there may be no identity yet.
     inner.accumulator().transaction_mut().begin_commit()?;
+    identity(&inner)?;
     inner.flush().await?;
     let identity = {
         let mut accumulator = inner.accumulator();
@@ -366,8 +367,8 @@ pub(crate) async fn commit(inner: Arc<ProducerInner>) -> Result<(), Error> {
 /// if anything joined the transaction; then, if a batch's sequence broke meanwhile, the next
 /// epoch (which restarts every partition's sequence).
 pub(crate) async fn abort(inner: Arc<ProducerInner>) -> Result<(), Error> {
-    identity(&inner)?;
     inner.accumulator().transaction_mut().begin_abort()?;
+    identity(&inner)?;
     inner.wake.notify_one();
     inner.flush().await?;
     let (identity, started) = {
