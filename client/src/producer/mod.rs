@@ -784,6 +784,37 @@ mod tests {
     use crate::config::ClientConfig;
 
     #[test]
+    fn transaction_calls_out_of_order_fail_before_any_io() {
+        // Nothing listens there: every refusal must come from the producer's own state.
+        let client = Client::new(ClientConfig::new("127.0.0.1:9")).unwrap();
+        let transactional = client
+            .producer(ProducerConfig {
+                transactional_id: Some("t".into()),
+                ..ProducerConfig::default()
+            })
+            .unwrap();
+        for ended in [
+            transactional.commit_transaction(),
+            transactional.abort_transaction(),
+        ] {
+            assert!(matches!(ended.wait(), Err(Error::TransactionState { .. })));
+        }
+        assert!(matches!(
+            transactional.begin_transaction(),
+            Err(Error::TransactionState { .. })
+        ));
+        assert!(matches!(
+            transactional.send_blocking(ProducerRecord::new("t", "v")),
+            Err(Error::TransactionState { .. })
+        ));
+        let plain = client.producer(ProducerConfig::default()).unwrap();
+        assert!(matches!(
+            plain.init_transactions().wait(),
+            Err(Error::Invalid { .. })
+        ));
+    }
+
+    #[test]
     fn send_tagged_on_a_producer_without_a_handler_fails_before_any_io() {
         // Nothing listens there: the check must come before any lookup or connection.
         let client = Client::new(ClientConfig::new("127.0.0.1:9")).unwrap();
