@@ -23,6 +23,7 @@ use crate::group::GroupLimits;
 use crate::shard::partition::log_config;
 use crate::shard::ShardLimits;
 use crate::storage::RecoveryScan;
+use crate::txn::TxnLimits;
 
 /// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
 pub mod defaults {
@@ -281,6 +282,8 @@ settings! {
     group_writes_queued_max: usize, "SPATE_GROUP_WRITES_QUEUED_MAX", "Commits and group changes queued for one offsets partition's writer";
     group_snapshot_records_min: u64, "SPATE_GROUP_SNAPSHOT_RECORDS_MIN", "Records past the last snapshot before an offsets partition is compacted";
     group_timer_tick_ms: u64, "SPATE_GROUP_TIMER_TICK_MS", "How often each shard checks its groups' deadlines (the precision of group timeouts)";
+    txn_timeout_ms_max: i32, "SPATE_TXN_TIMEOUT_MS_MAX", "Longest transaction timeout a transactional producer may ask for, like Kafka's transaction.max.timeout.ms";
+    txn_timer_tick_ms: u64, "SPATE_TXN_TIMER_TICK_MS", "How often each shard looks for timed-out transactions to abort (the precision of transaction timeouts)";
 }
 
 fn parse_environment<T: FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
@@ -438,6 +441,8 @@ pub struct Config {
     pub limits: Limits,
     /// The group coordinator's bounds; each shard's coordinator gets a copy.
     pub groups: GroupLimits,
+    /// The transaction coordinator's bounds; each shard's coordinator gets a copy.
+    pub transactions: TxnLimits,
 }
 
 impl Config {
@@ -479,6 +484,7 @@ impl Config {
 
     fn resolve(layer: Overrides, available: Vec<usize>) -> Result<Config, ConfigError> {
         let groups = group_limits(&layer);
+        let transactions = txn_limits(&layer);
         let kafka = kafka_config(&layer)?;
         let listen_text = layer.listen.unwrap_or_else(|| defaults::LISTEN.to_string());
         let listen = resolve_listen(&listen_text)?;
@@ -589,6 +595,7 @@ impl Config {
                 .unwrap_or_else(|| defaults::LOG_LEVEL.to_string()),
             limits,
             groups,
+            transactions,
         };
         if layer.group_write_batch_bytes_max.is_none() {
             config.check_derived_group_batch()?;
@@ -735,6 +742,9 @@ impl Config {
             );
         }
         self.check_groups()?;
+        self.transactions
+            .check()
+            .map_err(|(setting, message)| ConfigError::Invalid { setting, message })?;
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return invalid(
                 "log_level",
@@ -824,6 +834,19 @@ pub const IO_MEMORY_BYTES_MIN: usize = 64 * 1024;
 /// See [`Limits::batch_bytes_max`]; also needed before the limits are built.
 fn batch_bytes_max(frame_bytes_max: usize) -> usize {
     frame_bytes_max.min(spate_protocol::constants::BATCH_BYTES_MAX)
+}
+
+/// The transaction coordinator's limits from one merged layer, defaults where unset.
+fn txn_limits(layer: &Overrides) -> TxnLimits {
+    let defaults = TxnLimits::default();
+    TxnLimits {
+        transaction_timeout_ms_max: layer
+            .txn_timeout_ms_max
+            .unwrap_or(defaults.transaction_timeout_ms_max),
+        timer_tick_ms: layer.txn_timer_tick_ms.unwrap_or(defaults.timer_tick_ms),
+        // The rest are mechanics or bounds no deployment has needed to move yet.
+        ..defaults
+    }
 }
 
 /// The group coordinator's limits from one merged layer, defaults where unset.

@@ -31,6 +31,7 @@ pub mod write;
 use spate_cluster::{catalog, log_throttle, shard};
 use spate_group as group;
 use spate_storage as storage;
+use spate_txn as txn;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, FromRawFd, IntoRawFd};
@@ -513,6 +514,9 @@ async fn serve_shard(
         .arrive_and_wait(shard_count, &shutdown)
         .await;
 
+    // Transactions decided before a restart are finished, and open ones time out, even if no
+    // producer of them comes back.
+    glommio::spawn_local(txn::coordinator::start(services.clone())).detach();
     let retention = glommio::spawn_local(shard.clone().run_retention());
     let recovery_points = glommio::spawn_local(shard.clone().run_recovery_points());
     let written_syncs = glommio::spawn_local(shard.clone().run_written_syncs());

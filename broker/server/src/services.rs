@@ -1,5 +1,5 @@
 //! One shard's services: the shard, its end of the cross-shard mesh, and the per-shard services
-//! registered beside it (the group coordinator). Cross-shard calls run against this type
+//! registered beside it (the group and transaction coordinators). Cross-shard calls run against this type
 //! (`shard::mesh::invoke_on`), and connections and handlers hold it.
 //!
 //! Shard-local: built on its executor thread at start-up, shared by that thread's tasks through
@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
 use crate::shard::mesh::{Mesh, ShardServices};
 use crate::shard::Shard;
+use crate::txn::{TxnCoordinator, TxnServices};
 
 /// See the module documentation.
 pub struct Services {
@@ -24,17 +25,21 @@ pub struct Services {
     mesh: Mesh<Services>,
     /// The consumer groups this shard coordinates.
     groups: GroupCoordinator,
+    /// The transactional ids this shard coordinates.
+    transactions: TxnCoordinator,
 }
 
 impl Services {
     pub fn new(shard: Rc<Shard>, config: Arc<Config>, mesh: Mesh<Services>) -> Rc<Services> {
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
+        let transactions = TxnCoordinator::new(config.transactions.clone());
         Rc::new(Services {
             shard,
             config,
             mesh,
             groups,
+            transactions,
         })
     }
 }
@@ -62,5 +67,11 @@ impl ShardServices for Services {
 impl GroupServices for Services {
     fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+}
+
+impl TxnServices for Services {
+    fn transactions(&self) -> &TxnCoordinator {
+        &self.transactions
     }
 }
