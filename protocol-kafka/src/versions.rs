@@ -23,7 +23,7 @@ const fn served(key: ApiKey, min_version: i16, max_version: i16) -> ServedApi {
     }
 }
 
-/// Every API the Kafka listener serves (admin and data rows, then the group block).
+/// Every API the Kafka listener serves (admin and data rows, then one block per family).
 pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::Metadata, 0, 13),
     served(ApiKey::ApiVersions, 0, 4),
@@ -40,7 +40,6 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::Fetch, 4, 18),
     served(ApiKey::ListOffsets, 1, 10),
     served(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    served(ApiKey::InitProducerId, 0, 5),
     // Groups
     served(ApiKey::OffsetCommit, 2, 9),
     served(ApiKey::OffsetFetch, 1, 9),
@@ -53,6 +52,13 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::ListGroups, 0, 5),
     served(ApiKey::DeleteGroups, 0, 2),
     served(ApiKey::OffsetDelete, 0, 0),
+    // Transactions (txn-coord)
+    served(ApiKey::InitProducerId, 0, 5),
+    served(ApiKey::AddPartitionsToTxn, 0, 5),
+    served(ApiKey::AddOffsetsToTxn, 0, 4),
+    served(ApiKey::EndTxn, 0, 5),
+    served(ApiKey::DescribeTransactions, 0, 0),
+    served(ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

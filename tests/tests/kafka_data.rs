@@ -27,7 +27,7 @@ use spate_kafka_protocol::kafka_protocol::messages::produce_response::PartitionP
 use spate_kafka_protocol::kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, FetchResponse,
     InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, ProducerId, TopicName, TransactionalId,
+    ProduceRequest, ProducerId, TopicName,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::records::Compression;
@@ -1019,17 +1019,7 @@ fn an_idempotent_producer_is_checked_as_on_the_native_path() {
     assert_eq!((newer.error_code, newer.base_offset), (0, 6));
     let fenced = produce(&mut client, 9, "idempotent", 0, batch(6, epoch));
     assert_eq!(fenced.error_code, code(ResponseError::InvalidProducerEpoch));
-
-    let transactional = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(text("tx-1"))))
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    let response = client.call(4, &transactional);
-    assert_eq!(
-        response.error_code,
-        code(ResponseError::TransactionalIdAuthorizationFailed)
-    );
+    // InitProducerId with a transactional id: kafka_transactions.rs.
 }
 
 #[test]

@@ -226,8 +226,8 @@ pub(crate) async fn find_coordinator(
         .with_port(coordinator.port)
 }
 
-/// This broker coordinates every group; transactions do not exist yet, and other key types
-/// (share groups) are not Spate's.
+/// This broker coordinates every group and every transactional id; other key types (share
+/// groups) are not Spate's.
 fn locate(key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
     match key_type {
         KEY_TYPE_GROUP => check_group_id(key).map_err(|error| {
@@ -236,24 +236,16 @@ fn locate(key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
                 format!("group id {key:?} is empty or longer than {GROUP_ID_BYTES_MAX} bytes"),
             )
         }),
-        // The same answer as InitProducerId's to a transactional id: non-retriable, so a
-        // transactional producer fails at once with an error that names transactional ids,
-        // rather than "INVALID_REQUEST ... incompatible broker" (franz-go asks here first).
-        KEY_TYPE_TRANSACTION => {
-            tracing::info!(
-                transactional_id = key,
-                "FindCoordinator for a transactional id refused: transactions are not served yet"
-            );
-            Err((
-                ResponseError::TransactionalIdAuthorizationFailed,
-                "transactions are not supported by this broker (Spate has no transaction \
-                 coordinator yet)"
-                    .to_string(),
-            ))
-        }
+        // Single broker: this one coordinates every transactional id (`spate_txn` runs each
+        // on its shard). Kafka refuses an empty one.
+        KEY_TYPE_TRANSACTION if key.is_empty() => Err((
+            ResponseError::InvalidRequest,
+            "the transactional id is empty".to_string(),
+        )),
+        KEY_TYPE_TRANSACTION => Ok(()),
         other => Err((
             ResponseError::InvalidRequest,
-            format!("coordinator key type {other} is not served; only groups (0) are"),
+            format!("coordinator key type {other} is not served; only groups (0) and transactions (1) are"),
         )),
     }
 }

@@ -24,6 +24,7 @@ pub mod identity;
 mod offsets;
 mod produce;
 mod sessions;
+mod transactions;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -31,10 +32,14 @@ use std::rc::Rc;
 use bytes::Bytes;
 use spate_kafka_protocol::frame::{encode_response, EncodeError};
 use spate_kafka_protocol::kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
+    InitProducerIdRequest, ListTransactionsRequest,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
+    MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
 };
 use spate_kafka_protocol::kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
@@ -162,7 +167,6 @@ kafka_apis! {
     Fetch(FetchRequest) => fetch::fetch,
     ListOffsets(ListOffsetsRequest) => offsets::list_offsets,
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) => offsets::offset_for_leader_epoch,
-    InitProducerId(InitProducerIdRequest) => offsets::init_producer_id,
     // Groups
     FindCoordinator(FindCoordinatorRequest) => groups::find_coordinator,
     JoinGroup(JoinGroupRequest) => groups::join_group,
@@ -175,6 +179,13 @@ kafka_apis! {
     ListGroups(ListGroupsRequest) => groups::list_groups,
     DeleteGroups(DeleteGroupsRequest) => groups::delete_groups,
     OffsetDelete(OffsetDeleteRequest) => groups::offset_delete,
+    // Transactions (txn-coord)
+    InitProducerId(InitProducerIdRequest) => transactions::init_producer_id,
+    AddPartitionsToTxn(AddPartitionsToTxnRequest) => transactions::add_partitions_to_txn,
+    AddOffsetsToTxn(AddOffsetsToTxnRequest) => transactions::add_offsets_to_txn,
+    EndTxn(EndTxnRequest) => transactions::end_txn,
+    DescribeTransactions(DescribeTransactionsRequest) => transactions::describe_transactions,
+    ListTransactions(ListTransactionsRequest) => transactions::list_transactions,
 }
 
 /// A handler's answer as the chunks of its response frame, written in order with one

@@ -1,4 +1,4 @@
-//! Kafka ListOffsets (v1–10), OffsetForLeaderEpoch (v2–4) and InitProducerId (v0–5).
+//! Kafka ListOffsets (v1–10) and OffsetForLeaderEpoch (v2–4).
 //!
 //! ListOffsets asks the owning shards as the native one does (`Shard::list_offsets`): earliest
 //! (-2) is the log start, latest (-1) the high watermark (read_committed, `isolation_level` 1
@@ -12,9 +12,6 @@
 //! created; asked for epoch 0 or later it answers epoch 0 and the high watermark as its end (the
 //! end of what consumers may have read; nothing past it needs truncating on their side), and
 //! UNDEFINED (-1, -1) for an epoch before 0, as Kafka answers for an epoch it never had.
-//!
-//! InitProducerId takes an id (or bumps an epoch) from the catalog's producer-id allocator, as
-//! the native request does. A transactional id is refused until transactions exist (issue #13).
 
 use spate_kafka_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -23,8 +20,8 @@ use spate_kafka_protocol::kafka_protocol::messages::offset_for_leader_epoch_resp
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use spate_kafka_protocol::kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
 };
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 
@@ -33,7 +30,7 @@ use super::errors::kafka_code;
 use super::KafkaContext;
 use crate::catalog::ShardId;
 use crate::handlers::data::route_or_refuse;
-use crate::handlers::{partition_error_code, producer_id_error_code};
+use crate::handlers::partition_error_code;
 use crate::shard::messages::{
     Isolation, PartitionKey, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
@@ -200,42 +197,4 @@ pub(crate) async fn offset_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
-}
-
-pub(crate) async fn init_producer_id(
-    context: &KafkaContext<'_>,
-    _version: i16,
-    request: InitProducerIdRequest,
-) -> InitProducerIdResponse {
-    let refused = |code: i16| {
-        InitProducerIdResponse::default()
-            .with_error_code(code)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
-    };
-    if request.transactional_id.is_some() {
-        tracing::info!(
-            client_id = context.client_id,
-            peer = ?context.peer,
-            "InitProducerId with a transactional id refused: transactions are not served yet"
-        );
-        // Kafka's answer to a transactional producer it will not serve; non-retriable, so the
-        // producer fails at once with a clear error instead of retrying.
-        return refused(ResponseError::TransactionalIdAuthorizationFailed.code());
-    }
-    let catalog = context.services.catalog.clone();
-    let (producer_id, producer_epoch) = (request.producer_id.0, request.producer_epoch);
-    let outcome = glommio::executor()
-        .spawn_blocking(move || catalog.producer_ids().init(producer_id, producer_epoch))
-        .await;
-    match outcome {
-        Ok(identity) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(identity.producer_id))
-            .with_producer_epoch(identity.producer_epoch),
-        Err(error) => {
-            let code = producer_id_error_code(&error);
-            tracing::debug!(%error, "Kafka InitProducerId refused");
-            refused(kafka_code(code))
-        }
-    }
 }

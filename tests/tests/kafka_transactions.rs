@@ -1,0 +1,602 @@
+//! End-to-end: Kafka's transaction coordinator APIs (FindCoordinator for a transactional id,
+//! InitProducerId with one, AddPartitionsToTxn old and batched, AddOffsetsToTxn, EndTxn,
+//! DescribeTransactions, ListTransactions) against the real broker, spoken on the wire with the
+//! `kafka-protocol` crate's encoders (`KafkaTestClient`) at old and new versions: identities and
+//! epochs, fencing with each version's error code, state that survives a `kill -9`, and the
+//! timer that aborts a transaction past its timeout and fences its producer.
+
+use std::time::{Duration, Instant};
+
+use spate_kafka_protocol::kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest,
+    FindCoordinatorRequest, GroupId, InitProducerIdRequest, InitProducerIdResponse,
+    ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
+};
+use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
+use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_tests::{Broker, BrokerOptions, KafkaTestClient, TestClient};
+
+const TIMEOUT_MS: i32 = 60_000;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+fn txn_id(value: &str) -> TransactionalId {
+    TransactionalId(text(value))
+}
+
+fn code(error: ResponseError) -> i16 {
+    error.code()
+}
+
+fn broker_with(arguments: &[&str]) -> Broker {
+    Broker::start(BrokerOptions {
+        arguments: arguments
+            .iter()
+            .map(|argument| argument.to_string())
+            .collect(),
+        ..BrokerOptions::default()
+    })
+}
+
+fn init(
+    client: &mut KafkaTestClient,
+    version: i16,
+    id: &str,
+    timeout_ms: i32,
+    existing: Option<(i64, i16)>,
+) -> InitProducerIdResponse {
+    let (producer_id, producer_epoch) = existing.unwrap_or((-1, -1));
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch);
+    client.call(version, &request)
+}
+
+/// InitProducerId until it is not CONCURRENT_TRANSACTIONS (a fenced transaction aborting).
+fn init_ok(client: &mut KafkaTestClient, id: &str) -> (i64, i16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = init(client, 4, id, TIMEOUT_MS, None);
+        if response.error_code == 0 {
+            return (response.producer_id.0, response.producer_epoch);
+        }
+        assert_eq!(
+            response.error_code,
+            code(ResponseError::ConcurrentTransactions)
+        );
+        assert!(Instant::now() < deadline, "InitProducerId never succeeded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// AddPartitionsToTxn v0–3: each partition's code, in request order.
+fn add_partitions(
+    client: &mut KafkaTestClient,
+    version: i16,
+    id: &str,
+    identity: (i64, i16),
+    partitions: &[(&str, i32)],
+) -> Vec<i16> {
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(txn_id(id))
+        .with_v3_and_below_producer_id(ProducerId(identity.0))
+        .with_v3_and_below_producer_epoch(identity.1)
+        .with_v3_and_below_topics(topics(partitions));
+    let response: AddPartitionsToTxnResponse = client.call(version, &request);
+    codes(&response.results_by_topic_v3_and_below, partitions)
+}
+
+fn topics(partitions: &[(&str, i32)]) -> Vec<AddPartitionsToTxnTopic> {
+    let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
+    for (topic, partition) in partitions {
+        match topics
+            .iter_mut()
+            .find(|entry| entry.name.as_str() == *topic)
+        {
+            Some(entry) => entry.partitions.push(*partition),
+            None => topics.push(
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(text(topic)))
+                    .with_partitions(vec![*partition]),
+            ),
+        }
+    }
+    topics
+}
+
+fn codes(
+    results: &[spate_kafka_protocol::kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult],
+    partitions: &[(&str, i32)],
+) -> Vec<i16> {
+    partitions
+        .iter()
+        .map(|(topic, partition)| {
+            results
+                .iter()
+                .find(|result| result.name.as_str() == *topic)
+                .and_then(|result| {
+                    result
+                        .results_by_partition
+                        .iter()
+                        .find(|entry| entry.partition_index == *partition)
+                })
+                .unwrap_or_else(|| panic!("no answer for {topic}/{partition}"))
+                .partition_error_code
+        })
+        .collect()
+}
+
+fn describe(client: &mut KafkaTestClient, id: &str) -> DescribeTransactionsResponse {
+    client.call(
+        0,
+        &DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id(id)]),
+    )
+}
+
+fn end(
+    client: &mut KafkaTestClient,
+    version: i16,
+    id: &str,
+    identity: (i64, i16),
+    commit: bool,
+) -> i16 {
+    let request = EndTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(identity.0))
+        .with_producer_epoch(identity.1)
+        .with_committed(commit);
+    client.call(version, &request).error_code
+}
+
+#[test]
+fn find_coordinator_names_this_broker_for_a_transactional_id() {
+    let broker = broker_with(&[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    for version in [1, 3] {
+        let response = client.call(
+            version,
+            &FindCoordinatorRequest::default()
+                .with_key(text("payments"))
+                .with_key_type(1),
+        );
+        assert_eq!(response.error_code, 0, "v{version}");
+        assert_eq!(response.node_id.0, 0);
+        assert_eq!(response.port, i32::from(broker.kafka_address().port()));
+    }
+    let response = client.call(
+        4,
+        &FindCoordinatorRequest::default()
+            .with_key_type(1)
+            .with_coordinator_keys(vec![text("payments"), text("")]),
+    );
+    assert_eq!(response.coordinators[0].error_code, 0);
+    assert_eq!(
+        response.coordinators[1].error_code,
+        code(ResponseError::InvalidRequest)
+    );
+}
+
+#[test]
+fn init_producer_id_gives_a_transactional_id_one_producer_id_and_bumps_its_epoch() {
+    let broker = broker_with(&[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let first = init(&mut client, 0, "orders-tx", TIMEOUT_MS, None);
+    assert_eq!(first.error_code, 0);
+    assert!(first.producer_id.0 >= 0);
+    assert_eq!(first.producer_epoch, 0);
+    for (version, epoch) in [(1, 1), (2, 2), (5, 3)] {
+        let next = init(&mut client, version, "orders-tx", TIMEOUT_MS, None);
+        assert_eq!(next.error_code, 0, "v{version}");
+        assert_eq!(
+            (next.producer_id, next.producer_epoch),
+            (first.producer_id, epoch)
+        );
+    }
+    // Another id gets another producer id; an idempotent producer (no id) too.
+    let other = init(&mut client, 4, "other-tx", TIMEOUT_MS, None);
+    assert_ne!(other.producer_id, first.producer_id);
+    let idempotent: InitProducerIdResponse = client.call(
+        4,
+        &InitProducerIdRequest::default().with_transactional_id(None),
+    );
+    assert_eq!(idempotent.error_code, 0);
+    assert_ne!(idempotent.producer_id, first.producer_id);
+    // Refusals.
+    let too_long = init(&mut client, 4, "orders-tx", 16 * 60 * 1000, None);
+    assert_eq!(
+        too_long.error_code,
+        code(ResponseError::InvalidTransactionTimeout)
+    );
+    assert_eq!(too_long.producer_id.0, -1);
+    let zero = init(&mut client, 4, "orders-tx", 0, None);
+    assert_eq!(
+        zero.error_code,
+        code(ResponseError::InvalidTransactionTimeout)
+    );
+    let empty = init(&mut client, 4, "", TIMEOUT_MS, None);
+    assert_eq!(empty.error_code, code(ResponseError::InvalidRequest));
+}
+
+#[test]
+fn kip_360_bumps_with_the_producers_identity_and_fences_a_stale_one_by_version() {
+    let broker = broker_with(&[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let (producer_id, epoch) = init_ok(&mut client, "bump-tx");
+    let bumped = init(
+        &mut client,
+        3,
+        "bump-tx",
+        TIMEOUT_MS,
+        Some((producer_id, epoch)),
+    );
+    assert_eq!(bumped.error_code, 0);
+    assert_eq!(
+        (bumped.producer_id.0, bumped.producer_epoch),
+        (producer_id, epoch + 1)
+    );
+    // The same request again (its answer lost): the same answer.
+    let retried = init(
+        &mut client,
+        3,
+        "bump-tx",
+        TIMEOUT_MS,
+        Some((producer_id, epoch)),
+    );
+    assert_eq!(
+        (retried.producer_id.0, retried.producer_epoch),
+        (producer_id, epoch + 1)
+    );
+    // A stale identity: INVALID_PRODUCER_EPOCH before v4, PRODUCER_FENCED from v4.
+    let stale = Some((producer_id, epoch + 5));
+    assert_eq!(
+        init(&mut client, 3, "bump-tx", TIMEOUT_MS, stale).error_code,
+        code(ResponseError::InvalidProducerEpoch)
+    );
+    assert_eq!(
+        init(&mut client, 4, "bump-tx", TIMEOUT_MS, stale).error_code,
+        code(ResponseError::ProducerFenced)
+    );
+    // Half an identity is not one.
+    assert_eq!(
+        init(
+            &mut client,
+            3,
+            "bump-tx",
+            TIMEOUT_MS,
+            Some((producer_id, -1))
+        )
+        .error_code,
+        code(ResponseError::InvalidRequest)
+    );
+}
+
+#[test]
+fn add_partitions_and_offsets_open_a_transaction_and_refuse_wrong_identities() {
+    let broker = broker_with(&[]);
+    TestClient::connect(broker.address()).create_topic("ledger", 3, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let identity = init_ok(&mut client, "ledger-tx");
+    assert_eq!(
+        add_partitions(
+            &mut client,
+            0,
+            "ledger-tx",
+            identity,
+            &[("ledger", 0), ("ledger", 2)]
+        ),
+        vec![0, 0]
+    );
+    // Again (a retry): nothing to add.
+    assert_eq!(
+        add_partitions(&mut client, 3, "ledger-tx", identity, &[("ledger", 0)]),
+        vec![0]
+    );
+    // An unknown topic or partition fails alone; the rest is not attempted.
+    let unknown = add_partitions(
+        &mut client,
+        3,
+        "ledger-tx",
+        identity,
+        &[("ledger", 1), ("ledger", 9), ("missing", 0)],
+    );
+    let not_attempted = code(ResponseError::OperationNotAttempted);
+    let unknown_code = code(ResponseError::UnknownTopicOrPartition);
+    assert_eq!(unknown, vec![not_attempted, unknown_code, unknown_code]);
+    // The offsets of a group join the transaction.
+    let add_offsets = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id("ledger-tx"))
+        .with_producer_id(ProducerId(identity.0))
+        .with_producer_epoch(identity.1)
+        .with_group_id(GroupId(text("ledger-readers")));
+    assert_eq!(client.call(3, &add_offsets).error_code, 0);
+
+    let described = describe(&mut client, "ledger-tx");
+    let state = &described.transaction_states[0];
+    assert_eq!(state.error_code, 0);
+    assert_eq!(state.transaction_state.as_str(), "Ongoing");
+    assert_eq!((state.producer_id.0, state.producer_epoch), identity);
+    assert_eq!(state.transaction_timeout_ms, TIMEOUT_MS);
+    assert!(state.transaction_start_time_ms > 0);
+    let ledger = state
+        .topics
+        .iter()
+        .find(|topic| topic.topic.as_str() == "ledger")
+        .expect("the data partitions are described");
+    assert_eq!(ledger.partitions, vec![0, 2]);
+    assert!(
+        state
+            .topics
+            .iter()
+            .any(|topic| topic.topic.as_str() == "__consumer_offsets")
+            || broker_has_no_offsets_topic(&mut client),
+        "the group's offsets partition is described once the offsets topic exists"
+    );
+
+    // Wrong identities, by version.
+    let other_id = (identity.0 + 1000, identity.1);
+    assert_eq!(
+        add_partitions(&mut client, 3, "ledger-tx", other_id, &[("ledger", 1)]),
+        vec![code(ResponseError::InvalidProducerIdMapping)]
+    );
+    let stale = (identity.0, identity.1 + 1);
+    assert_eq!(
+        add_partitions(&mut client, 1, "ledger-tx", stale, &[("ledger", 1)]),
+        vec![code(ResponseError::InvalidProducerEpoch)]
+    );
+    assert_eq!(
+        add_partitions(&mut client, 2, "ledger-tx", stale, &[("ledger", 1)]),
+        vec![code(ResponseError::ProducerFenced)]
+    );
+    assert_eq!(
+        add_partitions(&mut client, 3, "unknown-tx", identity, &[("ledger", 1)]),
+        vec![code(ResponseError::InvalidProducerIdMapping)]
+    );
+    assert_eq!(
+        end(&mut client, 1, "ledger-tx", stale, true),
+        code(ResponseError::InvalidProducerEpoch)
+    );
+    assert_eq!(
+        end(&mut client, 3, "ledger-tx", stale, true),
+        code(ResponseError::ProducerFenced)
+    );
+}
+
+/// DescribeTransactions lists groups as the offsets topic's partition only once that topic
+/// exists (a group's first commit or join creates it).
+fn broker_has_no_offsets_topic(client: &mut KafkaTestClient) -> bool {
+    use spate_kafka_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use spate_kafka_protocol::kafka_protocol::messages::MetadataRequest;
+    let response = client.call(
+        9,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(text("__consumer_offsets"))))]))
+            .with_allow_auto_topic_creation(false),
+    );
+    response.topics[0].error_code != 0
+}
+
+#[test]
+fn batched_add_partitions_verifies_without_adding() {
+    let broker = broker_with(&[]);
+    TestClient::connect(broker.address()).create_topic("audit", 2, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let identity = init_ok(&mut client, "audit-tx");
+    let transaction = |verify_only: bool, partitions: &[(&str, i32)]| {
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(txn_id("audit-tx"))
+            .with_producer_id(ProducerId(identity.0))
+            .with_producer_epoch(identity.1)
+            .with_verify_only(verify_only)
+            .with_topics(topics(partitions))
+    };
+    let call = |client: &mut KafkaTestClient,
+                version: i16,
+                verify_only: bool,
+                partitions: &[(&str, i32)]| {
+        let response: AddPartitionsToTxnResponse = client.call(
+            version,
+            &AddPartitionsToTxnRequest::default()
+                .with_transactions(vec![transaction(verify_only, partitions)]),
+        );
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.results_by_transaction.len(), 1);
+        codes(
+            &response.results_by_transaction[0].topic_results,
+            partitions,
+        )
+    };
+    // Nothing added yet: not in the transaction (v4: INVALID_TXN_STATE, v5 TRANSACTION_ABORTABLE).
+    assert_eq!(
+        call(&mut client, 4, true, &[("audit", 0)]),
+        vec![code(ResponseError::InvalidTxnState)]
+    );
+    assert_eq!(
+        call(&mut client, 5, true, &[("audit", 0)]),
+        vec![code(ResponseError::TransactionAbortable)]
+    );
+    assert_eq!(call(&mut client, 5, false, &[("audit", 0)]), vec![0]);
+    assert_eq!(
+        call(&mut client, 5, true, &[("audit", 0), ("audit", 1)]),
+        vec![0, code(ResponseError::TransactionAbortable)]
+    );
+    let described = describe(&mut client, "audit-tx");
+    assert_eq!(
+        described.transaction_states[0].topics[0].partitions,
+        vec![0]
+    );
+}
+
+#[test]
+fn end_txn_without_an_open_transaction_is_an_invalid_state_and_listing_filters() {
+    let broker = broker_with(&[]);
+    TestClient::connect(broker.address()).create_topic("events", 1, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let idle = init_ok(&mut client, "idle-tx");
+    assert_eq!(
+        end(&mut client, 3, "idle-tx", idle, true),
+        code(ResponseError::InvalidTxnState)
+    );
+    let busy = init_ok(&mut client, "busy-tx");
+    assert_eq!(
+        add_partitions(&mut client, 3, "busy-tx", busy, &[("events", 0)]),
+        vec![0]
+    );
+
+    let list = |client: &mut KafkaTestClient, version: i16, request: ListTransactionsRequest| {
+        let response = client.call(version, &request);
+        assert_eq!(response.error_code, 0);
+        let mut listed: Vec<(String, String)> = response
+            .transaction_states
+            .iter()
+            .map(|state| {
+                (
+                    state.transactional_id.as_str().to_string(),
+                    state.transaction_state.as_str().to_string(),
+                )
+            })
+            .collect();
+        listed.sort();
+        (listed, response.unknown_state_filters)
+    };
+    let (all, _) = list(&mut client, 0, ListTransactionsRequest::default());
+    assert_eq!(
+        all,
+        vec![
+            ("busy-tx".to_string(), "Ongoing".to_string()),
+            ("idle-tx".to_string(), "Empty".to_string())
+        ]
+    );
+    let (ongoing, unknown) = list(
+        &mut client,
+        0,
+        ListTransactionsRequest::default()
+            .with_state_filters(vec![text("Ongoing"), text("Running")]),
+    );
+    assert_eq!(
+        ongoing,
+        vec![("busy-tx".to_string(), "Ongoing".to_string())]
+    );
+    assert_eq!(unknown, vec![text("Running")]);
+    let (by_producer, _) = list(
+        &mut client,
+        1,
+        ListTransactionsRequest::default().with_producer_id_filters(vec![ProducerId(idle.0)]),
+    );
+    assert_eq!(
+        by_producer,
+        vec![("idle-tx".to_string(), "Empty".to_string())]
+    );
+    // v1: only transactions started longer ago than the filter.
+    let (old, _) = list(
+        &mut client,
+        1,
+        ListTransactionsRequest::default()
+            .with_state_filters(vec![text("Ongoing")])
+            .with_duration_filter(3_600_000),
+    );
+    assert!(old.is_empty());
+    let unknown_id = describe(&mut client, "never-tx");
+    assert_eq!(
+        unknown_id.transaction_states[0].error_code,
+        code(ResponseError::TransactionalIdNotFound)
+    );
+}
+
+#[test]
+fn transaction_state_survives_a_kill_and_the_next_producer_gets_the_next_epoch() {
+    let mut broker = broker_with(&[]);
+    TestClient::connect(broker.address()).create_topic("durable", 2, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let identity = init_ok(&mut client, "durable-tx");
+    assert_eq!(
+        add_partitions(&mut client, 3, "durable-tx", identity, &[("durable", 1)]),
+        vec![0]
+    );
+    broker.kill();
+    broker.restart();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let described = describe(&mut client, "durable-tx");
+    let state = &described.transaction_states[0];
+    assert_eq!(state.error_code, 0);
+    assert_eq!(state.transaction_state.as_str(), "Ongoing");
+    assert_eq!((state.producer_id.0, state.producer_epoch), identity);
+    assert_eq!(state.topics[0].partitions, vec![1]);
+    // The restarted coordinator still fences by the stored epoch.
+    let stale = (identity.0, identity.1 + 1);
+    assert_eq!(
+        add_partitions(&mut client, 3, "durable-tx", stale, &[("durable", 0)]),
+        vec![code(ResponseError::ProducerFenced)]
+    );
+    // A new producer of the id: the same producer id, a later epoch.
+    let next = init(&mut client, 4, "durable-tx", TIMEOUT_MS, None);
+    assert!(
+        next.error_code == 0 || next.error_code == code(ResponseError::ConcurrentTransactions),
+        "{next:?}"
+    );
+    assert_eq!(
+        next.producer_id.0,
+        if next.error_code == 0 { identity.0 } else { -1 }
+    );
+    let described = describe(&mut client, "durable-tx");
+    let state = &described.transaction_states[0];
+    assert_eq!(state.producer_id.0, identity.0);
+    assert!(state.producer_epoch > identity.1, "{state:?}");
+    // The old producer is fenced.
+    assert_eq!(
+        add_partitions(&mut client, 3, "durable-tx", identity, &[("durable", 0)]),
+        vec![code(ResponseError::ProducerFenced)]
+    );
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    let broker = broker_with(&["--txn-timer-tick-ms", "50"]);
+    TestClient::connect(broker.address()).create_topic("slow", 1, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let response = init(&mut client, 4, "slow-tx", 500, None);
+    assert_eq!(response.error_code, 0);
+    let identity = (response.producer_id.0, response.producer_epoch);
+    assert_eq!(
+        add_partitions(&mut client, 3, "slow-tx", identity, &[("slow", 0)]),
+        vec![0]
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let aborted = loop {
+        let described = describe(&mut client, "slow-tx");
+        let state = described.transaction_states[0].clone();
+        if state.transaction_state.as_str() != "Ongoing" {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "the transaction never timed out");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        matches!(
+            aborted.transaction_state.as_str(),
+            "PrepareAbort" | "CompleteAbort"
+        ),
+        "{aborted:?}"
+    );
+    assert_eq!(
+        aborted.producer_epoch,
+        identity.1 + 1,
+        "the abort bumps the epoch"
+    );
+    assert_eq!(
+        end(&mut client, 3, "slow-tx", identity, true),
+        code(ResponseError::ProducerFenced)
+    );
+    assert_eq!(
+        add_partitions(&mut client, 3, "slow-tx", identity, &[("slow", 0)]),
+        vec![code(ResponseError::ProducerFenced)]
+    );
+}
