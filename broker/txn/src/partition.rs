@@ -26,8 +26,8 @@ use crate::catalog::{ShardId, TopicMetadata};
 use crate::records::StateRecord;
 use crate::shard::mesh::invoke_on;
 use crate::shard::messages::{
-    FetchOutcome, FetchPartition, PartitionError, PartitionKey, PartitionState, ProduceAcks,
-    ProducePartition,
+    FetchOutcome, FetchPartition, Isolation, PartitionError, PartitionKey, PartitionState,
+    ProduceAcks, ProducePartition,
 };
 use crate::shard::Shard;
 use crate::state::{Txn, TxnError, TxnRecord};
@@ -206,6 +206,8 @@ pub(crate) async fn write_state<S: TxnServices>(
     let produce = ProducePartition {
         key: partition.key(),
         batches: vec![batch],
+        // The coordinator's records are not transactional.
+        verification: None,
     };
     let opening_wait_until = Instant::now();
     on_owner(services, owner, move |shard| async move {
@@ -256,6 +258,8 @@ async fn fetch<S: TxnServices>(
         key,
         offset: offset as i64,
         max_bytes,
+        // The coordinator's own records are never transactional.
+        isolation: Isolation::ReadUncommitted,
     };
     // Loaded partitions are open (`partition_state` saw them): nothing to wait for.
     let opening_wait_until = Instant::now();
