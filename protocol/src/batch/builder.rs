@@ -5,6 +5,10 @@
 //! It leaves `base_offset` and `leader_epoch` at zero: the broker stamps them at append time.
 //! It does not decide when a batch is full: producers compare [`BatchBuilder::estimated_bytes`]
 //! (exact, see `batch::records`) with their own `batch_bytes` target and seal when they choose.
+//!
+//! Log compaction rebuilds stored batches with this builder too: [`BatchBuilder::append_at`]
+//! keeps each retained record's original offset delta and [`BatchBuilder::seal_spanning`] keeps
+//! the batch's original offset range (possibly with no record left), so offsets never move.
 
 use bytes::BytesMut;
 // Writing into a `BytesMut` and allocating from an arena cannot fail (allocation failure
@@ -83,6 +87,8 @@ pub struct BatchBuilder {
     arena: Arena,
     first_timestamp: i64,
     max_timestamp: i64,
+    /// The smallest offset delta the next record may have (one past the last one's).
+    next_offset_delta: u32,
 }
 
 /// Adapts the batch buffer to rkyv's writer: positions count from the first payload byte.
@@ -139,6 +145,7 @@ impl BatchBuilder {
             arena: Arena::new(),
             first_timestamp: 0,
             max_timestamp: 0,
+            next_offset_delta: 0,
         }
     }
 
@@ -188,6 +195,25 @@ impl BatchBuilder {
         headers: &[H],
         timestamp_ms: i64,
     ) -> Result<(), BuildError> {
+        self.append_at(self.next_offset_delta, key, value, headers, timestamp_ms)
+    }
+
+    /// Appends one record at `offset_delta` from the batch's base offset, leaving the deltas in
+    /// between unused (a record compaction removed). Deltas must rise strictly: a smaller one is
+    /// a programming error and panics. Fails like [`BatchBuilder::append`] on the size limit.
+    pub fn append_at<H: HeaderPair>(
+        &mut self,
+        offset_delta: u32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[H],
+        timestamp_ms: i64,
+    ) -> Result<(), BuildError> {
+        assert!(
+            offset_delta >= self.next_offset_delta && offset_delta < u32::MAX,
+            "offset delta {offset_delta} below the next free one {}",
+            self.next_offset_delta
+        );
         let record_bytes = Self::record_bytes(key, value, headers);
         let batch_bytes = self.estimated_bytes();
         if record_bytes > self.options.batch_bytes_max.saturating_sub(batch_bytes) {
@@ -197,7 +223,7 @@ impl BatchBuilder {
                 limit: self.options.batch_bytes_max,
             });
         }
-        let offset_delta = u32::try_from(self.entries.len()).expect("bounded by batch_bytes_max");
+        self.next_offset_delta = offset_delta + 1;
         if self.entries.is_empty() {
             self.first_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;
@@ -254,9 +280,27 @@ impl BatchBuilder {
 
     /// Writes the record entries, the root, the header and the CRC. The returned buffer holds
     /// exactly one batch with `base_offset` 0, ready to send.
-    pub fn seal(mut self) -> Result<BytesMut, BuildError> {
+    pub fn seal(self) -> Result<BytesMut, BuildError> {
         if self.entries.is_empty() {
             return Err(BuildError::Empty);
+        }
+        let offset_count = self.next_offset_delta;
+        Ok(self.seal_spanning(offset_count, 0))
+    }
+
+    /// Seals a batch that spans `offset_count` offsets whatever records it holds (at least one
+    /// past the last record's delta; fewer is a programming error and panics): a batch that
+    /// compaction rewrote keeps its offset range. With no record at all, the batch is a header
+    /// and an empty archive, and both its timestamps are `timestamp_if_empty_ms`.
+    pub fn seal_spanning(mut self, offset_count: u32, timestamp_if_empty_ms: i64) -> BytesMut {
+        assert!(
+            offset_count >= self.next_offset_delta && offset_count > 0,
+            "a batch of {offset_count} offsets cannot hold offset delta {}",
+            self.next_offset_delta.saturating_sub(1)
+        );
+        if self.entries.is_empty() {
+            self.first_timestamp = timestamp_if_empty_ms;
+            self.max_timestamp = timestamp_if_empty_ms;
         }
         let expected_bytes = self.estimated_bytes();
         let mut serializer = Serializer::new(
@@ -274,7 +318,7 @@ impl BatchBuilder {
             "archive size differs from estimate"
         );
 
-        let count = u32::try_from(self.entries.len()).expect("bounded by batch_bytes_max");
+        let record_count = u32::try_from(self.entries.len()).expect("bounded by batch_bytes_max");
         let header = BatchHeader {
             base_offset: 0,
             leader_epoch: 0,
@@ -283,8 +327,8 @@ impl BatchBuilder {
             magic: BATCH_MAGIC,
             payload_format: PayloadFormat::Rkyv as u8,
             attributes: self.options.attributes,
-            offset_count: count,
-            record_count: count,
+            offset_count,
+            record_count,
             first_timestamp: self.first_timestamp,
             max_timestamp: self.max_timestamp,
             producer_id: self.options.producer_id,
@@ -295,6 +339,6 @@ impl BatchBuilder {
         header.encode(&mut self.buffer[..BATCH_HEADER_BYTES]);
         let crc = compute_crc(&self.buffer);
         self.buffer[field::CRC..][..4].copy_from_slice(&crc.to_le_bytes());
-        Ok(self.buffer)
+        self.buffer
     }
 }

@@ -289,7 +289,7 @@ pub(crate) fn decode_header(kafka: &[u8]) -> Result<KafkaBatchInfo, BatchError> 
 
 /// The Spate header that wraps a Kafka batch with these fields, before its CRC is set. Base
 /// offset and leader epoch are Kafka's own here; the broker stamps both later.
-fn spate_header_for(info: &KafkaBatchInfo) -> BatchHeader {
+pub(crate) fn spate_header_for(info: &KafkaBatchInfo) -> BatchHeader {
     BatchHeader {
         base_offset: info.base_offset as u64,
         leader_epoch: info.partition_leader_epoch as u32,

@@ -11,6 +11,7 @@ pub mod header;
 pub mod kafka;
 pub mod record;
 pub(crate) mod records;
+pub mod retain;
 pub mod view;
 
 pub use builder::{BatchBuilder, BatchOptions, HeaderPair, NO_HEADERS};

@@ -18,8 +18,11 @@
 //! `\x82SNAPPY\0`, version, compatible version, then blocks each behind a big-endian 4-byte
 //! length; what the Java client writes) or one raw snappy block (what librdkafka writes); lz4
 //! is an LZ4 frame; zstd one or more zstd frames.
+//!
+//! [`compress`] writes each codec as the Java client does (xerial framing for snappy), for log
+//! compaction, which recompresses a Kafka batch it rewrote with the batch's own codec.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use super::Compression;
 use crate::error::BatchError;
@@ -75,6 +78,55 @@ pub fn decompress(
             reason,
         },
     })
+}
+
+/// Xerial's header after the magic: version 1, compatible version 1 (what the Java client's
+/// `SnappyOutputStream` writes).
+const XERIAL_VERSIONS: [u8; 8] = [0, 0, 0, 1, 0, 0, 0, 1];
+
+/// Uncompressed bytes per xerial snappy block (the Java client's default block size).
+const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
+
+/// Compresses a Kafka batch's records with `codec`, in the framing Kafka's Java client writes
+/// (gzip stream, xerial-framed snappy, LZ4 frame, zstd frame). `Compression::None` returns a
+/// copy. Pure; fails only if a codec library reports an error.
+pub fn compress(codec: Compression, records: &[u8]) -> Result<Vec<u8>, BatchError> {
+    let failed = |error: std::io::Error| BatchError::Decompression {
+        codec: codec.name(),
+        reason: format!("compressing: {error}"),
+    };
+    match codec {
+        Compression::None => Ok(records.to_vec()),
+        Compression::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(records).map_err(failed)?;
+            encoder.finish().map_err(failed)
+        }
+        Compression::Snappy => {
+            let mut target = Vec::with_capacity(XERIAL_HEADER_BYTES + records.len());
+            target.extend_from_slice(XERIAL_MAGIC);
+            target.extend_from_slice(&XERIAL_VERSIONS);
+            let mut encoder = snap::raw::Encoder::new();
+            for block in records.chunks(XERIAL_BLOCK_BYTES) {
+                let compressed = encoder
+                    .compress_vec(block)
+                    .map_err(|error| failed(std::io::Error::other(error)))?;
+                // Fits: a block of at most 32 KiB compresses to well under 4 GiB.
+                target.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+                target.extend_from_slice(&compressed);
+            }
+            Ok(target)
+        }
+        Compression::Lz4 => {
+            let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            encoder.write_all(records).map_err(failed)?;
+            encoder
+                .finish()
+                .map_err(|error| failed(std::io::Error::other(error)))
+        }
+        Compression::Zstd => zstd::stream::encode_all(records, 0).map_err(failed),
+    }
 }
 
 enum ReadError {
