@@ -5,6 +5,8 @@
 //!   was durable when the file was written (as Kafka's `recovery-point-offset-checkpoint`). The
 //!   log never legitimately ends below it, so an open that finds a shorter log reports lost data
 //!   instead of handing the missing offsets out again.
+//! - `cleaner-offset` (magic `"SPCO"`): the *clean offset* of a compacted log, up to which the
+//!   last compaction pass cleaned it (Kafka's `cleaner-offset-checkpoint`); a hint only.
 //!
 //! Layout (one 4096-byte block, little-endian): magic `u32` at 0, version `u32` at 4, offset
 //! `u64` at 8, CRC-32C of bytes `[0, 16)` at 16, zeros after. It is written to a temporary
@@ -23,6 +25,10 @@ pub const LOG_START_TEMPORARY_FILE_NAME: &str = "log-start-offset.tmp";
 pub const RECOVERY_POINT_FILE_NAME: &str = "recovery-point";
 pub const RECOVERY_POINT_TEMPORARY_FILE_NAME: &str = "recovery-point.tmp";
 
+pub const CLEANER_OFFSET_FILE_NAME: &str = "cleaner-offset";
+pub const CLEANER_OFFSET_TEMPORARY_FILE_NAME: &str = "cleaner-offset.tmp";
+
+const CLEANER_OFFSET_MAGIC: u32 = u32::from_le_bytes(*b"SPCO");
 const LOG_START_MAGIC: u32 = u32::from_le_bytes(*b"SPLS");
 const RECOVERY_POINT_MAGIC: u32 = u32::from_le_bytes(*b"SPRP");
 const VERSION: u32 = 1;
@@ -34,6 +40,7 @@ const RECORD_BYTES: usize = CRC_AT + 4;
 pub enum CheckpointKind {
     LogStart,
     RecoveryPoint,
+    CleanerOffset,
 }
 
 impl CheckpointKind {
@@ -41,6 +48,7 @@ impl CheckpointKind {
         match self {
             Self::LogStart => LOG_START_MAGIC,
             Self::RecoveryPoint => RECOVERY_POINT_MAGIC,
+            Self::CleanerOffset => CLEANER_OFFSET_MAGIC,
         }
     }
 
@@ -48,6 +56,7 @@ impl CheckpointKind {
         match self {
             Self::LogStart => LOG_START_FILE_NAME,
             Self::RecoveryPoint => RECOVERY_POINT_FILE_NAME,
+            Self::CleanerOffset => CLEANER_OFFSET_FILE_NAME,
         }
     }
 
@@ -55,6 +64,7 @@ impl CheckpointKind {
         match self {
             Self::LogStart => LOG_START_TEMPORARY_FILE_NAME,
             Self::RecoveryPoint => RECOVERY_POINT_TEMPORARY_FILE_NAME,
+            Self::CleanerOffset => CLEANER_OFFSET_TEMPORARY_FILE_NAME,
         }
     }
 
@@ -76,6 +86,15 @@ impl CheckpointKind {
                 write: "writing recovery point",
                 sync: "syncing recovery point",
                 rename: "renaming recovery point",
+                sync_directory: "syncing directory",
+            },
+            Self::CleanerOffset => ReplaceSteps {
+                create: "creating cleaner offset",
+                size: "sizing cleaner offset",
+                empty: "emptying cleaner offset",
+                write: "writing cleaner offset",
+                sync: "syncing cleaner offset",
+                rename: "renaming cleaner offset",
                 sync_directory: "syncing directory",
             },
         }

@@ -19,6 +19,7 @@
 pub mod blocking;
 pub mod checkpoint;
 pub mod clock;
+pub mod compaction;
 pub mod config;
 pub mod dma;
 pub mod error;
@@ -41,6 +42,9 @@ pub mod writer;
 
 pub use blocking::BlockingFileSystem;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use compaction::{
+    CompactionBudget, CompactionDirt, CompactionOutcome, CompactionPace, CompactionSkipped,
+};
 pub use config::{
     AppendWait, CleanupPolicy, ConfigError, DirtyRatio, Durability, LogConfig, RecoveryScan,
 };

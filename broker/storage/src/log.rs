@@ -44,6 +44,7 @@ use super::checkpoint::{
     LOG_START_TEMPORARY_FILE_NAME, RECOVERY_POINT_TEMPORARY_FILE_NAME,
 };
 use super::clock::Clock;
+use super::compaction;
 use super::config::{AppendWait, LogConfig};
 use super::error::StorageError;
 use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
@@ -168,6 +169,11 @@ struct LogState<File> {
     /// How many times the active segment's index was replaced by one rebuilt from its batch
     /// headers: an index write planned before a replacement must not mark entries persisted.
     index_rebuilds: u64,
+    /// What compaction remembers between passes (owned by `compaction`).
+    compaction: compaction::CompactionState,
+    /// How many times compaction swapped closed segments (a read that failed across a swap is
+    /// read again).
+    segment_swaps: u64,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -239,7 +245,7 @@ impl<F: FileSystem> Drop for IoGuard<'_, F> {
     }
 }
 
-struct MaintenanceGuard<'a, F: FileSystem> {
+pub(crate) struct MaintenanceGuard<'a, F: FileSystem> {
     log: &'a PartitionLog<F>,
 }
 
@@ -882,8 +888,9 @@ impl<F: FileSystem> PartitionLog<F> {
     ) -> Result<Self, StorageError> {
         config.check()?;
         let fs = &*file_system;
-        // Steps 1-2.
+        // Steps 1-2 (and a compaction swap interrupted by a stop, finished or rolled back).
         let names = prepare_directory(fs, &directory).await?;
+        let names = compaction::finish_interrupted_swaps(fs, &directory, names, &config).await?;
         let checkpoints = read_checkpoints(fs, &directory, &names).await?;
         let checkpoint_start = checkpoints.log_start.unwrap_or(0);
         // Step 3.
@@ -966,6 +973,8 @@ impl<F: FileSystem> PartitionLog<F> {
             time_indexes_checked: BTreeSet::new(),
             lost: None,
             index_rebuilds: 0,
+            compaction: compaction::CompactionState::default(),
+            segment_swaps: 0,
             config,
         };
         let log = Self {
@@ -1810,6 +1819,20 @@ impl<F: FileSystem> PartitionLog<F> {
     /// make progress). Only durable batches are returned. `OffsetOutOfRange` if `offset` is
     /// before the log start or after the log end; an empty result at or past the high watermark.
     pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
+        // A read that failed while compaction replaced the segment it read (its files removed
+        // or renamed under a closed handle) is read again from the new segment.
+        let mut swaps = self.state.borrow().segment_swaps;
+        loop {
+            match self.read_once(offset, max_bytes).await {
+                Err(_) if self.state.borrow().segment_swaps != swaps => {
+                    swaps = self.state.borrow().segment_swaps;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn read_once(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
         let plan = {
             let state = self.state.borrow();
             let high_watermark = state.high_watermark();
@@ -1963,7 +1986,7 @@ impl<F: FileSystem> PartitionLog<F> {
         Ok(false)
     }
 
-    async fn maintenance(&self) -> MaintenanceGuard<'_, F> {
+    pub(crate) async fn maintenance(&self) -> MaintenanceGuard<'_, F> {
         loop {
             let seen = self.progress.generation();
             {
@@ -2351,6 +2374,80 @@ impl<F: FileSystem> PartitionLog<F> {
 }
 
 /// The checkpoints an open found: the log start and the recovery point, each if present.
+// Hooks for `compaction`; the log's state stays private to this file.
+impl<F: FileSystem> PartitionLog<F> {
+    pub(crate) async fn maintenance_turn(&self) -> MaintenanceGuard<'_, F> {
+        self.maintenance().await
+    }
+
+    pub(crate) fn clock_now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn file_system_ref(&self) -> &F {
+        &self.file_system
+    }
+
+    /// The closed segments (files shared), the stable offset, each producer's last batch and
+    /// the clean offset, under one borrow.
+    pub(crate) fn compaction_input(&self) -> compaction::CompactionInput<F::File> {
+        let state = self.state.borrow();
+        compaction::CompactionInput {
+            config: state.config.clone(),
+            // The last stable offset once transactions track it; until then the high watermark.
+            stable_offset: state.high_watermark(),
+            sealed: state
+                .sealed
+                .values()
+                .map(|segment| compaction::SealedSegment {
+                    base_offset: segment.base_offset,
+                    paths: segment.paths.clone(),
+                    files: segment.files.clone(),
+                    tail: segment.tail,
+                    index: segment.index.clone(),
+                })
+                .collect(),
+            producer_last_batches: state
+                .producers
+                .entries()
+                .filter_map(|(producer_id, entry)| {
+                    entry
+                        .batches
+                        .back()
+                        .map(|batch| (producer_id, batch.base_offset))
+                })
+                .collect(),
+            state: state.compaction,
+        }
+    }
+
+    pub(crate) fn set_compaction_state(&self, compaction: compaction::CompactionState) {
+        self.state.borrow_mut().compaction = compaction;
+    }
+
+    /// Replaces the closed segments based at `replaced` with the compacted `segment`, which
+    /// spans exactly their offsets.
+    pub(crate) fn install_compacted(&self, replaced: &[u64], segment: Segment<F::File>) {
+        let mut state = self.state.borrow_mut();
+        let mut next_offset = None;
+        for base_offset in replaced {
+            let old = state
+                .sealed
+                .remove(base_offset)
+                .expect("compaction replaces closed segments it holds the maintenance turn for");
+            next_offset = Some(old.tail.next_offset);
+            state.time_indexes_checked.remove(base_offset);
+        }
+        assert_eq!(Some(segment.tail.next_offset), next_offset, "same offsets");
+        state.time_indexes_checked.insert(segment.base_offset);
+        state.tail_cache.drop_before(segment.tail.next_offset);
+        state.sealed.insert(segment.base_offset, segment);
+        state.segment_swaps += 1;
+        drop(state);
+        self.progress.notify_all();
+    }
+}
+
 struct Checkpoints {
     log_start: Option<u64>,
     recovery_point: Option<u64>,

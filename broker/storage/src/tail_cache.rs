@@ -91,6 +91,19 @@ impl TailCache {
         }
     }
 
+    /// Drops every batch before `offset` (compaction rewrote the segments holding them, so the
+    /// cached bytes are no longer what the disk serves).
+    pub fn drop_before(&mut self, offset: u64) {
+        while let Some(first) = self.batches.front() {
+            if first.base_offset >= offset {
+                break;
+            }
+            let bytes = first.bytes.len();
+            self.batches.pop_front();
+            self.bytes -= bytes;
+        }
+    }
+
     /// The batches from the one holding `offset`, stopping before `high_watermark` and before
     /// `max_bytes` is exceeded (but always the first batch). `None` if the cache does not hold
     /// the batch with `offset`.

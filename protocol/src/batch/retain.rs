@@ -49,11 +49,7 @@ pub fn for_each_record(
         return Ok(());
     }
     let compressed = &kafka::kafka_bytes(view.as_bytes())[KAFKA_BATCH_HEADER_BYTES..];
-    let records = decompress(
-        view.compression(),
-        compressed,
-        DECOMPRESSED_BATCH_BYTES_MAX,
-    )?;
+    let records = decompress(view.compression(), compressed, DECOMPRESSED_BATCH_BYTES_MAX)?;
     view.kafka_records(&records)?
         .for_each(|record| visit(&record));
     Ok(())
@@ -281,7 +277,10 @@ mod tests {
     use crate::batch::record::Record;
     use crate::batch::NO_HEADERS;
 
-    fn native_batch(records: &[(Option<&[u8]>, Option<&[u8]>, i64)], base_offset: u64) -> BytesMut {
+    /// Key, value, timestamp.
+    type TestRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+
+    fn native_batch(records: &[TestRecord<'_>], base_offset: u64) -> BytesMut {
         let mut builder = BatchBuilder::new(BatchOptions {
             producer_id: 7,
             producer_epoch: 1,
@@ -289,7 +288,9 @@ mod tests {
             ..BatchOptions::default()
         });
         for (key, value, timestamp) in records {
-            builder.append(*key, *value, NO_HEADERS, *timestamp).expect("fits");
+            builder
+                .append(*key, *value, NO_HEADERS, *timestamp)
+                .expect("fits");
         }
         let mut batch = builder.seal().expect("not empty");
         stamp(&mut batch, base_offset, 3);
@@ -339,8 +340,14 @@ mod tests {
     #[test]
     fn keeping_all_or_nothing_builds_nothing() {
         let batch = native_batch(&[(Some(b"a"), Some(b"1"), 5)], 0);
-        assert_eq!(retain(&batch, |_| true).expect("retain"), Retained::Unchanged);
-        assert_eq!(retain(&batch, |_| false).expect("retain"), Retained::Nothing);
+        assert_eq!(
+            retain(&batch, |_| true).expect("retain"),
+            Retained::Unchanged
+        );
+        assert_eq!(
+            retain(&batch, |_| false).expect("retain"),
+            Retained::Nothing
+        );
     }
 
     #[test]
