@@ -2391,11 +2391,11 @@ impl<F: FileSystem> PartitionLog<F> {
     /// The closed segments (files shared), the stable offset, each producer's last batch and
     /// the clean offset, under one borrow.
     pub(crate) fn compaction_input(&self) -> compaction::CompactionInput<F::File> {
+        let stable_offset = self.last_stable_offset();
         let state = self.state.borrow();
         compaction::CompactionInput {
             config: state.config.clone(),
-            // The last stable offset once transactions track it; until then the high watermark.
-            stable_offset: state.high_watermark(),
+            stable_offset,
             sealed: state
                 .sealed
                 .values()

@@ -18,6 +18,7 @@ use spate_protocol::constants::BATCH_BYTES_MAX;
 use spate_storage::config::CleanupPolicy;
 use spate_storage::{
     AppendWait, CompactionBudget, CompactionSkipped, LogConfig, MemoryFileSystem, PartitionLog,
+    TxnMarker, TxnResult,
 };
 use storage_support::{block, directory, read_all, small_config, Setup, START_MS};
 
@@ -357,66 +358,41 @@ fn kafka_batches_compressed_or_not_are_compacted_like_native_ones() {
     }
 }
 
-/// A Kafka control batch (transaction marker) of producer `producer_id`: abort or commit.
-/// Appended through the plain append path, it carries the producer's next `sequence` (a real
-/// marker has none; its own append path lands with transactions).
-fn marker(producer_id: i64, sequence: i32, commit: bool, timestamp: i64) -> BytesMut {
-    let mut kafka = Vec::new();
-    let key: [u8; 4] = [0, 0, 0, u8::from(commit)];
-    let value: [u8; 6] = [0, 0, 0, 0, 0, 0];
-    // Attributes, timestamp delta 0, offset delta 0 (one byte each as varints).
-    let mut record = vec![0u8, 0, 0];
-    record.push((key.len() as u8) << 1);
-    record.extend_from_slice(&key);
-    record.push((value.len() as u8) << 1);
-    record.extend_from_slice(&value);
-    record.push(0u8); // headers
-    kafka.extend_from_slice(&0i64.to_be_bytes());
-    kafka.extend_from_slice(&0i32.to_be_bytes()); // length, set below
-    kafka.extend_from_slice(&0i32.to_be_bytes());
-    kafka.push(2);
-    kafka.extend_from_slice(&0u32.to_be_bytes());
-    let attrs = attributes::CONTROL | attributes::TRANSACTIONAL;
-    kafka.extend_from_slice(&attrs.to_be_bytes());
-    kafka.extend_from_slice(&0i32.to_be_bytes());
-    kafka.extend_from_slice(&timestamp.to_be_bytes());
-    kafka.extend_from_slice(&timestamp.to_be_bytes());
-    kafka.extend_from_slice(&producer_id.to_be_bytes());
-    kafka.extend_from_slice(&0i16.to_be_bytes());
-    kafka.extend_from_slice(&sequence.to_be_bytes());
-    kafka.extend_from_slice(&1i32.to_be_bytes());
-    kafka.push((record.len() as u8) << 1);
-    kafka.extend_from_slice(&record);
-    let length = (kafka.len() - field::LENGTH_OVERHEAD) as i32;
-    kafka[field::BATCH_LENGTH..][..4].copy_from_slice(&length.to_be_bytes());
-    let crc = crc32c::crc32c(&kafka[field::CRC_START..]);
-    kafka[field::CRC..][..4].copy_from_slice(&crc.to_be_bytes());
-    // `wrap` refuses control batches (clients may not write them): the stored form is built
-    // here as the broker's own marker append does.
-    let header_bytes = spate_protocol::batch::BATCH_HEADER_BYTES;
-    let mut stored = BytesMut::zeroed(header_bytes + kafka.len());
-    stored[header_bytes..].copy_from_slice(&kafka);
-    let mut header = spate_protocol::batch::BatchHeader {
-        base_offset: 0,
-        leader_epoch: 0,
-        crc: 0,
-        batch_length: stored.len() as u32,
-        magic: spate_protocol::batch::BATCH_MAGIC,
-        payload_format: 2,
-        attributes: attrs,
-        offset_count: 1,
-        record_count: 1,
-        first_timestamp: timestamp,
-        max_timestamp: timestamp,
-        producer_id,
-        producer_epoch: 0,
-        reserved: 0,
-        base_sequence: sequence,
-    };
-    header.encode(&mut stored);
-    header.crc = spate_protocol::batch::header::compute_crc(&stored);
-    header.encode(&mut stored);
-    stored
+/// Appends a transaction marker of `producer_id` (epoch 0) through the log's marker path.
+fn marker(log: &Rc<PartitionLog<MemoryFileSystem>>, producer_id: i64, commit: bool) {
+    let log = log.clone();
+    block(async move {
+        log.append_txn_marker(
+            TxnMarker {
+                producer_id,
+                producer_epoch: 0,
+                coordinator_epoch: 0,
+                result: if commit {
+                    TxnResult::Commit
+                } else {
+                    TxnResult::Abort
+                },
+            },
+            START_MS,
+        )
+        .await
+    })
+    .expect("marker");
+}
+
+/// Appends a transactional batch that opens `producer_id`'s transaction (verified first).
+fn append_transactional(
+    log: &Rc<PartitionLog<MemoryFileSystem>>,
+    batch: BytesMut,
+    producer_id: i64,
+) {
+    let guard = log.begin_txn_verification(producer_id, 0);
+    let log = log.clone();
+    block(async move {
+        log.append_batches_verified(vec![batch], AppendWait::Durable, guard)
+            .await
+    })
+    .expect("transactional append");
 }
 
 fn transactional(records: &[(&str, Option<&str>)], producer_id: i64, sequence: i32) -> BytesMut {
@@ -445,10 +421,10 @@ fn records_of_aborted_transactions_are_removed_and_markers_kept() {
     let setup = Setup::new(9);
     let log = Rc::new(setup.open(compacted_config()));
     append(&log, native(&[("t", Some("committed-before"))], START_MS));
-    append(&log, transactional(&[("t", Some("aborted"))], 5, 0));
-    append(&log, marker(5, 1, false, START_MS));
-    append(&log, transactional(&[("u", Some("committed"))], 6, 0));
-    append(&log, marker(6, 1, true, START_MS));
+    append_transactional(&log, transactional(&[("t", Some("aborted"))], 5, 0), 5);
+    marker(&log, 5, false);
+    append_transactional(&log, transactional(&[("u", Some("committed"))], 6, 0), 6);
+    marker(&log, 6, true);
     for round in 0..300 {
         append(&log, native(&[("filler", Some("x"))], START_MS + round));
     }
