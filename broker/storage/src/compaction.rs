@@ -40,7 +40,9 @@
 //! 4. Swap, per group (`FORMAT.md`, "Compaction", lists every crash case): write
 //!    `<base>.log.cleaned` and `fdatasync` it; rename it to `<base>.log.swap` and sync the
 //!    directory (the commit point: from here recovery completes the swap); remove the group's
-//!    index files and every other `.log` of the group, sync the directory; rename the swap
+//!    index files (offset, time, aborted transactions: every record of a transaction aborted
+//!    by a marker in these segments is gone) and every other `.log` of the group, sync the
+//!    directory; rename the swap
 //!    file over `<base>.log`, sync the directory; write and sync the new index files. Recovery
 //!    at open ([`finish_interrupted_swaps`]) deletes `.cleaned` files and completes `.swap`
 //!    ones.
@@ -48,8 +50,7 @@
 //!
 //! The producer state is not changed by compaction: offsets do not move, and every producer's
 //! last batch stays (possibly empty). What is not done yet: control batches are never removed
-//! (Kafka removes one once its transaction's records are gone and `delete_retention_ms` passed),
-//! and transaction index files of replaced segments are not merged (transactions land them).
+//! (Kafka removes one once its transaction's records are gone and `delete_retention_ms` passed).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -74,6 +75,7 @@ use super::segment::{
     Segment, SegmentFileKind, SegmentFiles, SegmentPaths, SegmentReader, SegmentTail,
     SEGMENT_NAME_DIGITS,
 };
+use super::txn_index::txn_index_path;
 
 /// Default of [`CompactionBudget::key_map_entries_max`]: 1 Mi keys, about 48 MiB of map.
 pub const KEY_MAP_ENTRIES_MAX_DEFAULT: usize = 1 << 20;
@@ -880,6 +882,7 @@ async fn swap_in<F: FileSystem>(
         }
         remove_file(fs, &segment.paths.offset_index).await?;
         remove_file(fs, &segment.paths.time_index).await?;
+        remove_file(fs, &txn_index_path(directory, segment.base_offset)).await?;
     }
     sync_directory().await?;
     let log_path = &group[0].paths.log;
@@ -1058,7 +1061,9 @@ impl<F: FileSystem> PartitionLog<F> {
                 &mut outcome,
             )
             .await?;
-            if !rewritten.changed {
+            // A group of one segment that kept everything is left as it is; several segments
+            // are merged even so (fewer, fuller segments).
+            if !rewritten.changed && group.len() == 1 {
                 remove_file(fs, &rewritten.cleaned_path).await?;
                 continue;
             }
@@ -1168,6 +1173,7 @@ pub async fn finish_interrupted_swaps<F: FileSystem>(
                 }
                 remove_file(fs, &paths.offset_index).await?;
                 remove_file(fs, &paths.time_index).await?;
+                remove_file(fs, &txn_index_path(directory, other)).await?;
             }
         }
         sync_directory().await?;

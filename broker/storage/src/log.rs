@@ -2437,6 +2437,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 .expect("compaction replaces closed segments it holds the maintenance turn for");
             next_offset = Some(old.tail.next_offset);
             state.time_indexes_checked.remove(base_offset);
+            state.txn_index_cache.remove(*base_offset);
         }
         assert_eq!(Some(segment.tail.next_offset), next_offset, "same offsets");
         state.time_indexes_checked.insert(segment.base_offset);

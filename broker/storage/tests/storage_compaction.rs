@@ -452,41 +452,66 @@ fn records_of_aborted_transactions_are_removed_and_markers_kept() {
 /// with their last values, and the log end where it was.
 #[test]
 fn a_crash_at_every_step_of_a_pass_leaves_old_or_new_segments() {
+    // Each step is crashed on three disks: a power loss keeps a random half of the directory
+    // changes not yet synced, so one try may keep exactly the ones that hide a wrong order.
+    const TRIES_PER_STEP: u64 = 12;
     let mut operations = 0u64;
     loop {
-        let setup = Setup::new(10 + operations);
-        let log = Rc::new(setup.open(compacted_config()));
-        let before = fill(&log, 20, 6);
-        let end = log.next_offset();
-        setup.disk.stop_after_operations(operations);
-        let log_clone = log.clone();
-        let result = block(async move { log_clone.compact(&forced()).await });
-        drop(log);
-        setup.disk.crash();
-        let log = Rc::new(setup.open(compacted_config()));
-        assert_eq!(log.next_offset(), end, "after {operations} operations");
-        assert_eq!(
-            latest(&records(&log)),
-            latest(&before),
-            "after {operations} operations"
-        );
-        let names = setup
-            .disk
-            .file_paths()
-            .into_iter()
-            .filter(|path| path.starts_with(directory()))
-            .map(|path| path.display().to_string())
-            .collect::<Vec<_>>();
-        assert!(
-            !names
-                .iter()
-                .any(|name| name.ends_with(".swap") || name.ends_with(".cleaned")),
-            "{names:?}"
-        );
-        if result.is_ok() {
+        let mut finished = None;
+        for attempt in 0..TRIES_PER_STEP {
+            finished = crash_pass_after(operations, 10 + operations * TRIES_PER_STEP + attempt);
+        }
+        if let Some(outcome) = finished {
             assert!(operations > 10, "the pass did some I/O");
+            assert!(
+                outcome.segments_replaced > outcome.segments_written,
+                "the pass merged segments: {outcome:?}"
+            );
             break;
         }
         operations += 1;
     }
+}
+
+/// Runs a pass that stops after `operations` disk operations, then a power loss and a reopen,
+/// and checks the log; the pass's outcome if it finished first.
+fn crash_pass_after(operations: u64, seed: u64) -> Option<spate_storage::CompactionOutcome> {
+    let setup = Setup::new(seed);
+    let log = Rc::new(setup.open(compacted_config()));
+    // A first pass shrinks the segments, so that the second one (crashed) merges them.
+    fill(&log, 20, 6);
+    let first = compact(&log, forced());
+    assert_eq!(first.segments_replaced, first.segments_written);
+    let before = fill(&log, 20, 6);
+    let end = log.next_offset();
+    setup.disk.stop_after_operations(operations);
+    let log_clone = log.clone();
+    let result = block(async move { log_clone.compact(&forced()).await });
+    drop(log);
+    setup.disk.crash();
+    let context = format!("after {operations} operations, seed {seed}");
+    let disk = setup.disk.clone();
+    let clock: Rc<dyn spate_storage::Clock> = setup.clock.clone();
+    let log =
+        block(
+            async move { PartitionLog::open(disk, directory(), compacted_config(), clock).await },
+        )
+        .unwrap_or_else(|error| panic!("open {context}: {error}"));
+    let log = Rc::new(log);
+    assert_eq!(log.next_offset(), end, "{context}");
+    assert_eq!(latest(&records(&log)), latest(&before), "{context}");
+    let names = setup
+        .disk
+        .file_paths()
+        .into_iter()
+        .filter(|path| path.starts_with(directory()))
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        !names
+            .iter()
+            .any(|name| name.ends_with(".swap") || name.ends_with(".cleaned")),
+        "{context}: {names:?}"
+    );
+    result.ok()
 }
