@@ -3,8 +3,13 @@
 //! transactional produce requests are refused before anything is appended, and what
 //! read_committed readers (Fetch, ListOffsets) are answered.
 //!
-//! The shard-level rules (the last stable offset, aborted lists, verification guards, markers)
-//! are tested in `broker/cluster/tests/shard_transactions.rs` on the in-memory disk.
+//! Whole transactions run against the broker's own transaction coordinator (InitProducerId,
+//! AddPartitionsToTxn, EndTxn): read_committed readers see committed records only, an open
+//! transaction holds the last stable offset (Fetch and ListOffsets), an abort is listed, a
+//! produce to a partition the transaction never added is refused, and so is a late batch after
+//! the abort (the hanging transaction KIP-890 prevents). The shard-level rules (the last stable
+//! offset, aborted lists, verification guards, markers) are tested in
+//! `broker/cluster/tests/shard_transactions.rs` on the in-memory disk.
 
 use bytes::{Bytes, BytesMut};
 use spate_kafka_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -16,9 +21,12 @@ use spate_kafka_protocol::kafka_protocol::messages::list_offsets_request::{
 use spate_kafka_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
+use spate_kafka_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use spate_kafka_protocol::kafka_protocol::messages::fetch_response::AbortedTransaction;
 use spate_kafka_protocol::kafka_protocol::messages::{
-    CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest, ProduceRequest,
-    ProduceResponse, TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, CreateTopicsRequest, EndTxnRequest, FetchRequest, FetchResponse,
+    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName, TransactionalId,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::records::{
@@ -153,6 +161,17 @@ fn fetch(
     partition: i32,
     isolation_level: i8,
 ) -> PartitionData {
+    fetch_from(client, version, topic, partition, 0, isolation_level)
+}
+
+fn fetch_from(
+    client: &mut KafkaTestClient,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    isolation_level: i8,
+) -> PartitionData {
     let request = FetchRequest::default()
         .with_max_wait_ms(0)
         .with_min_bytes(0)
@@ -162,7 +181,7 @@ fn fetch(
             .with_topic(name(topic))
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(partition)
-                .with_fetch_offset(0)
+                .with_fetch_offset(offset)
                 .with_partition_max_bytes(10 << 20)])]);
     let response: FetchResponse = client.call(version, &request);
     assert_eq!(response.error_code, 0, "{response:?}");
@@ -293,4 +312,174 @@ fn read_committed_without_open_transactions_reads_to_the_high_watermark() {
         assert_eq!(latest(&mut client, version, "settled", READ_COMMITTED), 3);
         assert_eq!(latest(&mut client, version, "settled", READ_UNCOMMITTED), 3);
     }
+}
+
+/// A transactional producer as the broker's coordinator knows it.
+struct TransactionalProducer {
+    transactional_id: &'static str,
+    id: i64,
+    epoch: i16,
+    /// The next sequence, per partition of topic "ledger" (only partition 0 is written).
+    sequence: i32,
+}
+
+impl TransactionalProducer {
+    fn init(client: &mut KafkaTestClient, transactional_id: &'static str) -> Self {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(text(transactional_id))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let response = client.call(4, &request);
+        assert_eq!(response.error_code, 0, "InitProducerId: {response:?}");
+        TransactionalProducer {
+            transactional_id,
+            id: response.producer_id.0,
+            epoch: response.producer_epoch,
+            sequence: 0,
+        }
+    }
+
+    /// AddPartitionsToTxn v3 (the non-batched form librdkafka sends) of `topic`'s `partition`.
+    fn add(&self, client: &mut KafkaTestClient, topic: &str, partition: i32) {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(text(self.transactional_id)))
+            .with_v3_and_below_producer_id(ProducerId(self.id))
+            .with_v3_and_below_producer_epoch(self.epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![partition])]);
+        let response = client.call(3, &request);
+        let code = response.results_by_topic_v3_and_below[0].results_by_partition[0]
+            .partition_error_code;
+        assert_eq!(code, 0, "AddPartitionsToTxn: {response:?}");
+    }
+
+    fn end(&self, client: &mut KafkaTestClient, commit: bool) {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(text(self.transactional_id)))
+            .with_producer_id(ProducerId(self.id))
+            .with_producer_epoch(self.epoch)
+            .with_committed(commit);
+        let response = client.call(3, &request);
+        assert_eq!(response.error_code, 0, "EndTxn: {response:?}");
+    }
+
+    /// Produces a transactional batch of `count` records to `topic`/`partition` at `version`;
+    /// the sequence moves on only when it was appended.
+    fn produce(
+        &mut self,
+        client: &mut KafkaTestClient,
+        version: i16,
+        topic: &str,
+        partition: i32,
+        count: usize,
+    ) -> (i16, Option<String>, i64) {
+        let batch = transactional_batch(self.id, self.epoch, self.sequence, count, topic);
+        let request = produce_request(
+            topic,
+            Some(self.transactional_id),
+            vec![(partition, batch)],
+        );
+        let response = client.call(version, &request);
+        let answer = &response.responses[0].partition_responses[0];
+        if answer.error_code == 0 {
+            self.sequence += count as i32;
+        }
+        (
+            answer.error_code,
+            answer.error_message.as_ref().map(|message| message.to_string()),
+            answer.base_offset,
+        )
+    }
+}
+
+/// The offsets of the data records (control records left out) in a fetch answer.
+fn data_offsets(partition: &PartitionData) -> Vec<i64> {
+    kafka_records(&partition.records.clone().unwrap_or_default())
+        .into_iter()
+        .filter(|record| !record.control)
+        .map(|record| record.offset)
+        .collect()
+}
+
+#[test]
+fn read_committed_readers_see_committed_transactions_and_skip_aborted_ones() {
+    let broker = broker();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    create_topic(&mut client, "ledger", 1);
+    create_topic(&mut client, "elsewhere", 1);
+    let mut producer = TransactionalProducer::init(&mut client, "ledger-app");
+
+    let plain = produce_request(
+        "ledger",
+        None,
+        vec![(0, kafka_batch(&records(2, "plain"), Compression::None, None))],
+    );
+    assert_eq!(produce_codes(&client.call(9, &plain)), vec![(0, 0)]);
+
+    // A transaction opens at offset 2 and holds the last stable offset there.
+    producer.add(&mut client, "ledger", 0);
+    assert_eq!(producer.produce(&mut client, 11, "ledger", 0, 3), (0, None, 2));
+    let committed = fetch(&mut client, 12, "ledger", 0, READ_COMMITTED);
+    assert_eq!(committed.high_watermark, 5);
+    assert_eq!(committed.last_stable_offset, 2);
+    assert_eq!(data_offsets(&committed), vec![0, 1], "nothing of the open transaction");
+    let at_the_boundary = fetch_from(&mut client, 12, "ledger", 0, 2, READ_COMMITTED);
+    assert_eq!(data_offsets(&at_the_boundary), Vec::<i64>::new());
+    let uncommitted = fetch(&mut client, 12, "ledger", 0, READ_UNCOMMITTED);
+    assert_eq!(data_offsets(&uncommitted), vec![0, 1, 2, 3, 4]);
+    assert_eq!(uncommitted.last_stable_offset, 2);
+    assert_eq!(latest(&mut client, 5, "ledger", READ_COMMITTED), 2);
+    assert_eq!(latest(&mut client, 5, "ledger", READ_UNCOMMITTED), 5);
+
+    // A partition the transaction never added is refused, as Kafka 4.1 answers each version.
+    assert_eq!(
+        producer.produce(&mut client, 11, "elsewhere", 0, 1),
+        (ResponseError::TransactionAbortable.code(), None, -1)
+    );
+    assert_eq!(
+        producer.produce(&mut client, 10, "elsewhere", 0, 1),
+        (
+            ResponseError::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction".to_string()),
+            -1
+        )
+    );
+    assert_eq!(fetch(&mut client, 12, "elsewhere", 0, READ_UNCOMMITTED).high_watermark, 0);
+
+    // The commit marker (offset 5) releases the transaction.
+    producer.end(&mut client, true);
+    let committed = fetch(&mut client, 12, "ledger", 0, READ_COMMITTED);
+    assert_eq!(committed.high_watermark, 6);
+    assert_eq!(committed.last_stable_offset, 6);
+    assert_eq!(data_offsets(&committed), vec![0, 1, 2, 3, 4]);
+    assert_eq!(committed.aborted_transactions, Some(Vec::new()));
+    assert_eq!(latest(&mut client, 5, "ledger", READ_COMMITTED), 6);
+
+    // A second transaction (offsets 6 and 7) is aborted (marker at 8): read_committed readers
+    // are told to drop it.
+    producer.add(&mut client, "ledger", 0);
+    assert_eq!(producer.produce(&mut client, 11, "ledger", 0, 2), (0, None, 6));
+    producer.end(&mut client, false);
+    let aborted = fetch(&mut client, 12, "ledger", 0, READ_COMMITTED);
+    assert_eq!(aborted.high_watermark, 9);
+    assert_eq!(aborted.last_stable_offset, 9);
+    assert_eq!(
+        aborted.aborted_transactions,
+        Some(vec![AbortedTransaction::default()
+            .with_producer_id(ProducerId(producer.id))
+            .with_first_offset(6)])
+    );
+    let past_the_abort = fetch_from(&mut client, 12, "ledger", 0, 9, READ_COMMITTED);
+    assert_eq!(past_the_abort.aborted_transactions, Some(Vec::new()));
+
+    // A late batch of the aborted transaction (its partition was not added again) must not
+    // open a transaction nobody would end: refused, and the last stable offset stays.
+    assert_eq!(
+        producer.produce(&mut client, 11, "ledger", 0, 1),
+        (ResponseError::TransactionAbortable.code(), None, -1)
+    );
+    let after = fetch(&mut client, 12, "ledger", 0, READ_COMMITTED);
+    assert_eq!((after.high_watermark, after.last_stable_offset), (9, 9));
 }

@@ -35,6 +35,7 @@ use crate::shard::messages::{
     ProduceOutcome, ProducePartition, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
 };
 use crate::shard::router::scatter_on;
+use crate::txn::{self, TxnError};
 use crate::shard::Shard;
 
 /// Finds the owner of `(topic, partition)` in `snapshot`.
@@ -389,7 +390,8 @@ async fn produce_verified(
 }
 
 /// The transaction coordinator's answer, for each of `keys`, to whether the partition is in
-/// the producer's transaction at this epoch (`Ok`: it is).
+/// the producer's transaction at this epoch (`Ok`: it is). A partition of a topic deleted
+/// meanwhile is unknown.
 async fn coordinator_verdicts(
     services: &Rc<Services>,
     transactional_id: &str,
@@ -397,15 +399,61 @@ async fn coordinator_verdicts(
     producer_epoch: i16,
     keys: Vec<PartitionKey>,
 ) -> Vec<Result<(), PartitionError>> {
-    let _ = (services, transactional_id, producer_id, producer_epoch);
-    // PLACEHOLDER until txn-coord lands spate_txn::coordinator::verify_partitions.
-    keys.iter()
-        .map(|_| {
-            Err(PartitionError::TransactionVerificationUnavailable(
-                "COORDINATOR_NOT_AVAILABLE".into(),
-            ))
+    let snapshot = services.snapshot();
+    let names: Vec<Option<(String, u32)>> = keys
+        .iter()
+        .map(|key| {
+            let topic = snapshot
+                .topics
+                .values()
+                .find(|topic| topic.id == key.topic_id)?;
+            Some((topic.name.clone(), key.partition))
+        })
+        .collect();
+    let asked: Vec<(String, u32)> = names.iter().flatten().cloned().collect();
+    let mut verdicts = txn::coordinator::verify_partitions(
+        services,
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        asked,
+    )
+    .await
+    .into_iter();
+    names
+        .into_iter()
+        .map(|name| match name {
+            None => Err(PartitionError::UnknownTopicOrPartition),
+            Some(_) => {
+                let (_, verdict) = verdicts.next().expect("a verdict per partition asked");
+                verdict.map_err(verification_refusal)
+            }
         })
         .collect()
+}
+
+/// A coordinator's refusal of a partition's verification, as the produce answers it
+/// (`kafka::produce` turns these into Kafka's codes by version, as `ReplicaManager` does).
+fn verification_refusal(error: TxnError) -> PartitionError {
+    let unavailable = |name: &str| PartitionError::TransactionVerificationUnavailable(name.into());
+    match error {
+        TxnError::TransactionAbortable => PartitionError::TransactionAbortable(error.to_string()),
+        TxnError::ConcurrentTransactions => unavailable("CONCURRENT_TRANSACTIONS"),
+        TxnError::CoordinatorLoadInProgress => unavailable("COORDINATOR_LOAD_IN_PROGRESS"),
+        TxnError::NotCoordinator => unavailable("NOT_COORDINATOR"),
+        TxnError::CoordinatorNotAvailable(_) => unavailable("COORDINATOR_NOT_AVAILABLE"),
+        // Kafka's AddPartitionsToTxnManager answers a fenced producer INVALID_PRODUCER_EPOCH.
+        TxnError::InvalidProducerEpoch | TxnError::ProducerFenced => {
+            PartitionError::ProducerFenced(error.to_string())
+        }
+        TxnError::InvalidProducerIdMapping => {
+            PartitionError::InvalidProducerIdMapping(error.to_string())
+        }
+        TxnError::InvalidTxnState(_) => PartitionError::InvalidTxnState(error.to_string()),
+        TxnError::UnknownTopicOrPartition => PartitionError::UnknownTopicOrPartition,
+        TxnError::ShuttingDown => PartitionError::ShuttingDown,
+        error => PartitionError::InvalidRequest(error.to_string()),
+    }
 }
 
 fn produce_answer(
