@@ -483,3 +483,46 @@ fn read_committed_readers_see_committed_transactions_and_skip_aborted_ones() {
     let after = fetch(&mut client, 12, "ledger", 0, READ_COMMITTED);
     assert_eq!((after.high_watermark, after.last_stable_offset), (9, 9));
 }
+
+#[test]
+fn a_read_committed_long_poll_returns_when_the_transaction_commits() {
+    let broker = broker();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    create_topic(&mut client, "polled", 1);
+    let mut producer = TransactionalProducer::init(&mut client, "polled-app");
+    producer.add(&mut client, "polled", 0);
+    assert_eq!(producer.produce(&mut client, 11, "polled", 0, 2), (0, None, 0));
+
+    let address = broker.kafka_address();
+    let started = std::time::Instant::now();
+    let poll = std::thread::spawn(move || {
+        let mut reader = KafkaTestClient::connect(address);
+        let request = FetchRequest::default()
+            .with_max_wait_ms(20_000)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_isolation_level(READ_COMMITTED)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("polled"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(10 << 20)])]);
+        let response: FetchResponse = reader.call(12, &request);
+        (
+            started.elapsed(),
+            response.responses[0].partitions[0].clone(),
+        )
+    });
+    // Records past the offset exist, none stable: the poll must wait for the commit.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!poll.is_finished(), "the long poll ended without a stable record");
+    producer.end(&mut client, true);
+    let (elapsed, answer) = poll.join().expect("the poll thread");
+    assert!(
+        elapsed < std::time::Duration::from_secs(15),
+        "the commit marker did not wake the poll ({elapsed:?})"
+    );
+    assert_eq!(data_offsets(&answer), vec![0, 1]);
+    assert_eq!(answer.last_stable_offset, 3);
+}
