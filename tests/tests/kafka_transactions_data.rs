@@ -12,8 +12,10 @@
 //! `broker/cluster/tests/shard_transactions.rs` on the in-memory disk.
 
 use bytes::{Bytes, BytesMut};
+use spate_kafka_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use spate_kafka_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use spate_kafka_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use spate_kafka_protocol::kafka_protocol::messages::fetch_response::AbortedTransaction;
 use spate_kafka_protocol::kafka_protocol::messages::fetch_response::PartitionData;
 use spate_kafka_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
@@ -21,8 +23,6 @@ use spate_kafka_protocol::kafka_protocol::messages::list_offsets_request::{
 use spate_kafka_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
-use spate_kafka_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use spate_kafka_protocol::kafka_protocol::messages::fetch_response::AbortedTransaction;
 use spate_kafka_protocol::kafka_protocol::messages::{
     AddPartitionsToTxnRequest, CreateTopicsRequest, EndTxnRequest, FetchRequest, FetchResponse,
     InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse, ProducerId,
@@ -350,8 +350,8 @@ impl TransactionalProducer {
                 .with_name(name(topic))
                 .with_partitions(vec![partition])]);
         let response = client.call(3, &request);
-        let code = response.results_by_topic_v3_and_below[0].results_by_partition[0]
-            .partition_error_code;
+        let code =
+            response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
         assert_eq!(code, 0, "AddPartitionsToTxn: {response:?}");
     }
 
@@ -376,11 +376,7 @@ impl TransactionalProducer {
         count: usize,
     ) -> (i16, Option<String>, i64) {
         let batch = transactional_batch(self.id, self.epoch, self.sequence, count, topic);
-        let request = produce_request(
-            topic,
-            Some(self.transactional_id),
-            vec![(partition, batch)],
-        );
+        let request = produce_request(topic, Some(self.transactional_id), vec![(partition, batch)]);
         let response = client.call(version, &request);
         let answer = &response.responses[0].partition_responses[0];
         if answer.error_code == 0 {
@@ -388,7 +384,10 @@ impl TransactionalProducer {
         }
         (
             answer.error_code,
-            answer.error_message.as_ref().map(|message| message.to_string()),
+            answer
+                .error_message
+                .as_ref()
+                .map(|message| message.to_string()),
             answer.base_offset,
         )
     }
@@ -414,17 +413,27 @@ fn read_committed_readers_see_committed_transactions_and_skip_aborted_ones() {
     let plain = produce_request(
         "ledger",
         None,
-        vec![(0, kafka_batch(&records(2, "plain"), Compression::None, None))],
+        vec![(
+            0,
+            kafka_batch(&records(2, "plain"), Compression::None, None),
+        )],
     );
     assert_eq!(produce_codes(&client.call(9, &plain)), vec![(0, 0)]);
 
     // A transaction opens at offset 2 and holds the last stable offset there.
     producer.add(&mut client, "ledger", 0);
-    assert_eq!(producer.produce(&mut client, 11, "ledger", 0, 3), (0, None, 2));
+    assert_eq!(
+        producer.produce(&mut client, 11, "ledger", 0, 3),
+        (0, None, 2)
+    );
     let committed = fetch(&mut client, 12, "ledger", 0, READ_COMMITTED);
     assert_eq!(committed.high_watermark, 5);
     assert_eq!(committed.last_stable_offset, 2);
-    assert_eq!(data_offsets(&committed), vec![0, 1], "nothing of the open transaction");
+    assert_eq!(
+        data_offsets(&committed),
+        vec![0, 1],
+        "nothing of the open transaction"
+    );
     let at_the_boundary = fetch_from(&mut client, 12, "ledger", 0, 2, READ_COMMITTED);
     assert_eq!(data_offsets(&at_the_boundary), Vec::<i64>::new());
     let uncommitted = fetch(&mut client, 12, "ledger", 0, READ_UNCOMMITTED);
@@ -446,7 +455,10 @@ fn read_committed_readers_see_committed_transactions_and_skip_aborted_ones() {
             -1
         )
     );
-    assert_eq!(fetch(&mut client, 12, "elsewhere", 0, READ_UNCOMMITTED).high_watermark, 0);
+    assert_eq!(
+        fetch(&mut client, 12, "elsewhere", 0, READ_UNCOMMITTED).high_watermark,
+        0
+    );
 
     // The commit marker (offset 5) releases the transaction.
     producer.end(&mut client, true);
@@ -460,7 +472,10 @@ fn read_committed_readers_see_committed_transactions_and_skip_aborted_ones() {
     // A second transaction (offsets 6 and 7) is aborted (marker at 8): read_committed readers
     // are told to drop it.
     producer.add(&mut client, "ledger", 0);
-    assert_eq!(producer.produce(&mut client, 11, "ledger", 0, 2), (0, None, 6));
+    assert_eq!(
+        producer.produce(&mut client, 11, "ledger", 0, 2),
+        (0, None, 6)
+    );
     producer.end(&mut client, false);
     let aborted = fetch(&mut client, 12, "ledger", 0, READ_COMMITTED);
     assert_eq!(aborted.high_watermark, 9);
@@ -491,7 +506,10 @@ fn a_read_committed_long_poll_returns_when_the_transaction_commits() {
     create_topic(&mut client, "polled", 1);
     let mut producer = TransactionalProducer::init(&mut client, "polled-app");
     producer.add(&mut client, "polled", 0);
-    assert_eq!(producer.produce(&mut client, 11, "polled", 0, 2), (0, None, 0));
+    assert_eq!(
+        producer.produce(&mut client, 11, "polled", 0, 2),
+        (0, None, 0)
+    );
 
     let address = broker.kafka_address();
     let started = std::time::Instant::now();
@@ -516,7 +534,10 @@ fn a_read_committed_long_poll_returns_when_the_transaction_commits() {
     });
     // Records past the offset exist, none stable: the poll must wait for the commit.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(!poll.is_finished(), "the long poll ended without a stable record");
+    assert!(
+        !poll.is_finished(),
+        "the long poll ended without a stable record"
+    );
     producer.end(&mut client, true);
     let (elapsed, answer) = poll.join().expect("the poll thread");
     assert!(

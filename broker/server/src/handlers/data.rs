@@ -35,8 +35,8 @@ use crate::shard::messages::{
     ProduceOutcome, ProducePartition, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
 };
 use crate::shard::router::scatter_on;
-use crate::txn::{self, TxnError};
 use crate::shard::Shard;
+use crate::txn::{self, TxnError};
 
 /// Finds the owner of `(topic, partition)` in `snapshot`.
 fn resolve(
@@ -318,12 +318,21 @@ async fn produce_verified(
 ) -> Vec<Result<ProduceOutcome, PartitionError>> {
     let shard = services.shard.clone();
     let mut refusals: Vec<Option<PartitionError>> = partitions.iter().map(|_| None).collect();
-    // (index in `partitions`, guard, producer) of the partitions the coordinator must confirm.
+    // (index in `partitions`, guard) of the partitions the coordinator must confirm.
     let mut unverified = Vec::new();
+    // One coordinator question per request: the Kafka layer refuses requests of several
+    // transactional producers as a whole (as Kafka); a native one gets it per partition here.
+    let mut producer = None;
     for (index, partition) in partitions.iter().enumerate() {
         let Some((producer_id, producer_epoch)) = transactional_producer(&partition.batches) else {
             continue;
         };
+        if *producer.get_or_insert((producer_id, producer_epoch)) != (producer_id, producer_epoch) {
+            refusals[index] = Some(PartitionError::InvalidProducerIdMapping(
+                "transactional records of more than one producer in one request".into(),
+            ));
+            continue;
+        }
         let guard = shard
             .txn_verification(
                 partition.key,
@@ -333,15 +342,15 @@ async fn produce_verified(
             )
             .await;
         match guard {
-            Ok(Some(guard)) => unverified.push((index, guard, (producer_id, producer_epoch))),
+            Ok(Some(guard)) => unverified.push((index, guard)),
             Ok(None) => {}
             Err(error) => refusals[index] = Some(error),
         }
     }
-    if let Some(&(_, _, (producer_id, producer_epoch))) = unverified.first() {
+    if let (Some((producer_id, producer_epoch)), false) = (producer, unverified.is_empty()) {
         let keys = unverified
             .iter()
-            .map(|(index, _, _)| partitions[*index].key)
+            .map(|(index, _)| partitions[*index].key)
             .collect();
         let verdicts = match &transactional_id {
             Some(transactional_id) => {
@@ -363,7 +372,7 @@ async fn produce_verified(
                 })
                 .collect(),
         };
-        for ((index, guard, _), verdict) in unverified.into_iter().zip(verdicts) {
+        for ((index, guard), verdict) in unverified.into_iter().zip(verdicts) {
             match verdict {
                 Ok(()) => partitions[index].verification = Some(guard),
                 Err(error) => refusals[index] = Some(error),
