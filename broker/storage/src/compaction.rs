@@ -31,7 +31,10 @@
 //!    measured on the batch timestamp). Kept records keep their offset, timestamp, key, value,
 //!    headers and order; a batch keeps its base offset and offset range, producer fields and
 //!    attributes (`spate_protocol::batch::retain`; Kafka batches recompressed with their codec).
-//!    Control batches are kept whole. A batch left empty is kept as a header-only batch when it
+//!    A transaction marker (control batch) is kept while a record or emptied batch of its
+//!    transaction is (the rewrite goes in offset order and notes, per producer, whether it
+//!    kept any since the producer's last marker); once none is, it goes like a tombstone. A
+//!    batch left empty is kept as a header-only batch when it
 //!    holds its producer's last batch (so the producer's next sequence still follows it after a
 //!    restart); otherwise consecutive emptied batches become one header-only batch of no
 //!    producer spanning their offsets, so offsets stay contiguous in every segment (what
@@ -49,8 +52,7 @@
 //! 5. The clean offset becomes the map end (checkpoint written durably).
 //!
 //! The producer state is not changed by compaction: offsets do not move, and every producer's
-//! last batch stays (possibly empty). What is not done yet: control batches are never removed
-//! (Kafka removes one once its transaction's records are gone and `delete_retention_ms` passed).
+//! last batch stays (possibly empty).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -687,10 +689,48 @@ struct Rules<'a> {
     delete_retention_ms: i64,
     /// The earliest time a tombstone kept by this pass may go (see [`CompactionState`]).
     tombstone_sweep_ms: std::cell::Cell<Option<i64>>,
+    /// Per producer: whether the rewrite kept anything (a record, or an emptied batch) of its
+    /// transaction since its last marker. Batches are decided in offset order, so at a marker
+    /// this says whether the transaction it closes still has data in the log.
+    transaction_kept: std::cell::RefCell<HashMap<i64, bool>>,
     producer_last_batches: &'a HashMap<i64, u64>,
 }
 
 impl Rules<'_> {
+    /// Kafka's rule for a transaction marker: it stays while any record (or emptied batch) of
+    /// its transaction does; once none does, it is removed like a tombstone: when it was already
+    /// in the clean part and its batch is older than `delete_retention_ms`.
+    fn decide_marker(&self, header: &BatchHeader) -> Decision {
+        let kept = self
+            .transaction_kept
+            .borrow_mut()
+            .remove(&header.producer_id)
+            .unwrap_or(false);
+        if kept {
+            return Decision::Keep(None);
+        }
+        if header.base_offset < self.clean_offset
+            && header.max_timestamp <= self.tombstone_horizon_ms
+        {
+            return Decision::Remove;
+        }
+        self.note_tombstone(header);
+        Decision::Keep(None)
+    }
+
+    /// Remembers when a tombstone (or marker) kept by this pass may go.
+    fn note_tombstone(&self, header: &BatchHeader) {
+        let sweep_ms = header
+            .max_timestamp
+            .saturating_add(self.delete_retention_ms)
+            .saturating_add(1);
+        let earliest = self
+            .tombstone_sweep_ms
+            .get()
+            .map_or(sweep_ms, |ms| ms.min(sweep_ms));
+        self.tombstone_sweep_ms.set(Some(earliest));
+    }
+
     fn keep(&self, header: &BatchHeader, record: &spate_protocol::batch::RecordView<'_>) -> bool {
         let Some(key) = record.key() else {
             return false;
@@ -710,15 +750,7 @@ impl Rules<'_> {
         {
             return false;
         }
-        let sweep_ms = header
-            .max_timestamp
-            .saturating_add(self.delete_retention_ms)
-            .saturating_add(1);
-        let earliest = self
-            .tombstone_sweep_ms
-            .get()
-            .map_or(sweep_ms, |ms| ms.min(sweep_ms));
-        self.tombstone_sweep_ms.set(Some(earliest));
+        self.note_tombstone(header);
         true
     }
 }
@@ -823,8 +855,22 @@ fn decide(
     path: &Path,
 ) -> Result<Decision, StorageError> {
     if header.attributes & attributes::CONTROL != 0 {
-        return Ok(Decision::Keep(None));
+        return Ok(rules.decide_marker(header));
     }
+    let decision = decide_records(header, bytes, rules, path);
+    if header.attributes & attributes::TRANSACTIONAL != 0
+        && header.producer_id >= 0
+        && matches!(decision, Decision::Keep(_))
+    {
+        rules
+            .transaction_kept
+            .borrow_mut()
+            .insert(header.producer_id, true);
+    }
+    Ok(decision)
+}
+
+fn decide_records(header: &BatchHeader, bytes: &Bytes, rules: &Rules<'_>, path: &Path) -> Decision {
     let retained = if rules.map.transactions.is_aborted(header) {
         Retained::Nothing
     } else {
@@ -833,11 +879,11 @@ fn decide(
             Err(error) => {
                 tracing::warn!(%error, path = %path.display(), base_offset = header.base_offset,
                     "compaction keeps a batch whose records do not parse as it is");
-                return Ok(Decision::Keep(None));
+                return Decision::Keep(None);
             }
         }
     };
-    Ok(match retained {
+    match retained {
         Retained::Unchanged => Decision::Keep(None),
         Retained::Rewritten(batch) => Decision::Keep(Some(batch)),
         Retained::Nothing
@@ -854,7 +900,7 @@ fn decide(
             )))
         }
         Retained::Nothing => Decision::Remove,
-    })
+    }
 }
 
 /// Step 4 up to the commit point and beyond: see the module doc. Leaves the new segment under
@@ -1044,6 +1090,7 @@ impl<F: FileSystem> PartitionLog<F> {
             tombstone_horizon_ms: now_ms.saturating_sub(delete_retention_ms),
             delete_retention_ms,
             tombstone_sweep_ms: std::cell::Cell::new(None),
+            transaction_kept: std::cell::RefCell::new(HashMap::new()),
             producer_last_batches: &input.producer_last_batches,
         };
         for group in groups(

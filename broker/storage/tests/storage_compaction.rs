@@ -515,3 +515,60 @@ fn crash_pass_after(operations: u64, seed: u64) -> Option<spate_storage::Compact
     );
     result.ok()
 }
+
+#[test]
+fn markers_stay_while_their_transaction_has_records_and_go_like_tombstones_after() {
+    let setup = Setup::new(11);
+    let log = Rc::new(setup.open(compacted_config()));
+    append_transactional(&log, transactional(&[("t", Some("aborted"))], 5, 0), 5);
+    marker(&log, 5, false);
+    // Producer 5 goes on, so its aborted batch is not its last (which would stay, emptied,
+    // and keep its marker with it).
+    append_transactional(&log, transactional(&[("t2", Some("committed"))], 5, 1), 5);
+    marker(&log, 5, true);
+    append_transactional(&log, transactional(&[("u", Some("committed"))], 6, 0), 6);
+    marker(&log, 6, true);
+    for round in 0..300 {
+        append(&log, native(&[("filler", Some("x"))], START_MS + round));
+    }
+    let markers = |log: &Rc<PartitionLog<MemoryFileSystem>>| {
+        records(log)
+            .iter()
+            .filter(|record| record.key.as_deref().is_some_and(|key| key.len() == 4))
+            .map(|record| record.offset)
+            .collect::<Vec<_>>()
+    };
+    compact(&log, forced());
+    compact(&log, forced());
+    let all = markers(&log);
+    assert_eq!(
+        all.len(),
+        3,
+        "before delete.retention.ms every marker stays"
+    );
+    setup.clock.set_now_ms(START_MS + 60_000 + 1_000);
+    compact(&log, forced());
+    assert_eq!(
+        markers(&log),
+        all[1..].to_vec(),
+        "the abort marker's data is gone, so it goes; the commits' records stay, so do they"
+    );
+    // Producer 6 commits a newer "u": the first transaction's record goes, then its marker.
+    append_transactional(&log, transactional(&[("u", Some("newer"))], 6, 1), 6);
+    marker(&log, 6, true);
+    for round in 0..300 {
+        append(
+            &log,
+            native(&[("filler", Some("y"))], START_MS + 61_000 + round),
+        );
+    }
+    compact(&log, forced());
+    setup.clock.set_now_ms(START_MS + 200_000);
+    compact(&log, forced());
+    let left = markers(&log);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[0], all[1], "producer 5's commit stays with its record");
+    assert!(records(&log)
+        .iter()
+        .any(|record| record.value.as_deref() == Some(b"newer".as_slice())));
+}
