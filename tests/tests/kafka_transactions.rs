@@ -2,22 +2,26 @@
 //! InitProducerId with one, AddPartitionsToTxn old and batched, AddOffsetsToTxn, EndTxn,
 //! DescribeTransactions, ListTransactions) against the real broker, spoken on the wire with the
 //! `kafka-protocol` crate's encoders (`KafkaTestClient`) at old and new versions: identities and
-//! epochs, fencing with each version's error code, state that survives a `kill -9`, and the
-//! timer that aborts a transaction past its timeout and fences its producer.
+//! epochs, fencing with each version's error code, commit and abort markers in every partition
+//! of a transaction, state that survives a `kill -9` (and an open transaction a new producer
+//! aborts after it), and the timer that aborts a transaction past its timeout and fences its
+//! producer. Transactional data end to end is `kafka_transactions_data.rs`.
 
 use std::time::{Duration, Instant};
 
 use spate_kafka_protocol::kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
+use spate_kafka_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use spate_kafka_protocol::kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest,
-    FindCoordinatorRequest, GroupId, InitProducerIdRequest, InitProducerIdResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, FetchRequest,
+    FetchResponse, FindCoordinatorRequest, GroupId, InitProducerIdRequest, InitProducerIdResponse,
     ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_tests::kafka_client::kafka_records;
 use spate_tests::{Broker, BrokerOptions, KafkaTestClient, TestClient};
 
 const TIMEOUT_MS: i32 = 60_000;
@@ -537,19 +541,20 @@ fn transaction_state_survives_a_kill_and_the_next_producer_gets_the_next_epoch()
         vec![code(ResponseError::ProducerFenced)]
     );
     // A new producer of the id: the same producer id, a later epoch.
-    let next = init(&mut client, 4, "durable-tx", TIMEOUT_MS, None);
-    assert!(
-        next.error_code == 0 || next.error_code == code(ResponseError::ConcurrentTransactions),
-        "{next:?}"
-    );
+    // A new producer of the id fences the open transaction: it is aborted at a bumped epoch
+    // (its marker written to the partition the restarted broker holds), and the new producer
+    // gets the epoch after that.
+    let next = init_ok(&mut client, "durable-tx");
+    assert_eq!(next, (identity.0, identity.1 + 2));
+    assert_eq!(state_of(&mut client, "durable-tx"), "Empty");
+    let (records, high_watermark) = read_all(&mut client, "durable", 1);
+    assert_eq!(high_watermark, 1);
+    assert!(records[0].1);
     assert_eq!(
-        next.producer_id.0,
-        if next.error_code == 0 { identity.0 } else { -1 }
+        marker_type(&records[0].2),
+        0,
+        "the fenced transaction was aborted"
     );
-    let described = describe(&mut client, "durable-tx");
-    let state = &described.transaction_states[0];
-    assert_eq!(state.producer_id.0, identity.0);
-    assert!(state.producer_epoch > identity.1, "{state:?}");
     // The old producer is fenced.
     assert_eq!(
         add_partitions(&mut client, 3, "durable-tx", identity, &[("durable", 0)]),
@@ -591,6 +596,17 @@ fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
         identity.1 + 1,
         "the abort bumps the epoch"
     );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_of(&mut client, "slow-tx") != "CompleteAbort" {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out abort never completed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (records, _) = read_all(&mut client, "slow", 0);
+    assert_eq!(records.len(), 1);
+    assert_eq!(marker_type(&records[0].2), 0, "an abort marker");
     assert_eq!(
         end(&mut client, 3, "slow-tx", identity, true),
         code(ResponseError::ProducerFenced)
@@ -598,5 +614,105 @@ fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     assert_eq!(
         add_partitions(&mut client, 3, "slow-tx", identity, &[("slow", 0)]),
         vec![code(ResponseError::ProducerFenced)]
+    );
+}
+
+/// Every record of a partition from offset 0 (read_uncommitted): (offset, control, key), and
+/// the high watermark.
+fn read_all(
+    client: &mut KafkaTestClient,
+    topic: &str,
+    partition: i32,
+) -> (Vec<(i64, bool, Option<bytes::Bytes>)>, i64) {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(text(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(11, &request);
+    let answer = &response.responses[0].partitions[0];
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    let records = answer.records.clone().unwrap_or_default();
+    let records = kafka_records(&records)
+        .into_iter()
+        .map(|record| (record.offset, record.control, record.key))
+        .collect();
+    (records, answer.high_watermark)
+}
+
+/// A control record's type: Kafka's key is a version (0) and the type (0 abort, 1 commit).
+fn marker_type(key: &Option<bytes::Bytes>) -> i16 {
+    let key = key.as_ref().expect("a control record has a key");
+    assert_eq!(&key[..2], &[0, 0], "control key version 0");
+    i16::from_be_bytes([key[2], key[3]])
+}
+
+fn state_of(client: &mut KafkaTestClient, id: &str) -> String {
+    describe(client, id).transaction_states[0]
+        .transaction_state
+        .as_str()
+        .to_string()
+}
+
+#[test]
+fn commit_and_abort_write_a_marker_to_every_partition_then_complete() {
+    let broker = broker_with(&[]);
+    TestClient::connect(broker.address()).create_topic("settled", 2, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let identity = init_ok(&mut client, "settled-tx");
+    assert_eq!(
+        add_partitions(
+            &mut client,
+            1,
+            "settled-tx",
+            identity,
+            &[("settled", 0), ("settled", 1)]
+        ),
+        vec![0, 0]
+    );
+    assert_eq!(end(&mut client, 1, "settled-tx", identity, true), 0);
+    // EndTxn answers once the markers are written and the transaction is complete.
+    assert_eq!(state_of(&mut client, "settled-tx"), "CompleteCommit");
+    assert!(describe(&mut client, "settled-tx").transaction_states[0]
+        .topics
+        .is_empty());
+    for partition in [0, 1] {
+        let (records, high_watermark) = read_all(&mut client, "settled", partition);
+        assert_eq!(high_watermark, 1, "one marker in partition {partition}");
+        assert_eq!(records.len(), 1);
+        assert!(records[0].1, "the marker is a control record");
+        assert_eq!(marker_type(&records[0].2), 1, "a commit marker");
+    }
+    // A retried commit succeeds without writing; an abort now is wrong.
+    assert_eq!(end(&mut client, 3, "settled-tx", identity, true), 0);
+    assert_eq!(
+        end(&mut client, 3, "settled-tx", identity, false),
+        code(ResponseError::InvalidTxnState)
+    );
+    // The next transaction, aborted, touches only partition 0.
+    assert_eq!(
+        add_partitions(&mut client, 3, "settled-tx", identity, &[("settled", 0)]),
+        vec![0]
+    );
+    assert_eq!(end(&mut client, 3, "settled-tx", identity, false), 0);
+    assert_eq!(state_of(&mut client, "settled-tx"), "CompleteAbort");
+    let (records, high_watermark) = read_all(&mut client, "settled", 0);
+    assert_eq!(high_watermark, 2);
+    assert_eq!(marker_type(&records[1].2), 0, "an abort marker");
+    assert_eq!(
+        read_all(&mut client, "settled", 1).1,
+        1,
+        "partition 1 was not in it"
+    );
+    assert_eq!(
+        end(&mut client, 3, "settled-tx", identity, false),
+        0,
+        "a retried abort"
     );
 }
