@@ -1,7 +1,8 @@
 //! Seeded simulation of log compaction with power losses at every step of a pass.
 //!
 //! Each case appends keyed records (overwrites and tombstones, native and Kafka batches, Kafka
-//! ones compressed with a random codec) to a compacted log on the in-memory disk, moves the
+//! ones compressed with a random codec; a third in transactions of two producers, ended by
+//! commit or abort markers at random) to a compacted log on the in-memory disk, moves the
 //! clock, runs compaction passes (forced or not, with a random key map limit), reads the log as
 //! a consumer would, and restarts. Some passes are cut by a power loss after a random number of
 //! disk operations (`MemoryFileSystem::stop_after_operations`, then `crash`), so over the cases a
@@ -12,8 +13,10 @@
 //! append waits until durable, so the model is exact):
 //! - the log end never moves, and batches are contiguous from the log start;
 //! - every record read is one that was written at that offset (key, value, timestamp);
-//! - no live key is lost: the last record of each key is the last one written (a key whose
-//!   last record is a tombstone may be gone, but then wholly: no older value comes back);
+//! - no live key is lost: the last record of each key is the last one written, plain or
+//!   committed (a key whose last record is a tombstone may be gone, but then wholly: no older
+//!   value comes back); records of open or aborted transactions are not counted, and no
+//!   aborted record is left below the clean offset;
 //! - never an older value of a key than one a reader was already served;
 //! - after a pass, below its clean offset each key has one record at most;
 //! - after an open, no `.cleaned` or `.swap` file is left (no half-swapped segments).
@@ -24,7 +27,7 @@
 
 mod storage_support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -35,7 +38,7 @@ use spate_protocol::constants::BATCH_BYTES_MAX;
 use spate_storage::config::CleanupPolicy;
 use spate_storage::{
     AppendWait, Clock, CompactionBudget, LogConfig, ManualClock, MemoryFileSystem, PartitionLog,
-    SimulationRng,
+    SimulationRng, TxnMarker, TxnResult,
 };
 use storage_support::{directory, read_all, run_to_end, small_config};
 
@@ -50,7 +53,19 @@ struct Written {
     timestamp: i64,
     key: Vec<u8>,
     value: Option<Vec<u8>>,
+    /// The transaction's outcome for a transactional record: `None` while it is open.
+    transaction: Option<Option<bool>>,
 }
+
+impl Written {
+    /// Whether the record counts for its key: plain, or of a committed transaction.
+    fn counts(&self) -> bool {
+        matches!(self.transaction, None | Some(Some(true)))
+    }
+}
+
+/// Transactional producers of the simulation (epoch 0).
+const PRODUCERS: [i64; 2] = [100, 101];
 
 struct Case {
     seed: u64,
@@ -66,6 +81,10 @@ struct Case {
     /// The largest offset of each key a read has served.
     served: HashMap<Vec<u8>, u64>,
     log_end: u64,
+    /// Offsets of the transaction markers appended.
+    markers: BTreeSet<u64>,
+    /// Per transactional producer: its next sequence and the offsets of its open transaction.
+    producers: HashMap<i64, (i32, Vec<u64>)>,
     passes: u64,
     crashes: u64,
     /// Segments replaced and written by passes that finished.
@@ -95,6 +114,8 @@ impl Case {
             last_written: HashMap::new(),
             served: HashMap::new(),
             log_end: 0,
+            markers: BTreeSet::new(),
+            producers: HashMap::new(),
             passes: 0,
             crashes: 0,
             segments_replaced: 0,
@@ -135,6 +156,7 @@ impl Case {
 
     fn append(&mut self) {
         let records = 1 + self.rng.below(4);
+        let entries_count = records;
         let timestamp = self.clock.now_ms();
         let mut entries = Vec::new();
         for _ in 0..records {
@@ -143,7 +165,21 @@ impl Case {
                 .then(|| format!("value-{}-{}", self.written.len(), "v".repeat(40)).into_bytes());
             entries.push((key, value));
         }
-        let mut builder = BatchBuilder::new(BatchOptions::default());
+        // A third of the batches belong to a transaction of one of the producers.
+        let producer = (self.rng.below(3) == 0)
+            .then(|| PRODUCERS[self.rng.below(PRODUCERS.len() as u64) as usize]);
+        let mut options = BatchOptions::default();
+        if let Some(producer_id) = producer {
+            let sequence = self.producers.entry(producer_id).or_default().0;
+            options = BatchOptions {
+                producer_id,
+                producer_epoch: 0,
+                base_sequence: sequence,
+                attributes: spate_protocol::batch::header::attributes::TRANSACTIONAL,
+                ..options
+            };
+        }
+        let mut builder = BatchBuilder::new(options);
         for (key, value) in &entries {
             builder
                 .append(Some(key), value.as_deref(), NO_HEADERS, timestamp)
@@ -151,6 +187,7 @@ impl Case {
         }
         let native = builder.seal().expect("not empty");
         let batch = match self.rng.below(3) {
+            _ if producer.is_some() => native,
             0 => native,
             _ => {
                 let codec = [
@@ -164,8 +201,11 @@ impl Case {
             }
         };
         let log = self.log();
+        let guard = producer.and_then(|producer_id| log.begin_txn_verification(producer_id, 0));
         let outcome = run_to_end(self.seed, async move {
-            log.append(batch, AppendWait::Durable).await
+            log.append_batches_verified(vec![batch], AppendWait::Durable, guard)
+                .await
+                .map(|outcomes| outcomes[0])
         })
         .unwrap_or_else(|error| panic!("append failed: {error}"));
         self.trace.push(format!(
@@ -175,17 +215,68 @@ impl Case {
         ));
         for (index, (key, value)) in entries.into_iter().enumerate() {
             let offset = outcome.base_offset + index as u64;
-            self.last_written.insert(key.clone(), offset);
+            if producer.is_none() {
+                self.note_last_written(&key, offset);
+            }
             self.written.insert(
                 offset,
                 Written {
                     timestamp,
                     key,
                     value,
+                    transaction: producer.map(|_| None),
                 },
             );
         }
+        if let Some(producer_id) = producer {
+            let (sequence, open) = self.producers.entry(producer_id).or_default();
+            *sequence += entries_count as i32;
+            open.extend(outcome.base_offset..outcome.next_offset);
+        }
         self.log_end = outcome.next_offset;
+    }
+
+    fn note_last_written(&mut self, key: &[u8], offset: u64) {
+        let last = self.last_written.entry(key.to_vec()).or_insert(offset);
+        *last = (*last).max(offset);
+    }
+
+    /// Ends a producer's open transaction with a commit or an abort marker.
+    fn end_transaction(&mut self) {
+        let producer_id = PRODUCERS[self.rng.below(PRODUCERS.len() as u64) as usize];
+        let commit = self.rng.below(2) == 0;
+        let log = self.log();
+        let timestamp = self.clock.now_ms();
+        let outcome = run_to_end(self.seed, async move {
+            let result = if commit {
+                TxnResult::Commit
+            } else {
+                TxnResult::Abort
+            };
+            let marker = TxnMarker {
+                producer_id,
+                producer_epoch: 0,
+                coordinator_epoch: 0,
+                result,
+            };
+            log.append_txn_marker(marker, timestamp).await
+        })
+        .unwrap_or_else(|error| panic!("marker failed: {error}"));
+        self.trace.push(format!(
+            "marker {producer_id} commit {commit} at {}",
+            outcome.base_offset
+        ));
+        self.markers.insert(outcome.base_offset);
+        self.log_end = outcome.next_offset;
+        let open = std::mem::take(&mut self.producers.entry(producer_id).or_default().1);
+        for offset in open {
+            let written = self.written.get_mut(&offset).expect("written");
+            written.transaction = Some(Some(commit));
+            if commit {
+                let key = written.key.clone();
+                self.note_last_written(&key, offset);
+            }
+        }
     }
 
     /// Reads the whole log from its start and checks it (see the module doc); records what a
@@ -209,6 +300,9 @@ impl Case {
             previous_end = Some(view.next_offset());
             for_each_record(&view, |record| {
                 let offset = record.offset();
+                if self.markers.contains(&offset) {
+                    return;
+                }
                 let written = self
                     .written
                     .get(&offset)
@@ -216,6 +310,14 @@ impl Case {
                 assert_eq!(record.key(), Some(written.key.as_slice()), "key at {offset}");
                 assert_eq!(record.value(), written.value.as_deref(), "value at {offset}");
                 assert_eq!(record.timestamp(), written.timestamp, "timestamp at {offset}");
+                if written.transaction == Some(Some(false))
+                    && clean_offset.is_some_and(|clean| offset < clean)
+                {
+                    panic!("aborted record at {offset} below the clean offset {clean_offset:?}");
+                }
+                if !written.counts() {
+                    return;
+                }
                 last_seen.insert(written.key.clone(), (offset, written.value.is_none()));
                 if clean_offset.is_some_and(|clean| offset < clean) {
                     if let Some(other) = below_clean.insert(written.key.clone(), offset) {
@@ -316,7 +418,8 @@ impl Case {
 
     fn step(&mut self) {
         match self.rng.below(20) {
-            0..=11 => self.append(),
+            0..=10 => self.append(),
+            11 => self.end_transaction(),
             12..=13 => {
                 let advance = 1 + self.rng.below(800) as i64;
                 self.clock.set_now_ms(self.clock.now_ms() + advance);
