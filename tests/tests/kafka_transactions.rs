@@ -13,13 +13,23 @@ use spate_kafka_protocol::kafka_protocol::messages::add_partitions_to_txn_reques
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
 use spate_kafka_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use spate_kafka_protocol::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use spate_kafka_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
 use spate_kafka_protocol::kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
     DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, FetchRequest,
     FetchResponse, FindCoordinatorRequest, GroupId, InitProducerIdRequest, InitProducerIdResponse,
     ListTransactionsRequest, ProducerId, TopicName, TransactionalId,
 };
+use spate_kafka_protocol::kafka_protocol::messages::{ListOffsetsRequest, ProduceRequest};
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
+use spate_kafka_protocol::kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_tests::kafka_client::kafka_records;
 use spate_tests::{Broker, BrokerOptions, KafkaTestClient, TestClient};
@@ -714,5 +724,147 @@ fn commit_and_abort_write_a_marker_to_every_partition_then_complete() {
         end(&mut client, 3, "settled-tx", identity, false),
         0,
         "a retried abort"
+    );
+}
+
+/// A transactional producer's batch of `count` records, as the producer sends it.
+fn transactional_batch(identity: (i64, i16), sequence: i32, count: usize) -> bytes::Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|index| Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: identity.0,
+            producer_epoch: identity.1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: sequence + index as i32,
+            timestamp: 1_000 + index as i64,
+            key: None,
+            value: Some(bytes::Bytes::from(format!("value-{sequence}-{index}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buffer = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode a Kafka batch");
+    buffer.freeze()
+}
+
+/// Produces one transactional batch to partition 0 of `topic`; the partition's error code.
+fn produce_transactional(
+    client: &mut KafkaTestClient,
+    topic: &str,
+    id: &str,
+    batch: bytes::Bytes,
+) -> i16 {
+    let request = ProduceRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(text(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let response = client.call(9, &request);
+    response.responses[0].partition_responses[0].error_code
+}
+
+/// ListOffsets latest of partition 0: the high watermark (isolation 0) or the last stable
+/// offset (isolation 1).
+fn latest(client: &mut KafkaTestClient, topic: &str, isolation_level: i8) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(text(topic)))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let response = client.call(5, &request);
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    answer.offset
+}
+
+#[test]
+fn an_open_transaction_with_data_survives_a_kill_and_its_successor_aborts_it() {
+    let mut broker = broker_with(&[]);
+    TestClient::connect(broker.address()).create_topic("crash", 1, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let identity = init_ok(&mut client, "crash-tx");
+    assert_eq!(
+        add_partitions(&mut client, 3, "crash-tx", identity, &[("crash", 0)]),
+        vec![0]
+    );
+    let batch = transactional_batch(identity, 0, 3);
+    assert_eq!(
+        produce_transactional(&mut client, "crash", "crash-tx", batch),
+        0
+    );
+    assert_eq!(latest(&mut client, "crash", 0), 3);
+    assert_eq!(
+        latest(&mut client, "crash", 1),
+        0,
+        "the open transaction holds the LSO"
+    );
+
+    broker.kill();
+    broker.restart();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    assert_eq!(
+        latest(&mut client, "crash", 1),
+        0,
+        "still open after the crash"
+    );
+    assert_eq!(state_of(&mut client, "crash-tx"), "Ongoing");
+
+    // A successor fences the zombie: its transaction is aborted, the LSO moves past it.
+    let successor = init_ok(&mut client, "crash-tx");
+    assert_eq!(successor, (identity.0, identity.1 + 2));
+    assert_eq!(
+        latest(&mut client, "crash", 1),
+        4,
+        "3 records and the abort marker"
+    );
+    let (records, _) = read_all(&mut client, "crash", 0);
+    assert_eq!(marker_type(&records[3].2), 0);
+
+    // The zombie can write nothing: not to the aborted transaction, not a new one.
+    let late = transactional_batch(identity, 3, 1);
+    assert_ne!(
+        produce_transactional(&mut client, "crash", "crash-tx", late),
+        0
+    );
+    assert_eq!(
+        add_partitions(&mut client, 3, "crash-tx", identity, &[("crash", 0)]),
+        vec![code(ResponseError::ProducerFenced)]
+    );
+    assert_eq!(latest(&mut client, "crash", 0), 4, "nothing was appended");
+
+    // The successor's transaction commits and is read.
+    assert_eq!(
+        add_partitions(&mut client, 3, "crash-tx", successor, &[("crash", 0)]),
+        vec![0]
+    );
+    let batch = transactional_batch(successor, 0, 2);
+    assert_eq!(
+        produce_transactional(&mut client, "crash", "crash-tx", batch),
+        0
+    );
+    assert_eq!(end(&mut client, 3, "crash-tx", successor, true), 0);
+    assert_eq!(
+        latest(&mut client, "crash", 1),
+        7,
+        "2 records and the commit marker"
     );
 }
