@@ -20,20 +20,21 @@ use spate_kafka_protocol::kafka_protocol::messages::fetch_response::PartitionDat
 use spate_kafka_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
+use spate_kafka_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use spate_kafka_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use spate_kafka_protocol::kafka_protocol::messages::{
     AddPartitionsToTxnRequest, CreateTopicsRequest, EndTxnRequest, FetchRequest, FetchResponse,
-    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName, TransactionalId,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, ProduceResponse,
+    ProducerId, TopicName, TransactionalId,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use spate_kafka_protocol::kafka_protocol::ResponseError;
-use spate_tests::kafka_client::{kafka_batch, kafka_records, KafkaTestRecord};
+use spate_tests::kafka_client::{kafka_batch, kafka_records, KafkaProducer, KafkaTestRecord};
 use spate_tests::{Broker, BrokerOptions, KafkaTestClient};
 
 const LATEST: i64 = -1;
@@ -546,4 +547,71 @@ fn a_read_committed_long_poll_returns_when_the_transaction_commits() {
     );
     assert_eq!(data_offsets(&answer), vec![0, 1]);
     assert_eq!(answer.last_stable_offset, 3);
+}
+
+#[test]
+fn inside_a_transaction_a_plain_batch_is_refused_and_v12_adds_no_partition() {
+    let broker = broker();
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    create_topic(&mut client, "strict", 1);
+    create_topic(&mut client, "unadded", 1);
+    let mut producer = TransactionalProducer::init(&mut client, "strict-app");
+    producer.add(&mut client, "strict", 0);
+    assert_eq!(
+        producer.produce(&mut client, 11, "strict", 0, 1),
+        (0, None, 0)
+    );
+
+    // The same producer's idempotent but non-transactional batch while its transaction is
+    // open: Kafka's INVALID_TXN_STATE, nothing appended.
+    let plain = kafka_batch(
+        &records(1, "plain"),
+        Compression::None,
+        Some(KafkaProducer {
+            id: producer.id,
+            epoch: producer.epoch,
+            sequence: producer.sequence,
+        }),
+    );
+    let request = produce_request("strict", Some("strict-app"), vec![(0, plain)]);
+    let response = client.call(11, &request);
+    assert_eq!(
+        produce_codes(&response),
+        vec![(0, ResponseError::InvalidTxnState.code())],
+        "{response:?}"
+    );
+
+    // Produce v12 would add the partition implicitly on a broker that finalizes
+    // transaction.version 2; Spate does not, so it is refused as at v11.
+    for version in [12, 13] {
+        let (code, _, _) = if version == 13 {
+            // v13 names topics by id: look it up first.
+            let metadata = client.call(
+                12,
+                &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default(
+                )
+                .with_name(Some(name("unadded")))])),
+            );
+            let batch = transactional_batch(producer.id, producer.epoch, 0, 1, "unadded");
+            let mut request = produce_request("unadded", Some("strict-app"), vec![(0, batch)]);
+            request.topic_data[0].topic_id = metadata.topics[0].topic_id;
+            let response = client.call(13, &request);
+            let answer = &response.responses[0].partition_responses[0];
+            (answer.error_code, None::<String>, answer.base_offset)
+        } else {
+            producer.produce(&mut client, version, "unadded", 0, 1)
+        };
+        assert_eq!(
+            code,
+            ResponseError::TransactionAbortable.code(),
+            "v{version}"
+        );
+    }
+    assert_eq!(
+        fetch(&mut client, 12, "unadded", 0, READ_UNCOMMITTED).high_watermark,
+        0
+    );
+    producer.end(&mut client, true);
+    let committed = fetch(&mut client, 12, "strict", 0, READ_COMMITTED);
+    assert_eq!(data_offsets(&committed), vec![0]);
 }
