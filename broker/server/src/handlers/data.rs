@@ -8,6 +8,13 @@
 //! Record batches are never re-encoded: produce hands each batch's own bytes to its owner
 //! (`BytesMut`, moved, not copied, when the frame buffer is not shared), fetch returns stored
 //! `Bytes` that the response writer sends with one vectored write.
+//!
+//! Transactions: a produce with transactional batches (native or Kafka) is checked on each
+//! owner before it is appended (`produce_verified`: storage's verification guard, then the
+//! transaction coordinator, KIP-890 part 1); fetch and list offsets read under the request's
+//! isolation level (read_committed: below the last stable offset, with the aborted list).
+//! Which transactions exist is the coordinator's (`spate-txn`); which offsets are stable is
+//! storage's.
 
 use std::ops::Range;
 use std::rc::Rc;
