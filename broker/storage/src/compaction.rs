@@ -903,9 +903,8 @@ fn decide_records(header: &BatchHeader, bytes: &Bytes, rules: &Rules<'_>, path: 
     }
 }
 
-/// Step 4 up to the commit point and beyond: see the module doc. Leaves the new segment under
-/// `<base>.log` with empty index files (the caller writes them).
-async fn swap_in<F: FileSystem>(
+/// Step 4 up to its commit point: the cleaned file becomes `<base>.log.swap`, durably.
+async fn commit_swap<F: FileSystem>(
     fs: &F,
     directory: &Path,
     group: &[&SealedSegment<F::File>],
@@ -922,6 +921,22 @@ async fn swap_in<F: FileSystem>(
         .await
         .map_err(|error| StorageError::io("renaming cleaned segment", &swap_path, None, error))?;
     sync_directory().await?;
+    Ok(())
+}
+
+/// Step 4 after the commit point: the old files go and the swap file becomes `<base>.log`.
+async fn finish_swap<F: FileSystem>(
+    fs: &F,
+    directory: &Path,
+    group: &[&SealedSegment<F::File>],
+) -> Result<(), StorageError> {
+    let base_offset = group[0].base_offset;
+    let swap_path = compaction_file_path(directory, base_offset, SWAP_SUFFIX);
+    let sync_directory = || async {
+        fs.sync_directory(directory).await.map_err(|error| {
+            StorageError::io("syncing partition directory", directory, None, error)
+        })
+    };
     for segment in group {
         if segment.base_offset != base_offset {
             remove_file(fs, &segment.paths.log).await?;
@@ -1119,18 +1134,36 @@ impl<F: FileSystem> PartitionLog<F> {
                 group.last().expect("groups are not empty").tail.next_offset,
                 "a cleaned segment spans the offsets of the segments it replaces"
             );
-            swap_in(fs, &directory, &group, &rewritten.cleaned_path).await?;
+            commit_swap(fs, &directory, &group, &rewritten.cleaned_path).await?;
             let base_offset = group[0].base_offset;
             let bytes_after = rewritten.tail.end_position;
-            let segment = open_swapped(
-                fs,
-                &directory,
-                base_offset,
-                rewritten.index,
-                rewritten.tail,
-                now_ms,
-            )
-            .await?;
+            let finished = match finish_swap(fs, &directory, &group).await {
+                Ok(()) => {
+                    open_swapped(
+                        fs,
+                        &directory,
+                        base_offset,
+                        rewritten.index,
+                        rewritten.tail,
+                        now_ms,
+                    )
+                    .await
+                }
+                Err(error) => Err(error),
+            };
+            let segment = match finished {
+                Ok(segment) => segment,
+                Err(error) => {
+                    // Past the commit point the disk holds the swap (the next open completes
+                    // it) while this process still reads the old segments, whose files may be
+                    // gone or renamed: the partition must be reopened, so it is lost until then.
+                    tracing::error!(%error, directory = %directory.display(), base_offset,
+                        "a compaction swap failed after its commit point; the partition must be \
+                         reopened (the open completes the swap)");
+                    self.mark_lost(error.clone());
+                    return Err(error);
+                }
+            };
             let replaced: Vec<u64> = group.iter().map(|segment| segment.base_offset).collect();
             self.install_compacted(&replaced, segment);
             outcome.segments_replaced += group.len();

@@ -1784,7 +1784,8 @@ impl<F: FileSystem> PartitionLog<F> {
     }
 
     /// The error that stopped every append for good, if the active segment's file was found
-    /// unlinked (see [`StorageError::Unlinked`]); the owner then takes the partition offline.
+    /// unlinked (see [`StorageError::Unlinked`]) or a compaction swap failed after its commit
+    /// point; the owner then takes the partition offline (an open recovers it).
     pub fn lost(&self) -> Option<StorageError> {
         self.state.borrow().lost.clone()
     }
@@ -2419,6 +2420,13 @@ impl<F: FileSystem> PartitionLog<F> {
                 .collect(),
             state: state.compaction,
         }
+    }
+
+    /// Stops every append for good and tells the owner to take the partition offline (see
+    /// [`PartitionLog::lost`]): compaction's swap failed after its commit point.
+    pub(crate) fn mark_lost(&self, error: StorageError) {
+        self.state.borrow_mut().lost.get_or_insert(error);
+        self.progress.notify_all();
     }
 
     pub(crate) fn set_compaction_state(&self, compaction: compaction::CompactionState) {

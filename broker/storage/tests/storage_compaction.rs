@@ -572,3 +572,33 @@ fn markers_stay_while_their_transaction_has_records_and_go_like_tombstones_after
         .iter()
         .any(|record| record.value.as_deref() == Some(b"newer".as_slice())));
 }
+
+/// A disk that fails right after a swap's commit point: the running log cannot serve both the
+/// old segments (in memory) and the new one (on disk), so it reports itself lost (the owner
+/// takes it offline, appends are refused); a reopen completes the swap and loses nothing.
+#[test]
+fn a_swap_failing_after_its_commit_point_takes_the_log_offline_until_reopened() {
+    let mut operations = 0u64;
+    loop {
+        let setup = Setup::new(40 + operations);
+        let log = Rc::new(setup.open(compacted_config()));
+        let before = fill(&log, 20, 6);
+        setup.disk.stop_after_operations(operations);
+        let log_clone = log.clone();
+        let result = block(async move { log_clone.compact(&forced()).await });
+        if result.is_ok() {
+            panic!("no step of the pass left the log lost before it finished");
+        }
+        let lost = log.lost();
+        drop(log);
+        setup.disk.crash();
+        if lost.is_none() {
+            operations += 1;
+            continue;
+        }
+        let log = Rc::new(setup.open(compacted_config()));
+        assert_eq!(latest(&records(&log)), latest(&before));
+        append(&log, native(&[("after", Some("reopen"))], START_MS));
+        break;
+    }
+}
