@@ -29,6 +29,7 @@ use bytes::BytesMut;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use spate_cluster::catalog::{Catalog, TopicConfig, TopicMetadata};
+use spate_cluster::shard::compaction::CompactionLimits;
 use spate_cluster::shard::mesh::{Envelope, Mesh, ShardServices};
 use spate_cluster::shard::messages::{
     FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks, ProducePartition,
@@ -122,6 +123,13 @@ fn limits() -> ShardLimits {
         retention_check_interval_ms: 60_000,
         recovery_scan: RecoveryScan::default(),
         kafka_decompressed_bytes_max: 1 << 20,
+        compaction: CompactionLimits {
+            check_interval_ms: 60_000,
+            io_bytes_per_second: 0,
+            cpu_slice_us: 500,
+            cpu_shares: 100,
+            key_map_entries_max: 1 << 16,
+        },
     }
 }
 

@@ -518,6 +518,7 @@ async fn serve_shard(
     // producer of them comes back.
     glommio::spawn_local(txn::coordinator::start(services.clone())).detach();
     let retention = glommio::spawn_local(shard.clone().run_retention());
+    let compaction = shard.spawn_compaction();
     let recovery_points = glommio::spawn_local(shard.clone().run_recovery_points());
     let written_syncs = glommio::spawn_local(shard.clone().run_written_syncs());
     let connections = Gate::new();
@@ -585,6 +586,7 @@ async fn serve_shard(
         );
     }
     retention.await;
+    compaction.await;
     recovery_points.await;
     written_syncs.await;
     opening.await;

@@ -107,6 +107,10 @@ pub enum PartitionError {
     /// the producer (Kafka's TRANSACTION_COORDINATOR_FENCED). Nothing was appended.
     #[error("transaction coordinator fenced: {0}")]
     TransactionCoordinatorFenced(String),
+    /// A record the topic cannot take: one without a key in a compacted topic (Kafka's
+    /// INVALID_RECORD), or records that cannot be read to check it.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
 }
 
 #[derive(Debug)]

@@ -15,10 +15,12 @@
 //! configuration (the shard gets its [`ShardLimits`]), and consumer groups (`group`).
 
 pub mod budget;
+pub mod compaction;
 pub mod mesh;
 pub mod messages;
 pub mod opening;
 pub mod partition;
+pub mod record_keys;
 pub mod router;
 pub mod signal;
 pub mod topic_creation;
@@ -79,8 +81,10 @@ pub struct ShardLimits {
     pub retention_check_interval_ms: u64,
     pub recovery_scan: RecoveryScan,
     /// Largest decompressed size of a compressed Kafka batch inflated to find a record by
-    /// timestamp.
+    /// timestamp, or to check the keys of a produced batch for a compacted topic.
     pub kafka_decompressed_bytes_max: usize,
+    /// The compaction task's interval and budget.
+    pub compaction: compaction::CompactionLimits,
 }
 
 /// Where a shard sits among its peers.
@@ -349,7 +353,6 @@ impl<F: FileSystem + 'static> Shard<F> {
                 if let Some(current) = self.snapshot().topic(&topic.name) {
                     if current.id == topic.id && current.config != topic.config {
                         opened_partition
-                            .log
                             .update_config(log_config(&current.config, self.batch_bytes_max()));
                     }
                 }
@@ -440,7 +443,7 @@ impl<F: FileSystem + 'static> Shard<F> {
         let config = log_config(&topic.config, self.batch_bytes_max());
         for (key, partition) in self.partitions.borrow().iter() {
             if key.topic_id == topic.id {
-                partition.log.update_config(config.clone());
+                partition.update_config(config.clone());
             }
         }
     }
@@ -525,6 +528,8 @@ impl<F: FileSystem + 'static> Shard<F> {
                 let partition = shard
                     .partition_waiting(&produce.key, opening_wait_until)
                     .await?;
+                partition
+                    .check_keys(&produce.batches, shard.limits.kafka_decompressed_bytes_max)?;
                 let outcome = partition
                     .produce(produce.batches, acks, produce.verification)
                     .await;

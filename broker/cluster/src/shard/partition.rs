@@ -6,7 +6,7 @@
 //! This is the only file of the server that calls the storage engine's partition API. It does not
 //! route: callers have already established that this shard owns the partition.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -48,6 +48,9 @@ pub struct Partition<F: FileSystem = ShardFileSystem> {
     /// The error log of damaged batches met by reads: every consumer that reaches the damage
     /// retries it, so one line per interval, with the count held back.
     corrupt_batch_log: RefCell<LogThrottle>,
+    /// Whether the topic's cleanup policy includes `compact` (its records need keys, and the
+    /// shard's compaction task looks at it); follows the topic's configuration.
+    compacted: Cell<bool>,
 }
 
 /// At most one error line per partition in this interval for reads that meet a damaged batch.
@@ -143,6 +146,7 @@ impl<F: FileSystem + 'static> Partition<F> {
         clock: Rc<dyn Clock>,
         intent: OpenIntent,
     ) -> Result<Self, StorageError> {
+        let compacted = config.cleanup_policy.compact;
         let log = match intent {
             OpenIntent::Create => {
                 PartitionLog::open(file_system, directory.clone(), config, clock).await?
@@ -158,6 +162,32 @@ impl<F: FileSystem + 'static> Partition<F> {
             corrupt_batch_log: RefCell::new(LogThrottle::new(Duration::from_millis(
                 CORRUPT_BATCH_LOG_INTERVAL_MS,
             ))),
+            compacted: Cell::new(compacted),
+        })
+    }
+
+    /// Applies a changed topic configuration.
+    pub fn update_config(&self, config: LogConfig) {
+        self.compacted.set(config.cleanup_policy.compact);
+        self.log.update_config(config);
+    }
+
+    /// Whether the topic is compacted (`cleanup.policy` includes `compact`).
+    pub fn compacted(&self) -> bool {
+        self.compacted.get()
+    }
+
+    /// Kafka's rule for compacted topics: every record has a key (see `record_keys`).
+    pub fn check_keys(
+        &self,
+        batches: &[BytesMut],
+        decompressed_bytes_max: usize,
+    ) -> Result<(), PartitionError> {
+        if !self.compacted() {
+            return Ok(());
+        }
+        batches.iter().try_for_each(|batch| {
+            super::record_keys::check_every_record_has_a_key(batch, decompressed_bytes_max)
         })
     }
 

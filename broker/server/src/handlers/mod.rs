@@ -378,6 +378,9 @@ pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
         // Retriable: the coordinator is loading, moving or finishing the previous transaction.
         PartitionError::TransactionVerificationUnavailable(_) => ErrorCode::CoordinatorNotAvailable,
         PartitionError::TransactionCoordinatorFenced(_) => ErrorCode::TransactionCoordinatorFenced,
+        // The native protocol's code for a batch no producer may send (Kafka's invalid records
+        // get it too, `ErrorCode::for_batch_error`); the message says which record.
+        PartitionError::InvalidRecord(_) => ErrorCode::InvalidRequest,
     }
 }
 

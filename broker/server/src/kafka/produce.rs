@@ -282,6 +282,11 @@ fn owner_refusal(version: i16, error: &PartitionError) -> Refusal {
                  error: {underlying}"
             ),
         ),
+        // The native protocol answers such a batch InvalidRequest; Kafka has its own code.
+        PartitionError::InvalidRecord(_) => Refusal {
+            code: ResponseError::InvalidRecord.code(),
+            message: Some(error.to_string()),
+        },
         error => Refusal {
             code: kafka_code(partition_error_code(error)),
             message: Some(error.to_string()),
