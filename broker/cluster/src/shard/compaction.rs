@@ -647,10 +647,12 @@ mod tests {
     fn a_busy_pass_yields_to_requests_every_cpu_slice() {
         let (ticks, yields) =
             on_executor(|| Box::pin(ticks_beside_a_busy_pass(500, Duration::from_millis(300))));
-        // About 300 ticks of 1 ms if the pass yields every 500 µs; a loaded machine loses some.
+        // About 300 ticks of 1 ms if the pass yields every 500 µs; a machine loaded by other
+        // tests loses many (55 seen beside the whole workspace's tests on 2 cores). The control
+        // below gets about 3.
         assert!(yields >= 100, "the pass yielded only {yields} times");
         assert!(
-            ticks >= 60,
+            ticks >= 25,
             "requests ran only {ticks} times beside the pass"
         );
     }
@@ -667,7 +669,7 @@ mod tests {
         });
         assert_eq!(yields, 0);
         assert!(
-            ticks < 30,
+            ticks < 10,
             "requests ran {ticks} times beside an unyielding pass"
         );
     }
