@@ -1,25 +1,31 @@
-//! End-to-end: compacted topics through the real broker, both protocols. Records without a key
-//! are refused in a compacted topic (Kafka: INVALID_RECORD; native: InvalidRequest), compressed
-//! Kafka batches included, and stored in any other topic.
+//! End-to-end: compacted topics through the real broker, both protocols. Overwrites and
+//! tombstones written by native and Kafka producers into one partition are compacted by the
+//! shard's background task (short check interval, 64 KiB segments), across a restart; readers
+//! of both protocols then see the last record of every key, each at the offset it was written
+//! at. Records without a key are refused in a compacted topic (Kafka: INVALID_RECORD; native:
+//! InvalidRequest), compressed Kafka batches included, and stored in any other topic.
 
 use bytes::{Bytes, BytesMut};
 use spate_kafka_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
+use spate_kafka_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use spate_kafka_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use spate_kafka_protocol::kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use spate_kafka_protocol::kafka_protocol::messages::{
-    CreateTopicsRequest, ProduceRequest, TopicName,
+    CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, TopicName,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::records::Compression;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_protocol::api::Acks;
-use spate_protocol::batch::{BatchBuilder, BatchOptions, NO_HEADERS};
+use spate_protocol::batch::kafka::compression::decompress;
+use spate_protocol::batch::kafka::Compression as NativeCompression;
+use spate_protocol::batch::{BatchBuilder, BatchOptions, BatchView, NO_HEADERS};
 use spate_protocol::error::ErrorCode;
-use spate_tests::kafka_client::{kafka_batch, KafkaTestRecord};
+use spate_tests::kafka_client::{kafka_batch, kafka_records, KafkaTestRecord};
 use spate_tests::{Broker, BrokerOptions, KafkaTestClient, TestClient};
 
 const PRODUCE_VERSION: i16 = 9;
@@ -216,4 +222,290 @@ fn a_compressed_batch_too_large_to_check_is_refused_in_a_compacted_topic() {
         kafka_batch(&records, Compression::None, None),
     );
     assert_eq!(answer.error_code, 0, "{answer:?}");
+}
+
+/// One record as the log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    offset: u64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+/// Every record of partition 0 of `topic` through the native protocol, from the log start to
+/// the high watermark, with both.
+fn native_read_all(client: &mut TestClient, topic: &str) -> (Vec<Stored>, u64, u64) {
+    let (log_start, high_watermark) = client.offsets_of(topic, 0);
+    let mut records = Vec::new();
+    let mut next_offset = log_start;
+    while next_offset < high_watermark {
+        let answer = client.fetch_once(topic, 0, next_offset, 64 << 20);
+        assert_eq!(answer.error_code, ErrorCode::None);
+        let bytes = answer.records.to_bytes();
+        assert!(
+            !bytes.is_empty(),
+            "a fetch at {next_offset} below {high_watermark} is empty"
+        );
+        let mut rest: &[u8] = &bytes;
+        while !rest.is_empty() {
+            let length =
+                spate_protocol::batch::header::peek_batch_length(rest).expect("header") as usize;
+            let view = BatchView::validate(&rest[..length], usize::MAX).expect("a valid batch");
+            // Batches follow each other without gaps, emptied ones included.
+            assert_eq!(
+                view.base_offset(),
+                next_offset,
+                "offsets are contiguous across batches"
+            );
+            next_offset = view.next_offset();
+            // A compressed Kafka batch is read as a native consumer reads it: inflated first.
+            let inflated = match view.compression() {
+                NativeCompression::None => None,
+                codec => {
+                    let kafka = spate_protocol::batch::kafka::kafka_bytes(view.as_bytes());
+                    let compressed =
+                        &kafka[spate_protocol::batch::kafka::KAFKA_BATCH_HEADER_BYTES..];
+                    Some(decompress(codec, compressed, 64 << 20).expect("inflates"))
+                }
+            };
+            let batch_records = match &inflated {
+                Some(inflated) => view.kafka_records(inflated),
+                None => view.records(),
+            };
+            for record in batch_records.expect("readable records") {
+                records.push(Stored {
+                    offset: record.offset(),
+                    key: record.key().map(<[u8]>::to_vec),
+                    value: record.value().map(<[u8]>::to_vec),
+                });
+            }
+            rest = &rest[length..];
+        }
+    }
+    assert_eq!(next_offset, high_watermark);
+    (records, log_start, high_watermark)
+}
+
+/// Every record of partition 0 of `topic` through the Kafka protocol (Fetch v12), from
+/// `offset` to `high_watermark`. Each fetch goes on after the last Kafka batch it got (read
+/// from the batch headers: an emptied batch holds no record to go on from).
+fn kafka_read_all(
+    client: &mut KafkaTestClient,
+    topic: &str,
+    mut offset: u64,
+    high_watermark: u64,
+) -> Vec<Stored> {
+    let mut stored = Vec::new();
+    while offset < high_watermark {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(64 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(text(topic)))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset as i64)
+                    .with_partition_max_bytes(64 << 20)])]);
+        let response: FetchResponse = client.call(12, &request);
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "{partition:?}");
+        let bytes = partition.records.clone().unwrap_or_default();
+        assert!(
+            !bytes.is_empty(),
+            "a Kafka fetch at {offset} below {high_watermark} is empty"
+        );
+        // Kafka batch header: baseOffset i64 at 0, batchLength i32 at 8, lastOffsetDelta i32
+        // at 23, all big-endian.
+        let mut rest: &[u8] = &bytes;
+        while rest.len() >= 27 {
+            let base = i64::from_be_bytes(rest[0..8].try_into().unwrap()) as u64;
+            let length = i32::from_be_bytes(rest[8..12].try_into().unwrap()) as usize + 12;
+            let last_delta = i32::from_be_bytes(rest[23..27].try_into().unwrap()) as u64;
+            assert_eq!(base, offset, "Kafka batches are contiguous too");
+            offset = base + last_delta + 1;
+            rest = &rest[length.min(rest.len())..];
+        }
+        stored.extend(kafka_records(&bytes).into_iter().map(|record| Stored {
+            offset: record.offset as u64,
+            key: record.key.map(|key| key.to_vec()),
+            value: record.value.map(|value| value.to_vec()),
+        }));
+    }
+    stored
+}
+
+/// What was written: every record by offset, in order.
+#[derive(Default)]
+struct Model {
+    written: Vec<Stored>,
+}
+
+impl Model {
+    fn add(&mut self, base_offset: u64, records: &[(Option<&str>, Option<&str>)]) {
+        assert_eq!(
+            base_offset,
+            self.written.len() as u64,
+            "offsets follow each other"
+        );
+        for (index, (key, value)) in records.iter().enumerate() {
+            self.written.push(Stored {
+                offset: base_offset + index as u64,
+                key: key.map(|key| key.as_bytes().to_vec()),
+                value: value.map(|value| value.as_bytes().to_vec()),
+            });
+        }
+    }
+
+    /// The offset of the last record of each key.
+    fn last_offsets(&self) -> std::collections::BTreeMap<Vec<u8>, u64> {
+        self.written
+            .iter()
+            .map(|record| (record.key.clone().expect("keyed"), record.offset))
+            .collect()
+    }
+}
+
+const KEYS: usize = 20;
+
+/// One round of both protocols: every key once from each, `tombstoned` keys deleted by the
+/// Kafka batch. Values are about 1 KiB so that 64 KiB segments roll every few rounds.
+fn write_round(
+    round: usize,
+    native: &mut TestClient,
+    kafka: &mut KafkaTestClient,
+    topic: &str,
+    tombstoned: std::ops::Range<usize>,
+    model: &mut Model,
+) {
+    let padding = "x".repeat(1000);
+    let keys: Vec<String> = (0..KEYS).map(|key| format!("key-{key:02}")).collect();
+    let native_values: Vec<String> = (0..KEYS)
+        .map(|key| format!("native-{round}-{key}-{padding}"))
+        .collect();
+    let records: Vec<(Option<&str>, Option<&str>)> = keys
+        .iter()
+        .zip(&native_values)
+        .map(|(key, value)| (Some(key.as_str()), Some(value.as_str())))
+        .collect();
+    let (code, base_offset) =
+        native.produce(topic, 0, Acks::All, vec![native_batch(&records).freeze()]);
+    assert_eq!(code, ErrorCode::None, "native round {round}");
+    model.add(base_offset, &records);
+
+    let kafka_values: Vec<String> = (0..KEYS)
+        .map(|key| format!("kafka-{round}-{key}-{padding}"))
+        .collect();
+    let records: Vec<(Option<&str>, Option<&str>)> = keys
+        .iter()
+        .zip(&kafka_values)
+        .enumerate()
+        .map(|(index, (key, value))| {
+            let value = (!tombstoned.contains(&index)).then_some(value.as_str());
+            (Some(key.as_str()), value)
+        })
+        .collect();
+    let kafka_records: Vec<KafkaTestRecord> = records
+        .iter()
+        .map(|(key, value)| kafka_record(*key, *value))
+        .collect();
+    // Every other round compressed: a compacted Kafka batch is recompressed with its codec.
+    let codec = if round % 2 == 0 {
+        Compression::None
+    } else {
+        Compression::Zstd
+    };
+    let answer = kafka_produce(kafka, topic, kafka_batch(&kafka_records, codec, None));
+    assert_eq!(answer.error_code, 0, "kafka round {round}: {answer:?}");
+    model.add(answer.base_offset as u64, &records);
+}
+
+/// Checks what a reader sees of a compacted log against what was written: every record read is
+/// the one written at its offset (offsets, keys and values kept), in order; the last record of
+/// every key is there; and records were removed.
+fn check_compacted(read: &[Stored], model: &Model, reader: &str) {
+    for pair in read.windows(2) {
+        assert!(pair[0].offset < pair[1].offset, "{reader}: offsets rise");
+    }
+    for record in read {
+        let written = &model.written[record.offset as usize];
+        assert_eq!(
+            record, written,
+            "{reader}: the record at {} is the one written there",
+            record.offset
+        );
+    }
+    let read_offsets: std::collections::BTreeSet<u64> =
+        read.iter().map(|record| record.offset).collect();
+    for (key, offset) in model.last_offsets() {
+        assert!(
+            read_offsets.contains(&offset),
+            "{reader}: the last record of {} (offset {offset}) is there",
+            String::from_utf8_lossy(&key)
+        );
+    }
+    assert!(
+        read.len() < model.written.len() / 2,
+        "{reader}: compaction removed records ({} of {} left)",
+        read.len(),
+        model.written.len()
+    );
+}
+
+fn compacting_broker() -> Broker {
+    Broker::start(BrokerOptions {
+        shards: 1,
+        arguments: vec!["--compaction-check-interval-ms".into(), "100".into()],
+        ..BrokerOptions::default()
+    })
+}
+
+#[test]
+fn a_compacted_topic_keeps_the_last_value_of_every_key_written_by_both_protocols_across_a_restart()
+{
+    let mut broker = compacting_broker();
+    let topic = "compacted";
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "65536"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+    ];
+    let mut model = Model::default();
+    {
+        let mut native = TestClient::connect(broker.address());
+        let mut kafka = KafkaTestClient::connect(broker.kafka_address());
+        native.create_topic(topic, 1, &configs);
+        for round in 0..10 {
+            write_round(round, &mut native, &mut kafka, topic, 0..0, &mut model);
+        }
+        broker.wait_for_log_line("partition compacted");
+        let (read, _, _) = native_read_all(&mut native, topic);
+        check_compacted(&read, &model, "native reader before the restart");
+    }
+    // Mid-way: a clean stop with compaction running or due, then more overwrites and deletes.
+    assert!(broker.terminate().success());
+    broker.restart();
+    let mut native = TestClient::connect(broker.address());
+    let mut kafka = KafkaTestClient::connect(broker.kafka_address());
+    for round in 10..20 {
+        write_round(round, &mut native, &mut kafka, topic, 15..KEYS, &mut model);
+    }
+    // Two passes after the restart: the second finds the first's clean part.
+    broker.drain_log();
+    broker.wait_for_log_line("partition compacted");
+    broker.wait_for_log_line("partition compacted");
+    let (read, log_start, high_watermark) = native_read_all(&mut native, topic);
+    assert_eq!(high_watermark, model.written.len() as u64);
+    check_compacted(&read, &model, "native reader");
+    let kafka_read = kafka_read_all(&mut kafka, topic, log_start, high_watermark);
+    check_compacted(&kafka_read, &model, "Kafka reader");
+    assert_eq!(read, kafka_read, "both protocols read the same records");
+    // Deleted keys end in their tombstone.
+    for record in read.iter().rev().take(KEYS * 2) {
+        let key = String::from_utf8(record.key.clone().expect("keyed")).expect("utf-8");
+        let index: usize = key["key-".len()..].parse().expect("a key number");
+        if index >= 15 && model.last_offsets()[record.key.as_ref().unwrap()] == record.offset {
+            assert_eq!(record.value, None, "{key} ends in its tombstone");
+        }
+    }
 }

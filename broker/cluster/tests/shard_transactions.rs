@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use glommio::{LocalExecutorBuilder, Placement};
 use spate_cluster::catalog::{Catalog, TopicConfig};
+use spate_cluster::shard::compaction::CompactionLimits;
 use spate_cluster::shard::messages::{
     FetchOutcome, FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks,
     ProducePartition, LIST_OFFSETS_LATEST,
@@ -50,6 +51,13 @@ fn limits() -> ShardLimits {
         retention_check_interval_ms: 60_000,
         recovery_scan: RecoveryScan::default(),
         kafka_decompressed_bytes_max: 1 << 20,
+        compaction: CompactionLimits {
+            check_interval_ms: 60_000,
+            io_bytes_per_second: 0,
+            cpu_slice_us: 500,
+            cpu_shares: 100,
+            key_map_entries_max: 1 << 16,
+        },
     }
 }
 

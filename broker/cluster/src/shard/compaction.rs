@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 use super::messages::PartitionKey;
 use super::partition::Partition;
 use super::Shard;
-use crate::storage::{FileSystem, StorageError};
-use engine::{Compact as _, CompactionBudget, CompactionDirt, CompactionOutcome, CompactionPace};
+use crate::storage::{
+    CompactionBudget, CompactionDirt, CompactionOutcome, CompactionPace, FileSystem, StorageError,
+};
 
 /// The compaction task's bounds, from the broker configuration (`config::Limits`, whose
 /// `compaction_*` fields of the same names document them).
@@ -355,11 +356,20 @@ impl<F: FileSystem + 'static> Shard<F> {
         let pace = compactor.pace(move || shutdown.is_requested());
         let budget = compactor.budget(pace);
         while !self.shutdown.is_requested() {
-            let Some((key, partition)) = self.most_due_partition(compactor, &done_this_round)
+            let Some((chosen, partition)) = self.most_due_partition(compactor, &done_this_round)
             else {
                 break;
             };
+            let key = chosen.key;
             done_this_round.insert(key);
+            tracing::info!(
+                shard = self.id,
+                topic_id = key.topic_id,
+                partition = key.partition,
+                dirty_bytes = chosen.dirty_bytes,
+                cleanable_bytes = chosen.cleanable_bytes,
+                "compacting partition"
+            );
             let started = Instant::now();
             let result = pass(&partition, &budget).await;
             compactor.record(key, &result);
@@ -374,7 +384,7 @@ impl<F: FileSystem + 'static> Shard<F> {
         &self,
         compactor: &Compactor,
         done_this_round: &HashSet<PartitionKey>,
-    ) -> Option<(PartitionKey, Rc<Partition<F>>)> {
+    ) -> Option<(Candidate, Rc<Partition<F>>)> {
         let now = Instant::now();
         let partitions = self.owned_partitions();
         let candidates = partitions.iter().filter_map(|(key, partition)| {
@@ -392,7 +402,10 @@ impl<F: FileSystem + 'static> Shard<F> {
             })
         });
         let chosen = most_due(candidates)?;
-        partitions.into_iter().find(|(key, _)| *key == chosen.key)
+        partitions
+            .into_iter()
+            .find(|(key, _)| *key == chosen.key)
+            .map(|(_, partition)| (chosen, partition))
     }
 
     fn log_pass(&self, key: PartitionKey, result: &PassResult, elapsed: Duration) {
@@ -425,79 +438,6 @@ impl<F: FileSystem + 'static> Shard<F> {
                 retry_after_ms = FAILED_PASS_RETRY_MS,
                 "compaction pass failed"
             ),
-        }
-    }
-}
-
-/// STAND-IN until the storage engine's pass lands (`spate_storage::compaction`): the same
-/// names and shapes, and no partition is ever due.
-mod engine {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::rc::Rc;
-
-    use crate::storage::{FileSystem, PartitionLog, StorageError};
-
-    pub type CompactionPace = Rc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()>>>>;
-
-    #[derive(Clone)]
-    pub struct CompactionBudget {
-        pub key_map_entries_max: usize,
-        pub pace: Option<CompactionPace>,
-        pub force: bool,
-    }
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum CompactionSkipped {
-        NotCompacted,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq, Default)]
-    pub struct CompactionOutcome {
-        pub skipped: Option<CompactionSkipped>,
-        pub segments_replaced: usize,
-        pub segments_written: usize,
-        pub bytes_before: u64,
-        pub bytes_after: u64,
-        pub bytes_read: u64,
-        pub records_removed: u64,
-        pub clean_offset: u64,
-        pub map_full: bool,
-    }
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct CompactionDirt {
-        pub dirty_bytes: u64,
-        pub cleanable_bytes: u64,
-        pub due: bool,
-    }
-
-    pub trait Compact {
-        fn compaction_dirt(&self) -> CompactionDirt;
-        async fn compact(
-            &self,
-            budget: &CompactionBudget,
-        ) -> Result<CompactionOutcome, StorageError>;
-    }
-
-    impl<F: FileSystem> Compact for PartitionLog<F> {
-        fn compaction_dirt(&self) -> CompactionDirt {
-            CompactionDirt {
-                dirty_bytes: 0,
-                cleanable_bytes: 0,
-                due: false,
-            }
-        }
-
-        async fn compact(
-            &self,
-            budget: &CompactionBudget,
-        ) -> Result<CompactionOutcome, StorageError> {
-            let _ = (budget.key_map_entries_max, &budget.pace, budget.force);
-            Ok(CompactionOutcome {
-                skipped: Some(CompactionSkipped::NotCompacted),
-                ..Default::default()
-            })
         }
     }
 }
