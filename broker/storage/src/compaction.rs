@@ -223,12 +223,18 @@ struct Plan {
     due: bool,
 }
 
-fn plan<File>(input: &CompactionInput<File>, clean_offset: u64, now_ms: i64) -> Plan {
-    let config = &input.config;
-    let first_base = input
-        .sealed
-        .first()
-        .map_or(0, |segment| segment.base_offset);
+/// The cleanable segments and how dirty they are, from the closed segments' tails (base
+/// offset, tail) in offset order.
+fn plan(
+    config: &LogConfig,
+    stable_offset: u64,
+    state: CompactionState,
+    sealed: impl Iterator<Item = (u64, SegmentTail)>,
+    clean_offset: u64,
+    now_ms: i64,
+) -> Plan {
+    let mut sealed = sealed.peekable();
+    let first_base = sealed.peek().map_or(0, |(base_offset, _)| *base_offset);
     let clean_offset = clean_offset.max(first_base);
     let min_lag_ms = i64::try_from(config.min_compaction_lag_ms).unwrap_or(i64::MAX);
     let max_lag_ms = i64::try_from(config.max_compaction_lag_ms).unwrap_or(i64::MAX);
@@ -240,22 +246,21 @@ fn plan<File>(input: &CompactionInput<File>, clean_offset: u64, now_ms: i64) -> 
         due: false,
     };
     let mut overdue = false;
-    for segment in &input.sealed {
-        let too_young = min_lag_ms > 0 && segment.tail.max_timestamp > now_ms - min_lag_ms;
-        if segment.tail.next_offset > input.stable_offset || too_young {
+    for (_, tail) in sealed {
+        let too_young = min_lag_ms > 0 && tail.max_timestamp > now_ms - min_lag_ms;
+        if tail.next_offset > stable_offset || too_young {
             break;
         }
-        plan.cleanable_end = segment.tail.next_offset;
-        plan.cleanable_bytes += segment.size_bytes();
-        if segment.tail.next_offset > clean_offset {
-            plan.dirty_bytes += segment.size_bytes();
-            overdue |= max_lag_ms < i64::MAX
-                && segment.tail.max_timestamp <= now_ms.saturating_sub(max_lag_ms);
+        plan.cleanable_end = tail.next_offset;
+        plan.cleanable_bytes += tail.end_position;
+        if tail.next_offset > clean_offset {
+            plan.dirty_bytes += tail.end_position;
+            overdue |=
+                max_lag_ms < i64::MAX && tail.max_timestamp <= now_ms.saturating_sub(max_lag_ms);
         }
     }
     plan.clean_offset = plan.clean_offset.min(plan.cleanable_end);
-    let sweep = input
-        .state
+    let sweep = state
         .tombstone_sweep_ms
         .is_some_and(|sweep_ms| sweep_ms <= now_ms)
         && plan.cleanable_bytes > 0;
@@ -1026,9 +1031,17 @@ impl<F: FileSystem> PartitionLog<F> {
     /// I/O), for a background task to pick what to compact. Before the first pass of this
     /// process the whole cleanable part counts as dirty.
     pub fn compaction_dirt(&self) -> CompactionDirt {
-        let input = self.compaction_input();
         let now_ms = self.clock_now_ms();
-        let plan = plan(&input, input.state.clean_offset.unwrap_or(0), now_ms);
+        let plan = self.with_compaction_view(|config, stable_offset, state, sealed| {
+            plan(
+                config,
+                stable_offset,
+                state,
+                sealed,
+                state.clean_offset.unwrap_or(0),
+                now_ms,
+            )
+        });
         CompactionDirt {
             dirty_bytes: plan.dirty_bytes,
             cleanable_bytes: plan.cleanable_bytes,
@@ -1064,7 +1077,17 @@ impl<F: FileSystem> PartitionLog<F> {
                 offset
             }
         };
-        let plan = plan(&input, clean_offset, now_ms);
+        let plan = plan(
+            &input.config,
+            input.stable_offset,
+            state,
+            input
+                .sealed
+                .iter()
+                .map(|segment| (segment.base_offset, segment.tail)),
+            clean_offset,
+            now_ms,
+        );
         let mut outcome = CompactionOutcome {
             clean_offset: plan.clean_offset,
             ..CompactionOutcome::default()

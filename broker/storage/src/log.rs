@@ -2429,6 +2429,26 @@ impl<F: FileSystem> PartitionLog<F> {
         self.progress.notify_all();
     }
 
+    /// Calls `view` with the config, the stable offset, compaction's state and the closed
+    /// segments' (base offset, tail), under one borrow, without copying them.
+    pub(crate) fn with_compaction_view<R>(
+        &self,
+        view: impl FnOnce(
+            &LogConfig,
+            u64,
+            compaction::CompactionState,
+            &mut dyn Iterator<Item = (u64, SegmentTail)>,
+        ) -> R,
+    ) -> R {
+        let stable_offset = self.last_stable_offset();
+        let state = self.state.borrow();
+        let mut sealed = state
+            .sealed
+            .values()
+            .map(|segment| (segment.base_offset, segment.tail));
+        view(&state.config, stable_offset, state.compaction, &mut sealed)
+    }
+
     pub(crate) fn set_compaction_state(&self, compaction: compaction::CompactionState) {
         self.state.borrow_mut().compaction = compaction;
     }
