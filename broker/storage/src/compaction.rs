@@ -1071,7 +1071,14 @@ impl<F: FileSystem> PartitionLog<F> {
         let clean_offset = match state.clean_offset {
             Some(offset) => offset,
             None => {
+                // Past the log end it belongs to offsets lost and handed out again (an
+                // operator accepted a loss): nothing after the log start is known clean.
                 let offset = read_clean_offset(fs, &directory).await;
+                let offset = if offset > self.next_offset() {
+                    0
+                } else {
+                    offset
+                };
                 state.clean_offset = Some(offset);
                 self.set_compaction_state(state);
                 offset
