@@ -59,6 +59,8 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::EndTxn, 0, 5),
     served(ApiKey::DescribeTransactions, 0, 0),
     served(ApiKey::ListTransactions, 0, 1),
+    // Transactions (txn-groups)
+    served(ApiKey::TxnOffsetCommit, 0, 5),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

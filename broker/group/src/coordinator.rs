@@ -30,15 +30,18 @@ use spate_protocol::api::{
     DeleteGroupsResponse, DescribeGroupsResponse, DescribedGroup, DescribedOffset, GroupListing,
     GroupResult, GroupState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse, MemberResult,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse, PartitionResult,
-    SyncGroupRequest, SyncGroupResponse, TopicPartitionList, TopicPartitions,
+    OffsetCommitPartition, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse,
+    PartitionResult, SyncGroupRequest, SyncGroupResponse, TopicPartitionList, TopicPartitions,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use spate_protocol::ErrorCode;
 
 use super::limits::GroupLimits;
 use super::membership::{ClientInfo, Effects, Group, Reply, WaiterId};
-use super::partition::{load, CoordinatedPartition, WriteOp};
+use super::partition::{
+    load, verify_transaction, CoordinatedPartition, TransactionalProducer, WriteOp,
+};
 use super::records::{CommittedOffset, GroupRecord, LogRecord};
 use super::{coordinator_shard_of, GroupServices, OFFSETS_TOPIC_NAME};
 use crate::catalog::topic_config::{RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES};
@@ -101,6 +104,13 @@ impl GroupCoordinator {
 
     pub fn limits(&self) -> &GroupLimits {
         &self.limits
+    }
+
+    /// Forgets every loaded offsets partition, as a restart of the coordinator does: the next
+    /// request replays its partition from the log. Tests only.
+    #[cfg(test)]
+    pub(super) fn unload_partitions(&self) {
+        self.partitions.borrow_mut().clear();
     }
 
     pub(super) fn now_ms(&self) -> u64 {
@@ -621,12 +631,31 @@ pub async fn commit_offsets<S: GroupServices>(
         return commit_failed(&request, code);
     }
 
+    let (records, codes) = offset_records(services, &request.group_id, &request.topics);
+    let written = if records.is_empty() {
+        Ok(())
+    } else {
+        coordinated.write(WriteOp::Records(records)).await
+    };
+    OffsetCommitResponse {
+        error_code: ErrorCode::None,
+        topics: partition_results(&request.topics, codes, written),
+    }
+}
+
+/// The records of a commit's partitions and each partition's code: metadata beyond the limit
+/// and partitions that do not exist are refused, the others get a record.
+fn offset_records<S: GroupServices>(
+    services: &Rc<S>,
+    group_id: &str,
+    topics: &[TopicPartitions<OffsetCommitPartition>],
+) -> (Vec<LogRecord>, Vec<Vec<ErrorCode>>) {
     let snapshot = services.snapshot();
-    let metadata_max = coordinator.limits.offset_metadata_bytes_max;
+    let metadata_max = services.groups().limits.offset_metadata_bytes_max;
     let commit_timestamp_ms = wall_clock_ms();
     let mut records = Vec::new();
-    let mut codes: Vec<Vec<ErrorCode>> = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
+    let mut codes: Vec<Vec<ErrorCode>> = Vec::with_capacity(topics.len());
+    for topic in topics {
         let partition_count = snapshot
             .topic(&topic.name)
             .map_or(0, |metadata| metadata.partition_count());
@@ -639,7 +668,7 @@ pub async fn commit_offsets<S: GroupServices>(
                 ErrorCode::UnknownTopicOrPartition
             } else {
                 records.push(LogRecord::Offset {
-                    group: request.group_id.clone(),
+                    group: group_id.to_string(),
                     topic: topic.name.clone(),
                     partition: entry.partition,
                     value: Some(CommittedOffset {
@@ -654,13 +683,16 @@ pub async fn commit_offsets<S: GroupServices>(
         }
         codes.push(topic_codes);
     }
-    let written = if records.is_empty() {
-        Ok(())
-    } else {
-        coordinated.write(WriteOp::Records(records)).await
-    };
-    let topics = request
-        .topics
+    (records, codes)
+}
+
+/// Each partition's answer: its own refusal, or the write's outcome.
+fn partition_results(
+    topics: &[TopicPartitions<OffsetCommitPartition>],
+    codes: Vec<Vec<ErrorCode>>,
+    written: Result<(), ErrorCode>,
+) -> Vec<TopicPartitions<PartitionResult>> {
+    topics
         .iter()
         .zip(codes)
         .map(|(topic, topic_codes)| TopicPartitions {
@@ -678,18 +710,159 @@ pub async fn commit_offsets<S: GroupServices>(
                 })
                 .collect(),
         })
-        .collect();
-    OffsetCommitResponse {
-        error_code: ErrorCode::None,
-        topics,
+        .collect()
+}
+
+// ---- transactional offsets ----------------------------------------------------------------------
+
+/// Every partition of a transactional commit answered with `error_code`.
+fn txn_commit_failed(
+    request: &TxnOffsetCommitRequest,
+    error_code: ErrorCode,
+) -> TxnOffsetCommitResponse {
+    TxnOffsetCommitResponse {
+        error_code,
+        topics: request
+            .topics
+            .iter()
+            .map(|topic| TopicPartitions {
+                name: topic.name.clone(),
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|partition| PartitionResult {
+                        partition: partition.partition,
+                        error_code,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
+/// TxnOffsetCommit (KIP-98, KIP-447): the offsets are written now, in a transactional batch of
+/// the producer, and become the group's committed offsets only when the producer's commit
+/// marker reaches the group's offsets partition ([`complete_transaction`]); an abort drops
+/// them. The member checks are Kafka's for a transactional commit
+/// ([`Group::check_transactional_commit`]); an unknown group takes it without a generation
+/// (a "simple" group) and refuses a generation (ILLEGAL_GENERATION).
+///
+/// That the group is in the producer's transaction (AddOffsetsToTxn) is the transaction
+/// coordinator's to check before this runs; here the partition's storage refuses a transaction
+/// that a marker ended meanwhile (the verification guard) and a fenced epoch.
+pub async fn commit_transactional_offsets<S: GroupServices>(
+    services: &Rc<S>,
+    partition: u32,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let coordinated = match coordinated(services, partition).await {
+        Ok(coordinated) => coordinated,
+        Err(code) => return txn_commit_failed(&request, code),
+    };
+    let producer = TransactionalProducer {
+        producer_id: request.producer_id,
+        producer_epoch: request.producer_epoch,
+    };
+    if producer.producer_id < 0 || producer.producer_epoch < 0 {
+        return txn_commit_failed(&request, ErrorCode::InvalidProducerIdMapping);
+    }
+    // Asked before the write is queued: a marker of the producer written after this voids the
+    // guard, so a commit that loses the race with its transaction's end cannot open a
+    // transaction that nothing ends.
+    let guard = match verify_transaction(services, &coordinated, producer).await {
+        Ok(guard) => guard,
+        Err(code) => return txn_commit_failed(&request, code),
+    };
+    let coordinator = services.groups();
+    let checked = coordinated
+        .groups
+        .borrow_mut()
+        .get_mut(&request.group_id)
+        .map(|group| {
+            let outcome = group.check_transactional_commit(
+                request.generation_id,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                coordinator.now_ms(),
+            );
+            coordinator.note_deadline(group.next_deadline_ms());
+            outcome
+        });
+    let allowed = match checked {
+        Some(outcome) => outcome,
+        None if request.generation_id < 0 => coordinator.room_for(&coordinated, &request.group_id),
+        // A group with offsets only has no members: a member id names none of them.
+        None if coordinated.knows_group(&request.group_id) => Err(ErrorCode::UnknownMemberId),
+        // Kafka: a generation of a group it does not know is ILLEGAL_GENERATION here.
+        None => Err(ErrorCode::IllegalGeneration),
+    };
+    if let Err(code) = allowed {
+        return txn_commit_failed(&request, code);
+    }
+    let (records, codes) = offset_records(services, &request.group_id, &request.topics);
+    let written = if records.is_empty() {
+        Ok(())
+    } else {
+        coordinated
+            .write(WriteOp::Transactional {
+                producer,
+                records,
+                guard,
+            })
+            .await
+    };
+    TxnOffsetCommitResponse {
+        error_code: ErrorCode::None,
+        topics: partition_results(&request.topics, codes, written),
+    }
+}
+
+/// Ends `producer_id`'s transaction in `group_id`'s offsets partition (called by the
+/// transaction coordinator for each group of a transaction once its outcome is durable, and
+/// again after a restart for a transaction still completing): writes the marker there (always,
+/// as Kafka does: it also voids a late commit's verification) and applies it, so the
+/// producer's pending offsets of every group of the partition become committed, or are
+/// dropped. Runs on any shard; the work runs on the group's coordinator shard.
+pub async fn complete_transaction<S: GroupServices>(
+    services: &Rc<S>,
+    group_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+) -> Result<(), ErrorCode> {
+    if group_id.is_empty() {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    // No offsets topic: no group ever committed, nothing is pending anywhere.
+    let Some(topic) = offsets_topic(services, false).await? else {
+        return Ok(());
+    };
+    let partition = super::offsets_partition_of(group_id, topic.partition_count());
+    let shard = coordinator_shard_of(partition, services.shard_count);
+    let producer = TransactionalProducer {
+        producer_id,
+        producer_epoch,
+    };
+    invoke_on(services, shard, move |on: Rc<S>| async move {
+        let coordinated = coordinated(&on, partition).await?;
+        coordinated
+            .write(WriteOp::Marker { producer, commit })
+            .await
+    })
+    .await
+    .map_err(|stopping| coordinator_error_code(&stopping.into()))?
+}
+
+/// The group's committed offsets. With `require_stable` (Kafka's OffsetFetch v7+, what a
+/// read_committed consumer asks), a partition with an offset pending in an open transaction is
+/// answered UNSTABLE_OFFSET_COMMIT without an offset, as Kafka does: the consumer retries
+/// until the transaction ends, rather than start from an offset the transaction may replace.
 pub async fn fetch_offsets<S: GroupServices>(
     services: &Rc<S>,
     partition: u32,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
+    let require_stable = request.require_stable;
     let coordinated = match coordinated(services, partition).await {
         Ok(coordinated) => coordinated,
         Err(error_code) => {
@@ -701,6 +874,14 @@ pub async fn fetch_offsets<S: GroupServices>(
     };
     let store = coordinated.store.borrow();
     let answer = |topic: &str, partition: u32| {
+        if require_stable && store.has_pending(&request.group_id, topic, partition) {
+            return OffsetFetchPartition {
+                partition,
+                committed_offset: None,
+                metadata: None,
+                error_code: ErrorCode::UnstableOffsetCommit,
+            };
+        }
         let committed = store.committed(&request.group_id, topic, partition);
         OffsetFetchPartition {
             partition,
@@ -723,9 +904,7 @@ pub async fn fetch_offsets<S: GroupServices>(
             .collect(),
         None => {
             let mut by_topic: BTreeMap<&str, Vec<OffsetFetchPartition>> = BTreeMap::new();
-            for ((topic, partition), _) in
-                store.group_offsets(&request.group_id).into_iter().flatten()
-            {
+            for ((topic, partition), _) in store.group_offsets(&request.group_id) {
                 by_topic
                     .entry(topic.as_str())
                     .or_default()
@@ -878,7 +1057,7 @@ fn describe_group(coordinated: &CoordinatedPartition, group_id: &str) -> Describ
         };
     }
     let mut offsets: BTreeMap<&str, Vec<DescribedOffset>> = BTreeMap::new();
-    for ((topic, partition), committed) in store.group_offsets(group_id).into_iter().flatten() {
+    for ((topic, partition), committed) in store.group_offsets(group_id) {
         offsets
             .entry(topic.as_str())
             .or_default()

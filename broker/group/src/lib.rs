@@ -10,11 +10,13 @@
 //!
 //! - `membership` — one group's membership state machine (pure: time is passed in).
 //! - `records` — the records of the offsets topic (committed offsets, membership), versioned.
-//! - `store` — one offsets partition's live state, rebuilt by replay, and its snapshots.
+//! - `store` — one offsets partition's live state, rebuilt by replay, and its snapshots; the
+//!   offsets of open transactions, pending until their producer's marker.
 //! - `coordinator` — the shard-local coordinator: runs requests against the state machines,
 //!   answers parked joins and syncs, runs the timers, creates the offsets topic.
 //! - `partition` — one offsets partition as its coordinator holds it: replayed on first use,
-//!   written by one writer (acks=all, applied once durable), compacted by snapshot.
+//!   written by one writer (acks=all, applied once durable; transactional offsets as the
+//!   producer's transactional batches, transaction ends as markers), compacted by snapshot.
 //! - `limits` — every bound, with defaults.
 //! - `dialect` — members' subscriptions and assignments in the layout each member reads
 //!   (native or Kafka), for groups shared by both protocols.
@@ -39,6 +41,8 @@ pub mod store;
 mod membership_tests;
 #[cfg(test)]
 mod simulation_tests;
+#[cfg(test)]
+mod transaction_tests;
 
 // The cluster layer, under the names this crate's modules use (`crate::shard::...`).
 use spate_cluster::{catalog, shard};

@@ -1007,6 +1007,35 @@ impl Group {
         Ok(())
     }
 
+    /// A transactional offset commit's check (TxnOffsetCommit, KIP-447), as Kafka's
+    /// `validateOffsetCommit` with `isTransactional`: without a generation, member id and
+    /// instance id it is accepted whatever the state (TxnOffsetCommit before v3 names none);
+    /// with any of them the member must be the group's at its generation. A rebalance in
+    /// progress does not refuse it: the transaction decides, and a member of an older
+    /// generation is fenced by ILLEGAL_GENERATION.
+    pub fn check_transactional_commit(
+        &mut self,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), ErrorCode> {
+        if self.state == GroupState::Dead {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation_id < 0 && member_id.is_empty() && group_instance_id.is_none() {
+            return Ok(());
+        }
+        self.check_member(member_id, group_instance_id, generation_id)?;
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.touch(now_ms);
+        }
+        Ok(())
+    }
+
     // ---- leave and expiry ----------------------------------------------------------------
 
     pub fn leave(

@@ -521,6 +521,56 @@ fn commits_from_an_old_generation_or_an_unknown_member_are_refused() {
     );
 }
 
+/// Kafka's `validateOffsetCommit` with `isTransactional`: no REBALANCE_IN_PROGRESS, and a
+/// commit naming no generation, member or instance (TxnOffsetCommit v0-v2) is taken whatever
+/// the group's state.
+#[test]
+fn transactional_commits_follow_kafkas_checks_for_them() {
+    let mut harness = Harness::new(100);
+    let (leader, follower, generation) = harness.stable_pair();
+    let now = harness.now_ms;
+    let group = &mut harness.group;
+    assert_eq!(
+        group.check_transactional_commit(generation, &leader, None, now),
+        Ok(())
+    );
+    assert_eq!(
+        group.check_transactional_commit(generation - 1, &leader, None, now),
+        Err(ErrorCode::IllegalGeneration)
+    );
+    assert_eq!(
+        group.check_transactional_commit(generation, "zombie", None, now),
+        Err(ErrorCode::UnknownMemberId)
+    );
+    assert_eq!(
+        group.check_transactional_commit(GENERATION_NONE, "", None, now),
+        Ok(()),
+        "a producer outside the membership (TxnOffsetCommit before v3)"
+    );
+    assert_eq!(
+        group.check_transactional_commit(GENERATION_NONE, &leader, None, now),
+        Err(ErrorCode::IllegalGeneration),
+        "a member id without its generation"
+    );
+    harness.join_new();
+    harness.join(&leader);
+    harness.join(&follower);
+    assert_eq!(harness.group.state(), GroupState::CompletingRebalance);
+    assert_eq!(
+        harness
+            .group
+            .check_transactional_commit(generation + 1, &follower, None, now),
+        Ok(()),
+        "no REBALANCE_IN_PROGRESS for a transactional commit"
+    );
+    assert_eq!(
+        harness
+            .group
+            .check_transactional_commit(generation, &follower, None, now),
+        Err(ErrorCode::IllegalGeneration)
+    );
+}
+
 #[test]
 fn commits_from_outside_are_accepted_while_the_group_has_no_members() {
     let mut harness = Harness::new(0);

@@ -7,7 +7,15 @@
 //! durable, then answers the writers: a commit is acknowledged after its record is durable, and
 //! reads of the store never see a record that could still be lost. When the log holds more
 //! dead records than live ones, the writer compacts it: it appends the store as a snapshot and
-//! deletes the records before it.
+//! deletes the records before it (never while a transaction is open here).
+//!
+//! Transactional offset commits go through the same queue, each in a round of its own: a
+//! transactional batch of the committing producer (its id and epoch, the next sequence the
+//! store knows for it here, attribute TRANSACTIONAL) appended with the verification guard the
+//! commit took from the partition before it was queued, so the partition's storage tracks the
+//! transaction (its last stable offset, a hanging transaction refused). The transaction's end
+//! is a marker (a control batch) appended through the owner's marker path, also in a round of
+//! its own, and applied to the store once durable. Replay reads all three kinds of batch.
 //!
 //! Shard-local (`Rc`, `RefCell`): owned by the coordinator of the shard the partition is
 //! coordinated on (`coordinator`), which runs the group requests against it. The log is reached
@@ -24,6 +32,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::sync::Semaphore;
 use spate_protocol::api::TopicPartitionList;
+use spate_protocol::batch::header::{attributes, sequence_after};
 use spate_protocol::batch::{BatchBuilder, BatchOptions, BatchView, NO_HEADERS};
 use spate_protocol::constants::BATCH_BYTES_MAX;
 use spate_protocol::{ErrorCode, WireError};
@@ -36,8 +45,8 @@ use super::GroupServices;
 use crate::catalog::{ShardId, TopicMetadata};
 use crate::shard::mesh::invoke_on;
 use crate::shard::messages::{
-    FetchOutcome, FetchPartition, PartitionError, PartitionKey, PartitionState, ProduceAcks,
-    ProducePartition,
+    FetchOutcome, FetchPartition, Isolation, PartitionError, PartitionKey, PartitionState,
+    ProduceAcks, ProducePartition, TxnMarker, TxnResult, VerificationGuard,
 };
 use crate::shard::Shard;
 
@@ -58,6 +67,17 @@ pub(super) struct CoordinatedPartition {
 
 pub(super) enum WriteOp {
     Records(Vec<LogRecord>),
+    /// Offsets of a transaction: pending until the producer's marker.
+    Transactional {
+        producer: TransactionalProducer,
+        records: Vec<LogRecord>,
+        guard: Option<VerificationGuard>,
+    },
+    /// The end of the producer's transaction in this partition.
+    Marker {
+        producer: TransactionalProducer,
+        commit: bool,
+    },
     /// Tombstones for everything the group has when the writer reaches this item.
     DeleteGroup(String),
     /// Tombstones for those of the named offsets that exist when the writer reaches this item.
@@ -65,6 +85,13 @@ pub(super) enum WriteOp {
         group: String,
         topics: Vec<TopicPartitionList>,
     },
+}
+
+/// The producer of a transactional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TransactionalProducer {
+    pub(super) producer_id: i64,
+    pub(super) producer_epoch: i16,
 }
 
 struct WriteItem {
@@ -200,7 +227,8 @@ pub(super) async fn load<S: GroupServices>(
     Ok(loaded)
 }
 
-/// Applies one stored batch to `store`; returns the offset after it.
+/// Applies one stored batch to `store`; returns the offset after it. A transactional batch's
+/// offsets are pending for its producer, a control batch is its producer's marker.
 fn replay_batch(
     batch: &Bytes,
     store: &mut OffsetStore,
@@ -214,9 +242,43 @@ fn replay_batch(
         tracing::error!(%error, "stored offsets batch is unreadable");
         ErrorCode::CoordinatorNotAvailable
     })?;
+    let producer_id = view.producer_id();
+    if view.attributes() & attributes::CONTROL != 0 {
+        let marker = records
+            .into_iter()
+            .next()
+            .and_then(|record| marker_commits(record.key()));
+        match marker {
+            Some(commit) => store.apply_marker(producer_id, view.producer_epoch(), commit),
+            None => {
+                tracing::debug!(offset = view.base_offset(), "skipping a control batch");
+                *unreadable += 1;
+            }
+        }
+        return Ok(view.next_offset());
+    }
+    let transactional = view.attributes() & attributes::TRANSACTIONAL != 0;
+    // A batch left without records (a compacted log keeps a producer's last batch as its
+    // header) carries the producer's sequence but no transaction to open.
+    if transactional && view.record_count() > 0 {
+        store.open_transaction(
+            producer_id,
+            view.producer_epoch(),
+            view.base_sequence(),
+            view.header().offset_count,
+        );
+    } else if transactional {
+        store.note_sequence(
+            producer_id,
+            view.producer_epoch(),
+            view.base_sequence(),
+            view.header().offset_count,
+        );
+    }
     for record in records {
         match LogRecord::decode(record.key(), record.value()) {
-            Ok(record) => store.apply(record),
+            Ok(decoded) if transactional => store.apply_transactional(producer_id, decoded),
+            Ok(decoded) => store.apply(decoded),
             Err(error) => {
                 tracing::debug!(%error, offset = record.offset(), "skipping offsets record");
                 *unreadable += 1;
@@ -224,6 +286,22 @@ fn replay_batch(
         }
     }
     Ok(view.next_offset())
+}
+
+/// Control record types of Kafka's transaction markers (`ControlRecordType`).
+const CONTROL_TYPE_ABORT: i16 = 0;
+const CONTROL_TYPE_COMMIT: i16 = 1;
+
+/// Whether a control record's key (version int16, type int16, big-endian) is a commit marker;
+/// `None` for a key that is not a transaction marker's.
+fn marker_commits(key: Option<&[u8]>) -> Option<bool> {
+    let key = key?;
+    let control_type = i16::from_be_bytes(key.get(2..4)?.try_into().ok()?);
+    match control_type {
+        CONTROL_TYPE_ABORT => Some(false),
+        CONTROL_TYPE_COMMIT => Some(true),
+        _ => None,
+    }
 }
 
 /// The partition's offsets, retrying while a freshly created partition is not open yet.
@@ -259,7 +337,7 @@ async fn fetch<S: GroupServices>(
         key,
         offset: offset as i64,
         max_bytes,
-        isolation: crate::shard::messages::Isolation::ReadUncommitted,
+        isolation: Isolation::ReadUncommitted,
     };
     // Loaded partitions are open (`partition_state` saw them): nothing to wait for.
     let opening_wait_until = Instant::now();
@@ -314,6 +392,10 @@ async fn run_writer<S: GroupServices>(
             return;
         };
         compact_if_due(&services, &current).await;
+        if let Some(item) = take_transactional(&current) {
+            write_transactional(&services, &current, item).await;
+            continue;
+        }
         let round = take_round(&current, services.groups().limits().write_batch_bytes_max);
         if round.is_empty() {
             // Not holding the partition while idle: dropping it closes the doorbell.
@@ -327,6 +409,124 @@ async fn run_writer<S: GroupServices>(
     }
 }
 
+/// Writes one transactional item (a transaction's offsets, or its marker), applies it to the
+/// store once durable, and answers it.
+async fn write_transactional<S: GroupServices>(
+    services: &Rc<S>,
+    partition: &CoordinatedPartition,
+    item: WriteItem,
+) {
+    let outcome = match item.op {
+        WriteOp::Transactional {
+            producer,
+            records,
+            guard,
+        } => append_transactional(services, partition, producer, records, guard).await,
+        WriteOp::Marker { producer, commit } => {
+            let written = append_marker(services, partition, producer, commit).await;
+            if written.is_ok() {
+                partition.store.borrow_mut().apply_marker(
+                    producer.producer_id,
+                    producer.producer_epoch,
+                    commit,
+                );
+            }
+            written
+        }
+        WriteOp::Records(_) | WriteOp::DeleteGroup(_) | WriteOp::DeleteOffsets { .. } => {
+            unreachable!("only transactional items are taken alone")
+        }
+    };
+    let _ = item.done.try_send(outcome);
+}
+
+/// Appends a transaction's offsets as transactional batches of its producer, continuing the
+/// producer's sequence here, and applies them as pending once durable.
+async fn append_transactional<S: GroupServices>(
+    services: &Rc<S>,
+    partition: &CoordinatedPartition,
+    producer: TransactionalProducer,
+    records: Vec<LogRecord>,
+    guard: Option<VerificationGuard>,
+) -> Result<(), ErrorCode> {
+    let encoded: Vec<(Bytes, Option<Bytes>)> = records
+        .iter()
+        .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
+        .collect::<Result<_, WireError>>()
+        .map_err(|error| {
+            tracing::error!(%error, "offsets record cannot be encoded");
+            ErrorCode::InvalidRequest
+        })?;
+    if encoded.is_empty() {
+        return Ok(());
+    }
+    let base_sequence = partition
+        .store
+        .borrow()
+        .next_sequence(producer.producer_id, producer.producer_epoch);
+    let template = BatchOptions {
+        producer_id: producer.producer_id,
+        producer_epoch: producer.producer_epoch,
+        base_sequence,
+        attributes: attributes::TRANSACTIONAL,
+        ..BatchOptions::default()
+    };
+    let references: Vec<&(Bytes, Option<Bytes>)> = encoded.iter().collect();
+    let bytes_max = services.groups().limits().write_batch_bytes_max;
+    let batches = build_batches(&references, bytes_max, template)?;
+    let counts: Vec<u32> = batches
+        .iter()
+        .map(|batch| {
+            BatchView::validate(batch, BATCH_BYTES_MAX)
+                .expect("a batch built here is valid")
+                .header()
+                .offset_count
+        })
+        .collect();
+    append_batches(services, partition, batches, guard)
+        .await
+        .map_err(|error| {
+            tracing::info!(
+                %error,
+                partition = partition.partition,
+                producer_id = producer.producer_id,
+                "transactional offsets write failed"
+            );
+            transactional_error_code(&error)
+        })?;
+    let mut store = partition.store.borrow_mut();
+    let mut sequence = base_sequence;
+    for count in counts {
+        store.open_transaction(
+            producer.producer_id,
+            producer.producer_epoch,
+            sequence,
+            count,
+        );
+        sequence = sequence_after(sequence, count);
+    }
+    for record in records {
+        store.apply_transactional(producer.producer_id, record);
+    }
+    Ok(())
+}
+
+/// The code a transactional write reports: the producer's own refusals as Kafka's
+/// TxnOffsetCommit gives them, the rest as any coordinator write.
+pub(super) fn transactional_error_code(error: &PartitionError) -> ErrorCode {
+    match error {
+        PartitionError::ProducerFenced(_) => ErrorCode::ProducerFenced,
+        PartitionError::InvalidProducerIdMapping(_) => ErrorCode::InvalidProducerIdMapping,
+        PartitionError::OutOfOrderSequence(_) | PartitionError::DuplicateSequence(_) => {
+            ErrorCode::OutOfOrderSequence
+        }
+        PartitionError::InvalidTxnState(_) => ErrorCode::InvalidTxnState,
+        PartitionError::TransactionAbortable(_) => ErrorCode::TransactionAbortable,
+        PartitionError::TransactionCoordinatorFenced(_) => ErrorCode::TransactionCoordinatorFenced,
+        other => coordinator_error_code(other),
+    }
+}
+
 /// A queued item with the records it resolved to and their encodings.
 struct RoundItem {
     done: LocalSender<Result<(), ErrorCode>>,
@@ -334,12 +534,25 @@ struct RoundItem {
     encoded: Vec<(Bytes, Option<Bytes>)>,
 }
 
+/// The first queued item, when it is a transactional write or a marker: a round of its own.
+fn take_transactional(partition: &CoordinatedPartition) -> Option<WriteItem> {
+    let mut queue = partition.queue.borrow_mut();
+    let first = queue.front()?;
+    match first.op {
+        WriteOp::Transactional { .. } | WriteOp::Marker { .. } => queue.pop_front(),
+        _ => None,
+    }
+}
+
+/// Takes plain items from the front of the queue, up to about `bytes_max` of records; stops
+/// at a transactional write or a marker.
 fn take_round(partition: &CoordinatedPartition, bytes_max: usize) -> Vec<RoundItem> {
     let mut round = Vec::new();
     let mut round_bytes = 0;
     let mut queue = partition.queue.borrow_mut();
     while let Some(item) = queue.front() {
         let records = match &item.op {
+            WriteOp::Transactional { .. } | WriteOp::Marker { .. } => break,
             WriteOp::Records(records) => records.clone(),
             WriteOp::DeleteGroup(group) => partition.store.borrow().tombstones_for_group(group),
             WriteOp::DeleteOffsets { group, topics } => partition
@@ -411,15 +624,31 @@ async fn append_durably<S: GroupServices>(
     partition: &CoordinatedPartition,
     encoded: &[&(Bytes, Option<Bytes>)],
 ) -> Result<u64, ErrorCode> {
-    let batches = build_batches(encoded, services.groups().limits().write_batch_bytes_max)?;
+    let bytes_max = services.groups().limits().write_batch_bytes_max;
+    let batches = build_batches(encoded, bytes_max, BatchOptions::default())?;
+    append_batches(services, partition, batches, None)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, partition = partition.partition, "offsets write failed");
+            coordinator_error_code(&error)
+        })
+}
+
+/// Appends built batches with acks=all (a transactional one with its verification guard).
+async fn append_batches<S: GroupServices>(
+    services: &Rc<S>,
+    partition: &CoordinatedPartition,
+    batches: Vec<BytesMut>,
+    verification: Option<VerificationGuard>,
+) -> Result<u64, PartitionError> {
     let owner = partition
         .owner()
-        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        .ok_or(PartitionError::UnknownTopicOrPartition)?;
     let opening_wait_until = Instant::now();
     let produce = ProducePartition {
         key: partition.key(),
         batches,
-        verification: None,
+        verification,
     };
     on_owner(services, owner, move |shard| async move {
         only(
@@ -430,33 +659,36 @@ async fn append_durably<S: GroupServices>(
     })
     .await
     .map(|outcome| outcome.base_offset)
-    .map_err(|error| {
-        tracing::warn!(%error, partition = partition.partition, "offsets write failed");
-        coordinator_error_code(&error)
-    })
 }
 
 /// Packs records into batches of about `bytes_max` each (a record larger than that gets a batch
-/// of its own, up to the protocol's batch limit).
+/// of its own, up to the protocol's batch limit), with the producer fields and attributes of
+/// `template`; a batch with a sequence starts where the one before it ended.
 fn build_batches(
     encoded: &[&(Bytes, Option<Bytes>)],
     bytes_max: usize,
+    template: BatchOptions,
 ) -> Result<Vec<BytesMut>, ErrorCode> {
     let timestamp_ms = wall_clock_ms();
-    let options = || BatchOptions {
+    let options = |base_sequence: i32| BatchOptions {
         batch_bytes_max: BATCH_BYTES_MAX,
-        ..BatchOptions::default()
+        base_sequence,
+        ..template
     };
     let failed = |error: spate_protocol::BuildError| {
         tracing::error!(%error, "offsets batch cannot be built");
         ErrorCode::InvalidRequest
     };
     let mut batches = Vec::new();
-    let mut builder = BatchBuilder::new(options());
+    let mut base_sequence = template.base_sequence;
+    let mut builder = BatchBuilder::new(options(base_sequence));
     for (key, value) in encoded {
         let record_bytes = BatchBuilder::record_bytes(Some(key), value.as_deref(), NO_HEADERS);
         if !builder.is_empty() && builder.estimated_bytes() + record_bytes > bytes_max {
-            let full = std::mem::replace(&mut builder, BatchBuilder::new(options()));
+            if base_sequence >= 0 {
+                base_sequence = sequence_after(base_sequence, builder.record_count() as u32);
+            }
+            let full = std::mem::replace(&mut builder, BatchBuilder::new(options(base_sequence)));
             batches.push(full.seal().map_err(failed)?);
         }
         builder
@@ -535,5 +767,168 @@ async fn compact_if_due<S: GroupServices>(services: &Rc<S>, partition: &Coordina
                 "offsets compaction could not delete old records"
             )
         }
+    }
+}
+
+/// The coordinator epoch of the markers written here: the group coordinator alone writes markers
+/// into offsets partitions, and a single broker has one transaction coordinator generation.
+const MARKER_COORDINATOR_EPOCH: i32 = 0;
+
+/// The partition's guard for `producer` to open a transaction here (KIP-890), asked before its
+/// offsets are queued; `None` when it has one open here already.
+pub(super) async fn verify_transaction<S: GroupServices>(
+    services: &Rc<S>,
+    partition: &CoordinatedPartition,
+    producer: TransactionalProducer,
+) -> Result<Option<VerificationGuard>, ErrorCode> {
+    let owner = partition
+        .owner()
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let key = partition.key();
+    // Loaded partitions are open: nothing to wait for.
+    let opening_wait_until = Instant::now();
+    on_owner(services, owner, move |shard| async move {
+        shard
+            .txn_verification(
+                key,
+                producer.producer_id,
+                producer.producer_epoch,
+                opening_wait_until,
+            )
+            .await
+    })
+    .await
+    .map_err(|error| coordinator_error_code(&error))
+}
+
+/// Appends the producer's marker (a control batch) to the partition and waits until it is
+/// durable.
+async fn append_marker<S: GroupServices>(
+    services: &Rc<S>,
+    partition: &CoordinatedPartition,
+    producer: TransactionalProducer,
+    commit: bool,
+) -> Result<(), ErrorCode> {
+    let owner = partition
+        .owner()
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let key = partition.key();
+    let marker = TxnMarker {
+        producer_id: producer.producer_id,
+        producer_epoch: producer.producer_epoch,
+        coordinator_epoch: MARKER_COORDINATOR_EPOCH,
+        result: if commit {
+            TxnResult::Commit
+        } else {
+            TxnResult::Abort
+        },
+    };
+    on_owner(services, owner, move |shard| async move {
+        only(shard.write_txn_markers(vec![(key, marker)]).await)
+    })
+    .await
+    .map(|_offset| ())
+    .map_err(|error| {
+        tracing::warn!(
+            %error,
+            partition = partition.partition,
+            producer_id = producer.producer_id,
+            "transaction marker write failed"
+        );
+        transactional_error_code(&error)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::CommittedOffset;
+    use spate_protocol::batch::kafka::control::{marker_batch, Marker, MarkerType};
+
+    fn offset(partition: u32, offset: u64) -> LogRecord {
+        LogRecord::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition,
+            value: Some(CommittedOffset {
+                offset,
+                metadata: None,
+                commit_timestamp_ms: 0,
+            }),
+        }
+    }
+
+    fn batch(records: &[LogRecord], template: BatchOptions) -> Bytes {
+        let encoded: Vec<(Bytes, Option<Bytes>)> = records
+            .iter()
+            .map(|record| (record.encode_key().unwrap(), record.encode_value().unwrap()))
+            .collect();
+        let references: Vec<&(Bytes, Option<Bytes>)> = encoded.iter().collect();
+        let mut batches = build_batches(&references, BATCH_BYTES_MAX, template).unwrap();
+        assert_eq!(batches.len(), 1);
+        batches.pop().unwrap().freeze()
+    }
+
+    fn transactional(producer_id: i64, base_sequence: i32) -> BatchOptions {
+        BatchOptions {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence,
+            attributes: attributes::TRANSACTIONAL,
+            ..BatchOptions::default()
+        }
+    }
+
+    fn marker(producer_id: i64, marker_type: MarkerType) -> Bytes {
+        let marker = Marker {
+            marker_type,
+            coordinator_epoch: MARKER_COORDINATOR_EPOCH,
+        };
+        marker_batch(producer_id, 0, marker, 0).freeze()
+    }
+
+    fn committed(store: &OffsetStore, partition: u32) -> Option<u64> {
+        store
+            .committed("g", "t", partition)
+            .map(|value| value.offset)
+    }
+
+    /// The log as the writer leaves it (plain batches, transactional batches of two producers,
+    /// the storage's commit and abort control batches) replays to what the writer applied.
+    #[test]
+    fn replay_reads_transactional_batches_and_markers_as_the_writer_applied_them() {
+        let log = [
+            batch(&[offset(0, 5)], BatchOptions::default()),
+            batch(&[offset(0, 9), offset(1, 3)], transactional(7, 0)),
+            batch(&[offset(1, 4), offset(2, 8)], transactional(8, 0)),
+            batch(&[offset(2, 1)], transactional(7, 2)),
+            marker(8, MarkerType::Abort),
+        ];
+        let mut store = OffsetStore::default();
+        let mut unreadable = 0;
+        for stored in &log {
+            replay_batch(stored, &mut store, &mut unreadable).unwrap();
+        }
+        assert_eq!(unreadable, 0);
+        assert_eq!(committed(&store, 0), Some(5), "producer 7 is still open");
+        assert!(store.has_pending("g", "t", 0));
+        assert!(store.has_pending("g", "t", 2));
+        assert!(store.has_pending("g", "t", 1) && store.is_open(7));
+        assert_eq!(store.next_sequence(7, 0), 3);
+        assert_eq!(store.next_sequence(8, 0), 2);
+        replay_batch(&marker(7, MarkerType::Commit), &mut store, &mut unreadable).unwrap();
+        assert_eq!(committed(&store, 0), Some(9));
+        assert_eq!(committed(&store, 1), Some(3), "producer 8's 4 was aborted");
+        assert_eq!(committed(&store, 2), Some(1));
+        assert!(!store.has_open_transactions());
+    }
+
+    #[test]
+    fn a_control_record_key_names_commit_or_abort() {
+        assert_eq!(marker_commits(Some(&[0, 0, 0, 1])), Some(true));
+        assert_eq!(marker_commits(Some(&[0, 0, 0, 0])), Some(false));
+        assert_eq!(marker_commits(Some(&[0, 0, 0, 5])), None);
+        assert_eq!(marker_commits(Some(&[0, 0])), None);
+        assert_eq!(marker_commits(None), None);
     }
 }

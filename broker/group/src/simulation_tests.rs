@@ -20,6 +20,19 @@
 //! the fencing. Explicit resets are standalone commits (no member, no generation), which the
 //! group takes only while it is `Empty`, and may move an offset anywhere.
 //!
+//! Transactions (KIP-98, KIP-447): some clients commit their positions inside their producer's
+//! transaction instead (`check_transactional_commit`, then a transactional entry in the log)
+//! and end it later with a commit or an abort marker, maybe after a rebalance or a coordinator
+//! restart; a client that crashes comes back with its producer's epoch bumped, which aborts its
+//! open transaction (as the transaction coordinator does at InitProducerId). A client given a
+//! partition with an offset pending in a transaction waits until the transaction ends before
+//! it starts from the committed offset (OffsetFetch `require_stable`). Checked besides: the
+//! committed offsets are exactly those of plain commits and committed transactions, by Kafka's
+//! rule (the later record in the log wins), also after a restart; an aborted transaction's
+//! offsets are never committed; the partitions with pending offsets are those of open
+//! transactions; each transactional entry continues its producer's sequence as the partition
+//! expects (0 under a new epoch).
+//!
 //! A failure names its seed; rerun one case with `SPATE_GROUP_SIM_SEED=<seed>`. The number of
 //! cases is `SPATE_GROUP_SIM_CASES` (default below); `SPATE_GROUP_SIM_BASE_SEED` starts them
 //! elsewhere to explore new seeds.
@@ -40,6 +53,56 @@ use super::limits::GroupLimits;
 use super::membership::{ClientInfo, Effects, Group, MemberIdHandshake, Reply, WaiterId};
 use super::records::{CommittedOffset, LogRecord};
 use super::store::OffsetStore;
+
+/// One entry of the simulated offsets partition's log: what one batch of the real log is.
+#[derive(Debug, Clone)]
+enum Entry {
+    Plain(LogRecord),
+    Transactional {
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        records: Vec<LogRecord>,
+    },
+    Marker {
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    },
+}
+
+/// Applies a log entry as `partition::replay_batch` applies the batch it stands for.
+fn replay(store: &mut OffsetStore, entry: &Entry) {
+    match entry {
+        Entry::Plain(record) => store.apply(record.clone()),
+        Entry::Transactional {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            records,
+        } => {
+            store.open_transaction(
+                *producer_id,
+                *producer_epoch,
+                *base_sequence,
+                records.len() as u32,
+            );
+            for record in records {
+                store.apply_transactional(*producer_id, record.clone());
+            }
+        }
+        Entry::Marker {
+            producer_id,
+            producer_epoch,
+            commit,
+        } => store.apply_marker(*producer_id, *producer_epoch, *commit),
+    }
+}
+
+/// Client `index`'s transactional producer id.
+fn producer_id_of(client: usize) -> i64 {
+    100 + client as i64
+}
 
 const CASES_DEFAULT: u64 = 1_000;
 const BASE_SEED: u64 = 0x6e0b_0000;
@@ -93,22 +156,34 @@ struct Client {
     sync_parked: bool,
     /// Answers on their way to the client: it acts on stale state until it reads them.
     inbox: Vec<(Reply, i32, String)>,
+    /// Fixed per client: it commits inside its producer's transactions.
+    transactional: bool,
+    /// Its producer's epoch: bumped by each new incarnation.
+    producer_epoch: i16,
+    /// Assigned partitions with an offset pending in a transaction: the client waits for them
+    /// to become stable before it starts there.
+    unstable: BTreeSet<u32>,
 }
 
 struct Sim {
     rng: StdRng,
     limits: GroupLimits,
     group: Group,
-    /// Every record written, in order: the offsets partition's log.
-    log: Vec<LogRecord>,
+    /// Every entry written, in order: the offsets partition's log.
+    log: Vec<Entry>,
     store: OffsetStore,
     now_ms: u64,
     next_waiter: WaiterId,
     next_member: u64,
     parked: BTreeMap<WaiterId, Parked>,
     clients: Vec<Client>,
-    /// Model: the last acknowledged commit of every partition.
-    committed: BTreeMap<u32, u64>,
+    /// Model: the committed offset of every partition, with the log position of the record
+    /// that wrote it.
+    committed: BTreeMap<u32, (u64, usize)>,
+    /// Model: offsets pending in each producer's open transaction, with their log positions.
+    pending: BTreeMap<i64, BTreeMap<u32, (u64, usize)>>,
+    /// Model of the partition's storage: each producer's epoch and next sequence.
+    sequences: BTreeMap<i64, (i16, i32)>,
     /// Model: who holds each partition in each generation's sync answers (owner: instance id
     /// for a static member, whose replacement inherits its assignment, else member id).
     owners: BTreeMap<i32, BTreeMap<u32, String>>,
@@ -126,6 +201,7 @@ impl Sim {
         let clients = (0..CLIENTS)
             .map(|index| Client {
                 instance: rng.gen_bool(0.4).then(|| format!("instance-{index}")),
+                transactional: rng.gen_bool(0.5),
                 handshake: if rng.gen_bool(0.3) {
                     MemberIdHandshake::Skipped
                 } else {
@@ -147,14 +223,21 @@ impl Sim {
             parked: BTreeMap::new(),
             clients,
             committed: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            sequences: BTreeMap::new(),
             owners: BTreeMap::new(),
             trace: Vec::new(),
         }
     }
 
     fn write(&mut self, record: LogRecord) {
-        self.store.apply(record.clone());
-        self.log.push(record);
+        self.append(Entry::Plain(record));
+    }
+
+    /// Appends an entry to the log and applies it, as the writer does once it is durable.
+    fn append(&mut self, entry: Entry) {
+        replay(&mut self.store, &entry);
+        self.log.push(entry);
     }
 
     fn park(&mut self, client: usize, kind: WaiterKind) -> WaiterId {
@@ -240,6 +323,7 @@ impl Sim {
                 state.member_id = response.member_id.clone();
                 state.generation_id = response.generation_id;
                 state.positions.clear();
+                state.unstable.clear();
                 state.leader_of = (response.leader == response.member_id).then(|| {
                     response
                         .members
@@ -264,9 +348,13 @@ impl Sim {
                 state.member_id.clear();
                 state.generation_id = GENERATION_NONE;
                 state.positions.clear();
+                state.unstable.clear();
                 state.leader_of = None;
             }
-            _ => state.positions.clear(),
+            _ => {
+                state.positions.clear();
+                state.unstable.clear();
+            }
         }
     }
 
@@ -278,6 +366,7 @@ impl Sim {
         assignment: &Bytes,
     ) {
         let mut positions = BTreeMap::new();
+        let mut unstable = BTreeSet::new();
         for partition in assignment.iter().map(|byte| u32::from(*byte)) {
             let holders = self.owners.entry(generation_id).or_default();
             match holders.get(&partition) {
@@ -288,12 +377,38 @@ impl Sim {
                     holders.insert(partition, owner.clone());
                 }
             }
-            positions.insert(
-                partition,
-                self.committed.get(&partition).copied().unwrap_or(0),
-            );
+            // OffsetFetch with require_stable: a pending offset must settle first.
+            if self.store.has_pending(GROUP, TOPIC, partition) {
+                unstable.insert(partition);
+            } else {
+                positions.insert(partition, self.committed_offset(partition));
+            }
         }
         self.clients[client].positions = positions;
+        self.clients[client].unstable = unstable;
+    }
+
+    fn committed_offset(&self, partition: u32) -> u64 {
+        self.committed
+            .get(&partition)
+            .map_or(0, |(offset, _)| *offset)
+    }
+
+    /// The client asks again (require_stable) for the partitions that were unstable.
+    fn refetch(&mut self, client: usize) {
+        let unstable = std::mem::take(&mut self.clients[client].unstable);
+        for partition in unstable {
+            if self.store.has_pending(GROUP, TOPIC, partition) {
+                self.clients[client].unstable.insert(partition);
+            } else {
+                let offset = self.committed_offset(partition);
+                self.clients[client].positions.insert(partition, offset);
+            }
+        }
+        self.trace.push(format!(
+            "refetch {client}: unstable {:?}",
+            self.clients[client].unstable
+        ));
     }
 
     fn owner_name(&self, client: usize) -> String {
@@ -517,7 +632,7 @@ impl Sim {
         match outcome {
             Ok(()) => {
                 for (partition, offset) in positions {
-                    let before = self.committed.get(&partition).copied().unwrap_or(0);
+                    let before = self.committed_offset(partition);
                     assert!(
                         offset >= before,
                         "member {member_id} (generation {generation_id}) moved partition \
@@ -549,9 +664,8 @@ impl Sim {
         }
     }
 
-    /// Writes and acknowledges a commit (acknowledged once applied: the record is durable).
-    fn commit_record(&mut self, partition: u32, offset: u64) {
-        self.write(LogRecord::Offset {
+    fn offset_record(&self, partition: u32, offset: u64) -> LogRecord {
+        LogRecord::Offset {
             group: GROUP.into(),
             topic: TOPIC.into(),
             partition,
@@ -560,8 +674,134 @@ impl Sim {
                 metadata: None,
                 commit_timestamp_ms: self.now_ms as i64,
             }),
+        }
+    }
+
+    /// Writes and acknowledges a commit (acknowledged once applied: the record is durable).
+    fn commit_record(&mut self, partition: u32, offset: u64) {
+        let record = self.offset_record(partition, offset);
+        self.write(record);
+        self.committed
+            .insert(partition, (offset, self.log.len() - 1));
+    }
+
+    /// A commit inside the client's transaction (TxnOffsetCommit): checked as Kafka checks
+    /// one, written as a transactional entry, pending until the transaction ends.
+    fn txn_commit(&mut self, client: usize) {
+        let state = &self.clients[client];
+        if state.member_id.is_empty() || state.positions.is_empty() {
+            return;
+        }
+        let (generation_id, member_id) = (state.generation_id, state.member_id.clone());
+        let instance = state.instance.clone();
+        let producer_id = producer_id_of(client);
+        let producer_epoch = state.producer_epoch;
+        let positions: Vec<(u32, u64)> = state.positions.iter().map(|(p, o)| (*p, *o)).collect();
+        let stale = generation_id != self.group.generation_id();
+        let outcome = self.group.check_transactional_commit(
+            generation_id,
+            &member_id,
+            instance.as_deref(),
+            self.now_ms,
+        );
+        self.trace.push(format!(
+            "txn commit {client} {member_id} gen {generation_id} producer {producer_id}/{producer_epoch} \
+             {positions:?} -> {outcome:?}"
+        ));
+        if stale {
+            let code =
+                outcome.expect_err("a transactional commit of an older generation is refused");
+            self.check_fenced(client, code, "transactional commit");
+        }
+        if let Err(code) = outcome {
+            self.on_error(client, code);
+            return;
+        }
+        let base_sequence = self.store.next_sequence(producer_id, producer_epoch);
+        // The partition's storage takes only the sequence that continues the producer's.
+        let expected = match self.sequences.get(&producer_id) {
+            Some((epoch, next)) if *epoch == producer_epoch => *next,
+            _ => 0,
+        };
+        assert_eq!(
+            base_sequence, expected,
+            "producer {producer_id} epoch {producer_epoch}: the coordinator's sequence"
+        );
+        let records: Vec<LogRecord> = positions
+            .iter()
+            .map(|(partition, offset)| self.offset_record(*partition, *offset))
+            .collect();
+        let count = records.len() as i32;
+        self.append(Entry::Transactional {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            records,
         });
-        self.committed.insert(partition, offset);
+        self.sequences
+            .insert(producer_id, (producer_epoch, base_sequence + count));
+        let position = self.log.len() - 1;
+        let pending = self.pending.entry(producer_id).or_default();
+        for (partition, offset) in positions {
+            let before = self
+                .committed
+                .get(&partition)
+                .map_or(0, |(offset, _)| *offset);
+            assert!(
+                offset >= before,
+                "member {member_id} (generation {generation_id}) put partition {partition} \
+                 back from {before} to {offset} in a transaction"
+            );
+            pending.insert(partition, (offset, position));
+        }
+    }
+
+    /// The transaction coordinator writes the marker of the producer's transaction.
+    fn end_transaction(&mut self, producer_id: i64, producer_epoch: i16, commit: bool) {
+        self.trace.push(format!(
+            "end transaction of {producer_id}/{producer_epoch}: {}",
+            if commit { "commit" } else { "abort" }
+        ));
+        self.append(Entry::Marker {
+            producer_id,
+            producer_epoch,
+            commit,
+        });
+        if let Some((epoch, next)) = self.sequences.get_mut(&producer_id) {
+            if *epoch < producer_epoch {
+                (*epoch, *next) = (producer_epoch, 0);
+            }
+        }
+        let Some(pending) = self.pending.remove(&producer_id) else {
+            return;
+        };
+        if !commit {
+            return;
+        }
+        for (partition, (offset, position)) in pending {
+            match self.committed.get(&partition) {
+                Some((_, current)) if *current > position => {}
+                current => {
+                    let before = current.map_or(0, |(offset, _)| *offset);
+                    assert!(
+                        offset >= before,
+                        "a committed transaction moved partition {partition} back from {before} \
+                         to {offset}"
+                    );
+                    self.committed.insert(partition, (offset, position));
+                }
+            }
+        }
+    }
+
+    /// The client ends its own open transaction, mostly with a commit.
+    fn end_own_transaction(&mut self, client: usize) {
+        let producer_id = producer_id_of(client);
+        if self.pending.contains_key(&producer_id) {
+            let commit = self.rng.gen_bool(0.8);
+            let epoch = self.clients[client].producer_epoch;
+            self.end_transaction(producer_id, epoch, commit);
+        }
     }
 
     fn leave(&mut self, client: usize) {
@@ -581,6 +821,7 @@ impl Sim {
         state.member_id.clear();
         state.generation_id = GENERATION_NONE;
         state.positions.clear();
+        state.unstable.clear();
         state.leader_of = None;
     }
 
@@ -595,9 +836,18 @@ impl Sim {
         }
         let instance = self.clients[client].instance.clone();
         let handshake = self.clients[client].handshake;
+        let transactional = self.clients[client].transactional;
+        // The new incarnation's InitProducerId bumps the epoch, and the transaction
+        // coordinator aborts the old one's open transaction under the new epoch.
+        let producer_epoch = self.clients[client].producer_epoch + 1;
+        if self.pending.contains_key(&producer_id_of(client)) {
+            self.end_transaction(producer_id_of(client), producer_epoch, false);
+        }
         self.clients[client] = Client {
             instance,
             handshake,
+            transactional,
+            producer_epoch,
             generation_id: GENERATION_NONE,
             silent_until_ms: self.now_ms + self.rng.gen_range(0..2 * u64::from(SESSION_MS)),
             ..Client::default()
@@ -640,8 +890,8 @@ impl Sim {
             client.inbox.clear();
         }
         let mut store = OffsetStore::default();
-        for record in &self.log {
-            store.apply(record.clone());
+        for entry in &self.log {
+            replay(&mut store, entry);
         }
         self.group = match store.group_record(GROUP) {
             Some(record) => Group::restore(GROUP, record, &self.limits, self.now_ms),
@@ -660,8 +910,18 @@ impl Sim {
                 .map(|committed| committed.offset);
             assert_eq!(
                 stored,
-                self.committed.get(&partition).copied(),
-                "partition {partition}: the store lost or changed an acknowledged commit"
+                self.committed.get(&partition).map(|(offset, _)| *offset),
+                "partition {partition}: the store's committed offset is not the model's \
+                 (acknowledged commits and committed transactions)"
+            );
+            let pending = self
+                .pending
+                .values()
+                .any(|offsets| offsets.contains_key(&partition));
+            assert_eq!(
+                self.store.has_pending(GROUP, TOPIC, partition),
+                pending,
+                "partition {partition}: pending offsets differ from the open transactions'"
             );
         }
         // A join waits at most the rebalance timeout (plus the initial delay) to complete, and a
@@ -701,13 +961,17 @@ impl Sim {
             self.heartbeat(client);
         } else if state.member_id.is_empty() || state.generation_id == GENERATION_NONE {
             self.join(client);
+        } else if !state.unstable.is_empty() && self.rng.gen_bool(0.5) {
+            self.refetch(client);
         } else if state.positions.is_empty() && self.rng.gen_bool(0.7) {
             self.sync(client);
         } else {
-            match self.rng.gen_range(0..3) {
+            match self.rng.gen_range(0..4) {
                 0 => self.heartbeat(client),
                 1 => self.consume(client),
-                _ => self.commit(client),
+                2 if self.clients[client].transactional => self.txn_commit(client),
+                2 => self.commit(client),
+                _ => self.end_own_transaction(client),
             }
         }
     }
@@ -726,6 +990,16 @@ impl Sim {
             74..=75 => self.stall(client),
             76 => self.reset(),
             77 => self.restart(),
+            78..=79 if !silent => self.txn_commit(client),
+            // A transaction timeout: the coordinator aborts it, with the epoch bumped.
+            80 => {
+                let producer_id = producer_id_of(client);
+                if self.pending.contains_key(&producer_id) {
+                    self.clients[client].producer_epoch += 1;
+                    let epoch = self.clients[client].producer_epoch;
+                    self.end_transaction(producer_id, epoch, false);
+                }
+            }
             _ => {
                 let by_ms = self.rng.gen_range(0..=u64::from(SESSION_MS) / 4);
                 self.trace.push(format!("advance {by_ms} ms"));

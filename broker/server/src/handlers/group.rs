@@ -23,7 +23,8 @@ use spate_protocol::api::{
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
     ListGroupsResponse, MemberResult, Message, OffsetCommitRequest, OffsetCommitResponse,
     OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
-    PartitionResult, SyncGroupRequest, SyncGroupResponse, TopicPartitions,
+    PartitionResult, SyncGroupRequest, SyncGroupResponse, TopicPartitions, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use spate_protocol::error::{ErrorCode, WireError};
 
@@ -352,6 +353,8 @@ pub(crate) async fn commit_offsets(
     .unwrap_or_else(failed)
 }
 
+/// With `require_stable`, partitions with an offset pending in an open transaction are answered
+/// `UnstableOffsetCommit` (see `coordinator::fetch_offsets`).
 pub(crate) async fn fetch_offsets(
     services: &Rc<Services>,
     request: OffsetFetchRequest,
@@ -369,6 +372,50 @@ pub(crate) async fn fetch_offsets(
     let partition = route.partition;
     on_coordinator(services, route.coordinator, move |on| async move {
         coordinator::fetch_offsets(&on, partition, request).await
+    })
+    .await
+    .unwrap_or_else(failed)
+}
+
+/// A transactional offset commit (TxnOffsetCommit), run on the group's coordinator: the offsets
+/// wait there for the transaction's end (`coordinator::complete_transaction`).
+pub(crate) async fn commit_transactional_offsets(
+    services: &Rc<Services>,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    // Kept to answer every partition should the coordinator not answer at all.
+    let shape: Vec<(String, Vec<u32>)> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic.partitions.iter().map(|entry| entry.partition);
+            (topic.name.clone(), partitions.collect())
+        })
+        .collect();
+    let failed = |error_code: ErrorCode| TxnOffsetCommitResponse {
+        error_code,
+        topics: shape
+            .iter()
+            .map(|(name, partitions)| TopicPartitions {
+                name: name.clone(),
+                partitions: partitions
+                    .iter()
+                    .map(|partition| PartitionResult {
+                        partition: *partition,
+                        error_code,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let route = match route(services, &request.group_id, true).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return failed(ErrorCode::CoordinatorNotAvailable),
+        Err(code) => return failed(code),
+    };
+    let partition = route.partition;
+    on_coordinator(services, route.coordinator, move |on| async move {
+        coordinator::commit_transactional_offsets(&on, partition, request).await
     })
     .await
     .unwrap_or_else(failed)

@@ -1,5 +1,6 @@
 //! The Kafka consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
+//! OffsetCommit, TxnOffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups,
+//! OffsetDelete.
 //!
 //! There is one group coordinator (`spate-group`), and native and Kafka members share it: a
 //! group is one group, and its committed offsets one set, whichever protocol joined or committed.
@@ -40,13 +41,17 @@ use spate_kafka_protocol::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use spate_kafka_protocol::kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use spate_kafka_protocol::kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
@@ -658,10 +663,151 @@ fn commit_code(
 }
 
 // ---------------------------------------------------------------------------------------------
+// TxnOffsetCommit
+
+/// The first TxnOffsetCommit version with the member fields (KIP-447); older ones commit as a
+/// producer outside the group's membership (generation -1, no member).
+const TXN_COMMIT_MEMBER_VERSION_MIN: i16 = 3;
+
+/// TxnOffsetCommit 0–5: the offsets are written into the group's offsets partition inside the
+/// producer's transaction and become the group's when the transaction commits
+/// (`group::coordinator::commit_transactional_offsets`). Partitions that do not exist are
+/// answered UNKNOWN_TOPIC_OR_PARTITION here, before the group is looked at, as Kafka does;
+/// the member checks are Kafka's for a transactional commit (ILLEGAL_GENERATION,
+/// UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID; no REBALANCE_IN_PROGRESS).
+pub(crate) async fn txn_offset_commit(
+    context: &KafkaContext<'_>,
+    version: i16,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let (generation_id, member_id, group_instance_id) = if version >= TXN_COMMIT_MEMBER_VERSION_MIN
+    {
+        (
+            request.generation_id,
+            owned(&request.member_id),
+            owned_option(request.group_instance_id.as_ref()),
+        )
+    } else {
+        (api::GENERATION_NONE, String::new(), None)
+    };
+    let refusal = check_member(
+        &request.group_id,
+        &member_id,
+        request.group_instance_id.as_ref().filter(|_| version >= 3),
+    )
+    .err();
+    let snapshot = context.services.snapshot();
+    let partition_count = |topic: &str| {
+        snapshot
+            .topic(topic)
+            .map_or(0, |topic| topic.partition_count())
+    };
+    let mut slots: Vec<Vec<CommitSlot>> = Vec::with_capacity(request.topics.len());
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let count = partition_count(&topic.name);
+        let mut topic_slots = Vec::with_capacity(topic.partitions.len());
+        let mut partitions = Vec::new();
+        for entry in &topic.partitions {
+            let partition = u32::try_from(entry.partition_index)
+                .ok()
+                .filter(|partition| *partition < count)
+                .ok_or(());
+            let offset = u64::try_from(entry.committed_offset);
+            let slot = match (refusal, partition, offset) {
+                (Some(error), _, _) => CommitSlot::Refused(error),
+                (None, Err(()), _) => CommitSlot::Refused(ResponseError::UnknownTopicOrPartition),
+                // As OffsetCommit: the native store has no place for a negative offset.
+                (None, Ok(_), Err(_)) => CommitSlot::Refused(ResponseError::InvalidRequest),
+                (None, Ok(partition), Ok(committed_offset)) => {
+                    partitions.push(api::OffsetCommitPartition {
+                        partition,
+                        committed_offset,
+                        committed_metadata: owned_option(entry.committed_metadata.as_ref()),
+                    });
+                    CommitSlot::Native(partitions.len() - 1)
+                }
+            };
+            topic_slots.push(slot);
+        }
+        slots.push(topic_slots);
+        topics.push(TopicPartitions {
+            name: owned(&topic.name),
+            partitions,
+        });
+    }
+    let committing = topics.iter().any(|topic| !topic.partitions.is_empty());
+    let response = if committing {
+        let commit = api::TxnOffsetCommitRequest {
+            transactional_id: owned(&request.transactional_id),
+            group_id: owned(&request.group_id),
+            producer_id: request.producer_id.0,
+            producer_epoch: request.producer_epoch,
+            generation_id,
+            member_id,
+            group_instance_id,
+            topics,
+        };
+        native::commit_transactional_offsets(context.services, commit).await
+    } else {
+        api::TxnOffsetCommitResponse::default()
+    };
+    let answer_topics = request
+        .topics
+        .iter()
+        .zip(slots)
+        .enumerate()
+        .map(|(topic_index, (topic, topic_slots))| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .zip(topic_slots)
+                .map(|(entry, slot)| {
+                    let error_code = match slot {
+                        CommitSlot::Refused(error) => code(error),
+                        CommitSlot::Native(index) => {
+                            kafka_code(txn_commit_code(&response, topic_index, index))
+                        }
+                    };
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(entry.partition_index)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(answer_topics)
+}
+
+/// The coordinator's code for one partition of a transactional commit.
+fn txn_commit_code(
+    response: &api::TxnOffsetCommitResponse,
+    topic: usize,
+    partition: usize,
+) -> ErrorCode {
+    let found = response
+        .topics
+        .get(topic)
+        .and_then(|topic| topic.partitions.get(partition))
+        .map(|result| result.error_code);
+    debug_assert!(found.is_some(), "the coordinator answers every partition");
+    found.unwrap_or(if response.error_code.is_none() {
+        ErrorCode::Unknown
+    } else {
+        response.error_code
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // OffsetFetch
 
 /// The first OffsetFetch version that asks for several groups (KIP-709).
 const FETCH_BATCH_VERSION_MIN: i16 = 8;
+/// The first OffsetFetch version with `require_stable` (KIP-447).
+const FETCH_REQUIRE_STABLE_VERSION_MIN: i16 = 7;
 /// The first OffsetFetch version with a top-level error code; v1 puts it on each partition.
 const FETCH_TOP_ERROR_VERSION_MIN: i16 = 2;
 /// What Kafka answers for a partition without a committed offset.
@@ -690,6 +836,7 @@ async fn fetch_group(
     services: Rc<Services>,
     group_id: GroupId,
     wanted: WantedTopics,
+    require_stable: bool,
 ) -> FetchedGroup {
     let native_topics = wanted.as_ref().map(|topics| {
         topics
@@ -706,7 +853,7 @@ async fn fetch_group(
     let fetch = api::OffsetFetchRequest {
         group_id: owned(&group_id),
         topics: native_topics,
-        require_stable: false,
+        require_stable,
     };
     let response = native::fetch_offsets(&services, fetch).await;
     let fetched = |partition: &api::OffsetFetchPartition| FetchedPartition {
@@ -770,8 +917,9 @@ pub(crate) async fn offset_fetch(
     version: i16,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
-    // `require_stable` (v7+) asks to wait for pending transactional commits: without
-    // transactions every commit is stable, so there is nothing to wait for.
+    // `require_stable` (v7+; a read_committed consumer sets it): a partition with an offset
+    // pending in an open transaction is answered UNSTABLE_OFFSET_COMMIT, and the client retries.
+    let require_stable = version >= FETCH_REQUIRE_STABLE_VERSION_MIN && request.require_stable;
     if version >= FETCH_BATCH_VERSION_MIN {
         let fetches = request.groups.iter().map(|group| {
             let wanted = group.topics.as_ref().map(|topics| {
@@ -780,7 +928,12 @@ pub(crate) async fn offset_fetch(
                     .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
                     .collect()
             });
-            fetch_group(context.services.clone(), group.group_id.clone(), wanted)
+            fetch_group(
+                context.services.clone(),
+                group.group_id.clone(),
+                wanted,
+                require_stable,
+            )
         });
         let groups = join_all(fetches).await;
         let answers = request
@@ -823,7 +976,13 @@ pub(crate) async fn offset_fetch(
             .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
             .collect()
     });
-    let fetched = fetch_group(context.services.clone(), request.group_id.clone(), wanted).await;
+    let fetched = fetch_group(
+        context.services.clone(),
+        request.group_id.clone(),
+        wanted,
+        require_stable,
+    )
+    .await;
     let group_code = fetched.error_code;
     let topics = fetched
         .topics

@@ -31,6 +31,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use spate_kafka_protocol::frame::{encode_response, EncodeError};
+use spate_kafka_protocol::kafka_protocol::messages::TxnOffsetCommitRequest;
 use spate_kafka_protocol::kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
     InitProducerIdRequest, ListTransactionsRequest,
@@ -186,6 +187,8 @@ kafka_apis! {
     EndTxn(EndTxnRequest) => transactions::end_txn,
     DescribeTransactions(DescribeTransactionsRequest) => transactions::describe_transactions,
     ListTransactions(ListTransactionsRequest) => transactions::list_transactions,
+    // Transactions (txn-groups)
+    TxnOffsetCommit(TxnOffsetCommitRequest) => groups::txn_offset_commit,
 }
 
 /// A handler's answer as the chunks of its response frame, written in order with one
