@@ -133,7 +133,11 @@ fn retain_native(
                 &headers,
                 record.timestamp(),
             )
-            .expect("a subset of a batch's records fits where the whole batch did");
+            // A subset of a valid batch's records fits where the whole batch did; should a
+            // batch built another way not, the caller keeps it as it is.
+            .map_err(|error| BatchError::InvalidPayload {
+                reason: format!("rebuilding the retained records: {error}"),
+            })?;
     }
     if !dropped {
         return Ok(Retained::Unchanged);
