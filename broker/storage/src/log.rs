@@ -1094,7 +1094,7 @@ impl<F: FileSystem> PartitionLog<F> {
                 if header.next_offset() > from_offset {
                     // Stored batches passed this check when appended; one that does not is
                     // from before idempotence was checked and names no producer to remember.
-                    if let Ok(Some(producer)) = ProducerBatch::of(&header) {
+                    if let Ok(Some(producer)) = ProducerBatch::of_stored(&header) {
                         // Recovered batches are durable.
                         self.state.borrow_mut().producers.record(
                             &producer,

@@ -57,6 +57,19 @@ impl ProducerBatch {
             last_sequence: last_sequence(header.base_sequence, header.record_count),
         }))
     }
+
+    /// [`ProducerBatch::of`] for a batch read back from the log (the replay at open): its
+    /// sequences span its offset range (Kafka's `baseSequence + lastOffsetDelta`), which log
+    /// compaction keeps while it removes records, down to none (a producer's emptied last
+    /// batch). For a batch as appended the two rules agree: a producer's batch has as many
+    /// records as offsets.
+    pub fn of_stored(header: &BatchHeader) -> Result<Option<Self>, ProducerRefusal> {
+        let spanned = BatchHeader {
+            record_count: header.offset_count,
+            ..*header
+        };
+        Self::of(&spanned)
+    }
 }
 
 /// One appended batch of a producer, kept to recognise a retried copy of it.

@@ -602,3 +602,53 @@ fn a_swap_failing_after_its_commit_point_takes_the_log_offline_until_reopened() 
         break;
     }
 }
+
+/// A producer batch that compaction left with fewer records keeps its sequence range: a replay
+/// of the whole log (no producer snapshot left) still expects the sequence after its last one.
+#[test]
+fn a_replay_from_the_log_start_reads_a_compacted_producers_sequences_from_its_offsets() {
+    let setup = Setup::new(12);
+    let log = Rc::new(setup.open(compacted_config()));
+    let mut producer_batch = native(
+        &[("a", Some("1")), ("b", Some("2")), ("c", Some("3"))],
+        START_MS,
+    );
+    stamp_producer(&mut producer_batch, 42, 0, 0);
+    let producer_offset = append(&log, producer_batch);
+    append(
+        &log,
+        native(&[("a", Some("newer")), ("b", Some("newer"))], START_MS),
+    );
+    for round in 0..120 {
+        append(
+            &log,
+            native(&[("filler", Some(&"x".repeat(100)))], START_MS + round),
+        );
+    }
+    compact(&log, forced());
+    let log_clone = log.clone();
+    let read = block(async move { log_clone.read(producer_offset, 1).await }).expect("read");
+    let view = BatchView::validate(&read.batches[0], BATCH_BYTES_MAX).expect("valid");
+    assert_eq!(
+        (view.record_count(), view.next_offset()),
+        (1, producer_offset + 3)
+    );
+    let log = Rc::try_unwrap(log).ok().expect("one owner");
+    block(async move { log.close().await }).expect("close");
+    // No snapshot and no recovery point: the open replays every batch header from the start.
+    let disk = setup.disk.clone();
+    block(async move {
+        use spate_storage::FileSystem;
+        for path in disk.file_paths() {
+            let name = path.display().to_string();
+            if name.ends_with(".producers") || name.ends_with("recovery-point") {
+                disk.remove_file(&path).await.expect("remove");
+            }
+        }
+        disk.sync_directory(&directory()).await.expect("sync");
+    });
+    let log = Rc::new(setup.open(compacted_config()));
+    let mut next = native(&[("d", Some("4"))], START_MS + 500);
+    stamp_producer(&mut next, 42, 0, 3);
+    append(&log, next);
+}
