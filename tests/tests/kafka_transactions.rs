@@ -868,3 +868,105 @@ fn an_open_transaction_with_data_survives_a_kill_and_its_successor_aborts_it() {
         "2 records and the commit marker"
     );
 }
+
+/// The committed offset of `group` for partition 0 of `topic` (OffsetFetch v7; `require_stable`
+/// as asked): (error code of the partition, offset).
+fn fetch_committed(
+    client: &mut KafkaTestClient,
+    group: &str,
+    topic: &str,
+    require_stable: bool,
+) -> (i16, i64) {
+    use spate_kafka_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use spate_kafka_protocol::kafka_protocol::messages::OffsetFetchRequest;
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_require_stable(require_stable)
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(text(topic)))
+            .with_partition_indexes(vec![0])]));
+    let response = client.call(7, &request);
+    let partition = &response.topics[0].partitions[0];
+    (partition.error_code, partition.committed_offset)
+}
+
+fn txn_offset_commit(
+    client: &mut KafkaTestClient,
+    id: &str,
+    identity: (i64, i16),
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    use spate_kafka_protocol::kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use spate_kafka_protocol::kafka_protocol::messages::TxnOffsetCommitRequest;
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_group_id(GroupId(text(group)))
+        .with_producer_id(ProducerId(identity.0))
+        .with_producer_epoch(identity.1)
+        .with_generation_id(-1)
+        .with_member_id(text(""))
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(text(topic)))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])]);
+    let response = client.call(3, &request);
+    response.topics[0].partitions[0].error_code
+}
+
+fn add_offsets(client: &mut KafkaTestClient, id: &str, identity: (i64, i16), group: &str) -> i16 {
+    let request = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(identity.0))
+        .with_producer_epoch(identity.1)
+        .with_group_id(GroupId(text(group)));
+    client.call(3, &request).error_code
+}
+
+#[test]
+fn offsets_sent_to_a_transaction_are_committed_with_it_and_dropped_with_an_abort() {
+    let broker = broker_with(&[]);
+    TestClient::connect(broker.address()).create_topic("input", 1, &[]);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let identity = init_ok(&mut client, "ctp-tx");
+    assert_eq!(
+        add_offsets(&mut client, "ctp-tx", identity, "processors"),
+        0
+    );
+    assert_eq!(
+        txn_offset_commit(&mut client, "ctp-tx", identity, "processors", "input", 42),
+        0
+    );
+    // Pending until the transaction ends: a stable fetch must wait, a plain one sees none.
+    assert_eq!(
+        fetch_committed(&mut client, "processors", "input", true).0,
+        code(ResponseError::UnstableOffsetCommit)
+    );
+    assert_eq!(end(&mut client, 3, "ctp-tx", identity, true), 0);
+    assert_eq!(state_of(&mut client, "ctp-tx"), "CompleteCommit");
+    assert_eq!(
+        fetch_committed(&mut client, "processors", "input", true),
+        (0, 42)
+    );
+
+    // An aborted transaction's offsets are dropped.
+    assert_eq!(
+        add_offsets(&mut client, "ctp-tx", identity, "processors"),
+        0
+    );
+    assert_eq!(
+        txn_offset_commit(&mut client, "ctp-tx", identity, "processors", "input", 99),
+        0
+    );
+    assert_eq!(end(&mut client, 3, "ctp-tx", identity, false), 0);
+    assert_eq!(state_of(&mut client, "ctp-tx"), "CompleteAbort");
+    assert_eq!(
+        fetch_committed(&mut client, "processors", "input", true),
+        (0, 42)
+    );
+}

@@ -114,15 +114,25 @@ async fn append_on_owner<S: TxnServices>(
     Ok(())
 }
 
-/// Completes `group`'s transactional offset commits (txn-groups'
-/// `spate_group::coordinator::complete_transaction`; not on main yet).
+/// Completes `group`'s transactional offset commits of the producer: materialized on a
+/// commit, dropped on an abort (`spate_group::coordinator::complete_transaction`, which runs on
+/// the group's coordinator and writes the marker into its offsets partition).
 async fn complete_group<S: TxnServices>(
-    _services: Rc<S>,
+    services: Rc<S>,
     group: String,
-    _marker: MarkerSpec,
+    marker: MarkerSpec,
 ) -> Result<(), TxnError> {
-    Err(TxnError::CoordinatorNotAvailable(format!(
-        "the offsets of group {group} cannot be completed: this build has no transactional \
-         offset commits (issue #13, txn-groups)"
-    )))
+    spate_group::coordinator::complete_transaction(
+        &services,
+        &group,
+        marker.producer_id,
+        marker.producer_epoch,
+        marker.commit,
+    )
+    .await
+    .map_err(|code| {
+        TxnError::CoordinatorNotAvailable(format!(
+            "the transactional offsets of group {group} were not completed: {code:?}"
+        ))
+    })
 }
