@@ -19,11 +19,10 @@ use spate_protocol::api::DescribeClusterResponse;
 use spate_protocol::api::{
     AlterTopicConfigRequest, AlterTopicConfigResponse, ApiVersionsRequest, ApiVersionsResponse,
     ConfigEntry, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeTopicResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListTopicsResponse, MetadataResponse, PartitionMetadata, TopicListing,
-    TopicMetadata as WireTopic, TopicResult, SUPPORTED_API_VERSIONS,
+    DeleteTopicsResponse, DescribeTopicResponse, InitProducerIdResponse, ListTopicsResponse,
+    MetadataResponse, PartitionMetadata, TopicListing, TopicMetadata as WireTopic, TopicResult,
+    SUPPORTED_API_VERSIONS,
 };
-use spate_protocol::api::{ApiKey, ApiVersionRange};
 use spate_protocol::api::{CreatePartitionsRequest, CreatePartitionsResponse};
 use spate_protocol::error::ErrorCode;
 
@@ -49,32 +48,8 @@ pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
     // The client picks the highest common version with `pick_version`; the broker only lists.
     ApiVersionsResponse {
         error_code: ErrorCode::None,
-        broker_versions: served_versions(),
+        broker_versions: SUPPORTED_API_VERSIONS.to_vec(),
     }
-}
-
-/// The versions this broker serves: what the protocol crate speaks, less what the broker does
-/// not run yet. Transactions need the transaction coordinator (`spate-txn`); until it is wired
-/// in, a client learns that from ApiVersions (InitProducerId stays at version 0, the
-/// transaction APIs are absent) instead of being handed a non-transactional identity.
-pub(crate) fn served_versions() -> Vec<ApiVersionRange> {
-    SUPPORTED_API_VERSIONS
-        .iter()
-        .filter_map(|range| {
-            let api_key = ApiKey::from_u16(range.api_key)?;
-            match api_key {
-                ApiKey::AddPartitionsToTxn
-                | ApiKey::AddOffsetsToTxn
-                | ApiKey::EndTxn
-                | ApiKey::TxnOffsetCommit => None,
-                ApiKey::InitProducerId => Some(ApiVersionRange {
-                    max_version: 0,
-                    ..*range
-                }),
-                _ => Some(*range),
-            }
-        })
-        .collect()
 }
 
 /// DescribeCluster: this broker's version, listener, shard count, and the value each topic
@@ -570,21 +545,15 @@ pub(crate) fn catalog_failure(error: CatalogError) -> (ErrorCode, String) {
     (catalog_error_code(&error), error.to_string())
 }
 
-/// InitProducerId: any shard answers, from the broker-wide allocator. Reserving a new block of ids
-/// writes and fsyncs a file, so it runs on the blocking thread pool like catalog changes.
+/// InitProducerId of an idempotent producer (no transactional id: those are `txn`'s): any
+/// shard answers, from the broker-wide allocator. Reserving a new block of ids writes and
+/// fsyncs a file, so it runs on the blocking thread pool like catalog changes.
 pub async fn init_producer_id(
     services: &Services,
-    request: &InitProducerIdRequest,
+    producer_id: i64,
+    producer_epoch: i16,
 ) -> InitProducerIdResponse {
-    if request.transactional_id.is_some() {
-        // Not advertised (`served_versions`): only a client that ignored ApiVersions gets here.
-        return InitProducerIdResponse {
-            error_code: ErrorCode::UnsupportedVersion,
-            ..Default::default()
-        };
-    }
     let catalog = services.catalog.clone();
-    let (producer_id, producer_epoch) = (request.producer_id, request.producer_epoch);
     let outcome = glommio::executor()
         .spawn_blocking(move || catalog.producer_ids().init(producer_id, producer_epoch))
         .await;

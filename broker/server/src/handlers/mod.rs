@@ -3,12 +3,14 @@
 //!
 //! `decode` runs in the connection's reader (so the reader knows a fetch's response allowance
 //! before spawning it); `execute` runs in the request's own task. Per-API logic lives in `admin`
-//! (versions, metadata, topics) and `data` (produce, fetch, offsets, delete records); this file
+//! (versions, metadata, topics), `data` (produce, fetch, offsets, delete records), `group`
+//! (consumer groups) and `txn` (transactions); this file
 //! only dispatches and maps errors to wire codes. Nothing here touches sockets.
 
 pub(crate) mod admin;
 pub(crate) mod data;
 pub(crate) mod group;
+pub(crate) mod txn;
 
 use std::future::Future;
 use std::rc::Rc;
@@ -21,6 +23,8 @@ use spate_protocol::api::{
     InitProducerIdRequest, ListOffsetsRequest, ListTopicsRequest, Message, MetadataRequest,
     ProduceRequest,
 };
+use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest};
+use spate_protocol::api::{EndTxnRequest, TxnOffsetCommitRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BYTES_MIN};
@@ -57,6 +61,10 @@ pub enum Request {
     InitProducerId(Envelope<InitProducerIdRequest>),
     DescribeCluster(Envelope<DescribeClusterRequest>),
     CreatePartitions(Envelope<CreatePartitionsRequest>),
+    AddPartitionsToTxn(Envelope<AddPartitionsToTxnRequest>),
+    AddOffsetsToTxn(Envelope<AddOffsetsToTxnRequest>),
+    EndTxn(Envelope<EndTxnRequest>),
+    TxnOffsetCommit(Envelope<TxnOffsetCommitRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -225,6 +233,10 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::InitProducerId => decoded!(InitProducerId, InitProducerIdRequest),
         ApiKey::DescribeCluster => decoded!(DescribeCluster, DescribeClusterRequest),
         ApiKey::CreatePartitions => decoded!(CreatePartitions, CreatePartitionsRequest),
+        ApiKey::AddPartitionsToTxn => decoded!(AddPartitionsToTxn, AddPartitionsToTxnRequest),
+        ApiKey::AddOffsetsToTxn => decoded!(AddOffsetsToTxn, AddOffsetsToTxnRequest),
+        ApiKey::EndTxn => decoded!(EndTxn, EndTxnRequest),
+        ApiKey::TxnOffsetCommit => decoded!(TxnOffsetCommit, TxnOffsetCommitRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -297,7 +309,7 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             data::delete_records(&services, &request.body).await,
         ),
         Request::InitProducerId(request) => {
-            let response = admin::init_producer_id(&services, &request.body).await;
+            let response = txn::init_producer_id(&services, &request.body).await;
             answer(&request, response)
         }
         Request::DescribeCluster(request) => answer(&request, admin::describe_cluster(&services)),
@@ -306,6 +318,42 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             admin::create_partitions(&services, &request.body).await,
         ),
         Request::Group(request) => group::execute(&services, request).await,
+        Request::AddPartitionsToTxn(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &txn::add_partitions(&services, body).await,
+        ),
+        Request::AddOffsetsToTxn(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &txn::add_offsets(&services, body).await,
+        ),
+        Request::EndTxn(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &txn::end_txn(&services, body).await,
+        ),
+        Request::TxnOffsetCommit(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &txn::txn_offset_commit(&services, body).await,
+        ),
     }
 }
 
