@@ -167,6 +167,22 @@ fn an_open_transaction_is_hidden_from_read_committed_until_it_commits() {
         values(&early)
     );
     assert_eq!(committed.last_stable_offset("pending", 0), Some(0));
+    // Latest under read_committed is the last stable offset, not the high watermark.
+    for (isolation_level, latest) in [
+        (IsolationLevel::ReadCommitted, 0),
+        (IsolationLevel::ReadUncommitted, 2),
+    ] {
+        let at_end = consumer(&client, isolation_level);
+        at_end
+            .assign("pending", None, StartAt::Latest)
+            .wait()
+            .unwrap();
+        assert_eq!(
+            at_end.position("pending", 0),
+            Some(latest),
+            "{isolation_level:?}"
+        );
+    }
 
     producer.commit_transaction().wait().expect("commit");
     assert_eq!(read_values(&mut committed, 2), ["p1", "p2"]);
