@@ -1,6 +1,7 @@
-//! End-to-end: the group coordinator's side of Kafka transactions (TxnOffsetCommit with
-//! KIP-447's member checks, offsets pending until the transaction ends, OffsetFetch
-//! `require_stable`), and groups of other protocol types than `consumer` (Kafka Connect's
+//! End-to-end: the group coordinator's side of Kafka transactions (InitProducerId,
+//! AddOffsetsToTxn, TxnOffsetCommit with KIP-447's member checks and the transaction
+//! coordinator's verification, offsets pending until EndTxn's marker, OffsetFetch
+//! `require_stable`, a broker killed in between), and groups of other protocol types than `consumer` (Kafka Connect's
 //! `connect`, Kafka Streams' consumer protocol with its own user data) passing through the
 //! coordinator untouched. Spoken on the wire with the `kafka-protocol` crate's encoders
 //! (`KafkaTestClient`) against the real broker.
@@ -25,6 +26,9 @@ use spate_kafka_protocol::kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use spate_kafka_protocol::kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, EndTxnRequest, InitProducerIdRequest, InitProducerIdResponse,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
     ConsumerProtocolSubscription, DescribeGroupsRequest, GroupId, HeartbeatRequest,
     JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest, OffsetFetchRequest,
     OffsetFetchResponse, ProducerId, SyncGroupRequest, SyncGroupResponse, TopicName,
@@ -38,6 +42,9 @@ use spate_tests::{Broker, BrokerOptions, KafkaTestClient, TestClient};
 const SESSION_TIMEOUT_MS: i32 = 10_000;
 const REBALANCE_TIMEOUT_MS: i32 = 10_000;
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// The transactional id every test's producer uses.
+const TXN_ID: &str = "spate-tests-txn";
+const TXN_TIMEOUT_MS: i32 = 60_000;
 
 fn broker() -> Broker {
     Broker::start(BrokerOptions::default())
@@ -197,7 +204,7 @@ fn txn_commit(
         }
     }
     let mut request = TxnOffsetCommitRequest::default()
-        .with_transactional_id(TransactionalId(text("spate-tests-txn")))
+        .with_transactional_id(TransactionalId(text(TXN_ID)))
         .with_group_id(group_id(group))
         .with_producer_id(ProducerId(producer.0))
         .with_producer_epoch(producer.1)
@@ -219,6 +226,54 @@ fn txn_commit(
                 .map(|partition| partition.error_code)
         })
         .collect()
+}
+
+/// InitProducerId v4 for [`TXN_ID`], until it is not CONCURRENT_TRANSACTIONS (an older
+/// epoch's transaction aborting): (producer id, epoch).
+fn init_producer(client: &mut KafkaTestClient) -> (i64, i16) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(text(TXN_ID))))
+            .with_transaction_timeout_ms(TXN_TIMEOUT_MS)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let response: InitProducerIdResponse = client.call(4, &request);
+        if response.error_code == 0 {
+            return (response.producer_id.0, response.producer_epoch);
+        }
+        assert_eq!(
+            response.error_code,
+            code(ResponseError::ConcurrentTransactions)
+        );
+        assert!(Instant::now() < deadline, "InitProducerId never succeeded");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// AddOffsetsToTxn v3: the group joins the producer's transaction.
+fn add_offsets(client: &mut KafkaTestClient, producer: (i64, i16), group: &str) {
+    let request = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(text(TXN_ID)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_group_id(group_id(group));
+    let response = client.call(3, &request);
+    assert_eq!(
+        response.error_code, 0,
+        "AddOffsetsToTxn {group}: {response:?}"
+    );
+}
+
+/// EndTxn v3: commit or abort the producer's transaction.
+fn end_txn(client: &mut KafkaTestClient, producer: (i64, i16), commit: bool) {
+    let request = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(text(TXN_ID)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(commit);
+    let response = client.call(3, &request);
+    assert_eq!(response.error_code, 0, "EndTxn: {response:?}");
 }
 
 /// OffsetFetch v7 of one partition with `require_stable`: (error code, offset).
@@ -497,8 +552,10 @@ fn transactional_commits_are_refused_to_members_kafka_refuses() {
     let member_id = member.member_id.clone();
     member.sync(&[(&member_id, Bytes::new())]);
     let generation = member.generation;
-    let producer = (4_000, 0);
     let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let producer = init_producer(&mut client);
+    add_offsets(&mut client, producer, "txn-members");
+    add_offsets(&mut client, producer, "no-such-group");
     let mut commit = |version: i16,
                       group: &str,
                       generation: i32,
@@ -579,8 +636,49 @@ fn transactional_commits_are_refused_to_members_kafka_refuses() {
             "v{version}: an empty group id"
         );
     }
-    // Nothing of it reached the group.
+    // The transaction coordinator's verification (KIP-890): a group not in the transaction
+    // (INVALID_TXN_STATE before v4, TRANSACTION_ABORTABLE from v4), an older epoch, an unknown
+    // producer id.
     let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let not_added = |version| {
+        if version >= 4 {
+            code(ResponseError::TransactionAbortable)
+        } else {
+            code(ResponseError::InvalidTxnState)
+        }
+    };
+    let one = [("payments", 0, 5)];
+    for version in [0, 3, 4, 5] {
+        assert_eq!(
+            txn_commit(
+                &mut client,
+                version,
+                "not-added",
+                producer,
+                -1,
+                "",
+                None,
+                &one
+            ),
+            vec![not_added(version)],
+            "v{version}: a group not added to the transaction"
+        );
+    }
+    let bumped = init_producer(&mut client);
+    assert_eq!(bumped.0, producer.0);
+    assert!(bumped.1 > producer.1);
+    assert_eq!(
+        txn_commit(&mut client, 3, "txn-members", producer, -1, "", None, &one),
+        vec![code(ResponseError::InvalidProducerEpoch)],
+        "the fenced epoch"
+    );
+    let stranger = (producer.0 + 1_000, 0);
+    assert_eq!(
+        txn_commit(&mut client, 3, "txn-members", stranger, -1, "", None, &one),
+        vec![code(ResponseError::InvalidProducerIdMapping)],
+        "another producer id"
+    );
+    // Nothing of it reached the group.
     assert_eq!(
         fetch_one(&mut client, "txn-members", "payments", 0, true),
         (0, -1)
@@ -599,13 +697,15 @@ fn transactional_offsets_stay_pending_and_require_stable_waits_for_them() {
     create_topic(&broker, "ledger", 2);
     let mut client = KafkaTestClient::connect(broker.kafka_address());
     plain_commit(&mut client, "pending-group", "ledger", 0, 5);
+    let producer = init_producer(&mut client);
+    add_offsets(&mut client, producer, "pending-group");
     for version in [0, 3, 5] {
         assert_eq!(
             txn_commit(
                 &mut client,
                 version,
                 "pending-group",
-                (5_000, 0),
+                producer,
                 -1,
                 "",
                 None,
@@ -649,4 +749,95 @@ fn transactional_offsets_stay_pending_and_require_stable_waits_for_them() {
         (code(ResponseError::UnstableOffsetCommit), -1),
         "the pending offset was replayed"
     );
+    // The transaction coordinator came back with the transaction open: its commit ends it.
+    end_txn(&mut client, producer, true);
+    wait_until("the commit marker reaches the group", || {
+        fetch_one(&mut client, "pending-group", "ledger", 0, true) == (0, 9)
+    });
+}
+
+/// The whole exchange of a consume-transform-produce producer: AddOffsetsToTxn, TxnOffsetCommit,
+/// EndTxn. A committed transaction's offsets become the group's, an aborted one's never do,
+/// and a producer that starts again (InitProducerId) aborts its predecessor's open
+/// transaction, offsets included.
+#[test]
+fn end_txn_commits_or_aborts_the_groups_offsets() {
+    let broker = broker();
+    create_topic(&broker, "orders", 2);
+    let mut client = KafkaTestClient::connect(broker.kafka_address());
+    let producer = init_producer(&mut client);
+
+    add_offsets(&mut client, producer, "eos-app");
+    let offsets = [("orders", 0, 17), ("orders", 1, 4)];
+    assert_eq!(
+        txn_commit(&mut client, 3, "eos-app", producer, -1, "", None, &offsets),
+        vec![0, 0]
+    );
+    assert_eq!(
+        fetch_one(&mut client, "eos-app", "orders", 0, true),
+        (code(ResponseError::UnstableOffsetCommit), -1)
+    );
+    end_txn(&mut client, producer, true);
+    wait_until("the committed offsets are stable", || {
+        fetch_one(&mut client, "eos-app", "orders", 0, true) == (0, 17)
+    });
+    assert_eq!(fetch_one(&mut client, "eos-app", "orders", 1, true), (0, 4));
+
+    add_offsets(&mut client, producer, "eos-app");
+    assert_eq!(
+        txn_commit(
+            &mut client,
+            4,
+            "eos-app",
+            producer,
+            -1,
+            "",
+            None,
+            &[("orders", 0, 30)]
+        ),
+        vec![0]
+    );
+    end_txn(&mut client, producer, false);
+    wait_until("the aborted offset is gone", || {
+        fetch_one(&mut client, "eos-app", "orders", 0, true) == (0, 17)
+    });
+
+    // A new incarnation fences the old one and aborts its open transaction.
+    add_offsets(&mut client, producer, "eos-app");
+    assert_eq!(
+        txn_commit(
+            &mut client,
+            3,
+            "eos-app",
+            producer,
+            -1,
+            "",
+            None,
+            &[("orders", 1, 50)]
+        ),
+        vec![0]
+    );
+    let successor = init_producer(&mut client);
+    assert!(successor.1 > producer.1);
+    wait_until("the predecessor's transaction is aborted", || {
+        fetch_one(&mut client, "eos-app", "orders", 1, true) == (0, 4)
+    });
+    add_offsets(&mut client, successor, "eos-app");
+    assert_eq!(
+        txn_commit(
+            &mut client,
+            3,
+            "eos-app",
+            successor,
+            -1,
+            "",
+            None,
+            &[("orders", 1, 60)]
+        ),
+        vec![0]
+    );
+    end_txn(&mut client, successor, true);
+    wait_until("the successor's commit lands", || {
+        fetch_one(&mut client, "eos-app", "orders", 1, true) == (0, 60)
+    });
 }

@@ -601,6 +601,33 @@ pub async fn verify_partitions<S: TxnServices>(
     }
 }
 
+/// KIP-890's verification for TxnOffsetCommit (called by the group APIs before the offsets
+/// are written): is the group in this transaction at this epoch? Changes nothing. Without it a
+/// fenced producer's late commit would open a transaction in the group's offsets partition
+/// that no marker ends.
+pub async fn verify_group<S: TxnServices>(
+    services: &Rc<S>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    group_id: &str,
+) -> Result<(), TxnError> {
+    let id = transactional_id.to_string();
+    let group = group_id.to_string();
+    on_coordinator(
+        services,
+        transactional_id,
+        false,
+        move |_on, partition| async move {
+            let partition = partition.ok_or(TxnError::InvalidProducerIdMapping)?;
+            let txns = partition.txns.borrow();
+            let txn = txns.get(&id).ok_or(TxnError::InvalidProducerIdMapping)?;
+            txn.verify_group(producer_id, producer_epoch, &group)
+        },
+    )
+    .await
+}
+
 /// EndTxn: decides the outcome (durably), then writes the markers and waits for them a bounded
 /// time (`end_wait_ms_max`); the outcome stands whether or not they are all written by then.
 pub async fn end_txn<S: TxnServices>(

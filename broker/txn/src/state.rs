@@ -482,6 +482,25 @@ impl Txn {
             .collect())
     }
 
+    /// KIP-890's check before a group's transactional offsets are written (TxnOffsetCommit):
+    /// is the group in this transaction (AddOffsetsToTxn) at this epoch? Changes nothing.
+    pub fn verify_group(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: &str,
+    ) -> Result<(), TxnError> {
+        self.check_identity(producer_id, producer_epoch)?;
+        if self.current.state.is_prepared() {
+            return Err(TxnError::ConcurrentTransactions);
+        }
+        if self.current.state == TxnState::Ongoing && self.current.groups.contains(group_id) {
+            Ok(())
+        } else {
+            Err(TxnError::TransactionAbortable)
+        }
+    }
+
     /// EndTxn from the producer (Kafka's `endTransaction` with `isFromClient`).
     pub fn prepare_end(
         &mut self,

@@ -377,9 +377,53 @@ pub(crate) async fn fetch_offsets(
     .unwrap_or_else(failed)
 }
 
-/// A transactional offset commit (TxnOffsetCommit), run on the group's coordinator: the offsets
-/// wait there for the transaction's end (`coordinator::complete_transaction`).
+/// A transactional offset commit (TxnOffsetCommit) once the transaction coordinator confirmed
+/// the group is in the producer's transaction at its epoch (KIP-890,
+/// `txn::coordinator::verify_group`; refusals answered with its native code): without that, a
+/// fenced producer's late commit would open a transaction in the offsets partition that no
+/// marker ends.
 pub(crate) async fn commit_transactional_offsets(
+    services: &Rc<Services>,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let verified = crate::txn::coordinator::verify_group(
+        services,
+        &request.transactional_id,
+        request.producer_id,
+        request.producer_epoch,
+        &request.group_id,
+    )
+    .await;
+    match verified {
+        Ok(()) => commit_verified_transactional_offsets(services, request).await,
+        Err(error) => {
+            let error_code = super::txn::txn_error_code(&error);
+            TxnOffsetCommitResponse {
+                error_code,
+                topics: request
+                    .topics
+                    .iter()
+                    .map(|topic| TopicPartitions {
+                        name: topic.name.clone(),
+                        partitions: topic
+                            .partitions
+                            .iter()
+                            .map(|entry| PartitionResult {
+                                partition: entry.partition,
+                                error_code,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// A transactional offset commit whose transaction was verified, run on the group's
+/// coordinator: the offsets wait there for the transaction's end
+/// (`coordinator::complete_transaction`).
+pub(crate) async fn commit_verified_transactional_offsets(
     services: &Rc<Services>,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {

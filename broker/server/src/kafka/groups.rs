@@ -65,6 +65,7 @@ use spate_protocol::constants::{
 use spate_protocol::error::ErrorCode;
 
 use super::errors::kafka_code;
+use super::transactions::txn_code;
 use super::{KafkaContext, NODE_ID};
 use crate::group::dialect::{described_group_for, join_response_for, sync_response_for, Dialect};
 use crate::group::{ClientInfo, MemberIdHandshake};
@@ -668,10 +669,18 @@ fn commit_code(
 /// The first TxnOffsetCommit version with the member fields (KIP-447); older ones commit as a
 /// producer outside the group's membership (generation -1, no member).
 const TXN_COMMIT_MEMBER_VERSION_MIN: i16 = 3;
+/// TxnOffsetCommit answers a fenced producer INVALID_PRODUCER_EPOCH at every version (Kafka's
+/// group coordinator does), never PRODUCER_FENCED.
+const TXN_COMMIT_FENCED_VERSION_MIN: i16 = i16::MAX;
+/// The first TxnOffsetCommit version that knows TRANSACTION_ABORTABLE (KIP-890); older ones
+/// get INVALID_TXN_STATE.
+const TXN_COMMIT_ABORTABLE_VERSION_MIN: i16 = 4;
 
 /// TxnOffsetCommit 0–5: the offsets are written into the group's offsets partition inside the
 /// producer's transaction and become the group's when the transaction commits
-/// (`group::coordinator::commit_transactional_offsets`). Partitions that do not exist are
+/// (`group::coordinator::commit_transactional_offsets`), once the transaction coordinator
+/// confirmed the group is in the producer's transaction at its epoch
+/// (`spate_txn::coordinator::verify_group`). Partitions that do not exist are
 /// answered UNKNOWN_TOPIC_OR_PARTITION here, before the group is looked at, as Kafka does;
 /// the member checks are Kafka's for a transactional commit (ILLEGAL_GENERATION,
 /// UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID; no REBALANCE_IN_PROGRESS).
@@ -737,7 +746,29 @@ pub(crate) async fn txn_offset_commit(
         });
     }
     let committing = topics.iter().any(|topic| !topic.partitions.is_empty());
-    let response = if committing {
+    // KIP-890, as Kafka verifies the offsets partition: the group must be in the producer's
+    // ongoing transaction at this epoch (AddOffsetsToTxn), or nothing is written.
+    let verified = if committing {
+        crate::txn::coordinator::verify_group(
+            context.services,
+            &request.transactional_id,
+            request.producer_id.0,
+            request.producer_epoch,
+            &request.group_id,
+        )
+        .await
+        .map_err(|error| {
+            txn_code(
+                &error,
+                version,
+                TXN_COMMIT_FENCED_VERSION_MIN,
+                TXN_COMMIT_ABORTABLE_VERSION_MIN,
+            )
+        })
+    } else {
+        Ok(())
+    };
+    let response = if committing && verified.is_ok() {
         let commit = api::TxnOffsetCommitRequest {
             transactional_id: owned(&request.transactional_id),
             group_id: owned(&request.group_id),
@@ -748,7 +779,7 @@ pub(crate) async fn txn_offset_commit(
             group_instance_id,
             topics,
         };
-        native::commit_transactional_offsets(context.services, commit).await
+        native::commit_verified_transactional_offsets(context.services, commit).await
     } else {
         api::TxnOffsetCommitResponse::default()
     };
@@ -763,9 +794,10 @@ pub(crate) async fn txn_offset_commit(
                 .iter()
                 .zip(topic_slots)
                 .map(|(entry, slot)| {
-                    let error_code = match slot {
-                        CommitSlot::Refused(error) => code(error),
-                        CommitSlot::Native(index) => {
+                    let error_code = match (slot, verified) {
+                        (CommitSlot::Refused(error), _) => code(error),
+                        (CommitSlot::Native(_), Err(refused)) => refused,
+                        (CommitSlot::Native(index), Ok(())) => {
                             kafka_code(txn_commit_code(&response, topic_index, index))
                         }
                     };

@@ -51,7 +51,7 @@ const NO_PRODUCER_EPOCH: i16 = -1;
 /// The Kafka error code of a coordinator error, at the request's version.
 /// `fenced_version_min`: the first version that knows PRODUCER_FENCED; `abortable_version_min`:
 /// the first that knows TRANSACTION_ABORTABLE.
-fn txn_code(
+pub(crate) fn txn_code(
     error: &TxnError,
     version: i16,
     fenced_version_min: i16,
