@@ -378,6 +378,12 @@ impl<F: FileSystem + 'static> Shard<F> {
         done_this_round.len()
     }
 
+    /// The partition the next pass would take now, with how dirty it is (`None`: none is due).
+    pub fn next_compaction(&self, compactor: &Compactor) -> Option<Candidate> {
+        self.most_due_partition(compactor, &HashSet::new())
+            .map(|(chosen, _)| chosen)
+    }
+
     /// The dirtiest due partition of this shard's compacted topics, leaving out those done
     /// this round and those whose last pass failed recently.
     fn most_due_partition(
