@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    Command, IdleArgs, LimitsArgs, LimitsTuning, OutputArgs, TargetArgs, WorkloadArgs,
+    Command, CompactionLatencyArgs, IdleArgs, LimitsArgs, LimitsTuning, OutputArgs, TargetArgs,
+    WorkloadArgs,
 };
 use crate::constants::DIRECT_IO_ALIGNMENT_BYTES;
 use crate::driver::redis::RedisDriver;
@@ -20,7 +21,7 @@ use crate::driver::spate::SpateDriver;
 use crate::driver::{Driver, DriverError, DriverKind};
 use crate::idle::{self, IdleCrowd, IdleCrowdReport, IdleError};
 use crate::limits::{DiskSyncPolicy, LimitSettings, LimitsError, MachineLimits};
-use crate::placement::{available_cores, restrict_current_thread, Placement};
+use crate::placement::{available_cores, restrict_current_thread, CoreList, Placement};
 use crate::report;
 use crate::runner::{self, Progress, RunError, RunOutcome};
 use crate::target::{self, BrokerListener, RedisFsync, SpawnedProcess, TargetError};
@@ -71,7 +72,120 @@ pub fn run(command: Command) -> Result<ExitCode, BenchError> {
         Command::Consume(arguments) => run_workload(WorkloadKind::Consume, arguments),
         Command::E2e(arguments) => run_workload(WorkloadKind::E2e, arguments),
         Command::Limits(arguments) => run_limits(arguments),
+        Command::CompactionLatency(arguments) => run_compaction_latency(arguments),
     }
+}
+
+/// The spawned broker's log, as `compaction-latency` reads it.
+impl runner::compaction_latency::BrokerLog for SpawnedProcess {
+    fn recent(&self) -> String {
+        self.recent_log()
+    }
+}
+
+/// `compaction-latency`: a one-shard broker, the machine's limits first when asked, then the
+/// three probe phases (see `runner::compaction_latency`).
+fn run_compaction_latency(arguments: CompactionLatencyArgs) -> Result<ExitCode, BenchError> {
+    use runner::compaction_latency::{self as workload, CompactionLatencySettings};
+    let available = available_cores();
+    // One shard: both topics on the same core and disk queue.
+    let first = CoreList(vec![available.first().copied().unwrap_or(0)]);
+    let broker_cores = arguments.broker_cores.clone().unwrap_or(first);
+    if broker_cores.0.len() != 1 {
+        return Err(BenchError::Usage(
+            "compaction-latency runs a broker of one shard: give --broker-cores one CPU".into(),
+        ));
+    }
+    let placement = Placement::plan(
+        &available,
+        Some(&broker_cores),
+        arguments.load_cores.as_ref(),
+        true,
+    );
+    let mut notes = Vec::new();
+    if placement.shared {
+        notes.push("the broker and the load generator share cores".to_string());
+    }
+    if let Err(error) = restrict_current_thread(&placement.load_cores) {
+        notes.push(format!(
+            "could not restrict the harness to the load cores: {error}"
+        ));
+    }
+    let data_root = arguments
+        .data_dir
+        .clone()
+        .unwrap_or_else(target::default_data_root);
+    let limits = if arguments.limits.with_limits {
+        eprintln!("measuring limits in {} ...", data_root.display());
+        let sync = DiskSyncPolicy::GroupCommit {
+            interval_bytes: crate::constants::GROUP_COMMIT_BYTES_DEFAULT,
+            interval_us: crate::constants::GROUP_COMMIT_US_DEFAULT,
+        };
+        Some(measure_limits(
+            &data_root,
+            &placement,
+            &arguments.limits.tuning,
+            sync,
+            arguments.limits.tuning.disk_write_bytes,
+        )?)
+    } else {
+        None
+    };
+    let mut broker_arguments = vec![
+        "--compaction-check-interval-ms".to_string(),
+        crate::constants::COMPACTION_CHECK_INTERVAL_MS.to_string(),
+    ];
+    if let Some(rate) = arguments.compaction_io_bytes_per_second {
+        broker_arguments.extend(["--compaction-io-bytes-per-second".into(), rate.to_string()]);
+    }
+    if let Some(slice) = arguments.compaction_cpu_slice_us {
+        broker_arguments.extend(["--compaction-cpu-slice-us".into(), slice.to_string()]);
+    }
+    let binary = target::find_broker_binary(arguments.broker_binary.as_deref())?;
+    let spawned = target::spawn_broker(
+        &binary,
+        &placement.broker_cores,
+        &data_root,
+        BrokerListener::Native,
+        &broker_arguments,
+    )?;
+    let settings = CompactionLatencySettings {
+        fill_bytes: arguments.fill_bytes,
+        keys: arguments.keys,
+        value_bytes: arguments.value_bytes,
+        segment_bytes: arguments.segment_bytes,
+        probe_ms: arguments.probe_ms,
+        probe_interval_us: arguments.probe_interval_us,
+        pass_timeout_ms: arguments.pass_timeout_ms,
+    };
+    let outcome = workload::run(spawned.address(), &settings, &spawned).map_err(|error| {
+        eprintln!("last log lines of the broker:\n{}", spawned.recent_log());
+        BenchError::Driver(error)
+    })?;
+    drop(spawned);
+    if let Some(limits) = &limits {
+        print!("{}", report::limits_table(limits));
+    }
+    print!("{}", report::compaction_latency_table(&outcome));
+    for note in &notes {
+        println!("note: {note}");
+    }
+    let document = json!({
+        "workload": "compaction-latency",
+        "config": {
+            "settings": settings,
+            "broker_arguments": broker_arguments,
+            "placement": placement,
+            "data_root": data_root.display().to_string(),
+            "notes": notes,
+            "machine": machine_description(&available),
+            "harness_version": env!("CARGO_PKG_VERSION"),
+        },
+        "outcome": outcome,
+        "limits": report::limits_value(limits.as_ref()),
+    });
+    write_json(&arguments.output, &document)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode, BenchError> {
@@ -357,6 +471,7 @@ fn start_target(
                 &placement.broker_cores,
                 data_root,
                 BrokerListener::Native,
+                &[],
             )?
         }
         // Spate over its Kafka listener: the same broker binary, a fresh broker of its own.
@@ -367,6 +482,7 @@ fn start_target(
                 &placement.broker_cores,
                 data_root,
                 BrokerListener::Kafka,
+                &[],
             )?
         }
         DriverKind::Redis => {

@@ -44,6 +44,59 @@ pub enum Command {
     /// This machine's ceilings: loopback TCP throughput and round trip, O_DIRECT write
     /// bandwidth with fdatasync at the broker's durability interval.
     Limits(LimitsArgs),
+    /// acks=all produce-to-ack latency of one record at a time, on a shard with compaction
+    /// idle, then while a compaction pass runs on another partition of the same shard, then
+    /// idle again (spawns a one-shard broker).
+    CompactionLatency(CompactionLatencyArgs),
+}
+
+/// Arguments of `compaction-latency`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompactionLatencyArgs {
+    /// The spate-broker binary to spawn [default: next to this executable].
+    #[arg(long)]
+    pub broker_binary: Option<PathBuf>,
+    /// The CPU of the broker's one shard [default: the first available CPU].
+    #[arg(long)]
+    pub broker_cores: Option<CoreList>,
+    /// CPUs for the load generator [default: the available CPUs the broker does not get].
+    #[arg(long)]
+    pub load_cores: Option<CoreList>,
+    /// Where the broker keeps data and the disk limit is measured [default: the temporary
+    /// directory unless it is a tmpfs].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitsOptions,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Bytes of values written to the compacted topic before the probes.
+    #[arg(long, default_value_t = COMPACTION_FILL_BYTES_DEFAULT)]
+    pub fill_bytes: u64,
+    /// Distinct keys the fill overwrites in turn.
+    #[arg(long, default_value_t = COMPACTION_KEYS_DEFAULT)]
+    pub keys: u64,
+    /// Bytes of each fill record's value.
+    #[arg(long, default_value_t = MESSAGE_BYTES_DEFAULT)]
+    pub value_bytes: usize,
+    /// `segment.bytes` of the compacted topic (only closed segments are compacted).
+    #[arg(long, default_value_t = COMPACTION_SEGMENT_BYTES_DEFAULT)]
+    pub segment_bytes: u64,
+    /// Length of each idle probe phase.
+    #[arg(long, default_value_t = DURATION_MS_DEFAULT)]
+    pub probe_ms: u64,
+    /// Time between probe sends (or less often, when an acknowledgement takes longer).
+    #[arg(long, default_value_t = COMPACTION_PROBE_INTERVAL_US_DEFAULT)]
+    pub probe_interval_us: u64,
+    /// Longest wait for the pass to start, and then to end.
+    #[arg(long, default_value_t = COMPACTION_PASS_TIMEOUT_MS_DEFAULT)]
+    pub pass_timeout_ms: u64,
+    /// The broker's `compaction_io_bytes_per_second` [default: the broker's].
+    #[arg(long)]
+    pub compaction_io_bytes_per_second: Option<u64>,
+    /// The broker's `compaction_cpu_slice_us` [default: the broker's].
+    #[arg(long)]
+    pub compaction_cpu_slice_us: Option<u64>,
 }
 
 /// Arguments of the workload subcommands.

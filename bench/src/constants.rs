@@ -130,3 +130,14 @@ const _: () = assert!(DISK_WRITE_BYTES_DEFAULT as u64 <= DISK_BYTES_MAX);
 const _: () = assert!(RTT_MESSAGE_BYTES <= LOOPBACK_READ_BYTES);
 const _: () = assert!(MESSAGE_BYTES_MAX <= RESP_BULK_BYTES_MAX);
 const _: () = assert!(POLL_WAIT_MS < DRAIN_TIMEOUT_MS);
+
+/// `compaction-latency`: the compacted topic's fill (enough for a pass of several seconds at the
+/// broker's default I/O budget), its key space and segment size, the probe interval, and how
+/// long the pass may take to start (the broker's check interval is set to
+/// `COMPACTION_CHECK_INTERVAL_MS`) and to end.
+pub const COMPACTION_FILL_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+pub const COMPACTION_KEYS_DEFAULT: u64 = 10_000;
+pub const COMPACTION_SEGMENT_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+pub const COMPACTION_PROBE_INTERVAL_US_DEFAULT: u64 = 2_000;
+pub const COMPACTION_PASS_TIMEOUT_MS_DEFAULT: u64 = 300_000;
+pub const COMPACTION_CHECK_INTERVAL_MS: u64 = 200;

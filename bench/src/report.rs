@@ -482,6 +482,46 @@ pub fn limits_table(limits: &MachineLimits) -> String {
     text
 }
 
+/// `compaction-latency`: each probe phase's acks=all produce-to-ack latency, and the pass.
+pub fn compaction_latency_table(
+    outcome: &crate::runner::compaction_latency::CompactionLatencyOutcome,
+) -> String {
+    let mut rows = vec![vec![
+        "phase".to_string(),
+        "probes".to_string(),
+        "p50".to_string(),
+        "p99".to_string(),
+        "p99.9".to_string(),
+        "max".to_string(),
+    ]];
+    for phase in &outcome.phases {
+        rows.push(match &phase.latency_us {
+            Some(latency) => vec![
+                phase.name.to_string(),
+                latency.count.to_string(),
+                micros(latency.p50),
+                micros(latency.p99),
+                micros(latency.p999),
+                micros(latency.max),
+            ],
+            None => vec![phase.name.to_string(), "0".into()],
+        });
+    }
+    let mut text = format!(
+        "compaction-latency: acks=all produce-to-ack of one record at a time, same shard\n{}",
+        render(&rows)
+    );
+    text.push_str(&format!(
+        "fill: {} in {:.1} s\n",
+        megabytes(outcome.fill_bytes_per_sec),
+        outcome.fill_seconds
+    ));
+    if let (Some(line), Some(seconds)) = (&outcome.pass_log_line, outcome.pass_seconds) {
+        text.push_str(&format!("pass: {seconds:.1} s; broker: {}\n", line.trim()));
+    }
+    text
+}
+
 /// Left-aligned first column, right-aligned others, two spaces apart.
 fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);

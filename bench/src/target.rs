@@ -216,6 +216,7 @@ pub fn spawn_broker(
     cores: &[usize],
     data_root: &Path,
     listener: BrokerListener,
+    extra_arguments: &[String],
 ) -> Result<SpawnedProcess, TargetError> {
     let data_dir = fresh_data_dir(data_root, "spate-bench-broker-")?;
     let mut command = Command::new(binary);
@@ -234,6 +235,7 @@ pub fn spawn_broker(
         command.args(["--cores", &list.join(",")]);
         pin_child(&mut command, cores);
     }
+    command.args(extra_arguments);
     let program = binary.display().to_string();
     let mut child = command.spawn().map_err(|source| TargetError::Spawn {
         program: program.clone(),
@@ -493,6 +495,7 @@ mod tests {
             &[],
             directory.path(),
             BrokerListener::Native,
+            &[],
         )
         .err()
         .expect("false never becomes ready");

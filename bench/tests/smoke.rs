@@ -500,3 +500,41 @@ fn the_kafka_driver_runs_every_workload_beside_the_native_one() {
         .as_u64()
         .is_some_and(|sent| sent > 0));
 }
+
+#[test]
+fn compaction_latency_probes_idle_compacting_and_idle_again() {
+    let broker = broker_binary();
+    let broker = broker.to_str().expect("a UTF-8 path");
+    let document = run_bench(&[
+        "compaction-latency",
+        "--broker-binary",
+        broker,
+        "--fill-bytes",
+        "8388608",
+        "--segment-bytes",
+        "1048576",
+        "--probe-ms",
+        "300",
+        // Slow enough that the pass outlasts a few probes.
+        "--compaction-io-bytes-per-second",
+        "8388608",
+    ]);
+    assert_eq!(document["workload"], "compaction-latency");
+    let phases = document["outcome"]["phases"].as_array().expect("phases");
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|phase| phase["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names, ["idle", "compacting", "idle after"]);
+    for phase in phases {
+        assert!(
+            phase["latency_us"]["p99"].as_f64().is_some(),
+            "{} has latencies: {phase}",
+            phase["name"]
+        );
+    }
+    let line = document["outcome"]["pass_log_line"]
+        .as_str()
+        .expect("the pass's line");
+    assert!(line.contains("partition compacted"), "{line}");
+}

@@ -5,6 +5,7 @@
 //! thread start-up, the sticky partition cycle, the progress loop, open-loop pacing. Drivers
 //! know nothing of runs; reports and JSON are `report`'s job.
 
+pub mod compaction_latency;
 pub mod consume;
 pub mod e2e;
 pub mod produce;
