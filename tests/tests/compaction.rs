@@ -10,12 +10,17 @@ use spate_kafka_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
 use spate_kafka_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use spate_kafka_protocol::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use spate_kafka_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use spate_kafka_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use spate_kafka_protocol::kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use spate_kafka_protocol::kafka_protocol::messages::{
-    CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, TopicName,
+    CreateTopicsRequest, FetchRequest, FetchResponse, GroupId, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, TopicName,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::records::Compression;
@@ -452,6 +457,31 @@ fn check_compacted(read: &[Stored], model: &Model, reader: &str) {
     );
 }
 
+/// Reads the partition until passes (each 100 ms) have removed more than half of what was
+/// written, checking every read on the way; panics after a minute.
+fn read_once_compacted(client: &mut TestClient, topic: &str, model: &Model) -> Vec<Stored> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (read, _, _) = native_read_all(client, topic);
+        if read.len() < model.written.len() / 2 {
+            return read;
+        }
+        for record in &read {
+            assert_eq!(
+                record, &model.written[record.offset as usize],
+                "mid-compaction"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not compacted within a minute: {} of {} records left",
+            read.len(),
+            model.written.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn compacting_broker() -> Broker {
     Broker::start(BrokerOptions {
         shards: 1,
@@ -478,8 +508,7 @@ fn a_compacted_topic_keeps_the_last_value_of_every_key_written_by_both_protocols
         for round in 0..10 {
             write_round(round, &mut native, &mut kafka, topic, 0..0, &mut model);
         }
-        broker.wait_for_log_line("partition compacted");
-        let (read, _, _) = native_read_all(&mut native, topic);
+        let read = read_once_compacted(&mut native, topic, &model);
         check_compacted(&read, &model, "native reader before the restart");
     }
     // Mid-way: a clean stop with compaction running or due, then more overwrites and deletes.
@@ -490,10 +519,7 @@ fn a_compacted_topic_keeps_the_last_value_of_every_key_written_by_both_protocols
     for round in 10..20 {
         write_round(round, &mut native, &mut kafka, topic, 15..KEYS, &mut model);
     }
-    // Two passes after the restart: the second finds the first's clean part.
-    broker.drain_log();
-    broker.wait_for_log_line("partition compacted");
-    broker.wait_for_log_line("partition compacted");
+    read_once_compacted(&mut native, topic, &model);
     let (read, log_start, high_watermark) = native_read_all(&mut native, topic);
     assert_eq!(high_watermark, model.written.len() as u64);
     check_compacted(&read, &model, "native reader");
@@ -508,4 +534,74 @@ fn a_compacted_topic_keeps_the_last_value_of_every_key_written_by_both_protocols
             assert_eq!(record.value, None, "{key} ends in its tombstone");
         }
     }
+}
+
+#[test]
+fn the_offsets_topic_is_compacted_by_the_storage_compactor_and_commits_survive_a_restart() {
+    let mut broker = Broker::start(BrokerOptions {
+        shards: 1,
+        arguments: [
+            "--compaction-check-interval-ms",
+            "100",
+            "--offsets-topic-partitions",
+            "1",
+            "--offsets-topic-segment-bytes",
+            "65536",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..BrokerOptions::default()
+    });
+    let mut kafka = KafkaTestClient::connect(broker.kafka_address());
+    kafka_create_topic(&mut kafka, "orders", &[]);
+    let metadata = "m".repeat(500);
+    let commits = 600;
+    for commit in 0..commits {
+        // Generation -1, no member: a commit of a consumer outside any group, as Kafka takes it.
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(text("group")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(text(""))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(text("orders")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(commit)
+                    .with_committed_metadata(Some(text(&metadata)))])]);
+        let response: OffsetCommitResponse = kafka.call(8, &request);
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, 0,
+            "{response:?}"
+        );
+    }
+    // Passes run every 100 ms: wait until they have removed most of the commits' records.
+    let mut native = TestClient::connect(broker.address());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (records, _, high_watermark) = native_read_all(&mut native, "__consumer_offsets");
+        if records.len() < commits as usize / 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not compacted within a minute: {} of {high_watermark} records left",
+            records.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(broker.terminate().success());
+    broker.restart();
+    let mut kafka = KafkaTestClient::connect(broker.kafka_address());
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(text("group")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(text("orders")))
+            .with_partition_indexes(vec![0])]));
+    let response: OffsetFetchResponse = kafka.call(5, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(
+        (partition.error_code, partition.committed_offset),
+        (0, commits - 1),
+        "the last commit is replayed from the compacted log"
+    );
 }

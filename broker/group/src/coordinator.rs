@@ -44,7 +44,7 @@ use super::partition::{
 };
 use super::records::{CommittedOffset, GroupRecord, LogRecord};
 use super::{coordinator_shard_of, GroupServices, OFFSETS_TOPIC_NAME};
-use crate::catalog::topic_config::{RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES};
+use crate::catalog::topic_config::{CLEANUP_POLICY, RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES};
 use crate::catalog::{CatalogError, TopicConfig, TopicMetadata};
 use crate::shard::mesh::invoke_on;
 use crate::shard::messages::PartitionError;
@@ -233,8 +233,10 @@ async fn create_offsets_topic<S: GroupServices>(
     }
     let limits = &coordinator.limits;
     let segment_bytes = limits.offsets_topic_segment_bytes.to_string();
-    // Compaction bounds the log; retention must never delete the only copy of an offset.
+    // The shard's compactor bounds the log (one record per live key, Kafka's
+    // `__consumer_offsets` policy); retention must never delete the only copy of an offset.
     let entries = [
+        (CLEANUP_POLICY, "compact"),
         (RETENTION_MS, "-1"),
         (RETENTION_BYTES, "-1"),
         (SEGMENT_BYTES, segment_bytes.as_str()),

@@ -10,13 +10,14 @@
 //!
 //! - `membership` — one group's membership state machine (pure: time is passed in).
 //! - `records` — the records of the offsets topic (committed offsets, membership), versioned.
-//! - `store` — one offsets partition's live state, rebuilt by replay, and its snapshots; the
+//! - `store` — one offsets partition's live state, rebuilt by replay (last record per key); the
 //!   offsets of open transactions, pending until their producer's marker.
 //! - `coordinator` — the shard-local coordinator: runs requests against the state machines,
 //!   answers parked joins and syncs, runs the timers, creates the offsets topic.
 //! - `partition` — one offsets partition as its coordinator holds it: replayed on first use,
 //!   written by one writer (acks=all, applied once durable; transactional offsets as the
-//!   producer's transactional batches, transaction ends as markers), compacted by snapshot.
+//!   producer's transactional batches, transaction ends as markers); the storage engine
+//!   compacts its log (`cleanup.policy=compact`).
 //! - `limits` — every bound, with defaults.
 //! - `dialect` — members' subscriptions and assignments in the layout each member reads
 //!   (native or Kafka), for groups shared by both protocols.

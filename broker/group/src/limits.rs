@@ -44,10 +44,6 @@ pub mod defaults {
     /// Writes (commits, group changes) waiting for one offsets partition's writer; more wait
     /// to be queued.
     pub const WRITES_QUEUED_MAX: usize = 4096;
-    /// A partition is compacted (snapshot of its live records, then the log before it deleted)
-    /// once it holds this many records beyond the last snapshot, and at least as many as it
-    /// has live records. Bounds replay to about `2 * live + this` records.
-    pub const SNAPSHOT_RECORDS_MIN: u64 = 10_000;
     /// Bytes asked for per read while replaying an offsets partition.
     pub const REPLAY_READ_BYTES: usize = 1024 * 1024;
     /// How often each shard's coordinator checks its groups' deadlines (sessions, rebalances):
@@ -94,7 +90,6 @@ pub struct GroupLimits {
     pub offset_metadata_bytes_max: usize,
     pub write_batch_bytes_max: usize,
     pub writes_queued_max: usize,
-    pub snapshot_records_min: u64,
     pub replay_read_bytes: usize,
     pub timer_tick_ms: u64,
     pub load_tries_max: u32,
@@ -115,7 +110,6 @@ impl Default for GroupLimits {
             offset_metadata_bytes_max: defaults::OFFSET_METADATA_BYTES_MAX,
             write_batch_bytes_max: defaults::WRITE_BATCH_BYTES_MAX,
             writes_queued_max: defaults::WRITES_QUEUED_MAX,
-            snapshot_records_min: defaults::SNAPSHOT_RECORDS_MIN,
             replay_read_bytes: defaults::REPLAY_READ_BYTES,
             timer_tick_ms: defaults::TIMER_TICK_MS,
             load_tries_max: defaults::LOAD_TRIES_MAX,

@@ -5,9 +5,10 @@
 //! Writes queue in order. The writer takes what is queued (up to about one batch), appends it
 //! with acks=all through the partition's owner, applies it to the store only once it is
 //! durable, then answers the writers: a commit is acknowledged after its record is durable, and
-//! reads of the store never see a record that could still be lost. When the log holds more
-//! dead records than live ones, the writer compacts it: it appends the store as a snapshot and
-//! deletes the records before it (never while a transaction is open here).
+//! reads of the store never see a record that could still be lost. The log is compacted by the
+//! storage engine like any topic with `cleanup.policy=compact` (the shard's compaction task):
+//! every record's key names what it is about, so the last record of each key is all replay
+//! needs; aborted transactional records are removed by the pass, open ones never.
 //!
 //! Transactional offset commits go through the same queue, each in a round of its own: a
 //! transactional batch of the committing producer (its id and epoch, the next sequence the
@@ -209,7 +210,7 @@ pub(super) async fn load<S: GroupServices>(
         partition,
         groups = store.group_ids().len(),
         offsets = store.live_records(),
-        records = store.records_since_snapshot(),
+        records = store.records_applied(),
         elapsed_ms = began.elapsed().as_millis() as u64,
         "offsets partition loaded"
     );
@@ -391,7 +392,6 @@ async fn run_writer<S: GroupServices>(
         let Some(current) = partition.upgrade() else {
             return;
         };
-        compact_if_due(&services, &current).await;
         if let Some(item) = take_transactional(&current) {
             write_transactional(&services, &current, item).await;
             continue;
@@ -699,75 +699,6 @@ fn build_batches(
         batches.push(builder.seal().map_err(failed)?);
     }
     Ok(batches)
-}
-
-/// Writes the store as a snapshot and deletes every record before it, when the log holds more
-/// dead records than live ones. A crash in between leaves old records before the snapshot,
-/// which replay overwrites with the snapshot's equal values.
-async fn compact_if_due<S: GroupServices>(services: &Rc<S>, partition: &CoordinatedPartition) {
-    let limits = services.groups().limits();
-    if !partition
-        .store
-        .borrow()
-        .snapshot_due(limits.snapshot_records_min)
-    {
-        return;
-    }
-    let records = partition.store.borrow().snapshot();
-    let encoded: Result<Vec<(Bytes, Option<Bytes>)>, WireError> = records
-        .iter()
-        .map(|record| Ok((record.encode_key()?, record.encode_value()?)))
-        .collect();
-    let encoded = match encoded {
-        Ok(encoded) => encoded,
-        Err(error) => {
-            tracing::error!(%error, "offsets snapshot cannot be encoded");
-            return;
-        }
-    };
-    // -1: delete up to the high watermark, when nothing is live.
-    let before = if encoded.is_empty() {
-        Ok(-1)
-    } else {
-        let references: Vec<&(Bytes, Option<Bytes>)> = encoded.iter().collect();
-        append_durably(services, partition, &references)
-            .await
-            .map(|base_offset| base_offset as i64)
-    };
-    let Ok(before) = before else {
-        return;
-    };
-    let Some(owner) = partition.owner() else {
-        return;
-    };
-    let key = partition.key();
-    let opening_wait_until = Instant::now();
-    let deleted = on_owner(services, owner, move |shard| async move {
-        only(
-            shard
-                .delete_records(vec![(key, before)], opening_wait_until)
-                .await,
-        )
-    })
-    .await;
-    match deleted {
-        Ok(_) => {
-            partition.store.borrow_mut().mark_snapshot();
-            tracing::info!(
-                partition = partition.partition,
-                live_records = records.len(),
-                log_start_offset = before,
-                "offsets partition compacted"
-            );
-        }
-        outcome => {
-            tracing::warn!(
-                partition = partition.partition,
-                ?outcome,
-                "offsets compaction could not delete old records"
-            )
-        }
-    }
 }
 
 /// The coordinator epoch of the markers written here: the group coordinator alone writes markers

@@ -11,9 +11,9 @@
 //! each transactional producer's epoch and next sequence here, so the coordinator's own
 //! transactional batches continue the sequence the partition expects.
 //!
-//! The store is the model the log is compacted against: a snapshot is the store written out as
-//! one record per live key, after which everything before it can be deleted; none is taken while
-//! a transaction is open here. The store neither reads nor writes the log itself (`coordinator`
+//! The log is compacted by the storage engine (the offsets topic has `cleanup.policy=compact`):
+//! replaying one record per live key, the last of each, rebuilds the same store (tested here
+//! with [`OffsetStore::snapshot`], what a fully compacted log holds). The store neither reads nor writes the log itself (`coordinator`
 //! does) and knows nothing of membership rules (`membership`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,15 +54,15 @@ pub struct OffsetStore {
     producers: BTreeMap<i64, ProducerPosition>,
     /// Position the next applied record gets.
     next_position: u64,
-    /// Records written (or replayed) since the last snapshot: how much compaction would save.
-    records_since_snapshot: u64,
+    /// Records applied (written or replayed) since the store was made.
+    records_applied: u64,
 }
 
 impl OffsetStore {
     /// Applies one record, as replay and the writer do, in log order: the last record of a key
     /// wins and a tombstone removes the key.
     pub fn apply(&mut self, record: LogRecord) {
-        self.records_since_snapshot += 1;
+        self.records_applied += 1;
         let position = self.take_position();
         match record {
             LogRecord::Offset {
@@ -159,7 +159,7 @@ impl OffsetStore {
                 partition,
                 value: Some(value),
             } => {
-                self.records_since_snapshot += 1;
+                self.records_applied += 1;
                 let position = self.take_position();
                 self.pending
                     .entry(producer_id)
@@ -167,7 +167,7 @@ impl OffsetStore {
                     .insert((group, topic, partition), Positioned { value, position });
             }
             // A transactional tombstone is never written (Kafka writes none either).
-            LogRecord::Offset { value: None, .. } => self.records_since_snapshot += 1,
+            LogRecord::Offset { value: None, .. } => self.records_applied += 1,
             record @ LogRecord::Group { .. } => self.apply(record),
         }
     }
@@ -178,7 +178,7 @@ impl OffsetStore {
     /// way. A marker of a newer epoch (the coordinator bumped it) starts the producer's
     /// sequence here over at 0 under that epoch, as the partition's storage does.
     pub fn apply_marker(&mut self, producer_id: i64, producer_epoch: i16, commit: bool) {
-        self.records_since_snapshot += 1;
+        self.records_applied += 1;
         self.take_position();
         if let Some(known) = self.producers.get_mut(&producer_id) {
             if known.epoch < producer_epoch {
@@ -318,21 +318,12 @@ impl OffsetStore {
         (offsets + self.groups.len()) as u64
     }
 
-    pub fn records_since_snapshot(&self) -> u64 {
-        self.records_since_snapshot
+    pub fn records_applied(&self) -> u64 {
+        self.records_applied
     }
 
-    /// Whether compacting now would at least halve the log: it holds `records_minimum` records
-    /// beyond the last snapshot, and more than it has live keys.
-    /// Never while a transaction is open here: its records must stay where they are until its
-    /// marker ends it.
-    pub fn snapshot_due(&self, records_minimum: u64) -> bool {
-        !self.has_open_transactions()
-            && self.records_since_snapshot >= records_minimum
-            && self.records_since_snapshot > self.live_records()
-    }
-
-    /// One record per live key, membership records first.
+    /// One record per live key, membership records first: what a fully compacted log holds.
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<LogRecord> {
         let groups = self.groups.iter().map(|(group, record)| LogRecord::Group {
             group: group.clone(),
@@ -349,11 +340,6 @@ impl OffsetStore {
                 })
         });
         groups.chain(offsets).collect()
-    }
-
-    /// The log now starts with a snapshot of this store.
-    pub fn mark_snapshot(&mut self) {
-        self.records_since_snapshot = 0;
     }
 
     /// Tombstones for everything of `group`: its membership record and every offset, committed
@@ -514,25 +500,6 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_is_due_only_when_it_would_shrink_the_log() {
-        let mut store = OffsetStore::default();
-        for partition in 0..10 {
-            store.apply(commit("g", "t", partition, 1));
-        }
-        assert!(
-            !store.snapshot_due(5),
-            "ten records for ten live keys: nothing to compact"
-        );
-        for partition in 0..10 {
-            store.apply(commit("g", "t", partition, 2));
-        }
-        assert!(store.snapshot_due(5));
-        assert!(!store.snapshot_due(50), "below the minimum");
-        store.mark_snapshot();
-        assert!(!store.snapshot_due(0));
-    }
-
-    #[test]
     fn deleting_a_group_covers_its_record_and_every_offset_and_nothing_else() {
         let mut store = OffsetStore::default();
         store.apply(group_record(1));
@@ -579,10 +546,6 @@ mod tests {
         assert!(store.has_pending("g", "t", 0));
         assert!(store.has_pending("g", "t", 1));
         assert!(!store.has_pending("g", "t", 2));
-        assert!(
-            !store.snapshot_due(0),
-            "no snapshot while a transaction is open"
-        );
         store.apply_marker(8, 0, false);
         assert_eq!(offset_of(&store, 1), None, "aborted");
         assert!(!store.has_pending("g", "t", 1));

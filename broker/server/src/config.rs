@@ -300,7 +300,6 @@ settings! {
     offset_metadata_bytes_max: usize, "SPATE_OFFSET_METADATA_BYTES_MAX", "Longest metadata string stored with a committed offset";
     group_write_batch_bytes_max: usize, "SPATE_GROUP_WRITE_BATCH_BYTES_MAX", "Largest record batch the group coordinator writes to the offsets topic";
     group_writes_queued_max: usize, "SPATE_GROUP_WRITES_QUEUED_MAX", "Commits and group changes queued for one offsets partition's writer";
-    group_snapshot_records_min: u64, "SPATE_GROUP_SNAPSHOT_RECORDS_MIN", "Records past the last snapshot before an offsets partition is compacted";
     group_timer_tick_ms: u64, "SPATE_GROUP_TIMER_TICK_MS", "How often each shard checks its groups' deadlines (the precision of group timeouts)";
     txn_timeout_ms_max: i32, "SPATE_TXN_TIMEOUT_MS_MAX", "Longest transaction timeout a transactional producer may ask for, like Kafka's transaction.max.timeout.ms";
     txn_timer_tick_ms: u64, "SPATE_TXN_TIMER_TICK_MS", "How often each shard looks for timed-out transactions to abort (the precision of transaction timeouts)";
@@ -964,9 +963,6 @@ fn group_limits(layer: &Overrides) -> GroupLimits {
         writes_queued_max: layer
             .group_writes_queued_max
             .unwrap_or(group_defaults::WRITES_QUEUED_MAX),
-        snapshot_records_min: layer
-            .group_snapshot_records_min
-            .unwrap_or(group_defaults::SNAPSHOT_RECORDS_MIN),
         timer_tick_ms: layer
             .group_timer_tick_ms
             .unwrap_or(group_defaults::TIMER_TICK_MS),
