@@ -301,7 +301,14 @@ impl Sim {
                         "  sync answer to {client}: {:?} {:?}",
                         response.error_code, response.assignment
                     ));
-                    if response.error_code == ErrorCode::None {
+                    // A client that left the generation since (fenced, rejoining) drops the
+                    // late answer, as a real consumer does.
+                    let current = self.clients[client].generation_id == generation_id;
+                    if response.error_code == ErrorCode::None && !current {
+                        self.trace.push(format!(
+                            "  dropped: client {client} left generation {generation_id}"
+                        ));
+                    } else if response.error_code == ErrorCode::None {
                         self.on_assignment(client, generation_id, owner, &response.assignment);
                     } else {
                         self.on_error(client, response.error_code);
