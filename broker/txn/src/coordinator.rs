@@ -724,7 +724,8 @@ async fn complete<S: TxnServices>(
     partition: &StatePartition,
     transactional_id: &str,
 ) {
-    let retry = Duration::from_millis(services.transactions().limits().marker_retry_interval_ms);
+    let limits = services.transactions().limits();
+    let mut failures: u32 = 0;
     loop {
         if services.shutdown.is_requested() {
             // The decision is durable: the next load finishes it.
@@ -742,12 +743,18 @@ async fn complete<S: TxnServices>(
         let marker = decided.marker();
         let written = markers::write_markers(services, &decided, marker).await;
         if let Err(error) = written {
-            tracing::warn!(
-                transactional_id,
-                %error,
-                "transaction markers not all written yet; retrying"
-            );
-            glommio::timer::sleep(retry).await;
+            failures += 1;
+            // One warning per doubling of the pause: a partition offline for hours does not
+            // flood the log.
+            if failures.is_power_of_two() {
+                tracing::warn!(
+                    transactional_id,
+                    %error,
+                    failures,
+                    "transaction markers not all written yet; retrying"
+                );
+            }
+            glommio::timer::sleep(limits.marker_retry_delay(failures)).await;
             continue;
         }
         let completed = transition(services, partition, transactional_id, |txn| {
@@ -767,8 +774,16 @@ async fn complete<S: TxnServices>(
             Err(error) => {
                 // Markers are written again with the next try: a partition takes a repeated
                 // marker of a transaction it already closed as a no-op.
-                tracing::warn!(transactional_id, %error, "completion record not written; retrying");
-                glommio::timer::sleep(retry).await;
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(
+                        transactional_id,
+                        %error,
+                        failures,
+                        "completion record not written; retrying"
+                    );
+                }
+                glommio::timer::sleep(limits.marker_retry_delay(failures)).await;
             }
         }
     }

@@ -45,6 +45,9 @@ pub mod defaults {
     /// Pause between two rounds of markers for a decided transaction whose partitions did not
     /// all take them (offline, disk full, still opening): markers are retried until written.
     pub const MARKER_RETRY_INTERVAL_MS: u64 = 200;
+    /// The pause doubles with each failed round up to this, so that a partition offline until
+    /// an operator acts costs one try (and at most one warning per doubling) per interval.
+    pub const MARKER_RETRY_INTERVAL_MS_MAX: u64 = 10_000;
     /// Bytes asked for per read while replaying a state partition.
     pub const REPLAY_READ_BYTES: usize = 1024 * 1024;
     /// Tries, and the pause between them, while a newly created state partition is not open
@@ -58,6 +61,7 @@ const _: () = assert!(
     "clients must not be able to create, delete, alter or write the state topic"
 );
 const _: () = assert!(defaults::STATE_TOPIC_PARTITIONS > 0);
+const _: () = assert!(defaults::MARKER_RETRY_INTERVAL_MS <= defaults::MARKER_RETRY_INTERVAL_MS_MAX);
 const _: () = assert!(defaults::TRANSACTION_TIMEOUT_MS_MAX > 0);
 const _: () = assert!(
     defaults::TIMER_TICK_MS < defaults::TRANSACTION_TIMEOUT_MS_MAX as u64,
@@ -81,6 +85,7 @@ pub struct TxnLimits {
     pub timer_tick_ms: u64,
     pub end_wait_ms_max: u64,
     pub marker_retry_interval_ms: u64,
+    pub marker_retry_interval_ms_max: u64,
     pub replay_read_bytes: usize,
     pub load_tries_max: u32,
     pub load_retry_interval_ms: u64,
@@ -99,6 +104,7 @@ impl Default for TxnLimits {
             timer_tick_ms: defaults::TIMER_TICK_MS,
             end_wait_ms_max: defaults::END_WAIT_MS_MAX,
             marker_retry_interval_ms: defaults::MARKER_RETRY_INTERVAL_MS,
+            marker_retry_interval_ms_max: defaults::MARKER_RETRY_INTERVAL_MS_MAX,
             replay_read_bytes: defaults::REPLAY_READ_BYTES,
             load_tries_max: defaults::LOAD_TRIES_MAX,
             load_retry_interval_ms: defaults::LOAD_RETRY_INTERVAL_MS,
@@ -143,6 +149,12 @@ impl TxnLimits {
         )?;
         positive("txn_replay_read_bytes", self.replay_read_bytes as u64)?;
         positive("txn_load_tries_max", u64::from(self.load_tries_max))?;
+        if self.marker_retry_interval_ms_max < self.marker_retry_interval_ms {
+            return Err((
+                "txn_marker_retry_interval_ms_max",
+                "must be at least txn_marker_retry_interval_ms".to_string(),
+            ));
+        }
         if self.partitions_per_transaction_max > crate::records::RECORD_PARTITIONS_MAX
             || self.groups_per_transaction_max > crate::records::RECORD_GROUPS_MAX
         {
@@ -156,5 +168,35 @@ impl TxnLimits {
 
     pub fn timer_tick(&self) -> Duration {
         Duration::from_millis(self.timer_tick_ms)
+    }
+
+    /// The pause after the `failures`-th failed round of markers (1 for the first): doubling
+    /// from `marker_retry_interval_ms`, at most `marker_retry_interval_ms_max`.
+    pub fn marker_retry_delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(20);
+        let delay_ms = self
+            .marker_retry_interval_ms
+            .saturating_mul(1 << doublings)
+            .min(self.marker_retry_interval_ms_max);
+        Duration::from_millis(delay_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_retries_back_off_to_their_maximum() {
+        let limits = TxnLimits::default();
+        assert_eq!(limits.marker_retry_delay(1), Duration::from_millis(200));
+        assert_eq!(limits.marker_retry_delay(2), Duration::from_millis(400));
+        assert_eq!(limits.marker_retry_delay(6), Duration::from_millis(6_400));
+        assert_eq!(limits.marker_retry_delay(7), Duration::from_millis(10_000));
+        assert_eq!(
+            limits.marker_retry_delay(u32::MAX),
+            Duration::from_millis(10_000)
+        );
+        assert_eq!(limits.check(), Ok(()));
     }
 }
