@@ -28,10 +28,6 @@ cd "$repo"
 # missing feature; a listed client that fails is reported as XFAIL and does not fail the run, one
 # that passes is reported as XPASS (remove it from this list then).
 declare -A EXPECTED_FAIL=(
-  [java-transactions]="transactions (issue #13: InitProducerId with a transactional.id, AddPartitionsToTxn, EndTxn, read_committed)"
-  [confluent-kafka-transactions]="transactions (issue #13: InitProducerId with a transactional.id, AddPartitionsToTxn, EndTxn, read_committed)"
-  [kafka-streams]="transactions for exactly_once_v2 and log compaction of the changelog (issue #13)"
-  [kafka-connect]="log compaction (issue #13): the offset topic is never compacted"
 )
 
 profile="${COMPAT_PROFILE:-debug}"
