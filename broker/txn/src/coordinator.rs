@@ -578,19 +578,10 @@ pub async fn verify_partitions<S: TxnServices>(
     producer_epoch: i16,
     partitions: Vec<TopicPartition>,
 ) -> Vec<(TopicPartition, Result<(), TxnError>)> {
-    let id = transactional_id.to_string();
     let asked = partitions.clone();
-    let answers = on_coordinator(
-        services,
-        transactional_id,
-        false,
-        move |_on, partition| async move {
-            let partition = partition.ok_or(TxnError::InvalidProducerIdMapping)?;
-            let txns = partition.txns.borrow();
-            let txn = txns.get(&id).ok_or(TxnError::InvalidProducerIdMapping)?;
-            txn.verify(producer_id, producer_epoch, &asked)
-        },
-    )
+    let answers = read_txn(services, transactional_id, move |txn| {
+        txn.verify(producer_id, producer_epoch, &asked)
+    })
     .await;
     match answers {
         Ok(answers) => partitions.into_iter().zip(answers).collect(),
@@ -612,8 +603,22 @@ pub async fn verify_group<S: TxnServices>(
     producer_epoch: i16,
     group_id: &str,
 ) -> Result<(), TxnError> {
-    let id = transactional_id.to_string();
     let group = group_id.to_string();
+    read_txn(services, transactional_id, move |txn| {
+        txn.verify_group(producer_id, producer_epoch, &group)
+    })
+    .await
+}
+
+/// Runs `read` over one transaction on its coordinator without changing it (the KIP-890
+/// checks); an id the coordinator does not know is INVALID_PRODUCER_ID_MAPPING.
+async fn read_txn<S, T, F>(services: &Rc<S>, transactional_id: &str, read: F) -> Result<T, TxnError>
+where
+    S: TxnServices,
+    T: Send + 'static,
+    F: FnOnce(&Txn) -> Result<T, TxnError> + Send + 'static,
+{
+    let id = transactional_id.to_string();
     on_coordinator(
         services,
         transactional_id,
@@ -622,7 +627,7 @@ pub async fn verify_group<S: TxnServices>(
             let partition = partition.ok_or(TxnError::InvalidProducerIdMapping)?;
             let txns = partition.txns.borrow();
             let txn = txns.get(&id).ok_or(TxnError::InvalidProducerIdMapping)?;
-            txn.verify_group(producer_id, producer_epoch, &group)
+            read(txn)
         },
     )
     .await
