@@ -219,11 +219,48 @@ pub enum ErrorCode {
     /// abort it and may then begin a new one.
     #[error("the transaction cannot commit any more; abort it")]
     TransactionAbortable = 48,
+    /// Kafka's NOT_LEADER_OR_FOLLOWER: this broker does not lead the partition (or does not hold
+    /// it at all). Retriable: the client refreshes its metadata and goes to the leader.
+    #[error("this broker is not the partition's leader; refresh metadata and retry")]
+    NotLeaderOrFollower = 49,
+    /// Kafka's NOT_ENOUGH_REPLICAS: fewer in-sync replicas than the topic's
+    /// `min.insync.replicas`, so an acks=all write was refused before it was appended.
+    #[error("fewer in-sync replicas than min.insync.replicas; nothing was appended")]
+    NotEnoughReplicas = 50,
+    /// Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: appended by the leader, but the in-sync
+    /// replicas fell below `min.insync.replicas` before they all had it.
+    #[error("appended, but the in-sync replicas fell below min.insync.replicas before the write was committed")]
+    NotEnoughReplicasAfterAppend = 51,
+    /// Kafka's FENCED_LEADER_EPOCH: the request names a leader epoch older than the partition's.
+    #[error("the request's leader epoch is older than the partition's; refresh metadata")]
+    FencedLeaderEpoch = 52,
+    /// Kafka's UNKNOWN_LEADER_EPOCH: the request names a leader epoch newer than this broker
+    /// knows (its metadata is behind).
+    #[error("the request's leader epoch is newer than this broker knows; retry")]
+    UnknownLeaderEpoch = 53,
+    /// Cluster metadata changes go to the controller; this broker is not it.
+    #[error("this broker is not the cluster controller")]
+    NotController = 54,
+    /// Kafka's INVALID_REPLICATION_FACTOR.
+    #[error("invalid replication factor")]
+    InvalidReplicationFactor = 55,
+    /// Kafka's BROKER_NOT_AVAILABLE: a named broker is not registered or is fenced.
+    #[error("the broker is not available")]
+    BrokerNotAvailable = 56,
+    /// Kafka's REASSIGNMENT_IN_PROGRESS.
+    #[error("a reassignment of the partition is in progress")]
+    ReassignmentInProgress = 57,
+    /// Kafka's STALE_BROKER_EPOCH: a request from an older incarnation of a broker.
+    #[error("the request comes from an older incarnation of the broker")]
+    StaleBrokerEpoch = 58,
+    /// Kafka's INCONSISTENT_TOPIC_ID: the topic id does not match the topic's name.
+    #[error("the topic id does not match the topic")]
+    InconsistentTopicId = 59,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 49] = [
+    pub const ALL: [ErrorCode; 60] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -273,6 +310,17 @@ impl ErrorCode {
         Self::UnstableOffsetCommit,
         Self::OperationNotAttempted,
         Self::TransactionAbortable,
+        Self::NotLeaderOrFollower,
+        Self::NotEnoughReplicas,
+        Self::NotEnoughReplicasAfterAppend,
+        Self::FencedLeaderEpoch,
+        Self::UnknownLeaderEpoch,
+        Self::NotController,
+        Self::InvalidReplicationFactor,
+        Self::BrokerNotAvailable,
+        Self::ReassignmentInProgress,
+        Self::StaleBrokerEpoch,
+        Self::InconsistentTopicId,
     ];
 
     pub fn to_u16(self) -> u16 {
@@ -317,6 +365,13 @@ impl ErrorCode {
                 | Self::LeaderNotAvailable
                 | Self::ConcurrentTransactions
                 | Self::UnstableOffsetCommit
+                | Self::NotLeaderOrFollower
+                | Self::NotEnoughReplicas
+                | Self::NotEnoughReplicasAfterAppend
+                | Self::FencedLeaderEpoch
+                | Self::UnknownLeaderEpoch
+                | Self::NotController
+                | Self::BrokerNotAvailable
         )
     }
 

@@ -24,3 +24,7 @@ pub mod error;
 pub mod frame;
 
 pub use error::{BatchError, BuildError, ErrorCode, WireError};
+
+/// A broker's id in a cluster (Kafka's broker id, the same number on both protocols). A single
+/// broker is node 0 unless `--node-id` says otherwise.
+pub type NodeId = i32;

@@ -285,6 +285,8 @@ pub fn coordinator_error_code(error: &PartitionError) -> ErrorCode {
         PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
         // The offsets partition is still opening after a start: the group's state loads soon.
         PartitionError::Opening => ErrorCode::CoordinatorLoadInProgress,
+        // The offsets partition's leadership moved: the group's coordinator is elsewhere now.
+        PartitionError::NotLeaderOrFollower { .. } => ErrorCode::NotCoordinator,
         _ => ErrorCode::CoordinatorNotAvailable,
     }
 }

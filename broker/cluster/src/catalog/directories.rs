@@ -468,6 +468,7 @@ pub fn recover_catalog_on<F: FileSystem>(
                 partition_shards: vec![0; partition_count as usize],
                 config,
                 directory: entry.path.clone(),
+                roles: Arc::default(),
             }),
         );
     }
@@ -480,6 +481,7 @@ pub fn recover_catalog_on<F: FileSystem>(
     let mut snapshot = CatalogSnapshot {
         topics,
         shard_count,
+        ..CatalogSnapshot::default()
     };
     reassign(&mut snapshot, shard_count);
     for topic in snapshot.topics.values() {

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use spate_protocol::constants::TOPIC_NAME_BYTES_MAX;
+use spate_protocol::NodeId;
 use spate_storage::{BlockingFileSystem, FileSystem};
 
 use files::FileError;
@@ -133,6 +134,56 @@ pub struct TopicMetadata {
     pub config: TopicConfig,
     /// `<data_dir>/topics/<name>.<id>`; partition `p` lives in `<directory>/<p>`.
     pub directory: PathBuf,
+    /// `roles[p]` is partition `p`'s replicas and leadership as the cluster metadata last said.
+    /// Empty for a single broker: every partition is then led by the local node at epoch 0,
+    /// with the local node its only replica (see [`TopicMetadata::role`]).
+    pub roles: Arc<Vec<PartitionRole>>,
+}
+
+/// One partition's replicas and leadership as the cluster metadata last said.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionRole {
+    /// Every replica, the preferred leader first.
+    pub replicas: Vec<NodeId>,
+    /// The in-sync replicas: those the leader may count toward the high watermark and from
+    /// which a new leader is elected.
+    pub isr: Vec<NodeId>,
+    /// `None` while no in-sync replica is alive (the partition is offline).
+    pub leader: Option<NodeId>,
+    /// Bumped at every leader change; stamped into every batch the leader appends.
+    pub leader_epoch: i32,
+    /// Bumped at every change of the partition's replicas, ISR or leader.
+    pub partition_epoch: i32,
+}
+
+impl PartitionRole {
+    /// A single broker's partition: `local` is its only replica and leads it at epoch 0.
+    pub fn sole(local: NodeId) -> Self {
+        Self {
+            replicas: vec![local],
+            isr: vec![local],
+            leader: Some(local),
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+
+    pub fn replication_factor(&self) -> usize {
+        self.replicas.len()
+    }
+}
+
+/// One broker of the cluster as the metadata last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: NodeId,
+    /// The native listener's advertised endpoint.
+    pub native: (String, u16),
+    /// The Kafka listener's advertised endpoint, if it has one.
+    pub kafka: Option<(String, u16)>,
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is in no ISR until the controller unfences it.
+    pub fenced: bool,
 }
 
 impl TopicMetadata {
@@ -147,6 +198,23 @@ impl TopicMetadata {
     pub fn owner_of(&self, partition: u32) -> Option<ShardId> {
         self.partition_shards.get(partition as usize).copied()
     }
+
+    /// Partition `partition`'s replicas and leadership; a single broker's partitions are led by
+    /// `local`.
+    pub fn role(&self, partition: u32, local: NodeId) -> PartitionRole {
+        match self.roles.get(partition as usize) {
+            Some(role) => role.clone(),
+            None => PartitionRole::sole(local),
+        }
+    }
+
+    /// Whether `local` holds a replica of `partition`.
+    pub fn is_hosted(&self, partition: u32, local: NodeId) -> bool {
+        match self.roles.get(partition as usize) {
+            Some(role) => role.replicas.contains(&local),
+            None => partition < self.partition_count(),
+        }
+    }
 }
 
 /// An immutable view of the catalog at one moment.
@@ -154,19 +222,40 @@ impl TopicMetadata {
 pub struct CatalogSnapshot {
     pub topics: BTreeMap<String, Arc<TopicMetadata>>,
     pub shard_count: usize,
+    /// This broker's node id.
+    pub local_node: NodeId,
+    /// Every broker the metadata knows; empty for a single broker (see
+    /// [`CatalogSnapshot::broker_list`]).
+    pub brokers: Arc<BTreeMap<NodeId, BrokerInfo>>,
+    /// The cluster controller (the metadata quorum's leader), if one is known. A single broker
+    /// is its own controller.
+    pub controller: Option<NodeId>,
+    /// Whether the broker runs in a cluster (`--seeds`): metadata comes from the quorum.
+    pub cluster_mode: bool,
 }
 
 impl CatalogSnapshot {
+    /// Every broker; for a single broker, the local node with no endpoints filled in (the
+    /// handlers answer with the address the client reached).
+    pub fn broker_list(&self) -> Vec<NodeId> {
+        if self.brokers.is_empty() {
+            vec![self.local_node]
+        } else {
+            self.brokers.keys().copied().collect()
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicMetadata>> {
         self.topics.get(name)
     }
 
-    /// Every (topic, partition) that `shard` owns.
+    /// Every (topic, partition) that `shard` owns: partitions of which this broker holds a
+    /// replica, placed on `shard`.
     pub fn partitions_of(&self, shard: ShardId) -> Vec<(Arc<TopicMetadata>, u32)> {
         let mut owned = Vec::new();
         for topic in self.topics.values() {
             for (partition, owner) in topic.partition_shards.iter().enumerate() {
-                if *owner == shard {
+                if *owner == shard && topic.is_hosted(partition as u32, self.local_node) {
                     owned.push((topic.clone(), partition as u32));
                 }
             }
@@ -464,6 +553,7 @@ impl<F: FileSystem + Clone> Catalog<F> {
             partition_shards,
             config,
             directory: topic_directory(&self.data_dir, name, id),
+            roles: Arc::default(),
         });
         writer.reserved.insert(name.to_string(), topic.clone());
         Ok(topic)
@@ -825,6 +915,7 @@ fn build_snapshot(data_dir: &Path, file: &CatalogFile) -> Result<CatalogSnapshot
             partition_shards: record.partition_shards.clone(),
             config,
             directory: topic_directory(data_dir, &record.name, record.id),
+            roles: Arc::default(),
         };
         if topics
             .insert(record.name.clone(), Arc::new(topic))
@@ -836,6 +927,7 @@ fn build_snapshot(data_dir: &Path, file: &CatalogFile) -> Result<CatalogSnapshot
     Ok(CatalogSnapshot {
         topics,
         shard_count: file.shard_count,
+        ..CatalogSnapshot::default()
     })
 }
 

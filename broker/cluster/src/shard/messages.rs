@@ -111,6 +111,31 @@ pub enum PartitionError {
     /// INVALID_RECORD), or records that cannot be read to check it.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// This broker does not lead the partition (Kafka's NOT_LEADER_OR_FOLLOWER); `leader` is the
+    /// leader the metadata names, if any, at `leader_epoch`, so a client can go there.
+    #[error("not the leader of the partition (leader {leader:?}, epoch {leader_epoch})")]
+    NotLeaderOrFollower {
+        leader: Option<spate_protocol::NodeId>,
+        leader_epoch: i32,
+    },
+    /// Fewer in-sync replicas than `min.insync.replicas`: an acks=all batch was refused before it
+    /// was appended.
+    #[error("{isr} in-sync replicas, fewer than min.insync.replicas = {min_insync}")]
+    NotEnoughReplicas { isr: usize, min_insync: u16 },
+    /// Appended on the leader, but the in-sync replicas fell below `min.insync.replicas` before
+    /// the write was committed.
+    #[error("appended, but the in-sync replicas fell below min.insync.replicas = {min_insync}")]
+    NotEnoughReplicasAfterAppend { min_insync: u16 },
+    /// The request's leader epoch is older than the partition's.
+    #[error("leader epoch {requested} is older than the partition's {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    /// The request's leader epoch is newer than this broker knows.
+    #[error("leader epoch {requested} is newer than the partition's {current}")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
+    /// An acks=all write was appended by the leader but not committed on the in-sync replicas
+    /// within the request's timeout (Kafka's REQUEST_TIMED_OUT).
+    #[error("not committed on the in-sync replicas within {timeout_ms} ms")]
+    ReplicationTimedOut { timeout_ms: u64 },
 }
 
 #[derive(Debug)]

@@ -429,6 +429,14 @@ pub fn partition_error_code(error: &PartitionError) -> ErrorCode {
         // The native protocol's code for a batch no producer may send (Kafka's invalid records
         // get it too, `ErrorCode::for_batch_error`); the message says which record.
         PartitionError::InvalidRecord(_) => ErrorCode::InvalidRequest,
+        PartitionError::NotLeaderOrFollower { .. } => ErrorCode::NotLeaderOrFollower,
+        PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => {
+            ErrorCode::NotEnoughReplicasAfterAppend
+        }
+        PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
+        PartitionError::ReplicationTimedOut { .. } => ErrorCode::RequestTimedOut,
     }
 }
 

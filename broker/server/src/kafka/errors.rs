@@ -70,6 +70,17 @@ pub(crate) fn kafka_error(code: ErrorCode) -> Option<ResponseError> {
         ErrorCode::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
         ErrorCode::OperationNotAttempted => ResponseError::OperationNotAttempted,
         ErrorCode::TransactionAbortable => ResponseError::TransactionAbortable,
+        ErrorCode::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+        ErrorCode::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
+        ErrorCode::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend,
+        ErrorCode::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
+        ErrorCode::NotController => ResponseError::NotController,
+        ErrorCode::InvalidReplicationFactor => ResponseError::InvalidReplicationFactor,
+        ErrorCode::BrokerNotAvailable => ResponseError::BrokerNotAvailable,
+        ErrorCode::ReassignmentInProgress => ResponseError::ReassignmentInProgress,
+        ErrorCode::StaleBrokerEpoch => ResponseError::StaleBrokerEpoch,
+        ErrorCode::InconsistentTopicId => ResponseError::InconsistentTopicId,
     })
 }
 
