@@ -113,6 +113,14 @@ impl GroupCoordinator {
         self.partitions.borrow_mut().clear();
     }
 
+    /// Stops coordinating `partition` here: its parked requests answer NOT_COORDINATOR and its
+    /// writer appends nothing more.
+    pub(super) fn unload(&self, partition: u32) {
+        if let Some(loaded) = self.partitions.borrow_mut().remove(&partition) {
+            loaded.depose();
+        }
+    }
+
     pub(super) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -291,14 +299,16 @@ pub fn coordinator_error_code(error: &PartitionError) -> ErrorCode {
     }
 }
 
-/// The loaded partition `partition`, loading it first if needed.
+/// The loaded partition `partition`, loading it first if needed. Only the leader of the
+/// offsets partition coordinates its groups (a single broker leads all of them); a partition
+/// loaded under an older leader epoch is replayed again.
 async fn coordinated<S: GroupServices>(
     services: &Rc<S>,
     partition: u32,
 ) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
     let coordinator = services.groups();
-    let topic = services
-        .snapshot()
+    let snapshot = services.snapshot();
+    let topic = snapshot
         .topic(OFFSETS_TOPIC_NAME)
         .cloned()
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
@@ -307,12 +317,22 @@ async fn coordinated<S: GroupServices>(
     {
         return Err(ErrorCode::NotCoordinator);
     }
+    let role = topic.role(partition, snapshot.local_node);
+    if role.leader != Some(snapshot.local_node) {
+        coordinator.unload(partition);
+        return Err(match role.leader {
+            Some(_) => ErrorCode::NotCoordinator,
+            None => ErrorCode::CoordinatorNotAvailable,
+        });
+    }
     let current = || {
         coordinator
             .partitions
             .borrow()
             .get(&partition)
-            .filter(|loaded| loaded.topic.id == topic.id)
+            .filter(|loaded| {
+                loaded.topic.id == topic.id && loaded.leader_epoch == role.leader_epoch
+            })
             .cloned()
     };
     if let Some(loaded) = current() {
@@ -326,13 +346,44 @@ async fn coordinated<S: GroupServices>(
     if let Some(loaded) = current() {
         return Ok(loaded);
     }
-    let loaded = load(services, partition, topic).await?;
+    // Loaded under an older epoch or an older topic: that state is stale.
+    coordinator.unload(partition);
+    let loaded = load(services, partition, topic, role.leader_epoch).await?;
     coordinator
         .partitions
         .borrow_mut()
         .insert(partition, loaded.clone());
     start_timers(services);
     Ok(loaded)
+}
+
+/// Unloads every partition whose leadership this broker no longer holds at the epoch it was
+/// loaded under, so that parked requests learn at once that the coordinator moved.
+fn unload_deposed<S: GroupServices>(services: &Rc<S>) {
+    let snapshot = services.snapshot();
+    let Some(topic) = snapshot.topic(OFFSETS_TOPIC_NAME) else {
+        return;
+    };
+    let coordinator = services.groups();
+    let stale: Vec<u32> = coordinator
+        .partitions
+        .borrow()
+        .values()
+        .filter(|loaded| {
+            let role = topic.role(loaded.partition, snapshot.local_node);
+            loaded.topic.id != topic.id
+                || role.leader != Some(snapshot.local_node)
+                || role.leader_epoch != loaded.leader_epoch
+        })
+        .map(|loaded| loaded.partition)
+        .collect();
+    for partition in stale {
+        tracing::info!(
+            partition,
+            "offsets partition's leadership moved; its groups unloaded"
+        );
+        coordinator.unload(partition);
+    }
 }
 
 // ---- effects and timers ------------------------------------------------------------------------
@@ -380,6 +431,7 @@ async fn run_timers<S: GroupServices>(services: Rc<S>) {
     let tick = coordinator.limits.timer_tick();
     while !services.shutdown.is_requested() {
         glommio::timer::sleep(tick).await;
+        unload_deposed(&services);
         let now_ms = coordinator.now_ms();
         if now_ms < coordinator.next_wakeup_ms.get() {
             continue;
@@ -452,11 +504,11 @@ pub async fn join<S: GroupServices>(
         (effects, record)
     };
     finish(services, &coordinated, &group_id, effects, record).await;
-    match parked_reply(services, &replies).await {
-        Some(Reply::Join(response)) => response,
+    match parked_reply(services, &coordinated, &replies).await {
+        Ok(Reply::Join(response)) => response,
         // The state machine answers a waiter with the reply to what it parked (a join here).
-        Some(Reply::Sync(_)) => unreachable!("a parked join was answered with a sync reply"),
-        None => JoinGroupResponse::error(ErrorCode::ShuttingDown, &member_id),
+        Ok(Reply::Sync(_)) => unreachable!("a parked join was answered with a sync reply"),
+        Err(code) => JoinGroupResponse::error(code, &member_id),
     }
 }
 
@@ -482,24 +534,31 @@ pub async fn sync<S: GroupServices>(
         (effects, record)
     };
     finish(services, &coordinated, &request.group_id, effects, record).await;
-    match parked_reply(services, &replies).await {
-        Some(Reply::Sync(response)) => response,
-        Some(Reply::Join(_)) => unreachable!("a parked sync was answered with a join reply"),
-        None => SyncGroupResponse::error(ErrorCode::ShuttingDown),
+    match parked_reply(services, &coordinated, &replies).await {
+        Ok(Reply::Sync(response)) => response,
+        Ok(Reply::Join(_)) => unreachable!("a parked sync was answered with a join reply"),
+        Err(code) => SyncGroupResponse::error(code),
     }
 }
 
-/// The reply to a parked join or sync; `None` once shutdown begins, so that a rebalance that
+/// The reply to a parked join or sync; `ShuttingDown` once shutdown begins, so that a rebalance that
 /// is still waiting for members does not hold the broker's shutdown for its whole timeout.
 async fn parked_reply<S: GroupServices>(
     services: &Rc<S>,
+    coordinated: &CoordinatedPartition,
     replies: &LocalReceiver<Reply>,
-) -> Option<Reply> {
-    futures_lite::future::or(replies.recv(), async {
+) -> Result<Reply, ErrorCode> {
+    let answered = async { replies.recv().await.ok_or(ErrorCode::ShuttingDown) };
+    let stopping = async {
         services.shutdown.requested().await;
-        None
-    })
-    .await
+        Err(ErrorCode::ShuttingDown)
+    };
+    // The partition's leadership moved: the member finds the new coordinator and joins there.
+    let deposed = async {
+        coordinated.deposed().await;
+        Err(ErrorCode::NotCoordinator)
+    };
+    futures_lite::future::or(answered, futures_lite::future::or(stopping, deposed)).await
 }
 
 pub async fn heartbeat<S: GroupServices>(

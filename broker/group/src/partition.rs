@@ -64,6 +64,14 @@ pub(super) struct CoordinatedPartition {
     slots: Semaphore,
     /// Wakes the writer; one slot, a second ring while one is pending is not needed.
     doorbell: LocalSender<()>,
+    /// The offsets partition's leader epoch this broker loaded it under. Leadership that moved
+    /// away and back comes back under a higher epoch, and the state is replayed again: another
+    /// broker's coordinator wrote to the log meanwhile.
+    pub(super) leader_epoch: i32,
+    /// Closed when this broker stops coordinating the partition (its leadership moved): parked
+    /// joins and syncs then answer NOT_COORDINATOR, and the writer fails what is queued.
+    deposed: Semaphore,
+    deposed_flag: std::cell::Cell<bool>,
 }
 
 pub(super) enum WriteOp {
@@ -138,6 +146,25 @@ impl CoordinatedPartition {
             .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
     }
 
+    /// This broker no longer coordinates the partition: wakes every parked request and stops
+    /// the writer from appending what is queued.
+    pub(super) fn depose(&self) {
+        self.deposed_flag.set(true);
+        self.deposed.close();
+        // Full means the writer has a ring pending already.
+        let _ = self.doorbell.try_send(());
+    }
+
+    pub(super) fn is_deposed(&self) -> bool {
+        self.deposed_flag.get()
+    }
+
+    /// Returns once the partition is deposed.
+    pub(super) async fn deposed(&self) {
+        // No permit is ever added: the wait ends only when `depose` closes the semaphore.
+        let _ = self.deposed.acquire_permit(1).await;
+    }
+
     pub(super) fn knows_group(&self, group_id: &str) -> bool {
         self.groups.borrow().contains_key(group_id) || self.store.borrow().has_group(group_id)
     }
@@ -156,6 +183,7 @@ pub(super) async fn load<S: GroupServices>(
     services: &Rc<S>,
     partition: u32,
     topic: Arc<TopicMetadata>,
+    leader_epoch: i32,
 ) -> Result<Rc<CoordinatedPartition>, ErrorCode> {
     let coordinator = &services.groups();
     let limits = coordinator.limits();
@@ -223,6 +251,9 @@ pub(super) async fn load<S: GroupServices>(
         queue: RefCell::new(VecDeque::new()),
         slots: Semaphore::new(limits.writes_queued_max as u64),
         doorbell,
+        leader_epoch,
+        deposed: Semaphore::new(0),
+        deposed_flag: std::cell::Cell::new(false),
     });
     glommio::spawn_local(run_writer(services.clone(), Rc::downgrade(&loaded), rings)).detach();
     Ok(loaded)
@@ -318,7 +349,13 @@ async fn partition_state<S: GroupServices>(
         })
         .await;
         match answer {
-            Ok(state) => return Ok(state),
+            // Replay reads only committed records, and all of this replica's must be: a new
+            // leader holds records its predecessor wrote that its followers have not all
+            // confirmed yet, and they may hold acknowledged writes (Kafka's coordinator loads
+            // to the log end for the same reason). Nothing else writes to the partition
+            // meanwhile: its coordinator is the one being loaded.
+            Ok(state) if state.high_watermark >= state.log_end => return Ok(state),
+            Ok(_) => {}
             Err(PartitionError::UnknownTopicOrPartition) => {}
             Err(error) => return Err(coordinator_error_code(&error)),
         }
@@ -392,6 +429,14 @@ async fn run_writer<S: GroupServices>(
         let Some(current) = partition.upgrade() else {
             return;
         };
+        if current.is_deposed() {
+            // Another broker coordinates the partition now: nothing queued here may reach the
+            // log after its state was handed over.
+            for item in current.queue.borrow_mut().drain(..) {
+                let _ = item.done.try_send(Err(ErrorCode::NotCoordinator));
+            }
+            return;
+        }
         if let Some(item) = take_transactional(&current) {
             write_transactional(&services, &current, item).await;
             continue;

@@ -68,6 +68,14 @@ impl TxnCoordinator {
         &self.limits
     }
 
+    /// Stops coordinating `partition` here: its completion tasks stop (the new leader's
+    /// coordinator finishes every decided transaction when it loads the partition).
+    fn unload(&self, partition: u32) {
+        if let Some(loaded) = self.partitions.borrow_mut().remove(&partition) {
+            loaded.deposed.set(true);
+        }
+    }
+
     fn id_count(&self) -> usize {
         self.partitions
             .borrow()
@@ -176,12 +184,26 @@ async fn loaded<S: TxnServices>(
     {
         return Err(TxnError::NotCoordinator);
     }
+    // Only the state partition's leader coordinates its ids (a single broker leads all).
+    let local = services.snapshot().local_node;
+    let role = topic.role(partition, local);
+    if role.leader != Some(local) {
+        coordinator.unload(partition);
+        return Err(match role.leader {
+            Some(_) => TxnError::NotCoordinator,
+            None => TxnError::CoordinatorNotAvailable(
+                "the transaction state partition has no leader".into(),
+            ),
+        });
+    }
     let current = || {
         coordinator
             .partitions
             .borrow()
             .get(&partition)
-            .filter(|loaded| loaded.topic.id == topic.id)
+            .filter(|loaded| {
+                loaded.topic.id == topic.id && loaded.leader_epoch == role.leader_epoch
+            })
             .cloned()
     };
     if let Some(loaded) = current() {
@@ -195,7 +217,9 @@ async fn loaded<S: TxnServices>(
     if let Some(loaded) = current() {
         return Ok(loaded);
     }
-    let loaded = load(services, partition, topic).await?;
+    // Loaded under an older epoch or an older topic: that state is stale.
+    coordinator.unload(partition);
+    let loaded = load(services, partition, topic, role.leader_epoch).await?;
     coordinator
         .partitions
         .borrow_mut()
@@ -732,8 +756,8 @@ async fn complete<S: TxnServices>(
     let limits = services.transactions().limits();
     let mut failures: u32 = 0;
     loop {
-        if services.shutdown.is_requested() {
-            // The decision is durable: the next load finishes it.
+        if services.shutdown.is_requested() || partition.deposed.get() {
+            // The decision is durable: the next load (here or on the new leader) finishes it.
             return;
         }
         let decided = partition
@@ -912,35 +936,55 @@ async fn expire<S: TxnServices>(
     }
 }
 
-/// Loads every state partition this shard coordinates, so that transactions decided before a
-/// restart are finished and open ones time out even if no producer of them comes back. Runs at
-/// shard start, in the background; retries while the partitions are still opening.
+/// Loads every state partition this shard coordinates while this broker leads it, so that
+/// transactions decided before a restart or a leader change are finished and open ones time out
+/// even if no producer of them comes back; unloads those whose leadership moved away. Runs from
+/// shard start until shutdown, in the background: the state topic may be created later, and in
+/// a cluster the partitions' leadership moves.
 pub async fn start<S: TxnServices>(services: Rc<S>) {
-    let Some(topic) = services
-        .snapshot()
-        .topic(TRANSACTION_STATE_TOPIC_NAME)
-        .cloned()
-    else {
-        return;
-    };
     let retry = Duration::from_millis(services.transactions().limits().marker_retry_interval_ms);
-    let owned: Vec<u32> = (0..topic.partition_count())
-        .filter(|partition| coordinator_shard_of(*partition, services.shard_count) == services.id)
-        .collect();
-    for partition in owned {
-        loop {
-            if services.shutdown.is_requested() {
-                return;
-            }
-            match loaded(&services, topic.clone(), partition).await {
-                Ok(_) => break,
-                Err(TxnError::ShuttingDown) => return,
-                Err(error) => {
-                    tracing::debug!(partition, %error, "transaction state partition not loaded yet");
-                    glommio::timer::sleep(retry).await;
+    let tick = services.transactions().limits().timer_tick();
+    while !services.shutdown.is_requested() {
+        let snapshot = services.snapshot();
+        if let Some(topic) = snapshot.topic(TRANSACTION_STATE_TOPIC_NAME).cloned() {
+            let local = snapshot.local_node;
+            let coordinator = services.transactions();
+            let owned = (0..topic.partition_count()).filter(|partition| {
+                coordinator_shard_of(*partition, services.shard_count) == services.id
+            });
+            let mut waiting = false;
+            for partition in owned {
+                let role = topic.role(partition, local);
+                let current =
+                    coordinator
+                        .partitions
+                        .borrow()
+                        .get(&partition)
+                        .is_some_and(|loaded| {
+                            loaded.topic.id == topic.id && loaded.leader_epoch == role.leader_epoch
+                        });
+                if role.leader != Some(local) {
+                    coordinator.unload(partition);
+                    continue;
+                }
+                if current {
+                    continue;
+                }
+                match loaded(&services, topic.clone(), partition).await {
+                    Ok(_) => {}
+                    Err(TxnError::ShuttingDown) => return,
+                    Err(error) => {
+                        tracing::debug!(partition, %error, "transaction state partition not loaded yet");
+                        waiting = true;
+                    }
                 }
             }
+            if waiting {
+                glommio::timer::sleep(retry).await;
+                continue;
+            }
         }
+        glommio::timer::sleep(tick).await;
     }
 }
 

@@ -10,7 +10,7 @@
 //! Shard-local (`Rc`, `RefCell`): owned by the coordinator of the shard the partition is
 //! coordinated on. The log is reached only through shard requests, never the storage engine.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::rc::Rc;
@@ -43,6 +43,12 @@ pub(crate) struct StatePartition {
     pub(crate) completing: RefCell<BTreeSet<String>>,
     /// Requests waiting for an id's completion (EndTxn, a fencing InitProducerId).
     pub(crate) completion_waiters: RefCell<HashMap<String, Vec<LocalSender<()>>>>,
+    /// The state partition's leader epoch this broker loaded it under: leadership that moved
+    /// away and back returns under a higher epoch, and the ids are replayed again.
+    pub(crate) leader_epoch: i32,
+    /// Set when this broker stops coordinating the partition (its leadership moved): its
+    /// completion tasks stop, and the new leader's coordinator finishes what was decided.
+    pub(crate) deposed: Cell<bool>,
 }
 
 impl StatePartition {
@@ -74,6 +80,8 @@ pub(crate) fn coordinator_error(error: &PartitionError) -> TxnError {
         PartitionError::ShuttingDown => TxnError::ShuttingDown,
         // The state partition is still opening after a start: the ids load soon.
         PartitionError::Opening => TxnError::CoordinatorLoadInProgress,
+        // The state partition's leadership moved: its ids are coordinated elsewhere now.
+        PartitionError::NotLeaderOrFollower { .. } => TxnError::NotCoordinator,
         error => TxnError::CoordinatorNotAvailable(error.to_string()),
     }
 }
@@ -83,6 +91,7 @@ pub(crate) async fn load<S: TxnServices>(
     services: &Rc<S>,
     partition: u32,
     topic: Arc<TopicMetadata>,
+    leader_epoch: i32,
 ) -> Result<Rc<StatePartition>, TxnError> {
     let limits = services.transactions().limits();
     let began = Instant::now();
@@ -130,6 +139,8 @@ pub(crate) async fn load<S: TxnServices>(
         txns: RefCell::new(txns),
         completing: RefCell::new(BTreeSet::new()),
         completion_waiters: RefCell::new(HashMap::new()),
+        leader_epoch,
+        deposed: Cell::new(false),
     }))
 }
 
@@ -238,7 +249,13 @@ async fn partition_state<S: TxnServices>(
         })
         .await;
         match answer {
-            Ok(state) => return Ok(state),
+            // Replay reads only committed records, and all of this replica's must be: a new
+            // leader holds records its predecessor wrote that its followers have not all
+            // confirmed yet, and they may hold acknowledged writes (Kafka's coordinator loads
+            // to the log end for the same reason). Nothing else writes to the partition
+            // meanwhile: its coordinator is the one being loaded.
+            Ok(state) if state.high_watermark >= state.log_end => return Ok(state),
+            Ok(_) => {}
             Err(PartitionError::UnknownTopicOrPartition) => {}
             Err(error) => return Err(coordinator_error(&error)),
         }

@@ -200,6 +200,9 @@ pub struct OffsetAnswer {
 pub struct PartitionState {
     pub log_start_offset: u64,
     pub high_watermark: u64,
+    /// The next offset the log hands out: records at and past the high watermark are on this
+    /// replica but not committed yet.
+    pub log_end: u64,
     /// `min(high watermark, first offset of the oldest open transaction)`.
     pub last_stable_offset: u64,
 }

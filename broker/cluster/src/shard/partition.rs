@@ -196,6 +196,7 @@ impl<F: FileSystem + 'static> Partition<F> {
         PartitionState {
             log_start_offset: self.log.log_start_offset(),
             high_watermark: self.log.high_watermark(),
+            log_end: self.log.next_offset(),
             last_stable_offset: self.last_stable_offset(),
         }
     }

@@ -195,6 +195,7 @@ async fn partition_metadata(
                     PartitionState {
                         log_start_offset: 0,
                         high_watermark: 0,
+                        log_end: 0,
                         last_stable_offset: 0,
                     },
                 ),
