@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod log_throttle;
+pub mod replica;
 pub mod shard;
 
 // The storage engine, under the name this crate's modules use (`crate::storage::...`).
