@@ -30,6 +30,7 @@ use crate::catalog::{CatalogError, ProducerIdError, TopicConfig, TopicMetadata};
 use crate::limits::defaults::TRANSACTIONAL_ID_BYTES_MAX;
 use crate::limits::TxnLimits;
 use crate::partition::{coordinator_error, load, write_state, StatePartition};
+use crate::peers::TxnPeers;
 use crate::shard::mesh::invoke_on;
 use crate::shard::topic_creation::{self, TopicCreationError};
 use crate::state::{
@@ -37,8 +38,9 @@ use crate::state::{
     NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
 };
 use crate::{coordinator_shard_of, state_partition_of, TxnServices, TRANSACTION_STATE_TOPIC_NAME};
+use spate_protocol::NodeId;
 
-mod markers;
+pub mod markers;
 
 /// Shard-local coordinator state. See the module documentation.
 pub struct TxnCoordinator {
@@ -603,10 +605,26 @@ pub async fn verify_partitions<S: TxnServices>(
     partitions: Vec<TopicPartition>,
 ) -> Vec<(TopicPartition, Result<(), TxnError>)> {
     let asked = partitions.clone();
-    let answers = read_txn(services, transactional_id, move |txn| {
-        txn.verify(producer_id, producer_epoch, &asked)
-    })
-    .await;
+    let answers = match remote_coordinator(services, transactional_id) {
+        Ok(Some((node, peers))) => {
+            peers
+                .verify_partitions(
+                    node,
+                    transactional_id.to_string(),
+                    producer_id,
+                    producer_epoch,
+                    asked,
+                )
+                .await
+        }
+        Ok(None) => {
+            read_txn(services, transactional_id, move |txn| {
+                txn.verify(producer_id, producer_epoch, &asked)
+            })
+            .await
+        }
+        Err(error) => Err(error),
+    };
     match answers {
         Ok(answers) => partitions.into_iter().zip(answers).collect(),
         Err(error) => partitions
@@ -628,10 +646,52 @@ pub async fn verify_group<S: TxnServices>(
     group_id: &str,
 ) -> Result<(), TxnError> {
     let group = group_id.to_string();
+    if let Some((node, peers)) = remote_coordinator(services, transactional_id)? {
+        return peers
+            .verify_group(
+                node,
+                transactional_id.to_string(),
+                producer_id,
+                producer_epoch,
+                group,
+            )
+            .await;
+    }
     read_txn(services, transactional_id, move |txn| {
         txn.verify_group(producer_id, producer_epoch, &group)
     })
     .await
+}
+
+/// Another broker coordinating an id, and the connections to reach it.
+type RemoteCoordinator = (NodeId, Rc<dyn TxnPeers>);
+
+/// `transactional_id`'s coordinator when it is another broker (the leader of the id's state
+/// partition), with the connections to reach it; `None` when it is this broker or the state
+/// topic does not exist (the local path answers then).
+fn remote_coordinator<S: TxnServices>(
+    services: &Rc<S>,
+    transactional_id: &str,
+) -> Result<Option<RemoteCoordinator>, TxnError> {
+    let snapshot = services.snapshot();
+    let Some(topic) = snapshot.topic(TRANSACTION_STATE_TOPIC_NAME) else {
+        return Ok(None);
+    };
+    let partition = state_partition_of(transactional_id, topic.partition_count());
+    match topic.role(partition, snapshot.local_node).leader {
+        Some(leader) if leader == snapshot.local_node => Ok(None),
+        Some(leader) => {
+            let peers = services.txn_peers().ok_or_else(|| {
+                TxnError::CoordinatorNotAvailable(
+                    "no connections to the transaction coordinator".into(),
+                )
+            })?;
+            Ok(Some((leader, peers)))
+        }
+        None => Err(TxnError::CoordinatorNotAvailable(
+            "the transaction state partition has no leader".into(),
+        )),
+    }
 }
 
 /// Runs `read` over one transaction on its coordinator without changing it (the KIP-890
@@ -770,7 +830,8 @@ async fn complete<S: TxnServices>(
             return;
         };
         let marker = decided.marker();
-        let written = markers::write_markers(services, &decided, marker).await;
+        let written =
+            markers::write_markers(services, &decided, marker, partition.leader_epoch).await;
         if let Err(error) = written {
             failures += 1;
             // One warning per doubling of the pause: a partition offline for hours does not

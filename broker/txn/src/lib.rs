@@ -16,6 +16,8 @@
 //!   `describe`, `list`), the markers of decided transactions, the timeout timer, and the
 //!   loading of the state partitions (replay, then finishing what was decided before a crash).
 //! - `limits` — every bound, with defaults.
+//! - `peers` — the calls to other brokers in a cluster (markers to remote partition leaders,
+//!   remote group completion and verification), implemented by the server.
 //!
 //! Architecture invariant: a transaction's outcome is durable (its `Prepare*` record written
 //! with acks=all) before any marker of it is written, and its `Complete*` record is written only
@@ -31,6 +33,7 @@
 pub mod coordinator;
 pub mod limits;
 mod partition;
+pub mod peers;
 pub mod records;
 pub mod state;
 
@@ -65,4 +68,10 @@ pub fn coordinator_shard_of(partition: u32, shard_count: usize) -> ShardId {
 /// registered beside the shard, not inside it.
 pub trait TxnServices: spate_group::GroupServices {
     fn transactions(&self) -> &TxnCoordinator;
+
+    /// Calls to other brokers of the cluster; `None` for a single broker, where every leader
+    /// and coordinator is local.
+    fn txn_peers(&self) -> Option<std::rc::Rc<dyn peers::TxnPeers>> {
+        None
+    }
 }
