@@ -1,6 +1,7 @@
 //! Starts the real `spate-broker` binary for a test: builds it if needed, gives it a temporary
-//! data directory and a free 127.0.0.1 port, waits until it says it is ready, and kills it when the
-//! handle is dropped. Restart and crash (`kill -9`) keep the data directory.
+//! data directory and a free 127.0.0.1 port (or the address `BrokerOptions` names: a cluster
+//! test gives each broker its own loopback address), waits until it says it is ready, and kills
+//! it when the handle is dropped. Restart and crash (`kill -9`) keep the data directory.
 //!
 //! The port is chosen by the broker itself (`--listen 127.0.0.1:0`): it binds one port for all its
 //! shards and logs `broker ready address=...`, which this helper reads from the broker's stderr.
@@ -38,6 +39,12 @@ pub struct BrokerOptions {
     pub descriptors_max: Option<u64>,
     /// Whether a start waits for `all partitions open` too, not only `broker ready`.
     pub wait_for_partitions_open: bool,
+    /// Where the native listener binds (`--listen`); port 0 lets the broker pick one. A cluster
+    /// test gives each broker its own loopback address (127.0.0.2, ...), and a fixed port when
+    /// the other brokers must know it before this one starts.
+    pub native_listen: SocketAddr,
+    /// Where the Kafka listener binds (`--kafka-listen`) unless `arguments` sets it.
+    pub kafka_listen: SocketAddr,
 }
 
 impl Default for BrokerOptions {
@@ -47,6 +54,8 @@ impl Default for BrokerOptions {
             arguments: Vec::new(),
             descriptors_max: None,
             wait_for_partitions_open: true,
+            native_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kafka_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -70,10 +79,9 @@ impl Broker {
             .prefix("spate-test-")
             .tempdir_in(test_data_root())
             .expect("create a temporary data directory");
-        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         let listen = Listen {
-            native: any_port,
-            kafka: any_port,
+            native: options.native_listen,
+            kafka: options.kafka_listen,
         };
         let (child, ready, log, early_log) = spawn(data_dir.path(), listen, &options);
         Broker {
@@ -102,6 +110,11 @@ impl Broker {
 
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// Whether the process runs (started and neither killed nor terminated since).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> u32 {
@@ -150,9 +163,7 @@ impl Broker {
         assert!(self.child.is_none(), "stop the broker before restarting it");
         let listen = Listen {
             native: self.address,
-            kafka: self
-                .kafka_address
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            kafka: self.kafka_address.unwrap_or(self.options.kafka_listen),
         };
         let (child, ready, log, early_log) = spawn(self.data_dir.path(), listen, &self.options);
         self.child = Some(child);
