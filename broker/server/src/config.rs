@@ -132,6 +132,26 @@ pub mod defaults {
     pub const COMPACTION_CPU_SHARES: usize = 100;
     /// Keys one compaction pass maps (about 48 bytes each: 48 MiB per shard at most).
     pub const COMPACTION_KEY_MAP_ENTRIES_MAX: usize = 1 << 20;
+
+    // Broker-to-broker calls (`peer`) and partition replication (`replication`).
+    /// Longest a connection to another broker may take to open (TCP and ApiVersions).
+    pub const PEER_CONNECT_TIMEOUT_MS: u64 = 3_000;
+    /// Calls one connection to another broker has in flight; more wait for a slot.
+    pub const PEER_INFLIGHT_REQUESTS_MAX: usize = 64;
+    /// Largest answer frame taken from another broker; a larger one breaks the connection.
+    pub const PEER_RESPONSE_BYTES_MAX: usize = spate_protocol::constants::FRAME_BYTES_MAX;
+    /// Longest wait before reconnecting to a broker whose connection failed (the wait doubles
+    /// from 50 ms up to this).
+    pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+    /// How long a follower's replica fetch waits at the leader for data (Kafka's
+    /// `replica.fetch.wait.max.ms`).
+    pub const REPLICA_FETCH_WAIT_MS: u64 = 500;
+    /// Record bytes one replica fetch answer carries (Kafka's
+    /// `replica.fetch.response.max.bytes`), and per partition (`replica.fetch.max.bytes`).
+    pub const REPLICA_FETCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+    pub const REPLICA_FETCH_PARTITION_BYTES_MAX: usize = 1024 * 1024;
+    /// How often a leader looks for followers to drop from or add to an ISR.
+    pub const REPLICA_ISR_CHECK_MS: u64 = 1_000;
 }
 
 /// Why the configuration could not be built. Each variant names the setting and the layer.
@@ -303,6 +323,14 @@ settings! {
     group_timer_tick_ms: u64, "SPATE_GROUP_TIMER_TICK_MS", "How often each shard checks its groups' deadlines (the precision of group timeouts)";
     txn_timeout_ms_max: i32, "SPATE_TXN_TIMEOUT_MS_MAX", "Longest transaction timeout a transactional producer may ask for, like Kafka's transaction.max.timeout.ms";
     txn_timer_tick_ms: u64, "SPATE_TXN_TIMER_TICK_MS", "How often each shard looks for timed-out transactions to abort (the precision of transaction timeouts)";
+    peer_connect_timeout_ms: u64, "SPATE_PEER_CONNECT_TIMEOUT_MS", "Longest a connection to another broker may take to open (default 3000)";
+    peer_inflight_requests_max: usize, "SPATE_PEER_INFLIGHT_REQUESTS_MAX", "Calls one connection to another broker has in flight (default 64)";
+    peer_response_bytes_max: usize, "SPATE_PEER_RESPONSE_BYTES_MAX", "Largest answer frame taken from another broker (default 64 MiB)";
+    peer_reconnect_backoff_ms_max: u64, "SPATE_PEER_RECONNECT_BACKOFF_MS_MAX", "Longest wait before reconnecting to a broker after a failure (default 2000)";
+    replica_fetch_wait_ms: u64, "SPATE_REPLICA_FETCH_WAIT_MS", "How long a follower's fetch waits at the leader for data, like Kafka's replica.fetch.wait.max.ms (default 500)";
+    replica_fetch_bytes_max: usize, "SPATE_REPLICA_FETCH_BYTES_MAX", "Record bytes of one replica fetch answer, like Kafka's replica.fetch.response.max.bytes (default 8 MiB)";
+    replica_fetch_partition_bytes_max: usize, "SPATE_REPLICA_FETCH_PARTITION_BYTES_MAX", "Record bytes per partition of one replica fetch answer, like Kafka's replica.fetch.max.bytes (default 1 MiB)";
+    replica_isr_check_ms: u64, "SPATE_REPLICA_ISR_CHECK_MS", "How often a leader looks for followers to drop from or add to an ISR (default 1000)";
 }
 
 fn parse_environment<T: FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
@@ -407,6 +435,15 @@ pub struct Limits {
     pub compaction_cpu_slice_us: u64,
     pub compaction_cpu_shares: usize,
     pub compaction_key_map_entries_max: usize,
+    // Broker-to-broker calls (`peer`) and replication (`replication`).
+    pub peer_connect_timeout_ms: u64,
+    pub peer_inflight_requests_max: usize,
+    pub peer_response_bytes_max: usize,
+    pub peer_reconnect_backoff_ms_max: u64,
+    pub replica_fetch_wait_ms: u64,
+    pub replica_fetch_bytes_max: usize,
+    pub replica_fetch_partition_bytes_max: usize,
+    pub replica_isr_check_ms: u64,
 }
 
 impl Limits {
@@ -628,6 +665,30 @@ impl Config {
             compaction_key_map_entries_max: layer
                 .compaction_key_map_entries_max
                 .unwrap_or(defaults::COMPACTION_KEY_MAP_ENTRIES_MAX),
+            peer_connect_timeout_ms: layer
+                .peer_connect_timeout_ms
+                .unwrap_or(defaults::PEER_CONNECT_TIMEOUT_MS),
+            peer_inflight_requests_max: layer
+                .peer_inflight_requests_max
+                .unwrap_or(defaults::PEER_INFLIGHT_REQUESTS_MAX),
+            peer_response_bytes_max: layer
+                .peer_response_bytes_max
+                .unwrap_or(defaults::PEER_RESPONSE_BYTES_MAX),
+            peer_reconnect_backoff_ms_max: layer
+                .peer_reconnect_backoff_ms_max
+                .unwrap_or(defaults::PEER_RECONNECT_BACKOFF_MS_MAX),
+            replica_fetch_wait_ms: layer
+                .replica_fetch_wait_ms
+                .unwrap_or(defaults::REPLICA_FETCH_WAIT_MS),
+            replica_fetch_bytes_max: layer
+                .replica_fetch_bytes_max
+                .unwrap_or(defaults::REPLICA_FETCH_BYTES_MAX),
+            replica_fetch_partition_bytes_max: layer
+                .replica_fetch_partition_bytes_max
+                .unwrap_or(defaults::REPLICA_FETCH_PARTITION_BYTES_MAX),
+            replica_isr_check_ms: layer
+                .replica_isr_check_ms
+                .unwrap_or(defaults::REPLICA_ISR_CHECK_MS),
         };
         let config = Config {
             data_dir: layer

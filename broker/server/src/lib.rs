@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod handlers;
 pub mod kafka;
+pub mod peer;
 pub mod progress;
 pub mod services;
 pub mod startup;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
+use crate::peer::{PeerLimits, PeerPool};
 use crate::shard::mesh::{Mesh, ShardServices};
 use crate::shard::Shard;
 use crate::txn::{TxnCoordinator, TxnServices};
@@ -27,6 +28,8 @@ pub struct Services {
     groups: GroupCoordinator,
     /// The transactional ids this shard coordinates.
     transactions: TxnCoordinator,
+    /// This shard's connections to the other brokers of the cluster (none in single mode).
+    pub peers: PeerPool,
 }
 
 impl Services {
@@ -34,12 +37,14 @@ impl Services {
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
         let transactions = TxnCoordinator::new(config.transactions.clone());
+        let peers = PeerPool::new(PeerLimits::from_limits(&config.limits));
         Rc::new(Services {
             shard,
             config,
             mesh,
             groups,
             transactions,
+            peers,
         })
     }
 }
