@@ -45,12 +45,10 @@ use spate_protocol::api::{
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::split_response_frame;
+use spate_protocol::NodeId;
 
 use crate::config::Limits;
 use crate::write::write_chunks;
-
-/// A broker's id in the cluster (Kafka's broker id).
-pub type NodeId = i32;
 
 /// Client id this broker sends on its calls to other brokers (the peer's logs name it).
 const PEER_CLIENT_ID: &str = "spate-broker";
