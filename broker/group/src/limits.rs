@@ -44,6 +44,10 @@ pub mod defaults {
     /// Writes (commits, group changes) waiting for one offsets partition's writer; more wait
     /// to be queued.
     pub const WRITES_QUEUED_MAX: usize = 4096;
+    /// How long one write to the offsets topic may wait to be committed (Kafka's
+    /// `offsets.commit.timeout.ms`): on a replicated offsets partition an acks=all write waits
+    /// for the in-sync replicas at most this long, then the commit fails (retriable).
+    pub const WRITE_TIMEOUT_MS: u64 = 5_000;
     /// Bytes asked for per read while replaying an offsets partition.
     pub const REPLAY_READ_BYTES: usize = 1024 * 1024;
     /// How often each shard's coordinator checks its groups' deadlines (sessions, rebalances):
@@ -94,6 +98,7 @@ pub struct GroupLimits {
     pub timer_tick_ms: u64,
     pub load_tries_max: u32,
     pub load_retry_interval_ms: u64,
+    pub write_timeout_ms: u64,
 }
 
 impl Default for GroupLimits {
@@ -114,6 +119,7 @@ impl Default for GroupLimits {
             timer_tick_ms: defaults::TIMER_TICK_MS,
             load_tries_max: defaults::LOAD_TRIES_MAX,
             load_retry_interval_ms: defaults::LOAD_RETRY_INTERVAL_MS,
+            write_timeout_ms: defaults::WRITE_TIMEOUT_MS,
         }
     }
 }

@@ -689,7 +689,10 @@ async fn append_batches<S: GroupServices>(
     let owner = partition
         .owner()
         .ok_or(PartitionError::UnknownTopicOrPartition)?;
-    let opening_wait_until = Instant::now();
+    // The partition is open (it was loaded); on a replicated one the write waits this long
+    // for the in-sync replicas.
+    let opening_wait_until =
+        Instant::now() + Duration::from_millis(services.groups().limits().write_timeout_ms);
     let produce = ProducePartition {
         key: partition.key(),
         batches,

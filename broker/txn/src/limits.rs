@@ -54,6 +54,9 @@ pub mod defaults {
     /// on its owner yet.
     pub const LOAD_TRIES_MAX: u32 = 50;
     pub const LOAD_RETRY_INTERVAL_MS: u64 = 20;
+    /// How long one write to the state topic may wait to be committed: on a replicated state
+    /// partition an acks=all write waits for the in-sync replicas at most this long.
+    pub const WRITE_TIMEOUT_MS: u64 = 5_000;
 }
 
 const _: () = assert!(
@@ -89,6 +92,7 @@ pub struct TxnLimits {
     pub replay_read_bytes: usize,
     pub load_tries_max: u32,
     pub load_retry_interval_ms: u64,
+    pub write_timeout_ms: u64,
 }
 
 impl Default for TxnLimits {
@@ -108,6 +112,7 @@ impl Default for TxnLimits {
             replay_read_bytes: defaults::REPLAY_READ_BYTES,
             load_tries_max: defaults::LOAD_TRIES_MAX,
             load_retry_interval_ms: defaults::LOAD_RETRY_INTERVAL_MS,
+            write_timeout_ms: defaults::WRITE_TIMEOUT_MS,
         }
     }
 }

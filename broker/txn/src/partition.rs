@@ -220,7 +220,10 @@ pub(crate) async fn write_state<S: TxnServices>(
         // The coordinator's records are not transactional.
         verification: None,
     };
-    let opening_wait_until = Instant::now();
+    // The partition is open (it was loaded); on a replicated one the write waits this long
+    // for the in-sync replicas.
+    let opening_wait_until = Instant::now()
+        + Duration::from_millis(services.transactions().limits().write_timeout_ms);
     on_owner(services, owner, move |shard| async move {
         only(
             shard
