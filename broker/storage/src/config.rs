@@ -89,6 +89,11 @@ pub const ABORTED_TRANSACTIONS_CACHED_MAX: usize = 4096;
 /// No configuration may remember more producers per partition: bounds a producer snapshot
 /// (about 140 MiB at this count) and so the memory its load may take.
 pub const PRODUCERS_PER_PARTITION_LIMIT: usize = 1 << 20;
+/// Leader epochs remembered per partition (`leader_epochs`; 16 bytes each in memory, a line of
+/// the `leader-epochs` file on disk): one per leadership that appended, so this many leader
+/// changes with writes in between. Past it the oldest are forgotten: a follower asking about
+/// one of them is answered "unknown" and truncates further back than needed, never wrongly.
+pub const LEADER_EPOCH_ENTRIES_MAX: usize = 4096;
 
 /// The active segment's disk blocks are reserved ahead of its writes in steps of this many bytes
 /// (never past `segment_bytes_max`), so that an O_DIRECT write extending the file does not run

@@ -149,6 +149,31 @@ pub enum StorageError {
         producer_id: i64,
         reason: &'static str,
     },
+    /// A follower's append whose first batch does not start at the log end, or whose batches do
+    /// not follow each other: the leader's offsets must continue this log exactly (after a
+    /// truncation if they diverge). Nothing of the call was appended past `expected`.
+    #[error("replica append in {}: expected a batch at offset {expected}, got one at {received}", .directory.display())]
+    ReplicaOffsetMismatch {
+        directory: PathBuf,
+        expected: u64,
+        received: u64,
+    },
+    /// A leader epoch older than one the log already holds batches of (or, for
+    /// `set_leader_epoch`, older than the latest it knows): epochs only grow along the log.
+    #[error("leader epoch {received} in {} is older than epoch {latest} already in the log", .directory.display())]
+    StaleLeaderEpoch {
+        directory: PathBuf,
+        latest: i32,
+        received: i32,
+    },
+    /// `truncate_to` below the log start (the batch holding the offset starts before it): use
+    /// `truncate_fully_and_start_at`.
+    #[error("cannot truncate {} to offset {offset}: the log starts at {log_start_offset}", .directory.display())]
+    TruncateBelowLogStart {
+        directory: PathBuf,
+        offset: u64,
+        log_start_offset: u64,
+    },
     /// A transaction marker from an older coordinator epoch than one the partition has seen for
     /// the producer (Kafka's TRANSACTION_COORDINATOR_FENCED). Nothing was appended.
     #[error("transaction coordinator fenced in {}: producer {producer_id} marker of coordinator epoch {received_coordinator_epoch}, {current_coordinator_epoch} seen", .directory.display())]

@@ -26,6 +26,7 @@ pub mod error;
 pub mod file;
 pub mod file_cache;
 pub mod index;
+pub mod leader_epochs;
 pub mod log;
 pub mod medium;
 pub mod memory;
@@ -37,6 +38,7 @@ pub mod segment;
 pub mod slow_sync;
 pub mod tail_cache;
 pub mod transactions;
+pub mod truncation;
 pub mod txn_index;
 pub mod writer;
 

@@ -26,6 +26,7 @@
 //! (`producer_state`) and snapshot files (`producer_snapshot`), transactions (`transactions`,
 //! and their log hooks in `log::txn`), the on-disk layout (`FORMAT.md`).
 
+mod replica;
 mod txn;
 
 pub use txn::TxnAppend;
@@ -41,7 +42,8 @@ use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 
 use super::checkpoint::{
     read_checkpoint, read_log_start, write_checkpoint, write_log_start, CheckpointKind,
-    LOG_START_TEMPORARY_FILE_NAME, RECOVERY_POINT_TEMPORARY_FILE_NAME,
+    COMMITTED_OFFSET_TEMPORARY_FILE_NAME, LOG_START_TEMPORARY_FILE_NAME,
+    RECOVERY_POINT_TEMPORARY_FILE_NAME,
 };
 use super::clock::Clock;
 use super::compaction;
@@ -49,6 +51,7 @@ use super::config::{AppendWait, LogConfig};
 use super::error::StorageError;
 use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 use super::index::{SegmentIndex, TimeIndexEntry};
+use super::leader_epochs::{read_leader_epochs, write_leader_epochs, LeaderEpochCache};
 use super::producer_snapshot::{
     self, parse_snapshot_file_name, read_snapshot, snapshot_bytes_max, snapshot_path,
     write_snapshot, SnapshotName, PRODUCER_SNAPSHOTS_KEPT,
@@ -63,15 +66,16 @@ use super::segment::{
 use super::slow_sync::SlowSyncWarnings;
 use super::tail_cache::TailCache;
 use super::transactions::{TransactionState, VerificationGuard};
+use super::truncation;
 use super::txn_index::TxnIndexCache;
 use super::writer::{
     AppendSlot, DurablePoint, Goal, IndexPersist, PendingBatch, SlotState, Status, Step, SyncJob,
     WriteJob, WritePath, Writer,
 };
 
-/// The leader epoch every appended batch is stamped with, over whatever its producer wrote
-/// (Kafka producers send -1), as Kafka's leader stamps its own: a single broker is the only
-/// leader there has been. Replication will pass the partition's real epoch here.
+/// The leader epoch appended batches are stamped with until [`PartitionLog::set_leader_epoch`]
+/// says otherwise, over whatever their producer wrote (Kafka producers send -1), as Kafka's
+/// leader stamps its own: a single broker is the only leader there has been.
 pub const LEADER_EPOCH: u32 = 0;
 
 /// What an append reports once it returns.
@@ -174,6 +178,22 @@ struct LogState<File> {
     /// How many times compaction swapped closed segments (a read that failed across a swap is
     /// read again).
     segment_swaps: u64,
+    /// The epoch appends are stamped with ([`PartitionLog::set_leader_epoch`]; at open the latest
+    /// the cache knows, else [`LEADER_EPOCH`]). Replica appends keep their batches' own.
+    leader_epoch: i32,
+    /// Leader epoch → first offset (`leader_epochs`), as durable in `leader-epochs`, except
+    /// that in memory it follows the log start up.
+    epochs: LeaderEpochCache,
+    /// Replicated (RF > 1): readers see only below the committed offset too.
+    replicated: bool,
+    /// The offset below which the partition's replicas agree (the leader's high watermark), as
+    /// the owner last set it.
+    committed_offset: u64,
+    /// The committed offset in the `committed-offset` checkpoint, if any.
+    committed_persisted: Option<u64>,
+    /// The replay at open found batches of epochs the cache lacked (its file lost or old): the
+    /// cache now has them and the file is written before the open returns.
+    epochs_unwritten: bool,
 }
 
 /// One partition's log. Owned by one shard (thread) and dropped when the partition is closed or
@@ -321,11 +341,16 @@ impl<File: StorageFile> LogState<File> {
         now_ms: i64,
     ) -> Admitted {
         let base_offset = self.active.tail.next_offset;
-        stamp(&mut batch, base_offset, LEADER_EPOCH);
+        // A replica keeps the epoch its leader stamped; a leader stamps its own.
+        let leader_epoch = match transaction {
+            TxnAppend::Replica(_) => header.leader_epoch,
+            _ => self.leader_epoch as u32,
+        };
+        stamp(&mut batch, base_offset, leader_epoch);
         let bytes = batch.freeze();
         let stamped = BatchHeader {
             base_offset,
-            leader_epoch: LEADER_EPOCH,
+            leader_epoch,
             ..*header
         };
         self.active
@@ -403,8 +428,14 @@ impl<File: StorageFile> LogState<File> {
         number
     }
 
+    /// The durable end; for a replicated partition no further than the committed offset.
     fn high_watermark(&self) -> u64 {
-        self.writer.durable.tail.next_offset
+        let durable_end = self.writer.durable.tail.next_offset;
+        if self.replicated {
+            durable_end.min(self.committed_offset)
+        } else {
+            durable_end
+        }
     }
 
     /// Replaces the active segment's index entries before `end_offset` (the durable end when
@@ -648,10 +679,13 @@ async fn checked_start<File: StorageFile>(
 /// batch fails with [`StorageError::CorruptBatch`], which names the offset where reading can go
 /// on (so an operator can delete the records before it). Headers on the way to `offset` are
 /// only checked, not their payloads, so a damaged payload before `offset` is stepped over.
+/// Whole batches from the one holding `offset` on, up to `max_bytes` (at least one), none at or
+/// past `read_end` (the high watermark, or a replica's durable end).
 async fn read_batches<File: StorageFile>(
     plan: &ReadPlan<File>,
     offset: u64,
     max_bytes: usize,
+    read_end: u64,
 ) -> Result<Vec<Bytes>, StorageError> {
     let (mut reader, mut position, mut expected) = plan.start_scan().await?;
     loop {
@@ -678,7 +712,7 @@ async fn read_batches<File: StorageFile>(
     reader.set_read_ahead_bytes(max_bytes.max(DIRECT_IO_ALIGNMENT_BYTES));
     let mut batches = Vec::new();
     let mut total = 0usize;
-    while position < plan.limit {
+    while position < plan.limit && expected < read_end {
         // Bytes served from disk are checked again: never serve a batch that fails its CRC.
         let found =
             match serve_batch_at(plan, &mut reader, position, expected, total, max_bytes).await {
@@ -887,96 +921,7 @@ impl<F: FileSystem> PartitionLog<F> {
         clock: Rc<dyn Clock>,
     ) -> Result<Self, StorageError> {
         config.check()?;
-        let fs = &*file_system;
-        // Steps 1-2 (and a compaction swap interrupted by a stop, finished or rolled back).
-        let names = prepare_directory(fs, &directory).await?;
-        let names = compaction::finish_interrupted_swaps(fs, &directory, names, &config).await?;
-        let checkpoints = read_checkpoints(fs, &directory, &names).await?;
-        let checkpoint_start = checkpoints.log_start.unwrap_or(0);
-        // Step 3.
-        let kept = segments_to_recover(fs, &directory, &names, checkpoint_start).await?;
-        check_oldest_segment(&directory, checkpoints.log_start, &kept)?;
-        if checkpoints.log_start.is_none() {
-            // Before the segments are opened, so their files are the most recently used ones
-            // in an open-file cache.
-            write_missing_log_start(fs, &directory, &kept).await?;
-        }
-        // Step 4.
-        let mut report = RecoveryReport {
-            recovery_point: checkpoints.recovery_point,
-            ..RecoveryReport::default()
-        };
-        let now_ms = clock.now_ms();
-        let (mut segments, active_tail_block) = recover_segments(
-            fs,
-            &directory,
-            &kept,
-            checkpoint_start,
-            &config,
-            now_ms,
-            &mut report,
-        )
-        .await?;
-        // Step 5: always, not only when this open changed entries: an earlier open or roll may
-        // have created files and failed before its directory sync, and the names just found
-        // may not be durable yet.
-        fs.sync_directory(&directory).await.map_err(|error| {
-            StorageError::io("syncing partition directory", &directory, None, error)
-        })?;
-        // Steps 6-8.
-        check_contiguous(&segments)?;
-        let active = segments
-            .pop()
-            .expect("at least one segment exists or was created");
-        check_nothing_lost(
-            &directory,
-            &names,
-            checkpoints.recovery_point,
-            active.tail.next_offset,
-        )?;
-        let first_base_offset = segments.first().unwrap_or(&active).base_offset;
-        let log_start_offset =
-            settled_log_start(checkpoint_start, first_base_offset, active.tail.next_offset);
-        let durable = DurablePoint {
-            tail: active.tail,
-            tail_block: active_tail_block,
-        };
-        let recovery_point = RecoveryPoint {
-            offset: checkpoints.recovery_point.unwrap_or(0),
-            segment_base_offset: active.base_offset,
-            position: 0,
-        };
-        let state = LogState {
-            sealed: segments
-                .into_iter()
-                .map(|segment| (segment.base_offset, segment))
-                .collect(),
-            active,
-            writer: Writer::at(durable, clock.monotonic_us()),
-            tail_cache: TailCache::new(config.tail_cache_bytes_max),
-            log_start_offset,
-            io_busy: false,
-            maintenance_busy: false,
-            roll_pending: false,
-            producers: ProducerState::new(
-                config.producers_per_partition_max,
-                config.producer_expiry_ms,
-            ),
-            transactions: TransactionState::new(config.producers_per_partition_max),
-            txn_index_cache: TxnIndexCache::default(),
-            admission_waiting: BTreeSet::new(),
-            admission_tickets_issued: 0,
-            slow_syncs: SlowSyncWarnings::default(),
-            recovery_point,
-            checkpoint_busy: false,
-            recovery_report: report,
-            time_indexes_checked: BTreeSet::new(),
-            lost: None,
-            index_rebuilds: 0,
-            compaction: compaction::CompactionState::default(),
-            segment_swaps: 0,
-            config,
-        };
+        let (state, names) = load_state(&*file_system, &directory, config, &*clock).await?;
         let log = Self {
             file_system,
             directory,
@@ -986,6 +931,7 @@ impl<F: FileSystem> PartitionLog<F> {
         };
         // Step 9.
         log.rebuild_producer_state(&names).await?;
+        log.settle_leader_epochs().await?;
         Ok(log)
     }
 
@@ -1106,6 +1052,7 @@ impl<F: FileSystem> PartitionLog<F> {
                     }
                     self.replay_transaction(plan, &mut reader, position, &header)
                         .await?;
+                    self.replay_leader_epoch(&header);
                 }
                 // Headers only: past a large batch, read the next header's block rather than a
                 // chunk that is mostly payload.
@@ -1120,6 +1067,34 @@ impl<F: FileSystem> PartitionLog<F> {
             }
         }
         Ok(())
+    }
+
+    /// Replay at open: a batch of an epoch newer than the cache gives for its offset means the
+    /// cache lost that epoch's entry (its file removed or restored from an old copy); it is
+    /// added back, and written by [`Self::settle_leader_epochs`]. Epoch 0 of a log without
+    /// entries is a single broker's: nothing to add.
+    fn replay_leader_epoch(&self, header: &BatchHeader) {
+        let mut state = self.state.borrow_mut();
+        let epoch = header.leader_epoch as i32;
+        if epoch > state.epochs.epoch_at(header.base_offset)
+            && state.epochs.assign(epoch, header.base_offset)
+        {
+            state.epochs_unwritten = true;
+        }
+    }
+
+    /// Writes the leader epoch file if the replay at open added entries to the cache.
+    async fn settle_leader_epochs(&self) -> Result<(), StorageError> {
+        let epochs = {
+            let mut state = self.state.borrow_mut();
+            if !std::mem::take(&mut state.epochs_unwritten) {
+                return Ok(());
+            }
+            state.epochs.clone()
+        };
+        tracing::warn!(directory = %self.directory.display(), latest = ?epochs.latest(),
+            "leader epochs found in batches but missing from the leader-epochs file; writing it");
+        write_leader_epochs(&*self.file_system, &self.directory, &epochs).await
     }
 
     /// Writes the producer state as of `offset` (encoded by the caller under the same borrow
@@ -1368,12 +1343,24 @@ impl<F: FileSystem> PartitionLog<F> {
                 {
                     return Err(error);
                 } else {
+                    let replica = matches!(transaction, TxnAppend::Replica(_));
+                    if replica && header.base_offset != state.active.tail.next_offset {
+                        // An earlier batch of the call failed and was rolled back, or another
+                        // writer got in: the leader's offsets no longer continue this log.
+                        return Err(StorageError::ReplicaOffsetMismatch {
+                            directory: self.directory.clone(),
+                            expected: state.active.tail.next_offset,
+                            received: header.base_offset,
+                        });
+                    }
                     let verdict = match producer {
-                        Some(producer) => state
+                        // A replica records its leader's producers without judging them: the
+                        // leader refused what had to be refused.
+                        Some(producer) if !replica => state
                             .producers
                             .check(producer)
                             .map_err(|refusal| StorageError::producer(&self.directory, refusal))?,
-                        None => Verdict::Append,
+                        _ => Verdict::Append,
                     };
                     if verdict == Verdict::Append {
                         state.check_transaction(header, transaction, &self.directory)?;
@@ -1749,6 +1736,13 @@ impl<F: FileSystem> PartitionLog<F> {
     /// checkpoint is being written. An error means the recovery point could not be written
     /// (the partition's directory may be gone).
     pub async fn checkpoint_recovery_point(&self, force: bool) -> Result<bool, StorageError> {
+        // The committed offset moves without appends (a follower learning its leader's high
+        // watermark), so it is written on the slow beat whatever the log did.
+        if force && !self.state.borrow().checkpoint_busy {
+            self.state.borrow_mut().checkpoint_busy = true;
+            let _checkpoint = CheckpointGuard { log: self };
+            self.persist_committed_offset().await;
+        }
         let (offset, position, snapshot) = {
             let mut state = self.state.borrow_mut();
             if state.checkpoint_busy {
@@ -1824,7 +1818,7 @@ impl<F: FileSystem> PartitionLog<F> {
         // or renamed under a closed handle) is read again from the new segment.
         let mut swaps = self.state.borrow().segment_swaps;
         loop {
-            match self.read_once(offset, max_bytes).await {
+            match self.read_once(offset, max_bytes, false).await {
                 Err(_) if self.state.borrow().segment_swaps != swaps => {
                     swaps = self.state.borrow().segment_swaps;
                 }
@@ -1833,10 +1827,22 @@ impl<F: FileSystem> PartitionLog<F> {
         }
     }
 
-    async fn read_once(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
+    /// One read, up to the high watermark, or up to the durable end for a replica
+    /// (`to_durable_end`).
+    async fn read_once(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        to_durable_end: bool,
+    ) -> Result<ReadOutcome, StorageError> {
         let plan = {
             let state = self.state.borrow();
             let high_watermark = state.high_watermark();
+            let read_end = if to_durable_end {
+                state.writer.durable.tail.next_offset
+            } else {
+                high_watermark
+            };
             let log_start_offset = state.log_start_offset;
             if offset < log_start_offset || offset > state.active.tail.next_offset {
                 return Err(StorageError::OffsetOutOfRange {
@@ -1850,10 +1856,10 @@ impl<F: FileSystem> PartitionLog<F> {
                 high_watermark,
                 log_start_offset,
             };
-            if offset >= high_watermark {
+            if offset >= read_end {
                 return Ok(outcome);
             }
-            if let Some(batches) = state.tail_cache.read(offset, high_watermark, max_bytes) {
+            if let Some(batches) = state.tail_cache.read(offset, read_end, max_bytes) {
                 outcome.batches = batches;
                 return Ok(outcome);
             }
@@ -1866,11 +1872,12 @@ impl<F: FileSystem> PartitionLog<F> {
             (
                 ReadPlan::new(segment, readable, start, &state.config),
                 outcome,
+                read_end,
             )
         };
-        let (plan, mut outcome) = plan;
+        let (plan, mut outcome, read_end) = plan;
         debug_assert!(plan.base_offset <= offset);
-        outcome.batches = read_batches(&plan, offset, max_bytes).await?;
+        outcome.batches = read_batches(&plan, offset, max_bytes, read_end).await?;
         Ok(outcome)
     }
 
@@ -1922,7 +1929,9 @@ impl<F: FileSystem> PartitionLog<F> {
                 }
             }
             if let Some(offset) = scan_for_timestamp(&plan, timestamp_ms, log_start_offset).await? {
-                return Ok(Some(offset));
+                // A replicated log holds durable batches readers may not see yet: every later
+                // batch is past the high watermark too.
+                return Ok((offset < self.high_watermark()).then_some(offset));
             }
             searched_through = Some(plan.base_offset);
         }
@@ -2010,6 +2019,7 @@ impl<F: FileSystem> PartitionLog<F> {
             state.log_start_offset = log_start_offset;
             state.producers.drop_before(log_start_offset);
             state.transactions.drop_before(log_start_offset);
+            state.epochs.truncate_from_start(log_start_offset);
         }
         let victims: Vec<Segment<F::File>> = {
             let mut state = self.state.borrow_mut();
@@ -2316,6 +2326,7 @@ impl<F: FileSystem> PartitionLog<F> {
             write.execute(&files, &paths).await?;
             sync_index_files(&files, &paths).await?;
         }
+        self.persist_committed_offset().await;
         let (log_end, snapshot) = {
             let mut state = self.state.borrow_mut();
             if state.recovery_point.offset == state.active.tail.next_offset {
@@ -2372,6 +2383,126 @@ impl<F: FileSystem> PartitionLog<F> {
         }
         Ok(())
     }
+}
+
+/// Recovery steps 1-8 (see `FORMAT.md`, "Recovery at open"): the log's state with the segments
+/// recovered and an empty producer state, and the directory's names, for step 9. Also used to
+/// reload the state after a truncation.
+async fn load_state<F: FileSystem>(
+    fs: &F,
+    directory: &Path,
+    config: LogConfig,
+    clock: &dyn Clock,
+) -> Result<(LogState<F::File>, Vec<String>), StorageError> {
+    // Steps 1-2 (and a compaction swap or a truncation interrupted by a stop, finished or
+    // rolled back).
+    let names = prepare_directory(fs, directory).await?;
+    let names = compaction::finish_interrupted_swaps(fs, directory, names, &config).await?;
+    let names = truncation::finish_interrupted_truncation(fs, directory, names).await?;
+    let checkpoints = read_checkpoints(fs, directory, &names).await?;
+    let checkpoint_start = checkpoints.log_start.unwrap_or(0);
+    // Step 3.
+    let kept = segments_to_recover(fs, directory, &names, checkpoint_start).await?;
+    check_oldest_segment(directory, checkpoints.log_start, &kept)?;
+    if checkpoints.log_start.is_none() {
+        // Before the segments are opened, so their files are the most recently used ones
+        // in an open-file cache.
+        write_missing_log_start(fs, directory, &kept).await?;
+    }
+    // Step 4.
+    let mut report = RecoveryReport {
+        recovery_point: checkpoints.recovery_point,
+        ..RecoveryReport::default()
+    };
+    let now_ms = clock.now_ms();
+    let (mut segments, active_tail_block) = recover_segments(
+        fs,
+        directory,
+        &kept,
+        checkpoint_start,
+        &config,
+        now_ms,
+        &mut report,
+    )
+    .await?;
+    // Step 5: always, not only when this open changed entries: an earlier open or roll may
+    // have created files and failed before its directory sync, and the names just found
+    // may not be durable yet.
+    fs.sync_directory(directory)
+        .await
+        .map_err(|error| StorageError::io("syncing partition directory", directory, None, error))?;
+    // Steps 6-8.
+    check_contiguous(&segments)?;
+    let active = segments
+        .pop()
+        .expect("at least one segment exists or was created");
+    check_nothing_lost(
+        directory,
+        &names,
+        checkpoints.recovery_point,
+        active.tail.next_offset,
+    )?;
+    let log_end = active.tail.next_offset;
+    let first_base_offset = segments.first().unwrap_or(&active).base_offset;
+    let log_start_offset = settled_log_start(checkpoint_start, first_base_offset, log_end);
+    // Leader epochs: entries past the log end were written for appends a crash lost; the file
+    // is rewritten without them before anything is appended, so they cannot come back later
+    // and misdate batches appended since.
+    let mut epochs = read_leader_epochs(fs, directory).await?;
+    if epochs.drop_past(log_end) {
+        write_leader_epochs(fs, directory, &epochs).await?;
+    }
+    epochs.truncate_from_start(log_start_offset);
+    let durable = DurablePoint {
+        tail: active.tail,
+        tail_block: active_tail_block,
+    };
+    let recovery_point = RecoveryPoint {
+        offset: checkpoints.recovery_point.unwrap_or(0),
+        segment_base_offset: active.base_offset,
+        position: 0,
+    };
+    let state = LogState {
+        sealed: segments
+            .into_iter()
+            .map(|segment| (segment.base_offset, segment))
+            .collect(),
+        active,
+        writer: Writer::at(durable, clock.monotonic_us()),
+        tail_cache: TailCache::new(config.tail_cache_bytes_max),
+        log_start_offset,
+        io_busy: false,
+        maintenance_busy: false,
+        roll_pending: false,
+        producers: ProducerState::new(
+            config.producers_per_partition_max,
+            config.producer_expiry_ms,
+        ),
+        transactions: TransactionState::new(config.producers_per_partition_max),
+        txn_index_cache: TxnIndexCache::default(),
+        admission_waiting: BTreeSet::new(),
+        admission_tickets_issued: 0,
+        slow_syncs: SlowSyncWarnings::default(),
+        recovery_point,
+        checkpoint_busy: false,
+        recovery_report: report,
+        time_indexes_checked: BTreeSet::new(),
+        lost: None,
+        index_rebuilds: 0,
+        compaction: compaction::CompactionState::default(),
+        segment_swaps: 0,
+        leader_epoch: epochs
+            .latest()
+            .map_or(LEADER_EPOCH as i32, |entry| entry.epoch),
+        epochs,
+        replicated: false,
+        // Never past what this replica holds durably (everything recovered is).
+        committed_offset: checkpoints.committed_offset.unwrap_or(0).min(log_end),
+        committed_persisted: checkpoints.committed_offset,
+        epochs_unwritten: false,
+        config,
+    };
+    Ok((state, names))
 }
 
 /// The checkpoints an open found: the log start and the recovery point, each if present.
@@ -2480,6 +2611,7 @@ impl<F: FileSystem> PartitionLog<F> {
 struct Checkpoints {
     log_start: Option<u64>,
     recovery_point: Option<u64>,
+    committed_offset: Option<u64>,
 }
 
 /// Recovery step 1: the partition directory exists (created, its parent synced) and its names.
@@ -2519,6 +2651,10 @@ async fn read_checkpoints<F: FileSystem>(
             RECOVERY_POINT_TEMPORARY_FILE_NAME,
             "removing leftover recovery point",
         ),
+        (
+            COMMITTED_OFFSET_TEMPORARY_FILE_NAME,
+            "removing leftover committed offset",
+        ),
     ] {
         if names.iter().any(|name| name == temporary) {
             let path = directory.join(temporary);
@@ -2530,6 +2666,7 @@ async fn read_checkpoints<F: FileSystem>(
     Ok(Checkpoints {
         log_start: read_log_start(fs, directory).await?,
         recovery_point: read_checkpoint(fs, directory, CheckpointKind::RecoveryPoint).await?,
+        committed_offset: read_checkpoint(fs, directory, CheckpointKind::CommittedOffset).await?,
     })
 }
 

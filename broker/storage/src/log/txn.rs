@@ -49,6 +49,9 @@ pub enum TxnAppend {
     Data(Option<VerificationGuard>),
     /// A transaction marker built by the broker ([`PartitionLog::append_txn_marker`]).
     Marker(TxnMarker),
+    /// A batch a follower copies from its leader (`PartitionLog::append_replica`): checked by
+    /// the leader already, so only recorded; the marker if it is a control batch.
+    Replica(Option<TxnMarker>),
 }
 
 /// Clients never write control batches (Kafka: INVALID_RECORD); only markers the broker
@@ -60,6 +63,28 @@ pub(super) fn refuse_control_batch(header: &BatchHeader) -> Result<(), StorageEr
         }));
     }
     Ok(())
+}
+
+/// The marker a control batch holds (its one record read, as the replay at open does), `None`
+/// for any other batch; a reason when a control batch is not a version-0 marker.
+pub(super) fn marker_of(header: &BatchHeader, batch: &[u8]) -> Result<Option<TxnMarker>, String> {
+    if !is_control(header) {
+        return Ok(None);
+    }
+    if header.payload_format != PayloadFormat::KafkaV2 as u8 {
+        return Err("a control batch that is not a Kafka batch".into());
+    }
+    let read =
+        read_marker(kafka_bytes(batch)).map_err(|error| format!("control batch: {error}"))?;
+    Ok(Some(TxnMarker {
+        producer_id: header.producer_id,
+        producer_epoch: header.producer_epoch,
+        coordinator_epoch: read.coordinator_epoch,
+        result: match read.marker_type {
+            MarkerType::Commit => TxnResult::Commit,
+            MarkerType::Abort => TxnResult::Abort,
+        },
+    }))
 }
 
 impl<File: StorageFile> LogState<File> {
@@ -97,6 +122,7 @@ impl<File: StorageFile> LogState<File> {
                     .check_marker(&marker)
                     .map_err(|refusal| StorageError::transaction(directory, refusal))
             }
+            TxnAppend::Replica(_) => Ok(()),
         }
     }
 
@@ -109,12 +135,12 @@ impl<File: StorageFile> LogState<File> {
         _now_ms: i64,
     ) {
         match transaction {
-            TxnAppend::Data(_) => self.transactions.record_batch(
+            TxnAppend::Data(_) | TxnAppend::Replica(None) => self.transactions.record_batch(
                 header.producer_id,
                 is_transactional(header),
                 base_offset,
             ),
-            TxnAppend::Marker(marker) => {
+            TxnAppend::Marker(marker) | TxnAppend::Replica(Some(marker)) => {
                 let durable_next_offset = self.writer.durable.tail.next_offset;
                 self.transactions
                     .record_marker(&marker, base_offset, durable_next_offset);
