@@ -135,10 +135,12 @@ impl LeaderEpochCache {
 
     /// OffsetsForLeaderEpoch (Kafka's `endOffsetFor`): for `requested`, the largest epoch at or
     /// below it that the cache knows and the offset where the next epoch starts, or `log_end`
-    /// when it is the latest. `None` when `requested` is below the first epoch or above the
-    /// latest (the asker knows an epoch this log never saw), or negative. An empty cache stands
-    /// for epoch `current_epoch` (0 on a single broker) from the log start: the asker gets
-    /// `(current_epoch, log_end)` for exactly that epoch.
+    /// when it is the latest; for `requested` below the first epoch, `requested` itself and the
+    /// first epoch's start (the asker's batches of that epoch are not in this log: it truncates
+    /// there). `None` above the latest epoch (the asker knows an epoch this log never saw) or
+    /// for a negative one. An empty cache stands for epoch `current_epoch` (0 on a single
+    /// broker) from the log start: the asker gets `(current_epoch, log_end)` for exactly that
+    /// epoch.
     pub fn end_offset_for(
         &self,
         requested: i32,
@@ -158,8 +160,10 @@ impl LeaderEpochCache {
             .entries
             .iter()
             .position(|entry| entry.epoch > requested)?;
-        let floor = next.checked_sub(1)?;
-        Some((self.entries[floor].epoch, self.entries[next].start_offset))
+        let epoch = next
+            .checked_sub(1)
+            .map_or(requested, |floor| self.entries[floor].epoch);
+        Some((epoch, self.entries[next].start_offset))
     }
 
     /// The file's text: the header line, one `epoch start_offset` line per entry, and a line
@@ -297,9 +301,9 @@ mod tests {
     }
 
     #[test]
-    fn no_answer_below_the_first_epoch_above_the_latest_or_for_a_negative_one() {
+    fn below_the_first_epoch_the_answer_is_the_first_start_and_above_the_latest_none() {
         let cache = cache(&[(2, 5), (4, 10)]);
-        assert_eq!(cache.end_offset_for(1, 4, 40), None);
+        assert_eq!(cache.end_offset_for(1, 4, 40), Some((1, 5)));
         assert_eq!(cache.end_offset_for(5, 4, 40), None);
         assert_eq!(cache.end_offset_for(-1, 4, 40), None);
     }

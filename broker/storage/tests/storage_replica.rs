@@ -134,7 +134,8 @@ fn appends_carry_the_leader_epoch_and_the_cache_records_where_each_epoch_starts(
     assert_eq!(leader.end_offset_for_epoch(1), Some((1, 3)));
     assert_eq!(leader.end_offset_for_epoch(3), Some((1, 3)));
     assert_eq!(leader.end_offset_for_epoch(4), Some((4, 5)));
-    assert_eq!(leader.end_offset_for_epoch(0), None);
+    // Below the first epoch: where the first one starts (Kafka's answer).
+    assert_eq!(leader.end_offset_for_epoch(0), Some((0, 0)));
     assert_eq!(leader.end_offset_for_epoch(5), None);
     // Durable: a power loss and an open find the same cache and stamp the latest epoch.
     drop(leader);
@@ -660,4 +661,29 @@ fn epoch_entries_past_the_log_end_are_dropped_at_open() {
     // Whatever survived, copying the rest brings the follower level with the leader.
     copy(&follower, &batches[end as usize..]).expect("copy the rest");
     assert_eq!(follower.leader_epochs(), leader.leader_epochs());
+}
+
+#[test]
+fn a_follower_of_an_epoch_zero_leader_records_epoch_zero() {
+    let setup = Setup::new(25);
+    let leader = open(&setup);
+    set_epoch(&leader, 0).expect("epoch 0");
+    append(&leader, simple_batch(0, BATCH_BYTES, 1_000));
+    assert_eq!(leader.leader_epochs(), vec![entry(0, 0)]);
+    let follower = open(&Setup::new(26));
+    copy(&follower, &replica_batches(&leader, 0)).expect("copy");
+    assert_eq!(follower.leader_epochs(), vec![entry(0, 0)]);
+    assert_eq!(follower.end_offset_for_epoch(0), Some((0, 1)));
+}
+
+#[test]
+fn a_replica_batch_replaces_an_epoch_that_started_at_the_log_end_without_appending() {
+    let setup = Setup::new(27);
+    let leader = leader_with_two_epochs(&setup);
+    // This replica led in epoch 5 once, with nothing appended (found by the replica
+    // simulation, seed 6221104).
+    let follower = open(&Setup::new(28));
+    set_epoch(&follower, 5).expect("epoch 5");
+    copy(&follower, &replica_batches(&leader, 0)).expect("copy");
+    assert_eq!(follower.leader_epochs(), vec![entry(1, 0), entry(4, 3)]);
 }

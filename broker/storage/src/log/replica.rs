@@ -53,8 +53,9 @@ impl<F: FileSystem> PartitionLog<F> {
     }
 
     /// OffsetsForLeaderEpoch: the largest epoch at or below `epoch` that wrote to this log and
-    /// where the next epoch starts (the log end for the latest). `None` below the first epoch,
-    /// above the latest, or for a negative one. See `LeaderEpochCache::end_offset_for`.
+    /// where the next epoch starts (the log end for the latest); below the first epoch, `epoch`
+    /// and the first epoch's start. `None` above the latest or for a negative one. See
+    /// `LeaderEpochCache::end_offset_for`.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
         let state = self.state.borrow();
         state
@@ -101,7 +102,7 @@ impl<F: FileSystem> PartitionLog<F> {
             let mut cache = state.epochs.clone();
             // A log written before epochs were kept (a single broker's, all epoch 0) gets that
             // history first, so that followers asking about epoch 0 are answered.
-            if cache.is_empty() && log_end > state.log_start_offset && epoch > 0 {
+            if cache.is_empty() && log_end > state.log_start_offset {
                 cache.assign(0, state.log_start_offset);
             }
             cache.assign(epoch, log_end);
@@ -239,7 +240,11 @@ impl<F: FileSystem> PartitionLog<F> {
                         received: epoch,
                     });
                 }
-                if epoch > epochs.epoch_at(header.base_offset) {
+                // An empty cache records epoch 0 too (a follower of an epoch-0 leader must be
+                // able to answer for it when it leads); an older epoch than the cache gives
+                // here replaces an entry that starts here with nothing appended in it (this
+                // replica's own leadership that wrote nothing).
+                if epochs.is_empty() || epoch != epochs.epoch_at(header.base_offset) {
                     epochs.assign(epoch, header.base_offset);
                 }
                 let marker = marker_of(&header, batch).map_err(|reason| {
@@ -314,7 +319,7 @@ impl<F: FileSystem> PartitionLog<F> {
             let mut changed = false;
             for (header, _, _) in checked {
                 let epoch = header.leader_epoch as i32;
-                if epoch > cache.epoch_at(header.base_offset) {
+                if cache.is_empty() || epoch != cache.epoch_at(header.base_offset) {
                     changed |= cache.assign(epoch, header.base_offset);
                 }
             }
