@@ -52,8 +52,10 @@ impl Default for MetadataConfig {
             uncommitted_bytes_max: 16 * 1024 * 1024,
             max_inflight_messages: 256,
             message_entries_bytes_max: 1024 * 1024,
-            message_bytes_max: 64 * 1024 * 1024,
-            snapshot_bytes_max: 60 * 1024 * 1024,
+            // The native RaftMessage's limit per Raft message (spate-protocol's
+            // RAFT_MESSAGE_BYTES_MAX): a snapshot must fit in one.
+            message_bytes_max: 16 * 1024 * 1024,
+            snapshot_bytes_max: 15 * 1024 * 1024,
             log_file_bytes_max: 1024 * 1024 * 1024,
             controller_retry_ms: 1000,
             election_seed: 0,

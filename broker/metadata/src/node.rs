@@ -83,6 +83,35 @@ pub struct MetadataNode<F: FileSystem> {
     drawn_for: Option<(u64, StateRole)>,
 }
 
+/// Forwards raft-rs's log lines (slog) to `tracing`: its errors and warnings as such, its info
+/// lines (elections, leadership changes) at debug, the rest at trace.
+struct TracingDrain {
+    node: NodeId,
+}
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        let node = self.node;
+        let message = record.msg();
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "spate_metadata::raft", node, "{message}")
+            }
+            slog::Level::Warning => {
+                tracing::warn!(target: "spate_metadata::raft", node, "{message}")
+            }
+            slog::Level::Info => tracing::debug!(target: "spate_metadata::raft", node, "{message}"),
+            slog::Level::Debug | slog::Level::Trace => {
+                tracing::trace!(target: "spate_metadata::raft", node, "{message}")
+            }
+        }
+        Ok(())
+    }
+}
+
 fn raft_id(node: NodeId) -> u64 {
     debug_assert!(node >= 0);
     node as u64 + 1
@@ -190,7 +219,7 @@ impl<F: FileSystem> MetadataNode<F> {
             pre_vote: true,
             ..raft::Config::default()
         };
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let logger = slog::Logger::root(TracingDrain { node: id }, slog::o!());
         let election_seed = config.election_seed ^ raft_id(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let raw = RawNode::new(&raft_config, store, &logger)
             .map_err(|error| MetadataError::Raft(error.to_string()))?;

@@ -94,6 +94,8 @@ struct Simulation {
     image_hashes: BTreeMap<u64, u64>,
     leaders: BTreeMap<u64, NodeId>,
     acknowledged: BTreeMap<ProposalId, u64>,
+    /// A crashed controller that led partitions, and when it crashed.
+    failover_from: Option<(NodeId, u64)>,
     stats: Stats,
 }
 
@@ -108,6 +110,8 @@ struct Stats {
     refused: u64,
     elections: u64,
     applied_max: u64,
+    /// Times from a controller's crash to a new controller's image in which it leads nothing.
+    failovers_ms: Vec<u64>,
 }
 
 fn hash_image(image: &MetadataImage) -> u64 {
@@ -172,6 +176,7 @@ impl Simulation {
             image_hashes: BTreeMap::new(),
             leaders: BTreeMap::new(),
             acknowledged: BTreeMap::new(),
+            failover_from: None,
             stats: Stats::default(),
         }
     }
@@ -223,6 +228,8 @@ impl Simulation {
 
     /// Stops a node: with power loss (unsynced writes dropped or torn) or as a process crash.
     fn crash(&mut self, index: usize, down_ms: u64, power_loss: bool) {
+        // A failover is timed only when nothing else fails meanwhile.
+        self.failover_from = None;
         let broker = &mut self.brokers[index];
         broker.node = None;
         if power_loss {
@@ -340,8 +347,9 @@ impl Simulation {
             return;
         };
         let image = node.image();
-        if node.is_leader() {
-            let term = node.term();
+        let is_leader = node.is_leader();
+        let term = node.term();
+        if is_leader {
             match self.leaders.get(&term) {
                 Some(leader) if *leader != index as NodeId => {
                     self.fail(format!("two leaders in term {term}: {leader} and {index}"))
@@ -352,6 +360,19 @@ impl Simulation {
                     self.leaders.insert(term, index as NodeId);
                     self.log(|| format!("node {index} leads term {term}"));
                 }
+            }
+        }
+        if let Some((dead, crashed_at_ms)) = self.failover_from {
+            let moved = is_leader
+                && image
+                    .topics
+                    .values()
+                    .all(|topic| topic.partitions.iter().all(|p| p.leader != Some(dead)));
+            if moved {
+                self.failover_from = None;
+                self.stats.failovers_ms.push(self.now_ms - crashed_at_ms);
+                let took_ms = self.now_ms - crashed_at_ms;
+                self.log(|| format!("leaderships of {dead} moved after {took_ms} ms"));
             }
         }
         if self.brokers[index].checked_index == Some(image.applied_index) {
@@ -665,10 +686,24 @@ impl Simulation {
             if self.brokers[victim].node.is_some() {
                 let down_ms = 100 + self.rng.below(4000);
                 let power_loss = self.rng.below(2) == 0;
+                let leads_partitions = self.brokers[victim].node.as_ref().is_some_and(|node| {
+                    node.image().topics.values().any(|topic| {
+                        topic
+                            .partitions
+                            .iter()
+                            .any(|p| p.leader == Some(victim as NodeId))
+                    })
+                });
+                // A controller that leads partitions and stays down longer than any failover:
+                // time how long until a new controller has moved its leaderships.
                 self.crash(victim, down_ms, power_loss);
+                if Some(victim) == leader && leads_partitions && down_ms >= 3000 {
+                    self.failover_from = Some((victim as NodeId, self.now_ms));
+                }
             }
         }
         if self.rng.chance_ppm(self.partition_ppm) {
+            self.failover_from = None;
             let until = self.now_ms + 500 + self.rng.below(5000);
             let leader = (0..count).find(|index| {
                 self.brokers[*index]
@@ -723,6 +758,7 @@ impl Simulation {
 
     fn heal(&mut self) {
         self.log(|| "faults stop, the network heals".into());
+        self.failover_from = None;
         self.cut.clear();
         self.loss_ppm = 0;
         self.duplicate_ppm = 0;
@@ -844,8 +880,20 @@ fn metadata_quorum_survives_loss_reordering_partitions_crashes_and_power_loss() 
         totals.refused += stats.refused;
         totals.elections += stats.elections;
         totals.applied_max = totals.applied_max.max(stats.applied_max);
+        totals.failovers_ms.extend(stats.failovers_ms);
     }
+    let mut failovers = std::mem::take(&mut totals.failovers_ms);
+    failovers.sort_unstable();
     eprintln!("{} cases: {totals:?}", seeds.len());
+    if !failovers.is_empty() {
+        eprintln!(
+            "controller failovers (crash to leaderships moved, lossy network): {} measured, \
+             p50 {} ms, max {} ms",
+            failovers.len(),
+            failovers[failovers.len() / 2],
+            failovers[failovers.len() - 1]
+        );
+    }
     // The run must have exercised what it claims to.
     assert!(totals.acknowledged > 0 && totals.elections > 0);
 }
