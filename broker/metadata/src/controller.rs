@@ -6,7 +6,8 @@
 //! - Unfence a fenced broker that is heard again and whose metadata log has reached its
 //!   registration (so it knows what it is expected to host before it leads anything).
 //! - Add every registered broker that is not a Raft member as a learner (voters are the seeds).
-//! - Remove a decommissioning broker once it holds no replica.
+//! - Remove a decommissioning broker once it holds no replica, and a removed broker's learner
+//!   from the Raft configuration (voters, the seeds, stay).
 //!
 //! A new controller has heard nobody yet. It gives every broker a session from the start of its
 //! leadership, except the previous controller: that one is taken as last heard one election
@@ -43,6 +44,8 @@ pub struct ControllerView<'a> {
     pub matched_index: &'a BTreeMap<NodeId, u64>,
     /// Voters and learners of the Raft configuration.
     pub raft_members: &'a BTreeSet<NodeId>,
+    /// The voters among them (the seeds).
+    pub raft_voters: &'a BTreeSet<NodeId>,
     pub broker_session_timeout_ms: u64,
     pub election_timeout_ms: u64,
 }
@@ -54,6 +57,8 @@ pub struct ControllerDecisions {
     pub commands: Vec<MetadataCommand>,
     /// Registered brokers to add to the Raft configuration as learners.
     pub learners_to_add: Vec<NodeId>,
+    /// Learners whose broker was removed (decommissioned): they leave the Raft configuration.
+    pub learners_to_remove: Vec<NodeId>,
 }
 
 impl ControllerView<'_> {
@@ -126,6 +131,14 @@ pub fn controller_decisions(view: &ControllerView<'_>) -> ControllerDecisions {
             decisions.learners_to_add.push(id);
         }
     }
+    decisions.learners_to_remove = view
+        .raft_members
+        .iter()
+        .copied()
+        .filter(|member| {
+            !view.raft_voters.contains(member) && !view.image.brokers.contains_key(member)
+        })
+        .collect();
     decisions
 }
 
@@ -139,6 +152,7 @@ mod tests {
         heard: BTreeMap<NodeId, u64>,
         matched: BTreeMap<NodeId, u64>,
         members: BTreeSet<NodeId>,
+        voters: BTreeSet<NodeId>,
         index: u64,
     }
 
@@ -150,12 +164,14 @@ mod tests {
                 heard: BTreeMap::new(),
                 matched: BTreeMap::new(),
                 members: BTreeSet::new(),
+                voters: BTreeSet::new(),
                 index: 0,
             };
             for id in 0..count {
                 world.register(id, 1);
                 world.apply(C::UnfenceBroker { id, incarnation: 1 });
                 world.members.insert(id);
+                world.voters.insert(id);
             }
             for id in 0..count {
                 world.matched.insert(id, world.index);
@@ -193,6 +209,7 @@ mod tests {
                 last_heard_ms: &self.heard,
                 matched_index: &self.matched,
                 raft_members: &self.members,
+                raft_voters: &self.voters,
                 broker_session_timeout_ms: 1500,
                 election_timeout_ms: 1000,
             })
@@ -305,5 +322,12 @@ mod tests {
             .decide(0, 0, None)
             .commands
             .contains(&C::RemoveBroker { id: 7 }));
+        world.members.insert(7);
+        assert!(world.decide(0, 0, None).learners_to_remove.is_empty());
+        world.apply(C::RemoveBroker { id: 7 });
+        assert_eq!(world.decide(0, 0, None).learners_to_remove, vec![7]);
+        // A voter stays a voter even when its broker is gone.
+        world.image.brokers.remove(&1);
+        assert_eq!(world.decide(0, 0, None).learners_to_remove, vec![7]);
     }
 }

@@ -338,6 +338,23 @@ impl<F: FileSystem> MetadataNode<F> {
             })
     }
 
+    /// Removes learner `node` from the Raft configuration (controller only; a no-op unless it
+    /// is a learner: voters never leave this way).
+    pub fn remove_learner(&mut self, node: NodeId) -> Result<(), MetadataError> {
+        self.ensure_leader()?;
+        if node < 0 || !self.learners().contains(&node) {
+            return Ok(());
+        }
+        let mut change = ConfChange::default();
+        change.set_change_type(ConfChangeType::RemoveNode);
+        change.node_id = raft_id(node);
+        self.raw
+            .propose_conf_change(Vec::new(), change)
+            .map_err(|error| MetadataError::ProposalDropped {
+                reason: error.to_string(),
+            })
+    }
+
     fn ensure_leader(&self) -> Result<(), MetadataError> {
         if self.is_leader() {
             Ok(())
@@ -561,7 +578,7 @@ impl<F: FileSystem> MetadataNode<F> {
     }
 
     /// The controller's work for this tick while this node leads: proposes nothing itself
-    /// except learner additions; returns the commands to propose (fence, unfence, remove),
+    /// except learner additions and removals; returns the commands to propose (fence, unfence, remove),
     /// each at most once per `controller_retry_ms` while it is not applied.
     pub fn controller_tick(&mut self, now_ms: u64) -> Vec<MetadataCommand> {
         if !self.is_leader() {
@@ -589,7 +606,8 @@ impl<F: FileSystem> MetadataNode<F> {
             .iter()
             .map(|(id, progress)| (node_of(*id), progress.matched))
             .collect();
-        let members: BTreeSet<NodeId> = self.voters().into_iter().chain(self.learners()).collect();
+        let voters: BTreeSet<NodeId> = self.voters().into_iter().collect();
+        let members: BTreeSet<NodeId> = voters.iter().copied().chain(self.learners()).collect();
         let decisions = controller_decisions(&ControllerView {
             image: &self.image,
             controller: self.id,
@@ -599,18 +617,29 @@ impl<F: FileSystem> MetadataNode<F> {
             last_heard_ms: &self.last_heard_ms,
             matched_index: &matched,
             raft_members: &members,
+            raft_voters: &voters,
             broker_session_timeout_ms: self.config.broker_session_timeout_ms,
             election_timeout_ms: self.config.election_timeout_ms(),
         });
         let retry_ms = self.config.controller_retry_ms;
         let fresh = |proposed: Option<&u64>| proposed.is_some_and(|at| now_ms < at + retry_ms);
-        for learner in decisions.learners_to_add {
+        let changes = decisions
+            .learners_to_add
+            .into_iter()
+            .map(|learner| (learner, true))
+            .chain(decisions.learners_to_remove.into_iter().map(|l| (l, false)));
+        for (learner, add) in changes {
             if fresh(self.learners_in_flight.get(&learner)) {
                 continue;
             }
             self.learners_in_flight.insert(learner, now_ms);
-            if let Err(error) = self.add_learner(learner) {
-                tracing::debug!(learner, %error, "adding a learner failed; retrying later");
+            let changed = if add {
+                self.add_learner(learner)
+            } else {
+                self.remove_learner(learner)
+            };
+            if let Err(error) = changed {
+                tracing::debug!(learner, add, %error, "a learner change failed; retrying later");
             }
             break; // One membership change at a time.
         }

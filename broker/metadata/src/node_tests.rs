@@ -227,6 +227,33 @@ fn a_non_voter_broker_joins_as_a_learner() {
 }
 
 #[test]
+fn a_decommissioned_learner_leaves_the_raft_configuration() {
+    let mut cluster = Cluster::new(4, 3, test_config());
+    cluster.run(3000);
+    for broker in 0..4 {
+        cluster.register(broker, 1);
+    }
+    cluster.run(3000);
+    let leader = cluster.leader().unwrap();
+    assert_eq!(cluster.node(leader).learners(), vec![3]);
+    cluster
+        .node(leader)
+        .propose(
+            ProposalId {
+                origin: 0,
+                sequence: 77,
+            },
+            MetadataCommand::DecommissionBroker { id: 3 },
+        )
+        .unwrap();
+    cluster.run(3000);
+    let leader = cluster.leader().unwrap();
+    assert!(!cluster.node(leader).image().brokers.contains_key(&3));
+    assert!(cluster.node(leader).learners().is_empty());
+    assert_eq!(cluster.node(leader).voters(), vec![0, 1, 2]);
+}
+
+#[test]
 fn the_leaders_partitions_fail_over_after_it_dies() {
     let mut cluster = Cluster::new(3, 3, test_config());
     cluster.run(3000);

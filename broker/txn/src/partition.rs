@@ -222,8 +222,8 @@ pub(crate) async fn write_state<S: TxnServices>(
     };
     // The partition is open (it was loaded); on a replicated one the write waits this long
     // for the in-sync replicas.
-    let opening_wait_until = Instant::now()
-        + Duration::from_millis(services.transactions().limits().write_timeout_ms);
+    let opening_wait_until =
+        Instant::now() + Duration::from_millis(services.transactions().limits().write_timeout_ms);
     on_owner(services, owner, move |shard| async move {
         only(
             shard
