@@ -306,3 +306,52 @@ fn the_leaders_partitions_fail_over_after_it_dies() {
         "took {failed_over_ms} ms (election + fencing)"
     );
 }
+
+#[test]
+fn step_refuses_garbage_and_misaddressed_messages_without_panicking() {
+    let mut cluster = Cluster::new(3, 3, test_config());
+    cluster.run(3000);
+    let leader = cluster.leader().unwrap();
+    let follower = (leader + 1) % 3;
+    // A real message, truncated at every length and with bytes flipped.
+    let mut message = Message::default();
+    message.set_msg_type(MessageType::MsgHeartbeat);
+    message.from = leader as u64 + 1;
+    message.to = follower as u64 + 1;
+    message.term = cluster.node(leader).term();
+    let bytes = message.write_to_bytes().unwrap();
+    let mut rng = spate_storage::SimulationRng::new(3);
+    for length in 0..bytes.len() {
+        let _ = cluster
+            .node(follower)
+            .step(leader as NodeId, &bytes[..length]);
+    }
+    for _ in 0..2000 {
+        let length = rng.below(64) as usize;
+        let garbage: Vec<u8> = (0..length).map(|_| rng.below(256) as u8).collect();
+        let _ = cluster.node(follower).step(leader as NodeId, &garbage);
+    }
+    // Claimed sender and destination must match the message's.
+    assert!(matches!(
+        cluster
+            .node(follower)
+            .step((leader as NodeId + 2) % 3, &bytes),
+        Err(MetadataError::Codec { .. })
+    ));
+    assert!(matches!(
+        cluster.node(follower).step(-1, &bytes),
+        Err(MetadataError::Codec { .. })
+    ));
+    // A local message type (a campaign order) is not accepted from the wire.
+    let mut local = message.clone();
+    local.set_msg_type(MessageType::MsgHup);
+    assert!(matches!(
+        cluster
+            .node(follower)
+            .step(leader as NodeId, &local.write_to_bytes().unwrap()),
+        Err(MetadataError::Codec { .. })
+    ));
+    // The cluster still works.
+    cluster.run(1000);
+    assert!(cluster.leader().is_some());
+}
