@@ -6,7 +6,9 @@
 //! latest fetch reported it (a follower fetches from its log end, which is durable there) and
 //! the leader's durable end; it never moves back within a leadership. While an ISR expansion
 //! is proposed and not yet applied the new member counts too (Kafka's "maximal ISR"), so that
-//! the high watermark is right whichever way the proposal ends.
+//! the high watermark is right whichever way the proposal ends; a proposal retried after
+//! `isr_change_retry_ms` keeps the members every earlier one of the same partition epoch
+//! added, since any of them may be the one the metadata applies.
 //!
 //! Caught up: a follower whose fetch reached the leader's durable end at that moment, or the
 //! leader's durable end at its previous fetch (Kafka's rule, with the durable end where Kafka
@@ -62,6 +64,9 @@ pub struct LeaderState {
     high_watermark: u64,
     followers: BTreeMap<NodeId, FollowerProgress>,
     pending: Option<PendingIsrChange>,
+    /// Members added by any proposal at the current partition epoch: counted for the high
+    /// watermark until the metadata applies a change (which makes the others stale).
+    pending_added: Vec<NodeId>,
 }
 
 impl LeaderState {
@@ -94,6 +99,7 @@ impl LeaderState {
             high_watermark: committed_offset,
             followers,
             pending: None,
+            pending_added: Vec::new(),
         }
     }
 
@@ -107,8 +113,9 @@ impl LeaderState {
     }
 
     /// The metadata applied a change of this leadership's replicas or ISR (same leader epoch,
-    /// newer partition epoch): use it from now on. A pending proposal ends (applied, or
-    /// overtaken by this change). Returns the high watermark if it moved.
+    /// newer partition epoch): use it from now on. Pending proposals end with a newer
+    /// partition epoch (applied, or overtaken: stale at apply). Returns the high watermark if
+    /// it moved.
     pub fn update_role(
         &mut self,
         role: LeaderRole,
@@ -117,8 +124,9 @@ impl LeaderState {
     ) -> Option<u64> {
         assert_eq!(role.leader_epoch, self.role.leader_epoch);
         assert!(role.isr.contains(&self.local));
-        if role.partition_epoch >= self.role.partition_epoch {
+        if role.partition_epoch > self.role.partition_epoch {
             self.pending = None;
+            self.pending_added.clear();
         }
         self.followers
             .retain(|node, _| role.replicas.contains(node));
@@ -206,9 +214,8 @@ impl LeaderState {
     /// pending expansion adds.
     fn maximal_isr(&self) -> impl Iterator<Item = NodeId> + '_ {
         let added = self
-            .pending
+            .pending_added
             .iter()
-            .flat_map(|pending| pending.new_isr.iter())
             .filter(|node| !self.role.isr.contains(node));
         self.role.isr.iter().chain(added).copied()
     }
@@ -280,6 +287,11 @@ impl LeaderState {
         if new_isr == self.role.isr {
             self.pending = None;
             return None;
+        }
+        for &node in &new_isr {
+            if !self.role.isr.contains(&node) && !self.pending_added.contains(&node) {
+                self.pending_added.push(node);
+            }
         }
         self.pending = Some(PendingIsrChange {
             new_isr: new_isr.clone(),
@@ -417,6 +429,34 @@ mod tests {
         assert_eq!(leader.high_watermark(), 20);
         leader.record_fetch(3, 30, 30, 30, 5);
         assert_eq!(leader.high_watermark(), 30);
+    }
+
+    #[test]
+    fn a_member_a_pending_proposal_adds_holds_the_high_watermark_until_applied() {
+        let limits = limits();
+        let mut leader = LeaderState::new(LOCAL, role(&[1, 2], 1), 0, 0, 0);
+        leader.record_fetch(2, 10, 10, 10, 1);
+        leader.record_fetch(3, 10, 10, 10, 1);
+        assert_eq!(
+            leader.isr_change_due(2, &limits).map(|p| p.new_isr),
+            Some(vec![1, 2, 3])
+        );
+        // Node 3 stops fetching: while the proposal may still be applied it holds the high
+        // watermark, and the retry proposes it again.
+        leader.record_fetch(2, 20, 20, 20, 3);
+        assert_eq!(leader.high_watermark(), 10);
+        assert_eq!(
+            leader.isr_change_due(600, &limits).map(|p| p.new_isr),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(leader.high_watermark(), 10);
+        // The metadata applies the first proposal: node 3 is a member now.
+        let mut applied = role(&[1, 2, 3], 1);
+        applied.partition_epoch = 8;
+        leader.update_role(applied, 20, 700);
+        assert_eq!(leader.high_watermark(), 10);
+        leader.record_fetch(3, 20, 20, 20, 701);
+        assert_eq!(leader.high_watermark(), 20);
     }
 
     #[test]

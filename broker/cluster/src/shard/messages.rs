@@ -152,6 +152,9 @@ pub struct ProducePartition {
 pub struct ProduceOutcome {
     pub base_offset: u64,
     pub log_start_offset: u64,
+    /// The offset after the request's last batch: an acks=all write is committed once the
+    /// high watermark reaches it.
+    pub end_offset: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -205,4 +208,45 @@ pub struct PartitionState {
     pub log_end: u64,
     /// `min(high watermark, first offset of the oldest open transaction)`.
     pub last_stable_offset: u64,
+}
+
+/// One partition of a follower's fetch from its leader (`Shard::replica_fetch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFetchPartition {
+    pub key: PartitionKey,
+    /// The leader epoch the follower believes current: an older one is refused
+    /// (`FencedLeaderEpoch`), a newer one too (`UnknownLeaderEpoch`).
+    pub current_leader_epoch: i32,
+    /// The follower's log end (durable there): it has everything below.
+    pub fetch_offset: u64,
+    /// The epoch of the follower's last batch (`replica::NO_EPOCH` when it has none): the leader
+    /// checks that the follower's log agrees with its own up to `fetch_offset` (KIP-320).
+    pub last_fetched_epoch: i32,
+    pub max_bytes: u32,
+}
+
+/// The leader's answer for one partition of a follower's fetch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaFetchAnswer {
+    pub error: Option<PartitionError>,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+    /// The leader's log end (written, durable or not), for the follower's lag.
+    pub log_end: u64,
+    /// `(epoch, end offset)`: the follower's log diverges from the leader's; it truncates
+    /// (`replica::follower::truncation_for`) and fetches again. No batches then.
+    pub diverging: Option<(i32, u64)>,
+    /// Whole batches as the leader stored them, from the fetch offset, up to the leader's
+    /// durable end (not its high watermark).
+    pub batches: Vec<Bytes>,
+}
+
+/// An ISR change a partition's leader wants the metadata to apply (AlterPartition), valid only
+/// at the epochs it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub key: PartitionKey,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<crate::replica::NodeId>,
 }

@@ -21,6 +21,7 @@ pub mod messages;
 pub mod opening;
 pub mod partition;
 pub mod record_keys;
+pub mod replication;
 pub mod router;
 pub mod signal;
 pub mod topic_creation;
@@ -125,6 +126,8 @@ pub struct Shard<F: FileSystem + 'static = ShardFileSystem> {
     unsynced: RefCell<HashSet<PartitionKey>>,
     /// Wakes the sync task when `unsynced` stops being empty.
     unsynced_added: Rc<signal::AppendSignal>,
+    /// The partitions' replica roles (none: a single broker's partition, led here alone).
+    replication: replication::Replication,
 }
 
 impl<F: FileSystem + 'static> Shard<F> {
@@ -157,6 +160,7 @@ impl<F: FileSystem + 'static> Shard<F> {
             readiness,
             unsynced: RefCell::new(HashSet::new()),
             unsynced_added: Rc::new(signal::AppendSignal::default()),
+            replication: replication::Replication::default(),
         })
     }
 
@@ -356,9 +360,11 @@ impl<F: FileSystem + 'static> Shard<F> {
                             .update_config(log_config(&current.config, self.batch_bytes_max()));
                     }
                 }
+                let opened_partition = Rc::new(opened_partition);
                 self.partitions
                     .borrow_mut()
-                    .insert(key, Rc::new(opened_partition));
+                    .insert(key, opened_partition.clone());
+                self.adopt_role_at_open(topic, key, &opened_partition).await;
                 Ok(())
             }
             Err(error) => {
@@ -396,6 +402,7 @@ impl<F: FileSystem + 'static> Shard<F> {
         // An offline or never opened partition's files are left to the next start's cleanup of
         // deleted topics: what is wrong with them may also make removing them fail.
         self.offline.borrow_mut().retain(|key, _| !deleted(key));
+        self.forget_roles(deleted);
         let keys: Vec<PartitionKey> = self
             .partitions
             .borrow()
@@ -528,8 +535,23 @@ impl<F: FileSystem + 'static> Shard<F> {
                 let partition = shard
                     .partition_waiting(&produce.key, opening_wait_until)
                     .await?;
+                shard.retry_leadership(&produce.key).await;
+                let leadership = shard.leadership(&produce.key);
+                if let replication::Leadership::NotLeader(error) = leadership {
+                    return Err(error);
+                }
                 partition
                     .check_keys(&produce.batches, shard.limits.kafka_decompressed_bytes_max)?;
+                // acks=all on a replicated partition: committed on the ISR, not only durable
+                // here (see `replication`).
+                let replicated_all = acks == ProduceAcks::All
+                    && matches!(
+                        leadership,
+                        replication::Leadership::Leader { replicated: true }
+                    );
+                if replicated_all {
+                    shard.check_min_insync(&produce.key)?;
+                }
                 let outcome = partition
                     .produce(produce.batches, acks, produce.verification)
                     .await;
@@ -537,7 +559,14 @@ impl<F: FileSystem + 'static> Shard<F> {
                 if acks != ProduceAcks::All {
                     shard.mark_unsynced(produce.key);
                 }
-                outcome
+                let outcome = outcome?;
+                shard.leader_durable_moved(&produce.key, &partition);
+                if replicated_all {
+                    shard
+                        .wait_committed(&produce.key, outcome.end_offset, opening_wait_until)
+                        .await?;
+                }
+                Ok(outcome)
             }
         });
         join_all(appends).await
@@ -592,6 +621,8 @@ impl<F: FileSystem + 'static> Shard<F> {
                 let partition = shard
                     .partition_waiting(&fetch.key, opening_wait_until)
                     .await?;
+                // Consumers read from the leader only, below its high watermark.
+                shard.check_leader(&fetch.key)?;
                 partition
                     .fetch(fetch.offset, fetch.max_bytes, fetch.isolation)
                     .await
@@ -611,8 +642,9 @@ impl<F: FileSystem + 'static> Shard<F> {
         let answers = partitions.into_iter().map(|(key, target)| {
             let shard = self.clone();
             async move {
-                shard
-                    .partition(&key)?
+                let partition = shard.partition(&key)?;
+                shard.check_leader(&key)?;
+                partition
                     .list_offset(target, isolation, decompressed_bytes_max)
                     .await
             }
@@ -629,11 +661,9 @@ impl<F: FileSystem + 'static> Shard<F> {
         let answers = partitions.into_iter().map(|(key, before)| {
             let shard = self.clone();
             async move {
-                shard
-                    .partition_waiting(&key, opening_wait_until)
-                    .await?
-                    .delete_records(before)
-                    .await
+                let partition = shard.partition_waiting(&key, opening_wait_until).await?;
+                shard.check_leader(&key)?;
+                partition.delete_records(before).await
             }
         });
         join_all(answers).await
@@ -671,6 +701,9 @@ impl<F: FileSystem + 'static> Shard<F> {
             let Ok(partition) = self.partition(key) else {
                 return; // Gone: the caller's next read reports it.
             };
+            if self.check_leader(key).is_err() {
+                return; // Not led here (any more): the caller's next read reports it.
+            }
             if partition.readable_end(*isolation) as i64 > *offset {
                 return;
             }
@@ -716,14 +749,17 @@ impl<F: FileSystem + 'static> Shard<F> {
                     continue;
                 };
                 match partition.log.sync_if_due().await {
-                    Ok(true) => partition.appended.notify(),
+                    Ok(true) => {
+                        partition.appended.notify();
+                        self.leader_durable_moved(&key, &partition);
+                    }
                     Ok(false) => {}
                     Err(error) => {
                         tracing::warn!(shard = self.id, topic_id = key.topic_id, partition = key.partition, %error, "sync of written data failed")
                     }
                 }
                 self.take_offline_if_lost(key, &partition);
-                if partition.log.high_watermark() == partition.log.next_offset() {
+                if partition.log.durable_end() == partition.log.next_offset() {
                     self.unsynced.borrow_mut().remove(&key);
                 }
             }

@@ -51,6 +51,10 @@ pub struct Partition<F: FileSystem = ShardFileSystem> {
     /// Whether the topic's cleanup policy includes `compact` (its records need keys, and the
     /// shard's compaction task looks at it); follows the topic's configuration.
     compacted: Cell<bool>,
+    /// Held across each change of the log's replica role and each follower append or
+    /// truncation (`shard::replication`), so a leader epoch begins after the previous
+    /// leader's last batch and a truncation never meets an append half way.
+    pub replica_ops: glommio::sync::Semaphore,
 }
 
 /// At most one error line per partition in this interval for reads that meet a damaged batch.
@@ -163,6 +167,7 @@ impl<F: FileSystem + 'static> Partition<F> {
                 CORRUPT_BATCH_LOG_INTERVAL_MS,
             ))),
             compacted: Cell::new(compacted),
+            replica_ops: glommio::sync::Semaphore::new(1),
         })
     }
 
@@ -250,9 +255,11 @@ impl<F: FileSystem + 'static> Partition<F> {
         let log_start_offset = outcomes
             .last()
             .map_or(0, |outcome| outcome.log_start_offset);
+        let end_offset = outcomes.last().map_or(0, |outcome| outcome.next_offset);
         Ok(ProduceOutcome {
             base_offset: first_offset.unwrap_or_default(),
             log_start_offset,
+            end_offset,
         })
     }
 
@@ -486,7 +493,7 @@ impl<F: FileSystem + 'static> Partition<F> {
     /// A failed read as the wire sees it. Damage on the medium is logged here, with the file,
     /// the byte position and the offsets it makes unreadable: the client only gets the code.
     /// At most one line per [`CORRUPT_BATCH_LOG_INTERVAL_MS`], naming how many were held back.
-    fn read_error(&self, error: StorageError) -> PartitionError {
+    pub(super) fn read_error(&self, error: StorageError) -> PartitionError {
         if let StorageError::CorruptBatch { .. } = error {
             let due = self.corrupt_batch_log.borrow_mut().due(Instant::now());
             if let Some(suppressed_since_last_line) = due {
