@@ -760,7 +760,8 @@ impl MetadataImage {
             .unwrap_or_else(|| available.min(limits::DEFAULT_REPLICATION_FACTOR_MAX));
         if factor == 0 || factor > available || factor > limits::REPLICATION_FACTOR_MAX {
             return Err(ApplyError::InvalidReplicationFactor {
-                requested: factor.max(1),
+                // The default asks for at least one replica, even of an empty cluster.
+                requested: replication_factor.unwrap_or(factor.max(1)),
                 available,
             });
         }

@@ -152,10 +152,21 @@ fn replication_factor_above_the_active_brokers_is_refused() {
             available: 2
         })
     );
-    assert!(matches!(
+    assert_eq!(
         steps.apply(create("t", 1, Some(0))),
-        Err(ApplyError::InvalidReplicationFactor { .. })
-    ));
+        Err(ApplyError::InvalidReplicationFactor {
+            requested: 0,
+            available: 2
+        })
+    );
+    // An empty cluster refuses the default replication factor too.
+    assert_eq!(
+        MetadataImage::default().apply(1, &create("t", 1, None)),
+        Err(ApplyError::InvalidReplicationFactor {
+            requested: 1,
+            available: 0
+        })
+    );
     // Fenced brokers get no replicas.
     let topic_id = steps.topic_id("t", 6, None);
     for p in 0..6 {
