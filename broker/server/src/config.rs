@@ -133,6 +133,37 @@ pub mod defaults {
     /// Keys one compaction pass maps (about 48 bytes each: 48 MiB per shard at most).
     pub const COMPACTION_KEY_MAP_ENTRIES_MAX: usize = 1 << 20;
 
+    // Cluster mode (`--seeds`): the metadata quorum, broker liveness and partition replication.
+    /// This broker's id (Kafka's `node.id`/`broker.id`); a single broker is node 0.
+    pub const NODE_ID: i32 = 0;
+    /// How often the metadata quorum's Raft clock ticks (Kafka's controller quorum timers are
+    /// multiples of it: an election after `METADATA_ELECTION_TICKS`, a heartbeat every
+    /// `METADATA_HEARTBEAT_TICKS`).
+    pub const METADATA_TICK_MS: u64 = 100;
+    /// Ticks without a leader's heartbeat before a voter stands for election (1 s).
+    pub const METADATA_ELECTION_TICKS: usize = 10;
+    /// Ticks between the metadata leader's heartbeats.
+    pub const METADATA_HEARTBEAT_TICKS: usize = 2;
+    /// A broker not heard from (Raft traffic) for this long is fenced: its leaderships move to
+    /// live replicas (Kafka's `broker.session.timeout.ms`, 9 s there; Spate favours failover).
+    pub const BROKER_SESSION_TIMEOUT_MS: u64 = 1500;
+    /// Metadata log entries between snapshots of the image.
+    pub const METADATA_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
+    /// Largest encoded metadata command.
+    pub const METADATA_ENTRY_BYTES_MAX: usize = 1024 * 1024;
+    /// Bytes of proposed but uncommitted metadata entries the controller holds.
+    pub const METADATA_UNCOMMITTED_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Raft append messages in flight to one peer.
+    pub const METADATA_INFLIGHT_MESSAGES_MAX: usize = 256;
+    /// Longest a metadata change (topic creation, ...) waits to be applied before the client
+    /// gets RequestTimedOut.
+    pub const CLUSTER_PROPOSE_TIMEOUT_MS: u64 = 10_000;
+    /// Longest a start waits for every seed to answer before it retries (it retries until all
+    /// did: every seed must compute the same voter set).
+    pub const CLUSTER_BOOTSTRAP_RETRY_MS: u64 = 500;
+    /// A follower whose log end has not reached the leader's log end within this long leaves
+    /// the ISR (Kafka's `replica.lag.time.max.ms`, 30 s there).
+    pub const REPLICA_LAG_TIME_MAX_MS: u64 = 5000;
     // Broker-to-broker calls (`peer`) and partition replication (`replication`).
     /// Longest a connection to another broker may take to open (TCP and ApiVersions).
     pub const PEER_CONNECT_TIMEOUT_MS: u64 = 3_000;
@@ -323,6 +354,17 @@ settings! {
     group_timer_tick_ms: u64, "SPATE_GROUP_TIMER_TICK_MS", "How often each shard checks its groups' deadlines (the precision of group timeouts)";
     txn_timeout_ms_max: i32, "SPATE_TXN_TIMEOUT_MS_MAX", "Longest transaction timeout a transactional producer may ask for, like Kafka's transaction.max.timeout.ms";
     txn_timer_tick_ms: u64, "SPATE_TXN_TIMER_TICK_MS", "How often each shard looks for timed-out transactions to abort (the precision of transaction timeouts)";
+    node_id: i32, "SPATE_NODE_ID", "This broker's id in a cluster, 0 and up (default 0); unique among the brokers";
+    seeds: String, "SPATE_SEEDS", "Native listener addresses of the seed brokers, HOST:PORT or ID@HOST:PORT, comma separated: turns cluster mode on; the seeds are the metadata quorum's voters (default: none, one broker alone)";
+    advertised: String, "SPATE_ADVERTISED", "HOST:PORT peers and native clients are told to reach this broker's native listener at (default: the address it bound)";
+    default_replication_factor: u16, "SPATE_DEFAULT_REPLICATION_FACTOR", "Replicas of a topic created without a replication factor in cluster mode, like Kafka's default.replication.factor (default: 3, or the number of brokers when fewer)";
+    metadata_tick_ms: u64, "SPATE_METADATA_TICK_MS", "How often the metadata quorum's Raft clock ticks (default 100)";
+    metadata_election_ticks: usize, "SPATE_METADATA_ELECTION_TICKS", "Metadata ticks without the controller's heartbeat before a voter stands for election (default 10)";
+    metadata_heartbeat_ticks: usize, "SPATE_METADATA_HEARTBEAT_TICKS", "Metadata ticks between the controller's heartbeats (default 2)";
+    broker_session_timeout_ms: u64, "SPATE_BROKER_SESSION_TIMEOUT_MS", "A broker not heard from this long is fenced and its leaderships move, like Kafka's broker.session.timeout.ms (default 1500)";
+    metadata_snapshot_every_entries: u64, "SPATE_METADATA_SNAPSHOT_EVERY_ENTRIES", "Metadata log entries between snapshots of the cluster metadata (default 10000)";
+    cluster_propose_timeout_ms: u64, "SPATE_CLUSTER_PROPOSE_TIMEOUT_MS", "Longest a metadata change (create a topic, ...) waits to be applied before it is answered RequestTimedOut (default 10000)";
+    replica_lag_time_max_ms: u64, "SPATE_REPLICA_LAG_TIME_MAX_MS", "A follower not caught up with its leader within this long leaves the in-sync replicas, like Kafka's replica.lag.time.max.ms (default 5000)";
     peer_connect_timeout_ms: u64, "SPATE_PEER_CONNECT_TIMEOUT_MS", "Longest a connection to another broker may take to open (default 3000)";
     peer_inflight_requests_max: usize, "SPATE_PEER_INFLIGHT_REQUESTS_MAX", "Calls one connection to another broker has in flight (default 64)";
     peer_response_bytes_max: usize, "SPATE_PEER_RESPONSE_BYTES_MAX", "Largest answer frame taken from another broker (default 64 MiB)";
@@ -435,6 +477,20 @@ pub struct Limits {
     pub compaction_cpu_slice_us: u64,
     pub compaction_cpu_shares: usize,
     pub compaction_key_map_entries_max: usize,
+    /// Replicas of a topic created without a replication factor in cluster mode; `None`:
+    /// `min(3, active brokers)`. Single mode: always 1.
+    pub default_replication_factor: Option<u16>,
+    pub metadata_tick_ms: u64,
+    pub metadata_election_ticks: usize,
+    pub metadata_heartbeat_ticks: usize,
+    pub broker_session_timeout_ms: u64,
+    pub metadata_snapshot_every_entries: u64,
+    pub metadata_entry_bytes_max: usize,
+    pub metadata_uncommitted_bytes_max: usize,
+    pub metadata_inflight_messages_max: usize,
+    pub cluster_propose_timeout_ms: u64,
+    pub cluster_bootstrap_retry_ms: u64,
+    pub replica_lag_time_max_ms: u64,
     // Broker-to-broker calls (`peer`) and replication (`replication`).
     pub peer_connect_timeout_ms: u64,
     pub peer_inflight_requests_max: usize,
@@ -511,6 +567,53 @@ pub struct Config {
     pub groups: GroupLimits,
     /// The transaction coordinator's bounds; each shard's coordinator gets a copy.
     pub transactions: TxnLimits,
+    /// This broker's id and, in cluster mode, its seeds.
+    pub cluster: ClusterConfig,
+}
+
+/// One seed broker of `--seeds`: the address of its native listener, and its id when written
+/// `ID@HOST:PORT` (otherwise learned by asking it, DescribeCluster v1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    pub id: Option<i32>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Seed {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id {
+            Some(id) => write!(formatter, "{id}@{}:{}", self.host, self.port),
+            None => write!(formatter, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// Who this broker is among its peers. With no seeds the broker runs alone exactly as before
+/// cluster mode existed (its catalog is the truth; every partition is led locally).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `--node-id`: unique among the brokers of one cluster; Kafka's broker id.
+    pub node_id: i32,
+    /// `--seeds`: the metadata quorum's voters; empty = single mode.
+    pub seeds: Vec<Seed>,
+    /// `--advertised`: what peers and native clients are told; `None`: the bound address.
+    pub advertised: Option<(String, u16)>,
+}
+
+impl ClusterConfig {
+    /// Whether `--seeds` turned cluster mode on.
+    pub fn is_cluster_mode(&self) -> bool {
+        !self.seeds.is_empty()
+    }
+
+    /// The native endpoint peers and clients reach this broker at: `--advertised`, else the
+    /// bound address `listen` (a wildcard address cannot be reached: the caller must advertise).
+    pub fn advertised_native(&self, listen: SocketAddr) -> (String, u16) {
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (listen.ip().to_string(), listen.port()))
+    }
 }
 
 impl Config {
@@ -554,6 +657,7 @@ impl Config {
         let groups = group_limits(&layer);
         let transactions = txn_limits(&layer);
         let kafka = kafka_config(&layer)?;
+        let cluster = cluster_config(&layer)?;
         let listen_text = layer.listen.unwrap_or_else(|| defaults::LISTEN.to_string());
         let listen = resolve_listen(&listen_text)?;
         let placement = match (layer.cores, layer.shards) {
@@ -665,6 +769,30 @@ impl Config {
             compaction_key_map_entries_max: layer
                 .compaction_key_map_entries_max
                 .unwrap_or(defaults::COMPACTION_KEY_MAP_ENTRIES_MAX),
+            default_replication_factor: layer.default_replication_factor,
+            metadata_tick_ms: layer.metadata_tick_ms.unwrap_or(defaults::METADATA_TICK_MS),
+            metadata_election_ticks: layer
+                .metadata_election_ticks
+                .unwrap_or(defaults::METADATA_ELECTION_TICKS),
+            metadata_heartbeat_ticks: layer
+                .metadata_heartbeat_ticks
+                .unwrap_or(defaults::METADATA_HEARTBEAT_TICKS),
+            broker_session_timeout_ms: layer
+                .broker_session_timeout_ms
+                .unwrap_or(defaults::BROKER_SESSION_TIMEOUT_MS),
+            metadata_snapshot_every_entries: layer
+                .metadata_snapshot_every_entries
+                .unwrap_or(defaults::METADATA_SNAPSHOT_EVERY_ENTRIES),
+            metadata_entry_bytes_max: defaults::METADATA_ENTRY_BYTES_MAX,
+            metadata_uncommitted_bytes_max: defaults::METADATA_UNCOMMITTED_BYTES_MAX,
+            metadata_inflight_messages_max: defaults::METADATA_INFLIGHT_MESSAGES_MAX,
+            cluster_propose_timeout_ms: layer
+                .cluster_propose_timeout_ms
+                .unwrap_or(defaults::CLUSTER_PROPOSE_TIMEOUT_MS),
+            cluster_bootstrap_retry_ms: defaults::CLUSTER_BOOTSTRAP_RETRY_MS,
+            replica_lag_time_max_ms: layer
+                .replica_lag_time_max_ms
+                .unwrap_or(defaults::REPLICA_LAG_TIME_MAX_MS),
             peer_connect_timeout_ms: layer
                 .peer_connect_timeout_ms
                 .unwrap_or(defaults::PEER_CONNECT_TIMEOUT_MS),
@@ -703,6 +831,7 @@ impl Config {
             limits,
             groups,
             transactions,
+            cluster,
         };
         if layer.group_write_batch_bytes_max.is_none() {
             config.check_derived_group_batch()?;
@@ -876,6 +1005,7 @@ impl Config {
             );
         }
         self.check_groups()?;
+        self.check_cluster()?;
         self.transactions
             .check()
             .map_err(|(setting, message)| ConfigError::Invalid { setting, message })?;
@@ -890,6 +1020,87 @@ impl Config {
 }
 
 impl Config {
+    /// The cluster settings' relations: timers that could never fire in order, a replica fetch
+    /// that cannot fit a frame, and an address peers could not reach.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        let invalid =
+            |setting: &'static str, message: String| Err(ConfigError::Invalid { setting, message });
+        let positive = [
+            ("metadata_tick_ms", limits.metadata_tick_ms),
+            (
+                "metadata_heartbeat_ticks",
+                limits.metadata_heartbeat_ticks as u64,
+            ),
+            (
+                "metadata_snapshot_every_entries",
+                limits.metadata_snapshot_every_entries,
+            ),
+            (
+                "cluster_propose_timeout_ms",
+                limits.cluster_propose_timeout_ms,
+            ),
+            ("replica_lag_time_max_ms", limits.replica_lag_time_max_ms),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return invalid(setting, "must be greater than zero".to_string());
+            }
+        }
+        if limits.metadata_election_ticks <= limits.metadata_heartbeat_ticks {
+            return invalid(
+                "metadata_election_ticks",
+                format!(
+                    "{} is not above metadata_heartbeat_ticks {}: followers would stand for \
+                     election between two heartbeats of a live controller",
+                    limits.metadata_election_ticks, limits.metadata_heartbeat_ticks
+                ),
+            );
+        }
+        let election_timeout_ms = limits.metadata_tick_ms * limits.metadata_election_ticks as u64;
+        if limits.broker_session_timeout_ms <= election_timeout_ms {
+            return invalid(
+                "broker_session_timeout_ms",
+                format!(
+                    "{} is not above the metadata election timeout ({} ms = metadata_tick_ms × \
+                     metadata_election_ticks): a new controller would fence brokers before it \
+                     could hear them",
+                    limits.broker_session_timeout_ms, election_timeout_ms
+                ),
+            );
+        }
+        if limits.replica_lag_time_max_ms <= limits.replica_fetch_wait_ms {
+            return invalid(
+                "replica_lag_time_max_ms",
+                format!(
+                    "{} is not above replica_fetch_wait_ms {}: an idle follower waiting in its \
+                     fetch would leave the in-sync replicas",
+                    limits.replica_lag_time_max_ms, limits.replica_fetch_wait_ms
+                ),
+            );
+        }
+        if limits.default_replication_factor == Some(0) {
+            return invalid(
+                "default_replication_factor",
+                "a topic needs at least one replica".to_string(),
+            );
+        }
+        if self.cluster.is_cluster_mode()
+            && self.cluster.advertised.is_none()
+            && self.listen.ip().is_unspecified()
+        {
+            return invalid(
+                "advertised",
+                format!(
+                    "the native listener {} is a wildcard address peers cannot reach: set \
+                     --advertised HOST:PORT in cluster mode",
+                    self.listen
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// `group_write_batch_bytes_max` was not set, so it was derived (from `frame_bytes_max`, or
     /// its default): a derived value too small for one committed offset record is the fault of
     /// the setting that shrank it, and the message names that one, not a setting never set.
@@ -1078,6 +1289,74 @@ fn kafka_config(layer: &Overrides) -> Result<Option<KafkaConfig>, ConfigError> {
             .unwrap_or(defaults::KAFKA_AUTO_CREATE_TOPICS),
         default_partitions,
     }))
+}
+
+/// The node id, seeds and advertised address from one merged layer.
+fn cluster_config(layer: &Overrides) -> Result<ClusterConfig, ConfigError> {
+    let node_id = layer.node_id.unwrap_or(defaults::NODE_ID);
+    if node_id < 0 {
+        return Err(ConfigError::Invalid {
+            setting: "node_id",
+            message: format!("{node_id} is negative; node ids are 0 and up (-1 means none)"),
+        });
+    }
+    let seeds = match &layer.seeds {
+        None => Vec::new(),
+        Some(text) => parse_seeds(text).map_err(|message| ConfigError::Invalid {
+            setting: "seeds",
+            message,
+        })?,
+    };
+    let advertised = match &layer.advertised {
+        None => None,
+        Some(text) => Some(parse_host_port(text).ok_or_else(|| ConfigError::Invalid {
+            setting: "advertised",
+            message: format!("{text:?} is not HOST:PORT"),
+        })?),
+    };
+    Ok(ClusterConfig {
+        node_id,
+        seeds,
+        advertised,
+    })
+}
+
+/// `HOST:PORT` or `ID@HOST:PORT`, comma separated; blanks around entries ignored, an empty
+/// list is single mode. Two seeds at one address, or two with one id, are refused.
+pub fn parse_seeds(text: &str) -> Result<Vec<Seed>, String> {
+    let mut seeds: Vec<Seed> = Vec::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (id, address) = match entry.split_once('@') {
+            Some((id, address)) => {
+                let id: i32 = id
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{entry:?}: {id:?} is not a node id"))?;
+                if id < 0 {
+                    return Err(format!("{entry:?}: node ids are 0 and up"));
+                }
+                (Some(id), address)
+            }
+            None => (None, entry),
+        };
+        let (host, port) = parse_host_port(address)
+            .ok_or_else(|| format!("{entry:?} is not HOST:PORT or ID@HOST:PORT"))?;
+        if seeds
+            .iter()
+            .any(|seed| seed.host == host && seed.port == port)
+        {
+            return Err(format!("{host}:{port} is named twice"));
+        }
+        if id.is_some() && seeds.iter().any(|seed| seed.id == id) {
+            return Err(format!("node id {} is named twice", id.unwrap_or(-1)));
+        }
+        seeds.push(Seed { id, host, port });
+    }
+    Ok(seeds)
 }
 
 /// `host:port` (a name, an IPv4 address, or an IPv6 address in brackets) and a non-zero port.
@@ -1456,6 +1735,137 @@ mod tests {
                 other => panic!("{arguments:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn without_seeds_the_broker_is_node_zero_alone() {
+        let config = build(&[], &[], vec![0]).unwrap();
+        assert_eq!(config.cluster.node_id, 0);
+        assert!(!config.cluster.is_cluster_mode());
+        assert_eq!(config.cluster.advertised, None);
+        assert_eq!(
+            config.cluster.advertised_native(config.listen),
+            ("127.0.0.1".to_string(), 9192)
+        );
+        let alone = build(&["--node-id", "7"], &[], vec![0]).unwrap();
+        assert_eq!(alone.cluster.node_id, 7);
+        assert!(!alone.cluster.is_cluster_mode());
+    }
+
+    #[test]
+    fn seeds_come_from_flags_file_and_environment_with_or_without_ids() {
+        let config = build(
+            &[
+                "--node-id",
+                "2",
+                "--seeds",
+                "127.0.0.1:9192, 1@127.0.0.2:9192,[::1]:9300",
+                "--advertised",
+                "broker-2.example:9192",
+            ],
+            &[],
+            vec![0],
+        )
+        .unwrap();
+        assert!(config.cluster.is_cluster_mode());
+        assert_eq!(
+            config.cluster.seeds,
+            vec![
+                Seed {
+                    id: None,
+                    host: "127.0.0.1".to_string(),
+                    port: 9192
+                },
+                Seed {
+                    id: Some(1),
+                    host: "127.0.0.2".to_string(),
+                    port: 9192
+                },
+                Seed {
+                    id: None,
+                    host: "::1".to_string(),
+                    port: 9300
+                },
+            ]
+        );
+        assert_eq!(
+            config.cluster.advertised_native(config.listen),
+            ("broker-2.example".to_string(), 9192)
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(&file, "node_id = 3\nseeds = \"a:1,b:2\"\n").unwrap();
+        let from_file = build(&["--config", file.to_str().unwrap()], &[], vec![0]).unwrap();
+        assert_eq!(from_file.cluster.node_id, 3);
+        assert_eq!(from_file.cluster.seeds.len(), 2);
+        let from_environment = build(
+            &["--config", file.to_str().unwrap()],
+            &[("SPATE_NODE_ID", "4"), ("SPATE_SEEDS", "c:3")],
+            vec![0],
+        )
+        .unwrap();
+        assert_eq!(from_environment.cluster.node_id, 4);
+        assert_eq!(from_environment.cluster.seeds[0].host, "c");
+    }
+
+    #[test]
+    fn bad_seeds_and_node_ids_are_refused_naming_the_setting() {
+        for (arguments, expected) in [
+            (&["--seeds", "nohost"][..], "seeds"),
+            (&["--seeds", "a:0"][..], "seeds"),
+            (&["--seeds", "x@a:1"][..], "seeds"),
+            (&["--seeds=-1@a:1"][..], "seeds"),
+            (&["--seeds", "a:1,a:1"][..], "seeds"),
+            (&["--seeds", "1@a:1,1@b:1"][..], "seeds"),
+            (&["--node-id=-1"][..], "node_id"),
+            (&["--advertised", "nowhere"][..], "advertised"),
+            (
+                &["--seeds", "a:1", "--listen", "0.0.0.0:9192"][..],
+                "advertised",
+            ),
+            (
+                &["--default-replication-factor", "0"][..],
+                "default_replication_factor",
+            ),
+            (
+                &[
+                    "--metadata-election-ticks",
+                    "2",
+                    "--metadata-heartbeat-ticks",
+                    "2",
+                ][..],
+                "metadata_election_ticks",
+            ),
+            (
+                &["--broker-session-timeout-ms", "100"][..],
+                "broker_session_timeout_ms",
+            ),
+            (
+                &["--replica-lag-time-max-ms", "0"][..],
+                "replica_lag_time_max_ms",
+            ),
+            (
+                &["--replica-lag-time-max-ms", "500"][..],
+                "replica_lag_time_max_ms",
+            ),
+        ] {
+            let (setting, message) = refusal(arguments);
+            assert_eq!(setting, expected, "{arguments:?}: {message}");
+        }
+        // A wildcard listener is fine once an address is advertised.
+        build(
+            &[
+                "--seeds",
+                "a:1",
+                "--listen",
+                "0.0.0.0:9192",
+                "--advertised",
+                "a:9192",
+            ],
+            &[],
+            vec![0],
+        )
+        .unwrap();
     }
 
     #[test]

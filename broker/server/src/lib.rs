@@ -47,7 +47,9 @@ use glommio::net::TcpListener;
 use glommio::sync::Gate;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::catalog::{Catalog, CatalogError, DataDirectoryLock, DataDirectoryLockError};
+use crate::catalog::{
+    Catalog, CatalogError, CatalogNode, DataDirectoryLock, DataDirectoryLockError,
+};
 use crate::config::{Config, ShardPlacement};
 use crate::shard::mesh::{Envelope, Mesh, ShardServices};
 use crate::shard::opening::Readiness;
@@ -221,12 +223,18 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
              anything but tests"
         );
     }
-    let (catalog, change) = Catalog::open(
+    let node = if config.cluster.is_cluster_mode() {
+        CatalogNode::cluster(config.cluster.node_id)
+    } else {
+        CatalogNode::single(config.cluster.node_id)
+    };
+    let (catalog, change) = Catalog::open_as(
         &config.data_dir,
         shard_count,
         config.limits.topics_max,
         config.limits.partitions_per_topic_max,
         config.limits.partitions_per_shard_max,
+        node,
     )?;
     if let Some(change) = change {
         tracing::warn!(

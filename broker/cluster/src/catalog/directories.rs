@@ -511,6 +511,11 @@ pub fn recover_catalog_on<F: FileSystem>(
             .map(|topic| TopicRecord::of(topic))
             .collect(),
         deleted_topics: deleted,
+        // A cluster member's rebuilt catalog is a single broker's: its replicas are the
+        // cluster's to say, so such a directory is refused in cluster mode until cleared.
+        node_id: None,
+        cluster_mode: false,
+        metadata_applied_index: 0,
     };
     super::write_catalog_file(file_system, data_dir, &file)?;
     Ok(RecoveredCatalog {

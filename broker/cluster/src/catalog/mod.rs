@@ -16,6 +16,7 @@
 //! they agree with the catalog, and the removal of a deleted topic's directory, which a tombstone
 //! in the catalog records until it is done, so "deleted" is never confused with "unknown".
 
+mod cluster;
 pub mod directories;
 mod files;
 pub mod lock;
@@ -24,6 +25,7 @@ pub mod topic_config;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,7 @@ use spate_storage::{BlockingFileSystem, FileSystem};
 
 use files::FileError;
 
+pub use cluster::{CatalogNode, ClusterPlan, ClusterTopic, ClusterView};
 pub use directories::{
     recover_catalog, recover_catalog_on, RecoveredCatalog, TOPIC_METADATA_FILE_NAME,
 };
@@ -116,6 +119,32 @@ pub enum CatalogError {
         placed: usize,
         limit: usize,
     },
+    #[error(
+        "the data directory {data_dir} was last used by node {recorded}, not node {configured}: \
+         a broker's data belongs to its node id; start it with --node-id {recorded} or use \
+         another data directory"
+    )]
+    NodeIdChanged {
+        data_dir: PathBuf,
+        recorded: NodeId,
+        configured: NodeId,
+    },
+    #[error(
+        "the data directory {data_dir} holds {count} topics of a {recorded} broker, and this \
+         broker starts as a {configured} broker: their replicas and ids would not match the \
+         cluster's; nothing was changed. Start it as before, or use another data directory"
+    )]
+    ModeChanged {
+        data_dir: PathBuf,
+        count: usize,
+        recorded: &'static str,
+        configured: &'static str,
+    },
+    #[error(
+        "topic {name}: in a cluster topics are created, deleted and changed through the \
+         controller, not by one broker's catalog"
+    )]
+    ClusterManaged { name: String },
     #[error(transparent)]
     InvalidConfig(#[from] TopicConfigError),
     #[error(transparent)]
@@ -232,6 +261,9 @@ pub struct CatalogSnapshot {
     pub controller: Option<NodeId>,
     /// Whether the broker runs in a cluster (`--seeds`): metadata comes from the quorum.
     pub cluster_mode: bool,
+    /// The cluster's id as the metadata quorum chose it (cluster mode, once known); a single
+    /// broker's handlers use their own (`kafka::identity`).
+    pub cluster_id: Option<String>,
 }
 
 impl CatalogSnapshot {
@@ -289,6 +321,8 @@ pub struct Catalog<F: FileSystem = BlockingFileSystem> {
     current: RwLock<Arc<CatalogSnapshot>>,
     /// Broker-wide producer ids (InitProducerId); durable beside the catalog file.
     producer_ids: ProducerIdAllocator<F>,
+    /// Cluster mode: the metadata index `catalog.toml` was last written from (see `cluster`).
+    metadata_applied_index: AtomicU64,
 }
 
 /// What the writer lock guards.
@@ -314,6 +348,20 @@ struct CatalogFile {
     /// for directories the catalog does not know.
     #[serde(default)]
     deleted_topics: Vec<DeletedTopicRecord>,
+    /// The node this directory belongs to, recorded in cluster mode: a broker started on it
+    /// with another id would claim another node's replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node_id: Option<NodeId>,
+    /// Whether the topics here are a cluster's (a mirror of the metadata quorum's image).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cluster_mode: bool,
+    /// Cluster mode: the metadata index this mirror was written from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    metadata_applied_index: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -321,6 +369,11 @@ struct TopicRecord {
     name: String,
     id: u64,
     partition_shards: Vec<ShardId>,
+    /// Cluster mode: each partition's replicas as the metadata last said, so that a restart
+    /// opens the partitions this broker hosts before the metadata quorum answers. Leaders and
+    /// ISRs are not kept: they are stale by the time anyone reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replicas: Vec<Vec<NodeId>>,
     #[serde(default)]
     config: BTreeMap<String, String>,
 }
@@ -331,6 +384,11 @@ impl TopicRecord {
             name: topic.name.clone(),
             id: topic.id,
             partition_shards: topic.partition_shards.clone(),
+            replicas: topic
+                .roles
+                .iter()
+                .map(|role| role.replicas.clone())
+                .collect(),
             config: topic.config.to_map(),
         }
     }
@@ -364,6 +422,28 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// [`Catalog::open`] for the broker `node` (see [`Catalog::open_as_on`]).
+    pub fn open_as(
+        data_dir: &Path,
+        shard_count: usize,
+        topics_max: usize,
+        partitions_per_topic_max: u32,
+        partitions_per_shard_max: usize,
+        node: CatalogNode,
+    ) -> Result<(Catalog, Option<PlacementChange>), CatalogError> {
+        Catalog::open_as_on(
+            BlockingFileSystem,
+            data_dir,
+            shard_count,
+            topics_max,
+            partitions_per_topic_max,
+            partitions_per_shard_max,
+            node,
+        )
+    }
+}
+
 impl<F: FileSystem + Clone> Catalog<F> {
     /// Opens (or creates) the catalog in `data_dir`, on `file_system`, for a broker running
     /// `shard_count` shards. If the catalog was written by a broker with another shard count,
@@ -376,6 +456,30 @@ impl<F: FileSystem + Clone> Catalog<F> {
         topics_max: usize,
         partitions_per_topic_max: u32,
         partitions_per_shard_max: usize,
+    ) -> Result<(Catalog<F>, Option<PlacementChange>), CatalogError> {
+        Catalog::open_as_on(
+            file_system,
+            data_dir,
+            shard_count,
+            topics_max,
+            partitions_per_topic_max,
+            partitions_per_shard_max,
+            CatalogNode::single(0),
+        )
+    }
+
+    /// [`Catalog::open_on`] for the broker `node`: a single broker with its node id, or a
+    /// cluster member whose topics mirror the cluster metadata (see `cluster`). A directory
+    /// recorded for another node id, or for the other mode while it holds topics, is refused
+    /// with nothing changed. Blocking.
+    pub fn open_as_on(
+        file_system: F,
+        data_dir: &Path,
+        shard_count: usize,
+        topics_max: usize,
+        partitions_per_topic_max: u32,
+        partitions_per_shard_max: usize,
+        node: CatalogNode,
     ) -> Result<(Catalog<F>, Option<PlacementChange>), CatalogError> {
         assert!(shard_count > 0, "a broker has at least one shard");
         files::create_directory(&file_system, data_dir)?;
@@ -393,10 +497,17 @@ impl<F: FileSystem + Clone> Catalog<F> {
                     next_topic_id: 1,
                     topics: Vec::new(),
                     deleted_topics: Vec::new(),
+                    node_id: None,
+                    cluster_mode: node.cluster_mode,
+                    metadata_applied_index: 0,
                 }
             }
         };
+        cluster::check_identity(data_dir, &file, node)?;
+        let identity_changed = file.cluster_mode != node.cluster_mode
+            || (node.cluster_mode && file.node_id != Some(node.local_node));
         let mut snapshot = build_snapshot(data_dir, &file)?;
+        cluster::set_identity(&mut snapshot, node);
         // Checked before anything is changed: a mismatch stops the open with nothing removed.
         let reconciliation = directories::reconcile(
             &file_system,
@@ -417,6 +528,9 @@ impl<F: FileSystem + Clone> Catalog<F> {
         }
         snapshot.shard_count = shard_count;
         let producer_ids = ProducerIdAllocator::open_on(file_system.clone(), data_dir, existed)?;
+        if node.cluster_mode {
+            producer_ids.enter_cluster_mode();
+        }
         let catalog = Catalog {
             file_system,
             data_dir: data_dir.to_path_buf(),
@@ -430,6 +544,11 @@ impl<F: FileSystem + Clone> Catalog<F> {
             deleted: Mutex::new(Vec::new()),
             current: RwLock::new(Arc::new(snapshot)),
             producer_ids,
+            metadata_applied_index: AtomicU64::new(if node.cluster_mode {
+                file.metadata_applied_index
+            } else {
+                0
+            }),
         };
         for topic in &reconciliation.missing {
             tracing::error!(
@@ -453,11 +572,16 @@ impl<F: FileSystem + Clone> Catalog<F> {
             directories::write_topic_metadata(&catalog.file_system, topic)?;
         }
         // Tombstones go only once their directories are gone (above).
-        if change.is_some() || !existed || !file.deleted_topics.is_empty() {
+        if change.is_some() || !existed || !file.deleted_topics.is_empty() || identity_changed {
             let next_topic_id = file.next_topic_id;
             catalog.persist(&catalog.snapshot(), next_topic_id)?;
         }
         Ok((catalog, change))
+    }
+
+    /// Most partitions one topic may have.
+    pub fn partitions_per_topic_max(&self) -> u32 {
+        self.partitions_per_topic_max
     }
 
     /// The allocator behind InitProducerId. Its `init` is blocking, like catalog writes.
@@ -500,6 +624,7 @@ impl<F: FileSystem + Clone> Catalog<F> {
         partitions: i64,
         config: TopicConfig,
     ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        self.refuse_in_cluster_mode(name)?;
         validate_topic_name(name)?;
         if partitions < 1 || partitions > i64::from(self.partitions_per_topic_max) {
             return Err(CatalogError::InvalidPartitions {
@@ -591,6 +716,7 @@ impl<F: FileSystem + Clone> Catalog<F> {
         name: &str,
         partitions: i64,
     ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        self.refuse_in_cluster_mode(name)?;
         let mut writer = self.lock_writer();
         let current = self.snapshot();
         let Some(topic) = current.topics.get(name).cloned() else {
@@ -683,6 +809,7 @@ impl<F: FileSystem + Clone> Catalog<F> {
         name: &str,
         expected_id: Option<u64>,
     ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        self.refuse_in_cluster_mode(name)?;
         let writer = self.lock_writer();
         let current = self.snapshot();
         let Some(topic) = current
@@ -744,6 +871,7 @@ impl<F: FileSystem + Clone> Catalog<F> {
         name: &str,
         config: TopicConfig,
     ) -> Result<Arc<TopicMetadata>, CatalogError> {
+        self.refuse_in_cluster_mode(name)?;
         let writer = self.lock_writer();
         let current = self.snapshot();
         let Some(topic) = current.topics.get(name) else {
@@ -785,6 +913,11 @@ impl<F: FileSystem + Clone> Catalog<F> {
                 .map(|topic| TopicRecord::of(topic))
                 .collect(),
             deleted_topics: self.deleted_topics().clone(),
+            node_id: snapshot.cluster_mode.then_some(snapshot.local_node),
+            cluster_mode: snapshot.cluster_mode,
+            metadata_applied_index: self
+                .metadata_applied_index
+                .load(std::sync::atomic::Ordering::SeqCst),
         };
         write_catalog_file(&self.file_system, &self.data_dir, &file)
     }
@@ -909,13 +1042,27 @@ fn build_snapshot(data_dir: &Path, file: &CatalogFile) -> Result<CatalogSnapshot
         }
         let config = TopicConfig::from_map(&record.config)
             .map_err(|error| corrupt(format!("topic {}: {error}", record.name)))?;
+        if !record.replicas.is_empty() && record.replicas.len() != record.partition_shards.len() {
+            return Err(corrupt(format!(
+                "topic {} has {} partitions but replicas for {}",
+                record.name,
+                record.partition_shards.len(),
+                record.replicas.len()
+            )));
+        }
         let topic = TopicMetadata {
             name: record.name.clone(),
             id: record.id,
             partition_shards: record.partition_shards.clone(),
             config,
             directory: topic_directory(data_dir, &record.name, record.id),
-            roles: Arc::default(),
+            roles: Arc::new(
+                record
+                    .replicas
+                    .iter()
+                    .map(|replicas| cluster::role_before_metadata(replicas))
+                    .collect(),
+            ),
         };
         if topics
             .insert(record.name.clone(), Arc::new(topic))

@@ -80,6 +80,8 @@ pub enum ProducerIdError {
          every partition has reported the producers it remembers"
     )]
     Recovering,
+    #[error("waiting for the cluster controller to grant this broker a block of producer ids")]
+    AwaitingBlock,
 }
 
 /// An identity handed to a producer.
@@ -96,6 +98,20 @@ struct ProducerIdsFile {
     reserved_end: i64,
 }
 
+/// Cluster mode: ids come in blocks the metadata quorum grants (`AllocateProducerIds`), unique
+/// across the brokers and durable in the metadata log; no local file is involved.
+#[derive(Debug, Default)]
+struct ClusterBlocks {
+    /// Granted ranges `[first, end)` not used up yet, oldest first.
+    blocks: std::collections::VecDeque<(i64, i64)>,
+}
+
+impl ClusterBlocks {
+    fn remaining(&self) -> i64 {
+        self.blocks.iter().map(|(first, end)| end - first).sum()
+    }
+}
+
 #[derive(Debug)]
 struct Reservation {
     /// The id the next new producer gets.
@@ -107,6 +123,8 @@ struct Reservation {
     recovering: bool,
     /// The largest producer id any partition reported remembering (-1: none).
     largest_remembered: i64,
+    /// Cluster mode: the blocks granted by the metadata quorum (see [`ClusterBlocks`]).
+    cluster: Option<ClusterBlocks>,
 }
 
 /// The allocator; its file lives on `F` (the real disk in the broker, the in-memory disk in
@@ -157,6 +175,7 @@ impl<F: FileSystem> ProducerIdAllocator<F> {
                 reserved_end,
                 recovering,
                 largest_remembered: -1,
+                cluster: None,
             }),
         };
         if recovering {
@@ -224,6 +243,38 @@ impl<F: FileSystem> ProducerIdAllocator<F> {
         );
     }
 
+    /// Cluster mode: ids are issued only from blocks granted with
+    /// [`ProducerIdAllocator::grant_block`] (unique across brokers); the local reservation is
+    /// neither read nor written, and an epoch bump is accepted for any id (another broker may
+    /// have issued it before a failover).
+    pub fn enter_cluster_mode(&self) {
+        let mut reservation = self.lock();
+        reservation.recovering = false;
+        reservation
+            .cluster
+            .get_or_insert_with(ClusterBlocks::default);
+    }
+
+    /// Cluster mode: whether fewer than `low_water` ids are left (time to ask the controller).
+    pub fn wants_block(&self, low_water: i64) -> bool {
+        self.lock()
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.remaining() < low_water)
+    }
+
+    /// Cluster mode: ids `first..first + count` are this broker's to issue.
+    pub fn grant_block(&self, first: i64, count: u32) {
+        let mut reservation = self.lock();
+        let Some(cluster) = reservation.cluster.as_mut() else {
+            return;
+        };
+        let end = first.saturating_add(i64::from(count));
+        if first >= 0 && end > first {
+            cluster.blocks.push_back((first, end));
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Reservation> {
         self.reservation
             .lock()
@@ -249,7 +300,7 @@ impl<F: FileSystem> ProducerIdAllocator<F> {
         match (producer_id, producer_epoch) {
             (NO_PRODUCER_ID, NO_PRODUCER_EPOCH) => self.issue(&mut reservation),
             (id, epoch) if id >= 0 && epoch >= 0 => {
-                if id >= reservation.next_id {
+                if reservation.cluster.is_none() && id >= reservation.next_id {
                     return Err(ProducerIdError::UnknownProducerId {
                         producer_id: id,
                         next_id: reservation.next_id,
@@ -272,6 +323,20 @@ impl<F: FileSystem> ProducerIdAllocator<F> {
     }
 
     fn issue(&self, reservation: &mut Reservation) -> Result<ProducerIdentity, ProducerIdError> {
+        if let Some(cluster) = reservation.cluster.as_mut() {
+            let Some((first, end)) = cluster.blocks.front_mut() else {
+                return Err(ProducerIdError::AwaitingBlock);
+            };
+            let producer_id = *first;
+            *first += 1;
+            if *first >= *end {
+                cluster.blocks.pop_front();
+            }
+            return Ok(ProducerIdentity {
+                producer_id,
+                producer_epoch: 0,
+            });
+        }
         if reservation.next_id >= reservation.reserved_end {
             let reserved_end = reservation
                 .next_id
@@ -518,5 +583,37 @@ mod tests {
             ProducerIdAllocator::open(directory.path(), false),
             Err(ProducerIdError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn in_cluster_mode_ids_come_only_from_granted_blocks_and_any_id_may_bump_its_epoch() {
+        let directory = tempfile::tempdir().unwrap();
+        let allocator = ProducerIdAllocator::open(directory.path(), false).unwrap();
+        allocator.enter_cluster_mode();
+        assert!(allocator.wants_block(1));
+        assert!(matches!(
+            allocator.init(NO_PRODUCER_ID, NO_PRODUCER_EPOCH),
+            Err(ProducerIdError::AwaitingBlock)
+        ));
+        allocator.grant_block(5000, 2);
+        allocator.grant_block(9000, 1);
+        assert!(!allocator.wants_block(3));
+        assert!(allocator.wants_block(4));
+        let issued: Vec<i64> = (0..3)
+            .map(|_| {
+                allocator
+                    .init(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+                    .unwrap()
+                    .producer_id
+            })
+            .collect();
+        assert_eq!(issued, vec![5000, 5001, 9000]);
+        assert!(matches!(
+            allocator.init(NO_PRODUCER_ID, NO_PRODUCER_EPOCH),
+            Err(ProducerIdError::AwaitingBlock)
+        ));
+        // Issued by another broker before a failover: its epoch bump is answered here.
+        let bumped = allocator.init(123_456, 4).unwrap();
+        assert_eq!((bumped.producer_id, bumped.producer_epoch), (123_456, 5));
     }
 }

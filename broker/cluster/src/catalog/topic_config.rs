@@ -17,6 +17,14 @@ pub use spate_storage::{CleanupPolicy, DirtyRatio};
 /// Every key, in the order errors list them.
 pub const KEYS: [&str; 13] = spate_protocol::api::config::name::ALL;
 
+/// In-sync replicas an acks=all write needs (Kafka's name). A cluster's topics only: a single
+/// broker's partitions have one replica. Not in [`KEYS`] (the native protocol's list) until the
+/// wire names it; the metadata image checks it against the replication factor.
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+/// Largest `min.insync.replicas`: Kafka's type for it is a 32-bit int, replication factors fit
+/// 16 bits.
+pub const MIN_INSYNC_REPLICAS_MAX: u64 = i16::MAX as u64;
+
 /// Largest `*.ms` compaction setting: Kafka's type for them is a signed 64-bit long.
 pub const COMPACTION_MS_MAX: u64 = i64::MAX as u64;
 
@@ -69,6 +77,8 @@ pub struct TopicConfig {
     pub min_compaction_lag_ms: Option<u64>,
     pub max_compaction_lag_ms: Option<u64>,
     pub delete_retention_ms: Option<u64>,
+    /// `None`: a majority of the replication factor (`MIN_INSYNC_REPLICAS`).
+    pub min_insync_replicas: Option<u16>,
 }
 
 /// Why a topic configuration entry was refused.
@@ -231,6 +241,13 @@ impl TopicConfig {
                     Some(parse_range(key, value, 0, COMPACTION_MS_MAX)?)
                 }
             }
+            MIN_INSYNC_REPLICAS => {
+                self.min_insync_replicas = if clear {
+                    None
+                } else {
+                    Some(parse_range(key, value, 1, MIN_INSYNC_REPLICAS_MAX)? as u16)
+                }
+            }
             _ => {
                 return Err(TopicConfigError::UnknownKey {
                     key: key.chars().take(256).collect(),
@@ -305,6 +322,10 @@ impl TopicConfig {
             DELETE_RETENTION_MS,
             self.delete_retention_ms.map(|value| value.to_string()),
         );
+        put(
+            MIN_INSYNC_REPLICAS,
+            self.min_insync_replicas.map(|value| value.to_string()),
+        );
         map
     }
 }
@@ -376,8 +397,10 @@ mod tests {
             (MIN_COMPACTION_LAG_MS, "0"),
             (MAX_COMPACTION_LAG_MS, "9223372036854775807"),
             (DELETE_RETENTION_MS, "1000"),
+            (MIN_INSYNC_REPLICAS, "2"),
         ]);
         let config = TopicConfig::from_map(&entries).unwrap();
+        assert_eq!(config.min_insync_replicas, Some(2));
         assert_eq!(config.retention_bytes, Some(1_048_576));
         assert_eq!(config.cleanup_policy, Some(CleanupPolicy::COMPACT_DELETE));
         assert_eq!(
@@ -417,6 +440,8 @@ mod tests {
             (MIN_COMPACTION_LAG_MS, "-1"),
             (MAX_COMPACTION_LAG_MS, "0"),
             (DELETE_RETENTION_MS, "9223372036854775808"),
+            (MIN_INSYNC_REPLICAS, "0"),
+            (MIN_INSYNC_REPLICAS, "32768"),
         ] {
             assert!(
                 matches!(

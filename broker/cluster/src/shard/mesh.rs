@@ -41,6 +41,12 @@ pub trait ShardServices: Deref<Target = Shard<Self::Files>> + Sized + 'static {
     type Files: FileSystem + 'static;
     fn shard(&self) -> &Rc<Shard<Self::Files>>;
     fn mesh(&self) -> &Mesh<Self>;
+
+    /// A cluster member's way to create and grow topics (through the controller); `None` for a
+    /// single broker, whose catalog does it (`topic_creation`).
+    fn cluster_topics(&self) -> Option<Rc<dyn super::topic_creation::ClusterTopics>> {
+        None
+    }
 }
 
 /// The call was not run or its answer cannot arrive: the target shard's end of the mesh is gone,

@@ -7,12 +7,22 @@
 //! that no shard holds, and a produce can never wait on one. A crash before the catalog names the
 //! topic leaves a directory it does not name, which the next start removes.
 //!
+//! In a cluster (`snapshot().cluster_mode`) the metadata quorum decides: both operations go to
+//! the [`ClusterTopics`] the server registers (`ShardServices::cluster_topics`), which proposes
+//! the change to the controller and returns once this broker's catalog has applied it; its
+//! reconciler opens the partitions this broker hosts. The group and transaction coordinators
+//! create their internal topics through here either way.
+//!
 //! What is not here: the catalog's own rules (see `catalog`) and the partitions' storage (see
 //! `shard::partition`).
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+
+use spate_protocol::error::ErrorCode;
 
 use super::mesh::ShardServices;
 use super::messages::PartitionError;
@@ -29,6 +39,59 @@ pub enum TopicCreationError {
         topic: String,
         source: PartitionError,
     },
+    /// The cluster refused or could not make the change (the controller's answer, or no
+    /// controller in time): `code` is what a client is answered.
+    #[error("topic {topic}: {message}")]
+    Cluster {
+        topic: String,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// A topic operation's future on a cluster member (shard-local, so not `Send`).
+pub type ClusterTopicFuture =
+    Pin<Box<dyn Future<Output = Result<Arc<TopicMetadata>, TopicCreationError>>>>;
+
+/// How a cluster member creates and grows topics: through the controller (implemented by the
+/// server over its metadata proposals). Each returns the topic as this broker's catalog has it
+/// once the change is applied here.
+pub trait ClusterTopics {
+    /// Creates `name`; `replication_factor: None` takes the cluster's default (internal topics:
+    /// `min(3, brokers)`).
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: Option<u16>,
+        config: TopicConfig,
+    ) -> ClusterTopicFuture;
+
+    /// Grows `name` to `partitions` partitions in all.
+    fn add_partitions(&self, name: &str, partitions: u32) -> ClusterTopicFuture;
+}
+
+/// The partition count of a cluster request, or the catalog's refusal.
+fn cluster_partitions(partitions: i64, limit: u32) -> Result<u32, TopicCreationError> {
+    u32::try_from(partitions)
+        .ok()
+        .filter(|count| (1..=limit).contains(count))
+        .ok_or(TopicCreationError::Catalog(
+            CatalogError::InvalidPartitions { partitions, limit },
+        ))
+}
+
+/// The server's [`ClusterTopics`], or the refusal when it registered none (a cluster member
+/// always does; a test shard may not).
+fn cluster_topics<S: ShardServices>(
+    services: &Rc<S>,
+    name: &str,
+) -> Result<Rc<dyn ClusterTopics>, TopicCreationError> {
+    services.cluster_topics().ok_or_else(|| {
+        TopicCreationError::Catalog(CatalogError::ClusterManaged {
+            name: name.to_string(),
+        })
+    })
 }
 
 /// Creates `name` with `partitions` partitions: reserve, open on every owner, commit.
@@ -38,6 +101,12 @@ pub async fn create_topic<S: ShardServices>(
     partitions: i64,
     config: TopicConfig,
 ) -> Result<Arc<TopicMetadata>, TopicCreationError> {
+    if services.snapshot().cluster_mode {
+        let count = cluster_partitions(partitions, services.catalog.partitions_per_topic_max())?;
+        return cluster_topics(services, name)?
+            .create_topic(name, count, None, config)
+            .await;
+    }
     let catalog = services.catalog.clone();
     let owned_name = name.to_string();
     let topic = glommio::executor()
@@ -56,6 +125,12 @@ pub async fn add_partitions<S: ShardServices>(
     name: &str,
     partitions: i64,
 ) -> Result<Arc<TopicMetadata>, TopicCreationError> {
+    if services.snapshot().cluster_mode {
+        let count = cluster_partitions(partitions, services.catalog.partitions_per_topic_max())?;
+        return cluster_topics(services, name)?
+            .add_partitions(name, count)
+            .await;
+    }
     let catalog = services.catalog.clone();
     let owned_name = name.to_string();
     let topic = glommio::executor()

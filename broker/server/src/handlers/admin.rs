@@ -261,13 +261,7 @@ pub(crate) async fn create_topic_with_config(
     check_log_config(services, &config)?;
     let topic = topic_creation::create_topic(services, name, partitions, config)
         .await
-        .map_err(|error| match error {
-            TopicCreationError::Catalog(error) => catalog_failure(error),
-            TopicCreationError::Partitions { ref source, .. } => {
-                tracing::error!(topic = name, %error, "topic creation failed");
-                (partition_error_code(source), error.to_string())
-            }
-        })?;
+        .map_err(|error| creation_failure(name, "topic creation failed", error))?;
     tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "topic created");
     Ok(topic)
 }
@@ -487,15 +481,25 @@ pub(crate) async fn add_partitions(
     refuse_internal(name)?;
     let topic = topic_creation::add_partitions(services, name, i64::from(partitions))
         .await
-        .map_err(|error| match error {
-            TopicCreationError::Catalog(error) => catalog_failure(error),
-            TopicCreationError::Partitions { ref source, .. } => {
-                tracing::error!(topic = name, %error, "adding partitions failed");
-                (partition_error_code(source), error.to_string())
-            }
-        })?;
+        .map_err(|error| creation_failure(name, "adding partitions failed", error))?;
     tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "partitions added");
     Ok(())
+}
+
+/// The client's answer to a failed creation or growth of topic `name`.
+fn creation_failure(
+    name: &str,
+    what: &'static str,
+    error: TopicCreationError,
+) -> (ErrorCode, String) {
+    match error {
+        TopicCreationError::Catalog(error) => catalog_failure(error),
+        TopicCreationError::Partitions { ref source, .. } => {
+            tracing::error!(topic = name, %error, "{what}");
+            (partition_error_code(source), error.to_string())
+        }
+        TopicCreationError::Cluster { code, message, .. } => (code, message),
+    }
 }
 
 /// Refuses a client's change to one of the broker's own topics.

@@ -456,7 +456,11 @@ pub fn catalog_error_code(error: &CatalogError) -> ErrorCode {
         CatalogError::Io { .. }
         | CatalogError::Corrupt { .. }
         | CatalogError::Missing { .. }
-        | CatalogError::DirectoriesDisagree { .. } => ErrorCode::StorageError,
+        | CatalogError::DirectoriesDisagree { .. }
+        | CatalogError::NodeIdChanged { .. }
+        | CatalogError::ModeChanged { .. } => ErrorCode::StorageError,
+        // A cluster's topics change through the controller; a broker's own path never gets here.
+        CatalogError::ClusterManaged { .. } => ErrorCode::NotController,
         CatalogError::ProducerIds(error) => producer_id_error_code(error),
     }
 }
@@ -471,5 +475,7 @@ pub fn producer_id_error_code(error: &ProducerIdError) -> ErrorCode {
         ProducerIdError::Exhausted => ErrorCode::Unknown,
         // Retriable: the partitions are still opening after a lost reservation.
         ProducerIdError::Recovering => ErrorCode::CoordinatorLoadInProgress,
+        // Retriable: the controller grants the next block within moments.
+        ProducerIdError::AwaitingBlock => ErrorCode::CoordinatorLoadInProgress,
     }
 }

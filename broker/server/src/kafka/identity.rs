@@ -116,6 +116,12 @@ impl KafkaIdentity {
     }
 }
 
+/// A new cluster id in Kafka's text form: what a cluster's first controller names the cluster
+/// (`spate_server::cluster`), so that the native and the Kafka protocol report one id.
+pub fn new_cluster_id_text() -> String {
+    encode_kafka_uuid(new_cluster_uuid())
+}
+
 /// Random, with a non-zero first half: a topic id is never the all-zero UUID (Kafka's "none").
 fn new_cluster_uuid() -> Uuid {
     loop {
