@@ -16,8 +16,10 @@
 //!   answer carries the last stable offset; read_uncommitted answers carry no aborted list
 //!   (null), as in Kafka.
 //! - Topics by id from v13 (UNKNOWN_TOPIC_ID for an id this broker does not have).
-//! - A leader epoch newer than this broker's (0: a single broker never changes leader) is
-//!   UNKNOWN_LEADER_EPOCH.
+//! - A `current_leader_epoch` older than the partition's is FENCED_LEADER_EPOCH, a newer one
+//!   UNKNOWN_LEADER_EPOCH (`offsets::check_leader_epoch`; a single broker's epoch is 0); a
+//!   broker that does not lead the partition answers NOT_LEADER_OR_FOLLOWER (consumers fetch
+//!   from the leader only; the owning shard refuses others).
 //! - Incremental fetch sessions (KIP-227), bounded, in `sessions`; a full cache answers with
 //!   session id 0, as Kafka does.
 //!
@@ -32,17 +34,19 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use spate_kafka_protocol::frame::{encode_response, EncodeError, FRAME_SIZE_BYTES};
 use spate_kafka_protocol::kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use spate_kafka_protocol::kafka_protocol::messages::ProducerId;
 use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+use spate_kafka_protocol::kafka_protocol::messages::{BrokerId, ProducerId};
 use spate_kafka_protocol::kafka_protocol::protocol::HeaderVersion;
+use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 
 use super::conversion::kafka_batch;
 use super::data::{named_topic, owned_partition};
 use super::errors::kafka_code;
+use super::offsets::check_leader_epoch;
 use super::sessions::{self, SessionBounds, SessionStep};
 use super::{KafkaAnswer, KafkaContext};
 use crate::catalog::ShardId;
@@ -56,8 +60,6 @@ const TOPIC_IDS_VERSION: i16 = 13;
 const LOG_START_OFFSET_VERSION: i16 = 5;
 /// Kafka's `isolation_level` for read_committed.
 const READ_COMMITTED: i8 = 1;
-/// This broker's leader epoch for every partition (a single broker; Metadata says the same).
-const LEADER_EPOCH: i32 = 0;
 
 /// The bytes a fetch's answer may carry: its `max_bytes` within the broker's cap.
 pub(super) fn response_bytes_max(request: &FetchRequest, fetch_response_bytes_max: usize) -> usize {
@@ -121,9 +123,12 @@ pub(crate) async fn fetch(
         let found = named_topic(context, &snapshot, by_id, &topic.topic, topic.topic_id);
         for partition in &topic.partitions {
             let target = found.as_ref().map_err(|code| *code).and_then(|topic| {
-                if partition.current_leader_epoch > LEADER_EPOCH {
-                    return Err(ResponseError::UnknownLeaderEpoch.code());
-                }
+                check_leader_epoch(
+                    topic,
+                    partition.partition,
+                    snapshot.local_node,
+                    partition.current_leader_epoch,
+                )?;
                 owned_partition(topic, partition.partition)
                     .ok_or(ResponseError::UnknownTopicOrPartition.code())
             });
@@ -181,6 +186,7 @@ pub(crate) async fn fetch(
         cache_bytes_max: limits.kafka_conversion_cache_bytes_max,
         token: response_token(),
         splices: Vec::new(),
+        leaders_named: Vec::new(),
     };
     let mut results = results.into_iter();
     let mut targets = targets.iter();
@@ -216,9 +222,25 @@ pub(crate) async fn fetch(
             response
         })
         .collect();
+    let node_endpoints = answer
+        .leaders_named
+        .iter()
+        .filter_map(|node| {
+            let broker = snapshot.brokers.get(node)?;
+            let (host, port) = broker.kafka.as_ref()?;
+            Some(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(*node))
+                    .with_host(StrBytes::from_string(host.clone()))
+                    .with_port(i32::from(*port))
+                    .with_rack(broker.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
     let mut response = FetchResponse::default()
         .with_session_id(0)
-        .with_responses(responses);
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints);
     sessions::finish(&session, &mut response);
     FetchAnswer {
         response,
@@ -371,6 +393,8 @@ struct Answer {
     /// This response's marker token, and the records to splice in at its markers.
     token: u64,
     splices: Vec<Splice>,
+    /// Leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951), for `node_endpoints`.
+    leaders_named: Vec<spate_protocol::NodeId>,
 }
 
 impl Answer {
@@ -407,10 +431,24 @@ impl Answer {
                     _ => (-1, -1),
                 };
                 // Kafka's INVALID_LAST_STABLE_OFFSET: a refused read knows none.
-                return self
+                let mut refused = self
                     .with_offsets(self.partition(index), high_watermark, -1, log_start_offset)
                     .with_error_code(kafka_code(partition_error_code(&error)))
                     .with_records(None);
+                // KIP-951 (sent from v12): the leader this broker knows.
+                if let PartitionError::NotLeaderOrFollower {
+                    leader: Some(leader),
+                    leader_epoch,
+                } = error
+                {
+                    refused.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(leader))
+                        .with_leader_epoch(leader_epoch);
+                    if !self.leaders_named.contains(&leader) {
+                        self.leaders_named.push(leader);
+                    }
+                }
+                return refused;
             }
         };
         let mut partition_bytes_left = partition_bytes_max;
@@ -544,6 +582,7 @@ mod tests {
             cache_bytes_max: 0,
             token,
             splices: Vec::new(),
+            leaders_named: Vec::new(),
         };
         let mut spliced = Vec::new();
         let mut copied = Vec::new();

@@ -27,13 +27,21 @@
 //! implicitly here: Spate does not finalize `transaction.version` 2, so clients add partitions
 //! with AddPartitionsToTxn and cap transactional produce at v11, and a v12 transactional batch
 //! of an unadded partition is refused like a v11 one.
+//!
+//! Replication: a broker that does not lead a partition answers NOT_LEADER_OR_FOLLOWER, and
+//! from v10 (KIP-951) names the leader it knows (`current_leader`, and its Kafka endpoint in
+//! `node_endpoints`) so the producer can go there without a metadata round trip. acks=all on a
+//! replicated partition is NOT_ENOUGH_REPLICAS when the ISR is below `min.insync.replicas`,
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND when it fell below while the write waited, and
+//! REQUEST_TIMED_OUT when the ISR did not take it within the request's `timeout_ms` (the owning
+//! shard decides each).
 
 use std::time::{Duration, Instant};
 
 use spate_kafka_protocol::kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use spate_kafka_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use spate_kafka_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_protocol::batch::kafka::{field, wrap, Compression, KAFKA_MAGIC};
@@ -42,7 +50,7 @@ use spate_protocol::error::BatchError;
 use super::data::{named_topic, owned_partition};
 use super::errors::kafka_code;
 use super::KafkaContext;
-use crate::catalog::{is_internal_topic, ShardId};
+use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId};
 use crate::handlers::data::{produce_partitions, transactional_producer};
 use crate::handlers::partition_error_code;
 use crate::shard::messages::{PartitionError, ProduceAcks, ProducePartition};
@@ -202,6 +210,7 @@ pub(crate) async fn produce(
         return ProduceResponse::default().with_responses(topics);
     }
 
+    let mut leaders_named: Vec<spate_protocol::NodeId> = Vec::new();
     if let Some(acks) = acks {
         let transactional_id = request.transactional_id.map(|id| id.0.to_string());
         let results = produce_partitions(
@@ -222,11 +231,46 @@ pub(crate) async fn produce(
                 Err(error) => {
                     tracing::debug!(partition = answer.index, %error, "Kafka produce refused");
                     *answer = refused(version, answer.index, owner_refusal(version, &error));
+                    if let PartitionError::NotLeaderOrFollower {
+                        leader: Some(leader),
+                        leader_epoch,
+                    } = error
+                    {
+                        answer.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(leader_epoch);
+                        if !leaders_named.contains(&leader) {
+                            leaders_named.push(leader);
+                        }
+                    }
                 }
             }
         }
     }
-    ProduceResponse::default().with_responses(topics)
+    ProduceResponse::default()
+        .with_responses(topics)
+        .with_node_endpoints(node_endpoints(&snapshot, &leaders_named))
+}
+
+/// The Kafka endpoints of `nodes` this broker knows (KIP-951's `node_endpoints`, sent from v10).
+fn node_endpoints(
+    snapshot: &CatalogSnapshot,
+    nodes: &[spate_protocol::NodeId],
+) -> Vec<NodeEndpoint> {
+    nodes
+        .iter()
+        .filter_map(|node| {
+            let broker = snapshot.brokers.get(node)?;
+            let (host, port) = broker.kafka.as_ref()?;
+            Some(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(*node))
+                    .with_host(StrBytes::from_string(host.clone()))
+                    .with_port(i32::from(*port))
+                    .with_rack(broker.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect()
 }
 
 /// Whether a request with transactional batches may go on, as Kafka's `KafkaApis` and
