@@ -83,6 +83,7 @@ const LIMITS: ReplicaLimits = ReplicaLimits {
     replica_lag_time_max_ms: 300,
     isr_change_retry_ms: 200,
     acks_all_waiters_max: 64,
+    txn_marker_commit_wait_ms: 1_000,
 };
 const PRODUCE_TIMEOUT_MS: u64 = 400;
 /// A follower sends its next fetch after the answer, or after this without one (lost).
@@ -1012,10 +1013,17 @@ impl Simulation {
             }
             node.checked_to = node.checked_to.min(truncation.offset);
             if let Err(error) = run(&clock, log.truncate_to(truncation.offset)) {
-                // A disk error leaves the log's state unknown: as the shard takes such a
-                // partition offline until a restart recovers it, the broker restarts.
-                self.trace(|| format!("broker {follower} truncation failed: {error}"));
-                self.crash(follower, false);
+                // A disk error: before the truncation's commit point the log is as it was (the
+                // next answer says to truncate again); past it, the log is lost and the shard
+                // takes the partition offline until a restart completes it: here the broker
+                // restarts.
+                let lost = log.lost().is_some();
+                self.trace(|| {
+                    format!("broker {follower} truncation failed: {error} (lost {lost})")
+                });
+                if lost {
+                    self.crash(follower, false);
+                }
                 return;
             }
             self.model.truncations += 1;

@@ -326,6 +326,7 @@ mod tests {
             replica_lag_time_max_ms: 1_000,
             isr_change_retry_ms: 500,
             acks_all_waiters_max: 8,
+            txn_marker_commit_wait_ms: 1_000,
         }
     }
 

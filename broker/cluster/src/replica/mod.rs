@@ -33,6 +33,8 @@ pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 5_000;
 pub const ISR_CHANGE_RETRY_MS_DEFAULT: u64 = 2_000;
 /// Default of [`ReplicaLimits::acks_all_waiters_max`].
 pub const ACKS_ALL_WAITERS_MAX_DEFAULT: usize = 16_384;
+/// Default of [`ReplicaLimits::txn_marker_commit_wait_ms`]: the coordinators' write timeout.
+pub const TXN_MARKER_COMMIT_WAIT_MS_DEFAULT: u64 = 5_000;
 
 /// The bounds and timings of partition replication, in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub struct ReplicaLimits {
     /// at once (`ReplicationTimedOut`) instead of queueing (the shard's byte budget usually
     /// bounds them first).
     pub acks_all_waiters_max: usize,
+    /// How long `Shard::write_txn_markers` waits for the in-sync replicas of a replicated
+    /// partition to hold a marker before answering `ReplicationTimedOut`.
+    pub txn_marker_commit_wait_ms: u64,
 }
 
 impl Default for ReplicaLimits {
@@ -56,6 +61,7 @@ impl Default for ReplicaLimits {
             replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
             isr_change_retry_ms: ISR_CHANGE_RETRY_MS_DEFAULT,
             acks_all_waiters_max: ACKS_ALL_WAITERS_MAX_DEFAULT,
+            txn_marker_commit_wait_ms: TXN_MARKER_COMMIT_WAIT_MS_DEFAULT,
         }
     }
 }

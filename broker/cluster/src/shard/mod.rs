@@ -182,7 +182,10 @@ impl<F: FileSystem + 'static> Shard<F> {
         let mut registered = 0;
         for topic in snapshot.topics.values() {
             for partition in 0..topic.partition_count() {
-                if topic.owner_of(partition) == Some(self.id) {
+                // In a cluster, only the partitions this broker holds a replica of.
+                if topic.owner_of(partition) == Some(self.id)
+                    && topic.is_hosted(partition, snapshot.local_node)
+                {
                     let key = PartitionKey {
                         topic_id: topic.id,
                         partition,
@@ -293,6 +296,7 @@ impl<F: FileSystem + 'static> Shard<F> {
         intent: OpenIntent,
     ) -> TopicOpened {
         let mut outcome = TopicOpened::default();
+        let local = self.local_node();
         let mine: Vec<(Arc<TopicMetadata>, u32)> = partitions
             .into_iter()
             .filter(|(topic, partition)| {
@@ -301,6 +305,7 @@ impl<F: FileSystem + 'static> Shard<F> {
                     partition: *partition,
                 };
                 topic.owner_of(*partition) == Some(self.id)
+                    && topic.is_hosted(*partition, local)
                     && !self.partitions.borrow().contains_key(&key)
                     && !self.offline.borrow().contains_key(&key)
                     && !self.opening.is_pending(&key)
@@ -591,19 +596,48 @@ impl<F: FileSystem + 'static> Shard<F> {
     /// (answers in the order of `markers`: the marker's offset). A marker moves its
     /// partition's last stable offset, so each wakes the long polls waiting on its partition.
     /// A partition still opening after the start is answered [`PartitionError::Opening`]
-    /// (retriable): the coordinator retries its markers until each is written.
+    /// (retriable): the coordinator retries its markers until each is written. On a
+    /// replicated partition a marker is written by the leader only and answered once the
+    /// in-sync replicas hold it (Kafka writes markers with acks=all), within
+    /// `ReplicaLimits::txn_marker_commit_wait_ms` (see [`Shard::write_txn_markers_until`]).
     pub async fn write_txn_markers(
         self: Rc<Self>,
         markers: Vec<(PartitionKey, TxnMarker)>,
+    ) -> Vec<Result<u64, PartitionError>> {
+        let wait_ms = self.replica_limits().txn_marker_commit_wait_ms;
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        self.write_txn_markers_until(markers, deadline).await
+    }
+
+    /// [`Shard::write_txn_markers`] waiting for the in-sync replicas of a replicated partition
+    /// until `deadline` (then `ReplicationTimedOut`: the marker is written but not committed,
+    /// and the coordinator retries it).
+    pub async fn write_txn_markers_until(
+        self: Rc<Self>,
+        markers: Vec<(PartitionKey, TxnMarker)>,
+        deadline: Instant,
     ) -> Vec<Result<u64, PartitionError>> {
         let writes = markers.into_iter().map(|(key, marker)| {
             let shard = self.clone();
             async move {
                 let partition = shard.partition(&key)?;
+                shard.retry_leadership(&key).await;
+                let leadership = shard.leadership(&key);
+                if let replication::Leadership::NotLeader(error) = leadership {
+                    return Err(error);
+                }
                 let timestamp_ms = shard.clock.now_ms();
                 let written = partition.write_txn_marker(marker, timestamp_ms).await;
                 shard.take_offline_if_lost(key, &partition);
-                written
+                let offset = written?;
+                shard.leader_durable_moved(&key, &partition);
+                if matches!(
+                    leadership,
+                    replication::Leadership::Leader { replicated: true }
+                ) {
+                    shard.wait_committed(&key, offset + 1, deadline).await?;
+                }
+                Ok(offset)
             }
         });
         join_all(writes).await

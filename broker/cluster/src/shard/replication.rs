@@ -138,6 +138,10 @@ impl<F: FileSystem + 'static> Shard<F> {
         self.replication.limits.set(limits);
     }
 
+    pub fn replica_limits(&self) -> ReplicaLimits {
+        self.replication.limits.get()
+    }
+
     /// Milliseconds on the shard clock's monotonic scale: follower lag is measured on it.
     fn monotonic_ms(&self) -> u64 {
         self.clock.monotonic_us() / 1_000
@@ -183,7 +187,7 @@ impl<F: FileSystem + 'static> Shard<F> {
     }
 
     /// A partition just opened: in cluster mode it takes the role given while it was opening,
-    /// or else the catalog's.
+    /// or else the catalog's (with the topic's `min.insync.replicas`, a majority by default).
     pub(super) async fn adopt_role_at_open(
         &self,
         topic: &TopicMetadata,
@@ -199,7 +203,10 @@ impl<F: FileSystem + 'static> Shard<F> {
             return;
         }
         let role = topic.role(key.partition, snapshot.local_node);
-        let min_insync = min_insync_default(role.replication_factor());
+        let min_insync = topic
+            .config
+            .min_insync_replicas
+            .unwrap_or_else(|| min_insync_default(role.replication_factor()));
         self.apply_role(key, partition, role, min_insync).await;
     }
 
@@ -721,9 +728,11 @@ impl<F: FileSystem + 'static> Shard<F> {
     /// A follower's answer to a diverging epoch from its leader at `leader_epoch`, for the fetch
     /// it sent from `fetch_offset`: it truncates where its own log and the leader's agree
     /// (`replica::follower::truncation_for`: its end of the diverging epoch, at most the
-    /// leader's), durably, and answers its new log end, from which it fetches again. An answer
-    /// to an older position (the log moved since the fetch was sent) changes nothing: it might
-    /// cut batches the follower has since fetched, committed ones among them.
+    /// leader's), durably, and answers its new log end (storage cuts from the start of the batch
+    /// holding that offset), from which it fetches again. An answer to an older position (the
+    /// log moved since the fetch was sent) changes nothing: it might cut batches the follower
+    /// has since fetched, committed ones among them. A truncation that fails past its commit
+    /// point takes the partition offline (storage marks the log lost).
     pub async fn truncate_diverging(
         &self,
         key: PartitionKey,
@@ -747,8 +756,14 @@ impl<F: FileSystem + 'static> Shard<F> {
             log.end_offset_for_epoch(epoch)
         };
         let truncation = truncation_for(DivergingEpoch { epoch, end_offset }, local, fetch_offset);
-        if let Err(error) = log.truncate_to(truncation.offset).await {
-            self.truncation_failed(key, &error);
+        // Diverged below its own log start: nothing of the log is kept.
+        let truncated = if truncation.offset < log.log_start_offset() {
+            log.truncate_fully_and_start_at(truncation.offset).await
+        } else {
+            log.truncate_to(truncation.offset).await
+        };
+        if let Err(error) = truncated {
+            self.take_offline_if_lost(key, &partition);
             return Err(partition_error(error));
         }
         Ok(log.log_end())
@@ -767,21 +782,11 @@ impl<F: FileSystem + 'static> Shard<F> {
             return Err(PartitionError::ShuttingDown);
         };
         self.check_follower(&key, leader_epoch)?;
-        if let Err(error) = partition.log.truncate_fully_and_start_at(offset).await {
-            self.truncation_failed(key, &error);
-            return Err(partition_error(error));
-        }
-        Ok(())
-    }
-
-    /// A truncation that failed (a disk error) leaves the log's state unknown: the partition
-    /// goes offline until a restart recovers it (storage finishes the truncation from its
-    /// intent file), as Kafka takes a failed log directory offline.
-    fn truncation_failed(&self, key: PartitionKey, error: &crate::storage::StorageError) {
-        self.take_offline(
-            key,
-            format!("a follower's truncation failed ({error}); a restart recovers the partition"),
-        );
+        let restarted = partition.log.truncate_fully_and_start_at(offset).await;
+        // A truncation that failed past its commit point leaves the log lost: offline until a
+        // restart completes it from the intent file. Before it, the log is as it was.
+        self.take_offline_if_lost(key, &partition);
+        restarted.map_err(partition_error)
     }
 
     /// Each open partition's fetch position as a follower: its durable log end and the epoch
