@@ -1075,10 +1075,15 @@ impl<F: FileSystem> PartitionLog<F> {
     /// entries is a single broker's: nothing to add.
     fn replay_leader_epoch(&self, header: &BatchHeader) {
         let mut state = self.state.borrow_mut();
+        // The replay may start in a segment partly before the log start: the cache no longer
+        // dates those batches (found by the replica simulation, seed 6221079).
+        let log_start_offset = state.log_start_offset;
+        if header.next_offset() <= log_start_offset {
+            return;
+        }
+        let start_offset = header.base_offset.max(log_start_offset);
         let epoch = header.leader_epoch as i32;
-        if epoch > state.epochs.epoch_at(header.base_offset)
-            && state.epochs.assign(epoch, header.base_offset)
-        {
+        if epoch > state.epochs.epoch_at(start_offset) && state.epochs.assign(epoch, start_offset) {
             state.epochs_unwritten = true;
         }
     }

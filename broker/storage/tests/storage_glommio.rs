@@ -602,3 +602,82 @@ fn compaction_on_direct_io_keeps_last_values_and_reports_its_rate() {
         assert!(last.values().all(|round| *round == ROUNDS as u64 - 1));
     });
 }
+
+/// Replication on real files through the shard's file cache (few descriptors, so files are
+/// closed and reopened under the truncation): a follower copies a leader's batches, truncates
+/// into an older segment, appends again, and a reopen finds exactly that.
+#[test]
+fn direct_io_replica_appends_and_truncation_survive_a_reopen() {
+    use bytes::BytesMut;
+    use spate_storage::CachedFileSystem;
+
+    let directory = TestDirectory::new("replica");
+    let data = directory.0.clone();
+    on_executor(move || async move {
+        let config = LogConfig {
+            segment_bytes_max: 64 * 1024,
+            batch_bytes_max: 16 * 1024,
+            ..config()
+        };
+        let dma = DmaFileSystem::for_data_dir(&data)
+            .await
+            .expect("file system");
+        let files = Rc::new(CachedFileSystem::new(dma, 4));
+        let open = |name: &str| {
+            PartitionLog::open(files.clone(), data.join(name), config.clone(), clock())
+        };
+        let leader = open("leader").await.expect("open leader");
+        let follower = open("follower").await.expect("open follower");
+        leader.set_leader_epoch(3).await.expect("epoch");
+        for id in 0..60u64 {
+            leader
+                .append(simple_batch(id, 4000, 1_000), AppendWait::Durable)
+                .await
+                .expect("append");
+        }
+        let mut offset = 0;
+        loop {
+            let read = leader.read_replica(offset, 128 * 1024).await.expect("read");
+            let Some(last) = read.batches.last() else {
+                break;
+            };
+            offset = header_of(last).next_offset();
+            let batches = read
+                .batches
+                .iter()
+                .map(|b| BytesMut::from(&b[..]))
+                .collect();
+            follower.append_replica(batches).await.expect("copy");
+        }
+        assert_eq!(follower.log_end(), 60);
+        assert!(follower.segment_count() > 2);
+        follower.truncate_to(17).await.expect("truncate");
+        assert_eq!(follower.log_end(), 17);
+        follower.set_leader_epoch(4).await.expect("lead");
+        follower
+            .append(simple_batch(1000, 4000, 1_000), AppendWait::Durable)
+            .await
+            .expect("append after truncation");
+        follower.close().await.expect("close");
+        let follower = open("follower").await.expect("reopen");
+        let ids: Vec<u64> = read_all(&follower, 0, 1 << 20)
+            .await
+            .expect("read")
+            .iter()
+            .map(|batch| id_of(batch))
+            .collect();
+        let mut expected: Vec<u64> = (0..17).collect();
+        expected.push(1000);
+        assert_eq!(ids, expected);
+        assert_eq!(follower.end_offset_for_epoch(3), Some((3, 17)));
+        assert_eq!(follower.end_offset_for_epoch(4), Some((4, 18)));
+        follower
+            .truncate_fully_and_start_at(40)
+            .await
+            .expect("truncate fully");
+        follower.close().await.expect("close");
+        let follower = open("follower").await.expect("reopen");
+        assert_eq!((follower.log_start_offset(), follower.log_end()), (40, 40));
+        leader.close().await.expect("close leader");
+    });
+}

@@ -211,7 +211,9 @@ impl Case {
                 let config = self.config.clone();
                 self.nodes[node].close(&config);
             }
-            94..=96 => {
+            94 => self.trim(),
+            95 => self.rebuild_follower(),
+            96 => {
                 let log = self.nodes[self.rng.gen_range(0..2)].log().clone();
                 block(async move { log.checkpoint_recovery_point(true).await })
                     .expect("recovery point");
@@ -340,8 +342,18 @@ impl Case {
             let (leader, follower) = (self.leader().clone(), self.follower().clone());
             let from = follower.log_end();
             let max_bytes = self.rng.gen_range(256..8192);
-            let read = block(async move { leader.read_replica(from, max_bytes).await })
-                .expect("leader read");
+            let leader_start = leader.log_start_offset();
+            let read = match block(async move { leader.read_replica(from, max_bytes).await }) {
+                Ok(read) => read,
+                Err(StorageError::OffsetOutOfRange { .. }) if from < leader_start => {
+                    // The leader deleted what this follower still needs: start over there.
+                    self.note(format!("follower at {from} starts over at {leader_start}"));
+                    let copy = follower.clone();
+                    block(async move { copy.truncate_fully_and_start_at(leader_start).await })?;
+                    continue;
+                }
+                Err(error) => panic!("leader read at {from}: {error}"),
+            };
             let count = read.batches.len();
             if count > 0 {
                 let batches: Vec<BytesMut> = read
@@ -350,12 +362,36 @@ impl Case {
                     .map(|bytes| BytesMut::from(&bytes[..]))
                     .collect();
                 let copy = follower.clone();
-                let end = block(async move { copy.append_replica(batches).await })?;
+                let again = batches.clone();
+                let end = match block(async move { copy.append_replica(batches).await }) {
+                    Ok(end) => end,
+                    // Started over at a log start inside the leader's first batch: at that
+                    // batch's start, and the same batches again (Kafka's follower does so on
+                    // its UnexpectedAppendOffsetException).
+                    Err(StorageError::ReplicaOffsetMismatch {
+                        expected, received, ..
+                    }) if received < expected && from == follower.log_start_offset() => {
+                        self.note(format!("follower starts over at {received}"));
+                        let copy = follower.clone();
+                        block(async move {
+                            copy.truncate_fully_and_start_at(received).await?;
+                            copy.append_replica(again).await
+                        })?
+                    }
+                    Err(error) => return Err(error),
+                };
                 self.note(format!(
                     "follower copies {count} batches from {from}: end {end}"
                 ));
             }
             self.advance_committed();
+            // Kafka's followers follow the leader's log start, within their own high watermark.
+            let (leader_start, follower) =
+                (self.leader().log_start_offset(), self.follower().clone());
+            let start = leader_start.min(follower.high_watermark());
+            if start > follower.log_start_offset() {
+                block(async move { follower.delete_records(start).await })?;
+            }
             if count == 0 || !full {
                 break;
             }
@@ -391,7 +427,33 @@ impl Case {
         }
     }
 
+    /// DeleteRecords on the leader, below its high watermark.
+    fn trim(&mut self) {
+        let leader = self.leader().clone();
+        let (start, high_watermark) = (leader.log_start_offset(), leader.high_watermark());
+        if high_watermark <= start {
+            return;
+        }
+        let offset = self.rng.gen_range(start..=high_watermark);
+        self.note(format!("leader deletes records before {offset}"));
+        block(async move { leader.delete_records(offset).await }).expect("delete records");
+    }
+
+    /// The follower's disk replaced: it starts over at the leader's log start and is out of the
+    /// in-sync replicas (no failover to it) until it has caught up.
+    fn rebuild_follower(&mut self) {
+        let start = self.leader().log_start_offset();
+        let follower = self.follower().clone();
+        self.note(format!("follower rebuilt from {start}"));
+        block(async move { follower.truncate_fully_and_start_at(start).await })
+            .expect("truncate fully");
+    }
+
     fn fail_over(&mut self) {
+        if self.follower().log_end() < self.committed_end {
+            // Not in sync: Kafka never elects it (no unclean election).
+            return;
+        }
         self.leader = 1 - self.leader;
         self.epoch += 1;
         let (leader, epoch) = (self.leader().clone(), self.epoch);
@@ -415,9 +477,18 @@ impl Case {
                 .map(|(batch, _)| *batch)
                 .take_while(|batch| batch.next_offset <= self.committed_end)
                 .collect();
+            // Batches before the log start are gone (DeleteRecords, a full truncation).
+            let from = below.first().map_or(0, |first| {
+                self.committed
+                    .iter()
+                    .position(|batch| batch.base_offset == first.base_offset)
+                    .unwrap_or_else(|| {
+                        panic!("{}: no committed batch at {}", node.name, first.base_offset)
+                    })
+            });
             assert_eq!(
                 below[..],
-                self.committed[..below.len()],
+                self.committed[from..from + below.len()],
                 "{}: committed batches differ",
                 node.name
             );
@@ -445,12 +516,17 @@ impl Case {
         self.replicate_until_stopped(true).expect("replicate");
         self.check();
         let (leader, follower) = (self.leader(), self.follower());
-        let leader_batches: Vec<Bytes> =
-            stored(leader).into_iter().map(|(_, bytes)| bytes).collect();
-        let follower_batches: Vec<Bytes> = stored(follower)
-            .into_iter()
-            .map(|(_, bytes)| bytes)
-            .collect();
+        // Over the offsets both still hold: a replica's log start may be past the other's (its
+        // own DeleteRecords while it led).
+        let start = leader.log_start_offset().max(follower.log_start_offset());
+        let from_start = |log: &Log| -> Vec<Bytes> {
+            stored(log)
+                .into_iter()
+                .filter(|(batch, _)| batch.next_offset > start)
+                .map(|(_, bytes)| bytes)
+                .collect()
+        };
+        let (leader_batches, follower_batches) = (from_start(leader), from_start(follower));
         assert_eq!(leader_batches.len(), follower_batches.len(), "batch counts");
         assert!(
             leader_batches == follower_batches,
