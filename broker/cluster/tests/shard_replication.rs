@@ -1,6 +1,7 @@
 //! Partition replication through a shard's operations, on the in-memory disk: what
 //! `Shard::apply_roles`, `produce` (acks=all waiting for the high watermark), `fetch`,
-//! `replica_fetch`, `append_from_leader`, `truncate_diverging` and `follower_positions` do.
+//! `replica_fetch`, `append_from_leader`, `truncate_diverging`, `follower_positions` and
+//! `write_txn_markers` do.
 //! Each broker is one shard on a real glommio executor; the test plays the followers' fetchers
 //! (and the metadata, which it hands to `apply_roles`). This broker is node 0 (a catalog not in
 //! cluster mode); its peers are nodes 1 and 2.
@@ -27,7 +28,7 @@ use spate_cluster::shard::signal::ShutdownFlag;
 use spate_cluster::shard::{Shard, ShardLimits, ShardPosition};
 use spate_protocol::batch::header::{compute_crc, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_MAGIC};
-use spate_storage::{Clock, ManualClock, MemoryFileSystem, RecoveryScan};
+use spate_storage::{Clock, ManualClock, MemoryFileSystem, RecoveryScan, TxnMarker, TxnResult};
 
 const LOCAL: NodeId = 0;
 const EPOCH: i32 = 3;
@@ -490,5 +491,75 @@ fn a_follower_copies_its_leader_and_truncates_where_it_diverged() {
             Ok(4)
         );
         assert_eq!(follower.position(), (4, 3));
+    });
+}
+
+#[test]
+fn a_transaction_marker_is_answered_once_the_isr_holds_it_and_only_by_the_leader() {
+    on_shard(|| async {
+        let broker = Rc::new(Broker::new(7).await);
+        broker.apply(role(Some(LOCAL), &[LOCAL, 1], EPOCH)).await;
+        let marker = TxnMarker {
+            producer_id: 4_000,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            result: TxnResult::Abort,
+        };
+        // No follower fetches: written, not committed within the deadline.
+        let answer = broker
+            .shard
+            .clone()
+            .write_txn_markers_until(
+                vec![(broker.key, marker)],
+                Instant::now() + Duration::from_millis(30),
+            )
+            .await
+            .pop()
+            .expect("an answer");
+        assert!(
+            matches!(answer, Err(PartitionError::ReplicationTimedOut { .. })),
+            "{answer:?}"
+        );
+        // The follower holds it: the next marker is answered once the follower fetched it.
+        let writing = {
+            let broker = broker.clone();
+            glommio::spawn_local(async move {
+                broker
+                    .shard
+                    .clone()
+                    .write_txn_markers_until(vec![(broker.key, marker)], Instant::now() + WAIT_MAX)
+                    .await
+                    .pop()
+                    .expect("an answer")
+            })
+        };
+        let mut fetch_offset = 0;
+        while fetch_offset < 2 {
+            let answer = broker.replica_fetch(1, EPOCH, fetch_offset, EPOCH).await;
+            assert_eq!(answer.error, None);
+            if let Some(last) = answer.batches.last() {
+                fetch_offset = BatchHeader::decode(last).unwrap().next_offset();
+            } else {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        broker.replica_fetch(1, EPOCH, fetch_offset, EPOCH).await;
+        assert_eq!(writing.await, Ok(1));
+        // A follower writes no marker.
+        broker.apply(role(Some(1), &[1], EPOCH + 1)).await;
+        let answer = broker
+            .shard
+            .clone()
+            .write_txn_markers(vec![(broker.key, marker)])
+            .await
+            .pop()
+            .expect("an answer");
+        assert_eq!(
+            answer,
+            Err(PartitionError::NotLeaderOrFollower {
+                leader: Some(1),
+                leader_epoch: EPOCH + 1
+            })
+        );
     });
 }
