@@ -2406,6 +2406,10 @@ async fn load_state<F: FileSystem>(
     let names = truncation::finish_interrupted_truncation(fs, directory, names).await?;
     let checkpoints = read_checkpoints(fs, directory, &names).await?;
     let checkpoint_start = checkpoints.log_start.unwrap_or(0);
+    // Before the segments are opened, like the checkpoints: opening a file (even a missing
+    // one) makes room in an open-file cache, and the segments must be the most recently used
+    // files when the open returns (a broker short of descriptors could not reopen them).
+    let mut epochs = read_leader_epochs(fs, directory).await?;
     // Step 3.
     let kept = segments_to_recover(fs, directory, &names, checkpoint_start).await?;
     check_oldest_segment(directory, checkpoints.log_start, &kept)?;
@@ -2453,7 +2457,6 @@ async fn load_state<F: FileSystem>(
     // Leader epochs: entries past the log end were written for appends a crash lost; the file
     // is rewritten without them before anything is appended, so they cannot come back later
     // and misdate batches appended since.
-    let mut epochs = read_leader_epochs(fs, directory).await?;
     if epochs.drop_past(log_end) {
         write_leader_epochs(fs, directory, &epochs).await?;
     }
