@@ -95,6 +95,41 @@ pub const TRANSACTIONAL_ID_BYTES_MAX: usize = 1024;
 /// again); 16 bytes each, so a full list is 1 MiB.
 pub const ABORTED_TRANSACTIONS_PER_PARTITION_MAX: usize = 65_536;
 
+/// Longest host name in a broker's endpoint (a DNS name is at most 253 bytes).
+pub const HOST_BYTES_MAX: usize = 255;
+
+/// Longest rack id a broker may carry.
+pub const RACK_BYTES_MAX: usize = 255;
+
+/// Longest cluster id. Spate's and Kafka's are 22-character base64 UUIDs.
+pub const CLUSTER_ID_BYTES_MAX: usize = 255;
+
+/// Most brokers one message lists (Metadata, DescribeCluster).
+pub const BROKERS_PER_MESSAGE_MAX: usize = 10_000;
+
+/// Most replicas one partition may have (its replication factor), and so the most node ids in
+/// one partition's replica, in-sync, adding or removing list.
+pub const REPLICAS_PER_PARTITION_MAX: usize = 256;
+
+/// Longest coordinator key (FindCoordinator): a group id or a transactional id.
+pub const COORDINATOR_KEY_BYTES_MAX: usize = if GROUP_ID_BYTES_MAX > TRANSACTIONAL_ID_BYTES_MAX {
+    GROUP_ID_BYTES_MAX
+} else {
+    TRANSACTIONAL_ID_BYTES_MAX
+};
+
+/// Largest single Raft message between brokers (raft-rs protobuf bytes): appended metadata
+/// entries travel in it, so it bounds what one append can carry.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Most Raft messages one RaftMessage request carries (the driver coalesces what one
+/// `advance` produced for a peer).
+pub const RAFT_MESSAGES_PER_REQUEST_MAX: usize = 4096;
+
+/// Largest encoded metadata command in a ClusterPropose, and largest encoded apply outcome in
+/// its answer (a topic of the most partitions with manual assignments fits well within).
+pub const METADATA_COMMAND_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// Byte strings shorter than this are copied into a chunked encoding rather than kept as their
 /// own chunk: below it, another iovec costs more than the copy.
 pub const SHARED_CHUNK_BYTES_MIN: usize = 512;
@@ -114,3 +149,9 @@ const _: () = assert!(GROUP_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(TRANSACTIONAL_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(ABORTED_TRANSACTIONS_PER_PARTITION_MAX * 16 < FRAME_BYTES_MAX);
 const _: () = assert!(GROUP_MEMBER_METADATA_BYTES_MAX < FRAME_BYTES_MAX);
+const _: () = assert!(HOST_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(RACK_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(CLUSTER_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(COORDINATOR_KEY_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(RAFT_MESSAGE_BYTES_MAX < FRAME_BYTES_MAX);
+const _: () = assert!(METADATA_COMMAND_BYTES_MAX < FRAME_BYTES_MAX);

@@ -59,9 +59,63 @@ fn partition_metadata() -> impl Strategy<Value = PartitionMetadata> {
                     log_start_offset,
                     high_watermark,
                     error_message,
+                    ..PartitionMetadata::default()
                 }
             },
         )
+}
+
+fn node_ids() -> impl Strategy<Value = Vec<i32>> {
+    proptest::collection::vec(-1i32..100, 0..5)
+}
+
+fn partition_metadata_v1() -> impl Strategy<Value = PartitionMetadata> {
+    (
+        partition_metadata(),
+        any::<i32>(),
+        any::<i32>(),
+        node_ids(),
+        node_ids(),
+    )
+        .prop_map(
+            |(partition, leader_id, leader_epoch, replicas, isr)| PartitionMetadata {
+                leader_id,
+                leader_epoch,
+                replicas,
+                isr,
+                ..partition
+            },
+        )
+}
+
+fn broker_metadata() -> impl Strategy<Value = BrokerMetadata> {
+    (
+        any::<i32>(),
+        "[a-z0-9.-]{0,30}",
+        any::<u16>(),
+        proptest::option::of("[a-z0-9-]{0,10}"),
+    )
+        .prop_map(|(node_id, host, port, rack)| BrokerMetadata {
+            node_id,
+            host,
+            port,
+            rack,
+        })
+}
+
+fn topic_partition_list() -> impl Strategy<Value = TopicPartitionList> {
+    (topic_name(), proptest::collection::vec(any::<u32>(), 0..4))
+        .prop_map(|(name, partitions)| TopicPartitionList { name, partitions })
+}
+
+fn partition_outcome() -> impl Strategy<Value = PartitionOutcome> {
+    (any::<u32>(), error_code(), proptest::option::of(text())).prop_map(
+        |(partition, error_code, error_message)| PartitionOutcome {
+            partition,
+            error_code,
+            error_message,
+        },
+    )
 }
 
 fn topics_of<P: Debug + Clone>(
@@ -150,6 +204,18 @@ where
     Ok(())
 }
 
+/// Encodes `message` at `version`, decodes it back at that version and compares.
+fn assert_round_trips_at<M>(version: u16, message: &M) -> Result<(), TestCaseError>
+where
+    M: Message + PartialEq + Debug,
+{
+    let mut body = BytesMut::new();
+    message.encode(version, &mut body).expect("encodes");
+    let decoded = M::decode(version, body.freeze()).expect("decodes");
+    prop_assert_eq!(&decoded, message);
+    Ok(())
+}
+
 /// Decodes `bytes` as every message type; only a panic can fail this.
 fn decode_everything(bytes: &Bytes) {
     macro_rules! decode_all {
@@ -182,6 +248,22 @@ fn decode_everything(bytes: &Bytes) {
         ListOffsetsResponse,
         DeleteRecordsRequest,
         DeleteRecordsResponse,
+        FindCoordinatorRequest,
+        FindCoordinatorResponse,
+        ReplicaFetchRequest,
+        ReplicaFetchResponse,
+        RaftMessageRequest,
+        RaftMessageResponse,
+        ClusterProposeRequest,
+        ClusterProposeResponse,
+        ElectLeadersRequest,
+        ElectLeadersResponse,
+        AlterReassignmentsRequest,
+        AlterReassignmentsResponse,
+        ListReassignmentsRequest,
+        ListReassignmentsResponse,
+        DecommissionBrokerRequest,
+        DecommissionBrokerResponse,
     );
 }
 
@@ -214,7 +296,113 @@ proptest! {
             .into_iter()
             .map(|(error_code, name, partitions)| TopicMetadata { error_code, name, partitions })
             .collect();
-        assert_response_round_trips(&MetadataResponse { topics })?;
+        assert_response_round_trips(&MetadataResponse { topics, ..MetadataResponse::default() })?;
+    }
+
+    #[test]
+    fn metadata_version_1_round_trips(
+        topics in proptest::collection::vec(
+            (error_code(), topic_name(), proptest::collection::vec(partition_metadata_v1(), 0..4)),
+            0..4,
+        ),
+        cluster_id in proptest::option::of("[A-Za-z0-9_-]{0,22}"),
+        controller_id in any::<i32>(),
+        brokers in proptest::collection::vec(broker_metadata(), 0..4),
+    ) {
+        let topics = topics
+            .into_iter()
+            .map(|(error_code, name, partitions)| TopicMetadata { error_code, name, partitions })
+            .collect();
+        assert_round_trips_at(1, &MetadataResponse { topics, cluster_id, controller_id, brokers })?;
+    }
+
+    #[test]
+    fn cluster_messages_round_trip(
+        node_id in any::<i32>(),
+        cluster_id in proptest::option::of("[A-Za-z0-9_-]{0,22}"),
+        brokers in proptest::collection::vec(broker_metadata(), 0..4),
+        key in text(),
+        transaction in any::<bool>(),
+        outcome in (error_code(), proptest::option::of(text()), any::<i32>(), "[a-z0-9.]{0,20}", any::<u16>()),
+        raft in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..4),
+        propose in (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..40), any::<u32>()),
+        lists in proptest::option::of(proptest::collection::vec(topic_partition_list(), 0..3)),
+        outcomes in topics_of(partition_outcome()),
+        targets in topics_of((any::<u32>(), proptest::option::of(node_ids())).prop_map(
+            |(partition, target_replicas)| ReassignmentPartition { partition, target_replicas },
+        )),
+        ongoing in topics_of((any::<u32>(), node_ids(), node_ids(), node_ids()).prop_map(
+            |(partition, replicas, adding, removing)| OngoingReassignment { partition, replicas, adding, removing },
+        )),
+    ) {
+        assert_round_trips_at(1, &DescribeClusterResponse {
+            node_id,
+            cluster_id: cluster_id.clone(),
+            controller_id: node_id,
+            brokers,
+            ..DescribeClusterResponse::default()
+        })?;
+        let key_type = if transaction { CoordinatorType::Transaction } else { CoordinatorType::Group };
+        assert_request_round_trips(&FindCoordinatorRequest { key_type, key })?;
+        let (error_code, error_message, node_id, host, port) = outcome;
+        assert_response_round_trips(&FindCoordinatorResponse { error_code, error_message: error_message.clone(), node_id, host, port })?;
+        let messages = raft.into_iter().map(Bytes::from).collect();
+        assert_request_round_trips(&RaftMessageRequest { from: node_id, to: 2, cluster_id, messages })?;
+        assert_response_round_trips(&RaftMessageResponse { error_code, error_message: error_message.clone() })?;
+        let (sequence, command, timeout_ms) = propose;
+        assert_request_round_trips(&ClusterProposeRequest { origin: node_id, sequence, command: Bytes::from(command.clone()), timeout_ms })?;
+        assert_response_round_trips(&ClusterProposeResponse { error_code, error_message: error_message.clone(), controller_hint: node_id, outcome: Bytes::from(command) })?;
+        assert_request_round_trips(&ElectLeadersRequest { topics: lists.clone(), timeout_ms })?;
+        assert_response_round_trips(&ElectLeadersResponse { error_code, error_message: error_message.clone(), topics: outcomes.clone() })?;
+        assert_request_round_trips(&AlterReassignmentsRequest { topics: targets, timeout_ms })?;
+        assert_response_round_trips(&AlterReassignmentsResponse { error_code, error_message: error_message.clone(), topics: outcomes })?;
+        assert_request_round_trips(&ListReassignmentsRequest { topics: lists })?;
+        assert_response_round_trips(&ListReassignmentsResponse { error_code, error_message: error_message.clone(), topics: ongoing })?;
+        assert_request_round_trips(&DecommissionBrokerRequest { node_id, timeout_ms })?;
+        assert_response_round_trips(&DecommissionBrokerResponse { error_code, error_message })?;
+    }
+
+    #[test]
+    fn replica_fetch_round_trips(
+        limits in (any::<i32>(), any::<u32>(), any::<u32>(), any::<u32>()),
+        partitions in proptest::collection::vec(
+            (any::<u32>(), any::<i32>(), any::<u64>(), any::<i32>(), any::<u32>()).prop_map(
+                |(partition, current_leader_epoch, fetch_offset, last_fetched_epoch, partition_max_bytes)| {
+                    ReplicaFetchPartition { partition, current_leader_epoch, fetch_offset, last_fetched_epoch, partition_max_bytes }
+                },
+            ),
+            0..4,
+        ),
+        answers in proptest::collection::vec(
+            (any::<u32>(), error_code(), any::<(i32, i32, u64, u64, u64, i32, u64)>(), proptest::collection::vec(sealed_batch(), 0..3)),
+            0..4,
+        ),
+        topic_id in any::<u64>(),
+    ) {
+        let (replica_id, max_wait_ms, min_bytes, max_bytes) = limits;
+        let topics = vec![ReplicaFetchTopic { name: "t".into(), topic_id, partitions }];
+        assert_request_round_trips(&ReplicaFetchRequest { replica_id, max_wait_ms, min_bytes, max_bytes, topics })?;
+        let partitions = answers
+            .into_iter()
+            .map(|(partition, error_code, numbers, batches)| {
+                let (leader_id, leader_epoch, high_watermark, log_start_offset, log_end, diverging_epoch, diverging_end_offset) = numbers;
+                ReplicaFetchPartitionResponse {
+                    partition,
+                    error_code,
+                    error_message: None,
+                    leader_id,
+                    leader_epoch,
+                    high_watermark,
+                    log_start_offset,
+                    log_end,
+                    diverging_epoch,
+                    diverging_end_offset,
+                    records: RecordSet::from_chunks(batches),
+                }
+            })
+            .collect();
+        let topics = vec![ReplicaFetchTopicResponse { name: "t".into(), topic_id, partitions }];
+        assert_response_round_trips(&ReplicaFetchResponse { error_code: ErrorCode::None, topics })?;
     }
 
     #[test]
@@ -272,6 +460,7 @@ proptest! {
             listeners,
             shard_count,
             topic_defaults,
+            ..DescribeClusterResponse::default()
         })?;
     }
 
@@ -297,7 +486,7 @@ proptest! {
         responses in topics_of(
             (any::<u32>(), error_code(), any::<u64>(), any::<i64>(), any::<u64>()).prop_map(
                 |(partition, error_code, base_offset, log_append_time_ms, log_start_offset)| {
-                    ProducePartitionResponse { partition, error_code, base_offset, log_append_time_ms, log_start_offset }
+                    ProducePartitionResponse { partition, error_code, base_offset, log_append_time_ms, log_start_offset, ..ProducePartitionResponse::default() }
                 },
             ),
         ),
@@ -734,6 +923,14 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::AddOffsetsToTxn, 25),
             (ApiKey::EndTxn, 26),
             (ApiKey::TxnOffsetCommit, 27),
+            (ApiKey::FindCoordinator, 28),
+            (ApiKey::ReplicaFetch, 29),
+            (ApiKey::RaftMessage, 30),
+            (ApiKey::ClusterPropose, 31),
+            (ApiKey::ElectLeaders, 32),
+            (ApiKey::AlterReassignments, 33),
+            (ApiKey::ListReassignments, 34),
+            (ApiKey::DecommissionBroker, 35),
         ]
     );
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);
@@ -760,7 +957,7 @@ fn a_version_0_peer_and_a_version_1_peer_agree_on_version_0() {
     };
     // What a build from before transactions lists.
     let old = [range(ApiKey::Fetch, 0), range(ApiKey::InitProducerId, 0)];
-    assert_eq!(ApiKey::Fetch.versions(), (0, 1));
+    assert_eq!(ApiKey::Fetch.versions(), (0, 2));
     for api_key in [ApiKey::Fetch, ApiKey::InitProducerId] {
         assert_eq!(
             pick_version(&SUPPORTED_API_VERSIONS, &old, api_key),
@@ -924,4 +1121,102 @@ fn topic_config_rejects_unknown_repeated_and_malformed_entries() {
             "{config_name}={value}"
         );
     }
+}
+
+#[test]
+fn a_version_0_metadata_answer_carries_no_cluster_and_reads_as_a_single_broker() {
+    let partition = PartitionMetadata {
+        partition: 3,
+        high_watermark: 7,
+        leader_id: 2,
+        leader_epoch: 4,
+        replicas: vec![2, 0, 1],
+        isr: vec![2, 0],
+        ..PartitionMetadata::default()
+    };
+    let response = MetadataResponse {
+        topics: vec![TopicMetadata {
+            error_code: ErrorCode::None,
+            name: "t".into(),
+            partitions: vec![partition.clone()],
+        }],
+        cluster_id: Some("cluster".into()),
+        controller_id: 1,
+        brokers: vec![BrokerMetadata {
+            node_id: 2,
+            host: "h".into(),
+            port: 9,
+            rack: None,
+        }],
+    };
+    assert_eq!(response.version_needed(), 1);
+    let mut version_0 = BytesMut::new();
+    response.encode(0, &mut version_0).unwrap();
+    let read = MetadataResponse::decode(0, version_0.clone().freeze()).unwrap();
+    assert_eq!(read.cluster_id, None);
+    assert_eq!(read.controller_id, 0);
+    assert!(read.brokers.is_empty());
+    let read_partition = &read.topics[0].partitions[0];
+    assert_eq!(read_partition.high_watermark, 7);
+    assert_eq!(
+        (read_partition.leader_id, read_partition.leader_epoch),
+        (0, 0)
+    );
+    assert!(read_partition.replicas.is_empty());
+    assert!(MetadataResponse::decode(1, version_0.freeze()).is_err());
+
+    let mut version_1 = BytesMut::new();
+    response.encode(1, &mut version_1).unwrap();
+    assert_eq!(
+        MetadataResponse::decode(1, version_1.freeze()).unwrap(),
+        response
+    );
+    assert_eq!(ApiKey::Metadata.versions(), (0, 1));
+    assert_eq!(ApiKey::DescribeCluster.versions(), (0, 1));
+    assert_eq!(ApiKey::Produce.versions(), (0, 2));
+}
+
+#[test]
+fn a_not_leader_hint_needs_version_2_of_produce_and_fetch() {
+    let produce = ProduceResponse {
+        topics: vec![TopicPartitions {
+            name: "t".into(),
+            partitions: vec![ProducePartitionResponse {
+                error_code: ErrorCode::NotLeaderOrFollower,
+                leader_id: 2,
+                leader_epoch: 5,
+                ..ProducePartitionResponse::default()
+            }],
+        }],
+    };
+    let mut version_1 = BytesMut::new();
+    produce.encode(1, &mut version_1).unwrap();
+    let read = ProduceResponse::decode(1, version_1.freeze()).unwrap();
+    assert_eq!(
+        read.topics[0].partitions[0].error_code,
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert_eq!(read.topics[0].partitions[0].leader_id, 0);
+    let mut version_2 = BytesMut::new();
+    produce.encode(2, &mut version_2).unwrap();
+    assert_eq!(
+        ProduceResponse::decode(2, version_2.freeze()).unwrap(),
+        produce
+    );
+
+    let fetch = FetchResponse {
+        error_code: ErrorCode::None,
+        topics: vec![TopicPartitions {
+            name: "t".into(),
+            partitions: vec![FetchPartitionResponse {
+                error_code: ErrorCode::NotLeaderOrFollower,
+                leader_id: 2,
+                leader_epoch: 5,
+                ..FetchPartitionResponse::default()
+            }],
+        }],
+    };
+    let mut version_2 = BytesMut::new();
+    fetch.encode(2, &mut version_2).unwrap();
+    assert_eq!(FetchResponse::decode(2, version_2.freeze()).unwrap(), fetch);
 }

@@ -112,6 +112,7 @@ fn partition_metadata() -> Vec<PartitionMetadata> {
             log_start_offset: 0x1112_1314_1516_1718,
             high_watermark: 0x2122_2324_2526_2728,
             error_message: None,
+            ..PartitionMetadata::default()
         },
         PartitionMetadata {
             partition: 7,
@@ -120,6 +121,46 @@ fn partition_metadata() -> Vec<PartitionMetadata> {
             log_start_offset: 3,
             high_watermark: 9,
             error_message: Some(text("offline")),
+            ..PartitionMetadata::default()
+        },
+    ]
+}
+
+/// Version 1's partitions: a led one and a leaderless one.
+fn partition_metadata_v1() -> Vec<PartitionMetadata> {
+    let [led, offline] = <[PartitionMetadata; 2]>::try_from(partition_metadata()).unwrap();
+    vec![
+        PartitionMetadata {
+            leader_id: 0x3132_3334,
+            leader_epoch: 0x4142_4344,
+            replicas: vec![0x3132_3334, 2, 3],
+            isr: vec![0x3132_3334, 3],
+            ..led
+        },
+        PartitionMetadata {
+            error_code: ErrorCode::LeaderNotAvailable,
+            leader_id: NO_NODE,
+            leader_epoch: 5,
+            replicas: vec![2],
+            isr: vec![],
+            ..offline
+        },
+    ]
+}
+
+fn brokers() -> Vec<BrokerMetadata> {
+    vec![
+        BrokerMetadata {
+            node_id: 0x0102_0304,
+            host: "127.0.0.1".into(),
+            port: 0x0506,
+            rack: Some(text("rack")),
+        },
+        BrokerMetadata {
+            node_id: 2,
+            host: "broker-2.example".into(),
+            port: 9192,
+            rack: None,
         },
     ]
 }
@@ -163,6 +204,24 @@ fn partition_results() -> Vec<TopicPartitions<PartitionResult>> {
             PartitionResult {
                 partition: 0x0102_0304,
                 error_code: code(23),
+            },
+        ],
+    }]
+}
+
+fn partition_outcomes() -> Vec<TopicOutcomes> {
+    vec![TopicPartitions {
+        name: "alpha".into(),
+        partitions: vec![
+            PartitionOutcome {
+                partition: 1,
+                error_code: ErrorCode::None,
+                error_message: None,
+            },
+            PartitionOutcome {
+                partition: 0x0102_0304,
+                error_code: ErrorCode::ReassignmentInProgress,
+                error_message: Some(text("moving")),
             },
         ],
     }]
@@ -235,6 +294,31 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                             partitions: vec![],
                         },
                     ],
+                    ..MetadataResponse::default()
+                },
+            );
+            encodings.message_at(
+                "cluster",
+                1,
+                MetadataResponse {
+                    topics: vec![TopicMetadata {
+                        error_code: ErrorCode::None,
+                        name: "alpha".into(),
+                        partitions: partition_metadata_v1(),
+                    }],
+                    cluster_id: Some(text("cluster")),
+                    controller_id: 0x0a0b_0c0d,
+                    brokers: brokers(),
+                },
+            );
+            encodings.message_at(
+                "no_controller",
+                1,
+                MetadataResponse {
+                    topics: vec![],
+                    cluster_id: None,
+                    controller_id: NO_NODE,
+                    brokers: vec![],
                 },
             );
         }
@@ -392,6 +476,7 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                                 base_offset: 0x1112_1314_1516_1718,
                                 log_append_time_ms: -1,
                                 log_start_offset: 0x2122_2324_2526_2728,
+                                ..ProducePartitionResponse::default()
                             },
                             ProducePartitionResponse {
                                 partition: 4,
@@ -399,6 +484,36 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                                 base_offset: 0,
                                 log_append_time_ms: 0x0102_0304_0506,
                                 log_start_offset: 9,
+                                ..ProducePartitionResponse::default()
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message_at(
+                "not_leader",
+                2,
+                ProduceResponse {
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            ProducePartitionResponse {
+                                partition: 3,
+                                error_code: ErrorCode::None,
+                                base_offset: 0x1112_1314_1516_1718,
+                                log_append_time_ms: -1,
+                                log_start_offset: 0x2122_2324_2526_2728,
+                                leader_id: NO_NODE,
+                                leader_epoch: -1,
+                            },
+                            ProducePartitionResponse {
+                                partition: 4,
+                                error_code: ErrorCode::NotLeaderOrFollower,
+                                base_offset: 0,
+                                log_append_time_ms: -1,
+                                log_start_offset: 0,
+                                leader_id: 0x0102_0304,
+                                leader_epoch: 0x0506_0708,
                             },
                         ],
                     }],
@@ -503,6 +618,7 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                                         first_offset: 9,
                                     },
                                 ],
+                                ..FetchPartitionResponse::default()
                             },
                             FetchPartitionResponse {
                                 partition: 2,
@@ -512,6 +628,41 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                                 records: RecordSet::default(),
                                 last_stable_offset: 2,
                                 aborted_transactions: vec![],
+                                ..FetchPartitionResponse::default()
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message_at(
+                "not_leader",
+                2,
+                FetchResponse {
+                    error_code: ErrorCode::None,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            FetchPartitionResponse {
+                                partition: 1,
+                                error_code: ErrorCode::None,
+                                high_watermark: 0x1112_1314_1516_1718,
+                                log_start_offset: 0x2122_2324_2526_2728,
+                                records: RecordSet::from_bytes(sealed_batch(5)),
+                                last_stable_offset: 0x3132_3334_3536_3738,
+                                aborted_transactions: vec![],
+                                leader_id: NO_NODE,
+                                leader_epoch: -1,
+                            },
+                            FetchPartitionResponse {
+                                partition: 2,
+                                error_code: ErrorCode::NotLeaderOrFollower,
+                                high_watermark: 0,
+                                log_start_offset: 0,
+                                records: RecordSet::default(),
+                                last_stable_offset: 0,
+                                aborted_transactions: vec![],
+                                leader_id: 0x0102_0304,
+                                leader_epoch: 0x0506_0708,
                             },
                         ],
                     }],
@@ -1028,6 +1179,22 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                     listeners: vec!["127.0.0.1:9192".into(), "127.0.0.2:9192".into()],
                     shard_count: 0x0102_0304,
                     topic_defaults: configs(),
+                    ..DescribeClusterResponse::default()
+                },
+            );
+            encodings.message_at(
+                "cluster",
+                1,
+                DescribeClusterResponse {
+                    error_code: ErrorCode::None,
+                    broker_version: "0.1.0".into(),
+                    listeners: vec!["127.0.0.1:9192".into()],
+                    shard_count: 2,
+                    topic_defaults: vec![],
+                    node_id: 0x0a0b_0c0d,
+                    cluster_id: Some(text("cluster")),
+                    controller_id: 0x1112_1314,
+                    brokers: brokers(),
                 },
             );
         }
@@ -1147,6 +1314,265 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                 },
             );
         }
+        ApiKey::FindCoordinator => {
+            encodings.message(
+                "group",
+                FindCoordinatorRequest {
+                    key_type: CoordinatorType::Group,
+                    key: "group".into(),
+                },
+            );
+            encodings.message(
+                "transaction",
+                FindCoordinatorRequest {
+                    key_type: CoordinatorType::Transaction,
+                    key: text("txn"),
+                },
+            );
+            encodings.message(
+                "found",
+                FindCoordinatorResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    node_id: 0x0102_0304,
+                    host: "127.0.0.1".into(),
+                    port: 0x0506,
+                },
+            );
+            encodings.message(
+                "leaderless",
+                FindCoordinatorResponse {
+                    error_code: ErrorCode::CoordinatorNotAvailable,
+                    error_message: Some(text("leaderless")),
+                    ..FindCoordinatorResponse::default()
+                },
+            );
+        }
+        ApiKey::ReplicaFetch => {
+            encodings.message(
+                "two_partitions",
+                ReplicaFetchRequest {
+                    replica_id: 0x0102_0304,
+                    max_wait_ms: 0x0506_0708,
+                    min_bytes: 0x090a_0b0c,
+                    max_bytes: 0x0d0e_0f10,
+                    topics: vec![ReplicaFetchTopic {
+                        name: "alpha".into(),
+                        topic_id: 0x1112_1314_1516_1718,
+                        partitions: vec![
+                            ReplicaFetchPartition {
+                                partition: 1,
+                                current_leader_epoch: 0x2122_2324,
+                                fetch_offset: 0x3132_3334_3536_3738,
+                                last_fetched_epoch: 0x4142_4344,
+                                partition_max_bytes: 0x5152_5354,
+                            },
+                            ReplicaFetchPartition {
+                                partition: 2,
+                                current_leader_epoch: 0,
+                                fetch_offset: 0,
+                                last_fetched_epoch: NO_EPOCH,
+                                partition_max_bytes: 1,
+                            },
+                        ],
+                    }],
+                },
+            );
+            encodings.message(
+                "records_and_divergence",
+                ReplicaFetchResponse {
+                    error_code: ErrorCode::None,
+                    topics: vec![ReplicaFetchTopicResponse {
+                        name: "alpha".into(),
+                        topic_id: 0x1112_1314_1516_1718,
+                        partitions: vec![
+                            ReplicaFetchPartitionResponse {
+                                partition: 1,
+                                error_code: ErrorCode::None,
+                                error_message: None,
+                                leader_id: 0x0102_0304,
+                                leader_epoch: 0x0506_0708,
+                                high_watermark: 0x2122_2324_2526_2728,
+                                log_start_offset: 0x3132_3334_3536_3738,
+                                log_end: 0x4142_4344_4546_4748,
+                                diverging_epoch: NO_EPOCH,
+                                diverging_end_offset: 0,
+                                records: RecordSet::from_bytes(sealed_batch(6)),
+                            },
+                            ReplicaFetchPartitionResponse {
+                                partition: 2,
+                                error_code: ErrorCode::None,
+                                error_message: None,
+                                leader_id: 3,
+                                leader_epoch: 7,
+                                high_watermark: 10,
+                                log_start_offset: 0,
+                                log_end: 12,
+                                diverging_epoch: 5,
+                                diverging_end_offset: 0x5152_5354_5556_5758,
+                                records: RecordSet::default(),
+                            },
+                            ReplicaFetchPartitionResponse {
+                                partition: 3,
+                                error_code: ErrorCode::FencedLeaderEpoch,
+                                error_message: Some(text("fenced")),
+                                ..ReplicaFetchPartitionResponse::default()
+                            },
+                        ],
+                    }],
+                },
+            );
+        }
+        ApiKey::RaftMessage => {
+            encodings.message(
+                "two_messages",
+                RaftMessageRequest {
+                    from: 0x0102_0304,
+                    to: 0x0506_0708,
+                    cluster_id: Some(text("cluster")),
+                    messages: vec![opaque(60), opaque(70)],
+                },
+            );
+            encodings.message(
+                "before_cluster_id",
+                RaftMessageRequest {
+                    from: 1,
+                    to: 2,
+                    cluster_id: None,
+                    messages: vec![],
+                },
+            );
+            encodings.message(
+                "refused",
+                RaftMessageResponse {
+                    error_code: ErrorCode::InvalidRequest,
+                    error_message: Some(text("cluster")),
+                },
+            );
+        }
+        ApiKey::ClusterPropose => {
+            encodings.message(
+                "command",
+                ClusterProposeRequest {
+                    origin: 0x0102_0304,
+                    sequence: 0x1112_1314_1516_1718,
+                    command: opaque(80),
+                    timeout_ms: 0x2122_2324,
+                },
+            );
+            encodings.message(
+                "applied",
+                ClusterProposeResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    controller_hint: NO_NODE,
+                    outcome: opaque(90),
+                },
+            );
+            encodings.message(
+                "not_controller",
+                ClusterProposeResponse {
+                    error_code: ErrorCode::NotController,
+                    error_message: Some(text("controller")),
+                    controller_hint: 0x3132_3334,
+                    outcome: Bytes::new(),
+                },
+            );
+        }
+        ApiKey::ElectLeaders => {
+            encodings.message(
+                "named",
+                ElectLeadersRequest {
+                    topics: Some(topic_partition_lists()),
+                    timeout_ms: 0x0102_0304,
+                },
+            );
+            encodings.message(
+                "all",
+                ElectLeadersRequest {
+                    topics: None,
+                    timeout_ms: 5,
+                },
+            );
+            encodings.message(
+                "outcomes",
+                ElectLeadersResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    topics: partition_outcomes(),
+                },
+            );
+        }
+        ApiKey::AlterReassignments => {
+            encodings.message(
+                "move_and_cancel",
+                AlterReassignmentsRequest {
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![
+                            ReassignmentPartition {
+                                partition: 1,
+                                target_replicas: Some(vec![0x0102_0304, 2, 3]),
+                            },
+                            ReassignmentPartition {
+                                partition: 2,
+                                target_replicas: None,
+                            },
+                        ],
+                    }],
+                    timeout_ms: 0x0a0b_0c0d,
+                },
+            );
+            encodings.message(
+                "outcomes",
+                AlterReassignmentsResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    topics: partition_outcomes(),
+                },
+            );
+        }
+        ApiKey::ListReassignments => {
+            encodings.message(
+                "named",
+                ListReassignmentsRequest {
+                    topics: Some(topic_partition_lists()),
+                },
+            );
+            encodings.message("all", ListReassignmentsRequest { topics: None });
+            encodings.message(
+                "ongoing",
+                ListReassignmentsResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![OngoingReassignment {
+                            partition: 0x0102_0304,
+                            replicas: vec![1, 2, 3, 4],
+                            adding: vec![4],
+                            removing: vec![1],
+                        }],
+                    }],
+                },
+            );
+        }
+        ApiKey::DecommissionBroker => {
+            encodings.message(
+                "broker",
+                DecommissionBrokerRequest {
+                    node_id: 0x0102_0304,
+                    timeout_ms: 0x0506_0708,
+                },
+            );
+            encodings.message(
+                "unknown",
+                DecommissionBrokerResponse {
+                    error_code: ErrorCode::BrokerNotAvailable,
+                    error_message: Some(text("unknown")),
+                },
+            );
+        }
     }
 }
 
@@ -1239,6 +1665,14 @@ fn names_of(api_key: ApiKey) -> (&'static str, &'static str) {
         ApiKey::AddOffsetsToTxn => pair::<AddOffsetsToTxnRequest>(),
         ApiKey::EndTxn => pair::<EndTxnRequest>(),
         ApiKey::TxnOffsetCommit => pair::<TxnOffsetCommitRequest>(),
+        ApiKey::FindCoordinator => pair::<FindCoordinatorRequest>(),
+        ApiKey::ReplicaFetch => pair::<ReplicaFetchRequest>(),
+        ApiKey::RaftMessage => pair::<RaftMessageRequest>(),
+        ApiKey::ClusterPropose => pair::<ClusterProposeRequest>(),
+        ApiKey::ElectLeaders => pair::<ElectLeadersRequest>(),
+        ApiKey::AlterReassignments => pair::<AlterReassignmentsRequest>(),
+        ApiKey::ListReassignments => pair::<ListReassignmentsRequest>(),
+        ApiKey::DecommissionBroker => pair::<DecommissionBrokerRequest>(),
     }
 }
 
@@ -1299,6 +1733,18 @@ fn error_answers_carry_the_code_where_the_response_has_a_field_for_it() {
             ApiKey::AddOffsetsToTxn => error_answer_round_trips::<AddOffsetsToTxnRequest>(code),
             ApiKey::EndTxn => error_answer_round_trips::<EndTxnRequest>(code),
             ApiKey::TxnOffsetCommit => error_answer_round_trips::<TxnOffsetCommitRequest>(code),
+            ApiKey::FindCoordinator => error_answer_round_trips::<FindCoordinatorRequest>(code),
+            ApiKey::ReplicaFetch => error_answer_round_trips::<ReplicaFetchRequest>(code),
+            ApiKey::RaftMessage => error_answer_round_trips::<RaftMessageRequest>(code),
+            ApiKey::ClusterPropose => error_answer_round_trips::<ClusterProposeRequest>(code),
+            ApiKey::ElectLeaders => error_answer_round_trips::<ElectLeadersRequest>(code),
+            ApiKey::AlterReassignments => {
+                error_answer_round_trips::<AlterReassignmentsRequest>(code)
+            }
+            ApiKey::ListReassignments => error_answer_round_trips::<ListReassignmentsRequest>(code),
+            ApiKey::DecommissionBroker => {
+                error_answer_round_trips::<DecommissionBrokerRequest>(code)
+            }
         };
         if !carries {
             closing.push(api_key);
@@ -1349,5 +1795,20 @@ fn error_answers_carry_the_code_where_the_response_has_a_field_for_it() {
     assert_eq!(
         MetadataResponse::error_answer(code),
         MetadataResponse::default()
+    );
+    // Answers that name a broker name none.
+    assert_eq!(
+        FindCoordinatorResponse::error_answer(code),
+        FindCoordinatorResponse {
+            error_code: code,
+            error_message: Some(code.to_string()),
+            node_id: NO_NODE,
+            host: String::new(),
+            port: 0,
+        }
+    );
+    assert_eq!(
+        ClusterProposeResponse::error_answer(code).controller_hint,
+        NO_NODE
     );
 }

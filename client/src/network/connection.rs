@@ -553,6 +553,7 @@ mod tests {
                                         name: format!("answer-{correlation_id}"),
                                         ..TopicMetadata::default()
                                     }],
+                                    ..MetadataResponse::default()
                                 };
                                 encode_response(&mut out, correlation_id, 0, &response).unwrap();
                             }

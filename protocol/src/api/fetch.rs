@@ -22,6 +22,7 @@ use crate::codec::{Decoder, Sink};
 use crate::constants::TOPICS_PER_MESSAGE_MAX;
 use crate::constants::{ABORTED_TRANSACTIONS_PER_PARTITION_MAX, FRAME_BYTES_MAX};
 use crate::error::{ErrorCode, WireError};
+use crate::NodeId;
 
 pub type FetchTopic = TopicPartitions<FetchPartition>;
 pub type FetchTopicResponse = TopicPartitions<FetchPartitionResponse>;
@@ -134,6 +135,14 @@ wire! {
         #[since = 1]
         pub aborted_transactions: Vec<AbortedTransaction>
             as List<AbortedTransaction, ABORTED_TRANSACTIONS_PER_PARTITION_MAX>,
+        /// With `NotLeaderOrFollower`: the partition's leader as this broker knows it
+        /// (`metadata::NO_NODE` if none), so the consumer can go there without asking for
+        /// metadata first (Kafka's KIP-951). Meaningless with any other code.
+        #[since = 2]
+        pub leader_id: NodeId as i32,
+        /// With `NotLeaderOrFollower`: that leader's epoch.
+        #[since = 2]
+        pub leader_epoch: i32 as i32,
     }
 }
 

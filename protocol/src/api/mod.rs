@@ -22,13 +22,17 @@
 
 pub mod cluster;
 pub mod config;
+pub mod coordinator;
 pub mod fetch;
 pub mod group;
 pub mod metadata;
 pub mod offsets;
+pub mod operations;
 pub mod partitions;
 pub mod produce;
 pub mod producer;
+pub mod quorum;
+pub mod replication;
 pub mod topics;
 pub mod transactions;
 pub mod versions;
@@ -46,6 +50,7 @@ use wire::{wire, Field, Fields, List, TopicName, Wire};
 
 pub use cluster::{DescribeClusterRequest, DescribeClusterResponse};
 pub use config::{ConfigEntry, ConfigError, Durability, TopicConfig};
+pub use coordinator::{CoordinatorType, FindCoordinatorRequest, FindCoordinatorResponse};
 pub use fetch::{AbortedTransaction, IsolationLevel};
 pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, RecordSet};
 pub use group::{ConsumerAssignment, ConsumerSubscription, GroupState, TopicPartitionList};
@@ -58,14 +63,26 @@ pub use group::{MemberResult, OffsetCommitPartition, OffsetCommitRequest, Offset
 pub use group::{OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchPartition};
 pub use group::{OffsetFetchRequest, OffsetFetchResponse, PartitionResult, SyncGroupAssignment};
 pub use group::{SyncGroupRequest, SyncGroupResponse, CONSUMER_PROTOCOL_TYPE, GENERATION_NONE};
-pub use metadata::{MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
+pub use metadata::{BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata};
+pub use metadata::{TopicMetadata, NO_NODE};
 pub use offsets::{DeleteRecordsPartition, DeleteRecordsPartitionResponse, DeleteRecordsRequest};
 pub use offsets::{DeleteRecordsResponse, ListOffsetsPartition, ListOffsetsPartitionResponse};
 pub use offsets::{ListOffsetsRequest, ListOffsetsResponse, OffsetSpec};
+pub use operations::TopicOutcomes;
+pub use operations::{AlterReassignmentsRequest, AlterReassignmentsResponse};
+pub use operations::{DecommissionBrokerRequest, DecommissionBrokerResponse};
+pub use operations::{ElectLeadersRequest, ElectLeadersResponse, ListReassignmentsRequest};
+pub use operations::{ListReassignmentsResponse, OngoingReassignment, PartitionOutcome};
+pub use operations::{ReassignmentListing, ReassignmentPartition, ReassignmentTopic};
 pub use partitions::{CreatePartitionsRequest, CreatePartitionsResponse};
 pub use produce::ProduceResponse;
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest};
 pub use producer::{InitProducerIdRequest, InitProducerIdResponse};
+pub use quorum::{ClusterProposeRequest, ClusterProposeResponse};
+pub use quorum::{RaftMessageRequest, RaftMessageResponse};
+pub use replication::{ReplicaFetchPartition, ReplicaFetchPartitionResponse};
+pub use replication::{ReplicaFetchRequest, ReplicaFetchResponse, ReplicaFetchTopic};
+pub use replication::{ReplicaFetchTopicResponse, NO_EPOCH};
 pub use topics::{AlterTopicConfigRequest, AlterTopicConfigResponse, CreateTopic};
 pub use topics::{CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest};
 pub use topics::{DeleteTopicsResponse, DescribeTopicRequest, DescribeTopicResponse};
@@ -167,16 +184,20 @@ macro_rules! api_versions {
 
 apis! {
     ApiVersions = 0 => ApiVersionsRequest, ApiVersionsResponse;
-    Metadata = 1 => MetadataRequest, MetadataResponse;
+    // Version 1: the cluster (id, controller, brokers) and each partition's leader, leader
+    // epoch, replicas and in-sync replicas.
+    Metadata = 1, versions 0..=1 => MetadataRequest, MetadataResponse;
     CreateTopics = 2 => CreateTopicsRequest, CreateTopicsResponse;
     DeleteTopics = 3 => DeleteTopicsRequest, DeleteTopicsResponse;
     ListTopics = 4 => ListTopicsRequest, ListTopicsResponse;
     DescribeTopic = 5 => DescribeTopicRequest, DescribeTopicResponse;
     AlterTopicConfig = 6 => AlterTopicConfigRequest, AlterTopicConfigResponse;
     // Version 1: the transactional id (the broker checks the partition is in the transaction).
-    Produce = 7, versions 0..=1 => ProduceRequest, ProduceResponse;
+    // Version 2: a NotLeaderOrFollower partition names the leader and its epoch.
+    Produce = 7, versions 0..=2 => ProduceRequest, ProduceResponse;
     // Version 1: the isolation level; last stable offset and aborted transactions answered.
-    Fetch = 8, versions 0..=1 => FetchRequest, FetchResponse;
+    // Version 2: a NotLeaderOrFollower partition names the leader and its epoch.
+    Fetch = 8, versions 0..=2 => FetchRequest, FetchResponse;
     // Version 1: the isolation level (latest is the last stable offset under read_committed).
     ListOffsets = 9, versions 0..=1 => ListOffsetsRequest, ListOffsetsResponse;
     DeleteRecords = 10 => DeleteRecordsRequest, DeleteRecordsResponse;
@@ -193,12 +214,23 @@ apis! {
     OffsetDelete = 20 => OffsetDeleteRequest, OffsetDeleteResponse;
     // Version 1: the transactional id and transaction timeout.
     InitProducerId = 21, versions 0..=1 => InitProducerIdRequest, InitProducerIdResponse;
-    DescribeCluster = 22 => DescribeClusterRequest, DescribeClusterResponse;
+    // Version 1: the answering broker's node id, the cluster id, controller and brokers.
+    DescribeCluster = 22, versions 0..=1 => DescribeClusterRequest, DescribeClusterResponse;
     CreatePartitions = 23 => CreatePartitionsRequest, CreatePartitionsResponse;
     AddPartitionsToTxn = 24 => AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
     AddOffsetsToTxn = 25 => AddOffsetsToTxnRequest, AddOffsetsToTxnResponse;
     EndTxn = 26 => EndTxnRequest, EndTxnResponse;
     TxnOffsetCommit = 27 => TxnOffsetCommitRequest, TxnOffsetCommitResponse;
+    FindCoordinator = 28 => FindCoordinatorRequest, FindCoordinatorResponse;
+    // Broker to broker: a follower's fetch, and the metadata quorum's traffic.
+    ReplicaFetch = 29 => ReplicaFetchRequest, ReplicaFetchResponse;
+    RaftMessage = 30 => RaftMessageRequest, RaftMessageResponse;
+    ClusterPropose = 31 => ClusterProposeRequest, ClusterProposeResponse;
+    // Cluster operations (`spate cluster`).
+    ElectLeaders = 32 => ElectLeadersRequest, ElectLeadersResponse;
+    AlterReassignments = 33 => AlterReassignmentsRequest, AlterReassignmentsResponse;
+    ListReassignments = 34 => ListReassignmentsRequest, ListReassignmentsResponse;
+    DecommissionBroker = 35 => DecommissionBrokerRequest, DecommissionBrokerResponse;
 }
 
 impl ApiKey {

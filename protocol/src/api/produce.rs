@@ -16,6 +16,7 @@ use crate::batch::header::{peek_batch_length, BATCH_HEADER_BYTES};
 use crate::codec::{put_count, Decoder, Sink};
 use crate::constants::{BATCHES_PER_PARTITION_MAX, BATCH_BYTES_MAX, TOPICS_PER_MESSAGE_MAX};
 use crate::error::{ErrorCode, WireError};
+use crate::NodeId;
 
 /// How many acknowledgements the producer waits for (Kafka's numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -182,5 +183,13 @@ wire! {
         /// Broker time the batches were appended, if the topic uses log-append time; else -1.
         pub log_append_time_ms: i64 as i64,
         pub log_start_offset: u64 as u64,
+        /// With `NotLeaderOrFollower`: the partition's leader as this broker knows it
+        /// (`metadata::NO_NODE` if none), so the client can go there without asking for
+        /// metadata first (Kafka's KIP-951). Meaningless with any other code.
+        #[since = 2]
+        pub leader_id: NodeId as i32,
+        /// With `NotLeaderOrFollower`: that leader's epoch.
+        #[since = 2]
+        pub leader_epoch: i32 as i32,
     }
 }

@@ -36,9 +36,11 @@ use bytes::Bytes;
 use crate::codec::{put_count, put_optional_string, put_string, Decoder, Sink};
 use crate::constants::TRANSACTIONAL_ID_BYTES_MAX;
 use crate::constants::{CLIENT_HOST_BYTES_MAX, CLIENT_ID_BYTES_MAX, CONFIG_NAME_BYTES_MAX};
+use crate::constants::{CLUSTER_ID_BYTES_MAX, COORDINATOR_KEY_BYTES_MAX, HOST_BYTES_MAX};
 use crate::constants::{GROUP_ID_BYTES_MAX, GROUP_INSTANCE_ID_BYTES_MAX};
 use crate::constants::{GROUP_MEMBER_METADATA_BYTES_MAX, GROUP_PROTOCOL_NAME_BYTES_MAX};
 use crate::constants::{MEMBER_ID_BYTES_MAX, STRING_BYTES_MAX, TOPIC_NAME_BYTES_MAX};
+use crate::constants::{RACK_BYTES_MAX, REPLICAS_PER_PARTITION_MAX};
 use crate::error::{ErrorCode, WireError};
 
 /// How a field is named in errors (its name, and the name of its presence tag when optional),
@@ -604,6 +606,14 @@ pub(crate) type OptionalTransactionalId = OptionalStr<TRANSACTIONAL_ID_BYTES_MAX
 pub(crate) type ClientHost = Str<CLIENT_HOST_BYTES_MAX>;
 /// A member's opaque subscription or assignment.
 pub(crate) type MemberMetadata = ByteString<GROUP_MEMBER_METADATA_BYTES_MAX>;
+/// A broker endpoint's host (name or address).
+pub(crate) type HostName = Str<HOST_BYTES_MAX>;
+pub(crate) type OptionalRack = OptionalStr<RACK_BYTES_MAX>;
+pub(crate) type OptionalClusterId = OptionalStr<CLUSTER_ID_BYTES_MAX>;
+/// A group id or a transactional id.
+pub(crate) type CoordinatorKey = Str<COORDINATOR_KEY_BYTES_MAX>;
+/// Broker ids of one partition (its replicas, its in-sync replicas), as i32s.
+pub(crate) type NodeIds = List<i32, REPLICAS_PER_PARTITION_MAX>;
 
 // ---- the check that minimums are exact ------------------------------------------------------
 

@@ -2,6 +2,11 @@
 //! (DescribeCluster: listeners, shards, topic config defaults), topic administration (create,
 //! delete, list, describe, alter configuration), and producer ids (InitProducerId).
 //!
+//! Metadata and DescribeCluster answer the cluster from the catalog snapshot: its brokers, its
+//! controller and each partition's role (leader, epoch, replicas, ISR). A single broker's
+//! snapshot names no brokers and no roles: it is then the only broker, at its own native
+//! listener, and leads every partition at epoch 0 (`TopicMetadata::role`).
+//!
 //! A topic is created wholly or not at all (`shard::topic_creation`): its partitions are opened
 //! on their owners before the catalog names it, so a client that sees "created" can produce and
 //! a failed creation leaves nothing. Deletion and configuration changes go to the catalog first
@@ -15,7 +20,6 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use spate_protocol::api::DescribeClusterResponse;
 use spate_protocol::api::{
     AlterTopicConfigRequest, AlterTopicConfigResponse, ApiVersionsRequest, ApiVersionsResponse,
     ConfigEntry, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
@@ -23,13 +27,16 @@ use spate_protocol::api::{
     MetadataResponse, PartitionMetadata, TopicListing, TopicMetadata as WireTopic, TopicResult,
     SUPPORTED_API_VERSIONS,
 };
+use spate_protocol::api::{BrokerMetadata, DescribeClusterResponse, NO_NODE};
 use spate_protocol::api::{CreatePartitionsRequest, CreatePartitionsResponse};
 use spate_protocol::error::ErrorCode;
+use spate_protocol::NodeId;
 
 use super::{catalog_error_code, partition_error_code, producer_id_error_code};
 use crate::catalog::topic_config;
 use crate::catalog::{
-    is_internal_topic, CatalogError, TopicConfig, TopicMetadata, INTERNAL_TOPIC_PREFIX,
+    is_internal_topic, CatalogError, CatalogSnapshot, TopicConfig, TopicMetadata,
+    INTERNAL_TOPIC_PREFIX,
 };
 use crate::group::coordinator;
 use crate::services::Services;
@@ -53,15 +60,79 @@ pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
 }
 
 /// DescribeCluster: this broker's version, listener, shard count, and the value each topic
-/// config key has for a topic that does not set it (what the storage engine opens it with).
+/// config key has for a topic that does not set it (what the storage engine opens it with);
+/// from version 1 its node id, the controller and every broker.
 pub fn describe_cluster(services: &Services) -> DescribeClusterResponse {
+    let snapshot = services.snapshot();
     DescribeClusterResponse {
         error_code: ErrorCode::None,
         broker_version: env!("CARGO_PKG_VERSION").to_string(),
         listeners: vec![services.config.listen.to_string()],
         shard_count: u32::try_from(services.shard_count).unwrap_or(u32::MAX),
         topic_defaults: topic_defaults(services.batch_bytes_max()),
+        node_id: snapshot.local_node,
+        cluster_id: cluster_id(&snapshot),
+        controller_id: controller_id(&snapshot),
+        brokers: native_brokers(services, &snapshot),
     }
+}
+
+/// The cluster's id: none for a single broker, which has no cluster metadata (its Kafka
+/// cluster id is the Kafka listener's own, `kafka::identity`). Cluster mode's comes from the
+/// metadata image once the catalog snapshot carries it (not yet: REPL.md status notes).
+fn cluster_id(snapshot: &CatalogSnapshot) -> Option<String> {
+    debug_assert!(snapshot.brokers.is_empty() || snapshot.cluster_mode);
+    None
+}
+
+/// The controller's node id, or [`NO_NODE`] while none is known. A single broker is its own.
+pub(crate) fn controller_id(snapshot: &CatalogSnapshot) -> NodeId {
+    match snapshot.controller {
+        Some(controller) => controller,
+        None if !snapshot.cluster_mode => snapshot.local_node,
+        None => NO_NODE,
+    }
+}
+
+/// The offsets of a partition this broker cannot tell (it holds no replica, or it failed).
+const NO_STATE: PartitionState = PartitionState {
+    log_start_offset: 0,
+    high_watermark: 0,
+    log_end: 0,
+    last_stable_offset: 0,
+};
+
+/// The native endpoint of this broker: the one it tells peers and clients.
+pub(crate) fn local_native_endpoint(services: &Services) -> (String, u16) {
+    let listen = services.config.listen;
+    (listen.ip().to_string(), listen.port())
+}
+
+/// Every broker with its native endpoint: the snapshot's, or for a single broker (whose
+/// snapshot names none) this broker at its own listener.
+pub(crate) fn native_brokers(
+    services: &Services,
+    snapshot: &CatalogSnapshot,
+) -> Vec<BrokerMetadata> {
+    if snapshot.brokers.is_empty() {
+        let (host, port) = local_native_endpoint(services);
+        return vec![BrokerMetadata {
+            node_id: snapshot.local_node,
+            host,
+            port,
+            rack: None,
+        }];
+    }
+    snapshot
+        .brokers
+        .values()
+        .map(|broker| BrokerMetadata {
+            node_id: broker.id,
+            host: broker.native.0.clone(),
+            port: broker.native.1,
+            rack: broker.rack.clone(),
+        })
+        .collect()
 }
 
 /// Every topic config key with the value an unset key gets, read back from the storage
@@ -139,13 +210,18 @@ pub async fn metadata(services: &Rc<Services>, names: Option<&[String]>) -> Meta
             .map(|name| snapshot.topic(name).cloned().ok_or_else(|| name.clone()))
             .collect(),
     };
-    let mut response = MetadataResponse::default();
+    let mut response = MetadataResponse {
+        cluster_id: cluster_id(&snapshot),
+        controller_id: controller_id(&snapshot),
+        brokers: native_brokers(services, &snapshot),
+        ..MetadataResponse::default()
+    };
     for topic in topics {
         match topic {
             Ok(topic) => response.topics.push(WireTopic {
                 error_code: ErrorCode::None,
                 name: topic.name.clone(),
-                partitions: partition_metadata(services, &topic).await,
+                partitions: partition_metadata(services, &snapshot, &topic).await,
             }),
             Err(name) => response.topics.push(WireTopic {
                 error_code: ErrorCode::UnknownTopicOrPartition,
@@ -157,34 +233,52 @@ pub async fn metadata(services: &Rc<Services>, names: Option<&[String]>) -> Meta
     response
 }
 
-/// Every partition of `topic` with its owner and offsets, asked of the owners.
+/// Every partition of `topic` with its owner, its role (leader, epoch, replicas, ISR) and,
+/// where this broker holds a replica, its offsets as the owning shard knows them (asked of the
+/// owners; 0 where this broker holds none: the leader knows them).
 async fn partition_metadata(
     services: &Rc<Services>,
+    snapshot: &CatalogSnapshot,
     topic: &TopicMetadata,
 ) -> Vec<PartitionMetadata> {
-    let items: Vec<_> = topic
-        .partition_shards
+    let local = snapshot.local_node;
+    let hosted: Vec<u32> = (0..topic.partition_count())
+        .filter(|partition| topic.is_hosted(*partition, local))
+        .collect();
+    let items: Vec<_> = hosted
         .iter()
-        .enumerate()
-        .map(|(partition, owner)| {
+        .map(|partition| {
             let key = PartitionKey {
                 topic_id: topic.id,
-                partition: partition as u32,
+                partition: *partition,
             };
-            (*owner, key)
+            (topic.partition_shards[*partition as usize], key)
         })
         .collect();
     let states = scatter(services, items, |shard, partitions| async move {
         shard.states(&partitions)
     })
     .await;
-    states
-        .into_iter()
-        .enumerate()
-        .map(|(partition, state)| {
+    let mut states = hosted.into_iter().zip(states).peekable();
+    (0..topic.partition_count())
+        .map(|partition| {
+            let state = match states.peek() {
+                Some((hosted, _)) if *hosted == partition => states.next().map(|(_, state)| state),
+                _ => None,
+            };
+            let role = topic.role(partition, local);
             let (error_code, error_message, state) = match state {
-                Ok(state) => (ErrorCode::None, None, state),
-                Err(error) => (
+                _ if role.leader.is_none() => (
+                    ErrorCode::LeaderNotAvailable,
+                    Some(format!(
+                        "no leader: none of the in-sync replicas {:?} is available",
+                        role.isr
+                    )),
+                    NO_STATE,
+                ),
+                None => (ErrorCode::None, None, NO_STATE),
+                Some(Ok(state)) => (ErrorCode::None, None, state),
+                Some(Err(error)) => (
                     partition_error_code(&error),
                     // The code already says "offline"; the text is the reason alone, so that
                     // `spate topic describe` does not print "offline: partition offline: ...".
@@ -192,21 +286,20 @@ async fn partition_metadata(
                         PartitionError::Offline(reason) => reason.clone(),
                         other => other.to_string(),
                     }),
-                    PartitionState {
-                        log_start_offset: 0,
-                        high_watermark: 0,
-                        log_end: 0,
-                        last_stable_offset: 0,
-                    },
+                    NO_STATE,
                 ),
             };
             PartitionMetadata {
-                partition: partition as u32,
+                partition,
                 error_code,
-                shard_id: topic.partition_shards[partition] as u32,
+                shard_id: topic.partition_shards[partition as usize] as u32,
                 log_start_offset: state.log_start_offset,
                 high_watermark: state.high_watermark,
                 error_message,
+                leader_id: role.leader.unwrap_or(NO_NODE),
+                leader_epoch: role.leader_epoch,
+                replicas: role.replicas,
+                isr: role.isr,
             }
         })
         .collect()
@@ -386,7 +479,7 @@ pub async fn describe_topic(services: &Rc<Services>, name: &str) -> DescribeTopi
             .into_iter()
             .map(|(name, value)| ConfigEntry { name, value })
             .collect(),
-        partitions: partition_metadata(services, &topic).await,
+        partitions: partition_metadata(services, &services.snapshot(), &topic).await,
     }
 }
 

@@ -484,6 +484,7 @@ fn produce_answer(
             // Timestamps are the producer's (create time); there is no log-append time.
             log_append_time_ms: -1,
             log_start_offset: outcome.log_start_offset,
+            ..ProducePartitionResponse::default()
         },
         Err(error) => {
             tracing::debug!(partition, %error, "produce refused");
@@ -493,6 +494,7 @@ fn produce_answer(
                 base_offset: 0,
                 log_append_time_ms: -1,
                 log_start_offset: 0,
+                ..ProducePartitionResponse::default()
             }
         }
     }
@@ -656,6 +658,7 @@ fn fetch_answer(
                 records: RecordSet::from_chunks(kept),
                 last_stable_offset: outcome.last_stable_offset,
                 aborted_transactions,
+                ..FetchPartitionResponse::default()
             }
         }
         Err(error) => {
@@ -675,6 +678,7 @@ fn fetch_answer(
                 records: RecordSet::default(),
                 last_stable_offset: high_watermark,
                 aborted_transactions: Vec::new(),
+                ..FetchPartitionResponse::default()
             }
         }
     }

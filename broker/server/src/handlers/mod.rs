@@ -8,6 +8,7 @@
 //! only dispatches and maps errors to wire codes. Nothing here touches sockets.
 
 pub(crate) mod admin;
+pub(crate) mod cluster;
 pub(crate) mod data;
 pub(crate) mod group;
 pub(crate) mod txn;
@@ -24,6 +25,8 @@ use spate_protocol::api::{
     ProduceRequest,
 };
 use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest};
+use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
+use spate_protocol::api::{ElectLeadersRequest, FindCoordinatorRequest, ListReassignmentsRequest};
 use spate_protocol::api::{EndTxnRequest, TxnOffsetCommitRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
@@ -65,6 +68,11 @@ pub enum Request {
     AddOffsetsToTxn(Envelope<AddOffsetsToTxnRequest>),
     EndTxn(Envelope<EndTxnRequest>),
     TxnOffsetCommit(Envelope<TxnOffsetCommitRequest>),
+    FindCoordinator(Envelope<FindCoordinatorRequest>),
+    ElectLeaders(Envelope<ElectLeadersRequest>),
+    AlterReassignments(Envelope<AlterReassignmentsRequest>),
+    ListReassignments(Envelope<ListReassignmentsRequest>),
+    DecommissionBroker(Envelope<DecommissionBrokerRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -237,6 +245,11 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::AddOffsetsToTxn => decoded!(AddOffsetsToTxn, AddOffsetsToTxnRequest),
         ApiKey::EndTxn => decoded!(EndTxn, EndTxnRequest),
         ApiKey::TxnOffsetCommit => decoded!(TxnOffsetCommit, TxnOffsetCommitRequest),
+        ApiKey::FindCoordinator => decoded!(FindCoordinator, FindCoordinatorRequest),
+        ApiKey::ElectLeaders => decoded!(ElectLeaders, ElectLeadersRequest),
+        ApiKey::AlterReassignments => decoded!(AlterReassignments, AlterReassignmentsRequest),
+        ApiKey::ListReassignments => decoded!(ListReassignments, ListReassignmentsRequest),
+        ApiKey::DecommissionBroker => decoded!(DecommissionBroker, DecommissionBrokerRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -353,6 +366,26 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             correlation_id,
             version,
             &txn::txn_offset_commit(&services, body).await,
+        ),
+        Request::FindCoordinator(request) => answer(
+            &request,
+            cluster::find_coordinator(&services, &request.body).await,
+        ),
+        Request::ElectLeaders(request) => answer(
+            &request,
+            cluster::elect_leaders(&services, &request.body).await,
+        ),
+        Request::AlterReassignments(request) => answer(
+            &request,
+            cluster::alter_reassignments(&services, &request.body).await,
+        ),
+        Request::ListReassignments(request) => answer(
+            &request,
+            cluster::list_reassignments(&services, &request.body).await,
+        ),
+        Request::DecommissionBroker(request) => answer(
+            &request,
+            cluster::decommission_broker(&services, &request.body).await,
         ),
     }
 }

@@ -6,6 +6,12 @@
 //! Each handler resolves names against one catalog snapshot and asks the owning shards as the
 //! native handlers do (`shard::router`); what differs is only the wire shape and the error codes
 //! (`errors`).
+//!
+//! Metadata lists the cluster from the snapshot: every unfenced broker at its Kafka endpoint
+//! (this broker at its advertised Kafka address), the controller, and per partition the leader,
+//! leader epoch, replicas, ISR and offline replicas (fenced or unknown brokers). A single
+//! broker's snapshot names no brokers and no roles: it is then node `local_node` leading every
+//! partition at epoch 0, its only replica.
 
 use std::sync::Arc;
 
@@ -23,9 +29,9 @@ use spate_protocol::error::ErrorCode;
 use uuid::Uuid;
 
 use super::errors::kafka_code;
-use super::{KafkaContext, NODE_ID};
+use super::KafkaContext;
 use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId, TopicMetadata};
-use crate::handlers::admin::create_topic;
+use crate::handlers::admin::{controller_id, create_topic};
 use crate::handlers::partition_error_code;
 use crate::shard::messages::{PartitionError, PartitionKey};
 use crate::shard::router::scatter;
@@ -62,16 +68,11 @@ pub(crate) async fn metadata(
     version: i16,
     request: MetadataRequest,
 ) -> MetadataResponse {
-    let (host, port) = context.broker.advertised();
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(host.clone())
-        .with_port(port);
-    let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
-        .with_cluster_id(Some(context.broker.identity.cluster_id().clone()))
-        .with_controller_id(BrokerId(NODE_ID));
     let mut snapshot = context.services.snapshot();
+    let mut response = MetadataResponse::default()
+        .with_brokers(kafka_brokers(context, &snapshot))
+        .with_cluster_id(Some(context.broker.identity.cluster_id().clone()))
+        .with_controller_id(BrokerId(controller_id(&snapshot)));
     // v0 asks for every topic with an empty list; v1+ with a null one.
     let wanted: Option<Vec<Wanted>> = match request.topics {
         None => None,
@@ -92,7 +93,9 @@ pub(crate) async fn metadata(
     let Some(wanted) = wanted else {
         let topics: Vec<Arc<TopicMetadata>> = snapshot.topics.values().cloned().collect();
         for topic in topics {
-            response.topics.push(topic_metadata(context, &topic).await);
+            response
+                .topics
+                .push(topic_metadata(context, &snapshot, &topic).await);
         }
         return response;
     };
@@ -142,9 +145,72 @@ pub(crate) async fn metadata(
                 }
             },
         };
-        response.topics.push(topic_metadata(context, &topic).await);
+        response
+            .topics
+            .push(topic_metadata(context, &snapshot, &topic).await);
     }
     response
+}
+
+/// The Kafka endpoint of broker `node`: this broker's advertised Kafka address, or the one the
+/// cluster metadata lists. `None` for a broker without a Kafka listener or not known.
+pub(crate) fn kafka_endpoint(
+    context: &KafkaContext<'_>,
+    snapshot: &CatalogSnapshot,
+    node: i32,
+) -> Option<(StrBytes, i32)> {
+    if node == snapshot.local_node {
+        let (host, port) = context.broker.advertised();
+        return Some((host.clone(), port));
+    }
+    let broker = snapshot.brokers.get(&node)?;
+    let (host, port) = broker.kafka.as_ref()?;
+    Some((StrBytes::from_string(host.clone()), i32::from(*port)))
+}
+
+/// Every broker a Kafka client may reach: unfenced, with a Kafka listener (Kafka lists only
+/// live brokers). This broker is always listed: the client is talking to it.
+fn kafka_brokers(
+    context: &KafkaContext<'_>,
+    snapshot: &CatalogSnapshot,
+) -> Vec<MetadataResponseBroker> {
+    snapshot
+        .broker_list()
+        .into_iter()
+        .filter(|node| {
+            *node == snapshot.local_node
+                || snapshot
+                    .brokers
+                    .get(node)
+                    .is_some_and(|broker| !broker.fenced)
+        })
+        .filter_map(|node| {
+            let (host, port) = kafka_endpoint(context, snapshot, node)?;
+            let rack = snapshot
+                .brokers
+                .get(&node)
+                .and_then(|broker| broker.rack.clone())
+                .map(StrBytes::from_string);
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(node))
+                    .with_host(host)
+                    .with_port(port)
+                    .with_rack(rack),
+            )
+        })
+        .collect()
+}
+
+/// Whether `node` is a replica a client cannot reach now: fenced, or unknown to the metadata.
+fn is_offline(snapshot: &CatalogSnapshot, node: i32) -> bool {
+    if snapshot.brokers.is_empty() {
+        return node != snapshot.local_node;
+    }
+    snapshot
+        .brokers
+        .get(&node)
+        .is_none_or(|broker| broker.fenced)
 }
 
 fn unknown_topic(name: StrBytes, code: i16) -> MetadataResponseTopic {
@@ -227,51 +293,76 @@ pub(crate) async fn auto_create(context: &KafkaContext<'_>, name: &str) -> Resul
     }
 }
 
-/// One topic as Metadata describes it: every partition led by this broker, its only replica, or
-/// LEADER_NOT_AVAILABLE (leader -1) for a partition still opening after a start or offline.
+/// One topic as Metadata describes it: each partition's leader, epoch, replicas and ISR from
+/// the snapshot; LEADER_NOT_AVAILABLE (leader -1) for a partition without a leader, and for one
+/// this broker leads that is still opening after a start or offline (its data damaged: this
+/// broker is then an offline replica). Only partitions this broker leads are asked of the owning
+/// shards; the others are the cluster metadata's word.
 async fn topic_metadata(
     context: &KafkaContext<'_>,
+    snapshot: &CatalogSnapshot,
     topic: &TopicMetadata,
 ) -> MetadataResponseTopic {
-    let items: Vec<_> = topic
-        .partition_shards
+    let local = snapshot.local_node;
+    let roles: Vec<_> = (0..topic.partition_count())
+        .map(|partition| topic.role(partition, local))
+        .collect();
+    let led: Vec<u32> = (0..topic.partition_count())
+        .filter(|partition| roles[*partition as usize].leader == Some(local))
+        .collect();
+    let items: Vec<_> = led
         .iter()
-        .enumerate()
-        .map(|(partition, owner)| {
+        .map(|partition| {
             let key = PartitionKey {
                 topic_id: topic.id,
-                partition: partition as u32,
+                partition: *partition,
             };
-            (*owner, key)
+            (topic.partition_shards[*partition as usize], key)
         })
         .collect();
     let states = scatter(context.services, items, |shard, partitions| async move {
         shard.states(&partitions)
     })
     .await;
-    let partitions = states
+    let mut states = led.into_iter().zip(states).peekable();
+    let partitions = roles
         .into_iter()
         .enumerate()
-        .map(|(index, state)| {
+        .map(|(index, role)| {
+            let state = match states.peek() {
+                Some((led, _)) if *led as usize == index => states.next().map(|(_, state)| state),
+                _ => None,
+            };
+            let mut offline: Vec<BrokerId> = role
+                .replicas
+                .iter()
+                .filter(|node| is_offline(snapshot, **node))
+                .map(|node| BrokerId(*node))
+                .collect();
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(NODE_ID)]);
-            match state {
-                Ok(_) => partition
-                    .with_leader_id(BrokerId(NODE_ID))
-                    .with_isr_nodes(vec![BrokerId(NODE_ID)]),
-                Err(PartitionError::Opening) => partition
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1)),
-                Err(PartitionError::Offline(_)) => partition
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_offline_replicas(vec![BrokerId(NODE_ID)]),
-                Err(error) => partition
+                .with_leader_epoch(role.leader_epoch)
+                .with_replica_nodes(role.replicas.iter().map(|node| BrokerId(*node)).collect())
+                .with_isr_nodes(role.isr.iter().map(|node| BrokerId(*node)).collect());
+            let not_led = partition
+                .clone()
+                .with_error_code(ResponseError::LeaderNotAvailable.code())
+                .with_leader_id(BrokerId(-1));
+            let partition = match (role.leader, state) {
+                (None, _) => not_led,
+                (Some(leader), None | Some(Ok(_))) => partition.with_leader_id(BrokerId(leader)),
+                (Some(_), Some(Err(PartitionError::Opening))) => not_led,
+                (Some(_), Some(Err(PartitionError::Offline(_)))) => {
+                    if !offline.contains(&BrokerId(local)) {
+                        offline.push(BrokerId(local));
+                    }
+                    not_led
+                }
+                (Some(_), Some(Err(error))) => partition
                     .with_error_code(kafka_code(partition_error_code(&error)))
                     .with_leader_id(BrokerId(-1)),
-            }
+            };
+            partition.with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()
