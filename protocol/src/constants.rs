@@ -119,8 +119,9 @@ pub const COORDINATOR_KEY_BYTES_MAX: usize = if GROUP_ID_BYTES_MAX > TRANSACTION
 };
 
 /// Largest single Raft message between brokers (raft-rs protobuf bytes): appended metadata
-/// entries travel in it, so it bounds what one append can carry.
-pub const RAFT_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// entries travel in it, and a whole metadata snapshot, so it is as large as a frame allows
+/// with room for the request's other fields. A snapshot message travels alone in its request.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = FRAME_BYTES_MAX - 1024 * 1024;
 
 /// Most Raft messages one RaftMessage request carries (the driver coalesces what one
 /// `advance` produced for a peer).

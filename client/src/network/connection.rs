@@ -545,9 +545,10 @@ mod tests {
                         };
                         encode_response(&mut out, frame.correlation_id, 0, &response).unwrap();
                     } else {
-                        held.push(frame.correlation_id);
+                        // Answered at the version asked, as a broker does.
+                        held.push((frame.correlation_id, frame.api_version));
                         if held.len() == hold {
-                            for correlation_id in held.drain(..) {
+                            for (correlation_id, version) in held.drain(..) {
                                 let response = MetadataResponse {
                                     topics: vec![TopicMetadata {
                                         name: format!("answer-{correlation_id}"),
@@ -555,7 +556,8 @@ mod tests {
                                     }],
                                     ..MetadataResponse::default()
                                 };
-                                encode_response(&mut out, correlation_id, 0, &response).unwrap();
+                                encode_response(&mut out, correlation_id, version, &response)
+                                    .unwrap();
                             }
                         }
                     }

@@ -29,6 +29,10 @@ pub mod name {
     pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
     /// How long tombstones stay after compaction first reached them.
     pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+    /// In-sync replicas an acks=all write needs (Kafka's name), 1 up to the replication
+    /// factor. Not in [`ALL`]: its default is not one value but a majority of each topic's
+    /// replication factor, and a single broker's topics have one replica.
+    pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
     /// Every name this build knows.
     pub const ALL: [&str; 13] = [
         RETENTION_BYTES,

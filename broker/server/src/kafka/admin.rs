@@ -6,8 +6,9 @@
 //! deletions and config changes go durably to the catalog first and then to every shard. So a
 //! topic made over Kafka is the same topic to `spate topic describe`, and the other way round.
 //! What is here is Kafka's shape of it: per-topic and per-resource error codes and messages,
-//! `validate_only`, replication factors (only 1 exists), topic ids, and the configs as Kafka
-//! names them (`configs`).
+//! `validate_only`, replication factors and manual assignments (checked against the cluster's
+//! brokers: a single broker has one replica per partition, itself), topic ids, and the configs
+//! as Kafka names them (`configs`).
 //!
 //! Every handler answers every failure inside its response and never panics on input. Names a
 //! request repeats are refused for each repetition with INVALID_REQUEST, as Kafka does.
@@ -51,12 +52,13 @@ use self::configs::{
     apply_changes, describe_broker, describe_topic, operation, resource_type, ConfigChange,
     ConfigRefusal, DescribedConfig, TopicDefaults,
 };
+use super::data::kafka_brokers;
 use super::errors::kafka_code;
-use super::{KafkaContext, NODE_ID};
-use crate::catalog::{TopicConfig, TopicMetadata};
+use super::KafkaContext;
+use crate::catalog::{CatalogSnapshot, TopicConfig, TopicMetadata};
 use crate::handlers::admin::{
-    add_partitions, blocking, catalog_failure, check_log_config, create_topic_with_config,
-    delete_topic, refuse_internal, replace_topic_config,
+    add_partitions, blocking, catalog_failure, check_log_config, controller_id,
+    create_topic_with_config, delete_topic, refuse_internal, replace_topic_config,
 };
 use crate::handlers::data::delete_records_before;
 use crate::handlers::partition_error_code;
@@ -101,6 +103,8 @@ fn repeated<K: Ord>(keys: impl IntoIterator<Item = K>) -> Vec<bool> {
 /// A topic CreateTopics would create, after every check that needs no catalog write.
 struct TopicPlan {
     partitions: i64,
+    /// The replicas each partition gets (the default made explicit).
+    replication_factor: i16,
     config: TopicConfig,
 }
 
@@ -154,7 +158,8 @@ fn plan_topic(
     let name = topic.name.0.as_str();
     refuse_internal(name).map_err(native)?;
     refuse_colliding_name(context.services, name)?;
-    check_replication_factor(topic.replication_factor)?;
+    let snapshot = context.services.snapshot();
+    check_replication_factor(&snapshot, topic.replication_factor)?;
     let partitions = if topic.assignments.is_empty() {
         match topic.num_partitions {
             -1 => i64::from(context.kafka().default_partitions),
@@ -181,9 +186,23 @@ fn plan_topic(
                     "the assignment's partitions must be 0, 1, 2, ... in order",
                 ));
             }
-            check_assignment(assignment.broker_ids.iter().map(|broker| broker.0))?;
+            check_assignment(
+                &snapshot,
+                assignment.broker_ids.iter().map(|broker| broker.0),
+            )?;
         }
+        check_equal_lengths(
+            topic
+                .assignments
+                .iter()
+                .map(|assignment| assignment.broker_ids.len()),
+        )?;
         topic.assignments.len() as i64
+    };
+    let replication_factor = match (topic.assignments.first(), topic.replication_factor) {
+        (Some(assignment), _) => assignment.broker_ids.len() as i16,
+        (None, -1) => default_replication_factor(&snapshot),
+        (None, factor) => factor,
     };
     let changes = topic.configs.iter().map(|config| ConfigChange::Set {
         name: config.name.as_str(),
@@ -191,7 +210,11 @@ fn plan_topic(
     });
     let config = apply_changes(&TopicConfig::default(), changes).map_err(refusal)?;
     check_log_config(context.services, &config).map_err(native)?;
-    Ok(TopicPlan { partitions, config })
+    Ok(TopicPlan {
+        partitions,
+        replication_factor,
+        config,
+    })
 }
 
 /// Kafka refuses a name that differs from an existing one only by `.` against `_` (they collide
@@ -215,30 +238,107 @@ fn refuse_colliding_name(services: &Services, name: &str) -> Result<(), Failure>
     }
 }
 
-/// Only one replica exists: -1 (the default) or 1.
-fn check_replication_factor(factor: i16) -> Result<(), Failure> {
+/// The brokers a new replica may be placed on: the unfenced ones (a single broker: itself).
+fn active_brokers(snapshot: &CatalogSnapshot) -> Vec<i32> {
+    if snapshot.brokers.is_empty() {
+        return vec![snapshot.local_node];
+    }
+    snapshot
+        .brokers
+        .values()
+        .filter(|broker| !broker.fenced)
+        .map(|broker| broker.id)
+        .collect()
+}
+
+/// The replication factor of a topic created without one: `min(3, active brokers)` in a
+/// cluster (Kafka's `default.replication.factor` analog), 1 for a single broker.
+fn default_replication_factor(snapshot: &CatalogSnapshot) -> i16 {
+    active_brokers(snapshot).len().clamp(1, 3) as i16
+}
+
+/// A replication factor: -1 (the default) or 1 up to the active brokers.
+fn check_replication_factor(snapshot: &CatalogSnapshot, factor: i16) -> Result<(), Failure> {
+    let available = active_brokers(snapshot).len();
     match factor {
-        -1 | 1 => Ok(()),
-        factor if factor > 1 => Err(failure(
+        -1 => Ok(()),
+        factor if factor >= 1 && factor as usize <= available => {
+            check_placement_served(snapshot, factor)
+        }
+        factor if factor >= 1 => Err(failure(
             ResponseError::InvalidReplicationFactor,
-            format!("replication factor {factor} is larger than the 1 broker available (Spate does not replicate yet)"),
+            format!("replication factor {factor} is larger than the {available} active brokers"),
         )),
         factor => Err(failure(
             ResponseError::InvalidReplicationFactor,
-            format!("replication factor {factor} must be 1 (or -1 for the default)"),
+            format!("replication factor {factor} must be at least 1 (or -1 for the default)"),
         )),
     }
 }
 
-/// A partition's replicas in a manual assignment: this broker, once.
-fn check_assignment(brokers: impl Iterator<Item = i32>) -> Result<(), Failure> {
+/// A cluster creates topics through the controller at the cluster's default replication
+/// factor, `min(3, active brokers)`; a factor other than that is refused with the reason until
+/// creation takes an explicit one (REPL.md status notes), rather than silently ignored.
+fn check_placement_served(snapshot: &CatalogSnapshot, factor: i16) -> Result<(), Failure> {
+    let default_factor = default_replication_factor(snapshot);
+    if !snapshot.cluster_mode || factor == default_factor {
+        return Ok(());
+    }
+    Err(failure(
+        ResponseError::InvalidReplicationFactor,
+        format!("replication factor {factor}: this broker creates topics only at the cluster's default factor {default_factor} (or -1) for now"),
+    ))
+}
+
+/// A partition's replicas in a manual assignment: distinct active brokers (a single broker:
+/// itself, once).
+fn check_assignment(
+    snapshot: &CatalogSnapshot,
+    brokers: impl Iterator<Item = i32>,
+) -> Result<(), Failure> {
     let brokers: Vec<i32> = brokers.collect();
-    if brokers == [NODE_ID] {
+    let active = active_brokers(snapshot);
+    if brokers.is_empty() {
+        return Err(failure(
+            ResponseError::InvalidReplicaAssignment,
+            "a partition needs at least one replica",
+        ));
+    }
+    if let Some(unknown) = brokers.iter().find(|broker| !active.contains(broker)) {
+        return Err(failure(
+            ResponseError::InvalidReplicaAssignment,
+            format!("replicas {brokers:?}: broker {unknown} is not an active broker (active: {active:?})"),
+        ));
+    }
+    let mut distinct = brokers.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != brokers.len() {
+        return Err(failure(
+            ResponseError::InvalidReplicaAssignment,
+            format!("replicas {brokers:?} name a broker more than once"),
+        ));
+    }
+    if snapshot.cluster_mode {
+        return Err(failure(
+            ResponseError::InvalidReplicaAssignment,
+            "manual replica assignments are not served in a cluster yet; give a partition count and replication factor",
+        ));
+    }
+    Ok(())
+}
+
+/// Every partition of one manual assignment has the same number of replicas (Kafka's rule).
+fn check_equal_lengths(mut lengths: impl Iterator<Item = usize>) -> Result<(), Failure> {
+    let Some(first) = lengths.next() else {
+        return Ok(());
+    };
+    if lengths.all(|length| length == first) {
         Ok(())
     } else {
         Err(failure(
             ResponseError::InvalidReplicaAssignment,
-            format!("replicas {brokers:?}: the only broker is {NODE_ID}, and each partition has one replica"),
+            "every partition of the assignment must have the same number of replicas",
         ))
     }
 }
@@ -277,7 +377,7 @@ fn creation_result(
                     context.broker.identity.topic_id(topic.id)
                 }))
                 .with_num_partitions(i32::try_from(plan.partitions).unwrap_or(i32::MAX))
-                .with_replication_factor(1);
+                .with_replication_factor(plan.replication_factor);
             if version >= 5 {
                 result.with_configs(Some(
                     describe_topic(&plan.config, defaults)
@@ -475,8 +575,12 @@ async fn grow(
                 ),
             ));
         }
+        let snapshot = services.snapshot();
         for assignment in assignments {
-            check_assignment(assignment.broker_ids.iter().map(|broker| broker.0))?;
+            check_assignment(
+                &snapshot,
+                assignment.broker_ids.iter().map(|broker| broker.0),
+            )?;
         }
     }
     let count = i64::from(topic.count);
@@ -572,9 +676,8 @@ pub(crate) async fn describe_configs(
                         format!("topic {name} does not exist"),
                     )),
                 },
-                resource_type::BROKER => {
-                    this_broker(name).map(|()| describe_broker(context.config(), context.kafka()))
-                }
+                resource_type::BROKER => this_broker(context.services, name)
+                    .map(|()| describe_broker(context.config(), context.kafka())),
                 other => Err(unsupported_resource(other)),
             };
             let result = DescribeConfigsResult::default()
@@ -609,14 +712,17 @@ pub(crate) async fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// A broker resource names this broker: its id, or "" (Kafka's cluster-wide default).
-fn this_broker(name: &str) -> Result<(), Failure> {
-    if name.is_empty() || name.parse::<i32>() == Ok(NODE_ID) {
+/// A broker resource names this broker: its id, or "" (Kafka's cluster-wide default). Another
+/// broker's configs are that broker's to describe (Kafka's admin client asks each broker for
+/// its own).
+fn this_broker(services: &Services, name: &str) -> Result<(), Failure> {
+    let local = services.snapshot().local_node;
+    if name.is_empty() || name.parse::<i32>() == Ok(local) {
         Ok(())
     } else {
         Err(failure(
             ResponseError::InvalidRequest,
-            format!("broker {name:?} is not this broker; the only broker is {NODE_ID}"),
+            format!("broker {name:?} is not this broker, which is {local}; ask that broker"),
         ))
     }
 }
@@ -678,7 +784,7 @@ async fn alter_resource<'a>(
     match kind {
         resource_type::TOPIC => {}
         resource_type::BROKER => {
-            this_broker(name)?;
+            this_broker(context.services, name)?;
             if changes.is_empty() {
                 return Ok(());
             }
@@ -864,9 +970,10 @@ pub(crate) async fn describe_cluster(
     version: i16,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    let snapshot = context.services.snapshot();
     let response = DescribeClusterResponse::default()
         .with_cluster_id(context.broker.identity.cluster_id().clone())
-        .with_controller_id(BrokerId(NODE_ID))
+        .with_controller_id(BrokerId(controller_id(&snapshot)))
         .with_endpoint_type(if version >= 1 {
             request.endpoint_type
         } else {
@@ -877,15 +984,21 @@ pub(crate) async fn describe_cluster(
             .with_controller_id(BrokerId(-1))
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(text(format!(
-                "endpoint type {} is not served: Spate's single broker is its own controller; ask for brokers (1)",
+                "endpoint type {} is not served: Spate's controllers are its brokers; ask for brokers (1)",
                 request.endpoint_type
             ))));
     }
-    let (host, port) = context.broker.advertised();
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(NODE_ID))
-        .with_host(host.clone())
-        .with_port(port);
+    // The brokers Metadata lists (unfenced, with a Kafka listener), in DescribeCluster's shape.
+    let brokers = kafka_brokers(context, &snapshot)
+        .into_iter()
+        .map(|broker| {
+            DescribeClusterBroker::default()
+                .with_broker_id(broker.node_id)
+                .with_host(broker.host)
+                .with_port(broker.port)
+                .with_rack(broker.rack)
+        })
+        .collect();
     let operations = if request.include_cluster_authorized_operations {
         CLUSTER_OPERATIONS
             .iter()
@@ -894,7 +1007,7 @@ pub(crate) async fn describe_cluster(
         AUTHORIZED_OPERATIONS_OMITTED
     };
     response
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(operations)
 }
 
@@ -908,12 +1021,17 @@ pub(crate) async fn describe_log_dirs(
 ) -> DescribeLogDirsResponse {
     let services = context.services;
     let snapshot = services.snapshot();
-    // Every partition asked for that exists (Kafka leaves out the ones it does not host).
+    let local = snapshot.local_node;
+    // Every partition asked for that exists and of which this broker holds a replica (Kafka
+    // leaves out the ones it does not host).
     let mut wanted: Vec<(Arc<TopicMetadata>, Vec<u32>)> = Vec::new();
     match request.topics {
         None => {
             for topic in snapshot.topics.values() {
-                wanted.push((topic.clone(), (0..topic.partition_count()).collect()));
+                let hosted = (0..topic.partition_count())
+                    .filter(|partition| topic.is_hosted(*partition, local))
+                    .collect();
+                wanted.push((topic.clone(), hosted));
             }
         }
         Some(topics) => {
@@ -926,6 +1044,7 @@ pub(crate) async fn describe_log_dirs(
                     .iter()
                     .filter_map(|partition| u32::try_from(*partition).ok())
                     .filter(|partition| *partition < topic.partition_count())
+                    .filter(|partition| topic.is_hosted(*partition, local))
                     .collect();
                 partitions.sort_unstable();
                 partitions.dedup();
@@ -946,7 +1065,8 @@ pub(crate) async fn describe_log_dirs(
                         DescribeLogDirsPartition::default()
                             .with_partition_index(*partition as i32)
                             .with_partition_size(i64::try_from(size).unwrap_or(i64::MAX))
-                            // The only replica is the leader: nothing to catch up.
+                            // A follower's lag is the leader's to know (its fetch progress);
+                            // this broker reports 0 for its replicas, as a leader's is.
                             .with_offset_lag(0),
                     )
                 })

@@ -170,7 +170,7 @@ pub(crate) fn kafka_endpoint(
 
 /// Every broker a Kafka client may reach: unfenced, with a Kafka listener (Kafka lists only
 /// live brokers). This broker is always listed: the client is talking to it.
-fn kafka_brokers(
+pub(crate) fn kafka_brokers(
     context: &KafkaContext<'_>,
     snapshot: &CatalogSnapshot,
 ) -> Vec<MetadataResponseBroker> {

@@ -56,7 +56,7 @@ use spate_kafka_protocol::kafka_protocol::messages::{
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_protocol::api;
-use spate_protocol::api::{GroupState, TopicPartitions};
+use spate_protocol::api::{CoordinatorType, GroupState, TopicPartitions};
 use spate_protocol::constants::{
     CLIENT_HOST_BYTES_MAX, CLIENT_ID_BYTES_MAX, GROUP_ID_BYTES_MAX, GROUP_INSTANCE_ID_BYTES_MAX,
     GROUP_MEMBERS_PER_MESSAGE_MAX, GROUP_MEMBER_METADATA_BYTES_MAX, GROUP_PROTOCOLS_MAX,
@@ -64,11 +64,13 @@ use spate_protocol::constants::{
 };
 use spate_protocol::error::ErrorCode;
 
+use super::data::kafka_endpoint;
 use super::errors::kafka_code;
 use super::transactions::txn_code;
-use super::{KafkaContext, NODE_ID};
+use super::KafkaContext;
 use crate::group::dialect::{described_group_for, join_response_for, sync_response_for, Dialect};
 use crate::group::{ClientInfo, MemberIdHandshake};
+use crate::handlers::cluster::coordinator_node;
 use crate::handlers::group as native;
 use crate::services::Services;
 use crate::shard::join_all;
@@ -199,31 +201,39 @@ pub(crate) async fn find_coordinator(
     } else {
         KEY_TYPE_GROUP
     };
-    let (host, port) = context.broker.advertised();
-    let found = |key: &StrBytes| -> Coordinator {
-        match locate(key_type, key) {
-            Ok(()) => Coordinator::default()
-                .with_key(key.clone())
-                .with_node_id(BrokerId(NODE_ID))
-                .with_host(host.clone())
+    let keys = if version >= 4 {
+        request.coordinator_keys.clone()
+    } else {
+        vec![request.key.clone()]
+    };
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        let found = match locate(key_type, &key) {
+            Ok(native_type) => coordinator_at(context, native_type, &key).await,
+            Err(error) => Err(error),
+        };
+        coordinators.push(match found {
+            Ok((node, host, port)) => Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(node))
+                .with_host(host)
                 .with_port(port)
                 .with_error_message(None),
             Err((error, message)) => Coordinator::default()
-                .with_key(key.clone())
+                .with_key(key)
                 .with_node_id(BrokerId(-1))
                 .with_host(StrBytes::default())
                 .with_port(-1)
-                .with_error_code(code(error))
+                .with_error_code(error)
                 .with_error_message(Some(text(message))),
-        }
-    };
+        });
+    }
     if version >= 4 {
-        let coordinators = request.coordinator_keys.iter().map(found).collect();
         return FindCoordinatorResponse::default()
             .with_error_message(None)
             .with_coordinators(coordinators);
     }
-    let coordinator = found(&request.key);
+    let coordinator = coordinators.pop().expect("one key before v4");
     FindCoordinatorResponse::default()
         .with_error_code(coordinator.error_code)
         .with_error_message(coordinator.error_message)
@@ -232,25 +242,47 @@ pub(crate) async fn find_coordinator(
         .with_port(coordinator.port)
 }
 
-/// This broker coordinates every group and every transactional id; other key types (share
-/// groups) are not Spate's.
-fn locate(key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
+/// The broker coordinating `key` (the leader of its internal partition, `handlers::cluster`)
+/// at its Kafka endpoint. `Err`: the Kafka code (COORDINATOR_NOT_AVAILABLE while the partition
+/// has no leader or the broker no Kafka listener) and why.
+async fn coordinator_at(
+    context: &KafkaContext<'_>,
+    key_type: CoordinatorType,
+    key: &str,
+) -> Result<(i32, StrBytes, i32), (i16, String)> {
+    let node = coordinator_node(context.services, key_type, key)
+        .await
+        .map_err(|(error, message)| (kafka_code(error), message))?;
+    let snapshot = context.services.snapshot();
+    let (host, port) = kafka_endpoint(context, &snapshot, node).ok_or_else(|| {
+        (
+            code(ResponseError::CoordinatorNotAvailable),
+            format!("the coordinator, broker {node}, has no Kafka listener this broker knows of"),
+        )
+    })?;
+    Ok((node, host, port))
+}
+
+/// Checks a key as Kafka does and names its native type; other key types (share groups) are
+/// not Spate's.
+fn locate(key_type: i8, key: &str) -> Result<CoordinatorType, (i16, String)> {
     match key_type {
-        KEY_TYPE_GROUP => check_group_id(key).map_err(|error| {
-            (
-                error,
-                format!("group id {key:?} is empty or longer than {GROUP_ID_BYTES_MAX} bytes"),
-            )
-        }),
-        // Single broker: this one coordinates every transactional id (`spate_txn` runs each
-        // on its shard). Kafka refuses an empty one.
+        KEY_TYPE_GROUP => check_group_id(key)
+            .map(|()| CoordinatorType::Group)
+            .map_err(|error| {
+                (
+                    code(error),
+                    format!("group id {key:?} is empty or longer than {GROUP_ID_BYTES_MAX} bytes"),
+                )
+            }),
+        // Kafka refuses an empty transactional id.
         KEY_TYPE_TRANSACTION if key.is_empty() => Err((
-            ResponseError::InvalidRequest,
+            code(ResponseError::InvalidRequest),
             "the transactional id is empty".to_string(),
         )),
-        KEY_TYPE_TRANSACTION => Ok(()),
+        KEY_TYPE_TRANSACTION => Ok(CoordinatorType::Transaction),
         other => Err((
-            ResponseError::InvalidRequest,
+            code(ResponseError::InvalidRequest),
             format!("coordinator key type {other} is not served; only groups (0) and transactions (1) are"),
         )),
     }

@@ -57,9 +57,6 @@ use crate::services::Services;
 pub use connection::Kafka;
 pub use identity::KafkaIdentity;
 
-/// The node id of this broker in every Kafka answer (a single broker).
-pub(crate) const NODE_ID: i32 = 0;
-
 /// What every Kafka connection of the broker shares: its settings (the listen address resolved)
 /// and its identity. Built once at start-up; read-only.
 #[derive(Debug)]
