@@ -36,6 +36,10 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::DescribeCluster, 0, 2),
+    // Cluster operations (issue #14)
+    served(ApiKey::ElectLeaders, 0, 2),
+    served(ApiKey::AlterPartitionReassignments, 0, 0),
+    served(ApiKey::ListPartitionReassignments, 0, 0),
     served(ApiKey::Produce, 3, 13),
     served(ApiKey::Fetch, 4, 18),
     served(ApiKey::ListOffsets, 1, 10),

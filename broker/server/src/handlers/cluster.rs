@@ -18,7 +18,8 @@ use spate_protocol::api::{CoordinatorType, FindCoordinatorRequest, FindCoordinat
 use spate_protocol::api::{DecommissionBrokerRequest, DecommissionBrokerResponse};
 use spate_protocol::api::{ElectLeadersRequest, ElectLeadersResponse};
 use spate_protocol::api::{ListReassignmentsRequest, ListReassignmentsResponse};
-use spate_protocol::api::{PartitionOutcome, TopicOutcomes, TopicPartitionList};
+use spate_protocol::api::{OngoingReassignment, PartitionOutcome, ReassignmentListing};
+use spate_protocol::api::{TopicOutcomes, TopicPartitionList};
 use spate_protocol::constants::GROUP_ID_BYTES_MAX;
 use spate_protocol::error::ErrorCode;
 use spate_protocol::NodeId;
@@ -139,13 +140,27 @@ pub async fn find_coordinator(
     }
 }
 
-/// The partitions a request names, or every partition of every topic; each checked against
-/// the snapshot (`UnknownTopicOrPartition` for those that do not exist).
-fn named_partitions(
-    snapshot: &CatalogSnapshot,
-    topics: Option<&[TopicPartitionList]>,
-) -> Vec<(String, Vec<(u32, bool)>)> {
-    match topics {
+/// The partitions an operation names: `None` for every partition of every topic.
+pub(crate) type Wanted = Option<Vec<(String, Vec<u32>)>>;
+
+/// One partition's outcome of a preferred-leader election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Election {
+    /// The preferred replica already led (Kafka's ELECTION_NOT_NEEDED). The cluster's
+    /// outcomes (elected, preferred replica not available) join when elections go to the
+    /// controller.
+    NotNeeded,
+    /// No such topic or partition.
+    UnknownPartition,
+}
+
+/// Per topic, each named partition with its outcome, in the order asked.
+pub(crate) type PerPartition<T> = Vec<(String, Vec<(u32, T)>)>;
+
+/// The partitions named, each with whether it exists in `snapshot`; every partition of every
+/// topic when none are named.
+fn named_partitions(snapshot: &CatalogSnapshot, wanted: &Wanted) -> PerPartition<bool> {
+    match wanted {
         None => snapshot
             .topics
             .values()
@@ -156,19 +171,180 @@ fn named_partitions(
             .collect(),
         Some(topics) => topics
             .iter()
-            .map(|wanted| {
+            .map(|(name, partitions)| {
                 let count = snapshot
-                    .topic(&wanted.name)
+                    .topic(name)
                     .map_or(0, |topic| topic.partition_count());
-                let partitions = wanted
-                    .partitions
+                let partitions = partitions
                     .iter()
                     .map(|partition| (*partition, *partition < count))
                     .collect();
-                (wanted.name.clone(), partitions)
+                (name.clone(), partitions)
             })
             .collect(),
     }
+}
+
+/// The answer of an operation that needs the cluster's controller, which this broker cannot
+/// reach through proposals yet.
+fn needs_controller(operation: &str) -> (ErrorCode, String) {
+    (
+        ErrorCode::NotController,
+        format!("{operation} needs the cluster controller, which this broker cannot reach yet"),
+    )
+}
+
+/// Makes each named partition's preferred replica (its first) its leader where it is in the
+/// ISR and alive. A single broker's only replica already leads every partition. `Err`: the
+/// request failed as a whole.
+pub(crate) async fn elect_preferred_leaders(
+    services: &Rc<Services>,
+    wanted: &Wanted,
+) -> Result<PerPartition<Election>, (ErrorCode, String)> {
+    let snapshot = services.snapshot();
+    if snapshot.cluster_mode {
+        return Err(needs_controller("electing leaders"));
+    }
+    Ok(named_partitions(&snapshot, wanted)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let outcomes = partitions
+                .into_iter()
+                .map(|(partition, exists)| {
+                    let outcome = if exists {
+                        Election::NotNeeded
+                    } else {
+                        Election::UnknownPartition
+                    };
+                    (partition, outcome)
+                })
+                .collect();
+            (name, outcomes)
+        })
+        .collect())
+}
+
+/// One partition's outcome of a reassignment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reassignment {
+    /// The move started (or, with the replicas it already has, nothing needed to move).
+    Started,
+    /// A cancel, but no reassignment of the partition is in progress.
+    NothingToCancel,
+    /// Refused, with the native code and why.
+    Refused(ErrorCode, String),
+}
+
+/// Gives each named partition its target replicas (`None` cancels its move in progress). A
+/// single broker accepts only itself as the replica list (nothing moves) and has no move to
+/// cancel. `Err`: the request failed as a whole.
+pub(crate) async fn reassign_partitions(
+    services: &Rc<Services>,
+    moves: &PerPartition<Option<Vec<NodeId>>>,
+) -> Result<PerPartition<Reassignment>, (ErrorCode, String)> {
+    let snapshot = services.snapshot();
+    if snapshot.cluster_mode {
+        return Err(needs_controller("reassigning partitions"));
+    }
+    let local = snapshot.local_node;
+    Ok(moves
+        .iter()
+        .map(|(name, partitions)| {
+            let count = snapshot
+                .topic(name)
+                .map_or(0, |topic| topic.partition_count());
+            let outcomes = partitions
+                .iter()
+                .map(|(partition, target)| {
+                    let outcome = match target {
+                        _ if *partition >= count => Reassignment::Refused(
+                            ErrorCode::UnknownTopicOrPartition,
+                            format!("topic {name} has no partition {partition}"),
+                        ),
+                        None => Reassignment::NothingToCancel,
+                        Some(target) if *target == [local] => Reassignment::Started,
+                        Some(target) => {
+                            let (code, message) = single_broker_target(local, target);
+                            Reassignment::Refused(code, message)
+                        }
+                    };
+                    (*partition, outcome)
+                })
+                .collect();
+            (name.clone(), outcomes)
+        })
+        .collect())
+}
+
+/// Why a replica list other than `[local]` cannot be a single broker's.
+fn single_broker_target(local: NodeId, target: &[NodeId]) -> (ErrorCode, String) {
+    match target.iter().find(|node| **node != local) {
+        Some(unknown) => (
+            ErrorCode::BrokerNotAvailable,
+            format!("broker {unknown} is not in the cluster; the only broker is {local}"),
+        ),
+        None => (
+            ErrorCode::InvalidReplicationFactor,
+            format!("replicas {target:?}: the only broker is {local}, so a partition has exactly one replica"),
+        ),
+    }
+}
+
+/// A partition being moved: its replicas now, and which of them join and which leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Move {
+    pub partition: u32,
+    pub replicas: Vec<NodeId>,
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
+}
+
+/// The moves in progress among the named partitions (every partition when none are named). A
+/// single broker has none.
+pub(crate) async fn ongoing_reassignments(
+    services: &Rc<Services>,
+    _wanted: &Wanted,
+) -> Result<Vec<(String, Vec<Move>)>, (ErrorCode, String)> {
+    let snapshot = services.snapshot();
+    if snapshot.cluster_mode {
+        return Err(needs_controller("listing reassignments"));
+    }
+    Ok(Vec::new())
+}
+
+/// Starts moving every replica off broker `node`; it leaves the cluster once it holds none.
+pub(crate) async fn decommission(
+    services: &Rc<Services>,
+    node: NodeId,
+) -> Result<(), (ErrorCode, String)> {
+    let snapshot = services.snapshot();
+    if snapshot.cluster_mode {
+        return Err(needs_controller("decommissioning a broker"));
+    }
+    if node == snapshot.local_node {
+        return Err((
+            ErrorCode::InvalidReplicationFactor,
+            format!("broker {node} is the only broker: its replicas have nowhere to go"),
+        ));
+    }
+    Err((
+        ErrorCode::BrokerNotAvailable,
+        format!(
+            "broker {node} is not in the cluster; the only broker is {}",
+            snapshot.local_node
+        ),
+    ))
+}
+
+// ---- the native answers ----------------------------------------------------------------------
+
+fn wanted_of(topics: Option<&[TopicPartitionList]>) -> Wanted {
+    topics.map(|topics| {
+        topics
+            .iter()
+            .map(|topic| (topic.name.clone(), topic.partitions.clone()))
+            .collect()
+    })
 }
 
 fn outcome(partition: u32, error: Option<(ErrorCode, String)>) -> PartitionOutcome {
@@ -186,172 +362,130 @@ fn outcome(partition: u32, error: Option<(ErrorCode, String)>) -> PartitionOutco
     }
 }
 
-fn unknown_partition(topic: &str, partition: u32) -> Option<(ErrorCode, String)> {
-    Some((
-        ErrorCode::UnknownTopicOrPartition,
-        format!("topic {topic} has no partition {partition}"),
-    ))
-}
-
-/// The answer of an operation that needs the cluster's controller, which this broker cannot
-/// reach through proposals yet.
-fn needs_controller(operation: &str) -> (ErrorCode, String) {
-    (
-        ErrorCode::NotController,
-        format!("{operation} needs the cluster controller, which this broker cannot reach yet"),
-    )
-}
-
-/// ElectLeaders: each named partition's preferred replica (its first) becomes its leader where
-/// it is in the ISR. A single broker's only replica already leads.
-pub async fn elect_leaders(
-    services: &Rc<Services>,
-    request: &ElectLeadersRequest,
-) -> ElectLeadersResponse {
-    let snapshot = services.snapshot();
-    if snapshot.cluster_mode {
-        let (error_code, message) = needs_controller("electing leaders");
-        return ElectLeadersResponse {
-            error_code,
-            error_message: Some(message),
-            topics: Vec::new(),
-        };
-    }
-    let topics = named_partitions(&snapshot, request.topics.as_deref())
+fn outcomes<T>(
+    per_partition: PerPartition<T>,
+    error: impl Fn(&str, u32, T) -> Option<(ErrorCode, String)>,
+) -> Vec<TopicOutcomes> {
+    per_partition
         .into_iter()
         .map(|(name, partitions)| TopicOutcomes {
             partitions: partitions
                 .into_iter()
-                .map(|(partition, exists)| {
-                    let error = (!exists)
-                        .then(|| unknown_partition(&name, partition))
-                        .flatten();
-                    outcome(partition, error)
-                })
+                .map(|(partition, result)| outcome(partition, error(&name, partition, result)))
                 .collect(),
             name,
         })
-        .collect();
-    ElectLeadersResponse {
-        error_code: ErrorCode::None,
-        error_message: None,
-        topics,
+        .collect()
+}
+
+/// ElectLeaders: `None` for a partition its preferred replica leads now.
+pub async fn elect_leaders(
+    services: &Rc<Services>,
+    request: &ElectLeadersRequest,
+) -> ElectLeadersResponse {
+    let wanted = wanted_of(request.topics.as_deref());
+    match elect_preferred_leaders(services, &wanted).await {
+        Ok(elections) => ElectLeadersResponse {
+            error_code: ErrorCode::None,
+            error_message: None,
+            topics: outcomes(elections, |name, partition, election| match election {
+                Election::NotNeeded => None,
+                Election::UnknownPartition => Some((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {name} has no partition {partition}"),
+                )),
+            }),
+        },
+        Err((error_code, message)) => ElectLeadersResponse {
+            error_code,
+            error_message: Some(message),
+            topics: Vec::new(),
+        },
     }
 }
 
-/// AlterReassignments: gives partitions new replica lists (or cancels a move). A single broker
-/// accepts only itself as the replica list (nothing moves) and has nothing to cancel.
+/// AlterReassignments: `None` for a partition whose move started.
 pub async fn alter_reassignments(
     services: &Rc<Services>,
     request: &AlterReassignmentsRequest,
 ) -> AlterReassignmentsResponse {
-    let snapshot = services.snapshot();
-    if snapshot.cluster_mode {
-        let (error_code, message) = needs_controller("reassigning partitions");
-        return AlterReassignmentsResponse {
-            error_code,
-            error_message: Some(message),
-            topics: Vec::new(),
-        };
-    }
-    let local = snapshot.local_node;
-    let topics = request
+    let moves: Vec<_> = request
         .topics
         .iter()
         .map(|topic| {
-            let count = snapshot
-                .topic(&topic.name)
-                .map_or(0, |found| found.partition_count());
-            TopicOutcomes {
-                name: topic.name.clone(),
-                partitions: topic
-                    .partitions
-                    .iter()
-                    .map(|wanted| {
-                        let error = if wanted.partition >= count {
-                            unknown_partition(&topic.name, wanted.partition)
-                        } else {
-                            match &wanted.target_replicas {
-                                None => Some((
-                                    ErrorCode::InvalidRequest,
-                                    "no reassignment of the partition is in progress".to_string(),
-                                )),
-                                Some(target) if *target == [local] => None,
-                                Some(target) => Some(single_broker_target(local, target)),
-                            }
-                        };
-                        outcome(wanted.partition, error)
-                    })
-                    .collect(),
-            }
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|wanted| (wanted.partition, wanted.target_replicas.clone()))
+                .collect();
+            (topic.name.clone(), partitions)
         })
         .collect();
-    AlterReassignmentsResponse {
-        error_code: ErrorCode::None,
-        error_message: None,
-        topics,
-    }
-}
-
-/// Why a replica list other than `[local]` cannot be a single broker's.
-fn single_broker_target(local: NodeId, target: &[NodeId]) -> (ErrorCode, String) {
-    match target.iter().find(|node| **node != local) {
-        Some(unknown) => (
-            ErrorCode::BrokerNotAvailable,
-            format!("broker {unknown} is not in the cluster; the only broker is {local}"),
-        ),
-        None => (
-            ErrorCode::InvalidReplicationFactor,
-            format!("replicas {target:?}: the only broker is {local}, so a partition has exactly one replica"),
-        ),
-    }
-}
-
-/// ListReassignments: the moves in progress. A single broker has none.
-pub async fn list_reassignments(
-    services: &Rc<Services>,
-    _request: &ListReassignmentsRequest,
-) -> ListReassignmentsResponse {
-    let snapshot = services.snapshot();
-    if snapshot.cluster_mode {
-        let (error_code, message) = needs_controller("listing reassignments");
-        return ListReassignmentsResponse {
+    match reassign_partitions(services, &moves).await {
+        Ok(reassignments) => AlterReassignmentsResponse {
+            error_code: ErrorCode::None,
+            error_message: None,
+            topics: outcomes(reassignments, |_, _, reassignment| match reassignment {
+                Reassignment::Started => None,
+                Reassignment::NothingToCancel => Some((
+                    ErrorCode::InvalidRequest,
+                    "no reassignment of the partition is in progress".to_string(),
+                )),
+                Reassignment::Refused(code, message) => Some((code, message)),
+            }),
+        },
+        Err((error_code, message)) => AlterReassignmentsResponse {
             error_code,
             error_message: Some(message),
             topics: Vec::new(),
-        };
+        },
     }
-    ListReassignmentsResponse::default()
 }
 
-/// DecommissionBroker: moves every replica off a broker, then removes it. A single broker
-/// cannot move its replicas anywhere.
+/// ListReassignments: the moves in progress.
+pub async fn list_reassignments(
+    services: &Rc<Services>,
+    request: &ListReassignmentsRequest,
+) -> ListReassignmentsResponse {
+    let wanted = wanted_of(request.topics.as_deref());
+    match ongoing_reassignments(services, &wanted).await {
+        Ok(moves) => ListReassignmentsResponse {
+            error_code: ErrorCode::None,
+            error_message: None,
+            topics: moves
+                .into_iter()
+                .map(|(name, moves)| ReassignmentListing {
+                    name,
+                    partitions: moves
+                        .into_iter()
+                        .map(|moving| OngoingReassignment {
+                            partition: moving.partition,
+                            replicas: moving.replicas,
+                            adding: moving.adding,
+                            removing: moving.removing,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        },
+        Err((error_code, message)) => ListReassignmentsResponse {
+            error_code,
+            error_message: Some(message),
+            topics: Vec::new(),
+        },
+    }
+}
+
+/// DecommissionBroker: `None` once the broker's replicas started moving.
 pub async fn decommission_broker(
     services: &Rc<Services>,
     request: &DecommissionBrokerRequest,
 ) -> DecommissionBrokerResponse {
-    let snapshot = services.snapshot();
-    let (error_code, message) = if snapshot.cluster_mode {
-        needs_controller("decommissioning a broker")
-    } else if request.node_id == snapshot.local_node {
-        (
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "broker {} is the only broker: its replicas have nowhere to go",
-                request.node_id
-            ),
-        )
-    } else {
-        (
-            ErrorCode::BrokerNotAvailable,
-            format!(
-                "broker {} is not in the cluster; the only broker is {}",
-                request.node_id, snapshot.local_node
-            ),
-        )
-    };
-    DecommissionBrokerResponse {
-        error_code,
-        error_message: Some(message),
+    match decommission(services, request.node_id).await {
+        Ok(()) => DecommissionBrokerResponse::default(),
+        Err((error_code, message)) => DecommissionBrokerResponse {
+            error_code,
+            error_message: Some(message),
+        },
     }
 }

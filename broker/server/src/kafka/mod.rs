@@ -22,6 +22,7 @@ mod fetch;
 mod groups;
 pub mod identity;
 mod offsets;
+mod operations;
 mod produce;
 mod sessions;
 mod transactions;
@@ -41,6 +42,9 @@ use spate_kafka_protocol::kafka_protocol::messages::{
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
     DescribeLogDirsRequest, FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
     MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, ElectLeadersRequest, ListPartitionReassignmentsRequest,
 };
 use spate_kafka_protocol::kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
@@ -161,6 +165,9 @@ kafka_apis! {
     DescribeLogDirs(DescribeLogDirsRequest) => admin::describe_log_dirs,
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest) => admin::incremental_alter_configs,
     DescribeCluster(DescribeClusterRequest) => admin::describe_cluster,
+    ElectLeaders(ElectLeadersRequest) => operations::elect_leaders,
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest) => operations::alter_partition_reassignments,
+    ListPartitionReassignments(ListPartitionReassignmentsRequest) => operations::list_partition_reassignments,
     Produce(ProduceRequest) => produce::produce,
     Fetch(FetchRequest) => fetch::fetch,
     ListOffsets(ListOffsetsRequest) => offsets::list_offsets,
