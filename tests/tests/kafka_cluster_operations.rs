@@ -63,8 +63,13 @@ fn a_preferred_election_on_a_single_broker_is_not_needed() {
             "v{version}"
         );
     }
-    // Every partition of every topic, when none are named.
-    let all = kafka.call(2, &ElectLeadersRequest::default().with_timeout_ms(5_000));
+    // Every partition of every topic, when the list is null.
+    let all = kafka.call(
+        2,
+        &ElectLeadersRequest::default()
+            .with_topic_partitions(None)
+            .with_timeout_ms(5_000),
+    );
     let orders = all
         .replica_election_results
         .iter()

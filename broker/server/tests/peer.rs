@@ -45,7 +45,10 @@ fn pipelined_calls_are_answered_in_order_with_negotiated_versions() {
         let connection = PeerConnection::connect(address, &limits(), 5_000)
             .await
             .unwrap();
-        assert_eq!(connection.version_of(ApiKey::Fetch), Some(1));
+        assert_eq!(
+            connection.version_of(ApiKey::Fetch),
+            Some(ApiKey::Fetch.versions().1)
+        );
         assert_eq!(connection.version_of(ApiKey::ApiVersions), Some(0));
         // 20 produce calls at once, with at most 8 in flight: each answered, offsets in the order
         // the calls were made.
