@@ -56,6 +56,14 @@ fn main() -> ExitCode {
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %config.data_dir.display(),
         listen = %config.listen,
+        node_id = config.cluster.node_id,
+        seeds = %config
+            .cluster
+            .seeds
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         shards = config.placement.shard_count(),
         placement = ?config.placement,
         "starting spate-broker"

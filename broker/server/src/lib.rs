@@ -18,6 +18,7 @@
 //! function per API); this file only builds and tears down the runtime.
 
 pub mod admission;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod handlers;
@@ -158,6 +159,8 @@ struct Rendezvous {
     progress: StartupProgress,
     /// How many partitions are open, and when serving began and opening ended.
     readiness: Arc<Readiness>,
+    /// Cluster mode: the metadata state every shard shares.
+    cluster: Option<Arc<cluster::ClusterState>>,
 }
 
 /// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
@@ -273,6 +276,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         admission,
         progress: StartupProgress::new(shard_count),
         readiness: Arc::new(Readiness::new(shard_count, started)),
+        cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
@@ -485,7 +489,12 @@ async fn serve_shard(
         shutdown.clone(),
         rendezvous.readiness.clone(),
     );
-    let services = Services::new(shard.clone(), config.clone(), mesh);
+    let services = Services::new(
+        shard.clone(),
+        config.clone(),
+        mesh,
+        rendezvous.cluster.clone(),
+    );
     services.mesh().spawn_receivers(receivers, &services);
 
     progress.enter(spawn_index, StartupStep::RegisteringPartitions);
@@ -523,6 +532,11 @@ async fn serve_shard(
         .arrive_and_wait(shard_count, &shutdown)
         .await;
 
+    // Cluster mode: the metadata quorum forms (or is rejoined) while the broker already serves
+    // its listeners (a seed learning the others' ids asks them over those listeners).
+    if id == cluster::DRIVER_SHARD && services.cluster.is_cluster_mode() {
+        cluster::start(services.clone(), rendezvous.kafka.clone());
+    }
     // Transactions decided before a restart are finished, and open ones time out, even if no
     // producer of them comes back.
     glommio::spawn_local(txn::coordinator::start(services.clone())).detach();

@@ -1,6 +1,7 @@
 //! One shard's services: the shard, its end of the cross-shard mesh, and the per-shard services
-//! registered beside it (the group and transaction coordinators). Cross-shard calls run against this type
-//! (`shard::mesh::invoke_on`), and connections and handlers hold it.
+//! registered beside it (the group and transaction coordinators, the peer connections, the
+//! cluster handle). Cross-shard calls run against this type (`shard::mesh::invoke_on`), and
+//! connections and handlers hold it.
 //!
 //! Shard-local: built on its executor thread at start-up, shared by that thread's tasks through
 //! `Rc`, dropped when the executor ends. A service added later (a Kafka coordinator,
@@ -11,10 +12,12 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::cluster::{ClusterHandle, ClusterState, ServerClusterTopics};
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
 use crate::peer::{PeerLimits, PeerPool};
 use crate::shard::mesh::{Mesh, ShardServices};
+use crate::shard::topic_creation::ClusterTopics;
 use crate::shard::Shard;
 use crate::txn::{TxnCoordinator, TxnServices};
 
@@ -30,21 +33,38 @@ pub struct Services {
     transactions: TxnCoordinator,
     /// This shard's connections to the other brokers of the cluster (none in single mode).
     pub peers: PeerPool,
+    /// This shard's view of the cluster (cluster mode), and shard 0's metadata driver.
+    pub cluster: ClusterHandle,
+    /// Cluster mode: topics are created and grown through the controller.
+    cluster_topics: Option<Rc<dyn ClusterTopics>>,
 }
 
 impl Services {
-    pub fn new(shard: Rc<Shard>, config: Arc<Config>, mesh: Mesh<Services>) -> Rc<Services> {
+    /// `cluster`: the state every shard of a cluster member shares (`None`: a single broker).
+    pub fn new(
+        shard: Rc<Shard>,
+        config: Arc<Config>,
+        mesh: Mesh<Services>,
+        cluster: Option<Arc<ClusterState>>,
+    ) -> Rc<Services> {
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
         let transactions = TxnCoordinator::new(config.transactions.clone());
         let peers = PeerPool::new(PeerLimits::from_limits(&config.limits));
-        Rc::new(Services {
-            shard,
-            config,
-            mesh,
-            groups,
-            transactions,
-            peers,
+        Rc::new_cyclic(|services| {
+            let cluster_topics = cluster.is_some().then(|| {
+                Rc::new(ServerClusterTopics::new(services.clone())) as Rc<dyn ClusterTopics>
+            });
+            Services {
+                shard,
+                config,
+                mesh,
+                groups,
+                transactions,
+                peers,
+                cluster: ClusterHandle::new(cluster),
+                cluster_topics,
+            }
         })
     }
 }
@@ -66,6 +86,10 @@ impl ShardServices for Services {
 
     fn mesh(&self) -> &Mesh<Services> {
         &self.mesh
+    }
+
+    fn cluster_topics(&self) -> Option<Rc<dyn ClusterTopics>> {
+        self.cluster_topics.clone()
     }
 }
 

@@ -350,13 +350,93 @@ pub(crate) async fn create_topic_with_config(
     partitions: i64,
     config: TopicConfig,
 ) -> Result<Arc<TopicMetadata>, (ErrorCode, String)> {
+    create_replicated_topic(services, name, partitions, None, None, config).await
+}
+
+/// [`create_topic_with_config`] with a replication factor and replica assignments (one replica
+/// list per partition), as Kafka's CreateTopics gives them: in a cluster they go to the
+/// controller (`None`: the defaults); a single broker is the only replica, so it accepts only
+/// a factor of 1 and assignments naming itself.
+pub(crate) async fn create_replicated_topic(
+    services: &Rc<Services>,
+    name: &str,
+    partitions: i64,
+    replication_factor: Option<u16>,
+    assignments: Option<Vec<Vec<NodeId>>>,
+    config: TopicConfig,
+) -> Result<Arc<TopicMetadata>, (ErrorCode, String)> {
     refuse_internal(name)?;
     check_log_config(services, &config)?;
-    let topic = topic_creation::create_topic(services, name, partitions, config)
+    let topic = if services.cluster.is_cluster_mode() {
+        let count = u32::try_from(partitions)
+            .ok()
+            .filter(|count| *count >= 1)
+            .ok_or_else(|| {
+                catalog_failure(CatalogError::InvalidPartitions {
+                    partitions,
+                    limit: services.catalog.partitions_per_topic_max(),
+                })
+            })?;
+        crate::cluster::topics::create_topic(
+            services,
+            name,
+            count,
+            replication_factor,
+            assignments,
+            config,
+        )
         .await
-        .map_err(|error| creation_failure(name, "topic creation failed", error))?;
+    } else {
+        refuse_single_replication(services, replication_factor, assignments.as_deref())?;
+        refuse_single_min_insync(&config)?;
+        topic_creation::create_topic(services, name, partitions, config).await
+    }
+    .map_err(|error| creation_failure(name, "topic creation failed", error))?;
     tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "topic created");
     Ok(topic)
+}
+
+/// A single broker's partitions have one replica: more in-sync replicas could never be met.
+fn refuse_single_min_insync(config: &TopicConfig) -> Result<(), (ErrorCode, String)> {
+    match config.min_insync_replicas {
+        Some(count) if count > 1 => Err((
+            ErrorCode::InvalidConfig,
+            format!(
+                "{}={count} on a single broker: its partitions have one replica, so acks=all \
+                 writes could never be acknowledged",
+                topic_config::MIN_INSYNC_REPLICAS
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A single broker holds one replica of each partition, itself.
+fn refuse_single_replication(
+    services: &Services,
+    replication_factor: Option<u16>,
+    assignments: Option<&[Vec<NodeId>]>,
+) -> Result<(), (ErrorCode, String)> {
+    let local = services.snapshot().local_node;
+    if replication_factor.is_some_and(|factor| factor != 1) {
+        return Err((
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "replication factor {} on a single broker: it holds the one replica of each \
+                 partition (start brokers with --seeds for a cluster)",
+                replication_factor.unwrap_or(1)
+            ),
+        ));
+    }
+    if let Some(assignments) = assignments {
+        if assignments.iter().any(|replicas| replicas != &[local]) {
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!("a single broker's partitions have one replica, node {local}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn delete_topics(
@@ -381,6 +461,12 @@ pub(crate) async fn delete_topic(
     expected_id: Option<u64>,
 ) -> Result<(), (ErrorCode, String)> {
     refuse_internal(name)?;
+    if services.cluster.is_cluster_mode() {
+        // Every broker's reconciler removes its replicas and its groups' committed offsets.
+        crate::cluster::topics::delete_topic(services, name, expected_id).await?;
+        tracing::info!(topic = name, "topic deleted");
+        return Ok(());
+    }
     let catalog = services.catalog.clone();
     let owned_name = name.to_string();
     let topic = blocking(move || catalog.delete_topic_matching(&owned_name, expected_id))
@@ -411,7 +497,7 @@ pub(crate) async fn delete_topic(
 
 /// Removes every group's committed offsets of the deleted `topic` on every coordinator shard (as
 /// Kafka does). A failure is logged, not answered: the topic itself is deleted.
-async fn delete_committed_offsets(services: &Rc<Services>, topic: &str) {
+pub(crate) async fn delete_committed_offsets(services: &Rc<Services>, topic: &str) {
     let calls: Vec<_> = (0..services.shard_count)
         .map(|target| {
             let topic = topic.to_string();
@@ -533,6 +619,12 @@ pub(crate) async fn replace_topic_config(
 ) -> Result<(), (ErrorCode, String)> {
     refuse_internal(name)?;
     check_log_config(services, &config)?;
+    if services.cluster.is_cluster_mode() {
+        crate::cluster::topics::replace_topic_config(services, name, &config).await?;
+        tracing::info!(topic = name, config = ?config.to_map(), "topic config altered");
+        return Ok(());
+    }
+    refuse_single_min_insync(&config)?;
     let catalog = services.catalog.clone();
     let name = name.to_string();
     let altered = blocking(move || catalog.alter_topic_config(&name, config))
@@ -571,10 +663,25 @@ pub(crate) async fn add_partitions(
     name: &str,
     partitions: u32,
 ) -> Result<(), (ErrorCode, String)> {
+    add_placed_partitions(services, name, partitions, None).await
+}
+
+/// [`add_partitions`] with the replicas of each new partition, as Kafka's CreatePartitions may
+/// give them: in a cluster they go to the controller; a single broker accepts only itself.
+pub(crate) async fn add_placed_partitions(
+    services: &Rc<Services>,
+    name: &str,
+    partitions: u32,
+    assignments: Option<Vec<Vec<NodeId>>>,
+) -> Result<(), (ErrorCode, String)> {
     refuse_internal(name)?;
-    let topic = topic_creation::add_partitions(services, name, i64::from(partitions))
-        .await
-        .map_err(|error| creation_failure(name, "adding partitions failed", error))?;
+    let topic = if services.cluster.is_cluster_mode() {
+        crate::cluster::topics::add_partitions(services, name, partitions, assignments).await
+    } else {
+        refuse_single_replication(services, None, assignments.as_deref())?;
+        topic_creation::add_partitions(services, name, i64::from(partitions)).await
+    }
+    .map_err(|error| creation_failure(name, "adding partitions failed", error))?;
     tracing::info!(topic = %topic.name, partitions = topic.partition_count(), "partitions added");
     Ok(())
 }

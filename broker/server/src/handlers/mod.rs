@@ -26,6 +26,7 @@ use spate_protocol::api::{
 };
 use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest};
 use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
+use spate_protocol::api::{ClusterProposeRequest, RaftMessageRequest};
 use spate_protocol::api::{ElectLeadersRequest, FindCoordinatorRequest, ListReassignmentsRequest};
 use spate_protocol::api::{EndTxnRequest, TxnOffsetCommitRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
@@ -73,6 +74,9 @@ pub enum Request {
     AlterReassignments(Envelope<AlterReassignmentsRequest>),
     ListReassignments(Envelope<ListReassignmentsRequest>),
     DecommissionBroker(Envelope<DecommissionBrokerRequest>),
+    /// The metadata quorum's traffic between brokers (`crate::cluster`).
+    RaftMessage(Envelope<RaftMessageRequest>),
+    ClusterPropose(Envelope<ClusterProposeRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -250,6 +254,8 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::AlterReassignments => decoded!(AlterReassignments, AlterReassignmentsRequest),
         ApiKey::ListReassignments => decoded!(ListReassignments, ListReassignmentsRequest),
         ApiKey::DecommissionBroker => decoded!(DecommissionBroker, DecommissionBrokerRequest),
+        ApiKey::RaftMessage => decoded!(RaftMessage, RaftMessageRequest),
+        ApiKey::ClusterPropose => decoded!(ClusterPropose, ClusterProposeRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -386,6 +392,14 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
         Request::DecommissionBroker(request) => answer(
             &request,
             cluster::decommission_broker(&services, &request.body).await,
+        ),
+        Request::RaftMessage(request) => answer(
+            &request,
+            crate::cluster::handle_raft_message(&services, &request.body).await,
+        ),
+        Request::ClusterPropose(request) => answer(
+            &request,
+            crate::cluster::handle_cluster_propose(&services, &request.body).await,
         ),
     }
 }

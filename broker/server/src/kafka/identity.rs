@@ -49,13 +49,35 @@ const STEPS: ReplaceSteps = ReplaceSteps {
     sync_directory: "fsync directory",
 };
 
-/// The broker's Kafka identity; shared by every Kafka connection, read-only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The broker's Kafka identity; shared by every Kafka connection. Changes only when a cluster
+/// member adopts the id its cluster's metadata names ([`KafkaIdentity::adopt`]).
+#[derive(Debug)]
 pub struct KafkaIdentity {
+    current: std::sync::RwLock<Current>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Current {
     cluster: Uuid,
     /// The cluster id's text form, as Kafka writes it (22 characters, URL-safe base64).
     cluster_id: StrBytes,
 }
+
+impl Clone for KafkaIdentity {
+    fn clone(&self) -> Self {
+        Self {
+            current: std::sync::RwLock::new(self.current()),
+        }
+    }
+}
+
+impl PartialEq for KafkaIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.current() == other.current()
+    }
+}
+
+impl Eq for KafkaIdentity {}
 
 impl KafkaIdentity {
     /// Reads the cluster id of `data_dir`, making and storing one the first time. Blocking file
@@ -76,7 +98,7 @@ impl KafkaIdentity {
             return Ok(Self::from_uuid(cluster));
         }
         let identity = Self::from_uuid(new_cluster_uuid());
-        let line = format!("{}\n", identity.cluster_id.as_str());
+        let line = format!("{}\n", identity.cluster_id().as_str());
         let temporary = data_dir.join(format!("{CLUSTER_ID_FILE_NAME}.new"));
         block_on(replace_text_file_durably(
             &file_system,
@@ -91,28 +113,72 @@ impl KafkaIdentity {
 
     fn from_uuid(cluster: Uuid) -> KafkaIdentity {
         KafkaIdentity {
-            cluster,
-            cluster_id: StrBytes::from_string(encode_kafka_uuid(cluster)),
+            current: std::sync::RwLock::new(Current {
+                cluster,
+                cluster_id: StrBytes::from_string(encode_kafka_uuid(cluster)),
+            }),
         }
     }
 
-    pub fn cluster_id(&self) -> &StrBytes {
-        &self.cluster_id
+    fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn cluster_id(&self) -> StrBytes {
+        self.current().cluster_id
     }
 
     /// The Kafka topic id of the topic with catalog id `catalog_id`.
     pub fn topic_id(&self, catalog_id: u64) -> Uuid {
+        let cluster = self.current().cluster;
         let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.cluster.as_bytes()[..8]);
+        bytes[..8].copy_from_slice(&cluster.as_bytes()[..8]);
         bytes[8..].copy_from_slice(&catalog_id.to_be_bytes());
         Uuid::from_bytes(bytes)
     }
 
     /// The catalog id a Kafka topic id names, if it is one of this broker's.
     pub fn catalog_id(&self, topic_id: Uuid) -> Option<u64> {
+        let cluster = self.current().cluster;
         let bytes = topic_id.as_bytes();
-        (bytes[..8] == self.cluster.as_bytes()[..8])
+        (bytes[..8] == cluster.as_bytes()[..8])
             .then(|| u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes")))
+    }
+
+    /// A cluster member takes the id its cluster's metadata names (Kafka's text form), so that
+    /// every broker reports the same cluster id and the same topic ids (derived from it), and
+    /// keeps it in `<data_dir>/kafka_cluster_id` for the next start. Returns whether it changed.
+    /// Blocking file I/O: call from a blocking thread. An id not in Kafka's form is refused.
+    pub fn adopt(&self, data_dir: &Path, cluster_id: &str) -> Result<bool, IdentityError> {
+        let path = data_dir.join(CLUSTER_ID_FILE_NAME);
+        let cluster = decode_kafka_uuid(cluster_id).ok_or_else(|| IdentityError::Corrupt {
+            path: path.clone(),
+            text: cluster_id.to_string(),
+        })?;
+        if self.current().cluster == cluster {
+            return Ok(false);
+        }
+        let line = format!("{cluster_id}\n");
+        let temporary = data_dir.join(format!("{CLUSTER_ID_FILE_NAME}.new"));
+        block_on(replace_text_file_durably(
+            &BlockingFileSystem,
+            data_dir,
+            &temporary,
+            &path,
+            line.as_bytes(),
+            &STEPS,
+        ))?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Current {
+            cluster,
+            cluster_id: StrBytes::from_string(encode_kafka_uuid(cluster)),
+        };
+        Ok(true)
     }
 }
 
@@ -184,6 +250,22 @@ mod tests {
         let second = KafkaIdentity::load_or_create(directory.path()).unwrap();
         assert_eq!(first, second);
         assert_eq!(first.cluster_id().len(), 22);
+    }
+
+    #[test]
+    fn a_cluster_member_adopts_its_clusters_id_for_good() {
+        let directory = tempfile::tempdir().unwrap();
+        let identity = KafkaIdentity::load_or_create(directory.path()).unwrap();
+        let cluster_id = new_cluster_id_text();
+        let before = identity.topic_id(7);
+        assert!(identity.adopt(directory.path(), &cluster_id).unwrap());
+        assert!(!identity.adopt(directory.path(), &cluster_id).unwrap());
+        assert_eq!(identity.cluster_id().as_str(), cluster_id);
+        assert_ne!(identity.topic_id(7), before);
+        assert_eq!(identity.catalog_id(identity.topic_id(7)), Some(7));
+        let reloaded = KafkaIdentity::load_or_create(directory.path()).unwrap();
+        assert_eq!(reloaded, identity);
+        assert!(identity.adopt(directory.path(), "not-a-kafka-id").is_err());
     }
 
     #[test]

@@ -1,0 +1,383 @@
+//! The image → catalog reconciler: one task on shard 0 that makes this broker's catalog and
+//! shards follow the metadata, one image at a time.
+//!
+//! For each new image (or controller) it plans the catalog change (`Catalog::plan_cluster`),
+//! opens the partitions this broker hosts of new or grown topics on their shards (before the
+//! catalog names them, as a single broker's creation does), commits the catalog (durable where
+//! topics, configs or replica lists changed; leaders and ISRs only published), removes the
+//! partitions of deleted topics (their directories go with `Catalog::finish_deletion`, or at
+//! the next start under their tombstones), applies changed configs, then hands every shard the
+//! roles of its hosted partitions that changed (`Shard::apply_roles`: leader epochs, followers,
+//! acks=all waiters). Only then is the image's index "reconciled", which is what proposers wait
+//! for. A failure is logged and the same image is tried again at the next wake-up.
+//!
+//! The first pass after a start applies every hosted partition's role: until then a partition
+//! opened from the mirror has no leader (see `catalog::cluster`).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future;
+use glommio::channels::local_channel::LocalReceiver;
+use spate_metadata::MetadataImage;
+
+use super::driver::Driver;
+use super::ClusterState;
+use crate::catalog::ShardId;
+use crate::catalog::{BrokerInfo, ClusterTopic, ClusterView, PartitionRole, TopicConfig};
+use crate::kafka::KafkaBroker;
+use crate::services::Services;
+use crate::shard::mesh::invoke_on;
+use crate::shard::messages::PartitionKey;
+use crate::shard::router::broadcast;
+
+/// Pause before a failed reconciliation is tried again without a new image.
+const RETRY_MS: u64 = 500;
+
+/// The loop; see the module documentation.
+pub(super) async fn run(
+    services: Rc<Services>,
+    state: Arc<ClusterState>,
+    driver: Rc<Driver>,
+    wake: LocalReceiver<()>,
+    kafka: Option<Arc<KafkaBroker>>,
+) {
+    let mut first = true;
+    let mut failed = false;
+    let mut reconciled_controller = None;
+    loop {
+        let stop = future::or(
+            async {
+                if failed {
+                    glommio::timer::sleep(Duration::from_millis(RETRY_MS)).await;
+                } else {
+                    wake.recv().await;
+                }
+                false
+            },
+            async {
+                services.shutdown.requested().await;
+                true
+            },
+        )
+        .await;
+        if stop {
+            return;
+        }
+        let image = state.image();
+        let controller = driver.leader();
+        if !first
+            && !failed
+            && image.applied_index <= state.reconciled_index()
+            && controller == reconciled_controller
+        {
+            continue;
+        }
+        if let (Some(kafka), Some(cluster_id)) = (&kafka, &image.cluster_id) {
+            adopt_cluster_id(&services, kafka, cluster_id).await;
+        }
+        match reconcile(&services, &image, controller, first).await {
+            Ok(true) => {
+                first = false;
+                failed = false;
+                reconciled_controller = controller;
+                state
+                    .reconciled_index
+                    .fetch_max(image.applied_index, Ordering::SeqCst);
+            }
+            // Older than the mirror: a restart replaying its log; wait for more.
+            Ok(false) => failed = false,
+            Err(error) => {
+                tracing::error!(%error, applied_index = image.applied_index, "applying the cluster metadata failed; trying again");
+                failed = true;
+            }
+        }
+    }
+}
+
+/// Makes the Kafka listener report the cluster's id (and topic ids derived from it), as every
+/// other broker of the cluster does.
+async fn adopt_cluster_id(services: &Services, kafka: &Arc<KafkaBroker>, cluster_id: &str) {
+    if kafka.identity.cluster_id().as_str() == cluster_id {
+        return;
+    }
+    let data_dir = services.config.data_dir.clone();
+    let adopting = kafka.clone();
+    let id = cluster_id.to_string();
+    let adopted = glommio::executor()
+        .spawn_blocking(move || adopting.identity.adopt(&data_dir, &id))
+        .await;
+    match adopted {
+        Ok(true) => tracing::info!(cluster_id, "Kafka cluster id set from the cluster metadata"),
+        Ok(false) => {}
+        Err(error) => tracing::error!(%error, "cannot take the cluster's id for Kafka clients"),
+    }
+}
+
+/// One image's worth of changes. `Ok(false)`: the image is older than the catalog's mirror.
+async fn reconcile(
+    services: &Rc<Services>,
+    image: &MetadataImage,
+    controller: Option<i32>,
+    every_role: bool,
+) -> Result<bool, String> {
+    let view = view_of(image, controller);
+    let catalog = services.catalog.clone();
+    let Some(plan) = catalog.plan_cluster(view, every_role) else {
+        return Ok(false);
+    };
+    if plan.is_empty() {
+        return Ok(true);
+    }
+    let opened: Vec<_> = plan
+        .created
+        .iter()
+        .cloned()
+        .chain(plan.grown.iter().map(|(topic, _)| topic.clone()))
+        .collect();
+    for topic in opened {
+        let name = topic.name.clone();
+        let opening = topic.clone();
+        if let Err(error) = broadcast(services, move |shard| {
+            shard.open_topic_partitions(opening.clone())
+        })
+        .await
+        {
+            // The partition is offline on this broker (logged by the shard); the topic is
+            // still named, as it is everywhere else, and the other partitions serve.
+            tracing::error!(topic = %name, %error, "opening a replica of a new topic failed");
+        }
+    }
+    let deleted = plan.deleted.clone();
+    let altered = plan.altered.clone();
+    let roles = plan.roles_changed.clone();
+    let local = plan.snapshot().local_node;
+    let committing = catalog.clone();
+    glommio::executor()
+        .spawn_blocking(move || committing.commit_cluster(plan))
+        .await
+        .map_err(|error| format!("catalog: {error}"))?;
+    for topic in deleted {
+        tracing::info!(topic = %topic.name, id = topic.id, "topic deleted by the cluster");
+        let removed = topic.clone();
+        if let Err(error) = broadcast(services, move |shard| {
+            shard.delete_topic_partitions(removed.clone(), 0)
+        })
+        .await
+        {
+            tracing::warn!(topic = %topic.name, %error, "removing the replicas of a deleted topic");
+        }
+        crate::handlers::admin::delete_committed_offsets(services, &topic.name).await;
+        let finishing = catalog.clone();
+        let finished = topic.clone();
+        if let Err(error) = glommio::executor()
+            .spawn_blocking(move || finishing.finish_deletion(&finished))
+            .await
+        {
+            tracing::warn!(topic = %topic.name, %error, "topic directory not removed; it is removed at the next start");
+        }
+    }
+    for topic in altered {
+        let changed = topic.clone();
+        if let Err(error) = broadcast(services, move |shard| {
+            let changed = changed.clone();
+            async move { shard.alter_topic_partitions(&changed) }
+        })
+        .await
+        {
+            tracing::warn!(topic = %topic.name, %error, "applying a topic's new config");
+        }
+    }
+    let mut by_shard: BTreeMap<ShardId, Vec<(PartitionKey, PartitionRole, u16)>> = BTreeMap::new();
+    for (topic, partition) in roles {
+        if !topic.is_hosted(partition, local) {
+            continue;
+        }
+        let Some(shard) = topic.owner_of(partition) else {
+            continue;
+        };
+        let min_insync = image
+            .topics
+            .get(&topic.name)
+            .map_or(1, |topic| topic.min_insync_replicas());
+        by_shard.entry(shard).or_default().push((
+            PartitionKey {
+                topic_id: topic.id,
+                partition,
+            },
+            topic.role(partition, local),
+            min_insync,
+        ));
+    }
+    for (shard, roles) in by_shard {
+        let applied = invoke_on(services, shard, move |on: Rc<Services>| async move {
+            on.shard.apply_roles(roles).await;
+        })
+        .await;
+        if applied.is_err() {
+            return Err("a shard is stopping".to_string());
+        }
+    }
+    Ok(true)
+}
+
+/// The catalog's view of `image`: every topic with its config and roles, every broker.
+fn view_of(image: &MetadataImage, controller: Option<i32>) -> ClusterView {
+    let topics = image
+        .topics
+        .values()
+        .map(|topic| ClusterTopic {
+            name: topic.name.clone(),
+            id: topic.id,
+            config: config_of(&topic.name, &topic.config),
+            roles: topic
+                .partitions
+                .iter()
+                .map(|partition| PartitionRole {
+                    replicas: partition.replicas.clone(),
+                    isr: partition.isr.clone(),
+                    leader: partition.leader,
+                    leader_epoch: partition.leader_epoch,
+                    partition_epoch: partition.partition_epoch,
+                })
+                .collect(),
+        })
+        .collect();
+    let brokers = image
+        .brokers
+        .values()
+        .map(|broker| {
+            (
+                broker.id,
+                BrokerInfo {
+                    id: broker.id,
+                    native: broker.native.clone(),
+                    kafka: broker.kafka.clone(),
+                    rack: broker.rack.clone(),
+                    fenced: broker.fenced,
+                },
+            )
+        })
+        .collect();
+    ClusterView {
+        applied_index: image.applied_index,
+        cluster_id: image.cluster_id.clone(),
+        brokers,
+        controller,
+        topics,
+    }
+}
+
+/// A topic's config as the catalog holds it. The proposer checked it before proposing; a key
+/// this build does not know (a newer broker's) is left out, with an error logged, rather than
+/// making the topic unusable here.
+fn config_of(name: &str, entries: &BTreeMap<String, String>) -> TopicConfig {
+    let mut config = TopicConfig::default();
+    for (key, value) in entries {
+        match config.with_entries([(key.as_str(), value.as_str())]) {
+            Ok(with) => config = with,
+            Err(error) => {
+                tracing::error!(topic = name, %error, "a topic config entry of the cluster metadata is not understood here; ignored")
+            }
+        }
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_metadata::MetadataCommand;
+
+    fn image_with_topic() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        let mut index = 0;
+        let mut apply = |image: &mut MetadataImage, command: MetadataCommand| {
+            index += 1;
+            image.apply(index, &command).expect("applies");
+        };
+        apply(
+            &mut image,
+            MetadataCommand::SetClusterId {
+                cluster_id: "AAAAAAAAAAEAAAAAAAAAAQ".to_string(),
+            },
+        );
+        for id in 1..=3 {
+            apply(
+                &mut image,
+                MetadataCommand::RegisterBroker {
+                    id,
+                    incarnation: 1,
+                    native: (format!("127.0.0.{id}"), 9192),
+                    kafka: Some((format!("127.0.0.{id}"), 9092)),
+                    rack: None,
+                },
+            );
+            apply(
+                &mut image,
+                MetadataCommand::UnfenceBroker { id, incarnation: 1 },
+            );
+        }
+        apply(
+            &mut image,
+            MetadataCommand::CreateTopic {
+                name: "t".to_string(),
+                partitions: 2,
+                replication_factor: Some(3),
+                assignments: None,
+                config: [
+                    ("retention.ms".to_string(), "1000".to_string()),
+                    ("min.insync.replicas".to_string(), "2".to_string()),
+                ]
+                .into(),
+            },
+        );
+        image
+    }
+
+    #[test]
+    fn the_catalog_view_carries_every_topic_role_and_broker_of_the_image() {
+        let image = image_with_topic();
+        let view = view_of(&image, Some(2));
+        assert_eq!(view.applied_index, image.applied_index);
+        assert_eq!(view.cluster_id.as_deref(), Some("AAAAAAAAAAEAAAAAAAAAAQ"));
+        assert_eq!(view.controller, Some(2));
+        assert_eq!(
+            view.brokers.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(view.brokers[&2].native, ("127.0.0.2".to_string(), 9192));
+        assert!(!view.brokers[&2].fenced);
+        assert_eq!(view.topics.len(), 1);
+        let topic = &view.topics[0];
+        let imaged = &image.topics["t"];
+        assert_eq!(topic.id, imaged.id);
+        assert_eq!(topic.config.retention_ms, Some(1000));
+        assert_eq!(topic.config.min_insync_replicas, Some(2));
+        assert_eq!(topic.roles.len(), 2);
+        for (role, partition) in topic.roles.iter().zip(&imaged.partitions) {
+            assert_eq!(role.replicas, partition.replicas);
+            assert_eq!(role.replicas.len(), 3);
+            assert_eq!(role.isr, partition.isr);
+            assert_eq!(role.leader, partition.leader);
+            assert_eq!(role.leader_epoch, partition.leader_epoch);
+        }
+    }
+
+    #[test]
+    fn config_keys_this_build_does_not_know_are_left_out_not_fatal() {
+        let config = config_of(
+            "t",
+            &[
+                ("retention.bytes".to_string(), "4096".to_string()),
+                ("from.a.newer.broker".to_string(), "1".to_string()),
+            ]
+            .into(),
+        );
+        assert_eq!(config.retention_bytes, Some(4096));
+        assert_eq!(config.to_map().len(), 1);
+    }
+}
