@@ -11,18 +11,21 @@ use std::collections::BTreeMap;
 
 use spate_protocol::api::CreatePartitionsRequest;
 use spate_protocol::api::TopicResult;
+use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
 use spate_protocol::api::{AlterTopicConfigRequest, ConfigEntry, CreateTopic, CreateTopicsRequest};
 use spate_protocol::api::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteTopicsRequest};
 use spate_protocol::api::{DescribeClusterRequest, DescribeClusterResponse};
 use spate_protocol::api::{DescribeTopicRequest, ListOffsetsPartition, ListOffsetsRequest};
+use spate_protocol::api::{ElectLeadersRequest, ListReassignmentsRequest, TopicPartitionList};
 use spate_protocol::api::{IsolationLevel, ListTopicsRequest, OffsetSpec, TopicPartitions};
-use spate_protocol::api::{MetadataRequest, PartitionMetadata};
-use spate_protocol::ErrorCode;
+use spate_protocol::api::{PartitionMetadata, ReassignmentPartition, ReassignmentTopic};
+use spate_protocol::api::{TopicOutcomes, NO_NODE};
+use spate_protocol::{ErrorCode, NodeId};
 
 use crate::client::Client;
 use crate::completion::Completion;
 use crate::error::Error;
-use crate::network::{Network, Retry};
+use crate::network::{endpoint, Network, Retry};
 
 /// How long the broker may take over a topic change, sent in the request.
 const TOPIC_CHANGE_TIMEOUT_MS: u32 = 30_000;
@@ -88,16 +91,30 @@ pub struct PartitionInfo {
     /// Why the broker does not serve the partition (`None` when it does): an offline
     /// partition's reason, naming the file, position and what is wrong.
     pub offline_reason: Option<String>,
-    /// The broker is still opening the partition after it started (`LeaderNotAvailable`): it
-    /// will serve it soon, and requests for it wait or are retried. Its offsets are not known
-    /// yet; `offline_reason` is `None`.
+    /// The broker is still opening the partition after it started, or (in a cluster) the
+    /// partition has no leader now (`LeaderNotAvailable`): it will be served soon, and
+    /// requests for it wait or are retried. Its offsets are not known yet; `offline_reason` is
+    /// `None`.
     pub opening: bool,
+    /// The broker that leads the partition (`None`: none now). A single broker leads all.
+    pub leader: Option<NodeId>,
+    /// The leader's epoch, bumped at every leader change.
+    pub leader_epoch: i32,
+    /// Every replica, the preferred leader first (empty from a broker that predates
+    /// replication).
+    pub replicas: Vec<NodeId>,
+    /// The replicas in sync with the leader.
+    pub isr: Vec<NodeId>,
 }
 
 impl PartitionInfo {
     fn from_wire(partition: PartitionMetadata) -> Self {
         Self {
             partition: partition.partition,
+            leader: (partition.leader_id != NO_NODE).then_some(partition.leader_id),
+            leader_epoch: partition.leader_epoch,
+            replicas: partition.replicas,
+            isr: partition.isr,
             shard: partition.shard_id,
             log_start_offset: partition.log_start_offset,
             high_watermark: partition.high_watermark,
@@ -122,9 +139,30 @@ pub struct TopicLayout {
     pub partitions: Vec<PartitionInfo>,
 }
 
+/// One broker of the cluster, as metadata names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerDescription {
+    /// Its node id.
+    pub id: NodeId,
+    /// Its native listener, `HOST:PORT`, as it advertises it.
+    pub address: String,
+    /// Its rack, if configured.
+    pub rack: Option<String>,
+}
+
 /// What [`Admin::describe_cluster`] returns: the broker, and every topic's partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterDescription {
+    /// The answering broker's node id.
+    pub node_id: NodeId,
+    /// The cluster's id (`None` for a single broker, or before the first controller chose
+    /// one).
+    pub cluster_id: Option<String>,
+    /// The controller (`None` while none is known).
+    pub controller: Option<NodeId>,
+    /// Every broker, by id (a single broker: itself, or nothing from a broker that predates
+    /// clustering).
+    pub brokers: Vec<BrokerDescription>,
     /// The broker's build version.
     pub broker_version: String,
     /// The addresses it listens on, `HOST:PORT`.
@@ -157,6 +195,45 @@ pub struct PartitionOffset {
     pub offset: Option<u64>,
     /// The found record's timestamp for timestamp lookups; -1 otherwise.
     pub timestamp: i64,
+}
+
+/// The outcome of a cluster operation for one partition ([`Admin::elect_preferred_leaders`],
+/// [`Admin::alter_reassignments`]).
+#[derive(Debug, Clone)]
+pub struct PartitionChange {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// `Ok` when done (an election) or started (a reassignment completes later), or why not.
+    pub result: Result<(), Error>,
+}
+
+/// A partition's target replicas for [`Admin::alter_reassignments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReassignmentTarget {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// The replicas the partition should end with, preferred leader first; `None` cancels the
+    /// reassignment in progress.
+    pub replicas: Option<Vec<NodeId>>,
+}
+
+/// A reassignment in progress, as [`Admin::list_reassignments`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignment {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// The replicas now: old and new together until the new ones caught up.
+    pub replicas: Vec<NodeId>,
+    /// Replicas joining.
+    pub adding: Vec<NodeId>,
+    /// Replicas leaving once the joining ones are in sync.
+    pub removing: Vec<NodeId>,
 }
 
 /// Topic administration, made with [`Client::admin`]. Cheap to clone.
@@ -299,6 +376,28 @@ impl Admin {
                     ))
                 }
             }
+            let mut partitions: Vec<PartitionInfo> = response
+                .partitions
+                .into_iter()
+                .map(PartitionInfo::from_wire)
+                .collect();
+            if network.directory().is_cluster() {
+                // DescribeTopic says nothing of leaders; metadata does.
+                let info = network.refresh_topic(&response.name).await?;
+                for partition in &mut partitions {
+                    if let Some(entry) = info
+                        .partitions
+                        .iter()
+                        .find(|entry| entry.partition == partition.partition)
+                    {
+                        let leading = PartitionInfo::from_wire(entry.clone());
+                        partition.leader = leading.leader;
+                        partition.leader_epoch = leading.leader_epoch;
+                        partition.replicas = leading.replicas;
+                        partition.isr = leading.isr;
+                    }
+                }
+            }
             Ok(TopicDescription {
                 name: response.name,
                 configs: response
@@ -306,11 +405,7 @@ impl Admin {
                     .into_iter()
                     .map(|entry| (entry.name, entry.value))
                     .collect(),
-                partitions: response
-                    .partitions
-                    .into_iter()
-                    .map(PartitionInfo::from_wire)
-                    .collect(),
+                partitions,
             })
         })
     }
@@ -321,13 +416,17 @@ impl Admin {
         let network = self.client.network().clone();
         self.client.spawn("describe cluster", async move {
             let broker = describe_broker(&network).await?;
-            let metadata = network
-                .call_retrying(
-                    &MetadataRequest { topics: None },
-                    "describe cluster",
-                    Retry::Idempotent,
-                )
-                .await?;
+            let metadata = network.cluster_metadata(None).await?;
+            let mut brokers: Vec<BrokerDescription> = metadata
+                .brokers
+                .iter()
+                .map(|entry| BrokerDescription {
+                    id: entry.node_id,
+                    address: endpoint(&entry.host, entry.port),
+                    rack: entry.rack.clone(),
+                })
+                .collect();
+            brokers.sort_by_key(|entry| entry.id);
             let mut topics: Vec<TopicLayout> = metadata
                 .topics
                 .into_iter()
@@ -342,6 +441,10 @@ impl Admin {
                 .collect();
             topics.sort_by(|left, right| left.name.cmp(&right.name));
             Ok(ClusterDescription {
+                node_id: broker.node_id,
+                cluster_id: metadata.cluster_id.clone(),
+                controller: (metadata.controller_id != NO_NODE).then_some(metadata.controller_id),
+                brokers,
                 broker_version: broker.broker_version,
                 listeners: broker.listeners,
                 shard_count: broker.shard_count,
@@ -474,37 +577,213 @@ impl Admin {
         let network = self.client.network().clone();
         let topic = topic.to_string();
         self.client.spawn("delete records", async move {
-            let request = DeleteRecordsRequest {
+            let mut answers = network
+                .call_leaders(
+                    &topic,
+                    &[partition],
+                    "delete records",
+                    |asked| DeleteRecordsRequest {
+                        timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
+                        topics: vec![TopicPartitions {
+                            name: topic.clone(),
+                            partitions: asked
+                                .iter()
+                                .map(|partition| DeleteRecordsPartition {
+                                    partition: *partition,
+                                    before_offset,
+                                })
+                                .collect(),
+                        }],
+                    },
+                    |response| {
+                        response
+                            .topics
+                            .into_iter()
+                            .flat_map(|entry| entry.partitions)
+                            .map(|answer| {
+                                (answer.partition, answer.error_code, answer.log_start_offset)
+                            })
+                            .collect()
+                    },
+                )
+                .await?;
+            answers.pop().expect("one partition asked")
+        })
+    }
+}
+
+impl Admin {
+    /// Makes each partition's preferred replica (its first) the leader where it is in sync and
+    /// alive (`None`: every partition of every topic). Returns each partition's outcome; a
+    /// refusal of the whole request is the error.
+    pub fn elect_preferred_leaders(
+        &self,
+        partitions: Option<Vec<(String, Vec<u32>)>>,
+    ) -> Completion<Vec<PartitionChange>> {
+        let network = self.client.network().clone();
+        self.client.spawn("elect leaders", async move {
+            let request = ElectLeadersRequest {
+                topics: partitions.map(|topics| {
+                    topics
+                        .into_iter()
+                        .map(|(name, partitions)| TopicPartitionList { name, partitions })
+                        .collect()
+                }),
                 timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
-                topics: vec![TopicPartitions {
-                    name: topic.clone(),
-                    partitions: vec![DeleteRecordsPartition {
-                        partition,
-                        before_offset,
-                    }],
-                }],
+            };
+            // Electing twice leaves the same leaders: safe to repeat.
+            let response = network
+                .call_retrying(&request, "elect leaders", Retry::Idempotent)
+                .await?;
+            if !response.error_code.is_none() {
+                return Err(Error::broker(
+                    "elect leaders",
+                    None,
+                    None,
+                    response.error_code,
+                    response.error_message,
+                ));
+            }
+            Ok(changes("elect leaders", response.topics))
+        })
+    }
+
+    /// Gives partitions new replica lists (or cancels their reassignment). The data is copied
+    /// while each partition stays writable; `Ok` for a partition means its reassignment
+    /// started. Sent once unless connecting failed (a second send could find the first in
+    /// progress and refuse it).
+    pub fn alter_reassignments(
+        &self,
+        targets: Vec<ReassignmentTarget>,
+    ) -> Completion<Vec<PartitionChange>> {
+        let network = self.client.network().clone();
+        self.client.spawn("alter reassignments", async move {
+            let mut topics: Vec<ReassignmentTopic> = Vec::new();
+            for target in targets {
+                let entry = ReassignmentPartition {
+                    partition: target.partition,
+                    target_replicas: target.replicas,
+                };
+                match topics.iter_mut().find(|topic| topic.name == target.topic) {
+                    Some(topic) => topic.partitions.push(entry),
+                    None => topics.push(TopicPartitions {
+                        name: target.topic,
+                        partitions: vec![entry],
+                    }),
+                }
+            }
+            let request = AlterReassignmentsRequest {
+                topics,
+                timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
             };
             let response = network
-                .call_retrying_answers(&request, "delete records", |response| {
-                    response
-                        .topics
-                        .iter()
-                        .flat_map(|entry| entry.partitions.iter())
-                        .any(|answer| answer.error_code == ErrorCode::LeaderNotAvailable)
-                })
+                .call_retrying(&request, "alter reassignments", Retry::BeforeSending)
                 .await?;
-            let answer = response
+            if !response.error_code.is_none() {
+                return Err(Error::broker(
+                    "alter reassignments",
+                    None,
+                    None,
+                    response.error_code,
+                    response.error_message,
+                ));
+            }
+            Ok(changes("alter reassignments", response.topics))
+        })
+    }
+
+    /// The reassignments in progress, by topic and partition.
+    pub fn list_reassignments(&self) -> Completion<Vec<Reassignment>> {
+        let network = self.client.network().clone();
+        self.client.spawn("list reassignments", async move {
+            let response = network
+                .call_retrying(
+                    &ListReassignmentsRequest { topics: None },
+                    "list reassignments",
+                    Retry::Idempotent,
+                )
+                .await?;
+            if !response.error_code.is_none() {
+                return Err(Error::broker(
+                    "list reassignments",
+                    None,
+                    None,
+                    response.error_code,
+                    response.error_message,
+                ));
+            }
+            let mut listed: Vec<Reassignment> = response
                 .topics
-                .iter()
-                .flat_map(|entry| entry.partitions.iter())
-                .find(|entry| entry.partition == partition)
-                .ok_or_else(|| missing_answer("delete records"))?;
-            match answer.error_code {
-                ErrorCode::None => Ok(answer.log_start_offset),
-                code => Err(partition_error("delete records", &topic, partition, code)),
+                .into_iter()
+                .flat_map(|topic| {
+                    let name = topic.name;
+                    topic.partitions.into_iter().map(move |entry| Reassignment {
+                        topic: name.clone(),
+                        partition: entry.partition,
+                        replicas: entry.replicas,
+                        adding: entry.adding,
+                        removing: entry.removing,
+                    })
+                })
+                .collect();
+            listed.sort_by(|left, right| {
+                (&left.topic, left.partition).cmp(&(&right.topic, right.partition))
+            });
+            Ok(listed)
+        })
+    }
+
+    /// Moves every replica off broker `id`, then removes it from the cluster. Completes once
+    /// the decommission started; `describe_cluster` shows its replicas moving.
+    pub fn decommission_broker(&self, id: NodeId) -> Completion<()> {
+        let network = self.client.network().clone();
+        self.client.spawn("decommission broker", async move {
+            let request = DecommissionBrokerRequest {
+                node_id: id,
+                timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
+            };
+            let response = network
+                .call_retrying(&request, "decommission broker", Retry::BeforeSending)
+                .await?;
+            match response.error_code {
+                ErrorCode::None => Ok(()),
+                code => Err(Error::broker(
+                    "decommission broker",
+                    None,
+                    None,
+                    code,
+                    response.error_message,
+                )),
             }
         })
     }
+}
+
+/// Each partition's outcome of a cluster operation, in answer order.
+fn changes(operation: &'static str, topics: Vec<TopicOutcomes>) -> Vec<PartitionChange> {
+    topics
+        .into_iter()
+        .flat_map(|topic| {
+            let name = topic.name;
+            topic.partitions.into_iter().map(move |entry| {
+                let result = match entry.error_code {
+                    ErrorCode::None => Ok(()),
+                    code => Err(Error::broker(
+                        operation,
+                        Some(&name),
+                        Some(entry.partition),
+                        code,
+                        entry.error_message,
+                    )),
+                };
+                PartitionChange {
+                    topic: name.clone(),
+                    partition: entry.partition,
+                    result,
+                }
+            })
+        })
+        .collect()
 }
 
 async fn describe_broker(network: &Network) -> Result<DescribeClusterResponse, Error> {
@@ -548,48 +827,46 @@ pub(crate) async fn list_offsets(
         Some(partitions) => partitions,
         None => (0..network.topic(topic).await?.partition_count()).collect(),
     };
-    let request = ListOffsetsRequest {
-        topics: vec![TopicPartitions {
-            name: topic.to_string(),
-            partitions: partitions
-                .iter()
-                .map(|partition| ListOffsetsPartition {
-                    partition: *partition,
-                    spec,
-                })
-                .collect(),
-        }],
-        isolation_level,
-    };
-    let response = network
-        .call_retrying_answers(&request, "list offsets", |response| {
-            response
-                .topics
-                .iter()
-                .flat_map(|entry| entry.partitions.iter())
-                .any(|answer| answer.error_code == ErrorCode::LeaderNotAvailable)
-        })
+    // Each partition is asked of its leader; a partition still opening after a start
+    // (LeaderNotAvailable) or whose leader moved is asked again until `retry_timeout`.
+    let answers = network
+        .call_leaders(
+            topic,
+            &partitions,
+            "list offsets",
+            |asked| ListOffsetsRequest {
+                topics: vec![TopicPartitions {
+                    name: topic.to_string(),
+                    partitions: asked
+                        .iter()
+                        .map(|partition| ListOffsetsPartition {
+                            partition: *partition,
+                            spec,
+                        })
+                        .collect(),
+                }],
+                isolation_level,
+            },
+            |response| {
+                response
+                    .topics
+                    .into_iter()
+                    .flat_map(|entry| entry.partitions)
+                    .map(|answer| (answer.partition, answer.error_code, answer))
+                    .collect()
+            },
+        )
         .await?;
-    let answers: Vec<_> = response
-        .topics
-        .into_iter()
-        .flat_map(|entry| entry.partitions)
-        .collect();
     partitions
         .iter()
-        .map(|partition| {
-            let answer = answers
-                .iter()
-                .find(|answer| answer.partition == *partition)
-                .ok_or_else(|| missing_answer("list offsets"))?;
-            match answer.error_code {
-                ErrorCode::None => Ok(PartitionOffset {
-                    partition: *partition,
-                    offset: answer.offset,
-                    timestamp: answer.timestamp,
-                }),
-                code => Err(partition_error("list offsets", topic, *partition, code)),
-            }
+        .zip(answers)
+        .map(|(partition, answer)| {
+            let answer = answer?;
+            Ok(PartitionOffset {
+                partition: *partition,
+                offset: answer.offset,
+                timestamp: answer.timestamp,
+            })
         })
         .collect()
 }
@@ -612,10 +889,6 @@ fn one_result(operation: &'static str, name: &str, results: &[TopicResult]) -> R
             result.error_message.clone(),
         )),
     }
-}
-
-fn partition_error(operation: &'static str, topic: &str, partition: u32, code: ErrorCode) -> Error {
-    Error::broker(operation, Some(topic), Some(partition), code, None)
 }
 
 fn missing_answer(operation: &'static str) -> Error {

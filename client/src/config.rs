@@ -37,6 +37,14 @@ pub mod defaults {
     pub const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
     /// Cached topic metadata older than this is refreshed before use.
     pub const METADATA_MAX_AGE: Duration = Duration::from_secs(60);
+    /// Groups and transactional ids whose coordinator one client remembers; past it the
+    /// cache starts over (each entry is asked for again on its next use).
+    pub const COORDINATORS_CACHED_MAX: usize = 1024;
+    /// Longest pause before a produce retry while a partition's leader moves (its broker
+    /// refused or went away): an election takes about the brokers' session timeout (1.5 s),
+    /// and the producer's longer backoff would add up to its cap to the failover time. Each
+    /// such retry asks for metadata first (one request in flight per client).
+    pub const LEADER_CHANGE_BACKOFF_MAX: Duration = Duration::from_millis(250);
     /// Requests one connection may have in flight (pipelining depth). The broker's own limit
     /// is 256 by default.
     pub const CONNECTION_INFLIGHT_REQUESTS_MAX: usize = 64;

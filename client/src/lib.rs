@@ -68,6 +68,7 @@ pub(crate) mod runtime;
 pub(crate) mod timer;
 
 pub use admin::{Admin, ClusterDescription, NewTopic, PartitionInfo, PartitionOffset};
+pub use admin::{BrokerDescription, PartitionChange, Reassignment, ReassignmentTarget};
 pub use admin::{TopicDescription, TopicLayout, TopicSummary};
 pub use client::Client;
 pub use completion::Completion;

@@ -9,19 +9,23 @@
 //! range under `OffsetReset::Error`, an unknown topic, a corrupt batch, damage in the broker's
 //! stored copy) are queued for `poll`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use spate_protocol::api::FetchResponse;
 use spate_protocol::api::{FetchPartition, FetchPartitionResponse, FetchRequest, TopicPartitions};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
 use spate_protocol::constants::BATCH_BYTES_MAX;
 use spate_protocol::{BatchError, ErrorCode};
+use tokio::task::JoinSet;
 
 use crate::config::OffsetReset;
 use crate::consumer::{Chunk, ConsumerShared, ConsumerState, PartitionState, TopicPartition};
 use crate::error::Error;
-use crate::network::{ConnectionSlot, Network};
+use crate::network::routing::{group_by_route, recovery_for, route_to_leader};
+use crate::network::{BrokerSlots, Network, Recovery, Route, TopicInfo};
 
 /// How much longer than `fetch_backoff` to wait after an error the application was told about
 /// (an unknown topic), so that a deleted topic does not flood `poll` with errors.
@@ -34,33 +38,63 @@ struct Target {
     fetch_offset: u64,
 }
 
+/// A fetch request to one broker and the partitions it asks for.
+struct Planned {
+    route: Route,
+    targets: Vec<Target>,
+    request: FetchRequest,
+}
+
+/// What a finished fetch brings back to the loop.
+type Finished = (Route, Vec<Target>, Result<FetchResponse, Error>);
+
 /// Runs until the consumer is dropped.
 pub(crate) async fn run(shared: Arc<ConsumerShared>, network: Arc<Network>) {
-    // The consumer's own connection: its long polls hold back no one else's answers.
-    let slot = ConnectionSlot::new();
+    // The consumer's own connections, one per leader it fetches from: its long polls hold back
+    // no one else's answers, and a leader with nothing new holds back no other leader's data.
+    let slots = Arc::new(BrokerSlots::new());
+    // One fetch in flight per broker; a partition is in at most one of them.
+    let mut in_flight: JoinSet<Finished> = JoinSet::new();
+    let mut busy: Vec<Route> = Vec::new();
+    let mut fetching: HashSet<TopicPartition> = HashSet::new();
     loop {
         if shared.is_closed() {
             return;
         }
         let woken = shared.fetcher_wake.notified();
-        let (targets, request, wake_at) = plan(&shared);
-        let Some(request) = request else {
-            match wake_at {
-                Some(wake_at) => {
-                    tokio::select! {
-                        _ = woken => {}
-                        _ = tokio::time::sleep_until(wake_at.into()) => {}
-                    }
-                }
-                None => woken.await,
-            }
+        let routing = routing_for(&shared, &network, &fetching).await;
+        let (planned, wake_at) = plan(&shared, &routing, &busy, &fetching);
+        for Planned {
+            route,
+            targets,
+            request,
+        } in planned
+        {
+            busy.push(route.clone());
+            fetching.extend(targets.iter().map(|target| target.key.clone()));
+            let network = network.clone();
+            let slots = slots.clone();
+            let fetch_wait = shared.config.fetch_wait;
+            in_flight.spawn(async move {
+                let result = network
+                    .call_routed(&slots, &route, &request, "fetch", Some(fetch_wait))
+                    .await;
+                (route, targets, result)
+            });
+        }
+        let finished = tokio::select! {
+            _ = woken => None,
+            _ = sleep_until(wake_at) => None,
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => joined.ok(),
+        };
+        let Some((route, targets, result)) = finished else {
             continue;
         };
-        let fetch_wait = shared.config.fetch_wait;
-        match network
-            .call_in(&slot, &request, "fetch", Some(fetch_wait))
-            .await
-        {
+        busy.retain(|other| *other != route);
+        for target in &targets {
+            fetching.remove(&target.key);
+        }
+        match result {
             Ok(response) if response.error_code == ErrorCode::None => {
                 shared.state().unreachable_since = None;
                 let answers: Vec<(String, FetchPartitionResponse)> = response
@@ -74,30 +108,104 @@ pub(crate) async fn run(shared: Arc<ConsumerShared>, network: Arc<Network>) {
                             .map(move |answer| (name.clone(), answer))
                     })
                     .collect();
-                absorb(&shared, &targets, &answers);
+                absorb(&shared, &network, &targets, &answers);
             }
             Ok(response) => {
                 let error = Error::broker("fetch", None, None, response.error_code, None);
-                back_off_all(&shared, &targets, error);
+                back_off_all(&shared, &network, &targets, error);
             }
-            Err(error) => back_off_all(&shared, &targets, error),
+            Err(error) => back_off_all(&shared, &network, &targets, error),
         }
     }
 }
 
-/// Picks the partitions to fetch now and builds the request, or says when to look again.
-fn plan(shared: &ConsumerShared) -> (Vec<Target>, Option<FetchRequest>, Option<Instant>) {
+async fn sleep_until(wake_at: Option<Instant>) {
+    match wake_at {
+        Some(wake_at) => tokio::time::sleep_until(wake_at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where each topic's partitions are fetched from: its metadata when the client knows the
+/// cluster has several brokers (asked for again when stale), nothing for a single broker
+/// (everything goes to the bootstrap connection, without metadata requests).
+async fn routing_for(
+    shared: &ConsumerShared,
+    network: &Network,
+    fetching: &HashSet<TopicPartition>,
+) -> Routing {
+    let directory = network.directory();
+    if !directory.is_cluster() {
+        return Routing {
+            directory,
+            topics: Vec::new(),
+        };
+    }
+    let names: Vec<String> = {
+        let state = shared.state();
+        let mut names: Vec<String> = Vec::new();
+        for (key, partition) in &state.partitions {
+            if !partition.stopped && !fetching.contains(key) && !names.contains(&key.topic) {
+                names.push(key.topic.clone());
+            }
+        }
+        names
+    };
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        // A topic whose metadata cannot be had is fetched through the bootstrap connection,
+        // whose broker answers why (an unknown topic is reported from that answer).
+        let info = network.topic_for_routing(&name).await.ok();
+        topics.push((name, info));
+    }
+    Routing {
+        directory: network.directory(),
+        topics,
+    }
+}
+
+/// What [`plan`] routes by.
+struct Routing {
+    directory: Arc<crate::network::BrokerDirectory>,
+    topics: Vec<(String, Option<Arc<TopicInfo>>)>,
+}
+
+impl Routing {
+    fn route_of(&self, key: &TopicPartition) -> Route {
+        if !self.directory.is_cluster() {
+            return Route::Bootstrap;
+        }
+        let info = self
+            .topics
+            .iter()
+            .find(|(name, _)| *name == key.topic)
+            .and_then(|(_, info)| info.as_ref());
+        match info {
+            Some(info) => route_to_leader(info.leader(key.partition), &self.directory),
+            None => Route::Bootstrap,
+        }
+    }
+}
+
+/// Picks the partitions to fetch now (not in flight, not backing off, led by a broker with no
+/// fetch in flight) and builds one request per leader, or says when to look again.
+fn plan(
+    shared: &ConsumerShared,
+    routing: &Routing,
+    busy: &[Route],
+    fetching: &HashSet<TopicPartition>,
+) -> (Vec<Planned>, Option<Instant>) {
     let config = &shared.config;
     let state = shared.state();
     let budget = config.prefetch_bytes_max.saturating_sub(state.queued_bytes);
     if budget == 0 {
-        return (Vec::new(), None, None);
+        return (Vec::new(), None);
     }
     let now = Instant::now();
     let mut wake_at: Option<Instant> = None;
     let mut targets = Vec::new();
     for (key, partition) in &state.partitions {
-        if partition.stopped {
+        if partition.stopped || fetching.contains(key) {
             continue;
         }
         if let Some(until) = partition.backoff_until {
@@ -106,49 +214,77 @@ fn plan(shared: &ConsumerShared) -> (Vec<Target>, Option<FetchRequest>, Option<I
                 continue;
             }
         }
-        targets.push(Target {
-            key: key.clone(),
-            epoch: partition.epoch,
-            fetch_offset: partition.fetch_offset,
-        });
+        targets.push((
+            routing.route_of(key),
+            Target {
+                key: key.clone(),
+                epoch: partition.epoch,
+                fetch_offset: partition.fetch_offset,
+            },
+        ));
     }
-    if targets.is_empty() {
-        return (targets, None, wake_at);
+    drop(state);
+    let (groups, no_leader) = group_by_route(targets, |(route, _)| route.clone());
+    if !no_leader.is_empty() {
+        // Nothing to send them to until metadata names a leader: look again after a pause.
+        let until = now + config.fetch_backoff;
+        let mut state = shared.state();
+        for (_, target) in &no_leader {
+            if let Some(partition) = state.partitions.get_mut(&target.key) {
+                partition.backoff_until = Some(until);
+            }
+        }
+        wake_at = Some(wake_at.map_or(until, |earliest| earliest.min(until)));
     }
+    // Each broker's request may use the whole budget: answers above it are cut at whole
+    // batches, and the budget is checked again before the next fetch.
     let max_bytes = budget.min(config.fetch_bytes_max);
     let partition_max_bytes = max_bytes.min(config.partition_fetch_bytes_max);
-    let mut topics: Vec<TopicPartitions<FetchPartition>> = Vec::new();
-    for target in &targets {
-        let entry = FetchPartition {
-            partition: target.key.partition,
-            fetch_offset: target.fetch_offset,
-            // Checked below u32::MAX by `ConsumerConfig::check`.
-            partition_max_bytes: partition_max_bytes as u32,
-        };
-        match topics
-            .iter_mut()
-            .find(|topic| topic.name == target.key.topic)
-        {
-            Some(topic) => topic.partitions.push(entry),
-            None => topics.push(TopicPartitions {
-                name: target.key.topic.clone(),
-                partitions: vec![entry],
-            }),
+    let mut planned = Vec::new();
+    for (route, group) in groups {
+        if busy.contains(&route) {
+            continue;
         }
+        let targets: Vec<Target> = group.into_iter().map(|(_, target)| target).collect();
+        let mut topics: Vec<TopicPartitions<FetchPartition>> = Vec::new();
+        for target in &targets {
+            let entry = FetchPartition {
+                partition: target.key.partition,
+                fetch_offset: target.fetch_offset,
+                // Checked below u32::MAX by `ConsumerConfig::check`.
+                partition_max_bytes: partition_max_bytes as u32,
+            };
+            match topics
+                .iter_mut()
+                .find(|topic| topic.name == target.key.topic)
+            {
+                Some(topic) => topic.partitions.push(entry),
+                None => topics.push(TopicPartitions {
+                    name: target.key.topic.clone(),
+                    partitions: vec![entry],
+                }),
+            }
+        }
+        let request = FetchRequest {
+            max_wait_ms: config.fetch_wait.as_millis() as u32,
+            min_bytes: 1,
+            max_bytes: max_bytes as u32,
+            topics,
+            isolation_level: config.isolation_level,
+        };
+        planned.push(Planned {
+            route,
+            targets,
+            request,
+        });
     }
-    let request = FetchRequest {
-        max_wait_ms: config.fetch_wait.as_millis() as u32,
-        min_bytes: 1,
-        max_bytes: max_bytes as u32,
-        topics,
-        isolation_level: config.isolation_level,
-    };
-    (targets, Some(request), wake_at)
+    (planned, wake_at)
 }
 
 /// Applies a fetch response: queues new chunks, handles per-partition errors.
 fn absorb(
     shared: &ConsumerShared,
+    network: &Network,
     targets: &[Target],
     answers: &[(String, FetchPartitionResponse)],
 ) {
@@ -158,8 +294,8 @@ fn absorb(
         let Some(partition) = state.partitions.get(&target.key) else {
             continue; // unassigned meanwhile
         };
-        if partition.epoch != target.epoch {
-            continue; // seeked meanwhile
+        if partition.epoch != target.epoch || partition.fetch_offset != target.fetch_offset {
+            continue; // seeked meanwhile, or answered already
         }
         let Some(answer) = answer else {
             let error = Error::Protocol {
@@ -172,6 +308,22 @@ fn absorb(
             report(&mut state, target, error, shared.config.fetch_backoff);
             continue;
         };
+        if answer.error_code != ErrorCode::None {
+            let error = Error::broker(
+                "fetch",
+                Some(&target.key.topic),
+                Some(target.key.partition),
+                answer.error_code,
+                None,
+            );
+            if answer.error_code != ErrorCode::UnknownTopicOrPartition
+                && recovery_for(&error, false) == Recovery::RefreshMetadata
+            {
+                // The leader moved: the next fetch of the partition goes where fresh metadata
+                // says, after the partition's backoff.
+                network.leaders_changed(&target.key.topic);
+            }
+        }
         delivered |= absorb_partition(shared, &mut state, target, answer);
     }
     drop(state);
@@ -332,7 +484,13 @@ fn report(state: &mut ConsumerState, target: &Target, error: Error, backoff: Dur
 
 /// After a failed request: every partition in it waits `fetch_backoff`. Connection failures
 /// stay silent (the next attempt reconnects); others reach `poll`.
-fn back_off_all(shared: &ConsumerShared, targets: &[Target], error: Error) {
+fn back_off_all(shared: &ConsumerShared, network: &Network, targets: &[Target], error: Error) {
+    if recovery_for(&error, false) == Recovery::RefreshMetadata {
+        // The broker may be gone: its partitions get new leaders.
+        for target in targets {
+            network.leaders_changed(&target.key.topic);
+        }
+    }
     let mut state = shared.state();
     let until = Instant::now() + shared.config.fetch_backoff;
     for target in targets {

@@ -18,7 +18,7 @@ use crate::client::Client;
 use crate::completion::Completion;
 use crate::consumer::TopicPartition;
 use crate::error::Error;
-use crate::network::{Network, Retry};
+use crate::network::{CoordinatorKind, Network, Retry, Route};
 
 /// One line of [`GroupAdmin::list_groups`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,35 +122,67 @@ impl GroupAdmin {
         }
     }
 
-    /// Every group the broker knows, by id.
+    /// Every group the broker knows, by id; in a cluster, every group each broker
+    /// coordinates (each is asked, as Kafka's admin client does).
     pub fn list_groups(&self) -> Completion<Vec<GroupSummary>> {
         let network = self.client.network().clone();
         self.client.spawn("list groups", async move {
-            let response = network
-                .call_retrying(
-                    &ListGroupsRequest::default(),
-                    "list groups",
-                    Retry::Idempotent,
-                )
-                .await?;
-            if !response.error_code.is_none() {
-                return Err(Error::broker(
-                    "list groups",
-                    None,
-                    None,
-                    response.error_code,
-                    None,
-                ));
+            let request = ListGroupsRequest::default();
+            let mut responses = vec![
+                network
+                    .call_retrying(&request, "list groups", Retry::Idempotent)
+                    .await?,
+            ];
+            let directory = network.directory();
+            if directory.is_cluster() {
+                for (id, address) in &directory.brokers {
+                    let route = Route::Broker {
+                        id: *id,
+                        address: address.clone(),
+                    };
+                    match network
+                        .call_routed(
+                            network.shared_slots(),
+                            &route,
+                            &request,
+                            "list groups",
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(response) => responses.push(response),
+                        // A broker that is down coordinates nothing now: its groups moved.
+                        Err(
+                            Error::Connect { .. }
+                            | Error::ConnectionLost { .. }
+                            | Error::Timeout { .. },
+                        ) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
             }
-            Ok(response
-                .groups
-                .into_iter()
-                .map(|group| GroupSummary {
-                    group_id: group.group_id,
-                    protocol_type: group.protocol_type,
-                    state: group.state,
-                })
-                .collect())
+            let mut groups: Vec<GroupSummary> = Vec::new();
+            for response in responses {
+                if !response.error_code.is_none() {
+                    return Err(Error::broker(
+                        "list groups",
+                        None,
+                        None,
+                        response.error_code,
+                        None,
+                    ));
+                }
+                for group in response.groups {
+                    if groups.iter().all(|known| known.group_id != group.group_id) {
+                        groups.push(GroupSummary {
+                            group_id: group.group_id,
+                            protocol_type: group.protocol_type,
+                            state: group.state,
+                        });
+                    }
+                }
+            }
+            Ok(groups)
         })
     }
 
@@ -163,7 +195,27 @@ impl GroupAdmin {
                 groups: vec![group_id.clone()],
             };
             let response = network
-                .call_retrying(&request, "describe group", Retry::Idempotent)
+                .call_coordinator(
+                    network.shared_slots(),
+                    CoordinatorKind::Group,
+                    &group_id,
+                    &request,
+                    "describe group",
+                    Retry::Idempotent,
+                    None,
+                    |response| {
+                        response
+                            .groups
+                            .first()
+                            .map_or(response.error_code, |group| {
+                                if response.error_code.is_none() {
+                                    group.error_code
+                                } else {
+                                    response.error_code
+                                }
+                            })
+                    },
+                )
                 .await?;
             let refused = |code| {
                 Error::broker(
@@ -238,7 +290,27 @@ impl GroupAdmin {
                 groups: vec![group_id.clone()],
             };
             let response = network
-                .call_retrying(&request, "delete group", Retry::Idempotent)
+                .call_coordinator(
+                    network.shared_slots(),
+                    CoordinatorKind::Group,
+                    &group_id,
+                    &request,
+                    "delete group",
+                    Retry::Idempotent,
+                    None,
+                    |response| {
+                        response
+                            .results
+                            .first()
+                            .map_or(response.error_code, |group| {
+                                if response.error_code.is_none() {
+                                    group.error_code
+                                } else {
+                                    response.error_code
+                                }
+                            })
+                    },
+                )
                 .await?;
             let code = if response.error_code.is_none() {
                 response
@@ -349,7 +421,16 @@ impl GroupAdmin {
             };
             // Deleting twice leaves the same state, so reconnect-and-retry is safe.
             let response = network
-                .call_retrying(&request, "delete offsets", Retry::Idempotent)
+                .call_coordinator(
+                    network.shared_slots(),
+                    CoordinatorKind::Group,
+                    &group_id,
+                    &request,
+                    "delete offsets",
+                    Retry::Idempotent,
+                    None,
+                    |response| response.error_code,
+                )
                 .await?;
             if !response.error_code.is_none() {
                 return Err(Error::broker(
@@ -503,7 +584,16 @@ async fn committed_partitions(
         require_stable: false,
     };
     let response = network
-        .call_retrying(&request, "fetch offsets", Retry::Idempotent)
+        .call_coordinator(
+            network.shared_slots(),
+            CoordinatorKind::Group,
+            group_id,
+            &request,
+            "fetch offsets",
+            Retry::Idempotent,
+            None,
+            |response| response.error_code,
+        )
         .await?;
     if !response.error_code.is_none() {
         return Err(Error::broker(

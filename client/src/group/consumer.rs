@@ -117,7 +117,7 @@ impl GroupConsumer {
     ) -> Result<Self, Error> {
         group.check()?;
         let consumer = client.consumer(consumer)?;
-        let shared = Arc::new(GroupShared::new(group, client.config().clone()));
+        let shared = Arc::new(GroupShared::new(group, client.network().clone()));
         client.spawn_detached(member::run_heartbeats(shared.clone()));
         Ok(Self {
             client: client.clone(),

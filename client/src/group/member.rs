@@ -28,8 +28,8 @@ use super::config::GroupConfig;
 use crate::config::ClientConfig;
 use crate::consumer::TopicPartition;
 use crate::error::Error;
-use crate::network::connection::Connection;
-use crate::network::{ConnectionSlot, Network, Retry};
+use crate::network::routing::coordinator_moved;
+use crate::network::{BrokerSlots, CoordinatorKind, Network, Retry};
 
 /// Where the member stands, shared by the application's thread and the heartbeat task.
 #[derive(Debug)]
@@ -51,18 +51,22 @@ pub(crate) struct MemberState {
 pub(crate) struct GroupShared {
     pub(crate) config: GroupConfig,
     client_config: ClientConfig,
-    coordinator: ConnectionSlot,
+    network: Arc<Network>,
+    /// The member's own connection to its coordinator (found with FindCoordinator in a
+    /// cluster): a parked join holds back nothing else.
+    coordinator: BrokerSlots,
     state: Mutex<MemberState>,
     /// Wakes the heartbeat task early (on close).
     pub(crate) wake: tokio::sync::Notify,
 }
 
 impl GroupShared {
-    pub(crate) fn new(config: GroupConfig, client_config: ClientConfig) -> Self {
+    pub(crate) fn new(config: GroupConfig, network: Arc<Network>) -> Self {
         Self {
             config,
-            client_config,
-            coordinator: ConnectionSlot::new(),
+            client_config: network.config().clone(),
+            network,
+            coordinator: BrokerSlots::new(),
             state: Mutex::new(MemberState {
                 member_id: String::new(),
                 generation: GENERATION_NONE,
@@ -83,21 +87,43 @@ impl GroupShared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The coordinator connection, opened (again) when needed.
-    async fn connection(&self) -> Result<Arc<Connection>, Error> {
-        self.coordinator.connection(&self.client_config).await
-    }
-
+    /// One attempt at the group's coordinator, on the member's coordinator connection
+    /// (opened again when needed). A failure to reach it makes the next attempt find the
+    /// coordinator again; so does an answer saying it is not the coordinator
+    /// ([`GroupShared::heard`]).
     async fn call<R: Request>(
         &self,
         request: &R,
         operation: &'static str,
         held_up_to: Option<Duration>,
     ) -> Result<R::Response, Error> {
-        self.connection()
-            .await?
-            .call(request, operation, held_up_to)
-            .await
+        let group_id = &self.config.group_id;
+        let route = self
+            .network
+            .coordinator(CoordinatorKind::Group, group_id)
+            .await?;
+        let result = self
+            .network
+            .call_routed(&self.coordinator, &route, request, operation, held_up_to)
+            .await;
+        if let Err(error) = &result {
+            if crate::network::routing::recovery_for(error, true)
+                == crate::network::Recovery::FindCoordinator
+            {
+                self.network
+                    .coordinator_moved(CoordinatorKind::Group, group_id);
+            }
+        }
+        result
+    }
+
+    /// Notes an answer's error code: the coordinator moved or is not ready, so the next
+    /// attempt asks where it is now.
+    fn heard(&self, code: ErrorCode) {
+        if coordinator_moved(code) {
+            self.network
+                .coordinator_moved(CoordinatorKind::Group, &self.config.group_id);
+        }
     }
 
     fn identity(&self) -> (String, i32) {
@@ -153,6 +179,7 @@ pub(crate) async fn join_and_sync(
                 Some(shared.config.rebalance_timeout),
             )
             .await?;
+        shared.heard(synced.error_code);
         match synced.error_code {
             ErrorCode::None => {
                 let assignment =
@@ -217,6 +244,7 @@ async fn join(shared: &GroupShared, subscription: &Bytes) -> Result<JoinGroupRes
             }
             Err(error) => return Err(error),
         };
+        shared.heard(response.error_code);
         match response.error_code {
             ErrorCode::None => {
                 let mut state = shared.state();
@@ -347,6 +375,7 @@ pub(crate) async fn run_heartbeats(shared: Arc<GroupShared>) {
         let Ok(response) = shared.call(&request, "heartbeat", None).await else {
             continue; // Transport trouble: the next heartbeat reconnects.
         };
+        shared.heard(response.error_code);
         let mut state = shared.state();
         if state.member_id != member_id || state.generation != generation {
             continue; // The member rejoined meanwhile; this answer is about the past.
@@ -432,7 +461,16 @@ pub(crate) async fn commit(
     };
     // A commit repeats safely: the same offsets again.
     let response = network
-        .call_retrying(&request, "commit offsets", Retry::Idempotent)
+        .call_coordinator(
+            network.shared_slots(),
+            CoordinatorKind::Group,
+            group_id,
+            &request,
+            "commit offsets",
+            Retry::Idempotent,
+            None,
+            |response| response.error_code,
+        )
         .await?;
     if !response.error_code.is_none() {
         return Err(refused("commit offsets", response.error_code));
@@ -474,7 +512,16 @@ pub(crate) async fn committed(
     let mut backoff = network.config().reconnect_backoff_min;
     let response = loop {
         let response = network
-            .call_retrying(&request, "fetch offsets", Retry::Idempotent)
+            .call_coordinator(
+                network.shared_slots(),
+                CoordinatorKind::Group,
+                group_id,
+                &request,
+                "fetch offsets",
+                Retry::Idempotent,
+                None,
+                |response| response.error_code,
+            )
             .await?;
         let unstable = response
             .topics

@@ -214,6 +214,11 @@ impl Connection {
         self.shared.is_closed()
     }
 
+    /// The address this connection was opened to, as given.
+    pub(crate) fn address(&self) -> &str {
+        &self.shared.address
+    }
+
     /// Closes the connection (failing what is in flight); the next request reconnects.
     pub(crate) fn close(&self, reason: &str) {
         self.shared.close(reason.to_string());

@@ -35,7 +35,7 @@ use crate::config::{BufferFullPolicy, ProducerConfig};
 use crate::consumer::TopicPartition;
 use crate::error::Error;
 use crate::group::ConsumerGroupMetadata;
-use crate::network::{coarse_clock, ConnectionSlot, TopicInfo};
+use crate::network::{coarse_clock, BrokerSlots, TopicInfo};
 use accumulator::BATCH_OVERHEAD_BYTES;
 use accumulator::{Accumulator, DeliverySink, Incoming, Notify, PartitionChoice};
 use memory::BufferMemory;
@@ -262,7 +262,7 @@ pub(crate) struct ProducerInner {
     pub(crate) delivery_handler: Option<Mutex<Box<dyn DeliveryHandler>>>,
     /// A transactional producer's connection for its coordinator requests (never behind a
     /// produce request's answer).
-    pub(crate) transaction_slot: ConnectionSlot,
+    pub(crate) transaction_slots: BrokerSlots,
 }
 
 impl ProducerInner {
@@ -333,7 +333,7 @@ impl Producer {
             closing: AtomicBool::new(false),
             fatal: OnceLock::new(),
             delivery_handler: delivery_handler.map(Mutex::new),
-            transaction_slot: ConnectionSlot::new(),
+            transaction_slots: BrokerSlots::new(),
         });
         client.spawn_detached(sender::run(inner.clone()));
         Ok(Self {

@@ -30,8 +30,10 @@ use spate_protocol::batch::header::NO_PRODUCER_ID;
 use spate_protocol::ErrorCode;
 
 use crate::completion::Completer;
+use crate::config::defaults;
 use crate::error::Error;
-use crate::network::ConnectionSlot;
+use crate::network::routing::group_by_route;
+use crate::network::{BrokerSlots, Recovery, Route, TopicInfo};
 use crate::producer::accumulator::{retry_backoff, Deliveries, Finished, Outbound};
 use crate::producer::accumulator::{RecordMetadata, SealWhen};
 use crate::producer::delivery::DeliveredBatch;
@@ -42,8 +44,9 @@ use crate::timer::PreciseTimer;
 
 /// Runs until the producer is closed and idle.
 pub(crate) async fn run(inner: Arc<ProducerInner>) {
-    // The producer's own connection: its answers never wait behind a consumer's long poll.
-    let slot = Arc::new(ConnectionSlot::new());
+    // The producer's own connections (one per leader it sends to): its answers never wait
+    // behind a consumer's long poll.
+    let slots = Arc::new(BrokerSlots::new());
     // tokio's timer rounds deadlines up to whole milliseconds, longer than many lingers; without
     // a timerfd (descriptor limit reached) lingers are simply that coarse.
     let mut precise_timer = PreciseTimer::new().ok();
@@ -83,13 +86,13 @@ pub(crate) async fn run(inner: Arc<ProducerInner>) {
             tokio::spawn(release_then_deliver(inner.clone(), Vec::new(), failed));
         }
         if let Some(request) = drained.identity_request {
-            tokio::spawn(obtain_identity(inner.clone(), slot.clone(), request));
+            tokio::spawn(obtain_identity(inner.clone(), slots.clone(), request));
         }
         if !drained.partitions_to_add.is_empty() {
             tokio::spawn(add_partitions(inner.clone(), drained.partitions_to_add));
         }
         for request in drained.requests {
-            tokio::spawn(send_request(inner.clone(), slot.clone(), request));
+            tokio::spawn(route_request(inner.clone(), slots.clone(), request));
         }
         if inner.is_closing() && inner.accumulator().is_idle() {
             return;
@@ -116,15 +119,100 @@ pub(crate) async fn run(inner: Arc<ProducerInner>) {
     }
 }
 
-/// Sends one produce request and settles each of its batches.
+/// A topic's metadata for routing, or why there is none.
+type TopicLookup = Result<Arc<TopicInfo>, Error>;
+
+/// Splits one drained request by the leaders of its partitions and sends each part to its
+/// leader. Batches of a partition with no leader now are settled like a refusal
+/// (LeaderNotAvailable: retried after a metadata refresh).
+async fn route_request(inner: Arc<ProducerInner>, slots: Arc<BrokerSlots>, batches: Vec<Outbound>) {
+    let network = inner.client.network().clone();
+    if !network.directory().is_cluster() {
+        // A single broker: everything on the bootstrap connection, no metadata asked, as
+        // before clustering (the producer's first record asked metadata, which named the
+        // brokers).
+        send_request(inner, slots, Route::Bootstrap, batches).await;
+        return;
+    }
+    let mut names: Vec<Arc<str>> = Vec::new();
+    for outbound in &batches {
+        if !names.contains(&outbound.topic) {
+            names.push(outbound.topic.clone());
+        }
+    }
+    let mut topics: Vec<(Arc<str>, TopicLookup)> = Vec::new();
+    for name in names {
+        // Fresh cached metadata costs no I/O; stale leaders are asked for once for all.
+        let info = network.topic_for_routing(&name).await;
+        topics.push((name, info));
+    }
+    let directory = network.directory();
+    let mut unsendable: Vec<(Outbound, Error)> = Vec::new();
+    let mut routable = Vec::with_capacity(batches.len());
+    for outbound in batches {
+        let (_, info) = topics
+            .iter()
+            .find(|(topic, _)| *topic == outbound.topic)
+            .expect("looked up above");
+        match info {
+            Ok(info) => {
+                let route = crate::network::routing::route_to_leader(
+                    info.leader(outbound.partition),
+                    &directory,
+                );
+                routable.push((route, outbound));
+            }
+            // A broker whose metadata is behind may not know a topic created a moment ago:
+            // retried like the broker's own UnknownTopicOrPartition answer.
+            Err(Error::UnknownTopic { .. }) => {
+                let error = Error::broker(
+                    "produce",
+                    Some(&outbound.topic),
+                    Some(outbound.partition),
+                    ErrorCode::UnknownTopicOrPartition,
+                    None,
+                );
+                unsendable.push((outbound, error));
+            }
+            Err(error) => unsendable.push((outbound, error.clone())),
+        }
+    }
+    let (groups, no_leader) = group_by_route(routable, |(route, _)| route.clone());
+    for (_, outbound) in no_leader {
+        let error = Error::broker(
+            "produce",
+            Some(&outbound.topic),
+            Some(outbound.partition),
+            ErrorCode::LeaderNotAvailable,
+            None,
+        );
+        unsendable.push((outbound, error));
+    }
+    for (route, group) in groups {
+        let batches = group.into_iter().map(|(_, outbound)| outbound).collect();
+        tokio::spawn(send_request(inner.clone(), slots.clone(), route, batches));
+    }
+    if !unsendable.is_empty() {
+        let mut answered: Vec<Finished> = Vec::new();
+        let mut waiting: Vec<Finished> = Vec::new();
+        for (outbound, error) in unsendable {
+            // Never sent: the in-flight slot it took is given back as for an answered batch.
+            dispose(&inner, outbound, error, &mut answered, &mut waiting);
+        }
+        settle(inner, answered, waiting).await;
+    }
+}
+
+/// Sends one produce request to `route` and settles each of its batches.
 async fn send_request(
     inner: Arc<ProducerInner>,
-    slot: Arc<ConnectionSlot>,
+    slots: Arc<BrokerSlots>,
+    route: Route,
     batches: Vec<Outbound>,
 ) {
     let request = produce_request(&inner, &batches);
     let network = inner.client.network();
-    let outcome = match network.connection(&slot).await {
+    let outcome = match network.connection_for(&slots, &route, "produce").await {
         Err(error) => Err(error),
         Ok(connection) if inner.config.acks == Acks::None => connection
             .send_only(&request, "produce")
@@ -159,6 +247,11 @@ async fn send_request(
             }
         }
     }
+    settle(inner, answered, waiting).await;
+}
+
+/// Settles what one request (or its routing) finished.
+async fn settle(inner: Arc<ProducerInner>, answered: Vec<Finished>, waiting: Vec<Finished>) {
     if answered.is_empty() && waiting.is_empty() {
         // Everything was requeued: the freed slots let the sender schedule the retries.
         inner.wake.notify_one();
@@ -235,14 +328,14 @@ fn dispose(
 /// backoff, and installs it. A failure that cannot pass fails the producer.
 async fn obtain_identity(
     inner: Arc<ProducerInner>,
-    slot: Arc<ConnectionSlot>,
+    slots: Arc<BrokerSlots>,
     mut request: InitProducerIdRequest,
 ) {
     let network = inner.client.network();
     let mut attempts = 0u32;
     loop {
         let error = match network
-            .call_in(&slot, &request, "init producer id", None)
+            .call_in(slots.bootstrap(), &request, "init producer id", None)
             .await
         {
             Ok(response) if response.error_code == ErrorCode::None => {
@@ -410,11 +503,17 @@ fn retry_or_fail(
     mut outbound: Outbound,
     error: Error,
 ) -> Option<(Outbound, Error)> {
+    let mut backoff = retry_backoff(&inner.config, outbound.batch.attempts);
     if error.code() == Some(ErrorCode::UnknownTopicOrPartition) {
         // The topic may have been recreated or grown; look again before the next attempt.
         inner.client.network().invalidate(&outbound.topic);
+    } else if crate::network::routing::recovery_for(&error, false) == Recovery::RefreshMetadata {
+        // The leader moved, or its broker is gone: the retry goes where fresh metadata says.
+        // The batch keeps its stamp, so the new leader recognises a copy the old one already
+        // replicated to it (answered with the original's offsets) and appends nothing twice.
+        inner.client.network().leaders_changed(&outbound.topic);
+        backoff = backoff.min(defaults::LEADER_CHANGE_BACKOFF_MAX);
     }
-    let backoff = retry_backoff(&inner.config, outbound.batch.attempts);
     let next_attempt = Instant::now() + backoff;
     outbound.batch.attempts += 1;
     if error.is_retriable() && next_attempt < outbound.batch.deadline {

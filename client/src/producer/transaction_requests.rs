@@ -22,6 +22,8 @@ use spate_protocol::ErrorCode;
 use crate::consumer::TopicPartition;
 use crate::error::Error;
 use crate::group::ConsumerGroupMetadata;
+use crate::network::routing::{coordinator_moved, recovery_for};
+use crate::network::{CoordinatorKind, Recovery};
 use crate::producer::accumulator::retry_backoff;
 use crate::producer::idempotence::ProducerIdentity;
 use crate::producer::ProducerInner;
@@ -65,23 +67,40 @@ fn fatal_error(error: Error, identity: ProducerIdentity) -> Error {
 /// it is refused for good, retrying retriable failures until `retry_timeout`.
 async fn call<R: Request>(
     inner: &ProducerInner,
+    coordinator: (CoordinatorKind, &str),
     request: &R,
     operation: &'static str,
     answer: impl Fn(&R::Response) -> Option<(ErrorCode, Option<String>)>,
 ) -> Result<R::Response, Refusal> {
     let network = inner.client.network();
+    let (kind, key) = coordinator;
     let deadline = Instant::now() + inner.client.config().retry_timeout;
     let mut attempts = 0;
     loop {
-        let refused = match network
-            .call_in(&inner.transaction_slot, request, operation, None)
-            .await
-        {
+        let attempt = match network.coordinator(kind, key).await {
+            Ok(route) => {
+                network
+                    .call_routed(&inner.transaction_slots, &route, request, operation, None)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let refused = match attempt {
             Ok(response) => match answer(&response) {
                 None => return Ok(response),
-                Some((code, message)) => refusal(operation, code, message),
+                Some((code, message)) => {
+                    if coordinator_moved(code) {
+                        network.coordinator_moved(kind, key);
+                    }
+                    refusal(operation, code, message)
+                }
             },
-            Err(error) if error.is_retriable() => Refusal::Retry(error),
+            Err(error) if error.is_retriable() => {
+                if recovery_for(&error, true) == Recovery::FindCoordinator {
+                    network.coordinator_moved(kind, key);
+                }
+                Refusal::Retry(error)
+            }
             Err(error) => Refusal::Abortable(error),
         };
         let Refusal::Retry(error) = refused else {
@@ -137,9 +156,15 @@ pub(crate) async fn init_producer_id(
         // Checked to fit by `ProducerConfig::check`.
         transaction_timeout_ms: inner.config.transaction_timeout.as_millis() as u32,
     };
-    let response = call(inner, &request, "init producer id", |response| {
-        (!response.error_code.is_none()).then_some((response.error_code, None))
-    })
+    let transactional_id = transactional_id(inner);
+    let coordinator = (CoordinatorKind::Transaction, transactional_id.as_str());
+    let response = call(
+        inner,
+        coordinator,
+        &request,
+        "init producer id",
+        |response| (!response.error_code.is_none()).then_some((response.error_code, None)),
+    )
     .await
     .map_err(|refusal| match refusal {
         Refusal::Retry(error) | Refusal::Fatal(error) | Refusal::Abortable(error) => error,
@@ -172,6 +197,7 @@ pub(crate) async fn add_partitions(inner: Arc<ProducerInner>, partitions: Vec<(A
             };
             call(
                 &inner,
+                (CoordinatorKind::Transaction, &request.transactional_id),
                 &request,
                 "add partitions to transaction",
                 |response| {
@@ -254,10 +280,17 @@ pub(crate) async fn send_offsets(
         producer_epoch: identity.producer_epoch,
         group_id: group.group_id.clone(),
     };
-    let added = call(&inner, &add, "add offsets to transaction", |response| {
-        (!response.error_code.is_none())
-            .then(|| (response.error_code, response.error_message.clone()))
-    })
+    let coordinator = (CoordinatorKind::Transaction, add.transactional_id.as_str());
+    let added = call(
+        &inner,
+        coordinator,
+        &add,
+        "add offsets to transaction",
+        |response| {
+            (!response.error_code.is_none())
+                .then(|| (response.error_code, response.error_message.clone()))
+        },
+    )
     .await;
     settle(&inner, added.map(|_| ()), identity)?;
     inner.accumulator().transaction_mut().offsets_added();
@@ -290,8 +323,10 @@ pub(crate) async fn send_offsets(
         group_instance_id: group.group_instance_id,
         topics,
     };
+    // Offsets are the group's: its coordinator takes them (Kafka's TxnOffsetCommit rule).
     let committed = call(
         &inner,
+        (CoordinatorKind::Group, &commit.group_id),
         &commit,
         "commit offsets in transaction",
         |response| first_failure(response.error_code, None, &response.topics),
@@ -429,7 +464,11 @@ async fn end(
     } else {
         "abort transaction"
     };
-    call(inner, &request, operation, |response| {
+    let coordinator = (
+        CoordinatorKind::Transaction,
+        request.transactional_id.as_str(),
+    );
+    call(inner, coordinator, &request, operation, |response| {
         (!response.error_code.is_none())
             .then(|| (response.error_code, response.error_message.clone()))
     })
