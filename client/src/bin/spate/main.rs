@@ -3,7 +3,8 @@
 //! `spate topic create|list|describe|delete|alter|trim`, `spate produce` (one record per input
 //! line), `spate consume` (one record per output line, a template or JSON; `--group` to consume
 //! as a member of a consumer group), `spate group list|describe|reset-offsets|delete-offsets|
-//! delete` and `spate cluster info` (`spate metadata`). This file parses the command line and
+//! delete` and `spate cluster info|add-broker|decommission|move-partitions|reassignments|
+//! balance-leaders` (`spate metadata` is `cluster info`). This file parses the command line and
 //! turns failures into one-line messages and exit codes; the commands are in `topic`, `produce`,
 //! `consume`, `group` and `cluster`, output formats in `format` (records) and `output` (the
 //! admin commands' `--json`), terminal handling in `terminal`. Everything talks to the broker
@@ -66,7 +67,8 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct ConnectionArgs {
-    /// Broker address, HOST:PORT.
+    /// Broker address, HOST:PORT (a comma-separated list works as for --brokers, also in
+    /// SPATE_BROKER).
     #[arg(
         short = 'b',
         long,
@@ -76,6 +78,10 @@ struct ConnectionArgs {
         default_value = spate_client::config::defaults::BROKER_ADDRESS
     )]
     broker: String,
+    /// Bootstrap addresses of a cluster, HOST:PORT,HOST:PORT,...: tried in order until one
+    /// answers; the client then reaches each broker the cluster names. Overrides --broker.
+    #[arg(long, global = true)]
+    brokers: Option<String>,
     /// How long to keep retrying while the broker cannot be reached, to wait for its first
     /// answer, and (produce) to wait for records in flight when stopped early; milliseconds.
     #[arg(long, global = true, default_value_t = 5_000)]
@@ -95,7 +101,8 @@ enum Command {
     /// List, describe, reset and delete consumer groups and their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
-    /// Describe the broker and every topic's partitions (`cluster info`).
+    /// Describe the cluster and every topic's partitions (`cluster info`); move replicas
+    /// between brokers, add and decommission brokers, balance leaders.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
     /// Same as `cluster info`.
@@ -213,11 +220,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn connect(arguments: &ConnectionArgs) -> anyhow::Result<Client> {
     let config = ClientConfig {
+        bootstrap: bootstrap_addresses(arguments)?,
         retry_timeout: Duration::from_millis(arguments.timeout_ms),
         connect_timeout: Duration::from_millis(arguments.timeout_ms.clamp(1, 5_000)),
-        ..ClientConfig::new(arguments.broker.clone()).with_client_id("spate-cli")
+        ..ClientConfig::default().with_client_id("spate-cli")
     };
     Ok(Client::new(config)?)
+}
+
+/// The bootstrap list: `--brokers` when given, else `--broker`; either may list several
+/// addresses separated by commas.
+fn bootstrap_addresses(arguments: &ConnectionArgs) -> anyhow::Result<Vec<String>> {
+    let list = arguments.brokers.as_deref().unwrap_or(&arguments.broker);
+    let addresses: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(str::to_string)
+        .collect();
+    if addresses.is_empty() {
+        return Err(output::UsageError(format!("no broker address in {list:?}")).into());
+    }
+    Ok(addresses)
 }
 
 /// A command stopped by a signal before it was done; `message` says what was done.
@@ -275,6 +299,31 @@ mod tests {
         );
         assert!(parse_key_value("novalue").is_err());
         assert!(parse_key_value("=x").is_err());
+    }
+
+    #[test]
+    fn brokers_overrides_broker_and_both_take_comma_separated_lists() {
+        let parse = |line: &[&str]| {
+            let cli = Cli::try_parse_from(line).unwrap();
+            bootstrap_addresses(&cli.connection)
+        };
+        assert_eq!(
+            parse(&["spate", "--broker", "h:1", "cluster", "info"]).unwrap(),
+            vec!["h:1"]
+        );
+        assert_eq!(
+            parse(&["spate", "--brokers", "a:1, b:2,c:3", "cluster", "info"]).unwrap(),
+            vec!["a:1", "b:2", "c:3"]
+        );
+        assert_eq!(
+            parse(&["spate", "-b", "x:1", "--brokers", "a:1", "cluster", "info"]).unwrap(),
+            vec!["a:1"]
+        );
+        assert_eq!(
+            parse(&["spate", "-b", "x:1,y:2", "cluster", "info"]).unwrap(),
+            vec!["x:1", "y:2"]
+        );
+        assert!(parse(&["spate", "--brokers", " , ", "cluster", "info"]).is_err());
     }
 
     #[test]
