@@ -77,12 +77,10 @@ pub fn describe_cluster(services: &Services) -> DescribeClusterResponse {
     }
 }
 
-/// The cluster's id: none for a single broker, which has no cluster metadata (its Kafka
-/// cluster id is the Kafka listener's own, `kafka::identity`). Cluster mode's comes from the
-/// metadata image once the catalog snapshot carries it (not yet: REPL.md status notes).
+/// The cluster's id: the metadata image's in a cluster; none for a single broker, which has no
+/// cluster metadata (its Kafka cluster id is the Kafka listener's own, `kafka::identity`).
 fn cluster_id(snapshot: &CatalogSnapshot) -> Option<String> {
-    debug_assert!(snapshot.brokers.is_empty() || snapshot.cluster_mode);
-    None
+    snapshot.cluster_id.clone()
 }
 
 /// The controller's node id, or [`NO_NODE`] while none is known. A single broker is its own.
@@ -102,10 +100,10 @@ const NO_STATE: PartitionState = PartitionState {
     last_stable_offset: 0,
 };
 
-/// The native endpoint of this broker: the one it tells peers and clients.
+/// The native endpoint of this broker: the one it tells peers and clients (`--advertised`,
+/// else the bound address).
 pub(crate) fn local_native_endpoint(services: &Services) -> (String, u16) {
-    let listen = services.config.listen;
-    (listen.ip().to_string(), listen.port())
+    services.config.cluster.advertised_native(services.config.listen)
 }
 
 /// Every broker with its native endpoint: the snapshot's, or for a single broker (whose
