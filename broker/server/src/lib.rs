@@ -25,6 +25,7 @@ pub mod handlers;
 pub mod kafka;
 pub mod peer;
 pub mod progress;
+pub mod replication;
 pub mod services;
 pub mod startup;
 pub mod write;

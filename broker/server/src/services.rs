@@ -16,6 +16,7 @@ use crate::cluster::{ClusterHandle, ClusterState, ServerClusterTopics};
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
 use crate::peer::{PeerLimits, PeerPool};
+use crate::replication::ShardReplication;
 use crate::shard::mesh::{Mesh, ShardServices};
 use crate::shard::topic_creation::ClusterTopics;
 use crate::shard::Shard;
@@ -37,6 +38,8 @@ pub struct Services {
     pub cluster: ClusterHandle,
     /// Cluster mode: topics are created and grown through the controller.
     cluster_topics: Option<Rc<dyn ClusterTopics>>,
+    /// This shard's replica fetchers and ISR checks (cluster mode).
+    pub replication: ShardReplication,
 }
 
 impl Services {
@@ -51,6 +54,7 @@ impl Services {
         let groups = GroupCoordinator::new(config.groups.clone());
         let transactions = TxnCoordinator::new(config.transactions.clone());
         let peers = PeerPool::new(PeerLimits::from_limits(&config.limits));
+        let replication = ShardReplication::new(PeerLimits::from_limits(&config.limits));
         Rc::new_cyclic(|services| {
             let cluster_topics = cluster.is_some().then(|| {
                 Rc::new(ServerClusterTopics::new(services.clone())) as Rc<dyn ClusterTopics>
@@ -64,6 +68,7 @@ impl Services {
                 peers,
                 cluster: ClusterHandle::new(cluster),
                 cluster_topics,
+                replication,
             }
         })
     }

@@ -221,6 +221,17 @@ async fn reconcile(
             return Err("a shard is stopping".to_string());
         }
     }
+    // Every shard's replica fetchers follow the roles now in its snapshot (and the first pass
+    // starts each shard's ISR checks).
+    for shard in 0..services.shard_count {
+        let followed = invoke_on(services, shard, move |on: Rc<Services>| async move {
+            crate::replication::roles_changed(&on);
+        })
+        .await;
+        if followed.is_err() {
+            return Err("a shard is stopping".to_string());
+        }
+    }
     Ok(true)
 }
 

@@ -28,7 +28,7 @@ use spate_protocol::api::{
     DeleteRecordsRequest, DeleteRecordsResponse, FetchPartitionResponse, FetchRequest,
     FetchResponse, IsolationLevel, ListOffsetsPartition, ListOffsetsPartitionResponse,
     ListOffsetsRequest, ListOffsetsResponse, OffsetSpec, ProducePartitionResponse, ProduceRequest,
-    ProduceResponse, RecordSet, TopicPartitions,
+    ProduceResponse, RecordSet, TopicPartitions, NO_NODE,
 };
 use spate_protocol::batch::header::{attributes, BatchHeader};
 use spate_protocol::error::ErrorCode;
@@ -488,15 +488,30 @@ fn produce_answer(
         },
         Err(error) => {
             tracing::debug!(partition, %error, "produce refused");
+            let (leader_id, leader_epoch) = leader_hint(&error);
             ProducePartitionResponse {
                 partition,
                 error_code: partition_error_code(&error),
                 base_offset: 0,
                 log_append_time_ms: -1,
                 log_start_offset: 0,
-                ..ProducePartitionResponse::default()
+                leader_id,
+                leader_epoch,
             }
         }
+    }
+}
+
+/// The leader a NotLeaderOrFollower answer names (Produce and Fetch v2), so the client can go
+/// there without asking for metadata first (`NO_NODE` when it knows none); 0 and 0, the
+/// fields' defaults, with any other error.
+fn leader_hint(error: &PartitionError) -> (spate_protocol::NodeId, i32) {
+    match error {
+        PartitionError::NotLeaderOrFollower {
+            leader,
+            leader_epoch,
+        } => (leader.unwrap_or(NO_NODE), *leader_epoch),
+        _ => (0, 0),
     }
 }
 
@@ -670,6 +685,7 @@ fn fetch_answer(
                 } => (*high_watermark, *log_start_offset),
                 _ => (0, 0),
             };
+            let (leader_id, leader_epoch) = leader_hint(&error);
             FetchPartitionResponse {
                 partition,
                 error_code: partition_error_code(&error),
@@ -678,7 +694,8 @@ fn fetch_answer(
                 records: RecordSet::default(),
                 last_stable_offset: high_watermark,
                 aborted_transactions: Vec::new(),
-                ..FetchPartitionResponse::default()
+                leader_id,
+                leader_epoch,
             }
         }
     }

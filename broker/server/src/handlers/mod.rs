@@ -28,7 +28,7 @@ use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest};
 use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
 use spate_protocol::api::{ClusterProposeRequest, RaftMessageRequest};
 use spate_protocol::api::{ElectLeadersRequest, FindCoordinatorRequest, ListReassignmentsRequest};
-use spate_protocol::api::{EndTxnRequest, TxnOffsetCommitRequest};
+use spate_protocol::api::{EndTxnRequest, ReplicaFetchRequest, TxnOffsetCommitRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BYTES_MIN};
@@ -77,6 +77,8 @@ pub enum Request {
     /// The metadata quorum's traffic between brokers (`crate::cluster`).
     RaftMessage(Envelope<RaftMessageRequest>),
     ClusterPropose(Envelope<ClusterProposeRequest>),
+    /// A follower's fetch (`replication::replica_fetch`).
+    ReplicaFetch(Envelope<ReplicaFetchRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -135,10 +137,17 @@ impl Dialect for Native {
     }
 
     fn limit_response(&self, request: &mut Request, bytes: usize) {
-        if let Request::Fetch(fetch) = request {
-            let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-            fetch.body.max_bytes = fetch.body.max_bytes.min(bytes);
-            fetch.body.min_bytes = fetch.body.min_bytes.min(fetch.body.max_bytes);
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        match request {
+            Request::Fetch(fetch) => {
+                fetch.body.max_bytes = fetch.body.max_bytes.min(bytes);
+                fetch.body.min_bytes = fetch.body.min_bytes.min(fetch.body.max_bytes);
+            }
+            Request::ReplicaFetch(fetch) => {
+                fetch.body.max_bytes = fetch.body.max_bytes.min(bytes);
+                fetch.body.min_bytes = fetch.body.min_bytes.min(fetch.body.max_bytes);
+            }
+            _ => {}
         }
     }
 
@@ -256,6 +265,7 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::DecommissionBroker => decoded!(DecommissionBroker, DecommissionBrokerRequest),
         ApiKey::RaftMessage => decoded!(RaftMessage, RaftMessageRequest),
         ApiKey::ClusterPropose => decoded!(ClusterPropose, ClusterProposeRequest),
+        ApiKey::ReplicaFetch => decoded!(ReplicaFetch, ReplicaFetchRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -279,6 +289,9 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
 pub fn response_allowance(request: &Request, limits: &Limits) -> usize {
     match request {
         Request::Fetch(fetch) => {
+            (fetch.body.max_bytes as usize).min(limits.fetch_response_bytes_max)
+        }
+        Request::ReplicaFetch(fetch) => {
             (fetch.body.max_bytes as usize).min(limits.fetch_response_bytes_max)
         }
         _ => 0,
@@ -372,6 +385,10 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             correlation_id,
             version,
             &txn::txn_offset_commit(&services, body).await,
+        ),
+        Request::ReplicaFetch(request) => answer(
+            &request,
+            crate::replication::replica_fetch(&services, &request.body).await,
         ),
         Request::FindCoordinator(request) => answer(
             &request,
