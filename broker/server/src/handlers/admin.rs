@@ -103,7 +103,10 @@ const NO_STATE: PartitionState = PartitionState {
 /// The native endpoint of this broker: the one it tells peers and clients (`--advertised`,
 /// else the bound address).
 pub(crate) fn local_native_endpoint(services: &Services) -> (String, u16) {
-    services.config.cluster.advertised_native(services.config.listen)
+    services
+        .config
+        .cluster
+        .advertised_native(services.config.listen)
 }
 
 /// Every broker with its native endpoint: the snapshot's, or for a single broker (whose
