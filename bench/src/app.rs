@@ -193,6 +193,9 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
         Some(path) => WorkloadLayer::from_file(path)?,
         None => WorkloadLayer::default(),
     };
+    if let Some(brokers) = arguments.target.cluster {
+        return run_cluster(kind, brokers, &arguments, file_layer);
+    }
     let workload = Workload::resolve(kind, arguments.settings.clone().over(file_layer))?;
     let target_arguments = &arguments.target;
     check_drivers(target_arguments)?;
@@ -298,6 +301,88 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
     }
     write_json(&arguments.output, &document)?;
     let failed = !failures.is_empty() || outcomes.iter().any(|outcome| outcome.errors > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--cluster N`: the produce workload with acks=all on RF=N against RF=1 on local clusters,
+/// then the failover rounds (see `cluster`).
+fn run_cluster(
+    kind: WorkloadKind,
+    brokers: usize,
+    arguments: &WorkloadArgs,
+    file_layer: WorkloadLayer,
+) -> Result<ExitCode, BenchError> {
+    if kind != WorkloadKind::Produce {
+        return Err(BenchError::Usage(
+            "--cluster runs the produce workload only".into(),
+        ));
+    }
+    if !(1..=100).contains(&brokers) {
+        return Err(BenchError::Usage("--cluster takes 1 to 100 brokers".into()));
+    }
+    let mut layer = arguments.settings.clone().over(file_layer);
+    // acks=all is what replication changes; the whole run is measured, so that the brokers'
+    // counters (read over the whole run) and the acknowledged bytes cover the same records.
+    layer.acks = Some(layer.acks.unwrap_or(AcksSetting::All));
+    layer.warmup_ms = Some(layer.warmup_ms.unwrap_or(0));
+    let workload = Workload::resolve(kind, layer)?;
+    let binary = target::find_broker_binary(arguments.target.broker_binary.as_deref())?;
+    let data_root = arguments
+        .target
+        .data_dir
+        .clone()
+        .unwrap_or_else(target::default_data_root);
+    let available = available_cores();
+    let placement = Placement::plan(
+        &available,
+        None,
+        arguments.target.load_cores.as_ref(),
+        false,
+    );
+    let mut progress = Progress::new(!arguments.output.no_progress);
+    let runs = crate::cluster::produce_replicated_against_unreplicated(
+        &binary,
+        &data_root,
+        brokers,
+        &workload,
+        &placement,
+        &mut progress,
+    )?;
+    let failover = if arguments.target.failover_rounds > 0 {
+        eprintln!(
+            "starting a {brokers}-broker cluster for {} failover rounds ...",
+            arguments.target.failover_rounds
+        );
+        let mut cluster = crate::cluster::LocalCluster::start(&binary, &data_root, brokers, &[])
+            .map_err(|error| BenchError::Usage(error.to_string()))?;
+        Some(
+            crate::cluster::measure_failover(&mut cluster, arguments.target.failover_rounds)
+                .map_err(|error| BenchError::Usage(error.to_string()))?,
+        )
+    } else {
+        None
+    };
+    print!(
+        "{}\n{}",
+        describe(&workload, &placement),
+        crate::cluster::table(&runs, failover.as_ref())
+    );
+    let document = json!({
+        "workload": "cluster-produce",
+        "brokers": brokers,
+        "config": report::config_value(Some(&workload), json!({
+            "machine": machine_description(&available),
+            "harness_version": env!("CARGO_PKG_VERSION"),
+        })),
+        "runs": runs,
+        "failover": failover,
+    });
+    write_json(&arguments.output, &document)?;
+    let failed = runs.iter().any(|run| run.outcome.errors > 0);
     Ok(if failed {
         ExitCode::FAILURE
     } else {

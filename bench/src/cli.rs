@@ -16,6 +16,7 @@ the flags with underscores, e.g. message_bytes = 1024), then flags; a later sour
 Examples:
   spate-bench produce --spawn-broker --with-limits --json out.json
   spate-bench produce --spawn-broker --driver spate,redis --acks all
+  spate-bench produce --cluster 3 --failover-rounds 5
   spate-bench e2e --spawn-broker --workload bench/workloads/e2e-half-max.toml
   spate-bench limits --data-dir /var/lib/spate";
 
@@ -144,6 +145,17 @@ pub struct TargetArgs {
     /// --data-dir (spate-broker for spate and kafka; redis-server for the redis driver).
     #[arg(long, conflicts_with_all = ["broker", "kafka", "redis"])]
     pub spawn_broker: bool,
+    /// Start a local cluster of this many brokers instead (the same spate-broker binary, broker
+    /// i on 127.0.0.<i>, every broker a seed) and run the produce workload with acks=all on an
+    /// RF=N topic, then on an RF=1 topic (a fresh cluster whose default replication factor is
+    /// 1), with each broker's socket bytes sent and received and disk bytes written per
+    /// acknowledged byte; then --failover-rounds kill -9 of a partition leader. Produce only.
+    #[arg(long, conflicts_with_all = ["spawn_broker", "broker", "kafka", "redis"])]
+    pub cluster: Option<usize>,
+    /// With --cluster: how many times the leader of an RF=N partition is killed under a steady
+    /// acks=all producer, each timed from the kill to the first acknowledged write after it.
+    #[arg(long, default_value_t = 5)]
+    pub failover_rounds: u32,
     /// Address of a running Spate broker [default: 127.0.0.1:9192].
     #[arg(long)]
     pub broker: Option<String>,

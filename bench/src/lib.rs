@@ -6,11 +6,13 @@
 //! threads; `target` starts or finds the system; `driver` talks to it; `runner` generates load
 //! and measures; `stats` holds the clock and histograms; `limits` measures the machine;
 //! `report` prints and writes JSON; `idle` holds an idle crowd of connections beside a workload;
+//! `cluster` starts a local multi-broker cluster (`--cluster N`: RF=N against RF=1, failover);
 //! `app` ties them together. Speed of individual functions
 //! is measured by the criterion benches beside each crate, not here.
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod constants;
 pub mod driver;
 pub mod idle;
