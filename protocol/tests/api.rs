@@ -931,6 +931,8 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::AlterReassignments, 33),
             (ApiKey::ListReassignments, 34),
             (ApiKey::DecommissionBroker, 35),
+            (ApiKey::WriteTxnMarkers, 36),
+            (ApiKey::VerifyTxn, 37),
         ]
     );
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);

@@ -1573,6 +1573,78 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                 },
             );
         }
+        ApiKey::WriteTxnMarkers => {
+            encodings.message(
+                "markers",
+                WriteTxnMarkersRequest {
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x090a,
+                    coordinator_epoch: 0x0b0c_0d0e,
+                    commit: true,
+                    topics: vec![TopicPartitionList {
+                        name: "alpha".into(),
+                        partitions: vec![1, 2],
+                    }],
+                    groups: vec!["payments".into()],
+                },
+            );
+            encodings.message(
+                "answers",
+                WriteTxnMarkersResponse {
+                    error_code: ErrorCode::None,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![PartitionResult {
+                            partition: 1,
+                            error_code: ErrorCode::NotLeaderOrFollower,
+                        }],
+                    }],
+                    groups: vec![GroupResult {
+                        group_id: "payments".into(),
+                        error_code: ErrorCode::NotCoordinator,
+                    }],
+                },
+            );
+        }
+        ApiKey::VerifyTxn => {
+            encodings.message(
+                "partitions",
+                VerifyTxnRequest {
+                    transactional_id: "tx-1".into(),
+                    producer_id: 0x0102_0304_0506_0708,
+                    producer_epoch: 0x090a,
+                    topics: vec![TopicPartitionList {
+                        name: "alpha".into(),
+                        partitions: vec![3],
+                    }],
+                    group_id: None,
+                },
+            );
+            encodings.message(
+                "group",
+                VerifyTxnRequest {
+                    transactional_id: "tx-1".into(),
+                    producer_id: 7,
+                    producer_epoch: 1,
+                    topics: Vec::new(),
+                    group_id: Some("payments".into()),
+                },
+            );
+            encodings.message(
+                "abortable",
+                VerifyTxnResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    topics: vec![TopicPartitions {
+                        name: "alpha".into(),
+                        partitions: vec![PartitionResult {
+                            partition: 3,
+                            error_code: ErrorCode::TransactionAbortable,
+                        }],
+                    }],
+                },
+            );
+        }
     }
 }
 
@@ -1673,6 +1745,8 @@ fn names_of(api_key: ApiKey) -> (&'static str, &'static str) {
         ApiKey::AlterReassignments => pair::<AlterReassignmentsRequest>(),
         ApiKey::ListReassignments => pair::<ListReassignmentsRequest>(),
         ApiKey::DecommissionBroker => pair::<DecommissionBrokerRequest>(),
+        ApiKey::WriteTxnMarkers => pair::<WriteTxnMarkersRequest>(),
+        ApiKey::VerifyTxn => pair::<VerifyTxnRequest>(),
     }
 }
 
@@ -1745,6 +1819,8 @@ fn error_answers_carry_the_code_where_the_response_has_a_field_for_it() {
             ApiKey::DecommissionBroker => {
                 error_answer_round_trips::<DecommissionBrokerRequest>(code)
             }
+            ApiKey::WriteTxnMarkers => error_answer_round_trips::<WriteTxnMarkersRequest>(code),
+            ApiKey::VerifyTxn => error_answer_round_trips::<VerifyTxnRequest>(code),
         };
         if !carries {
             closing.push(api_key);

@@ -15,11 +15,13 @@ use std::sync::Arc;
 use crate::cluster::{ClusterHandle, ClusterState, ServerClusterTopics};
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
+use crate::handlers::txn_peers::PeerTxn;
 use crate::peer::{PeerLimits, PeerPool};
 use crate::replication::ShardReplication;
 use crate::shard::mesh::{Mesh, ShardServices};
 use crate::shard::topic_creation::ClusterTopics;
 use crate::shard::Shard;
+use crate::txn::peers::TxnPeers;
 use crate::txn::{TxnCoordinator, TxnServices};
 
 /// See the module documentation.
@@ -40,6 +42,8 @@ pub struct Services {
     cluster_topics: Option<Rc<dyn ClusterTopics>>,
     /// This shard's replica fetchers and ISR checks (cluster mode).
     pub replication: ShardReplication,
+    /// The transaction coordinator's calls to other brokers, over `peers`.
+    txn_peers: Rc<PeerTxn>,
 }
 
 impl Services {
@@ -69,6 +73,9 @@ impl Services {
                 cluster: ClusterHandle::new(cluster),
                 cluster_topics,
                 replication,
+                txn_peers: Rc::new(PeerTxn {
+                    services: services.clone(),
+                }),
             }
         })
     }
@@ -107,5 +114,12 @@ impl GroupServices for Services {
 impl TxnServices for Services {
     fn transactions(&self) -> &TxnCoordinator {
         &self.transactions
+    }
+
+    fn txn_peers(&self) -> Option<Rc<dyn TxnPeers>> {
+        // A single broker leads and coordinates everything itself.
+        self.snapshot()
+            .cluster_mode
+            .then(|| self.txn_peers.clone() as Rc<dyn TxnPeers>)
     }
 }

@@ -625,6 +625,45 @@ pub async fn verify_partitions<S: TxnServices>(
         }
         Err(error) => Err(error),
     };
+    zip_answers(partitions, answers)
+}
+
+/// [`verify_partitions`] for another broker's produce path: answered here or NOT_COORDINATOR,
+/// never passed on (brokers whose metadata disagree for a moment must not bounce it).
+pub async fn verify_partitions_here<S: TxnServices>(
+    services: &Rc<S>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: Vec<TopicPartition>,
+) -> Vec<(TopicPartition, Result<(), TxnError>)> {
+    let asked = partitions.clone();
+    let answers = read_txn(services, transactional_id, move |txn| {
+        txn.verify(producer_id, producer_epoch, &asked)
+    })
+    .await;
+    zip_answers(partitions, answers)
+}
+
+/// [`verify_group`] for another broker's group coordinator: answered here or NOT_COORDINATOR.
+pub async fn verify_group_here<S: TxnServices>(
+    services: &Rc<S>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    group_id: &str,
+) -> Result<(), TxnError> {
+    let group = group_id.to_string();
+    read_txn(services, transactional_id, move |txn| {
+        txn.verify_group(producer_id, producer_epoch, &group)
+    })
+    .await
+}
+
+fn zip_answers(
+    partitions: Vec<TopicPartition>,
+    answers: Result<Vec<Result<(), TxnError>>, TxnError>,
+) -> Vec<(TopicPartition, Result<(), TxnError>)> {
     match answers {
         Ok(answers) => partitions.into_iter().zip(answers).collect(),
         Err(error) => partitions

@@ -35,6 +35,7 @@ pub mod quorum;
 pub mod replication;
 pub mod topics;
 pub mod transactions;
+pub mod txn_markers;
 pub mod versions;
 pub(crate) mod wire;
 
@@ -90,6 +91,8 @@ pub use topics::{ListTopicsRequest, ListTopicsResponse, TopicListing, TopicResul
 pub use transactions::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 pub use transactions::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest};
 pub use transactions::{EndTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+pub use txn_markers::{VerifyTxnRequest, VerifyTxnResponse};
+pub use txn_markers::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 pub use versions::SUPPORTED_API_VERSIONS;
 pub use versions::{pick_version, ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse};
 
@@ -231,6 +234,10 @@ apis! {
     AlterReassignments = 33 => AlterReassignmentsRequest, AlterReassignmentsResponse;
     ListReassignments = 34 => ListReassignmentsRequest, ListReassignmentsResponse;
     DecommissionBroker = 35 => DecommissionBrokerRequest, DecommissionBrokerResponse;
+    // Broker to broker, for transactions: a coordinator's markers to a partition leader, and a
+    // leader's KIP-890 check with a transactional id's coordinator.
+    WriteTxnMarkers = 36 => WriteTxnMarkersRequest, WriteTxnMarkersResponse;
+    VerifyTxn = 37 => VerifyTxnRequest, VerifyTxnResponse;
 }
 
 impl ApiKey {

@@ -12,6 +12,7 @@ pub(crate) mod cluster;
 pub(crate) mod data;
 pub(crate) mod group;
 pub(crate) mod txn;
+pub(crate) mod txn_peers;
 
 use std::future::Future;
 use std::rc::Rc;
@@ -29,6 +30,7 @@ use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
 use spate_protocol::api::{ClusterProposeRequest, RaftMessageRequest};
 use spate_protocol::api::{ElectLeadersRequest, FindCoordinatorRequest, ListReassignmentsRequest};
 use spate_protocol::api::{EndTxnRequest, ReplicaFetchRequest, TxnOffsetCommitRequest};
+use spate_protocol::api::{VerifyTxnRequest, WriteTxnMarkersRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BYTES_MIN};
@@ -79,6 +81,9 @@ pub enum Request {
     ClusterPropose(Envelope<ClusterProposeRequest>),
     /// A follower's fetch (`replication::replica_fetch`).
     ReplicaFetch(Envelope<ReplicaFetchRequest>),
+    /// Broker to broker, for transactions in a cluster (`txn_peers`).
+    WriteTxnMarkers(Envelope<WriteTxnMarkersRequest>),
+    VerifyTxn(Envelope<VerifyTxnRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
 }
@@ -266,6 +271,8 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::RaftMessage => decoded!(RaftMessage, RaftMessageRequest),
         ApiKey::ClusterPropose => decoded!(ClusterPropose, ClusterProposeRequest),
         ApiKey::ReplicaFetch => decoded!(ReplicaFetch, ReplicaFetchRequest),
+        ApiKey::WriteTxnMarkers => decoded!(WriteTxnMarkers, WriteTxnMarkersRequest),
+        ApiKey::VerifyTxn => decoded!(VerifyTxn, VerifyTxnRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -417,6 +424,24 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
         Request::ClusterPropose(request) => answer(
             &request,
             crate::cluster::handle_cluster_propose(&services, &request.body).await,
+        ),
+        Request::WriteTxnMarkers(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &txn_peers::write_txn_markers(&services, body).await,
+        ),
+        Request::VerifyTxn(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &txn_peers::verify_txn(&services, body).await,
         ),
     }
 }
