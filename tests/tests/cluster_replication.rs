@@ -19,6 +19,9 @@ use spate_tests::cluster::{
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// One replica's batches as (base offset, bytes as stored).
+type ReplicaLog = Vec<(u64, Vec<u8>)>;
+
 const TOPIC: &str = "replicated";
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 const PRODUCE_TIMEOUT_MS: u32 = 30_000;
@@ -195,7 +198,7 @@ fn acks_all_is_on_every_in_sync_follower_when_answered_and_the_replicas_agree() 
 /// The batches of one replica of `topic`/`partition` as its `.log` files hold them, in offset
 /// order: (base offset, the batch's bytes). A running broker's last block may be caught
 /// mid-write: callers compare again until stable.
-fn replica_batches(data_dir: &Path, topic: &str, partition: u32) -> Vec<(u64, Vec<u8>)> {
+fn replica_batches(data_dir: &Path, topic: &str, partition: u32) -> ReplicaLog {
     let prefix = format!("{topic}.");
     let Some(directory) = std::fs::read_dir(data_dir.join("topics"))
         .ok()
@@ -250,7 +253,7 @@ fn assert_replicas_identical(cluster: &Cluster, topic: &str, partitions: u32) {
     for partition in 0..partitions {
         let mut last = String::new();
         let agreed = wait_for(Duration::from_secs(30), || {
-            let logs: Vec<(NodeId, Vec<(u64, Vec<u8>)>)> = cluster
+            let logs: Vec<(NodeId, ReplicaLog)> = cluster
                 .ids()
                 .into_iter()
                 .map(|id| (id, replica_batches(cluster.data_dir(id), topic, partition)))
