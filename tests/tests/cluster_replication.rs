@@ -169,7 +169,25 @@ fn acks_all_is_on_every_in_sync_follower_when_answered_and_the_replicas_agree() 
     // A follower killed and restarted catches up from its own durable log.
     let restarted = followers[0];
     cluster.kill9(restarted);
-    for number in 40..59 {
+    // Killed while the partition is idle, it still looks caught up by its last fetch: once the
+    // controller fenced it (out of the ISR) the leader must not propose it back in (the
+    // refused proposal would hold the high watermark), so acks=all goes on with two replicas.
+    let fenced = wait_for(SETTLE_TIMEOUT, || {
+        (!isr_on(&cluster, leader).contains(&restarted)).then_some(())
+    });
+    assert!(
+        fenced.is_some(),
+        "the killed follower {restarted} stayed in the ISR"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, offset) = produce(&cluster, leader, Acks::All, 40);
+    assert_eq!(
+        code,
+        ErrorCode::None,
+        "acks=all on an idle partition after a follower died"
+    );
+    assert_eq!(offset, 40);
+    for number in 41..59 {
         let (code, _) = produce(&cluster, leader, Acks::Leader, number);
         assert_eq!(
             code,

@@ -293,6 +293,10 @@ enum Message {
     Fetch {
         follower: NodeId,
         leader: NodeId,
+        /// Which of the follower's fetches this is: it takes only the answer to its latest, as
+        /// the server's fetcher does (one request in flight on its connection, answers matched
+        /// by correlation id; a request given up on is never answered on a new connection).
+        fetch_id: u64,
         current_leader_epoch: i32,
         fetch_offset: u64,
         last_fetched_epoch: i32,
@@ -300,6 +304,7 @@ enum Message {
     FetchAnswer {
         leader: NodeId,
         follower: NodeId,
+        fetch_id: u64,
         leader_epoch: i32,
         /// The fetch offset answered: a follower that moved since drops the answer.
         fetch_offset: u64,
@@ -370,6 +375,8 @@ struct Node {
     role: Role,
     metadata_version: u64,
     fetch_sent_ms: Option<u64>,
+    /// The id of the latest fetch sent: only its answer is taken.
+    fetch_id_latest: u64,
     down_until_ms: u64,
     /// How far this replica's committed prefix was compared with the model.
     checked_to: u64,
@@ -458,6 +465,7 @@ impl Simulation {
                     role: Role::Unknown,
                     metadata_version: 0,
                     fetch_sent_ms: None,
+                    fetch_id_latest: 0,
                     down_until_ms: 0,
                     checked_to: 0,
                 }
@@ -882,6 +890,7 @@ impl Simulation {
         let Message::Fetch {
             follower,
             leader,
+            fetch_id,
             current_leader_epoch,
             fetch_offset,
             last_fetched_epoch,
@@ -898,6 +907,7 @@ impl Simulation {
         let mut answer = Message::FetchAnswer {
             leader,
             follower,
+            fetch_id,
             leader_epoch: current_leader_epoch,
             fetch_offset,
             refused: true,
@@ -963,6 +973,7 @@ impl Simulation {
         let Message::FetchAnswer {
             leader,
             follower,
+            fetch_id,
             leader_epoch,
             fetch_offset,
             refused,
@@ -983,7 +994,7 @@ impl Simulation {
         let Role::Follower(role) = &node.role else {
             return;
         };
-        if !role.accepts(leader, leader_epoch) {
+        if !role.accepts(leader, leader_epoch) || fetch_id != node.fetch_id_latest {
             return;
         }
         node.fetch_sent_ms = None;
@@ -1076,9 +1087,11 @@ impl Simulation {
                     return;
                 }
                 node.fetch_sent_ms = Some(now_ms);
+                node.fetch_id_latest += 1;
                 let message = Message::Fetch {
                     follower: id,
                     leader,
+                    fetch_id: node.fetch_id_latest,
                     current_leader_epoch: role.leader_epoch,
                     fetch_offset: log.durable_end(),
                     last_fetched_epoch: last_epoch(log),

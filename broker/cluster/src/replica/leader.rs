@@ -65,7 +65,9 @@ pub struct LeaderState {
     followers: BTreeMap<NodeId, FollowerProgress>,
     pending: Option<PendingIsrChange>,
     /// Members added by any proposal at the current partition epoch: counted for the high
-    /// watermark until the metadata applies a change (which makes the others stale).
+    /// watermark until the metadata applies a change (which makes the others stale). Never
+    /// dropped on a timeout: a leader that did not hear the outcome cannot tell an applied
+    /// proposal from a lost one.
     pending_added: Vec<NodeId>,
 }
 
@@ -127,6 +129,16 @@ impl LeaderState {
         if role.partition_epoch > self.role.partition_epoch {
             self.pending = None;
             self.pending_added.clear();
+        }
+        // A member the metadata took out of the ISR (the controller fences a broker it stopped
+        // hearing from) must fetch again before it can be proposed back: its last fetch may be
+        // from before it died, and on an idle partition that fetch would still look caught up.
+        for node in &self.role.isr {
+            if !role.isr.contains(node) {
+                if let Some(progress) = self.followers.get_mut(node) {
+                    progress.log_end = None;
+                }
+            }
         }
         self.followers
             .retain(|node, _| role.replicas.contains(node));
@@ -264,13 +276,16 @@ impl LeaderState {
                 now_ms.saturating_sub(progress.last_caught_up_ms) > limits.replica_lag_time_max_ms
             })
         };
+        // Caught up to join: its log end reached the high watermark and this epoch's start, at
+        // a fetch recent enough that it is still fetching (a dead follower's last fetch on an
+        // idle partition would otherwise qualify forever).
         let caught_up = |node: &NodeId| {
-            self.followers
-                .get(node)
-                .and_then(|progress| progress.log_end)
-                .is_some_and(|log_end| {
+            self.followers.get(node).is_some_and(|progress| {
+                progress.log_end.is_some_and(|log_end| {
                     log_end >= self.high_watermark && log_end >= self.epoch_start_offset
-                })
+                }) && now_ms.saturating_sub(progress.last_fetch_ms)
+                    <= limits.replica_lag_time_max_ms
+            })
         };
         let mut new_isr: Vec<NodeId> = self
             .role
@@ -491,5 +506,38 @@ mod tests {
         leader.update_role(moved, 0, 5);
         assert!(leader.follower(3).is_none());
         assert_eq!(leader.follower(4).unwrap().last_caught_up_ms, 5);
+    }
+
+    #[test]
+    fn a_member_the_metadata_took_out_must_fetch_again_before_it_is_proposed_back() {
+        // An idle partition: every replica holds the whole log, then node 3 dies and the
+        // controller fences it, taking it out of the ISR.
+        let limits = limits();
+        let mut leader = LeaderState::new(LOCAL, role(&[1, 2, 3], 2), 10, 10, 0);
+        leader.record_fetch(2, 10, 10, 10, 1);
+        leader.record_fetch(3, 10, 10, 10, 1);
+        let mut fenced = role(&[1, 2], 2);
+        fenced.partition_epoch = 8;
+        leader.update_role(fenced, 10, 2);
+        // Its last fetch reached the high watermark, but it is from before it was taken out.
+        leader.record_fetch(2, 10, 10, 10, 3);
+        assert_eq!(leader.isr_change_due(4, &limits), None);
+        // Back and fetching: proposed in.
+        leader.record_fetch(3, 10, 10, 10, 5);
+        assert_eq!(
+            leader.isr_change_due(6, &limits).map(|p| p.new_isr),
+            Some(vec![1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn a_follower_that_stopped_fetching_is_not_proposed_in() {
+        let limits = limits();
+        let mut leader = LeaderState::new(LOCAL, role(&[1, 2], 2), 10, 10, 0);
+        leader.record_fetch(2, 10, 10, 10, 1);
+        // Node 3 fetched once, caught up, and went silent longer than the lag time.
+        leader.record_fetch(3, 10, 10, 10, 1);
+        leader.record_fetch(2, 10, 10, 10, 1_400);
+        assert_eq!(leader.isr_change_due(1_500, &limits), None);
     }
 }

@@ -210,13 +210,17 @@ impl Driver {
         let (index, outcome) = outcome.ok_or(ProposeError::TimedOut {
             timeout_ms: self.propose_timeout_ms,
         })?;
+        // A refused command changed nothing, so there is nothing to reconcile (and a refusal
+        // does not wake the reconciler: waiting for it would turn every refusal into a
+        // timeout).
+        let outcome = outcome.map_err(ProposeError::Refused)?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if !super::wait_reconciled(&self.state, index, remaining).await {
             return Err(ProposeError::TimedOut {
                 timeout_ms: self.propose_timeout_ms,
             });
         }
-        outcome.map_err(ProposeError::Refused)
+        Ok(outcome)
     }
 
     async fn send_until_applied(
