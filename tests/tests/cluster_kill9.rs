@@ -95,13 +95,18 @@ fn kill_9_cycles_lose_no_acknowledged_record_and_replicas_stay_identical() {
         }
     }
     let records: usize = acknowledged.iter().map(Vec::len).sum();
+    let millis = |duration: Option<Duration>| {
+        duration.map_or_else(|| "-".to_string(), |d| format!("{} ms", d.as_millis()))
+    };
     eprintln!(
         "kill -9 cycles: {cycles}, acknowledged records: {records}, failed sends: {}, \
-         leader kills: {}, failover (kill -> first ack on the new leader) p50 {:?} max {:?}",
+         failovers measured (a killed broker's led partitions): {}, failover (kill -> first ack \
+         on the new leader) p50 {} max {}; each: {:?} ms",
         failures.len(),
         failover.len(),
-        percentile(&failover, 50.0),
-        failover.iter().max()
+        millis(percentile(&failover, 50.0)),
+        millis(failover.iter().max().copied()),
+        failover.iter().map(Duration::as_millis).collect::<Vec<_>>()
     );
     eprintln!(
         "victims: {:?}",
