@@ -96,8 +96,11 @@ pub fn wall_clock_ms() -> i64 {
 
 // ---- the state topic -----------------------------------------------------------------------
 
-/// The state topic; with `create`, made (through shard 0) if it does not exist yet.
-async fn state_topic<S: TxnServices>(
+/// The state topic; with `create`, made (through shard 0) if it does not exist yet. In a
+/// cluster the creation is a proposal to the controller (`ShardServices::cluster_topics`), at
+/// the internal topics' replication factor, `min(3, active brokers)`; FindCoordinator calls this
+/// too, so the first lookup of a transactional id creates it, as in Kafka.
+pub async fn state_topic<S: TxnServices>(
     services: &Rc<S>,
     create: bool,
 ) -> Result<Option<Arc<TopicMetadata>>, TxnError> {
@@ -393,6 +396,7 @@ async fn allocate<S: TxnServices>(
         .map(|identity| (identity.producer_id, identity.producer_epoch))
         .map_err(|error| match error {
             ProducerIdError::Recovering => TxnError::ProducerIdsRecovering,
+            ProducerIdError::AwaitingBlock => TxnError::ProducerIdsAwaitingBlock,
             ProducerIdError::InvalidIdentity { .. } | ProducerIdError::UnknownProducerId { .. } => {
                 TxnError::InvalidProducerIdMapping
             }

@@ -147,6 +147,10 @@ pub enum TxnError {
     /// The allocator is recovering its lost reservation; retriable.
     #[error("producer ids are being recovered")]
     ProducerIdsRecovering,
+    /// In a cluster, this broker waits for the controller to grant it a block of producer ids;
+    /// retriable (the block comes within moments, or from the next controller).
+    #[error("waiting for the cluster controller to grant a block of producer ids")]
+    ProducerIdsAwaitingBlock,
     /// The broker is stopping.
     #[error("the broker is shutting down")]
     ShuttingDown,

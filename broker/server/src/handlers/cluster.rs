@@ -28,11 +28,13 @@ use super::admin::local_native_endpoint;
 use crate::catalog::CatalogSnapshot;
 use crate::group::{coordinator, offsets_partition_of, OFFSETS_TOPIC_NAME};
 use crate::services::Services;
+use crate::txn::coordinator as txn_coordinator;
 use crate::txn::{state_partition_of, TRANSACTION_STATE_TOPIC_NAME};
 
 /// The broker that coordinates `key` (a group id or a transactional id): the leader of the
-/// internal partition it maps to. A group's offsets topic is created here if it does not exist
-/// yet (as Kafka's FindCoordinator does). `Err`: the native code and why (an invalid key, no
+/// internal partition it maps to. The group's offsets topic and the transactions' state topic
+/// are created here if they do not exist yet (as Kafka's FindCoordinator does); until the
+/// partition has a leader the answer is COORDINATOR_NOT_AVAILABLE, which clients retry. `Err`: the native code and why (an invalid key, no
 /// leader for the partition yet).
 pub(crate) async fn coordinator_node(
     services: &Rc<Services>,
@@ -66,10 +68,19 @@ pub(crate) async fn coordinator_node(
                 .map_err(|code| (code, "the offsets topic cannot be created yet".to_string()))?;
             (OFFSETS_TOPIC_NAME, topic)
         }
-        CoordinatorType::Transaction => (
-            TRANSACTION_STATE_TOPIC_NAME,
-            snapshot.topic(TRANSACTION_STATE_TOPIC_NAME).cloned(),
-        ),
+        CoordinatorType::Transaction => {
+            // Created through the controller on first use, as Kafka's FindCoordinator does;
+            // a failure is retriable (the client looks again).
+            let topic = txn_coordinator::state_topic(services, true)
+                .await
+                .map_err(|error| {
+                    (
+                        ErrorCode::CoordinatorNotAvailable,
+                        format!("{TRANSACTION_STATE_TOPIC_NAME} cannot be created yet: {error}"),
+                    )
+                })?;
+            (TRANSACTION_STATE_TOPIC_NAME, topic)
+        }
     };
     let Some(topic) = topic else {
         return Err((

@@ -33,9 +33,9 @@ pub(crate) fn txn_error_code(error: &TxnError) -> ErrorCode {
         TxnError::TransactionAbortable => ErrorCode::TransactionAbortable,
         TxnError::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
         TxnError::OperationNotAttempted => ErrorCode::OperationNotAttempted,
-        TxnError::CoordinatorLoadInProgress | TxnError::ProducerIdsRecovering => {
-            ErrorCode::CoordinatorLoadInProgress
-        }
+        TxnError::CoordinatorLoadInProgress
+        | TxnError::ProducerIdsRecovering
+        | TxnError::ProducerIdsAwaitingBlock => ErrorCode::CoordinatorLoadInProgress,
         TxnError::NotCoordinator => ErrorCode::NotCoordinator,
         TxnError::CoordinatorNotAvailable(_) => ErrorCode::CoordinatorNotAvailable,
         TxnError::TransactionalIdNotFound => ErrorCode::TransactionalIdNotFound,

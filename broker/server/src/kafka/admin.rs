@@ -46,6 +46,7 @@ use spate_kafka_protocol::kafka_protocol::messages::{
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_protocol::error::ErrorCode;
+use spate_protocol::NodeId;
 use uuid::Uuid;
 
 use self::configs::{
@@ -55,10 +56,12 @@ use self::configs::{
 use super::data::kafka_brokers;
 use super::errors::kafka_code;
 use super::KafkaContext;
-use crate::catalog::{CatalogSnapshot, TopicConfig, TopicMetadata};
+use crate::catalog::{
+    validate_topic_name, CatalogError, CatalogSnapshot, TopicConfig, TopicMetadata,
+};
 use crate::handlers::admin::{
-    add_partitions, blocking, catalog_failure, check_log_config, controller_id,
-    create_topic_with_config, delete_topic, refuse_internal, replace_topic_config,
+    add_placed_partitions, blocking, catalog_failure, check_log_config, controller_id,
+    create_replicated_topic, delete_topic, refuse_internal, replace_topic_config,
 };
 use crate::handlers::data::delete_records_before;
 use crate::handlers::partition_error_code;
@@ -105,6 +108,10 @@ struct TopicPlan {
     partitions: i64,
     /// The replicas each partition gets (the default made explicit).
     replication_factor: i16,
+    /// The factor the client asked for; `None`: the default (or the assignment's).
+    requested_factor: Option<u16>,
+    /// The client's replica list per partition (first = preferred leader), if it gave one.
+    assignments: Option<Vec<Vec<NodeId>>>,
     config: TopicConfig,
 }
 
@@ -130,12 +137,17 @@ pub(crate) async fn create_topics(
                 Ok(plan) if request.validate_only => validate_creation(services, name, &plan)
                     .await
                     .map(|()| (None, plan)),
-                Ok(plan) => {
-                    create_topic_with_config(services, name, plan.partitions, plan.config.clone())
-                        .await
-                        .map(|created| (Some(created), plan))
-                        .map_err(native)
-                }
+                Ok(plan) => create_replicated_topic(
+                    services,
+                    name,
+                    plan.partitions,
+                    plan.requested_factor,
+                    plan.assignments.clone(),
+                    plan.config.clone(),
+                )
+                .await
+                .map(|created| (Some(created), plan))
+                .map_err(native),
             }
         };
         results.push(creation_result(
@@ -201,20 +213,64 @@ fn plan_topic(
     };
     let replication_factor = match (topic.assignments.first(), topic.replication_factor) {
         (Some(assignment), _) => assignment.broker_ids.len() as i16,
-        (None, -1) => default_replication_factor(&snapshot),
+        (None, -1) => default_replication_factor(context.services, &snapshot),
         (None, factor) => factor,
     };
+    let requested_factor = u16::try_from(topic.replication_factor).ok();
+    let assignments = (!topic.assignments.is_empty()).then(|| {
+        topic
+            .assignments
+            .iter()
+            .map(|assignment| {
+                assignment
+                    .broker_ids
+                    .iter()
+                    .map(|broker| broker.0)
+                    .collect()
+            })
+            .collect()
+    });
     let changes = topic.configs.iter().map(|config| ConfigChange::Set {
         name: config.name.as_str(),
         value: config.value.as_ref().map(|value| value.as_str()),
     });
     let config = apply_changes(&TopicConfig::default(), changes).map_err(refusal)?;
     check_log_config(context.services, &config).map_err(native)?;
+    check_min_insync_replicas(&config, replication_factor.max(1) as usize)?;
     Ok(TopicPlan {
         partitions,
         replication_factor,
+        requested_factor,
+        assignments,
         config,
     })
+}
+
+/// `min.insync.replicas` can be met only by at most the partition's replicas; a larger value
+/// would refuse every acks=all write, so the config is refused at once (INVALID_CONFIG). A single
+/// broker's partitions have one replica.
+fn check_min_insync_replicas(
+    config: &TopicConfig,
+    replication_factor: usize,
+) -> Result<(), Failure> {
+    match config.min_insync_replicas {
+        Some(count) if usize::from(count) > replication_factor => Err(failure(
+            ResponseError::InvalidConfig,
+            format!(
+                "min.insync.replicas={count} is larger than the replication factor \
+                 {replication_factor}: acks=all writes could never be acknowledged"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The replicas of each partition of `topic` (every partition has as many).
+fn replication_factor_of(snapshot: &CatalogSnapshot, topic: &TopicMetadata) -> usize {
+    topic
+        .role(0, snapshot.local_node)
+        .replication_factor()
+        .max(1)
 }
 
 /// Kafka refuses a name that differs from an existing one only by `.` against `_` (they collide
@@ -251,10 +307,19 @@ fn active_brokers(snapshot: &CatalogSnapshot) -> Vec<i32> {
         .collect()
 }
 
-/// The replication factor of a topic created without one: `min(3, active brokers)` in a
-/// cluster (Kafka's `default.replication.factor` analog), 1 for a single broker.
-fn default_replication_factor(snapshot: &CatalogSnapshot) -> i16 {
-    active_brokers(snapshot).len().clamp(1, 3) as i16
+/// The replication factor of a topic created without one: the configured default
+/// (`default_replication_factor`), else `min(3, active brokers)` in a cluster (Kafka's
+/// `default.replication.factor` analog); 1 for a single broker. The controller caps it at the
+/// active brokers as it places the replicas.
+fn default_replication_factor(services: &Services, snapshot: &CatalogSnapshot) -> i16 {
+    let active = active_brokers(snapshot).len().max(1);
+    let configured = if snapshot.cluster_mode {
+        services.config.limits.default_replication_factor
+    } else {
+        None
+    };
+    let factor = configured.map_or(active.min(3), |factor| usize::from(factor).min(active));
+    factor.max(1) as i16
 }
 
 /// A replication factor: -1 (the default) or 1 up to the active brokers.
@@ -262,9 +327,7 @@ fn check_replication_factor(snapshot: &CatalogSnapshot, factor: i16) -> Result<(
     let available = active_brokers(snapshot).len();
     match factor {
         -1 => Ok(()),
-        factor if factor >= 1 && factor as usize <= available => {
-            check_placement_served(snapshot, factor)
-        }
+        factor if factor >= 1 && factor as usize <= available => Ok(()),
         factor if factor >= 1 => Err(failure(
             ResponseError::InvalidReplicationFactor,
             format!("replication factor {factor} is larger than the {available} active brokers"),
@@ -274,20 +337,6 @@ fn check_replication_factor(snapshot: &CatalogSnapshot, factor: i16) -> Result<(
             format!("replication factor {factor} must be at least 1 (or -1 for the default)"),
         )),
     }
-}
-
-/// A cluster creates topics through the controller at the cluster's default replication
-/// factor, `min(3, active brokers)`; a factor other than that is refused with the reason until
-/// creation takes an explicit one (REPL.md status notes), rather than silently ignored.
-fn check_placement_served(snapshot: &CatalogSnapshot, factor: i16) -> Result<(), Failure> {
-    let default_factor = default_replication_factor(snapshot);
-    if !snapshot.cluster_mode || factor == default_factor {
-        return Ok(());
-    }
-    Err(failure(
-        ResponseError::InvalidReplicationFactor,
-        format!("replication factor {factor}: this broker creates topics only at the cluster's default factor {default_factor} (or -1) for now"),
-    ))
 }
 
 /// A partition's replicas in a manual assignment: distinct active brokers (a single broker:
@@ -319,12 +368,6 @@ fn check_assignment(
             format!("replicas {brokers:?} name a broker more than once"),
         ));
     }
-    if snapshot.cluster_mode {
-        return Err(failure(
-            ResponseError::InvalidReplicaAssignment,
-            "manual replica assignments are not served in a cluster yet; give a partition count and replication factor",
-        ));
-    }
     Ok(())
 }
 
@@ -344,12 +387,17 @@ fn check_equal_lengths(mut lengths: impl Iterator<Item = usize>) -> Result<(), F
 }
 
 /// validate_only: the catalog reserves the name (checking it, the partition count and the
-/// limits) and releases it at once; nothing is created.
+/// limits) and releases it at once; nothing is created. A cluster's catalog is the controller's
+/// to change: there the name, the count and the existence are checked against this broker's
+/// view, and the controller checks them again at creation.
 async fn validate_creation(
     services: &Rc<Services>,
     name: &str,
     plan: &TopicPlan,
 ) -> Result<(), Failure> {
+    if services.cluster.is_cluster_mode() {
+        return validate_cluster_creation(services, name, plan.partitions);
+    }
     let catalog = services.catalog.clone();
     let owned_name = name.to_string();
     let (partitions, config) = (plan.partitions, plan.config.clone());
@@ -362,6 +410,27 @@ async fn validate_creation(
     .map_err(|error| native(catalog_failure(error)))
 }
 
+fn validate_cluster_creation(
+    services: &Services,
+    name: &str,
+    partitions: i64,
+) -> Result<(), Failure> {
+    let limit = services.catalog.partitions_per_topic_max();
+    validate_topic_name(name).map_err(|error| native(catalog_failure(error)))?;
+    if partitions < 1 || partitions > i64::from(limit) {
+        return Err(native(catalog_failure(CatalogError::InvalidPartitions {
+            partitions,
+            limit,
+        })));
+    }
+    if services.snapshot().topic(name).is_some() {
+        return Err(native(catalog_failure(CatalogError::TopicAlreadyExists {
+            name: name.to_string(),
+        })));
+    }
+    Ok(())
+}
+
 fn creation_result(
     context: &KafkaContext<'_>,
     version: i16,
@@ -372,15 +441,19 @@ fn creation_result(
     let result = CreatableTopicResult::default().with_name(name.clone());
     match outcome {
         Ok((created, plan)) => {
+            // The replicas the controller placed (the plan's factor when validating only).
+            let replication_factor = created.as_ref().map_or(plan.replication_factor, |topic| {
+                replication_factor_of(&context.services.snapshot(), topic) as i16
+            });
             let result = result
                 .with_topic_id(created.map_or(Uuid::nil(), |topic| {
                     context.broker.identity.topic_id(topic.id)
                 }))
                 .with_num_partitions(i32::try_from(plan.partitions).unwrap_or(i32::MAX))
-                .with_replication_factor(plan.replication_factor);
+                .with_replication_factor(replication_factor);
             if version >= 5 {
                 result.with_configs(Some(
-                    describe_topic(&plan.config, defaults)
+                    describe_topic(&plan.config, replication_factor.max(1) as usize, defaults)
                         .into_iter()
                         .map(creatable_config)
                         .collect(),
@@ -564,6 +637,7 @@ async fn grow(
             format!("topic {name} does not exist"),
         ));
     };
+    let mut placed: Option<Vec<Vec<NodeId>>> = None;
     if let Some(assignments) = &topic.assignments {
         let added = i64::from(topic.count) - i64::from(existing);
         if assignments.len() as i64 != added {
@@ -582,8 +656,31 @@ async fn grow(
                 assignment.broker_ids.iter().map(|broker| broker.0),
             )?;
         }
+        placed = Some(
+            assignments
+                .iter()
+                .map(|assignment| {
+                    assignment
+                        .broker_ids
+                        .iter()
+                        .map(|broker| broker.0)
+                        .collect()
+                })
+                .collect(),
+        );
     }
     let count = i64::from(topic.count);
+    if validate_only && services.cluster.is_cluster_mode() {
+        // The controller's to check at the change; here only that the topic grows.
+        return if count > i64::from(existing) {
+            Ok(())
+        } else {
+            Err(failure(
+                ResponseError::InvalidPartitions,
+                format!("topic {name} has {existing} partitions; it can only grow"),
+            ))
+        };
+    }
     if validate_only {
         let catalog = services.catalog.clone();
         let owned_name = name.to_string();
@@ -601,7 +698,9 @@ async fn grow(
             format!("partition count {} must be positive", topic.count),
         )
     })?;
-    add_partitions(services, name, count).await.map_err(native)
+    add_placed_partitions(services, name, count, placed)
+        .await
+        .map_err(native)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -670,7 +769,11 @@ pub(crate) async fn describe_configs(
             let name = resource.resource_name.as_str();
             let described = match resource.resource_type {
                 resource_type::TOPIC => match snapshot.topic(name) {
-                    Some(topic) => Ok(describe_topic(&topic.config, &defaults)),
+                    Some(topic) => Ok(describe_topic(
+                        &topic.config,
+                        replication_factor_of(&snapshot, topic),
+                        &defaults,
+                    )),
                     None => Err(failure(
                         ResponseError::UnknownTopicOrPartition,
                         format!("topic {name} does not exist"),
@@ -816,6 +919,7 @@ async fn alter_resource<'a>(
         topic.config.clone()
     };
     let config = apply_changes(&base, changes).map_err(refusal)?;
+    check_min_insync_replicas(&config, replication_factor_of(&services.snapshot(), &topic))?;
     if validate_only {
         return check_log_config(services, &config).map_err(native);
     }

@@ -74,9 +74,9 @@ pub(crate) fn txn_code(
         TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
         TxnError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         TxnError::OperationNotAttempted => ResponseError::OperationNotAttempted,
-        TxnError::CoordinatorLoadInProgress | TxnError::ProducerIdsRecovering => {
-            ResponseError::CoordinatorLoadInProgress
-        }
+        TxnError::CoordinatorLoadInProgress
+        | TxnError::ProducerIdsRecovering
+        | TxnError::ProducerIdsAwaitingBlock => ResponseError::CoordinatorLoadInProgress,
         TxnError::NotCoordinator => ResponseError::NotCoordinator,
         // Retriable: the producer looks the coordinator up again and retries, by which time
         // the state topic is writable again (or the broker is back).

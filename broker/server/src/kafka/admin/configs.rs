@@ -13,10 +13,14 @@
 //!   Spate's fsync policy, where Kafka has `flush.messages`/`flush.ms`, which mean something
 //!   else): described like the others under Spate's names, with Spate's documentation, and its
 //!   only synonym is its own default;
-//! - a Kafka config that Spate honours in exactly one way (`compression.type=producer`, `min.insync.replicas=1`, `message.timestamp.type=CreateTime`):
-//!   described read-only at that value; setting it to that value is accepted and changes
-//!   nothing (clients and tools send these at creation, and Spate does what they ask); any other
-//!   value is refused with the reason. Each row says why.
+//! - `min.insync.replicas`, a catalog key whose default depends on the topic: a majority of its
+//!   replication factor (1 for a single broker's one replica; Spate's choice over Kafka's 1, see
+//!   docs/replication.md). Whether a value fits the topic's replication factor is the caller's
+//!   check (`kafka::admin`), which knows the topic; the metadata image checks it again;
+//! - a Kafka config that Spate honours in exactly one way (`compression.type=producer`,
+//!   `message.timestamp.type=CreateTime`): described read-only at that value; setting it to that
+//!   value is accepted and changes nothing (clients and tools send these at creation, and Spate
+//!   does what they ask); any other value is refused with the reason. Each row says why.
 //!
 //! Every other name is refused (INVALID_CONFIG naming the key), never accepted and ignored.
 //! Broker configs (resource type BROKER) are the broker-level settings clients read, all
@@ -28,7 +32,10 @@ use std::collections::BTreeMap;
 
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 
+use spate_metadata::default_min_insync_replicas;
+
 use crate::catalog::topic_config::{self, CleanupPolicy, TopicConfig};
+use crate::cluster::topics::INTERNAL_TOPIC_REPLICATION_FACTOR_MAX;
 use crate::config::{defaults, Config, KafkaConfig};
 use crate::group::GroupLimits;
 use crate::handlers::admin::topic_defaults;
@@ -77,6 +84,9 @@ pub(crate) mod operation {
 enum Holding {
     /// A key of the catalog's topic config, under the same name.
     Catalog,
+    /// `min.insync.replicas`: a catalog key whose default is a majority of the topic's
+    /// replication factor.
+    InSyncReplicas,
     /// A behaviour Spate has only one of: its value, and why another value is refused.
     Fixed {
         value: &'static str,
@@ -181,18 +191,11 @@ pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 16] = [
         documentation: "producer: batches are stored as the producer compressed them, never recompressed.",
     },
     TopicConfigDefinition {
-        name: "min.insync.replicas",
+        name: topic_config::MIN_INSYNC_REPLICAS,
         config_type: ConfigType::Int,
-        broker_name: "min.insync.replicas",
-        holding: Holding::Fixed {
-            value: "1",
-            // On a single broker the one replica is in sync whenever it answers acks=all (after
-            // the durability policy's fsync), so 1 is honoured as Kafka means it. A higher value
-            // could never be met: Kafka would refuse every acks=all write with
-            // NOT_ENOUGH_REPLICAS; refusing the config says so at once instead.
-            refusal: "this broker is a single replica: min.insync.replicas above 1 could never be met, so every acks=all write would fail",
-        },
-        documentation: "1: an acks=all write is acknowledged once the single replica has it under the topic's durability policy.",
+        broker_name: topic_config::MIN_INSYNC_REPLICAS,
+        holding: Holding::InSyncReplicas,
+        documentation: "In-sync replicas an acks=all write needs (1 up to the replication factor); fewer in sync and the write is refused with NOT_ENOUGH_REPLICAS. Default: a majority of the topic's replication factor (1 for a single broker).",
     },
     TopicConfigDefinition {
         name: "message.timestamp.type",
@@ -351,7 +354,7 @@ fn apply_change(
             set(config, definition, value)
         }
         ConfigChange::Delete { .. } => match definition.holding {
-            Holding::Catalog => catalog_entry(config, name, ""),
+            Holding::Catalog | Holding::InSyncReplicas => catalog_entry(config, name, ""),
             // Its default is its only value.
             Holding::Fixed { .. } => Ok(config.clone()),
         },
@@ -393,6 +396,10 @@ fn apply_change(
                     let policy = CleanupPolicy { delete, compact };
                     catalog_entry(config, name, policy.as_str())
                 }
+                // Not a list: refused above.
+                Holding::InSyncReplicas => Err(ConfigRefusal::invalid_config(format!(
+                    "{operation} applies to list configs only; {name} is not a list"
+                ))),
                 Holding::Fixed {
                     value: only,
                     refusal,
@@ -421,7 +428,7 @@ fn set(
 ) -> Result<TopicConfig, ConfigRefusal> {
     let name = definition.name;
     match definition.holding {
-        Holding::Catalog => {
+        Holding::Catalog | Holding::InSyncReplicas => {
             if value.trim().is_empty() {
                 return Err(ConfigRefusal::invalid_config(format!(
                     "config {name} has an empty value; delete it to return it to its default"
@@ -516,9 +523,18 @@ impl TopicDefaults {
         }
     }
 
-    fn default_of(&self, definition: &TopicConfigDefinition) -> (String, ConfigSource) {
+    /// The value a topic of `replication_factor` replicas gets without its own.
+    fn default_of(
+        &self,
+        definition: &TopicConfigDefinition,
+        replication_factor: usize,
+    ) -> (String, ConfigSource) {
         match definition.holding {
             Holding::Fixed { value, .. } => (value.to_string(), ConfigSource::Default),
+            Holding::InSyncReplicas => (
+                default_min_insync_replicas(replication_factor.max(1)).to_string(),
+                ConfigSource::Default,
+            ),
             Holding::Catalog => {
                 let value = self
                     .values
@@ -536,16 +552,19 @@ impl TopicDefaults {
     }
 }
 
-/// Every topic config of a topic with `config`, as DescribeConfigs lists them.
+/// Every topic config of a topic with `config` and `replication_factor` replicas per
+/// partition, as DescribeConfigs lists them.
 pub(crate) fn describe_topic(
     config: &TopicConfig,
+    replication_factor: usize,
     defaults: &TopicDefaults,
 ) -> Vec<DescribedConfig> {
     let set = config.to_map();
     TOPIC_CONFIGS
         .iter()
         .map(|definition| {
-            let (default_value, default_source) = defaults.default_of(definition);
+            let (default_value, default_source) =
+                defaults.default_of(definition, replication_factor);
             let mut synonyms = Vec::with_capacity(2);
             let own = set.get(definition.name);
             if let Some(value) = own {
@@ -582,12 +601,28 @@ pub(crate) fn describe_topic(
 pub(crate) fn describe_broker(config: &Config, kafka: &KafkaConfig) -> Vec<DescribedConfig> {
     let groups = GroupLimits::default();
     let topic = TopicDefaults::of(config);
+    let cluster_mode = config.cluster.is_cluster_mode();
+    // A topic created without a factor: the configured default, else Kafka's 3 (fewer when the
+    // cluster has fewer brokers); a single broker holds the one replica.
+    let replication_factor: u16 = if cluster_mode {
+        config
+            .limits
+            .default_replication_factor
+            .unwrap_or(INTERNAL_TOPIC_REPLICATION_FACTOR_MAX)
+    } else {
+        1
+    };
+    let internal_replication_factor = if cluster_mode {
+        INTERNAL_TOPIC_REPLICATION_FACTOR_MAX
+    } else {
+        1
+    };
     let topic_default = |name: &str| {
         let definition = TOPIC_CONFIGS
             .iter()
             .find(|definition| definition.name == name)
             .expect("a topic config");
-        topic.default_of(definition)
+        topic.default_of(definition, usize::from(replication_factor))
     };
     let (advertised_host, advertised_port) = kafka.advertised();
     let advertised = format!(
@@ -600,21 +635,25 @@ pub(crate) fn describe_broker(config: &Config, kafka: &KafkaConfig) -> Vec<Descr
         kafka.listen.port()
     );
     let data_dir = config.data_dir.display().to_string();
+    let node_id = if cluster_mode {
+        config.cluster.node_id.to_string()
+    } else {
+        "0".to_string()
+    };
     // (name, type, value, Spate's default for it: None when the value is Spate's only one)
     let settings: Vec<(&'static str, ConfigType, String, Option<String>, &'static str)> = vec![
-        ("node.id", ConfigType::Int, "0".into(), None, "This broker's id: Spate is a single broker, node 0."),
-        ("broker.id", ConfigType::Int, "0".into(), None, "This broker's id: Spate is a single broker, node 0."),
-        ("process.roles", ConfigType::List, "broker,controller".into(), None, "The single Spate broker is also its own controller."),
+        ("node.id", ConfigType::Int, node_id.clone(), None, "This broker's id (Spate's --node-id; 0 for a single broker)."),
+        ("broker.id", ConfigType::Int, node_id, None, "This broker's id (Spate's --node-id; 0 for a single broker)."),
+        ("process.roles", ConfigType::List, "broker,controller".into(), None, "Every Spate broker is a broker; in a cluster the seed brokers also vote in the metadata quorum, whose leader is the controller."),
         ("listeners", ConfigType::List, listener, None, "The Kafka listener (Spate's kafka_listen); the native protocol listens separately."),
         ("advertised.listeners", ConfigType::List, advertised, None, "What Metadata tells clients to connect to (Spate's kafka_advertised)."),
         ("log.dirs", ConfigType::List, data_dir, Some(defaults::DATA_DIR.to_string()), "Spate's data directory (data_dir): every topic's partitions live under it."),
         ("num.partitions", ConfigType::Int, kafka.default_partitions.to_string(), Some(defaults::KAFKA_DEFAULT_PARTITIONS.to_string()), "Partitions of a topic created without a count or by auto-creation (Spate's kafka_default_partitions)."),
         ("auto.create.topics.enable", ConfigType::Boolean, kafka.auto_create_topics.to_string(), Some(defaults::KAFKA_AUTO_CREATE_TOPICS.to_string()), "Whether Metadata creates a topic it does not find (Spate's kafka_auto_create_topics)."),
-        ("default.replication.factor", ConfigType::Int, "1".into(), None, "Spate does not replicate yet: every partition has one replica."),
-        ("offsets.topic.replication.factor", ConfigType::Short, "1".into(), None, "Spate does not replicate yet: __consumer_offsets has one replica."),
-        ("transaction.state.log.replication.factor", ConfigType::Short, "1".into(), None, "Spate does not replicate yet."),
-        ("min.insync.replicas", ConfigType::Int, "1".into(), None, "The single replica is in sync when an acks=all write is acknowledged."),
-        ("unclean.leader.election.enable", ConfigType::Boolean, "false".into(), None, "A single replica: there is no other leader to elect."),
+        ("default.replication.factor", ConfigType::Int, replication_factor.to_string(), None, "Replicas of a topic created without a factor (Spate's default_replication_factor; at most the active brokers; 1 for a single broker)."),
+        ("offsets.topic.replication.factor", ConfigType::Short, internal_replication_factor.to_string(), None, "Replicas of __consumer_offsets: 3, or every broker when fewer (1 for a single broker)."),
+        ("transaction.state.log.replication.factor", ConfigType::Short, internal_replication_factor.to_string(), None, "Replicas of __transaction_state: 3, or every broker when fewer (1 for a single broker)."),
+        ("unclean.leader.election.enable", ConfigType::Boolean, "false".into(), None, "Never: a new leader always comes from the in-sync replicas."),
         ("delete.topic.enable", ConfigType::Boolean, "true".into(), None, "Topics can be deleted."),
         ("offsets.topic.num.partitions", ConfigType::Int, config.groups.offsets_topic_partitions.to_string(), Some(groups.offsets_topic_partitions.to_string()), "Partitions of __consumer_offsets (Spate's offsets_topic_partitions)."),
         ("group.min.session.timeout.ms", ConfigType::Int, config.groups.session_timeout_ms_min.to_string(), Some(groups.session_timeout_ms_min.to_string()), "Shortest session timeout a group member may ask for."),
@@ -700,7 +739,7 @@ mod tests {
 
     #[test]
     fn every_catalog_key_is_described_once_with_its_default() {
-        let described = describe_topic(&TopicConfig::default(), &defaults());
+        let described = describe_topic(&TopicConfig::default(), 1, &defaults());
         for key in topic_config::KEYS {
             let found: Vec<_> = described
                 .iter()
@@ -738,7 +777,7 @@ mod tests {
     #[test]
     fn a_topic_value_comes_first_with_the_broker_default_as_its_synonym() {
         let config = apply_changes(&TopicConfig::default(), [set("retention.ms", "1000")]).unwrap();
-        let described = describe_topic(&config, &defaults());
+        let described = describe_topic(&config, 1, &defaults());
         let retention = described
             .iter()
             .find(|config| config.name == "retention.ms")
@@ -785,7 +824,6 @@ mod tests {
         let unchanged = TopicConfig::default();
         for (name, value) in [
             ("compression.type", "producer"),
-            ("min.insync.replicas", "1"),
             ("message.timestamp.type", "CreateTime"),
         ] {
             assert_eq!(
@@ -795,12 +833,47 @@ mod tests {
         }
         for (name, value, reason) in [
             ("compression.type", "zstd", "recompress"),
-            ("min.insync.replicas", "2", "single replica"),
             ("message.timestamp.type", "LogAppendTime", "timestamps"),
         ] {
             let refusal = apply_changes(&unchanged, [set(name, value)]).unwrap_err();
             assert_eq!(refusal.error, ResponseError::InvalidConfig, "{name}");
             assert!(refusal.message.contains(reason), "{}", refusal.message);
+        }
+    }
+
+    #[test]
+    fn min_insync_replicas_is_a_topic_config_defaulting_to_a_majority_of_the_replicas() {
+        let described = |config: &TopicConfig, replication_factor| {
+            describe_topic(config, replication_factor, &defaults())
+                .into_iter()
+                .find(|config| config.name == "min.insync.replicas")
+                .unwrap()
+        };
+        let default = TopicConfig::default();
+        for (replication_factor, majority) in [(1, "1"), (2, "2"), (3, "2"), (5, "3")] {
+            let config = described(&default, replication_factor);
+            assert_eq!(config.value, majority, "RF {replication_factor}");
+            assert_eq!(config.source, ConfigSource::Default);
+            assert!(!config.read_only);
+        }
+        let three = apply_changes(&default, [set("min.insync.replicas", "3")]).unwrap();
+        assert_eq!(three.min_insync_replicas, Some(3));
+        let config = described(&three, 3);
+        assert_eq!(
+            (config.value.as_str(), config.source),
+            ("3", ConfigSource::Topic)
+        );
+        let deleted = apply_changes(
+            &three,
+            [ConfigChange::Delete {
+                name: "min.insync.replicas",
+            }],
+        )
+        .unwrap();
+        assert_eq!(deleted.min_insync_replicas, None);
+        for bad in ["0", "two", "-1"] {
+            let refusal = apply_changes(&default, [set("min.insync.replicas", bad)]).unwrap_err();
+            assert_eq!(refusal.error, ResponseError::InvalidConfig, "{bad}");
         }
     }
 
