@@ -1,7 +1,8 @@
 //! A cluster of real `spate-broker` processes on one machine, for the replication tests and the
 //! bench: broker `id` (1, 2, ...) listens on its own loopback address `127.0.0.<id>` (Linux routes
 //! all of 127/8 to `lo`), every broker is given every broker's native address as `--seeds`, and
-//! its data directory survives its restarts. A test can `kill -9` and restart a broker, pause it
+//! its data directory survives its restarts; [`Cluster::add_broker`] starts one more, which
+//! joins the running cluster. A test can `kill -9` and restart a broker, pause it
 //! (SIGSTOP, a broker that stops answering without closing anything) and resume it, ask who
 //! leads a partition, and, when the cluster runs with proxies, cut or delay each directed link.
 //!
@@ -94,6 +95,9 @@ pub struct Cluster {
     nodes: Vec<Node>,
     /// Index = node index (id - 1); empty without proxies.
     proxies: Vec<LinkProxy>,
+    /// The `--seeds` every broker was given: the brokers of the start (the voters).
+    seeds: String,
+    options: ClusterOptions,
 }
 
 impl Cluster {
@@ -142,22 +146,8 @@ impl Cluster {
                 .iter()
                 .enumerate()
                 .map(|(index, &id)| {
-                    let mut arguments = vec![
-                        "--node-id".to_string(),
-                        id.to_string(),
-                        "--seeds".to_string(),
-                        seeds.clone(),
-                        "--advertised".to_string(),
-                        advertised[index].to_string(),
-                    ];
-                    arguments.extend(options.arguments.iter().cloned());
-                    let broker_options = BrokerOptions {
-                        shards: options.shards,
-                        arguments,
-                        native_listen: listens[index],
-                        kafka_listen: SocketAddr::new(loopback(id), 0),
-                        ..BrokerOptions::default()
-                    };
+                    let broker_options =
+                        broker_options(&options, id, &seeds, advertised[index], listens[index]);
                     scope.spawn(move || Broker::start(broker_options))
                 })
                 .collect();
@@ -180,7 +170,37 @@ impl Cluster {
                 paused: false,
             })
             .collect();
-        Cluster { nodes, proxies }
+        Cluster {
+            nodes,
+            proxies,
+            seeds,
+            options,
+        }
+    }
+
+    /// Starts one more broker (the next node id) given the same `--seeds`: it is no seed
+    /// itself, so it joins the running cluster (registers, becomes a metadata learner) rather
+    /// than forming a new one. Returns its id once it logged readiness; it holds no replica
+    /// until one is moved onto it.
+    ///
+    /// # Panics
+    /// With proxies (a joining broker has none).
+    pub fn add_broker(&mut self) -> NodeId {
+        assert!(
+            self.proxies.is_empty(),
+            "a broker joins only a cluster without proxies"
+        );
+        let id = self.nodes.iter().map(|node| node.id).max().unwrap_or(0) + 1;
+        let listen = free_address(loopback(id));
+        let options = broker_options(&self.options, id, &self.seeds, listen, listen);
+        let broker = Broker::start(options);
+        self.nodes.push(Node {
+            id,
+            broker,
+            advertised: listen,
+            paused: false,
+        });
+        id
     }
 
     /// Node ids, ascending.
@@ -548,6 +568,33 @@ impl Drop for Cluster {
         for node in &mut self.nodes {
             node.broker.kill();
         }
+    }
+}
+
+/// How broker `id` of a cluster starts: its node id, the seeds, its advertised address, then
+/// the cluster's extra arguments.
+fn broker_options(
+    options: &ClusterOptions,
+    id: NodeId,
+    seeds: &str,
+    advertised: SocketAddr,
+    listen: SocketAddr,
+) -> BrokerOptions {
+    let mut arguments = vec![
+        "--node-id".to_string(),
+        id.to_string(),
+        "--seeds".to_string(),
+        seeds.to_string(),
+        "--advertised".to_string(),
+        advertised.to_string(),
+    ];
+    arguments.extend(options.arguments.iter().cloned());
+    BrokerOptions {
+        shards: options.shards,
+        arguments,
+        native_listen: listen,
+        kafka_listen: SocketAddr::new(loopback(id), 0),
+        ..BrokerOptions::default()
     }
 }
 

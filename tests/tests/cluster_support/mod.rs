@@ -307,7 +307,7 @@ pub fn replica_batches(data_dir: &Path, topic: &str, partition: u32) -> Vec<(u64
 }
 
 /// `topics/<topic>.<id>/<partition>` under a broker's data directory.
-fn partition_directory(data_dir: &Path, topic: &str, partition: u32) -> Option<PathBuf> {
+pub fn partition_directory(data_dir: &Path, topic: &str, partition: u32) -> Option<PathBuf> {
     let prefix = format!("{topic}.");
     std::fs::read_dir(data_dir.join("topics"))
         .ok()?

@@ -82,8 +82,8 @@ pub struct ClusterView {
 }
 
 /// What one image changes in the catalog; see the module documentation. The partitions of
-/// `created` and `grown` (those this broker hosts) are opened before [`Catalog::commit_cluster`];
-/// those of `deleted` are removed after it.
+/// `created` and `grown` (those this broker hosts) and `replicas_added` are opened before
+/// [`Catalog::commit_cluster`]; those of `deleted` and `replicas_removed` are removed after it.
 #[derive(Debug)]
 pub struct ClusterPlan {
     /// Topics new to this broker, placed on shards.
@@ -94,6 +94,13 @@ pub struct ClusterPlan {
     pub deleted: Vec<Arc<TopicMetadata>>,
     /// Topics whose configuration changed.
     pub altered: Vec<Arc<TopicMetadata>>,
+    /// Partitions of known topics that this broker now holds a replica of (a reassignment
+    /// added it), each with its topic as the new snapshot has it (placed on a shard).
+    pub replicas_added: Vec<(Arc<TopicMetadata>, u32)>,
+    /// Partitions of known topics whose replica on this broker is no longer one (a completed
+    /// reassignment or decommission moved it away): closed and deleted after the commit. The
+    /// topic is the new snapshot's, which keeps the partition's shard.
+    pub replicas_removed: Vec<(Arc<TopicMetadata>, u32)>,
     /// Partitions whose replicas, ISR, leader or epochs changed (every partition when asked
     /// for every role), each with its topic as the new snapshot has it.
     pub roles_changed: Vec<(Arc<TopicMetadata>, u32)>,
@@ -112,6 +119,8 @@ impl ClusterPlan {
             && self.grown.is_empty()
             && self.deleted.is_empty()
             && self.altered.is_empty()
+            && self.replicas_added.is_empty()
+            && self.replicas_removed.is_empty()
             && self.roles_changed.is_empty()
             && !self.brokers_changed
     }
@@ -222,6 +231,8 @@ impl<F: FileSystem + Clone> Catalog<F> {
             grown: Vec::new(),
             deleted: Vec::new(),
             altered: Vec::new(),
+            replicas_added: Vec::new(),
+            replicas_removed: Vec::new(),
             roles_changed: Vec::new(),
             brokers_changed,
             applied_index,
@@ -267,6 +278,20 @@ impl<F: FileSystem + Clone> Catalog<F> {
                 continue;
             }
             let mut partition_shards = existing.partition_shards.clone();
+            let mut added = Vec::new();
+            let mut removed = Vec::new();
+            for (partition, role) in topic.roles.iter().enumerate().take(old_count) {
+                let was_hosted = existing.is_hosted(partition as u32, local);
+                match (was_hosted, role.replicas.contains(&local)) {
+                    // Never opened here, so it may take the least loaded shard.
+                    (false, true) => {
+                        partition_shards[partition] = place(&mut load, partition, role, local);
+                        added.push(partition as u32);
+                    }
+                    (true, false) => removed.push(partition as u32),
+                    _ => {}
+                }
+            }
             for (partition, role) in topic.roles.iter().enumerate().skip(old_count) {
                 partition_shards.push(place(&mut load, partition, role, local));
             }
@@ -292,6 +317,12 @@ impl<F: FileSystem + Clone> Catalog<F> {
             }
             if config_changed {
                 plan.altered.push(updated.clone());
+            }
+            for partition in added {
+                plan.replicas_added.push((updated.clone(), partition));
+            }
+            for partition in removed {
+                plan.replicas_removed.push((updated.clone(), partition));
             }
             plan.persist |= replicas_changed || config_changed || topic_grew(&updated, old_count);
             next.topics.insert(updated.name.clone(), updated);
@@ -587,6 +618,55 @@ mod tests {
             )
             .unwrap();
         assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn a_replica_moved_onto_or_off_this_broker_is_listed_to_open_or_to_delete() {
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = open_cluster(directory.path(), 1, 2);
+        let before = vec![role(&[1, 2], 1, 0), role(&[2, 3], 2, 0)];
+        let plan = catalog
+            .plan_cluster(
+                view(3, vec![topic("t", 1, before)], BTreeMap::new(), None),
+                false,
+            )
+            .unwrap();
+        assert!(plan.replicas_added.is_empty() && plan.replicas_removed.is_empty());
+        catalog.commit_cluster(plan).unwrap();
+        let hosted_shard = catalog.snapshot().topic("t").unwrap().partition_shards[0];
+        // Partition 0 moves off broker 1, partition 1 onto it.
+        let after = vec![role(&[2, 3], 2, 1), role(&[2, 3, 1], 2, 1)];
+        let plan = catalog
+            .plan_cluster(
+                view(4, vec![topic("t", 1, after)], BTreeMap::new(), None),
+                false,
+            )
+            .unwrap();
+        let listed = |list: &[(Arc<TopicMetadata>, u32)]| -> Vec<u32> {
+            list.iter().map(|(_, partition)| *partition).collect()
+        };
+        assert_eq!(listed(&plan.replicas_added), vec![1]);
+        assert_eq!(listed(&plan.replicas_removed), vec![0]);
+        let (removed_topic, _) = &plan.replicas_removed[0];
+        assert_eq!(
+            removed_topic.owner_of(0),
+            Some(hosted_shard),
+            "a removed replica is deleted on the shard that holds it"
+        );
+        let (added_topic, _) = &plan.replicas_added[0];
+        assert!(added_topic.is_hosted(1, 1));
+        assert_ne!(
+            added_topic.owner_of(1),
+            Some(hosted_shard),
+            "an added replica goes to the least loaded shard"
+        );
+        assert!(!plan.is_empty());
+        catalog.commit_cluster(plan).unwrap();
+        assert_eq!(
+            catalog.metadata_applied_index(),
+            4,
+            "replica lists are kept"
+        );
     }
 
     #[test]

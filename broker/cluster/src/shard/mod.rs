@@ -395,8 +395,18 @@ impl<F: FileSystem + 'static> Shard<F> {
         topic: &TopicMetadata,
         first_partition: u32,
     ) -> Result<(), PartitionError> {
-        let deleted =
-            |key: &PartitionKey| key.topic_id == topic.id && key.partition >= first_partition;
+        self.delete_partitions(topic, |partition| partition >= first_partition)
+            .await
+    }
+
+    /// Closes and deletes the partitions of `topic` this shard holds that `chosen` picks. A
+    /// partition that fails to delete does not stop the others; the first error is returned.
+    async fn delete_partitions(
+        &self,
+        topic: &TopicMetadata,
+        chosen: impl Fn(u32) -> bool,
+    ) -> Result<(), PartitionError> {
+        let deleted = |key: &PartitionKey| key.topic_id == topic.id && chosen(key.partition);
         // A partition whose start-up open has not begun is never opened; one being opened is
         // waited for and then deleted like the others.
         for key in self.opening.pending_keys(deleted) {
@@ -470,7 +480,33 @@ impl<F: FileSystem + 'static> Shard<F> {
         if self.opening.is_pending(key) {
             return Err(PartitionError::Opening);
         }
-        Err(PartitionError::UnknownTopicOrPartition)
+        Err(self
+            .hosted_elsewhere(key)
+            .unwrap_or(PartitionError::UnknownTopicOrPartition))
+    }
+
+    /// In a cluster, a partition of a known topic that this broker holds no replica of (never,
+    /// or no longer: a reassignment moved it away) is answered as Kafka does,
+    /// NOT_LEADER_OR_FOLLOWER naming its leader, so that a client with older metadata goes
+    /// there instead of taking the topic for gone.
+    fn hosted_elsewhere(&self, key: &PartitionKey) -> Option<PartitionError> {
+        let snapshot = self.snapshot();
+        if !snapshot.cluster_mode {
+            return None;
+        }
+        let local = snapshot.local_node;
+        let topic = snapshot
+            .topics
+            .values()
+            .find(|topic| topic.id == key.topic_id)?;
+        if key.partition >= topic.partition_count() || topic.is_hosted(key.partition, local) {
+            return None;
+        }
+        let role = topic.role(key.partition, local);
+        Some(PartitionError::NotLeaderOrFollower {
+            leader: role.leader,
+            leader_epoch: role.leader_epoch,
+        })
     }
 
     /// Like [`Shard::partition`], but a partition still opening is waited for until its open
@@ -516,6 +552,17 @@ impl<F: FileSystem + 'static> Shard<F> {
         first_partition: u32,
     ) -> Result<(), PartitionError> {
         self.delete_topic(&topic, first_partition).await
+    }
+
+    /// Closes and deletes this shard's replicas of `partitions` of `topic`, which this broker
+    /// no longer holds (a reassignment moved them away); the topic lives on elsewhere.
+    pub async fn delete_partition_replicas(
+        self: Rc<Self>,
+        topic: Arc<TopicMetadata>,
+        partitions: Vec<u32>,
+    ) -> Result<(), PartitionError> {
+        self.delete_partitions(&topic, |partition| partitions.contains(&partition))
+            .await
     }
 
     /// Applies a changed topic configuration to the open partitions.

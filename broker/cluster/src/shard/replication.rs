@@ -420,9 +420,10 @@ impl<F: FileSystem + 'static> Shard<F> {
     }
 
     /// Waits until the high watermark reaches `end_offset` (the acks=all write is committed on
-    /// the ISR), `deadline` passes (`ReplicationTimedOut`), the leadership ends
-    /// (`NotLeaderOrFollower`) or the ISR falls below `min.insync.replicas`
-    /// (`NotEnoughReplicasAfterAppend`).
+    /// the ISR), `deadline` passes (`ReplicationTimedOut`), the leadership ends or its role is
+    /// forgotten (`NotLeaderOrFollower`) or the ISR falls below `min.insync.replicas`
+    /// (`NotEnoughReplicasAfterAppend`). Only for a partition this shard led, replicated, when
+    /// the write was appended.
     pub(super) async fn wait_committed(
         &self,
         key: &PartitionKey,
@@ -435,7 +436,15 @@ impl<F: FileSystem + 'static> Shard<F> {
             let leader = match roles.get_mut(key) {
                 Some(ReplicaRole::Leader(leader)) => leader,
                 Some(ReplicaRole::Follower(role)) => return Err(not_leader(role)),
-                None => return Ok(()),
+                // Called only for a replicated leadership: its role is gone since the append (the
+                // replica is being deleted, moved away from this broker), so the write may never
+                // be committed and must not be acknowledged.
+                None => {
+                    return Err(PartitionError::NotLeaderOrFollower {
+                        leader: None,
+                        leader_epoch: NO_EPOCH,
+                    })
+                }
             };
             if leader.state.high_watermark() >= end_offset {
                 return if leader.state.has_min_insync() {

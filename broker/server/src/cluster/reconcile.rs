@@ -8,7 +8,9 @@
 //! partitions of deleted topics (their directories go with `Catalog::finish_deletion`, or at
 //! the next start under their tombstones), applies changed configs, then hands every shard the
 //! roles of its hosted partitions that changed (`Shard::apply_roles`: leader epochs, followers,
-//! acks=all waiters). Only then is the image's index "reconciled", which is what proposers wait
+//! acks=all waiters), and last closes and deletes the replicas a completed reassignment or
+//! decommission moved off this broker (a replica moved onto it was opened, empty, with the new
+//! partitions). Only then is the image's index "reconciled", which is what proposers wait
 //! for. A failure is logged and the same image is tried again at the next wake-up.
 //!
 //! The first pass after a start applies every hosted partition's role: until then a partition
@@ -27,6 +29,7 @@ use spate_metadata::MetadataImage;
 use super::driver::Driver;
 use super::ClusterState;
 use crate::catalog::ShardId;
+use crate::catalog::TopicMetadata;
 use crate::catalog::{BrokerInfo, ClusterTopic, ClusterView, PartitionRole, TopicConfig};
 use crate::kafka::KafkaBroker;
 use crate::services::Services;
@@ -132,11 +135,14 @@ async fn reconcile(
     if plan.is_empty() {
         return Ok(true);
     }
+    // A replica a reassignment adds here opens empty; its fetcher then starts it at the
+    // leader's log start (`replication::fetcher`).
     let opened: Vec<_> = plan
         .created
         .iter()
         .cloned()
         .chain(plan.grown.iter().map(|(topic, _)| topic.clone()))
+        .chain(plan.replicas_added.iter().map(|(topic, _)| topic.clone()))
         .collect();
     for topic in opened {
         let name = topic.name.clone();
@@ -154,6 +160,7 @@ async fn reconcile(
     let deleted = plan.deleted.clone();
     let altered = plan.altered.clone();
     let roles = plan.roles_changed.clone();
+    let removed = plan.replicas_removed.clone();
     let local = plan.snapshot().local_node;
     let committing = catalog.clone();
     glommio::executor()
@@ -193,7 +200,13 @@ async fn reconcile(
     }
     let mut by_shard: BTreeMap<ShardId, Vec<(PartitionKey, PartitionRole, u16)>> = BTreeMap::new();
     for (topic, partition) in roles {
-        if !topic.is_hosted(partition, local) {
+        // A replica moved away takes its last role too (a follower of the new leader): a
+        // leadership it held ends now, failing its waiting acks=all requests with
+        // NOT_LEADER_OR_FOLLOWER, before the replica is deleted.
+        let moved_away = removed
+            .iter()
+            .any(|(gone, number)| gone.id == topic.id && *number == partition);
+        if !topic.is_hosted(partition, local) && !moved_away {
             continue;
         }
         let Some(shard) = topic.owner_of(partition) else {
@@ -232,7 +245,37 @@ async fn reconcile(
             return Err("a shard is stopping".to_string());
         }
     }
+    // Last, once no fetcher follows them any more: the replicas moved away from here.
+    for (topic, partition) in removed {
+        delete_moved_replica(services, topic, partition).await;
+    }
     Ok(true)
+}
+
+/// Closes and deletes this broker's replica of `partition`, which the metadata moved to other
+/// brokers. A failure is logged, not retried: the catalog no longer names the replica here, so
+/// nothing serves it, and its directory is only disk space.
+async fn delete_moved_replica(services: &Rc<Services>, topic: Arc<TopicMetadata>, partition: u32) {
+    let Some(shard) = topic.owner_of(partition) else {
+        return;
+    };
+    let name = topic.name.clone();
+    let deleted = invoke_on(services, shard, move |on: Rc<Services>| async move {
+        on.shard
+            .clone()
+            .delete_partition_replicas(topic, vec![partition])
+            .await
+    })
+    .await;
+    match deleted {
+        Ok(Ok(())) => {
+            tracing::info!(topic = %name, partition, "replica moved away by the cluster; deleted here")
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(topic = %name, partition, %error, "a replica moved away could not be deleted")
+        }
+        Err(_) => {} // The shard is stopping.
+    }
 }
 
 /// The catalog's view of `image`: every topic with its config and roles, every broker.

@@ -7,12 +7,17 @@
 //! so it moves with that leadership; `coordinator_node` finds it from the catalog snapshot and is
 //! shared with the Kafka FindCoordinator. A single broker coordinates everything itself.
 //!
-//! The operations are metadata changes: in cluster mode they go to the controller as proposals;
-//! a single broker has one replica per partition on itself, so there its preferred leaders
+//! The operations are metadata changes: in cluster mode each goes to the controller as a
+//! proposal (`ElectPreferredLeaders`, `ReassignPartition`, `DecommissionBroker`) and is answered
+//! once this broker applied it; reassignments in progress are read from the applied image. A
+//! single broker has one replica per partition on itself, so there its preferred leaders
 //! already lead, nothing is being reassigned, and the only valid replica list is itself.
+//! These steps are shared by the native handlers below and the Kafka ones
+//! (`kafka::operations`), which only translate the outcomes into each protocol's codes.
 
 use std::rc::Rc;
 
+use spate_metadata::{ApplyError, ApplyOutcome, ElectionResult, MetadataCommand, MetadataImage};
 use spate_protocol::api::{AlterReassignmentsRequest, AlterReassignmentsResponse};
 use spate_protocol::api::{CoordinatorType, FindCoordinatorRequest, FindCoordinatorResponse};
 use spate_protocol::api::{DecommissionBrokerRequest, DecommissionBrokerResponse};
@@ -26,6 +31,7 @@ use spate_protocol::NodeId;
 
 use super::admin::local_native_endpoint;
 use crate::catalog::CatalogSnapshot;
+use crate::cluster::{propose, ProposeError};
 use crate::group::{coordinator, offsets_partition_of, OFFSETS_TOPIC_NAME};
 use crate::services::Services;
 use crate::txn::coordinator as txn_coordinator;
@@ -157,12 +163,26 @@ pub(crate) type Wanted = Option<Vec<(String, Vec<u32>)>>;
 /// One partition's outcome of a preferred-leader election.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Election {
-    /// The preferred replica already led (Kafka's ELECTION_NOT_NEEDED). The cluster's
-    /// outcomes (elected, preferred replica not available) join when elections go to the
-    /// controller.
+    /// The preferred replica leads now.
+    Elected,
+    /// The preferred replica already led (Kafka's ELECTION_NOT_NEEDED).
     NotNeeded,
+    /// The preferred replica is fenced or out of the ISR, so the leader stays (Kafka's
+    /// PREFERRED_LEADER_NOT_AVAILABLE).
+    PreferredNotAvailable,
     /// No such topic or partition.
     UnknownPartition,
+}
+
+impl From<ElectionResult> for Election {
+    fn from(result: ElectionResult) -> Self {
+        match result {
+            ElectionResult::Elected => Election::Elected,
+            ElectionResult::NotNeeded => Election::NotNeeded,
+            ElectionResult::PreferredNotAvailable => Election::PreferredNotAvailable,
+            ElectionResult::UnknownPartition => Election::UnknownPartition,
+        }
+    }
 }
 
 /// Per topic, each named partition with its outcome, in the order asked.
@@ -196,13 +216,17 @@ fn named_partitions(snapshot: &CatalogSnapshot, wanted: &Wanted) -> PerPartition
     }
 }
 
-/// The answer of an operation that needs the cluster's controller, which this broker cannot
-/// reach through proposals yet.
-fn needs_controller(operation: &str) -> (ErrorCode, String) {
-    (
-        ErrorCode::NotController,
-        format!("{operation} needs the cluster controller, which this broker cannot reach yet"),
-    )
+/// A proposal that failed as a whole, as the native code and why.
+fn proposal_failed(operation: &str, error: ProposeError) -> (ErrorCode, String) {
+    (error.error_code(), format!("{operation}: {error}"))
+}
+
+/// Topic `name`'s id and partition count in `image`.
+fn topic_in(image: &MetadataImage, name: &str) -> Option<(u64, u32)> {
+    image
+        .topics
+        .get(name)
+        .map(|topic| (topic.id, topic.partitions.len() as u32))
 }
 
 /// Makes each named partition's preferred replica (its first) its leader where it is in the
@@ -214,7 +238,7 @@ pub(crate) async fn elect_preferred_leaders(
 ) -> Result<PerPartition<Election>, (ErrorCode, String)> {
     let snapshot = services.snapshot();
     if snapshot.cluster_mode {
-        return Err(needs_controller("electing leaders"));
+        return elect_in_cluster(services, wanted).await;
     }
     Ok(named_partitions(&snapshot, wanted)
         .into_iter()
@@ -235,15 +259,110 @@ pub(crate) async fn elect_preferred_leaders(
         .collect())
 }
 
+/// The controller's election of the named partitions' preferred leaders. Over every partition
+/// (`wanted` is `None`) only the partitions whose leader changed are listed, as Kafka does.
+async fn elect_in_cluster(
+    services: &Rc<Services>,
+    wanted: &Wanted,
+) -> Result<PerPartition<Election>, (ErrorCode, String)> {
+    let image = services.cluster.image();
+    let partitions: Option<Vec<(u64, u32)>> = wanted.as_ref().map(|topics| {
+        topics
+            .iter()
+            .filter_map(|(name, partitions)| {
+                let (topic_id, count) = topic_in(&image, name)?;
+                let existing = partitions.iter().filter(move |p| **p < count);
+                Some(existing.map(move |partition| (topic_id, *partition)))
+            })
+            .flatten()
+            .collect()
+    });
+    let results = match &partitions {
+        Some(partitions) if partitions.is_empty() => Vec::new(),
+        _ => {
+            let command = MetadataCommand::ElectPreferredLeaders { partitions };
+            match propose(services, command).await {
+                Ok(ApplyOutcome::LeadersElected { results }) => results,
+                Ok(other) => {
+                    return Err((
+                        ErrorCode::Unknown,
+                        format!("the controller answered {other:?} to an election"),
+                    ))
+                }
+                Err(error) => return Err(proposal_failed("electing leaders", error)),
+            }
+        }
+    };
+    let Some(topics) = wanted else {
+        // Every partition: the ones elected, by topic name as this broker now knows them.
+        let applied = services.cluster.image();
+        let mut elected: PerPartition<Election> = Vec::new();
+        for (topic_id, partition, result) in results {
+            let Some(topic) = applied.topic_by_id(topic_id) else {
+                continue;
+            };
+            match elected.iter_mut().find(|(name, _)| *name == topic.name) {
+                Some((_, partitions)) => partitions.push((partition, result.into())),
+                None => elected.push((topic.name.clone(), vec![(partition, result.into())])),
+            }
+        }
+        return Ok(elected);
+    };
+    Ok(topics
+        .iter()
+        .map(|(name, partitions)| {
+            let topic_id = topic_in(&image, name).map(|(id, _)| id);
+            let outcomes = partitions
+                .iter()
+                .map(|partition| {
+                    let result = results
+                        .iter()
+                        .find(|(id, number, _)| Some(*id) == topic_id && number == partition)
+                        .map_or(Election::UnknownPartition, |(_, _, result)| {
+                            (*result).into()
+                        });
+                    (*partition, result)
+                })
+                .collect();
+            (name.clone(), outcomes)
+        })
+        .collect())
+}
+
 /// One partition's outcome of a reassignment request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reassignment {
-    /// The move started (or, with the replicas it already has, nothing needed to move).
+    /// The move started (or, with the replicas it already has, nothing needed to move), or a
+    /// cancel put the replicas back.
     Started,
-    /// A cancel, but no reassignment of the partition is in progress.
+    /// A cancel, but no reassignment of the partition is in progress (Kafka's
+    /// NO_REASSIGNMENT_IN_PROGRESS).
     NothingToCancel,
-    /// Refused, with the native code and why.
+    /// The target replica list is not a valid one (Kafka's INVALID_REPLICA_ASSIGNMENT): the
+    /// native code (an unknown broker is `BrokerNotAvailable`) and why.
+    InvalidTarget(ErrorCode, String),
+    /// Refused for another reason, with the native code and why.
     Refused(ErrorCode, String),
+}
+
+impl Reassignment {
+    /// A proposal's failure for one partition.
+    fn of_failure(error: ProposeError) -> Self {
+        match error {
+            ProposeError::Refused(ApplyError::NoReassignmentInProgress { .. }) => {
+                Reassignment::NothingToCancel
+            }
+            ProposeError::Refused(ApplyError::UnknownBroker { id }) => Reassignment::InvalidTarget(
+                ErrorCode::BrokerNotAvailable,
+                format!("broker {id} is not in the cluster"),
+            ),
+            ProposeError::Refused(
+                refused @ (ApplyError::InvalidReplicaAssignment { .. }
+                | ApplyError::InvalidReplicationFactor { .. }),
+            ) => Reassignment::InvalidTarget(refused.error_code(), refused.to_string()),
+            error => Reassignment::Refused(error.error_code(), error.to_string()),
+        }
+    }
 }
 
 /// Gives each named partition its target replicas (`None` cancels its move in progress). A
@@ -255,7 +374,7 @@ pub(crate) async fn reassign_partitions(
 ) -> Result<PerPartition<Reassignment>, (ErrorCode, String)> {
     let snapshot = services.snapshot();
     if snapshot.cluster_mode {
-        return Err(needs_controller("reassigning partitions"));
+        return Ok(reassign_in_cluster(services, moves).await);
     }
     let local = snapshot.local_node;
     Ok(moves
@@ -276,7 +395,7 @@ pub(crate) async fn reassign_partitions(
                         Some(target) if *target == [local] => Reassignment::Started,
                         Some(target) => {
                             let (code, message) = single_broker_target(local, target);
-                            Reassignment::Refused(code, message)
+                            Reassignment::InvalidTarget(code, message)
                         }
                     };
                     (*partition, outcome)
@@ -285,6 +404,41 @@ pub(crate) async fn reassign_partitions(
             (name.clone(), outcomes)
         })
         .collect())
+}
+
+/// One proposal per named partition, in the order asked: each partition's move is its own
+/// metadata change, so one refused target does not hold the others back.
+async fn reassign_in_cluster(
+    services: &Rc<Services>,
+    moves: &PerPartition<Option<Vec<NodeId>>>,
+) -> PerPartition<Reassignment> {
+    let mut outcomes = Vec::with_capacity(moves.len());
+    for (name, partitions) in moves {
+        let mut topic_outcomes = Vec::with_capacity(partitions.len());
+        for (partition, target) in partitions {
+            let image = services.cluster.image();
+            let outcome = match topic_in(&image, name) {
+                Some((topic_id, count)) if *partition < count => {
+                    let command = MetadataCommand::ReassignPartition {
+                        topic_id,
+                        partition: *partition,
+                        target: target.clone(),
+                    };
+                    match propose(services, command).await {
+                        Ok(_) => Reassignment::Started,
+                        Err(error) => Reassignment::of_failure(error),
+                    }
+                }
+                _ => Reassignment::Refused(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {name} has no partition {partition}"),
+                ),
+            };
+            topic_outcomes.push((*partition, outcome));
+        }
+        outcomes.push((name.clone(), topic_outcomes));
+    }
+    outcomes
 }
 
 /// Why a replica list other than `[local]` cannot be a single broker's.
@@ -310,17 +464,49 @@ pub(crate) struct Move {
     pub removing: Vec<NodeId>,
 }
 
-/// The moves in progress among the named partitions (every partition when none are named). A
-/// single broker has none.
+/// The moves in progress among the named partitions (every partition when none are named), as
+/// this broker's applied metadata has them; a topic without one is left out. A single broker
+/// has none.
 pub(crate) async fn ongoing_reassignments(
     services: &Rc<Services>,
-    _wanted: &Wanted,
+    wanted: &Wanted,
 ) -> Result<Vec<(String, Vec<Move>)>, (ErrorCode, String)> {
-    let snapshot = services.snapshot();
-    if snapshot.cluster_mode {
-        return Err(needs_controller("listing reassignments"));
+    if !services.snapshot().cluster_mode {
+        return Ok(Vec::new());
     }
-    Ok(Vec::new())
+    Ok(moves_in(&services.cluster.image(), wanted))
+}
+
+/// The reassignments in progress in `image` among the `wanted` partitions.
+fn moves_in(image: &MetadataImage, wanted: &Wanted) -> Vec<(String, Vec<Move>)> {
+    let named = |name: &str, partition: u32| match wanted {
+        None => true,
+        Some(topics) => topics
+            .iter()
+            .any(|(wanted, partitions)| wanted == name && partitions.contains(&partition)),
+    };
+    image
+        .topics
+        .values()
+        .filter_map(|topic| {
+            let moves: Vec<Move> = topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(number, partition)| (number as u32, partition))
+                .filter(|(number, partition)| {
+                    partition.is_reassigning() && named(&topic.name, *number)
+                })
+                .map(|(number, partition)| Move {
+                    partition: number,
+                    replicas: partition.replicas.clone(),
+                    adding: partition.adding.clone(),
+                    removing: partition.removing.clone(),
+                })
+                .collect();
+            (!moves.is_empty()).then(|| (topic.name.clone(), moves))
+        })
+        .collect()
 }
 
 /// Starts moving every replica off broker `node`; it leaves the cluster once it holds none.
@@ -330,7 +516,28 @@ pub(crate) async fn decommission(
 ) -> Result<(), (ErrorCode, String)> {
     let snapshot = services.snapshot();
     if snapshot.cluster_mode {
-        return Err(needs_controller("decommissioning a broker"));
+        let command = MetadataCommand::DecommissionBroker { id: node };
+        return match propose(services, command).await {
+            Ok(_) => Ok(()),
+            Err(ProposeError::Refused(ApplyError::UnknownBroker { id })) => Err((
+                ErrorCode::BrokerNotAvailable,
+                format!("broker {id} is not in the cluster"),
+            )),
+            Err(ProposeError::Refused(ApplyError::InvalidReplicationFactor {
+                requested,
+                available,
+            })) => Err((
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "broker {node}'s replicas have nowhere to go: a partition needs {requested} \
+                     replicas and only {available} other brokers are active"
+                ),
+            )),
+            Err(error) => Err(proposal_failed(
+                &format!("decommissioning broker {node}"),
+                error,
+            )),
+        };
     }
     if node == snapshot.local_node {
         return Err((
@@ -389,7 +596,8 @@ fn outcomes<T>(
         .collect()
 }
 
-/// ElectLeaders: `None` for a partition its preferred replica leads now.
+/// ElectLeaders: `None` for a partition its preferred replica leads now (elected, or leading
+/// already).
 pub async fn elect_leaders(
     services: &Rc<Services>,
     request: &ElectLeadersRequest,
@@ -400,7 +608,14 @@ pub async fn elect_leaders(
             error_code: ErrorCode::None,
             error_message: None,
             topics: outcomes(elections, |name, partition, election| match election {
-                Election::NotNeeded => None,
+                Election::Elected | Election::NotNeeded => None,
+                Election::PreferredNotAvailable => Some((
+                    ErrorCode::BrokerNotAvailable,
+                    format!(
+                        "topic {name} partition {partition}: the preferred replica is fenced or \
+                         not in sync, so the leader stays"
+                    ),
+                )),
                 Election::UnknownPartition => Some((
                     ErrorCode::UnknownTopicOrPartition,
                     format!("topic {name} has no partition {partition}"),
@@ -442,7 +657,8 @@ pub async fn alter_reassignments(
                     ErrorCode::InvalidRequest,
                     "no reassignment of the partition is in progress".to_string(),
                 )),
-                Reassignment::Refused(code, message) => Some((code, message)),
+                Reassignment::InvalidTarget(code, message)
+                | Reassignment::Refused(code, message) => Some((code, message)),
             }),
         },
         Err((error_code, message)) => AlterReassignmentsResponse {

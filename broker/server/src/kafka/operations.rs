@@ -4,8 +4,10 @@
 //! admin client change the same cluster metadata `spate cluster` does.
 //!
 //! What is Kafka's here: the shapes and the error codes: ELECTION_NOT_NEEDED for a partition
-//! whose preferred replica already leads, NO_REASSIGNMENT_IN_PROGRESS
-//! for a cancel of nothing, INVALID_REPLICA_ASSIGNMENT for a target naming unknown brokers.
+//! whose preferred replica already leads, PREFERRED_LEADER_NOT_AVAILABLE for one whose
+//! preferred replica is fenced or out of sync, NO_REASSIGNMENT_IN_PROGRESS for a cancel of
+//! nothing, INVALID_REPLICA_ASSIGNMENT for a target naming unknown brokers (or repeating one,
+//! or empty), UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist.
 //! Unclean elections (election type 1) are refused: Spate never elects a replica outside the
 //! ISR, which could lose acknowledged records.
 
@@ -25,7 +27,6 @@ use spate_kafka_protocol::kafka_protocol::messages::{
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
-use spate_protocol::error::ErrorCode;
 
 use super::errors::kafka_code;
 use super::KafkaContext;
@@ -93,17 +94,22 @@ pub(crate) async fn elect_leaders(
                 .into_iter()
                 .map(|(partition, election)| {
                     let (error, message) = match election {
+                        Election::Elected => (None, None),
                         Election::NotNeeded => (
-                            ResponseError::ElectionNotNeeded,
+                            Some(ResponseError::ElectionNotNeeded),
                             Some("the preferred replica already leads"),
                         ),
+                        Election::PreferredNotAvailable => (
+                            Some(ResponseError::PreferredLeaderNotAvailable),
+                            Some("the preferred replica is fenced or not in sync"),
+                        ),
                         Election::UnknownPartition => {
-                            (ResponseError::UnknownTopicOrPartition, None)
+                            (Some(ResponseError::UnknownTopicOrPartition), None)
                         }
                     };
                     PartitionResult::default()
                         .with_partition_id(index_of(partition))
-                        .with_error_code(error.code())
+                        .with_error_code(error.map_or(0, |error| error.code()))
                         .with_error_message(message.map(text))
                 })
                 .collect();
@@ -186,9 +192,11 @@ pub(crate) async fn alter_partition_reassignments(
                             ResponseError::NoReassignmentInProgress.code(),
                             Some("no reassignment of the partition is in progress".to_string()),
                         ),
-                        Reassignment::Refused(code, message) => {
-                            (refused_reassignment(code), Some(message))
-                        }
+                        Reassignment::InvalidTarget(_, message) => (
+                            ResponseError::InvalidReplicaAssignment.code(),
+                            Some(message),
+                        ),
+                        Reassignment::Refused(code, message) => (kafka_code(code), Some(message)),
                     };
                     ReassignablePartitionResponse::default()
                         .with_partition_index(index_of(partition))
@@ -204,16 +212,6 @@ pub(crate) async fn alter_partition_reassignments(
     AlterPartitionReassignmentsResponse::default()
         .with_error_message(None)
         .with_responses(responses)
-}
-
-/// A refused target in Kafka's code: a bad replica list is INVALID_REPLICA_ASSIGNMENT.
-fn refused_reassignment(code: ErrorCode) -> i16 {
-    match code {
-        ErrorCode::BrokerNotAvailable | ErrorCode::InvalidReplicationFactor => {
-            ResponseError::InvalidReplicaAssignment.code()
-        }
-        other => kafka_code(other),
-    }
 }
 
 pub(crate) async fn list_partition_reassignments(

@@ -660,6 +660,10 @@ fn balance_leaders(
             .collect();
         write_json(&mut stdout, &json!({"partitions": entries}))?;
     } else {
+        if results.is_empty() {
+            // Over every partition the broker lists only those whose leader changed.
+            writeln!(stdout, "every preferred leader already leads")?;
+        }
         for change in &results {
             let outcome = match &change.result {
                 Ok(()) => "preferred leader leads".to_string(),
