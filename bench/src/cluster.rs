@@ -35,6 +35,7 @@ use spate_protocol::api::{
     encode_request, Acks, CreateTopic, CreateTopicsRequest, Message, MetadataRequest,
     MetadataResponse, PartitionMetadata, Request,
 };
+use spate_protocol::error::ErrorCode;
 use spate_protocol::frame::split_response_frame;
 use spate_protocol::NodeId;
 
@@ -210,6 +211,8 @@ impl LocalCluster {
         started.into_iter().collect::<Result<Vec<()>, _>>()?;
         let cluster = LocalCluster { brokers };
         cluster.wait_formed()?;
+        // Every broker can take replicas once a topic at the default factor can be placed.
+        cluster.create_topic("spate-bench-cluster-ready", 1)?;
         Ok(cluster)
     }
 
@@ -304,13 +307,22 @@ impl LocalCluster {
             }],
             timeout_ms: 30_000,
         };
-        let answer = call_once(self.address(1), &request, Duration::from_secs(40));
-        let created = answer.is_some_and(|response| {
-            response
-                .results
-                .first()
-                .is_some_and(|result| result.error_code == spate_protocol::error::ErrorCode::None)
-        });
+        // Registered brokers are fenced until the controller has heard them and they caught up
+        // with the metadata log: until then the default replication factor finds too few
+        // brokers to place replicas on (InvalidReplicationFactor), which passes.
+        let created = wait_for(SETTLE_TIMEOUT, || {
+            let answer = call_once(self.address(1), &request, Duration::from_secs(40))?;
+            let code = answer.results.first()?.error_code;
+            match code {
+                ErrorCode::None => Some(true),
+                ErrorCode::InvalidReplicationFactor => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    None
+                }
+                _ => Some(false),
+            }
+        })
+        .unwrap_or(false);
         if !created {
             return Err(ClusterError::Broker {
                 id: 1,
