@@ -823,6 +823,9 @@ pub fn table(runs: &[ReplicatedRun], failover: Option<&FailoverReport>) -> Strin
             milliseconds(latency.map(|latency| latency.max)),
             outcome.errors
         );
+        if let Some(error) = outcome.first_error.as_deref() {
+            text += &format!("  first error: {error}\n");
+        }
         let acknowledged = outcome.measured_bytes.max(1) as f64;
         for (id, counters) in &run.per_broker {
             text += &format!(
