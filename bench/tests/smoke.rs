@@ -538,3 +538,49 @@ fn compaction_latency_probes_idle_compacting_and_idle_again() {
         .expect("the pass's line");
     assert!(line.contains("partition compacted"), "{line}");
 }
+
+/// `--cluster 3`: three local brokers, an RF=3 run and an RF=1 run, each acknowledging records
+/// (a follower's bytes show as the leader's sends), then one kill -9 of a leader timed to the
+/// next acknowledged write.
+#[test]
+fn produce_on_a_local_cluster_reports_both_replication_factors_and_a_failover() {
+    let broker = broker_binary();
+    let broker = broker.to_str().expect("a UTF-8 path");
+    let (_, document, printed) = run_bench_as_it_ends(&[
+        "produce",
+        "--cluster",
+        "3",
+        "--failover-rounds",
+        "1",
+        "--duration-ms",
+        "1500",
+        "--broker-binary",
+        broker,
+    ]);
+    assert_eq!(document["workload"], "cluster-produce", "{printed}");
+    let runs = document["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{printed}");
+    for (run, factor) in runs.iter().zip([3, 1]) {
+        assert_eq!(run["replication_factor"], factor, "{printed}");
+        assert!(
+            number_at(&run["outcome"], &["records_per_sec"]).is_some_and(|value| value > 0.0),
+            "RF={factor} acknowledged nothing: {printed}"
+        );
+    }
+    let leader_sent: f64 = runs[0]["per_broker"]
+        .as_object()
+        .expect("per-broker counters")
+        .values()
+        .filter_map(|counters| counters["socket_sent_bytes"].as_f64())
+        .sum();
+    assert!(
+        leader_sent > 0.0,
+        "RF=3: no broker sent replica bytes: {printed}"
+    );
+    let rounds = document["failover"]["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 1, "{printed}");
+    assert!(
+        rounds[0]["failover_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{printed}"
+    );
+}
