@@ -22,12 +22,14 @@ use cluster_support::{
     assert_acknowledged_stored_once_in_order, assert_replicas_identical, env_count, percentile,
     stored_numbers, ProducerOptions, ProducerRun, Random,
 };
-use spate_tests::cluster::{Cluster, ClusterOptions, NodeId, FORMATION_TIMEOUT};
+use spate_tests::cluster::{wait_for, Cluster, ClusterOptions, NodeId, FORMATION_TIMEOUT};
 
 const TOPIC: &str = "kill9";
 const PARTITIONS: u32 = 3;
 /// How long a restarted broker may take to be back in every ISR.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the controller gives leaderships back to preferred replicas in this test.
+const LEADER_BALANCE_INTERVAL_MS: u64 = 2_000;
 /// How long the producer may make no progress after a kill before the test fails.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -43,7 +45,14 @@ struct Kill {
 fn kill_9_cycles_lose_no_acknowledged_record_and_replicas_stay_identical() {
     let cycles = env_count("SPATE_CLUSTER_KILL9_CYCLES", 10);
     let mut random = Random::from_env("SPATE_CLUSTER_SEED");
-    let mut cluster = Cluster::start(ClusterOptions::default());
+    // Leaderships go back to preferred replicas often, so kills find them spread again.
+    let mut cluster = Cluster::start(ClusterOptions {
+        arguments: vec![
+            "--leader-balance-interval-ms".to_string(),
+            LEADER_BALANCE_INTERVAL_MS.to_string(),
+        ],
+        ..ClusterOptions::default()
+    });
     cluster.wait_formed(FORMATION_TIMEOUT);
     cluster.create_topic(1, TOPIC, PARTITIONS, &[("min.insync.replicas", "2")]);
     cluster.wait_in_sync(TOPIC, PARTITIONS, REJOIN_TIMEOUT);
@@ -130,4 +139,34 @@ fn kill_9_cycles_lose_no_acknowledged_record_and_replicas_stay_identical() {
         );
     }
     assert_replicas_identical(&cluster, TOPIC, PARTITIONS);
+
+    // Every broker is back and in sync: each partition is led by its preferred replica again
+    // (the controller's leader balance), not by whichever broker survived the last kill.
+    let mut last = Vec::new();
+    let balanced = wait_for(REJOIN_TIMEOUT, || {
+        last = (0..PARTITIONS)
+            .map(|partition| {
+                let preferred = cluster
+                    .metadata_from(1, Some(vec![TOPIC.to_string()]))
+                    .and_then(|metadata| {
+                        let topic = metadata.topics.into_iter().find(|t| t.name == TOPIC)?;
+                        let seen = topic
+                            .partitions
+                            .into_iter()
+                            .find(|p| p.partition == partition)?;
+                        seen.replicas.first().copied()
+                    });
+                (partition, preferred, cluster.leader_of(TOPIC, partition))
+            })
+            .collect();
+        last.iter()
+            .all(|(_, preferred, leader)| {
+                preferred.is_some() && leader.map(|(id, _)| id) == *preferred
+            })
+            .then_some(())
+    });
+    assert!(
+        balanced.is_some(),
+        "leaderships did not go back to the preferred replicas: (partition, preferred, leader) {last:?}"
+    );
 }

@@ -35,6 +35,12 @@ pub struct MetadataConfig {
     pub log_file_bytes_max: u64,
     /// Commands the controller re-proposes only after this long without seeing them applied.
     pub controller_retry_ms: u64,
+    /// How often the controller gives leadership back to each partition's preferred replica
+    /// (its first) where that replica is live and in sync, as Kafka's
+    /// `auto.leader.rebalance.enable` does every `leader.imbalance.check.interval.seconds`:
+    /// after a broker restarts, the leaderships it lost come back instead of piling up on the
+    /// survivors. 0 turns it off.
+    pub leader_balance_interval_ms: u64,
     /// Seeds the node's randomized election timeouts (mixed with its id): any value works in a
     /// broker; a simulation passes its case seed to be reproducible.
     pub election_seed: u64,
@@ -58,6 +64,7 @@ impl Default for MetadataConfig {
             snapshot_bytes_max: 15 * 1024 * 1024,
             log_file_bytes_max: 1024 * 1024 * 1024,
             controller_retry_ms: 1000,
+            leader_balance_interval_ms: 30_000,
             election_seed: 0,
         }
     }

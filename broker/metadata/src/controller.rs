@@ -8,6 +8,10 @@
 //! - Add every registered broker that is not a Raft member as a learner (voters are the seeds).
 //! - Remove a decommissioning broker once it holds no replica, and a removed broker's learner
 //!   from the Raft configuration (voters, the seeds, stay).
+//! - When a leader balance is due (every `leader_balance_interval_ms`), elect the preferred
+//!   replica of every partition it does not lead while it is live, active and in the ISR
+//!   (Kafka's automatic preferred-leader election); partitions being reassigned are left to
+//!   their reassignment.
 //!
 //! A new controller has heard nobody yet. It gives every broker a session from the start of its
 //! leadership, except the previous controller: that one is taken as last heard one election
@@ -48,6 +52,8 @@ pub struct ControllerView<'a> {
     pub raft_voters: &'a BTreeSet<NodeId>,
     pub broker_session_timeout_ms: u64,
     pub election_timeout_ms: u64,
+    /// Whether this tick elects preferred leaders back (the node paces it).
+    pub leader_balance_due: bool,
 }
 
 /// What the controller wants done this tick.
@@ -131,6 +137,16 @@ pub fn controller_decisions(view: &ControllerView<'_>) -> ControllerDecisions {
             decisions.learners_to_add.push(id);
         }
     }
+    if view.leader_balance_due {
+        let unbalanced = preferred_leaders_not_leading(view.image);
+        if !unbalanced.is_empty() {
+            decisions
+                .commands
+                .push(MetadataCommand::ElectPreferredLeaders {
+                    partitions: Some(unbalanced),
+                });
+        }
+    }
     decisions.learners_to_remove = view
         .raft_members
         .iter()
@@ -140,6 +156,28 @@ pub fn controller_decisions(view: &ControllerView<'_>) -> ControllerDecisions {
         })
         .collect();
     decisions
+}
+
+/// Partitions, as (topic id, partition), whose preferred replica could lead and does not: it is
+/// an active broker and in the ISR, and no reassignment is moving the partition.
+fn preferred_leaders_not_leading(image: &MetadataImage) -> Vec<(u64, u32)> {
+    let active = |node: NodeId| image.brokers.get(&node).is_some_and(|b| b.is_active());
+    let mut partitions = Vec::new();
+    for topic in image.topics.values() {
+        for (number, partition) in topic.partitions.iter().enumerate() {
+            let Some(&preferred) = partition.replicas.first() else {
+                continue;
+            };
+            if partition.leader != Some(preferred)
+                && !partition.is_reassigning()
+                && active(preferred)
+                && partition.isr.contains(&preferred)
+            {
+                partitions.push((topic.id, number as u32));
+            }
+        }
+    }
+    partitions
 }
 
 #[cfg(test)]
@@ -212,6 +250,7 @@ mod tests {
                 raft_voters: &self.voters,
                 broker_session_timeout_ms: 1500,
                 election_timeout_ms: 1000,
+                leader_balance_due: false,
             })
         }
     }
@@ -329,5 +368,68 @@ mod tests {
         // A voter stays a voter even when its broker is gone.
         world.image.brokers.remove(&1);
         assert_eq!(world.decide(0, 0, None).learners_to_remove, vec![7]);
+    }
+
+    #[test]
+    fn a_due_balance_elects_preferred_replicas_that_are_back_in_sync() {
+        let mut world = World::new(3);
+        world.apply(C::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: None,
+            assignments: Some(vec![vec![1, 2, 0]]),
+            config: BTreeMap::new(),
+        });
+        let topic_id = world.image.topics["t"].id;
+        let balance = |world: &World| {
+            controller_decisions(&ControllerView {
+                image: &world.image,
+                controller: 0,
+                now_ms: 0,
+                leadership_began_ms: 0,
+                previous_leader: None,
+                last_heard_ms: &world.heard,
+                matched_index: &world.matched,
+                raft_members: &world.members,
+                raft_voters: &world.voters,
+                broker_session_timeout_ms: u64::MAX,
+                election_timeout_ms: 1000,
+                leader_balance_due: true,
+            })
+            .commands
+        };
+        // The preferred replica leads: nothing to do.
+        assert!(balance(&world).is_empty());
+        // Broker 1 dies: broker 2 leads, and while 1 is fenced nothing is elected.
+        world.apply(C::FenceBroker {
+            id: 1,
+            incarnation: 1,
+        });
+        assert_eq!(world.image.partition(topic_id, 0).unwrap().leader, Some(2));
+        assert!(balance(&world).is_empty());
+        // Back (unfenced) but not yet in sync: still nothing.
+        world.apply(C::UnfenceBroker {
+            id: 1,
+            incarnation: 1,
+        });
+        assert!(balance(&world).is_empty());
+        // In sync again: leadership goes back to it.
+        let partition = world.image.partition(topic_id, 0).unwrap().clone();
+        world.apply(C::AlterPartition {
+            topic_id,
+            partition: 0,
+            leader: 2,
+            leader_epoch: partition.leader_epoch,
+            partition_epoch: partition.partition_epoch,
+            new_isr: vec![2, 0, 1],
+        });
+        assert_eq!(
+            balance(&world),
+            vec![C::ElectPreferredLeaders {
+                partitions: Some(vec![(topic_id, 0)])
+            }]
+        );
+        // Not due: nothing.
+        assert!(world.decide(0, 0, None).commands.is_empty());
     }
 }

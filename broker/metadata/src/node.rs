@@ -59,6 +59,9 @@ struct Leadership {
     term: u64,
     began_ms: u64,
     previous_leader: Option<NodeId>,
+    /// When preferred leaders were last elected back (the leadership's start at first, so a
+    /// new controller waits one interval: brokers it has not heard yet are not judged).
+    leader_balance_ms: u64,
 }
 
 /// One broker's metadata node. Lives on shard 0.
@@ -594,11 +597,19 @@ impl<F: FileSystem> MetadataNode<F> {
                 term,
                 began_ms: now_ms,
                 previous_leader: self.last_other_leader,
+                leader_balance_ms: now_ms,
             });
             self.decisions_in_flight.clear();
             self.learners_in_flight.clear();
         }
-        let leadership = self.leadership.expect("set above");
+        let interval_ms = self.config.leader_balance_interval_ms;
+        let leadership = self.leadership.as_mut().expect("set above");
+        let leader_balance_due =
+            interval_ms > 0 && now_ms >= leadership.leader_balance_ms.saturating_add(interval_ms);
+        if leader_balance_due {
+            leadership.leader_balance_ms = now_ms;
+        }
+        let leadership = *leadership;
         let matched: BTreeMap<NodeId, u64> = self
             .raw
             .raft
@@ -620,6 +631,7 @@ impl<F: FileSystem> MetadataNode<F> {
             raft_voters: &voters,
             broker_session_timeout_ms: self.config.broker_session_timeout_ms,
             election_timeout_ms: self.config.election_timeout_ms(),
+            leader_balance_due,
         });
         let retry_ms = self.config.controller_retry_ms;
         let fresh = |proposed: Option<&u64>| proposed.is_some_and(|at| now_ms < at + retry_ms);

@@ -127,6 +127,8 @@ impl Simulation {
         let learners = rng.below(2) as usize;
         let config = MetadataConfig {
             snapshot_every_entries: 10 + rng.below(60),
+            // Off, or often enough that a case's run sees several balances.
+            leader_balance_interval_ms: [0, 1_000, 5_000][rng.below(3) as usize],
             election_seed: seed,
             ..MetadataConfig::default()
         };

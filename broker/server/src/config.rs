@@ -147,6 +147,7 @@ pub mod defaults {
     /// A broker not heard from (Raft traffic) for this long is fenced: its leaderships move to
     /// live replicas (Kafka's `broker.session.timeout.ms`, 9 s there; Spate favours failover).
     pub const BROKER_SESSION_TIMEOUT_MS: u64 = 1500;
+    pub const LEADER_BALANCE_INTERVAL_MS: u64 = 30_000;
     /// Metadata log entries between snapshots of the image.
     pub const METADATA_SNAPSHOT_EVERY_ENTRIES: u64 = 10_000;
     /// Largest encoded metadata command.
@@ -362,6 +363,7 @@ settings! {
     metadata_election_ticks: usize, "SPATE_METADATA_ELECTION_TICKS", "Metadata ticks without the controller's heartbeat before a voter stands for election (default 10)";
     metadata_heartbeat_ticks: usize, "SPATE_METADATA_HEARTBEAT_TICKS", "Metadata ticks between the controller's heartbeats (default 2)";
     broker_session_timeout_ms: u64, "SPATE_BROKER_SESSION_TIMEOUT_MS", "A broker not heard from this long is fenced and its leaderships move, like Kafka's broker.session.timeout.ms (default 1500)";
+    leader_balance_interval_ms: u64, "SPATE_LEADER_BALANCE_INTERVAL_MS", "How often the controller makes each partition's preferred replica its leader again where it is live and in sync, like Kafka's auto.leader.rebalance.enable with leader.imbalance.check.interval.seconds; 0: never (default 30000)";
     metadata_snapshot_every_entries: u64, "SPATE_METADATA_SNAPSHOT_EVERY_ENTRIES", "Metadata log entries between snapshots of the cluster metadata (default 10000)";
     cluster_propose_timeout_ms: u64, "SPATE_CLUSTER_PROPOSE_TIMEOUT_MS", "Longest a metadata change (create a topic, ...) waits to be applied before it is answered RequestTimedOut (default 10000)";
     replica_lag_time_max_ms: u64, "SPATE_REPLICA_LAG_TIME_MAX_MS", "A follower not caught up with its leader within this long leaves the in-sync replicas, like Kafka's replica.lag.time.max.ms (default 5000)";
@@ -484,6 +486,8 @@ pub struct Limits {
     pub metadata_election_ticks: usize,
     pub metadata_heartbeat_ticks: usize,
     pub broker_session_timeout_ms: u64,
+    /// How often the controller elects preferred leaders back; 0: never.
+    pub leader_balance_interval_ms: u64,
     pub metadata_snapshot_every_entries: u64,
     pub metadata_entry_bytes_max: usize,
     pub metadata_uncommitted_bytes_max: usize,
@@ -780,6 +784,9 @@ impl Config {
             broker_session_timeout_ms: layer
                 .broker_session_timeout_ms
                 .unwrap_or(defaults::BROKER_SESSION_TIMEOUT_MS),
+            leader_balance_interval_ms: layer
+                .leader_balance_interval_ms
+                .unwrap_or(defaults::LEADER_BALANCE_INTERVAL_MS),
             metadata_snapshot_every_entries: layer
                 .metadata_snapshot_every_entries
                 .unwrap_or(defaults::METADATA_SNAPSHOT_EVERY_ENTRIES),

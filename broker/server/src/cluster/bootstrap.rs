@@ -64,6 +64,7 @@ pub(super) fn metadata_config(limits: &Limits) -> MetadataConfig {
         election_ticks: limits.metadata_election_ticks,
         heartbeat_ticks: limits.metadata_heartbeat_ticks,
         broker_session_timeout_ms: limits.broker_session_timeout_ms,
+        leader_balance_interval_ms: limits.leader_balance_interval_ms,
         snapshot_every_entries: limits.metadata_snapshot_every_entries,
         entry_bytes_max: limits.metadata_entry_bytes_max,
         uncommitted_bytes_max: limits.metadata_uncommitted_bytes_max,
