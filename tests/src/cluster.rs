@@ -588,6 +588,17 @@ fn broker_options(
         "--advertised".to_string(),
         advertised.to_string(),
     ];
+    // Tests decide who leads (kills, elections, reassignments); the controller's periodic
+    // preferred-leader election would move leaders under them at a moment a loaded machine
+    // makes unpredictable. A test that wants it passes --leader-balance-interval-ms itself.
+    let balance_flag = "--leader-balance-interval-ms";
+    if !options
+        .arguments
+        .iter()
+        .any(|argument| argument == balance_flag)
+    {
+        arguments.extend([balance_flag.to_string(), "0".to_string()]);
+    }
     arguments.extend(options.arguments.iter().cloned());
     BrokerOptions {
         shards: options.shards,
