@@ -197,14 +197,19 @@ impl<F: FileSystem> ProducerIdAllocator<F> {
     /// snapshot and the batches replayed after it). Ids at or above it are never issued: with a
     /// lost reservation this is what recovery waits for; with a reservation that is behind (a
     /// file restored from an old backup) it is raised at once, and logged. No I/O: the raised
-    /// reservation is written before the first id of it is issued.
+    /// reservation is written before the first id of it is issued. In cluster mode ids come
+    /// from the controller's blocks and a replicated partition remembers every broker's
+    /// producers, so the local reservation is not compared (nor was it behind).
     pub fn observe(&self, largest_producer_id: i64) {
         if largest_producer_id < 0 {
             return;
         }
         let mut reservation = self.lock();
         reservation.largest_remembered = reservation.largest_remembered.max(largest_producer_id);
-        if reservation.recovering || largest_producer_id < reservation.next_id {
+        if reservation.recovering
+            || reservation.cluster.is_some()
+            || largest_producer_id < reservation.next_id
+        {
             return;
         }
         let next_id = largest_producer_id.saturating_add(1);
@@ -615,5 +620,15 @@ mod tests {
         // Issued by another broker before a failover: its epoch bump is answered here.
         let bumped = allocator.init(123_456, 4).unwrap();
         assert_eq!((bumped.producer_id, bumped.producer_epoch), (123_456, 5));
+        // A replicated partition remembers other brokers' ids: they move nothing here.
+        allocator.observe(1_000_000);
+        allocator.grant_block(7000, 1);
+        assert_eq!(
+            allocator
+                .init(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+                .unwrap()
+                .producer_id,
+            7000
+        );
     }
 }
