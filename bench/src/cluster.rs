@@ -304,6 +304,7 @@ impl LocalCluster {
                 name: topic.to_string(),
                 partition_count: partitions,
                 configs: Vec::new(),
+                replication_factor: 0,
             }],
             timeout_ms: 30_000,
         };

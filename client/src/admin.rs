@@ -49,6 +49,9 @@ pub struct NewTopic {
     pub partition_count: u32,
     /// Config names as in `spate_protocol::api::config::name` (`retention.bytes`, ...).
     pub configs: Vec<(String, String)>,
+    /// Replicas of each partition in a cluster; 0 takes the cluster's default (a single broker
+    /// accepts 0 or 1; a broker older than CreateTopics v1 only 0).
+    pub replication_factor: u16,
 }
 
 impl NewTopic {
@@ -58,7 +61,14 @@ impl NewTopic {
             name: name.into(),
             partition_count,
             configs: Vec::new(),
+            replication_factor: 0,
         }
+    }
+
+    /// Gives each partition `replication_factor` replicas (0: the cluster's default).
+    pub fn with_replication_factor(mut self, replication_factor: u16) -> Self {
+        self.replication_factor = replication_factor;
+        self
     }
 
     /// Adds one config entry.
@@ -272,6 +282,7 @@ impl Admin {
                         .iter()
                         .map(|(name, value)| ConfigEntry::new(name, value))
                         .collect(),
+                    replication_factor: topic.replication_factor,
                 }],
                 timeout_ms: TOPIC_CHANGE_TIMEOUT_MS,
             };

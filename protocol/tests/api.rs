@@ -424,7 +424,12 @@ proptest! {
     ) {
         let topics = creates
             .into_iter()
-            .map(|(name, partition_count, configs)| CreateTopic { name, partition_count, configs })
+            .map(|(name, partition_count, configs)| CreateTopic {
+                name,
+                partition_count,
+                configs,
+                replication_factor: 0,
+            })
             .collect();
         assert_request_round_trips(&CreateTopicsRequest { topics, timeout_ms })?;
         assert_response_round_trips(&CreateTopicsResponse { results: results.clone() })?;
@@ -561,7 +566,12 @@ proptest! {
         ),
         creates in proptest::collection::vec(
             (topic_name(), any::<u32>(), proptest::collection::vec(config_entry(), 0..3))
-                .prop_map(|(name, partition_count, configs)| CreateTopic { name, partition_count, configs }),
+                .prop_map(|(name, partition_count, configs)| CreateTopic {
+                    name,
+                    partition_count,
+                    configs,
+                    replication_factor: 0,
+                }),
             0..3,
         ),
         describe in (proptest::option::of(text()), proptest::collection::vec(partition_metadata(), 0..3)),

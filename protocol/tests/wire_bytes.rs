@@ -331,13 +331,28 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                             name: "alpha".into(),
                             partition_count: 0x0102_0304,
                             configs: configs(),
+                            replication_factor: 0,
                         },
                         CreateTopic {
                             name: "beta".into(),
                             partition_count: 1,
                             configs: vec![],
+                            replication_factor: 0,
                         },
                     ],
+                    timeout_ms: 0x0a0b_0c0d,
+                },
+            );
+            encodings.message_at(
+                "replicated",
+                1,
+                CreateTopicsRequest {
+                    topics: vec![CreateTopic {
+                        name: "alpha".into(),
+                        partition_count: 0x0102_0304,
+                        configs: configs(),
+                        replication_factor: 0x0a0b,
+                    }],
                     timeout_ms: 0x0a0b_0c0d,
                 },
             );

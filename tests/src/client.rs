@@ -204,6 +204,7 @@ impl TestClient {
                     .iter()
                     .map(|(key, value)| ConfigEntry::new(*key, *value))
                     .collect(),
+                replication_factor: 0,
             }],
             timeout_ms: 30_000,
         });

@@ -440,6 +440,19 @@ impl Cluster {
         partitions: u32,
         configs: &[(&str, &str)],
     ) {
+        self.create_topic_with_replication_factor(via, topic, partitions, 0, configs);
+    }
+
+    /// [`Cluster::create_topic`] with `replication_factor` replicas per partition (native
+    /// CreateTopics v1; 0: the cluster's default).
+    pub fn create_topic_with_replication_factor(
+        &self,
+        via: NodeId,
+        topic: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: &[(&str, &str)],
+    ) {
         let request = CreateTopicsRequest {
             topics: vec![CreateTopic {
                 name: topic.to_string(),
@@ -451,6 +464,7 @@ impl Cluster {
                         value: value.to_string(),
                     })
                     .collect(),
+                replication_factor,
             }],
             timeout_ms: 30_000,
         };

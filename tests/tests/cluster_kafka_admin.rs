@@ -3,8 +3,9 @@
 //! manual replica assignments (through the controller), CreatePartitions with assignments,
 //! `min.insync.replicas` as a real topic config (set at creation, by AlterConfigs and
 //! IncrementalAlterConfigs, described with its value or its default, a majority of the
-//! replication factor; refused above the replication factor), and FindCoordinator for a
-//! transactional id creating `__transaction_state` through the controller.
+//! replication factor; refused above the replication factor), native CreateTopics v1's
+//! replication factor, and FindCoordinator for a transactional id creating
+//! `__transaction_state` through the controller.
 
 use std::time::Duration;
 
@@ -330,6 +331,14 @@ fn kafka_admin_places_replicas_and_keeps_min_insync_replicas_through_the_control
             "broker {id} does not describe min.insync.replicas=3"
         );
     }
+
+    // Native CreateTopics v1 takes a replication factor too.
+    cluster.create_topic_with_replication_factor(3, "native-two", 2, 2, &[]);
+    let placed = replicas(&mut kafka, "native-two").expect("created");
+    assert!(
+        placed.len() == 2 && placed.iter().all(|replicas| replicas.len() == 2),
+        "{placed:?}"
+    );
 
     // FindCoordinator for a transactional id creates __transaction_state through the
     // controller (RF 3) and answers COORDINATOR_NOT_AVAILABLE, retriable, until it has a leader.

@@ -90,6 +90,7 @@ fn create_topic(cluster: &Cluster) {
             name: TOPIC.to_string(),
             partition_count: 1,
             configs: Vec::new(),
+            replication_factor: 0,
         }],
         timeout_ms: 30_000,
     };

@@ -20,6 +20,7 @@ fn broker_with_topic(partitions: u32) -> (Broker, TestClient) {
             name: "orders".into(),
             partition_count: partitions,
             configs: Vec::new(),
+            replication_factor: 0,
         }],
         timeout_ms: 10_000,
     });

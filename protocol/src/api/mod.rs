@@ -190,7 +190,8 @@ apis! {
     // Version 1: the cluster (id, controller, brokers) and each partition's leader, leader
     // epoch, replicas and in-sync replicas.
     Metadata = 1, versions 0..=1 => MetadataRequest, MetadataResponse;
-    CreateTopics = 2 => CreateTopicsRequest, CreateTopicsResponse;
+    // Version 1: each topic's replication factor.
+    CreateTopics = 2, versions 0..=1 => CreateTopicsRequest, CreateTopicsResponse;
     DeleteTopics = 3 => DeleteTopicsRequest, DeleteTopicsResponse;
     ListTopics = 4 => ListTopicsRequest, ListTopicsResponse;
     DescribeTopic = 5 => DescribeTopicRequest, DescribeTopicResponse;

@@ -29,6 +29,10 @@ wire! {
         pub partition_count: u32 as u32,
         /// Names from `api::config::name`; missing ones take the broker default.
         pub configs: Vec<ConfigEntry> as List<ConfigEntry, CONFIG_ENTRIES_MAX>,
+        /// Replicas of each partition; 0 (and version 0) takes the cluster's default. A single
+        /// broker accepts 0 or 1.
+        #[since = 1]
+        pub replication_factor: u16 as u16,
     }
 }
 

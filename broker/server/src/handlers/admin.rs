@@ -316,6 +316,7 @@ pub async fn create_topics(
             services,
             &topic.name,
             i64::from(topic.partition_count),
+            topic.replication_factor,
             &topic.configs,
         )
         .await;
@@ -324,10 +325,12 @@ pub async fn create_topics(
     response
 }
 
+/// Creates topic `name`; `replication_factor` 0 takes the default (native CreateTopics v1).
 pub(crate) async fn create_topic(
     services: &Rc<Services>,
     name: &str,
     partitions: i64,
+    replication_factor: u16,
     entries: &[ConfigEntry],
 ) -> Result<(), (ErrorCode, String)> {
     refuse_internal(name)?;
@@ -338,24 +341,15 @@ pub(crate) async fn create_topic(
                 .map(|entry| (entry.name.as_str(), entry.value.as_str())),
         )
         .map_err(|error| (ErrorCode::InvalidConfig, error.to_string()))?;
-    create_topic_with_config(services, name, partitions, config)
+    let replication_factor = (replication_factor != 0).then_some(replication_factor);
+    create_replicated_topic(services, name, partitions, replication_factor, None, config)
         .await
         .map(|_| ())
 }
 
 /// Creates topic `name` with a parsed `config` (checked here against the storage engine's
-/// rules): the native and the Kafka CreateTopics share it.
-pub(crate) async fn create_topic_with_config(
-    services: &Rc<Services>,
-    name: &str,
-    partitions: i64,
-    config: TopicConfig,
-) -> Result<Arc<TopicMetadata>, (ErrorCode, String)> {
-    create_replicated_topic(services, name, partitions, None, None, config).await
-}
-
-/// [`create_topic_with_config`] with a replication factor and replica assignments (one replica
-/// list per partition), as Kafka's CreateTopics gives them: in a cluster they go to the
+/// rules), a replication factor and replica assignments (one replica list per partition), as
+/// Kafka's CreateTopics and native CreateTopics v1 give them: in a cluster they go to the
 /// controller (`None`: the defaults); a single broker is the only replica, so it accepts only
 /// a factor of 1 and assignments naming itself.
 pub(crate) async fn create_replicated_topic(

@@ -274,7 +274,7 @@ pub(crate) fn owned_partition(
 /// success. `Err`: the Kafka error code for the topic.
 pub(crate) async fn auto_create(context: &KafkaContext<'_>, name: &str) -> Result<(), i16> {
     let partitions = i64::from(context.kafka().default_partitions);
-    match create_topic(context.services, name, partitions, &[]).await {
+    match create_topic(context.services, name, partitions, 0, &[]).await {
         Ok(()) => {
             tracing::info!(
                 topic = name,

@@ -120,6 +120,10 @@ pub struct CreateArgs {
     /// Number of partitions.
     #[arg(long, default_value_t = 1)]
     partitions: u32,
+    /// Replicas of each partition in a cluster (default: the cluster's, 3 or every broker when
+    /// fewer; a single broker holds one).
+    #[arg(long)]
+    replication_factor: Option<u16>,
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
@@ -215,7 +219,8 @@ pub fn run(client: &Client, command: TopicCommand) -> anyhow::Result<()> {
 }
 
 fn create(client: &Client, arguments: CreateArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
-    let mut topic = NewTopic::new(arguments.name.clone(), arguments.partitions);
+    let mut topic = NewTopic::new(arguments.name.clone(), arguments.partitions)
+        .with_replication_factor(arguments.replication_factor.unwrap_or(0));
     for (key, value) in arguments.config.entries()? {
         topic = topic.with_config(key, value);
     }
