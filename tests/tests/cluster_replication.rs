@@ -6,6 +6,9 @@
 //! "Holds it on disk" is read from the follower's own data directory (its segment files), not
 //! through any broker: a follower does not serve consumer reads.
 
+mod cluster_support;
+
+use cluster_support::{assert_replicas_identical, replica_batches};
 use spate_protocol::api::{
     Acks, CreateTopic, CreateTopicsRequest, ProducePartition, ProducePartitionResponse,
     ProduceRequest, TopicPartitions,
@@ -16,11 +19,7 @@ use spate_tests::client::TestRecord;
 use spate_tests::cluster::{
     call_once, wait_for, Cluster, ClusterOptions, NodeId, FORMATION_TIMEOUT,
 };
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// One replica's batches as (base offset, bytes as stored).
-type ReplicaLog = Vec<(u64, Vec<u8>)>;
 
 const TOPIC: &str = "replicated";
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -212,82 +211,4 @@ fn acks_all_is_on_every_in_sync_follower_when_answered_and_the_replicas_agree() 
         replica_batches(cluster.data_dir(restarted), TOPIC, 0).len(),
         61
     );
-}
-
-/// The batches of one replica of `topic`/`partition` as its `.log` files hold them, in offset
-/// order: (base offset, the batch's bytes). A running broker's last block may be caught
-/// mid-write: callers compare again until stable.
-fn replica_batches(data_dir: &Path, topic: &str, partition: u32) -> ReplicaLog {
-    let prefix = format!("{topic}.");
-    let Some(directory) = std::fs::read_dir(data_dir.join("topics"))
-        .ok()
-        .and_then(|entries| {
-            entries.flatten().find(|entry| {
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|name| name.strip_prefix(&prefix))
-                    .is_some_and(|id| id.chars().all(|c| c.is_ascii_digit()))
-            })
-        })
-        .map(|entry| entry.path().join(partition.to_string()))
-    else {
-        return Vec::new();
-    };
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&directory)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-                .collect()
-        })
-        .unwrap_or_default();
-    segments.sort();
-    let mut batches = Vec::new();
-    for segment in segments {
-        let Ok(bytes) = std::fs::read(&segment) else {
-            continue;
-        };
-        let mut rest = &bytes[..];
-        while rest.len() >= 64 && rest[..64].iter().any(|&byte| byte != 0) {
-            let Some(length) = spate_protocol::batch::header::peek_batch_length(rest) else {
-                break;
-            };
-            let length = length as usize;
-            if length < 64 || length > rest.len() {
-                break;
-            }
-            let base_offset = u64::from_le_bytes(rest[..8].try_into().unwrap());
-            batches.push((base_offset, rest[..length].to_vec()));
-            rest = &rest[length..];
-        }
-    }
-    batches
-}
-
-/// Waits until every broker's replica of `topic`/`partition` holds the same batches, byte for
-/// byte, and at least one.
-fn assert_replicas_identical(cluster: &Cluster, topic: &str, partitions: u32) {
-    for partition in 0..partitions {
-        let mut last = String::new();
-        let agreed = wait_for(Duration::from_secs(30), || {
-            let logs: Vec<(NodeId, ReplicaLog)> = cluster
-                .ids()
-                .into_iter()
-                .map(|id| (id, replica_batches(cluster.data_dir(id), topic, partition)))
-                .collect();
-            last = logs
-                .iter()
-                .map(|(id, log)| format!("broker {id}: {} batches", log.len()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            logs.iter()
-                .all(|(_, log)| *log == logs[0].1)
-                .then(|| logs[0].1.len())
-        });
-        let batches =
-            agreed.unwrap_or_else(|| panic!("replicas of {topic}/{partition} differ: {last}"));
-        assert!(batches > 0, "{topic}/{partition} holds no batch at all");
-    }
 }
