@@ -197,9 +197,9 @@ pub struct ConnectionLogs {
 
 /// The connection's socket, shared by its reader and writer task. Each borrows it only while
 /// polling it, and glommio keeps separate wake-ups for reading and writing, so a read waiting for
-/// bytes never blocks a write.
+/// bytes never blocks a write. The peer connections to other brokers share a socket the same way.
 #[derive(Clone)]
-struct SharedStream(Rc<RefCell<TcpStream>>);
+pub(crate) struct SharedStream(pub(crate) Rc<RefCell<TcpStream>>);
 
 impl AsyncRead for SharedStream {
     fn poll_read(

@@ -24,16 +24,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite};
+use futures_lite::{future, AsyncReadExt};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
@@ -48,6 +45,7 @@ use spate_protocol::frame::split_response_frame;
 use spate_protocol::NodeId;
 
 use crate::config::Limits;
+use crate::connection::SharedStream;
 use crate::write::write_chunks;
 
 /// Client id this broker sends on its calls to other brokers (the peer's logs name it).
@@ -142,7 +140,8 @@ pub struct PeerConnection {
 /// What the connection and its reader task share.
 struct Shared {
     address: SocketAddr,
-    stream: PeerStream,
+    /// Shared by the reader task and the calls that write.
+    stream: SharedStream,
     state: RefCell<CallState>,
     /// One writer at a time: a request is written whole, in the order of the answer queue.
     writing: Semaphore,
@@ -244,7 +243,7 @@ impl PeerConnection {
         }
         let shared = Rc::new(Shared {
             address,
-            stream: PeerStream(Rc::new(RefCell::new(stream))),
+            stream: SharedStream(Rc::new(RefCell::new(stream))),
             state: RefCell::new(CallState {
                 next_correlation_id: 0,
                 pending: VecDeque::new(),
@@ -488,45 +487,6 @@ async fn read_loop(shared: &Shared) -> Result<(), String> {
             Ok(count) => buffer.truncate(filled + count),
             Err(error) => return Err(format!("read failed: {error}")),
         }
-    }
-}
-
-/// The connection's socket, shared by the reader task and the calls that write (each borrows it
-/// only while polling it; glommio keeps separate wake-ups for reading and writing).
-#[derive(Clone)]
-struct PeerStream(Rc<RefCell<TcpStream>>);
-
-impl AsyncRead for PeerStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        target: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_read(context, target)
-    }
-}
-
-impl AsyncWrite for PeerStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        source: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_write(context, source)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_flush(context)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_close(context)
-    }
-}
-
-impl AsRawFd for PeerStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.borrow().as_raw_fd()
     }
 }
 
