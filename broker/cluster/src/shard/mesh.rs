@@ -83,6 +83,9 @@ pub struct Mesh<S> {
     pending: RefCell<HashMap<u64, (ShardId, LocalSender<()>)>>,
     /// Peers whose end of the mesh is gone (they stopped): calls to them fail at once.
     stopped: RefCell<Vec<ShardId>>,
+    /// Per peer, never has permits: closed when the peer stops, which wakes a call blocked on
+    /// sending to it (its queue full, and nobody left to drain it).
+    peer_gone: RefCell<HashMap<ShardId, Rc<Semaphore>>>,
     /// Never has permits: closed by [`Mesh::stop`], which ends the receiver tasks.
     stopping: Rc<Semaphore>,
     /// The receiver tasks, one per peer: [`Mesh::stop`] waits for them to end.
@@ -115,6 +118,7 @@ impl<S: ShardServices> Mesh<S> {
             senders,
             pending: RefCell::new(HashMap::new()),
             stopped: RefCell::new(Vec::new()),
+            peer_gone: RefCell::new(HashMap::new()),
             stopping: Rc::new(Semaphore::new(0)),
             receivers: RefCell::new(Vec::new()),
             next_id: Cell::new(0),
@@ -159,12 +163,32 @@ impl<S: ShardServices> Mesh<S> {
         self.pending.borrow_mut().insert(id, (target, sender));
         // Removes the parked sender whether the call completes, fails or is cancelled.
         let _forget = Forget { mesh: self, id };
-        if self
-            .senders
-            .send_to(target, Envelope::Call { id, job })
-            .await
-            .is_err()
-        {
+        // The send waits while the target's queue is full; if the target stops meanwhile (or
+        // this shard does) nobody drains it, so either ends the wait.
+        let gone = self.peer_gone(target);
+        let stopping = self.stopping.clone();
+        let sent = futures_lite::future::or(
+            async {
+                self.senders
+                    .send_to(target, Envelope::Call { id, job })
+                    .await
+                    .is_ok()
+            },
+            async {
+                futures_lite::future::or(
+                    async {
+                        let _ = gone.acquire(1).await;
+                    },
+                    async {
+                        let _ = stopping.acquire(1).await;
+                    },
+                )
+                .await;
+                false
+            },
+        )
+        .await;
+        if !sent {
             return Err(ShardStopping);
         }
         receiver.recv().await.ok_or(ShardStopping)?;
@@ -222,10 +246,20 @@ impl<S: ShardServices> Mesh<S> {
         }
     }
 
+    /// The semaphore closed when `peer` stops.
+    fn peer_gone(&self, peer: ShardId) -> Rc<Semaphore> {
+        self.peer_gone
+            .borrow_mut()
+            .entry(peer)
+            .or_insert_with(|| Rc::new(Semaphore::new(0)))
+            .clone()
+    }
+
     /// Fails every call waiting on `peer` (dropping its one-slot channel wakes it with
     /// `ShardStopping`) and every later one.
     fn peer_stopped(&self, peer: ShardId) {
         self.stopped.borrow_mut().push(peer);
+        self.peer_gone(peer).close();
         self.pending
             .borrow_mut()
             .retain(|_, (target, _)| *target != peer);
