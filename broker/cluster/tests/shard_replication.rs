@@ -10,51 +10,29 @@
 //! `spate_cluster::replica` and by `replication_simulation`; here: that the shard applies them
 //! to its partitions and wakes who waits.
 
+mod support;
+
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use glommio::{LocalExecutorBuilder, Placement};
-use spate_cluster::catalog::{Catalog, PartitionRole, TopicConfig};
+use spate_cluster::catalog::PartitionRole;
 use spate_cluster::replica::{NodeId, NO_EPOCH};
-use spate_cluster::shard::compaction::CompactionLimits;
 use spate_cluster::shard::messages::{
     FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks, ProduceOutcome,
     ProducePartition, ReplicaFetchAnswer, ReplicaFetchPartition,
 };
-use spate_cluster::shard::opening::Readiness;
-use spate_cluster::shard::signal::ShutdownFlag;
-use spate_cluster::shard::{Shard, ShardLimits, ShardPosition};
+use spate_cluster::shard::Shard;
 use spate_protocol::batch::header::{compute_crc, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_MAGIC};
-use spate_storage::{Clock, ManualClock, MemoryFileSystem, RecoveryScan, TxnMarker, TxnResult};
+use spate_storage::{MemoryFileSystem, TxnMarker, TxnResult};
 
 const LOCAL: NodeId = 0;
 const EPOCH: i32 = 3;
 const BATCH_BYTES: usize = BATCH_HEADER_BYTES + 8;
 /// Far above what any step here needs: only a hang reaches it.
 const WAIT_MAX: Duration = Duration::from_secs(20);
-
-fn limits() -> ShardLimits {
-    ShardLimits {
-        shard_inflight_bytes_max: 64 << 20,
-        shard_arrival_bytes_max: 8 << 20,
-        batch_bytes_max: 1 << 20,
-        fetch_wait_ms_max: 60_000,
-        recovery_point_interval_ms: 60_000,
-        retention_check_interval_ms: 60_000,
-        recovery_scan: RecoveryScan::default(),
-        kafka_decompressed_bytes_max: 1 << 20,
-        compaction: CompactionLimits {
-            check_interval_ms: 60_000,
-            io_bytes_per_second: 0,
-            cpu_slice_us: 500,
-            cpu_shares: 100,
-            key_map_entries_max: 1 << 16,
-        },
-    }
-}
 
 fn batch() -> BytesMut {
     let mut bytes = BytesMut::zeroed(BATCH_BYTES);
@@ -100,35 +78,10 @@ struct Broker {
 
 impl Broker {
     async fn new(seed: u64) -> Broker {
-        let data_dir = tempfile::tempdir().expect("temporary directory");
-        let (catalog, _) = Catalog::open(data_dir.path(), 1, 16, 16, 1_000).expect("catalog opens");
-        let topic = catalog
-            .create_topic("orders", 1, TopicConfig::default())
-            .expect("topic created");
-        let clock: Rc<dyn Clock> = Rc::new(ManualClock::new(1_700_000_000_000));
-        let shard = Shard::new(
-            ShardPosition {
-                id: 0,
-                shard_count: 1,
-            },
-            limits(),
-            Arc::new(catalog),
-            Rc::new(MemoryFileSystem::new(seed)),
-            clock,
-            ShutdownFlag::default(),
-            Arc::new(Readiness::new(1, Instant::now())),
-        );
-        shard
-            .clone()
-            .open_topic_partitions(topic.clone())
-            .await
-            .expect("a new partition opens on the in-memory disk");
+        let (shard, key, data_dir) = support::one_shard_with_orders(seed).await;
         Broker {
             shard,
-            key: PartitionKey {
-                topic_id: topic.id,
-                partition: 0,
-            },
+            key,
             _data_dir: data_dir,
         }
     }

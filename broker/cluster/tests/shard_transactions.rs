@@ -9,30 +9,24 @@
 //! ListOffsets latest, the aborted list reaches the fetch outcome, a marker wakes a
 //! read_committed long poll, and the refusals reach the wire-facing `PartitionError`.
 
+mod support;
+
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use glommio::{LocalExecutorBuilder, Placement};
-use spate_cluster::catalog::{Catalog, TopicConfig};
-use spate_cluster::shard::compaction::CompactionLimits;
 use spate_cluster::shard::messages::{
     FetchOutcome, FetchPartition, Isolation, PartitionError, PartitionKey, ProduceAcks,
     ProducePartition, LIST_OFFSETS_LATEST,
 };
-use spate_cluster::shard::opening::Readiness;
-use spate_cluster::shard::signal::ShutdownFlag;
-use spate_cluster::shard::{Shard, ShardLimits, ShardPosition};
+use spate_cluster::shard::Shard;
 use spate_protocol::batch::header::{
     attributes, compute_crc, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
 use spate_protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, BATCH_MAGIC};
-use spate_storage::{
-    AbortedTxn, Clock, ManualClock, MemoryFileSystem, RecoveryScan, TxnMarker, TxnResult,
-    VerificationGuard,
-};
+use spate_storage::{AbortedTxn, MemoryFileSystem, TxnMarker, TxnResult, VerificationGuard};
 
 const PRODUCER: i64 = 4_000;
 const OTHER_PRODUCER: i64 = 4_001;
@@ -40,26 +34,6 @@ const EPOCH: i16 = 3;
 const BATCH_BYTES: usize = BATCH_HEADER_BYTES + 8;
 /// Far above what any step here needs: only a hang reaches it.
 const WAIT_MAX: Duration = Duration::from_secs(20);
-
-fn limits() -> ShardLimits {
-    ShardLimits {
-        shard_inflight_bytes_max: 64 << 20,
-        shard_arrival_bytes_max: 8 << 20,
-        batch_bytes_max: 1 << 20,
-        fetch_wait_ms_max: 60_000,
-        recovery_point_interval_ms: 60_000,
-        retention_check_interval_ms: 60_000,
-        recovery_scan: RecoveryScan::default(),
-        kafka_decompressed_bytes_max: 1 << 20,
-        compaction: CompactionLimits {
-            check_interval_ms: 60_000,
-            io_bytes_per_second: 0,
-            cpu_slice_us: 500,
-            cpu_shares: 100,
-            key_map_entries_max: 1 << 16,
-        },
-    }
-}
 
 /// A one-record native batch; `producer`: (id, epoch, sequence, transactional).
 fn batch(producer: Option<(i64, i16, i32, bool)>) -> BytesMut {
@@ -104,35 +78,10 @@ struct Harness {
 
 impl Harness {
     async fn new(seed: u64) -> Harness {
-        let data_dir = tempfile::tempdir().expect("temporary directory");
-        let (catalog, _) = Catalog::open(data_dir.path(), 1, 16, 16, 1_000).expect("catalog opens");
-        let topic = catalog
-            .create_topic("orders", 1, TopicConfig::default())
-            .expect("topic created");
-        let clock: Rc<dyn Clock> = Rc::new(ManualClock::new(1_700_000_000_000));
-        let shard = Shard::new(
-            ShardPosition {
-                id: 0,
-                shard_count: 1,
-            },
-            limits(),
-            Arc::new(catalog),
-            Rc::new(MemoryFileSystem::new(seed)),
-            clock,
-            ShutdownFlag::default(),
-            Arc::new(Readiness::new(1, Instant::now())),
-        );
-        shard
-            .clone()
-            .open_topic_partitions(topic.clone())
-            .await
-            .expect("a new partition opens on the in-memory disk");
+        let (shard, key, data_dir) = support::one_shard_with_orders(seed).await;
         Harness {
             shard,
-            key: PartitionKey {
-                topic_id: topic.id,
-                partition: 0,
-            },
+            key,
             sequences: [Cell::new(0), Cell::new(0)],
             _data_dir: data_dir,
         }
