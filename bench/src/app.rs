@@ -667,6 +667,10 @@ fn measure_limits(
         disk_duration_ms: tuning.disk_duration_ms,
         disk_write_bytes,
         disk_sync,
+        disk_read_file_bytes: tuning
+            .disk_read_file_bytes
+            .unwrap_or_else(|| crate::limits::read_file_bytes_for(tuning.disk_duration_ms)),
+        disk_read_queue_depths: crate::constants::DISK_READ_QUEUE_DEPTHS.to_vec(),
         data_dir: directory.path().to_path_buf(),
         client_core: placement.load_core(0),
         broker_core: placement.broker_side_core(),

@@ -43,7 +43,8 @@ pub enum Command {
     /// for coordinated omission, and whether the rate was held.
     E2e(WorkloadArgs),
     /// This machine's ceilings: loopback TCP throughput and round trip, O_DIRECT write
-    /// bandwidth with fdatasync at the broker's durability interval.
+    /// bandwidth with fdatasync at the broker's durability interval, O_DIRECT read bandwidth at
+    /// queue depths 1 and 8.
     Limits(LimitsArgs),
     /// acks=all produce-to-ack latency of one record at a time, on a shard with compaction
     /// idle, then while a compaction pass runs on another partition of the same shard, then
@@ -211,6 +212,11 @@ pub struct LimitsTuning {
     /// fsync-every-append each write is one batch.
     #[arg(long, default_value_t = DISK_WRITE_BYTES_DEFAULT)]
     pub disk_write_bytes: usize,
+    /// Size of the file the O_DIRECT read limit reads (each queue depth reads it once, for at
+    /// most --disk-duration-ms), a multiple of 1 MiB [default: 1 MiB per ms of
+    /// --disk-duration-ms, between 16 MiB and 1 GiB].
+    #[arg(long)]
+    pub disk_read_file_bytes: Option<u64>,
     /// Measure every limit this many times and keep the best figure of each (interference
     /// only lowers a ceiling).
     #[arg(long, default_value_t = LIMIT_ROUNDS_DEFAULT,

@@ -107,6 +107,17 @@ pub const DISK_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// O_DIRECT needs buffers, offsets and sizes aligned to the logical block size; 4096 covers
 /// every common device (the storage engine uses the same).
 pub const DIRECT_IO_ALIGNMENT_BYTES: usize = 4096;
+/// Disk read limit: each O_DIRECT read (as `dd iflag=direct bs=1M`), and the queue depths
+/// measured (reads in flight at once; the best is the limit). Reads of a stream in the broker
+/// are large and sequential; several in flight per partition is the read-ahead a catch-up
+/// consumer needs.
+pub const DISK_READ_BYTES: usize = 1024 * 1024;
+pub const DISK_READ_QUEUE_DEPTHS: [usize; 2] = [1, 8];
+/// The read probe file is sized from the disk duration as if the disk read this many bytes per
+/// millisecond (1 GB/s), so a queue-depth-1 pass lasts about the duration, within these bounds.
+pub const DISK_READ_FILE_BYTES_PER_MS: u64 = 1024 * 1024;
+pub const DISK_READ_FILE_BYTES_MIN: u64 = 16 * 1024 * 1024;
+pub const DISK_READ_FILE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
 /// Redis driver: replies a producer may wait for at once (its pipelining depth), and how many
 /// entries one XREAD asks for.
@@ -128,6 +139,10 @@ const _: () = assert!(BATCH_BYTES_DEFAULT <= PRODUCER_BUFFER_BYTES_DEFAULT);
 const _: () = assert!(DISK_WRITE_BYTES_DEFAULT % DIRECT_IO_ALIGNMENT_BYTES == 0);
 const _: () = assert!(DISK_WRITE_BYTES_DEFAULT as u64 <= DISK_BYTES_MAX);
 const _: () = assert!(RTT_MESSAGE_BYTES <= LOOPBACK_READ_BYTES);
+const _: () = assert!(DISK_READ_BYTES % DIRECT_IO_ALIGNMENT_BYTES == 0);
+const _: () = assert!(DISK_READ_FILE_BYTES_MIN % DISK_READ_BYTES as u64 == 0);
+const _: () = assert!(DISK_READ_FILE_BYTES_MAX % DISK_READ_BYTES as u64 == 0);
+const _: () = assert!(DISK_READ_FILE_BYTES_MAX <= DISK_BYTES_MAX);
 const _: () = assert!(MESSAGE_BYTES_MAX <= RESP_BULK_BYTES_MAX);
 const _: () = assert!(POLL_WAIT_MS < DRAIN_TIMEOUT_MS);
 

@@ -1,18 +1,26 @@
 //! The machine's own ceilings, measured the way the broker uses the machine: loopback TCP
 //! throughput and round-trip time between two pinned threads with the broker's socket options,
-//! and O_DIRECT sequential write bandwidth with `fdatasync` at the broker's durability interval,
-//! in the broker's data directory.
+//! O_DIRECT sequential write bandwidth with `fdatasync` at the broker's durability interval,
+//! and O_DIRECT sequential read bandwidth (what a catch-up consumer draining from disk can
+//! reach), in the broker's data directory.
 //!
 //! The disk is driven with plain `pwrite(2)` on an `O_DIRECT` file from one pinned thread
 //! (queue depth 1, aligned buffers), not with glommio: the ceiling of interest is the device's
 //! sequential bandwidth under the sync policy, which large aligned writes reach without an
-//! io_uring runtime in the harness. This file knows nothing of brokers, clients or workloads.
+//! io_uring runtime in the harness. Reads go through `pread(2)` on an `O_DIRECT` descriptor, so
+//! the page cache never serves them (nothing is dropped system-wide): 1 MiB reads at queue depth
+//! 1, as `dd iflag=direct bs=1M` does, then at a deeper queue depth with that many threads each
+//! reading the next 1 MiB of one sequential stream. The file read is the write stream's probe
+//! file, topped up with O_DIRECT writes to a size set by the disk duration. This file knows
+//! nothing of brokers, clients or workloads.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,6 +53,11 @@ pub struct LimitSettings {
     /// Size of each O_DIRECT write; a multiple of [`DIRECT_IO_ALIGNMENT_BYTES`].
     pub disk_write_bytes: usize,
     pub disk_sync: DiskSyncPolicy,
+    /// Size of the file the read limit reads (a multiple of [`DISK_READ_BYTES`]); see
+    /// [`read_file_bytes_for`].
+    pub disk_read_file_bytes: u64,
+    /// Queue depths the read limit is measured at (each at least 1).
+    pub disk_read_queue_depths: Vec<usize>,
     /// The broker's data directory (or a directory on the same file system).
     pub data_dir: PathBuf,
     /// The load generator's side of the loopback pair.
@@ -57,12 +70,41 @@ pub struct LimitSettings {
     pub rounds: u32,
 }
 
-/// The three figures of one measurement round.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// The figures of one measurement round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LimitRound {
     pub loopback_bytes_per_sec: f64,
     pub loopback_rtt_us: f64,
     pub disk_direct_write_bytes_per_sec: f64,
+    pub disk_direct_read_bytes_per_sec: f64,
+    pub disk_reads: Vec<DiskReadFigure>,
+}
+
+/// O_DIRECT sequential reads at one queue depth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DiskReadFigure {
+    /// Reads in flight at once.
+    pub queue_depth: usize,
+    pub bytes_per_sec: f64,
+    pub bytes: u64,
+}
+
+/// The size of the read limit's file for a disk duration: as much as a disk reading 1 GB/s
+/// reads in that time, within [`DISK_READ_FILE_BYTES_MIN`]..=[`DISK_READ_FILE_BYTES_MAX`], in
+/// whole reads.
+pub fn read_file_bytes_for(disk_duration_ms: u64) -> u64 {
+    let bytes = disk_duration_ms
+        .saturating_mul(DISK_READ_FILE_BYTES_PER_MS)
+        .clamp(DISK_READ_FILE_BYTES_MIN, DISK_READ_FILE_BYTES_MAX);
+    bytes / DISK_READ_BYTES as u64 * DISK_READ_BYTES as u64
+}
+
+/// The best read figure: the read limit.
+fn best_read(reads: &[DiskReadFigure]) -> f64 {
+    reads
+        .iter()
+        .map(|read| read.bytes_per_sec)
+        .fold(0.0, f64::max)
 }
 
 /// The measured ceilings: the `limits` object of the JSON report.
@@ -72,7 +114,14 @@ pub struct MachineLimits {
     /// Median round trip of a small message.
     pub loopback_rtt_us: f64,
     pub disk_direct_write_bytes_per_sec: f64,
+    /// O_DIRECT sequential 1 MiB reads, the best of the queue depths in `disk_reads`.
+    pub disk_direct_read_bytes_per_sec: f64,
     /// Extra fields (the required shape ends above).
+    /// Each queue depth's read figure (of the round with the best read limit).
+    pub disk_reads: Vec<DiskReadFigure>,
+    pub disk_read_bytes: usize,
+    pub disk_read_file_bytes: u64,
+    pub disk_read_method: &'static str,
     pub loopback_rtt: LatencySummary,
     pub loopback_bytes: u64,
     pub disk_bytes: u64,
@@ -127,6 +176,13 @@ impl MachineLimits {
         self.loopback_bytes_per_sec
             .min(self.disk_direct_write_bytes_per_sec)
     }
+
+    /// The lower of the network and disk read ceilings: what a consumer catching up from disk
+    /// (records no longer in any cache) can reach.
+    pub fn loopback_or_disk_read_bytes_per_sec(&self) -> f64 {
+        self.loopback_bytes_per_sec
+            .min(self.disk_direct_read_bytes_per_sec)
+    }
 }
 
 /// Why a measurement failed: what was being done, and where.
@@ -156,6 +212,12 @@ pub enum LimitsError {
     ThreadPanicked { thread: &'static str },
     #[error("disk write size {bytes} is not a positive multiple of {DIRECT_IO_ALIGNMENT_BYTES}")]
     UnalignedWrite { bytes: usize },
+    #[error(
+        "disk read file size {bytes} is not a positive multiple of the {DISK_READ_BYTES}-byte read"
+    )]
+    UnalignedReadFile { bytes: u64 },
+    #[error("disk read queue depths {depths:?} must each be at least 1")]
+    NoReadQueueDepth { depths: Vec<usize> },
 }
 
 fn socket_error(operation: &'static str) -> impl FnOnce(std::io::Error) -> LimitsError {
@@ -173,6 +235,8 @@ pub fn measure(settings: &LimitSettings) -> Result<MachineLimits, LimitsError> {
             loopback_bytes_per_sec: round.loopback_bytes_per_sec,
             loopback_rtt_us: round.loopback_rtt_us,
             disk_direct_write_bytes_per_sec: round.disk_direct_write_bytes_per_sec,
+            disk_direct_read_bytes_per_sec: round.disk_direct_read_bytes_per_sec,
+            disk_reads: round.disk_reads.clone(),
         });
         best = Some(match best {
             None => round,
@@ -200,6 +264,10 @@ fn keep_best(mut best: MachineLimits, round: MachineLimits) -> MachineLimits {
         best.disk_syncs = round.disk_syncs;
         best.disk_sync_latency = round.disk_sync_latency;
     }
+    if round.disk_direct_read_bytes_per_sec > best.disk_direct_read_bytes_per_sec {
+        best.disk_direct_read_bytes_per_sec = round.disk_direct_read_bytes_per_sec;
+        best.disk_reads = round.disk_reads;
+    }
     best
 }
 
@@ -212,6 +280,12 @@ fn measure_once(settings: &LimitSettings) -> Result<MachineLimits, LimitsError> 
         loopback_bytes_per_sec: crate::stats::per_second(loopback_bytes, loopback_nanos),
         loopback_rtt_us: rtt.p50,
         disk_direct_write_bytes_per_sec: crate::stats::per_second(disk.bytes, disk.nanos),
+        disk_direct_read_bytes_per_sec: best_read(&disk.reads),
+        disk_reads: disk.reads,
+        disk_read_bytes: DISK_READ_BYTES,
+        disk_read_file_bytes: settings.disk_read_file_bytes,
+        disk_read_method: "O_DIRECT pread of 1 MiB, sequential, one stream shared by as many \
+                           threads as the queue depth, on the broker core",
         loopback_rtt: rtt,
         loopback_bytes,
         disk_bytes: disk.bytes,
@@ -465,10 +539,12 @@ struct DiskResult {
     nanos: u64,
     syncs: u64,
     sync_latency: Option<LatencySummary>,
+    reads: Vec<DiskReadFigure>,
 }
 
 fn open_direct(path: &Path) -> Result<File, LimitsError> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
@@ -496,6 +572,17 @@ fn measure_disk(settings: &LimitSettings) -> Result<DiskResult, LimitsError> {
     if write_bytes == 0 || write_bytes % DIRECT_IO_ALIGNMENT_BYTES != 0 {
         return Err(LimitsError::UnalignedWrite { bytes: write_bytes });
     }
+    let read_file_bytes = settings.disk_read_file_bytes;
+    if read_file_bytes == 0 || read_file_bytes % DISK_READ_BYTES as u64 != 0 {
+        return Err(LimitsError::UnalignedReadFile {
+            bytes: read_file_bytes,
+        });
+    }
+    if settings.disk_read_queue_depths.contains(&0) {
+        return Err(LimitsError::NoReadQueueDepth {
+            depths: settings.disk_read_queue_depths.clone(),
+        });
+    }
     let path = settings
         .data_dir
         .join(format!(".spate-bench-disk-probe-{}", std::process::id()));
@@ -505,9 +592,21 @@ fn measure_disk(settings: &LimitSettings) -> Result<DiskResult, LimitsError> {
         .name("limits-disk".into())
         .spawn(move || -> Result<DiskResult, LimitsError> {
             pin_current_thread(settings.broker_core);
-            let file = open_direct(&path)?;
+            let file = Arc::new(open_direct(&path)?);
             let probe = ProbeFile { path };
-            write_stream(&file, &probe.path, &settings)
+            let mut result = write_stream(&file, &probe.path, &settings)?;
+            fill_to(
+                &file,
+                &probe.path,
+                result.bytes,
+                settings.disk_read_file_bytes,
+            )?;
+            for &depth in &settings.disk_read_queue_depths {
+                result
+                    .reads
+                    .push(read_stream(&file, &probe.path, depth, &settings)?);
+            }
+            Ok(result)
         })
         .map_err(|source| LimitsError::Disk {
             operation: "spawn disk thread",
@@ -524,11 +623,7 @@ fn write_stream(
     path: &Path,
     settings: &LimitSettings,
 ) -> Result<DiskResult, LimitsError> {
-    let mut buffer = AlignedBuffer::new(settings.disk_write_bytes);
-    // Not zeroes: a virtual disk may compress or skip them.
-    for (index, byte) in buffer.as_mut_slice().iter_mut().enumerate() {
-        *byte = (index.wrapping_mul(2_654_435_761) >> 13) as u8;
-    }
+    let buffer = patterned_buffer(settings.disk_write_bytes);
     let disk_error = |operation: &'static str, offset: u64| {
         let path = path.to_path_buf();
         move |source| LimitsError::Disk {
@@ -587,6 +682,131 @@ fn write_stream(
         nanos,
         syncs,
         sync_latency: LatencySummary::of(&sync_histogram),
+        reads: Vec::new(),
+    })
+}
+
+/// A buffer of bytes that are not all one value: a virtual disk may compress or skip zeroes.
+fn patterned_buffer(bytes: usize) -> AlignedBuffer {
+    let mut buffer = AlignedBuffer::new(bytes);
+    for (index, byte) in buffer.as_mut_slice().iter_mut().enumerate() {
+        *byte = (index.wrapping_mul(2_654_435_761) >> 13) as u8;
+    }
+    buffer
+}
+
+/// Grows the probe file from `written` to at least `file_bytes` with O_DIRECT writes (never
+/// through the page cache, so the reads that follow find nothing there), then syncs it.
+fn fill_to(file: &File, path: &Path, written: u64, file_bytes: u64) -> Result<(), LimitsError> {
+    let buffer = patterned_buffer(DISK_READ_BYTES);
+    // O_DIRECT writes start on an aligned offset; the write stream's end is one.
+    let mut offset = written.div_ceil(DISK_READ_BYTES as u64) * DISK_READ_BYTES as u64;
+    while offset < file_bytes {
+        file.write_all_at(buffer.as_slice(), offset)
+            .map_err(|source| LimitsError::Disk {
+                operation: "write (read probe fill)",
+                path: path.to_path_buf(),
+                offset,
+                source,
+            })?;
+        offset += DISK_READ_BYTES as u64;
+    }
+    file.sync_data().map_err(|source| LimitsError::Disk {
+        operation: "fdatasync (read probe fill)",
+        path: path.to_path_buf(),
+        offset,
+        source,
+    })
+}
+
+/// The offsets of one sequential stream of [`DISK_READ_BYTES`] reads over `file_bytes`, handed
+/// out in order to whichever reader asks next, until the file or the time runs out.
+struct ReadCursor {
+    next_offset: AtomicU64,
+    file_bytes: u64,
+}
+
+impl ReadCursor {
+    fn new(file_bytes: u64) -> ReadCursor {
+        ReadCursor {
+            next_offset: AtomicU64::new(0),
+            file_bytes,
+        }
+    }
+
+    /// The next read's offset, or `None` at the end of the file.
+    fn next_offset(&self) -> Option<u64> {
+        let offset = self
+            .next_offset
+            .fetch_add(DISK_READ_BYTES as u64, Ordering::Relaxed);
+        (offset + DISK_READ_BYTES as u64 <= self.file_bytes).then_some(offset)
+    }
+}
+
+/// Reads the first `disk_read_file_bytes` of the probe file once, sequentially, with `depth`
+/// reads in flight (one blocking `pread` per thread, all pinned to the broker core), for at
+/// most the disk duration.
+fn read_stream(
+    file: &Arc<File>,
+    path: &Path,
+    depth: usize,
+    settings: &LimitSettings,
+) -> Result<DiskReadFigure, LimitsError> {
+    let cursor = Arc::new(ReadCursor::new(settings.disk_read_file_bytes));
+    let deadline = Instant::now() + Duration::from_millis(settings.disk_duration_ms);
+    let started = Instant::now();
+    let mut readers = Vec::with_capacity(depth);
+    for _ in 0..depth {
+        let (file, cursor) = (Arc::clone(file), Arc::clone(&cursor));
+        let reader_path = path.to_path_buf();
+        let core = settings.broker_core;
+        let reader = thread::Builder::new()
+            .name("limits-disk-read".into())
+            .spawn(move || -> Result<u64, LimitsError> {
+                pin_current_thread(core);
+                let mut buffer = AlignedBuffer::new(DISK_READ_BYTES);
+                let mut read_bytes = 0u64;
+                while Instant::now() < deadline {
+                    let Some(offset) = cursor.next_offset() else {
+                        break;
+                    };
+                    file.read_exact_at(buffer.as_mut_slice(), offset)
+                        .map_err(|source| LimitsError::Disk {
+                            operation: "O_DIRECT read",
+                            path: reader_path.clone(),
+                            offset,
+                            source,
+                        })?;
+                    read_bytes += DISK_READ_BYTES as u64;
+                }
+                Ok(read_bytes)
+            })
+            .map_err(|source| LimitsError::Disk {
+                operation: "spawn disk read thread",
+                path: path.to_path_buf(),
+                offset: 0,
+                source,
+            })?;
+        readers.push(reader);
+    }
+    let mut bytes = 0u64;
+    let mut failure = None;
+    for reader in readers {
+        match join(reader, "disk read") {
+            Ok(read_bytes) => bytes += read_bytes,
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let nanos = started.elapsed().as_nanos() as u64;
+    Ok(DiskReadFigure {
+        queue_depth: depth,
+        bytes_per_sec: crate::stats::per_second(bytes, nanos),
+        bytes,
     })
 }
 
@@ -604,6 +824,8 @@ mod tests {
                 interval_bytes: 256 * 1024,
                 interval_us: 2_000,
             },
+            disk_read_file_bytes: 4 * DISK_READ_BYTES as u64,
+            disk_read_queue_depths: vec![1, 4],
             data_dir,
             client_core: 0,
             broker_core: 0,
@@ -696,6 +918,84 @@ mod tests {
         assert_eq!(limits.loopback_rtt_us, best_rtt);
         assert_eq!(limits.loopback_rtt.p50, best_rtt);
         assert_eq!(limits.disk_direct_write_bytes_per_sec, best_disk);
+        let best_read = limits
+            .rounds
+            .iter()
+            .map(|round| round.disk_direct_read_bytes_per_sec)
+            .fold(0.0, f64::max);
+        assert_eq!(limits.disk_direct_read_bytes_per_sec, best_read);
+        assert_eq!(
+            limits.disk_direct_read_bytes_per_sec,
+            super::best_read(&limits.disk_reads),
+            "the per-depth figures are the best round's"
+        );
+    }
+
+    #[test]
+    fn the_read_file_is_sized_from_the_duration_within_bounds_in_whole_reads() {
+        assert_eq!(read_file_bytes_for(0), DISK_READ_FILE_BYTES_MIN);
+        assert_eq!(read_file_bytes_for(100), 100 * DISK_READ_FILE_BYTES_PER_MS);
+        assert_eq!(read_file_bytes_for(3_000), DISK_READ_FILE_BYTES_MAX);
+        assert_eq!(read_file_bytes_for(u64::MAX), DISK_READ_FILE_BYTES_MAX);
+        for duration_ms in [1, 17, 300, 999, 1_000] {
+            assert_eq!(read_file_bytes_for(duration_ms) % DISK_READ_BYTES as u64, 0);
+        }
+    }
+
+    #[test]
+    fn the_read_cursor_hands_out_each_read_of_the_file_once_in_order() {
+        let cursor = ReadCursor::new(3 * DISK_READ_BYTES as u64);
+        let offsets: Vec<Option<u64>> = (0..5).map(|_| cursor.next_offset()).collect();
+        let read = DISK_READ_BYTES as u64;
+        assert_eq!(offsets, [Some(0), Some(read), Some(2 * read), None, None]);
+    }
+
+    #[test]
+    fn disk_reads_are_reported_for_each_queue_depth_and_the_best_is_the_limit() {
+        let directory = disk_directory();
+        let settings = quick_settings(directory.path().into());
+        let result = measure_disk(&settings).expect("disk stream");
+        let depths: Vec<usize> = result.reads.iter().map(|read| read.queue_depth).collect();
+        assert_eq!(depths, [1, 4]);
+        for read in &result.reads {
+            // The time bound may cut a pass short on a busy machine; never beyond the file.
+            assert_eq!(read.bytes % DISK_READ_BYTES as u64, 0);
+            assert!(read.bytes <= settings.disk_read_file_bytes, "{read:?}");
+        }
+        let figures = [
+            DiskReadFigure {
+                queue_depth: 1,
+                bytes_per_sec: 5.0,
+                bytes: 1,
+            },
+            DiskReadFigure {
+                queue_depth: 8,
+                bytes_per_sec: 7.0,
+                bytes: 1,
+            },
+        ];
+        assert_eq!(best_read(&figures), 7.0);
+    }
+
+    #[test]
+    fn read_settings_that_cannot_be_measured_are_refused() {
+        let directory = disk_directory();
+        let unaligned = LimitSettings {
+            disk_read_file_bytes: 1000,
+            ..quick_settings(directory.path().into())
+        };
+        assert!(matches!(
+            measure_disk(&unaligned),
+            Err(LimitsError::UnalignedReadFile { bytes: 1000 })
+        ));
+        let no_depth = LimitSettings {
+            disk_read_queue_depths: vec![1, 0],
+            ..quick_settings(directory.path().into())
+        };
+        assert!(matches!(
+            measure_disk(&no_depth),
+            Err(LimitsError::NoReadQueueDepth { .. })
+        ));
     }
 
     #[test]

@@ -50,8 +50,11 @@ impl LatencyFigures {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitChoice {
-    /// Consumers read over the network; the disk write ceiling does not bound them.
-    Loopback,
+    /// Consumers draining a topic (a catch-up read: the records are on disk, in no cache) read
+    /// from disk and send over the network: the lower of loopback and O_DIRECT read bounds them.
+    /// Consumers at the tail, served from memory, are bounded by the loopback alone
+    /// (`ratios.throughput_vs_loopback`).
+    LoopbackOrDiskRead,
     /// Producers send over the network and the broker writes to disk: the lower bounds them.
     LoopbackOrDisk,
 }
@@ -59,21 +62,21 @@ pub enum LimitChoice {
 impl LimitChoice {
     pub fn for_workload(kind: WorkloadKind) -> LimitChoice {
         match kind {
-            WorkloadKind::Consume => LimitChoice::Loopback,
+            WorkloadKind::Consume => LimitChoice::LoopbackOrDiskRead,
             WorkloadKind::Produce | WorkloadKind::E2e => LimitChoice::LoopbackOrDisk,
         }
     }
 
     pub fn bytes_per_sec(self, limits: &MachineLimits) -> f64 {
         match self {
-            LimitChoice::Loopback => limits.loopback_bytes_per_sec,
+            LimitChoice::LoopbackOrDiskRead => limits.loopback_or_disk_read_bytes_per_sec(),
             LimitChoice::LoopbackOrDisk => limits.loopback_or_disk_bytes_per_sec(),
         }
     }
 
     pub fn describe(self) -> &'static str {
         match self {
-            LimitChoice::Loopback => "loopback",
+            LimitChoice::LoopbackOrDiskRead => "min(loopback, disk read)",
             LimitChoice::LoopbackOrDisk => "min(loopback, disk)",
         }
     }
@@ -89,6 +92,8 @@ pub struct Ratios {
     pub limit: LimitChoice,
     pub throughput_vs_loopback: Option<f64>,
     pub throughput_vs_disk: Option<f64>,
+    /// Against the O_DIRECT read limit; only for `consume` (`None` elsewhere).
+    pub throughput_vs_disk_read: Option<f64>,
     pub latency_p50_vs_loopback_rtt: Option<f64>,
     pub latency_p99_vs_loopback_rtt: Option<f64>,
 }
@@ -110,6 +115,9 @@ impl Ratios {
                 .and_then(|limits| ratio(throughput, limits.loopback_bytes_per_sec)),
             throughput_vs_disk: limits
                 .and_then(|limits| ratio(throughput, limits.disk_direct_write_bytes_per_sec)),
+            throughput_vs_disk_read: limits
+                .filter(|_| kind == WorkloadKind::Consume)
+                .and_then(|limits| ratio(throughput, limits.disk_direct_read_bytes_per_sec)),
             latency_p50_vs_loopback_rtt: limits
                 .zip(latency)
                 .and_then(|(limits, latency)| ratio(latency.p50, limits.loopback_rtt_us)),
@@ -163,6 +171,7 @@ pub fn limits_value(limits: Option<&MachineLimits>) -> Value {
             "loopback_bytes_per_sec": null,
             "loopback_rtt_us": null,
             "disk_direct_write_bytes_per_sec": null,
+            "disk_direct_read_bytes_per_sec": null,
             "measured": false,
         }),
     }
@@ -386,13 +395,15 @@ pub fn table(
     }
     if let Some(limits) = limits {
         text.push_str(&format!(
-            "limits (best of {} rounds): loopback {} (RTT p50 {}), {} O_DIRECT+fdatasync {} \
-             in {}\n",
+            "limits (best of {} rounds): loopback {} (RTT p50 {}), {} O_DIRECT+fdatasync {}, \
+             O_DIRECT read {} ({}) in {}\n",
             limits.rounds.len().max(1),
             megabytes(limits.loopback_bytes_per_sec),
             micros(limits.loopback_rtt_us),
             disk_label(limits),
             megabytes(limits.disk_direct_write_bytes_per_sec),
+            megabytes(limits.disk_direct_read_bytes_per_sec),
+            reads_by_depth(&limits.disk_reads),
             limits.data_dir
         ));
     }
@@ -423,6 +434,15 @@ pub fn table(
     text
 }
 
+/// Each queue depth's read figure, like "QD1 600.0 MB/s, QD8 900.0 MB/s".
+fn reads_by_depth(reads: &[crate::limits::DiskReadFigure]) -> String {
+    let figures: Vec<String> = reads
+        .iter()
+        .map(|read| format!("QD{} {}", read.queue_depth, megabytes(read.bytes_per_sec)))
+        .collect();
+    figures.join(", ")
+}
+
 /// "disk", or what the data directory really is when it is in memory.
 fn disk_label(limits: &MachineLimits) -> String {
     match limits.disk_memory_file_system {
@@ -434,7 +454,7 @@ fn disk_label(limits: &MachineLimits) -> String {
 /// The table for the `limits` workload alone.
 pub fn limits_table(limits: &MachineLimits) -> String {
     let rtt = &limits.loopback_rtt;
-    let rows = vec![
+    let mut rows = vec![
         vec!["limit".to_string(), "value".to_string()],
         vec![
             "loopback throughput".into(),
@@ -454,29 +474,45 @@ pub fn limits_table(limits: &MachineLimits) -> String {
             megabytes(limits.disk_direct_write_bytes_per_sec),
         ],
         vec![
-            "fdatasync count / p50 / p99".into(),
-            match &limits.disk_sync_latency {
-                Some(sync) => format!(
-                    "{} / {} / {}",
-                    limits.disk_syncs,
-                    micros(sync.p50),
-                    micros(sync.p99)
-                ),
-                None => "-".into(),
-            },
+            format!(
+                "{} O_DIRECT read, {} MiB reads (best depth)",
+                disk_label(limits),
+                limits.disk_read_bytes / (1024 * 1024)
+            ),
+            megabytes(limits.disk_direct_read_bytes_per_sec),
         ],
     ];
+    for read in &limits.disk_reads {
+        rows.push(vec![
+            format!("  at queue depth {}", read.queue_depth),
+            megabytes(read.bytes_per_sec),
+        ]);
+    }
+    rows.extend([vec![
+        "fdatasync count / p50 / p99".into(),
+        match &limits.disk_sync_latency {
+            Some(sync) => format!(
+                "{} / {} / {}",
+                limits.disk_syncs,
+                micros(sync.p50),
+                micros(sync.p99)
+            ),
+            None => "-".into(),
+        },
+    ]]);
     let mut text = format!("{}data directory: {}\n", render(&rows), limits.data_dir);
     if let Some(not_a_disk) = limits.not_a_disk() {
         text.push_str(&format!("* NOT A DISK: {not_a_disk}\n"));
     }
     for (index, round) in limits.rounds.iter().enumerate() {
         text.push_str(&format!(
-            "round {}: loopback {}, RTT p50 {}, disk {}\n",
+            "round {}: loopback {}, RTT p50 {}, disk write {}, disk read {} ({})\n",
             index + 1,
             megabytes(round.loopback_bytes_per_sec),
             micros(round.loopback_rtt_us),
-            megabytes(round.disk_direct_write_bytes_per_sec)
+            megabytes(round.disk_direct_write_bytes_per_sec),
+            megabytes(round.disk_direct_read_bytes_per_sec),
+            reads_by_depth(&round.disk_reads)
         ));
     }
     text
@@ -676,6 +712,22 @@ mod tests {
             loopback_bytes_per_sec: 2e9,
             loopback_rtt_us: 20.0,
             disk_direct_write_bytes_per_sec: 1e9,
+            disk_direct_read_bytes_per_sec: 8e8,
+            disk_reads: vec![
+                crate::limits::DiskReadFigure {
+                    queue_depth: 1,
+                    bytes_per_sec: 6e8,
+                    bytes: 1,
+                },
+                crate::limits::DiskReadFigure {
+                    queue_depth: 8,
+                    bytes_per_sec: 8e8,
+                    bytes: 1,
+                },
+            ],
+            disk_read_bytes: 1024 * 1024,
+            disk_read_file_bytes: 1024 * 1024 * 1024,
+            disk_read_method: "test",
             loopback_rtt: summary(20.0),
             loopback_bytes: 1,
             disk_bytes: 1,
@@ -753,14 +805,77 @@ mod tests {
     }
 
     #[test]
-    fn consume_is_compared_with_the_loopback_alone() {
+    fn consume_is_compared_with_the_lower_of_loopback_and_disk_read_and_with_each() {
         let ratios = Ratios::of(
             WorkloadKind::Consume,
-            &outcome(DriverKind::Spate, 1e9),
+            &outcome(DriverKind::Spate, 4e8),
             Some(&limits()),
         );
+        // 4e8 against min(2e9 loopback, 8e8 disk read).
+        assert_eq!(ratios.limit, LimitChoice::LoopbackOrDiskRead);
         assert_eq!(ratios.throughput_vs_limit, Some(0.5));
+        assert_eq!(ratios.throughput_vs_disk_read, Some(0.5));
+        assert_eq!(ratios.throughput_vs_loopback, Some(0.2));
         assert_eq!(ratios.latency_p50_vs_loopback_rtt, Some(5.0));
+        let fast_disk = MachineLimits {
+            disk_direct_read_bytes_per_sec: 4e9,
+            ..limits()
+        };
+        let ratios = Ratios::of(
+            WorkloadKind::Consume,
+            &outcome(DriverKind::Spate, 4e8),
+            Some(&fast_disk),
+        );
+        assert_eq!(
+            ratios.throughput_vs_limit,
+            Some(0.2),
+            "the loopback is lower"
+        );
+        let produce = Ratios::of(
+            WorkloadKind::Produce,
+            &outcome(DriverKind::Spate, 4e8),
+            Some(&limits()),
+        );
+        assert_eq!(produce.throughput_vs_disk_read, None, "consume only");
+    }
+
+    #[test]
+    fn the_read_limit_and_each_queue_depth_are_in_the_tables_and_the_json() {
+        let text = limits_table(&limits());
+        assert!(
+            text.contains("disk O_DIRECT read, 1 MiB reads (best depth)"),
+            "{text}"
+        );
+        assert!(text.contains("at queue depth 8"), "{text}");
+        assert!(text.contains("800.0 MB/s"), "{text}");
+        let text = table(
+            "consume",
+            WorkloadKind::Consume,
+            &[outcome(DriverKind::Spate, 4e8)],
+            Some(&limits()),
+        );
+        assert!(
+            text.contains("800.0 MB/s (min(loopback, disk read))"),
+            "{text}"
+        );
+        assert!(text.contains("QD1 600.0 MB/s, QD8 800.0 MB/s"), "{text}");
+        let document = document(
+            "consume",
+            Some(WorkloadKind::Consume),
+            json!({}),
+            &[outcome(DriverKind::Spate, 4e8)],
+            Some(&limits()),
+        );
+        assert_eq!(
+            number(&document, &["limits", "disk_direct_read_bytes_per_sec"]),
+            Some(8e8)
+        );
+        assert_eq!(document["limits"]["disk_reads"][1]["queue_depth"], 8);
+        assert_eq!(
+            number(&document, &["ratios", "throughput_vs_disk_read"]),
+            Some(0.5)
+        );
+        assert_eq!(document["ratios"]["limit"], "loopback_or_disk_read");
     }
 
     #[test]

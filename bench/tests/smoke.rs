@@ -170,13 +170,15 @@ fn assert_shape(document: &Value, workload: &str, with_limits: bool) {
 }
 
 /// Flags that keep limit measurements short.
-const QUICK_LIMITS: [&str; 8] = [
+const QUICK_LIMITS: [&str; 10] = [
     "--loopback-duration-ms",
     "300",
     "--rtt-round-trips",
     "500",
     "--disk-duration-ms",
     "300",
+    "--disk-read-file-bytes",
+    "16777216",
     "--limit-rounds",
     "1",
 ];
@@ -191,6 +193,7 @@ fn limits_alone_report_every_ceiling() {
         "loopback_bytes_per_sec",
         "loopback_rtt_us",
         "disk_direct_write_bytes_per_sec",
+        "disk_direct_read_bytes_per_sec",
     ] {
         assert!(
             document["limits"][key]
@@ -199,6 +202,13 @@ fn limits_alone_report_every_ceiling() {
             "limits.{key}: {document:#}"
         );
     }
+    let depths: Vec<u64> = document["limits"]["disk_reads"]
+        .as_array()
+        .expect("a read figure per queue depth")
+        .iter()
+        .filter_map(|read| read["queue_depth"].as_u64())
+        .collect();
+    assert_eq!(depths, [1, 8], "{document:#}");
 }
 
 #[test]
@@ -296,17 +306,24 @@ fn a_driver_that_cannot_start_keeps_the_results_of_those_that_ran() {
 
 #[test]
 fn consume_drains_every_prefilled_record() {
-    let document = run_bench(&[
+    let mut arguments = vec![
         "consume",
         "--spawn-broker",
+        "--with-limits",
         "--message-count",
         "20000",
         "--partitions",
         "2",
         "--consumers",
         "2",
-    ]);
-    assert_shape(&document, "consume", false);
+    ];
+    arguments.extend(QUICK_LIMITS);
+    let document = run_bench(&arguments);
+    assert_shape(&document, "consume", true);
+    // A drain from disk is bounded by min(loopback, disk read); both ratios are reported.
+    assert_eq!(document["ratios"]["limit"], "loopback_or_disk_read");
+    assert!(number_at(&document, &["ratios", "throughput_vs_disk_read"]).is_some());
+    assert!(number_at(&document, &["ratios", "throughput_vs_loopback"]).is_some());
     assert_eq!(document["measured_records"], 20000, "{document:#}");
     assert_eq!(document["errors"], 0);
 }
