@@ -607,6 +607,7 @@ fn topic_describe_shows_every_config_with_its_value_and_source() {
         "min.compaction.lag.ms",
         "max.compaction.lag.ms",
         "delete.retention.ms",
+        "write.caching",
     ] {
         let line = described
             .lines()
@@ -616,8 +617,9 @@ fn topic_describe_shows_every_config_with_its_value_and_source() {
     }
     let described = json(&spate(address, &["topic", "describe", "orders", "--json"], b"").ok());
     let configs = described["configs"].as_object().unwrap();
-    assert_eq!(configs.len(), 13, "{described}");
+    assert_eq!(configs.len(), 14, "{described}");
     assert_eq!(configs["cleanup.policy"]["value"], "delete");
+    assert_eq!(configs["write.caching"]["value"], "false");
     assert_eq!(configs["retention.bytes"]["value"], "-1");
     assert_eq!(configs["retention.bytes"]["source"], "default");
 }

@@ -126,6 +126,57 @@ fn every_acks_mode_appends_and_only_acks_none_goes_unanswered() {
 }
 
 #[test]
+fn under_write_caching_acks_leader_records_are_read_before_their_fsync() {
+    let broker = broker();
+    let mut client = TestClient::connect(broker.address());
+    // A group commit that syncs acks=leader data only after 10 s (or 1 GiB): within the test
+    // nothing is synced unless an acks=all write asks for it.
+    let group_commit = [
+        ("group.commit.us", "10000000"),
+        ("group.commit.bytes", "1073741824"),
+    ];
+    client.create_topic(
+        "cached",
+        1,
+        &[group_commit[0], group_commit[1], ("write.caching", "true")],
+    );
+    client.create_topic("durable-only", 1, &group_commit);
+    let started = Instant::now();
+    for topic in ["cached", "durable-only"] {
+        let (code, base) = client.produce(
+            topic,
+            0,
+            Acks::Leader,
+            vec![build_batch(&numbered_records(0, 3, 1)).freeze()],
+        );
+        assert_eq!((code, base), (ErrorCode::None, 0), "{topic}");
+    }
+    let cached = client.fetch_once("cached", 0, 0, 1024 * 1024);
+    assert_eq!(cached.high_watermark, 3);
+    assert_eq!(records_of(&cached.records.to_bytes()).len(), 3);
+    let durable_only = client.fetch_once("durable-only", 0, 0, 1024 * 1024);
+    // Only meaningful while the 10 s sync interval cannot have passed.
+    if started.elapsed() < Duration::from_secs(5) {
+        assert_eq!(
+            durable_only.high_watermark, 0,
+            "unsynced records are not shown"
+        );
+        assert!(records_of(&durable_only.records.to_bytes()).is_empty());
+    }
+    // An acks=all write syncs everything before it; both topics then show every record.
+    for topic in ["cached", "durable-only"] {
+        let (code, base) = client.produce(
+            topic,
+            0,
+            Acks::All,
+            vec![build_batch(&numbered_records(3, 1, 1)).freeze()],
+        );
+        assert_eq!((code, base), (ErrorCode::None, 3), "{topic}");
+        assert_eq!(client.fetch_all(topic, 0, 0).len(), 4, "{topic}");
+    }
+}
+
+#[test]
 fn a_corrupt_batch_is_refused_and_nothing_of_its_request_partition_is_stored() {
     let broker = broker();
     let mut client = TestClient::connect(broker.address());

@@ -179,6 +179,31 @@ pub struct LogConfig {
     /// Tombstones (and transaction markers whose data is gone) stay this long after the part of
     /// the log holding them was first cleaned (`delete.retention.ms`).
     pub delete_retention_ms: u64,
+    /// What readers may see: only durable batches (the default), or batches once written
+    /// (`write.caching`).
+    pub visibility: Visibility,
+}
+
+/// How far readers (consumers, `ListOffsets` latest, the high watermark a fetch reports) see
+/// into a single-replica log: Redpanda's `write.caching`, and what Kafka does by default (it
+/// serves what is in the page cache).
+///
+/// A replicated partition's high watermark is still the smallest durable end over its ISR
+/// whatever this says: followers report their durable ends, so a record the whole ISR may
+/// still lose is never shown (see docs/replication.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Visibility {
+    /// Readers see a batch only once it is durable under the log's [`Durability`]: what a
+    /// consumer read survives a crash and a power loss. Every record waits for one
+    /// `fdatasync` before a consumer can see it.
+    #[default]
+    Durable,
+    /// Readers see a batch as soon as its O_DIRECT write completed, before its `fdatasync`.
+    /// A consumer no longer waits for the sync, but may read a record that a power loss (or a
+    /// failed sync, which rolls the log back to its durable point) then takes away, so its
+    /// offsets are given to other records afterwards. Appends acknowledged `Durable` keep their
+    /// promise either way.
+    Written,
 }
 
 /// Kafka's `cleanup.policy`: `delete`, `compact` or `compact,delete`. At least one is set.
@@ -342,6 +367,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: MAX_COMPACTION_LAG_MS_DEFAULT,
             delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            visibility: Visibility::Durable,
         }
     }
 }

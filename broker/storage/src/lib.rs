@@ -49,6 +49,7 @@ pub use compaction::{
 };
 pub use config::{
     AppendWait, CleanupPolicy, ConfigError, DirtyRatio, Durability, LogConfig, RecoveryScan,
+    Visibility,
 };
 pub use dma::{DmaFileSystem, WriteBufferStats};
 pub use error::StorageError;

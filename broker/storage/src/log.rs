@@ -47,7 +47,7 @@ use super::checkpoint::{
 };
 use super::clock::Clock;
 use super::compaction;
-use super::config::{AppendWait, LogConfig};
+use super::config::{AppendWait, LogConfig, Visibility};
 use super::error::StorageError;
 use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 use super::index::{SegmentIndex, TimeIndexEntry};
@@ -428,13 +428,14 @@ impl<File: StorageFile> LogState<File> {
         number
     }
 
-    /// The durable end; for a replicated partition no further than the committed offset.
+    /// The durable end (the written end under [`Visibility::Written`]); for a replicated
+    /// partition no further than the committed offset, which only durable copies move.
     fn high_watermark(&self) -> u64 {
-        let durable_end = self.writer.durable.tail.next_offset;
+        let visible_end = self.visible_tail().next_offset;
         if self.replicated {
-            durable_end.min(self.committed_offset)
+            visible_end.min(self.committed_offset)
         } else {
-            durable_end
+            visible_end
         }
     }
 
@@ -480,7 +481,17 @@ impl<File: StorageFile> LogState<File> {
         self.sealed
             .values()
             .map(|segment| (segment, segment.tail))
-            .chain(std::iter::once((&self.active, self.writer.durable.tail)))
+            .chain(std::iter::once((&self.active, self.visible_tail())))
+    }
+
+    /// The end of what readers see in the active segment: its durable tail, or under
+    /// [`Visibility::Written`] its written tail (always in the active segment: a roll syncs
+    /// everything first, and a rollback moves the written tail back to the durable one).
+    fn visible_tail(&self) -> SegmentTail {
+        match self.config.visibility {
+            Visibility::Durable => self.writer.durable.tail,
+            Visibility::Written => self.writer.written_tail,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use spate_storage::log::LEADER_EPOCH;
 use spate_storage::segment::{segment_file_name, SegmentFileKind};
 use spate_storage::{
     AppendWait, CleanupPolicy, Clock, DirtyRatio, Durability, FaultPlan, FileSystem, LogConfig,
-    MemoryFileSystem, PartitionLog, StorageError,
+    MemoryFileSystem, PartitionLog, StorageError, Visibility,
 };
 use storage_support::{
     batch, block, directory, header_of, id_of, read_all, run_to_end, same_batch, simple_batch,
@@ -594,6 +594,100 @@ fn written_appends_become_durable_at_sync_if_due() {
         async move { syncer.sync_if_due().await.expect("sync") }
     ));
     assert_eq!(log.high_watermark(), 1);
+}
+
+/// `write.caching`: a log whose readers see written batches, with a group commit that never
+/// comes due by itself in a test.
+fn write_caching_config(tail_cache_bytes_max: usize) -> LogConfig {
+    LogConfig {
+        visibility: Visibility::Written,
+        tail_cache_bytes_max,
+        ..long_interval_group_commit()
+    }
+}
+
+#[test]
+fn under_write_caching_a_written_batch_is_read_before_its_sync() {
+    // Both read paths: the disk (no tail cache) and the tail cache.
+    for tail_cache_bytes_max in [0, 1 << 20] {
+        let setup = Setup::new(16);
+        let log = Rc::new(setup.open(write_caching_config(tail_cache_bytes_max)));
+        let durable = append_many(&log, 0, 2, 300);
+        let appender = log.clone();
+        let syncs_before = setup.disk.stats().data_syncs;
+        block(async move {
+            for id in 2..4 {
+                appender
+                    .append(simple_batch(id, 300, START_MS), AppendWait::Written)
+                    .await
+                    .expect("append");
+            }
+        });
+        assert_eq!(
+            setup.disk.stats().data_syncs,
+            syncs_before,
+            "nothing synced the written batches"
+        );
+        assert_eq!(log.high_watermark(), 4, "cache {tail_cache_bytes_max}");
+        assert_eq!(all_ids(&log), [durable, vec![2, 3]].concat());
+    }
+}
+
+#[test]
+fn by_default_a_written_batch_is_not_read_before_its_sync() {
+    // The same appends as above without write caching: readers wait for the sync.
+    let setup = Setup::new(16);
+    let log = Rc::new(setup.open(long_interval_group_commit()));
+    append_many(&log, 0, 2, 300);
+    let appender = log.clone();
+    block(async move {
+        appender
+            .append(simple_batch(2, 300, START_MS), AppendWait::Written)
+            .await
+            .expect("append");
+    });
+    assert_eq!(log.high_watermark(), 2);
+    assert_eq!(all_ids(&log), vec![0, 1]);
+    let syncer = log.clone();
+    block(async move { syncer.sync().await.expect("sync") });
+    assert_eq!(all_ids(&log), vec![0, 1, 2]);
+}
+
+#[test]
+fn under_write_caching_a_failed_write_takes_back_what_readers_saw() {
+    // The documented trade of write caching: a written batch was visible, then a disk error
+    // rolled the log back to its durable point, and its offset goes to the next batch.
+    let setup = Setup::new(17);
+    let log = Rc::new(setup.open(write_caching_config(0)));
+    append_many(&log, 0, 1, 300);
+    let appender = log.clone();
+    block(async move {
+        appender
+            .append(simple_batch(1, 300, START_MS), AppendWait::Written)
+            .await
+            .expect("written")
+    });
+    assert_eq!(all_ids(&log), vec![0, 1]);
+    setup.disk.set_no_space(true);
+    let appender = log.clone();
+    let failed = block(async move {
+        appender
+            .append(simple_batch(2, 300, START_MS), AppendWait::Durable)
+            .await
+    });
+    assert!(failed.is_err());
+    assert_eq!(log.high_watermark(), 1, "back to the durable point");
+    assert_eq!(all_ids(&log), vec![0]);
+    setup.disk.set_no_space(false);
+    let appender = log.clone();
+    let durable = block(async move {
+        appender
+            .append(simple_batch(3, 300, START_MS), AppendWait::Durable)
+            .await
+            .expect("durable")
+    });
+    assert_eq!(durable.base_offset, 1, "offset 1 is given again");
+    assert_eq!(all_ids(&log), vec![0, 3]);
 }
 
 #[test]

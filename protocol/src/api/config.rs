@@ -29,12 +29,15 @@ pub mod name {
     pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
     /// How long tombstones stay after compaction first reached them.
     pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+    /// Redpanda's `write.caching`: `true` lets consumers read a batch once it is written,
+    /// before its `fdatasync`; `false` (the default) shows only durable batches.
+    pub const WRITE_CACHING: &str = "write.caching";
     /// In-sync replicas an acks=all write needs (Kafka's name), 1 up to the replication
     /// factor. Not in [`ALL`]: its default is not one value but a majority of each topic's
     /// replication factor, and a single broker's topics have one replica.
     pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
     /// Every name this build knows.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         RETENTION_BYTES,
         RETENTION_MS,
         SEGMENT_BYTES,
@@ -48,6 +51,7 @@ pub mod name {
         MIN_COMPACTION_LAG_MS,
         MAX_COMPACTION_LAG_MS,
         DELETE_RETENTION_MS,
+        WRITE_CACHING,
     ];
 }
 
@@ -136,6 +140,8 @@ pub struct TopicConfig {
     pub min_compaction_lag_ms: Option<u64>,
     pub max_compaction_lag_ms: Option<u64>,
     pub delete_retention_ms: Option<u64>,
+    /// `write.caching`: whether readers see written, not yet durable, batches.
+    pub write_caching: Option<bool>,
 }
 
 /// Kafka's `cleanup.policy` values.
@@ -239,6 +245,7 @@ impl TopicConfig {
                 self.max_compaction_lag_ms = Some(parse_positive(entry)?)
             }
             name::DELETE_RETENTION_MS => self.delete_retention_ms = Some(parse_count(entry)?),
+            name::WRITE_CACHING => self.write_caching = Some(parse_bool(entry)?),
             _ => {
                 return Err(ConfigError::UnknownName {
                     name: entry.name.clone(),
@@ -264,6 +271,7 @@ impl TopicConfig {
             name::MIN_COMPACTION_LAG_MS => self.min_compaction_lag_ms = None,
             name::MAX_COMPACTION_LAG_MS => self.max_compaction_lag_ms = None,
             name::DELETE_RETENTION_MS => self.delete_retention_ms = None,
+            name::WRITE_CACHING => self.write_caching = None,
             _ => {
                 return Err(ConfigError::UnknownName {
                     name: config_name.to_owned(),
@@ -297,6 +305,7 @@ impl TopicConfig {
             self.min_compaction_lag_ms.map(|value| value.to_string()),
             self.max_compaction_lag_ms.map(|value| value.to_string()),
             self.delete_retention_ms.map(|value| value.to_string()),
+            self.write_caching.map(|value| value.to_string()),
         ];
         name::ALL
             .iter()
@@ -311,6 +320,15 @@ fn invalid(entry: &ConfigEntry, expected: &'static str) -> ConfigError {
         name: entry.name.clone(),
         value: entry.value.clone(),
         expected,
+    }
+}
+
+/// `true` or `false`, as Kafka writes booleans (any case).
+fn parse_bool(entry: &ConfigEntry) -> Result<bool, ConfigError> {
+    match entry.value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(entry, "\"true\" or \"false\"")),
     }
 }
 

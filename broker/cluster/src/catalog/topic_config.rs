@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 pub use spate_protocol::api::config::name::{
     CLEANUP_POLICY, DELETE_RETENTION_MS, DURABILITY, GROUP_COMMIT_BYTES, GROUP_COMMIT_US,
     MAX_COMPACTION_LAG_MS, MAX_MESSAGE_BYTES, MIN_CLEANABLE_DIRTY_RATIO, MIN_COMPACTION_LAG_MS,
-    RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES, SEGMENT_MS,
+    RETENTION_BYTES, RETENTION_MS, SEGMENT_BYTES, SEGMENT_MS, WRITE_CACHING,
 };
 pub use spate_storage::{CleanupPolicy, DirtyRatio};
 
 /// Every key, in the order errors list them.
-pub const KEYS: [&str; 13] = spate_protocol::api::config::name::ALL;
+pub const KEYS: [&str; 14] = spate_protocol::api::config::name::ALL;
 
 /// In-sync replicas an acks=all write needs (Kafka's name). A cluster's topics only: a single
 /// broker's partitions have one replica. Not in [`KEYS`] (the native protocol's list) until the
@@ -79,6 +79,8 @@ pub struct TopicConfig {
     pub delete_retention_ms: Option<u64>,
     /// `None`: a majority of the replication factor (`MIN_INSYNC_REPLICAS`).
     pub min_insync_replicas: Option<u16>,
+    /// Readers see written, not yet durable, batches (`WRITE_CACHING`); `None`: they do not.
+    pub write_caching: Option<bool>,
 }
 
 /// Why a topic configuration entry was refused.
@@ -248,6 +250,17 @@ impl TopicConfig {
                     Some(parse_range(key, value, 1, MIN_INSYNC_REPLICAS_MAX)? as u16)
                 }
             }
+            WRITE_CACHING => {
+                self.write_caching = if clear {
+                    None
+                } else {
+                    match value.to_ascii_lowercase().as_str() {
+                        "true" => Some(true),
+                        "false" => Some(false),
+                        _ => return Err(invalid(key, value, "expected true or false".to_string())),
+                    }
+                }
+            }
             _ => {
                 return Err(TopicConfigError::UnknownKey {
                     key: key.chars().take(256).collect(),
@@ -326,6 +339,10 @@ impl TopicConfig {
             MIN_INSYNC_REPLICAS,
             self.min_insync_replicas.map(|value| value.to_string()),
         );
+        put(
+            WRITE_CACHING,
+            self.write_caching.map(|value| value.to_string()),
+        );
         map
     }
 }
@@ -398,6 +415,7 @@ mod tests {
             (MAX_COMPACTION_LAG_MS, "9223372036854775807"),
             (DELETE_RETENTION_MS, "1000"),
             (MIN_INSYNC_REPLICAS, "2"),
+            (WRITE_CACHING, "true"),
         ]);
         let config = TopicConfig::from_map(&entries).unwrap();
         assert_eq!(config.min_insync_replicas, Some(2));
@@ -441,6 +459,7 @@ mod tests {
             (MAX_COMPACTION_LAG_MS, "0"),
             (DELETE_RETENTION_MS, "9223372036854775808"),
             (MIN_INSYNC_REPLICAS, "0"),
+            (WRITE_CACHING, "yes"),
             (MIN_INSYNC_REPLICAS, "32768"),
         ] {
             assert!(

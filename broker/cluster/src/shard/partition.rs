@@ -32,7 +32,7 @@ use crate::storage::config::{
 };
 use crate::storage::{
     AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog, StorageError, TxnMarker,
-    VerificationGuard,
+    VerificationGuard, Visibility,
 };
 
 /// The file system every shard uses for partition data: direct I/O behind the shard's open-file
@@ -89,6 +89,9 @@ pub fn log_config(config: &TopicConfig, batch_bytes_max: usize) -> LogConfig {
     }
     if let Some(milliseconds) = config.delete_retention_ms {
         log.delete_retention_ms = milliseconds;
+    }
+    if config.write_caching == Some(true) {
+        log.visibility = Visibility::Written;
     }
     let (default_bytes, default_us) = match log.durability {
         Durability::GroupCommit {

@@ -49,7 +49,7 @@ use crate::shard::topic_creation::{self, TopicCreationError};
 use crate::storage::config::{
     GROUP_COMMIT_INTERVAL_BYTES_DEFAULT, GROUP_COMMIT_INTERVAL_US_DEFAULT,
 };
-use crate::storage::Durability;
+use crate::storage::{Durability, Visibility};
 
 pub fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
     // The client picks the highest common version with `pick_version`; the broker only lists.
@@ -194,6 +194,10 @@ pub(crate) fn topic_defaults(batch_bytes_max: usize) -> Vec<ConfigEntry> {
         (
             topic_config::DELETE_RETENTION_MS,
             log.delete_retention_ms.to_string(),
+        ),
+        (
+            topic_config::WRITE_CACHING,
+            (log.visibility == Visibility::Written).to_string(),
         ),
     ];
     values

@@ -63,7 +63,8 @@ pub struct ConfigArgs {
     /// segment.bytes, segment.ms, durability (fsync-every-append | group-commit),
     /// group.commit.bytes, group.commit.us, max.message.bytes, cleanup.policy (delete | compact |
     /// compact,delete), min.cleanable.dirty.ratio, min.compaction.lag.ms,
-    /// max.compaction.lag.ms, delete.retention.ms.
+    /// max.compaction.lag.ms, delete.retention.ms, write.caching (true: consumers see records
+    /// once written, before their fsync).
     #[arg(long = "config", value_parser = crate::parse_key_value, value_name = "KEY=VALUE")]
     configs: Vec<(String, String)>,
 }

@@ -11,7 +11,7 @@
 //!   list, also takes IncrementalAlterConfigs' APPEND and SUBTRACT;
 //! - a catalog key Kafka does not have (`durability`, `group.commit.bytes`, `group.commit.us`:
 //!   Spate's fsync policy, where Kafka has `flush.messages`/`flush.ms`, which mean something
-//!   else): described like the others under Spate's names, with Spate's documentation, and its
+//!   else; `write.caching`, Redpanda's name for what readers see): described like the others under Spate's names, with Spate's documentation, and its
 //!   only synonym is its own default;
 //! - `min.insync.replicas`, a catalog key whose default depends on the topic: a majority of its
 //!   replication factor (1 for a single broker's one replica; Spate's choice over Kafka's 1, see
@@ -107,7 +107,7 @@ pub(crate) struct TopicConfigDefinition {
 }
 
 /// Every topic config a Kafka client may name, in the order DescribeConfigs lists them.
-pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 16] = [
+pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 17] = [
     TopicConfigDefinition {
         name: topic_config::RETENTION_MS,
         config_type: ConfigType::Long,
@@ -229,6 +229,13 @@ pub(crate) const TOPIC_CONFIGS: [TopicConfigDefinition; 16] = [
         broker_name: topic_config::GROUP_COMMIT_US,
         holding: Holding::Catalog,
         documentation: "Spate's group commit: acks=1 data stays unsynced at most this many microseconds.",
+    },
+    TopicConfigDefinition {
+        name: topic_config::WRITE_CACHING,
+        config_type: ConfigType::Boolean,
+        broker_name: topic_config::WRITE_CACHING,
+        holding: Holding::Catalog,
+        documentation: "Redpanda's write caching: true lets consumers read a record once it is written (acks=1 answered), before its fsync, as Kafka serves the page cache; a power loss or a failed fsync can then take away records a consumer already read. false (the default): consumers see only fsynced records. acks=all answers wait for the fsync either way. Replicated topics show only records every in-sync replica has synced, whatever this says.",
     },
 ];
 
