@@ -106,10 +106,20 @@ pub const PREALLOCATE_STEP_BYTES: u64 = 16 * 1024 * 1024;
 pub const WRITE_BUFFER_POOL_BUFFERS_MAX: usize = 4;
 pub const WRITE_BUFFER_POOL_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// A disk read of at least twice this many bytes (a fetch served from disk, sized from its
+/// `max_bytes`) is split into parts of at least this size, up to [`READ_PARTS_MAX`], all in flight
+/// at once: one read at queue depth 1 leaves most of an NVMe drive (and of this VM's virtio
+/// disk) idle, and the parts land in the one buffer the read returns, so the split costs no
+/// memory beyond the read itself.
+pub const READ_PART_BYTES_MIN: usize = 256 * 1024;
+pub const READ_PARTS_MAX: usize = 4;
+
 /// Index entries store positions as `u32`: a segment can never be larger.
 pub const SEGMENT_BYTES_LIMIT: u64 = u32::MAX as u64;
 
 const _: () = assert!(SEGMENT_BYTES_MAX_DEFAULT <= SEGMENT_BYTES_LIMIT);
+const _: () = assert!(READ_PART_BYTES_MIN % DIRECT_IO_ALIGNMENT_BYTES == 0);
+const _: () = assert!(READ_PARTS_MAX >= 1);
 const _: () = assert!(BATCH_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX_DEFAULT);
 const _: () = assert!(WRITE_BUFFER_BYTES_DEFAULT % DIRECT_IO_ALIGNMENT_BYTES == 0);
 const _: () = assert!(WRITE_BUFFER_BYTES_DEFAULT >= 2 * DIRECT_IO_ALIGNMENT_BYTES);

@@ -13,11 +13,17 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
 use glommio::io::{Directory, DmaBuffer, DmaFile, OpenOptions};
 use glommio::GlommioError;
 
-use super::config::{WRITE_BUFFER_POOL_BUFFERS_MAX, WRITE_BUFFER_POOL_BYTES_MAX};
+use super::config::{
+    READ_PARTS_MAX, READ_PART_BYTES_MIN, WRITE_BUFFER_POOL_BUFFERS_MAX, WRITE_BUFFER_POOL_BYTES_MAX,
+};
 use super::error::StorageError;
 use super::file::{FileSystem, IoBuffer, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 
@@ -197,8 +203,30 @@ impl StorageFile for DmaStorageFile {
     async fn read_at(&self, position: u64, length: usize) -> io::Result<Bytes> {
         // `read_at` aligns the request itself; the result is copied out of the DMA buffer once so
         // that batches can be handed out as `Bytes` (the DMA buffer is `!Send` and pooled).
-        let result = self.file.read_at(position, length).await.map_err(into_io)?;
-        Ok(Bytes::copy_from_slice(&result))
+        let parts = read_parts(position, length);
+        if parts.len() == 1 {
+            let result = self.file.read_at(position, length).await.map_err(into_io)?;
+            return Ok(Bytes::copy_from_slice(&result));
+        }
+        // Every part is submitted before any is awaited: the first poll of each read puts it on
+        // the ring, so all of them are in flight together (see `READ_PART_BYTES_MIN`).
+        let reads = parts
+            .iter()
+            .map(|&(part_position, part_length)| {
+                Box::pin(self.file.read_at(part_position, part_length))
+            })
+            .collect();
+        let results = join_all(reads).await;
+        let mut bytes = BytesMut::with_capacity(length);
+        for (result, (_, part_length)) in results.into_iter().zip(parts) {
+            let part = result.map_err(into_io)?;
+            bytes.extend_from_slice(&part);
+            if part.len() < part_length {
+                // The file ends inside this part: the later parts read nothing.
+                break;
+            }
+        }
+        Ok(bytes.freeze())
     }
 
     async fn write_at(&self, position: u64, buffer: DmaBuffer) -> io::Result<usize> {
@@ -316,4 +344,104 @@ impl FileSystem for DmaFileSystem {
 /// The path of the probe file for a data directory (for tests and tools).
 pub fn iopoll_probe_path(data_dir: &Path) -> PathBuf {
     data_dir.join(IOPOLL_PROBE_FILE_NAME)
+}
+
+/// How a read of `length` bytes at `position` is split (see [`READ_PART_BYTES_MIN`]): consecutive
+/// `(position, length)` parts covering exactly the read, every inner boundary on a block
+/// boundary (so no block is read twice), each part at least `READ_PART_BYTES_MIN` long but the
+/// last, at most [`READ_PARTS_MAX`] of them. A short read is one part.
+fn read_parts(position: u64, length: usize) -> Vec<(u64, usize)> {
+    let count = (length / READ_PART_BYTES_MIN).clamp(1, READ_PARTS_MAX);
+    if count == 1 {
+        return vec![(position, length)];
+    }
+    let end = position + length as u64;
+    let step = (length / count) as u64;
+    let mut parts = Vec::with_capacity(count);
+    let mut start = position;
+    for index in 1..count {
+        let boundary = align_down(position + step * index as u64);
+        if boundary > start && boundary < end {
+            parts.push((start, (boundary - start) as usize));
+            start = boundary;
+        }
+    }
+    parts.push((start, (end - start) as usize));
+    parts
+}
+
+fn align_down(position: u64) -> u64 {
+    position - position % DIRECT_IO_ALIGNMENT_BYTES as u64
+}
+
+/// Polls every future until all are ready; outputs in the order given. Each is polled once
+/// before this first returns `Pending`, which is what puts every read on the ring at once.
+async fn join_all<F: Future>(mut futures: Vec<Pin<Box<F>>>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|context| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|output| output.expect("every future finished"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn covers_exactly(parts: &[(u64, usize)], position: u64, length: usize) {
+        let mut next = position;
+        for &(part_position, part_length) in parts {
+            assert_eq!(part_position, next, "{parts:?}");
+            next += part_length as u64;
+        }
+        assert_eq!(next, position + length as u64, "{parts:?}");
+    }
+
+    #[test]
+    fn short_reads_stay_whole() {
+        assert_eq!(read_parts(100, 4096), vec![(100, 4096)]);
+        let length = 2 * READ_PART_BYTES_MIN - 1;
+        assert_eq!(read_parts(0, length), vec![(0, length)]);
+    }
+
+    #[test]
+    fn large_reads_split_on_block_boundaries_into_at_most_the_maximum() {
+        for (position, length) in [
+            (0, 2 * READ_PART_BYTES_MIN),
+            (12_345, 1024 * 1024),
+            (4096, 1024 * 1024 + 17),
+            (999, 64 * 1024 * 1024),
+        ] {
+            let parts = read_parts(position, length);
+            assert!(
+                parts.len() >= 2 && parts.len() <= READ_PARTS_MAX,
+                "{parts:?}"
+            );
+            covers_exactly(&parts, position, length);
+            for &(part_position, part_length) in &parts[1..] {
+                assert_eq!(part_position % DIRECT_IO_ALIGNMENT_BYTES as u64, 0);
+                assert!(part_length > 0);
+            }
+            for &(_, part_length) in &parts[..parts.len() - 1] {
+                assert!(part_length >= READ_PART_BYTES_MIN - DIRECT_IO_ALIGNMENT_BYTES);
+            }
+        }
+    }
 }
