@@ -10,6 +10,10 @@ pub const MESSAGE_BYTES_DEFAULT: usize = 1024;
 pub const BATCH_BYTES_DEFAULT: usize = 1024 * 1024;
 /// Default time a producer waits for a batch to fill before sending it anyway.
 pub const LINGER_US_DEFAULT: u64 = 1_000;
+/// e2e, timerfd pacer: the shortest time between two wakes of a producer (records due in
+/// between go together), and the most a workload may set.
+pub const PACER_WAKE_US_DEFAULT: u64 = 100;
+pub const PACER_WAKE_US_MAX: u64 = 100_000;
 /// Default producer buffer memory (records accepted but not yet acknowledged).
 pub const PRODUCER_BUFFER_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 /// Default bound on the record bytes one consumer fetch returns.

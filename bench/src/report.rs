@@ -383,6 +383,15 @@ pub fn table(
         }));
         row.extend(["".to_string(), "".to_string()]);
         rows.push(row);
+        let mut row = vec!["producer thread CPU (pacer)".to_string()];
+        row.extend(outcomes.iter().map(|outcome| {
+            outcome
+                .end_to_end
+                .as_ref()
+                .map_or("-".to_string(), |details| pacing_cell(&details.load))
+        }));
+        row.extend(["".to_string(), "".to_string()]);
+        rows.push(row);
     }
     let mut row = vec!["errors".to_string()];
     row.extend(outcomes.iter().map(|outcome| outcome.errors.to_string()));
@@ -432,6 +441,18 @@ pub fn table(
         }
     }
     text
+}
+
+/// The producers' CPU, with their pacer and how many records each wake sent.
+fn pacing_cell(load: &crate::runner::PacingLoad) -> String {
+    let per_wake = load.records_per_wake.map_or(String::new(), |records| {
+        format!(", {records:.1} records/wake")
+    });
+    format!(
+        "{:.1}% of a core ({}{per_wake})",
+        load.pacer_cpu_percent,
+        load.pacer.name()
+    )
 }
 
 /// Each queue depth's read figure, like "QD1 600.0 MB/s, QD8 900.0 MB/s".
@@ -837,6 +858,28 @@ mod tests {
             Some(&limits()),
         );
         assert_eq!(produce.throughput_vs_disk_read, None, "consume only");
+    }
+
+    #[test]
+    fn the_pacer_cell_names_the_pacer_its_cpu_and_records_per_wake() {
+        let load = crate::runner::PacingLoad {
+            pacer: crate::runner::pacer::PacerKind::Timerfd,
+            pacer_wake_us: Some(100),
+            pacer_cpu_percent: 12.34,
+            producer_threads: 1,
+            pacer_wakes: 10,
+            records_per_wake: Some(2.5),
+        };
+        assert_eq!(
+            pacing_cell(&load),
+            "12.3% of a core (timerfd, 2.5 records/wake)"
+        );
+        let load = crate::runner::PacingLoad {
+            pacer: crate::runner::pacer::PacerKind::Sleep,
+            records_per_wake: None,
+            ..load
+        };
+        assert_eq!(pacing_cell(&load), "12.3% of a core (sleep)");
     }
 
     #[test]

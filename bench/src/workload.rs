@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::constants::*;
+use crate::runner::pacer::PacerKind;
 
 /// The workloads the harness runs against a system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,6 +143,20 @@ pub struct WorkloadLayer {
     /// Most record bytes one consumer fetch returns.
     #[arg(long)]
     pub fetch_bytes_max: Option<usize>,
+    /// produce: records a producer may have sent and not yet seen acknowledged; 1 makes each
+    /// record a round trip of its own (send, wait for its acknowledgement, send the next)
+    /// [default: no limit but the producer's buffer].
+    #[arg(long)]
+    pub inflight_records_max: Option<u64>,
+    /// e2e: how open-loop producers wait for due instants: timerfd (a wake at most every
+    /// pacer_wake_us, a calibrated spin for the last microseconds) or sleep (nanosleep per
+    /// record, the pacer before 2026-12-03) [default: timerfd].
+    #[arg(long, value_enum)]
+    pub pacer: Option<PacerKind>,
+    /// e2e, timerfd pacer: the shortest time between two wakes of a producer, in microseconds;
+    /// records due in between are sent together, up to this late [default: 100].
+    #[arg(long)]
+    pub pacer_wake_us: Option<u64>,
 }
 
 impl WorkloadLayer {
@@ -183,6 +198,9 @@ impl WorkloadLayer {
                 .inflight_requests_per_partition
                 .or(lower.inflight_requests_per_partition),
             fetch_bytes_max: self.fetch_bytes_max.or(lower.fetch_bytes_max),
+            inflight_records_max: self.inflight_records_max.or(lower.inflight_records_max),
+            pacer: self.pacer.or(lower.pacer),
+            pacer_wake_us: self.pacer_wake_us.or(lower.pacer_wake_us),
         }
     }
 
@@ -242,6 +260,10 @@ pub struct Workload {
     /// `None`: the client library's default.
     pub inflight_requests_per_partition: Option<usize>,
     pub fetch_bytes_max: usize,
+    /// Records a producer may have unacknowledged; `None`: only its buffer bounds them.
+    pub inflight_records_max: Option<u64>,
+    pub pacer: PacerKind,
+    pub pacer_wake_us: u64,
 }
 
 /// Why a workload could not be built. Each variant names the setting.
@@ -333,6 +355,9 @@ impl Workload {
                 .unwrap_or(PRODUCER_BUFFER_BYTES_DEFAULT),
             inflight_requests_per_partition: layer.inflight_requests_per_partition,
             fetch_bytes_max: layer.fetch_bytes_max.unwrap_or(FETCH_BYTES_MAX_DEFAULT),
+            inflight_records_max: layer.inflight_records_max,
+            pacer: layer.pacer.unwrap_or(PacerKind::Timerfd),
+            pacer_wake_us: layer.pacer_wake_us.unwrap_or(PACER_WAKE_US_DEFAULT),
         };
         workload.check()?;
         Ok(workload)
@@ -377,6 +402,19 @@ impl Workload {
                     format!("must be in 1..={INFLIGHT_REQUESTS_PER_PARTITION_MAX}"),
                 );
             }
+        }
+        match self.inflight_records_max {
+            Some(0) => return invalid("inflight_records_max", "must be at least 1"),
+            Some(_) if self.kind == WorkloadKind::E2e => {
+                return invalid(
+                    "inflight_records_max",
+                    "e2e producers keep their schedule; a window applies to produce and consume",
+                )
+            }
+            _ => {}
+        }
+        if self.pacer_wake_us > PACER_WAKE_US_MAX {
+            return invalid("pacer_wake_us", format!("at most {PACER_WAKE_US_MAX}"));
         }
         if self.fetch_bytes_max < self.message_bytes {
             return invalid("fetch_bytes_max", "must hold at least one message");
@@ -529,6 +567,56 @@ mod tests {
             Stop::MessageCount(CONSUME_MESSAGE_COUNT_DEFAULT)
         );
         assert_eq!(workload.warmup_ms, 0);
+    }
+
+    #[test]
+    fn every_workload_file_resolves_for_the_workload_its_name_starts_with() {
+        let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let kind = if name.starts_with("produce-") {
+                WorkloadKind::Produce
+            } else if name.starts_with("consume-") {
+                WorkloadKind::Consume
+            } else if name.starts_with("e2e-") {
+                WorkloadKind::E2e
+            } else {
+                panic!("{name}: a workload file's name starts with its workload");
+            };
+            let layer = WorkloadLayer::from_file(&path).unwrap();
+            Workload::resolve(kind, layer).unwrap_or_else(|error| panic!("{name}: {error}"));
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} workload files");
+    }
+
+    #[test]
+    fn the_pacer_and_the_record_window_read_from_a_file_and_are_checked() {
+        let file = layer("pacer = \"sleep\"\npacer_wake_us = 50\n");
+        let workload = Workload::resolve(WorkloadKind::E2e, file).unwrap();
+        assert_eq!(workload.pacer, PacerKind::Sleep);
+        assert_eq!(workload.pacer_wake_us, 50);
+        let defaults = Workload::resolve(WorkloadKind::E2e, WorkloadLayer::default()).unwrap();
+        assert_eq!(defaults.pacer, PacerKind::Timerfd);
+        assert_eq!(defaults.pacer_wake_us, PACER_WAKE_US_DEFAULT);
+        assert_eq!(defaults.inflight_records_max, None);
+        let round_trip = layer("inflight_records_max = 1\nlinger_us = 0\n");
+        let workload = Workload::resolve(WorkloadKind::Produce, round_trip.clone()).unwrap();
+        assert_eq!(workload.inflight_records_max, Some(1));
+        assert!(
+            Workload::resolve(WorkloadKind::E2e, round_trip).is_err(),
+            "e2e keeps its schedule"
+        );
+        assert!(
+            Workload::resolve(WorkloadKind::Produce, layer("inflight_records_max = 0\n")).is_err()
+        );
+        assert!(Workload::resolve(
+            WorkloadKind::E2e,
+            layer(&format!("pacer_wake_us = {}\n", PACER_WAKE_US_MAX + 1))
+        )
+        .is_err());
     }
 
     #[test]

@@ -353,6 +353,9 @@ fn e2e_at_a_fixed_rate_receives_every_record_from_both_drivers() {
             .as_u64()
             .is_some_and(|sent| sent > 0));
         assert_eq!(details["target_records_per_sec"], 2000.0);
+        // The default pacer, and what the producing thread cost.
+        assert_eq!(details["load"]["pacer"], "timerfd", "{document:#}");
+        assert!(number_at(details, &["load", "pacer_cpu_percent"]).is_some());
     }
 }
 
@@ -371,6 +374,8 @@ fn e2e_at_a_share_of_the_maximum_calibrates_the_pipeline_in_closed_loop_first() 
         "200",
         "--message-bytes",
         "256",
+        "--pacer",
+        "sleep",
     ]);
     assert_shape(&document, "e2e", false);
     let details = &document["end_to_end"];
@@ -379,6 +384,8 @@ fn e2e_at_a_share_of_the_maximum_calibrates_the_pipeline_in_closed_loop_first() 
         .expect("the calibration's maximum is reported");
     assert!(maximum > 0.0, "{document:#}");
     assert_eq!(details["calibration_percent_of_max"], 10.0);
+    assert_eq!(details["load"]["pacer"], "sleep", "{document:#}");
+    assert!(details["load"]["pacer_wake_us"].is_null(), "{document:#}");
     let target = details["target_records_per_sec"]
         .as_f64()
         .expect("a target");
@@ -407,6 +414,30 @@ fn a_workload_file_sets_the_run_and_flags_override_it() {
     assert_eq!(document["config"]["message_bytes"], 1024);
     assert_eq!(document["config"]["acks"], "leader");
     assert_eq!(document["config"]["stop"]["duration_ms"], 800);
+}
+
+#[test]
+fn round_trips_send_one_record_at_a_time_and_time_each() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/produce-round-trip.toml");
+    let document = run_bench(&[
+        "produce",
+        "--spawn-broker",
+        "--workload",
+        file.to_str().expect("UTF-8 path"),
+        "--duration-ms",
+        "600",
+        "--warmup-ms",
+        "100",
+    ]);
+    assert_shape(&document, "produce", false);
+    assert_eq!(document["config"]["inflight_records_max"], 1);
+    assert_eq!(document["config"]["linger_us"], 0);
+    assert_eq!(document["errors"], 0, "{document:#}");
+    // Every acknowledged record has its own latency.
+    assert_eq!(
+        document["latency_us"]["count"], document["measured_records"],
+        "{document:#}"
+    );
 }
 
 #[test]

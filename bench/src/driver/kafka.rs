@@ -414,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn a_round_trip_workload_sends_at_once() {
+        let round_trip = ProducerSettings {
+            linger_us: 0,
+            batch_bytes: 16384,
+            ..settings(AcksSetting::All)
+        };
+        let config = producer_config("127.0.0.1:9092", &round_trip);
+        assert_eq!(config.get("linger.ms"), Some("0"));
+        assert_eq!(config.get("batch.size"), Some("16384"));
+    }
+
+    #[test]
     fn overrides_replace_and_add_settings() {
         let mut config = producer_config("127.0.0.1:9092", &settings(AcksSetting::All));
         apply_overrides(&mut config, "linger.ms=5; batch.num.messages = 100000;;");

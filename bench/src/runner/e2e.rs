@@ -19,11 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::consume::{consumer_settings, partitions_of};
+use super::pacer::{next_wake_nanos, thread_cpu_nanos, Pacer, PacerKind};
 use super::produce::{counting_callback, producer_settings};
+use super::StickyPartitions;
 use super::{join_all, new_meter, spawn_pinned, tighten_timer_slack, topic_of};
-use super::{EndToEndDetails, LatencyKind, Progress, RunError, RunOutcome, StickyPartitions};
+use super::{EndToEndDetails, LatencyKind, PacingLoad, Progress, RunError, RunOutcome};
 use crate::constants::{DRAIN_TIMEOUT_MS, E2E_TIMESTAMP_BYTES, POLL_WAIT_MS};
-use crate::driver::{ConsumerDriver, Driver, DriverError, ProducerDriver, SendMark};
+use crate::driver::Driver;
+use crate::driver::{ConsumerDriver, DriverError, ProducerDriver, SendMark};
 use crate::placement::Placement;
 use crate::stats::{new_histogram, now_nanos, per_second, record_nanos};
 use crate::stats::{LatencySummary, Meter};
@@ -197,9 +200,23 @@ fn run_paced(
             workload.message_bytes,
         );
         let message_bytes = workload.message_bytes;
+        let pacing = Pacing {
+            kind: workload.pacer,
+            wake_interval_min_nanos: match workload.pacer {
+                PacerKind::Sleep => 0,
+                PacerKind::Timerfd => workload.pacer_wake_us * 1_000,
+            },
+        };
         let name = format!("e2e-produce-{index}");
         let handle = spawn_pinned(name.clone(), placement, index, move || {
-            paced_send(producer, schedule, window, partitions, message_bytes)
+            paced_send(
+                producer,
+                schedule,
+                window,
+                partitions,
+                message_bytes,
+                pacing,
+            )
         })?;
         producer_handles.push((name, handle));
     }
@@ -257,6 +274,18 @@ fn run_paced(
     };
     let missing = sent_total.saturating_sub(received);
     let send_lag_max_nanos = paced.iter().map(|paced| paced.lag_max_nanos).max();
+    let pacer_wakes: u64 = paced.iter().map(|paced| paced.wakes).sum();
+    let load = PacingLoad {
+        pacer: workload.pacer,
+        pacer_wake_us: (workload.pacer == PacerKind::Timerfd).then_some(workload.pacer_wake_us),
+        pacer_cpu_percent: paced
+            .iter()
+            .map(|paced| cpu_percent(paced.cpu_nanos, paced.wall_nanos))
+            .sum(),
+        producer_threads: workload.producers,
+        pacer_wakes,
+        records_per_wake: (pacer_wakes > 0).then(|| sent_total as f64 / pacer_wakes as f64),
+    };
     if missing > 0 {
         outcome.notes.push(format!(
             "{missing} of {sent_total} records never arrived within {DRAIN_TIMEOUT_MS} ms"
@@ -275,6 +304,7 @@ fn run_paced(
         produce_to_ack_us: LatencySummary::of(&acknowledgements.histogram()),
         calibration_max_records_per_sec: None,
         calibration_percent_of_max: None,
+        load,
     });
     Ok(outcome)
 }
@@ -304,52 +334,95 @@ struct Paced {
     first_nanos: u64,
     last_send_nanos: u64,
     lag_max_nanos: u64,
+    /// The thread's CPU time and its wall time, from its start to its last send.
+    cpu_nanos: u64,
+    wall_nanos: u64,
+    /// Times it waited for a due instant.
+    wakes: u64,
+}
+
+/// How a producer waits for due instants.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    kind: PacerKind,
+    /// Wakes are at least this far apart (records due in between are sent together).
+    wake_interval_min_nanos: u64,
+}
+
+/// `cpu_nanos` over `wall_nanos`, in percent of one core.
+fn cpu_percent(cpu_nanos: u64, wall_nanos: u64) -> f64 {
+    if wall_nanos == 0 {
+        return 0.0;
+    }
+    100.0 * cpu_nanos as f64 / wall_nanos as f64
 }
 
 /// Sends each record at its scheduled instant, or at once when behind (never skipping one).
+/// Each wake sends every record due by then.
 fn paced_send(
     mut producer: Box<dyn ProducerDriver>,
     schedule: Schedule,
     window: Window,
     mut partitions: StickyPartitions,
     message_bytes: usize,
-) -> Result<Paced, DriverError> {
+    pacing: Pacing,
+) -> Result<Paced, RunError> {
     tighten_timer_slack();
+    let started_nanos = now_nanos();
+    let started_cpu_nanos = thread_cpu_nanos();
+    let mut pacer = Pacer::new(pacing.kind)?;
     let mut value = vec![0x6bu8; message_bytes];
     let mut sent = 0u64;
     let mut lag_max_nanos = 0u64;
     let mut last_send_nanos = schedule.first_nanos;
-    loop {
-        let mut now = now_nanos();
+    let mut last_wake_nanos = 0u64;
+    let mut wakes = 0u64;
+    'schedule: loop {
+        let now = now_nanos();
         let due = schedule.due_nanos(sent, now);
         if due >= schedule.until_nanos {
             break;
         }
         if now < due {
             producer.idle()?;
-            now = now_nanos();
-            if now < due {
-                std::thread::sleep(Duration::from_nanos(due - now));
-            }
+            let wake = next_wake_nanos(due, last_wake_nanos, pacing.wake_interval_min_nanos);
+            pacer.wait_until(wake)?;
+            last_wake_nanos = now_nanos();
+            wakes += 1;
         }
-        let sent_nanos = now_nanos();
-        lag_max_nanos = lag_max_nanos.max(sent_nanos.saturating_sub(due));
-        value[..8].copy_from_slice(&due.to_le_bytes());
-        value[8..E2E_TIMESTAMP_BYTES].copy_from_slice(&sent_nanos.to_le_bytes());
-        let mark = SendMark {
-            sent_nanos,
-            counted: (window.from_nanos..window.until_nanos).contains(&due),
-        };
-        producer.send(partitions.next_partition(), &value, mark)?;
-        last_send_nanos = sent_nanos;
-        sent += 1;
+        // Every record due by now, in one go.
+        loop {
+            let sent_nanos = now_nanos();
+            let due = schedule.due_nanos(sent, sent_nanos);
+            if due >= schedule.until_nanos {
+                break 'schedule;
+            }
+            if due > sent_nanos {
+                break;
+            }
+            lag_max_nanos = lag_max_nanos.max(sent_nanos - due);
+            value[..8].copy_from_slice(&due.to_le_bytes());
+            value[8..E2E_TIMESTAMP_BYTES].copy_from_slice(&sent_nanos.to_le_bytes());
+            let mark = SendMark {
+                sent_nanos,
+                counted: (window.from_nanos..window.until_nanos).contains(&due),
+            };
+            producer.send(partitions.next_partition(), &value, mark)?;
+            last_send_nanos = sent_nanos;
+            sent += 1;
+        }
     }
+    let cpu_nanos = thread_cpu_nanos().saturating_sub(started_cpu_nanos);
+    let wall_nanos = now_nanos().saturating_sub(started_nanos);
     producer.flush()?;
     Ok(Paced {
         sent,
         first_nanos: schedule.first_nanos,
         last_send_nanos,
         lag_max_nanos,
+        cpu_nanos,
+        wall_nanos,
+        wakes,
     })
 }
 
@@ -441,6 +514,12 @@ mod tests {
         };
         assert_eq!(schedule.due_nanos(0, 10), 1_000, "not before the start");
         assert_eq!(schedule.due_nanos(7, 1_500), 1_500);
+    }
+
+    #[test]
+    fn cpu_is_a_percentage_of_the_wall_time_and_zero_without_one() {
+        assert_eq!(cpu_percent(250, 1_000), 25.0);
+        assert_eq!(cpu_percent(5, 0), 0.0);
     }
 
     #[test]

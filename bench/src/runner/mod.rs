@@ -8,6 +8,7 @@
 pub mod compaction_latency;
 pub mod consume;
 pub mod e2e;
+pub mod pacer;
 pub mod produce;
 
 use std::io::IsTerminal;
@@ -38,6 +39,8 @@ pub enum RunError {
     ThreadPanicked { name: String },
     #[error("e2e calibration failed: {0}")]
     Calibration(String),
+    #[error(transparent)]
+    Pacer(#[from] pacer::PacerError),
 }
 
 /// What a latency figure measures, so reports never mix them up.
@@ -76,6 +79,23 @@ pub struct EndToEndDetails {
     /// The calibration run that set the target, when it was given as a percentage of the max.
     pub calibration_max_records_per_sec: Option<f64>,
     pub calibration_percent_of_max: Option<f64>,
+    /// What pacing the producers cost the load cores.
+    pub load: PacingLoad,
+}
+
+/// The open-loop producers' pacing and the CPU their threads used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PacingLoad {
+    pub pacer: pacer::PacerKind,
+    /// The timerfd pacer's shortest time between wakes; `None` for `sleep` (a wake per record).
+    pub pacer_wake_us: Option<u64>,
+    /// CPU time of the producing threads (pacing plus the client's `send` calls) over their
+    /// time from start to last send, in percent of one core, summed over the threads.
+    pub pacer_cpu_percent: f64,
+    pub producer_threads: u32,
+    /// Times the producers waited for a due instant, and records sent per wait on average.
+    pub pacer_wakes: u64,
+    pub records_per_wake: Option<f64>,
 }
 
 /// The result of one workload run with one driver.

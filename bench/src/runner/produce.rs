@@ -3,8 +3,12 @@
 //! duration or a record count. Measures acknowledged throughput and produce-to-ack latency.
 //!
 //! Also used to pre-fill topics (`consume`) and to calibrate the maximum rate (`e2e`).
+//!
+//! With `inflight_records_max` a producer also waits, before each send, until fewer than that
+//! many of its records are unacknowledged: 1 makes every record a round trip of its own (the
+//! latency workload), whatever the driver.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::{join_all, megabytes_per_second, new_meter, spawn_pinned, topic_of};
 use super::{LatencyKind, Progress, RunError, RunOutcome, StickyPartitions};
@@ -51,18 +55,68 @@ pub struct Produced {
 /// with its own produce-to-ack latency: from its send instant to the instant the driver saw
 /// its group's acknowledgement.
 pub fn counting_callback(meter: Arc<Meter>) -> crate::driver::AcknowledgementCallback {
+    window_callback(meter, None)
+}
+
+/// How many of one producer's records the driver has acknowledged or failed: the producer
+/// thread waits on it to keep at most `inflight_records_max` outstanding.
+#[derive(Default)]
+pub struct Answered {
+    records: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Answered {
+    fn add(&self, records: u64) {
+        let mut answered = self
+            .records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *answered += records;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until at least `records` are answered.
+    fn wait_for(&self, records: u64) {
+        let mut answered = self
+            .records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *answered < records {
+            answered = self
+                .changed
+                .wait(answered)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+/// [`counting_callback`], also adding every answered record (counted or not, acknowledged or
+/// failed) to `answered` when given.
+fn window_callback(
+    meter: Arc<Meter>,
+    answered: Option<Arc<Answered>>,
+) -> crate::driver::AcknowledgementCallback {
     Box::new(move |acknowledgements: Acknowledgements<'_>| {
         let acknowledged_nanos = acknowledgements.acknowledged_nanos;
+        let mut records = 0u64;
         match &acknowledgements.outcome {
             Ok(()) => meter.count_each(
                 acknowledged_nanos,
                 acknowledgements.value_bytes as u64,
                 acknowledgements
                     .marks
+                    .inspect(|_| records += 1)
                     .filter(|mark| mark.counted)
                     .map(|mark| acknowledged_nanos.saturating_sub(mark.sent_nanos)),
             ),
-            Err(error) => acknowledgements.marks.for_each(|_| meter.fail(error)),
+            Err(error) => acknowledgements.marks.for_each(|_| {
+                records += 1;
+                meter.fail(error);
+            }),
+        }
+        if let Some(answered) = &answered {
+            answered.add(records);
         }
     })
 }
@@ -81,15 +135,19 @@ pub fn produce(
     let meter = new_meter();
     // Created here, on the main thread, whose affinity is the load cores: threads a client
     // library starts inherit it.
-    let mut producers: Vec<Box<dyn ProducerDriver>> = Vec::new();
+    let mut producers: Vec<WindowedProducer> = Vec::new();
     for _ in 0..workload.producers {
-        producers.push(driver.producer(topic, &settings, counting_callback(Arc::clone(&meter)))?);
+        let answered = workload
+            .inflight_records_max
+            .map(|_| Arc::new(Answered::default()));
+        let callback = window_callback(Arc::clone(&meter), answered.clone());
+        producers.push((driver.producer(topic, &settings, callback)?, answered));
     }
     let start_nanos = now_nanos();
     let measure_from = start_nanos + workload.warmup_ms * 1_000_000;
     let producer_count = u64::from(workload.producers);
     let mut handles = Vec::new();
-    for (index, producer) in producers.into_iter().enumerate() {
+    for (index, (producer, answered)) in producers.into_iter().enumerate() {
         let limit = match workload.stop {
             Stop::DurationMs(duration_ms) => {
                 SendLimit::Until(measure_from + duration_ms * 1_000_000)
@@ -109,6 +167,13 @@ pub fn produce(
             message_bytes: workload.message_bytes,
             measure_from_nanos: measure_from,
             limit,
+            window: workload
+                .inflight_records_max
+                .zip(answered)
+                .map(|(records_max, answered)| RecordWindow {
+                    records_max,
+                    answered,
+                }),
         };
         let name = format!("{label}-{index}");
         let handle = spawn_pinned(name.clone(), placement, index, move || job.run(producer))?;
@@ -149,6 +214,9 @@ pub fn produce(
     })
 }
 
+/// A producer and, with a record window, what its acknowledgements answered.
+type WindowedProducer = (Box<dyn ProducerDriver>, Option<Arc<Answered>>);
+
 /// When a producer stops.
 #[derive(Debug, Clone, Copy)]
 enum SendLimit {
@@ -166,6 +234,13 @@ struct ProducerJob {
     /// Records sent from this clock reading on count towards the measurement.
     measure_from_nanos: u64,
     limit: SendLimit,
+    window: Option<RecordWindow>,
+}
+
+/// At most `records_max` records sent and not yet answered.
+struct RecordWindow {
+    records_max: u64,
+    answered: Arc<Answered>,
 }
 
 impl ProducerJob {
@@ -189,6 +264,19 @@ impl ProducerJob {
             if matches!(self.limit, SendLimit::Until(stop_nanos) if sent_nanos >= stop_nanos) {
                 break;
             }
+            // The window's wait comes before the clock reading that times the record, so a
+            // round trip is timed from its own send, not from the previous one's.
+            let sent_nanos = match &self.window {
+                Some(window) if sent_total >= window.records_max => {
+                    // Whatever the driver holds back must leave before the answer can come.
+                    producer.idle()?;
+                    window
+                        .answered
+                        .wait_for(sent_total + 1 - window.records_max);
+                    now_nanos()
+                }
+                _ => sent_nanos,
+            };
             let mark = SendMark {
                 sent_nanos,
                 counted: sent_nanos >= self.measure_from_nanos,
