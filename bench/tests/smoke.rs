@@ -440,6 +440,57 @@ fn round_trips_send_one_record_at_a_time_and_time_each() {
     );
 }
 
+/// `bench/scripts/scaling.sh` with one shard: the script finds both binaries in one directory,
+/// runs the 100-byte workload and writes its table and JSON.
+#[test]
+fn the_scaling_script_reports_records_per_second_per_shard_count() {
+    let broker = broker_binary();
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let directory = data_dir();
+    let binaries = directory.path().join("bin");
+    std::fs::create_dir(&binaries).expect("a binaries directory");
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_spate-bench"),
+        binaries.join("spate-bench"),
+    )
+    .expect("link spate-bench");
+    std::os::unix::fs::symlink(&broker, binaries.join("spate-broker")).expect("link the broker");
+    let out = directory.path().join("out");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scaling.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg("1")
+        .env("SPATE_BENCH_BIN", &binaries)
+        .env("SPATE_BENCH_OUT", &out)
+        .env("SPATE_BENCH_DATA_DIR", directory.path())
+        .env("SPATE_BENCH_DURATION_MS", "500")
+        .env("SPATE_BENCH_WARMUP_MS", "100")
+        .env("SPATE_BENCH_PARTITIONS_PER_SHARD", "4")
+        .output()
+        .expect("run scaling.sh");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("records/s"), "{printed}");
+    let text = std::fs::read_to_string(out.join("scaling.json")).expect("scaling.json");
+    let document: Value = serde_json::from_str(&text).expect("scaling.json parses");
+    let run = &document["runs"][0];
+    assert_eq!(run["shards"], 1, "{document:#}");
+    assert_eq!(run["partitions"], 4, "{document:#}");
+    assert!(
+        run["records_per_sec"]
+            .as_f64()
+            .is_some_and(|rate| rate > 0.0),
+        "{document:#}"
+    );
+    assert_eq!(run["ratio_to_first"], 1.0, "{document:#}");
+}
+
 #[test]
 fn e2e_beside_an_idle_crowd_reports_both_runs_and_the_cost_of_each_idle_connection() {
     let document = run_bench(&[
