@@ -699,8 +699,9 @@ fn patterned_buffer(bytes: usize) -> AlignedBuffer {
 /// through the page cache, so the reads that follow find nothing there), then syncs it.
 fn fill_to(file: &File, path: &Path, written: u64, file_bytes: u64) -> Result<(), LimitsError> {
     let buffer = patterned_buffer(DISK_READ_BYTES);
-    // O_DIRECT writes start on an aligned offset; the write stream's end is one.
-    let mut offset = written.div_ceil(DISK_READ_BYTES as u64) * DISK_READ_BYTES as u64;
+    // From the last whole read below the write stream's end (an aligned offset): a partial last
+    // read is written over, so that every read up to `file_bytes` finds a whole 1 MiB.
+    let mut offset = written / DISK_READ_BYTES as u64 * DISK_READ_BYTES as u64;
     while offset < file_bytes {
         file.write_all_at(buffer.as_slice(), offset)
             .map_err(|source| LimitsError::Disk {
@@ -940,6 +941,22 @@ mod tests {
         for duration_ms in [1, 17, 300, 999, 1_000] {
             assert_eq!(read_file_bytes_for(duration_ms) % DISK_READ_BYTES as u64, 0);
         }
+    }
+
+    #[test]
+    fn the_read_file_is_filled_to_whole_reads_whatever_the_write_stream_left() {
+        let directory = disk_directory();
+        let path = directory.path().join("probe");
+        let file = open_direct(&path).unwrap();
+        let read = DISK_READ_BYTES as u64;
+        // A write stream of 64 KiB writes that ended inside the last 1 MiB read.
+        let partial = 3 * read + 64 * 1024;
+        file.write_all_at(patterned_buffer(partial as usize).as_slice(), 0)
+            .unwrap();
+        fill_to(&file, &path, partial, 4 * read).unwrap();
+        assert!(file.metadata().unwrap().len() >= 4 * read);
+        drop(file);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
