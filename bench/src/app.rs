@@ -756,6 +756,11 @@ fn describe(workload: &Workload, placement: &Placement) -> String {
         ),
         DurabilitySetting::FsyncEveryAppend => "fsync-every-append".to_string(),
     };
+    let durability = if workload.write_caching {
+        format!("{durability}, write caching (consumers read unsynced records)")
+    } else {
+        durability
+    };
     format!(
         "{} \"{}\": {} producer(s), {} consumer(s), {} partition(s), {} B records, batch {} B, \
          linger {} us, acks {}, durability {durability}; broker cores {:?}, load cores {:?}",

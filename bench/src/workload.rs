@@ -114,6 +114,10 @@ pub struct WorkloadLayer {
     /// Group commit: one fdatasync at least every this many bytes.
     #[arg(long)]
     pub group_commit_bytes: Option<u64>,
+    /// Topic config write.caching (Spate): consumers may read acks=leader records once written,
+    /// before their fsync. `--write-caching true`; false (the default) shows only durable ones.
+    #[arg(long)]
+    pub write_caching: Option<bool>,
     /// Measured run length in milliseconds (after the warm-up).
     #[arg(long)]
     pub duration_ms: Option<u64>,
@@ -187,6 +191,7 @@ impl WorkloadLayer {
             durability: self.durability.or(lower.durability),
             group_commit_us: self.group_commit_us.or(lower.group_commit_us),
             group_commit_bytes: self.group_commit_bytes.or(lower.group_commit_bytes),
+            write_caching: self.write_caching.or(lower.write_caching),
             duration_ms,
             message_count,
             warmup_ms: self.warmup_ms.or(lower.warmup_ms),
@@ -251,6 +256,8 @@ pub struct Workload {
     pub durability: DurabilitySetting,
     pub group_commit_us: u64,
     pub group_commit_bytes: u64,
+    /// Spate's `write.caching` topic config.
+    pub write_caching: bool,
     pub stop: Stop,
     pub warmup_ms: u64,
     /// Only for e2e.
@@ -344,6 +351,7 @@ impl Workload {
             group_commit_bytes: layer
                 .group_commit_bytes
                 .unwrap_or(GROUP_COMMIT_BYTES_DEFAULT),
+            write_caching: layer.write_caching.unwrap_or(false),
             stop,
             warmup_ms: layer.warmup_ms.unwrap_or(warmup_default),
             rate,

@@ -48,6 +48,8 @@ pub struct TopicSpec {
     pub durability: DurabilitySetting,
     pub group_commit_us: u64,
     pub group_commit_bytes: u64,
+    /// Spate's `write.caching`: consumers see records once written, before their fsync.
+    pub write_caching: bool,
 }
 
 /// How a producer batches and what it waits for.

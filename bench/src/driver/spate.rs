@@ -74,7 +74,7 @@ fn acks_of(acks: AcksSetting) -> Acks {
 
 /// The topic configuration entries for a workload's durability.
 pub fn topic_configs(topic: &TopicSpec) -> Vec<(String, String)> {
-    match topic.durability {
+    let mut configs = match topic.durability {
         DurabilitySetting::GroupCommit => vec![
             ("durability".into(), "group-commit".into()),
             ("group.commit.us".into(), topic.group_commit_us.to_string()),
@@ -86,7 +86,11 @@ pub fn topic_configs(topic: &TopicSpec) -> Vec<(String, String)> {
         DurabilitySetting::FsyncEveryAppend => {
             vec![("durability".into(), "fsync-every-append".into())]
         }
+    };
+    if topic.write_caching {
+        configs.push(("write.caching".into(), "true".into()));
     }
+    configs
 }
 
 impl Driver for SpateDriver {
@@ -257,6 +261,7 @@ mod tests {
             durability: DurabilitySetting::GroupCommit,
             group_commit_us: 500,
             group_commit_bytes: 65536,
+            write_caching: false,
         };
         let configs = topic_configs(&topic);
         assert!(configs.contains(&("durability".into(), "group-commit".into())));
@@ -272,6 +277,7 @@ mod tests {
             durability: DurabilitySetting::FsyncEveryAppend,
             group_commit_us: 500,
             group_commit_bytes: 65536,
+            write_caching: false,
         };
         assert_eq!(
             topic_configs(&topic),

@@ -150,6 +150,7 @@ pub fn topic_of(workload: &Workload) -> TopicSpec {
         durability: workload.durability,
         group_commit_us: workload.group_commit_us,
         group_commit_bytes: workload.group_commit_bytes,
+        write_caching: workload.write_caching,
     }
 }
 
