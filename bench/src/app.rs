@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::apache_kafka;
 use crate::cli::{
     Command, CompactionLatencyArgs, IdleArgs, LimitsArgs, LimitsTuning, OutputArgs, TargetArgs,
     WorkloadArgs,
@@ -18,19 +19,21 @@ use crate::cli::{
 use crate::constants::DIRECT_IO_ALIGNMENT_BYTES;
 use crate::driver::redis::RedisDriver;
 use crate::driver::spate::SpateDriver;
-use crate::driver::{Driver, DriverError, DriverKind};
+use crate::driver::{Driver, DriverError, DriverKind, Promise};
 use crate::idle::{self, IdleCrowd, IdleCrowdReport, IdleError};
 use crate::limits::{DiskSyncPolicy, LimitSettings, LimitsError, MachineLimits};
 use crate::placement::{available_cores, restrict_current_thread, CoreList, Placement};
 use crate::report;
 use crate::runner::{self, Progress, RunError, RunOutcome};
+use crate::steady_state::{self, SteadyState, SteadyStateError};
 use crate::target::{self, BrokerListener, RedisFsync, SpawnedProcess, TargetError};
 use crate::workload::WorkloadLayer;
 use crate::workload::{AcksSetting, DurabilitySetting, Workload, WorkloadError, WorkloadKind};
 
 /// Default address of an external Spate broker (the broker's own default listener).
 const BROKER_ADDRESS_DEFAULT: &str = "127.0.0.1:9192";
-/// Where the kafka driver looks without --spawn-broker or --kafka (Kafka's own default).
+/// Where the kafka and apache-kafka drivers look without --spawn-broker or an address (Kafka's
+/// own default).
 const KAFKA_ADDRESS_DEFAULT: &str = "127.0.0.1:9092";
 
 /// Everything that stops a command.
@@ -48,6 +51,8 @@ pub enum BenchError {
     Run(#[from] RunError),
     #[error("idle connections: {0}")]
     Idle(#[from] IdleError),
+    #[error("steady state: {0}")]
+    SteadyState(#[from] SteadyStateError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot write {path}: {source}")]
@@ -199,6 +204,19 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
     let workload = Workload::resolve(kind, arguments.settings.clone().over(file_layer))?;
     let target_arguments = &arguments.target;
     check_drivers(target_arguments)?;
+    let data_root = target_arguments
+        .data_dir
+        .clone()
+        .unwrap_or_else(target::default_data_root);
+    let steady_state = if arguments.steady_state {
+        Some(steady_state::plan(&data_root)?)
+    } else {
+        None
+    };
+    let workload = match &steady_state {
+        Some(plan) => workload.in_steady_state(plan.bytes_per_system),
+        None => workload,
+    };
     // Read before the harness restricts its own affinity to the load cores.
     let available = available_cores();
     let placement = Placement::plan(
@@ -218,10 +236,6 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
             "could not restrict the harness to the load cores: {error}"
         ));
     }
-    let data_root = target_arguments
-        .data_dir
-        .clone()
-        .unwrap_or_else(target::default_data_root);
     let limits = if arguments.limits.with_limits {
         eprintln!("measuring limits in {} ...", data_root.display());
         Some(measure_limits(
@@ -281,7 +295,12 @@ fn run_workload(kind: WorkloadKind, arguments: WorkloadArgs) -> Result<ExitCode,
     let mut document =
         report::document(kind.name(), Some(kind), config, &outcomes, limits.as_ref());
     document["idle_connections"] = json!(idle_crowd);
-    let title = describe(&workload, &placement);
+    document["load"] = load_value(steady_state.as_ref());
+    let title = format!(
+        "{}; {}",
+        describe(&workload, &placement),
+        describe_load(steady_state.as_ref())
+    );
     print!(
         "{}",
         report::table(&title, kind, &outcomes, limits.as_ref())
@@ -438,10 +457,22 @@ fn run_driver(
         _ => None,
     };
     let result = run_kind(kind, driver.as_ref(), workload, placement, progress);
-    let outcome = result.map_err(|error| explain_with_log(error, spawned.as_ref()))?;
+    let mut outcome = result.map_err(|error| explain_with_log(error, spawned.as_ref()))?;
+    outcome.promise = Some(promise_of(driver_kind, workload.acks, spawned.is_some()));
     drop(driver);
     drop(spawned);
     Ok((outcome, target, crowd))
+}
+
+/// What `driver`'s acknowledgements promise under `acks`: the system's own when the harness
+/// chose its durability (it spawned it, or the setting is a topic config the driver sets).
+fn promise_of(driver: DriverKind, acks: AcksSetting, spawned: bool) -> Promise {
+    match driver {
+        DriverKind::Redis | DriverKind::ApacheKafka if !spawned && acks != AcksSetting::None => {
+            Promise::External
+        }
+        _ => driver.promise(acks),
+    }
 }
 
 fn run_kind(
@@ -544,6 +575,10 @@ fn start_target(
                 .as_deref()
                 .unwrap_or(BROKER_ADDRESS_DEFAULT),
             DriverKind::Kafka => arguments.kafka.as_deref().unwrap_or(KAFKA_ADDRESS_DEFAULT),
+            DriverKind::ApacheKafka | DriverKind::ApacheKafkaFlush => arguments
+                .apache_kafka
+                .as_deref()
+                .unwrap_or(KAFKA_ADDRESS_DEFAULT),
             DriverKind::Redis => arguments.redis.as_deref().unwrap_or_default(),
         };
         return Ok((None, target::resolve_address(address)?));
@@ -570,6 +605,18 @@ fn start_target(
                 &[],
             )?
         }
+        // Apache Kafka at either durability setting: the same broker; the topic decides.
+        DriverKind::ApacheKafka | DriverKind::ApacheKafkaFlush => {
+            let classpath = arguments
+                .apache_kafka_classpath
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(apache_kafka::CLASSPATH_FILE_DEFAULT));
+            eprintln!(
+                "starting Apache Kafka {} ...",
+                apache_kafka::APACHE_KAFKA_VERSION
+            );
+            apache_kafka::spawn_apache_kafka(&classpath, &placement.broker_cores, data_root)?
+        }
         DriverKind::Redis => {
             let fsync = match workload.acks {
                 AcksSetting::All => RedisFsync::Always,
@@ -594,23 +641,31 @@ fn connect(
 ) -> Result<Box<dyn Driver>, BenchError> {
     Ok(match driver {
         DriverKind::Spate => Box::new(SpateDriver::connect(address)?),
-        DriverKind::Kafka => kafka_driver(address)?,
+        DriverKind::Kafka | DriverKind::ApacheKafka | DriverKind::ApacheKafkaFlush => {
+            kafka_driver(address, driver)?
+        }
         DriverKind::Redis => Box::new(RedisDriver::connect(address)?),
     })
 }
 
 #[cfg(feature = "kafka")]
-fn kafka_driver(address: std::net::SocketAddr) -> Result<Box<dyn Driver>, BenchError> {
+fn kafka_driver(
+    address: std::net::SocketAddr,
+    kind: DriverKind,
+) -> Result<Box<dyn Driver>, BenchError> {
     Ok(Box::new(crate::driver::kafka::KafkaDriver::connect(
-        address,
+        address, kind,
     )?))
 }
 
 /// librdkafka is built only with the `kafka` feature (a C build of a few minutes).
 #[cfg(not(feature = "kafka"))]
-fn kafka_driver(_address: std::net::SocketAddr) -> Result<Box<dyn Driver>, BenchError> {
+fn kafka_driver(
+    _address: std::net::SocketAddr,
+    kind: DriverKind,
+) -> Result<Box<dyn Driver>, BenchError> {
     Err(crate::driver::DriverError::Unsupported {
-        driver: "kafka",
+        driver: kind.name(),
         what: "this build (rebuild spate-bench with --features kafka)",
     }
     .into())
@@ -776,6 +831,35 @@ fn describe(workload: &Workload, placement: &Placement) -> String {
         placement.broker_cores,
         placement.load_cores,
     )
+}
+
+/// The JSON's `load` object: burst, or steady state with the bytes each system wrote at least.
+fn load_value(steady_state: Option<&SteadyState>) -> Value {
+    match steady_state {
+        None => json!({ "mode": "burst" }),
+        Some(plan) => json!({
+            "mode": "steady-state",
+            "dirty_limit_bytes": plan.dirty_limit_bytes,
+            "dirty_limit_source": plan.dirty_limit_source,
+            "bytes_per_system": plan.bytes_per_system,
+            "free_bytes": plan.free_bytes,
+        }),
+    }
+}
+
+/// The load mode on the table's title line.
+fn describe_load(steady_state: Option<&SteadyState>) -> String {
+    match steady_state {
+        None => "burst (the duration or count asked for)".to_string(),
+        Some(plan) => format!(
+            "steady state: at least {:.1} GB written per system, {:.1}x the dirty-page limit of \
+             {:.1} GB ({})",
+            plan.bytes_per_system as f64 / 1e9,
+            plan.bytes_per_system as f64 / plan.dirty_limit_bytes.max(1) as f64,
+            plan.dirty_limit_bytes as f64 / 1e9,
+            plan.dirty_limit_source
+        ),
+    }
 }
 
 /// CPUs and kernel, so a result file says what it was measured on.

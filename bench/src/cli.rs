@@ -115,6 +115,13 @@ pub struct WorkloadArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub idle: IdleArgs,
+    /// Steady state instead of a burst: every system writes at least 2.2 times the kernel's
+    /// dirty-page limit (vm.dirty_bytes, or vm.dirty_ratio of RAM), so that a system that
+    /// acknowledges from the page cache runs at the speed of its disk. Replaces the duration
+    /// or count of produce and consume with that many bytes, and stretches an e2e run to write
+    /// them at its target rate. Refused when the data directory has too little free space.
+    #[arg(long)]
+    pub steady_state: bool,
     #[command(flatten)]
     pub settings: WorkloadLayer,
 }
@@ -136,15 +143,19 @@ pub struct IdleArgs {
 /// What to run against, and where everything runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// Systems to drive, comma-separated (spate, kafka, redis): the first is the subject, the
-    /// others run the same workload after it and are compared with it. `kafka` is a Kafka-API
-    /// broker through librdkafka (Spate's Kafka listener when spawned); it needs a build with
-    /// `--features kafka`.
+    /// Systems to drive, comma-separated (spate, kafka, apache-kafka, apache-kafka-flush,
+    /// redis): the first is the subject, the others run the same workload after it and are
+    /// compared with it. `kafka` is a Kafka-API broker through librdkafka (Spate's Kafka
+    /// listener when spawned); `apache-kafka` is Apache Kafka through the same client at its
+    /// defaults (acknowledged from the page cache), `apache-kafka-flush` with
+    /// `flush.messages=1` on the topic (an fsync before every answer). The Kafka drivers need a
+    /// build with `--features kafka`.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "spate")]
     pub driver: Vec<DriverKind>,
     /// Start each system here, pinned to --broker-cores, with a fresh data directory under
-    /// --data-dir (spate-broker for spate and kafka; redis-server for the redis driver).
-    #[arg(long, conflicts_with_all = ["broker", "kafka", "redis"])]
+    /// --data-dir (spate-broker for spate and kafka; Apache Kafka in KRaft mode for the
+    /// apache-kafka drivers; redis-server for the redis driver).
+    #[arg(long, conflicts_with_all = ["broker", "kafka", "apache_kafka", "redis"])]
     pub spawn_broker: bool,
     /// Start a local cluster of this many brokers instead (the same spate-broker binary, broker
     /// i on 127.0.0.<i>, every broker a seed) and run the produce workload with acks=all on an
@@ -164,6 +175,16 @@ pub struct TargetArgs {
     /// 127.0.0.1:9092].
     #[arg(long)]
     pub kafka: Option<String>,
+    /// Bootstrap address of a running Apache Kafka for the apache-kafka drivers [default:
+    /// 127.0.0.1:9092]. The flush driver sets flush.messages=1 on its topics; the other keeps
+    /// the broker's own settings.
+    #[arg(long)]
+    pub apache_kafka: Option<String>,
+    /// The classpath file (jars joined by `:`) of the Apache Kafka that --spawn-broker starts,
+    /// as `bench/scripts/apache-kafka-install.sh` writes it [default: the one that script writes
+    /// in this source tree].
+    #[arg(long)]
+    pub apache_kafka_classpath: Option<PathBuf>,
     /// Address of a running redis-server (its appendfsync setting is its own).
     #[arg(long)]
     pub redis: Option<String>,
@@ -327,6 +348,44 @@ mod tests {
         };
         assert_eq!(arguments.durability, DurabilitySetting::FsyncEveryAppend);
         assert_eq!(arguments.tuning.disk_duration_ms, 500);
+    }
+
+    #[test]
+    fn the_apache_kafka_drivers_parse_by_name() {
+        let command_line = CommandLine::try_parse_from([
+            "spate-bench",
+            "produce",
+            "--driver",
+            "spate,kafka,apache-kafka,apache-kafka-flush,redis",
+            "--apache-kafka",
+            "127.0.0.1:9092",
+            "--redis",
+            "127.0.0.1:6379",
+            "--steady-state",
+        ])
+        .unwrap();
+        let Command::Produce(arguments) = command_line.command else {
+            panic!("expected produce");
+        };
+        assert_eq!(
+            arguments.target.driver,
+            vec![
+                DriverKind::Spate,
+                DriverKind::Kafka,
+                DriverKind::ApacheKafka,
+                DriverKind::ApacheKafkaFlush,
+                DriverKind::Redis
+            ]
+        );
+        assert!(arguments.steady_state);
+        assert!(CommandLine::try_parse_from([
+            "spate-bench",
+            "produce",
+            "--spawn-broker",
+            "--apache-kafka",
+            "127.0.0.1:9092",
+        ])
+        .is_err());
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub const IDLE_SETTLE_MS: u64 = 1_000;
 /// Open files the harness keeps for itself beside an idle crowd (clients, limits, output).
 pub const IDLE_DESCRIPTORS_SPARE: u64 = 1_024;
 
+/// A steady-state run (`--steady-state`) writes this many times the kernel's dirty-page limit
+/// per system, and needs that plus this share and this margin free in the data directory.
+pub const STEADY_STATE_DIRTY_LIMIT_FACTOR: f64 = 2.2;
+pub const STEADY_STATE_FREE_SHARE: f64 = 0.1;
+pub const STEADY_STATE_FREE_MARGIN_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// How often the progress line refreshes.
 pub const PROGRESS_INTERVAL_MS: u64 = 1_000;
 /// How long consumers keep reading after producers stop before the missing records are
@@ -78,6 +84,10 @@ pub const POLL_WAIT_MS: u64 = 100;
 pub const SPAWN_READY_TIMEOUT_MS: u64 = 60_000;
 /// How long a spawned process gets to exit after SIGTERM before it is killed.
 pub const SPAWN_STOP_TIMEOUT_MS: u64 = 15_000;
+/// How long the harness waits for a spawned Apache Kafka to serve: a JVM start, storage
+/// formatting and KRaft's first election (5-15 s on the 2-core development machine, more in a
+/// loaded CI run).
+pub const APACHE_KAFKA_READY_TIMEOUT_MS: u64 = 180_000;
 /// Log lines of a spawned process kept to explain a failure.
 pub const SPAWN_LOG_LINES_KEPT: usize = 40;
 

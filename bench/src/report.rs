@@ -149,6 +149,7 @@ pub fn limit_caveat(limits: &MachineLimits, throughput_vs_limit: Option<f64>) ->
 fn figures(kind: WorkloadKind, outcome: &RunOutcome, limits: Option<&MachineLimits>) -> Value {
     json!({
         "driver": outcome.driver,
+        "promise": outcome.promise.map(crate::driver::Promise::label),
         "throughput_bytes_per_sec": outcome.throughput_bytes_per_sec,
         "records_per_sec": outcome.records_per_sec,
         "latency_us": LatencyFigures::of(outcome.latency.as_ref(), outcome.latency_kind),
@@ -216,10 +217,7 @@ pub fn document(
         for peer in &outcomes[1..] {
             let ratio = (peer.throughput_bytes_per_sec > 0.0)
                 .then(|| subject.throughput_bytes_per_sec / peer.throughput_bytes_per_sec);
-            ratios.insert(
-                format!("throughput_vs_{}", peer.driver.name()),
-                json!(ratio),
-            );
+            ratios.insert(format!("throughput_vs_{}", peer.driver.key()), json!(ratio));
             // Above 1: the subject's p99 is slower than the peer's.
             let latency_ratio = subject
                 .latency
@@ -227,7 +225,7 @@ pub fn document(
                 .zip(peer.latency.as_ref())
                 .and_then(|(subject, peer)| (peer.p99 > 0.0).then(|| subject.p99 / peer.p99));
             ratios.insert(
-                format!("latency_p99_vs_{}", peer.driver.name()),
+                format!("latency_p99_vs_{}", peer.driver.key()),
                 json!(latency_ratio),
             );
         }
@@ -290,6 +288,16 @@ pub fn table(
         outcomes.first().map_or("", |o| o.driver.name())
     ));
     rows.push(header);
+    if outcomes.iter().any(|outcome| outcome.promise.is_some()) {
+        let mut row = vec!["promise".to_string()];
+        row.extend(outcomes.iter().map(|outcome| {
+            outcome
+                .promise
+                .map_or("-".to_string(), |promise| promise.label().to_string())
+        }));
+        row.extend(["".to_string(), "".to_string()]);
+        rows.push(row);
+    }
     let limit_throughput = limits.map(|limits| choice.bytes_per_sec(limits));
     let ratio = |value: Option<f64>, limit: Option<f64>| match (value, limit) {
         (Some(value), Some(limit)) if limit > 0.0 => format!("{:.2}", value / limit),
@@ -695,7 +703,7 @@ fn bytes(count: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::DriverKind;
+    use crate::driver::{DriverKind, Promise};
     use crate::limits::DiskSyncPolicy;
 
     fn summary(p50: f64) -> LatencySummary {
@@ -725,6 +733,7 @@ mod tests {
             first_error: None,
             end_to_end: None,
             notes: Vec::new(),
+            promise: None,
         }
     }
 
@@ -1039,5 +1048,36 @@ mod tests {
         assert!(text.contains("1000.0 MB/s (min(loopback, disk))"), "{text}");
         assert!(text.contains("0.50"), "{text}");
         assert!(text.contains("spate / redis throughput: 5.00x"), "{text}");
+        assert!(!text.contains("promise"), "no promise known: {text}");
+    }
+
+    #[test]
+    fn each_row_says_its_promise_and_hyphenated_drivers_make_plain_keys() {
+        let mut spate = outcome(DriverKind::Spate, 6e8);
+        spate.promise = Some(Promise::FsyncBeforeAck);
+        let mut kafka = outcome(DriverKind::ApacheKafka, 3e8);
+        kafka.promise = Some(Promise::PageCache);
+        let outcomes = [spate, kafka];
+        let text = table("produce", WorkloadKind::Produce, &outcomes, None);
+        let promise_row = text
+            .lines()
+            .find(|line| line.starts_with("promise"))
+            .expect("a promise row");
+        assert!(promise_row.contains("fsync before ack"), "{text}");
+        assert!(promise_row.contains("page cache"), "{text}");
+        let document = document(
+            "produce",
+            Some(WorkloadKind::Produce),
+            json!({}),
+            &outcomes,
+            None,
+        );
+        assert_eq!(document["promise"], "fsync before ack");
+        assert_eq!(document["peers"][0]["driver"], "apache-kafka");
+        assert_eq!(document["peers"][0]["promise"], "page cache");
+        assert_eq!(
+            number(&document, &["ratios", "throughput_vs_apache_kafka"]),
+            Some(2.0)
+        );
     }
 }

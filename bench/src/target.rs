@@ -53,6 +53,35 @@ pub enum TargetError {
     Port { source: std::io::Error },
     #[error("broker address {address:?} does not resolve: {message}")]
     Address { address: String, message: String },
+    #[error(
+        "Apache Kafka's jars are not installed here (no classpath file {path}): run \
+         `bash bench/scripts/apache-kafka-install.sh` (a JDK 17+ and Maven from apt when \
+         missing, then Apache Kafka {version} from Maven Central into ~/.m2), or pass \
+         --apache-kafka-classpath FILE"
+    )]
+    ApacheKafkaNotInstalled {
+        path: PathBuf,
+        version: &'static str,
+    },
+    #[error(
+        "cannot start {java} for Apache Kafka: {source}; install a JDK 17+ with \
+         `bash bench/scripts/apache-kafka-install.sh`, or set JAVA_HOME"
+    )]
+    JavaMissing {
+        java: String,
+        source: std::io::Error,
+    },
+    #[error("formatting Apache Kafka's storage in {path} failed ({status}):\n{output}")]
+    ApacheKafkaFormat {
+        path: PathBuf,
+        status: String,
+        output: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A process the harness started; stopped and cleaned up on drop.
@@ -66,6 +95,24 @@ pub struct SpawnedProcess {
 }
 
 impl SpawnedProcess {
+    /// A started process, its output already collected into `log`; stopped and its
+    /// `data_dir` removed on drop.
+    pub(crate) fn new(
+        program: String,
+        child: Child,
+        address: SocketAddr,
+        log: Arc<Mutex<VecDeque<String>>>,
+        data_dir: tempfile::TempDir,
+    ) -> SpawnedProcess {
+        SpawnedProcess {
+            program,
+            child: Some(child),
+            address,
+            log,
+            data_dir: Some(data_dir),
+        }
+    }
+
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -115,7 +162,7 @@ fn recent_log(log: &Mutex<VecDeque<String>>) -> String {
 
 /// Keeps the last lines of a process's output, and forwards each line to `lines` (if the
 /// receiver still listens) so a start-up wait can look for its readiness line.
-fn collect_output(
+pub(crate) fn collect_output(
     output: impl std::io::Read + Send + 'static,
     log: Arc<Mutex<VecDeque<String>>>,
     lines: Option<mpsc::Sender<String>>,
@@ -136,7 +183,7 @@ fn collect_output(
 }
 
 /// Runs the child only on `cores` (nothing when empty).
-fn pin_child(command: &mut Command, cores: &[usize]) {
+pub(crate) fn pin_child(command: &mut Command, cores: &[usize]) {
     if cores.is_empty() {
         return;
     }
@@ -287,7 +334,7 @@ fn wait_for_ready_line(
     }
 }
 
-fn check_alive(process: &mut SpawnedProcess) -> Result<(), TargetError> {
+pub(crate) fn check_alive(process: &mut SpawnedProcess) -> Result<(), TargetError> {
     let Some(child) = process.child.as_mut() else {
         return Ok(());
     };
@@ -399,7 +446,7 @@ pub fn spawn_redis(
 }
 
 /// A port nothing listens on right now (redis-server cannot pick its own and report it).
-fn free_port() -> Result<u16, TargetError> {
+pub(crate) fn free_port() -> Result<u16, TargetError> {
     let listener =
         TcpListener::bind(("127.0.0.1", 0)).map_err(|source| TargetError::Port { source })?;
     let port = listener

@@ -271,6 +271,9 @@ pub struct Workload {
     pub inflight_records_max: Option<u64>,
     pub pacer: PacerKind,
     pub pacer_wake_us: u64,
+    /// Steady state (`--steady-state`): the bytes of records each system writes at least;
+    /// `None` for a burst.
+    pub steady_state_bytes: Option<u64>,
 }
 
 /// Why a workload could not be built. Each variant names the setting.
@@ -366,9 +369,33 @@ impl Workload {
             inflight_records_max: layer.inflight_records_max,
             pacer: layer.pacer.unwrap_or(PacerKind::Timerfd),
             pacer_wake_us: layer.pacer_wake_us.unwrap_or(PACER_WAKE_US_DEFAULT),
+            steady_state_bytes: None,
         };
         workload.check()?;
         Ok(workload)
+    }
+
+    /// A steady-state run that writes at least `bytes` of records: produce and consume stop
+    /// after that many records (whatever the duration said); e2e keeps its duration here and
+    /// stretches it once its rate is known (`steady_state_duration_ms`).
+    pub fn in_steady_state(mut self, bytes: u64) -> Workload {
+        self.steady_state_bytes = Some(bytes);
+        if self.kind != WorkloadKind::E2e {
+            self.stop = Stop::MessageCount(bytes.div_ceil(self.message_bytes as u64));
+        }
+        self
+    }
+
+    /// How long an e2e run at `records_per_sec` takes to write its steady-state bytes, if longer
+    /// than its duration (capped at the longest run accepted); `None` for a burst.
+    pub fn steady_state_duration_ms(&self, records_per_sec: f64) -> Option<u64> {
+        let bytes = self.steady_state_bytes?;
+        let Stop::DurationMs(duration_ms) = self.stop else {
+            return None;
+        };
+        let records = bytes.div_ceil(self.message_bytes as u64) as f64;
+        let needed_ms = (records / records_per_sec.max(f64::MIN_POSITIVE) * 1000.0).ceil();
+        Some((needed_ms.min(DURATION_MS_MAX as f64) as u64).max(duration_ms))
     }
 
     /// Relations between settings that would make a run meaningless or impossible.
@@ -633,5 +660,24 @@ mod tests {
         let workload = Workload::resolve(WorkloadKind::Produce, file).unwrap();
         assert_eq!(workload.acks, AcksSetting::None);
         assert_eq!(workload.durability, DurabilitySetting::FsyncEveryAppend);
+    }
+
+    #[test]
+    fn steady_state_turns_produce_into_a_byte_count_and_stretches_e2e_at_its_rate() {
+        let produce = Workload::resolve(WorkloadKind::Produce, WorkloadLayer::default())
+            .unwrap()
+            .in_steady_state(10_240_001);
+        assert_eq!(produce.stop, Stop::MessageCount(10_001), "1 KiB records");
+        assert_eq!(produce.steady_state_duration_ms(1.0), None);
+        let e2e = Workload::resolve(WorkloadKind::E2e, WorkloadLayer::default())
+            .unwrap()
+            .in_steady_state(1024 * 1_000_000);
+        assert_eq!(e2e.stop, Stop::DurationMs(DURATION_MS_DEFAULT));
+        // 1,000,000 records at 10,000/s: 100 s.
+        assert_eq!(e2e.steady_state_duration_ms(10_000.0), Some(100_000));
+        // Never shorter than the duration asked for.
+        assert_eq!(e2e.steady_state_duration_ms(1e9), Some(DURATION_MS_DEFAULT));
+        let burst = Workload::resolve(WorkloadKind::E2e, WorkloadLayer::default()).unwrap();
+        assert_eq!(burst.steady_state_duration_ms(10_000.0), None);
     }
 }

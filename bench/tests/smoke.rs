@@ -4,7 +4,9 @@
 //! checked here (speed is measured by running the harness, not by tests).
 //!
 //! Needs `redis-server` on PATH (Debian: `apt-get install -y redis-server`). With
-//! `--features kafka`, the kafka driver runs too (against the broker's Kafka listener). Set
+//! `--features kafka`, the kafka driver runs too (against the broker's Kafka listener), and the
+//! apache-kafka drivers against Apache Kafka (`bash bench/scripts/apache-kafka-install.sh`
+//! installs a JDK and its jars first). Set
 //! `SPATE_BENCH_BROKER_BINARY` to use an already built broker instead of building one.
 
 use std::path::{Path, PathBuf};
@@ -598,6 +600,85 @@ fn the_kafka_driver_runs_every_workload_beside_the_native_one() {
     assert!(details["sent_records"]
         .as_u64()
         .is_some_and(|sent| sent > 0));
+}
+
+/// Apache Kafka (spawned from the jars `bench/scripts/apache-kafka-install.sh` resolves) at
+/// both durability settings, each a fresh single KRaft node: produce, and e2e at a share of each
+/// one's own calibrated maximum; every row says its promise.
+#[cfg(feature = "kafka")]
+#[test]
+fn the_apache_kafka_driver_runs_produce_and_e2e_at_both_promises() {
+    let produce = run_bench(&[
+        "produce",
+        "--spawn-broker",
+        "--driver",
+        "apache-kafka,apache-kafka-flush",
+        "--duration-ms",
+        "1000",
+        "--warmup-ms",
+        "200",
+        "--partitions",
+        "2",
+        "--acks",
+        "all",
+    ]);
+    assert_shape(&produce, "produce", false);
+    assert_eq!(produce["driver"], "apache-kafka", "{produce:#}");
+    assert_eq!(produce["promise"], "page cache", "{produce:#}");
+    assert_eq!(produce["load"]["mode"], "burst", "{produce:#}");
+    assert_eq!(produce["errors"], 0, "{produce:#}");
+    let flush = &produce["peers"][0];
+    assert_eq!(flush["driver"], "apache-kafka-flush", "{produce:#}");
+    assert_eq!(flush["promise"], "fsync before ack", "{produce:#}");
+    assert_eq!(flush["errors"], 0, "{produce:#}");
+    assert!(
+        number_at(flush, &["records_per_sec"]).is_some_and(|rate| rate > 0.0),
+        "{produce:#}"
+    );
+    assert!(number_at(&produce, &["ratios", "throughput_vs_apache_kafka_flush"]).is_some());
+    assert!(
+        produce["config"]["targets"]
+            .as_array()
+            .is_some_and(|targets| targets.iter().all(|target| target["spawned"] == true)),
+        "{produce:#}"
+    );
+
+    let e2e = run_bench(&[
+        "e2e",
+        "--spawn-broker",
+        "--driver",
+        "apache-kafka-flush,apache-kafka",
+        "--acks",
+        "all",
+        "--rate-percent-of-max",
+        "10",
+        "--calibration-ms",
+        "800",
+        "--duration-ms",
+        "1000",
+        "--warmup-ms",
+        "200",
+        "--message-bytes",
+        "256",
+    ]);
+    assert_shape(&e2e, "e2e", false);
+    assert_eq!(e2e["promise"], "fsync before ack", "{e2e:#}");
+    assert_eq!(e2e["peers"][0]["promise"], "page cache", "{e2e:#}");
+    // Each system is calibrated on its own: its target is its own maximum's share.
+    for figures in [&e2e, &e2e["peers"][0]] {
+        let details = &figures["end_to_end"];
+        let maximum = details["calibration_max_records_per_sec"]
+            .as_f64()
+            .expect("each system's own maximum is reported");
+        let target = details["target_records_per_sec"]
+            .as_f64()
+            .expect("a target");
+        assert!(
+            maximum > 0.0 && (target - maximum * 0.10).abs() < 1e-6 * maximum,
+            "target {target} is not 10% of {maximum}: {e2e:#}"
+        );
+        assert_eq!(details["missing_records"], 0, "{e2e:#}");
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The Kafka driver, on librdkafka (the `rdkafka` crate, built from its bundled sources with the
-//! `kafka` feature): any Kafka-API broker, Spate's Kafka listener first, and later Apache Kafka
-//! with the same workloads.
+//! `kafka` feature): any Kafka-API broker, Spate's Kafka listener (`kafka`) and Apache Kafka
+//! (`apache-kafka`, `apache-kafka-flush`) with the same client and the same workloads. Only the
+//! topic configs differ: Spate's durability settings for Spate, none for Apache Kafka at its
+//! defaults, `flush.messages=1` for Apache Kafka with an fsync before every answer.
 //!
 //! Used the way an application would use librdkafka: one client (its own threads and connection)
 //! per producer or consumer, topics created and deleted with the Kafka AdminClient (CreateTopics
@@ -66,11 +68,19 @@ fn operation_error(operation: &'static str) -> impl Fn(KafkaError) -> DriverErro
 pub struct KafkaDriver {
     bootstrap: String,
     admin: AdminClient<DefaultClientContext>,
+    /// Which broker this is (`Kafka`, `ApacheKafka` or `ApacheKafkaFlush`): decides the topic
+    /// configs.
+    kind: DriverKind,
 }
 
 impl KafkaDriver {
-    /// Starts an admin client and checks the broker answers (Metadata).
-    pub fn connect(address: SocketAddr) -> Result<KafkaDriver, DriverError> {
+    /// Starts an admin client and checks the broker answers (Metadata). `kind` is one of the
+    /// Kafka-API drivers.
+    pub fn connect(address: SocketAddr, kind: DriverKind) -> Result<KafkaDriver, DriverError> {
+        assert!(
+            kind == DriverKind::Kafka || kind.is_apache_kafka(),
+            "{kind:?} is no Kafka-API driver"
+        );
         let bootstrap = address.to_string();
         let connect_error = |error: KafkaError| DriverError::Connect {
             driver: DRIVER,
@@ -83,7 +93,23 @@ impl KafkaDriver {
             .inner()
             .fetch_metadata(None, ADMIN_TIMEOUT)
             .map_err(connect_error)?;
-        Ok(KafkaDriver { bootstrap, admin })
+        Ok(KafkaDriver {
+            bootstrap,
+            admin,
+            kind,
+        })
+    }
+}
+
+/// The topic configs that give `topic` its durability on the broker `kind`.
+fn topic_configs_of(kind: DriverKind, topic: &TopicSpec) -> Vec<(String, String)> {
+    match kind {
+        // Kafka's defaults: no flush (the OS writes the page cache back when it chooses).
+        DriverKind::ApacheKafka => Vec::new(),
+        // Kafka flushes the log when this many messages are unflushed, inside the append and
+        // so before the produce answer: one fsync per append (a batch of records).
+        DriverKind::ApacheKafkaFlush => vec![("flush.messages".into(), "1".into())],
+        _ => topic_configs(topic),
     }
 }
 
@@ -185,11 +211,11 @@ fn consumer_config(bootstrap: &str, settings: &ConsumerSettings) -> ClientConfig
 
 impl Driver for KafkaDriver {
     fn kind(&self) -> DriverKind {
-        DriverKind::Kafka
+        self.kind
     }
 
     fn create_topic(&self, topic: &TopicSpec) -> Result<(), DriverError> {
-        let configs = topic_configs(topic);
+        let configs = topic_configs_of(self.kind, topic);
         let partitions = i32::try_from(topic.partitions).map_err(|_| DriverError::Unsupported {
             driver: DRIVER,
             what: "more than 2^31 partitions",
@@ -432,5 +458,26 @@ mod tests {
         assert_eq!(config.get("linger.ms"), Some("5"));
         assert_eq!(config.get("batch.num.messages"), Some("100000"));
         assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn apache_kafka_topics_keep_kafkas_defaults_or_flush_every_message() {
+        let topic = TopicSpec {
+            name: "t".into(),
+            partitions: 1,
+            durability: crate::workload::DurabilitySetting::GroupCommit,
+            group_commit_us: 2_000,
+            group_commit_bytes: 1 << 20,
+            write_caching: false,
+        };
+        assert!(topic_configs_of(DriverKind::ApacheKafka, &topic).is_empty());
+        assert_eq!(
+            topic_configs_of(DriverKind::ApacheKafkaFlush, &topic),
+            vec![("flush.messages".to_string(), "1".to_string())]
+        );
+        assert_eq!(
+            topic_configs_of(DriverKind::Kafka, &topic),
+            topic_configs(&topic)
+        );
     }
 }

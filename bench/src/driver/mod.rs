@@ -2,6 +2,10 @@
 //! produce, consume and e2e workloads run against Spate (native), a Kafka-API broker (Spate's
 //! Kafka listener, or Apache Kafka) and Redis Streams.
 //!
+//! Apache Kafka has two drivers, one per durability setting (`apache-kafka` at Kafka's defaults,
+//! `apache-kafka-flush` with `flush.messages=1`), so that one run reports both; every run says
+//! which [`Promise`] its acknowledgements made.
+//!
 //! A driver connects to a running system (starting it is `target`'s job), prepares a topic,
 //! and hands out producers and consumers. A producer reports acknowledgements through a
 //! callback that runs on the driver's own thread the moment they are seen, so the
@@ -23,10 +27,17 @@ use crate::workload::{AcksSetting, DurabilitySetting};
 
 /// Which system a run drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum DriverKind {
+    /// Spate through its native client.
     Spate,
+    /// A Kafka-API broker through librdkafka: Spate's Kafka listener when spawned.
     Kafka,
+    /// Apache Kafka through librdkafka, at its defaults: acknowledged from the page cache.
+    ApacheKafka,
+    /// Apache Kafka with `flush.messages=1` on the topic: an fsync before every answer.
+    ApacheKafkaFlush,
+    /// Redis Streams.
     Redis,
 }
 
@@ -35,7 +46,76 @@ impl DriverKind {
         match self {
             DriverKind::Spate => "spate",
             DriverKind::Kafka => "kafka",
+            DriverKind::ApacheKafka => "apache-kafka",
+            DriverKind::ApacheKafkaFlush => "apache-kafka-flush",
             DriverKind::Redis => "redis",
+        }
+    }
+
+    /// The name as part of a JSON key (`throughput_vs_apache_kafka`).
+    pub fn key(self) -> String {
+        self.name().replace('-', "_")
+    }
+
+    /// Whether the driver is Apache Kafka (either durability setting).
+    pub fn is_apache_kafka(self) -> bool {
+        matches!(self, DriverKind::ApacheKafka | DriverKind::ApacheKafkaFlush)
+    }
+
+    /// What an acknowledgement of this system promises under `acks` (for a system the harness
+    /// spawned, or one at its defaults).
+    pub fn promise(self, acks: AcksSetting) -> Promise {
+        match (self, acks) {
+            (_, AcksSetting::None) => Promise::NoAcknowledgement,
+            (DriverKind::Spate | DriverKind::Kafka, AcksSetting::All) => Promise::FsyncBeforeAck,
+            (DriverKind::Spate | DriverKind::Kafka, AcksSetting::Leader) => {
+                Promise::WrittenSyncedAfterAck
+            }
+            (DriverKind::ApacheKafka, _) => Promise::PageCache,
+            (DriverKind::ApacheKafkaFlush, _) => Promise::FsyncBeforeAck,
+            // The harness starts redis-server with `appendfsync always` under acks=all.
+            (DriverKind::Redis, AcksSetting::All) => Promise::FsyncBeforeAck,
+            (DriverKind::Redis, AcksSetting::Leader) => Promise::PageCacheSyncedEverySecond,
+        }
+    }
+}
+
+/// What a system has done with a record when it acknowledges it: the durability each row of a
+/// comparison makes, said plainly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Promise {
+    /// The record is on disk (an fsync covered it) before the answer: it survives power loss.
+    #[serde(rename = "fsync before ack")]
+    FsyncBeforeAck,
+    /// Written to the disk before the answer, synced within the group-commit interval after it
+    /// (Spate's acks=leader).
+    #[serde(rename = "written, fsync after ack")]
+    WrittenSyncedAfterAck,
+    /// In the operating system's page cache: it survives the process, not a power loss or a
+    /// kernel crash (Apache Kafka's default; the OS writes it back later).
+    #[serde(rename = "page cache")]
+    PageCache,
+    /// In the page cache, synced once a second (Redis `appendfsync everysec`).
+    #[serde(rename = "page cache, fsync every second")]
+    PageCacheSyncedEverySecond,
+    /// Not acknowledged at all (acks=none).
+    #[serde(rename = "none (acks=none)")]
+    NoAcknowledgement,
+    /// An external system whose durability setting the harness did not choose.
+    #[serde(rename = "the external server's own setting")]
+    External,
+}
+
+impl Promise {
+    /// The label of the table and the JSON.
+    pub fn label(self) -> &'static str {
+        match self {
+            Promise::FsyncBeforeAck => "fsync before ack",
+            Promise::WrittenSyncedAfterAck => "written, fsync after ack",
+            Promise::PageCache => "page cache",
+            Promise::PageCacheSyncedEverySecond => "page cache, fsync every second",
+            Promise::NoAcknowledgement => "none (acks=none)",
+            Promise::External => "the external server's own setting",
         }
     }
 }
@@ -233,5 +313,40 @@ mod tests {
         ] {
             assert_eq!(SendMark::from_bits(mark.to_bits()), mark);
         }
+    }
+
+    #[test]
+    fn apache_kafka_promises_the_page_cache_unless_it_flushes_every_message() {
+        assert_eq!(
+            DriverKind::ApacheKafka.promise(AcksSetting::All),
+            Promise::PageCache
+        );
+        assert_eq!(
+            DriverKind::ApacheKafkaFlush.promise(AcksSetting::All),
+            Promise::FsyncBeforeAck
+        );
+        assert_eq!(
+            DriverKind::Spate.promise(AcksSetting::All),
+            Promise::FsyncBeforeAck
+        );
+        assert_eq!(
+            DriverKind::Redis.promise(AcksSetting::Leader),
+            Promise::PageCacheSyncedEverySecond
+        );
+        for kind in [DriverKind::Spate, DriverKind::ApacheKafkaFlush] {
+            assert_eq!(kind.promise(AcksSetting::None), Promise::NoAcknowledgement);
+        }
+        for promise in [
+            Promise::FsyncBeforeAck,
+            Promise::PageCache,
+            Promise::External,
+        ] {
+            assert_eq!(serde_json::to_value(promise).unwrap(), promise.label());
+        }
+        assert_eq!(DriverKind::ApacheKafkaFlush.key(), "apache_kafka_flush");
+        assert_eq!(
+            serde_json::to_value(DriverKind::ApacheKafka).unwrap(),
+            "apache-kafka"
+        );
     }
 }

@@ -74,6 +74,18 @@ pub fn run(
             (max_rate * percent / 100.0, Some((max_rate, percent)))
         }
     };
+    // Steady state: long enough to write the bytes at this system's own rate.
+    let stretched;
+    let workload = match workload.steady_state_duration_ms(target_rate) {
+        Some(duration_ms) => {
+            stretched = Workload {
+                stop: Stop::DurationMs(duration_ms),
+                ..workload.clone()
+            };
+            &stretched
+        }
+        None => workload,
+    };
     let topic = topic_of(workload);
     driver.create_topic(&topic)?;
     let result = run_paced(

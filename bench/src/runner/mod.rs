@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::constants::PROGRESS_INTERVAL_MS;
-use crate::driver::{DriverError, DriverKind, TopicSpec};
+use crate::driver::{DriverError, DriverKind, Promise, TopicSpec};
 use crate::placement::{pin_current_thread, Placement};
 use crate::stats::{per_second, LatencySummary, Meter};
 use crate::workload::Workload;
@@ -114,6 +114,9 @@ pub struct RunOutcome {
     pub first_error: Option<String>,
     pub end_to_end: Option<EndToEndDetails>,
     pub notes: Vec<String>,
+    /// What the system's acknowledgements promised in this run (set by whoever knows how the
+    /// system was configured; `None` until then).
+    pub promise: Option<Promise>,
 }
 
 impl RunOutcome {
@@ -138,6 +141,7 @@ impl RunOutcome {
             first_error: meter.first_error(),
             end_to_end: None,
             notes: Vec::new(),
+            promise: None,
         }
     }
 }
