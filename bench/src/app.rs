@@ -422,6 +422,10 @@ fn run_driver(
     idle: &IdleArgs,
     progress: &mut Progress,
 ) -> Result<(RunOutcome, Value, Option<IdleCrowdReport>), BenchError> {
+    // Redis keeps every stream entry in memory: a steady-state run holds all its bytes there.
+    if let (DriverKind::Redis, Some(bytes)) = (driver_kind, workload.steady_state_bytes) {
+        steady_state::check_memory_holds(bytes)?;
+    }
     let (spawned, address) = start_target(
         driver_kind,
         target_arguments,

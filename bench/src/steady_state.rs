@@ -41,6 +41,12 @@ pub enum SteadyStateError {
         file_system: &'static str,
     },
     #[error(
+        "a steady-state run keeps {needed_gb:.1} GB of entries in Redis's memory (its bytes \
+         and half again for Redis's own overhead), but only {available_gb:.1} GB are available: \
+         leave redis out of --steady-state runs on this machine"
+    )]
+    NotEnoughMemory { needed_gb: f64, available_gb: f64 },
+    #[error(
         "a steady-state run writes {needed_gb:.1} GB per system (2.2x the dirty-page limit, \
          plus 10% and 1 GiB of margin), but {path} has {free_gb:.1} GB free: free space there \
          or give another --data-dir"
@@ -133,6 +139,27 @@ pub fn plan(data_root: &Path) -> Result<SteadyState, SteadyStateError> {
     })
 }
 
+/// Refuses when `bytes` held in memory, and half again for the holder's overhead, would not
+/// fit in the memory available now (`MemAvailable`).
+pub fn check_memory_holds(bytes: u64) -> Result<(), SteadyStateError> {
+    let path = Path::new("/proc/meminfo");
+    let available =
+        parse_meminfo_kilobytes(&read_text(path)?, "MemAvailable:").ok_or_else(|| {
+            SteadyStateError::Parse {
+                path: path.to_path_buf(),
+                what: "a MemAvailable line in kB",
+            }
+        })?;
+    let needed = bytes + bytes / 2;
+    if available < needed {
+        return Err(SteadyStateError::NotEnoughMemory {
+            needed_gb: needed as f64 / 1e9,
+            available_gb: available as f64 / 1e9,
+        });
+    }
+    Ok(())
+}
+
 fn read_text(path: &Path) -> Result<String, SteadyStateError> {
     std::fs::read_to_string(path).map_err(|source| SteadyStateError::Read {
         path: path.to_path_buf(),
@@ -160,8 +187,13 @@ fn memory_total_bytes() -> Result<u64, SteadyStateError> {
 
 /// `MemTotal:       24683664 kB` -> bytes.
 fn parse_memory_total(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
-    let mut words = line["MemTotal:".len()..].split_whitespace();
+    parse_meminfo_kilobytes(meminfo, "MemTotal:")
+}
+
+/// The bytes of the `/proc/meminfo` line `key` (`MemAvailable:`), given there in kB.
+fn parse_meminfo_kilobytes(meminfo: &str, key: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with(key))?;
+    let mut words = line[key.len()..].split_whitespace();
     let kilobytes: u64 = words.next()?.parse().ok()?;
     (words.next()? == "kB").then_some(kilobytes * 1024)
 }
@@ -213,6 +245,10 @@ mod tests {
         assert_eq!(parse_memory_total(meminfo), Some(24_683_664 * 1024));
         assert_eq!(parse_memory_total("MemTotal: 5 MB\n"), None);
         assert_eq!(parse_memory_total(""), None);
+        assert_eq!(
+            parse_meminfo_kilobytes(meminfo, "MemFree:"),
+            Some(10 * 1024)
+        );
     }
 
     #[test]
@@ -230,5 +266,10 @@ mod tests {
             memory_total_bytes().unwrap(),
         );
         assert!(limit.bytes > 0, "{limit:?}");
+        assert!(check_memory_holds(1).is_ok());
+        assert!(matches!(
+            check_memory_holds(u64::MAX / 4),
+            Err(SteadyStateError::NotEnoughMemory { .. })
+        ));
     }
 }
