@@ -510,6 +510,9 @@ struct ReadPlan<File> {
     base_offset: u64,
     batch_bytes_max: usize,
     read_chunk_bytes: usize,
+    /// How far apart index entries are: a scan from one reaches the batch it looks for within
+    /// about this many bytes (and one batch).
+    index_interval_bytes: u64,
 }
 
 /// A batch that cannot be served: where it should start, and why not.
@@ -550,18 +553,23 @@ impl<File: StorageFile> ReadPlan<File> {
             base_offset: segment.base_offset,
             batch_bytes_max: config.batch_bytes_max,
             read_chunk_bytes: config.read_chunk_bytes,
+            index_interval_bytes: u64::from(config.index_interval_bytes),
         }
     }
 
     /// A reader of the segment, with the position and base offset its scan starts at (see
     /// [`checked_start`]).
     async fn start_scan(&self) -> Result<(SegmentReader<'_, File>, u64, u64), StorageError> {
-        let mut reader = SegmentReader::new(
-            &self.files.log,
-            &self.path,
-            self.limit,
-            self.read_chunk_bytes,
-        );
+        self.start_scan_reading(self.read_chunk_bytes).await
+    }
+
+    /// [`Self::start_scan`] whose first disk read is `read_ahead_bytes` long.
+    async fn start_scan_reading(
+        &self,
+        read_ahead_bytes: usize,
+    ) -> Result<(SegmentReader<'_, File>, u64, u64), StorageError> {
+        let mut reader =
+            SegmentReader::new(&self.files.log, &self.path, self.limit, read_ahead_bytes);
         let (position, expected) = checked_start(&mut reader, self).await?;
         Ok((reader, position, expected))
     }
@@ -698,8 +706,20 @@ async fn read_batches<File: StorageFile>(
     max_bytes: usize,
     read_end: u64,
 ) -> Result<Vec<Bytes>, StorageError> {
-    let (mut reader, mut position, mut expected) = plan.start_scan().await?;
+    // One disk read should bring both the scan from the index entry to `offset` (about an index
+    // interval) and the batches served, and no more: a read sized only by `read_chunk_bytes` or
+    // `max_bytes` from the index entry ends inside the batches served, and the next read (sized
+    // the same) fetched up to twice the bytes served from the disk.
+    let first_read_bytes = max_bytes.saturating_add(plan.index_interval_bytes as usize);
+    let (mut reader, mut position, mut expected) =
+        plan.start_scan_reading(first_read_bytes).await?;
+    let scan_start = position;
     loop {
+        if position - scan_start > plan.index_interval_bytes {
+            // The index did not bring the scan close (damage, or a rebuilt index): scan on in
+            // read chunks.
+            reader.set_read_ahead_bytes(plan.read_chunk_bytes);
+        }
         match plan
             .batch_at(&mut reader, position, expected, false)
             .await?
@@ -720,10 +740,16 @@ async fn read_batches<File: StorageFile>(
             },
         }
     }
-    reader.set_read_ahead_bytes(max_bytes.max(DIRECT_IO_ALIGNMENT_BYTES));
     let mut batches = Vec::new();
     let mut total = 0usize;
     while position < plan.limit && expected < read_end {
+        // A read for the batches still to serve is sized to what the fetch has left (at least
+        // the batch itself), never to a whole `max_bytes` again.
+        reader.set_read_ahead_bytes(
+            max_bytes
+                .saturating_sub(total)
+                .max(DIRECT_IO_ALIGNMENT_BYTES),
+        );
         // Bytes served from disk are checked again: never serve a batch that fails its CRC.
         let found =
             match serve_batch_at(plan, &mut reader, position, expected, total, max_bytes).await {

@@ -60,6 +60,8 @@ pub struct FaultPlan {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemoryStats {
     pub reads: u64,
+    /// Bytes `read_at` returned.
+    pub bytes_read: u64,
     pub writes: u64,
     pub bytes_written: u64,
     pub data_syncs: u64,
@@ -525,7 +527,9 @@ impl StorageFile for MemoryFile {
         let end = (position as usize)
             .saturating_add(length)
             .min(file.current.len());
-        Ok(Bytes::copy_from_slice(&file.current[start..end]))
+        let bytes = Bytes::copy_from_slice(&file.current[start..end]);
+        disk.stats.bytes_read += bytes.len() as u64;
+        Ok(bytes)
     }
 
     async fn write_at(&self, position: u64, buffer: MemoryBuffer) -> io::Result<usize> {

@@ -691,6 +691,42 @@ fn under_write_caching_a_failed_write_takes_back_what_readers_saw() {
 }
 
 #[test]
+fn a_fetch_from_disk_reads_about_what_it_serves() {
+    // A catch-up read goes to the disk once for the scan from the index entry and the batches
+    // it serves, sized by the fetch: not a read chunk, and not a second whole `max_bytes`.
+    let setup = Setup::new(18);
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        read_chunk_bytes: 64 * 1024,
+        ..small_config()
+    };
+    let log = Rc::new(setup.open(config.clone()));
+    let ids = append_many(&log, 0, 60, 3000);
+    let max_bytes = 16 * 1024;
+    let block = 4096;
+    // The scan from an index entry, the batches served, one batch crossing the end of the
+    // first read, and a block of alignment at each end.
+    let allowed = max_bytes + config.index_interval_bytes as usize + 3000 + 2 * block;
+    for offset in [0u64, 7, 31, 50] {
+        let before = setup.disk.stats().bytes_read;
+        let reader = log.clone();
+        let read = storage_support::block(async move { reader.read(offset, max_bytes).await })
+            .expect("read");
+        let read_bytes = (setup.disk.stats().bytes_read - before) as usize;
+        let served: usize = read.batches.iter().map(|batch| batch.len()).sum();
+        let served_ids: Vec<u64> = read.batches.iter().map(|batch| id_of(batch)).collect();
+        let first = offset as usize;
+        assert_eq!(served_ids, ids[first..first + served_ids.len()].to_vec());
+        assert!(served <= max_bytes && !read.batches.is_empty());
+        assert!(
+            read_bytes <= allowed,
+            "a fetch at {offset} served {served} bytes and read {read_bytes} from the disk \
+             (at most {allowed} expected)"
+        );
+    }
+}
+
+#[test]
 fn a_crash_keeps_durable_appends_and_may_drop_written_ones() {
     for seed in 0..20 {
         let setup = Setup::new(100 + seed);
