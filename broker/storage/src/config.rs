@@ -113,6 +113,11 @@ pub const WRITE_BUFFER_POOL_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// memory beyond the read itself.
 pub const READ_PART_BYTES_MIN: usize = 256 * 1024;
 pub const READ_PARTS_MAX: usize = 4;
+/// Disk reads started ahead of a catch-up reader's next fetch (`read_ahead`) hold at most this
+/// many bytes per shard together; none is started for less than [`READ_AHEAD_BYTES_MIN`], which
+/// also bounds how many can be parked (and keep their segment file open) at once.
+pub const READ_AHEAD_BYTES_PER_SHARD_MAX: usize = 64 * 1024 * 1024;
+pub const READ_AHEAD_BYTES_MIN: usize = 256 * 1024;
 
 /// Index entries store positions as `u32`: a segment can never be larger.
 pub const SEGMENT_BYTES_LIMIT: u64 = u32::MAX as u64;

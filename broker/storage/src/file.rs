@@ -81,7 +81,7 @@ pub trait StorageFile {
 /// [`FileSystem::sync_directory`] on their parent.
 #[allow(async_fn_in_trait)] // Thread-per-core: the futures are `!Send` on purpose.
 pub trait FileSystem {
-    type File: StorageFile;
+    type File: StorageFile + 'static;
 
     /// A write buffer for any of this file system's files (see [`StorageFile::allocate_buffer`]).
     fn allocate_buffer(&self, length: usize) -> <Self::File as StorageFile>::Buffer;

@@ -335,7 +335,7 @@ impl<F: FileSystem> StorageFile for CachedFile<F> {
     }
 }
 
-impl<F: FileSystem> FileSystem for CachedFileSystem<F> {
+impl<F: FileSystem + 'static> FileSystem for CachedFileSystem<F> {
     type File = CachedFile<F>;
 
     fn allocate_buffer(&self, length: usize) -> <F::File as StorageFile>::Buffer {

@@ -33,6 +33,7 @@ pub mod memory;
 pub mod producer_snapshot;
 pub mod producer_state;
 pub mod progress;
+pub mod read_ahead;
 pub mod recovery;
 pub mod segment;
 pub mod slow_sync;

@@ -47,9 +47,9 @@ use super::checkpoint::{
 };
 use super::clock::Clock;
 use super::compaction;
-use super::config::{AppendWait, LogConfig, Visibility};
+use super::config::{AppendWait, LogConfig, Visibility, READ_AHEAD_BYTES_MIN};
 use super::error::StorageError;
-use super::file::{FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
+use super::file::{align_down, FileSystem, OpenMode, StorageFile, DIRECT_IO_ALIGNMENT_BYTES};
 use super::index::{SegmentIndex, TimeIndexEntry};
 use super::leader_epochs::{read_leader_epochs, write_leader_epochs, LeaderEpochCache};
 use super::producer_snapshot::{
@@ -58,6 +58,7 @@ use super::producer_snapshot::{
 };
 use super::producer_state::{ProducerBatch, ProducerEntry, ProducerState, Verdict};
 use super::progress::Progress;
+use super::read_ahead::{ReadAhead, ReadAheadSpan};
 use super::recovery::{recover_segment, SegmentRole};
 use super::segment::{
     index_batch, open_segment_files, parse_segment_file_name, sync_index_files, BatchAt,
@@ -178,6 +179,8 @@ struct LogState<File> {
     /// How many times compaction swapped closed segments (a read that failed across a swap is
     /// read again).
     segment_swaps: u64,
+    /// A disk read started for this partition's next catch-up fetch (`read_ahead`).
+    read_ahead: Option<ReadAhead>,
     /// The epoch appends are stamped with ([`PartitionLog::set_leader_epoch`]; at open the latest
     /// the cache knows, else [`LEADER_EPOCH`]). Replica appends keep their batches' own.
     leader_epoch: i32,
@@ -513,6 +516,11 @@ struct ReadPlan<File> {
     /// How far apart index entries are: a scan from one reaches the batch it looks for within
     /// about this many bytes (and one batch).
     index_interval_bytes: u64,
+    /// Bytes before this position never change while the segment stays (closed, or durable in
+    /// the active segment): the only part a read may be started ahead for.
+    stable_limit: u64,
+    /// The log's segment swap counter when the plan was made.
+    segment_swaps: u64,
 }
 
 /// A batch that cannot be served: where it should start, and why not.
@@ -554,22 +562,28 @@ impl<File: StorageFile> ReadPlan<File> {
             batch_bytes_max: config.batch_bytes_max,
             read_chunk_bytes: config.read_chunk_bytes,
             index_interval_bytes: u64::from(config.index_interval_bytes),
+            stable_limit: readable.end_position,
+            segment_swaps: 0,
         }
     }
 
     /// A reader of the segment, with the position and base offset its scan starts at (see
     /// [`checked_start`]).
     async fn start_scan(&self) -> Result<(SegmentReader<'_, File>, u64, u64), StorageError> {
-        self.start_scan_reading(self.read_chunk_bytes).await
+        self.start_scan_reading(self.read_chunk_bytes, None).await
     }
 
     /// [`Self::start_scan`] whose first disk read is `read_ahead_bytes` long.
     async fn start_scan_reading(
         &self,
         read_ahead_bytes: usize,
+        preloaded: Option<(u64, Bytes)>,
     ) -> Result<(SegmentReader<'_, File>, u64, u64), StorageError> {
         let mut reader =
             SegmentReader::new(&self.files.log, &self.path, self.limit, read_ahead_bytes);
+        if let Some((position, bytes)) = preloaded {
+            reader.preload(position, bytes);
+        }
         let (position, expected) = checked_start(&mut reader, self).await?;
         Ok((reader, position, expected))
     }
@@ -705,14 +719,15 @@ async fn read_batches<File: StorageFile>(
     offset: u64,
     max_bytes: usize,
     read_end: u64,
-) -> Result<Vec<Bytes>, StorageError> {
+    preloaded: Option<(u64, Bytes)>,
+) -> Result<ServedBatches, StorageError> {
     // One disk read should bring both the scan from the index entry to `offset` (about an index
     // interval) and the batches served, and no more: a read sized only by `read_chunk_bytes` or
     // `max_bytes` from the index entry ends inside the batches served, and the next read (sized
     // the same) fetched up to twice the bytes served from the disk.
-    let first_read_bytes = max_bytes.saturating_add(plan.index_interval_bytes as usize);
+    let first_read_bytes = first_read_bytes(max_bytes, plan.index_interval_bytes);
     let (mut reader, mut position, mut expected) =
-        plan.start_scan_reading(first_read_bytes).await?;
+        plan.start_scan_reading(first_read_bytes, preloaded).await?;
     let scan_start = position;
     loop {
         if position - scan_start > plan.index_interval_bytes {
@@ -775,7 +790,24 @@ async fn read_batches<File: StorageFile>(
             break;
         }
     }
-    Ok(batches)
+    Ok(ServedBatches {
+        batches,
+        next_position: position,
+        next_offset: expected,
+    })
+}
+
+/// What [`read_batches`] served, and where the batch after them starts.
+struct ServedBatches {
+    batches: Vec<Bytes>,
+    next_position: u64,
+    next_offset: u64,
+}
+
+/// A fetch's first disk read: the scan from the index entry (about an index interval) and the
+/// `max_bytes` it serves.
+fn first_read_bytes(max_bytes: usize, index_interval_bytes: u64) -> usize {
+    max_bytes.saturating_add(index_interval_bytes as usize)
 }
 
 /// What the serving loop of [`read_batches`] found at one position.
@@ -1911,16 +1943,85 @@ impl<F: FileSystem> PartitionLog<F> {
                 .last()
                 .expect("every offset from the log start on lies in a segment");
             let start = segment.scan_start_for_offset(offset);
-            (
-                ReadPlan::new(segment, readable, start, &state.config),
-                outcome,
-                read_end,
-            )
+            let mut plan = ReadPlan::new(segment, readable, start, &state.config);
+            plan.segment_swaps = state.segment_swaps;
+            if segment.base_offset == state.active.base_offset {
+                plan.stable_limit = plan
+                    .stable_limit
+                    .min(state.writer.durable.tail.end_position);
+            }
+            (plan, outcome, read_end)
         };
         let (plan, mut outcome, read_end) = plan;
         debug_assert!(plan.base_offset <= offset);
-        outcome.batches = read_batches(&plan, offset, max_bytes, read_end).await?;
+        // A read parked for this fetch (see `read_ahead`): taken whether it fits or not, so a
+        // reader that moved elsewhere does not keep it.
+        let parked = self.state.borrow_mut().read_ahead.take();
+        let preloaded = match parked {
+            Some(parked)
+                if parked.covers(plan.base_offset, plan.segment_swaps, plan.start_position) =>
+            {
+                parked.finish().await
+            }
+            _ => None,
+        };
+        let served = read_batches(&plan, offset, max_bytes, read_end, preloaded).await?;
+        outcome.batches = served.batches;
+        if served.next_offset < read_end {
+            self.read_ahead_from(&plan, served.next_position, served.next_offset, max_bytes)
+                .await;
+        }
         Ok(outcome)
+    }
+
+    /// Starts the disk read the next fetch of `max_bytes` from `next_offset` (at
+    /// `next_position` in the plan's segment) will begin with, and parks it, when that lies in
+    /// the segment's stable bytes and is worth it.
+    async fn read_ahead_from(
+        &self,
+        plan: &ReadPlan<F::File>,
+        next_position: u64,
+        next_offset: u64,
+        max_bytes: usize,
+    ) {
+        if next_position >= plan.stable_limit {
+            return;
+        }
+        let span = {
+            let state = self.state.borrow();
+            if state.segment_swaps != plan.segment_swaps || state.read_ahead.is_some() {
+                return;
+            }
+            let segment = if state.active.base_offset == plan.base_offset {
+                &state.active
+            } else {
+                match state.sealed.get(&plan.base_offset) {
+                    Some(segment) => segment,
+                    None => return,
+                }
+            };
+            let (scan_position, _) = segment.scan_start_for_offset(next_offset);
+            let position = align_down(scan_position.min(next_position));
+            let end = (scan_position
+                + first_read_bytes(max_bytes, plan.index_interval_bytes) as u64)
+                .min(plan.stable_limit);
+            if end <= position || ((end - position) as usize) < READ_AHEAD_BYTES_MIN {
+                return;
+            }
+            ReadAheadSpan {
+                segment_base_offset: plan.base_offset,
+                segment_swaps: plan.segment_swaps,
+                position,
+                length: (end - position) as usize,
+            }
+        };
+        if let Some(parked) = ReadAhead::start(plan.files.clone(), span).await {
+            let mut state = self.state.borrow_mut();
+            // Dropped if the segment was swapped meanwhile or another read parked first.
+            if state.segment_swaps == plan.segment_swaps && state.read_ahead.is_none() {
+                state.read_ahead = Some(parked);
+            }
+        }
     }
 
     /// The base offset of the first durable batch (at or after the log start) whose
@@ -2208,6 +2309,15 @@ impl<F: FileSystem> PartitionLog<F> {
     /// The offset the next append gets (the log end, written or not).
     pub fn next_offset(&self) -> u64 {
         self.state.borrow().active.tail.next_offset
+    }
+
+    /// Where the read parked for this partition's next catch-up fetch lies, if one is.
+    pub fn parked_read_ahead(&self) -> Option<ReadAheadSpan> {
+        self.state
+            .borrow()
+            .read_ahead
+            .as_ref()
+            .map(|parked| parked.span)
     }
 
     /// The offset after the last durable batch: what reads may return.
@@ -2536,6 +2646,7 @@ async fn load_state<F: FileSystem>(
         index_rebuilds: 0,
         compaction: compaction::CompactionState::default(),
         segment_swaps: 0,
+        read_ahead: None,
         leader_epoch: epochs
             .latest()
             .map_or(LEADER_EPOCH as i32, |entry| entry.epoch),

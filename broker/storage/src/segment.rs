@@ -255,6 +255,14 @@ impl<'a, File: StorageFile> SegmentReader<'a, File> {
         }
     }
 
+    /// Serves reads inside `[position, position + bytes.len())` from `bytes`, read earlier
+    /// (a parked read-ahead) instead of the disk. Bytes past the reader's limit are never used.
+    pub fn preload(&mut self, position: u64, bytes: Bytes) {
+        let usable = self.limit.saturating_sub(position).min(bytes.len() as u64) as usize;
+        self.window_position = position;
+        self.window = bytes.slice(..usable);
+    }
+
     pub fn set_read_ahead_bytes(&mut self, read_ahead_bytes: usize) {
         self.read_ahead_bytes = read_ahead_bytes;
     }

@@ -166,6 +166,47 @@ fn large_reads_split_into_parts_in_flight_return_exactly_the_file_bytes() {
 }
 
 #[test]
+fn catch_up_reads_with_reads_started_ahead_return_every_batch_on_real_files() {
+    // Fetches large enough that each starts the disk read of the next (parked on the ring and
+    // taken by the next fetch) over segments on O_DIRECT files, after a reopen so that nothing
+    // is in the tail cache.
+    let directory = TestDirectory::new("read-ahead");
+    let data = directory.0.clone();
+    on_executor(move || async move {
+        let config = LogConfig {
+            segment_bytes_max: 4 << 20,
+            tail_cache_bytes_max: 0,
+            ..config()
+        };
+        let log = open(&data, config.clone()).await.expect("open");
+        let originals: Vec<_> = (0..900u64)
+            .map(|id| simple_batch(id, 3000 + (id as usize * 131) % 5000, 1000 + id as i64))
+            .collect();
+        for original in &originals {
+            log.append(original.clone(), AppendWait::Durable)
+                .await
+                .expect("append");
+        }
+        log.close().await.expect("close");
+        let log = open(&data, config).await.expect("reopen");
+        let first = log.read(0, 400 * 1024).await.expect("first fetch");
+        assert!(!first.batches.is_empty());
+        assert!(
+            log.parked_read_ahead().is_some(),
+            "the next read is started"
+        );
+        for from in [0, 517] {
+            let stored = read_all(&log, from, 400 * 1024).await.expect("read");
+            assert_eq!(stored.len(), originals.len() - from as usize);
+            for (stored, original) in stored.iter().zip(&originals[from as usize..]) {
+                assert!(same_batch(stored, original));
+            }
+        }
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn a_fresh_executor_thread_reads_a_new_partition_after_the_iopoll_probe() {
     // The first DmaFile this thread opens is the probe file, not the new (empty) segment: with
     // the probe skipped, glommio would wrongly enable IOPOLL on devices without poll queues and

@@ -726,6 +726,129 @@ fn a_fetch_from_disk_reads_about_what_it_serves() {
     }
 }
 
+/// A log of 3,000-byte batches on the in-memory disk with no tail cache, so every read goes to
+/// the disk, in segments large enough for several fetches of [`CATCH_UP_FETCH_BYTES`].
+fn catch_up_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config()
+    }
+}
+
+/// Large enough that the read started ahead of the next fetch is worth it (`READ_AHEAD_BYTES_MIN`).
+const CATCH_UP_FETCH_BYTES: usize = 300 * 1024;
+
+#[test]
+fn a_catch_up_fetch_is_served_by_the_read_started_after_the_previous_one() {
+    let setup = Setup::new(19);
+    let log = Rc::new(setup.open(catch_up_config()));
+    let ids = append_many(&log, 0, 300, 3000);
+    let reader = log.clone();
+    let first = storage_support::block(async move { reader.read(0, CATCH_UP_FETCH_BYTES).await })
+        .expect("first fetch");
+    let next = first.batches.len() as u64;
+    let parked = log
+        .parked_read_ahead()
+        .expect("a read is parked for the next fetch");
+    assert!(parked.length >= spate_storage::config::READ_AHEAD_BYTES_MIN);
+    // From now on every disk operation fails: the next fetch can only be served by the read
+    // started before.
+    setup.disk.set_faults(FaultPlan {
+        error_ppm: 1_000_000,
+        ..FaultPlan::default()
+    });
+    let reader = log.clone();
+    let second =
+        storage_support::block(async move { reader.read(next, CATCH_UP_FETCH_BYTES).await })
+            .expect("the second fetch is served from the parked read");
+    let served: Vec<u64> = second.batches.iter().map(|batch| id_of(batch)).collect();
+    assert!(!served.is_empty());
+    assert_eq!(
+        served,
+        ids[next as usize..next as usize + served.len()].to_vec()
+    );
+}
+
+#[test]
+fn catch_up_reads_with_read_ahead_return_the_whole_log_in_order() {
+    let setup = Setup::new(20);
+    let log = Rc::new(setup.open(catch_up_config()));
+    let ids = append_many(&log, 0, 700, 3000);
+    assert!(log.segment_count() > 1);
+    assert_eq!(all_ids_in_fetches(&log, 0, CATCH_UP_FETCH_BYTES), ids);
+    // A reader that jumps elsewhere is not served the parked bytes of another place.
+    assert_eq!(all_ids_in_fetches(&log, 0, CATCH_UP_FETCH_BYTES), ids);
+    assert_eq!(
+        all_ids_in_fetches(&log, 333, CATCH_UP_FETCH_BYTES),
+        ids[333..].to_vec()
+    );
+    drop(log);
+    assert_eq!(
+        spate_storage::read_ahead::parked_bytes(),
+        0,
+        "the budget is given back"
+    );
+}
+
+#[test]
+fn reads_are_never_started_ahead_past_the_durable_end_of_the_active_segment() {
+    // Under write caching readers see written bytes, which a failed sync may still take back:
+    // a read parked ahead stops at the durable end.
+    let setup = Setup::new(21);
+    let config = LogConfig {
+        visibility: Visibility::Written,
+        ..long_interval_group_commit()
+    };
+    let log = Rc::new(setup.open(LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..config
+    }));
+    // Durable: 600,000 bytes. A fetch of 300 KiB from 0 stops near 306,000; the read for the
+    // next one would reach past 613,000, and is cut at the durable end.
+    append_many(&log, 0, 200, 3000);
+    let appender = log.clone();
+    storage_support::block(async move {
+        for id in 200..300 {
+            appender
+                .append(simple_batch(id, 3000, START_MS), AppendWait::Written)
+                .await
+                .expect("written");
+        }
+    });
+    assert_eq!(log.high_watermark(), 300, "written batches are visible");
+    let durable_end_bytes = 200 * 3000;
+    let reader = log.clone();
+    storage_support::block(async move { reader.read(0, CATCH_UP_FETCH_BYTES).await })
+        .expect("fetch");
+    let parked = log.parked_read_ahead().expect("a read is parked");
+    assert_eq!(
+        parked.position + parked.length as u64,
+        durable_end_bytes,
+        "{parked:?} stops at the durable end"
+    );
+    assert_eq!(
+        all_ids_in_fetches(&log, 0, CATCH_UP_FETCH_BYTES),
+        (0..300).collect::<Vec<_>>()
+    );
+}
+
+/// Every id from `from` to the high watermark, read one fetch of `max_bytes` after another.
+fn all_ids_in_fetches(
+    log: &Rc<PartitionLog<MemoryFileSystem>>,
+    from: u64,
+    max_bytes: usize,
+) -> Vec<u64> {
+    let log = log.clone();
+    storage_support::block(async move {
+        read_all(&log, from, max_bytes)
+            .await
+            .expect("read")
+            .iter()
+            .map(|bytes| id_of(bytes))
+            .collect()
+    })
+}
+
 #[test]
 fn a_crash_keeps_durable_appends_and_may_drop_written_ones() {
     for seed in 0..20 {

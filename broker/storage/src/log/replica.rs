@@ -474,6 +474,8 @@ impl<F: FileSystem> PartitionLog<F> {
             loaded.admission_tickets_issued = state.admission_tickets_issued;
             loaded.slow_syncs = std::mem::take(&mut state.slow_syncs);
             loaded.replicated = state.replicated;
+            // Segments were rewritten: reads planned (and reads parked) before do not apply.
+            loaded.segment_swaps = state.segment_swaps + 1;
             // `leader_epoch` stays as loaded (the cache's latest): an epoch whose entry the
             // truncation removed must not stamp batches the cache cannot date. A follower
             // stamps nothing; a leader sets its epoch again.
