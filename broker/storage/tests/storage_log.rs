@@ -48,6 +48,16 @@ fn append_many(
     })
 }
 
+/// One append on its own, waited for.
+fn append_one(
+    log: &Rc<PartitionLog<MemoryFileSystem>>,
+    batch: bytes::BytesMut,
+    wait: AppendWait,
+) -> Result<spate_storage::AppendOutcome, StorageError> {
+    let log = log.clone();
+    block(async move { log.append(batch, wait).await })
+}
+
 fn all_ids(log: &Rc<PartitionLog<MemoryFileSystem>>) -> Vec<u64> {
     let log = log.clone();
     block(async move {
@@ -424,29 +434,13 @@ fn a_written_batch_rolled_back_by_another_tasks_error_is_not_covered_by_a_later_
     // The documented caveat of single appends, and why `append_batches` exists.
     let setup = Setup::new(28);
     let log = Rc::new(setup.open(small_config()));
-    let appender = log.clone();
-    block(async move {
-        appender
-            .append(simple_batch(1, 300, START_MS), AppendWait::Written)
-            .await
-            .expect("written")
-    });
+    append_one(&log, simple_batch(1, 300, START_MS), AppendWait::Written).expect("written");
     setup.disk.set_no_space(true);
-    let appender = log.clone();
-    let failed = block(async move {
-        appender
-            .append(simple_batch(2, 300, START_MS), AppendWait::Durable)
-            .await
-    });
+    let failed = append_one(&log, simple_batch(2, 300, START_MS), AppendWait::Durable);
     assert!(failed.is_err());
     setup.disk.set_no_space(false);
-    let appender = log.clone();
-    let durable = block(async move {
-        appender
-            .append(simple_batch(3, 300, START_MS), AppendWait::Durable)
-            .await
-            .expect("durable")
-    });
+    let durable =
+        append_one(&log, simple_batch(3, 300, START_MS), AppendWait::Durable).expect("durable");
     assert_eq!(
         durable.base_offset, 0,
         "batch 1 was rolled back and its offset reused"
@@ -570,13 +564,7 @@ fn written_appends_become_durable_at_sync_if_due() {
         ..small_config()
     };
     let log = Rc::new(setup.open(config));
-    let appender = log.clone();
-    block(async move {
-        appender
-            .append(simple_batch(1, 300, START_MS), AppendWait::Written)
-            .await
-            .expect("append");
-    });
+    append_one(&log, simple_batch(1, 300, START_MS), AppendWait::Written).expect("append");
     assert_eq!(log.next_offset(), 1);
     assert_eq!(
         log.high_watermark(),
@@ -639,13 +627,7 @@ fn by_default_a_written_batch_is_not_read_before_its_sync() {
     let setup = Setup::new(16);
     let log = Rc::new(setup.open(long_interval_group_commit()));
     append_many(&log, 0, 2, 300);
-    let appender = log.clone();
-    block(async move {
-        appender
-            .append(simple_batch(2, 300, START_MS), AppendWait::Written)
-            .await
-            .expect("append");
-    });
+    append_one(&log, simple_batch(2, 300, START_MS), AppendWait::Written).expect("append");
     assert_eq!(log.high_watermark(), 2);
     assert_eq!(all_ids(&log), vec![0, 1]);
     let syncer = log.clone();
@@ -660,32 +642,16 @@ fn under_write_caching_a_failed_write_takes_back_what_readers_saw() {
     let setup = Setup::new(17);
     let log = Rc::new(setup.open(write_caching_config(0)));
     append_many(&log, 0, 1, 300);
-    let appender = log.clone();
-    block(async move {
-        appender
-            .append(simple_batch(1, 300, START_MS), AppendWait::Written)
-            .await
-            .expect("written")
-    });
+    append_one(&log, simple_batch(1, 300, START_MS), AppendWait::Written).expect("written");
     assert_eq!(all_ids(&log), vec![0, 1]);
     setup.disk.set_no_space(true);
-    let appender = log.clone();
-    let failed = block(async move {
-        appender
-            .append(simple_batch(2, 300, START_MS), AppendWait::Durable)
-            .await
-    });
+    let failed = append_one(&log, simple_batch(2, 300, START_MS), AppendWait::Durable);
     assert!(failed.is_err());
     assert_eq!(log.high_watermark(), 1, "back to the durable point");
     assert_eq!(all_ids(&log), vec![0]);
     setup.disk.set_no_space(false);
-    let appender = log.clone();
-    let durable = block(async move {
-        appender
-            .append(simple_batch(3, 300, START_MS), AppendWait::Durable)
-            .await
-            .expect("durable")
-    });
+    let durable =
+        append_one(&log, simple_batch(3, 300, START_MS), AppendWait::Durable).expect("durable");
     assert_eq!(durable.base_offset, 1, "offset 1 is given again");
     assert_eq!(all_ids(&log), vec![0, 3]);
 }
@@ -887,25 +853,15 @@ fn no_space_fails_appends_keeps_reads_and_recovers_when_space_returns() {
     let log = Rc::new(setup.open(small_config()));
     append_many(&log, 0, 3, 300);
     setup.disk.set_no_space(true);
-    let appender = log.clone();
-    let failed = block(async move {
-        appender
-            .append(simple_batch(3, 300, START_MS), AppendWait::Durable)
-            .await
-    });
+    let failed = append_one(&log, simple_batch(3, 300, START_MS), AppendWait::Durable);
     assert!(
         matches!(failed, Err(StorageError::NoSpace { .. })),
         "{failed:?}"
     );
     assert_eq!(all_ids(&log), vec![0, 1, 2], "reads work on a full disk");
     setup.disk.set_no_space(false);
-    let appender = log.clone();
-    let outcome = block(async move {
-        appender
-            .append(simple_batch(4, 300, START_MS), AppendWait::Durable)
-            .await
-    })
-    .expect("append after space returns");
+    let outcome = append_one(&log, simple_batch(4, 300, START_MS), AppendWait::Durable)
+        .expect("append after space returns");
     assert_eq!(
         outcome.base_offset, 3,
         "the failed batch's offset is reused"
