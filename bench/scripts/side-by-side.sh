@@ -41,7 +41,7 @@ run() { # name, then spate-bench arguments
 runs=("$@")
 if [[ ${#runs[@]} -eq 0 ]]; then
     runs=(produce-1kib produce-100b round-trip partitions-1000 e2e e2e-write-caching consume
-          produce-1kib-steady)
+          produce-1kib-steady produce-100b-steady consume-steady)
 fi
 for name in "${runs[@]}"; do
     case "$name" in
@@ -57,6 +57,12 @@ for name in "${runs[@]}"; do
         consume) run "$name" consume --workload "$workloads/consume-drain.toml" --acks all \
             --driver spate,kafka,apache-kafka,apache-kafka-flush ;;
         produce-1kib-steady) run "$name" produce --workload "$workloads/produce-all-group-commit.toml" \
+            --steady-state --driver "$steady" ;;
+        produce-100b-steady) run "$name" produce --workload "$workloads/produce-100b.toml" \
+            --steady-state --driver "$steady" ;;
+        # Pre-fills 2.2x the dirty limit per system, then drains it: a page-cache system can no
+        # longer serve it all from memory.
+        consume-steady) run "$name" consume --workload "$workloads/consume-drain.toml" --acks all \
             --steady-state --driver "$steady" ;;
         *) echo "unknown run $name" >&2; exit 2 ;;
     esac
