@@ -72,14 +72,33 @@ fn pipelined_calls_are_answered_in_order_with_negotiated_versions() {
             most_in_flight = most_in_flight.max(connection.calls_in_flight());
             glommio::timer::sleep(Duration::from_micros(200)).await;
         }
-        let mut offsets = Vec::new();
-        for call in calls {
+        let mut told = Vec::new();
+        for (number, call) in calls.into_iter().enumerate() {
             let answer = call.await.unwrap();
             let partition = &answer.topics[0].partitions[0];
             assert_eq!(partition.error_code, ErrorCode::None);
-            offsets.push(partition.base_offset);
+            told.push((partition.base_offset, number));
         }
+        // Every call got its own answer: the offset each was told holds its own record. Calls
+        // waiting for a slot take it in the order the executor runs them, not necessarily the
+        // order their tasks were spawned in, so the offsets need not follow the call numbers.
+        let mut offsets: Vec<u64> = told.iter().map(|(offset, _)| *offset).collect();
+        offsets.sort_unstable();
         assert_eq!(offsets, (0..20).collect::<Vec<u64>>());
+        let stored = connection
+            .call(&fetch_request("peer-pipeline", 0, 0, 1 << 20, 0, 0), 5_000)
+            .await
+            .unwrap();
+        let records = records_of(&stored.topics[0].partitions[0].records.to_bytes());
+        assert_eq!(records.len(), 20);
+        for (offset, number) in told {
+            let (_, record) = &records[offset as usize];
+            assert_eq!(
+                record.key.as_deref(),
+                Some(format!("key-{number}").as_bytes()),
+                "offset {offset} was told to call {number}"
+            );
+        }
         assert!(
             most_in_flight > 1,
             "calls were not pipelined: {most_in_flight}"
