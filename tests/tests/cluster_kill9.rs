@@ -130,8 +130,7 @@ fn kill_9_cycles_lose_no_acknowledged_record_and_replicas_stay_identical() {
 
     cluster.wait_in_sync(TOPIC, PARTITIONS, REJOIN_TIMEOUT);
     for partition in 0..PARTITIONS {
-        let (leader, _) = cluster.wait_for_agreed_leader(TOPIC, partition, FORMATION_TIMEOUT);
-        let stored = stored_numbers(cluster.address(leader), TOPIC, partition);
+        let stored = stored_numbers(&cluster, TOPIC, partition);
         assert_acknowledged_stored_once_in_order(
             partition,
             &stored,

@@ -516,8 +516,7 @@ fn a_joining_broker_takes_a_moved_replica_leaders_rebalance_and_a_decommissioned
     }
     let mut records = 0;
     for partition in 0..PARTITIONS {
-        let (leader, _) = cluster.wait_for_agreed_leader(TOPIC, partition, MOVE_TIMEOUT);
-        let stored = stored_numbers(cluster.address(leader), TOPIC, partition);
+        let stored = stored_numbers(&cluster, TOPIC, partition);
         assert_acknowledged_stored_once_in_order(
             partition,
             &stored,

@@ -131,8 +131,7 @@ fn an_isolated_leader_acknowledges_no_acks_all_write_and_healing_loses_nothing()
         &failures[..failures.len().min(5)]
     );
     cluster.wait_in_sync(TOPIC, PARTITIONS, SETTLE_TIMEOUT);
-    let (leader, _) = cluster.wait_for_agreed_leader(TOPIC, 0, FORMATION_TIMEOUT);
-    let stored = stored_numbers(cluster.address(leader), TOPIC, 0);
+    let stored = stored_numbers(&cluster, TOPIC, 0);
     assert_acknowledged_stored_once_in_order(0, &stored, &acknowledged[0]);
     assert_replicas_identical(&cluster, TOPIC, PARTITIONS);
 }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use spate_client::{Client, ClientConfig, ProducerConfig, ProducerRecord};
 use spate_protocol::api::Acks;
-use spate_tests::cluster::Cluster;
+use spate_protocol::error::ErrorCode;
+use spate_tests::client::records_of;
+use spate_tests::cluster::{Cluster, FORMATION_TIMEOUT};
 use spate_tests::TestClient;
 
 /// One acknowledged record.
@@ -216,17 +218,50 @@ pub fn parse_value(value: &[u8]) -> (u32, usize) {
     parsed.unwrap_or_else(|| panic!("a record no producer of this test acknowledged: {text:?}"))
 }
 
-/// (offset, number) of every record `partition` of `topic` holds, read from its leader.
-pub fn stored_numbers(leader: SocketAddr, topic: &str, partition: u32) -> Vec<(u64, usize)> {
-    TestClient::connect(leader)
-        .fetch_all(topic, partition, 0)
-        .into_iter()
-        .map(|(offset, record)| {
+/// (offset, number) of every record `partition` of `topic` holds, read from its leader. A read
+/// that a leadership change interrupts starts again at the new leader: once every broker is back,
+/// the controller's leader balance moves leaders to their preferred replicas at any moment, also
+/// while a test reads what is stored.
+pub fn stored_numbers(cluster: &Cluster, topic: &str, partition: u32) -> Vec<(u64, usize)> {
+    let deadline = Instant::now() + FORMATION_TIMEOUT;
+    loop {
+        let (leader, _) = cluster.wait_for_agreed_leader(topic, partition, FORMATION_TIMEOUT);
+        match read_partition(cluster.address(leader), topic, partition) {
+            Ok(records) => return records,
+            Err(ErrorCode::NotLeaderOrFollower) if Instant::now() < deadline => {}
+            Err(code) => panic!("fetch {topic}/{partition} from broker {leader}: {code:?}"),
+        }
+    }
+}
+
+/// Every record of the partition from `broker`, or the error a fetch got.
+fn read_partition(
+    broker: SocketAddr,
+    topic: &str,
+    partition: u32,
+) -> Result<Vec<(u64, usize)>, ErrorCode> {
+    let mut client = TestClient::connect(broker);
+    let mut stored = Vec::new();
+    let mut offset = 0;
+    loop {
+        let answer = client.fetch_once(topic, partition, offset, 1 << 20);
+        if answer.error_code != ErrorCode::None {
+            return Err(answer.error_code);
+        }
+        let fetched = records_of(&answer.records.to_bytes());
+        let Some(&(last, _)) = fetched.last() else {
+            return Ok(stored);
+        };
+        for (record_offset, record) in fetched {
             let (stored_partition, number) = parse_value(&record.value);
             assert_eq!(stored_partition, partition, "a record of another partition");
-            (offset, number)
-        })
-        .collect()
+            stored.push((record_offset, number));
+        }
+        offset = last + 1;
+        if offset >= answer.high_watermark {
+            return Ok(stored);
+        }
+    }
 }
 
 /// Every acknowledged record is stored once at the offset its acknowledgement gave, the
