@@ -2,7 +2,10 @@
 //! runs the broker until SIGTERM/SIGINT. Exit code 0 after a clean shutdown, 1 on a failure,
 //! 2 on a configuration error. Everything else lives in the library (`server`, `shard`, ...).
 //! `spate-broker recover-catalog [flags]` rebuilds a lost or wrong catalog from the topic
-//! directories instead of running the broker.
+//! directories instead of running the broker. `spate-broker iotune [flags]` measures the data
+//! directory's disk and writes `iotune.toml` (see `iotune`).
+
+mod iotune;
 
 use std::process::ExitCode;
 
@@ -15,6 +18,13 @@ const RECOVER_CATALOG_COMMAND: &str = "recover-catalog";
 
 fn main() -> ExitCode {
     let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if arguments
+        .get(1)
+        .is_some_and(|first| first == iotune::IOTUNE_COMMAND)
+    {
+        arguments.remove(1);
+        return iotune::run(arguments);
+    }
     let recover = arguments
         .get(1)
         .is_some_and(|first| first == RECOVER_CATALOG_COMMAND);

@@ -134,7 +134,7 @@ fn absolute(path: &Path) -> io::Result<PathBuf> {
 
 /// glommio's error keeps the OS error inside; unwrap it so `ENOSPC` stays recognisable
 /// (glommio's own conversion rebuilds the error from its kind and loses the errno).
-fn into_io(error: GlommioError<()>) -> io::Error {
+pub(crate) fn into_io(error: GlommioError<()>) -> io::Error {
     match error {
         GlommioError::IoError(source) => source,
         GlommioError::EnhancedIoError { source, .. } => source,

@@ -26,6 +26,7 @@ pub mod error;
 pub mod file;
 pub mod file_cache;
 pub mod index;
+pub mod iotune;
 pub mod leader_epochs;
 pub mod log;
 pub mod medium;
