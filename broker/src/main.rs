@@ -3,7 +3,8 @@
 //! 2 on a configuration error. Everything else lives in the library (`server`, `shard`, ...).
 //! `spate-broker recover-catalog [flags]` rebuilds a lost or wrong catalog from the topic
 //! directories instead of running the broker. `spate-broker iotune [flags]` measures the data
-//! directory's disk and writes `iotune.toml` (see `iotune`).
+//! directory's disk and writes `iotune.toml` (see `iotune`). `spate-broker check [flags]
+//! [--apply] [--json]` inspects the host for the broker's data directory and cores (spate-host).
 
 mod iotune;
 
@@ -11,10 +12,12 @@ use std::process::ExitCode;
 
 use spate_cluster::catalog::{self, DataDirectoryLock};
 use spate_cluster::shard::signal::ShutdownFlag;
-use spate_server::config::Config;
+use spate_server::config::{Config, ShardPlacement};
 
 /// The subcommand that rebuilds a lost or wrong catalog from the topic directories.
 const RECOVER_CATALOG_COMMAND: &str = "recover-catalog";
+/// The subcommand that inspects the host (and with --apply tunes it).
+const CHECK_COMMAND: &str = "check";
 
 fn main() -> ExitCode {
     let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -30,6 +33,16 @@ fn main() -> ExitCode {
         .is_some_and(|first| first == RECOVER_CATALOG_COMMAND);
     if recover {
         arguments.remove(1);
+    }
+    let mut check_flags = None;
+    if arguments.get(1).is_some_and(|first| first == CHECK_COMMAND) {
+        arguments.remove(1);
+        let flags = spate_host::cli::take_check_flags(&mut arguments);
+        if flags.help {
+            print!("{}", spate_host::cli::CHECK_HELP);
+            return ExitCode::SUCCESS;
+        }
+        check_flags = Some(flags);
     }
     let config = match Config::from_arguments(arguments) {
         Ok(config) => config,
@@ -53,6 +66,9 @@ fn main() -> ExitCode {
     }
     if recover {
         return recover_catalog(&config.data_dir);
+    }
+    if let Some(flags) = check_flags {
+        return check_host(&config, flags);
     }
     // `check` validated the filter; a failure here would be a bug, and the default is safe.
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
@@ -85,6 +101,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `spate-broker check`: the host against this configuration's data directory and shard cores.
+fn check_host(config: &Config, flags: spate_host::cli::CheckFlags) -> ExitCode {
+    let (shard_cores, shards_pinned) = match &config.placement {
+        ShardPlacement::Pinned(cores) => (cores.clone(), true),
+        ShardPlacement::Unpinned(_) => (spate_server::config::available_cores(), false),
+    };
+    let options = spate_host::CheckOptions {
+        data_dir: config.data_dir.clone(),
+        shard_cores,
+        shards_pinned,
+        io_memory_bytes: config.limits.io_memory_bytes as u64,
+    };
+    let code = spate_host::cli::run(
+        &spate_host::RealHost,
+        &options,
+        flags,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    );
+    ExitCode::from(code)
 }
 
 /// `spate-broker recover-catalog`: under the data directory's lock (so never beside a running

@@ -398,7 +398,10 @@ environment variables; a later source overrides an earlier one.
 
 `spate-broker recover-catalog [flags]` rebuilds <data_dir>/catalog.toml from the topic.toml in each
 topic directory (when the catalog is lost, or disagrees with the directories) and exits; the old
-catalog is kept beside it. It takes the data directory's lock, so stop the broker first.";
+catalog is kept beside it. It takes the data directory's lock, so stop the broker first.
+
+`spate-broker check [flags] [--apply] [--json]` inspects this host for the data directory and
+cores these settings give (io_uring, CPU, memory, disk, network) and exits; see `check --help`.";
 
 /// The command line: an optional config file plus one flag per setting.
 #[derive(Debug, clap::Parser)]
