@@ -545,8 +545,21 @@ fn memlock_is_judged_against_the_shards_buffers_unless_root() {
     assert_eq!(finding(&as_root, "memlock").severity, Severity::Ok);
     assert_eq!(
         finding(&as_root, "memlock").current,
-        "64 KiB (root: exempt)"
+        "64 KiB (CAP_IPC_LOCK: exempt)"
     );
+    // Root in a Docker container: its default capabilities (CapEff a80425fb) lack CAP_IPC_LOCK.
+    tree.file(
+        "/proc/self/status",
+        "Seccomp:\t0\nCapEff:\t00000000a80425fb\n",
+    );
+    let in_container = check_host(&tree.host(), &options(&[0, 1]));
+    assert_eq!(finding(&in_container, "memlock").severity, Severity::Fail);
+    tree.file(
+        "/proc/self/status",
+        "Seccomp:\t0\nCapEff:\t000001ffffffffff\n",
+    );
+    let with_capability = check_host(&tree.host(), &options(&[0, 1]));
+    assert_eq!(finding(&with_capability, "memlock").severity, Severity::Ok);
     tree.file("/fake/rlimit_nofile", "1024 4096");
     let open_files = finding(&check_host(&tree.host(), &options(&[0])), "open_files").clone();
     assert_eq!(

@@ -157,7 +157,7 @@ fn seccomp(view: &dyn HostView, probe: &std::io::Result<()>) -> Finding {
             recommended,
             Severity::Fail,
             "a seccomp filter is on and io_uring_setup failed: Docker's default profile (since 25.0) and \
-             containerd's block the io_uring calls",
+             containerd's RuntimeDefault (since 2.0, so Kubernetes) block the io_uring calls",
         )
         .with_fix(fix),
     }

@@ -1,5 +1,6 @@
-//! Network sysctls that bound connection bursts and per-connection throughput. They are per
-//! network namespace: in a container they are the container's.
+//! Network sysctls that bound connection bursts and per-connection throughput. somaxconn and
+//! the `net.ipv4.tcp_*` ones are per network namespace (in a container, the container's);
+//! `net.core.rmem_max`/`wmem_max` are the host's.
 
 use super::read_value;
 use crate::finding::{sysctl_change, sysctl_command, sysctl_path, Finding, Severity};

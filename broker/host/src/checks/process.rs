@@ -35,14 +35,15 @@ fn memlock(view: &dyn HostView, options: &CheckOptions) -> Finding {
     };
     let current = limit_text(limit.soft, bytes_text);
     let fix = "ulimit -l unlimited; systemd: LimitMEMLOCK=infinity; /etc/security/limits.d/spate.conf: `spate - memlock unlimited`";
-    if view.is_root() {
+    if holds_ipc_lock(view) {
         return Finding::new(
             NAME,
-            format!("{current} (root: exempt)"),
+            format!("{current} (CAP_IPC_LOCK: exempt)"),
             recommended,
             Severity::Ok,
-            "root holds CAP_IPC_LOCK, so glommio registers its io_uring buffers whatever the limit; \
-             a broker run as another user (the systemd unit's User=spate) needs the limit raised",
+            "this process holds CAP_IPC_LOCK (root outside a container), so glommio registers its \
+             io_uring buffers whatever the limit; a broker run as another user (the systemd unit's \
+             User=spate), or as root in a container without --cap-add IPC_LOCK, needs the limit raised",
         );
     }
     match limit.soft {
@@ -69,6 +70,28 @@ fn memlock(view: &dyn HostView, options: &CheckOptions) -> Finding {
         )
         .with_fix(fix),
         Some(_) => Finding::new(NAME, current, recommended, Severity::Ok, "large enough to register every shard's io_uring buffers"),
+    }
+}
+
+/// CAP_IPC_LOCK's bit in the capability sets.
+const CAP_IPC_LOCK_BIT: u32 = 14;
+
+/// Whether the limit binds us: CAP_IPC_LOCK exempts from it. Root in a container usually lacks
+/// it (Docker's default capabilities leave it out), so the effective set is read, and being
+/// root is only the fallback where /proc/self/status has no CapEff.
+fn holds_ipc_lock(view: &dyn HostView) -> bool {
+    let effective = view
+        .read(std::path::Path::new("/proc/self/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("CapEff:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        });
+    match effective {
+        Some(mask) => mask & (1 << CAP_IPC_LOCK_BIT) != 0,
+        None => view.is_root(),
     }
 }
 
