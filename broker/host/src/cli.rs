@@ -111,3 +111,37 @@ pub fn run(
         .any(|finding| finding.severity == Severity::Fail);
     u8::from(failed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_flags_are_taken_out_and_broker_flags_left() {
+        let mut arguments: Vec<OsString> = [
+            "spate-broker",
+            "--apply",
+            "--data-dir",
+            "/d",
+            "--json",
+            "--cores",
+            "1-2",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let flags = take_check_flags(&mut arguments);
+        assert_eq!(
+            flags,
+            CheckFlags {
+                apply: true,
+                json: true,
+                help: false
+            }
+        );
+        assert_eq!(
+            arguments,
+            ["spate-broker", "--data-dir", "/d", "--cores", "1-2"]
+        );
+    }
+}

@@ -818,3 +818,33 @@ fn apply_through_the_command_prints_changes_and_persistence() {
     assert!(text.contains("  /etc/sysctl.d/90-spate.conf:\n    vm.swappiness = 1\n    net.core.somaxconn = 4096\n"), "{text}");
     assert!(text.contains("0 warn, 0 fail"), "{text}");
 }
+
+#[test]
+fn a_device_mapper_volume_is_followed_to_its_nvme_disk() {
+    let tree = tuned_nvme_host();
+    tree.directory("/sys/devices/virtual/block/dm-0/queue")
+        .directory("/sys/devices/virtual/block/dm-0/slaves/nvme0n1p1")
+        .link("/sys/dev/block/253:0", "../../devices/virtual/block/dm-0")
+        .link(
+            "/sys/class/block/nvme0n1p1",
+            "../../devices/pci0000:00/0000:00:1d.0/0000:3b:00.0/nvme/nvme0/nvme0n1/nvme0n1p1",
+        )
+        .directory("/srv/spate data")
+        .file(
+            "/proc/self/mountinfo",
+            "1 0 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n\
+             31 1 253:0 / /srv/spate\\040data rw,noatime - xfs /dev/mapper/vg-spate rw\n",
+        );
+    let mut options = options(&[0, 1, 2, 3]);
+    options.data_dir = PathBuf::from("/srv/spate data");
+    let findings = check_host(&tree.host(), &options);
+    assert_eq!(
+        finding(&findings, "disk_rotational").current,
+        "0 (nvme0n1, via dm-0 -> nvme0n1p1 -> nvme0n1)"
+    );
+    assert_eq!(
+        finding(&findings, "filesystem").current,
+        "xfs (/dev/mapper/vg-spate on /srv/spate data)"
+    );
+    assert_eq!(finding(&findings, "nvme_queues").severity, Severity::Ok);
+}
