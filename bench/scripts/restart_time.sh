@@ -67,7 +67,7 @@ start_broker() {
     local started; started=$(now_ms)
     # The Kafka listener on a port of its own (never 9092); by environment, which older builds
     # compared in the same run ignore.
-    SPATE_KAFKA_LISTEN=127.0.0.1:0 "$bin/spate-broker" --data-dir "$data" --listen "$address" --shards "$shards" \
+    SPATE_KAFKA_LISTEN=127.0.0.1:0 SPATE_ADMIN_LISTEN=127.0.0.1:0 "$bin/spate-broker" --data-dir "$data" --listen "$address" --shards "$shards" \
         --log-level info "$@" 2>>"$log" &
     pid=$!
     wait_for_line "broker ready"

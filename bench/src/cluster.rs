@@ -87,6 +87,10 @@ impl ClusterBroker {
                 "--kafka-listen",
                 &SocketAddr::new(self.native.ip(), 0).to_string(),
             ])
+            .args([
+                "--admin-listen",
+                &SocketAddr::new(self.native.ip(), 0).to_string(),
+            ])
             .args(["--log-level", "info", "--shards", "1"])
             .args(&self.arguments)
             .stdin(Stdio::null())

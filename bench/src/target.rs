@@ -272,6 +272,7 @@ pub fn spawn_broker(
         .arg(data_dir.path())
         .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
         .args(["--kafka-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

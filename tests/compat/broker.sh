@@ -57,6 +57,7 @@ launch() {
     --data-dir "$state/data" \
     --listen "127.0.0.1:$native" \
     --kafka-listen "127.0.0.1:$kafka" \
+    --admin-listen 127.0.0.1:0 \
     --shards "${SPATE_COMPAT_SHARDS:-2}" \
     --log-level info \
     ${SPATE_COMPAT_BROKER_ARGS:-} \

@@ -65,6 +65,7 @@ pub struct Broker {
     child: Option<Child>,
     address: SocketAddr,
     kafka_address: Option<SocketAddr>,
+    admin_address: Option<SocketAddr>,
     data_dir: tempfile::TempDir,
     options: BrokerOptions,
     log: mpsc::Receiver<String>,
@@ -88,6 +89,7 @@ impl Broker {
             child: Some(child),
             address: ready.native,
             kafka_address: ready.kafka,
+            admin_address: ready.admin,
             data_dir,
             options,
             log,
@@ -97,6 +99,15 @@ impl Broker {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The admin HTTP listener's address (the broker's own `127.0.0.1:0` pick).
+    ///
+    /// # Panics
+    /// When the broker was started with the admin listener turned off.
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_address
+            .expect("the broker runs its admin listener")
     }
 
     /// The Kafka listener's address (the broker's own `127.0.0.1:0` pick).
@@ -169,6 +180,7 @@ impl Broker {
         self.child = Some(child);
         self.address = ready.native;
         self.kafka_address = ready.kafka;
+        self.admin_address = ready.admin;
         self.log = log;
         self.early_log = early_log;
     }
@@ -407,6 +419,17 @@ fn spawn_once(
             .into_iter()
             .flatten(),
         )
+        // The admin listener on a port of the broker's own pick, never the fixed 9644, so that
+        // brokers of concurrent tests do not collide; read back from the ready line.
+        .args(
+            (!options
+                .arguments
+                .iter()
+                .any(|argument| argument == "--admin-listen"))
+            .then(|| ["--admin-listen".to_string(), "127.0.0.1:0".to_string()])
+            .into_iter()
+            .flatten(),
+        )
         .args(["--shards", &options.shards.to_string()])
         .args(["--log-level", "info"])
         .args(&options.arguments)
@@ -419,6 +442,8 @@ fn spawn_once(
         .env_remove("SPATE_CONFIG")
         .env_remove("SPATE_KAFKA_LISTEN")
         .env_remove("SPATE_KAFKA_ADVERTISED")
+        .env_remove("SPATE_ADMIN_LISTEN")
+        .env_remove("SPATE_METRICS")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -491,6 +516,8 @@ struct Ready {
     native: SocketAddr,
     /// `None`: the Kafka listener is off.
     kafka: Option<SocketAddr>,
+    /// `None`: the admin listener is off.
+    admin: Option<SocketAddr>,
 }
 
 /// Parses `... broker ready address=127.0.0.1:PORT kafka_address=127.0.0.1:PORT ...` (tracing's
@@ -506,6 +533,7 @@ fn ready_addresses(line: &str) -> Option<Ready> {
     Some(Ready {
         native: field(" address=")?.parse().ok()?,
         kafka: field(" kafka_address=").and_then(|text| text.parse().ok()),
+        admin: field(" admin_address=").and_then(|text| text.parse().ok()),
     })
 }
 
@@ -522,6 +550,7 @@ mod tests {
             Some(Ready {
                 native: "127.0.0.1:4321".parse().unwrap(),
                 kafka: Some("127.0.0.1:4322".parse().unwrap()),
+                admin: None,
             })
         );
         let without_kafka =
@@ -531,6 +560,7 @@ mod tests {
             Some(Ready {
                 native: "127.0.0.1:4321".parse().unwrap(),
                 kafka: None,
+                admin: None,
             })
         );
         assert_eq!(

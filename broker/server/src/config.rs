@@ -32,6 +32,11 @@ pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:9192";
     /// The Kafka protocol listener (Kafka's own default port); `none` turns it off.
     pub const KAFKA_LISTEN: &str = "127.0.0.1:9092";
+    /// The admin HTTP listener (metrics, health, broker and topic state): Redpanda's admin
+    /// port; `none` turns it off.
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9644";
+    /// Whether shards count metrics (turned off only to measure what they cost).
+    pub const METRICS: bool = true;
     /// Whether Metadata creates a topic it does not find (Kafka's `auto.create.topics.enable`,
     /// on by default there too; as in Kafka, Produce does not create topics: producers ask
     /// Metadata first).
@@ -299,6 +304,8 @@ settings! {
     listen: String, "SPATE_LISTEN", "HOST:PORT of the native protocol listener (default 127.0.0.1:9192)";
     kafka_listen: String, "SPATE_KAFKA_LISTEN", "HOST:PORT of the Kafka protocol listener, or none to turn it off (default 127.0.0.1:9092)";
     kafka_advertised: String, "SPATE_KAFKA_ADVERTISED", "HOST:PORT Kafka clients are told to connect to in Metadata (default: the address the Kafka listener bound)";
+    admin_listen: String, "SPATE_ADMIN_LISTEN", "HOST:PORT of the admin HTTP listener (/metrics, /v1/health, /v1/ready, /v1/broker, /v1/topics, /v1/groups), or none to turn it off (default 127.0.0.1:9644)";
+    metrics: bool, "SPATE_METRICS", "Whether shards count metrics; false leaves /metrics with start-up values only, to measure what counting costs (default true)";
     kafka_auto_create_topics: bool, "SPATE_KAFKA_AUTO_CREATE_TOPICS", "Whether Kafka Metadata requests create topics they name and do not find, like Kafka's auto.create.topics.enable (default true)";
     kafka_default_partitions: u32, "SPATE_KAFKA_DEFAULT_PARTITIONS", "Partitions of a topic the Kafka listener creates on its own, like Kafka's num.partitions (default 1)";
     cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
@@ -567,6 +574,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The Kafka protocol listener; `None`: turned off (`--kafka-listen none`).
     pub kafka: Option<KafkaConfig>,
+    /// The admin HTTP listener; `None`: turned off (`--admin-listen none`).
+    pub admin_listen: Option<SocketAddr>,
+    /// Whether shards count metrics (`--metrics false` turns counting off).
+    pub metrics: bool,
     pub placement: ShardPlacement,
     pub log_level: String,
     pub limits: Limits,
@@ -664,6 +675,16 @@ impl Config {
         let groups = group_limits(&layer);
         let transactions = txn_limits(&layer);
         let kafka = kafka_config(&layer)?;
+        let admin_listen_text = layer
+            .admin_listen
+            .clone()
+            .unwrap_or_else(|| defaults::ADMIN_LISTEN.to_string());
+        let admin_listen = if admin_listen_text.trim().eq_ignore_ascii_case("none") {
+            None
+        } else {
+            Some(resolve_listen(admin_listen_text.trim())?)
+        };
+        let metrics = layer.metrics.unwrap_or(defaults::METRICS);
         let cluster = cluster_config(&layer)?;
         let listen_text = layer.listen.unwrap_or_else(|| defaults::LISTEN.to_string());
         let listen = resolve_listen(&listen_text)?;
@@ -834,6 +855,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
             listen,
             kafka,
+            admin_listen,
+            metrics,
             placement,
             log_level: layer
                 .log_level

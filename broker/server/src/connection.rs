@@ -86,6 +86,12 @@ pub trait Dialect: Sized + 'static {
     /// Bytes after the length prefix a frame refused for its size must have before it is
     /// answered (its header, so the answer can name the request); 0: refused without an answer.
     const HEADER_BYTES_MIN: usize;
+    /// The protocol, as the metrics label requests and connections.
+    const PROTOCOL: spate_metrics::Protocol;
+
+    /// The API key a split frame names, read before it is decoded (so refused requests are
+    /// counted under their API too); -1 when the frame is too short to name one.
+    fn api_key(frame: &Self::Frame) -> i16;
 
     /// The length prefix at the front of `buffer`, once its bytes arrived.
     fn frame_bytes(buffer: &[u8]) -> Option<usize>;
@@ -259,6 +265,7 @@ pub async fn serve<D: Dialect>(
     if let Err(error) = stream.set_write_timeout(Some(write_timeout)) {
         tracing::debug!(shard = shard.id, %error, "could not set the response write timeout");
     }
+    spate_metrics::shard(|metrics| metrics.connection_opened(D::PROTOCOL));
     let stream = SharedStream(Rc::new(RefCell::new(stream)));
     // Unbounded only in type: the reader takes one of `slots` before it queues a request.
     let (queue, queued) = local_channel::new_unbounded();
@@ -290,6 +297,7 @@ pub async fn serve<D: Dialect>(
     };
     reader.run().await;
     writer.await;
+    spate_metrics::shard(|metrics| metrics.connection_closed(D::PROTOCOL));
 }
 
 async fn write_responses(
@@ -665,6 +673,7 @@ impl<D: Dialect> Reader<D> {
         let Ok(slot) = self.shared.slots.acquire_static_permit(1).await else {
             return Next::Stop;
         };
+        let api_key = D::api_key(&frame);
         let (answer, close) = match self.dialect.decode(frame) {
             Ok(mut request) => {
                 match self.hold_allowance(&mut request).await {
@@ -672,12 +681,25 @@ impl<D: Dialect> Reader<D> {
                     None => return Next::Stop,
                 }
                 let shard = self.shard.clone();
-                (
-                    self.spawn_answer(held, self.dialect.execute(shard, request)),
-                    false,
-                )
+                let execution = self.dialect.execute(shard, request);
+                let started = spate_metrics::enabled().then(Instant::now);
+                let measured = async move {
+                    let reply = execution.await;
+                    if let Some(started) = started {
+                        spate_metrics::shard(|metrics| {
+                            let api = metrics.api(D::PROTOCOL, api_key);
+                            api.answered.increment();
+                            api.latency.observe(started.elapsed());
+                        });
+                    }
+                    reply
+                };
+                (self.spawn_answer(held, measured), false)
             }
             Err(rejection) => {
+                spate_metrics::shard(|metrics| {
+                    metrics.api(D::PROTOCOL, api_key).refused.increment()
+                });
                 let reply = Reply::from_answer(rejection.answer);
                 (
                     self.spawn_answer(held, async move { reply }),

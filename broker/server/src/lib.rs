@@ -17,6 +17,7 @@
 //! Request handling lives in `connection` (framing, ordering, backpressure) and `handlers` (one
 //! function per API); this file only builds and tears down the runtime.
 
+pub mod admin;
 pub mod admission;
 pub mod cluster;
 pub mod config;
@@ -162,6 +163,10 @@ struct Rendezvous {
     readiness: Arc<Readiness>,
     /// Cluster mode: the metadata state every shard shares.
     cluster: Option<Arc<cluster::ClusterState>>,
+    /// Where the admin HTTP listener bound (`None`: turned off).
+    admin: Option<SocketAddr>,
+    /// When `run` began (the admin API's uptime).
+    started: Instant,
 }
 
 /// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
@@ -200,6 +205,22 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
                 .ok()
                 .and_then(|address| address.as_socket())
                 .unwrap_or(kafka.listen);
+            Some((Arc::new(listener), bound))
+        }
+    };
+    let admin_listener = match config.admin_listen {
+        None => None,
+        Some(address) => {
+            let listener = startup::bind_listener_waiting(
+                address,
+                Duration::from_millis(startup::LISTEN_ADDRESS_IN_USE_WAIT_MS),
+            )
+            .map_err(|source| ServerError::Listen { address, source })?;
+            let bound = listener
+                .local_addr()
+                .ok()
+                .and_then(|address| address.as_socket())
+                .unwrap_or(address);
             Some((Arc::new(listener), bound))
         }
     };
@@ -277,6 +298,8 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         admission,
         progress: StartupProgress::new(shard_count),
         readiness: Arc::new(Readiness::new(shard_count, started)),
+        admin: admin_listener.as_ref().map(|(_, bound)| *bound),
+        started,
         cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
     };
 
@@ -306,6 +329,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         let kafka_listener = kafka_listener
             .as_ref()
             .map(|(listener, _)| listener.clone());
+        let admin_listener = admin_listener
+            .as_ref()
+            .map(|(listener, _)| listener.clone());
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{index}"))
             .io_memory(config.limits.io_memory_bytes)
@@ -315,6 +341,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
                     core,
                     listener,
                     kafka_listener,
+                    admin_listener,
                 };
                 run_shard(config, catalog, mesh_builder, shutdown, rendezvous, shard).await
             })
@@ -340,6 +367,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     }
     drop(listener);
     drop(kafka_listener);
+    drop(admin_listener);
     if rendezvous.listening.arrived.load(Ordering::SeqCst) == shard_count {
         rendezvous.readiness.serving();
         let readiness = rendezvous.readiness.report();
@@ -347,9 +375,13 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         let kafka_address = kafka
             .as_ref()
             .map_or("none".to_string(), |kafka| kafka.config.listen.to_string());
+        let admin_address = rendezvous
+            .admin
+            .map_or("none".to_string(), |address| address.to_string());
         tracing::info!(
             address = %listen,
             kafka_address = %kafka_address,
+            admin_address = %admin_address,
             shards = shard_count,
             partitions = readiness.partitions_total,
             opened = readiness.partitions_opened,
@@ -393,6 +425,8 @@ struct StartingShard {
     core: Option<usize>,
     listener: Arc<socket2::Socket>,
     kafka_listener: Option<Arc<socket2::Socket>>,
+    /// The admin HTTP listener; only shard 0 serves it (see `admin`).
+    admin_listener: Option<Arc<socket2::Socket>>,
 }
 
 /// Joins the cross-shard mesh while a timer wakes this executor every few milliseconds.
@@ -456,8 +490,10 @@ async fn serve_shard(
         core,
         listener,
         kafka_listener,
+        admin_listener,
     }: StartingShard,
 ) -> Result<(), ServerError> {
+    spate_metrics::set_enabled(config.metrics);
     let shard_count = config.placement.shard_count();
     let progress = rendezvous.progress.clone();
     progress.enter(spawn_index, StartupStep::JoiningMesh);
@@ -497,6 +533,28 @@ async fn serve_shard(
         rendezvous.cluster.clone(),
     );
     services.mesh().spawn_receivers(receivers, &services);
+    // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until
+    // ready); the other shards drop their reference to it.
+    let admin = match (admin_listener, rendezvous.admin) {
+        (Some(admin_listener), Some(address)) if id == 0 => {
+            let admin_listener = duplicate_listener(admin_listener, address)?;
+            let mut listeners = vec![("native", rendezvous.listen), ("admin", address)];
+            if let Some(kafka) = &rendezvous.kafka {
+                listeners.push(("kafka", kafka.config.listen));
+            }
+            let context = Rc::new(admin::AdminContext {
+                readiness: rendezvous.readiness.clone(),
+                listeners,
+                started: rendezvous.started,
+            });
+            Some(glommio::spawn_local(admin::serve(
+                services.clone(),
+                admin_listener,
+                context,
+            )))
+        }
+        _ => None,
+    };
 
     progress.enter(spawn_index, StartupStep::RegisteringPartitions);
     let owned = shard.register_owned_partitions();
@@ -608,6 +666,9 @@ async fn serve_shard(
             shard = id,
             "peers did not finish their connections in time; closing anyway"
         );
+    }
+    if let Some(admin) = admin {
+        admin.await;
     }
     retention.await;
     compaction.await;

@@ -1544,7 +1544,15 @@ impl<F: FileSystem> PartitionLog<F> {
                             "preallocating segment blocks failed; writes allocate as they go");
                     }
                 }
+                let write_bytes = crate::file::IoBuffer::as_bytes(&buffer).len() as u64;
+                let started_us = self.clock.monotonic_us();
                 let result = files.log.write_at(position, buffer).await;
+                let took_us = self.clock.monotonic_us().saturating_sub(started_us);
+                spate_metrics::shard(|metrics| {
+                    metrics.disk_write_latency.observe_us(took_us);
+                    metrics.disk_writes.increment();
+                    metrics.disk_written_bytes.add(write_bytes);
+                });
                 guard.write_in_flight = false;
                 self.state.borrow_mut().write_path().finish_write(
                     position,
@@ -1583,6 +1591,12 @@ impl<F: FileSystem> PartitionLog<F> {
                 };
                 let mut state = self.state.borrow_mut();
                 let took_us = synced_us.saturating_sub(started_us);
+                spate_metrics::shard(|metrics| {
+                    metrics.fsync_latency.observe_us(took_us);
+                    if took_us >= crate::slow_sync::SLOW_SYNC_WARNING_US {
+                        metrics.slow_fsyncs.increment();
+                    }
+                });
                 if let Some(report) = state.slow_syncs.observe(took_us, synced_us) {
                     tracing::warn!(
                         path = %path.display(),
@@ -1754,6 +1768,7 @@ impl<F: FileSystem> PartitionLog<F> {
             });
             state.roll_pending = false;
         }
+        spate_metrics::shard(|metrics| metrics.segment_rolls.increment());
         // After the switch: appends queue behind this leader step rather than behind a roll.
         let _checkpoint = self.checkpoint_turn().await;
         self.persist_producer_snapshot(new_base_offset, snapshot)
@@ -2349,6 +2364,13 @@ impl<F: FileSystem> PartitionLog<F> {
     pub fn size_bytes(&self) -> u64 {
         let state = self.state.borrow();
         state.sealed.values().map(Segment::size_bytes).sum::<u64>() + state.active.size_bytes()
+    }
+
+    /// Bytes of recent batches held in memory for tail reads, and the most it may hold (the
+    /// log's `tail_cache_bytes_max`).
+    pub fn tail_cache_bytes(&self) -> (usize, usize) {
+        let state = self.state.borrow();
+        (state.tail_cache.bytes(), state.config.tail_cache_bytes_max)
     }
 
     /// Number of segments, the active one included.

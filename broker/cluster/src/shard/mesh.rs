@@ -109,6 +109,7 @@ where
     if target == services.id {
         return Ok(call(services.clone()).await);
     }
+    spate_metrics::shard(|metrics| metrics.cross_shard_calls_sent.increment());
     services.mesh().call(target, call).await
 }
 
@@ -216,7 +217,14 @@ impl<S: ShardServices> Mesh<S> {
                         })
                         .await;
                     match next {
-                        Some(Some(envelope)) => receive(&services, peer, envelope),
+                        Some(Some(envelope)) => {
+                            if matches!(envelope, Envelope::Call { .. }) {
+                                spate_metrics::shard(|metrics| {
+                                    metrics.cross_shard_calls_run.increment()
+                                });
+                            }
+                            receive(&services, peer, envelope)
+                        }
                         Some(None) => {
                             services.mesh().peer_stopped(peer);
                             break;

@@ -164,6 +164,25 @@ impl<F: FileSystem + 'static> Shard<F> {
         })
     }
 
+    /// The file system the shard's partitions live on (for its open-file figures).
+    pub fn files(&self) -> &F {
+        &self.file_system
+    }
+
+    /// The partitions this shard serves now (open, not offline), for reports.
+    pub fn served_partitions(&self) -> Vec<(PartitionKey, Rc<Partition<F>>)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .map(|(key, partition)| (*key, partition.clone()))
+            .collect()
+    }
+
+    /// How many owned partitions are offline, and how many are still opening.
+    pub fn unavailable_partition_counts(&self) -> (usize, usize) {
+        (self.offline.borrow().len(), self.opening.pending_count())
+    }
+
     pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
         self.catalog.snapshot()
     }

@@ -55,6 +55,18 @@ pub struct Partition<F: FileSystem = ShardFileSystem> {
     /// truncation (`shard::replication`), so a leader epoch begins after the previous
     /// leader's last batch and a truncation never meets an append half way.
     pub replica_ops: glommio::sync::Semaphore,
+    /// Producers' and consumers' bytes and records, for the broker's metrics.
+    pub traffic: spate_metrics::PartitionTraffic,
+}
+
+/// Bytes and records of stored batches, read from their headers (whole batches the storage
+/// engine checked or handed out).
+fn batches_size<B: AsRef<[u8]>>(batches: &[B]) -> (u64, u64) {
+    batches.iter().fold((0, 0), |(bytes, records), batch| {
+        let batch = batch.as_ref();
+        let count = BatchHeader::decode(batch).map_or(0, |header| header.record_count);
+        (bytes + batch.len() as u64, records + u64::from(count))
+    })
 }
 
 /// At most one error line per partition in this interval for reads that meet a damaged batch.
@@ -171,6 +183,7 @@ impl<F: FileSystem + 'static> Partition<F> {
             ))),
             compacted: Cell::new(compacted),
             replica_ops: glommio::sync::Semaphore::new(1),
+            traffic: spate_metrics::PartitionTraffic::default(),
         })
     }
 
@@ -248,12 +261,17 @@ impl<F: FileSystem + 'static> Partition<F> {
         // One call for all of the request's batches: storage validates every batch before it
         // appends any, writes them together, and with `Durable` answers Ok only when every one
         // of them is durable (a rollback of any of them fails the call).
+        let (bytes_in, records_in) = batches_size(&batches);
+        let batches_in = batches.len() as u64;
         let outcome = self
             .log
             .append_batches_verified(batches, wait, verification)
             .await;
         self.appended.notify();
         let outcomes = outcome.map_err(partition_error)?;
+        spate_metrics::add(&self.traffic.batches_in, batches_in);
+        spate_metrics::add(&self.traffic.bytes_in, bytes_in);
+        spate_metrics::add(&self.traffic.records_in, records_in);
         let first_offset = outcomes.first().map(|outcome| outcome.base_offset);
         let log_start_offset = outcomes
             .last()
@@ -330,6 +348,11 @@ impl<F: FileSystem + 'static> Partition<F> {
                         .map_err(|error| self.read_error(error))?;
                 }
             }
+        }
+        if spate_metrics::enabled() {
+            let (bytes_out, records_out) = batches_size(&batches);
+            self.traffic.bytes_out.add(bytes_out);
+            self.traffic.records_out.add(records_out);
         }
         Ok(FetchOutcome {
             high_watermark: read.high_watermark,

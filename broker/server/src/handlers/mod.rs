@@ -104,6 +104,12 @@ pub struct Native;
 impl Dialect for Native {
     type Frame = RequestFrame;
     type Request = Request;
+    const PROTOCOL: spate_metrics::Protocol = spate_metrics::Protocol::Native;
+
+    fn api_key(frame: &RequestFrame) -> i16 {
+        i16::try_from(frame.api_key).unwrap_or(-1)
+    }
+
     const HEADER_BYTES_MIN: usize = REQUEST_HEADER_BYTES_MIN;
 
     fn frame_bytes(buffer: &[u8]) -> Option<usize> {

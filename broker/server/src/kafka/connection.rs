@@ -58,6 +58,15 @@ impl Dialect for Kafka {
     type Request = KafkaRequest;
     /// Kafka answers an oversized frame by closing the connection: nothing to wait for.
     const HEADER_BYTES_MIN: usize = 0;
+    const PROTOCOL: spate_metrics::Protocol = spate_metrics::Protocol::Kafka;
+
+    /// The request header's first field, big-endian.
+    fn api_key(frame: &Bytes) -> i16 {
+        match frame.get(..2) {
+            Some(key) => i16::from_be_bytes([key[0], key[1]]),
+            None => -1,
+        }
+    }
 
     fn frame_bytes(buffer: &[u8]) -> Option<usize> {
         peek_frame_bytes(buffer)
