@@ -595,7 +595,7 @@ fn start_target(
                 &placement.broker_cores,
                 data_root,
                 BrokerListener::Native,
-                &[],
+                &arguments.broker_arguments,
             )?
         }
         // Spate over its Kafka listener: the same broker binary, a fresh broker of its own.
@@ -606,7 +606,7 @@ fn start_target(
                 &placement.broker_cores,
                 data_root,
                 BrokerListener::Kafka,
-                &[],
+                &arguments.broker_arguments,
             )?
         }
         // Apache Kafka at either durability setting: the same broker; the topic decides.
