@@ -24,6 +24,7 @@ use crate::shard::compaction::CompactionLimits;
 use crate::shard::partition::log_config;
 use crate::shard::ShardLimits;
 use crate::storage::RecoveryScan;
+use crate::storage_sizing::StorageSizing;
 use crate::txn::TxnLimits;
 
 /// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
@@ -382,6 +383,10 @@ settings! {
     replica_fetch_bytes_max: usize, "SPATE_REPLICA_FETCH_BYTES_MAX", "Record bytes of one replica fetch answer, like Kafka's replica.fetch.response.max.bytes (default 8 MiB)";
     replica_fetch_partition_bytes_max: usize, "SPATE_REPLICA_FETCH_PARTITION_BYTES_MAX", "Record bytes per partition of one replica fetch answer, like Kafka's replica.fetch.max.bytes (default 1 MiB)";
     replica_isr_check_ms: u64, "SPATE_REPLICA_ISR_CHECK_MS", "How often a leader looks for followers to drop from or add to an ISR (default 1000)";
+    storage_write_buffer_bytes: usize, "SPATE_STORAGE_WRITE_BUFFER_BYTES", "Largest single disk write of a partition (default: from <data_dir>/iotune.toml, else 4 MiB)";
+    storage_write_queue_bytes_max: usize, "SPATE_STORAGE_WRITE_QUEUE_BYTES_MAX", "Appended bytes a partition may queue for the disk before appends wait (default: from <data_dir>/iotune.toml, else 32 MiB)";
+    storage_group_commit_us: u64, "SPATE_STORAGE_GROUP_COMMIT_US", "Longest written data nobody waits on stays unsynced, for topics without group.commit.us (default: from <data_dir>/iotune.toml, else 2000)";
+    storage_iotune: bool, "SPATE_STORAGE_IOTUNE", "Whether the sizes not set explicitly come from <data_dir>/iotune.toml, written by `spate-broker iotune` (default true)";
 }
 
 fn parse_environment<T: FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
@@ -514,6 +519,8 @@ pub struct Limits {
     pub replica_fetch_bytes_max: usize,
     pub replica_fetch_partition_bytes_max: usize,
     pub replica_isr_check_ms: u64,
+    /// Partition logs' write sizes and group-commit interval (settings, `iotune.toml`).
+    pub storage_sizing: StorageSizing,
 }
 
 impl Limits {
@@ -541,6 +548,7 @@ impl Limits {
                 cpu_shares: self.compaction_cpu_shares,
                 key_map_entries_max: self.compaction_key_map_entries_max,
             },
+            log_sizing: self.storage_sizing.chosen,
         }
     }
 }
@@ -848,6 +856,12 @@ impl Config {
             replica_isr_check_ms: layer
                 .replica_isr_check_ms
                 .unwrap_or(defaults::REPLICA_ISR_CHECK_MS),
+            storage_sizing: StorageSizing::from_settings(
+                layer.storage_write_buffer_bytes,
+                layer.storage_write_queue_bytes_max,
+                layer.storage_group_commit_us,
+                layer.storage_iotune.unwrap_or(true),
+            ),
         };
         let config = Config {
             data_dir: layer
@@ -887,6 +901,9 @@ impl Config {
         }
         if limits.frame_bytes_max < 1024 {
             return invalid("frame_bytes_max", "must be at least 1024".to_string());
+        }
+        if let Err((setting, message)) = limits.storage_sizing.check(limits.batch_bytes_max()) {
+            return invalid(setting, message);
         }
         if limits.frame_bytes_max > spate_protocol::constants::FRAME_BYTES_MAX {
             return invalid(

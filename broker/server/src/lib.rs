@@ -29,6 +29,7 @@ pub mod progress;
 pub mod replication;
 pub mod services;
 pub mod startup;
+pub mod storage_sizing;
 pub mod write;
 
 // The layers below, under the names this crate's modules use (`crate::shard::...`).
@@ -248,6 +249,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
              anything but tests"
         );
     }
+    // Under the lock: `iotune` writes the file under it too.
+    let mut config = config;
+    config.limits.storage_sizing.resolve(&config.data_dir);
     let node = if config.cluster.is_cluster_mode() {
         CatalogNode::cluster(config.cluster.node_id)
     } else {
@@ -304,7 +308,6 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
-    let mut config = config;
     config.listen = listen;
     if let (Some(kafka_config), Some(kafka)) = (&mut config.kafka, &kafka) {
         kafka_config.listen = kafka.config.listen;

@@ -36,7 +36,7 @@ use super::medium::memory_file_system;
 use result::{Device, IotuneResult, Machine, Run, SyncLatency, TransferPoint};
 
 pub use result::{ResultFileError, RESULT_FILE_NAME, RESULT_FORMAT_VERSION};
-pub use sizing::{recommend, Recommendations};
+pub use sizing::{recommend, LogSizing, Recommendations};
 
 /// Block sizes of the transfer grid: a page, typical batch writes, and the write buffer's
 /// default (4 MiB), so that the default is among the sizes the rules can keep.

@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicMetadata};
-use crate::storage::{Clock, FileSystem, RecoveryScan, TxnMarker, VerificationGuard};
+use crate::catalog::{Catalog, CatalogSnapshot, ShardId, TopicConfig, TopicMetadata};
+use crate::storage::iotune::LogSizing;
+use crate::storage::{Clock, FileSystem, LogConfig, RecoveryScan, TxnMarker, VerificationGuard};
 
 use budget::ByteBudget;
 use messages::{
@@ -43,7 +44,7 @@ use messages::{
     PartitionState, ProduceAcks, ProduceOutcome, ProducePartition,
 };
 use opening::{Opening, Readiness};
-use partition::{log_config, partition_error, OpenIntent, Partition, ShardFileSystem};
+use partition::{log_config_sized, partition_error, OpenIntent, Partition, ShardFileSystem};
 use signal::{AnyAppend, ShardShutdown, ShutdownFlag};
 
 /// How long topic deletion waits for in-flight requests to let go of a partition, per try, and
@@ -86,6 +87,8 @@ pub struct ShardLimits {
     pub kafka_decompressed_bytes_max: usize,
     /// The compaction task's interval and budget.
     pub compaction: compaction::CompactionLimits,
+    /// The storage sizes every partition log starts from (`iotune.toml` or settings).
+    pub log_sizing: LogSizing,
 }
 
 /// Where a shard sits among its peers.
@@ -190,6 +193,11 @@ impl<F: FileSystem + 'static> Shard<F> {
     /// Largest batch a producer may send: bounded by the frame limit and the protocol's limit.
     pub fn batch_bytes_max(&self) -> usize {
         self.limits.batch_bytes_max
+    }
+
+    /// The storage settings of a topic's partitions on this shard.
+    fn log_config(&self, config: &TopicConfig) -> LogConfig {
+        log_config_sized(config, self.batch_bytes_max(), &self.limits.log_sizing)
     }
 
     /// Queues every partition the catalog places on this shard to be opened by
@@ -361,7 +369,7 @@ impl<F: FileSystem + 'static> Shard<F> {
             partition,
         };
         let directory = topic.partition_directory(partition);
-        let mut config = log_config(&topic.config, self.batch_bytes_max());
+        let mut config = self.log_config(&topic.config);
         config.recovery_scan = self.limits.recovery_scan;
         match Partition::open(
             self.file_system.clone(),
@@ -380,8 +388,7 @@ impl<F: FileSystem + 'static> Shard<F> {
                 // only the partitions open then (`alter_topic`): apply the current one.
                 if let Some(current) = self.snapshot().topic(&topic.name) {
                     if current.id == topic.id && current.config != topic.config {
-                        opened_partition
-                            .update_config(log_config(&current.config, self.batch_bytes_max()));
+                        opened_partition.update_config(self.log_config(&current.config));
                     }
                 }
                 let opened_partition = Rc::new(opened_partition);
@@ -481,7 +488,7 @@ impl<F: FileSystem + 'static> Shard<F> {
     }
 
     fn alter_topic(&self, topic: &TopicMetadata) {
-        let config = log_config(&topic.config, self.batch_bytes_max());
+        let config = self.log_config(&topic.config);
         for (key, partition) in self.partitions.borrow().iter() {
             if key.topic_id == topic.id {
                 partition.update_config(config.clone());

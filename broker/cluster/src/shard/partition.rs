@@ -30,6 +30,7 @@ use crate::storage::config::{
     ABORTED_TRANSACTIONS_READ_MAX, GROUP_COMMIT_INTERVAL_BYTES_DEFAULT,
     GROUP_COMMIT_INTERVAL_US_DEFAULT,
 };
+use crate::storage::iotune::LogSizing;
 use crate::storage::{
     AppendWait, Clock, Durability, FileSystem, LogConfig, PartitionLog, StorageError, TxnMarker,
     VerificationGuard, Visibility,
@@ -74,7 +75,18 @@ pub const CORRUPT_BATCH_LOG_INTERVAL_MS: u64 = 10_000;
 
 /// The storage settings of a topic: its own entries over the storage engine's defaults.
 pub fn log_config(config: &TopicConfig, batch_bytes_max: usize) -> LogConfig {
+    log_config_sized(config, batch_bytes_max, &LogSizing::default())
+}
+
+/// [`log_config`] over the broker's storage sizes (`iotune.toml` or explicit settings) instead
+/// of the engine's defaults; the topic's own entries still win.
+pub fn log_config_sized(
+    config: &TopicConfig,
+    batch_bytes_max: usize,
+    sizing: &LogSizing,
+) -> LogConfig {
     let mut log = LogConfig::default();
+    sizing.apply(&mut log);
     if let Some(bytes) = config.segment_bytes {
         log.segment_bytes_max = bytes;
     }

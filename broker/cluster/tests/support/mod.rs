@@ -25,6 +25,7 @@ pub fn limits() -> ShardLimits {
         retention_check_interval_ms: 60_000,
         recovery_scan: RecoveryScan::default(),
         kafka_decompressed_bytes_max: 1 << 20,
+        log_sizing: Default::default(),
         compaction: CompactionLimits {
             check_interval_ms: 60_000,
             io_bytes_per_second: 0,

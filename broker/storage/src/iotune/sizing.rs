@@ -14,8 +14,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::config::{
-    GROUP_COMMIT_INTERVAL_US_DEFAULT, WRITE_BUFFER_BYTES_DEFAULT, WRITE_BUFFER_POOL_BYTES_MAX,
-    WRITE_QUEUE_BYTES_MAX_DEFAULT,
+    Durability, LogConfig, GROUP_COMMIT_INTERVAL_US_DEFAULT, WRITE_BUFFER_BYTES_DEFAULT,
+    WRITE_BUFFER_POOL_BYTES_MAX, WRITE_QUEUE_BYTES_MAX_DEFAULT,
 };
 use super::super::file::DIRECT_IO_ALIGNMENT_BYTES;
 use super::result::{SyncLatency, TransferPoint};
@@ -52,6 +52,47 @@ pub struct Recommendations {
     pub write_queue_reason: String,
     pub group_commit_us: u64,
     pub group_commit_reason: String,
+}
+
+/// The broker-wide storage sizes every partition log starts from (a topic's own
+/// `group.commit.us` still wins over `group_commit_us`): the defaults, a measurement's
+/// [`Recommendations`], or explicit settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSizing {
+    pub write_buffer_bytes: usize,
+    pub write_queue_bytes_max: usize,
+    pub group_commit_us: u64,
+}
+
+impl Default for LogSizing {
+    fn default() -> Self {
+        Self {
+            write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            write_queue_bytes_max: WRITE_QUEUE_BYTES_MAX_DEFAULT,
+            group_commit_us: GROUP_COMMIT_INTERVAL_US_DEFAULT,
+        }
+    }
+}
+
+impl LogSizing {
+    /// Sets these sizes in `log` (the group-commit interval only when it commits in groups).
+    pub fn apply(&self, log: &mut LogConfig) {
+        log.write_buffer_bytes = self.write_buffer_bytes;
+        log.write_queue_bytes_max = self.write_queue_bytes_max;
+        if let Durability::GroupCommit { interval_us, .. } = &mut log.durability {
+            *interval_us = self.group_commit_us;
+        }
+    }
+}
+
+impl Recommendations {
+    pub fn sizing(&self) -> LogSizing {
+        LogSizing {
+            write_buffer_bytes: self.write_buffer_bytes,
+            write_queue_bytes_max: self.write_queue_bytes_max,
+            group_commit_us: self.group_commit_us,
+        }
+    }
 }
 
 /// Derives the settings from the write points and the sync latencies of one measurement.
@@ -279,6 +320,23 @@ mod tests {
         assert_eq!(
             recommend(&[], &sync(1_000_000_000, 1_000_000_000)).group_commit_us,
             GROUP_COMMIT_US_SIZED_MAX
+        );
+    }
+
+    #[test]
+    fn recommended_sizes_make_a_valid_log_config() {
+        let write = [point(4 * KIB, 1, 10.0), point(4 * MEBIBYTE, 1, 3000.0)];
+        let mut log = LogConfig::default();
+        let sizing = recommend(&write, &sync(3_000_000, 90_000_000)).sizing();
+        sizing.apply(&mut log);
+        assert_eq!(log.check(), Ok(()));
+        assert_eq!(log.write_buffer_bytes, 4 * MEBIBYTE);
+        assert_eq!(
+            log.durability,
+            Durability::GroupCommit {
+                interval_bytes: crate::config::GROUP_COMMIT_INTERVAL_BYTES_DEFAULT,
+                interval_us: 3000
+            }
         );
     }
 
