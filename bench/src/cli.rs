@@ -193,7 +193,11 @@ pub struct TargetArgs {
     pub broker_binary: Option<PathBuf>,
     /// One more argument for a spawned spate-broker, repeatable, e.g.
     /// `--broker-arg=--metrics --broker-arg=false` (the metrics-cost pair).
-    #[arg(long = "broker-arg", requires = "spawn_broker", allow_hyphen_values = true)]
+    #[arg(
+        long = "broker-arg",
+        requires = "spawn_broker",
+        allow_hyphen_values = true
+    )]
     pub broker_arguments: Vec<String>,
     /// The redis-server binary to spawn.
     #[arg(long, default_value = "redis-server")]

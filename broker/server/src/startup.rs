@@ -43,10 +43,28 @@ pub enum MemlockSituation {
     TooLow { limit_bytes: u64 },
 }
 
+/// CAP_IPC_LOCK's bit in the capability masks (`linux/capability.h`).
+const CAP_IPC_LOCK_BIT: u32 = 14;
+
+/// Whether the effective capabilities in `/proc/self/status` text hold CAP_IPC_LOCK; `None`
+/// when the text has no readable `CapEff` line (then uid 0 is taken to hold it).
+fn holds_ipc_lock_capability(status: &str) -> Option<bool> {
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+    Some(mask & (1 << CAP_IPC_LOCK_BIT) != 0)
+}
+
 /// Reads the limits and judges them for `shards` executors with `io_memory_bytes` each.
 pub fn memlock_situation(shards: usize, io_memory_bytes: usize) -> MemlockSituation {
     let limit = rustix::process::getrlimit(Resource::Memlock);
-    let is_root = rustix::process::geteuid().is_root();
+    // CAP_IPC_LOCK, not uid 0, is what exempts a process from the limit: root in a container
+    // started without it (Docker's default) is bound like anyone else.
+    let is_root = holds_ipc_lock_capability(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+    )
+    .unwrap_or_else(|| rustix::process::geteuid().is_root());
     // `None` is RLIM_INFINITY.
     let Some(limit_bytes) = limit.current else {
         return MemlockSituation::Registered { limit_bytes: None };
@@ -54,7 +72,7 @@ pub fn memlock_situation(shards: usize, io_memory_bytes: usize) -> MemlockSituat
     if limit_bytes < GLOMMIO_MEMLOCK_MIN_BYTES && !is_root {
         return MemlockSituation::TooLow { limit_bytes };
     }
-    // Root holds CAP_IPC_LOCK, which exempts it from the limit.
+    // CAP_IPC_LOCK exempts the process from the limit.
     let needed_bytes = shards as u64 * RINGS_PER_SHARD * io_memory_bytes as u64;
     if is_root || limit_bytes >= needed_bytes {
         MemlockSituation::Registered {
@@ -222,6 +240,22 @@ pub fn tune_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memlock_exemption_is_read_from_the_effective_capabilities() {
+        // Root on a host: every capability.
+        let host_root = "Name:\tspate\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(holds_ipc_lock_capability(host_root), Some(true));
+        // Root in a Docker container: Docker's default set, without CAP_IPC_LOCK.
+        let container_root = "CapEff:\t00000000a80425fb\n";
+        assert_eq!(holds_ipc_lock_capability(container_root), Some(false));
+        // Anyone else, and text without the line.
+        assert_eq!(
+            holds_ipc_lock_capability("CapEff:\t0000000000000000\n"),
+            Some(false)
+        );
+        assert_eq!(holds_ipc_lock_capability("Name:\tx\n"), None);
+    }
 
     #[test]
     fn a_second_listener_on_the_same_port_is_refused() {
