@@ -222,6 +222,12 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
                 .ok()
                 .and_then(|address| address.as_socket())
                 .unwrap_or(address);
+            if !bound.ip().is_loopback() {
+                tracing::warn!(
+                    admin_address = %bound,
+                    "the admin listener (metrics, topic and group views) has no authentication                      and binds a non-loopback address: reachable by anyone who can reach it;                      firewall it or bind 127.0.0.1"
+                );
+            }
             Some((Arc::new(listener), bound))
         }
     };
