@@ -126,3 +126,65 @@ fn iotune_measures_every_point_and_the_broker_sizes_its_logs_from_it() {
     broker.wait_for_log_line("iotune.toml ignored");
     assert!(broker.terminate().success());
 }
+
+#[test]
+fn iotune_refuses_a_memory_file_system_and_says_why() {
+    let shm = Path::new("/dev/shm");
+    if memory_file_system(shm).is_none() {
+        eprintln!("skipped: /dev/shm is not a memory file system here");
+        return;
+    }
+    let data_dir = tempfile::tempdir_in(shm).expect("a directory in /dev/shm");
+    let output = Command::new(broker_binary())
+        .arg("iotune")
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(["--size-bytes", "8M", "--duration-ms", "10"])
+        .output()
+        .expect("run spate-broker iotune");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("tmpfs") && stderr.contains("--allow-memory-file-system"),
+        "{stderr}"
+    );
+    assert!(!data_dir.path().join(RESULT_FILE_NAME).exists());
+}
+
+#[test]
+fn an_interrupted_iotune_removes_its_scratch_files_and_writes_no_result() {
+    // A stopped broker's data directory: on the test disk, and removed when `broker` drops.
+    let mut broker = Broker::start(BrokerOptions {
+        shards: 1,
+        ..BrokerOptions::default()
+    });
+    let data_dir = broker.data_dir().to_path_buf();
+    if let Some(file_system) = memory_file_system(&data_dir) {
+        eprintln!("skipped: the test data directory is on {file_system}, which iotune refuses");
+        return;
+    }
+    assert!(broker.terminate().success());
+    let mut child = Command::new(broker_binary())
+        .arg("iotune")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--size-bytes", "8M", "--duration-ms", "600000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run spate-broker iotune");
+    // Once the scratch file is laid out, the first ten-minute point is running.
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    assert!(
+        lines.any(|line| line.is_ok_and(|line| line.starts_with("laid out"))),
+        "iotune never laid out its scratch file"
+    );
+    assert!(data_dir.join(SCRATCH_FILE_NAME).exists());
+    // SAFETY: kill(2) with a pid this test spawned and has not waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().expect("wait for iotune");
+    assert!(!status.success(), "an interrupted run is no success");
+    assert!(!data_dir.join(SCRATCH_FILE_NAME).exists());
+    assert!(!data_dir.join(SYNC_SCRATCH_FILE_NAME).exists());
+    assert!(!data_dir.join(RESULT_FILE_NAME).exists());
+}
