@@ -4,6 +4,8 @@
 //! JSON views (`/v1/health`, `/v1/ready`, `/v1/broker`, `/v1/topics`, `/v1/groups` with lag)
 //! against the partitions' real offsets, and bad HTTP against its status codes. A broker
 //! started with `--metrics false` counts nothing, which is what the paired benchmark compares.
+//! The Grafana dashboard (`tuning/grafana-spate.json`) is held to the same exposition: every
+//! metric name its PromQL uses must be one the broker exports.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -444,4 +446,110 @@ fn the_admin_listener_can_be_turned_off() {
         .find(|line| line.contains("broker ready"))
         .unwrap();
     assert!(ready.contains("admin_address=none"), "{ready}");
+}
+
+/// Every metric name (`spate_...`) in the PromQL of the Grafana dashboard: each panel's
+/// targets (rows' nested panels included) and each template variable's query.
+fn dashboard_metric_names(dashboard: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    fn expressions(panel: &serde_json::Value, found: &mut Vec<(String, String)>) {
+        let title = panel["title"].as_str().unwrap_or("untitled").to_string();
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .expect("every target has a PromQL expr");
+            found.push((title.clone(), expr.to_string()));
+        }
+        for nested in panel["panels"].as_array().into_iter().flatten() {
+            expressions(nested, found);
+        }
+    }
+    let mut found = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("a panels list") {
+        expressions(panel, &mut found);
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["query"]["query"].as_str() {
+            let name = format!("variable {}", variable["name"]);
+            found.push((name, query.to_string()));
+        }
+    }
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (title, expr) in found {
+        let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+        let mut rest = expr.as_str();
+        while let Some(start) = rest.find("spate_") {
+            // A name begins where the character before it cannot continue one.
+            let preceded = rest[..start].chars().next_back().is_some_and(is_name);
+            let tail = &rest[start..];
+            let end = tail.find(|c: char| !is_name(c)).unwrap_or(tail.len());
+            if !preceded {
+                names
+                    .entry(tail[..end].to_string())
+                    .or_default()
+                    .push(title.clone());
+            }
+            rest = &tail[end..];
+        }
+    }
+    names
+}
+
+#[test]
+fn every_metric_the_grafana_dashboard_uses_is_exported() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tuning/grafana-spate.json");
+    let text = std::fs::read_to_string(path).expect("read tuning/grafana-spate.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    assert_eq!(
+        dashboard["templating"]["list"][0]["name"], "DS_PROMETHEUS",
+        "the data source is a variable, so the dashboard imports into any Grafana"
+    );
+    let names = dashboard_metric_names(&dashboard);
+    assert!(names.len() >= 30, "the dashboard's metrics: {names:?}");
+
+    // Every family gets samples: traffic both ways, a Kafka connection, a group's commit.
+    let broker = Broker::start(BrokerOptions {
+        shards: 2,
+        ..BrokerOptions::default()
+    });
+    wait_until_ready(&broker);
+    let mut client = TestClient::connect(broker.address());
+    client.create_topic("dashboard", 2, &[]);
+    let sent = produce_known_batches(&mut client, "dashboard", 2, 3);
+    assert_eq!(client.fetch_all("dashboard", 0, 0).len() as u64, sent[0].1);
+    let response: native::OffsetCommitResponse = client.call(&native::OffsetCommitRequest {
+        group_id: "viewers".into(),
+        generation_id: native::GENERATION_NONE,
+        member_id: String::new(),
+        group_instance_id: None,
+        topics: vec![native::TopicPartitions {
+            name: "dashboard".into(),
+            partitions: vec![native::OffsetCommitPartition {
+                partition: 0,
+                committed_offset: 1,
+                committed_metadata: None,
+            }],
+        }],
+    });
+    assert_eq!(response.topics[0].partitions[0].error_code, ErrorCode::None);
+    let _kafka = KafkaTestClient::connect(broker.kafka_address());
+
+    let exported: std::collections::BTreeSet<String> = scrape(&broker)
+        .into_iter()
+        .map(|sample| sample.name)
+        .collect();
+    // A name the dashboard uses is a series, or a family whose series carry a suffix.
+    let missing: Vec<String> = names
+        .iter()
+        .filter(|(name, _)| {
+            !["", "_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| exported.contains(&format!("{name}{suffix}")))
+        })
+        .map(|(name, panels)| format!("{name} (in {panels:?})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "tuning/grafana-spate.json uses metrics the broker does not export: {missing:?}\n\
+         exported: {exported:?}"
+    );
 }
