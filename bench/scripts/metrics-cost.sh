@@ -17,6 +17,8 @@
 #   SPATE_BENCH_BROKER_CORES (default 0), SPATE_BENCH_LOAD_CORES (default 1)
 #   SPATE_BENCH_DURATION_MS  (default 5000), SPATE_BENCH_WARMUP_MS (default 1000)
 #   SPATE_BENCH_DATA_DIR     the brokers' data root (default: spate-bench's; not a tmpfs)
+#   SPATE_BENCH_ACKS         all (default) or leader: leader takes the fsync out of the answer,
+#                            so the CPU the counting costs is not hidden behind the disk
 set -euo pipefail
 
 rounds=${1:-3}
@@ -66,7 +68,7 @@ for workload in "batches-64k 65536" "batches-1k 1024"; do
                 --broker-arg=--metrics --broker-arg="$metrics" \
                 --broker-cores "$broker_cores" --load-cores "$load_cores" "${data_flags[@]}" \
                 --partitions 4 --producers 2 --message-bytes 100 --batch-bytes "$batch_bytes" \
-                --linger-us 1000 --acks all --durability group-commit \
+                --linger-us 1000 --acks "${SPATE_BENCH_ACKS:-all}" --durability group-commit \
                 --duration-ms "$duration_ms" --warmup-ms "$warmup_ms" \
                 --name "metrics-cost $name metrics=$metrics #$round" --no-progress \
                 --json "$json" > "$log" 2>&1; then
