@@ -21,7 +21,10 @@ fn leading_names(text: &str) -> Vec<String> {
         names.push(after_tick[..end].to_string());
         rest = &after_tick[end + 1..];
         let separators = [", ", " and ", "/", ","];
-        match separators.iter().find(|separator| rest.starts_with(**separator)) {
+        match separators
+            .iter()
+            .find(|separator| rest.starts_with(**separator))
+        {
             Some(separator) => rest = rest[separator.len()..].trim_start(),
             None => break,
         }
