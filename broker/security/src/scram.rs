@@ -1,0 +1,190 @@
+//! SCRAM (RFC 5802) with SHA-256 (RFC 7677) and SHA-512, as Kafka's `ScramSaslServer` and
+//! `ScramSaslClient` use it: the mechanisms, the stored credential (salt, iterations, StoredKey,
+//! ServerKey — never the password), and the server and client state machines.
+//!
+//! Sans-IO: each side takes one message and gives the next; nonces come from the caller's RNG.
+//! What Kafka leaves out is left out here too: channel binding (only the gs2 header "n,," with an
+//! optional authorization id equal to the user), and the `tokenauth` extension of delegation
+//! tokens. Framing the messages (SaslAuthenticate, the native APIs) belongs to `spate-server`.
+
+mod client;
+mod message;
+mod server;
+
+pub use client::ScramClient;
+pub use server::ScramServer;
+
+use std::fmt;
+
+use crate::limits::{SCRAM_ITERATIONS_MAX, SCRAM_ITERATIONS_MIN};
+
+/// A SCRAM hash function, as Kafka names and numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ScramMechanism {
+    Sha256,
+    Sha512,
+}
+
+impl ScramMechanism {
+    /// Kafka refuses credentials with fewer iterations.
+    pub const ITERATIONS_MIN: u32 = SCRAM_ITERATIONS_MIN;
+    /// Kafka refuses credentials with more iterations.
+    pub const ITERATIONS_MAX: u32 = SCRAM_ITERATIONS_MAX;
+    /// Both mechanisms, in Kafka's order.
+    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
+
+    /// The SASL mechanism name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SCRAM-SHA-256",
+            Self::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.name() == name)
+    }
+
+    /// Kafka's `ScramMechanism` code, used by DescribeUserScramCredentials and
+    /// AlterUserScramCredentials (0 is UNKNOWN there).
+    pub fn kafka_type(self) -> i8 {
+        match self {
+            Self::Sha256 => 1,
+            Self::Sha512 => 2,
+        }
+    }
+
+    pub fn from_kafka_type(value: i8) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.kafka_type() == value)
+    }
+
+    /// The hash's output length, which is also the length of every key, proof and signature.
+    pub fn hash_bytes(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+
+    /// Whether `iterations` is inside Kafka's bounds.
+    pub fn iterations_allowed(iterations: u32) -> bool {
+        (Self::ITERATIONS_MIN..=Self::ITERATIONS_MAX).contains(&iterations)
+    }
+}
+
+/// What a server keeps of a user's password for one mechanism (RFC 5802 section 3): enough to
+/// check a client's proof and to prove itself, not enough to log in as the user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramCredential {
+    pub mechanism: ScramMechanism,
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    /// H(ClientKey).
+    pub stored_key: Vec<u8>,
+    /// HMAC(SaltedPassword, "Server Key").
+    pub server_key: Vec<u8>,
+}
+
+impl ScramCredential {
+    /// The credential for `password`. `iterations` should be inside
+    /// [`ScramMechanism::iterations_allowed`]; callers check it before taking a user's input.
+    pub fn from_password(
+        mechanism: ScramMechanism,
+        password: &[u8],
+        salt: Vec<u8>,
+        iterations: u32,
+    ) -> Self {
+        let salted_password = Self::salted_password(mechanism, password, &salt, iterations);
+        Self::from_salted_password(mechanism, &salted_password, salt, iterations)
+    }
+
+    /// The credential from an already salted password, as AlterUserScramCredentials carries it
+    /// (the client salts, so the password never travels).
+    pub fn from_salted_password(
+        mechanism: ScramMechanism,
+        salted_password: &[u8],
+        salt: Vec<u8>,
+        iterations: u32,
+    ) -> Self {
+        let _ = (mechanism, salted_password, salt, iterations);
+        todo!()
+    }
+
+    /// RFC 5802's Hi(): PBKDF2 with HMAC of the mechanism's hash, one output block.
+    pub fn salted_password(
+        mechanism: ScramMechanism,
+        password: &[u8],
+        salt: &[u8],
+        iterations: u32,
+    ) -> Vec<u8> {
+        let _ = (mechanism, password, salt, iterations);
+        todo!()
+    }
+
+    /// Whether `password` (from a PLAIN exchange) is this credential's password. The keys are
+    /// compared in constant time.
+    pub fn verify_password(&self, password: &[u8]) -> bool {
+        let _ = password;
+        todo!()
+    }
+}
+
+/// Keys are secrets (StoredKey and ServerKey with one captured exchange let an attacker pose as
+/// the broker), so they never reach a log through `Debug`.
+impl fmt::Debug for ScramCredential {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ScramCredential")
+            .field("mechanism", &self.mechanism)
+            .field("salt_bytes", &self.salt.len())
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a SCRAM exchange failed. Every failure ends the exchange: the state machine refuses
+/// further messages with [`ScramError::OutOfOrder`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScramError {
+    #[error("malformed SCRAM message: {0}")]
+    Malformed(&'static str),
+    #[error("SCRAM message of {message_bytes} bytes is longer than the limit of {limit_bytes}")]
+    TooLong {
+        message_bytes: usize,
+        limit_bytes: usize,
+    },
+    #[error("SCRAM channel binding is not supported (only the gs2 header \"n\")")]
+    ChannelBinding,
+    #[error("SCRAM authorization id differs from the user name")]
+    AuthorizationId,
+    #[error("SCRAM extensions are not supported (delegation tokens among them)")]
+    UnsupportedExtension,
+    #[error("unknown SCRAM user")]
+    UnknownUser,
+    #[error("SCRAM nonce does not match the exchange's")]
+    NonceMismatch,
+    #[error("SCRAM client proof is wrong")]
+    BadProof,
+    #[error("SCRAM server signature is wrong")]
+    ServerSignature,
+    #[error(
+        "SCRAM iteration count {iterations} is below the minimum of {}",
+        ScramMechanism::ITERATIONS_MIN
+    )]
+    TooFewIterations { iterations: u32 },
+    #[error(
+        "SCRAM iteration count {iterations} is above the maximum of {}",
+        ScramMechanism::ITERATIONS_MAX
+    )]
+    TooManyIterations { iterations: u32 },
+    #[error("SCRAM credential does not fit its mechanism (key or salt length)")]
+    CredentialMismatch,
+    #[error("SCRAM server refused the exchange: {0}")]
+    ServerError(String),
+    #[error("SCRAM message out of order (or after the exchange ended)")]
+    OutOfOrder,
+}
