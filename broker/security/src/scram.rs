@@ -241,7 +241,7 @@ pub enum ScramError {
     ChannelBinding,
     #[error("SCRAM authorization id differs from the user name")]
     AuthorizationId,
-    #[error("SCRAM extensions are not supported (delegation tokens among them)")]
+    #[error("SCRAM extension not supported (delegation tokens, a reserved m= or a client-final extension)")]
     UnsupportedExtension,
     #[error("unknown SCRAM user")]
     UnknownUser,

@@ -307,6 +307,20 @@ mod tests {
         assert!(!temporary_path(&path).exists());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_contents_never_panic(contents in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let path = Path::new("/nonexistent/file");
+            let _ = parse_file(path, KIND, 1, contents);
+        }
+
+        #[test]
+        fn framed_body_parses_back(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let contents = format_file(KIND, 1, &body);
+            proptest::prop_assert_eq!(parse_file(Path::new("file"), KIND, 1, contents).unwrap(), body);
+        }
+    }
+
     #[test]
     fn oversized_file_is_refused_before_reading() {
         let directory = tempfile::tempdir().unwrap();

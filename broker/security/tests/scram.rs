@@ -342,6 +342,38 @@ fn authorization_id_must_equal_the_user() {
 }
 
 #[test]
+fn unknown_client_first_extensions_are_ignored_but_covered_by_the_proof() {
+    // Computed by tests/scram_vector.py with ",foo=bar" in client-first-message-bare.
+    let client_first = format!("{CLIENT_FIRST},foo=bar");
+    let client_final = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+p=9miuRqxg5gNbr/H1msFgDIiwPHKP+nnq9zpc2J4ss0k=";
+    let mut server = ScramServer::new(ScramMechanism::Sha256, SERVER_NONCE.to_string());
+    server
+        .client_first(client_first.as_bytes(), |_| {
+            Some(vector_credential(ScramMechanism::Sha256))
+        })
+        .unwrap();
+    let (server_final, user) = server.client_final(client_final.as_bytes()).unwrap();
+    assert_eq!(
+        server_final,
+        b"v=y6Q8MhtPdsKpYfJwEQDk2RusiGYRudLhaUeH3Tft5a8="
+    );
+    assert_eq!(user, USER);
+
+    // The proof of the exchange without the extension does not fit this one.
+    let mut server = ScramServer::new(ScramMechanism::Sha256, SERVER_NONCE.to_string());
+    server
+        .client_first(client_first.as_bytes(), |_| {
+            Some(vector_credential(ScramMechanism::Sha256))
+        })
+        .unwrap();
+    assert_eq!(
+        server.client_final(SHA256_CLIENT_FINAL.as_bytes()),
+        Err(ScramError::BadProof)
+    );
+}
+
+#[test]
 fn channel_binding_and_token_extension_are_refused() {
     for (message, error) in [
         (&b"y,,n=user,r=x"[..], ScramError::ChannelBinding),
@@ -525,6 +557,22 @@ proptest! {
         client.client_first();
         let _ = client.server_first(&first);
         let _ = client.server_final(&last);
+    }
+}
+
+proptest! {
+    // Each case runs PBKDF2 twice; a few dozen cases cover the escapes and UTF-8.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn any_user_and_password_authenticate(
+        user in "\\PC{1,20}",
+        password in "\\PC{0,20}",
+        sha512 in any::<bool>(),
+    ) {
+        let mechanism = if sha512 { ScramMechanism::Sha512 } else { ScramMechanism::Sha256 };
+        let stored = ScramCredential::from_password(mechanism, password.as_bytes(), vec![1, 2, 3], 4096);
+        prop_assert_eq!(exchange(mechanism, &user, &password, Some(stored)), Ok(user.clone()));
     }
 }
 

@@ -53,6 +53,9 @@ pub(super) enum ServerFinal {
 /// up to this many.
 const ITERATIONS_DIGITS_MAX: usize = 16;
 
+/// Kafka's client-first extension for delegation tokens.
+const TOKEN_AUTHENTICATION_EXTENSION: &str = "tokenauth";
+
 fn check_text(message: &[u8]) -> Result<&str, ScramError> {
     if message.len() > SCRAM_MESSAGE_BYTES_MAX {
         return Err(ScramError::TooLong {
@@ -140,8 +143,10 @@ pub(super) fn encode_saslname(name: &str) -> String {
 }
 
 /// Parses a client-first-message: gs2-header ("n," then an optional "a=authzid", then ','),
-/// then "n=user,r=nonce". Channel binding ("y", "p=") and extensions are refused, as Kafka
-/// refuses them.
+/// then "n=user,r=nonce", then extensions. Channel binding ("y", "p=") is refused, as Kafka
+/// refuses it. Extensions are ignored, as Kafka ignores the ones it does not know (they stay in
+/// `bare`, so the AuthMessage covers them), except Kafka's `tokenauth=true`: that one means the
+/// user name is a delegation token id, and Spate has no delegation tokens.
 pub(super) fn parse_client_first(message: &[u8]) -> Result<ClientFirst<'_>, ScramError> {
     let text = check_text(message)?;
     let after_flag = match text.as_bytes().first() {
@@ -173,7 +178,18 @@ pub(super) fn parse_client_first(message: &[u8]) -> Result<ClientFirst<'_>, Scra
             .next()
             .ok_or(ScramError::Malformed("expected the nonce r="))?,
     )?;
-    refuse_extensions(fields)?;
+    for extension in fields {
+        let (key, value) = extension
+            .split_once('=')
+            .filter(|_| is_attribute(extension))
+            .ok_or(ScramError::Malformed(
+                "unexpected text after the attributes",
+            ))?;
+        // Java's Boolean.parseBoolean, which Kafka reads the value with.
+        if key == TOKEN_AUTHENTICATION_EXTENSION && value.eq_ignore_ascii_case("true") {
+            return Err(ScramError::UnsupportedExtension);
+        }
+    }
     Ok(ClientFirst {
         gs2_header,
         authorization_id,
@@ -183,8 +199,9 @@ pub(super) fn parse_client_first(message: &[u8]) -> Result<ClientFirst<'_>, Scra
     })
 }
 
-/// Whatever follows the known attributes: an extension is refused as unsupported, anything
-/// else is malformed.
+/// Whatever follows the known attributes of a client-final-message: an extension is refused
+/// as unsupported (Kafka leaves them out of its AuthMessage, so no client can use them with
+/// Kafka either), anything else is malformed.
 fn refuse_extensions<'a>(mut fields: impl Iterator<Item = &'a str>) -> Result<(), ScramError> {
     match fields.next() {
         None => Ok(()),
@@ -347,6 +364,16 @@ mod tests {
         assert_eq!(parsed.user, "us,er");
         assert_eq!(parsed.client_nonce, "abc");
         assert_eq!(parsed.bare, "n=us=2Cer,r=abc");
+    }
+
+    #[test]
+    fn client_first_ignores_extensions_other_than_token_authentication() {
+        let parsed = parse_client_first(b"n,,n=user,r=abc,foo=bar,tokenauth=false").unwrap();
+        assert_eq!(parsed.bare, "n=user,r=abc,foo=bar,tokenauth=false");
+        assert_eq!(
+            parse_client_first(b"n,,n=user,r=abc,foo=bar,tokenauth=TRUE").unwrap_err(),
+            ScramError::UnsupportedExtension
+        );
     }
 
     #[test]
