@@ -24,6 +24,8 @@ pub const KAFKA_CODE_ANY: i8 = 1;
 pub const WILDCARD_RESOURCE_NAME: &str = "*";
 /// The host that, in a binding, stands for every host.
 pub const WILDCARD_HOST: &str = "*";
+/// The name of the one Cluster resource, as Kafka names it.
+pub const CLUSTER_RESOURCE_NAME: &str = "kafka-cluster";
 /// The principal that, in a binding, stands for every user.
 pub const WILDCARD_PRINCIPAL: &str = "User:*";
 
@@ -372,10 +374,12 @@ impl AccessEntry {
         }
     }
 
-    /// Whether this entry speaks of `principal` (written "User:alice") connecting from `host`.
-    fn applies_to(&self, principal: &str, host: IpAddr) -> bool {
-        (self.principal == principal || self.principal == WILDCARD_PRINCIPAL)
-            && host_matches(&self.host, host)
+    /// Whether this entry speaks of `principal` connecting from `host`.
+    fn applies_to(&self, principal: &Principal, host: IpAddr) -> bool {
+        // The entry's "Kind:name" compared in parts, so authorizing allocates nothing.
+        let names_principal = self.principal.split_once(':')
+            == Some((principal.kind.as_str(), principal.name.as_str()));
+        (names_principal || self.principal == WILDCARD_PRINCIPAL) && host_matches(&self.host, host)
     }
 }
 
@@ -492,10 +496,9 @@ impl Acls {
         if super_users.contains(principal) {
             return true;
         }
-        let principal = principal.to_string();
         let mut allowed = false;
         for entry in self.entries_for(resource_type, resource_name) {
-            if !entry.applies_to(&principal, host) {
+            if !entry.applies_to(principal, host) {
                 continue;
             }
             match entry.permission {
