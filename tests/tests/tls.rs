@@ -20,6 +20,8 @@ use spate_tests::broker_process::broker_binary;
 use spate_tests::tls::{self as pki, TestPki};
 use spate_tests::{Broker, BrokerOptions, TestClient};
 
+mod cli_support;
+
 const WAIT: Duration = Duration::from_secs(60);
 
 fn broker_with(arguments: Vec<String>) -> Broker {
@@ -534,4 +536,46 @@ fn a_plaintext_listener_on_a_non_loopback_address_is_warned_about() {
             .any(|line| line.contains("plaintext listener binds") && line.contains("native")),
         "the native listener is on 127.0.0.1"
     );
+}
+
+#[test]
+fn the_spate_tool_talks_tls_and_mutual_tls_with_its_global_flags() {
+    let pki = TestPki::new();
+    let broker = broker_with(TestPki::listener_arguments(
+        "",
+        &pki.server,
+        Some(&pki.ca_file),
+    ));
+    let ca = pki.ca_file.display().to_string();
+    let cert = pki.client.cert_file.display().to_string();
+    let key = pki.client.key_file.display().to_string();
+    let tls = [
+        "--tls-ca",
+        ca.as_str(),
+        "--tls-cert",
+        cert.as_str(),
+        "--tls-key",
+        key.as_str(),
+    ];
+    let mut create = tls.to_vec();
+    create.extend(["topic", "create", "cli-tls"]);
+    cli_support::spate(broker.address(), &create, b"").ok();
+    let mut produce = tls.to_vec();
+    produce.extend(["produce", "cli-tls"]);
+    cli_support::spate(broker.address(), &produce, b"one\ntwo\n").ok();
+    let mut consume = tls.to_vec();
+    consume.extend(["consume", "cli-tls", "-o", "beginning", "-e"]);
+    let read = cli_support::spate(broker.address(), &consume, b"").ok();
+    assert_eq!(read.lines().collect::<Vec<_>>(), ["one", "two"]);
+    // Without the client certificate the broker refuses, and the tool says it was TLS.
+    let refused = cli_support::spate(broker.address(), &["--tls-ca", &ca, "topic", "list"], b"")
+        .fails_with(1);
+    assert!(refused.contains("TLS"), "{refused}");
+    // Half the flags: a usage error.
+    cli_support::spate(
+        broker.address(),
+        &["--tls-cert", &cert, "topic", "list"],
+        b"",
+    )
+    .fails_with(2);
 }
