@@ -414,3 +414,120 @@ fn send_without_waiting(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::AsyncReadExt;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    /// A self-signed certificate for `localhost`: the server's config, and a client config
+    /// trusting it.
+    fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        let der = CertificateDer::from(certificate.der().to_vec());
+        let provider = super::super::crypto_provider();
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// The reader waits for a request while the writer waits for a full socket: glommio keeps
+    /// one waiter per side, so each must be woken by its own side. The peer first sends a few
+    /// bytes without reading (only the reader can make progress), then reads everything (only
+    /// the writer can).
+    #[test]
+    fn a_waiting_read_and_a_waiting_write_are_both_woken() {
+        const RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+        let (server_config, client_config) = configs();
+        glommio::LocalExecutor::default().run(async move {
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = listener.local_addr().unwrap();
+            let peer = std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut socket = std::net::TcpStream::connect(address).unwrap();
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+                while client.is_handshaking() {
+                    client.complete_io(&mut socket).unwrap();
+                }
+                // Let the server's writer fill the socket and wait first.
+                std::thread::sleep(Duration::from_millis(300));
+                client.writer().write_all(b"ping").unwrap();
+                while client.wants_write() {
+                    client.write_tls(&mut socket).unwrap();
+                }
+                let mut received = 0;
+                let mut chunk = vec![0u8; 64 * 1024];
+                while received < RESPONSE_BYTES {
+                    if client.read_tls(&mut socket).unwrap() == 0 {
+                        break;
+                    }
+                    client.process_new_packets().unwrap();
+                    loop {
+                        match client.reader().read(&mut chunk) {
+                            Ok(count) if count > 0 => received += count,
+                            _ => break,
+                        }
+                    }
+                }
+                received
+            });
+            let stream = listener.accept().await.unwrap();
+            // SAFETY: the descriptor belongs to `stream`, alive for this borrow.
+            let socket = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+            // A small buffer, so the writer surely waits for the peer.
+            socket2::SockRef::from(&socket)
+                .set_send_buffer_size(4096)
+                .unwrap();
+            let (session, peer_identity) = accept(
+                stream,
+                server_config,
+                Duration::from_secs(10),
+                future::pending(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(peer_identity.principal, None);
+            let writer_session = session.clone();
+            let writer = glommio::spawn_local(async move {
+                let chunks: Vec<Bytes> = (0..8)
+                    .map(|index| Bytes::from(vec![index as u8; RESPONSE_BYTES / 8]))
+                    .collect();
+                writer_session.write_chunks(&chunks).await.unwrap();
+            });
+            let mut reader_session = session.clone();
+            let reader = glommio::spawn_local(async move {
+                let mut request = [0u8; 4];
+                reader_session.read_exact(&mut request).await.unwrap();
+                request
+            });
+            let both = future::zip(reader, writer);
+            let outcome = future::or(async { Some(both.await) }, async {
+                glommio::timer::sleep(Duration::from_secs(60)).await;
+                None
+            })
+            .await;
+            let (request, ()) = outcome.expect("a read or a write was never woken");
+            assert_eq!(&request, b"ping");
+            session.shut_down();
+            assert_eq!(peer.join().unwrap(), RESPONSE_BYTES);
+        });
+    }
+}
