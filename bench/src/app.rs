@@ -439,7 +439,7 @@ fn run_driver(
         "spawned": spawned.is_some(),
         "data_dir": spawned.as_ref().and_then(|spawned| spawned.data_dir()).map(|path| path.display().to_string()),
     });
-    let driver = connect(driver_kind, address, workload)?;
+    let driver = connect(driver_kind, address, target_arguments, workload)?;
     eprintln!(
         "running {} with {} at {address} ...",
         kind.name(),
@@ -641,10 +641,17 @@ fn start_target(
 fn connect(
     driver: DriverKind,
     address: std::net::SocketAddr,
+    target_arguments: &TargetArgs,
     _workload: &Workload,
 ) -> Result<Box<dyn Driver>, BenchError> {
     Ok(match driver {
-        DriverKind::Spate => Box::new(SpateDriver::connect(address)?),
+        DriverKind::Spate => Box::new(SpateDriver::connect(
+            address,
+            target_arguments
+                .tls_ca
+                .as_ref()
+                .map(spate_client::TlsConfig::new),
+        )?),
         DriverKind::Kafka | DriverKind::ApacheKafka | DriverKind::ApacheKafkaFlush => {
             kafka_driver(address, driver)?
         }

@@ -199,6 +199,11 @@ pub struct TargetArgs {
         allow_hyphen_values = true
     )]
     pub broker_arguments: Vec<String>,
+    /// The native driver talks TLS, verifying the broker against this PEM CA bundle (give a
+    /// spawned broker its certificate with `--broker-arg=--tls-cert-file --broker-arg=FILE`
+    /// and the same for `--tls-key-file`; `bench/scripts/tls-cost.sh` does both).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// The redis-server binary to spawn.
     #[arg(long, default_value = "redis-server")]
     pub redis_binary: PathBuf,

@@ -13,6 +13,7 @@ use spate_protocol::constants::TRANSACTIONAL_ID_BYTES_MAX;
 use spate_protocol::constants::{BATCH_BYTES_MAX, FRAME_BYTES_MAX, PRODUCER_BATCHES_RETAINED};
 
 use crate::error::Error;
+use crate::tls::TlsConfig;
 
 /// Default values, with units last. Relations between them are pinned by the `const`
 /// assertions at the end of this module.
@@ -137,6 +138,8 @@ pub struct ClientConfig {
     /// Pin the client's I/O thread to this core (thread-per-core programs keep it off their
     /// own cores). `None` leaves placement to the OS.
     pub io_thread_core: Option<usize>,
+    /// TLS to every broker; `None`: plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ClientConfig {
@@ -152,6 +155,7 @@ impl Default for ClientConfig {
             metadata_max_age: defaults::METADATA_MAX_AGE,
             connection_inflight_requests_max: defaults::CONNECTION_INFLIGHT_REQUESTS_MAX,
             io_thread_core: None,
+            tls: None,
         }
     }
 }
@@ -171,7 +175,17 @@ impl ClientConfig {
         self
     }
 
+    /// Talks TLS to the brokers.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<(), Error> {
+        if let Some(tls) = &self.tls {
+            // Reads the files now: a bad one fails `Client::new`, naming it.
+            tls.client_config()?;
+        }
         if self.bootstrap.is_empty() {
             return Err(Error::invalid("client config", "no bootstrap address"));
         }

@@ -40,6 +40,17 @@ pub enum Error {
         /// What the operating system said.
         source: Arc<std::io::Error>,
     },
+    /// The TLS handshake with the broker failed, or the broker refused the client's
+    /// certificate: an untrusted or expired broker certificate, a name it does not carry, no
+    /// client certificate where the broker requires one, a plaintext port. Not retriable: the
+    /// same settings fail the same way.
+    #[error("TLS with broker {address} failed: {reason}")]
+    Tls {
+        /// The address dialled.
+        address: String,
+        /// What rustls (or the broker's alert) said.
+        reason: String,
+    },
     /// The connection broke while the request was in flight; the broker may or may not have
     /// processed it. Retriable.
     #[error("connection to broker {address} lost during {operation}: {reason}")]
@@ -318,6 +329,7 @@ impl Error {
             | Self::CorruptStoredData { .. }
             | Self::RetriesExhausted { .. }
             | Self::Invalid { .. }
+            | Self::Tls { .. }
             | Self::OutOfOrderSequence { .. }
             | Self::DuplicateSequence { .. }
             | Self::ProducerFenced { .. }

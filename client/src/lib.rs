@@ -66,6 +66,7 @@ pub(crate) mod network;
 pub mod producer;
 pub(crate) mod runtime;
 pub(crate) mod timer;
+pub mod tls;
 
 pub use admin::{Admin, ClusterDescription, NewTopic, PartitionInfo, PartitionOffset};
 pub use admin::{BrokerDescription, PartitionChange, Reassignment, ReassignmentTarget};
@@ -82,3 +83,4 @@ pub use producer::RecordMetadata;
 pub use producer::{DeliveredBatch, Delivery, DeliveryHandler, Header, Producer, ProducerRecord};
 pub use spate_protocol::api::{Acks, IsolationLevel, OffsetSpec};
 pub use spate_protocol::ErrorCode;
+pub use tls::TlsConfig;

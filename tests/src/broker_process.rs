@@ -431,7 +431,16 @@ fn spawn_once(
             .flatten(),
         )
         .args(["--shards", &options.shards.to_string()])
-        .args(["--log-level", "info"])
+        // Unless the test asks for more (a debug line it waits for).
+        .args(
+            (!options
+                .arguments
+                .iter()
+                .any(|argument| argument == "--log-level"))
+            .then(|| ["--log-level".to_string(), "info".to_string()])
+            .into_iter()
+            .flatten(),
+        )
         .args(&options.arguments)
         // The test's own SPATE_* variables must not leak into the broker and override flags.
         .env_remove("SPATE_LOG")

@@ -15,6 +15,7 @@ pub mod client;
 pub mod cluster;
 pub mod kafka_client;
 pub mod proxy;
+pub mod tls;
 
 pub use broker_process::{Broker, BrokerOptions};
 pub use client::{build_batch, TestClient, TestRecord};

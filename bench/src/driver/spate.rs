@@ -13,7 +13,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use spate_client::{Acks, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer};
+use spate_client::{
+    Acks, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, TlsConfig,
+};
 use spate_client::{DeliveredBatch, ProducerConfig, ProducerRecord, StartAt};
 
 use super::{AcknowledgementCallback, Acknowledgements, ConsumerDriver, ConsumerSettings};
@@ -37,12 +39,18 @@ fn client_error(operation: &'static str) -> impl Fn(spate_client::Error) -> Driv
 pub struct SpateDriver {
     address: SocketAddr,
     admin_client: Client,
+    /// TLS for every client this driver makes; `None`: plaintext.
+    tls: Option<TlsConfig>,
 }
 
 impl SpateDriver {
     /// Starts a client and checks the broker answers (lists topics).
-    pub fn connect(address: SocketAddr) -> Result<SpateDriver, DriverError> {
-        let admin_client = new_client(address)?;
+    /// `tls`: talk TLS to the broker (`--tls-ca`); `None`: plaintext.
+    pub fn connect(
+        address: SocketAddr,
+        tls: Option<TlsConfig>,
+    ) -> Result<SpateDriver, DriverError> {
+        let admin_client = new_client(address, &tls)?;
         admin_client
             .admin()
             .list_topics()
@@ -55,13 +63,17 @@ impl SpateDriver {
         Ok(SpateDriver {
             address,
             admin_client,
+            tls,
         })
     }
 }
 
-fn new_client(address: SocketAddr) -> Result<Client, DriverError> {
-    Client::new(ClientConfig::new(address.to_string()).with_client_id(CLIENT_ID))
-        .map_err(client_error("start a client"))
+fn new_client(address: SocketAddr, tls: &Option<TlsConfig>) -> Result<Client, DriverError> {
+    let config = ClientConfig {
+        tls: tls.clone(),
+        ..ClientConfig::new(address.to_string()).with_client_id(CLIENT_ID)
+    };
+    Client::new(config).map_err(client_error("start a client"))
 }
 
 fn acks_of(acks: AcksSetting) -> Acks {
@@ -124,7 +136,7 @@ impl Driver for SpateDriver {
         settings: &ProducerSettings,
         on_acknowledgement: AcknowledgementCallback,
     ) -> Result<Box<dyn ProducerDriver>, DriverError> {
-        let client = new_client(self.address)?;
+        let client = new_client(self.address, &self.tls)?;
         let defaults = ProducerConfig::default();
         let config = ProducerConfig {
             acks: acks_of(settings.acks),
@@ -169,7 +181,7 @@ impl Driver for SpateDriver {
         partitions: &[u32],
         settings: &ConsumerSettings,
     ) -> Result<Box<dyn ConsumerDriver>, DriverError> {
-        let client = new_client(self.address)?;
+        let client = new_client(self.address, &self.tls)?;
         let defaults = ConsumerConfig::default();
         let fetch_bytes_max = settings.fetch_bytes_max;
         let config = ConsumerConfig {

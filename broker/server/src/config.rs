@@ -190,6 +190,15 @@ pub mod defaults {
     pub const REPLICA_FETCH_PARTITION_BYTES_MAX: usize = 1024 * 1024;
     /// How often a leader looks for followers to drop from or add to an ISR.
     pub const REPLICA_ISR_CHECK_MS: u64 = 1_000;
+
+    // TLS on the listeners (`tls`).
+    /// Longest a TLS handshake may take from accept to its last message; a client that sends
+    /// nothing, or a plaintext client whose bytes look like the start of a record, is closed
+    /// then. Kafka has no such bound; a slow handshake holds a connection slot, nothing more.
+    pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+    /// How often the certificate, key and client CA files of TLS listeners are checked for
+    /// changes (SIGHUP checks at once).
+    pub const TLS_RELOAD_CHECK_INTERVAL_MS: u64 = 5_000;
 }
 
 /// Why the configuration could not be built. Each variant names the setting and the layer.
@@ -386,6 +395,17 @@ settings! {
     storage_write_buffer_bytes: usize, "SPATE_STORAGE_WRITE_BUFFER_BYTES", "Largest single disk write of a partition (default: from <data_dir>/iotune.toml, else 4 MiB)";
     storage_write_queue_bytes_max: usize, "SPATE_STORAGE_WRITE_QUEUE_BYTES_MAX", "Appended bytes a partition may queue for the disk before appends wait (default: from <data_dir>/iotune.toml, else 32 MiB)";
     storage_group_commit_us: u64, "SPATE_STORAGE_GROUP_COMMIT_US", "Longest written data nobody waits on stays unsynced, for topics without group.commit.us (default: from <data_dir>/iotune.toml, else 2000)";
+    tls_cert_file: PathBuf, "SPATE_TLS_CERT_FILE", "PEM certificate chain of the native listener (leaf first): turns TLS on there, with tls_key_file";
+    tls_key_file: PathBuf, "SPATE_TLS_KEY_FILE", "PEM private key (PKCS#8, PKCS#1 or SEC1) of tls_cert_file";
+    tls_client_ca_file: PathBuf, "SPATE_TLS_CLIENT_CA_FILE", "PEM CA bundle the native listener verifies client certificates against: turns mutual TLS on (a client without a certificate it signed is refused)";
+    kafka_tls_cert_file: PathBuf, "SPATE_KAFKA_TLS_CERT_FILE", "PEM certificate chain of the Kafka listener: turns TLS on there (Kafka's SSL listener), with kafka_tls_key_file";
+    kafka_tls_key_file: PathBuf, "SPATE_KAFKA_TLS_KEY_FILE", "PEM private key of kafka_tls_cert_file";
+    kafka_tls_client_ca_file: PathBuf, "SPATE_KAFKA_TLS_CLIENT_CA_FILE", "PEM CA bundle for client certificates on the Kafka listener: mutual TLS, like Kafka's ssl.client.auth=required";
+    admin_tls_cert_file: PathBuf, "SPATE_ADMIN_TLS_CERT_FILE", "PEM certificate chain of the admin HTTP listener: HTTPS, with admin_tls_key_file";
+    admin_tls_key_file: PathBuf, "SPATE_ADMIN_TLS_KEY_FILE", "PEM private key of admin_tls_cert_file";
+    admin_tls_client_ca_file: PathBuf, "SPATE_ADMIN_TLS_CLIENT_CA_FILE", "PEM CA bundle for client certificates on the admin listener (mutual TLS)";
+    tls_handshake_timeout_ms: u64, "SPATE_TLS_HANDSHAKE_TIMEOUT_MS", "Longest a TLS handshake may take on any listener; then the connection is closed (default 10000)";
+    tls_reload_check_interval_ms: u64, "SPATE_TLS_RELOAD_CHECK_INTERVAL_MS", "How often TLS certificate, key and CA files are checked for changes and reloaded (SIGHUP reloads at once; default 5000)";
     storage_iotune: bool, "SPATE_STORAGE_IOTUNE", "Whether the sizes not set explicitly come from <data_dir>/iotune.toml, written by `spate-broker iotune` (default true)";
 }
 
@@ -519,6 +539,8 @@ pub struct Limits {
     pub replica_fetch_bytes_max: usize,
     pub replica_fetch_partition_bytes_max: usize,
     pub replica_isr_check_ms: u64,
+    pub tls_handshake_timeout_ms: u64,
+    pub tls_reload_check_interval_ms: u64,
     /// Partition logs' write sizes and group-commit interval (settings, `iotune.toml`).
     pub storage_sizing: StorageSizing,
 }
@@ -564,6 +586,22 @@ pub struct KafkaConfig {
     pub auto_create_topics: bool,
     /// Partitions of a topic created that way.
     pub default_partitions: u32,
+    /// TLS on the Kafka listener (`kafka_tls_*`); `None`: plaintext.
+    pub tls: Option<ListenerTls>,
+}
+
+/// One listener's TLS files (`tls_*`, `kafka_tls_*`, `admin_tls_*`). The files are read when
+/// the broker starts (a missing or invalid one fails the start, naming it) and again whenever
+/// they change (`tls::reload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The certificate chain, leaf first, PEM.
+    pub cert_file: PathBuf,
+    /// The leaf's private key, PEM.
+    pub key_file: PathBuf,
+    /// CA bundle for client certificates, PEM; `Some` turns mutual TLS on: a client must
+    /// present a certificate one of these CAs signed.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl KafkaConfig {
@@ -580,10 +618,14 @@ impl KafkaConfig {
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// TLS on the native listener (`tls_*`); `None`: plaintext.
+    pub tls: Option<ListenerTls>,
     /// The Kafka protocol listener; `None`: turned off (`--kafka-listen none`).
     pub kafka: Option<KafkaConfig>,
     /// The admin HTTP listener; `None`: turned off (`--admin-listen none`).
     pub admin_listen: Option<SocketAddr>,
+    /// TLS on the admin listener (`admin_tls_*`): HTTPS; `None`: plain HTTP.
+    pub admin_tls: Option<ListenerTls>,
     /// Whether shards count metrics (`--metrics false` turns counting off).
     pub metrics: bool,
     pub placement: ShardPlacement,
@@ -683,11 +725,52 @@ impl Config {
         let groups = group_limits(&layer);
         let transactions = txn_limits(&layer);
         let kafka = kafka_config(&layer)?;
+        if kafka.is_none() {
+            refuse_tls_of_listener_off(
+                "kafka_listen",
+                [
+                    ("kafka_tls_cert_file", layer.kafka_tls_cert_file.is_some()),
+                    ("kafka_tls_key_file", layer.kafka_tls_key_file.is_some()),
+                    (
+                        "kafka_tls_client_ca_file",
+                        layer.kafka_tls_client_ca_file.is_some(),
+                    ),
+                ],
+            )?;
+        }
+        let tls = listener_tls(
+            ["tls_cert_file", "tls_key_file", "tls_client_ca_file"],
+            [
+                layer.tls_cert_file.clone(),
+                layer.tls_key_file.clone(),
+                layer.tls_client_ca_file.clone(),
+            ],
+        )?;
+        let admin_tls = listener_tls(
+            [
+                "admin_tls_cert_file",
+                "admin_tls_key_file",
+                "admin_tls_client_ca_file",
+            ],
+            [
+                layer.admin_tls_cert_file.clone(),
+                layer.admin_tls_key_file.clone(),
+                layer.admin_tls_client_ca_file.clone(),
+            ],
+        )?;
         let admin_listen_text = layer
             .admin_listen
             .clone()
             .unwrap_or_else(|| defaults::ADMIN_LISTEN.to_string());
         let admin_listen = if admin_listen_text.trim().eq_ignore_ascii_case("none") {
+            refuse_tls_of_listener_off(
+                "admin_listen",
+                [
+                    ("admin_tls_cert_file", admin_tls.is_some()),
+                    ("admin_tls_key_file", admin_tls.is_some()),
+                    ("admin_tls_client_ca_file", admin_tls.is_some()),
+                ],
+            )?;
             None
         } else {
             Some(resolve_listen(admin_listen_text.trim())?)
@@ -856,6 +939,12 @@ impl Config {
             replica_isr_check_ms: layer
                 .replica_isr_check_ms
                 .unwrap_or(defaults::REPLICA_ISR_CHECK_MS),
+            tls_handshake_timeout_ms: layer
+                .tls_handshake_timeout_ms
+                .unwrap_or(defaults::TLS_HANDSHAKE_TIMEOUT_MS),
+            tls_reload_check_interval_ms: layer
+                .tls_reload_check_interval_ms
+                .unwrap_or(defaults::TLS_RELOAD_CHECK_INTERVAL_MS),
             storage_sizing: StorageSizing::from_settings(
                 layer.storage_write_buffer_bytes,
                 layer.storage_write_queue_bytes_max,
@@ -868,8 +957,10 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
             listen,
+            tls,
             kafka,
             admin_listen,
+            admin_tls,
             metrics,
             placement,
             log_level: layer
@@ -985,6 +1076,14 @@ impl Config {
             ("fetch_response_bytes_max", limits.fetch_response_bytes_max),
             ("topics_max", limits.topics_max),
             ("partitions_per_shard_max", limits.partitions_per_shard_max),
+            (
+                "tls_handshake_timeout_ms",
+                limits.tls_handshake_timeout_ms as usize,
+            ),
+            (
+                "tls_reload_check_interval_ms",
+                limits.tls_reload_check_interval_ms as usize,
+            ),
         ];
         for (setting, value) in positive {
             if value == 0 {
@@ -1127,6 +1226,15 @@ impl Config {
                      fetch would leave the in-sync replicas",
                     limits.replica_lag_time_max_ms, limits.replica_fetch_wait_ms
                 ),
+            );
+        }
+        if self.cluster.is_cluster_mode() && self.tls.is_some() {
+            return invalid(
+                "tls_cert_file",
+                "TLS on the native listener is not available in cluster mode: brokers call each \
+                 other over that listener in plaintext (use TLS on the Kafka listener, or keep \
+                 the native listener on a private network)"
+                    .to_string(),
             );
         }
         if limits.default_replication_factor == Some(0) {
@@ -1306,6 +1414,53 @@ fn read_file(path: &Path) -> Result<Overrides, ConfigError> {
 }
 
 /// The Kafka listener's settings; `None` when `kafka_listen` is `none`.
+/// One listener's TLS settings from its three optional files, named by `settings` (certificate,
+/// key, client CA): none set is plaintext; a certificate without its key (or the reverse), or a
+/// client CA without both, is half a configuration and refused rather than served in plaintext.
+fn listener_tls(
+    settings: [&'static str; 3],
+    files: [Option<PathBuf>; 3],
+) -> Result<Option<ListenerTls>, ConfigError> {
+    let [cert_setting, key_setting, client_ca_setting] = settings;
+    let [cert_file, key_file, client_ca_file] = files;
+    match (cert_file, key_file) {
+        (None, None) if client_ca_file.is_none() => Ok(None),
+        (None, None) => Err(ConfigError::Invalid {
+            setting: client_ca_setting,
+            message: format!(
+                "verifying client certificates needs TLS: set {cert_setting} and {key_setting} too"
+            ),
+        }),
+        (Some(_), None) => Err(ConfigError::Invalid {
+            setting: key_setting,
+            message: format!("{cert_setting} is set without its private key {key_setting}"),
+        }),
+        (None, Some(_)) => Err(ConfigError::Invalid {
+            setting: cert_setting,
+            message: format!("{key_setting} is set without its certificate {cert_setting}"),
+        }),
+        (Some(cert_file), Some(key_file)) => Ok(Some(ListenerTls {
+            cert_file,
+            key_file,
+            client_ca_file,
+        })),
+    }
+}
+
+/// TLS settings for a listener that is turned off would silently do nothing: refused.
+fn refuse_tls_of_listener_off(
+    listen_setting: &'static str,
+    settings: [(&'static str, bool); 3],
+) -> Result<(), ConfigError> {
+    match settings.iter().find(|(_, set)| *set) {
+        None => Ok(()),
+        Some((setting, _)) => Err(ConfigError::Invalid {
+            setting,
+            message: format!("{listen_setting} is none: there is no listener to secure"),
+        }),
+    }
+}
+
 fn kafka_config(layer: &Overrides) -> Result<Option<KafkaConfig>, ConfigError> {
     let listen_text = layer
         .kafka_listen
@@ -1338,6 +1493,18 @@ fn kafka_config(layer: &Overrides) -> Result<Option<KafkaConfig>, ConfigError> {
             .kafka_auto_create_topics
             .unwrap_or(defaults::KAFKA_AUTO_CREATE_TOPICS),
         default_partitions,
+        tls: listener_tls(
+            [
+                "kafka_tls_cert_file",
+                "kafka_tls_key_file",
+                "kafka_tls_client_ca_file",
+            ],
+            [
+                layer.kafka_tls_cert_file.clone(),
+                layer.kafka_tls_key_file.clone(),
+                layer.kafka_tls_client_ca_file.clone(),
+            ],
+        )?,
     }))
 }
 
@@ -1485,6 +1652,77 @@ mod tests {
             "1024",
         ]);
         assert_eq!(setting, "group_write_batch_bytes_max");
+    }
+
+    #[test]
+    fn tls_files_layer_like_every_setting_and_half_a_configuration_is_refused() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "kafka_tls_cert_file = \"/toml/kafka.pem\"\nkafka_tls_key_file = \"/toml/kafka.key\"\n",
+        )
+        .unwrap();
+        let config_path = file.path().to_str().unwrap();
+        let config = build(
+            &[
+                "--config",
+                config_path,
+                "--tls-cert-file",
+                "/flag/native.pem",
+                "--tls-key-file",
+                "/flag/native.key",
+                "--kafka-tls-key-file",
+                "/flag/kafka.key",
+            ],
+            &[("SPATE_TLS_CLIENT_CA_FILE", "/env/ca.pem")],
+            vec![0],
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            Some(ListenerTls {
+                cert_file: "/flag/native.pem".into(),
+                key_file: "/flag/native.key".into(),
+                client_ca_file: Some("/env/ca.pem".into()),
+            })
+        );
+        let kafka_tls = config.kafka.unwrap().tls.unwrap();
+        assert_eq!(kafka_tls.cert_file, PathBuf::from("/toml/kafka.pem"));
+        assert_eq!(kafka_tls.key_file, PathBuf::from("/flag/kafka.key"));
+        assert_eq!(config.admin_tls, None);
+        assert_eq!(
+            config.limits.tls_handshake_timeout_ms,
+            defaults::TLS_HANDSHAKE_TIMEOUT_MS
+        );
+
+        let (setting, message) = refusal(&["--tls-cert-file", "a.pem"]);
+        assert_eq!(setting, "tls_key_file", "{message}");
+        let (setting, _) = refusal(&["--admin-tls-key-file", "a.key"]);
+        assert_eq!(setting, "admin_tls_cert_file");
+        let (setting, message) = refusal(&["--kafka-tls-client-ca-file", "ca.pem"]);
+        assert_eq!(setting, "kafka_tls_client_ca_file", "{message}");
+        let (setting, message) = refusal(&[
+            "--kafka-listen",
+            "none",
+            "--kafka-tls-cert-file",
+            "a.pem",
+            "--kafka-tls-key-file",
+            "a.key",
+        ]);
+        assert_eq!(setting, "kafka_tls_cert_file", "{message}");
+        assert!(message.contains("kafka_listen is none"), "{message}");
+        let (setting, message) = refusal(&[
+            "--seeds",
+            "127.0.0.1:9192",
+            "--tls-cert-file",
+            "a.pem",
+            "--tls-key-file",
+            "a.key",
+        ]);
+        assert_eq!(setting, "tls_cert_file", "{message}");
+        assert!(message.contains("cluster mode"), "{message}");
+        let (setting, _) = refusal(&["--tls-handshake-timeout-ms", "0"]);
+        assert_eq!(setting, "tls_handshake_timeout_ms");
     }
 
     #[test]

@@ -37,6 +37,12 @@
 //! pending response for `response_write_timeout_ms` closes the connection, which returns all of
 //! it; a warning says so at most every few seconds per shard.
 //!
+//! TLS: on a listener with certificates, the accepted socket first completes a handshake within
+//! `tls_handshake_timeout_ms` (a failure is logged at debug level and closes it), then reader and
+//! writer share the TLS session exactly as they share a plaintext socket (`tls::ConnectionStream`).
+//! The dialect is made once the handshake is done, from a [`ConnectionPeer`] that carries the
+//! verified client certificate's principal on a mutual-TLS listener.
+//!
 //! The protocol itself (frame sizes, headers, decoding, what is answered to bad input) is a
 //! [`Dialect`]; the native one is `handlers::Native`, Kafka's `kafka::Kafka`.
 //!
@@ -48,9 +54,11 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -65,11 +73,11 @@ use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use super::admission::LogThrottle;
 use super::handlers::Rejection;
 use super::startup::tune_connection;
-use super::write::write_chunks;
 use crate::config::Limits;
 use crate::services::Services;
 use crate::shard::budget::{charge, hold, try_hold, ByteBudget, HeldBytes};
 use crate::shard::Shard;
+use crate::tls::{ConnectionStream, ListenerCertificates};
 
 /// A wire protocol served by this connection loop: how its frames are delimited and refused,
 /// decoded into requests and run. The loop itself (budgets, ordering, timeouts, backpressure)
@@ -205,7 +213,7 @@ pub struct ConnectionLogs {
 /// polling it, and glommio keeps separate wake-ups for reading and writing, so a read waiting for
 /// bytes never blocks a write. The peer connections to other brokers share a socket the same way.
 #[derive(Clone)]
-pub(crate) struct SharedStream(pub(crate) Rc<RefCell<TcpStream>>);
+pub struct SharedStream(pub Rc<RefCell<TcpStream>>);
 
 impl AsyncRead for SharedStream {
     fn poll_read(
@@ -241,13 +249,25 @@ impl AsRawFd for SharedStream {
     }
 }
 
+/// Who is at the other end of a connection, as far as the transport knows. The dialect is
+/// made from it once the connection is open (after the TLS handshake, on a TLS listener).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionPeer {
+    pub address: Option<SocketAddr>,
+    /// On a mutual-TLS listener, `User:<subject CN>` of the client certificate rustls verified
+    /// (the whole subject DN when it has no CN); `None` on other listeners.
+    pub tls_principal: Option<String>,
+}
+
 /// Serves one accepted connection until the peer closes it, it breaks the protocol beyond
 /// repair, it stays idle too long, it does not take its answers, or the broker shuts down.
+/// On a TLS listener (`certificates`) the handshake comes first.
 pub async fn serve<D: Dialect>(
     shard: Rc<Services>,
     stream: TcpStream,
+    certificates: Option<Arc<ListenerCertificates>>,
     logs: Rc<ConnectionLogs>,
-    dialect: D,
+    make_dialect: impl FnOnce(&ConnectionPeer) -> D,
 ) {
     let limits = &shard.config.limits;
     // SAFETY: the descriptor is the open socket owned by `stream`, alive for this borrow.
@@ -265,8 +285,33 @@ pub async fn serve<D: Dialect>(
     if let Err(error) = stream.set_write_timeout(Some(write_timeout)) {
         tracing::debug!(shard = shard.id, %error, "could not set the response write timeout");
     }
+    let address = stream.peer_addr().ok();
+    let handshake_timeout = Duration::from_millis(limits.tls_handshake_timeout_ms);
+    let opened = crate::tls::open(
+        stream,
+        certificates.as_deref(),
+        handshake_timeout,
+        shard.shutdown.requested(),
+    )
+    .await;
+    let (stream, tls_peer) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            // A plaintext client on a TLS port, an untrusted or missing client certificate, a
+            // scanner: the client's doing, so not above debug.
+            tracing::debug!(shard = shard.id, peer = ?address, %error, "TLS handshake failed; connection closed");
+            return;
+        }
+    };
+    let peer = ConnectionPeer {
+        address,
+        tls_principal: tls_peer.principal,
+    };
+    if let Some(principal) = &peer.tls_principal {
+        tracing::debug!(shard = shard.id, peer = ?address, principal, "TLS client certificate verified");
+    }
+    let dialect = make_dialect(&peer);
     spate_metrics::shard(|metrics| metrics.connection_opened(D::PROTOCOL));
-    let stream = SharedStream(Rc::new(RefCell::new(stream)));
     // Unbounded only in type: the reader takes one of `slots` before it queues a request.
     let (queue, queued) = local_channel::new_unbounded();
     let shared = Rc::new(Shared {
@@ -302,7 +347,7 @@ pub async fn serve<D: Dialect>(
 
 async fn write_responses(
     queued: LocalReceiver<InFlight>,
-    mut stream: SharedStream,
+    mut stream: ConnectionStream,
     shared: Rc<Shared>,
     shard: Rc<Services>,
     logs: Rc<ConnectionLogs>,
@@ -325,7 +370,7 @@ async fn write_responses(
                 continue;
             }
         };
-        if let Err(error) = write_chunks(&mut stream, chunks).await {
+        if let Err(error) = stream.write_chunks(chunks).await {
             log_write_failure(&shard, &stream, &logs, &error);
             broken = true;
             // Stop the reader now, and let the peer see the close now, not once every request
@@ -339,7 +384,7 @@ async fn write_responses(
 
 fn log_write_failure(
     shard: &Services,
-    stream: &SharedStream,
+    stream: &ConnectionStream,
     logs: &ConnectionLogs,
     error: &io::Error,
 ) {
@@ -350,7 +395,7 @@ fn log_write_failure(
     let Some(suppressed) = logs.write_timeouts.borrow_mut().due(Instant::now()) else {
         return;
     };
-    let peer = stream.0.borrow().peer_addr().ok();
+    let peer = stream.peer_addr();
     tracing::warn!(
         shard = shard.id,
         peer = ?peer,
@@ -361,10 +406,8 @@ fn log_write_failure(
     );
 }
 
-fn shut_down(stream: &SharedStream) {
-    // SAFETY: the descriptor is the open socket owned by the shared stream, alive for this borrow.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let _ = socket2::SockRef::from(&borrowed).shutdown(std::net::Shutdown::Both);
+fn shut_down(stream: &ConnectionStream) {
+    stream.shut_down();
 }
 
 /// What the reader does after looking at the front of its buffer.
@@ -389,7 +432,7 @@ struct Reader<D: Dialect> {
     /// The connection's protocol (and what it knows of the connection).
     dialect: Rc<D>,
     shard: Rc<Services>,
-    stream: SharedStream,
+    stream: ConnectionStream,
     /// Everything this connection holds: frames, and fetches' response allowances.
     budget: ByteBudget,
     /// This connection's share of the shard's arrival budget.
@@ -785,7 +828,7 @@ async fn stopped(shard: &Shard, shared: &Shared) {
 async fn read_or_stop(
     shard: &Shard,
     shared: &Shared,
-    stream: &mut SharedStream,
+    stream: &mut ConnectionStream,
     target: &mut [u8],
     timeout: Duration,
 ) -> Waited {
@@ -808,7 +851,7 @@ async fn read_or_stop(
 async fn read_partial(
     shard: &Services,
     shared: &Shared,
-    stream: &mut SharedStream,
+    stream: &mut ConnectionStream,
     target: &mut [u8],
     waited: &mut Duration,
 ) -> Option<usize> {

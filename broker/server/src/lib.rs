@@ -30,6 +30,7 @@ pub mod replication;
 pub mod services;
 pub mod startup;
 pub mod storage_sizing;
+pub mod tls;
 pub mod write;
 
 // The layers below, under the names this crate's modules use (`crate::shard::...`).
@@ -95,6 +96,10 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error("Kafka cluster id: {0}")]
     KafkaIdentity(#[from] kafka::identity::IdentityError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot start the TLS certificate reload: {0}")]
+    TlsReload(std::io::Error),
 }
 
 /// A step every shard must reach before any goes on: counted with an atomic, waited for by
@@ -168,12 +173,66 @@ struct Rendezvous {
     admin: Option<SocketAddr>,
     /// When `run` began (the admin API's uptime).
     started: Instant,
+    /// Each TLS listener's certificates, as the reload thread keeps them.
+    certificates: ListenersCertificates,
+}
+
+/// The certificates of the listeners that have TLS (`None`: plaintext).
+#[derive(Clone, Default)]
+struct ListenersCertificates {
+    native: Option<Arc<tls::ListenerCertificates>>,
+    kafka: Option<Arc<tls::ListenerCertificates>>,
+    admin: Option<Arc<tls::ListenerCertificates>>,
+}
+
+impl ListenersCertificates {
+    /// Reads every listener's files: a missing or invalid one fails the start, naming it.
+    fn load(config: &Config) -> Result<ListenersCertificates, tls::TlsError> {
+        let load = |listener, files: Option<&config::ListenerTls>| {
+            files
+                .map(|files| tls::ListenerCertificates::load(listener, files))
+                .transpose()
+        };
+        Ok(ListenersCertificates {
+            native: load("native", config.tls.as_ref())?,
+            kafka: load(
+                "kafka",
+                config.kafka.as_ref().and_then(|kafka| kafka.tls.as_ref()),
+            )?,
+            admin: load("admin", config.admin_tls.as_ref())?,
+        })
+    }
+
+    fn all(&self) -> Vec<Arc<tls::ListenerCertificates>> {
+        [&self.native, &self.kafka, &self.admin]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Warns about each listener that serves plaintext on an address other machines can reach.
+fn warn_of_plaintext_listeners(listeners: &[(&str, SocketAddr, bool)]) {
+    for (listener, address, has_tls) in listeners {
+        if !has_tls && !address.ip().is_loopback() {
+            tracing::warn!(
+                listener,
+                %address,
+                "a plaintext listener binds a non-loopback address: anyone who can reach it reads \
+                 and writes in the clear; configure TLS for it (its *tls_cert_file and \
+                 *tls_key_file settings) or bind 127.0.0.1"
+            );
+        }
+    }
 }
 
 /// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
 pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     let started = Instant::now();
     let shard_count = config.placement.shard_count();
+    // Before anything binds: a missing or invalid certificate fails the start, naming the file.
+    let certificates = ListenersCertificates::load(&config)?;
     startup::log_memlock(shard_count, config.limits.io_memory_bytes);
     // Bind first: a port held by anyone else (another broker included) fails the start before
     // the data directory is touched.
@@ -225,7 +284,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
             if !bound.ip().is_loopback() {
                 tracing::warn!(
                     admin_address = %bound,
-                    "the admin listener (metrics, topic and group views) has no authentication                      and binds a non-loopback address: reachable by anyone who can reach it;                      firewall it or bind 127.0.0.1"
+                    "the admin listener (metrics, topic and group views) has no authentication \
+                     and binds a non-loopback address: reachable by anyone who can reach it; \
+                     firewall it or bind 127.0.0.1"
                 );
             }
             Some((Arc::new(listener), bound))
@@ -242,6 +303,26 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     ));
     // Until `run` returns: a signal requests shutdown, which wakes every shard through its event.
     let _signals = SignalListener::start(&shutdown).map_err(ServerError::Signals)?;
+    let mut plaintext_check = vec![("native", listen, certificates.native.is_some())];
+    if let Some((_, bound)) = &kafka_listener {
+        plaintext_check.push(("kafka", *bound, certificates.kafka.is_some()));
+    }
+    if let Some((_, bound)) = &admin_listener {
+        plaintext_check.push(("admin", *bound, certificates.admin.is_some()));
+    }
+    warn_of_plaintext_listeners(&plaintext_check);
+    // Until `run` returns: the files are looked at every few seconds and on SIGHUP.
+    let _reloader = if certificates.all().is_empty() {
+        None
+    } else {
+        Some(
+            tls::reload::CertificateReloader::start(
+                certificates.all(),
+                Duration::from_millis(config.limits.tls_reload_check_interval_ms),
+            )
+            .map_err(ServerError::TlsReload)?,
+        )
+    };
 
     // Before anything else reads or writes the directory: a second broker there would treat the
     // first one's topics as strays and overwrite its catalog. Held until `run` returns.
@@ -311,6 +392,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         admin: admin_listener.as_ref().map(|(_, bound)| *bound),
         started,
         cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
+        certificates,
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
@@ -559,6 +641,7 @@ async fn serve_shard(
             Some(glommio::spawn_local(admin::serve(
                 services.clone(),
                 admin_listener,
+                rendezvous.certificates.admin.clone(),
                 context,
             )))
         }
@@ -621,20 +704,25 @@ async fn serve_shard(
     let native = accept_until_shutdown(
         &services,
         &listener,
+        rendezvous.certificates.native.clone(),
         &connections,
         &rendezvous.admission,
         &logs,
-        |_peer| handlers::Native,
+        |peer: &connection::ConnectionPeer| handlers::Native {
+            tls_principal: peer.tls_principal.clone(),
+        },
     );
     match (&kafka_listener, &rendezvous.kafka) {
         (Some(kafka_listener), Some(kafka)) => {
+            let kafka = kafka.clone();
             let kafka_connections = accept_until_shutdown(
                 &services,
                 kafka_listener,
+                rendezvous.certificates.kafka.clone(),
                 &connections,
                 &rendezvous.admission,
                 &logs,
-                |peer| kafka::Kafka::new(kafka.clone(), peer),
+                move |peer: &connection::ConnectionPeer| kafka::Kafka::new(kafka.clone(), peer),
             );
             future::zip(native, kafka_connections).await;
         }
@@ -709,10 +797,11 @@ fn duplicate_listener(
 async fn accept_until_shutdown<D: connection::Dialect>(
     shard: &Rc<Services>,
     listener: &TcpListener,
+    certificates: Option<Arc<tls::ListenerCertificates>>,
     connections: &Gate,
     admission: &Arc<Admission>,
     logs: &Rc<connection::ConnectionLogs>,
-    dialect: impl Fn(Option<SocketAddr>) -> D,
+    make_dialect: impl Fn(&connection::ConnectionPeer) -> D + Clone + 'static,
 ) {
     let log_interval = Duration::from_millis(ACCEPT_LOG_INTERVAL_MS);
     let mut failures = LogThrottle::new(log_interval);
@@ -748,8 +837,9 @@ async fn accept_until_shutdown<D: connection::Dialect>(
                 continue;
             }
         };
-        let peer = stream.peer_addr().ok();
-        let address = peer
+        let address = stream
+            .peer_addr()
+            .ok()
             .map(|address| address.ip())
             .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
         let admitted = match admission.admit(address) {
@@ -765,9 +855,10 @@ async fn accept_until_shutdown<D: connection::Dialect>(
         };
         let shard = shard.clone();
         let logs = logs.clone();
-        let dialect = dialect(peer);
+        let certificates = certificates.clone();
+        let make_dialect = make_dialect.clone();
         let spawned = connections.spawn(async move {
-            connection::serve(shard, stream, logs, dialect).await;
+            connection::serve(shard, stream, certificates, logs, make_dialect).await;
             drop(admitted);
         });
         if let Ok(task) = spawned {

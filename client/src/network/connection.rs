@@ -10,6 +10,11 @@
 //! When either side fails, the connection closes: every pending request fails with
 //! [`Error::ConnectionLost`] and later sends fail at once. Reconnecting is the caller's job
 //! (`network::Network`). This file knows frames, not messages, except for version negotiation.
+//!
+//! With `ClientConfig::tls`, the TLS handshake (tokio-rustls) runs after the TCP connect within
+//! the connect timeout, and the two tasks share the TLS stream through `tokio::io::split`. A
+//! TLS failure, in the handshake or as the broker's alert right after it (TLS 1.3 clients learn
+//! that their certificate was refused only then), is `Error::Tls`.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -23,8 +28,7 @@ use spate_protocol::api::{ApiVersionsRequest, SUPPORTED_API_VERSIONS};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::frame::split_response_frame;
 use spate_protocol::ErrorCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -63,6 +67,9 @@ struct Shared {
     garbled: AtomicBool,
     pending: Mutex<VecDeque<Pending>>,
     closed: watch::Sender<Option<String>>,
+    /// Set when a read failed with a TLS error (the broker's alert, a bad record): what the
+    /// handshake reports as `Error::Tls`.
+    tls_failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -137,23 +144,39 @@ impl Connection {
             .map_err(|_| connect_error(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect_error)?;
         stream.set_nodelay(true).map_err(connect_error)?;
-        let (read_half, write_half) = stream.into_split();
         let (closed, closed_watch) = watch::channel(None);
         let shared = Arc::new(Shared {
             address: address.to_string(),
             garbled: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
             closed,
+            tls_failure: Mutex::new(None),
         });
         let inflight_max = config.connection_inflight_requests_max;
         let (outgoing, queue) = mpsc::channel(inflight_max);
-        tokio::spawn(write_loop(
-            shared.clone(),
-            write_half,
-            queue,
-            closed_watch.clone(),
-        ));
-        tokio::spawn(read_loop(shared.clone(), read_half, closed_watch));
+        match &config.tls {
+            None => {
+                let (read_half, write_half) = stream.into_split();
+                tokio::spawn(write_loop(
+                    shared.clone(),
+                    write_half,
+                    queue,
+                    closed_watch.clone(),
+                ));
+                tokio::spawn(read_loop(shared.clone(), read_half, closed_watch));
+            }
+            Some(tls) => {
+                let stream = tls_handshake(address, config, tls, stream).await?;
+                let (read_half, write_half) = tokio::io::split(stream);
+                tokio::spawn(write_loop(
+                    shared.clone(),
+                    write_half,
+                    queue,
+                    closed_watch.clone(),
+                ));
+                tokio::spawn(read_loop(shared.clone(), read_half, closed_watch));
+            }
+        }
         let mut connection = Self {
             shared,
             outgoing,
@@ -169,7 +192,20 @@ impl Connection {
             address: address.to_string(),
             reason,
         };
-        match tokio::time::timeout(config.connect_timeout, connection.negotiate()).await {
+        let negotiated = tokio::time::timeout(config.connect_timeout, connection.negotiate()).await;
+        let tls_failure = connection
+            .shared
+            .tls_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let (Some(reason), Ok(Err(_))) = (tls_failure, &negotiated) {
+            return Err(Error::Tls {
+                address: address.to_string(),
+                reason,
+            });
+        }
+        match negotiated {
             Ok(Ok(())) => Ok(connection),
             Err(_) => Err(not_spate(format!(
                 "no answer within {} ms",
@@ -345,9 +381,32 @@ impl Connection {
     }
 }
 
-async fn write_loop(
+/// The client side of a TLS handshake on `stream`, within the connect timeout.
+async fn tls_handshake(
+    address: &str,
+    config: &ClientConfig,
+    tls: &crate::tls::TlsConfig,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+    let failed = |reason: String| Error::Tls {
+        address: address.to_string(),
+        reason,
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.client_config()?);
+    let name = tls.server_name_for(address)?;
+    match tokio::time::timeout(config.connect_timeout, connector.connect(name, stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(failed(error.to_string())),
+        Err(_) => Err(failed(format!(
+            "no handshake within {} ms (is it a TLS port?)",
+            config.connect_timeout.as_millis()
+        ))),
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    mut stream: OwnedWriteHalf,
+    mut stream: W,
     mut queue: mpsc::Receiver<Outgoing>,
     mut closed: watch::Receiver<Option<String>>,
 ) {
@@ -384,7 +443,12 @@ async fn write_loop(
                 }
             }
         }
-        if let Err(error) = write_chunks(&mut stream, &mut chunks).await {
+        let written = match write_chunks(&mut stream, &mut chunks).await {
+            // TLS keeps what the socket did not take yet in its session: flushed here.
+            Ok(()) => stream.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
             shared.close(format!("write failed: {error}"));
             for reply in written_without_answer {
                 let _ = reply.sender.send(Err(shared.lost("write failed")));
@@ -407,8 +471,8 @@ async fn write_loop(
 }
 
 /// Writes every chunk, as few `writev` calls as the kernel allows.
-async fn write_chunks(
-    stream: &mut OwnedWriteHalf,
+async fn write_chunks<W: AsyncWrite + Unpin>(
+    stream: &mut W,
     chunks: &mut VecDeque<Bytes>,
 ) -> std::io::Result<()> {
     while !chunks.is_empty() {
@@ -441,9 +505,9 @@ fn advance(chunks: &mut VecDeque<Bytes>, mut written: usize) {
     }
 }
 
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
-    mut stream: OwnedReadHalf,
+    mut stream: R,
     mut closed: watch::Receiver<Option<String>>,
 ) {
     let mut buffer = BytesMut::with_capacity(defaults::READ_CHUNK_BYTES);
@@ -471,11 +535,28 @@ async fn read_loop(
         };
         match read {
             Ok(0) => {
-                shared.close("the broker closed the connection".into());
+                // A TLS alert record (content type 21, version 3.x) is what a TLS listener
+                // answers a plaintext client with before it closes.
+                let reason = if buffer.starts_with(&[0x15, 0x03]) {
+                    "the broker answered with a TLS alert and closed the connection: a TLS port \
+                     (set ClientConfig::tls, or --tls-ca)"
+                } else {
+                    "the broker closed the connection"
+                };
+                shared.close(reason.into());
                 return;
             }
             Ok(_) => {}
             Err(error) => {
+                let is_tls = error
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<rustls::Error>());
+                if is_tls {
+                    *shared
+                        .tls_failure
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
+                }
                 shared.close(format!("read failed: {error}"));
                 return;
             }

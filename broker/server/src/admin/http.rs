@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+
+use crate::tls::ConnectionStream;
 
 /// The largest request head read (request line and headers); a larger one is answered 431.
 pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
@@ -65,8 +66,8 @@ pub enum ReadOutcome {
     Gone,
 }
 
-/// Reads one request head from `stream`.
-pub async fn read_request(stream: &mut TcpStream) -> ReadOutcome {
+/// Reads one request head from `stream` (plaintext or TLS).
+pub async fn read_request(stream: &mut ConnectionStream) -> ReadOutcome {
     let deadline = Duration::from_millis(REQUEST_HEAD_TIMEOUT_MS);
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -75,12 +76,14 @@ pub async fn read_request(stream: &mut TcpStream) -> ReadOutcome {
         let Some(left) = deadline.checked_sub(started.elapsed()) else {
             return ReadOutcome::Gone;
         };
-        if stream.set_read_timeout(Some(left)).is_err() {
-            return ReadOutcome::Gone;
-        }
-        let read = match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return ReadOutcome::Gone,
-            Ok(read) => read,
+        let read = future::or(async { Some(stream.read(&mut chunk).await) }, async {
+            glommio::timer::sleep(left).await;
+            None
+        })
+        .await;
+        let read = match read {
+            None | Some(Ok(0)) | Some(Err(_)) => return ReadOutcome::Gone,
+            Some(Ok(read)) => read,
         };
         buffer.extend_from_slice(&chunk[..read]);
         match parse_head(&buffer) {
@@ -165,9 +168,13 @@ pub fn encode_response(response: &AdminResponse, head_only: bool) -> Vec<u8> {
     bytes
 }
 
-/// Writes the answer and closes the stream; a failure only means the peer left.
-pub async fn write_response(stream: &mut TcpStream, response: &AdminResponse, head_only: bool) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(RESPONSE_WRITE_TIMEOUT_MS)));
+/// Writes the answer and closes the stream; a failure only means the peer left. The socket's
+/// write timeout (`RESPONSE_WRITE_TIMEOUT_MS`, set at accept) bounds each wait.
+pub async fn write_response(
+    stream: &mut ConnectionStream,
+    response: &AdminResponse,
+    head_only: bool,
+) {
     let bytes = encode_response(response, head_only);
     if stream.write_all(&bytes).await.is_ok() {
         let _ = stream.flush().await;

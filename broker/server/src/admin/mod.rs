@@ -19,6 +19,10 @@
 //! - `GET /v1/broker`: version, node, shards and their cores, listeners, data directory, limits;
 //! - `GET /v1/topics`, `GET /v1/topics/{name}`: partitions with offsets, sizes and traffic;
 //! - `GET /v1/groups`: the groups this broker coordinates, with committed offsets and lag.
+//!
+//! HTTPS with `admin_tls_cert_file`/`admin_tls_key_file` (and client certificates required with
+//! `admin_tls_client_ca_file`): the handshake runs in the connection's task, within
+//! [`http::REQUEST_HEAD_TIMEOUT_MS`] like the request head.
 
 pub mod exposition;
 pub mod http;
@@ -37,6 +41,7 @@ use crate::config::{Config, ShardPlacement};
 use crate::services::Services;
 use crate::shard::mesh::invoke_on;
 use crate::shard::opening::Readiness;
+use crate::tls::ListenerCertificates;
 use http::{AdminRequest, AdminResponse};
 use report::{lag, BrokerReport};
 
@@ -53,8 +58,13 @@ pub struct AdminContext {
     pub started: Instant,
 }
 
-/// Accepts admin connections on shard 0 until shutdown.
-pub async fn serve(services: Rc<Services>, listener: TcpListener, context: Rc<AdminContext>) {
+/// Accepts admin connections on shard 0 until shutdown; TLS when `certificates` is set.
+pub async fn serve(
+    services: Rc<Services>,
+    listener: TcpListener,
+    certificates: Option<Arc<ListenerCertificates>>,
+    context: Rc<AdminContext>,
+) {
     let slots = Rc::new(Semaphore::new(ADMIN_CONNECTIONS_MAX));
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -62,7 +72,7 @@ pub async fn serve(services: Rc<Services>, listener: TcpListener, context: Rc<Ad
             None
         })
         .await;
-        let mut stream = match accepted {
+        let stream = match accepted {
             None => return,
             Some(Ok(stream)) => stream,
             Some(Err(error)) => {
@@ -81,8 +91,27 @@ pub async fn serve(services: Rc<Services>, listener: TcpListener, context: Rc<Ad
         };
         let services = services.clone();
         let context = context.clone();
+        let certificates = certificates.clone();
         glommio::spawn_local(async move {
             let _slot = slot;
+            // Set on the socket, so it bounds the TLS path's waits for the socket too.
+            let _ = stream
+                .set_write_timeout(Some(Duration::from_millis(http::RESPONSE_WRITE_TIMEOUT_MS)));
+            let peer = stream.peer_addr().ok();
+            let opened = crate::tls::open(
+                stream,
+                certificates.as_deref(),
+                Duration::from_millis(http::REQUEST_HEAD_TIMEOUT_MS),
+                services.shutdown.requested(),
+            )
+            .await;
+            let mut stream = match opened {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::debug!(?peer, %error, "admin TLS handshake failed; connection closed");
+                    return;
+                }
+            };
             let (response, head_only) = match http::read_request(&mut stream).await {
                 http::ReadOutcome::Gone => return,
                 http::ReadOutcome::Refuse(response) => (response, false),

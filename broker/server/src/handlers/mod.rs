@@ -98,8 +98,12 @@ pub struct Rejection {
 }
 
 /// Spate's native protocol, as the connection loop serves it: little-endian length prefixes,
-/// `spate_protocol::frame` headers, the requests above.
-pub struct Native;
+/// `spate_protocol::frame` headers, the requests above. One per connection.
+pub struct Native {
+    /// On a mutual-TLS listener, `User:<CN>` of the verified client certificate (see
+    /// `connection::ConnectionPeer`).
+    pub tls_principal: Option<String>,
+}
 
 impl Dialect for Native {
     type Frame = RequestFrame;

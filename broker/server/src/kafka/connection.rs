@@ -29,23 +29,34 @@ use spate_kafka_protocol::versions::{is_served, served_versions};
 
 use super::{data, decode_body, execute, KafkaBroker, KafkaRequest};
 use crate::config::Limits;
-use crate::connection::{Dialect, Reply};
+use crate::connection::{ConnectionPeer, Dialect, Reply};
 use crate::handlers::Rejection;
 use crate::services::Services;
 
-/// One Kafka connection's dialect: the broker's shared Kafka state and the peer's address.
+/// One Kafka connection's dialect: the broker's shared Kafka state, the peer's address and,
+/// on a mutual-TLS listener, the principal of its verified client certificate.
 pub struct Kafka {
     pub(crate) broker: Arc<KafkaBroker>,
     pub(crate) peer: Option<SocketAddr>,
+    /// `User:<CN>` of the client certificate (see `connection::ConnectionPeer`).
+    pub(crate) tls_principal: Option<String>,
 }
 
 impl Kafka {
-    pub fn new(broker: Arc<KafkaBroker>, peer: Option<SocketAddr>) -> Kafka {
-        Kafka { broker, peer }
+    pub fn new(broker: Arc<KafkaBroker>, peer: &ConnectionPeer) -> Kafka {
+        Kafka {
+            broker,
+            peer: peer.address,
+            tls_principal: peer.tls_principal.clone(),
+        }
     }
 
     fn close(&self, reason: std::fmt::Arguments<'_>) -> Rejection {
-        tracing::info!(peer = ?self.peer, "closing a Kafka connection: {reason}");
+        tracing::info!(
+            peer = ?self.peer,
+            principal = ?self.tls_principal,
+            "closing a Kafka connection: {reason}"
+        );
         Rejection {
             answer: None,
             close: true,

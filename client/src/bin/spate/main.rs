@@ -24,11 +24,12 @@ mod produce;
 mod terminal;
 mod topic;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use spate_client::{Client, ClientConfig, ErrorCode};
+use spate_client::{Client, ClientConfig, ErrorCode, TlsConfig};
 
 /// Exit codes, documented in `--help`.
 pub(crate) mod exit {
@@ -86,6 +87,19 @@ struct ConnectionArgs {
     /// answer, and (produce) to wait for records in flight when stopped early; milliseconds.
     #[arg(long, global = true, default_value_t = 5_000)]
     timeout_ms: u64,
+    /// Talk TLS to the broker, verifying its certificate against this PEM CA bundle (also in
+    /// SPATE_TLS_CA).
+    #[arg(long, global = true, env = "SPATE_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain for mutual TLS, with --tls-key (needs --tls-ca).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name the broker's certificate must carry, when it is not the host dialled.
+    #[arg(long, global = true, value_name = "NAME")]
+    tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,9 +237,31 @@ fn connect(arguments: &ConnectionArgs) -> anyhow::Result<Client> {
         bootstrap: bootstrap_addresses(arguments)?,
         retry_timeout: Duration::from_millis(arguments.timeout_ms),
         connect_timeout: Duration::from_millis(arguments.timeout_ms.clamp(1, 5_000)),
+        tls: tls_config(arguments)?,
         ..ClientConfig::default().with_client_id("spate-cli")
     };
     Ok(Client::new(config)?)
+}
+
+/// TLS from `--tls-*`: on with `--tls-ca`; the other flags refine it and are refused without it.
+fn tls_config(arguments: &ConnectionArgs) -> anyhow::Result<Option<TlsConfig>> {
+    let Some(ca_file) = &arguments.tls_ca else {
+        if arguments.tls_cert.is_some() || arguments.tls_server_name.is_some() {
+            return Err(output::UsageError(
+                "--tls-cert, --tls-key and --tls-server-name need --tls-ca".to_string(),
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    let mut tls = TlsConfig::new(ca_file);
+    if let (Some(cert_file), Some(key_file)) = (&arguments.tls_cert, &arguments.tls_key) {
+        tls = tls.with_client_certificate(cert_file, key_file);
+    }
+    if let Some(server_name) = &arguments.tls_server_name {
+        tls = tls.with_server_name(server_name);
+    }
+    Ok(Some(tls))
 }
 
 /// The bootstrap list: `--brokers` when given, else `--broker`; either may list several
