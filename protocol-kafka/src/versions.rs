@@ -65,6 +65,14 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::ListTransactions, 0, 1),
     // Transactions (txn-groups)
     served(ApiKey::TxnOffsetCommit, 0, 5),
+    // Authentication and users (issue #17). SaslHandshake v0 (raw SASL frames without Kafka
+    // headers, for pre-1.0 clients) is not served: the broker ApiVersions lists v1 only, and a
+    // v0 handshake closes the connection, as Kafka does with a version it does not serve. The
+    // two SASL rows are listed only by a listener with SASL on.
+    served(ApiKey::SaslHandshake, 1, 1),
+    served(ApiKey::SaslAuthenticate, 0, 2),
+    served(ApiKey::DescribeUserScramCredentials, 0, 0),
+    served(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use spate_protocol::core_list::CORE_LIST_LENGTH_MAX;
 
+use crate::auth::SaslMechanism;
 use crate::catalog::topic_config::SEGMENT_BYTES;
 use crate::catalog::TopicConfig;
 use crate::group::limits::defaults as group_defaults;
@@ -309,6 +310,8 @@ settings! {
     metrics: bool, "SPATE_METRICS", "Whether shards count metrics; false leaves /metrics with start-up values only, to measure what counting costs (default true)";
     kafka_auto_create_topics: bool, "SPATE_KAFKA_AUTO_CREATE_TOPICS", "Whether Kafka Metadata requests create topics they name and do not find, like Kafka's auto.create.topics.enable (default true)";
     kafka_default_partitions: u32, "SPATE_KAFKA_DEFAULT_PARTITIONS", "Partitions of a topic the Kafka listener creates on its own, like Kafka's num.partitions (default 1)";
+    sasl_mechanisms: String, "SPATE_SASL_MECHANISMS", "SASL mechanisms the native listener requires, comma-separated from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty (the default): no authentication";
+    kafka_sasl_mechanisms: String, "SPATE_KAFKA_SASL_MECHANISMS", "SASL mechanisms the Kafka listener requires, like Kafka's sasl.enabled.mechanisms on a SASL listener: comma-separated from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty (the default): no authentication";
     cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
     shards: usize, "SPATE_SHARDS", "Number of shards when --cores is not given; more shards than cores run unpinned";
     log_level: String, "SPATE_LOG", "Log filter: error, warn, info, debug, trace, or tracing directives (default info)";
@@ -564,6 +567,9 @@ pub struct KafkaConfig {
     pub auto_create_topics: bool,
     /// Partitions of a topic created that way.
     pub default_partitions: u32,
+    /// SASL mechanisms a connection must authenticate with (`kafka_sasl_mechanisms`); empty:
+    /// none, every connection is `User:ANONYMOUS`.
+    pub sasl_mechanisms: Vec<SaslMechanism>,
 }
 
 impl KafkaConfig {
@@ -586,6 +592,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Whether shards count metrics (`--metrics false` turns counting off).
     pub metrics: bool,
+    /// SASL mechanisms a native connection must authenticate with (`sasl_mechanisms`); empty:
+    /// none, every connection is `User:ANONYMOUS`.
+    pub sasl_mechanisms: Vec<SaslMechanism>,
     pub placement: ShardPlacement,
     pub log_level: String,
     pub limits: Limits,
@@ -683,6 +692,7 @@ impl Config {
         let groups = group_limits(&layer);
         let transactions = txn_limits(&layer);
         let kafka = kafka_config(&layer)?;
+        let sasl_mechanisms = sasl_mechanisms(&layer.sasl_mechanisms, "sasl_mechanisms")?;
         let admin_listen_text = layer
             .admin_listen
             .clone()
@@ -871,6 +881,7 @@ impl Config {
             kafka,
             admin_listen,
             metrics,
+            sasl_mechanisms,
             placement,
             log_level: layer
                 .log_level
@@ -1148,6 +1159,15 @@ impl Config {
                 ),
             );
         }
+        if self.cluster.is_cluster_mode() && !self.sasl_mechanisms.is_empty() {
+            // Brokers reach each other over the native listener and do not authenticate yet.
+            return invalid(
+                "sasl_mechanisms",
+                "SASL on the native listener is not offered in cluster mode yet (brokers call \
+                 each other there without credentials); use kafka_sasl_mechanisms"
+                    .to_string(),
+            );
+        }
         Ok(())
     }
 
@@ -1338,7 +1358,19 @@ fn kafka_config(layer: &Overrides) -> Result<Option<KafkaConfig>, ConfigError> {
             .kafka_auto_create_topics
             .unwrap_or(defaults::KAFKA_AUTO_CREATE_TOPICS),
         default_partitions,
+        sasl_mechanisms: sasl_mechanisms(&layer.kafka_sasl_mechanisms, "kafka_sasl_mechanisms")?,
     }))
+}
+
+/// A listener's SASL mechanisms (`auth::parse_mechanisms`); unset: none.
+fn sasl_mechanisms(
+    text: &Option<String>,
+    setting: &'static str,
+) -> Result<Vec<SaslMechanism>, ConfigError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    crate::auth::parse_mechanisms(text).map_err(|message| ConfigError::Invalid { setting, message })
 }
 
 /// The node id, seeds and advertised address from one merged layer.

@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
@@ -95,6 +96,8 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error("Kafka cluster id: {0}")]
     KafkaIdentity(#[from] kafka::identity::IdentityError),
+    #[error("cannot load the users' credentials: {0}")]
+    Credentials(#[from] auth::credentials::CredentialError),
 }
 
 /// A step every shard must reach before any goes on: counted with an atomic, waited for by
@@ -168,6 +171,8 @@ struct Rendezvous {
     admin: Option<SocketAddr>,
     /// When `run` began (the admin API's uptime).
     started: Instant,
+    /// The users' credentials every shard authenticates against.
+    credentials: Arc<auth::CredentialStore>,
 }
 
 /// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
@@ -280,6 +285,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         );
     }
     let catalog = Arc::new(catalog);
+    // A corrupt credentials file stops the start: serving with no users, or some, would lock
+    // out (or let in) the wrong people.
+    let credentials = Arc::new(auth::CredentialStore::open(&config.data_dir)?);
     let kafka = match (&config.kafka, &kafka_listener) {
         (Some(kafka_config), Some((_, bound))) => {
             let identity = kafka::KafkaIdentity::load_or_create(&config.data_dir)?;
@@ -311,6 +319,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         admin: admin_listener.as_ref().map(|(_, bound)| *bound),
         started,
         cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
+        credentials,
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
@@ -540,6 +549,7 @@ async fn serve_shard(
         config.clone(),
         mesh,
         rendezvous.cluster.clone(),
+        rendezvous.credentials.clone(),
     );
     services.mesh().spawn_receivers(receivers, &services);
     // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until
@@ -624,7 +634,10 @@ async fn serve_shard(
         &connections,
         &rendezvous.admission,
         &logs,
-        |_peer| handlers::Native,
+        {
+            let mechanisms: Arc<[auth::SaslMechanism]> = config.sasl_mechanisms.clone().into();
+            move |peer| handlers::Native::new(auth::Session::new(mechanisms.clone(), peer))
+        },
     );
     match (&kafka_listener, &rendezvous.kafka) {
         (Some(kafka_listener), Some(kafka)) => {

@@ -35,6 +35,7 @@ use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BYTES_MIN};
 
+use crate::auth::Session;
 use crate::catalog::{CatalogError, ProducerIdError};
 use crate::config::Limits;
 use crate::connection::{Dialect, Reply};
@@ -98,8 +99,17 @@ pub struct Rejection {
 }
 
 /// Spate's native protocol, as the connection loop serves it: little-endian length prefixes,
-/// `spate_protocol::frame` headers, the requests above.
-pub struct Native;
+/// `spate_protocol::frame` headers, the requests above; one per connection, with the
+/// connection's authentication.
+pub struct Native {
+    session: Session,
+}
+
+impl Native {
+    pub fn new(session: Session) -> Native {
+        Native { session }
+    }
+}
 
 impl Dialect for Native {
     type Frame = RequestFrame;
@@ -140,6 +150,19 @@ impl Dialect for Native {
     }
 
     fn decode(&self, frame: RequestFrame) -> Result<Request, Rejection> {
+        // As on the Kafka listener: before the connection authenticated, only what
+        // authenticates it is taken, and anything else closes it without an answer.
+        if !self.session.is_authenticated() && !may_precede_authentication(frame.api_key) {
+            tracing::info!(
+                api_key = frame.api_key,
+                "closing a native connection: a request before the connection authenticated \
+                 (SASL is required)"
+            );
+            return Err(Rejection {
+                answer: None,
+                close: true,
+            });
+        }
         decode(frame)
     }
 
@@ -167,9 +190,20 @@ impl Dialect for Native {
         services: Rc<Services>,
         request: Request,
     ) -> impl Future<Output = Reply> + 'static {
-        let answer = execute(services, request);
-        async move { Reply::from_answer(answer.await) }
+        let native = self.clone();
+        async move {
+            match execute(services, request).await {
+                // A failed authentication step is answered, then the connection closes.
+                Some(chunks) if native.session.has_failed() => Reply::Last(chunks),
+                answer => Reply::from_answer(answer),
+            }
+        }
     }
+}
+
+/// Whether a request with this API key may come before the connection authenticated.
+fn may_precede_authentication(api_key: u16) -> bool {
+    api_key == ApiKey::ApiVersions.to_u16()
 }
 
 /// The error answer to a frame that cannot be read, when its correlation id is readable and its

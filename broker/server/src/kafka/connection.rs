@@ -12,6 +12,12 @@
 //! than `frame_bytes_max` closes it without an answer. ApiVersions asked at a version above the
 //! served one is answered at v0 with UNSUPPORTED_VERSION and the served ranges, so the client can
 //! pick a version and ask again on the same connection.
+//!
+//! Authentication (`crate::auth`): on a listener with SASL mechanisms, a connection that has not
+//! authenticated may send only ApiVersions, SaslHandshake and SaslAuthenticate; anything else
+//! closes it with a log line and no answer, as Kafka does. Without SASL the two SASL APIs are
+//! not served (ApiVersions does not list them). A request sent before the answer to the
+//! authentication step it follows is refused the same way (clients wait for each step).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,20 +34,28 @@ use spate_kafka_protocol::precheck;
 use spate_kafka_protocol::versions::{is_served, served_versions};
 
 use super::{data, decode_body, execute, KafkaBroker, KafkaRequest};
+use crate::auth::Session;
 use crate::config::Limits;
 use crate::connection::{Dialect, Reply};
 use crate::handlers::Rejection;
 use crate::services::Services;
 
-/// One Kafka connection's dialect: the broker's shared Kafka state and the peer's address.
+/// One Kafka connection's dialect: the broker's shared Kafka state, the peer's address and the
+/// connection's authentication.
 pub struct Kafka {
     pub(crate) broker: Arc<KafkaBroker>,
     pub(crate) peer: Option<SocketAddr>,
+    pub(crate) session: Session,
 }
 
 impl Kafka {
     pub fn new(broker: Arc<KafkaBroker>, peer: Option<SocketAddr>) -> Kafka {
-        Kafka { broker, peer }
+        let session = Session::new(broker.sasl_mechanisms.clone(), peer);
+        Kafka {
+            broker,
+            peer,
+            session,
+        }
     }
 
     fn close(&self, reason: std::fmt::Arguments<'_>) -> Rejection {
@@ -100,13 +114,23 @@ impl Dialect for Kafka {
         };
         let (api_key, version) = (frame.api_key, frame.version);
         let correlation_id = frame.header.correlation_id;
-        if !is_served(api_key, version) {
+        let sasl_enabled = self.session.is_sasl_enabled();
+        if !is_served(api_key, version) || (is_sasl_api(api_key) && !sasl_enabled) {
             if api_key == ApiKey::ApiVersions && version > 0 {
-                return Err(unsupported_api_versions(correlation_id));
+                return Err(unsupported_api_versions(correlation_id, sasl_enabled));
             }
             return Err(self.close(format_args!(
                 "{api_key:?} v{version} is not served (served: {:?})",
                 served_versions(api_key).map(|api| api.min_version..=api.max_version)
+            )));
+        }
+        // As Kafka: before a connection authenticated, only what authenticates it is taken.
+        if !self.session.is_authenticated()
+            && !is_sasl_api(api_key)
+            && api_key != ApiKey::ApiVersions
+        {
+            return Err(self.close(format_args!(
+                "{api_key:?} before the connection authenticated (SASL is required)"
             )));
         }
         // Every count and length in the body fits the bytes present, before the generated
@@ -150,13 +174,18 @@ impl Dialect for Kafka {
     }
 }
 
+/// The APIs of the SASL exchange: served only on a listener with SASL on.
+pub(crate) fn is_sasl_api(api_key: ApiKey) -> bool {
+    matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
+
 /// ApiVersions at a version above the served one: v0 with UNSUPPORTED_VERSION and the served
 /// ranges, as Kafka answers (the response header of ApiVersions is always v0, so any client
 /// reads it).
-fn unsupported_api_versions(correlation_id: i32) -> Rejection {
+fn unsupported_api_versions(correlation_id: i32, sasl_enabled: bool) -> Rejection {
     let response = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
-        .with_api_keys(data::served_api_versions());
+        .with_api_keys(data::served_api_versions(sasl_enabled));
     match encode_response(ApiKey::ApiVersions, 0, correlation_id, &response) {
         Ok(frame) => Rejection {
             answer: Some(vec![frame]),
