@@ -8,6 +8,7 @@
 //! only dispatches and maps errors to wire codes. Nothing here touches sockets.
 
 pub(crate) mod admin;
+pub(crate) mod auth_api;
 pub(crate) mod cluster;
 pub(crate) mod data;
 pub(crate) mod group;
@@ -28,8 +29,10 @@ use spate_protocol::api::{
 use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest};
 use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
 use spate_protocol::api::{ClusterProposeRequest, RaftMessageRequest};
+use spate_protocol::api::{DeleteUserRequest, ListUsersRequest, UpsertUserRequest};
 use spate_protocol::api::{ElectLeadersRequest, FindCoordinatorRequest, ListReassignmentsRequest};
 use spate_protocol::api::{EndTxnRequest, ReplicaFetchRequest, TxnOffsetCommitRequest};
+use spate_protocol::api::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use spate_protocol::api::{VerifyTxnRequest, WriteTxnMarkersRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
@@ -87,6 +90,14 @@ pub enum Request {
     VerifyTxn(Envelope<VerifyTxnRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
+    /// Authentication (`auth_api`): they need the connection's session, which
+    /// `Native::execute` holds.
+    SaslHandshake(Envelope<SaslHandshakeRequest>),
+    SaslAuthenticate(Envelope<SaslAuthenticateRequest>),
+    /// User management (`auth_api`).
+    UpsertUser(Envelope<UpsertUserRequest>),
+    DeleteUser(Envelope<DeleteUserRequest>),
+    ListUsers(Envelope<ListUsersRequest>),
 }
 
 /// What the reader does with a frame it could not decode.
@@ -192,7 +203,18 @@ impl Dialect for Native {
     ) -> impl Future<Output = Reply> + 'static {
         let native = self.clone();
         async move {
-            match execute(services, request).await {
+            let answer = match request {
+                Request::SaslHandshake(request) => answer(
+                    &request,
+                    auth_api::sasl_handshake(&native.session, &request.body),
+                ),
+                Request::SaslAuthenticate(request) => answer(
+                    &request,
+                    auth_api::sasl_authenticate(&services, &native.session, &request.body).await,
+                ),
+                request => execute(services, request).await,
+            };
+            match answer {
                 // A failed authentication step is answered, then the connection closes.
                 Some(chunks) if native.session.has_failed() => Reply::Last(chunks),
                 answer => Reply::from_answer(answer),
@@ -203,7 +225,13 @@ impl Dialect for Native {
 
 /// Whether a request with this API key may come before the connection authenticated.
 fn may_precede_authentication(api_key: u16) -> bool {
-    api_key == ApiKey::ApiVersions.to_u16()
+    [
+        ApiKey::ApiVersions,
+        ApiKey::SaslHandshake,
+        ApiKey::SaslAuthenticate,
+    ]
+    .iter()
+    .any(|allowed| allowed.to_u16() == api_key)
 }
 
 /// The error answer to a frame that cannot be read, when its correlation id is readable and its
@@ -313,6 +341,11 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::ReplicaFetch => decoded!(ReplicaFetch, ReplicaFetchRequest),
         ApiKey::WriteTxnMarkers => decoded!(WriteTxnMarkers, WriteTxnMarkersRequest),
         ApiKey::VerifyTxn => decoded!(VerifyTxn, VerifyTxnRequest),
+        ApiKey::SaslHandshake => decoded!(SaslHandshake, SaslHandshakeRequest),
+        ApiKey::SaslAuthenticate => decoded!(SaslAuthenticate, SaslAuthenticateRequest),
+        ApiKey::UpsertUser => decoded!(UpsertUser, UpsertUserRequest),
+        ApiKey::DeleteUser => decoded!(DeleteUser, DeleteUserRequest),
+        ApiKey::ListUsers => decoded!(ListUsers, ListUsersRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -474,6 +507,35 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             version,
             &txn_peers::write_txn_markers(&services, body).await,
         ),
+        // Answered with the session by `Native::execute`; a request reaching here (none does)
+        // gets the state error rather than a panic.
+        Request::SaslHandshake(request) => {
+            reject(
+                ApiKey::SaslHandshake,
+                request.correlation_id,
+                request.version,
+                ErrorCode::IllegalSaslState,
+            )
+            .answer
+        }
+        Request::SaslAuthenticate(request) => {
+            reject(
+                ApiKey::SaslAuthenticate,
+                request.correlation_id,
+                request.version,
+                ErrorCode::IllegalSaslState,
+            )
+            .answer
+        }
+        Request::UpsertUser(request) => answer(
+            &request,
+            auth_api::upsert_user(&services, &request.body).await,
+        ),
+        Request::DeleteUser(request) => answer(
+            &request,
+            auth_api::delete_user(&services, &request.body).await,
+        ),
+        Request::ListUsers(request) => answer(&request, auth_api::list_users(&services)),
         Request::VerifyTxn(Envelope {
             correlation_id,
             version,
