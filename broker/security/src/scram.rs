@@ -16,7 +16,55 @@ pub use server::ScramServer;
 
 use std::fmt;
 
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+
 use crate::limits::{SCRAM_ITERATIONS_MAX, SCRAM_ITERATIONS_MIN};
+
+/// RFC 5802's labels for deriving ClientKey and ServerKey from SaltedPassword.
+const CLIENT_KEY_LABEL: &[u8] = b"Client Key";
+const SERVER_KEY_LABEL: &[u8] = b"Server Key";
+
+/// HMAC(key, data) with the mechanism's hash.
+fn hmac(mechanism: ScramMechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
+    fn with<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+        // HMAC takes keys of any length (longer ones are hashed), so this cannot fail.
+        let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+            .expect("HMAC accepts keys of every length");
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+    match mechanism {
+        ScramMechanism::Sha256 => with::<Hmac<Sha256>>(key, data),
+        ScramMechanism::Sha512 => with::<Hmac<Sha512>>(key, data),
+    }
+}
+
+/// H(data) with the mechanism's hash.
+fn hash(mechanism: ScramMechanism, data: &[u8]) -> Vec<u8> {
+    match mechanism {
+        ScramMechanism::Sha256 => Sha256::digest(data).to_vec(),
+        ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),
+    }
+}
+
+/// XOR of two equally long byte strings (ClientKey from ClientProof and ClientSignature).
+fn xor(left: &[u8], right: &[u8]) -> Vec<u8> {
+    assert_eq!(left.len(), right.len());
+    left.iter().zip(right).map(|(l, r)| l ^ r).collect()
+}
+
+/// Whether `iterations` is inside Kafka's bounds, as a typed error.
+pub fn check_iterations(iterations: u32) -> Result<(), ScramError> {
+    if iterations < ScramMechanism::ITERATIONS_MIN {
+        return Err(ScramError::TooFewIterations { iterations });
+    }
+    if iterations > ScramMechanism::ITERATIONS_MAX {
+        return Err(ScramError::TooManyIterations { iterations });
+    }
+    Ok(())
+}
 
 /// A SCRAM hash function, as Kafka names and numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,8 +158,14 @@ impl ScramCredential {
         salt: Vec<u8>,
         iterations: u32,
     ) -> Self {
-        let _ = (mechanism, salted_password, salt, iterations);
-        todo!()
+        let client_key = hmac(mechanism, salted_password, CLIENT_KEY_LABEL);
+        Self {
+            mechanism,
+            salt,
+            iterations,
+            stored_key: hash(mechanism, &client_key),
+            server_key: hmac(mechanism, salted_password, SERVER_KEY_LABEL),
+        }
     }
 
     /// RFC 5802's Hi(): PBKDF2 with HMAC of the mechanism's hash, one output block.
@@ -121,15 +175,41 @@ impl ScramCredential {
         salt: &[u8],
         iterations: u32,
     ) -> Vec<u8> {
-        let _ = (mechanism, password, salt, iterations);
-        todo!()
+        let mut salted_password = vec![0; mechanism.hash_bytes()];
+        match mechanism {
+            ScramMechanism::Sha256 => {
+                pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut salted_password)
+            }
+            ScramMechanism::Sha512 => {
+                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut salted_password)
+            }
+        }
+        salted_password
     }
 
     /// Whether `password` (from a PLAIN exchange) is this credential's password. The keys are
     /// compared in constant time.
     pub fn verify_password(&self, password: &[u8]) -> bool {
-        let _ = password;
-        todo!()
+        let candidate =
+            Self::from_password(self.mechanism, password, self.salt.clone(), self.iterations);
+        // Comparing StoredKey alone would do; comparing ServerKey too costs nothing and keeps
+        // a credential whose two keys disagree (a corrupt one) from ever matching.
+        let stored_key_equal = candidate.stored_key.ct_eq(&self.stored_key);
+        let server_key_equal = candidate.server_key.ct_eq(&self.server_key);
+        (stored_key_equal & server_key_equal).into()
+    }
+
+    /// Whether the keys have the mechanism's hash length and the iterations are inside
+    /// Kafka's bounds: what the server checks before using a credential.
+    pub fn check(&self) -> Result<(), ScramError> {
+        let hash_bytes = self.mechanism.hash_bytes();
+        if self.stored_key.len() != hash_bytes || self.server_key.len() != hash_bytes {
+            return Err(ScramError::CredentialMismatch);
+        }
+        if self.salt.is_empty() {
+            return Err(ScramError::CredentialMismatch);
+        }
+        check_iterations(self.iterations)
     }
 }
 
@@ -161,7 +241,7 @@ pub enum ScramError {
     ChannelBinding,
     #[error("SCRAM authorization id differs from the user name")]
     AuthorizationId,
-    #[error("SCRAM extensions are not supported (delegation tokens among them)")]
+    #[error("SCRAM extension not supported (delegation tokens, a reserved m= or a client-final extension)")]
     UnsupportedExtension,
     #[error("unknown SCRAM user")]
     UnknownUser,
