@@ -154,6 +154,9 @@ pub struct Session {
     mechanisms: Arc<[SaslMechanism]>,
     peer: Option<SocketAddr>,
     state: RefCell<State>,
+    /// Kafka's SaslHandshake v0: the exchange's messages come as bare length-prefixed tokens,
+    /// without Kafka headers, until it ends.
+    raw_tokens: std::cell::Cell<bool>,
 }
 
 impl Session {
@@ -167,6 +170,7 @@ impl Session {
             mechanisms,
             peer,
             state: RefCell::new(state),
+            raw_tokens: std::cell::Cell::new(false),
         }
     }
 
@@ -183,6 +187,21 @@ impl Session {
     /// Whether requests other than the handshake's may run.
     pub fn is_authenticated(&self) -> bool {
         matches!(*self.state.borrow(), State::Authenticated(_))
+    }
+
+    /// Whether the next frame is a bare SASL token (after Kafka's SaslHandshake v0, until the
+    /// exchange ends).
+    pub fn expects_raw_token(&self) -> bool {
+        self.raw_tokens.get()
+            && matches!(
+                *self.state.borrow(),
+                State::Chosen(_) | State::Scram(_) | State::Busy
+            )
+    }
+
+    /// Kafka's SaslHandshake v0 chose the mechanism: its tokens come bare (`expects_raw_token`).
+    pub fn use_raw_tokens(&self) {
+        self.raw_tokens.set(true);
     }
 
     /// Whether a handshake or authenticate step failed: the connection closes after its answer.
