@@ -5,8 +5,11 @@
 //! directories instead of running the broker. `spate-broker iotune [flags]` measures the data
 //! directory's disk and writes `iotune.toml` (see `iotune`). `spate-broker check [flags]
 //! [--apply] [--json]` inspects the host for the broker's data directory and cores (spate-host).
+//! `spate-broker user create --data-dir D --name N --password P` writes the first user's
+//! credential offline (see `user`).
 
 mod iotune;
+mod user;
 
 use std::process::ExitCode;
 
@@ -27,6 +30,13 @@ fn main() -> ExitCode {
     {
         arguments.remove(1);
         return iotune::run(arguments);
+    }
+    if arguments
+        .get(1)
+        .is_some_and(|first| first == user::USER_COMMAND)
+    {
+        arguments.remove(1);
+        return user::run(arguments);
     }
     let recover = arguments
         .get(1)

@@ -22,8 +22,13 @@ use spate_protocol::api::{PartitionMetadata, ReassignmentPartition, Reassignment
 use spate_protocol::api::{TopicOutcomes, NO_NODE};
 use spate_protocol::{ErrorCode, NodeId};
 
+use rand::RngCore;
+use spate_protocol::api::{DeleteUserRequest, ListUsersRequest, UpsertUserRequest};
+use spate_security::{ScramCredential, ScramMechanism};
+
 use crate::client::Client;
 use crate::completion::Completion;
+use crate::config::SaslMechanism;
 use crate::error::Error;
 use crate::network::{endpoint, Network, Retry};
 
@@ -307,6 +312,88 @@ impl Admin {
                 .await?;
             network.invalidate(&name);
             one_result("delete topic", &name, &response.results)
+        })
+    }
+
+    /// Creates a user (or replaces its credential for `mechanism`, SCRAM-SHA-256 or
+    /// SCRAM-SHA-512) with `iterations` of PBKDF2 (4096..=16384). The password is salted and
+    /// hashed here, on the caller's thread (milliseconds); only the salt, the iteration count
+    /// and the salted password travel.
+    pub fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        mechanism: SaslMechanism,
+        iterations: u32,
+    ) -> Completion<()> {
+        let network = self.client.network().clone();
+        let scram = scram_mechanism(mechanism);
+        let mut salt = vec![0u8; USER_SALT_BYTES];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let salted_password = scram.map(|scram| {
+            ScramCredential::salted_password(scram, password.as_bytes(), &salt, iterations)
+        });
+        let name = name.to_string();
+        self.client.spawn("create user", async move {
+            let Some(salted_password) = salted_password else {
+                return Err(Error::invalid(
+                    "create user",
+                    "PLAIN is not a credential: store SCRAM-SHA-256 or SCRAM-SHA-512 (PLAIN \
+                     logins check them)",
+                ));
+            };
+            let request = UpsertUserRequest {
+                name,
+                mechanism: mechanism.name().to_string(),
+                iterations,
+                salt: salt.into(),
+                salted_password: salted_password.into(),
+            };
+            // The same salt and hash again change nothing: safe to retry.
+            let response = network
+                .call_retrying(&request, "create user", Retry::Idempotent)
+                .await?;
+            user_outcome("create user", response.error_code, response.error_message)
+        })
+    }
+
+    /// Deletes a user's credential for `mechanism`.
+    pub fn delete_user(&self, name: &str, mechanism: SaslMechanism) -> Completion<()> {
+        let network = self.client.network().clone();
+        let request = DeleteUserRequest {
+            name: name.to_string(),
+            mechanism: mechanism.name().to_string(),
+        };
+        self.client.spawn("delete user", async move {
+            let response = network
+                .call_retrying(&request, "delete user", Retry::BeforeSending)
+                .await?;
+            user_outcome("delete user", response.error_code, response.error_message)
+        })
+    }
+
+    /// Every user with its credentials' mechanisms and iteration counts, by name.
+    pub fn list_users(&self) -> Completion<Vec<UserDescription>> {
+        let network = self.client.network().clone();
+        self.client.spawn("list users", async move {
+            let response = network
+                .call_retrying(&ListUsersRequest {}, "list users", Retry::Idempotent)
+                .await?;
+            user_outcome("list users", response.error_code, None)?;
+            let mut users: Vec<UserDescription> = response
+                .users
+                .into_iter()
+                .map(|user| UserDescription {
+                    name: user.name,
+                    credentials: user
+                        .credentials
+                        .into_iter()
+                        .map(|credential| (credential.mechanism, credential.iterations))
+                        .collect(),
+                })
+                .collect();
+            users.sort_by(|left, right| left.name.cmp(&right.name));
+            Ok(users)
         })
     }
 
@@ -910,4 +997,35 @@ fn missing_answer(operation: &'static str) -> Error {
             value: 0,
         },
     }
+}
+
+/// Bytes of random salt of a user's credential (RFC 5802 asks only that it be random).
+const USER_SALT_BYTES: usize = 32;
+
+/// A user and its credentials: `(mechanism, iterations)` each, never a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDescription {
+    /// The user name.
+    pub name: String,
+    /// Each credential's mechanism (`SCRAM-SHA-256`, `SCRAM-SHA-512`) and iteration count.
+    pub credentials: Vec<(String, u32)>,
+}
+
+fn scram_mechanism(mechanism: SaslMechanism) -> Option<ScramMechanism> {
+    match mechanism {
+        SaslMechanism::Plain => None,
+        SaslMechanism::ScramSha256 => Some(ScramMechanism::Sha256),
+        SaslMechanism::ScramSha512 => Some(ScramMechanism::Sha512),
+    }
+}
+
+fn user_outcome(
+    operation: &'static str,
+    code: ErrorCode,
+    message: Option<String>,
+) -> Result<(), Error> {
+    if code == ErrorCode::None {
+        return Ok(());
+    }
+    Err(Error::broker(operation, None, None, code, message))
 }

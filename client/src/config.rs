@@ -140,6 +140,72 @@ pub struct ClientConfig {
     pub io_thread_core: Option<usize>,
     /// TLS to every broker; `None`: plaintext.
     pub tls: Option<TlsConfig>,
+    /// The SASL mechanism every connection authenticates with right after version
+    /// negotiation; `None`: no authentication (the broker's listener must not ask for it).
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// The user to authenticate as.
+    pub sasl_username: String,
+    /// The user's password (SCRAM never sends it; PLAIN does: use TLS).
+    pub sasl_password: Password,
+}
+
+/// A SASL mechanism the client authenticates with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// RFC 4616: the password travels to the broker (use TLS).
+    Plain,
+    /// RFC 7677: the password never travels.
+    ScramSha256,
+    /// SCRAM with SHA-512, as Kafka offers it.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The SASL name, as the broker's handshake takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl std::str::FromStr for SaslMechanism {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        [
+            SaslMechanism::Plain,
+            SaslMechanism::ScramSha256,
+            SaslMechanism::ScramSha512,
+        ]
+        .into_iter()
+        .find(|mechanism| mechanism.name().eq_ignore_ascii_case(name.trim()))
+        .ok_or_else(|| format!("{name:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+    }
+}
+
+/// A password: printed as `***` by `Debug`, so a logged configuration does not reveal it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps `password`.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password itself, for the exchange that needs it.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("***")
+    }
 }
 
 impl Default for ClientConfig {
@@ -156,6 +222,9 @@ impl Default for ClientConfig {
             connection_inflight_requests_max: defaults::CONNECTION_INFLIGHT_REQUESTS_MAX,
             io_thread_core: None,
             tls: None,
+            sasl_mechanism: None,
+            sasl_username: String::new(),
+            sasl_password: Password::default(),
         }
     }
 }
@@ -167,6 +236,19 @@ impl ClientConfig {
             bootstrap: vec![bootstrap.into()],
             ..Self::default()
         }
+    }
+
+    /// Authenticates every connection as `username` with `mechanism`.
+    pub fn with_sasl(
+        mut self,
+        mechanism: SaslMechanism,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sasl_mechanism = Some(mechanism);
+        self.sasl_username = username.into();
+        self.sasl_password = Password::new(password);
+        self
     }
 
     /// Sets the client id sent with every request.
@@ -196,6 +278,12 @@ impl ClientConfig {
             return Err(Error::invalid(
                 "client config",
                 "connection_inflight_requests_max must be at least 1",
+            ));
+        }
+        if self.sasl_mechanism.is_some() && self.sasl_username.is_empty() {
+            return Err(Error::invalid(
+                "client config",
+                "sasl_mechanism is set but sasl_username is empty",
             ));
         }
         if self.reconnect_backoff_min > self.reconnect_backoff_max {

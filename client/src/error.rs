@@ -134,6 +134,15 @@ pub enum Error {
         /// "no answer within ..." or "unexpected reply: ...".
         reason: String,
     },
+    /// The broker refused to authenticate the connection (wrong password, unknown user, a
+    /// mechanism it does not offer), or the broker's proof failed. Not retriable.
+    #[error("authentication with broker {address} failed: {reason}")]
+    Authentication {
+        /// The broker's address.
+        address: String,
+        /// The broker's code and message, or what failed on this side.
+        reason: String,
+    },
     /// The broker sent bytes this client cannot decode. Not retriable: a version mismatch or a
     /// bug, not a transient fault.
     #[error("malformed {operation} response from the broker: {source}")]
@@ -324,6 +333,7 @@ impl Error {
             | Self::OffsetOutOfRange { .. }
             | Self::Protocol { .. }
             | Self::NotSpateBroker { .. }
+            | Self::Authentication { .. }
             | Self::UnsupportedVersion { .. }
             | Self::RecordTooLarge { .. }
             | Self::CorruptStoredData { .. }

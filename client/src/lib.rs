@@ -70,11 +70,11 @@ pub mod tls;
 
 pub use admin::{Admin, ClusterDescription, NewTopic, PartitionInfo, PartitionOffset};
 pub use admin::{BrokerDescription, PartitionChange, Reassignment, ReassignmentTarget};
-pub use admin::{TopicDescription, TopicLayout, TopicSummary};
+pub use admin::{TopicDescription, TopicLayout, TopicSummary, UserDescription};
 pub use client::Client;
 pub use completion::Completion;
 pub use config::{BufferFullPolicy, ClientConfig, ConsumerConfig, KeylessPartitioning};
-pub use config::{OffsetReset, ProducerConfig};
+pub use config::{OffsetReset, Password, ProducerConfig, SaslMechanism};
 pub use consumer::records::{ConsumerRecord, OwnedRecord, Polled, PolledRecords};
 pub use consumer::{Consumer, StartAt, TopicPartition};
 pub use error::{Error, Result};

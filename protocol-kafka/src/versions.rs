@@ -65,6 +65,13 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::ListTransactions, 0, 1),
     // Transactions (txn-groups)
     served(ApiKey::TxnOffsetCommit, 0, 5),
+    // Authentication and users (issue #17). SaslHandshake v0 is followed by bare SASL tokens
+    // without Kafka headers (served too: librdkafka uses v1 only when v0 is listed). The two
+    // SASL rows are listed only by a listener with SASL on.
+    served(ApiKey::SaslHandshake, 0, 1),
+    served(ApiKey::SaslAuthenticate, 0, 2),
+    served(ApiKey::DescribeUserScramCredentials, 0, 0),
+    served(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

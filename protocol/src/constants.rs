@@ -31,6 +31,25 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Longest free-text string in a message (error messages, config values).
 pub const STRING_BYTES_MAX: usize = 32 * 1024;
 
+/// Longest SASL mechanism name (RFC 4422 allows 20 characters).
+pub const SASL_MECHANISM_BYTES_MAX: usize = 20;
+
+/// SASL mechanisms one handshake answer lists.
+pub const SASL_MECHANISMS_MAX: usize = 16;
+
+/// Largest SASL message either way (SCRAM's are a few hundred bytes; PLAIN's carry a password).
+pub const SASL_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+
+/// Longest user name.
+pub const USER_NAME_BYTES_MAX: usize = 255;
+
+/// Largest SCRAM salt, and largest salted password (a SHA-512 output is 64 bytes).
+pub const SCRAM_SALT_BYTES_MAX: usize = 1024;
+pub const SCRAM_SALTED_PASSWORD_BYTES_MAX: usize = 64;
+
+/// Users one ListUsers answer carries.
+pub const USERS_PER_MESSAGE_MAX: usize = 100_000;
+
 /// Most topics named in one request or answered in one response.
 pub const TOPICS_PER_MESSAGE_MAX: usize = 10_000;
 

@@ -256,11 +256,27 @@ pub enum ErrorCode {
     /// Kafka's INCONSISTENT_TOPIC_ID: the topic id does not match the topic's name.
     #[error("the topic id does not match the topic")]
     InconsistentTopicId = 59,
+    /// Kafka's SASL_AUTHENTICATION_FAILED: wrong password, unknown user, or a malformed
+    /// exchange; the connection closes after the answer.
+    #[error("authentication failed")]
+    SaslAuthenticationFailed = 60,
+    /// Kafka's UNSUPPORTED_SASL_MECHANISM: the listener does not offer the mechanism.
+    #[error("the SASL mechanism is not enabled on this listener")]
+    UnsupportedSaslMechanism = 61,
+    /// Kafka's ILLEGAL_SASL_STATE: a SASL request out of its order.
+    #[error("the SASL request is not valid in the connection's authentication state")]
+    IllegalSaslState = 62,
+    /// Kafka's RESOURCE_NOT_FOUND: the user (or its credential) does not exist.
+    #[error("the resource does not exist")]
+    ResourceNotFound = 63,
+    /// Kafka's UNACCEPTABLE_CREDENTIAL: iterations out of range, empty salt or name.
+    #[error("the credential is not acceptable")]
+    UnacceptableCredential = 64,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 60] = [
+    pub const ALL: [ErrorCode; 65] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -321,6 +337,11 @@ impl ErrorCode {
         Self::ReassignmentInProgress,
         Self::StaleBrokerEpoch,
         Self::InconsistentTopicId,
+        Self::SaslAuthenticationFailed,
+        Self::UnsupportedSaslMechanism,
+        Self::IllegalSaslState,
+        Self::ResourceNotFound,
+        Self::UnacceptableCredential,
     ];
 
     pub fn to_u16(self) -> u16 {

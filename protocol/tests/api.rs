@@ -943,8 +943,15 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::DecommissionBroker, 35),
             (ApiKey::WriteTxnMarkers, 36),
             (ApiKey::VerifyTxn, 37),
+            (ApiKey::SaslHandshake, 38),
+            (ApiKey::SaslAuthenticate, 39),
+            (ApiKey::UpsertUser, 40),
+            (ApiKey::DeleteUser, 41),
+            (ApiKey::ListUsers, 42),
         ]
     );
+    assert_eq!(ErrorCode::SaslAuthenticationFailed.to_u16(), 60);
+    assert_eq!(ErrorCode::UnacceptableCredential.to_u16(), 64);
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);
     assert_eq!(ErrorCode::UnknownTopicOrPartition.to_u16(), 4);
     assert_eq!(ErrorCode::InvalidTopicName.to_u16(), 15);

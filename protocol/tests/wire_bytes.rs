@@ -1660,6 +1660,100 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                 },
             );
         }
+        ApiKey::SaslHandshake => {
+            encodings.message(
+                "scram",
+                SaslHandshakeRequest {
+                    mechanism: "SCRAM-SHA-512".into(),
+                },
+            );
+            encodings.message(
+                "unsupported",
+                SaslHandshakeResponse {
+                    error_code: ErrorCode::UnsupportedSaslMechanism,
+                    mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into()],
+                },
+            );
+        }
+        ApiKey::SaslAuthenticate => {
+            encodings.message(
+                "client-first",
+                SaslAuthenticateRequest {
+                    auth_bytes: Bytes::from_static(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"),
+                },
+            );
+            encodings.message(
+                "failed",
+                SaslAuthenticateResponse {
+                    error_code: ErrorCode::SaslAuthenticationFailed,
+                    error_message: Some("invalid credentials".into()),
+                    auth_bytes: Bytes::from_static(b"e=invalid-proof"),
+                },
+            );
+        }
+        ApiKey::UpsertUser => {
+            encodings.message(
+                "sha-256",
+                UpsertUserRequest {
+                    name: "alice".into(),
+                    mechanism: "SCRAM-SHA-256".into(),
+                    iterations: 0x1000,
+                    salt: Bytes::from_static(&[1, 2, 3, 4]),
+                    salted_password: Bytes::from_static(&[5, 6, 7, 8, 9]),
+                },
+            );
+            encodings.message(
+                "too-few",
+                UpsertUserResponse {
+                    error_code: ErrorCode::UnacceptableCredential,
+                    error_message: Some("Too few iterations".into()),
+                },
+            );
+        }
+        ApiKey::DeleteUser => {
+            encodings.message(
+                "sha-512",
+                DeleteUserRequest {
+                    name: "alice".into(),
+                    mechanism: "SCRAM-SHA-512".into(),
+                },
+            );
+            encodings.message(
+                "unknown",
+                DeleteUserResponse {
+                    error_code: ErrorCode::ResourceNotFound,
+                    error_message: None,
+                },
+            );
+        }
+        ApiKey::ListUsers => {
+            encodings.message("all", ListUsersRequest {});
+            encodings.message(
+                "two",
+                ListUsersResponse {
+                    error_code: ErrorCode::None,
+                    users: vec![
+                        UserListing {
+                            name: "alice".into(),
+                            credentials: vec![
+                                UserCredentialInfo {
+                                    mechanism: "SCRAM-SHA-256".into(),
+                                    iterations: 4096,
+                                },
+                                UserCredentialInfo {
+                                    mechanism: "SCRAM-SHA-512".into(),
+                                    iterations: 8192,
+                                },
+                            ],
+                        },
+                        UserListing {
+                            name: "bob".into(),
+                            credentials: Vec::new(),
+                        },
+                    ],
+                },
+            );
+        }
     }
 }
 
@@ -1762,6 +1856,11 @@ fn names_of(api_key: ApiKey) -> (&'static str, &'static str) {
         ApiKey::DecommissionBroker => pair::<DecommissionBrokerRequest>(),
         ApiKey::WriteTxnMarkers => pair::<WriteTxnMarkersRequest>(),
         ApiKey::VerifyTxn => pair::<VerifyTxnRequest>(),
+        ApiKey::SaslHandshake => pair::<SaslHandshakeRequest>(),
+        ApiKey::SaslAuthenticate => pair::<SaslAuthenticateRequest>(),
+        ApiKey::UpsertUser => pair::<UpsertUserRequest>(),
+        ApiKey::DeleteUser => pair::<DeleteUserRequest>(),
+        ApiKey::ListUsers => pair::<ListUsersRequest>(),
     }
 }
 
@@ -1836,6 +1935,11 @@ fn error_answers_carry_the_code_where_the_response_has_a_field_for_it() {
             }
             ApiKey::WriteTxnMarkers => error_answer_round_trips::<WriteTxnMarkersRequest>(code),
             ApiKey::VerifyTxn => error_answer_round_trips::<VerifyTxnRequest>(code),
+            ApiKey::SaslHandshake => error_answer_round_trips::<SaslHandshakeRequest>(code),
+            ApiKey::SaslAuthenticate => error_answer_round_trips::<SaslAuthenticateRequest>(code),
+            ApiKey::UpsertUser => error_answer_round_trips::<UpsertUserRequest>(code),
+            ApiKey::DeleteUser => error_answer_round_trips::<DeleteUserRequest>(code),
+            ApiKey::ListUsers => error_answer_round_trips::<ListUsersRequest>(code),
         };
         if !carries {
             closing.push(api_key);

@@ -16,6 +16,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use spate_protocol::core_list::CORE_LIST_LENGTH_MAX;
 
+use crate::auth::SaslMechanism;
 use crate::catalog::topic_config::SEGMENT_BYTES;
 use crate::catalog::TopicConfig;
 use crate::group::limits::defaults as group_defaults;
@@ -318,6 +319,8 @@ settings! {
     metrics: bool, "SPATE_METRICS", "Whether shards count metrics; false leaves /metrics with start-up values only, to measure what counting costs (default true)";
     kafka_auto_create_topics: bool, "SPATE_KAFKA_AUTO_CREATE_TOPICS", "Whether Kafka Metadata requests create topics they name and do not find, like Kafka's auto.create.topics.enable (default true)";
     kafka_default_partitions: u32, "SPATE_KAFKA_DEFAULT_PARTITIONS", "Partitions of a topic the Kafka listener creates on its own, like Kafka's num.partitions (default 1)";
+    sasl_mechanisms: String, "SPATE_SASL_MECHANISMS", "SASL mechanisms the native listener requires, comma-separated from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty (the default): no authentication";
+    kafka_sasl_mechanisms: String, "SPATE_KAFKA_SASL_MECHANISMS", "SASL mechanisms the Kafka listener requires, like Kafka's sasl.enabled.mechanisms on a SASL listener: comma-separated from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty (the default): no authentication";
     cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
     shards: usize, "SPATE_SHARDS", "Number of shards when --cores is not given; more shards than cores run unpinned";
     log_level: String, "SPATE_LOG", "Log filter: error, warn, info, debug, trace, or tracing directives (default info)";
@@ -588,6 +591,9 @@ pub struct KafkaConfig {
     pub default_partitions: u32,
     /// TLS on the Kafka listener (`kafka_tls_*`); `None`: plaintext.
     pub tls: Option<ListenerTls>,
+    /// SASL mechanisms a connection must authenticate with (`kafka_sasl_mechanisms`); empty:
+    /// none, every connection is `User:ANONYMOUS`.
+    pub sasl_mechanisms: Vec<SaslMechanism>,
 }
 
 /// One listener's TLS files (`tls_*`, `kafka_tls_*`, `admin_tls_*`). The files are read when
@@ -628,6 +634,9 @@ pub struct Config {
     pub admin_tls: Option<ListenerTls>,
     /// Whether shards count metrics (`--metrics false` turns counting off).
     pub metrics: bool,
+    /// SASL mechanisms a native connection must authenticate with (`sasl_mechanisms`); empty:
+    /// none, every connection is `User:ANONYMOUS`.
+    pub sasl_mechanisms: Vec<SaslMechanism>,
     pub placement: ShardPlacement,
     pub log_level: String,
     pub limits: Limits,
@@ -758,6 +767,7 @@ impl Config {
                 layer.admin_tls_client_ca_file.clone(),
             ],
         )?;
+        let sasl_mechanisms = sasl_mechanisms(&layer.sasl_mechanisms, "sasl_mechanisms")?;
         let admin_listen_text = layer
             .admin_listen
             .clone()
@@ -962,6 +972,7 @@ impl Config {
             admin_listen,
             admin_tls,
             metrics,
+            sasl_mechanisms,
             placement,
             log_level: layer
                 .log_level
@@ -1256,6 +1267,15 @@ impl Config {
                 ),
             );
         }
+        if self.cluster.is_cluster_mode() && !self.sasl_mechanisms.is_empty() {
+            // Brokers reach each other over the native listener and do not authenticate yet.
+            return invalid(
+                "sasl_mechanisms",
+                "SASL on the native listener is not offered in cluster mode yet (brokers call \
+                 each other there without credentials); use kafka_sasl_mechanisms"
+                    .to_string(),
+            );
+        }
         Ok(())
     }
 
@@ -1505,7 +1525,19 @@ fn kafka_config(layer: &Overrides) -> Result<Option<KafkaConfig>, ConfigError> {
                 layer.kafka_tls_client_ca_file.clone(),
             ],
         )?,
+        sasl_mechanisms: sasl_mechanisms(&layer.kafka_sasl_mechanisms, "kafka_sasl_mechanisms")?,
     }))
+}
+
+/// A listener's SASL mechanisms (`auth::parse_mechanisms`); unset: none.
+fn sasl_mechanisms(
+    text: &Option<String>,
+    setting: &'static str,
+) -> Result<Vec<SaslMechanism>, ConfigError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    crate::auth::parse_mechanisms(text).map_err(|message| ConfigError::Invalid { setting, message })
 }
 
 /// The node id, seeds and advertised address from one merged layer.
@@ -1798,6 +1830,52 @@ mod tests {
         assert_eq!(from_environment.kafka, None);
         let (setting, _) = refusal(&["--kafka-advertised", "no-port"]);
         assert_eq!(setting, "kafka_advertised");
+    }
+
+    #[test]
+    fn sasl_mechanisms_are_set_per_listener_by_flag_file_and_environment() {
+        use crate::auth::SaslMechanism;
+        let default = build(&[], &[], vec![0]).unwrap();
+        assert!(
+            default.sasl_mechanisms.is_empty(),
+            "no authentication by default"
+        );
+        assert!(default.kafka.unwrap().sasl_mechanisms.is_empty());
+        let from_flags = build(
+            &[
+                "--sasl-mechanisms",
+                "SCRAM-SHA-256",
+                "--kafka-sasl-mechanisms",
+                "PLAIN,SCRAM-SHA-512",
+            ],
+            &[],
+            vec![0],
+        )
+        .unwrap();
+        assert_eq!(from_flags.sasl_mechanisms, [SaslMechanism::ScramSha256]);
+        assert_eq!(
+            from_flags.kafka.unwrap().sasl_mechanisms,
+            [SaslMechanism::Plain, SaslMechanism::ScramSha512]
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(&file, "kafka_sasl_mechanisms = \"SCRAM-SHA-512\"\n").unwrap();
+        let from_file = build(&["--config", file.to_str().unwrap()], &[], vec![0]).unwrap();
+        assert_eq!(
+            from_file.kafka.unwrap().sasl_mechanisms,
+            [SaslMechanism::ScramSha512]
+        );
+        let from_environment = build(
+            &["--config", file.to_str().unwrap()],
+            &[("SPATE_KAFKA_SASL_MECHANISMS", "")],
+            vec![0],
+        )
+        .unwrap();
+        assert!(from_environment.kafka.unwrap().sasl_mechanisms.is_empty());
+        let (setting, _) = refusal(&["--kafka-sasl-mechanisms", "GSSAPI"]);
+        assert_eq!(setting, "kafka_sasl_mechanisms");
+        let (setting, _) = refusal(&["--sasl-mechanisms", "PLAIN", "--seeds", "127.0.0.1:9192"]);
+        assert_eq!(setting, "sasl_mechanisms", "not in cluster mode yet");
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub enum Reply {
     /// Nothing, and the connection closes once the answers before it are written: a client that
     /// asked for no answer learns of a failure this way (Kafka's acks=0 produce).
     Close,
+    /// These chunks, and then the connection closes: a failed authentication's answer.
+    Last(Vec<Bytes>),
 }
 
 impl Reply {
@@ -360,8 +362,9 @@ async fn write_responses(
         if broken {
             continue;
         }
-        let chunks = match &answer.reply {
-            Reply::Send(chunks) => chunks,
+        let (chunks, last) = match &answer.reply {
+            Reply::Send(chunks) => (chunks, false),
+            Reply::Last(chunks) => (chunks, true),
             Reply::Nothing => continue,
             Reply::Close => {
                 broken = true;
@@ -375,6 +378,10 @@ async fn write_responses(
             broken = true;
             // Stop the reader now, and let the peer see the close now, not once every request
             // in flight has finished.
+            shared.break_off();
+            shut_down(&stream);
+        } else if last {
+            broken = true;
             shared.break_off();
             shut_down(&stream);
         }
@@ -504,7 +511,7 @@ impl<D: Dialect> Reader<D> {
         let shard = self.shard.budget.clone();
         glommio::spawn_local(async move {
             let reply = response.await;
-            if let Reply::Send(chunks) = &reply {
+            if let Reply::Send(chunks) | Reply::Last(chunks) = &reply {
                 let bytes: usize = chunks.iter().map(Bytes::len).sum();
                 let beyond = bytes.saturating_sub(held.bytes());
                 held.absorb(charge(&[&unsent], bytes));

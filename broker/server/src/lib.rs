@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
@@ -100,6 +101,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("cannot start the TLS certificate reload: {0}")]
     TlsReload(std::io::Error),
+    #[error("cannot load the users' credentials: {0}")]
+    Credentials(#[from] auth::credentials::CredentialError),
 }
 
 /// A step every shard must reach before any goes on: counted with an atomic, waited for by
@@ -173,6 +176,8 @@ struct Rendezvous {
     admin: Option<SocketAddr>,
     /// When `run` began (the admin API's uptime).
     started: Instant,
+    /// The users' credentials every shard authenticates against.
+    credentials: Arc<auth::CredentialStore>,
     /// Each TLS listener's certificates, as the reload thread keeps them.
     certificates: ListenersCertificates,
 }
@@ -361,6 +366,9 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         );
     }
     let catalog = Arc::new(catalog);
+    // A corrupt credentials file stops the start: serving with no users, or some, would lock
+    // out (or let in) the wrong people.
+    let credentials = Arc::new(auth::CredentialStore::open(&config.data_dir)?);
     let kafka = match (&config.kafka, &kafka_listener) {
         (Some(kafka_config), Some((_, bound))) => {
             let identity = kafka::KafkaIdentity::load_or_create(&config.data_dir)?;
@@ -393,6 +401,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         started,
         cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
         certificates,
+        credentials,
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
@@ -622,6 +631,7 @@ async fn serve_shard(
         config.clone(),
         mesh,
         rendezvous.cluster.clone(),
+        rendezvous.credentials.clone(),
     );
     services.mesh().spawn_receivers(receivers, &services);
     // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until
@@ -708,8 +718,13 @@ async fn serve_shard(
         &connections,
         &rendezvous.admission,
         &logs,
-        |peer: &connection::ConnectionPeer| handlers::Native {
-            tls_principal: peer.tls_principal.clone(),
+        {
+            let mechanisms: Arc<[auth::SaslMechanism]> = config.sasl_mechanisms.clone().into();
+            move |peer: &connection::ConnectionPeer| {
+                let session = auth::Session::new(mechanisms.clone(), peer.address);
+                session.use_transport_principal(peer.tls_principal.as_deref());
+                handlers::Native::new(session)
+            }
         },
     );
     match (&kafka_listener, &rendezvous.kafka) {

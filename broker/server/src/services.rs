@@ -12,6 +12,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::auth::CredentialStore;
 use crate::cluster::{ClusterHandle, ClusterState, ServerClusterTopics};
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
@@ -44,6 +45,8 @@ pub struct Services {
     pub replication: ShardReplication,
     /// The transaction coordinator's calls to other brokers, over `peers`.
     txn_peers: Rc<PeerTxn>,
+    /// The users and their SCRAM credentials, shared by every shard (`auth::credentials`).
+    pub credentials: Arc<CredentialStore>,
 }
 
 impl Services {
@@ -53,6 +56,7 @@ impl Services {
         config: Arc<Config>,
         mesh: Mesh<Services>,
         cluster: Option<Arc<ClusterState>>,
+        credentials: Arc<CredentialStore>,
     ) -> Rc<Services> {
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
@@ -76,6 +80,7 @@ impl Services {
                 txn_peers: Rc::new(PeerTxn {
                     services: services.clone(),
                 }),
+                credentials,
             }
         })
     }

@@ -9,7 +9,9 @@
 //!
 //! When either side fails, the connection closes: every pending request fails with
 //! [`Error::ConnectionLost`] and later sends fail at once. Reconnecting is the caller's job
-//! (`network::Network`). This file knows frames, not messages, except for version negotiation.
+//! (`network::Network`). This file knows frames, not messages, except for version negotiation
+//! and SASL authentication, which every connection goes through before its first request when
+//! `ClientConfig::sasl_mechanism` is set.
 //!
 //! With `ClientConfig::tls`, the TLS handshake (tokio-rustls) runs after the TCP connect within
 //! the connect timeout, and the two tasks share the TLS stream through `tokio::io::split`. A
@@ -32,8 +34,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{defaults, ClientConfig};
+use rand::distributions::{Alphanumeric, DistString};
+use spate_protocol::api::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use spate_security::{encode_plain, ScramClient, ScramMechanism};
+
+use crate::config::{defaults, ClientConfig, SaslMechanism};
 use crate::error::Error;
+
+/// Characters of the client's SCRAM nonce (random, printable, never repeated).
+const SCRAM_NONCE_CHARACTERS: usize = 32;
 
 /// Most requests the writer gathers into one vectored write.
 const WRITE_GATHER_REQUESTS_MAX: usize = 64;
@@ -192,7 +201,14 @@ impl Connection {
             address: address.to_string(),
             reason,
         };
-        let negotiated = tokio::time::timeout(config.connect_timeout, connection.negotiate()).await;
+        let handshake = async {
+            connection.negotiate().await?;
+            match config.sasl_mechanism {
+                Some(mechanism) => connection.authenticate(mechanism, config).await,
+                None => Ok(()),
+            }
+        };
+        let negotiated = tokio::time::timeout(config.connect_timeout, handshake).await;
         let tls_failure = connection
             .shared
             .tls_failure
@@ -244,6 +260,80 @@ impl Connection {
         }
         self.versions = Versions(versions);
         Ok(())
+    }
+
+    /// SASL right after version negotiation (the broker takes nothing else first): the
+    /// handshake names the mechanism, then one authenticate step (PLAIN) or two (SCRAM: the
+    /// client-first and client-final messages; the server's final message proves it knows the
+    /// credential, which is checked).
+    async fn authenticate(
+        &self,
+        mechanism: SaslMechanism,
+        config: &ClientConfig,
+    ) -> Result<(), Error> {
+        let refused = |reason: String| Error::Authentication {
+            address: self.shared.address.clone(),
+            reason,
+        };
+        if self.version_of(ApiKey::SaslHandshake).is_err() {
+            return Err(refused("the broker does not offer SASL".into()));
+        }
+        let handshake = self
+            .call(
+                &SaslHandshakeRequest {
+                    mechanism: mechanism.name().to_string(),
+                },
+                "sasl handshake",
+                None,
+            )
+            .await?;
+        if handshake.error_code != ErrorCode::None {
+            return Err(refused(format!(
+                "{} refused ({}); the broker offers [{}]",
+                mechanism.name(),
+                handshake.error_code,
+                handshake.mechanisms.join(", ")
+            )));
+        }
+        let user = &config.sasl_username;
+        let password = config.sasl_password.reveal();
+        let step = |message: Vec<u8>| async move {
+            let answer = self
+                .call(
+                    &SaslAuthenticateRequest {
+                        auth_bytes: Bytes::from(message),
+                    },
+                    "sasl authenticate",
+                    None,
+                )
+                .await?;
+            if answer.error_code != ErrorCode::None {
+                return Err(refused(format!(
+                    "{} ({})",
+                    answer.error_code,
+                    answer.error_message.unwrap_or_default()
+                )));
+            }
+            Ok(answer.auth_bytes)
+        };
+        let scram = match mechanism {
+            SaslMechanism::Plain => {
+                step(encode_plain(user, password)).await?;
+                return Ok(());
+            }
+            SaslMechanism::ScramSha256 => ScramMechanism::Sha256,
+            SaslMechanism::ScramSha512 => ScramMechanism::Sha512,
+        };
+        let nonce = Alphanumeric.sample_string(&mut rand::thread_rng(), SCRAM_NONCE_CHARACTERS);
+        let mut client = ScramClient::new(scram, user, password, nonce);
+        let server_first = step(client.client_first()).await?;
+        let client_final = client
+            .server_first(&server_first)
+            .map_err(|error| refused(format!("server-first-message: {error}")))?;
+        let server_final = step(client_final).await?;
+        client
+            .server_final(&server_final)
+            .map_err(|error| refused(format!("server-final-message: {error}")))
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -33,6 +33,7 @@ pub mod produce;
 pub mod producer;
 pub mod quorum;
 pub mod replication;
+pub mod security;
 pub mod topics;
 pub mod transactions;
 pub mod txn_markers;
@@ -84,6 +85,10 @@ pub use quorum::{RaftMessageRequest, RaftMessageResponse};
 pub use replication::{ReplicaFetchPartition, ReplicaFetchPartitionResponse};
 pub use replication::{ReplicaFetchRequest, ReplicaFetchResponse, ReplicaFetchTopic};
 pub use replication::{ReplicaFetchTopicResponse, NO_EPOCH};
+pub use security::{DeleteUserRequest, ListUsersRequest, ListUsersResponse, UpsertUserRequest};
+pub use security::{DeleteUserResponse, UpsertUserResponse};
+pub use security::{SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest};
+pub use security::{SaslHandshakeResponse, UserCredentialInfo, UserListing};
 pub use topics::{AlterTopicConfigRequest, AlterTopicConfigResponse, CreateTopic};
 pub use topics::{CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest};
 pub use topics::{DeleteTopicsResponse, DescribeTopicRequest, DescribeTopicResponse};
@@ -239,6 +244,12 @@ apis! {
     // leader's KIP-890 check with a transactional id's coordinator.
     WriteTxnMarkers = 36 => WriteTxnMarkersRequest, WriteTxnMarkersResponse;
     VerifyTxn = 37 => VerifyTxnRequest, VerifyTxnResponse;
+    // Authentication (Kafka's meaning) and users (issue #17).
+    SaslHandshake = 38 => SaslHandshakeRequest, SaslHandshakeResponse;
+    SaslAuthenticate = 39 => SaslAuthenticateRequest, SaslAuthenticateResponse;
+    UpsertUser = 40 => UpsertUserRequest, UpsertUserResponse;
+    DeleteUser = 41 => DeleteUserRequest, DeleteUserResponse;
+    ListUsers = 42 => ListUsersRequest, ListUsersResponse;
 }
 
 impl ApiKey {

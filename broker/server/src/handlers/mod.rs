@@ -8,6 +8,7 @@
 //! only dispatches and maps errors to wire codes. Nothing here touches sockets.
 
 pub(crate) mod admin;
+pub(crate) mod auth_api;
 pub(crate) mod cluster;
 pub(crate) mod data;
 pub(crate) mod group;
@@ -28,13 +29,16 @@ use spate_protocol::api::{
 use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest};
 use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
 use spate_protocol::api::{ClusterProposeRequest, RaftMessageRequest};
+use spate_protocol::api::{DeleteUserRequest, ListUsersRequest, UpsertUserRequest};
 use spate_protocol::api::{ElectLeadersRequest, FindCoordinatorRequest, ListReassignmentsRequest};
 use spate_protocol::api::{EndTxnRequest, ReplicaFetchRequest, TxnOffsetCommitRequest};
+use spate_protocol::api::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use spate_protocol::api::{VerifyTxnRequest, WriteTxnMarkersRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BYTES_MIN};
 
+use crate::auth::Session;
 use crate::catalog::{CatalogError, ProducerIdError};
 use crate::config::Limits;
 use crate::connection::{Dialect, Reply};
@@ -86,6 +90,14 @@ pub enum Request {
     VerifyTxn(Envelope<VerifyTxnRequest>),
     /// Consumer group APIs (`group`).
     Group(group::GroupRequest),
+    /// Authentication (`auth_api`): they need the connection's session, which
+    /// `Native::execute` holds.
+    SaslHandshake(Envelope<SaslHandshakeRequest>),
+    SaslAuthenticate(Envelope<SaslAuthenticateRequest>),
+    /// User management (`auth_api`).
+    UpsertUser(Envelope<UpsertUserRequest>),
+    DeleteUser(Envelope<DeleteUserRequest>),
+    ListUsers(Envelope<ListUsersRequest>),
 }
 
 /// What the reader does with a frame it could not decode.
@@ -98,11 +110,17 @@ pub struct Rejection {
 }
 
 /// Spate's native protocol, as the connection loop serves it: little-endian length prefixes,
-/// `spate_protocol::frame` headers, the requests above. One per connection.
+/// `spate_protocol::frame` headers, the requests above; one per connection, with the
+/// connection's authentication (on a mutual-TLS listener without SASL, the principal of its
+/// verified client certificate: `Session::use_transport_principal`).
 pub struct Native {
-    /// On a mutual-TLS listener, `User:<CN>` of the verified client certificate (see
-    /// `connection::ConnectionPeer`).
-    pub tls_principal: Option<String>,
+    session: Session,
+}
+
+impl Native {
+    pub fn new(session: Session) -> Native {
+        Native { session }
+    }
 }
 
 impl Dialect for Native {
@@ -144,6 +162,19 @@ impl Dialect for Native {
     }
 
     fn decode(&self, frame: RequestFrame) -> Result<Request, Rejection> {
+        // As on the Kafka listener: before the connection authenticated, only what
+        // authenticates it is taken, and anything else closes it without an answer.
+        if !self.session.is_authenticated() && !may_precede_authentication(frame.api_key) {
+            tracing::info!(
+                api_key = frame.api_key,
+                "closing a native connection: a request before the connection authenticated \
+                 (SASL is required)"
+            );
+            return Err(Rejection {
+                answer: None,
+                close: true,
+            });
+        }
         decode(frame)
     }
 
@@ -171,9 +202,37 @@ impl Dialect for Native {
         services: Rc<Services>,
         request: Request,
     ) -> impl Future<Output = Reply> + 'static {
-        let answer = execute(services, request);
-        async move { Reply::from_answer(answer.await) }
+        let native = self.clone();
+        async move {
+            let answer = match request {
+                Request::SaslHandshake(request) => answer(
+                    &request,
+                    auth_api::sasl_handshake(&native.session, &request.body),
+                ),
+                Request::SaslAuthenticate(request) => answer(
+                    &request,
+                    auth_api::sasl_authenticate(&services, &native.session, &request.body).await,
+                ),
+                request => execute(services, request).await,
+            };
+            match answer {
+                // A failed authentication step is answered, then the connection closes.
+                Some(chunks) if native.session.has_failed() => Reply::Last(chunks),
+                answer => Reply::from_answer(answer),
+            }
+        }
     }
+}
+
+/// Whether a request with this API key may come before the connection authenticated.
+fn may_precede_authentication(api_key: u16) -> bool {
+    [
+        ApiKey::ApiVersions,
+        ApiKey::SaslHandshake,
+        ApiKey::SaslAuthenticate,
+    ]
+    .iter()
+    .any(|allowed| allowed.to_u16() == api_key)
 }
 
 /// The error answer to a frame that cannot be read, when its correlation id is readable and its
@@ -283,6 +342,11 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::ReplicaFetch => decoded!(ReplicaFetch, ReplicaFetchRequest),
         ApiKey::WriteTxnMarkers => decoded!(WriteTxnMarkers, WriteTxnMarkersRequest),
         ApiKey::VerifyTxn => decoded!(VerifyTxn, VerifyTxnRequest),
+        ApiKey::SaslHandshake => decoded!(SaslHandshake, SaslHandshakeRequest),
+        ApiKey::SaslAuthenticate => decoded!(SaslAuthenticate, SaslAuthenticateRequest),
+        ApiKey::UpsertUser => decoded!(UpsertUser, UpsertUserRequest),
+        ApiKey::DeleteUser => decoded!(DeleteUser, DeleteUserRequest),
+        ApiKey::ListUsers => decoded!(ListUsers, ListUsersRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -444,6 +508,35 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             version,
             &txn_peers::write_txn_markers(&services, body).await,
         ),
+        // Answered with the session by `Native::execute`; a request reaching here (none does)
+        // gets the state error rather than a panic.
+        Request::SaslHandshake(request) => {
+            reject(
+                ApiKey::SaslHandshake,
+                request.correlation_id,
+                request.version,
+                ErrorCode::IllegalSaslState,
+            )
+            .answer
+        }
+        Request::SaslAuthenticate(request) => {
+            reject(
+                ApiKey::SaslAuthenticate,
+                request.correlation_id,
+                request.version,
+                ErrorCode::IllegalSaslState,
+            )
+            .answer
+        }
+        Request::UpsertUser(request) => answer(
+            &request,
+            auth_api::upsert_user(&services, &request.body).await,
+        ),
+        Request::DeleteUser(request) => answer(
+            &request,
+            auth_api::delete_user(&services, &request.body).await,
+        ),
+        Request::ListUsers(request) => answer(&request, auth_api::list_users(&services)),
         Request::VerifyTxn(Envelope {
             correlation_id,
             version,

@@ -12,6 +12,14 @@
 //! than `frame_bytes_max` closes it without an answer. ApiVersions asked at a version above the
 //! served one is answered at v0 with UNSUPPORTED_VERSION and the served ranges, so the client can
 //! pick a version and ask again on the same connection.
+//!
+//! Authentication (`crate::auth`): on a listener with SASL mechanisms, a connection that has not
+//! authenticated may send only ApiVersions, SaslHandshake and SaslAuthenticate; anything else
+//! closes it with a log line and no answer, as Kafka does. Without SASL the two SASL APIs are
+//! not served (ApiVersions does not list them). After a SaslHandshake v0 the exchange's
+//! messages are bare tokens (a size and the token, no header) both ways, as Kafka does for
+//! clients older than SaslAuthenticate; librdkafka asks for v0 to be listed before it uses v1. A request sent before the answer to the
+//! authentication step it follows is refused the same way (clients wait for each step).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,39 +30,44 @@ use bytes::{Bytes, BytesMut};
 use spate_kafka_protocol::frame::{
     decode_request_frame, encode_response, peek_frame_bytes, FRAME_SIZE_BYTES,
 };
-use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, SaslAuthenticateRequest,
+};
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_kafka_protocol::precheck;
 use spate_kafka_protocol::versions::{is_served, served_versions};
 
-use super::{data, decode_body, execute, KafkaBroker, KafkaRequest};
+use super::{data, decode_body, execute, KafkaBody, KafkaBroker, KafkaRequest};
+use crate::auth::Session;
 use crate::config::Limits;
 use crate::connection::{ConnectionPeer, Dialect, Reply};
 use crate::handlers::Rejection;
 use crate::services::Services;
 
-/// One Kafka connection's dialect: the broker's shared Kafka state, the peer's address and,
-/// on a mutual-TLS listener, the principal of its verified client certificate.
+/// One Kafka connection's dialect: the broker's shared Kafka state, the peer's address and the
+/// connection's authentication (on a mutual-TLS listener without SASL, the principal of its
+/// verified client certificate).
 pub struct Kafka {
     pub(crate) broker: Arc<KafkaBroker>,
     pub(crate) peer: Option<SocketAddr>,
-    /// `User:<CN>` of the client certificate (see `connection::ConnectionPeer`).
-    pub(crate) tls_principal: Option<String>,
+    pub(crate) session: Session,
 }
 
 impl Kafka {
     pub fn new(broker: Arc<KafkaBroker>, peer: &ConnectionPeer) -> Kafka {
+        let session = Session::new(broker.sasl_mechanisms.clone(), peer.address);
+        session.use_transport_principal(peer.tls_principal.as_deref());
         Kafka {
             broker,
             peer: peer.address,
-            tls_principal: peer.tls_principal.clone(),
+            session,
         }
     }
 
     fn close(&self, reason: std::fmt::Arguments<'_>) -> Rejection {
         tracing::info!(
             peer = ?self.peer,
-            principal = ?self.tls_principal,
+            principal = ?self.session.principal(),
             "closing a Kafka connection: {reason}"
         );
         Rejection {
@@ -105,19 +118,32 @@ impl Dialect for Kafka {
     }
 
     fn decode(&self, frame: Bytes) -> Result<KafkaRequest, Rejection> {
+        if self.session.expects_raw_token() {
+            return Ok(raw_sasl_token(frame));
+        }
         let mut frame = match decode_request_frame(frame) {
             Ok(frame) => frame,
             Err(error) => return Err(self.close(format_args!("{error}"))),
         };
         let (api_key, version) = (frame.api_key, frame.version);
         let correlation_id = frame.header.correlation_id;
-        if !is_served(api_key, version) {
+        let sasl_enabled = self.session.is_sasl_enabled();
+        if !is_served(api_key, version) || (is_sasl_api(api_key) && !sasl_enabled) {
             if api_key == ApiKey::ApiVersions && version > 0 {
-                return Err(unsupported_api_versions(correlation_id));
+                return Err(unsupported_api_versions(correlation_id, sasl_enabled));
             }
             return Err(self.close(format_args!(
                 "{api_key:?} v{version} is not served (served: {:?})",
                 served_versions(api_key).map(|api| api.min_version..=api.max_version)
+            )));
+        }
+        // As Kafka: before a connection authenticated, only what authenticates it is taken.
+        if !self.session.is_authenticated()
+            && !is_sasl_api(api_key)
+            && api_key != ApiKey::ApiVersions
+        {
+            return Err(self.close(format_args!(
+                "{api_key:?} before the connection authenticated (SASL is required)"
             )));
         }
         // Every count and length in the body fits the bytes present, before the generated
@@ -137,6 +163,7 @@ impl Dialect for Kafka {
                 correlation_id,
                 client_id: frame.header.client_id,
                 body,
+                raw_sasl_token: false,
             }),
             Err(error) => Err(self.close(format_args!(
                 "{api_key:?} v{version} request does not decode: {error}"
@@ -161,13 +188,33 @@ impl Dialect for Kafka {
     }
 }
 
+/// A bare SASL token after SaslHandshake v0 (Kafka's `enableKafkaSaslAuthenticateHeaders(false)`):
+/// the whole frame is the token, carried as a SaslAuthenticate that is answered bare.
+fn raw_sasl_token(frame: Bytes) -> KafkaRequest {
+    KafkaRequest {
+        api_key: ApiKey::SaslAuthenticate,
+        version: 0,
+        correlation_id: 0,
+        client_id: None,
+        body: KafkaBody::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(frame),
+        ),
+        raw_sasl_token: true,
+    }
+}
+
+/// The APIs of the SASL exchange: served only on a listener with SASL on.
+pub(crate) fn is_sasl_api(api_key: ApiKey) -> bool {
+    matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
+
 /// ApiVersions at a version above the served one: v0 with UNSUPPORTED_VERSION and the served
 /// ranges, as Kafka answers (the response header of ApiVersions is always v0, so any client
 /// reads it).
-fn unsupported_api_versions(correlation_id: i32) -> Rejection {
+fn unsupported_api_versions(correlation_id: i32, sasl_enabled: bool) -> Rejection {
     let response = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
-        .with_api_keys(data::served_api_versions());
+        .with_api_keys(data::served_api_versions(sasl_enabled));
     match encode_response(ApiKey::ApiVersions, 0, correlation_id, &response) {
         Ok(frame) => Rejection {
             answer: Some(vec![frame]),

@@ -37,9 +37,11 @@ use crate::shard::messages::{PartitionError, PartitionKey};
 use crate::shard::router::scatter;
 
 /// The served table as ApiVersions lists it.
-pub(super) fn served_api_versions() -> Vec<ApiVersion> {
+/// The served table as ApiVersions lists it; the SASL APIs only on a listener with SASL on.
+pub(super) fn served_api_versions(sasl_enabled: bool) -> Vec<ApiVersion> {
     SERVED_APIS
         .iter()
+        .filter(|api| sasl_enabled || !super::connection::is_sasl_api(api.key))
         .map(|api| {
             ApiVersion::default()
                 .with_api_key(api.key as i16)
@@ -50,11 +52,12 @@ pub(super) fn served_api_versions() -> Vec<ApiVersion> {
 }
 
 pub(crate) async fn api_versions(
-    _context: &KafkaContext<'_>,
+    context: &KafkaContext<'_>,
     _version: i16,
     _request: ApiVersionsRequest,
 ) -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(served_api_versions())
+    ApiVersionsResponse::default()
+        .with_api_keys(served_api_versions(context.session.is_sasl_enabled()))
 }
 
 /// A topic the request names, by name or (v10+) by id.

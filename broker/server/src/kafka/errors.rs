@@ -81,6 +81,11 @@ pub(crate) fn kafka_error(code: ErrorCode) -> Option<ResponseError> {
         ErrorCode::ReassignmentInProgress => ResponseError::ReassignmentInProgress,
         ErrorCode::StaleBrokerEpoch => ResponseError::StaleBrokerEpoch,
         ErrorCode::InconsistentTopicId => ResponseError::InconsistentTopicId,
+        ErrorCode::SaslAuthenticationFailed => ResponseError::SaslAuthenticationFailed,
+        ErrorCode::UnsupportedSaslMechanism => ResponseError::UnsupportedSaslMechanism,
+        ErrorCode::IllegalSaslState => ResponseError::IllegalSaslState,
+        ErrorCode::ResourceNotFound => ResponseError::ResourceNotFound,
+        ErrorCode::UnacceptableCredential => ResponseError::UnacceptableCredential,
     })
 }
 

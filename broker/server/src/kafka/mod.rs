@@ -24,6 +24,7 @@ pub mod identity;
 mod offsets;
 mod operations;
 mod produce;
+mod sasl;
 mod sessions;
 mod transactions;
 
@@ -55,6 +56,12 @@ use spate_kafka_protocol::kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, StrBytes,
 };
 
+use spate_kafka_protocol::kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
+
+use crate::auth::{SaslMechanism, Session};
 use crate::config::{Config, KafkaConfig};
 use crate::connection::Reply;
 use crate::services::Services;
@@ -70,12 +77,15 @@ pub struct KafkaBroker {
     /// What Metadata names as this broker's host and port.
     advertised_host: StrBytes,
     advertised_port: i32,
+    /// The listener's SASL mechanisms, shared by every connection's session.
+    pub(crate) sasl_mechanisms: std::sync::Arc<[SaslMechanism]>,
 }
 
 impl KafkaBroker {
     pub fn new(config: KafkaConfig, identity: KafkaIdentity) -> KafkaBroker {
         let (host, port) = config.advertised();
         KafkaBroker {
+            sasl_mechanisms: config.sasl_mechanisms.clone().into(),
             config,
             identity,
             advertised_host: StrBytes::from_string(host),
@@ -98,6 +108,8 @@ pub(crate) struct KafkaContext<'a> {
     /// The connection's peer, when the socket could tell.
     pub peer: Option<SocketAddr>,
     pub broker: &'a KafkaBroker,
+    /// The connection's authentication, and who it acts for (`Session::principal`).
+    pub session: &'a Session,
 }
 
 impl KafkaContext<'_> {
@@ -193,6 +205,11 @@ kafka_apis! {
     ListTransactions(ListTransactionsRequest) => transactions::list_transactions,
     // Transactions (txn-groups)
     TxnOffsetCommit(TxnOffsetCommitRequest) => groups::txn_offset_commit,
+    // Authentication and users (issue #17)
+    SaslHandshake(SaslHandshakeRequest) => sasl::sasl_handshake,
+    SaslAuthenticate(SaslAuthenticateRequest) => sasl::sasl_authenticate,
+    DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) => sasl::describe_user_scram_credentials,
+    AlterUserScramCredentials(AlterUserScramCredentialsRequest) => sasl::alter_user_scram_credentials,
 }
 
 /// A handler's answer as the chunks of its response frame, written in order with one
@@ -225,6 +242,9 @@ pub struct KafkaRequest {
     pub(crate) correlation_id: i32,
     pub(crate) client_id: Option<StrBytes>,
     pub(crate) body: KafkaBody,
+    /// A bare SASL token after SaslHandshake v0 (no Kafka header; `body` is a
+    /// SaslAuthenticate carrying it, answered bare too).
+    pub(crate) raw_sasl_token: bool,
 }
 
 impl KafkaBody {
@@ -256,14 +276,19 @@ async fn execute(services: Rc<Services>, broker: Rc<Kafka>, request: KafkaReques
         correlation_id,
         client_id,
         body,
+        raw_sasl_token,
     } = request;
     let context = KafkaContext {
         services: &services,
         client_id: client_id.as_ref().map(|id| id.as_str()),
         peer: broker.peer,
         broker: &broker.broker,
+        session: &broker.session,
     };
     let body = match body {
+        KafkaBody::SaslAuthenticate(request) if raw_sasl_token => {
+            return sasl::raw_authenticate(&context, request).await;
+        }
         KafkaBody::Produce(request) if request.acks == 0 => {
             let response = produce::produce(&context, version, request).await;
             return unanswered_produce(&response, broker.peer);
@@ -271,6 +296,8 @@ async fn execute(services: Rc<Services>, broker: Rc<Kafka>, request: KafkaReques
         body => body,
     };
     match run(&context, version, correlation_id, body).await {
+        // A failed authentication step is answered, then the connection closes (Kafka's way).
+        Ok(frames) if broker.session.has_failed() => Reply::Last(frames),
         Ok(frames) => Reply::Send(frames),
         Err(error) => {
             // Responses are built from bounded inputs; failing to encode one is a bug, but it is

@@ -4,7 +4,9 @@
 //! line), `spate consume` (one record per output line, a template or JSON; `--group` to consume
 //! as a member of a consumer group), `spate group list|describe|reset-offsets|delete-offsets|
 //! delete` and `spate cluster info|add-broker|decommission|move-partitions|reassignments|
-//! balance-leaders` (`spate metadata` is `cluster info`). This file parses the command line and
+//! balance-leaders` (`spate metadata` is `cluster info`), `spate user create|delete|list`
+//! (`user`); `--sasl-mechanism`, `--sasl-username` and `--sasl-password` (or
+//! `SPATE_SASL_PASSWORD`) authenticate every connection. This file parses the command line and
 //! turns failures into one-line messages and exit codes; the commands are in `topic`, `produce`,
 //! `consume`, `group` and `cluster`, output formats in `format` (records) and `output` (the
 //! admin commands' `--json`), terminal handling in `terminal`. Everything talks to the broker
@@ -23,13 +25,14 @@ mod output;
 mod produce;
 mod terminal;
 mod topic;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use spate_client::{Client, ClientConfig, ErrorCode, TlsConfig};
+use spate_client::{Client, ClientConfig, ErrorCode, SaslMechanism, TlsConfig};
 
 /// Exit codes, documented in `--help`.
 pub(crate) mod exit {
@@ -100,6 +103,21 @@ struct ConnectionArgs {
     /// The name the broker's certificate must carry, when it is not the host dialled.
     #[arg(long, global = true, value_name = "NAME")]
     tls_server_name: Option<String>,
+    /// Authenticate with this SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (the
+    /// broker's --sasl-mechanisms must offer it).
+    #[arg(long, global = true, env = "SPATE_SASL_MECHANISM")]
+    sasl_mechanism: Option<SaslMechanism>,
+    /// The user to authenticate as.
+    #[arg(long, global = true, env = "SPATE_SASL_USERNAME")]
+    sasl_username: Option<String>,
+    /// The user's password (prefer SPATE_SASL_PASSWORD: a flag shows in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "SPATE_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    sasl_password: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +139,9 @@ enum Command {
     Cluster(cluster::ClusterCommand),
     /// Same as `cluster info`.
     Metadata(output::OutputArgs),
+    /// Create, delete and list users (SCRAM credentials for SASL authentication).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 fn main() -> ExitCode {
@@ -229,17 +250,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(command) => group::run(&client, command),
         Command::Cluster(command) => cluster::run(&client, command),
         Command::Metadata(output) => cluster::info(&client, output),
+        Command::User(command) => user::run(&client, command),
     }
 }
 
 fn connect(arguments: &ConnectionArgs) -> anyhow::Result<Client> {
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         bootstrap: bootstrap_addresses(arguments)?,
         retry_timeout: Duration::from_millis(arguments.timeout_ms),
         connect_timeout: Duration::from_millis(arguments.timeout_ms.clamp(1, 5_000)),
         tls: tls_config(arguments)?,
         ..ClientConfig::default().with_client_id("spate-cli")
     };
+    if let Some(mechanism) = arguments.sasl_mechanism {
+        let (Some(username), Some(password)) = (&arguments.sasl_username, &arguments.sasl_password)
+        else {
+            return Err(output::UsageError(
+                "--sasl-mechanism needs --sasl-username and --sasl-password (or \
+                 SPATE_SASL_PASSWORD)"
+                    .to_string(),
+            )
+            .into());
+        };
+        config = config.with_sasl(mechanism, username.clone(), password.clone());
+    }
     Ok(Client::new(config)?)
 }
 
