@@ -345,6 +345,42 @@ fn kcat_produces_and_consumes_over_tls_on_the_kafka_listener() {
         !refused.status.success(),
         "plaintext metadata from a TLS listener"
     );
+
+    // Mutual TLS on the Kafka listener: kcat with the CA's client certificate is served,
+    // without one it is refused.
+    let mutual = broker_with(TestPki::listener_arguments(
+        "kafka-",
+        &pki.server,
+        Some(&pki.ca_file),
+    ));
+    let bootstrap = mutual.kafka_address().to_string();
+    let cert = format!(
+        "ssl.certificate.location={}",
+        pki.client.cert_file.display()
+    );
+    let key = format!("ssl.key.location={}", pki.client.key_file.display());
+    let listed = Command::new("kcat")
+        .args(["-L", "-b", &bootstrap, "-m", "10"])
+        .args(ssl)
+        .args(["-X", &cert, "-X", &key])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kcat -L");
+    assert!(
+        listed.status.success(),
+        "kcat with a client certificate was refused: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let refused = Command::new("kcat")
+        .args(["-L", "-b", &bootstrap, "-m", "5"])
+        .args(ssl)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kcat -L");
+    assert!(
+        !refused.status.success(),
+        "kcat without a client certificate was served"
+    );
 }
 
 #[test]

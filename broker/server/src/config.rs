@@ -431,6 +431,10 @@ Settings are read from embedded defaults, then the TOML file given by --config (
 names with underscores, e.g. data_dir = \"/var/lib/spate\"), then command-line flags, then SPATE_*
 environment variables; a later source overrides an earlier one.
 
+TLS: give a listener a certificate and key (--tls-cert-file/--tls-key-file for the native one,
+--kafka-tls-* and --admin-tls-* for the others; a --*tls-client-ca-file requires client
+certificates). The files are reloaded when they change, and at once on SIGHUP (docs/tls.md).
+
 `spate-broker recover-catalog [flags]` rebuilds <data_dir>/catalog.toml from the topic.toml in each
 topic directory (when the catalog is lost, or disagrees with the directories) and exits; the old
 catalog is kept beside it. It takes the data directory's lock, so stop the broker first.

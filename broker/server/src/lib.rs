@@ -286,12 +286,19 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
                 .ok()
                 .and_then(|address| address.as_socket())
                 .unwrap_or(address);
-            if !bound.ip().is_loopback() {
+            // Client certificates (admin_tls_client_ca_file) are the admin API's only
+            // authentication.
+            let authenticated = config
+                .admin_tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_ca_file.is_some());
+            if !bound.ip().is_loopback() && !authenticated {
                 tracing::warn!(
                     admin_address = %bound,
                     "the admin listener (metrics, topic and group views) has no authentication \
                      and binds a non-loopback address: reachable by anyone who can reach it; \
-                     firewall it or bind 127.0.0.1"
+                     firewall it, bind 127.0.0.1, or require client certificates \
+                     (admin_tls_client_ca_file)"
                 );
             }
             Some((Arc::new(listener), bound))
