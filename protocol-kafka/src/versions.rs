@@ -65,11 +65,10 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::ListTransactions, 0, 1),
     // Transactions (txn-groups)
     served(ApiKey::TxnOffsetCommit, 0, 5),
-    // Authentication and users (issue #17). SaslHandshake v0 (raw SASL frames without Kafka
-    // headers, for pre-1.0 clients) is not served: the broker ApiVersions lists v1 only, and a
-    // v0 handshake closes the connection, as Kafka does with a version it does not serve. The
-    // two SASL rows are listed only by a listener with SASL on.
-    served(ApiKey::SaslHandshake, 1, 1),
+    // Authentication and users (issue #17). SaslHandshake v0 is followed by bare SASL tokens
+    // without Kafka headers (served too: librdkafka uses v1 only when v0 is listed). The two
+    // SASL rows are listed only by a listener with SASL on.
+    served(ApiKey::SaslHandshake, 0, 1),
     served(ApiKey::SaslAuthenticate, 0, 2),
     served(ApiKey::DescribeUserScramCredentials, 0, 0),
     served(ApiKey::AlterUserScramCredentials, 0, 0),

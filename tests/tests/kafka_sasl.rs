@@ -58,11 +58,23 @@ fn kcat() -> Command {
 }
 
 /// `spate-broker user create` on a data directory.
-fn create_user_offline(data_dir: &std::path::Path, user: &str, password: &str) -> Output {
+fn create_user_offline(
+    data_dir: &std::path::Path,
+    user: &str,
+    password: &str,
+    mechanism: &str,
+) -> Output {
     Command::new(broker_binary())
         .args(["user", "create", "--data-dir"])
         .arg(data_dir)
-        .args(["--name", user, "--password", password])
+        .args([
+            "--name",
+            user,
+            "--password",
+            password,
+            "--mechanism",
+            mechanism,
+        ])
         .output()
         .expect("run spate-broker user create")
 }
@@ -82,12 +94,17 @@ fn broker_with_admin(mechanisms: &str) -> Broker {
         ..BrokerOptions::default()
     });
     broker.terminate();
-    let created = create_user_offline(broker.data_dir(), ADMIN, ADMIN_PASSWORD);
-    assert!(
-        created.status.success(),
-        "user create failed: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    // A user has one credential per SCRAM mechanism; PLAIN checks either.
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let created = create_user_offline(broker.data_dir(), ADMIN, ADMIN_PASSWORD, mechanism);
+        assert!(
+            created.status.success(),
+            "user create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let said = String::from_utf8_lossy(&created.stdout);
+        assert!(said.contains(mechanism), "{said}");
+    }
     broker.restart_with(sasl_options(mechanisms));
     broker
 }
@@ -245,6 +262,7 @@ fn kcat_produces_and_consumes_with_each_mechanism_and_credentials_survive_a_rest
         assert_eq!(read, lines, "{mechanism}: every record, in order");
     }
     // The user created offline is still there after a restart (the file is the truth).
+    broker.terminate();
     broker.restart_with(sasl_options("SCRAM-SHA-512"));
     let consumed = kcat_consume(&broker, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD, "sasl-512");
     assert!(
@@ -454,6 +472,7 @@ fn without_sasl_the_sasl_apis_are_not_listed_and_users_are_managed_over_kafka() 
 
     // The user made over Kafka logs in with SCRAM-SHA-256 once SASL is on; a deletion ends that.
     let mut broker = broker;
+    broker.terminate();
     broker.restart_with(sasl_options("SCRAM-SHA-256"));
     let mut bob = scram_client(
         broker.kafka_address(),
@@ -494,12 +513,106 @@ fn the_offline_user_create_is_refused_while_a_broker_holds_the_data_directory() 
         shards: 1,
         ..BrokerOptions::default()
     });
-    let refused = create_user_offline(broker.data_dir(), ADMIN, ADMIN_PASSWORD);
+    let refused = create_user_offline(broker.data_dir(), ADMIN, ADMIN_PASSWORD, "SCRAM-SHA-512");
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("refused"), "{message}");
     assert!(
         !spate_security::CredentialsFile::path(broker.data_dir()).exists(),
         "nothing written beside a running broker"
+    );
+}
+
+#[test]
+fn a_version_0_handshake_takes_bare_tokens_then_kafka_requests() {
+    let broker = broker_with_admin(ALL_MECHANISMS);
+    let address = broker.kafka_address();
+    let bare = |token: &[u8]| {
+        let mut frame = (token.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(token);
+        frame
+    };
+
+    // SCRAM-SHA-512 in bare tokens: the server's messages come back bare, and the connection
+    // then takes Kafka requests.
+    let mut client = KafkaTestClient::connect(address);
+    let answer = client.call(
+        0,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-512")),
+    );
+    assert_eq!(answer.error_code, 0);
+    let mut scram = ScramClient::new(
+        ScramMechanism::Sha512,
+        ADMIN,
+        ADMIN_PASSWORD,
+        "bare-token-nonce".into(),
+    );
+    client.send_raw(&bare(&scram.client_first()));
+    let server_first = client.receive_frame().expect("a bare server-first-message");
+    let client_final = scram
+        .server_first(&server_first)
+        .expect("valid server-first");
+    client.send_raw(&bare(&client_final));
+    let server_final = client.receive_frame().expect("a bare server-final-message");
+    scram
+        .server_final(&server_final)
+        .expect("the server's signature checks");
+    let versions = client.call(3, &ApiVersionsRequest::default());
+    assert_eq!(
+        versions.error_code, 0,
+        "Kafka requests after a bare exchange"
+    );
+
+    // A wrong password in bare tokens (PLAIN): no answer can say so; the connection closes.
+    let mut client = KafkaTestClient::connect(address);
+    let answer = client.call(
+        0,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(answer.error_code, 0);
+    client.send_raw(&bare(&encode_plain(ADMIN, "wrong")));
+    assert!(client.receive_frame().is_none(), "closed without an answer");
+}
+
+#[test]
+fn a_corrupt_credentials_file_stops_the_start_naming_it() {
+    let mut broker = Broker::start(BrokerOptions {
+        shards: 1,
+        ..BrokerOptions::default()
+    });
+    broker.terminate();
+    let created = create_user_offline(broker.data_dir(), ADMIN, ADMIN_PASSWORD, "SCRAM-SHA-512");
+    assert!(created.status.success());
+    let path = spate_security::CredentialsFile::path(broker.data_dir());
+    let mut bytes = std::fs::read(&path).expect("the credentials file exists");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&path, bytes).expect("damage the credentials file");
+    let mut child = Command::new(broker_binary())
+        .arg("--data-dir")
+        .arg(broker.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "none", "--shards", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the broker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the broker") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the broker started on a corrupt credentials file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("credentials") && stderr.contains(&path.display().to_string()),
+        "{stderr}"
     );
 }

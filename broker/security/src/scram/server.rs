@@ -117,7 +117,10 @@ impl Exchange {
         if client_final.channel_binding != self.gs2_header.as_bytes() {
             return Err(ScramError::ChannelBinding);
         }
-        if client_final.nonce != self.nonce {
+        // Kafka checks that the client's nonce ends with the server-first nonce, not that it
+        // equals it: librdkafka (2.0 at least) sends its own nonce again in front of the
+        // server-first nonce, and the proof covers what it sent.
+        if !client_final.nonce.ends_with(self.nonce.as_str()) {
             return Err(ScramError::NonceMismatch);
         }
         if client_final.proof.len() != mechanism.hash_bytes() {

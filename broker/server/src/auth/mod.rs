@@ -160,6 +160,9 @@ pub struct Session {
     state: RefCell<State>,
     /// The authorizer's remembered answers for this connection (`authorizer::DecisionCache`).
     decisions: RefCell<authorizer::DecisionCache>,
+    /// Kafka's SaslHandshake v0: the exchange's messages come as bare length-prefixed tokens,
+    /// without Kafka headers, until it ends.
+    raw_tokens: std::cell::Cell<bool>,
 }
 
 impl Session {
@@ -174,6 +177,7 @@ impl Session {
             peer,
             state: RefCell::new(state),
             decisions: RefCell::default(),
+            raw_tokens: std::cell::Cell::new(false),
         }
     }
 
@@ -185,6 +189,7 @@ impl Session {
             peer,
             state: RefCell::new(State::Authenticated(principal)),
             decisions: RefCell::default(),
+            raw_tokens: std::cell::Cell::new(false),
         }
     }
 
@@ -209,6 +214,21 @@ impl Session {
     /// Whether requests other than the handshake's may run.
     pub fn is_authenticated(&self) -> bool {
         matches!(*self.state.borrow(), State::Authenticated(_))
+    }
+
+    /// Whether the next frame is a bare SASL token (after Kafka's SaslHandshake v0, until the
+    /// exchange ends).
+    pub fn expects_raw_token(&self) -> bool {
+        self.raw_tokens.get()
+            && matches!(
+                *self.state.borrow(),
+                State::Chosen(_) | State::Scram(_) | State::Busy
+            )
+    }
+
+    /// Kafka's SaslHandshake v0 chose the mechanism: its tokens come bare (`expects_raw_token`).
+    pub fn use_raw_tokens(&self) {
+        self.raw_tokens.set(true);
     }
 
     /// Whether a handshake or authenticate step failed: the connection closes after its answer.
@@ -450,6 +470,58 @@ mod tests {
         assert!(parse_mechanisms("GSSAPI").is_err());
         assert!(parse_mechanisms("plain").is_err());
         assert!(parse_mechanisms("PLAIN,PLAIN").is_err());
+    }
+
+    fn session(mechanisms: &[SaslMechanism]) -> Session {
+        Session::new(mechanisms.to_vec().into(), None)
+    }
+
+    #[test]
+    fn without_mechanisms_a_session_is_anonymous_and_refuses_a_handshake() {
+        let open = session(&[]);
+        assert!(!open.is_sasl_enabled());
+        assert!(open.is_authenticated());
+        assert_eq!(open.principal(), Some(Principal::anonymous()));
+        assert_eq!(open.handshake("PLAIN"), Err(HandshakeRefusal::IllegalState));
+        assert!(!open.has_failed(), "the connection goes on");
+    }
+
+    #[test]
+    fn a_handshake_chooses_an_offered_mechanism_once() {
+        let chosen = session(&[SaslMechanism::ScramSha512]);
+        assert!(!chosen.is_authenticated());
+        assert_eq!(chosen.principal(), None);
+        assert_eq!(
+            chosen.handshake("SCRAM-SHA-512"),
+            Ok(SaslMechanism::ScramSha512)
+        );
+        assert!(
+            !chosen.expects_raw_token(),
+            "v1: framed SaslAuthenticate steps"
+        );
+        chosen.use_raw_tokens();
+        assert!(chosen.expects_raw_token(), "v0: bare tokens until the end");
+        assert_eq!(
+            chosen.handshake("SCRAM-SHA-512"),
+            Err(HandshakeRefusal::IllegalState)
+        );
+        assert!(
+            chosen.has_failed(),
+            "a second handshake mid-exchange ends it"
+        );
+        assert!(!chosen.expects_raw_token());
+
+        let refused = session(&[SaslMechanism::ScramSha512]);
+        assert_eq!(
+            refused.handshake("PLAIN"),
+            Err(HandshakeRefusal::UnsupportedMechanism)
+        );
+        assert!(refused.has_failed());
+        let unknown = session(&[SaslMechanism::ScramSha512]);
+        assert_eq!(
+            unknown.handshake("GSSAPI"),
+            Err(HandshakeRefusal::UnsupportedMechanism)
+        );
     }
 
     #[test]

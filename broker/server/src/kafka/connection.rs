@@ -16,7 +16,9 @@
 //! Authentication (`crate::auth`): on a listener with SASL mechanisms, a connection that has not
 //! authenticated may send only ApiVersions, SaslHandshake and SaslAuthenticate; anything else
 //! closes it with a log line and no answer, as Kafka does. Without SASL the two SASL APIs are
-//! not served (ApiVersions does not list them). A request sent before the answer to the
+//! not served (ApiVersions does not list them). After a SaslHandshake v0 the exchange's
+//! messages are bare tokens (a size and the token, no header) both ways, as Kafka does for
+//! clients older than SaslAuthenticate; librdkafka asks for v0 to be listed before it uses v1. A request sent before the answer to the
 //! authentication step it follows is refused the same way (clients wait for each step).
 
 use std::future::Future;
@@ -28,12 +30,14 @@ use bytes::{Bytes, BytesMut};
 use spate_kafka_protocol::frame::{
     decode_request_frame, encode_response, peek_frame_bytes, FRAME_SIZE_BYTES,
 };
-use spate_kafka_protocol::kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, SaslAuthenticateRequest,
+};
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_kafka_protocol::precheck;
 use spate_kafka_protocol::versions::{is_served, served_versions};
 
-use super::{data, decode_body, execute, KafkaBroker, KafkaRequest};
+use super::{data, decode_body, execute, KafkaBody, KafkaBroker, KafkaRequest};
 use crate::auth::Session;
 use crate::config::Limits;
 use crate::connection::{Dialect, Reply};
@@ -108,6 +112,9 @@ impl Dialect for Kafka {
     }
 
     fn decode(&self, frame: Bytes) -> Result<KafkaRequest, Rejection> {
+        if self.session.expects_raw_token() {
+            return Ok(raw_sasl_token(frame));
+        }
         let mut frame = match decode_request_frame(frame) {
             Ok(frame) => frame,
             Err(error) => return Err(self.close(format_args!("{error}"))),
@@ -150,6 +157,7 @@ impl Dialect for Kafka {
                 correlation_id,
                 client_id: frame.header.client_id,
                 body,
+                raw_sasl_token: false,
             }),
             Err(error) => Err(self.close(format_args!(
                 "{api_key:?} v{version} request does not decode: {error}"
@@ -171,6 +179,21 @@ impl Dialect for Kafka {
         request: KafkaRequest,
     ) -> impl Future<Output = Reply> + 'static {
         execute(services, self.clone(), request)
+    }
+}
+
+/// A bare SASL token after SaslHandshake v0 (Kafka's `enableKafkaSaslAuthenticateHeaders(false)`):
+/// the whole frame is the token, carried as a SaslAuthenticate that is answered bare.
+fn raw_sasl_token(frame: Bytes) -> KafkaRequest {
+    KafkaRequest {
+        api_key: ApiKey::SaslAuthenticate,
+        version: 0,
+        correlation_id: 0,
+        client_id: None,
+        body: KafkaBody::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(frame),
+        ),
+        raw_sasl_token: true,
     }
 }
 

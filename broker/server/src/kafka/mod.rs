@@ -251,6 +251,9 @@ pub struct KafkaRequest {
     pub(crate) correlation_id: i32,
     pub(crate) client_id: Option<StrBytes>,
     pub(crate) body: KafkaBody,
+    /// A bare SASL token after SaslHandshake v0 (no Kafka header; `body` is a
+    /// SaslAuthenticate carrying it, answered bare too).
+    pub(crate) raw_sasl_token: bool,
 }
 
 impl KafkaBody {
@@ -282,6 +285,7 @@ async fn execute(services: Rc<Services>, broker: Rc<Kafka>, request: KafkaReques
         correlation_id,
         client_id,
         body,
+        raw_sasl_token,
     } = request;
     let context = KafkaContext {
         services: &services,
@@ -291,6 +295,9 @@ async fn execute(services: Rc<Services>, broker: Rc<Kafka>, request: KafkaReques
         session: &broker.session,
     };
     let body = match body {
+        KafkaBody::SaslAuthenticate(request) if raw_sasl_token => {
+            return sasl::raw_authenticate(&context, request).await;
+        }
         KafkaBody::Produce(request) if request.acks == 0 => {
             let response = produce::produce(&context, version, request).await;
             return unanswered_produce(&response, broker.peer);

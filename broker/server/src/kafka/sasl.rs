@@ -1,4 +1,5 @@
-//! Kafka's authentication and user APIs: SaslHandshake (v1), SaslAuthenticate (v0–2),
+//! Kafka's authentication and user APIs: SaslHandshake (v0–1; v0's bare tokens in
+//! `raw_authenticate`), SaslAuthenticate (v0–2),
 //! DescribeUserScramCredentials and AlterUserScramCredentials (v0), over `crate::auth`.
 //!
 //! The exchange is the connection's `auth::Session`; this file gives it Kafka's shape: the
@@ -38,10 +39,11 @@ use crate::auth::credentials::{
     change, check_upsertion, ChangeOutcome, CredentialChange, UpsertionRefusal,
 };
 use crate::auth::{HandshakeRefusal, RefusalKind, Step};
+use crate::connection::Reply;
 
 pub(crate) async fn sasl_handshake(
     context: &KafkaContext<'_>,
-    _version: i16,
+    version: i16,
     request: SaslHandshakeRequest,
 ) -> SaslHandshakeResponse {
     let mechanisms = context
@@ -50,7 +52,12 @@ pub(crate) async fn sasl_handshake(
         .map(StrBytes::from_static_str)
         .collect();
     let error = match context.session.handshake(request.mechanism.as_str()) {
-        Ok(_) => None,
+        Ok(_) => {
+            if version == 0 {
+                context.session.use_raw_tokens();
+            }
+            None
+        }
         Err(HandshakeRefusal::UnsupportedMechanism) => {
             tracing::info!(
                 peer = ?context.peer,
@@ -95,6 +102,30 @@ pub(crate) async fn sasl_authenticate(
                 .with_error_code(error.code())
                 .with_error_message(Some(StrBytes::from_string(message)))
         }
+    }
+}
+
+/// One bare SASL token after SaslHandshake v0, answered bare (a size and the token). A failure
+/// has no way to be told in this framing: the connection closes, as Kafka closes it.
+pub(crate) async fn raw_authenticate(
+    context: &KafkaContext<'_>,
+    request: SaslAuthenticateRequest,
+) -> Reply {
+    let step = context
+        .session
+        .authenticate(&context.services.credentials, &request.auth_bytes)
+        .await;
+    match step {
+        Step::Challenge(message) | Step::Authenticated(message) => {
+            let Ok(size) = i32::try_from(message.len()) else {
+                return Reply::Close;
+            };
+            let mut frame = Vec::with_capacity(4 + message.len());
+            frame.extend_from_slice(&size.to_be_bytes());
+            frame.extend_from_slice(&message);
+            Reply::Send(vec![Bytes::from(frame)])
+        }
+        Step::Refused(_) => Reply::Close,
     }
 }
 
