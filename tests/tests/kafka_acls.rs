@@ -115,6 +115,7 @@ fn broker_with_users() -> Broker {
         .args(["user", "create", "--data-dir"])
         .arg(broker.data_dir())
         .args(["--name", ADMIN, "--password", ADMIN_PASSWORD])
+        .args(["--mechanism", "SCRAM-SHA-512"])
         .output()
         .expect("run spate-broker user create");
     assert!(
@@ -122,7 +123,6 @@ fn broker_with_users() -> Broker {
         "user create failed: {}",
         String::from_utf8_lossy(&created.stderr)
     );
-    broker.terminate();
     broker.restart_with(sasl_options());
     let mut admin = admin_client(&broker);
     let salt = b"alice-salt-bytes".to_vec();
