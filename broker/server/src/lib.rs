@@ -103,6 +103,8 @@ pub enum ServerError {
     TlsReload(std::io::Error),
     #[error("cannot load the users' credentials: {0}")]
     Credentials(#[from] auth::credentials::CredentialError),
+    #[error("cannot load the ACLs: {0}")]
+    Acls(#[from] auth::acls::AclStoreError),
 }
 
 /// A step every shard must reach before any goes on: counted with an atomic, waited for by
@@ -178,6 +180,8 @@ struct Rendezvous {
     started: Instant,
     /// The users' credentials every shard authenticates against.
     credentials: Arc<auth::CredentialStore>,
+    /// The ACLs and authorization settings every shard checks requests against.
+    authorizer: Arc<auth::Authorizer>,
     /// Each TLS listener's certificates, as the reload thread keeps them.
     certificates: ListenersCertificates,
 }
@@ -376,6 +380,17 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     // A corrupt credentials file stops the start: serving with no users, or some, would lock
     // out (or let in) the wrong people.
     let credentials = Arc::new(auth::CredentialStore::open(&config.data_dir)?);
+    // A corrupt ACL file stops the start too: serving without some bindings would deny (or, with
+    // a deny lost, allow) what the operator decided otherwise.
+    let acls = Arc::new(auth::AclStore::open(&config.data_dir)?);
+    let authorizer = Arc::new(auth::Authorizer::new(&config.authorization, acls));
+    if authorizer.is_enabled() {
+        tracing::info!(
+            bindings = authorizer.acls().snapshot().acls.len(),
+            super_users = config.authorization.super_users.len(),
+            "authorization on: every request is checked against the ACLs"
+        );
+    }
     let kafka = match (&config.kafka, &kafka_listener) {
         (Some(kafka_config), Some((_, bound))) => {
             let identity = kafka::KafkaIdentity::load_or_create(&config.data_dir)?;
@@ -409,6 +424,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
         certificates,
         credentials,
+        authorizer,
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
@@ -639,6 +655,7 @@ async fn serve_shard(
         mesh,
         rendezvous.cluster.clone(),
         rendezvous.credentials.clone(),
+        rendezvous.authorizer.clone(),
     );
     services.mesh().spawn_receivers(receivers, &services);
     // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until
