@@ -27,6 +27,7 @@ use crate::network::{CoordinatorKind, Recovery};
 use crate::producer::accumulator::retry_backoff;
 use crate::producer::idempotence::ProducerIdentity;
 use crate::producer::ProducerInner;
+use spate_security::ResourceType;
 
 /// How a refused transactional request leaves the producer.
 enum Refusal {
@@ -38,6 +39,21 @@ enum Refusal {
     Abortable(Error),
 }
 
+impl Refusal {
+    /// Names the coordinator's key in an authorization error about it.
+    fn naming(self, kind: CoordinatorKind, key: &str) -> Refusal {
+        let resource_type = match kind {
+            CoordinatorKind::Group => ResourceType::Group,
+            CoordinatorKind::Transaction => ResourceType::TransactionalId,
+        };
+        match self {
+            Refusal::Retry(error) => Refusal::Retry(error.naming(resource_type, key)),
+            Refusal::Fatal(error) => Refusal::Fatal(error.naming(resource_type, key)),
+            Refusal::Abortable(error) => Refusal::Abortable(error.naming(resource_type, key)),
+        }
+    }
+}
+
 /// What a broker error code means for a transactional request, as Kafka's producer reads it.
 fn refusal(operation: &'static str, code: ErrorCode, message: Option<String>) -> Refusal {
     let error = Error::broker(operation, None, None, code, message);
@@ -46,7 +62,9 @@ fn refusal(operation: &'static str, code: ErrorCode, message: Option<String>) ->
         ErrorCode::ProducerFenced
         | ErrorCode::InvalidProducerIdMapping
         | ErrorCode::TransactionCoordinatorFenced
-        | ErrorCode::InvalidTxnState => Refusal::Fatal(error),
+        | ErrorCode::InvalidTxnState
+        // Kafka's producer: a transactional id it may not use ends it.
+        | ErrorCode::TransactionalIdAuthorizationFailed => Refusal::Fatal(error),
         _ => Refusal::Abortable(error),
     }
 }
@@ -92,7 +110,7 @@ async fn call<R: Request>(
                     if coordinator_moved(code) {
                         network.coordinator_moved(kind, key);
                     }
-                    refusal(operation, code, message)
+                    refusal(operation, code, message).naming(kind, key)
                 }
             },
             Err(error) if error.is_retriable() => {
