@@ -27,6 +27,7 @@ use crate::shard::ShardLimits;
 use crate::storage::RecoveryScan;
 use crate::storage_sizing::StorageSizing;
 use crate::txn::TxnLimits;
+use spate_security::Principal;
 
 /// Embedded defaults, so that `spate-broker` with no arguments runs a usable broker.
 pub mod defaults {
@@ -220,6 +221,55 @@ pub enum ConfigError {
     },
 }
 
+/// The `authorization` setting: `auto`, `true` or `false` (a TOML boolean or string, or the
+/// same words on the command line and in the environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationSetting {
+    /// On when a listener requires SASL: a broker whose clients authenticate checks what they
+    /// may do; one whose clients are all `User:ANONYMOUS` keeps allowing everything.
+    Auto,
+    Enabled,
+    Disabled,
+}
+
+impl FromStr for AuthorizationSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(AuthorizationSetting::Auto),
+            "true" | "on" => Ok(AuthorizationSetting::Enabled),
+            "false" | "off" => Ok(AuthorizationSetting::Disabled),
+            other => Err(format!("{other:?} is none of auto, true, false")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthorizationSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Boolean(bool),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Boolean(true) => Ok(AuthorizationSetting::Enabled),
+            Written::Boolean(false) => Ok(AuthorizationSetting::Disabled),
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Authorization resolved: whether ACLs are checked, and the principals exempt from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationConfig {
+    /// Off: every request is allowed, as before ACLs existed.
+    pub enabled: bool,
+    /// Kafka's `super.users`: allowed everything, whatever the ACLs say.
+    pub super_users: Vec<Principal>,
+}
+
 /// A list of CPU ids written `0-3` or `0,2,4-7`: the cores the shards are pinned to, one shard
 /// per listed core, in the order listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +362,8 @@ settings! {
     kafka_default_partitions: u32, "SPATE_KAFKA_DEFAULT_PARTITIONS", "Partitions of a topic the Kafka listener creates on its own, like Kafka's num.partitions (default 1)";
     sasl_mechanisms: String, "SPATE_SASL_MECHANISMS", "SASL mechanisms the native listener requires, comma-separated from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty (the default): no authentication";
     kafka_sasl_mechanisms: String, "SPATE_KAFKA_SASL_MECHANISMS", "SASL mechanisms the Kafka listener requires, like Kafka's sasl.enabled.mechanisms on a SASL listener: comma-separated from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; empty (the default): no authentication";
+    authorization: AuthorizationSetting, "SPATE_AUTHORIZATION", "Whether every request is checked against the ACLs: auto (the default: on when a listener requires SASL), true or false (every request allowed)";
+    super_users: String, "SPATE_SUPER_USERS", "Principals allowed everything whatever the ACLs say, like Kafka's super.users: User:admin, separated by commas (or by semicolons, Kafka's separator, when any is present)";
     cores: CoreList, "SPATE_CORES", "CPUs to pin one shard each to, like 0-3 or 0,2,4-7 (default: every available core)";
     shards: usize, "SPATE_SHARDS", "Number of shards when --cores is not given; more shards than cores run unpinned";
     log_level: String, "SPATE_LOG", "Log filter: error, warn, info, debug, trace, or tracing directives (default info)";
@@ -595,6 +647,8 @@ pub struct Config {
     /// SASL mechanisms a native connection must authenticate with (`sasl_mechanisms`); empty:
     /// none, every connection is `User:ANONYMOUS`.
     pub sasl_mechanisms: Vec<SaslMechanism>,
+    /// Whether requests are checked against the ACLs, and who is exempt.
+    pub authorization: AuthorizationConfig,
     pub placement: ShardPlacement,
     pub log_level: String,
     pub limits: Limits,
@@ -693,6 +747,7 @@ impl Config {
         let transactions = txn_limits(&layer);
         let kafka = kafka_config(&layer)?;
         let sasl_mechanisms = sasl_mechanisms(&layer.sasl_mechanisms, "sasl_mechanisms")?;
+        let authorization = authorization_config(&layer, &sasl_mechanisms, kafka.as_ref())?;
         let admin_listen_text = layer
             .admin_listen
             .clone()
@@ -881,6 +936,7 @@ impl Config {
             kafka,
             admin_listen,
             metrics,
+            authorization,
             sasl_mechanisms,
             placement,
             log_level: layer
@@ -1362,6 +1418,48 @@ fn kafka_config(layer: &Overrides) -> Result<Option<KafkaConfig>, ConfigError> {
     }))
 }
 
+/// `authorization` resolved (`auto`: on when a listener requires SASL) and `super_users` parsed.
+fn authorization_config(
+    layer: &Overrides,
+    native_mechanisms: &[SaslMechanism],
+    kafka: Option<&KafkaConfig>,
+) -> Result<AuthorizationConfig, ConfigError> {
+    let enabled = match layer.authorization.unwrap_or(AuthorizationSetting::Auto) {
+        AuthorizationSetting::Enabled => true,
+        AuthorizationSetting::Disabled => false,
+        AuthorizationSetting::Auto => {
+            !native_mechanisms.is_empty()
+                || kafka.is_some_and(|kafka| !kafka.sasl_mechanisms.is_empty())
+        }
+    };
+    let super_users = match &layer.super_users {
+        None => Vec::new(),
+        Some(text) => parse_super_users(text).map_err(|message| ConfigError::Invalid {
+            setting: "super_users",
+            message,
+        })?,
+    };
+    Ok(AuthorizationConfig {
+        enabled,
+        super_users,
+    })
+}
+
+/// `super_users`: principals "Type:name" separated by semicolons (Kafka's `super.users`
+/// separator, which lets a name hold commas) when the text has any, otherwise by commas.
+fn parse_super_users(text: &str) -> Result<Vec<Principal>, String> {
+    let separator = if text.contains(';') { ';' } else { ',' };
+    text.split(separator)
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            Principal::parse(entry).ok_or_else(|| {
+                format!("{entry:?} is not a principal of the form Type:name (User:admin)")
+            })
+        })
+        .collect()
+}
+
 /// A listener's SASL mechanisms (`auth::parse_mechanisms`); unset: none.
 fn sasl_mechanisms(
     text: &Option<String>,
@@ -1517,6 +1615,73 @@ mod tests {
             "1024",
         ]);
         assert_eq!(setting, "group_write_batch_bytes_max");
+    }
+
+    #[test]
+    fn authorization_is_on_by_default_only_when_a_listener_requires_sasl() {
+        let enabled = |arguments: &[&str]| {
+            build(arguments, &[], vec![0])
+                .expect("valid")
+                .authorization
+                .enabled
+        };
+        assert!(!enabled(&[]));
+        assert!(enabled(&["--kafka-sasl-mechanisms", "PLAIN"]));
+        assert!(enabled(&["--sasl-mechanisms", "SCRAM-SHA-256"]));
+        assert!(!enabled(&[
+            "--kafka-sasl-mechanisms",
+            "PLAIN",
+            "--authorization",
+            "false"
+        ]));
+        assert!(enabled(&["--authorization", "true"]));
+        let from_environment = build(&[], &[("SPATE_AUTHORIZATION", "true")], vec![0])
+            .expect("valid")
+            .authorization;
+        assert!(from_environment.enabled);
+        assert!(matches!(
+            build(&[], &[("SPATE_AUTHORIZATION", "maybe")], vec![0]),
+            Err(ConfigError::ParseEnv {
+                name: "SPATE_AUTHORIZATION",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn super_users_split_at_commas_or_at_kafkas_semicolons() {
+        let super_users = |text: &str| {
+            build(&["--super-users", text], &[], vec![0])
+                .expect("valid")
+                .authorization
+                .super_users
+        };
+        assert_eq!(
+            super_users("User:admin, User:ops"),
+            [Principal::user("admin"), Principal::user("ops")]
+        );
+        assert_eq!(
+            super_users("User:CN=a,O=b;User:ops"),
+            [Principal::user("CN=a,O=b"), Principal::user("ops")]
+        );
+        let (setting, message) = refusal(&["--super-users", "admin"]);
+        assert_eq!(setting, "super_users", "{message}");
+    }
+
+    #[test]
+    fn a_config_file_takes_authorization_as_a_boolean_or_a_word() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        for (text, enabled) in [
+            ("authorization = true", true),
+            ("authorization = \"auto\"", false),
+        ] {
+            let path = directory.path().join("spate.toml");
+            std::fs::write(&path, text).expect("written");
+            let path_text = path.display().to_string();
+            let config =
+                build(&[], &[("SPATE_CONFIG", path_text.as_str())], vec![0]).expect("valid");
+            assert_eq!(config.authorization.enabled, enabled, "{text}");
+        }
     }
 
     #[test]

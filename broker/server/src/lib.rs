@@ -98,6 +98,8 @@ pub enum ServerError {
     KafkaIdentity(#[from] kafka::identity::IdentityError),
     #[error("cannot load the users' credentials: {0}")]
     Credentials(#[from] auth::credentials::CredentialError),
+    #[error("cannot load the ACLs: {0}")]
+    Acls(#[from] auth::acls::AclStoreError),
 }
 
 /// A step every shard must reach before any goes on: counted with an atomic, waited for by
@@ -173,6 +175,8 @@ struct Rendezvous {
     started: Instant,
     /// The users' credentials every shard authenticates against.
     credentials: Arc<auth::CredentialStore>,
+    /// The ACLs and authorization settings every shard checks requests against.
+    authorizer: Arc<auth::Authorizer>,
 }
 
 /// Runs the broker until SIGTERM/SIGINT (or `shutdown` is requested), then stops cleanly.
@@ -288,6 +292,17 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     // A corrupt credentials file stops the start: serving with no users, or some, would lock
     // out (or let in) the wrong people.
     let credentials = Arc::new(auth::CredentialStore::open(&config.data_dir)?);
+    // A corrupt ACL file stops the start too: serving without some bindings would deny (or, with
+    // a deny lost, allow) what the operator decided otherwise.
+    let acls = Arc::new(auth::AclStore::open(&config.data_dir)?);
+    let authorizer = Arc::new(auth::Authorizer::new(&config.authorization, acls));
+    if authorizer.is_enabled() {
+        tracing::info!(
+            bindings = authorizer.acls().snapshot().acls.len(),
+            super_users = config.authorization.super_users.len(),
+            "authorization on: every request is checked against the ACLs"
+        );
+    }
     let kafka = match (&config.kafka, &kafka_listener) {
         (Some(kafka_config), Some((_, bound))) => {
             let identity = kafka::KafkaIdentity::load_or_create(&config.data_dir)?;
@@ -320,6 +335,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         started,
         cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
         credentials,
+        authorizer,
     };
 
     // Handlers report the address clients reach (DescribeCluster), not a configured port 0.
@@ -550,6 +566,7 @@ async fn serve_shard(
         mesh,
         rendezvous.cluster.clone(),
         rendezvous.credentials.clone(),
+        rendezvous.authorizer.clone(),
     );
     services.mesh().spawn_receivers(receivers, &services);
     // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until

@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::auth::CredentialStore;
+use crate::auth::{Authorizer, CredentialStore};
 use crate::cluster::{ClusterHandle, ClusterState, ServerClusterTopics};
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
@@ -47,6 +47,9 @@ pub struct Services {
     txn_peers: Rc<PeerTxn>,
     /// The users and their SCRAM credentials, shared by every shard (`auth::credentials`).
     pub credentials: Arc<CredentialStore>,
+    /// Whether a principal may do an operation on a resource: the ACLs shared by every shard
+    /// (`auth::authorizer`).
+    pub authorizer: Arc<Authorizer>,
 }
 
 impl Services {
@@ -57,6 +60,7 @@ impl Services {
         mesh: Mesh<Services>,
         cluster: Option<Arc<ClusterState>>,
         credentials: Arc<CredentialStore>,
+        authorizer: Arc<Authorizer>,
     ) -> Rc<Services> {
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
@@ -81,6 +85,7 @@ impl Services {
                     services: services.clone(),
                 }),
                 credentials,
+                authorizer,
             }
         })
     }

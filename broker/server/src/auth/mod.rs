@@ -13,6 +13,8 @@
 //! per authentication; PLAIN's password check (PBKDF2, milliseconds) runs on glommio's blocking
 //! pool, off the shard. Failures are logged at most once per interval per source address.
 
+pub mod acls;
+pub mod authorizer;
 pub mod credentials;
 
 use std::cell::RefCell;
@@ -26,6 +28,8 @@ use rand::distributions::{Alphanumeric, DistString};
 use spate_security::{parse_plain, Principal, ScramMechanism, ScramServer};
 
 use crate::log_throttle::LogThrottle;
+pub use acls::AclStore;
+pub use authorizer::Authorizer;
 pub use credentials::CredentialStore;
 
 /// A SASL mechanism a listener may offer.
@@ -157,6 +161,8 @@ pub struct Session {
     /// Kafka's SaslHandshake v0: the exchange's messages come as bare length-prefixed tokens,
     /// without Kafka headers, until it ends.
     raw_tokens: std::cell::Cell<bool>,
+    /// The authorizer's remembered answers for this connection (`authorizer::DecisionCache`).
+    decisions: RefCell<authorizer::DecisionCache>,
 }
 
 impl Session {
@@ -171,6 +177,27 @@ impl Session {
             peer,
             state: RefCell::new(state),
             raw_tokens: std::cell::Cell::new(false),
+            decisions: RefCell::default(),
+        }
+    }
+
+    /// A session authenticated from the start as `principal`, on a listener without SASL
+    /// mechanisms (tests, and identities a transport proves, such as a TLS client certificate).
+    pub fn authenticated_as(principal: Principal, peer: Option<SocketAddr>) -> Session {
+        Session {
+            mechanisms: Arc::from(Vec::new()),
+            peer,
+            state: RefCell::new(State::Authenticated(principal)),
+            raw_tokens: std::cell::Cell::new(false),
+            decisions: RefCell::default(),
+        }
+    }
+
+    /// Runs `read` on the principal, without copying it; `None` before authentication.
+    pub fn with_principal<T>(&self, read: impl FnOnce(&Principal) -> T) -> Option<T> {
+        match &*self.state.borrow() {
+            State::Authenticated(principal) => Some(read(principal)),
+            _ => None,
         }
     }
 
