@@ -573,3 +573,46 @@ fn a_version_0_handshake_takes_bare_tokens_then_kafka_requests() {
     client.send_raw(&bare(&encode_plain(ADMIN, "wrong")));
     assert!(client.receive_frame().is_none(), "closed without an answer");
 }
+
+#[test]
+fn a_corrupt_credentials_file_stops_the_start_naming_it() {
+    let mut broker = Broker::start(BrokerOptions {
+        shards: 1,
+        ..BrokerOptions::default()
+    });
+    broker.terminate();
+    let created = create_user_offline(broker.data_dir(), ADMIN, ADMIN_PASSWORD, "SCRAM-SHA-512");
+    assert!(created.status.success());
+    let path = spate_security::CredentialsFile::path(broker.data_dir());
+    let mut bytes = std::fs::read(&path).expect("the credentials file exists");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&path, bytes).expect("damage the credentials file");
+    let mut child = Command::new(broker_binary())
+        .arg("--data-dir")
+        .arg(broker.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "none", "--shards", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the broker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the broker") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the broker started on a corrupt credentials file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("credentials") && stderr.contains(&path.display().to_string()),
+        "{stderr}"
+    );
+}

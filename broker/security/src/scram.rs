@@ -66,6 +66,14 @@ pub fn check_iterations(iterations: u32) -> Result<(), ScramError> {
     Ok(())
 }
 
+/// A nonce (part) made from `random` bytes of the caller's cryptographic RNG: their base64,
+/// which is printable and has no ','. 18 random bytes (24 characters) carry more than the 130
+/// bits of Kafka's nonces.
+pub fn nonce_from_random(random: &[u8]) -> String {
+    assert!(!random.is_empty(), "a nonce needs random bytes");
+    message::encode_base64(random)
+}
+
 /// A SCRAM hash function, as Kafka names and numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ScramMechanism {
@@ -190,6 +198,11 @@ impl ScramCredential {
     /// Whether `password` (from a PLAIN exchange) is this credential's password. The keys are
     /// compared in constant time.
     pub fn verify_password(&self, password: &[u8]) -> bool {
+        // A credential outside the bounds (iterations from a hand-edited file, say) would make
+        // every PLAIN attempt cost what the file says; it authenticates nobody instead.
+        if self.check().is_err() {
+            return false;
+        }
         let candidate =
             Self::from_password(self.mechanism, password, self.salt.clone(), self.iterations);
         // Comparing StoredKey alone would do; comparing ServerKey too costs nothing and keeps

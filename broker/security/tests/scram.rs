@@ -156,12 +156,42 @@ fn verify_password_accepts_only_the_password() {
 }
 
 #[test]
+fn verify_password_refuses_credentials_outside_the_bounds() {
+    for iterations in [1, 4095, 16385] {
+        let credential =
+            ScramCredential::from_password(ScramMechanism::Sha256, b"pencil", salt(), iterations);
+        assert!(!credential.verify_password(b"pencil"), "{iterations}");
+    }
+    let mut short_key = credential(ScramMechanism::Sha256, PASSWORD);
+    short_key.stored_key.pop();
+    assert!(!short_key.verify_password(PASSWORD.as_bytes()));
+}
+
+#[test]
 fn credential_debug_hides_the_keys() {
     let text = format!("{:?}", credential(ScramMechanism::Sha256, PASSWORD));
     assert!(
         !text.contains("stored_key") && !text.contains("server_key"),
         "{text}"
     );
+}
+
+#[test]
+fn nonces_from_random_bytes_are_accepted_by_both_sides() {
+    let client_nonce = spate_security::scram::nonce_from_random(&[0xfb; 18]);
+    let server_nonce = spate_security::scram::nonce_from_random(&[0xff, 0x00, 0x3e]);
+    assert_eq!(client_nonce.len(), 24);
+    let mut client = ScramClient::new(ScramMechanism::Sha256, USER, PASSWORD, client_nonce);
+    let mut server = ScramServer::new(ScramMechanism::Sha256, server_nonce);
+    let server_first = server
+        .client_first(&client.client_first(), |_| {
+            Some(vector_credential(ScramMechanism::Sha256))
+        })
+        .unwrap();
+    let (server_final, _) = server
+        .client_final(&client.server_first(&server_first).unwrap())
+        .unwrap();
+    client.server_final(&server_final).unwrap();
 }
 
 #[test]

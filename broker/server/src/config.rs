@@ -1760,6 +1760,52 @@ mod tests {
     }
 
     #[test]
+    fn sasl_mechanisms_are_set_per_listener_by_flag_file_and_environment() {
+        use crate::auth::SaslMechanism;
+        let default = build(&[], &[], vec![0]).unwrap();
+        assert!(
+            default.sasl_mechanisms.is_empty(),
+            "no authentication by default"
+        );
+        assert!(default.kafka.unwrap().sasl_mechanisms.is_empty());
+        let from_flags = build(
+            &[
+                "--sasl-mechanisms",
+                "SCRAM-SHA-256",
+                "--kafka-sasl-mechanisms",
+                "PLAIN,SCRAM-SHA-512",
+            ],
+            &[],
+            vec![0],
+        )
+        .unwrap();
+        assert_eq!(from_flags.sasl_mechanisms, [SaslMechanism::ScramSha256]);
+        assert_eq!(
+            from_flags.kafka.unwrap().sasl_mechanisms,
+            [SaslMechanism::Plain, SaslMechanism::ScramSha512]
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("spate.toml");
+        std::fs::write(&file, "kafka_sasl_mechanisms = \"SCRAM-SHA-512\"\n").unwrap();
+        let from_file = build(&["--config", file.to_str().unwrap()], &[], vec![0]).unwrap();
+        assert_eq!(
+            from_file.kafka.unwrap().sasl_mechanisms,
+            [SaslMechanism::ScramSha512]
+        );
+        let from_environment = build(
+            &["--config", file.to_str().unwrap()],
+            &[("SPATE_KAFKA_SASL_MECHANISMS", "")],
+            vec![0],
+        )
+        .unwrap();
+        assert!(from_environment.kafka.unwrap().sasl_mechanisms.is_empty());
+        let (setting, _) = refusal(&["--kafka-sasl-mechanisms", "GSSAPI"]);
+        assert_eq!(setting, "kafka_sasl_mechanisms");
+        let (setting, _) = refusal(&["--sasl-mechanisms", "PLAIN", "--seeds", "127.0.0.1:9192"]);
+        assert_eq!(setting, "sasl_mechanisms", "not in cluster mode yet");
+    }
+
+    #[test]
     fn flags_override_the_file_and_environment_overrides_flags() {
         let directory = tempfile::tempdir().unwrap();
         let file = directory.path().join("spate.toml");

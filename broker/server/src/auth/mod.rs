@@ -472,6 +472,58 @@ mod tests {
         assert!(parse_mechanisms("PLAIN,PLAIN").is_err());
     }
 
+    fn session(mechanisms: &[SaslMechanism]) -> Session {
+        Session::new(mechanisms.to_vec().into(), None)
+    }
+
+    #[test]
+    fn without_mechanisms_a_session_is_anonymous_and_refuses_a_handshake() {
+        let open = session(&[]);
+        assert!(!open.is_sasl_enabled());
+        assert!(open.is_authenticated());
+        assert_eq!(open.principal(), Some(Principal::anonymous()));
+        assert_eq!(open.handshake("PLAIN"), Err(HandshakeRefusal::IllegalState));
+        assert!(!open.has_failed(), "the connection goes on");
+    }
+
+    #[test]
+    fn a_handshake_chooses_an_offered_mechanism_once() {
+        let chosen = session(&[SaslMechanism::ScramSha512]);
+        assert!(!chosen.is_authenticated());
+        assert_eq!(chosen.principal(), None);
+        assert_eq!(
+            chosen.handshake("SCRAM-SHA-512"),
+            Ok(SaslMechanism::ScramSha512)
+        );
+        assert!(
+            !chosen.expects_raw_token(),
+            "v1: framed SaslAuthenticate steps"
+        );
+        chosen.use_raw_tokens();
+        assert!(chosen.expects_raw_token(), "v0: bare tokens until the end");
+        assert_eq!(
+            chosen.handshake("SCRAM-SHA-512"),
+            Err(HandshakeRefusal::IllegalState)
+        );
+        assert!(
+            chosen.has_failed(),
+            "a second handshake mid-exchange ends it"
+        );
+        assert!(!chosen.expects_raw_token());
+
+        let refused = session(&[SaslMechanism::ScramSha512]);
+        assert_eq!(
+            refused.handshake("PLAIN"),
+            Err(HandshakeRefusal::UnsupportedMechanism)
+        );
+        assert!(refused.has_failed());
+        let unknown = session(&[SaslMechanism::ScramSha512]);
+        assert_eq!(
+            unknown.handshake("GSSAPI"),
+            Err(HandshakeRefusal::UnsupportedMechanism)
+        );
+    }
+
     #[test]
     fn the_failure_log_lets_one_line_per_address_through_per_interval() {
         let mut log = FailureLog {
