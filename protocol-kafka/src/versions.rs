@@ -72,6 +72,10 @@ pub const SERVED_APIS: &[ServedApi] = &[
     served(ApiKey::SaslAuthenticate, 0, 2),
     served(ApiKey::DescribeUserScramCredentials, 0, 0),
     served(ApiKey::AlterUserScramCredentials, 0, 0),
+    // Authorization (issue #17): v1 is Kafka 4's floor (KIP-896), v3 its ceiling.
+    served(ApiKey::DescribeAcls, 1, 3),
+    served(ApiKey::CreateAcls, 1, 3),
+    served(ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The versions of `key` served, or `None` when the API is not served at all.

@@ -18,7 +18,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use spate_security::{Operation, Principal, ResourceType};
+use spate_security::acl::{WILDCARD_HOST, WILDCARD_PRINCIPAL, WILDCARD_RESOURCE_NAME};
+use spate_security::{
+    AclBinding, AclBindingFilter, Operation, PatternType, Permission, Principal, ResourceType,
+};
 
 use super::acls::AclStore;
 use super::Session;
@@ -103,6 +106,74 @@ impl Authorizer {
         allowed
     }
 
+    /// Whether `session`'s principal may do `operation` on some resource of `resource_type`:
+    /// Kafka's `authorizeByResourceType` (an idempotent producer may start with Write on any
+    /// topic). True when an allow binding applies whose resources a deny binding does not wholly
+    /// cover: a deny on the literal "*" covers every resource; a deny on a literal name covers
+    /// that literal allow; a deny on a prefix covers every allow whose name starts with it. Not
+    /// cached: asked once per InitProducerId of an idempotent producer.
+    pub fn authorize_any(
+        &self,
+        session: &Session,
+        operation: Operation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let host = session.peer.map_or(UNKNOWN_HOST, |peer| peer.ip());
+        let snapshot = self.acls.snapshot();
+        session
+            .with_principal(|principal| {
+                if self.super_users.contains(principal) {
+                    return true;
+                }
+                let filter = AclBindingFilter {
+                    resource_type: Some(resource_type),
+                    ..AclBindingFilter::any()
+                };
+                let applying: Vec<AclBinding> = snapshot
+                    .acls
+                    .matching(&filter)
+                    .into_iter()
+                    .filter(|binding| binding_applies(binding, principal, host))
+                    .collect();
+                let denies: Vec<&AclBinding> = applying
+                    .iter()
+                    .filter(|binding| {
+                        binding.permission == Permission::Deny
+                            && (binding.operation == operation
+                                || binding.operation == Operation::All)
+                    })
+                    .collect();
+                let everything_denied = denies.iter().any(|deny| {
+                    deny.pattern == PatternType::Literal
+                        && deny.resource_name == WILDCARD_RESOURCE_NAME
+                });
+                if everything_denied {
+                    return false;
+                }
+                applying
+                    .iter()
+                    .filter(|allow| {
+                        allow.permission == Permission::Allow
+                            && allow_covers(allow.operation, operation)
+                    })
+                    .any(|allow| {
+                        !denies.iter().any(|deny| match deny.pattern {
+                            PatternType::Literal => {
+                                allow.pattern == PatternType::Literal
+                                    && allow.resource_name == deny.resource_name
+                            }
+                            PatternType::Prefixed => {
+                                allow.resource_name.starts_with(deny.resource_name.as_str())
+                            }
+                        })
+                    })
+            })
+            .unwrap_or(false)
+    }
+
     /// Kafka's "authorized operations" of a resource for `session`: a bit set with bit `code`
     /// set for each operation (by Kafka code) of the resource type's supported ones that the
     /// principal may do. With authorization off, every supported operation (as Kafka without
@@ -118,6 +189,29 @@ impl Authorizer {
             .filter(|&&operation| self.authorize(session, operation, resource_type, resource_name))
             .fold(0, |bits, operation| bits | (1 << operation.to_kafka()))
     }
+}
+
+/// Whether a binding names `principal` (or every user) connecting from `host` (or any host).
+fn binding_applies(binding: &AclBinding, principal: &Principal, host: IpAddr) -> bool {
+    let names_principal = binding.principal.split_once(':')
+        == Some((principal.kind.as_str(), principal.name.as_str()))
+        || binding.principal == WILDCARD_PRINCIPAL;
+    let names_host = binding.host == WILDCARD_HOST
+        || binding
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|address| address.to_canonical() == host.to_canonical());
+    names_principal && names_host
+}
+
+/// Whether an allow binding for `granted` allows `requested` (Kafka's implications: All
+/// everything; Read, Write, Delete and Alter imply Describe; AlterConfigs DescribeConfigs).
+fn allow_covers(granted: Operation, requested: Operation) -> bool {
+    use Operation::*;
+    granted == All
+        || granted == requested
+        || (requested == Describe && matches!(granted, Read | Write | Delete | Alter))
+        || (requested == DescribeConfigs && granted == AlterConfigs)
 }
 
 /// The operations Kafka defines on each resource type (`AclEntry.supportedOperations`): what an
@@ -387,6 +481,51 @@ mod tests {
             Arc::from(vec![super::super::SaslMechanism::Plain]);
         let session = Session::new(mechanisms, None);
         assert!(!authorizer.authorize(&session, Operation::Read, ResourceType::Topic, "orders"));
+    }
+
+    #[test]
+    fn authorize_any_finds_an_allow_that_no_deny_covers() {
+        let (_directory, authorizer) = authorizer(true, &[]);
+        let session = session_of("alice");
+        let any_write = |authorizer: &Authorizer| {
+            authorizer.authorize_any(&session, Operation::Write, ResourceType::Topic)
+        };
+        assert!(!any_write(&authorizer));
+        let mut prefixed = binding("User:alice", Operation::Write, Permission::Allow, "orders-");
+        prefixed.pattern = PatternType::Prefixed;
+        create(&authorizer, vec![prefixed]);
+        assert!(any_write(&authorizer));
+        // A deny on a shorter prefix covers the allowed prefix.
+        let mut deny = binding("User:alice", Operation::Write, Permission::Deny, "ord");
+        deny.pattern = PatternType::Prefixed;
+        create(&authorizer, vec![deny]);
+        assert!(!any_write(&authorizer));
+        // A literal allow elsewhere is enough again, unless everything is denied.
+        create(
+            &authorizer,
+            vec![binding(
+                "User:*",
+                Operation::All,
+                Permission::Allow,
+                "payments",
+            )],
+        );
+        assert!(any_write(&authorizer));
+        create(
+            &authorizer,
+            vec![binding(
+                "User:alice",
+                Operation::Write,
+                Permission::Deny,
+                "*",
+            )],
+        );
+        assert!(!any_write(&authorizer));
+        assert!(!authorizer.authorize_any(
+            &session_of("bob"),
+            Operation::Write,
+            ResourceType::Group
+        ));
     }
 
     #[test]

@@ -47,12 +47,14 @@ use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_protocol::error::ErrorCode;
 use spate_protocol::NodeId;
+use spate_security::Operation;
 use uuid::Uuid;
 
 use self::configs::{
     apply_changes, describe_broker, describe_topic, operation, resource_type, ConfigChange,
     ConfigRefusal, DescribedConfig, TopicDefaults,
 };
+use super::authorization::AUTHORIZED_OPERATIONS_OMITTED;
 use super::data::kafka_brokers;
 use super::errors::kafka_code;
 use super::KafkaContext;
@@ -123,6 +125,8 @@ pub(crate) async fn create_topics(
     let services = context.services;
     let defaults = TopicDefaults::of(context.config());
     let repeats = repeated(request.topics.iter().map(|topic| topic.name.0.clone()));
+    // Create on the cluster allows every topic; otherwise each needs Create on itself.
+    let cluster_may_create = context.cluster_authorized(Operation::Create);
     let mut results = Vec::with_capacity(request.topics.len());
     for (topic, repeated) in request.topics.iter().zip(repeats) {
         let name = topic.name.0.as_str();
@@ -130,6 +134,11 @@ pub(crate) async fn create_topics(
             Err(failure(
                 ResponseError::InvalidRequest,
                 format!("topic {name} is named more than once in the request"),
+            ))
+        } else if !cluster_may_create && !context.topic_authorized(Operation::Create, name) {
+            Err(failure(
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.",
             ))
         } else {
             match plan_topic(context, topic) {
@@ -439,6 +448,14 @@ fn creation_result(
     outcome: Result<(Option<Arc<TopicMetadata>>, TopicPlan), Failure>,
 ) -> CreatableTopicResult {
     let result = CreatableTopicResult::default().with_name(name.clone());
+    // v5+ answers the created topic's configs only to a principal that may describe them.
+    let configs_described =
+        version < 5 || context.topic_authorized(Operation::DescribeConfigs, name.0.as_str());
+    let result = if configs_described {
+        result
+    } else {
+        result.with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code())
+    };
     match outcome {
         Ok((created, plan)) => {
             // The replicas the controller placed (the plan's factor when validating only).
@@ -451,7 +468,7 @@ fn creation_result(
                 }))
                 .with_num_partitions(i32::try_from(plan.partitions).unwrap_or(i32::MAX))
                 .with_replication_factor(replication_factor);
-            if version >= 5 {
+            if version >= 5 && configs_described {
                 result.with_configs(Some(
                     describe_topic(&plan.config, replication_factor.max(1) as usize, defaults)
                         .into_iter()
@@ -555,8 +572,18 @@ async fn delete_named(
 ) -> (Option<StrBytes>, Uuid, Result<(), Failure>) {
     let snapshot = context.services.snapshot();
     let identity = &context.broker.identity;
+    let refused = || {
+        failure(
+            ResponseError::TopicAuthorizationFailed,
+            "Authorization failed.",
+        )
+    };
     let (name, topic) = match named {
         Named::Name(name) => {
+            // Refused before its existence is looked at, so a refusal reveals nothing.
+            if !context.topic_authorized(Operation::Delete, name.as_str()) {
+                return (Some(name), Uuid::nil(), Err(refused()));
+            }
             let topic = snapshot.topic(name.as_str()).cloned();
             (name, topic)
         }
@@ -575,6 +602,13 @@ async fn delete_named(
                 );
                 return (None, id, Err(failed));
             };
+            // Kafka does not hold an id secret, but a name only a describer may learn.
+            if !context.topic_authorized(Operation::Describe, &topic.name) {
+                return (None, id, Err(refused()));
+            }
+            if !context.topic_authorized(Operation::Delete, &topic.name) {
+                return (Some(text(topic.name.clone())), id, Err(refused()));
+            }
             (text(topic.name.clone()), Some(topic))
         }
     };
@@ -605,6 +639,11 @@ pub(crate) async fn create_partitions(
             Err(failure(
                 ResponseError::InvalidRequest,
                 format!("topic {name} is named more than once in the request"),
+            ))
+        } else if !context.topic_authorized(Operation::Alter, name) {
+            Err(failure(
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.",
             ))
         } else {
             grow(services, topic, request.validate_only).await
@@ -712,7 +751,15 @@ pub(crate) async fn delete_records(
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let mut items = Vec::new();
+    // Per topic: whether the principal may delete its records (Kafka answers the others
+    // TOPIC_AUTHORIZATION_FAILED per partition, existing or not, and asks nobody).
+    let mut deletable = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
+        let allowed = context.topic_authorized(Operation::Delete, topic.name.0.as_str());
+        deletable.push(allowed);
+        if !allowed {
+            continue;
+        }
         for partition in &topic.partitions {
             // A negative index names no partition: u32::MAX is past every topic's count.
             let index = u32::try_from(partition.partition_index).unwrap_or(u32::MAX);
@@ -726,14 +773,20 @@ pub(crate) async fn delete_records(
     let topics = request
         .topics
         .iter()
-        .map(|topic| {
+        .zip(deletable)
+        .map(|(topic, allowed)| {
             let partitions = topic
                 .partitions
                 .iter()
                 .map(|partition| {
-                    let answer = answers.next().expect("one answer per partition asked");
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(partition.partition_index);
+                    if !allowed {
+                        return result
+                            .with_low_watermark(-1)
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
+                    let answer = answers.next().expect("one answer per partition asked");
                     match answer {
                         Ok(log_start_offset) => result.with_low_watermark(
                             i64::try_from(log_start_offset).unwrap_or(i64::MAX),
@@ -768,6 +821,15 @@ pub(crate) async fn describe_configs(
         .map(|resource| {
             let name = resource.resource_name.as_str();
             let described = match resource.resource_type {
+                kind if !config_resource_authorized(
+                    context,
+                    kind,
+                    name,
+                    Operation::DescribeConfigs,
+                ) =>
+                {
+                    Err(config_resource_refusal(kind))
+                }
                 resource_type::TOPIC => match snapshot.topic(name) {
                     Some(topic) => Ok(describe_topic(
                         &topic.config,
@@ -830,6 +892,34 @@ fn this_broker(services: &Services, name: &str) -> Result<(), Failure> {
     }
 }
 
+/// Whether the principal may do `operation` (DescribeConfigs, AlterConfigs) on a config
+/// resource: on the topic for a topic, on the cluster for a broker or broker logger (Kafka's
+/// rule). Other resource types are refused later, as unsupported.
+fn config_resource_authorized(
+    context: &KafkaContext<'_>,
+    kind: i8,
+    name: &str,
+    operation: Operation,
+) -> bool {
+    match kind {
+        resource_type::TOPIC => context.topic_authorized(operation, name),
+        resource_type::BROKER | resource_type::BROKER_LOGGER => {
+            context.cluster_authorized(operation)
+        }
+        _ => true,
+    }
+}
+
+/// A refused config resource, with Kafka's code for its type.
+fn config_resource_refusal(kind: i8) -> Failure {
+    let error = if kind == resource_type::TOPIC {
+        ResponseError::TopicAuthorizationFailed
+    } else {
+        ResponseError::ClusterAuthorizationFailed
+    };
+    failure(error, "Authorization failed.")
+}
+
 fn unsupported_resource(resource: i8) -> Failure {
     let message = if resource == resource_type::BROKER_LOGGER {
         "Spate has no per-logger levels over Kafka; the broker's log level is its --log-level"
@@ -884,6 +974,9 @@ async fn alter_resource<'a>(
     changes: Vec<ConfigChange<'a>>,
     validate_only: bool,
 ) -> Result<(), Failure> {
+    if !config_resource_authorized(context, kind, name, Operation::AlterConfigs) {
+        return Err(config_resource_refusal(kind));
+    }
     match kind {
         resource_type::TOPIC => {}
         resource_type::BROKER => {
@@ -1051,21 +1144,6 @@ fn repeated_resource() -> Failure {
 // ---------------------------------------------------------------------------------------------
 // DescribeCluster
 
-/// Kafka's `AclOperation` codes a cluster resource has, as bits of `cluster_authorized_operations`:
-/// Spate has no ACLs, so every operation on the cluster is allowed (as Kafka without an authorizer).
-const CLUSTER_OPERATIONS: [u8; 7] = [
-    5,  // CREATE
-    7,  // ALTER
-    8,  // DESCRIBE
-    9,  // CLUSTER_ACTION
-    10, // DESCRIBE_CONFIGS
-    11, // ALTER_CONFIGS
-    12, // IDEMPOTENT_WRITE
-];
-
-/// `cluster_authorized_operations` when the client did not ask for it.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-
 /// DescribeCluster's endpoint types (v1+).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
@@ -1103,12 +1181,14 @@ pub(crate) async fn describe_cluster(
                 .with_rack(broker.rack)
         })
         .collect();
-    let operations = if request.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
-            .iter()
-            .fold(0i32, |bits, operation| bits | (1 << operation))
-    } else {
+    // As Kafka: the brokers are no secret (Metadata lists them too), but the cluster's
+    // authorized operations are answered only to a principal that may describe the cluster.
+    let operations = if !request.include_cluster_authorized_operations {
         AUTHORIZED_OPERATIONS_OMITTED
+    } else if context.cluster_authorized(Operation::Describe) {
+        context.cluster_authorized_operations()
+    } else {
+        0
     };
     response
         .with_brokers(brokers)
@@ -1118,11 +1198,23 @@ pub(crate) async fn describe_cluster(
 // ---------------------------------------------------------------------------------------------
 // DescribeLogDirs
 
+/// First DescribeLogDirs version whose answer has a top-level error code.
+const DESCRIBE_LOG_DIRS_ERROR_CODE_VERSION: i16 = 3;
+
 pub(crate) async fn describe_log_dirs(
     context: &KafkaContext<'_>,
     version: i16,
     request: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if !context.cluster_authorized(Operation::Describe) {
+        // v3+ carries the code; older versions learn it from the empty answer, as in Kafka.
+        let response = DescribeLogDirsResponse::default();
+        return if version >= DESCRIBE_LOG_DIRS_ERROR_CODE_VERSION {
+            response.with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+        } else {
+            response
+        };
+    }
     let services = context.services;
     let snapshot = services.snapshot();
     let local = snapshot.local_node;

@@ -26,8 +26,10 @@ use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
 use spate_kafka_protocol::versions::SERVED_APIS;
 use spate_protocol::error::ErrorCode;
+use spate_security::{Operation, ResourceType};
 use uuid::Uuid;
 
+use super::authorization::AUTHORIZED_OPERATIONS_OMITTED;
 use super::errors::kafka_code;
 use super::KafkaContext;
 use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId, TopicMetadata};
@@ -93,12 +95,32 @@ pub(crate) async fn metadata(
                 .collect(),
         ),
     };
+    let include_topic_operations =
+        version >= AUTHORIZED_OPERATIONS_VERSION && request.include_topic_authorized_operations;
+    // v8 to v10 carry the cluster's; later versions leave it to DescribeCluster.
+    if (AUTHORIZED_OPERATIONS_VERSION..=CLUSTER_OPERATIONS_VERSION_MAX).contains(&version)
+        && request.include_cluster_authorized_operations
+    {
+        response.cluster_authorized_operations = if context.cluster_authorized(Operation::Describe)
+        {
+            context.cluster_authorized_operations()
+        } else {
+            0
+        };
+    }
     let Some(wanted) = wanted else {
-        let topics: Vec<Arc<TopicMetadata>> = snapshot.topics.values().cloned().collect();
+        // Every topic the principal may describe; the others are left out, never revealed.
+        let topics: Vec<Arc<TopicMetadata>> = snapshot
+            .topics
+            .values()
+            .filter(|topic| context.topic_authorized(Operation::Describe, &topic.name))
+            .cloned()
+            .collect();
         for topic in topics {
+            let answer = topic_metadata(context, &snapshot, &topic).await;
             response
                 .topics
-                .push(topic_metadata(context, &snapshot, &topic).await);
+                .push(with_operations(context, include_topic_operations, answer));
         }
         return response;
     };
@@ -110,6 +132,24 @@ pub(crate) async fn metadata(
             Wanted::Name(name) => snapshot.topic(name.as_str()).cloned(),
             Wanted::Id(id) => topic_by_id(context, &snapshot, *id),
         };
+        // A topic the principal may not describe is refused before its existence is looked at
+        // (a name), or without its name (an id), as Kafka does.
+        let described = match (&wanted, &found) {
+            (Wanted::Name(name), _) => context.topic_authorized(Operation::Describe, name),
+            (Wanted::Id(_), Some(topic)) => {
+                context.topic_authorized(Operation::Describe, &topic.name)
+            }
+            (Wanted::Id(_), None) => true,
+        };
+        if !described {
+            let refused = MetadataResponseTopic::default()
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+            response.topics.push(match wanted {
+                Wanted::Name(name) => refused.with_name(Some(TopicName(name))),
+                Wanted::Id(id) => refused.with_topic_id(id),
+            });
+            continue;
+        }
         let topic = match (found, wanted) {
             (Some(topic), _) => topic,
             (None, Wanted::Id(id)) => {
@@ -124,6 +164,17 @@ pub(crate) async fn metadata(
                 response.topics.push(unknown_topic(
                     name,
                     ResponseError::UnknownTopicOrPartition.code(),
+                ));
+                continue;
+            }
+            // Creating needs Create on the cluster or on the topic (Kafka's rule).
+            (None, Wanted::Name(name))
+                if !context.cluster_authorized(Operation::Create)
+                    && !context.topic_authorized(Operation::Create, &name) =>
+            {
+                response.topics.push(unknown_topic(
+                    name,
+                    ResponseError::TopicAuthorizationFailed.code(),
                 ));
                 continue;
             }
@@ -148,11 +199,34 @@ pub(crate) async fn metadata(
                 }
             },
         };
+        let answer = topic_metadata(context, &snapshot, &topic).await;
         response
             .topics
-            .push(topic_metadata(context, &snapshot, &topic).await);
+            .push(with_operations(context, include_topic_operations, answer));
     }
     response
+}
+
+/// First Metadata version that can carry authorized operations (KIP-430).
+const AUTHORIZED_OPERATIONS_VERSION: i16 = 8;
+/// Last Metadata version with the cluster's authorized operations (KIP-700 moved them to
+/// DescribeCluster).
+const CLUSTER_OPERATIONS_VERSION_MAX: i16 = 10;
+
+/// A described topic with its authorized-operations bit set, when the client asked for it.
+fn with_operations(
+    context: &KafkaContext<'_>,
+    include: bool,
+    topic: MetadataResponseTopic,
+) -> MetadataResponseTopic {
+    if !include {
+        return topic;
+    }
+    let operations = match &topic.name {
+        Some(name) => context.authorized_operations(ResourceType::Topic, name.as_str()),
+        None => AUTHORIZED_OPERATIONS_OMITTED,
+    };
+    topic.with_topic_authorized_operations(operations)
 }
 
 /// The Kafka endpoint of broker `node`: this broker's advertised Kafka address, or the one the
@@ -236,19 +310,31 @@ pub(crate) fn topic_by_id(
         .cloned()
 }
 
-/// The topic a data request names: by id when `by_id` (the request's version names topics by id:
-/// Produce v13+, Fetch v13+), by name otherwise. `Err`: the Kafka error code for each of its
-/// partitions (UNKNOWN_TOPIC_ID, or UNKNOWN_TOPIC_OR_PARTITION).
+/// The topic a data request names, if the principal may do `operation` on it: by id when
+/// `by_id` (the request's version names topics by id: Produce v13+, Fetch v13+), by name
+/// otherwise. `Err`: the Kafka error code for each of its partitions, in Kafka's order:
+/// UNKNOWN_TOPIC_ID for an id this broker lacks; TOPIC_AUTHORIZATION_FAILED for a topic the
+/// principal may not do `operation` on, whether it exists or not; UNKNOWN_TOPIC_OR_PARTITION.
 pub(crate) fn named_topic(
     context: &KafkaContext<'_>,
     snapshot: &CatalogSnapshot,
     by_id: bool,
     name: &str,
     id: Uuid,
+    operation: Operation,
 ) -> Result<Arc<TopicMetadata>, i16> {
+    let refused = ResponseError::TopicAuthorizationFailed.code();
     if by_id {
-        topic_by_id(context, snapshot, id).ok_or(ResponseError::UnknownTopicId.code())
+        let topic =
+            topic_by_id(context, snapshot, id).ok_or(ResponseError::UnknownTopicId.code())?;
+        if !context.topic_authorized(operation, &topic.name) {
+            return Err(refused);
+        }
+        Ok(topic)
     } else {
+        if !context.topic_authorized(operation, name) {
+            return Err(refused);
+        }
         snapshot
             .topic(name)
             .cloned()

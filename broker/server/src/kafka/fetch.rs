@@ -53,6 +53,7 @@ use crate::catalog::ShardId;
 use crate::handlers::data::{route, wait_for_any_append};
 use crate::handlers::partition_error_code;
 use crate::shard::messages::{FetchOutcome, FetchPartition, Isolation, PartitionError};
+use spate_security::Operation;
 
 /// First Fetch version that names topics by id (KIP-516).
 const TOPIC_IDS_VERSION: i16 = 13;
@@ -120,7 +121,14 @@ pub(crate) async fn fetch(
     let mut sources = Vec::new();
     let mut targets: Vec<Result<(ShardId, FetchPartition), PartitionError>> = Vec::new();
     for topic in &request.topics {
-        let found = named_topic(context, &snapshot, by_id, &topic.topic, topic.topic_id);
+        let found = named_topic(
+            context,
+            &snapshot,
+            by_id,
+            &topic.topic,
+            topic.topic_id,
+            Operation::Read,
+        );
         for partition in &topic.partitions {
             let target = found.as_ref().map_err(|code| *code).and_then(|topic| {
                 check_leader_epoch(

@@ -63,7 +63,9 @@ use spate_protocol::constants::{
     GROUP_PROTOCOL_NAME_BYTES_MAX, MEMBER_ID_BYTES_MAX,
 };
 use spate_protocol::error::ErrorCode;
+use spate_security::{Operation, ResourceType};
 
+use super::authorization::AUTHORIZED_OPERATIONS_OMITTED;
 use super::data::kafka_endpoint;
 use super::errors::kafka_code;
 use super::transactions::txn_code;
@@ -85,17 +87,6 @@ const JOIN_HANDSHAKE_VERSION_MIN: i16 = 4;
 /// The first DescribeGroups version that reports an unknown group as GROUP_ID_NOT_FOUND
 /// (KIP-1043); earlier ones describe it as `Dead` without an error.
 const DESCRIBE_NOT_FOUND_VERSION_MIN: i16 = 6;
-
-/// Kafka's `AclOperation` codes of a group resource, as bits of `authorized_operations`: Spate
-/// has no ACLs, so every operation on a group is allowed (as Kafka without an authorizer).
-const GROUP_OPERATIONS: [u8; 3] = [
-    3, // READ
-    6, // DELETE
-    8, // DESCRIBE
-];
-
-/// `authorized_operations` when the client did not ask for it.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// What ListGroups v5+ calls the groups of the classic protocol (the only kind Spate has).
 const GROUP_TYPE_CLASSIC: &str = "classic";
@@ -209,7 +200,10 @@ pub(crate) async fn find_coordinator(
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let found = match locate(key_type, &key) {
-            Ok(native_type) => coordinator_at(context, native_type, &key).await,
+            Ok(native_type) => match coordinator_refusal(context, native_type, &key) {
+                Some(refused) => Err(refused),
+                None => coordinator_at(context, native_type, &key).await,
+            },
             Err(error) => Err(error),
         };
         coordinators.push(match found {
@@ -240,6 +234,25 @@ pub(crate) async fn find_coordinator(
         .with_node_id(coordinator.node_id)
         .with_host(coordinator.host)
         .with_port(coordinator.port)
+}
+
+/// Describe on the group or transactional id whose coordinator is asked for (Kafka's rule).
+fn coordinator_refusal(
+    context: &KafkaContext<'_>,
+    key_type: CoordinatorType,
+    key: &str,
+) -> Option<(i16, String)> {
+    let (allowed, error) = match key_type {
+        CoordinatorType::Group => (
+            context.group_authorized(Operation::Describe, key),
+            ResponseError::GroupAuthorizationFailed,
+        ),
+        CoordinatorType::Transaction => (
+            context.transactional_id_authorized(Operation::Describe, key),
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ),
+    };
+    (!allowed).then(|| (code(error), "Authorization failed.".to_string()))
 }
 
 /// The broker coordinating `key` (the leader of its internal partition, `handlers::cluster`)
@@ -334,6 +347,13 @@ pub(crate) async fn join_group(
     if let Err(error) = check_join(&request) {
         return join_failed(version, error, &request.member_id);
     }
+    if !context.group_authorized(Operation::Read, &request.group_id) {
+        return join_failed(
+            version,
+            ResponseError::GroupAuthorizationFailed,
+            &request.member_id,
+        );
+    }
     let handshake = if version >= JOIN_HANDSHAKE_VERSION_MIN {
         MemberIdHandshake::Required
     } else {
@@ -422,6 +442,9 @@ pub(crate) async fn sync_group(
     ) {
         return sync_failed(error);
     }
+    if !context.group_authorized(Operation::Read, &request.group_id) {
+        return sync_failed(ResponseError::GroupAuthorizationFailed);
+    }
     let too_large = request.assignments.len() > GROUP_MEMBERS_PER_MESSAGE_MAX
         || request
             .assignments
@@ -475,6 +498,10 @@ pub(crate) async fn heartbeat(
     ) {
         return HeartbeatResponse::default().with_error_code(code(error));
     }
+    if !context.group_authorized(Operation::Read, &request.group_id) {
+        return HeartbeatResponse::default()
+            .with_error_code(code(ResponseError::GroupAuthorizationFailed));
+    }
     let beat = api::HeartbeatRequest {
         group_id: owned(&request.group_id),
         generation_id: request.generation_id,
@@ -508,6 +535,10 @@ pub(crate) async fn leave_group(
                 .and_then(|()| check_instance_id(instance.as_ref()))
                 .err()
         })
+    });
+    let refusal = refusal.or_else(|| {
+        (!context.group_authorized(Operation::Read, &request.group_id))
+            .then_some(ResponseError::GroupAuthorizationFailed)
     });
     if let Some(error) = refusal {
         return LeaveGroupResponse::default().with_error_code(code(error));
@@ -572,7 +603,8 @@ pub(crate) async fn offset_commit(
         &request.member_id,
         request.group_instance_id.as_ref(),
     )
-    .err();
+    .err()
+    .or_else(|| group_refusal(context, Operation::Read, &request.group_id));
     // Partitions that do not exist are answered here, before the group is looked at, as Kafka
     // does (measured on 4.1.1: an unknown topic is UNKNOWN_TOPIC_OR_PARTITION even for an
     // unknown group).
@@ -585,6 +617,11 @@ pub(crate) async fn offset_commit(
     let mut slots: Vec<Vec<CommitSlot>> = Vec::with_capacity(request.topics.len());
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
+        // Read on each topic, checked before its existence (Kafka's order).
+        let topic_refusal = refusal.or_else(|| {
+            (!context.topic_authorized(Operation::Read, &topic.name))
+                .then_some(ResponseError::TopicAuthorizationFailed)
+        });
         let count = partition_count(&topic.name);
         let mut topic_slots = Vec::with_capacity(topic.partitions.len());
         let mut partitions = Vec::new();
@@ -594,7 +631,7 @@ pub(crate) async fn offset_commit(
                 .filter(|partition| *partition < count)
                 .ok_or(());
             let offset = u64::try_from(entry.committed_offset);
-            let slot = match (refusal, partition, offset) {
+            let slot = match (topic_refusal, partition, offset) {
                 (Some(error), _, _) => CommitSlot::Refused(error),
                 (None, Err(()), _) => CommitSlot::Refused(ResponseError::UnknownTopicOrPartition),
                 // Kafka's consumers never commit a negative offset (the Java client refuses
@@ -658,6 +695,16 @@ pub(crate) async fn offset_commit(
         })
         .collect();
     OffsetCommitResponse::default().with_topics(answer_topics)
+}
+
+/// GROUP_AUTHORIZATION_FAILED when the principal may not do `operation` on the group.
+fn group_refusal(
+    context: &KafkaContext<'_>,
+    operation: Operation,
+    group_id: &str,
+) -> Option<ResponseError> {
+    (!context.group_authorized(operation, group_id))
+        .then_some(ResponseError::GroupAuthorizationFailed)
 }
 
 /// The first OffsetCommit version that answers GROUP_ID_NOT_FOUND for a generation of an
@@ -736,7 +783,12 @@ pub(crate) async fn txn_offset_commit(
         &member_id,
         request.group_instance_id.as_ref().filter(|_| version >= 3),
     )
-    .err();
+    .err()
+    .or_else(|| {
+        (!context.transactional_id_authorized(Operation::Write, &request.transactional_id))
+            .then_some(ResponseError::TransactionalIdAuthorizationFailed)
+    })
+    .or_else(|| group_refusal(context, Operation::Read, &request.group_id));
     let snapshot = context.services.snapshot();
     let partition_count = |topic: &str| {
         snapshot
@@ -746,6 +798,11 @@ pub(crate) async fn txn_offset_commit(
     let mut slots: Vec<Vec<CommitSlot>> = Vec::with_capacity(request.topics.len());
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
+        // Read on each topic, checked before its existence (Kafka's order).
+        let topic_refusal = refusal.or_else(|| {
+            (!context.topic_authorized(Operation::Read, &topic.name))
+                .then_some(ResponseError::TopicAuthorizationFailed)
+        });
         let count = partition_count(&topic.name);
         let mut topic_slots = Vec::with_capacity(topic.partitions.len());
         let mut partitions = Vec::new();
@@ -755,7 +812,7 @@ pub(crate) async fn txn_offset_commit(
                 .filter(|partition| *partition < count)
                 .ok_or(());
             let offset = u64::try_from(entry.committed_offset);
-            let slot = match (refusal, partition, offset) {
+            let slot = match (topic_refusal, partition, offset) {
                 (Some(error), _, _) => CommitSlot::Refused(error),
                 (None, Err(()), _) => CommitSlot::Refused(ResponseError::UnknownTopicOrPartition),
                 // As OffsetCommit: the native store has no place for a negative offset.
@@ -885,7 +942,8 @@ type WantedTopics = Option<Vec<(TopicName, Vec<i32>)>>;
 /// One group's committed offsets, in the order the request asked (or, for every partition, in
 /// the coordinator's order).
 struct FetchedGroup {
-    error_code: ErrorCode,
+    /// A Kafka error code.
+    error_code: i16,
     topics: Vec<(TopicName, Vec<FetchedPartition>)>,
 }
 
@@ -893,7 +951,97 @@ struct FetchedPartition {
     partition: i32,
     offset: i64,
     metadata: Option<StrBytes>,
-    error_code: ErrorCode,
+    /// A Kafka error code.
+    error_code: i16,
+}
+
+/// One group of an OffsetFetch after authorization: Describe on the group, then on each topic.
+/// A named topic the principal may not describe is not asked of the coordinator and is answered
+/// TOPIC_AUTHORIZATION_FAILED; with every topic asked for, such topics are left out of the
+/// answer (Kafka's rules).
+struct AuthorizedFetch {
+    group_allowed: bool,
+    /// The topics asked for, and whether each may be described (`None`: every topic).
+    asked: Option<Vec<(AskedTopic, bool)>>,
+}
+
+/// A topic an OffsetFetch names, with the partitions it asks for.
+type AskedTopic = (TopicName, Vec<i32>);
+
+impl AuthorizedFetch {
+    fn new(context: &KafkaContext<'_>, group_id: &str, wanted: WantedTopics) -> AuthorizedFetch {
+        let asked = wanted.map(|topics| {
+            topics
+                .into_iter()
+                .map(|topic| {
+                    let allowed = context.topic_authorized(Operation::Describe, topic.0.as_str());
+                    (topic, allowed)
+                })
+                .collect()
+        });
+        AuthorizedFetch {
+            group_allowed: context.group_authorized(Operation::Describe, group_id),
+            asked,
+        }
+    }
+
+    /// What the coordinator is asked for.
+    fn wanted(&self) -> WantedTopics {
+        self.asked.as_ref().map(|topics| {
+            topics
+                .iter()
+                .filter(|(_, allowed)| *allowed)
+                .map(|(topic, _)| topic.clone())
+                .collect()
+        })
+    }
+
+    /// The coordinator's answer with the refused topics put back in their places (or, for every
+    /// topic, those the principal may not describe taken out).
+    fn answer(self, context: &KafkaContext<'_>, fetched: FetchedGroup) -> FetchedGroup {
+        let Some(asked) = self.asked else {
+            let topics = fetched
+                .topics
+                .into_iter()
+                .filter(|(name, _)| context.topic_authorized(Operation::Describe, name.0.as_str()))
+                .collect();
+            return FetchedGroup {
+                error_code: fetched.error_code,
+                topics,
+            };
+        };
+        let mut answered = fetched.topics.into_iter();
+        let topics = asked
+            .into_iter()
+            .filter_map(|((name, partitions), allowed)| {
+                if allowed {
+                    return answered.next();
+                }
+                let refused = partitions
+                    .into_iter()
+                    .map(|partition| FetchedPartition {
+                        partition,
+                        offset: NO_OFFSET,
+                        metadata: Some(StrBytes::default()),
+                        error_code: code(ResponseError::TopicAuthorizationFailed),
+                    })
+                    .collect();
+                Some((name, refused))
+            })
+            .collect();
+        FetchedGroup {
+            error_code: fetched.error_code,
+            topics,
+        }
+    }
+}
+
+/// A group the principal may not describe: refused whole, nothing asked.
+fn unauthorized_group() -> FetchedGroup {
+    FetchedGroup {
+        error_code: code(ResponseError::GroupAuthorizationFailed),
+        topics: Vec::new(),
+    }
 }
 
 async fn fetch_group(
@@ -927,7 +1075,7 @@ async fn fetch_group(
             .map_or(NO_OFFSET, |offset| offset as i64),
         // Kafka keeps a commit without metadata as "" and answers "" for no commit.
         metadata: Some(text(partition.metadata.clone().unwrap_or_default())),
-        error_code: partition.error_code,
+        error_code: kafka_code(partition.error_code),
     };
     let topics = match wanted {
         None => response
@@ -960,7 +1108,7 @@ async fn fetch_group(
                                     partition: *index,
                                     offset: NO_OFFSET,
                                     metadata: Some(StrBytes::default()),
-                                    error_code: ErrorCode::None,
+                                    error_code: 0,
                                 },
                             }
                         })
@@ -971,7 +1119,7 @@ async fn fetch_group(
         }
     };
     FetchedGroup {
-        error_code: response.error_code,
+        error_code: kafka_code(response.error_code),
         topics,
     }
 }
@@ -985,21 +1133,43 @@ pub(crate) async fn offset_fetch(
     // pending in an open transaction is answered UNSTABLE_OFFSET_COMMIT, and the client retries.
     let require_stable = version >= FETCH_REQUIRE_STABLE_VERSION_MIN && request.require_stable;
     if version >= FETCH_BATCH_VERSION_MIN {
-        let fetches = request.groups.iter().map(|group| {
-            let wanted = group.topics.as_ref().map(|topics| {
-                topics
-                    .iter()
-                    .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
-                    .collect()
+        let authorized: Vec<AuthorizedFetch> = request
+            .groups
+            .iter()
+            .map(|group| {
+                let wanted = group.topics.as_ref().map(|topics| {
+                    topics
+                        .iter()
+                        .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
+                        .collect()
+                });
+                AuthorizedFetch::new(context, &group.group_id, wanted)
+            })
+            .collect();
+        let fetches = request
+            .groups
+            .iter()
+            .zip(&authorized)
+            .filter(|(_, authorized)| authorized.group_allowed)
+            .map(|(group, authorized)| {
+                fetch_group(
+                    context.services.clone(),
+                    group.group_id.clone(),
+                    authorized.wanted(),
+                    require_stable,
+                )
             });
-            fetch_group(
-                context.services.clone(),
-                group.group_id.clone(),
-                wanted,
-                require_stable,
-            )
-        });
-        let groups = join_all(fetches).await;
+        let mut fetched_groups = join_all(fetches).await.into_iter();
+        let groups: Vec<FetchedGroup> = authorized
+            .into_iter()
+            .map(|authorized| {
+                if !authorized.group_allowed {
+                    return unauthorized_group();
+                }
+                let fetched = fetched_groups.next().expect("a fetch per allowed group");
+                authorized.answer(context, fetched)
+            })
+            .collect();
         let answers = request
             .groups
             .iter()
@@ -1017,7 +1187,7 @@ pub(crate) async fn offset_fetch(
                                     .with_committed_offset(partition.offset)
                                     .with_committed_leader_epoch(NO_LEADER_EPOCH)
                                     .with_metadata(partition.metadata)
-                                    .with_error_code(kafka_code(partition.error_code))
+                                    .with_error_code(partition.error_code)
                             })
                             .collect();
                         OffsetFetchResponseTopics::default()
@@ -1027,7 +1197,7 @@ pub(crate) async fn offset_fetch(
                     .collect();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(group.group_id.clone())
-                    .with_error_code(kafka_code(fetched.error_code))
+                    .with_error_code(fetched.error_code)
                     .with_topics(topics)
             })
             .collect();
@@ -1040,13 +1210,37 @@ pub(crate) async fn offset_fetch(
             .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
             .collect()
     });
-    let fetched = fetch_group(
-        context.services.clone(),
-        request.group_id.clone(),
-        wanted,
-        require_stable,
-    )
-    .await;
+    let authorized = AuthorizedFetch::new(context, &request.group_id, wanted);
+    let fetched = if authorized.group_allowed {
+        let fetched = fetch_group(
+            context.services.clone(),
+            request.group_id.clone(),
+            authorized.wanted(),
+            require_stable,
+        )
+        .await;
+        authorized.answer(context, fetched)
+    } else if version < FETCH_TOP_ERROR_VERSION_MIN {
+        // v1 has no top-level code: each partition asked carries the group's refusal.
+        let refused = AuthorizedFetch {
+            group_allowed: false,
+            asked: authorized.asked.map(|topics| {
+                topics
+                    .into_iter()
+                    .map(|(topic, _)| (topic, false))
+                    .collect()
+            }),
+        };
+        let mut fetched = refused.answer(context, unauthorized_group());
+        for (_, partitions) in &mut fetched.topics {
+            for partition in partitions {
+                partition.error_code = code(ResponseError::GroupAuthorizationFailed);
+            }
+        }
+        fetched
+    } else {
+        unauthorized_group()
+    };
     let group_code = fetched.error_code;
     let topics = fetched
         .topics
@@ -1056,19 +1250,18 @@ pub(crate) async fn offset_fetch(
                 .into_iter()
                 .map(|partition| {
                     // v1 has no top-level error: the group's error is every partition's.
-                    let error_code = if version < FETCH_TOP_ERROR_VERSION_MIN
-                        && partition.error_code.is_none()
-                    {
-                        group_code
-                    } else {
-                        partition.error_code
-                    };
+                    let error_code =
+                        if version < FETCH_TOP_ERROR_VERSION_MIN && partition.error_code == 0 {
+                            group_code
+                        } else {
+                            partition.error_code
+                        };
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(partition.partition)
                         .with_committed_offset(partition.offset)
                         .with_committed_leader_epoch(NO_LEADER_EPOCH)
                         .with_metadata(partition.metadata)
-                        .with_error_code(kafka_code(error_code))
+                        .with_error_code(error_code)
                 })
                 .collect();
             OffsetFetchResponseTopic::default()
@@ -1078,7 +1271,7 @@ pub(crate) async fn offset_fetch(
         .collect();
     let response = OffsetFetchResponse::default().with_topics(topics);
     if version >= FETCH_TOP_ERROR_VERSION_MIN {
-        response.with_error_code(kafka_code(group_code))
+        response.with_error_code(group_code)
     } else {
         response
     }
@@ -1092,22 +1285,43 @@ pub(crate) async fn describe_groups(
     version: i16,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
-    let operations = if request.include_authorized_operations {
-        GROUP_OPERATIONS
-            .iter()
-            .fold(0i32, |bits, operation| bits | (1 << operation))
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
+    let operations = |group_id: &str| {
+        if request.include_authorized_operations {
+            context.authorized_operations(ResourceType::Group, group_id)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        }
     };
-    let names: Vec<String> = request.groups.iter().map(|group| owned(group)).collect();
-    let described = native::describe_group_states(context.services, names).await;
+    // Groups the principal may not describe are answered here and never looked up.
+    let allowed: Vec<bool> = request
+        .groups
+        .iter()
+        .map(|group| context.group_authorized(Operation::Describe, group))
+        .collect();
+    let names: Vec<String> = request
+        .groups
+        .iter()
+        .zip(&allowed)
+        .filter(|(_, allowed)| **allowed)
+        .map(|(group, _)| owned(group))
+        .collect();
+    let described = if names.is_empty() {
+        api::DescribeGroupsResponse::default()
+    } else {
+        native::describe_group_states(context.services, names).await
+    };
     if !described.error_code.is_none() {
         // The offsets topic could not be read: every group gets the error.
         let error_code = kafka_code(described.error_code);
         let groups = request
             .groups
             .into_iter()
-            .map(|group_id| {
+            .zip(allowed)
+            .map(|(group_id, allowed)| {
+                if !allowed {
+                    return unauthorized_described_group(group_id);
+                }
+                let operations = operations(&group_id);
                 KafkaDescribedGroup::default()
                     .with_group_id(group_id)
                     .with_error_code(error_code)
@@ -1117,12 +1331,36 @@ pub(crate) async fn describe_groups(
             .collect();
         return DescribeGroupsResponse::default().with_groups(groups);
     }
-    let groups = described
+    let mut described = described.groups.into_iter();
+    let groups = request
         .groups
         .into_iter()
-        .map(|group| describe_group(version, group).with_authorized_operations(operations))
+        .zip(allowed)
+        .map(|(group_id, allowed)| {
+            if !allowed {
+                return unauthorized_described_group(group_id);
+            }
+            match described.next() {
+                Some(group) => {
+                    let operations = operations(&group.group_id);
+                    describe_group(version, group).with_authorized_operations(operations)
+                }
+                // The coordinator answers every group asked; were one missing, say so.
+                None => KafkaDescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(code(ResponseError::UnknownServerError))
+                    .with_group_state(text(GroupState::Dead.name())),
+            }
+        })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// A group the principal may not describe: Kafka's answer names it and nothing else.
+fn unauthorized_described_group(group_id: GroupId) -> KafkaDescribedGroup {
+    KafkaDescribedGroup::default()
+        .with_group_id(group_id)
+        .with_error_code(code(ResponseError::GroupAuthorizationFailed))
 }
 
 fn describe_group(version: i16, mut group: api::DescribedGroup) -> KafkaDescribedGroup {
@@ -1202,9 +1440,15 @@ pub(crate) async fn list_groups(
         _ => return ListGroupsResponse::default(),
     };
     let listed = native::list_groups(context.services, &states).await;
+    // Describe on the cluster lists every group; otherwise only those the principal may
+    // describe (Kafka's rule).
+    let cluster_described = context.cluster_authorized(Operation::Describe);
     let groups = listed
         .groups
         .into_iter()
+        .filter(|group| {
+            cluster_described || context.group_authorized(Operation::Describe, &group.group_id)
+        })
         .map(|group| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(text(group.group_id)))
@@ -1234,34 +1478,53 @@ pub(crate) async fn delete_groups(
     _version: i16,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
+    // Groups the principal may not delete are refused here; the others are deleted.
+    let allowed: Vec<bool> = request
+        .groups_names
+        .iter()
+        .map(|group| context.group_authorized(Operation::Delete, group))
+        .collect();
     let names: Vec<String> = request
         .groups_names
         .iter()
-        .map(|group| owned(group))
+        .zip(&allowed)
+        .filter(|(_, allowed)| **allowed)
+        .map(|(group, _)| owned(group))
         .collect();
+    let refused = DeletableGroupResult::default()
+        .with_error_code(code(ResponseError::GroupAuthorizationFailed));
+    let mut results: Vec<DeletableGroupResult> = request
+        .groups_names
+        .iter()
+        .zip(&allowed)
+        .filter(|(_, allowed)| !**allowed)
+        .map(|(group_id, _)| refused.clone().with_group_id(group_id.clone()))
+        .collect();
+    if names.is_empty() {
+        return DeleteGroupsResponse::default().with_results(results);
+    }
     let deleted = native::delete_groups(context.services, names).await;
-    let results = if deleted.error_code.is_none() {
-        deleted
-            .results
-            .into_iter()
-            .map(|result| {
-                DeletableGroupResult::default()
-                    .with_group_id(GroupId(text(result.group_id)))
-                    .with_error_code(kafka_code(result.error_code))
-            })
-            .collect()
+    if deleted.error_code.is_none() {
+        results.extend(deleted.results.into_iter().map(|result| {
+            DeletableGroupResult::default()
+                .with_group_id(GroupId(text(result.group_id)))
+                .with_error_code(kafka_code(result.error_code))
+        }));
     } else {
         let error_code = kafka_code(deleted.error_code);
-        request
-            .groups_names
-            .into_iter()
-            .map(|group_id| {
-                DeletableGroupResult::default()
-                    .with_group_id(group_id)
-                    .with_error_code(error_code)
-            })
-            .collect()
-    };
+        results.extend(
+            request
+                .groups_names
+                .into_iter()
+                .zip(allowed)
+                .filter(|(_, allowed)| *allowed)
+                .map(|(group_id, _)| {
+                    DeletableGroupResult::default()
+                        .with_group_id(group_id)
+                        .with_error_code(error_code)
+                }),
+        );
+    }
     DeleteGroupsResponse::default().with_results(results)
 }
 
@@ -1273,14 +1536,26 @@ pub(crate) async fn offset_delete(
     if let Err(error) = check_group_id(&request.group_id) {
         return OffsetDeleteResponse::default().with_error_code(code(error));
     }
-    // Partitions that do not exist are answered here, as Kafka does; the coordinator is asked
-    // about the others.
+    if let Some(error) = group_refusal(context, Operation::Delete, &request.group_id) {
+        return OffsetDeleteResponse::default().with_error_code(code(error));
+    }
+    // Topics the principal may not read are refused, and partitions that do not exist answered
+    // here, as Kafka does; the coordinator is asked about the others.
+    let readable: HashMap<&str, bool> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.as_str();
+            (name, context.topic_authorized(Operation::Read, name))
+        })
+        .collect();
     let snapshot = context.services.snapshot();
     let exists = |topic: &str, partition: i32| {
         let count = snapshot
             .topic(topic)
             .map_or(0, |topic| topic.partition_count());
-        u32::try_from(partition).is_ok_and(|partition| partition < count)
+        readable.get(topic).copied().unwrap_or(false)
+            && u32::try_from(partition).is_ok_and(|partition| partition < count)
     };
     let topics: Vec<api::TopicPartitionList> = request
         .topics
@@ -1321,7 +1596,9 @@ pub(crate) async fn offset_delete(
                 .partitions
                 .iter()
                 .map(|entry| {
-                    let error_code = if exists(&topic.name, entry.partition_index) {
+                    let error_code = if !readable[topic.name.as_str()] {
+                        code(ResponseError::TopicAuthorizationFailed)
+                    } else if exists(&topic.name, entry.partition_index) {
                         let partition = entry.partition_index as u32;
                         let found = answered.get(&(topic.name.as_str(), partition)).copied();
                         kafka_code(found.unwrap_or(ErrorCode::None))

@@ -13,7 +13,9 @@
 //! answers from it, and a request for an API or version outside it never reaches a handler.
 //! Single broker: this broker is node 0, the leader of every partition and its only replica.
 
+pub(crate) mod acl;
 pub(crate) mod admin;
+mod authorization;
 pub mod connection;
 mod conversion;
 mod data;
@@ -59,6 +61,9 @@ use spate_kafka_protocol::kafka_protocol::protocol::{
 use spate_kafka_protocol::kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest, SaslAuthenticateRequest,
     SaslHandshakeRequest,
+};
+use spate_kafka_protocol::kafka_protocol::messages::{
+    CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
 };
 
 use crate::auth::{SaslMechanism, Session};
@@ -210,6 +215,10 @@ kafka_apis! {
     SaslAuthenticate(SaslAuthenticateRequest) => sasl::sasl_authenticate,
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) => sasl::describe_user_scram_credentials,
     AlterUserScramCredentials(AlterUserScramCredentialsRequest) => sasl::alter_user_scram_credentials,
+    // Authorization (issue #17)
+    DescribeAcls(DescribeAclsRequest) => acl::describe_acls,
+    CreateAcls(CreateAclsRequest) => acl::create_acls,
+    DeleteAcls(DeleteAclsRequest) => acl::delete_acls,
 }
 
 /// A handler's answer as the chunks of its response frame, written in order with one

@@ -41,6 +41,7 @@ use crate::shard::messages::{
     Isolation, PartitionError, PartitionKey, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST,
     LIST_OFFSETS_MAX_TIMESTAMP,
 };
+use spate_security::Operation;
 
 /// A request's `current_leader_epoch` when the client gives none.
 const NO_LEADER_EPOCH: i32 = -1;
@@ -120,7 +121,14 @@ pub(crate) async fn list_offsets(
     // Per partition in request order: its leader epoch, for the answer.
     let mut epochs: Vec<i32> = Vec::new();
     for topic in &request.topics {
-        let found = named_topic(context, &snapshot, false, &topic.name, Default::default());
+        let found = named_topic(
+            context,
+            &snapshot,
+            false,
+            &topic.name,
+            Default::default(),
+            Operation::Describe,
+        );
         for partition in &topic.partitions {
             let target = match partition.timestamp {
                 LIST_OFFSETS_EARLIEST_LOCAL => LIST_OFFSETS_EARLIEST,
@@ -211,7 +219,14 @@ pub(crate) async fn offset_for_leader_epoch(
     let local = snapshot.local_node;
     let mut asked: Vec<Result<(ShardId, EpochTarget), i16>> = Vec::new();
     for topic in &request.topics {
-        let found = named_topic(context, &snapshot, false, &topic.topic, Default::default());
+        let found = named_topic(
+            context,
+            &snapshot,
+            false,
+            &topic.topic,
+            Default::default(),
+            Operation::Describe,
+        );
         for partition in &topic.partitions {
             let owner = found.as_ref().map_err(|code| *code).and_then(|topic| {
                 check_leader_epoch(

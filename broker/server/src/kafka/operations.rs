@@ -27,6 +27,7 @@ use spate_kafka_protocol::kafka_protocol::messages::{
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_security::Operation;
 
 use super::errors::kafka_code;
 use super::KafkaContext;
@@ -67,6 +68,22 @@ pub(crate) async fn elect_leaders(
     } else {
         ELECTION_PREFERRED
     };
+    if !context.cluster_authorized(Operation::Alter) {
+        let wanted: Wanted = request.topic_partitions.map(|topics| {
+            topics
+                .into_iter()
+                .map(|topic| {
+                    let partitions = topic.partitions.into_iter().map(partition_index).collect();
+                    (topic.topic.0.to_string(), partitions)
+                })
+                .collect()
+        });
+        return whole_request_failed(
+            version,
+            wanted,
+            ResponseError::ClusterAuthorizationFailed.code(),
+        );
+    }
     if election_type != ELECTION_PREFERRED {
         return ElectLeadersResponse::default()
             .with_error_code(ResponseError::InvalidRequest.code());
@@ -154,6 +171,11 @@ pub(crate) async fn alter_partition_reassignments(
     _version: i16,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if !context.cluster_authorized(Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(text("Authorization failed.")));
+    }
     let moves: Vec<_> = request
         .topics
         .iter()
@@ -219,6 +241,11 @@ pub(crate) async fn list_partition_reassignments(
     _version: i16,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if !context.cluster_authorized(Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(text("Authorization failed.")));
+    }
     let wanted: Wanted = request.topics.map(|topics| {
         topics
             .into_iter()

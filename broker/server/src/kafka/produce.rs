@@ -54,6 +54,7 @@ use crate::catalog::{is_internal_topic, CatalogSnapshot, ShardId};
 use crate::handlers::data::{produce_partitions, transactional_producer};
 use crate::handlers::partition_error_code;
 use crate::shard::messages::{PartitionError, ProduceAcks, ProducePartition};
+use spate_security::Operation;
 
 /// First Produce version that names topics by id (KIP-516).
 const TOPIC_IDS_VERSION: i16 = 13;
@@ -126,7 +127,14 @@ pub(crate) async fn produce(
         } else {
             answer.name = topic.name.clone();
         }
-        let found = named_topic(context, &snapshot, by_id, &topic.name, topic.topic_id);
+        let found = named_topic(
+            context,
+            &snapshot,
+            by_id,
+            &topic.name,
+            topic.topic_id,
+            Operation::Write,
+        );
         for partition in topic.partition_data {
             let index = partition.index;
             has_transactional_records |= partition
@@ -187,9 +195,14 @@ pub(crate) async fn produce(
         topics.push(answer);
     }
 
+    // Transactional records need Write on the transactional id (Kafka checks it only then).
+    let transactional_id_authorized = request.transactional_id.as_ref().map(|id| {
+        !has_transactional_records
+            || context.transactional_id_authorized(Operation::Write, id.as_str())
+    });
     let refusal = transactional_refusal(
         has_transactional_records,
-        request.transactional_id.is_some(),
+        transactional_id_authorized,
         &routed,
     );
     if let Some(refusal) = refusal {
@@ -275,19 +288,29 @@ fn node_endpoints(
 
 /// Whether a request with transactional batches may go on, as Kafka's `KafkaApis` and
 /// `ReplicaManager.handleProduceAppend` decide before anything is appended: transactional
-/// records (in any partition's first batch) need the request's transactional id, and the
-/// transactional batches of the partitions that go on belong to one producer. `None`: no
-/// refusal (also when no batch is transactional).
+/// records (in any partition's first batch) need the request's transactional id and Write on it
+/// (`transactional_id_authorized`: `None` without an id), and the transactional batches of the
+/// partitions that go on belong to one producer. `None`: no refusal (also when no batch is
+/// transactional).
 fn transactional_refusal(
     has_transactional_records: bool,
-    has_transactional_id: bool,
+    transactional_id_authorized: Option<bool>,
     routed: &[Result<(ShardId, ProducePartition), PartitionError>],
 ) -> Option<Refusal> {
-    if has_transactional_records && !has_transactional_id {
-        return Some(Refusal::new(
-            ResponseError::TransactionalIdAuthorizationFailed,
-            "transactional records need the request's transactional id",
-        ));
+    match transactional_id_authorized {
+        None if has_transactional_records => {
+            return Some(Refusal::new(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactional records need the request's transactional id",
+            ))
+        }
+        Some(false) if has_transactional_records => {
+            return Some(Refusal::new(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "the principal may not write with this transactional id",
+            ))
+        }
+        _ => {}
     }
     let mut producer = None;
     for (_, partition) in routed.iter().flatten() {

@@ -32,7 +32,7 @@ use spate_kafka_protocol::kafka_protocol::messages::{
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
-use spate_security::{ScramCredential, ScramMechanism};
+use spate_security::{Operation, ScramCredential, ScramMechanism};
 
 use super::KafkaContext;
 use crate::auth::credentials::{
@@ -134,7 +134,11 @@ pub(crate) async fn describe_user_scram_credentials(
     _version: i16,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
-    // Authorization (Describe on the Cluster resource) belongs here, with issue #17's ACLs.
+    if !context.cluster_authorized(Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(StrBytes::from_static_str("Authorization failed.")));
+    }
     let snapshot = context.services.credentials.snapshot();
     let described: BTreeMap<&str, Vec<CredentialInfo>> = snapshot
         .users()
@@ -231,7 +235,35 @@ pub(crate) async fn alter_user_scram_credentials(
     _version: i16,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
-    // Authorization (Alter on the Cluster resource) belongs here, with issue #17's ACLs.
+    if !context.cluster_authorized(Operation::Alter) {
+        // Each user the request names, once, refused (Kafka's error answer).
+        let mut named: Vec<&str> = Vec::new();
+        let names = request
+            .deletions
+            .iter()
+            .map(|deletion| deletion.name.as_str())
+            .chain(
+                request
+                    .upsertions
+                    .iter()
+                    .map(|upsertion| upsertion.name.as_str()),
+            );
+        for name in names {
+            if !named.contains(&name) {
+                named.push(name);
+            }
+        }
+        let results = named
+            .into_iter()
+            .map(|name| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(name.to_string().into())
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                    .with_error_message(Some(StrBytes::from_static_str("Authorization failed.")))
+            })
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(results);
+    }
     let snapshot = context.services.credentials.snapshot();
     let mut order: Vec<String> = Vec::new();
     let mut users: HashMap<String, UserAlterations> = HashMap::new();

@@ -28,6 +28,7 @@ use spate_kafka_protocol::kafka_protocol::messages::{
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::ResponseError;
+use spate_security::{Operation, ResourceType};
 
 use super::errors::kafka_code;
 use super::KafkaContext;
@@ -121,8 +122,22 @@ pub(crate) async fn init_producer_id(
     };
     let (producer_id, producer_epoch) = (request.producer_id.0, request.producer_epoch);
     let Some(transactional_id) = &request.transactional_id else {
+        // An idempotent producer needs IdempotentWrite on the cluster, or Write on some topic
+        // (Kafka's rule since KIP-679 made idempotence the default).
+        let allowed = context.cluster_authorized(Operation::IdempotentWrite)
+            || context.services.authorizer.authorize_any(
+                context.session,
+                Operation::Write,
+                ResourceType::Topic,
+            );
+        if !allowed {
+            return refused(ResponseError::ClusterAuthorizationFailed.code());
+        }
         return idempotent_producer_id(context, producer_id, producer_epoch).await;
     };
+    if !context.transactional_id_authorized(Operation::Write, transactional_id.as_str()) {
+        return refused(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
     let answer = match identity(producer_id, producer_epoch) {
         Ok(existing) => {
             coordinator::init_producer_id(
@@ -210,6 +225,33 @@ async fn add_or_verify(
             ADD_PARTITIONS_ABORTABLE_VERSION_MIN,
         )
     };
+    if !context.transactional_id_authorized(Operation::Write, transactional_id) {
+        let refused = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return requested
+            .into_iter()
+            .map(|partition| (partition, refused))
+            .collect();
+    }
+    // Topics the principal may not write fail alone, and the others are not attempted (Kafka's
+    // answer, so that nothing of a half-refused request joins the transaction).
+    let writable: Vec<bool> = requested
+        .iter()
+        .map(|(topic, _)| context.topic_authorized(Operation::Write, topic))
+        .collect();
+    if writable.contains(&false) {
+        return requested
+            .into_iter()
+            .zip(writable)
+            .map(|(partition, writable)| {
+                let code = if writable {
+                    ResponseError::OperationNotAttempted.code()
+                } else {
+                    ResponseError::TopicAuthorizationFailed.code()
+                };
+                (partition, code)
+            })
+            .collect();
+    }
     // A negative partition index names no partition: it fails alone, the others are not
     // attempted (what the coordinator does for an unknown partition).
     if requested.iter().any(|(_, partition)| *partition < 0) {
@@ -302,6 +344,11 @@ pub(crate) async fn add_partitions_to_txn(
         return AddPartitionsToTxnResponse::default()
             .with_results_by_topic_v3_and_below(topic_results(answers));
     }
+    // v4+ is the brokers' own call (KIP-890): Kafka asks ClusterAction of its caller.
+    if !context.cluster_authorized(Operation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let mut results = Vec::with_capacity(request.transactions.len());
     for transaction in &request.transactions {
         let answers = add_or_verify(
@@ -331,6 +378,18 @@ pub(crate) async fn add_offsets_to_txn(
     version: i16,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
+    let refusal = if !context
+        .transactional_id_authorized(Operation::Write, request.transactional_id.as_str())
+    {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !context.group_authorized(Operation::Read, request.group_id.as_str()) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(error) = refusal {
+        return AddOffsetsToTxnResponse::default().with_error_code(error.code());
+    }
     let answer = coordinator::add_offsets(
         context.services,
         request.transactional_id.as_str(),
@@ -351,6 +410,10 @@ pub(crate) async fn end_txn(
     version: i16,
     request: EndTxnRequest,
 ) -> EndTxnResponse {
+    if !context.transactional_id_authorized(Operation::Write, request.transactional_id.as_str()) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
     let answer = coordinator::end_txn(
         context.services,
         request.transactional_id.as_str(),
@@ -389,6 +452,17 @@ pub(crate) async fn describe_transactions(
         .map(|topic| topic.partition_count());
     let mut states = Vec::with_capacity(request.transactional_ids.len());
     for transactional_id in &request.transactional_ids {
+        if !context.transactional_id_authorized(Operation::Describe, transactional_id.as_str()) {
+            states.push(
+                TransactionState::default()
+                    .with_transactional_id(transactional_id.clone())
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                    .with_transaction_state(text(""))
+                    .with_producer_id(ProducerId(NO_PRODUCER_ID))
+                    .with_producer_epoch(NO_PRODUCER_EPOCH),
+            );
+            continue;
+        }
         let described = coordinator::describe(context.services, transactional_id.as_str()).await;
         let state = match described {
             Ok(description) => {
@@ -404,8 +478,11 @@ pub(crate) async fn describe_transactions(
                             .with_partitions(vec![partition]),
                     ),
                 };
+                // Only the topics the principal may describe are named (Kafka's rule).
                 for (topic, partition) in &description.partitions {
-                    push(topic, *partition as i32);
+                    if context.topic_authorized(Operation::Describe, topic) {
+                        push(topic, *partition as i32);
+                    }
                 }
                 // Kafka lists a group's offsets as the partition of the offsets topic that
                 // holds them.
@@ -464,8 +541,13 @@ pub(crate) async fn list_transactions(
     };
     match coordinator::list(context.services, filter).await {
         Ok(listings) => {
+            // Only the transactional ids the principal may describe.
             let listed = listings
                 .into_iter()
+                .filter(|listing| {
+                    context
+                        .transactional_id_authorized(Operation::Describe, &listing.transactional_id)
+                })
                 .map(|listing| {
                     ListedTransaction::default()
                         .with_transactional_id(TransactionalId(text(listing.transactional_id)))
