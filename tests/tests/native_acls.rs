@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cli_support::spate;
-use spate_client::group::{GroupConfig, GroupConsumer};
+use spate_client::group::{GroupAdmin, GroupConfig, GroupConsumer};
 use spate_client::{
     AclBinding, AclBindingFilter, Client, ClientConfig, ConsumerConfig, Error, NewTopic,
     OffsetSpec, Operation, PatternType, PatternTypeFilter, Permission, ProducerConfig,
@@ -427,6 +427,68 @@ fn a_user_without_acls_is_refused_everything_and_nothing_is_written_or_revealed(
     let error = producer.init_transactions().wait().unwrap_err();
     assert_refused(&error, ResourceType::TransactionalId, "alice-tx");
 
+    // Groups: only those alice may describe are listed; describing or deleting another is
+    // refused by name. (The super user made "audit" by committing to it.)
+    let audit = GroupConsumer::new(&admin, ConsumerConfig::default(), GroupConfig::new("audit"))
+        .expect("group consumer");
+    audit
+        .commit_offsets(vec![(spate_client::TopicPartition::new("orders", 0), 1)])
+        .wait()
+        .expect("the super user commits");
+    let groups = GroupAdmin::new(&admin).list_groups().wait().expect("list");
+    assert!(
+        groups.iter().any(|group| group.group_id == "audit"),
+        "{groups:?}"
+    );
+    grant(
+        &admin,
+        &[binding(
+            ResourceType::Group,
+            "billing",
+            PatternType::Literal,
+            Operation::Describe,
+            Permission::Allow,
+        )],
+    );
+    let listed = GroupAdmin::new(&alice).list_groups().wait().expect("list");
+    assert!(
+        listed.iter().all(|group| group.group_id == "billing"),
+        "{listed:?}"
+    );
+    let error = GroupAdmin::new(&alice)
+        .describe_group("audit")
+        .wait()
+        .unwrap_err();
+    assert_refused(&error, ResourceType::Group, "audit");
+    let error = GroupAdmin::new(&alice)
+        .delete_group("billing")
+        .wait()
+        .unwrap_err();
+    assert_refused(&error, ResourceType::Group, "billing");
+
+    // A topic's configs need DescribeConfigs: with Describe only, its partitions alone.
+    admin
+        .admin()
+        .alter_topic_config("orders", &[("retention.ms", "3600000")], &[])
+        .wait()
+        .expect("the super user sets a config");
+    let described = alice
+        .admin()
+        .describe_topic("orders")
+        .wait()
+        .expect("describe");
+    assert_eq!(described.partitions.len(), 1);
+    assert!(described.configs.is_empty(), "{:?}", described.configs);
+    let described = admin
+        .admin()
+        .describe_topic("orders")
+        .wait()
+        .expect("describe");
+    assert_eq!(
+        described.configs.get("retention.ms").map(String::as_str),
+        Some("3600000")
+    );
+
     // Cluster operations and the user APIs.
     let error = alice.admin().list_users().wait().unwrap_err();
     assert_refused(&error, ResourceType::Cluster, "kafka-cluster");
@@ -542,4 +604,31 @@ fn poll_until_error(mut poll: impl FnMut(Duration) -> Result<usize, Error>) -> E
         }
         assert!(std::time::Instant::now() < deadline, "no error within 30 s");
     }
+}
+
+#[test]
+fn the_acl_apis_answer_security_disabled_on_a_broker_without_authorization() {
+    let broker = Broker::start(BrokerOptions {
+        shards: 1,
+        ..BrokerOptions::default()
+    });
+    let refused = spate(broker.address(), &["acl", "list"], b"").fails_with(1);
+    assert!(
+        refused.contains("authorization is not enabled"),
+        "{refused}"
+    );
+    let client = Client::connect_to(broker.address().to_string()).expect("client");
+    let error = client
+        .admin()
+        .create_acls(&[allow_topic("orders", Operation::Read)])
+        .wait()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::SecurityDisabled));
+    // Without authorization everything is allowed, as before ACLs existed.
+    client
+        .admin()
+        .create_topic(NewTopic::new("orders", 1))
+        .wait()
+        .expect("create");
+    produce_plainly(&client, "orders").expect("produce");
 }

@@ -6,7 +6,8 @@
 //! transactional produce names, or every partition is refused); Fetch Read, ListOffsets
 //! Describe, DeleteRecords Delete on each topic; Metadata Describe (named topics the principal
 //! may not describe are answered `TopicAuthorizationFailed` whether they exist or not; a listing
-//! of every topic leaves them out), ListTopics leaves them out, DescribeTopic Describe,
+//! of every topic leaves them out), ListTopics leaves them out, DescribeTopic Describe (and
+//! DescribeConfigs for its configs, left out without it),
 //! AlterTopicConfig AlterConfigs, CreatePartitions Alter, CreateTopics Create on the cluster or
 //! the topic, DeleteTopics Delete; groups: join, sync, heartbeat and leave Read on the group,
 //! OffsetCommit Read on the group and each topic, OffsetFetch Describe on both, OffsetDelete

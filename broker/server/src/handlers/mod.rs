@@ -438,10 +438,14 @@ pub async fn execute(
                 .retain(|topic| access.topic(Operation::Describe, &topic.name));
             answer(&request, response)
         }
-        Request::DescribeTopic(request) => answer(
-            &request,
-            admin::describe_topic(&services, &request.body.name).await,
-        ),
+        Request::DescribeTopic(request) => {
+            let mut response = admin::describe_topic(&services, &request.body.name).await;
+            // The configs are Kafka's DescribeConfigs: without it, only the partitions.
+            if !access.topic(Operation::DescribeConfigs, &request.body.name) {
+                response.configs.clear();
+            }
+            answer(&request, response)
+        }
         Request::AlterTopicConfig(request) => answer(
             &request,
             admin::alter_topic_config(&services, &request.body).await,
