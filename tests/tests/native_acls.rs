@@ -632,3 +632,110 @@ fn the_acl_apis_answer_security_disabled_on_a_broker_without_authorization() {
         .expect("create");
     produce_plainly(&client, "orders").expect("produce");
 }
+
+#[test]
+fn a_user_with_the_right_acls_consumes_in_a_group_and_commits_a_transaction() {
+    let broker = secured_broker();
+    let address = broker.address();
+    let admin = client_as(address, ADMIN);
+    let alice = client_as(address, ALICE);
+    for topic in ["input", "output"] {
+        admin
+            .admin()
+            .create_topic(NewTopic::new(topic, 1))
+            .wait()
+            .expect("create");
+    }
+    produce_one(&admin, "input").expect("the super user produces");
+    grant(
+        &admin,
+        &[
+            allow_topic("input", Operation::Read),
+            allow_topic("output", Operation::Write),
+            binding(
+                ResourceType::Group,
+                "copier",
+                PatternType::Literal,
+                Operation::Read,
+                Permission::Allow,
+            ),
+            binding(
+                ResourceType::TransactionalId,
+                "copier-tx",
+                PatternType::Literal,
+                Operation::Write,
+                Permission::Allow,
+            ),
+        ],
+    );
+
+    // A member of the group reads what it may read (Read implies the Describe that metadata,
+    // FindCoordinator and OffsetFetch need).
+    let mut member = GroupConsumer::new(
+        &alice,
+        ConsumerConfig::default(),
+        GroupConfig::new("copier"),
+    )
+    .expect("group consumer");
+    member.subscribe(&["input"]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut records = Vec::new();
+    while records.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no record arrived");
+        records = member
+            .poll_owned(Duration::from_millis(200))
+            .expect("a member with Read polls");
+    }
+
+    // A transaction writes the record on and commits the group's offset with it.
+    let producer = alice
+        .producer(ProducerConfig {
+            transactional_id: Some("copier-tx".into()),
+            ..ProducerConfig::default()
+        })
+        .expect("producer config is valid");
+    producer
+        .init_transactions()
+        .wait()
+        .expect("init transactions");
+    producer.begin_transaction().expect("begin");
+    let delivery = producer
+        .send_blocking(ProducerRecord::new("output", b"copied").with_partition(0))
+        .expect("send");
+    producer
+        .send_offsets_to_transaction(
+            &[(spate_client::TopicPartition::new("input", 0), 1)],
+            &member.group_metadata(),
+        )
+        .wait()
+        .expect("offsets in the transaction");
+    producer.commit_transaction().wait().expect("commit");
+    delivery.wait().expect("delivered");
+    assert_eq!(
+        high_watermark(&admin, "output"),
+        2,
+        "the record and the commit marker"
+    );
+    let committed = member
+        .committed(&[spate_client::TopicPartition::new("input", 0)])
+        .wait()
+        .expect("committed offsets");
+    assert_eq!(committed, [Some(1)]);
+
+    // Writing outside the ACLs spoils the transaction (AddPartitionsToTxn is refused), and the
+    // commit says why, naming the topic.
+    producer.begin_transaction().expect("begin");
+    let delivery = producer
+        .send_blocking(ProducerRecord::new("input", b"not allowed").with_partition(0))
+        .expect("accepted into the transaction");
+    let refused = producer.commit_transaction().wait().unwrap_err();
+    match &refused {
+        Error::TransactionAbortable { cause } => {
+            assert_refused(cause, ResourceType::Topic, "input")
+        }
+        other => panic!("expected an abortable transaction, got: {other}"),
+    }
+    assert!(delivery.wait().is_err(), "the record was not written");
+    producer.abort_transaction().wait().expect("abort");
+    assert_eq!(high_watermark(&admin, "input"), 1, "nothing was written");
+}
