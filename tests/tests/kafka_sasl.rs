@@ -469,6 +469,15 @@ fn without_sasl_the_sasl_apis_are_not_listed_and_users_are_managed_over_kafka() 
             ("nobody".to_string(), RESOURCE_NOT_FOUND)
         ]
     );
+    let twice = client.call(
+        0,
+        &DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+            UserName::default().with_name(StrBytes::from_static_str("bob")),
+            UserName::default().with_name(StrBytes::from_static_str("bob")),
+        ])),
+    );
+    assert_eq!(twice.results.len(), 1, "one answer per user");
+    assert_eq!(twice.results[0].error_code, DUPLICATE_RESOURCE);
 
     // The user made over Kafka logs in with SCRAM-SHA-256 once SASL is on; a deletion ends that.
     let mut broker = broker;

@@ -15,11 +15,12 @@
 //!
 //! Authentication (`crate::auth`): on a listener with SASL mechanisms, a connection that has not
 //! authenticated may send only ApiVersions, SaslHandshake and SaslAuthenticate; anything else
-//! closes it with a log line and no answer, as Kafka does. Without SASL the two SASL APIs are
-//! not served (ApiVersions does not list them). After a SaslHandshake v0 the exchange's
-//! messages are bare tokens (a size and the token, no header) both ways, as Kafka does for
-//! clients older than SaslAuthenticate; librdkafka asks for v0 to be listed before it uses v1. A request sent before the answer to the
-//! authentication step it follows is refused the same way (clients wait for each step).
+//! closes it with a log line and no answer, as Kafka does. A request sent before the answer to
+//! the authentication step it follows is refused the same way (clients wait for each step).
+//! Without SASL the two SASL APIs are not served (ApiVersions does not list them). After a
+//! SaslHandshake v0 the exchange's messages are bare tokens (a size and the token, no header)
+//! both ways, as Kafka does for clients older than SaslAuthenticate; librdkafka asks for v0 to
+//! be listed before it uses v1.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -173,7 +173,10 @@ pub(crate) async fn describe_user_scram_credentials(
                         return refused(
                             result(name),
                             ResponseError::DuplicateResource,
-                            format!("Cannot describe SCRAM credentials for the same user twice in a single request: {name}"),
+                            format!(
+                                "Cannot describe SCRAM credentials for the same user twice \
+                                 in a single request: {name}"
+                            ),
                         );
                     }
                     match described.get(name) {
@@ -181,7 +184,10 @@ pub(crate) async fn describe_user_scram_credentials(
                         None => refused(
                             result(name),
                             ResponseError::ResourceNotFound,
-                            format!("Attempt to describe a user credential that does not exist: {name}"),
+                            format!(
+                                "Attempt to describe a user credential that does not exist: \
+                                 {name}"
+                            ),
                         ),
                     }
                 })
