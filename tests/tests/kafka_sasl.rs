@@ -79,10 +79,18 @@ fn create_user_offline(
         .expect("run spate-broker user create")
 }
 
+/// SASL on the Kafka listener turns authorization on (`authorization = auto`): the users these
+/// tests authenticate are super users, so that what is tested here is authentication alone
+/// (ACLs are `kafka_acls`'s).
 fn sasl_options(mechanisms: &str) -> BrokerOptions {
     BrokerOptions {
         shards: 2,
-        arguments: vec!["--kafka-sasl-mechanisms".into(), mechanisms.into()],
+        arguments: vec![
+            "--kafka-sasl-mechanisms".into(),
+            mechanisms.into(),
+            "--super-users".into(),
+            "User:admin,User:bob".into(),
+        ],
         ..BrokerOptions::default()
     }
 }

@@ -158,11 +158,11 @@ pub struct Session {
     mechanisms: Arc<[SaslMechanism]>,
     peer: Option<SocketAddr>,
     state: RefCell<State>,
+    /// The authorizer's remembered answers for this connection (`authorizer::DecisionCache`).
+    decisions: RefCell<authorizer::DecisionCache>,
     /// Kafka's SaslHandshake v0: the exchange's messages come as bare length-prefixed tokens,
     /// without Kafka headers, until it ends.
     raw_tokens: std::cell::Cell<bool>,
-    /// The authorizer's remembered answers for this connection (`authorizer::DecisionCache`).
-    decisions: RefCell<authorizer::DecisionCache>,
 }
 
 impl Session {
@@ -176,8 +176,8 @@ impl Session {
             mechanisms,
             peer,
             state: RefCell::new(state),
-            raw_tokens: std::cell::Cell::new(false),
             decisions: RefCell::default(),
+            raw_tokens: std::cell::Cell::new(false),
         }
     }
 
@@ -188,8 +188,8 @@ impl Session {
             mechanisms: Arc::from(Vec::new()),
             peer,
             state: RefCell::new(State::Authenticated(principal)),
-            raw_tokens: std::cell::Cell::new(false),
             decisions: RefCell::default(),
+            raw_tokens: std::cell::Cell::new(false),
         }
     }
 
