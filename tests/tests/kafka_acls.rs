@@ -44,9 +44,10 @@ use spate_kafka_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, AlterUserScramCredentialsRequest, CreateAclsRequest, CreateAclsResponse,
     CreateTopicsRequest, DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest,
     DescribeAclsRequest, DescribeAclsResponse, DescribeClusterRequest, DescribeConfigsRequest,
-    FetchRequest, GroupId, InitProducerIdRequest, JoinGroupRequest, ListOffsetsRequest,
-    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName, TransactionalId,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest,
+    JoinGroupRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest,
+    TopicName, TransactionalId,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
 use spate_kafka_protocol::kafka_protocol::records::Compression;
@@ -79,6 +80,7 @@ const GROUP: i8 = 3;
 const CLUSTER: i8 = 4;
 const READ: i8 = 3;
 const WRITE: i8 = 4;
+const CREATE: i8 = 5;
 const DESCRIBE: i8 = 8;
 const DENY: i8 = 2;
 const ALLOW: i8 = 3;
@@ -624,6 +626,20 @@ fn a_user_without_acls_is_refused_everything_and_learns_nothing() {
         GROUP_AUTHORIZATION_FAILED
     );
     assert!(fetched_offsets.groups[0].topics.is_empty());
+    let coordinator = alice.call(
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(text("billing"))
+            .with_key_type(0),
+    );
+    assert_eq!(coordinator.error_code, GROUP_AUTHORIZATION_FAILED);
+    let groups = alice.call(
+        5,
+        &DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(text("billing"))])
+            .with_include_authorized_operations(true),
+    );
+    assert_eq!(groups.groups[0].error_code, GROUP_AUTHORIZATION_FAILED);
 
     // Producers: a transactional id needs Write on it; an idempotent producer IdempotentWrite
     // on the cluster or Write on some topic.
@@ -660,7 +676,44 @@ fn a_user_without_acls_is_refused_everything_and_learns_nothing() {
     assert_eq!(grabbed.results[0].error_code, CLUSTER_AUTHORIZATION_FAILED);
     assert!(described(&describe_all_acls(&mut admin)).is_empty());
 
-    // Nothing was written, created or deleted.
+    // Metadata creates a topic only for a principal allowed Create on it (or the cluster).
+    let describe_only = create_acls(
+        &mut admin,
+        vec![creation(
+            TOPIC,
+            "made-by-metadata",
+            LITERAL,
+            "User:alice",
+            DESCRIBE,
+            ALLOW,
+        )],
+    );
+    assert_eq!(describe_only.results[0].error_code, 0);
+    assert_eq!(
+        listed_topics(&metadata(&mut alice, Some(&["made-by-metadata"]))),
+        [("made-by-metadata".to_string(), TOPIC_AUTHORIZATION_FAILED)]
+    );
+    assert!(!native_topic_names(&broker).contains(&"made-by-metadata".to_string()));
+    let create = create_acls(
+        &mut admin,
+        vec![creation(
+            TOPIC,
+            "made-by-metadata",
+            LITERAL,
+            "User:alice",
+            CREATE,
+            ALLOW,
+        )],
+    );
+    assert_eq!(create.results[0].error_code, 0);
+    assert_eq!(
+        listed_topics(&metadata(&mut alice, Some(&["made-by-metadata"]))),
+        [("made-by-metadata".to_string(), 0)]
+    );
+    let removed = delete_acls(&mut admin, vec![any_delete_filter()]);
+    assert_eq!(removed.filter_results[0].matching_acls.len(), 2);
+
+    // Nothing else was written, created or deleted.
     assert_eq!(latest_offset(&mut admin, "secret"), (0, 0));
     let topics = native_topic_names(&broker);
     assert!(topics.contains(&"secret".to_string()), "{topics:?}");
