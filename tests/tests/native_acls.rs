@@ -3,7 +3,9 @@
 //! metadata and topic listing, list offsets, topic creation, deletion and configuration, group
 //! join and offset commit, transactional init: each refused with the typed error naming its
 //! resource, nothing written, nothing revealed); deny over allow, prefixed bindings, a super
-//! user, and an ACL removed while a client stays connected taking effect at its next request.
+//! user, and an ACL removed while a client stays connected taking effect at its next request;
+//! a group member and a transaction with the ACLs they need; `SecurityDisabled` without
+//! authorization; the APIs between brokers refused without ClusterAction.
 //!
 //! The users are created offline, as an operator would (`spate-broker user create`), then the
 //! broker starts with SCRAM on the native listener, which turns authorization on (`auto`), and
@@ -23,9 +25,11 @@ use spate_client::{
     OffsetSpec, Operation, PatternType, PatternTypeFilter, Permission, ProducerConfig,
     ProducerRecord, ResourceType, SaslMechanism, StartAt,
 };
+use spate_protocol::api::{ListTopicsRequest, ListUsersRequest, RaftMessageRequest};
+use spate_protocol::api::{ReplicaFetchRequest, WriteTxnMarkersRequest};
 use spate_protocol::ErrorCode;
 use spate_tests::broker_process::broker_binary;
-use spate_tests::{Broker, BrokerOptions};
+use spate_tests::{Broker, BrokerOptions, TestClient};
 
 const ADMIN: &str = "admin";
 const ALICE: &str = "alice";
@@ -738,4 +742,32 @@ fn a_user_with_the_right_acls_consumes_in_a_group_and_commits_a_transaction() {
     assert!(delivery.wait().is_err(), "the record was not written");
     producer.abort_transaction().wait().expect("abort");
     assert_eq!(high_watermark(&admin, "input"), 1, "nothing was written");
+}
+
+#[test]
+fn the_apis_between_brokers_need_cluster_action() {
+    // Authorization on without SASL: every native connection is User:ANONYMOUS.
+    let broker = Broker::start(BrokerOptions {
+        shards: 1,
+        arguments: vec![
+            "--authorization".into(),
+            "true".into(),
+            "--super-users".into(),
+            "User:admin".into(),
+        ],
+        ..BrokerOptions::default()
+    });
+    let mut anonymous = TestClient::connect(broker.address());
+    let fetched = anonymous.call(&ReplicaFetchRequest::default());
+    assert_eq!(fetched.error_code, ErrorCode::ClusterAuthorizationFailed);
+    assert!(fetched.topics.is_empty(), "nothing read");
+    let raft = anonymous.call(&RaftMessageRequest::default());
+    assert_eq!(raft.error_code, ErrorCode::ClusterAuthorizationFailed);
+    let markers = anonymous.call(&WriteTxnMarkersRequest::default());
+    assert_eq!(markers.error_code, ErrorCode::ClusterAuthorizationFailed);
+    let users = anonymous.call(&ListUsersRequest::default());
+    assert_eq!(users.error_code, ErrorCode::ClusterAuthorizationFailed);
+    // The connection stays usable: refusals are answers, not closes.
+    let topics = anonymous.call(&ListTopicsRequest::default());
+    assert!(topics.error_code.is_none() && topics.topics.is_empty());
 }
