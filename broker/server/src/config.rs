@@ -1336,6 +1336,24 @@ impl Config {
                     .to_string(),
             );
         }
+        let anonymous = Principal::anonymous();
+        if self.cluster.is_cluster_mode()
+            && self.authorization.enabled
+            && !self.authorization.super_users.contains(&anonymous)
+        {
+            // The brokers' own calls (replica fetches, Raft, proposals) arrive on the native
+            // listener as User:ANONYMOUS and need ClusterAction: without it replication stops.
+            // Granting it makes every native client a broker, so the operator says so.
+            return invalid(
+                "authorization",
+                "authorization is on in cluster mode (kafka_sasl_mechanisms turns it on unless \
+                 authorization = false), but brokers call each other on the native listener \
+                 without credentials, as User:ANONYMOUS: add User:ANONYMOUS to super_users \
+                 (every native client is then trusted as a broker: keep the native listener on \
+                 a private network), or set authorization = false"
+                    .to_string(),
+            );
+        }
         Ok(())
     }
 
@@ -1888,6 +1906,18 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn authorization_in_cluster_mode_needs_the_brokers_principal_trusted() {
+        let cluster_with_sasl = ["--seeds", "127.0.0.1:9192", "--kafka-sasl-mechanisms", "PLAIN"];
+        let (setting, message) = refusal(&cluster_with_sasl);
+        assert_eq!(setting, "authorization", "{message}");
+        assert!(message.contains("User:ANONYMOUS"), "{message}");
+        let trusted = [&cluster_with_sasl[..], &["--super-users", "User:ANONYMOUS,User:admin"]];
+        assert!(build(&trusted.concat(), &[], vec![0]).is_ok());
+        let off = [&cluster_with_sasl[..], &["--authorization", "false"]];
+        assert!(build(&off.concat(), &[], vec![0]).is_ok());
     }
 
     #[test]
