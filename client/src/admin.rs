@@ -23,7 +23,11 @@ use spate_protocol::api::{TopicOutcomes, NO_NODE};
 use spate_protocol::{ErrorCode, NodeId};
 
 use rand::RngCore;
+use spate_protocol::api::DescribeAclsRequest;
+use spate_protocol::api::{AclEntry, AclFilter, CreateAclsRequest, DeleteAclsRequest};
 use spate_protocol::api::{DeleteUserRequest, ListUsersRequest, UpsertUserRequest};
+use spate_security::acl::{AclBinding, AclBindingFilter, Operation, PatternType};
+use spate_security::acl::{Permission, ResourceType, KAFKA_CODE_ANY};
 use spate_security::{ScramCredential, ScramMechanism};
 
 use crate::client::Client;
@@ -394,6 +398,90 @@ impl Admin {
                 .collect();
             users.sort_by(|left, right| left.name.cmp(&right.name));
             Ok(users)
+        })
+    }
+
+    /// Creates ACL bindings (Kafka's CreateAcls): each gets its own outcome, in the order given
+    /// (an invalid binding, such as a host that is not an IP address, is refused alone). A
+    /// binding that exists already is a success. Needs Alter on the cluster.
+    pub fn create_acls(&self, bindings: &[AclBinding]) -> Completion<Vec<Result<(), Error>>> {
+        let network = self.client.network().clone();
+        let request = CreateAclsRequest {
+            creations: bindings.iter().map(acl_entry).collect(),
+        };
+        self.client.spawn("create acls", async move {
+            // Adding a binding twice leaves one: safe to retry.
+            let response = network
+                .call_retrying(&request, "create acls", Retry::Idempotent)
+                .await?;
+            user_outcome("create acls", response.error_code, response.error_message)?;
+            if response.results.len() != request.creations.len() {
+                return Err(missing_answer("create acls"));
+            }
+            Ok(response
+                .results
+                .into_iter()
+                .map(|result| user_outcome("create acl", result.error_code, result.error_message))
+                .collect())
+        })
+    }
+
+    /// The ACL bindings `filter` matches (Kafka's DescribeAcls), sorted. Needs Describe on the
+    /// cluster.
+    pub fn describe_acls(&self, filter: &AclBindingFilter) -> Completion<Vec<AclBinding>> {
+        let network = self.client.network().clone();
+        let request = DescribeAclsRequest {
+            filter: acl_filter(filter),
+        };
+        self.client.spawn("describe acls", async move {
+            let response = network
+                .call_retrying(&request, "describe acls", Retry::Idempotent)
+                .await?;
+            user_outcome("describe acls", response.error_code, response.error_message)?;
+            let mut bindings = response
+                .bindings
+                .iter()
+                .map(|entry| acl_binding("describe acls", entry))
+                .collect::<Result<Vec<_>, Error>>()?;
+            bindings.sort();
+            Ok(bindings)
+        })
+    }
+
+    /// Deletes the ACL bindings each filter matches (Kafka's DeleteAcls): per filter, in the
+    /// order given, the bindings it deleted. Needs Alter on the cluster.
+    pub fn delete_acls(
+        &self,
+        filters: &[AclBindingFilter],
+    ) -> Completion<Vec<Result<Vec<AclBinding>, Error>>> {
+        let network = self.client.network().clone();
+        let request = DeleteAclsRequest {
+            filters: filters.iter().map(acl_filter).collect(),
+        };
+        self.client.spawn("delete acls", async move {
+            // A second deletion finds nothing more to delete: safe to retry, though a retry
+            // after a lost answer reports nothing deleted.
+            let response = network
+                .call_retrying(&request, "delete acls", Retry::Idempotent)
+                .await?;
+            user_outcome("delete acls", response.error_code, response.error_message)?;
+            if response.results.len() != request.filters.len() {
+                return Err(missing_answer("delete acls"));
+            }
+            Ok(response
+                .results
+                .into_iter()
+                .map(|result| {
+                    user_outcome("delete acls", result.error_code, result.error_message)?;
+                    let mut deleted = result
+                        .deleted
+                        .iter()
+                        .map(|entry| acl_binding("delete acls", entry))
+                        .collect::<Result<Vec<_>, Error>>()?;
+                    deleted.sort();
+                    Ok(deleted)
+                })
+                .collect())
         })
     }
 
@@ -1017,6 +1105,68 @@ fn scram_mechanism(mechanism: SaslMechanism) -> Option<ScramMechanism> {
         SaslMechanism::ScramSha256 => Some(ScramMechanism::Sha256),
         SaslMechanism::ScramSha512 => Some(ScramMechanism::Sha512),
     }
+}
+
+/// A binding in the wire's Kafka codes.
+fn acl_entry(binding: &AclBinding) -> AclEntry {
+    AclEntry {
+        resource_type: kafka_code(binding.resource_type.to_kafka()),
+        resource_name: binding.resource_name.clone(),
+        pattern_type: kafka_code(binding.pattern.to_kafka()),
+        principal: binding.principal.clone(),
+        host: binding.host.clone(),
+        operation: kafka_code(binding.operation.to_kafka()),
+        permission: kafka_code(binding.permission.to_kafka()),
+    }
+}
+
+fn acl_filter(filter: &AclBindingFilter) -> AclFilter {
+    let any = kafka_code(KAFKA_CODE_ANY);
+    AclFilter {
+        resource_type: filter
+            .resource_type
+            .map_or(any, |value| kafka_code(value.to_kafka())),
+        resource_name: filter.resource_name.clone(),
+        pattern_type: kafka_code(filter.pattern.to_kafka()),
+        principal: filter.principal.clone(),
+        host: filter.host.clone(),
+        operation: filter
+            .operation
+            .map_or(any, |value| kafka_code(value.to_kafka())),
+        permission: filter
+            .permission
+            .map_or(any, |value| kafka_code(value.to_kafka())),
+    }
+}
+
+/// Kafka's ACL codes are small positive numbers; the wire carries them in a u8.
+fn kafka_code(code: i8) -> u8 {
+    u8::try_from(code).expect("Kafka's ACL codes are positive")
+}
+
+/// A binding the broker answered; a code this client does not know is a protocol error.
+fn acl_binding(operation: &'static str, entry: &AclEntry) -> Result<AclBinding, Error> {
+    let invalid = |field: &'static str, value: u8| Error::Protocol {
+        operation,
+        source: spate_protocol::WireError::InvalidValue {
+            field,
+            value: i64::from(value),
+        },
+    };
+    let code = |value: u8| i8::try_from(value).unwrap_or(i8::MIN);
+    Ok(AclBinding {
+        resource_type: ResourceType::from_kafka(code(entry.resource_type))
+            .ok_or_else(|| invalid("resource_type", entry.resource_type))?,
+        resource_name: entry.resource_name.clone(),
+        pattern: PatternType::from_kafka(code(entry.pattern_type))
+            .ok_or_else(|| invalid("pattern_type", entry.pattern_type))?,
+        principal: entry.principal.clone(),
+        host: entry.host.clone(),
+        operation: Operation::from_kafka(code(entry.operation))
+            .ok_or_else(|| invalid("operation", entry.operation))?,
+        permission: Permission::from_kafka(code(entry.permission))
+            .ok_or_else(|| invalid("permission", entry.permission))?,
+    })
 }
 
 fn user_outcome(

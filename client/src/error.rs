@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use spate_protocol::api::ApiKey;
 use spate_protocol::{BatchError, ErrorCode, WireError};
+use spate_security::acl::CLUSTER_RESOURCE_NAME;
+use spate_security::ResourceType;
 
 /// Everything that can go wrong in the client.
 ///
@@ -86,6 +88,19 @@ pub enum Error {
         partition: Option<u32>,
         /// The broker's code.
         code: ErrorCode,
+        /// The broker's explanation, when it sent one.
+        message: Option<String>,
+    },
+    /// The broker's ACLs do not allow this client's principal the operation on the resource
+    /// (the broker's `TopicAuthorizationFailed`, `GroupAuthorizationFailed`,
+    /// `ClusterAuthorizationFailed` or `TransactionalIdAuthorizationFailed`). Not retriable: an
+    /// operator must grant an ACL first (`spate acl add`).
+    #[error("not authorized to {operation}: {resource}{}", detail(message))]
+    NotAuthorized {
+        /// The request the broker refused.
+        operation: &'static str,
+        /// The resource the principal lacks a permission on.
+        resource: Resource,
         /// The broker's explanation, when it sent one.
         message: Option<String>,
     },
@@ -303,6 +318,52 @@ pub enum Error {
     },
 }
 
+/// A resource an ACL protects, as an authorization error names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// Topic, group, cluster or transactional id.
+    pub resource_type: ResourceType,
+    /// The resource's name; empty when the refused request did not say which one (a
+    /// transactional or group request whose caller did not name it).
+    pub name: String,
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.resource_type {
+            ResourceType::Topic => "topic",
+            ResourceType::Group => "group",
+            ResourceType::Cluster => return formatter.write_str("the cluster"),
+            ResourceType::TransactionalId => "transactional id",
+        };
+        if self.name.is_empty() {
+            write!(formatter, "a {kind}")
+        } else {
+            write!(formatter, "{kind} {:?}", self.name)
+        }
+    }
+}
+
+/// The resource type an authorization code is about; `None` for every other code.
+fn authorization_resource_type(code: ErrorCode) -> Option<ResourceType> {
+    match code {
+        ErrorCode::TopicAuthorizationFailed => Some(ResourceType::Topic),
+        ErrorCode::GroupAuthorizationFailed => Some(ResourceType::Group),
+        ErrorCode::ClusterAuthorizationFailed => Some(ResourceType::Cluster),
+        ErrorCode::TransactionalIdAuthorizationFailed => Some(ResourceType::TransactionalId),
+        _ => None,
+    }
+}
+
+fn authorization_code(resource_type: ResourceType) -> ErrorCode {
+    match resource_type {
+        ResourceType::Topic => ErrorCode::TopicAuthorizationFailed,
+        ResourceType::Group => ErrorCode::GroupAuthorizationFailed,
+        ResourceType::Cluster => ErrorCode::ClusterAuthorizationFailed,
+        ResourceType::TransactionalId => ErrorCode::TransactionalIdAuthorizationFailed,
+    }
+}
+
 fn target(topic: &Option<String>, partition: &Option<u32>) -> String {
     match (topic, partition) {
         (Some(topic), Some(partition)) => format!(" for {topic}/{partition}"),
@@ -329,6 +390,7 @@ impl Error {
             | Self::BufferFull { .. } => true,
             Self::Broker { code, .. } => code.is_retriable(),
             Self::UnknownTopic { .. }
+            | Self::NotAuthorized { .. }
             | Self::UnknownPartition { .. }
             | Self::OffsetOutOfRange { .. }
             | Self::Protocol { .. }
@@ -354,6 +416,9 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Broker { code, .. } => Some(*code),
+            Self::NotAuthorized { resource, .. } => {
+                Some(authorization_code(resource.resource_type))
+            }
             Self::RetriesExhausted { last, .. } => last.code(),
             Self::UnknownTopic { .. } | Self::UnknownPartition { .. } => {
                 Some(ErrorCode::UnknownTopicOrPartition)
@@ -386,6 +451,9 @@ impl Error {
         }
     }
 
+    /// The broker's refusal. An authorization code becomes [`Error::NotAuthorized`], naming
+    /// the topic given (or the cluster); a group's or transactional id's name is added by the
+    /// caller that knows it ([`Error::naming`]).
     pub(crate) fn broker(
         operation: &'static str,
         topic: Option<&str>,
@@ -393,6 +461,21 @@ impl Error {
         code: ErrorCode,
         message: Option<String>,
     ) -> Self {
+        if let Some(resource_type) = authorization_resource_type(code) {
+            let name = match resource_type {
+                ResourceType::Topic => topic.unwrap_or_default(),
+                ResourceType::Cluster => CLUSTER_RESOURCE_NAME,
+                ResourceType::Group | ResourceType::TransactionalId => "",
+            };
+            return Self::NotAuthorized {
+                operation,
+                resource: Resource {
+                    resource_type,
+                    name: name.to_string(),
+                },
+                message,
+            };
+        }
         Self::Broker {
             operation,
             topic: topic.map(str::to_owned),
@@ -400,6 +483,29 @@ impl Error {
             code,
             message,
         }
+    }
+
+    /// Names the resource of an authorization error of `resource_type` that did not say which
+    /// one (the group of a group request, the transactional id of a transaction's); any other
+    /// error is returned as it is.
+    pub(crate) fn naming(mut self, resource_type: ResourceType, name: &str) -> Self {
+        match &mut self {
+            Self::NotAuthorized { resource, .. }
+                if resource.resource_type == resource_type && resource.name.is_empty() =>
+            {
+                resource.name = name.to_string();
+            }
+            Self::RetriesExhausted { last, .. } => {
+                let named = std::mem::replace(&mut **last, Self::TransactionAborted);
+                **last = named.naming(resource_type, name);
+            }
+            Self::TransactionAbortable { cause } => {
+                let named = std::mem::replace(&mut **cause, Self::TransactionAborted);
+                **cause = named.naming(resource_type, name);
+            }
+            _ => {}
+        }
+        self
     }
 
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
@@ -416,6 +522,65 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_codes_become_typed_errors_that_name_their_resource() {
+        let topic = Error::broker(
+            "produce",
+            Some("orders"),
+            Some(1),
+            ErrorCode::TopicAuthorizationFailed,
+            None,
+        );
+        assert_eq!(
+            topic.to_string(),
+            "not authorized to produce: topic \"orders\""
+        );
+        assert_eq!(topic.code(), Some(ErrorCode::TopicAuthorizationFailed));
+        assert!(!topic.is_retriable());
+        let group = Error::broker(
+            "join group",
+            None,
+            None,
+            ErrorCode::GroupAuthorizationFailed,
+            None,
+        )
+        .naming(ResourceType::Group, "billing");
+        assert_eq!(
+            group.to_string(),
+            "not authorized to join group: group \"billing\""
+        );
+        let cluster = Error::broker(
+            "create acls",
+            None,
+            None,
+            ErrorCode::ClusterAuthorizationFailed,
+            Some("Alter on the cluster".into()),
+        );
+        assert_eq!(
+            cluster.to_string(),
+            "not authorized to create acls: the cluster (Alter on the cluster)"
+        );
+        // Naming a group leaves another resource's error, and a named one, as they are.
+        let transactional = Error::broker(
+            "init producer id",
+            None,
+            None,
+            ErrorCode::TransactionalIdAuthorizationFailed,
+            None,
+        )
+        .naming(ResourceType::Group, "billing")
+        .naming(ResourceType::TransactionalId, "tx-1")
+        .naming(ResourceType::TransactionalId, "tx-2");
+        assert_eq!(
+            transactional.to_string(),
+            "not authorized to init producer id: transactional id \"tx-1\""
+        );
+        assert_eq!(
+            Error::broker("produce", Some("orders"), None, ErrorCode::BrokerBusy, None).code(),
+            Some(ErrorCode::BrokerBusy)
+        );
+    }
 
     #[test]
     fn broker_errors_name_the_partition_and_follow_the_code_on_retries() {

@@ -77,10 +77,12 @@ pub use config::{BufferFullPolicy, ClientConfig, ConsumerConfig, KeylessPartitio
 pub use config::{OffsetReset, Password, ProducerConfig, SaslMechanism};
 pub use consumer::records::{ConsumerRecord, OwnedRecord, Polled, PolledRecords};
 pub use consumer::{Consumer, StartAt, TopicPartition};
-pub use error::{Error, Result};
+pub use error::{Error, Resource, Result};
 pub use producer::partitioner::{murmur2, partition_for_key};
 pub use producer::RecordMetadata;
 pub use producer::{DeliveredBatch, Delivery, DeliveryHandler, Header, Producer, ProducerRecord};
 pub use spate_protocol::api::{Acks, IsolationLevel, OffsetSpec};
 pub use spate_protocol::ErrorCode;
+pub use spate_security::acl::{AclBinding, AclBindingFilter, Operation, PatternType};
+pub use spate_security::acl::{PatternTypeFilter, Permission, ResourceType};
 pub use tls::TlsConfig;

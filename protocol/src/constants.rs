@@ -150,6 +150,23 @@ pub const RAFT_MESSAGES_PER_REQUEST_MAX: usize = 4096;
 /// its answer (a topic of the most partitions with manual assignments fits well within).
 pub const METADATA_COMMAND_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Longest resource name an ACL binding names: the longest of a topic name, a group id and a
+/// transactional id (the cluster's name is "kafka-cluster").
+pub const ACL_RESOURCE_NAME_BYTES_MAX: usize = TRANSACTIONAL_ID_BYTES_MAX;
+
+/// Longest principal an ACL binding names ("User:" and a user name).
+pub const ACL_PRINCIPAL_BYTES_MAX: usize = 16 + USER_NAME_BYTES_MAX;
+
+/// Longest host an ACL binding names: "*" or an IPv6 address in text (at most 45 bytes).
+pub const ACL_HOST_BYTES_MAX: usize = 64;
+
+/// Most bindings one ACL message carries (a DescribeAcls answer, a CreateAcls request, what one
+/// DeleteAcls filter removed). Bindings are about 100 bytes, so a full list is a few MiB.
+pub const ACL_BINDINGS_PER_MESSAGE_MAX: usize = 100_000;
+
+/// Most filters one DeleteAcls request carries.
+pub const ACL_FILTERS_PER_MESSAGE_MAX: usize = 1000;
+
 /// Byte strings shorter than this are copied into a chunked encoding rather than kept as their
 /// own chunk: below it, another iovec costs more than the copy.
 pub const SHARED_CHUNK_BYTES_MIN: usize = 512;
@@ -173,5 +190,10 @@ const _: () = assert!(HOST_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(RACK_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(CLUSTER_ID_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(COORDINATOR_KEY_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(ACL_RESOURCE_NAME_BYTES_MAX >= TOPIC_NAME_BYTES_MAX);
+const _: () = assert!(ACL_RESOURCE_NAME_BYTES_MAX >= GROUP_ID_BYTES_MAX);
+const _: () = assert!(ACL_RESOURCE_NAME_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(ACL_PRINCIPAL_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(ACL_BINDINGS_PER_MESSAGE_MAX * 100 < FRAME_BYTES_MAX);
 const _: () = assert!(RAFT_MESSAGE_BYTES_MAX < FRAME_BYTES_MAX);
 const _: () = assert!(METADATA_COMMAND_BYTES_MAX < FRAME_BYTES_MAX);

@@ -272,11 +272,28 @@ pub enum ErrorCode {
     /// Kafka's UNACCEPTABLE_CREDENTIAL: iterations out of range, empty salt or name.
     #[error("the credential is not acceptable")]
     UnacceptableCredential = 64,
+    /// Kafka's TOPIC_AUTHORIZATION_FAILED: the principal may not do this to the topic (the
+    /// message names the topic). Not retriable: an operator must grant an ACL first.
+    #[error("not authorized to access the topic")]
+    TopicAuthorizationFailed = 65,
+    /// Kafka's GROUP_AUTHORIZATION_FAILED: the principal may not do this to the group.
+    #[error("not authorized to access the group")]
+    GroupAuthorizationFailed = 66,
+    /// Kafka's CLUSTER_AUTHORIZATION_FAILED: the request needs a permission on the cluster.
+    #[error("not authorized to perform this cluster operation")]
+    ClusterAuthorizationFailed = 67,
+    /// Kafka's TRANSACTIONAL_ID_AUTHORIZATION_FAILED: the principal may not use the
+    /// transactional id.
+    #[error("not authorized to use the transactional id")]
+    TransactionalIdAuthorizationFailed = 68,
+    /// Kafka's SECURITY_DISABLED: an ACL request to a broker whose authorization is off.
+    #[error("authorization is not enabled on this broker")]
+    SecurityDisabled = 69,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 65] = [
+    pub const ALL: [ErrorCode; 70] = [
         Self::None,
         Self::Unknown,
         Self::CorruptMessage,
@@ -342,6 +359,11 @@ impl ErrorCode {
         Self::IllegalSaslState,
         Self::ResourceNotFound,
         Self::UnacceptableCredential,
+        Self::TopicAuthorizationFailed,
+        Self::GroupAuthorizationFailed,
+        Self::ClusterAuthorizationFailed,
+        Self::TransactionalIdAuthorizationFailed,
+        Self::SecurityDisabled,
     ];
 
     pub fn to_u16(self) -> u16 {

@@ -948,10 +948,18 @@ fn api_keys_and_error_codes_keep_their_wire_numbers() {
             (ApiKey::UpsertUser, 40),
             (ApiKey::DeleteUser, 41),
             (ApiKey::ListUsers, 42),
+            (ApiKey::DescribeAcls, 43),
+            (ApiKey::CreateAcls, 44),
+            (ApiKey::DeleteAcls, 45),
         ]
     );
     assert_eq!(ErrorCode::SaslAuthenticationFailed.to_u16(), 60);
     assert_eq!(ErrorCode::UnacceptableCredential.to_u16(), 64);
+    assert_eq!(ErrorCode::TopicAuthorizationFailed.to_u16(), 65);
+    assert_eq!(ErrorCode::GroupAuthorizationFailed.to_u16(), 66);
+    assert_eq!(ErrorCode::ClusterAuthorizationFailed.to_u16(), 67);
+    assert_eq!(ErrorCode::TransactionalIdAuthorizationFailed.to_u16(), 68);
+    assert_eq!(ErrorCode::SecurityDisabled.to_u16(), 69);
     assert_eq!(ErrorCode::CorruptMessage.to_u16(), 2);
     assert_eq!(ErrorCode::UnknownTopicOrPartition.to_u16(), 4);
     assert_eq!(ErrorCode::InvalidTopicName.to_u16(), 15);

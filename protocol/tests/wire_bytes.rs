@@ -1099,7 +1099,7 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                             }],
                         },
                         DescribedGroup {
-                            error_code: code(69),
+                            error_code: ErrorCode::Unknown,
                             group_id: "missing".into(),
                             ..DescribedGroup::default()
                         },
@@ -1754,6 +1754,135 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                 },
             );
         }
+        ApiKey::DescribeAcls => {
+            encodings.message(
+                "match-topic",
+                DescribeAclsRequest {
+                    filter: AclFilter {
+                        resource_type: 2,
+                        resource_name: Some("orders".into()),
+                        pattern_type: 2,
+                        principal: None,
+                        host: Some("*".into()),
+                        operation: 1,
+                        permission: 3,
+                    },
+                },
+            );
+            encodings.message(
+                "two",
+                DescribeAclsResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    bindings: vec![acl_entry(), prefixed_group_deny()],
+                },
+            );
+            encodings.message(
+                "refused",
+                DescribeAclsResponse {
+                    error_code: ErrorCode::ClusterAuthorizationFailed,
+                    error_message: Some("Describe on the cluster".into()),
+                    bindings: Vec::new(),
+                },
+            );
+        }
+        ApiKey::CreateAcls => {
+            encodings.message(
+                "two",
+                CreateAclsRequest {
+                    creations: vec![acl_entry(), prefixed_group_deny()],
+                },
+            );
+            encodings.message(
+                "one-invalid",
+                CreateAclsResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    results: vec![
+                        AclCreationResult {
+                            error_code: ErrorCode::None,
+                            error_message: None,
+                        },
+                        AclCreationResult {
+                            error_code: ErrorCode::InvalidRequest,
+                            error_message: Some("host".into()),
+                        },
+                    ],
+                },
+            );
+        }
+        ApiKey::DeleteAcls => {
+            encodings.message(
+                "two",
+                DeleteAclsRequest {
+                    filters: vec![
+                        AclFilter {
+                            resource_type: 3,
+                            resource_name: Some("payments".into()),
+                            pattern_type: 4,
+                            principal: Some("User:bob".into()),
+                            host: None,
+                            operation: 4,
+                            permission: 2,
+                        },
+                        AclFilter {
+                            resource_type: 1,
+                            resource_name: None,
+                            pattern_type: 1,
+                            principal: None,
+                            host: None,
+                            operation: 1,
+                            permission: 1,
+                        },
+                    ],
+                },
+            );
+            encodings.message(
+                "deleted",
+                DeleteAclsResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    results: vec![
+                        AclFilterResult {
+                            error_code: ErrorCode::None,
+                            error_message: None,
+                            deleted: vec![prefixed_group_deny()],
+                        },
+                        AclFilterResult {
+                            error_code: ErrorCode::InvalidRequest,
+                            error_message: Some("operation 0".into()),
+                            deleted: Vec::new(),
+                        },
+                    ],
+                },
+            );
+        }
+    }
+}
+
+/// A literal topic binding that allows alice to read from one host.
+fn acl_entry() -> AclEntry {
+    AclEntry {
+        resource_type: 2,
+        resource_name: "orders".into(),
+        pattern_type: 3,
+        principal: "User:alice".into(),
+        host: "10.0.0.7".into(),
+        operation: 3,
+        permission: 3,
+    }
+}
+
+/// A prefixed group binding that denies bob every operation from every host.
+fn prefixed_group_deny() -> AclEntry {
+    AclEntry {
+        resource_type: 3,
+        resource_name: "pay".into(),
+        pattern_type: 4,
+        principal: "User:bob".into(),
+        host: "*".into(),
+        operation: 2,
+        permission: 2,
     }
 }
 
@@ -1861,6 +1990,9 @@ fn names_of(api_key: ApiKey) -> (&'static str, &'static str) {
         ApiKey::UpsertUser => pair::<UpsertUserRequest>(),
         ApiKey::DeleteUser => pair::<DeleteUserRequest>(),
         ApiKey::ListUsers => pair::<ListUsersRequest>(),
+        ApiKey::DescribeAcls => pair::<DescribeAclsRequest>(),
+        ApiKey::CreateAcls => pair::<CreateAclsRequest>(),
+        ApiKey::DeleteAcls => pair::<DeleteAclsRequest>(),
     }
 }
 
@@ -1940,6 +2072,9 @@ fn error_answers_carry_the_code_where_the_response_has_a_field_for_it() {
             ApiKey::UpsertUser => error_answer_round_trips::<UpsertUserRequest>(code),
             ApiKey::DeleteUser => error_answer_round_trips::<DeleteUserRequest>(code),
             ApiKey::ListUsers => error_answer_round_trips::<ListUsersRequest>(code),
+            ApiKey::DescribeAcls => error_answer_round_trips::<DescribeAclsRequest>(code),
+            ApiKey::CreateAcls => error_answer_round_trips::<CreateAclsRequest>(code),
+            ApiKey::DeleteAcls => error_answer_round_trips::<DeleteAclsRequest>(code),
         };
         if !carries {
             closing.push(api_key);

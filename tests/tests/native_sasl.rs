@@ -47,9 +47,13 @@ fn broker_with_admin() -> Broker {
         );
     }
     broker.restart_with(BrokerOptions {
+        // SASL turns authorization on (`authorization = auto`): the admin is its super user, as
+        // an operator's first user would be, so that these tests are about authentication.
         arguments: vec![
             "--sasl-mechanisms".into(),
             "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
+            "--super-users".into(),
+            "User:admin".into(),
         ],
         ..BrokerOptions::default()
     });

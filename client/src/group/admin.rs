@@ -225,6 +225,7 @@ impl GroupAdmin {
                     code,
                     Some(format!("group {group_id:?}")),
                 )
+                .naming(spate_security::ResourceType::Group, &group_id)
             };
             if !response.error_code.is_none() {
                 return Err(refused(response.error_code));
@@ -328,7 +329,8 @@ impl GroupAdmin {
                     None,
                     code,
                     Some(format!("group {group_id:?}")),
-                )),
+                )
+                .naming(spate_security::ResourceType::Group, &group_id)),
             }
         })
     }

@@ -30,6 +30,7 @@ use crate::consumer::TopicPartition;
 use crate::error::Error;
 use crate::network::routing::coordinator_moved;
 use crate::network::{BrokerSlots, CoordinatorKind, Network, Retry};
+use spate_security::ResourceType;
 
 /// Where the member stands, shared by the application's thread and the heartbeat task.
 #[derive(Debug)]
@@ -132,8 +133,9 @@ impl GroupShared {
     }
 }
 
-fn refused(operation: &'static str, code: ErrorCode) -> Error {
-    Error::broker(operation, None, None, code, None)
+/// The broker's refusal of a request about `group_id` (an authorization error names it).
+fn refused(group_id: &str, operation: &'static str, code: ErrorCode) -> Error {
+    Error::broker(operation, None, None, code, None).naming(ResourceType::Group, group_id)
 }
 
 /// Joins (again), has the leader assign, syncs; repeats while the group keeps rebalancing.
@@ -205,7 +207,7 @@ pub(crate) async fn join_and_sync(
                 tokio::time::sleep(shared.config.retry_backoff).await;
                 continue;
             }
-            code => return Err(refused("sync group", code)),
+            code => return Err(refused(&shared.config.group_id, "sync group", code)),
         }
     }
 }
@@ -259,7 +261,7 @@ async fn join(shared: &GroupShared, subscription: &Bytes) -> Result<JoinGroupRes
             {
                 tokio::time::sleep(config.retry_backoff).await;
             }
-            code => return Err(refused("join group", code)),
+            code => return Err(refused(&shared.config.group_id, "join group", code)),
         }
     }
 }
@@ -394,7 +396,11 @@ pub(crate) async fn run_heartbeats(shared: Arc<GroupShared>) {
             }
             ErrorCode::FencedInstanceId => {
                 state.joined = false;
-                state.fatal = Some(refused("heartbeat", ErrorCode::FencedInstanceId));
+                state.fatal = Some(refused(
+                    &shared.config.group_id,
+                    "heartbeat",
+                    ErrorCode::FencedInstanceId,
+                ));
             }
             _ => {} // The coordinator is busy or moving; try again next time.
         }
@@ -421,7 +427,7 @@ pub(crate) async fn leave(shared: &GroupShared) -> Result<(), Error> {
     state.joined = false;
     match response.error_code {
         ErrorCode::None => Ok(()),
-        code => Err(refused("leave group", code)),
+        code => Err(refused(&shared.config.group_id, "leave group", code)),
     }
 }
 
@@ -473,7 +479,7 @@ pub(crate) async fn commit(
         )
         .await?;
     if !response.error_code.is_none() {
-        return Err(refused("commit offsets", response.error_code));
+        return Err(refused(group_id, "commit offsets", response.error_code));
     }
     for topic in &response.topics {
         if let Some(failed) = topic
@@ -535,7 +541,7 @@ pub(crate) async fn committed(
         backoff = (backoff * 2).min(network.config().reconnect_backoff_max);
     };
     if !response.error_code.is_none() {
-        return Err(refused("fetch offsets", response.error_code));
+        return Err(refused(group_id, "fetch offsets", response.error_code));
     }
     if let Some((topic, failed)) = response.topics.iter().find_map(|topic| {
         topic

@@ -118,13 +118,18 @@ async fn find_coordinator_call(
             code => code,
         };
         if !code.is_retriable() || Instant::now() + backoff > deadline {
+            let resource_type = match kind {
+                CoordinatorKind::Group => spate_security::ResourceType::Group,
+                CoordinatorKind::Transaction => spate_security::ResourceType::TransactionalId,
+            };
             return Err(Error::broker(
                 "find coordinator",
                 None,
                 None,
                 code,
                 response.error_message,
-            ));
+            )
+            .naming(resource_type, key));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(network.config.reconnect_backoff_max);

@@ -27,6 +27,7 @@ use crate::network::{CoordinatorKind, Recovery};
 use crate::producer::accumulator::retry_backoff;
 use crate::producer::idempotence::ProducerIdentity;
 use crate::producer::ProducerInner;
+use spate_security::ResourceType;
 
 /// How a refused transactional request leaves the producer.
 enum Refusal {
@@ -38,15 +39,57 @@ enum Refusal {
     Abortable(Error),
 }
 
+impl Refusal {
+    /// Names the coordinator's key in an authorization error about it.
+    fn naming(self, kind: CoordinatorKind, key: &str) -> Refusal {
+        let resource_type = match kind {
+            CoordinatorKind::Group => ResourceType::Group,
+            CoordinatorKind::Transaction => ResourceType::TransactionalId,
+        };
+        match self {
+            Refusal::Retry(error) => Refusal::Retry(error.naming(resource_type, key)),
+            Refusal::Fatal(error) => Refusal::Fatal(error.naming(resource_type, key)),
+            Refusal::Abortable(error) => Refusal::Abortable(error.naming(resource_type, key)),
+        }
+    }
+}
+
+/// A coordinator's answer read as a refusal: its code and message, and the topic when the code
+/// was one partition's (an authorization error then names it).
+#[derive(Debug, PartialEq, Eq)]
+struct Failure {
+    code: ErrorCode,
+    message: Option<String>,
+    topic: Option<String>,
+}
+
+impl Failure {
+    /// The answer's request-wide code, if it is one.
+    fn of(code: ErrorCode, message: Option<String>) -> Option<Failure> {
+        (!code.is_none()).then_some(Failure {
+            code,
+            message,
+            topic: None,
+        })
+    }
+}
+
 /// What a broker error code means for a transactional request, as Kafka's producer reads it.
-fn refusal(operation: &'static str, code: ErrorCode, message: Option<String>) -> Refusal {
-    let error = Error::broker(operation, None, None, code, message);
+fn refusal(
+    operation: &'static str,
+    topic: Option<&str>,
+    code: ErrorCode,
+    message: Option<String>,
+) -> Refusal {
+    let error = Error::broker(operation, topic, None, code, message);
     match code {
         code if code.is_retriable() => Refusal::Retry(error),
         ErrorCode::ProducerFenced
         | ErrorCode::InvalidProducerIdMapping
         | ErrorCode::TransactionCoordinatorFenced
-        | ErrorCode::InvalidTxnState => Refusal::Fatal(error),
+        | ErrorCode::InvalidTxnState
+        // Kafka's producer: a transactional id it may not use ends it.
+        | ErrorCode::TransactionalIdAuthorizationFailed => Refusal::Fatal(error),
         _ => Refusal::Abortable(error),
     }
 }
@@ -70,7 +113,7 @@ async fn call<R: Request>(
     coordinator: (CoordinatorKind, &str),
     request: &R,
     operation: &'static str,
-    answer: impl Fn(&R::Response) -> Option<(ErrorCode, Option<String>)>,
+    answer: impl Fn(&R::Response) -> Option<Failure>,
 ) -> Result<R::Response, Refusal> {
     let network = inner.client.network();
     let (kind, key) = coordinator;
@@ -88,11 +131,15 @@ async fn call<R: Request>(
         let refused = match attempt {
             Ok(response) => match answer(&response) {
                 None => return Ok(response),
-                Some((code, message)) => {
+                Some(Failure {
+                    code,
+                    message,
+                    topic,
+                }) => {
                     if coordinator_moved(code) {
                         network.coordinator_moved(kind, key);
                     }
-                    refusal(operation, code, message)
+                    refusal(operation, topic.as_deref(), code, message).naming(kind, key)
                 }
             },
             Err(error) if error.is_retriable() => {
@@ -163,7 +210,7 @@ pub(crate) async fn init_producer_id(
         coordinator,
         &request,
         "init producer id",
-        |response| (!response.error_code.is_none()).then_some((response.error_code, None)),
+        |response| Failure::of(response.error_code, None),
     )
     .await
     .map_err(|refusal| match refusal {
@@ -248,21 +295,27 @@ fn first_failure(
     error_code: ErrorCode,
     message: Option<String>,
     topics: &[TopicPartitions<spate_protocol::api::PartitionResult>],
-) -> Option<(ErrorCode, Option<String>)> {
+) -> Option<Failure> {
     if !error_code.is_none() {
-        return Some((error_code, message));
+        return Failure::of(error_code, message);
     }
-    let codes = || {
-        topics
-            .iter()
-            .flat_map(|topic| topic.partitions.iter())
-            .map(|partition| partition.error_code)
-            .filter(|code| !code.is_none())
+    let failures = || {
+        topics.iter().flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .filter(|partition| !partition.error_code.is_none())
+                .map(|partition| (topic.name.as_str(), partition.error_code))
+        })
     };
-    codes()
-        .find(|code| *code != ErrorCode::OperationNotAttempted)
-        .or_else(|| codes().next())
-        .map(|code| (code, None))
+    failures()
+        .find(|(_, code)| *code != ErrorCode::OperationNotAttempted)
+        .or_else(|| failures().next())
+        .map(|(topic, code)| Failure {
+            code,
+            message: None,
+            topic: Some(topic.to_string()),
+        })
 }
 
 /// `send_offsets_to_transaction`: the group joins the transaction (AddOffsetsToTxn), then its
@@ -286,10 +339,7 @@ pub(crate) async fn send_offsets(
         coordinator,
         &add,
         "add offsets to transaction",
-        |response| {
-            (!response.error_code.is_none())
-                .then(|| (response.error_code, response.error_message.clone()))
-        },
+        |response| Failure::of(response.error_code, response.error_message.clone()),
     )
     .await;
     settle(&inner, added.map(|_| ()), identity)?;
@@ -469,8 +519,7 @@ async fn end(
         request.transactional_id.as_str(),
     );
     call(inner, coordinator, &request, operation, |response| {
-        (!response.error_code.is_none())
-            .then(|| (response.error_code, response.error_message.clone()))
+        Failure::of(response.error_code, response.error_message.clone())
     })
     .await
     .map(|_| ())
@@ -499,19 +548,19 @@ mod tests {
     #[test]
     fn fencing_is_fatal_retriable_codes_retry_and_the_rest_spoil_the_transaction() {
         assert!(matches!(
-            refusal("t", ErrorCode::ProducerFenced, None),
+            refusal("t", None, ErrorCode::ProducerFenced, None),
             Refusal::Fatal(_)
         ));
         assert!(matches!(
-            refusal("t", ErrorCode::ConcurrentTransactions, None),
+            refusal("t", None, ErrorCode::ConcurrentTransactions, None),
             Refusal::Retry(_)
         ));
         assert!(matches!(
-            refusal("t", ErrorCode::CoordinatorLoadInProgress, None),
+            refusal("t", None, ErrorCode::CoordinatorLoadInProgress, None),
             Refusal::Retry(_)
         ));
         assert!(matches!(
-            refusal("t", ErrorCode::IllegalGeneration, None),
+            refusal("t", None, ErrorCode::IllegalGeneration, None),
             Refusal::Abortable(_)
         ));
         let fenced = fatal_error(
@@ -547,12 +596,16 @@ mod tests {
         }];
         assert_eq!(
             first_failure(ErrorCode::None, None, &topics),
-            Some((ErrorCode::UnknownTopicOrPartition, None))
+            Some(Failure {
+                code: ErrorCode::UnknownTopicOrPartition,
+                message: None,
+                topic: Some(topics[0].name.clone()),
+            })
         );
         assert_eq!(first_failure(ErrorCode::None, None, &[]), None);
         assert_eq!(
             first_failure(ErrorCode::ProducerFenced, Some("x".into()), &topics),
-            Some((ErrorCode::ProducerFenced, Some("x".into())))
+            Failure::of(ErrorCode::ProducerFenced, Some("x".into()))
         );
     }
 

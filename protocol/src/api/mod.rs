@@ -20,6 +20,7 @@
 //! Adding an API: declare its request and response structs with `wire!` in a module here, add
 //! one line to the table, then serve it in the broker and call it from the client.
 
+pub mod acl;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
@@ -50,6 +51,9 @@ use crate::frame::{encode_request_frame, encode_request_frame_chunks};
 use crate::frame::{encode_response_frame, encode_response_frame_chunks};
 use wire::{wire, Field, Fields, List, TopicName, Wire};
 
+pub use acl::{AclCreationResult, AclEntry, AclFilter, AclFilterResult};
+pub use acl::{CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse};
+pub use acl::{DescribeAclsRequest, DescribeAclsResponse};
 pub use cluster::{DescribeClusterRequest, DescribeClusterResponse};
 pub use config::{ConfigEntry, ConfigError, Durability, TopicConfig};
 pub use coordinator::{CoordinatorType, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -250,6 +254,10 @@ apis! {
     UpsertUser = 40 => UpsertUserRequest, UpsertUserResponse;
     DeleteUser = 41 => DeleteUserRequest, DeleteUserResponse;
     ListUsers = 42 => ListUsersRequest, ListUsersResponse;
+    // Authorization: ACLs with Kafka's meaning and codes (issue #17).
+    DescribeAcls = 43 => DescribeAclsRequest, DescribeAclsResponse;
+    CreateAcls = 44 => CreateAclsRequest, CreateAclsResponse;
+    DeleteAcls = 45 => DeleteAclsRequest, DeleteAclsResponse;
 }
 
 impl ApiKey {

@@ -89,7 +89,6 @@ pub(crate) async fn upsert_user(
     services: &std::rc::Rc<Services>,
     request: &UpsertUserRequest,
 ) -> UpsertUserResponse {
-    // Authorization (Alter on the Cluster resource) belongs here, with issue #17's ACLs.
     let outcome = async {
         let mechanism = mechanism(&request.mechanism)?;
         let iterations = check_upsertion(
@@ -128,7 +127,6 @@ pub(crate) async fn delete_user(
     services: &std::rc::Rc<Services>,
     request: &DeleteUserRequest,
 ) -> DeleteUserResponse {
-    // Authorization (Alter on the Cluster resource) belongs here, with issue #17's ACLs.
     let outcome = async {
         let mechanism = mechanism(&request.mechanism)?;
         let changes = vec![CredentialChange::Delete {
@@ -159,7 +157,6 @@ pub(crate) async fn delete_user(
 }
 
 pub(crate) fn list_users(services: &Services) -> ListUsersResponse {
-    // Authorization (Describe on the Cluster resource) belongs here, with issue #17's ACLs.
     let snapshot = services.credentials.snapshot();
     let users = snapshot
         .users()

@@ -28,7 +28,8 @@ use spate_protocol::api::{
 };
 use spate_protocol::error::{ErrorCode, WireError};
 
-use super::{encode, Envelope};
+use super::access::{Access, Refused};
+use super::{encode, reject, Envelope};
 use crate::catalog::{ShardId, TopicMetadata};
 use crate::group::coordinator::{self, coordinator_error_code, offsets_topic};
 use crate::group::dialect::{described_group_for, join_response_for, sync_response_for, Dialect};
@@ -38,6 +39,8 @@ use crate::shard::join_all;
 use crate::shard::mesh::invoke_on;
 use crate::shard::messages::PartitionKey;
 use crate::shard::router::scatter;
+use spate_protocol::api::OffsetFetchPartition;
+use spate_security::Operation;
 
 /// A decoded group request.
 pub enum GroupRequest {
@@ -115,8 +118,31 @@ pub fn decode(
     })
 }
 
-/// Runs a group request and encodes its response.
-pub async fn execute(services: &Rc<Services>, request: GroupRequest) -> Option<Vec<Bytes>> {
+/// Runs a group request for a connection whose principal `access` checks, and encodes its
+/// response: a group the principal may not use refuses the whole request (Read to be a member
+/// or commit, Describe to fetch offsets, Delete to delete offsets); topics it may not read (or
+/// describe, for OffsetFetch) are answered per partition; DescribeGroups and DeleteGroups answer
+/// each group, and ListGroups lists only the groups it may describe unless it may describe the
+/// cluster.
+pub async fn execute(
+    services: &Rc<Services>,
+    access: Access<'_>,
+    request: GroupRequest,
+) -> Option<Vec<Bytes>> {
+    if let Some((api_key, correlation_id, version)) = refused_group(access, &request) {
+        return reject(
+            api_key,
+            correlation_id,
+            version,
+            ErrorCode::GroupAuthorizationFailed,
+        )
+        .answer;
+    }
+    let topic_refusal = |operation| {
+        move |topic: &str| {
+            (!access.topic(operation, topic)).then_some(ErrorCode::TopicAuthorizationFailed)
+        }
+    };
     match request {
         GroupRequest::Join(request, client_id) => {
             let client = ClientInfo {
@@ -140,33 +166,173 @@ pub async fn execute(services: &Rc<Services>, request: GroupRequest) -> Option<V
             let response = leave_group(services, request.body).await;
             encode(request.correlation_id, request.version, &response)
         }
-        GroupRequest::CommitOffsets(request) => {
-            let response = commit_offsets(services, request.body).await;
+        GroupRequest::CommitOffsets(mut request) => {
+            let refused = Refused::take(
+                &mut request.body.topics,
+                |partition| partition.partition,
+                topic_refusal(Operation::Read),
+            );
+            let mut response = if request.body.topics.is_empty() && !refused.is_empty() {
+                OffsetCommitResponse::default()
+            } else {
+                commit_offsets(services, request.body).await
+            };
+            refused.answer(&mut response.topics, partition_result);
             encode(request.correlation_id, request.version, &response)
         }
-        GroupRequest::FetchOffsets(request) => {
-            let response = fetch_offsets(services, request.body).await;
+        GroupRequest::FetchOffsets(mut request) => {
+            let refused = match &mut request.body.topics {
+                Some(topics) => Refused::take_lists(topics, topic_refusal(Operation::Describe)),
+                None => Refused::default(),
+            };
+            let mut response = fetch_offsets(services, request.body).await;
+            response
+                .topics
+                .retain(|topic| access.topic(Operation::Describe, &topic.name));
+            refused.answer(&mut response.topics, |partition, error_code| {
+                OffsetFetchPartition {
+                    partition,
+                    error_code,
+                    ..OffsetFetchPartition::default()
+                }
+            });
             encode(request.correlation_id, request.version, &response)
         }
-        GroupRequest::DeleteOffsets(request) => {
-            let response = delete_offsets(services, request.body).await;
+        GroupRequest::DeleteOffsets(mut request) => {
+            let refused =
+                Refused::take_lists(&mut request.body.topics, topic_refusal(Operation::Read));
+            let mut response = if request.body.topics.is_empty() && !refused.is_empty() {
+                OffsetDeleteResponse::default()
+            } else {
+                delete_offsets(services, request.body).await
+            };
+            refused.answer(&mut response.topics, partition_result);
             encode(request.correlation_id, request.version, &response)
         }
         GroupRequest::List(request) => {
-            let response = list_groups(services, &request.body.states).await;
-            encode(request.correlation_id, request.version, &response)
-        }
-        GroupRequest::Describe(request) => {
-            let mut response = describe_groups(services, request.body.groups).await;
-            for group in &mut response.groups {
-                described_group_for(Dialect::Native, group);
+            let mut response = list_groups(services, &request.body.states).await;
+            if !access.cluster(Operation::Describe) {
+                response
+                    .groups
+                    .retain(|group| access.group(Operation::Describe, &group.group_id));
             }
             encode(request.correlation_id, request.version, &response)
         }
-        GroupRequest::Delete(request) => {
-            let response = delete_groups(services, request.body.groups).await;
+        GroupRequest::Describe(request) => {
+            let (allowed, refused): (Vec<String>, Vec<String>) = request
+                .body
+                .groups
+                .iter()
+                .cloned()
+                .partition(|group_id| access.group(Operation::Describe, group_id));
+            let mut response = describe_groups(services, allowed).await;
+            for group in &mut response.groups {
+                described_group_for(Dialect::Native, group);
+            }
+            response
+                .groups
+                .extend(refused.into_iter().map(|group_id| DescribedGroup {
+                    error_code: ErrorCode::GroupAuthorizationFailed,
+                    group_id,
+                    state: GroupState::Dead,
+                    ..DescribedGroup::default()
+                }));
             encode(request.correlation_id, request.version, &response)
         }
+        GroupRequest::Delete(request) => {
+            let (allowed, refused): (Vec<String>, Vec<String>) = request
+                .body
+                .groups
+                .iter()
+                .cloned()
+                .partition(|group_id| access.group(Operation::Delete, group_id));
+            let mut response = delete_groups(services, allowed).await;
+            response
+                .results
+                .extend(refused.into_iter().map(|group_id| GroupResult {
+                    group_id,
+                    error_code: ErrorCode::GroupAuthorizationFailed,
+                }));
+            encode(request.correlation_id, request.version, &response)
+        }
+    }
+}
+
+/// The API, correlation id and version of a group request whose group the principal may not
+/// use as the request needs; `None` when it may (or the request names several groups, each
+/// answered on its own).
+fn refused_group(access: Access<'_>, request: &GroupRequest) -> Option<(ApiKey, u32, u16)> {
+    fn named<R>(
+        access: Access<'_>,
+        api_key: ApiKey,
+        request: &Envelope<R>,
+        operation: Operation,
+        group_id: &str,
+    ) -> Option<(ApiKey, u32, u16)> {
+        (!access.group(operation, group_id)).then_some((
+            api_key,
+            request.correlation_id,
+            request.version,
+        ))
+    }
+    match request {
+        GroupRequest::Join(request, _) => named(
+            access,
+            ApiKey::JoinGroup,
+            request,
+            Operation::Read,
+            &request.body.group_id,
+        ),
+        GroupRequest::Sync(request) => named(
+            access,
+            ApiKey::SyncGroup,
+            request,
+            Operation::Read,
+            &request.body.group_id,
+        ),
+        GroupRequest::Heartbeat(request) => named(
+            access,
+            ApiKey::Heartbeat,
+            request,
+            Operation::Read,
+            &request.body.group_id,
+        ),
+        GroupRequest::Leave(request) => named(
+            access,
+            ApiKey::LeaveGroup,
+            request,
+            Operation::Read,
+            &request.body.group_id,
+        ),
+        GroupRequest::CommitOffsets(request) => named(
+            access,
+            ApiKey::OffsetCommit,
+            request,
+            Operation::Read,
+            &request.body.group_id,
+        ),
+        GroupRequest::FetchOffsets(request) => named(
+            access,
+            ApiKey::OffsetFetch,
+            request,
+            Operation::Describe,
+            &request.body.group_id,
+        ),
+        GroupRequest::DeleteOffsets(request) => named(
+            access,
+            ApiKey::OffsetDelete,
+            request,
+            Operation::Delete,
+            &request.body.group_id,
+        ),
+        GroupRequest::List(_) | GroupRequest::Describe(_) | GroupRequest::Delete(_) => None,
+    }
+}
+
+fn partition_result(partition: u32, error_code: ErrorCode) -> PartitionResult {
+    PartitionResult {
+        partition,
+        error_code,
     }
 }
 

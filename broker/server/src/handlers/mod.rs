@@ -4,9 +4,13 @@
 //! `decode` runs in the connection's reader (so the reader knows a fetch's response allowance
 //! before spawning it); `execute` runs in the request's own task. Per-API logic lives in `admin`
 //! (versions, metadata, topics), `data` (produce, fetch, offsets, delete records), `group`
-//! (consumer groups) and `txn` (transactions); this file
-//! only dispatches and maps errors to wire codes. Nothing here touches sockets.
+//! (consumer groups), `txn` (transactions), `auth_api` (SASL and users) and `acl_api` (ACLs);
+//! `access` says what each request asks of the connection's principal, and `execute` refuses
+//! what the ACLs do not allow before it dispatches. This file only dispatches and maps errors to
+//! wire codes. Nothing here touches sockets.
 
+pub(crate) mod access;
+pub(crate) mod acl_api;
 pub(crate) mod admin;
 pub(crate) mod auth_api;
 pub(crate) mod cluster;
@@ -27,16 +31,22 @@ use spate_protocol::api::{
     ProduceRequest,
 };
 use spate_protocol::api::{AddOffsetsToTxnRequest, AddPartitionsToTxnRequest};
+use spate_protocol::api::{AddPartitionsToTxnResponse, CoordinatorType, PartitionResult};
 use spate_protocol::api::{AlterReassignmentsRequest, DecommissionBrokerRequest};
 use spate_protocol::api::{ClusterProposeRequest, RaftMessageRequest};
+use spate_protocol::api::{CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
+use spate_protocol::api::{DeleteRecordsPartitionResponse, ListOffsetsPartitionResponse};
 use spate_protocol::api::{DeleteUserRequest, ListUsersRequest, UpsertUserRequest};
 use spate_protocol::api::{ElectLeadersRequest, FindCoordinatorRequest, ListReassignmentsRequest};
 use spate_protocol::api::{EndTxnRequest, ReplicaFetchRequest, TxnOffsetCommitRequest};
+use spate_protocol::api::{FetchPartitionResponse, FetchResponse, ProducePartitionResponse};
+use spate_protocol::api::{ProduceResponse, TopicResult, TxnOffsetCommitResponse, NO_NODE};
 use spate_protocol::api::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use spate_protocol::api::{VerifyTxnRequest, WriteTxnMarkersRequest};
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::{split_request_frame, RequestFrame, REQUEST_HEADER_BYTES_MIN};
+use spate_security::Operation;
 
 use crate::auth::Session;
 use crate::catalog::{CatalogError, ProducerIdError};
@@ -44,6 +54,7 @@ use crate::config::Limits;
 use crate::connection::{Dialect, Reply};
 use crate::services::Services;
 use crate::shard::messages::PartitionError;
+use access::{Access, Refused};
 
 /// A decoded request with what its response needs: the correlation id and the version to
 /// answer at.
@@ -98,6 +109,10 @@ pub enum Request {
     UpsertUser(Envelope<UpsertUserRequest>),
     DeleteUser(Envelope<DeleteUserRequest>),
     ListUsers(Envelope<ListUsersRequest>),
+    /// ACLs (`acl_api`).
+    DescribeAcls(Envelope<DescribeAclsRequest>),
+    CreateAcls(Envelope<CreateAclsRequest>),
+    DeleteAcls(Envelope<DeleteAclsRequest>),
 }
 
 /// What the reader does with a frame it could not decode.
@@ -213,7 +228,7 @@ impl Dialect for Native {
                     &request,
                     auth_api::sasl_authenticate(&services, &native.session, &request.body).await,
                 ),
-                request => execute(services, request).await,
+                request => execute(services, &native.session, request).await,
             };
             match answer {
                 // A failed authentication step is answered, then the connection closes.
@@ -347,6 +362,9 @@ pub fn decode(frame: RequestFrame) -> Result<Request, Rejection> {
         ApiKey::UpsertUser => decoded!(UpsertUser, UpsertUserRequest),
         ApiKey::DeleteUser => decoded!(DeleteUser, DeleteUserRequest),
         ApiKey::ListUsers => decoded!(ListUsers, ListUsersRequest),
+        ApiKey::DescribeAcls => decoded!(DescribeAcls, DescribeAclsRequest),
+        ApiKey::CreateAcls => decoded!(CreateAcls, CreateAclsRequest),
+        ApiKey::DeleteAcls => decoded!(DeleteAcls, DeleteAclsRequest),
         group_api if group::is_group_api(group_api) => group::decode(
             group_api,
             correlation_id,
@@ -379,27 +397,56 @@ pub fn response_allowance(request: &Request, limits: &Limits) -> usize {
     }
 }
 
-/// Runs a request; `None` means no response is sent (produce with acks=none).
-pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Bytes>> {
+/// Runs a request for the connection's principal (`session`); `None` means no response is sent
+/// (produce with acks=none). What the principal may not do is refused first (`access`): the
+/// whole request, or the items of it whose answers carry their own codes.
+pub async fn execute(
+    services: Rc<Services>,
+    session: &Session,
+    request: Request,
+) -> Option<Vec<Bytes>> {
+    let access = Access::new(&services, session);
+    if let Some((api_key, correlation_id, version, code)) = refused_whole(access, &request) {
+        tracing::debug!(?api_key, ?code, "request refused by the ACLs");
+        return reject(api_key, correlation_id, version, code).answer;
+    }
     match request {
         Request::ApiVersions(request) => answer(&request, admin::api_versions(&request.body)),
         Request::Metadata(request) => answer(
             &request,
-            admin::metadata(&services, request.body.topics.as_deref()).await,
+            access::metadata(&services, access, request.body.topics.as_deref()).await,
         ),
-        Request::CreateTopics(request) => answer(
-            &request,
-            admin::create_topics(&services, &request.body).await,
-        ),
-        Request::DeleteTopics(request) => answer(
-            &request,
-            admin::delete_topics(&services, &request.body).await,
-        ),
-        Request::ListTopics(request) => answer(&request, admin::list_topics(&services)),
-        Request::DescribeTopic(request) => answer(
-            &request,
-            admin::describe_topic(&services, &request.body.name).await,
-        ),
+        Request::CreateTopics(mut request) => {
+            let refused: Vec<String> = take_names(&mut request.body.topics, |topic| {
+                (!access.may_create_topic(&topic.name)).then(|| topic.name.clone())
+            });
+            let mut response = admin::create_topics(&services, &request.body).await;
+            response.results.extend(refused_topics(refused));
+            answer(&request, response)
+        }
+        Request::DeleteTopics(mut request) => {
+            let refused: Vec<String> = take_names(&mut request.body.names, |name| {
+                (!access.topic(Operation::Delete, name)).then(|| name.clone())
+            });
+            let mut response = admin::delete_topics(&services, &request.body).await;
+            response.results.extend(refused_topics(refused));
+            answer(&request, response)
+        }
+        Request::ListTopics(request) => {
+            let mut response = admin::list_topics(&services);
+            response
+                .topics
+                .retain(|topic| access.topic(Operation::Describe, &topic.name));
+            answer(&request, response)
+        }
+        Request::DescribeTopic(request) => {
+            let mut response = admin::describe_topic(&services, &request.body.name).await;
+            // The configs are Kafka's DescribeConfigs: without it, only the partitions.
+            if !access.topic(Operation::DescribeConfigs, &request.body.name) {
+                response.configs.clear();
+            }
+            answer(&request, response)
+        }
         Request::AlterTopicConfig(request) => answer(
             &request,
             admin::alter_topic_config(&services, &request.body).await,
@@ -408,19 +455,92 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             let Envelope {
                 correlation_id,
                 version,
-                body,
+                mut body,
             } = request;
-            let response = data::produce(&services, body, frame_body).await?;
+            let refused = access::refuse_produce(access, &mut body);
+            let mut response = if body.topics.is_empty() {
+                // Nothing left to write; acks=none still gets no answer.
+                (body.acks != spate_protocol::api::Acks::None).then(ProduceResponse::default)
+            } else {
+                data::produce(&services, body, frame_body).await
+            }?;
+            refused.answer(&mut response.topics, |partition, error_code| {
+                ProducePartitionResponse {
+                    partition,
+                    error_code,
+                    log_append_time_ms: -1,
+                    leader_id: NO_NODE,
+                    leader_epoch: -1,
+                    ..ProducePartitionResponse::default()
+                }
+            });
             encode(correlation_id, version, &response)
         }
-        Request::Fetch(request) => answer(&request, data::fetch(&services, &request.body).await),
-        Request::ListOffsets(request) => {
-            answer(&request, data::list_offsets(&services, &request.body).await)
+        Request::Fetch(mut request) => {
+            let refused = Refused::take(
+                &mut request.body.topics,
+                |partition| partition.partition,
+                |topic| {
+                    (!access.topic(Operation::Read, topic))
+                        .then_some(ErrorCode::TopicAuthorizationFailed)
+                },
+            );
+            // A fetch left with nothing to read answers at once, not after its long poll.
+            let mut response = if request.body.topics.is_empty() && !refused.is_empty() {
+                FetchResponse::default()
+            } else {
+                data::fetch(&services, &request.body).await
+            };
+            refused.answer(&mut response.topics, |partition, error_code| {
+                FetchPartitionResponse {
+                    partition,
+                    error_code,
+                    leader_id: NO_NODE,
+                    leader_epoch: -1,
+                    ..FetchPartitionResponse::default()
+                }
+            });
+            answer(&request, response)
         }
-        Request::DeleteRecords(request) => answer(
-            &request,
-            data::delete_records(&services, &request.body).await,
-        ),
+        Request::ListOffsets(mut request) => {
+            let refused = Refused::take(
+                &mut request.body.topics,
+                |partition| partition.partition,
+                |topic| {
+                    (!access.topic(Operation::Describe, topic))
+                        .then_some(ErrorCode::TopicAuthorizationFailed)
+                },
+            );
+            let mut response = data::list_offsets(&services, &request.body).await;
+            refused.answer(&mut response.topics, |partition, error_code| {
+                ListOffsetsPartitionResponse {
+                    partition,
+                    error_code,
+                    timestamp: -1,
+                    ..ListOffsetsPartitionResponse::default()
+                }
+            });
+            answer(&request, response)
+        }
+        Request::DeleteRecords(mut request) => {
+            let refused = Refused::take(
+                &mut request.body.topics,
+                |partition| partition.partition,
+                |topic| {
+                    (!access.topic(Operation::Delete, topic))
+                        .then_some(ErrorCode::TopicAuthorizationFailed)
+                },
+            );
+            let mut response = data::delete_records(&services, &request.body).await;
+            refused.answer(&mut response.topics, |partition, error_code| {
+                DeleteRecordsPartitionResponse {
+                    partition,
+                    error_code,
+                    ..DeleteRecordsPartitionResponse::default()
+                }
+            });
+            answer(&request, response)
+        }
         Request::InitProducerId(request) => {
             let response = txn::init_producer_id(&services, &request.body).await;
             answer(&request, response)
@@ -430,16 +550,29 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             &request,
             admin::create_partitions(&services, &request.body).await,
         ),
-        Request::Group(request) => group::execute(&services, request).await,
+        Request::Group(request) => group::execute(&services, access, request).await,
         Request::AddPartitionsToTxn(Envelope {
             correlation_id,
             version,
-            body,
-        }) => encode(
-            correlation_id,
-            version,
-            &txn::add_partitions(&services, body).await,
-        ),
+            mut body,
+        }) => {
+            let refused = Refused::take_lists(&mut body.topics, |topic| {
+                (!access.topic(Operation::Write, topic))
+                    .then_some(ErrorCode::TopicAuthorizationFailed)
+            });
+            let response = if refused.is_empty() {
+                txn::add_partitions(&services, body).await
+            } else {
+                // Kafka adds none of a request's partitions when one is refused: the others
+                // are answered OperationNotAttempted.
+                let mut response = AddPartitionsToTxnResponse::default();
+                Refused::take_lists(&mut body.topics, |_| Some(ErrorCode::OperationNotAttempted))
+                    .answer(&mut response.topics, partition_result);
+                refused.answer(&mut response.topics, partition_result);
+                response
+            };
+            encode(correlation_id, version, &response)
+        }
         Request::AddOffsetsToTxn(Envelope {
             correlation_id,
             version,
@@ -461,12 +594,24 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
         Request::TxnOffsetCommit(Envelope {
             correlation_id,
             version,
-            body,
-        }) => encode(
-            correlation_id,
-            version,
-            &txn::txn_offset_commit(&services, body).await,
-        ),
+            mut body,
+        }) => {
+            let refused = Refused::take(
+                &mut body.topics,
+                |partition| partition.partition,
+                |topic| {
+                    (!access.topic(Operation::Read, topic))
+                        .then_some(ErrorCode::TopicAuthorizationFailed)
+                },
+            );
+            let mut response = if body.topics.is_empty() && !refused.is_empty() {
+                TxnOffsetCommitResponse::default()
+            } else {
+                txn::txn_offset_commit(&services, body).await
+            };
+            refused.answer(&mut response.topics, partition_result);
+            encode(correlation_id, version, &response)
+        }
         Request::ReplicaFetch(request) => answer(
             &request,
             crate::replication::replica_fetch(&services, &request.body).await,
@@ -537,6 +682,27 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             auth_api::delete_user(&services, &request.body).await,
         ),
         Request::ListUsers(request) => answer(&request, auth_api::list_users(&services)),
+        Request::DescribeAcls(request) => {
+            answer(&request, acl_api::describe_acls(&services, &request.body))
+        }
+        Request::CreateAcls(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &acl_api::create_acls(&services, body).await,
+        ),
+        Request::DeleteAcls(Envelope {
+            correlation_id,
+            version,
+            body,
+        }) => encode(
+            correlation_id,
+            version,
+            &acl_api::delete_acls(&services, body).await,
+        ),
         Request::VerifyTxn(Envelope {
             correlation_id,
             version,
@@ -546,6 +712,163 @@ pub async fn execute(services: Rc<Services>, request: Request) -> Option<Vec<Byt
             version,
             &txn_peers::verify_txn(&services, body).await,
         ),
+    }
+}
+
+/// The code a request is refused with as a whole, with what its answer needs; `None` when it
+/// may run (possibly with some of its items refused, which its arm in `execute` answers).
+fn refused_whole(access: Access<'_>, request: &Request) -> Option<(ApiKey, u32, u16, ErrorCode)> {
+    use Operation::{Alter, AlterConfigs, ClusterAction, Describe};
+    fn whole<R>(
+        api_key: ApiKey,
+        request: &Envelope<R>,
+        code: Option<ErrorCode>,
+    ) -> Option<(ApiKey, u32, u16, ErrorCode)> {
+        code.map(|code| (api_key, request.correlation_id, request.version, code))
+    }
+    let topic = |operation, name: &str| {
+        (!access.topic(operation, name)).then_some(ErrorCode::TopicAuthorizationFailed)
+    };
+    let cluster = |operation| access.refuse_unless_cluster(operation);
+    // The ACL APIs answer SecurityDisabled on a broker that does not check (Kafka's rule);
+    // their arms in `execute` run only when it does.
+    let acls = |operation| {
+        if access.is_enabled() {
+            cluster(operation)
+        } else {
+            Some(ErrorCode::SecurityDisabled)
+        }
+    };
+    match request {
+        Request::DescribeTopic(request) => whole(
+            ApiKey::DescribeTopic,
+            request,
+            topic(Describe, &request.body.name),
+        ),
+        Request::AlterTopicConfig(request) => whole(
+            ApiKey::AlterTopicConfig,
+            request,
+            topic(AlterConfigs, &request.body.name),
+        ),
+        Request::CreatePartitions(request) => whole(
+            ApiKey::CreatePartitions,
+            request,
+            topic(Alter, &request.body.name),
+        ),
+        Request::InitProducerId(request) => {
+            let refusal = match &request.body.transactional_id {
+                Some(transactional_id) => access.refuse_unless_transactional_id(transactional_id),
+                None => (!access.may_produce_idempotently())
+                    .then_some(ErrorCode::ClusterAuthorizationFailed),
+            };
+            whole(ApiKey::InitProducerId, request, refusal)
+        }
+        Request::DescribeCluster(request) => {
+            // Brokers ask each other for their ids with it (ClusterAction).
+            let refusal = cluster(Describe).and(cluster(ClusterAction));
+            whole(ApiKey::DescribeCluster, request, refusal)
+        }
+        Request::AddPartitionsToTxn(request) => whole(
+            ApiKey::AddPartitionsToTxn,
+            request,
+            access.refuse_unless_transactional_id(&request.body.transactional_id),
+        ),
+        Request::AddOffsetsToTxn(request) => {
+            let refusal = access
+                .refuse_unless_transactional_id(&request.body.transactional_id)
+                .or_else(|| access.refuse_unless_group(Operation::Read, &request.body.group_id));
+            whole(ApiKey::AddOffsetsToTxn, request, refusal)
+        }
+        Request::EndTxn(request) => whole(
+            ApiKey::EndTxn,
+            request,
+            access.refuse_unless_transactional_id(&request.body.transactional_id),
+        ),
+        Request::TxnOffsetCommit(request) => {
+            let refusal = access
+                .refuse_unless_transactional_id(&request.body.transactional_id)
+                .or_else(|| access.refuse_unless_group(Operation::Read, &request.body.group_id));
+            whole(ApiKey::TxnOffsetCommit, request, refusal)
+        }
+        Request::FindCoordinator(request) => {
+            let refusal = match request.body.key_type {
+                CoordinatorType::Group => access.refuse_unless_group(Describe, &request.body.key),
+                CoordinatorType::Transaction => (!access
+                    .transactional_id(Describe, &request.body.key))
+                .then_some(ErrorCode::TransactionalIdAuthorizationFailed),
+            };
+            whole(ApiKey::FindCoordinator, request, refusal)
+        }
+        Request::ElectLeaders(request) => whole(ApiKey::ElectLeaders, request, cluster(Alter)),
+        Request::AlterReassignments(request) => {
+            whole(ApiKey::AlterReassignments, request, cluster(Alter))
+        }
+        Request::ListReassignments(request) => {
+            whole(ApiKey::ListReassignments, request, cluster(Describe))
+        }
+        Request::DecommissionBroker(request) => {
+            whole(ApiKey::DecommissionBroker, request, cluster(Alter))
+        }
+        Request::RaftMessage(request) => {
+            whole(ApiKey::RaftMessage, request, cluster(ClusterAction))
+        }
+        Request::ClusterPropose(request) => {
+            whole(ApiKey::ClusterPropose, request, cluster(ClusterAction))
+        }
+        Request::ReplicaFetch(request) => {
+            whole(ApiKey::ReplicaFetch, request, cluster(ClusterAction))
+        }
+        Request::WriteTxnMarkers(request) => {
+            whole(ApiKey::WriteTxnMarkers, request, cluster(ClusterAction))
+        }
+        Request::VerifyTxn(request) => whole(ApiKey::VerifyTxn, request, cluster(ClusterAction)),
+        Request::UpsertUser(request) => whole(ApiKey::UpsertUser, request, cluster(Alter)),
+        Request::DeleteUser(request) => whole(ApiKey::DeleteUser, request, cluster(Alter)),
+        Request::ListUsers(request) => whole(ApiKey::ListUsers, request, cluster(Describe)),
+        Request::DescribeAcls(request) => whole(ApiKey::DescribeAcls, request, acls(Describe)),
+        Request::CreateAcls(request) => whole(ApiKey::CreateAcls, request, acls(Alter)),
+        Request::DeleteAcls(request) => whole(ApiKey::DeleteAcls, request, acls(Alter)),
+        Request::ApiVersions(_)
+        | Request::SaslHandshake(_)
+        | Request::SaslAuthenticate(_)
+        | Request::Metadata(_)
+        | Request::CreateTopics(_)
+        | Request::DeleteTopics(_)
+        | Request::ListTopics(_)
+        | Request::Produce(..)
+        | Request::Fetch(_)
+        | Request::ListOffsets(_)
+        | Request::DeleteRecords(_)
+        | Request::Group(_) => None,
+    }
+}
+
+/// Removes from `items` those `refusal` names, returning the names.
+fn take_names<T>(items: &mut Vec<T>, mut refusal: impl FnMut(&T) -> Option<String>) -> Vec<String> {
+    let mut refused = Vec::new();
+    items.retain(|item| match refusal(item) {
+        None => true,
+        Some(name) => {
+            refused.push(name);
+            false
+        }
+    });
+    refused
+}
+
+/// CreateTopics' and DeleteTopics' answers for topics the principal may not touch.
+fn refused_topics(names: Vec<String>) -> impl Iterator<Item = TopicResult> {
+    names.into_iter().map(|name| TopicResult {
+        name,
+        error_code: ErrorCode::TopicAuthorizationFailed,
+        error_message: Some(ErrorCode::TopicAuthorizationFailed.to_string()),
+    })
+}
+
+fn partition_result(partition: u32, error_code: ErrorCode) -> PartitionResult {
+    PartitionResult {
+        partition,
+        error_code,
     }
 }
 

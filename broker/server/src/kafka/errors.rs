@@ -86,6 +86,13 @@ pub(crate) fn kafka_error(code: ErrorCode) -> Option<ResponseError> {
         ErrorCode::IllegalSaslState => ResponseError::IllegalSaslState,
         ErrorCode::ResourceNotFound => ResponseError::ResourceNotFound,
         ErrorCode::UnacceptableCredential => ResponseError::UnacceptableCredential,
+        ErrorCode::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
+        ErrorCode::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
+        ErrorCode::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
+        ErrorCode::TransactionalIdAuthorizationFailed => {
+            ResponseError::TransactionalIdAuthorizationFailed
+        }
+        ErrorCode::SecurityDisabled => ResponseError::SecurityDisabled,
     })
 }
 

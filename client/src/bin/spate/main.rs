@@ -5,7 +5,7 @@
 //! as a member of a consumer group), `spate group list|describe|reset-offsets|delete-offsets|
 //! delete` and `spate cluster info|add-broker|decommission|move-partitions|reassignments|
 //! balance-leaders` (`spate metadata` is `cluster info`), `spate user create|delete|list`
-//! (`user`); `--sasl-mechanism`, `--sasl-username` and `--sasl-password` (or
+//! (`user`), `spate acl add|remove|list` (`acl`); `--sasl-mechanism`, `--sasl-username` and `--sasl-password` (or
 //! `SPATE_SASL_PASSWORD`) authenticate every connection. This file parses the command line and
 //! turns failures into one-line messages and exit codes; the commands are in `topic`, `produce`,
 //! `consume`, `group` and `cluster`, output formats in `format` (records) and `output` (the
@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acl;
 mod cluster;
 mod consume;
 mod encoding;
@@ -44,6 +45,8 @@ pub(crate) mod exit {
     pub const UNREACHABLE: u8 = 3;
     /// The topic (or partition) does not exist.
     pub const UNKNOWN_TOPIC: u8 = 4;
+    /// The broker's ACLs do not allow the command's principal what the command asked.
+    pub const NOT_AUTHORIZED: u8 = 5;
     /// Stopped by Ctrl-C (SIGINT), the shell's 128 + signal number.
     pub const INTERRUPTED: u8 = 130;
     /// Stopped by SIGTERM, the shell's 128 + signal number.
@@ -52,7 +55,7 @@ pub(crate) mod exit {
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 failure, 2 usage error, 3 broker unreachable (or not a Spate broker), \
-4 unknown topic or partition, 130 or 143: a produce stopped by Ctrl-C or SIGTERM before the end \
+4 unknown topic or partition, 5 not authorized (the broker's ACLs), 130 or 143: a produce stopped by Ctrl-C or SIGTERM before the end \
 of its input (a consume stopped so ends normally, 0). Errors are printed as one line on stderr.";
 
 #[derive(Debug, Parser)]
@@ -142,6 +145,10 @@ enum Command {
     /// Create, delete and list users (SCRAM credentials for SASL authentication).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Add, remove and list ACLs: who may do what to which topic, group, transactional id or
+    /// the cluster.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 fn main() -> ExitCode {
@@ -251,6 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(command) => cluster::run(&client, command),
         Command::Metadata(output) => cluster::info(&client, output),
         Command::User(command) => user::run(&client, command),
+        Command::Acl(command) => acl::run(&client, command),
     }
 }
 
@@ -339,6 +347,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
     if error.code() == Some(ErrorCode::UnknownTopicOrPartition) {
         return exit::UNKNOWN_TOPIC;
+    }
+    if matches!(error.root(), spate_client::Error::NotAuthorized { .. }) {
+        return exit::NOT_AUTHORIZED;
     }
     exit::FAILURE
 }
