@@ -255,6 +255,31 @@ fn target_dir() -> PathBuf {
         .join("target")
 }
 
+/// The cargo that ran the tests, for building a binary from inside a test, without the
+/// variables cargo set for this test process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...).
+/// Build scripts such as ring's rerun when those change (`rerun-if-env-changed`), and cargo
+/// checks them against its own environment: inherited, they made every nested build rerun
+/// ring's build script and rebuild rustls and all above it, and the next `cargo test` rebuild
+/// them back, some 40 s each time on the CI machine.
+pub fn nested_cargo() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_for_this_crate = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            );
+        if set_for_this_crate {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// The broker binary, built once per test process with the same cargo and profile as the tests.
 pub fn broker_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -264,13 +289,12 @@ pub fn broker_binary() -> PathBuf {
             let _serialized = BUILD
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
             let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
                 .expect("workspace root")
                 .to_path_buf();
             let profile_is_release = !cfg!(debug_assertions);
-            let mut command = Command::new(cargo);
+            let mut command = nested_cargo();
             command.current_dir(&workspace).args([
                 "build",
                 "-p",

@@ -89,9 +89,8 @@ pub fn spate_binary() -> PathBuf {
             let _serialized = BUILD
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
             let release = !cfg!(debug_assertions);
-            let mut build = Command::new(cargo);
+            let mut build = spate_tests::broker_process::nested_cargo();
             build
                 .current_dir(workspace())
                 .args(["build", "-p", "spate-client", "--bin", "spate"]);
