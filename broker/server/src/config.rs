@@ -1910,11 +1910,19 @@ mod tests {
 
     #[test]
     fn authorization_in_cluster_mode_needs_the_brokers_principal_trusted() {
-        let cluster_with_sasl = ["--seeds", "127.0.0.1:9192", "--kafka-sasl-mechanisms", "PLAIN"];
+        let cluster_with_sasl = [
+            "--seeds",
+            "127.0.0.1:9192",
+            "--kafka-sasl-mechanisms",
+            "PLAIN",
+        ];
         let (setting, message) = refusal(&cluster_with_sasl);
         assert_eq!(setting, "authorization", "{message}");
         assert!(message.contains("User:ANONYMOUS"), "{message}");
-        let trusted = [&cluster_with_sasl[..], &["--super-users", "User:ANONYMOUS,User:admin"]];
+        let trusted = [
+            &cluster_with_sasl[..],
+            &["--super-users", "User:ANONYMOUS,User:admin"],
+        ];
         assert!(build(&trusted.concat(), &[], vec![0]).is_ok());
         let off = [&cluster_with_sasl[..], &["--authorization", "false"]];
         assert!(build(&off.concat(), &[], vec![0]).is_ok());
