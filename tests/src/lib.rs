@@ -13,6 +13,7 @@
 pub mod broker_process;
 pub mod client;
 pub mod cluster;
+pub mod java;
 pub mod kafka_client;
 pub mod proxy;
 pub mod tls;

@@ -12,12 +12,12 @@
 //! are its own, and it exits 0 only when both scenarios passed.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use spate_tests::cluster::{Cluster, ClusterOptions, NodeId, FORMATION_TIMEOUT};
+use spate_tests::java;
 
 /// The whole Java run: two scenarios, two kills, one restart, on a loaded 2-core machine.
 const JAVA_TIMEOUT: Duration = Duration::from_secs(300);
@@ -25,53 +25,6 @@ const JAVA_TIMEOUT: Duration = Duration::from_secs(300);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Few `__consumer_offsets` partitions: the restart waits for each to be in sync.
 const OFFSETS_TOPIC_PARTITIONS: &str = "6";
-
-fn java_project() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/java-transactions")
-}
-
-fn has(program: &str, version_flag: &str) -> bool {
-    Command::new(program)
-        .arg(version_flag)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Compiles the Java program offline and returns its classpath.
-fn compile_java_program() -> String {
-    assert!(
-        has("java", "-version") && has("mvn", "-v"),
-        "this test needs a JDK 17+ and Maven on the PATH, with kafka-clients in ~/.m2: run \
-         tests/compat/java-transactions/install.sh (.ci/run does)"
-    );
-    let project = java_project();
-    let compiled = Command::new("mvn")
-        .args(["-o", "-q", "-B", "-Dstyle.color=never", "compile"])
-        .args([
-            "dependency:build-classpath",
-            "-Dmdep.outputFile=target/classpath.txt",
-        ])
-        .current_dir(&project)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mvn");
-    assert!(
-        compiled.status.success(),
-        "mvn -o could not compile {} (is ~/.m2 filled? run its install.sh): {}{}",
-        project.display(),
-        String::from_utf8_lossy(&compiled.stdout),
-        String::from_utf8_lossy(&compiled.stderr)
-    );
-    let dependencies = std::fs::read_to_string(project.join("target/classpath.txt"))
-        .expect("mvn wrote target/classpath.txt");
-    format!(
-        "{}:{}",
-        project.join("target/classes").display(),
-        dependencies.trim()
-    )
-}
 
 /// Every line a child writes, as it comes, with the time it came.
 fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
@@ -149,7 +102,7 @@ fn fail(
 
 #[test]
 fn java_clients_keep_committed_offsets_and_transactions_across_coordinator_kills() {
-    let classpath = compile_java_program();
+    let classpath = java::compile(&java::project("java-transactions"));
     let mut cluster = Cluster::start(ClusterOptions {
         arguments: vec![
             "--offsets-topic-partitions".to_string(),

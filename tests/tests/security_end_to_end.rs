@@ -23,7 +23,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use spate_client::{
     TlsConfig,
 };
 use spate_tests::broker_process::broker_binary;
+use spate_tests::java;
 use spate_tests::tls::TestPki;
 use spate_tests::{Broker, BrokerOptions};
 
@@ -45,54 +46,6 @@ const WRONG_PASSWORD: &str = "not-the-password";
 const JAVA_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a consumer waits for records before the test fails.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn has(program: &str, version_flag: &str) -> bool {
-    Command::new(program)
-        .arg(version_flag)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-fn java_project() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/java-security")
-}
-
-/// Compiles the Java program offline and returns its classpath.
-fn compile_java_program() -> String {
-    assert!(
-        has("java", "-version") && has("mvn", "-v"),
-        "this test needs a JDK 17+ and Maven on the PATH, with kafka-clients in ~/.m2: run \
-         tests/compat/java-transactions/install.sh (.ci/run does)"
-    );
-    let project = java_project();
-    let compiled = Command::new("mvn")
-        .args(["-o", "-q", "-B", "-Dstyle.color=never", "compile"])
-        .args([
-            "dependency:build-classpath",
-            "-Dmdep.outputFile=target/classpath.txt",
-        ])
-        .current_dir(&project)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mvn");
-    assert!(
-        compiled.status.success(),
-        "mvn -o could not compile {} (is ~/.m2 filled? run \
-         tests/compat/java-transactions/install.sh): {}{}",
-        project.display(),
-        String::from_utf8_lossy(&compiled.stdout),
-        String::from_utf8_lossy(&compiled.stderr)
-    );
-    let dependencies = std::fs::read_to_string(project.join("target/classpath.txt"))
-        .expect("mvn wrote target/classpath.txt");
-    format!(
-        "{}:{}",
-        project.join("target/classes").display(),
-        dependencies.trim()
-    )
-}
 
 /// The secured broker: TLS and SCRAM-SHA-512 on both client listeners, authorization on, and
 /// `admin` (created offline before the secured start, as an operator bootstraps one) its super
@@ -507,12 +460,12 @@ fn plaintext_case(broker: &mut Broker, pki: &TestPki, admin: &Client) {
 #[test]
 fn kcat_java_and_the_native_client_work_over_tls_and_scram_with_acls() {
     assert!(
-        has("kcat", "-V"),
+        java::has("kcat", "-V"),
         "this test needs kcat (librdkafka's command-line client) on the PATH: apt-get install kcat"
     );
     let started = Instant::now();
     // Maven and the broker start take seconds each: overlap them.
-    let java_build = std::thread::spawn(compile_java_program);
+    let java_build = std::thread::spawn(|| java::compile(&java::project("java-security")));
     let pki = TestPki::new();
     let mut broker = secured_broker(&pki);
     let admin = native_client(broker.address(), &pki.ca_file, ADMIN, ADMIN_PASSWORD);
