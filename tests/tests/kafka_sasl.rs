@@ -310,9 +310,17 @@ fn failed_authentications_are_answered_then_closed_and_write_nothing() {
     let (error, _, server_first, _) = authenticate_step(&mut client, scram.client_first());
     assert_eq!(error, 0);
     let client_final = scram.server_first(&server_first).unwrap();
+    let sent = std::time::Instant::now();
     let (error, message, _, _) = authenticate_step(&mut client, client_final);
     assert_eq!(error, SASL_AUTHENTICATION_FAILED);
     assert!(message.is_some_and(|message| !message.is_empty()));
+    // Held back by failed_authentication_delay_ms (default 100), as Kafka's
+    // connection.failed.authentication.delay.ms: a lower bound, which no machine can miss.
+    assert!(
+        sent.elapsed() >= std::time::Duration::from_millis(100),
+        "a failed login is answered only after the delay, not in {:?}",
+        sent.elapsed()
+    );
     assert!(
         client.is_closed_by_broker(),
         "closed after a wrong password"

@@ -201,6 +201,13 @@ pub mod defaults {
     /// How often the certificate, key and client CA files of TLS listeners are checked for
     /// changes (SIGHUP checks at once).
     pub const TLS_RELOAD_CHECK_INTERVAL_MS: u64 = 5_000;
+
+    // SASL (`auth`).
+    /// How long a failed login's answer is held back before the connection closes, Kafka's
+    /// `connection.failed.authentication.delay.ms` (its default too): a password guesser gets
+    /// at most one try per connection per this long, and the connection slot it holds meanwhile
+    /// counts against `connections_per_ip_max`.
+    pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
 }
 
 /// Why the configuration could not be built. Each variant names the setting and the layer.
@@ -461,6 +468,7 @@ settings! {
     admin_tls_client_ca_file: PathBuf, "SPATE_ADMIN_TLS_CLIENT_CA_FILE", "PEM CA bundle for client certificates on the admin listener (mutual TLS)";
     tls_handshake_timeout_ms: u64, "SPATE_TLS_HANDSHAKE_TIMEOUT_MS", "Longest a TLS handshake may take on any listener; then the connection is closed (default 10000)";
     tls_reload_check_interval_ms: u64, "SPATE_TLS_RELOAD_CHECK_INTERVAL_MS", "How often TLS certificate, key and CA files are checked for changes and reloaded (SIGHUP reloads at once; default 5000)";
+    failed_authentication_delay_ms: u64, "SPATE_FAILED_AUTHENTICATION_DELAY_MS", "How long the answer to a failed SASL login is held back before the connection closes, like Kafka's connection.failed.authentication.delay.ms (default 100)";
     storage_iotune: bool, "SPATE_STORAGE_IOTUNE", "Whether the sizes not set explicitly come from <data_dir>/iotune.toml, written by `spate-broker iotune` (default true)";
 }
 
@@ -600,6 +608,7 @@ pub struct Limits {
     pub replica_isr_check_ms: u64,
     pub tls_handshake_timeout_ms: u64,
     pub tls_reload_check_interval_ms: u64,
+    pub failed_authentication_delay_ms: u64,
     /// Partition logs' write sizes and group-commit interval (settings, `iotune.toml`).
     pub storage_sizing: StorageSizing,
 }
@@ -1011,6 +1020,9 @@ impl Config {
             tls_handshake_timeout_ms: layer
                 .tls_handshake_timeout_ms
                 .unwrap_or(defaults::TLS_HANDSHAKE_TIMEOUT_MS),
+            failed_authentication_delay_ms: layer
+                .failed_authentication_delay_ms
+                .unwrap_or(defaults::FAILED_AUTHENTICATION_DELAY_MS),
             tls_reload_check_interval_ms: layer
                 .tls_reload_check_interval_ms
                 .unwrap_or(defaults::TLS_RELOAD_CHECK_INTERVAL_MS),

@@ -287,7 +287,16 @@ impl Session {
 
     /// One authenticate step with the client's `token`. A failure is logged (rate-limited per
     /// source address) and leaves the session failed.
-    pub async fn authenticate(&self, store: &CredentialStore, token: &[u8]) -> Step {
+    ///
+    /// A failed login is answered only after `failure_delay` (Kafka's
+    /// `connection.failed.authentication.delay.ms`), which bounds how fast one connection can
+    /// guess passwords; the connection closes after the answer.
+    pub async fn authenticate(
+        &self,
+        store: &CredentialStore,
+        token: &[u8],
+        failure_delay: Duration,
+    ) -> Step {
         let taken = std::mem::replace(&mut *self.state.borrow_mut(), State::Busy);
         let (next, step) = match taken {
             State::Chosen(SaslMechanism::Plain) => self.plain(store, token).await,
@@ -321,6 +330,16 @@ impl Session {
             tracing::debug!(peer = ?self.peer, %principal, "authenticated");
         }
         *self.state.borrow_mut() = next;
+        if matches!(
+            &step,
+            Step::Refused(Refusal {
+                kind: RefusalKind::Failed,
+                ..
+            })
+        ) && !failure_delay.is_zero()
+        {
+            glommio::timer::sleep(failure_delay).await;
+        }
         step
     }
 

@@ -7,6 +7,8 @@
 //! there is nothing to authenticate, and a client configured for SASL learns the broker does
 //! not ask for it. A failed step is answered, then the connection closes (`Native::execute`).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use spate_protocol::api::{
     DeleteUserRequest, DeleteUserResponse, ListUsersResponse, SaslAuthenticateRequest,
@@ -50,7 +52,11 @@ pub(crate) async fn sasl_authenticate(
     request: &SaslAuthenticateRequest,
 ) -> SaslAuthenticateResponse {
     match session
-        .authenticate(&services.credentials, &request.auth_bytes)
+        .authenticate(
+            &services.credentials,
+            &request.auth_bytes,
+            Duration::from_millis(services.config.limits.failed_authentication_delay_ms),
+        )
         .await
     {
         Step::Challenge(message) | Step::Authenticated(message) => SaslAuthenticateResponse {

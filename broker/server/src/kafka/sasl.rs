@@ -19,6 +19,7 @@
 //! changes of one request are written durably in one step before the answer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use bytes::Bytes;
 use spate_kafka_protocol::kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -80,7 +81,11 @@ pub(crate) async fn sasl_authenticate(
 ) -> SaslAuthenticateResponse {
     let step = context
         .session
-        .authenticate(&context.services.credentials, &request.auth_bytes)
+        .authenticate(
+            &context.services.credentials,
+            &request.auth_bytes,
+            failure_delay(context),
+        )
         .await;
     let response = SaslAuthenticateResponse::default();
     match step {
@@ -105,6 +110,11 @@ pub(crate) async fn sasl_authenticate(
     }
 }
 
+/// How long a failed login's answer waits (`failed_authentication_delay_ms`).
+fn failure_delay(context: &KafkaContext<'_>) -> Duration {
+    Duration::from_millis(context.config().limits.failed_authentication_delay_ms)
+}
+
 /// One bare SASL token after SaslHandshake v0, answered bare (a size and the token). A failure
 /// has no way to be told in this framing: the connection closes, as Kafka closes it.
 pub(crate) async fn raw_authenticate(
@@ -113,7 +123,11 @@ pub(crate) async fn raw_authenticate(
 ) -> Reply {
     let step = context
         .session
-        .authenticate(&context.services.credentials, &request.auth_bytes)
+        .authenticate(
+            &context.services.credentials,
+            &request.auth_bytes,
+            failure_delay(context),
+        )
         .await;
     match step {
         Step::Challenge(message) | Step::Authenticated(message) => {
