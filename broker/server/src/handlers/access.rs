@@ -74,6 +74,12 @@ impl<'a> Access<'a> {
         self.allows(operation, ResourceType::Topic, topic)
     }
 
+    /// The refusal of a topic `operation` is not allowed on: `TopicAuthorizationFailed`, or
+    /// `None` when allowed (what `Refused::take` asks of each topic).
+    pub(crate) fn topic_refusal(&self, operation: Operation, topic: &str) -> Option<ErrorCode> {
+        (!self.topic(operation, topic)).then_some(ErrorCode::TopicAuthorizationFailed)
+    }
+
     pub(crate) fn group(&self, operation: Operation, group_id: &str) -> bool {
         self.allows(operation, ResourceType::Group, group_id)
     }
@@ -238,11 +244,6 @@ pub(crate) fn refuse_produce(access: Access<'_>, request: &mut ProduceRequest) -
     Refused::take(
         &mut request.topics,
         |partition| partition.partition,
-        |topic| {
-            transactional.or_else(|| {
-                (!access.topic(Operation::Write, topic))
-                    .then_some(ErrorCode::TopicAuthorizationFailed)
-            })
-        },
+        |topic| transactional.or_else(|| access.topic_refusal(Operation::Write, topic)),
     )
 }

@@ -138,11 +138,7 @@ pub async fn execute(
         )
         .answer;
     }
-    let topic_refusal = |operation| {
-        move |topic: &str| {
-            (!access.topic(operation, topic)).then_some(ErrorCode::TopicAuthorizationFailed)
-        }
-    };
+    let topic_refusal = |operation| move |topic: &str| access.topic_refusal(operation, topic);
     match request {
         GroupRequest::Join(request, client_id) => {
             let client = ClientInfo {

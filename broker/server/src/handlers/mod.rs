@@ -480,10 +480,7 @@ pub async fn execute(
             let refused = Refused::take(
                 &mut request.body.topics,
                 |partition| partition.partition,
-                |topic| {
-                    (!access.topic(Operation::Read, topic))
-                        .then_some(ErrorCode::TopicAuthorizationFailed)
-                },
+                |topic| access.topic_refusal(Operation::Read, topic),
             );
             // A fetch left with nothing to read answers at once, not after its long poll.
             let mut response = if request.body.topics.is_empty() && !refused.is_empty() {
@@ -506,10 +503,7 @@ pub async fn execute(
             let refused = Refused::take(
                 &mut request.body.topics,
                 |partition| partition.partition,
-                |topic| {
-                    (!access.topic(Operation::Describe, topic))
-                        .then_some(ErrorCode::TopicAuthorizationFailed)
-                },
+                |topic| access.topic_refusal(Operation::Describe, topic),
             );
             let mut response = data::list_offsets(&services, &request.body).await;
             refused.answer(&mut response.topics, |partition, error_code| {
@@ -526,10 +520,7 @@ pub async fn execute(
             let refused = Refused::take(
                 &mut request.body.topics,
                 |partition| partition.partition,
-                |topic| {
-                    (!access.topic(Operation::Delete, topic))
-                        .then_some(ErrorCode::TopicAuthorizationFailed)
-                },
+                |topic| access.topic_refusal(Operation::Delete, topic),
             );
             let mut response = data::delete_records(&services, &request.body).await;
             refused.answer(&mut response.topics, |partition, error_code| {
@@ -557,8 +548,7 @@ pub async fn execute(
             mut body,
         }) => {
             let refused = Refused::take_lists(&mut body.topics, |topic| {
-                (!access.topic(Operation::Write, topic))
-                    .then_some(ErrorCode::TopicAuthorizationFailed)
+                access.topic_refusal(Operation::Write, topic)
             });
             let response = if refused.is_empty() {
                 txn::add_partitions(&services, body).await
@@ -599,10 +589,7 @@ pub async fn execute(
             let refused = Refused::take(
                 &mut body.topics,
                 |partition| partition.partition,
-                |topic| {
-                    (!access.topic(Operation::Read, topic))
-                        .then_some(ErrorCode::TopicAuthorizationFailed)
-                },
+                |topic| access.topic_refusal(Operation::Read, topic),
             );
             let mut response = if body.topics.is_empty() && !refused.is_empty() {
                 TxnOffsetCommitResponse::default()
@@ -726,9 +713,7 @@ fn refused_whole(access: Access<'_>, request: &Request) -> Option<(ApiKey, u32, 
     ) -> Option<(ApiKey, u32, u16, ErrorCode)> {
         code.map(|code| (api_key, request.correlation_id, request.version, code))
     }
-    let topic = |operation, name: &str| {
-        (!access.topic(operation, name)).then_some(ErrorCode::TopicAuthorizationFailed)
-    };
+    let topic = |operation, name: &str| access.topic_refusal(operation, name);
     let cluster = |operation| access.refuse_unless_cluster(operation);
     // The ACL APIs answer SecurityDisabled on a broker that does not check (Kafka's rule);
     // their arms in `execute` run only when it does.
