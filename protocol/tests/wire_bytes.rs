@@ -1688,6 +1688,17 @@ fn add_api(encodings: &mut Encodings, api_key: ApiKey) {
                     error_code: ErrorCode::SaslAuthenticationFailed,
                     error_message: Some("invalid credentials".into()),
                     auth_bytes: Bytes::from_static(b"e=invalid-proof"),
+                    session_lifetime_ms: 0,
+                },
+            );
+            encodings.message_at(
+                "authenticated",
+                1,
+                SaslAuthenticateResponse {
+                    error_code: ErrorCode::None,
+                    error_message: None,
+                    auth_bytes: Bytes::from_static(b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ="),
+                    session_lifetime_ms: 0x0102_0304_0506,
                 },
             );
         }

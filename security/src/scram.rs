@@ -195,6 +195,43 @@ impl ScramCredential {
         salted_password
     }
 
+    /// A made-up credential for a user that does not exist, so a server can answer its
+    /// client-first-message as for any user (RFC 5802 section 5: a consistent salt from a
+    /// server secret): salt and keys are HMACs under `secret` of what they are, the mechanism and
+    /// the user name, so the same name gets the same credential each time, and nobody without
+    /// the secret can tell it from a real one or compute a proof for it.
+    pub fn for_unknown_user(
+        mechanism: ScramMechanism,
+        user: &str,
+        secret: &[u8],
+        iterations: u32,
+        salt_bytes: usize,
+    ) -> Self {
+        let derive = |label: &str, bytes: usize| {
+            let mut derived = Vec::with_capacity(bytes);
+            let mut block = 0u32;
+            while derived.len() < bytes {
+                let mut data = Vec::new();
+                for part in [label.as_bytes(), user.as_bytes()] {
+                    data.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                    data.extend_from_slice(part);
+                }
+                data.extend_from_slice(&block.to_be_bytes());
+                derived.extend_from_slice(&hmac(mechanism, secret, &data));
+                block += 1;
+            }
+            derived.truncate(bytes);
+            derived
+        };
+        Self {
+            mechanism,
+            salt: derive("salt", salt_bytes),
+            iterations,
+            stored_key: derive("stored key", mechanism.hash_bytes()),
+            server_key: derive("server key", mechanism.hash_bytes()),
+        }
+    }
+
     /// Whether `password` (from a PLAIN exchange) is this credential's password. The keys are
     /// compared in constant time.
     pub fn verify_password(&self, password: &[u8]) -> bool {

@@ -250,7 +250,8 @@ apis! {
     VerifyTxn = 37 => VerifyTxnRequest, VerifyTxnResponse;
     // Authentication (Kafka's meaning) and users (issue #17).
     SaslHandshake = 38 => SaslHandshakeRequest, SaslHandshakeResponse;
-    SaslAuthenticate = 39 => SaslAuthenticateRequest, SaslAuthenticateResponse;
+    // Version 1: the answer's session_lifetime_ms (re-authentication).
+    SaslAuthenticate = 39, versions 0..=1 => SaslAuthenticateRequest, SaslAuthenticateResponse;
     UpsertUser = 40 => UpsertUserRequest, UpsertUserResponse;
     DeleteUser = 41 => DeleteUserRequest, DeleteUserResponse;
     ListUsers = 42 => ListUsersRequest, ListUsersResponse;

@@ -1,6 +1,7 @@
 //! Authentication and users: SaslHandshake and SaslAuthenticate with Kafka's meaning (the
 //! handshake names a mechanism; each authenticate step carries one SASL message each way), and
-//! the user APIs UpsertUser, DeleteUser and ListUsers.
+//! the user APIs UpsertUser, DeleteUser and ListUsers. SaslAuthenticate v1 adds the session
+//! lifetime to the answer (re-authentication, Kafka's KIP-368).
 //!
 //! A user's password never travels in the user APIs: the client salts and hashes it (SCRAM's
 //! `Hi()`) and sends the salt, the iteration count and the salted password, as Kafka's
@@ -55,6 +56,11 @@ wire! {
         pub error_message: Option<String> as ErrorText,
         /// The server's message of this step (SCRAM's server-first or server-final).
         pub auth_bytes: Bytes as ByteString<SASL_MESSAGE_BYTES_MAX>,
+        /// After the last step: how long the authentication lasts, in milliseconds (Kafka's
+        /// KIP-368); the client authenticates again on the connection before it ends, or the
+        /// broker closes the connection at its next request. 0: for the life of the connection.
+        #[since = 1]
+        pub session_lifetime_ms: i64 as i64,
     }
 }
 

@@ -1,9 +1,10 @@
 //! The server side of one SCRAM exchange, as Kafka's `ScramSaslServer`: client-first in,
 //! server-first out; client-final in, server-final and the authenticated user out.
 //!
-//! Kafka's behaviour kept here: an unknown user fails at the first message (Kafka does not
-//! simulate a credential for unknown users), an authorization id must equal the user, and a
-//! credential with fewer than the minimum iterations is refused.
+//! Kafka's behaviour kept here: an unknown user (`lookup` finds nothing) fails at the first
+//! message, an authorization id must equal the user, and a credential with fewer than the
+//! minimum iterations is refused. A server that must not tell unknown users apart answers
+//! them with `ScramCredential::for_unknown_user` from its `lookup` instead (the broker does).
 
 use std::mem;
 
