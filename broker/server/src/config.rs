@@ -208,6 +208,15 @@ pub mod defaults {
     /// at most one try per connection per this long, and the connection slot it holds meanwhile
     /// counts against `connections_per_ip_max`.
     pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
+    /// How long an authentication lasts before the client must authenticate again on its
+    /// connection, Kafka's `connections.max.reauth.ms` (KIP-368); 0, Kafka's default too: for the
+    /// life of the connection.
+    pub const CONNECTIONS_MAX_REAUTH_MS: u64 = 0;
+    /// Failed logins one source address may have per `FAILED_AUTHENTICATION_WINDOW_MS` before
+    /// its connections are refused at accept until the window passes: ten wrong passwords a
+    /// minute is more than a person types and far less than a guesser wants.
+    pub const FAILED_AUTHENTICATIONS_PER_ADDRESS_MAX: u32 = 10;
+    pub const FAILED_AUTHENTICATION_WINDOW_MS: u64 = 60_000;
 }
 
 /// Why the configuration could not be built. Each variant names the setting and the layer.
@@ -469,6 +478,9 @@ settings! {
     tls_handshake_timeout_ms: u64, "SPATE_TLS_HANDSHAKE_TIMEOUT_MS", "Longest a TLS handshake may take on any listener; then the connection is closed (default 10000)";
     tls_reload_check_interval_ms: u64, "SPATE_TLS_RELOAD_CHECK_INTERVAL_MS", "How often TLS certificate, key and CA files are checked for changes and reloaded (SIGHUP reloads at once; default 5000)";
     failed_authentication_delay_ms: u64, "SPATE_FAILED_AUTHENTICATION_DELAY_MS", "How long the answer to a failed SASL login is held back before the connection closes, like Kafka's connection.failed.authentication.delay.ms (default 100)";
+    connections_max_reauth_ms: u64, "SPATE_CONNECTIONS_MAX_REAUTH_MS", "How long a SASL authentication lasts: clients re-authenticate on the connection before it ends, or the connection is closed at its next request, like Kafka's connections.max.reauth.ms (default 0: for the life of the connection)";
+    failed_authentications_per_address_max: u32, "SPATE_FAILED_AUTHENTICATIONS_PER_ADDRESS_MAX", "Failed SASL logins one source address may have per failed_authentication_window_ms; then its connections are closed at accept until the window passes (default 10; 0: no limit)";
+    failed_authentication_window_ms: u64, "SPATE_FAILED_AUTHENTICATION_WINDOW_MS", "The window failed_authentications_per_address_max counts in, from an address's first failure (default 60000)";
     storage_iotune: bool, "SPATE_STORAGE_IOTUNE", "Whether the sizes not set explicitly come from <data_dir>/iotune.toml, written by `spate-broker iotune` (default true)";
 }
 
@@ -609,6 +621,9 @@ pub struct Limits {
     pub tls_handshake_timeout_ms: u64,
     pub tls_reload_check_interval_ms: u64,
     pub failed_authentication_delay_ms: u64,
+    pub connections_max_reauth_ms: u64,
+    pub failed_authentications_per_address_max: u32,
+    pub failed_authentication_window_ms: u64,
     /// Partition logs' write sizes and group-commit interval (settings, `iotune.toml`).
     pub storage_sizing: StorageSizing,
 }
@@ -1023,6 +1038,15 @@ impl Config {
             failed_authentication_delay_ms: layer
                 .failed_authentication_delay_ms
                 .unwrap_or(defaults::FAILED_AUTHENTICATION_DELAY_MS),
+            connections_max_reauth_ms: layer
+                .connections_max_reauth_ms
+                .unwrap_or(defaults::CONNECTIONS_MAX_REAUTH_MS),
+            failed_authentications_per_address_max: layer
+                .failed_authentications_per_address_max
+                .unwrap_or(defaults::FAILED_AUTHENTICATIONS_PER_ADDRESS_MAX),
+            failed_authentication_window_ms: layer
+                .failed_authentication_window_ms
+                .unwrap_or(defaults::FAILED_AUTHENTICATION_WINDOW_MS),
             tls_reload_check_interval_ms: layer
                 .tls_reload_check_interval_ms
                 .unwrap_or(defaults::TLS_RELOAD_CHECK_INTERVAL_MS),
@@ -1166,6 +1190,10 @@ impl Config {
             (
                 "tls_reload_check_interval_ms",
                 limits.tls_reload_check_interval_ms as usize,
+            ),
+            (
+                "failed_authentication_window_ms",
+                limits.failed_authentication_window_ms as usize,
             ),
         ];
         for (setting, value) in positive {

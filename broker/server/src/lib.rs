@@ -313,9 +313,14 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         config.limits.connections_max,
         |open_files| shard_count * open_files_per_shard(&config.limits, shard_count, open_files),
     );
+    let failed_authentications = Arc::new(auth::FailedAuthentications::new(
+        config.limits.failed_authentications_per_address_max,
+        Duration::from_millis(config.limits.failed_authentication_window_ms),
+    ));
     let admission = Arc::new(Admission::new(
         connections_max,
         config.limits.connections_per_ip_max,
+        failed_authentications,
     ));
     // Until `run` returns: a signal requests shutdown, which wakes every shard through its event.
     let _signals = SignalListener::start(&shutdown).map_err(ServerError::Signals)?;
@@ -656,6 +661,7 @@ async fn serve_shard(
         rendezvous.cluster.clone(),
         rendezvous.credentials.clone(),
         rendezvous.authorizer.clone(),
+        rendezvous.admission.failed_authentications().clone(),
     );
     services.mesh().spawn_receivers(receivers, &services);
     // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until
@@ -744,8 +750,10 @@ async fn serve_shard(
         &logs,
         {
             let mechanisms: Arc<[auth::SaslMechanism]> = config.sasl_mechanisms.clone().into();
+            let session_lifetime = session_lifetime(&config.limits);
             move |peer: &connection::ConnectionPeer| {
-                let session = auth::Session::new(mechanisms.clone(), peer.address);
+                let session = auth::Session::new(mechanisms.clone(), peer.address)
+                    .with_session_lifetime(session_lifetime);
                 session.use_transport_principal(peer.tls_principal.as_deref());
                 handlers::Native::new(session)
             }
@@ -761,7 +769,12 @@ async fn serve_shard(
                 &connections,
                 &rendezvous.admission,
                 &logs,
-                move |peer: &connection::ConnectionPeer| kafka::Kafka::new(kafka.clone(), peer),
+                {
+                    let session_lifetime = session_lifetime(&config.limits);
+                    move |peer: &connection::ConnectionPeer| {
+                        kafka::Kafka::new(kafka.clone(), peer, session_lifetime)
+                    }
+                },
             );
             future::zip(native, kafka_connections).await;
         }
@@ -815,6 +828,12 @@ async fn serve_shard(
     // Peers still calling this shard get `ShardStopping` rather than waiting forever.
     services.mesh().stop().await;
     Ok(())
+}
+
+/// How long a SASL authentication lasts on every listener (`connections_max_reauth_ms`).
+fn session_lifetime(limits: &crate::config::Limits) -> Option<Duration> {
+    (limits.connections_max_reauth_ms > 0)
+        .then(|| Duration::from_millis(limits.connections_max_reauth_ms))
 }
 
 /// The shard's own descriptor of a listening socket shared by every shard.
@@ -884,8 +903,15 @@ async fn accept_until_shutdown<D: connection::Dialect>(
         let admitted = match admission.admit(address) {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                if let Some(suppressed) = refusals.due(Instant::now()) {
-                    tracing::warn!(shard = shard.id, %refusal, suppressed, "connection refused");
+                match refusal.is_first_of_its_window() {
+                    // Once per address per window, whatever the other refusals logged.
+                    Some(true) => tracing::warn!(shard = shard.id, %refusal, "connection refused"),
+                    Some(false) => {}
+                    None => {
+                        if let Some(suppressed) = refusals.due(Instant::now()) {
+                            tracing::warn!(shard = shard.id, %refusal, suppressed, "connection refused");
+                        }
+                    }
                 }
                 // Closed at once: the client sees the refusal instead of waiting in the backlog.
                 drop(stream);

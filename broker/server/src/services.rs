@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::auth::{Authorizer, CredentialStore};
+use crate::auth::{Authorizer, CredentialStore, FailedAuthentications};
 use crate::cluster::{ClusterHandle, ClusterState, ServerClusterTopics};
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
@@ -50,6 +50,9 @@ pub struct Services {
     /// Whether a principal may do an operation on a resource: the ACLs shared by every shard
     /// (`auth::authorizer`).
     pub authorizer: Arc<Authorizer>,
+    /// Failed logins per source address, shared by every shard and the accept path
+    /// (`auth::failures`).
+    pub failed_authentications: Arc<FailedAuthentications>,
 }
 
 impl Services {
@@ -61,6 +64,7 @@ impl Services {
         cluster: Option<Arc<ClusterState>>,
         credentials: Arc<CredentialStore>,
         authorizer: Arc<Authorizer>,
+        failed_authentications: Arc<FailedAuthentications>,
     ) -> Rc<Services> {
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
@@ -86,6 +90,7 @@ impl Services {
                 }),
                 credentials,
                 authorizer,
+                failed_authentications,
             }
         })
     }

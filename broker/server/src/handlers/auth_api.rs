@@ -6,6 +6,10 @@
 //! On a listener without SASL the handshake is answered `IllegalSaslState` with no mechanisms:
 //! there is nothing to authenticate, and a client configured for SASL learns the broker does
 //! not ask for it. A failed step is answered, then the connection closes (`Native::execute`).
+//!
+//! Re-authentication is Kafka's (`auth::Session`): SaslAuthenticate v1 carries the session's
+//! lifetime (`session_lifetime_ms`, 0: none), and with one a handshake on an authenticated
+//! connection begins a new exchange, which must prove the same principal.
 
 use std::time::Duration;
 
@@ -56,13 +60,21 @@ pub(crate) async fn sasl_authenticate(
             &services.credentials,
             &request.auth_bytes,
             Duration::from_millis(services.config.limits.failed_authentication_delay_ms),
+            &services.failed_authentications,
         )
         .await
     {
-        Step::Challenge(message) | Step::Authenticated(message) => SaslAuthenticateResponse {
+        Step::Challenge(message) => SaslAuthenticateResponse {
             error_code: ErrorCode::None,
             error_message: None,
             auth_bytes: Bytes::from(message),
+            session_lifetime_ms: 0,
+        },
+        Step::Authenticated(message) => SaslAuthenticateResponse {
+            error_code: ErrorCode::None,
+            error_message: None,
+            auth_bytes: Bytes::from(message),
+            session_lifetime_ms: session.session_lifetime_ms(),
         },
         Step::Refused(refusal) => {
             let (error_code, message) = match refusal.kind {
@@ -71,12 +83,16 @@ pub(crate) async fn sasl_authenticate(
                     ErrorCode::SaslAuthenticationFailed,
                     "authentication failed: invalid credentials".to_string(),
                 ),
+                RefusalKind::PrincipalChanged => {
+                    (ErrorCode::SaslAuthenticationFailed, refusal.message)
+                }
                 RefusalKind::IllegalState => (ErrorCode::IllegalSaslState, refusal.message),
             };
             SaslAuthenticateResponse {
                 error_code,
                 error_message: Some(message),
                 auth_bytes: Bytes::new(),
+                session_lifetime_ms: 0,
             }
         }
     }

@@ -190,6 +190,21 @@ impl Dialect for Native {
                 close: true,
             });
         }
+        // Re-authentication (KIP-368): past its lifetime the session serves only a new
+        // handshake and its steps.
+        if !may_precede_authentication(frame.api_key)
+            && self.session.has_expired(std::time::Instant::now())
+        {
+            tracing::info!(
+                api_key = frame.api_key,
+                "closing a native connection: a request after the authentication's lifetime \
+                 (connections_max_reauth_ms) ended without a re-authentication"
+            );
+            return Err(Rejection {
+                answer: None,
+                close: true,
+            });
+        }
         decode(frame)
     }
 

@@ -21,11 +21,15 @@
 //! SaslHandshake v0 the exchange's messages are bare tokens (a size and the token, no header)
 //! both ways, as Kafka does for clients older than SaslAuthenticate; librdkafka asks for v0 to
 //! be listed before it uses v1.
+//!
+//! Re-authentication (KIP-368, `connections_max_reauth_ms`): a request other than the SASL
+//! APIs that arrives after the session's lifetime ended closes the connection, as Kafka does.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use spate_kafka_protocol::frame::{
@@ -55,8 +59,14 @@ pub struct Kafka {
 }
 
 impl Kafka {
-    pub fn new(broker: Arc<KafkaBroker>, peer: &ConnectionPeer) -> Kafka {
-        let session = Session::new(broker.sasl_mechanisms.clone(), peer.address);
+    /// `session_lifetime`: how long an authentication lasts (`connections_max_reauth_ms`).
+    pub fn new(
+        broker: Arc<KafkaBroker>,
+        peer: &ConnectionPeer,
+        session_lifetime: Option<Duration>,
+    ) -> Kafka {
+        let session = Session::new(broker.sasl_mechanisms.clone(), peer.address)
+            .with_session_lifetime(session_lifetime);
         session.use_transport_principal(peer.tls_principal.as_deref());
         Kafka {
             broker,
@@ -145,6 +155,14 @@ impl Dialect for Kafka {
         {
             return Err(self.close(format_args!(
                 "{api_key:?} before the connection authenticated (SASL is required)"
+            )));
+        }
+        // KIP-368, as Kafka's processor: past its lifetime an authentication serves nothing but
+        // a new handshake (a re-authentication).
+        if !is_sasl_api(api_key) && self.session.has_expired(Instant::now()) {
+            return Err(self.close(format_args!(
+                "{api_key:?} after the authentication's lifetime (connections_max_reauth_ms) \
+                 ended without a re-authentication"
             )));
         }
         // Every count and length in the body fits the bytes present, before the generated

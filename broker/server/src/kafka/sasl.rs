@@ -6,9 +6,12 @@
 //! handshake answers the enabled mechanisms (UNSUPPORTED_SASL_MECHANISM for another one, after
 //! which the connection closes), each SaslAuthenticate carries one SASL message each way, a
 //! failure is SASL_AUTHENTICATION_FAILED with a message that does not tell an unknown user from
-//! a wrong password (the log line does), and success answers `session_lifetime_ms` 0: no
-//! re-authentication is asked for (KIP-368). After authentication both SASL APIs are answered
-//! ILLEGAL_SASL_STATE and the connection goes on, as Kafka's request handler does.
+//! a wrong password (the log line does), and success answers `session_lifetime_ms`: 0 (no
+//! re-authentication asked for) unless `connections_max_reauth_ms` is set (KIP-368). Then a
+//! handshake on an authenticated connection begins a re-authentication, which must prove the
+//! same principal (SASL_AUTHENTICATION_FAILED with Kafka's message otherwise, and the close);
+//! without it, after authentication both SASL APIs are answered ILLEGAL_SASL_STATE and the
+//! connection goes on, as Kafka's request handler does.
 //!
 //! The user APIs follow Kafka's rules and codes: an empty or null user list describes every
 //! user; a user named twice is DUPLICATE_RESOURCE, an unknown one RESOURCE_NOT_FOUND; an
@@ -85,15 +88,17 @@ pub(crate) async fn sasl_authenticate(
             &context.services.credentials,
             &request.auth_bytes,
             failure_delay(context),
+            &context.services.failed_authentications,
         )
         .await;
     let response = SaslAuthenticateResponse::default();
     match step {
         Step::Challenge(message) => response.with_auth_bytes(Bytes::from(message)),
-        // Sessions do not expire: 0 asks for no re-authentication (KIP-368).
+        // 0 asks for no re-authentication; a lifetime asks the client to authenticate again
+        // before it ends (KIP-368; v0 cannot carry it, and such a client is closed at expiry).
         Step::Authenticated(message) => response
             .with_auth_bytes(Bytes::from(message))
-            .with_session_lifetime_ms(0),
+            .with_session_lifetime_ms(context.session.session_lifetime_ms()),
         Step::Refused(refusal) => {
             let (error, message) = match refusal.kind {
                 // The client is not told which part was wrong; the broker's log says it.
@@ -101,6 +106,9 @@ pub(crate) async fn sasl_authenticate(
                     ResponseError::SaslAuthenticationFailed,
                     "Authentication failed: invalid credentials".to_string(),
                 ),
+                RefusalKind::PrincipalChanged => {
+                    (ResponseError::SaslAuthenticationFailed, refusal.message)
+                }
                 RefusalKind::IllegalState => (ResponseError::IllegalSaslState, refusal.message),
             };
             response
@@ -127,6 +135,7 @@ pub(crate) async fn raw_authenticate(
             &context.services.credentials,
             &request.auth_bytes,
             failure_delay(context),
+            &context.services.failed_authentications,
         )
         .await;
     match step {
