@@ -525,11 +525,84 @@ fn without_sasl_the_sasl_apis_are_not_listed_and_users_are_managed_over_kafka() 
         "bob-secret",
         "nonce-of-the-client".into(),
     );
-    let (error, _, _, _) = authenticate_step(&mut again, scram.client_first());
+    // As for any unknown user, the exchange goes on to the proof, which fails.
+    let (error, _, server_first, _) = authenticate_step(&mut again, scram.client_first());
+    assert_eq!(error, 0, "answered as if bob still existed");
+    let client_final = scram
+        .server_first(&server_first)
+        .expect("a valid server-first");
+    let (error, _, _, _) = authenticate_step(&mut again, client_final);
     assert_eq!(
         error, SASL_AUTHENTICATION_FAILED,
         "a deleted user cannot log in"
     );
+    assert!(again.is_closed_by_broker());
+}
+
+/// The answers of a failed SCRAM-SHA-512 login as `user`: the server-first-message's salt and
+/// iterations, and the last step's error code and message.
+fn failed_scram_login(address: SocketAddr, user: &str, password: &str) -> (String, i16, String) {
+    let mut client = KafkaTestClient::connect(address);
+    assert_eq!(handshake(&mut client, "SCRAM-SHA-512").0, 0);
+    let mut scram = ScramClient::new(ScramMechanism::Sha512, user, password, "a-nonce".into());
+    let (error, _, server_first, _) = authenticate_step(&mut client, scram.client_first());
+    assert_eq!(error, 0, "{user}: the client-first-message is answered");
+    let client_final = scram
+        .server_first(&server_first)
+        .expect("a valid server-first");
+    let (error, message, _, _) = authenticate_step(&mut client, client_final);
+    assert!(client.is_closed_by_broker());
+    let server_first = String::from_utf8(server_first.to_vec()).expect("text");
+    // Without the nonce (`r=`), which is new each time.
+    let salt_and_iterations = server_first
+        .split_once(',')
+        .expect("r=,s=,i=")
+        .1
+        .to_string();
+    (salt_and_iterations, error, message.unwrap_or_default())
+}
+
+#[test]
+fn an_unknown_user_is_answered_exactly_as_a_wrong_password() {
+    let mut broker = broker_with_admin(ALL_MECHANISMS);
+    let address = broker.kafka_address();
+    // SCRAM: both fail at the proof, with the same code and message; the unknown user's salt
+    // is as long as a real one and the same on every try, as a real user's is.
+    let (admin_salt, admin_error, admin_message) = failed_scram_login(address, ADMIN, "wrong");
+    let (unknown_salt, unknown_error, unknown_message) =
+        failed_scram_login(address, "mallory", "guess");
+    let (unknown_salt_again, _, _) = failed_scram_login(address, "mallory", "other");
+    assert_eq!(unknown_error, SASL_AUTHENTICATION_FAILED);
+    assert_eq!(
+        (admin_error, &admin_message),
+        (unknown_error, &unknown_message)
+    );
+    assert_eq!(unknown_salt, unknown_salt_again);
+    assert_eq!(
+        admin_salt.len(),
+        unknown_salt.len(),
+        "{admin_salt} / {unknown_salt}"
+    );
+    assert_eq!(
+        admin_salt
+            .rsplit_once(",i=")
+            .map(|(_, iterations)| iterations),
+        unknown_salt
+            .rsplit_once(",i=")
+            .map(|(_, iterations)| iterations),
+        "the default iterations"
+    );
+    // PLAIN: the same code and message.
+    let plain = |user: &str| {
+        let mut client = KafkaTestClient::connect(address);
+        assert_eq!(handshake(&mut client, "PLAIN").0, 0);
+        let (error, message, _, _) = authenticate_step(&mut client, encode_plain(user, "guess"));
+        (error, message)
+    };
+    assert_eq!(plain(ADMIN), plain("mallory"));
+    // Only the broker's log tells them apart.
+    let log = broker.drain_log().join("\n");
+    assert!(log.contains("unknown user mallory"), "{log}");
 }
 
 #[test]
