@@ -168,6 +168,51 @@ fn verify_password_refuses_credentials_outside_the_bounds() {
 }
 
 #[test]
+fn an_unknown_users_credential_is_stable_per_name_and_secret_and_proves_nothing() {
+    let secret = b"a secret of this broker process";
+    for mechanism in ScramMechanism::ALL {
+        let mallory = ScramCredential::for_unknown_user(mechanism, "mallory", secret, 8192, 32);
+        assert_eq!(
+            mallory.check(),
+            Ok(()),
+            "well-formed, so the exchange goes on"
+        );
+        assert_eq!(mallory.salt.len(), 32);
+        assert_eq!(mallory.iterations, 8192);
+        assert_eq!(
+            mallory,
+            ScramCredential::for_unknown_user(mechanism, "mallory", secret, 8192, 32),
+            "the same name gets the same salt every time"
+        );
+        let trudy = ScramCredential::for_unknown_user(mechanism, "trudy", secret, 8192, 32);
+        assert_ne!(mallory.salt, trudy.salt);
+        let elsewhere = ScramCredential::for_unknown_user(mechanism, "mallory", b"other", 8192, 32);
+        assert_ne!(
+            mallory.salt, elsewhere.salt,
+            "the salt depends on the secret"
+        );
+        assert_ne!(mallory.stored_key, mallory.server_key);
+        // A salt longer than one HMAC block is still derived, not padded.
+        let long = ScramCredential::for_unknown_user(mechanism, "mallory", secret, 8192, 100);
+        assert_eq!(long.salt.len(), 100);
+        assert_eq!(long.salt[..32], mallory.salt[..]);
+        assert!(!long.salt[64..].iter().all(|byte| *byte == 0));
+
+        // An exchange against it runs to the proof, which no password satisfies.
+        let mut server = ScramServer::new(mechanism, SERVER_NONCE.into());
+        let mut client = ScramClient::new(mechanism, "mallory", "guess", CLIENT_NONCE.into());
+        let server_first = server
+            .client_first(&client.client_first(), |_| Some(mallory.clone()))
+            .expect("answered like a real user");
+        let client_final = client.server_first(&server_first).expect("valid");
+        assert_eq!(
+            server.client_final(&client_final).unwrap_err(),
+            ScramError::BadProof
+        );
+    }
+}
+
+#[test]
 fn credential_debug_hides_the_keys() {
     let text = format!("{:?}", credential(ScramMechanism::Sha256, PASSWORD));
     assert!(
