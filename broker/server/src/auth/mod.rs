@@ -125,6 +125,9 @@ pub enum HandshakeRefusal {
     UnsupportedMechanism,
     /// Not the time for a handshake: already authenticated, or one was already made.
     IllegalState,
+    /// A re-authentication named another mechanism than the connection authenticated with
+    /// (Kafka refuses it too); the connection closes after the answer.
+    MechanismChanged,
 }
 
 /// What one authenticate step sends back.
@@ -196,6 +199,8 @@ pub struct Session {
     /// During a re-authentication, who the connection authenticated as: it goes on acting for
     /// them until the exchange ends, which must prove the same principal.
     reauthenticating: RefCell<Option<Principal>>,
+    /// The mechanism the last handshake chose: a re-authentication must name it again.
+    mechanism: Cell<Option<SaslMechanism>>,
 }
 
 impl Session {
@@ -214,6 +219,7 @@ impl Session {
             session_lifetime: None,
             expires_at: Cell::new(None),
             reauthenticating: RefCell::new(None),
+            mechanism: Cell::new(None),
         }
     }
 
@@ -267,6 +273,7 @@ impl Session {
             session_lifetime: None,
             expires_at: Cell::new(None),
             reauthenticating: RefCell::new(None),
+            mechanism: Cell::new(None),
         }
     }
 
@@ -338,21 +345,27 @@ impl Session {
             // A second handshake in the middle of an exchange ends the connection.
             _ => {
                 *state = State::Failed;
+                self.reauthenticating.borrow_mut().take();
                 return Err(HandshakeRefusal::IllegalState);
             }
         }
         let offered =
             SaslMechanism::from_name(name).filter(|mechanism| self.mechanisms.contains(mechanism));
-        match offered {
+        let reauthenticating = self.reauthenticating.borrow().is_some();
+        let refusal = match offered {
+            Some(mechanism) if reauthenticating && self.mechanism.get() != Some(mechanism) => {
+                HandshakeRefusal::MechanismChanged
+            }
             Some(mechanism) => {
+                self.mechanism.set(Some(mechanism));
                 *state = State::Chosen(mechanism);
-                Ok(mechanism)
+                return Ok(mechanism);
             }
-            None => {
-                *state = State::Failed;
-                Err(HandshakeRefusal::UnsupportedMechanism)
-            }
-        }
+            None => HandshakeRefusal::UnsupportedMechanism,
+        };
+        *state = State::Failed;
+        self.reauthenticating.borrow_mut().take();
+        Err(refusal)
     }
 
     /// One authenticate step with the client's `token`. A failure is logged (rate-limited per
@@ -971,6 +984,24 @@ mod tests {
             None,
             "the connection acts for nobody any more"
         );
+    }
+
+    #[test]
+    fn a_reauthentication_must_name_the_mechanism_the_connection_authenticated_with() {
+        let (_directory, store) = store_with(&["alice"]);
+        let session = Session::new(
+            vec![SaslMechanism::ScramSha256, SaslMechanism::Plain].into(),
+            None,
+        )
+        .with_session_lifetime(Some(Duration::from_secs(30)));
+        let (_, last) = scram_login(&session, &store, &failures(), "alice", "password-of-alice");
+        assert!(matches!(last, Step::Authenticated(_)));
+        assert_eq!(
+            session.handshake("PLAIN"),
+            Err(HandshakeRefusal::MechanismChanged)
+        );
+        assert!(session.has_failed(), "the connection closes");
+        assert_eq!(session.principal(), None);
     }
 
     #[test]

@@ -42,6 +42,14 @@ pub(crate) fn sasl_handshake(
             );
             ErrorCode::UnsupportedSaslMechanism
         }
+        Err(HandshakeRefusal::MechanismChanged) => {
+            tracing::info!(
+                mechanism = %request.mechanism,
+                "closing a native connection: a re-authentication must use the mechanism the \
+                 connection authenticated with"
+            );
+            ErrorCode::UnsupportedSaslMechanism
+        }
         Err(HandshakeRefusal::IllegalState) => ErrorCode::IllegalSaslState,
     };
     SaslHandshakeResponse {

@@ -8,8 +8,8 @@
 //! failure is SASL_AUTHENTICATION_FAILED with a message that does not tell an unknown user from
 //! a wrong password (the log line does), and success answers `session_lifetime_ms`: 0 (no
 //! re-authentication asked for) unless `connections_max_reauth_ms` is set (KIP-368). Then a
-//! handshake on an authenticated connection begins a re-authentication, which must prove the
-//! same principal (SASL_AUTHENTICATION_FAILED with Kafka's message otherwise, and the close);
+//! handshake on an authenticated connection begins a re-authentication, with the same mechanism
+//! (UNSUPPORTED_SASL_MECHANISM and the close otherwise), which must prove the same principal (SASL_AUTHENTICATION_FAILED with Kafka's message otherwise, and the close);
 //! without it, after authentication both SASL APIs are answered ILLEGAL_SASL_STATE and the
 //! connection goes on, as Kafka's request handler does.
 //!
@@ -67,6 +67,15 @@ pub(crate) async fn sasl_handshake(
                 peer = ?context.peer,
                 mechanism = %request.mechanism.as_str(),
                 "closing a Kafka connection: SASL mechanism not enabled on this listener"
+            );
+            Some(ResponseError::UnsupportedSaslMechanism)
+        }
+        Err(HandshakeRefusal::MechanismChanged) => {
+            tracing::info!(
+                peer = ?context.peer,
+                mechanism = %request.mechanism.as_str(),
+                "closing a Kafka connection: a re-authentication must use the mechanism the \
+                 connection authenticated with"
             );
             Some(ResponseError::UnsupportedSaslMechanism)
         }
