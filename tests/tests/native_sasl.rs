@@ -2,7 +2,7 @@
 //! SCRAM-SHA-512 and PLAIN; the negative matrix (wrong password, unknown user, a request before
 //! authentication, an unsupported mechanism: each refused, the connection closed, nothing
 //! written); `spate user create|list|delete` with the `--sasl-*` flags and
-//! `SPATE_SASL_PASSWORD`.
+//! `SPATE_SASL_PASSWORD`; an unknown user answered exactly as a wrong password.
 //!
 //! The first user is made offline (`spate-broker user create`), as an operator would.
 
@@ -300,4 +300,53 @@ fn spate_user_commands_manage_users_over_the_native_protocol() {
     // And without credentials nothing is answered.
     let refused = spate(address, &["--timeout-ms", "1000", "topic", "list"], b"");
     assert_ne!(refused.code, 0);
+}
+
+/// A failed native SCRAM-SHA-512 login as `user`: the server-first-message without its nonce,
+/// and the last answer's code and message.
+fn failed_native_scram(
+    broker: &Broker,
+    user: &str,
+    password: &str,
+) -> (String, ErrorCode, Option<String>) {
+    let mut raw = TestClient::connect(broker.address());
+    let answer = raw.call(&SaslHandshakeRequest {
+        mechanism: "SCRAM-SHA-512".into(),
+    });
+    assert_eq!(answer.error_code, ErrorCode::None);
+    let mut scram = spate_security::ScramClient::new(
+        spate_security::ScramMechanism::Sha512,
+        user,
+        password,
+        "a-native-nonce".into(),
+    );
+    let first = raw.call(&SaslAuthenticateRequest {
+        auth_bytes: Bytes::from(scram.client_first()),
+    });
+    assert_eq!(first.error_code, ErrorCode::None, "{user}: answered");
+    let client_final = scram.server_first(&first.auth_bytes).expect("valid");
+    let last = raw.call(&SaslAuthenticateRequest {
+        auth_bytes: Bytes::from(client_final),
+    });
+    assert!(raw.closed_by_broker());
+    let server_first = String::from_utf8(first.auth_bytes.to_vec()).expect("text");
+    let without_nonce = server_first
+        .split_once(',')
+        .expect("r=,s=,i=")
+        .1
+        .to_string();
+    (without_nonce, last.error_code, last.error_message)
+}
+
+#[test]
+fn an_unknown_native_user_is_answered_exactly_as_a_wrong_password() {
+    let broker = broker_with_admin();
+    let (admin_salt, admin_code, admin_message) = failed_native_scram(&broker, ADMIN, "wrong");
+    let (unknown_salt, unknown_code, unknown_message) =
+        failed_native_scram(&broker, "mallory", "guess");
+    let (unknown_salt_again, _, _) = failed_native_scram(&broker, "mallory", "again");
+    assert_eq!(unknown_code, ErrorCode::SaslAuthenticationFailed);
+    assert_eq!((admin_code, admin_message), (unknown_code, unknown_message));
+    assert_eq!(unknown_salt, unknown_salt_again, "a stable salt per name");
+    assert_eq!(admin_salt.len(), unknown_salt.len());
 }
