@@ -4,7 +4,9 @@
 //! the cluster operations (ElectLeaders, AlterPartitionReassignments, DescribeConfigs,
 //! AlterConfigs and IncrementalAlterConfigs of the broker resource), and the transactional APIs
 //! (InitProducerId, AddPartitionsToTxn, a transactional Produce, AddOffsetsToTxn,
-//! TxnOffsetCommit). Native: OffsetFetch, OffsetCommit, OffsetDelete, DeleteRecords and the
+//! TxnOffsetCommit, EndTxn, DescribeTransactions, ListTransactions), and the rest of Kafka's
+//! APIs with a check (CreatePartitions, DescribeLogDirs, OffsetForLeaderEpoch, SyncGroup,
+//! Heartbeat, LeaveGroup, ListGroups, DeleteGroups, OffsetFetch of a topic, DeleteAcls). Native: OffsetFetch, OffsetCommit, OffsetDelete, DeleteRecords and the
 //! cluster operations, through `spate-client`'s typed errors.
 //!
 //! Each refusal is followed, where it matters, by the same request with the ACL granted, so
@@ -805,6 +807,228 @@ fn kafka_transactional_apis_need_the_transactional_id_topic_and_group_acls() {
         None,
     );
     assert_eq!(kafka_produce(&mut alice, None, "scratch", plain), 0);
+}
+
+#[test]
+fn kafka_remaining_apis_refuse_a_user_without_acls_and_reveal_nothing() {
+    use spate_kafka_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use spate_kafka_protocol::kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    use spate_kafka_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use spate_kafka_protocol::kafka_protocol::messages::{
+        CreatePartitionsRequest, DeleteAclsRequest, DeleteGroupsRequest, DescribeLogDirsRequest,
+        DescribeTransactionsRequest, EndTxnRequest, HeartbeatRequest, LeaveGroupRequest,
+        ListGroupsRequest, ListTransactionsRequest, OffsetForLeaderEpochRequest, SyncGroupRequest,
+    };
+
+    let broker = secured_broker();
+    let admin = native_client(broker.address(), ADMIN);
+    topic_with_records(&admin, "ledger", 1);
+    let mut kafka_admin = kafka_client(&broker, ADMIN);
+    let mut alice = kafka_client(&broker, ALICE);
+    assert_eq!(kafka_commit(&mut kafka_admin, "auditors", "ledger", 1), 0);
+    let (code, admin_producer_id, admin_epoch) = kafka_init(&mut kafka_admin, "admin-tx");
+    assert_eq!(code, 0);
+    // A binding of someone else's, which a refused DeleteAcls must leave.
+    grant(&admin, ResourceType::Topic, "elsewhere", Operation::Read);
+
+    // CreatePartitions: Alter on the topic, else TOPIC_AUTHORIZATION_FAILED
+    // (KafkaApis.handleCreatePartitionsRequest); the count stays.
+    let create_partitions = |client: &mut KafkaTestClient| {
+        client
+            .call(
+                3,
+                &CreatePartitionsRequest::default()
+                    .with_timeout_ms(10_000)
+                    .with_topics(vec![CreatePartitionsTopic::default()
+                        .with_name(topic_name("ledger"))
+                        .with_count(3)
+                        .with_assignments(None)]),
+            )
+            .results[0]
+            .error_code
+    };
+    assert_eq!(create_partitions(&mut alice), TOPIC_AUTHORIZATION_FAILED);
+    let partitions = |admin: &Client| {
+        admin
+            .admin()
+            .describe_topic("ledger")
+            .wait()
+            .expect("describe")
+            .partitions
+            .len()
+    };
+    assert_eq!(partitions(&admin), 1, "no partition was added");
+
+    // DescribeLogDirs: Describe on the cluster, else CLUSTER_AUTHORIZATION_FAILED (v3+) and
+    // no directory (KafkaApis.handleDescribeLogDirsRequest).
+    let log_dirs = alice.call(4, &DescribeLogDirsRequest::default().with_topics(None));
+    assert_eq!(log_dirs.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert!(log_dirs.results.is_empty(), "{log_dirs:?}");
+
+    // OffsetForLeaderEpoch: Describe on the topic, else TOPIC_AUTHORIZATION_FAILED per
+    // partition (KafkaApis.handleOffsetForLeaderEpochRequest).
+    let epochs = alice.call(
+        4,
+        &OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(topic_name("ledger"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(0)])]),
+    );
+    let epoch = &epochs.topics[0].partitions[0];
+    assert_eq!(epoch.error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(epoch.end_offset, -1, "{epoch:?}");
+
+    // Transactions: EndTxn needs Write on the id; DescribeTransactions Describe per id
+    // (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, nothing of its state); ListTransactions leaves
+    // out the ids the principal may not describe (handleEndTxnRequest,
+    // handleDescribeTransactionsRequest, handleListTransactionsRequest).
+    let ended = alice.call(
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(text("admin-tx")))
+            .with_producer_id(ProducerId(admin_producer_id))
+            .with_producer_epoch(admin_epoch)
+            .with_committed(false),
+    );
+    assert_eq!(ended.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    let described = alice.call(
+        0,
+        &DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(text("admin-tx"))]),
+    );
+    let state = &described.transaction_states[0];
+    assert_eq!(state.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    assert_ne!(state.producer_id.0, admin_producer_id, "{state:?}");
+    let listed_transactions = |client: &mut KafkaTestClient| -> Vec<String> {
+        let response = client.call(0, &ListTransactionsRequest::default());
+        assert_eq!(response.error_code, 0);
+        response
+            .transaction_states
+            .iter()
+            .map(|state| state.transactional_id.0.to_string())
+            .collect()
+    };
+    assert!(listed_transactions(&mut alice).is_empty());
+    assert_eq!(listed_transactions(&mut kafka_admin), ["admin-tx"]);
+
+    // Groups: ListGroups leaves out what the principal may not describe; DeleteGroups needs
+    // Delete per group; SyncGroup, Heartbeat and LeaveGroup Read on the group; OffsetFetch with
+    // the group allowed answers an undescribable topic TOPIC_AUTHORIZATION_FAILED per
+    // partition, with no offset (handleListGroupsRequest, handleDeleteGroupsRequest,
+    // handleSyncGroupRequest, handleHeartbeatRequest, handleLeaveGroupRequest,
+    // handleOffsetFetchRequest).
+    let listed_groups = |client: &mut KafkaTestClient| -> Vec<String> {
+        let response = client.call(4, &ListGroupsRequest::default());
+        assert_eq!(response.error_code, 0);
+        response
+            .groups
+            .iter()
+            .map(|group| group.group_id.0.to_string())
+            .collect()
+    };
+    assert!(listed_groups(&mut alice).is_empty());
+    assert_eq!(listed_groups(&mut kafka_admin), ["auditors"]);
+    let deleted = alice.call(
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text("auditors"))]),
+    );
+    assert_eq!(deleted.results[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    let synced = alice.call(
+        5,
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(text("auditors")))
+            .with_generation_id(1)
+            .with_member_id(text("someone"))
+            .with_protocol_type(Some(text("consumer")))
+            .with_protocol_name(Some(text("range"))),
+    );
+    assert_eq!(synced.error_code, GROUP_AUTHORIZATION_FAILED);
+    let heartbeat = alice.call(
+        4,
+        &HeartbeatRequest::default()
+            .with_group_id(GroupId(text("auditors")))
+            .with_generation_id(1)
+            .with_member_id(text("someone")),
+    );
+    assert_eq!(heartbeat.error_code, GROUP_AUTHORIZATION_FAILED);
+    let left = alice.call(
+        4,
+        &LeaveGroupRequest::default()
+            .with_group_id(GroupId(text("auditors")))
+            .with_members(vec![
+                spate_kafka_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity::default()
+                    .with_member_id(text("someone")),
+            ]),
+    );
+    assert_eq!(left.error_code, GROUP_AUTHORIZATION_FAILED);
+    grant(&admin, ResourceType::Group, "auditors", Operation::Describe);
+    let fetched = alice.call(
+        8,
+        &OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(text("auditors")))
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(topic_name("ledger"))
+                .with_partition_indexes(vec![0])]))]),
+    );
+    let group = &fetched.groups[0];
+    assert_eq!(group.error_code, 0, "{group:?}");
+    let partition = &group.topics[0].partitions[0];
+    assert_eq!(partition.error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(partition.committed_offset, -1, "the offset is not revealed");
+    assert_eq!(kafka_committed(&mut kafka_admin, "auditors", "ledger"), 1);
+    assert_eq!(listed_groups(&mut alice), ["auditors"], "now describable");
+
+    // DeleteAcls: Alter on the cluster, else CLUSTER_AUTHORIZATION_FAILED per filter
+    // (AclApis.handleDeleteAcls); nothing is deleted.
+    let removed = alice.call(
+        1,
+        &DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()
+            .with_resource_type_filter(1)
+            .with_resource_name_filter(None)
+            .with_pattern_type_filter(1)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_operation(1)
+            .with_permission_type(1)]),
+    );
+    assert_eq!(
+        removed.filter_results[0].error_code,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
+    assert!(removed.filter_results[0].matching_acls.is_empty());
+    let remaining = admin
+        .admin()
+        .describe_acls(&spate_client::AclBindingFilter::any())
+        .wait()
+        .expect("describe acls");
+    assert_eq!(remaining.len(), 2, "{remaining:?}");
+
+    // With the ACLs granted the same requests go through.
+    grant(&admin, ResourceType::Topic, "ledger", Operation::Alter);
+    assert_eq!(create_partitions(&mut alice), 0);
+    assert_eq!(partitions(&admin), 3);
+    grant(
+        &admin,
+        ResourceType::Cluster,
+        "kafka-cluster",
+        Operation::Describe,
+    );
+    let log_dirs = alice.call(4, &DescribeLogDirsRequest::default().with_topics(None));
+    assert_eq!(log_dirs.error_code, 0);
+    assert!(!log_dirs.results.is_empty());
+    grant(
+        &admin,
+        ResourceType::TransactionalId,
+        "admin-tx",
+        Operation::Describe,
+    );
+    assert_eq!(listed_transactions(&mut alice), ["admin-tx"]);
 }
 
 // ---------------------------------------------------------------------------------------------
