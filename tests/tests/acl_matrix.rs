@@ -6,8 +6,9 @@
 //! (InitProducerId, AddPartitionsToTxn, a transactional Produce, AddOffsetsToTxn,
 //! TxnOffsetCommit, EndTxn, DescribeTransactions, ListTransactions), and the rest of Kafka's
 //! APIs with a check (CreatePartitions, DescribeLogDirs, OffsetForLeaderEpoch, SyncGroup,
-//! Heartbeat, LeaveGroup, ListGroups, DeleteGroups, OffsetFetch of a topic, DeleteAcls). Native: OffsetFetch, OffsetCommit, OffsetDelete, DeleteRecords and the
-//! cluster operations, through `spate-client`'s typed errors.
+//! Heartbeat, LeaveGroup, ListGroups, DeleteGroups, OffsetFetch of a topic, DeleteAcls). Native:
+//! OffsetFetch, OffsetCommit, OffsetDelete, DeleteRecords, CreatePartitions, the cluster
+//! operations and a transaction's offsets, through `spate-client`'s typed errors.
 //!
 //! Each refusal is followed, where it matters, by the same request with the ACL granted, so
 //! that a refusal for another reason (a wrong request, a missing topic) cannot pass for an
@@ -813,6 +814,7 @@ fn kafka_transactional_apis_need_the_transactional_id_topic_and_group_acls() {
 fn kafka_remaining_apis_refuse_a_user_without_acls_and_reveal_nothing() {
     use spate_kafka_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
     use spate_kafka_protocol::kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    use spate_kafka_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity;
     use spate_kafka_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
         OffsetForLeaderPartition, OffsetForLeaderTopic,
     };
@@ -962,8 +964,7 @@ fn kafka_remaining_apis_refuse_a_user_without_acls_and_reveal_nothing() {
         &LeaveGroupRequest::default()
             .with_group_id(GroupId(text("auditors")))
             .with_members(vec![
-                spate_kafka_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity::default()
-                    .with_member_id(text("someone")),
+                MemberIdentity::default().with_member_id(text("someone"))
             ]),
     );
     assert_eq!(left.error_code, GROUP_AUTHORIZATION_FAILED);
@@ -1148,4 +1149,137 @@ fn native_offsets_delete_records_and_cluster_operations_are_refused_without_thei
         .wait()
         .expect("the super user lists")
         .is_empty());
+}
+
+/// The authorization error inside a transaction's abortable error, or the error itself.
+fn transaction_cause(error: &Error) -> &Error {
+    match error.root() {
+        Error::TransactionAbortable { cause } => cause.root(),
+        other => other,
+    }
+}
+
+#[test]
+fn native_transactions_and_topic_changes_are_refused_without_their_acls() {
+    let broker = secured_broker();
+    let address = broker.address();
+    let admin = native_client(address, ADMIN);
+    let alice = native_client(address, ALICE);
+    topic_with_records(&admin, "input", 1);
+    topic_with_records(&admin, "output", 0);
+    // Alice may run transaction "copier-tx" writing to "output"; the group and "input" are not
+    // hers yet.
+    grant(
+        &admin,
+        ResourceType::TransactionalId,
+        "copier-tx",
+        Operation::Write,
+    );
+    grant(&admin, ResourceType::Topic, "output", Operation::Write);
+    let member = GroupConsumer::new(
+        &alice,
+        ConsumerConfig::default(),
+        GroupConfig::new("copier"),
+    )
+    .expect("group consumer");
+    let input = TopicPartition::new("input", 0);
+    let producer = alice
+        .producer(ProducerConfig {
+            transactional_id: Some("copier-tx".into()),
+            ..ProducerConfig::default()
+        })
+        .expect("producer config is valid");
+    producer.init_transactions().wait().expect("init");
+
+    // AddOffsetsToTxn needs Read on the group: the offsets are refused, naming it.
+    producer.begin_transaction().expect("begin");
+    let error = producer
+        .send_offsets_to_transaction(&[(input.clone(), 1)], &member.group_metadata())
+        .wait()
+        .unwrap_err();
+    let cause = transaction_cause(&error);
+    match cause {
+        Error::NotAuthorized { resource, .. } => {
+            assert_eq!(resource.resource_type, ResourceType::Group, "{error}");
+            assert_eq!(resource.name, "copier", "{error}");
+        }
+        other => panic!("expected the group refused, got: {other}"),
+    }
+    producer.abort_transaction().wait().expect("abort");
+
+    // With Read on the group, TxnOffsetCommit still needs Read on each topic.
+    grant(&admin, ResourceType::Group, "copier", Operation::Read);
+    producer.begin_transaction().expect("begin");
+    let error = producer
+        .send_offsets_to_transaction(&[(input.clone(), 1)], &member.group_metadata())
+        .wait()
+        .unwrap_err();
+    match transaction_cause(&error) {
+        Error::NotAuthorized { resource, .. } => {
+            assert_eq!(resource.resource_type, ResourceType::Topic, "{error}");
+            assert_eq!(resource.name, "input", "{error}");
+        }
+        other => panic!("expected the topic refused, got: {other}"),
+    }
+    producer.abort_transaction().wait().expect("abort");
+    let committed = GroupConsumer::new(
+        &admin,
+        ConsumerConfig::default(),
+        GroupConfig::new("copier"),
+    )
+    .expect("group consumer")
+    .committed(std::slice::from_ref(&input))
+    .wait()
+    .expect("committed");
+    assert_eq!(committed, [None], "nothing was committed");
+
+    // With Read on the topic the same offsets commit with the transaction.
+    grant(&admin, ResourceType::Topic, "input", Operation::Read);
+    producer.begin_transaction().expect("begin");
+    producer
+        .send_offsets_to_transaction(&[(input.clone(), 1)], &member.group_metadata())
+        .wait()
+        .expect("offsets in the transaction");
+    producer.commit_transaction().wait().expect("commit");
+    assert_eq!(
+        member
+            .committed(std::slice::from_ref(&input))
+            .wait()
+            .expect("committed"),
+        [Some(1)]
+    );
+
+    // Topic changes: CreatePartitions needs Alter on the topic (Write is not enough), and
+    // DescribeCluster, DecommissionBroker Describe and Alter on the cluster.
+    let error = alice
+        .admin()
+        .create_partitions("output", 2)
+        .wait()
+        .unwrap_err();
+    assert_refused(&error, ResourceType::Topic, "output");
+    assert_eq!(
+        admin
+            .admin()
+            .describe_topic("output")
+            .wait()
+            .expect("describe")
+            .partitions
+            .len(),
+        1
+    );
+    let error = alice.admin().describe_cluster().wait().unwrap_err();
+    assert_refused(&error, ResourceType::Cluster, "kafka-cluster");
+    let error = alice.admin().decommission_broker(0).wait().unwrap_err();
+    assert_refused(&error, ResourceType::Cluster, "kafka-cluster");
+    assert_eq!(
+        admin
+            .admin()
+            .describe_cluster()
+            .wait()
+            .expect("the super user describes the cluster")
+            .brokers
+            .len(),
+        1,
+        "the broker is still there"
+    );
 }
