@@ -559,8 +559,8 @@ fn kafka_cluster_operations_need_the_cluster_acl_and_change_nothing_without_it()
         .collect();
     assert_eq!(partition_codes, [CLUSTER_AUTHORIZATION_FAILED]);
 
-    // AlterPartitionReassignments: Alter on the cluster, else CLUSTER_AUTHORIZATION_FAILED for
-    // the request (authorizeClusterOperation(request, ALTER) in the handler); nothing starts.
+    // AlterPartitionReassignments: Alter on the cluster, else CLUSTER_AUTHORIZATION_FAILED
+    // (authorizeClusterOperation(request, ALTER) in the handler); nothing starts.
     let reassigned = alice.call(
         0,
         &AlterPartitionReassignmentsRequest::default()
@@ -572,7 +572,14 @@ fn kafka_cluster_operations_need_the_cluster_acl_and_change_nothing_without_it()
                     .with_replicas(Some(vec![BrokerId(0)]))])]),
     );
     assert_eq!(reassigned.error_code, CLUSTER_AUTHORIZATION_FAILED);
-    assert!(reassigned.responses.is_empty(), "{reassigned:?}");
+    // Each partition named carries the code too (AlterPartitionReassignmentsRequest
+    // .getErrorResponse).
+    let partition_codes: Vec<i16> = reassigned
+        .responses
+        .iter()
+        .flat_map(|topic| topic.partitions.iter().map(|p| p.error_code))
+        .collect();
+    assert_eq!(partition_codes, [CLUSTER_AUTHORIZATION_FAILED]);
     // Listing them needs Describe on the cluster.
     let listed = alice.call(
         0,
