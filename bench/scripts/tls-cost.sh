@@ -22,27 +22,8 @@
 #                            CPU that TLS costs shows) or all
 set -euo pipefail
 
-rounds=${1:-3}
-bin=${SPATE_BENCH_BIN:-target/release}
-out=${SPATE_BENCH_OUT:-}
-if [[ -z "$out" ]]; then
-    mkdir -p target
-    out=$(mktemp -d -p target tls-cost-XXXXXX)
-fi
-mkdir -p "$out"
-broker_cores=${SPATE_BENCH_BROKER_CORES:-0}
-load_cores=${SPATE_BENCH_LOAD_CORES:-1}
-duration_ms=${SPATE_BENCH_DURATION_MS:-5000}
-warmup_ms=${SPATE_BENCH_WARMUP_MS:-1000}
-data_flags=()
-if [[ -n "${SPATE_BENCH_DATA_DIR:-}" ]]; then data_flags=(--data-dir "$SPATE_BENCH_DATA_DIR"); fi
-for binary in spate-bench spate-broker; do
-    if [[ ! -x "$bin/$binary" ]]; then
-        echo "no $bin/$binary: build with cargo build --release -p spate-broker -p spate-bench," \
-            "or set SPATE_BENCH_BIN" >&2
-        exit 2
-    fi
-done
+source "$(dirname "$0")/lib.sh"
+cost_setup tls-cost "${1:-3}" spate-bench spate-broker
 
 # A CA and a server certificate for 127.0.0.1 (ECDSA P-256, as rustls negotiates by default).
 certificates="$out/certificates"
@@ -58,18 +39,9 @@ openssl x509 -req -in "$certificates/server.csr" -CA "$certificates/ca.pem" \
     -CAkey "$certificates/ca.key" -CAcreateserial -days 2 -extfile "$certificates/server.ext" \
     -out "$certificates/server.pem" 2> /dev/null
 
-# A top-level figure of a spate-bench JSON file (pretty-printed: two spaces deep).
-figure() {
-    sed -n "s/^  \"$2\": \([0-9.eE+-]*\),\{0,1\}\$/\1/p" "$1" | head -1
-}
-
-median() {
-    sort -g | awk '{ values[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print values[(NR + 1) / 2]; else print (values[NR / 2] + values[NR / 2 + 1]) / 2 }'
-}
-
 echo "TLS cost: $rounds pairs per workload, ${duration_ms} ms per run, broker on core(s)" \
-    "$broker_cores, load on $load_cores; machine: $(nproc) cores, $(uname -r)," \
-    "load [$(cut -d' ' -f1-3 /proc/loadavg)]; results in $out"
+    "$broker_cores, load on $load_cores; $(machine_summary);" \
+    "results in $out"
 printf '%-20s %-6s %14s %14s %12s\n' workload side records/s bytes/s p99_us
 status=0
 summary=()
@@ -99,7 +71,7 @@ for workload in produce consume; do
             fi
             records=$(figure "$json" records_per_sec)
             bytes=$(figure "$json" throughput_bytes_per_sec)
-            p99=$(sed -n 's/^    "p99": \([0-9.eE+-]*\),\{0,1\}$/\1/p' "$json" | head -1)
+            p99=$(p99 "$json")
             printf '%-20s %-6s %14.0f %14.0f %12s\n' "$workload #$round" "$side" \
                 "${records:-0}" "${bytes:-0}" "${p99:-?}"
             echo "$bytes" >> "$out/$workload-$side.bytes"

@@ -438,6 +438,10 @@ fn run_driver(
         "address": address.to_string(),
         "spawned": spawned.is_some(),
         "data_dir": spawned.as_ref().and_then(|spawned| spawned.data_dir()).map(|path| path.display().to_string()),
+        // What the native driver's connections paid for (never the password).
+        "tls": target_arguments.tls_ca.is_some(),
+        "tls_client_certificate": target_arguments.tls_cert.is_some(),
+        "sasl_mechanism": target_arguments.sasl_mechanism.map(|mechanism| mechanism.name()),
     });
     let driver = connect(driver_kind, address, target_arguments, workload)?;
     eprintln!(
@@ -647,16 +651,33 @@ fn connect(
     Ok(match driver {
         DriverKind::Spate => Box::new(SpateDriver::connect(
             address,
-            target_arguments
-                .tls_ca
-                .as_ref()
-                .map(spate_client::TlsConfig::new),
+            spate_security(target_arguments),
         )?),
         DriverKind::Kafka | DriverKind::ApacheKafka | DriverKind::ApacheKafkaFlush => {
             kafka_driver(address, driver)?
         }
         DriverKind::Redis => Box::new(RedisDriver::connect(address)?),
     })
+}
+
+/// The native driver's TLS and SASL from `--tls-*` and `--sasl-*` (clap checked that they come
+/// in whole sets).
+fn spate_security(target_arguments: &TargetArgs) -> crate::driver::spate::Security {
+    let tls = target_arguments.tls_ca.as_ref().map(|ca_file| {
+        let tls = spate_client::TlsConfig::new(ca_file);
+        match (&target_arguments.tls_cert, &target_arguments.tls_key) {
+            (Some(cert_file), Some(key_file)) => tls.with_client_certificate(cert_file, key_file),
+            _ => tls,
+        }
+    });
+    let sasl = target_arguments.sasl_mechanism.map(|mechanism| {
+        (
+            mechanism,
+            target_arguments.sasl_username.clone().unwrap_or_default(),
+            target_arguments.sasl_password.clone().unwrap_or_default(),
+        )
+    });
+    crate::driver::spate::Security { tls, sasl }
 }
 
 #[cfg(feature = "kafka")]

@@ -204,6 +204,28 @@ pub struct TargetArgs {
     /// and the same for `--tls-key-file`; `bench/scripts/tls-cost.sh` does both).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain the native driver presents (mutual TLS), with --tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The native driver authenticates every connection with this SASL mechanism (PLAIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-512), as --sasl-username with --sasl-password
+    /// (`bench/scripts/authz-cost.sh` gives a broker of its own the user and its ACLs).
+    #[arg(long, requires_all = ["sasl_username", "sasl_password"])]
+    pub sasl_mechanism: Option<spate_client::SaslMechanism>,
+    /// The SASL user.
+    #[arg(long, requires = "sasl_mechanism")]
+    pub sasl_username: Option<String>,
+    /// The SASL user's password (prefer SPATE_BENCH_SASL_PASSWORD: a flag shows in `ps`).
+    #[arg(
+        long,
+        env = "SPATE_BENCH_SASL_PASSWORD",
+        hide_env_values = true,
+        requires = "sasl_mechanism"
+    )]
+    pub sasl_password: Option<String>,
     /// The redis-server binary to spawn.
     #[arg(long, default_value = "redis-server")]
     pub redis_binary: PathBuf,
@@ -343,6 +365,38 @@ mod tests {
             "127.0.0.1:9192",
         ]);
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn sasl_flags_come_as_a_whole_set() {
+        let produce = |extra: &[&str]| {
+            let mut arguments = vec!["spate-bench", "produce", "--broker", "127.0.0.1:9192"];
+            arguments.extend_from_slice(extra);
+            CommandLine::try_parse_from(arguments)
+        };
+        let parsed = produce(&[
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-username",
+            "bench",
+            "--sasl-password",
+            "secret",
+        ])
+        .unwrap();
+        let Command::Produce(arguments) = parsed.command else {
+            panic!("expected produce");
+        };
+        assert_eq!(
+            arguments.target.sasl_mechanism,
+            Some(spate_client::SaslMechanism::ScramSha512)
+        );
+        assert_eq!(arguments.target.sasl_username.as_deref(), Some("bench"));
+        // A mechanism without a user, a user without a mechanism, a certificate without its
+        // key or without a CA: refused before anything runs.
+        assert!(produce(&["--sasl-mechanism", "PLAIN"]).is_err());
+        assert!(produce(&["--sasl-username", "bench"]).is_err());
+        assert!(produce(&["--tls-ca", "ca.pem", "--tls-cert", "c.pem"]).is_err());
+        assert!(produce(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
     }
 
     #[test]

@@ -791,7 +791,8 @@ pub fn produce_replicated_against_unreplicated(
         eprintln!("starting a {brokers}-broker cluster for RF={replication_factor} ...");
         let cluster = LocalCluster::start(binary, data_root, brokers, &arguments)
             .map_err(|error| crate::app::BenchError::Usage(error.to_string()))?;
-        let driver = crate::driver::spate::SpateDriver::connect(cluster.address(1), None)?;
+        let driver =
+            crate::driver::spate::SpateDriver::connect(cluster.address(1), Default::default())?;
         let sampler = Sampler::start(&cluster);
         let before = Snapshot::take(&cluster);
         eprintln!("running produce with acks=all on RF={replication_factor} ...");

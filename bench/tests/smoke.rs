@@ -7,7 +7,8 @@
 //! `--features kafka`, the kafka driver runs too (against the broker's Kafka listener), and the
 //! apache-kafka drivers against Apache Kafka (`bash bench/scripts/apache-kafka-install.sh`
 //! installs a JDK and its jars first). Set
-//! `SPATE_BENCH_BROKER_BINARY` to use an already built broker instead of building one.
+//! `SPATE_BENCH_BROKER_BINARY` to use an already built broker instead of building one. One run
+//! logs in with SASL to a broker the test starts itself (with its user made offline).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -763,4 +764,110 @@ fn produce_on_a_local_cluster_reports_both_replication_factors_and_a_failover() 
         rounds[0]["failover_ms"].as_f64().is_some_and(|ms| ms > 0.0),
         "{printed}"
     );
+}
+
+/// A broker this test starts itself, on `data_dir`, with SCRAM-SHA-512 required on its native
+/// listener (spate-bench's own spawning makes a fresh data directory, without users). Killed on
+/// drop.
+struct SecuredBroker {
+    child: std::process::Child,
+    address: String,
+}
+
+impl SecuredBroker {
+    fn start(data_dir: &Path, user: &str, password: &str) -> SecuredBroker {
+        use std::io::BufRead;
+        let created = Command::new(broker_binary())
+            .args(["user", "create", "--data-dir"])
+            .arg(data_dir)
+            .args(["--name", user, "--password", password])
+            .args(["--mechanism", "SCRAM-SHA-512"])
+            .output()
+            .expect("run spate-broker user create");
+        assert!(created.status.success(), "{created:?}");
+        let mut child = Command::new(broker_binary())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0", "--shards", "1"])
+            .args(["--sasl-mechanisms", "SCRAM-SHA-512"])
+            .args(["--super-users", &format!("User:{user}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start spate-broker");
+        let stderr = child.stderr.take().expect("stderr was piped");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Reads on to the end, so that the broker never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(start) = line.find(" address=") {
+                    let rest = &line[start + " address=".len()..];
+                    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                    let _ = sender.send(rest[..end].to_string());
+                }
+            }
+        });
+        let address = receiver
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the broker's ready line");
+        SecuredBroker { child, address }
+    }
+}
+
+impl Drop for SecuredBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn produce_logs_in_with_sasl_and_a_wrong_password_fails_the_run() {
+    let directory = data_dir();
+    let broker = SecuredBroker::start(directory.path(), "bench", "bench-password");
+    let document = run_bench(&[
+        "produce",
+        "--broker",
+        &broker.address,
+        "--sasl-mechanism",
+        "SCRAM-SHA-512",
+        "--sasl-username",
+        "bench",
+        "--sasl-password",
+        "bench-password",
+        "--duration-ms",
+        "1000",
+        "--warmup-ms",
+        "200",
+    ]);
+    assert_eq!(document["errors"], 0, "{document:#}");
+    assert!(number_at(&document, &["records_per_sec"]).is_some_and(|rate| rate > 0.0));
+    let target = &document["config"]["targets"][0];
+    assert_eq!(target["sasl_mechanism"], "SCRAM-SHA-512", "{document:#}");
+    assert_eq!(target["tls"], false, "{document:#}");
+    assert!(
+        !document.to_string().contains("bench-password"),
+        "the report never holds the password"
+    );
+
+    // A wrong password: the login is refused, and the run fails saying so.
+    let refused = Command::new(env!("CARGO_BIN_EXE_spate-bench"))
+        .args(["produce", "--broker", &broker.address])
+        .args([
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-username",
+            "bench",
+        ])
+        .args(["--duration-ms", "500", "--no-progress"])
+        .env("SPATE_BENCH_SASL_PASSWORD", "not-the-password")
+        .output()
+        .expect("run spate-bench");
+    assert!(!refused.status.success(), "{refused:?}");
+    let printed = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(printed.contains("authentic"), "{printed}");
 }

@@ -1,11 +1,13 @@
 //! End-to-end TLS (issue #17): the real broker with certificates made in the test (rcgen),
 //! reached by the native client, kcat (librdkafka, over the Kafka listener) and an HTTPS GET
-//! to the admin listener; mutual TLS and the principal it yields; the refusals (no client
+//! to the admin listener; mutual TLS and the principal it yields; mutual TLS with SASL on one
+//! listener (Kafka's SASL_SSL with `ssl.client.auth=required`: both required, the SASL login
+//! the principal), native and with kcat; the refusals (no client
 //! certificate, another CA's, an expired server certificate, plaintext on a TLS port and TLS on
 //! a plaintext port), each leaving the broker serving; certificate reload on a file change and
 //! on SIGHUP; files that fail the start, naming themselves.
 //!
-//! kcat must be on the PATH (CI installs it); without it that one test says so and passes.
+//! kcat must be on the PATH (CI installs it); without it its tests say so and pass.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -178,6 +180,272 @@ fn mutual_tls_refuses_no_certificate_and_another_cas_certificate() {
         ),
     );
     member.admin().list_topics().wait().expect("list topics");
+}
+
+/// The password of the SASL users of the mutual-TLS-plus-SASL test.
+const SASL_PASSWORD: &str = "a-password-of-sorts";
+
+/// A client that presents `certificate` (or none) and logs in as `user` with SCRAM-SHA-512.
+fn sasl_ssl_client(
+    address: SocketAddr,
+    pki: &TestPki,
+    certificate: Option<&pki::CertificateFiles>,
+    user: &str,
+    password: &str,
+) -> Client {
+    let mut tls = TlsConfig::new(&pki.ca_file);
+    if let Some(certificate) = certificate {
+        tls = tls.with_client_certificate(&certificate.cert_file, &certificate.key_file);
+    }
+    let config = ClientConfig {
+        retry_timeout: Duration::from_secs(20),
+        tls: Some(tls),
+        ..ClientConfig::new(address.to_string())
+            .with_client_id("spate-tls-tests")
+            .with_sasl(spate_client::SaslMechanism::ScramSha512, user, password)
+    };
+    Client::new(config).expect("client config is valid")
+}
+
+fn allow_user(admin: &Client, user: &str, topic: &str, operations: &[spate_client::Operation]) {
+    let bindings: Vec<spate_client::AclBinding> = operations
+        .iter()
+        .map(|operation| spate_client::AclBinding {
+            resource_type: spate_client::ResourceType::Topic,
+            resource_name: topic.to_string(),
+            pattern: spate_client::PatternType::Literal,
+            principal: format!("User:{user}"),
+            host: "*".to_string(),
+            operation: *operation,
+            permission: spate_client::Permission::Allow,
+        })
+        .collect();
+    for outcome in admin
+        .admin()
+        .create_acls(&bindings)
+        .wait()
+        .expect("create acls")
+    {
+        outcome.expect("the binding is created");
+    }
+}
+
+fn produce_one(client: &Client, topic: &str) -> Result<(), Error> {
+    let producer = client
+        .producer(ProducerConfig {
+            idempotence: false,
+            ..ProducerConfig::default()
+        })
+        .expect("producer config is valid");
+    let delivery =
+        producer.send_blocking(ProducerRecord::new(topic, b"value").with_partition(0))?;
+    producer.flush().wait()?;
+    delivery.wait().map(|_| ())
+}
+
+/// Kafka's SASL_SSL with `ssl.client.auth=required` on one listener: the client certificate
+/// is required (no certificate: refused at the handshake, before any password is sent), and
+/// the SASL login, not the certificate's CN, decides the principal whose ACLs apply.
+/// A broker whose listener `prefix` ("" native, "kafka-" Kafka) has TLS with required client
+/// certificates and SCRAM-SHA-512, so authorization on; users `admin` (super user), `bob` and
+/// `alice` (also the test certificate's CN), created offline. On the Kafka variant the native
+/// listener stays plain and its `User:ANONYMOUS` a super user, the test's own view.
+fn sasl_ssl_broker(pki: &TestPki, prefix: &str) -> Broker {
+    let mut broker = broker_with(Vec::new());
+    broker.terminate();
+    for user in ["admin", "bob", "alice"] {
+        let created = Command::new(broker_binary())
+            .args(["user", "create", "--data-dir"])
+            .arg(broker.data_dir())
+            .args(["--name", user, "--password", SASL_PASSWORD])
+            .args(["--mechanism", "SCRAM-SHA-512"])
+            .output()
+            .expect("run spate-broker user create");
+        assert!(
+            created.status.success(),
+            "user create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+    let super_users = if prefix.is_empty() {
+        "User:admin"
+    } else {
+        "User:admin,User:ANONYMOUS"
+    };
+    let mut arguments = TestPki::listener_arguments(prefix, &pki.server, Some(&pki.ca_file));
+    arguments.extend([
+        format!("--{prefix}sasl-mechanisms"),
+        "SCRAM-SHA-512".into(),
+        "--super-users".into(),
+        super_users.into(),
+    ]);
+    broker.restart_with(BrokerOptions {
+        arguments,
+        ..BrokerOptions::default()
+    });
+    broker
+}
+
+/// Topics `bobs` and `alices`, each writable by the user it is named for.
+fn bobs_and_alices(admin: &Client) {
+    for topic in ["bobs", "alices"] {
+        admin
+            .admin()
+            .create_topic(NewTopic::new(topic, 1))
+            .wait()
+            .expect("the super user creates a topic");
+    }
+    let write = [
+        spate_client::Operation::Write,
+        spate_client::Operation::Describe,
+    ];
+    allow_user(admin, "bob", "bobs", &write);
+    allow_user(admin, "alice", "alices", &write);
+}
+
+fn latest_offset(admin: &Client, topic: &str) -> Option<u64> {
+    admin
+        .admin()
+        .list_offsets(topic, Some(&[0]), spate_client::OffsetSpec::Latest)
+        .wait()
+        .expect("list offsets")[0]
+        .offset
+}
+
+/// Kafka's SASL_SSL with `ssl.client.auth=required` on one listener: the client certificate
+/// is required (no certificate: refused at the handshake, before any password is sent), and
+/// the SASL login, not the certificate's CN, decides the principal whose ACLs apply.
+#[test]
+fn mutual_tls_with_sasl_requires_both_and_the_sasl_login_is_the_principal() {
+    let pki = TestPki::new();
+    let broker = sasl_ssl_broker(&pki, "");
+    let address = broker.address();
+    let certificate = Some(&pki.client);
+
+    let admin = sasl_ssl_client(address, &pki, certificate, "admin", SASL_PASSWORD);
+    bobs_and_alices(&admin);
+
+    // Both: bob's ACLs apply, not those of the certificate's CN=alice.
+    let bob = sasl_ssl_client(address, &pki, certificate, "bob", SASL_PASSWORD);
+    produce_one(&bob, "bobs").expect("bob writes where bob may");
+    let refused = produce_one(&bob, "alices").unwrap_err();
+    match refused.root() {
+        Error::NotAuthorized { resource, .. } => assert_eq!(resource.name, "alices", "{refused}"),
+        other => panic!("expected bob refused on alices, got: {other}"),
+    }
+
+    // No certificate: the TLS handshake is refused, whatever the password.
+    let without = sasl_ssl_client(address, &pki, None, "bob", SASL_PASSWORD);
+    let refusal = tls_refusal(&without);
+    assert!(matches!(refusal, Error::Tls { .. }), "{refusal:?}");
+
+    // The certificate but a wrong password: the SASL login is refused (the certificate alone
+    // does not authenticate a SASL listener).
+    let wrong = sasl_ssl_client(address, &pki, certificate, "bob", "not-the-password");
+    let refusal = tls_refusal(&wrong);
+    assert!(
+        matches!(refusal, Error::Authentication { .. }),
+        "{refusal:?}"
+    );
+
+    // Nothing was written by the refused attempts.
+    assert_eq!(latest_offset(&admin, "bobs"), Some(1));
+    assert_eq!(latest_offset(&admin, "alices"), Some(0));
+}
+
+/// One record produced by kcat over SASL_SSL as `user`, presenting the test client certificate
+/// when `with_certificate`.
+fn kcat_sasl_ssl_produce(
+    broker: &Broker,
+    pki: &TestPki,
+    with_certificate: bool,
+    user: &str,
+    password: &str,
+    topic: &str,
+) -> std::process::Output {
+    let mut command = Command::new("kcat");
+    command
+        .args(["-P", "-b", &broker.kafka_address().to_string()])
+        .args(["-t", topic, "-p", "0"])
+        .args(["-X", "security.protocol=sasl_ssl"])
+        .args(["-X", &format!("ssl.ca.location={}", pki.ca_file.display())])
+        .args(["-X", "sasl.mechanisms=SCRAM-SHA-512"])
+        .args(["-X", &format!("sasl.username={user}")])
+        .args(["-X", &format!("sasl.password={password}")])
+        .args(["-X", "message.timeout.ms=10000"]);
+    if with_certificate {
+        command
+            .args([
+                "-X",
+                &format!(
+                    "ssl.certificate.location={}",
+                    pki.client.cert_file.display()
+                ),
+            ])
+            .args([
+                "-X",
+                &format!("ssl.key.location={}", pki.client.key_file.display()),
+            ]);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kcat");
+    let mut input = child.stdin.take().expect("kcat's input");
+    writeln!(input, "from-{user}").expect("write to kcat");
+    drop(input);
+    child.wait_with_output().expect("kcat ends")
+}
+
+/// The same on the Kafka listener with a real client (kcat, librdkafka's SASL_SSL).
+#[test]
+fn kcat_over_sasl_ssl_needs_the_certificate_and_the_password_and_acts_as_the_sasl_user() {
+    let found = Command::new("kcat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        eprintln!("SKIPPED: kcat (librdkafka's command-line client) is not on the PATH");
+        return;
+    }
+    let pki = TestPki::new();
+    let broker = sasl_ssl_broker(&pki, "kafka-");
+    let admin = client(broker.address(), None);
+    bobs_and_alices(&admin);
+
+    let produced = kcat_sasl_ssl_produce(&broker, &pki, true, "bob", SASL_PASSWORD, "bobs");
+    assert!(
+        produced.status.success(),
+        "bob with the certificate and his password: {}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    // CN=alice's certificate does not make bob alice.
+    let refused = kcat_sasl_ssl_produce(&broker, &pki, true, "bob", SASL_PASSWORD, "alices");
+    assert!(!refused.status.success(), "bob may not write to alices");
+    let errors = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(
+        errors.contains("topic authorization failed")
+            || errors.contains("topic_authorization_failed"),
+        "{errors}"
+    );
+    let no_certificate = kcat_sasl_ssl_produce(&broker, &pki, false, "bob", SASL_PASSWORD, "bobs");
+    assert!(!no_certificate.status.success(), "no certificate, no entry");
+    let errors = String::from_utf8_lossy(&no_certificate.stderr).to_lowercase();
+    assert!(
+        errors.contains("ssl"),
+        "refused at the TLS handshake: {errors}"
+    );
+    let wrong_password =
+        kcat_sasl_ssl_produce(&broker, &pki, true, "bob", "not-the-password", "bobs");
+    assert!(!wrong_password.status.success(), "a wrong password fails");
+    let errors = String::from_utf8_lossy(&wrong_password.stderr).to_lowercase();
+    assert!(errors.contains("authentication"), "{errors}");
+    assert_eq!(latest_offset(&admin, "bobs"), Some(1));
+    assert_eq!(latest_offset(&admin, "alices"), Some(0));
 }
 
 #[test]

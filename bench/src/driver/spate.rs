@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use spate_client::{
-    Acks, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, TlsConfig,
+    Acks, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, SaslMechanism,
+    TlsConfig,
 };
 use spate_client::{DeliveredBatch, ProducerConfig, ProducerRecord, StartAt};
 
@@ -35,22 +36,28 @@ fn client_error(operation: &'static str) -> impl Fn(spate_client::Error) -> Driv
     }
 }
 
+/// How every client of the driver reaches the broker: TLS (`--tls-*`) and SASL (`--sasl-*`),
+/// each optional; the default is plaintext without authentication.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    pub tls: Option<TlsConfig>,
+    /// Mechanism, user name and password.
+    pub sasl: Option<(SaslMechanism, String, String)>,
+}
+
 /// A Spate broker, reached through its bootstrap address.
 pub struct SpateDriver {
     address: SocketAddr,
     admin_client: Client,
-    /// TLS for every client this driver makes; `None`: plaintext.
-    tls: Option<TlsConfig>,
+    /// TLS and SASL for every client this driver makes.
+    security: Security,
 }
 
 impl SpateDriver {
-    /// Starts a client and checks the broker answers (lists topics).
-    /// `tls`: talk TLS to the broker (`--tls-ca`); `None`: plaintext.
-    pub fn connect(
-        address: SocketAddr,
-        tls: Option<TlsConfig>,
-    ) -> Result<SpateDriver, DriverError> {
-        let admin_client = new_client(address, &tls)?;
+    /// Starts a client and checks the broker answers (lists topics), with `security` for it
+    /// and every later client.
+    pub fn connect(address: SocketAddr, security: Security) -> Result<SpateDriver, DriverError> {
+        let admin_client = new_client(address, &security)?;
         admin_client
             .admin()
             .list_topics()
@@ -63,16 +70,19 @@ impl SpateDriver {
         Ok(SpateDriver {
             address,
             admin_client,
-            tls,
+            security,
         })
     }
 }
 
-fn new_client(address: SocketAddr, tls: &Option<TlsConfig>) -> Result<Client, DriverError> {
-    let config = ClientConfig {
-        tls: tls.clone(),
+fn new_client(address: SocketAddr, security: &Security) -> Result<Client, DriverError> {
+    let mut config = ClientConfig {
+        tls: security.tls.clone(),
         ..ClientConfig::new(address.to_string()).with_client_id(CLIENT_ID)
     };
+    if let Some((mechanism, username, password)) = &security.sasl {
+        config = config.with_sasl(*mechanism, username, password);
+    }
     Client::new(config).map_err(client_error("start a client"))
 }
 
@@ -136,7 +146,7 @@ impl Driver for SpateDriver {
         settings: &ProducerSettings,
         on_acknowledgement: AcknowledgementCallback,
     ) -> Result<Box<dyn ProducerDriver>, DriverError> {
-        let client = new_client(self.address, &self.tls)?;
+        let client = new_client(self.address, &self.security)?;
         let defaults = ProducerConfig::default();
         let config = ProducerConfig {
             acks: acks_of(settings.acks),
@@ -181,7 +191,7 @@ impl Driver for SpateDriver {
         partitions: &[u32],
         settings: &ConsumerSettings,
     ) -> Result<Box<dyn ConsumerDriver>, DriverError> {
-        let client = new_client(self.address, &self.tls)?;
+        let client = new_client(self.address, &self.security)?;
         let defaults = ConsumerConfig::default();
         let fetch_bytes_max = settings.fetch_bytes_max;
         let config = ConsumerConfig {

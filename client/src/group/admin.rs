@@ -435,13 +435,15 @@ impl GroupAdmin {
                 )
                 .await?;
             if !response.error_code.is_none() {
+                // A request-wide refusal is the group's (GroupAuthorizationFailed names it).
                 return Err(Error::broker(
                     "delete offsets",
                     Some(&topic),
                     None,
                     response.error_code,
                     Some(format!("group {group_id:?}")),
-                ));
+                )
+                .naming(spate_security::ResourceType::Group, &group_id));
             }
             Ok(partitions
                 .into_iter()
@@ -604,7 +606,8 @@ async fn committed_partitions(
             None,
             response.error_code,
             Some(format!("group {group_id:?}")),
-        ));
+        )
+        .naming(spate_security::ResourceType::Group, group_id));
     }
     Ok(response
         .topics

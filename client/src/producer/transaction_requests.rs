@@ -341,7 +341,10 @@ pub(crate) async fn send_offsets(
         "add offsets to transaction",
         |response| Failure::of(response.error_code, response.error_message.clone()),
     )
-    .await;
+    .await
+    // Sent to the transaction's coordinator, but a group refusal (no Read on it) is the
+    // group's: name it too.
+    .map_err(|refusal| refusal.naming(CoordinatorKind::Group, &group.group_id));
     settle(&inner, added.map(|_| ()), identity)?;
     inner.accumulator().transaction_mut().offsets_added();
 

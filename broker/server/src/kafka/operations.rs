@@ -166,15 +166,50 @@ fn whole_request_failed(version: i16, wanted: Wanted, code: i16) -> ElectLeaders
     }
 }
 
+/// A whole AlterPartitionReassignments request refused: the code for the request and for
+/// each partition it named, as Kafka's `AlterPartitionReassignmentsRequest.getErrorResponse`
+/// answers (a client reading per-partition results finds each one's refusal).
+fn reassignments_refused(
+    request: &AlterPartitionReassignmentsRequest,
+    code: i16,
+    message: String,
+) -> AlterPartitionReassignmentsResponse {
+    let responses = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    ReassignablePartitionResponse::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(code)
+                        .with_error_message(Some(text(message.clone())))
+                })
+                .collect();
+            ReassignableTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    AlterPartitionReassignmentsResponse::default()
+        .with_error_code(code)
+        .with_error_message(Some(text(message)))
+        .with_responses(responses)
+}
+
 pub(crate) async fn alter_partition_reassignments(
     context: &KafkaContext<'_>,
     _version: i16,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
     if !context.cluster_authorized(Operation::Alter) {
-        return AlterPartitionReassignmentsResponse::default()
-            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            .with_error_message(Some(text("Authorization failed.")));
+        return reassignments_refused(
+            &request,
+            ResponseError::ClusterAuthorizationFailed.code(),
+            "Authorization failed.".to_string(),
+        );
     }
     let moves: Vec<_> = request
         .topics
@@ -196,11 +231,7 @@ pub(crate) async fn alter_partition_reassignments(
         .collect();
     let reassignments = match reassign_partitions(context.services, &moves).await {
         Ok(reassignments) => reassignments,
-        Err((code, message)) => {
-            return AlterPartitionReassignmentsResponse::default()
-                .with_error_code(kafka_code(code))
-                .with_error_message(Some(text(message)))
-        }
+        Err((code, message)) => return reassignments_refused(&request, kafka_code(code), message),
     };
     let responses = reassignments
         .into_iter()
