@@ -8,7 +8,8 @@
 //! admin creates `alice` (AlterUserScramCredentials) and an ACL (CreateAcls); alice then
 //! authenticates on brokers 2 and 3 and the ACL lets her see the topic there. The ACL deleted
 //! through broker 3 refuses her on broker 1. A restarted broker and a controller failover keep
-//! the users and bindings (they are in the Raft log).
+//! the users and bindings (they are in the Raft log). The native user and ACL APIs take the same
+//! path.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -24,10 +25,16 @@ use spate_kafka_protocol::kafka_protocol::messages::{
     MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
 };
 use spate_kafka_protocol::kafka_protocol::protocol::StrBytes;
+use spate_protocol::api::{
+    AclEntry, AclFilter, CreateAclsRequest as NativeCreateAclsRequest,
+    DeleteAclsRequest as NativeDeleteAclsRequest, DeleteUserRequest, ListUsersRequest,
+    UpsertUserRequest,
+};
+use spate_protocol::error::ErrorCode;
 use spate_security::{ScramClient, ScramCredential, ScramMechanism};
 use spate_tests::broker_process::broker_binary;
 use spate_tests::cluster::{wait_for, Cluster, ClusterOptions, NodeId, FORMATION_TIMEOUT};
-use spate_tests::KafkaTestClient;
+use spate_tests::{KafkaTestClient, TestClient};
 
 const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "admin-secret";
@@ -391,4 +398,117 @@ fn users_and_acls_made_through_one_broker_are_in_force_on_every_broker_and_survi
         caught_up.is_some(),
         "the old controller learns the user made while it was down"
     );
+}
+
+/// A native connection to broker `id` (plaintext: User:ANONYMOUS, a super user here).
+fn native(cluster: &Cluster, id: NodeId) -> TestClient {
+    TestClient::connect(cluster.address(id))
+}
+
+/// Alice's bindings, as a native filter.
+fn native_alices_filter() -> AclFilter {
+    AclFilter {
+        resource_type: ANY as u8,
+        resource_name: None,
+        pattern_type: ANY as u8,
+        principal: Some("User:alice".into()),
+        host: None,
+        operation: ANY as u8,
+        permission: ANY as u8,
+    }
+}
+
+#[test]
+fn the_native_user_and_acl_apis_change_the_cluster_metadata_too() {
+    let cluster = cluster_with_admin();
+    cluster.create_topic(1, TOPIC, 1, &[]);
+
+    // A user made through broker 2's native UpsertUser authenticates on broker 3.
+    let salt = b"alice-native-salt".to_vec();
+    let salted = ScramCredential::salted_password(
+        ScramMechanism::Sha512,
+        ALICE_PASSWORD.as_bytes(),
+        &salt,
+        4096,
+    );
+    let upserted = native(&cluster, 2).call(&UpsertUserRequest {
+        name: ALICE.into(),
+        mechanism: "SCRAM-SHA-512".into(),
+        iterations: 4096,
+        salt: Bytes::from(salt),
+        salted_password: Bytes::from(salted),
+    });
+    assert_eq!(upserted.error_code, ErrorCode::None, "{upserted:?}");
+    wait_for_alice(
+        &cluster,
+        3,
+        TOPIC_AUTHORIZATION_FAILED,
+        "the native UpsertUser",
+    );
+
+    // An ACL made through broker 3's native CreateAcls lets her see the topic on broker 1.
+    let created = native(&cluster, 3).call(&NativeCreateAclsRequest {
+        creations: vec![AclEntry {
+            resource_type: TOPIC_RESOURCE as u8,
+            resource_name: TOPIC.into(),
+            pattern_type: LITERAL as u8,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: READ as u8,
+            permission: ALLOW as u8,
+        }],
+    });
+    assert_eq!(created.error_code, ErrorCode::None, "{created:?}");
+    assert_eq!(
+        created.results[0].error_code,
+        ErrorCode::None,
+        "{created:?}"
+    );
+    wait_for_alice(&cluster, 1, 0, "the native CreateAcls");
+
+    // Deleted through broker 1, answered with the binding; refused on broker 2.
+    let deleted = native(&cluster, 1).call(&NativeDeleteAclsRequest {
+        filters: vec![native_alices_filter()],
+    });
+    assert_eq!(deleted.error_code, ErrorCode::None, "{deleted:?}");
+    let removed: Vec<&str> = deleted.results[0]
+        .deleted
+        .iter()
+        .map(|entry| entry.resource_name.as_str())
+        .collect();
+    assert_eq!(removed, [TOPIC]);
+    wait_for_alice(
+        &cluster,
+        2,
+        TOPIC_AUTHORIZATION_FAILED,
+        "the native DeleteAcls",
+    );
+
+    // The user deleted through broker 3 (once: the second finds nothing) cannot log in on 1;
+    // the bootstrap admin is still listed.
+    let delete_user = || DeleteUserRequest {
+        name: ALICE.into(),
+        mechanism: "SCRAM-SHA-512".into(),
+    };
+    assert_eq!(
+        native(&cluster, 3).call(&delete_user()).error_code,
+        ErrorCode::None
+    );
+    assert_eq!(
+        native(&cluster, 3).call(&delete_user()).error_code,
+        ErrorCode::ResourceNotFound
+    );
+    let gone = wait_for(PROPAGATION_TIMEOUT, || {
+        try_scram(cluster.kafka_address(1), ALICE, ALICE_PASSWORD)
+            .is_none()
+            .then_some(())
+    });
+    assert!(gone.is_some(), "alice still logs in on broker 1");
+    let users: Vec<String> = native(&cluster, 1)
+        .call(&ListUsersRequest {})
+        .users
+        .into_iter()
+        .map(|user| user.name)
+        .collect();
+    assert_eq!(users, [ADMIN]);
 }
