@@ -834,6 +834,8 @@ pub(crate) fn random_command(rng: &mut SimulationRng, image: &MetadataImage) -> 
 
 #[test]
 fn random_commands_keep_every_invariant_and_apply_the_same_everywhere() {
+    // Security commands that changed the image, so the run is known to reach them.
+    let mut security_changes = 0;
     for seed in 0..100 {
         let mut rng = SimulationRng::new(seed);
         let mut image = MetadataImage::default();
@@ -845,6 +847,9 @@ fn random_commands_keep_every_invariant_and_apply_the_same_everywhere() {
             let result = image.apply(index, &command);
             let replayed = replay.apply(index, &command);
             assert_eq!(result, replayed, "seed {seed} index {index}");
+            if !Arc::ptr_eq(&before.security, &image.security) {
+                security_changes += 1;
+            }
             assert_eq!(image, replay, "seed {seed} index {index}");
             if let Err(error) = image.check_invariants() {
                 panic!("seed {seed} index {index}: {command:?} broke an invariant: {error}");
@@ -876,6 +881,10 @@ fn random_commands_keep_every_invariant_and_apply_the_same_everywhere() {
             }
         }
     }
+    assert!(
+        security_changes > 100,
+        "only {security_changes} security commands changed an image"
+    );
 }
 
 // ---- security: users and ACL bindings ----
