@@ -512,3 +512,35 @@ fn the_native_user_and_acl_apis_change_the_cluster_metadata_too() {
         .collect();
     assert_eq!(users, [ADMIN]);
 }
+
+#[test]
+fn a_local_acl_file_with_bindings_refuses_a_cluster_start_naming_it() {
+    let data_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a data directory");
+    let mut acls = spate_security::Acls::default();
+    acls.add(spate_security::AclBinding {
+        resource_type: spate_security::ResourceType::Topic,
+        resource_name: TOPIC.into(),
+        pattern: spate_security::PatternType::Literal,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: spate_security::Operation::Read,
+        permission: spate_security::Permission::Allow,
+    });
+    spate_security::AclsFile::save(data_dir.path(), &acls).expect("saved");
+    let output = Command::new(broker_binary())
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(["--listen", "127.0.0.1:0", "--advertised", "127.0.0.1:9"])
+        .args(["--kafka-listen", "none", "--admin-listen", "none"])
+        .args(["--node-id", "1", "--seeds", "127.0.0.1:9", "--shards", "1"])
+        .env_remove("SPATE_CONFIG")
+        .output()
+        .expect("run spate-broker");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started: {log}");
+    let path = spate_security::AclsFile::path(data_dir.path());
+    assert!(
+        log.contains(&path.display().to_string()) && log.contains("cluster mode"),
+        "the refusal does not name the file: {log}"
+    );
+}
