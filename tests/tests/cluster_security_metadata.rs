@@ -9,7 +9,7 @@
 //! authenticates on brokers 2 and 3 and the ACL lets her see the topic there. The ACL deleted
 //! through broker 3 refuses her on broker 1. A restarted broker and a controller failover keep
 //! the users and bindings (they are in the Raft log). The native user and ACL APIs take the same
-//! path.
+//! path. A local ACL file with bindings refuses a cluster start, naming the file.
 
 use std::net::SocketAddr;
 use std::process::Command;
