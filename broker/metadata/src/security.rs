@@ -411,11 +411,17 @@ fn check_credential(mechanism: &str, record: &ScramCredentialRecord) -> Result<(
         .map_err(|error| invalid_credential(error.to_string()))
 }
 
-/// What Kafka checks of a binding (`AclBinding::validate`), with the wire's size limits.
+/// What Kafka checks of a binding (`AclBinding::validate`), with the wire's size limits and
+/// Kafka's spelling of every name.
 fn check_binding(record: &AclBindingRecord) -> Result<(), String> {
     let binding = record.binding().ok_or_else(|| {
         "a resource type, pattern, operation or permission is unknown".to_string()
     })?;
+    // One spelling per binding ("READ", never "read" or "Read"), so that the set holds each
+    // binding once.
+    if AclBindingRecord::of(&binding) != *record {
+        return Err("names must be Kafka's, in capitals (\"READ\", \"TOPIC\")".to_string());
+    }
     if binding.resource_name.len() > ACL_RESOURCE_NAME_BYTES_MAX
         || binding.principal.len() > ACL_PRINCIPAL_BYTES_MAX
         || binding.host.len() > ACL_HOST_BYTES_MAX
