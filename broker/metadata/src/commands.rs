@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use spate_protocol::NodeId;
 
 use crate::error::{ApplyError, MetadataError};
+use crate::security::{AclBindingRecord, AclFilterRecord, ScramCredentialRecord};
 
 /// The envelope format this build writes and reads.
 pub const ENVELOPE_VERSION: u16 = 1;
@@ -99,6 +100,20 @@ pub enum MetadataCommand {
     RemoveBroker { id: NodeId },
     /// Hands `broker` the next `count` producer ids.
     AllocateProducerIds { broker: NodeId, count: u32 },
+    /// Sets `user`'s SCRAM credential for `mechanism` ("SCRAM-SHA-256", "SCRAM-SHA-512"),
+    /// replacing any before it (Kafka's AlterUserScramCredentials upsertion). The credential is
+    /// salt, iterations and derived keys: a password never enters the log.
+    UpsertScramCredential {
+        user: String,
+        mechanism: String,
+        credential: ScramCredentialRecord,
+    },
+    /// Removes `user`'s credential for `mechanism`; a user left without one is gone.
+    DeleteScramCredential { user: String, mechanism: String },
+    /// Adds ACL bindings (Kafka's CreateAcls); each is validated on its own.
+    CreateAcls { bindings: Vec<AclBindingRecord> },
+    /// Removes every binding each filter matches (Kafka's DeleteAcls).
+    DeleteAcls { filters: Vec<AclFilterRecord> },
 }
 
 /// Whether one partition of an `ElectPreferredLeaders` got its preferred leader.
@@ -133,6 +148,16 @@ pub enum ApplyOutcome {
     },
     LeadersElected {
         results: Vec<(u64, u32, ElectionResult)>,
+    },
+    /// Per binding of a `CreateAcls`, in order: created (or already there), or why it is
+    /// invalid.
+    AclsCreated {
+        results: Vec<Result<(), String>>,
+    },
+    /// Per filter of a `DeleteAcls`, in order: the bindings it removed, so that the proposer
+    /// answers DeleteAcls with the matching bindings.
+    AclsDeleted {
+        deleted: Vec<Vec<AclBindingRecord>>,
     },
 }
 
@@ -243,5 +268,27 @@ mod tests {
         assert_eq!(decode_result(&encode_result(&refused)).unwrap(), refused);
         let command = MetadataCommand::RemoveBroker { id: 4 };
         assert_eq!(decode_command(&encode_command(&command)).unwrap(), command);
+    }
+
+    #[test]
+    fn a_credential_travels_as_base64_keys_and_never_prints_them() {
+        let credential = ScramCredentialRecord {
+            salt: vec![1, 2, 3],
+            iterations: 4096,
+            stored_key: vec![0xAB; 64],
+            server_key: vec![0xCD; 64],
+        };
+        let command = MetadataCommand::UpsertScramCredential {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-512".into(),
+            credential: credential.clone(),
+        };
+        let bytes = encode_entry(None, &command);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"salt\":\"AQID\""), "{text}");
+        assert_eq!(decode_entry(&bytes).unwrap().command, command);
+        let printed = format!("{command:?}");
+        assert!(!printed.contains("171"), "{printed}");
+        assert!(printed.contains("iterations: 4096"), "{printed}");
     }
 }

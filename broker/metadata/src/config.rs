@@ -151,6 +151,13 @@ pub mod limits {
     /// Replicas the default replication factor asks for (Kafka's `default.replication.factor`
     /// analog: `min(3, active brokers)`).
     pub const DEFAULT_REPLICATION_FACTOR_MAX: usize = 3;
+    /// Users with SCRAM credentials (a user with both mechanisms is about 500 bytes of
+    /// snapshot, so these fit well within `snapshot_bytes_max` beside the topics).
+    pub const USERS_MAX: usize = 10_000;
+    /// ACL bindings (about 150 bytes of snapshot each).
+    pub const ACL_BINDINGS_MAX: usize = 20_000;
+    /// Bytes of a SCRAM salt (clients send 16 to 64).
+    pub const SCRAM_SALT_BYTES_MAX: usize = 1024;
 }
 
 #[cfg(test)]

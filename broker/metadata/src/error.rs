@@ -63,6 +63,10 @@ pub enum ApplyError {
     ClusterIdMismatch { existing: String },
     #[error("broker {id} cannot be removed: {reason}")]
     BrokerInUse { id: NodeId, reason: String },
+    #[error("invalid SCRAM credential: {reason}")]
+    InvalidCredential { reason: String },
+    #[error("user '{user}' has no {mechanism} credential")]
+    UnknownScramCredential { user: String, mechanism: String },
     #[error("{what} would exceed its limit of {limit}")]
     LimitExceeded { what: String, limit: u64 },
     #[error("invalid command: {reason}")]
@@ -95,6 +99,8 @@ impl ApplyError {
             ApplyError::NoReassignmentInProgress { .. } => ErrorCode::InvalidRequest,
             ApplyError::ClusterIdMismatch { .. } => ErrorCode::InvalidRequest,
             ApplyError::BrokerInUse { .. } => ErrorCode::InvalidRequest,
+            ApplyError::InvalidCredential { .. } => ErrorCode::UnacceptableCredential,
+            ApplyError::UnknownScramCredential { .. } => ErrorCode::ResourceNotFound,
             ApplyError::LimitExceeded { .. } => ErrorCode::InvalidRequest,
             ApplyError::InvalidCommand { .. } => ErrorCode::InvalidRequest,
             ApplyError::Undecodable { .. } => ErrorCode::UnsupportedVersion,

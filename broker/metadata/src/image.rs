@@ -1,5 +1,6 @@
 //! The metadata image: the state the Raft log replicates (cluster id, brokers, topics with
-//! their partitions' replicas, ISR, leaders and epochs, id counters) and `apply`, the one
+//! their partitions' replicas, ISR, leaders and epochs, id counters, and the security part:
+//! users and ACL bindings, `security.rs`) and `apply`, the one
 //! deterministic function from (image, command) to (image, outcome).
 //!
 //! Every validation happens here, at apply, against the image as it is at that index: two
@@ -31,6 +32,7 @@ use spate_protocol::NodeId;
 use crate::commands::{ApplyOutcome, ElectionResult, MetadataCommand};
 use crate::config::limits;
 use crate::error::ApplyError;
+use crate::security::SecurityImage;
 
 /// The topic config key the image itself checks (against the replication factor).
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
@@ -184,6 +186,11 @@ pub struct MetadataImage {
     pub topic_names: BTreeMap<u64, String>,
     pub next_topic_id: u64,
     pub next_producer_id: i64,
+    /// Users and ACL bindings, behind an `Arc` (copied on write) so that cloning the image and
+    /// comparing what the broker last published stay cheap. A snapshot written before the
+    /// part existed decodes with none.
+    #[serde(default)]
+    pub security: Arc<SecurityImage>,
     /// The last Raft log index applied to this image.
     pub applied_index: u64,
 }
@@ -197,6 +204,7 @@ impl Default for MetadataImage {
             topic_names: BTreeMap::new(),
             next_topic_id: 1,
             next_producer_id: 0,
+            security: Arc::default(),
             applied_index: 0,
         }
     }
@@ -279,6 +287,16 @@ impl MetadataImage {
             MetadataCommand::AllocateProducerIds { broker, count } => {
                 self.allocate_producer_ids(*broker, *count)
             }
+            MetadataCommand::UpsertScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => self.upsert_scram_credential(user, mechanism, credential),
+            MetadataCommand::DeleteScramCredential { user, mechanism } => {
+                self.delete_scram_credential(user, mechanism)
+            }
+            MetadataCommand::CreateAcls { bindings } => self.create_acls(bindings),
+            MetadataCommand::DeleteAcls { filters } => self.delete_acls(filters),
         }
     }
 
@@ -393,7 +411,9 @@ impl MetadataImage {
                 }
             }
         }
-        Ok(())
+        self.security
+            .check_invariants()
+            .map_err(|error| format!("security: {error}"))
     }
 
     // ---- cluster and brokers ----

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::commands::MetadataCommand as C;
+use crate::security::{AclBindingRecord, AclFilterRecord, ScramCredentialRecord};
 use spate_storage::SimulationRng;
 
 /// An image with brokers `ids` registered and unfenced.
@@ -672,6 +673,21 @@ fn delete_checks_the_topic_id_and_create_partitions_extends_the_round_robin() {
     assert_ne!(steps.topic_id("t", 1, None), topic_id);
 }
 
+/// A credential for `mechanism` (SHA-256 for an unknown one; any password: the keys only need
+/// the right lengths), made once each: PBKDF2 is too slow to run for every random command.
+fn security_credential(mechanism: &str) -> ScramCredentialRecord {
+    static SHA256: std::sync::OnceLock<ScramCredentialRecord> = std::sync::OnceLock::new();
+    static SHA512: std::sync::OnceLock<ScramCredentialRecord> = std::sync::OnceLock::new();
+    if mechanism == "SCRAM-SHA-512" {
+        return SHA512
+            .get_or_init(|| credential_record("SCRAM-SHA-512", "random"))
+            .clone();
+    }
+    SHA256
+        .get_or_init(|| credential_record("SCRAM-SHA-256", "random"))
+        .clone()
+}
+
 /// A random command over a small universe of names, brokers and epochs, so that most of them
 /// hit the interesting cases (stale epochs, duplicates, fencing the last ISR member).
 pub(crate) fn random_command(rng: &mut SimulationRng, image: &MetadataImage) -> MetadataCommand {
@@ -693,7 +709,52 @@ pub(crate) fn random_command(rng: &mut SimulationRng, image: &MetadataImage) -> 
         let count = 1 + rng.below(3);
         (0..count).map(|_| rng.below(5) as NodeId).collect()
     };
-    match rng.below(14) {
+    let user = format!("u{}", rng.below(3));
+    let mechanism = ["SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-MD5"][rng.below(3) as usize];
+    let principal = ["User:u0", "User:u1", "User:*", "nobody"][rng.below(4) as usize];
+    let some_binding = |rng: &mut SimulationRng| AclBindingRecord {
+        resource_type: ["TOPIC", "GROUP", "CLUSTER"][rng.below(3) as usize].into(),
+        resource_name: format!("t{}", rng.below(3)),
+        pattern: ["LITERAL", "PREFIXED"][rng.below(2) as usize].into(),
+        principal: principal.into(),
+        host: ["*", "127.0.0.1", "a host"][rng.below(3) as usize].into(),
+        operation: ["READ", "WRITE", "ALL"][rng.below(3) as usize].into(),
+        permission: ["ALLOW", "DENY"][rng.below(2) as usize].into(),
+    };
+    match rng.below(18) {
+        14 => {
+            let mut credential = security_credential(mechanism);
+            if rng.below(5) == 0 {
+                credential.stored_key.pop();
+            }
+            credential.iterations += rng.below(2) as u32;
+            C::UpsertScramCredential {
+                user,
+                mechanism: mechanism.into(),
+                credential,
+            }
+        }
+        15 => C::DeleteScramCredential {
+            user,
+            mechanism: mechanism.into(),
+        },
+        16 => C::CreateAcls {
+            bindings: (0..1 + rng.below(3)).map(|_| some_binding(rng)).collect(),
+        },
+        17 => {
+            let mut filter = AclFilterRecord::of(&spate_security::AclBindingFilter::any());
+            if rng.below(2) == 0 {
+                filter.principal = Some(principal.into());
+            }
+            if rng.below(2) == 0 {
+                filter.resource_name = Some(format!("t{}", rng.below(3)));
+                filter.pattern =
+                    ["ANY", "MATCH", "LITERAL", "PREFIXED"][rng.below(4) as usize].into();
+            }
+            C::DeleteAcls {
+                filters: vec![filter],
+            }
+        }
         0 => C::RegisterBroker {
             id: broker,
             incarnation: incarnation + rng.below(2),
@@ -773,6 +834,8 @@ pub(crate) fn random_command(rng: &mut SimulationRng, image: &MetadataImage) -> 
 
 #[test]
 fn random_commands_keep_every_invariant_and_apply_the_same_everywhere() {
+    // Security commands that changed the image, so the run is known to reach them.
+    let mut security_changes = 0;
     for seed in 0..100 {
         let mut rng = SimulationRng::new(seed);
         let mut image = MetadataImage::default();
@@ -784,6 +847,9 @@ fn random_commands_keep_every_invariant_and_apply_the_same_everywhere() {
             let result = image.apply(index, &command);
             let replayed = replay.apply(index, &command);
             assert_eq!(result, replayed, "seed {seed} index {index}");
+            if !Arc::ptr_eq(&before.security, &image.security) {
+                security_changes += 1;
+            }
             assert_eq!(image, replay, "seed {seed} index {index}");
             if let Err(error) = image.check_invariants() {
                 panic!("seed {seed} index {index}: {command:?} broke an invariant: {error}");
@@ -815,4 +881,269 @@ fn random_commands_keep_every_invariant_and_apply_the_same_everywhere() {
             }
         }
     }
+    assert!(
+        security_changes > 100,
+        "only {security_changes} security commands changed an image"
+    );
+}
+
+// ---- security: users and ACL bindings ----
+
+fn credential_record(mechanism: &str, password: &str) -> ScramCredentialRecord {
+    let mechanism = spate_security::ScramMechanism::from_name(mechanism).unwrap();
+    let credential = spate_security::ScramCredential::from_password(
+        mechanism,
+        password.as_bytes(),
+        b"salt-of-the-test".to_vec(),
+        4096,
+    );
+    ScramCredentialRecord::of(&credential).1
+}
+
+fn upsert(user: &str, mechanism: &str, password: &str) -> MetadataCommand {
+    C::UpsertScramCredential {
+        user: user.into(),
+        mechanism: mechanism.into(),
+        credential: credential_record(mechanism, password),
+    }
+}
+
+fn binding(principal: &str, topic: &str, permission: &str) -> AclBindingRecord {
+    AclBindingRecord {
+        resource_type: "TOPIC".into(),
+        resource_name: topic.into(),
+        pattern: "LITERAL".into(),
+        principal: principal.into(),
+        host: "*".into(),
+        operation: "READ".into(),
+        permission: permission.into(),
+    }
+}
+
+fn filter_of_principal(principal: &str) -> AclFilterRecord {
+    AclFilterRecord {
+        principal: Some(principal.into()),
+        ..AclFilterRecord::of(&spate_security::AclBindingFilter::any())
+    }
+}
+
+#[test]
+fn a_credential_is_upserted_replaced_and_deleted_by_mechanism() {
+    let mut steps = Steps::new(&[1]);
+    assert_eq!(
+        steps.apply(upsert("alice", "SCRAM-SHA-512", "one")),
+        Ok(ApplyOutcome::Done)
+    );
+    assert_eq!(
+        steps.apply(upsert("alice", "SCRAM-SHA-512", "one")),
+        Ok(ApplyOutcome::Unchanged)
+    );
+    steps
+        .apply(upsert("alice", "SCRAM-SHA-256", "two"))
+        .unwrap();
+    steps
+        .apply(upsert("alice", "SCRAM-SHA-512", "three"))
+        .unwrap();
+    let credentials = steps.image.security.credentials();
+    let sha512 = spate_security::ScramMechanism::Sha512;
+    assert!(credentials
+        .get("alice", sha512)
+        .unwrap()
+        .verify_password(b"three"));
+    assert_eq!(credentials.user_count(), 1);
+
+    let delete = |mechanism: &str| C::DeleteScramCredential {
+        user: "alice".into(),
+        mechanism: mechanism.into(),
+    };
+    assert_eq!(steps.apply(delete("SCRAM-SHA-512")), Ok(ApplyOutcome::Done));
+    assert_eq!(
+        steps.apply(delete("SCRAM-SHA-512")),
+        Err(ApplyError::UnknownScramCredential {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-512".into()
+        })
+    );
+    steps.apply(delete("SCRAM-SHA-256")).unwrap();
+    assert!(
+        steps.image.security.users.is_empty(),
+        "a user without credentials is gone"
+    );
+}
+
+#[test]
+fn credentials_that_do_not_fit_their_mechanism_are_refused_at_apply() {
+    let mut steps = Steps::new(&[1]);
+    let refused = |steps: &mut Steps, command| {
+        assert!(
+            matches!(
+                steps.apply(command),
+                Err(ApplyError::InvalidCredential { .. })
+            ),
+            "accepted"
+        );
+    };
+    let mut short_key = credential_record("SCRAM-SHA-512", "pw");
+    short_key.stored_key.truncate(32);
+    refused(
+        &mut steps,
+        C::UpsertScramCredential {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-512".into(),
+            credential: short_key,
+        },
+    );
+    let mut few_iterations = credential_record("SCRAM-SHA-256", "pw");
+    few_iterations.iterations = 100;
+    refused(
+        &mut steps,
+        C::UpsertScramCredential {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-256".into(),
+            credential: few_iterations,
+        },
+    );
+    refused(&mut steps, upsert("", "SCRAM-SHA-256", "pw"));
+    refused(
+        &mut steps,
+        C::UpsertScramCredential {
+            user: "alice".into(),
+            mechanism: "SCRAM-MD5".into(),
+            credential: credential_record("SCRAM-SHA-256", "pw"),
+        },
+    );
+    refused(
+        &mut steps,
+        C::DeleteScramCredential {
+            user: "alice".into(),
+            mechanism: "PLAIN".into(),
+        },
+    );
+    assert!(steps.image.security.users.is_empty());
+}
+
+#[test]
+fn acl_creation_answers_each_binding_and_keeps_one_copy() {
+    let mut steps = Steps::new(&[1]);
+    let mut bad_host = binding("User:bob", "orders", "ALLOW");
+    bad_host.host = "not-an-address".into();
+    let mut unknown_operation = binding("User:bob", "orders", "ALLOW");
+    unknown_operation.operation = "TELEPORT".into();
+    let mut lower_case = binding("User:alice", "orders", "ALLOW");
+    lower_case.operation = "read".into();
+    let outcome = steps
+        .apply(C::CreateAcls {
+            bindings: vec![
+                binding("User:alice", "orders", "ALLOW"),
+                bad_host,
+                binding("User:alice", "orders", "ALLOW"),
+                unknown_operation,
+                binding("User:*", "orders", "DENY"),
+                lower_case,
+            ],
+        })
+        .unwrap();
+    let ApplyOutcome::AclsCreated { results } = outcome else {
+        panic!("{outcome:?}")
+    };
+    let accepted: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(accepted, [true, false, true, false, true, false]);
+    assert_eq!(steps.image.security.bindings.len(), 2);
+    let acls = steps.image.security.acls();
+    assert_eq!(acls.len(), 2);
+    assert!(!acls.authorize(
+        &spate_security::Principal::user("alice"),
+        "127.0.0.1".parse().unwrap(),
+        spate_security::Operation::Read,
+        spate_security::ResourceType::Topic,
+        "orders",
+        &[],
+    ));
+}
+
+#[test]
+fn acl_deletion_reports_per_filter_what_it_removed() {
+    let mut steps = Steps::new(&[1]);
+    steps
+        .apply(C::CreateAcls {
+            bindings: vec![
+                binding("User:alice", "orders", "ALLOW"),
+                binding("User:alice", "payments", "ALLOW"),
+                binding("User:bob", "orders", "ALLOW"),
+            ],
+        })
+        .unwrap();
+    let outcome = steps
+        .apply(C::DeleteAcls {
+            filters: vec![
+                filter_of_principal("User:alice"),
+                AclFilterRecord::of(&spate_security::AclBindingFilter::any()),
+                filter_of_principal("User:carol"),
+            ],
+        })
+        .unwrap();
+    let ApplyOutcome::AclsDeleted { deleted } = outcome else {
+        panic!("{outcome:?}")
+    };
+    let names = |list: &Vec<AclBindingRecord>| -> Vec<(String, String)> {
+        list.iter()
+            .map(|b| (b.principal.clone(), b.resource_name.clone()))
+            .collect()
+    };
+    assert_eq!(
+        names(&deleted[0]),
+        [
+            ("User:alice".to_string(), "orders".to_string()),
+            ("User:alice".to_string(), "payments".to_string())
+        ]
+    );
+    // The second filter matches everything left; the first one already took alice's.
+    assert_eq!(
+        names(&deleted[1]),
+        [("User:bob".to_string(), "orders".to_string())]
+    );
+    assert!(deleted[2].is_empty());
+    assert!(steps.image.security.bindings.is_empty());
+
+    let mut unknown = filter_of_principal("User:alice");
+    unknown.pattern = "SIDEWAYS".into();
+    assert!(matches!(
+        steps.apply(C::DeleteAcls {
+            filters: vec![unknown]
+        }),
+        Err(ApplyError::InvalidCommand { .. })
+    ));
+}
+
+#[test]
+fn an_image_without_a_security_part_decodes_as_empty() {
+    let (image, _) = cluster(&[1, 2]);
+    let mut encoded: serde_json::Value = serde_json::to_value(&image).unwrap();
+    let removed = encoded.as_object_mut().unwrap().remove("security");
+    assert!(removed.is_some(), "the part is encoded");
+    let decoded: MetadataImage = serde_json::from_value(encoded).unwrap();
+    assert_eq!(decoded, image);
+    assert_eq!(*decoded.security, SecurityImage::default());
+}
+
+#[test]
+fn the_user_limit_refuses_new_users_only() {
+    let mut image = MetadataImage::default();
+    let record = credential_record("SCRAM-SHA-256", "pw");
+    let security = Arc::make_mut(&mut image.security);
+    for number in 0..limits::USERS_MAX {
+        security.users.insert(
+            format!("user{number}"),
+            BTreeMap::from([("SCRAM-SHA-256".to_string(), record.clone())]),
+        );
+    }
+    assert!(matches!(
+        image.apply(1, &upsert("one-more", "SCRAM-SHA-256", "pw")),
+        Err(ApplyError::LimitExceeded { .. })
+    ));
+    assert_eq!(
+        image.apply(2, &upsert("user7", "SCRAM-SHA-512", "pw")),
+        Ok(ApplyOutcome::Done)
+    );
+    image.check_invariants().unwrap();
 }

@@ -384,10 +384,22 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     let catalog = Arc::new(catalog);
     // A corrupt credentials file stops the start: serving with no users, or some, would lock
     // out (or let in) the wrong people.
-    let credentials = Arc::new(auth::CredentialStore::open(&config.data_dir)?);
+    // In cluster mode users and ACLs are cluster metadata (the reconciler publishes them); the
+    // local credentials file keeps the bootstrap users, and a local ACL file with bindings
+    // refuses the start (`auth::acls`).
+    let cluster_mode = config.cluster.is_cluster_mode();
+    let credentials = Arc::new(if cluster_mode {
+        auth::CredentialStore::open_for_cluster(&config.data_dir)?
+    } else {
+        auth::CredentialStore::open(&config.data_dir)?
+    });
     // A corrupt ACL file stops the start too: serving without some bindings would deny (or, with
     // a deny lost, allow) what the operator decided otherwise.
-    let acls = Arc::new(auth::AclStore::open(&config.data_dir)?);
+    let acls = Arc::new(if cluster_mode {
+        auth::AclStore::open_for_cluster(&config.data_dir)?
+    } else {
+        auth::AclStore::open(&config.data_dir)?
+    });
     let authorizer = Arc::new(auth::Authorizer::new(&config.authorization, acls));
     if authorizer.is_enabled() {
         tracing::info!(

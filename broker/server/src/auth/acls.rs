@@ -10,14 +10,27 @@
 //! by a mutex taken on the blocking thread. The version is also kept in an atomic, so that a
 //! connection's decision cache (`authorizer::DecisionCache`) learns of a change with one load.
 //! The shape is the credentials' (`credentials::CredentialStore`).
+//!
+//! In cluster mode the bindings are cluster metadata (`spate_metadata::SecurityImage`),
+//! replicated through the metadata quorum as KRaft does: the store opens empty and not ready
+//! ([`AclStore::open_for_cluster`]; a non-empty local ACL file refuses the start, naming it),
+//! `change` proposes `CreateAcls`/`DeleteAcls` to the controller and answers with the apply's
+//! outcome once this broker applied it, and the reconciler publishes each new set of bindings
+//! ([`AclStore::publish`], the next version, so connection caches empty). Until the first
+//! publish from a caught-up image the store is not ready and the authorizer allows super users
+//! only: a restarted broker never allows by a binding the cluster deleted while it was down.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use spate_security::{AclBinding, AclBindingFilter, AclError, Acls, AclsFile, StoreError};
+use std::sync::atomic::AtomicBool;
 
+use spate_metadata::{AclBindingRecord, AclFilterRecord, ApplyOutcome, MetadataCommand};
+use spate_security::{AclBinding, AclBindingFilter, Acls, AclsFile, StoreError};
+
+use crate::cluster::{self, ProposeError};
 use crate::services::Services;
 use crate::shard::mesh::invoke_on;
 
@@ -31,6 +44,24 @@ pub enum AclStoreError {
     Store { path: PathBuf, source: StoreError },
     #[error("the shard that writes the ACLs is stopping")]
     OwnerStopping,
+    #[error(
+        "ACL file {path} holds {bindings} bindings, but in cluster mode ACLs are cluster \
+         metadata: create them through any broker (kafka-acls, spate-client Admin) and remove \
+         the file"
+    )]
+    LocalFileInClusterMode { path: PathBuf, bindings: usize },
+    #[error("the ACL change was not applied by the cluster: {0}")]
+    Cluster(ProposeError),
+}
+
+impl AclStoreError {
+    /// The native error code a client is answered with.
+    pub fn error_code(&self) -> spate_protocol::error::ErrorCode {
+        match self {
+            AclStoreError::Cluster(error) => error.error_code(),
+            _ => spate_protocol::error::ErrorCode::StorageError,
+        }
+    }
 }
 
 /// One published state of the ACLs: the bindings, and the number of changes published before it
@@ -51,6 +82,9 @@ pub struct AclStore {
     version: AtomicU64,
     /// Held on a blocking thread from the copy to the publish of one change.
     writer: Mutex<()>,
+    /// False in cluster mode until the reconciler published the bindings of an image this
+    /// broker caught up to; the authorizer then allows super users only (fail closed).
+    ready: AtomicBool,
 }
 
 impl AclStore {
@@ -66,7 +100,52 @@ impl AclStore {
             current: RwLock::new(Arc::new(AclSnapshot { acls, version: 0 })),
             version: AtomicU64::new(0),
             writer: Mutex::new(()),
+            ready: AtomicBool::new(true),
         })
+    }
+
+    /// The store of a cluster member: no bindings and not ready until the first [`publish`].
+    /// A local ACL file with bindings refuses the start: they would be invisible to the other
+    /// brokers, and silently dropping a deny binding would grant access.
+    ///
+    /// [`publish`]: AclStore::publish
+    pub fn open_for_cluster(data_dir: &Path) -> Result<AclStore, AclStoreError> {
+        let local = Self::open(data_dir)?;
+        let bindings = local.snapshot().acls.len();
+        if bindings > 0 {
+            return Err(AclStoreError::LocalFileInClusterMode {
+                path: AclsFile::path(data_dir),
+                bindings,
+            });
+        }
+        local.ready.store(false, Ordering::Release);
+        Ok(local)
+    }
+
+    /// Whether the bindings are the cluster's (always, for a single broker).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Publishes `acls` (the cluster's bindings, from the metadata image) with the next version
+    /// and makes the store ready. Nothing is written locally: the metadata log is the durable
+    /// copy. The same bindings again publish nothing (connection caches stay).
+    pub fn publish(&self, acls: Acls) {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.snapshot();
+        if current.acls != acls || !self.is_ready() {
+            let version = current.version + 1;
+            let next = Arc::new(AclSnapshot { acls, version });
+            match self.current.write() {
+                Ok(mut current) => *current = next,
+                Err(poisoned) => *poisoned.into_inner() = next,
+            }
+            self.version.store(version, Ordering::Release);
+        }
+        self.ready.store(true, Ordering::Release);
     }
 
     /// The ACLs now: an immutable snapshot, cheap to take (one reference count).
@@ -128,19 +207,24 @@ pub enum AclChange {
     Delete(Vec<AclBindingFilter>),
 }
 
-/// What one change did: per binding created, whether it was valid; per filter, the bindings it
-/// removed.
+/// What one change did: per binding created, whether it was valid (else why not, in
+/// `AclError`'s words); per filter, the bindings it removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeOutcome {
-    Created(Vec<Result<(), AclError>>),
+    Created(Vec<Result<(), String>>),
     Deleted(Vec<Vec<AclBinding>>),
 }
 
-/// Applies `change` as one durable write on the owner shard, and answers what it did.
+/// Applies `change` as one durable write on the owner shard, and answers what it did. In
+/// cluster mode, proposes it to the controller and answers the apply's outcome once this broker
+/// applied it (the bindings are then in this broker's store).
 pub async fn change(
     services: &Rc<Services>,
     change: AclChange,
 ) -> Result<ChangeOutcome, AclStoreError> {
+    if services.cluster.is_cluster_mode() {
+        return propose(services, change).await;
+    }
     let answer = invoke_on(services, ACLS_OWNER_SHARD, move |owner| async move {
         let store = owner.authorizer.acls().clone();
         glommio::executor()
@@ -151,15 +235,58 @@ pub async fn change(
     answer.map_err(|_| AclStoreError::OwnerStopping)?
 }
 
+/// `change` as a metadata command, and the apply's outcome as the store's.
+async fn propose(
+    services: &Rc<Services>,
+    change: AclChange,
+) -> Result<ChangeOutcome, AclStoreError> {
+    let command = match &change {
+        AclChange::Create(bindings) => MetadataCommand::CreateAcls {
+            bindings: bindings.iter().map(AclBindingRecord::of).collect(),
+        },
+        AclChange::Delete(filters) => MetadataCommand::DeleteAcls {
+            filters: filters.iter().map(AclFilterRecord::of).collect(),
+        },
+    };
+    let outcome = cluster::propose(services, command)
+        .await
+        .map_err(AclStoreError::Cluster)?;
+    outcome_of(outcome)
+}
+
+/// The store's outcome of an applied `CreateAcls` or `DeleteAcls`. A binding the image refused
+/// is answered as invalid (its reason is `spate_security`'s, the rule this store applies too).
+fn outcome_of(outcome: ApplyOutcome) -> Result<ChangeOutcome, AclStoreError> {
+    match outcome {
+        ApplyOutcome::AclsCreated { results } => Ok(ChangeOutcome::Created(results)),
+        ApplyOutcome::AclsDeleted { deleted } => Ok(ChangeOutcome::Deleted(
+            deleted
+                .into_iter()
+                .map(|records| {
+                    records
+                        .iter()
+                        .filter_map(AclBindingRecord::binding)
+                        .collect()
+                })
+                .collect(),
+        )),
+        other => Err(AclStoreError::Cluster(ProposeError::Metadata {
+            code: spate_protocol::error::ErrorCode::Unknown,
+            message: format!("the controller answered {other:?} to an ACL change"),
+        })),
+    }
+}
+
 /// Applies `change` to `acls`. Kafka creates the valid bindings of a request and answers the
-/// invalid ones each with its error; a deletion removes, per filter in order, what it matches.
+/// invalid ones each with its error (the cluster's apply, `spate_metadata::SecurityImage`,
+/// follows the same rule); a deletion removes, per filter in order, what it matches.
 pub fn apply(acls: &mut Acls, change: AclChange) -> ChangeOutcome {
     match change {
         AclChange::Create(bindings) => ChangeOutcome::Created(
             bindings
                 .into_iter()
                 .map(|binding| {
-                    binding.validate()?;
+                    binding.validate().map_err(|error| error.to_string())?;
                     acls.add(binding);
                     Ok(())
                 })
@@ -177,7 +304,7 @@ pub fn apply(acls: &mut Acls, change: AclChange) -> ChangeOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spate_security::{Operation, PatternType, Permission, ResourceType};
+    use spate_security::{AclError, Operation, PatternType, Permission, ResourceType};
 
     fn read_binding(topic: &str) -> AclBinding {
         AclBinding {
@@ -237,7 +364,7 @@ mod tests {
             .expect("written");
         assert_eq!(
             outcome,
-            ChangeOutcome::Created(vec![Err(AclError::Host), Ok(())])
+            ChangeOutcome::Created(vec![Err(AclError::Host.to_string()), Ok(())])
         );
         let names: Vec<String> = store
             .snapshot()
@@ -246,6 +373,44 @@ mod tests {
             .map(|binding| binding.resource_name)
             .collect();
         assert_eq!(names, ["payments"]);
+    }
+
+    #[test]
+    fn a_cluster_store_is_not_ready_until_published_and_each_publish_bumps_the_version() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let store = AclStore::open_for_cluster(directory.path()).expect("no file opens");
+        assert!(!store.is_ready());
+        store.publish(Acls::default());
+        assert!(store.is_ready());
+        assert_eq!(
+            store.version(),
+            1,
+            "becoming ready empties connection caches"
+        );
+        store.publish(Acls::default());
+        assert_eq!(store.version(), 1, "the same bindings publish nothing");
+        let mut acls = Acls::default();
+        acls.add(read_binding("orders"));
+        store.publish(acls.clone());
+        assert_eq!(store.version(), 2);
+        assert_eq!(store.snapshot().acls, acls);
+        assert!(
+            !AclsFile::path(directory.path()).exists(),
+            "the metadata log is the durable copy"
+        );
+    }
+
+    #[test]
+    fn a_local_acl_file_with_bindings_refuses_a_cluster_start_naming_it() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let local = AclStore::open(directory.path()).expect("opens");
+        local
+            .change_blocking(|acls| apply(acls, AclChange::Create(vec![read_binding("orders")])))
+            .expect("written");
+        let error = AclStore::open_for_cluster(directory.path()).expect_err("refused");
+        let path = AclsFile::path(directory.path()).display().to_string();
+        assert!(error.to_string().contains(&path), "{error}");
+        assert!(error.to_string().contains("cluster mode"), "{error}");
     }
 
     #[test]

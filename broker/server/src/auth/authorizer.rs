@@ -11,7 +11,9 @@
 //! each connection keeps its answers in a [`DecisionCache`] inside its `Session`: keyed by
 //! operation, resource type and name, bounded in entries, and emptied when the ACL snapshot's
 //! version moves, so that an ACL removed while a connection is open takes effect at its next
-//! request. Which operation each request needs is the handlers' business (Kafka's `KafkaApis`
+//! request. In cluster mode, until this broker has the cluster's bindings (`AclStore::is_ready`)
+//! only super users are allowed: authorization fails closed, never open. Which operation each
+//! request needs is the handlers' business (Kafka's `KafkaApis`
 //! table, see `kafka::authorize`), as the answer's shape on refusal is.
 
 use std::collections::HashMap;
@@ -77,6 +79,9 @@ impl Authorizer {
         if !self.enabled {
             return true;
         }
+        if !self.acls.is_ready() {
+            return self.is_super_user(session);
+        }
         let version = self.acls.version();
         let mut decisions = session.decisions.borrow_mut();
         if let Some(allowed) = decisions.get(version, operation, resource_type, resource_name) {
@@ -120,6 +125,9 @@ impl Authorizer {
     ) -> bool {
         if !self.enabled {
             return true;
+        }
+        if !self.acls.is_ready() {
+            return self.is_super_user(session);
         }
         let host = session.peer.map_or(UNKNOWN_HOST, |peer| peer.ip());
         let snapshot = self.acls.snapshot();
@@ -171,6 +179,14 @@ impl Authorizer {
                         })
                     })
             })
+            .unwrap_or(false)
+    }
+
+    /// Whether `session`'s principal is a super user (from the configuration, so known before
+    /// the cluster's bindings are). Not cached: asked only while the ACLs are not ready.
+    fn is_super_user(&self, session: &Session) -> bool {
+        session
+            .with_principal(|principal| self.super_users.contains(principal))
             .unwrap_or(false)
     }
 
@@ -358,6 +374,41 @@ mod tests {
             Principal::user(user),
             Some("10.0.0.7:5000".parse().unwrap()),
         )
+    }
+
+    #[test]
+    fn a_cluster_member_fails_closed_until_it_has_the_clusters_bindings() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let store = Arc::new(AclStore::open_for_cluster(directory.path()).expect("opens"));
+        let config = AuthorizationConfig {
+            enabled: true,
+            super_users: vec![Principal::user("admin")],
+        };
+        let authorizer = Authorizer::new(&config, store.clone());
+        let alice = session_of("alice");
+        let admin = session_of("admin");
+        let read = |session: &Session| {
+            authorizer.authorize(session, Operation::Read, ResourceType::Topic, "orders")
+        };
+        let write_any = |session: &Session| {
+            authorizer.authorize_any(session, Operation::Write, ResourceType::Topic)
+        };
+        assert!(!read(&alice), "not ready: only super users");
+        assert!(!write_any(&alice));
+        assert!(read(&admin) && write_any(&admin));
+
+        let mut acls = spate_security::Acls::default();
+        acls.add(binding(
+            "User:alice",
+            Operation::All,
+            Permission::Allow,
+            "orders",
+        ));
+        store.publish(acls);
+        assert!(read(&alice) && write_any(&alice));
+        // A later publish without the binding takes effect at the next check (new version).
+        store.publish(spate_security::Acls::default());
+        assert!(!read(&alice));
     }
 
     #[test]

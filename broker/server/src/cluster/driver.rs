@@ -543,6 +543,7 @@ async fn run(
         driver.clone(),
         reconcile_receiver,
         kafka,
+        incarnation,
     ))
     .detach();
     glommio::spawn_local(bootstrap::register(

@@ -15,6 +15,13 @@
 //!
 //! The first pass after a start applies every hosted partition's role: until then a partition
 //! opened from the mirror has no leader (see `catalog::cluster`).
+//!
+//! Before the catalog, each image's security part (users, ACL bindings) is published into the
+//! broker's credential and ACL stores when it changed (`publish_security`), so a proposer waiting
+//! for its index finds its change in force here. Nothing is published before the image holds
+//! this start's own registration: entries are applied in order, so such an image has every
+//! change committed before this broker started, and until then authorization allows super users
+//! only and only the local bootstrap users authenticate (fail closed, never on a stale copy).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -24,7 +31,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 use glommio::channels::local_channel::LocalReceiver;
-use spate_metadata::MetadataImage;
+use spate_metadata::{MetadataImage, SecurityImage};
 
 use super::driver::Driver;
 use super::ClusterState;
@@ -47,7 +54,9 @@ pub(super) async fn run(
     driver: Rc<Driver>,
     wake: LocalReceiver<()>,
     kafka: Option<Arc<KafkaBroker>>,
+    incarnation: u64,
 ) {
+    let mut published_security: Option<Arc<SecurityImage>> = None;
     let mut first = true;
     let mut failed = false;
     let mut reconciled_controller = None;
@@ -82,6 +91,7 @@ pub(super) async fn run(
         if let (Some(kafka), Some(cluster_id)) = (&kafka, &image.cluster_id) {
             adopt_cluster_id(&services, kafka, cluster_id).await;
         }
+        publish_security(&services, &image, incarnation, &mut published_security);
         match reconcile(&services, &image, controller, first).await {
             Ok(true) => {
                 first = false;
@@ -99,6 +109,45 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// Publishes the image's users and bindings into the credential and ACL stores when they
+/// changed since `published` (cheap to compare: the image shares its part behind an `Arc`), once
+/// the image holds this start's registration (see the module documentation).
+fn publish_security(
+    services: &Services,
+    image: &MetadataImage,
+    incarnation: u64,
+    published: &mut Option<Arc<SecurityImage>>,
+) {
+    if !caught_up(image, services.config.cluster.node_id, incarnation) {
+        return;
+    }
+    let unchanged = published
+        .as_ref()
+        .is_some_and(|last| Arc::ptr_eq(last, &image.security) || **last == *image.security);
+    if unchanged {
+        return;
+    }
+    services
+        .credentials
+        .publish_replicated(image.security.credentials());
+    services.authorizer.acls().publish(image.security.acls());
+    tracing::info!(
+        users = image.security.users.len(),
+        bindings = image.security.bindings.len(),
+        applied_index = image.applied_index,
+        "cluster users and ACLs in force"
+    );
+    *published = Some(image.security.clone());
+}
+
+/// Whether `image` holds this broker's registration of this start, or a later one.
+fn caught_up(image: &MetadataImage, node: i32, incarnation: u64) -> bool {
+    image
+        .brokers
+        .get(&node)
+        .is_some_and(|broker| broker.incarnation >= incarnation)
 }
 
 /// Makes the Kafka listener report the cluster's id (and topic ids derived from it), as every
@@ -419,6 +468,20 @@ mod tests {
             assert_eq!(role.leader, partition.leader);
             assert_eq!(role.leader_epoch, partition.leader_epoch);
         }
+    }
+
+    #[test]
+    fn security_waits_for_this_starts_registration() {
+        let image = image_with_topic();
+        assert!(caught_up(&image, 2, 1));
+        assert!(
+            !caught_up(&image, 2, 2),
+            "a later start's registration is not applied yet"
+        );
+        assert!(
+            !caught_up(&image, 4, 1),
+            "an unregistered broker is not caught up"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The native ACL APIs: DescribeAcls, CreateAcls and DeleteAcls with Kafka's meaning, over the
 //! shared ACL store (`auth::acls`: changed on one shard after a durable write, then published
-//! to every shard, so a connection's next request sees the change).
+//! to every shard, so a connection's next request sees the change; in cluster mode proposed to
+//! the controller and answered once this broker applied it).
 //!
 //! The wire carries Kafka's numeric codes; this file turns them into `spate_security`'s model
 //! and back, and answers a code that is neither a value nor ANY with `InvalidRequest`, as Kafka
@@ -69,7 +70,7 @@ pub(crate) async fn create_acls(
         Err(error) => {
             tracing::warn!(%error, "CreateAcls not written");
             return CreateAclsResponse {
-                error_code: ErrorCode::StorageError,
+                error_code: error.error_code(),
                 error_message: Some(error.to_string()),
                 results: Vec::new(),
             };
@@ -122,7 +123,7 @@ pub(crate) async fn delete_acls(
         Err(error) => {
             tracing::warn!(%error, "DeleteAcls not written");
             return DeleteAclsResponse {
-                error_code: ErrorCode::StorageError,
+                error_code: error.error_code(),
                 error_message: Some(error.to_string()),
                 results: Vec::new(),
             };

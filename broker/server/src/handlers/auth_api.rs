@@ -142,7 +142,7 @@ pub(crate) async fn upsert_user(
         }];
         change(services, changes)
             .await
-            .map_err(|error| (ErrorCode::StorageError, error.to_string()))?;
+            .map_err(|error| (error.error_code(), error.to_string()))?;
         Ok(())
     }
     .await;
@@ -165,7 +165,7 @@ pub(crate) async fn delete_user(
         }];
         let outcomes = change(services, changes)
             .await
-            .map_err(|error| (ErrorCode::StorageError, error.to_string()))?;
+            .map_err(|error| (error.error_code(), error.to_string()))?;
         match outcomes.first() {
             Some(ChangeOutcome::Done) => Ok(()),
             _ => Err((
