@@ -185,9 +185,15 @@ async fn ask_node_id(
 ) -> Result<NodeId, String> {
     let address = resolve(-1, &seed.host, seed.port).map_err(|error| error.to_string())?;
     let timeout_ms = services.config.limits.peer_connect_timeout_ms;
-    let connection = PeerConnection::connect(address, peers.limits(), timeout_ms)
-        .await
-        .map_err(|error| error.to_string())?;
+    let connection = PeerConnection::connect(
+        address,
+        &seed.host,
+        peers.limits(),
+        peers.security(),
+        timeout_ms,
+    )
+    .await
+    .map_err(|error| error.to_string())?;
     if connection.version_of(ApiKey::DescribeCluster) < Some(1) {
         return Err(format!(
             "{address} does not speak DescribeCluster v1 (an older build): it cannot be a seed"
