@@ -515,7 +515,8 @@ impl PeerConnection {
                 .map_err(|error| refused(format!("SaslAuthenticate: {error}")))?;
             if answer.error_code != ErrorCode::None {
                 return Err(refused(format!(
-                    "{} ({})",
+                    "{:?}: {} ({})",
+                    answer.error_code,
                     answer.error_code,
                     answer.error_message.unwrap_or_default()
                 )));
