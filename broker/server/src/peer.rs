@@ -946,6 +946,95 @@ fn backoff_ms(failures: u32, max_ms: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// A cluster broker's config whose native listener requires client certificates (the
+    /// broker's certificate `CN=node-7`, written under `directory`), authorization on, with
+    /// `super_users`.
+    fn mutual_tls_cluster(directory: &std::path::Path, super_users: &str) -> Config {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "node-7");
+        let certificate = params.self_signed(&key).unwrap();
+        let cert_file = directory.join("broker.pem");
+        let key_file = directory.join("broker.key");
+        std::fs::write(&cert_file, certificate.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let arguments = [
+            "spate-broker",
+            "--seeds",
+            "127.0.0.1:9192",
+            "--tls-cert-file",
+            cert_file.to_str().unwrap(),
+            "--tls-key-file",
+            key_file.to_str().unwrap(),
+            "--tls-client-ca-file",
+            cert_file.to_str().unwrap(),
+            "--inter-broker-tls-ca-file",
+            cert_file.to_str().unwrap(),
+            "--authorization",
+            "true",
+            "--super-users",
+            super_users,
+        ];
+        let command_line = crate::config::CommandLine::try_parse_from(arguments).unwrap();
+        Config::from_layers(command_line, &|_| None, vec![0]).expect("a valid config")
+    }
+
+    #[test]
+    fn with_client_certificates_alone_the_certificates_cn_must_be_a_super_user() {
+        let directory = tempfile::tempdir().unwrap();
+        let refused = PeerSecurity::load(&mutual_tls_cluster(directory.path(), "User:admin"));
+        match refused {
+            Err(error @ PeerSecurityError::PrincipalNotSuperUser { .. }) => {
+                assert!(error.to_string().contains("User:node-7"), "{error}");
+            }
+            other => panic!("the certificate's principal was not required: {other:?}"),
+        }
+        let config = mutual_tls_cluster(directory.path(), "User:admin,User:node-7");
+        let security = PeerSecurity::load(&config)
+            .expect("the CN is a super user")
+            .expect("calls use TLS");
+        assert!(security.tls.is_some());
+        assert!(security.login.is_none());
+    }
+
+    #[test]
+    fn the_login_reads_its_password_file_and_never_prints_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let password_file = directory.path().join("password");
+        std::fs::write(&password_file, "pa55-word\n").unwrap();
+        let arguments = [
+            "spate-broker",
+            "--seeds",
+            "127.0.0.1:9192",
+            "--sasl-mechanisms",
+            "SCRAM-SHA-256",
+            "--inter-broker-sasl-mechanism",
+            "SCRAM-SHA-256",
+            "--inter-broker-user",
+            "broker",
+            "--inter-broker-password-file",
+            password_file.to_str().unwrap(),
+            "--super-users",
+            "User:broker",
+        ];
+        let command_line = crate::config::CommandLine::try_parse_from(arguments).unwrap();
+        let config = Config::from_layers(command_line, &|_| None, vec![0]).unwrap();
+        let security = PeerSecurity::load(&config).unwrap().expect("a login");
+        let login = security.login.as_ref().expect("a login");
+        assert_eq!(login.password, "pa55-word");
+        assert_eq!(login.mechanism, SaslMechanism::ScramSha256);
+        assert!(security.tls.is_none());
+        assert!(!format!("{security:?}").contains("pa55-word"));
+        std::fs::remove_file(&password_file).unwrap();
+        assert!(matches!(
+            PeerSecurity::load(&config),
+            Err(PeerSecurityError::Config(_))
+        ));
+    }
 
     #[test]
     fn backoff_doubles_from_the_minimum_and_stops_at_the_maximum() {
