@@ -499,6 +499,10 @@ environment variables; a later source overrides an earlier one.
 TLS: give a listener a certificate and key (--tls-cert-file/--tls-key-file for the native one,
 --kafka-tls-* and --admin-tls-* for the others; a --*tls-client-ca-file requires client
 certificates). The files are reloaded when they change, and at once on SIGHUP (docs/tls.md).
+In cluster mode brokers call each other on the native listener: with TLS there, set
+--inter-broker-tls-ca-file; with --sasl-mechanisms, --inter-broker-sasl-mechanism,
+--inter-broker-user and --inter-broker-password-file (or SPATE_INTER_BROKER_PASSWORD)
+(docs/authentication.md, \"Brokers of a cluster\").
 
 `spate-broker recover-catalog [flags]` rebuilds <data_dir>/catalog.toml from the topic.toml in each
 topic directory (when the catalog is lost, or disagrees with the directories) and exits; the old
@@ -1473,6 +1477,16 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.sasl_mechanisms.is_empty() && self.inter_broker.sasl.is_some() {
+            // The brokers share one listener configuration: a login no listener takes would
+            // fail every call, so it is refused here rather than found in the logs.
+            return invalid(
+                "inter_broker_sasl_mechanism",
+                "the brokers would log in to native listeners that offer no SASL (set \
+                 sasl_mechanisms, or leave the inter_broker_sasl_* settings out)"
+                    .to_string(),
+            );
         }
         if !self.authorization.enabled {
             return Ok(());
@@ -2458,6 +2472,16 @@ mod tests {
         assert_eq!(setting, "inter_broker_user");
         let (setting, _) = refusal(&["--inter-broker-user", "broker"]);
         assert_eq!(setting, "inter_broker_sasl_mechanism");
+        // A login no native listener of the cluster takes.
+        let mut owned = secured_cluster(&[]);
+        let offered = owned
+            .iter()
+            .position(|argument| argument == "--sasl-mechanisms")
+            .unwrap();
+        owned.drain(offered..offered + 2);
+        let (setting, message) = refusal(&arguments(&owned));
+        assert_eq!(setting, "inter_broker_sasl_mechanism", "{message}");
+        assert!(message.contains("offer no SASL"), "{message}");
     }
 
     #[test]
