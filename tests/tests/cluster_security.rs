@@ -15,6 +15,10 @@
 //! user that is no super user and has no ACL is refused a ReplicaFetch
 //! (ClusterAuthorizationFailed); and a broker restarted with a wrong inter-broker password is
 //! refused by its peers, saying so in its log.
+//!
+//! A second cluster authenticates by client certificates alone (mutual TLS, no SASL): the
+//! brokers present their certificate to each other, and with authorization on their principal
+//! is its CN, a super user; a client certificate another CA signed is refused.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -36,7 +40,7 @@ use spate_protocol::frame::split_response_frame;
 use spate_security::{ScramClient, ScramMechanism};
 use spate_tests::broker_process::broker_binary;
 use spate_tests::cluster::{partition_leader, wait_for};
-use spate_tests::tls::TestPki;
+use spate_tests::tls::{CertificateFiles, TestPki};
 use spate_tests::{Broker, BrokerOptions};
 
 const BROKER_USER: &str = "broker";
@@ -291,51 +295,11 @@ fn a_cluster_requiring_tls_and_scram_replicates_and_refuses_the_unauthenticated(
     // The brokers form the quorum: the admin's topic creation goes through the controller, and
     // its three replicas need every broker registered.
     let admin = client(&layout.addresses, ca, Some((ADMIN, ADMIN_PASSWORD)));
-    let mut last_error = String::new();
-    let created = wait_for(FORMATION_TIMEOUT, || {
-        let outcome = admin
-            .admin()
-            .create_topic(NewTopic {
-                replication_factor: 3,
-                ..NewTopic::new(TOPIC, 1)
-            })
-            .wait();
-        match outcome {
-            Ok(()) => Some(()),
-            Err(error) if error.to_string().contains("exists") => Some(()),
-            Err(error) => {
-                last_error = error.to_string();
-                std::thread::sleep(Duration::from_millis(500));
-                None
-            }
-        }
-    });
-    assert!(
-        created.is_some(),
-        "the secured cluster did not create a topic with three replicas within \
-         {FORMATION_TIMEOUT:?}: {last_error}"
-    );
+    create_replicated_topic(&admin);
     let leader = wait_for(FORMATION_TIMEOUT, || agreed_leader(&layout.addresses, ca))
         .expect("every broker names the same leader");
 
-    // acks=all: each record is on all three replicas (the ISR of a new topic) when it is told.
-    let producer = admin
-        .producer(ProducerConfig::default())
-        .expect("producer config is valid");
-    let values: Vec<String> = (0..RECORDS)
-        .map(|number| format!("secured-{number}"))
-        .collect();
-    let deliveries: Vec<_> = values
-        .iter()
-        .map(|value| {
-            producer
-                .send_blocking(ProducerRecord::new(TOPIC, value.as_bytes()).with_partition(0))
-                .expect("accepted")
-        })
-        .collect();
-    for delivery in deliveries {
-        delivery.wait().expect("acks=all produce succeeds");
-    }
+    let values = produce_acks_all(&admin);
 
     // The leader stops; the records are read back exact from the others.
     let leader_index = usize::try_from(leader - 1).expect("node ids from 1");
@@ -345,30 +309,11 @@ fn a_cluster_requiring_tls_and_scram_replicates_and_refuses_the_unauthenticated(
         .map(|index| layout.addresses[index])
         .collect();
     let reader = client(&others, ca, Some((ADMIN, ADMIN_PASSWORD)));
-    let mut consumer = reader
-        .consumer(ConsumerConfig::default())
-        .expect("consumer config is valid");
-    consumer
-        .assign(TOPIC, Some(&[0]), StartAt::Earliest)
-        .wait()
-        .expect("assign");
-    let deadline = Instant::now() + READ_TIMEOUT;
-    let mut read = Vec::new();
-    while read.len() < RECORDS {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {RECORDS} records came back after the leader stopped",
-            read.len()
-        );
-        match consumer.poll_owned(Duration::from_millis(200)) {
-            Ok(records) => read.extend(records.into_iter().map(|record| {
-                String::from_utf8(record.value.expect("a value").to_vec()).expect("UTF-8")
-            })),
-            // A new leader is being elected.
-            Err(error) => eprintln!("poll while the leadership moves: {error}"),
-        }
-    }
-    assert_eq!(read, values, "read back exact, in order, once each");
+    assert_eq!(
+        read_all(&reader),
+        values,
+        "read back exact, in order, once each"
+    );
 
     // No login, no service.
     let anonymous = client(&others, ca, None);
@@ -402,6 +347,144 @@ fn a_cluster_requiring_tls_and_scram_replicates_and_refuses_the_unauthenticated(
     assert!(
         refusal.contains("User:broker") && refusal.contains("SaslAuthenticationFailed"),
         "the refusal names the principal and why: {refusal}"
+    );
+    for broker in &mut brokers {
+        broker.kill();
+    }
+}
+
+/// Creates `TOPIC` with three replicas through `admin`, retrying until the cluster has formed
+/// (a controller elected and every broker registered).
+fn create_replicated_topic(admin: &Client) {
+    let mut last_error = String::new();
+    let created = wait_for(FORMATION_TIMEOUT, || {
+        let outcome = admin
+            .admin()
+            .create_topic(NewTopic {
+                replication_factor: 3,
+                ..NewTopic::new(TOPIC, 1)
+            })
+            .wait();
+        match outcome {
+            Ok(()) => Some(()),
+            Err(error) if error.to_string().contains("exists") => Some(()),
+            Err(error) => {
+                last_error = error.to_string();
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            }
+        }
+    });
+    assert!(
+        created.is_some(),
+        "the secured cluster did not create a topic with three replicas within \
+         {FORMATION_TIMEOUT:?}: {last_error}"
+    );
+}
+
+/// Produces `RECORDS` values to `TOPIC`/0 with acks=all: each is on every in-sync replica (all
+/// three, for a new topic) when it is told, so the followers fetched it over their secured
+/// connections. Returns the values in order.
+fn produce_acks_all(client: &Client) -> Vec<String> {
+    let producer = client
+        .producer(ProducerConfig::default())
+        .expect("producer config is valid");
+    let values: Vec<String> = (0..RECORDS)
+        .map(|number| format!("secured-{number}"))
+        .collect();
+    let deliveries: Vec<_> = values
+        .iter()
+        .map(|value| {
+            producer
+                .send_blocking(ProducerRecord::new(TOPIC, value.as_bytes()).with_partition(0))
+                .expect("accepted")
+        })
+        .collect();
+    for delivery in deliveries {
+        delivery.wait().expect("acks=all produce succeeds");
+    }
+    values
+}
+
+/// Reads `TOPIC`/0 from the start until `RECORDS` values came, riding out a leader election.
+fn read_all(client: &Client) -> Vec<String> {
+    let mut consumer = client
+        .consumer(ConsumerConfig::default())
+        .expect("consumer config is valid");
+    consumer
+        .assign(TOPIC, Some(&[0]), StartAt::Earliest)
+        .wait()
+        .expect("assign");
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut read = Vec::new();
+    while read.len() < RECORDS {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {RECORDS} records came back",
+            read.len()
+        );
+        match consumer.poll_owned(Duration::from_millis(200)) {
+            Ok(records) => read.extend(records.into_iter().map(|record| {
+                String::from_utf8(record.value.expect("a value").to_vec()).expect("UTF-8")
+            })),
+            // A new leader is being elected.
+            Err(error) => eprintln!("poll while the leadership moves: {error}"),
+        }
+    }
+    read
+}
+
+#[test]
+fn a_cluster_authenticating_by_client_certificates_alone_trusts_the_brokers_cn() {
+    let pki = TestPki::new();
+    let layout = Layout::new();
+    let ca = pki.ca_file.as_path();
+    let mutual: Vec<String> = [
+        "--tls-client-ca-file",
+        &pki.ca_file.display().to_string(),
+        "--authorization",
+        "true",
+        // The brokers' certificate CN, and alice's, the test's admin here.
+        "--super-users",
+        "User:spate-cluster-broker,User:alice",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut brokers: Vec<Broker> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..3)
+            .map(|index| {
+                let options = layout.options(index, &pki, &mutual);
+                scope.spawn(move || Broker::start(options))
+            })
+            .collect();
+        starts
+            .into_iter()
+            .map(|start| start.join().expect("a broker start panicked"))
+            .collect()
+    });
+    let with_certificate = |addresses: &[SocketAddr], certificate: &CertificateFiles| {
+        let config = ClientConfig {
+            bootstrap: addresses.iter().map(SocketAddr::to_string).collect(),
+            retry_timeout: Duration::from_secs(20),
+            tls: Some(
+                TlsConfig::new(ca)
+                    .with_client_certificate(&certificate.cert_file, &certificate.key_file),
+            ),
+            ..ClientConfig::new(addresses[0].to_string()).with_client_id("cluster-security")
+        };
+        Client::new(config).expect("client config is valid")
+    };
+    let admin = with_certificate(&layout.addresses, &pki.client);
+    create_replicated_topic(&admin);
+    let values = produce_acks_all(&admin);
+    // Every replica has the records (acks=all): any broker serves them.
+    let reader = with_certificate(&layout.addresses[2..], &pki.client);
+    assert_eq!(read_all(&reader), values, "read back exact");
+    // Another CA's certificate does not get through the handshake.
+    let stranger = with_certificate(&layout.addresses, &pki.other_client);
+    assert!(
+        stranger.admin().list_topics().wait().is_err(),
+        "a certificate another CA signed was accepted"
     );
     for broker in &mut brokers {
         broker.kill();
