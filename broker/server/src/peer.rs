@@ -277,23 +277,6 @@ impl PeerSecurity {
             login,
         })))
     }
-
-    /// For tests of the peer connection: TLS with `tls`, a login with `login` (mechanism,
-    /// user, password).
-    pub fn new(
-        tls: Option<Arc<rustls::ClientConfig>>,
-        login: Option<(SaslMechanism, String, String)>,
-    ) -> PeerSecurity {
-        PeerSecurity {
-            tls,
-            handshake_timeout_ms: 10_000,
-            login: login.map(|(mechanism, user, password)| PeerLogin {
-                mechanism,
-                user,
-                password,
-            }),
-        }
-    }
 }
 
 /// See the module documentation.
@@ -416,10 +399,13 @@ impl PeerConnection {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%address, %error, "could not set TCP_NODELAY on a peer connection");
         }
-        let tls_config = security.and_then(|security| security.tls.clone());
-        let stream = match tls_config {
+        let tls = security.and_then(|security| {
+            let timeout = Duration::from_millis(security.handshake_timeout_ms);
+            security.tls.clone().map(|config| (config, timeout))
+        });
+        let stream = match tls {
             None => ConnectionStream::Plain(SharedStream(Rc::new(RefCell::new(stream)))),
-            Some(config) => {
+            Some((config, timeout)) => {
                 let refused = |message: String| PeerError::Tls {
                     address,
                     server_name: host.to_string(),
@@ -427,9 +413,6 @@ impl PeerConnection {
                 };
                 let server_name = ServerName::try_from(host.to_string())
                     .map_err(|error| refused(format!("not a host name: {error}")))?;
-                let timeout = Duration::from_millis(
-                    security.map_or(10_000, |security| security.handshake_timeout_ms),
-                );
                 let session = tls::session::connect(stream, config, server_name, timeout)
                     .await
                     .map_err(|error| refused(error.to_string()))?;
