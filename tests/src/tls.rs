@@ -45,6 +45,11 @@ pub struct TestPki {
     /// A second CA, and a client certificate `CN=mallory` it signed.
     pub other_ca_file: PathBuf,
     pub other_client: CertificateFiles,
+    /// A cluster broker's certificate (`CN=spate-cluster-broker`), signed by the CA: for
+    /// `localhost` and the test clusters' loopback addresses `127.0.0.1`..=`127.0.0.9`, and good
+    /// as a server's and a client's certificate (a broker presents it on its listener and on
+    /// its calls to the other brokers).
+    pub broker: CertificateFiles,
 }
 
 struct Authority {
@@ -100,7 +105,16 @@ impl TestPki {
             Role::Client,
             Validity::Current,
         );
+        let broker = leaf(
+            &root,
+            "broker",
+            &authority,
+            "spate-cluster-broker",
+            Role::Broker,
+            Validity::Current,
+        );
         TestPki {
+            broker,
             directory,
             ca_file,
             server,
@@ -142,6 +156,8 @@ impl Default for TestPki {
 enum Role {
     Server,
     Client,
+    /// Both, for every loopback address a test cluster uses.
+    Broker,
 }
 
 enum Validity {
@@ -187,6 +203,18 @@ fn leaf(
             let mut params =
                 CertificateParams::new(Vec::<String>::new()).expect("client parameters");
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params
+        }
+        Role::Broker => {
+            let mut params =
+                CertificateParams::new(vec!["localhost".to_string()]).expect("broker parameters");
+            params.subject_alt_names.extend(
+                (1..=9).map(|last| SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))),
+            );
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
             params
         }
     };

@@ -372,7 +372,8 @@ macro_rules! settings {
         }
 
         /// Every environment variable the broker reads, for `--help`.
-        pub const ENVIRONMENT_VARIABLES: &[&str] = &[ "SPATE_CONFIG", $( $env, )* ];
+        pub const ENVIRONMENT_VARIABLES: &[&str] =
+            &[ "SPATE_CONFIG", INTER_BROKER_PASSWORD_VARIABLE, $( $env, )* ];
     };
 }
 
@@ -477,6 +478,10 @@ settings! {
     admin_tls_client_ca_file: PathBuf, "SPATE_ADMIN_TLS_CLIENT_CA_FILE", "PEM CA bundle for client certificates on the admin listener (mutual TLS)";
     tls_handshake_timeout_ms: u64, "SPATE_TLS_HANDSHAKE_TIMEOUT_MS", "Longest a TLS handshake may take on any listener; then the connection is closed (default 10000)";
     tls_reload_check_interval_ms: u64, "SPATE_TLS_RELOAD_CHECK_INTERVAL_MS", "How often TLS certificate, key and CA files are checked for changes and reloaded (SIGHUP reloads at once; default 5000)";
+    inter_broker_tls_ca_file: PathBuf, "SPATE_INTER_BROKER_TLS_CA_FILE", "PEM CA bundle other brokers' native listener certificates are verified against: turns TLS on for this broker's calls to them (replica fetches, Raft, proposals), presenting tls_cert_file as the client certificate; required in cluster mode when the native listener has TLS";
+    inter_broker_sasl_mechanism: String, "SPATE_INTER_BROKER_SASL_MECHANISM", "SASL mechanism this broker authenticates with when it calls another broker: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, one of sasl_mechanisms; required in cluster mode when the native listener requires SASL";
+    inter_broker_user: String, "SPATE_INTER_BROKER_USER", "User this broker authenticates as when it calls another broker (its principal is User:<name>, which authorization needs in super_users)";
+    inter_broker_password_file: PathBuf, "SPATE_INTER_BROKER_PASSWORD_FILE", "File holding inter_broker_user's password (one line); or the environment variable SPATE_INTER_BROKER_PASSWORD";
     failed_authentication_delay_ms: u64, "SPATE_FAILED_AUTHENTICATION_DELAY_MS", "How long the answer to a failed SASL login is held back before the connection closes, like Kafka's connection.failed.authentication.delay.ms (default 100)";
     connections_max_reauth_ms: u64, "SPATE_CONNECTIONS_MAX_REAUTH_MS", "How long a SASL authentication lasts: clients re-authenticate on the connection before it ends, or the connection is closed at its next request, like Kafka's connections.max.reauth.ms (default 0: for the life of the connection)";
     failed_authentications_per_address_max: u32, "SPATE_FAILED_AUTHENTICATIONS_PER_ADDRESS_MAX", "Failed SASL logins one source address may have per failed_authentication_window_ms; then its connections are closed at accept until the window passes (default 10; 0: no limit)";
@@ -506,6 +511,10 @@ environment variables; a later source overrides an earlier one.
 TLS: give a listener a certificate and key (--tls-cert-file/--tls-key-file for the native one,
 --kafka-tls-* and --admin-tls-* for the others; a --*tls-client-ca-file requires client
 certificates). The files are reloaded when they change, and at once on SIGHUP (docs/tls.md).
+In cluster mode brokers call each other on the native listener: with TLS there, set
+--inter-broker-tls-ca-file; with --sasl-mechanisms, --inter-broker-sasl-mechanism,
+--inter-broker-user and --inter-broker-password-file (or SPATE_INTER_BROKER_PASSWORD)
+(docs/authentication.md, \"Brokers of a cluster\").
 
 `spate-broker recover-catalog [flags]` rebuilds <data_dir>/catalog.toml from the topic.toml in each
 topic directory (when the catalog is lost, or disagrees with the directories) and exits; the old
@@ -728,6 +737,79 @@ pub struct Config {
     pub transactions: TxnLimits,
     /// This broker's id and, in cluster mode, its seeds.
     pub cluster: ClusterConfig,
+    /// How this broker secures its calls to other brokers (`inter_broker_*`).
+    pub inter_broker: InterBrokerConfig,
+}
+
+/// The environment variable that may hold `inter_broker_user`'s password. Not a setting of the
+/// `settings!` table: a password has no command-line flag (other users of the machine read
+/// command lines) and is kept out of the config file unless the operator names a file for it.
+pub const INTER_BROKER_PASSWORD_VARIABLE: &str = "SPATE_INTER_BROKER_PASSWORD";
+
+/// How this broker secures the calls it makes to other brokers' native listeners: TLS, and SASL
+/// as one user. Both off by default (plaintext, `User:ANONYMOUS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterBrokerConfig {
+    /// CA bundle the other brokers' certificates are verified against; `Some`: calls use TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The SASL login of every call; `None`: calls do not authenticate.
+    pub sasl: Option<InterBrokerSasl>,
+}
+
+/// The SASL login this broker uses with other brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterBrokerSasl {
+    pub mechanism: SaslMechanism,
+    pub user: String,
+    pub password: InterBrokerPassword,
+}
+
+impl InterBrokerSasl {
+    /// The principal the other brokers see: `User:<inter_broker_user>`.
+    pub fn principal(&self) -> Principal {
+        Principal::user(&self.user)
+    }
+}
+
+/// Where the inter-broker password is: a file, read when the broker starts (an unreadable one
+/// fails the start), or the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub enum InterBrokerPassword {
+    File(PathBuf),
+    Environment(String),
+}
+
+impl std::fmt::Debug for InterBrokerPassword {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InterBrokerPassword::File(path) => formatter.debug_tuple("File").field(path).finish(),
+            // Config is logged and printed in errors: the password never is.
+            InterBrokerPassword::Environment(_) => formatter.write_str("Environment(<hidden>)"),
+        }
+    }
+}
+
+impl InterBrokerPassword {
+    /// The password itself: the environment's as given, a file's first line.
+    pub fn read(&self) -> Result<String, ConfigError> {
+        match self {
+            InterBrokerPassword::Environment(password) => Ok(password.clone()),
+            InterBrokerPassword::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Invalid {
+                    setting: "inter_broker_password_file",
+                    message: format!("cannot read {}: {error}", path.display()),
+                })?;
+                let password = text.lines().next().unwrap_or("").to_string();
+                if password.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        setting: "inter_broker_password_file",
+                        message: format!("{} holds no password", path.display()),
+                    });
+                }
+                Ok(password)
+            }
+        }
+    }
 }
 
 /// One seed broker of `--seeds`: the address of its native listener, and its id when written
@@ -809,10 +891,15 @@ impl Config {
         let merged = environment_layer
             .over(command_line.overrides)
             .over(file_layer);
-        Self::resolve(merged, available)
+        let inter_broker_password = environment(INTER_BROKER_PASSWORD_VARIABLE);
+        Self::resolve(merged, available, inter_broker_password)
     }
 
-    fn resolve(layer: Overrides, available: Vec<usize>) -> Result<Config, ConfigError> {
+    fn resolve(
+        layer: Overrides,
+        available: Vec<usize>,
+        inter_broker_password: Option<String>,
+    ) -> Result<Config, ConfigError> {
         let groups = group_limits(&layer);
         let transactions = txn_limits(&layer);
         let kafka = kafka_config(&layer)?;
@@ -850,6 +937,7 @@ impl Config {
             ],
         )?;
         let sasl_mechanisms = sasl_mechanisms(&layer.sasl_mechanisms, "sasl_mechanisms")?;
+        let inter_broker = inter_broker_config(&layer, inter_broker_password)?;
         let authorization = authorization_config(&layer, &sasl_mechanisms, kafka.as_ref())?;
         let admin_listen_text = layer
             .admin_listen
@@ -1077,6 +1165,7 @@ impl Config {
             groups,
             transactions,
             cluster,
+            inter_broker,
         };
         if layer.group_write_batch_bytes_max.is_none() {
             config.check_derived_group_batch()?;
@@ -1339,15 +1428,7 @@ impl Config {
                 ),
             );
         }
-        if self.cluster.is_cluster_mode() && self.tls.is_some() {
-            return invalid(
-                "tls_cert_file",
-                "TLS on the native listener is not available in cluster mode: brokers call each \
-                 other over that listener in plaintext (use TLS on the Kafka listener, or keep \
-                 the native listener on a private network)"
-                    .to_string(),
-            );
-        }
+        self.check_inter_broker()?;
         if limits.default_replication_factor == Some(0) {
             return invalid(
                 "default_replication_factor",
@@ -1367,34 +1448,120 @@ impl Config {
                 ),
             );
         }
-        if self.cluster.is_cluster_mode() && !self.sasl_mechanisms.is_empty() {
-            // Brokers reach each other over the native listener and do not authenticate yet.
-            return invalid(
-                "sasl_mechanisms",
-                "SASL on the native listener is not offered in cluster mode yet (brokers call \
-                 each other there without credentials); use kafka_sasl_mechanisms"
-                    .to_string(),
-            );
-        }
-        let anonymous = Principal::anonymous();
-        if self.cluster.is_cluster_mode()
-            && self.authorization.enabled
-            && !self.authorization.super_users.contains(&anonymous)
-        {
-            // The brokers' own calls (replica fetches, Raft, proposals) arrive on the native
-            // listener as User:ANONYMOUS and need ClusterAction: without it replication stops.
-            // Granting it makes every native client a broker, so the operator says so.
-            return invalid(
-                "authorization",
-                "authorization is on in cluster mode (kafka_sasl_mechanisms turns it on unless \
-                 authorization = false), but brokers call each other on the native listener \
-                 without credentials, as User:ANONYMOUS: add User:ANONYMOUS to super_users \
-                 (every native client is then trusted as a broker: keep the native listener on \
-                 a private network), or set authorization = false"
-                    .to_string(),
-            );
-        }
         Ok(())
+    }
+
+    /// Whether the native listener authenticates its clients (SASL, or client certificates):
+    /// then the brokers' own calls arrive there as a principal of their own, not as
+    /// `User:ANONYMOUS`.
+    pub fn native_listener_authenticates(&self) -> bool {
+        !self.sasl_mechanisms.is_empty()
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_ca_file.is_some())
+    }
+
+    /// In cluster mode the brokers call each other on the native listener, so whatever that
+    /// listener requires of clients, each broker's calls must bring: TLS (a CA to verify the
+    /// peers with), the SASL login, and, with authorization on, a principal allowed
+    /// ClusterAction, which only super users are given without ACLs.
+    fn check_inter_broker(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, message: String| Err(ConfigError::Invalid { setting, message });
+        if !self.cluster.is_cluster_mode() {
+            return Ok(());
+        }
+        if self.tls.is_some() && self.inter_broker.tls_ca_file.is_none() {
+            return invalid(
+                "inter_broker_tls_ca_file",
+                "the native listener has TLS (tls_cert_file) in cluster mode, where brokers call \
+                 each other on it: set inter_broker_tls_ca_file to the CA bundle that signed the \
+                 brokers' certificates"
+                    .to_string(),
+            );
+        }
+        if !self.sasl_mechanisms.is_empty() {
+            let offered: Vec<&str> = self.sasl_mechanisms.iter().map(|m| m.name()).collect();
+            let Some(sasl) = &self.inter_broker.sasl else {
+                return invalid(
+                    "inter_broker_sasl_mechanism",
+                    format!(
+                        "the native listener requires SASL ({}) in cluster mode, where brokers \
+                         call each other on it: set inter_broker_sasl_mechanism (one of those), \
+                         inter_broker_user and inter_broker_password_file (or {})",
+                        offered.join(", "),
+                        INTER_BROKER_PASSWORD_VARIABLE
+                    ),
+                );
+            };
+            if !self.sasl_mechanisms.contains(&sasl.mechanism) {
+                return invalid(
+                    "inter_broker_sasl_mechanism",
+                    format!(
+                        "{} is not among the native listener's sasl_mechanisms ({}): the other \
+                         brokers would refuse it",
+                        sasl.mechanism,
+                        offered.join(", ")
+                    ),
+                );
+            }
+        }
+        if self.sasl_mechanisms.is_empty() && self.inter_broker.sasl.is_some() {
+            // The brokers share one listener configuration: a login no listener takes would
+            // fail every call, so it is refused here rather than found in the logs.
+            return invalid(
+                "inter_broker_sasl_mechanism",
+                "the brokers would log in to native listeners that offer no SASL (set \
+                 sasl_mechanisms, or leave the inter_broker_sasl_* settings out)"
+                    .to_string(),
+            );
+        }
+        if !self.authorization.enabled {
+            return Ok(());
+        }
+        let super_users = &self.authorization.super_users;
+        match (
+            &self.inter_broker.sasl,
+            self.native_listener_authenticates(),
+        ) {
+            (Some(sasl), true) if !self.sasl_mechanisms.is_empty() => {
+                let principal = sasl.principal();
+                if !super_users.contains(&principal) {
+                    return invalid(
+                        "super_users",
+                        format!(
+                            "authorization is on in cluster mode and the brokers call each other \
+                             as {principal} (inter_broker_user): add {principal} to super_users, \
+                             or their replica fetches, Raft messages and proposals are refused"
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            // Client certificates alone: the principal is the CN of this broker's certificate,
+            // checked when the certificate is read at start (`peer::PeerSecurity::load`).
+            (_, true) => Ok(()),
+            (_, false) => {
+                if super_users.contains(&Principal::anonymous()) {
+                    return Ok(());
+                }
+                // The brokers' own calls arrive on the native listener as User:ANONYMOUS and
+                // need ClusterAction: granting it makes every native client a broker, so the
+                // operator says so.
+                invalid(
+                    "authorization",
+                    "authorization is on in cluster mode (kafka_sasl_mechanisms turns it on \
+                     unless authorization = false), but the native listener does not \
+                     authenticate, so brokers call each other as User:ANONYMOUS: require SASL \
+                     there (sasl_mechanisms with inter_broker_sasl_mechanism, inter_broker_user \
+                     and its password, the user in super_users), or client certificates \
+                     (tls_client_ca_file), or add User:ANONYMOUS to super_users (every native \
+                     client is then trusted as a broker: keep the native listener on a private \
+                     network), or set authorization = false"
+                        .to_string(),
+                )
+            }
+        }
     }
 
     /// `group_write_batch_bytes_max` was not set, so it was derived (from `frame_bytes_max`, or
@@ -1700,6 +1867,73 @@ fn sasl_mechanisms(
     crate::auth::parse_mechanisms(text).map_err(|message| ConfigError::Invalid { setting, message })
 }
 
+/// The `inter_broker_*` settings: the SASL ones all together or none.
+fn inter_broker_config(
+    layer: &Overrides,
+    password_from_environment: Option<String>,
+) -> Result<InterBrokerConfig, ConfigError> {
+    let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
+    let password = match (&layer.inter_broker_password_file, password_from_environment) {
+        (Some(path), _) => Some(InterBrokerPassword::File(path.clone())),
+        (None, Some(password)) if !password.is_empty() => {
+            Some(InterBrokerPassword::Environment(password))
+        }
+        (None, _) => None,
+    };
+    let mechanism = layer
+        .inter_broker_sasl_mechanism
+        .as_deref()
+        .map(str::trim)
+        .filter(|name| !name.is_empty());
+    let user = layer
+        .inter_broker_user
+        .as_deref()
+        .map(str::trim)
+        .filter(|user| !user.is_empty());
+    let sasl = match (mechanism, user, password) {
+        (None, None, None) => None,
+        (Some(name), Some(user), Some(password)) => {
+            let mechanism = SaslMechanism::from_name(name).ok_or_else(|| {
+                invalid(
+                    "inter_broker_sasl_mechanism",
+                    format!("{name:?} is none of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                )
+            })?;
+            Some(InterBrokerSasl {
+                mechanism,
+                user: user.to_string(),
+                password,
+            })
+        }
+        (None, _, _) => {
+            return Err(invalid(
+                "inter_broker_sasl_mechanism",
+                "inter_broker_user or its password is set without the mechanism to log in with"
+                    .to_string(),
+            ))
+        }
+        (Some(_), None, _) => {
+            return Err(invalid(
+                "inter_broker_user",
+                "inter_broker_sasl_mechanism is set without the user to log in as".to_string(),
+            ))
+        }
+        (Some(_), Some(_), None) => {
+            return Err(invalid(
+                "inter_broker_password_file",
+                format!(
+                    "inter_broker_user is set without a password: name a file holding it \
+                     (inter_broker_password_file) or set {INTER_BROKER_PASSWORD_VARIABLE}"
+                ),
+            ))
+        }
+    };
+    Ok(InterBrokerConfig {
+        tls_ca_file: layer.inter_broker_tls_ca_file.clone(),
+        sasl,
+    })
+}
+
 /// The node id, seeds and advertised address from one merged layer.
 fn cluster_config(layer: &Overrides) -> Result<ClusterConfig, ConfigError> {
     let node_id = layer.node_id.unwrap_or(defaults::NODE_ID);
@@ -1911,7 +2145,7 @@ mod tests {
             "--tls-key-file",
             "a.key",
         ]);
-        assert_eq!(setting, "tls_cert_file", "{message}");
+        assert_eq!(setting, "inter_broker_tls_ca_file", "{message}");
         assert!(message.contains("cluster mode"), "{message}");
         let (setting, _) = refusal(&["--tls-handshake-timeout-ms", "0"]);
         assert_eq!(setting, "tls_handshake_timeout_ms");
@@ -2122,7 +2356,203 @@ mod tests {
         let (setting, _) = refusal(&["--kafka-sasl-mechanisms", "GSSAPI"]);
         assert_eq!(setting, "kafka_sasl_mechanisms");
         let (setting, _) = refusal(&["--sasl-mechanisms", "PLAIN", "--seeds", "127.0.0.1:9192"]);
-        assert_eq!(setting, "sasl_mechanisms", "not in cluster mode yet");
+        assert_eq!(
+            setting, "inter_broker_sasl_mechanism",
+            "the brokers need a login of their own"
+        );
+    }
+
+    /// A cluster whose native listener requires TLS and SCRAM, with the settings each broker
+    /// needs to call the others; each flag of `changed` given that value instead (or added).
+    fn secured_cluster(changed: &[&str]) -> Vec<String> {
+        let mut owned: Vec<String> = [
+            "--seeds",
+            "127.0.0.1:9192",
+            "--tls-cert-file",
+            "broker.pem",
+            "--tls-key-file",
+            "broker.key",
+            "--inter-broker-tls-ca-file",
+            "ca.pem",
+            "--sasl-mechanisms",
+            "SCRAM-SHA-512",
+            "--inter-broker-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--inter-broker-user",
+            "broker",
+            "--inter-broker-password-file",
+            "broker.password",
+            "--super-users",
+            "User:broker",
+        ]
+        .iter()
+        .map(|argument| argument.to_string())
+        .collect();
+        for pair in changed.chunks(2) {
+            match owned.iter().position(|argument| argument == pair[0]) {
+                Some(flag) => owned[flag + 1] = pair[1].to_string(),
+                None => owned.extend(pair.iter().map(|argument| argument.to_string())),
+            }
+        }
+        owned
+    }
+
+    fn arguments(owned: &[String]) -> Vec<&str> {
+        owned.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_cluster_with_tls_and_sasl_on_the_native_listener_is_accepted() {
+        let config = build(&arguments(&secured_cluster(&[])), &[], vec![0]).expect("valid");
+        assert!(config.authorization.enabled, "SASL turns authorization on");
+        assert_eq!(
+            config.inter_broker.tls_ca_file.as_deref(),
+            Some(Path::new("ca.pem"))
+        );
+        let sasl = config.inter_broker.sasl.expect("a login");
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(sasl.principal(), Principal::user("broker"));
+        assert_eq!(
+            sasl.password,
+            InterBrokerPassword::File(PathBuf::from("broker.password"))
+        );
+    }
+
+    #[test]
+    fn the_inter_broker_password_comes_from_the_environment_and_is_never_printed() {
+        let mut owned = secured_cluster(&[]);
+        let file_flag = owned
+            .iter()
+            .position(|argument| argument == "--inter-broker-password-file")
+            .unwrap();
+        owned.drain(file_flag..file_flag + 2);
+        let (setting, message) = match build(&arguments(&owned), &[], vec![0]) {
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            other => panic!("a login without a password was not refused: {other:?}"),
+        };
+        assert_eq!(setting, "inter_broker_password_file", "{message}");
+        assert!(
+            message.contains(INTER_BROKER_PASSWORD_VARIABLE),
+            "{message}"
+        );
+        let config = build(
+            &arguments(&owned),
+            &[(INTER_BROKER_PASSWORD_VARIABLE, "s3cret-pa55")],
+            vec![0],
+        )
+        .expect("valid");
+        let password = &config.inter_broker.sasl.as_ref().unwrap().password;
+        assert_eq!(password.read().unwrap(), "s3cret-pa55");
+        assert!(!format!("{config:?}").contains("s3cret-pa55"));
+    }
+
+    #[test]
+    fn the_inter_broker_password_file_gives_its_first_line() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("password");
+        std::fs::write(&file, "first line\nsecond\n").unwrap();
+        assert_eq!(
+            InterBrokerPassword::File(file.clone()).read().unwrap(),
+            "first line"
+        );
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            InterBrokerPassword::File(file).read(),
+            Err(ConfigError::Invalid {
+                setting: "inter_broker_password_file",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn native_tls_in_cluster_mode_needs_the_inter_broker_ca() {
+        let mut owned = secured_cluster(&[]);
+        let ca_flag = owned
+            .iter()
+            .position(|argument| argument == "--inter-broker-tls-ca-file")
+            .unwrap();
+        owned.drain(ca_flag..ca_flag + 2);
+        let (setting, message) = match build(&arguments(&owned), &[], vec![0]) {
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            other => panic!("native TLS without the CA was not refused: {other:?}"),
+        };
+        assert_eq!(setting, "inter_broker_tls_ca_file", "{message}");
+        // One broker alone calls nobody.
+        let alone: Vec<&str> = arguments(&owned).into_iter().skip(2).collect();
+        assert!(build(&alone, &[], vec![0]).is_ok());
+    }
+
+    #[test]
+    fn native_sasl_in_cluster_mode_needs_an_inter_broker_login_the_listener_offers() {
+        let owned = secured_cluster(&["--inter-broker-sasl-mechanism", "PLAIN"]);
+        let (setting, message) = match build(&arguments(&owned), &[], vec![0]) {
+            Err(ConfigError::Invalid { setting, message }) => (setting, message),
+            other => panic!("a mechanism the listener refuses was accepted: {other:?}"),
+        };
+        assert_eq!(setting, "inter_broker_sasl_mechanism", "{message}");
+        assert!(message.contains("SCRAM-SHA-512"), "{message}");
+        let owned = secured_cluster(&["--inter-broker-sasl-mechanism", "GSSAPI"]);
+        let (setting, _) = refusal(&arguments(&owned));
+        assert_eq!(setting, "inter_broker_sasl_mechanism");
+        // A mechanism without a user, and a user without a mechanism.
+        let (setting, _) = refusal(&["--inter-broker-sasl-mechanism", "PLAIN"]);
+        assert_eq!(setting, "inter_broker_user");
+        let (setting, _) = refusal(&["--inter-broker-user", "broker"]);
+        assert_eq!(setting, "inter_broker_sasl_mechanism");
+        // A login no native listener of the cluster takes.
+        let mut owned = secured_cluster(&[]);
+        let offered = owned
+            .iter()
+            .position(|argument| argument == "--sasl-mechanisms")
+            .unwrap();
+        owned.drain(offered..offered + 2);
+        let (setting, message) = refusal(&arguments(&owned));
+        assert_eq!(setting, "inter_broker_sasl_mechanism", "{message}");
+        assert!(message.contains("offer no SASL"), "{message}");
+    }
+
+    #[test]
+    fn authorization_with_native_sasl_in_cluster_mode_needs_the_broker_user_as_super_user() {
+        let owned = secured_cluster(&["--super-users", "User:admin"]);
+        let (setting, message) = refusal(&arguments(&owned));
+        assert_eq!(setting, "super_users", "{message}");
+        assert!(message.contains("User:broker"), "{message}");
+        // User:ANONYMOUS no longer stands in for the brokers once they log in.
+        let owned = secured_cluster(&["--super-users", "User:ANONYMOUS"]);
+        let (setting, _) = refusal(&arguments(&owned));
+        assert_eq!(setting, "super_users");
+        let owned = secured_cluster(&["--super-users", "User:admin,User:broker"]);
+        assert!(build(&arguments(&owned), &[], vec![0]).is_ok());
+        let owned = secured_cluster(&["--super-users", "User:admin", "--authorization", "false"]);
+        assert!(build(&arguments(&owned), &[], vec![0]).is_ok());
+    }
+
+    #[test]
+    fn authorization_with_client_certificates_in_cluster_mode_leaves_the_principal_to_start() {
+        // The brokers' principal is their certificate's CN, read when the broker starts
+        // (`peer::PeerSecurity::load`), so the configuration alone is accepted.
+        let config = build(
+            &[
+                "--seeds",
+                "127.0.0.1:9192",
+                "--tls-cert-file",
+                "broker.pem",
+                "--tls-key-file",
+                "broker.key",
+                "--tls-client-ca-file",
+                "ca.pem",
+                "--inter-broker-tls-ca-file",
+                "ca.pem",
+                "--authorization",
+                "true",
+            ],
+            &[],
+            vec![0],
+        )
+        .expect("valid");
+        assert!(config.native_listener_authenticates());
+        assert!(config.inter_broker.sasl.is_none());
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub enum ServerError {
     KafkaIdentity(#[from] kafka::identity::IdentityError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("inter-broker security: {0}")]
+    PeerSecurity(#[from] peer::PeerSecurityError),
     #[error("cannot start the TLS certificate reload: {0}")]
     TlsReload(std::io::Error),
     #[error("cannot load the users' credentials: {0}")]
@@ -184,6 +186,8 @@ struct Rendezvous {
     authorizer: Arc<auth::Authorizer>,
     /// Each TLS listener's certificates, as the reload thread keeps them.
     certificates: ListenersCertificates,
+    /// How this broker's calls to other brokers are secured (`inter_broker_*`).
+    peer_security: Option<Arc<peer::PeerSecurity>>,
 }
 
 /// The certificates of the listeners that have TLS (`None`: plaintext).
@@ -242,6 +246,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
     let shard_count = config.placement.shard_count();
     // Before anything binds: a missing or invalid certificate fails the start, naming the file.
     let certificates = ListenersCertificates::load(&config)?;
+    let peer_security = peer::PeerSecurity::load(&config)?;
     startup::log_memlock(shard_count, config.limits.io_memory_bytes);
     // Bind first: a port held by anyone else (another broker included) fails the start before
     // the data directory is touched.
@@ -440,6 +445,7 @@ pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), ServerError> {
         started,
         cluster: cluster::ClusterHandle::shared_state(config.cluster.is_cluster_mode()),
         certificates,
+        peer_security,
         credentials,
         authorizer,
     };
@@ -674,6 +680,7 @@ async fn serve_shard(
         rendezvous.credentials.clone(),
         rendezvous.authorizer.clone(),
         rendezvous.admission.failed_authentications().clone(),
+        rendezvous.peer_security.clone(),
     );
     services.mesh().spawn_receivers(receivers, &services);
     // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until

@@ -18,6 +18,16 @@
 //! `get`, after a backoff that doubles from `RECONNECT_BACKOFF_MS_MIN` up to
 //! `peer_reconnect_backoff_ms_max` while connecting keeps failing.
 //!
+//! Security (`inter_broker_*`, [`PeerSecurity`]): with a CA file the connection is TLS, the
+//! peer's certificate verified for the host it is reached at and this broker's own native
+//! listener certificate presented as the client's; with a SASL login the connection
+//! authenticates right after version negotiation, before any other call, as a native client
+//! does (SaslHandshake, then SaslAuthenticate: one step for PLAIN, two for SCRAM, whose last
+//! answer proves the peer knows the credential). A refused handshake or login fails the connect
+//! with [`PeerError::Tls`] or [`PeerError::Authentication`], naming the peer and why; the pool
+//! warns of it at most once per `AUTHENTICATION_WARNING_INTERVAL_MS` per peer and retries after
+//! its backoff, as after any failed connect.
+//!
 //! Memory: an idle connection holds an empty read buffer; a call's request is encoded as chunks
 //! that share the caller's byte strings (record batches are not copied), and an answer's byte
 //! strings share the one buffer its frame was read into.
@@ -25,8 +35,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -35,18 +45,23 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use glommio::Task;
+use rand::distributions::{Alphanumeric, DistString};
+use rustls::pki_types::ServerName;
 use spate_protocol::api::{
     encode_request_chunks, pick_version, ApiKey, ApiVersionRange, ApiVersionsRequest, Message,
-    Request, SUPPORTED_API_VERSIONS,
+    Request, SaslAuthenticateRequest, SaslHandshakeRequest, SUPPORTED_API_VERSIONS,
 };
 use spate_protocol::constants::FRAME_LENGTH_BYTES;
 use spate_protocol::error::{ErrorCode, WireError};
 use spate_protocol::frame::split_response_frame;
 use spate_protocol::NodeId;
 
-use crate::config::Limits;
+use spate_security::{encode_plain, Principal, ScramClient};
+
+use crate::auth::SaslMechanism;
+use crate::config::{Config, ConfigError, Limits};
 use crate::connection::SharedStream;
-use crate::write::write_chunks;
+use crate::tls::{self, ConnectionStream, TlsError};
 
 /// Client id this broker sends on its calls to other brokers (the peer's logs name it).
 const PEER_CLIENT_ID: &str = "spate-broker";
@@ -58,6 +73,18 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// First wait before reconnecting to a broker whose connection failed; it doubles with each
 /// further failure up to `peer_reconnect_backoff_ms_max`.
 const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
+
+/// Characters of the SCRAM client nonce (alphanumeric, from the thread's CSPRNG), as the
+/// client library sends.
+const SCRAM_NONCE_CHARACTERS: usize = 32;
+
+/// Longest one step of the login may wait for its answer (the connect timeout bounds all of
+/// them together too).
+const SASL_STEP_TIMEOUT_MS: u64 = 10_000;
+
+/// Least time between two warnings of failed TLS handshakes or logins to one peer: a wrong
+/// password fails every connect, each backoff, and one line a few seconds says it as well.
+const AUTHENTICATION_WARNING_INTERVAL_MS: u64 = 10_000;
 
 /// The bounds of broker-to-broker connections (from [`Limits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +153,130 @@ pub enum PeerError {
     },
     #[error("connecting to broker {node} again in {retry_in_ms} ms (the last attempt failed)")]
     BackingOff { node: NodeId, retry_in_ms: u64 },
+    #[error("TLS with {address} ({server_name}) failed: {message}")]
+    Tls {
+        address: SocketAddr,
+        server_name: String,
+        message: String,
+    },
+    #[error("{address} refused this broker's login as {principal}: {reason}")]
+    Authentication {
+        address: SocketAddr,
+        principal: String,
+        reason: String,
+    },
+}
+
+impl PeerError {
+    /// Whether the peer refused this broker's TLS handshake or login: a configuration fault
+    /// (a wrong CA, certificate or password) that retrying will not mend by itself.
+    pub fn is_refusal_of_security(&self) -> bool {
+        matches!(
+            self,
+            PeerError::Tls { .. } | PeerError::Authentication { .. }
+        )
+    }
+}
+
+/// Why the inter-broker security could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerSecurityError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "authorization is on in cluster mode and the native listener authenticates brokers by \
+         their certificate, as {principal} (the CN of tls_cert_file): add {principal} to \
+         super_users, or their replica fetches, Raft messages and proposals are refused"
+    )]
+    PrincipalNotSuperUser { principal: String },
+    #[error("tls_cert_file {path} names no subject to take the brokers' principal from")]
+    NoCertificatePrincipal { path: std::path::PathBuf },
+}
+
+/// How this broker secures its calls to other brokers (`inter_broker_*`): read once at start
+/// and shared by every shard's pools (the password is held in memory from then on, as a
+/// client's is).
+pub struct PeerSecurity {
+    /// `Some`: calls go over TLS with this config.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Longest the TLS handshake may take (`tls_handshake_timeout_ms`; the connect timeout
+    /// bounds it too).
+    handshake_timeout_ms: u64,
+    /// `Some`: calls log in first.
+    login: Option<PeerLogin>,
+}
+
+struct PeerLogin {
+    mechanism: SaslMechanism,
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for PeerSecurity {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PeerSecurity")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "login",
+                &self
+                    .login
+                    .as_ref()
+                    .map(|login| (login.mechanism, login.user.as_str())),
+            )
+            .finish()
+    }
+}
+
+impl PeerSecurity {
+    /// Reads the CA file, this broker's certificate and key, and the password, and checks, with
+    /// authorization on, that the brokers' certificate principal is a super user when client
+    /// certificates are how the native listener authenticates them. `None`: calls go in
+    /// plaintext without a login. An unreadable file fails the start, naming it.
+    pub fn load(config: &Config) -> Result<Option<Arc<PeerSecurity>>, PeerSecurityError> {
+        let inter_broker = &config.inter_broker;
+        if config.cluster.is_cluster_mode()
+            && config.authorization.enabled
+            && config.native_listener_authenticates()
+            && config.sasl_mechanisms.is_empty()
+        {
+            let files = config.tls.as_ref().expect("client certificates need TLS");
+            let principal =
+                tls::certificate_file_principal(&files.cert_file)?.ok_or_else(|| {
+                    PeerSecurityError::NoCertificatePrincipal {
+                        path: files.cert_file.clone(),
+                    }
+                })?;
+            let known = Principal::parse(&principal)
+                .is_some_and(|principal| config.authorization.super_users.contains(&principal));
+            if !known {
+                return Err(PeerSecurityError::PrincipalNotSuperUser { principal });
+            }
+        }
+        let tls = inter_broker
+            .tls_ca_file
+            .as_deref()
+            .map(|ca_file| tls::client_config(ca_file, config.tls.as_ref()))
+            .transpose()?;
+        let login = match &inter_broker.sasl {
+            None => None,
+            Some(sasl) => Some(PeerLogin {
+                mechanism: sasl.mechanism,
+                user: sasl.user.clone(),
+                password: sasl.password.read()?,
+            }),
+        };
+        if tls.is_none() && login.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(PeerSecurity {
+            tls,
+            handshake_timeout_ms: config.limits.tls_handshake_timeout_ms,
+            login,
+        })))
+    }
 }
 
 /// See the module documentation.
@@ -140,8 +291,8 @@ pub struct PeerConnection {
 /// What the connection and its reader task share.
 struct Shared {
     address: SocketAddr,
-    /// Shared by the reader task and the calls that write.
-    stream: SharedStream,
+    /// Shared by the reader task and the calls that write: plaintext or TLS.
+    stream: ConnectionStream,
     state: RefCell<CallState>,
     /// One writer at a time: a request is written whole, in the order of the answer queue.
     writing: Semaphore,
@@ -189,10 +340,7 @@ impl Shared {
         }
         self.slots.close();
         self.writing.close();
-        // SAFETY: the descriptor is the open socket owned by the shared stream, alive for this
-        // borrow.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
-        let _ = socket2::SockRef::from(&borrowed).shutdown(std::net::Shutdown::Both);
+        self.stream.shut_down();
     }
 }
 
@@ -213,23 +361,33 @@ impl Drop for BreakUnlessDone<'_> {
 }
 
 impl PeerConnection {
-    /// Opens a connection to the broker at `address` and negotiates versions, all within
-    /// `timeout_ms`.
+    /// Opens a connection to the broker at `address` (reached as `host`, the name its
+    /// certificate must hold under TLS), secured as `security` says, negotiates versions and
+    /// logs in, all within `timeout_ms`.
     pub async fn connect(
         address: SocketAddr,
+        host: &str,
         limits: &PeerLimits,
+        security: Option<&PeerSecurity>,
         timeout_ms: u64,
     ) -> Result<Rc<PeerConnection>, PeerError> {
         let timed_out = PeerError::ConnectTimedOut {
             address,
             timeout_ms,
         };
-        with_timeout(timeout_ms, timed_out, Self::open(address, limits)).await
+        with_timeout(
+            timeout_ms,
+            timed_out,
+            Self::open(address, host, limits, security),
+        )
+        .await
     }
 
     async fn open(
         address: SocketAddr,
+        host: &str,
         limits: &PeerLimits,
+        security: Option<&PeerSecurity>,
     ) -> Result<Rc<PeerConnection>, PeerError> {
         let stream = TcpStream::connect(address)
             .await
@@ -241,9 +399,29 @@ impl PeerConnection {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%address, %error, "could not set TCP_NODELAY on a peer connection");
         }
+        let tls = security.and_then(|security| {
+            let timeout = Duration::from_millis(security.handshake_timeout_ms);
+            security.tls.clone().map(|config| (config, timeout))
+        });
+        let stream = match tls {
+            None => ConnectionStream::Plain(SharedStream(Rc::new(RefCell::new(stream)))),
+            Some((config, timeout)) => {
+                let refused = |message: String| PeerError::Tls {
+                    address,
+                    server_name: host.to_string(),
+                    message,
+                };
+                let server_name = ServerName::try_from(host.to_string())
+                    .map_err(|error| refused(format!("not a host name: {error}")))?;
+                let session = tls::session::connect(stream, config, server_name, timeout)
+                    .await
+                    .map_err(|error| refused(error.to_string()))?;
+                ConnectionStream::Tls(session)
+            }
+        };
         let shared = Rc::new(Shared {
             address,
-            stream: SharedStream(Rc::new(RefCell::new(stream))),
+            stream,
             state: RefCell::new(CallState {
                 next_correlation_id: 0,
                 pending: VecDeque::new(),
@@ -273,7 +451,75 @@ impl PeerConnection {
             });
         }
         connection.versions = negotiate(&answer.broker_versions);
+        if let Some(login) = security.and_then(|security| security.login.as_ref()) {
+            connection.log_in(login).await?;
+        }
         Ok(Rc::new(connection))
+    }
+
+    /// SASL right after version negotiation, before any other call (the peer takes nothing
+    /// else first): the handshake names the mechanism, then one authenticate step (PLAIN) or
+    /// two (SCRAM, whose server-final message is checked: a peer that does not know the
+    /// credential is not trusted with this broker's calls either).
+    async fn log_in(&self, login: &PeerLogin) -> Result<(), PeerError> {
+        let address = self.shared.address;
+        let refused = |reason: String| PeerError::Authentication {
+            address,
+            principal: format!("User:{}", login.user),
+            reason,
+        };
+        let timeout_ms = SASL_STEP_TIMEOUT_MS;
+        let handshake = self
+            .call(
+                &SaslHandshakeRequest {
+                    mechanism: login.mechanism.name().to_string(),
+                },
+                timeout_ms,
+            )
+            .await
+            .map_err(|error| refused(format!("SaslHandshake: {error}")))?;
+        if handshake.error_code != ErrorCode::None {
+            return Err(refused(format!(
+                "{} refused ({}); the peer offers [{}]",
+                login.mechanism,
+                handshake.error_code,
+                handshake.mechanisms.join(", ")
+            )));
+        }
+        let step = |message: Vec<u8>| async move {
+            let answer = self
+                .call(
+                    &SaslAuthenticateRequest {
+                        auth_bytes: Bytes::from(message),
+                    },
+                    timeout_ms,
+                )
+                .await
+                .map_err(|error| refused(format!("SaslAuthenticate: {error}")))?;
+            if answer.error_code != ErrorCode::None {
+                return Err(refused(format!(
+                    "{:?}: {} ({})",
+                    answer.error_code,
+                    answer.error_code,
+                    answer.error_message.unwrap_or_default()
+                )));
+            }
+            Ok(answer.auth_bytes)
+        };
+        let Some(scram) = login.mechanism.scram() else {
+            step(encode_plain(&login.user, &login.password)).await?;
+            return Ok(());
+        };
+        let nonce = Alphanumeric.sample_string(&mut rand::thread_rng(), SCRAM_NONCE_CHARACTERS);
+        let mut client = ScramClient::new(scram, &login.user, &login.password, nonce);
+        let server_first = step(client.client_first()).await?;
+        let client_final = client
+            .server_first(&server_first)
+            .map_err(|error| refused(format!("server-first-message: {error}")))?;
+        let server_final = step(client_final).await?;
+        client
+            .server_final(&server_final)
+            .map_err(|error| refused(format!("server-final-message: {error}")))
     }
 
     /// The address this connection goes to.
@@ -372,7 +618,7 @@ impl PeerConnection {
                 done: false,
             };
             let mut stream = shared.stream.clone();
-            let written = write_chunks(&mut stream, &chunks).await;
+            let written = stream.write_chunks(&chunks).await;
             guard.done = true;
             if let Err(error) = written {
                 shared.break_off(&format!("write failed: {error}"));
@@ -512,6 +758,8 @@ pub fn resolve(node: NodeId, host: &str, port: u16) -> Result<SocketAddr, PeerEr
 /// again after a break (see the module documentation for the backoff).
 pub struct PeerPool {
     limits: PeerLimits,
+    /// TLS and login of every connection (`None`: plaintext, no login).
+    security: Option<Arc<PeerSecurity>>,
     peers: RefCell<HashMap<NodeId, Rc<PeerSlot>>>,
 }
 
@@ -523,12 +771,15 @@ struct PeerSlot {
     failures: Cell<u32>,
     /// No new connect before this, after a failure.
     retry_at: Cell<Option<Instant>>,
+    /// When a refused handshake or login was last warned of (they repeat every backoff).
+    warned_at: Cell<Option<Instant>>,
 }
 
 impl PeerPool {
-    pub fn new(limits: PeerLimits) -> PeerPool {
+    pub fn new(limits: PeerLimits, security: Option<Arc<PeerSecurity>>) -> PeerPool {
         PeerPool {
             limits,
+            security,
             peers: RefCell::new(HashMap::new()),
         }
     }
@@ -537,13 +788,19 @@ impl PeerPool {
         &self.limits
     }
 
-    /// The working connection to broker `node` at `address`, opened now if there is none (or it
-    /// broke, or the broker moved to another address). While a failed broker is in its backoff
-    /// this fails at once with [`PeerError::BackingOff`]: it never sleeps, so one loop can serve
-    /// several brokers.
+    /// How this pool's connections are secured (`None`: plaintext, no login).
+    pub fn security(&self) -> Option<&PeerSecurity> {
+        self.security.as_deref()
+    }
+
+    /// The working connection to broker `node` at `address` (its advertised `host` resolved),
+    /// opened now if there is none (or it broke, or the broker moved to another address).
+    /// While a failed broker is in its backoff this fails at once with
+    /// [`PeerError::BackingOff`]: it never sleeps, so one loop can serve several brokers.
     pub async fn get(
         &self,
         node: NodeId,
+        host: &str,
         address: SocketAddr,
     ) -> Result<Rc<PeerConnection>, PeerError> {
         let slot = self
@@ -556,6 +813,7 @@ impl PeerPool {
                     connecting: Semaphore::new(1),
                     failures: Cell::new(0),
                     retry_at: Cell::new(None),
+                    warned_at: Cell::new(None),
                 })
             })
             .clone();
@@ -588,7 +846,15 @@ impl PeerPool {
             }
         }
         slot.connection.borrow_mut().take();
-        match PeerConnection::connect(address, &self.limits, self.limits.connect_timeout_ms).await {
+        let connected = PeerConnection::connect(
+            address,
+            host,
+            &self.limits,
+            self.security(),
+            self.limits.connect_timeout_ms,
+        )
+        .await;
+        match connected {
             Ok(connection) => {
                 slot.failures.set(0);
                 slot.retry_at.set(None);
@@ -601,7 +867,11 @@ impl PeerPool {
                 let backoff_ms = backoff_ms(failures, self.limits.reconnect_backoff_ms_max);
                 slot.retry_at
                     .set(Some(Instant::now() + Duration::from_millis(backoff_ms)));
-                tracing::debug!(node, %address, %error, backoff_ms, "connecting to a broker failed");
+                if error.is_refusal_of_security() {
+                    warn_of_refusal(&slot, node, &error, backoff_ms);
+                } else {
+                    tracing::debug!(node, %address, %error, backoff_ms, "connecting to a broker failed");
+                }
                 Err(error)
             }
         }
@@ -621,6 +891,30 @@ impl PeerPool {
     }
 }
 
+/// Warns that broker `node` refused this broker's TLS handshake or login, at most once per
+/// `AUTHENTICATION_WARNING_INTERVAL_MS` for each peer (the rest at debug level).
+fn warn_of_refusal(slot: &PeerSlot, node: NodeId, error: &PeerError, backoff_ms: u64) {
+    let now = Instant::now();
+    let interval = Duration::from_millis(AUTHENTICATION_WARNING_INTERVAL_MS);
+    let due = slot
+        .warned_at
+        .get()
+        .is_none_or(|warned_at| now.duration_since(warned_at) >= interval);
+    if due {
+        slot.warned_at.set(Some(now));
+        tracing::warn!(
+            node,
+            %error,
+            backoff_ms,
+            "another broker refused this broker's TLS handshake or login (check \
+             inter_broker_tls_ca_file, the certificates, inter_broker_user and its password); \
+             retrying"
+        );
+    } else {
+        tracing::debug!(node, %error, backoff_ms, "another broker refused this broker's TLS handshake or login");
+    }
+}
+
 /// The wait before connect attempt `failures + 1`: 50 ms doubling per failure, capped at
 /// `max_ms`, with up to a quarter more at random so brokers that lost the same peer do not all
 /// come back at once.
@@ -635,6 +929,95 @@ fn backoff_ms(failures: u32, max_ms: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// A cluster broker's config whose native listener requires client certificates (the
+    /// broker's certificate `CN=node-7`, written under `directory`), authorization on, with
+    /// `super_users`.
+    fn mutual_tls_cluster(directory: &std::path::Path, super_users: &str) -> Config {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "node-7");
+        let certificate = params.self_signed(&key).unwrap();
+        let cert_file = directory.join("broker.pem");
+        let key_file = directory.join("broker.key");
+        std::fs::write(&cert_file, certificate.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let arguments = [
+            "spate-broker",
+            "--seeds",
+            "127.0.0.1:9192",
+            "--tls-cert-file",
+            cert_file.to_str().unwrap(),
+            "--tls-key-file",
+            key_file.to_str().unwrap(),
+            "--tls-client-ca-file",
+            cert_file.to_str().unwrap(),
+            "--inter-broker-tls-ca-file",
+            cert_file.to_str().unwrap(),
+            "--authorization",
+            "true",
+            "--super-users",
+            super_users,
+        ];
+        let command_line = crate::config::CommandLine::try_parse_from(arguments).unwrap();
+        Config::from_layers(command_line, &|_| None, vec![0]).expect("a valid config")
+    }
+
+    #[test]
+    fn with_client_certificates_alone_the_certificates_cn_must_be_a_super_user() {
+        let directory = tempfile::tempdir().unwrap();
+        let refused = PeerSecurity::load(&mutual_tls_cluster(directory.path(), "User:admin"));
+        match refused {
+            Err(error @ PeerSecurityError::PrincipalNotSuperUser { .. }) => {
+                assert!(error.to_string().contains("User:node-7"), "{error}");
+            }
+            other => panic!("the certificate's principal was not required: {other:?}"),
+        }
+        let config = mutual_tls_cluster(directory.path(), "User:admin,User:node-7");
+        let security = PeerSecurity::load(&config)
+            .expect("the CN is a super user")
+            .expect("calls use TLS");
+        assert!(security.tls.is_some());
+        assert!(security.login.is_none());
+    }
+
+    #[test]
+    fn the_login_reads_its_password_file_and_never_prints_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let password_file = directory.path().join("password");
+        std::fs::write(&password_file, "pa55-word\n").unwrap();
+        let arguments = [
+            "spate-broker",
+            "--seeds",
+            "127.0.0.1:9192",
+            "--sasl-mechanisms",
+            "SCRAM-SHA-256",
+            "--inter-broker-sasl-mechanism",
+            "SCRAM-SHA-256",
+            "--inter-broker-user",
+            "broker",
+            "--inter-broker-password-file",
+            password_file.to_str().unwrap(),
+            "--super-users",
+            "User:broker",
+        ];
+        let command_line = crate::config::CommandLine::try_parse_from(arguments).unwrap();
+        let config = Config::from_layers(command_line, &|_| None, vec![0]).unwrap();
+        let security = PeerSecurity::load(&config).unwrap().expect("a login");
+        let login = security.login.as_ref().expect("a login");
+        assert_eq!(login.password, "pa55-word");
+        assert_eq!(login.mechanism, SaslMechanism::ScramSha256);
+        assert!(security.tls.is_none());
+        assert!(!format!("{security:?}").contains("pa55-word"));
+        std::fs::remove_file(&password_file).unwrap();
+        assert!(matches!(
+            PeerSecurity::load(&config),
+            Err(PeerSecurityError::Config(_))
+        ));
+    }
 
     #[test]
     fn backoff_doubles_from_the_minimum_and_stops_at_the_maximum() {

@@ -17,7 +17,7 @@ use crate::cluster::{ClusterHandle, ClusterState, ServerClusterTopics};
 use crate::config::Config;
 use crate::group::{GroupCoordinator, GroupServices};
 use crate::handlers::txn_peers::PeerTxn;
-use crate::peer::{PeerLimits, PeerPool};
+use crate::peer::{PeerLimits, PeerPool, PeerSecurity};
 use crate::replication::ShardReplication;
 use crate::shard::mesh::{Mesh, ShardServices};
 use crate::shard::topic_creation::ClusterTopics;
@@ -53,6 +53,9 @@ pub struct Services {
     /// Failed logins per source address, shared by every shard and the accept path
     /// (`auth::failures`).
     pub failed_authentications: Arc<FailedAuthentications>,
+    /// How this broker's calls to other brokers are secured (`inter_broker_*`), for the pools
+    /// opened outside `Services::new` (the metadata driver's).
+    pub peer_security: Option<Arc<PeerSecurity>>,
 }
 
 impl Services {
@@ -65,12 +68,19 @@ impl Services {
         credentials: Arc<CredentialStore>,
         authorizer: Arc<Authorizer>,
         failed_authentications: Arc<FailedAuthentications>,
+        peer_security: Option<Arc<PeerSecurity>>,
     ) -> Rc<Services> {
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
         let transactions = TxnCoordinator::new(config.transactions.clone());
-        let peers = PeerPool::new(PeerLimits::from_limits(&config.limits));
-        let replication = ShardReplication::new(PeerLimits::from_limits(&config.limits));
+        let peers = PeerPool::new(
+            PeerLimits::from_limits(&config.limits),
+            peer_security.clone(),
+        );
+        let replication = ShardReplication::new(
+            PeerLimits::from_limits(&config.limits),
+            peer_security.clone(),
+        );
         Rc::new_cyclic(|services| {
             let cluster_topics = cluster.is_some().then(|| {
                 Rc::new(ServerClusterTopics::new(services.clone())) as Rc<dyn ClusterTopics>
@@ -91,6 +101,7 @@ impl Services {
                 credentials,
                 authorizer,
                 failed_authentications,
+                peer_security,
             }
         })
     }

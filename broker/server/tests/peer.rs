@@ -42,7 +42,7 @@ fn pipelined_calls_are_answered_in_order_with_negotiated_versions() {
     let broker = broker_with_topic("peer-pipeline");
     let address = broker.address();
     glommio::LocalExecutor::default().run(async move {
-        let connection = PeerConnection::connect(address, &limits(), 5_000)
+        let connection = PeerConnection::connect(address, "127.0.0.1", &limits(), None, 5_000)
             .await
             .unwrap();
         assert_eq!(
@@ -116,7 +116,7 @@ fn pipelined_calls_are_answered_in_order_with_negotiated_versions() {
             })
         };
         glommio::timer::sleep(Duration::from_millis(100)).await;
-        let other = PeerConnection::connect(address, &limits(), 5_000)
+        let other = PeerConnection::connect(address, "127.0.0.1", &limits(), None, 5_000)
             .await
             .unwrap();
         let request = produce_request("peer-pipeline", 0, Acks::Leader, vec![batch(20)]);
@@ -153,7 +153,7 @@ fn a_call_past_its_timeout_breaks_the_connection_and_so_does_an_oversized_answer
     );
     assert_eq!(code, ErrorCode::None);
     glommio::LocalExecutor::default().run(async move {
-        let connection = PeerConnection::connect(address, &limits(), 5_000)
+        let connection = PeerConnection::connect(address, "127.0.0.1", &limits(), None, 5_000)
             .await
             .unwrap();
         // Nothing at offset 1: the fetch waits 3 s at the broker, the call only 200 ms.
@@ -172,7 +172,7 @@ fn a_call_past_its_timeout_breaks_the_connection_and_so_does_an_oversized_answer
             response_bytes_max: 1024,
             ..limits()
         };
-        let connection = PeerConnection::connect(address, &small, 5_000)
+        let connection = PeerConnection::connect(address, "127.0.0.1", &small, None, 5_000)
             .await
             .unwrap();
         let request = fetch_request("peer-timeout", 0, 0, 1 << 16, 0, 0);
@@ -192,11 +192,11 @@ fn the_pool_fails_calls_of_a_killed_broker_backs_off_and_reconnects_after_its_re
     let mut broker = broker_with_topic("peer-restart");
     let address = broker.address();
     glommio::LocalExecutor::default().run(async move {
-        let pool = Rc::new(PeerPool::new(limits()));
-        let connection = pool.get(7, address).await.unwrap();
+        let pool = Rc::new(PeerPool::new(limits(), None));
+        let connection = pool.get(7, "127.0.0.1", address).await.unwrap();
         assert!(Rc::ptr_eq(
             &connection,
-            &pool.get(7, address).await.unwrap()
+            &pool.get(7, "127.0.0.1", address).await.unwrap()
         ));
         let waiting = {
             let connection = connection.clone();
@@ -212,9 +212,9 @@ fn the_pool_fails_calls_of_a_killed_broker_backs_off_and_reconnects_after_its_re
         assert!(connection.is_broken());
         assert!(pool.connected(7).is_none());
         // Refused now, then in backoff until the wait passes.
-        let error = pool.get(7, address).await.unwrap_err();
+        let error = pool.get(7, "127.0.0.1", address).await.unwrap_err();
         assert!(matches!(error, PeerError::Connect { .. }), "{error}");
-        let error = pool.get(7, address).await.unwrap_err();
+        let error = pool.get(7, "127.0.0.1", address).await.unwrap_err();
         assert!(
             matches!(error, PeerError::BackingOff { node: 7, .. }),
             "{error}"
@@ -222,7 +222,7 @@ fn the_pool_fails_calls_of_a_killed_broker_backs_off_and_reconnects_after_its_re
         broker.restart();
         let mut reconnected = None;
         for _ in 0..100 {
-            match pool.get(7, address).await {
+            match pool.get(7, "127.0.0.1", address).await {
                 Ok(connection) => {
                     reconnected = Some(connection);
                     break;

@@ -106,6 +106,7 @@ pub(super) async fn learn_seeds(
     }
     let started = Instant::now();
     let mut reported = Instant::now();
+    let mut last_errors: BTreeMap<usize, String> = BTreeMap::new();
     loop {
         for (index, seed) in config.cluster.seeds.iter().enumerate() {
             if known.contains_key(&index) {
@@ -116,7 +117,12 @@ pub(super) async fn learn_seeds(
                     tracing::info!(seed = %seed, node = id, "seed answered");
                     known.insert(index, id);
                 }
-                Err(error) => tracing::debug!(seed = %seed, %error, "seed did not answer yet"),
+                Err(error) => {
+                    tracing::debug!(seed = %seed, %error, "seed did not answer yet");
+                    // Kept for the waiting report: a refused TLS handshake or login is a
+                    // configuration fault the operator must see, not a seed still starting.
+                    last_errors.insert(index, error);
+                }
             }
         }
         let all = known.len() == config.cluster.seeds.len();
@@ -134,7 +140,10 @@ pub(super) async fn learn_seeds(
                 .iter()
                 .enumerate()
                 .filter(|(index, _)| !known.contains_key(index))
-                .map(|(_, seed)| seed.to_string())
+                .map(|(index, seed)| match last_errors.get(&index) {
+                    Some(error) => format!("{seed} ({error})"),
+                    None => seed.to_string(),
+                })
                 .collect();
             tracing::warn!(
                 ?missing,
@@ -185,9 +194,15 @@ async fn ask_node_id(
 ) -> Result<NodeId, String> {
     let address = resolve(-1, &seed.host, seed.port).map_err(|error| error.to_string())?;
     let timeout_ms = services.config.limits.peer_connect_timeout_ms;
-    let connection = PeerConnection::connect(address, peers.limits(), timeout_ms)
-        .await
-        .map_err(|error| error.to_string())?;
+    let connection = PeerConnection::connect(
+        address,
+        &seed.host,
+        peers.limits(),
+        peers.security(),
+        timeout_ms,
+    )
+    .await
+    .map_err(|error| error.to_string())?;
     if connection.version_of(ApiKey::DescribeCluster) < Some(1) {
         return Err(format!(
             "{address} does not speak DescribeCluster v1 (an older build): it cannot be a seed"

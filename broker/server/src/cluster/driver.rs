@@ -172,8 +172,9 @@ impl Driver {
         }
     }
 
-    /// Where broker `node`'s native listener is: the image's registration, else a seed's.
-    fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
+    /// Where broker `node`'s native listener is, as its advertised host (the name its
+    /// certificate holds) and that host resolved: the image's registration, else a seed's.
+    fn address_of(&self, node: NodeId) -> Option<(String, SocketAddr)> {
         let image = self.state.image();
         let endpoint = image
             .brokers
@@ -181,7 +182,7 @@ impl Driver {
             .map(|broker| broker.native.clone())
             .or_else(|| self.seed_addresses.borrow().get(&node).cloned())?;
         match resolve(node, &endpoint.0, endpoint.1) {
-            Ok(address) => Some(address),
+            Ok(address) => Some((endpoint.0, address)),
             Err(error) => {
                 tracing::debug!(node, %error, "cannot resolve a broker");
                 None
@@ -287,10 +288,10 @@ impl Driver {
         remaining: Duration,
     ) -> Duration {
         let retry = Duration::from_millis(PROPOSAL_RETRY_MS);
-        let Some(address) = self.address_of(leader) else {
+        let Some((host, address)) = self.address_of(leader) else {
             return retry;
         };
-        let connection = match self.peers.get(leader, address).await {
+        let connection = match self.peers.get(leader, &host, address).await {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::debug!(leader, %error, "cannot reach the controller");
@@ -493,7 +494,10 @@ async fn run(
     let node_id = config.cluster.node_id;
     let incarnation = bootstrap::incarnation();
     let metadata_dir = config.data_dir.join(bootstrap::METADATA_DIRECTORY_NAME);
-    let peers = PeerPool::new(crate::peer::PeerLimits::from_limits(&config.limits));
+    let peers = PeerPool::new(
+        crate::peer::PeerLimits::from_limits(&config.limits),
+        services.peer_security.clone(),
+    );
     let Some(seeds) = bootstrap::learn_seeds(&services, &peers, &metadata_dir).await else {
         return Ok(()); // Shutdown came first.
     };
@@ -702,7 +706,7 @@ fn send(driver: &Rc<Driver>, node: &MetadataNode<DmaFileSystem>, messages: Vec<(
                 tracing::trace!(to, "Raft messages dropped: too many in flight");
                 continue;
             }
-            let Some(address) = driver.address_of(to) else {
+            let Some((host, address)) = driver.address_of(to) else {
                 tracing::trace!(to, "Raft messages dropped: address unknown");
                 continue;
             };
@@ -716,7 +720,7 @@ fn send(driver: &Rc<Driver>, node: &MetadataNode<DmaFileSystem>, messages: Vec<(
             let driver = driver.clone();
             glommio::spawn_local(async move {
                 let timeout_ms = driver.tick_ms * 10;
-                let outcome = match driver.peers.get(to, address).await {
+                let outcome = match driver.peers.get(to, &host, address).await {
                     Ok(connection) => connection
                         .call(&request, timeout_ms)
                         .await

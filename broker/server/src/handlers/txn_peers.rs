@@ -50,7 +50,7 @@ async fn connection(
     let address = resolve(node, host, *port).map_err(|error| error.to_string())?;
     let connection = services
         .peers
-        .get(node, address)
+        .get(node, host, address)
         .await
         .map_err(|error: PeerError| error.to_string())?;
     Ok((services, connection))

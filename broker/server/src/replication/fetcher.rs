@@ -166,7 +166,12 @@ impl Fetcher {
                 tracing::warn!(leader, %error, "cannot reach the leader");
                 Duration::from_secs(1)
             })?;
-        let connection = match services.replication.peers.get(leader, address).await {
+        let connection = match services
+            .replication
+            .peers
+            .get(leader, &broker.native.0, address)
+            .await
+        {
             Ok(connection) => connection,
             Err(PeerError::BackingOff { retry_in_ms, .. }) => {
                 return Err(Duration::from_millis(retry_in_ms.max(1)))

@@ -19,6 +19,7 @@ mod serve;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::future;
@@ -26,7 +27,7 @@ use spate_cluster::replica::ReplicaLimits;
 use spate_metadata::MetadataCommand;
 use spate_protocol::NodeId;
 
-use crate::peer::{PeerLimits, PeerPool};
+use crate::peer::{PeerLimits, PeerPool, PeerSecurity};
 use crate::services::Services;
 use crate::shard::messages::PartitionKey;
 use fetcher::{Fetcher, Followed};
@@ -46,10 +47,10 @@ pub struct ShardReplication {
 }
 
 impl ShardReplication {
-    pub fn new(limits: PeerLimits) -> ShardReplication {
+    pub fn new(limits: PeerLimits, security: Option<Arc<PeerSecurity>>) -> ShardReplication {
         ShardReplication {
             fetchers: RefCell::new(HashMap::new()),
-            peers: PeerPool::new(limits),
+            peers: PeerPool::new(limits, security),
             isr_checks: Cell::new(false),
         }
     }

@@ -10,8 +10,11 @@
 //!   SIGHUP.
 //! - `session`: the handshake and the TLS session a connection's reader and writer share.
 //! - `principal`: `User:<CN>` of a verified client certificate (mutual TLS).
-//! - `ConnectionStream` (this file): what the connection loop and the admin listener read and
-//!   write, plaintext or TLS. Plaintext keeps the zero-copy vectored `sendmsg` of `write`.
+//! - `ConnectionStream` (this file): what the connection loop, the admin listener and the calls
+//!   to other brokers (`peer`) read and write, plaintext or TLS. Plaintext keeps the zero-copy
+//!   vectored `sendmsg` of `write`.
+//! - `client_config` (this file): the rustls `ClientConfig` of calls to other brokers
+//!   (`inter_broker_tls_ca_file`, and this broker's own certificate as the client's).
 //!
 //! Authentication beyond the certificate (SASL) and authorization are not here.
 
@@ -31,7 +34,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::config::ListenerTls;
 use crate::connection::SharedStream;
@@ -67,6 +70,8 @@ pub enum TlsError {
         path: PathBuf,
         message: String,
     },
+    #[error("inter-broker CA file {path}: {message}")]
+    PeerCa { path: PathBuf, message: String },
     #[error("{listener} listener: certificate {cert_file} with key {key_file}: {source}")]
     Certificate {
         listener: &'static str,
@@ -131,6 +136,58 @@ pub fn server_config(
             source: Box::new(source),
         })?;
     Ok(Arc::new(config))
+}
+
+/// Builds the `ClientConfig` of this broker's calls to other brokers: their native listener's
+/// certificate is verified against `ca_file` (for the host name the call goes to), and
+/// `identity`, this broker's own native listener certificate and key, is presented as the
+/// client certificate (a listener with mutual TLS requires one; Kafka's inter-broker SSL
+/// presents the broker keystore the same way).
+pub fn client_config(
+    ca_file: &Path,
+    identity: Option<&ListenerTls>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let listener = "native";
+    let authorities = read_certificates(listener, "inter-broker CA file", ca_file)?;
+    let mut roots = RootCertStore::empty();
+    for authority in authorities {
+        roots.add(authority).map_err(|error| TlsError::PeerCa {
+            path: ca_file.to_path_buf(),
+            message: error.to_string(),
+        })?;
+    }
+    let builder = ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::PeerCa {
+            path: ca_file.to_path_buf(),
+            message: error.to_string(),
+        })?
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(files) => {
+            let chain = read_certificates(listener, "certificate file", &files.cert_file)?;
+            let key = read_private_key(listener, &files.key_file)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|source| TlsError::Certificate {
+                    listener,
+                    cert_file: files.cert_file.clone(),
+                    key_file: files.key_file.clone(),
+                    source: Box::new(source),
+                })?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// `User:<CN>` of the leaf certificate in `cert_file` (the native listener's): the principal a
+/// broker presenting it as its client certificate has on another broker's listener.
+pub fn certificate_file_principal(cert_file: &Path) -> Result<Option<String>, TlsError> {
+    let chain = read_certificates("native", "certificate file", cert_file)?;
+    Ok(chain
+        .first()
+        .and_then(|leaf| principal::certificate_principal(leaf.as_ref())))
 }
 
 fn read_file(listener: &'static str, what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {

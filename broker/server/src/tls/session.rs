@@ -1,5 +1,7 @@
 //! One TLS connection over a glommio socket: the handshake under a deadline, then a session the
-//! connection's reader and writer tasks share the way they share a plaintext socket.
+//! connection's reader and writer tasks share the way they share a plaintext socket. The server
+//! side (`accept`) serves the listeners; the client side (`connect`) carries this broker's calls
+//! to other brokers (`peer`), with the same session and the same rules for its two tasks.
 //!
 //! Why not a generic async TLS wrapper: glommio keeps one waker for a socket's read readiness
 //! and one for its write readiness, each holding a single waiter. A task that polled the write
@@ -27,7 +29,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 use super::principal::certificate_principal;
 
@@ -38,8 +41,9 @@ const SEND_BUFFER_BYTES_MAX: usize = 256 * 1024;
 /// Slices handed to rustls in one call (it cuts records across them).
 const SLICES_PER_WRITE_MAX: usize = 64;
 
-/// Why a TLS handshake did not complete. Each is the client's doing (or a timeout); the
-/// connection is closed and logged at debug level.
+/// Why a TLS handshake did not complete. On a listener each is the client's doing (or a
+/// timeout): the connection is closed and logged at debug level. On a call to another broker
+/// (`peer`) it fails the connect.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error("TLS handshake: {0}")]
@@ -57,7 +61,8 @@ pub enum HandshakeError {
 /// A socket and its TLS state, shared by a connection's reader and writer.
 pub struct TlsSession {
     stream: TcpStream,
-    connection: ServerConnection,
+    /// The server side on a listener's connections, the client side on calls to other brokers.
+    connection: Connection,
 }
 
 /// The handle both tasks hold. Each borrows the session only inside one poll, never across an
@@ -81,7 +86,46 @@ pub async fn accept(
     timeout: Duration,
     stopped: impl std::future::Future<Output = ()>,
 ) -> Result<(SharedTlsStream, TlsPeer), HandshakeError> {
-    let mut connection = ServerConnection::new(config)?;
+    let connection = ServerConnection::new(config)?;
+    let session = handshake(stream, Connection::Server(connection), timeout, stopped).await?;
+    let principal = session
+        .connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| certificate_principal(leaf.as_ref()));
+    Ok((
+        SharedTlsStream(Rc::new(RefCell::new(session))),
+        TlsPeer { principal },
+    ))
+}
+
+/// Runs the client side of a handshake on `stream` (a connection this broker opened to another
+/// one), verifying the server's certificate for `server_name` with `config`'s roots, until it
+/// completes, fails or takes longer than `timeout`.
+pub async fn connect(
+    stream: TcpStream,
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+) -> Result<SharedTlsStream, HandshakeError> {
+    let connection = ClientConnection::new(config, server_name)?;
+    let session = handshake(
+        stream,
+        Connection::Client(connection),
+        timeout,
+        future::pending(),
+    )
+    .await?;
+    Ok(SharedTlsStream(Rc::new(RefCell::new(session))))
+}
+
+/// Drives either side's handshake to its end, under `timeout`, racing `stopped`.
+async fn handshake(
+    stream: TcpStream,
+    mut connection: Connection,
+    timeout: Duration,
+    stopped: impl std::future::Future<Output = ()>,
+) -> Result<TlsSession, HandshakeError> {
     connection.set_buffer_limit(Some(SEND_BUFFER_BYTES_MAX));
     let mut session = TlsSession { stream, connection };
     let handshake = poll_fn(|context| session.poll_handshake(context));
@@ -99,22 +143,14 @@ pub async fn accept(
     )
     .await;
     outcome?;
-    let principal = session
-        .connection
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| certificate_principal(leaf.as_ref()));
-    Ok((
-        SharedTlsStream(Rc::new(RefCell::new(session))),
-        TlsPeer { principal },
-    ))
+    Ok(session)
 }
 
 impl TlsSession {
     fn poll_handshake(&mut self, context: &mut Context<'_>) -> Poll<Result<(), HandshakeError>> {
         loop {
-            // Our flight first (the server hello, then the session tickets after the client's
-            // Finished): the client waits for it.
+            // Our flight first (a server's hello and session tickets, a client's hello and
+            // Finished): the other side waits for it.
             while self.connection.wants_write() {
                 let mut socket = WriteHalf {
                     stream: &mut self.stream,
@@ -142,7 +178,7 @@ impl TlsSession {
                 Err(error) => return Poll::Ready(Err(error.into())),
             }
             if let Err(error) = self.connection.process_new_packets() {
-                // The alert rustls queued tells the client why (a plaintext client will not
+                // The alert rustls queued tells the other side why (a plaintext client will not
                 // understand it, and that is fine).
                 self.send_queued_without_waiting();
                 return Poll::Ready(Err(error.into()));
