@@ -64,7 +64,7 @@ use crate::shard::{Shard, ShardPosition};
 use admission::{accept_backoff, Admission, LogThrottle};
 use kafka::KafkaBroker;
 use progress::{StartupProgress, StartupStep};
-use services::Services;
+use services::{Services, SharedSecurity};
 
 /// At most one log line per this interval about refused connections, one about failing accepts,
 /// and one about connections closed for not taking their answers, per shard.
@@ -677,10 +677,12 @@ async fn serve_shard(
         config.clone(),
         mesh,
         rendezvous.cluster.clone(),
-        rendezvous.credentials.clone(),
-        rendezvous.authorizer.clone(),
-        rendezvous.admission.failed_authentications().clone(),
-        rendezvous.peer_security.clone(),
+        SharedSecurity {
+            credentials: rendezvous.credentials.clone(),
+            authorizer: rendezvous.authorizer.clone(),
+            failed_authentications: rendezvous.admission.failed_authentications().clone(),
+            peer_security: rendezvous.peer_security.clone(),
+        },
     );
     services.mesh().spawn_receivers(receivers, &services);
     // Shard 0 serves the admin listener from here on, so probes see the start-up (503 until

@@ -58,6 +58,14 @@ pub struct Services {
     pub peer_security: Option<Arc<PeerSecurity>>,
 }
 
+/// The security state every shard shares, handed to [`Services::new`] as one value.
+pub struct SharedSecurity {
+    pub credentials: Arc<CredentialStore>,
+    pub authorizer: Arc<Authorizer>,
+    pub failed_authentications: Arc<FailedAuthentications>,
+    pub peer_security: Option<Arc<PeerSecurity>>,
+}
+
 impl Services {
     /// `cluster`: the state every shard of a cluster member shares (`None`: a single broker).
     pub fn new(
@@ -65,11 +73,14 @@ impl Services {
         config: Arc<Config>,
         mesh: Mesh<Services>,
         cluster: Option<Arc<ClusterState>>,
-        credentials: Arc<CredentialStore>,
-        authorizer: Arc<Authorizer>,
-        failed_authentications: Arc<FailedAuthentications>,
-        peer_security: Option<Arc<PeerSecurity>>,
+        security: SharedSecurity,
     ) -> Rc<Services> {
+        let SharedSecurity {
+            credentials,
+            authorizer,
+            failed_authentications,
+            peer_security,
+        } = security;
         assert_eq!(shard.id, mesh.shard_id(), "a shard's services share its id");
         let groups = GroupCoordinator::new(config.groups.clone());
         let transactions = TxnCoordinator::new(config.transactions.clone());
