@@ -1,0 +1,287 @@
+//! [`KTable`]: a changelog stream read as a table, the latest value per key. Every table of this
+//! library is materialized in a key-value store of its own (Kafka Streams materializes lazily):
+//! it costs memory, and it gives every table operator the same simple semantics — an update is
+//! an upsert into the table's store, a `None` value a delete, and a delete of an absent key
+//! changes nothing and is not forwarded. Records below a table carry `Option<V>` values,
+//! `None` being a tombstone.
+
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::dsl::builder::{pass_through, Materialized, SharedGraph, Types};
+use crate::dsl::kstream::KStream;
+use crate::error::StreamsError;
+use crate::ops::suppress::SuppressUntilWindowCloses;
+use crate::processor::ProcessorContext;
+use crate::processor::{downcast_record, Data, ErasedRecord, NodeId, NodeProcessor};
+use crate::record::{Record, Windowed};
+use crate::serdes::SharedSerde;
+use crate::topology::{ProcessorFactory, StoreKind};
+
+/// A table with keys of `K` and values of `V`.
+pub struct KTable<K, V> {
+    pub(crate) graph: SharedGraph,
+    pub(crate) node: NodeId,
+    pub(crate) store: String,
+    pub(crate) key_serde: SharedSerde<K>,
+    pub(crate) value_serde: SharedSerde<V>,
+    /// For a table a windowed aggregation made: how long after a window's end it closes, in
+    /// stream time (a window closes when `end + this <= stream time`): the grace period for
+    /// time windows, whose end is excluded; for sessions, which a record within the gap may
+    /// still extend and whose end is included, gap plus grace plus one millisecond. `suppress` needs it. `None` for other tables.
+    pub(crate) window_close_after_end_ms: Option<i64>,
+    types: Types<K, V>,
+}
+
+/// Writes `value` (or deletes, for `None`) at `key` in a table's store. Answers whether the
+/// table changed: a delete of an absent key does not.
+pub(crate) fn upsert<K: 'static, V: 'static>(
+    context: &mut ProcessorContext<'_>,
+    store: &str,
+    key_serde: &SharedSerde<K>,
+    value_serde: &SharedSerde<V>,
+    key: &K,
+    value: Option<&V>,
+) -> Result<bool, StreamsError> {
+    let key_bytes = key_serde.serialize(key);
+    let store = context.key_value_store(store)?;
+    Ok(match value {
+        Some(value) => {
+            store.put(&key_bytes, value_serde.serialize(value));
+            true
+        }
+        None => store.delete(&key_bytes).is_some(),
+    })
+}
+
+/// Reads `key` from a table's store.
+pub(crate) fn lookup<K: 'static, V: 'static>(
+    context: &mut ProcessorContext<'_>,
+    store: &str,
+    key_serde: &SharedSerde<K>,
+    value_serde: &SharedSerde<V>,
+    key: &K,
+) -> Result<Option<V>, StreamsError> {
+    let key_bytes = key_serde.serialize(key);
+    let store = context.key_value_store(store)?;
+    Ok(store.get(&key_bytes).map(|bytes| {
+        // The store holds only what this topology serialized with this serde.
+        value_serde
+            .deserialize(bytes)
+            .expect("a store value reads back with the serde that wrote it")
+    }))
+}
+
+/// The node under a table source: upserts each record into the table's store and forwards the
+/// changes.
+pub(crate) struct TableSource<K, V> {
+    store: String,
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V>,
+}
+
+impl<K: Data, V: Data> TableSource<K, V> {
+    pub(crate) fn factory(
+        store: String,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+    ) -> ProcessorFactory {
+        Arc::new(move || {
+            Box::new(TableSource {
+                store: store.clone(),
+                key_serde: Arc::clone(&key_serde),
+                value_serde: Arc::clone(&value_serde),
+            }) as Box<dyn NodeProcessor>
+        })
+    }
+}
+
+impl<K: Data, V: Data> NodeProcessor for TableSource<K, V> {
+    fn process(
+        &mut self,
+        record: ErasedRecord,
+        context: &mut ProcessorContext<'_>,
+    ) -> Result<(), StreamsError> {
+        let record = downcast_record::<K, Option<V>>(record);
+        if upsert(
+            context,
+            &self.store,
+            &self.key_serde,
+            &self.value_serde,
+            &record.key,
+            record.value.as_ref(),
+        )? {
+            context.forward(record);
+        }
+        Ok(())
+    }
+}
+
+/// A table derived from another by a function of each key and new value: `filter`,
+/// `map_values`. `None` from the function removes the key from the derived table.
+struct DerivedTable<K, V, V2> {
+    store: String,
+    key_serde: SharedSerde<K>,
+    value_serde: SharedSerde<V2>,
+    derive: DeriveFunction<K, V, V2>,
+}
+
+/// A derived table's value of a key, from the source table's new value.
+type DeriveFunction<K, V, V2> = Arc<dyn Fn(&K, V) -> Option<V2> + Send + Sync>;
+
+impl<K: Data, V: Data, V2: Data> NodeProcessor for DerivedTable<K, V, V2> {
+    fn process(
+        &mut self,
+        record: ErasedRecord,
+        context: &mut ProcessorContext<'_>,
+    ) -> Result<(), StreamsError> {
+        let record = downcast_record::<K, Option<V>>(record);
+        let value = record
+            .value
+            .and_then(|value| (self.derive)(&record.key, value));
+        if upsert(
+            context,
+            &self.store,
+            &self.key_serde,
+            &self.value_serde,
+            &record.key,
+            value.as_ref(),
+        )? {
+            context.forward(Record::new(record.key, value, record.timestamp_ms));
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    pub(crate) fn new(
+        graph: SharedGraph,
+        node: NodeId,
+        store: String,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+    ) -> Self {
+        KTable {
+            graph,
+            node,
+            store,
+            key_serde,
+            value_serde,
+            window_close_after_end_ms: None,
+            types: PhantomData,
+        }
+    }
+
+    pub(crate) fn with_window_close_after_end(mut self, close_after_end_ms: i64) -> Self {
+        self.window_close_after_end_ms = Some(close_after_end_ms);
+        self
+    }
+
+    /// The name of the table's store.
+    pub fn store_name(&self) -> &str {
+        &self.store
+    }
+
+    /// The table's changes as a stream; a `None` value is a delete.
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let node = self.graph.borrow_mut().add_node(
+            "KTABLE-TOSTREAM",
+            &[self.node],
+            pass_through::<K, Option<V>>(),
+            Vec::new(),
+        );
+        KStream::new(Rc::clone(&self.graph), node, false)
+    }
+
+    /// A table derived with `derive`, in a store of its own.
+    fn derive<V2: Data>(
+        &self,
+        kind: &str,
+        materialized: Materialized<V2>,
+        derive: impl Fn(&K, V) -> Option<V2> + Send + Sync + 'static,
+    ) -> KTable<K, V2> {
+        let mut graph = self.graph.borrow_mut();
+        let store_name = materialized
+            .name
+            .unwrap_or_else(|| graph.name(&format!("{kind}-STATE-STORE")));
+        let store = graph.add_store(
+            store_name,
+            StoreKind::KeyValue,
+            Arc::clone(&self.key_serde),
+            Arc::clone(&materialized.value_serde),
+        );
+        let derive: DeriveFunction<K, V, V2> = Arc::new(derive);
+        let (store_for_factory, key_serde, value_serde) = (
+            store.clone(),
+            Arc::clone(&self.key_serde),
+            Arc::clone(&materialized.value_serde),
+        );
+        let factory: ProcessorFactory = Arc::new(move || {
+            Box::new(DerivedTable {
+                store: store_for_factory.clone(),
+                key_serde: Arc::clone(&key_serde),
+                value_serde: Arc::clone(&value_serde),
+                derive: Arc::clone(&derive),
+            }) as Box<dyn NodeProcessor>
+        });
+        let node = graph.add_node(kind, &[self.node], factory, vec![store.clone()]);
+        drop(graph);
+        let mut table = KTable::new(
+            Rc::clone(&self.graph),
+            node,
+            store,
+            Arc::clone(&self.key_serde),
+            materialized.value_serde,
+        );
+        table.window_close_after_end_ms = self.window_close_after_end_ms;
+        table
+    }
+
+    /// The rows `predicate` accepts; a row it stops accepting is deleted.
+    pub fn filter(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
+        let materialized = Materialized::with(Arc::clone(&self.value_serde));
+        self.derive("KTABLE-FILTER", materialized, move |key, value| {
+            predicate(key, &value).then_some(value)
+        })
+    }
+
+    /// Each row's value replaced by `mapper`'s.
+    pub fn map_values<V2: Data>(
+        &self,
+        mapper: impl Fn(V) -> V2 + Send + Sync + 'static,
+        materialized: Materialized<V2>,
+    ) -> KTable<K, V2> {
+        self.derive("KTABLE-MAPVALUES", materialized, move |_, value| {
+            Some(mapper(value))
+        })
+    }
+}
+
+impl<K: Data, V: Data> KTable<Windowed<K>, V> {
+    /// Only each window's final value, forwarded once the window closes (its end plus the
+    /// grace period of the windowed aggregation this table came from, in stream time): Kafka
+    /// Streams' `suppress(Suppressed.untilWindowCloses(unbounded()))`.
+    pub fn suppress_until_window_closes(&self) -> KStream<Windowed<K>, V> {
+        let close_after_end_ms = self
+            .window_close_after_end_ms
+            .expect("a windowed table comes from a windowed aggregation, which sets its closing");
+        let key_serde = Arc::clone(&self.key_serde);
+        let factory: ProcessorFactory = Arc::new(move || {
+            Box::new(SuppressUntilWindowCloses::<K, V> {
+                close_after_end_ms,
+                key_serde: Arc::clone(&key_serde),
+                buffer: Default::default(),
+                observed_stream_time_ms: None,
+            }) as Box<dyn NodeProcessor>
+        });
+        let node =
+            self.graph
+                .borrow_mut()
+                .add_node("KTABLE-SUPPRESS", &[self.node], factory, Vec::new());
+        KStream::new(Rc::clone(&self.graph), node, false)
+    }
+}

@@ -1,0 +1,7 @@
+//! The stateful operators' processors: aggregations over key-value, window and session stores
+//! (`aggregate`, `window`), `suppress`, and joins (`join`). The DSL (`dsl`) builds them; each
+//! instance belongs to one task.
+
+pub(crate) mod aggregate;
+pub(crate) mod suppress;
+pub(crate) mod window;
