@@ -44,7 +44,9 @@
 //! `flat_map_values`, `peek`, `split`, `merge`, `process`, `to` with a partitioner), tables from
 //! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`),
 //! `group_by_key` / `group_by` with `count`, `reduce`, `aggregate`, tumbling and hopping windows
-//! and session windows with grace, `suppress_until_window_closes`, punctuation, in-memory
+//! and session windows with grace, `suppress_until_window_closes`, joins (stream-table inner
+//! and left, table-table inner, left and outer, stream-stream inner within a time difference),
+//! punctuation, in-memory
 //! key-value, window and session stores behind traits, the serdes (bytes, UTF-8, JSON,
 //! fixed-width native, nullable, windowed), and the test driver.
 //!
@@ -59,7 +61,8 @@
 //!   producer's flush: at-least-once) and exactly-once (`exactly_once_v2`: consume, process,
 //!   produce and commit offsets in one transaction).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
-//! - Sliding windows, joins, regex sources, table `group_by`.
+//! - Sliding windows, stream-stream left and outer joins, foreign-key table joins, regex
+//!   sources, table `group_by`.
 //! - The differential test against Kafka Streams and the benchmark.
 
 #![forbid(unsafe_code)]
@@ -78,7 +81,7 @@ pub mod topology;
 pub mod windows;
 
 pub use driver::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
-pub use dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+pub use dsl::{Consumed, Grouped, Materialized, Produced, StreamJoined, StreamsBuilder};
 pub use dsl::{KGroupedStream, KStream, KTable, SessionWindowedKStream, TimeWindowedKStream};
 pub use error::StreamsError;
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, TypedContext};
@@ -86,4 +89,4 @@ pub use record::{Record, Window, Windowed};
 pub use serdes::{DefaultSerde, Serde, SerdeError, SharedSerde};
 pub use task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
 pub use topology::{InputRecord, TopicName, Topology};
-pub use windows::{SessionWindows, TimeWindows};
+pub use windows::{JoinWindows, SessionWindows, TimeWindows};

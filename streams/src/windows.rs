@@ -1,4 +1,5 @@
-//! Window definitions: [`TimeWindows`] (tumbling and hopping), [`SessionWindows`], each with a
+//! Window definitions: [`TimeWindows`] (tumbling and hopping), [`SessionWindows`] and
+//! [`JoinWindows`] (stream-stream joins), each with a
 //! grace period, and the arithmetic of which windows a timestamp falls in. Keeping windows is
 //! the window store's job, closing them the aggregation's (`ops::window`).
 
@@ -83,6 +84,33 @@ impl SessionWindows {
     /// gap can extend it until that record itself is late. Sessions are kept that long.
     pub fn retention_ms(&self) -> i64 {
         self.inactivity_gap_ms + self.grace_ms
+    }
+}
+
+/// The window of a stream-stream join: records of the two sides join when their timestamps are
+/// at most `time_difference_ms` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWindows {
+    /// The largest distance between joined records' timestamps.
+    pub time_difference_ms: i64,
+    /// How long after a record's window ends (in stream time) it is still joined.
+    pub grace_ms: i64,
+}
+
+impl JoinWindows {
+    /// Records at most `time_difference_ms` apart join, until `grace_ms` after the window.
+    pub fn of_time_difference_and_grace(time_difference_ms: i64, grace_ms: i64) -> Self {
+        assert!(time_difference_ms >= 0, "a join window is not negative");
+        assert!(grace_ms >= 0, "a grace period is not negative");
+        JoinWindows {
+            time_difference_ms,
+            grace_ms,
+        }
+    }
+
+    /// Records at most `time_difference_ms` apart join; no grace period.
+    pub fn of_time_difference_with_no_grace(time_difference_ms: i64) -> Self {
+        Self::of_time_difference_and_grace(time_difference_ms, 0)
     }
 }
 

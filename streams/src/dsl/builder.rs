@@ -409,3 +409,39 @@ impl<V> Materialized<V> {
 
 /// Marker for handles that carry their record types.
 pub(crate) type Types<K, V> = PhantomData<fn() -> (K, V)>;
+
+/// The serdes of a stream-stream join: the key, and each side's values (for the join buffers,
+/// and repartition topics when a side's key changed).
+pub struct StreamJoined<K, V, V2> {
+    pub(crate) key_serde: SharedSerde<K>,
+    pub(crate) value_serde: SharedSerde<V>,
+    pub(crate) other_value_serde: SharedSerde<V2>,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde, V2: DefaultSerde> StreamJoined<K, V, V2> {
+    /// The default serdes of `K`, `V` and `V2`.
+    pub fn new() -> Self {
+        Self::with(K::default_serde(), V::default_serde(), V2::default_serde())
+    }
+}
+
+impl<K: DefaultSerde, V: DefaultSerde, V2: DefaultSerde> Default for StreamJoined<K, V, V2> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, V2> StreamJoined<K, V, V2> {
+    /// These serdes.
+    pub fn with(
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+        other_value_serde: SharedSerde<V2>,
+    ) -> Self {
+        StreamJoined {
+            key_serde,
+            value_serde,
+            other_value_serde,
+        }
+    }
+}

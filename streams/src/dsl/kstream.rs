@@ -1,21 +1,26 @@
 //! [`KStream`]: a record stream, each record an independent fact. Stateless operators (`map`,
 //! `filter`, `flat_map`, `split`, `merge`, `peek`, ...), `process` for application processors,
-//! `to` a topic, and the way to state: `group_by_key` / `group_by`, which put a repartition topic
+//! `to` a topic, joins with a table or (windowed) another stream, and the way to state: `group_by_key` / `group_by`, which put a repartition topic
 //! in the topology when an operator before them may have changed the key.
 
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::dsl::builder::{pass_through, Grouped, Produced, SharedGraph, Types};
+use crate::dsl::builder::{pass_through, Grouped, Produced, SharedGraph, StreamJoined, Types};
 use crate::dsl::grouped::KGroupedStream;
+use crate::dsl::ktable::KTable;
+use crate::ops::join::{
+    StreamStreamJoinSide, StreamStreamJoiner, StreamTableJoin, StreamTableJoiner,
+};
 use crate::processor::{
     ApplicationProcessor, Data, FunctionNode, NodeId, NodeProcessor, Processor, ProcessorContext,
 };
 use crate::record::Record;
 use crate::serdes::SharedSerde;
 use crate::task::ProducedRecord;
-use crate::topology::{ProcessorFactory, TopicName};
+use crate::topology::{ProcessorFactory, StoreKind, TopicName};
+use crate::windows::JoinWindows;
 
 /// A stream of records with keys of `K` and values of `V`.
 pub struct KStream<K, V> {
@@ -263,6 +268,152 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.select_key(selector).group_by_key(grouped)
     }
 
+    /// Each record joined with `table`'s row of its key (inner join: records whose key has no
+    /// row are dropped). Table updates emit nothing. If the key may have changed, the stream is
+    /// first repartitioned with `joined`'s serdes, so that it meets the table's partitions.
+    pub fn join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
+        joined: Grouped<K, V>,
+    ) -> KStream<K, VR> {
+        self.stream_table_join(
+            table,
+            Arc::new(move |_, value, row| row.map(|row| joiner(&value, &row))),
+            joined,
+        )
+    }
+
+    /// Each record joined with `table`'s row of its key, `None` when there is none.
+    pub fn left_join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
+        joined: Grouped<K, V>,
+    ) -> KStream<K, VR> {
+        self.stream_table_join(
+            table,
+            Arc::new(move |_, value, row| Some(joiner(&value, row.as_ref()))),
+            joined,
+        )
+    }
+
+    fn stream_table_join<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: StreamTableJoiner<K, V, VT, VR>,
+        joined: Grouped<K, V>,
+    ) -> KStream<K, VR> {
+        assert!(
+            Rc::ptr_eq(&self.graph, &table.graph),
+            "joined streams and tables come from the same builder"
+        );
+        let parent = if self.key_changed {
+            self.repartition(&joined.key_serde, &joined.value_serde)
+        } else {
+            self.node
+        };
+        let (store, key_serde, value_serde) = (
+            table.store.clone(),
+            Arc::clone(&table.key_serde),
+            Arc::clone(&table.value_serde),
+        );
+        let factory: ProcessorFactory = Arc::new(move || {
+            Box::new(StreamTableJoin {
+                table_store: store.clone(),
+                key_serde: Arc::clone(&key_serde),
+                table_value_serde: Arc::clone(&value_serde),
+                joiner: Arc::clone(&joiner),
+            }) as Box<dyn NodeProcessor>
+        });
+        let node = self.graph.borrow_mut().add_node(
+            "KSTREAM-JOIN-TABLE",
+            &[parent],
+            factory,
+            vec![table.store.clone()],
+        );
+        KStream::new(Rc::clone(&self.graph), node, false)
+    }
+
+    /// Records of this stream and `other` with the same key and timestamps at most the window's
+    /// time difference apart, joined (inner join), with the later of the two timestamps. A side
+    /// whose key may have changed is repartitioned first.
+    pub fn join_stream<V2: Data, VR: Data>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(&V, &V2) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, V2>,
+    ) -> KStream<K, VR> {
+        assert!(
+            Rc::ptr_eq(&self.graph, &other.graph),
+            "joined streams come from the same builder"
+        );
+        let left_parent = if self.key_changed {
+            self.repartition(&joined.key_serde, &joined.value_serde)
+        } else {
+            self.node
+        };
+        let right_parent = if other.key_changed {
+            other.repartition(&joined.key_serde, &joined.other_value_serde)
+        } else {
+            other.node
+        };
+        let mut graph = self.graph.borrow_mut();
+        let left_store_name = graph.name("KSTREAM-JOINTHIS-STORE");
+        let right_store_name = graph.name("KSTREAM-JOINOTHER-STORE");
+        let left_store = graph.add_store(
+            left_store_name,
+            StoreKind::Window,
+            Arc::clone(&joined.key_serde),
+            Arc::clone(&joined.value_serde),
+        );
+        let right_store = graph.add_store(
+            right_store_name,
+            StoreKind::Window,
+            Arc::clone(&joined.key_serde),
+            Arc::clone(&joined.other_value_serde),
+        );
+        let joiner = Arc::new(joiner);
+        let left_joiner: StreamStreamJoiner<V, V2, VR> = {
+            let joiner = Arc::clone(&joiner);
+            Arc::new(move |this, other| joiner(this, other))
+        };
+        let right_joiner: StreamStreamJoiner<V2, V, VR> =
+            Arc::new(move |this, other| joiner(other, this));
+        let left = join_side_factory(
+            (left_store.clone(), right_store.clone()),
+            Arc::clone(&joined.key_serde),
+            (
+                Arc::clone(&joined.value_serde),
+                Arc::clone(&joined.other_value_serde),
+            ),
+            windows,
+            left_joiner,
+        );
+        let right = join_side_factory(
+            (right_store.clone(), left_store.clone()),
+            Arc::clone(&joined.key_serde),
+            (
+                Arc::clone(&joined.other_value_serde),
+                Arc::clone(&joined.value_serde),
+            ),
+            windows,
+            right_joiner,
+        );
+        let stores = vec![left_store, right_store];
+        let left_node = graph.add_node("KSTREAM-JOINTHIS", &[left_parent], left, stores.clone());
+        let right_node = graph.add_node("KSTREAM-JOINOTHER", &[right_parent], right, stores);
+        let merge = graph.add_node(
+            "KSTREAM-MERGE",
+            &[left_node, right_node],
+            pass_through::<K, VR>(),
+            Vec::new(),
+        );
+        drop(graph);
+        KStream::new(Rc::clone(&self.graph), merge, false)
+    }
+
     /// A sink to a new internal topic and a source from it: the node the rest of the topology
     /// hangs from. In a cluster the topic spreads records by key over the tasks; the test driver
     /// feeds its records straight back in.
@@ -330,4 +481,27 @@ pub(crate) fn add_sink<K: Data, V: Data>(
         }) as Box<dyn NodeProcessor>
     });
     graph.add_named_node(name, &[parent], factory, Vec::new(), Some(topic));
+}
+
+/// The factory of one side of a stream-stream join: its buffer and the other's, its value serde
+/// and the other's.
+fn join_side_factory<K: Data, V: Data, VO: Data, VR: Data>(
+    (this_store, other_store): (String, String),
+    key_serde: SharedSerde<K>,
+    (value_serde, other_value_serde): (SharedSerde<V>, SharedSerde<VO>),
+    windows: JoinWindows,
+    joiner: StreamStreamJoiner<V, VO, VR>,
+) -> ProcessorFactory {
+    Arc::new(move || {
+        Box::new(StreamStreamJoinSide {
+            this_store: this_store.clone(),
+            other_store: other_store.clone(),
+            key_serde: Arc::clone(&key_serde),
+            value_serde: Arc::clone(&value_serde),
+            other_value_serde: Arc::clone(&other_value_serde),
+            time_difference_ms: windows.time_difference_ms,
+            grace_ms: windows.grace_ms,
+            joiner: Arc::clone(&joiner),
+        }) as Box<dyn NodeProcessor>
+    })
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::dsl::builder::{pass_through, Materialized, SharedGraph, Types};
 use crate::dsl::kstream::KStream;
 use crate::error::StreamsError;
+use crate::ops::join::{TableTableJoinSide, TableTableJoiner};
 use crate::ops::suppress::SuppressUntilWindowCloses;
 use crate::processor::ProcessorContext;
 use crate::processor::{downcast_record, Data, ErasedRecord, NodeId, NodeProcessor};
@@ -249,6 +250,113 @@ impl<K: Data, V: Data> KTable<K, V> {
         })
     }
 
+    /// The inner join with `other`: a row where both tables have one, `joiner` of the two.
+    pub fn join<V2: Data, VR: Data>(
+        &self,
+        other: &KTable<K, V2>,
+        joiner: impl Fn(&V, &V2) -> VR + Send + Sync + 'static,
+        materialized: Materialized<VR>,
+    ) -> KTable<K, VR> {
+        self.join_tables(other, materialized, move |left, right| {
+            match (left, right) {
+                (Some(left), Some(right)) => Some(joiner(left, right)),
+                _ => None,
+            }
+        })
+    }
+
+    /// The left join with `other`: a row wherever this table has one.
+    pub fn left_join<V2: Data, VR: Data>(
+        &self,
+        other: &KTable<K, V2>,
+        joiner: impl Fn(&V, Option<&V2>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<VR>,
+    ) -> KTable<K, VR> {
+        self.join_tables(other, materialized, move |left, right| {
+            left.map(|left| joiner(left, right))
+        })
+    }
+
+    /// The outer join with `other`: a row wherever either table has one.
+    pub fn outer_join<V2: Data, VR: Data>(
+        &self,
+        other: &KTable<K, V2>,
+        joiner: impl Fn(Option<&V>, Option<&V2>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<VR>,
+    ) -> KTable<K, VR> {
+        self.join_tables(other, materialized, move |left, right| {
+            (left.is_some() || right.is_some()).then(|| joiner(left, right))
+        })
+    }
+
+    /// Both sides' nodes below their tables, writing one result store, merged into the result
+    /// table's node.
+    fn join_tables<V2: Data, VR: Data>(
+        &self,
+        other: &KTable<K, V2>,
+        materialized: Materialized<VR>,
+        joiner: impl Fn(Option<&V>, Option<&V2>) -> Option<VR> + Send + Sync + 'static,
+    ) -> KTable<K, VR> {
+        assert!(
+            Rc::ptr_eq(&self.graph, &other.graph),
+            "joined tables come from the same builder"
+        );
+        let mut graph = self.graph.borrow_mut();
+        let name = materialized
+            .name
+            .unwrap_or_else(|| graph.name("KTABLE-JOIN-STATE-STORE"));
+        let result_store = graph.add_store(
+            name,
+            StoreKind::KeyValue,
+            Arc::clone(&self.key_serde),
+            Arc::clone(&materialized.value_serde),
+        );
+        let joiner = Arc::new(joiner);
+        let left_joiner: TableTableJoiner<V, V2, VR> = {
+            let joiner = Arc::clone(&joiner);
+            Arc::new(move |this, other| joiner(this, other))
+        };
+        let right_joiner: TableTableJoiner<V2, V, VR> =
+            Arc::new(move |this, other| joiner(other, this));
+        let left = table_join_side_factory(
+            other.store.clone(),
+            result_store.clone(),
+            Arc::clone(&self.key_serde),
+            Arc::clone(&other.value_serde),
+            Arc::clone(&materialized.value_serde),
+            left_joiner,
+        );
+        let right = table_join_side_factory(
+            self.store.clone(),
+            result_store.clone(),
+            Arc::clone(&self.key_serde),
+            Arc::clone(&self.value_serde),
+            Arc::clone(&materialized.value_serde),
+            right_joiner,
+        );
+        let stores = vec![
+            self.store.clone(),
+            other.store.clone(),
+            result_store.clone(),
+        ];
+        let left_node = graph.add_node("KTABLE-JOINTHIS", &[self.node], left, stores.clone());
+        let right_node = graph.add_node("KTABLE-JOINOTHER", &[other.node], right, stores);
+        let merge = graph.add_node(
+            "KTABLE-MERGE",
+            &[left_node, right_node],
+            pass_through::<K, Option<VR>>(),
+            Vec::new(),
+        );
+        drop(graph);
+        KTable::new(
+            Rc::clone(&self.graph),
+            merge,
+            result_store,
+            Arc::clone(&self.key_serde),
+            materialized.value_serde,
+        )
+    }
+
     /// Each row's value replaced by `mapper`'s.
     pub fn map_values<V2: Data>(
         &self,
@@ -284,4 +392,25 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
                 .add_node("KTABLE-SUPPRESS", &[self.node], factory, Vec::new());
         KStream::new(Rc::clone(&self.graph), node, false)
     }
+}
+
+/// The factory of one side of a table-table join.
+fn table_join_side_factory<K: Data, V: Data, VO: Data, VR: Data>(
+    other_store: String,
+    result_store: String,
+    key_serde: SharedSerde<K>,
+    other_value_serde: SharedSerde<VO>,
+    result_serde: SharedSerde<VR>,
+    joiner: TableTableJoiner<V, VO, VR>,
+) -> ProcessorFactory {
+    Arc::new(move || {
+        Box::new(TableTableJoinSide {
+            other_store: other_store.clone(),
+            key_serde: Arc::clone(&key_serde),
+            other_value_serde: Arc::clone(&other_value_serde),
+            result_store: result_store.clone(),
+            result_serde: Arc::clone(&result_serde),
+            joiner: Arc::clone(&joiner),
+        }) as Box<dyn NodeProcessor>
+    })
 }

@@ -7,8 +7,8 @@ pub(crate) mod grouped;
 pub(crate) mod kstream;
 pub(crate) mod ktable;
 
-pub use builder::TimestampExtractor;
 pub use builder::{Consumed, Grouped, Materialized, Partitioner, Produced, StreamsBuilder};
+pub use builder::{StreamJoined, TimestampExtractor};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
 pub use kstream::{KStream, Predicate};
 pub use ktable::KTable;

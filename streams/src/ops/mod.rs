@@ -3,5 +3,6 @@
 //! instance belongs to one task.
 
 pub(crate) mod aggregate;
+pub(crate) mod join;
 pub(crate) mod suppress;
 pub(crate) mod window;

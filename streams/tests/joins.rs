@@ -1,0 +1,275 @@
+//! Joins through the `TopologyTestDriver`: stream-table (inner and left), table-table (inner,
+//! left, outer, with deletes), and stream-stream within a time window, with out-of-order and
+//! late records, the last also as a property test against a model.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use spate_streams::serdes::{FixedWidthSerde, Utf8Serde};
+use spate_streams::{
+    Consumed, DefaultSerde, DriverConfig, Grouped, JoinWindows, Materialized, Produced,
+    SharedSerde, StreamJoined, StreamsBuilder, TopologyTestDriver,
+};
+
+fn utf8() -> SharedSerde<String> {
+    Arc::new(Utf8Serde)
+}
+
+fn optional_utf8() -> SharedSerde<Option<String>> {
+    Option::<String>::default_serde()
+}
+
+fn fixed() -> SharedSerde<u64> {
+    Arc::new(FixedWidthSerde)
+}
+
+#[test]
+fn stream_table_joins_look_up_the_table_as_it_is_when_the_record_comes() {
+    let builder = StreamsBuilder::new();
+    let cities = builder.table::<String, String>("cities", Consumed::new(), Materialized::new());
+    let orders = builder.stream::<String, u64>("orders", Consumed::new());
+    orders
+        .join_table(
+            &cities,
+            |amount, city| format!("{amount}@{city}"),
+            Grouped::new(),
+        )
+        .to("inner", Produced::new());
+    orders
+        .left_join_table(
+            &cities,
+            |amount, city| format!("{amount}@{}", city.map_or("?", String::as_str)),
+            Grouped::new(),
+        )
+        .to("left", Produced::new());
+    let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+    let cities = driver.input_topic("cities", utf8(), optional_utf8());
+    let orders = driver.input_topic("orders", utf8(), fixed());
+    driver.pipe(&orders, &"ann".into(), &1, 1).unwrap();
+    driver
+        .pipe(&cities, &"ann".into(), &Some("Oslo".into()), 2)
+        .unwrap();
+    driver.pipe(&orders, &"ann".into(), &2, 3).unwrap();
+    driver
+        .pipe(&cities, &"ann".into(), &Some("Rome".into()), 4)
+        .unwrap();
+    driver.pipe(&orders, &"ann".into(), &3, 5).unwrap();
+    driver.pipe(&cities, &"ann".into(), &None, 6).unwrap();
+    driver.pipe(&orders, &"ann".into(), &4, 7).unwrap();
+    let inner = driver.output_topic("inner", utf8(), utf8());
+    let inner: Vec<String> = driver
+        .read_output(&inner)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(inner, ["2@Oslo", "3@Rome"]);
+    let left = driver.output_topic("left", utf8(), utf8());
+    let left: Vec<(String, i64)> = driver
+        .read_output(&left)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.value, r.timestamp_ms))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("1@?".into(), 1),
+            ("2@Oslo".into(), 3),
+            ("3@Rome".into(), 5),
+            ("4@?".into(), 7)
+        ]
+    );
+}
+
+#[test]
+fn a_stream_whose_key_changed_is_repartitioned_before_a_table_join() {
+    let builder = StreamsBuilder::new();
+    let names = builder.table::<String, String>("names", Consumed::new(), Materialized::new());
+    builder
+        .stream::<String, String>("visits", Consumed::new())
+        .select_key(|_, user: &String| user.clone())
+        .join_table(
+            &names,
+            |page, name| format!("{name} saw {page}"),
+            Grouped::new(),
+        )
+        .to("out", Produced::new());
+    let topology = builder.build();
+    assert_eq!(topology.internal_topics().len(), 1);
+    let mut driver = TopologyTestDriver::new(topology, DriverConfig::default());
+    let names = driver.input_topic("names", utf8(), optional_utf8());
+    let visits = driver.input_topic("visits", utf8(), utf8());
+    driver
+        .pipe(&names, &"u1".into(), &Some("Ann".into()), 0)
+        .unwrap();
+    driver
+        .pipe(&visits, &"/home".into(), &"u1".into(), 1)
+        .unwrap();
+    let out = driver.output_topic("out", utf8(), utf8());
+    let out: Vec<(String, String)> = driver
+        .read_output(&out)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect();
+    assert_eq!(out, [("u1".to_string(), "Ann saw u1".to_string())]);
+}
+
+#[test]
+fn table_table_joins_follow_updates_and_deletes_on_both_sides() {
+    let builder = StreamsBuilder::new();
+    let left = builder.table::<String, String>("left", Consumed::new(), Materialized::new());
+    let right = builder.table::<String, u64>("right", Consumed::new(), Materialized::new());
+    left.join(
+        &right,
+        |l, r| format!("{l}{r}"),
+        Materialized::as_store("inner"),
+    )
+    .to_stream()
+    .to("inner", Produced::new());
+    left.left_join(
+        &right,
+        |l, r| format!("{l}{}", r.map_or("-".into(), u64::to_string)),
+        Materialized::as_store("left-join"),
+    )
+    .to_stream()
+    .to("left-join", Produced::new());
+    left.outer_join(
+        &right,
+        |l, r| {
+            format!(
+                "{}{}",
+                l.map_or("-", String::as_str),
+                r.map_or("-".into(), u64::to_string)
+            )
+        },
+        Materialized::as_store("outer"),
+    )
+    .to_stream()
+    .to("outer", Produced::new());
+    let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+    let left_input = driver.input_topic("left", utf8(), optional_utf8());
+    let right_input = driver.input_topic("right", utf8(), Option::<u64>::default_serde());
+    let k = "k".to_string();
+    driver.pipe(&right_input, &k, &Some(1), 1).unwrap();
+    driver.pipe(&left_input, &k, &Some("a".into()), 2).unwrap();
+    driver.pipe(&right_input, &k, &Some(2), 3).unwrap();
+    driver.pipe(&left_input, &k, &None, 4).unwrap();
+    driver.pipe(&right_input, &k, &None, 5).unwrap();
+    let read = |driver: &mut TopologyTestDriver, topic: &str| -> Vec<Option<String>> {
+        let topic = driver.output_topic(topic, utf8(), optional_utf8());
+        driver
+            .read_output(&topic)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.value)
+            .collect()
+    };
+    let some = |text: &str| Some(text.to_string());
+    assert_eq!(read(&mut driver, "inner"), [some("a1"), some("a2"), None]);
+    assert_eq!(
+        read(&mut driver, "left-join"),
+        [some("a1"), some("a2"), None]
+    );
+    assert_eq!(
+        read(&mut driver, "outer"),
+        [some("-1"), some("a1"), some("a2"), some("-2"), None]
+    );
+    let outer: Vec<(String, String)> = driver.key_value_store("outer").unwrap();
+    assert!(outer.is_empty());
+}
+
+fn stream_join_driver(windows: JoinWindows) -> TopologyTestDriver {
+    let builder = StreamsBuilder::new();
+    let clicks = builder.stream::<String, String>("clicks", Consumed::new());
+    let views = builder.stream::<String, u64>("views", Consumed::new());
+    clicks
+        .join_stream(
+            &views,
+            |click, view| format!("{click}/{view}"),
+            windows,
+            StreamJoined::new(),
+        )
+        .to("joined", Produced::new());
+    TopologyTestDriver::new(builder.build(), DriverConfig::default())
+}
+
+#[test]
+fn stream_stream_joins_pair_records_within_the_window_in_either_order() {
+    let mut driver = stream_join_driver(JoinWindows::of_time_difference_and_grace(10, 5));
+    let clicks = driver.input_topic("clicks", utf8(), utf8());
+    let views = driver.input_topic("views", utf8(), fixed());
+    let k = "k".to_string();
+    driver.pipe(&views, &k, &1, 100).unwrap();
+    driver.pipe(&clicks, &k, &"a".into(), 105).unwrap();
+    driver.pipe(&clicks, &k, &"b".into(), 111).unwrap();
+    driver.pipe(&views, &k, &2, 112).unwrap();
+    driver
+        .pipe(&clicks, &"other".into(), &"c".into(), 112)
+        .unwrap();
+    // Stream time 112: a click at 95 has window [85, 105] + grace 5 = 110 < 112: late.
+    driver.pipe(&clicks, &k, &"late".into(), 95).unwrap();
+    // At 97: 97 + 10 + 5 = 112, not before stream time: joins the view at 100.
+    driver.pipe(&clicks, &k, &"d".into(), 97).unwrap();
+    let joined = driver.output_topic("joined", utf8(), utf8());
+    let joined: Vec<(String, i64)> = driver
+        .read_output(&joined)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.value, r.timestamp_ms))
+        .collect();
+    assert_eq!(
+        joined,
+        [
+            ("a/1".into(), 105),
+            ("a/2".into(), 112),
+            ("b/2".into(), 112),
+            ("d/1".into(), 100)
+        ]
+    );
+    assert_eq!(driver.metrics().late_records_dropped, 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// With a grace longer than any disorder, no record is late and the join is exactly every
+    /// pair of same-key records at most the difference apart.
+    #[test]
+    fn stream_stream_join_without_late_records_is_every_close_pair(
+        difference_ms in 0i64..20,
+        input in prop::collection::vec((any::<bool>(), 0u8..3, 0i64..100), 0..60),
+    ) {
+        let mut driver = stream_join_driver(JoinWindows::of_time_difference_and_grace(difference_ms, 1_000));
+        let clicks = driver.input_topic("clicks", utf8(), utf8());
+        let views = driver.input_topic("views", utf8(), fixed());
+        for (index, (is_click, key, timestamp_ms)) in input.iter().enumerate() {
+            let key = key.to_string();
+            if *is_click {
+                driver.pipe(&clicks, &key, &index.to_string(), *timestamp_ms).unwrap();
+            } else {
+                driver.pipe(&views, &key, &(index as u64), *timestamp_ms).unwrap();
+            }
+        }
+        let joined = driver.output_topic("joined", utf8(), utf8());
+        let mut joined: Vec<(String, String, i64)> = driver
+            .read_output(&joined)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp_ms))
+            .collect();
+        let mut expected = Vec::new();
+        for (click_index, (click, click_key, click_ms)) in input.iter().enumerate() {
+            for (view_index, (view, view_key, view_ms)) in input.iter().enumerate() {
+                if *click && !*view && click_key == view_key && (click_ms - view_ms).abs() <= difference_ms {
+                    expected.push((click_key.to_string(), format!("{click_index}/{view_index}"), *click_ms.max(view_ms)));
+                }
+            }
+        }
+        joined.sort();
+        expected.sort();
+        prop_assert_eq!(joined, expected);
+        prop_assert_eq!(driver.metrics().late_records_dropped, 0);
+    }
+}
