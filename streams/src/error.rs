@@ -35,6 +35,13 @@ pub enum StreamsError {
         /// "key-value", "window" or "session".
         kind: &'static str,
     },
+    /// The source topics have different partition counts, so one task per partition cannot
+    /// see all records of a key.
+    #[error("source topics are not co-partitioned: {partition_counts:?}")]
+    NotCopartitioned {
+        /// Each source topic's partition count.
+        partition_counts: std::collections::BTreeMap<String, u32>,
+    },
     /// The native client failed (the runtime over a broker).
     #[error(transparent)]
     Client(#[from] spate_client::Error),

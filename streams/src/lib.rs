@@ -74,6 +74,7 @@ pub mod error;
 pub(crate) mod ops;
 pub mod processor;
 pub mod record;
+pub mod runtime;
 pub mod serdes;
 pub mod store;
 pub mod task;
@@ -86,6 +87,7 @@ pub use dsl::{KGroupedStream, KStream, KTable, SessionWindowedKStream, TimeWindo
 pub use error::StreamsError;
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, TypedContext};
 pub use record::{Record, Window, Windowed};
+pub use runtime::{StreamsConfig, StreamsRuntime};
 pub use serdes::{DefaultSerde, Serde, SerdeError, SharedSerde};
 pub use task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
 pub use topology::{InputRecord, TopicName, Topology};
