@@ -3,6 +3,31 @@
 //! then run it in tasks, one per input partition; test it with [`TopologyTestDriver`], no broker
 //! needed.
 //!
+//! # Quick start
+//!
+//! ```
+//! use spate_streams::{Consumed, DriverConfig, Grouped, Materialized, Produced, StreamsBuilder};
+//! use spate_streams::{DefaultSerde, TopologyTestDriver};
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream::<Option<String>, String>("lines", Consumed::new())
+//!     .flat_map_values(|line: String| line.split(' ').map(String::from).collect::<Vec<_>>())
+//!     .group_by(|_, word| word.clone(), Grouped::new())
+//!     .count(Materialized::as_store("counts"))
+//!     .to_stream()
+//!     .to("word-counts", Produced::new());
+//!
+//! let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+//! let lines = driver.input_topic("lines", Option::<String>::default_serde(), String::default_serde());
+//! driver.pipe(&lines, &None, &"to be or not to be".to_string(), 1_000)?;
+//! let counts: Vec<(String, u64)> = driver.key_value_store("counts")?;
+//! assert_eq!(counts[0], ("be".to_string(), 2));
+//! # Ok::<(), spate_streams::StreamsError>(())
+//! ```
+//!
+//! Over a broker, [`StreamsRuntime`] runs the same topology (`examples/word_count.rs`).
+//!
 //! # Design
 //!
 //! - **Typed DSL, erased graph.** The DSL's handles are typed (`KStream<K, V>`), so operators
@@ -48,22 +73,27 @@
 //! and left, table-table inner, left and outer, stream-stream inner within a time difference),
 //! punctuation, in-memory
 //! key-value, window and session stores behind traits, the serdes (bytes, UTF-8, JSON,
-//! fixed-width native, nullable, windowed), and the test driver.
+//! fixed-width native, nullable, windowed), the test driver, and [`StreamsRuntime`]: at least
+//! once over `spate-client` (a consumer group named by the application id, one task per
+//! partition, co-partitioning checked and repartition topics created at start, offsets committed
+//! after the output's deliveries are acknowledged).
 //!
 //! # Not there yet (deliberately)
 //!
 //! - Changelog topics and restoring stores from them; standby replicas. Stores are in memory
-//!   and die with their task.
+//!   and die with their task: a task that moves to another instance starts empty while its
+//!   input resumes from the committed offset, so stateful results are exact only while the
+//!   group's membership is stable.
 //! - An embedded engine for stores. The traits take bytes so that one can be added; `fjall`
 //!   (an LSM tree: write-heavy aggregation updates, range scans for windows, pure Rust) is the
 //!   first candidate, to be measured against `redb` (a B-tree with copy-on-write pages).
-//! - The runtime over a broker (a consumer group, one task per partition, commit after the
-//!   producer's flush: at-least-once) and exactly-once (`exactly_once_v2`: consume, process,
-//!   produce and commit offsets in one transaction).
+//! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
+//!   transaction over the client's transactional producer).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
 //! - Sliding windows, stream-stream left and outer joins, foreign-key table joins, regex
 //!   sources, table `group_by`.
-//! - The differential test against Kafka Streams and the benchmark.
+//! - Per-task lag and restore metrics; the differential test against Kafka Streams and the
+//!   benchmark.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
