@@ -68,7 +68,7 @@
 //! Stateless operators (`filter`, `map`, `map_values`, `select_key`, `flat_map`,
 //! `flat_map_values`, `peek`, `split`, `merge`, `process`, `to` with a partitioner), tables from
 //! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`),
-//! `group_by_key` / `group_by` with `count`, `reduce`, `aggregate`, tumbling and hopping windows
+//! `group_by_key` / `group_by` with `count`, `reduce`, `aggregate`, tumbling, hopping, sliding
 //! and session windows with grace, `suppress_until_window_closes`, joins (stream-table inner
 //! and left, table-table inner, left and outer, stream-stream inner within a time difference),
 //! punctuation, in-memory
@@ -90,7 +90,7 @@
 //! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
 //!   transaction over the client's transactional producer).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
-//! - Sliding windows, stream-stream left and outer joins, foreign-key table joins, regex
+//! - Stream-stream left and outer joins, foreign-key table joins, regex
 //!   sources, table `group_by`.
 //! - Per-task lag and restore metrics; the differential test against Kafka Streams and the
 //!   benchmark.
@@ -121,4 +121,4 @@ pub use runtime::{StreamsConfig, StreamsRuntime};
 pub use serdes::{DefaultSerde, Serde, SerdeError, SharedSerde};
 pub use task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
 pub use topology::{InputRecord, TopicName, Topology};
-pub use windows::{JoinWindows, SessionWindows, TimeWindows};
+pub use windows::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};

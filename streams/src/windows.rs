@@ -1,4 +1,5 @@
-//! Window definitions: [`TimeWindows`] (tumbling and hopping), [`SessionWindows`] and
+//! Window definitions: [`TimeWindows`] (tumbling and hopping), [`SlidingWindows`],
+//! [`SessionWindows`] and
 //! [`JoinWindows`] (stream-stream joins), each with a
 //! grace period, and the arithmetic of which windows a timestamp falls in. Keeping windows is
 //! the window store's job, closing them the aggregation's (`ops::window`).
@@ -84,6 +85,37 @@ impl SessionWindows {
     /// gap can extend it until that record itself is late. Sessions are kept that long.
     pub fn retention_ms(&self) -> i64 {
         self.inactivity_gap_ms + self.grace_ms
+    }
+}
+
+/// Sliding windows of `time_difference_ms`: windows `[start, start + difference]` (both ends
+/// included) defined by the records themselves, as Kafka Streams' `SlidingWindows`: each
+/// record at `t` has a window ending at it, `[t - difference, t]`, and one starting just after
+/// it, `[t + 1, t + 1 + difference]`, which exists while some record falls in it. Each window's
+/// aggregate covers the records whose timestamps it holds, so every distinct set of records
+/// within the difference of each other gets one result. A record earlier than the difference
+/// (after the epoch) gets a window starting before 0, where Kafka Streams puts such records in
+/// `[0, difference]` instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingWindows {
+    /// The largest distance between records of one window.
+    pub time_difference_ms: i64,
+    /// How long after its end a window still accepts records (in stream time).
+    pub grace_ms: i64,
+}
+
+impl SlidingWindows {
+    /// Sliding windows of this difference and grace period.
+    pub fn with_time_difference_and_grace(time_difference_ms: i64, grace_ms: i64) -> Self {
+        assert!(
+            time_difference_ms > 0,
+            "a sliding window's difference is positive"
+        );
+        assert!(grace_ms >= 0, "a grace period is not negative");
+        SlidingWindows {
+            time_difference_ms,
+            grace_ms,
+        }
     }
 }
 

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use spate_streams::serdes::{FixedWidthSerde, JsonSerde, NullableSerde, Utf8Serde, WindowedSerde};
 use spate_streams::{
     Consumed, DefaultSerde, DriverConfig, Grouped, Materialized, Processor, Produced,
-    PunctuationType, Record, ScheduleId, SessionWindows, SharedSerde, StreamsBuilder, StreamsError,
-    TestRecord, TimeWindows, TopicName, TopologyTestDriver, TypedContext, Window, Windowed,
+    PunctuationType, Record, ScheduleId, SessionWindows, SharedSerde, SlidingWindows,
+    StreamsBuilder, StreamsError, TestRecord, TimeWindows, TopicName, TopologyTestDriver,
+    TypedContext, Window, Windowed,
 };
 
 fn utf8() -> SharedSerde<String> {
@@ -554,6 +555,90 @@ fn session_windows_merge_sessions_a_record_bridges_and_forward_tombstones_for_th
     // A record at 12 makes a session that closed already (12 + 5 < 30): dropped.
     driver.pipe(&input, &key, &String::new(), 12).unwrap();
     assert_eq!(driver.metrics().late_records_dropped, 1);
+}
+
+#[test]
+fn sliding_windows_hold_each_distinct_set_of_records_within_the_difference() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in", Consumed::new())
+        .group_by_key(Grouped::new())
+        .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(10, 100))
+        .count(Materialized::as_store("sliding"))
+        .to_stream()
+        .to(
+            "updates",
+            Produced::with(windowed_u64(), Arc::new(NullableSerde(fixed()))),
+        );
+    let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+    let input = driver.input_topic("in", utf8(), utf8());
+    for timestamp_ms in [5, 12, 30, 8] {
+        driver
+            .pipe(&input, &"k".to_string(), &String::new(), timestamp_ms)
+            .unwrap();
+    }
+    let updates = driver.output_topic(
+        "updates",
+        windowed_u64(),
+        Arc::new(NullableSerde(fixed())) as SharedSerde<Option<u64>>,
+    );
+    let updates: Vec<(Window, u64)> = driver
+        .read_output(&updates)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.window, r.value.unwrap()))
+        .collect();
+    assert_eq!(
+        updates,
+        vec![
+            (Window::new(-5, 5), 1),
+            (Window::new(2, 12), 2),
+            // The window just after 5 now holds 12.
+            (Window::new(6, 16), 1),
+            (Window::new(20, 30), 1),
+            // 8, out of order: its own window, the windows it falls in, and the window just
+            // after it (holding 12).
+            (Window::new(-2, 8), 2),
+            (Window::new(2, 12), 3),
+            (Window::new(6, 16), 2),
+            (Window::new(9, 19), 1),
+        ]
+    );
+    let store: Vec<(String, i64, u64)> = driver.window_store("sliding").unwrap();
+    let store: Vec<(i64, u64)> = store
+        .into_iter()
+        .map(|(_, start, count)| (start, count))
+        .collect();
+    assert_eq!(
+        store,
+        vec![(-5, 1), (-2, 2), (2, 3), (6, 2), (9, 1), (20, 1)]
+    );
+}
+
+#[test]
+fn sliding_windows_drop_a_record_whose_every_window_closed() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in", Consumed::new())
+        .group_by_key(Grouped::new())
+        .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(10, 5))
+        .count(Materialized::as_store("sliding"));
+    let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+    let input = driver.input_topic("in", utf8(), utf8());
+    for timestamp_ms in [100, 86, 85] {
+        driver
+            .pipe(&input, &"k".to_string(), &String::new(), timestamp_ms)
+            .unwrap();
+    }
+    // Close time 95: 86's latest window [86, 96] is open, 85's [85, 95] is not.
+    assert_eq!(driver.metrics().late_records_dropped, 1);
+    let store: Vec<(String, i64, u64)> = driver.window_store("sliding").unwrap();
+    let store: Vec<(i64, u64)> = store
+        .into_iter()
+        .map(|(_, start, count)| (start, count))
+        .collect();
+    // [76, 86] closed (86 <= 95) and was not written; [87, 97] holds nothing (100 is after it).
+    assert_eq!(store, vec![(90, 1)]);
 }
 
 /// Emits, at each punctuation, how many records it saw since the last one.

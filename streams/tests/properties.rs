@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use spate_streams::serdes::{FixedWidthSerde, NullableSerde, Utf8Serde, WindowedSerde};
 use spate_streams::{
     Consumed, DriverConfig, Grouped, Materialized, Produced, SessionWindows, SharedSerde,
-    StreamsBuilder, TimeWindows, TopologyTestDriver, Windowed,
+    SlidingWindows, StreamsBuilder, TimeWindows, TopologyTestDriver, Windowed,
 };
 
 fn utf8() -> SharedSerde<String> {
@@ -209,6 +209,53 @@ proptest! {
             .collect();
         stored.sort();
         expected.sort();
+        prop_assert_eq!(stored, expected);
+        prop_assert_eq!(driver.metrics().late_records_dropped, 0);
+    }
+
+    #[test]
+    fn sliding_windows_without_late_records_are_the_windows_the_records_define(
+        difference_ms in 1i64..30,
+        input in records(),
+    ) {
+        // With nothing late, the store holds exactly: for each record at t, the window
+        // [t - d, t], and [t + 1, t + 1 + d] where a record falls in it; each with the sum of
+        // the values of the key's records it holds.
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, u64>("in", Consumed::new())
+            .group_by_key(Grouped::new())
+            .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(difference_ms, 10_000))
+            .aggregate(|| 0u64, |_, value, sum| sum + value, Materialized::as_store("sliding"));
+        let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+        let topic = driver.input_topic("in", utf8(), fixed());
+        for (key, value, timestamp_ms) in &input {
+            driver.pipe(&topic, key, value, *timestamp_ms).unwrap();
+        }
+        let mut expected: BTreeMap<(String, i64), u64> = BTreeMap::new();
+        for (key, _, timestamp_ms) in &input {
+            let same_key: Vec<(i64, u64)> = input
+                .iter()
+                .filter(|(other, _, _)| other == key)
+                .map(|(_, value, time)| (*time, *value))
+                .collect();
+            for start_ms in [timestamp_ms - difference_ms, timestamp_ms + 1] {
+                let held: Vec<u64> = same_key
+                    .iter()
+                    .filter(|(time, _)| *time >= start_ms && *time <= start_ms + difference_ms)
+                    .map(|(_, value)| *value)
+                    .collect();
+                if !held.is_empty() {
+                    expected.insert((key.clone(), start_ms), held.iter().sum());
+                }
+            }
+        }
+        let stored: BTreeMap<(String, i64), u64> = driver
+            .window_store::<String, u64>("sliding")
+            .unwrap()
+            .into_iter()
+            .map(|(key, start, sum)| ((key, start), sum))
+            .collect();
         prop_assert_eq!(stored, expected);
         prop_assert_eq!(driver.metrics().late_records_dropped, 0);
     }

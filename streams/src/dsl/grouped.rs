@@ -1,6 +1,6 @@
 //! Grouped streams and their aggregations: [`KGroupedStream`] (`count`, `reduce`, `aggregate`
-//! into a [`KTable`]) and its windowed forms, [`TimeWindowedKStream`] (tumbling and hopping
-//! windows) and [`SessionWindowedKStream`], whose aggregations make tables keyed by
+//! into a [`KTable`]) and its windowed forms, [`TimeWindowedKStream`] (tumbling, hopping and
+//! sliding windows) and [`SessionWindowedKStream`], whose aggregations make tables keyed by
 //! [`Windowed`] keys.
 
 use std::rc::Rc;
@@ -9,12 +9,12 @@ use std::sync::Arc;
 use crate::dsl::builder::{Grouped, Materialized, SharedGraph};
 use crate::dsl::ktable::KTable;
 use crate::ops::aggregate::{AggregateStep, StreamAggregate};
-use crate::ops::window::{SessionWindowAggregate, TimeWindowAggregate};
+use crate::ops::window::{SessionWindowAggregate, SlidingWindowAggregate, TimeWindowAggregate};
 use crate::processor::{Data, NodeId, NodeProcessor};
 use crate::record::Windowed;
 use crate::serdes::{SharedSerde, WindowedSerde};
 use crate::topology::{ProcessorFactory, StoreKind};
-use crate::windows::{SessionWindows, TimeWindows};
+use crate::windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 /// A stream grouped by key, all records of a key in one task.
 pub struct KGroupedStream<K, V> {
@@ -132,12 +132,21 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// The grouped stream in tumbling or hopping windows.
     pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        self.time_windowed(WindowKind::Time(windows))
+    }
+
+    /// The grouped stream in sliding windows.
+    pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> TimeWindowedKStream<K, V> {
+        self.time_windowed(WindowKind::Sliding(windows))
+    }
+
+    fn time_windowed(&self, windows: WindowKind) -> TimeWindowedKStream<K, V> {
         TimeWindowedKStream {
             graph: Rc::clone(&self.graph),
             node: self.node,
             key_serde: Arc::clone(&self.grouped.key_serde),
+            value_serde: Arc::clone(&self.grouped.value_serde),
             windows,
-            types: std::marker::PhantomData,
         }
     }
 
@@ -153,13 +162,20 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 }
 
-/// A grouped stream in tumbling or hopping windows.
+/// The windows of a [`TimeWindowedKStream`].
+#[derive(Debug, Clone, Copy)]
+enum WindowKind {
+    Time(TimeWindows),
+    Sliding(SlidingWindows),
+}
+
+/// A grouped stream in tumbling, hopping or sliding windows.
 pub struct TimeWindowedKStream<K, V> {
     graph: SharedGraph,
     node: NodeId,
     key_serde: SharedSerde<K>,
-    windows: TimeWindows,
-    types: std::marker::PhantomData<fn() -> V>,
+    value_serde: SharedSerde<V>,
+    windows: WindowKind,
 }
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
@@ -206,28 +222,54 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             Arc::clone(&self.key_serde),
             Arc::clone(&aggregate_serde),
         );
-        let (factory_store, key_serde, factory_aggregate_serde, windows) = (
+        let (factory_store, key_serde, value_serde, factory_aggregate_serde) = (
             store.clone(),
             Arc::clone(&self.key_serde),
+            Arc::clone(&self.value_serde),
             Arc::clone(&aggregate_serde),
-            self.windows,
         );
-        let factory: ProcessorFactory = Arc::new(move || {
-            Box::new(TimeWindowAggregate {
-                store: factory_store.clone(),
-                windows,
-                key_serde: Arc::clone(&key_serde),
-                aggregate_serde: Arc::clone(&factory_aggregate_serde),
-                step: Arc::clone(&step),
-                observed_stream_time_ms: None,
-            }) as Box<dyn NodeProcessor>
-        });
-        let node = graph.add_node(
-            "KSTREAM-WINDOWED-AGGREGATE",
-            &[self.node],
-            factory,
-            vec![store.clone()],
-        );
+        let (factory, stores, grace_ms): (ProcessorFactory, Vec<String>, i64) = match self.windows {
+            WindowKind::Time(windows) => (
+                Arc::new(move || {
+                    Box::new(TimeWindowAggregate {
+                        store: factory_store.clone(),
+                        windows,
+                        key_serde: Arc::clone(&key_serde),
+                        aggregate_serde: Arc::clone(&factory_aggregate_serde),
+                        step: Arc::clone(&step),
+                        observed_stream_time_ms: None,
+                    }) as Box<dyn NodeProcessor>
+                }),
+                vec![store.clone()],
+                windows.grace_ms,
+            ),
+            WindowKind::Sliding(windows) => {
+                let records_store = graph.add_store(
+                    format!("{store}-records"),
+                    StoreKind::Window,
+                    Arc::clone(&self.key_serde),
+                    Arc::clone(&self.value_serde),
+                );
+                let factory_records_store = records_store.clone();
+                (
+                    Arc::new(move || {
+                        Box::new(SlidingWindowAggregate {
+                            store: factory_store.clone(),
+                            records_store: factory_records_store.clone(),
+                            windows,
+                            key_serde: Arc::clone(&key_serde),
+                            value_serde: Arc::clone(&value_serde),
+                            aggregate_serde: Arc::clone(&factory_aggregate_serde),
+                            step: Arc::clone(&step),
+                            observed_stream_time_ms: None,
+                        }) as Box<dyn NodeProcessor>
+                    }),
+                    vec![store.clone(), records_store],
+                    windows.grace_ms,
+                )
+            }
+        };
+        let node = graph.add_node("KSTREAM-WINDOWED-AGGREGATE", &[self.node], factory, stores);
         drop(graph);
         let windowed_key_serde: SharedSerde<Windowed<K>> =
             Arc::new(WindowedSerde(Arc::clone(&self.key_serde)));
@@ -238,7 +280,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             windowed_key_serde,
             aggregate_serde,
         )
-        .with_window_close_after_end(self.windows.grace_ms)
+        .with_window_close_after_end(grace_ms)
     }
 }
 

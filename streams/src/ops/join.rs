@@ -90,9 +90,9 @@ impl<K: Data, V: Data, VO: Data, VR: Data> NodeProcessor for TableTableJoinSide<
     }
 }
 
-/// Values of one key at one timestamp in a stream-stream join buffer: each as a 4-byte
+/// Values of one key at one timestamp in a buffer (stream-stream joins, sliding windows): each as a 4-byte
 /// little-endian length, then its bytes.
-fn append_value(buffer: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
+pub(crate) fn append_value(buffer: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
     let mut bytes = buffer.map(<[u8]>::to_vec).unwrap_or_default();
     let length = u32::try_from(value.len()).expect("a value is under 4 GiB");
     bytes.extend_from_slice(&length.to_le_bytes());
@@ -100,7 +100,7 @@ fn append_value(buffer: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn split_values(mut bytes: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn split_values(mut bytes: &[u8]) -> Vec<&[u8]> {
     let mut values = Vec::new();
     while !bytes.is_empty() {
         let (length, rest) = bytes.split_at(4);

@@ -163,3 +163,132 @@ impl<K: Data, V: Data, A: Data> NodeProcessor for SessionWindowAggregate<K, V, A
         Ok(())
     }
 }
+
+/// Sliding window aggregation. It buffers each key's records (values by timestamp, in a window
+/// store of their own) and recomputes each affected window from them in timestamp order (then
+/// arrival order): simpler than Kafka Streams' incremental updates, and the same result for
+/// any aggregation whose order within a window does not matter.
+pub(crate) struct SlidingWindowAggregate<K, V, A> {
+    pub(crate) store: String,
+    pub(crate) records_store: String,
+    pub(crate) windows: crate::windows::SlidingWindows,
+    pub(crate) key_serde: SharedSerde<K>,
+    pub(crate) value_serde: SharedSerde<V>,
+    pub(crate) aggregate_serde: SharedSerde<A>,
+    pub(crate) step: AggregateStep<K, V, A>,
+    pub(crate) observed_stream_time_ms: Option<i64>,
+}
+
+impl<K: Data, V: Data, A: Data> SlidingWindowAggregate<K, V, A> {
+    /// The buffered records of a key with timestamps in `[from_ms, to_ms]`, in order.
+    fn buffered(
+        &self,
+        context: &mut ProcessorContext<'_>,
+        key_bytes: &[u8],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, V)>, StreamsError> {
+        let mut records = Vec::new();
+        for (timestamp_ms, bytes) in context
+            .window_store(&self.records_store)?
+            .fetch_range(key_bytes, from_ms, to_ms)
+        {
+            for value in crate::ops::join::split_values(&bytes) {
+                let value = self
+                    .value_serde
+                    .deserialize(value)
+                    .expect("a buffered value reads back with the serde that wrote it");
+                records.push((timestamp_ms, value));
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl<K: Data, V: Data, A: Data> NodeProcessor for SlidingWindowAggregate<K, V, A> {
+    fn process(
+        &mut self,
+        record: ErasedRecord,
+        context: &mut ProcessorContext<'_>,
+    ) -> Result<(), StreamsError> {
+        let record = downcast_record::<K, V>(record);
+        let timestamp_ms = record.timestamp_ms;
+        let difference_ms = self.windows.time_difference_ms;
+        let observed_ms = self
+            .observed_stream_time_ms
+            .map_or(timestamp_ms, |time| time.max(timestamp_ms));
+        self.observed_stream_time_ms = Some(observed_ms);
+        // Kafka's rule for windows: open while the end is after stream time minus grace.
+        let close_ms = observed_ms - self.windows.grace_ms;
+        if timestamp_ms + difference_ms <= close_ms {
+            // Every window holding it (the latest is [t, t + difference]) has closed.
+            context.record_late_drop();
+            return Ok(());
+        }
+        let key_bytes = self.key_serde.serialize(&record.key);
+        let records_store = context.window_store(&self.records_store)?;
+        let buffered = crate::ops::join::append_value(
+            records_store.fetch(&key_bytes, timestamp_ms),
+            &self.value_serde.serialize(&record.value),
+        );
+        records_store.put(&key_bytes, timestamp_ms, Some(buffered));
+        // The windows this record changes or creates: ending at a record within the
+        // difference after it (its own left window included), starting just after a record
+        // within the difference (plus one) before it, and its own right window if a record
+        // falls in it.
+        let nearby = self.buffered(
+            context,
+            &key_bytes,
+            timestamp_ms - difference_ms - 1,
+            timestamp_ms + difference_ms + 1,
+        )?;
+        let mut starts = std::collections::BTreeSet::new();
+        for (other_ms, _) in &nearby {
+            if *other_ms >= timestamp_ms && *other_ms <= timestamp_ms + difference_ms {
+                starts.insert(other_ms - difference_ms);
+            }
+            if *other_ms < timestamp_ms && *other_ms + 1 + difference_ms >= timestamp_ms {
+                starts.insert(other_ms + 1);
+            }
+        }
+        if nearby.iter().any(|(other_ms, _)| {
+            *other_ms > timestamp_ms && *other_ms <= timestamp_ms + 1 + difference_ms
+        }) {
+            starts.insert(timestamp_ms + 1);
+        }
+        for start_ms in starts {
+            let end_ms = start_ms + difference_ms;
+            if end_ms <= close_ms {
+                continue;
+            }
+            let mut aggregate = None;
+            for (_, value) in nearby
+                .iter()
+                .filter(|(other_ms, _)| *other_ms >= start_ms && *other_ms <= end_ms)
+            {
+                aggregate = Some((self.step)(&record.key, value.clone(), aggregate));
+            }
+            let aggregate = aggregate.expect("each window of the set holds a record");
+            context.window_store(&self.store)?.put(
+                &key_bytes,
+                start_ms,
+                Some(self.aggregate_serde.serialize(&aggregate)),
+            );
+            context.forward(Record::new(
+                Windowed::new(record.key.clone(), Window::new(start_ms, end_ms)),
+                Some(aggregate),
+                timestamp_ms,
+            ));
+        }
+        // Closed windows start before close - difference; an open window reaches back
+        // difference before its start... so records before that can no longer be counted.
+        let open_from_ms = close_ms - difference_ms;
+        context
+            .window_store(&self.store)?
+            .expire_before(open_from_ms);
+        context
+            .window_store(&self.records_store)?
+            .expire_before(open_from_ms - 1);
+        Ok(())
+    }
+}
