@@ -181,6 +181,19 @@ impl StreamsRuntime {
             .collect()
     }
 
+    /// Per owned input partition (repartition topics included), the records between this
+    /// instance's position and the last high watermark it saw: how far processing trails.
+    pub fn lag(&self) -> BTreeMap<(String, u32), u64> {
+        self.consumer
+            .assignment()
+            .into_iter()
+            .filter_map(|owned| {
+                let lag = self.consumer.lag(&owned.topic, owned.partition)?;
+                Some(((owned.topic, owned.partition), lag))
+            })
+            .collect()
+    }
+
     /// Flushes, commits and leaves the group.
     pub fn close(mut self) -> Result<(), StreamsError> {
         self.producer.flush().wait()?;

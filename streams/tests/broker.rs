@@ -66,12 +66,15 @@ fn read_until(
     records
 }
 
+/// What an instance processed, and its lag per input partition when it stopped.
+type InstanceResult = (u64, BTreeMap<(String, u32), u64>);
+
 /// Runs a runtime on its own thread until `stop` is set, then closes it.
 fn run_instance(
     client: Client,
     topology: impl FnOnce() -> spate_streams::Topology + Send + 'static,
     stop: Arc<AtomicBool>,
-) -> thread::JoinHandle<u64> {
+) -> thread::JoinHandle<InstanceResult> {
     thread::spawn(move || {
         let mut runtime =
             StreamsRuntime::start(&client, topology(), StreamsConfig::new("streams-test")).unwrap();
@@ -79,8 +82,9 @@ fn run_instance(
         while !stop.load(Ordering::Relaxed) {
             processed += runtime.poll_once().unwrap() as u64;
         }
+        let lag = runtime.lag();
         runtime.close().unwrap();
-        processed
+        (processed, lag)
     })
 }
 
@@ -133,7 +137,11 @@ fn word_count_against_a_broker_gives_exact_final_counts() {
     let words: u64 = expected.values().sum();
     let output = read_until(&client, "counts", |records| records.len() as u64 >= words);
     stop.store(true, Ordering::Relaxed);
-    assert_eq!(instance.join().unwrap(), lines.len() as u64 + words);
+    let (processed, lag) = instance.join().unwrap();
+    assert_eq!(processed, lines.len() as u64 + words);
+    // Both partitions of the input and of the repartition topic, all caught up.
+    assert_eq!(lag.len(), 4, "{lag:?}");
+    assert!(lag.values().all(|records| *records == 0), "{lag:?}");
     // The last count of each word, in partition order (a word's updates are in one partition).
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     for record in &output {
@@ -191,7 +199,7 @@ fn two_instances_with_one_leaving_mid_run_process_every_record_at_least_once() {
     read_until(&client, "out", |records| records.len() >= 180);
     // The first instance leaves; the second takes over its partitions from their commits.
     stop_first.store(true, Ordering::Relaxed);
-    let first_processed = first.join().unwrap();
+    let (first_processed, _) = first.join().unwrap();
     produce(&client, "in", &batch(200, 300));
     let expected: BTreeSet<String> = batch(0, 300)
         .into_iter()
@@ -206,7 +214,7 @@ fn two_instances_with_one_leaving_mid_run_process_every_record_at_least_once() {
         seen == expected
     });
     stop_second.store(true, Ordering::Relaxed);
-    let second_processed = second.join().unwrap();
+    let (second_processed, _) = second.join().unwrap();
     assert!(
         first_processed > 0 && second_processed > 0,
         "{first_processed} {second_processed}"

@@ -677,6 +677,65 @@ impl Processor<String, String> for CountingPunctuator {
     }
 }
 
+/// Forwards a key's first record only, remembering seen keys in a store.
+struct FirstPerKey;
+
+impl Processor<String, String> for FirstPerKey {
+    type KeyOut = String;
+    type ValueOut = String;
+
+    fn process(
+        &mut self,
+        record: Record<String, String>,
+        context: &mut TypedContext<'_, '_, String, String>,
+    ) -> Result<(), StreamsError> {
+        let store = context.key_value_store("seen")?;
+        if store.get(record.key.as_bytes()).is_none() {
+            store.put(
+                record.key.as_bytes(),
+                record.timestamp_ms.to_le_bytes().to_vec(),
+            );
+            context.forward(record);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn an_application_processor_keeps_state_in_a_store_it_was_given() {
+    let builder = StreamsBuilder::new();
+    builder.add_key_value_store(
+        "seen",
+        utf8(),
+        Arc::new(FixedWidthSerde) as SharedSerde<i64>,
+    );
+    builder
+        .stream::<String, String>("in", Consumed::new())
+        .process(|| FirstPerKey)
+        .to("out", Produced::new());
+    let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+    let input = driver.input_topic("in", utf8(), utf8());
+    for (key, value, timestamp_ms) in [("a", "1", 10), ("b", "2", 11), ("a", "3", 12)] {
+        driver
+            .pipe(&input, &key.to_string(), &value.to_string(), timestamp_ms)
+            .unwrap();
+    }
+    let out = driver.output_topic("out", utf8(), utf8());
+    let values: Vec<String> = driver
+        .read_output(&out)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(values, ["1", "2"]);
+    let seen: Vec<(String, i64)> = driver.key_value_store("seen").unwrap();
+    assert_eq!(seen, vec![("a".into(), 10), ("b".into(), 11)]);
+    assert!(matches!(
+        driver.window_store::<String, i64>("seen"),
+        Err(StreamsError::UnknownStore { kind: "window", .. })
+    ));
+}
+
 fn punctuation_driver(kind: PunctuationType) -> TopologyTestDriver {
     let builder = StreamsBuilder::new();
     builder

@@ -234,6 +234,23 @@ impl StreamsBuilder {
         )
     }
 
+    /// Adds a key-value store `name` for application processors (`KStream::process`), which
+    /// reach it with `ProcessorContext::key_value_store(name)`; the serdes say how the test
+    /// driver (and, later, queries) read it.
+    pub fn add_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        key_serde: SharedSerde<K>,
+        value_serde: SharedSerde<V>,
+    ) -> String {
+        self.graph.borrow_mut().add_store(
+            name.to_string(),
+            StoreKind::KeyValue,
+            key_serde,
+            value_serde,
+        )
+    }
+
     /// The topology, ready to run.
     pub fn build(self) -> Topology {
         let mut graph = self.graph.borrow_mut();

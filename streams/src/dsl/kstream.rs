@@ -210,8 +210,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         )
     }
 
-    /// The stream through an application's processor, connected to `stores` (made with the
-    /// builder's store methods). Marks the key as changed: the processor may forward any key.
+    /// The stream through an application's processor, made once per task by `supplier`. It
+    /// may use stores added with `StreamsBuilder::add_key_value_store`. Marks the key as
+    /// changed: the processor may forward any key.
     pub fn process<P>(
         &self,
         supplier: impl Fn() -> P + Send + Sync + 'static,
