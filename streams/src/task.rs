@@ -86,6 +86,8 @@ pub(crate) struct TaskState {
 /// One running instance of a topology for one partition.
 pub struct Task {
     topology: Arc<Topology>,
+    /// Each source's position in the topology, by the full name of the topic it reads.
+    sources_by_topic: HashMap<String, usize>,
     processors: Vec<Box<dyn NodeProcessor>>,
     state: TaskState,
     deserialization_policy: DeserializationPolicy,
@@ -107,8 +109,15 @@ impl Task {
             .map(|spec| (spec.name.clone(), spec.instantiate()))
             .collect();
         let processors = topology.nodes.iter().map(|node| (node.factory)()).collect();
+        let sources_by_topic = topology
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(index, source)| (source.topic.resolve(application_id), index))
+            .collect();
         let mut task = Task {
             topology,
+            sources_by_topic,
             processors,
             state: TaskState {
                 application_id: application_id.to_string(),
@@ -145,11 +154,10 @@ impl Task {
     /// the record's time made due run after it.
     pub fn process(&mut self, topic: &str, record: &InputRecord) -> Result<(), StreamsError> {
         let topology = Arc::clone(&self.topology);
-        let application_id = self.state.application_id.clone();
-        let source = topology
-            .sources
-            .iter()
-            .find(|source| source.topic.resolve(&application_id) == topic)
+        let source = self
+            .sources_by_topic
+            .get(topic)
+            .map(|index| &topology.sources[*index])
             .ok_or_else(|| StreamsError::UnknownTopic {
                 topic: topic.to_string(),
             })?;
