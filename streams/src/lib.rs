@@ -70,7 +70,8 @@
 //! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`),
 //! `group_by_key` / `group_by` with `count`, `reduce`, `aggregate`, tumbling, hopping, sliding
 //! and session windows with grace, `suppress_until_window_closes`, joins (stream-table inner
-//! and left, table-table inner, left and outer, stream-stream inner within a time difference),
+//! and left, table-table inner, left and outer, stream-stream inner, left and outer within a
+//! time difference),
 //! punctuation, in-memory
 //! key-value, window and session stores behind traits, the serdes (bytes, UTF-8, JSON,
 //! fixed-width native, nullable, windowed), the test driver, and [`StreamsRuntime`]: at least
@@ -90,10 +91,9 @@
 //! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
 //!   transaction over the client's transactional producer).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
-//! - Stream-stream left and outer joins, foreign-key table joins, regex
-//!   sources, table `group_by`.
-//! - Per-task lag and restore metrics; the differential test against Kafka Streams and the
-//!   benchmark.
+//! - Foreign-key table joins, regex sources, table `group_by`.
+//! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
+//!   test against Kafka Streams and the benchmark.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

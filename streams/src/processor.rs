@@ -2,7 +2,7 @@
 //! processing steps (`KStream::process`), the [`ProcessorContext`] each call gets (time, stores,
 //! punctuation, forwarding), and the type-erased `NodeProcessor` every node of a topology runs
 //! as inside a task. The typed DSL (`dsl`) guarantees that a node only receives the record type
-//! it was built for; the downcast in [`downcast_record`] asserts it.
+//! it was built for; the downcast in `downcast_record` asserts it.
 
 use std::any::Any;
 use std::marker::PhantomData;

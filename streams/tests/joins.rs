@@ -231,6 +231,73 @@ fn stream_stream_joins_pair_records_within_the_window_in_either_order() {
     assert_eq!(driver.metrics().late_records_dropped, 1);
 }
 
+fn left_and_outer_join_driver(windows: JoinWindows) -> TopologyTestDriver {
+    let builder = StreamsBuilder::new();
+    let clicks = builder.stream::<String, String>("clicks", Consumed::new());
+    let views = builder.stream::<String, u64>("views", Consumed::new());
+    clicks
+        .left_join_stream(
+            &views,
+            |click, view| format!("{click}/{}", view.map_or("-".into(), u64::to_string)),
+            windows,
+            StreamJoined::new(),
+        )
+        .to("left", Produced::new());
+    clicks
+        .outer_join_stream(
+            &views,
+            |click, view| {
+                format!(
+                    "{}/{}",
+                    click.map_or("-", String::as_str),
+                    view.map_or("-".into(), u64::to_string)
+                )
+            },
+            windows,
+            StreamJoined::new(),
+        )
+        .to("outer", Produced::new());
+    TopologyTestDriver::new(builder.build(), DriverConfig::default())
+}
+
+#[test]
+fn left_and_outer_stream_joins_emit_unmatched_records_once_nothing_can_join_them() {
+    let mut driver = left_and_outer_join_driver(JoinWindows::of_time_difference_with_no_grace(10));
+    let clicks = driver.input_topic("clicks", utf8(), utf8());
+    let views = driver.input_topic("views", utf8(), fixed());
+    let (k, j) = ("k".to_string(), "j".to_string());
+    driver.pipe(&clicks, &k, &"a".into(), 100).unwrap();
+    driver.pipe(&views, &k, &1, 105).unwrap();
+    driver.pipe(&clicks, &k, &"b".into(), 120).unwrap();
+    // Stream time 200: nothing on time (at or after 190) can join b at 120 any more.
+    driver.pipe(&clicks, &k, &"c".into(), 200).unwrap();
+    driver.pipe(&views, &j, &2, 300).unwrap();
+    driver.pipe(&clicks, &j, &"d".into(), 400).unwrap();
+    let read = |driver: &mut TopologyTestDriver, topic: &str| -> Vec<(String, i64)> {
+        let topic = driver.output_topic(topic, utf8(), utf8());
+        driver
+            .read_output(&topic)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.value, r.timestamp_ms))
+            .collect()
+    };
+    let pairs = |expected: &[(&str, i64)]| -> Vec<(String, i64)> {
+        expected
+            .iter()
+            .map(|(value, time)| (value.to_string(), *time))
+            .collect()
+    };
+    assert_eq!(
+        read(&mut driver, "left"),
+        pairs(&[("a/1", 105), ("b/-", 120), ("c/-", 200)])
+    );
+    assert_eq!(
+        read(&mut driver, "outer"),
+        pairs(&[("a/1", 105), ("b/-", 120), ("c/-", 200), ("-/2", 300)])
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(150))]
 
@@ -271,5 +338,54 @@ proptest! {
         expected.sort();
         prop_assert_eq!(joined, expected);
         prop_assert_eq!(driver.metrics().late_records_dropped, 0);
+    }
+
+    /// In time order (nothing late), then a far later record to close every window, the outer
+    /// join is every close pair plus every record nothing joined, each once.
+    #[test]
+    fn outer_stream_join_in_time_order_is_every_close_pair_and_every_lonely_record(
+        difference_ms in 0i64..20,
+        mut input in prop::collection::vec((any::<bool>(), 0u8..3, 0i64..100), 0..60),
+    ) {
+        input.sort_by_key(|(_, _, timestamp_ms)| *timestamp_ms);
+        let mut driver = left_and_outer_join_driver(JoinWindows::of_time_difference_with_no_grace(difference_ms));
+        let clicks = driver.input_topic("clicks", utf8(), utf8());
+        let views = driver.input_topic("views", utf8(), fixed());
+        for (index, (is_click, key, timestamp_ms)) in input.iter().enumerate() {
+            if *is_click {
+                driver.pipe(&clicks, &key.to_string(), &format!("c{index}"), *timestamp_ms).unwrap();
+            } else {
+                driver.pipe(&views, &key.to_string(), &(index as u64), *timestamp_ms).unwrap();
+            }
+        }
+        driver.pipe(&clicks, &"flush".into(), &"flush".into(), 10_000).unwrap();
+        let outer = driver.output_topic("outer", utf8(), utf8());
+        let mut outer: Vec<(String, String, i64)> = driver
+            .read_output(&outer)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp_ms))
+            .collect();
+        let mut expected = Vec::new();
+        let close = |a: &(bool, u8, i64), b: &(bool, u8, i64)| a.1 == b.1 && (a.2 - b.2).abs() <= difference_ms;
+        for (index, record) in input.iter().enumerate() {
+            let partners: Vec<(usize, &(bool, u8, i64))> = input
+                .iter()
+                .enumerate()
+                .filter(|(_, other)| other.0 != record.0 && close(record, other))
+                .collect();
+            if record.0 {
+                for (view_index, view) in &partners {
+                    expected.push((record.1.to_string(), format!("c{index}/{view_index}"), record.2.max(view.2)));
+                }
+            }
+            if partners.is_empty() {
+                let value = if record.0 { format!("c{index}/-") } else { format!("-/{index}") };
+                expected.push((record.1.to_string(), value, record.2));
+            }
+        }
+        outer.sort();
+        expected.sort();
+        prop_assert_eq!(outer, expected);
     }
 }

@@ -13,11 +13,12 @@ use crate::dsl::ktable::KTable;
 use crate::ops::join::{
     StreamStreamJoinSide, StreamStreamJoiner, StreamTableJoin, StreamTableJoiner,
 };
+use crate::ops::join::{Unmatched, UnmatchedJoiner};
 use crate::processor::{
     ApplicationProcessor, Data, FunctionNode, NodeId, NodeProcessor, Processor, ProcessorContext,
 };
 use crate::record::Record;
-use crate::serdes::SharedSerde;
+use crate::serdes::{BytesSerde, SharedSerde};
 use crate::task::ProducedRecord;
 use crate::topology::{ProcessorFactory, StoreKind, TopicName};
 use crate::windows::JoinWindows;
@@ -346,6 +347,61 @@ impl<K: Data, V: Data> KStream<K, V> {
         windows: JoinWindows,
         joined: StreamJoined<K, V, V2>,
     ) -> KStream<K, VR> {
+        self.stream_stream_join(other, Arc::new(joiner), windows, joined, None, None)
+    }
+
+    /// The inner join, plus each record of this stream that no record of `other` joined, with
+    /// `None`, once no record on time could still join it (Kafka Streams' left join since 3.1,
+    /// which emits no early unmatched result).
+    pub fn left_join_stream<V2: Data, VR: Data>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(&V, Option<&V2>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, V2>,
+    ) -> KStream<K, VR> {
+        let joiner = Arc::new(joiner);
+        let unmatched = Arc::clone(&joiner);
+        self.stream_stream_join(
+            other,
+            Arc::new(move |left, right| joiner(left, Some(right))),
+            windows,
+            joined,
+            Some(Arc::new(move |left| unmatched(left, None))),
+            None,
+        )
+    }
+
+    /// The inner join, plus each record of either stream that nothing joined, with `None` for
+    /// the missing side, once no record on time could still join it.
+    pub fn outer_join_stream<V2: Data, VR: Data>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(Option<&V>, Option<&V2>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, V2>,
+    ) -> KStream<K, VR> {
+        let joiner = Arc::new(joiner);
+        let (left_unmatched, right_unmatched) = (Arc::clone(&joiner), Arc::clone(&joiner));
+        self.stream_stream_join(
+            other,
+            Arc::new(move |left, right| joiner(Some(left), Some(right))),
+            windows,
+            joined,
+            Some(Arc::new(move |left| left_unmatched(Some(left), None))),
+            Some(Arc::new(move |right| right_unmatched(None, Some(right)))),
+        )
+    }
+
+    fn stream_stream_join<V2: Data, VR: Data>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: StreamStreamJoiner<V, V2, VR>,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, V2>,
+        left_unmatched: Option<UnmatchedJoiner<V, VR>>,
+        right_unmatched: Option<UnmatchedJoiner<V2, VR>>,
+    ) -> KStream<K, VR> {
         assert!(
             Rc::ptr_eq(&self.graph, &other.graph),
             "joined streams come from the same builder"
@@ -375,11 +431,16 @@ impl<K: Data, V: Data> KStream<K, V> {
             Arc::clone(&joined.key_serde),
             Arc::clone(&joined.other_value_serde),
         );
-        let joiner = Arc::new(joiner);
-        let left_joiner: StreamStreamJoiner<V, V2, VR> = {
-            let joiner = Arc::clone(&joiner);
-            Arc::new(move |this, other| joiner(this, other))
-        };
+        let mut stores = vec![left_store.clone(), right_store.clone()];
+        let unmatched_store = (left_unmatched.is_some() || right_unmatched.is_some()).then(|| {
+            // Entries are a side byte and the key's bytes: read raw.
+            let name = graph.name("KSTREAM-OUTERSHARED-STORE");
+            let bytes: SharedSerde<Vec<u8>> = Arc::new(BytesSerde);
+            let store = graph.add_store(name, StoreKind::Window, Arc::clone(&bytes), bytes);
+            stores.push(store.clone());
+            store
+        });
+        let left_joiner = Arc::clone(&joiner);
         let right_joiner: StreamStreamJoiner<V2, V, VR> =
             Arc::new(move |this, other| joiner(other, this));
         let left = join_side_factory(
@@ -391,9 +452,12 @@ impl<K: Data, V: Data> KStream<K, V> {
             ),
             windows,
             left_joiner,
+            unmatched_store
+                .clone()
+                .map(|store| (store, 0, left_unmatched.clone(), right_unmatched.clone())),
         );
         let right = join_side_factory(
-            (right_store.clone(), left_store.clone()),
+            (right_store, left_store),
             Arc::clone(&joined.key_serde),
             (
                 Arc::clone(&joined.other_value_serde),
@@ -401,8 +465,8 @@ impl<K: Data, V: Data> KStream<K, V> {
             ),
             windows,
             right_joiner,
+            unmatched_store.map(|store| (store, 1, right_unmatched, left_unmatched)),
         );
-        let stores = vec![left_store, right_store];
         let left_node = graph.add_node("KSTREAM-JOINTHIS", &[left_parent], left, stores.clone());
         let right_node = graph.add_node("KSTREAM-JOINOTHER", &[right_parent], right, stores);
         let merge = graph.add_node(
@@ -492,6 +556,7 @@ fn join_side_factory<K: Data, V: Data, VO: Data, VR: Data>(
     (value_serde, other_value_serde): (SharedSerde<V>, SharedSerde<VO>),
     windows: JoinWindows,
     joiner: StreamStreamJoiner<V, VO, VR>,
+    unmatched: Option<UnmatchedSide<V, VO, VR>>,
 ) -> ProcessorFactory {
     Arc::new(move || {
         Box::new(StreamStreamJoinSide {
@@ -503,6 +568,23 @@ fn join_side_factory<K: Data, V: Data, VO: Data, VR: Data>(
             time_difference_ms: windows.time_difference_ms,
             grace_ms: windows.grace_ms,
             joiner: Arc::clone(&joiner),
+            unmatched: unmatched
+                .clone()
+                .map(|(store, this_side, this, other)| Unmatched {
+                    store,
+                    this_side,
+                    this,
+                    other,
+                }),
         }) as Box<dyn NodeProcessor>
     })
 }
+
+/// A side's view of a left or outer join's unmatched records: the store, this side's byte,
+/// and the unmatched joiners of this side and the other (`None`: that side is not emitted).
+type UnmatchedSide<V, VO, VR> = (
+    String,
+    u8,
+    Option<UnmatchedJoiner<V, VR>>,
+    Option<UnmatchedJoiner<VO, VR>>,
+);

@@ -116,11 +116,38 @@ pub(crate) fn split_values(mut bytes: &[u8]) -> Vec<&[u8]> {
 /// application's arguments for the right side).
 pub(crate) type StreamStreamJoiner<V, VO, VR> = Arc<dyn Fn(&V, &VO) -> VR + Send + Sync>;
 
-/// One side of a stream-stream inner join within `time_difference_ms`: a record at `t` joins
-/// the other side's records of its key at `[t - difference, t + difference]`, with the later
-/// of the two timestamps. A record is late, dropped and counted, once its whole window plus the
-/// grace period is before the task's stream time; buffers keep what a record on time could
-/// still join.
+/// The result of a record no record of the other side joined (left and outer joins).
+pub(crate) type UnmatchedJoiner<V, VR> = Arc<dyn Fn(&V) -> VR + Send + Sync>;
+
+/// What a left or outer stream-stream join keeps beyond the inner join: the records of its
+/// tracked sides that nothing joined yet, in a window store keyed by side byte then key bytes,
+/// at the record's timestamp. Such a record is emitted with the unmatched joiner once no record
+/// on time could still join it (its timestamp plus twice the difference plus grace is before
+/// stream time), so no unmatched result is ever followed by a joined one for the same record,
+/// as Kafka Streams' left and outer joins since 3.1.
+pub(crate) struct Unmatched<V, VO, VR> {
+    pub(crate) store: String,
+    pub(crate) this_side: u8,
+    /// `Some` where this side's unmatched records are emitted.
+    pub(crate) this: Option<UnmatchedJoiner<V, VR>>,
+    /// `Some` where the other side's unmatched records are emitted.
+    pub(crate) other: Option<UnmatchedJoiner<VO, VR>>,
+}
+
+impl<V, VO, VR> Unmatched<V, VO, VR> {
+    fn entry_key(side: u8, key_bytes: &[u8]) -> Vec<u8> {
+        let mut entry = Vec::with_capacity(key_bytes.len() + 1);
+        entry.push(side);
+        entry.extend_from_slice(key_bytes);
+        entry
+    }
+}
+
+/// One side of a stream-stream join within `time_difference_ms`: a record at `t` joins the
+/// other side's records of its key at `[t - difference, t + difference]`, with the later of the
+/// two timestamps. A record is late, dropped and counted, once its whole window plus the grace
+/// period is before the task's stream time; buffers keep what a record on time could still
+/// join. Left and outer joins also emit records nothing joined (`Unmatched`).
 pub(crate) struct StreamStreamJoinSide<K, V, VO, VR> {
     pub(crate) this_store: String,
     pub(crate) other_store: String,
@@ -130,6 +157,60 @@ pub(crate) struct StreamStreamJoinSide<K, V, VO, VR> {
     pub(crate) time_difference_ms: i64,
     pub(crate) grace_ms: i64,
     pub(crate) joiner: StreamStreamJoiner<V, VO, VR>,
+    pub(crate) unmatched: Option<Unmatched<V, VO, VR>>,
+}
+
+impl<K: Data, V: Data, VO: Data, VR: Data> StreamStreamJoinSide<K, V, VO, VR> {
+    /// Emits, in timestamp order, the unmatched records no record on time could still join.
+    fn emit_unmatched(
+        &self,
+        context: &mut ProcessorContext<'_>,
+        stream_time_ms: i64,
+    ) -> Result<(), StreamsError> {
+        let Some(unmatched) = &self.unmatched else {
+            return Ok(());
+        };
+        let final_before_ms = stream_time_ms - 2 * self.time_difference_ms - self.grace_ms;
+        let due: Vec<(Vec<u8>, i64, Vec<u8>)> = context
+            .window_store(&unmatched.store)?
+            .all()
+            .into_iter()
+            .take_while(|(_, timestamp_ms, _)| *timestamp_ms < final_before_ms)
+            .collect();
+        for (entry, timestamp_ms, buffered) in due {
+            context
+                .window_store(&unmatched.store)?
+                .put(&entry, timestamp_ms, None);
+            let (side, key_bytes) = entry.split_first().expect("an entry starts with its side");
+            let key = self
+                .key_serde
+                .deserialize(key_bytes)
+                .expect("a buffered key reads back with the serde that wrote it");
+            for bytes in split_values(&buffered) {
+                let value = if *side == unmatched.this_side {
+                    let value = read_buffered(&self.value_serde, bytes);
+                    (unmatched
+                        .this
+                        .as_ref()
+                        .expect("only tracked sides are kept"))(&value)
+                } else {
+                    let value = read_buffered(&self.other_value_serde, bytes);
+                    (unmatched
+                        .other
+                        .as_ref()
+                        .expect("only tracked sides are kept"))(&value)
+                };
+                context.forward(Record::new(key.clone(), value, timestamp_ms));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_buffered<T: 'static>(serde: &SharedSerde<T>, bytes: &[u8]) -> T {
+    serde
+        .deserialize(bytes)
+        .expect("a buffered value reads back with the serde that wrote it")
 }
 
 impl<K: Data, V: Data, VO: Data, VR: Data> NodeProcessor for StreamStreamJoinSide<K, V, VO, VR> {
@@ -153,12 +234,17 @@ impl<K: Data, V: Data, VO: Data, VR: Data> NodeProcessor for StreamStreamJoinSid
             timestamp_ms - self.time_difference_ms,
             timestamp_ms + self.time_difference_ms,
         );
+        let matched = !matches.is_empty();
         for (other_timestamp_ms, buffered) in matches {
+            if let Some(unmatched) = self.unmatched.as_ref().filter(|u| u.other.is_some()) {
+                // Every record of the other side at that time is within this one's window.
+                let entry = Unmatched::<V, VO, VR>::entry_key(1 - unmatched.this_side, &key_bytes);
+                context
+                    .window_store(&unmatched.store)?
+                    .put(&entry, other_timestamp_ms, None);
+            }
             for bytes in split_values(&buffered) {
-                let other = self
-                    .other_value_serde
-                    .deserialize(bytes)
-                    .expect("a buffered value reads back with the serde that wrote it");
+                let other = read_buffered(&self.other_value_serde, bytes);
                 let joined = (self.joiner)(&record.value, &other);
                 context.forward(Record::new(
                     record.key.clone(),
@@ -167,11 +253,19 @@ impl<K: Data, V: Data, VO: Data, VR: Data> NodeProcessor for StreamStreamJoinSid
                 ));
             }
         }
+        let value_bytes = self.value_serde.serialize(&record.value);
+        if let Some(unmatched) = self
+            .unmatched
+            .as_ref()
+            .filter(|u| u.this.is_some() && !matched)
+        {
+            let entry = Unmatched::<V, VO, VR>::entry_key(unmatched.this_side, &key_bytes);
+            let store = context.window_store(&unmatched.store)?;
+            let buffered = append_value(store.fetch(&entry, timestamp_ms), &value_bytes);
+            store.put(&entry, timestamp_ms, Some(buffered));
+        }
         let store = context.window_store(&self.this_store)?;
-        let buffered = append_value(
-            store.fetch(&key_bytes, timestamp_ms),
-            &self.value_serde.serialize(&record.value),
-        );
+        let buffered = append_value(store.fetch(&key_bytes, timestamp_ms), &value_bytes);
         store.put(&key_bytes, timestamp_ms, Some(buffered));
         // An on-time record is at or after stream time - difference - grace and joins back to
         // difference before itself.
@@ -180,7 +274,7 @@ impl<K: Data, V: Data, VO: Data, VR: Data> NodeProcessor for StreamStreamJoinSid
         context
             .window_store(&self.other_store)?
             .expire_before(retained_from_ms);
-        Ok(())
+        self.emit_unmatched(context, stream_time_ms)
     }
 }
 
