@@ -42,6 +42,14 @@ pub enum StreamsError {
         /// Each source topic's partition count.
         partition_counts: std::collections::BTreeMap<String, u32>,
     },
+    /// A bounded `suppress` buffer was full: more windows were open than it may hold.
+    #[error(
+        "the suppress buffer holds {buffered_windows_max} windows and a record needs one more"
+    )]
+    SuppressBufferFull {
+        /// The buffer's bound.
+        buffered_windows_max: usize,
+    },
     /// The native client failed (the runtime over a broker).
     #[error(transparent)]
     Client(#[from] spate_client::Error),

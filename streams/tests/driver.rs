@@ -458,6 +458,48 @@ fn tumbling_counts_update_per_record_and_drop_records_after_the_grace_period() {
 }
 
 #[test]
+fn a_bounded_suppress_buffer_fails_processing_instead_of_emitting_early() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in", Consumed::new())
+        .group_by_key(Grouped::new())
+        .windowed_by(TimeWindows::of_size_with_no_grace(10))
+        .count(Materialized::new())
+        .suppress_until_window_closes_bounded(2)
+        .to("finals", Produced::with(windowed_u64(), fixed()));
+    let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+    let input = driver.input_topic("in", utf8(), utf8());
+    driver.pipe(&input, &"a".into(), &String::new(), 1).unwrap();
+    driver.pipe(&input, &"b".into(), &String::new(), 2).unwrap();
+    // An update of a buffered window needs no room.
+    driver.pipe(&input, &"a".into(), &String::new(), 3).unwrap();
+    let error = driver
+        .pipe(&input, &"c".into(), &String::new(), 4)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StreamsError::SuppressBufferFull {
+                buffered_windows_max: 2
+            }
+        ),
+        "{error}"
+    );
+    // A record that closes the buffered windows first makes room.
+    driver
+        .pipe(&input, &"c".into(), &String::new(), 10)
+        .unwrap();
+    let finals = driver.output_topic("finals", windowed_u64(), fixed());
+    let finals: Vec<(String, u64)> = driver
+        .read_output(&finals)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.key, r.value))
+        .collect();
+    assert_eq!(finals, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+}
+
+#[test]
 fn hopping_windows_count_a_record_in_every_window_that_holds_it() {
     let builder = StreamsBuilder::new();
     builder

@@ -374,6 +374,24 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
     /// grace period of the windowed aggregation this table came from, in stream time): Kafka
     /// Streams' `suppress(Suppressed.untilWindowCloses(unbounded()))`.
     pub fn suppress_until_window_closes(&self) -> KStream<Windowed<K>, V> {
+        self.suppress(None)
+    }
+
+    /// Like [`suppress_until_window_closes`](Self::suppress_until_window_closes), with a buffer
+    /// of at most `buffered_windows_max` windows: a record that needs one more fails processing
+    /// with [`StreamsError::SuppressBufferFull`] (Kafka's `maxRecords(n).shutDownWhenFull()`).
+    pub fn suppress_until_window_closes_bounded(
+        &self,
+        buffered_windows_max: usize,
+    ) -> KStream<Windowed<K>, V> {
+        assert!(
+            buffered_windows_max > 0,
+            "a suppress buffer holds at least one window"
+        );
+        self.suppress(Some(buffered_windows_max))
+    }
+
+    fn suppress(&self, buffered_windows_max: Option<usize>) -> KStream<Windowed<K>, V> {
         let close_after_end_ms = self
             .window_close_after_end_ms
             .expect("a windowed table comes from a windowed aggregation, which sets its closing");
@@ -384,6 +402,7 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
                 key_serde: Arc::clone(&key_serde),
                 buffer: Default::default(),
                 observed_stream_time_ms: None,
+                buffered_windows_max,
             }) as Box<dyn NodeProcessor>
         });
         let node =
