@@ -67,7 +67,8 @@
 //!
 //! Stateless operators (`filter`, `map`, `map_values`, `select_key`, `flat_map`,
 //! `flat_map_values`, `peek`, `split`, `merge`, `process`, `to` with a partitioner), tables from
-//! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`),
+//! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`, and
+//! `group_by` into `count`, `reduce`, `aggregate` with adders and subtractors),
 //! `group_by_key` / `group_by` with `count`, `reduce`, `aggregate`, tumbling, hopping, sliding
 //! and session windows with grace, `suppress_until_window_closes`, joins (stream-table inner
 //! and left, table-table inner, left and outer, stream-stream inner, left and outer within a
@@ -91,7 +92,7 @@
 //! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
 //!   transaction over the client's transactional producer).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
-//! - Foreign-key table joins, regex sources, table `group_by`.
+//! - Foreign-key table joins, regex sources.
 //! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
 //!   test against Kafka Streams and the benchmark.
 
@@ -113,7 +114,8 @@ pub mod windows;
 
 pub use driver::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use dsl::{Consumed, Grouped, Materialized, Produced, StreamJoined, StreamsBuilder};
-pub use dsl::{KGroupedStream, KStream, KTable, SessionWindowedKStream, TimeWindowedKStream};
+pub use dsl::{KGroupedStream, KGroupedTable, KStream, KTable};
+pub use dsl::{SessionWindowedKStream, TimeWindowedKStream};
 pub use error::StreamsError;
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, TypedContext};
 pub use record::{Record, Window, Windowed};

@@ -295,6 +295,65 @@ fn a_table_upserts_deletes_on_tombstones_and_ignores_deleting_absent_keys() {
 }
 
 #[test]
+fn a_regrouped_table_adds_new_rows_and_subtracts_replaced_and_deleted_ones() {
+    let builder = StreamsBuilder::new();
+    let regions = builder
+        .table::<String, String>("user-regions", Consumed::new(), Materialized::new())
+        .group_by(
+            |user, region| (region.clone(), user.clone()),
+            Grouped::new(),
+        );
+    regions
+        .count(Materialized::as_store("users-per-region"))
+        .to_stream()
+        .to("counts", Produced::new());
+    regions.aggregate(
+        || 0u64,
+        |_, user, letters| letters + user.len() as u64,
+        |_, user, letters| letters - user.len() as u64,
+        Materialized::as_store("letters-per-region"),
+    );
+    let topology = builder.build();
+    assert_eq!(topology.internal_topics().len(), 1);
+    let mut driver = TopologyTestDriver::new(topology, DriverConfig::default());
+    let input = driver.input_topic("user-regions", utf8(), optional_utf8());
+    for (user, region) in [
+        ("ann", Some("Oslo")),
+        ("bob", Some("Oslo")),
+        ("ann", Some("Rome")),
+        ("bob", None),
+        ("cyd", Some("Rome")),
+        ("dave", Some("Rome")),
+    ] {
+        driver
+            .pipe(&input, &user.to_string(), &region.map(String::from), 0)
+            .unwrap();
+    }
+    let counts = driver.output_topic("counts", utf8(), Option::<u64>::default_serde());
+    let counts: Vec<(String, Option<u64>)> = driver
+        .read_output(&counts)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect();
+    let expected: Vec<(String, Option<u64>)> = [
+        ("Oslo", 1),
+        ("Oslo", 2),
+        ("Oslo", 1),
+        ("Rome", 1),
+        ("Oslo", 0),
+        ("Rome", 2),
+        ("Rome", 3),
+    ]
+    .into_iter()
+    .map(|(region, count)| (region.to_string(), Some(count)))
+    .collect();
+    assert_eq!(counts, expected);
+    let letters: Vec<(String, u64)> = driver.key_value_store("letters-per-region").unwrap();
+    assert_eq!(letters, vec![("Oslo".into(), 0), ("Rome".into(), 10)]);
+}
+
+#[test]
 fn aggregate_with_a_json_value_keeps_a_running_summary_per_key() {
     let builder = StreamsBuilder::new();
     builder

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::dsl::builder::{Grouped, Materialized, SharedGraph};
 use crate::dsl::ktable::KTable;
 use crate::ops::aggregate::{AggregateStep, StreamAggregate};
+use crate::ops::aggregate::{TableAggregate, TableAggregateStep, TableChange};
 use crate::ops::window::{SessionWindowAggregate, SlidingWindowAggregate, TimeWindowAggregate};
 use crate::processor::{Data, NodeId, NodeProcessor};
 use crate::record::Windowed;
@@ -371,5 +372,118 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             aggregate_serde,
         )
         .with_window_close_after_end(self.windows.retention_ms() + 1)
+    }
+}
+
+/// A table regrouped by a new key ([`KTable::group_by`]): its aggregations add each new row's
+/// value and subtract each replaced or deleted one. A subtraction for a key with no aggregate
+/// (which only lost state can cause) changes nothing.
+pub struct KGroupedTable<K, V> {
+    graph: SharedGraph,
+    node: NodeId,
+    grouped: Grouped<K, V>,
+}
+
+impl<K: Data, V: Data> KGroupedTable<K, V> {
+    pub(crate) fn new(graph: SharedGraph, node: NodeId, grouped: Grouped<K, V>) -> Self {
+        KGroupedTable {
+            graph,
+            node,
+            grouped,
+        }
+    }
+
+    /// How many rows each new key has.
+    pub fn count(&self, materialized: Materialized<u64>) -> KTable<K, u64> {
+        self.aggregate_with(
+            materialized,
+            Arc::new(|_, change, count: Option<u64>| match change {
+                TableChange::Add(_) => Some(count.unwrap_or(0) + 1),
+                TableChange::Subtract(_) => count.map(|count| count.saturating_sub(1)),
+            }),
+        )
+    }
+
+    /// Each new key's values combined with `adder`, and taken out again with `subtractor`.
+    pub fn reduce(
+        &self,
+        adder: impl Fn(V, V) -> V + Send + Sync + 'static,
+        subtractor: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<V>,
+    ) -> KTable<K, V> {
+        self.aggregate_with(
+            materialized,
+            Arc::new(move |_, change, old: Option<V>| match (change, old) {
+                (TableChange::Add(value), None) => Some(value),
+                (TableChange::Add(value), Some(old)) => Some(adder(old, value)),
+                (TableChange::Subtract(value), old) => old.map(|old| subtractor(old, value)),
+            }),
+        )
+    }
+
+    /// Each new key's values folded into an aggregate from `initializer()` with `adder`, and
+    /// taken out again with `subtractor`.
+    pub fn aggregate<A: Data>(
+        &self,
+        initializer: impl Fn() -> A + Send + Sync + 'static,
+        adder: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+        subtractor: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+        materialized: Materialized<A>,
+    ) -> KTable<K, A> {
+        self.aggregate_with(
+            materialized,
+            Arc::new(move |key, change, old: Option<A>| match change {
+                TableChange::Add(value) => {
+                    Some(adder(key, value, old.unwrap_or_else(&initializer)))
+                }
+                TableChange::Subtract(value) => old.map(|old| subtractor(key, value, old)),
+            }),
+        )
+    }
+
+    fn aggregate_with<A: Data>(
+        &self,
+        materialized: Materialized<A>,
+        step: TableAggregateStep<K, V, A>,
+    ) -> KTable<K, A> {
+        let mut graph = self.graph.borrow_mut();
+        let name = materialized
+            .name
+            .unwrap_or_else(|| graph.name("KTABLE-AGGREGATE-STATE-STORE"));
+        let key_serde = Arc::clone(&self.grouped.key_serde);
+        let aggregate_serde = materialized.value_serde;
+        let store = graph.add_store(
+            name,
+            StoreKind::KeyValue,
+            Arc::clone(&key_serde),
+            Arc::clone(&aggregate_serde),
+        );
+        let (factory_store, factory_key_serde, factory_aggregate_serde) = (
+            store.clone(),
+            Arc::clone(&key_serde),
+            Arc::clone(&aggregate_serde),
+        );
+        let factory: ProcessorFactory = Arc::new(move || {
+            Box::new(TableAggregate {
+                store: factory_store.clone(),
+                key_serde: Arc::clone(&factory_key_serde),
+                aggregate_serde: Arc::clone(&factory_aggregate_serde),
+                step: Arc::clone(&step),
+            }) as Box<dyn NodeProcessor>
+        });
+        let node = graph.add_node(
+            "KTABLE-AGGREGATE",
+            &[self.node],
+            factory,
+            vec![store.clone()],
+        );
+        drop(graph);
+        KTable::new(
+            Rc::clone(&self.graph),
+            node,
+            store,
+            key_serde,
+            aggregate_serde,
+        )
     }
 }

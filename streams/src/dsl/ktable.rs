@@ -9,9 +9,11 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::dsl::builder::{pass_through, Materialized, SharedGraph, Types};
+use crate::dsl::builder::{pass_through, Grouped, Materialized, SharedGraph, Types};
+use crate::dsl::grouped::KGroupedTable;
 use crate::dsl::kstream::KStream;
 use crate::error::StreamsError;
+use crate::ops::aggregate::{TableChange, TableChangeSerde, TableRegroup, TableSelector};
 use crate::ops::join::{TableTableJoinSide, TableTableJoiner};
 use crate::ops::suppress::SuppressUntilWindowCloses;
 use crate::processor::ProcessorContext;
@@ -355,6 +357,49 @@ impl<K: Data, V: Data> KTable<K, V> {
             Arc::clone(&self.key_serde),
             materialized.value_serde,
         )
+    }
+
+    /// The table regrouped by the key and value `selector` makes of each row, for an
+    /// aggregation that adds each new row and subtracts each replaced or deleted one (through a
+    /// repartition topic, with `grouped`'s serdes).
+    pub fn group_by<K2: Data, V2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+        grouped: Grouped<K2, V2>,
+    ) -> KGroupedTable<K2, V2> {
+        let mut graph = self.graph.borrow_mut();
+        let store_name = graph.name("KTABLE-SELECT-STATE-STORE");
+        // Each row's last mapping, as its two parts' bytes: read raw.
+        let bytes: SharedSerde<Vec<u8>> = Arc::new(crate::serdes::BytesSerde);
+        let store = graph.add_store(
+            store_name,
+            StoreKind::KeyValue,
+            Arc::clone(&self.key_serde),
+            bytes,
+        );
+        let selector: TableSelector<K, V, K2, V2> = Arc::new(selector);
+        let (factory_store, key_serde, new_key_serde, new_value_serde) = (
+            store.clone(),
+            Arc::clone(&self.key_serde),
+            Arc::clone(&grouped.key_serde),
+            Arc::clone(&grouped.value_serde),
+        );
+        let factory: ProcessorFactory = Arc::new(move || {
+            Box::new(TableRegroup {
+                store: factory_store.clone(),
+                key_serde: Arc::clone(&key_serde),
+                new_key_serde: Arc::clone(&new_key_serde),
+                new_value_serde: Arc::clone(&new_value_serde),
+                selector: Arc::clone(&selector),
+            }) as Box<dyn NodeProcessor>
+        });
+        let node = graph.add_node("KTABLE-SELECT", &[self.node], factory, vec![store]);
+        drop(graph);
+        let changes = KStream::<K2, TableChange<V2>>::new(Rc::clone(&self.graph), node, true);
+        let change_serde: SharedSerde<TableChange<V2>> =
+            Arc::new(TableChangeSerde(Arc::clone(&grouped.value_serde)));
+        let source = changes.repartition(&grouped.key_serde, &change_serde);
+        KGroupedTable::new(Rc::clone(&self.graph), source, grouped)
     }
 
     /// Each row's value replaced by `mapper`'s.

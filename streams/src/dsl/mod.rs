@@ -9,6 +9,6 @@ pub(crate) mod ktable;
 
 pub use builder::{Consumed, Grouped, Materialized, Partitioner, Produced, StreamsBuilder};
 pub use builder::{StreamJoined, TimestampExtractor};
-pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
+pub use grouped::{KGroupedStream, KGroupedTable, SessionWindowedKStream, TimeWindowedKStream};
 pub use kstream::{KStream, Predicate};
 pub use ktable::KTable;
