@@ -259,4 +259,55 @@ proptest! {
         prop_assert_eq!(stored, expected);
         prop_assert_eq!(driver.metrics().late_records_dropped, 0);
     }
+
+    #[test]
+    fn final_results_never_change_and_equal_the_last_update_for_every_window_kind(
+        kind in 0u8..3,
+        size_ms in 1i64..30,
+        grace_ms in 0i64..20,
+        input in records(),
+    ) {
+        // Updates and final results in one topic, in processing order: after a window's final
+        // result, no update of that window may follow, and the final is its last update.
+        let builder = StreamsBuilder::new();
+        let grouped = builder
+            .stream::<String, u64>("in", Consumed::new())
+            .group_by_key(Grouped::new());
+        let table = match kind {
+            0 => grouped
+                .windowed_by(TimeWindows::of_size_and_grace(size_ms, grace_ms).advance_by((size_ms / 2).max(1)))
+                .count(Materialized::new()),
+            1 => grouped
+                .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(size_ms, grace_ms))
+                .count(Materialized::new()),
+            _ => grouped
+                .windowed_by_session(SessionWindows::with_inactivity_gap_and_grace(size_ms, grace_ms))
+                .count(Materialized::new()),
+        };
+        let updates = table
+            .to_stream()
+            .map_values(|count: Option<u64>| format!("update {}", count.map_or(-1, |count| count as i64)));
+        let finals = table
+            .suppress_until_window_closes()
+            .map_values(|count: u64| format!("final {count}"));
+        updates.merge(&finals).to("events", Produced::with(windowed(), utf8()));
+        let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+        let topic = driver.input_topic("in", utf8(), fixed());
+        for (key, value, timestamp_ms) in &input {
+            driver.pipe(&topic, key, value, *timestamp_ms).unwrap();
+        }
+        let events = driver.output_topic("events", windowed(), utf8());
+        let mut last_update: BTreeMap<Windowed<String>, String> = BTreeMap::new();
+        let mut finals: BTreeMap<Windowed<String>, String> = BTreeMap::new();
+        for event in driver.read_output(&events).unwrap() {
+            if let Some(count) = event.value.strip_prefix("update ") {
+                prop_assert!(!finals.contains_key(&event.key), "{:?} updated after its final result", event.key);
+                last_update.insert(event.key, count.to_string());
+            } else {
+                let count = event.value.strip_prefix("final ").unwrap().to_string();
+                prop_assert_eq!(last_update.get(&event.key), Some(&count));
+                prop_assert!(finals.insert(event.key, count).is_none(), "one final result per window");
+            }
+        }
+    }
 }
