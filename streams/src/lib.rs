@@ -19,7 +19,8 @@
 //!     .to("word-counts", Produced::new());
 //!
 //! let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
-//! let lines = driver.input_topic("lines", Option::<String>::default_serde(), String::default_serde());
+//! let (key_serde, value_serde) = (Option::<String>::default_serde(), String::default_serde());
+//! let lines = driver.input_topic("lines", key_serde, value_serde);
 //! driver.pipe(&lines, &None, &"to be or not to be".to_string(), 1_000)?;
 //! let counts: Vec<(String, u64)> = driver.key_value_store("counts")?;
 //! assert_eq!(counts[0], ("be".to_string(), 2));

@@ -32,7 +32,8 @@ pub struct KTable<K, V> {
     /// For a table a windowed aggregation made: how long after a window's end it closes, in
     /// stream time (a window closes when `end + this <= stream time`): the grace period for
     /// time windows, whose end is excluded; for sessions, which a record within the gap may
-    /// still extend and whose end is included, gap plus grace plus one millisecond. `suppress` needs it. `None` for other tables.
+    /// still extend and whose end is included, gap plus grace plus one millisecond. `suppress`
+    /// needs it. `None` for other tables.
     pub(crate) window_close_after_end_ms: Option<i64>,
     types: Types<K, V>,
 }
