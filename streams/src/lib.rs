@@ -66,7 +66,8 @@
 //!
 //! # What exists
 //!
-//! Stateless operators (`filter`, `map`, `map_values`, `select_key`, `flat_map`,
+//! Sources from a topic or from every topic matching a regular expression; stateless
+//! operators (`filter`, `map`, `map_values`, `select_key`, `flat_map`,
 //! `flat_map_values`, `peek`, `split`, `merge`, `process`, `to` with a partitioner), tables from
 //! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`, and
 //! `group_by` into `count`, `reduce`, `aggregate` with adders and subtractors),
@@ -93,7 +94,7 @@
 //! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
 //!   transaction over the client's transactional producer).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
-//! - Foreign-key table joins, regex sources.
+//! - Foreign-key table joins; pattern sources that pick up topics created after start.
 //! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
 //!   test against Kafka Streams and the benchmark.
 

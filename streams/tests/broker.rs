@@ -226,3 +226,43 @@ fn two_instances_with_one_leaving_mid_run_process_every_record_at_least_once() {
         assert_eq!(record.partition, spate_client::partition_for_key(key, 4));
     }
 }
+
+#[test]
+fn a_pattern_source_subscribes_to_the_topics_that_match_at_start() {
+    let broker = Broker::start(BrokerOptions::default());
+    let client = client(&broker);
+    for topic in ["metrics-cpu", "metrics-disk", "metrics-out", "other"] {
+        client
+            .admin()
+            .create_topic(NewTopic::new(topic, 2))
+            .wait()
+            .unwrap();
+    }
+    produce(&client, "metrics-cpu", &[("h1".into(), "cpu 3".into())]);
+    produce(&client, "metrics-disk", &[("h2".into(), "disk 9".into())]);
+    produce(&client, "other", &[("h3".into(), "other 1".into())]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let instance = run_instance(
+        client.clone(),
+        || {
+            let builder = StreamsBuilder::new();
+            builder
+                .stream_matching::<String, String>("metrics-(cpu|disk)", Consumed::new())
+                .to("metrics-out", Produced::new());
+            builder.build()
+        },
+        Arc::clone(&stop),
+    );
+    let output = read_until(&client, "metrics-out", |records| records.len() >= 2);
+    stop.store(true, Ordering::Relaxed);
+    let (processed, lag) = instance.join().unwrap();
+    assert_eq!(processed, 2);
+    let topics: BTreeSet<&str> = lag.keys().map(|(topic, _)| topic.as_str()).collect();
+    assert_eq!(topics, BTreeSet::from(["metrics-cpu", "metrics-disk"]));
+    let mut values: Vec<String> = output
+        .iter()
+        .map(|record| String::from_utf8(record.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, ["cpu 3", "disk 9"]);
+}
