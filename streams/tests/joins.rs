@@ -308,7 +308,8 @@ proptest! {
         difference_ms in 0i64..20,
         input in prop::collection::vec((any::<bool>(), 0u8..3, 0i64..100), 0..60),
     ) {
-        let mut driver = stream_join_driver(JoinWindows::of_time_difference_and_grace(difference_ms, 1_000));
+        let windows = JoinWindows::of_time_difference_and_grace(difference_ms, 1_000);
+        let mut driver = stream_join_driver(windows);
         let clicks = driver.input_topic("clicks", utf8(), utf8());
         let views = driver.input_topic("views", utf8(), fixed());
         for (index, (is_click, key, timestamp_ms)) in input.iter().enumerate() {
@@ -329,8 +330,10 @@ proptest! {
         let mut expected = Vec::new();
         for (click_index, (click, click_key, click_ms)) in input.iter().enumerate() {
             for (view_index, (view, view_key, view_ms)) in input.iter().enumerate() {
-                if *click && !*view && click_key == view_key && (click_ms - view_ms).abs() <= difference_ms {
-                    expected.push((click_key.to_string(), format!("{click_index}/{view_index}"), *click_ms.max(view_ms)));
+                let close = (click_ms - view_ms).abs() <= difference_ms;
+                if *click && !*view && click_key == view_key && close {
+                    let value = format!("{click_index}/{view_index}");
+                    expected.push((click_key.to_string(), value, *click_ms.max(view_ms)));
                 }
             }
         }
@@ -348,12 +351,14 @@ proptest! {
         mut input in prop::collection::vec((any::<bool>(), 0u8..3, 0i64..100), 0..60),
     ) {
         input.sort_by_key(|(_, _, timestamp_ms)| *timestamp_ms);
-        let mut driver = left_and_outer_join_driver(JoinWindows::of_time_difference_with_no_grace(difference_ms));
+        let windows = JoinWindows::of_time_difference_with_no_grace(difference_ms);
+        let mut driver = left_and_outer_join_driver(windows);
         let clicks = driver.input_topic("clicks", utf8(), utf8());
         let views = driver.input_topic("views", utf8(), fixed());
         for (index, (is_click, key, timestamp_ms)) in input.iter().enumerate() {
             if *is_click {
-                driver.pipe(&clicks, &key.to_string(), &format!("c{index}"), *timestamp_ms).unwrap();
+                let click = format!("c{index}");
+                driver.pipe(&clicks, &key.to_string(), &click, *timestamp_ms).unwrap();
             } else {
                 driver.pipe(&views, &key.to_string(), &(index as u64), *timestamp_ms).unwrap();
             }
@@ -367,7 +372,9 @@ proptest! {
             .map(|r| (r.key, r.value, r.timestamp_ms))
             .collect();
         let mut expected = Vec::new();
-        let close = |a: &(bool, u8, i64), b: &(bool, u8, i64)| a.1 == b.1 && (a.2 - b.2).abs() <= difference_ms;
+        let close = |a: &(bool, u8, i64), b: &(bool, u8, i64)| {
+            a.1 == b.1 && (a.2 - b.2).abs() <= difference_ms
+        };
         for (index, record) in input.iter().enumerate() {
             let partners: Vec<(usize, &(bool, u8, i64))> = input
                 .iter()
@@ -376,7 +383,8 @@ proptest! {
                 .collect();
             if record.0 {
                 for (view_index, view) in &partners {
-                    expected.push((record.1.to_string(), format!("c{index}/{view_index}"), record.2.max(view.2)));
+                    let value = format!("c{index}/{view_index}");
+                    expected.push((record.1.to_string(), value, record.2.max(view.2)));
                 }
             }
             if partners.is_empty() {
