@@ -297,3 +297,13 @@ impl Task {
         Ok(())
     }
 }
+
+// The design's promise, checked at compile time: one topology shared by tasks on any threads,
+// each task (and runtime) movable between threads between calls.
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    const fn movable_between_threads<T: Send>() {}
+    shared_across_threads::<Topology>();
+    movable_between_threads::<Task>();
+    movable_between_threads::<crate::runtime::StreamsRuntime>();
+};
