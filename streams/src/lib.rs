@@ -66,21 +66,19 @@
 //!
 //! # What exists
 //!
-//! Sources from a topic or from every topic matching a regular expression; stateless
-//! operators (`filter`, `map`, `map_values`, `select_key`, `flat_map`,
-//! `flat_map_values`, `peek`, `split`, `merge`, `process`, `to` with a partitioner), tables from
-//! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`, and
-//! `group_by` into `count`, `reduce`, `aggregate` with adders and subtractors),
-//! `group_by_key` / `group_by` with `count`, `reduce`, `aggregate`, tumbling, hopping, sliding
-//! and session windows with grace, `suppress_until_window_closes`, joins (stream-table inner
-//! and left, table-table inner, left and outer, stream-stream inner, left and outer within a
-//! time difference),
-//! punctuation, in-memory
-//! key-value, window and session stores behind traits, the serdes (bytes, UTF-8, JSON,
-//! fixed-width native, nullable, windowed), the test driver, and [`StreamsRuntime`]: at least
-//! once over `spate-client` (a consumer group named by the application id, one task per
-//! partition, co-partitioning checked and repartition topics created at start, offsets committed
-//! after the output's deliveries are acknowledged).
+//! Sources from a topic or from every topic matching a regular expression; stateless operators
+//! (`filter`, `map`, `map_values`, `select_key`, `flat_map`, `flat_map_values`, `peek`, `split`,
+//! `merge`, `process`, `to` with a partitioner), tables from topics with upsert and tombstone
+//! semantics (`filter`, `map_values`, `to_stream`, and `group_by` into `count`, `reduce`,
+//! `aggregate` with adders and subtractors), `group_by_key` / `group_by` with `count`, `reduce`,
+//! `aggregate`, tumbling, hopping, sliding and session windows with grace,
+//! `suppress_until_window_closes`, joins (stream-table inner and left, table-table inner, left and
+//! outer, stream-stream inner, left and outer within a time difference), punctuation, in-memory
+//! key-value, window and session stores behind traits, the serdes (bytes, UTF-8, JSON, fixed-width
+//! native, nullable, windowed), the test driver, and [`StreamsRuntime`]: at least once over
+//! `spate-client` (a consumer group named by the application id, one task per partition,
+//! co-partitioning checked and repartition topics created at start, offsets committed after the
+//! output's deliveries are acknowledged).
 //!
 //! # Not there yet (deliberately)
 //!
@@ -96,7 +94,7 @@
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
 //! - Foreign-key table joins; pattern sources that pick up topics created after start.
 //! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
-//!   test against Kafka Streams and the benchmark.
+//!   test and the benchmark against Kafka Streams (`benches/task.rs` measures this crate alone).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
