@@ -73,12 +73,12 @@
 //! `aggregate` with adders and subtractors), `group_by_key` / `group_by` with `count`, `reduce`,
 //! `aggregate`, tumbling, hopping, sliding and session windows with grace,
 //! `suppress_until_window_closes`, joins (stream-table inner and left, table-table inner, left and
-//! outer, stream-stream inner, left and outer within a time difference), punctuation, in-memory
-//! key-value, window and session stores behind traits, the serdes (bytes, UTF-8, JSON, fixed-width
-//! native, nullable, windowed), the test driver, and [`StreamsRuntime`]: at least once over
-//! `spate-client` (a consumer group named by the application id, one task per partition,
-//! co-partitioning checked and repartition topics created at start, offsets committed after the
-//! output's deliveries are acknowledged).
+//! outer, foreign-key inner and left, stream-stream inner, left and outer within a time
+//! difference), punctuation, in-memory key-value, window and session stores behind traits, the
+//! serdes (bytes, UTF-8, JSON, fixed-width native, nullable, windowed), the test driver, and
+//! [`StreamsRuntime`]: at least once over `spate-client` (a consumer group named by the application
+//! id, one task per partition, co-partitioning checked and repartition topics created at start,
+//! offsets committed after the output's deliveries are acknowledged).
 //!
 //! # Not there yet (deliberately)
 //!
@@ -92,7 +92,7 @@
 //! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
 //!   transaction over the client's transactional producer).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
-//! - Foreign-key table joins; pattern sources that pick up topics created after start.
+//! - Pattern sources that pick up topics created after start.
 //! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
 //!   test and the benchmark against Kafka Streams (`benches/task.rs` measures this crate alone).
 
