@@ -1,0 +1,269 @@
+//! [`StreamsRuntime`]: a topology run against brokers, at least once. One instance is one member
+//! of a consumer group named by the application id; the group gives it partitions, and it runs
+//! one [`Task`] per partition number it owns. Everything happens on the thread that calls
+//! [`StreamsRuntime::poll_once`]: poll a batch, process each record in its task, hand the
+//! output to the producer, wait for the producer's flush, then commit the consumed positions.
+//! A record's offset is committed only after everything it caused was acknowledged, so a crash
+//! repeats work but never loses it. The client's I/O thread only moves bytes.
+//!
+//! Not yet: stores are in memory with no changelog, so a task that moves to another instance
+//! (or restarts) starts with empty state while its input resumes from the committed offset —
+//! stateful results are exact only while membership is stable. Exactly-once, standby replicas
+//! and restoring are the next steps (see the crate documentation).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use spate_client::group::{GroupConfig, GroupConsumer};
+use spate_client::{Client, ConsumerConfig, ErrorCode, NewTopic, Producer, ProducerConfig};
+use spate_client::{Delivery, ProducerRecord};
+
+use crate::error::StreamsError;
+use crate::task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
+use crate::topology::{InputRecord, TopicName, Topology};
+
+/// How a runtime runs.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// The consumer group and the prefix of internal topics.
+    pub application_id: String,
+    /// What to do with undeserializable input.
+    pub deserialization_policy: DeserializationPolicy,
+    /// How long one poll waits for records.
+    pub poll_timeout: Duration,
+}
+
+impl StreamsConfig {
+    /// The defaults for `application_id`.
+    pub fn new(application_id: &str) -> Self {
+        StreamsConfig {
+            application_id: application_id.to_string(),
+            deserialization_policy: DeserializationPolicy::Fail,
+            poll_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// One instance of a stream processing application.
+pub struct StreamsRuntime {
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    consumer: GroupConsumer,
+    producer: Producer,
+    partition_counts: Arc<HashMap<String, u32>>,
+    tasks: BTreeMap<u32, Task>,
+    wall_clock_ms: i64,
+}
+
+impl StreamsRuntime {
+    /// Finds the topics pattern sources match, checks that the source topics are co-partitioned
+    /// (same partition count), creates the repartition topics with that count, learns the sink
+    /// topics' counts, and subscribes. The application's own topics must exist.
+    pub fn start(
+        client: &Client,
+        topology: Topology,
+        config: StreamsConfig,
+    ) -> Result<Self, StreamsError> {
+        let admin = client.admin();
+        let application_id = config.application_id.clone();
+        let internal: BTreeSet<String> = topology
+            .internal_topics()
+            .iter()
+            .map(|topic| topic.resolve(&application_id))
+            .collect();
+        // The application's source topics: those named, and those a pattern matches now (never
+        // the application's own internal topics).
+        let mut application_sources = BTreeSet::new();
+        let mut patterns = Vec::new();
+        for source in &topology.sources {
+            match (&source.topic, &source.pattern) {
+                (TopicName::External(name), _) => {
+                    application_sources.insert(name.clone());
+                }
+                (TopicName::Pattern(_), Some(pattern)) => patterns.push(pattern),
+                _ => {}
+            }
+        }
+        if !patterns.is_empty() {
+            for topic in admin.list_topics().wait()? {
+                let matched = patterns.iter().any(|pattern| pattern.is_match(&topic.name));
+                if matched && !internal.contains(&topic.name) {
+                    application_sources.insert(topic.name);
+                }
+            }
+        }
+        let mut counts = HashMap::new();
+        let mut source_counts = BTreeSet::new();
+        for name in &application_sources {
+            let count = admin.describe_topic(name).wait()?.partitions.len() as u32;
+            counts.insert(name.clone(), count);
+            source_counts.insert(count);
+        }
+        if source_counts.len() > 1 {
+            return Err(StreamsError::NotCopartitioned {
+                partition_counts: counts.clone().into_iter().collect(),
+            });
+        }
+        let task_count = source_counts.into_iter().next().unwrap_or(1);
+        for topic in topology.internal_topics() {
+            let name = topic.resolve(&application_id);
+            match admin
+                .create_topic(NewTopic::new(name.clone(), task_count))
+                .wait()
+            {
+                Ok(()) => {}
+                Err(error) if error.code() == Some(ErrorCode::TopicAlreadyExists) => {}
+                Err(error) => return Err(error.into()),
+            }
+            counts.insert(name, task_count);
+        }
+        for topic in topology.sink_topics() {
+            let name = topic.resolve(&application_id);
+            if let std::collections::hash_map::Entry::Vacant(entry) = counts.entry(name) {
+                let count = admin.describe_topic(entry.key()).wait()?.partitions.len() as u32;
+                entry.insert(count);
+            }
+        }
+        let group = GroupConfig::new(application_id.clone()).with_manual_commits();
+        let mut consumer = GroupConsumer::new(client, ConsumerConfig::default(), group)?;
+        let source_names: Vec<&str> = application_sources
+            .iter()
+            .chain(&internal)
+            .map(String::as_str)
+            .collect();
+        consumer.subscribe(&source_names)?;
+        let producer = client.producer(ProducerConfig::default())?;
+        Ok(StreamsRuntime {
+            topology: Arc::new(topology),
+            config,
+            consumer,
+            producer,
+            partition_counts: Arc::new(counts),
+            tasks: BTreeMap::new(),
+            wall_clock_ms: wall_clock_ms(),
+        })
+    }
+
+    /// Polls once, processes what came, and commits it after its output is acknowledged.
+    /// Answers how many records were processed. Tasks of partitions this member no longer
+    /// owns are dropped (with their state).
+    pub fn poll_once(&mut self) -> Result<usize, StreamsError> {
+        let polled = self.consumer.poll(self.config.poll_timeout)?;
+        let owned: BTreeSet<u32> = self
+            .consumer
+            .assignment()
+            .iter()
+            .map(|partition| partition.partition)
+            .collect();
+        self.tasks.retain(|partition, _| owned.contains(partition));
+        // The task clocks never go back, even if the system clock does.
+        self.wall_clock_ms = self.wall_clock_ms.max(wall_clock_ms());
+        let now_ms = self.wall_clock_ms;
+        let mut processed = 0;
+        let mut deliveries = Vec::new();
+        for record in &polled {
+            let task = self.task(record.partition(), now_ms);
+            let input = InputRecord {
+                key: record.key().map(<[u8]>::to_vec),
+                value: record.value().map(<[u8]>::to_vec),
+                timestamp_ms: record.timestamp(),
+                offset: record.offset() as i64,
+            };
+            task.process(record.topic(), &input)?;
+            processed += 1;
+            let output = task.take_output();
+            deliveries.extend(self.send(output)?);
+        }
+        for task in self.tasks.values_mut() {
+            task.advance_wall_clock(now_ms)?;
+        }
+        let punctuated: Vec<ProducedRecord> = self
+            .tasks
+            .values_mut()
+            .flat_map(|task| task.take_output())
+            .collect();
+        deliveries.extend(self.send(punctuated)?);
+        // At least once: the output of everything polled is acknowledged before its input's
+        // offsets are committed; a failed delivery fails the call, and nothing is committed.
+        self.producer.flush().wait()?;
+        for delivery in deliveries {
+            delivery.wait()?;
+        }
+        if processed > 0 {
+            self.consumer.commit_sync()?;
+        }
+        Ok(processed)
+    }
+
+    /// What each task counted, by partition.
+    pub fn metrics(&self) -> BTreeMap<u32, TaskMetrics> {
+        self.tasks
+            .iter()
+            .map(|(partition, task)| (*partition, task.metrics().clone()))
+            .collect()
+    }
+
+    /// Per owned input partition (repartition topics included), the records between this
+    /// instance's position and the last high watermark it saw: how far processing trails.
+    pub fn lag(&self) -> BTreeMap<(String, u32), u64> {
+        self.consumer
+            .assignment()
+            .into_iter()
+            .filter_map(|owned| {
+                let lag = self.consumer.lag(&owned.topic, owned.partition)?;
+                Some(((owned.topic, owned.partition), lag))
+            })
+            .collect()
+    }
+
+    /// Flushes, commits and leaves the group.
+    pub fn close(mut self) -> Result<(), StreamsError> {
+        self.producer.flush().wait()?;
+        self.consumer.commit_sync()?;
+        self.consumer.close()?;
+        Ok(())
+    }
+
+    fn task(&mut self, partition: u32, now_ms: i64) -> &mut Task {
+        let counts = Arc::clone(&self.partition_counts);
+        self.tasks.entry(partition).or_insert_with(|| {
+            Task::new(
+                Arc::clone(&self.topology),
+                &self.config.application_id,
+                partition,
+                now_ms,
+                Arc::new(move |topic: &str| {
+                    *counts
+                        .get(topic)
+                        .expect("start learned the partition count of every sink topic")
+                }),
+                self.config.deserialization_policy,
+            )
+        })
+    }
+
+    fn send(&self, records: Vec<ProducedRecord>) -> Result<Vec<Delivery>, StreamsError> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in &records {
+            let produced = ProducerRecord {
+                topic: &record.topic,
+                partition: Some(record.partition),
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: &[],
+                timestamp: Some(record.timestamp_ms),
+            };
+            deliveries.push(self.producer.send_blocking(produced)?);
+        }
+        Ok(deliveries)
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
