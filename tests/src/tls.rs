@@ -1,8 +1,8 @@
 //! Certificates for the TLS tests, made with rcgen in a temporary directory: a CA, server
 //! certificates for `127.0.0.1` and `localhost` (a current one, a second one for reload tests,
-//! an expired one), a client certificate (`CN=alice`), and a second CA with a client
-//! certificate of its own, which the first CA's brokers must refuse. Every file is PEM, as an
-//! operator would hand them to the broker.
+//! an expired one), client certificates (`CN=alice`, a current and an expired one), and a
+//! second CA with a client certificate of its own, which the first CA's brokers must refuse.
+//! Every file is PEM, as an operator would hand them to the broker.
 //!
 //! Also a blocking rustls client for tests that look at the handshake itself: which certificate
 //! the broker presented, and an HTTPS GET to the admin listener.
@@ -42,6 +42,8 @@ pub struct TestPki {
     pub server_expired: CertificateFiles,
     /// A client certificate `CN=alice`, signed by the CA.
     pub client: CertificateFiles,
+    /// A client certificate `CN=alice` from the same CA that expired in 2021.
+    pub client_expired: CertificateFiles,
     /// A second CA, and a client certificate `CN=mallory` it signed.
     pub other_ca_file: PathBuf,
     pub other_client: CertificateFiles,
@@ -97,6 +99,14 @@ impl TestPki {
             Role::Client,
             Validity::Current,
         );
+        let client_expired = leaf(
+            &root,
+            "client-expired",
+            &authority,
+            "alice",
+            Role::Client,
+            Validity::Expired,
+        );
         let other_client = leaf(
             &root,
             "other-client",
@@ -121,6 +131,7 @@ impl TestPki {
             server_renewed,
             server_expired,
             client,
+            client_expired,
             other_ca_file,
             other_client,
         }

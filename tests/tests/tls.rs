@@ -150,7 +150,7 @@ fn mutual_tls_serves_a_client_of_the_ca_and_names_its_principal() {
 }
 
 #[test]
-fn mutual_tls_refuses_no_certificate_and_another_cas_certificate() {
+fn mutual_tls_refuses_no_certificate_an_expired_one_and_another_cas_certificate() {
     let pki = TestPki::new();
     let broker = broker_with(TestPki::listener_arguments(
         "",
@@ -171,6 +171,18 @@ fn mutual_tls_refuses_no_certificate_and_another_cas_certificate() {
     let refusal = tls_refusal(&stranger);
     assert!(matches!(refusal, Error::Tls { .. }), "{refusal:?}");
     eprintln!("another CA's client certificate: {refusal}");
+    // The right CA, the right name, but past its validity: the broker's verifier checks dates.
+    let expired =
+        client(
+            broker.address(),
+            Some(TlsConfig::new(&pki.ca_file).with_client_certificate(
+                &pki.client_expired.cert_file,
+                &pki.client_expired.key_file,
+            )),
+        );
+    let refusal = tls_refusal(&expired);
+    assert!(matches!(refusal, Error::Tls { .. }), "{refusal:?}");
+    eprintln!("an expired client certificate: {refusal}");
     // The broker goes on serving its own clients.
     let member = client(
         broker.address(),
