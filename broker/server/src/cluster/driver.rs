@@ -172,6 +172,20 @@ impl Driver {
         }
     }
 
+    pub(super) fn peers(&self) -> &PeerPool {
+        &self.peers
+    }
+
+    /// Records where seed `node` listens, learned after the node opened; the first address
+    /// learned for an id stays (two seeds answering with one id is a configuration error
+    /// reported at start).
+    pub(super) fn learn_seed_address(&self, node: NodeId, endpoint: (String, u16)) {
+        self.seed_addresses
+            .borrow_mut()
+            .entry(node)
+            .or_insert(endpoint);
+    }
+
     /// Where broker `node`'s native listener is: the image's registration, else a seed's.
     fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
         let image = self.state.image();
@@ -501,6 +515,7 @@ async fn run(
         .await
         .map_err(MetadataError::Storage)?;
     let voters: Vec<NodeId> = seeds.voters.clone();
+    let unanswered = seeds.unanswered;
     let mut node = MetadataNode::open(
         file_system,
         metadata_dir,
@@ -543,6 +558,12 @@ async fn run(
         driver.clone(),
         reconcile_receiver,
         kafka,
+    ))
+    .detach();
+    glommio::spawn_local(bootstrap::keep_asking_seeds(
+        services.clone(),
+        driver.clone(),
+        unanswered,
     ))
     .detach();
     glommio::spawn_local(bootstrap::register(
