@@ -19,7 +19,9 @@ use cluster_support::{
     assert_acknowledged_stored_once_in_order, assert_replicas_identical, stored_numbers,
     Acknowledged, ProducerOptions, ProducerRun,
 };
-use spate_tests::cluster::{wait_for, Cluster, ClusterOptions, NodeId, FORMATION_TIMEOUT};
+use spate_tests::cluster::{
+    partition_leader, wait_for, Cluster, ClusterOptions, NodeId, FORMATION_TIMEOUT,
+};
 
 const TOPIC: &str = "full-restart";
 const PARTITIONS: u32 = 2;
@@ -165,16 +167,36 @@ fn wait_for_controller(cluster: &Cluster, running: &[NodeId], when: &str) -> Nod
     })
 }
 
+/// Waits until every broker of `running` names the same leader of `partition`, one of them
+/// (while a broker is down, partitions it led move once the controller fences it).
+fn wait_for_leader_among(cluster: &Cluster, running: &[NodeId], partition: u32, when: &str) {
+    let mut last = Vec::new();
+    let agreed = wait_for(RECOVERY_TIMEOUT, || {
+        last = running
+            .iter()
+            .map(|&id| {
+                cluster
+                    .metadata_from(id, Some(vec![TOPIC.to_string()]))
+                    .and_then(|metadata| partition_leader(&metadata, TOPIC, partition))
+            })
+            .collect();
+        let (leader, _) = (*last.first()?)?;
+        (running.contains(&leader) && last.iter().all(|seen| *seen == last[0])).then_some(())
+    });
+    assert!(
+        agreed.is_some(),
+        "{when}: brokers {running:?} did not agree on a leader of {TOPIC}/{partition} among \
+         them within {RECOVERY_TIMEOUT:?}; (leader, epoch) named: {last:?}"
+    );
+}
+
 /// A controller is elected among `running`, and every partition holds every record
 /// acknowledged in every round, each at its acknowledged offset, in send order, none twice.
 fn check_serving(cluster: &Cluster, running: &[NodeId], rounds: &Rounds, when: &str) {
     let controller = wait_for_controller(cluster, running, when);
     eprintln!("{when}: controller {controller}");
     for partition in 0..PARTITIONS {
-        // While a broker is down, partitions it led move once the controller fences it.
-        cluster.wait_for_leader(TOPIC, partition, RECOVERY_TIMEOUT, |leader, _| {
-            running.contains(&leader)
-        });
+        wait_for_leader_among(cluster, running, partition, when);
         // A leader elected after the restart serves up to its high watermark, which is back to
         // the log's end only once the followers fetched from it: read until every
         // acknowledged offset is visible (the assertions then say what is missing).
