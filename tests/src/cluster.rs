@@ -274,6 +274,16 @@ impl Cluster {
         self.node_mut(id).broker.restart();
     }
 
+    /// Starts the killed brokers `ids` again at the same moment (one thread each, as
+    /// [`Cluster::start`] does); returns once each logged readiness, which needs no controller.
+    pub fn restart_together(&mut self, ids: &[NodeId]) {
+        std::thread::scope(|scope| {
+            for node in self.nodes.iter_mut().filter(|node| ids.contains(&node.id)) {
+                scope.spawn(move || node.broker.restart());
+            }
+        });
+    }
+
     /// SIGSTOP: the broker keeps its sockets and answers nothing until [`Cluster::resume`].
     pub fn pause(&mut self, id: NodeId) {
         let node = self.node_mut(id);

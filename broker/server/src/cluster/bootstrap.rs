@@ -6,8 +6,9 @@
 //! every seed starts the quorum with the same voter set; a seed's own entry is recognised by its
 //! advertised address (`--advertised`, else the bound listener), never asked. A broker that
 //! already has a log does not wait: its voters are in its log, and a seed that is down (the
-//! usual reason for a restart) must not hold it back; it learns what it can in one pass, for the
-//! addresses of seeds that have not registered yet.
+//! usual reason for a restart) must not hold it back: it opens its node after one pass, and
+//! keeps asking the seeds that did not answer in the background, because until its log applies
+//! (which needs a controller) a seed's answer is the only way it learns where that voter listens.
 //!
 //! Registration (RegisterBroker) carries a new incarnation at every start, larger than the last
 //! (the start's wall-clock milliseconds): the controller fences the broker until it catches up,
@@ -41,6 +42,9 @@ const REGISTER_RETRY_MS: u64 = 200;
 pub(super) struct Seeds {
     pub voters: Vec<NodeId>,
     pub addresses: BTreeMap<NodeId, (String, u16)>,
+    /// Seeds that did not answer (a restart does not wait for them): [`keep_asking_seeds`]
+    /// asks them until they do.
+    pub unanswered: Vec<Seed>,
 }
 
 /// A new incarnation: this start's wall-clock milliseconds (larger than any earlier start's on
@@ -173,7 +177,54 @@ pub(super) async fn learn_seeds(
         voters.push(*id);
     }
     voters.sort_unstable();
-    Some(Seeds { voters, addresses })
+    let unanswered = config
+        .cluster
+        .seeds
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !known.contains_key(index))
+        .map(|(_, seed)| seed.clone())
+        .collect();
+    Some(Seeds {
+        voters,
+        addresses,
+        unanswered,
+    })
+}
+
+/// Asks the seeds that did not answer at start until each has, adding each answer to the
+/// driver's seed addresses, then returns (or at shutdown).
+///
+/// Why: a restarted broker's image is its last metadata snapshot (the commit index is not
+/// durable, so the log past the snapshot applies only once a controller says it is committed),
+/// and brokers registered since are unknown to it. After a whole-cluster restart the first
+/// broker up found no seed answering; without this it could never send a vote to the brokers
+/// started after it, nor answer theirs, and no controller was ever elected.
+pub(super) async fn keep_asking_seeds(
+    services: Rc<Services>,
+    driver: Rc<Driver>,
+    mut unanswered: Vec<Seed>,
+) {
+    while !unanswered.is_empty() && !services.shutdown.is_requested() {
+        glommio::timer::sleep(Duration::from_millis(
+            services.config.limits.cluster_bootstrap_retry_ms,
+        ))
+        .await;
+        let mut still = Vec::new();
+        for seed in unanswered {
+            match ask_node_id(&services, driver.peers(), &seed).await {
+                Ok(id) => {
+                    tracing::info!(seed = %seed, node = id, "seed answered after the metadata node opened");
+                    driver.learn_seed_address(id, (seed.host.clone(), seed.port));
+                }
+                Err(error) => {
+                    tracing::debug!(seed = %seed, %error, "seed did not answer yet");
+                    still.push(seed);
+                }
+            }
+        }
+        unanswered = still;
+    }
 }
 
 fn is_own(seed: &Seed, own: &(String, u16), own_address: Option<SocketAddr>) -> bool {

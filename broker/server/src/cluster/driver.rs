@@ -172,6 +172,20 @@ impl Driver {
         }
     }
 
+    pub(super) fn peers(&self) -> &PeerPool {
+        &self.peers
+    }
+
+    /// Records where seed `node` listens, learned after the node opened; the first address
+    /// learned for an id stays (two seeds answering with one id is a configuration error
+    /// reported at start).
+    pub(super) fn learn_seed_address(&self, node: NodeId, endpoint: (String, u16)) {
+        self.seed_addresses
+            .borrow_mut()
+            .entry(node)
+            .or_insert(endpoint);
+    }
+
     /// Where broker `node`'s native listener is, as its advertised host (the name its
     /// certificate holds) and that host resolved: the image's registration, else a seed's.
     fn address_of(&self, node: NodeId) -> Option<(String, SocketAddr)> {
@@ -505,6 +519,7 @@ async fn run(
         .await
         .map_err(MetadataError::Storage)?;
     let voters: Vec<NodeId> = seeds.voters.clone();
+    let unanswered = seeds.unanswered;
     let mut node = MetadataNode::open(
         file_system,
         metadata_dir,
@@ -548,6 +563,12 @@ async fn run(
         reconcile_receiver,
         kafka,
         incarnation,
+    ))
+    .detach();
+    glommio::spawn_local(bootstrap::keep_asking_seeds(
+        services.clone(),
+        driver.clone(),
+        unanswered,
     ))
     .detach();
     glommio::spawn_local(bootstrap::register(
