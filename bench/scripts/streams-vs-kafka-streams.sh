@@ -19,6 +19,7 @@
 #   STREAMS_BENCH_CORE        core of each processor, in turn (default 1)
 #   STREAMS_BENCH_SECONDS     length of each latency run (default 20)
 #   STREAMS_BENCH_OUT         where logs and results go (default: a new directory under target/)
+#   STREAMS_BENCH_PROFILE     release (default), or debug for a quick check that the script works
 # Needs cargo, a JDK 17+ and Maven (tests/compat/streams-differential/install.sh), python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,9 +42,12 @@ fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-echo "building (release) and compiling the Java side"
-cargo build --release -q -p spate-broker
-harness=$(cargo test --release -q -p spate-streams --bench kafka_streams_comparison --no-run \
+profile=${STREAMS_BENCH_PROFILE:-release}
+profile_flags=()
+if [[ "$profile" == release ]]; then profile_flags=(--release); fi
+echo "building ($profile) and compiling the Java side"
+cargo build "${profile_flags[@]}" -q -p spate-broker
+harness=$(cargo test "${profile_flags[@]}" -q -p spate-streams --bench kafka_streams_comparison --no-run \
     --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -63,12 +67,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-taskset -c "$broker_core" target/release/spate-broker --data-dir "$out/data" \
+taskset -c "$broker_core" "target/$profile/spate-broker" --data-dir "$out/data" \
     --listen 127.0.0.1:0 --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --shards 1 \
     --log-level info > "$out/broker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
-    grep -q "broker ready" "$out/broker.log" && break
+    grep -qs "broker ready" "$out/broker.log" && break
     sleep 0.1
 done
 # "... broker ready: ... address=127.0.0.1:P kafka_address=127.0.0.1:Q ..." (tracing, no ANSI).

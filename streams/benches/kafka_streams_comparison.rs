@@ -144,6 +144,7 @@ fn preload() {
         delivery.wait().expect("the last record is written");
     }
     assert_eq!(end_offsets_sum(&client, &input), records);
+    println!("{{\"input\": \"{input}\", \"records\": {records}}}");
 }
 
 #[test]
