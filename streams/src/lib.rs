@@ -19,7 +19,8 @@
 //!     .to("word-counts", Produced::new());
 //!
 //! let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
-//! let lines = driver.input_topic("lines", Option::<String>::default_serde(), String::default_serde());
+//! let (key_serde, value_serde) = (Option::<String>::default_serde(), String::default_serde());
+//! let lines = driver.input_topic("lines", key_serde, value_serde);
 //! driver.pipe(&lines, &None, &"to be or not to be".to_string(), 1_000)?;
 //! let counts: Vec<(String, u64)> = driver.key_value_store("counts")?;
 //! assert_eq!(counts[0], ("be".to_string(), 2));
@@ -65,20 +66,19 @@
 //!
 //! # What exists
 //!
-//! Stateless operators (`filter`, `map`, `map_values`, `select_key`, `flat_map`,
-//! `flat_map_values`, `peek`, `split`, `merge`, `process`, `to` with a partitioner), tables from
-//! topics with upsert and tombstone semantics (`filter`, `map_values`, `to_stream`, and
-//! `group_by` into `count`, `reduce`, `aggregate` with adders and subtractors),
-//! `group_by_key` / `group_by` with `count`, `reduce`, `aggregate`, tumbling, hopping, sliding
-//! and session windows with grace, `suppress_until_window_closes`, joins (stream-table inner
-//! and left, table-table inner, left and outer, stream-stream inner, left and outer within a
-//! time difference),
-//! punctuation, in-memory
-//! key-value, window and session stores behind traits, the serdes (bytes, UTF-8, JSON,
-//! fixed-width native, nullable, windowed), the test driver, and [`StreamsRuntime`]: at least
-//! once over `spate-client` (a consumer group named by the application id, one task per
-//! partition, co-partitioning checked and repartition topics created at start, offsets committed
-//! after the output's deliveries are acknowledged).
+//! Sources from a topic or from every topic matching a regular expression; stateless operators
+//! (`filter`, `map`, `map_values`, `select_key`, `flat_map`, `flat_map_values`, `peek`, `split`,
+//! `merge`, `process`, `to` with a partitioner), tables from topics with upsert and tombstone
+//! semantics (`filter`, `map_values`, `to_stream`, and `group_by` into `count`, `reduce`,
+//! `aggregate` with adders and subtractors), `group_by_key` / `group_by` with `count`, `reduce`,
+//! `aggregate`, tumbling, hopping, sliding and session windows with grace,
+//! `suppress_until_window_closes`, joins (stream-table inner and left, table-table inner, left and
+//! outer, foreign-key inner and left, stream-stream inner, left and outer within a time
+//! difference), punctuation, in-memory key-value, window and session stores behind traits, the
+//! serdes (bytes, UTF-8, JSON, fixed-width native, nullable, windowed), the test driver, and
+//! [`StreamsRuntime`]: at least once over `spate-client` (a consumer group named by the application
+//! id, one task per partition, co-partitioning checked and repartition topics created at start,
+//! offsets committed after the output's deliveries are acknowledged).
 //!
 //! # Not there yet (deliberately)
 //!
@@ -92,9 +92,9 @@
 //! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
 //!   transaction over the client's transactional producer).
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
-//! - Foreign-key table joins, regex sources.
+//! - Pattern sources that pick up topics created after start.
 //! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
-//!   test against Kafka Streams and the benchmark.
+//!   test and the benchmark against Kafka Streams (`benches/task.rs` measures this crate alone).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

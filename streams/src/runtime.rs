@@ -57,9 +57,9 @@ pub struct StreamsRuntime {
 }
 
 impl StreamsRuntime {
-    /// Checks that the source topics are co-partitioned (same partition count), creates the
-    /// repartition topics with that count, learns the sink topics' counts, and subscribes. The
-    /// application's own topics must exist.
+    /// Finds the topics pattern sources match, checks that the source topics are co-partitioned
+    /// (same partition count), creates the repartition topics with that count, learns the sink
+    /// topics' counts, and subscribes. The application's own topics must exist.
     pub fn start(
         client: &Client,
         topology: Topology,
@@ -67,14 +67,38 @@ impl StreamsRuntime {
     ) -> Result<Self, StreamsError> {
         let admin = client.admin();
         let application_id = config.application_id.clone();
+        let internal: BTreeSet<String> = topology
+            .internal_topics()
+            .iter()
+            .map(|topic| topic.resolve(&application_id))
+            .collect();
+        // The application's source topics: those named, and those a pattern matches now (never
+        // the application's own internal topics).
+        let mut application_sources = BTreeSet::new();
+        let mut patterns = Vec::new();
+        for source in &topology.sources {
+            match (&source.topic, &source.pattern) {
+                (TopicName::External(name), _) => {
+                    application_sources.insert(name.clone());
+                }
+                (TopicName::Pattern(_), Some(pattern)) => patterns.push(pattern),
+                _ => {}
+            }
+        }
+        if !patterns.is_empty() {
+            for topic in admin.list_topics().wait()? {
+                let matched = patterns.iter().any(|pattern| pattern.is_match(&topic.name));
+                if matched && !internal.contains(&topic.name) {
+                    application_sources.insert(topic.name);
+                }
+            }
+        }
         let mut counts = HashMap::new();
         let mut source_counts = BTreeSet::new();
-        for topic in topology.source_topics() {
-            if let TopicName::External(name) = &topic {
-                let count = admin.describe_topic(name).wait()?.partitions.len() as u32;
-                counts.insert(name.clone(), count);
-                source_counts.insert(count);
-            }
+        for name in &application_sources {
+            let count = admin.describe_topic(name).wait()?.partitions.len() as u32;
+            counts.insert(name.clone(), count);
+            source_counts.insert(count);
         }
         if source_counts.len() > 1 {
             return Err(StreamsError::NotCopartitioned {
@@ -103,12 +127,11 @@ impl StreamsRuntime {
         }
         let group = GroupConfig::new(application_id.clone()).with_manual_commits();
         let mut consumer = GroupConsumer::new(client, ConsumerConfig::default(), group)?;
-        let sources: Vec<String> = topology
-            .source_topics()
+        let source_names: Vec<&str> = application_sources
             .iter()
-            .map(|topic| topic.resolve(&application_id))
+            .chain(&internal)
+            .map(String::as_str)
             .collect();
-        let source_names: Vec<&str> = sources.iter().map(String::as_str).collect();
         consumer.subscribe(&source_names)?;
         let producer = client.producer(ProducerConfig::default())?;
         Ok(StreamsRuntime {

@@ -18,6 +18,8 @@ pub trait KeyValueStore: Send {
     fn delete(&mut self, key: &[u8]) -> Option<Vec<u8>>;
     /// Every entry in key order.
     fn all(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// The entries whose keys start with `prefix`, in key order.
+    fn prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// How many keys the store holds.
     fn approximate_entries(&self) -> usize;
 }
@@ -41,6 +43,13 @@ impl KeyValueStore for InMemoryKeyValueStore {
     fn all(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.entries
             .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+    fn prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.entries
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect()
     }
@@ -198,6 +207,22 @@ pub(crate) enum StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_value_prefix_scans_stop_at_the_first_key_without_the_prefix() {
+        let mut store = InMemoryKeyValueStore::default();
+        for key in [&b"a"[..], b"ab", b"abc", b"b", b"aa"] {
+            store.put(key, key.to_vec());
+        }
+        let keys: Vec<Vec<u8>> = store
+            .prefix(b"ab")
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(keys, vec![b"ab".to_vec(), b"abc".to_vec()]);
+        assert_eq!(store.prefix(b"").len(), 5);
+        assert!(store.prefix(b"c").is_empty());
+    }
 
     #[test]
     fn window_store_expires_whole_starts_and_ranges_by_start() {

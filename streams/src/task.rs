@@ -86,7 +86,8 @@ pub(crate) struct TaskState {
 /// One running instance of a topology for one partition.
 pub struct Task {
     topology: Arc<Topology>,
-    /// Each source's position in the topology, by the full name of the topic it reads.
+    /// Each source's position in the topology, by the full name of the topic it reads (topics
+    /// of pattern sources added as they first appear).
     sources_by_topic: HashMap<String, usize>,
     processors: Vec<Box<dyn NodeProcessor>>,
     state: TaskState,
@@ -113,6 +114,7 @@ impl Task {
             .sources
             .iter()
             .enumerate()
+            .filter(|(_, source)| source.pattern.is_none())
             .map(|(index, source)| (source.topic.resolve(application_id), index))
             .collect();
         let mut task = Task {
@@ -154,13 +156,22 @@ impl Task {
     /// the record's time made due run after it.
     pub fn process(&mut self, topic: &str, record: &InputRecord) -> Result<(), StreamsError> {
         let topology = Arc::clone(&self.topology);
-        let source = self
-            .sources_by_topic
-            .get(topic)
-            .map(|index| &topology.sources[*index])
-            .ok_or_else(|| StreamsError::UnknownTopic {
-                topic: topic.to_string(),
-            })?;
+        let index = match self.sources_by_topic.get(topic) {
+            Some(index) => *index,
+            None => {
+                // A topic a pattern source reads: found once, then remembered by name.
+                let index = topology
+                    .sources
+                    .iter()
+                    .position(|source| source.reads(topic, &self.state.application_id))
+                    .ok_or_else(|| StreamsError::UnknownTopic {
+                        topic: topic.to_string(),
+                    })?;
+                self.sources_by_topic.insert(topic.to_string(), index);
+                index
+            }
+        };
+        let source = &topology.sources[index];
         let (typed, timestamp_ms) = match (source.decode)(record) {
             Ok(Some(decoded)) => decoded,
             Ok(None) => {
@@ -286,3 +297,13 @@ impl Task {
         Ok(())
     }
 }
+
+// The design's promise, checked at compile time: one topology shared by tasks on any threads,
+// each task (and runtime) movable between threads between calls.
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    const fn movable_between_threads<T: Send>() {}
+    shared_across_threads::<Topology>();
+    movable_between_threads::<Task>();
+    movable_between_threads::<crate::runtime::StreamsRuntime>();
+};

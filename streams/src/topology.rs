@@ -20,6 +20,9 @@ pub enum TopicName {
     External(String),
     /// A topic the topology made: prefixed with the application id at run time.
     Internal(String),
+    /// Every application topic whose whole name matches this regular expression (Kafka's
+    /// pattern subscription).
+    Pattern(String),
 }
 
 impl TopicName {
@@ -28,6 +31,7 @@ impl TopicName {
         match self {
             TopicName::External(name) => name.clone(),
             TopicName::Internal(name) => format!("{application_id}-{name}"),
+            TopicName::Pattern(pattern) => pattern.clone(),
         }
     }
 }
@@ -67,8 +71,20 @@ pub(crate) struct NodeSpec {
 /// A topic the topology reads, and the node its records enter at.
 pub(crate) struct SourceSpec {
     pub(crate) topic: TopicName,
+    /// For a `TopicName::Pattern` source: the pattern, anchored at both ends.
+    pub(crate) pattern: Option<regex::Regex>,
     pub(crate) node: NodeId,
     pub(crate) decode: SourceDecoder,
+}
+
+impl SourceSpec {
+    /// Whether this source reads `topic` (a full name) for application `application_id`.
+    pub(crate) fn reads(&self, topic: &str, application_id: &str) -> bool {
+        match &self.pattern {
+            Some(pattern) => pattern.is_match(topic),
+            None => self.topic.resolve(application_id) == topic,
+        }
+    }
 }
 
 /// The kinds of state store.
@@ -109,7 +125,7 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The topics the topology reads, internal ones included.
+    /// The topics the topology reads, internal ones and patterns included.
     pub fn source_topics(&self) -> Vec<TopicName> {
         self.sources
             .iter()

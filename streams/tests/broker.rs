@@ -226,3 +226,135 @@ fn two_instances_with_one_leaving_mid_run_process_every_record_at_least_once() {
         assert_eq!(record.partition, spate_client::partition_for_key(key, 4));
     }
 }
+
+#[test]
+fn a_pattern_source_subscribes_to_the_topics_that_match_at_start() {
+    let broker = Broker::start(BrokerOptions::default());
+    let client = client(&broker);
+    for topic in ["metrics-cpu", "metrics-disk", "metrics-out", "other"] {
+        client
+            .admin()
+            .create_topic(NewTopic::new(topic, 2))
+            .wait()
+            .unwrap();
+    }
+    produce(&client, "metrics-cpu", &[("h1".into(), "cpu 3".into())]);
+    produce(&client, "metrics-disk", &[("h2".into(), "disk 9".into())]);
+    produce(&client, "other", &[("h3".into(), "other 1".into())]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let instance = run_instance(
+        client.clone(),
+        || {
+            let builder = StreamsBuilder::new();
+            builder
+                .stream_matching::<String, String>("metrics-(cpu|disk)", Consumed::new())
+                .to("metrics-out", Produced::new());
+            builder.build()
+        },
+        Arc::clone(&stop),
+    );
+    let output = read_until(&client, "metrics-out", |records| records.len() >= 2);
+    stop.store(true, Ordering::Relaxed);
+    let (processed, lag) = instance.join().unwrap();
+    assert_eq!(processed, 2);
+    let topics: BTreeSet<&str> = lag.keys().map(|(topic, _)| topic.as_str()).collect();
+    assert_eq!(topics, BTreeSet::from(["metrics-cpu", "metrics-disk"]));
+    let mut values: Vec<String> = output
+        .iter()
+        .map(|record| String::from_utf8(record.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, ["cpu 3", "disk 9"]);
+}
+
+#[test]
+fn a_windowed_count_over_a_broker_emits_each_final_result_once_in_event_time() {
+    let broker = Broker::start(BrokerOptions::default());
+    let client = client(&broker);
+    for topic in ["clicks", "clicks-per-second"] {
+        client
+            .admin()
+            .create_topic(NewTopic::new(topic, 1))
+            .wait()
+            .unwrap();
+    }
+    // Event times from the records' own timestamps, out of order within the grace period; the
+    // last record only moves stream time past every window.
+    let clicks: [(&str, i64); 7] = [
+        ("a", 1_000),
+        ("b", 1_500),
+        ("a", 2_100),
+        ("a", 1_900),
+        ("b", 2_999),
+        ("a", 3_400),
+        ("z", 10_000),
+    ];
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    let deliveries: Vec<_> = clicks
+        .iter()
+        .map(|(user, timestamp_ms)| {
+            let record = ProducerRecord::new("clicks", "click")
+                .with_key(*user)
+                .with_timestamp(*timestamp_ms);
+            producer.send_blocking(record).unwrap()
+        })
+        .collect();
+    producer.flush().wait().unwrap();
+    for delivery in deliveries {
+        delivery.wait().unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let instance = run_instance(
+        client.clone(),
+        || {
+            let builder = StreamsBuilder::new();
+            let windowed =
+                spate_streams::serdes::WindowedSerde(Arc::new(spate_streams::serdes::Utf8Serde)
+                    as spate_streams::SharedSerde<String>);
+            builder
+                .stream::<String, String>("clicks", Consumed::new())
+                .group_by_key(Grouped::new())
+                .windowed_by(spate_streams::TimeWindows::of_size_and_grace(1_000, 500))
+                .count(Materialized::new())
+                .suppress_until_window_closes()
+                .to(
+                    "clicks-per-second",
+                    Produced::with(
+                        Arc::new(windowed),
+                        Arc::new(spate_streams::serdes::FixedWidthSerde),
+                    ),
+                );
+            builder.build()
+        },
+        Arc::clone(&stop),
+    );
+    let output = read_until(&client, "clicks-per-second", |records| records.len() >= 5);
+    stop.store(true, Ordering::Relaxed);
+    instance.join().unwrap();
+    let finals: Vec<(String, i64, u64, i64)> = output
+        .iter()
+        .map(|record| {
+            let key = record.key.as_ref().unwrap();
+            let (user, window) = key.split_at(key.len() - 16);
+            let start_ms = i64::from_be_bytes(window[..8].try_into().unwrap());
+            let count = u64::from_le_bytes(record.value.as_ref().unwrap()[..].try_into().unwrap());
+            (
+                String::from_utf8(user.to_vec()).unwrap(),
+                start_ms,
+                count,
+                record.timestamp,
+            )
+        })
+        .collect();
+    // In order of window end, then key; each with the timestamp of its last update.
+    assert_eq!(
+        finals,
+        vec![
+            ("a".to_string(), 1_000, 2, 1_900),
+            ("b".to_string(), 1_000, 1, 1_500),
+            ("a".to_string(), 2_000, 1, 2_100),
+            ("b".to_string(), 2_000, 1, 2_999),
+            ("a".to_string(), 3_000, 1, 3_400),
+        ]
+    );
+}

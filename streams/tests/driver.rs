@@ -899,6 +899,39 @@ fn wall_clock_punctuation_fires_only_when_the_clock_is_advanced() {
 }
 
 #[test]
+fn a_pattern_source_reads_every_topic_whose_whole_name_matches() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_matching::<String, String>("orders-[a-z]+", Consumed::new())
+        .to("all-orders", Produced::new());
+    builder
+        .stream::<String, String>("orders-eu", Consumed::new())
+        .to("eu", Produced::new());
+    let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+    for topic in ["orders-us", "orders-eu", "orders-asia"] {
+        let input = driver.input_topic(topic, utf8(), utf8());
+        driver
+            .pipe(&input, &"k".into(), &topic.to_string(), 0)
+            .unwrap();
+    }
+    // The named source wins for its topic; a partial match is no match.
+    assert!(matches!(
+        driver.pipe_bytes("orders-us-archive", None, None, 0),
+        Err(StreamsError::UnknownTopic { .. })
+    ));
+    let all = driver.output_topic("all-orders", utf8(), utf8());
+    let all: Vec<String> = driver
+        .read_output(&all)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(all, ["orders-us", "orders-asia"]);
+    let eu = driver.output_topic("eu", utf8(), utf8());
+    assert_eq!(driver.read_output(&eu).unwrap().len(), 1);
+}
+
+#[test]
 fn describe_names_sources_sinks_and_stores() {
     let topology = word_count_topology();
     let description = topology.describe();

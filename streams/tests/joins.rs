@@ -180,6 +180,107 @@ fn table_table_joins_follow_updates_and_deletes_on_both_sides() {
     assert!(outer.is_empty());
 }
 
+#[test]
+fn foreign_key_joins_follow_both_tables_through_subscription_and_response_topics() {
+    let builder = StreamsBuilder::new();
+    let customers =
+        builder.table::<String, String>("customers", Consumed::new(), Materialized::new());
+    let orders = builder.table::<String, String>("orders", Consumed::new(), Materialized::new());
+    let customer_of = |order: &String| order.split(':').next().unwrap_or_default().to_string();
+    let amount_of = |order: &String| order.split(':').nth(1).unwrap_or_default().to_string();
+    orders
+        .join_on_foreign_key(
+            &customers,
+            customer_of,
+            move |order, name| format!("{} by {name}", amount_of(order)),
+            Materialized::as_store("order-details"),
+        )
+        .to_stream()
+        .to("inner", Produced::new());
+    orders
+        .left_join_on_foreign_key(
+            &customers,
+            customer_of,
+            move |order, name| {
+                format!(
+                    "{} by {}",
+                    amount_of(order),
+                    name.map_or("?", String::as_str)
+                )
+            },
+            Materialized::new(),
+        )
+        .to_stream()
+        .to("left", Produced::new());
+    let topology = builder.build();
+    // Each join: a subscription topic and a response topic.
+    assert_eq!(topology.internal_topics().len(), 4);
+    let mut driver = TopologyTestDriver::new(topology, DriverConfig::default());
+    let customers = driver.input_topic("customers", utf8(), optional_utf8());
+    let orders = driver.input_topic("orders", utf8(), optional_utf8());
+    let some = |text: &str| Some(text.to_string());
+    driver
+        .pipe(&customers, &"c1".into(), &some("Ann"), 1)
+        .unwrap();
+    driver
+        .pipe(&orders, &"o1".into(), &some("c1:5"), 2)
+        .unwrap();
+    driver
+        .pipe(&orders, &"o2".into(), &some("c2:7"), 3)
+        .unwrap();
+    driver
+        .pipe(&customers, &"c2".into(), &some("Bob"), 4)
+        .unwrap();
+    driver
+        .pipe(&customers, &"c1".into(), &some("Ann B"), 5)
+        .unwrap();
+    // o1 moves to c2: it leaves c1's subscribers.
+    driver
+        .pipe(&orders, &"o1".into(), &some("c2:9"), 6)
+        .unwrap();
+    driver
+        .pipe(&customers, &"c1".into(), &some("X"), 7)
+        .unwrap();
+    driver.pipe(&customers, &"c2".into(), &None, 8).unwrap();
+    driver.pipe(&orders, &"o2".into(), &None, 9).unwrap();
+    let read = |driver: &mut TopologyTestDriver, topic: &str| -> Vec<(String, Option<String>)> {
+        let topic = driver.output_topic(topic, utf8(), optional_utf8());
+        driver
+            .read_output(&topic)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect()
+    };
+    let row = |key: &str, value: Option<&str>| (key.to_string(), value.map(String::from));
+    assert_eq!(
+        read(&mut driver, "inner"),
+        vec![
+            row("o1", Some("5 by Ann")),
+            row("o2", Some("7 by Bob")),
+            row("o1", Some("5 by Ann B")),
+            row("o1", Some("9 by Bob")),
+            row("o1", None),
+            row("o2", None),
+        ]
+    );
+    assert_eq!(
+        read(&mut driver, "left"),
+        vec![
+            row("o1", Some("5 by Ann")),
+            row("o2", Some("7 by ?")),
+            row("o2", Some("7 by Bob")),
+            row("o1", Some("5 by Ann B")),
+            row("o1", Some("9 by Bob")),
+            row("o1", Some("9 by ?")),
+            row("o2", Some("7 by ?")),
+            row("o2", None),
+        ]
+    );
+    let details: Vec<(String, String)> = driver.key_value_store("order-details").unwrap();
+    assert!(details.is_empty());
+}
+
 fn stream_join_driver(windows: JoinWindows) -> TopologyTestDriver {
     let builder = StreamsBuilder::new();
     let clicks = builder.stream::<String, String>("clicks", Consumed::new());
@@ -308,7 +409,8 @@ proptest! {
         difference_ms in 0i64..20,
         input in prop::collection::vec((any::<bool>(), 0u8..3, 0i64..100), 0..60),
     ) {
-        let mut driver = stream_join_driver(JoinWindows::of_time_difference_and_grace(difference_ms, 1_000));
+        let windows = JoinWindows::of_time_difference_and_grace(difference_ms, 1_000);
+        let mut driver = stream_join_driver(windows);
         let clicks = driver.input_topic("clicks", utf8(), utf8());
         let views = driver.input_topic("views", utf8(), fixed());
         for (index, (is_click, key, timestamp_ms)) in input.iter().enumerate() {
@@ -329,8 +431,10 @@ proptest! {
         let mut expected = Vec::new();
         for (click_index, (click, click_key, click_ms)) in input.iter().enumerate() {
             for (view_index, (view, view_key, view_ms)) in input.iter().enumerate() {
-                if *click && !*view && click_key == view_key && (click_ms - view_ms).abs() <= difference_ms {
-                    expected.push((click_key.to_string(), format!("{click_index}/{view_index}"), *click_ms.max(view_ms)));
+                let close = (click_ms - view_ms).abs() <= difference_ms;
+                if *click && !*view && click_key == view_key && close {
+                    let value = format!("{click_index}/{view_index}");
+                    expected.push((click_key.to_string(), value, *click_ms.max(view_ms)));
                 }
             }
         }
@@ -348,12 +452,14 @@ proptest! {
         mut input in prop::collection::vec((any::<bool>(), 0u8..3, 0i64..100), 0..60),
     ) {
         input.sort_by_key(|(_, _, timestamp_ms)| *timestamp_ms);
-        let mut driver = left_and_outer_join_driver(JoinWindows::of_time_difference_with_no_grace(difference_ms));
+        let windows = JoinWindows::of_time_difference_with_no_grace(difference_ms);
+        let mut driver = left_and_outer_join_driver(windows);
         let clicks = driver.input_topic("clicks", utf8(), utf8());
         let views = driver.input_topic("views", utf8(), fixed());
         for (index, (is_click, key, timestamp_ms)) in input.iter().enumerate() {
             if *is_click {
-                driver.pipe(&clicks, &key.to_string(), &format!("c{index}"), *timestamp_ms).unwrap();
+                let click = format!("c{index}");
+                driver.pipe(&clicks, &key.to_string(), &click, *timestamp_ms).unwrap();
             } else {
                 driver.pipe(&views, &key.to_string(), &(index as u64), *timestamp_ms).unwrap();
             }
@@ -367,7 +473,9 @@ proptest! {
             .map(|r| (r.key, r.value, r.timestamp_ms))
             .collect();
         let mut expected = Vec::new();
-        let close = |a: &(bool, u8, i64), b: &(bool, u8, i64)| a.1 == b.1 && (a.2 - b.2).abs() <= difference_ms;
+        let close = |a: &(bool, u8, i64), b: &(bool, u8, i64)| {
+            a.1 == b.1 && (a.2 - b.2).abs() <= difference_ms
+        };
         for (index, record) in input.iter().enumerate() {
             let partners: Vec<(usize, &(bool, u8, i64))> = input
                 .iter()
@@ -376,7 +484,8 @@ proptest! {
                 .collect();
             if record.0 {
                 for (view_index, view) in &partners {
-                    expected.push((record.1.to_string(), format!("c{index}/{view_index}"), record.2.max(view.2)));
+                    let value = format!("c{index}/{view_index}");
+                    expected.push((record.1.to_string(), value, record.2.max(view.2)));
                 }
             }
             if partners.is_empty() {
@@ -387,5 +496,56 @@ proptest! {
         outer.sort();
         expected.sort();
         prop_assert_eq!(outer, expected);
+    }
+
+    /// Whatever the order of updates and deletes on both sides, the foreign-key join's table
+    /// ends as the join of the two tables' final states.
+    #[test]
+    fn foreign_key_join_ends_as_the_join_of_the_final_tables(
+        updates in prop::collection::vec((any::<bool>(), 0u8..6, prop::option::of(0u8..4)), 0..80),
+    ) {
+        let builder = StreamsBuilder::new();
+        let right = builder.table::<String, String>("right", Consumed::new(), Materialized::new());
+        let left = builder.table::<String, String>("left", Consumed::new(), Materialized::new());
+        left.join_on_foreign_key(
+            &right,
+            |value: &String| value.clone(),
+            |fk, name| format!("{fk}={name}"),
+            Materialized::as_store("joined"),
+        );
+        let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
+        let left_topic = driver.input_topic("left", utf8(), optional_utf8());
+        let right_topic = driver.input_topic("right", utf8(), optional_utf8());
+        let mut left_rows = std::collections::BTreeMap::new();
+        let mut right_rows = std::collections::BTreeMap::new();
+        for (index, (is_left, key, value)) in updates.iter().enumerate() {
+            if *is_left {
+                // Left rows name right keys f0..f3.
+                let key = format!("k{key}");
+                let value = value.map(|value| format!("f{value}"));
+                driver.pipe(&left_topic, &key, &value, index as i64).unwrap();
+                match value {
+                    Some(value) => left_rows.insert(key, value),
+                    None => left_rows.remove(&key),
+                };
+            } else {
+                let key = format!("f{}", key % 4);
+                let value = value.map(|value| format!("name{value}"));
+                driver.pipe(&right_topic, &key, &value, index as i64).unwrap();
+                match value {
+                    Some(value) => right_rows.insert(key, value),
+                    None => right_rows.remove(&key),
+                };
+            }
+        }
+        let expected: Vec<(String, String)> = left_rows
+            .iter()
+            .filter_map(|(key, fk)| {
+                let name = right_rows.get(fk)?;
+                Some((key.clone(), format!("{fk}={name}")))
+            })
+            .collect();
+        let joined: Vec<(String, String)> = driver.key_value_store("joined").unwrap();
+        prop_assert_eq!(joined, expected);
     }
 }

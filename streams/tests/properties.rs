@@ -111,7 +111,8 @@ proptest! {
             .count(Materialized::as_store("counts"))
             .to_stream()
             .to("counts", Produced::with(windowed(), Arc::new(NullableSerde(fixed()))));
-        let sums = grouped.aggregate(|| 0u64, |_, value, sum| sum + value, Materialized::as_store("sums"));
+        let sums =
+            grouped.aggregate(|| 0u64, |_, value, sum| sum + value, Materialized::as_store("sums"));
         sums.suppress_until_window_closes().to("final-sums", Produced::with(windowed(), fixed()));
         let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
         let topic = driver.input_topic("in", utf8(), fixed());
@@ -121,15 +122,19 @@ proptest! {
         let model = WindowModel::run(&windows, &input);
 
         // Every update, in order, with the count so far.
-        let counts = driver.output_topic("counts", windowed(), Arc::new(NullableSerde(fixed())) as SharedSerde<Option<u64>>);
+        let count_serde: SharedSerde<Option<u64>> = Arc::new(NullableSerde(fixed()));
+        let counts = driver.output_topic("counts", windowed(), count_serde);
         let updates: Vec<(String, i64, u64)> = driver
             .read_output(&counts)
             .unwrap()
             .into_iter()
             .map(|record| (record.key.key, record.key.window.start_ms, record.value.unwrap()))
             .collect();
-        let expected: Vec<(String, i64, u64)> =
-            model.updates.iter().map(|(key, start, count, _)| (key.clone(), *start, *count)).collect();
+        let expected: Vec<(String, i64, u64)> = model
+            .updates
+            .iter()
+            .map(|(key, start, count, _)| (key.clone(), *start, *count))
+            .collect();
         prop_assert_eq!(updates, expected);
         // Both aggregations drop the same late windows.
         prop_assert_eq!(driver.metrics().late_records_dropped, 2 * model.dropped);
@@ -139,7 +144,8 @@ proptest! {
         let mut finals = BTreeMap::new();
         for record in driver.read_output(&final_sums).unwrap() {
             prop_assert_eq!(record.key.window.end_ms - record.key.window.start_ms, windows.size_ms);
-            let previous = finals.insert((record.key.key, record.key.window.start_ms), record.value);
+            let window = (record.key.key, record.key.window.start_ms);
+            let previous = finals.insert(window, record.value);
             prop_assert!(previous.is_none(), "a window's final result is emitted once");
         }
         prop_assert_eq!(finals, model.closed(&windows));
@@ -191,7 +197,9 @@ proptest! {
             let mut session: Option<(i64, i64, u64)> = None;
             for (timestamp_ms, value) in points {
                 session = match session {
-                    Some((start, end, sum)) if timestamp_ms - end <= gap_ms => Some((start, timestamp_ms, sum + value)),
+                    Some((start, end, sum)) if timestamp_ms - end <= gap_ms => {
+                        Some((start, timestamp_ms, sum + value))
+                    }
                     Some(done) => {
                         expected.push((key.clone(), done));
                         Some((timestamp_ms, timestamp_ms, value))
@@ -205,7 +213,10 @@ proptest! {
             .session_store::<String, u64>("sessions")
             .unwrap()
             .into_iter()
-            .map(|(windowed, sum)| (windowed.key, (windowed.window.start_ms, windowed.window.end_ms, sum)))
+            .map(|(windowed, sum)| {
+                let window = windowed.window;
+                (windowed.key, (window.start_ms, window.end_ms, sum))
+            })
             .collect();
         stored.sort();
         expected.sort();
@@ -225,7 +236,10 @@ proptest! {
         builder
             .stream::<String, u64>("in", Consumed::new())
             .group_by_key(Grouped::new())
-            .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(difference_ms, 10_000))
+            .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(
+                difference_ms,
+                10_000,
+            ))
             .aggregate(|| 0u64, |_, value, sum| sum + value, Materialized::as_store("sliding"));
         let mut driver = TopologyTestDriver::new(builder.build(), DriverConfig::default());
         let topic = driver.input_topic("in", utf8(), fixed());
@@ -273,20 +287,20 @@ proptest! {
         let grouped = builder
             .stream::<String, u64>("in", Consumed::new())
             .group_by_key(Grouped::new());
+        let advance_ms = (size_ms / 2).max(1);
+        let hopping = TimeWindows::of_size_and_grace(size_ms, grace_ms).advance_by(advance_ms);
+        let sliding = SlidingWindows::with_time_difference_and_grace(size_ms, grace_ms);
+        let sessions = SessionWindows::with_inactivity_gap_and_grace(size_ms, grace_ms);
         let table = match kind {
-            0 => grouped
-                .windowed_by(TimeWindows::of_size_and_grace(size_ms, grace_ms).advance_by((size_ms / 2).max(1)))
-                .count(Materialized::new()),
-            1 => grouped
-                .windowed_by_sliding(SlidingWindows::with_time_difference_and_grace(size_ms, grace_ms))
-                .count(Materialized::new()),
-            _ => grouped
-                .windowed_by_session(SessionWindows::with_inactivity_gap_and_grace(size_ms, grace_ms))
-                .count(Materialized::new()),
+            0 => grouped.windowed_by(hopping).count(Materialized::new()),
+            1 => grouped.windowed_by_sliding(sliding).count(Materialized::new()),
+            _ => grouped.windowed_by_session(sessions).count(Materialized::new()),
         };
         let updates = table
             .to_stream()
-            .map_values(|count: Option<u64>| format!("update {}", count.map_or(-1, |count| count as i64)));
+            .map_values(|count: Option<u64>| {
+                format!("update {}", count.map_or(-1, |count| count as i64))
+            });
         let finals = table
             .suppress_until_window_closes()
             .map_values(|count: u64| format!("final {count}"));
@@ -301,12 +315,14 @@ proptest! {
         let mut finals: BTreeMap<Windowed<String>, String> = BTreeMap::new();
         for event in driver.read_output(&events).unwrap() {
             if let Some(count) = event.value.strip_prefix("update ") {
-                prop_assert!(!finals.contains_key(&event.key), "{:?} updated after its final result", event.key);
+                let after_final = finals.contains_key(&event.key);
+                prop_assert!(!after_final, "{:?} updated after its final result", event.key);
                 last_update.insert(event.key, count.to_string());
             } else {
                 let count = event.value.strip_prefix("final ").unwrap().to_string();
                 prop_assert_eq!(last_update.get(&event.key), Some(&count));
-                prop_assert!(finals.insert(event.key, count).is_none(), "one final result per window");
+                let first = finals.insert(event.key, count).is_none();
+                prop_assert!(first, "one final result per window");
             }
         }
     }

@@ -108,8 +108,16 @@ impl Graph {
             let record: Box<dyn Any + Send> = Box::new(Record::new(key, value, timestamp_ms));
             Ok(Some((record, timestamp_ms)))
         });
+        let pattern = match &topic {
+            TopicName::Pattern(pattern) => Some(
+                regex::Regex::new(&format!("^(?:{pattern})$"))
+                    .unwrap_or_else(|error| panic!("source pattern {pattern}: {error}")),
+            ),
+            _ => None,
+        };
         self.topology.sources.push(SourceSpec {
             topic,
+            pattern,
             node,
             decode,
         });
@@ -180,6 +188,24 @@ impl StreamsBuilder {
             .graph
             .borrow_mut()
             .add_source(TopicName::External(topic.to_string()), consumed);
+        KStream::new(Rc::clone(&self.graph), node, false)
+    }
+
+    /// A stream of the records of every topic whose whole name matches `pattern` (a regular
+    /// expression, as Kafka's pattern subscription). The runtime subscribes to the topics that
+    /// match when it starts; a topic created later is not read until a restart.
+    ///
+    /// # Panics
+    /// When `pattern` is not a valid regular expression (a bug in the topology's code).
+    pub fn stream_matching<K: Data, V: Data>(
+        &self,
+        pattern: &str,
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let node = self
+            .graph
+            .borrow_mut()
+            .add_source(TopicName::Pattern(pattern.to_string()), consumed);
         KStream::new(Rc::clone(&self.graph), node, false)
     }
 

@@ -1,7 +1,8 @@
 //! [`KStream`]: a record stream, each record an independent fact. Stateless operators (`map`,
 //! `filter`, `flat_map`, `split`, `merge`, `peek`, ...), `process` for application processors,
-//! `to` a topic, joins with a table or (windowed) another stream, and the way to state: `group_by_key` / `group_by`, which put a repartition topic
-//! in the topology when an operator before them may have changed the key.
+//! `to` a topic, joins with a table or (windowed) another stream, and the way to state:
+//! `group_by_key` / `group_by`, which put a repartition topic in the topology when an operator
+//! before them may have changed the key.
 
 use std::marker::PhantomData;
 use std::rc::Rc;

@@ -14,6 +14,8 @@ use crate::dsl::grouped::KGroupedTable;
 use crate::dsl::kstream::KStream;
 use crate::error::StreamsError;
 use crate::ops::aggregate::{TableChange, TableChangeSerde, TableRegroup, TableSelector};
+use crate::ops::foreign_key::{ForeignKeyExtractor, ForeignKeyJoiner, RightTableUpdate};
+use crate::ops::foreign_key::{Respond, Subscribe, SubscriptionHandler};
 use crate::ops::join::{TableTableJoinSide, TableTableJoiner};
 use crate::ops::suppress::SuppressUntilWindowCloses;
 use crate::processor::ProcessorContext;
@@ -32,7 +34,8 @@ pub struct KTable<K, V> {
     /// For a table a windowed aggregation made: how long after a window's end it closes, in
     /// stream time (a window closes when `end + this <= stream time`): the grace period for
     /// time windows, whose end is excluded; for sessions, which a record within the gap may
-    /// still extend and whose end is included, gap plus grace plus one millisecond. `suppress` needs it. `None` for other tables.
+    /// still extend and whose end is included, gap plus grace plus one millisecond. `suppress`
+    /// needs it. `None` for other tables.
     pub(crate) window_close_after_end_ms: Option<i64>,
     types: Types<K, V>,
 }
@@ -289,6 +292,208 @@ impl<K: Data, V: Data> KTable<K, V> {
         self.join_tables(other, materialized, move |left, right| {
             (left.is_some() || right.is_some()).then(|| joiner(left, right))
         })
+    }
+
+    /// The inner join of each row with the row of `right` whose key `extractor` takes from the
+    /// row's value (a foreign key): Kafka Streams' foreign-key join. It goes through a
+    /// subscription topic (partitioned like `right`) and a response topic (partitioned like this
+    /// table); see `ops::foreign_key`.
+    pub fn join_on_foreign_key<KO: Data, VO: Data, VR: Data>(
+        &self,
+        right: &KTable<KO, VO>,
+        extractor: impl Fn(&V) -> KO + Send + Sync + 'static,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        materialized: Materialized<VR>,
+    ) -> KTable<K, VR> {
+        let joiner: ForeignKeyJoiner<V, VO, VR> =
+            Arc::new(move |left, right| right.map(|right| joiner(left, right)));
+        self.foreign_key_join(right, Arc::new(extractor), joiner, materialized)
+    }
+
+    /// Like [`join_on_foreign_key`](Self::join_on_foreign_key), keeping rows whose foreign key
+    /// names no row of `right` (the joiner gets `None`).
+    pub fn left_join_on_foreign_key<KO: Data, VO: Data, VR: Data>(
+        &self,
+        right: &KTable<KO, VO>,
+        extractor: impl Fn(&V) -> KO + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<VR>,
+    ) -> KTable<K, VR> {
+        let joiner: ForeignKeyJoiner<V, VO, VR> =
+            Arc::new(move |left, right| Some(joiner(left, right)));
+        self.foreign_key_join(right, Arc::new(extractor), joiner, materialized)
+    }
+
+    fn foreign_key_join<KO: Data, VO: Data, VR: Data>(
+        &self,
+        right: &KTable<KO, VO>,
+        extractor: ForeignKeyExtractor<V, KO>,
+        joiner: ForeignKeyJoiner<V, VO, VR>,
+        materialized: Materialized<VR>,
+    ) -> KTable<K, VR> {
+        assert!(
+            Rc::ptr_eq(&self.graph, &right.graph),
+            "joined tables come from the same builder"
+        );
+        let bytes: SharedSerde<Vec<u8>> = Arc::new(crate::serdes::BytesSerde);
+        let mut graph = self.graph.borrow_mut();
+        let previous_name = graph.name("KTABLE-FK-JOIN-FOREIGN-KEYS-STORE");
+        let previous_store = graph.add_store(
+            previous_name,
+            StoreKind::KeyValue,
+            Arc::clone(&self.key_serde),
+            Arc::clone(&bytes),
+        );
+        let subscriptions_name = graph.name("KTABLE-FK-JOIN-SUBSCRIPTIONS-STORE");
+        let subscriptions_store = graph.add_store(
+            subscriptions_name,
+            StoreKind::KeyValue,
+            Arc::clone(&bytes),
+            Arc::clone(&bytes),
+        );
+        let result_name = materialized
+            .name
+            .unwrap_or_else(|| graph.name("KTABLE-FK-JOIN-OUTPUT-STATE-STORE"));
+        let result_store = graph.add_store(
+            result_name,
+            StoreKind::KeyValue,
+            Arc::clone(&self.key_serde),
+            Arc::clone(&materialized.value_serde),
+        );
+
+        let subscribe: ProcessorFactory = {
+            let (store, key_serde, foreign_key_serde, extractor) = (
+                previous_store.clone(),
+                Arc::clone(&self.key_serde),
+                Arc::clone(&right.key_serde),
+                Arc::clone(&extractor),
+            );
+            Arc::new(move || {
+                Box::new(Subscribe {
+                    previous_store: store.clone(),
+                    key_serde: Arc::clone(&key_serde),
+                    foreign_key_serde: Arc::clone(&foreign_key_serde),
+                    extractor: Arc::clone(&extractor),
+                }) as Box<dyn NodeProcessor>
+            })
+        };
+        let subscribe_node = graph.add_node(
+            "KTABLE-FK-JOIN-SUBSCRIBE",
+            &[self.node],
+            subscribe,
+            vec![previous_store],
+        );
+        drop(graph);
+        // Child 0 of the subscribe node: the subscription topic, partitioned like `right`.
+        let subscription_source =
+            KStream::<KO, Vec<u8>>::new(Rc::clone(&self.graph), subscribe_node, true)
+                .repartition(&right.key_serde, &bytes);
+
+        let mut graph = self.graph.borrow_mut();
+        let handler: ProcessorFactory = {
+            let (subscriptions, right_store, key_serde, foreign_key_serde, right_value_serde) = (
+                subscriptions_store.clone(),
+                right.store.clone(),
+                Arc::clone(&self.key_serde),
+                Arc::clone(&right.key_serde),
+                Arc::clone(&right.value_serde),
+            );
+            Arc::new(move || {
+                Box::new(SubscriptionHandler {
+                    subscriptions_store: subscriptions.clone(),
+                    right_store: right_store.clone(),
+                    key_serde: Arc::clone(&key_serde),
+                    foreign_key_serde: Arc::clone(&foreign_key_serde),
+                    right_value_serde: Arc::clone(&right_value_serde),
+                }) as Box<dyn NodeProcessor>
+            })
+        };
+        let handler_node = graph.add_node(
+            "KTABLE-FK-JOIN-SUBSCRIPTION-HANDLER",
+            &[subscription_source],
+            handler,
+            vec![subscriptions_store.clone(), right.store.clone()],
+        );
+        let update: ProcessorFactory = {
+            let (subscriptions, key_serde, foreign_key_serde, right_value_serde) = (
+                subscriptions_store.clone(),
+                Arc::clone(&self.key_serde),
+                Arc::clone(&right.key_serde),
+                Arc::clone(&right.value_serde),
+            );
+            Arc::new(move || {
+                Box::new(RightTableUpdate {
+                    subscriptions_store: subscriptions.clone(),
+                    key_serde: Arc::clone(&key_serde),
+                    foreign_key_serde: Arc::clone(&foreign_key_serde),
+                    right_value_serde: Arc::clone(&right_value_serde),
+                }) as Box<dyn NodeProcessor>
+            })
+        };
+        let update_node = graph.add_node(
+            "KTABLE-FK-JOIN-RIGHT-UPDATE",
+            &[right.node],
+            update,
+            vec![subscriptions_store],
+        );
+        let responses = graph.add_node(
+            "KTABLE-FK-JOIN-RESPONSES",
+            &[handler_node, update_node],
+            pass_through::<K, Vec<u8>>(),
+            Vec::new(),
+        );
+        drop(graph);
+        let response_source = KStream::<K, Vec<u8>>::new(Rc::clone(&self.graph), responses, true)
+            .repartition(&self.key_serde, &bytes);
+
+        let mut graph = self.graph.borrow_mut();
+        let respond: ProcessorFactory = {
+            let (
+                left_store,
+                result,
+                key_serde,
+                left_value_serde,
+                foreign_key_serde,
+                right_value_serde,
+                result_serde,
+            ) = (
+                self.store.clone(),
+                result_store.clone(),
+                Arc::clone(&self.key_serde),
+                Arc::clone(&self.value_serde),
+                Arc::clone(&right.key_serde),
+                Arc::clone(&right.value_serde),
+                Arc::clone(&materialized.value_serde),
+            );
+            Arc::new(move || {
+                Box::new(Respond {
+                    left_store: left_store.clone(),
+                    result_store: result.clone(),
+                    key_serde: Arc::clone(&key_serde),
+                    left_value_serde: Arc::clone(&left_value_serde),
+                    foreign_key_serde: Arc::clone(&foreign_key_serde),
+                    right_value_serde: Arc::clone(&right_value_serde),
+                    result_serde: Arc::clone(&result_serde),
+                    extractor: Arc::clone(&extractor),
+                    joiner: Arc::clone(&joiner),
+                }) as Box<dyn NodeProcessor>
+            })
+        };
+        // Child 1 of the subscribe node (deleted left rows), and the response topic's reader.
+        let respond_node = graph.add_node(
+            "KTABLE-FK-JOIN-RESPOND",
+            &[subscribe_node, response_source],
+            respond,
+            vec![self.store.clone(), result_store.clone()],
+        );
+        drop(graph);
+        KTable::new(
+            Rc::clone(&self.graph),
+            respond_node,
+            result_store,
+            Arc::clone(&self.key_serde),
+            materialized.value_serde,
+        )
     }
 
     /// Both sides' nodes below their tables, writing one result store, merged into the result

@@ -90,8 +90,8 @@ impl<K: Data, V: Data, VO: Data, VR: Data> NodeProcessor for TableTableJoinSide<
     }
 }
 
-/// Values of one key at one timestamp in a buffer (stream-stream joins, sliding windows): each as a 4-byte
-/// little-endian length, then its bytes.
+/// Values of one key at one timestamp in a buffer (stream-stream joins, sliding windows):
+/// each as a 4-byte little-endian length, then its bytes.
 pub(crate) fn append_value(buffer: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
     let mut bytes = buffer.map(<[u8]>::to_vec).unwrap_or_default();
     let length = u32::try_from(value.len()).expect("a value is under 4 GiB");

@@ -1,6 +1,8 @@
 //! `suppress(until_window_closes)`: holds a windowed table's updates and forwards only each
 //! window's final value, once the suppress node's observed stream time passes the window's end
-//! plus the grace period (sessions: past their end plus the gap plus the grace period). Deleted windows (a session merged into another) are never forwarded.
+//! plus the grace period (sessions: past their end plus the gap plus the grace period).
+//! Deleted windows (a session merged into another) are never forwarded.
+//!
 //! The buffer is in memory. Unbounded, it holds one entry per open window and key (Kafka
 //! Streams' `BufferConfig.unbounded()`); bounded, a record that would make it hold more windows
 //! than the bound fails processing (`shutDownWhenFull`, the only full policy final results
