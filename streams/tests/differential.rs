@@ -344,6 +344,12 @@ fn kafka_streams_and_spate_streams_leave_the_same_word_and_window_counts() {
         report.extend(differences(name, &outputs.table(actual), "model", expected));
     }
     report.extend(differences(
+        "java words",
+        &outputs.table(JAVA_WORDS),
+        "rust words",
+        &outputs.table(RUST_WORDS),
+    ));
+    report.extend(differences(
         "java windows",
         &outputs.table(JAVA_WINDOWS),
         "rust windows",
