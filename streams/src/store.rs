@@ -22,6 +22,11 @@ pub trait KeyValueStore: Send {
     fn prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// How many keys the store holds.
     fn approximate_entries(&self) -> usize;
+    /// Makes every change so far durable; the task calls it at each commit, before writing its
+    /// checkpoint. Stores in memory have nothing to do.
+    fn flush(&mut self) -> Result<(), crate::persistent_store::StoreError> {
+        Ok(())
+    }
 }
 
 /// [`KeyValueStore`] in a `BTreeMap`.
@@ -70,6 +75,10 @@ pub trait WindowStore: Send {
     fn all(&self) -> Vec<(Vec<u8>, i64, Vec<u8>)>;
     /// Drops every window that starts before `window_start_ms` (retention).
     fn expire_before(&mut self, window_start_ms: i64);
+    /// Makes every change so far durable, as [`KeyValueStore::flush`].
+    fn flush(&mut self) -> Result<(), crate::persistent_store::StoreError> {
+        Ok(())
+    }
 }
 
 /// [`WindowStore`] as a map of window start to the keys of that window: expiry drops whole
