@@ -99,6 +99,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod changelog;
 pub mod driver;
 pub mod dsl;
 pub mod error;
@@ -112,6 +113,7 @@ pub mod task;
 pub mod topology;
 pub mod windows;
 
+pub use changelog::{changelog_topic, ChangelogRecord};
 pub use driver::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use dsl::{Consumed, Grouped, Materialized, Produced, StreamJoined, StreamsBuilder};
 pub use dsl::{KGroupedStream, KGroupedTable, KStream, KTable};

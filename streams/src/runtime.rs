@@ -6,19 +6,28 @@
 //! A record's offset is committed only after everything it caused was acknowledged, so a crash
 //! repeats work but never loses it. The client's I/O thread only moves bytes.
 //!
-//! Not yet: stores are in memory with no changelog, so a task that moves to another instance
-//! (or restarts) starts with empty state while its input resumes from the committed offset —
-//! stateful results are exact only while membership is stable. Exactly-once, standby replicas
-//! and restoring are the next steps (see the crate documentation).
+//! Every store is backed by a compacted changelog topic (`<application id>-<store>-changelog`,
+//! created at start with the sources' partition count): each store write of a task is sent to
+//! the task's partition of it with the task's output, so it is acknowledged before the input
+//! offsets that caused it are committed. When a task is created (its partition was assigned to
+//! this instance, at start or on a rebalance), its stores are first restored from their
+//! changelogs up to the end they had then, and only then does it process; a crash therefore
+//! repeats input whose effects may already be in the changelog (at least once: a count may
+//! count a record twice) but never loses a counted one. Restoring is synchronous, on the same
+//! thread, through a consumer of its own; [`StreamsRuntime::restore_progress`] tells how far
+//! each store got.
+//!
+//! Not yet: exactly-once and standby replicas (see the crate documentation).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use spate_client::group::{GroupConfig, GroupConsumer};
-use spate_client::{Client, ConsumerConfig, ErrorCode, NewTopic, Producer, ProducerConfig};
-use spate_client::{Delivery, ProducerRecord};
+use spate_client::{Admin, Client, Consumer, ConsumerConfig, ErrorCode, NewTopic, OffsetSpec};
+use spate_client::{Delivery, Producer, ProducerConfig, ProducerRecord, StartAt};
 
+use crate::changelog::changelog_topic;
 use crate::error::StreamsError;
 use crate::task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
 use crate::topology::{InputRecord, TopicName, Topology};
@@ -45,11 +54,28 @@ impl StreamsConfig {
     }
 }
 
+/// How far restoring one store of one task got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// The changelog's end offset when restoring began: restoring reads up to it.
+    pub end_offset: u64,
+    /// The changelog records applied so far.
+    pub records_restored: u64,
+    /// Whether the store reached `end_offset` (the task processes only after all its stores
+    /// did).
+    pub done: bool,
+}
+
 /// One instance of a stream processing application.
 pub struct StreamsRuntime {
     topology: Arc<Topology>,
     config: StreamsConfig,
+    admin: Admin,
     consumer: GroupConsumer,
+    /// Reads changelogs while restoring; assigned one changelog partition at a time.
+    restore_consumer: Consumer,
+    /// By store and partition, the last restore of each.
+    restore_progress: BTreeMap<(String, u32), RestoreProgress>,
     producer: Producer,
     partition_counts: Arc<HashMap<String, u32>>,
     tasks: BTreeMap<u32, Task>,
@@ -118,6 +144,18 @@ impl StreamsRuntime {
             }
             counts.insert(name, task_count);
         }
+        // Changelogs are compacted: a store's latest value per key is all a restore needs.
+        for store in &topology.stores {
+            let name = changelog_topic(&application_id, &store.name);
+            let topic =
+                NewTopic::new(name.clone(), task_count).with_config("cleanup.policy", "compact");
+            match admin.create_topic(topic).wait() {
+                Ok(()) => {}
+                Err(error) if error.code() == Some(ErrorCode::TopicAlreadyExists) => {}
+                Err(error) => return Err(error.into()),
+            }
+            counts.insert(name, task_count);
+        }
         for topic in topology.sink_topics() {
             let name = topic.resolve(&application_id);
             if let std::collections::hash_map::Entry::Vacant(entry) = counts.entry(name) {
@@ -134,10 +172,14 @@ impl StreamsRuntime {
             .collect();
         consumer.subscribe(&source_names)?;
         let producer = client.producer(ProducerConfig::default())?;
+        let restore_consumer = client.consumer(ConsumerConfig::default())?;
         Ok(StreamsRuntime {
             topology: Arc::new(topology),
             config,
+            admin,
             consumer,
+            restore_consumer,
+            restore_progress: BTreeMap::new(),
             producer,
             partition_counts: Arc::new(counts),
             tasks: BTreeMap::new(),
@@ -163,7 +205,7 @@ impl StreamsRuntime {
         let mut processed = 0;
         let mut deliveries = Vec::new();
         for record in &polled {
-            let task = self.task(record.partition(), now_ms);
+            let task = self.task(record.partition(), now_ms)?;
             let input = InputRecord {
                 key: record.key().map(<[u8]>::to_vec),
                 value: record.value().map(<[u8]>::to_vec),
@@ -173,16 +215,24 @@ impl StreamsRuntime {
             task.process(record.topic(), &input)?;
             processed += 1;
             let output = task.take_output();
+            let changes = self.changelog_output(record.partition());
+            deliveries.extend(self.send(changes)?);
             deliveries.extend(self.send(output)?);
         }
         for task in self.tasks.values_mut() {
             task.advance_wall_clock(now_ms)?;
         }
-        let punctuated: Vec<ProducedRecord> = self
-            .tasks
-            .values_mut()
-            .flat_map(|task| task.take_output())
-            .collect();
+        let partitions: Vec<u32> = self.tasks.keys().copied().collect();
+        let mut punctuated = Vec::new();
+        for partition in partitions {
+            punctuated.extend(self.changelog_output(partition));
+            punctuated.extend(
+                self.tasks
+                    .get_mut(&partition)
+                    .map(Task::take_output)
+                    .unwrap_or_default(),
+            );
+        }
         deliveries.extend(self.send(punctuated)?);
         // At least once: the output of everything polled is acknowledged before its input's
         // offsets are committed; a failed delivery fails the call, and nothing is committed.
@@ -202,6 +252,12 @@ impl StreamsRuntime {
             .iter()
             .map(|(partition, task)| (*partition, task.metrics().clone()))
             .collect()
+    }
+
+    /// By store and partition, how far the last restore of each got (a store restored again,
+    /// when its task came back, shows the latest restore).
+    pub fn restore_progress(&self) -> BTreeMap<(String, u32), RestoreProgress> {
+        self.restore_progress.clone()
     }
 
     /// Per owned input partition (repartition topics included), the records between this
@@ -225,22 +281,110 @@ impl StreamsRuntime {
         Ok(())
     }
 
-    fn task(&mut self, partition: u32, now_ms: i64) -> &mut Task {
+    /// The task of `partition`, created and its stores restored if this instance had none.
+    fn task(&mut self, partition: u32, now_ms: i64) -> Result<&mut Task, StreamsError> {
+        if !self.tasks.contains_key(&partition) {
+            let mut task = self.new_task(partition, now_ms);
+            self.restore(&mut task)?;
+            task.log_changes();
+            self.tasks.insert(partition, task);
+        }
+        Ok(self
+            .tasks
+            .get_mut(&partition)
+            .expect("the task was just inserted"))
+    }
+
+    fn new_task(&self, partition: u32, now_ms: i64) -> Task {
         let counts = Arc::clone(&self.partition_counts);
-        self.tasks.entry(partition).or_insert_with(|| {
-            Task::new(
-                Arc::clone(&self.topology),
-                &self.config.application_id,
+        Task::new(
+            Arc::clone(&self.topology),
+            &self.config.application_id,
+            partition,
+            now_ms,
+            Arc::new(move |topic: &str| {
+                *counts
+                    .get(topic)
+                    .expect("start learned the partition count of every sink topic")
+            }),
+            self.config.deserialization_policy,
+        )
+    }
+
+    /// Reads each store's changelog partition from its start to the end it has now into the
+    /// task's stores.
+    fn restore(&mut self, task: &mut Task) -> Result<(), StreamsError> {
+        let partition = task.partition();
+        let stores: Vec<String> = self.topology.store_names();
+        for store in stores {
+            let topic = changelog_topic(&self.config.application_id, &store);
+            let range = [partition];
+            let end_offset = self
+                .admin
+                .list_offsets(&topic, Some(&range), OffsetSpec::Latest)
+                .wait()?
+                .first()
+                .and_then(|answer| answer.offset)
+                .unwrap_or(0);
+            let mut progress = RestoreProgress {
+                end_offset,
+                records_restored: 0,
+                done: false,
+            };
+            self.restore_progress
+                .insert((store.clone(), partition), progress);
+            self.restore_consumer
+                .assign(&topic, Some(&range), StartAt::Earliest)
+                .wait()?;
+            while self
+                .restore_consumer
+                .position(&topic, partition)
+                .is_some_and(|position| position < end_offset)
+            {
+                for record in self.restore_consumer.poll_owned(self.config.poll_timeout)? {
+                    if record.offset >= end_offset {
+                        continue;
+                    }
+                    task.restore(
+                        &store,
+                        &record.key.unwrap_or_default(),
+                        record.value.as_deref(),
+                    )
+                    .map_err(|source| StreamsError::MalformedChangelog {
+                        store: store.clone(),
+                        topic: topic.clone(),
+                        partition,
+                        offset: record.offset,
+                        source,
+                    })?;
+                    progress.records_restored += 1;
+                }
+                self.restore_progress
+                    .insert((store.clone(), partition), progress);
+            }
+            self.restore_consumer.unassign(&topic, &range);
+            progress.done = true;
+            self.restore_progress.insert((store, partition), progress);
+        }
+        Ok(())
+    }
+
+    /// The changelog records of `partition`'s task since the last call.
+    fn changelog_output(&mut self, partition: u32) -> Vec<ProducedRecord> {
+        let Some(task) = self.tasks.get_mut(&partition) else {
+            return Vec::new();
+        };
+        let application_id = &self.config.application_id;
+        task.take_changelog()
+            .into_iter()
+            .map(|change| ProducedRecord {
+                topic: changelog_topic(application_id, &change.store),
                 partition,
-                now_ms,
-                Arc::new(move |topic: &str| {
-                    *counts
-                        .get(topic)
-                        .expect("start learned the partition count of every sink topic")
-                }),
-                self.config.deserialization_policy,
-            )
-        })
+                key: Some(change.key),
+                value: change.value,
+                timestamp_ms: task.stream_time_ms().unwrap_or(0),
+            })
+            .collect()
     }
 
     fn send(&self, records: Vec<ProducedRecord>) -> Result<Vec<Delivery>, StreamsError> {

@@ -1,0 +1,324 @@
+//! Stores restored from their changelogs, against the real broker binary: a word count whose
+//! instance is closed and replaced counts on from where it stopped (exactly, since a clean close
+//! commits everything), and a word count run by two instances, one killed in the middle of a
+//! poll and replaced by a new one, whose final table counts every word at least as often as it
+//! occurs and agrees with its changelog.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use spate_client::{Client, ClientConfig, ConsumerConfig, NewTopic, OwnedRecord, ProducerConfig};
+use spate_client::{ProducerRecord, StartAt};
+use spate_streams::{changelog_topic, Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+use spate_streams::{StreamsConfig, StreamsRuntime, Topology};
+use spate_tests::{Broker, BrokerOptions};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+const APPLICATION_ID: &str = "changelog-test";
+const STORE: &str = "word-counts";
+
+fn client(broker: &Broker) -> Client {
+    let config = ClientConfig {
+        retry_timeout: Duration::from_secs(60),
+        ..ClientConfig::new(broker.address().to_string())
+    };
+    Client::new(config).expect("client config is valid")
+}
+
+fn create_topics(client: &Client) {
+    for topic in ["lines", "counts"] {
+        client
+            .admin()
+            .create_topic(NewTopic::new(topic, 2))
+            .wait()
+            .unwrap();
+    }
+}
+
+fn produce(client: &Client, lines: &[(String, String)]) {
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    let deliveries: Vec<_> = lines
+        .iter()
+        .map(|(key, value)| {
+            let record = ProducerRecord::new("lines", value.as_bytes()).with_key(key.as_bytes());
+            producer.send_blocking(record).unwrap()
+        })
+        .collect();
+    producer.flush().wait().unwrap();
+    for delivery in deliveries {
+        delivery.wait().unwrap();
+    }
+}
+
+/// Lines `from..to`, each of three words out of a small vocabulary, so that every word occurs
+/// in every batch and a count that restarted from zero would fall short.
+fn lines(from: usize, to: usize) -> Vec<(String, String)> {
+    (from..to)
+        .map(|line| {
+            (
+                format!("l{line}"),
+                format!("w{} w{} shared", line % 7, line % 3),
+            )
+        })
+        .collect()
+}
+
+fn word_totals(lines: &[(String, String)]) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for (_, line) in lines {
+        for word in line.split_whitespace() {
+            *totals.entry(word.to_string()).or_default() += 1;
+        }
+    }
+    totals
+}
+
+/// The word count, with a named store; `kill`, once set, makes the next counted word panic in
+/// the middle of processing (after the store was written, before the output and the offsets).
+fn word_count(kill: Arc<AtomicBool>) -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("lines", Consumed::new())
+        .flat_map_values(|line: String| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .group_by(|_, word| word.clone(), Grouped::new())
+        .count(Materialized::as_store(STORE))
+        .to_stream()
+        .peek(move |_, _| {
+            assert!(
+                !kill.load(Ordering::Relaxed),
+                "killed in the middle of a poll"
+            );
+        })
+        .to("counts", Produced::new());
+    builder.build()
+}
+
+/// The last value of each key of `topic` (its table), read from the start to its current end.
+fn table(client: &Client, topic: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let end_offsets: Vec<u64> = client
+        .admin()
+        .list_offsets(topic, None, spate_client::OffsetSpec::Latest)
+        .wait()
+        .unwrap()
+        .iter()
+        .map(|answer| answer.offset.unwrap())
+        .collect();
+    let mut consumer = client.consumer(ConsumerConfig::default()).unwrap();
+    consumer
+        .assign(topic, None, StartAt::Earliest)
+        .wait()
+        .unwrap();
+    let started = Instant::now();
+    let mut table = BTreeMap::new();
+    let caught_up = |consumer: &spate_client::Consumer| {
+        end_offsets.iter().enumerate().all(|(partition, end)| {
+            consumer
+                .position(topic, partition as u32)
+                .is_some_and(|position| position >= *end)
+        })
+    };
+    while !caught_up(&consumer) {
+        assert!(started.elapsed() < DEADLINE, "{topic} not read to its end");
+        for record in consumer.poll_owned(Duration::from_millis(200)).unwrap() {
+            let OwnedRecord { key, value, .. } = record;
+            let key = key.unwrap().to_vec();
+            match value {
+                Some(value) => table.insert(key, value.to_vec()),
+                None => table.remove(&key),
+            };
+        }
+    }
+    table
+}
+
+fn counts(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, u64> {
+    table
+        .iter()
+        .map(|(key, value)| {
+            let word = String::from_utf8(key.clone()).unwrap();
+            (word, u64::from_le_bytes(value[..].try_into().unwrap()))
+        })
+        .collect()
+}
+
+/// Polls `runtime` until every input partition is caught up (after at least one poll that
+/// processed nothing, so that the group's assignment has settled).
+fn run_until_caught_up(runtime: &mut StreamsRuntime) {
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < DEADLINE, "never caught up");
+        let processed = runtime.poll_once().unwrap();
+        let lag = runtime.lag();
+        if processed == 0 && lag.len() == 4 && lag.values().all(|records| *records == 0) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_replaced_instance_counts_on_from_the_restored_store_exactly() {
+    let broker = Broker::start(BrokerOptions::default());
+    let client = client(&broker);
+    create_topics(&client);
+    let never = Arc::new(AtomicBool::new(false));
+    let first_batch = lines(0, 40);
+    produce(&client, &first_batch);
+    let mut first = StreamsRuntime::start(
+        &client,
+        word_count(Arc::clone(&never)),
+        StreamsConfig::new(APPLICATION_ID),
+    )
+    .unwrap();
+    run_until_caught_up(&mut first);
+    assert!(
+        first
+            .restore_progress()
+            .values()
+            .all(|progress| progress.end_offset == 0),
+        "the first instance found empty changelogs: {:?}",
+        first.restore_progress()
+    );
+    first.close().unwrap();
+
+    let second_batch = lines(40, 100);
+    produce(&client, &second_batch);
+    let mut second = StreamsRuntime::start(
+        &client,
+        word_count(never),
+        StreamsConfig::new(APPLICATION_ID),
+    )
+    .unwrap();
+    run_until_caught_up(&mut second);
+    let progress = second.restore_progress();
+    assert_eq!(progress.len(), 2, "one store, two partitions: {progress:?}");
+    for ((store, _), restored) in &progress {
+        assert_eq!(store, STORE);
+        assert!(restored.done);
+        assert!(restored.records_restored > 0, "{progress:?}");
+        assert!(restored.records_restored <= restored.end_offset);
+    }
+    second.close().unwrap();
+
+    let all_lines: Vec<_> = first_batch.into_iter().chain(second_batch).collect();
+    let expected = word_totals(&all_lines);
+    // A clean close commits everything processed, so nothing was counted twice.
+    assert_eq!(counts(&table(&client, "counts")), expected);
+    let changelog = table(&client, &changelog_topic(APPLICATION_ID, STORE));
+    assert_eq!(counts(&changelog), expected);
+}
+
+/// Runs the word count on its own thread until `stop`; `kill` panics it mid-poll instead.
+fn run_instance(
+    client: Client,
+    kill: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<BTreeMap<(String, u32), spate_streams::runtime::RestoreProgress>> {
+    thread::spawn(move || {
+        let mut runtime = StreamsRuntime::start(
+            &client,
+            word_count(kill),
+            StreamsConfig::new(APPLICATION_ID),
+        )
+        .unwrap();
+        let mut progress = BTreeMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            runtime.poll_once().unwrap();
+            progress.extend(runtime.restore_progress());
+        }
+        runtime.close().unwrap();
+        progress
+    })
+}
+
+/// Reads `counts` until the last count of every word is at least `expected`'s.
+fn wait_for_counts(client: &Client, expected: &BTreeMap<String, u64>) {
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "counts never reached {expected:?}"
+        );
+        let counts = counts(&table(client, "counts"));
+        let reached = expected
+            .iter()
+            .all(|(word, total)| counts.get(word).is_some_and(|count| count >= total));
+        if reached {
+            return;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_instance_killed_mid_poll_is_replaced_and_every_word_is_counted_at_least_once() {
+    let broker = Broker::start(BrokerOptions::default());
+    let client = client(&broker);
+    create_topics(&client);
+    let never = Arc::new(AtomicBool::new(false));
+    let kill_first = Arc::new(AtomicBool::new(false));
+    let stop_first = Arc::new(AtomicBool::new(false));
+    let stop_second = Arc::new(AtomicBool::new(false));
+    let first = run_instance(
+        client.clone(),
+        Arc::clone(&kill_first),
+        Arc::clone(&stop_first),
+    );
+    let second = run_instance(client.clone(), Arc::clone(&never), Arc::clone(&stop_second));
+    let first_batch = lines(0, 60);
+    produce(&client, &first_batch);
+    wait_for_counts(&client, &word_totals(&first_batch));
+    // The first instance dies at its next counted word: its runtime is dropped while unwinding,
+    // with its last poll's output and changelog writes possibly sent and its offsets not
+    // committed.
+    kill_first.store(true, Ordering::Relaxed);
+    let second_batch = lines(60, 120);
+    produce(&client, &second_batch);
+    let replacement = run_instance(client.clone(), Arc::clone(&never), Arc::clone(&stop_first));
+    let third_batch = lines(120, 160);
+    produce(&client, &third_batch);
+    let all_lines: Vec<_> = first_batch
+        .into_iter()
+        .chain(second_batch)
+        .chain(third_batch)
+        .collect();
+    let expected = word_totals(&all_lines);
+    wait_for_counts(&client, &expected);
+    stop_first.store(true, Ordering::Relaxed);
+    stop_second.store(true, Ordering::Relaxed);
+    let replacement_progress = replacement.join().unwrap();
+    second.join().unwrap();
+    // The first instance either died at a word of the second batch or, if the second instance
+    // took both partitions, sat idle until stopped.
+    let first_outcome = first.join();
+    let replacement_restored: u64 = replacement_progress
+        .values()
+        .map(|progress| progress.records_restored)
+        .sum();
+    assert!(
+        replacement_restored > 0 && replacement_progress.values().all(|progress| progress.done),
+        "the replacement restored the store of the partitions it took: {replacement_progress:?}"
+    );
+
+    // Under at least once, a word counted in the killed poll may be counted again after the
+    // restore, never less: each final count is at least its number of occurrences (a task that
+    // started from an empty store would fall short, every word being in every batch), and the
+    // final table is its changelog's.
+    let final_counts = counts(&table(&client, "counts"));
+    for (word, total) in &expected {
+        assert!(
+            final_counts[word] >= *total,
+            "{word}: {} < {total} (first instance: {first_outcome:?})",
+            final_counts[word]
+        );
+    }
+    assert_eq!(final_counts.len(), expected.len());
+    let changelog = counts(&table(&client, &changelog_topic(APPLICATION_ID, STORE)));
+    assert_eq!(changelog, final_counts);
+}
