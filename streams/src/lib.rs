@@ -78,23 +78,24 @@
 //! serdes (bytes, UTF-8, JSON, fixed-width native, nullable, windowed), the test driver, and
 //! [`StreamsRuntime`]: at least once over `spate-client` (a consumer group named by the application
 //! id, one task per partition, co-partitioning checked and repartition topics created at start,
-//! offsets committed after the output's deliveries are acknowledged).
+//! offsets committed after the output's deliveries are acknowledged), with every store backed by
+//! a compacted changelog topic (`<application id>-<store>-changelog`) that a task's stores are
+//! restored from before it processes on a new instance ([`StreamsRuntime::restore_progress`]).
 //!
 //! # Not there yet (deliberately)
 //!
-//! - Changelog topics and restoring stores from them; standby replicas. Stores are in memory
-//!   and die with their task: a task that moves to another instance starts empty while its
-//!   input resumes from the committed offset, so stateful results are exact only while the
-//!   group's membership is stable.
+//! - Standby replicas, and checkpoints of restored positions: a task that moves or restarts
+//!   restores its stores' whole changelogs, synchronously, before it processes.
 //! - An embedded engine for stores. The traits take bytes so that one can be added; `fjall`
 //!   (an LSM tree: write-heavy aggregation updates, range scans for windows, pure Rust) is the
 //!   first candidate, to be measured against `redb` (a B-tree with copy-on-write pages).
 //! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
-//!   transaction over the client's transactional producer).
+//!   transaction over the client's transactional producer). Until then a crash may count a
+//!   record twice: its store change and output are written before its offset is committed.
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
 //! - Pattern sources that pick up topics created after start.
-//! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
-//!   test and the benchmark against Kafka Streams (`benches/task.rs` measures this crate alone).
+//! - The differential test and the benchmark against Kafka Streams (`benches/task.rs` measures
+//!   this crate alone).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -121,7 +122,7 @@ pub use dsl::{SessionWindowedKStream, TimeWindowedKStream};
 pub use error::StreamsError;
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, TypedContext};
 pub use record::{Record, Window, Windowed};
-pub use runtime::{StreamsConfig, StreamsRuntime};
+pub use runtime::{RestoreProgress, StreamsConfig, StreamsRuntime};
 pub use serdes::{DefaultSerde, Serde, SerdeError, SharedSerde};
 pub use task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
 pub use topology::{InputRecord, TopicName, Topology};
