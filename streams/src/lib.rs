@@ -122,7 +122,7 @@ pub use dsl::{SessionWindowedKStream, TimeWindowedKStream};
 pub use error::StreamsError;
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, TypedContext};
 pub use record::{Record, Window, Windowed};
-pub use runtime::{RestoreProgress, StreamsConfig, StreamsRuntime};
+pub use runtime::{ProcessingGuarantee, RestoreProgress, StreamsConfig, StreamsRuntime};
 pub use serdes::{DefaultSerde, Serde, SerdeError, SharedSerde};
 pub use task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
 pub use topology::{InputRecord, TopicName, Topology};

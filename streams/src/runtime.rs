@@ -17,7 +17,17 @@
 //! thread, through a consumer of its own; [`StreamsRuntime::restore_progress`] tells how far
 //! each store got.
 //!
-//! Not yet: exactly-once and standby replicas (see the crate documentation).
+//! Under [`ProcessingGuarantee::ExactlyOnce`] (Kafka Streams' `exactly_once_v2`), the instance
+//! has one transactional producer (transactional id `<application id>-<instance id>`): each
+//! poll that processed or produced anything is one transaction holding its output, its
+//! changelog writes and its input offsets (sent with the group's metadata, so a member a
+//! rebalance moved past cannot commit them), and every consumer (input, restore) reads
+//! committed only. A new instance with the same instance id fences the old one at start, which
+//! aborts the transaction the old one left open. If the group refuses the offsets (a rebalance
+//! moved on), the transaction is aborted, every task is dropped, and the input is read again
+//! from where this poll began: the tasks come back restored from their committed changelogs.
+//!
+//! Not yet: standby replicas (see the crate documentation).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -25,7 +35,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use spate_client::group::{GroupConfig, GroupConsumer};
 use spate_client::{Admin, Client, Consumer, ConsumerConfig, ErrorCode, NewTopic, OffsetSpec};
-use spate_client::{Delivery, Producer, ProducerConfig, ProducerRecord, StartAt};
+use spate_client::{Delivery, Error, IsolationLevel, Producer, ProducerConfig, ProducerRecord};
+use spate_client::{StartAt, TopicPartition};
 
 use crate::changelog::changelog_topic;
 use crate::error::StreamsError;
@@ -41,6 +52,25 @@ pub struct StreamsConfig {
     pub deserialization_policy: DeserializationPolicy,
     /// How long one poll waits for records.
     pub poll_timeout: Duration,
+    /// At least once (the default) or exactly once.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// Under exactly-once, names this instance's transactional producer
+    /// (`<application id>-<instance id>`): an instance started with the instance id of one
+    /// that died fences it and aborts its open transaction. Two live instances must not share
+    /// one.
+    pub instance_id: String,
+}
+
+/// What a crash may do to results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Output and store changes are acknowledged before the input offsets are committed: a
+    /// crash repeats the input since the last commit, so a record may take effect twice.
+    #[default]
+    AtLeastOnce,
+    /// Output, store changes and input offsets commit in one transaction per poll; consumers of
+    /// the output that read committed see each input record's effect once.
+    ExactlyOnce,
 }
 
 impl StreamsConfig {
@@ -50,6 +80,8 @@ impl StreamsConfig {
             application_id: application_id.to_string(),
             deserialization_policy: DeserializationPolicy::Fail,
             poll_timeout: Duration::from_millis(100),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            instance_id: "0".to_string(),
         }
     }
 }
@@ -77,6 +109,8 @@ pub struct StreamsRuntime {
     /// By store and partition, the last restore of each.
     restore_progress: BTreeMap<(String, u32), RestoreProgress>,
     producer: Producer,
+    /// Under exactly-once, whether this poll's transaction was begun.
+    in_transaction: bool,
     partition_counts: Arc<HashMap<String, u32>>,
     tasks: BTreeMap<u32, Task>,
     wall_clock_ms: i64,
@@ -163,16 +197,36 @@ impl StreamsRuntime {
                 entry.insert(count);
             }
         }
+        let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+        let consumer_config = ConsumerConfig {
+            isolation_level: if exactly_once {
+                IsolationLevel::ReadCommitted
+            } else {
+                IsolationLevel::ReadUncommitted
+            },
+            ..ConsumerConfig::default()
+        };
         let group = GroupConfig::new(application_id.clone()).with_manual_commits();
-        let mut consumer = GroupConsumer::new(client, ConsumerConfig::default(), group)?;
+        let mut consumer = GroupConsumer::new(client, consumer_config.clone(), group)?;
         let source_names: Vec<&str> = application_sources
             .iter()
             .chain(&internal)
             .map(String::as_str)
             .collect();
         consumer.subscribe(&source_names)?;
-        let producer = client.producer(ProducerConfig::default())?;
-        let restore_consumer = client.consumer(ConsumerConfig::default())?;
+        let producer = if exactly_once {
+            let producer = client.producer(ProducerConfig {
+                transactional_id: Some(format!("{application_id}-{}", config.instance_id)),
+                ..ProducerConfig::default()
+            })?;
+            // Fences an older instance with this id and aborts what it left open, before
+            // anything is restored from the changelogs that transaction wrote to.
+            producer.init_transactions().wait()?;
+            producer
+        } else {
+            client.producer(ProducerConfig::default())?
+        };
+        let restore_consumer = client.consumer(consumer_config)?;
         Ok(StreamsRuntime {
             topology: Arc::new(topology),
             config,
@@ -180,6 +234,7 @@ impl StreamsRuntime {
             consumer,
             restore_consumer,
             restore_progress: BTreeMap::new(),
+            in_transaction: false,
             producer,
             partition_counts: Arc::new(counts),
             tasks: BTreeMap::new(),
@@ -204,7 +259,13 @@ impl StreamsRuntime {
         let now_ms = self.wall_clock_ms;
         let mut processed = 0;
         let mut deliveries = Vec::new();
+        // Per input partition, where this poll began and the next offset after it.
+        let mut offsets: BTreeMap<TopicPartition, (u64, u64)> = BTreeMap::new();
         for record in &polled {
+            offsets
+                .entry(TopicPartition::new(record.topic(), record.partition()))
+                .or_insert((record.offset(), record.offset()))
+                .1 = record.offset() + 1;
             let task = self.task(record.partition(), now_ms)?;
             let input = InputRecord {
                 key: record.key().map(<[u8]>::to_vec),
@@ -234,6 +295,10 @@ impl StreamsRuntime {
             );
         }
         deliveries.extend(self.send(punctuated)?);
+        if self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            self.commit_transaction(&offsets)?;
+            return Ok(processed);
+        }
         // At least once: the output of everything polled is acknowledged before its input's
         // offsets are committed; a failed delivery fails the call, and nothing is committed.
         self.producer.flush().wait()?;
@@ -273,10 +338,13 @@ impl StreamsRuntime {
             .collect()
     }
 
-    /// Flushes, commits and leaves the group.
+    /// Flushes, commits (at least once; under exactly-once every poll committed already) and
+    /// leaves the group.
     pub fn close(mut self) -> Result<(), StreamsError> {
         self.producer.flush().wait()?;
-        self.consumer.commit_sync()?;
+        if self.config.processing_guarantee == ProcessingGuarantee::AtLeastOnce {
+            self.consumer.commit_sync()?;
+        }
         self.consumer.close()?;
         Ok(())
     }
@@ -387,7 +455,62 @@ impl StreamsRuntime {
             .collect()
     }
 
-    fn send(&self, records: Vec<ProducedRecord>) -> Result<Vec<Delivery>, StreamsError> {
+    /// Commits this poll's transaction with the input `offsets` (if it processed or produced
+    /// anything). A refusal that leaves the producer usable aborts the transaction and rewinds:
+    /// every task is dropped (its stores hold uncommitted writes) and each input partition of
+    /// the poll is read again from where the poll began.
+    fn commit_transaction(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, (u64, u64)>,
+    ) -> Result<(), StreamsError> {
+        if offsets.is_empty() && !self.in_transaction {
+            return Ok(());
+        }
+        self.begin_transaction()?;
+        self.in_transaction = false;
+        let next: Vec<(TopicPartition, u64)> = offsets
+            .iter()
+            .map(|(partition, (_, next))| (partition.clone(), *next))
+            .collect();
+        let committed = if next.is_empty() {
+            Ok(())
+        } else {
+            self.producer
+                .send_offsets_to_transaction(&next, &self.consumer.group_metadata())
+                .wait()
+        };
+        match committed.and_then(|()| self.producer.commit_transaction().wait()) {
+            Ok(()) => Ok(()),
+            Err(Error::TransactionAbortable { .. }) => {
+                self.producer.abort_transaction().wait()?;
+                self.tasks.clear();
+                for (partition, (first, _)) in offsets {
+                    // A partition a rebalance took away is no longer this member's to seek.
+                    let _ = self
+                        .consumer
+                        .seek(&partition.topic, partition.partition, *first);
+                }
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), StreamsError> {
+        if !self.in_transaction {
+            self.producer.begin_transaction()?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, records: Vec<ProducedRecord>) -> Result<Vec<Delivery>, StreamsError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            self.begin_transaction()?;
+        }
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
             let produced = ProducerRecord {

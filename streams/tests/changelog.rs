@@ -5,14 +5,15 @@
 //! occurs and agrees with its changelog.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use spate_client::{Client, ClientConfig, ConsumerConfig, NewTopic, OwnedRecord, ProducerConfig};
-use spate_client::{ProducerRecord, StartAt};
+use spate_client::{IsolationLevel, ProducerRecord, StartAt};
 use spate_streams::{changelog_topic, Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+use spate_streams::{ProcessingGuarantee, RestoreProgress};
 use spate_streams::{StreamsConfig, StreamsRuntime, Topology};
 use spate_tests::{Broker, BrokerOptions};
 
@@ -76,9 +77,14 @@ fn word_totals(lines: &[(String, String)]) -> BTreeMap<String, u64> {
     totals
 }
 
-/// The word count, with a named store; `kill`, once set, makes the next counted word panic in
-/// the middle of processing (after the store was written, before the output and the offsets).
+/// Once killed, the instance dies at this counted word.
+const KILLED_AT_WORD: u64 = 30;
+
+/// The word count, with a named store; `kill`, once set, makes the [`KILLED_AT_WORD`]th word
+/// counted after it panic in the middle of processing (after the store was written, before
+/// the output and the offsets).
 fn word_count(kill: Arc<AtomicBool>) -> Topology {
+    let counted_since_kill = AtomicU64::new(0);
     let builder = StreamsBuilder::new();
     builder
         .stream::<String, String>("lines", Consumed::new())
@@ -91,10 +97,13 @@ fn word_count(kill: Arc<AtomicBool>) -> Topology {
         .count(Materialized::as_store(STORE))
         .to_stream()
         .peek(move |_, _| {
-            assert!(
-                !kill.load(Ordering::Relaxed),
-                "killed in the middle of a poll"
-            );
+            if kill.load(Ordering::Relaxed) {
+                // Slowly, so that the producer has sent the words counted before in the same
+                // poll (uncommitted) when the instance dies.
+                thread::sleep(Duration::from_millis(2));
+                let counted = counted_since_kill.fetch_add(1, Ordering::Relaxed) + 1;
+                assert!(counted < KILLED_AT_WORD, "killed in the middle of a poll");
+            }
         })
         .to("counts", Produced::new());
     builder.build()
@@ -102,6 +111,16 @@ fn word_count(kill: Arc<AtomicBool>) -> Topology {
 
 /// The last value of each key of `topic` (its table), read from the start to its current end.
 fn table(client: &Client, topic: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    read(client, topic, IsolationLevel::ReadUncommitted).0
+}
+
+/// The last value of each key of `topic` and how many records it holds, read from the start to
+/// its current end at `isolation_level`.
+fn read(
+    client: &Client,
+    topic: &str,
+    isolation_level: IsolationLevel,
+) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
     let end_offsets: Vec<u64> = client
         .admin()
         .list_offsets(topic, None, spate_client::OffsetSpec::Latest)
@@ -110,13 +129,18 @@ fn table(client: &Client, topic: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .iter()
         .map(|answer| answer.offset.unwrap())
         .collect();
-    let mut consumer = client.consumer(ConsumerConfig::default()).unwrap();
+    let config = ConsumerConfig {
+        isolation_level,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = client.consumer(config).unwrap();
     consumer
         .assign(topic, None, StartAt::Earliest)
         .wait()
         .unwrap();
     let started = Instant::now();
     let mut table = BTreeMap::new();
+    let mut records = 0;
     let caught_up = |consumer: &spate_client::Consumer| {
         end_offsets.iter().enumerate().all(|(partition, end)| {
             consumer
@@ -127,6 +151,7 @@ fn table(client: &Client, topic: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
     while !caught_up(&consumer) {
         assert!(started.elapsed() < DEADLINE, "{topic} not read to its end");
         for record in consumer.poll_owned(Duration::from_millis(200)).unwrap() {
+            records += 1;
             let OwnedRecord { key, value, .. } = record;
             let key = key.unwrap().to_vec();
             match value {
@@ -135,7 +160,7 @@ fn table(client: &Client, topic: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
             };
         }
     }
-    table
+    (table, records)
 }
 
 fn counts(table: &BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, u64> {
@@ -219,14 +244,10 @@ fn run_instance(
     client: Client,
     kill: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-) -> thread::JoinHandle<BTreeMap<(String, u32), spate_streams::runtime::RestoreProgress>> {
+    config: StreamsConfig,
+) -> thread::JoinHandle<BTreeMap<(String, u32), RestoreProgress>> {
     thread::spawn(move || {
-        let mut runtime = StreamsRuntime::start(
-            &client,
-            word_count(kill),
-            StreamsConfig::new(APPLICATION_ID),
-        )
-        .unwrap();
+        let mut runtime = StreamsRuntime::start(&client, word_count(kill), config).unwrap();
         let mut progress = BTreeMap::new();
         while !stop.load(Ordering::Relaxed) {
             runtime.poll_once().unwrap();
@@ -265,12 +286,19 @@ fn an_instance_killed_mid_poll_is_replaced_and_every_word_is_counted_at_least_on
     let kill_first = Arc::new(AtomicBool::new(false));
     let stop_first = Arc::new(AtomicBool::new(false));
     let stop_second = Arc::new(AtomicBool::new(false));
+    let config = StreamsConfig::new(APPLICATION_ID);
     let first = run_instance(
         client.clone(),
         Arc::clone(&kill_first),
         Arc::clone(&stop_first),
+        config.clone(),
     );
-    let second = run_instance(client.clone(), Arc::clone(&never), Arc::clone(&stop_second));
+    let second = run_instance(
+        client.clone(),
+        Arc::clone(&never),
+        Arc::clone(&stop_second),
+        config.clone(),
+    );
     let first_batch = lines(0, 60);
     produce(&client, &first_batch);
     wait_for_counts(&client, &word_totals(&first_batch));
@@ -280,7 +308,12 @@ fn an_instance_killed_mid_poll_is_replaced_and_every_word_is_counted_at_least_on
     kill_first.store(true, Ordering::Relaxed);
     let second_batch = lines(60, 120);
     produce(&client, &second_batch);
-    let replacement = run_instance(client.clone(), Arc::clone(&never), Arc::clone(&stop_first));
+    let replacement = run_instance(
+        client.clone(),
+        Arc::clone(&never),
+        Arc::clone(&stop_first),
+        config,
+    );
     let third_batch = lines(120, 160);
     produce(&client, &third_batch);
     let all_lines: Vec<_> = first_batch
@@ -321,4 +354,77 @@ fn an_instance_killed_mid_poll_is_replaced_and_every_word_is_counted_at_least_on
     assert_eq!(final_counts.len(), expected.len());
     let changelog = counts(&table(&client, &changelog_topic(APPLICATION_ID, STORE)));
     assert_eq!(changelog, final_counts);
+}
+
+/// The same run under exactly-once, each instance with its own instance id; the replacement
+/// takes the killed one's id, so its start fences the killed instance and aborts the
+/// transaction it left open.
+#[test]
+fn under_exactly_once_an_instance_killed_mid_transaction_leaves_exact_committed_output() {
+    let broker = Broker::start(BrokerOptions::default());
+    let client = client(&broker);
+    create_topics(&client);
+    let never = Arc::new(AtomicBool::new(false));
+    let kill_first = Arc::new(AtomicBool::new(false));
+    let stop_first = Arc::new(AtomicBool::new(false));
+    let stop_second = Arc::new(AtomicBool::new(false));
+    let config = |instance_id: &str| StreamsConfig {
+        processing_guarantee: ProcessingGuarantee::ExactlyOnce,
+        instance_id: instance_id.to_string(),
+        ..StreamsConfig::new(APPLICATION_ID)
+    };
+    let first = run_instance(
+        client.clone(),
+        Arc::clone(&kill_first),
+        Arc::clone(&stop_first),
+        config("a"),
+    );
+    let second = run_instance(
+        client.clone(),
+        Arc::clone(&never),
+        Arc::clone(&stop_second),
+        config("b"),
+    );
+    let first_batch = lines(0, 60);
+    produce(&client, &first_batch);
+    wait_for_counts(&client, &word_totals(&first_batch));
+    kill_first.store(true, Ordering::Relaxed);
+    let second_batch = lines(60, 120);
+    produce(&client, &second_batch);
+    // Give the first instance the time to die inside a transaction before it is fenced.
+    thread::sleep(Duration::from_millis(500));
+    let replacement = run_instance(
+        client.clone(),
+        Arc::clone(&never),
+        Arc::clone(&stop_first),
+        config("a"),
+    );
+    let third_batch = lines(120, 160);
+    produce(&client, &third_batch);
+    let all_lines: Vec<_> = first_batch
+        .into_iter()
+        .chain(second_batch)
+        .chain(third_batch)
+        .collect();
+    let expected = word_totals(&all_lines);
+    wait_for_counts(&client, &expected);
+    stop_first.store(true, Ordering::Relaxed);
+    stop_second.store(true, Ordering::Relaxed);
+    replacement.join().unwrap();
+    second.join().unwrap();
+    let first_outcome = first.join();
+
+    // Read committed, each word occurrence is exactly one count update, and the last ones are
+    // the true counts; the changelog read committed agrees.
+    let (committed, updates) = read(&client, "counts", IsolationLevel::ReadCommitted);
+    assert_eq!(
+        counts(&committed),
+        expected,
+        "first instance: {first_outcome:?}"
+    );
+    let words: u64 = expected.values().sum();
+    assert_eq!(updates as u64, words, "no update committed twice");
+    let changelog_topic = changelog_topic(APPLICATION_ID, STORE);
+    let (changelog, _) = read(&client, &changelog_topic, IsolationLevel::ReadCommitted);
+    assert_eq!(counts(&changelog), expected);
 }
