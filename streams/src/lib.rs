@@ -80,7 +80,10 @@
 //! id, one task per partition, co-partitioning checked and repartition topics created at start,
 //! offsets committed after the output's deliveries are acknowledged), with every store backed by
 //! a compacted changelog topic (`<application id>-<store>-changelog`) that a task's stores are
-//! restored from before it processes on a new instance ([`StreamsRuntime::restore_progress`]).
+//! restored from before it processes on a new instance ([`StreamsRuntime::restore_progress`]),
+//! and exactly-once ([`ProcessingGuarantee::ExactlyOnce`], Kafka Streams' `exactly_once_v2`:
+//! each poll's output, changelog writes and input offsets in one transaction of the instance's
+//! transactional producer).
 //!
 //! # Not there yet (deliberately)
 //!
@@ -89,9 +92,7 @@
 //! - An embedded engine for stores. The traits take bytes so that one can be added; `fjall`
 //!   (an LSM tree: write-heavy aggregation updates, range scans for windows, pure Rust) is the
 //!   first candidate, to be measured against `redb` (a B-tree with copy-on-write pages).
-//! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
-//!   transaction over the client's transactional producer). Until then a crash may count a
-//!   record twice: its store change and output are written before its offset is committed.
+//! - A commit interval: under exactly-once every poll that did something is one transaction.
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
 //! - Pattern sources that pick up topics created after start.
 //! - The differential test and the benchmark against Kafka Streams (`benches/task.rs` measures
