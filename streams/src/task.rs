@@ -258,8 +258,8 @@ impl Task {
         self.changes = Some(sink);
     }
 
-    /// The store writes since the last call, in the order they were made (none unless
-    /// [`Task::log_changes`] was called).
+    /// The store writes since the last call, in the order they were made (none unless the
+    /// runtime turned logging on once the stores were restored; the test driver does not).
     pub fn take_changelog(&mut self) -> Vec<ChangelogRecord> {
         self.changes
             .as_ref()
