@@ -27,7 +27,13 @@
 //! moved on), the transaction is aborted, every task is dropped, and the input is read again
 //! from where this poll began: the tasks come back restored from their committed changelogs.
 //!
-//! Not yet: standby replicas (see the crate documentation).
+//! With `num_standby_replicas` set, an instance also keeps standby replicas: for each partition
+//! it owns, the stores of the next `num_standby_replicas` partitions (by number, wrapping) that
+//! it does not own, kept up from their changelogs at every poll without blocking. When such a
+//! partition is assigned to it, its task starts from the standby's stores and restores only
+//! the changelog written since. (Kafka Streams places standbys with its own assignor, on other
+//! instances than the active task's; this placement needs no knowledge of the other members,
+//! so two instances may keep a standby of the same partition, or none may.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -54,6 +60,9 @@ pub struct StreamsConfig {
     pub poll_timeout: Duration,
     /// At least once (the default) or exactly once.
     pub processing_guarantee: ProcessingGuarantee,
+    /// How many partitions, beyond those it owns, each instance keeps standby replicas of
+    /// (see the module documentation); 0 (the default) keeps none.
+    pub num_standby_replicas: u32,
     /// Under exactly-once, names this instance's transactional producer
     /// (`<application id>-<instance id>`): an instance started with the instance id of one
     /// that died fences it and aborts its open transaction. Two live instances must not share
@@ -82,13 +91,23 @@ impl StreamsConfig {
             poll_timeout: Duration::from_millis(100),
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             instance_id: "0".to_string(),
+            num_standby_replicas: 0,
         }
     }
+}
+
+/// A standby replica: the stores of a partition this instance does not own, kept up from their
+/// changelogs, and per store the next changelog offset to apply.
+struct Standby {
+    task: Task,
+    positions: BTreeMap<String, u64>,
 }
 
 /// How far restoring one store of one task got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestoreProgress {
+    /// Where restoring began: 0, or where the standby replica the task started from had got.
+    pub start_offset: u64,
     /// The changelog's end offset when restoring began: restoring reads up to it.
     pub end_offset: u64,
     /// The changelog records applied so far.
@@ -108,6 +127,12 @@ pub struct StreamsRuntime {
     restore_consumer: Consumer,
     /// By store and partition, the last restore of each.
     restore_progress: BTreeMap<(String, u32), RestoreProgress>,
+    /// Reads the changelogs of the standby replicas; assigned all of theirs.
+    standby_consumer: Consumer,
+    /// The standby replicas, by partition.
+    standbys: BTreeMap<u32, Standby>,
+    /// The number of tasks (the sources' partition count).
+    task_count: u32,
     producer: Producer,
     /// Under exactly-once, whether this poll's transaction was begun.
     in_transaction: bool,
@@ -226,7 +251,8 @@ impl StreamsRuntime {
         } else {
             client.producer(ProducerConfig::default())?
         };
-        let restore_consumer = client.consumer(consumer_config)?;
+        let restore_consumer = client.consumer(consumer_config.clone())?;
+        let standby_consumer = client.consumer(consumer_config)?;
         Ok(StreamsRuntime {
             topology: Arc::new(topology),
             config,
@@ -234,6 +260,9 @@ impl StreamsRuntime {
             consumer,
             restore_consumer,
             restore_progress: BTreeMap::new(),
+            standby_consumer,
+            standbys: BTreeMap::new(),
+            task_count,
             in_transaction: false,
             producer,
             partition_counts: Arc::new(counts),
@@ -257,6 +286,7 @@ impl StreamsRuntime {
         // The task clocks never go back, even if the system clock does.
         self.wall_clock_ms = self.wall_clock_ms.max(wall_clock_ms());
         let now_ms = self.wall_clock_ms;
+        self.update_standbys(&owned, now_ms)?;
         let mut processed = 0;
         let mut deliveries = Vec::new();
         // Per input partition, where this poll began and the next offset after it.
@@ -325,6 +355,15 @@ impl StreamsRuntime {
         self.restore_progress.clone()
     }
 
+    /// By partition, the standby replicas this instance keeps: per store, the next changelog
+    /// offset it will apply.
+    pub fn standby_positions(&self) -> BTreeMap<u32, BTreeMap<String, u64>> {
+        self.standbys
+            .iter()
+            .map(|(partition, standby)| (*partition, standby.positions.clone()))
+            .collect()
+    }
+
     /// Per owned input partition (repartition topics included), the records between this
     /// instance's position and the last high watermark it saw: how far processing trails.
     pub fn lag(&self) -> BTreeMap<(String, u32), u64> {
@@ -352,8 +391,14 @@ impl StreamsRuntime {
     /// The task of `partition`, created and its stores restored if this instance had none.
     fn task(&mut self, partition: u32, now_ms: i64) -> Result<&mut Task, StreamsError> {
         if !self.tasks.contains_key(&partition) {
-            let mut task = self.new_task(partition, now_ms);
-            self.restore(&mut task)?;
+            let (mut task, start_offsets) = match self.standbys.remove(&partition) {
+                Some(standby) => {
+                    self.unassign_standby(partition);
+                    (standby.task, standby.positions)
+                }
+                None => (self.new_task(partition, now_ms), BTreeMap::new()),
+            };
+            self.restore(&mut task, &start_offsets)?;
             task.log_changes();
             self.tasks.insert(partition, task);
         }
@@ -379,9 +424,13 @@ impl StreamsRuntime {
         )
     }
 
-    /// Reads each store's changelog partition from its start to the end it has now into the
-    /// task's stores.
-    fn restore(&mut self, task: &mut Task) -> Result<(), StreamsError> {
+    /// Reads each store's changelog partition from `start_offsets` (its start where none) to
+    /// the end it has now into the task's stores.
+    fn restore(
+        &mut self,
+        task: &mut Task,
+        start_offsets: &BTreeMap<String, u64>,
+    ) -> Result<(), StreamsError> {
         let partition = task.partition();
         let stores: Vec<String> = self.topology.store_names();
         for store in stores {
@@ -394,15 +443,22 @@ impl StreamsRuntime {
                 .first()
                 .and_then(|answer| answer.offset)
                 .unwrap_or(0);
+            let start_offset = start_offsets.get(&store).copied().unwrap_or(0);
             let mut progress = RestoreProgress {
+                start_offset,
                 end_offset,
                 records_restored: 0,
                 done: false,
             };
             self.restore_progress
                 .insert((store.clone(), partition), progress);
+            let start = if start_offset == 0 {
+                StartAt::Earliest
+            } else {
+                StartAt::Offset(start_offset)
+            };
             self.restore_consumer
-                .assign(&topic, Some(&range), StartAt::Earliest)
+                .assign(&topic, Some(&range), start)
                 .wait()?;
             while self
                 .restore_consumer
@@ -435,6 +491,82 @@ impl StreamsRuntime {
             self.restore_progress.insert((store, partition), progress);
         }
         Ok(())
+    }
+
+    /// Keeps the standby replicas of the next `num_standby_replicas` partitions after each
+    /// owned one that this instance does not own, drops the others, and applies what their
+    /// changelogs have fetched so far (without waiting).
+    fn update_standbys(&mut self, owned: &BTreeSet<u32>, now_ms: i64) -> Result<(), StreamsError> {
+        let replicas = self.config.num_standby_replicas;
+        let wanted: BTreeSet<u32> = owned
+            .iter()
+            .flat_map(|partition| (1..=replicas).map(move |step| partition + step))
+            .map(|partition| partition % self.task_count)
+            .filter(|partition| !owned.contains(partition))
+            .collect();
+        // A standby of a partition now owned stays until its task is created from it.
+        let unwanted: Vec<u32> = self
+            .standbys
+            .keys()
+            .filter(|partition| !wanted.contains(partition) && !owned.contains(partition))
+            .copied()
+            .collect();
+        for partition in unwanted {
+            self.standbys.remove(&partition);
+            self.unassign_standby(partition);
+        }
+        for partition in wanted {
+            if self.standbys.contains_key(&partition) {
+                continue;
+            }
+            let task = self.new_task(partition, now_ms);
+            for store in self.topology.store_names() {
+                let topic = changelog_topic(&self.config.application_id, &store);
+                self.standby_consumer
+                    .assign(&topic, Some(&[partition]), StartAt::Earliest)
+                    .wait()?;
+            }
+            let positions = BTreeMap::new();
+            self.standbys.insert(partition, Standby { task, positions });
+        }
+        if self.standbys.is_empty() {
+            return Ok(());
+        }
+        let stores: HashMap<String, String> = self
+            .topology
+            .store_names()
+            .into_iter()
+            .map(|store| (changelog_topic(&self.config.application_id, &store), store))
+            .collect();
+        for record in self.standby_consumer.poll_owned(Duration::ZERO)? {
+            let Some(standby) = self.standbys.get_mut(&record.partition) else {
+                continue;
+            };
+            let store = &stores[&*record.topic];
+            standby
+                .task
+                .restore(
+                    store,
+                    &record.key.unwrap_or_default(),
+                    record.value.as_deref(),
+                )
+                .map_err(|source| StreamsError::MalformedChangelog {
+                    store: store.clone(),
+                    topic: record.topic.to_string(),
+                    partition: record.partition,
+                    offset: record.offset,
+                    source,
+                })?;
+            standby.positions.insert(store.clone(), record.offset + 1);
+        }
+        Ok(())
+    }
+
+    fn unassign_standby(&self, partition: u32) {
+        for store in self.topology.store_names() {
+            let topic = changelog_topic(&self.config.application_id, &store);
+            self.standby_consumer.unassign(&topic, &[partition]);
+        }
     }
 
     /// The changelog records of `partition`'s task since the last call.

@@ -428,3 +428,82 @@ fn under_exactly_once_an_instance_killed_mid_transaction_leaves_exact_committed_
     let (changelog, _) = read(&client, &changelog_topic, IsolationLevel::ReadCommitted);
     assert_eq!(counts(&changelog), expected);
 }
+
+/// What an instance with standby replicas saw: its restores, and the furthest position of each
+/// standby replica (partition, store) it kept.
+type StandbyRun = (
+    BTreeMap<(String, u32), RestoreProgress>,
+    BTreeMap<(u32, String), u64>,
+);
+
+fn run_with_standbys(client: Client, stop: Arc<AtomicBool>) -> thread::JoinHandle<StandbyRun> {
+    thread::spawn(move || {
+        let config = StreamsConfig {
+            num_standby_replicas: 1,
+            ..StreamsConfig::new(APPLICATION_ID)
+        };
+        let never = Arc::new(AtomicBool::new(false));
+        let mut runtime = StreamsRuntime::start(&client, word_count(never), config).unwrap();
+        let mut progress = BTreeMap::new();
+        let mut standbys = BTreeMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            runtime.poll_once().unwrap();
+            progress.extend(runtime.restore_progress());
+            for (partition, positions) in runtime.standby_positions() {
+                for (store, position) in positions {
+                    let furthest: &mut u64 = standbys.entry((partition, store)).or_default();
+                    *furthest = (*furthest).max(position);
+                }
+            }
+        }
+        runtime.close().unwrap();
+        (progress, standbys)
+    })
+}
+
+#[test]
+fn a_standby_replica_keeps_up_so_that_a_takeover_restores_only_the_rest_of_the_changelog() {
+    let broker = Broker::start(BrokerOptions::default());
+    let client = client(&broker);
+    create_topics(&client);
+    let stop_first = Arc::new(AtomicBool::new(false));
+    let stop_second = Arc::new(AtomicBool::new(false));
+    let first = run_with_standbys(client.clone(), Arc::clone(&stop_first));
+    let second = run_with_standbys(client.clone(), Arc::clone(&stop_second));
+    let first_batch = lines(0, 60);
+    produce(&client, &first_batch);
+    wait_for_counts(&client, &word_totals(&first_batch));
+    // Time for the standbys to read what the active tasks logged.
+    thread::sleep(Duration::from_secs(1));
+    stop_first.store(true, Ordering::Relaxed);
+    let (_, first_standbys) = first.join().unwrap();
+    let second_batch = lines(60, 100);
+    produce(&client, &second_batch);
+    let all_lines: Vec<_> = first_batch.into_iter().chain(second_batch).collect();
+    let expected = word_totals(&all_lines);
+    wait_for_counts(&client, &expected);
+    stop_second.store(true, Ordering::Relaxed);
+    let (second_restores, second_standbys) = second.join().unwrap();
+
+    assert!(
+        !first_standbys.is_empty() || !second_standbys.is_empty(),
+        "with two partitions shared by two instances, each keeps a standby of the other's"
+    );
+    // The second instance took over the first's partition from its standby: that restore
+    // began where the standby had got, past the changelog's start.
+    let taken_over: Vec<_> = second_restores
+        .iter()
+        .filter(|(_, progress)| progress.start_offset > 0)
+        .collect();
+    assert!(
+        !taken_over.is_empty(),
+        "restores {second_restores:?}, standbys {second_standbys:?}"
+    );
+    for ((store, partition), progress) in taken_over {
+        assert!(progress.done);
+        assert!(second_standbys[&(*partition, store.clone())] >= progress.start_offset);
+        assert!(progress.records_restored <= progress.end_offset - progress.start_offset);
+    }
+    // Clean closes commit everything: the counts are exact.
+    assert_eq!(counts(&table(&client, "counts")), expected);
+}
