@@ -83,12 +83,13 @@
 //! restored from before it processes on a new instance ([`StreamsRuntime::restore_progress`]),
 //! and exactly-once ([`ProcessingGuarantee::ExactlyOnce`], Kafka Streams' `exactly_once_v2`:
 //! each poll's output, changelog writes and input offsets in one transaction of the instance's
-//! transactional producer).
+//! transactional producer), and standby replicas (`StreamsConfig::num_standby_replicas`).
 //!
 //! # Not there yet (deliberately)
 //!
-//! - Standby replicas, and checkpoints of restored positions: a task that moves or restarts
-//!   restores its stores' whole changelogs, synchronously, before it processes.
+//! - Standby placement by the group's assignor (standbys follow partition numbers, see
+//!   [`runtime`]), and checkpoints of restored positions: a task that moves or restarts with
+//!   no standby restores its stores' whole changelogs, synchronously, before it processes.
 //! - An embedded engine for stores. The traits take bytes so that one can be added; `fjall`
 //!   (an LSM tree: write-heavy aggregation updates, range scans for windows, pure Rust) is the
 //!   first candidate, to be measured against `redb` (a B-tree with copy-on-write pages).
