@@ -19,13 +19,14 @@
 //!
 //! Under [`ProcessingGuarantee::ExactlyOnce`] (Kafka Streams' `exactly_once_v2`), the instance
 //! has one transactional producer (transactional id `<application id>-<instance id>`): each
-//! poll that processed or produced anything is one transaction holding its output, its
-//! changelog writes and its input offsets (sent with the group's metadata, so a member a
-//! rebalance moved past cannot commit them), and every consumer (input, restore) reads
-//! committed only. A new instance with the same instance id fences the old one at start, which
+//! commit interval (`StreamsConfig::commit_interval`; by default every poll that processed or
+//! produced anything) is one transaction holding its output, its changelog writes and its
+//! input offsets (sent with the group's metadata, so a member a rebalance moved past cannot
+//! commit them), and every consumer (input, restore, standby) reads committed only. A new instance with the same instance id fences the old one at start, which
 //! aborts the transaction the old one left open. If the group refuses the offsets (a rebalance
 //! moved on), the transaction is aborted, every task is dropped, and the input is read again
-//! from where this poll began: the tasks come back restored from their committed changelogs.
+//! from where the transaction began: the tasks come back restored from their committed
+//! changelogs.
 //!
 //! With `num_standby_replicas` set, an instance also keeps standby replicas: for each partition
 //! it owns, the stores of the next `num_standby_replicas` partitions (by number, wrapping) that
@@ -37,7 +38,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use spate_client::group::{GroupConfig, GroupConsumer};
 use spate_client::{Admin, Client, Consumer, ConsumerConfig, ErrorCode, NewTopic, OffsetSpec};
@@ -63,6 +64,11 @@ pub struct StreamsConfig {
     /// How many partitions, beyond those it owns, each instance keeps standby replicas of
     /// (see the module documentation); 0 (the default) keeps none.
     pub num_standby_replicas: u32,
+    /// How often processed work is committed (a transaction under exactly-once); zero (the
+    /// default) commits after every poll that did something. Longer intervals make fewer,
+    /// larger commits and transactions, and more work to repeat (at least once) or to abort
+    /// (exactly once) after a crash.
+    pub commit_interval: Duration,
     /// Under exactly-once, names this instance's transactional producer
     /// (`<application id>-<instance id>`): an instance started with the instance id of one
     /// that died fences it and aborts its open transaction. Two live instances must not share
@@ -77,8 +83,8 @@ pub enum ProcessingGuarantee {
     /// crash repeats the input since the last commit, so a record may take effect twice.
     #[default]
     AtLeastOnce,
-    /// Output, store changes and input offsets commit in one transaction per poll; consumers of
-    /// the output that read committed see each input record's effect once.
+    /// Output, store changes and input offsets commit in one transaction per commit interval;
+    /// consumers of the output that read committed see each input record's effect once.
     ExactlyOnce,
 }
 
@@ -92,6 +98,7 @@ impl StreamsConfig {
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             instance_id: "0".to_string(),
             num_standby_replicas: 0,
+            commit_interval: Duration::ZERO,
         }
     }
 }
@@ -134,8 +141,14 @@ pub struct StreamsRuntime {
     /// The number of tasks (the sources' partition count).
     task_count: u32,
     producer: Producer,
-    /// Under exactly-once, whether this poll's transaction was begun.
+    /// Under exactly-once, whether the transaction of this commit interval was begun.
     in_transaction: bool,
+    /// Per input partition processed since the last commit, where processing began and the
+    /// next offset after what it processed.
+    pending_offsets: BTreeMap<TopicPartition, (u64, u64)>,
+    /// The deliveries of the output sent since the last commit (at least once).
+    pending_deliveries: Vec<Delivery>,
+    last_commit: Instant,
     partition_counts: Arc<HashMap<String, u32>>,
     tasks: BTreeMap<u32, Task>,
     wall_clock_ms: i64,
@@ -264,6 +277,9 @@ impl StreamsRuntime {
             standbys: BTreeMap::new(),
             task_count,
             in_transaction: false,
+            pending_offsets: BTreeMap::new(),
+            pending_deliveries: Vec::new(),
+            last_commit: Instant::now(),
             producer,
             partition_counts: Arc::new(counts),
             tasks: BTreeMap::new(),
@@ -288,9 +304,8 @@ impl StreamsRuntime {
         let now_ms = self.wall_clock_ms;
         self.update_standbys(&owned, now_ms)?;
         let mut processed = 0;
-        let mut deliveries = Vec::new();
-        // Per input partition, where this poll began and the next offset after it.
-        let mut offsets: BTreeMap<TopicPartition, (u64, u64)> = BTreeMap::new();
+        let mut deliveries = std::mem::take(&mut self.pending_deliveries);
+        let mut offsets = std::mem::take(&mut self.pending_offsets);
         for record in &polled {
             offsets
                 .entry(TopicPartition::new(record.topic(), record.partition()))
@@ -325,20 +340,33 @@ impl StreamsRuntime {
             );
         }
         deliveries.extend(self.send(punctuated)?);
-        if self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
-            self.commit_transaction(&offsets)?;
-            return Ok(processed);
+        self.pending_deliveries = deliveries;
+        self.pending_offsets = offsets;
+        if self.last_commit.elapsed() >= self.config.commit_interval {
+            self.commit()?;
         }
-        // At least once: the output of everything polled is acknowledged before its input's
-        // offsets are committed; a failed delivery fails the call, and nothing is committed.
+        Ok(processed)
+    }
+
+    /// Commits what was processed since the last commit: under exactly-once, the open
+    /// transaction with the input offsets; at least once, the input positions once every
+    /// output record is acknowledged (a failed delivery fails the call, and nothing is
+    /// committed).
+    fn commit(&mut self) -> Result<(), StreamsError> {
+        self.last_commit = Instant::now();
+        let offsets = std::mem::take(&mut self.pending_offsets);
+        let deliveries = std::mem::take(&mut self.pending_deliveries);
+        if self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            return self.commit_transaction(&offsets);
+        }
         self.producer.flush().wait()?;
         for delivery in deliveries {
             delivery.wait()?;
         }
-        if processed > 0 {
+        if !offsets.is_empty() {
             self.consumer.commit_sync()?;
         }
-        Ok(processed)
+        Ok(())
     }
 
     /// What each task counted, by partition.
@@ -377,13 +405,10 @@ impl StreamsRuntime {
             .collect()
     }
 
-    /// Flushes, commits (at least once; under exactly-once every poll committed already) and
-    /// leaves the group.
+    /// Commits what was processed since the last commit, and leaves the group.
     pub fn close(mut self) -> Result<(), StreamsError> {
+        self.commit()?;
         self.producer.flush().wait()?;
-        if self.config.processing_guarantee == ProcessingGuarantee::AtLeastOnce {
-            self.consumer.commit_sync()?;
-        }
         self.consumer.close()?;
         Ok(())
     }
@@ -587,10 +612,10 @@ impl StreamsRuntime {
             .collect()
     }
 
-    /// Commits this poll's transaction with the input `offsets` (if it processed or produced
+    /// Commits the open transaction with the input `offsets` (if it processed or produced
     /// anything). A refusal that leaves the producer usable aborts the transaction and rewinds:
     /// every task is dropped (its stores hold uncommitted writes) and each input partition of
-    /// the poll is read again from where the poll began.
+    /// the transaction is read again from where the transaction began.
     fn commit_transaction(
         &mut self,
         offsets: &BTreeMap<TopicPartition, (u64, u64)>,

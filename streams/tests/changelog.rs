@@ -371,6 +371,8 @@ fn under_exactly_once_an_instance_killed_mid_transaction_leaves_exact_committed_
     let config = |instance_id: &str| StreamsConfig {
         processing_guarantee: ProcessingGuarantee::ExactlyOnce,
         instance_id: instance_id.to_string(),
+        // Transactions that span several polls.
+        commit_interval: Duration::from_millis(100),
         ..StreamsConfig::new(APPLICATION_ID)
     };
     let first = run_instance(
