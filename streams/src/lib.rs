@@ -93,7 +93,9 @@
 //! - An embedded engine for stores. The traits take bytes so that one can be added; `fjall`
 //!   (an LSM tree: write-heavy aggregation updates, range scans for windows, pure Rust) is the
 //!   first candidate, to be measured against `redb` (a B-tree with copy-on-write pages).
-//! - A commit interval: under exactly-once every poll that did something is one transaction.
+//! - Fencing without a successor: under exactly-once, an instance that dies and is not
+//!   replaced by one with the same `instance_id` leaves its open transaction to the broker's
+//!   transaction timeout, and read_committed consumers wait until then.
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
 //! - Pattern sources that pick up topics created after start.
 //! - The differential test and the benchmark against Kafka Streams (`benches/task.rs` measures
