@@ -50,6 +50,20 @@ pub enum StreamsError {
         /// The buffer's bound.
         buffered_windows_max: usize,
     },
+    /// A changelog record could not be restored into its store.
+    #[error("restoring store {store} from {topic}/{partition} at offset {offset}: {source}")]
+    MalformedChangelog {
+        /// The store restored.
+        store: String,
+        /// Its changelog topic.
+        topic: String,
+        /// The partition read.
+        partition: u32,
+        /// The record's offset.
+        offset: u64,
+        /// What was wrong with it.
+        source: crate::changelog::MalformedChangelogKey,
+    },
     /// The native client failed (the runtime over a broker).
     #[error(transparent)]
     Client(#[from] spate_client::Error),

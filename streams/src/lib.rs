@@ -79,7 +79,12 @@
 //! serdes (bytes, UTF-8, JSON, fixed-width native, nullable, windowed), the test driver, and
 //! [`StreamsRuntime`]: at least once over `spate-client` (a consumer group named by the application
 //! id, one task per partition, co-partitioning checked and repartition topics created at start,
-//! offsets committed after the output's deliveries are acknowledged).
+//! offsets committed after the output's deliveries are acknowledged), with every store backed by
+//! a compacted changelog topic (`<application id>-<store>-changelog`) that a task's stores are
+//! restored from before it processes on a new instance ([`StreamsRuntime::restore_progress`]),
+//! and exactly-once ([`ProcessingGuarantee::ExactlyOnce`], Kafka Streams' `exactly_once_v2`:
+//! each poll's output, changelog writes and input offsets in one transaction of the instance's
+//! transactional producer), and standby replicas (`StreamsConfig::num_standby_replicas`).
 //!
 //! # Persistent stores: why redb
 //!
@@ -100,23 +105,24 @@
 //!
 //! # Not there yet (deliberately)
 //!
-//! - Changelog topics and restoring stores from them; standby replicas. Stores are in memory
-//!   and die with their task: a task that moves to another instance starts empty while its
-//!   input resumes from the committed offset, so stateful results are exact only while the
-//!   group's membership is stable.
 //! - Tasks opening their stores on the engine: the persistent stores and the task directory
-//!   exist (below), but the runtime and the driver still instantiate in-memory stores; the
-//!   runtime's changelog restore is to start at the checkpoint's offsets.
-//! - Exactly-once (`exactly_once_v2`: consume, process, produce and commit offsets in one
-//!   transaction over the client's transactional producer).
+//!   exist (above), but the runtime and the driver still instantiate in-memory stores (with
+//!   changelogs), so a task that moves or restarts restores its stores' whole changelogs,
+//!   synchronously, before it processes; the checkpoint is to be the restore's start.
+//! - Standby placement by the group's assignor (standbys follow partition numbers, see
+//!   [`runtime`]).
+//! - Fencing without a successor: under exactly-once, an instance that dies and is not
+//!   replaced by one with the same `instance_id` leaves its open transaction to the broker's
+//!   transaction timeout, and read_committed consumers wait until then.
 //! - Interactive queries (reading a store from the application, finding the instance of a key).
 //! - Pattern sources that pick up topics created after start.
-//! - Restore progress metrics (per-partition lag is [`StreamsRuntime::lag`]); the differential
-//!   test and the benchmark against Kafka Streams (`benches/task.rs` measures this crate alone).
+//! - The differential test and the benchmark against Kafka Streams (`benches/task.rs` measures
+//!   this crate alone).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod changelog;
 pub mod driver;
 pub mod dsl;
 pub mod error;
@@ -132,6 +138,7 @@ pub mod task;
 pub mod topology;
 pub mod windows;
 
+pub use changelog::{changelog_topic, ChangelogRecord};
 pub use driver::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use dsl::{Consumed, Grouped, Materialized, Produced, StreamJoined, StreamsBuilder};
 pub use dsl::{KGroupedStream, KGroupedTable, KStream, KTable};
@@ -139,7 +146,7 @@ pub use dsl::{SessionWindowedKStream, TimeWindowedKStream};
 pub use error::StreamsError;
 pub use processor::{Processor, ProcessorContext, PunctuationType, ScheduleId, TypedContext};
 pub use record::{Record, Window, Windowed};
-pub use runtime::{StreamsConfig, StreamsRuntime};
+pub use runtime::{ProcessingGuarantee, RestoreProgress, StreamsConfig, StreamsRuntime};
 pub use serdes::{DefaultSerde, Serde, SerdeError, SharedSerde};
 pub use task::{DeserializationPolicy, ProducedRecord, Task, TaskMetrics};
 pub use topology::{InputRecord, TopicName, Topology};

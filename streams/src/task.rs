@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::changelog::{self, ChangeSink, ChangelogRecord, MalformedChangelogKey};
 use crate::error::StreamsError;
 use crate::processor::ScheduleId;
 use crate::processor::{ErasedRecord, NodeId, NodeProcessor, ProcessorContext, PunctuationType};
@@ -92,6 +93,8 @@ pub struct Task {
     processors: Vec<Box<dyn NodeProcessor>>,
     state: TaskState,
     deserialization_policy: DeserializationPolicy,
+    /// Where the stores' writes collect once [`Task::log_changes`] was called.
+    changes: Option<ChangeSink>,
 }
 
 impl Task {
@@ -133,6 +136,7 @@ impl Task {
                 partition_count,
             },
             deserialization_policy,
+            changes: None,
         };
         for node in 0..task.processors.len() {
             let topology = Arc::clone(&task.topology);
@@ -217,6 +221,50 @@ impl Task {
     /// The records produced since the last call, in the order they were produced.
     pub fn take_output(&mut self) -> Vec<ProducedRecord> {
         std::mem::take(&mut self.state.output)
+    }
+
+    /// Applies one record of `store`'s changelog to the store, as restoring does. Only before
+    /// [`Task::log_changes`]: a restored write is not logged again.
+    pub(crate) fn restore(
+        &mut self,
+        store: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), MalformedChangelogKey> {
+        assert!(
+            self.changes.is_none(),
+            "stores are restored before their writes are logged"
+        );
+        let store = self
+            .state
+            .stores
+            .get_mut(store)
+            .expect("the runtime restores only the topology's stores");
+        changelog::restore(store, key, value)
+    }
+
+    /// From now on, every store write is also collected for the store's changelog
+    /// ([`Task::take_changelog`]).
+    pub(crate) fn log_changes(&mut self) {
+        assert!(self.changes.is_none(), "changes are logged once");
+        let sink = ChangeSink::default();
+        self.state.stores = std::mem::take(&mut self.state.stores)
+            .into_iter()
+            .map(|(name, store)| {
+                let store = changelog::logged(&name, store, &sink);
+                (name, store)
+            })
+            .collect();
+        self.changes = Some(sink);
+    }
+
+    /// The store writes since the last call, in the order they were made (none unless the
+    /// runtime turned logging on once the stores were restored; the test driver does not).
+    pub fn take_changelog(&mut self) -> Vec<ChangelogRecord> {
+        self.changes
+            .as_ref()
+            .map(changelog::drain)
+            .unwrap_or_default()
     }
 
     /// The task's stream time, `None` before its first record.
