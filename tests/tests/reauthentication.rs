@@ -1,6 +1,7 @@
 //! Re-authentication (issue #17, Kafka's KIP-368, `connections_max_reauth_ms`): the lifetime each
 //! listener answers, a session that authenticates again keeping its connection, one that does not
-//! being closed at its next request, another principal refused; the Java client re-authenticating
+//! being closed at its next request, another principal refused; `spate-client`'s producer and
+//! consumer re-authenticating in place over several lifetimes; the Java client re-authenticating
 //! on its own while it produces for several lifetimes; and librdkafka (kcat) where its version
 //! has KIP-368 (2.2 and later).
 //!
@@ -9,12 +10,17 @@
 //! because of one. An old librdkafka is reported and its case left out, since it cannot
 //! re-authenticate at all.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use spate_client::{
+    Client, ClientConfig, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, SaslMechanism,
+    StartAt,
+};
 use spate_kafka_protocol::kafka_protocol::messages::{
     MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
@@ -243,6 +249,118 @@ fn a_native_session_answers_its_lifetime_reauthenticates_and_is_closed_once_expi
         ErrorCode::SaslAuthenticationFailed
     );
     assert!(client.closed_by_broker());
+}
+
+/// Native connections the broker has accepted, from its `/metrics` exposition.
+fn native_connections_opened(broker: &Broker) -> f64 {
+    let mut stream = std::net::TcpStream::connect(broker.admin_address())
+        .expect("connect to the admin listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read /metrics");
+    let samples: Vec<f64> = answer
+        .lines()
+        .filter(|line| line.contains("connections_opened") && !line.starts_with('#'))
+        .filter(|line| line.contains("protocol=\"native\""))
+        .map(|line| {
+            let value = line.split_whitespace().last().expect("a sample value");
+            value.parse().expect("a number")
+        })
+        .collect();
+    assert!(
+        !samples.is_empty(),
+        "no connections_opened sample:\n{answer}"
+    );
+    samples.iter().sum()
+}
+
+#[test]
+fn the_native_producer_and_consumer_reauthenticate_in_place_over_several_lifetimes() {
+    let lifetime = Duration::from_millis(2000);
+    let mut broker = broker_with_lifetime(lifetime);
+    let config = ClientConfig {
+        retry_timeout: Duration::from_secs(5),
+        ..ClientConfig::new(broker.address().to_string()).with_sasl(
+            SaslMechanism::ScramSha512,
+            ADMIN,
+            ADMIN_PASSWORD,
+        )
+    };
+    let client = Client::new(config).expect("client config is valid");
+    let topic = "native-reauthenticated";
+    client
+        .admin()
+        .create_topic(NewTopic::new(topic, 1))
+        .wait()
+        .expect("create topic");
+    let producer = client
+        .producer(ProducerConfig::default())
+        .expect("producer config is valid");
+    let mut consumer = client
+        .consumer(ConsumerConfig::default())
+        .expect("consumer config is valid");
+    consumer
+        .assign(topic, None, StartAt::Earliest)
+        .wait()
+        .expect("assign");
+    let produce = |number: usize| {
+        let value = format!("value-{number}");
+        producer
+            .send_blocking(ProducerRecord::new(topic, value.as_bytes()).with_partition(0))
+            .expect("record accepted")
+            .wait()
+            .unwrap_or_else(|error| panic!("record {number} delivered: {error}"));
+    };
+    let mut read = Vec::new();
+    let mut poll_until = |count: usize, read: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} read",
+                read.len()
+            );
+            let records = consumer
+                .poll_owned(Duration::from_millis(200))
+                .expect("poll");
+            read.extend(records.iter().map(|record| {
+                String::from_utf8(record.value.as_ref().expect("a value").to_vec()).unwrap()
+            }));
+        }
+    };
+    // Every connection the run needs is open once the first record went round.
+    produce(0);
+    poll_until(1, &mut read);
+    let opened = native_connections_opened(&broker);
+    let until = Instant::now() + lifetime * 4;
+    let mut sent = 1;
+    while Instant::now() < until {
+        produce(sent);
+        sent += 1;
+        poll_until(sent, &mut read);
+        sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        read,
+        (0..sent)
+            .map(|number| format!("value-{number}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        native_connections_opened(&broker),
+        opened,
+        "four lifetimes and no connection was opened again"
+    );
+    let log = broker.drain_log().join("\n");
+    assert!(
+        !log.contains("without a re-authentication"),
+        "the broker closed no expired session:\n{log}"
+    );
 }
 
 /// How long the Java and kcat cases give their clients to finish.

@@ -13,6 +13,17 @@
 //! and SASL authentication, which every connection goes through before its first request when
 //! `ClientConfig::sasl_mechanism` is set.
 //!
+//! Re-authentication (Kafka's KIP-368): when the broker's SaslAuthenticate answer gives the
+//! session a lifetime, the connection logs in again, in place, before it ends: at a random point
+//! between 85% and 95% of it, as Kafka's Java client does. Every request holds the session
+//! shared from before it is queued until its answer arrives; the first request made after that
+//! point takes the session alone instead, which holds back new requests and waits for the
+//! answers in flight, then runs SaslHandshake and SaslAuthenticate again with the same
+//! credentials and lets the held requests go. The broker closes an expired session only at its
+//! next request other than SASL, so renewing at the next request is in time even after an idle
+//! spell. A refused re-authentication closes the connection and is `Error::Authentication` to the
+//! request that ran it.
+//!
 //! With `ClientConfig::tls`, the TLS handshake (tokio-rustls) runs after the TCP connect within
 //! the connect timeout, and the two tasks share the TLS stream through `tokio::io::split`. A
 //! TLS failure, in the handshake or as the broker's alert right after it (TLS 1.3 clients learn
@@ -32,17 +43,23 @@ use spate_protocol::frame::split_response_frame;
 use spate_protocol::ErrorCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, RwLock, RwLockReadGuard, Semaphore};
 
 use rand::distributions::{Alphanumeric, DistString};
 use spate_protocol::api::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use spate_security::{encode_plain, ScramClient, ScramMechanism};
 
-use crate::config::{defaults, ClientConfig, SaslMechanism};
+use crate::config::{defaults, ClientConfig, Password, SaslMechanism};
 use crate::error::Error;
 
 /// Characters of the client's SCRAM nonce (random, printable, never repeated).
 const SCRAM_NONCE_CHARACTERS: usize = 32;
+
+/// Kafka's re-authentication window (KIP-368): a session is renewed at a random point between
+/// 85% and 95% of its lifetime, leaving room for latency and clock drift and spreading the
+/// renewals of connections opened together.
+const REAUTHENTICATE_LIFETIME_FRACTION_MIN: f64 = 0.85;
+const REAUTHENTICATE_LIFETIME_FRACTION_JITTER: f64 = 0.10;
 
 /// Most requests the writer gathers into one vectored write.
 const WRITE_GATHER_REQUESTS_MAX: usize = 64;
@@ -119,6 +136,54 @@ impl Shared {
     }
 }
 
+/// What a connection logs in with, kept to log in again when its session's lifetime ends.
+struct Login {
+    mechanism: SaslMechanism,
+    username: String,
+    password: Password,
+}
+
+/// The SASL session of a connection. Every request holds it shared until its answer arrives; a
+/// re-authentication holds it alone.
+struct Session {
+    /// When the session is renewed; `None` without SASL or when the broker gives no lifetime.
+    reauthenticate_at: Option<Instant>,
+}
+
+impl Session {
+    fn is_due(&self, now: Instant) -> bool {
+        self.reauthenticate_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// How long after a login its session is renewed: `jitter` (in `[0, 1)`) picks the point in
+/// Kafka's window of 85% to 95% of `lifetime`.
+fn reauthentication_delay(lifetime: Duration, jitter: f64) -> Duration {
+    assert!(
+        (0.0..1.0).contains(&jitter),
+        "jitter {jitter} outside [0, 1)"
+    );
+    lifetime.mul_f64(
+        REAUTHENTICATE_LIFETIME_FRACTION_MIN + REAUTHENTICATE_LIFETIME_FRACTION_JITTER * jitter,
+    )
+}
+
+/// Closes the connection when a re-authentication is dropped half-way (its caller gave up): the
+/// broker would be left mid-exchange.
+struct CloseUnlessFinished<'a> {
+    shared: &'a Shared,
+    finished: bool,
+}
+
+impl Drop for CloseUnlessFinished<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared
+                .close("re-authentication abandoned half-way".into());
+        }
+    }
+}
+
 /// API versions both sides speak, found once per connection.
 #[derive(Debug, Clone, Copy)]
 struct Versions([Option<u16>; ApiKey::ALL.len()]);
@@ -132,6 +197,8 @@ pub(crate) struct Connection {
     client_id: String,
     request_timeout: Duration,
     versions: Versions,
+    login: Option<Login>,
+    session: RwLock<Session>,
 }
 
 impl Drop for Connection {
@@ -194,6 +261,14 @@ impl Connection {
             client_id: config.client_id.clone(),
             request_timeout: config.request_timeout,
             versions: Versions([Some(0); ApiKey::ALL.len()]),
+            login: config.sasl_mechanism.map(|mechanism| Login {
+                mechanism,
+                username: config.sasl_username.clone(),
+                password: config.sasl_password.clone(),
+            }),
+            session: RwLock::new(Session {
+                reauthenticate_at: None,
+            }),
         };
         // A port that accepts and never answers, or answers in another protocol, must not
         // hold the caller for the request timeout: the handshake gets the connect timeout.
@@ -203,9 +278,9 @@ impl Connection {
         };
         let handshake = async {
             connection.negotiate().await?;
-            match config.sasl_mechanism {
-                Some(mechanism) => connection.authenticate(mechanism, config).await,
-                None => Ok(()),
+            match &connection.login {
+                Some(login) => connection.authenticate(login).await,
+                None => Ok(None),
             }
         };
         let negotiated = tokio::time::timeout(config.connect_timeout, handshake).await;
@@ -222,7 +297,10 @@ impl Connection {
             });
         }
         match negotiated {
-            Ok(Ok(())) => Ok(connection),
+            Ok(Ok(reauthenticate_at)) => {
+                connection.session.get_mut().reauthenticate_at = reauthenticate_at;
+                Ok(connection)
+            }
             Err(_) => Err(not_spate(format!(
                 "no answer within {} ms",
                 config.connect_timeout.as_millis()
@@ -244,7 +322,7 @@ impl Connection {
             client_versions: SUPPORTED_API_VERSIONS.to_vec(),
         };
         // ApiVersions version 0 never changes, so it is safe before negotiation.
-        let response = self.call_at(&request, 0, "api versions", None).await?;
+        let response = self.call_during_login(&request, 0, "api versions").await?;
         if response.error_code != ErrorCode::None {
             return Err(Error::broker(
                 "api versions",
@@ -265,12 +343,11 @@ impl Connection {
     /// SASL right after version negotiation (the broker takes nothing else first): the
     /// handshake names the mechanism, then one authenticate step (PLAIN) or two (SCRAM: the
     /// client-first and client-final messages; the server's final message proves it knows the
-    /// credential, which is checked).
-    async fn authenticate(
-        &self,
-        mechanism: SaslMechanism,
-        config: &ClientConfig,
-    ) -> Result<(), Error> {
+    /// credential, which is checked). Returns when the session is to be renewed, when the broker
+    /// gives it a lifetime. Its requests bypass the session lock: at a re-authentication, the
+    /// caller holds it alone.
+    async fn authenticate(&self, login: &Login) -> Result<Option<Instant>, Error> {
+        let mechanism = login.mechanism;
         let refused = |reason: String| Error::Authentication {
             address: self.shared.address.clone(),
             reason,
@@ -278,14 +355,12 @@ impl Connection {
         if self.version_of(ApiKey::SaslHandshake).is_err() {
             return Err(refused("the broker does not offer SASL".into()));
         }
+        let handshake_request = SaslHandshakeRequest {
+            mechanism: mechanism.name().to_string(),
+        };
+        let version = self.version_for(&handshake_request)?;
         let handshake = self
-            .call(
-                &SaslHandshakeRequest {
-                    mechanism: mechanism.name().to_string(),
-                },
-                "sasl handshake",
-                None,
-            )
+            .call_during_login(&handshake_request, version, "sasl handshake")
             .await?;
         if handshake.error_code != ErrorCode::None {
             return Err(refused(format!(
@@ -295,17 +370,18 @@ impl Connection {
                 handshake.mechanisms.join(", ")
             )));
         }
-        let user = &config.sasl_username;
-        let password = config.sasl_password.reveal();
+        let user = &login.username;
+        let password = login.password.reveal();
+        let version = self.version_of(ApiKey::SaslAuthenticate)?;
+        // Each step's answer, and when its session is to be renewed: the lifetime counts from
+        // the broker's check, after the step was sent.
         let step = |message: Vec<u8>| async move {
+            let request = SaslAuthenticateRequest {
+                auth_bytes: Bytes::from(message),
+            };
+            let sent_at = Instant::now();
             let answer = self
-                .call(
-                    &SaslAuthenticateRequest {
-                        auth_bytes: Bytes::from(message),
-                    },
-                    "sasl authenticate",
-                    None,
-                )
+                .call_during_login(&request, version, "sasl authenticate")
                 .await?;
             if answer.error_code != ErrorCode::None {
                 return Err(refused(format!(
@@ -314,26 +390,73 @@ impl Connection {
                     answer.error_message.unwrap_or_default()
                 )));
             }
-            Ok(answer.auth_bytes)
+            let lifetime_ms = u64::try_from(answer.session_lifetime_ms).unwrap_or(0);
+            let renewal = (lifetime_ms > 0).then(|| {
+                let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.0..1.0);
+                sent_at + reauthentication_delay(Duration::from_millis(lifetime_ms), jitter)
+            });
+            Ok((answer.auth_bytes, renewal))
         };
         let scram = match mechanism {
             SaslMechanism::Plain => {
-                step(encode_plain(user, password)).await?;
-                return Ok(());
+                let (_, renewal) = step(encode_plain(user, password)).await?;
+                return Ok(renewal);
             }
             SaslMechanism::ScramSha256 => ScramMechanism::Sha256,
             SaslMechanism::ScramSha512 => ScramMechanism::Sha512,
         };
         let nonce = Alphanumeric.sample_string(&mut rand::thread_rng(), SCRAM_NONCE_CHARACTERS);
         let mut client = ScramClient::new(scram, user, password, nonce);
-        let server_first = step(client.client_first()).await?;
+        let (server_first, _) = step(client.client_first()).await?;
         let client_final = client
             .server_first(&server_first)
             .map_err(|error| refused(format!("server-first-message: {error}")))?;
-        let server_final = step(client_final).await?;
+        let (server_final, renewal) = step(client_final).await?;
         client
             .server_final(&server_final)
-            .map_err(|error| refused(format!("server-final-message: {error}")))
+            .map_err(|error| refused(format!("server-final-message: {error}")))?;
+        Ok(renewal)
+    }
+
+    /// Holds the session shared for one request, renewing it first when it is due. A failed
+    /// renewal closes the connection; the requests held behind it then fail as lost.
+    async fn session_for_request(&self) -> Result<RwLockReadGuard<'_, Session>, Error> {
+        loop {
+            let session = self.session.read().await;
+            if !session.is_due(Instant::now()) {
+                return Ok(session);
+            }
+            drop(session);
+            // Waits for every request in flight to be answered; holds back the new ones.
+            let mut session = self.session.write().await;
+            if !session.is_due(Instant::now()) {
+                continue;
+            }
+            session.reauthenticate_at = None;
+            let login = self
+                .login
+                .as_ref()
+                .expect("only a logged-in session has a renewal time");
+            let mut guard = CloseUnlessFinished {
+                shared: &self.shared,
+                finished: false,
+            };
+            let renewed = self.authenticate(login).await;
+            guard.finished = true;
+            match renewed {
+                Ok(reauthenticate_at) => session.reauthenticate_at = reauthenticate_at,
+                Err(error) => {
+                    self.close(&format!("re-authentication failed: {error}"));
+                    return Err(match error {
+                        Error::Authentication { .. } => error,
+                        other => Error::Authentication {
+                            address: self.shared.address.clone(),
+                            reason: format!("re-authentication failed: {other}"),
+                        },
+                    });
+                }
+            }
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -386,8 +509,30 @@ impl Connection {
     ) -> Result<R::Response, Error> {
         let body = self
             .exchange(request, version, operation, true, extra_wait)
-            .await?
-            .ok_or_else(|| self.shared.lost("no response body"))?;
+            .await?;
+        self.decode_response::<R>(body, version, operation)
+    }
+
+    /// A request of the login (version negotiation, SASL), outside the session lock.
+    async fn call_during_login<R: Request>(
+        &self,
+        request: &R,
+        version: u16,
+        operation: &'static str,
+    ) -> Result<R::Response, Error> {
+        let body = self
+            .transmit(request, version, operation, true, None)
+            .await?;
+        self.decode_response::<R>(body, version, operation)
+    }
+
+    fn decode_response<R: Request>(
+        &self,
+        body: Option<Bytes>,
+        version: u16,
+        operation: &'static str,
+    ) -> Result<R::Response, Error> {
+        let body = body.ok_or_else(|| self.shared.lost("no response body"))?;
         R::Response::decode(version, body).map_err(|source| {
             // The stream may be out of step now; start afresh.
             self.close(&format!("malformed {operation} response"));
@@ -408,7 +553,22 @@ impl Connection {
             .map(|_| ())
     }
 
+    /// Sends `request` within the session: held shared until the answer arrives, so that a
+    /// re-authentication waits for it.
     async fn exchange<R: Request>(
+        &self,
+        request: &R,
+        version: u16,
+        operation: &'static str,
+        expects_response: bool,
+        extra_wait: Option<Duration>,
+    ) -> Result<Option<Bytes>, Error> {
+        let _session = self.session_for_request().await?;
+        self.transmit(request, version, operation, expects_response, extra_wait)
+            .await
+    }
+
+    async fn transmit<R: Request>(
         &self,
         request: &R,
         version: u16,
@@ -845,6 +1005,42 @@ mod tests {
                 Error::UnsupportedVersion { api: ApiKey::Fetch }
             ));
         });
+    }
+
+    #[test]
+    fn a_session_is_renewed_between_85_and_95_percent_of_its_lifetime() {
+        let lifetime = Duration::from_millis(2000);
+        assert_eq!(
+            reauthentication_delay(lifetime, 0.0),
+            Duration::from_millis(1700)
+        );
+        assert_eq!(
+            reauthentication_delay(lifetime, 0.5),
+            Duration::from_millis(1800)
+        );
+        let latest = reauthentication_delay(lifetime, 0.999_999);
+        assert!(latest < Duration::from_millis(1900), "{latest:?}");
+        assert!(latest > Duration::from_millis(1899), "{latest:?}");
+    }
+
+    #[test]
+    #[should_panic(expected = "outside [0, 1)")]
+    fn a_jitter_outside_its_range_is_a_bug() {
+        reauthentication_delay(Duration::from_secs(1), 1.0);
+    }
+
+    #[test]
+    fn a_session_is_due_from_its_renewal_time_and_never_without_one() {
+        let now = Instant::now();
+        let renewed = Session {
+            reauthenticate_at: Some(now + Duration::from_millis(10)),
+        };
+        assert!(!renewed.is_due(now));
+        assert!(renewed.is_due(now + Duration::from_millis(10)));
+        let forever = Session {
+            reauthenticate_at: None,
+        };
+        assert!(!forever.is_due(now + Duration::from_secs(3600)));
     }
 
     #[test]
